@@ -1,0 +1,125 @@
+//! ACPI tables through the `acpi` crate: the CPUs and I/O APICs of the MADT,
+//! and the reset and power-off controls of the FADT and DSDT.
+//!
+//! Owns: the `AcpiHandler` that maps tables (physmap or device window) and the
+//! reduction of the tables to [`Platform`], a plain value the rest of the
+//! kernel uses. Tables are read once, at boot.
+
+use super::paging::Caching;
+use acpi::address::{AddressSpace, GenericAddress};
+use acpi::fadt::Fadt;
+use acpi::madt::{Madt, MadtEntry};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use core::ptr::NonNull;
+
+#[derive(Clone, Copy)]
+struct Handler;
+
+impl AcpiHandler for Handler {
+    unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
+        let va = crate::memory::map_physical(phys as u64, size as u64, Caching::WriteBack)
+            .unwrap_or(0);
+        let ptr = NonNull::new(va as *mut T).unwrap_or(NonNull::dangling());
+        // SAFETY: `va` maps `size` bytes at `phys` for ever (mappings in the
+        // window are never removed), which is what PhysicalMapping promises.
+        // A failed mapping yields a dangling pointer only when the window is
+        // exhausted, which at boot with a handful of tables cannot happen.
+        unsafe { PhysicalMapping::new(phys, ptr, size, size, *self) }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// A register the firmware describes: an I/O port or a memory address.
+#[derive(Clone, Copy, Debug)]
+pub enum Register {
+    Port(u16),
+    Memory(u64),
+}
+
+fn register(g: &GenericAddress) -> Option<Register> {
+    match g.address_space {
+        AddressSpace::SystemIo if g.address != 0 && g.address <= 0xffff => {
+            Some(Register::Port(g.address as u16))
+        }
+        AddressSpace::SystemMemory if g.address != 0 => Some(Register::Memory(g.address)),
+        _ => None,
+    }
+}
+
+/// What the kernel needs from ACPI.
+#[derive(Default)]
+pub struct Platform {
+    /// APIC ids of enabled (or online-capable) processors.
+    pub cpu_apic_ids: heapless::Vec<u32, 256>,
+    pub io_apics: usize,
+    /// FADT reset register and value, if the firmware supports reset through it.
+    pub reset: Option<(Register, u8)>,
+    /// PM1a/PM1b control ports and the S5 sleep types, for soft-off.
+    pub pm1a_control: Option<u16>,
+    pub pm1b_control: Option<u16>,
+    pub s5: Option<(u8, u8)>,
+    /// SMI command port and the value that switches the chipset to ACPI mode.
+    pub acpi_enable: Option<(u16, u8)>,
+}
+
+/// Why ACPI could not be read.
+#[derive(Debug)]
+pub enum AcpiError {
+    /// The bootloader gave no RSDP.
+    NoRsdp,
+    Tables(acpi::AcpiError),
+}
+
+/// Reads the tables found through the RSDP at physical `rsdp`.
+pub fn read(rsdp: u64) -> Result<Platform, AcpiError> {
+    // SAFETY: `rsdp` is the address of an RSDP (from the multiboot2 RSDP tag,
+    // which GRUB copied from the firmware); the crate validates its checksum
+    // and every table's before use.
+    let tables = unsafe { AcpiTables::from_rsdp(Handler, rsdp as usize) }.map_err(AcpiError::Tables)?;
+    let mut p = Platform::default();
+    if let Ok(madt) = tables.find_table::<Madt>() {
+        for entry in madt.get().entries() {
+            match entry {
+                // flags bit 0: enabled; bit 1: online capable.
+                MadtEntry::LocalApic(e) if e.flags & 3 != 0 => {
+                    let _ = p.cpu_apic_ids.push(e.apic_id as u32);
+                }
+                MadtEntry::LocalX2Apic(e) if e.flags & 3 != 0 => {
+                    let _ = p.cpu_apic_ids.push(e.x2apic_id);
+                }
+                MadtEntry::IoApic(_) => p.io_apics += 1,
+                _ => {}
+            }
+        }
+    }
+    if let Ok(fadt) = tables.find_table::<Fadt>() {
+        let fadt = fadt.get();
+        let flags = fadt.flags;
+        if flags.supports_system_reset_via_fadt() {
+            if let Some(reg) = fadt.reset_register().ok().as_ref().and_then(register) {
+                p.reset = Some((reg, fadt.reset_value));
+            }
+        }
+        let port_of = |g: Option<GenericAddress>| match g.as_ref().and_then(register) {
+            Some(Register::Port(p)) => Some(p),
+            _ => None,
+        };
+        p.pm1a_control = port_of(fadt.pm1a_control_block().ok());
+        p.pm1b_control = port_of(fadt.pm1b_control_block().ok().flatten());
+        let smi = fadt.smi_cmd_port;
+        if smi != 0 && smi <= 0xffff && fadt.acpi_enable != 0 {
+            p.acpi_enable = Some((smi as u16, fadt.acpi_enable));
+        }
+    }
+    if let Ok(dsdt) = tables.dsdt() {
+        let len = dsdt.length as u64;
+        if let Ok(va) = crate::memory::map_physical(dsdt.address as u64, len, Caching::WriteBack) {
+            // SAFETY: `va` maps the DSDT body (address and length from the
+            // validated table header) read-only for the duration of the scan.
+            let body = unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) };
+            p.s5 = crate::aml_s5::find_s5(body);
+        }
+    }
+    Ok(p)
+}

@@ -1,0 +1,171 @@
+//! The local APIC (x2APIC where present), its periodic timer, and the legacy
+//! 8259 PICs, which are remapped and masked so only the APIC interrupts.
+//!
+//! Owns: APIC mode selection, timer calibration against PIT channel 2, EOI.
+
+use super::idt::{VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER};
+use super::paging::Caching;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2_ENABLE: u64 = 1 << 10;
+const X2APIC_MSR_BASE: u32 = 0x800;
+
+// Register offsets (xAPIC MMIO offsets; x2APIC MSR = 0x800 + offset / 16).
+const REG_ID: u32 = 0x20;
+const REG_EOI: u32 = 0xb0;
+const REG_SVR: u32 = 0xf0;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3e0;
+
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_PERIODIC: u32 = 1 << 17;
+const DIVIDE_BY_16: u32 = 0x3;
+
+const MODE_NONE: u8 = 0;
+const MODE_XAPIC: u8 = 1;
+const MODE_X2APIC: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
+/// Virtual address of the xAPIC register page (xAPIC mode only).
+static MMIO: AtomicU64 = AtomicU64::new(0);
+
+/// Which local APIC interface is in use.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    XApic,
+    X2Apic,
+}
+
+fn read(reg: u32) -> u32 {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_X2APIC => {
+            // SAFETY: x2APIC mode is enabled, so every APIC register is a valid MSR.
+            unsafe { Msr::new(X2APIC_MSR_BASE + reg / 16).read() as u32 }
+        }
+        MODE_XAPIC => {
+            let va = MMIO.load(Ordering::Relaxed) + reg as u64;
+            // SAFETY: MMIO holds an uncached mapping of the APIC's 4 KiB page
+            // (set before MODE), and `reg` is one of the offsets above.
+            unsafe { core::ptr::read_volatile(va as *const u32) }
+        }
+        _ => 0,
+    }
+}
+
+fn write(reg: u32, value: u32) {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_X2APIC => {
+            // SAFETY: as in `read`; writes of these registers have no memory effects.
+            unsafe { Msr::new(X2APIC_MSR_BASE + reg / 16).write(value as u64) }
+        }
+        MODE_XAPIC => {
+            let va = MMIO.load(Ordering::Relaxed) + reg as u64;
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile(va as *mut u32, value) }
+        }
+        _ => {}
+    }
+}
+
+/// Remaps the 8259 PICs away from the exception vectors and masks every line.
+pub fn disable_pic() {
+    let mut cmd1 = Port::<u8>::new(0x20);
+    let mut data1 = Port::<u8>::new(0x21);
+    let mut cmd2 = Port::<u8>::new(0xa0);
+    let mut data2 = Port::<u8>::new(0xa1);
+    // SAFETY: the standard 8259 initialisation sequence on the PC's fixed
+    // ports; the kernel owns the PICs, and the result is every line masked.
+    unsafe {
+        cmd1.write(0x11);
+        cmd2.write(0x11);
+        data1.write(VECTOR_PIC_BASE);
+        data2.write(VECTOR_PIC_BASE + 8);
+        data1.write(4);
+        data2.write(2);
+        data1.write(0x01);
+        data2.write(0x01);
+        data1.write(0xff);
+        data2.write(0xff);
+    }
+}
+
+/// Enables the local APIC (x2APIC if the CPU has it and `allow_x2apic`).
+pub fn init(allow_x2apic: bool) -> Result<Mode, super::paging::PagingError> {
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
+    let base = unsafe { base_msr.read() };
+    let mode = if allow_x2apic && super::cpu::has_x2apic() {
+        // SAFETY: enabling x2APIC (global enable + EXTD) is the documented
+        // transition from xAPIC; the CPU advertises support.
+        unsafe { base_msr.write(base | APIC_GLOBAL_ENABLE | APIC_X2_ENABLE) };
+        MODE.store(MODE_X2APIC, Ordering::Relaxed);
+        Mode::X2Apic
+    } else {
+        let phys = base & 0xf_ffff_f000;
+        let va = crate::memory::map_physical(phys, 4096, Caching::Uncached)?;
+        MMIO.store(va, Ordering::Relaxed);
+        // SAFETY: sets the global-enable bit at the current base.
+        unsafe { base_msr.write(base | APIC_GLOBAL_ENABLE) };
+        MODE.store(MODE_XAPIC, Ordering::Relaxed);
+        Mode::XApic
+    };
+    write(REG_SVR, 0x100 | VECTOR_SPURIOUS as u32);
+    Ok(mode)
+}
+
+/// This CPU's APIC id.
+pub fn id() -> u32 {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_X2APIC => read(REG_ID),
+        _ => read(REG_ID) >> 24,
+    }
+}
+
+/// Counts APIC timer ticks (divide-by-16) during 10 ms of PIT channel 2.
+fn calibrate_10ms() -> u32 {
+    let mut gate = Port::<u8>::new(0x61);
+    let mut pit_cmd = Port::<u8>::new(0x43);
+    let mut pit_ch2 = Port::<u8>::new(0x42);
+    const PIT_HZ: u32 = 1_193_182;
+    let count = (PIT_HZ / 100) as u16;
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, LVT_MASKED | VECTOR_TIMER as u32);
+    // SAFETY: PIT channel 2 and its gate at port 0x61 are fixed PC hardware
+    // owned by the kernel; the speaker output stays off.
+    unsafe {
+        let g = gate.read() & 0xfc;
+        gate.write(g); // gate low, speaker off
+        pit_cmd.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0
+        pit_ch2.write(count as u8);
+        pit_ch2.write((count >> 8) as u8);
+        write(REG_TIMER_INITIAL, u32::MAX);
+        gate.write(g | 1); // start counting
+        while gate.read() & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+    }
+    let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
+    write(REG_TIMER_INITIAL, 0);
+    elapsed.max(1)
+}
+
+/// Starts the periodic timer at `hz` interrupts per second; returns the count per period.
+pub fn start_timer(hz: u32) -> u32 {
+    let per_10ms = calibrate_10ms() as u64;
+    let initial = (per_10ms * 100 / hz as u64).clamp(1, u32::MAX as u64) as u32;
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, LVT_PERIODIC | VECTOR_TIMER as u32);
+    write(REG_TIMER_INITIAL, initial);
+    initial
+}
+
+/// Acknowledges the interrupt being serviced.
+pub fn end_of_interrupt() {
+    write(REG_EOI, 0);
+}

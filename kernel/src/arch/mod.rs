@@ -1,0 +1,19 @@
+//! x86_64 hardware, wrapped in small safe types.
+//!
+//! Owns: every `unsafe` touch of the machine (port I/O, MSRs, control
+//! registers, page tables, descriptor tables, MMIO). The rest of the kernel
+//! calls these modules and needs no `unsafe` of its own.
+
+pub mod acpi;
+pub mod apic;
+pub mod cpu;
+pub mod gdt;
+pub mod idt;
+pub mod paging;
+pub mod reset;
+pub mod serial;
+pub mod stacks;
+pub mod vga;
+
+// The multiboot2 header, the 32-bit entry and the kernel stacks.
+core::arch::global_asm!(include_str!("../../../boot/entry.S"));

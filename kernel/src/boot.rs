@@ -1,0 +1,324 @@
+//! The boot sequence, from the first Rust instruction to "ready".
+//!
+//! Owns: the order in which the kernel comes up, and the boot log a person
+//! (and the system tests) read: banner, effective command line, memory,
+//! paging, CPU tables, ACPI, timer, then `xenolith: ready`.
+
+use crate::arch::{acpi, apic, cpu, gdt, idt, paging, reset};
+use crate::cmdline::{self, Settings, TestHook};
+use crate::frames::{self, FrameAllocator, PhysRange, RegionKind};
+use crate::layout::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
+use crate::{console, kprintln, memory, panic, time};
+use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+
+const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+const MIB: u64 = 1 << 20;
+
+extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_virt_end: u8;
+}
+
+/// Entered from `boot/entry.S` in long mode, on the boot stack, with the
+/// boot tables active. `mbi_phys` is the multiboot2 information's address.
+#[no_mangle]
+extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
+    let entry_tsc = cpu::rdtsc();
+    console::init_early();
+    if magic != MULTIBOOT2_MAGIC {
+        panic!("not booted by a multiboot2 loader (magic {magic:#x})");
+    }
+    // SAFETY: the loader passed the boot information's physical address; it is
+    // below 4 GiB, so the boot physmap maps it, and the final physmap keeps it
+    // mapped (it lies in RAM). Nothing writes to it; the allocator reserves it.
+    let info = unsafe {
+        BootInformation::load(phys_to_virt(mbi_phys as u64) as *const BootInformationHeader)
+    }
+    .unwrap_or_else(|_| panic!("the multiboot2 information at {mbi_phys:#x} is malformed"));
+
+    let line = info
+        .command_line_tag()
+        .and_then(|t| t.cmdline().ok())
+        .unwrap_or("");
+    let parsed = cmdline::parse(line);
+    let settings = parsed.settings;
+    panic::set_noreboot(settings.noreboot);
+    let console_problem = console::configure(&settings);
+    let loader = info
+        .boot_loader_name_tag()
+        .and_then(|t| t.name().ok())
+        .unwrap_or("an unnamed loader");
+    kprintln!(
+        "Xenolith {} (multiboot2, loaded by {})",
+        env!("CARGO_PKG_VERSION"),
+        loader
+    );
+    kprintln!("cmdline: {}", settings);
+    for w in &parsed.warnings {
+        kprintln!("warning: {}", w);
+    }
+    if parsed.dropped_warnings > 0 {
+        kprintln!("warning: {} more command-line warnings not shown", parsed.dropped_warnings);
+    }
+    if let Some(problem) = console_problem {
+        kprintln!("warning: {}", problem);
+    }
+
+    let mut frames = init_frames(&info);
+    let physmap = physmap_ranges(&info);
+    let (space, summary) = paging::build_and_switch(&mut frames, &physmap)
+        .unwrap_or_else(|e| panic!("cannot build the kernel page tables: {e:?}"));
+    kprintln!(
+        "paging: text {} pages RX, rodata {} pages R, data {} pages RW+NX, {} stack guard pages unmapped, physmap {} MiB",
+        summary.text_pages,
+        summary.rodata_pages,
+        summary.data_pages,
+        summary.guard_pages,
+        space.physmap_bytes / MIB
+    );
+    memory::install(frames, space);
+
+    gdt::init();
+    idt::init();
+    kprintln!("cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded", vendor_str(&cpu::vendor()));
+
+    let cpus = init_acpi(&info, &settings);
+    let eligible = eligible_cpus(&cpus, &settings);
+    kprintln!(
+        "cpus: {} found, {} eligible{}{} (application processors start with SMP support)",
+        cpus.len().max(1),
+        eligible,
+        if settings.nosmp { ", nosmp" } else { "" },
+        if settings.noht { ", noht" } else { "" }
+    );
+
+    apic::disable_pic();
+    let mode = apic::init(true).unwrap_or_else(|e| panic!("cannot map the local APIC: {e:?}"));
+    let count = apic::start_timer(time::TICK_HZ);
+    x86_64::instructions::interrupts::enable();
+    time::wait_ticks(3);
+    kprintln!(
+        "apic: {:?} id {}, PIC masked, timer periodic at {} Hz (initial count {}), {} ticks seen",
+        mode,
+        apic::id(),
+        time::TICK_HZ,
+        count,
+        time::ticks()
+    );
+
+    reserve_domain0(&settings);
+    reserve_trace_buffers(&settings, eligible);
+    kprintln!(
+        "watchdog: {}",
+        if settings.watchdog {
+            "requested; the NMI watchdog arrives with SMP support"
+        } else {
+            "off"
+        }
+    );
+    kprintln!("net: ifname={} is handed to the network driver domain", settings.ifname);
+
+    let instructions = cpu::rdtsc().wrapping_sub(entry_tsc);
+    kprintln!("xenolith: ready (tsc {} since kernel entry)", instructions);
+
+    if let Some(hook) = settings.ktest {
+        run_test_hook(hook);
+    }
+    cpu::halt_forever()
+}
+
+fn vendor_str(v: &[u8; 12]) -> &str {
+    core::str::from_utf8(v).unwrap_or("unknown-vendor")
+}
+
+fn map_regions<'a>(
+    info: &'a BootInformation<'a>,
+) -> impl Iterator<Item = (PhysRange, RegionKind)> + Clone + 'a {
+    let areas = info.memory_map_tag().map(|t| t.memory_areas()).unwrap_or(&[]);
+    areas.iter().map(|a| {
+        let kind = if a.typ() == MemoryAreaType::Available {
+            RegionKind::Usable
+        } else {
+            RegionKind::Unusable
+        };
+        (PhysRange::new(a.start_address(), a.end_address()), kind)
+    })
+}
+
+/// Builds the frame allocator, keeping the kernel, boot information, modules and low MiB.
+fn init_frames(info: &BootInformation<'_>) -> FrameAllocator {
+    let kernel = PhysRange::new(
+        (&raw const __kernel_phys_start) as u64,
+        (&raw const __kernel_virt_end) as u64 - KERNEL_VMA,
+    );
+    let mbi = PhysRange::new(
+        info.start_address() as u64 - PHYS_OFFSET,
+        info.end_address() as u64 - PHYS_OFFSET,
+    );
+    let mut reserved: heapless::Vec<PhysRange, 64> = heapless::Vec::new();
+    let _ = reserved.push(PhysRange::new(0, MIB));
+    let _ = reserved.push(kernel);
+    let _ = reserved.push(mbi);
+    for m in info.module_tags() {
+        let r = PhysRange::new(m.start_address() as u64, m.end_address() as u64);
+        if reserved.push(r).is_err() {
+            panic!("more than 61 boot modules");
+        }
+        kprintln!(
+            "module: {:#x}-{:#x} {}",
+            r.start,
+            r.end,
+            m.cmdline().unwrap_or("(no command line)")
+        );
+    }
+    let regions = map_regions(info);
+    let usable = frames::usable_bytes(regions.clone()).unwrap_or(0);
+    let top = regions
+        .clone()
+        .filter(|(_, k)| *k == RegionKind::Usable)
+        .map(|(r, _)| r.end)
+        .max()
+        .unwrap_or(0);
+    let allocator = FrameAllocator::new(regions.clone(), &reserved)
+        .unwrap_or_else(|e| panic!("cannot use the memory map: {e}"));
+    kprintln!(
+        "memory: usable {} KiB in {} map entries, top of RAM {:#x}; kernel {:#x}-{:#x}, boot info {:#x}-{:#x}; {} KiB free",
+        usable / 1024,
+        regions.count(),
+        top,
+        kernel.start,
+        kernel.end,
+        mbi.start,
+        mbi.end,
+        allocator.free_bytes() / 1024
+    );
+    allocator
+}
+
+/// The physical ranges the physmap covers: RAM, ACPI memory and the first 2 MiB (BIOS, VGA).
+fn physmap_ranges(info: &BootInformation<'_>) -> heapless::Vec<PhysRange, 128> {
+    let mut v = heapless::Vec::new();
+    let _ = v.push(PhysRange::new(0, 2 * MIB));
+    let areas = info.memory_map_tag().map(|t| t.memory_areas()).unwrap_or(&[]);
+    for a in areas {
+        let wanted = matches!(
+            a.typ(),
+            MemoryAreaType::Available | MemoryAreaType::AcpiAvailable | MemoryAreaType::ReservedHibernate
+        );
+        if wanted && v.push(PhysRange::new(a.start_address(), a.end_address())).is_err() {
+            kprintln!("warning: memory map too long; RAM above {:#x} is not used", a.start_address());
+            break;
+        }
+    }
+    v
+}
+
+/// Reads ACPI unless told not to; returns the APIC ids of the CPUs found.
+fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u32, 256> {
+    if settings.noacpi {
+        kprintln!(
+            "acpi: disabled by {}",
+            if settings.ignorebiostables { "ignorebiostables" } else { "noacpi" }
+        );
+        return heapless::Vec::new();
+    }
+    let rsdp = info
+        .rsdp_v2_tag()
+        .map(|t| t as *const _ as *const u8 as u64)
+        .or_else(|| info.rsdp_v1_tag().map(|t| t as *const _ as *const u8 as u64))
+        .map(|tag_va| tag_va - PHYS_OFFSET + 8);
+    let Some(rsdp) = rsdp else {
+        kprintln!("acpi: the loader passed no RSDP; continuing without ACPI");
+        return heapless::Vec::new();
+    };
+    match acpi::read(rsdp) {
+        Ok(p) => {
+            kprintln!(
+                "acpi: MADT {} cpus, {} I/O APICs; FADT reset {}; S5 {}",
+                p.cpu_apic_ids.len(),
+                p.io_apics,
+                if p.reset.is_some() { "register" } else { "none" },
+                if p.s5.is_some() && p.pm1a_control.is_some() { "available" } else { "none" }
+            );
+            reset::set_controls(&p);
+            p.cpu_apic_ids
+        }
+        Err(e) => {
+            kprintln!("warning: acpi: cannot read the tables ({e:?}); continuing without ACPI");
+            heapless::Vec::new()
+        }
+    }
+}
+
+/// CPUs the hypervisor may use: one with `nosmp`, first threads only with `noht`.
+fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
+    if settings.nosmp || apic_ids.is_empty() {
+        return 1;
+    }
+    if settings.noht {
+        let smt_mask = (1u32 << cpu::smt_id_bits()) - 1;
+        return apic_ids.iter().filter(|&&id| id & smt_mask == 0).count().max(1);
+    }
+    apic_ids.len()
+}
+
+/// Checks `dom0_mem` against free memory; clamps it with a warning if it does not fit.
+fn reserve_domain0(settings: &Settings) {
+    let free_kib = memory::free_bytes() / 1024;
+    // Keep an eighth of free memory (at least 4 MiB) for the kernel itself.
+    let headroom = (free_kib / 8).max(4096);
+    let limit = free_kib.saturating_sub(headroom);
+    if settings.dom0_mem_kib > limit {
+        kprintln!(
+            "warning: dom0_mem={}K exceeds available memory; domain 0 gets {}K",
+            settings.dom0_mem_kib,
+            limit
+        );
+        kprintln!("dom0: {}K set aside", limit);
+    } else {
+        kprintln!("dom0: {}K set aside", settings.dom0_mem_kib);
+    }
+}
+
+fn reserve_trace_buffers(settings: &Settings, cpus: usize) {
+    let pages = settings.tbuf_pages as u64 * cpus as u64;
+    match memory::allocate_frames(pages) {
+        Some(n) => kprintln!("trace: {} pages per cpu reserved ({} KiB)", settings.tbuf_pages, n * 4),
+        None => kprintln!("warning: trace: not enough memory for {} pages; tracing off", pages),
+    }
+}
+
+fn run_test_hook(hook: TestHook) {
+    kprintln!("ktest: {:?}", hook);
+    match hook {
+        TestHook::Panic => panic!("ktest=panic requested"),
+        TestHook::PageFault => {
+            let bad = 0xdead_0000_0000u64 as *const u64;
+            // SAFETY: deliberately unsound: this address is unmapped and the
+            // read must fault. Only reachable with ktest=pagefault.
+            let v = unsafe { core::ptr::read_volatile(bad) };
+            kprintln!("ktest: read {v} from an unmapped address?!");
+        }
+        TestHook::StackOverflow => {
+            let depth = recurse(0);
+            kprintln!("ktest: recursion returned {depth}?!");
+        }
+        TestHook::PowerOff => {
+            kprintln!("poweroff: ACPI S5");
+            if let Err(why) = reset::power_off() {
+                kprintln!("poweroff: failed: {why}");
+            }
+        }
+    }
+}
+
+/// Recurses until the stack runs into its guard page (the opaque stop
+/// condition keeps the compiler from proving it infinite).
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let buf = core::hint::black_box([n; 64]);
+    if core::hint::black_box(buf[3]) == u64::MAX {
+        return 0;
+    }
+    core::hint::black_box(recurse(buf[3] + 1)) + buf[7]
+}

@@ -1,0 +1,104 @@
+//! The hypervisor console: where `kprintln!` goes.
+//!
+//! Owns: the set of console outputs chosen by `console=` (COM1, COM2 with
+//! the top bit set or cleared, the VGA screen) and fan-out of every line to
+//! all of them. Before it is configured, output goes to COM1 at its defaults.
+
+use crate::arch::serial::{SerialPort, TopBit};
+use crate::arch::vga::VgaText;
+use crate::cmdline::{SerialConfig, Settings};
+use core::fmt::{self, Write};
+use spin::Mutex;
+
+struct Console {
+    com1: Option<SerialPort>,
+    com2: Option<SerialPort>,
+    vga: Option<VgaText>,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        if let Some(p) = self.com1.as_mut() {
+            p.write_bytes(bytes);
+        }
+        if let Some(p) = self.com2.as_mut() {
+            p.write_bytes(bytes);
+        }
+        if let Some(v) = self.vga.as_mut() {
+            v.write_bytes(bytes);
+        }
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    com1: None,
+    com2: None,
+    vga: None,
+});
+
+/// Brings up COM1 at its defaults, so the earliest messages are seen.
+pub fn init_early() {
+    CONSOLE.lock().com1 = SerialPort::init(&SerialConfig::COM1, TopBit::AsIs).ok();
+}
+
+/// Applies `com1=`, `com2=` and `console=`. Returns what failed, for a warning.
+pub fn configure(settings: &Settings) -> Option<&'static str> {
+    let mut problem = None;
+    let c = &settings.console;
+    let mut console = CONSOLE.lock();
+    console.com1 = None;
+    let com1 = SerialPort::init(&settings.com1, TopBit::AsIs);
+    if com1.is_err() {
+        problem = Some("com1: no 16550 answers at the configured port");
+    }
+    // COM1 stays programmed even when it is not a console target, so the
+    // panic path can still reach it; it just is not written to.
+    console.com1 = com1.ok().filter(|_| c.com1);
+    console.com2 = None;
+    if c.uses_com2() {
+        if let Some(cfg) = &settings.com2 {
+            let top = if c.com2_high {
+                TopBit::Set
+            } else {
+                TopBit::Clear
+            };
+            console.com2 = SerialPort::init(cfg, top).ok();
+            if console.com2.is_none() {
+                problem = Some("com2: no 16550 answers at the configured port");
+            }
+        }
+    }
+    console.vga = c.vga.then(VgaText::new);
+    problem
+}
+
+/// Writes formatted text to every console output.
+pub fn print(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Writes from the panic path: takes the console even if the panicking code held it.
+pub fn print_panic(args: fmt::Arguments<'_>) {
+    if CONSOLE.is_locked() {
+        // SAFETY: we are on the panic path with interrupts off and only one CPU
+        // running; whoever held the lock will never run again, so breaking it
+        // cannot race. A half-written line is the worst outcome.
+        unsafe { CONSOLE.force_unlock() };
+    }
+    print(args);
+}
+
+/// Prints to the hypervisor console.
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the hypervisor console.
+#[macro_export]
+macro_rules! kprintln {
+    () => { $crate::kprint!("\n") };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}

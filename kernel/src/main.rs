@@ -1,0 +1,32 @@
+//! Xenolith kernel: memory, scheduling and event channels, and nothing else.
+//!
+//! On bare metal (`target_os = "none"`) this is the kernel image GRUB boots.
+//! On the host it builds only the pure modules, so `cargo test` covers them;
+//! the host binary itself just says how to build the real thing.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+
+mod aml_s5;
+mod cmdline;
+mod frames;
+mod layout;
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+#[macro_use]
+mod console;
+#[cfg(target_os = "none")]
+mod memory;
+mod panic;
+#[cfg(target_os = "none")]
+mod time;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("the Xenolith kernel runs on bare metal: build and boot it with `cargo xtask run`");
+    std::process::exit(2);
+}

@@ -1,0 +1,55 @@
+//! The kernel's memory: the frame allocator and the kernel address space.
+//!
+//! Owns: the one global [`FrameAllocator`] and [`KernelSpace`], behind a lock,
+//! and the services built on them (device mappings for drivers inside the kernel).
+
+use crate::arch::paging::{Caching, KernelSpace, PagingError};
+use crate::frames::FrameAllocator;
+use crate::layout::{phys_to_virt, PHYS_OFFSET};
+use spin::Mutex;
+
+struct Memory {
+    frames: FrameAllocator,
+    space: KernelSpace,
+}
+
+static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
+
+/// Hands the allocator and the active address space to the global state.
+pub fn install(frames: FrameAllocator, space: KernelSpace) {
+    *MEMORY.lock() = Some(Memory { frames, space });
+}
+
+/// The virtual address of `len` bytes at physical `phys`: through the physmap
+/// when it covers them, else a fresh mapping in the device window.
+pub fn map_physical(phys: u64, len: u64, caching: Caching) -> Result<u64, PagingError> {
+    let mut guard = MEMORY.lock();
+    let m = guard.as_mut().ok_or(PagingError::OutOfFrames)?;
+    let end = phys.saturating_add(len.max(1)) - 1;
+    let in_physmap = caching == Caching::WriteBack
+        && phys < PHYS_OFFSET
+        && m.space.is_mapped(phys_to_virt(phys))
+        && m.space.is_mapped(phys_to_virt(end));
+    if in_physmap {
+        return Ok(phys_to_virt(phys));
+    }
+    let Memory { frames, space } = m;
+    space.map_device(frames, phys, len, caching)
+}
+
+/// Free physical memory, in bytes.
+pub fn free_bytes() -> u64 {
+    MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_bytes())
+}
+
+/// Takes `count` frames for a long-lived kernel purpose (trace buffers...).
+pub fn allocate_frames(count: u64) -> Option<u64> {
+    let mut guard = MEMORY.lock();
+    let m = guard.as_mut()?;
+    let mut n = 0;
+    while n < count {
+        m.frames.allocate()?;
+        n += 1;
+    }
+    Some(n)
+}
