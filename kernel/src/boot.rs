@@ -67,7 +67,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     let mut frames = init_frames(&info);
     let physmap = physmap_ranges(&info);
     let (space, summary) = paging::build_and_switch(&mut frames, &physmap)
-        .unwrap_or_else(|e| panic!("cannot build the kernel page tables: {e:?}"));
+        .unwrap_or_else(|e| panic!("cannot build the kernel page tables: {e}"));
     kprintln!(
         "paging: text {} pages RX, rodata {} pages R, data {} pages RW+NX, {} stack guard pages unmapped, physmap {} MiB",
         summary.text_pages,
@@ -93,7 +93,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     );
 
     apic::disable_pic();
-    let mode = apic::init(true).unwrap_or_else(|e| panic!("cannot map the local APIC: {e:?}"));
+    let mode = apic::init(true).unwrap_or_else(|e| panic!("cannot map the local APIC: {e}"));
     let count = apic::start_timer(time::TICK_HZ);
     x86_64::instructions::interrupts::enable();
     time::wait_ticks(3);
@@ -244,7 +244,7 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
             p.cpu_apic_ids
         }
         Err(e) => {
-            kprintln!("warning: acpi: cannot read the tables ({e:?}); continuing without ACPI");
+            kprintln!("warning: acpi: cannot read the tables ({e}); continuing without ACPI");
             heapless::Vec::new()
         }
     }
@@ -293,7 +293,7 @@ fn run_test_hook(hook: TestHook) {
     match hook {
         TestHook::Panic => panic!("ktest=panic requested"),
         TestHook::PageFault => {
-            let bad = 0xdead_0000_0000u64 as *const u64;
+            let bad = 0x7fff_dead_0000u64 as *const u64;
             // SAFETY: deliberately unsound: this address is unmapped and the
             // read must fault. Only reachable with ktest=pagefault.
             let v = unsafe { core::ptr::read_volatile(bad) };

@@ -1,1 +1,118 @@
-fn main(){}
+//! `cargo xtask`: the one build driver of Xenolith.
+//!
+//! Owns: building the kernel (and later every domain), assembling the GRUB
+//! ISO, booting it in QEMU, the test suite (static checks, host unit tests,
+//! system tests that boot the real thing) and the benchmarks.
+
+mod bench;
+mod build;
+mod checks;
+mod host_tools;
+mod iso;
+mod qemu;
+mod systest;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, boot, test and benchmark Xenolith")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which QEMU accelerator to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    /// Software emulation: slower per instruction, but boots fast and runs anywhere.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build everything, assemble the ISO and boot it in QEMU with COM1 on this terminal (Ctrl-A X quits).
+    Run {
+        /// Hypervisor command line (the `multiboot2` line of grub.cfg).
+        #[arg(long, default_value = iso::DEFAULT_CMDLINE)]
+        cmdline: String,
+        #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+        accel: Accel,
+        /// Guest memory, in QEMU's syntax (e.g. 512M, 2G).
+        #[arg(long, default_value = "512M")]
+        memory: String,
+        /// Number of CPUs.
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+    },
+    /// Format and lint checks, host unit tests, then the QEMU system tests.
+    Test {
+        /// Run only the system tests whose names contain this text (skips the static checks and unit tests).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Write the bootable ISO alone, for real hardware or another VMM.
+    Image {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = iso::DEFAULT_CMDLINE)]
+        cmdline: String,
+    },
+    /// Benchmarks; each prints a table.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            cmdline,
+            accel,
+            memory,
+            smp,
+        } => run(&cmdline, accel, &memory, smp),
+        Command::Test { only } => systest::run_all(only.as_deref()),
+        Command::Image { out, cmdline } => image(&out, &cmdline),
+        Command::Bench { which } => bench::run(which),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let iso = iso::build(&kernel, cmdline, &[], &build::target_dir().join("xenolith.iso"))?;
+    println!("xtask: booting {} (Ctrl-A X quits QEMU)", iso.display());
+    let status = qemu::Config::new(&iso)
+        .accel(accel)
+        .memory(memory)
+        .smp(smp)
+        .interactive_command()
+        .status()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("QEMU exited with {status}"))
+    }
+}
+
+fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    iso::build(&kernel, cmdline, &[], out)?;
+    println!("xtask: wrote {}", out.display());
+    Ok(())
+}

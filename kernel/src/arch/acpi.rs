@@ -63,12 +63,13 @@ pub struct Platform {
     pub acpi_enable: Option<(u16, u8)>,
 }
 
-/// Why ACPI could not be read.
-#[derive(Debug)]
-pub enum AcpiError {
-    /// The bootloader gave no RSDP.
-    NoRsdp,
-    Tables(acpi::AcpiError),
+/// Why ACPI could not be read: the crate's own error.
+pub struct AcpiError(acpi::AcpiError);
+
+impl core::fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
 }
 
 /// Reads the tables found through the RSDP at physical `rsdp`.
@@ -76,7 +77,7 @@ pub fn read(rsdp: u64) -> Result<Platform, AcpiError> {
     // SAFETY: `rsdp` is the address of an RSDP (from the multiboot2 RSDP tag,
     // which GRUB copied from the firmware); the crate validates its checksum
     // and every table's before use.
-    let tables = unsafe { AcpiTables::from_rsdp(Handler, rsdp as usize) }.map_err(AcpiError::Tables)?;
+    let tables = unsafe { AcpiTables::from_rsdp(Handler, rsdp as usize) }.map_err(AcpiError)?;
     let mut p = Platform::default();
     if let Ok(madt) = tables.find_table::<Madt>() {
         for entry in madt.get().entries() {

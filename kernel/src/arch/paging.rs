@@ -32,13 +32,22 @@ extern "C" {
 }
 
 /// Why the kernel address space could not be built or extended.
-#[derive(Debug)]
 pub enum PagingError {
     OutOfFrames,
     /// The device window is full.
     WindowFull,
     /// A mapping collided with an existing one of a different kind.
     Conflict(u64),
+}
+
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PagingError::OutOfFrames => f.write_str("out of physical memory for page tables"),
+            PagingError::WindowFull => f.write_str("the device window is full"),
+            PagingError::Conflict(va) => write!(f, "{va:#x} is already mapped differently"),
+        }
+    }
 }
 
 /// Hands frames to the `x86_64` mapper, optionally only below a limit.

@@ -77,9 +77,4 @@ impl SerialPort {
         };
         self.uart.send_bytes_exact(&[b]);
     }
-
-    /// A byte if one has arrived.
-    pub fn try_read(&mut self) -> Option<u8> {
-        self.uart.try_receive_byte().ok()
-    }
 }

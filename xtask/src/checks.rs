@@ -1,0 +1,83 @@
+//! The static checks and host unit tests of `cargo xtask test`.
+//!
+//! Owns: `cargo fmt --check`, `cargo clippy` with warnings denied (host and
+//! bare-metal), and `cargo test`, with the pass/fail counts of the latter.
+
+use crate::build::root;
+use std::process::Command;
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, echoing what it is; Ok if it succeeded.
+fn step(what: &str, mut cmd: Command) -> Result<(), String> {
+    println!("xtask: {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed"))
+    }
+}
+
+/// `cargo fmt --check`.
+pub fn fmt() -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    step("cargo fmt --check", c)
+}
+
+/// Clippy with warnings denied, on the host build and the bare-metal kernel.
+pub fn clippy() -> Result<(), String> {
+    let mut host = cargo();
+    host.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    step("cargo clippy (host)", host)?;
+    let mut metal = cargo();
+    metal
+        .args(["clippy", "--package", "xenolith-kernel", "--target", "x86_64-unknown-none"])
+        .args(["--target-dir", "target/clippy-none", "--", "-D", "warnings"]);
+    step("cargo clippy (x86_64-unknown-none)", metal)
+}
+
+/// `cargo test` on the host; returns (passed, failed) summed over every test binary.
+pub fn unit_tests() -> Result<(usize, usize), String> {
+    println!("xtask: cargo test (host unit tests)");
+    let out = cargo()
+        .args(["test", "--workspace"])
+        .output()
+        .map_err(|e| format!("cargo test: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let (mut passed, mut failed) = (0, 0);
+    for line in stdout.lines().filter(|l| l.starts_with("test result:")) {
+        passed += count_before(line, " passed");
+        failed += count_before(line, " failed");
+    }
+    if !out.status.success() && failed == 0 {
+        return Err("cargo test failed to build or run".into());
+    }
+    Ok((passed, failed))
+}
+
+/// The number right before `word` in a cargo test summary line.
+fn count_before(line: &str, word: &str) -> usize {
+    line.find(word)
+        .and_then(|i| line[..i].rsplit([' ', '.']).next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn reads_cargo_test_summaries() {
+        let l = "test result: ok. 30 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(count_before(l, " passed"), 30);
+        assert_eq!(count_before(l, " failed"), 2);
+    }
+}

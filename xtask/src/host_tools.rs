@@ -1,0 +1,68 @@
+//! The host programs the build and the tests need, and installing them.
+//!
+//! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso` and
+//! `mformat`; installing the Debian packages that provide them when running
+//! as root with apt, or one clear message naming them otherwise.
+
+use std::process::Command;
+
+const TOOLS: [&str; 4] = ["qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat"];
+const PACKAGES: [&str; 5] = ["qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso", "mtools"];
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+fn missing() -> Vec<&'static str> {
+    let mut m: Vec<&str> = TOOLS.iter().copied().filter(|t| !on_path(t)).collect();
+    // grub-mkrescue without the BIOS platform files builds ISOs that do not boot.
+    if on_path("grub-mkrescue") && !std::path::Path::new("/usr/lib/grub/i386-pc").is_dir() {
+        m.push("grub-pc-bin (/usr/lib/grub/i386-pc)");
+    }
+    m
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Makes sure every tool is there, installing the packages if we may.
+pub fn ensure() -> Result<(), String> {
+    let m = missing();
+    if m.is_empty() {
+        return Ok(());
+    }
+    let packages = PACKAGES.join(" ");
+    if !(is_root() && on_path("apt-get")) {
+        return Err(format!(
+            "missing {}; install the Debian packages: {packages}",
+            m.join(", ")
+        ));
+    }
+    println!("xtask: missing {}; installing {packages} with apt-get", m.join(", "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(PACKAGES);
+    let status = apt(&args)?;
+    let still = missing();
+    if !status.success() || !still.is_empty() {
+        return Err(format!(
+            "apt-get could not install {packages}; still missing {}",
+            still.join(", ")
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Booting an ISO in QEMU, interactively or under a test's control.
+//!
+//! Owns: the QEMU command line, and [`Machine`], a running QEMU whose COM1 is
+//! captured line by line so a test can wait for marker lines with a timeout.
+//! Dropping a `Machine` kills QEMU, so no path leaves one running.
+
+use crate::Accel;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to start QEMU.
+#[derive(Clone)]
+pub struct Config {
+    iso: PathBuf,
+    accel: Accel,
+    memory: String,
+    smp: String,
+    com2_file: Option<PathBuf>,
+    monitor_socket: Option<PathBuf>,
+    icount: bool,
+}
+
+impl Config {
+    pub fn new(iso: &Path) -> Config {
+        Config {
+            iso: iso.to_path_buf(),
+            accel: Accel::Tcg,
+            memory: "256M".into(),
+            smp: "1".into(),
+            com2_file: None,
+            monitor_socket: None,
+            icount: false,
+        }
+    }
+
+    pub fn accel(mut self, a: Accel) -> Self {
+        self.accel = a;
+        self
+    }
+
+    pub fn memory(mut self, m: &str) -> Self {
+        self.memory = m.into();
+        self
+    }
+
+    pub fn smp(self, n: u32) -> Self {
+        self.smp_spec(&n.to_string())
+    }
+
+    /// QEMU's full `-smp` value, e.g. `2,sockets=1,cores=1,threads=2`.
+    pub fn smp_spec(mut self, spec: &str) -> Self {
+        self.smp = spec.into();
+        self
+    }
+
+    /// Sends COM2 to a file.
+    pub fn com2_file(mut self, p: &Path) -> Self {
+        self.com2_file = Some(p.to_path_buf());
+        self
+    }
+
+    /// Serves the human monitor on a Unix socket (for `Machine::monitor`).
+    pub fn monitor_socket(mut self, p: &Path) -> Self {
+        self.monitor_socket = Some(p.to_path_buf());
+        self
+    }
+
+    /// Deterministic instruction counting: the guest TSC counts retired instructions.
+    pub fn icount(mut self) -> Self {
+        self.icount = true;
+        self
+    }
+
+    fn common_args(&self, cmd: &mut Command) {
+        cmd.arg("-cdrom").arg(&self.iso);
+        cmd.args(["-boot", "d", "-m", &self.memory, "-smp", &self.smp]);
+        match self.accel {
+            Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
+            Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        };
+        if self.icount {
+            cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
+        }
+    }
+
+    /// The command `cargo xtask run` executes: COM1 and the monitor on this terminal.
+    pub fn interactive_command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        self.common_args(&mut cmd);
+        cmd.arg("-nographic");
+        cmd
+    }
+
+    /// Starts QEMU with COM1 captured.
+    pub fn spawn(&self) -> Result<Machine, String> {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        self.common_args(&mut cmd);
+        cmd.args(["-display", "none", "-serial", "stdio"]);
+        if let Some(f) = &self.com2_file {
+            cmd.arg("-serial").arg(format!("file:{}", f.display()));
+        }
+        match &self.monitor_socket {
+            Some(s) => {
+                let _ = std::fs::remove_file(s);
+                cmd.arg("-monitor").arg(format!("unix:{},server=on,wait=off", s.display()));
+            }
+            None => {
+                cmd.args(["-monitor", "none"]);
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let writer = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stdout.read(&mut buf).unwrap_or(0);
+                let (lock, cv) = &*writer;
+                let mut l = lock.lock().expect("log lock");
+                if n == 0 {
+                    l.closed = true;
+                    cv.notify_all();
+                    return;
+                }
+                l.append(&buf[..n], started.elapsed());
+                cv.notify_all();
+            }
+        });
+        let errs = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            errs.0.lock().expect("log lock").stderr = s;
+        });
+        Ok(Machine {
+            child,
+            log,
+            monitor_socket: self.monitor_socket.clone(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    text: String,
+    /// Complete lines, each with the time since QEMU started when its end arrived.
+    lines: Vec<(Duration, String)>,
+    partial: String,
+    closed: bool,
+    stderr: String,
+}
+
+impl Log {
+    fn append(&mut self, bytes: &[u8], at: Duration) {
+        let s = String::from_utf8_lossy(bytes);
+        self.text.push_str(&s);
+        for ch in s.chars() {
+            match ch {
+                '\n' => {
+                    let line = std::mem::take(&mut self.partial);
+                    self.lines.push((at, line));
+                }
+                '\r' => {}
+                c => self.partial.push(c),
+            }
+        }
+    }
+}
+
+/// A running QEMU. Killed when dropped.
+pub struct Machine {
+    child: Child,
+    log: Arc<(Mutex<Log>, Condvar)>,
+    monitor_socket: Option<PathBuf>,
+}
+
+impl Machine {
+    /// Waits until `count` complete COM1 lines contain `marker`; returns the last one and when it arrived.
+    pub fn wait_for_nth(&self, marker: &str, count: usize, timeout: Duration) -> Result<(Duration, String), String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().expect("log lock");
+        loop {
+            let found: Vec<_> = log.lines.iter().filter(|(_, l)| l.contains(marker)).collect();
+            if found.len() >= count {
+                let (at, line) = found[count - 1];
+                return Ok((*at, line.clone()));
+            }
+            if log.closed {
+                return Err(format!("QEMU exited before printing {count} line(s) with {marker:?}"));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!("no line with {marker:?} within {timeout:?}"));
+            }
+            log = cv.wait_timeout(log, deadline - now).expect("log lock").0;
+        }
+    }
+
+    /// Waits for a COM1 line containing `marker` and returns it.
+    pub fn wait_for(&self, marker: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for_nth(marker, 1, timeout).map(|(_, l)| l)
+    }
+
+    /// Every COM1 line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.0.lock().expect("log lock").lines.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// Everything COM1 printed, and QEMU's own stderr, for a failure report.
+    pub fn transcript(&self) -> String {
+        let log = self.log.0.lock().expect("log lock");
+        let mut t = log.text.replace('\r', "");
+        if !log.stderr.is_empty() {
+            t.push_str("\n--- qemu stderr ---\n");
+            t.push_str(&log.stderr);
+        }
+        t
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("QEMU still running after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether QEMU is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs one human-monitor command and returns its output.
+    pub fn monitor(&self, command: &str) -> Result<String, String> {
+        let path = self.monitor_socket.as_ref().ok_or("this machine has no monitor socket")?;
+        let mut s = UnixStream::connect(path).map_err(|e| format!("monitor: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        read_until_prompt(&mut s)?;
+        s.write_all(format!("{command}\n").as_bytes()).map_err(|e| format!("monitor: {e}"))?;
+        read_until_prompt(&mut s)
+    }
+}
+
+fn read_until_prompt(s: &mut UnixStream) -> Result<String, String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.ends_with(b"(qemu) ") {
+        let n = s.read(&mut buf).map_err(|e| format!("monitor: {e}"))?;
+        if n == 0 {
+            return Err("monitor closed".into());
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(s) = &self.monitor_socket {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+}

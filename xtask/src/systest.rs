@@ -1,0 +1,372 @@
+//! The system tests: boot the real ISO in QEMU and check what a user sees.
+//!
+//! Owns: the list of boot scenarios and the runner that executes them (two at
+//! a time), prints each result with the serial log of any failure, and ends
+//! `cargo xtask test` with the one line `N passed, M failed`.
+
+use crate::iso::{self, Module};
+use crate::qemu::{Config, Machine};
+use crate::{build, checks, host_tools};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Long enough for a TCG boot on a loaded CI machine; a healthy boot takes about a second.
+const BOOT: Duration = Duration::from_secs(60);
+
+/// One prepared test: its own directory, and the kernel to boot.
+pub struct Ctx {
+    dir: PathBuf,
+    kernel: PathBuf,
+}
+
+impl Ctx {
+    fn iso(&self, cmdline: &str, modules: &[Module]) -> Result<PathBuf, String> {
+        iso::build(&self.kernel, cmdline, modules, &self.dir.join("boot.iso"))
+    }
+
+    /// Builds an ISO with `cmdline` and returns a QEMU configuration for it.
+    fn config(&self, cmdline: &str) -> Result<Config, String> {
+        Ok(Config::new(&self.iso(cmdline, &[])?))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+type Case = fn(&Ctx, &mut Option<Machine>) -> Result<(), String>;
+
+fn cases() -> Vec<(&'static str, Case)> {
+    vec![
+        ("default_boot_prints_banner_and_cmdline", default_boot),
+        ("every_seed_option_is_in_the_effective_settings", seed_options),
+        ("unknown_and_malformed_options_warn_and_boot_goes_on", bad_options),
+        ("noreboot_panic_halts_with_the_message", noreboot_panic_halts),
+        ("panic_without_noreboot_resets_the_machine", panic_resets),
+        ("page_fault_is_reported_with_registers", page_fault_report),
+        ("stack_overflow_hits_the_guard_page_and_double_faults_on_ist", stack_overflow),
+        ("memory_64m", |c, m| memory_total(c, m, "64M", 64 << 20, false)),
+        ("memory_2g", |c, m| memory_total(c, m, "2G", 2 << 30, false)),
+        ("memory_3_5g_with_a_hole_below_4g", |c, m| memory_total(c, m, "3584M", 3584 << 20, true)),
+        ("dom0_mem_larger_than_ram_is_clamped", dom0_mem_clamped),
+        ("smp_2_boots_and_madt_lists_both_cpus", smp2),
+        ("nosmp_and_noht_limit_eligible_cpus", nosmp_noht),
+        ("modules_are_listed_with_their_command_lines", modules),
+        ("console_com2h_sends_output_to_com2_with_top_bit_set", console_com2),
+        ("poweroff_ends_qemu_cleanly", poweroff),
+    ]
+}
+
+/// Runs everything `cargo xtask test` runs; `only` narrows it to matching system tests.
+pub fn run_all(only: Option<&str>) -> Result<(), String> {
+    host_tools::ensure()?;
+    let (mut passed, mut failed) = (0usize, 0usize);
+    if only.is_none() {
+        for (name, check) in [("fmt", checks::fmt as fn() -> Result<(), String>), ("clippy", checks::clippy)] {
+            match check() {
+                Ok(()) => passed += 1,
+                Err(e) => {
+                    println!("check {name} ... FAILED: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        match checks::unit_tests() {
+            Ok((p, f)) => {
+                passed += p;
+                failed += f;
+            }
+            Err(e) => {
+                println!("unit tests ... FAILED: {e}");
+                failed += 1;
+            }
+        }
+    }
+    let kernel = build::kernel()?;
+    let selected: Vec<_> = cases()
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .collect();
+    println!("xtask: {} system tests (QEMU, TCG)", selected.len());
+    let queue = Mutex::new(selected.into_iter());
+    let results = Mutex::new((0usize, 0usize));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let next = queue.lock().expect("queue lock").next();
+                let Some((name, case)) = next else { return };
+                let ok = run_case(name, case, &kernel);
+                let mut r = results.lock().expect("results lock");
+                if ok {
+                    r.0 += 1;
+                } else {
+                    r.1 += 1;
+                }
+            });
+        }
+    });
+    let (p, f) = *results.lock().expect("results lock");
+    passed += p;
+    failed += f;
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} failed"))
+    }
+}
+
+fn run_case(name: &str, case: Case, kernel: &Path) -> bool {
+    let dir = build::target_dir().join("systest").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        println!("test {name} ... FAILED: cannot create {}: {e}", dir.display());
+        return false;
+    }
+    let ctx = Ctx {
+        dir,
+        kernel: kernel.to_path_buf(),
+    };
+    let mut machine = None;
+    let result = case(&ctx, &mut machine);
+    match result {
+        Ok(()) => {
+            println!("test {name} ... ok");
+            true
+        }
+        Err(e) => {
+            let log = machine.as_ref().map(Machine::transcript).unwrap_or_default();
+            println!("test {name} ... FAILED: {e}\n--- serial log of {name} ---\n{log}\n--- end of {name} ---");
+            false
+        }
+    }
+}
+
+/// Starts `config`, keeping the machine in `slot` so its log is reported on failure.
+fn boot<'m>(config: &Config, slot: &'m mut Option<Machine>) -> Result<&'m mut Machine, String> {
+    Ok(slot.insert(config.spawn()?))
+}
+
+fn expect_line(m: &Machine, marker: &str) -> Result<String, String> {
+    m.wait_for(marker, BOOT)
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn default_boot(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("")?, slot)?;
+    let banner = expect_line(m, "Xenolith ")?;
+    check(banner.contains("loaded by GRUB"), || format!("banner does not name GRUB: {banner}"))?;
+    let line = expect_line(m, "cmdline: ")?;
+    check(
+        line.contains("dom0_mem=65536K")
+            && line.contains("com1=115200,8n1,0x3f8,4")
+            && line.contains("console=com1,vga")
+            && line.contains("noreboot=off"),
+        || format!("unexpected defaults: {line}"),
+    )?;
+    expect_line(m, "paging: text")?;
+    let apic = expect_line(m, "apic: ")?;
+    check(apic.contains("timer periodic at 100 Hz"), || format!("no timer: {apic}"))?;
+    expect_line(m, "xenolith: ready")?;
+    check(!m.lines().iter().any(|l| l.starts_with("warning:")), || "a clean command line gave warnings".into())
+}
+
+fn seed_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let cmd = "dom0_mem=32M com1=9600,8n1,0x3f8,4 com2=57600,7e2 console=com1,vga noreboot \
+               nosmp noacpi ignorebiostables watchdog noht ifname=dummy tbuf_size=4";
+    let m = boot(&c.config(cmd)?, slot)?;
+    let line = expect_line(m, "cmdline: ")?;
+    for want in [
+        "dom0_mem=32768K",
+        "com1=9600,8n1,0x3f8,4",
+        "com2=57600,7e2,0x2f8,3",
+        "console=com1,vga",
+        "noreboot=on",
+        "nosmp=on",
+        "noacpi=on",
+        "ignorebiostables=on",
+        "watchdog=on",
+        "noht=on",
+        "ifname=dummy",
+        "tbuf_size=4",
+    ] {
+        check(line.contains(want), || format!("{want} missing from {line}"))?;
+    }
+    expect_line(m, "acpi: disabled by ignorebiostables")?;
+    expect_line(m, "watchdog: requested")?;
+    expect_line(m, "net: ifname=dummy")?;
+    expect_line(m, "trace: 4 pages per cpu")?;
+    expect_line(m, "dom0: 32768K set aside")?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn bad_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let cmd = "frobnicate com1=fast dom0_mem=-5 tbuf_size=999999999999 console=lpt1";
+    let m = boot(&c.config(cmd)?, slot)?;
+    expect_line(m, "warning: unknown option 'frobnicate' ignored")?;
+    expect_line(m, "warning: malformed com1='fast', using 115200,8n1,0x3f8,4")?;
+    expect_line(m, "warning: malformed dom0_mem='-5'")?;
+    expect_line(m, "warning: malformed tbuf_size='999999999999', using 1")?;
+    expect_line(m, "warning: malformed console='lpt1'")?;
+    let line = expect_line(m, "cmdline: ")?;
+    check(line.contains("dom0_mem=65536K") && line.contains("tbuf_size=1"), || format!("defaults not used: {line}"))?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn noreboot_panic_halts(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("monitor.sock");
+    let m = boot(&c.config("noreboot ktest=panic")?.monitor_socket(&sock), slot)?;
+    let panic = expect_line(m, "PANIC at ")?;
+    check(panic.contains("kernel/src/boot.rs:") && panic.ends_with("ktest=panic requested"), || {
+        format!("panic line lacks file, line or message: {panic}")
+    })?;
+    expect_line(m, "noreboot: halted")?;
+    // The CPU must be halted with interrupts off, and the machine not reset.
+    let regs = m.monitor("info registers")?;
+    check(regs.contains("HLT=1"), || format!("CPU not halted:\n{regs}"))?;
+    let eflags = regs
+        .split("RFL=")
+        .nth(1)
+        .and_then(|s| u64::from_str_radix(&s[..8], 16).ok())
+        .ok_or_else(|| format!("no RFL in:\n{regs}"))?;
+    check(eflags & (1 << 9) == 0, || format!("interrupts still enabled: RFL={eflags:#x}"))?;
+    check(m.is_running(), || "QEMU exited".into())?;
+    let banners = m.lines().iter().filter(|l| l.starts_with("Xenolith ")).count();
+    check(banners == 1, || format!("machine rebooted: {banners} banners"))
+}
+
+fn panic_resets(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("ktest=panic")?, slot)?;
+    expect_line(m, "PANIC at ")?;
+    expect_line(m, "rebooting")?;
+    expect_line(m, "reset: via")?;
+    // The proof of a reset: the firmware and GRUB run again and the kernel boots a second time.
+    m.wait_for_nth("Xenolith ", 2, BOOT)?;
+    Ok(())
+}
+
+fn page_fault_report(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("noreboot ktest=pagefault")?, slot)?;
+    let ex = expect_line(m, "exception: ")?;
+    check(
+        ex.contains("#PF page fault (vector 14)") && ex.contains("error=0x0") && ex.contains("cr2=0x7fffdead0000") && ex.contains("rip=0xffffffff8"),
+        || format!("bad report: {ex}"),
+    )?;
+    expect_line(m, "  rax=")?;
+    expect_line(m, "  r13=")?;
+    expect_line(m, "PANIC at ")?;
+    expect_line(m, "noreboot: halted")?;
+    Ok(())
+}
+
+fn stack_overflow(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("noreboot ktest=stackoverflow")?, slot)?;
+    let ex = expect_line(m, "exception: ")?;
+    check(ex.contains("#DF double fault (vector 8)"), || format!("expected a double fault: {ex}"))?;
+    expect_line(m, "noreboot: halted")?;
+    Ok(())
+}
+
+fn parse_kib(line: &str, after: &str) -> Option<u64> {
+    line.split(after).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+fn memory_total(c: &Ctx, slot: &mut Option<Machine>, qemu_mem: &str, bytes: u64, above_4g: bool) -> Result<(), String> {
+    let m = boot(&c.config("")?.memory(qemu_mem), slot)?;
+    let line = expect_line(m, "memory: usable ")?;
+    let kib = parse_kib(&line, "usable ").ok_or_else(|| format!("no total in {line}"))?;
+    let want = bytes / 1024;
+    // Firmware keeps a little: the EBDA, the BIOS area and its ACPI tables; never more than 2 MiB here.
+    check(kib <= want && kib + 2048 >= want, || format!("usable {kib} KiB, expected just under {want} KiB: {line}"))?;
+    let top = line
+        .split("top of RAM 0x")
+        .nth(1)
+        .and_then(|s| u64::from_str_radix(s.trim_end_matches(|c: char| !c.is_ascii_hexdigit()).split(';').next()?, 16).ok())
+        .ok_or_else(|| format!("no top of RAM in {line}"))?;
+    check((top > 1 << 32) == above_4g, || format!("top of RAM {top:#x}, above 4 GiB expected: {above_4g}"))?;
+    let paging = expect_line(m, "paging: ")?;
+    let physmap = parse_kib(&paging, "physmap ").ok_or_else(|| format!("no physmap size in {paging}"))?;
+    check(physmap << 20 >= bytes, || format!("physmap {physmap} MiB does not cover {qemu_mem}"))?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn dom0_mem_clamped(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("dom0_mem=1G")?.memory("64M"), slot)?;
+    expect_line(m, "warning: dom0_mem=1048576K exceeds available memory")?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn smp2(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("")?.smp(2), slot)?;
+    let acpi = expect_line(m, "acpi: MADT")?;
+    check(acpi.contains("MADT 2 cpus, 1 I/O APICs"), || format!("unexpected MADT: {acpi}"))?;
+    expect_line(m, "cpus: 2 found, 2 eligible")?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn nosmp_noht(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    {
+        let m = boot(&c.config("nosmp")?.smp(2), slot)?;
+        expect_line(m, "cpus: 2 found, 1 eligible, nosmp")?;
+    }
+    let m = boot(&c.config("noht")?.smp_spec("2,sockets=1,cores=1,threads=2"), slot)?;
+    expect_line(m, "cpus: 2 found, 1 eligible, noht")?;
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn modules(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let a = c.path("first-domain");
+    let b = c.path("second-domain");
+    std::fs::write(&a, vec![0xa5u8; 10_000]).map_err(|e| e.to_string())?;
+    std::fs::write(&b, b"hello").map_err(|e| e.to_string())?;
+    let mods = [
+        Module { path: a, cmdline: "console-dom role=console".into() },
+        Module { path: b, cmdline: "guest name=b".into() },
+    ];
+    let iso = c.iso("", &mods)?;
+    let m = boot(&Config::new(&iso), slot)?;
+    let l1 = expect_line(m, "console-dom role=console")?;
+    let l2 = expect_line(m, "guest name=b")?;
+    for (line, len) in [(l1, 10_000u64), (l2, 5)] {
+        let range = line.split_whitespace().nth(1).ok_or("no range")?;
+        let (s, e) = range.split_once('-').ok_or("bad range")?;
+        let s = u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
+        let e = u64::from_str_radix(e.trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
+        check(e - s == len, || format!("module range {range} is not {len} bytes"))?;
+    }
+    expect_line(m, "xenolith: ready")?;
+    Ok(())
+}
+
+fn console_com2(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let com2 = c.path("com2.log");
+    let m = boot(&c.config("console=com2H ktest=poweroff")?.com2_file(&com2), slot)?;
+    let status = m.wait_exit(BOOT)?;
+    check(status.success(), || format!("QEMU exited with {status}"))?;
+    let raw = std::fs::read(&com2).map_err(|e| format!("cannot read COM2 output: {e}"))?;
+    check(!raw.is_empty() && raw.iter().all(|b| b & 0x80 != 0), || "COM2 bytes lack the top bit".into())?;
+    let text: String = raw.iter().map(|b| (b & 0x7f) as char).collect();
+    check(text.contains("xenolith: ready") && text.contains("console=com2H"), || format!("COM2 got: {text}"))?;
+    check(m.lines().iter().all(|l| !l.contains("xenolith: ready")), || "COM1 was written although not a console".into())
+}
+
+fn poweroff(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("ktest=poweroff")?, slot)?;
+    expect_line(m, "poweroff: ACPI S5")?;
+    let status = m.wait_exit(BOOT)?;
+    check(status.success(), || format!("QEMU exited with {status}"))
+}
