@@ -2,10 +2,16 @@
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let boot = std::path::Path::new(&dir).join("../boot");
-    println!("cargo:rerun-if-changed={}", boot.join("linker.ld").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        boot.join("linker.ld").display()
+    );
     println!("cargo:rerun-if-changed={}", boot.join("entry.S").display());
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
-        println!("cargo:rustc-link-arg-bins=-T{}", boot.join("linker.ld").display());
+        println!(
+            "cargo:rustc-link-arg-bins=-T{}",
+            boot.join("linker.ld").display()
+        );
         println!("cargo:rustc-link-arg-bins=--no-pie");
     }
 }

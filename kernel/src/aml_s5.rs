@@ -14,8 +14,8 @@ const PACKAGE_OP: u8 = 0x12;
 /// Decodes one AML integer of the kinds firmware uses for sleep types.
 fn integer(bytes: &[u8], at: usize) -> Option<(u8, usize)> {
     match *bytes.get(at)? {
-        0x00 => Some((0, at + 1)),         // ZeroOp
-        0x01 => Some((1, at + 1)),         // OneOp
+        0x00 => Some((0, at + 1)),                   // ZeroOp
+        0x01 => Some((1, at + 1)),                   // OneOp
         0x0a => Some((*bytes.get(at + 1)?, at + 2)), // BytePrefix
         0x0b => Some((*bytes.get(at + 1)?, at + 3)), // WordPrefix: low byte is enough
         _ => None,
@@ -51,25 +51,34 @@ mod tests {
     #[test]
     fn qemu_style_byte_prefixed_package() {
         let mut t = vec![0u8; 40];
-        t.extend_from_slice(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0, 0]);
+        t.extend_from_slice(&[
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0, 0,
+        ]);
         assert_eq!(find_s5(&t), Some((5, 5)));
     }
 
     #[test]
     fn root_prefixed_name_and_zero_ops() {
-        let t = [0x10, 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x05, 0x04, 0x00, 0x00, 0x00, 0x00];
+        let t = [
+            0x10, 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x05, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(find_s5(&t), Some((0, 0)));
     }
 
     #[test]
     fn a_string_that_is_not_a_name_is_skipped() {
-        let t = [b'_', b'S', b'5', b'_', 0x12, 0x00, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x04, 0x02, 0x01, 0x0a, 0x07];
+        let t = [
+            b'_', b'S', b'5', b'_', 0x12, 0x00, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x04, 0x02,
+            0x01, 0x0a, 0x07,
+        ];
         assert_eq!(find_s5(&t), Some((1, 7)));
     }
 
     #[test]
     fn truncated_tables_give_none() {
-        let full = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05];
+        let full = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05,
+        ];
         for n in 0..full.len() {
             assert_eq!(find_s5(&full[..n]), None, "cut at {n}");
         }
@@ -78,7 +87,9 @@ mod tests {
 
     #[test]
     fn unknown_integer_encoding_gives_none() {
-        let t = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0c, 0, 0, 0, 0];
+        let t = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0c, 0, 0, 0, 0,
+        ];
         assert_eq!(find_s5(&t), None);
     }
 }

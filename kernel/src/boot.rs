@@ -58,7 +58,10 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         kprintln!("warning: {}", w);
     }
     if parsed.dropped_warnings > 0 {
-        kprintln!("warning: {} more command-line warnings not shown", parsed.dropped_warnings);
+        kprintln!(
+            "warning: {} more command-line warnings not shown",
+            parsed.dropped_warnings
+        );
     }
     if let Some(problem) = console_problem {
         kprintln!("warning: {}", problem);
@@ -80,7 +83,10 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
 
     gdt::init();
     idt::init();
-    kprintln!("cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded", vendor_str(&cpu::vendor()));
+    kprintln!(
+        "cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded",
+        vendor_str(&cpu::vendor())
+    );
 
     let cpus = init_acpi(&info, &settings);
     let eligible = eligible_cpus(&cpus, &settings);
@@ -116,7 +122,10 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
             "off"
         }
     );
-    kprintln!("net: ifname={} is handed to the network driver domain", settings.ifname);
+    kprintln!(
+        "net: ifname={} is handed to the network driver domain",
+        settings.ifname
+    );
 
     let instructions = cpu::rdtsc().wrapping_sub(entry_tsc);
     kprintln!("xenolith: ready (tsc {} since kernel entry)", instructions);
@@ -134,7 +143,10 @@ fn vendor_str(v: &[u8; 12]) -> &str {
 fn map_regions<'a>(
     info: &'a BootInformation<'a>,
 ) -> impl Iterator<Item = (PhysRange, RegionKind)> + Clone + 'a {
-    let areas = info.memory_map_tag().map(|t| t.memory_areas()).unwrap_or(&[]);
+    let areas = info
+        .memory_map_tag()
+        .map(|t| t.memory_areas())
+        .unwrap_or(&[]);
     areas.iter().map(|a| {
         let kind = if a.typ() == MemoryAreaType::Available {
             RegionKind::Usable
@@ -199,14 +211,25 @@ fn init_frames(info: &BootInformation<'_>) -> FrameAllocator {
 fn physmap_ranges(info: &BootInformation<'_>) -> heapless::Vec<PhysRange, 128> {
     let mut v = heapless::Vec::new();
     let _ = v.push(PhysRange::new(0, 2 * MIB));
-    let areas = info.memory_map_tag().map(|t| t.memory_areas()).unwrap_or(&[]);
+    let areas = info
+        .memory_map_tag()
+        .map(|t| t.memory_areas())
+        .unwrap_or(&[]);
     for a in areas {
         let wanted = matches!(
             a.typ(),
-            MemoryAreaType::Available | MemoryAreaType::AcpiAvailable | MemoryAreaType::ReservedHibernate
+            MemoryAreaType::Available
+                | MemoryAreaType::AcpiAvailable
+                | MemoryAreaType::ReservedHibernate
         );
-        if wanted && v.push(PhysRange::new(a.start_address(), a.end_address())).is_err() {
-            kprintln!("warning: memory map too long; RAM above {:#x} is not used", a.start_address());
+        if wanted
+            && v.push(PhysRange::new(a.start_address(), a.end_address()))
+                .is_err()
+        {
+            kprintln!(
+                "warning: memory map too long; RAM above {:#x} is not used",
+                a.start_address()
+            );
             break;
         }
     }
@@ -218,14 +241,21 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
     if settings.noacpi {
         kprintln!(
             "acpi: disabled by {}",
-            if settings.ignorebiostables { "ignorebiostables" } else { "noacpi" }
+            if settings.ignorebiostables {
+                "ignorebiostables"
+            } else {
+                "noacpi"
+            }
         );
         return heapless::Vec::new();
     }
     let rsdp = info
         .rsdp_v2_tag()
         .map(|t| t as *const _ as *const u8 as u64)
-        .or_else(|| info.rsdp_v1_tag().map(|t| t as *const _ as *const u8 as u64))
+        .or_else(|| {
+            info.rsdp_v1_tag()
+                .map(|t| t as *const _ as *const u8 as u64)
+        })
         .map(|tag_va| tag_va - PHYS_OFFSET + 8);
     let Some(rsdp) = rsdp else {
         kprintln!("acpi: the loader passed no RSDP; continuing without ACPI");
@@ -237,8 +267,16 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
                 "acpi: MADT {} cpus, {} I/O APICs; FADT reset {}; S5 {}",
                 p.cpu_apic_ids.len(),
                 p.io_apics,
-                if p.reset.is_some() { "register" } else { "none" },
-                if p.s5.is_some() && p.pm1a_control.is_some() { "available" } else { "none" }
+                if p.reset.is_some() {
+                    "register"
+                } else {
+                    "none"
+                },
+                if p.s5.is_some() && p.pm1a_control.is_some() {
+                    "available"
+                } else {
+                    "none"
+                }
             );
             reset::set_controls(&p);
             p.cpu_apic_ids
@@ -257,7 +295,11 @@ fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
     }
     if settings.noht {
         let smt_mask = (1u32 << cpu::smt_id_bits()) - 1;
-        return apic_ids.iter().filter(|&&id| id & smt_mask == 0).count().max(1);
+        return apic_ids
+            .iter()
+            .filter(|&&id| id & smt_mask == 0)
+            .count()
+            .max(1);
     }
     apic_ids.len()
 }
@@ -283,8 +325,15 @@ fn reserve_domain0(settings: &Settings) {
 fn reserve_trace_buffers(settings: &Settings, cpus: usize) {
     let pages = settings.tbuf_pages as u64 * cpus as u64;
     match memory::allocate_frames(pages) {
-        Some(n) => kprintln!("trace: {} pages per cpu reserved ({} KiB)", settings.tbuf_pages, n * 4),
-        None => kprintln!("warning: trace: not enough memory for {} pages; tracing off", pages),
+        Some(n) => kprintln!(
+            "trace: {} pages per cpu reserved ({} KiB)",
+            settings.tbuf_pages,
+            n * 4
+        ),
+        None => kprintln!(
+            "warning: trace: not enough memory for {} pages; tracing off",
+            pages
+        ),
     }
 }
 

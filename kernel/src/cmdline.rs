@@ -511,7 +511,11 @@ fn parse_console<'a>(p: &mut Parsed<'a>, value: &'a str) {
     }
     if targets.com2_high && targets.com2_low {
         targets.com2_low = false;
-        p.malformed("console", value, "com2H (com2H and com2L exclude each other)");
+        p.malformed(
+            "console",
+            value,
+            "com2H (com2H and com2L exclude each other)",
+        );
     }
     if targets.is_empty() {
         p.malformed("console", value, "com1,vga");
@@ -539,7 +543,11 @@ mod tests {
 
     fn ok(line: &str) -> Settings {
         let p = parse(line);
-        assert!(p.warnings.is_empty(), "unexpected warnings: {:?}", p.warnings);
+        assert!(
+            p.warnings.is_empty(),
+            "unexpected warnings: {:?}",
+            p.warnings
+        );
         p.settings
     }
 
@@ -609,7 +617,10 @@ mod tests {
             }
         );
         let c2 = s.com2.unwrap();
-        assert_eq!((c2.baud, c2.data_bits, c2.parity, c2.stop_bits), (57600, 7, Parity::Even, 2));
+        assert_eq!(
+            (c2.baud, c2.data_bits, c2.parity, c2.stop_bits),
+            (57600, 7, Parity::Even, 2)
+        );
         assert_eq!((c2.io_base, c2.irq), (0x2f8, 3));
         assert_eq!(c2.to_string(), "57600,7e2,0x2f8,3");
     }
@@ -617,13 +628,25 @@ mod tests {
     #[test]
     fn serial_malformed_forms() {
         for bad in [
-            "fast", "115200", "115200,8x1", "115200,9n1", "115200,8n3", "115200,8n1,0x3f8",
-            "115200,8n1,0x3f8,4,9", "115200,8n1,zz,4", "115200,8n1,0x3f8,16", "0,8n1", "115200,8n1,0,4",
+            "fast",
+            "115200",
+            "115200,8x1",
+            "115200,9n1",
+            "115200,8n3",
+            "115200,8n1,0x3f8",
+            "115200,8n1,0x3f8,4,9",
+            "115200,8n1,zz,4",
+            "115200,8n1,0x3f8,16",
+            "0,8n1",
+            "115200,8n1,0,4",
         ] {
             let p = parse_line_with("com1", bad);
             assert_eq!(p.settings.com1, SerialConfig::COM1, "{bad}");
             assert_eq!(p.warnings.len(), 1, "{bad}");
-            assert!(p.warnings[0].to_string().starts_with("malformed com1="), "{bad}");
+            assert!(
+                p.warnings[0].to_string().starts_with("malformed com1="),
+                "{bad}"
+            );
         }
     }
 
@@ -633,7 +656,11 @@ mod tests {
         assert_eq!(s.console.to_string(), "com1");
         let s = ok("console=vga,com2H");
         assert!(s.console.vga && s.console.com2_high && !s.console.com1);
-        assert_eq!(s.com2, Some(SerialConfig::COM2), "com2 console turns com2 on");
+        assert_eq!(
+            s.com2,
+            Some(SerialConfig::COM2),
+            "com2 console turns com2 on"
+        );
         let s = ok("console=com2L,tty");
         assert!(s.console.com2_low && s.console.vga);
     }
@@ -664,7 +691,10 @@ mod tests {
     fn flag_with_garbage_value_is_set_and_warned() {
         let p = parse("noreboot=maybe");
         assert!(p.settings.noreboot);
-        assert_eq!(warnings("noreboot=maybe"), ["malformed noreboot='maybe', using on"]);
+        assert_eq!(
+            warnings("noreboot=maybe"),
+            ["malformed noreboot='maybe', using on"]
+        );
     }
 
     #[test]
@@ -679,7 +709,10 @@ mod tests {
         assert_eq!(ok("ifname=dummy").ifname.as_str(), "dummy");
         assert_eq!(parse("ifname=a/b").settings.ifname.as_str(), "auto");
         assert_eq!(parse("ifname=").warnings.len(), 1);
-        assert_eq!(parse("ifname=abcdefghijklmnopq").settings.ifname.as_str(), "auto");
+        assert_eq!(
+            parse("ifname=abcdefghijklmnopq").settings.ifname.as_str(),
+            "auto"
+        );
     }
 
     #[test]
@@ -697,7 +730,10 @@ mod tests {
     fn unknown_options_are_named() {
         assert_eq!(
             warnings("frobnicate noreboot quiet=1"),
-            ["unknown option 'frobnicate' ignored", "unknown option 'quiet=1' ignored"]
+            [
+                "unknown option 'frobnicate' ignored",
+                "unknown option 'quiet=1' ignored"
+            ]
         );
     }
 
@@ -712,7 +748,9 @@ mod tests {
     fn ktest_hooks() {
         assert_eq!(ok("ktest=panic").ktest, Some(TestHook::Panic));
         assert_eq!(ok("ktest=poweroff").ktest, Some(TestHook::PowerOff));
-        assert!(ok("ktest=pagefault").to_string().ends_with(" ktest=pagefault"));
+        assert!(ok("ktest=pagefault")
+            .to_string()
+            .ends_with(" ktest=pagefault"));
         assert_eq!(parse("ktest=explode").settings.ktest, None);
     }
 

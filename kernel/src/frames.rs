@@ -36,7 +36,10 @@ impl PhysRange {
 
     /// The whole frames inside this range.
     fn shrink_to_frames(self) -> PhysRange {
-        let start = self.start.checked_next_multiple_of(FRAME_SIZE).unwrap_or(u64::MAX);
+        let start = self
+            .start
+            .checked_next_multiple_of(FRAME_SIZE)
+            .unwrap_or(u64::MAX);
         let end = self.end & !(FRAME_SIZE - 1);
         PhysRange { start, end }
     }
@@ -47,7 +50,7 @@ impl PhysRange {
         let end = self
             .end
             .checked_next_multiple_of(FRAME_SIZE)
-            .unwrap_or(u64::MAX & !(FRAME_SIZE - 1));
+            .unwrap_or(!(FRAME_SIZE - 1));
         PhysRange { start, end }
     }
 
@@ -70,7 +73,8 @@ pub enum FrameError {
     /// The map is too fragmented to track.
     TooManyRanges,
     /// A freed address is not frame-aligned.
-    #[cfg_attr(target_os = "none", allow(dead_code))] // freeing starts with domain teardown (issue 3)
+    #[cfg_attr(target_os = "none", allow(dead_code))]
+    // freeing starts with domain teardown (issue 3)
     Unaligned(u64),
     /// A freed frame was already free.
     #[cfg_attr(target_os = "none", allow(dead_code))]
@@ -80,7 +84,9 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooManyRanges => write!(f, "memory map has more than {MAX_RANGES} free ranges"),
+            FrameError::TooManyRanges => {
+                write!(f, "memory map has more than {MAX_RANGES} free ranges")
+            }
             FrameError::Unaligned(a) => write!(f, "frame {a:#x} is not 4 KiB aligned"),
             FrameError::DoubleFree(a) => write!(f, "frame {a:#x} freed twice"),
         }
@@ -192,7 +198,7 @@ impl FrameAllocator {
     /// Gives a frame back. Refuses unaligned addresses and frames already free.
     #[cfg_attr(target_os = "none", allow(dead_code))] // domain teardown (issue 3) frees frames
     pub fn free(&mut self, frame: u64) -> Result<(), FrameError> {
-        if frame % FRAME_SIZE != 0 {
+        if !frame.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Unaligned(frame));
         }
         let r = PhysRange::new(frame, frame + FRAME_SIZE);
@@ -295,9 +301,19 @@ mod tests {
 
     #[test]
     fn overlapping_map_entries_unusable_wins() {
-        let map = vec![u(0, 8 * MIB), u(4 * MIB, 12 * MIB), x(6 * MIB, 6 * MIB + 10)];
+        let map = vec![
+            u(0, 8 * MIB),
+            u(4 * MIB, 12 * MIB),
+            x(6 * MIB, 6 * MIB + 10),
+        ];
         let mut a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
-        assert_eq!(a.ranges(), &[PhysRange::new(0, 6 * MIB), PhysRange::new(6 * MIB + FRAME_SIZE, 12 * MIB)]);
+        assert_eq!(
+            a.ranges(),
+            &[
+                PhysRange::new(0, 6 * MIB),
+                PhysRange::new(6 * MIB + FRAME_SIZE, 12 * MIB)
+            ]
+        );
         let frames = drain(&mut a);
         let mut sorted = frames.clone();
         sorted.dedup();
@@ -321,7 +337,10 @@ mod tests {
 
     #[test]
     fn regions_at_the_top_of_the_address_space_do_not_overflow() {
-        let map = vec![u(u64::MAX - 3 * FRAME_SIZE, u64::MAX), x(u64::MAX - 10, u64::MAX)];
+        let map = vec![
+            u(u64::MAX - 3 * FRAME_SIZE, u64::MAX),
+            x(u64::MAX - 10, u64::MAX),
+        ];
         let a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
         assert_eq!(a.free_bytes(), FRAME_SIZE * 2);
     }
@@ -334,14 +353,21 @@ mod tests {
         assert_eq!(a.free(f0), Ok(()));
         assert_eq!(a.free(f0), Err(FrameError::DoubleFree(f0)));
         assert_eq!(a.free(f1 + 1), Err(FrameError::Unaligned(f1 + 1)));
-        assert_eq!(a.ranges(), &[PhysRange::new(0, FRAME_SIZE), PhysRange::new(2 * FRAME_SIZE, 3 * FRAME_SIZE)]);
+        assert_eq!(
+            a.ranges(),
+            &[
+                PhysRange::new(0, FRAME_SIZE),
+                PhysRange::new(2 * FRAME_SIZE, 3 * FRAME_SIZE)
+            ]
+        );
         a.free(f1).unwrap();
         assert_eq!(a.ranges(), &[PhysRange::new(0, 3 * FRAME_SIZE)]);
     }
 
     #[test]
     fn allocate_below_respects_the_limit() {
-        let mut a = FrameAllocator::new(vec![u(0x10_0000_0000, 0x10_0000_2000)].into_iter(), &[]).unwrap();
+        let mut a =
+            FrameAllocator::new(vec![u(0x10_0000_0000, 0x10_0000_2000)].into_iter(), &[]).unwrap();
         assert_eq!(a.allocate_below(1 << 32), None);
         assert_eq!(a.allocate(), Some(0x10_0000_0000));
     }
@@ -355,7 +381,12 @@ mod tests {
 
     #[test]
     fn too_fragmented_map_is_an_error_not_a_panic() {
-        let map: Vec<_> = (0..200u64).map(|i| u(i * 2 * FRAME_SIZE, i * 2 * FRAME_SIZE + FRAME_SIZE)).collect();
-        assert_eq!(FrameAllocator::new(map.into_iter(), &[]).err(), Some(FrameError::TooManyRanges));
+        let map: Vec<_> = (0..200u64)
+            .map(|i| u(i * 2 * FRAME_SIZE, i * 2 * FRAME_SIZE + FRAME_SIZE))
+            .collect();
+        assert_eq!(
+            FrameAllocator::new(map.into_iter(), &[]).err(),
+            Some(FrameError::TooManyRanges)
+        );
     }
 }

@@ -34,7 +34,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         None => print_panic(format_args!("\nPANIC: {}\n", info.message())),
     }
     if NOREBOOT.load(Ordering::Relaxed) {
-        print_panic(format_args!("noreboot: halted; the machine stays as it is\n"));
+        print_panic(format_args!(
+            "noreboot: halted; the machine stays as it is\n"
+        ));
         cpu::stop();
     }
     print_panic(format_args!("rebooting\n"));

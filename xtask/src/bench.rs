@@ -60,9 +60,18 @@ fn boot(runs: usize) -> Result<(), String> {
     let size = std::fs::metadata(&kernel).map_err(|e| e.to_string())?.len();
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| QEMU start to banner (TCG, median of {runs}) | {:.1} ms |", median(to_banner).as_secs_f64() * 1e3);
-    println!("| banner to ready (TCG, median of {runs}) | {:.1} ms |", median(to_ready).as_secs_f64() * 1e3);
-    println!("| instructions, kernel entry to ready (-icount, 2 runs) | {} / {} |", counts[0], counts[1]);
+    println!(
+        "| QEMU start to banner (TCG, median of {runs}) | {:.1} ms |",
+        median(to_banner).as_secs_f64() * 1e3
+    );
+    println!(
+        "| banner to ready (TCG, median of {runs}) | {:.1} ms |",
+        median(to_ready).as_secs_f64() * 1e3
+    );
+    println!(
+        "| instructions, kernel entry to ready (-icount, 2 runs) | {} / {} |",
+        counts[0], counts[1]
+    );
     println!("| kernel ELF size | {} KiB |", size / 1024);
     Ok(())
 }

@@ -31,7 +31,12 @@ pub fn kernel() -> Result<PathBuf, String> {
         .arg(&target_dir)
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            ["-Crelocation-model=static", "-Ccode-model=kernel", "-Dwarnings"].join("\x1f"),
+            [
+                "-Crelocation-model=static",
+                "-Ccode-model=kernel",
+                "-Dwarnings",
+            ]
+            .join("\x1f"),
         )
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

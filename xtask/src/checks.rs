@@ -33,11 +33,24 @@ pub fn fmt() -> Result<(), String> {
 /// Clippy with warnings denied, on the host build and the bare-metal kernel.
 pub fn clippy() -> Result<(), String> {
     let mut host = cargo();
-    host.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    host.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     step("cargo clippy (host)", host)?;
     let mut metal = cargo();
     metal
-        .args(["clippy", "--package", "xenolith-kernel", "--target", "x86_64-unknown-none"])
+        .args([
+            "clippy",
+            "--package",
+            "xenolith-kernel",
+            "--target",
+            "x86_64-unknown-none",
+        ])
         .args(["--target-dir", "target/clippy-none", "--", "-D", "warnings"]);
     step("cargo clippy (x86_64-unknown-none)", metal)
 }

@@ -7,7 +7,13 @@
 use std::process::Command;
 
 const TOOLS: [&str; 4] = ["qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat"];
-const PACKAGES: [&str; 5] = ["qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso", "mtools"];
+const PACKAGES: [&str; 5] = [
+    "qemu-system-x86",
+    "grub-pc-bin",
+    "grub-common",
+    "xorriso",
+    "mtools",
+];
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -45,7 +51,10 @@ pub fn ensure() -> Result<(), String> {
             m.join(", ")
         ));
     }
-    println!("xtask: missing {}; installing {packages} with apt-get", m.join(", "));
+    println!(
+        "xtask: missing {}; installing {packages} with apt-get",
+        m.join(", ")
+    );
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)

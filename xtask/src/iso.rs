@@ -27,7 +27,11 @@ pub fn grub_cfg(cmdline: &str, modules: &[Module]) -> String {
     );
     cfg.push_str(&format!("    multiboot2 /boot/xenolith {cmdline}\n"));
     for m in modules {
-        let name = m.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = m
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         cfg.push_str(&format!("    module2 /boot/{name} {}\n", m.cmdline));
     }
     cfg.push_str("    boot\n}\n");
@@ -35,15 +39,24 @@ pub fn grub_cfg(cmdline: &str, modules: &[Module]) -> String {
 }
 
 /// Assembles the ISO at `out` and returns its path.
-pub fn build(kernel: &Path, cmdline: &str, modules: &[Module], out: &Path) -> Result<PathBuf, String> {
+pub fn build(
+    kernel: &Path,
+    cmdline: &str,
+    modules: &[Module],
+    out: &Path,
+) -> Result<PathBuf, String> {
     let stage = out.with_extension("stage");
     let _ = fs::remove_dir_all(&stage);
     let grub_dir = stage.join("boot/grub");
-    fs::create_dir_all(&grub_dir).map_err(|e| format!("cannot create {}: {e}", grub_dir.display()))?;
+    fs::create_dir_all(&grub_dir)
+        .map_err(|e| format!("cannot create {}: {e}", grub_dir.display()))?;
     fs::copy(kernel, stage.join("boot/xenolith"))
         .map_err(|e| format!("cannot copy {}: {e}", kernel.display()))?;
     for m in modules {
-        let name = m.path.file_name().ok_or_else(|| format!("module {} has no file name", m.path.display()))?;
+        let name = m
+            .path
+            .file_name()
+            .ok_or_else(|| format!("module {} has no file name", m.path.display()))?;
         fs::copy(&m.path, stage.join("boot").join(name))
             .map_err(|e| format!("cannot copy module {}: {e}", m.path.display()))?;
     }

@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, boot, test and benchmark Xenolith")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot, test and benchmark Xenolith"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,7 +96,12 @@ fn main() -> ExitCode {
 fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
-    let iso = iso::build(&kernel, cmdline, &[], &build::target_dir().join("xenolith.iso"))?;
+    let iso = iso::build(
+        &kernel,
+        cmdline,
+        &[],
+        &build::target_dir().join("xenolith.iso"),
+    )?;
     println!("xtask: booting {} (Ctrl-A X quits QEMU)", iso.display());
     let status = qemu::Config::new(&iso)
         .accel(accel)

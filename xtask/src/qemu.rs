@@ -106,15 +106,20 @@ impl Config {
         match &self.monitor_socket {
             Some(s) => {
                 let _ = std::fs::remove_file(s);
-                cmd.arg("-monitor").arg(format!("unix:{},server=on,wait=off", s.display()));
+                cmd.arg("-monitor")
+                    .arg(format!("unix:{},server=on,wait=off", s.display()));
             }
             None => {
                 cmd.args(["-monitor", "none"]);
             }
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
         let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -184,18 +189,29 @@ pub struct Machine {
 
 impl Machine {
     /// Waits until `count` complete COM1 lines contain `marker`; returns the last one and when it arrived.
-    pub fn wait_for_nth(&self, marker: &str, count: usize, timeout: Duration) -> Result<(Duration, String), String> {
+    pub fn wait_for_nth(
+        &self,
+        marker: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(Duration, String), String> {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.log;
         let mut log = lock.lock().expect("log lock");
         loop {
-            let found: Vec<_> = log.lines.iter().filter(|(_, l)| l.contains(marker)).collect();
+            let found: Vec<_> = log
+                .lines
+                .iter()
+                .filter(|(_, l)| l.contains(marker))
+                .collect();
             if found.len() >= count {
                 let (at, line) = found[count - 1];
                 return Ok((*at, line.clone()));
             }
             if log.closed {
-                return Err(format!("QEMU exited before printing {count} line(s) with {marker:?}"));
+                return Err(format!(
+                    "QEMU exited before printing {count} line(s) with {marker:?}"
+                ));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -212,7 +228,14 @@ impl Machine {
 
     /// Every COM1 line so far.
     pub fn lines(&self) -> Vec<String> {
-        self.log.0.lock().expect("log lock").lines.iter().map(|(_, l)| l.clone()).collect()
+        self.log
+            .0
+            .lock()
+            .expect("log lock")
+            .lines
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 
     /// Everything COM1 printed, and QEMU's own stderr, for a failure report.
@@ -247,11 +270,16 @@ impl Machine {
 
     /// Runs one human-monitor command and returns its output.
     pub fn monitor(&self, command: &str) -> Result<String, String> {
-        let path = self.monitor_socket.as_ref().ok_or("this machine has no monitor socket")?;
+        let path = self
+            .monitor_socket
+            .as_ref()
+            .ok_or("this machine has no monitor socket")?;
         let mut s = UnixStream::connect(path).map_err(|e| format!("monitor: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
         read_until_prompt(&mut s)?;
-        s.write_all(format!("{command}\n").as_bytes()).map_err(|e| format!("monitor: {e}"))?;
+        s.write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| format!("monitor: {e}"))?;
         read_until_prompt(&mut s)
     }
 }

@@ -40,20 +40,39 @@ type Case = fn(&Ctx, &mut Option<Machine>) -> Result<(), String>;
 fn cases() -> Vec<(&'static str, Case)> {
     vec![
         ("default_boot_prints_banner_and_cmdline", default_boot),
-        ("every_seed_option_is_in_the_effective_settings", seed_options),
-        ("unknown_and_malformed_options_warn_and_boot_goes_on", bad_options),
-        ("noreboot_panic_halts_with_the_message", noreboot_panic_halts),
+        (
+            "every_seed_option_is_in_the_effective_settings",
+            seed_options,
+        ),
+        (
+            "unknown_and_malformed_options_warn_and_boot_goes_on",
+            bad_options,
+        ),
+        (
+            "noreboot_panic_halts_with_the_message",
+            noreboot_panic_halts,
+        ),
         ("panic_without_noreboot_resets_the_machine", panic_resets),
         ("page_fault_is_reported_with_registers", page_fault_report),
-        ("stack_overflow_hits_the_guard_page_and_double_faults_on_ist", stack_overflow),
-        ("memory_64m", |c, m| memory_total(c, m, "64M", 64 << 20, false)),
+        (
+            "stack_overflow_hits_the_guard_page_and_double_faults_on_ist",
+            stack_overflow,
+        ),
+        ("memory_64m", |c, m| {
+            memory_total(c, m, "64M", 64 << 20, false)
+        }),
         ("memory_2g", |c, m| memory_total(c, m, "2G", 2 << 30, false)),
-        ("memory_3_5g_with_a_hole_below_4g", |c, m| memory_total(c, m, "3584M", 3584 << 20, true)),
+        ("memory_3_5g_with_a_hole_below_4g", |c, m| {
+            memory_total(c, m, "3584M", 3584 << 20, true)
+        }),
         ("dom0_mem_larger_than_ram_is_clamped", dom0_mem_clamped),
         ("smp_2_boots_and_madt_lists_both_cpus", smp2),
         ("nosmp_and_noht_limit_eligible_cpus", nosmp_noht),
         ("modules_are_listed_with_their_command_lines", modules),
-        ("console_com2h_sends_output_to_com2_with_top_bit_set", console_com2),
+        (
+            "console_com2h_sends_output_to_com2_with_top_bit_set",
+            console_com2,
+        ),
         ("poweroff_ends_qemu_cleanly", poweroff),
     ]
 }
@@ -63,7 +82,10 @@ pub fn run_all(only: Option<&str>) -> Result<(), String> {
     host_tools::ensure()?;
     let (mut passed, mut failed) = (0usize, 0usize);
     if only.is_none() {
-        for (name, check) in [("fmt", checks::fmt as fn() -> Result<(), String>), ("clippy", checks::clippy)] {
+        for (name, check) in [
+            ("fmt", checks::fmt as fn() -> Result<(), String>),
+            ("clippy", checks::clippy),
+        ] {
             match check() {
                 Ok(()) => passed += 1,
                 Err(e) => {
@@ -121,7 +143,10 @@ fn run_case(name: &str, case: Case, kernel: &Path) -> bool {
     let dir = build::target_dir().join("systest").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        println!("test {name} ... FAILED: cannot create {}: {e}", dir.display());
+        println!(
+            "test {name} ... FAILED: cannot create {}: {e}",
+            dir.display()
+        );
         return false;
     }
     let ctx = Ctx {
@@ -136,7 +161,10 @@ fn run_case(name: &str, case: Case, kernel: &Path) -> bool {
             true
         }
         Err(e) => {
-            let log = machine.as_ref().map(Machine::transcript).unwrap_or_default();
+            let log = machine
+                .as_ref()
+                .map(Machine::transcript)
+                .unwrap_or_default();
             println!("test {name} ... FAILED: {e}\n--- serial log of {name} ---\n{log}\n--- end of {name} ---");
             false
         }
@@ -163,7 +191,9 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 fn default_boot(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("")?, slot)?;
     let banner = expect_line(m, "Xenolith ")?;
-    check(banner.contains("loaded by GRUB"), || format!("banner does not name GRUB: {banner}"))?;
+    check(banner.contains("loaded by GRUB"), || {
+        format!("banner does not name GRUB: {banner}")
+    })?;
     let line = expect_line(m, "cmdline: ")?;
     check(
         line.contains("dom0_mem=65536K")
@@ -174,9 +204,13 @@ fn default_boot(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     )?;
     expect_line(m, "paging: text")?;
     let apic = expect_line(m, "apic: ")?;
-    check(apic.contains("timer periodic at 100 Hz"), || format!("no timer: {apic}"))?;
+    check(apic.contains("timer periodic at 100 Hz"), || {
+        format!("no timer: {apic}")
+    })?;
     expect_line(m, "xenolith: ready")?;
-    check(!m.lines().iter().any(|l| l.starts_with("warning:")), || "a clean command line gave warnings".into())
+    check(!m.lines().iter().any(|l| l.starts_with("warning:")), || {
+        "a clean command line gave warnings".into()
+    })
 }
 
 fn seed_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
@@ -198,7 +232,9 @@ fn seed_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         "ifname=dummy",
         "tbuf_size=4",
     ] {
-        check(line.contains(want), || format!("{want} missing from {line}"))?;
+        check(line.contains(want), || {
+            format!("{want} missing from {line}")
+        })?;
     }
     expect_line(m, "acpi: disabled by ignorebiostables")?;
     expect_line(m, "watchdog: requested")?;
@@ -213,36 +249,56 @@ fn bad_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let cmd = "frobnicate com1=fast dom0_mem=-5 tbuf_size=999999999999 console=lpt1";
     let m = boot(&c.config(cmd)?, slot)?;
     expect_line(m, "warning: unknown option 'frobnicate' ignored")?;
-    expect_line(m, "warning: malformed com1='fast', using 115200,8n1,0x3f8,4")?;
+    expect_line(
+        m,
+        "warning: malformed com1='fast', using 115200,8n1,0x3f8,4",
+    )?;
     expect_line(m, "warning: malformed dom0_mem='-5'")?;
     expect_line(m, "warning: malformed tbuf_size='999999999999', using 1")?;
     expect_line(m, "warning: malformed console='lpt1'")?;
     let line = expect_line(m, "cmdline: ")?;
-    check(line.contains("dom0_mem=65536K") && line.contains("tbuf_size=1"), || format!("defaults not used: {line}"))?;
+    check(
+        line.contains("dom0_mem=65536K") && line.contains("tbuf_size=1"),
+        || format!("defaults not used: {line}"),
+    )?;
     expect_line(m, "xenolith: ready")?;
     Ok(())
 }
 
 fn noreboot_panic_halts(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let sock = c.path("monitor.sock");
-    let m = boot(&c.config("noreboot ktest=panic")?.monitor_socket(&sock), slot)?;
+    let m = boot(
+        &c.config("noreboot ktest=panic")?.monitor_socket(&sock),
+        slot,
+    )?;
     let panic = expect_line(m, "PANIC at ")?;
-    check(panic.contains("kernel/src/boot.rs:") && panic.ends_with("ktest=panic requested"), || {
-        format!("panic line lacks file, line or message: {panic}")
-    })?;
+    check(
+        panic.contains("kernel/src/boot.rs:") && panic.ends_with("ktest=panic requested"),
+        || format!("panic line lacks file, line or message: {panic}"),
+    )?;
     expect_line(m, "noreboot: halted")?;
     // The CPU must be halted with interrupts off, and the machine not reset.
     let regs = m.monitor("info registers")?;
-    check(regs.contains("HLT=1"), || format!("CPU not halted:\n{regs}"))?;
+    check(regs.contains("HLT=1"), || {
+        format!("CPU not halted:\n{regs}")
+    })?;
     let eflags = regs
         .split("RFL=")
         .nth(1)
         .and_then(|s| u64::from_str_radix(&s[..8], 16).ok())
         .ok_or_else(|| format!("no RFL in:\n{regs}"))?;
-    check(eflags & (1 << 9) == 0, || format!("interrupts still enabled: RFL={eflags:#x}"))?;
+    check(eflags & (1 << 9) == 0, || {
+        format!("interrupts still enabled: RFL={eflags:#x}")
+    })?;
     check(m.is_running(), || "QEMU exited".into())?;
-    let banners = m.lines().iter().filter(|l| l.starts_with("Xenolith ")).count();
-    check(banners == 1, || format!("machine rebooted: {banners} banners"))
+    let banners = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("Xenolith "))
+        .count();
+    check(banners == 1, || {
+        format!("machine rebooted: {banners} banners")
+    })
 }
 
 fn panic_resets(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
@@ -259,7 +315,10 @@ fn page_fault_report(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     let m = boot(&c.config("noreboot ktest=pagefault")?, slot)?;
     let ex = expect_line(m, "exception: ")?;
     check(
-        ex.contains("#PF page fault (vector 14)") && ex.contains("error=0x0") && ex.contains("cr2=0x7fffdead0000") && ex.contains("rip=0xffffffff8"),
+        ex.contains("#PF page fault (vector 14)")
+            && ex.contains("error=0x0")
+            && ex.contains("cr2=0x7fffdead0000")
+            && ex.contains("rip=0xffffffff8"),
         || format!("bad report: {ex}"),
     )?;
     expect_line(m, "  rax=")?;
@@ -272,31 +331,59 @@ fn page_fault_report(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 fn stack_overflow(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("noreboot ktest=stackoverflow")?, slot)?;
     let ex = expect_line(m, "exception: ")?;
-    check(ex.contains("#DF double fault (vector 8)"), || format!("expected a double fault: {ex}"))?;
+    check(ex.contains("#DF double fault (vector 8)"), || {
+        format!("expected a double fault: {ex}")
+    })?;
     expect_line(m, "noreboot: halted")?;
     Ok(())
 }
 
 fn parse_kib(line: &str, after: &str) -> Option<u64> {
-    line.split(after).nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split(after)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
-fn memory_total(c: &Ctx, slot: &mut Option<Machine>, qemu_mem: &str, bytes: u64, above_4g: bool) -> Result<(), String> {
+fn memory_total(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+    qemu_mem: &str,
+    bytes: u64,
+    above_4g: bool,
+) -> Result<(), String> {
     let m = boot(&c.config("")?.memory(qemu_mem), slot)?;
     let line = expect_line(m, "memory: usable ")?;
     let kib = parse_kib(&line, "usable ").ok_or_else(|| format!("no total in {line}"))?;
     let want = bytes / 1024;
     // Firmware keeps a little: the EBDA, the BIOS area and its ACPI tables; never more than 2 MiB here.
-    check(kib <= want && kib + 2048 >= want, || format!("usable {kib} KiB, expected just under {want} KiB: {line}"))?;
+    check(kib <= want && kib + 2048 >= want, || {
+        format!("usable {kib} KiB, expected just under {want} KiB: {line}")
+    })?;
     let top = line
         .split("top of RAM 0x")
         .nth(1)
-        .and_then(|s| u64::from_str_radix(s.trim_end_matches(|c: char| !c.is_ascii_hexdigit()).split(';').next()?, 16).ok())
+        .and_then(|s| {
+            u64::from_str_radix(
+                s.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
+                    .split(';')
+                    .next()?,
+                16,
+            )
+            .ok()
+        })
         .ok_or_else(|| format!("no top of RAM in {line}"))?;
-    check((top > 1 << 32) == above_4g, || format!("top of RAM {top:#x}, above 4 GiB expected: {above_4g}"))?;
+    check((top > 1 << 32) == above_4g, || {
+        format!("top of RAM {top:#x}, above 4 GiB expected: {above_4g}")
+    })?;
     let paging = expect_line(m, "paging: ")?;
-    let physmap = parse_kib(&paging, "physmap ").ok_or_else(|| format!("no physmap size in {paging}"))?;
-    check(physmap << 20 >= bytes, || format!("physmap {physmap} MiB does not cover {qemu_mem}"))?;
+    let physmap =
+        parse_kib(&paging, "physmap ").ok_or_else(|| format!("no physmap size in {paging}"))?;
+    check(physmap << 20 >= bytes, || {
+        format!("physmap {physmap} MiB does not cover {qemu_mem}")
+    })?;
     expect_line(m, "xenolith: ready")?;
     Ok(())
 }
@@ -311,7 +398,9 @@ fn dom0_mem_clamped(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 fn smp2(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("")?.smp(2), slot)?;
     let acpi = expect_line(m, "acpi: MADT")?;
-    check(acpi.contains("MADT 2 cpus, 1 I/O APICs"), || format!("unexpected MADT: {acpi}"))?;
+    check(acpi.contains("MADT 2 cpus, 1 I/O APICs"), || {
+        format!("unexpected MADT: {acpi}")
+    })?;
     expect_line(m, "cpus: 2 found, 2 eligible")?;
     expect_line(m, "xenolith: ready")?;
     Ok(())
@@ -322,7 +411,10 @@ fn nosmp_noht(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         let m = boot(&c.config("nosmp")?.smp(2), slot)?;
         expect_line(m, "cpus: 2 found, 1 eligible, nosmp")?;
     }
-    let m = boot(&c.config("noht")?.smp_spec("2,sockets=1,cores=1,threads=2"), slot)?;
+    let m = boot(
+        &c.config("noht")?.smp_spec("2,sockets=1,cores=1,threads=2"),
+        slot,
+    )?;
     expect_line(m, "cpus: 2 found, 1 eligible, noht")?;
     expect_line(m, "xenolith: ready")?;
     Ok(())
@@ -334,8 +426,14 @@ fn modules(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     std::fs::write(&a, vec![0xa5u8; 10_000]).map_err(|e| e.to_string())?;
     std::fs::write(&b, b"hello").map_err(|e| e.to_string())?;
     let mods = [
-        Module { path: a, cmdline: "console-dom role=console".into() },
-        Module { path: b, cmdline: "guest name=b".into() },
+        Module {
+            path: a,
+            cmdline: "console-dom role=console".into(),
+        },
+        Module {
+            path: b,
+            cmdline: "guest name=b".into(),
+        },
     ];
     let iso = c.iso("", &mods)?;
     let m = boot(&Config::new(&iso), slot)?;
@@ -346,7 +444,9 @@ fn modules(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         let (s, e) = range.split_once('-').ok_or("bad range")?;
         let s = u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
         let e = u64::from_str_radix(e.trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
-        check(e - s == len, || format!("module range {range} is not {len} bytes"))?;
+        check(e - s == len, || {
+            format!("module range {range} is not {len} bytes")
+        })?;
     }
     expect_line(m, "xenolith: ready")?;
     Ok(())
@@ -354,14 +454,25 @@ fn modules(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_com2(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let com2 = c.path("com2.log");
-    let m = boot(&c.config("console=com2H ktest=poweroff")?.com2_file(&com2), slot)?;
+    let m = boot(
+        &c.config("console=com2H ktest=poweroff")?.com2_file(&com2),
+        slot,
+    )?;
     let status = m.wait_exit(BOOT)?;
     check(status.success(), || format!("QEMU exited with {status}"))?;
     let raw = std::fs::read(&com2).map_err(|e| format!("cannot read COM2 output: {e}"))?;
-    check(!raw.is_empty() && raw.iter().all(|b| b & 0x80 != 0), || "COM2 bytes lack the top bit".into())?;
+    check(!raw.is_empty() && raw.iter().all(|b| b & 0x80 != 0), || {
+        "COM2 bytes lack the top bit".into()
+    })?;
     let text: String = raw.iter().map(|b| (b & 0x7f) as char).collect();
-    check(text.contains("xenolith: ready") && text.contains("console=com2H"), || format!("COM2 got: {text}"))?;
-    check(m.lines().iter().all(|l| !l.contains("xenolith: ready")), || "COM1 was written although not a console".into())
+    check(
+        text.contains("xenolith: ready") && text.contains("console=com2H"),
+        || format!("COM2 got: {text}"),
+    )?;
+    check(
+        m.lines().iter().all(|l| !l.contains("xenolith: ready")),
+        || "COM1 was written although not a console".into(),
+    )
 }
 
 fn poweroff(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {

@@ -17,8 +17,8 @@ struct Handler;
 
 impl AcpiHandler for Handler {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let va = crate::memory::map_physical(phys as u64, size as u64, Caching::WriteBack)
-            .unwrap_or(0);
+        let va =
+            crate::memory::map_physical(phys as u64, size as u64, Caching::WriteBack).unwrap_or(0);
         let ptr = NonNull::new(va as *mut T).unwrap_or(NonNull::dangling());
         // SAFETY: `va` maps `size` bytes at `phys` for ever (mappings in the
         // window are never removed), which is what PhysicalMapping promises.

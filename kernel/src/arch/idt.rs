@@ -109,26 +109,69 @@ pub struct TrapFrame {
 
 impl fmt::Display for TrapFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  rip={:#018x} cs={:#x} rflags={:#x} rsp={:#018x} ss={:#x}", self.rip, self.cs, self.rflags, self.rsp, self.ss)?;
-        writeln!(f, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", self.rax, self.rbx, self.rcx, self.rdx)?;
-        writeln!(f, "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}", self.rsi, self.rdi, self.rbp, self.r8)?;
-        writeln!(f, "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", self.r9, self.r10, self.r11, self.r12)?;
-        write!(f, "  r13={:#018x} r14={:#018x} r15={:#018x}", self.r13, self.r14, self.r15)
+        writeln!(
+            f,
+            "  rip={:#018x} cs={:#x} rflags={:#x} rsp={:#018x} ss={:#x}",
+            self.rip, self.cs, self.rflags, self.rsp, self.ss
+        )?;
+        writeln!(
+            f,
+            "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+            self.rax, self.rbx, self.rcx, self.rdx
+        )?;
+        writeln!(
+            f,
+            "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
+            self.rsi, self.rdi, self.rbp, self.r8
+        )?;
+        writeln!(
+            f,
+            "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+            self.r9, self.r10, self.r11, self.r12
+        )?;
+        write!(
+            f,
+            "  r13={:#018x} r14={:#018x} r15={:#018x}",
+            self.r13, self.r14, self.r15
+        )
     }
 }
 
 /// Mnemonic of a CPU exception vector.
 pub fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-        "#BR bound range", "#UD invalid opcode", "#NM device not available",
-        "#DF double fault", "coprocessor overrun", "#TS invalid TSS",
-        "#NP segment not present", "#SS stack fault", "#GP general protection",
-        "#PF page fault", "reserved 15", "#MF x87 error", "#AC alignment check",
-        "#MC machine check", "#XM SIMD error", "#VE virtualization",
-        "#CP control protection", "reserved 22", "reserved 23", "reserved 24",
-        "reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
-        "#VC VMM communication", "#SX security", "reserved 31",
+        "#DE divide error",
+        "#DB debug",
+        "NMI",
+        "#BP breakpoint",
+        "#OF overflow",
+        "#BR bound range",
+        "#UD invalid opcode",
+        "#NM device not available",
+        "#DF double fault",
+        "coprocessor overrun",
+        "#TS invalid TSS",
+        "#NP segment not present",
+        "#SS stack fault",
+        "#GP general protection",
+        "#PF page fault",
+        "reserved 15",
+        "#MF x87 error",
+        "#AC alignment check",
+        "#MC machine check",
+        "#XM SIMD error",
+        "#VE virtualization",
+        "#CP control protection",
+        "reserved 22",
+        "reserved 23",
+        "reserved 24",
+        "reserved 25",
+        "reserved 26",
+        "reserved 27",
+        "#HV hypervisor injection",
+        "#VC VMM communication",
+        "#SX security",
+        "reserved 31",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -143,7 +186,7 @@ fn stub(vector: u8) -> VirtAddr {
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
-        // SAFETY (for every set_handler_addr/set_stack_index below): each address
+        // SAFETY: for every set_handler_addr/set_stack_index below, each address
         // is the entry stub for exactly that vector, which saves all registers,
         // calls `trap_dispatch` with a valid frame and returns with iretq. The
         // IST indices name stacks the TSS (gdt::init) provides.
@@ -209,5 +252,8 @@ fn exception(frame: &TrapFrame) -> ! {
         cr2,
         frame
     ));
-    panic!("unhandled CPU exception {} in the kernel", exception_name(frame.vector));
+    panic!(
+        "unhandled CPU exception {} in the kernel",
+        exception_name(frame.vector)
+    );
 }

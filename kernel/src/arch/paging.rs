@@ -124,7 +124,14 @@ pub fn build_and_switch(
             let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(chunk));
             // SAFETY: the physmap aliases RAM as data (NX); the kernel reaches
             // domain and table memory through it by design.
-            match unsafe { mapper.map_to(page, frame, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, &mut source) } {
+            match unsafe {
+                mapper.map_to(
+                    page,
+                    frame,
+                    F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+                    &mut source,
+                )
+            } {
                 Ok(flush) => {
                     flush.ignore();
                     physmap_bytes += HUGE;
@@ -138,9 +145,21 @@ pub fn build_and_switch(
 
     let guards = stacks::guard_pages();
     let sections = [
-        (sym(&raw const __text_start), sym(&raw const __text_end), F::PRESENT),
-        (sym(&raw const __rodata_start), sym(&raw const __rodata_end), F::PRESENT | F::NO_EXECUTE),
-        (sym(&raw const __data_start), sym(&raw const __data_end), F::PRESENT | F::WRITABLE | F::NO_EXECUTE),
+        (
+            sym(&raw const __text_start),
+            sym(&raw const __text_end),
+            F::PRESENT,
+        ),
+        (
+            sym(&raw const __rodata_start),
+            sym(&raw const __rodata_end),
+            F::PRESENT | F::NO_EXECUTE,
+        ),
+        (
+            sym(&raw const __data_start),
+            sym(&raw const __data_end),
+            F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+        ),
     ];
     let mut counts = [0u64; 3];
     for (i, &(start, end, flags)) in sections.iter().enumerate() {
@@ -209,7 +228,9 @@ impl KernelSpace {
         caching: Caching,
     ) -> Result<u64, PagingError> {
         let first = phys & !0xfff;
-        let last = phys.checked_add(len.max(1)).ok_or(PagingError::WindowFull)?;
+        let last = phys
+            .checked_add(len.max(1))
+            .ok_or(PagingError::WindowFull)?;
         let pages = (last - first).div_ceil(4096);
         let base = self.device_next;
         if base + pages * 4096 > DEVICE_WINDOW + DEVICE_WINDOW_SIZE {

@@ -45,7 +45,9 @@ pub fn reset() -> ! {
         match reg {
             Register::Port(port) => outb(port, value),
             Register::Memory(addr) => {
-                if let Ok(va) = crate::memory::map_physical(addr, 1, super::paging::Caching::Uncached) {
+                if let Ok(va) =
+                    crate::memory::map_physical(addr, 1, super::paging::Caching::Uncached)
+                {
                     // SAFETY: the FADT names this byte as the reset register.
                     unsafe { core::ptr::write_volatile(va as *mut u8, value) };
                 }
