@@ -300,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_module_placed_right_after_the_kernel_stays_reserved() {
+        // GRUB loads modules in the first free space, often the page after the image.
+        let kernel = PhysRange::new(0x200000, 0x23e980);
+        let module = PhysRange::new(0x23f000, 0x2c0010);
+        let mut a =
+            FrameAllocator::new(vec![u(MIB, 8 * MIB)].into_iter(), &[kernel, module]).unwrap();
+        assert_eq!(
+            a.ranges(),
+            &[
+                PhysRange::new(MIB, 0x200000),
+                PhysRange::new(0x2c1000, 8 * MIB)
+            ]
+        );
+        assert!(drain(&mut a).iter().all(|&f| f < 0x200000 || f >= 0x2c1000));
+    }
+
+    #[test]
     fn overlapping_map_entries_unusable_wins() {
         let map = vec![
             u(0, 8 * MIB),

@@ -56,6 +56,9 @@ enum Command {
         /// Run only the system tests whose names contain this text (skips the static checks and unit tests).
         #[arg(long)]
         only: Option<String>,
+        /// Accelerator for the system tests; KVM is optional and not the default (see README).
+        #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+        accel: Accel,
     },
     /// Write the bootable ISO alone, for real hardware or another VMM.
     Image {
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
             memory,
             smp,
         } => run(&cmdline, accel, &memory, smp),
-        Command::Test { only } => systest::run_all(only.as_deref()),
+        Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
     };

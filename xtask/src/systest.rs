@@ -6,7 +6,7 @@
 
 use crate::iso::{self, Module};
 use crate::qemu::{Config, Machine};
-use crate::{build, checks, host_tools};
+use crate::{build, checks, host_tools, Accel};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,6 +18,7 @@ const BOOT: Duration = Duration::from_secs(60);
 pub struct Ctx {
     dir: PathBuf,
     kernel: PathBuf,
+    accel: Accel,
 }
 
 impl Ctx {
@@ -27,7 +28,7 @@ impl Ctx {
 
     /// Builds an ISO with `cmdline` and returns a QEMU configuration for it.
     fn config(&self, cmdline: &str) -> Result<Config, String> {
-        Ok(Config::new(&self.iso(cmdline, &[])?))
+        Ok(Config::new(&self.iso(cmdline, &[])?).accel(self.accel))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -78,7 +79,7 @@ fn cases() -> Vec<(&'static str, Case)> {
 }
 
 /// Runs everything `cargo xtask test` runs; `only` narrows it to matching system tests.
-pub fn run_all(only: Option<&str>) -> Result<(), String> {
+pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
     host_tools::ensure()?;
     let (mut passed, mut failed) = (0usize, 0usize);
     if only.is_none() {
@@ -110,7 +111,7 @@ pub fn run_all(only: Option<&str>) -> Result<(), String> {
         .into_iter()
         .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
         .collect();
-    println!("xtask: {} system tests (QEMU, TCG)", selected.len());
+    println!("xtask: {} system tests (QEMU, {accel:?})", selected.len());
     let queue = Mutex::new(selected.into_iter());
     let results = Mutex::new((0usize, 0usize));
     std::thread::scope(|s| {
@@ -118,7 +119,7 @@ pub fn run_all(only: Option<&str>) -> Result<(), String> {
             s.spawn(|| loop {
                 let next = queue.lock().expect("queue lock").next();
                 let Some((name, case)) = next else { return };
-                let ok = run_case(name, case, &kernel);
+                let ok = run_case(name, case, &kernel, accel);
                 let mut r = results.lock().expect("results lock");
                 if ok {
                     r.0 += 1;
@@ -139,7 +140,7 @@ pub fn run_all(only: Option<&str>) -> Result<(), String> {
     }
 }
 
-fn run_case(name: &str, case: Case, kernel: &Path) -> bool {
+fn run_case(name: &str, case: Case, kernel: &Path, accel: Accel) -> bool {
     let dir = build::target_dir().join("systest").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -152,6 +153,7 @@ fn run_case(name: &str, case: Case, kernel: &Path) -> bool {
     let ctx = Ctx {
         dir,
         kernel: kernel.to_path_buf(),
+        accel,
     };
     let mut machine = None;
     let result = case(&ctx, &mut machine);
@@ -436,7 +438,7 @@ fn modules(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         },
     ];
     let iso = c.iso("", &mods)?;
-    let m = boot(&Config::new(&iso), slot)?;
+    let m = boot(&Config::new(&iso).accel(c.accel), slot)?;
     let l1 = expect_line(m, "console-dom role=console")?;
     let l2 = expect_line(m, "guest name=b")?;
     for (line, len) in [(l1, 10_000u64), (l2, 5)] {
