@@ -1,8 +1,17 @@
 //! The one definition of every interface between the Xenolith kernel, its
-//! driver domains, guests and the toolstack: hypercall numbers and argument
-//! registers, typed error codes, shared-memory ring layouts and protocols.
+//! driver domains, guests and the toolstack.
 //!
-//! Nothing of it is repeated elsewhere. Filled by the domains issue (hypercall
-//! ABI) and the rings issue (rings and device protocols).
+//! Owns: hypercall numbers, argument registers and typed error codes
+//! ([`hypercall`]); domain ids and lifecycle records ([`domain`]); the domain
+//! virtual memory layout ([`layout`]); the pages the kernel shares with every
+//! domain ([`shared`]). Rings and device protocols join with the rings issue.
+//!
+//! Everything here is `#[repr(C)]` or a plain integer with compile-time size
+//! checks, so the ABI can be checked from another language.
 
 #![no_std]
+
+pub mod domain;
+pub mod hypercall;
+pub mod layout;
+pub mod shared;

@@ -9,6 +9,7 @@
 
 mod aml_s5;
 mod cmdline;
+mod elf;
 mod frames;
 mod layout;
 

@@ -34,6 +34,9 @@ pub fn init() {
         tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(tops[0]);
         tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(tops[1]);
         tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(tops[2]);
+        // Interrupts from ring 3 arrive on the CPU's kernel stack (the boot stack,
+        // which the kernel reuses once boot is done; see syscall.rs).
+        tss.privilege_stack_table[0] = VirtAddr::new(stacks::boot_stack_top());
         tss
     });
     let (gdt, sel) = GDT.call_once(|| {

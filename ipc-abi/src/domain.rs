@@ -1,0 +1,166 @@
+//! Domain ids, creation parameters and the records the kernel keeps of a domain.
+
+use core::fmt;
+
+/// A domain id: a table index and a generation (the Hubris pattern).
+///
+/// The generation grows each time an index is reused, so a handle that
+/// outlived its domain is detectably stale: calls with it fail with
+/// [`crate::hypercall::Error::DeadDomain`].
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainId(pub u32);
+
+impl DomainId {
+    /// "The calling domain", accepted wherever a domain id is.
+    pub const SELF: DomainId = DomainId(u32::MAX);
+
+    pub const fn new(index: u16, generation: u16) -> DomainId {
+        DomainId(((generation as u32) << 16) | index as u32)
+    }
+
+    /// The slot in the kernel's domain table; what the console prefix shows.
+    pub const fn index(self) -> u16 {
+        self.0 as u16
+    }
+
+    pub const fn generation(self) -> u16 {
+        (self.0 >> 16) as u16
+    }
+}
+
+impl fmt::Debug for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == DomainId::SELF {
+            f.write_str("self")
+        } else {
+            write!(f, "{}.{}", self.index(), self.generation())
+        }
+    }
+}
+
+impl fmt::Display for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.index())
+    }
+}
+
+/// Longest domain name.
+pub const NAME_MAX: usize = 32;
+/// Longest domain command line.
+pub const CMDLINE_MAX: usize = 1024;
+/// Longest crash message kept.
+pub const MESSAGE_MAX: usize = 160;
+
+/// Parameters of [`crate::hypercall::Hypercall::DomainCreate`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CreateDomain {
+    pub name: [u8; NAME_MAX],
+    pub name_len: u32,
+    /// Proportional CPU share (1..=65535; 256 is the default, as Xen's credit scheduler).
+    pub weight: u32,
+    /// Memory budget in KiB, allocated (zeroed) at creation.
+    pub memory_kib: u64,
+    /// Upper bound of CPU use in percent of one CPU; 0 means no cap.
+    pub cap_percent: u32,
+    pub _reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
+
+/// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    PowerOff = 0,
+    Reboot = 1,
+    /// The domain's own code failed (its panic handler reports this).
+    Crash = 2,
+}
+
+impl ShutdownReason {
+    pub fn from_number(n: u64) -> Option<ShutdownReason> {
+        match n {
+            0 => Some(ShutdownReason::PowerOff),
+            1 => Some(ShutdownReason::Reboot),
+            2 => Some(ShutdownReason::Crash),
+            _ => None,
+        }
+    }
+}
+
+/// A domain's lifecycle state, as [`DomainInfo::state`] reports it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Created, not yet unpaused (or paused by the control domain).
+    Paused = 0,
+    /// Runnable or running or blocked on events.
+    Running = 1,
+    /// Stopped by its own request (poweroff or reboot).
+    Shutdown = 2,
+    /// Stopped by a fault or its own crash report; see the crash record.
+    Crashed = 3,
+}
+
+/// What the kernel recorded when a domain crashed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CrashRecord {
+    /// CPU exception vector, or u64::MAX when the domain reported its own crash.
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    /// The faulting address (CR2) for page faults.
+    pub address: u64,
+    pub message_len: u32,
+    pub _reserved: u32,
+    pub message: [u8; MESSAGE_MAX],
+}
+
+impl CrashRecord {
+    pub const EMPTY: CrashRecord = CrashRecord {
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        address: 0,
+        message_len: 0,
+        _reserved: 0,
+        message: [0; MESSAGE_MAX],
+    };
+
+    /// The domain's own message, as text.
+    pub fn message(&self) -> &str {
+        let n = (self.message_len as usize).min(MESSAGE_MAX);
+        core::str::from_utf8(&self.message[..n]).unwrap_or("(not UTF-8)")
+    }
+}
+
+/// Answer of [`crate::hypercall::Hypercall::DomainInfo`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DomainInfo {
+    pub id: DomainId,
+    /// A [`DomainState`] value.
+    pub state: u32,
+    /// A [`ShutdownReason`] value when `state` is Shutdown.
+    pub shutdown_reason: u64,
+    pub memory_kib: u64,
+    /// CPU time used, in scheduler ticks.
+    pub cpu_ticks: u64,
+    pub name: [u8; NAME_MAX],
+    pub name_len: u32,
+    pub weight: u32,
+    pub crash: CrashRecord,
+}
+
+/// Answer of [`crate::hypercall::Hypercall::KernelStats`]: what the kernel has in use.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub free_frames: u64,
+    pub live_domains: u64,
+    pub open_ports: u64,
+    pub live_grants: u64,
+}

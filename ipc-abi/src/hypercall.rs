@@ -1,0 +1,233 @@
+//! Hypercalls: the numbers, the register convention and the error codes.
+//!
+//! A domain calls the kernel with `syscall`:
+//!
+//! | register | in | out |
+//! |---|---|---|
+//! | `rax` | hypercall number ([`Hypercall`]) | 0, or an [`Error`] code |
+//! | `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9` | arguments 0–5 | `rdx`: the result value |
+//!
+//! `rcx` and `r11` are clobbered (the `syscall` instruction uses them); every
+//! other register is preserved. The reference for each call (arguments,
+//! errors, who may call it) is `docs/hypercalls.md`.
+
+use core::fmt;
+
+/// Hypercall numbers.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    /// Does nothing; measures the round trip.
+    Null = 0,
+    /// `(ptr, len)`: print bytes on the hypervisor console, each line prefixed `[domid]`.
+    ConsoleWrite = 1,
+    /// Give up the CPU.
+    Yield = 2,
+    /// Block until an unmasked event port is pending.
+    Block = 3,
+    /// `(deadline_ns)`: one-shot timer for this vCPU, delivered on the timer VIRQ port; 0 cancels.
+    SetTimer = 4,
+    /// `(reason, ptr, len)`: stop this domain with a [`crate::domain::ShutdownReason`] and an optional message.
+    Shutdown = 5,
+
+    /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.
+    EventAllocUnbound = 10,
+    /// `(remote_dom, remote_port)`: bind a new local port to a remote unbound port; returns the local port.
+    EventBindInterdomain = 11,
+    /// `(virq)`: bind a new local port to a virtual IRQ ([`crate::shared::Virq`]).
+    EventBindVirq = 12,
+    /// `(port)`: set the peer's pending bit and wake it.
+    EventSend = 13,
+    /// `(port)`: close a port; an interdomain peer's end returns to unbound.
+    EventClose = 14,
+    /// `(port)`: unmask a port (masking is done by the domain in the shared page).
+    EventUnmask = 15,
+
+    /// `(grantee, va, readonly)`: grant a page of this domain to `grantee`; returns the grant ref.
+    GrantCreate = 20,
+    /// `(ref)`: end a grant; refused while the grantee still maps it.
+    GrantEnd = 21,
+    /// `(granter, ref, slot)`: map a granted page at `layout::GRANT_WINDOW + slot * 4096`.
+    GrantMap = 22,
+    /// `(slot)`: unmap a granted page.
+    GrantUnmap = 23,
+    /// `(granter, ref, offset, local_va, len, to_grant)`: copy between a granted page and local memory.
+    GrantCopy = 24,
+
+    /// `(ptr to CreateDomain)`: create a paused, empty domain (control only); returns its id.
+    DomainCreate = 30,
+    /// `(dom, elf_ptr, elf_len)`: load an ELF image into a created domain (control only).
+    DomainLoadImage = 31,
+    /// `(dom)`: let a domain run (control only).
+    DomainUnpause = 32,
+    /// `(dom)`: stop a domain's vCPUs (control only).
+    DomainPause = 33,
+    /// `(dom)`: destroy a domain and reclaim everything (control only).
+    DomainDestroy = 34,
+    /// `(dom, ptr to DomainInfo)`: read a domain's state and crash record (control only, or self).
+    DomainInfo = 35,
+    /// `(dom, ptr, len)`: set the command line a domain finds in its start info (control only, before unpause).
+    DomainSetCmdline = 36,
+    /// Statistics of the kernel's resources (free frames, ports, grants), for leak checks (control only).
+    KernelStats = 37,
+}
+
+/// Number of hypercall slots (numbers at or above are invalid).
+pub const HYPERCALL_LIMIT: u64 = 64;
+
+impl Hypercall {
+    /// Decodes a hypercall number.
+    pub fn from_number(n: u64) -> Option<Hypercall> {
+        use Hypercall::*;
+        Some(match n {
+            0 => Null,
+            1 => ConsoleWrite,
+            2 => Yield,
+            3 => Block,
+            4 => SetTimer,
+            5 => Shutdown,
+            10 => EventAllocUnbound,
+            11 => EventBindInterdomain,
+            12 => EventBindVirq,
+            13 => EventSend,
+            14 => EventClose,
+            15 => EventUnmask,
+            20 => GrantCreate,
+            21 => GrantEnd,
+            22 => GrantMap,
+            23 => GrantUnmap,
+            24 => GrantCopy,
+            30 => DomainCreate,
+            31 => DomainLoadImage,
+            32 => DomainUnpause,
+            33 => DomainPause,
+            34 => DomainDestroy,
+            35 => DomainInfo,
+            36 => DomainSetCmdline,
+            37 => KernelStats,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a hypercall failed. `rax` carries the code; 0 means success.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No such hypercall.
+    UnknownCall = 1,
+    /// A pointer or length does not describe memory the caller may use that way.
+    BadAddress = 2,
+    /// An argument is out of range or malformed.
+    InvalidArgument = 3,
+    /// The domain id names a domain that has died (stale generation).
+    DeadDomain = 4,
+    /// No domain has that id.
+    NoSuchDomain = 5,
+    /// The caller lacks the right (control, I/O) for this call.
+    PermissionDenied = 6,
+    /// Not enough free memory or table space.
+    OutOfResources = 7,
+    /// The port number is not an open port of the caller.
+    BadPort = 8,
+    /// The port exists but is not in a state that allows this (e.g. not unbound for the caller).
+    PortState = 9,
+    /// The grant ref is not a live grant to the caller (or of the caller).
+    BadGrant = 10,
+    /// The grant is still mapped.
+    GrantInUse = 11,
+    /// Another live domain has that name.
+    NameTaken = 12,
+    /// The ELF image is not acceptable; see the console for the reason.
+    BadImage = 13,
+    /// The domain is not in a state that allows this (e.g. unpause of a crashed domain).
+    DomainState = 14,
+    /// The window slot is in use, or empty for an unmap.
+    SlotState = 15,
+}
+
+impl Error {
+    /// Decodes an error code (`rax` after a hypercall).
+    pub fn from_code(code: u64) -> Option<Error> {
+        use Error::*;
+        Some(match code {
+            1 => UnknownCall,
+            2 => BadAddress,
+            3 => InvalidArgument,
+            4 => DeadDomain,
+            5 => NoSuchDomain,
+            6 => PermissionDenied,
+            7 => OutOfResources,
+            8 => BadPort,
+            9 => PortState,
+            10 => BadGrant,
+            11 => GrantInUse,
+            12 => NameTaken,
+            13 => BadImage,
+            14 => DomainState,
+            15 => SlotState,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Error::UnknownCall => "no such hypercall",
+            Error::BadAddress => "bad address",
+            Error::InvalidArgument => "invalid argument",
+            Error::DeadDomain => "dead domain",
+            Error::NoSuchDomain => "no such domain",
+            Error::PermissionDenied => "permission denied",
+            Error::OutOfResources => "out of resources",
+            Error::BadPort => "bad event port",
+            Error::PortState => "event port in the wrong state",
+            Error::BadGrant => "bad grant reference",
+            Error::GrantInUse => "grant still mapped",
+            Error::NameTaken => "name taken",
+            Error::BadImage => "bad ELF image",
+            Error::DomainState => "domain in the wrong state",
+            Error::SlotState => "window slot in the wrong state",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The result of a hypercall.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Decodes the `(rax, rdx)` pair a hypercall returns.
+pub fn decode(rax: u64, rdx: u64) -> Result<u64> {
+    if rax == 0 {
+        Ok(rdx)
+    } else {
+        Err(Error::from_code(rax).unwrap_or(Error::UnknownCall))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for n in 0..HYPERCALL_LIMIT + 10 {
+            if let Some(h) = Hypercall::from_number(n) {
+                assert_eq!(h as u64, n);
+            }
+        }
+        assert_eq!(Hypercall::from_number(u64::MAX), None);
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        for code in 1..=15 {
+            let e = Error::from_code(code).unwrap();
+            assert_eq!(e as u64, code);
+            assert_eq!(decode(code, 7), Err(e));
+        }
+        assert_eq!(decode(0, 7), Ok(7));
+        assert_eq!(decode(999, 0), Err(Error::UnknownCall));
+    }
+}

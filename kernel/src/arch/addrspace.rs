@@ -1,0 +1,231 @@
+//! Domain address spaces: page tables only the kernel writes.
+//!
+//! Owns: one PML4 per domain whose upper half is the kernel's (shared,
+//! supervisor-only) and whose lower half maps the domain's own frames,
+//! granted foreign frames and (for domain 0) boot modules. Software bits in
+//! each leaf say which kind a mapping is, so teardown frees exactly the
+//! domain's own frames and page tables and nothing else.
+
+use crate::frames::FrameAllocator as Frames;
+use crate::layout::{phys_to_virt, PHYS_OFFSET};
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
+    Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Software bit: the frame belongs to this domain and is freed with it.
+const OWNED: F = F::BIT_9;
+/// Software bit: a granted frame of another domain.
+const FOREIGN: F = F::BIT_10;
+
+/// Who owns the frame behind a user mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The domain's own memory; freed when the domain is destroyed.
+    Owned,
+    /// A page granted by another domain; never freed through this mapping.
+    Foreign,
+    /// Boot module bytes lent read-only; never freed.
+    Borrowed,
+}
+
+/// Access rights of a user mapping.
+#[derive(Clone, Copy, Debug)]
+pub struct Access {
+    pub write: bool,
+    pub execute: bool,
+}
+
+/// Why a mapping failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MapError {
+    OutOfFrames,
+    AlreadyMapped,
+    NotUser,
+}
+
+struct Source<'a>(&'a mut Frames);
+
+// SAFETY: frames come from the kernel allocator, each handed out once.
+unsafe impl FrameAllocator<Size4KiB> for Source<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let f = self.0.allocate()?;
+        zero_frame(f);
+        Some(PhysFrame::containing_address(PhysAddr::new(f)))
+    }
+}
+
+/// Zeroes a frame through the physmap.
+pub fn zero_frame(phys: u64) {
+    // SAFETY: `phys` is a frame just taken from the allocator (nobody else
+    // refers to it) and the physmap maps all RAM writable.
+    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, 4096) }
+}
+
+/// A domain's page tables.
+pub struct AddressSpace {
+    pml4: u64,
+}
+
+fn table(phys: u64) -> &'static mut PageTable {
+    // SAFETY: `phys` is a page-table frame owned by an address space (or the
+    // kernel's root); the physmap maps it; callers hold the domain table lock,
+    // so no two references to the same table are live at once.
+    unsafe { &mut *(phys_to_virt(phys) as *mut PageTable) }
+}
+
+impl AddressSpace {
+    /// A new address space with the kernel half of `kernel_pml4` and an empty lower half.
+    pub fn new(frames: &mut Frames, kernel_pml4: u64) -> Result<AddressSpace, MapError> {
+        let pml4 = frames.allocate().ok_or(MapError::OutOfFrames)?;
+        zero_frame(pml4);
+        let (new, kernel) = (table(pml4), table(kernel_pml4));
+        for i in 256..512 {
+            new[i] = kernel[i].clone();
+        }
+        Ok(AddressSpace { pml4 })
+    }
+
+    /// The root table's physical address.
+    pub fn root(&self) -> u64 {
+        self.pml4
+    }
+
+    fn mapper(&self) -> OffsetPageTable<'static> {
+        // SAFETY: see `table`; the physmap offset maps every page-table frame.
+        unsafe { OffsetPageTable::new(table(self.pml4), VirtAddr::new(PHYS_OFFSET)) }
+    }
+
+    /// Maps one user page.
+    pub fn map(&mut self, frames: &mut Frames, va: u64, phys: u64, access: Access, kind: Kind) -> Result<(), MapError> {
+        if va >= ipc_abi::layout::USER_LIMIT || va % 4096 != 0 {
+            return Err(MapError::NotUser);
+        }
+        let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
+        if access.write {
+            flags |= F::WRITABLE;
+        }
+        if !access.execute {
+            flags |= F::NO_EXECUTE;
+        }
+        flags |= match kind {
+            Kind::Owned => OWNED,
+            Kind::Foreign => FOREIGN,
+            Kind::Borrowed => F::empty(),
+        };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+        // SAFETY: a user-half mapping of a frame the caller owns or may lend;
+        // the domain cannot reach the kernel half through it.
+        let result = unsafe {
+            self.mapper().map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE,
+                &mut Source(frames),
+            )
+        };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
+            Err(_) => Err(MapError::AlreadyMapped),
+        }
+    }
+
+    /// Removes a user mapping; returns the frame and its kind.
+    pub fn unmap(&mut self, va: u64) -> Option<(u64, Kind)> {
+        let (phys, _, kind) = self.translate(va)?;
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        match self.mapper().unmap(page) {
+            Ok((_, flush)) => {
+                flush.flush();
+                Some((phys, kind))
+            }
+            Err(UnmapError::PageNotMapped) | Err(_) => None,
+        }
+    }
+
+    /// The frame, writability and kind behind a user address, if mapped for ring 3.
+    pub fn translate(&self, va: u64) -> Option<(u64, bool, Kind)> {
+        if va >= ipc_abi::layout::USER_LIMIT {
+            return None;
+        }
+        match self.mapper().translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, offset, flags } if flags.contains(F::USER_ACCESSIBLE) => {
+                let kind = if flags.contains(OWNED) {
+                    Kind::Owned
+                } else if flags.contains(FOREIGN) {
+                    Kind::Foreign
+                } else {
+                    Kind::Borrowed
+                };
+                Some((frame.start_address().as_u64() + offset, flags.contains(F::WRITABLE), kind))
+            }
+            _ => None,
+        }
+    }
+
+    /// Makes this the active address space.
+    pub fn activate(&self) {
+        let (current, _) = Cr3::read();
+        if current.start_address().as_u64() != self.pml4 {
+            // SAFETY: the kernel half is identical in every address space, so
+            // the kernel keeps running; the lower half is this domain's.
+            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) }
+        }
+    }
+
+    /// Frees every owned frame and every page table of the lower half, and the root.
+    /// Foreign mappings must have been removed first. Returns the frames freed.
+    pub fn destroy(self, frames: &mut Frames, kernel_pml4: u64) -> u64 {
+        // Never tear down the tables the CPU is using.
+        let (current, _) = Cr3::read();
+        if current.start_address().as_u64() == self.pml4 {
+            // SAFETY: the kernel's own root maps the same kernel half.
+            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(kernel_pml4)), Cr3Flags::empty()) }
+        }
+        let mut freed = 0;
+        let mut free = |frames: &mut Frames, f: u64| {
+            if frames.free(f).is_ok() {
+                freed += 1;
+            }
+        };
+        let l4 = table(self.pml4);
+        for i4 in 0..256 {
+            let e4 = &l4[i4];
+            if !e4.flags().contains(F::PRESENT) {
+                continue;
+            }
+            let pdpt = e4.addr().as_u64();
+            for e3 in table(pdpt).iter() {
+                if !e3.flags().contains(F::PRESENT) {
+                    continue;
+                }
+                let pd = e3.addr().as_u64();
+                for e2 in table(pd).iter() {
+                    if !e2.flags().contains(F::PRESENT) {
+                        continue;
+                    }
+                    let pt = e2.addr().as_u64();
+                    for e1 in table(pt).iter() {
+                        if e1.flags().contains(F::PRESENT | OWNED) {
+                            free(frames, e1.addr().as_u64());
+                        }
+                    }
+                    free(frames, pt);
+                }
+                free(frames, pd);
+            }
+            free(frames, pdpt);
+        }
+        free(frames, self.pml4);
+        freed
+    }
+}

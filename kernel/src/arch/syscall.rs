@@ -1,0 +1,188 @@
+//! Entering and leaving ring 3: the `syscall` entry, the per-CPU block that
+//! `swapgs` reaches, and `enter_user`, which starts a domain's vCPU.
+//!
+//! Owns: the EFER/STAR/LSTAR/SFMASK setup and the assembly that turns a
+//! `syscall` into the same [`TrapFrame`] an interrupt from ring 3 builds, on
+//! the CPU's kernel stack. The kernel keeps one kernel stack per CPU and never
+//! blocks on it: a vCPU's state lives in its domain, not on a stack.
+
+use super::idt::TrapFrame;
+use super::stacks;
+use x86_64::registers::model_specific::{Efer, EferFlags, GsBase, KernelGsBase, LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+use x86_64::VirtAddr;
+
+/// The pseudo-vector a `syscall` frame carries.
+pub const VECTOR_SYSCALL: u64 = 0x100;
+/// Ring-3 selectors (see `gdt.rs`: user data at 0x18, user code at 0x20).
+pub const USER_CS: u64 = 0x23;
+pub const USER_SS: u64 = 0x1b;
+
+/// What `%gs` points at in the kernel: per-CPU scratch for the entry path.
+#[repr(C)]
+struct PerCpu {
+    /// Top of this CPU's kernel stack.
+    kernel_stack_top: u64,
+    /// The user `rsp` while the entry path switches stacks.
+    user_rsp_scratch: u64,
+}
+
+static mut PER_CPU: PerCpu = PerCpu {
+    kernel_stack_top: 0,
+    user_rsp_scratch: 0,
+};
+
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .global syscall_entry
+syscall_entry:
+    swapgs
+    movq %rsp, %gs:8
+    movq %gs:0, %rsp
+    pushq ${user_ss}
+    pushq %gs:8
+    pushq %r11
+    pushq ${user_cs}
+    pushq %rcx
+    pushq $0
+    pushq ${vector}
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    cld
+    call syscall_dispatch
+    jmp user_exit
+
+    .global enter_user_asm
+enter_user_asm:
+    movq %gs:0, %rsp
+    subq ${frame_size}, %rsp
+    movq %rdi, %rsi
+    movq %rsp, %rdi
+    movl ${frame_words}, %ecx
+    rep movsq
+    .global user_exit
+user_exit:
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    swapgs
+    iretq
+"#,
+    user_ss = const USER_SS,
+    user_cs = const USER_CS,
+    vector = const VECTOR_SYSCALL,
+    frame_size = const core::mem::size_of::<TrapFrame>(),
+    frame_words = const core::mem::size_of::<TrapFrame>() / 8,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn syscall_entry();
+    fn enter_user_asm(frame: *const TrapFrame) -> !;
+}
+
+/// Sets up `syscall` and the per-CPU block for this CPU.
+pub fn init() {
+    let top = stacks::boot_stack_top();
+    // SAFETY: single writer at boot, before any entry path can read it.
+    unsafe {
+        PER_CPU.kernel_stack_top = top;
+    }
+    // SAFETY: GS base points at this CPU's PerCpu (kernel side) and the user's
+    // GS base starts at 0; the entry paths swap them exactly once each way.
+    // STAR/LSTAR/SFMASK describe the GDT layout of gdt.rs and the entry above;
+    // SFMASK clears IF so the kernel runs with interrupts off.
+    unsafe {
+        GsBase::write(VirtAddr::new(&raw const PER_CPU as u64));
+        KernelGsBase::write(VirtAddr::new(0));
+        LStar::write(VirtAddr::new(syscall_entry as usize as u64));
+        Star::write_raw(0x10, 0x08);
+        SFMask::write(
+            RFlags::INTERRUPT_FLAG
+                | RFlags::DIRECTION_FLAG
+                | RFlags::TRAP_FLAG
+                | RFlags::ALIGNMENT_CHECK
+                | RFlags::NESTED_TASK,
+        );
+        Efer::update(|f| *f |= EferFlags::SYSTEM_CALL_EXTENSIONS);
+    }
+}
+
+/// Resumes a vCPU in ring 3 from its saved frame. Abandons the current kernel stack.
+pub fn enter_user(frame: &TrapFrame) -> ! {
+    // SAFETY: `frame` describes ring-3 state (the kernel built it or saved it
+    // from ring 3 and forces CS/SS to the user selectors and IF on); the asm
+    // copies it to the top of this CPU's kernel stack before touching the
+    // stack, so the copy never overlaps a live Rust frame it still needs.
+    unsafe { enter_user_asm(frame) }
+}
+
+/// A fresh ring-3 frame: start at `rip` with stack `rsp` and `rdi = arg`.
+pub fn initial_frame(rip: u64, rsp: u64, arg: u64) -> TrapFrame {
+    TrapFrame {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rbp: 0,
+        rdi: arg,
+        rsi: 0,
+        rdx: 0,
+        rcx: 0,
+        rbx: 0,
+        rax: 0,
+        vector: 0,
+        error_code: 0,
+        rip,
+        cs: USER_CS,
+        rflags: RFlags::INTERRUPT_FLAG.bits() | 0x2,
+        rsp,
+        ss: USER_SS,
+    }
+}
+
+/// Makes a frame safe to return to ring 3 with: user selectors, IF on, IOPL 0.
+pub fn sanitize(frame: &mut TrapFrame) {
+    frame.cs = USER_CS;
+    frame.ss = USER_SS;
+    let allowed = RFlags::CARRY_FLAG
+        | RFlags::PARITY_FLAG
+        | RFlags::AUXILIARY_CARRY_FLAG
+        | RFlags::ZERO_FLAG
+        | RFlags::SIGN_FLAG
+        | RFlags::DIRECTION_FLAG
+        | RFlags::OVERFLOW_FLAG;
+    frame.rflags = (frame.rflags & allowed.bits()) | RFlags::INTERRUPT_FLAG.bits() | 0x2;
+}
