@@ -1,6 +1,7 @@
 //! Domain ids, creation parameters and the records the kernel keeps of a domain.
 
 use core::fmt;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// A domain id: a table index and a generation (the Hubris pattern).
 ///
@@ -8,7 +9,9 @@ use core::fmt;
 /// outlived its domain is detectably stale: calls with it fail with
 /// [`crate::hypercall::Error::DeadDomain`].
 #[repr(transparent)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct DomainId(pub u32);
 
 impl DomainId {
@@ -54,7 +57,7 @@ pub const MESSAGE_MAX: usize = 160;
 
 /// Parameters of [`crate::hypercall::Hypercall::DomainCreate`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CreateDomain {
     pub name: [u8; NAME_MAX],
     pub name_len: u32,
@@ -68,6 +71,7 @@ pub struct CreateDomain {
 }
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 272);
 
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
 #[repr(u64)]
@@ -106,7 +110,7 @@ pub enum DomainState {
 
 /// What the kernel recorded when a domain crashed.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CrashRecord {
     /// CPU exception vector, or u64::MAX when the domain reported its own crash.
     pub vector: u64,
@@ -139,7 +143,7 @@ impl CrashRecord {
 
 /// Answer of [`crate::hypercall::Hypercall::DomainInfo`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct DomainInfo {
     pub id: DomainId,
     /// A [`DomainState`] value.
@@ -157,7 +161,9 @@ pub struct DomainInfo {
 
 /// Answer of [`crate::hypercall::Hypercall::KernelStats`]: what the kernel has in use.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct KernelStats {
     pub free_frames: u64,
     pub live_domains: u64,

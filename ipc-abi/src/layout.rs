@@ -41,5 +41,7 @@ pub const USER_LIMIT: u64 = 0x8000_0000_0000;
 /// Smallest memory budget a domain may have (image, stack, shared pages, a little heap).
 pub const MIN_DOMAIN_KIB: u64 = 256;
 
-const _: () = assert!(STACK_TOP < START_INFO && GRANT_WINDOW + GRANT_SLOTS * PAGE_SIZE < STACK_TOP - STACK_SIZE);
+const _: () = assert!(
+    STACK_TOP < START_INFO && GRANT_WINDOW + GRANT_SLOTS * PAGE_SIZE < STACK_TOP - STACK_SIZE
+);
 const _: () = assert!(TIME_PAGE + PAGE_SIZE <= USER_LIMIT);

@@ -4,11 +4,11 @@
 //! (and the system tests) read: banner, effective command line, memory,
 //! paging, CPU tables, ACPI, timer, then `xenolith: ready`.
 
-use crate::arch::{acpi, apic, cpu, gdt, idt, paging, reset};
+use crate::arch::{acpi, apic, cpu, gdt, idt, paging, reset, syscall};
 use crate::cmdline::{self, Settings, TestHook};
 use crate::frames::{self, FrameAllocator, PhysRange, RegionKind};
 use crate::layout::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
-use crate::{console, kprintln, memory, panic, time};
+use crate::{console, dom0, kprintln, memory, panic, time, trap};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -103,7 +103,8 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     // Timer calibration and the tick wait are time, not work: keep them out
     // of the path length reported at "ready".
     let waiting_since = cpu::rdtsc();
-    let count = apic::start_timer(time::TICK_HZ);
+    let (count, tsc_hz) = apic::start_timer(time::TICK_HZ);
+    time::set_tsc(tsc_hz, entry_tsc);
     x86_64::instructions::interrupts::enable();
     time::wait_ticks(3);
     let waited = cpu::rdtsc().wrapping_sub(waiting_since);
@@ -116,7 +117,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         time::ticks()
     );
 
-    reserve_domain0(&settings);
+    let dom0_kib = reserve_domain0(&settings);
     reserve_trace_buffers(&settings, eligible);
     kprintln!(
         "watchdog: {}",
@@ -141,6 +142,19 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     if let Some(hook) = settings.ktest {
         run_test_hook(hook);
     }
+    x86_64::instructions::interrupts::disable();
+    syscall::init();
+    let mut modules: heapless::Vec<dom0::BootModule<'_>, 64> = heapless::Vec::new();
+    for m in info.module_tags() {
+        let _ = modules.push(dom0::BootModule {
+            range: PhysRange::new(m.start_address() as u64, m.end_address() as u64),
+            cmdline: m.cmdline().unwrap_or(""),
+        });
+    }
+    if dom0::start(&modules, dom0_kib) {
+        trap::start()
+    }
+    x86_64::instructions::interrupts::enable();
     cpu::halt_forever()
 }
 
@@ -313,7 +327,7 @@ fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
 }
 
 /// Checks `dom0_mem` against free memory; clamps it with a warning if it does not fit.
-fn reserve_domain0(settings: &Settings) {
+fn reserve_domain0(settings: &Settings) -> u64 {
     let free_kib = memory::free_bytes() / 1024;
     // Keep an eighth of free memory (at least 4 MiB) for the kernel itself.
     let headroom = (free_kib / 8).max(4096);
@@ -325,8 +339,10 @@ fn reserve_domain0(settings: &Settings) {
             limit
         );
         kprintln!("dom0: {}K set aside", limit);
+        limit
     } else {
         kprintln!("dom0: {}K set aside", settings.dom0_mem_kib);
+        settings.dom0_mem_kib
     }
 }
 

@@ -77,7 +77,10 @@ pub enum ImageError {
     /// The entry point is not in an executable segment.
     BadEntry(u64),
     /// More pages than the domain's memory allows.
-    TooLarge { pages: u64, budget: u64 },
+    TooLarge {
+        pages: u64,
+        budget: u64,
+    },
 }
 
 impl fmt::Display for ImageError {
@@ -90,12 +93,23 @@ impl fmt::Display for ImageError {
             ImageError::NotExecutable => f.write_str("not an executable (ET_EXEC)"),
             ImageError::NoSegments => f.write_str("no loadable segment"),
             ImageError::TooManySegments => write!(f, "more than {MAX_SEGMENTS} loadable segments"),
-            ImageError::OutsideImageRegion(a) => write!(f, "segment at {a:#x} outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"),
+            ImageError::OutsideImageRegion(a) => write!(
+                f,
+                "segment at {a:#x} outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"
+            ),
             ImageError::Overlap(a) => write!(f, "segments overlap at {a:#x}"),
-            ImageError::WriteAndExecute(a) => write!(f, "segment at {a:#x} is writable and executable"),
-            ImageError::FileLargerThanMemory(a) => write!(f, "segment at {a:#x} has file size > memory size"),
-            ImageError::BadEntry(a) => write!(f, "entry point {a:#x} is not in an executable segment"),
-            ImageError::TooLarge { pages, budget } => write!(f, "needs {pages} pages, the domain has {budget}"),
+            ImageError::WriteAndExecute(a) => {
+                write!(f, "segment at {a:#x} is writable and executable")
+            }
+            ImageError::FileLargerThanMemory(a) => {
+                write!(f, "segment at {a:#x} has file size > memory size")
+            }
+            ImageError::BadEntry(a) => {
+                write!(f, "entry point {a:#x} is not in an executable segment")
+            }
+            ImageError::TooLarge { pages, budget } => {
+                write!(f, "needs {pages} pages, the domain has {budget}")
+            }
         }
     }
 }
@@ -129,12 +143,61 @@ pub struct LoadPlan {
     pub pages: u64,
 }
 
-/// Checks `image` and plans its loading into at most `budget_pages` pages.
-pub fn plan(image: &[u8], budget_pages: u64) -> Result<LoadPlan, ImageError> {
-    if image.len() < 4 || &image[..4] != b"\x7fELF" {
-        return Err(if image.len() < 4 { ImageError::Truncated } else { ImageError::NotElf });
+/// Bytes of an image wherever they live (a slice, or a domain's memory).
+pub trait ImageSource {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// Copies `buf.len()` bytes from `offset`; false if they are not all there.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> bool;
+}
+
+impl ImageSource for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
     }
-    let (h, _) = Header::read_from_prefix(image).map_err(|_| ImageError::Truncated)?;
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let Ok(start) = usize::try_from(offset) else {
+            return false;
+        };
+        match start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+        {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn read_struct<T: FromBytes>(
+    image: &(impl ImageSource + ?Sized),
+    offset: u64,
+) -> Result<T, ImageError> {
+    let mut buf = [0u8; 64];
+    let n = core::mem::size_of::<T>();
+    if !image.read(offset, &mut buf[..n]) {
+        return Err(ImageError::Truncated);
+    }
+    T::read_from_bytes(&buf[..n]).map_err(|_| ImageError::Truncated)
+}
+
+/// Checks `image` and plans its loading into at most `budget_pages` pages.
+pub fn plan(
+    image: &(impl ImageSource + ?Sized),
+    budget_pages: u64,
+) -> Result<LoadPlan, ImageError> {
+    let mut magic = [0u8; 4];
+    if !image.read(0, &mut magic) {
+        return Err(ImageError::Truncated);
+    }
+    if &magic != b"\x7fELF" {
+        return Err(ImageError::NotElf);
+    }
+    let h: Header = read_struct(image, 0)?;
     if h.ident[4] != 2 || h.ident[5] != 1 {
         return Err(ImageError::Not64BitLittleEndian);
     }
@@ -152,22 +215,26 @@ pub fn plan(image: &[u8], budget_pages: u64) -> Result<LoadPlan, ImageError> {
         let at = i
             .checked_mul(h.phentsize as u64)
             .and_then(|o| o.checked_add(h.phoff))
-            .and_then(|o| usize::try_from(o).ok())
             .ok_or(ImageError::Truncated)?;
-        let bytes = image.get(at..).ok_or(ImageError::Truncated)?;
-        let (ph, _) = ProgramHeader::read_from_prefix(bytes).map_err(|_| ImageError::Truncated)?;
+        let ph: ProgramHeader = read_struct(image, at)?;
         if ph.kind != PT_LOAD || ph.memsz == 0 {
             continue;
         }
-        let end = ph.vaddr.checked_add(ph.memsz).ok_or(ImageError::OutsideImageRegion(ph.vaddr))?;
+        let end = ph
+            .vaddr
+            .checked_add(ph.memsz)
+            .ok_or(ImageError::OutsideImageRegion(ph.vaddr))?;
         if ph.vaddr < IMAGE_BASE || end > IMAGE_LIMIT {
             return Err(ImageError::OutsideImageRegion(ph.vaddr));
         }
         if ph.filesz > ph.memsz {
             return Err(ImageError::FileLargerThanMemory(ph.vaddr));
         }
-        let file_end = ph.offset.checked_add(ph.filesz).ok_or(ImageError::Truncated)?;
-        if file_end > image.len() as u64 {
+        let file_end = ph
+            .offset
+            .checked_add(ph.filesz)
+            .ok_or(ImageError::Truncated)?;
+        if file_end > image.len() {
             return Err(ImageError::Truncated);
         }
         let writable = ph.flags & PF_W != 0;
@@ -190,19 +257,34 @@ pub fn plan(image: &[u8], budget_pages: u64) -> Result<LoadPlan, ImageError> {
         }) {
             return Err(ImageError::Overlap(other.vaddr.max(seg.vaddr)));
         }
-        segments.push(seg).map_err(|_| ImageError::TooManySegments)?;
+        segments
+            .push(seg)
+            .map_err(|_| ImageError::TooManySegments)?;
     }
     if segments.is_empty() {
         return Err(ImageError::NoSegments);
     }
-    if !segments.iter().any(|s| s.executable && (s.vaddr..s.vaddr + s.memsz).contains(&h.entry)) {
+    if !segments
+        .iter()
+        .any(|s| s.executable && (s.vaddr..s.vaddr + s.memsz).contains(&h.entry))
+    {
         return Err(ImageError::BadEntry(h.entry));
     }
-    let pages = segments.iter().map(|s| (s.pages().1 - s.pages().0) / PAGE_SIZE).sum();
+    let pages = segments
+        .iter()
+        .map(|s| (s.pages().1 - s.pages().0) / PAGE_SIZE)
+        .sum();
     if pages > budget_pages {
-        return Err(ImageError::TooLarge { pages, budget: budget_pages });
+        return Err(ImageError::TooLarge {
+            pages,
+            budget: budget_pages,
+        });
     }
-    Ok(LoadPlan { entry: h.entry, segments, pages })
+    Ok(LoadPlan {
+        entry: h.entry,
+        segments,
+        pages,
+    })
 }
 
 #[cfg(test)]
@@ -246,8 +328,14 @@ mod tests {
 
     #[test]
     fn a_normal_image_is_planned() {
-        let img = elf(0x401000, &[(0x400000, 0x2000, 0x2000, RX), (0x402000, 0x3000, 0x100, RW)]);
-        let p = plan(&img, 100).unwrap();
+        let img = elf(
+            0x401000,
+            &[
+                (0x400000, 0x2000, 0x2000, RX),
+                (0x402000, 0x3000, 0x100, RW),
+            ],
+        );
+        let p = plan(&img[..], 100).unwrap();
         assert_eq!(p.entry, 0x401000);
         assert_eq!(p.segments.len(), 2);
         assert_eq!(p.pages, 5);
@@ -269,7 +357,9 @@ mod tests {
             for _ in 0..200 {
                 let mut v: Vec<u8> = (0..len)
                     .map(|_| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         (seed >> 56) as u8
                     })
                     .collect();
@@ -280,7 +370,7 @@ mod tests {
                     v[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
                     v[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
                 }
-                let _ = plan(&v, 1 << 20);
+                let _ = plan(&v[..], 1 << 20);
             }
         }
     }
@@ -288,26 +378,47 @@ mod tests {
     #[test]
     fn write_plus_execute_is_refused() {
         let img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, 7)]);
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::WriteAndExecute(0x400000));
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::WriteAndExecute(0x400000)
+        );
     }
 
     #[test]
     fn overlapping_segments_are_refused() {
-        let img = elf(0x400000, &[(0x400000, 0x1800, 0x1000, RX), (0x401000, 0x1000, 0, RW)]);
-        assert!(matches!(plan(&img, 100), Err(ImageError::Overlap(_))));
+        let img = elf(
+            0x400000,
+            &[(0x400000, 0x1800, 0x1000, RX), (0x401000, 0x1000, 0, RW)],
+        );
+        assert!(matches!(plan(&img[..], 100), Err(ImageError::Overlap(_))));
     }
 
     #[test]
     fn oversized_images_are_refused() {
-        let img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, RX), (0x500000, 0x100_0000, 0, RW)]);
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::TooLarge { pages: 4097, budget: 100 });
+        let img = elf(
+            0x400000,
+            &[
+                (0x400000, 0x1000, 0x1000, RX),
+                (0x500000, 0x100_0000, 0, RW),
+            ],
+        );
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::TooLarge {
+                pages: 4097,
+                budget: 100
+            }
+        );
     }
 
     #[test]
     fn segments_outside_the_image_region_are_refused() {
         for vaddr in [0, 0x1000, IMAGE_LIMIT, u64::MAX - 10, 0xffff_ffff_8000_0000] {
             let img = elf(vaddr, &[(vaddr, 0x1000, 0, RX)]);
-            assert!(matches!(plan(&img, 100), Err(ImageError::OutsideImageRegion(_))), "{vaddr:#x}");
+            assert!(
+                matches!(plan(&img[..], 100), Err(ImageError::OutsideImageRegion(_))),
+                "{vaddr:#x}"
+            );
         }
     }
 
@@ -315,27 +426,42 @@ mod tests {
     fn wrong_machine_class_and_type() {
         let mut img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, RX)]);
         img[18] = 3; // EM_386
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::NotX86_64(3));
+        assert_eq!(plan(&img[..], 100).unwrap_err(), ImageError::NotX86_64(3));
         let mut img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, RX)]);
         img[4] = 1;
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::Not64BitLittleEndian);
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::Not64BitLittleEndian
+        );
         let mut img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, RX)]);
         img[16] = 3; // ET_DYN
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::NotExecutable);
-        assert_eq!(plan(b"MZ\x90\0", 100).unwrap_err(), ImageError::NotElf);
+        assert_eq!(plan(&img[..], 100).unwrap_err(), ImageError::NotExecutable);
+        assert_eq!(plan(&b"MZ\x90\0"[..], 100).unwrap_err(), ImageError::NotElf);
     }
 
     #[test]
     fn entry_must_be_in_an_executable_segment() {
-        let img = elf(0x402000, &[(0x400000, 0x1000, 0x1000, RX), (0x402000, 0x1000, 0, RW)]);
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::BadEntry(0x402000));
+        let img = elf(
+            0x402000,
+            &[(0x400000, 0x1000, 0x1000, RX), (0x402000, 0x1000, 0, RW)],
+        );
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::BadEntry(0x402000)
+        );
         let img = elf(0x400000, &[(0x400000, 0x1000, 0x1000, R)]);
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::BadEntry(0x400000));
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::BadEntry(0x400000)
+        );
     }
 
     #[test]
     fn file_size_beyond_memory_size_is_refused() {
         let img = elf(0x400000, &[(0x400000, 0x100, 0x1000, RX)]);
-        assert_eq!(plan(&img, 100).unwrap_err(), ImageError::FileLargerThanMemory(0x400000));
+        assert_eq!(
+            plan(&img[..], 100).unwrap_err(),
+            ImageError::FileLargerThanMemory(0x400000)
+        );
     }
 }

@@ -12,6 +12,7 @@ mod cmdline;
 mod elf;
 mod frames;
 mod layout;
+mod sched;
 
 #[cfg(target_os = "none")]
 mod arch;
@@ -21,10 +22,20 @@ mod boot;
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
+mod dom0;
+#[cfg(target_os = "none")]
+mod domain;
+#[cfg(target_os = "none")]
+mod hypercall;
+#[cfg(target_os = "none")]
 mod memory;
 mod panic;
 #[cfg(target_os = "none")]
 mod time;
+#[cfg(target_os = "none")]
+mod trap;
+#[cfg(target_os = "none")]
+mod usermem;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

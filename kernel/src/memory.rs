@@ -37,7 +37,28 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> Result<u64, Paging
     space.map_device(frames, phys, len, caching)
 }
 
-/// Free physical memory, in bytes.
+/// Runs `f` with the frame allocator.
+pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> R {
+    let mut guard = MEMORY.lock();
+    let m = guard
+        .as_mut()
+        .expect("memory is installed before anything allocates");
+    f(&mut m.frames)
+}
+
+/// The kernel's root page table (physical).
+pub fn kernel_root() -> u64 {
+    MEMORY.lock().as_ref().map_or(0, |m| m.space.root())
+}
+
+/// Bytes of physical memory the frame allocator never hands out (boot modules),
+/// as a slice through the physmap.
+pub fn reserved_bytes(start: u64, len: u64) -> &'static [u8] {
+    // SAFETY: callers pass a boot module's range, which the frame allocator
+    // reserved at boot and never frees, and which lies in RAM (physmap).
+    // Nothing writes to modules, so a shared 'static slice is sound.
+    unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const u8, len as usize) }
+}
 pub fn free_bytes() -> u64 {
     MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_bytes())
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns: the cargo invocations for `x86_64-unknown-none`, with the code
 //! generation flags each image needs (the kernel: static, code model
-//! "kernel", linked at -2 GiB), in their own target directories.
+//! "kernel", linked at -2 GiB; domains: static, linked at 4 MiB by
+//! `domain-runtime/domain.ld`), in their own target directories, and the list
+//! of domain images. Adding a domain is one line in [`DOMAINS`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,4 +46,45 @@ pub fn kernel() -> Result<PathBuf, String> {
         return Err("the kernel did not build".into());
     }
     Ok(target_dir.join("x86_64-unknown-none/release/xenolith"))
+}
+
+/// Every domain image: (package, binary). One line per domain.
+pub const DOMAINS: &[(&str, &str)] = &[
+    ("toolstack-domain", "toolstack-domain"),
+    ("test-domains", "hello"),
+];
+
+/// Builds every domain image (release) and returns the directory holding them.
+pub fn domains() -> Result<PathBuf, String> {
+    let target_dir = target_dir().join("domains");
+    let linker_script = root().join("domain-runtime/domain.ld");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root()).args(["build", "--release"]);
+    let mut packages: Vec<&str> = DOMAINS.iter().map(|(p, _)| *p).collect();
+    packages.dedup();
+    for p in packages {
+        cmd.args(["--package", p]);
+    }
+    cmd.args(["--target", "x86_64-unknown-none", "--target-dir"])
+        .arg(&target_dir);
+    let flags = [
+        "-Crelocation-model=static".to_string(),
+        format!("-Clink-arg=-T{}", linker_script.display()),
+        "-Clink-arg=--no-pie".to_string(),
+        // One RW segment for .data and .bss: the kernel refuses segments sharing a page.
+        "-Clink-arg=-znorelro".to_string(),
+        "-Dwarnings".to_string(),
+    ];
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("the domains did not build".into());
+    }
+    Ok(target_dir.join("x86_64-unknown-none/release"))
+}
+
+/// The path of a built domain binary.
+pub fn domain(dir: &Path, bin: &str) -> PathBuf {
+    dir.join(bin)
 }

@@ -17,6 +17,20 @@ pub struct Module {
     pub cmdline: String,
 }
 
+/// The modules `cargo xtask run` and `image` boot: domain 0 first, then the example guests.
+pub fn default_modules(domains: &Path) -> Vec<Module> {
+    vec![
+        Module {
+            path: crate::build::domain(domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        },
+        Module {
+            path: crate::build::domain(domains, "hello"),
+            cmdline: "hello mem=512 greeting=from-the-boot-bundle".into(),
+        },
+    ]
+}
+
 /// The `grub.cfg` for a kernel command line and modules (named `/boot/<file name>`).
 pub fn grub_cfg(cmdline: &str, modules: &[Module]) -> String {
     let mut cfg = String::from(

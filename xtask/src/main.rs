@@ -99,10 +99,11 @@ fn main() -> ExitCode {
 fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
+    let modules = iso::default_modules(&build::domains()?);
     let iso = iso::build(
         &kernel,
         cmdline,
-        &[],
+        &modules,
         &build::target_dir().join("xenolith.iso"),
     )?;
     println!("xtask: booting {} (Ctrl-A X quits QEMU)", iso.display());
@@ -123,7 +124,8 @@ fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String
 fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
-    iso::build(&kernel, cmdline, &[], out)?;
+    let modules = iso::default_modules(&build::domains()?);
+    iso::build(&kernel, cmdline, &modules, out)?;
     println!("xtask: wrote {}", out.display());
     Ok(())
 }

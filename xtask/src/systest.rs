@@ -18,6 +18,7 @@ const BOOT: Duration = Duration::from_secs(60);
 pub struct Ctx {
     dir: PathBuf,
     kernel: PathBuf,
+    domains: PathBuf,
     accel: Accel,
 }
 
@@ -29,6 +30,26 @@ impl Ctx {
     /// Builds an ISO with `cmdline` and returns a QEMU configuration for it.
     fn config(&self, cmdline: &str) -> Result<Config, String> {
         Ok(Config::new(&self.iso(cmdline, &[])?).accel(self.accel))
+    }
+
+    /// Boot modules: domain 0 first, then `(binary, command line)` each.
+    fn with_domains(&self, guests: &[(&str, &str)]) -> Vec<Module> {
+        let mut v = vec![Module {
+            path: build::domain(&self.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        }];
+        for (bin, line) in guests {
+            v.push(Module {
+                path: build::domain(&self.domains, bin),
+                cmdline: (*line).into(),
+            });
+        }
+        v
+    }
+
+    /// Builds an ISO with domain 0 and `guests`, and a QEMU configuration for it.
+    fn system(&self, cmdline: &str, guests: &[(&str, &str)]) -> Result<Config, String> {
+        Ok(Config::new(&self.iso(cmdline, &self.with_domains(guests))?).accel(self.accel))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -75,6 +96,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             console_com2,
         ),
         ("poweroff_ends_qemu_cleanly", poweroff),
+        ("dom0_starts_a_guest_that_prints_and_powers_off", dom0_hello),
     ]
 }
 
@@ -107,6 +129,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
         }
     }
     let kernel = build::kernel()?;
+    let domains = build::domains()?;
     let selected: Vec<_> = cases()
         .into_iter()
         .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
@@ -119,7 +142,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
             s.spawn(|| loop {
                 let next = queue.lock().expect("queue lock").next();
                 let Some((name, case)) = next else { return };
-                let ok = run_case(name, case, &kernel, accel);
+                let ok = run_case(name, case, &kernel, &domains, accel);
                 let mut r = results.lock().expect("results lock");
                 if ok {
                     r.0 += 1;
@@ -140,7 +163,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
     }
 }
 
-fn run_case(name: &str, case: Case, kernel: &Path, accel: Accel) -> bool {
+fn run_case(name: &str, case: Case, kernel: &Path, domains: &Path, accel: Accel) -> bool {
     let dir = build::target_dir().join("systest").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -153,6 +176,7 @@ fn run_case(name: &str, case: Case, kernel: &Path, accel: Accel) -> bool {
     let ctx = Ctx {
         dir,
         kernel: kernel.to_path_buf(),
+        domains: domains.to_path_buf(),
         accel,
     };
     let mut machine = None;
@@ -482,4 +506,22 @@ fn poweroff(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(m, "poweroff: ACPI S5")?;
     let status = m.wait_exit(BOOT)?;
     check(status.success(), || format!("QEMU exited with {status}"))
+}
+
+fn dom0_hello(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &c.system("", &[("hello", "hello mem=512 greeting=hi")])?,
+        slot,
+    )?;
+    expect_line(m, "dom0: domain 0 started from module 1")?;
+    expect_line(m, "[0] toolstack: domain 0 up, 1 boot modules")?;
+    expect_line(m, "[0] toolstack: started hello as domain 1 (512 KiB)")?;
+    let hello = expect_line(m, "[1] hello from domain 1")?;
+    check(
+        hello.contains("(512 KiB): hello mem=512 greeting=hi self="),
+        || format!("unexpected greeting: {hello}"),
+    )?;
+    expect_line(m, "[0] toolstack: domain 1 (hello) shut down (reason 0)")?;
+    expect_line(m, "[0] toolstack: all domains have stopped")?;
+    Ok(())
 }

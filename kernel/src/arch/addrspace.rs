@@ -89,18 +89,20 @@ impl AddressSpace {
         Ok(AddressSpace { pml4 })
     }
 
-    /// The root table's physical address.
-    pub fn root(&self) -> u64 {
-        self.pml4
-    }
-
     fn mapper(&self) -> OffsetPageTable<'static> {
         // SAFETY: see `table`; the physmap offset maps every page-table frame.
         unsafe { OffsetPageTable::new(table(self.pml4), VirtAddr::new(PHYS_OFFSET)) }
     }
 
     /// Maps one user page.
-    pub fn map(&mut self, frames: &mut Frames, va: u64, phys: u64, access: Access, kind: Kind) -> Result<(), MapError> {
+    pub fn map(
+        &mut self,
+        frames: &mut Frames,
+        va: u64,
+        phys: u64,
+        access: Access,
+        kind: Kind,
+    ) -> Result<(), MapError> {
         if va >= ipc_abi::layout::USER_LIMIT || va % 4096 != 0 {
             return Err(MapError::NotUser);
         }
@@ -158,7 +160,11 @@ impl AddressSpace {
             return None;
         }
         match self.mapper().translate(VirtAddr::new(va)) {
-            TranslateResult::Mapped { frame, offset, flags } if flags.contains(F::USER_ACCESSIBLE) => {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } if flags.contains(F::USER_ACCESSIBLE) => {
                 let kind = if flags.contains(OWNED) {
                     Kind::Owned
                 } else if flags.contains(FOREIGN) {
@@ -166,7 +172,11 @@ impl AddressSpace {
                 } else {
                     Kind::Borrowed
                 };
-                Some((frame.start_address().as_u64() + offset, flags.contains(F::WRITABLE), kind))
+                Some((
+                    frame.start_address().as_u64() + offset,
+                    flags.contains(F::WRITABLE),
+                    kind,
+                ))
             }
             _ => None,
         }
@@ -178,7 +188,12 @@ impl AddressSpace {
         if current.start_address().as_u64() != self.pml4 {
             // SAFETY: the kernel half is identical in every address space, so
             // the kernel keeps running; the lower half is this domain's.
-            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) }
+            unsafe {
+                Cr3::write(
+                    PhysFrame::containing_address(PhysAddr::new(self.pml4)),
+                    Cr3Flags::empty(),
+                )
+            }
         }
     }
 
@@ -189,7 +204,12 @@ impl AddressSpace {
         let (current, _) = Cr3::read();
         if current.start_address().as_u64() == self.pml4 {
             // SAFETY: the kernel's own root maps the same kernel half.
-            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(kernel_pml4)), Cr3Flags::empty()) }
+            unsafe {
+                Cr3::write(
+                    PhysFrame::containing_address(PhysAddr::new(kernel_pml4)),
+                    Cr3Flags::empty(),
+                )
+            }
         }
         let mut freed = 0;
         let mut free = |frames: &mut Frames, f: u64| {

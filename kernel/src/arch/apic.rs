@@ -127,13 +127,14 @@ pub fn id() -> u32 {
     }
 }
 
-/// Counts APIC timer ticks (divide-by-16) during 10 ms of PIT channel 2.
-fn calibrate_10ms() -> u32 {
+/// Counts APIC timer ticks (divide-by-16) and TSC cycles during 10 ms of PIT channel 2.
+fn calibrate_10ms() -> (u32, u64) {
     let mut gate = Port::<u8>::new(0x61);
     let mut pit_cmd = Port::<u8>::new(0x43);
     let mut pit_ch2 = Port::<u8>::new(0x42);
     const PIT_HZ: u32 = 1_193_182;
     let count = (PIT_HZ / 100) as u16;
+    let tsc_start;
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_MASKED | VECTOR_TIMER as u32);
     // SAFETY: PIT channel 2 and its gate at port 0x61 are fixed PC hardware
@@ -145,24 +146,28 @@ fn calibrate_10ms() -> u32 {
         pit_ch2.write(count as u8);
         pit_ch2.write((count >> 8) as u8);
         write(REG_TIMER_INITIAL, u32::MAX);
+        tsc_start = super::cpu::rdtsc();
         gate.write(g | 1); // start counting
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
     }
     let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
+    let tsc = super::cpu::rdtsc() - tsc_start;
     write(REG_TIMER_INITIAL, 0);
-    elapsed.max(1)
+    (elapsed.max(1), tsc)
 }
 
-/// Starts the periodic timer at `hz` interrupts per second; returns the count per period.
-pub fn start_timer(hz: u32) -> u32 {
-    let per_10ms = calibrate_10ms() as u64;
+/// Starts the periodic timer at `hz` interrupts per second; returns the
+/// count per period and the TSC frequency measured on the way.
+pub fn start_timer(hz: u32) -> (u32, u64) {
+    let (per_10ms, tsc_10ms) = calibrate_10ms();
+    let per_10ms = per_10ms as u64;
     let initial = (per_10ms * 100 / hz as u64).clamp(1, u32::MAX as u64) as u32;
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_PERIODIC | VECTOR_TIMER as u32);
     write(REG_TIMER_INITIAL, initial);
-    initial
+    (initial, tsc_10ms * 100)
 }
 
 /// Acknowledges the interrupt being serviced.

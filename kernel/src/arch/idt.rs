@@ -37,6 +37,10 @@ isr_stubs:
     .endr
 
 isr_common:
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
     pushq %rax
     pushq %rbx
     pushq %rcx
@@ -70,6 +74,10 @@ isr_common:
     popq %rcx
     popq %rbx
     popq %rax
+    testb $3, 24(%rsp)
+    jz 2f
+    swapgs
+2:
     addq $16, %rsp
     iretq
 "#,
@@ -82,6 +90,7 @@ extern "C" {
 
 /// What the entry stub and the CPU saved, lowest address first.
 #[repr(C)]
+#[derive(Clone)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -224,11 +233,20 @@ pub fn init() {
 /// Called by `isr_common` for every interrupt and exception.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let from_user = frame.cs & 3 == 3;
     match frame.vector {
+        // NMI, #DF and #MC are machine trouble, not the domain's doing.
+        v if v < 32 && from_user && !matches!(v, 2 | 8 | 18) => {
+            let cr2 = x86_64::registers::control::Cr2::read_raw();
+            crate::trap::user_exception(frame, cr2)
+        }
         v if v < 32 => exception(frame),
         v if v == VECTOR_TIMER as u64 => {
             crate::time::tick();
             apic::end_of_interrupt();
+            if crate::trap::scheduler_running() {
+                crate::trap::timer_tick(frame, from_user);
+            }
         }
         v if v == VECTOR_SPURIOUS as u64 => {}
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {

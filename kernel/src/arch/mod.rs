@@ -5,6 +5,7 @@
 //! calls these modules and needs no `unsafe` of its own.
 
 pub mod acpi;
+pub mod addrspace;
 pub mod apic;
 pub mod cpu;
 pub mod gdt;
@@ -13,6 +14,7 @@ pub mod paging;
 pub mod reset;
 pub mod serial;
 pub mod stacks;
+pub mod syscall;
 pub mod vga;
 
 // The multiboot2 header, the 32-bit entry and the kernel stacks.

@@ -68,6 +68,7 @@ unsafe impl FrameAllocator<Size4KiB> for FrameSource<'_> {
 /// The kernel half of the address space, once active.
 pub struct KernelSpace {
     mapper: OffsetPageTable<'static>,
+    root: u64,
     device_next: u64,
     /// Bytes of physical memory reachable through the physmap.
     pub physmap_bytes: u64,
@@ -179,6 +180,21 @@ pub fn build_and_switch(
         }
     }
 
+    // Give the device window its PDPT now, so the kernel half that domains
+    // copy at creation already contains every later device mapping.
+    let window_pdpt = source
+        .frames
+        .allocate_below(BOOT_PHYSMAP_LIMIT)
+        .ok_or(PagingError::OutOfFrames)?;
+    // SAFETY: a fresh frame below 4 GiB, reachable through the boot physmap.
+    unsafe {
+        (PHYS_OFFSET as *mut u8)
+            .add(window_pdpt as usize)
+            .write_bytes(0, 4096)
+    };
+    let slot = (DEVICE_WINDOW >> 39) as usize & 511;
+    mapper.level_4_table_mut()[slot].set_addr(PhysAddr::new(window_pdpt), F::PRESENT | F::WRITABLE);
+
     // SAFETY: the new tables map everything the kernel touches from here on:
     // its image (we are executing in .text, on the boot stack in .bss), the
     // boot information and all RAM (physmap). The identity map and .boot are
@@ -192,6 +208,7 @@ pub fn build_and_switch(
     Ok((
         KernelSpace {
             mapper,
+            root: pml4_phys,
             device_next: DEVICE_WINDOW,
             physmap_bytes,
         },
@@ -256,6 +273,11 @@ impl KernelSpace {
         }
         self.device_next = base + pages * 4096;
         Ok(base + (phys - first))
+    }
+
+    /// The root table's physical address.
+    pub fn root(&self) -> u64 {
+        self.root
     }
 
     /// Whether a kernel virtual address is mapped.

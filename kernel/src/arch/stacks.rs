@@ -12,12 +12,13 @@ extern "C" {
     static ist_df_top: u8;
     static ist_nmi_top: u8;
     static ist_mc_top: u8;
-    static boot_stack_top: u8;
+    #[link_name = "boot_stack_top"]
+    static BOOT_STACK_TOP: u8;
 }
 
 /// Top of the boot stack, which becomes the CPU's kernel stack after boot.
 pub fn boot_stack_top() -> u64 {
-    (&raw const boot_stack_top) as u64
+    (&raw const BOOT_STACK_TOP) as u64
 }
 
 /// The guard pages under every kernel stack (virtual addresses).

@@ -8,7 +8,9 @@
 
 use super::idt::TrapFrame;
 use super::stacks;
-use x86_64::registers::model_specific::{Efer, EferFlags, GsBase, KernelGsBase, LStar, SFMask, Star};
+use x86_64::registers::model_specific::{
+    Efer, EferFlags, GsBase, KernelGsBase, LStar, SFMask, Star,
+};
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
@@ -123,7 +125,7 @@ pub fn init() {
     unsafe {
         GsBase::write(VirtAddr::new(&raw const PER_CPU as u64));
         KernelGsBase::write(VirtAddr::new(0));
-        LStar::write(VirtAddr::new(syscall_entry as usize as u64));
+        LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
         Star::write_raw(0x10, 0x08);
         SFMask::write(
             RFlags::INTERRUPT_FLAG
@@ -136,13 +138,29 @@ pub fn init() {
     }
 }
 
-/// Resumes a vCPU in ring 3 from its saved frame. Abandons the current kernel stack.
-pub fn enter_user(frame: &TrapFrame) -> ! {
-    // SAFETY: `frame` describes ring-3 state (the kernel built it or saved it
-    // from ring 3 and forces CS/SS to the user selectors and IF on); the asm
-    // copies it to the top of this CPU's kernel stack before touching the
-    // stack, so the copy never overlaps a live Rust frame it still needs.
-    unsafe { enter_user_asm(frame) }
+/// Where `enter_user` parks the frame it launches (one per CPU).
+struct LaunchSlot(core::cell::UnsafeCell<core::mem::MaybeUninit<TrapFrame>>);
+
+// SAFETY: only this CPU touches its slot, with interrupts off, between the
+// write in `enter_user` and the copy in `enter_user_asm`.
+unsafe impl Sync for LaunchSlot {}
+
+static LAUNCH: LaunchSlot =
+    LaunchSlot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()));
+
+/// Resumes a vCPU in ring 3 from `frame`. Abandons the current kernel stack.
+pub fn enter_user(mut frame: TrapFrame) -> ! {
+    sanitize(&mut frame);
+    x86_64::instructions::interrupts::disable();
+    let slot = LAUNCH.0.get();
+    // SAFETY: interrupts are off and the slot is this CPU's (see LaunchSlot).
+    // The frame is sanitized ring-3 state (user selectors, IF on, IOPL 0); the
+    // asm copies it from the static slot to the top of the kernel stack, which
+    // is not where the slot lives, and returns to ring 3 with it.
+    unsafe {
+        (*slot).write(frame);
+        enter_user_asm((*slot).as_ptr())
+    }
 }
 
 /// A fresh ring-3 frame: start at `rip` with stack `rsp` and `rdi = arg`.

@@ -1,0 +1,240 @@
+//! Typed hypercall wrappers over `syscall` (the ABI is `ipc_abi::hypercall`).
+
+use ipc_abi::domain::{CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason};
+use ipc_abi::hypercall::{decode, Hypercall, Result};
+use ipc_abi::shared::Virq;
+use zerocopy::FromZeros;
+
+/// Makes a raw hypercall: number and six arguments; returns `(rax, rdx)`.
+pub fn raw(number: u64, args: [u64; 6]) -> (u64, u64) {
+    let rax: u64;
+    let rdx: u64;
+    // SAFETY: `syscall` enters the kernel, which reads only the registers
+    // named here, preserves all others except rcx and r11 (declared
+    // clobbered), and touches this domain's memory only as the call says.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number => rax,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            inlateout("rdx") args[2] => rdx,
+            in("r10") args[3],
+            in("r8") args[4],
+            in("r9") args[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (rax, rdx)
+}
+
+fn call(h: Hypercall, args: [u64; 6]) -> Result<u64> {
+    let (rax, rdx) = raw(h as u64, args);
+    decode(rax, rdx)
+}
+
+fn call1(h: Hypercall, a: u64) -> Result<u64> {
+    call(h, [a, 0, 0, 0, 0, 0])
+}
+
+pub fn null() -> Result<u64> {
+    call(Hypercall::Null, [0; 6])
+}
+
+pub fn console_write(bytes: &[u8]) -> Result<u64> {
+    call(
+        Hypercall::ConsoleWrite,
+        [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0],
+    )
+}
+
+pub fn yield_cpu() {
+    let _ = call(Hypercall::Yield, [0; 6]);
+}
+
+/// Blocks until an unmasked event port is pending (returns at once if one is).
+pub fn block() {
+    let _ = call(Hypercall::Block, [0; 6]);
+}
+
+/// Arms this vCPU's one-shot timer for `deadline_ns` since boot (0 cancels).
+pub fn set_timer(deadline_ns: u64) -> Result<u64> {
+    call1(Hypercall::SetTimer, deadline_ns)
+}
+
+/// Stops this domain.
+pub fn shutdown(reason: ShutdownReason, message: &[u8]) -> ! {
+    let _ = call(
+        Hypercall::Shutdown,
+        [
+            reason as u64,
+            message.as_ptr() as u64,
+            message.len() as u64,
+            0,
+            0,
+            0,
+        ],
+    );
+    // The kernel never returns to a stopped domain; if it did, spin politely.
+    loop {
+        yield_cpu();
+    }
+}
+
+pub fn event_alloc_unbound(owner: DomainId, remote: DomainId) -> Result<u16> {
+    call(
+        Hypercall::EventAllocUnbound,
+        [owner.0 as u64, remote.0 as u64, 0, 0, 0, 0],
+    )
+    .map(|p| p as u16)
+}
+
+pub fn event_bind_interdomain(remote: DomainId, remote_port: u16) -> Result<u16> {
+    call(
+        Hypercall::EventBindInterdomain,
+        [remote.0 as u64, remote_port as u64, 0, 0, 0, 0],
+    )
+    .map(|p| p as u16)
+}
+
+pub fn event_bind_virq(virq: Virq) -> Result<u16> {
+    call1(Hypercall::EventBindVirq, virq as u64).map(|p| p as u16)
+}
+
+pub fn event_send(port: u16) -> Result<u64> {
+    call1(Hypercall::EventSend, port as u64)
+}
+
+pub fn event_close(port: u16) -> Result<u64> {
+    call1(Hypercall::EventClose, port as u64)
+}
+
+pub fn event_unmask(port: u16) -> Result<u64> {
+    call1(Hypercall::EventUnmask, port as u64)
+}
+
+pub fn grant_create(grantee: DomainId, page_va: u64, readonly: bool) -> Result<u32> {
+    call(
+        Hypercall::GrantCreate,
+        [grantee.0 as u64, page_va, readonly as u64, 0, 0, 0],
+    )
+    .map(|r| r as u32)
+}
+
+pub fn grant_end(gref: u32) -> Result<u64> {
+    call1(Hypercall::GrantEnd, gref as u64)
+}
+
+/// Maps a grant into window slot `slot`; returns the address it is mapped at.
+pub fn grant_map(granter: DomainId, gref: u32, slot: u64) -> Result<u64> {
+    call(
+        Hypercall::GrantMap,
+        [granter.0 as u64, gref as u64, slot, 0, 0, 0],
+    )
+}
+
+pub fn grant_unmap(slot: u64) -> Result<u64> {
+    call1(Hypercall::GrantUnmap, slot)
+}
+
+pub fn grant_copy_from(granter: DomainId, gref: u32, offset: u64, into: &mut [u8]) -> Result<u64> {
+    call(
+        Hypercall::GrantCopy,
+        [
+            granter.0 as u64,
+            gref as u64,
+            offset,
+            into.as_mut_ptr() as u64,
+            into.len() as u64,
+            0,
+        ],
+    )
+}
+
+pub fn grant_copy_to(granter: DomainId, gref: u32, offset: u64, from: &[u8]) -> Result<u64> {
+    call(
+        Hypercall::GrantCopy,
+        [
+            granter.0 as u64,
+            gref as u64,
+            offset,
+            from.as_ptr() as u64,
+            from.len() as u64,
+            1,
+        ],
+    )
+}
+
+/// Creates a paused, empty domain (control domain only).
+pub fn domain_create(
+    name: &str,
+    memory_kib: u64,
+    weight: u32,
+    cap_percent: u32,
+) -> Result<DomainId> {
+    let mut p = CreateDomain::new_zeroed();
+    let n = name.len().min(p.name.len());
+    p.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    p.name_len = n as u32;
+    p.memory_kib = memory_kib;
+    p.weight = weight;
+    p.cap_percent = cap_percent;
+    call1(Hypercall::DomainCreate, &p as *const CreateDomain as u64).map(|id| DomainId(id as u32))
+}
+
+pub fn domain_load_image(dom: DomainId, elf: &[u8]) -> Result<u64> {
+    call(
+        Hypercall::DomainLoadImage,
+        [dom.0 as u64, elf.as_ptr() as u64, elf.len() as u64, 0, 0, 0],
+    )
+}
+
+pub fn domain_set_cmdline(dom: DomainId, cmdline: &str) -> Result<u64> {
+    call(
+        Hypercall::DomainSetCmdline,
+        [
+            dom.0 as u64,
+            cmdline.as_ptr() as u64,
+            cmdline.len() as u64,
+            0,
+            0,
+            0,
+        ],
+    )
+}
+
+pub fn domain_unpause(dom: DomainId) -> Result<u64> {
+    call1(Hypercall::DomainUnpause, dom.0 as u64)
+}
+
+pub fn domain_pause(dom: DomainId) -> Result<u64> {
+    call1(Hypercall::DomainPause, dom.0 as u64)
+}
+
+pub fn domain_destroy(dom: DomainId) -> Result<u64> {
+    call1(Hypercall::DomainDestroy, dom.0 as u64)
+}
+
+pub fn domain_info(dom: DomainId) -> Result<DomainInfo> {
+    let mut info = DomainInfo::new_zeroed();
+    call(
+        Hypercall::DomainInfo,
+        [
+            dom.0 as u64,
+            &mut info as *mut DomainInfo as u64,
+            0,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    Ok(info)
+}
+
+pub fn kernel_stats() -> Result<KernelStats> {
+    let mut s = KernelStats::default();
+    call1(Hypercall::KernelStats, &mut s as *mut KernelStats as u64)?;
+    Ok(s)
+}

@@ -1,0 +1,107 @@
+//! The start of a domain: `_start`, the heap, the start info, the panic handler.
+
+use ipc_abi::layout::START_INFO;
+use ipc_abi::shared::{ModuleInfo, StartInfo};
+
+/// The start info page.
+fn start_info() -> &'static StartInfo {
+    // SAFETY: the kernel maps the start info read-only at START_INFO before
+    // the domain runs and never unmaps it; StartInfo is plain data.
+    unsafe { &*(START_INFO as *const StartInfo) }
+}
+
+/// The domain's command line.
+pub fn command_line() -> &'static str {
+    let si = start_info();
+    let n = (si.cmdline_len as usize).min(si.cmdline.len());
+    core::str::from_utf8(&si.cmdline[..n]).unwrap_or("")
+}
+
+/// Boot modules handed to this domain (domain 0 only): bytes and command line.
+pub fn modules() -> impl Iterator<Item = (&'static [u8], &'static str)> {
+    let si = start_info();
+    let n = (si.module_count as usize).min(si.modules.len());
+    si.modules[..n].iter().map(module)
+}
+
+fn module(m: &'static ModuleInfo) -> (&'static [u8], &'static str) {
+    // SAFETY: the kernel maps each module read-only at `va` for `len` bytes
+    // for the domain's whole life (start info says so, and only the kernel
+    // writes start info).
+    let bytes = unsafe { core::slice::from_raw_parts(m.va as *const u8, m.len as usize) };
+    let n = (m.cmdline_len as usize).min(m.cmdline.len());
+    (bytes, core::str::from_utf8(&m.cmdline[..n]).unwrap_or(""))
+}
+
+#[cfg(target_os = "none")]
+mod bare {
+    use super::*;
+    use ipc_abi::domain::ShutdownReason;
+    use ipc_abi::shared::START_INFO_MAGIC;
+    use talc::{ErrOnOom, Span, Talc, Talck};
+
+    #[global_allocator]
+    static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
+
+    core::arch::global_asm!(
+        ".section .text._start",
+        ".global _start",
+        "_start:",
+        "and rsp, -16",
+        "call {start}",
+        "ud2",
+        start = sym runtime_start,
+    );
+
+    extern "Rust" {
+        fn __xenolith_domain_main(start: &'static StartInfo);
+    }
+
+    extern "C" fn runtime_start() -> ! {
+        let si = start_info();
+        if si.magic != START_INFO_MAGIC {
+            crate::hypercall::shutdown(ShutdownReason::Crash, b"bad start info magic");
+        }
+        let heap = Span::from_base_size(si.heap_base as *mut u8, si.heap_size as usize);
+        // SAFETY: the kernel maps [heap_base, heap_base + heap_size) read-write
+        // and zeroed for this domain alone, and nothing else uses it.
+        unsafe {
+            let _ = HEAP.lock().claim(heap);
+        }
+        // SAFETY: `entry!` defines this function in the domain's binary.
+        unsafe { __xenolith_domain_main(si) };
+        crate::hypercall::shutdown(ShutdownReason::PowerOff, b"")
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        use core::fmt::Write;
+        let mut msg = Message {
+            buf: [0; 160],
+            len: 0,
+        };
+        let _ = write!(msg, "{}", info.message());
+        if let Some(l) = info.location() {
+            let _ = write!(msg, " at {}:{}", l.file(), l.line());
+        }
+        crate::println!(
+            "panic: {}",
+            core::str::from_utf8(&msg.buf[..msg.len]).unwrap_or("?")
+        );
+        crate::hypercall::shutdown(ShutdownReason::Crash, &msg.buf[..msg.len])
+    }
+
+    struct Message {
+        buf: [u8; 160],
+        len: usize,
+    }
+
+    impl core::fmt::Write for Message {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Event channels between domains, and virtual IRQs.
+//!
+//! Owns: the cross-domain port operations — allocate unbound, bind, send,
+//! close, unmask — and raising an event: set the pending bit in the target's
+//! event page and, if the port is unmasked and the vCPU blocked, wake it.
+//! Closing one end returns the peer's end to unbound for the closer, as in
+//! Xen, so a restarted peer can bind again.
+
+use super::ports::PortState;
+use super::shared_pages;
+use super::{Kernel, Life};
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::Error;
+use ipc_abi::shared::Virq;
+
+/// Opens a port in `owner`, unbound, waiting for `remote`.
+pub fn alloc_unbound(k: &mut Kernel, owner: usize, remote: DomainId) -> Result<u16, Error> {
+    let remote_index = k.lookup(remote)?;
+    let remote_id = k.domain(remote_index).ok_or(Error::NoSuchDomain)?.id;
+    let d = k.domain_mut(owner).ok_or(Error::NoSuchDomain)?;
+    d.ports.open(PortState::Unbound { remote: remote_id })
+}
+
+/// Binds a new port of `caller` to `remote_port` of `remote`, which must be unbound for the caller.
+pub fn bind_interdomain(
+    k: &mut Kernel,
+    caller: usize,
+    remote: DomainId,
+    remote_port: u64,
+) -> Result<u16, Error> {
+    let r = k.lookup(remote)?;
+    let caller_id = k.domain(caller).ok_or(Error::NoSuchDomain)?.id;
+    if r == caller {
+        return Err(Error::InvalidArgument);
+    }
+    let state = k
+        .domain(r)
+        .ok_or(Error::NoSuchDomain)?
+        .ports
+        .get(remote_port)?;
+    if state != (PortState::Unbound { remote: caller_id }) {
+        return Err(Error::PortState);
+    }
+    let (me, peer) = k.pair_mut(caller, r).ok_or(Error::NoSuchDomain)?;
+    let local = me.ports.open(PortState::Interdomain {
+        remote: peer.id,
+        port: remote_port as u16,
+    })?;
+    peer.ports.set(
+        remote_port as u16,
+        PortState::Interdomain {
+            remote: caller_id,
+            port: local,
+        },
+    );
+    Ok(local)
+}
+
+/// Binds a new port of `caller` to a VIRQ. Console and domain-state VIRQs are for the control domain.
+pub fn bind_virq(k: &mut Kernel, caller: usize, virq: Virq) -> Result<u16, Error> {
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    if virq != Virq::Timer && !d.control {
+        return Err(Error::PermissionDenied);
+    }
+    if d.ports.virq_port(virq).is_some() {
+        return Err(Error::PortState);
+    }
+    d.ports.open(PortState::Virq(virq))
+}
+
+/// Signals the peer of an interdomain port.
+pub fn send(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
+    let state = k
+        .domain(caller)
+        .ok_or(Error::NoSuchDomain)?
+        .ports
+        .get(port)?;
+    match state {
+        PortState::Interdomain { remote, port: rp } => {
+            let r = k.lookup(remote)?;
+            raise(k, r, rp);
+            Ok(())
+        }
+        _ => Err(Error::PortState),
+    }
+}
+
+/// Closes a port of `caller`; an interdomain peer's end goes back to unbound.
+pub fn close(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    let state = d.ports.get(port)?;
+    let caller_id = d.id;
+    if let PortState::Interdomain { remote, port: rp } = state {
+        if let Ok(r) = k.lookup(remote) {
+            if let Some(peer) = k.domain_mut(r) {
+                peer.ports.set(rp, PortState::Unbound { remote: caller_id });
+            }
+        }
+    }
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    d.ports.free(port as u16);
+    shared_pages::clear(d.event_page, port as u16);
+    Ok(())
+}
+
+/// Closes every port of a dying domain.
+pub fn close_all(k: &mut Kernel, index: usize) {
+    let mut open: heapless::Vec<u16, { ipc_abi::shared::PORTS }> = heapless::Vec::new();
+    if let Some(d) = k.domain(index) {
+        for (p, _) in d.ports.iter() {
+            let _ = open.push(p);
+        }
+    }
+    for p in open {
+        let _ = close(k, index, p as u64);
+    }
+    // Ports of others that were waiting for this domain stay unbound for a
+    // stale id; binding with them fails with PortState until they are closed.
+}
+
+/// Unmasks a port of `caller`.
+pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    d.ports.get(port)?;
+    shared_pages::unmask(d.event_page, port as u16);
+    Ok(())
+}
+
+/// Makes `port` of domain `index` pending and wakes the domain if it should.
+pub fn raise(k: &mut Kernel, index: usize, port: u16) {
+    let min = super::lifecycle::min_pass(k);
+    let Some(d) = k.domain_mut(index) else { return };
+    let deliverable = shared_pages::set_pending(d.event_page, port);
+    if deliverable && d.vcpu.blocked {
+        d.vcpu.blocked = false;
+        if d.life == Life::Running {
+            d.vcpu.sched.wake(min);
+            k.need_resched = true;
+        }
+    }
+}
+
+/// Raises a VIRQ in a domain, if it bound a port to it.
+pub fn raise_virq(k: &mut Kernel, index: usize, virq: Virq) {
+    if let Some(port) = k.domain(index).and_then(|d| d.ports.virq_port(virq)) {
+        raise(k, index, port);
+    }
+}
+
+/// Open ports over all domains (for leak checks).
+pub fn open_ports(k: &Kernel) -> u64 {
+    k.live()
+        .filter_map(|i| k.domain(i))
+        .map(|d| d.ports.open_count() as u64)
+        .sum()
+}

@@ -1,0 +1,247 @@
+//! Grant tables: sharing a page with one named domain.
+//!
+//! Owns: creating and ending grants, mapping granted pages into the grantee's
+//! window, copying through a grant, and what happens when either side dies.
+//! A granted frame stays allocated while any window maps it: if its granter
+//! dies first, the grant becomes an orphan that owns the frame until the last
+//! unmap. No frame is freed while mapped, whatever order the deaths come in.
+
+use super::shared_pages::{read_frame, write_frame};
+use super::{ForeignMap, Grant, Kernel, Orphan};
+use crate::arch::addrspace::{Access, Kind};
+use crate::frames::FrameAllocator;
+use crate::usermem;
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::{GRANT_SLOTS, GRANT_WINDOW, PAGE_SIZE};
+
+/// Grants a page of `caller` (at `va`) to `grantee`.
+pub fn create(
+    k: &mut Kernel,
+    caller: usize,
+    grantee: DomainId,
+    va: u64,
+    readonly: bool,
+) -> Result<u32, Error> {
+    let g = k.lookup(grantee)?;
+    if g == caller {
+        return Err(Error::InvalidArgument);
+    }
+    let grantee_id = k.domain(g).ok_or(Error::NoSuchDomain)?.id;
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    if va % PAGE_SIZE != 0 {
+        return Err(Error::BadAddress);
+    }
+    let frame = match d.space.translate(va) {
+        Some((frame, _, Kind::Owned)) => frame,
+        _ => return Err(Error::BadAddress),
+    };
+    let slot = d
+        .grants
+        .iter()
+        .position(Option::is_none)
+        .ok_or(Error::OutOfResources)?;
+    d.grants[slot] = Some(Grant {
+        grantee: grantee_id,
+        va,
+        frame,
+        readonly,
+        maps: 0,
+    });
+    Ok(slot as u32)
+}
+
+/// Ends a grant of `caller`; refused while it is mapped.
+pub fn end(k: &mut Kernel, caller: usize, gref: u64) -> Result<(), Error> {
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    let entry = d.grants.get_mut(gref as usize).ok_or(Error::BadGrant)?;
+    match entry {
+        None => Err(Error::BadGrant),
+        Some(g) if g.maps > 0 => Err(Error::GrantInUse),
+        Some(_) => {
+            *entry = None;
+            Ok(())
+        }
+    }
+}
+
+/// The live grant `gref` of `granter` to `caller`.
+fn grant_for(k: &Kernel, caller: usize, granter: usize, gref: u64) -> Result<Grant, Error> {
+    let caller_id = k.domain(caller).ok_or(Error::NoSuchDomain)?.id;
+    let d = k.domain(granter).ok_or(Error::NoSuchDomain)?;
+    match d.grants.get(gref as usize).copied().flatten() {
+        Some(g) if g.grantee == caller_id => Ok(g),
+        _ => Err(Error::BadGrant),
+    }
+}
+
+/// Maps grant `gref` of `granter` into window `slot` of `caller`.
+pub fn map(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    caller: usize,
+    granter: DomainId,
+    gref: u64,
+    slot: u64,
+) -> Result<u64, Error> {
+    if slot >= GRANT_SLOTS {
+        return Err(Error::InvalidArgument);
+    }
+    let gi = k.lookup(granter)?;
+    let g = grant_for(k, caller, gi, gref)?;
+    let granter_id = k.domain(gi).ok_or(Error::NoSuchDomain)?.id;
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    if d.window[slot as usize].is_some() {
+        return Err(Error::SlotState);
+    }
+    let va = GRANT_WINDOW + slot * PAGE_SIZE;
+    d.space
+        .map(
+            frames,
+            va,
+            g.frame,
+            Access {
+                write: !g.readonly,
+                execute: false,
+            },
+            Kind::Foreign,
+        )
+        .map_err(|_| Error::OutOfResources)?;
+    d.window[slot as usize] = Some(ForeignMap {
+        granter: granter_id,
+        gref: gref as u32,
+    });
+    if let Some(Some(entry)) = k.domain_mut(gi).map(|d| &mut d.grants[gref as usize]) {
+        entry.maps += 1;
+    }
+    Ok(va)
+}
+
+/// Unmaps window `slot` of `caller`.
+pub fn unmap(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    caller: usize,
+    slot: u64,
+) -> Result<(), Error> {
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    let m = d
+        .window
+        .get(slot as usize)
+        .copied()
+        .flatten()
+        .ok_or(Error::SlotState)?;
+    d.space.unmap(GRANT_WINDOW + slot * PAGE_SIZE);
+    d.window[slot as usize] = None;
+    release(k, frames, m.granter, m.gref);
+    Ok(())
+}
+
+/// One mapping of a grant went away: count it down, and free an orphan's frame at zero.
+fn release(k: &mut Kernel, frames: &mut FrameAllocator, granter: DomainId, gref: u32) {
+    if let Ok(gi) = k.lookup(granter) {
+        if let Some(Some(g)) = k
+            .domain_mut(gi)
+            .and_then(|d| d.grants.get_mut(gref as usize))
+        {
+            g.maps = g.maps.saturating_sub(1);
+        }
+        return;
+    }
+    let found = k
+        .orphans
+        .iter_mut()
+        .find(|o| o.is_some_and(|o| o.granter == granter && o.gref == gref));
+    if let Some(entry) = found {
+        if let Some(o) = entry {
+            o.maps = o.maps.saturating_sub(1);
+            if o.maps == 0 {
+                let _ = frames.free(o.frame);
+                *entry = None;
+            }
+        }
+    }
+}
+
+/// A dying domain: unmap everything it mapped from others, and orphan its
+/// grants that others still map (taking those frames out of its address
+/// space so its teardown does not free them).
+pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
+    for slot in 0..GRANT_SLOTS {
+        let mapped = k
+            .domain(index)
+            .is_some_and(|d| d.window[slot as usize].is_some());
+        if mapped {
+            let _ = unmap(k, frames, index, slot);
+        }
+    }
+    let Some(d) = k.domain_mut(index) else { return };
+    let id = d.id;
+    let mut orphans: heapless::Vec<Orphan, { super::MAX_GRANTS }> = heapless::Vec::new();
+    for (gref, entry) in d.grants.iter_mut().enumerate() {
+        if let Some(g) = entry.take() {
+            if g.maps > 0 {
+                d.space.unmap(g.va);
+                let _ = orphans.push(Orphan {
+                    granter: id,
+                    gref: gref as u32,
+                    frame: g.frame,
+                    maps: g.maps,
+                });
+            }
+        }
+    }
+    for o in orphans {
+        match k.orphans.iter_mut().find(|e| e.is_none()) {
+            Some(free) => *free = Some(o),
+            None => crate::kprintln!(
+                "warning: orphan grant table full; frame {:#x} stays allocated",
+                o.frame
+            ),
+        }
+    }
+}
+
+/// Copies between a granted page and `caller`'s memory.
+#[allow(clippy::too_many_arguments)]
+pub fn copy(
+    k: &mut Kernel,
+    caller: usize,
+    granter: DomainId,
+    gref: u64,
+    offset: u64,
+    local_va: u64,
+    len: u64,
+    to_grant: bool,
+) -> Result<(), Error> {
+    let end = offset.checked_add(len).ok_or(Error::InvalidArgument)?;
+    if end > PAGE_SIZE {
+        return Err(Error::InvalidArgument);
+    }
+    let gi = k.lookup(granter)?;
+    let g = grant_for(k, caller, gi, gref)?;
+    if to_grant && g.readonly {
+        return Err(Error::PermissionDenied);
+    }
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    let mut buf = [0u8; PAGE_SIZE as usize];
+    let buf = &mut buf[..len as usize];
+    if to_grant {
+        usermem::copy_from(&d.space, local_va, buf)?;
+        write_frame(g.frame, offset as usize, buf);
+    } else {
+        read_frame(g.frame, offset as usize, buf);
+        usermem::copy_to(&d.space, local_va, buf)?;
+    }
+    Ok(())
+}
+
+/// Live grants and orphans (for leak checks).
+pub fn live_grants(k: &Kernel) -> u64 {
+    let own: usize = k
+        .live()
+        .filter_map(|i| k.domain(i))
+        .map(|d| d.grants.iter().flatten().count())
+        .sum();
+    own as u64 + k.orphans.iter().flatten().count() as u64
+}

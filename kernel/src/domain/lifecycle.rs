@@ -1,0 +1,355 @@
+//! Domain lifecycle: create, load an image, unpause, pause, shut down,
+//! crash, destroy.
+//!
+//! Owns: building a domain's memory (all of its budget allocated and zeroed at
+//! creation: shared pages, stack, heap), loading a checked ELF image into it
+//! (image pages are taken from the heap's top, so the budget never grows), and
+//! tearing everything down again. A failed step changes nothing.
+
+use super::{console, events, grants, Domain, Kernel, Life, Vcpu, MAX_GRANTS};
+use crate::arch::addrspace::{Access, AddressSpace, Kind, MapError};
+use crate::arch::syscall::initial_frame;
+use crate::domain::ports::Ports;
+use crate::domain::shared_pages::{with_start_info, write_frame};
+use crate::elf::{self, ImageSource};
+use crate::frames::FrameAllocator;
+use crate::sched::{self, Entity};
+use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, CMDLINE_MAX, NAME_MAX};
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::*;
+use ipc_abi::shared::{Virq, START_INFO_MAGIC};
+
+/// Largest memory budget a domain may ask for (16 GiB).
+pub const MAX_DOMAIN_KIB: u64 = 16 << 20;
+const STACK_PAGES: u64 = STACK_SIZE / PAGE_SIZE;
+/// Pages of the budget that are not heap: start info, event page, stack.
+const FIXED_PAGES: u64 = 2 + STACK_PAGES;
+
+/// What a new domain is to be.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub memory_kib: u64,
+    pub weight: u32,
+    pub cap_percent: u32,
+    pub control: bool,
+}
+
+fn map_err(e: MapError) -> Error {
+    match e {
+        MapError::OutOfFrames => Error::OutOfResources,
+        _ => Error::InvalidArgument,
+    }
+}
+
+fn rw() -> Access {
+    Access {
+        write: true,
+        execute: false,
+    }
+}
+
+fn ro() -> Access {
+    Access {
+        write: false,
+        execute: false,
+    }
+}
+
+/// Maps `count` fresh zeroed frames of the domain at `va`.
+fn map_fresh(
+    space: &mut AddressSpace,
+    frames: &mut FrameAllocator,
+    va: u64,
+    count: u64,
+    access: Access,
+) -> Result<u64, Error> {
+    let mut first = 0;
+    for i in 0..count {
+        let f = frames.allocate().ok_or(Error::OutOfResources)?;
+        crate::arch::addrspace::zero_frame(f);
+        if let Err(e) = space.map(frames, va + i * PAGE_SIZE, f, access, Kind::Owned) {
+            let _ = frames.free(f);
+            return Err(map_err(e));
+        }
+        if i == 0 {
+            first = f;
+        }
+    }
+    Ok(first)
+}
+
+/// Creates a paused, empty domain. Nothing is left behind if it fails.
+pub fn create(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    spec: &Spec<'_>,
+) -> Result<DomainId, Error> {
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= NAME_MAX
+        && spec.name.bytes().all(|b| b.is_ascii_graphic());
+    if !name_ok || spec.weight > 65535 || spec.cap_percent > 100 {
+        return Err(Error::InvalidArgument);
+    }
+    if !(MIN_DOMAIN_KIB..=MAX_DOMAIN_KIB).contains(&spec.memory_kib) {
+        return Err(Error::InvalidArgument);
+    }
+    if k.name_taken(spec.name) {
+        return Err(Error::NameTaken);
+    }
+    let pages = spec.memory_kib / 4;
+    // Page tables need frames too: about one per 512 pages, plus the upper levels.
+    if frames.free_bytes() / PAGE_SIZE < pages + pages / 500 + 16 {
+        return Err(Error::OutOfResources);
+    }
+    let (index, id) = k.reserve_slot().ok_or(Error::OutOfResources)?;
+    let mut space = AddressSpace::new(frames, k.kernel_pml4).map_err(map_err)?;
+    let built = (|| -> Result<(u64, u64), Error> {
+        let start_info = map_fresh(&mut space, frames, START_INFO, 1, ro())?;
+        let event_page = map_fresh(&mut space, frames, EVENT_PAGE, 1, rw())?;
+        space
+            .map(frames, TIME_PAGE, k.time_frame, ro(), Kind::Borrowed)
+            .map_err(map_err)?;
+        map_fresh(
+            &mut space,
+            frames,
+            STACK_TOP - STACK_SIZE,
+            STACK_PAGES,
+            rw(),
+        )?;
+        map_fresh(
+            &mut space,
+            frames,
+            HEAP_BASE,
+            pages.saturating_sub(FIXED_PAGES),
+            rw(),
+        )?;
+        Ok((start_info, event_page))
+    })();
+    let (start_info, event_page) = match built {
+        Ok(v) => v,
+        Err(e) => {
+            space.destroy(frames, k.kernel_pml4);
+            return Err(e);
+        }
+    };
+    let heap_pages = pages.saturating_sub(FIXED_PAGES);
+    with_start_info(start_info, |si| {
+        si.magic = START_INFO_MAGIC;
+        si.domain_id = id.0;
+        si.control = spec.control as u32;
+        si.memory_kib = spec.memory_kib;
+        si.heap_base = HEAP_BASE;
+        si.heap_size = heap_pages * PAGE_SIZE;
+    });
+    let mut name = heapless::String::new();
+    let _ = name.push_str(spec.name);
+    let min_pass = min_pass(k);
+    let weight = if spec.weight == 0 {
+        sched::DEFAULT_WEIGHT
+    } else {
+        spec.weight
+    };
+    k.install(
+        index,
+        Domain {
+            id,
+            name,
+            life: Life::Paused,
+            control: spec.control,
+            space,
+            memory_kib: spec.memory_kib,
+            heap_pages,
+            image_loaded: false,
+            vcpu: Vcpu {
+                frame: initial_frame(0, STACK_TOP, START_INFO),
+                blocked: false,
+                sched: Entity::new(weight, spec.cap_percent, min_pass),
+                timer_deadline: 0,
+                ticks: 0,
+            },
+            ports: Ports::new(),
+            grants: [None; MAX_GRANTS],
+            window: [None; GRANT_SLOTS as usize],
+            crash: CrashRecord::EMPTY,
+            console: console::RateLimit::new(),
+            start_info,
+            event_page,
+        },
+    );
+    Ok(id)
+}
+
+/// The lowest pass among live domains (so newcomers get no back credit).
+pub fn min_pass(k: &Kernel) -> u64 {
+    k.live()
+        .filter_map(|i| k.domain(i))
+        .map(|d| d.vcpu.sched.pass)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Loads a checked ELF image into a paused domain that has none yet.
+pub fn load_into(
+    d: &mut Domain,
+    frames: &mut FrameAllocator,
+    image: &(impl ImageSource + ?Sized),
+) -> Result<u64, Error> {
+    if d.image_loaded || d.life != Life::Paused {
+        return Err(Error::DomainState);
+    }
+    let plan = elf::plan(image, d.heap_pages).map_err(|e| {
+        kprintln!("domain {}: image refused: {}", d.id, e);
+        Error::BadImage
+    })?;
+    debug_assert!(plan.pages <= d.heap_pages);
+    // The caller has checked the source is readable throughout, so the reads
+    // below do not fail half-way; the error path is defensive.
+    let mut heap_top = d.heap_pages;
+    let mut page_buf = [0u8; PAGE_SIZE as usize];
+    for seg in plan.segments.iter() {
+        let (first, end) = seg.pages();
+        let mut va = first;
+        while va < end {
+            heap_top -= 1;
+            let heap_va = HEAP_BASE + heap_top * PAGE_SIZE;
+            let (frame, _) = d.space.unmap(heap_va).ok_or(Error::OutOfResources)?;
+            // The frame is zeroed (fresh heap); copy the file bytes of this page.
+            let page_start = va.max(seg.vaddr);
+            let page_end = (va + PAGE_SIZE).min(seg.vaddr + seg.filesz);
+            if page_start < page_end {
+                let n = (page_end - page_start) as usize;
+                let file_at = seg.file_offset + (page_start - seg.vaddr);
+                if !image.read(file_at, &mut page_buf[..n]) {
+                    // Put the frame back where it was; the domain stays as it was, less the pages moved.
+                    let _ = d.space.map(frames, heap_va, frame, rw(), Kind::Owned);
+                    return Err(Error::BadAddress);
+                }
+                write_frame(frame, (page_start - va) as usize, &page_buf[..n]);
+            }
+            let access = Access {
+                write: seg.writable,
+                execute: seg.executable,
+            };
+            d.space
+                .map(frames, va, frame, access, Kind::Owned)
+                .map_err(map_err)?;
+            va += PAGE_SIZE;
+        }
+    }
+    d.heap_pages = heap_top;
+    d.image_loaded = true;
+    d.vcpu.frame = initial_frame(plan.entry, STACK_TOP, START_INFO);
+    with_start_info(d.start_info, |si| si.heap_size = heap_top * PAGE_SIZE);
+    Ok(plan.entry)
+}
+
+/// Sets the command line the domain finds in its start info.
+pub fn set_cmdline(k: &mut Kernel, index: usize, cmdline: &[u8]) -> Result<(), Error> {
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    if cmdline.len() > CMDLINE_MAX {
+        return Err(Error::InvalidArgument);
+    }
+    with_start_info(d.start_info, |si| {
+        si.cmdline[..cmdline.len()].copy_from_slice(cmdline);
+        si.cmdline_len = cmdline.len() as u64;
+    });
+    Ok(())
+}
+
+/// Lets a loaded, paused domain run.
+pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
+    let min = min_pass(k);
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    if d.life != Life::Paused || !d.image_loaded {
+        return Err(Error::DomainState);
+    }
+    d.life = Life::Running;
+    d.vcpu.sched.wake(min);
+    Ok(())
+}
+
+/// Stops a running domain's vCPU until unpaused.
+pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    if d.life != Life::Running {
+        return Err(Error::DomainState);
+    }
+    d.life = Life::Paused;
+    if k.current == Some(index) {
+        k.need_resched = true;
+    }
+    Ok(())
+}
+
+/// Stops a domain for good with a reason; the control domain is told.
+pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>) {
+    let Some(d) = k.domain_mut(index) else { return };
+    if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
+        return;
+    }
+    d.life = life;
+    if let Some(c) = crash {
+        d.crash = c;
+    }
+    let id = d.id;
+    match life {
+        Life::Crashed => {
+            let c = &d.crash;
+            if c.vector == u64::MAX {
+                kprintln!("domain {} ({}) crashed: {}", id, d.name, c.message());
+            } else {
+                kprintln!(
+                    "domain {} ({}) crashed: {} (vector {}) error={:#x} rip={:#x} addr={:#x}",
+                    id,
+                    d.name,
+                    crate::arch::idt::exception_name(c.vector),
+                    c.vector,
+                    c.error_code,
+                    c.rip,
+                    c.address
+                );
+            }
+        }
+        Life::Shutdown(r) => kprintln!("domain {} ({}) shut down: {:?}", id, d.name, r),
+        _ => {}
+    }
+    if k.current == Some(index) {
+        k.need_resched = true;
+    }
+    notify_control(k, index);
+}
+
+/// Tells the control domain (unless it is the subject) that a domain changed state.
+pub fn notify_control(k: &mut Kernel, subject: usize) {
+    if let Some(c) = k.control_domain() {
+        if c != subject {
+            events::raise_virq(k, c, Virq::DomainState);
+        }
+    }
+}
+
+/// Destroys a domain: ports closed, foreign pages unmapped, grants orphaned
+/// or revoked, memory freed. Its id goes stale.
+pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Result<(), Error> {
+    if k.domain(index).is_none() {
+        return Err(Error::NoSuchDomain);
+    }
+    events::close_all(k, index);
+    grants::release_all(k, frames, index);
+    if k.current == Some(index) {
+        k.current = None;
+        k.need_resched = true;
+    }
+    let d = k.remove(index).ok_or(Error::NoSuchDomain)?;
+    d.space.destroy(frames, k.kernel_pml4);
+    notify_control(k, index);
+    Ok(())
+}
+
+/// The reason code for `Shutdown`.
+pub fn shutdown_life(reason: ShutdownReason) -> Life {
+    match reason {
+        ShutdownReason::Crash => Life::Crashed,
+        r => Life::Shutdown(r),
+    }
+}

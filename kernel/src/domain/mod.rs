@@ -1,0 +1,230 @@
+//! Domains: the kernel's table of them and what each one holds.
+//!
+//! Owns: the fixed table of domain slots (index + generation ids), and for
+//! each domain its address space, vCPU, event ports, grants, window of
+//! foreign mappings, lifecycle state and crash record. The operations live in
+//! the submodules: `lifecycle` (create, load, run, stop, destroy), `events`
+//! (event channels), `grants` (grant tables), `console` (the debug console).
+
+pub mod console;
+pub mod events;
+pub mod grants;
+pub mod lifecycle;
+pub mod ports;
+pub mod shared_pages;
+
+use crate::arch::addrspace::AddressSpace;
+use crate::arch::idt::TrapFrame;
+use crate::sched::Entity;
+use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, NAME_MAX};
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::GRANT_SLOTS;
+use ports::Ports;
+
+/// The kernel's domain state, behind one lock (interrupts are off in the kernel).
+pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
+
+/// Most domains alive at once.
+pub const MAX_DOMAINS: usize = 64;
+/// Grant entries per domain.
+pub const MAX_GRANTS: usize = 64;
+/// Grants kept alive after their granter died because someone still maps them.
+pub const MAX_ORPHANS: usize = 256;
+
+/// Where a domain is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    Paused,
+    Running,
+    Shutdown(ShutdownReason),
+    Crashed,
+}
+
+/// A domain's (single, for now) virtual CPU.
+pub struct Vcpu {
+    /// Saved ring-3 state while not running.
+    pub frame: TrapFrame,
+    /// Waiting in `Block` for an event.
+    pub blocked: bool,
+    pub sched: Entity,
+    /// One-shot timer deadline in ns since boot; 0 = none.
+    pub timer_deadline: u64,
+    /// Ticks of CPU time used.
+    pub ticks: u64,
+}
+
+/// A page of another domain mapped into this domain's grant window.
+#[derive(Clone, Copy, Debug)]
+pub struct ForeignMap {
+    pub granter: DomainId,
+    pub gref: u32,
+}
+
+/// A page this domain granted.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    pub grantee: DomainId,
+    /// The granter's virtual address of the page.
+    pub va: u64,
+    pub frame: u64,
+    pub readonly: bool,
+    /// How many window slots map it now.
+    pub maps: u32,
+}
+
+/// A grant whose granter died while it was still mapped; it owns the frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Orphan {
+    pub granter: DomainId,
+    pub gref: u32,
+    pub frame: u64,
+    pub maps: u32,
+}
+
+/// One domain.
+pub struct Domain {
+    pub id: DomainId,
+    pub name: heapless::String<NAME_MAX>,
+    pub life: Life,
+    /// Holds the control right (may create, destroy, inspect others).
+    pub control: bool,
+    pub space: AddressSpace,
+    pub memory_kib: u64,
+    /// Heap pages still mapped at HEAP_BASE (image pages are taken from its top).
+    pub heap_pages: u64,
+    pub image_loaded: bool,
+    pub vcpu: Vcpu,
+    pub ports: Ports,
+    pub grants: [Option<Grant>; MAX_GRANTS],
+    pub window: [Option<ForeignMap>; GRANT_SLOTS as usize],
+    pub crash: CrashRecord,
+    pub console: console::RateLimit,
+    /// Physical frames of the start info and event pages.
+    pub start_info: u64,
+    pub event_page: u64,
+}
+
+struct Slot {
+    /// Grows each time the slot gets a new domain; 0 = never used.
+    generation: u16,
+    domain: Option<Domain>,
+}
+
+/// Everything the kernel knows about domains, behind one lock.
+pub struct Kernel {
+    slots: [Slot; MAX_DOMAINS],
+    /// The domain whose vCPU runs on this CPU (one CPU for now).
+    pub current: Option<usize>,
+    /// The kernel's own root table (used while no domain runs).
+    pub kernel_pml4: u64,
+    /// The read-only time page every domain maps.
+    pub time_frame: u64,
+    pub orphans: [Option<Orphan>; MAX_ORPHANS],
+    /// Ticks since the scheduler started.
+    pub now_ticks: u64,
+    /// Set when the running vCPU should give up the CPU at the next return.
+    pub need_resched: bool,
+}
+
+impl Kernel {
+    pub const fn new() -> Kernel {
+        Kernel {
+            slots: [const {
+                Slot {
+                    generation: 0,
+                    domain: None,
+                }
+            }; MAX_DOMAINS],
+            current: None,
+            kernel_pml4: 0,
+            time_frame: 0,
+            orphans: [None; MAX_ORPHANS],
+            now_ticks: 0,
+            need_resched: false,
+        }
+    }
+
+    /// The slot index of a live domain, or why the id does not name one.
+    pub fn lookup(&self, id: DomainId) -> Result<usize, Error> {
+        let index = id.index() as usize;
+        let slot = self.slots.get(index).ok_or(Error::NoSuchDomain)?;
+        match &slot.domain {
+            Some(d) if d.id == id => Ok(index),
+            _ if id.generation() != 0 && id.generation() <= slot.generation => {
+                Err(Error::DeadDomain)
+            }
+            _ => Err(Error::NoSuchDomain),
+        }
+    }
+
+    /// Like `lookup`, with `DomainId::SELF` meaning `caller`.
+    pub fn resolve(&self, caller: usize, id: DomainId) -> Result<usize, Error> {
+        if id == DomainId::SELF {
+            Ok(caller)
+        } else {
+            self.lookup(id)
+        }
+    }
+
+    pub fn domain(&self, index: usize) -> Option<&Domain> {
+        self.slots.get(index)?.domain.as_ref()
+    }
+
+    pub fn domain_mut(&mut self, index: usize) -> Option<&mut Domain> {
+        self.slots.get_mut(index)?.domain.as_mut()
+    }
+
+    /// Two distinct domains at once.
+    pub fn pair_mut(&mut self, a: usize, b: usize) -> Option<(&mut Domain, &mut Domain)> {
+        if a == b || a >= MAX_DOMAINS || b >= MAX_DOMAINS {
+            return None;
+        }
+        let (lo, hi) = self.slots.split_at_mut(a.max(b));
+        let (x, y) = (lo[a.min(b)].domain.as_mut()?, hi[0].domain.as_mut()?);
+        Some(if a < b { (x, y) } else { (y, x) })
+    }
+
+    /// Every live domain's index.
+    pub fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.domain.is_some())
+            .map(|(i, _)| i)
+    }
+
+    /// The index of the domain holding the control right, if one lives.
+    pub fn control_domain(&self) -> Option<usize> {
+        self.live()
+            .find(|&i| self.domain(i).is_some_and(|d| d.control))
+    }
+
+    /// Whether a live domain already has this name.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.live()
+            .any(|i| self.domain(i).is_some_and(|d| d.name.as_str() == name))
+    }
+
+    /// Reserves a free slot: returns its index and the id the new domain gets.
+    fn reserve_slot(&mut self) -> Option<(usize, DomainId)> {
+        let index = self.slots.iter().position(|s| s.domain.is_none())?;
+        let slot = &mut self.slots[index];
+        let generation = match slot.generation.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        Some((index, DomainId::new(index as u16, generation)))
+    }
+
+    /// Puts a new domain in its reserved slot.
+    fn install(&mut self, index: usize, d: Domain) {
+        let slot = &mut self.slots[index];
+        slot.generation = d.id.generation();
+        slot.domain = Some(d);
+    }
+
+    /// Takes a domain out of the table (its slot's generation stays, so old ids go stale).
+    fn remove(&mut self, index: usize) -> Option<Domain> {
+        self.slots.get_mut(index)?.domain.take()
+    }
+}

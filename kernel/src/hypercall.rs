@@ -1,0 +1,282 @@
+//! Hypercall dispatch: decode the registers, check the caller's rights, call
+//! the operation, encode the result.
+//!
+//! Owns: the mapping from `ipc_abi::hypercall::Hypercall` numbers to kernel
+//! operations and the privilege rule for each. Every pointer goes through
+//! `usermem`; every id through `Kernel::lookup`; nothing here trusts a value.
+
+use crate::arch::idt::TrapFrame;
+use crate::domain::lifecycle::{self, Spec};
+use crate::domain::{console, events, grants, Kernel, Life};
+use crate::frames::FrameAllocator;
+use crate::usermem::{self, UserImage};
+use ipc_abi::domain::{
+    CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, CMDLINE_MAX,
+    MESSAGE_MAX,
+};
+use ipc_abi::hypercall::{Error, Hypercall};
+use ipc_abi::shared::Virq;
+
+/// Largest console write accepted in one call.
+const CONSOLE_MAX: u64 = 4096;
+
+/// The six argument registers.
+struct Args([u64; 6]);
+
+impl Args {
+    fn of(f: &TrapFrame) -> Args {
+        Args([f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9])
+    }
+    fn dom(&self, i: usize) -> DomainId {
+        DomainId(self.0[i] as u32)
+    }
+}
+
+/// Handles the hypercall in `frame` for domain `caller`; writes the result into `frame`.
+pub fn dispatch(k: &mut Kernel, frames: &mut FrameAllocator, caller: usize, frame: &mut TrapFrame) {
+    let a = Args::of(frame);
+    let result = match Hypercall::from_number(frame.rax) {
+        None => Err(Error::UnknownCall),
+        Some(call) => handle(k, frames, caller, call, &a),
+    };
+    match result {
+        Ok(v) => {
+            frame.rax = 0;
+            frame.rdx = v;
+        }
+        Err(e) => {
+            frame.rax = e as u64;
+            frame.rdx = 0;
+        }
+    }
+}
+
+fn require_control(k: &Kernel, caller: usize) -> Result<(), Error> {
+    match k.domain(caller) {
+        Some(d) if d.control => Ok(()),
+        _ => Err(Error::PermissionDenied),
+    }
+}
+
+/// Resolves a target domain for a control operation: never the caller itself.
+fn other(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
+    require_control(k, caller)?;
+    let i = k.lookup(id)?;
+    if i == caller {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(i)
+}
+
+fn handle(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    caller: usize,
+    call: Hypercall,
+    a: &Args,
+) -> Result<u64, Error> {
+    use Hypercall::*;
+    match call {
+        Null => Ok(0),
+        ConsoleWrite => {
+            let (ptr, len) = (a.0[0], a.0[1]);
+            if len > CONSOLE_MAX {
+                return Err(Error::InvalidArgument);
+            }
+            let mut buf = [0u8; CONSOLE_MAX as usize];
+            let now = k.now_ticks;
+            let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_from(&d.space, ptr, &mut buf[..len as usize])?;
+            console::write(d.id.index(), &mut d.console, now, &buf[..len as usize]);
+            Ok(len)
+        }
+        Yield => {
+            k.need_resched = true;
+            Ok(0)
+        }
+        Block => {
+            let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+            if !crate::domain::shared_pages::any_deliverable(d.event_page) {
+                d.vcpu.blocked = true;
+                k.need_resched = true;
+            }
+            Ok(0)
+        }
+        SetTimer => {
+            let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+            d.vcpu.timer_deadline = a.0[0];
+            Ok(0)
+        }
+        Shutdown => {
+            let reason = ShutdownReason::from_number(a.0[0]).ok_or(Error::InvalidArgument)?;
+            let mut crash = CrashRecord::EMPTY;
+            crash.vector = u64::MAX;
+            let len = a.0[2].min(MESSAGE_MAX as u64) as usize;
+            if let Some(d) = k.domain(caller) {
+                if len > 0
+                    && usermem::copy_from(&d.space, a.0[1], &mut crash.message[..len]).is_ok()
+                {
+                    crash.message_len = len as u32;
+                }
+                crash.rip = d.vcpu.frame.rip;
+            }
+            let life = lifecycle::shutdown_life(reason);
+            lifecycle::stop(k, caller, life, (life == Life::Crashed).then_some(crash));
+            Ok(0)
+        }
+        EventAllocUnbound => {
+            let owner = k.resolve(caller, a.dom(0))?;
+            if owner != caller {
+                require_control(k, caller)?;
+            }
+            events::alloc_unbound(k, owner, a.dom(1)).map(u64::from)
+        }
+        EventBindInterdomain => {
+            events::bind_interdomain(k, caller, a.dom(0), a.0[1]).map(u64::from)
+        }
+        EventBindVirq => {
+            let v = Virq::from_number(a.0[0]).ok_or(Error::InvalidArgument)?;
+            events::bind_virq(k, caller, v).map(u64::from)
+        }
+        EventSend => events::send(k, caller, a.0[0]).map(|_| 0),
+        EventClose => events::close(k, caller, a.0[0]).map(|_| 0),
+        EventUnmask => events::unmask(k, caller, a.0[0]).map(|_| 0),
+        GrantCreate => grants::create(k, caller, a.dom(0), a.0[1], a.0[2] != 0).map(u64::from),
+        GrantEnd => grants::end(k, caller, a.0[0]).map(|_| 0),
+        GrantMap => grants::map(k, frames, caller, a.dom(0), a.0[1], a.0[2]),
+        GrantUnmap => grants::unmap(k, frames, caller, a.0[0]).map(|_| 0),
+        GrantCopy => grants::copy(
+            k,
+            caller,
+            a.dom(0),
+            a.0[1],
+            a.0[2],
+            a.0[3],
+            a.0[4],
+            a.0[5] != 0,
+        )
+        .map(|_| 0),
+        DomainCreate => {
+            require_control(k, caller)?;
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            let p: CreateDomain = usermem::read_value(&d.space, a.0[0])?;
+            let name_len = (p.name_len as usize).min(p.name.len());
+            let name =
+                core::str::from_utf8(&p.name[..name_len]).map_err(|_| Error::InvalidArgument)?;
+            let spec = Spec {
+                name,
+                memory_kib: p.memory_kib,
+                weight: p.weight,
+                cap_percent: p.cap_percent,
+                control: false,
+            };
+            lifecycle::create(k, frames, &spec).map(|id| id.0 as u64)
+        }
+        DomainLoadImage => {
+            let target = other(k, caller, a.dom(0))?;
+            let (va, len) = (a.0[1], a.0[2]);
+            if len > usermem::MAX_COPY {
+                return Err(Error::InvalidArgument);
+            }
+            // Check the whole image is readable first, so loading cannot fail half-way.
+            check_readable(k, caller, va, len)?;
+            load_from(k, frames, caller, target, va, len)
+        }
+        DomainUnpause => {
+            let t = other(k, caller, a.dom(0))?;
+            lifecycle::unpause(k, t).map(|_| 0)
+        }
+        DomainPause => {
+            let t = other(k, caller, a.dom(0))?;
+            lifecycle::pause(k, t).map(|_| 0)
+        }
+        DomainDestroy => {
+            let t = other(k, caller, a.dom(0))?;
+            lifecycle::destroy(k, frames, t).map(|_| 0)
+        }
+        DomainInfo => {
+            let t = k.resolve(caller, a.dom(0))?;
+            if t != caller {
+                require_control(k, caller)?;
+            }
+            let info = domain_info(k, t)?;
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, a.0[1], zerocopy::IntoBytes::as_bytes(&info)).map(|_| 0)
+        }
+        DomainSetCmdline => {
+            let t = other(k, caller, a.dom(0))?;
+            let len = a.0[2];
+            if len > CMDLINE_MAX as u64 {
+                return Err(Error::InvalidArgument);
+            }
+            let mut buf = [0u8; CMDLINE_MAX];
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_from(&d.space, a.0[1], &mut buf[..len as usize])?;
+            lifecycle::set_cmdline(k, t, &buf[..len as usize]).map(|_| 0)
+        }
+        KernelStats => {
+            require_control(k, caller)?;
+            let stats = ipc_abi::domain::KernelStats {
+                free_frames: frames.free_bytes() / 4096,
+                live_domains: k.live().count() as u64,
+                open_ports: events::open_ports(k),
+                live_grants: grants::live_grants(k),
+            };
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, a.0[0], zerocopy::IntoBytes::as_bytes(&stats)).map(|_| 0)
+        }
+    }
+}
+
+fn check_readable(k: &Kernel, caller: usize, va: u64, len: u64) -> Result<(), Error> {
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    let mut probe = [0u8; 1];
+    let mut at = va;
+    let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+    while at < end {
+        usermem::copy_from(&d.space, at, &mut probe)?;
+        at = (at & !0xfff) + 0x1000;
+    }
+    Ok(())
+}
+
+/// Loads an image that lives in `src`'s memory into `target`.
+fn load_from(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    src: usize,
+    target: usize,
+    va: u64,
+    len: u64,
+) -> Result<u64, Error> {
+    let (s, t) = k.pair_mut(src, target).ok_or(Error::InvalidArgument)?;
+    let image = UserImage {
+        space: &s.space,
+        va,
+        len,
+    };
+    lifecycle::load_into(t, frames, &image)
+}
+
+fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
+    let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
+    let (state, reason) = match d.life {
+        Life::Paused => (DomainState::Paused, 0),
+        Life::Running => (DomainState::Running, 0),
+        Life::Shutdown(r) => (DomainState::Shutdown, r as u64),
+        Life::Crashed => (DomainState::Crashed, ShutdownReason::Crash as u64),
+    };
+    let mut name = [0u8; ipc_abi::domain::NAME_MAX];
+    name[..d.name.len()].copy_from_slice(d.name.as_bytes());
+    Ok(DomainInfo {
+        id: d.id,
+        state: state as u32,
+        shutdown_reason: reason,
+        memory_kib: d.memory_kib,
+        cpu_ticks: d.vcpu.ticks,
+        name,
+        name_len: d.name.len() as u32,
+        weight: d.vcpu.sched.weight,
+        crash: d.crash,
+    })
+}

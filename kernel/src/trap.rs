@@ -1,0 +1,178 @@
+//! What happens when ring 3 enters the kernel, and what runs next.
+//!
+//! Owns: the `syscall` handler, ring-3 exceptions (which crash only that
+//! domain), the timer tick (CPU accounting, one-shot timers, preemption), the
+//! choice of the next vCPU and the idle loop. The kernel runs with interrupts
+//! off and never blocks: a vCPU that waits simply is not picked.
+
+use crate::arch::idt::TrapFrame;
+use crate::arch::syscall::{enter_user, sanitize};
+use crate::domain::lifecycle;
+use crate::domain::{events, Kernel, Life, KERNEL};
+use crate::sched;
+use ipc_abi::domain::CrashRecord;
+use ipc_abi::shared::Virq;
+use spin::MutexGuard;
+
+static SCHEDULER_RUNNING: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Whether domains are being scheduled (ticks before that are only counted).
+pub fn scheduler_running() -> bool {
+    SCHEDULER_RUNNING.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Starts scheduling domains on this CPU. Never returns.
+pub fn start() -> ! {
+    SCHEDULER_RUNNING.store(true, core::sync::atomic::Ordering::Relaxed);
+    idle()
+}
+
+/// `syscall` lands here (from `arch/syscall.rs`) with the caller's registers.
+#[no_mangle]
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+    let mut k = KERNEL.lock();
+    match k.current {
+        Some(cur) => crate::memory::with_frames(|frames| {
+            crate::hypercall::dispatch(&mut k, frames, cur, frame)
+        }),
+        None => k.need_resched = true,
+    }
+    finish(k, frame);
+}
+
+/// A CPU exception in ring 3: the current domain crashes; everyone else goes on.
+pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
+    let mut k = KERNEL.lock();
+    if let Some(cur) = k.current {
+        let mut crash = CrashRecord::EMPTY;
+        crash.vector = frame.vector;
+        crash.error_code = frame.error_code;
+        crash.rip = frame.rip;
+        crash.address = if frame.vector == 14 { cr2 } else { 0 };
+        lifecycle::stop(&mut k, cur, Life::Crashed, Some(crash));
+    }
+    k.need_resched = true;
+    finish(k, frame);
+}
+
+/// The timer interrupt: account, fire timers, and preempt if from ring 3.
+pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
+    let mut k = KERNEL.lock();
+    k.now_ticks += 1;
+    if k.now_ticks % sched::CAP_WINDOW_TICKS as u64 == 0 {
+        let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
+        for i in live {
+            if let Some(d) = k.domain_mut(i) {
+                d.vcpu.sched.used_in_window = 0;
+            }
+        }
+    }
+    if let Some(cur) = k.current {
+        if let Some(d) = k.domain_mut(cur) {
+            d.vcpu.sched.charge_tick();
+            d.vcpu.ticks += 1;
+        }
+    }
+    fire_timers(&mut k);
+    k.need_resched = true;
+    if from_user {
+        finish(k, frame);
+    }
+}
+
+fn fire_timers(k: &mut Kernel) {
+    let now = crate::time::now_ns();
+    let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
+    for i in live {
+        let due = k
+            .domain(i)
+            .is_some_and(|d| d.vcpu.timer_deadline != 0 && d.vcpu.timer_deadline <= now);
+        if !due {
+            continue;
+        }
+        let min = lifecycle::min_pass(k);
+        if let Some(d) = k.domain_mut(i) {
+            d.vcpu.timer_deadline = 0;
+            // A timer wakes its vCPU even when no port is bound to the VIRQ.
+            if d.vcpu.blocked && d.life == Life::Running {
+                d.vcpu.blocked = false;
+                d.vcpu.sched.wake(min);
+            }
+        }
+        events::raise_virq(k, i, Virq::Timer);
+    }
+}
+
+fn runnable(k: &Kernel, i: usize) -> bool {
+    k.domain(i)
+        .is_some_and(|d| d.life == Life::Running && !d.vcpu.blocked)
+}
+
+fn pick_next(k: &Kernel) -> Option<usize> {
+    sched::pick(
+        k.live()
+            .filter(|&i| runnable(k, i))
+            .filter_map(|i| k.domain(i).map(|d| (i, &d.vcpu.sched))),
+    )
+}
+
+/// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
+fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
+    let cur = k.current;
+    if let Some(c) = cur {
+        if !k.need_resched && runnable(&k, c) {
+            sanitize(frame);
+            return;
+        }
+        if let Some(d) = k.domain_mut(c) {
+            d.vcpu.frame = frame.clone();
+        }
+    }
+    k.need_resched = false;
+    match pick_next(&k) {
+        Some(n) => {
+            k.current = Some(n);
+            if let Some(d) = k.domain(n) {
+                d.space.activate();
+                *frame = d.vcpu.frame.clone();
+            }
+            sanitize(frame);
+        }
+        None => {
+            k.current = None;
+            drop(k);
+            idle()
+        }
+    }
+}
+
+/// Runs vCPUs until none is runnable, halting the CPU in between. Never returns.
+pub fn idle() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        let next = {
+            let mut k = KERNEL.lock();
+            k.need_resched = false;
+            match pick_next(&k) {
+                Some(n) => {
+                    k.current = Some(n);
+                    k.domain(n).map(|d| {
+                        d.space.activate();
+                        let mut f = d.vcpu.frame.clone();
+                        sanitize(&mut f);
+                        f
+                    })
+                }
+                None => {
+                    k.current = None;
+                    None
+                }
+            }
+        };
+        match next {
+            Some(frame) => enter_user(frame),
+            None => x86_64::instructions::interrupts::enable_and_hlt(),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading and writing a domain's memory on its behalf.
+//!
+//! Owns: the only path by which the kernel touches memory a domain named by
+//! pointer. Every byte is looked up in that domain's own page tables (user
+//! pages only, writable ones for writes) and reached through the physmap, so
+//! a hostile pointer yields `BadAddress`, never a kernel fault or an access
+//! outside the caller.
+
+use crate::arch::addrspace::AddressSpace;
+use crate::domain::shared_pages::{read_frame, write_frame};
+use crate::elf::ImageSource;
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::{PAGE_SIZE, USER_LIMIT};
+
+/// Largest single copy a hypercall may ask for (bounds the time spent).
+pub const MAX_COPY: u64 = 64 << 20;
+
+fn check_range(va: u64, len: u64) -> Result<(), Error> {
+    let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+    if end > USER_LIMIT || len > MAX_COPY {
+        return Err(Error::BadAddress);
+    }
+    Ok(())
+}
+
+/// Calls `f(frame, offset_in_frame, range_in_buffer)` for each page piece of `[va, va+len)`.
+fn for_each_piece(
+    space: &AddressSpace,
+    va: u64,
+    len: u64,
+    need_write: bool,
+    mut f: impl FnMut(u64, usize, core::ops::Range<usize>),
+) -> Result<(), Error> {
+    check_range(va, len)?;
+    // Check every page first so a failed copy changes nothing.
+    let mut at = va & !(PAGE_SIZE - 1);
+    while at < va + len {
+        match space.translate(at) {
+            Some((_, writable, _)) if writable || !need_write => {}
+            _ => return Err(Error::BadAddress),
+        }
+        at += PAGE_SIZE;
+    }
+    let mut done = 0u64;
+    while done < len {
+        let cur = va + done;
+        let in_page = (cur % PAGE_SIZE) as usize;
+        let n = (PAGE_SIZE - cur % PAGE_SIZE).min(len - done);
+        let (phys, _, _) = space.translate(cur).ok_or(Error::BadAddress)?;
+        f(
+            phys & !(PAGE_SIZE - 1),
+            in_page,
+            done as usize..(done + n) as usize,
+        );
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copies `buf.len()` bytes from the domain's `va`.
+pub fn copy_from(space: &AddressSpace, va: u64, buf: &mut [u8]) -> Result<(), Error> {
+    for_each_piece(space, va, buf.len() as u64, false, |frame, off, r| {
+        read_frame(frame, off, &mut buf[r])
+    })
+}
+
+/// Copies `data` to the domain's `va` (which must be writable by the domain).
+pub fn copy_to(space: &AddressSpace, va: u64, data: &[u8]) -> Result<(), Error> {
+    for_each_piece(space, va, data.len() as u64, true, |frame, off, r| {
+        write_frame(frame, off, &data[r])
+    })
+}
+
+/// Reads a `#[repr(C)]` plain-data value from the domain.
+pub fn read_value<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+    space: &AddressSpace,
+    va: u64,
+) -> Result<T, Error> {
+    let mut v = T::new_zeroed();
+    copy_from(space, va, v.as_mut_bytes())?;
+    Ok(v)
+}
+
+/// An ELF image in a domain's memory, read on demand.
+pub struct UserImage<'a> {
+    pub space: &'a AddressSpace,
+    pub va: u64,
+    pub len: u64,
+}
+
+impl ImageSource for UserImage<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return false;
+        }
+        copy_from(self.space, self.va + offset, buf).is_ok()
+    }
+}

@@ -1,0 +1,16 @@
+//! Helpers shared by the test domains (each domain is a binary in `src/bin/`).
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// Value of `key=` in this domain's command line.
+pub fn option(key: &str) -> Option<&'static str> {
+    domain_runtime::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A numeric option.
+pub fn number(key: &str) -> Option<u64> {
+    option(key)?.parse().ok()
+}

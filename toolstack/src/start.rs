@@ -1,0 +1,127 @@
+//! Starting the boot modules' domains and watching them.
+
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::DomainState;
+use domain_runtime::ipc_abi::shared::Virq;
+use domain_runtime::{events, println, DomainId};
+
+/// Default memory of a domain whose line names none, in KiB.
+const DEFAULT_KIB: u64 = 1024;
+/// Domains this program keeps track of.
+const MAX: usize = 16;
+
+struct Started {
+    id: DomainId,
+    name: heapless::String<32>,
+    reported: bool,
+}
+
+/// Value of `key=` in a command line.
+fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+pub fn run() {
+    let count = domain_runtime::modules().count();
+    println!("toolstack: domain 0 up, {} boot modules", count);
+    let state_port = hc::event_bind_virq(Virq::DomainState).ok();
+    let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
+    for (image, line) in domain_runtime::modules() {
+        let name = line.split_whitespace().next().unwrap_or("domain");
+        let kib = option(line, "mem")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_KIB);
+        let weight = option(line, "weight")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cap = option(line, "cap")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let id = match hc::domain_create(name, kib, weight, cap) {
+            Ok(id) => id,
+            Err(e) => {
+                println!("toolstack: cannot create {}: {}", name, e);
+                continue;
+            }
+        };
+        if let Err(e) = hc::domain_load_image(id, image) {
+            println!("toolstack: cannot load {}: {}", name, e);
+            let _ = hc::domain_destroy(id);
+            continue;
+        }
+        let mut cmdline: heapless::String<1024> = heapless::String::new();
+        let _ = cmdline.push_str(line);
+        if let Some(peer_name) = option(line, "evtchn") {
+            match started.iter().find(|s| s.name.as_str() == peer_name) {
+                Some(peer) => match hc::event_alloc_unbound(peer.id, id) {
+                    Ok(port) => {
+                        let _ = core::fmt::Write::write_fmt(
+                            &mut cmdline,
+                            format_args!(" peer={} peer_port={}", peer.id.0, port),
+                        );
+                    }
+                    Err(e) => {
+                        println!("toolstack: cannot connect {} to {}: {}", name, peer_name, e)
+                    }
+                },
+                None => println!("toolstack: {}: no earlier domain named {}", name, peer_name),
+            }
+        }
+        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
+        let _ = hc::domain_set_cmdline(id, &cmdline);
+        match hc::domain_unpause(id) {
+            Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
+            Err(e) => println!("toolstack: cannot start {}: {}", name, e),
+        }
+        let mut n = heapless::String::new();
+        let _ = n.push_str(&name[..name.len().min(32)]);
+        let _ = started.push(Started {
+            id,
+            name: n,
+            reported: false,
+        });
+    }
+    loop {
+        for s in started.iter_mut().filter(|s| !s.reported) {
+            report(s);
+        }
+        if started.iter().all(|s| s.reported) {
+            println!("toolstack: all domains have stopped");
+        }
+        match state_port {
+            Some(p) => events::wait(p),
+            None => hc::block(),
+        }
+    }
+}
+
+/// Prints what became of a domain, once it has stopped.
+fn report(s: &mut Started) {
+    let Ok(info) = hc::domain_info(s.id) else {
+        return;
+    };
+    let c = &info.crash;
+    if info.state == DomainState::Crashed as u32 {
+        if c.vector == u64::MAX {
+            println!(
+                "toolstack: domain {} ({}) crashed: \"{}\"",
+                s.id,
+                s.name,
+                c.message()
+            );
+        } else {
+            println!(
+                "toolstack: domain {} ({}) crashed: vector {} error {:#x} at rip {:#x} addr {:#x}",
+                s.id, s.name, c.vector, c.error_code, c.rip, c.address
+            );
+        }
+        s.reported = true;
+    } else if info.state == DomainState::Shutdown as u32 {
+        println!(
+            "toolstack: domain {} ({}) shut down (reason {})",
+            s.id, s.name, info.shutdown_reason
+        );
+        s.reported = true;
+    }
+}
