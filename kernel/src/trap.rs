@@ -60,7 +60,7 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
 pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     let mut k = KERNEL.lock();
     k.now_ticks += 1;
-    if k.now_ticks % sched::CAP_WINDOW_TICKS as u64 == 0 {
+    if k.now_ticks.is_multiple_of(sched::CAP_WINDOW_TICKS as u64) {
         let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
         for i in live {
             if let Some(d) = k.domain_mut(i) {

@@ -48,6 +48,12 @@ pub fn clippy() -> Result<(), String> {
             "clippy",
             "--package",
             "xenolith-kernel",
+            "--package",
+            "domain-runtime",
+            "--package",
+            "toolstack-domain",
+            "--package",
+            "test-domains",
             "--target",
             "x86_64-unknown-none",
         ])

@@ -103,7 +103,7 @@ impl AddressSpace {
         access: Access,
         kind: Kind,
     ) -> Result<(), MapError> {
-        if va >= ipc_abi::layout::USER_LIMIT || va % 4096 != 0 {
+        if va >= ipc_abi::layout::USER_LIMIT || !va.is_multiple_of(4096) {
             return Err(MapError::NotUser);
         }
         let mut flags = F::PRESENT | F::USER_ACCESSIBLE;

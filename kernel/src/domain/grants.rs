@@ -29,7 +29,7 @@ pub fn create(
     }
     let grantee_id = k.domain(g).ok_or(Error::NoSuchDomain)?.id;
     let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
-    if va % PAGE_SIZE != 0 {
+    if !va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAddress);
     }
     let frame = match d.space.translate(va) {
