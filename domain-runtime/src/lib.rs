@@ -19,6 +19,7 @@
 
 pub mod console;
 pub mod events;
+pub mod grant;
 pub mod hypercall;
 mod rt;
 pub mod time;

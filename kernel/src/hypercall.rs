@@ -96,6 +96,9 @@ fn handle(
         }
         Block => {
             let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+            if core::mem::take(&mut d.vcpu.timer_fired) {
+                return Ok(0);
+            }
             if !crate::domain::shared_pages::any_deliverable(d.event_page) {
                 d.vcpu.blocked = true;
                 k.need_resched = true;
@@ -105,6 +108,7 @@ fn handle(
         SetTimer => {
             let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
             d.vcpu.timer_deadline = a.0[0];
+            d.vcpu.timer_fired = false;
             Ok(0)
         }
         Shutdown => {

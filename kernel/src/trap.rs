@@ -98,6 +98,8 @@ fn fire_timers(k: &mut Kernel) {
             if d.vcpu.blocked && d.life == Life::Running {
                 d.vcpu.blocked = false;
                 d.vcpu.sched.wake(min);
+            } else {
+                d.vcpu.timer_fired = true;
             }
         }
         events::raise_virq(k, i, Virq::Timer);

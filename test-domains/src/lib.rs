@@ -1,7 +1,9 @@
 //! Helpers shared by the test domains (each domain is a binary in `src/bin/`).
 
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod faults;
 
 /// Value of `key=` in this domain's command line.
 pub fn option(key: &str) -> Option<&'static str> {
@@ -13,4 +15,9 @@ pub fn option(key: &str) -> Option<&'static str> {
 /// A numeric option.
 pub fn number(key: &str) -> Option<u64> {
     option(key)?.parse().ok()
+}
+
+/// A domain id option (`peer=`, `self=`...), as the raw id the toolstack printed.
+pub fn domain(key: &str) -> Option<domain_runtime::DomainId> {
+    number(key).map(|n| domain_runtime::DomainId(n as u32))
 }

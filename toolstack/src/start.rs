@@ -1,4 +1,10 @@
 //! Starting the boot modules' domains and watching them.
+//!
+//! Module command line: `NAME [mem=KiB] [weight=N] [cap=PERCENT] [evtchn=PEER] [args...]`.
+//! The whole line is the new domain's command line, with `self=ID` appended.
+//! `evtchn=PEER` connects the domain to the earlier-started domain `PEER` by
+//! an event channel: a port is allocated in PEER for the new domain and
+//! `peer=ID peer_port=P` is appended to the new domain's command line.
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
@@ -8,12 +14,14 @@ use domain_runtime::{events, println, DomainId};
 /// Default memory of a domain whose line names none, in KiB.
 const DEFAULT_KIB: u64 = 1024;
 /// Domains this program keeps track of.
-const MAX: usize = 16;
+pub const MAX: usize = 16;
 
-struct Started {
-    id: DomainId,
-    name: heapless::String<32>,
-    reported: bool,
+/// A domain this program started.
+pub struct Started {
+    pub id: DomainId,
+    pub name: heapless::String<32>,
+    /// Its end (crash or shutdown) has been reported.
+    pub reported: bool,
 }
 
 /// Value of `key=` in a command line.
@@ -22,10 +30,8 @@ fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-pub fn run() {
-    let count = domain_runtime::modules().count();
-    println!("toolstack: domain 0 up, {} boot modules", count);
-    let state_port = hc::event_bind_virq(Virq::DomainState).ok();
+/// Starts a domain for every boot module; returns them in order.
+pub fn start_modules() -> heapless::Vec<Started, MAX> {
     let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
     for (image, line) in domain_runtime::modules() {
         let name = line.split_whitespace().next().unwrap_or("domain");
@@ -82,6 +88,15 @@ pub fn run() {
             reported: false,
         });
     }
+    started
+}
+
+/// Starts every module's domain, then reports each one's end, for ever.
+pub fn run() {
+    let count = domain_runtime::modules().count();
+    println!("toolstack: domain 0 up, {} boot modules", count);
+    let state_port = hc::event_bind_virq(Virq::DomainState).ok();
+    let mut started = start_modules();
     loop {
         for s in started.iter_mut().filter(|s| !s.reported) {
             report(s);
@@ -97,7 +112,7 @@ pub fn run() {
 }
 
 /// Prints what became of a domain, once it has stopped.
-fn report(s: &mut Started) {
+pub fn report(s: &mut Started) {
     let Ok(info) = hc::domain_info(s.id) else {
         return;
     };

@@ -52,6 +52,14 @@ pub fn kernel() -> Result<PathBuf, String> {
 pub const DOMAINS: &[(&str, &str)] = &[
     ("toolstack-domain", "toolstack-domain"),
     ("test-domains", "hello"),
+    ("test-domains", "crasher"),
+    ("test-domains", "survivor"),
+    ("test-domains", "pingpong"),
+    ("test-domains", "spinner"),
+    ("test-domains", "sleeper"),
+    ("test-domains", "hostile"),
+    ("test-domains", "grant-peer"),
+    ("test-domains", "test-dom0"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

@@ -97,6 +97,23 @@ fn cases() -> Vec<(&'static str, Case)> {
         ),
         ("poweroff_ends_qemu_cleanly", poweroff),
         ("dom0_starts_a_guest_that_prints_and_powers_off", dom0_hello),
+        (
+            "two_domains_ping_pong_10000_times_over_an_event_channel",
+            ping_pong,
+        ),
+        ("each_forbidden_act_crashes_only_its_domain", isolation),
+        (
+            "weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time",
+            fair_share,
+        ),
+        ("grants_share_map_revoke_and_survive_either_death", grants),
+        ("a_thousand_domains_come_and_go_without_leaks", churn),
+        ("hostile_hypercalls_from_a_guest_get_errors", |c, m| {
+            hostile(c, m, false)
+        }),
+        ("hostile_hypercalls_from_domain_0_get_errors", |c, m| {
+            hostile(c, m, true)
+        }),
     ]
 }
 
@@ -524,4 +541,221 @@ fn dom0_hello(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(m, "[0] toolstack: domain 1 (hello) shut down (reason 0)")?;
     expect_line(m, "[0] toolstack: all domains have stopped")?;
     Ok(())
+}
+
+/// Boots with `dom0` (binary, command line) as domain 0 and `guests` after it.
+fn custom_dom0(c: &Ctx, dom0: (&str, &str), guests: &[(&str, &str)]) -> Result<Config, String> {
+    let mut mods = vec![Module {
+        path: build::domain(&c.domains, dom0.0),
+        cmdline: dom0.1.into(),
+    }];
+    for (bin, line) in guests {
+        mods.push(Module {
+            path: build::domain(&c.domains, bin),
+            cmdline: (*line).into(),
+        });
+    }
+    Ok(Config::new(&c.iso("", &mods)?).accel(c.accel))
+}
+
+/// The number right after `key` in `line`.
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = line.split(key).nth(1)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn ping_pong(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("pingpong", "pong rounds=10000"),
+        ("pingpong", "ping evtchn=pong rounds=10000"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    expect_line(m, "[2] pingpong: 10000 round trips done")?;
+    expect_line(m, "[1] pingpong: answered 10000 pings")?;
+    expect_line(m, "toolstack: all domains have stopped")?;
+    Ok(())
+}
+
+fn isolation(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    // (fault, what domain 0 must report)
+    let faults: [(&str, &str); 12] = [
+        ("read_kernel", "vector 14 error 0x5 at rip"),
+        ("read_kernel_image", "vector 14 error 0x5 at rip"),
+        ("read_other", "vector 14 error 0x4 at rip"),
+        ("write_code", "vector 14 error 0x7 at rip"),
+        ("exec_data", "vector 14 error 0x15 at rip"),
+        ("cli", "vector 13 error 0x0"),
+        ("hlt", "vector 13 error 0x0"),
+        ("mov_cr3", "vector 13 error 0x0"),
+        ("wrmsr", "vector 13 error 0x0"),
+        ("port_io", "vector 13 error 0x0"),
+        ("ud2", "vector 6 error 0x0"),
+        (
+            "panic",
+            "crashed: \"deliberate panic for the test at test-domains/src/faults.rs:",
+        ),
+    ];
+    let lines: Vec<String> = faults
+        .iter()
+        .map(|(f, _)| format!("{f} fault={f} mem=512"))
+        .collect();
+    let mut guests: Vec<(&str, &str)> = vec![("survivor", "survivor mem=512")];
+    guests.extend(lines.iter().map(|l| ("crasher", l.as_str())));
+    let m = boot(&c.system("", &guests)?, slot)?;
+    let mut last = Duration::ZERO;
+    for (i, (fault, want)) in faults.iter().enumerate() {
+        let id = i + 2;
+        let (at, line) = m.wait_for_nth(
+            &format!("toolstack: domain {id} ({fault}) crashed"),
+            1,
+            BOOT,
+        )?;
+        check(line.contains(want), || {
+            format!("{fault}: expected {want:?} in {line}")
+        })?;
+        last = last.max(at);
+    }
+    for (fault, addr) in [
+        ("read_kernel", "addr 0xffff800000100000"),
+        ("read_kernel_image", "addr 0xffffffff80200000"),
+        ("read_other", "addr 0x700000000000"),
+    ] {
+        let line = expect_line(m, &format!("({fault}) crashed"))?;
+        check(line.contains(addr), || {
+            format!("{fault}: expected {addr} in {line}")
+        })?;
+    }
+    // The survivor keeps its heartbeat after the last crash.
+    let beats_then = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("survivor: heartbeat"))
+        .count();
+    let (at, _) = m.wait_for_nth("[1] survivor: heartbeat", beats_then + 2, BOOT)?;
+    check(at > last, || "no heartbeat after the last crash".into())?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("did not fault") || l.starts_with("PANIC")),
+        || "a fault did not happen or the kernel panicked".into(),
+    )
+}
+
+fn fair_share(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("spinner", "light weight=1 seconds=4"),
+        ("spinner", "heavy weight=2 seconds=4"),
+        ("sleeper", "sleeper sleeps=40"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    let sleeper = expect_line(m, "[3] sleeper: 40 sleeps, worst wake-up")?;
+    let late_us = number_after(&sleeper, "worst wake-up ").ok_or("no lateness")?;
+    check(late_us <= 10_000, || {
+        format!("a wake-up came {late_us} us late, more than one 10 ms tick")
+    })?;
+    let light =
+        number_after(&expect_line(m, "[1] spinner: ")?, "spinner: ").ok_or("no count")? as f64;
+    let heavy =
+        number_after(&expect_line(m, "[2] spinner: ")?, "spinner: ").ok_or("no count")? as f64;
+    let ratio = heavy / light;
+    check((ratio - 2.0).abs() <= 0.2, || {
+        format!("weight 2 got {ratio:.3} times the CPU of weight 1 (want 2 within 10%)")
+    })
+}
+
+fn grants(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &custom_dom0(
+            c,
+            ("test-dom0", "test-dom0 scenario=grants"),
+            &[("grant-peer", "grant-peer")],
+        )?,
+        slot,
+    )?;
+    expect_line(
+        m,
+        "grant-peer: mapped ref 0 at 0x700000000000, pattern 0xfeedf00d",
+    )?;
+    expect_line(m, "grant-peer: foreign ref: Err(BadGrant)")?;
+    expect_line(m, "grant-peer: revoked ref: Err(BadGrant)")?;
+    expect_line(
+        m,
+        "grants: mapper wrote back 0xfeed0ff2 (expected 0xfeed0ff2)",
+    )?;
+    expect_line(m, "grants: end while mapped: Err(GrantInUse)")?;
+    expect_line(m, "grants: end after the mapper died: Ok(())")?;
+    expect_line(
+        m,
+        "grants: mapped the granter's page at 0x700000005000: 0x5eedcafe",
+    )?;
+    expect_line(m, "grants: after the granter died the page still reads 0x5eedcafe 0x123456789abcdef; copy through its id: Err(DeadDomain)")?;
+    expect_line(m, "grants: unmap after the granter died: Ok(())")?;
+    let stats = expect_line(m, "grants: stats before")?;
+    check(stats.ends_with("equal=true"), || {
+        format!("resources leaked: {stats}")
+    })?;
+    expect_line(m, "test-dom0: scenario done")?;
+    Ok(())
+}
+
+fn churn(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &custom_dom0(
+            c,
+            ("test-dom0", "test-dom0 scenario=churn count=1000"),
+            &[("hello", "hello")],
+        )?,
+        slot,
+    )?;
+    expect_line(m, "churn: info of a destroyed domain: Err(DeadDomain)")?;
+    m.wait_for(
+        "churn: 1000 domains created and destroyed",
+        Duration::from_secs(300),
+    )?;
+    let eq = expect_line(m, "churn: equal=")?;
+    check(eq.ends_with("equal=true"), || {
+        format!(
+            "{eq}\n{}",
+            m.lines()
+                .iter()
+                .filter(|l| l.contains("churn:"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let hellos = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("hello from domain"))
+        .count();
+    check(hellos == 10, || {
+        format!("{hellos} of the 10 unpaused domains said hello")
+    })
+}
+
+fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), String> {
+    let (config, prefix) = if as_dom0 {
+        (custom_dom0(c, ("hostile", "hostile"), &[])?, "[0]")
+    } else {
+        (c.system("", &[("hostile", "hostile")])?, "[1]")
+    };
+    let m = boot(&config, slot)?;
+    let summary = expect_line(m, &format!("{prefix} hostile: "))?;
+    check(summary.contains(" calls, "), || {
+        format!("unexpected summary: {summary}")
+    })?;
+    let checks = expect_line(m, &format!("{prefix} hostile: targeted checks passed"))?;
+    check(checks.ends_with("passed 15/15"), || format!("{checks}"))?;
+    expect_line(m, &format!("{prefix} hostile: kernel still answers: Ok(0)"))?;
+    if !as_dom0 {
+        expect_line(m, "toolstack: domain 1 (hostile) shut down")?;
+    }
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.starts_with("PANIC") || l.starts_with("exception:")),
+        || "the kernel faulted".into(),
+    )
 }

@@ -11,8 +11,8 @@ use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
-    Size4KiB, Translate,
+    mapper::CleanUp, FrameAllocator, FrameDeallocator, Mapper, OffsetPageTable, Page, PageTable,
+    PageTableFlags as F, PhysFrame, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -55,6 +55,15 @@ unsafe impl FrameAllocator<Size4KiB> for Source<'_> {
         let f = self.0.allocate()?;
         zero_frame(f);
         Some(PhysFrame::containing_address(PhysAddr::new(f)))
+    }
+}
+
+/// Gives emptied page-table frames back to the allocator.
+struct Release<'a>(&'a mut Frames);
+
+impl FrameDeallocator<Size4KiB> for Release<'_> {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
+        let _ = self.0.free(frame.start_address().as_u64());
     }
 }
 
@@ -141,13 +150,23 @@ impl AddressSpace {
         }
     }
 
-    /// Removes a user mapping; returns the frame and its kind.
-    pub fn unmap(&mut self, va: u64) -> Option<(u64, Kind)> {
+    /// Removes a user mapping and any page table it leaves empty; returns the frame and its kind.
+    pub fn unmap(&mut self, frames: &mut Frames, va: u64) -> Option<(u64, Kind)> {
         let (phys, _, kind) = self.translate(va)?;
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        match self.mapper().unmap(page) {
+        let mut mapper = self.mapper();
+        match mapper.unmap(page) {
             Ok((_, flush)) => {
                 flush.flush();
+                // SAFETY: the lower half's tables are this address space's own
+                // (never shared); the range is one user page, so the kernel
+                // half is never touched.
+                unsafe {
+                    mapper.clean_up_addr_range(
+                        Page::range_inclusive(page, page),
+                        &mut Release(frames),
+                    )
+                };
                 Some((phys, kind))
             }
             Err(UnmapError::PageNotMapped) | Err(_) => None,

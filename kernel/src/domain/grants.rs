@@ -131,7 +131,7 @@ pub fn unmap(
         .copied()
         .flatten()
         .ok_or(Error::SlotState)?;
-    d.space.unmap(GRANT_WINDOW + slot * PAGE_SIZE);
+    d.space.unmap(frames, GRANT_WINDOW + slot * PAGE_SIZE);
     d.window[slot as usize] = None;
     release(k, frames, m.granter, m.gref);
     Ok(())
@@ -181,7 +181,7 @@ pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
     for (gref, entry) in d.grants.iter_mut().enumerate() {
         if let Some(g) = entry.take() {
             if g.maps > 0 {
-                d.space.unmap(g.va);
+                d.space.unmap(frames, g.va);
                 let _ = orphans.push(Orphan {
                     granter: id,
                     gref: gref as u32,

@@ -165,6 +165,7 @@ pub fn create(
                 blocked: false,
                 sched: Entity::new(weight, spec.cap_percent, min_pass),
                 timer_deadline: 0,
+                timer_fired: false,
                 ticks: 0,
             },
             ports: Ports::new(),
@@ -212,7 +213,10 @@ pub fn load_into(
         while va < end {
             heap_top -= 1;
             let heap_va = HEAP_BASE + heap_top * PAGE_SIZE;
-            let (frame, _) = d.space.unmap(heap_va).ok_or(Error::OutOfResources)?;
+            let (frame, _) = d
+                .space
+                .unmap(frames, heap_va)
+                .ok_or(Error::OutOfResources)?;
             // The frame is zeroed (fresh heap); copy the file bytes of this page.
             let page_start = va.max(seg.vaddr);
             let page_end = (va + PAGE_SIZE).min(seg.vaddr + seg.filesz);

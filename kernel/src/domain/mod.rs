@@ -49,6 +49,8 @@ pub struct Vcpu {
     pub sched: Entity,
     /// One-shot timer deadline in ns since boot; 0 = none.
     pub timer_deadline: u64,
+    /// The timer fired while the vCPU was not blocked: the next `Block` returns at once.
+    pub timer_fired: bool,
     /// Ticks of CPU time used.
     pub ticks: u64,
 }

@@ -1,0 +1,77 @@
+//! The other side of domain 0's grant tests, by `role=`:
+//!
+//! - `mapper granter=ID ref=R port=P foreign=F revoked=V`: maps ref R of the
+//!   granter, checks the pattern, writes a reply, tries the foreign and
+//!   revoked refs (both must be refused), signals port P, then waits.
+//! - `granter grantee=ID port=P`: grants a page to the grantee (ref 0),
+//!   fills it with a pattern, signals port P, then waits for ever.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use domain_runtime::hypercall as hc;
+use domain_runtime::println;
+use test_domains::{domain, number, option};
+
+domain_runtime::entry!(run);
+
+#[repr(C, align(4096))]
+struct Page([AtomicU64; 512]);
+
+static PAGE: Page = Page([const { AtomicU64::new(0) }; 512]);
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    match option("role") {
+        Some("mapper") => mapper(),
+        Some("granter") => granter(),
+        other => println!("grant-peer: unknown role {:?}", other),
+    }
+}
+
+fn mapper() {
+    let granter = domain("granter").expect("granter=");
+    let gref = number("ref").expect("ref=") as u32;
+    let port =
+        hc::event_bind_interdomain(granter, number("port").expect("port=") as u16).expect("bind");
+    let va = hc::grant_map(granter, gref, 0).expect("map the granted page");
+    let mut word = [0u8; 8];
+    hc::grant_copy_from(granter, gref, 0, &mut word).expect("copy from the grant");
+    let pattern = u64::from_le_bytes(word);
+    println!(
+        "grant-peer: mapped ref {} at {:#x}, pattern {:#x}",
+        gref, va, pattern
+    );
+    hc::grant_copy_to(granter, gref, 8, &(pattern ^ 0xffff).to_le_bytes())
+        .expect("copy to the grant");
+    if let Some(f) = number("foreign") {
+        println!(
+            "grant-peer: foreign ref: {:?}",
+            hc::grant_map(granter, f as u32, 1).map(|_| ())
+        );
+    }
+    if let Some(r) = number("revoked") {
+        println!(
+            "grant-peer: revoked ref: {:?}",
+            hc::grant_map(granter, r as u32, 2).map(|_| ())
+        );
+    }
+    hc::event_send(port).expect("signal");
+    loop {
+        hc::block();
+    }
+}
+
+fn granter() {
+    let grantee = domain("grantee").expect("grantee=");
+    let port =
+        hc::event_bind_interdomain(grantee, number("port").expect("port=") as u16).expect("bind");
+    PAGE.0[0].store(0x5eed_cafe, Ordering::SeqCst);
+    PAGE.0[511].store(0x0123_4567_89ab_cdef, Ordering::SeqCst);
+    let gref = hc::grant_create(grantee, &PAGE as *const Page as u64, false).expect("grant");
+    println!("grant-peer: granted ref {} to domain {}", gref, grantee);
+    hc::event_send(port).expect("signal");
+    loop {
+        hc::block();
+    }
+}

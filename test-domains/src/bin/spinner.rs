@@ -1,0 +1,22 @@
+//! Spins for `seconds=` (default 3) of wall time, counting loop iterations,
+//! then prints the count: with two spinners, the ratio of their counts is the
+//! ratio of the CPU time each got.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use domain_runtime::{println, time};
+
+domain_runtime::entry!(run);
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let seconds = test_domains::number("seconds").unwrap_or(3);
+    let end = time::now_ns() + seconds * 1_000_000_000;
+    let mut iterations = 0u64;
+    while time::now_ns() < end {
+        for _ in 0..1000 {
+            iterations = core::hint::black_box(iterations + 1);
+        }
+    }
+    println!("spinner: {} thousand iterations", iterations / 1000);
+}

@@ -1,0 +1,198 @@
+//! A control domain for the kernel's system tests, by `scenario=`:
+//!
+//! - `grants`: the grant-table scenarios, with `grant-peer` domains.
+//! - `churn`: creates and destroys `count=` (1000) domains and checks that
+//!   free frames, ports and grants end exactly where they began.
+//! - `fairshare`: starts the other modules (spinners, a sleeper), lets them
+//!   run `seconds=` (3) and prints each domain's CPU ticks.
+//! - anything else: start the other modules, like the toolstack domain.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use domain_runtime::grant::Mapping;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::DomainState;
+use domain_runtime::{events, println, time, DomainId};
+use test_domains::{number, option};
+
+domain_runtime::entry!(run);
+
+#[repr(C, align(4096))]
+struct Page([AtomicU64; 512]);
+
+static SHARED: Page = Page([const { AtomicU64::new(0) }; 512]);
+static OTHER: Page = Page([const { AtomicU64::new(0) }; 512]);
+
+fn me(start: &domain_runtime::StartInfo) -> DomainId {
+    DomainId(start.domain_id)
+}
+
+fn run(start: &'static domain_runtime::StartInfo) {
+    match option("scenario") {
+        Some("grants") => grants(me(start)),
+        Some("churn") => churn(me(start)),
+        Some("fairshare") => fairshare(),
+        _ => {
+            toolstack_domain::start::start_modules();
+        }
+    }
+    println!("test-dom0: scenario done");
+    loop {
+        hc::block();
+    }
+}
+
+fn image(name: &str) -> &'static [u8] {
+    domain_runtime::modules()
+        .find(|(_, line)| line.split_whitespace().next() == Some(name))
+        .map(|(bytes, _)| bytes)
+        .expect("a boot module with that name")
+}
+
+/// Creates, loads and configures a paused domain.
+fn make(name: &str, image_of: &str, cmdline: &str) -> DomainId {
+    let id = hc::domain_create(name, 1024, 0, 0).expect("create");
+    hc::domain_load_image(id, image(image_of)).expect("load");
+    hc::domain_set_cmdline(id, cmdline).expect("cmdline");
+    id
+}
+
+fn line(args: core::fmt::Arguments<'_>) -> heapless::String<256> {
+    let mut s = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut s, args);
+    s
+}
+
+fn grants(me: DomainId) {
+    // 1. Share, map, write, read back; foreign and revoked refs refused.
+    let mapper = hc::domain_create("mapper", 1024, 0, 0).expect("create mapper");
+    let bystander = hc::domain_create("bystander", 512, 0, 0).expect("create bystander");
+    SHARED.0[0].store(0xfeed_f00d, Ordering::SeqCst);
+    let r = hc::grant_create(mapper, &SHARED as *const Page as u64, false).expect("grant");
+    let foreign = hc::grant_create(bystander, &OTHER as *const Page as u64, true)
+        .expect("grant to bystander");
+    let revoked =
+        hc::grant_create(mapper, &OTHER as *const Page as u64, true).expect("grant to revoke");
+    hc::grant_end(revoked).expect("end an unmapped grant");
+    let port = hc::event_alloc_unbound(DomainId::SELF, mapper).expect("port");
+    hc::domain_load_image(mapper, image("grant-peer")).expect("load");
+    let cmd = line(format_args!(
+        "grant-peer role=mapper granter={} ref={} port={} foreign={} revoked={}",
+        me.0, r, port, foreign, revoked
+    ));
+    hc::domain_set_cmdline(mapper, &cmd).expect("cmdline");
+    hc::domain_unpause(mapper).expect("unpause");
+    events::wait(port);
+    let reply = SHARED.0[1].load(Ordering::SeqCst);
+    println!(
+        "grants: mapper wrote back {:#x} (expected {:#x})",
+        reply,
+        0xfeed_f00du64 ^ 0xffff
+    );
+    println!(
+        "grants: end while mapped: {:?}",
+        hc::grant_end(r).map(|_| ())
+    );
+    // 2. The mapper dies while mapped; then the grant can end.
+    hc::domain_destroy(mapper).expect("destroy mapper");
+    println!(
+        "grants: end after the mapper died: {:?}",
+        hc::grant_end(r).map(|_| ())
+    );
+    let _ = hc::grant_end(foreign);
+    let _ = hc::domain_destroy(bystander);
+    let _ = hc::event_close(port);
+    // 3. The granter dies while mapped; the mapper's page stays valid until unmapped.
+    let before = hc::kernel_stats().expect("stats");
+    let granter = hc::domain_create("granter", 1024, 0, 0).expect("create granter");
+    let port = hc::event_alloc_unbound(DomainId::SELF, granter).expect("port");
+    hc::domain_load_image(granter, image("grant-peer")).expect("load");
+    let cmd = line(format_args!(
+        "grant-peer role=granter grantee={} port={}",
+        me.0, port
+    ));
+    hc::domain_set_cmdline(granter, &cmd).expect("cmdline");
+    hc::domain_unpause(granter).expect("unpause");
+    events::wait(port);
+    let m = Mapping::map(granter, 0, 5).expect("map the granter's page");
+    println!(
+        "grants: mapped the granter's page at {:#x}: {:#x}",
+        m.address(),
+        m.read_u64(0)
+    );
+    hc::domain_destroy(granter).expect("destroy granter");
+    // Reuse freed memory: a new domain gets (and zeroes) frames; ours must not be among them.
+    let filler = make("filler", "grant-peer", "grant-peer role=none");
+    println!(
+        "grants: after the granter died the page still reads {:#x} {:#x}; copy through its id: {:?}",
+        m.read_u64(0),
+        m.read_u64(511),
+        hc::grant_copy_from(granter, 0, 0, &mut [0u8; 8]).map(|_| ())
+    );
+    let _ = hc::domain_destroy(filler);
+    println!(
+        "grants: unmap after the granter died: {:?}",
+        m.unmap().map(|_| ())
+    );
+    let _ = hc::event_close(port);
+    let after_stats = hc::kernel_stats().expect("stats");
+    println!(
+        "grants: stats before {:?} after {:?} equal={}",
+        before,
+        after_stats,
+        before == after_stats
+    );
+}
+
+fn churn(_me: DomainId) {
+    let count = number("count").unwrap_or(1000);
+    let before = hc::kernel_stats().expect("stats");
+    let start = time::now_ns();
+    for i in 0..count {
+        let id = hc::domain_create("churn", 1024, 0, 0).expect("create");
+        hc::domain_load_image(id, image("hello")).expect("load");
+        let port = hc::event_alloc_unbound(id, DomainId::SELF).expect("port in the child");
+        let mine = hc::event_alloc_unbound(DomainId::SELF, id).expect("port in dom0");
+        let gref = hc::grant_create(id, &SHARED as *const Page as u64, true).expect("grant");
+        let _ = port;
+        if i % 100 == 0 {
+            hc::domain_set_cmdline(id, "hello churn").expect("cmdline");
+            hc::domain_unpause(id).expect("unpause");
+            while hc::domain_info(id).map(|i| i.state) == Ok(DomainState::Running as u32) {
+                hc::yield_cpu();
+            }
+        }
+        hc::domain_destroy(id).expect("destroy");
+        let stale = hc::domain_info(id).map(|_| ());
+        if i == 0 {
+            println!("churn: info of a destroyed domain: {:?}", stale);
+        }
+        hc::grant_end(gref).expect("end grant");
+        hc::event_close(mine).expect("close");
+    }
+    let ms = (time::now_ns() - start) / 1_000_000;
+    let after = hc::kernel_stats().expect("stats");
+    println!(
+        "churn: {} domains created and destroyed in {} ms",
+        count, ms
+    );
+    println!("churn: before {:?}", before);
+    println!("churn: after  {:?}", after);
+    println!("churn: equal={}", before == after);
+}
+
+fn fairshare() {
+    let seconds = number("seconds").unwrap_or(3);
+    let started = toolstack_domain::start::start_modules();
+    time::sleep_ns(seconds * 1_000_000_000);
+    for s in started.iter() {
+        if let Ok(info) = hc::domain_info(s.id) {
+            println!(
+                "fairshare: {} weight={} ticks={}",
+                s.name, info.weight, info.cpu_ticks
+            );
+        }
+    }
+}

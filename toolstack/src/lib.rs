@@ -1,0 +1,6 @@
+//! Domain 0's logic, as a library so test control domains can reuse it.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod start;
