@@ -34,7 +34,7 @@ pub fn commit(kind: &str) {
                 core::ptr::read_volatile(0xffff_8000_0010_0000 as *const u64);
             }
             "read_kernel_image" => {
-                core::ptr::read_volatile(0xffff_ffff_8020_0000 as *const u64);
+                core::ptr::read_volatile(0xffff_ffff_8020_1000 as *const u64);
             }
             "read_other" => {
                 // Another domain's page can only appear here if granted; none is.

@@ -618,10 +618,10 @@ fn isolation(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     }
     for (fault, addr) in [
         ("read_kernel", "addr 0xffff800000100000"),
-        ("read_kernel_image", "addr 0xffffffff80200000"),
+        ("read_kernel_image", "addr 0xffffffff80201000"),
         ("read_other", "addr 0x700000000000"),
     ] {
-        let line = expect_line(m, &format!("({fault}) crashed"))?;
+        let line = expect_line(m, &format!("({fault}) crashed: vector"))?;
         check(line.contains(addr), || {
             format!("{fault}: expected {addr} in {line}")
         })?;
