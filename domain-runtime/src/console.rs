@@ -4,14 +4,14 @@ use core::fmt::{self, Write};
 
 /// Collects a line and sends it in one hypercall.
 pub struct LineWriter {
-    buf: [u8; 200],
+    buf: [u8; 512],
     len: usize,
 }
 
 impl LineWriter {
     pub const fn new() -> LineWriter {
         LineWriter {
-            buf: [0; 200],
+            buf: [0; 512],
             len: 0,
         }
     }

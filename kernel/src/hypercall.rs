@@ -133,7 +133,8 @@ fn handle(
             if owner != caller {
                 require_control(k, caller)?;
             }
-            events::alloc_unbound(k, owner, a.dom(1)).map(u64::from)
+            let remote = k.resolve(caller, a.dom(1))?;
+            events::alloc_unbound(k, owner, remote).map(u64::from)
         }
         EventBindInterdomain => {
             events::bind_interdomain(k, caller, a.dom(0), a.0[1]).map(u64::from)

@@ -9,7 +9,7 @@ const BURST: u32 = 64;
 /// Lines added to the bucket per scheduler tick (800 lines a second at 100 Hz).
 const PER_TICK: u32 = 8;
 /// Longest line printed; longer ones are cut.
-pub const LINE_MAX: usize = 200;
+pub const LINE_MAX: usize = 512;
 
 /// A token bucket of console lines.
 #[derive(Clone, Copy, Debug)]

@@ -13,9 +13,8 @@ use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Error;
 use ipc_abi::shared::Virq;
 
-/// Opens a port in `owner`, unbound, waiting for `remote`.
-pub fn alloc_unbound(k: &mut Kernel, owner: usize, remote: DomainId) -> Result<u16, Error> {
-    let remote_index = k.lookup(remote)?;
+/// Opens a port in `owner`, unbound, waiting for the domain at `remote_index`.
+pub fn alloc_unbound(k: &mut Kernel, owner: usize, remote_index: usize) -> Result<u16, Error> {
     let remote_id = k.domain(remote_index).ok_or(Error::NoSuchDomain)?.id;
     let d = k.domain_mut(owner).ok_or(Error::NoSuchDomain)?;
     d.ports.open(PortState::Unbound { remote: remote_id })
