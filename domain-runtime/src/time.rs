@@ -3,13 +3,18 @@
 use ipc_abi::layout::TIME_PAGE;
 use ipc_abi::shared::TimePage;
 
+/// The raw time-stamp counter (under QEMU `-icount`, retired instructions).
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc only reads a counter; the kernel leaves CR4.TSD clear.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
     // SAFETY: the kernel maps the time page read-only at TIME_PAGE in every
     // domain; it is plain data written once at boot.
     let page = unsafe { &*(TIME_PAGE as *const TimePage) };
-    // SAFETY: rdtsc only reads a counter.
-    page.ns(unsafe { core::arch::x86_64::_rdtsc() })
+    page.ns(tsc())
 }
 
 /// Sleeps for at least `ns` nanoseconds, blocking (the timer wakes the vCPU).

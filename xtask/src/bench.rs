@@ -3,7 +3,10 @@
 //! Owns: `bench boot` — wall-clock times from QEMU start to the banner and from
 //! the banner to "ready" (median of several TCG boots), the kernel's instruction
 //! count from entry to "ready" under `-icount` (exact), and the kernel ELF size.
+//! `bench kernel` — kernel path lengths under `-icount` (null hypercall, event
+//! round trip, creation to first run) and the wall time of 1,000 creations.
 
+use crate::iso::Module;
 use crate::qemu::{Config, Machine};
 use crate::{build, host_tools, iso};
 use clap::Subcommand;
@@ -17,11 +20,14 @@ pub enum Which {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Hypercall, event and domain-creation path lengths (instructions, exact).
+    Kernel,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
     match which {
         Which::Boot { runs } => boot(runs.max(1)),
+        Which::Kernel => kernel(),
     }
 }
 
@@ -73,5 +79,60 @@ fn boot(runs: usize) -> Result<(), String> {
         counts[0], counts[1]
     );
     println!("| kernel ELF size | {} KiB |", size / 1024);
+    Ok(())
+}
+
+fn value(m: &Machine, marker: &str) -> Result<u64, String> {
+    let line = m.wait_for(marker, Duration::from_secs(300))?;
+    line.split(marker)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no number after {marker:?} in {line:?}"))
+}
+
+fn kernel() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let bench = build::domain(&domains, "bench");
+    let mods = [
+        Module {
+            path: bench.clone(),
+            cmdline: "bench role=control".into(),
+        },
+        Module {
+            path: bench,
+            cmdline: "bench".into(),
+        },
+    ];
+    let iso = iso::build(&kernel, "", &mods, &dir.join("kernel.iso"))?;
+    let m = Config::new(&iso).icount().spawn()?;
+    let null = value(&m, "bench: null hypercall: ")?;
+    let event = value(&m, "bench: event round trip: ")?;
+    let small = value(&m, "bench: create to first run 1024 KiB: ")?;
+    let big = value(&m, "bench: create to first run 65536 KiB: ")?;
+    drop(m);
+    let mods = [
+        Module {
+            path: build::domain(&domains, "test-dom0"),
+            cmdline: "test-dom0 scenario=churn count=1000".into(),
+        },
+        Module {
+            path: build::domain(&domains, "hello"),
+            cmdline: "hello".into(),
+        },
+    ];
+    let iso = iso::build(&kernel, "", &mods, &dir.join("churn.iso"))?;
+    let m = Config::new(&iso).spawn()?;
+    let churn_ms = value(&m, "churn: 1000 domains created and destroyed in ")?;
+    println!("| measure (instructions under -icount unless noted) | value | target |");
+    println!("|---|---|---|");
+    println!("| null hypercall round trip | {null} | < 150 |");
+    println!("| event send to peer wake-up and back, one CPU | {event} | < 1,500 |");
+    println!("| create + load + unpause to first run, 1 MiB domain | {small} | |");
+    println!("| create + load + unpause to first run, 64 MiB domain | {big} | |");
+    println!("| 1,000 domains of 1 MiB created and destroyed (TCG wall time; 10 of them run) | {churn_ms} ms | < 1 ms each |");
     Ok(())
 }

@@ -60,6 +60,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "hostile"),
     ("test-domains", "grant-peer"),
     ("test-domains", "test-dom0"),
+    ("test-domains", "bench"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

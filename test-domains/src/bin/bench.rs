@@ -1,0 +1,107 @@
+//! Kernel path lengths, for `cargo xtask bench kernel` (run it under
+//! `-icount`, where the TSC counts retired instructions).
+//!
+//! As domain 0 (`role=control`): null hypercall round trip, event round trip
+//! with a child on the same CPU, and domain creation to the child's `run` for
+//! 1 MiB and 64 MiB domains. As a child: `role=echo` answers events;
+//! `role=first t0=N` prints how long after N it started.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::DomainState;
+use domain_runtime::{events, println, time, DomainId};
+use test_domains::{domain, number, option};
+
+domain_runtime::entry!(run);
+
+const ROUNDS: u64 = 10_000;
+
+fn run(start: &'static domain_runtime::StartInfo) {
+    match option("role") {
+        Some("echo") => echo(),
+        Some("first") => {
+            let t = time::tsc();
+            let t0 = number("t0").unwrap_or(t);
+            println!(
+                "bench: create to first run {} KiB: {} instructions",
+                start.memory_kib,
+                t - t0
+            );
+        }
+        _ => control(DomainId(start.domain_id)),
+    }
+}
+
+fn echo() {
+    let port = hc::event_bind_interdomain(
+        domain("peer").expect("peer="),
+        number("peer_port").expect("peer_port=") as u16,
+    )
+    .expect("bind");
+    hc::event_send(port).expect("hello");
+    loop {
+        events::wait(port);
+        let _ = hc::event_send(port);
+    }
+}
+
+fn image() -> &'static [u8] {
+    domain_runtime::modules()
+        .next()
+        .map(|(b, _)| b)
+        .expect("the bench image as module 2")
+}
+
+fn control(me: DomainId) {
+    for _ in 0..100 {
+        let _ = hc::null();
+    }
+    let t0 = time::tsc();
+    for _ in 0..ROUNDS {
+        let _ = hc::null();
+    }
+    println!(
+        "bench: null hypercall: {} instructions",
+        (time::tsc() - t0) / ROUNDS
+    );
+
+    let child = hc::domain_create("echo", 1024, 0, 0).expect("create");
+    hc::domain_load_image(child, image()).expect("load");
+    let port = hc::event_alloc_unbound(DomainId::SELF, child).expect("port");
+    let mut line: heapless::String<128> = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(
+        &mut line,
+        format_args!("bench role=echo peer={} peer_port={}", me.0, port),
+    );
+    hc::domain_set_cmdline(child, &line).expect("cmdline");
+    hc::domain_unpause(child).expect("unpause");
+    events::wait(port);
+    let t0 = time::tsc();
+    for _ in 0..ROUNDS {
+        hc::event_send(port).expect("send");
+        events::wait(port);
+    }
+    println!(
+        "bench: event round trip: {} instructions",
+        (time::tsc() - t0) / ROUNDS
+    );
+    let _ = hc::domain_destroy(child);
+    let _ = hc::event_close(port);
+
+    for kib in [1024u64, 65536] {
+        let t0 = time::tsc();
+        let id = hc::domain_create("first", kib, 0, 0).expect("create");
+        hc::domain_load_image(id, image()).expect("load");
+        let mut line: heapless::String<64> = heapless::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("bench role=first t0={}", t0));
+        hc::domain_set_cmdline(id, &line).expect("cmdline");
+        hc::domain_unpause(id).expect("unpause");
+        while hc::domain_info(id).map(|i| i.state) == Ok(DomainState::Running as u32) {
+            hc::yield_cpu();
+        }
+        let _ = hc::domain_destroy(id);
+    }
+    println!("bench: done");
+}
