@@ -9,6 +9,7 @@ use crate::arch::idt::TrapFrame;
 use crate::domain::lifecycle::{self, Spec};
 use crate::domain::{console, events, grants, Kernel, Life};
 use crate::frames::FrameAllocator;
+use crate::memory::with_frames;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
     CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, CMDLINE_MAX,
@@ -33,11 +34,11 @@ impl Args {
 }
 
 /// Handles the hypercall in `frame` for domain `caller`; writes the result into `frame`.
-pub fn dispatch(k: &mut Kernel, frames: &mut FrameAllocator, caller: usize, frame: &mut TrapFrame) {
+pub fn dispatch(k: &mut Kernel, caller: usize, frame: &mut TrapFrame) {
     let a = Args::of(frame);
     let result = match Hypercall::from_number(frame.rax) {
         None => Err(Error::UnknownCall),
-        Some(call) => handle(k, frames, caller, call, &a),
+        Some(call) => handle(k, caller, call, &a),
     };
     match result {
         Ok(v) => {
@@ -68,13 +69,7 @@ fn other(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
     Ok(i)
 }
 
-fn handle(
-    k: &mut Kernel,
-    frames: &mut FrameAllocator,
-    caller: usize,
-    call: Hypercall,
-    a: &Args,
-) -> Result<u64, Error> {
+fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u64, Error> {
     use Hypercall::*;
     match call {
         Null => Ok(0),
@@ -91,6 +86,15 @@ fn handle(
             Ok(len)
         }
         Yield => {
+            let others = k
+                .live()
+                .filter(|&i| i != caller)
+                .filter_map(|i| k.domain(i))
+                .map(|d| d.vcpu.sched.pass)
+                .max();
+            if let (Some(max), Some(d)) = (others, k.domain_mut(caller)) {
+                d.vcpu.sched.yield_behind(max);
+            }
             k.need_resched = true;
             Ok(0)
         }
@@ -148,8 +152,8 @@ fn handle(
         EventUnmask => events::unmask(k, caller, a.0[0]).map(|_| 0),
         GrantCreate => grants::create(k, caller, a.dom(0), a.0[1], a.0[2] != 0).map(u64::from),
         GrantEnd => grants::end(k, caller, a.0[0]).map(|_| 0),
-        GrantMap => grants::map(k, frames, caller, a.dom(0), a.0[1], a.0[2]),
-        GrantUnmap => grants::unmap(k, frames, caller, a.0[0]).map(|_| 0),
+        GrantMap => with_frames(|f| grants::map(k, f, caller, a.dom(0), a.0[1], a.0[2])),
+        GrantUnmap => with_frames(|f| grants::unmap(k, f, caller, a.0[0]).map(|_| 0)),
         GrantCopy => grants::copy(
             k,
             caller,
@@ -175,7 +179,7 @@ fn handle(
                 cap_percent: p.cap_percent,
                 control: false,
             };
-            lifecycle::create(k, frames, &spec).map(|id| id.0 as u64)
+            with_frames(|f| lifecycle::create(k, f, &spec).map(|id| id.0 as u64))
         }
         DomainLoadImage => {
             let target = other(k, caller, a.dom(0))?;
@@ -185,7 +189,7 @@ fn handle(
             }
             // Check the whole image is readable first, so loading cannot fail half-way.
             check_readable(k, caller, va, len)?;
-            load_from(k, frames, caller, target, va, len)
+            with_frames(|f| load_from(k, f, caller, target, va, len))
         }
         DomainUnpause => {
             let t = other(k, caller, a.dom(0))?;
@@ -197,7 +201,7 @@ fn handle(
         }
         DomainDestroy => {
             let t = other(k, caller, a.dom(0))?;
-            lifecycle::destroy(k, frames, t).map(|_| 0)
+            with_frames(|f| lifecycle::destroy(k, f, t).map(|_| 0))
         }
         DomainInfo => {
             let t = k.resolve(caller, a.dom(0))?;
@@ -222,7 +226,7 @@ fn handle(
         KernelStats => {
             require_control(k, caller)?;
             let stats = ipc_abi::domain::KernelStats {
-                free_frames: frames.free_bytes() / 4096,
+                free_frames: with_frames(|f| f.free_bytes()) / 4096,
                 live_domains: k.live().count() as u64,
                 open_ports: events::open_ports(k),
                 live_grants: grants::live_grants(k),

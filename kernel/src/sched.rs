@@ -53,6 +53,12 @@ impl Entity {
         self.boosted = false;
     }
 
+    /// Called when the vCPU yields: it goes behind every other runnable vCPU.
+    pub fn yield_behind(&mut self, others_max_pass: u64) {
+        self.boosted = false;
+        self.pass = self.pass.max(others_max_pass.saturating_add(1));
+    }
+
     /// Called when the vCPU wakes: no credit for time asleep, and a boost.
     pub fn wake(&mut self, min_pass: u64) {
         self.pass = self.pass.max(min_pass);
@@ -118,6 +124,15 @@ mod tests {
         e[2].charge_tick();
         assert!(!e[2].boosted);
         assert!(e[2].pass >= min);
+    }
+
+    #[test]
+    fn a_yielder_goes_behind_the_others() {
+        let mut e = [Entity::new(256, 0, 0), Entity::new(256, 0, 50)];
+        e[0].wake(0);
+        assert_eq!(pick(e.iter().enumerate()), Some(0));
+        e[0].yield_behind(50);
+        assert_eq!(pick(e.iter().enumerate()), Some(1));
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct Kernel {
     pub now_ticks: u64,
     /// Set when the running vCPU should give up the CPU at the next return.
     pub need_resched: bool,
+    /// One past the highest slot ever used: scans stop here.
+    high_water: usize,
 }
 
 impl Kernel {
@@ -143,6 +145,7 @@ impl Kernel {
             orphans: [None; MAX_ORPHANS],
             now_ticks: 0,
             need_resched: false,
+            high_water: 0,
         }
     }
 
@@ -188,7 +191,7 @@ impl Kernel {
 
     /// Every live domain's index.
     pub fn live(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
+        self.slots[..self.high_water]
             .iter()
             .enumerate()
             .filter(|(_, s)| s.domain.is_some())
@@ -223,6 +226,7 @@ impl Kernel {
         let slot = &mut self.slots[index];
         slot.generation = d.id.generation();
         slot.domain = Some(d);
+        self.high_water = self.high_water.max(index + 1);
     }
 
     /// Takes a domain out of the table (its slot's generation stays, so old ids go stale).
