@@ -238,3 +238,37 @@ pub fn kernel_stats() -> Result<KernelStats> {
     call1(Hypercall::KernelStats, &mut s as *mut KernelStats as u64)?;
     Ok(s)
 }
+
+/// Binds a port to a physical IRQ this domain was given.
+pub fn event_bind_pirq(irq: u8) -> Result<u16> {
+    call1(Hypercall::EventBindPirq, irq as u64).map(|p| p as u16)
+}
+
+/// The IRQ on `port` was handled: unmask its line.
+pub fn pirq_ack(port: u16) -> Result<u64> {
+    call1(Hypercall::PirqAck, port as u64)
+}
+
+/// Gives a never-run domain I/O ports (control domain only).
+pub fn domain_add_io_ports(dom: DomainId, first: u16, count: u16) -> Result<u64> {
+    call(
+        Hypercall::DomainAddIoPorts,
+        [dom.0 as u64, first as u64, count as u64, 0, 0, 0],
+    )
+}
+
+/// Maps device memory into a never-run domain; returns its address there (control domain only).
+pub fn domain_add_mmio(dom: DomainId, phys: u64, pages: u64) -> Result<u64> {
+    call(
+        Hypercall::DomainAddMmio,
+        [dom.0 as u64, phys, pages, 0, 0, 0],
+    )
+}
+
+/// Lets a never-run domain bind a physical IRQ (control domain only).
+pub fn domain_add_irq(dom: DomainId, irq: u8) -> Result<u64> {
+    call(
+        Hypercall::DomainAddIrq,
+        [dom.0 as u64, irq as u64, 0, 0, 0, 0],
+    )
+}

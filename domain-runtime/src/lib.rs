@@ -21,6 +21,7 @@ pub mod console;
 pub mod events;
 pub mod grant;
 pub mod hypercall;
+pub mod io;
 mod rt;
 pub mod time;
 

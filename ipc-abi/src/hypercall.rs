@@ -42,6 +42,10 @@ pub enum Hypercall {
     EventClose = 14,
     /// `(port)`: unmask a port (masking is done by the domain in the shared page).
     EventUnmask = 15,
+    /// `(irq)`: bind a new local port to a physical IRQ this domain was given; returns the port.
+    EventBindPirq = 16,
+    /// `(port)`: the IRQ bound to this port was handled; unmask its line.
+    PirqAck = 17,
 
     /// `(grantee, va, readonly)`: grant a page of this domain to `grantee`; returns the grant ref.
     GrantCreate = 20,
@@ -70,6 +74,12 @@ pub enum Hypercall {
     DomainSetCmdline = 36,
     /// Statistics of the kernel's resources (free frames, ports, grants), for leak checks (control only).
     KernelStats = 37,
+    /// `(dom, first_port, count)`: give a created, never-run domain I/O ports (control only).
+    DomainAddIoPorts = 38,
+    /// `(dom, phys, pages)`: map device memory into a never-run domain's device window; returns its address there (control only).
+    DomainAddMmio = 39,
+    /// `(dom, irq)`: let a never-run domain bind a physical IRQ (control only).
+    DomainAddIrq = 40,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -92,6 +102,8 @@ impl Hypercall {
             13 => EventSend,
             14 => EventClose,
             15 => EventUnmask,
+            16 => EventBindPirq,
+            17 => PirqAck,
             20 => GrantCreate,
             21 => GrantEnd,
             22 => GrantMap,
@@ -105,6 +117,9 @@ impl Hypercall {
             35 => DomainInfo,
             36 => DomainSetCmdline,
             37 => KernelStats,
+            38 => DomainAddIoPorts,
+            39 => DomainAddMmio,
+            40 => DomainAddIrq,
             _ => return None,
         })
     }

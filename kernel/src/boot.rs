@@ -69,6 +69,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
 
     let mut frames = init_frames(&info);
     let physmap = physmap_ranges(&info);
+    memory::set_ram(&physmap[1..]);
     let (space, summary) = paging::build_and_switch(&mut frames, &physmap)
         .unwrap_or_else(|e| panic!("cannot build the kernel page tables: {e}"));
     kprintln!(
@@ -88,7 +89,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         vendor_str(&cpu::vendor())
     );
 
-    let cpus = init_acpi(&info, &settings);
+    let (cpus, ioapic) = init_acpi(&info, &settings);
     let eligible = eligible_cpus(&cpus, &settings);
     kprintln!(
         "cpus: {} found, {} eligible{}{} (application processors start with SMP support)",
@@ -117,6 +118,17 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         time::ticks()
     );
 
+    match ioapic {
+        Some((addr, overrides)) => match crate::arch::ioapic::init(addr, &overrides) {
+            Ok(lines) => kprintln!(
+                "ioapic: {} lines at {:#x}, all masked until a domain binds one",
+                lines,
+                addr
+            ),
+            Err(e) => kprintln!("warning: ioapic: cannot map it: {e}"),
+        },
+        None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
+    }
     let dom0_kib = reserve_domain0(&settings);
     reserve_trace_buffers(&settings, eligible);
     kprintln!(
@@ -258,8 +270,14 @@ fn physmap_ranges(info: &BootInformation<'_>) -> heapless::Vec<PhysRange, 128> {
     v
 }
 
-/// Reads ACPI unless told not to; returns the APIC ids of the CPUs found.
-fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u32, 256> {
+/// What ACPI says about the I/O APIC: its address and the ISA overrides.
+type IoApicInfo = Option<(u64, heapless::Vec<crate::arch::ioapic::Override, 16>)>;
+
+/// Reads ACPI unless told not to; returns the APIC ids of the CPUs found and the I/O APIC.
+fn init_acpi(
+    info: &BootInformation<'_>,
+    settings: &Settings,
+) -> (heapless::Vec<u32, 256>, IoApicInfo) {
     if settings.noacpi {
         kprintln!(
             "acpi: disabled by {}",
@@ -269,7 +287,7 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
                 "noacpi"
             }
         );
-        return heapless::Vec::new();
+        return (heapless::Vec::new(), None);
     }
     let rsdp = info
         .rsdp_v2_tag()
@@ -281,7 +299,7 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
         .map(|tag_va| tag_va - PHYS_OFFSET + 8);
     let Some(rsdp) = rsdp else {
         kprintln!("acpi: the loader passed no RSDP; continuing without ACPI");
-        return heapless::Vec::new();
+        return (heapless::Vec::new(), None);
     };
     match acpi::read(rsdp) {
         Ok(p) => {
@@ -301,11 +319,12 @@ fn init_acpi(info: &BootInformation<'_>, settings: &Settings) -> heapless::Vec<u
                 }
             );
             reset::set_controls(&p);
-            p.cpu_apic_ids
+            let ioapic = p.io_apic_address.map(|a| (a, p.overrides.clone()));
+            (p.cpu_apic_ids, ioapic)
         }
         Err(e) => {
             kprintln!("warning: acpi: cannot read the tables ({e}); continuing without ACPI");
-            heapless::Vec::new()
+            (heapless::Vec::new(), None)
         }
     }
 }

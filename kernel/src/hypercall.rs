@@ -7,7 +7,7 @@
 
 use crate::arch::idt::TrapFrame;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{console, events, grants, Kernel, Life};
+use crate::domain::{console, devices, events, grants, Kernel, Life};
 use crate::frames::FrameAllocator;
 use crate::memory::with_frames;
 use crate::usermem::{self, UserImage};
@@ -150,6 +150,8 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
         EventSend => events::send(k, caller, a.0[0]).map(|_| 0),
         EventClose => events::close(k, caller, a.0[0]).map(|_| 0),
         EventUnmask => events::unmask(k, caller, a.0[0]).map(|_| 0),
+        EventBindPirq => devices::bind_pirq(k, caller, a.0[0]).map(u64::from),
+        PirqAck => devices::ack(k, caller, a.0[0]).map(|_| 0),
         GrantCreate => grants::create(k, caller, a.dom(0), a.0[1], a.0[2] != 0).map(u64::from),
         GrantEnd => grants::end(k, caller, a.0[0]).map(|_| 0),
         GrantMap => with_frames(|f| grants::map(k, f, caller, a.dom(0), a.0[1], a.0[2])),
@@ -222,6 +224,18 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
             usermem::copy_from(&d.space, a.0[1], &mut buf[..len as usize])?;
             lifecycle::set_cmdline(k, t, &buf[..len as usize]).map(|_| 0)
+        }
+        DomainAddIoPorts => {
+            let t = other(k, caller, a.dom(0))?;
+            devices::add_io_ports(k, t, a.0[1], a.0[2]).map(|_| 0)
+        }
+        DomainAddMmio => {
+            let t = other(k, caller, a.dom(0))?;
+            with_frames(|f| devices::add_mmio(k, f, t, a.0[1], a.0[2]))
+        }
+        DomainAddIrq => {
+            let t = other(k, caller, a.dom(0))?;
+            devices::add_irq(k, t, a.0[1]).map(|_| 0)
         }
         KernelStats => {
             require_control(k, caller)?;

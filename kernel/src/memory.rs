@@ -59,6 +59,31 @@ pub fn reserved_bytes(start: u64, len: u64) -> &'static [u8] {
     // Nothing writes to modules, so a shared 'static slice is sound.
     unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const u8, len as usize) }
 }
+
+/// RAM ranges (usable and firmware memory), recorded at boot for `overlaps_ram`.
+static RAM: Mutex<heapless::Vec<crate::frames::PhysRange, 128>> = Mutex::new(heapless::Vec::new());
+
+/// Records the RAM ranges of the memory map.
+pub fn set_ram(ranges: &[crate::frames::PhysRange]) {
+    let mut r = RAM.lock();
+    r.clear();
+    for x in ranges {
+        let _ = r.push(*x);
+    }
+}
+
+/// Whether `[start, end)` touches RAM, so it must never be handed out as device memory.
+pub fn overlaps_ram(start: u64, end: u64) -> bool {
+    // Below 1 MiB only the legacy VGA window counts as a device: the rest
+    // holds the BIOS data area, the EBDA and the kernel's low reservations.
+    let vga = 0xa0000..0xc0000;
+    if start < 0x10_0000 && !(vga.contains(&start) && end <= vga.end) {
+        return true;
+    }
+    RAM.lock().iter().any(|r| r.start < end && start < r.end)
+}
+
+/// Free physical memory, in bytes.
 pub fn free_bytes() -> u64 {
     MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_bytes())
 }

@@ -140,6 +140,7 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     match pick_next(&k) {
         Some(n) => {
             k.current = Some(n);
+            crate::domain::devices::switch_io(&mut k, n);
             if let Some(d) = k.domain(n) {
                 d.space.activate();
                 *frame = d.vcpu.frame.clone();
@@ -154,6 +155,15 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     }
 }
 
+/// A physical IRQ: its owner hears of it; from ring 3 the owner may run next.
+pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
+    let mut k = KERNEL.lock();
+    crate::domain::devices::irq(&mut k, irq);
+    if from_user {
+        finish(k, frame);
+    }
+}
+
 /// Runs vCPUs until none is runnable, halting the CPU in between. Never returns.
 pub fn idle() -> ! {
     loop {
@@ -164,6 +174,7 @@ pub fn idle() -> ! {
             match pick_next(&k) {
                 Some(n) => {
                     k.current = Some(n);
+                    crate::domain::devices::switch_io(&mut k, n);
                     k.domain(n).map(|d| {
                         d.space.activate();
                         let mut f = d.vcpu.frame.clone();

@@ -5,6 +5,8 @@
 //! `evtchn=PEER` connects the domain to the earlier-started domain `PEER` by
 //! an event channel: a port is allocated in PEER for the new domain and
 //! `peer=ID peer_port=P` is appended to the new domain's command line.
+//! `ioports=FIRST+COUNT`, `irq=N` and `mmio=PHYS+PAGES` give it hardware
+//! (numbers in decimal or 0x hex); `mmio_va=` with the address it got is appended.
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
@@ -53,6 +55,11 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
         };
         if let Err(e) = hc::domain_load_image(id, image) {
             println!("toolstack: cannot load {}: {}", name, e);
+            let _ = hc::domain_destroy(id);
+            continue;
+        }
+        if let Err(e) = give_hardware(id, line) {
+            println!("toolstack: cannot give {} its hardware: {}", name, e);
             let _ = hc::domain_destroy(id);
             continue;
         }
@@ -139,4 +146,40 @@ pub fn report(s: &mut Started) {
         );
         s.reported = true;
     }
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn pair(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once('+')?;
+    Some((parse_number(a)?, parse_number(b)?))
+}
+
+/// Gives the domain the I/O ports, IRQ and device memory its line asks for.
+fn give_hardware(
+    id: DomainId,
+    line: &str,
+) -> Result<(), domain_runtime::ipc_abi::hypercall::Error> {
+    use domain_runtime::ipc_abi::hypercall::Error;
+    if let Some(v) = option(line, "ioports") {
+        let (first, count) = pair(v).ok_or(Error::InvalidArgument)?;
+        hc::domain_add_io_ports(id, first as u16, count as u16)?;
+    }
+    if let Some(v) = option(line, "irq") {
+        hc::domain_add_irq(id, parse_number(v).ok_or(Error::InvalidArgument)? as u8)?;
+    }
+    if let Some(v) = option(line, "mmio") {
+        let (phys, pages) = pair(v).ok_or(Error::InvalidArgument)?;
+        let va = hc::domain_add_mmio(id, phys, pages)?;
+        println!(
+            "toolstack: domain {} gets {} pages of device memory at {:#x}, mapped at {:#x}",
+            id, pages, phys, va
+        );
+    }
+    Ok(())
 }

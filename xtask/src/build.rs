@@ -61,6 +61,8 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "grant-peer"),
     ("test-domains", "test-dom0"),
     ("test-domains", "bench"),
+    ("test-domains", "irq-serial"),
+    ("test-domains", "vga-writer"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

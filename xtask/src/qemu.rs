@@ -20,6 +20,7 @@ pub struct Config {
     memory: String,
     smp: String,
     com2_file: Option<PathBuf>,
+    com2_socket: Option<PathBuf>,
     monitor_socket: Option<PathBuf>,
     icount: bool,
 }
@@ -32,6 +33,7 @@ impl Config {
             memory: "256M".into(),
             smp: "1".into(),
             com2_file: None,
+            com2_socket: None,
             monitor_socket: None,
             icount: false,
         }
@@ -60,6 +62,12 @@ impl Config {
     /// Sends COM2 to a file.
     pub fn com2_file(mut self, p: &Path) -> Self {
         self.com2_file = Some(p.to_path_buf());
+        self
+    }
+
+    /// Serves COM2 on a Unix socket (for `Machine::com2_send`).
+    pub fn com2_socket(mut self, p: &Path) -> Self {
+        self.com2_socket = Some(p.to_path_buf());
         self
     }
 
@@ -102,6 +110,15 @@ impl Config {
         cmd.args(["-display", "none", "-serial", "stdio"]);
         if let Some(f) = &self.com2_file {
             cmd.arg("-serial").arg(format!("file:{}", f.display()));
+        }
+        if let Some(s) = &self.com2_socket {
+            let _ = std::fs::remove_file(s);
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "socket,id=com2,path={},server=on,wait=off",
+                    s.display()
+                ))
+                .args(["-serial", "chardev:com2"]);
         }
         match &self.monitor_socket {
             Some(s) => {
@@ -149,6 +166,8 @@ impl Config {
             child,
             log,
             monitor_socket: self.monitor_socket.clone(),
+            com2_socket: self.com2_socket.clone(),
+            com2: None,
         })
     }
 }
@@ -185,6 +204,8 @@ pub struct Machine {
     child: Child,
     log: Arc<(Mutex<Log>, Condvar)>,
     monitor_socket: Option<PathBuf>,
+    com2_socket: Option<PathBuf>,
+    com2: Option<UnixStream>,
 }
 
 impl Machine {
@@ -266,6 +287,29 @@ impl Machine {
     /// Whether QEMU is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends bytes into COM2 (connecting on first use; bytes sent before
+    /// anyone connects are dropped by QEMU, so connect before the guest needs them).
+    pub fn com2_send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.com2.is_none() {
+            let path = self
+                .com2_socket
+                .as_ref()
+                .ok_or("this machine has no COM2 socket")?;
+            // QEMU creates the socket while it starts up: retry until it is there.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let stream = loop {
+                match UnixStream::connect(path) {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() >= deadline => return Err(format!("COM2: {e}")),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            self.com2 = Some(stream);
+        }
+        let s = self.com2.as_mut().ok_or("COM2 not connected")?;
+        s.write_all(bytes).map_err(|e| format!("COM2: {e}"))
     }
 
     /// Runs one human-monitor command and returns its output.

@@ -114,6 +114,14 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("hostile_hypercalls_from_domain_0_get_errors", |c, m| {
             hostile(c, m, true)
         }),
+        (
+            "a_driver_domain_gets_its_irq_and_ports_and_nothing_else",
+            irq_driver,
+        ),
+        (
+            "device_memory_reaches_the_device_and_never_ram",
+            device_memory,
+        ),
     ]
 }
 
@@ -759,4 +767,50 @@ fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), Str
             .any(|l| l.starts_with("PANIC") || l.starts_with("exception:")),
         || "the kernel faulted".into(),
     )
+}
+
+fn irq_driver(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("com2.sock");
+    let guests = [("irq-serial", "serial ioports=0x2f8+8 irq=3")];
+    let m = boot(&c.system("", &guests)?.com2_socket(&sock), slot)?;
+    // Connect first: QEMU drops what arrives before a client is there.
+    m.com2_send(b"")?;
+    expect_line(m, "[1] irq-serial: ready on IRQ 3")?;
+    m.com2_send(b"hello\n")?;
+    expect_line(m, "[1] irq-serial: received \"hello\"")?;
+    // A second line proves the acknowledgement unmasked the IRQ.
+    m.com2_send(b"again\n")?;
+    expect_line(m, "[1] irq-serial: received \"again\"")?;
+    m.com2_send(b"forbidden\n")?;
+    let crash = expect_line(m, "toolstack: domain 1 (serial) crashed")?;
+    check(crash.contains("vector 13"), || {
+        format!("expected #GP for port 0x60: {crash}")
+    })
+}
+
+fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("monitor.sock");
+    let guests = [
+        ("vga-writer", "vga mmio=0xb8000+1 text=XENOLITH"),
+        ("vga-writer", "thief mmio=0x200000+1"),
+    ];
+    // The kernel keeps off the VGA screen so only the domain writes it.
+    let m = boot(
+        &c.system("console=com1", &guests)?.monitor_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "[1] vga-writer: wrote \"XENOLITH\", read back 0x1f58")?;
+    expect_line(
+        m,
+        "toolstack: cannot give thief its hardware: permission denied",
+    )?;
+    let mem = m.monitor("xp /8xh 0xb8000")?;
+    for want in [
+        "0x1f58", "0x1f45", "0x1f4e", "0x1f4f", "0x1f4c", "0x1f49", "0x1f54", "0x1f48",
+    ] {
+        check(mem.contains(want), || {
+            format!("VGA memory lacks {want}:\n{mem}")
+        })?;
+    }
+    Ok(())
 }

@@ -53,6 +53,10 @@ pub struct Platform {
     /// APIC ids of enabled (or online-capable) processors.
     pub cpu_apic_ids: heapless::Vec<u32, 256>,
     pub io_apics: usize,
+    /// Physical address of the first I/O APIC (GSI base 0).
+    pub io_apic_address: Option<u64>,
+    /// ISA IRQs that reach the I/O APIC on another GSI or with other polarity.
+    pub overrides: heapless::Vec<super::ioapic::Override, 16>,
     /// FADT reset register and value, if the firmware supports reset through it.
     pub reset: Option<(Register, u8)>,
     /// PM1a/PM1b control ports and the S5 sleep types, for soft-off.
@@ -89,7 +93,22 @@ pub fn read(rsdp: u64) -> Result<Platform, AcpiError> {
                 MadtEntry::LocalX2Apic(e) if e.flags & 3 != 0 => {
                     let _ = p.cpu_apic_ids.push(e.x2apic_id);
                 }
-                MadtEntry::IoApic(_) => p.io_apics += 1,
+                MadtEntry::IoApic(e) => {
+                    p.io_apics += 1;
+                    let (addr, base) = (e.io_apic_address, e.global_system_interrupt_base);
+                    if base == 0 && p.io_apic_address.is_none() {
+                        p.io_apic_address = Some(addr as u64);
+                    }
+                }
+                MadtEntry::InterruptSourceOverride(e) => {
+                    let (irq, gsi, flags) = (e.irq, e.global_system_interrupt, e.flags);
+                    let _ = p.overrides.push(super::ioapic::Override {
+                        irq,
+                        gsi,
+                        active_low: flags & 0b11 == 0b11,
+                        level: (flags >> 2) & 0b11 == 0b11,
+                    });
+                }
                 _ => {}
             }
         }

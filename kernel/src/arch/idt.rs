@@ -230,6 +230,8 @@ pub fn init() {
     idt.load();
 }
 
+const IRQ_BASE: u64 = super::ioapic::VECTOR_IRQ_BASE as u64;
+
 /// Called by `isr_common` for every interrupt and exception.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
@@ -249,6 +251,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             }
         }
         v if v == VECTOR_SPURIOUS as u64 => {}
+        v if (IRQ_BASE..IRQ_BASE + ipc_abi::layout::MAX_IRQS).contains(&v) => {
+            apic::end_of_interrupt();
+            if crate::trap::scheduler_running() {
+                crate::trap::physical_irq(frame, (v - IRQ_BASE) as u8, from_user);
+            }
+        }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {
             // A spurious IRQ from the masked 8259s: nothing to acknowledge.
         }

@@ -10,6 +10,7 @@ pub mod apic;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod paging;
 pub mod reset;
 pub mod serial;

@@ -96,6 +96,9 @@ pub fn close(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
             }
         }
     }
+    if let PortState::Pirq(irq) = state {
+        super::devices::unbind_pirq(k, irq);
+    }
     let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
     d.ports.free(port as u16);
     shared_pages::clear(d.event_page, port as u16);

@@ -173,6 +173,10 @@ pub fn create(
             window: [None; GRANT_SLOTS as usize],
             crash: CrashRecord::EMPTY,
             console: console::RateLimit::new(),
+            io_ports: heapless::Vec::new(),
+            irqs: 0,
+            device_next: DEVICE_WINDOW,
+            started: false,
             start_info,
             event_page,
         },
@@ -268,6 +272,7 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Running;
+    d.started = true;
     d.vcpu.sched.wake(min);
     Ok(())
 }
@@ -339,6 +344,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
         return Err(Error::NoSuchDomain);
     }
     events::close_all(k, index);
+    super::devices::release_all(k, index);
     grants::release_all(k, frames, index);
     if k.current == Some(index) {
         k.current = None;

@@ -7,6 +7,7 @@
 //! (event channels), `grants` (grant tables), `console` (the debug console).
 
 pub mod console;
+pub mod devices;
 pub mod events;
 pub mod grants;
 pub mod lifecycle;
@@ -101,6 +102,14 @@ pub struct Domain {
     pub window: [Option<ForeignMap>; GRANT_SLOTS as usize],
     pub crash: CrashRecord,
     pub console: console::RateLimit,
+    /// I/O port ranges `(first, count)` it was given.
+    pub io_ports: heapless::Vec<(u16, u16), 8>,
+    /// Physical IRQs it was given (bit n = IRQ n).
+    pub irqs: u32,
+    /// Next free address in its device window.
+    pub device_next: u64,
+    /// Has been unpaused at least once (resources can no longer be added).
+    pub started: bool,
     /// Physical frames of the start info and event pages.
     pub start_info: u64,
     pub event_page: u64,
@@ -122,6 +131,10 @@ pub struct Kernel {
     /// The read-only time page every domain maps.
     pub time_frame: u64,
     pub orphans: [Option<Orphan>; MAX_ORPHANS],
+    /// Who handles each physical IRQ: (domain index, domain id, port).
+    pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
+    /// The domain whose I/O ports the TSS bitmap currently allows.
+    pub io_owner: Option<usize>,
     /// Ticks since the scheduler started.
     pub now_ticks: u64,
     /// Set when the running vCPU should give up the CPU at the next return.
@@ -143,6 +156,8 @@ impl Kernel {
             kernel_pml4: 0,
             time_frame: 0,
             orphans: [None; MAX_ORPHANS],
+            irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
+            io_owner: None,
             now_ticks: 0,
             need_resched: false,
             high_water: 0,

@@ -23,6 +23,8 @@ pub enum PortState {
         port: u16,
     },
     Virq(Virq),
+    /// A physical IRQ.
+    Pirq(u8),
 }
 
 /// The ports of one domain.

@@ -1,0 +1,182 @@
+//! Hardware given to a domain: I/O ports, device memory and physical IRQs.
+//!
+//! Owns: the control domain's grants of hardware to a domain (only before it
+//! first runs), the I/O bitmap switch when the running domain changes, and
+//! physical IRQ delivery: an IRQ masks its line and raises the bound port;
+//! the domain's acknowledgement unmasks it. Nothing here lets a domain reach
+//! RAM or a device it was not given.
+
+use super::ports::PortState;
+use super::{events, Kernel};
+use crate::arch::addrspace::{Access, Kind};
+use crate::arch::{gdt, ioapic};
+use crate::frames::FrameAllocator;
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::{DEVICE_WINDOW, DEVICE_WINDOW_SIZE, MAX_IRQS, PAGE_SIZE};
+
+fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    if d.started {
+        return Err(Error::DomainState);
+    }
+    Ok(d)
+}
+
+/// Gives ports `[first, first + count)` to a domain that has not run yet.
+pub fn add_io_ports(k: &mut Kernel, index: usize, first: u64, count: u64) -> Result<(), Error> {
+    if count == 0 || first > 0xffff || first + count > 0x1_0000 {
+        return Err(Error::InvalidArgument);
+    }
+    let d = fresh(k, index)?;
+    d.io_ports
+        .push((first as u16, count as u16))
+        .map_err(|_| Error::OutOfResources)?;
+    if k.io_owner == Some(index) {
+        k.io_owner = None;
+    }
+    Ok(())
+}
+
+/// Maps device memory `[phys, phys + pages * 4096)` into a domain that has not run yet.
+pub fn add_mmio(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+    phys: u64,
+    pages: u64,
+) -> Result<u64, Error> {
+    let len = pages.checked_mul(PAGE_SIZE).ok_or(Error::InvalidArgument)?;
+    let end = phys.checked_add(len).ok_or(Error::InvalidArgument)?;
+    if pages == 0 || !phys.is_multiple_of(PAGE_SIZE) || end > 1 << 52 {
+        return Err(Error::InvalidArgument);
+    }
+    // Device memory only: never a byte of RAM the allocator manages or the kernel uses.
+    if crate::memory::overlaps_ram(phys, end) {
+        return Err(Error::PermissionDenied);
+    }
+    let d = fresh(k, index)?;
+    let va = d.device_next;
+    if va + len > DEVICE_WINDOW + DEVICE_WINDOW_SIZE {
+        return Err(Error::OutOfResources);
+    }
+    for i in 0..pages {
+        d.space
+            .map(
+                frames,
+                va + i * PAGE_SIZE,
+                phys + i * PAGE_SIZE,
+                Access {
+                    write: true,
+                    execute: false,
+                },
+                Kind::Borrowed,
+            )
+            .map_err(|_| Error::OutOfResources)?;
+    }
+    d.device_next = va + len;
+    Ok(va)
+}
+
+/// Lets a domain that has not run yet bind physical IRQ `irq`.
+pub fn add_irq(k: &mut Kernel, index: usize, irq: u64) -> Result<(), Error> {
+    if irq >= MAX_IRQS {
+        return Err(Error::InvalidArgument);
+    }
+    if k.irq_owner[irq as usize].is_some()
+        || k.live()
+            .any(|i| k.domain(i).is_some_and(|d| d.irqs & (1 << irq) != 0))
+    {
+        return Err(Error::PortState);
+    }
+    fresh(k, index)?.irqs |= 1 << irq;
+    Ok(())
+}
+
+/// Binds a port of `caller` to an IRQ it was given and unmasks the line.
+pub fn bind_pirq(k: &mut Kernel, caller: usize, irq: u64) -> Result<u16, Error> {
+    if irq >= MAX_IRQS {
+        return Err(Error::InvalidArgument);
+    }
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    if d.irqs & (1 << irq) == 0 {
+        return Err(Error::PermissionDenied);
+    }
+    let id = d.id;
+    if k.irq_owner[irq as usize].is_some() {
+        return Err(Error::PortState);
+    }
+    let port = k
+        .domain_mut(caller)
+        .ok_or(Error::NoSuchDomain)?
+        .ports
+        .open(PortState::Pirq(irq as u8))?;
+    k.irq_owner[irq as usize] = Some((caller, id, port));
+    ioapic::route(irq as u8, false);
+    Ok(port)
+}
+
+/// The domain handled the IRQ on `port`: unmask its line.
+pub fn ack(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
+    match k
+        .domain(caller)
+        .ok_or(Error::NoSuchDomain)?
+        .ports
+        .get(port)?
+    {
+        PortState::Pirq(irq) => {
+            ioapic::set_masked(irq, false);
+            Ok(())
+        }
+        _ => Err(Error::PortState),
+    }
+}
+
+/// A physical IRQ arrived: mask it until acknowledged and tell its owner.
+pub fn irq(k: &mut Kernel, irq: u8) {
+    ioapic::set_masked(irq, true);
+    if let Some((index, id, port)) = k.irq_owner.get(irq as usize).copied().flatten() {
+        if k.domain(index).is_some_and(|d| d.id == id) {
+            events::raise(k, index, port);
+        }
+    }
+}
+
+/// Unbinds a port bound to an IRQ (when it is closed).
+pub fn unbind_pirq(k: &mut Kernel, irq: u8) {
+    if let Some(slot) = k.irq_owner.get_mut(irq as usize) {
+        *slot = None;
+        ioapic::set_masked(irq, true);
+    }
+}
+
+/// A dying domain gives back every IRQ (masked) and its I/O ports.
+pub fn release_all(k: &mut Kernel, index: usize) {
+    for irq in 0..MAX_IRQS as usize {
+        if k.irq_owner[irq].is_some_and(|(i, _, _)| i == index) {
+            unbind_pirq(k, irq as u8);
+        }
+    }
+    if k.io_owner == Some(index) {
+        gdt::set_io_ports(&[]);
+        k.io_owner = None;
+    }
+}
+
+/// Before returning to ring 3 in domain `index`: make the I/O bitmap its own.
+pub fn switch_io(k: &mut Kernel, index: usize) {
+    let wanted = k.domain(index).is_some_and(|d| !d.io_ports.is_empty());
+    match (k.io_owner, wanted) {
+        (Some(o), _) if o == index => {}
+        (None, false) => {}
+        (_, true) => {
+            if let Some(d) = k.domain(index) {
+                gdt::set_io_ports(&d.io_ports);
+            }
+            k.io_owner = Some(index);
+        }
+        (Some(_), false) => {
+            gdt::set_io_ports(&[]);
+            k.io_owner = None;
+        }
+    }
+}
