@@ -95,7 +95,7 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             if let (Some(max), Some(d)) = (others, k.domain_mut(caller)) {
                 d.vcpu.sched.yield_behind(max);
             }
-            k.need_resched = true;
+            k.cpu_mut().need_resched = true;
             Ok(0)
         }
         Block => {
@@ -105,7 +105,7 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             }
             if !crate::domain::shared_pages::any_deliverable(d.event_page) {
                 d.vcpu.blocked = true;
-                k.need_resched = true;
+                k.cpu_mut().need_resched = true;
             }
             Ok(0)
         }

@@ -39,9 +39,9 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
         return;
     }
     let mut k = KERNEL.lock();
-    match k.current {
+    match k.cpu().current {
         Some(cur) => crate::hypercall::dispatch(&mut k, cur, frame),
-        None => k.need_resched = true,
+        None => k.cpu_mut().need_resched = true,
     }
     finish(k, frame);
 }
@@ -49,7 +49,7 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
 /// A CPU exception in ring 3: the current domain crashes; everyone else goes on.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
     let mut k = KERNEL.lock();
-    if let Some(cur) = k.current {
+    if let Some(cur) = k.cpu().current {
         let mut crash = CrashRecord::EMPTY;
         crash.vector = frame.vector;
         crash.error_code = frame.error_code;
@@ -57,7 +57,7 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
         crash.address = if frame.vector == 14 { cr2 } else { 0 };
         lifecycle::stop(&mut k, cur, Life::Crashed, Some(crash));
     }
-    k.need_resched = true;
+    k.cpu_mut().need_resched = true;
     finish(k, frame);
 }
 
@@ -73,14 +73,14 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
             }
         }
     }
-    if let Some(cur) = k.current {
+    if let Some(cur) = k.cpu().current {
         if let Some(d) = k.domain_mut(cur) {
             d.vcpu.sched.charge_tick();
             d.vcpu.ticks += 1;
         }
     }
     fire_timers(&mut k);
-    k.need_resched = true;
+    k.cpu_mut().need_resched = true;
     if from_user {
         finish(k, frame);
     }
@@ -116,19 +116,23 @@ fn runnable(k: &Kernel, i: usize) -> bool {
         .is_some_and(|d| d.life == Life::Running && !d.vcpu.blocked)
 }
 
+/// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
 fn pick_next(k: &Kernel) -> Option<usize> {
+    let cpu = crate::domain::this_cpu();
     sched::pick(
         k.live()
             .filter(|&i| runnable(k, i))
-            .filter_map(|i| k.domain(i).map(|d| (i, &d.vcpu.sched))),
+            .filter_map(|i| k.domain(i).map(|d| (i, d)))
+            .filter(|(_, d)| d.vcpu.cpu == cpu)
+            .map(|(i, d)| (i, &d.vcpu.sched)),
     )
 }
 
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
 fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
-    let cur = k.current;
+    let cur = k.cpu().current;
     if let Some(c) = cur {
-        if !k.need_resched && runnable(&k, c) {
+        if !k.cpu().need_resched && runnable(&k, c) {
             sanitize(frame);
             return;
         }
@@ -136,10 +140,10 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             d.vcpu.frame = frame.clone();
         }
     }
-    k.need_resched = false;
+    k.cpu_mut().need_resched = false;
     match pick_next(&k) {
         Some(n) => {
-            k.current = Some(n);
+            k.cpu_mut().current = Some(n);
             crate::domain::devices::switch_io(&mut k, n);
             if let Some(d) = k.domain(n) {
                 d.space.activate();
@@ -148,7 +152,7 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             sanitize(frame);
         }
         None => {
-            k.current = None;
+            k.cpu_mut().current = None;
             drop(k);
             idle()
         }
@@ -170,10 +174,10 @@ pub fn idle() -> ! {
         x86_64::instructions::interrupts::disable();
         let next = {
             let mut k = KERNEL.lock();
-            k.need_resched = false;
+            k.cpu_mut().need_resched = false;
             match pick_next(&k) {
                 Some(n) => {
-                    k.current = Some(n);
+                    k.cpu_mut().current = Some(n);
                     crate::domain::devices::switch_io(&mut k, n);
                     k.domain(n).map(|d| {
                         d.space.activate();
@@ -183,7 +187,7 @@ pub fn idle() -> ! {
                     })
                 }
                 None => {
-                    k.current = None;
+                    k.cpu_mut().current = None;
                     None
                 }
             }

@@ -137,7 +137,7 @@ pub fn raise(k: &mut Kernel, index: usize, port: u16) {
         d.vcpu.blocked = false;
         if d.life == Life::Running {
             d.vcpu.sched.wake(min);
-            k.need_resched = true;
+            k.resched(index);
         }
     }
 }

@@ -167,6 +167,7 @@ pub fn create(
                 timer_deadline: 0,
                 timer_fired: false,
                 ticks: 0,
+                cpu: super::this_cpu(),
             },
             ports: Ports::new(),
             grants: [None; MAX_GRANTS],
@@ -284,8 +285,8 @@ pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Paused;
-    if k.current == Some(index) {
-        k.need_resched = true;
+    if k.cpu().current == Some(index) {
+        k.cpu_mut().need_resched = true;
     }
     Ok(())
 }
@@ -322,8 +323,8 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
         Life::Shutdown(r) => kprintln!("domain {} ({}) shut down: {:?}", id, d.name, r),
         _ => {}
     }
-    if k.current == Some(index) {
-        k.need_resched = true;
+    if k.cpu().current == Some(index) {
+        k.cpu_mut().need_resched = true;
     }
     notify_control(k, index);
 }
@@ -346,9 +347,9 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
     events::close_all(k, index);
     super::devices::release_all(k, index);
     grants::release_all(k, frames, index);
-    if k.current == Some(index) {
-        k.current = None;
-        k.need_resched = true;
+    if k.cpu().current == Some(index) {
+        k.cpu_mut().current = None;
+        k.cpu_mut().need_resched = true;
     }
     let d = k.remove(index).ok_or(Error::NoSuchDomain)?;
     d.space.destroy(frames, k.kernel_pml4);

@@ -25,6 +25,24 @@ use ports::Ports;
 /// The kernel's domain state, behind one lock (interrupts are off in the kernel).
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
 
+/// CPUs the scheduler keeps state for.
+pub const MAX_CPUS: usize = 8;
+
+/// One CPU's scheduling state. Its run queue is the runnable vCPUs whose
+/// `Vcpu::cpu` is this CPU.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuState {
+    /// The domain whose vCPU runs here.
+    pub current: Option<usize>,
+    /// Set when that vCPU should give up the CPU at the next return to ring 3.
+    pub need_resched: bool,
+}
+
+/// The CPU this code runs on (only the boot CPU runs until SMP support).
+pub fn this_cpu() -> usize {
+    0
+}
+
 /// Most domains alive at once.
 pub const MAX_DOMAINS: usize = 64;
 /// Grant entries per domain.
@@ -54,6 +72,8 @@ pub struct Vcpu {
     pub timer_fired: bool,
     /// Ticks of CPU time used.
     pub ticks: u64,
+    /// The CPU whose run queue holds this vCPU.
+    pub cpu: usize,
 }
 
 /// A page of another domain mapped into this domain's grant window.
@@ -124,8 +144,8 @@ struct Slot {
 /// Everything the kernel knows about domains, behind one lock.
 pub struct Kernel {
     slots: [Slot; MAX_DOMAINS],
-    /// The domain whose vCPU runs on this CPU (one CPU for now).
-    pub current: Option<usize>,
+    /// Per-CPU scheduling state; only CPU 0 runs until SMP arrives.
+    cpus: [CpuState; MAX_CPUS],
     /// The kernel's own root table (used while no domain runs).
     pub kernel_pml4: u64,
     /// The read-only time page every domain maps.
@@ -137,8 +157,6 @@ pub struct Kernel {
     pub io_owner: Option<usize>,
     /// Ticks since the scheduler started.
     pub now_ticks: u64,
-    /// Set when the running vCPU should give up the CPU at the next return.
-    pub need_resched: bool,
     /// One past the highest slot ever used: scans stop here.
     high_water: usize,
 }
@@ -152,16 +170,30 @@ impl Kernel {
                     domain: None,
                 }
             }; MAX_DOMAINS],
-            current: None,
+            cpus: [CpuState { current: None, need_resched: false }; MAX_CPUS],
             kernel_pml4: 0,
             time_frame: 0,
             orphans: [None; MAX_ORPHANS],
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
             io_owner: None,
             now_ticks: 0,
-            need_resched: false,
             high_water: 0,
         }
+    }
+
+    /// This CPU's scheduling state.
+    pub fn cpu(&self) -> &CpuState {
+        &self.cpus[this_cpu()]
+    }
+
+    pub fn cpu_mut(&mut self) -> &mut CpuState {
+        &mut self.cpus[this_cpu()]
+    }
+
+    /// Asks the CPU that runs domain `index` to reschedule.
+    pub fn resched(&mut self, index: usize) {
+        let cpu = self.domain(index).map_or(0, |d| d.vcpu.cpu).min(MAX_CPUS - 1);
+        self.cpus[cpu].need_resched = true;
     }
 
     /// The slot index of a live domain, or why the id does not name one.
