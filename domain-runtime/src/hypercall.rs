@@ -50,6 +50,20 @@ pub fn console_write(bytes: &[u8]) -> Result<u64> {
     )
 }
 
+/// Reads the oldest kept kernel console line numbered `from` or later into
+/// `buf`; returns its number and text (control domain only).
+pub fn console_read(from: u64, buf: &mut [u8; 161]) -> Result<(u64, &str)> {
+    let seq = call(
+        Hypercall::ConsoleRead,
+        [from, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
+    )?;
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok((
+        seq,
+        core::str::from_utf8(&buf[..n]).unwrap_or("(not UTF-8)"),
+    ))
+}
+
 pub fn yield_cpu() {
     let _ = call(Hypercall::Yield, [0; 6]);
 }
@@ -270,5 +284,13 @@ pub fn domain_add_irq(dom: DomainId, irq: u8) -> Result<u64> {
     call(
         Hypercall::DomainAddIrq,
         [dom.0 as u64, irq as u64, 0, 0, 0, 0],
+    )
+}
+
+/// Sets where a never-run domain's vCPU starts (control domain only).
+pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
+    call(
+        Hypercall::DomainSetEntry,
+        [dom.0 as u64, rip, rsp, arg, 0, 0],
     )
 }

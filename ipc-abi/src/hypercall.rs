@@ -29,6 +29,9 @@ pub enum Hypercall {
     SetTimer = 4,
     /// `(reason, ptr, len)`: stop this domain with a [`crate::domain::ShutdownReason`] and an optional message.
     Shutdown = 5,
+    /// `(from_seq, ptr, len)`: copy the oldest kept kernel console line numbered `from_seq` or later,
+    /// NUL-terminated, into the buffer; returns its number (control only). `Empty` when there is none yet.
+    ConsoleRead = 6,
 
     /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.
     EventAllocUnbound = 10,
@@ -80,6 +83,8 @@ pub enum Hypercall {
     DomainAddMmio = 39,
     /// `(dom, irq)`: let a never-run domain bind a physical IRQ (control only).
     DomainAddIrq = 40,
+    /// `(dom, rip, rsp, rdi)`: set where a never-run domain's vCPU starts (control only).
+    DomainSetEntry = 41,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -96,6 +101,7 @@ impl Hypercall {
             3 => Block,
             4 => SetTimer,
             5 => Shutdown,
+            6 => ConsoleRead,
             10 => EventAllocUnbound,
             11 => EventBindInterdomain,
             12 => EventBindVirq,
@@ -120,6 +126,7 @@ impl Hypercall {
             38 => DomainAddIoPorts,
             39 => DomainAddMmio,
             40 => DomainAddIrq,
+            41 => DomainSetEntry,
             _ => return None,
         })
     }
@@ -159,6 +166,8 @@ pub enum Error {
     DomainState = 14,
     /// The window slot is in use, or empty for an unmap.
     SlotState = 15,
+    /// Nothing to read yet.
+    Empty = 16,
 }
 
 impl Error {
@@ -181,6 +190,7 @@ impl Error {
             13 => BadImage,
             14 => DomainState,
             15 => SlotState,
+            16 => Empty,
             _ => return None,
         })
     }
@@ -204,6 +214,7 @@ impl fmt::Display for Error {
             Error::BadImage => "bad ELF image",
             Error::DomainState => "domain in the wrong state",
             Error::SlotState => "window slot in the wrong state",
+            Error::Empty => "nothing to read",
         };
         f.write_str(s)
     }
@@ -237,7 +248,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=15 {
+        for code in 1..=16 {
             let e = Error::from_code(code).unwrap();
             assert_eq!(e as u64, code);
             assert_eq!(decode(code, 7), Err(e));

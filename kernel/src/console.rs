@@ -28,6 +28,7 @@ impl Write for Console {
         if let Some(v) = self.vga.as_mut() {
             v.write_bytes(bytes);
         }
+        crate::klog::append(bytes);
         Ok(())
     }
 }

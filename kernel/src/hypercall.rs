@@ -132,6 +132,23 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             lifecycle::stop(k, caller, life, (life == Life::Crashed).then_some(crash));
             Ok(0)
         }
+        ConsoleRead => {
+            require_control(k, caller)?;
+            let mut line = [0u8; crate::klog::LINE_MAX + 1];
+            let (seq, n) = {
+                let mut text = [0u8; crate::klog::LINE_MAX];
+                let (seq, n) = crate::klog::read(a.0[0], &mut text).ok_or(Error::Empty)?;
+                line[..n].copy_from_slice(&text[..n]);
+                (seq, n)
+            };
+            let len = (a.0[2] as usize).min(n + 1);
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            if len < n + 1 {
+                return Err(Error::InvalidArgument);
+            }
+            usermem::copy_to(&d.space, a.0[1], &line[..len])?;
+            Ok(seq)
+        }
         EventAllocUnbound => {
             let owner = k.resolve(caller, a.dom(0))?;
             if owner != caller {
@@ -236,6 +253,10 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
         DomainAddIrq => {
             let t = other(k, caller, a.dom(0))?;
             devices::add_irq(k, t, a.0[1]).map(|_| 0)
+        }
+        DomainSetEntry => {
+            let t = other(k, caller, a.dom(0))?;
+            lifecycle::set_entry(k, t, a.0[1], a.0[2], a.0[3]).map(|_| 0)
         }
         KernelStats => {
             require_control(k, caller)?;

@@ -28,6 +28,8 @@ mod domain;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
+mod klog;
+#[cfg(target_os = "none")]
 mod memory;
 mod panic;
 #[cfg(target_os = "none")]

@@ -130,6 +130,7 @@ fn pick_next(k: &Kernel) -> Option<usize> {
 
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
 fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
+    announce_new_log_lines(&mut k);
     let cur = k.cpu().current;
     if let Some(c) = cur {
         if !k.cpu().need_resched && runnable(&k, c) {
@@ -168,12 +169,22 @@ pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
     }
 }
 
+/// Turns "the console printed" into the console VIRQ of the control domain.
+fn announce_new_log_lines(k: &mut Kernel) {
+    if crate::klog::take_new_lines() {
+        if let Some(c) = k.control_domain() {
+            events::raise_virq(k, c, Virq::ConsoleLog);
+        }
+    }
+}
+
 /// Runs vCPUs until none is runnable, halting the CPU in between. Never returns.
 pub fn idle() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
         let next = {
             let mut k = KERNEL.lock();
+            announce_new_log_lines(&mut k);
             k.cpu_mut().need_resched = false;
             match pick_next(&k) {
                 Some(n) => {

@@ -63,6 +63,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "bench"),
     ("test-domains", "irq-serial"),
     ("test-domains", "vga-writer"),
+    ("test-domains", "chatty"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

@@ -122,6 +122,8 @@ fn cases() -> Vec<(&'static str, Case)> {
             "device_memory_reaches_the_device_and_never_ram",
             device_memory,
         ),
+        ("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
+        ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
 
@@ -812,5 +814,50 @@ fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
             format!("VGA memory lacks {want}:\n{mem}")
         })?;
     }
+    Ok(())
+}
+
+fn lifecycle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let dom0 = ("test-dom0", "test-dom0 scenario=lifecycle");
+    let m = boot(
+        &custom_dom0(c, dom0, &[("hello", "hello"), ("survivor", "survivor")])?,
+        slot,
+    )?;
+    expect_line(
+        m,
+        "[0] lifecycle: kernel log has the banner: true, the cmdline: true",
+    )?;
+    expect_line(
+        m,
+        "[0] lifecycle: a second domain named dup: Err(NameTaken)",
+    )?;
+    expect_line(m, "[0] lifecycle: truncated image: Err(BadImage)")?;
+    expect_line(m, "image refused: truncated")?;
+    expect_line(m, "[0] lifecycle: refusal logged: true")?;
+    expect_line(m, "[0] lifecycle: start before any image: Err(DomainState)")?;
+    expect_line(m, "[0] lifecycle: bad entry: state 3 vector 14 rip 0x10")?;
+    expect_line(
+        m,
+        "[0] lifecycle: paused for 500 ms: no heartbeat true, no CPU time true",
+    )?;
+    expect_line(m, "[0] lifecycle: unpaused: the heartbeat is back")?;
+    expect_line(m, "[0] test-dom0: scenario done")?;
+    Ok(())
+}
+
+fn chatty(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [("survivor", "survivor"), ("chatty", "chatty")];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    let dropped = expect_line(m, "lines dropped by the rate limit")?;
+    check(dropped.starts_with("[2] ("), || {
+        format!("unexpected: {dropped}")
+    })?;
+    // The survivor keeps its 100 ms heartbeat while the chatty one floods.
+    let beats = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("[1] survivor: heartbeat"))
+        .count();
+    m.wait_for_nth("[1] survivor: heartbeat", beats + 3, BOOT)?;
     Ok(())
 }

@@ -265,6 +265,21 @@ pub fn set_cmdline(k: &mut Kernel, index: usize, cmdline: &[u8]) -> Result<(), E
     Ok(())
 }
 
+/// Sets where a never-run domain's vCPU starts. Both addresses must be in the
+/// user half; whether they make sense is the domain's problem (a bad one
+/// crashes it, nothing else).
+pub fn set_entry(k: &mut Kernel, index: usize, rip: u64, rsp: u64, arg: u64) -> Result<(), Error> {
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    if d.started {
+        return Err(Error::DomainState);
+    }
+    if rip >= USER_LIMIT || rsp > USER_LIMIT {
+        return Err(Error::InvalidArgument);
+    }
+    d.vcpu.frame = initial_frame(rip, rsp, arg);
+    Ok(())
+}
+
 /// Lets a loaded, paused domain run.
 pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     let min = min_pass(k);

@@ -170,7 +170,10 @@ impl Kernel {
                     domain: None,
                 }
             }; MAX_DOMAINS],
-            cpus: [CpuState { current: None, need_resched: false }; MAX_CPUS],
+            cpus: [CpuState {
+                current: None,
+                need_resched: false,
+            }; MAX_CPUS],
             kernel_pml4: 0,
             time_frame: 0,
             orphans: [None; MAX_ORPHANS],
@@ -192,7 +195,10 @@ impl Kernel {
 
     /// Asks the CPU that runs domain `index` to reschedule.
     pub fn resched(&mut self, index: usize) {
-        let cpu = self.domain(index).map_or(0, |d| d.vcpu.cpu).min(MAX_CPUS - 1);
+        let cpu = self
+            .domain(index)
+            .map_or(0, |d| d.vcpu.cpu)
+            .min(MAX_CPUS - 1);
         self.cpus[cpu].need_resched = true;
     }
 

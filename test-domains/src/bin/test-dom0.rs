@@ -5,6 +5,8 @@
 //!   free frames, ports and grants end exactly where they began.
 //! - `fairshare`: starts the other modules (spinners, a sleeper), lets them
 //!   run `seconds=` (3) and prints each domain's CPU ticks.
+//! - `lifecycle`: the kernel log, unique names, a refused image, pause and
+//!   unpause, a bad entry point (with `hello` and `survivor` modules).
 //! - anything else: start the other modules, like the toolstack domain.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -34,6 +36,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         Some("grants") => grants(me(start)),
         Some("churn") => churn(me(start)),
         Some("fairshare") => fairshare(),
+        Some("lifecycle") => lifecycle(),
         _ => {
             toolstack_domain::start::start_modules();
         }
@@ -195,4 +198,102 @@ fn fairshare() {
             );
         }
     }
+}
+
+/// Finds the first kernel log line at or after `from` containing `needle`; returns its number.
+fn klog_find(from: u64, needle: &str) -> Option<u64> {
+    let mut seq = from;
+    let mut buf = [0u8; 161];
+    while let Ok((n, text)) = hc::console_read(seq, &mut buf) {
+        if text.contains(needle) {
+            return Some(n);
+        }
+        seq = n + 1;
+    }
+    None
+}
+
+/// The number the next kernel log line will get.
+fn klog_end() -> u64 {
+    let mut seq = 0;
+    let mut buf = [0u8; 161];
+    while let Ok((n, _)) = hc::console_read(seq, &mut buf) {
+        seq = n + 1;
+    }
+    seq
+}
+
+fn lifecycle() {
+    let log_port = hc::event_bind_virq(domain_runtime::ipc_abi::shared::Virq::ConsoleLog)
+        .expect("console virq");
+    println!(
+        "lifecycle: kernel log has the banner: {}, the cmdline: {}",
+        klog_find(0, "Xenolith ").is_some(),
+        klog_find(0, "cmdline: ").is_some()
+    );
+    let a = hc::domain_create("dup", 512, 0, 0).expect("create");
+    println!(
+        "lifecycle: a second domain named dup: {:?}",
+        hc::domain_create("dup", 512, 0, 0).map(|_| ())
+    );
+    let hello = image("hello");
+    let mark = klog_end();
+    println!(
+        "lifecycle: truncated image: {:?}",
+        hc::domain_load_image(a, &hello[..100]).map(|_| ())
+    );
+    println!(
+        "lifecycle: refusal logged: {}",
+        klog_find(mark, "image refused: truncated").is_some()
+    );
+    println!(
+        "lifecycle: start before any image: {:?}",
+        hc::domain_unpause(a).map(|_| ())
+    );
+    let _ = hc::domain_destroy(a);
+
+    // A bad entry point crashes that domain alone.
+    let b = make("badentry", "hello", "hello");
+    hc::domain_set_entry(b, 0x10, 0x7fff_ffee_f000, 0).expect("set entry");
+    hc::domain_unpause(b).expect("unpause");
+    while hc::domain_info(b).map(|i| i.state) == Ok(DomainState::Running as u32) {
+        hc::yield_cpu();
+    }
+    let info = hc::domain_info(b).expect("info");
+    println!(
+        "lifecycle: bad entry: state {} vector {} rip {:#x}",
+        info.state, info.crash.vector, info.crash.rip
+    );
+    let _ = hc::domain_destroy(b);
+
+    // Pause stops a running domain; unpause lets it go on.
+    let s = make("beater", "survivor", "survivor");
+    hc::domain_unpause(s).expect("unpause");
+    let beats = |from: u64| klog_find(from, "survivor: heartbeat");
+    let mut seen = 0;
+    let mut from = klog_end();
+    while seen < 2 {
+        events::wait(log_port);
+        while let Some(n) = beats(from) {
+            seen += 1;
+            from = n + 1;
+        }
+    }
+    hc::domain_pause(s).expect("pause");
+    let ticks = hc::domain_info(s).map(|i| i.cpu_ticks).unwrap_or(0);
+    let paused_at = klog_end();
+    time::sleep_ns(500_000_000);
+    let quiet = beats(paused_at).is_none();
+    let still = hc::domain_info(s).map(|i| i.cpu_ticks).unwrap_or(0) == ticks;
+    println!(
+        "lifecycle: paused for 500 ms: no heartbeat {}, no CPU time {}",
+        quiet, still
+    );
+    hc::domain_unpause(s).expect("unpause");
+    let resumed = klog_end();
+    while beats(resumed).is_none() {
+        events::wait(log_port);
+    }
+    println!("lifecycle: unpaused: the heartbeat is back");
+    let _ = hc::domain_destroy(s);
 }
