@@ -8,6 +8,7 @@
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
 mod aml_s5;
+mod checks;
 mod cmdline;
 mod elf;
 mod frames;

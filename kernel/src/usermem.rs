@@ -10,18 +10,10 @@ use crate::arch::addrspace::AddressSpace;
 use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::elf::ImageSource;
 use ipc_abi::hypercall::Error;
-use ipc_abi::layout::{PAGE_SIZE, USER_LIMIT};
+use ipc_abi::layout::PAGE_SIZE;
 
-/// Largest single copy a hypercall may ask for (bounds the time spent).
-pub const MAX_COPY: u64 = 64 << 20;
-
-fn check_range(va: u64, len: u64) -> Result<(), Error> {
-    let end = va.checked_add(len).ok_or(Error::BadAddress)?;
-    if end > USER_LIMIT || len > MAX_COPY {
-        return Err(Error::BadAddress);
-    }
-    Ok(())
-}
+pub use crate::checks::MAX_COPY;
+use crate::checks::user_range as check_range;
 
 /// Calls `f(frame, offset_in_frame, range_in_buffer)` for each page piece of `[va, va+len)`.
 fn for_each_piece(

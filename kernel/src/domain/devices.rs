@@ -24,13 +24,9 @@ fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
 
 /// Gives ports `[first, first + count)` to a domain that has not run yet.
 pub fn add_io_ports(k: &mut Kernel, index: usize, first: u64, count: u64) -> Result<(), Error> {
-    if count == 0 || first > 0xffff || first + count > 0x1_0000 {
-        return Err(Error::InvalidArgument);
-    }
+    let range = crate::checks::io_ports(first, count)?;
     let d = fresh(k, index)?;
-    d.io_ports
-        .push((first as u16, count as u16))
-        .map_err(|_| Error::OutOfResources)?;
+    d.io_ports.push(range).map_err(|_| Error::OutOfResources)?;
     if k.io_owner == Some(index) {
         k.io_owner = None;
     }
@@ -45,11 +41,8 @@ pub fn add_mmio(
     phys: u64,
     pages: u64,
 ) -> Result<u64, Error> {
-    let len = pages.checked_mul(PAGE_SIZE).ok_or(Error::InvalidArgument)?;
-    let end = phys.checked_add(len).ok_or(Error::InvalidArgument)?;
-    if pages == 0 || !phys.is_multiple_of(PAGE_SIZE) || end > 1 << 52 {
-        return Err(Error::InvalidArgument);
-    }
+    let (_, end) = crate::checks::device_range(phys, pages)?;
+    let len = end - phys;
     // Device memory only: never a byte of RAM the allocator manages or the kernel uses.
     if crate::memory::overlaps_ram(phys, end) {
         return Err(Error::PermissionDenied);

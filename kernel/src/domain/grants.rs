@@ -214,10 +214,7 @@ pub fn copy(
     len: u64,
     to_grant: bool,
 ) -> Result<(), Error> {
-    let end = offset.checked_add(len).ok_or(Error::InvalidArgument)?;
-    if end > PAGE_SIZE {
-        return Err(Error::InvalidArgument);
-    }
+    crate::checks::within_page(offset, len)?;
     let gi = k.lookup(granter)?;
     let g = grant_for(k, caller, gi, gref)?;
     if to_grant && g.readonly {

@@ -206,13 +206,8 @@ impl Kernel {
     pub fn lookup(&self, id: DomainId) -> Result<usize, Error> {
         let index = id.index() as usize;
         let slot = self.slots.get(index).ok_or(Error::NoSuchDomain)?;
-        match &slot.domain {
-            Some(d) if d.id == id => Ok(index),
-            _ if id.generation() != 0 && id.generation() <= slot.generation => {
-                Err(Error::DeadDomain)
-            }
-            _ => Err(Error::NoSuchDomain),
-        }
+        crate::checks::domain_id(id, slot.generation, slot.domain.as_ref().map(|d| d.id))?;
+        Ok(index)
     }
 
     /// Like `lookup`, with `DomainId::SELF` meaning `caller`.

@@ -1,0 +1,120 @@
+//! The argument checks of the hypercall boundary, as pure functions.
+//!
+//! Owns: the rules that turn raw register values into something the kernel
+//! may act on — user address ranges, domain-id staleness, copy bounds, I/O
+//! port and device-memory ranges. Pure, so property tests on the host can
+//! throw arbitrary values at them.
+
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::{PAGE_SIZE, USER_LIMIT};
+
+/// Largest single copy a hypercall may ask for (bounds the time spent).
+pub const MAX_COPY: u64 = 64 << 20;
+
+/// `[va, va + len)` lies in the user half and is not absurdly long.
+pub fn user_range(va: u64, len: u64) -> Result<(), Error> {
+    let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+    if end > USER_LIMIT || len > MAX_COPY {
+        return Err(Error::BadAddress);
+    }
+    Ok(())
+}
+
+/// Whether `id` names the domain in a slot whose generation is
+/// `slot_generation` and which holds `live` (if anything).
+pub fn domain_id(id: DomainId, slot_generation: u16, live: Option<DomainId>) -> Result<(), Error> {
+    match live {
+        Some(l) if l == id => Ok(()),
+        _ if id.generation() != 0 && id.generation() <= slot_generation => Err(Error::DeadDomain),
+        _ => Err(Error::NoSuchDomain),
+    }
+}
+
+/// `[offset, offset + len)` fits in one page.
+pub fn within_page(offset: u64, len: u64) -> Result<(), Error> {
+    let end = offset.checked_add(len).ok_or(Error::InvalidArgument)?;
+    if end > PAGE_SIZE {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(())
+}
+
+/// A non-empty range of I/O ports.
+pub fn io_ports(first: u64, count: u64) -> Result<(u16, u16), Error> {
+    if count == 0 || first > 0xffff || first.saturating_add(count) > 0x1_0000 {
+        return Err(Error::InvalidArgument);
+    }
+    Ok((first as u16, count as u16))
+}
+
+/// A non-empty, page-aligned physical range below 4 PiB: `(start, end)`.
+pub fn device_range(phys: u64, pages: u64) -> Result<(u64, u64), Error> {
+    let len = pages.checked_mul(PAGE_SIZE).ok_or(Error::InvalidArgument)?;
+    let end = phys.checked_add(len).ok_or(Error::InvalidArgument)?;
+    if pages == 0 || !phys.is_multiple_of(PAGE_SIZE) || end > 1 << 52 {
+        return Err(Error::InvalidArgument);
+    }
+    Ok((phys, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn accepted_user_ranges_stay_in_the_user_half(va: u64, len: u64) {
+            if user_range(va, len).is_ok() {
+                prop_assert!(va + len <= USER_LIMIT);
+                prop_assert!(len <= MAX_COPY);
+            }
+        }
+
+        #[test]
+        fn kernel_addresses_are_never_user_ranges(va in USER_LIMIT.., len: u64) {
+            prop_assert_eq!(user_range(va, len), Err(Error::BadAddress));
+        }
+
+        #[test]
+        fn only_the_live_id_is_accepted(id: u32, generation: u16, live: Option<u32>) {
+            let id = DomainId(id);
+            let live = live.map(DomainId);
+            match domain_id(id, generation, live) {
+                Ok(()) => prop_assert_eq!(Some(id), live),
+                Err(Error::DeadDomain) => prop_assert!(id.generation() != 0 && id.generation() <= generation),
+                Err(e) => prop_assert_eq!(e, Error::NoSuchDomain),
+            }
+        }
+
+        #[test]
+        fn a_stale_generation_is_dead_not_missing(index: u16, current in 2u16.., stale_back in 1u16..) {
+            let live = DomainId::new(index, current);
+            let stale = DomainId::new(index, current.saturating_sub(stale_back).max(1));
+            prop_assume!(stale != live);
+            prop_assert_eq!(domain_id(stale, current, Some(live)), Err(Error::DeadDomain));
+        }
+
+        #[test]
+        fn copies_stay_within_a_page(offset: u64, len: u64) {
+            if within_page(offset, len).is_ok() {
+                prop_assert!(offset + len <= PAGE_SIZE);
+            }
+        }
+
+        #[test]
+        fn port_ranges_stay_within_64k(first: u64, count: u64) {
+            if let Ok((f, c)) = io_ports(first, count) {
+                prop_assert!(c > 0 && f as u32 + c as u32 <= 0x1_0000);
+            }
+        }
+
+        #[test]
+        fn device_ranges_are_aligned_and_bounded(phys: u64, pages: u64) {
+            if let Ok((s, e)) = device_range(phys, pages) {
+                prop_assert!(s % PAGE_SIZE == 0 && e > s && e <= 1 << 52);
+            }
+        }
+    }
+}
