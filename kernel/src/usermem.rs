@@ -12,8 +12,8 @@ use crate::elf::ImageSource;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::PAGE_SIZE;
 
-pub use crate::checks::MAX_COPY;
 use crate::checks::user_range as check_range;
+pub use crate::checks::MAX_COPY;
 
 /// Calls `f(frame, offset_in_frame, range_in_buffer)` for each page piece of `[va, va+len)`.
 fn for_each_piece(
