@@ -14,4 +14,5 @@
 pub mod domain;
 pub mod hypercall;
 pub mod layout;
+pub mod ring;
 pub mod shared;
