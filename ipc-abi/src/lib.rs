@@ -4,7 +4,8 @@
 //! Owns: hypercall numbers, argument registers and typed error codes
 //! ([`hypercall`]); domain ids and lifecycle records ([`domain`]); the domain
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
-//! domain ([`shared`]). Rings and device protocols join with the rings issue.
+//! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
+//! carried on rings: console, block, network and control ([`proto`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
 //! checks, so the ABI can be checked from another language.
@@ -14,5 +15,6 @@
 pub mod domain;
 pub mod hypercall;
 pub mod layout;
+pub mod proto;
 pub mod ring;
 pub mod shared;
