@@ -153,22 +153,25 @@ impl<'a> Shared<'a> {
         (n.is_power_of_two() && fits).then_some(n)
     }
 
+    /// Writes a message into a slot, touching only the words it needs.
     fn write_slot<T: IntoBytes + Immutable>(&self, index: u32, mask: u32, value: &T) {
+        let n = core::mem::size_of::<T>().div_ceil(8);
         let mut words = [0u64; SLOT_WORDS];
         let bytes = value.as_bytes();
         words.as_mut_bytes()[..bytes.len()].copy_from_slice(bytes);
         let base = (index & mask) as usize * SLOT_WORDS;
-        for (i, w) in words.iter().enumerate() {
-            self.slots[base + i].store(*w, Ordering::Relaxed);
+        for (slot, w) in self.slots[base..base + n].iter().zip(&words) {
+            slot.store(*w, Ordering::Relaxed);
         }
     }
 
     /// Copies a slot out once; the caller validates the copy.
     fn read_slot<T: FromBytes>(&self, index: u32, mask: u32) -> T {
+        let n = core::mem::size_of::<T>().div_ceil(8);
         let mut words = [0u64; SLOT_WORDS];
         let base = (index & mask) as usize * SLOT_WORDS;
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = self.slots[base + i].load(Ordering::Relaxed);
+        for (w, slot) in words.iter_mut().zip(&self.slots[base..base + n]) {
+            *w = slot.load(Ordering::Relaxed);
         }
         T::read_from_prefix(words.as_bytes())
             .map(|(v, _)| v)
@@ -193,6 +196,8 @@ pub struct Front<'a, Req, Rsp> {
     req_prod_pvt: u32,
     req_published: u32,
     rsp_cons: u32,
+    /// The backend's `rsp_prod` when last read (checked then).
+    rsp_prod_seen: u32,
     _types: PhantomData<(Req, Rsp)>,
 }
 
@@ -228,6 +233,7 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
             req_prod_pvt: 0,
             req_published: 0,
             rsp_cons: 0,
+            rsp_prod_seen: 0,
             _types: PhantomData,
         })
     }
@@ -260,13 +266,17 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
 
     /// Takes the next response, if one is published.
     pub fn pop(&mut self) -> Result<Option<Rsp>, RingError> {
-        let prod = self.shared.header.rsp_prod.load(Ordering::Acquire);
-        let available = prod.wrapping_sub(self.rsp_cons);
-        if available > self.req_published.wrapping_sub(self.rsp_cons) {
-            return Err(RingError::TooManyResponses);
-        }
-        if available == 0 {
-            return Ok(None);
+        if self.rsp_prod_seen == self.rsp_cons {
+            // Only re-read the shared index when what we saw is used up.
+            let prod = self.shared.header.rsp_prod.load(Ordering::Acquire);
+            let available = prod.wrapping_sub(self.rsp_cons);
+            if available > self.req_published.wrapping_sub(self.rsp_cons) {
+                return Err(RingError::TooManyResponses);
+            }
+            if available == 0 {
+                return Ok(None);
+            }
+            self.rsp_prod_seen = prod;
         }
         let rsp = self.shared.read_slot(self.rsp_cons, self.mask);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
@@ -302,6 +312,8 @@ pub struct Back<'a, Req, Rsp> {
     req_cons: u32,
     rsp_prod_pvt: u32,
     rsp_published: u32,
+    /// The frontend's `req_prod` when last read (checked then).
+    req_prod_seen: u32,
     _types: PhantomData<(Req, Rsp)>,
 }
 
@@ -337,24 +349,29 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
             req_cons,
             rsp_prod_pvt: rsp,
             rsp_published: rsp,
+            req_prod_seen: req_cons,
             _types: PhantomData,
         })
     }
 
     /// Takes the next request, if the frontend published one.
     pub fn pop(&mut self) -> Result<Option<Req>, RingError> {
-        let prod = self.shared.header.req_prod.load(Ordering::Acquire);
-        let available = prod.wrapping_sub(self.req_cons);
-        // Outstanding = requests taken but not answered; the frontend may not exceed the ring.
-        let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
-        if available > self.size - outstanding.min(self.size) {
-            return Err(RingError::IndexOutOfRange {
-                index: prod,
-                consumed: self.req_cons,
-            });
-        }
-        if available == 0 {
-            return Ok(None);
+        if self.req_prod_seen == self.req_cons {
+            // Only re-read the shared index when what we saw is used up.
+            let prod = self.shared.header.req_prod.load(Ordering::Acquire);
+            let available = prod.wrapping_sub(self.req_cons);
+            // Outstanding = requests taken but not answered; the frontend may not exceed the ring.
+            let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
+            if available > self.size - outstanding.min(self.size) {
+                return Err(RingError::IndexOutOfRange {
+                    index: prod,
+                    consumed: self.req_cons,
+                });
+            }
+            if available == 0 {
+                return Ok(None);
+            }
+            self.req_prod_seen = prod;
         }
         let req = self.shared.read_slot(self.req_cons, self.mask);
         self.req_cons = self.req_cons.wrapping_add(1);

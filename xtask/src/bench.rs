@@ -22,12 +22,15 @@ pub enum Which {
     },
     /// Hypercall, event and domain-creation path lengths (instructions, exact).
     Kernel,
+    /// The ipc-abi ring against rtrb and crossbeam's ArrayQueue, between two host threads.
+    Ring,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
     match which {
         Which::Boot { runs } => boot(runs.max(1)),
         Which::Kernel => kernel(),
+        Which::Ring => crate::ringbench::run(),
     }
 }
 

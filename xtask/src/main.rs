@@ -10,6 +10,7 @@ mod checks;
 mod host_tools;
 mod iso;
 mod qemu;
+mod ringbench;
 mod systest;
 
 use clap::{Parser, Subcommand, ValueEnum};

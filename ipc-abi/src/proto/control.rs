@@ -109,7 +109,9 @@ impl ControlMessage {
             19 => ShutdownRequest,
             _ => return None,
         };
-        if matches!(op, Announce | Connect) && (self.pages == 0 || self.pages as usize > MAX_RING_PAGES) {
+        if matches!(op, Announce | Connect)
+            && (self.pages == 0 || self.pages as usize > MAX_RING_PAGES)
+        {
             return None;
         }
         Some(op)
@@ -157,7 +159,10 @@ mod tests {
         let mut r = ConsoleRequest::new_zeroed();
         r.op = ConsoleOp::Write as u16;
         r.len = 10;
-        assert_eq!(r.check().map(|(op, d)| (op, d.len())), Some((ConsoleOp::Write, 10)));
+        assert_eq!(
+            r.check().map(|(op, d)| (op, d.len())),
+            Some((ConsoleOp::Write, 10))
+        );
         r.len = 49;
         assert!(r.check().is_none());
     }
