@@ -38,8 +38,45 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Makes sure the Rust side is complete: the bare-metal target and the
+/// components `cargo xtask test` uses (`rust-toolchain.toml` names them; this
+/// covers a rustup that did not install them by itself).
+fn ensure_rust() -> Result<(), String> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let target = std::path::Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-none");
+    if !target.is_dir() {
+        println!("xtask: installing the x86_64-unknown-none target with rustup");
+        let ok = Command::new("rustup")
+            .args(["target", "add", "x86_64-unknown-none"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err("the x86_64-unknown-none target is missing: run `rustup target add x86_64-unknown-none`".into());
+        }
+    }
+    for (tool, component) in [("cargo-clippy", "clippy"), ("rustfmt", "rustfmt")] {
+        let present = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            println!("xtask: installing the {component} component with rustup");
+            let _ = Command::new("rustup")
+                .args(["component", "add", component])
+                .status();
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure every tool is there, installing the packages if we may.
 pub fn ensure() -> Result<(), String> {
+    ensure_rust()?;
     let m = missing();
     if m.is_empty() {
         return Ok(());
@@ -63,7 +100,8 @@ pub fn ensure() -> Result<(), String> {
             .map_err(|e| format!("cannot run apt-get: {e}"))
     };
     apt(&["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    // With recommends: QEMU's option ROMs (ipxe-qemu) come that way.
+    let mut args = vec!["install", "-y", "-qq"];
     args.extend(PACKAGES);
     let status = apt(&args)?;
     let still = missing();

@@ -85,7 +85,17 @@ impl Config {
 
     fn common_args(&self, cmd: &mut Command) {
         cmd.arg("-cdrom").arg(&self.iso);
-        cmd.args(["-boot", "d", "-m", &self.memory, "-smp", &self.smp]);
+        // No NIC until the network driver domain needs one (and no option ROM to find).
+        cmd.args([
+            "-boot",
+            "d",
+            "-m",
+            &self.memory,
+            "-smp",
+            &self.smp,
+            "-nic",
+            "none",
+        ]);
         match self.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
