@@ -24,10 +24,8 @@ impl Mapping {
     /// Reads the `index`-th 64-bit word of the page (`index` is taken modulo 512).
     pub fn read_u64(&self, index: usize) -> u64 {
         let p = (self.va as *const u64).wrapping_add(index % 512);
-        // SAFETY: the kernel mapped the page at `va` when this Mapping was made
-        // and unmaps it only through `unmap`, which consumes the Mapping; the
-        // read is within the page and aligned. The peer may write concurrently,
-        // hence volatile.
+        // SAFETY: the page at `va` stays mapped until `unmap` consumes this Mapping;
+        // the read is aligned and within the page; volatile, as the peer may write.
         unsafe { core::ptr::read_volatile(p) }
     }
 

@@ -20,10 +20,9 @@ impl AcpiHandler for Handler {
         let va =
             crate::memory::map_physical(phys as u64, size as u64, Caching::WriteBack).unwrap_or(0);
         let ptr = NonNull::new(va as *mut T).unwrap_or(NonNull::dangling());
-        // SAFETY: `va` maps `size` bytes at `phys` for ever (mappings in the
-        // window are never removed), which is what PhysicalMapping promises.
-        // A failed mapping yields a dangling pointer only when the window is
-        // exhausted, which at boot with a handful of tables cannot happen.
+        // SAFETY: `va` maps `size` bytes at `phys` for ever (window mappings are
+        // never removed), as PhysicalMapping requires; only an exhausted window
+        // (impossible with a few boot tables) would leave the pointer dangling.
         unsafe { PhysicalMapping::new(phys, ptr, size, size, *self) }
     }
 

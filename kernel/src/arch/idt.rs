@@ -195,10 +195,9 @@ fn stub(vector: u8) -> VirtAddr {
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
-        // SAFETY: for every set_handler_addr/set_stack_index below, each address
-        // is the entry stub for exactly that vector, which saves all registers,
-        // calls `trap_dispatch` with a valid frame and returns with iretq. The
-        // IST indices name stacks the TSS (gdt::init) provides.
+        // SAFETY: each address below is the stub of exactly that vector (it saves
+        // all registers, calls `trap_dispatch` with a valid frame, returns with
+        // iretq); the IST indices name stacks the TSS (gdt::init) provides.
         unsafe {
             for v in [0u8, 1, 3, 4, 5, 6, 7, 9, 16, 19, 20, 28] {
                 idt[v].set_handler_addr(stub(v));

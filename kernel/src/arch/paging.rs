@@ -195,10 +195,9 @@ pub fn build_and_switch(
     let slot = (DEVICE_WINDOW >> 39) as usize & 511;
     mapper.level_4_table_mut()[slot].set_addr(PhysAddr::new(window_pdpt), F::PRESENT | F::WRITABLE);
 
-    // SAFETY: the new tables map everything the kernel touches from here on:
-    // its image (we are executing in .text, on the boot stack in .bss), the
-    // boot information and all RAM (physmap). The identity map and .boot are
-    // dropped on purpose; nothing refers to them any more.
+    // SAFETY: the new tables map all the kernel touches from here on: its image
+    // (we run in .text, on the boot stack in .bss), the boot info and all RAM;
+    // the identity map and .boot are dropped on purpose (nothing uses them).
     unsafe {
         Cr3::write(
             PhysFrame::containing_address(PhysAddr::new(pml4_phys)),

@@ -34,9 +34,8 @@ pub enum SerialError {
 impl SerialPort {
     /// Programs the port at `cfg.io_base`.
     pub fn init(cfg: &SerialConfig, top_bit: TopBit) -> Result<SerialPort, SerialError> {
-        // SAFETY: the port range is a 16550 by the user's configuration (or the
-        // PC standard); the kernel owns the serial ports exclusively and creates
-        // one `SerialPort` per base. `new_port` checks the range does not wrap.
+        // SAFETY: the ports are a 16550 by configuration or PC standard, owned by
+        // the kernel alone, one `SerialPort` per base; `new_port` checks wrapping.
         let mut uart =
             unsafe { Uart16550::new_port(cfg.io_base) }.map_err(|_| SerialError::Absent)?;
         let config = Config {

@@ -118,10 +118,9 @@ pub fn init() {
     unsafe {
         PER_CPU.kernel_stack_top = top;
     }
-    // SAFETY: GS base points at this CPU's PerCpu (kernel side) and the user's
-    // GS base starts at 0; the entry paths swap them exactly once each way.
-    // STAR/LSTAR/SFMASK describe the GDT layout of gdt.rs and the entry above;
-    // SFMASK clears IF so the kernel runs with interrupts off.
+    // SAFETY: GS base is this CPU's PerCpu and the user's starts at 0 (the entry
+    // paths swap them once each way); STAR/LSTAR/SFMASK match gdt.rs and the
+    // entry above, and SFMASK clears IF so the kernel runs with interrupts off.
     unsafe {
         GsBase::write(VirtAddr::new(&raw const PER_CPU as u64));
         KernelGsBase::write(VirtAddr::new(0));
@@ -153,10 +152,9 @@ pub fn enter_user(mut frame: TrapFrame) -> ! {
     sanitize(&mut frame);
     x86_64::instructions::interrupts::disable();
     let slot = LAUNCH.0.get();
-    // SAFETY: interrupts are off and the slot is this CPU's (see LaunchSlot).
-    // The frame is sanitized ring-3 state (user selectors, IF on, IOPL 0); the
-    // asm copies it from the static slot to the top of the kernel stack, which
-    // is not where the slot lives, and returns to ring 3 with it.
+    // SAFETY: interrupts are off and the slot is this CPU's (see LaunchSlot); the
+    // frame is sanitized ring-3 state; the asm copies it to the stack top (not
+    // where the slot lives) and returns to ring 3 with it.
     unsafe {
         (*slot).write(frame);
         enter_user_asm((*slot).as_ptr())
