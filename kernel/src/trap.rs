@@ -28,9 +28,8 @@ pub fn start() -> ! {
     idle()
 }
 
-/// `syscall` lands here (from `arch/syscall.rs`) with the caller's registers.
-#[no_mangle]
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+/// `syscall` lands here (through `arch/idt.rs`) with the caller's registers.
+pub fn syscall(frame: &mut TrapFrame) {
     // Fast path: the null hypercall touches no state, so it takes no lock and
     // cannot change what runs next. The frame is as `syscall` built it.
     if frame.rax == ipc_abi::hypercall::Hypercall::Null as u64 {

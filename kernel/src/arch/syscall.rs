@@ -3,7 +3,8 @@
 //!
 //! Owns: the EFER/STAR/LSTAR/SFMASK setup and the assembly that turns a
 //! `syscall` into the same [`TrapFrame`] an interrupt from ring 3 builds, on
-//! the CPU's kernel stack. The kernel keeps one kernel stack per CPU and never
+//! the CPU's kernel stack, then joins the interrupt path (`arch/idt.rs`) to
+//! save registers, dispatch and return. The kernel keeps one kernel stack per CPU and never
 //! blocks on it: a vCPU's state lives in its domain, not on a stack.
 
 use super::idt::TrapFrame;
@@ -49,25 +50,7 @@ syscall_entry:
     pushq %rcx
     pushq $0
     pushq ${vector}
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    movq %rsp, %rdi
-    cld
-    call syscall_dispatch
-    jmp user_exit
+    jmp trap_save_and_dispatch
 
     .global enter_user_asm
 enter_user_asm:
@@ -77,26 +60,7 @@ enter_user_asm:
     movq %rsp, %rdi
     movl ${frame_words}, %ecx
     rep movsq
-    .global user_exit
-user_exit:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
-    swapgs
-    iretq
+    jmp trap_restore
 "#,
     user_ss = const USER_SS,
     user_cs = const USER_CS,
