@@ -18,17 +18,19 @@
 #![no_std]
 
 pub mod console;
+pub mod control;
 pub mod events;
 pub mod grant;
 pub mod hypercall;
 pub mod io;
+pub mod ring;
 mod rt;
 pub mod time;
 
 pub use ipc_abi;
 pub use ipc_abi::domain::DomainId;
 pub use ipc_abi::shared::StartInfo;
-pub use rt::{command_line, modules};
+pub use rt::{command_line, modules, start_info};
 
 /// Declares the domain's `main`.
 #[macro_export]

@@ -4,7 +4,7 @@ use ipc_abi::layout::START_INFO;
 use ipc_abi::shared::{ModuleInfo, StartInfo};
 
 /// The start info page.
-fn start_info() -> &'static StartInfo {
+pub fn start_info() -> &'static StartInfo {
     // SAFETY: the kernel maps the start info read-only at START_INFO before
     // the domain runs and never unmaps it; StartInfo is plain data.
     unsafe { &*(START_INFO as *const StartInfo) }
@@ -67,6 +67,9 @@ mod bare {
         // and zeroed for this domain alone, and nothing else uses it.
         unsafe {
             let _ = HEAP.lock().claim(heap);
+        }
+        if let Some(Err(e)) = crate::control::connect_from_command_line() {
+            crate::println!("runtime: cannot connect the control ring: {}", e);
         }
         // SAFETY: `entry!` defines this function in the domain's binary.
         unsafe { __xenolith_domain_main(si) };

@@ -24,6 +24,8 @@ pub struct Started {
     pub name: heapless::String<32>,
     /// Its end (crash or shutdown) has been reported.
     pub reported: bool,
+    /// Its control ring.
+    pub control: Option<crate::control::Link>,
 }
 
 /// Value of `key=` in a command line.
@@ -34,6 +36,7 @@ fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// Starts a domain for every boot module; returns them in order.
 pub fn start_modules() -> heapless::Vec<Started, MAX> {
+    let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
     for (image, line) in domain_runtime::modules() {
         let name = line.split_whitespace().next().unwrap_or("domain");
@@ -82,6 +85,16 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
             }
         }
         let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
+        let control = match crate::control::Link::offer(me, id) {
+            Ok((link, word)) => {
+                let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
+                Some(link)
+            }
+            Err(e) => {
+                println!("toolstack: no control ring for {}: {}", name, e);
+                None
+            }
+        };
         let _ = hc::domain_set_cmdline(id, &cmdline);
         match hc::domain_unpause(id) {
             Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
@@ -93,6 +106,7 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
             id,
             name: n,
             reported: false,
+            control,
         });
     }
     started
@@ -104,17 +118,28 @@ pub fn run() {
     println!("toolstack: domain 0 up, {} boot modules", count);
     let state_port = hc::event_bind_virq(Virq::DomainState).ok();
     let mut started = start_modules();
+    let mut all_stopped = false;
     loop {
         for s in started.iter_mut().filter(|s| !s.reported) {
             report(s);
         }
-        if started.iter().all(|s| s.reported) {
+        if !all_stopped && started.iter().all(|s| s.reported) {
             println!("toolstack: all domains have stopped");
+            all_stopped = true;
         }
-        match state_port {
-            Some(p) => events::wait(p),
-            None => hc::block(),
-        }
+        hc::block();
+        // Serve every control ring that has something (pending bits are taken, not trusted).
+        events::take_all(|port| {
+            if Some(port) != state_port {
+                if let Some(link) = started
+                    .iter_mut()
+                    .filter_map(|s| s.control.as_mut())
+                    .find(|l| l.port == port)
+                {
+                    link.serve();
+                }
+            }
+        });
     }
 }
 

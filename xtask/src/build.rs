@@ -64,6 +64,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "irq-serial"),
     ("test-domains", "vga-writer"),
     ("test-domains", "chatty"),
+    ("test-domains", "control-client"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

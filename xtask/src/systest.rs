@@ -123,6 +123,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             device_memory,
         ),
         ("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
+        ("every_domain_gets_a_control_ring_to_domain_0", control_ring),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -859,5 +860,23 @@ fn chatty(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         .filter(|l| l.starts_with("[1] survivor: heartbeat"))
         .count();
     m.wait_for_nth("[1] survivor: heartbeat", beats + 3, BOOT)?;
+    Ok(())
+}
+
+fn control_ring(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &c.system("", &[("control-client", "client beats=5")])?,
+        slot,
+    )?;
+    expect_line(m, "[0] toolstack: domain 1 connected its control ring")?;
+    expect_line(
+        m,
+        "[1] control-client: 5 of 5 heartbeats answered OK (connected: true)",
+    )?;
+    expect_line(
+        m,
+        "[1] control-client: a malformed message is answered Ok(1) (Invalid is 1)",
+    )?;
+    expect_line(m, "toolstack: domain 1 (client) shut down")?;
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! Rings in pages: the frontend allocates and grants them, the backend maps them.
+//!
+//! Owns: turning page-aligned memory (this domain's, or a peer's granted
+//! pages in the grant window) into the `ipc_abi::ring::Shared` view the ring
+//! logic works on. Ring memory lives as long as the domain: pages a frontend
+//! allocates are never freed, and a backend never unmaps a ring it maps, so
+//! the `'static` view stays valid.
+
+use core::sync::atomic::AtomicU64;
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::layout::{GRANT_SLOTS, GRANT_WINDOW, PAGE_SIZE};
+use ipc_abi::proto::control::MAX_RING_PAGES;
+use ipc_abi::ring::{Header, Shared, HEADER_BYTES};
+
+/// Pages holding a ring, mapped in this domain for its whole life.
+#[derive(Clone, Copy)]
+pub struct RingPages {
+    base: u64,
+    pages: u32,
+}
+
+/// Grant refs of a ring's pages, in order.
+pub type Grefs = heapless::Vec<u32, MAX_RING_PAGES>;
+
+impl RingPages {
+    /// Zeroed, page-aligned pages from the heap, never freed.
+    pub fn allocate(pages: u32) -> Option<RingPages> {
+        if pages == 0 || pages as usize > MAX_RING_PAGES {
+            return None;
+        }
+        let layout = core::alloc::Layout::from_size_align(
+            pages as usize * PAGE_SIZE as usize,
+            PAGE_SIZE as usize,
+        )
+        .ok()?;
+        let base = alloc_pages(layout)?;
+        Some(RingPages { base, pages })
+    }
+
+    /// Grants every page to `peer`, read-write.
+    pub fn grant_to(&self, peer: DomainId) -> Result<Grefs> {
+        let mut grefs = Grefs::new();
+        for i in 0..self.pages as u64 {
+            let r = crate::hypercall::grant_create(peer, self.base + i * PAGE_SIZE, false)?;
+            grefs.push(r).map_err(|_| Error::OutOfResources)?;
+        }
+        Ok(grefs)
+    }
+
+    /// Maps a peer's granted ring pages at consecutive window slots from `first_slot`.
+    pub fn map(granter: DomainId, grefs: &[u32], first_slot: u64) -> Result<RingPages> {
+        if grefs.is_empty()
+            || grefs.len() > MAX_RING_PAGES
+            || first_slot + grefs.len() as u64 > GRANT_SLOTS
+        {
+            return Err(Error::InvalidArgument);
+        }
+        for (i, &r) in grefs.iter().enumerate() {
+            if let Err(e) = crate::hypercall::grant_map(granter, r, first_slot + i as u64) {
+                for j in 0..i as u64 {
+                    let _ = crate::hypercall::grant_unmap(first_slot + j);
+                }
+                return Err(e);
+            }
+        }
+        Ok(RingPages {
+            base: GRANT_WINDOW + first_slot * PAGE_SIZE,
+            pages: grefs.len() as u32,
+        })
+    }
+
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// The ring view of these pages.
+    pub fn shared(&self) -> Shared<'static> {
+        let words = (self.pages as usize * PAGE_SIZE as usize - HEADER_BYTES) / 8;
+        // SAFETY: `base` is page-aligned memory of `pages` pages mapped
+        // read-write for the rest of this domain's life (see the module doc);
+        // Header and the slots are atomics only, valid for any bits a peer
+        // writes, and suitably aligned at the start of a page and after the
+        // 640-byte header.
+        unsafe {
+            let header = &*(self.base as *const Header);
+            let slots = core::slice::from_raw_parts(
+                (self.base + HEADER_BYTES as u64) as *const AtomicU64,
+                words,
+            );
+            Shared::new(header, slots)
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+fn alloc_pages(layout: core::alloc::Layout) -> Option<u64> {
+    extern crate alloc;
+    // SAFETY: the layout has a non-zero size (at least one page).
+    let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    (!p.is_null()).then_some(p as u64)
+}
+
+#[cfg(not(target_os = "none"))]
+fn alloc_pages(_layout: core::alloc::Layout) -> Option<u64> {
+    None
+}
