@@ -294,3 +294,8 @@ pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u
         [dom.0 as u64, rip, rsp, arg, 0, 0],
     )
 }
+
+/// Takes COM1 over from the kernel (the caller must hold COM1's ports).
+pub fn console_takeover() -> Result<u64> {
+    call(Hypercall::ConsoleTakeover, [0; 6])
+}

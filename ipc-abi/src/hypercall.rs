@@ -32,6 +32,9 @@ pub enum Hypercall {
     /// `(from_seq, ptr, len)`: copy the oldest kept kernel console line numbered `from_seq` or later,
     /// NUL-terminated, into the buffer; returns its number (control only). `Empty` when there is none yet.
     ConsoleRead = 6,
+    /// Take COM1 over from the kernel: the caller (holding COM1's I/O ports)
+    /// prints the kernel log from now on; the kernel takes COM1 back when it dies.
+    ConsoleTakeover = 7,
 
     /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.
     EventAllocUnbound = 10,
@@ -102,6 +105,7 @@ impl Hypercall {
             4 => SetTimer,
             5 => Shutdown,
             6 => ConsoleRead,
+            7 => ConsoleTakeover,
             10 => EventAllocUnbound,
             11 => EventBindInterdomain,
             12 => EventBindVirq,

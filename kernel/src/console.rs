@@ -3,11 +3,14 @@
 //! Owns: the set of console outputs chosen by `console=` (COM1, COM2 with
 //! the top bit set or cleared, the VGA screen) and fan-out of every line to
 //! all of them. Before it is configured, output goes to COM1 at its defaults.
+//! While a console domain owns COM1, the kernel does not write it (the domain
+//! prints the kernel log); a panic writes it regardless.
 
 use crate::arch::serial::{SerialPort, TopBit};
 use crate::arch::vga::VgaText;
 use crate::cmdline::{SerialConfig, Settings};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use spin::Mutex;
 
 struct Console {
@@ -19,8 +22,10 @@ struct Console {
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        if let Some(p) = self.com1.as_mut() {
-            p.write_bytes(bytes);
+        if DIRECT_COM1.load(Ordering::Relaxed) {
+            if let Some(p) = self.com1.as_mut() {
+                p.write_bytes(bytes);
+            }
         }
         if let Some(p) = self.com2.as_mut() {
             p.write_bytes(bytes);
@@ -31,6 +36,22 @@ impl Write for Console {
         crate::klog::append(bytes);
         Ok(())
     }
+}
+
+/// Whether the kernel writes COM1 itself. False while a console domain owns
+/// COM1 and drains the kernel log instead (see `klog.rs`).
+static DIRECT_COM1: AtomicBool = AtomicBool::new(true);
+/// COM1's I/O base as configured (`com1=`), for the takeover check.
+static COM1_BASE: AtomicU16 = AtomicU16::new(0x3f8);
+
+/// Hands COM1 to a console domain (`false`) or takes it back (`true`).
+pub fn set_direct_com1(direct: bool) {
+    DIRECT_COM1.store(direct, Ordering::Relaxed);
+}
+
+/// COM1's I/O base.
+pub fn com1_base() -> u16 {
+    COM1_BASE.load(Ordering::Relaxed)
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
@@ -48,6 +69,7 @@ pub fn init_early() {
 pub fn configure(settings: &Settings) -> Option<&'static str> {
     let mut problem = None;
     let c = &settings.console;
+    COM1_BASE.store(settings.com1.io_base, Ordering::Relaxed);
     let mut console = CONSOLE.lock();
     console.com1 = None;
     let com1 = SerialPort::init(&settings.com1, TopBit::AsIs);
@@ -88,6 +110,8 @@ pub fn print_panic(args: fmt::Arguments<'_>) {
         // cannot race. A half-written line is the worst outcome.
         unsafe { CONSOLE.force_unlock() };
     }
+    // The emergency path: the kernel's last words go to COM1 whoever owns it.
+    DIRECT_COM1.store(true, Ordering::Relaxed);
     print(args);
 }
 

@@ -174,6 +174,9 @@ fn announce_new_log_lines(k: &mut Kernel) {
         if let Some(c) = k.control_domain() {
             events::raise_virq(k, c, Virq::ConsoleLog);
         }
+        if let Some(o) = k.console_owner {
+            events::raise_virq(k, o, Virq::ConsoleLog);
+        }
     }
 }
 

@@ -51,6 +51,7 @@ pub fn kernel() -> Result<PathBuf, String> {
 /// Every domain image: (package, binary). One line per domain.
 pub const DOMAINS: &[(&str, &str)] = &[
     ("toolstack-domain", "toolstack-domain"),
+    ("console-dom", "console-dom"),
     ("test-domains", "hello"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),

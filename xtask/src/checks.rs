@@ -54,6 +54,8 @@ pub fn clippy() -> Result<(), String> {
             "toolstack-domain",
             "--package",
             "test-domains",
+            "--package",
+            "console-dom",
             "--target",
             "x86_64-unknown-none",
         ])

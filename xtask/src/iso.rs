@@ -25,6 +25,10 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
             cmdline: "toolstack-domain".into(),
         },
         Module {
+            path: crate::build::domain(domains, "console-dom"),
+            cmdline: "console-dom ioports=0x3f8+8 irq=4".into(),
+        },
+        Module {
             path: crate::build::domain(domains, "hello"),
             cmdline: "hello mem=512 greeting=from-the-boot-bundle".into(),
         },

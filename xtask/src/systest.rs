@@ -124,6 +124,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         ),
         ("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
         ("every_domain_gets_a_control_ring_to_domain_0", control_ring),
+        (
+            "console_dom_takes_com1_over_and_relays_every_line",
+            console_dom_relay,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -879,4 +883,36 @@ fn control_ring(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     )?;
     expect_line(m, "toolstack: domain 1 (client) shut down")?;
     Ok(())
+}
+
+fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("hello", "hello"),
+        ("chatty", "chatty"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    expect_line(m, "console: domain 1 takes COM1 over")?;
+    // From here on every line reaches COM1 through console-dom.
+    expect_line(m, "[2] hello from domain 2")?;
+    expect_line(m, "console-dom: 1000 lines relayed")?;
+    let lost = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("kernel log lines lost"))
+        .count();
+    check(lost == 0, || format!("{lost} reports of lost lines"))?;
+    // Lines arrive whole: every chatty line is exactly "[3] chatty: line N".
+    let bad: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.contains("chatty: line")
+                && !(l.starts_with("[3] chatty: line ")
+                    && l[17..].chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    check(bad.is_empty(), || {
+        format!("broken lines: {:?}", &bad[..bad.len().min(5)])
+    })
 }

@@ -173,3 +173,42 @@ pub fn switch_io(k: &mut Kernel, index: usize) {
         }
     }
 }
+
+/// Whether domain `index` was given all of COM1's ports.
+pub fn holds_com1(k: &Kernel, index: usize) -> bool {
+    let base = crate::console::com1_base() as u32;
+    k.domain(index).is_some_and(|d| {
+        d.io_ports
+            .iter()
+            .any(|&(first, count)| first as u32 <= base && first as u32 + count as u32 >= base + 8)
+    })
+}
+
+/// The console domain takes COM1 over; the kernel log goes through it from now on.
+pub fn take_console(k: &mut Kernel, index: usize) -> Result<(), Error> {
+    if !holds_com1(k, index) {
+        return Err(Error::PermissionDenied);
+    }
+    if k.console_owner.is_some_and(|o| o != index) {
+        return Err(Error::PortState);
+    }
+    let id = k.domain(index).map(|d| d.id);
+    crate::kprintln!(
+        "console: domain {} takes COM1 over; the kernel log goes through it",
+        id.map_or(0, |i| i.index())
+    );
+    k.console_owner = Some(index);
+    crate::console::set_direct_com1(false);
+    Ok(())
+}
+
+/// The console domain stopped: the kernel writes COM1 itself again.
+pub fn release_console(k: &mut Kernel, index: usize) {
+    if k.console_owner == Some(index) {
+        k.console_owner = None;
+        crate::console::set_direct_com1(true);
+        crate::kprintln!(
+            "console: the console domain stopped; the kernel writes COM1 itself again"
+        );
+    }
+}

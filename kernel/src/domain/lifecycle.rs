@@ -341,6 +341,7 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
     if k.cpu().current == Some(index) {
         k.cpu_mut().need_resched = true;
     }
+    super::devices::release_console(k, index);
     notify_control(k, index);
 }
 
@@ -361,6 +362,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
     }
     events::close_all(k, index);
     super::devices::release_all(k, index);
+    super::devices::release_console(k, index);
     grants::release_all(k, frames, index);
     if k.cpu().current == Some(index) {
         k.cpu_mut().current = None;

@@ -155,6 +155,8 @@ pub struct Kernel {
     pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
     /// The domain whose I/O ports the TSS bitmap currently allows.
     pub io_owner: Option<usize>,
+    /// The console domain that owns COM1 and drains the kernel log, if any.
+    pub console_owner: Option<usize>,
     /// Ticks since the scheduler started.
     pub now_ticks: u64,
     /// One past the highest slot ever used: scans stop here.
@@ -179,6 +181,7 @@ impl Kernel {
             orphans: [None; MAX_ORPHANS],
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
             io_owner: None,
+            console_owner: None,
             now_ticks: 0,
             high_water: 0,
         }
@@ -250,6 +253,11 @@ impl Kernel {
     pub fn control_domain(&self) -> Option<usize> {
         self.live()
             .find(|&i| self.domain(i).is_some_and(|d| d.control))
+    }
+
+    /// Whether domain `index` may read the kernel log: the control domain or the console owner.
+    pub fn may_read_log(&self, index: usize) -> bool {
+        self.domain(index).is_some_and(|d| d.control) || self.console_owner == Some(index)
     }
 
     /// Whether a live domain already has this name.
