@@ -49,7 +49,7 @@ pub fn run() {
             write_line(&mut uart, format_args!("{}", text));
             relayed += 1;
             next = seq + 1;
-            if relayed % 1000 == 0 {
+            if relayed.is_multiple_of(1000) {
                 write_line(
                     &mut uart,
                     format_args!("console-dom: {} lines relayed", relayed),
