@@ -13,6 +13,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
+mod clients;
 mod relay;
 
 domain_runtime::entry!(run);

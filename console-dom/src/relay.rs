@@ -1,9 +1,11 @@
-//! Relaying the kernel log to COM1.
+//! The main loop: the kernel log and every domain's console ring, to COM1.
 
+use crate::clients::Clients;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::shared::Virq;
-use domain_runtime::{events, io, println};
-use uart_16550::Config;
+use domain_runtime::{control, events, io, println};
+use uart_16550::backend::PioBackend;
+use uart_16550::{Config, Uart16550};
 
 /// COM1's standard I/O base.
 const COM1: u16 = 0x3f8;
@@ -23,22 +25,26 @@ pub fn run() {
         println!("console-dom: COM1 did not initialise");
         return;
     }
-    let port = match hc::event_bind_virq(Virq::ConsoleLog) {
-        Ok(p) => p,
+    if let Err(e) = hc::event_bind_virq(Virq::ConsoleLog) {
+        println!("console-dom: cannot watch the kernel log: {}", e);
+        return;
+    }
+    // From the takeover on, the kernel's log lines are ours to print.
+    let mut next = match hc::console_takeover() {
+        Ok(first) => first,
         Err(e) => {
-            println!("console-dom: cannot watch the kernel log: {}", e);
+            println!("console-dom: cannot take COM1 over: {}", e);
             return;
         }
     };
-    // Start after what the kernel has already printed itself.
-    let mut next = end_of_log();
-    if let Err(e) = hc::console_takeover() {
-        println!("console-dom: cannot take COM1 over: {}", e);
-        return;
+    let mut clients = Clients::new();
+    if control::connected() && control::listen().is_err() {
+        println!("console-dom: cannot listen on the control ring");
     }
     let mut relayed = 0u64;
     let mut buf = [0u8; 161];
     loop {
+        // The kernel log (the kernel's lines and debug-hypercall lines).
         while let Ok((seq, text)) = hc::console_read(next, &mut buf) {
             if seq > next {
                 write_line(
@@ -56,25 +62,21 @@ pub fn run() {
                 );
             }
         }
-        events::wait(port);
+        // News from the control domain: new consoles to serve.
+        while let Ok(Some(msg)) = control::poll() {
+            clients.on_control(msg);
+            let _ = control::listen();
+        }
+        // The consoles themselves.
+        clients.serve(&mut |args| write_line(&mut uart, args));
+        hc::block();
+        events::take_all(|_| {});
     }
-}
-
-fn end_of_log() -> u64 {
-    let mut seq = 0;
-    let mut buf = [0u8; 161];
-    while let Ok((n, _)) = hc::console_read(seq, &mut buf) {
-        seq = n + 1;
-    }
-    seq
 }
 
 /// Writes one line to the UART, ending it with CR LF.
-fn write_line(
-    uart: &mut uart_16550::Uart16550<uart_16550::backend::PioBackend>,
-    args: core::fmt::Arguments<'_>,
-) {
-    struct W<'a>(&'a mut uart_16550::Uart16550<uart_16550::backend::PioBackend>);
+fn write_line(uart: &mut Uart16550<PioBackend>, args: core::fmt::Arguments<'_>) {
+    struct W<'a>(&'a mut Uart16550<PioBackend>);
     impl core::fmt::Write for W<'_> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             self.0.send_bytes_exact(s.as_bytes());

@@ -1,8 +1,116 @@
-//! `print!`/`println!` on the hypervisor's debug console (lines come out `[domid] ...`).
+//! `print!`/`println!`: through this domain's console ring to console-dom
+//! once connected, through the debug-console hypercall before that (and if
+//! there is no console-dom). Either way lines come out `[domid] ...`.
 
+use crate::hypercall as hc;
 use core::fmt::{self, Write};
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::proto::console::{ConsoleOp, ConsoleRequest, ConsoleResponse, CHUNK, CONSOLE_VERSION};
+use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use ipc_abi::ring::Front;
+use spin::Mutex;
+use zerocopy::FromZeros;
 
-/// Collects a line and sends it in one hypercall.
+struct Ring {
+    front: Front<'static, ConsoleRequest, ConsoleResponse>,
+    port: u16,
+    next_id: u64,
+}
+
+static RING: Mutex<Option<Ring>> = Mutex::new(None);
+
+/// Connects the console ring to the backend named by `console=ID`, if any,
+/// through the control domain. Called by the runtime before `run`.
+pub fn connect_from_command_line() -> Option<Result<()>> {
+    let id: u32 = crate::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("console="))?
+        .parse()
+        .ok()?;
+    Some(connect(DomainId(id)))
+}
+
+fn connect(backend: DomainId) -> Result<()> {
+    let pages = crate::ring::RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+    let grefs = pages.grant_to(backend)?;
+    let port = hc::event_alloc_unbound(DomainId::SELF, backend)?;
+    let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
+    let mut m = ControlMessage::new_zeroed();
+    m.op = ControlOp::Announce as u32;
+    m.kind = DeviceKind::Console as u32;
+    m.peer = backend;
+    m.port = port as u32;
+    m.pages = 1;
+    m.version_or_status = CONSOLE_VERSION;
+    m.grefs[0] = grefs[0];
+    let answer = crate::control::call(m)?;
+    if answer.version_or_status != Status::Ok as u32 {
+        return Err(Error::PortState);
+    }
+    *RING.lock() = Some(Ring {
+        front,
+        port,
+        next_id: 1,
+    });
+    Ok(())
+}
+
+/// Whether output goes through the console ring.
+pub fn ring_connected() -> bool {
+    RING.lock().is_some()
+}
+
+impl Ring {
+    /// Takes answered requests off the ring.
+    fn drain(&mut self) {
+        while let Ok(Some(_)) = self.front.pop() {}
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(CHUNK) {
+            // Wait for a free slot: a domain that writes faster than the UART is slowed, not dropped.
+            while self.front.free_slots() == 0 {
+                self.drain();
+                if self.front.free_slots() > 0 {
+                    break;
+                }
+                if self.front.publish() {
+                    let _ = hc::event_send(self.port);
+                }
+                if !self.front.final_check().unwrap_or(false) {
+                    crate::events::wait(self.port);
+                }
+            }
+            let mut r = ConsoleRequest::new_zeroed();
+            r.id = self.next_id;
+            self.next_id += 1;
+            r.op = ConsoleOp::Write as u16;
+            r.len = chunk.len() as u16;
+            r.data[..chunk.len()].copy_from_slice(chunk);
+            if self.front.push(&r).is_err() {
+                return;
+            }
+        }
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        self.drain();
+    }
+}
+
+/// Sends bytes to the console (ring or hypercall).
+fn emit(bytes: &[u8]) {
+    let mut ring = RING.lock();
+    match ring.as_mut() {
+        Some(r) => r.write(bytes),
+        None => {
+            let _ = hc::console_write(bytes);
+        }
+    }
+}
+
+/// Collects a line and sends it in one go.
 pub struct LineWriter {
     buf: [u8; 512],
     len: usize,
@@ -19,7 +127,7 @@ impl LineWriter {
     /// Sends what is buffered.
     pub fn flush(&mut self) {
         if self.len > 0 {
-            let _ = crate::hypercall::console_write(&self.buf[..self.len]);
+            emit(&self.buf[..self.len]);
             self.len = 0;
         }
     }

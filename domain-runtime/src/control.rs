@@ -2,8 +2,11 @@
 //!
 //! Owns: connecting the ring the control domain set up for this domain (its
 //! command line carries `control=DOM:GREF:PORT`: the control domain's id, the
-//! grant of the ring page and the control domain's end of the event channel)
-//! and request/answer calls over it. This domain is the ring's frontend.
+//! grant of the ring page and the control domain's end of the event channel),
+//! request/answer calls over it, and `Listen`: a request the control domain
+//! answers only when it has something to tell this domain (answers that are
+//! not the one a call waits for wait in an inbox). This domain is the ring's
+//! frontend.
 
 use crate::hypercall as hc;
 use ipc_abi::domain::DomainId;
@@ -20,6 +23,8 @@ struct Channel {
     front: Front<'static, ControlMessage, ControlMessage>,
     port: u16,
     next_id: u32,
+    /// Answers nobody waited for (to `Listen`, mostly).
+    inbox: heapless::Deque<ControlMessage, 8>,
 }
 
 static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
@@ -50,6 +55,7 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
         front,
         port,
         next_id: 1,
+        inbox: heapless::Deque::new(),
     });
     hc::event_send(port)?;
     Ok(())
@@ -60,28 +66,92 @@ pub fn connected() -> bool {
     CHANNEL.lock().is_some()
 }
 
+/// The local event port of the control ring.
+pub fn port() -> Option<u16> {
+    CHANNEL.lock().as_ref().map(|c| c.port)
+}
+
+impl Channel {
+    fn send(&mut self, mut msg: ControlMessage) -> Result<u32> {
+        msg.id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.front.push(&msg).map_err(|_| Error::OutOfResources)?;
+        if self.front.publish() {
+            hc::event_send(self.port)?;
+        }
+        Ok(msg.id)
+    }
+
+    /// Moves every published answer into the inbox; true if one with `id` came.
+    fn collect(&mut self) -> Result<()> {
+        while let Some(answer) = self.front.pop().map_err(|_| Error::PortState)? {
+            if self.inbox.push_back(answer).is_err() {
+                // A full inbox means answers nobody asks for; drop the oldest.
+                self.inbox.pop_front();
+                let _ = self.inbox.push_back(answer);
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, id: Option<u32>) -> Option<ControlMessage> {
+        let pos = self
+            .inbox
+            .iter()
+            .position(|m| id.is_none_or(|id| m.id == id))?;
+        let mut rest = heapless::Deque::<ControlMessage, 8>::new();
+        let mut found = None;
+        for (i, m) in core::mem::take(&mut self.inbox).into_iter().enumerate() {
+            if i == pos {
+                found = Some(m);
+            } else {
+                let _ = rest.push_back(m);
+            }
+        }
+        self.inbox = rest;
+        found
+    }
+}
+
 /// Sends one control message and waits for its answer.
-pub fn call(mut msg: ControlMessage) -> Result<ControlMessage> {
+pub fn call(msg: ControlMessage) -> Result<ControlMessage> {
+    let id = CHANNEL.lock().as_mut().ok_or(Error::PortState)?.send(msg)?;
+    loop {
+        let port = {
+            let mut guard = CHANNEL.lock();
+            let ch = guard.as_mut().ok_or(Error::PortState)?;
+            ch.collect()?;
+            if let Some(answer) = ch.take(Some(id)) {
+                return Ok(answer);
+            }
+            if ch.front.final_check().map_err(|_| Error::PortState)? {
+                continue;
+            }
+            ch.port
+        };
+        crate::events::wait(port);
+    }
+}
+
+/// Sends a message without waiting (its answer lands in the inbox).
+pub fn post(msg: ControlMessage) -> Result<u32> {
+    CHANNEL.lock().as_mut().ok_or(Error::PortState)?.send(msg)
+}
+
+/// Posts a `Listen`: the control domain answers it when it has news for us.
+pub fn listen() -> Result<u32> {
+    let mut m = ControlMessage::new_zeroed();
+    m.op = ControlOp::Listen as u32;
+    post(m)
+}
+
+/// An answer waiting in the inbox, if any (does not block).
+pub fn poll() -> Result<Option<ControlMessage>> {
     let mut guard = CHANNEL.lock();
     let ch = guard.as_mut().ok_or(Error::PortState)?;
-    msg.id = ch.next_id;
-    ch.next_id = ch.next_id.wrapping_add(1);
-    ch.front.push(&msg).map_err(|_| Error::OutOfResources)?;
-    if ch.front.publish() {
-        hc::event_send(ch.port)?;
-    }
-    loop {
-        match ch.front.pop() {
-            Ok(Some(answer)) if answer.id == msg.id => return Ok(answer),
-            Ok(Some(_)) => continue, // an answer to something else: not ours to keep (yet)
-            Ok(None) => {
-                if !ch.front.final_check().map_err(|_| Error::PortState)? {
-                    crate::events::wait(ch.port);
-                }
-            }
-            Err(_) => return Err(Error::PortState),
-        }
-    }
+    ch.collect()?;
+    let _ = ch.front.final_check();
+    Ok(ch.take(None))
 }
 
 /// Tells the control domain this domain is alive; returns its answer's status.

@@ -71,6 +71,9 @@ mod bare {
         if let Some(Err(e)) = crate::control::connect_from_command_line() {
             crate::println!("runtime: cannot connect the control ring: {}", e);
         }
+        if let Some(Err(e)) = crate::console::connect_from_command_line() {
+            crate::println!("runtime: cannot connect the console ring: {}", e);
+        }
         // SAFETY: `entry!` defines this function in the domain's binary.
         unsafe { __xenolith_domain_main(si) };
         crate::hypercall::shutdown(ShutdownReason::PowerOff, b"")
@@ -87,10 +90,11 @@ mod bare {
         if let Some(l) = info.location() {
             let _ = write!(msg, " at {}:{}", l.file(), l.line());
         }
-        crate::println!(
-            "panic: {}",
-            core::str::from_utf8(&msg.buf[..msg.len]).unwrap_or("?")
-        );
+        // Straight to the debug console: the console ring's lock may be what we panicked under.
+        let mut line = [0u8; 168];
+        line[..7].copy_from_slice(b"panic: ");
+        line[7..7 + msg.len].copy_from_slice(&msg.buf[..msg.len]);
+        let _ = crate::hypercall::console_write(&line[..7 + msg.len]);
         crate::hypercall::shutdown(ShutdownReason::Crash, &msg.buf[..msg.len])
     }
 

@@ -33,7 +33,8 @@ pub enum Hypercall {
     /// NUL-terminated, into the buffer; returns its number (control only). `Empty` when there is none yet.
     ConsoleRead = 6,
     /// Take COM1 over from the kernel: the caller (holding COM1's I/O ports)
-    /// prints the kernel log from now on; the kernel takes COM1 back when it dies.
+    /// prints the kernel log from now on, starting at the line number returned;
+    /// the kernel takes COM1 back when it dies.
     ConsoleTakeover = 7,
 
     /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.

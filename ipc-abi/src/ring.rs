@@ -319,6 +319,7 @@ pub struct Back<'a, Req, Rsp> {
 
 impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
     /// Attaches to a ring the frontend initialised; checks its header.
+    /// Requests published before the attach are served like any others.
     pub fn attach(shared: Shared<'a>) -> Result<Back<'a, Req, Rsp>, RingError> {
         const {
             assert!(
@@ -333,12 +334,13 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
             return Err(RingError::BadHeader);
         }
         let size = shared.slot_count().ok_or(RingError::BadHeader)?;
-        let req_cons = h.req_prod.load(Ordering::Acquire);
+        // Resume after the last published response: requests the frontend
+        // published before we attached are simply pending.
         let rsp = h.rsp_prod.load(Ordering::Acquire);
-        if req_cons != rsp {
-            // Attach only to a fresh ring: in-flight state belongs to the old backend.
+        let prod = h.req_prod.load(Ordering::Acquire);
+        if prod.wrapping_sub(rsp) > size {
             return Err(RingError::IndexOutOfRange {
-                index: req_cons,
+                index: prod,
                 consumed: rsp,
             });
         }
@@ -346,10 +348,10 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
             shared,
             mask: size - 1,
             size,
-            req_cons,
+            req_cons: rsp,
             rsp_prod_pvt: rsp,
             rsp_published: rsp,
-            req_prod_seen: req_cons,
+            req_prod_seen: rsp,
             _types: PhantomData,
         })
     }
@@ -590,6 +592,16 @@ mod tests {
             Back::<Req, Rsp>::attach(mem.shared()).err(),
             Some(RingError::BadHeader)
         );
+    }
+
+    #[test]
+    fn requests_published_before_the_backend_attaches_are_served() {
+        let mem = Mem::new(1);
+        let mut front: Front<Req, Rsp> = Front::init(mem.shared(), 1).unwrap();
+        front.push(&Req { id: 7, value: 0 }).unwrap();
+        front.publish();
+        let mut back: Back<Req, Rsp> = Back::attach(mem.shared()).unwrap();
+        assert_eq!(back.pop().unwrap().map(|r| r.id), Some(7));
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             lifecycle::stop(k, caller, life, (life == Life::Crashed).then_some(crash));
             Ok(0)
         }
-        ConsoleTakeover => devices::take_console(k, caller).map(|_| 0),
+        ConsoleTakeover => devices::take_console(k, caller),
         ConsoleRead => {
             if !k.may_read_log(caller) {
                 return Err(Error::PermissionDenied);

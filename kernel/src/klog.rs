@@ -52,6 +52,11 @@ pub fn append(bytes: &[u8]) {
     }
 }
 
+/// The number the next line will get.
+pub fn next_seq() -> u64 {
+    RING.lock().next
+}
+
 /// Whether lines were added since the last call (and clears the flag).
 pub fn take_new_lines() -> bool {
     NEW_LINES.swap(false, Ordering::Relaxed)

@@ -1,9 +1,11 @@
-//! The control domain's end of every domain's control ring.
+//! The control domain's end of every domain's control ring, and the broker
+//! that introduces frontends to backends (`docs/device-connection.md`).
 //!
 //! Owns: offering a control ring to a new domain (a page of ours granted to
-//! it, and an event channel), attaching once the domain initialised it, and
-//! answering its messages. Every message is copied out once and checked; a
-//! malformed one gets an `Invalid` answer, a broken ring is dropped.
+//! it, and an event channel), attaching once the domain initialised it,
+//! answering what it can at once (heartbeats, malformed messages), holding
+//! each domain's `Listen`, and handing `Announce`/`Connected` to the broker.
+//! Every message is copied out once and checked; a broken ring is dropped.
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Result;
@@ -20,6 +22,12 @@ pub struct Link {
     pages: RingPages,
     back: Option<Back<'static, ControlMessage, ControlMessage>>,
     broken: bool,
+    /// The domain's outstanding `Listen`, answered when there is news for it.
+    listen: Option<u32>,
+    /// News waiting for a `Listen`.
+    news: heapless::Deque<ControlMessage, 8>,
+    /// An `Announce` waiting for its backend to connect.
+    pub awaiting: Option<ControlMessage>,
 }
 
 impl Link {
@@ -34,22 +42,25 @@ impl Link {
             &mut word,
             format_args!("control={}:{}:{}", me.0, grefs[0], port),
         );
-        Ok((
-            Link {
-                dom,
-                port,
-                pages,
-                back: None,
-                broken: false,
-            },
-            word,
-        ))
+        let link = Link {
+            dom,
+            port,
+            pages,
+            back: None,
+            broken: false,
+            listen: None,
+            news: heapless::Deque::new(),
+            awaiting: None,
+        };
+        Ok((link, word))
     }
 
-    /// Serves what the domain sent; returns how many messages were answered.
-    pub fn serve(&mut self) -> usize {
+    /// Serves what the domain sent. Returns the messages for the broker
+    /// (`Announce`, `Connected`), which stay unanswered until it acts.
+    pub fn serve(&mut self) -> heapless::Vec<ControlMessage, 8> {
+        let mut for_broker = heapless::Vec::new();
         if self.broken {
-            return 0;
+            return for_broker;
         }
         if self.back.is_none() {
             match Back::attach(self.pages.shared()) {
@@ -57,45 +68,79 @@ impl Link {
                     println!("toolstack: domain {} connected its control ring", self.dom);
                     self.back = Some(b);
                 }
-                Err(_) => return 0,
+                Err(_) => return for_broker,
             }
         }
-        let Some(back) = self.back.as_mut() else {
-            return 0;
-        };
-        let mut answered = 0;
-        loop {
+        while let Some(back) = self.back.as_mut() {
             match back.pop() {
-                Ok(Some(msg)) => {
-                    let mut answer = msg;
-                    answer.version_or_status = match msg.check() {
-                        Some(ControlOp::Heartbeat) => Status::Ok as u32,
-                        Some(_) => Status::Unsupported as u32,
-                        None => Status::Invalid as u32,
-                    };
-                    if back.push(&answer).is_err() {
-                        break;
+                Ok(Some(msg)) => match msg.check() {
+                    Some(ControlOp::Heartbeat) => self.answer(msg, Status::Ok),
+                    Some(ControlOp::Listen) => {
+                        self.listen = Some(msg.id);
+                        self.deliver_news();
                     }
-                    answered += 1;
-                }
+                    Some(ControlOp::Announce | ControlOp::Connected) if for_broker.len() < 8 => {
+                        let _ = for_broker.push(msg);
+                    }
+                    Some(_) => self.answer(msg, Status::Unsupported),
+                    None => self.answer(msg, Status::Invalid),
+                },
                 Ok(None) => match back.final_check() {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(_) => {
                         self.drop_ring();
-                        return answered;
+                        break;
                     }
                 },
                 Err(_) => {
                     self.drop_ring();
-                    return answered;
+                    break;
                 }
             }
+        }
+        for_broker
+    }
+
+    /// Answers a message with a status (echoing it otherwise).
+    pub fn answer(&mut self, msg: ControlMessage, status: Status) {
+        let mut a = msg;
+        a.version_or_status = status as u32;
+        self.push(a);
+    }
+
+    fn push(&mut self, msg: ControlMessage) {
+        let Some(back) = self.back.as_mut() else {
+            return;
+        };
+        if back.push(&msg).is_err() {
+            self.drop_ring();
+            return;
         }
         if back.publish() {
             let _ = hc::event_send(self.port);
         }
-        answered
+    }
+
+    /// Queues news for the domain (sent as the answer to its `Listen`).
+    pub fn tell(&mut self, news: ControlMessage) {
+        if self.news.push_back(news).is_err() {
+            println!(
+                "toolstack: domain {} has too much unread news; dropping it",
+                self.dom
+            );
+        }
+        self.deliver_news();
+    }
+
+    fn deliver_news(&mut self) {
+        if let Some(id) = self.listen {
+            if let Some(mut n) = self.news.pop_front() {
+                n.id = id;
+                self.listen = None;
+                self.push(n);
+            }
+        }
     }
 
     fn drop_ring(&mut self) {

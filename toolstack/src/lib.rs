@@ -3,5 +3,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod control;
 pub mod start;

@@ -85,6 +85,10 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
             }
         }
         let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
+        // Every domain after console-dom gets a console ring to it.
+        if let Some(c) = started.iter().find(|s| s.name.as_str() == "console-dom") {
+            let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" console={}", c.id.0));
+        }
         let control = match crate::control::Link::offer(me, id) {
             Ok((link, word)) => {
                 let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
@@ -129,17 +133,15 @@ pub fn run() {
         }
         hc::block();
         // Serve every control ring that has something (pending bits are taken, not trusted).
+        let mut ready: heapless::Vec<u16, MAX> = heapless::Vec::new();
         events::take_all(|port| {
             if Some(port) != state_port {
-                if let Some(link) = started
-                    .iter_mut()
-                    .filter_map(|s| s.control.as_mut())
-                    .find(|l| l.port == port)
-                {
-                    link.serve();
-                }
+                let _ = ready.push(port);
             }
         });
+        for port in ready {
+            crate::broker::serve_port(&mut started, port);
+        }
     }
 }
 

@@ -66,6 +66,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "vga-writer"),
     ("test-domains", "chatty"),
     ("test-domains", "control-client"),
+    ("test-domains", "counter"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

@@ -184,8 +184,9 @@ pub fn holds_com1(k: &Kernel, index: usize) -> bool {
     })
 }
 
-/// The console domain takes COM1 over; the kernel log goes through it from now on.
-pub fn take_console(k: &mut Kernel, index: usize) -> Result<(), Error> {
+/// The console domain takes COM1 over; the kernel log goes through it from
+/// now on. Returns the number of the first kernel log line it must print.
+pub fn take_console(k: &mut Kernel, index: usize) -> Result<u64, Error> {
     if !holds_com1(k, index) {
         return Err(Error::PermissionDenied);
     }
@@ -199,7 +200,7 @@ pub fn take_console(k: &mut Kernel, index: usize) -> Result<(), Error> {
     );
     k.console_owner = Some(index);
     crate::console::set_direct_com1(false);
-    Ok(())
+    Ok(crate::klog::next_seq())
 }
 
 /// The console domain stopped: the kernel writes COM1 itself again.

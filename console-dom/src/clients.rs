@@ -1,0 +1,148 @@
+//! The domains' console rings: connecting them and printing what they write.
+//!
+//! Owns: accepting `Connect` from the control domain (map the frontend's ring,
+//! bind its event port, answer `Connected`), and turning each domain's
+//! `Write` requests into whole lines `[domid] text` on the UART. A line is
+//! printed only once complete (or when it reaches [`LINE_MAX`]), so lines of
+//! different domains never interleave. Every request is copied out of the
+//! ring once and checked; a frontend that breaks its ring is disconnected.
+
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::proto::console::{ConsoleOp, ConsoleRequest, ConsoleResponse};
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::ring::Back;
+use domain_runtime::ring::RingPages;
+use domain_runtime::{control, println, DomainId};
+use zerocopy::FromZeros;
+
+/// Longest line kept before it is printed anyway.
+pub const LINE_MAX: usize = 200;
+/// Domains served at once.
+const MAX_CLIENTS: usize = 32;
+
+struct Client {
+    dom: DomainId,
+    port: u16,
+    back: Back<'static, ConsoleRequest, ConsoleResponse>,
+    line: heapless::Vec<u8, LINE_MAX>,
+}
+
+/// Every connected console ring.
+pub struct Clients {
+    list: heapless::Vec<Client, MAX_CLIENTS>,
+    next_slot: u64,
+}
+
+impl Clients {
+    pub const fn new() -> Clients {
+        Clients {
+            list: heapless::Vec::new(),
+            next_slot: 0,
+        }
+    }
+
+    /// Handles news from the control domain (a `Connect` for a console ring).
+    pub fn on_control(&mut self, msg: ControlMessage) {
+        if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
+            return;
+        }
+        let status = match self.connect(&msg) {
+            Ok(()) => Status::Ok,
+            Err(why) => {
+                println!("console-dom: cannot serve domain {}: {}", msg.peer, why);
+                Status::Invalid
+            }
+        };
+        if status == Status::Ok {
+            let mut done = ControlMessage::new_zeroed();
+            done.op = ControlOp::Connected as u32;
+            done.kind = msg.kind;
+            done.index = msg.index;
+            done.peer = msg.peer;
+            let _ = control::post(done);
+        }
+    }
+
+    fn connect(&mut self, msg: &ControlMessage) -> Result<(), &'static str> {
+        if msg.pages != 1 {
+            return Err("console rings are one page");
+        }
+        if self.list.is_full() {
+            return Err("too many consoles");
+        }
+        let pages = RingPages::map(msg.peer, &msg.grefs[..1], self.next_slot)
+            .map_err(|_| "cannot map the ring")?;
+        self.next_slot += 1;
+        let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
+            .map_err(|_| "cannot bind the port")?;
+        let back = Back::attach(pages.shared()).map_err(|_| "the ring is not initialised")?;
+        let _ = self.list.push(Client {
+            dom: msg.peer,
+            port,
+            back,
+            line: heapless::Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Serves every ring; `out` prints one whole line.
+    pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+        for (i, c) in self.list.iter_mut().enumerate() {
+            if c.serve(out).is_err() {
+                out(format_args!(
+                    "console-dom: domain {} broke its console ring; disconnected",
+                    c.dom
+                ));
+                let _ = broken.push(i);
+            }
+        }
+        for i in broken.into_iter().rev() {
+            self.list.swap_remove(i);
+        }
+    }
+}
+
+impl Client {
+    fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> Result<(), ()> {
+        loop {
+            while let Some(req) = self.back.pop().map_err(|_| ())? {
+                let mut rsp = ConsoleResponse::new_zeroed();
+                rsp.id = req.id;
+                match req.check() {
+                    Some((ConsoleOp::Write, data)) => {
+                        for &b in data {
+                            self.byte(b, out);
+                        }
+                    }
+                    // Input is not served yet: nothing to read.
+                    Some((ConsoleOp::Read, _)) => rsp.status = Status::Unsupported as u32,
+                    None => rsp.status = Status::Invalid as u32,
+                }
+                self.back.push(&rsp).map_err(|_| ())?;
+            }
+            if self.back.publish() {
+                let _ = hc::event_send(self.port);
+            }
+            if !self.back.final_check().map_err(|_| ())? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        if b == b'\n' || self.line.is_full() {
+            let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
+            out(format_args!(
+                "[{}] {}",
+                self.dom,
+                text.trim_end_matches('\r')
+            ));
+            self.line.clear();
+            if b == b'\n' {
+                return;
+            }
+        }
+        let _ = self.line.push(b);
+    }
+}

@@ -1,0 +1,80 @@
+//! Introducing frontends to backends (`docs/device-connection.md`).
+//!
+//! A frontend's `Announce` (its ring's grants and event port, and the backend
+//! it wants) becomes a `Connect` for that backend, delivered as the answer to
+//! the backend's `Listen`. The backend's `Connected` completes it: both the
+//! `Connected` and the frontend's `Announce` are answered `Ok`.
+
+use crate::control::Link;
+use crate::start::Started;
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
+use domain_runtime::{println, DomainId};
+
+fn link_of(started: &mut [Started], dom: DomainId) -> Option<&mut Link> {
+    started
+        .iter_mut()
+        .find(|s| s.id == dom)
+        .and_then(|s| s.control.as_mut())
+}
+
+/// Serves the control ring whose event port is `port`, routing what it asks.
+pub fn serve_port(started: &mut [Started], port: u16) {
+    let Some(link) = started
+        .iter_mut()
+        .filter_map(|s| s.control.as_mut())
+        .find(|l| l.port == port)
+    else {
+        return;
+    };
+    let from = link.dom;
+    for msg in link.serve() {
+        match msg.check() {
+            Some(ControlOp::Announce) => announce(started, from, msg),
+            Some(ControlOp::Connected) => connected(started, from, msg),
+            _ => {}
+        }
+    }
+}
+
+fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
+    let backend = msg.peer;
+    let mut connect = msg;
+    connect.op = ControlOp::Connect as u32;
+    connect.peer = frontend;
+    match link_of(started, backend) {
+        Some(b) if backend != frontend => {
+            b.tell(connect);
+            if let Some(f) = link_of(started, frontend) {
+                f.awaiting = Some(msg);
+            }
+            println!(
+                "toolstack: domain {} asks domain {} for device {}:{}",
+                frontend, backend, msg.kind, msg.index
+            );
+        }
+        _ => {
+            if let Some(f) = link_of(started, frontend) {
+                f.answer(msg, Status::NoDevice);
+            }
+        }
+    }
+}
+
+fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
+    let frontend = msg.peer;
+    if let Some(b) = link_of(started, backend) {
+        b.answer(msg, Status::Ok);
+    }
+    if let Some(f) = link_of(started, frontend) {
+        match f.awaiting.take() {
+            Some(a) if a.peer == backend && a.kind == msg.kind && a.index == msg.index => {
+                f.answer(a, Status::Ok);
+                println!(
+                    "toolstack: domain {} serves device {}:{} of domain {}",
+                    backend, msg.kind, msg.index, frontend
+                );
+            }
+            other => f.awaiting = other,
+        }
+    }
+}
