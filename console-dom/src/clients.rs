@@ -17,6 +17,8 @@ use zerocopy::FromZeros;
 
 /// Longest line kept before it is printed anyway.
 pub const LINE_MAX: usize = 200;
+/// Requests taken from one ring before the next ring's turn.
+const BATCH: usize = 8;
 /// Domains served at once.
 const MAX_CLIENTS: usize = 32;
 
@@ -87,26 +89,58 @@ impl Clients {
 
     /// Serves every ring; `out` prints one whole line.
     pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
-        let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
-        for (i, c) in self.list.iter_mut().enumerate() {
-            if c.serve(out).is_err() {
-                out(format_args!(
-                    "console-dom: domain {} broke its console ring; disconnected",
-                    c.dom
-                ));
-                let _ = broken.push(i);
+        // Round-robin, a batch per ring per turn, until every ring is empty.
+        loop {
+            let mut more = false;
+            let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+            for (i, c) in self.list.iter_mut().enumerate() {
+                match c.serve(out) {
+                    Ok(left) => more |= left,
+                    Err(()) => {
+                        out(format_args!(
+                            "console-dom: domain {} broke its console ring; disconnected",
+                            c.dom
+                        ));
+                        let _ = broken.push(i);
+                    }
+                }
+            }
+            for i in broken.into_iter().rev() {
+                self.list.swap_remove(i);
+            }
+            if !more {
+                return;
             }
         }
-        for i in broken.into_iter().rev() {
-            self.list.swap_remove(i);
+    }
+}
+
+impl Clients {
+    /// Whether some domain has an unfinished line.
+    pub fn has_partial(&self) -> bool {
+        self.list.iter().any(|c| !c.line.is_empty())
+    }
+
+    /// Prints every unfinished line.
+    pub fn flush_partials(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        for c in self.list.iter_mut() {
+            c.flush_partial(out);
         }
     }
 }
 
 impl Client {
-    fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> Result<(), ()> {
+    /// Serves at most [`BATCH`] requests, so a flooding domain cannot delay
+    /// the others by more than a few lines (the caller comes back for more).
+    /// Returns whether requests are left.
+    fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> Result<bool, ()> {
+        let mut served = 0;
         loop {
-            while let Some(req) = self.back.pop().map_err(|_| ())? {
+            while served < BATCH {
+                let Some(req) = self.back.pop().map_err(|_| ())? else {
+                    break;
+                };
+                served += 1;
                 let mut rsp = ConsoleResponse::new_zeroed();
                 rsp.id = req.id;
                 match req.check() {
@@ -124,9 +158,21 @@ impl Client {
             if self.back.publish() {
                 let _ = hc::event_send(self.port);
             }
-            if !self.back.final_check().map_err(|_| ())? {
-                return Ok(());
+            if served >= BATCH {
+                return Ok(true);
             }
+            if !self.back.final_check().map_err(|_| ())? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Prints an unfinished line (after a quiet spell), so nothing waits for ever.
+    fn flush_partial(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        if !self.line.is_empty() {
+            let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
+            out(format_args!("[{}] {}", self.dom, text));
+            self.line.clear();
         }
     }
 

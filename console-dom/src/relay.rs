@@ -3,12 +3,14 @@
 use crate::clients::Clients;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::shared::Virq;
-use domain_runtime::{control, events, io, println};
+use domain_runtime::{control, events, io, println, time};
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
 /// COM1's standard I/O base.
 const COM1: u16 = 0x3f8;
+/// How long an unfinished line waits for the rest before it is printed.
+const PARTIAL_FLUSH_NS: u64 = 50_000_000;
 
 pub fn run() {
     let Some(mut uart) = io::uart(COM1) else {
@@ -42,6 +44,7 @@ pub fn run() {
         println!("console-dom: cannot listen on the control ring");
     }
     let mut relayed = 0u64;
+    let mut partial_since: Option<u64> = None;
     let mut buf = [0u8; 161];
     loop {
         // The kernel log (the kernel's lines and debug-hypercall lines).
@@ -69,6 +72,16 @@ pub fn run() {
         }
         // The consoles themselves.
         clients.serve(&mut |args| write_line(&mut uart, args));
+        // An unfinished line is printed after a quiet spell of PARTIAL_FLUSH_NS.
+        let now = time::now_ns();
+        if partial_since.is_some_and(|t| now >= t + PARTIAL_FLUSH_NS) {
+            clients.flush_partials(&mut |args| write_line(&mut uart, args));
+            partial_since = None;
+        }
+        if clients.has_partial() {
+            let since = *partial_since.get_or_insert(now);
+            let _ = hc::set_timer(since + PARTIAL_FLUSH_NS);
+        }
         hc::block();
         events::take_all(|_| {});
     }

@@ -67,6 +67,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "chatty"),
     ("test-domains", "control-client"),
     ("test-domains", "counter"),
+    ("test-domains", "partial"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

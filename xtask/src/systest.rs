@@ -132,6 +132,14 @@ fn cases() -> Vec<(&'static str, Case)> {
             "two_domains_print_10000_lines_each_through_console_rings",
             console_rings,
         ),
+        (
+            "a_flooding_console_does_not_hold_up_a_10ms_heartbeat",
+            flood_and_heartbeat,
+        ),
+        (
+            "an_unfinished_line_is_printed_after_a_short_delay",
+            partial_line,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -968,5 +976,46 @@ fn console_rings(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         .count();
     check(broken == 0, || {
         format!("{broken} lines broken or misattributed")
+    })
+}
+
+fn flood_and_heartbeat(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("survivor", "beat period_ms=10"),
+        ("chatty", "chatty"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    m.wait_for("[3] chatty: line 6000", Duration::from_secs(120))?;
+    let lines = m.lines();
+    let at = |n: u64| {
+        lines
+            .iter()
+            .position(|l| l == &format!("[3] chatty: line {n}"))
+    };
+    let (from, to) = (
+        at(1000).ok_or("no line 1000")?,
+        at(6000).ok_or("no line 6000")?,
+    );
+    let beats = lines[from..to]
+        .iter()
+        .filter(|l| l.starts_with("[2] survivor: heartbeat"))
+        .count();
+    check(beats >= 3, || {
+        format!("only {beats} heartbeats while 5000 flood lines went by")
+    })
+}
+
+fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("partial", "partial"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    // The domain prints "no newline yet" without a newline, then waits 2 s.
+    let (printed, _) = m.wait_for_nth("[2] no newline yet", 1, BOOT)?;
+    let (done, _) = m.wait_for_nth("[2] partial: done", 1, BOOT)?;
+    check(printed < done, || {
+        "the unfinished line waited for the next one".into()
     })
 }

@@ -1,5 +1,5 @@
-//! Prints a heartbeat every 100 ms for ever: proof that it keeps running
-//! while other domains crash around it.
+//! Prints a heartbeat every `period_ms=` (default 100) for ever: proof that
+//! it keeps running (and getting its lines out) while others crash or flood.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -9,9 +9,10 @@ use domain_runtime::{println, time};
 domain_runtime::entry!(run);
 
 fn run(_: &'static domain_runtime::StartInfo) {
+    let period = test_domains::number("period_ms").unwrap_or(100) * 1_000_000;
     let mut n = 0u64;
     loop {
-        time::sleep_ns(100_000_000);
+        time::sleep_ns(period);
         n += 1;
         println!("survivor: heartbeat {}", n);
     }
