@@ -27,6 +27,10 @@ struct Client {
     port: u16,
     back: Back<'static, ConsoleRequest, ConsoleResponse>,
     line: heapless::Vec<u8, LINE_MAX>,
+    /// `Read` requests waiting for input (their ids).
+    reads: heapless::Deque<u64, 4>,
+    /// Input typed for this domain, not yet read.
+    input: heapless::Deque<u8, 256>,
 }
 
 /// Every connected console ring.
@@ -83,6 +87,8 @@ impl Clients {
             port,
             back,
             line: heapless::Vec::new(),
+            reads: heapless::Deque::new(),
+            input: heapless::Deque::new(),
         });
         Ok(())
     }
@@ -116,6 +122,31 @@ impl Clients {
 }
 
 impl Clients {
+    /// The domain whose console gets input, if any: the `focus`-th connected one.
+    pub fn focused(&self, focus: usize) -> Option<DomainId> {
+        self.list.get(focus % self.list.len().max(1)).map(|c| c.dom)
+    }
+
+    /// How many consoles are connected.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Gives typed bytes to the `focus`-th console and answers its pending reads.
+    pub fn input(&mut self, focus: usize, bytes: &[u8]) {
+        let n = self.list.len();
+        if n == 0 {
+            return;
+        }
+        let c = &mut self.list[focus % n];
+        for &b in bytes {
+            if c.input.push_back(b).is_err() {
+                break; // typed faster than read: the excess is dropped, as a UART would
+            }
+        }
+        c.answer_reads();
+    }
+
     /// Whether some domain has an unfinished line.
     pub fn has_partial(&self) -> bool {
         self.list.iter().any(|c| !c.line.is_empty())
@@ -149,8 +180,13 @@ impl Client {
                             self.byte(b, out);
                         }
                     }
-                    // Input is not served yet: nothing to read.
-                    Some((ConsoleOp::Read, _)) => rsp.status = Status::Unsupported as u32,
+                    // Answered when input arrives (or refused if too many wait).
+                    Some((ConsoleOp::Read, _)) => {
+                        if self.reads.push_back(req.id).is_ok() {
+                            continue;
+                        }
+                        rsp.status = Status::Denied as u32;
+                    }
                     None => rsp.status = Status::Invalid as u32,
                 }
                 self.back.push(&rsp).map_err(|_| ())?;
@@ -164,6 +200,34 @@ impl Client {
             if !self.back.final_check().map_err(|_| ())? {
                 return Ok(false);
             }
+        }
+    }
+
+    /// Answers waiting `Read`s with the input there is.
+    fn answer_reads(&mut self) {
+        while !self.input.is_empty() {
+            let Some(id) = self.reads.pop_front() else {
+                break;
+            };
+            let mut rsp = ConsoleResponse::new_zeroed();
+            rsp.id = id;
+            let mut n = 0;
+            while n < rsp.data.len() {
+                match self.input.pop_front() {
+                    Some(b) => {
+                        rsp.data[n] = b;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            rsp.len = n as u16;
+            if self.back.push(&rsp).is_err() {
+                return;
+            }
+        }
+        if self.back.publish() {
+            let _ = hc::event_send(self.port);
         }
     }
 

@@ -9,6 +9,10 @@ use uart_16550::{Config, Uart16550};
 
 /// COM1's standard I/O base.
 const COM1: u16 = 0x3f8;
+/// COM1's IRQ.
+const COM1_IRQ: u8 = 4;
+/// Ctrl-A: three in a row move the input focus to the next domain (as Xen's console did).
+const ESCAPE: u8 = 0x01;
 /// How long an unfinished line waits for the rest before it is printed.
 const PARTIAL_FLUSH_NS: u64 = 50_000_000;
 
@@ -17,13 +21,12 @@ pub fn run() {
         println!("console-dom: no UART at {:#x}", COM1);
         return;
     };
-    if uart
-        .init(Config {
-            baud_rate: uart_16550::BaudRate::Baud115200,
-            ..Config::DEFAULT
-        })
-        .is_err()
-    {
+    let config = Config {
+        baud_rate: uart_16550::BaudRate::Baud115200,
+        interrupts: uart_16550::spec::registers::IER::DATA_READY,
+        ..Config::DEFAULT
+    };
+    if uart.init(config).is_err() {
         println!("console-dom: COM1 did not initialise");
         return;
     }
@@ -43,6 +46,10 @@ pub fn run() {
     if control::connected() && control::listen().is_err() {
         println!("console-dom: cannot listen on the control ring");
     }
+    // Input arrives by interrupt (IRQ 4, given at creation).
+    let irq_port = hc::event_bind_pirq(COM1_IRQ).ok();
+    let mut focus = 0usize;
+    let mut escapes = 0u8;
     let mut relayed = 0u64;
     let mut partial_since: Option<u64> = None;
     let mut buf = [0u8; 161];
@@ -64,6 +71,38 @@ pub fn run() {
                     format_args!("console-dom: {} lines relayed", relayed),
                 );
             }
+        }
+        // Input: bytes for the focused console; Ctrl-A three times moves the focus.
+        let mut typed: heapless::Vec<u8, 64> = heapless::Vec::new();
+        while let Ok(b) = uart.try_receive_byte() {
+            if b == ESCAPE {
+                escapes += 1;
+                if escapes == 3 {
+                    escapes = 0;
+                    clients.input(focus, &typed);
+                    typed.clear();
+                    focus = (focus + 1) % clients.len().max(1);
+                    if let Some(d) = clients.focused(focus) {
+                        write_line(
+                            &mut uart,
+                            format_args!("console-dom: input now goes to domain {}", d),
+                        );
+                    }
+                }
+                continue;
+            }
+            for _ in 0..core::mem::take(&mut escapes) {
+                let _ = typed.push(ESCAPE);
+            }
+            if typed.push(b).is_err() {
+                clients.input(focus, &typed);
+                typed.clear();
+                let _ = typed.push(b);
+            }
+        }
+        clients.input(focus, &typed);
+        if let Some(p) = irq_port {
+            let _ = hc::pirq_ack(p);
         }
         // News from the control domain: new consoles to serve.
         while let Ok(Some(msg)) = control::poll() {

@@ -16,6 +16,10 @@ struct Ring {
     front: Front<'static, ConsoleRequest, ConsoleResponse>,
     port: u16,
     next_id: u64,
+    /// The id of our outstanding `Read`, if any.
+    read_pending: Option<u64>,
+    /// Input received and not yet read.
+    input: heapless::Deque<u8, 256>,
 }
 
 static RING: Mutex<Option<Ring>> = Mutex::new(None);
@@ -52,6 +56,8 @@ fn connect(backend: DomainId) -> Result<()> {
         front,
         port,
         next_id: 1,
+        read_pending: None,
+        input: heapless::Deque::new(),
     });
     Ok(())
 }
@@ -62,9 +68,35 @@ pub fn ring_connected() -> bool {
 }
 
 impl Ring {
-    /// Takes answered requests off the ring.
+    /// Takes answered requests off the ring, keeping the input a `Read` brought.
     fn drain(&mut self) {
-        while let Ok(Some(_)) = self.front.pop() {}
+        while let Ok(Some(rsp)) = self.front.pop() {
+            if Some(rsp.id) == self.read_pending {
+                self.read_pending = None;
+                let n = (rsp.len as usize).min(rsp.data.len());
+                for &b in &rsp.data[..n] {
+                    let _ = self.input.push_back(b);
+                }
+            }
+        }
+    }
+
+    /// Makes sure a `Read` is outstanding.
+    fn ask_for_input(&mut self) {
+        if self.read_pending.is_some() || self.front.free_slots() == 0 {
+            return;
+        }
+        let mut r = ConsoleRequest::new_zeroed();
+        r.id = self.next_id;
+        self.next_id += 1;
+        r.op = ConsoleOp::Read as u16;
+        r.len = CHUNK as u16;
+        if self.front.push(&r).is_ok() {
+            self.read_pending = Some(r.id);
+            if self.front.publish() {
+                let _ = hc::event_send(self.port);
+            }
+        }
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -96,6 +128,38 @@ impl Ring {
             let _ = hc::event_send(self.port);
         }
         self.drain();
+    }
+}
+
+/// Reads console input into `buf`, waiting for at least one byte; returns
+/// how many. Input comes while this domain has the focus (console-dom's
+/// Ctrl-A Ctrl-A Ctrl-A moves it). Without a console ring there is no input: 0.
+pub fn read(buf: &mut [u8]) -> usize {
+    loop {
+        let port = {
+            let mut guard = RING.lock();
+            let Some(r) = guard.as_mut() else { return 0 };
+            r.drain();
+            if !r.input.is_empty() {
+                let mut n = 0;
+                while n < buf.len() {
+                    match r.input.pop_front() {
+                        Some(b) => {
+                            buf[n] = b;
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                return n;
+            }
+            r.ask_for_input();
+            if r.front.final_check().unwrap_or(false) {
+                continue;
+            }
+            r.port
+        };
+        crate::events::wait(port);
     }
 }
 

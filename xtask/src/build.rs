@@ -68,6 +68,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "control-client"),
     ("test-domains", "counter"),
     ("test-domains", "partial"),
+    ("test-domains", "echo"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

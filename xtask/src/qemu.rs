@@ -23,6 +23,7 @@ pub struct Config {
     com2_socket: Option<PathBuf>,
     monitor_socket: Option<PathBuf>,
     icount: bool,
+    com1_input: bool,
 }
 
 impl Config {
@@ -34,6 +35,7 @@ impl Config {
             smp: "1".into(),
             com2_file: None,
             com2_socket: None,
+            com1_input: false,
             monitor_socket: None,
             icount: false,
         }
@@ -62,6 +64,12 @@ impl Config {
     /// Sends COM2 to a file.
     pub fn com2_file(mut self, p: &Path) -> Self {
         self.com2_file = Some(p.to_path_buf());
+        self
+    }
+
+    /// Lets the test type into COM1 (`Machine::com1_send`).
+    pub fn com1_input(mut self) -> Self {
+        self.com1_input = true;
         self
     }
 
@@ -140,7 +148,12 @@ impl Config {
                 cmd.args(["-monitor", "none"]);
             }
         }
-        cmd.stdin(Stdio::null())
+        let stdin = if self.com1_input {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = Instant::now();
@@ -148,6 +161,7 @@ impl Config {
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
         let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let com1 = child.stdin.take();
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let writer = Arc::clone(&log);
@@ -178,6 +192,7 @@ impl Config {
             monitor_socket: self.monitor_socket.clone(),
             com2_socket: self.com2_socket.clone(),
             com2: None,
+            com1,
         })
     }
 }
@@ -216,6 +231,7 @@ pub struct Machine {
     monitor_socket: Option<PathBuf>,
     com2_socket: Option<PathBuf>,
     com2: Option<UnixStream>,
+    com1: Option<std::process::ChildStdin>,
 }
 
 impl Machine {
@@ -297,6 +313,17 @@ impl Machine {
     /// Whether QEMU is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Types bytes into COM1.
+    pub fn com1_send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let s = self
+            .com1
+            .as_mut()
+            .ok_or("this machine takes no COM1 input")?;
+        s.write_all(bytes)
+            .and_then(|_| s.flush())
+            .map_err(|e| format!("COM1: {e}"))
     }
 
     /// Sends bytes into COM2 (connecting on first use; bytes sent before

@@ -140,6 +140,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "an_unfinished_line_is_printed_after_a_short_delay",
             partial_line,
         ),
+        (
+            "input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus",
+            console_input,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1018,4 +1022,28 @@ fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     check(printed < done, || {
         "the unfinished line waited for the next one".into()
     })
+}
+
+fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("echo", "first"),
+        ("echo", "second"),
+    ];
+    let m = boot(&c.system("", &guests)?.com1_input(), slot)?;
+    expect_line(m, "[2] echo: ready (ring true)")?;
+    expect_line(m, "[3] echo: ready (ring true)")?;
+    expect_line(m, "serves device 1:0 of domain 3")?;
+    m.com1_send(b"hello one\n")?;
+    expect_line(m, "[2] echo: hello one")?;
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 3")?;
+    m.com1_send(b"hello two\n")?;
+    expect_line(m, "[3] echo: hello two")?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l == "[2] echo: hello two" || l == "[3] echo: hello one"),
+        || "input reached the wrong domain".into(),
+    )
 }
