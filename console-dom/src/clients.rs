@@ -31,12 +31,16 @@ struct Client {
     reads: heapless::Deque<u64, 4>,
     /// Input typed for this domain, not yet read.
     input: heapless::Deque<u8, 256>,
+    /// Input bytes dropped because the domain did not read them.
+    input_dropped: u64,
 }
 
 /// Every connected console ring.
 pub struct Clients {
     list: heapless::Vec<Client, MAX_CLIENTS>,
     next_slot: u64,
+    /// What each domain printed.
+    pub history: crate::history::History,
 }
 
 impl Clients {
@@ -44,11 +48,21 @@ impl Clients {
         Clients {
             list: heapless::Vec::new(),
             next_slot: 0,
+            history: crate::history::History::new(),
         }
     }
 
-    /// Handles news from the control domain (a `Connect` for a console ring).
-    pub fn on_control(&mut self, msg: ControlMessage) {
+    /// Handles news from the control domain: a `Connect` for a console ring,
+    /// or a request to replay a domain's history.
+    pub fn on_control(
+        &mut self,
+        msg: ControlMessage,
+        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+    ) {
+        if msg.check() == Some(ControlOp::ConsoleHistory) {
+            self.replay(msg.peer, out);
+            return;
+        }
         if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
             return;
         }
@@ -89,6 +103,7 @@ impl Clients {
             line: heapless::Vec::new(),
             reads: heapless::Deque::new(),
             input: heapless::Deque::new(),
+            input_dropped: 0,
         });
         Ok(())
     }
@@ -99,8 +114,9 @@ impl Clients {
         loop {
             let mut more = false;
             let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+            let history = &mut self.history;
             for (i, c) in self.list.iter_mut().enumerate() {
-                match c.serve(out) {
+                match c.serve(out, history) {
                     Ok(left) => more |= left,
                     Err(()) => {
                         out(format_args!(
@@ -132,19 +148,24 @@ impl Clients {
         self.list.len()
     }
 
-    /// Gives typed bytes to the `focus`-th console and answers its pending reads.
-    pub fn input(&mut self, focus: usize, bytes: &[u8]) {
+    /// Gives typed bytes to the `focus`-th console and answers its pending
+    /// reads. Returns the domain and the bytes dropped so far if it does not
+    /// keep up (for a visible report).
+    pub fn input(&mut self, focus: usize, bytes: &[u8]) -> Option<(DomainId, u64)> {
         let n = self.list.len();
         if n == 0 {
-            return;
+            return None;
         }
         let c = &mut self.list[focus % n];
         for &b in bytes {
             if c.input.push_back(b).is_err() {
-                break; // typed faster than read: the excess is dropped, as a UART would
+                // Typed faster than read: the excess is dropped, visibly.
+                c.input_dropped += 1;
             }
         }
         c.answer_reads();
+        let dropped = core::mem::take(&mut c.input_dropped);
+        (dropped > 0).then_some((c.dom, dropped))
     }
 
     /// Whether some domain has an unfinished line.
@@ -155,7 +176,22 @@ impl Clients {
     /// Prints every unfinished line.
     pub fn flush_partials(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
         for c in self.list.iter_mut() {
-            c.flush_partial(out);
+            c.flush_partial(out, &mut self.history);
+        }
+    }
+
+    /// Replays `dom`'s history through `out`.
+    pub fn replay(&self, dom: DomainId, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        out(format_args!("console-dom: history of domain {}:", dom));
+        match self
+            .history
+            .replay(dom, |line| out(format_args!("[{}] {}", dom, line)))
+        {
+            Some((kept, cut)) => out(format_args!(
+                "console-dom: end of history of domain {} ({} bytes, {} older bytes cut)",
+                dom, kept, cut
+            )),
+            None => out(format_args!("console-dom: no history for domain {}", dom)),
         }
     }
 }
@@ -164,7 +200,11 @@ impl Client {
     /// Serves at most [`BATCH`] requests, so a flooding domain cannot delay
     /// the others by more than a few lines (the caller comes back for more).
     /// Returns whether requests are left.
-    fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> Result<bool, ()> {
+    fn serve(
+        &mut self,
+        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        history: &mut crate::history::History,
+    ) -> Result<bool, ()> {
         let mut served = 0;
         loop {
             while served < BATCH {
@@ -177,7 +217,7 @@ impl Client {
                 match req.check() {
                     Some((ConsoleOp::Write, data)) => {
                         for &b in data {
-                            self.byte(b, out);
+                            self.byte(b, out, history);
                         }
                     }
                     // Answered when input arrives (or refused if too many wait).
@@ -232,22 +272,30 @@ impl Client {
     }
 
     /// Prints an unfinished line (after a quiet spell), so nothing waits for ever.
-    fn flush_partial(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+    fn flush_partial(
+        &mut self,
+        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        history: &mut crate::history::History,
+    ) {
         if !self.line.is_empty() {
             let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
             out(format_args!("[{}] {}", self.dom, text));
+            history.record(self.dom, text);
             self.line.clear();
         }
     }
 
-    fn byte(&mut self, b: u8, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+    fn byte(
+        &mut self,
+        b: u8,
+        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        history: &mut crate::history::History,
+    ) {
         if b == b'\n' || self.line.is_full() {
             let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
-            out(format_args!(
-                "[{}] {}",
-                self.dom,
-                text.trim_end_matches('\r')
-            ));
+            let text = text.trim_end_matches('\r');
+            out(format_args!("[{}] {}", self.dom, text));
+            history.record(self.dom, text);
             self.line.clear();
             if b == b'\n' {
                 return;

@@ -1,19 +1,22 @@
 //! console-dom: the console driver domain.
 //!
 //! Given COM1's ports and IRQ by the toolstack at creation, it takes COM1
-//! over from the kernel and from then on prints the kernel log — which holds
-//! the kernel's own lines and every domain's `[domid]` lines — line by line,
-//! so lines never interleave. Lines that scroll out of the kernel log before
+//! over from the kernel and from then on prints the kernel log — the kernel's
+//! own lines and the debug-hypercall `[domid]` lines — line by line, so
+//! lines never interleave. Lines that scroll out of the kernel log before
 //! it reads them are reported, never lost silently. If it dies, the kernel
 //! writes COM1 itself again.
 //!
-//! Still to come (issue 4): per-domain console rings, per-domain history,
-//! input with focus switching.
+//! Every domain started after it gets a console ring (brokered by domain 0):
+//! its output is printed whole-line `[domid] ...`, kept in a per-domain
+//! history that outlives the domain, and COM1 input (by IRQ) goes to the
+//! focused domain; Ctrl-A three times moves the focus.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 mod clients;
+mod history;
 mod relay;
 
 domain_runtime::entry!(run);

@@ -79,7 +79,7 @@ pub fn run() {
                 escapes += 1;
                 if escapes == 3 {
                     escapes = 0;
-                    clients.input(focus, &typed);
+                    report(&mut uart, clients.input(focus, &typed));
                     typed.clear();
                     focus = (focus + 1) % clients.len().max(1);
                     if let Some(d) = clients.focused(focus) {
@@ -95,18 +95,18 @@ pub fn run() {
                 let _ = typed.push(ESCAPE);
             }
             if typed.push(b).is_err() {
-                clients.input(focus, &typed);
+                report(&mut uart, clients.input(focus, &typed));
                 typed.clear();
                 let _ = typed.push(b);
             }
         }
-        clients.input(focus, &typed);
+        report(&mut uart, clients.input(focus, &typed));
         if let Some(p) = irq_port {
             let _ = hc::pirq_ack(p);
         }
         // News from the control domain: new consoles to serve.
         while let Ok(Some(msg)) = control::poll() {
-            clients.on_control(msg);
+            clients.on_control(msg, &mut |args| write_line(&mut uart, args));
             let _ = control::listen();
         }
         // The consoles themselves.
@@ -123,6 +123,13 @@ pub fn run() {
         }
         hc::block();
         events::take_all(|_| {});
+    }
+}
+
+/// Reports input a domain did not read in time.
+fn report(uart: &mut Uart16550<PioBackend>, dropped: Option<(domain_runtime::DomainId, u64)>) {
+    if let Some((dom, n)) = dropped {
+        write_line(uart, format_args!("[{}] {} input bytes dropped", dom, n));
     }
 }
 

@@ -78,3 +78,20 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
         }
     }
 }
+
+/// Asks console-dom to replay the console history of `dom`.
+pub fn replay_history(started: &mut [Started], dom: DomainId) {
+    let Some(console) = started
+        .iter()
+        .find(|s| s.name.as_str() == "console-dom")
+        .map(|s| s.id)
+    else {
+        return;
+    };
+    let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    msg.op = ControlOp::ConsoleHistory as u32;
+    msg.peer = dom;
+    if let Some(link) = link_of(started, console) {
+        link.tell(msg);
+    }
+}

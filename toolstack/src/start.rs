@@ -7,6 +7,8 @@
 //! `peer=ID peer_port=P` is appended to the new domain's command line.
 //! `ioports=FIRST+COUNT`, `irq=N` and `mmio=PHYS+PAGES` give it hardware
 //! (numbers in decimal or 0x hex); `mmio_va=` with the address it got is appended.
+//! `history_on_exit` asks console-dom to replay the domain's console history
+//! once it has stopped.
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
@@ -26,6 +28,8 @@ pub struct Started {
     pub reported: bool,
     /// Its control ring.
     pub control: Option<crate::control::Link>,
+    /// Ask console-dom to replay its console history once it stops (`history_on_exit`).
+    pub history_on_exit: bool,
 }
 
 /// Value of `key=` in a command line.
@@ -111,6 +115,7 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
             name: n,
             reported: false,
             control,
+            history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
         });
     }
     started
@@ -124,8 +129,15 @@ pub fn run() {
     let mut started = start_modules();
     let mut all_stopped = false;
     loop {
-        for s in started.iter_mut().filter(|s| !s.reported) {
-            report(s);
+        for i in 0..started.len() {
+            if started[i].reported {
+                continue;
+            }
+            report(&mut started[i]);
+            if started[i].reported && started[i].history_on_exit {
+                let dom = started[i].id;
+                crate::broker::replay_history(&mut started, dom);
+            }
         }
         if !all_stopped && started.iter().all(|s| s.reported) {
             println!("toolstack: all domains have stopped");

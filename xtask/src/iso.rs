@@ -26,7 +26,7 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
         },
         Module {
             path: crate::build::domain(domains, "console-dom"),
-            cmdline: "console-dom ioports=0x3f8+8 irq=4".into(),
+            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
         },
         Module {
             path: crate::build::domain(domains, "hello"),

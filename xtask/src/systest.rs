@@ -144,6 +144,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus",
             console_input,
         ),
+        (
+            "a_domain_that_exits_at_once_keeps_its_console_history",
+            console_history,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -903,7 +907,7 @@ fn control_ring(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
         ("hello", "hello"),
         ("chatty", "chatty"),
     ];
@@ -944,7 +948,7 @@ fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 
 fn console_rings(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
         ("counter", "a"),
         ("counter", "b"),
     ];
@@ -985,7 +989,7 @@ fn console_rings(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn flood_and_heartbeat(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
         ("survivor", "beat period_ms=10"),
         ("chatty", "chatty"),
     ];
@@ -1012,7 +1016,7 @@ fn flood_and_heartbeat(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String
 
 fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
         ("partial", "partial"),
     ];
     let m = boot(&c.system("", &guests)?, slot)?;
@@ -1026,7 +1030,7 @@ fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom ioports=0x3f8+8 irq=4"),
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
         ("echo", "first"),
         ("echo", "second"),
     ];
@@ -1046,4 +1050,24 @@ fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
             .any(|l| l == "[2] echo: hello two" || l == "[3] echo: hello one"),
         || "input reached the wrong domain".into(),
     )
+}
+
+fn console_history(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        ("hello", "hello history_on_exit"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    let (stopped, _) = m.wait_for_nth("toolstack: domain 2 (hello) shut down", 1, BOOT)?;
+    let (start, _) = m.wait_for_nth("console-dom: history of domain 2:", 1, BOOT)?;
+    check(start >= stopped, || {
+        "the history was replayed before the domain stopped".into()
+    })?;
+    // The greeting is printed live once, and once more from the history.
+    let (again, _) = m.wait_for_nth("[2] hello from domain 2", 2, BOOT)?;
+    check(again >= start, || {
+        "the second greeting is not the replay".into()
+    })?;
+    let end = expect_line(m, "console-dom: end of history of domain 2")?;
+    check(end.contains("0 older bytes cut"), || end.clone())
 }

@@ -45,7 +45,8 @@ pub enum DeviceKind {
 
 /// Control messages. Domain → control domain: `Announce`, `Connected`,
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
-/// `Listen`): `Connect`, `PeerRestarted`, `PeerGone`, `ShutdownRequest`.
+/// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
+/// `ShutdownRequest`, `ConsoleHistory`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp {
@@ -67,6 +68,9 @@ pub enum ControlOp {
     PeerGone = 18,
     /// To any domain: "shut down cleanly" (with a reason).
     ShutdownRequest = 19,
+    /// To console-dom: "replay the history of `peer`'s console" (for a viewer
+    /// that comes late, or a domain that already died).
+    ConsoleHistory = 20,
 }
 
 /// One control message (both directions use the same layout).
@@ -107,6 +111,7 @@ impl ControlMessage {
             17 => PeerRestarted,
             18 => PeerGone,
             19 => ShutdownRequest,
+            20 => ConsoleHistory,
             _ => return None,
         };
         if matches!(op, Announce | Connect)

@@ -1,0 +1,84 @@
+//! What each domain printed, kept after the lines went out (and after the
+//! domain died), so a viewer that comes late can still read it.
+//!
+//! Owns: a byte ring per domain of the most recent output (the last
+//! [`HISTORY_BYTES`]), whole lines only, with a count of what was cut.
+
+/// Bytes of history kept per domain (64 KiB, as the issue asks by default).
+pub const HISTORY_BYTES: usize = 64 * 1024;
+/// Domains whose history is kept.
+const DOMAINS: usize = 16;
+
+extern crate alloc;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use domain_runtime::DomainId;
+
+struct Log {
+    dom: DomainId,
+    bytes: VecDeque<u8>,
+    /// Bytes that fell off the front.
+    cut: u64,
+}
+
+/// Every domain's history.
+pub struct History {
+    logs: heapless::Vec<Box<Log>, DOMAINS>,
+}
+
+impl History {
+    pub const fn new() -> History {
+        History {
+            logs: heapless::Vec::new(),
+        }
+    }
+
+    /// Records one printed line of `dom`.
+    pub fn record(&mut self, dom: DomainId, line: &str) {
+        let log = match self.logs.iter().position(|l| l.dom == dom) {
+            Some(i) => &mut self.logs[i],
+            None => {
+                if self.logs.is_full() {
+                    // The oldest domain's history goes first.
+                    self.logs.remove(0);
+                }
+                let fresh = Box::new(Log {
+                    dom,
+                    bytes: VecDeque::new(),
+                    cut: 0,
+                });
+                if self.logs.push(fresh).is_err() {
+                    return;
+                }
+                let last = self.logs.len() - 1;
+                &mut self.logs[last]
+            }
+        };
+        log.bytes.extend(line.bytes());
+        log.bytes.push_back(b'\n');
+        while log.bytes.len() > HISTORY_BYTES {
+            // Cut whole lines from the front.
+            while let Some(b) = log.bytes.pop_front() {
+                log.cut += 1;
+                if b == b'\n' {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Calls `line` for each kept line of `dom`; returns (bytes kept, bytes cut), or None.
+    pub fn replay(&self, dom: DomainId, mut line: impl FnMut(&str)) -> Option<(usize, u64)> {
+        let log = self.logs.iter().find(|l| l.dom == dom)?;
+        let mut cur: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
+        for &b in log.bytes.iter() {
+            if b == b'\n' {
+                line(core::str::from_utf8(&cur).unwrap_or("(not UTF-8)"));
+                cur.clear();
+            } else {
+                cur.push(b);
+            }
+        }
+        Some((log.bytes.len(), log.cut))
+    }
+}
