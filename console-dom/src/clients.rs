@@ -63,6 +63,19 @@ impl Clients {
             self.replay(msg.peer, out);
             return;
         }
+        if msg.check() == Some(ControlOp::Disconnect) {
+            if let Some(i) = self.list.iter().position(|c| c.dom == msg.peer) {
+                let mut c = self.list.swap_remove(i);
+                let history = &mut self.history;
+                c.flush_partial(out, history);
+                let _ = hc::event_close(c.port);
+                out(format_args!(
+                    "console-dom: domain {} disconnected its console",
+                    msg.peer
+                ));
+            }
+            return;
+        }
         if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
             return;
         }

@@ -20,6 +20,8 @@ struct Ring {
     read_pending: Option<u64>,
     /// Input received and not yet read.
     input: heapless::Deque<u8, 256>,
+    /// The backend serving the ring.
+    backend: DomainId,
 }
 
 static RING: Mutex<Option<Ring>> = Mutex::new(None);
@@ -58,8 +60,27 @@ fn connect(backend: DomainId) -> Result<()> {
         next_id: 1,
         read_pending: None,
         input: heapless::Deque::new(),
+        backend,
     });
     Ok(())
+}
+
+/// Stops using the console ring (output goes through the debug hypercall again).
+pub fn disconnect() -> Result<()> {
+    let Some(r) = RING.lock().take() else {
+        return Ok(());
+    };
+    let mut m = ControlMessage::new_zeroed();
+    m.op = ControlOp::Disconnect as u32;
+    m.kind = DeviceKind::Console as u32;
+    m.peer = r.backend;
+    let _ = hc::event_close(r.port);
+    let answer = crate::control::call(m)?;
+    if answer.version_or_status == Status::Ok as u32 {
+        Ok(())
+    } else {
+        Err(Error::PortState)
+    }
 }
 
 /// Whether output goes through the console ring.
@@ -128,6 +149,27 @@ impl Ring {
             let _ = hc::event_send(self.port);
         }
         self.drain();
+    }
+}
+
+/// Waits until console-dom has taken every line written so far (they are on
+/// the UART). Returns at once without a console ring.
+pub fn flush() {
+    loop {
+        let port = {
+            let mut guard = RING.lock();
+            let Some(r) = guard.as_mut() else { return };
+            r.drain();
+            let outstanding = r.front.capacity() - r.front.free_slots();
+            if outstanding <= r.read_pending.is_some() as u32 {
+                return;
+            }
+            if r.front.final_check().unwrap_or(false) {
+                continue;
+            }
+            r.port
+        };
+        crate::events::wait(port);
     }
 }
 

@@ -238,6 +238,11 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         })
     }
 
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u32 {
+        self.size
+    }
+
     /// Requests that may still be pushed before responses come back.
     pub fn free_slots(&self) -> u32 {
         self.size - self.req_prod_pvt.wrapping_sub(self.rsp_cons)

@@ -3,7 +3,8 @@
 //! A frontend's `Announce` (its ring's grants and event port, and the backend
 //! it wants) becomes a `Connect` for that backend, delivered as the answer to
 //! the backend's `Listen`. The backend's `Connected` completes it: both the
-//! `Connected` and the frontend's `Announce` are answered `Ok`.
+//! `Connected` and the frontend's `Announce` are answered `Ok`. A `Disconnect`
+//! from either side is passed to the other.
 
 use crate::control::Link;
 use crate::start::Started;
@@ -31,6 +32,7 @@ pub fn serve_port(started: &mut [Started], port: u16) {
         match msg.check() {
             Some(ControlOp::Announce) => announce(started, from, msg),
             Some(ControlOp::Connected) => connected(started, from, msg),
+            Some(ControlOp::Disconnect) => disconnect(started, from, msg),
             _ => {}
         }
     }
@@ -93,5 +95,28 @@ pub fn replay_history(started: &mut [Started], dom: DomainId) {
     msg.peer = dom;
     if let Some(link) = link_of(started, console) {
         link.tell(msg);
+    }
+}
+
+/// One side stops using a device: the other side is told, the sender answered.
+fn disconnect(started: &mut [Started], from: DomainId, msg: ControlMessage) {
+    let peer = msg.peer;
+    let mut news = msg;
+    news.peer = from;
+    let known = match link_of(started, peer) {
+        Some(p) if peer != from => {
+            p.tell(news);
+            true
+        }
+        _ => false,
+    };
+    if let Some(f) = link_of(started, from) {
+        f.answer(msg, if known { Status::Ok } else { Status::NoDevice });
+    }
+    if known {
+        println!(
+            "toolstack: domain {} disconnected device {}:{} from domain {}",
+            from, msg.kind, msg.index, peer
+        );
     }
 }

@@ -79,7 +79,9 @@ impl Link {
                         self.listen = Some(msg.id);
                         self.deliver_news();
                     }
-                    Some(ControlOp::Announce | ControlOp::Connected) if for_broker.len() < 8 => {
+                    Some(ControlOp::Announce | ControlOp::Connected | ControlOp::Disconnect)
+                        if for_broker.len() < 8 =>
+                    {
                         let _ = for_broker.push(msg);
                     }
                     Some(_) => self.answer(msg, Status::Unsupported),

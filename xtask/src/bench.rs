@@ -24,6 +24,8 @@ pub enum Which {
     Kernel,
     /// The ipc-abi ring against rtrb and crossbeam's ArrayQueue, between two host threads.
     Ring,
+    /// Instructions per console line from `println!` to the UART (through console-dom, -icount).
+    Console,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -31,6 +33,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Boot { runs } => boot(runs.max(1)),
         Which::Kernel => kernel(),
         Which::Ring => crate::ringbench::run(),
+        Which::Console => console(),
     }
 }
 
@@ -137,5 +140,39 @@ fn kernel() -> Result<(), String> {
     println!("| create + load + unpause to first run, 1 MiB domain | {small} | |");
     println!("| create + load + unpause to first run, 64 MiB domain | {big} | |");
     println!("| 1,000 domains of 1 MiB created and destroyed (TCG wall time; 10 of them run) | {churn_ms} ms | < 1 ms each |");
+    Ok(())
+}
+
+fn console() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mods = [
+        Module {
+            path: build::domain(&domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        },
+        Module {
+            path: build::domain(&domains, "console-dom"),
+            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+        },
+        Module {
+            path: build::domain(&domains, "counter"),
+            cmdline: "counter count=2000".into(),
+        },
+    ];
+    let iso = iso::build(&kernel, "", &mods, &dir.join("console.iso"))?;
+    let m = Config::new(&iso).icount().spawn()?;
+    let line = m.wait_for("counter: 2000 lines took", Duration::from_secs(300))?;
+    let per_line: u64 = line
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no figure in {line:?}"))?;
+    println!("| measure (instructions under -icount) | value |");
+    println!("|---|---|");
+    println!("| one console line, `println!` to the UART via the ring and console-dom (2,000 lines, all domains counted) | {per_line} |");
     Ok(())
 }

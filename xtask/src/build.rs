@@ -69,6 +69,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "counter"),
     ("test-domains", "partial"),
     ("test-domains", "echo"),
+    ("test-domains", "quitter"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

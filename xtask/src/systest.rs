@@ -148,6 +148,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "a_domain_that_exits_at_once_keeps_its_console_history",
             console_history,
         ),
+        (
+            "a_frontend_disconnects_and_the_backend_is_told",
+            console_disconnect,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1070,4 +1074,16 @@ fn console_history(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     })?;
     let end = expect_line(m, "console-dom: end of history of domain 2")?;
     check(end.contains("0 older bytes cut"), || end.clone())
+}
+
+fn console_disconnect(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        ("quitter", "quitter"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    expect_line(m, "[2] quitter: before (ring true)")?;
+    expect_line(m, "console-dom: domain 2 disconnected its console")?;
+    expect_line(m, "[2] quitter: after Ok(()) (ring false)")?;
+    Ok(())
 }
