@@ -359,8 +359,16 @@ fn noreboot_panic_halts(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
         || format!("panic line lacks file, line or message: {panic}"),
     )?;
     expect_line(m, "noreboot: halted")?;
-    // The CPU must be halted with interrupts off, and the machine not reset.
-    let regs = m.monitor("info registers")?;
+    // The CPU must come to a halt with interrupts off (it may still be writing
+    // the line's last byte when we look), and the machine must not reset.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let regs = loop {
+        let regs = m.monitor("info registers")?;
+        if regs.contains("HLT=1") || std::time::Instant::now() > deadline {
+            break regs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     check(regs.contains("HLT=1"), || {
         format!("CPU not halted:\n{regs}")
     })?;
