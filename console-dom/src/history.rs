@@ -24,17 +24,26 @@ struct Log {
 /// Every domain's history.
 pub struct History {
     logs: heapless::Vec<Box<Log>, DOMAINS>,
+    /// Lines recorded since start.
+    recorded: u64,
 }
 
 impl History {
     pub const fn new() -> History {
         History {
             logs: heapless::Vec::new(),
+            recorded: 0,
         }
+    }
+
+    /// Lines recorded since start.
+    pub fn recorded(&self) -> u64 {
+        self.recorded
     }
 
     /// Records one printed line of `dom`.
     pub fn record(&mut self, dom: DomainId, line: &str) {
+        self.recorded += 1;
         let log = match self.logs.iter().position(|l| l.dom == dom) {
             Some(i) => &mut self.logs[i],
             None => {

@@ -43,6 +43,11 @@ pub fn run() {
         }
     };
     let mut clients = Clients::new();
+    // Test hook: crash after printing this many console lines (for the restart tests).
+    let crash_after: Option<u64> = domain_runtime::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("crash_after_lines="))
+        .and_then(|v| v.parse().ok());
     if control::connected() && control::listen().is_err() {
         println!("console-dom: cannot listen on the control ring");
     }
@@ -111,6 +116,12 @@ pub fn run() {
         }
         // The consoles themselves.
         clients.serve(&mut |args| write_line(&mut uart, args));
+        if crash_after.is_some_and(|n| clients.history.recorded() >= n) {
+            panic!(
+                "deliberate crash after {} lines (crash_after_lines)",
+                clients.history.recorded()
+            );
+        }
         // An unfinished line is printed after a quiet spell of PARTIAL_FLUSH_NS.
         let now = time::now_ns();
         if partial_since.is_some_and(|t| now >= t + PARTIAL_FLUSH_NS) {

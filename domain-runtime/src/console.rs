@@ -22,6 +22,11 @@ struct Ring {
     input: heapless::Deque<u8, 256>,
     /// The backend serving the ring.
     backend: DomainId,
+    /// The ring's pages and the grants of them to `backend`.
+    pages: crate::ring::RingPages,
+    grefs: crate::ring::Grefs,
+    /// Writes sent and not yet answered: replayed if the backend restarts.
+    unacked: heapless::Deque<ConsoleRequest, 32>,
 }
 
 static RING: Mutex<Option<Ring>> = Mutex::new(None);
@@ -37,11 +42,14 @@ pub fn connect_from_command_line() -> Option<Result<()>> {
     Some(connect(DomainId(id)))
 }
 
-fn connect(backend: DomainId) -> Result<()> {
-    let pages = crate::ring::RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+/// Grants the ring to `backend`, makes a port for it and announces the ring
+/// through the control domain; returns the grants and the port once served.
+fn announce(
+    pages: &crate::ring::RingPages,
+    backend: DomainId,
+) -> Result<(crate::ring::Grefs, u16)> {
     let grefs = pages.grant_to(backend)?;
     let port = hc::event_alloc_unbound(DomainId::SELF, backend)?;
-    let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
     let mut m = ControlMessage::new_zeroed();
     m.op = ControlOp::Announce as u32;
     m.kind = DeviceKind::Console as u32;
@@ -54,6 +62,15 @@ fn connect(backend: DomainId) -> Result<()> {
     if answer.version_or_status != Status::Ok as u32 {
         return Err(Error::PortState);
     }
+    // Hear of a restarted backend (PeerRestarted comes as the answer to a Listen).
+    let _ = crate::control::listen();
+    Ok((grefs, port))
+}
+
+fn connect(backend: DomainId) -> Result<()> {
+    let pages = crate::ring::RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+    let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
+    let (grefs, port) = announce(&pages, backend)?;
     *RING.lock() = Some(Ring {
         front,
         port,
@@ -61,8 +78,66 @@ fn connect(backend: DomainId) -> Result<()> {
         read_pending: None,
         input: heapless::Deque::new(),
         backend,
+        pages,
+        grefs,
+        unacked: heapless::Deque::new(),
     });
     Ok(())
+}
+
+impl Ring {
+    /// If the control domain said our backend restarted, re-initialise the
+    /// ring (a new epoch), announce it to the new backend and replay the
+    /// writes it had not answered. Returns whether that happened.
+    fn follow_restart(&mut self) -> bool {
+        let Ok(Some(news)) = crate::control::poll() else {
+            return false;
+        };
+        if news.check() != Some(ControlOp::PeerRestarted) || news.kind != DeviceKind::Console as u32
+        {
+            let _ = crate::control::listen();
+            return false;
+        }
+        let _ = hc::event_close(self.port);
+        for &g in self.grefs.iter() {
+            // The dead backend's mappings are gone, so the grants can end.
+            let _ = hc::grant_end(g);
+        }
+        let Ok(front) = Front::init(self.pages.shared(), 1) else {
+            return false;
+        };
+        self.front = front;
+        self.read_pending = None;
+        match announce(&self.pages, news.peer) {
+            Ok((grefs, port)) => {
+                self.grefs = grefs;
+                self.port = port;
+                self.backend = news.peer;
+            }
+            Err(_) => return false,
+        }
+        let replay: heapless::Deque<ConsoleRequest, 32> = core::mem::take(&mut self.unacked);
+        for r in replay.iter() {
+            if self.front.push(r).is_ok() {
+                let _ = self.unacked.push_back(*r);
+            }
+        }
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        true
+    }
+
+    /// Waits for the backend (or news of its restart from the control domain).
+    fn wait(&self) {
+        let control = crate::control::port();
+        loop {
+            if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
+                return;
+            }
+            hc::block();
+        }
+    }
 }
 
 /// Stops using the console ring (output goes through the debug hypercall again).
@@ -92,6 +167,15 @@ impl Ring {
     /// Takes answered requests off the ring, keeping the input a `Read` brought.
     fn drain(&mut self) {
         while let Ok(Some(rsp)) = self.front.pop() {
+            if self.unacked.front().is_some_and(|r| r.id == rsp.id) {
+                // Answered in order (the usual case): no longer to replay.
+                self.unacked.pop_front();
+            } else if self.unacked.iter().any(|r| r.id == rsp.id) {
+                let rest: heapless::Deque<ConsoleRequest, 32> = core::mem::take(&mut self.unacked);
+                for r in rest.into_iter().filter(|r| r.id != rsp.id) {
+                    let _ = self.unacked.push_back(r);
+                }
+            }
             if Some(rsp.id) == self.read_pending {
                 self.read_pending = None;
                 let n = (rsp.len as usize).min(rsp.data.len());
@@ -131,8 +215,11 @@ impl Ring {
                 if self.front.publish() {
                     let _ = hc::event_send(self.port);
                 }
+                if self.follow_restart() {
+                    continue;
+                }
                 if !self.front.final_check().unwrap_or(false) {
-                    crate::events::wait(self.port);
+                    self.wait();
                 }
             }
             let mut r = ConsoleRequest::new_zeroed();
@@ -144,6 +231,7 @@ impl Ring {
             if self.front.push(&r).is_err() {
                 return;
             }
+            let _ = self.unacked.push_back(r);
         }
         if self.front.publish() {
             let _ = hc::event_send(self.port);
@@ -209,7 +297,10 @@ pub fn read(buf: &mut [u8]) -> usize {
 fn emit(bytes: &[u8]) {
     let mut ring = RING.lock();
     match ring.as_mut() {
-        Some(r) => r.write(bytes),
+        Some(r) => {
+            r.follow_restart();
+            r.write(bytes)
+        }
         None => {
             let _ = hc::console_write(bytes);
         }

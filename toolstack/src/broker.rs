@@ -71,6 +71,9 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
         match f.awaiting.take() {
             Some(a) if a.peer == backend && a.kind == msg.kind && a.index == msg.index => {
                 f.answer(a, Status::Ok);
+                if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
+                    s.console_backend = Some(backend);
+                }
                 println!(
                     "toolstack: domain {} serves device {}:{} of domain {}",
                     backend, msg.kind, msg.index, frontend
@@ -118,5 +121,27 @@ fn disconnect(started: &mut [Started], from: DomainId, msg: ControlMessage) {
             "toolstack: domain {} disconnected device {}:{} from domain {}",
             from, msg.kind, msg.index, peer
         );
+    }
+}
+
+/// A backend was restarted under a new id: every frontend it served is told
+/// (`PeerRestarted`), re-initialises its ring and announces it again.
+pub fn peer_restarted(started: &mut [Started], old: DomainId, new: DomainId) {
+    for s in started
+        .iter_mut()
+        .filter(|s| s.console_backend == Some(old))
+    {
+        s.console_backend = None;
+        let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+        news.op = ControlOp::PeerRestarted as u32;
+        news.kind = domain_runtime::ipc_abi::proto::control::DeviceKind::Console as u32;
+        news.peer = new;
+        if let Some(link) = s.control.as_mut() {
+            link.tell(news);
+            println!(
+                "toolstack: told domain {} that its console backend is now domain {}",
+                s.id, new
+            );
+        }
     }
 }

@@ -30,6 +30,13 @@ pub struct Started {
     pub control: Option<crate::control::Link>,
     /// Ask console-dom to replay its console history once it stops (`history_on_exit`).
     pub history_on_exit: bool,
+    /// Start it again when it crashes (`on_crash=restart`).
+    pub restart_on_crash: bool,
+    /// The boot module it was started from.
+    pub image: &'static [u8],
+    pub line: &'static str,
+    /// The backend serving its console, once connected.
+    pub console_backend: Option<DomainId>,
 }
 
 /// Value of `key=` in a command line.
@@ -43,82 +50,101 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
     let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
     for (image, line) in domain_runtime::modules() {
-        let name = line.split_whitespace().next().unwrap_or("domain");
-        let kib = option(line, "mem")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_KIB);
-        let weight = option(line, "weight")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let cap = option(line, "cap")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let id = match hc::domain_create(name, kib, weight, cap) {
-            Ok(id) => id,
-            Err(e) => {
-                println!("toolstack: cannot create {}: {}", name, e);
-                continue;
-            }
-        };
-        if let Err(e) = hc::domain_load_image(id, image) {
-            println!("toolstack: cannot load {}: {}", name, e);
-            let _ = hc::domain_destroy(id);
-            continue;
+        if let Some(s) = start_one(me, image, line, &started) {
+            let _ = started.push(s);
         }
-        if let Err(e) = give_hardware(id, line) {
-            println!("toolstack: cannot give {} its hardware: {}", name, e);
-            let _ = hc::domain_destroy(id);
-            continue;
-        }
-        let mut cmdline: heapless::String<1024> = heapless::String::new();
-        let _ = cmdline.push_str(line);
-        if let Some(peer_name) = option(line, "evtchn") {
-            match started.iter().find(|s| s.name.as_str() == peer_name) {
-                Some(peer) => match hc::event_alloc_unbound(peer.id, id) {
-                    Ok(port) => {
-                        let _ = core::fmt::Write::write_fmt(
-                            &mut cmdline,
-                            format_args!(" peer={} peer_port={}", peer.id.0, port),
-                        );
-                    }
-                    Err(e) => {
-                        println!("toolstack: cannot connect {} to {}: {}", name, peer_name, e)
-                    }
-                },
-                None => println!("toolstack: {}: no earlier domain named {}", name, peer_name),
-            }
-        }
-        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
-        // Every domain after console-dom gets a console ring to it.
-        if let Some(c) = started.iter().find(|s| s.name.as_str() == "console-dom") {
-            let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" console={}", c.id.0));
-        }
-        let control = match crate::control::Link::offer(me, id) {
-            Ok((link, word)) => {
-                let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
-                Some(link)
-            }
-            Err(e) => {
-                println!("toolstack: no control ring for {}: {}", name, e);
-                None
-            }
-        };
-        let _ = hc::domain_set_cmdline(id, &cmdline);
-        match hc::domain_unpause(id) {
-            Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
-            Err(e) => println!("toolstack: cannot start {}: {}", name, e),
-        }
-        let mut n = heapless::String::new();
-        let _ = n.push_str(&name[..name.len().min(32)]);
-        let _ = started.push(Started {
-            id,
-            name: n,
-            reported: false,
-            control,
-            history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
-        });
     }
     started
+}
+
+/// Creates, loads, configures and unpauses one domain from a boot module.
+pub fn start_one(
+    me: DomainId,
+    image: &'static [u8],
+    line: &'static str,
+    started: &[Started],
+) -> Option<Started> {
+    let name = line.split_whitespace().next().unwrap_or("domain");
+    let kib = option(line, "mem")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_KIB);
+    let weight = option(line, "weight")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cap = option(line, "cap")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let id = match hc::domain_create(name, kib, weight, cap) {
+        Ok(id) => id,
+        Err(e) => {
+            println!("toolstack: cannot create {}: {}", name, e);
+            return None;
+        }
+    };
+    if let Err(e) = hc::domain_load_image(id, image) {
+        println!("toolstack: cannot load {}: {}", name, e);
+        let _ = hc::domain_destroy(id);
+        return None;
+    }
+    if let Err(e) = give_hardware(id, line) {
+        println!("toolstack: cannot give {} its hardware: {}", name, e);
+        let _ = hc::domain_destroy(id);
+        return None;
+    }
+    let mut cmdline: heapless::String<1024> = heapless::String::new();
+    let _ = cmdline.push_str(line);
+    if let Some(peer_name) = option(line, "evtchn") {
+        match started.iter().find(|s| s.name.as_str() == peer_name) {
+            Some(peer) => match hc::event_alloc_unbound(peer.id, id) {
+                Ok(port) => {
+                    let _ = core::fmt::Write::write_fmt(
+                        &mut cmdline,
+                        format_args!(" peer={} peer_port={}", peer.id.0, port),
+                    );
+                }
+                Err(e) => {
+                    println!("toolstack: cannot connect {} to {}: {}", name, peer_name, e)
+                }
+            },
+            None => println!("toolstack: {}: no earlier domain named {}", name, peer_name),
+        }
+    }
+    let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
+    // Every domain after console-dom gets a console ring to it.
+    let console = started
+        .iter()
+        .find(|s| s.name.as_str() == "console-dom" && !s.reported);
+    if let Some(c) = console.filter(|_| name != "console-dom") {
+        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" console={}", c.id.0));
+    }
+    let control = match crate::control::Link::offer(me, id) {
+        Ok((link, word)) => {
+            let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
+            Some(link)
+        }
+        Err(e) => {
+            println!("toolstack: no control ring for {}: {}", name, e);
+            None
+        }
+    };
+    let _ = hc::domain_set_cmdline(id, &cmdline);
+    match hc::domain_unpause(id) {
+        Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
+        Err(e) => println!("toolstack: cannot start {}: {}", name, e),
+    }
+    let mut n = heapless::String::new();
+    let _ = n.push_str(&name[..name.len().min(32)]);
+    Some(Started {
+        id,
+        name: n,
+        reported: false,
+        control,
+        history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
+        restart_on_crash: option(line, "on_crash") == Some("restart"),
+        image,
+        line,
+        console_backend: None,
+    })
 }
 
 /// Starts every module's domain, then reports each one's end, for ever.
@@ -126,6 +152,7 @@ pub fn run() {
     let count = domain_runtime::modules().count();
     println!("toolstack: domain 0 up, {} boot modules", count);
     let state_port = hc::event_bind_virq(Virq::DomainState).ok();
+    let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started = start_modules();
     let mut all_stopped = false;
     loop {
@@ -133,10 +160,13 @@ pub fn run() {
             if started[i].reported {
                 continue;
             }
-            report(&mut started[i]);
+            let crashed = report(&mut started[i]);
             if started[i].reported && started[i].history_on_exit {
                 let dom = started[i].id;
                 crate::broker::replay_history(&mut started, dom);
+            }
+            if crashed && started[i].restart_on_crash {
+                restart(me, &mut started, i);
             }
         }
         if !all_stopped && started.iter().all(|s| s.reported) {
@@ -157,10 +187,30 @@ pub fn run() {
     }
 }
 
-/// Prints what became of a domain, once it has stopped.
-pub fn report(s: &mut Started) {
+/// Destroys a crashed domain and starts it again from its module; its
+/// frontends are told their backend restarted.
+fn restart(me: DomainId, started: &mut [Started], i: usize) {
+    let old = started[i].id;
+    println!(
+        "toolstack: restarting {} (domain {}) after its crash",
+        started[i].name, old
+    );
+    let _ = hc::domain_destroy(old);
+    let (image, line) = (started[i].image, started[i].line);
+    match start_one(me, image, line, started) {
+        Some(new) => {
+            let id = new.id;
+            started[i] = new;
+            crate::broker::peer_restarted(started, old, id);
+        }
+        None => println!("toolstack: could not restart {}", started[i].name),
+    }
+}
+
+/// Prints what became of a domain, once it has stopped. Returns whether it crashed.
+pub fn report(s: &mut Started) -> bool {
     let Ok(info) = hc::domain_info(s.id) else {
-        return;
+        return false;
     };
     let c = &info.crash;
     if info.state == DomainState::Crashed as u32 {
@@ -178,12 +228,16 @@ pub fn report(s: &mut Started) {
             );
         }
         s.reported = true;
+        true
     } else if info.state == DomainState::Shutdown as u32 {
         println!(
             "toolstack: domain {} ({}) shut down (reason {})",
             s.id, s.name, info.shutdown_reason
         );
         s.reported = true;
+        false
+    } else {
+        false
     }
 }
 

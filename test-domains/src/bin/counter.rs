@@ -17,8 +17,12 @@ fn run(_: &'static domain_runtime::StartInfo) {
     );
     domain_runtime::console::flush();
     let start = domain_runtime::time::tsc();
+    let pace = test_domains::number("pace_us").unwrap_or(0) * 1000;
     for n in 1..=count {
         println!("counter: {}", n);
+        if pace > 0 {
+            domain_runtime::time::sleep_ns(pace);
+        }
     }
     domain_runtime::console::flush();
     let ticks = domain_runtime::time::tsc() - start;
