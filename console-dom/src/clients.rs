@@ -60,6 +60,11 @@ impl Clients {
         out: &mut impl FnMut(core::fmt::Arguments<'_>),
     ) {
         if msg.check() == Some(ControlOp::ConsoleHistory) {
+            // First print what the domain's ring still holds, so the history is complete.
+            while self.serve(out) {}
+            if let Some(c) = self.list.iter_mut().find(|c| c.dom == msg.peer) {
+                c.flush_partial(out, &mut self.history);
+            }
             self.replay(msg.peer, out);
             return;
         }
@@ -122,31 +127,29 @@ impl Clients {
     }
 
     /// Serves every ring; `out` prints one whole line.
-    pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
-        // Round-robin, a batch per ring per turn, until every ring is empty.
-        loop {
-            let mut more = false;
-            let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
-            let history = &mut self.history;
-            for (i, c) in self.list.iter_mut().enumerate() {
-                match c.serve(out, history) {
-                    Ok(left) => more |= left,
-                    Err(()) => {
-                        out(format_args!(
-                            "console-dom: domain {} broke its console ring; disconnected",
-                            c.dom
-                        ));
-                        let _ = broken.push(i);
-                    }
+    /// One round-robin turn: a batch from every ring. Returns whether any ring
+    /// still has requests (the caller comes back after its other duties, so
+    /// a flooding domain cannot starve the kernel log or the control ring).
+    pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> bool {
+        let mut more = false;
+        let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+        let history = &mut self.history;
+        for (i, c) in self.list.iter_mut().enumerate() {
+            match c.serve(out, history) {
+                Ok(left) => more |= left,
+                Err(()) => {
+                    out(format_args!(
+                        "console-dom: domain {} broke its console ring; disconnected",
+                        c.dom
+                    ));
+                    let _ = broken.push(i);
                 }
             }
-            for i in broken.into_iter().rev() {
-                self.list.swap_remove(i);
-            }
-            if !more {
-                return;
-            }
         }
+        for i in broken.into_iter().rev() {
+            self.list.swap_remove(i);
+        }
+        more
     }
 }
 

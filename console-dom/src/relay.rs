@@ -114,8 +114,8 @@ pub fn run() {
             clients.on_control(msg, &mut |args| write_line(&mut uart, args));
             let _ = control::listen();
         }
-        // The consoles themselves.
-        clients.serve(&mut |args| write_line(&mut uart, args));
+        // The consoles themselves: one turn each, then the other duties again.
+        let more = clients.serve(&mut |args| write_line(&mut uart, args));
         if crash_after.is_some_and(|n| clients.history.recorded() >= n) {
             panic!(
                 "deliberate crash after {} lines (crash_after_lines)",
@@ -132,7 +132,9 @@ pub fn run() {
             let since = *partial_since.get_or_insert(now);
             let _ = hc::set_timer(since + PARTIAL_FLUSH_NS);
         }
-        hc::block();
+        if !more {
+            hc::block();
+        }
         events::take_all(|_| {});
     }
 }
