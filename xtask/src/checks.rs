@@ -56,6 +56,8 @@ pub fn clippy() -> Result<(), String> {
             "test-domains",
             "--package",
             "console-dom",
+            "--package",
+            "domain-config",
             "--target",
             "x86_64-unknown-none",
         ])

@@ -1,0 +1,549 @@
+//! What a configuration means: [`DomainConfig`], checked.
+//!
+//! Keys (as `xl.cfg`): `name`, `memory` (MiB), `vcpus`, `cpus` (affinity,
+//! e.g. `"0-1,3"`), `weight`, `cap`, `kernel`, `cmdline`, `disk`, `vif`,
+//! `on_poweroff`, `on_reboot`, `on_crash`, and for driver domains `ioports`,
+//! `iomem`, `irqs`, `pci` and `role`. Later entries and command-line overrides
+//! win over earlier ones.
+
+use crate::syntax::{self, ConfigError, Entry, Value};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Longest domain name (as the kernel's `NAME_MAX`).
+pub const NAME_MAX: usize = 32;
+/// Most memory a configuration may ask for, in MiB.
+pub const MEMORY_MAX_MIB: u64 = 16 * 1024;
+/// Most vCPUs.
+pub const VCPUS_MAX: u64 = 64;
+
+/// What to do when a domain powers off, reboots or crashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnEvent {
+    Destroy,
+    Restart,
+    /// Keep it (and its crash record) until destroyed by hand.
+    Preserve,
+}
+
+/// A virtual disk: which backend disk, the name the guest sees, writable or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disk {
+    pub target: String,
+    pub vdev: String,
+    pub writable: bool,
+}
+
+/// A virtual network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vif {
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A checked domain configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainConfig {
+    pub name: String,
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    /// CPUs the vCPUs may run on (bit n = CPU n); `None` = any.
+    pub cpus: Option<u64>,
+    pub weight: u32,
+    pub cap: u32,
+    pub kernel: String,
+    pub cmdline: String,
+    pub disks: Vec<Disk>,
+    pub vifs: Vec<Vif>,
+    pub on_poweroff: OnEvent,
+    pub on_reboot: OnEvent,
+    pub on_crash: OnEvent,
+    /// I/O port ranges `(first, count)`.
+    pub ioports: Vec<(u16, u16)>,
+    /// Device memory `(first page frame, pages)`.
+    pub iomem: Vec<(u64, u64)>,
+    pub irqs: Vec<u8>,
+    pub pci: Vec<String>,
+    /// The service a driver domain provides (`console`, `block`, `net`).
+    pub role: Option<String>,
+}
+
+/// A configuration and what was not quite right about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub config: DomainConfig,
+    /// Unknown keys and similar: reported, not fatal.
+    pub warnings: Vec<ConfigError>,
+}
+
+const KEYS: &[&str] = &[
+    "name",
+    "memory",
+    "vcpus",
+    "cpus",
+    "weight",
+    "cap",
+    "kernel",
+    "cmdline",
+    "disk",
+    "vif",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "ioports",
+    "iomem",
+    "irqs",
+    "pci",
+    "role",
+];
+
+struct Ctx<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, e: &Entry, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.into(),
+            line: e.line,
+            key: Some(e.key.clone()),
+            message: message.into(),
+        });
+    }
+
+    fn string(&mut self, e: &Entry) -> Option<String> {
+        match &e.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.error(e, "expected a string in quotes");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, e: &Entry, range: core::ops::RangeInclusive<u64>) -> Option<u64> {
+        match &e.value {
+            Value::Int(n) if range.contains(n) => Some(*n),
+            Value::Int(n) => {
+                self.error(
+                    e,
+                    alloc::format!("{n} is out of range {}..={}", range.start(), range.end()),
+                );
+                None
+            }
+            _ => {
+                self.error(e, "expected a number");
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, e: &Entry) -> Option<Vec<String>> {
+        match &e.value {
+            Value::List(items) => {
+                let mut out = Vec::new();
+                for v in items {
+                    match v {
+                        Value::Str(s) => out.push(s.clone()),
+                        _ => {
+                            self.error(e, "expected a list of strings");
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.error(e, "expected a list in [ ]");
+                None
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: &Entry) -> Option<OnEvent> {
+        match self.string(e)?.as_str() {
+            "destroy" => Some(OnEvent::Destroy),
+            "restart" => Some(OnEvent::Restart),
+            "preserve" => Some(OnEvent::Preserve),
+            other => {
+                self.error(
+                    e,
+                    alloc::format!("'{other}' is not destroy, restart or preserve"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses a configuration file with command-line overrides (`key=value`).
+/// Returns every error found, or the checked configuration.
+pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<ConfigError>> {
+    let mut all = syntax::entries(file, text).map_err(|e| alloc::vec![e])?;
+    for o in overrides {
+        all.push(syntax::override_entry(o).map_err(|e| alloc::vec![e])?);
+    }
+    let mut ctx = Ctx {
+        file,
+        errors: Vec::new(),
+    };
+    let mut warnings = Vec::new();
+    // The last entry of each key wins.
+    let mut last: Vec<&Entry> = Vec::new();
+    for e in &all {
+        if !KEYS.contains(&e.key.as_str()) {
+            warnings.push(ConfigError {
+                file: file.into(),
+                line: e.line,
+                key: Some(e.key.clone()),
+                message: "unknown key, ignored".into(),
+            });
+            continue;
+        }
+        last.retain(|x| x.key != e.key);
+        last.push(e);
+    }
+    let get = |k: &str| last.iter().find(|e| e.key == k).copied();
+
+    let name = get("name").and_then(|e| {
+        let n = ctx.string(e)?;
+        if n.is_empty() || n.len() > NAME_MAX || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            ctx.error(
+                e,
+                alloc::format!("a name is 1 to {NAME_MAX} printable characters without spaces"),
+            );
+            return None;
+        }
+        Some(n)
+    });
+    let kernel = get("kernel").and_then(|e| {
+        let k = ctx.string(e)?;
+        if k.is_empty() {
+            ctx.error(e, "empty kernel path");
+            return None;
+        }
+        Some(k)
+    });
+    let memory_mib = get("memory").map_or(Some(64), |e| ctx.int(e, 1..=MEMORY_MAX_MIB));
+    let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
+    let weight = get("weight").map_or(Some(256), |e| ctx.int(e, 1..=65535));
+    let cap = get("cap").map_or(Some(0), |e| ctx.int(e, 0..=100));
+    let cpus = get("cpus").map(|e| {
+        ctx.string(e).and_then(|s| {
+            cpu_mask(&s).or_else(|| {
+                ctx.error(e, "expected CPUs like \"0-3,6\" (0 to 63)");
+                None
+            })
+        })
+    });
+    let cmdline = get("cmdline").map_or(Some(String::new()), |e| ctx.string(e));
+    let disks = get("disk").map_or(Some(Vec::new()), |e| {
+        let list = ctx.strings(e)?;
+        let mut out = Vec::new();
+        for d in list {
+            match disk(&d) {
+                Some(x) => out.push(x),
+                None => {
+                    ctx.error(e, alloc::format!("'{d}' is not 'target,vdev,r|w'"));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
+    let vifs = get("vif").map_or(Some(Vec::new()), |e| {
+        let list = ctx.strings(e)?;
+        let mut out = Vec::new();
+        for v in list {
+            match vif(&v) {
+                Some(x) => out.push(x),
+                None => {
+                    ctx.error(
+                        e,
+                        alloc::format!("'{v}' is not a vif spec like 'mac=00:16:3e:00:00:01'"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
+    let on_poweroff = get("on_poweroff").map_or(Some(OnEvent::Destroy), |e| ctx.on_event(e));
+    let on_reboot = get("on_reboot").map_or(Some(OnEvent::Restart), |e| ctx.on_event(e));
+    let on_crash = get("on_crash").map_or(Some(OnEvent::Destroy), |e| ctx.on_event(e));
+    let ioports = get("ioports").map_or(Some(Vec::new()), |e| {
+        let mut out = Vec::new();
+        for r in ctx.strings(e)? {
+            match range(&r).filter(|&(a, b)| b <= 0xffff && a <= b) {
+                Some((a, b)) => out.push((a as u16, (b - a + 1) as u16)),
+                None => {
+                    ctx.error(
+                        e,
+                        alloc::format!("'{r}' is not a port range like '0x3f8-0x3ff'"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
+    let iomem = get("iomem").map_or(Some(Vec::new()), |e| {
+        let mut out = Vec::new();
+        for r in ctx.strings(e)? {
+            let parsed = r.split_once(',').and_then(|(a, b)| {
+                Some((syntax::parse_int(a.trim())?, syntax::parse_int(b.trim())?))
+            });
+            match parsed.filter(|&(_, n)| n > 0) {
+                Some(x) => out.push(x),
+                None => {
+                    ctx.error(e, alloc::format!("'{r}' is not 'first_page,pages'"));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
+    let irqs = get("irqs").map_or(Some(Vec::new()), |e| match &e.value {
+        Value::List(items) if items.iter().all(|v| matches!(v, Value::Int(n) if *n < 24)) => Some(
+            items
+                .iter()
+                .filter_map(|v| {
+                    if let Value::Int(n) = v {
+                        Some(*n as u8)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        ),
+        _ => {
+            ctx.error(e, "expected a list of IRQ numbers below 24");
+            None
+        }
+    });
+    let pci = get("pci").map_or(Some(Vec::new()), |e| ctx.strings(e));
+    let role = get("role").map(|e| ctx.string(e));
+
+    if name.is_none() && get("name").is_none() {
+        ctx.errors.push(ConfigError {
+            file: file.into(),
+            line: 0,
+            key: Some("name".into()),
+            message: "missing".into(),
+        });
+    }
+    if kernel.is_none() && get("kernel").is_none() {
+        ctx.errors.push(ConfigError {
+            file: file.into(),
+            line: 0,
+            key: Some("kernel".into()),
+            message: "missing".into(),
+        });
+    }
+    if !ctx.errors.is_empty() {
+        return Err(ctx.errors);
+    }
+    let config = DomainConfig {
+        name: name.unwrap_or_default(),
+        memory_mib: memory_mib.unwrap_or(64),
+        vcpus: vcpus.unwrap_or(1),
+        cpus: cpus.flatten(),
+        weight: weight.unwrap_or(256) as u32,
+        cap: cap.unwrap_or(0) as u32,
+        kernel: kernel.unwrap_or_default(),
+        cmdline: cmdline.unwrap_or_default(),
+        disks: disks.unwrap_or_default(),
+        vifs: vifs.unwrap_or_default(),
+        on_poweroff: on_poweroff.unwrap_or(OnEvent::Destroy),
+        on_reboot: on_reboot.unwrap_or(OnEvent::Restart),
+        on_crash: on_crash.unwrap_or(OnEvent::Destroy),
+        ioports: ioports.unwrap_or_default(),
+        iomem: iomem.unwrap_or_default(),
+        irqs: irqs.unwrap_or_default(),
+        pci: pci.unwrap_or_default(),
+        role: role.flatten(),
+    };
+    Ok(Parsed { config, warnings })
+}
+
+/// `"0-3,6"` → bits 0,1,2,3,6.
+fn cpu_mask(s: &str) -> Option<u64> {
+    let mut mask = 0u64;
+    for part in s.split(',') {
+        let (a, b) = range(part.trim())?;
+        if a > b || b > 63 {
+            return None;
+        }
+        for c in a..=b {
+            mask |= 1 << c;
+        }
+    }
+    (mask != 0).then_some(mask)
+}
+
+/// `"A-B"` or `"A"` (decimal or hex).
+fn range(s: &str) -> Option<(u64, u64)> {
+    match s.split_once('-') {
+        Some((a, b)) => Some((syntax::parse_int(a.trim())?, syntax::parse_int(b.trim())?)),
+        None => {
+            let n = syntax::parse_int(s.trim())?;
+            Some((n, n))
+        }
+    }
+}
+
+/// `"target,vdev,r|w"` (an optional `phy:` prefix on the target is accepted).
+fn disk(s: &str) -> Option<Disk> {
+    let mut it = s.split(',').map(str::trim);
+    let target = it.next()?.trim_start_matches("phy:");
+    let vdev = it.next()?;
+    let writable = match it.next()? {
+        "w" | "rw" => true,
+        "r" | "ro" => false,
+        _ => return None,
+    };
+    if it.next().is_some() || target.is_empty() || vdev.is_empty() {
+        return None;
+    }
+    Some(Disk {
+        target: target.to_string(),
+        vdev: vdev.to_string(),
+        writable,
+    })
+}
+
+/// `"mac=00:16:3e:00:00:01"`, or `""` for a generated MAC.
+fn vif(s: &str) -> Option<Vif> {
+    let mut mac = None;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=')?;
+        match k.trim() {
+            "mac" => {
+                let mut bytes = [0u8; 6];
+                let mut n = 0;
+                for b in v.split(':') {
+                    *bytes.get_mut(n)? = u8::from_str_radix(b, 16).ok()?;
+                    n += 1;
+                }
+                if n != 6 {
+                    return None;
+                }
+                mac = Some(bytes);
+            }
+            "bridge" => {}
+            _ => return None,
+        }
+    }
+    Some(Vif { mac })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const WEB: &str = r#"
+# A web server guest.
+name = "web"
+memory = 128
+vcpus = 2
+cpus = "0-1"
+kernel = "httpd"
+cmdline = "port=80"
+disk = [ 'phy:data,xvda,w', 'logs,xvdb,r' ]
+vif = [ 'mac=00:16:3e:00:00:01' ]
+on_crash = "restart"
+"#;
+
+    #[test]
+    fn a_full_configuration() {
+        let p = parse("web.cfg", WEB, &[]).unwrap();
+        let c = p.config;
+        assert_eq!(c.name, "web");
+        assert_eq!((c.memory_mib, c.vcpus, c.cpus), (128, 2, Some(0b11)));
+        assert_eq!(
+            c.disks[0],
+            Disk {
+                target: "data".into(),
+                vdev: "xvda".into(),
+                writable: true
+            }
+        );
+        assert!(!c.disks[1].writable);
+        assert_eq!(c.vifs[0].mac, Some([0, 0x16, 0x3e, 0, 0, 1]));
+        assert_eq!(
+            (c.on_crash, c.on_poweroff, c.on_reboot),
+            (OnEvent::Restart, OnEvent::Destroy, OnEvent::Restart)
+        );
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let p = parse("web.cfg", WEB, &["memory=256", "name=web2"]).unwrap();
+        assert_eq!((p.config.memory_mib, p.config.name.as_str()), (256, "web2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings() {
+        let p = parse(
+            "a.cfg",
+            "name = \"a\"\nkernel = \"k\"\ncolour = \"blue\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(
+            alloc::string::ToString::to_string(&p.warnings[0]),
+            "a.cfg:3: colour: unknown key, ignored"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line_and_key() {
+        let text = "name = \"a b\"\nkernel = \"k\"\nmemory = 0\non_crash = \"explode\"\ndisk = ['x,xvda,q']\n";
+        let errs = parse("bad.cfg", text, &[]).unwrap_err();
+        let shown: Vec<String> = errs
+            .iter()
+            .map(alloc::string::ToString::to_string)
+            .collect();
+        assert_eq!(shown.len(), 4, "{shown:?}");
+        assert!(shown[0].starts_with("bad.cfg:1: name:"));
+        assert!(shown
+            .iter()
+            .any(|s| s.starts_with("bad.cfg:3: memory: 0 is out of range")));
+        assert!(shown.iter().any(|s| s.starts_with("bad.cfg:4: on_crash:")));
+        assert!(shown.iter().any(|s| s.starts_with("bad.cfg:5: disk:")));
+    }
+
+    #[test]
+    fn missing_name_or_kernel() {
+        let errs = parse("m.cfg", "memory = 8\n", &[]).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|e| e.message == "missing"));
+    }
+
+    #[test]
+    fn driver_domain_rights() {
+        let text = "name = \"console-dom\"\nkernel = \"console-dom\"\nrole = \"console\"\nioports = ['0x3f8-0x3ff']\nirqs = [4]\niomem = ['0xb8,1']\n";
+        let c = parse("c.cfg", text, &[]).unwrap().config;
+        assert_eq!(c.ioports, vec![(0x3f8, 8)]);
+        assert_eq!(c.irqs, vec![4]);
+        assert_eq!(c.iomem, vec![(0xb8, 1)]);
+        assert_eq!(c.role.as_deref(), Some("console"));
+        assert!(parse("c.cfg", "name=\"c\"\nkernel=\"k\"\nirqs=[99]\n", &[]).is_err());
+        assert!(parse(
+            "c.cfg",
+            "name=\"c\"\nkernel=\"k\"\nioports=['0x400-0x3ff']\n",
+            &[]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn syntax_errors_stop_everything() {
+        let errs = parse("s.cfg", "name = \"a\"\nmemory = [1,\n", &[]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, 2);
+    }
+}
