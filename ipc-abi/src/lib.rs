@@ -15,6 +15,7 @@
 pub mod domain;
 pub mod hypercall;
 pub mod layout;
+pub mod mgmt;
 pub mod proto;
 pub mod ring;
 pub mod shared;

@@ -1,0 +1,298 @@
+//! Framing of the management protocol between the host `toolstack` command
+//! and the toolstack domain, carried over COM2 (a byte stream that may lose,
+//! repeat or invent bytes, and whose client may vanish mid-frame).
+//!
+//! Owns: the frame layout and a streaming [`Decoder`] that turns any byte
+//! sequence into frames or counted errors — never a panic, never an
+//! unbounded buffer — and resynchronises on the next magic after garbage.
+//! What frames carry (requests and answers) is defined with the toolstack
+//! (issue 5).
+//!
+//! ```text
+//! offset size  field
+//!      0    4  magic "XNM1"
+//!      4    1  version (MGMT_VERSION)
+//!      5    1  kind (request, answer, error, ... as the messages define)
+//!      6    2  flags (little-endian)
+//!      8    4  sequence number (LE), echoed by the answer
+//!     12    4  payload length (LE, at most MAX_PAYLOAD)
+//!     16    4  CRC-32 (LE) of bytes 0..16 and the payload
+//!     20    n  payload
+//! ```
+
+/// Frame magic.
+pub const MAGIC: [u8; 4] = *b"XNM1";
+/// Version of the framing.
+pub const MGMT_VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 20;
+/// Largest payload (an image is uploaded in chunks of at most this).
+pub const MAX_PAYLOAD: usize = 16 * 1024;
+
+/// A frame's header fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub kind: u8,
+    pub flags: u16,
+    pub seq: u32,
+}
+
+/// Why bytes were thrown away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// Bytes that were not the start of a frame (skipped to the next magic).
+    Garbage(usize),
+    /// A frame with another framing version.
+    Version(u8),
+    /// A length above [`MAX_PAYLOAD`].
+    TooLong(u32),
+    /// The checksum did not match.
+    Checksum,
+}
+
+fn crc(header: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(header);
+    h.update(payload);
+    h.finalize()
+}
+
+/// Writes a frame into `out`; returns its length, or None if `out` is too
+/// small or the payload too long.
+pub fn encode(header: FrameHeader, payload: &[u8], out: &mut [u8]) -> Option<usize> {
+    if payload.len() > MAX_PAYLOAD || out.len() < HEADER_LEN + payload.len() {
+        return None;
+    }
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4] = MGMT_VERSION;
+    out[5] = header.kind;
+    out[6..8].copy_from_slice(&header.flags.to_le_bytes());
+    out[8..12].copy_from_slice(&header.seq.to_le_bytes());
+    out[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let sum = crc(&out[0..16], payload);
+    out[16..20].copy_from_slice(&sum.to_le_bytes());
+    out[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
+    Some(HEADER_LEN + payload.len())
+}
+
+/// What the decoder found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Frame(FrameHeader, &'a [u8]),
+    Error(FrameError),
+}
+
+/// Reassembles frames from a byte stream, in a fixed buffer.
+pub struct Decoder {
+    buf: [u8; HEADER_LEN + MAX_PAYLOAD],
+    len: usize,
+    /// Bytes of the buffer already handed out as the last frame.
+    consumed: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub const fn new() -> Decoder {
+        Decoder {
+            buf: [0; HEADER_LEN + MAX_PAYLOAD],
+            len: 0,
+            consumed: 0,
+        }
+    }
+
+    /// Forgets a partial frame (the client went away).
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.consumed = 0;
+    }
+
+    /// Adds bytes; returns how many were taken (the rest must be offered again
+    /// after `next_event` made room).
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        self.compact();
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        n
+    }
+
+    fn compact(&mut self) {
+        if self.consumed > 0 {
+            self.buf.copy_within(self.consumed..self.len, 0);
+            self.len -= self.consumed;
+            self.consumed = 0;
+        }
+    }
+
+    fn drop_front(&mut self, n: usize) {
+        self.consumed = (self.consumed + n).min(self.len);
+    }
+
+    /// The next frame or error, if the buffered bytes hold one.
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        self.compact();
+        let data = &self.buf[..self.len];
+        // Resynchronise on the magic.
+        let start =
+            (0..data.len()).find(|&i| data[i..].starts_with(&MAGIC[..(data.len() - i).min(4)]));
+        match start {
+            None => {
+                let n = self.len;
+                if n == 0 {
+                    return None;
+                }
+                self.drop_front(n);
+                return Some(Event::Error(FrameError::Garbage(n)));
+            }
+            Some(s) if s > 0 => {
+                self.drop_front(s);
+                return Some(Event::Error(FrameError::Garbage(s)));
+            }
+            Some(_) => {}
+        }
+        if data.len() < HEADER_LEN {
+            return None;
+        }
+        let version = data[4];
+        if version != MGMT_VERSION {
+            // Skip this magic so the scan moves on.
+            self.drop_front(1);
+            return Some(Event::Error(FrameError::Version(version)));
+        }
+        let len = u32::from_le_bytes([data[12], data[13], data[14], data[15]]);
+        if len as usize > MAX_PAYLOAD {
+            self.drop_front(1);
+            return Some(Event::Error(FrameError::TooLong(len)));
+        }
+        let total = HEADER_LEN + len as usize;
+        if data.len() < total {
+            return None;
+        }
+        let sum = u32::from_le_bytes([data[16], data[17], data[18], data[19]]);
+        if crc(&data[0..16], &data[HEADER_LEN..total]) != sum {
+            self.drop_front(1);
+            return Some(Event::Error(FrameError::Checksum));
+        }
+        let header = FrameHeader {
+            kind: data[5],
+            flags: u16::from_le_bytes([data[6], data[7]]),
+            seq: u32::from_le_bytes([data[8], data[9], data[10], data[11]]),
+        };
+        self.consumed = total;
+        Some(Event::Frame(header, &self.buf[HEADER_LEN..total]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    fn frame(seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = std::vec![0u8; HEADER_LEN + payload.len()];
+        let n = encode(
+            FrameHeader {
+                kind: 1,
+                flags: 0,
+                seq,
+            },
+            payload,
+            &mut out,
+        )
+        .unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// Feeds everything and collects (frames' seq + payload, errors).
+    fn run(d: &mut Decoder, mut bytes: &[u8]) -> (Vec<(u32, Vec<u8>)>, Vec<FrameError>) {
+        let (mut frames, mut errors) = (Vec::new(), Vec::new());
+        loop {
+            let n = d.push(bytes);
+            bytes = &bytes[n..];
+            while let Some(e) = d.next_event() {
+                match e {
+                    Event::Frame(h, p) => frames.push((h.seq, p.to_vec())),
+                    Event::Error(e) => errors.push(e),
+                }
+            }
+            if bytes.is_empty() {
+                return (frames, errors);
+            }
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_even_byte_by_byte() {
+        let mut stream = frame(1, b"hello");
+        stream.extend(frame(2, &[]));
+        stream.extend(frame(3, &[7u8; MAX_PAYLOAD]));
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for b in &stream {
+            d.push(core::slice::from_ref(b));
+            while let Some(Event::Frame(h, p)) = d.next_event() {
+                got.push((h.seq, p.len()));
+            }
+        }
+        assert_eq!(got, [(1, 5), (2, 0), (3, MAX_PAYLOAD)]);
+    }
+
+    #[test]
+    fn garbage_before_a_frame_is_skipped_and_counted() {
+        let mut stream = b"noise!".to_vec();
+        stream.extend(frame(9, b"ok"));
+        let (frames, errors) = run(&mut Decoder::new(), &stream);
+        assert_eq!(frames, [(9, b"ok".to_vec())]);
+        assert_eq!(errors, [FrameError::Garbage(6)]);
+    }
+
+    #[test]
+    fn a_corrupted_frame_is_dropped_and_the_next_one_served() {
+        let mut bad = frame(1, b"payload");
+        bad[HEADER_LEN + 2] ^= 0xff;
+        let mut stream = bad;
+        stream.extend(frame(2, b"good"));
+        let (frames, errors) = run(&mut Decoder::new(), &stream);
+        assert_eq!(frames, [(2, b"good".to_vec())]);
+        assert_eq!(errors[0], FrameError::Checksum);
+    }
+
+    #[test]
+    fn a_half_sent_frame_is_forgotten_on_reset() {
+        let f = frame(1, b"abcdef");
+        let mut d = Decoder::new();
+        let (frames, _) = run(&mut d, &f[..10]);
+        assert!(frames.is_empty());
+        d.reset();
+        let (frames, errors) = run(&mut d, &frame(2, b"x"));
+        assert_eq!(frames, [(2, b"x".to_vec())]);
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn an_absurd_length_is_refused() {
+        let mut f = frame(1, b"");
+        f[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (frames, errors) = run(&mut Decoder::new(), &f);
+        assert!(frames.is_empty());
+        assert_eq!(errors[0], FrameError::TooLong(u32::MAX));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_then_a_frame_always_get_the_frame(noise in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let mut stream = noise;
+            stream.extend(frame(77, b"after the noise"));
+            let (frames, _) = run(&mut Decoder::new(), &stream);
+            prop_assert_eq!(frames.last().map(|f| f.0), Some(77));
+        }
+    }
+}
