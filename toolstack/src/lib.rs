@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod bundle;
 pub mod control;
 pub mod start;

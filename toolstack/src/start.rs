@@ -8,7 +8,11 @@
 //! `ioports=FIRST+COUNT`, `irq=N` and `mmio=PHYS+PAGES` give it hardware
 //! (numbers in decimal or 0x hex); `mmio_va=` with the address it got is appended.
 //! `history_on_exit` asks console-dom to replay the domain's console history
-//! once it has stopped.
+//! once it has stopped. A module whose line is `bundle` is the boot bundle:
+//! its `auto/*.cfg` configurations are started after the modules, in name
+//! order (`bundle.rs`, `docs/boot-bundle.md`).
+
+extern crate alloc;
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
@@ -39,6 +43,12 @@ pub struct Started {
     pub console_backend: Option<DomainId>,
 }
 
+/// Every value of `key=` in a command line.
+fn options<'a>(line: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    line.split_whitespace()
+        .filter_map(move |w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
 /// Value of `key=` in a command line.
 fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -50,8 +60,42 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
     let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
     for (image, line) in domain_runtime::modules() {
+        if line.split_whitespace().next() == Some("bundle") {
+            continue;
+        }
         if let Some(s) = start_one(me, image, line, &started) {
             let _ = started.push(s);
+        }
+    }
+    // Then the boot bundle's auto/ configurations, in name order.
+    if let Some(bundle) = crate::bundle::find() {
+        for (file, text) in crate::bundle::auto_configs(bundle) {
+            let parsed = match domain_config::parse(&file, text, &[]) {
+                Ok(p) => p,
+                Err(errors) => {
+                    for e in errors {
+                        println!("toolstack: {}", e);
+                    }
+                    continue;
+                }
+            };
+            for w in &parsed.warnings {
+                println!("toolstack: warning: {}", w);
+            }
+            let c = parsed.config;
+            let Some(image) = crate::bundle::image(bundle, &c.kernel) else {
+                println!(
+                    "toolstack: {}: kernel: no image named {} in the boot bundle",
+                    file, c.kernel
+                );
+                continue;
+            };
+            // The line lives as long as the domain may need restarting.
+            let line: &'static str =
+                alloc::boxed::Box::leak(crate::bundle::start_line(&c).into_boxed_str());
+            if let Some(s) = start_one(me, image, line, &started) {
+                let _ = started.push(s);
+            }
         }
     }
     started
@@ -259,14 +303,14 @@ fn give_hardware(
     line: &str,
 ) -> Result<(), domain_runtime::ipc_abi::hypercall::Error> {
     use domain_runtime::ipc_abi::hypercall::Error;
-    if let Some(v) = option(line, "ioports") {
+    for v in options(line, "ioports") {
         let (first, count) = pair(v).ok_or(Error::InvalidArgument)?;
         hc::domain_add_io_ports(id, first as u16, count as u16)?;
     }
-    if let Some(v) = option(line, "irq") {
+    for v in options(line, "irq") {
         hc::domain_add_irq(id, parse_number(v).ok_or(Error::InvalidArgument)? as u8)?;
     }
-    if let Some(v) = option(line, "mmio") {
+    for v in options(line, "mmio") {
         let (phys, pages) = pair(v).ok_or(Error::InvalidArgument)?;
         let va = hc::domain_add_mmio(id, phys, pages)?;
         println!(

@@ -17,6 +17,36 @@ pub struct Module {
     pub cmdline: String,
 }
 
+/// Writes a boot bundle (a tar archive: `auto/*.cfg` and `images/*`; see
+/// `docs/boot-bundle.md`) to `out`.
+pub fn bundle(
+    out: &Path,
+    auto: &[(&str, &str)],
+    images: &[(&str, &Path)],
+) -> Result<PathBuf, String> {
+    let file =
+        fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut tar = tar::Builder::new(file);
+    let mut add = |path: &str, data: &[u8]| -> Result<(), String> {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, data)
+            .map_err(|e| format!("cannot add {path} to the bundle: {e}"))
+    };
+    for (name, text) in auto {
+        add(&format!("auto/{name}"), text.as_bytes())?;
+    }
+    for (name, path) in images {
+        let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        add(&format!("images/{name}"), &data)?;
+    }
+    tar.into_inner()
+        .map_err(|e| format!("cannot finish the bundle: {e}"))?;
+    Ok(out.to_path_buf())
+}
+
 /// The modules `cargo xtask run` and `image` boot: domain 0 first, then the example guests.
 pub fn default_modules(domains: &Path) -> Vec<Module> {
     vec![
@@ -29,10 +59,24 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
             cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
         },
         Module {
-            path: crate::build::domain(domains, "hello"),
-            cmdline: "hello mem=512 greeting=from-the-boot-bundle".into(),
+            path: default_bundle(domains),
+            cmdline: "bundle".into(),
         },
     ]
+}
+
+/// The example boot bundle: one guest started at boot.
+fn default_bundle(domains: &Path) -> PathBuf {
+    let out = crate::build::target_dir().join("bundle.tar");
+    let hello = crate::build::domain(domains, "hello");
+    let cfg = "# Started at boot: the example guest.\nname = \"hello\"\nmemory = 1\nkernel = \"hello\"\ncmdline = \"greeting=from-the-boot-bundle\"\n";
+    match bundle(&out, &[("10-hello.cfg", cfg)], &[("hello", &hello)]) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            out
+        }
+    }
 }
 
 /// The `grub.cfg` for a kernel command line and modules (named `/boot/<file name>`).

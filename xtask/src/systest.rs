@@ -156,6 +156,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "a_restarted_console_dom_gets_every_line_replayed",
             console_restart,
         ),
+        (
+            "boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing",
+            boot_bundle,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1139,5 +1143,59 @@ fn console_restart(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let missing: Vec<u64> = (1..=400).filter(|n| !seen.contains(n)).collect();
     check(missing.is_empty(), || {
         format!("lines lost across the restart: {missing:?}")
+    })
+}
+
+fn boot_bundle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let hello = build::domain(&c.domains, "hello");
+    let auto = [
+        ("20-second.cfg", "name = \"second\"\nkernel = \"hello\"\nmemory = 1\n"),
+        ("10-first.cfg", "name = \"first\"\nkernel = \"hello\"\nmemory = 1\ncmdline = \"from=bundle\"\ncolour = \"blue\"\n"),
+        ("30-bad.cfg", "name = \"bad\"\nkernel = \"hello\"\nmemory = 0\n"),
+        ("40-nokernel.cfg", "name = \"nok\"\nkernel = \"missing\"\n"),
+        ("50-syntax.cfg", "name = \"broken\n"),
+    ];
+    let tar = iso::bundle(&c.path("bundle.tar"), &auto, &[("hello", &hello)])?;
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        },
+        Module {
+            path: tar,
+            cmdline: "bundle".into(),
+        },
+    ];
+    let m = boot(&Config::new(&c.iso("", &mods)?).accel(c.accel), slot)?;
+    let (first, _) = m.wait_for_nth("toolstack: started first as domain", 1, BOOT)?;
+    let (second, _) = m.wait_for_nth("toolstack: started second as domain", 1, BOOT)?;
+    check(first < second, || {
+        "auto/ configurations did not start in name order".into()
+    })?;
+    expect_line(
+        m,
+        "toolstack: warning: auto/10-first.cfg:5: colour: unknown key, ignored",
+    )?;
+    expect_line(m, "toolstack: auto/30-bad.cfg:3: memory: 0 is out of range")?;
+    expect_line(
+        m,
+        "toolstack: auto/40-nokernel.cfg: kernel: no image named missing in the boot bundle",
+    )?;
+    expect_line(
+        m,
+        "toolstack: auto/50-syntax.cfg:1: name: unterminated string",
+    )?;
+    let hello = expect_line(m, "hello from domain 1")?;
+    check(hello.contains("from=bundle"), || {
+        format!("the configuration's cmdline is missing: {hello}")
+    })?;
+    expect_line(m, "toolstack: all domains have stopped")?;
+    let started = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("toolstack: started "))
+        .count();
+    check(started == 2, || {
+        format!("{started} domains started; only the two good configurations may start")
     })
 }

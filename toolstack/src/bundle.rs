@@ -1,0 +1,95 @@
+//! The boot bundle: a GRUB module (command line `bundle`) holding domain
+//! configurations and images as a tar archive (layout in `docs/boot-bundle.md`):
+//!
+//! ```text
+//! auto/NN-name.cfg   started at boot, in name order (as xendomains did)
+//! images/NAME        the image a configuration's `kernel = "NAME"` names
+//! ```
+//!
+//! Owns: finding the bundle, listing `auto/` in order, and turning a checked
+//! configuration into the toolstack's start description. A configuration with
+//! any error starts nothing; its errors are printed with file, line and key.
+
+extern crate alloc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use domain_config::{DomainConfig, OnEvent};
+use domain_runtime::println;
+use tar_no_std::TarArchiveRef;
+
+/// The bundle module, if the boot loaded one.
+pub fn find() -> Option<&'static [u8]> {
+    domain_runtime::modules()
+        .find(|(_, line)| line.split_whitespace().next() == Some("bundle"))
+        .map(|(b, _)| b)
+}
+
+/// `(path, text)` of every `auto/*.cfg`, in name order.
+pub fn auto_configs(bundle: &'static [u8]) -> Vec<(String, &'static str)> {
+    let Ok(tar) = TarArchiveRef::new(bundle) else {
+        println!("toolstack: the boot bundle is not a readable tar archive");
+        return Vec::new();
+    };
+    let mut out: Vec<(String, &'static str)> = tar
+        .entries()
+        .filter_map(|e| {
+            let name = e.filename().as_str().ok()?.trim_start_matches("./").into();
+            let name: String = name;
+            if !(name.starts_with("auto/") && name.ends_with(".cfg")) {
+                return None;
+            }
+            match e.data_as_str() {
+                Ok(text) => Some((name, text)),
+                Err(_) => {
+                    println!("toolstack: {}: not UTF-8, skipped", name);
+                    None
+                }
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The image `images/NAME` of the bundle.
+pub fn image(bundle: &'static [u8], name: &str) -> Option<&'static [u8]> {
+    let tar = TarArchiveRef::new(bundle).ok()?;
+    tar.entries()
+        .find(|e| {
+            e.filename()
+                .as_str()
+                .is_ok_and(|f| f.trim_start_matches("./").strip_prefix("images/") == Some(name))
+        })
+        .map(|e| e.data())
+}
+
+/// The toolstack's start line for a configuration (the same words a module line uses).
+pub fn start_line(c: &DomainConfig) -> String {
+    use core::fmt::Write;
+    let mut line = String::new();
+    let _ = write!(
+        line,
+        "{} mem={} weight={} cap={}",
+        c.name,
+        c.memory_mib * 1024,
+        c.weight,
+        c.cap
+    );
+    for (first, count) in &c.ioports {
+        let _ = write!(line, " ioports={:#x}+{}", first, count);
+    }
+    for irq in &c.irqs {
+        let _ = write!(line, " irq={}", irq);
+    }
+    for (page, pages) in &c.iomem {
+        let _ = write!(line, " mmio={:#x}+{}", page * 4096, pages);
+    }
+    if c.on_crash == OnEvent::Restart {
+        line.push_str(" on_crash=restart");
+    }
+    if !c.cmdline.is_empty() {
+        line.push(' ');
+        line.push_str(&c.cmdline);
+    }
+    line
+}
