@@ -296,3 +296,100 @@ mod tests {
         }
     }
 }
+
+/// What the management protocol says, inside frames (encoded with `postcard`).
+pub mod messages {
+    use serde::{Deserialize, Serialize};
+
+    /// Version of the messages.
+    pub const VERSION: u32 = 1;
+    /// Frame kind of a request (host → toolstack domain).
+    pub const KIND_REQUEST: u8 = 1;
+    /// Frame kind of an answer (toolstack domain → host).
+    pub const KIND_ANSWER: u8 = 2;
+
+    /// A request from the host command.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub enum Request {
+        /// First message of a session: both sides check the version.
+        Hello {
+            version: u32,
+        },
+        /// One `Domain` answer per domain, then `End`.
+        List,
+        HostInfo,
+        Pause {
+            domain: u32,
+        },
+        Unpause {
+            domain: u32,
+        },
+        Destroy {
+            domain: u32,
+        },
+    }
+
+    /// An answer of the toolstack domain.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub enum Answer<'a> {
+        Hello {
+            version: u32,
+        },
+        Domain {
+            id: u32,
+            name: &'a str,
+            /// running, blocked, paused, shutdown, crashed
+            state: &'a str,
+            memory_kib: u64,
+            vcpus: u32,
+            cpu_ticks: u64,
+        },
+        End,
+        HostInfo {
+            free_kib: u64,
+            domains: u64,
+            version: &'a str,
+        },
+        Ok,
+        Error {
+            message: &'a str,
+        },
+    }
+
+    /// Encodes a message into `out`; returns the bytes used.
+    pub fn encode<T: Serialize>(msg: &T, out: &mut [u8]) -> Option<usize> {
+        postcard::to_slice(msg, out).ok().map(|s| s.len())
+    }
+
+    /// Decodes a message; `None` for anything malformed.
+    pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn messages_round_trip_and_garbage_is_refused() {
+            let mut buf = [0u8; 256];
+            let n = encode(&Request::Pause { domain: 7 }, &mut buf).unwrap();
+            assert_eq!(
+                decode::<Request>(&buf[..n]),
+                Some(Request::Pause { domain: 7 })
+            );
+            let a = Answer::Domain {
+                id: 1,
+                name: "web",
+                state: "running",
+                memory_kib: 4096,
+                vcpus: 1,
+                cpu_ticks: 9,
+            };
+            let n = encode(&a, &mut buf).unwrap();
+            assert_eq!(decode::<Answer>(&buf[..n]), Some(a));
+            assert_eq!(decode::<Request>(&[0xff, 0xff, 0xff]), None);
+            assert_eq!(decode::<Request>(&[]), None);
+        }
+    }
+}

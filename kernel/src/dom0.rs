@@ -4,6 +4,8 @@
 //! image (and its command line the domain's), it gets `dom0_mem` of memory and
 //! the control right, and every other module is mapped into it read-only at
 //! `MODULE_WINDOW`, listed with its command line in the start info page.
+//! With `mgmt=com2` on its line it is also given COM2 (ports and IRQ 3) for
+//! the management protocol.
 
 use crate::arch::addrspace::{Access, Kind};
 use crate::domain::lifecycle::{self, Spec};
@@ -92,6 +94,13 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64) -> bool {
             si.modules = infos;
             si.module_count = count as u64;
         });
+        // `mgmt=com2` on domain 0's line: it serves the management protocol on COM2.
+        if first.cmdline.split_whitespace().any(|w| w == "mgmt=com2") {
+            crate::domain::devices::add_io_ports(&mut k, index, 0x2f8, 8)
+                .map_err(|_| "cannot give domain 0 COM2")?;
+            crate::domain::devices::add_irq(&mut k, index, 3)
+                .map_err(|_| "cannot give domain 0 COM2's IRQ")?;
+        }
         lifecycle::set_cmdline(&mut k, index, first.cmdline.as_bytes())
             .map_err(|_| "domain 0's command line is too long")?;
         lifecycle::unpause(&mut k, index).map_err(|_| "cannot unpause domain 0")?;

@@ -6,4 +6,5 @@
 pub mod broker;
 pub mod bundle;
 pub mod control;
+pub mod mgmt;
 pub mod start;

@@ -198,6 +198,7 @@ pub fn run() {
     let state_port = hc::event_bind_virq(Virq::DomainState).ok();
     let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started = start_modules();
+    let mut mgmt = crate::mgmt::Server::start();
     let mut all_stopped = false;
     loop {
         for i in 0..started.len() {
@@ -226,7 +227,10 @@ pub fn run() {
             }
         });
         for port in ready {
-            crate::broker::serve_port(&mut started, port);
+            match mgmt.as_mut() {
+                Some(server) if server.port == port => server.poll(&mut started),
+                _ => crate::broker::serve_port(&mut started, port),
+            }
         }
     }
 }

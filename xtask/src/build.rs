@@ -106,3 +106,17 @@ pub fn domains() -> Result<PathBuf, String> {
 pub fn domain(dir: &Path, bin: &str) -> PathBuf {
     dir.join(bin)
 }
+
+/// Builds the host `toolstack` command and returns its path.
+pub fn toolstack_command() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--package", "toolstack", "--bin", "toolstack"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("the toolstack command did not build".into());
+    }
+    Ok(target_dir().join("debug/toolstack"))
+}

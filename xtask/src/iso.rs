@@ -52,7 +52,7 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
     vec![
         Module {
             path: crate::build::domain(domains, "toolstack-domain"),
-            cmdline: "toolstack-domain".into(),
+            cmdline: "toolstack-domain mgmt=com2".into(),
         },
         Module {
             path: crate::build::domain(domains, "console-dom"),

@@ -107,8 +107,15 @@ fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String
         &modules,
         &build::target_dir().join("xenolith.iso"),
     )?;
+    let com2 = build::target_dir().join("xenolith-com2.sock");
     println!("xtask: booting {} (Ctrl-A X quits QEMU)", iso.display());
+    println!(
+        "xtask: management channel on {}: cargo run -p toolstack -- --connect {} domain list",
+        com2.display(),
+        com2.display()
+    );
     let status = qemu::Config::new(&iso)
+        .com2_socket(&com2)
         .accel(accel)
         .memory(memory)
         .smp(smp)

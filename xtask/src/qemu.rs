@@ -113,11 +113,25 @@ impl Config {
         }
     }
 
+    /// COM2 as a Unix socket server, after COM1 (which each caller sets up).
+    fn com2_socket_args(&self, cmd: &mut Command) {
+        if let Some(s) = &self.com2_socket {
+            let _ = std::fs::remove_file(s);
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "socket,id=com2,path={},server=on,wait=off",
+                    s.display()
+                ))
+                .args(["-serial", "chardev:com2"]);
+        }
+    }
+
     /// The command `cargo xtask run` executes: COM1 and the monitor on this terminal.
     pub fn interactive_command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         self.common_args(&mut cmd);
         cmd.arg("-nographic");
+        self.com2_socket_args(&mut cmd);
         cmd
     }
 
@@ -129,15 +143,7 @@ impl Config {
         if let Some(f) = &self.com2_file {
             cmd.arg("-serial").arg(format!("file:{}", f.display()));
         }
-        if let Some(s) = &self.com2_socket {
-            let _ = std::fs::remove_file(s);
-            cmd.arg("-chardev")
-                .arg(format!(
-                    "socket,id=com2,path={},server=on,wait=off",
-                    s.display()
-                ))
-                .args(["-serial", "chardev:com2"]);
-        }
+        self.com2_socket_args(&mut cmd);
         match &self.monitor_socket {
             Some(s) => {
                 let _ = std::fs::remove_file(s);

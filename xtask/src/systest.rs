@@ -160,6 +160,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing",
             boot_bundle,
         ),
+        (
+            "the_toolstack_command_lists_and_controls_domains_over_com2",
+            toolstack_command,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -194,6 +198,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
     }
     let kernel = build::kernel()?;
     let domains = build::domains()?;
+    build::toolstack_command()?;
     let selected: Vec<_> = cases()
         .into_iter()
         .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
@@ -1197,5 +1202,84 @@ fn boot_bundle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         .count();
     check(started == 2, || {
         format!("{started} domains started; only the two good configurations may start")
+    })
+}
+
+/// Runs the host `toolstack` command; returns (exit code, stdout + stderr).
+fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
+    let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
+        .arg("--connect")
+        .arg(sock)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run toolstack: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("com2.sock");
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "survivor"),
+            cmdline: "survivor".into(),
+        },
+    ];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    expect_line(m, "[1] survivor: heartbeat 1")?;
+    let (code, list) = toolstack(&sock, &["domain", "list"])?;
+    check(
+        code == 0
+            && list.contains("survivor")
+            && list.contains("running")
+            && list.contains("toolstack-domain"),
+        || format!("list: {code} {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "pause", "1"])?;
+    check(code == 0, || format!("pause: {code} {out}"))?;
+    let (_, list) = toolstack(&sock, &["domain", "list", "--json"])?;
+    check(
+        list.contains("\"name\":\"survivor\",\"state\":\"paused\""),
+        || format!("not paused: {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "unpause", "1"])?;
+    check(code == 0, || format!("unpause: {code} {out}"))?;
+    // Garbage on the channel changes nothing: the next request is served.
+    {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut s, b"XNM1\x01garbage that is not a frame \x00\xff\xfe")
+            .map_err(|e| e.to_string())?;
+    }
+    let (code, info) = toolstack(&sock, &["host", "info"])?;
+    check(code == 0 && info.contains("domains:   2"), || {
+        format!("host info: {code} {info}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "pause", "42"])?;
+    check(code == 1 && out.contains("no such domain"), || {
+        format!("pause 42: {code} {out}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "destroy", "1"])?;
+    check(code == 0, || format!("destroy: {code} {out}"))?;
+    let (_, list) = toolstack(&sock, &["domain", "list"])?;
+    check(!list.contains("survivor"), || {
+        format!("destroyed domain still listed: {list}")
+    })?;
+    let (code, out) = toolstack(Path::new("/nonexistent.sock"), &["domain", "list"])?;
+    check(code == 3 && out.contains("cannot connect"), || {
+        format!("no machine: {code} {out}")
     })
 }

@@ -1,0 +1,256 @@
+//! Managing a Xenolith machine from the host: the library behind the
+//! `toolstack` command (the role Xen's `Xc` and `XenoUtil` had), so scripts
+//! can do in Rust what the command does.
+//!
+//! ```no_run
+//! let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+//! for d in machine.list()? {
+//!     println!("{} {} {}", d.id, d.name, d.state);
+//! }
+//! # Ok::<(), toolstack::Error>(())
+//! ```
+
+use ipc_abi::mgmt::messages::{self, Answer, Request, KIND_ANSWER, KIND_REQUEST, VERSION};
+use ipc_abi::mgmt::{encode, Decoder, Event, FrameHeader, HEADER_LEN};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What went wrong talking to the machine.
+#[derive(Debug)]
+pub enum Error {
+    /// Cannot reach the management channel.
+    Connect(String),
+    /// The channel broke or timed out.
+    Channel(String),
+    /// The toolstack domain refused the request.
+    Refused(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Connect(m) => write!(f, "cannot connect: {m}"),
+            Error::Channel(m) => write!(f, "management channel: {m}"),
+            Error::Refused(m) => write!(f, "refused: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A domain as `list` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainEntry {
+    /// The full id (index and generation); `id & 0xffff` is what consoles show.
+    pub id: u32,
+    pub name: String,
+    pub state: String,
+    pub memory_kib: u64,
+    pub vcpus: u32,
+    pub cpu_ticks: u64,
+}
+
+/// The host as `host info` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    pub free_kib: u64,
+    pub domains: u64,
+    pub version: String,
+}
+
+/// A session with a machine's toolstack domain.
+pub struct Client {
+    stream: UnixStream,
+    decoder: Box<Decoder>,
+    seq: u32,
+}
+
+/// How long an answer may take.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Client {
+    /// Connects to the management channel (QEMU's COM2 socket) and says hello.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .map_err(|e| Error::Connect(format!("{}: {e}", path.display())))?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| Error::Channel(e.to_string()))?;
+        let mut c = Client {
+            stream,
+            decoder: Box::new(Decoder::new()),
+            seq: 0,
+        };
+        match c
+            .call(&Request::Hello { version: VERSION }, |a| {
+                matches!(a, Answer::Hello { .. } | Answer::Error { .. })
+            })?
+            .pop()
+        {
+            Some(Owned::Hello) => Ok(c),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("no hello".into())),
+        }
+    }
+
+    /// Every domain.
+    pub fn list(&mut self) -> Result<Vec<DomainEntry>, Error> {
+        let answers = self.call(&Request::List, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        let mut out = Vec::new();
+        for a in answers {
+            match a {
+                Owned::Domain(d) => out.push(d),
+                Owned::Error(m) => return Err(Error::Refused(m)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Memory and domains of the host.
+    pub fn host_info(&mut self) -> Result<HostInfo, Error> {
+        match self.call(&Request::HostInfo, |_| true)?.pop() {
+            Some(Owned::Host(h)) => Ok(h),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
+    }
+
+    pub fn pause(&mut self, domain: u32) -> Result<(), Error> {
+        self.simple(&Request::Pause { domain })
+    }
+
+    pub fn unpause(&mut self, domain: u32) -> Result<(), Error> {
+        self.simple(&Request::Unpause { domain })
+    }
+
+    pub fn destroy(&mut self, domain: u32) -> Result<(), Error> {
+        self.simple(&Request::Destroy { domain })
+    }
+
+    fn simple(&mut self, r: &Request) -> Result<(), Error> {
+        match self.call(r, |_| true)?.pop() {
+            Some(Owned::Ok) => Ok(()),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
+    }
+
+    /// Sends a request and collects answers until `last` says one is the last.
+    fn call(
+        &mut self,
+        request: &Request,
+        last: impl Fn(&Answer<'_>) -> bool,
+    ) -> Result<Vec<Owned>, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut payload = [0u8; 256];
+        let n = messages::encode(request, &mut payload)
+            .ok_or_else(|| Error::Channel("request too large".into()))?;
+        let mut frame = vec![0u8; HEADER_LEN + n];
+        let len = encode(
+            FrameHeader {
+                kind: KIND_REQUEST,
+                flags: 0,
+                seq,
+            },
+            &payload[..n],
+            &mut frame,
+        )
+        .ok_or_else(|| Error::Channel("cannot frame the request".into()))?;
+        self.stream
+            .write_all(&frame[..len])
+            .map_err(|e| Error::Channel(e.to_string()))?;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(ev) = self.decoder.next_event() {
+                if let Event::Frame(h, p) = ev {
+                    if h.kind != KIND_ANSWER || h.seq != seq {
+                        continue;
+                    }
+                    let a: Answer<'_> = messages::decode(p)
+                        .ok_or_else(|| Error::Channel("malformed answer".into()))?;
+                    let done = last(&a);
+                    answers.push(Owned::from(&a));
+                    if done {
+                        return Ok(answers);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Channel("no answer in time".into()));
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(Error::Channel("closed by the machine".into())),
+                Ok(n) => {
+                    let mut rest = &buf[..n];
+                    while !rest.is_empty() {
+                        let taken = self.decoder.push(rest);
+                        rest = &rest[taken..];
+                        if taken == 0 {
+                            break;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(Error::Channel(e.to_string())),
+            }
+        }
+    }
+}
+
+/// An answer that outlives the receive buffer.
+enum Owned {
+    Hello,
+    Domain(DomainEntry),
+    End,
+    Host(HostInfo),
+    Ok,
+    Error(String),
+}
+
+impl From<&Answer<'_>> for Owned {
+    fn from(a: &Answer<'_>) -> Owned {
+        match a {
+            Answer::Hello { .. } => Owned::Hello,
+            Answer::Domain {
+                id,
+                name,
+                state,
+                memory_kib,
+                vcpus,
+                cpu_ticks,
+            } => Owned::Domain(DomainEntry {
+                id: *id,
+                name: (*name).into(),
+                state: (*state).into(),
+                memory_kib: *memory_kib,
+                vcpus: *vcpus,
+                cpu_ticks: *cpu_ticks,
+            }),
+            Answer::End => Owned::End,
+            Answer::HostInfo {
+                free_kib,
+                domains,
+                version,
+            } => Owned::Host(HostInfo {
+                free_kib: *free_kib,
+                domains: *domains,
+                version: (*version).into(),
+            }),
+            Answer::Ok => Owned::Ok,
+            Answer::Error { message } => Owned::Error((*message).into()),
+        }
+    }
+}
