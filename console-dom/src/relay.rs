@@ -108,6 +108,14 @@ pub fn run() {
         report(&mut uart, clients.input(focus, &typed));
         if let Some(p) = irq_port {
             let _ = hc::pirq_ack(p);
+            // A byte that came after the last read but before the ack raised
+            // no new edge: go round again rather than wait for one.
+            if uart
+                .lsr()
+                .contains(uart_16550::spec::registers::LSR::DATA_READY)
+            {
+                continue;
+            }
         }
         // News from the control domain: new consoles to serve.
         while let Ok(Some(msg)) = control::poll() {

@@ -14,6 +14,33 @@ pub enum Value {
     List(Vec<Value>),
 }
 
+impl Value {
+    /// The value written back in configuration syntax.
+    pub fn render(&self) -> String {
+        match self {
+            Value::Int(n) => alloc::format!("{n}"),
+            Value::Str(s) => {
+                let mut out = String::from("\"");
+                for c in s.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\t' => out.push_str("\\t"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+                out
+            }
+            Value::List(items) => {
+                let inner: Vec<String> = items.iter().map(Value::render).collect();
+                alloc::format!("[{}]", inner.join(", "))
+            }
+        }
+    }
+}
+
 /// A configuration error: where, and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -322,6 +349,19 @@ mod tests {
         assert!(override_entry("memory").is_err());
         assert!(override_entry("=3").is_err());
         assert!(override_entry("memory=12q").is_err());
+    }
+
+    #[test]
+    fn rendered_values_parse_back() {
+        for v in [
+            s("plain"),
+            s("with \"quotes\" and \\ and\nnewline"),
+            Value::Int(7),
+            Value::List(vec![s("a"), Value::Int(2)]),
+        ] {
+            let text = alloc::format!("k = {}\n", v.render());
+            assert_eq!(entries("r", &text).unwrap()[0].value, v);
+        }
     }
 
     #[test]

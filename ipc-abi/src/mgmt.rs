@@ -310,7 +310,7 @@ pub mod messages {
 
     /// A request from the host command.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-    pub enum Request {
+    pub enum Request<'a> {
         /// First message of a session: both sides check the version.
         Hello {
             version: u32,
@@ -326,6 +326,25 @@ pub mod messages {
         },
         Destroy {
             domain: u32,
+        },
+        /// Starts a creation: the configuration text (checked again by the
+        /// toolstack domain) and the image size to follow (0: the image the
+        /// configuration's `kernel` names in the boot bundle).
+        CreateBegin {
+            config: &'a str,
+            image_len: u32,
+            paused: bool,
+        },
+        /// The next piece of the image, at `offset`.
+        Upload {
+            offset: u32,
+            data: &'a [u8],
+        },
+        /// Creates the domain; answered `Created`.
+        CreateCommit,
+        /// Kernel log lines from number `from` on: `Line` answers, then `End`.
+        Dmesg {
+            from: u64,
         },
     }
 
@@ -350,6 +369,13 @@ pub mod messages {
             domains: u64,
             version: &'a str,
         },
+        Created {
+            id: u32,
+        },
+        Line {
+            seq: u64,
+            text: &'a str,
+        },
         Ok,
         Error {
             message: &'a str,
@@ -373,6 +399,21 @@ pub mod messages {
         #[test]
         fn messages_round_trip_and_garbage_is_refused() {
             let mut buf = [0u8; 256];
+            let n = encode(
+                &Request::Upload {
+                    offset: 8,
+                    data: b"abc",
+                },
+                &mut buf,
+            )
+            .unwrap();
+            assert_eq!(
+                decode::<Request>(&buf[..n]),
+                Some(Request::Upload {
+                    offset: 8,
+                    data: b"abc"
+                })
+            );
             let n = encode(&Request::Pause { domain: 7 }, &mut buf).unwrap();
             assert_eq!(
                 decode::<Request>(&buf[..n]),

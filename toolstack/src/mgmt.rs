@@ -6,8 +6,13 @@
 //! error; they never disturb the toolstack or any domain.
 
 extern crate alloc;
-use crate::start::Started;
+use crate::start::{Started, MAX};
+
+/// The toolstack's list of domains it started.
+type Started_ = heapless::Vec<Started, MAX>;
 use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
 use domain_runtime::ipc_abi::mgmt::messages::{
@@ -28,7 +33,12 @@ pub struct Server {
     pub port: u16,
     decoder: Box<Decoder>,
     frame_errors: u64,
+    /// A creation in progress: configuration, image so far, image size, paused.
+    pending: Option<(String, Vec<u8>, usize, bool)>,
 }
+
+/// Largest image accepted by upload (16 MiB).
+const MAX_IMAGE: usize = 16 << 20;
 
 impl Server {
     /// Starts serving if domain 0 was given COM2 (`mgmt=com2`).
@@ -62,13 +72,14 @@ impl Server {
             port,
             decoder: Box::new(Decoder::new()),
             frame_errors: 0,
+            pending: None,
         })
     }
 
     /// Reads what arrived and answers every complete request.
-    pub fn poll(&mut self, started: &mut [Started]) {
+    pub fn poll(&mut self, started: &mut Started_) {
         let mut chunk = [0u8; 64];
-        loop {
+        'irq: loop {
             let mut n = 0;
             while n < chunk.len() {
                 match self.uart.try_receive_byte() {
@@ -90,14 +101,24 @@ impl Server {
                 }
             }
             if n < chunk.len() {
+                let _ = hc::pirq_ack(self.port);
+                // A byte that came after the last read but before the ack
+                // raised no new edge: look once more before leaving.
+                if self
+                    .uart
+                    .lsr()
+                    .contains(uart_16550::spec::registers::LSR::DATA_READY)
+                {
+                    continue 'irq;
+                }
                 break;
             }
         }
-        let _ = hc::pirq_ack(self.port);
     }
 
-    fn drain(&mut self, started: &mut [Started]) {
+    fn drain(&mut self, started: &mut Started_) {
         loop {
+            // Copy the request out of the decoder's buffer before answering.
             let (seq, request) = match self.decoder.next_event() {
                 None => return,
                 Some(Event::Error(_)) => {
@@ -108,11 +129,14 @@ impl Server {
                     if h.kind != KIND_REQUEST {
                         continue;
                     }
-                    (h.seq, messages::decode::<Request>(payload))
+                    (
+                        h.seq,
+                        messages::decode::<Request>(payload).map(OwnedRequest::from),
+                    )
                 }
             };
             match request {
-                Some(r) => self.answer(seq, r, started),
+                Some(r) => self.answer_owned(seq, r, started),
                 None => self.send(
                     seq,
                     &Answer::Error {
@@ -139,7 +163,148 @@ impl Server {
         }
     }
 
-    fn answer(&mut self, seq: u32, request: Request, started: &mut [Started]) {
+    fn answer_owned(&mut self, seq: u32, request: OwnedRequest, started: &mut Started_) {
+        let request = match request {
+            OwnedRequest::Plain(r) => r,
+            OwnedRequest::CreateBegin {
+                config,
+                image_len,
+                paused,
+            } => {
+                if image_len > MAX_IMAGE {
+                    return self.send(
+                        seq,
+                        &Answer::Error {
+                            message: "image too large",
+                        },
+                    );
+                }
+                self.pending = Some((config, Vec::new(), image_len, paused));
+                return self.send(seq, &Answer::Ok);
+            }
+            OwnedRequest::Upload { offset, data } => {
+                let ok = match self.pending.as_mut() {
+                    Some((_, image, len, _))
+                        if offset == image.len() && image.len() + data.len() <= *len =>
+                    {
+                        image.extend_from_slice(&data);
+                        true
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    self.pending = None;
+                    return self.send(
+                        seq,
+                        &Answer::Error {
+                            message: "upload out of order or too long; creation abandoned",
+                        },
+                    );
+                }
+                return self.send(seq, &Answer::Ok);
+            }
+            OwnedRequest::CreateCommit => return self.commit(seq, started),
+            OwnedRequest::Dmesg { from } => return self.dmesg(seq, from),
+        };
+        self.answer(seq, request, started)
+    }
+
+    fn commit(&mut self, seq: u32, started: &mut Started_) {
+        let Some((config, image, len, paused)) = self.pending.take() else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "no creation in progress",
+                },
+            );
+        };
+        if image.len() != len {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "the image upload is incomplete",
+                },
+            );
+        }
+        let parsed = match domain_config::parse("upload", &config, &[]) {
+            Ok(p) => p,
+            Err(errors) => {
+                let text = errors
+                    .first()
+                    .map(alloc::string::ToString::to_string)
+                    .unwrap_or_default();
+                return self.send(seq, &Answer::Error { message: &text });
+            }
+        };
+        let c = parsed.config;
+        let image: &'static [u8] = if len == 0 {
+            match crate::bundle::find().and_then(|b| crate::bundle::image(b, &c.kernel)) {
+                Some(i) => i,
+                None => {
+                    return self.send(
+                        seq,
+                        &Answer::Error {
+                            message: "no image of that name in the boot bundle",
+                        },
+                    )
+                }
+            }
+        } else {
+            // Kept for restarts (on_crash = "restart") for the toolstack's life.
+            Box::leak(image.into_boxed_slice())
+        };
+        let mut line = crate::bundle::start_line(&c);
+        if paused {
+            line.push_str(" start_paused");
+        }
+        let line: &'static str = Box::leak(line.into_boxed_str());
+        let me = DomainId(domain_runtime::start_info().domain_id);
+        match crate::start::start_one(me, image, line, started) {
+            Some(s) => {
+                let id = s.id.0;
+                if started.push(s).is_err() {
+                    return self.send(
+                        seq,
+                        &Answer::Error {
+                            message: "the toolstack tracks no more domains",
+                        },
+                    );
+                }
+                self.send(seq, &Answer::Created { id })
+            }
+            None => self.send(
+                seq,
+                &Answer::Error {
+                    message: "the domain could not be created (see the console)",
+                },
+            ),
+        }
+    }
+
+    fn dmesg(&mut self, seq: u32, from: u64) {
+        let mut next = from;
+        let mut buf = [0u8; 161];
+        for _ in 0..200 {
+            match hc::console_read(next, &mut buf) {
+                Ok((n, text)) => {
+                    let mut owned: heapless::String<161> = heapless::String::new();
+                    let _ = owned.push_str(text);
+                    self.send(
+                        seq,
+                        &Answer::Line {
+                            seq: n,
+                            text: &owned,
+                        },
+                    );
+                    next = n + 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.send(seq, &Answer::End);
+    }
+
+    fn answer(&mut self, seq: u32, request: Request<'_>, started: &mut Started_) {
         match request {
             Request::Hello { version } if version == VERSION => {
                 self.send(seq, &Answer::Hello { version: VERSION })
@@ -172,6 +337,11 @@ impl Server {
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Unpause { domain } => self.control(seq, started, domain, hc::domain_unpause),
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
+            // Handled in `answer_owned`.
+            Request::CreateBegin { .. }
+            | Request::Upload { .. }
+            | Request::CreateCommit
+            | Request::Dmesg { .. } => {}
         }
     }
 
@@ -225,5 +395,51 @@ impl Server {
             cpu_ticks: info.cpu_ticks,
         };
         self.send(seq, &answer);
+    }
+}
+
+/// A request copied out of the receive buffer.
+enum OwnedRequest {
+    Plain(Request<'static>),
+    CreateBegin {
+        config: String,
+        image_len: usize,
+        paused: bool,
+    },
+    Upload {
+        offset: usize,
+        data: Vec<u8>,
+    },
+    CreateCommit,
+    Dmesg {
+        from: u64,
+    },
+}
+
+impl From<Request<'_>> for OwnedRequest {
+    fn from(r: Request<'_>) -> OwnedRequest {
+        match r {
+            Request::Hello { version } => OwnedRequest::Plain(Request::Hello { version }),
+            Request::List => OwnedRequest::Plain(Request::List),
+            Request::HostInfo => OwnedRequest::Plain(Request::HostInfo),
+            Request::Pause { domain } => OwnedRequest::Plain(Request::Pause { domain }),
+            Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
+            Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
+            Request::CreateBegin {
+                config,
+                image_len,
+                paused,
+            } => OwnedRequest::CreateBegin {
+                config: config.into(),
+                image_len: image_len as usize,
+                paused,
+            },
+            Request::Upload { offset, data } => OwnedRequest::Upload {
+                offset: offset as usize,
+                data: data.to_vec(),
+            },
+            Request::CreateCommit => OwnedRequest::CreateCommit,
+            Request::Dmesg { from } => OwnedRequest::Dmesg { from },
+        }
     }
 }

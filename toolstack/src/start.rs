@@ -172,9 +172,16 @@ pub fn start_one(
         }
     };
     let _ = hc::domain_set_cmdline(id, &cmdline);
-    match hc::domain_unpause(id) {
-        Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
-        Err(e) => println!("toolstack: cannot start {}: {}", name, e),
+    if line.split_whitespace().any(|w| w == "start_paused") {
+        println!(
+            "toolstack: created {} as domain {} ({} KiB), paused",
+            name, id, kib
+        );
+    } else {
+        match hc::domain_unpause(id) {
+            Ok(_) => println!("toolstack: started {} as domain {} ({} KiB)", name, id, kib),
+            Err(e) => println!("toolstack: cannot start {}: {}", name, e),
+        }
     }
     let mut n = heapless::String::new();
     let _ = n.push_str(&name[..name.len().min(32)]);

@@ -1272,6 +1272,69 @@ fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     check(code == 1 && out.contains("no such domain"), || {
         format!("pause 42: {code} {out}")
     })?;
+    // Create from a file, the image uploaded from beside it.
+    let image = std::fs::read(build::domain(&c.domains, "survivor")).map_err(|e| e.to_string())?;
+    std::fs::write(c.path("survivor"), &image).map_err(|e| e.to_string())?;
+    std::fs::write(c.path("trunc"), &image[..100]).map_err(|e| e.to_string())?;
+    let cfg = c.path("made.cfg");
+    std::fs::write(&cfg, "name = \"made\"\nkernel = \"survivor\"\nmemory = 1\n")
+        .map_err(|e| e.to_string())?;
+    let before = toolstack(&sock, &["domain", "list"])?.1;
+    let (code, out) = toolstack(
+        &sock,
+        &[
+            "domain",
+            "create",
+            cfg.to_str().unwrap_or(""),
+            "cmdline=period_ms=50",
+        ],
+    )?;
+    check(code == 0 && out.starts_with("created domain "), || {
+        format!("create: {code} {out}")
+    })?;
+    let id: u32 = out
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("no id")?;
+    expect_line(m, &format!("[{id}] survivor: heartbeat 1"))?;
+    // Bad input: refused with a clear error, and nothing changes.
+    std::fs::write(
+        c.path("zero.cfg"),
+        "name = \"zero\"\nkernel = \"survivor\"\nmemory = 0\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let zero = c.path("zero.cfg");
+    let (code, out) = toolstack(&sock, &["domain", "create", zero.to_str().unwrap_or("")])?;
+    check(
+        code == 2 && out.contains("zero.cfg:3: memory: 0 is out of range"),
+        || format!("memory = 0: {code} {out}"),
+    )?;
+    std::fs::write(
+        c.path("trunc.cfg"),
+        "name = \"trunc\"\nkernel = \"trunc\"\nmemory = 1\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let trunc = c.path("trunc.cfg");
+    let (code, out) = toolstack(&sock, &["domain", "create", trunc.to_str().unwrap_or("")])?;
+    check(code == 1 && out.contains("could not be created"), || {
+        format!("truncated image: {code} {out}")
+    })?;
+    expect_line(m, "image refused: truncated")?;
+    let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 1 && out.contains("could not be created"), || {
+        format!("duplicate name: {code} {out}")
+    })?;
+    let after = toolstack(&sock, &["domain", "list"])?.1;
+    check(after.lines().count() == before.lines().count() + 1, || {
+        format!("bad creations changed the list:\n{before}\n{after}")
+    })?;
+    let (code, dmesg) = toolstack(&sock, &["host", "dmesg"])?;
+    check(
+        code == 0 && dmesg.contains("toolstack: serving the management protocol"),
+        || format!("dmesg: {code} {dmesg}"),
+    )?;
     let (code, out) = toolstack(&sock, &["domain", "destroy", "1"])?;
     check(code == 0, || format!("destroy: {code} {out}"))?;
     let (_, list) = toolstack(&sock, &["domain", "list"])?;

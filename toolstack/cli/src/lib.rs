@@ -67,6 +67,8 @@ pub struct Client {
     seq: u32,
 }
 
+/// Bytes of image per upload frame.
+const UPLOAD_CHUNK: usize = 8192;
 /// How long an answer may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -121,6 +123,51 @@ impl Client {
         }
     }
 
+    /// Creates a domain from configuration text and an image (`None`: the
+    /// image the configuration's `kernel` names in the machine's boot bundle).
+    /// Returns the new domain's id.
+    pub fn create(
+        &mut self,
+        config: &str,
+        image: Option<&[u8]>,
+        paused: bool,
+    ) -> Result<u32, Error> {
+        let image = image.unwrap_or(&[]);
+        self.simple(&Request::CreateBegin {
+            config,
+            image_len: image.len() as u32,
+            paused,
+        })?;
+        for (i, chunk) in image.chunks(UPLOAD_CHUNK).enumerate() {
+            self.simple(&Request::Upload {
+                offset: (i * UPLOAD_CHUNK) as u32,
+                data: chunk,
+            })?;
+        }
+        match self.call(&Request::CreateCommit, |_| true)?.pop() {
+            Some(Owned::Created(id)) => Ok(id),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
+    }
+
+    /// The kernel log (the last lines the kernel keeps).
+    pub fn dmesg(&mut self) -> Result<Vec<String>, Error> {
+        let answers = self.call(&Request::Dmesg { from: 0 }, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|a| {
+                if let Owned::Line(l) = a {
+                    Some(l)
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
     pub fn pause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Pause { domain })
     }
@@ -133,7 +180,7 @@ impl Client {
         self.simple(&Request::Destroy { domain })
     }
 
-    fn simple(&mut self, r: &Request) -> Result<(), Error> {
+    fn simple(&mut self, r: &Request<'_>) -> Result<(), Error> {
         match self.call(r, |_| true)?.pop() {
             Some(Owned::Ok) => Ok(()),
             Some(Owned::Error(m)) => Err(Error::Refused(m)),
@@ -149,7 +196,7 @@ impl Client {
     ) -> Result<Vec<Owned>, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let mut payload = [0u8; 256];
+        let mut payload = vec![0u8; ipc_abi::mgmt::MAX_PAYLOAD];
         let n = messages::encode(request, &mut payload)
             .ok_or_else(|| Error::Channel("request too large".into()))?;
         let mut frame = vec![0u8; HEADER_LEN + n];
@@ -218,6 +265,8 @@ enum Owned {
     Host(HostInfo),
     Ok,
     Error(String),
+    Created(u32),
+    Line(String),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -250,6 +299,8 @@ impl From<&Answer<'_>> for Owned {
                 version: (*version).into(),
             }),
             Answer::Ok => Owned::Ok,
+            Answer::Created { id } => Owned::Created(*id),
+            Answer::Line { text, .. } => Owned::Line((*text).into()),
             Answer::Error { message } => Owned::Error((*message).into()),
         }
     }

@@ -37,6 +37,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DomainVerb {
+    /// Create a domain from a configuration file; KEY=VALUE arguments override it.
+    Create {
+        file: PathBuf,
+        overrides: Vec<String>,
+        /// Leave it paused.
+        #[arg(short)]
+        paused: bool,
+    },
     /// Every domain: id, name, state, memory, vCPUs, CPU time.
     List {
         #[arg(long)]
@@ -54,10 +62,72 @@ enum DomainVerb {
 enum HostVerb {
     /// Free memory, domains, version.
     Info,
+    /// The kernel log.
+    Dmesg,
+}
+
+/// Reads and checks a configuration locally; returns the text to send
+/// (overrides appended as lines) and the image, if one is next to the file.
+fn prepare(
+    file: &std::path::Path,
+    overrides: &[String],
+) -> Result<(String, Option<Vec<u8>>), Vec<String>> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| vec![format!("{}: {e}", file.display())])?;
+    let name = file.display().to_string();
+    let refs: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let parsed = domain_config::parse(&name, &text, &refs)
+        .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    for w in &parsed.warnings {
+        eprintln!("toolstack: warning: {w}");
+    }
+    let mut full = text.clone();
+    full.push('\n');
+    for o in &refs {
+        let e = domain_config::syntax::override_entry(o).map_err(|e| vec![e.to_string()])?;
+        full.push_str(&format!("{} = {}\n", e.key, e.value.render()));
+    }
+    let kernel = file
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&parsed.config.kernel);
+    let image = if kernel.is_file() {
+        let bytes =
+            std::fs::read(&kernel).map_err(|e| vec![format!("{}: {e}", kernel.display())])?;
+        if bytes.is_empty() {
+            return Err(vec![format!(
+                "{}: kernel: {} is empty",
+                name,
+                kernel.display()
+            )]);
+        }
+        Some(bytes)
+    } else {
+        None
+    };
+    Ok((full, image))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Check a configuration before touching the machine: a bad one sends nothing.
+    let mut prepared = None;
+    if let Command::Domain {
+        verb: DomainVerb::Create {
+            file, overrides, ..
+        },
+    } = &cli.command
+    {
+        match prepare(file, overrides) {
+            Ok(p) => prepared = Some(p),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("toolstack: {e}");
+                }
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut client = match toolstack::Client::connect(&cli.connect) {
         Ok(c) => c,
         Err(e) => {
@@ -98,9 +168,18 @@ fn main() -> ExitCode {
                 }
             }
         }),
+        Command::Domain { verb: DomainVerb::Create { paused, .. } } => {
+            let (text, image) = prepared.unwrap_or_default();
+            client.create(&text, image.as_deref(), paused).map(|id| println!("created domain {}", id & 0xffff))
+        }
         Command::Domain { verb: DomainVerb::Pause { domain } } => client.pause(domain),
         Command::Domain { verb: DomainVerb::Unpause { domain } } => client.unpause(domain),
         Command::Domain { verb: DomainVerb::Destroy { domain } } => client.destroy(domain),
+        Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
+            for l in lines {
+                println!("{l}");
+            }
+        }),
         Command::Host { verb: HostVerb::Info } => client.host_info().map(|h| {
             println!("version:   {}", h.version);
             println!("domains:   {}", h.domains);
