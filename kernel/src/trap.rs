@@ -98,10 +98,13 @@ fn fire_timers(k: &mut Kernel) {
         let min = lifecycle::min_pass(k);
         if let Some(d) = k.domain_mut(i) {
             d.vcpu.timer_deadline = 0;
-            // A timer wakes its vCPU even when no port is bound to the VIRQ.
-            if d.vcpu.blocked && d.life == Life::Running {
+            // A timer wakes its vCPU even when no port is bound to the VIRQ,
+            // and even while the domain is paused (it runs once unpaused).
+            if d.vcpu.blocked {
                 d.vcpu.blocked = false;
-                d.vcpu.sched.wake(min);
+                if d.life == Life::Running {
+                    d.vcpu.sched.wake(min);
+                }
             } else {
                 d.vcpu.timer_fired = true;
             }
