@@ -4,6 +4,8 @@
 //! ISO, booting it in QEMU, the test suite (static checks, host unit tests,
 //! system tests that boot the real thing) and the benchmarks.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod build;
 mod checks;

@@ -10,6 +10,8 @@
 //! # Ok::<(), toolstack::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 use ipc_abi::mgmt::messages::{self, Answer, Request, KIND_ANSWER, KIND_REQUEST, VERSION};
 use ipc_abi::mgmt::{encode, Decoder, Event, FrameHeader, HEADER_LEN};
 use std::io::{Read, Write};

@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 success, 1 the machine refused, 2 usage, 3 no connection.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
