@@ -346,6 +346,10 @@ pub mod messages {
         Dmesg {
             from: u64,
         },
+        /// One domain's state and crash record: an `Info` answer.
+        Info {
+            domain: u32,
+        },
     }
 
     /// An answer of the toolstack domain.
@@ -375,6 +379,19 @@ pub mod messages {
         Line {
             seq: u64,
             text: &'a str,
+        },
+        Info {
+            id: u32,
+            name: &'a str,
+            state: &'a str,
+            memory_kib: u64,
+            cpu_ticks: u64,
+            /// The crash: CPU vector (u64::MAX: the domain's own report), error code, RIP, address, message.
+            crash_vector: u64,
+            crash_error: u64,
+            crash_rip: u64,
+            crash_address: u64,
+            crash_message: &'a str,
         },
         Ok,
         Error {

@@ -84,9 +84,18 @@ pub fn start_line(c: &DomainConfig) -> String {
     for (page, pages) in &c.iomem {
         let _ = write!(line, " mmio={:#x}+{}", page * 4096, pages);
     }
-    if c.on_crash == OnEvent::Restart {
-        line.push_str(" on_crash=restart");
-    }
+    let word = |e: OnEvent| match e {
+        OnEvent::Destroy => "destroy",
+        OnEvent::Restart => "restart",
+        OnEvent::Preserve => "preserve",
+    };
+    let _ = write!(
+        line,
+        " on_poweroff={} on_reboot={} on_crash={}",
+        word(c.on_poweroff),
+        word(c.on_reboot),
+        word(c.on_crash)
+    );
     if !c.cmdline.is_empty() {
         line.push(' ');
         line.push_str(&c.cmdline);

@@ -337,6 +337,7 @@ impl Server {
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Unpause { domain } => self.control(seq, started, domain, hc::domain_unpause),
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
+            Request::Info { domain } => self.info(seq, started, domain),
             // Handled in `answer_owned`.
             Request::CreateBegin { .. }
             | Request::Upload { .. }
@@ -373,17 +374,42 @@ impl Server {
         }
     }
 
+    fn info(&mut self, seq: u32, started: &[Started], domain: u32) {
+        let me = DomainId(domain_runtime::start_info().domain_id);
+        let id = core::iter::once(me)
+            .chain(started.iter().map(|s| s.id))
+            .find(|id| id.0 == domain || id.index() as u32 == domain);
+        let Some(info) = id.and_then(|id| hc::domain_info(id).ok()) else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "no such domain",
+                },
+            );
+        };
+        let name_len = (info.name_len as usize).min(info.name.len());
+        let name = core::str::from_utf8(&info.name[..name_len]).unwrap_or("?");
+        let c = &info.crash;
+        let answer = Answer::Info {
+            id: info.id.0,
+            name,
+            state: state_name(info.state),
+            memory_kib: info.memory_kib,
+            cpu_ticks: info.cpu_ticks,
+            crash_vector: c.vector,
+            crash_error: c.error_code,
+            crash_rip: c.rip,
+            crash_address: c.address,
+            crash_message: c.message(),
+        };
+        self.send(seq, &answer);
+    }
+
     fn send_domain(&mut self, seq: u32, id: DomainId) {
         let Ok(info) = hc::domain_info(id) else {
             return;
         };
-        let state = match info.state {
-            s if s == DomainState::Running as u32 => "running",
-            s if s == DomainState::Paused as u32 => "paused",
-            s if s == DomainState::Shutdown as u32 => "shutdown",
-            s if s == DomainState::Crashed as u32 => "crashed",
-            _ => "unknown",
-        };
+        let state = state_name(info.state);
         let name_len = (info.name_len as usize).min(info.name.len());
         let name = core::str::from_utf8(&info.name[..name_len]).unwrap_or("?");
         let answer = Answer::Domain {
@@ -395,6 +421,17 @@ impl Server {
             cpu_ticks: info.cpu_ticks,
         };
         self.send(seq, &answer);
+    }
+}
+
+/// The name of a `DomainState` value.
+fn state_name(state: u32) -> &'static str {
+    match state {
+        s if s == DomainState::Running as u32 => "running",
+        s if s == DomainState::Paused as u32 => "paused",
+        s if s == DomainState::Shutdown as u32 => "shutdown",
+        s if s == DomainState::Crashed as u32 => "crashed",
+        _ => "unknown",
     }
 }
 
@@ -425,6 +462,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Pause { domain } => OwnedRequest::Plain(Request::Pause { domain }),
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
+            Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),
             Request::CreateBegin {
                 config,
                 image_len,

@@ -36,6 +36,12 @@ pub struct Started {
     pub history_on_exit: bool,
     /// Start it again when it crashes (`on_crash=restart`).
     pub restart_on_crash: bool,
+    /// What to do when it powers off, reboots or crashes: `on_poweroff=`,
+    /// `on_reboot=`, `on_crash=` words (`destroy`, `restart`, `preserve`);
+    /// a module line without them keeps the domain (`preserve`).
+    pub on_poweroff: &'static str,
+    pub on_reboot: &'static str,
+    pub on_crash: &'static str,
     /// The boot module it was started from.
     pub image: &'static [u8],
     pub line: &'static str,
@@ -192,6 +198,9 @@ pub fn start_one(
         control,
         history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
         restart_on_crash: option(line, "on_crash") == Some("restart"),
+        on_poweroff: option(line, "on_poweroff").unwrap_or("preserve"),
+        on_reboot: option(line, "on_reboot").unwrap_or("preserve"),
+        on_crash: option(line, "on_crash").unwrap_or("preserve"),
         image,
         line,
         console_backend: None,
@@ -217,8 +226,8 @@ pub fn run() {
                 let dom = started[i].id;
                 crate::broker::replay_history(&mut started, dom);
             }
-            if crashed && started[i].restart_on_crash {
-                restart(me, &mut started, i);
+            if started[i].reported {
+                apply_policy(me, &mut started, i, crashed);
             }
         }
         if !all_stopped && started.iter().all(|s| s.reported) {
@@ -242,13 +251,47 @@ pub fn run() {
     }
 }
 
+/// Carries out the domain's `on_poweroff`/`on_reboot`/`on_crash` policy once it stopped.
+fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) {
+    let reason = hc::domain_info(started[i].id)
+        .map(|info| info.shutdown_reason)
+        .unwrap_or(0);
+    let policy = if crashed {
+        started[i].on_crash
+    } else if reason == domain_runtime::ipc_abi::domain::ShutdownReason::Reboot as u64 {
+        started[i].on_reboot
+    } else {
+        started[i].on_poweroff
+    };
+    match policy {
+        "restart" => restart(
+            me,
+            started,
+            i,
+            if crashed {
+                "after its crash"
+            } else {
+                "as it asked"
+            },
+        ),
+        "destroy" => {
+            let _ = hc::domain_destroy(started[i].id);
+            println!(
+                "toolstack: destroyed domain {} ({}) as its policy says",
+                started[i].id, started[i].name
+            );
+        }
+        _ => {}
+    }
+}
+
 /// Destroys a crashed domain and starts it again from its module; its
 /// frontends are told their backend restarted.
-fn restart(me: DomainId, started: &mut [Started], i: usize) {
+fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
     let old = started[i].id;
     println!(
-        "toolstack: restarting {} (domain {}) after its crash",
-        started[i].name, old
+        "toolstack: restarting {} (domain {}) {}",
+        started[i].name, old, why
     );
     let _ = hc::domain_destroy(old);
     let (image, line) = (started[i].image, started[i].line);

@@ -164,6 +164,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "the_toolstack_command_lists_and_controls_domains_over_com2",
             toolstack_command,
         ),
+        (
+            "policies_destroy_or_preserve_and_info_shows_the_crash",
+            policies_and_info,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1344,5 +1348,53 @@ fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     let (code, out) = toolstack(Path::new("/nonexistent.sock"), &["domain", "list"])?;
     check(code == 3 && out.contains("cannot connect"), || {
         format!("no machine: {code} {out}")
+    })
+}
+
+fn policies_and_info(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let auto = [
+        ("10-keep.cfg", "name = \"keep\"\nkernel = \"crasher\"\nmemory = 1\ncmdline = \"fault=ud2\"\non_crash = \"preserve\"\n"),
+        ("20-gone.cfg", "name = \"gone\"\nkernel = \"hello\"\nmemory = 1\non_poweroff = \"destroy\"\n"),
+    ];
+    let images = [
+        ("crasher", build::domain(&c.domains, "crasher")),
+        ("hello", build::domain(&c.domains, "hello")),
+    ];
+    let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    let tar = iso::bundle(&c.path("bundle.tar"), &auto, &images)?;
+    let sock = c.path("com2.sock");
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: tar,
+            cmdline: "bundle".into(),
+        },
+    ];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "toolstack: domain 1 (keep) crashed: vector 6")?;
+    expect_line(m, "toolstack: destroyed domain 2 (gone) as its policy says")?;
+    let (code, info) = toolstack(&sock, &["domain", "info", "keep"])?;
+    check(
+        code == 0
+            && info.contains("state:   crashed")
+            && info.contains("crash:   vector 6 error 0x0 at rip 0x4"),
+        || format!("info keep: {code} {info}"),
+    )?;
+    let (code, list) = toolstack(&sock, &["domain", "list"])?;
+    check(
+        code == 0 && list.contains("keep") && !list.contains("gone"),
+        || format!("list: {code} {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "info", "gone"])?;
+    check(code == 1 && out.contains("no domain named gone"), || {
+        format!("info gone: {code} {out}")
     })
 }

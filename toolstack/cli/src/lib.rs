@@ -54,6 +54,23 @@ pub struct DomainEntry {
     pub cpu_ticks: u64,
 }
 
+/// One domain in detail, as `domain info` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainDetails {
+    pub id: u32,
+    pub name: String,
+    pub state: String,
+    pub memory_kib: u64,
+    pub cpu_ticks: u64,
+    /// The crash record (all zero if none): CPU vector (u64::MAX for the
+    /// domain's own report), error code, RIP, address, message.
+    pub crash_vector: u64,
+    pub crash_error: u64,
+    pub crash_rip: u64,
+    pub crash_address: u64,
+    pub crash_message: String,
+}
+
 /// The host as `host info` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostInfo {
@@ -151,6 +168,27 @@ impl Client {
             Some(Owned::Error(m)) => Err(Error::Refused(m)),
             _ => Err(Error::Channel("unexpected answer".into())),
         }
+    }
+
+    /// One domain in detail.
+    pub fn info(&mut self, domain: u32) -> Result<DomainDetails, Error> {
+        match self.call(&Request::Info { domain }, |_| true)?.pop() {
+            Some(Owned::Info(d)) => Ok(d),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
+    }
+
+    /// The domain with this id (full or index) or name.
+    pub fn resolve(&mut self, domain: &str) -> Result<u32, Error> {
+        if let Ok(n) = domain.parse() {
+            return Ok(n);
+        }
+        self.list()?
+            .into_iter()
+            .find(|d| d.name == domain)
+            .map(|d| d.id)
+            .ok_or_else(|| Error::Refused(format!("no domain named {domain}")))
     }
 
     /// The kernel log (the last lines the kernel keeps).
@@ -269,6 +307,7 @@ enum Owned {
     Error(String),
     Created(u32),
     Line(String),
+    Info(DomainDetails),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -303,6 +342,29 @@ impl From<&Answer<'_>> for Owned {
             Answer::Ok => Owned::Ok,
             Answer::Created { id } => Owned::Created(*id),
             Answer::Line { text, .. } => Owned::Line((*text).into()),
+            Answer::Info {
+                id,
+                name,
+                state,
+                memory_kib,
+                cpu_ticks,
+                crash_vector,
+                crash_error,
+                crash_rip,
+                crash_address,
+                crash_message,
+            } => Owned::Info(DomainDetails {
+                id: *id,
+                name: (*name).into(),
+                state: (*state).into(),
+                memory_kib: *memory_kib,
+                cpu_ticks: *cpu_ticks,
+                crash_vector: *crash_vector,
+                crash_error: *crash_error,
+                crash_rip: *crash_rip,
+                crash_address: *crash_address,
+                crash_message: (*crash_message).into(),
+            }),
             Answer::Error { message } => Owned::Error((*message).into()),
         }
     }

@@ -52,12 +52,18 @@ enum DomainVerb {
         #[arg(long)]
         json: bool,
     },
-    /// Stop a domain's vCPUs.
-    Pause { domain: u32 },
+    /// Stop a domain's vCPUs (DOMAIN: id or name).
+    Pause { domain: String },
     /// Let a paused domain run.
-    Unpause { domain: u32 },
+    Unpause { domain: String },
     /// End a domain at once.
-    Destroy { domain: u32 },
+    Destroy { domain: String },
+    /// State, memory, CPU time and crash record of a domain.
+    Info {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,9 +180,36 @@ fn main() -> ExitCode {
             let (text, image) = prepared.unwrap_or_default();
             client.create(&text, image.as_deref(), paused).map(|id| println!("created domain {}", id & 0xffff))
         }
-        Command::Domain { verb: DomainVerb::Pause { domain } } => client.pause(domain),
-        Command::Domain { verb: DomainVerb::Unpause { domain } } => client.unpause(domain),
-        Command::Domain { verb: DomainVerb::Destroy { domain } } => client.destroy(domain),
+        Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
+        Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
+        Command::Domain { verb: DomainVerb::Destroy { domain } } => client.resolve(&domain).and_then(|d| client.destroy(d)),
+        Command::Domain { verb: DomainVerb::Info { domain, json } } => client.resolve(&domain).and_then(|d| client.info(d)).map(|d| {
+            let crash = if d.state != "crashed" {
+                String::from("none")
+            } else if d.crash_vector == u64::MAX {
+                format!("its own report: {}", d.crash_message)
+            } else {
+                format!("vector {} error {:#x} at rip {:#x} addr {:#x}", d.crash_vector, d.crash_error, d.crash_rip, d.crash_address)
+            };
+            if json {
+                println!(
+                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?}}}",
+                    d.id & 0xffff,
+                    d.name,
+                    d.state,
+                    d.memory_kib,
+                    d.cpu_ticks,
+                    crash
+                );
+            } else {
+                println!("id:      {}", d.id & 0xffff);
+                println!("name:    {}", d.name);
+                println!("state:   {}", d.state);
+                println!("memory:  {} KiB", d.memory_kib);
+                println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
+                println!("crash:   {crash}");
+            }
+        }),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {
                 println!("{l}");
