@@ -62,8 +62,6 @@ fn announce(
     if answer.version_or_status != Status::Ok as u32 {
         return Err(Error::PortState);
     }
-    // Hear of a restarted backend (PeerRestarted comes as the answer to a Listen).
-    let _ = crate::control::listen();
     Ok((grefs, port))
 }
 
@@ -90,14 +88,13 @@ impl Ring {
     /// ring (a new epoch), announce it to the new backend and replay the
     /// writes it had not answered. Returns whether that happened.
     fn follow_restart(&mut self) -> bool {
-        let Ok(Some(news)) = crate::control::poll() else {
+        let restarted = |m: &ControlMessage| {
+            m.check() == Some(ControlOp::PeerRestarted) && m.kind == DeviceKind::Console as u32
+        };
+        let Some(news) = crate::control::take_news(restarted) else {
             return false;
         };
-        if news.check() != Some(ControlOp::PeerRestarted) || news.kind != DeviceKind::Console as u32
-        {
-            let _ = crate::control::listen();
-            return false;
-        }
+        let _ = crate::control::listen();
         let _ = hc::event_close(self.port);
         for &g in self.grefs.iter() {
             // The dead backend's mappings are gone, so the grants can end.
@@ -258,6 +255,13 @@ pub fn flush() {
             r.port
         };
         crate::events::wait(port);
+    }
+}
+
+/// Like [`flush`], but returns at once if the console is busy on this path.
+pub fn try_flush() {
+    if RING.try_lock().is_some() {
+        flush();
     }
 }
 

@@ -58,6 +58,8 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
         inbox: heapless::Deque::new(),
     });
     hc::event_send(port)?;
+    // Be ready for news (shutdown requests, restarted backends).
+    let _ = listen();
     Ok(())
 }
 
@@ -152,6 +154,33 @@ pub fn poll() -> Result<Option<ControlMessage>> {
     ch.collect()?;
     let _ = ch.front.final_check();
     Ok(ch.take(None))
+}
+
+/// Takes the first answer in the inbox that `wanted` accepts (does not block).
+pub fn take_news(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMessage> {
+    let mut guard = CHANNEL.lock();
+    let ch = guard.as_mut()?;
+    ch.collect().ok()?;
+    let pos = ch.inbox.iter().position(&wanted)?;
+    let id = ch.inbox.iter().nth(pos).map(|m| m.id);
+    ch.take(id)
+}
+
+/// Obeys a shutdown request from the control domain, if one came: the
+/// domain powers off (or reboots) cleanly. The runtime calls this whenever a
+/// domain waits, so a domain that waits through the runtime obeys.
+pub fn obey() {
+    if let Some(m) = take_news(|m| m.check() == Some(ControlOp::ShutdownRequest)) {
+        let reason = if m.index == 1 {
+            ipc_abi::domain::ShutdownReason::Reboot
+        } else {
+            ipc_abi::domain::ShutdownReason::PowerOff
+        };
+        // Let console-dom print what we wrote, unless we are inside the console
+        // code ourselves (then the lines are replayed or printed as they are).
+        crate::console::try_flush();
+        hc::shutdown(reason, b"");
+    }
 }
 
 /// Tells the control domain this domain is alive; returns its answer's status.

@@ -37,6 +37,7 @@ pub fn wait(port: u16) {
         if take(port) {
             return;
         }
+        crate::control::obey();
         crate::hypercall::block();
     }
 }

@@ -21,6 +21,7 @@ pub fn now_ns() -> u64 {
 pub fn sleep_ns(ns: u64) {
     let deadline = now_ns().saturating_add(ns);
     while now_ns() < deadline {
+        crate::control::obey();
         let _ = crate::hypercall::set_timer(deadline);
         crate::hypercall::block();
     }

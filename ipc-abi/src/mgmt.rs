@@ -350,6 +350,12 @@ pub mod messages {
         Info {
             domain: u32,
         },
+        /// Ask a domain to shut down (or reboot) cleanly; it is destroyed if
+        /// it has not stopped within the toolstack's timeout.
+        Shutdown {
+            domain: u32,
+            reboot: bool,
+        },
     }
 
     /// An answer of the toolstack domain.

@@ -22,8 +22,8 @@ pub struct Link {
     pages: RingPages,
     back: Option<Back<'static, ControlMessage, ControlMessage>>,
     broken: bool,
-    /// The domain's outstanding `Listen`, answered when there is news for it.
-    listen: Option<u32>,
+    /// The domain's outstanding `Listen`s, answered when there is news for it.
+    listens: heapless::Deque<u32, 4>,
     /// News waiting for a `Listen`.
     news: heapless::Deque<ControlMessage, 8>,
     /// An `Announce` waiting for its backend to connect.
@@ -48,7 +48,7 @@ impl Link {
             pages,
             back: None,
             broken: false,
-            listen: None,
+            listens: heapless::Deque::new(),
             news: heapless::Deque::new(),
             awaiting: None,
         };
@@ -76,7 +76,9 @@ impl Link {
                 Ok(Some(msg)) => match msg.check() {
                     Some(ControlOp::Heartbeat) => self.answer(msg, Status::Ok),
                     Some(ControlOp::Listen) => {
-                        self.listen = Some(msg.id);
+                        if self.listens.push_back(msg.id).is_err() {
+                            self.answer(msg, Status::Denied);
+                        }
                         self.deliver_news();
                     }
                     Some(ControlOp::Announce | ControlOp::Connected | ControlOp::Disconnect)
@@ -136,10 +138,12 @@ impl Link {
     }
 
     fn deliver_news(&mut self) {
-        if let Some(id) = self.listen {
+        while !self.news.is_empty() {
+            let Some(id) = self.listens.pop_front() else {
+                return;
+            };
             if let Some(mut n) = self.news.pop_front() {
                 n.id = id;
-                self.listen = None;
                 self.push(n);
             }
         }

@@ -338,6 +338,7 @@ impl Server {
             Request::Unpause { domain } => self.control(seq, started, domain, hc::domain_unpause),
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
             Request::Info { domain } => self.info(seq, started, domain),
+            Request::Shutdown { domain, reboot } => self.shutdown(seq, started, domain, reboot),
             // Handled in `answer_owned`.
             Request::CreateBegin { .. }
             | Request::Upload { .. }
@@ -372,6 +373,36 @@ impl Server {
                 },
             ),
         }
+    }
+
+    fn shutdown(&mut self, seq: u32, started: &mut Started_, domain: u32, reboot: bool) {
+        let Some(s) = started
+            .iter_mut()
+            .find(|s| s.id.0 == domain || s.id.index() as u32 == domain)
+        else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "no such domain",
+                },
+            );
+        };
+        let Some(link) = s.control.as_mut() else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "the domain has no control ring; destroy it instead",
+                },
+            );
+        };
+        let mut req = <domain_runtime::ipc_abi::proto::control::ControlMessage as zerocopy::FromZeros>::new_zeroed();
+        req.op = domain_runtime::ipc_abi::proto::control::ControlOp::ShutdownRequest as u32;
+        req.index = reboot as u32;
+        link.tell(req);
+        s.shutdown_deadline =
+            Some(domain_runtime::time::now_ns() + crate::start::SHUTDOWN_TIMEOUT_NS);
+        println!("toolstack: asked domain {} ({}) to shut down", s.id, s.name);
+        self.send(seq, &Answer::Ok)
     }
 
     fn info(&mut self, seq: u32, started: &[Started], domain: u32) {
@@ -463,6 +494,9 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
             Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),
+            Request::Shutdown { domain, reboot } => {
+                OwnedRequest::Plain(Request::Shutdown { domain, reboot })
+            }
             Request::CreateBegin {
                 config,
                 image_len,

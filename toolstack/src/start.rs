@@ -47,7 +47,12 @@ pub struct Started {
     pub line: &'static str,
     /// The backend serving its console, once connected.
     pub console_backend: Option<DomainId>,
+    /// When an unanswered shutdown request turns into a destroy (ns since boot).
+    pub shutdown_deadline: Option<u64>,
 }
+
+/// How long a domain has to obey a shutdown request.
+pub const SHUTDOWN_TIMEOUT_NS: u64 = 3_000_000_000;
 
 /// Every value of `key=` in a command line.
 fn options<'a>(line: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -204,6 +209,7 @@ pub fn start_one(
         image,
         line,
         console_backend: None,
+        shutdown_deadline: None,
     })
 }
 
@@ -233,6 +239,24 @@ pub fn run() {
         if !all_stopped && started.iter().all(|s| s.reported) {
             println!("toolstack: all domains have stopped");
             all_stopped = true;
+        }
+        // Domains that ignored a shutdown request past its deadline are destroyed.
+        let now = domain_runtime::time::now_ns();
+        for s in started.iter_mut() {
+            if s.shutdown_deadline.is_some_and(|d| d <= now) {
+                s.shutdown_deadline = None;
+                if !s.reported {
+                    let _ = hc::domain_destroy(s.id);
+                    println!(
+                        "toolstack: domain {} ({}) ignored its shutdown request; destroyed",
+                        s.id, s.name
+                    );
+                    s.reported = true;
+                }
+            }
+        }
+        if let Some(next) = started.iter().filter_map(|s| s.shutdown_deadline).min() {
+            let _ = hc::set_timer(next);
         }
         hc::block();
         // Serve every control ring that has something (pending bits are taken, not trusted).

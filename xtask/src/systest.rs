@@ -168,6 +168,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "policies_destroy_or_preserve_and_info_shows_the_crash",
             policies_and_info,
         ),
+        (
+            "shutdown_stops_a_willing_domain_and_destroys_one_that_ignores_it",
+            shutdown_requests,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1397,4 +1401,43 @@ fn policies_and_info(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     check(code == 1 && out.contains("no domain named gone"), || {
         format!("info gone: {code} {out}")
     })
+}
+
+fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("com2.sock");
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "survivor"),
+            cmdline: "willing".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "spinner"),
+            cmdline: "stubborn seconds=600".into(),
+        },
+    ];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "[1] survivor: heartbeat 1")?;
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "willing", "--wait"])?;
+    check(code == 0 && out.contains("is shutdown"), || {
+        format!("shutdown willing: {code} {out}")
+    })?;
+    expect_line(m, "toolstack: domain 1 (willing) shut down (reason 0)")?;
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "stubborn", "--wait"])?;
+    check(code == 0 && out.contains("is destroyed"), || {
+        format!("shutdown stubborn: {code} {out}")
+    })?;
+    expect_line(
+        m,
+        "toolstack: domain 2 (stubborn) ignored its shutdown request; destroyed",
+    )?;
+    Ok(())
 }

@@ -208,6 +208,29 @@ impl Client {
             .collect())
     }
 
+    /// Asks a domain to shut down (or reboot) cleanly; the machine destroys
+    /// it if it has not stopped within its timeout.
+    pub fn shutdown(&mut self, domain: u32, reboot: bool) -> Result<(), Error> {
+        self.simple(&Request::Shutdown { domain, reboot })
+    }
+
+    /// Waits until a domain is no longer running (stopped, crashed or gone).
+    pub fn wait_stopped(&mut self, domain: u32, timeout: Duration) -> Result<String, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.info(domain) {
+                Ok(d) if d.state != "running" && d.state != "paused" => return Ok(d.state),
+                Err(Error::Refused(_)) => return Ok("destroyed".into()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Channel("the domain did not stop in time".into()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn pause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Pause { domain })
     }

@@ -58,6 +58,15 @@ enum DomainVerb {
     Unpause { domain: String },
     /// End a domain at once.
     Destroy { domain: String },
+    /// Ask a domain to shut down cleanly (destroyed if it does not in time).
+    Shutdown {
+        domain: String,
+        /// Wait until it has stopped.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Ask a domain to reboot.
+    Reboot { domain: String },
     /// State, memory, CPU time and crash record of a domain.
     Info {
         domain: String,
@@ -180,6 +189,15 @@ fn main() -> ExitCode {
             let (text, image) = prepared.unwrap_or_default();
             client.create(&text, image.as_deref(), paused).map(|id| println!("created domain {}", id & 0xffff))
         }
+        Command::Domain { verb: DomainVerb::Shutdown { domain, wait } } => client.resolve(&domain).and_then(|d| {
+            client.shutdown(d, false)?;
+            if wait {
+                let state = client.wait_stopped(d, std::time::Duration::from_secs(30))?;
+                println!("domain {} is {state}", d & 0xffff);
+            }
+            Ok(())
+        }),
+        Command::Domain { verb: DomainVerb::Reboot { domain } } => client.resolve(&domain).and_then(|d| client.shutdown(d, true)),
         Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
         Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
         Command::Domain { verb: DomainVerb::Destroy { domain } } => client.resolve(&domain).and_then(|d| client.destroy(d)),
