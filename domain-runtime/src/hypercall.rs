@@ -299,3 +299,8 @@ pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u
 pub fn console_takeover() -> Result<u64> {
     call(Hypercall::ConsoleTakeover, [0; 6])
 }
+
+/// Powers the machine off (control domain only); returns only on failure.
+pub fn machine_power_off() -> Result<u64> {
+    call(Hypercall::MachinePowerOff, [0; 6])
+}

@@ -89,6 +89,8 @@ pub enum Hypercall {
     DomainAddIrq = 40,
     /// `(dom, rip, rsp, rdi)`: set where a never-run domain's vCPU starts (control only).
     DomainSetEntry = 41,
+    /// Powers the machine off (ACPI S5) (control only). Returns only on failure.
+    MachinePowerOff = 42,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -132,6 +134,7 @@ impl Hypercall {
             39 => DomainAddMmio,
             40 => DomainAddIrq,
             41 => DomainSetEntry,
+            42 => MachinePowerOff,
             _ => return None,
         })
     }

@@ -356,6 +356,9 @@ pub mod messages {
             domain: u32,
             reboot: bool,
         },
+        /// Shut every domain down (destroying those that do not stop in
+        /// time), then power the machine off.
+        HostShutdown,
     }
 
     /// An answer of the toolstack domain.

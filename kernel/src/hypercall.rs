@@ -261,6 +261,15 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::set_entry(k, t, a.0[1], a.0[2], a.0[3]).map(|_| 0)
         }
+        MachinePowerOff => {
+            require_control(k, caller)?;
+            crate::kprintln!("poweroff: requested by domain {}", caller);
+            crate::arch::reset::power_off().map_err(|why| {
+                crate::kprintln!("poweroff: failed: {why}");
+                Error::DomainState
+            })?;
+            Ok(0)
+        }
         KernelStats => {
             require_control(k, caller)?;
             let stats = ipc_abi::domain::KernelStats {

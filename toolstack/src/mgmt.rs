@@ -339,6 +339,35 @@ impl Server {
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
             Request::Info { domain } => self.info(seq, started, domain),
             Request::Shutdown { domain, reboot } => self.shutdown(seq, started, domain, reboot),
+            Request::HostShutdown => {
+                let ids: Vec<u32> = started
+                    .iter()
+                    .filter(|s| !s.reported)
+                    .map(|s| s.id.0)
+                    .collect();
+                for id in ids {
+                    if let Some(s) = started.iter_mut().find(|s| s.id.0 == id) {
+                        match s.control.as_mut() {
+                            Some(link) => {
+                                let mut req = <domain_runtime::ipc_abi::proto::control::ControlMessage as zerocopy::FromZeros>::new_zeroed();
+                                req.op = domain_runtime::ipc_abi::proto::control::ControlOp::ShutdownRequest as u32;
+                                link.tell(req);
+                                s.shutdown_deadline = Some(
+                                    domain_runtime::time::now_ns()
+                                        + crate::start::SHUTDOWN_TIMEOUT_NS,
+                                );
+                            }
+                            None => {
+                                let _ = hc::domain_destroy(s.id);
+                                s.reported = true;
+                            }
+                        }
+                    }
+                }
+                crate::start::request_power_off();
+                println!("toolstack: host shutdown: every domain asked to stop, then power off");
+                self.send(seq, &Answer::Ok)
+            }
             // Handled in `answer_owned`.
             Request::CreateBegin { .. }
             | Request::Upload { .. }
@@ -497,6 +526,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Shutdown { domain, reboot } => {
                 OwnedRequest::Plain(Request::Shutdown { domain, reboot })
             }
+            Request::HostShutdown => OwnedRequest::Plain(Request::HostShutdown),
             Request::CreateBegin {
                 config,
                 image_len,

@@ -51,6 +51,13 @@ pub struct Started {
     pub shutdown_deadline: Option<u64>,
 }
 
+static POWER_OFF: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Powers the machine off once every domain has stopped.
+pub fn request_power_off() {
+    POWER_OFF.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// How long a domain has to obey a shutdown request.
 pub const SHUTDOWN_TIMEOUT_NS: u64 = 3_000_000_000;
 
@@ -254,6 +261,15 @@ pub fn run() {
                     s.reported = true;
                 }
             }
+        }
+        if POWER_OFF.load(core::sync::atomic::Ordering::Relaxed)
+            && started.iter().all(|s| s.reported)
+        {
+            println!("toolstack: every domain has stopped; powering off");
+            // A domain that stopped may still own console lines: let them out first.
+            let _ = hc::machine_power_off();
+            println!("toolstack: the machine did not power off");
+            POWER_OFF.store(false, core::sync::atomic::Ordering::Relaxed);
         }
         if let Some(next) = started.iter().filter_map(|s| s.shutdown_deadline).min() {
             let _ = hc::set_timer(next);

@@ -172,6 +172,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "shutdown_stops_a_willing_domain_and_destroys_one_that_ignores_it",
             shutdown_requests,
         ),
+        (
+            "host_shutdown_stops_every_domain_then_powers_off",
+            host_shutdown,
+        ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
     ]
 }
@@ -1440,4 +1444,44 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
         "toolstack: domain 2 (stubborn) ignored its shutdown request; destroyed",
     )?;
     Ok(())
+}
+
+fn host_shutdown(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sock = c.path("com2.sock");
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "survivor"),
+            cmdline: "one".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "survivor"),
+            cmdline: "two".into(),
+        },
+        Module {
+            path: build::domain(&c.domains, "spinner"),
+            cmdline: "stubborn seconds=600".into(),
+        },
+    ];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "[2] survivor: heartbeat 1")?;
+    let (code, out) = toolstack(&sock, &["host", "shutdown"])?;
+    check(code == 0, || format!("host shutdown: {code} {out}"))?;
+    expect_line(m, "toolstack: domain 1 (one) shut down (reason 0)")?;
+    expect_line(m, "toolstack: domain 2 (two) shut down (reason 0)")?;
+    expect_line(
+        m,
+        "toolstack: domain 3 (stubborn) ignored its shutdown request; destroyed",
+    )?;
+    expect_line(m, "toolstack: every domain has stopped; powering off")?;
+    let status = m.wait_exit(BOOT)?;
+    check(status.success(), || format!("QEMU exited with {status}"))
 }

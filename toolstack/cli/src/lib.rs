@@ -231,6 +231,11 @@ impl Client {
         }
     }
 
+    /// Shuts every domain down, then powers the machine off.
+    pub fn host_shutdown(&mut self) -> Result<(), Error> {
+        self.simple(&Request::HostShutdown)
+    }
+
     pub fn pause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Pause { domain })
     }

@@ -81,6 +81,8 @@ enum HostVerb {
     Info,
     /// The kernel log.
     Dmesg,
+    /// Shut every domain down (destroying those that do not stop), then power off.
+    Shutdown,
 }
 
 /// Reads and checks a configuration locally; returns the text to send
@@ -228,6 +230,7 @@ fn main() -> ExitCode {
                 println!("crash:   {crash}");
             }
         }),
+        Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {
                 println!("{l}");
