@@ -70,7 +70,7 @@ impl Clients {
         }
         if msg.check() == Some(ControlOp::Disconnect) {
             if let Some(i) = self.list.iter().position(|c| c.dom == msg.peer) {
-                let mut c = self.list.swap_remove(i);
+                let mut c = self.list.remove(i);
                 let history = &mut self.history;
                 c.flush_partial(out, history);
                 let _ = hc::event_close(c.port);
@@ -114,15 +114,25 @@ impl Clients {
         let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
             .map_err(|_| "cannot bind the port")?;
         let back = Back::attach(pages.shared()).map_err(|_| "the ring is not initialised")?;
-        let _ = self.list.push(Client {
-            dom: msg.peer,
-            port,
-            back,
-            line: heapless::Vec::new(),
-            reads: heapless::Deque::new(),
-            input: heapless::Deque::new(),
-            input_dropped: 0,
-        });
+        // Kept in domain order, so the input focus moves through the
+        // domains by id whatever order they connected in.
+        let at = self
+            .list
+            .iter()
+            .position(|c| c.dom > msg.peer)
+            .unwrap_or(self.list.len());
+        let _ = self.list.insert(
+            at,
+            Client {
+                dom: msg.peer,
+                port,
+                back,
+                line: heapless::Vec::new(),
+                reads: heapless::Deque::new(),
+                input: heapless::Deque::new(),
+                input_dropped: 0,
+            },
+        );
         Ok(())
     }
 
@@ -147,14 +157,14 @@ impl Clients {
             }
         }
         for i in broken.into_iter().rev() {
-            self.list.swap_remove(i);
+            self.list.remove(i);
         }
         more
     }
 }
 
 impl Clients {
-    /// The domain whose console gets input, if any: the `focus`-th connected one.
+    /// The domain whose console gets input, if any: the `focus`-th by domain id.
     pub fn focused(&self, focus: usize) -> Option<DomainId> {
         self.list.get(focus % self.list.len().max(1)).map(|c| c.dom)
     }

@@ -1422,6 +1422,10 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
             path: build::domain(&c.domains, "spinner"),
             cmdline: "stubborn seconds=600".into(),
         },
+        Module {
+            path: build::domain(&c.domains, "survivor"),
+            cmdline: "bystander".into(),
+        },
     ];
     let m = boot(
         &Config::new(&c.iso("", &mods)?)
@@ -1429,7 +1433,7 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
             .com2_socket(&sock),
         slot,
     )?;
-    expect_line(m, "[1] survivor: heartbeat 1")?;
+    expect_line(m, "[3] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["domain", "shutdown", "willing", "--wait"])?;
     check(code == 0 && out.contains("is shutdown"), || {
         format!("shutdown willing: {code} {out}")
@@ -1443,7 +1447,16 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
         m,
         "toolstack: domain 2 (stubborn) ignored its shutdown request; destroyed",
     )?;
-    Ok(())
+    // `--all` reaches only the domains still running: here just the bystander.
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "--all", "--wait"])?;
+    check(code == 0 && out.trim() == "domain 3 is shutdown", || {
+        format!("shutdown --all: {code} {out}")
+    })?;
+    expect_line(m, "toolstack: domain 3 (bystander) shut down (reason 0)")?;
+    let (code, out) = toolstack(&sock, &["domain", "shutdown"])?;
+    check(code != 0 && out.contains("<DOMAIN>"), || {
+        format!("shutdown without a domain: {code} {out}")
+    })
 }
 
 fn host_shutdown(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {

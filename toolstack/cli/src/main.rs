@@ -58,10 +58,14 @@ enum DomainVerb {
     Unpause { domain: String },
     /// End a domain at once.
     Destroy { domain: String },
-    /// Ask a domain to shut down cleanly (destroyed if it does not in time).
+    /// Ask a domain (or `--all`) to shut down cleanly (destroyed if it does not in time).
     Shutdown {
-        domain: String,
-        /// Wait until it has stopped.
+        #[arg(required_unless_present = "all")]
+        domain: Option<String>,
+        /// Every domain but domain 0.
+        #[arg(long)]
+        all: bool,
+        /// Wait until they have stopped.
         #[arg(long)]
         wait: bool,
     },
@@ -191,14 +195,23 @@ fn main() -> ExitCode {
             let (text, image) = prepared.unwrap_or_default();
             client.create(&text, image.as_deref(), paused).map(|id| println!("created domain {}", id & 0xffff))
         }
-        Command::Domain { verb: DomainVerb::Shutdown { domain, wait } } => client.resolve(&domain).and_then(|d| {
-            client.shutdown(d, false)?;
+        Command::Domain { verb: DomainVerb::Shutdown { domain, all, wait } } => (|| {
+            let targets: Vec<u32> = if all {
+                client.list()?.into_iter().filter(|d| d.id & 0xffff != 0 && (d.state == "running" || d.state == "paused")).map(|d| d.id).collect()
+            } else {
+                vec![client.resolve(domain.as_deref().unwrap_or_default())?]
+            };
+            for &d in &targets {
+                client.shutdown(d, false)?;
+            }
             if wait {
-                let state = client.wait_stopped(d, std::time::Duration::from_secs(30))?;
-                println!("domain {} is {state}", d & 0xffff);
+                for &d in &targets {
+                    let state = client.wait_stopped(d, std::time::Duration::from_secs(60))?;
+                    println!("domain {} is {state}", d & 0xffff);
+                }
             }
             Ok(())
-        }),
+        })(),
         Command::Domain { verb: DomainVerb::Reboot { domain } } => client.resolve(&domain).and_then(|d| client.shutdown(d, true)),
         Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
         Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
