@@ -9,7 +9,7 @@ extern crate alloc;
 use crate::start::{Started, MAX};
 
 /// The toolstack's list of domains it started.
-type Started_ = heapless::Vec<Started, MAX>;
+type Started_ = crate::start::Domains;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -226,6 +226,14 @@ impl Server {
                 },
             );
         }
+        if started.len() >= MAX {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "the toolstack already tracks as many domains as it can",
+                },
+            );
+        }
         let parsed = match domain_config::parse("upload", &config, &[]) {
             Ok(p) => p,
             Err(errors) => {
@@ -262,14 +270,7 @@ impl Server {
         match crate::start::start_one(me, image, line, started) {
             Some(s) => {
                 let id = s.id.0;
-                if started.push(s).is_err() {
-                    return self.send(
-                        seq,
-                        &Answer::Error {
-                            message: "the toolstack tracks no more domains",
-                        },
-                    );
-                }
+                started.push(s);
                 self.send(seq, &Answer::Created { id })
             }
             None => self.send(

@@ -21,8 +21,25 @@ use domain_runtime::{events, println, DomainId};
 
 /// Default memory of a domain whose line names none, in KiB.
 const DEFAULT_KIB: u64 = 1024;
-/// Domains this program keeps track of.
-pub const MAX: usize = 16;
+/// Domains this program keeps track of at most.
+pub const MAX: usize = 64;
+
+/// Every domain this program started, in start order (on the heap: the
+/// table is too large for the stack).
+pub type Domains = alloc::vec::Vec<Started>;
+
+/// Whether the table has room for one more domain; says so on COM1 if not.
+fn has_room(started: &Domains, line: &str) -> bool {
+    if started.len() < MAX {
+        return true;
+    }
+    println!(
+        "toolstack: already tracking {} domains; {} not started",
+        MAX,
+        line.split_whitespace().next().unwrap_or("")
+    );
+    false
+}
 
 /// A domain this program started.
 pub struct Started {
@@ -74,15 +91,18 @@ fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Starts a domain for every boot module; returns them in order.
-pub fn start_modules() -> heapless::Vec<Started, MAX> {
+pub fn start_modules() -> Domains {
     let me = DomainId(domain_runtime::start_info().domain_id);
-    let mut started: heapless::Vec<Started, MAX> = heapless::Vec::new();
+    let mut started = Domains::new();
     for (image, line) in domain_runtime::modules() {
         if line.split_whitespace().next() == Some("bundle") {
             continue;
         }
+        if !has_room(&started, line) {
+            continue;
+        }
         if let Some(s) = start_one(me, image, line, &started) {
-            let _ = started.push(s);
+            started.push(s);
         }
     }
     // Then the boot bundle's auto/ configurations, in name order.
@@ -111,8 +131,11 @@ pub fn start_modules() -> heapless::Vec<Started, MAX> {
             // The line lives as long as the domain may need restarting.
             let line: &'static str =
                 alloc::boxed::Box::leak(crate::bundle::start_line(&c).into_boxed_str());
+            if !has_room(&started, line) {
+                continue;
+            }
             if let Some(s) = start_one(me, image, line, &started) {
-                let _ = started.push(s);
+                started.push(s);
             }
         }
     }

@@ -177,6 +177,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             host_shutdown,
         ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
+        (
+            "fifty_domains_are_created_listed_and_shut_down_together",
+            fifty_domains,
+        ),
     ]
 }
 
@@ -1497,4 +1501,83 @@ fn host_shutdown(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(m, "toolstack: every domain has stopped; powering off")?;
     let status = m.wait_exit(BOOT)?;
     check(status.success(), || format!("QEMU exited with {status}"))
+}
+
+fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    const COUNT: usize = 50;
+    let survivor = build::domain(&c.domains, "survivor");
+    let tar = iso::bundle(
+        &c.path("bundle.tar"),
+        &[],
+        &[("survivor", survivor.as_path())],
+    )?;
+    let sock = c.path("com2.sock");
+    let mods = [
+        Module {
+            path: build::domain(&c.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: tar,
+            cmdline: "bundle".into(),
+        },
+    ];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    // The configurations name the bundle's image: nothing is uploaded.
+    let dir = c.path("many");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for i in 1..=COUNT {
+        let cfg = dir.join(format!("g{i}.cfg"));
+        let text = format!(
+            "name = \"g{i}\"\nkernel = \"survivor\"\nmemory = 1\ncmdline = \"period_ms=5000\"\n"
+        );
+        std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+        let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+        check(
+            code == 0 && out.trim() == format!("created domain {i}"),
+            || format!("create g{i}: {code} {out}"),
+        )?;
+    }
+    let (code, list) = toolstack(&sock, &["domain", "list", "--json"])?;
+    let running = list.matches("\"state\":\"running\"").count();
+    check(code == 0 && running == COUNT + 1, || {
+        format!(
+            "{running} running (want {} with domain 0): {list}",
+            COUNT + 1
+        )
+    })?;
+    check(
+        (1..=COUNT).all(|i| list.contains(&format!("\"name\":\"g{i}\""))),
+        || format!("a domain is missing from the list: {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "--all", "--wait"])?;
+    // Each obeyed (the toolstack logs a clean shutdown) and then, as a
+    // created domain's default `on_poweroff` says, was destroyed.
+    let stopped = out.lines().filter(|l| l.starts_with("domain ")).count();
+    check(code == 0 && stopped == COUNT, || {
+        format!("shutdown --all: {code} {stopped} stopped: {out}")
+    })?;
+    for i in 1..=COUNT {
+        expect_line(
+            m,
+            &format!("toolstack: domain {i} (g{i}) shut down (reason 0)"),
+        )?;
+    }
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("ignored its shutdown request")),
+        || "a domain had to be destroyed".into(),
+    )?;
+    let (code, list) = toolstack(&sock, &["domain", "list", "--json"])?;
+    check(
+        code == 0 && list.matches("\"state\":\"running\"").count() == 1,
+        || format!("still running after shutdown --all: {list}"),
+    )
 }
