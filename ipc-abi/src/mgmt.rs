@@ -105,6 +105,11 @@ impl Decoder {
         }
     }
 
+    /// Bytes held that are not yet a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.len - self.consumed
+    }
+
     /// Forgets a partial frame (the client went away).
     pub fn reset(&mut self) {
         self.len = 0;

@@ -35,7 +35,13 @@ pub struct Server {
     frame_errors: u64,
     /// A creation in progress: configuration, image so far, image size, paused.
     pending: Option<(String, Vec<u8>, usize, bool)>,
+    /// When bytes last arrived (ns since boot).
+    last_rx_ns: u64,
 }
+
+/// Silence after which a partial frame is forgotten: its client went away
+/// (a new client's bytes must not be read as the rest of it).
+const RESYNC_GAP_NS: u64 = 1_000_000_000;
 
 /// Largest image accepted by upload (16 MiB).
 const MAX_IMAGE: usize = 16 << 20;
@@ -73,6 +79,7 @@ impl Server {
             decoder: Box::new(Decoder::new()),
             frame_errors: 0,
             pending: None,
+            last_rx_ns: 0,
         })
     }
 
@@ -89,6 +96,19 @@ impl Server {
                     }
                     Err(_) => break,
                 }
+            }
+            if n > 0 {
+                let now = domain_runtime::time::now_ns();
+                if now.saturating_sub(self.last_rx_ns) > RESYNC_GAP_NS
+                    && self.decoder.buffered() > 0
+                {
+                    println!(
+                        "toolstack: dropped {} bytes of a management frame its client never finished",
+                        self.decoder.buffered()
+                    );
+                    self.decoder.reset();
+                }
+                self.last_rx_ns = now;
             }
             let mut rest = &chunk[..n];
             while !rest.is_empty() {
@@ -308,6 +328,8 @@ impl Server {
     fn answer(&mut self, seq: u32, request: Request<'_>, started: &mut Started_) {
         match request {
             Request::Hello { version } if version == VERSION => {
+                // A new session: a creation the last client left unfinished is dropped.
+                self.pending = None;
                 self.send(seq, &Answer::Hello { version: VERSION })
             }
             Request::Hello { .. } => self.send(

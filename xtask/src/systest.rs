@@ -181,6 +181,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             "fifty_domains_are_created_listed_and_shut_down_together",
             fifty_domains,
         ),
+        (
+            "a_client_gone_mid_upload_or_mid_frame_disturbs_nothing",
+            abandoned_clients,
+        ),
     ]
 }
 
@@ -1580,4 +1584,80 @@ fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         code == 0 && list.matches("\"state\":\"running\"").count() == 1,
         || format!("still running after shutdown --all: {list}"),
     )
+}
+
+fn abandoned_clients(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    use toolstack::Client;
+    let sock = c.path("com2.sock");
+    let mods = [Module {
+        path: build::domain(&c.domains, "toolstack-domain"),
+        cmdline: "toolstack-domain mgmt=com2".into(),
+    }];
+    let m = boot(
+        &Config::new(&c.iso("", &mods)?)
+            .accel(c.accel)
+            .com2_socket(&sock),
+        slot,
+    )?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    let err = |e: toolstack::Error| e.to_string();
+    // What a user would compare: who exists, in what state, and free memory.
+    type Snapshot = (Vec<(u32, String, String, u64)>, u64);
+    let snapshot = |client: &mut Client| -> Result<Snapshot, String> {
+        let list = client.list().map_err(err)?;
+        let list = list
+            .into_iter()
+            .map(|d| (d.id, d.name, d.state, d.memory_kib))
+            .collect();
+        Ok((list, client.host_info().map_err(err)?.free_kib))
+    };
+    let before = snapshot(&mut Client::connect(&sock).map_err(err)?)?;
+    let image = std::fs::read(build::domain(&c.domains, "survivor")).map_err(|e| e.to_string())?;
+    let config = "name = \"late\"\nkernel = \"survivor\"\nmemory = 1\n";
+    // A client that goes away after the first piece of its image.
+    {
+        let mut a = Client::connect(&sock).map_err(err)?;
+        a.create_begin(config, image.len(), false).map_err(err)?;
+        a.upload(0, &image[..8192]).map_err(err)?;
+    }
+    // One that goes away in the middle of a frame promising 16 KiB.
+    let half_len = 20 + 100;
+    {
+        let mut raw = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+        let mut half = Vec::from(*b"XNM1\x01\x01\x00\x00\x07\x00\x00\x00");
+        half.extend_from_slice(&16384u32.to_le_bytes());
+        half.extend_from_slice(&[0u8; 4 + 100]);
+        std::io::Write::write_all(&mut raw, &half).map_err(|e| e.to_string())?;
+        // Stay connected long enough for the machine to take every byte (QEMU
+        // drops what it has not read when a client leaves); nothing may answer.
+        raw.set_read_timeout(Some(Duration::from_millis(1500)))
+            .map_err(|e| e.to_string())?;
+        let mut answer = [0u8; 64];
+        let got = std::io::Read::read(&mut raw, &mut answer);
+        check(
+            matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            || format!("a half frame was answered: {got:?}"),
+        )?;
+    }
+    // The next client is served, sees exactly what was there before, and
+    // cannot continue the abandoned upload.
+    let mut b = Client::connect(&sock).map_err(err)?;
+    expect_line(
+        m,
+        &format!(
+            "toolstack: dropped {} bytes of a management frame its client never finished",
+            half_len
+        ),
+    )?;
+    let after = snapshot(&mut b)?;
+    check(after == before, || {
+        format!("abandoned clients changed the machine:\n{before:?}\n{after:?}")
+    })?;
+    let late = b.upload(8192, &image[8192..16384]);
+    check(matches!(late, Err(toolstack::Error::Refused(_))), || {
+        format!("the abandoned upload could be continued: {late:?}")
+    })?;
+    let id = b.create(config, Some(&image), false).map_err(err)?;
+    expect_line(m, &format!("[{}] survivor: heartbeat 1", id & 0xffff))?;
+    Ok(())
 }

@@ -90,6 +90,9 @@ pub struct Client {
 const UPLOAD_CHUNK: usize = 8192;
 /// How long an answer may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one Hello waits (longer than the machine's resynchronisation gap).
+const HELLO_TIMEOUT: Duration = Duration::from_millis(1500);
+const HELLO_ATTEMPTS: u32 = 12;
 
 impl Client {
     /// Connects to the management channel (QEMU's COM2 socket) and says hello.
@@ -105,15 +108,24 @@ impl Client {
             decoder: Box::new(Decoder::new()),
             seq: 0,
         };
-        match c
-            .call(&Request::Hello { version: VERSION }, |a| {
-                matches!(a, Answer::Hello { .. } | Answer::Error { .. })
-            })?
-            .pop()
-        {
-            Some(Owned::Hello) => Ok(c),
-            Some(Owned::Error(m)) => Err(Error::Refused(m)),
-            _ => Err(Error::Channel("no hello".into())),
+        // A client that went away mid-frame leaves the machine waiting for the
+        // rest; it forgets that after a second of silence, so a Hello that
+        // went unanswered is sent again after a longer pause.
+        let mut attempt = 0;
+        loop {
+            let hello = c.call_within(
+                &Request::Hello { version: VERSION },
+                |a| matches!(a, Answer::Hello { .. } | Answer::Error { .. }),
+                HELLO_TIMEOUT,
+            );
+            attempt += 1;
+            match hello.map(|mut a| a.pop()) {
+                Ok(Some(Owned::Hello)) => return Ok(c),
+                Ok(Some(Owned::Error(m))) => return Err(Error::Refused(m)),
+                Ok(_) => return Err(Error::Channel("no hello".into())),
+                Err(Error::Channel(_)) if attempt < HELLO_ATTEMPTS => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -152,22 +164,40 @@ impl Client {
         paused: bool,
     ) -> Result<u32, Error> {
         let image = image.unwrap_or(&[]);
-        self.simple(&Request::CreateBegin {
-            config,
-            image_len: image.len() as u32,
-            paused,
-        })?;
+        self.create_begin(config, image.len(), paused)?;
         for (i, chunk) in image.chunks(UPLOAD_CHUNK).enumerate() {
-            self.simple(&Request::Upload {
-                offset: (i * UPLOAD_CHUNK) as u32,
-                data: chunk,
-            })?;
+            self.upload(i * UPLOAD_CHUNK, chunk)?;
         }
         match self.call(&Request::CreateCommit, |_| true)?.pop() {
             Some(Owned::Created(id)) => Ok(id),
             Some(Owned::Error(m)) => Err(Error::Refused(m)),
             _ => Err(Error::Channel("unexpected answer".into())),
         }
+    }
+
+    /// First step of [`Client::create`]: the configuration and the size of
+    /// the image to follow (0: the boot bundle's image).
+    pub fn create_begin(
+        &mut self,
+        config: &str,
+        image_len: usize,
+        paused: bool,
+    ) -> Result<(), Error> {
+        let image_len = u32::try_from(image_len)
+            .map_err(|_| Error::Refused("the image is too large".into()))?;
+        self.simple(&Request::CreateBegin {
+            config,
+            image_len,
+            paused,
+        })
+    }
+
+    /// Second step of [`Client::create`]: the piece of the image at `offset`
+    /// (at most 8 KiB).
+    pub fn upload(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        let offset =
+            u32::try_from(offset).map_err(|_| Error::Refused("the image is too large".into()))?;
+        self.simple(&Request::Upload { offset, data })
     }
 
     /// One domain in detail.
@@ -262,6 +292,16 @@ impl Client {
         request: &Request,
         last: impl Fn(&Answer<'_>) -> bool,
     ) -> Result<Vec<Owned>, Error> {
+        self.call_within(request, last, TIMEOUT)
+    }
+
+    /// [`Client::call`] with its own time limit.
+    fn call_within(
+        &mut self,
+        request: &Request,
+        last: impl Fn(&Answer<'_>) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<Owned>, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut payload = vec![0u8; ipc_abi::mgmt::MAX_PAYLOAD];
@@ -281,7 +321,7 @@ impl Client {
         self.stream
             .write_all(&frame[..len])
             .map_err(|e| Error::Channel(e.to_string()))?;
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout;
         let mut answers = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
