@@ -35,6 +35,8 @@ enum Command {
         #[command(subcommand)]
         verb: HostVerb,
     },
+    /// Print a completion script for a shell (e.g. `toolstack completions bash > ~/.local/share/bash-completion/completions/toolstack`).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +153,15 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "toolstack",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut client = match toolstack::Client::connect(&cli.connect) {
         Ok(c) => c,
         Err(e) => {
@@ -254,6 +265,8 @@ fn main() -> ExitCode {
             println!("domains:   {}", h.domains);
             println!("free:      {} KiB", h.free_kib);
         }),
+        // Printed above, before connecting.
+        Command::Completions { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
