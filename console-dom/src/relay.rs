@@ -15,6 +15,8 @@ const COM1_IRQ: u8 = 4;
 const ESCAPE: u8 = 0x01;
 /// How long an unfinished line waits for the rest before it is printed.
 const PARTIAL_FLUSH_NS: u64 = 50_000_000;
+/// Longest time typed input may wait if its interrupt was lost.
+const INPUT_POLL_NS: u64 = 100_000_000;
 
 pub fn run() {
     let Some(mut uart) = io::uart(COM1) else {
@@ -136,10 +138,16 @@ pub fn run() {
             clients.flush_partials(&mut |args| write_line(&mut uart, args));
             partial_since = None;
         }
+        // Wake for the partial-line flush, and at least every INPUT_POLL_NS to
+        // look at the UART: QEMU's I/O APIC can lose an edge that came while
+        // the line was masked (Linux's 8250 driver keeps a backup timer for
+        // the same kind of loss).
+        let mut wake = now + INPUT_POLL_NS;
         if clients.has_partial() {
             let since = *partial_since.get_or_insert(now);
-            let _ = hc::set_timer(since + PARTIAL_FLUSH_NS);
+            wake = wake.min(since + PARTIAL_FLUSH_NS);
         }
+        let _ = hc::set_timer(wake);
         if !more {
             hc::block();
         }

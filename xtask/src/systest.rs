@@ -1320,6 +1320,14 @@ fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
         .ok_or("no id")?;
     expect_line(m, &format!("[{id}] survivor: heartbeat 1"))?;
     // Bad input: refused with a clear error, and nothing changes.
+    let free = |sock: &Path| -> Result<String, String> {
+        let (_, info) = toolstack(sock, &["host", "info"])?;
+        info.lines()
+            .find(|l| l.starts_with("free:"))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no free line in host info: {info}"))
+    };
+    let free_before = free(&sock)?;
     std::fs::write(
         c.path("zero.cfg"),
         "name = \"zero\"\nkernel = \"survivor\"\nmemory = 0\n",
@@ -1345,6 +1353,35 @@ fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
     check(code == 1 && out.contains("could not be created"), || {
         format!("duplicate name: {code} {out}")
+    })?;
+    let bad = |name: &str, text: &str| -> Result<(i32, String), String> {
+        let path = c.path(name);
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        toolstack(&sock, &["domain", "create", path.to_str().unwrap_or("")])
+    };
+    let (code, out) = bad(
+        "huge.cfg",
+        "name = \"huge\"\nkernel = \"survivor\"\nmemory = 16384\n",
+    )?;
+    check(code == 1 && out.contains("could not be created"), || {
+        format!("more memory than is free: {code} {out}")
+    })?;
+    let (code, out) = bad("syntax.cfg", "name = \"broken\nkernel = \"survivor\"\n")?;
+    check(
+        code == 2 && out.contains("syntax.cfg:1: name: unterminated string"),
+        || format!("syntax error: {code} {out}"),
+    )?;
+    let (code, out) = bad(
+        "unknown.cfg",
+        "name = \"odd\"\nkernel = \"missing-image\"\nmemroy = 4\n",
+    )?;
+    check(
+        code != 0 && out.contains("unknown.cfg:3: memroy: unknown key, ignored"),
+        || format!("unknown key: {code} {out}"),
+    )?;
+    let free_after = free(&sock)?;
+    check(free_after == free_before, || {
+        format!("failed creations changed free memory: {free_before} / {free_after}")
     })?;
     let after = toolstack(&sock, &["domain", "list"])?.1;
     check(after.lines().count() == before.lines().count() + 1, || {
