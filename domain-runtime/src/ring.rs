@@ -77,11 +77,9 @@ impl RingPages {
     /// The ring view of these pages.
     pub fn shared(&self) -> Shared<'static> {
         let words = (self.pages as usize * PAGE_SIZE as usize - HEADER_BYTES) / 8;
-        // SAFETY: `base` is page-aligned memory of `pages` pages mapped
-        // read-write for the rest of this domain's life (see the module doc);
-        // Header and the slots are atomics only, valid for any bits a peer
-        // writes, and suitably aligned at the start of a page and after the
-        // 640-byte header.
+        // SAFETY: `base` is `pages` pages mapped read-write for the domain's life
+        // (module doc); Header and slots are atomics, valid for any bits a peer
+        // writes, aligned at the page start and after the 640-byte header.
         unsafe {
             let header = &*(self.base as *const Header);
             let slots = core::slice::from_raw_parts(
