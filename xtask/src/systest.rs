@@ -291,6 +291,25 @@ fn boot<'m>(config: &Config, slot: &'m mut Option<Machine>) -> Result<&'m mut Ma
     Ok(slot.insert(config.spawn()?))
 }
 
+/// Boots domain 0 serving the management protocol on COM2 (a Unix socket in
+/// the test's directory), followed by `guests` as boot modules.
+fn boot_managed<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    guests: Vec<Module>,
+) -> Result<(&'m mut Machine, PathBuf), String> {
+    let sock = c.path("com2.sock");
+    let mut mods = vec![Module {
+        path: build::domain(&c.domains, "toolstack-domain"),
+        cmdline: "toolstack-domain mgmt=com2".into(),
+    }];
+    mods.extend(guests);
+    let config = Config::new(&c.iso("", &mods)?)
+        .accel(c.accel)
+        .com2_socket(&sock);
+    Ok((boot(&config, slot)?, sock))
+}
+
 fn expect_line(m: &Machine, marker: &str) -> Result<String, String> {
     m.wait_for(marker, BOOT)
 }
@@ -1242,22 +1261,13 @@ fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
 }
 
 fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("com2.sock");
-    let mods = [
-        Module {
-            path: build::domain(&c.domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
-        Module {
+    let (m, sock) = boot_managed(
+        c,
+        slot,
+        vec![Module {
             path: build::domain(&c.domains, "survivor"),
             cmdline: "survivor".into(),
-        },
-    ];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
-        slot,
+        }],
     )?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[1] survivor: heartbeat 1")?;
@@ -1415,22 +1425,13 @@ fn policies_and_info(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     ];
     let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
     let tar = iso::bundle(&c.path("bundle.tar"), &auto, &images)?;
-    let sock = c.path("com2.sock");
-    let mods = [
-        Module {
-            path: build::domain(&c.domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
-        Module {
+    let (m, sock) = boot_managed(
+        c,
+        slot,
+        vec![Module {
             path: tar,
             cmdline: "bundle".into(),
-        },
-    ];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
-        slot,
+        }],
     )?;
     expect_line(m, "toolstack: domain 1 (keep) crashed: vector 6")?;
     expect_line(m, "toolstack: destroyed domain 2 (gone) as its policy says")?;
@@ -1453,30 +1454,23 @@ fn policies_and_info(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 }
 
 fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("com2.sock");
-    let mods = [
-        Module {
-            path: build::domain(&c.domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "survivor"),
-            cmdline: "willing".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "spinner"),
-            cmdline: "stubborn seconds=600".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "survivor"),
-            cmdline: "bystander".into(),
-        },
-    ];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
+    let (m, sock) = boot_managed(
+        c,
         slot,
+        vec![
+            Module {
+                path: build::domain(&c.domains, "survivor"),
+                cmdline: "willing".into(),
+            },
+            Module {
+                path: build::domain(&c.domains, "spinner"),
+                cmdline: "stubborn seconds=600".into(),
+            },
+            Module {
+                path: build::domain(&c.domains, "survivor"),
+                cmdline: "bystander".into(),
+            },
+        ],
     )?;
     expect_line(m, "[3] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["domain", "shutdown", "willing", "--wait"])?;
@@ -1505,30 +1499,23 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 }
 
 fn host_shutdown(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("com2.sock");
-    let mods = [
-        Module {
-            path: build::domain(&c.domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "survivor"),
-            cmdline: "one".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "survivor"),
-            cmdline: "two".into(),
-        },
-        Module {
-            path: build::domain(&c.domains, "spinner"),
-            cmdline: "stubborn seconds=600".into(),
-        },
-    ];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
+    let (m, sock) = boot_managed(
+        c,
         slot,
+        vec![
+            Module {
+                path: build::domain(&c.domains, "survivor"),
+                cmdline: "one".into(),
+            },
+            Module {
+                path: build::domain(&c.domains, "survivor"),
+                cmdline: "two".into(),
+            },
+            Module {
+                path: build::domain(&c.domains, "spinner"),
+                cmdline: "stubborn seconds=600".into(),
+            },
+        ],
     )?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["host", "shutdown"])?;
@@ -1552,22 +1539,13 @@ fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         &[],
         &[("survivor", survivor.as_path())],
     )?;
-    let sock = c.path("com2.sock");
-    let mods = [
-        Module {
-            path: build::domain(&c.domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
-        Module {
+    let (m, sock) = boot_managed(
+        c,
+        slot,
+        vec![Module {
             path: tar,
             cmdline: "bundle".into(),
-        },
-    ];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
-        slot,
+        }],
     )?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     // The configurations name the bundle's image: nothing is uploaded.
@@ -1625,17 +1603,7 @@ fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn abandoned_clients(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     use toolstack::Client;
-    let sock = c.path("com2.sock");
-    let mods = [Module {
-        path: build::domain(&c.domains, "toolstack-domain"),
-        cmdline: "toolstack-domain mgmt=com2".into(),
-    }];
-    let m = boot(
-        &Config::new(&c.iso("", &mods)?)
-            .accel(c.accel)
-            .com2_socket(&sock),
-        slot,
-    )?;
+    let (m, sock) = boot_managed(c, slot, vec![])?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let err = |e: toolstack::Error| e.to_string();
     // What a user would compare: who exists, in what state, and free memory.
