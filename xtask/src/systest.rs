@@ -182,7 +182,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             fifty_domains,
         ),
         (
-            "a_client_gone_mid_upload_or_mid_frame_disturbs_nothing",
+            "clients_gone_mid_upload_or_mid_frame_or_two_at_once_disturb_nothing",
             abandoned_clients,
         ),
     ]
@@ -1664,5 +1664,28 @@ fn abandoned_clients(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     })?;
     let id = b.create(config, Some(&image), false).map_err(err)?;
     expect_line(m, &format!("[{}] survivor: heartbeat 1", id & 0xffff))?;
-    Ok(())
+    // Two clients at once: the second waits its turn (QEMU serves one
+    // connection on COM2 at a time) and both see the same, whole answers.
+    let seen_by_b = snapshot(&mut b)?;
+    let second = std::thread::spawn({
+        let sock = sock.clone();
+        move || -> Result<Vec<String>, String> {
+            let mut c = Client::connect(&sock).map_err(|e| e.to_string())?;
+            let list = c.list().map_err(|e| e.to_string())?;
+            Ok(list.into_iter().map(|d| d.name).collect())
+        }
+    });
+    for _ in 0..3 {
+        check(snapshot(&mut b)?.0 == seen_by_b.0, || {
+            "the first client's answers changed while a second waited".into()
+        })?;
+    }
+    drop(b);
+    let names = second
+        .join()
+        .map_err(|_| "the second client panicked".to_string())??;
+    check(
+        names.iter().any(|n| n == "late") && names.len() == seen_by_b.0.len(),
+        || format!("the second client saw {names:?}"),
+    )
 }
