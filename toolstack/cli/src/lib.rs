@@ -157,6 +157,16 @@ impl Client {
     /// Creates a domain from configuration text and an image (`None`: the
     /// image the configuration's `kernel` names in the machine's boot bundle).
     /// Returns the new domain's id.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let config = "name = \"web\"\nkernel = \"hello\"\nmemory = 4\n";
+    /// let id = machine.create(config, None, false)?;
+    /// machine.shutdown(id, false)?;
+    /// println!("web is {}", machine.wait_stopped(id, Duration::from_secs(10))?);
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
     pub fn create(
         &mut self,
         config: &str,
