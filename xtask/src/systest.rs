@@ -292,18 +292,21 @@ fn boot<'m>(config: &Config, slot: &'m mut Option<Machine>) -> Result<&'m mut Ma
 }
 
 /// Boots domain 0 serving the management protocol on COM2 (a Unix socket in
-/// the test's directory), followed by `guests` as boot modules.
+/// the test's directory), then `guests` as `(binary, command line)`, then a
+/// boot bundle if one is given.
 fn boot_managed<'m>(
     c: &Ctx,
     slot: &'m mut Option<Machine>,
-    guests: Vec<Module>,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
 ) -> Result<(&'m mut Machine, PathBuf), String> {
     let sock = c.path("com2.sock");
-    let mut mods = vec![Module {
-        path: build::domain(&c.domains, "toolstack-domain"),
-        cmdline: "toolstack-domain mgmt=com2".into(),
-    }];
-    mods.extend(guests);
+    let mut mods = c.with_domains(guests);
+    mods[0].cmdline = "toolstack-domain mgmt=com2".into();
+    mods.extend(bundle.map(|path| Module {
+        path,
+        cmdline: "bundle".into(),
+    }));
     let config = Config::new(&c.iso("", &mods)?)
         .accel(c.accel)
         .com2_socket(&sock);
@@ -1261,14 +1264,7 @@ fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
 }
 
 fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let (m, sock) = boot_managed(
-        c,
-        slot,
-        vec![Module {
-            path: build::domain(&c.domains, "survivor"),
-            cmdline: "survivor".into(),
-        }],
-    )?;
+    let (m, sock) = boot_managed(c, slot, &[("survivor", "survivor")], None)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[1] survivor: heartbeat 1")?;
     let (code, list) = toolstack(&sock, &["domain", "list"])?;
@@ -1425,14 +1421,7 @@ fn policies_and_info(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     ];
     let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
     let tar = iso::bundle(&c.path("bundle.tar"), &auto, &images)?;
-    let (m, sock) = boot_managed(
-        c,
-        slot,
-        vec![Module {
-            path: tar,
-            cmdline: "bundle".into(),
-        }],
-    )?;
+    let (m, sock) = boot_managed(c, slot, &[], Some(tar))?;
     expect_line(m, "toolstack: domain 1 (keep) crashed: vector 6")?;
     expect_line(m, "toolstack: destroyed domain 2 (gone) as its policy says")?;
     let (code, info) = toolstack(&sock, &["domain", "info", "keep"])?;
@@ -1457,20 +1446,12 @@ fn shutdown_requests(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     let (m, sock) = boot_managed(
         c,
         slot,
-        vec![
-            Module {
-                path: build::domain(&c.domains, "survivor"),
-                cmdline: "willing".into(),
-            },
-            Module {
-                path: build::domain(&c.domains, "spinner"),
-                cmdline: "stubborn seconds=600".into(),
-            },
-            Module {
-                path: build::domain(&c.domains, "survivor"),
-                cmdline: "bystander".into(),
-            },
+        &[
+            ("survivor", "willing"),
+            ("spinner", "stubborn seconds=600"),
+            ("survivor", "bystander"),
         ],
+        None,
     )?;
     expect_line(m, "[3] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["domain", "shutdown", "willing", "--wait"])?;
@@ -1502,20 +1483,12 @@ fn host_shutdown(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let (m, sock) = boot_managed(
         c,
         slot,
-        vec![
-            Module {
-                path: build::domain(&c.domains, "survivor"),
-                cmdline: "one".into(),
-            },
-            Module {
-                path: build::domain(&c.domains, "survivor"),
-                cmdline: "two".into(),
-            },
-            Module {
-                path: build::domain(&c.domains, "spinner"),
-                cmdline: "stubborn seconds=600".into(),
-            },
+        &[
+            ("survivor", "one"),
+            ("survivor", "two"),
+            ("spinner", "stubborn seconds=600"),
         ],
+        None,
     )?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["host", "shutdown"])?;
@@ -1539,14 +1512,7 @@ fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         &[],
         &[("survivor", survivor.as_path())],
     )?;
-    let (m, sock) = boot_managed(
-        c,
-        slot,
-        vec![Module {
-            path: tar,
-            cmdline: "bundle".into(),
-        }],
-    )?;
+    let (m, sock) = boot_managed(c, slot, &[], Some(tar))?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     // The configurations name the bundle's image: nothing is uploaded.
     let dir = c.path("many");
@@ -1603,7 +1569,7 @@ fn fifty_domains(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn abandoned_clients(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     use toolstack::Client;
-    let (m, sock) = boot_managed(c, slot, vec![])?;
+    let (m, sock) = boot_managed(c, slot, &[], None)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let err = |e: toolstack::Error| e.to_string();
     // What a user would compare: who exists, in what state, and free memory.
