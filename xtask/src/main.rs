@@ -109,7 +109,7 @@ fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String
         &modules,
         &build::target_dir().join("xenolith.iso"),
     )?;
-    let com2 = build::target_dir().join("xenolith-com2.sock");
+    let com2 = qemu::socket_path(&build::target_dir().join("xenolith-com2.sock"));
     println!("xtask: booting {} (Ctrl-A X quits QEMU)", iso.display());
     println!(
         "xtask: management channel on {}: cargo run -p toolstack -- --connect {} domain list",

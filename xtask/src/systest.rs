@@ -55,6 +55,11 @@ impl Ctx {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// A Unix socket path for this test (short enough for `sun_path`).
+    fn socket(&self, name: &str) -> PathBuf {
+        crate::qemu::socket_path(&self.path(name))
+    }
 }
 
 type Case = fn(&Ctx, &mut Option<Machine>) -> Result<(), String>;
@@ -300,7 +305,7 @@ fn boot_managed<'m>(
     guests: &[(&str, &str)],
     bundle: Option<PathBuf>,
 ) -> Result<(&'m mut Machine, PathBuf), String> {
-    let sock = c.path("com2.sock");
+    let sock = c.socket("com2.sock");
     let mut mods = c.with_domains(guests);
     mods[0].cmdline = "toolstack-domain mgmt=com2".into();
     mods.extend(bundle.map(|path| Module {
@@ -403,7 +408,7 @@ fn bad_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 }
 
 fn noreboot_panic_halts(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("monitor.sock");
+    let sock = c.socket("monitor.sock");
     let m = boot(
         &c.config("noreboot ktest=panic")?.monitor_socket(&sock),
         slot,
@@ -864,7 +869,7 @@ fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), Str
 }
 
 fn irq_driver(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("com2.sock");
+    let sock = c.socket("com2.sock");
     let guests = [("irq-serial", "serial ioports=0x2f8+8 irq=3")];
     let m = boot(&c.system("", &guests)?.com2_socket(&sock), slot)?;
     // Connect first: QEMU drops what arrives before a client is there.
@@ -883,7 +888,7 @@ fn irq_driver(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 }
 
 fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let sock = c.path("monitor.sock");
+    let sock = c.socket("monitor.sock");
     let guests = [
         ("vga-writer", "vga mmio=0xb8000+1 text=XENOLITH"),
         ("vga-writer", "thief mmio=0x200000+1"),
