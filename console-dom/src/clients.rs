@@ -6,9 +6,13 @@
 //! printed only once complete (or when it reaches [`LINE_MAX`]), so lines of
 //! different domains never interleave. Every request is copied out of the
 //! ring once and checked; a frontend that breaks its ring is disconnected.
+//!
+//! The control domain's ring may also `Peek` at any domain's output stream
+//! and `Type` into its input (the toolstack's `domain console`); a `Peek` at
+//! the end of an open console waits here until the domain prints more.
 
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::console::{ConsoleOp, ConsoleRequest, ConsoleResponse};
+use domain_runtime::ipc_abi::proto::console::{Console, ConsoleRequest, ConsoleResponse};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ipc_abi::ring::Back;
 use domain_runtime::ring::RingPages;
@@ -33,6 +37,17 @@ struct Client {
     input: heapless::Deque<u8, 256>,
     /// Input bytes dropped because the domain did not read them.
     input_dropped: u64,
+    /// This is the control domain's ring: it may look at other consoles.
+    viewer: bool,
+    /// Its `Peek`s waiting for output: (id, domain, offset).
+    parked: heapless::Deque<(u64, DomainId, u64), 4>,
+}
+
+/// A viewer's request handled once every ring had its turn.
+struct ViewerRequest {
+    /// Index of the viewer's ring in the list.
+    client: usize,
+    request: ConsoleRequest,
 }
 
 /// Every connected console ring.
@@ -69,6 +84,8 @@ impl Clients {
             return;
         }
         if msg.check() == Some(ControlOp::Disconnect) {
+            // What the domain wrote before it went is printed first.
+            while self.serve(out) {}
             if let Some(i) = self.list.iter().position(|c| c.dom == msg.peer) {
                 let mut c = self.list.remove(i);
                 let history = &mut self.history;
@@ -78,6 +95,8 @@ impl Clients {
                     "console-dom: domain {} disconnected its console",
                     msg.peer
                 ));
+                // Viewers waiting on it learn that it closed.
+                self.answer_parked();
             }
             return;
         }
@@ -131,6 +150,8 @@ impl Clients {
                 reads: heapless::Deque::new(),
                 input: heapless::Deque::new(),
                 input_dropped: 0,
+                viewer: Some(msg.peer) == control::control_domain(),
+                parked: heapless::Deque::new(),
             },
         );
         Ok(())
@@ -143,9 +164,12 @@ impl Clients {
     pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> bool {
         let mut more = false;
         let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+        let mut viewing: heapless::Vec<ViewerRequest, BATCH> = heapless::Vec::new();
         let history = &mut self.history;
         for (i, c) in self.list.iter_mut().enumerate() {
-            match c.serve(out, history) {
+            match c.serve(out, history, |request| {
+                let _ = viewing.push(ViewerRequest { client: i, request });
+            }) {
                 Ok(left) => more |= left,
                 Err(()) => {
                     out(format_args!(
@@ -156,10 +180,99 @@ impl Clients {
                 }
             }
         }
+        for v in viewing {
+            if !broken.contains(&v.client) {
+                self.view(v);
+            }
+        }
         for i in broken.into_iter().rev() {
             self.list.remove(i);
         }
+        self.answer_parked();
         more
+    }
+
+    /// Carries out a viewer's `Peek` or `Type`.
+    fn view(&mut self, v: ViewerRequest) {
+        let mut rsp = ConsoleResponse::new_zeroed();
+        rsp.id = v.request.id;
+        match v.request.check() {
+            Some(Console::Type { domain, data }) => {
+                match self.list.iter_mut().find(|c| c.dom.0 == domain) {
+                    Some(target) => {
+                        for &b in data {
+                            if target.input.push_back(b).is_err() {
+                                target.input_dropped += 1;
+                            }
+                        }
+                        target.answer_reads();
+                    }
+                    None => rsp.status = Status::NoDevice as u32,
+                }
+            }
+            Some(Console::Peek {
+                domain,
+                offset,
+                wait,
+            }) => {
+                let dom = DomainId(domain);
+                if !self.fill_peek(dom, offset, &mut rsp) && wait {
+                    // Nothing yet: answered when the domain prints (oldest wait gives way).
+                    let viewer = &mut self.list[v.client];
+                    if viewer.parked.is_full() {
+                        if let Some((id, _, _)) = viewer.parked.pop_front() {
+                            let mut empty = ConsoleResponse::new_zeroed();
+                            empty.id = id;
+                            viewer.respond(&empty);
+                        }
+                    }
+                    let _ = viewer.parked.push_back((rsp.id, dom, offset));
+                    return;
+                }
+            }
+            _ => rsp.status = Status::Invalid as u32,
+        }
+        self.list[v.client].respond(&rsp);
+    }
+
+    /// Fills a `Peek` answer; returns false if it would be empty while the
+    /// console is still open (the viewer may wait for more).
+    fn fill_peek(&self, dom: DomainId, offset: u64, rsp: &mut ConsoleResponse) -> bool {
+        let open = self.list.iter().any(|c| c.dom == dom);
+        match self.history.peek(dom, offset, &mut rsp.data) {
+            Some((start, n)) => {
+                rsp.offset = start;
+                rsp.len = n as u16;
+                if n == 0 && !open {
+                    rsp.status = Status::Disconnected as u32;
+                }
+                n > 0 || !open
+            }
+            None if open => false,
+            None => {
+                rsp.status = Status::NoDevice as u32;
+                true
+            }
+        }
+    }
+
+    /// Answers the waiting `Peek`s that have output now (or whose console closed).
+    fn answer_parked(&mut self) {
+        for i in 0..self.list.len() {
+            let waiting = self.list[i].parked.len();
+            for _ in 0..waiting {
+                let Some((id, dom, offset)) = self.list[i].parked.pop_front() else {
+                    break;
+                };
+                let mut rsp = ConsoleResponse::new_zeroed();
+                rsp.id = id;
+                if self.fill_peek(dom, offset, &mut rsp) {
+                    self.list[i].respond(&rsp);
+                } else {
+                    let _ = self.list[i].parked.push_back((id, dom, offset));
+                }
+            }
+        }
     }
 }
 
@@ -204,6 +317,7 @@ impl Clients {
         for c in self.list.iter_mut() {
             c.flush_partial(out, &mut self.history);
         }
+        self.answer_parked();
     }
 
     /// Replays `dom`'s history through `out`.
@@ -230,6 +344,7 @@ impl Client {
         &mut self,
         out: &mut impl FnMut(core::fmt::Arguments<'_>),
         history: &mut crate::history::History,
+        mut viewing: impl FnMut(ConsoleRequest),
     ) -> Result<bool, ()> {
         let mut served = 0;
         loop {
@@ -241,17 +356,25 @@ impl Client {
                 let mut rsp = ConsoleResponse::new_zeroed();
                 rsp.id = req.id;
                 match req.check() {
-                    Some((ConsoleOp::Write, data)) => {
+                    Some(Console::Write(data)) => {
                         for &b in data {
                             self.byte(b, out, history);
                         }
                     }
                     // Answered when input arrives (or refused if too many wait).
-                    Some((ConsoleOp::Read, _)) => {
+                    Some(Console::Read) => {
                         if self.reads.push_back(req.id).is_ok() {
                             continue;
                         }
                         rsp.status = Status::Denied as u32;
+                    }
+                    // Answered once every ring had its turn (they look at other rings).
+                    Some(Console::Peek { .. } | Console::Type { .. }) if self.viewer => {
+                        viewing(req);
+                        continue;
+                    }
+                    Some(Console::Peek { .. } | Console::Type { .. }) => {
+                        rsp.status = Status::Denied as u32
                     }
                     None => rsp.status = Status::Invalid as u32,
                 }
@@ -266,6 +389,13 @@ impl Client {
             if !self.back.final_check().map_err(|_| ())? {
                 return Ok(false);
             }
+        }
+    }
+
+    /// Pushes one answer and notifies the frontend if it asked to be.
+    fn respond(&mut self, rsp: &ConsoleResponse) {
+        if self.back.push(rsp).is_ok() && self.back.publish() {
+            let _ = hc::event_send(self.port);
         }
     }
 

@@ -2,7 +2,9 @@
 //! domain died), so a viewer that comes late can still read it.
 //!
 //! Owns: a byte ring per domain of the most recent output (the last
-//! [`HISTORY_BYTES`]), whole lines only, with a count of what was cut.
+//! [`HISTORY_BYTES`]), whole lines only, with a count of what was cut. Each
+//! domain's output is a byte stream: a byte's offset counts every byte the
+//! domain printed before it, so a viewer can ask for "what follows offset X".
 
 /// Bytes of history kept per domain (64 KiB, as the issue asks by default).
 pub const HISTORY_BYTES: usize = 64 * 1024;
@@ -74,6 +76,23 @@ impl History {
                 }
             }
         }
+    }
+
+    /// Copies `dom`'s output from stream offset `offset` into `out`; returns
+    /// where the copied bytes start (later than `offset` if older bytes were
+    /// cut; the stream's end if there is nothing after `offset`) and how many
+    /// were copied. None if nothing of `dom` is kept.
+    pub fn peek(&self, dom: DomainId, offset: u64, out: &mut [u8]) -> Option<(u64, usize)> {
+        let log = self.logs.iter().find(|l| l.dom == dom)?;
+        let end = log.cut + log.bytes.len() as u64;
+        let start = offset.clamp(log.cut, end);
+        let from = (start - log.cut) as usize;
+        let mut n = 0;
+        for (dst, &b) in out.iter_mut().zip(log.bytes.range(from..)) {
+            *dst = b;
+            n += 1;
+        }
+        Some((start, n))
     }
 
     /// Calls `line` for each kept line of `dom`; returns (bytes kept, bytes cut), or None.

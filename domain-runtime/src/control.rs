@@ -20,6 +20,8 @@ use zerocopy::FromZeros;
 pub const CONTROL_SLOT: u64 = ipc_abi::layout::GRANT_SLOTS - 1;
 
 struct Channel {
+    /// The control domain.
+    dom: DomainId,
     front: Front<'static, ControlMessage, ControlMessage>,
     port: u16,
     next_id: u32,
@@ -52,6 +54,7 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
     let port = hc::event_bind_interdomain(dom, remote_port)?;
     let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
     *CHANNEL.lock() = Some(Channel {
+        dom,
         front,
         port,
         next_id: 1,
@@ -66,6 +69,11 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
 /// Whether this domain has a control ring.
 pub fn connected() -> bool {
     CHANNEL.lock().is_some()
+}
+
+/// The control domain (the other end of the control ring), if connected.
+pub fn control_domain() -> Option<DomainId> {
+    CHANNEL.lock().as_ref().map(|c| c.dom)
 }
 
 /// The local event port of the control ring.

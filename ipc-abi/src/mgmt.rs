@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -364,6 +364,18 @@ pub mod messages {
         /// Shut every domain down (destroying those that do not stop in
         /// time), then power the machine off.
         HostShutdown,
+        /// A domain's console output from stream offset `offset` (every byte
+        /// it printed has one, counted from its first): a `ConsoleData`
+        /// answer, held back a short while if there is nothing new yet.
+        ConsoleRead {
+            domain: u32,
+            offset: u64,
+        },
+        /// Bytes typed into a domain's console: answered `Ok`.
+        ConsoleWrite {
+            domain: u32,
+            data: &'a [u8],
+        },
     }
 
     /// An answer of the toolstack domain.
@@ -406,6 +418,14 @@ pub mod messages {
             crash_rip: u64,
             crash_address: u64,
             crash_message: &'a str,
+        },
+        /// Console output starting at stream offset `offset` (later than
+        /// asked if older output was cut from the history); `closed` once
+        /// the console is closed and nothing more will come.
+        ConsoleData {
+            offset: u64,
+            data: &'a [u8],
+            closed: bool,
         },
         Ok,
         Error {

@@ -84,6 +84,25 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     }
 }
 
+/// `dom` has stopped: its console backend is told to close its console
+/// (printing what is left of it; the history stays).
+pub fn close_console(started: &mut [Started], dom: DomainId) {
+    let Some(backend) = started
+        .iter_mut()
+        .find(|s| s.id == dom)
+        .and_then(|s| s.console_backend.take())
+    else {
+        return;
+    };
+    let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    msg.op = ControlOp::Disconnect as u32;
+    msg.kind = domain_runtime::ipc_abi::proto::control::DeviceKind::Console as u32;
+    msg.peer = dom;
+    if let Some(link) = link_of(started, backend) {
+        link.tell(msg);
+    }
+}
+
 /// Asks console-dom to replay the console history of `dom`.
 pub fn replay_history(started: &mut [Started], dom: DomainId) {
     let Some(console) = started

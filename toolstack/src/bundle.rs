@@ -51,16 +51,21 @@ pub fn auto_configs(bundle: &'static [u8]) -> Vec<(String, &'static str)> {
     out
 }
 
-/// The image `images/NAME` of the bundle.
-pub fn image(bundle: &'static [u8], name: &str) -> Option<&'static [u8]> {
+/// The file at `path` in the bundle.
+pub fn file(bundle: &'static [u8], path: &str) -> Option<&'static [u8]> {
     let tar = TarArchiveRef::new(bundle).ok()?;
     tar.entries()
         .find(|e| {
             e.filename()
                 .as_str()
-                .is_ok_and(|f| f.trim_start_matches("./").strip_prefix("images/") == Some(name))
+                .is_ok_and(|f| f.trim_start_matches("./") == path)
         })
         .map(|e| e.data())
+}
+
+/// The image `images/NAME` of the bundle.
+pub fn image(bundle: &'static [u8], name: &str) -> Option<&'static [u8]> {
+    file(bundle, &alloc::format!("images/{}", name))
 }
 
 /// The toolstack's start line for a configuration (the same words a module line uses).

@@ -7,4 +7,7 @@ pub mod broker;
 pub mod bundle;
 pub mod control;
 pub mod mgmt;
+pub mod ops;
+pub mod shell;
 pub mod start;
+pub mod viewer;

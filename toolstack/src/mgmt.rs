@@ -6,19 +6,21 @@
 //! error; they never disturb the toolstack or any domain.
 
 extern crate alloc;
-use crate::start::{Started, MAX};
+use crate::start::Started;
 
 /// The toolstack's list of domains it started.
 type Started_ = crate::start::Domains;
+use crate::viewer::Viewer;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::domain::DomainState;
 use domain_runtime::ipc_abi::mgmt::messages::{
     self, Answer, Request, KIND_ANSWER, KIND_REQUEST, VERSION,
 };
 use domain_runtime::ipc_abi::mgmt::{encode, Decoder, Event, FrameHeader, HEADER_LEN};
+use domain_runtime::ipc_abi::proto::console::ConsoleResponse;
+use domain_runtime::ipc_abi::proto::control::Status;
 use domain_runtime::{io, println, DomainId};
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
@@ -37,7 +39,23 @@ pub struct Server {
     pending: Option<(String, Vec<u8>, usize, bool)>,
     /// When bytes last arrived (ns since boot).
     last_rx_ns: u64,
+    /// A `ConsoleRead` waiting for console-dom's answer.
+    console_read: Option<ConsoleRead>,
 }
+
+/// A `ConsoleRead` in progress.
+struct ConsoleRead {
+    seq: u32,
+    /// The `Peek` asked of console-dom.
+    peek: u64,
+    offset: u64,
+    /// When it is answered empty if nothing came (ns since boot).
+    deadline: u64,
+}
+
+/// Longest a `ConsoleRead` waits for output before it is answered empty
+/// (the client sends typed input between reads, so this bounds input delay).
+const CONSOLE_POLL_NS: u64 = 100_000_000;
 
 /// Silence after which a partial frame is forgotten: its client went away
 /// (a new client's bytes must not be read as the rest of it).
@@ -80,11 +98,12 @@ impl Server {
             frame_errors: 0,
             pending: None,
             last_rx_ns: 0,
+            console_read: None,
         })
     }
 
     /// Reads what arrived and answers every complete request.
-    pub fn poll(&mut self, started: &mut Started_) {
+    pub fn poll(&mut self, started: &mut Started_, viewer: &mut Option<Viewer>) {
         let mut chunk = [0u8; 64];
         'irq: loop {
             let mut n = 0;
@@ -114,7 +133,7 @@ impl Server {
             while !rest.is_empty() {
                 let taken = self.decoder.push(rest);
                 rest = &rest[taken..];
-                self.drain(started);
+                self.drain(started, viewer);
                 if taken == 0 {
                     // A partial frame fills the buffer: give up on it.
                     self.decoder.reset();
@@ -136,7 +155,7 @@ impl Server {
         }
     }
 
-    fn drain(&mut self, started: &mut Started_) {
+    fn drain(&mut self, started: &mut Started_, viewer: &mut Option<Viewer>) {
         loop {
             // Copy the request out of the decoder's buffer before answering.
             let (seq, request) = match self.decoder.next_event() {
@@ -156,7 +175,7 @@ impl Server {
                 }
             };
             match request {
-                Some(r) => self.answer_owned(seq, r, started),
+                Some(r) => self.answer_owned(seq, r, started, viewer),
                 None => self.send(
                     seq,
                     &Answer::Error {
@@ -183,8 +202,17 @@ impl Server {
         }
     }
 
-    fn answer_owned(&mut self, seq: u32, request: OwnedRequest, started: &mut Started_) {
+    fn answer_owned(
+        &mut self,
+        seq: u32,
+        request: OwnedRequest,
+        started: &mut Started_,
+        viewer: &mut Option<Viewer>,
+    ) {
         let request = match request {
+            OwnedRequest::Plain(Request::ConsoleRead { domain, offset }) => {
+                return self.console_read(seq, resolve(started, domain), offset, viewer)
+            }
             OwnedRequest::Plain(r) => r,
             OwnedRequest::CreateBegin {
                 config,
@@ -225,6 +253,19 @@ impl Server {
             }
             OwnedRequest::CreateCommit => return self.commit(seq, started),
             OwnedRequest::Dmesg { from } => return self.dmesg(seq, from),
+            OwnedRequest::ConsoleWrite { domain, data } => {
+                let id = resolve(started, domain);
+                return match viewer.as_mut().map(|v| v.type_into(id, &data)) {
+                    Some(true) => self.send(seq, &Answer::Ok),
+                    Some(false) => self.send(
+                        seq,
+                        &Answer::Error {
+                            message: "console-dom is busy; input dropped",
+                        },
+                    ),
+                    None => self.send(seq, &NO_CONSOLE_DOM),
+                };
+            }
         };
         self.answer(seq, request, started)
     }
@@ -246,59 +287,81 @@ impl Server {
                 },
             );
         }
-        if started.len() >= MAX {
-            return self.send(
-                seq,
-                &Answer::Error {
-                    message: "the toolstack already tracks as many domains as it can",
-                },
-            );
+        let image = (len > 0).then_some(image);
+        match crate::ops::create(started, "upload", &config, image, paused) {
+            Ok(id) => self.send(seq, &Answer::Created { id: id.0 }),
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
         }
-        let parsed = match domain_config::parse("upload", &config, &[]) {
-            Ok(p) => p,
-            Err(errors) => {
-                let text = errors
-                    .first()
-                    .map(alloc::string::ToString::to_string)
-                    .unwrap_or_default();
-                return self.send(seq, &Answer::Error { message: &text });
-            }
+    }
+
+    /// Asks console-dom for the output; answered by `on_peek` or `on_timer`.
+    fn console_read(&mut self, seq: u32, domain: u32, offset: u64, viewer: &mut Option<Viewer>) {
+        let now = domain_runtime::time::now_ns();
+        // A client that asks again without waiting gets the old read answered empty.
+        self.on_timer(u64::MAX);
+        let Some(v) = viewer.as_mut() else {
+            return self.send(seq, &NO_CONSOLE_DOM);
         };
-        let c = parsed.config;
-        let image: &'static [u8] = if len == 0 {
-            match crate::bundle::find().and_then(|b| crate::bundle::image(b, &c.kernel)) {
-                Some(i) => i,
-                None => {
-                    return self.send(
-                        seq,
-                        &Answer::Error {
-                            message: "no image of that name in the boot bundle",
-                        },
-                    )
-                }
-            }
-        } else {
-            // Kept for restarts (on_crash = "restart") for the toolstack's life.
-            Box::leak(image.into_boxed_slice())
-        };
-        let mut line = crate::bundle::start_line(&c);
-        if paused {
-            line.push_str(" start_paused");
-        }
-        let line: &'static str = Box::leak(line.into_boxed_str());
-        let me = DomainId(domain_runtime::start_info().domain_id);
-        match crate::start::start_one(me, image, line, started) {
-            Some(s) => {
-                let id = s.id.0;
-                started.push(s);
-                self.send(seq, &Answer::Created { id })
+        match v.peek(domain, offset, true) {
+            Some(peek) => {
+                self.console_read = Some(ConsoleRead {
+                    seq,
+                    peek,
+                    offset,
+                    deadline: now + CONSOLE_POLL_NS,
+                })
             }
             None => self.send(
                 seq,
-                &Answer::Error {
-                    message: "the domain could not be created (see the console)",
+                &Answer::ConsoleData {
+                    offset,
+                    data: &[],
+                    closed: false,
                 },
             ),
+        }
+    }
+
+    /// console-dom answered a `Peek`: the waiting `ConsoleRead` gets it.
+    pub fn on_peek(&mut self, rsp: &ConsoleResponse) {
+        let Some(read) = self.console_read.take_if(|r| r.peek == rsp.id) else {
+            return;
+        };
+        let n = (rsp.len as usize).min(rsp.data.len());
+        let answer = match rsp.status {
+            s if s == Status::Ok as u32 || s == Status::Disconnected as u32 => {
+                Answer::ConsoleData {
+                    offset: rsp.offset,
+                    data: &rsp.data[..n],
+                    closed: s == Status::Disconnected as u32,
+                }
+            }
+            s if s == Status::NoDevice as u32 => Answer::Error {
+                message: "that domain has no console",
+            },
+            _ => Answer::Error {
+                message: "console-dom refused to show that console",
+            },
+        };
+        self.send(read.seq, &answer);
+    }
+
+    /// When a waiting `ConsoleRead` is due (ns since boot).
+    pub fn deadline(&self) -> Option<u64> {
+        self.console_read.as_ref().map(|r| r.deadline)
+    }
+
+    /// Answers a `ConsoleRead` that waited long enough: nothing new.
+    pub fn on_timer(&mut self, now: u64) {
+        if let Some(read) = self.console_read.take_if(|r| r.deadline <= now) {
+            self.send(
+                read.seq,
+                &Answer::ConsoleData {
+                    offset: read.offset,
+                    data: &[],
+                    closed: false,
+                },
+            );
         }
     }
 
@@ -339,10 +402,18 @@ impl Server {
                 },
             ),
             Request::List => {
-                let me = DomainId(domain_runtime::start_info().domain_id);
-                self.send_domain(seq, me);
-                for s in started.iter() {
-                    self.send_domain(seq, s.id);
+                for info in crate::ops::live(started) {
+                    self.send(
+                        seq,
+                        &Answer::Domain {
+                            id: info.id.0,
+                            name: crate::ops::name(&info),
+                            state: crate::ops::state_name(info.state),
+                            memory_kib: info.memory_kib,
+                            vcpus: 1,
+                            cpu_ticks: info.cpu_ticks,
+                        },
+                    );
                 }
                 self.send(seq, &Answer::End);
             }
@@ -363,39 +434,16 @@ impl Server {
             Request::Info { domain } => self.info(seq, started, domain),
             Request::Shutdown { domain, reboot } => self.shutdown(seq, started, domain, reboot),
             Request::HostShutdown => {
-                let ids: Vec<u32> = started
-                    .iter()
-                    .filter(|s| !s.reported)
-                    .map(|s| s.id.0)
-                    .collect();
-                for id in ids {
-                    if let Some(s) = started.iter_mut().find(|s| s.id.0 == id) {
-                        match s.control.as_mut() {
-                            Some(link) => {
-                                let mut req = <domain_runtime::ipc_abi::proto::control::ControlMessage as zerocopy::FromZeros>::new_zeroed();
-                                req.op = domain_runtime::ipc_abi::proto::control::ControlOp::ShutdownRequest as u32;
-                                link.tell(req);
-                                s.shutdown_deadline = Some(
-                                    domain_runtime::time::now_ns()
-                                        + crate::start::SHUTDOWN_TIMEOUT_NS,
-                                );
-                            }
-                            None => {
-                                let _ = hc::domain_destroy(s.id);
-                                s.reported = true;
-                            }
-                        }
-                    }
-                }
-                crate::start::request_power_off();
-                println!("toolstack: host shutdown: every domain asked to stop, then power off");
+                crate::ops::host_shutdown(started);
                 self.send(seq, &Answer::Ok)
             }
             // Handled in `answer_owned`.
             Request::CreateBegin { .. }
             | Request::Upload { .. }
             | Request::CreateCommit
-            | Request::Dmesg { .. } => {}
+            | Request::Dmesg { .. }
+            | Request::ConsoleRead { .. }
+            | Request::ConsoleWrite { .. } => {}
         }
     }
 
@@ -406,31 +454,21 @@ impl Server {
         domain: u32,
         op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<u64>,
     ) {
-        // A bare index names the live domain in that slot.
-        let id = started
-            .iter()
-            .map(|s| s.id)
-            .find(|id| id.0 == domain || id.index() as u32 == domain);
-        match id.map(op) {
-            Some(Ok(_)) => self.send(seq, &Answer::Ok),
-            Some(Err(e)) => {
-                let mut text: heapless::String<64> = heapless::String::new();
-                let _ = core::fmt::Write::write_fmt(&mut text, format_args!("{}", e));
-                self.send(seq, &Answer::Error { message: &text });
-            }
-            None => self.send(
-                seq,
-                &Answer::Error {
-                    message: "no such domain",
-                },
-            ),
+        match crate::ops::control(started, domain, op) {
+            Ok(()) => self.send(seq, &Answer::Ok),
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
         }
     }
 
     fn shutdown(&mut self, seq: u32, started: &mut Started_, domain: u32, reboot: bool) {
-        let Some(s) = started
-            .iter_mut()
-            .find(|s| s.id.0 == domain || s.id.index() as u32 == domain)
+        match crate::ops::shutdown(started, domain, reboot) {
+            Ok(()) => self.send(seq, &Answer::Ok),
+            Err(message) => self.send(seq, &Answer::Error { message }),
+        }
+    }
+
+    fn info(&mut self, seq: u32, started: &[Started], domain: u32) {
+        let Some(info) = crate::ops::find(started, domain).and_then(|id| hc::domain_info(id).ok())
         else {
             return self.send(
                 seq,
@@ -439,44 +477,11 @@ impl Server {
                 },
             );
         };
-        let Some(link) = s.control.as_mut() else {
-            return self.send(
-                seq,
-                &Answer::Error {
-                    message: "the domain has no control ring; destroy it instead",
-                },
-            );
-        };
-        let mut req = <domain_runtime::ipc_abi::proto::control::ControlMessage as zerocopy::FromZeros>::new_zeroed();
-        req.op = domain_runtime::ipc_abi::proto::control::ControlOp::ShutdownRequest as u32;
-        req.index = reboot as u32;
-        link.tell(req);
-        s.shutdown_deadline =
-            Some(domain_runtime::time::now_ns() + crate::start::SHUTDOWN_TIMEOUT_NS);
-        println!("toolstack: asked domain {} ({}) to shut down", s.id, s.name);
-        self.send(seq, &Answer::Ok)
-    }
-
-    fn info(&mut self, seq: u32, started: &[Started], domain: u32) {
-        let me = DomainId(domain_runtime::start_info().domain_id);
-        let id = core::iter::once(me)
-            .chain(started.iter().map(|s| s.id))
-            .find(|id| id.0 == domain || id.index() as u32 == domain);
-        let Some(info) = id.and_then(|id| hc::domain_info(id).ok()) else {
-            return self.send(
-                seq,
-                &Answer::Error {
-                    message: "no such domain",
-                },
-            );
-        };
-        let name_len = (info.name_len as usize).min(info.name.len());
-        let name = core::str::from_utf8(&info.name[..name_len]).unwrap_or("?");
         let c = &info.crash;
         let answer = Answer::Info {
             id: info.id.0,
-            name,
-            state: state_name(info.state),
+            name: crate::ops::name(&info),
+            state: crate::ops::state_name(info.state),
             memory_kib: info.memory_kib,
             cpu_ticks: info.cpu_ticks,
             crash_vector: c.vector,
@@ -487,35 +492,22 @@ impl Server {
         };
         self.send(seq, &answer);
     }
-
-    fn send_domain(&mut self, seq: u32, id: DomainId) {
-        let Ok(info) = hc::domain_info(id) else {
-            return;
-        };
-        let state = state_name(info.state);
-        let name_len = (info.name_len as usize).min(info.name.len());
-        let name = core::str::from_utf8(&info.name[..name_len]).unwrap_or("?");
-        let answer = Answer::Domain {
-            id: info.id.0,
-            name,
-            state,
-            memory_kib: info.memory_kib,
-            vcpus: 1,
-            cpu_ticks: info.cpu_ticks,
-        };
-        self.send(seq, &answer);
-    }
 }
 
-/// The name of a `DomainState` value.
-fn state_name(state: u32) -> &'static str {
-    match state {
-        s if s == DomainState::Running as u32 => "running",
-        s if s == DomainState::Paused as u32 => "paused",
-        s if s == DomainState::Shutdown as u32 => "shutdown",
-        s if s == DomainState::Crashed as u32 => "crashed",
-        _ => "unknown",
-    }
+const NO_CONSOLE_DOM: Answer<'static> = Answer::Error {
+    message: "no console-dom runs, so there are no consoles",
+};
+
+/// The full id of the domain a client named by id or slot index (a domain
+/// no longer tracked keeps the number it was given: console-dom may still
+/// hold its history).
+fn resolve(started: &[Started], domain: u32) -> u32 {
+    started
+        .iter()
+        .rev()
+        .map(|s| s.id)
+        .find(|id| id.0 == domain || id.index() as u32 == domain)
+        .map_or(domain, |id| id.0)
 }
 
 /// A request copied out of the receive buffer.
@@ -533,6 +525,10 @@ enum OwnedRequest {
     CreateCommit,
     Dmesg {
         from: u64,
+    },
+    ConsoleWrite {
+        domain: u32,
+        data: Vec<u8>,
     },
 }
 
@@ -565,6 +561,13 @@ impl From<Request<'_>> for OwnedRequest {
             },
             Request::CreateCommit => OwnedRequest::CreateCommit,
             Request::Dmesg { from } => OwnedRequest::Dmesg { from },
+            Request::ConsoleRead { domain, offset } => {
+                OwnedRequest::Plain(Request::ConsoleRead { domain, offset })
+            }
+            Request::ConsoleWrite { domain, data } => OwnedRequest::ConsoleWrite {
+                domain,
+                data: data.to_vec(),
+            },
         }
     }
 }

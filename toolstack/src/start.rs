@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+use crate::viewer::{Reply, Viewer};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
 use domain_runtime::ipc_abi::shared::Virq;
@@ -92,6 +93,12 @@ fn option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// Starts a domain for every boot module; returns them in order.
 pub fn start_modules() -> Domains {
+    start_modules_with(None)
+}
+
+/// [`start_modules`], connecting domain 0's own console ring (`viewer`) as
+/// soon as console-dom runs, so it is console-dom's first client.
+pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
     let me = DomainId(domain_runtime::start_info().domain_id);
     let mut started = Domains::new();
     for (image, line) in domain_runtime::modules() {
@@ -103,6 +110,9 @@ pub fn start_modules() -> Domains {
         }
         if let Some(s) = start_one(me, image, line, &started) {
             started.push(s);
+        }
+        if let Some(v) = viewer.as_deref_mut() {
+            Viewer::follow(v, me, &mut started);
         }
     }
     // Then the boot bundle's auto/ configurations, in name order.
@@ -249,21 +259,29 @@ pub fn run() {
     println!("toolstack: domain 0 up, {} boot modules", count);
     let state_port = hc::event_bind_virq(Virq::DomainState).ok();
     let me = DomainId(domain_runtime::start_info().domain_id);
-    let mut started = start_modules();
+    let mut viewer: Option<Viewer> = None;
+    let mut started = start_modules_with(Some(&mut viewer));
     let mut mgmt = crate::mgmt::Server::start();
+    let mut shell = crate::shell::Shell::new();
     let mut all_stopped = false;
     loop {
+        Viewer::follow(&mut viewer, me, &mut started);
         for i in 0..started.len() {
             if started[i].reported {
                 continue;
             }
-            let crashed = report(&mut started[i]);
-            if started[i].reported && started[i].history_on_exit {
-                let dom = started[i].id;
+            let end = report(&mut started[i]);
+            if end == End::Running {
+                continue;
+            }
+            let dom = started[i].id;
+            // Its console is closed: console-dom prints what is left and keeps the history.
+            crate::broker::close_console(&mut started, dom);
+            if started[i].history_on_exit {
                 crate::broker::replay_history(&mut started, dom);
             }
-            if started[i].reported {
-                apply_policy(me, &mut started, i, crashed);
+            if end != End::Destroyed {
+                apply_policy(me, &mut started, i, end == End::Crashed);
             }
         }
         if !all_stopped && started.iter().all(|s| s.reported) {
@@ -294,10 +312,19 @@ pub fn run() {
             println!("toolstack: the machine did not power off");
             POWER_OFF.store(false, core::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(next) = started.iter().filter_map(|s| s.shutdown_deadline).min() {
+        let console_due = mgmt.as_ref().and_then(|m| m.deadline());
+        if let Some(next) = started
+            .iter()
+            .filter_map(|s| s.shutdown_deadline)
+            .chain(console_due)
+            .min()
+        {
             let _ = hc::set_timer(next);
         }
         hc::block();
+        if let Some(server) = mgmt.as_mut() {
+            server.on_timer(domain_runtime::time::now_ns());
+        }
         // Serve every control ring that has something (pending bits are taken, not trusted).
         let mut ready: heapless::Vec<u16, MAX> = heapless::Vec::new();
         events::take_all(|port| {
@@ -306,8 +333,20 @@ pub fn run() {
             }
         });
         for port in ready {
-            match mgmt.as_mut() {
-                Some(server) if server.port == port => server.poll(&mut started),
+            match (mgmt.as_mut(), viewer.as_mut()) {
+                (Some(server), _) if server.port == port => server.poll(&mut started, &mut viewer),
+                (_, Some(v)) if v.port == port => {
+                    for reply in v.replies() {
+                        match reply {
+                            Reply::Peek(rsp) => {
+                                if let Some(server) = mgmt.as_mut() {
+                                    server.on_peek(&rsp);
+                                }
+                            }
+                            Reply::Input(bytes) => shell.input(&bytes, &mut started),
+                        }
+                    }
+                }
                 _ => crate::broker::serve_port(&mut started, port),
             }
         }
@@ -368,10 +407,26 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
     }
 }
 
-/// Prints what became of a domain, once it has stopped. Returns whether it crashed.
-pub fn report(s: &mut Started) -> bool {
-    let Ok(info) = hc::domain_info(s.id) else {
-        return false;
+/// What has become of a domain.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum End {
+    Running,
+    Crashed,
+    ShutDown,
+    /// Destroyed (by a request, not by its own end): no policy applies.
+    Destroyed,
+}
+
+/// Prints what became of a domain, once it has stopped, and marks it reported.
+pub fn report(s: &mut Started) -> End {
+    let info = match hc::domain_info(s.id) {
+        Ok(info) => info,
+        Err(domain_runtime::ipc_abi::hypercall::Error::DeadDomain) => {
+            println!("toolstack: domain {} ({}) was destroyed", s.id, s.name);
+            s.reported = true;
+            return End::Destroyed;
+        }
+        Err(_) => return End::Running,
     };
     let c = &info.crash;
     if info.state == DomainState::Crashed as u32 {
@@ -389,16 +444,16 @@ pub fn report(s: &mut Started) -> bool {
             );
         }
         s.reported = true;
-        true
+        End::Crashed
     } else if info.state == DomainState::Shutdown as u32 {
         println!(
             "toolstack: domain {} ({}) shut down (reason {})",
             s.id, s.name, info.shutdown_reason
         );
         s.reported = true;
-        false
+        End::ShutDown
     } else {
-        false
+        End::Running
     }
 }
 

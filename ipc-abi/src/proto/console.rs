@@ -5,12 +5,24 @@
 //! it (so a domain that writes faster than the UART drains waits for slots).
 //! `Read` asks for input; the answer carries up to [`CHUNK`] bytes when some
 //! arrive while this domain has the focus. A frontend keeps one `Read` posted.
+//!
+//! The control domain's console ring may also look at other domains'
+//! consoles (console-dom refuses these from anyone else, `Denied`):
+//! - `Peek` reads `domain`'s output as a byte stream: every byte a domain
+//!   printed has a stream offset, counted from its first. The answer carries
+//!   up to [`CHUNK`] bytes from `offset` and, in its own `offset`, where they
+//!   start (later than asked when older bytes were cut from the history).
+//!   At the end of a console still open, a `Peek` with `len` non-zero waits
+//!   for more output (a long poll); with `len` zero it is answered empty at
+//!   once. `status` is `Disconnected` when the console is closed and nothing
+//!   is left, `NoDevice` when console-dom knows nothing of `domain`.
+//! - `Type` gives `data[..len]` to `domain` as typed input.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-pub const CONSOLE_VERSION: u32 = 1;
+pub const CONSOLE_VERSION: u32 = 2;
 /// Bytes of data in one message.
-pub const CHUNK: usize = 48;
+pub const CHUNK: usize = 40;
 
 /// What a console request asks.
 #[repr(u16)]
@@ -18,6 +30,8 @@ pub const CHUNK: usize = 48;
 pub enum ConsoleOp {
     Write = 1,
     Read = 2,
+    Peek = 3,
+    Type = 4,
 }
 
 #[repr(C)]
@@ -26,9 +40,13 @@ pub struct ConsoleRequest {
     pub id: u64,
     /// A [`ConsoleOp`].
     pub op: u16,
-    /// Bytes of `data` used (`Write`), or the most wanted (`Read`).
+    /// Bytes of `data` used (`Write`, `Type`), the most wanted (`Read`), or
+    /// whether to wait for output (`Peek`).
     pub len: u16,
-    pub _reserved: u32,
+    /// The domain looked at (`Peek`, `Type`); 0 otherwise.
+    pub domain: u32,
+    /// Stream offset (`Peek`).
+    pub offset: u64,
     pub data: [u8; CHUNK],
 }
 
@@ -38,22 +56,49 @@ pub struct ConsoleResponse {
     pub id: u64,
     /// 0 success; otherwise a [`crate::proto::control::Status`].
     pub status: u32,
-    /// Bytes of `data` used (`Read`).
+    /// Bytes of `data` used (`Read`, `Peek`).
     pub len: u16,
     pub _reserved: u16,
+    /// Stream offset of `data[0]` (`Peek`).
+    pub offset: u64,
     pub data: [u8; CHUNK],
 }
 
 const _: () = assert!(core::mem::size_of::<ConsoleRequest>() == 64);
 const _: () = assert!(core::mem::size_of::<ConsoleResponse>() == 64);
 
+/// A checked console request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console<'a> {
+    Write(&'a [u8]),
+    Read,
+    Peek {
+        domain: u32,
+        offset: u64,
+        wait: bool,
+    },
+    Type {
+        domain: u32,
+        data: &'a [u8],
+    },
+}
+
 impl ConsoleRequest {
-    /// The operation and the data, if the request is well formed.
-    pub fn check(&self) -> Option<(ConsoleOp, &[u8])> {
+    /// The request, if it is well formed.
+    pub fn check(&self) -> Option<Console<'_>> {
         let len = self.len as usize;
         match self.op {
-            1 if len <= CHUNK => Some((ConsoleOp::Write, &self.data[..len])),
-            2 => Some((ConsoleOp::Read, &[])),
+            1 if len <= CHUNK => Some(Console::Write(&self.data[..len])),
+            2 => Some(Console::Read),
+            3 => Some(Console::Peek {
+                domain: self.domain,
+                offset: self.offset,
+                wait: self.len != 0,
+            }),
+            4 if len <= CHUNK => Some(Console::Type {
+                domain: self.domain,
+                data: &self.data[..len],
+            }),
             _ => None,
         }
     }

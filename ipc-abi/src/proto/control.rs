@@ -164,11 +164,32 @@ mod tests {
         let mut r = ConsoleRequest::new_zeroed();
         r.op = ConsoleOp::Write as u16;
         r.len = 10;
+        assert_eq!(r.check(), Some(Console::Write(&[0; 10])));
+        r.len = CHUNK as u16 + 1;
+        assert!(r.check().is_none());
+        r.op = ConsoleOp::Type as u16;
+        assert!(r.check().is_none());
+        r.len = 3;
+        r.domain = 7;
         assert_eq!(
-            r.check().map(|(op, d)| (op, d.len())),
-            Some((ConsoleOp::Write, 10))
+            r.check(),
+            Some(Console::Type {
+                domain: 7,
+                data: &[0; 3]
+            })
         );
-        r.len = 49;
+        r.op = ConsoleOp::Peek as u16;
+        r.offset = 99;
+        r.len = 0;
+        assert_eq!(
+            r.check(),
+            Some(Console::Peek {
+                domain: 7,
+                offset: 99,
+                wait: false
+            })
+        );
+        r.op = 9;
         assert!(r.check().is_none());
     }
 }

@@ -79,6 +79,16 @@ pub struct HostInfo {
     pub version: String,
 }
 
+/// A piece of a domain's console output (see [`Client::console_read`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleChunk {
+    /// Stream offset of `data[0]`: later than asked if older output was cut.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// The console is closed (its domain stopped) and nothing more will come.
+    pub closed: bool,
+}
+
 /// A session with a machine's toolstack domain.
 pub struct Client {
     stream: UnixStream,
@@ -271,6 +281,46 @@ impl Client {
         }
     }
 
+    /// A domain's console output from stream offset `offset` (every byte a
+    /// domain printed has one, counted from its first; 0 reads the history
+    /// from its start). Waits a short while (about 100 ms) for output before
+    /// answering with nothing new.
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let mut offset = 0;
+    /// loop {
+    ///     let chunk = machine.console_read(1, offset)?;
+    ///     print!("{}", String::from_utf8_lossy(&chunk.data));
+    ///     offset = chunk.offset + chunk.data.len() as u64;
+    ///     if chunk.closed || chunk.data.is_empty() {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
+    pub fn console_read(&mut self, domain: u32, offset: u64) -> Result<ConsoleChunk, Error> {
+        match self
+            .call(&Request::ConsoleRead { domain, offset }, |_| true)?
+            .pop()
+        {
+            Some(Owned::Console(c)) => Ok(c),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
+    }
+
+    /// Types `data` into a domain's console (it reads it as input).
+    pub fn console_write(&mut self, domain: u32, data: &[u8]) -> Result<(), Error> {
+        for chunk in data.chunks(UPLOAD_CHUNK) {
+            self.simple(&Request::ConsoleWrite {
+                domain,
+                data: chunk,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Shuts every domain down, then powers the machine off.
     pub fn host_shutdown(&mut self) -> Result<(), Error> {
         self.simple(&Request::HostShutdown)
@@ -386,6 +436,7 @@ enum Owned {
     Created(u32),
     Line(String),
     Info(DomainDetails),
+    Console(ConsoleChunk),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -442,6 +493,15 @@ impl From<&Answer<'_>> for Owned {
                 crash_rip: *crash_rip,
                 crash_address: *crash_address,
                 crash_message: (*crash_message).into(),
+            }),
+            Answer::ConsoleData {
+                offset,
+                data,
+                closed,
+            } => Owned::Console(ConsoleChunk {
+                offset: *offset,
+                data: data.to_vec(),
+                closed: *closed,
             }),
             Answer::Error { message } => Owned::Error((*message).into()),
         }

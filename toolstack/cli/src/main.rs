@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+mod attach;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +50,17 @@ enum DomainVerb {
         /// Leave it paused.
         #[arg(short)]
         paused: bool,
+        /// Attach to its console once created (Ctrl-] leaves).
+        #[arg(short = 'c')]
+        console: bool,
+    },
+    /// A domain's console: its history, then live output; typing goes to
+    /// the domain; Ctrl-] leaves. Ends by itself when the domain stops.
+    Console {
+        domain: String,
+        /// Print what it printed so far and leave (for scripts).
+        #[arg(long)]
+        no_follow: bool,
     },
     /// Every domain: id, name, state, memory, vCPUs, CPU time.
     List {
@@ -133,6 +146,26 @@ fn prepare(
     Ok((full, image))
 }
 
+/// Attaches to a domain's console and says how it ended.
+fn console_of(
+    client: &mut toolstack::Client,
+    domain: u32,
+    follow: bool,
+) -> Result<(), toolstack::Error> {
+    match attach::attach(client, domain, follow)? {
+        attach::Ended::Closed => eprintln!(
+            "toolstack: domain {} stopped; its console is closed",
+            domain & 0xffff
+        ),
+        attach::Ended::Left => eprintln!(
+            "\r\ntoolstack: left the console of domain {}",
+            domain & 0xffff
+        ),
+        attach::Ended::CaughtUp => {}
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Check a configuration before touching the machine: a bad one sends nothing.
@@ -202,9 +235,18 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Domain { verb: DomainVerb::Create { paused, .. } } => {
+        Command::Domain { verb: DomainVerb::Create { paused, console, .. } } => {
             let (text, image) = prepared.unwrap_or_default();
-            client.create(&text, image.as_deref(), paused).map(|id| println!("created domain {}", id & 0xffff))
+            client.create(&text, image.as_deref(), paused).and_then(|id| {
+                println!("created domain {}", id & 0xffff);
+                if console {
+                    console_of(&mut client, id, true)?;
+                }
+                Ok(())
+            })
+        }
+        Command::Domain { verb: DomainVerb::Console { domain, no_follow } } => {
+            client.resolve(&domain).and_then(|d| console_of(&mut client, d, !no_follow))
         }
         Command::Domain { verb: DomainVerb::Shutdown { domain, all, wait } } => (|| {
             let targets: Vec<u32> = if all {

@@ -4,6 +4,8 @@
 //! a time), prints each result with the serial log of any failure, and ends
 //! `cargo xtask test` with the one line `N passed, M failed`.
 
+mod console;
+
 use crate::iso::{self, Module};
 use crate::qemu::{Config, Machine};
 use crate::{build, checks, host_tools, Accel};
@@ -189,6 +191,18 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "clients_gone_mid_upload_or_mid_frame_or_two_at_once_disturb_nothing",
             abandoned_clients,
+        ),
+        (
+            "domain_console_shows_history_then_live_output_and_takes_input",
+            console::domain_console,
+        ),
+        (
+            "create_attached_shows_the_new_domains_console_until_it_stops",
+            console::create_attached,
+        ),
+        (
+            "the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs",
+            console::console_shell,
         ),
     ]
 }
@@ -1111,6 +1125,9 @@ fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(m, "[2] echo: ready (ring true)")?;
     expect_line(m, "[3] echo: ready (ring true)")?;
     expect_line(m, "serves device 1:0 of domain 3")?;
+    // Domain 0's shell has the focus at boot; the escape moves it on.
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 2")?;
     m.com1_send(b"hello one\n")?;
     expect_line(m, "[2] echo: hello one")?;
     m.com1_send(b"\x01\x01\x01")?;

@@ -1,0 +1,152 @@
+//! The everyday operations on domains, shared by the management server
+//! (`mgmt.rs`, for the host's `toolstack` command) and the console shell
+//! (`shell.rs`): each is carried out here once, and each caller only turns
+//! the result into its own kind of answer.
+
+extern crate alloc;
+use crate::start::{Domains, Started, MAX};
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::{DomainInfo, DomainState};
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp};
+use domain_runtime::{println, DomainId};
+use zerocopy::FromZeros;
+
+/// Domain 0 itself.
+pub fn me() -> DomainId {
+    DomainId(domain_runtime::start_info().domain_id)
+}
+
+/// The live domain a user named by full id or slot index (domain 0 included).
+pub fn find(started: &[Started], domain: u32) -> Option<DomainId> {
+    core::iter::once(me())
+        .chain(started.iter().map(|s| s.id))
+        .find(|id| id.0 == domain || id.index() as u32 == domain)
+}
+
+/// Finds a domain by number or name (for people typing at the console).
+pub fn find_word(started: &[Started], word: &str) -> Option<DomainId> {
+    match word.parse() {
+        Ok(n) => find(started, n),
+        Err(_) => started
+            .iter()
+            .rev()
+            .find(|s| s.name.as_str() == word)
+            .map(|s| s.id),
+    }
+}
+
+/// Pauses, unpauses or destroys a domain this toolstack started.
+pub fn control(
+    started: &[Started],
+    domain: u32,
+    op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<u64>,
+) -> Result<(), String> {
+    let id = started
+        .iter()
+        .map(|s| s.id)
+        .find(|id| id.0 == domain || id.index() as u32 == domain)
+        .ok_or_else(|| "no such domain".to_string())?;
+    op(id).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Asks a domain to shut down (or reboot); it is destroyed if it has not
+/// stopped by the deadline.
+pub fn shutdown(started: &mut Domains, domain: u32, reboot: bool) -> Result<(), &'static str> {
+    let s = started
+        .iter_mut()
+        .find(|s| s.id.0 == domain || s.id.index() as u32 == domain)
+        .ok_or("no such domain")?;
+    let link = s
+        .control
+        .as_mut()
+        .ok_or("the domain has no control ring; destroy it instead")?;
+    let mut req = ControlMessage::new_zeroed();
+    req.op = ControlOp::ShutdownRequest as u32;
+    req.index = reboot as u32;
+    link.tell(req);
+    s.shutdown_deadline = Some(domain_runtime::time::now_ns() + crate::start::SHUTDOWN_TIMEOUT_NS);
+    println!("toolstack: asked domain {} ({}) to shut down", s.id, s.name);
+    Ok(())
+}
+
+/// Asks every domain to stop (destroying those without a control ring at
+/// once, the others at their deadline), then powers the machine off.
+pub fn host_shutdown(started: &mut Domains) {
+    let deadline = domain_runtime::time::now_ns() + crate::start::SHUTDOWN_TIMEOUT_NS;
+    for s in started.iter_mut().filter(|s| !s.reported) {
+        match s.control.as_mut() {
+            Some(link) => {
+                let mut req = ControlMessage::new_zeroed();
+                req.op = ControlOp::ShutdownRequest as u32;
+                link.tell(req);
+                s.shutdown_deadline = Some(deadline);
+            }
+            None => {
+                let _ = hc::domain_destroy(s.id);
+                s.reported = true;
+            }
+        }
+    }
+    crate::start::request_power_off();
+    println!("toolstack: host shutdown: every domain asked to stop, then power off");
+}
+
+/// Creates a domain from a configuration's text and its image (`None`: the
+/// image the configuration's `kernel` names in the boot bundle).
+pub fn create(
+    started: &mut Domains,
+    file: &str,
+    config: &str,
+    image: Option<alloc::vec::Vec<u8>>,
+    paused: bool,
+) -> Result<DomainId, String> {
+    if started.len() >= MAX {
+        return Err("the toolstack already tracks as many domains as it can".into());
+    }
+    let parsed = domain_config::parse(file, config, &[])
+        .map_err(|errors| errors.first().map(ToString::to_string).unwrap_or_default())?;
+    let c = parsed.config;
+    let image: &'static [u8] = match image {
+        None => crate::bundle::find()
+            .and_then(|b| crate::bundle::image(b, &c.kernel))
+            .ok_or("no image of that name in the boot bundle")?,
+        // Kept for restarts (on_crash = "restart") for the toolstack's life.
+        Some(bytes) => Box::leak(bytes.into_boxed_slice()),
+    };
+    let mut line = crate::bundle::start_line(&c);
+    if paused {
+        line.push_str(" start_paused");
+    }
+    let line: &'static str = Box::leak(line.into_boxed_str());
+    let s = crate::start::start_one(me(), image, line, started)
+        .ok_or("the domain could not be created (see the console)")?;
+    let id = s.id;
+    started.push(s);
+    Ok(id)
+}
+
+/// A domain's name from its kernel record.
+pub fn name(info: &DomainInfo) -> &str {
+    let n = (info.name_len as usize).min(info.name.len());
+    core::str::from_utf8(&info.name[..n]).unwrap_or("?")
+}
+
+/// The name of a `DomainState` value.
+pub fn state_name(state: u32) -> &'static str {
+    match state {
+        s if s == DomainState::Running as u32 => "running",
+        s if s == DomainState::Paused as u32 => "paused",
+        s if s == DomainState::Shutdown as u32 => "shutdown",
+        s if s == DomainState::Crashed as u32 => "crashed",
+        _ => "unknown",
+    }
+}
+
+/// Domain 0 and every live domain it started, in order.
+pub fn live(started: &[Started]) -> impl Iterator<Item = DomainInfo> + '_ {
+    core::iter::once(me())
+        .chain(started.iter().map(|s| s.id))
+        .filter_map(|id| hc::domain_info(id).ok())
+}
