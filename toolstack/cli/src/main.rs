@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod attach;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ struct Cli {
     #[arg(
         long,
         env = "TOOLSTACK_CONNECT",
+        global = true,
         default_value = "target/xenolith-com2.sock"
     )]
     connect: PathBuf,
@@ -36,6 +38,18 @@ enum Command {
     Host {
         #[command(subcommand)]
         verb: HostVerb,
+    },
+    /// A live view of every domain, refreshed every DELAY seconds (as xentop).
+    Top {
+        /// Seconds between frames.
+        #[arg(short, long, default_value_t = 1.0)]
+        delay: f64,
+        /// Frames to draw, then leave.
+        #[arg(short, long)]
+        iterations: Option<u32>,
+        /// Batch mode: frames follow each other, no screen clearing (for scripts).
+        #[arg(short, long)]
+        batch: bool,
     },
     /// Print a completion script for a shell (e.g. `toolstack completions bash > ~/.local/share/bash-completion/completions/toolstack`).
     Completions { shell: clap_complete::Shell },
@@ -186,6 +200,12 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Command::Top { delay, .. } = cli.command {
+        if !(delay.is_finite() && delay > 0.0 && delay < 86_400.0) {
+            eprintln!("toolstack: --delay must be a positive number of seconds (below a day)");
+            return ExitCode::from(2);
+        }
+    }
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -307,6 +327,10 @@ fn main() -> ExitCode {
             println!("domains:   {}", h.domains);
             println!("free:      {} KiB", h.free_kib);
         }),
+        Command::Top { delay, iterations, batch } => {
+            let options = top::Options { delay: std::time::Duration::from_secs_f64(delay), iterations, batch };
+            top::run(&mut client, &options)
+        }
         // Printed above, before connecting.
         Command::Completions { .. } => Ok(()),
     };

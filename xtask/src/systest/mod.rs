@@ -5,6 +5,7 @@
 //! `cargo xtask test` with the one line `N passed, M failed`.
 
 mod console;
+mod top;
 
 use crate::iso::{self, Module};
 use crate::qemu::{Config, Machine};
@@ -204,6 +205,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs",
             console::console_shell,
         ),
+        ("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
     ]
 }
 

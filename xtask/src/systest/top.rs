@@ -1,0 +1,40 @@
+//! System test of `toolstack top`: frames with every domain, and CPU shares
+//! that tell a spinning domain from an idle one.
+
+use super::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+
+/// The CPU% column of `name`'s row in the last frame of batch output.
+fn last_share(out: &str, name: &str) -> Option<f64> {
+    out.lines()
+        .rev()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+pub fn top(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("spinner", "spinner seconds=600"),
+        ("survivor", "survivor period_ms=500"),
+    ];
+    let (m, sock) = boot_managed(c, slot, &guests, None)?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    expect_line(m, "[2] survivor: heartbeat 1")?;
+    let (code, out) = toolstack(&sock, &["top", "-b", "-i", "2", "-d", "1"])?;
+    let frames = out.matches("ID   NAME").count();
+    check(code == 0 && frames == 2, || {
+        format!("want 2 frames: {code} {out}")
+    })?;
+    let spinner = last_share(&out, "spinner");
+    let survivor = last_share(&out, "survivor");
+    check(
+        spinner.is_some_and(|p| p > 50.0) && survivor.is_some_and(|p| p < 10.0),
+        || format!("spinner {spinner:?}% survivor {survivor:?}%: {out}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["top", "--delay", "0"])?;
+    check(code == 2 && out.contains("--delay must be"), || {
+        format!("a zero delay: {code} {out}")
+    })
+}
