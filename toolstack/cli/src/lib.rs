@@ -183,10 +183,23 @@ impl Client {
         image: Option<&[u8]>,
         paused: bool,
     ) -> Result<u32, Error> {
+        self.create_with_progress(config, image, paused, |_, _| {})
+    }
+
+    /// [`Client::create`], calling `progress(bytes sent, image size)` after
+    /// each piece of the image (for a progress bar).
+    pub fn create_with_progress(
+        &mut self,
+        config: &str,
+        image: Option<&[u8]>,
+        paused: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<u32, Error> {
         let image = image.unwrap_or(&[]);
         self.create_begin(config, image.len(), paused)?;
         for (i, chunk) in image.chunks(UPLOAD_CHUNK).enumerate() {
             self.upload(i * UPLOAD_CHUNK, chunk)?;
+            progress(i * UPLOAD_CHUNK + chunk.len(), image.len());
         }
         match self.call(&Request::CreateCommit, |_| true)?.pop() {
             Some(Owned::Created(id)) => Ok(id),

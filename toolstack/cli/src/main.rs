@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod attach;
+mod progress;
 mod top;
 
 use clap::{Parser, Subcommand};
@@ -257,7 +258,8 @@ fn main() -> ExitCode {
         }),
         Command::Domain { verb: DomainVerb::Create { paused, console, .. } } => {
             let (text, image) = prepared.unwrap_or_default();
-            client.create(&text, image.as_deref(), paused).and_then(|id| {
+            let mut bar = progress::Bar::new();
+            client.create_with_progress(&text, image.as_deref(), paused, |sent, total| bar.update(sent, total)).and_then(|id| {
                 println!("created domain {}", id & 0xffff);
                 if console {
                     console_of(&mut client, id, true)?;

@@ -6,6 +6,7 @@
 
 mod console;
 mod top;
+mod upload;
 
 use crate::iso::{self, Module};
 use crate::qemu::{Config, Machine};
@@ -206,6 +207,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             console::console_shell,
         ),
         ("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
+        (
+            "a_large_upload_shows_a_progress_bar_on_a_terminal",
+            upload::progress_bar,
+        ),
     ]
 }
 
