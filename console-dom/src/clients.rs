@@ -11,6 +11,7 @@
 //! and `Type` into its input (the toolstack's `domain console`); a `Peek` at
 //! the end of an open console waits here until the domain prints more.
 
+extern crate alloc;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::console::{Console, ConsoleRequest, ConsoleResponse};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
@@ -24,7 +25,7 @@ pub const LINE_MAX: usize = 200;
 /// Requests taken from one ring before the next ring's turn.
 const BATCH: usize = 8;
 /// Domains served at once.
-const MAX_CLIENTS: usize = 32;
+const MAX_CLIENTS: usize = 128;
 
 struct Client {
     dom: DomainId,
@@ -52,7 +53,8 @@ struct ViewerRequest {
 
 /// Every connected console ring.
 pub struct Clients {
-    list: heapless::Vec<Client, MAX_CLIENTS>,
+    /// On the heap: the table is too large for the stack.
+    list: alloc::vec::Vec<Client>,
     next_slot: u64,
     /// What each domain printed.
     pub history: crate::history::History,
@@ -61,7 +63,7 @@ pub struct Clients {
 impl Clients {
     pub const fn new() -> Clients {
         Clients {
-            list: heapless::Vec::new(),
+            list: alloc::vec::Vec::new(),
             next_slot: 0,
             history: crate::history::History::new(),
         }
@@ -124,7 +126,7 @@ impl Clients {
         if msg.pages != 1 {
             return Err("console rings are one page");
         }
-        if self.list.is_full() {
+        if self.list.len() >= MAX_CLIENTS {
             return Err("too many consoles");
         }
         let pages = RingPages::map(msg.peer, &msg.grefs[..1], self.next_slot)
@@ -140,7 +142,7 @@ impl Clients {
             .iter()
             .position(|c| c.dom > msg.peer)
             .unwrap_or(self.list.len());
-        let _ = self.list.insert(
+        self.list.insert(
             at,
             Client {
                 dom: msg.peer,

@@ -4,7 +4,7 @@
 //! the result into its own kind of answer.
 
 extern crate alloc;
-use crate::start::{Domains, Started, MAX};
+use crate::start::{Domains, Started};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use domain_runtime::hypercall as hc;
@@ -102,7 +102,7 @@ pub fn create(
     image: Option<alloc::vec::Vec<u8>>,
     paused: bool,
 ) -> Result<DomainId, String> {
-    if started.len() >= MAX {
+    if !crate::start::make_room(started) {
         return Err("the toolstack already tracks as many domains as it can".into());
     }
     let parsed = domain_config::parse(file, config, &[])

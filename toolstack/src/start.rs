@@ -22,16 +22,33 @@ use domain_runtime::{events, println, DomainId};
 
 /// Default memory of a domain whose line names none, in KiB.
 const DEFAULT_KIB: u64 = 1024;
-/// Domains this program keeps track of at most.
-pub const MAX: usize = 64;
+/// Domains this program keeps track of at most (the kernel's table holds
+/// 128 with domain 0).
+pub const MAX: usize = 127;
 
 /// Every domain this program started, in start order (on the heap: the
 /// table is too large for the stack).
 pub type Domains = alloc::vec::Vec<Started>;
 
-/// Whether the table has room for one more domain; says so on COM1 if not.
-fn has_room(started: &Domains, line: &str) -> bool {
+/// Makes room for one more domain if the table is full, by forgetting the
+/// oldest domain that is gone (destroyed; its end was reported). Until then
+/// a gone domain stays known, so its console history can still be found.
+pub fn make_room(started: &mut Domains) -> bool {
     if started.len() < MAX {
+        return true;
+    }
+    let gone = started
+        .iter()
+        .position(|s| s.reported && hc::domain_info(s.id).is_err());
+    if let Some(i) = gone {
+        started.remove(i);
+    }
+    started.len() < MAX
+}
+
+/// Whether the table has room for one more domain; says so on COM1 if not.
+fn has_room(started: &mut Domains, line: &str) -> bool {
+    if make_room(started) {
         return true;
     }
     println!(
@@ -105,7 +122,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
         if line.split_whitespace().next() == Some("bundle") {
             continue;
         }
-        if !has_room(&started, line) {
+        if !has_room(&mut started, line) {
             continue;
         }
         if let Some(s) = start_one(me, image, line, &started) {
@@ -141,7 +158,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
             // The line lives as long as the domain may need restarting.
             let line: &'static str =
                 alloc::boxed::Box::leak(crate::bundle::start_line(&c).into_boxed_str());
-            if !has_room(&started, line) {
+            if !has_room(&mut started, line) {
                 continue;
             }
             if let Some(s) = start_one(me, image, line, &started) {
@@ -326,10 +343,10 @@ pub fn run() {
             server.on_timer(domain_runtime::time::now_ns());
         }
         // Serve every control ring that has something (pending bits are taken, not trusted).
-        let mut ready: heapless::Vec<u16, MAX> = heapless::Vec::new();
+        let mut ready: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
         events::take_all(|port| {
             if Some(port) != state_port {
-                let _ = ready.push(port);
+                ready.push(port);
             }
         });
         for port in ready {

@@ -26,6 +26,8 @@ pub enum Which {
     Ring,
     /// Instructions per console line from `println!` to the UART (through console-dom, -icount).
     Console,
+    /// Domain creation to first console line (bundle image, uploaded 1 MiB), `domain list` with 100 domains.
+    Toolstack,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -34,6 +36,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Kernel => kernel(),
         Which::Ring => crate::ringbench::run(),
         Which::Console => console(),
+        Which::Toolstack => crate::toolbench::run(),
     }
 }
 

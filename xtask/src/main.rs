@@ -14,6 +14,7 @@ mod iso;
 mod qemu;
 mod ringbench;
 mod systest;
+mod toolbench;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

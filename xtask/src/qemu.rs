@@ -210,6 +210,7 @@ impl Config {
         });
         Ok(Machine {
             child,
+            started,
             log,
             monitor_socket: self.monitor_socket.clone(),
             com2_socket: self.com2_socket.clone(),
@@ -249,6 +250,8 @@ impl Log {
 /// A running QEMU. Killed when dropped.
 pub struct Machine {
     child: Child,
+    /// When QEMU was started (line times count from here).
+    started: Instant,
     log: Arc<(Mutex<Log>, Condvar)>,
     monitor_socket: Option<PathBuf>,
     com2_socket: Option<PathBuf>,
@@ -257,6 +260,11 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Time since QEMU started, on the clock line times use.
+    pub fn clock(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Waits until `count` complete COM1 lines contain `marker`; returns the last one and when it arrived.
     pub fn wait_for_nth(
         &self,

@@ -1,0 +1,156 @@
+//! `cargo xtask bench toolstack`: what a user of the toolstack waits for.
+//!
+//! Owns: booting a machine with console-dom and a boot bundle, then timing
+//! through the `toolstack` library (one connection, as a script would use):
+//! `domain create` to the new domain's first console line on COM1, with the
+//! image in the boot bundle and with an uploaded 1 MiB image; and `domain
+//! list` with a few domains and with 100 more. Wall times under TCG (the
+//! whole machine is emulated, so a real PC is faster); medians and minima.
+
+use crate::iso::Module;
+use crate::qemu::{Config, Machine};
+use crate::{build, host_tools, iso};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 10;
+const LIST_RUNS: usize = 20;
+const IDLE_DOMAINS: usize = 100;
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Median and minimum.
+fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[0])
+}
+
+/// Creates `name` and waits for its first line; returns (create call, to first line).
+fn create_to_first_line(
+    m: &Machine,
+    client: &mut toolstack::Client,
+    name: &str,
+    kernel: &str,
+    image: Option<&[u8]>,
+) -> Result<(Duration, Duration), String> {
+    let config = format!("name = \"{name}\"\nkernel = \"{kernel}\"\nmemory = 1\n");
+    let t0 = m.clock();
+    client
+        .create(&config, image, false)
+        .map_err(|e| format!("create {name}: {e}"))?;
+    let created = m.clock() - t0;
+    // `hello` prints its command line, which starts with its name.
+    let (at, _) = m.wait_for_nth(&format!("): {name} "), 1, Duration::from_secs(60))?;
+    Ok((created, at.saturating_sub(t0)))
+}
+
+pub fn run() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let hello = build::domain(&domains, "hello");
+    let survivor = build::domain(&domains, "survivor");
+    let bundle = iso::bundle(
+        &dir.join("toolstack-bundle.tar"),
+        &[],
+        &[("hello", hello.as_path()), ("survivor", survivor.as_path())],
+    )?;
+    let mods = [
+        Module {
+            path: build::domain(&domains, "toolstack-domain"),
+            cmdline: "toolstack-domain mgmt=com2".into(),
+        },
+        Module {
+            path: build::domain(&domains, "console-dom"),
+            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+        },
+        Module {
+            path: bundle,
+            cmdline: "bundle".into(),
+        },
+    ];
+    let iso = iso::build(&kernel, "", &mods, &dir.join("toolstack.iso"))?;
+    let sock = crate::qemu::socket_path(&dir.join("toolstack-com2.sock"));
+    let m = Config::new(&iso)
+        .memory("512M")
+        .com2_socket(&sock)
+        .spawn()?;
+    m.wait_for(
+        "toolstack: serving the management protocol on COM2",
+        Duration::from_secs(60),
+    )?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+
+    let mut padded = std::fs::read(&hello).map_err(|e| e.to_string())?;
+    padded.resize(padded.len().max(1 << 20), 0);
+    let (mut bundled, mut bundled_call) = (Vec::new(), Vec::new());
+    let (mut uploaded, mut uploaded_call) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        let (call, line) = create_to_first_line(&m, &mut client, &format!("b{i}"), "hello", None)?;
+        bundled_call.push(call);
+        bundled.push(line);
+        let (call, line) =
+            create_to_first_line(&m, &mut client, &format!("u{i}"), "uploaded", Some(&padded))?;
+        uploaded_call.push(call);
+        uploaded.push(line);
+    }
+
+    let time_list = |client: &mut toolstack::Client| -> Result<(Duration, usize), String> {
+        let mut v = Vec::new();
+        let mut count = 0;
+        for _ in 0..LIST_RUNS {
+            let t = Instant::now();
+            count = client.list().map_err(|e| e.to_string())?.len();
+            v.push(t.elapsed());
+        }
+        Ok((summary(v).0, count))
+    };
+    let (few, few_count) = time_list(&mut client)?;
+    for i in 0..IDLE_DOMAINS {
+        let config =
+            format!("name = \"idle{i}\"\nkernel = \"survivor\"\nmemory = 1\ncmdline = \"period_ms=600000\"\n");
+        client
+            .create(&config, None, false)
+            .map_err(|e| format!("create idle{i}: {e}"))?;
+    }
+    let (many, many_count) = time_list(&mut client)?;
+
+    let (b_med, b_min) = summary(bundled);
+    let (bc_med, bc_min) = summary(bundled_call);
+    let (u_med, u_min) = summary(uploaded);
+    let (uc_med, uc_min) = summary(uploaded_call);
+    println!("| measure (wall time, TCG) | median | min |");
+    println!("|---|---|---|");
+    println!(
+        "| create → first console line, image in the boot bundle ({RUNS} runs) | {} | {} |",
+        ms(b_med),
+        ms(b_min)
+    );
+    println!(
+        "| … of which the create call | {} | {} |",
+        ms(bc_med),
+        ms(bc_min)
+    );
+    println!(
+        "| create → first console line, 1 MiB image uploaded ({RUNS} runs) | {} | {} |",
+        ms(u_med),
+        ms(u_min)
+    );
+    println!(
+        "| … of which upload and create call | {} | {} |",
+        ms(uc_med),
+        ms(uc_min)
+    );
+    println!(
+        "| domain list, {few_count} domains ({LIST_RUNS} runs) | {} | |",
+        ms(few)
+    );
+    println!(
+        "| domain list, {many_count} domains ({LIST_RUNS} runs) | {} | |",
+        ms(many)
+    );
+    Ok(())
+}
