@@ -15,8 +15,7 @@ extern crate alloc;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::console::{Console, ConsoleRequest, ConsoleResponse};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
-use domain_runtime::ipc_abi::ring::Back;
-use domain_runtime::ring::RingPages;
+use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
 use zerocopy::FromZeros;
 
@@ -30,7 +29,8 @@ const MAX_CLIENTS: usize = 128;
 struct Client {
     dom: DomainId,
     port: u16,
-    back: Back<'static, ConsoleRequest, ConsoleResponse>,
+    /// Its ring, unmapped when the client goes (its window slot is reused).
+    back: MappedBack<ConsoleRequest, ConsoleResponse>,
     line: heapless::Vec<u8, LINE_MAX>,
     /// `Read` requests waiting for input (their ids).
     reads: heapless::Deque<u64, 4>,
@@ -55,7 +55,6 @@ struct ViewerRequest {
 pub struct Clients {
     /// On the heap: the table is too large for the stack.
     list: alloc::vec::Vec<Client>,
-    next_slot: u64,
     /// What each domain printed.
     pub history: crate::history::History,
 }
@@ -64,7 +63,6 @@ impl Clients {
     pub const fn new() -> Clients {
         Clients {
             list: alloc::vec::Vec::new(),
-            next_slot: 0,
             history: crate::history::History::new(),
         }
     }
@@ -129,12 +127,14 @@ impl Clients {
         if self.list.len() >= MAX_CLIENTS {
             return Err("too many consoles");
         }
-        let pages = RingPages::map(msg.peer, &msg.grefs[..1], self.next_slot)
-            .map_err(|_| "cannot map the ring")?;
-        self.next_slot += 1;
+        // The lowest window slot no ring uses (the last is the control ring's).
+        let slot = (0..control::CONTROL_SLOT)
+            .find(|s| !self.list.iter().any(|c| c.back.slots().contains(s)))
+            .ok_or("no free window slot")?;
+        let back = MappedBack::map(msg.peer, &msg.grefs[..1], slot)
+            .map_err(|_| "cannot map the ring, or it is not initialised")?;
         let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
             .map_err(|_| "cannot bind the port")?;
-        let back = Back::attach(pages.shared()).map_err(|_| "the ring is not initialised")?;
         // Kept in domain order, so the input focus moves through the
         // domains by id whatever order they connected in.
         let at = self
@@ -188,7 +188,8 @@ impl Clients {
             }
         }
         for i in broken.into_iter().rev() {
-            self.list.remove(i);
+            let gone = self.list.remove(i);
+            let _ = hc::event_close(gone.port);
         }
         self.answer_parked();
         more

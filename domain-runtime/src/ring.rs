@@ -11,7 +11,7 @@ use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::{Error, Result};
 use ipc_abi::layout::{GRANT_SLOTS, GRANT_WINDOW, PAGE_SIZE};
 use ipc_abi::proto::control::MAX_RING_PAGES;
-use ipc_abi::ring::{Header, Shared, HEADER_BYTES};
+use ipc_abi::ring::{Back, Header, Message, RingError, Shared, HEADER_BYTES};
 
 /// Pages holding a ring, mapped in this domain for its whole life.
 #[derive(Clone, Copy)]
@@ -102,4 +102,69 @@ fn alloc_pages(layout: core::alloc::Layout) -> Option<u64> {
 #[cfg(not(target_os = "none"))]
 fn alloc_pages(_layout: core::alloc::Layout) -> Option<u64> {
     None
+}
+
+/// A backend's end of a peer's ring, mapped at window slots this value
+/// owns: dropping it unmaps the pages, so the slots can serve another ring.
+/// The ring view never leaves this type, so nothing can use it after the
+/// pages are gone.
+pub struct MappedBack<Req: Message, Rsp: Message> {
+    back: Back<'static, Req, Rsp>,
+    first_slot: u64,
+    pages: u32,
+}
+
+impl<Req: Message, Rsp: Message> MappedBack<Req, Rsp> {
+    /// Maps `granter`'s ring pages at slots from `first_slot` and attaches
+    /// to the ring the frontend initialised there.
+    pub fn map(granter: DomainId, grefs: &[u32], first_slot: u64) -> Result<Self> {
+        let pages = RingPages::map(granter, grefs, first_slot)?;
+        let unmap = |n: u32| {
+            for i in 0..n as u64 {
+                let _ = crate::hypercall::grant_unmap(first_slot + i);
+            }
+        };
+        match Back::attach(pages.shared()) {
+            Ok(back) => Ok(MappedBack {
+                back,
+                first_slot,
+                pages: pages.pages(),
+            }),
+            Err(_) => {
+                unmap(pages.pages());
+                Err(Error::InvalidArgument)
+            }
+        }
+    }
+
+    /// The window slots it occupies.
+    pub fn slots(&self) -> core::ops::Range<u64> {
+        self.first_slot..self.first_slot + self.pages as u64
+    }
+
+    pub fn pop(&mut self) -> core::result::Result<Option<Req>, RingError> {
+        self.back.pop()
+    }
+
+    pub fn push(&mut self, rsp: &Rsp) -> core::result::Result<(), RingError> {
+        self.back.push(rsp)
+    }
+
+    pub fn publish(&mut self) -> bool {
+        self.back.publish()
+    }
+
+    pub fn final_check(&mut self) -> core::result::Result<bool, RingError> {
+        self.back.final_check()
+    }
+}
+
+impl<Req: Message, Rsp: Message> Drop for MappedBack<Req, Rsp> {
+    fn drop(&mut self) {
+        // `back` is dropped after this body, but it is never used again:
+        // it holds only references, and Back has no Drop of its own.
+        for slot in self.slots() {
+            let _ = crate::hypercall::grant_unmap(slot);
+        }
+    }
 }

@@ -20,6 +20,8 @@ pub struct Link {
     /// Our end of the event channel.
     pub port: u16,
     pages: RingPages,
+    /// The grants of `pages` to the domain.
+    grefs: domain_runtime::ring::Grefs,
     back: Option<Back<'static, ControlMessage, ControlMessage>>,
     broken: bool,
     /// The domain's outstanding `Listen`s, answered when there is news for it.
@@ -46,6 +48,7 @@ impl Link {
             dom,
             port,
             pages,
+            grefs,
             back: None,
             broken: false,
             listens: heapless::Deque::new(),
@@ -53,6 +56,27 @@ impl Link {
             awaiting: None,
         };
         Ok((link, word))
+    }
+
+    /// The domain is gone: its event channel is closed and the grants of
+    /// the ring page end, so neither runs out however many domains come and
+    /// go. Returns the link back if a grant is still mapped (the domain is
+    /// not yet destroyed); the page itself stays allocated (4 KiB a domain).
+    pub fn release(mut self) -> Option<Link> {
+        self.back = None;
+        let _ = hc::event_close(self.port);
+        let mut left = domain_runtime::ring::Grefs::new();
+        for &g in self.grefs.iter() {
+            if hc::grant_end(g).is_err() {
+                let _ = left.push(g);
+            }
+        }
+        if left.is_empty() {
+            None
+        } else {
+            self.grefs = left;
+            Some(self)
+        }
     }
 
     /// Serves what the domain sent. Returns the messages for the broker

@@ -4,7 +4,7 @@
 //! the result into its own kind of answer.
 
 extern crate alloc;
-use crate::start::{Domains, Started};
+use crate::start::{Domains, Image, Started};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use domain_runtime::hypercall as hc;
@@ -108,12 +108,14 @@ pub fn create(
     let parsed = domain_config::parse(file, config, &[])
         .map_err(|errors| errors.first().map(ToString::to_string).unwrap_or_default())?;
     let c = parsed.config;
-    let image: &'static [u8] = match image {
-        None => crate::bundle::find()
-            .and_then(|b| crate::bundle::image(b, &c.kernel))
-            .ok_or("no image of that name in the boot bundle")?,
-        // Kept for restarts (on_crash = "restart") for the toolstack's life.
-        Some(bytes) => Box::leak(bytes.into_boxed_slice()),
+    let image = match image {
+        None => Image::Boot(
+            crate::bundle::find()
+                .and_then(|b| crate::bundle::image(b, &c.kernel))
+                .ok_or("no image of that name in the boot bundle")?,
+        ),
+        // Kept for restarts while the domain may need one.
+        Some(bytes) => Image::Uploaded(bytes.into()),
     };
     let mut line = crate::bundle::start_line(&c);
     if paused {

@@ -41,7 +41,11 @@ pub fn make_room(started: &mut Domains) -> bool {
         .iter()
         .position(|s| s.reported && hc::domain_info(s.id).is_err());
     if let Some(i) = gone {
-        started.remove(i);
+        let s = started.remove(i);
+        if let Some(link) = s.control {
+            // Its grant can end only once unmapped; if not, the page stays shared.
+            let _ = link.release();
+        }
     }
     started.len() < MAX
 }
@@ -57,6 +61,26 @@ fn has_room(started: &mut Domains, line: &str) -> bool {
         line.split_whitespace().next().unwrap_or("")
     );
     false
+}
+
+/// A domain's image: a boot module or bundle file, or an uploaded one, which
+/// is freed once no domain may need it again.
+#[derive(Clone)]
+pub enum Image {
+    Boot(&'static [u8]),
+    Uploaded(alloc::rc::Rc<[u8]>),
+    /// Dropped: the domain stopped for good.
+    Gone,
+}
+
+impl Image {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Boot(b) => b,
+            Image::Uploaded(b) => b,
+            Image::Gone => &[],
+        }
+    }
 }
 
 /// A domain this program started.
@@ -77,8 +101,8 @@ pub struct Started {
     pub on_poweroff: &'static str,
     pub on_reboot: &'static str,
     pub on_crash: &'static str,
-    /// The boot module it was started from.
-    pub image: &'static [u8],
+    /// The image it was started from (kept for restarts).
+    pub image: Image,
     pub line: &'static str,
     /// The backend serving its console, once connected.
     pub console_backend: Option<DomainId>,
@@ -125,7 +149,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
         if !has_room(&mut started, line) {
             continue;
         }
-        if let Some(s) = start_one(me, image, line, &started) {
+        if let Some(s) = start_one(me, Image::Boot(image), line, &started) {
             started.push(s);
         }
         if let Some(v) = viewer.as_deref_mut() {
@@ -161,7 +185,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
             if !has_room(&mut started, line) {
                 continue;
             }
-            if let Some(s) = start_one(me, image, line, &started) {
+            if let Some(s) = start_one(me, Image::Boot(image), line, &started) {
                 started.push(s);
             }
         }
@@ -172,7 +196,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
 /// Creates, loads, configures and unpauses one domain from a boot module.
 pub fn start_one(
     me: DomainId,
-    image: &'static [u8],
+    image: Image,
     line: &'static str,
     started: &[Started],
 ) -> Option<Started> {
@@ -193,7 +217,7 @@ pub fn start_one(
             return None;
         }
     };
-    if let Err(e) = hc::domain_load_image(id, image) {
+    if let Err(e) = hc::domain_load_image(id, image.bytes()) {
         println!("toolstack: cannot load {}: {}", name, e);
         let _ = hc::domain_destroy(id);
         return None;
@@ -297,8 +321,19 @@ pub fn run() {
             if started[i].history_on_exit {
                 crate::broker::replay_history(&mut started, dom);
             }
-            if end != End::Destroyed {
+            if end == End::Destroyed {
+                started[i].image = Image::Gone;
+            } else {
                 apply_policy(me, &mut started, i, end == End::Crashed);
+            }
+        }
+        // Gone domains give back their control ring's port and grant.
+        for s in started
+            .iter_mut()
+            .filter(|s| s.reported && s.control.is_some())
+        {
+            if hc::domain_info(s.id).is_err() {
+                s.control = s.control.take().and_then(crate::control::Link::release);
             }
         }
         if !all_stopped && started.iter().all(|s| s.reported) {
@@ -399,8 +434,10 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
                 "toolstack: destroyed domain {} ({}) as its policy says",
                 started[i].id, started[i].name
             );
+            started[i].image = Image::Gone;
         }
-        _ => {}
+        // Preserved: kept listed, never started again.
+        _ => started[i].image = Image::Gone,
     }
 }
 
@@ -413,7 +450,7 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
         started[i].name, old, why
     );
     let _ = hc::domain_destroy(old);
-    let (image, line) = (started[i].image, started[i].line);
+    let (image, line) = (started[i].image.clone(), started[i].line);
     match start_one(me, image, line, started) {
         Some(new) => {
             let id = new.id;

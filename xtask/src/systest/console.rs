@@ -212,3 +212,43 @@ pub fn console_shell(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     expect_line(m, "console-dom: input now goes to domain 2")?;
     Ok(())
 }
+
+/// Three hundred short-lived domains one after another: each gets its
+/// console (console-dom reuses the window slots of closed consoles, domain
+/// 0 forgets domains that are gone once its table is full).
+pub fn many_short_lived(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    const COUNT: usize = 300;
+    let hello = build::domain(&c.domains, "hello");
+    let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("hello", hello.as_path())])?;
+    let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM], Some(tar))?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    for i in 1..=COUNT {
+        let config = format!("name = \"h{i}\"\nkernel = \"hello\"\nmemory = 1\n");
+        client
+            .create(&config, None, false)
+            .map_err(|e| format!("create h{i}: {e}"))?;
+        // One at a time, so at most a few are alive at once.
+        m.wait_for(&format!("): h{i} "), BOOT)?;
+    }
+    // Each greeting went through a console ring, which was closed after it.
+    m.wait_for_nth("disconnected its console", COUNT, BOOT)?;
+    let refused: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.contains("cannot serve")
+                || l.contains("cannot create")
+                || l.contains("no control ring")
+        })
+        .collect();
+    check(refused.is_empty(), || format!("refusals: {refused:?}"))?;
+    let closed = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("disconnected its console"))
+        .count();
+    check(closed == COUNT, || {
+        format!("{closed} of {COUNT} consoles served and closed")
+    })
+}

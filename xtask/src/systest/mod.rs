@@ -208,6 +208,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         ),
         ("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
         (
+            "three_hundred_short_lived_domains_each_get_a_console",
+            console::many_short_lived,
+        ),
+        (
             "a_large_upload_shows_a_progress_bar_on_a_terminal",
             upload::progress_bar,
         ),
