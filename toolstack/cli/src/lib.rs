@@ -156,6 +156,13 @@ impl Client {
     }
 
     /// Memory and domains of the host.
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let host = machine.host_info()?;
+    /// println!("{} domains, {} MiB free", host.domains, host.free_kib / 1024);
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
     pub fn host_info(&mut self) -> Result<HostInfo, Error> {
         match self.call(&Request::HostInfo, |_| true)?.pop() {
             Some(Owned::Host(h)) => Ok(h),
@@ -234,6 +241,16 @@ impl Client {
     }
 
     /// One domain in detail.
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let id = machine.resolve("web")?;
+    /// let d = machine.info(id)?;
+    /// if d.state == "crashed" {
+    ///     eprintln!("web crashed at {:#x}: {}", d.crash_rip, d.crash_message);
+    /// }
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
     pub fn info(&mut self, domain: u32) -> Result<DomainDetails, Error> {
         match self.call(&Request::Info { domain }, |_| true)?.pop() {
             Some(Owned::Info(d)) => Ok(d),
@@ -255,6 +272,14 @@ impl Client {
     }
 
     /// The kernel log (the last lines the kernel keeps).
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// for line in machine.dmesg()?.iter().filter(|l| l.contains("crashed")) {
+    ///     println!("{line}");
+    /// }
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
     pub fn dmesg(&mut self) -> Result<Vec<String>, Error> {
         let answers = self.call(&Request::Dmesg { from: 0 }, |a| {
             matches!(a, Answer::End | Answer::Error { .. })
@@ -339,14 +364,26 @@ impl Client {
         self.simple(&Request::HostShutdown)
     }
 
+    /// Stops a domain's vCPUs until [`Client::unpause`].
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let id = machine.resolve("batch-job")?;
+    /// machine.pause(id)?;
+    /// // ... the machine is quieter for a while ...
+    /// machine.unpause(id)?;
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
     pub fn pause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Pause { domain })
     }
 
+    /// Lets a paused domain run again.
     pub fn unpause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Unpause { domain })
     }
 
+    /// Ends a domain at once (no shutdown request; see [`Client::shutdown`]).
     pub fn destroy(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Destroy { domain })
     }
