@@ -62,7 +62,10 @@ pub struct DomainConfig {
     /// Device memory `(first page frame, pages)`.
     pub iomem: Vec<(u64, u64)>,
     pub irqs: Vec<u8>,
-    pub pci: Vec<String>,
+    /// PCI functions, as `bus << 8 | device << 3 | function` (written `"BB:DD.F"`).
+    pub pci: Vec<u16>,
+    /// KiB of physically contiguous memory for device DMA (driver domains).
+    pub dma_kib: u64,
     /// The service a driver domain provides (`console`, `block`, `net`).
     pub role: Option<String>,
 }
@@ -93,8 +96,28 @@ const KEYS: &[&str] = &[
     "iomem",
     "irqs",
     "pci",
+    "dma",
     "role",
 ];
+
+/// Most DMA memory a domain may have, in KiB (64 MiB).
+pub const DMA_MAX_KIB: u64 = 64 * 1024;
+
+/// `"BB:DD.F"` (hexadecimal bus, device below 32, function below 8) →
+/// `bus << 8 | device << 3 | function`.
+pub fn pci_address(s: &str) -> Option<u16> {
+    let (bus, rest) = s.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let bus = u16::from_str_radix(bus, 16).ok().filter(|&b| b < 256)?;
+    let dev = u16::from_str_radix(dev, 16).ok().filter(|&d| d < 32)?;
+    let func = u16::from_str_radix(func, 16).ok().filter(|&f| f < 8)?;
+    Some(bus << 8 | dev << 3 | func)
+}
+
+/// The `"BB:DD.F"` form of a PCI function.
+pub fn pci_text(bdf: u16) -> String {
+    alloc::format!("{:02x}:{:02x}.{}", bdf >> 8, (bdf >> 3) & 0x1f, bdf & 7)
+}
 
 struct Ctx<'a> {
     file: &'a str,
@@ -321,7 +344,20 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
             None
         }
     });
-    let pci = get("pci").map_or(Some(Vec::new()), |e| ctx.strings(e));
+    let pci = get("pci").map_or(Some(Vec::new()), |e| {
+        let mut out = Vec::new();
+        for text in ctx.strings(e)? {
+            match pci_address(&text) {
+                Some(bdf) => out.push(bdf),
+                None => {
+                    ctx.error(e, alloc::format!("'{text}' is not a PCI address 'BB:DD.F'"));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
+    let dma_kib = get("dma").map_or(Some(0), |e| ctx.int(e, 4..=DMA_MAX_KIB));
     let role = get("role").map(|e| ctx.string(e));
 
     if name.is_none() && get("name").is_none() {
@@ -361,6 +397,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         iomem: iomem.unwrap_or_default(),
         irqs: irqs.unwrap_or_default(),
         pci: pci.unwrap_or_default(),
+        dma_kib: dma_kib.unwrap_or(0),
         role: role.flatten(),
     };
     Ok(Parsed { config, warnings })
@@ -538,6 +575,20 @@ on_crash = "restart"
             &[]
         )
         .is_err());
+    }
+
+    #[test]
+    fn pci_functions_and_dma() {
+        let text = "name=\"blk\"\nkernel=\"drvdom-blk\"\npci=['00:04.0', '1f:1f.7']\ndma=1024\n";
+        let c = parse("b.cfg", text, &[]).unwrap().config;
+        assert_eq!(c.pci, vec![4 << 3, 0x1f << 8 | 0x1f << 3 | 7]);
+        assert_eq!(pci_text(c.pci[1]), "1f:1f.7");
+        assert_eq!(c.dma_kib, 1024);
+        for bad in ["00:20.0", "00:04.8", "100:00.0", "0004.0", "xx:00.0"] {
+            let t = alloc::format!("name=\"b\"\nkernel=\"k\"\npci=['{bad}']\n");
+            assert!(parse("b.cfg", &t, &[]).is_err(), "{bad}");
+        }
+        assert!(parse("b.cfg", "name=\"b\"\nkernel=\"k\"\ndma=999999\n", &[]).is_err());
     }
 
     #[test]

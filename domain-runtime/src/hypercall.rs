@@ -287,6 +287,46 @@ pub fn domain_add_irq(dom: DomainId, irq: u8) -> Result<u64> {
     )
 }
 
+/// Gives a never-run domain PCI function `bdf` (`bus << 8 | device << 3 | function`).
+pub fn domain_add_pci(dom: DomainId, bdf: u16) -> Result<u64> {
+    call(
+        Hypercall::DomainAddPci,
+        [dom.0 as u64, bdf as u64, 0, 0, 0, 0],
+    )
+}
+
+/// Reads a dword of the configuration space of a PCI function this domain holds.
+pub fn pci_config_read(bdf: u16, offset: u8) -> Result<u32> {
+    call(
+        Hypercall::PciConfigRead,
+        [bdf as u64, offset as u64, 0, 0, 0, 0],
+    )
+    .map(|v| v as u32)
+}
+
+/// Writes a dword of the configuration space of a PCI function this domain holds.
+pub fn pci_config_write(bdf: u16, offset: u8, value: u32) -> Result<u64> {
+    call(
+        Hypercall::PciConfigWrite,
+        [bdf as u64, offset as u64, value as u64, 0, 0, 0],
+    )
+}
+
+/// Where memory BAR `bar` of a PCI function this domain holds is mapped.
+pub fn pci_bar(bdf: u16, bar: u8) -> Result<u64> {
+    call(Hypercall::PciBar, [bdf as u64, bar as u64, 0, 0, 0, 0])
+}
+
+/// Gives a never-run domain `pages` contiguous DMA pages at `layout::DMA_WINDOW`.
+pub fn domain_add_dma(dom: DomainId, pages: u64) -> Result<u64> {
+    call(Hypercall::DomainAddDma, [dom.0 as u64, pages, 0, 0, 0, 0])
+}
+
+/// The physical address of `va` in this domain's DMA window.
+pub fn dma_phys(va: u64) -> Result<u64> {
+    call1(Hypercall::DmaPhys, va)
+}
+
 /// Sets where a never-run domain's vCPU starts (control domain only).
 pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
     call(

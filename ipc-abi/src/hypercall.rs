@@ -91,6 +91,24 @@ pub enum Hypercall {
     DomainSetEntry = 41,
     /// Powers the machine off (ACPI S5) (control only). Returns only on failure.
     MachinePowerOff = 42,
+    /// `(dom, bdf)`: give a never-run domain the PCI function `bdf` (bus << 8 | device << 3 |
+    /// function): its memory BARs are mapped into its device window, its I/O BARs become its
+    /// ports, its INTx line its IRQ, and only it may reach its configuration space (control only).
+    DomainAddPci = 43,
+    /// `(bdf, offset)`: read a dword of the configuration space of a PCI function this domain
+    /// was given. BARs read as the firmware set them (or as their size mask while being sized).
+    PciConfigRead = 44,
+    /// `(bdf, offset, value)`: write a dword of that configuration space. Only the command
+    /// register's I/O, memory, bus-master and INTx-disable bits, BAR sizing (all ones, then
+    /// the original value) and the capability area (offset 0x40 and up) may be written.
+    PciConfigWrite = 45,
+    /// `(bdf, bar)`: where memory BAR `bar` of a PCI function this domain was given is mapped.
+    PciBar = 46,
+    /// `(dom, pages)`: give a never-run domain `pages` physically contiguous pages for DMA,
+    /// mapped at `layout::DMA_WINDOW` (control only).
+    DomainAddDma = 47,
+    /// `(va)`: the physical address of a byte of this domain's DMA window (for device programming).
+    DmaPhys = 48,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -135,6 +153,12 @@ impl Hypercall {
             40 => DomainAddIrq,
             41 => DomainSetEntry,
             42 => MachinePowerOff,
+            43 => DomainAddPci,
+            44 => PciConfigRead,
+            45 => PciConfigWrite,
+            46 => PciBar,
+            47 => DomainAddDma,
+            48 => DmaPhys,
             _ => return None,
         })
     }
@@ -176,6 +200,8 @@ pub enum Error {
     SlotState = 15,
     /// Nothing to read yet.
     Empty = 16,
+    /// The device already belongs to another domain.
+    DeviceTaken = 17,
 }
 
 impl Error {
@@ -199,6 +225,7 @@ impl Error {
             14 => DomainState,
             15 => SlotState,
             16 => Empty,
+            17 => DeviceTaken,
             _ => return None,
         })
     }
@@ -223,6 +250,7 @@ impl fmt::Display for Error {
             Error::DomainState => "domain in the wrong state",
             Error::SlotState => "window slot in the wrong state",
             Error::Empty => "nothing to read",
+            Error::DeviceTaken => "device already given to another domain",
         };
         f.write_str(s)
     }
@@ -256,7 +284,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=16 {
+        for code in 1..=17 {
             let e = Error::from_code(code).unwrap();
             assert_eq!(e as u64, code);
             assert_eq!(decode(code, 7), Err(e));

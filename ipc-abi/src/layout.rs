@@ -6,6 +6,7 @@
 //! 0x0000_0000_4000_0000  IMAGE_LIMIT
 //! 0x0000_0010_0000_0000  HEAP_BASE: the rest of the memory budget, read-write
 //! 0x0000_5000_0000_0000  DEVICE_WINDOW: device memory given at creation, uncached
+//! 0x0000_5800_0000_0000  DMA_WINDOW: physically contiguous pages for device DMA (driver domains)
 //! 0x0000_6000_0000_0000  MODULE_WINDOW: boot modules, read-only (domain 0 only)
 //! 0x0000_7000_0000_0000  GRANT_WINDOW: GRANT_SLOTS pages where granted pages are mapped
 //! 0x0000_7fff_ffe0_0000  stack guard page, then the stack (STACK_SIZE) up to STACK_TOP
@@ -25,6 +26,10 @@ pub const HEAP_BASE: u64 = 0x10_0000_0000;
 pub const DEVICE_WINDOW: u64 = 0x5000_0000_0000;
 /// Size of the device window.
 pub const DEVICE_WINDOW_SIZE: u64 = 1 << 30;
+/// Where a driver domain's DMA pages are mapped (`DomainAddDma`).
+pub const DMA_WINDOW: u64 = 0x5800_0000_0000;
+/// Most DMA pages a domain may have (64 MiB).
+pub const DMA_MAX_PAGES: u64 = 16 * 1024;
 /// Physical IRQs (GSIs) a domain may be given: 0..MAX_IRQS.
 pub const MAX_IRQS: u64 = 24;
 /// Boot modules handed to domain 0, read-only, one after another (page-aligned).

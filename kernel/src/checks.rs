@@ -40,10 +40,16 @@ pub fn within_page(offset: u64, len: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// A non-empty range of I/O ports.
+/// The PCI configuration ports: the kernel's alone (`domain/pci.rs` mediates).
+const PCI_CONFIG_PORTS: core::ops::Range<u64> = 0xcf8..0xd00;
+
+/// A non-empty range of I/O ports, never the PCI configuration ports.
 pub fn io_ports(first: u64, count: u64) -> Result<(u16, u16), Error> {
     if count == 0 || first > 0xffff || first.saturating_add(count) > 0x1_0000 {
         return Err(Error::InvalidArgument);
+    }
+    if first < PCI_CONFIG_PORTS.end && first + count > PCI_CONFIG_PORTS.start {
+        return Err(Error::PermissionDenied);
     }
     Ok((first as u16, count as u16))
 }
@@ -107,6 +113,8 @@ mod tests {
         fn port_ranges_stay_within_64k(first: u64, count: u64) {
             if let Ok((f, c)) = io_ports(first, count) {
                 prop_assert!(c > 0 && f as u32 + c as u32 <= 0x1_0000);
+                let (f, end) = (u64::from(f), u64::from(f) + u64::from(c));
+                prop_assert!(end <= PCI_CONFIG_PORTS.start || f >= PCI_CONFIG_PORTS.end);
             }
         }
 

@@ -195,6 +195,22 @@ impl FrameAllocator {
         Some(frame)
     }
 
+    /// Hands out `count` physically contiguous frames (the lowest run that
+    /// fits); returns the first. For device DMA.
+    pub fn allocate_contiguous(&mut self, count: u64) -> Option<u64> {
+        let len = count.checked_mul(FRAME_SIZE)?;
+        if count == 0 {
+            return None;
+        }
+        let i = self.free.iter().position(|r| r.len() >= len)?;
+        let start = self.free[i].start;
+        self.free[i].start += len;
+        if self.free[i].is_empty() {
+            self.free.remove(i);
+        }
+        Some(start)
+    }
+
     /// Gives a frame back. Refuses unaligned addresses and frames already free.
     #[cfg_attr(target_os = "none", allow(dead_code))] // domain teardown (issue 3) frees frames
     pub fn free(&mut self, frame: u64) -> Result<(), FrameError> {
@@ -234,6 +250,24 @@ mod tests {
     use std::vec::Vec;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn contiguous_runs_come_from_the_first_range_that_fits() {
+        let map = [u(MIB, MIB + 2 * FRAME_SIZE), u(4 * MIB, 5 * MIB)];
+        let mut a = FrameAllocator::new(map.iter().copied(), &[]).unwrap();
+        let before = a.free_bytes();
+        // Three frames do not fit the first range (two frames): the second gives them.
+        assert_eq!(a.allocate_contiguous(3), Some(4 * MIB));
+        assert_eq!(a.allocate_contiguous(2), Some(MIB));
+        assert_eq!(a.allocate_contiguous(0), None);
+        assert_eq!(a.allocate_contiguous(u64::MAX), None);
+        assert_eq!(a.allocate_contiguous(1024), None);
+        assert_eq!(a.free_bytes(), before - 5 * FRAME_SIZE);
+        for f in 0..3 {
+            a.free(4 * MIB + f * FRAME_SIZE).unwrap();
+        }
+        assert_eq!(a.allocate_contiguous(3), Some(4 * MIB));
+    }
 
     fn u(start: u64, end: u64) -> (PhysRange, RegionKind) {
         (PhysRange::new(start, end), RegionKind::Usable)

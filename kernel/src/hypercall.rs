@@ -7,7 +7,7 @@
 
 use crate::arch::idt::TrapFrame;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{console, devices, events, grants, Kernel, Life};
+use crate::domain::{console, devices, events, grants, pci, Kernel, Life};
 use crate::frames::FrameAllocator;
 use crate::memory::with_frames;
 use crate::usermem::{self, UserImage};
@@ -261,6 +261,18 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::set_entry(k, t, a.0[1], a.0[2], a.0[3]).map(|_| 0)
         }
+        DomainAddPci => {
+            let t = other(k, caller, a.dom(0))?;
+            with_frames(|f| pci::assign(k, f, t, a.0[1])).map(|_| 0)
+        }
+        PciConfigRead => pci::config_read(k, caller, a.0[0], a.0[1]),
+        PciConfigWrite => pci::config_write(k, caller, a.0[0], a.0[1], a.0[2]).map(|_| 0),
+        PciBar => pci::bar_va(k, caller, a.0[0], a.0[1]),
+        DomainAddDma => {
+            let t = other(k, caller, a.dom(0))?;
+            with_frames(|f| pci::add_dma(k, f, t, a.0[1])).map(|_| 0)
+        }
+        DmaPhys => pci::dma_phys(k, caller, a.0[0]),
         MachinePowerOff => {
             require_control(k, caller)?;
             crate::kprintln!("poweroff: requested by domain {}", caller);

@@ -13,6 +13,7 @@ mod cmdline;
 mod elf;
 mod frames;
 mod layout;
+mod pci_rules;
 mod sched;
 
 #[cfg(target_os = "none")]

@@ -89,6 +89,12 @@ pub fn start_line(c: &DomainConfig) -> String {
     for (page, pages) in &c.iomem {
         let _ = write!(line, " mmio={:#x}+{}", page * 4096, pages);
     }
+    for &bdf in &c.pci {
+        let _ = write!(line, " pci={}", domain_config::config::pci_text(bdf));
+    }
+    if c.dma_kib > 0 {
+        let _ = write!(line, " dma={}", c.dma_kib);
+    }
     let word = |e: OnEvent| match e {
         OnEvent::Destroy => "destroy",
         OnEvent::Restart => "restart",

@@ -7,6 +7,8 @@
 //! `peer=ID peer_port=P` is appended to the new domain's command line.
 //! `ioports=FIRST+COUNT`, `irq=N` and `mmio=PHYS+PAGES` give it hardware
 //! (numbers in decimal or 0x hex); `mmio_va=` with the address it got is appended.
+//! `pci=BB:DD.F` gives it a PCI function (its BARs, INTx line and configuration
+//! space, through the kernel) and `dma=KiB` contiguous memory for DMA.
 //! `history_on_exit` asks console-dom to replay the domain's console history
 //! once it has stopped. A module whose line is `bundle` is the boot bundle:
 //! its `auto/*.cfg` configurations are started after the modules, in name
@@ -535,6 +537,15 @@ fn give_hardware(
     }
     for v in options(line, "irq") {
         hc::domain_add_irq(id, parse_number(v).ok_or(Error::InvalidArgument)? as u8)?;
+    }
+    for v in options(line, "pci") {
+        let bdf = domain_config::config::pci_address(v).ok_or(Error::InvalidArgument)?;
+        hc::domain_add_pci(id, bdf)?;
+        println!("toolstack: domain {} gets PCI function {}", id, v);
+    }
+    if let Some(kib) = option(line, "dma") {
+        let kib: u64 = kib.parse().map_err(|_| Error::InvalidArgument)?;
+        hc::domain_add_dma(id, kib.div_ceil(4))?;
     }
     for v in options(line, "mmio") {
         let (phys, pages) = pair(v).ok_or(Error::InvalidArgument)?;

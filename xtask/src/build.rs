@@ -52,7 +52,9 @@ pub fn kernel() -> Result<PathBuf, String> {
 pub const DOMAINS: &[(&str, &str)] = &[
     ("toolstack-domain", "toolstack-domain"),
     ("console-dom", "console-dom"),
+    ("drvdom-blk", "drvdom-blk"),
     ("test-domains", "hello"),
+    ("test-domains", "pci-prober"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),

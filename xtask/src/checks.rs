@@ -57,6 +57,8 @@ pub fn clippy() -> Result<(), String> {
             "--package",
             "console-dom",
             "--package",
+            "drvdom-blk",
+            "--package",
             "domain-config",
             "--target",
             "x86_64-unknown-none",

@@ -65,6 +65,17 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
     ]
 }
 
+/// drvdom-blk with the disk `cargo xtask run` attaches at PCI 00:04.0.
+pub fn block_driver_module(domains: &Path) -> Module {
+    Module {
+        path: crate::build::domain(domains, "drvdom-blk"),
+        cmdline: BLOCK_DRIVER_LINE.into(),
+    }
+}
+
+/// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
+pub const BLOCK_DRIVER_LINE: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512";
+
 /// The example boot bundle: one guest started at boot.
 fn default_bundle(domains: &Path) -> PathBuf {
     let out = crate::build::target_dir().join("bundle.tar");

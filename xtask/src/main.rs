@@ -54,6 +54,9 @@ enum Command {
         /// Number of CPUs.
         #[arg(long, default_value_t = 2)]
         smp: u32,
+        /// Raw disk image for the virtio-blk disk drvdom-blk drives (created, 64 MiB, if missing).
+        #[arg(long, default_value = "target/xenolith-disk.img")]
+        disk: std::path::PathBuf,
     },
     /// Format and lint checks, host unit tests, then the QEMU system tests.
     Test {
@@ -86,7 +89,8 @@ fn main() -> ExitCode {
             accel,
             memory,
             smp,
-        } => run(&cmdline, accel, &memory, smp),
+            disk,
+        } => run(&cmdline, accel, &memory, smp, &disk),
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
@@ -100,10 +104,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String> {
+fn run(
+    cmdline: &str,
+    accel: Accel,
+    memory: &str,
+    smp: u32,
+    disk: &std::path::Path,
+) -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
-    let modules = iso::default_modules(&build::domains()?);
+    let domains = build::domains()?;
+    let mut modules = iso::default_modules(&domains);
+    modules.insert(2, iso::block_driver_module(&domains));
+    qemu::ensure_disk(disk, 64 << 20)?;
     let iso = iso::build(
         &kernel,
         cmdline,
@@ -117,7 +130,12 @@ fn run(cmdline: &str, accel: Accel, memory: &str, smp: u32) -> Result<(), String
         com2.display(),
         com2.display()
     );
+    println!(
+        "xtask: disk {} is the virtio-blk disk at PCI 00:04.0 (drvdom-blk drives it)",
+        disk.display()
+    );
     let status = qemu::Config::new(&iso)
+        .disk(disk)
         .com2_socket(&com2)
         .accel(accel)
         .memory(memory)

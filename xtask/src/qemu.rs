@@ -28,6 +28,19 @@ pub fn socket_path(wanted: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("xenolith-{:016x}.sock", h.finish()))
 }
 
+/// Creates a sparse raw disk image of `bytes` if `path` does not exist.
+pub fn ensure_disk(path: &Path, bytes: u64) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// How to start QEMU.
 #[derive(Clone)]
 pub struct Config {
@@ -40,6 +53,7 @@ pub struct Config {
     monitor_socket: Option<PathBuf>,
     icount: bool,
     com1_input: bool,
+    disk: Option<PathBuf>,
 }
 
 impl Config {
@@ -54,6 +68,7 @@ impl Config {
             com1_input: false,
             monitor_socket: None,
             icount: false,
+            disk: None,
         }
     }
 
@@ -101,6 +116,12 @@ impl Config {
         self
     }
 
+    /// A raw image as a virtio 1.x block device at PCI 00:04.0.
+    pub fn disk(mut self, p: &Path) -> Self {
+        self.disk = Some(p.to_path_buf());
+        self
+    }
+
     /// Deterministic instruction counting: the guest TSC counts retired instructions.
     pub fn icount(mut self) -> Self {
         self.icount = true;
@@ -126,6 +147,17 @@ impl Config {
         };
         if self.icount {
             cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
+        }
+        if let Some(disk) = &self.disk {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=disk0,format=raw",
+                    disk.display()
+                ))
+                .args([
+                    "-device",
+                    "virtio-blk-pci,drive=disk0,addr=0x4,disable-legacy=on",
+                ]);
         }
     }
 

@@ -12,6 +12,7 @@ pub mod gdt;
 pub mod idt;
 pub mod ioapic;
 pub mod paging;
+pub mod pci;
 pub mod reset;
 pub mod serial;
 pub mod stacks;

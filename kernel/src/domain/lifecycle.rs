@@ -176,6 +176,8 @@ pub fn create(
             console: console::RateLimit::new(),
             io_ports: heapless::Vec::new(),
             irqs: 0,
+            pci: heapless::Vec::new(),
+            dma: None,
             device_next: DEVICE_WINDOW,
             started: false,
             start_info,
@@ -361,6 +363,8 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
         return Err(Error::NoSuchDomain);
     }
     events::close_all(k, index);
+    // Its devices stop DMA before its memory goes back to the allocator.
+    super::pci::release_all(k, index);
     super::devices::release_all(k, index);
     super::devices::release_console(k, index);
     grants::release_all(k, frames, index);

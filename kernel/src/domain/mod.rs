@@ -11,6 +11,7 @@ pub mod devices;
 pub mod events;
 pub mod grants;
 pub mod lifecycle;
+pub mod pci;
 pub mod ports;
 pub mod shared_pages;
 
@@ -130,6 +131,10 @@ pub struct Domain {
     pub device_next: u64,
     /// Has been unpaused at least once (resources can no longer be added).
     pub started: bool,
+    /// PCI functions it holds.
+    pub pci: heapless::Vec<pci::Assigned, { pci::MAX_PCI }>,
+    /// Its DMA pages: (first physical address, pages).
+    pub dma: Option<(u64, u64)>,
     /// Physical frames of the start info and event pages.
     pub start_info: u64,
     pub event_page: u64,

@@ -4,6 +4,7 @@
 //! a time), prints each result with the serial log of any failure, and ends
 //! `cargo xtask test` with the one line `N passed, M failed`.
 
+mod block;
 mod console;
 mod top;
 mod upload;
@@ -207,6 +208,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             console::console_shell,
         ),
         ("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
+        (
+            "drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it",
+            block::drvdom_blk_reads_the_disk,
+        ),
         (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,

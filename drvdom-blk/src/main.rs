@@ -1,0 +1,96 @@
+//! drvdom-blk: the block driver domain.
+//!
+//! Given a PCI function (`pci=BB:DD.F`) and DMA memory (`dma=KiB`) by the
+//! toolstack, it alone drives the machine's virtio-blk disk, through
+//! `virtio-drivers` over the kernel's mediated PCI access. This first step
+//! brings the device up, reports its size and reads its first sector;
+//! serving virtual disks to guests over block rings comes next (issue 6).
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
+
+mod dma;
+mod hal;
+mod pci;
+
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::layout::PAGE_SIZE;
+use domain_runtime::println;
+use hal::{MappedBar, XenolithHal};
+use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::pci::bus::PciRoot;
+use virtio_drivers::transport::pci::PciTransport;
+
+domain_runtime::entry!(run);
+
+/// Value of `key=` on the command line.
+fn option(key: &str) -> Option<&'static str> {
+    domain_runtime::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let Some(text) = option("pci") else {
+        println!("drvdom-blk: no pci= on the command line: no disk to drive");
+        return;
+    };
+    let Some(bdf) = domain_config::config::pci_address(text) else {
+        println!("drvdom-blk: pci={} is not a PCI address", text);
+        return;
+    };
+    let dma_kib: u64 = option("dma").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let df = pci::device_function(bdf);
+    let mut root = PciRoot::new(pci::KernelCam { bdf });
+    let mut bars: heapless::Vec<MappedBar, 6> = heapless::Vec::new();
+    let mut i = 0u8;
+    while i < 6 {
+        let info = root.bar_info(df, i).ok().flatten();
+        if let Some((phys, size)) = info.as_ref().and_then(|b| b.memory_address_size()) {
+            if let Ok(va) = hc::pci_bar(bdf, i) {
+                let _ = bars.push(MappedBar { phys, size, va });
+            }
+        }
+        i += if info.is_some_and(|b| b.takes_two_entries()) {
+            2
+        } else {
+            1
+        };
+    }
+    hal::init((dma_kib * 1024 / PAGE_SIZE) as usize, &bars);
+    let transport = match PciTransport::new::<XenolithHal, _>(&mut root, df) {
+        Ok(t) => t,
+        Err(e) => {
+            println!(
+                "drvdom-blk: {} is not a virtio device I can drive: {}",
+                text, e
+            );
+            return;
+        }
+    };
+    let mut blk = match VirtIOBlk::<XenolithHal, _>::new(transport) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("drvdom-blk: the virtio-blk device did not start: {}", e);
+            return;
+        }
+    };
+    let sectors = blk.capacity();
+    println!(
+        "drvdom-blk: virtio-blk at {}: {} sectors of {} bytes ({} MiB){}",
+        text,
+        sectors,
+        SECTOR_SIZE,
+        sectors * SECTOR_SIZE as u64 / (1 << 20),
+        if blk.readonly() { ", read-only" } else { "" }
+    );
+    let mut first = [0u8; SECTOR_SIZE];
+    match blk.read_blocks(0, &mut first) {
+        Ok(()) => println!("drvdom-blk: sector 0 begins {:02x?}", &first[..16]),
+        Err(e) => println!("drvdom-blk: reading sector 0 failed: {}", e),
+    }
+    // Serving guests' block rings is the next step; until then, stay up.
+    loop {
+        hc::block();
+    }
+}
