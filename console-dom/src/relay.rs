@@ -121,9 +121,8 @@ pub fn run() {
             }
         }
         // News from the control domain: new consoles to serve.
-        while let Ok(Some(msg)) = control::poll() {
+        while let Ok(Some(msg)) = control::poll_news() {
             clients.on_control(msg, &mut |args| write_line(&mut uart, args));
-            let _ = control::listen();
         }
         // The consoles themselves: one turn each, then the other duties again.
         let more = clients.serve(&mut |args| write_line(&mut uart, args));

@@ -34,6 +34,54 @@ pub struct Disk {
     pub writable: bool,
 }
 
+/// A virtual disk a block driver domain serves (`vdisk = ['NAME=START+SECTORS']`,
+/// or `'NAME=all'` for the whole device).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VDisk {
+    pub name: String,
+    /// First sector on the device.
+    pub start: u64,
+    /// Sectors, or None for the rest of the device.
+    pub sectors: Option<u64>,
+}
+
+/// The index of a guest-visible disk name: `xvda` → 0 ... `xvdz` → 25.
+pub fn vdev_index(vdev: &str) -> Option<u32> {
+    let c = vdev.strip_prefix("xvd")?;
+    let mut chars = c.chars();
+    let letter = chars.next().filter(char::is_ascii_lowercase)?;
+    chars.next().is_none().then(|| letter as u32 - 'a' as u32)
+}
+
+/// Whether a name can travel in a command-line word (letters, digits, `-`, `_`).
+fn simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn vdisk(s: &str) -> Option<VDisk> {
+    let (name, range) = s.split_once('=')?;
+    let (name, range) = (name.trim(), range.trim());
+    if !simple_name(name) {
+        return None;
+    }
+    let (start, sectors) = if range == "all" {
+        (0, None)
+    } else {
+        let (a, b) = range.split_once('+')?;
+        let (a, b) = (syntax::parse_int(a.trim())?, syntax::parse_int(b.trim())?);
+        a.checked_add(b)?;
+        (a, Some(b).filter(|&n| n > 0)?.into())
+    };
+    Some(VDisk {
+        name: name.to_string(),
+        start,
+        sectors,
+    })
+}
+
 /// A virtual network interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vif {
@@ -66,6 +114,8 @@ pub struct DomainConfig {
     pub pci: Vec<u16>,
     /// KiB of physically contiguous memory for device DMA (driver domains).
     pub dma_kib: u64,
+    /// Virtual disks a block driver domain serves.
+    pub vdisks: Vec<VDisk>,
     /// The service a driver domain provides (`console`, `block`, `net`).
     pub role: Option<String>,
 }
@@ -97,6 +147,7 @@ const KEYS: &[&str] = &[
     "irqs",
     "pci",
     "dma",
+    "vdisk",
     "role",
 ];
 
@@ -357,6 +408,24 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         }
         Some(out)
     });
+    let vdisks = get("vdisk").map_or(Some(Vec::new()), |e| {
+        let mut out: Vec<VDisk> = Vec::new();
+        for text in ctx.strings(e)? {
+            match vdisk(&text) {
+                Some(v) if !out.iter().any(|o| o.name == v.name) => out.push(v),
+                _ => {
+                    ctx.error(
+                        e,
+                        alloc::format!(
+                            "'{text}' is not 'NAME=START+SECTORS' or 'NAME=all' with a new NAME"
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    });
     let dma_kib = get("dma").map_or(Some(0), |e| ctx.int(e, 4..=DMA_MAX_KIB));
     let role = get("role").map(|e| ctx.string(e));
 
@@ -398,6 +467,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         irqs: irqs.unwrap_or_default(),
         pci: pci.unwrap_or_default(),
         dma_kib: dma_kib.unwrap_or(0),
+        vdisks: vdisks.unwrap_or_default(),
         role: role.flatten(),
     };
     Ok(Parsed { config, warnings })
@@ -439,7 +509,7 @@ fn disk(s: &str) -> Option<Disk> {
         "r" | "ro" => false,
         _ => return None,
     };
-    if it.next().is_some() || target.is_empty() || vdev.is_empty() {
+    if it.next().is_some() || !simple_name(target) || vdev_index(vdev).is_none() {
         return None;
     }
     Some(Disk {
@@ -572,6 +642,41 @@ on_crash = "restart"
         assert!(parse(
             "c.cfg",
             "name=\"c\"\nkernel=\"k\"\nioports=['0x400-0x3ff']\n",
+            &[]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn virtual_disks_and_guest_disks() {
+        let text = "name=\"blk\"\nkernel=\"k\"\nvdisk=['data=0+2048', 'rest=all']\n";
+        let c = parse("b.cfg", text, &[]).unwrap().config;
+        assert_eq!(
+            c.vdisks[0],
+            VDisk {
+                name: "data".into(),
+                start: 0,
+                sectors: Some(2048)
+            }
+        );
+        assert_eq!(c.vdisks[1].sectors, None);
+        for bad in ["data", "data=5", "da ta=0+1", "x=0+0", "a=0+1', 'a=1+1"] {
+            let t = alloc::format!("name=\"b\"\nkernel=\"k\"\nvdisk=['{bad}']\n");
+            assert!(parse("b.cfg", &t, &[]).is_err(), "{bad}");
+        }
+        assert_eq!(vdev_index("xvda"), Some(0));
+        assert_eq!(vdev_index("xvdc"), Some(2));
+        assert_eq!(vdev_index("sda"), None);
+        assert_eq!(vdev_index("xvdaa"), None);
+        let g = "name=\"g\"\nkernel=\"k\"\ndisk=['data,xvdb,r']\n";
+        let d = &parse("g.cfg", g, &[]).unwrap().config.disks[0];
+        assert_eq!(
+            (d.target.as_str(), d.vdev.as_str(), d.writable),
+            ("data", "xvdb", false)
+        );
+        assert!(parse(
+            "g.cfg",
+            "name=\"g\"\nkernel=\"k\"\ndisk=['data,hda,w']\n",
             &[]
         )
         .is_err());

@@ -94,7 +94,6 @@ impl Ring {
         let Some(news) = crate::control::take_news(restarted) else {
             return false;
         };
-        let _ = crate::control::listen();
         let _ = hc::event_close(self.port);
         for &g in self.grefs.iter() {
             // The dead backend's mappings are gone, so the grants can end.

@@ -27,6 +27,8 @@ struct Channel {
     next_id: u32,
     /// Answers nobody waited for (to `Listen`, mostly).
     inbox: heapless::Deque<ControlMessage, 8>,
+    /// Ids of our `Listen`s the control domain has not answered yet.
+    listens: heapless::Vec<u32, 4>,
 }
 
 static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
@@ -59,6 +61,7 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
         port,
         next_id: 1,
         inbox: heapless::Deque::new(),
+        listens: heapless::Vec::new(),
     });
     hc::event_send(port)?;
     // Be ready for news (shutdown requests, restarted backends).
@@ -152,7 +155,39 @@ pub fn post(msg: ControlMessage) -> Result<u32> {
 pub fn listen() -> Result<u32> {
     let mut m = ControlMessage::new_zeroed();
     m.op = ControlOp::Listen as u32;
-    post(m)
+    let mut guard = CHANNEL.lock();
+    let ch = guard.as_mut().ok_or(Error::PortState)?;
+    let id = ch.send(m)?;
+    if ch.listens.push(id).is_err() {
+        // More than we track: the oldest is forgotten (its answer is still news).
+        ch.listens.remove(0);
+        let _ = ch.listens.push(id);
+    }
+    Ok(id)
+}
+
+/// The next message in the inbox; when it is news (the answer to one of our
+/// `Listen`s) a fresh `Listen` takes that one's place, so exactly as many
+/// stay posted however many other answers come (does not block).
+pub fn poll_news() -> Result<Option<ControlMessage>> {
+    let msg = poll()?;
+    if let Some(m) = &msg {
+        let was_listen = {
+            let mut guard = CHANNEL.lock();
+            let ch = guard.as_mut().ok_or(Error::PortState)?;
+            match ch.listens.iter().position(|&id| id == m.id) {
+                Some(i) => {
+                    ch.listens.remove(i);
+                    true
+                }
+                None => false,
+            }
+        };
+        if was_listen {
+            listen()?;
+        }
+    }
+    Ok(msg)
 }
 
 /// An answer waiting in the inbox, if any (does not block).
@@ -164,14 +199,27 @@ pub fn poll() -> Result<Option<ControlMessage>> {
     Ok(ch.take(None))
 }
 
-/// Takes the first answer in the inbox that `wanted` accepts (does not block).
+/// Takes the first answer in the inbox that `wanted` accepts (does not
+/// block); news taken this way is replaced by a fresh `Listen`, as in
+/// [`poll_news`].
 pub fn take_news(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMessage> {
-    let mut guard = CHANNEL.lock();
-    let ch = guard.as_mut()?;
-    ch.collect().ok()?;
-    let pos = ch.inbox.iter().position(&wanted)?;
-    let id = ch.inbox.iter().nth(pos).map(|m| m.id);
-    ch.take(id)
+    let (msg, was_listen) = {
+        let mut guard = CHANNEL.lock();
+        let ch = guard.as_mut()?;
+        ch.collect().ok()?;
+        let pos = ch.inbox.iter().position(&wanted)?;
+        let id = ch.inbox.iter().nth(pos).map(|m| m.id);
+        let msg = ch.take(id)?;
+        let listened = ch.listens.iter().position(|&l| l == msg.id);
+        if let Some(i) = listened {
+            ch.listens.remove(i);
+        }
+        (msg, listened.is_some())
+    };
+    if was_listen {
+        let _ = listen();
+    }
+    Some(msg)
 }
 
 /// Obeys a shutdown request from the control domain, if one came: the

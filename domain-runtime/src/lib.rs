@@ -17,6 +17,7 @@
 
 #![no_std]
 
+pub mod block;
 pub mod console;
 pub mod control;
 pub mod events;

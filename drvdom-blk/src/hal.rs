@@ -49,6 +49,17 @@ pub fn init(dma_pages: usize, bars: &[MappedBar]) {
     }
 }
 
+/// A buffer of DMA pages for this domain's own I/O, never given back.
+pub fn dma_buffer(bytes: usize) -> Option<&'static mut [u8]> {
+    let pages = bytes.div_ceil(PAGE);
+    let first = STATE.lock().pool.take(pages)?;
+    let va = va_of_page(first);
+    // SAFETY: the pool handed this run out once and it is never given back,
+    // so the slice is the only reference to it for the domain's life; the
+    // window is mapped read-write for that long.
+    Some(unsafe { core::slice::from_raw_parts_mut(va as *mut u8, bytes) })
+}
+
 fn va_of_page(page: usize) -> u64 {
     DMA_WINDOW + (page * PAGE) as u64
 }

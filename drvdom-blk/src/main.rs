@@ -2,9 +2,9 @@
 //!
 //! Given a PCI function (`pci=BB:DD.F`) and DMA memory (`dma=KiB`) by the
 //! toolstack, it alone drives the machine's virtio-blk disk, through
-//! `virtio-drivers` over the kernel's mediated PCI access. This first step
-//! brings the device up, reports its size and reads its first sector;
-//! serving virtual disks to guests over block rings comes next (issue 6).
+//! `virtio-drivers` over the kernel's mediated PCI access, and serves the
+//! virtual disks its command line names (`vdisk=NAME:START+SECTORS` or
+//! `vdisk=NAME:all`) to guests over block rings (`serve.rs`).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -12,6 +12,8 @@
 mod dma;
 mod hal;
 mod pci;
+mod serve;
+mod vdisk;
 
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::layout::PAGE_SIZE;
@@ -89,8 +91,23 @@ fn run(_: &'static domain_runtime::StartInfo) {
         Ok(()) => println!("drvdom-blk: sector 0 begins {:02x?}", &first[..16]),
         Err(e) => println!("drvdom-blk: reading sector 0 failed: {}", e),
     }
-    // Serving guests' block rings is the next step; until then, stay up.
-    loop {
-        hc::block();
+    let disks = vdisk::parse(domain_runtime::command_line(), sectors, |bad| {
+        println!(
+            "drvdom-blk: vdisk={} does not fit the {}-sector device; not served",
+            bad, sectors
+        )
+    });
+    for d in disks.iter().flatten() {
+        println!(
+            "drvdom-blk: serving {} (sectors {}..{})",
+            d.name,
+            d.start,
+            d.start + d.sectors
+        );
     }
+    let Some(buffer) = hal::dma_buffer(serve::BUFFER_BYTES) else {
+        println!("drvdom-blk: no DMA memory left for requests (raise dma=)");
+        return;
+    };
+    serve::Backend::new(blk, disks, buffer).run();
 }

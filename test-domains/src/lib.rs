@@ -12,6 +12,13 @@ pub fn option(key: &str) -> Option<&'static str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Whether the command line holds the bare word `word`.
+pub fn flag(word: &str) -> bool {
+    domain_runtime::command_line()
+        .split_whitespace()
+        .any(|w| w == word)
+}
+
 /// A numeric option.
 pub fn number(key: &str) -> Option<u64> {
     option(key)?.parse().ok()

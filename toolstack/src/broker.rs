@@ -8,7 +8,8 @@
 
 use crate::control::Link;
 use crate::start::Started;
-use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
+use domain_runtime::ipc_abi::proto::block::BlockConnect;
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::{println, DomainId};
 
 fn link_of(started: &mut [Started], dom: DomainId) -> Option<&mut Link> {
@@ -38,11 +39,61 @@ pub fn serve_port(started: &mut [Started], port: u16) {
     }
 }
 
+/// The virtual disk a frontend's block `Announce` may have: its own
+/// configuration names the disk (`disk=TARGET:VDEV:MODE`), the backend's
+/// serves it (`vdisk=TARGET:...`). The frontend's claim alone gives nothing.
+fn block_grant(
+    started: &[Started],
+    frontend: DomainId,
+    backend: DomainId,
+    device: u32,
+) -> Option<u32> {
+    let front = started.iter().find(|s| s.id == frontend)?;
+    let back = started.iter().find(|s| s.id == backend)?;
+    let (target, writable) = front
+        .line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("disk="))
+        .find_map(|d| {
+            let mut it = d.split(':');
+            let (target, vdev, mode) = (it.next()?, it.next()?, it.next()?);
+            (domain_config::config::vdev_index(vdev)? == device).then_some((target, mode == "w"))
+        })?;
+    let vdisk = back
+        .line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("vdisk="))
+        .position(|v| v.split(':').next() == Some(target))?;
+    Some(
+        BlockConnect {
+            device: device as u8,
+            vdisk: u8::try_from(vdisk).ok()?,
+            read_only: !writable,
+        }
+        .encode(),
+    )
+}
+
 fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
     let backend = msg.peer;
     let mut connect = msg;
     connect.op = ControlOp::Connect as u32;
     connect.peer = frontend;
+    if msg.kind == DeviceKind::Block as u32 {
+        match block_grant(started, frontend, backend, msg.index) {
+            Some(index) => connect.index = index,
+            None => {
+                if let Some(f) = link_of(started, frontend) {
+                    f.answer(msg, Status::NoDevice);
+                }
+                println!(
+                    "toolstack: domain {} asked domain {} for disk {}, which its configuration does not give it",
+                    frontend, backend, msg.index
+                );
+                return;
+            }
+        }
+    }
     match link_of(started, backend) {
         Some(b) if backend != frontend => {
             b.tell(connect);
@@ -69,10 +120,16 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     }
     if let Some(f) = link_of(started, frontend) {
         match f.awaiting.take() {
-            Some(a) if a.peer == backend && a.kind == msg.kind && a.index == msg.index => {
+            // The low byte is the frontend's device index (a block Connect
+            // carries the virtual disk above it).
+            Some(a)
+                if a.peer == backend && a.kind == msg.kind && a.index as u8 == msg.index as u8 =>
+            {
                 f.answer(a, Status::Ok);
-                if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
-                    s.console_backend = Some(backend);
+                if msg.kind == DeviceKind::Console as u32 {
+                    if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
+                        s.console_backend = Some(backend);
+                    }
                 }
                 println!(
                     "toolstack: domain {} serves device {}:{} of domain {}",

@@ -95,6 +95,20 @@ pub fn start_line(c: &DomainConfig) -> String {
     if c.dma_kib > 0 {
         let _ = write!(line, " dma={}", c.dma_kib);
     }
+    for v in &c.vdisks {
+        match v.sectors {
+            Some(n) => {
+                let _ = write!(line, " vdisk={}:{}+{}", v.name, v.start, n);
+            }
+            None => {
+                let _ = write!(line, " vdisk={}:all", v.name);
+            }
+        }
+    }
+    for d in &c.disks {
+        let mode = if d.writable { "w" } else { "r" };
+        let _ = write!(line, " disk={}:{}:{}", d.target, d.vdev, mode);
+    }
     let word = |e: OnEvent| match e {
         OnEvent::Destroy => "destroy",
         OnEvent::Restart => "restart",

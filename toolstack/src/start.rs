@@ -255,6 +255,19 @@ pub fn start_one(
     if let Some(c) = console.filter(|_| name != "console-dom") {
         let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" console={}", c.id.0));
     }
+    // A domain with disks learns its block backend: the live domain serving
+    // the first disk's virtual disk (the broker checks every disk again).
+    let wanted = options(line, "disk")
+        .next()
+        .and_then(|d| d.split(':').next());
+    let backend = wanted.and_then(|target| {
+        started.iter().find(|s| {
+            !s.reported && options(s.line, "vdisk").any(|v| v.split(':').next() == Some(target))
+        })
+    });
+    if let Some(b) = backend {
+        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" blk={}", b.id.0));
+    }
     let control = match crate::control::Link::offer(me, id) {
         Ok((link, word)) => {
             let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));

@@ -59,6 +59,8 @@ pub fn clippy() -> Result<(), String> {
             "--package",
             "drvdom-blk",
             "--package",
+            "example-guests",
+            "--package",
             "domain-config",
             "--target",
             "x86_64-unknown-none",

@@ -61,3 +61,129 @@ pub fn drvdom_blk_reads_the_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<
         "the prober reached something it was not given".into()
     })
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SERVING: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all vdisk=left:0+4096 vdisk=right:4096+4096";
+
+/// A guest reads the whole 16 MiB disk through drvdom-blk; its SHA-256 is
+/// the host's. The same disk given read-only refuses writes, and nothing
+/// past its end is reachable.
+pub fn guest_reads_the_whole_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    use sha2::Digest;
+    let image = c.path("disk.img");
+    let bytes = disk_image(&image)?;
+    let want = hex(&sha2::Sha256::digest(&bytes));
+    let guests = [
+        ("drvdom-blk", SERVING),
+        ("disk-tool", "summer sum disk=whole:xvda:r"),
+        ("disk-tool", "prober forbidden disk=left:xvda:r"),
+        ("disk-tool", "nodisk sum disk=missing:xvda:w"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(m, "[1] drvdom-blk: serving whole (sectors 0..32768)")?;
+    expect_line(m, "[2] disk-tool: xvda has 32768 sectors of 512 bytes")?;
+    let sum = expect_line(m, "[2] disk-tool: sha256 of xvda (32768 sectors) ")?;
+    check(sum.ends_with(&want), || {
+        format!("the guest read {sum:?}; the host's image hashes to {want}")
+    })?;
+    expect_line(
+        m,
+        "[3] disk-tool: xvda has 4096 sectors of 512 bytes, features Features(FLUSH | READ_ONLY)",
+    )?;
+    expect_line(m, "[3] disk-tool: read past the end: Err(Bounds)")?;
+    expect_line(m, "[3] disk-tool: write at 0: Err(Unsupported)")?;
+    // A disk the configuration names but no backend serves: no disk at all.
+    expect_line(m, "[4] disk-tool: no disk: ")?;
+    Ok(())
+}
+
+/// Two guests write neighbouring slices at once, flush, and the host finds
+/// exactly those patterns in exactly those slices, nothing else changed.
+pub fn guests_write_their_own_slices(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let image = c.path("disk.img");
+    let mut expected = disk_image(&image)?;
+    let guests = [
+        ("drvdom-blk", SERVING),
+        ("disk-tool", "w-left write=4032+64 fill=17 disk=left:xvda:w"),
+        ("disk-tool", "w-right write=0+64 fill=34 disk=right:xvda:w"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(
+        m,
+        "[2] disk-tool: wrote 64 sectors of 0x11 at 4032: Ok(()), read back the same",
+    )?;
+    expect_line(
+        m,
+        "[3] disk-tool: wrote 64 sectors of 0x22 at 0: Ok(()), read back the same",
+    )?;
+    expect_line(m, "[2] disk-tool: done")?;
+    expect_line(m, "[3] disk-tool: done")?;
+    // left ends at sector 4096 and right starts there: the writes touch.
+    expected[4032 * 512..4096 * 512].fill(0x11);
+    expected[4096 * 512..4160 * 512].fill(0x22);
+    let on_disk = std::fs::read(&image).map_err(|e| e.to_string())?;
+    let first_difference = on_disk.iter().zip(&expected).position(|(a, b)| a != b);
+    check(
+        on_disk.len() == expected.len() && first_difference.is_none(),
+        || {
+            format!(
+            "the image differs from what the guests wrote at byte {first_difference:?} (sector {:?})",
+            first_difference.map(|b| b / 512)
+        )
+        },
+    )
+}
+
+/// A hostile frontend tries every bad request, floods its ring, then breaks
+/// it; each gets an error, the backend drops only that ring, a guest reading
+/// meanwhile gets the right data, and a guest created afterwards is served.
+pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    use sha2::Digest;
+    let image = c.path("disk.img");
+    let bytes = disk_image(&image)?;
+    let want = hex(&sha2::Sha256::digest(&bytes));
+    let tool = crate::build::domain(&c.domains, "disk-tool");
+    let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("disk-tool", tool.as_path())])?;
+    let guests = [
+        ("drvdom-blk", SERVING),
+        ("blk-hostile", "blk-hostile disk=left:xvda:r"),
+        ("disk-tool", "summer sum disk=whole:xvda:r"),
+    ];
+    let (m, sock) =
+        super::boot_managed_with(c, slot, &guests, Some(tar), |config| config.disk(&image))?;
+    for (what, status) in [
+        ("a read past the end", 5),
+        ("a read into a grant it does not own", 1),
+        ("six segments", 1),
+        ("an unknown operation", 1),
+        ("a write to its read-only disk", 5),
+        ("a discard", 2),
+    ] {
+        expect_line(m, &format!("[2] blk-hostile: {what}: status {status}"))?;
+    }
+    expect_line(m, "[2] blk-hostile: flood of 2000 requests: 2000 answered")?;
+    expect_line(m, "drvdom-blk: domain 2 broke its block ring; disconnected")?;
+    let sum = expect_line(m, "[3] disk-tool: sha256 of xvda (32768 sectors) ")?;
+    check(sum.ends_with(&want), || {
+        format!("the reader got {sum:?}, want {want}")
+    })?;
+    // The backend is still up: a guest created now is served.
+    let cfg = c.path("late.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"late\"\nkernel = \"disk-tool\"\nmemory = 2\ncmdline = \"sum\"\ndisk = ['whole,xvda,r']\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("create late: {code} {out}"))?;
+    let (_, late) = m.wait_for_nth("disk-tool: sha256 of xvda (32768 sectors) ", 2, super::BOOT)?;
+    let sums = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("sha256 of xvda") && l.ends_with(&want))
+        .count();
+    check(sums == 2, || format!("{sums} right sums; last: {late}"))
+}

@@ -213,6 +213,18 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::drvdom_blk_reads_the_disk,
         ),
         (
+            "a_guest_reads_the_whole_disk_and_its_sha256_is_the_hosts",
+            block::guest_reads_the_whole_disk,
+        ),
+        (
+            "two_guests_write_neighbouring_slices_and_the_host_finds_exactly_that",
+            block::guests_write_their_own_slices,
+        ),
+        (
+            "a_hostile_block_frontend_gets_errors_and_harms_nobody",
+            block::a_hostile_frontend_harms_nobody,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),
@@ -335,6 +347,17 @@ fn boot_managed<'m>(
     guests: &[(&str, &str)],
     bundle: Option<PathBuf>,
 ) -> Result<(&'m mut Machine, PathBuf), String> {
+    boot_managed_with(c, slot, guests, bundle, |config| config)
+}
+
+/// [`boot_managed`] with a last word on the QEMU configuration (a disk, say).
+fn boot_managed_with<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> Result<(&'m mut Machine, PathBuf), String> {
     let sock = c.socket("com2.sock");
     let mut mods = c.with_domains(guests);
     mods[0].cmdline = "toolstack-domain mgmt=com2".into();
@@ -345,7 +368,7 @@ fn boot_managed<'m>(
     let config = Config::new(&c.iso("", &mods)?)
         .accel(c.accel)
         .com2_socket(&sock);
-    Ok((boot(&config, slot)?, sock))
+    Ok((boot(&tweak(config), slot)?, sock))
 }
 
 fn expect_line(m: &Machine, marker: &str) -> Result<String, String> {

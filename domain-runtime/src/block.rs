@@ -1,0 +1,375 @@
+//! Virtual disks: the block frontend (`ipc_abi::proto::block`).
+//!
+//! Owns: connecting a disk (`blk=ID` on the command line names the backend;
+//! the control domain checks the domain's configuration gives it the disk),
+//! negotiating its size and features (`Info`), and reading, writing and
+//! flushing through the ring with up to [`IN_FLIGHT`] requests at once. Data
+//! moves through pages of ours granted once to the backend (persistent
+//! grants), which it copies to and from. Every request in flight is kept
+//! ([`Disk::in_flight`]) so that a restarted backend can be given them again.
+
+extern crate alloc;
+use crate::hypercall as hc;
+use crate::ring::{Grefs, RingPages};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{fence, Ordering};
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::proto::block::{
+    BlockOp, BlockRequest, BlockResponse, Features, Segment, BLOCK_VERSION, MAX_SEGMENTS,
+    SECTORS_PER_PAGE, SECTOR_SIZE,
+};
+use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use ipc_abi::ring::Front;
+use zerocopy::FromZeros;
+
+/// Requests a disk keeps in flight at most.
+pub const IN_FLIGHT: usize = 4;
+const PAGE: usize = 4096;
+/// Bytes one request moves at most.
+pub const REQUEST_BYTES: usize = MAX_SEGMENTS * PAGE;
+
+/// A page the backend copies to and from.
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+/// One request's data pages and their grants.
+struct Slot {
+    pages: Box<[Page; MAX_SEGMENTS]>,
+    grefs: [u32; MAX_SEGMENTS],
+    /// The request using the slot, if any.
+    busy: Option<u64>,
+}
+
+/// What the backend said the disk is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskInfo {
+    pub sectors: u64,
+    pub sector_size: u32,
+    pub features: Features,
+}
+
+/// A block ring connected to its backend, before any request: for tools
+/// and tests that speak the protocol themselves ([`Disk`] is the usual way).
+pub struct RawRing {
+    pub front: Front<'static, BlockRequest, BlockResponse>,
+    pub port: u16,
+    pub backend: DomainId,
+    pub pages: RingPages,
+    pub grefs: Grefs,
+}
+
+impl RawRing {
+    /// Announces a one-page ring for guest disk `device` to the backend
+    /// `blk=ID` names; returns once the backend serves it.
+    pub fn connect(device: u32) -> Result<RawRing> {
+        let backend: u32 = crate::command_line()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("blk="))
+            .and_then(|v| v.parse().ok())
+            .ok_or(Error::InvalidArgument)?;
+        let backend = DomainId(backend);
+        let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+        let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        let grefs = pages.grant_to(backend)?;
+        let port = hc::event_alloc_unbound(DomainId::SELF, backend)?;
+        let mut m = ControlMessage::new_zeroed();
+        m.op = ControlOp::Announce as u32;
+        m.kind = DeviceKind::Block as u32;
+        m.index = device;
+        m.peer = backend;
+        m.port = u32::from(port);
+        m.pages = 1;
+        m.version_or_status = BLOCK_VERSION;
+        m.grefs[0] = grefs[0];
+        let answer = crate::control::call(m)?;
+        if answer.version_or_status != Status::Ok as u32 {
+            return Err(Error::PermissionDenied);
+        }
+        Ok(RawRing {
+            front,
+            port,
+            backend,
+            pages,
+            grefs,
+        })
+    }
+
+    /// Sends one request as it is (unchecked) and waits for its answer.
+    pub fn call(&mut self, r: &BlockRequest) -> core::result::Result<BlockResponse, DiskError> {
+        self.front.push(r).map_err(|_| DiskError::Ring)?;
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        loop {
+            if let Some(rsp) = self.front.pop().map_err(|_| DiskError::Ring)? {
+                return Ok(rsp);
+            }
+            if !self.front.final_check().map_err(|_| DiskError::Ring)? {
+                crate::events::wait(self.port);
+            }
+        }
+    }
+}
+
+/// A connected virtual disk.
+pub struct Disk {
+    front: Front<'static, BlockRequest, BlockResponse>,
+    port: u16,
+    backend: DomainId,
+    next_id: u64,
+    slots: Vec<Slot>,
+    info: DiskInfo,
+    /// Requests sent and not yet answered.
+    in_flight: heapless::Vec<BlockRequest, IN_FLIGHT>,
+    _ring: (RingPages, Grefs),
+}
+
+/// Why a disk operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The backend answered with this status.
+    Status(u32),
+    /// Out of the disk's bounds, or a buffer that is not whole sectors.
+    Bounds,
+    /// The disk does not offer it (read-only, no flush).
+    Unsupported,
+    /// The ring broke.
+    Ring,
+}
+
+impl Disk {
+    /// Connects guest disk `device` (xvda = 0) to the backend `blk=ID` names.
+    pub fn connect(device: u32) -> Result<Disk> {
+        let raw = RawRing::connect(device)?;
+        let backend = raw.backend;
+        let mut slots = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            let data: Box<[Page; MAX_SEGMENTS]> =
+                Box::new([const { Page([0; PAGE]) }; MAX_SEGMENTS]);
+            let mut grefs = [0u32; MAX_SEGMENTS];
+            for (g, page) in grefs.iter_mut().zip(data.iter()) {
+                *g = hc::grant_create(backend, page.0.as_ptr() as u64, false)?;
+            }
+            slots.push(Slot {
+                pages: data,
+                grefs,
+                busy: None,
+            });
+        }
+        let RawRing {
+            front,
+            port,
+            pages,
+            grefs: ring_grefs,
+            ..
+        } = raw;
+        let mut disk = Disk {
+            front,
+            port,
+            backend,
+            next_id: 1,
+            slots,
+            info: DiskInfo {
+                sectors: 0,
+                sector_size: SECTOR_SIZE as u32,
+                features: Features::empty(),
+            },
+            in_flight: heapless::Vec::new(),
+            _ring: (pages, ring_grefs),
+        };
+        let mut r = BlockRequest::new_zeroed();
+        r.op = BlockOp::Info as u8;
+        let rsp = disk.call(r).map_err(|_| Error::PortState)?;
+        disk.info = DiskInfo {
+            sectors: rsp.sectors,
+            sector_size: rsp.sector_size,
+            features: Features::from_bits_truncate(rsp.features),
+        };
+        Ok(disk)
+    }
+
+    /// The disk's size and features.
+    pub fn info(&self) -> DiskInfo {
+        self.info
+    }
+
+    /// The backend serving it.
+    pub fn backend(&self) -> DomainId {
+        self.backend
+    }
+
+    /// Requests sent and not yet answered (for replay after a backend restart).
+    pub fn in_flight(&self) -> &[BlockRequest] {
+        &self.in_flight
+    }
+
+    fn check(&self, sector: u64, len: usize) -> core::result::Result<(), DiskError> {
+        let sectors = (len as u64) / SECTOR_SIZE;
+        if !(len as u64).is_multiple_of(SECTOR_SIZE)
+            || sector
+                .checked_add(sectors)
+                .is_none_or(|end| end > self.info.sectors)
+        {
+            return Err(DiskError::Bounds);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (whole sectors) from `sector` on.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> core::result::Result<(), DiskError> {
+        self.check(sector, buf.len())?;
+        self.transfer(
+            BlockOp::Read,
+            sector,
+            buf.len(),
+            |_, _| {},
+            |offset, bytes| buf[offset..offset + bytes.len()].copy_from_slice(bytes),
+        )
+    }
+
+    /// Writes `buf` (whole sectors) from `sector` on; returns once the device completed it.
+    pub fn write(&mut self, sector: u64, buf: &[u8]) -> core::result::Result<(), DiskError> {
+        self.check(sector, buf.len())?;
+        if self.info.features.contains(Features::READ_ONLY) {
+            return Err(DiskError::Unsupported);
+        }
+        self.transfer(
+            BlockOp::Write,
+            sector,
+            buf.len(),
+            |offset, page| page.copy_from_slice(&buf[offset..offset + page.len()]),
+            |_, _| {},
+        )
+    }
+
+    /// Makes every write answered so far durable.
+    pub fn flush(&mut self) -> core::result::Result<(), DiskError> {
+        if !self.info.features.contains(Features::FLUSH) {
+            return Err(DiskError::Unsupported);
+        }
+        let mut r = BlockRequest::new_zeroed();
+        r.op = BlockOp::Flush as u8;
+        self.call(r).map(|_| ())
+    }
+
+    /// Sends one request (no data) and waits for its answer.
+    fn call(&mut self, mut r: BlockRequest) -> core::result::Result<BlockResponse, DiskError> {
+        r.id = self.next_id;
+        self.next_id += 1;
+        self.send(r)?;
+        loop {
+            if let Some(rsp) = self.take_answer()? {
+                return if rsp.status == 0 {
+                    Ok(rsp)
+                } else {
+                    Err(DiskError::Status(rsp.status))
+                };
+            }
+        }
+    }
+
+    fn send(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
+        self.front.push(&r).map_err(|_| DiskError::Ring)?;
+        let _ = self.in_flight.push(r);
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        Ok(())
+    }
+
+    /// Waits for the next answer.
+    fn take_answer(&mut self) -> core::result::Result<Option<BlockResponse>, DiskError> {
+        loop {
+            match self.front.pop().map_err(|_| DiskError::Ring)? {
+                Some(rsp) => {
+                    self.in_flight.retain(|r| r.id != rsp.id);
+                    return Ok(Some(rsp));
+                }
+                None => {
+                    if !self.front.final_check().map_err(|_| DiskError::Ring)? {
+                        crate::events::wait(self.port);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves `len` bytes from `sector` on in requests of up to
+    /// [`REQUEST_BYTES`], [`IN_FLIGHT`] at a time. `fill(offset, page)` fills
+    /// a page before a write; `drain(offset, bytes)` takes a read's bytes.
+    fn transfer(
+        &mut self,
+        op: BlockOp,
+        sector: u64,
+        len: usize,
+        mut fill: impl FnMut(usize, &mut [u8]),
+        mut drain: impl FnMut(usize, &[u8]),
+    ) -> core::result::Result<(), DiskError> {
+        let mut next = 0usize;
+        let mut failed = None;
+        // (request id, byte offset, bytes) of each slot in use.
+        let mut pending: heapless::Vec<(u64, usize, usize), IN_FLIGHT> = heapless::Vec::new();
+        loop {
+            while next < len && failed.is_none() {
+                let Some(slot) = self.slots.iter().position(|s| s.busy.is_none()) else {
+                    break;
+                };
+                let bytes = (len - next).min(REQUEST_BYTES);
+                let mut r = BlockRequest::new_zeroed();
+                r.id = self.next_id;
+                self.next_id += 1;
+                r.op = op as u8;
+                r.sector = sector + (next as u64) / SECTOR_SIZE;
+                let used = bytes.div_ceil(PAGE);
+                r.segments_used = used as u8;
+                for i in 0..used {
+                    let in_page = (bytes - i * PAGE).min(PAGE);
+                    r.segments[i] = Segment {
+                        gref: self.slots[slot].grefs[i],
+                        first_sector: 0,
+                        last_sector: (in_page as u64 / SECTOR_SIZE) as u8 - 1,
+                        _reserved: 0,
+                    };
+                    if op == BlockOp::Write {
+                        fill(next + i * PAGE, &mut self.slots[slot].pages[i].0[..in_page]);
+                    }
+                }
+                debug_assert!(r.segments[..used]
+                    .iter()
+                    .all(|s| s.last_sector < SECTORS_PER_PAGE));
+                self.slots[slot].busy = Some(r.id);
+                self.send(r)?;
+                let _ = pending.push((r.id, next, bytes));
+                next += bytes;
+            }
+            if pending.is_empty() {
+                return failed.map_or(Ok(()), Err);
+            }
+            let rsp = self.take_answer()?.ok_or(DiskError::Ring)?;
+            let Some(p) = pending.iter().position(|&(id, _, _)| id == rsp.id) else {
+                continue;
+            };
+            let (_, offset, bytes) = pending.swap_remove(p);
+            let slot = self
+                .slots
+                .iter()
+                .position(|s| s.busy == Some(rsp.id))
+                .ok_or(DiskError::Ring)?;
+            self.slots[slot].busy = None;
+            if rsp.status != 0 {
+                failed = Some(DiskError::Status(rsp.status));
+                continue;
+            }
+            if op == BlockOp::Read {
+                // The backend's copies into our pages happened before its answer.
+                fence(Ordering::Acquire);
+                for i in 0..bytes.div_ceil(PAGE) {
+                    let in_page = (bytes - i * PAGE).min(PAGE);
+                    drain(offset + i * PAGE, &self.slots[slot].pages[i].0[..in_page]);
+                }
+            }
+        }
+    }
+}

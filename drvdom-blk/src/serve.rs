@@ -1,0 +1,272 @@
+//! Serving guests' block rings.
+//!
+//! Owns: accepting a block `Connect` from the control domain (which says
+//! which virtual disk the frontend may use and whether read-only), mapping
+//! the frontend's ring, and answering its requests: every request is copied
+//! out of the ring once and checked (operation, segments, bounds of its
+//! virtual disk, read-only), its data is copied between the frontend's
+//! granted pages and a DMA buffer, and the device does the I/O. A write is
+//! answered once the device completed it; a flush once the device flushed.
+//! Rings are served round-robin, [`BATCH`] requests at a time, so a busy
+//! guest cannot starve the others; a frontend that breaks its ring is
+//! disconnected and the rest carry on.
+
+extern crate alloc;
+use crate::hal::XenolithHal;
+use crate::vdisk::VDisk;
+use alloc::vec::Vec;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::proto::block::{
+    BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, SECTOR_SIZE,
+};
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ring::MappedBack;
+use domain_runtime::{control, println, DomainId};
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::Transport;
+use zerocopy::FromZeros;
+
+/// Requests taken from one ring before the next ring's turn.
+const BATCH: usize = 8;
+/// Frontends served at once.
+const MAX_CLIENTS: usize = 64;
+/// Bytes of the DMA buffer one request uses at most (5 pages).
+pub const BUFFER_BYTES: usize = 5 * 4096;
+
+struct Client {
+    dom: DomainId,
+    port: u16,
+    ring: MappedBack<BlockRequest, BlockResponse>,
+    /// Index into the virtual disks.
+    vdisk: usize,
+    read_only: bool,
+}
+
+/// The backend: the device, its virtual disks, and every connected ring.
+pub struct Backend<T: Transport> {
+    blk: VirtIOBlk<XenolithHal, T>,
+    disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
+    clients: Vec<Client>,
+    buffer: &'static mut [u8],
+}
+
+impl<T: Transport> Backend<T> {
+    pub fn new(
+        blk: VirtIOBlk<XenolithHal, T>,
+        disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
+        buffer: &'static mut [u8],
+    ) -> Self {
+        Backend {
+            blk,
+            disks,
+            clients: Vec::new(),
+            buffer,
+        }
+    }
+
+    /// Serves for ever.
+    pub fn run(&mut self) -> ! {
+        if control::connected() && control::listen().is_err() {
+            println!("drvdom-blk: cannot listen on the control ring");
+        }
+        loop {
+            while let Ok(Some(msg)) = control::poll_news() {
+                self.on_control(msg);
+            }
+            let more = self.serve_all();
+            if !more {
+                hc::block();
+            }
+            domain_runtime::events::take_all(|_| {});
+        }
+    }
+
+    fn on_control(&mut self, msg: ControlMessage) {
+        match msg.check() {
+            Some(ControlOp::Connect) if msg.kind == DeviceKind::Block as u32 => {
+                let grant = BlockConnect::decode(msg.index);
+                match self.connect(&msg, grant) {
+                    Ok(()) => {
+                        println!(
+                            "drvdom-blk: domain {} has virtual disk {} as device {}{}",
+                            msg.peer,
+                            self.disks[grant.vdisk as usize]
+                                .as_ref()
+                                .map_or("?", |d| d.name.as_str()),
+                            grant.device,
+                            if grant.read_only { ", read-only" } else { "" }
+                        );
+                        let mut done = ControlMessage::new_zeroed();
+                        done.op = ControlOp::Connected as u32;
+                        done.kind = msg.kind;
+                        done.index = msg.index;
+                        done.peer = msg.peer;
+                        let _ = control::post(done);
+                    }
+                    Err(why) => println!("drvdom-blk: cannot serve domain {}: {}", msg.peer, why),
+                }
+            }
+            Some(ControlOp::Disconnect) => {
+                if let Some(i) = self.clients.iter().position(|c| c.dom == msg.peer) {
+                    let c = self.clients.remove(i);
+                    let _ = hc::event_close(c.port);
+                    println!("drvdom-blk: domain {} disconnected its disk", msg.peer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn connect(&mut self, msg: &ControlMessage, grant: BlockConnect) -> Result<(), &'static str> {
+        if self.clients.len() >= MAX_CLIENTS {
+            return Err("too many disks served");
+        }
+        if !matches!(self.disks.get(grant.vdisk as usize), Some(Some(_))) {
+            return Err("no such virtual disk");
+        }
+        if msg.pages == 0 || msg.pages > 2 {
+            return Err("block rings are one or two pages");
+        }
+        let pages = msg.pages as u64;
+        let slot = (0..control::CONTROL_SLOT.saturating_sub(pages))
+            .find(|s| {
+                !self.clients.iter().any(|c| {
+                    c.ring.slots().contains(s) || c.ring.slots().contains(&(s + pages - 1))
+                })
+            })
+            .ok_or("no free window slot")?;
+        let ring = MappedBack::map(msg.peer, &msg.grefs[..msg.pages as usize], slot)
+            .map_err(|_| "cannot map the ring, or it is not initialised")?;
+        let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
+            .map_err(|_| "cannot bind the port")?;
+        self.clients.push(Client {
+            dom: msg.peer,
+            port,
+            ring,
+            vdisk: grant.vdisk as usize,
+            read_only: grant.read_only,
+        });
+        Ok(())
+    }
+
+    /// One round-robin turn; whether any ring still has requests.
+    fn serve_all(&mut self) -> bool {
+        let mut more = false;
+        let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+        for i in 0..self.clients.len() {
+            match self.serve(i) {
+                Ok(left) => more |= left,
+                Err(()) => {
+                    println!(
+                        "drvdom-blk: domain {} broke its block ring; disconnected",
+                        self.clients[i].dom
+                    );
+                    let _ = broken.push(i);
+                }
+            }
+        }
+        for i in broken.into_iter().rev() {
+            let c = self.clients.remove(i);
+            let _ = hc::event_close(c.port);
+        }
+        more
+    }
+
+    /// Serves at most [`BATCH`] requests of ring `i`; whether requests are left.
+    fn serve(&mut self, i: usize) -> Result<bool, ()> {
+        let mut served = 0;
+        loop {
+            while served < BATCH {
+                let Some(req) = self.clients[i].ring.pop().map_err(|_| ())? else {
+                    break;
+                };
+                served += 1;
+                let rsp = self.answer(i, &req);
+                self.clients[i].ring.push(&rsp).map_err(|_| ())?;
+            }
+            if self.clients[i].ring.publish() {
+                let _ = hc::event_send(self.clients[i].port);
+            }
+            if served >= BATCH {
+                return Ok(true);
+            }
+            if !self.clients[i].ring.final_check().map_err(|_| ())? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Carries out one request (already copied out of the ring).
+    fn answer(&mut self, i: usize, req: &BlockRequest) -> BlockResponse {
+        let mut rsp = BlockResponse::new_zeroed();
+        rsp.id = req.id;
+        rsp.op = req.op;
+        rsp.status = match self.carry_out(i, req, &mut rsp) {
+            Ok(()) => 0,
+            Err(s) => s as u32,
+        };
+        rsp
+    }
+
+    fn carry_out(
+        &mut self,
+        i: usize,
+        req: &BlockRequest,
+        rsp: &mut BlockResponse,
+    ) -> Result<(), Status> {
+        let (op, sectors) = req.check().map_err(|_| Status::Invalid)?;
+        let c = &self.clients[i];
+        let (dom, read_only) = (c.dom, c.read_only);
+        let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
+        match op {
+            BlockOp::Info => {
+                rsp.sectors = disk.sectors;
+                rsp.sector_size = SECTOR_SIZE as u32;
+                let mut f = Features::FLUSH;
+                if read_only {
+                    f |= Features::READ_ONLY;
+                }
+                rsp.features = f.bits();
+                Ok(())
+            }
+            BlockOp::Flush => self.blk.flush().map_err(|_| Status::IoError),
+            // virtio-drivers sends no discard commands, so none is offered.
+            BlockOp::Discard => Err(Status::Unsupported),
+            BlockOp::Read | BlockOp::Write => {
+                if op == BlockOp::Write && read_only {
+                    return Err(Status::Denied);
+                }
+                let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
+                let bytes = (sectors * SECTOR_SIZE) as usize;
+                let segments = &req.segments[..req.segments_used as usize];
+                if op == BlockOp::Write {
+                    let mut off = 0;
+                    for s in segments {
+                        let first = u64::from(s.first_sector) * SECTOR_SIZE;
+                        let len = (u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE;
+                        let dst = &mut self.buffer[off..off + len as usize];
+                        hc::grant_copy_from(dom, s.gref, first, dst)
+                            .map_err(|_| Status::Invalid)?;
+                        off += len as usize;
+                    }
+                    self.blk
+                        .write_blocks(at as usize, &self.buffer[..bytes])
+                        .map_err(|_| Status::IoError)
+                } else {
+                    self.blk
+                        .read_blocks(at as usize, &mut self.buffer[..bytes])
+                        .map_err(|_| Status::IoError)?;
+                    let mut off = 0;
+                    for s in segments {
+                        let first = u64::from(s.first_sector) * SECTOR_SIZE;
+                        let len = (u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE;
+                        let src = &self.buffer[off..off + len as usize];
+                        hc::grant_copy_to(dom, s.gref, first, src).map_err(|_| Status::Invalid)?;
+                        off += len as usize;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}

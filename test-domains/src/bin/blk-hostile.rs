@@ -1,0 +1,110 @@
+//! A hostile block frontend: every kind of bad request, a flood, then ring
+//! indices pushed past the ring's size. Each answer is printed; the backend
+//! must answer errors (or drop the ring at the end) and stay up.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::Ordering;
+use domain_runtime::block::RawRing;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::proto::block::{BlockOp, BlockRequest, Segment};
+use domain_runtime::println;
+use zerocopy::FromZeros;
+
+domain_runtime::entry!(run);
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+static PAGE: Page = Page([0; 4096]);
+
+fn request(op: u8, sector: u64, gref: u32) -> BlockRequest {
+    let mut r = BlockRequest::new_zeroed();
+    r.op = op;
+    r.sector = sector;
+    r.segments_used = 1;
+    r.segments[0] = Segment {
+        gref,
+        first_sector: 0,
+        last_sector: 7,
+        _reserved: 0,
+    };
+    r
+}
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let mut ring = match RawRing::connect(0) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("blk-hostile: no ring: {}", e);
+            return;
+        }
+    };
+    let Ok(gref) = hc::grant_create(ring.backend, PAGE.0.as_ptr() as u64, false) else {
+        println!("blk-hostile: cannot grant a page");
+        return;
+    };
+    let mut info = BlockRequest::new_zeroed();
+    info.op = BlockOp::Info as u8;
+    let sectors = ring.call(&info).map(|r| r.sectors).unwrap_or(0);
+    let mut cases: [(&str, BlockRequest); 6] = [
+        (
+            "a read past the end",
+            request(BlockOp::Read as u8, sectors, gref),
+        ),
+        (
+            "a read into a grant it does not own",
+            request(BlockOp::Read as u8, 0, 4000),
+        ),
+        ("six segments", request(BlockOp::Read as u8, 0, gref)),
+        ("an unknown operation", request(9, 0, gref)),
+        (
+            "a write to its read-only disk",
+            request(BlockOp::Write as u8, 0, gref),
+        ),
+        ("a discard", request(BlockOp::Discard as u8, 0, gref)),
+    ];
+    cases[2].1.segments_used = 6;
+    for (what, r) in cases.iter_mut() {
+        r.id = 7;
+        match ring.call(r) {
+            Ok(rsp) => println!("blk-hostile: {}: status {}", what, rsp.status),
+            Err(e) => println!("blk-hostile: {}: {:?}", what, e),
+        }
+    }
+    // A flood: the ring kept full for a while.
+    let flood = 2000;
+    let mut answered = 0;
+    let mut sent = 0;
+    while answered < flood {
+        while sent < flood && ring.front.free_slots() > 0 {
+            let _ = ring.front.push(&info);
+            sent += 1;
+        }
+        if ring.front.publish() {
+            let _ = hc::event_send(ring.port);
+        }
+        match ring.front.pop() {
+            Ok(Some(_)) => answered += 1,
+            Ok(None) => {
+                if !ring.front.final_check().unwrap_or(false) {
+                    domain_runtime::events::wait(ring.port);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    println!(
+        "blk-hostile: flood of {} requests: {} answered",
+        flood, answered
+    );
+    // Indices past the ring: the backend must drop the ring, not read out of it.
+    let header = ring.pages.shared().header();
+    let prod = header.req_prod.load(Ordering::Relaxed);
+    header
+        .req_prod
+        .store(prod.wrapping_add(1000), Ordering::Release);
+    let _ = hc::event_send(ring.port);
+    println!("blk-hostile: pushed the request index 1000 past the ring");
+}

@@ -1,0 +1,88 @@
+//! Uses its disk xvda through drvdom-blk, as its command line says:
+//! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
+//! writes that pattern, flushes and reads it back; `forbidden` tries writes
+//! a read-only or too-small disk must refuse. Each result is one line.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+use domain_runtime::block::Disk;
+use domain_runtime::println;
+use sha2::{Digest, Sha256};
+
+domain_runtime::entry!(run);
+
+/// Bytes read or written per call.
+const CHUNK: usize = 64 * 1024;
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let mut disk = match Disk::connect(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("disk-tool: no disk: {}", e);
+            return;
+        }
+    };
+    let info = disk.info();
+    println!(
+        "disk-tool: xvda has {} sectors of {} bytes, features {:?}",
+        info.sectors, info.sector_size, info.features
+    );
+    let mut buf = alloc::vec![0u8; CHUNK];
+    if let Some(spec) = test_domains::option("write") {
+        let Some((start, count)) = spec
+            .split_once('+')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        else {
+            println!("disk-tool: write= wants SECTOR+COUNT");
+            return;
+        };
+        let fill = test_domains::number("fill").unwrap_or(0xa5) as u8;
+        let bytes = alloc::vec![fill; (count * 512) as usize];
+        let wrote = disk.write(start, &bytes).and_then(|()| disk.flush());
+        let mut back = alloc::vec![0u8; bytes.len()];
+        let read = disk.read(start, &mut back);
+        println!(
+            "disk-tool: wrote {} sectors of {:#04x} at {}: {:?}, read back {}",
+            count,
+            fill,
+            start,
+            wrote,
+            if read.is_ok() && back == bytes {
+                "the same"
+            } else {
+                "something else"
+            }
+        );
+    }
+    if test_domains::flag("forbidden") {
+        let past_end = disk.read(info.sectors, &mut buf[..512]);
+        println!("disk-tool: read past the end: {:?}", past_end);
+        let write = disk.write(0, &buf[..512]);
+        println!("disk-tool: write at 0: {:?}", write);
+    }
+    if test_domains::flag("sum") {
+        let mut hash = Sha256::new();
+        let mut sector = 0;
+        while sector < info.sectors {
+            let n = ((info.sectors - sector) as usize * 512).min(CHUNK);
+            if let Err(e) = disk.read(sector, &mut buf[..n]) {
+                println!("disk-tool: read at sector {} failed: {:?}", sector, e);
+                return;
+            }
+            hash.update(&buf[..n]);
+            sector += (n / 512) as u64;
+        }
+        let digest = hash.finalize();
+        let mut hex: heapless::String<64> = heapless::String::new();
+        for b in digest.iter() {
+            let _ = core::fmt::Write::write_fmt(&mut hex, format_args!("{:02x}", b));
+        }
+        println!(
+            "disk-tool: sha256 of xvda ({} sectors) {}",
+            info.sectors, hex
+        );
+    }
+    println!("disk-tool: done");
+}
