@@ -74,14 +74,17 @@ pub fn block_driver_module(domains: &Path) -> Module {
 }
 
 /// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
-pub const BLOCK_DRIVER_LINE: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512";
+pub const BLOCK_DRIVER_LINE: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192";
 
 /// The example boot bundle: one guest started at boot.
 fn default_bundle(domains: &Path) -> PathBuf {
     let out = crate::build::target_dir().join("bundle.tar");
     let hello = crate::build::domain(domains, "hello");
+    let kv = crate::build::domain(domains, "kv-store");
     let cfg = "# Started at boot: the example guest.\nname = \"hello\"\nmemory = 1\nkernel = \"hello\"\ncmdline = \"greeting=from-the-boot-bundle\"\n";
-    match bundle(&out, &[("10-hello.cfg", cfg)], &[("hello", &hello)]) {
+    let kv_cfg = "# The example key-value store: its data lives on the virtual disk 'kv'\n# that drvdom-blk serves (type 'put KEY VALUE', 'get KEY', 'list' at its console).\nname = \"kv\"\nmemory = 2\nkernel = \"kv-store\"\ndisk = [\"kv,xvda,w\"]\n";
+    let autos = [("10-hello.cfg", cfg), ("20-kv.cfg", kv_cfg)];
+    match bundle(&out, &autos, &[("hello", &hello), ("kv-store", &kv)]) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask: {e}");

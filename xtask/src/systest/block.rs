@@ -187,3 +187,61 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         .count();
     check(sums == 2, || format!("{sums} right sums; last: {late}"))
 }
+
+/// The example key-value guest keeps its data on its disk: it survives the
+/// guest being destroyed and created again, and the machine powering off.
+pub fn kv_store_survives_restart_and_reboot(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("kv.img");
+    crate::qemu::ensure_disk(&image, 4 << 20)?;
+    std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
+    let kv = crate::build::domain(&c.domains, "kv-store");
+    let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("kv-store", kv.as_path())])?;
+    let driver = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192";
+    let guests = [
+        ("drvdom-blk", driver),
+        (
+            "kv-store",
+            "kv put=colour:blue put=shape:round disk=kv:xvda:w",
+        ),
+    ];
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, Some(tar.clone()), |config| {
+        config.disk(&image)
+    })?;
+    expect_line(m, "[2] kv: ready, 0 keys in 0 records")?;
+    expect_line(m, "[2] kv: put colour")?;
+    expect_line(m, "[2] kv: put shape")?;
+    // The guest goes and comes back: its data is on the disk.
+    let (code, out) = super::toolstack(&sock, &["domain", "destroy", "kv"])?;
+    check(code == 0, || format!("destroy: {code} {out}"))?;
+    let cfg = c.path("kv.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"kv\"\nkernel = \"kv-store\"\nmemory = 2\ncmdline = \"get=colour put=colour:green\"\ndisk = ['kv,xvda,w']\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("create: {code} {out}"))?;
+    expect_line(m, "kv: ready, 2 keys in 2 records")?;
+    expect_line(m, "kv: colour = blue")?;
+    m.wait_for_nth("kv: put colour", 2, super::BOOT)?;
+    // The machine powers off and boots again on the same disk.
+    let (code, out) = super::toolstack(&sock, &["host", "shutdown"])?;
+    check(code == 0, || format!("host shutdown: {code} {out}"))?;
+    m.wait_exit(super::BOOT)?;
+    let guests = [
+        ("drvdom-blk", driver),
+        (
+            "kv-store",
+            "kv get=colour get=shape get=size disk=kv:xvda:w",
+        ),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(m, "[2] kv: ready, 2 keys in 3 records")?;
+    expect_line(m, "[2] kv: colour = green")?;
+    expect_line(m, "[2] kv: shape = round")?;
+    expect_line(m, "[2] kv: size is not set")?;
+    Ok(())
+}

@@ -225,6 +225,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_hostile_frontend_harms_nobody,
         ),
         (
+            "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
+            block::kv_store_survives_restart_and_reboot,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),
