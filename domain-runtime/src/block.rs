@@ -123,6 +123,9 @@ pub struct Disk {
     info: DiskInfo,
     /// Requests sent and not yet answered.
     in_flight: heapless::Vec<BlockRequest, IN_FLIGHT>,
+    /// Requests sent, and notifications the ring's suppression let through.
+    sent: u64,
+    notified: u64,
     _ring: (RingPages, Grefs),
 }
 
@@ -177,6 +180,8 @@ impl Disk {
                 features: Features::empty(),
             },
             in_flight: heapless::Vec::new(),
+            sent: 0,
+            notified: 0,
             _ring: (pages, ring_grefs),
         };
         let mut r = BlockRequest::new_zeroed();
@@ -271,12 +276,30 @@ impl Disk {
     }
 
     fn send(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
+        self.queue(r)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Puts a request on the ring without publishing it (see [`Disk::publish`]).
+    fn queue(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
         self.front.push(&r).map_err(|_| DiskError::Ring)?;
         let _ = self.in_flight.push(r);
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Publishes what was queued; notifies the backend only if it asked.
+    fn publish(&mut self) {
         if self.front.publish() {
+            self.notified += 1;
             let _ = hc::event_send(self.port);
         }
-        Ok(())
+    }
+
+    /// Requests sent so far, and how many of them needed a notification.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.sent, self.notified)
     }
 
     /// Waits for the next answer.
@@ -340,10 +363,12 @@ impl Disk {
                     .iter()
                     .all(|s| s.last_sector < SECTORS_PER_PAGE));
                 self.slots[slot].busy = Some(r.id);
-                self.send(r)?;
+                self.queue(r)?;
                 let _ = pending.push((r.id, next, bytes));
                 next += bytes;
             }
+            // Publish many, notify once: the backend sees them as one batch.
+            self.publish();
             if pending.is_empty() {
                 return failed.map_or(Ok(()), Err);
             }

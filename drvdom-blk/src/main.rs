@@ -9,6 +9,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
+mod bench;
 mod dma;
 mod hal;
 mod pci;
@@ -90,6 +91,16 @@ fn run(_: &'static domain_runtime::StartInfo) {
     match blk.read_blocks(0, &mut first) {
         Ok(()) => println!("drvdom-blk: sector 0 begins {:02x?}", &first[..16]),
         Err(e) => println!("drvdom-blk: reading sector 0 failed: {}", e),
+    }
+    if domain_runtime::command_line()
+        .split_whitespace()
+        .any(|w| w == "bench_raw")
+    {
+        let mib = option("mib").and_then(|v| v.parse().ok()).unwrap_or(16);
+        let random = option("random")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        bench::run(&mut blk, mib, random);
     }
     let disks = vdisk::parse(domain_runtime::command_line(), sectors, |bad| {
         println!(

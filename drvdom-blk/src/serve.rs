@@ -30,8 +30,8 @@ use zerocopy::FromZeros;
 const BATCH: usize = 8;
 /// Frontends served at once.
 const MAX_CLIENTS: usize = 64;
-/// Bytes of the DMA buffer one request uses at most (5 pages).
-pub const BUFFER_BYTES: usize = 5 * 4096;
+/// Bytes of the DMA buffer: a whole batch of five-page requests, merged.
+pub const BUFFER_BYTES: usize = BATCH * 5 * 4096;
 
 struct Client {
     dom: DomainId,
@@ -176,12 +176,15 @@ impl<T: Transport> Backend<T> {
     fn serve(&mut self, i: usize) -> Result<bool, ()> {
         let mut served = 0;
         loop {
+            let mut batch: heapless::Vec<BlockRequest, BATCH> = heapless::Vec::new();
             while served < BATCH {
                 let Some(req) = self.clients[i].ring.pop().map_err(|_| ())? else {
                     break;
                 };
                 served += 1;
-                let rsp = self.answer(i, &req);
+                let _ = batch.push(req);
+            }
+            for rsp in self.carry_out_batch(i, &batch) {
                 self.clients[i].ring.push(&rsp).map_err(|_| ())?;
             }
             if self.clients[i].ring.publish() {
@@ -196,27 +199,156 @@ impl<T: Transport> Backend<T> {
         }
     }
 
-    /// Carries out one request (already copied out of the ring).
-    fn answer(&mut self, i: usize, req: &BlockRequest) -> BlockResponse {
-        let mut rsp = BlockResponse::new_zeroed();
-        rsp.id = req.id;
-        rsp.op = req.op;
-        rsp.status = match self.carry_out(i, req, &mut rsp) {
-            Ok(()) => 0,
-            Err(s) => s as u32,
-        };
-        rsp
+    /// Carries out a batch in order. Reads (or writes) that follow each other
+    /// on the device become one device request, so a guest's 64 KiB spread
+    /// over several ring requests costs the device one operation.
+    fn carry_out_batch(
+        &mut self,
+        i: usize,
+        batch: &[BlockRequest],
+    ) -> heapless::Vec<BlockResponse, BATCH> {
+        let mut out: heapless::Vec<BlockResponse, BATCH> = heapless::Vec::new();
+        let mut group: heapless::Vec<(BlockRequest, u64, usize), BATCH> = heapless::Vec::new();
+        for req in batch {
+            let mut rsp = BlockResponse::new_zeroed();
+            rsp.id = req.id;
+            rsp.op = req.op;
+            match self.plan(i, req) {
+                Ok(Some((op, at, bytes))) => {
+                    let joins = group.last().is_some_and(|(last, last_at, last_bytes)| {
+                        last.op == op as u8 && last_at + (*last_bytes as u64) / SECTOR_SIZE == at
+                    });
+                    let used: usize = group.iter().map(|g| g.2).sum();
+                    if !joins || used + bytes > self.buffer.len() {
+                        self.run_group(i, &group, &mut out);
+                        group.clear();
+                    }
+                    let _ = group.push((*req, at, bytes));
+                }
+                Ok(None) => {
+                    // Info, flush, discard: after every earlier request is done.
+                    self.run_group(i, &group, &mut out);
+                    group.clear();
+                    rsp.status = match self.carry_out(i, req, &mut rsp) {
+                        Ok(()) => 0,
+                        Err(s) => s as u32,
+                    };
+                    let _ = out.push(rsp);
+                }
+                Err(status) => {
+                    self.run_group(i, &group, &mut out);
+                    group.clear();
+                    rsp.status = status as u32;
+                    let _ = out.push(rsp);
+                }
+            }
+        }
+        self.run_group(i, &group, &mut out);
+        out
     }
 
+    /// A read or write checked against its virtual disk: `(op, device sector,
+    /// bytes)`; None for the other operations; the status if refused.
+    fn plan(&self, i: usize, req: &BlockRequest) -> Result<Option<(BlockOp, u64, usize)>, Status> {
+        let (op, sectors) = req.check().map_err(|_| Status::Invalid)?;
+        if !matches!(op, BlockOp::Read | BlockOp::Write) {
+            return Ok(None);
+        }
+        let c = &self.clients[i];
+        if op == BlockOp::Write && c.read_only {
+            return Err(Status::Denied);
+        }
+        let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
+        let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
+        Ok(Some((op, at, (sectors * SECTOR_SIZE) as usize)))
+    }
+
+    /// One device request for a run of adjacent reads or writes; answers each.
+    fn run_group(
+        &mut self,
+        i: usize,
+        group: &[(BlockRequest, u64, usize)],
+        out: &mut heapless::Vec<BlockResponse, BATCH>,
+    ) {
+        let Some(&(first, at, _)) = group.first() else {
+            return;
+        };
+        let dom = self.clients[i].dom;
+        let mut statuses: heapless::Vec<u32, BATCH> = heapless::Vec::new();
+        let total: usize = group.iter().map(|g| g.2).sum();
+        if first.op == BlockOp::Write as u8 {
+            // Gather every request's pages; one that names a bad grant fails alone.
+            let mut off = 0;
+            let mut good = 0;
+            for (req, _, bytes) in group {
+                let ok = copy_segments(req, &mut self.buffer[off..off + bytes], |g, o, b| {
+                    hc::grant_copy_from(dom, g, o, b).is_ok()
+                });
+                let _ = statuses.push(if ok { 0 } else { Status::Invalid as u32 });
+                good += usize::from(ok);
+                off += bytes;
+            }
+            if good == group.len() {
+                if self
+                    .blk
+                    .write_blocks(at as usize, &self.buffer[..total])
+                    .is_err()
+                {
+                    statuses
+                        .iter_mut()
+                        .for_each(|s| *s = Status::IoError as u32);
+                }
+            } else {
+                // Some pages could not be read: write the good ones one by one.
+                let mut off = 0;
+                for ((_, req_at, bytes), s) in group.iter().zip(statuses.iter_mut()) {
+                    if *s == 0
+                        && self
+                            .blk
+                            .write_blocks(*req_at as usize, &self.buffer[off..off + bytes])
+                            .is_err()
+                    {
+                        *s = Status::IoError as u32;
+                    }
+                    off += bytes;
+                }
+            }
+        } else {
+            let read = self.blk.read_blocks(at as usize, &mut self.buffer[..total]);
+            let mut off = 0;
+            for (req, _, bytes) in group {
+                let status = if read.is_err() {
+                    Status::IoError as u32
+                } else if copy_segments(req, &mut self.buffer[off..off + bytes], |g, o, b| {
+                    hc::grant_copy_to(dom, g, o, b).is_ok()
+                }) {
+                    0
+                } else {
+                    Status::Invalid as u32
+                };
+                let _ = statuses.push(status);
+                off += bytes;
+            }
+        }
+        for ((req, _, _), status) in group.iter().zip(statuses) {
+            let mut rsp = BlockResponse::new_zeroed();
+            rsp.id = req.id;
+            rsp.op = req.op;
+            rsp.status = status;
+            let _ = out.push(rsp);
+        }
+    }
+
+    /// Info, flush and discard.
     fn carry_out(
         &mut self,
         i: usize,
         req: &BlockRequest,
         rsp: &mut BlockResponse,
     ) -> Result<(), Status> {
-        let (op, sectors) = req.check().map_err(|_| Status::Invalid)?;
+        let (op, _) = req.check().map_err(|_| Status::Invalid)?;
         let c = &self.clients[i];
-        let (dom, read_only) = (c.dom, c.read_only);
+        let read_only = c.read_only;
         let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
         match op {
             BlockOp::Info => {
@@ -232,41 +364,26 @@ impl<T: Transport> Backend<T> {
             BlockOp::Flush => self.blk.flush().map_err(|_| Status::IoError),
             // virtio-drivers sends no discard commands, so none is offered.
             BlockOp::Discard => Err(Status::Unsupported),
-            BlockOp::Read | BlockOp::Write => {
-                if op == BlockOp::Write && read_only {
-                    return Err(Status::Denied);
-                }
-                let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
-                let bytes = (sectors * SECTOR_SIZE) as usize;
-                let segments = &req.segments[..req.segments_used as usize];
-                if op == BlockOp::Write {
-                    let mut off = 0;
-                    for s in segments {
-                        let first = u64::from(s.first_sector) * SECTOR_SIZE;
-                        let len = (u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE;
-                        let dst = &mut self.buffer[off..off + len as usize];
-                        hc::grant_copy_from(dom, s.gref, first, dst)
-                            .map_err(|_| Status::Invalid)?;
-                        off += len as usize;
-                    }
-                    self.blk
-                        .write_blocks(at as usize, &self.buffer[..bytes])
-                        .map_err(|_| Status::IoError)
-                } else {
-                    self.blk
-                        .read_blocks(at as usize, &mut self.buffer[..bytes])
-                        .map_err(|_| Status::IoError)?;
-                    let mut off = 0;
-                    for s in segments {
-                        let first = u64::from(s.first_sector) * SECTOR_SIZE;
-                        let len = (u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE;
-                        let src = &self.buffer[off..off + len as usize];
-                        hc::grant_copy_to(dom, s.gref, first, src).map_err(|_| Status::Invalid)?;
-                        off += len as usize;
-                    }
-                    Ok(())
-                }
-            }
+            BlockOp::Read | BlockOp::Write => Err(Status::Invalid),
         }
     }
+}
+
+/// Calls `copy(gref, offset in page, bytes)` for each segment of `req` in
+/// order over `buf`; false as soon as one fails.
+fn copy_segments(
+    req: &BlockRequest,
+    buf: &mut [u8],
+    mut copy: impl FnMut(u32, u64, &mut [u8]) -> bool,
+) -> bool {
+    let mut off = 0;
+    for s in &req.segments[..req.segments_used as usize] {
+        let first = u64::from(s.first_sector) * SECTOR_SIZE;
+        let len = ((u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE) as usize;
+        if !copy(s.gref, first, &mut buf[off..off + len]) {
+            return false;
+        }
+        off += len;
+    }
+    true
 }

@@ -28,6 +28,8 @@ pub enum Which {
     Console,
     /// Domain creation to first console line (bundle image, uploaded 1 MiB), `domain list` with 100 domains.
     Toolstack,
+    /// Block I/O from a guest through drvdom-blk against drvdom-blk on the raw device (ratios), and instructions per request.
+    Blk,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -37,6 +39,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Ring => crate::ringbench::run(),
         Which::Console => console(),
         Which::Toolstack => crate::toolbench::run(),
+        Which::Blk => crate::blkbench::run(),
     }
 }
 

@@ -58,6 +58,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "pci-prober"),
     ("test-domains", "disk-tool"),
     ("test-domains", "blk-hostile"),
+    ("test-domains", "disk-bench"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),

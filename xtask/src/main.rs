@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod blkbench;
 mod build;
 mod checks;
 mod host_tools;
