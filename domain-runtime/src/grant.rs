@@ -16,9 +16,21 @@ impl Mapping {
         Ok(Mapping { slot, va })
     }
 
+    /// The window slot it occupies.
+    pub fn slot(&self) -> u64 {
+        self.slot
+    }
+
     /// Where the page is mapped.
     pub fn address(&self) -> u64 {
         self.va
+    }
+
+    /// Maps grant `gref` of `granter` at `slot` only if it is writable, so
+    /// writing it can never fault.
+    pub fn map_writable(granter: DomainId, gref: u32, slot: u64) -> Result<Mapping> {
+        let va = crate::hypercall::grant_map_writable(granter, gref, slot)?;
+        Ok(Mapping { slot, va })
     }
 
     /// Reads the `index`-th 64-bit word of the page (`index` is taken modulo 512).
@@ -35,6 +47,28 @@ impl Mapping {
         // SAFETY: as in `read_u64`; the page is another domain's memory, never
         // a Rust object of ours, so writing it cannot break our invariants.
         unsafe { core::ptr::write_volatile(p, value) }
+    }
+
+    /// Copies `buf.len()` bytes from `offset` in the page (clamped to the page).
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        let offset = offset.min(4096);
+        let n = buf.len().min(4096 - offset);
+        // SAFETY: the page at `va` stays mapped while this Mapping lives and
+        // the range lies inside it; the peer may write concurrently, which
+        // only makes the bytes stale, never invalid (any bit pattern is a u8).
+        unsafe {
+            core::ptr::copy_nonoverlapping((self.va as *const u8).add(offset), buf.as_mut_ptr(), n)
+        }
+    }
+
+    /// Copies `buf` to `offset` in the page (clamped; a read-only grant
+    /// faults and crashes this domain).
+    pub fn write_bytes(&self, offset: usize, buf: &[u8]) {
+        let offset = offset.min(4096);
+        let n = buf.len().min(4096 - offset);
+        // SAFETY: as in `read_bytes`; the page is another domain's memory,
+        // never a Rust object of ours.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), (self.va as *mut u8).add(offset), n) }
     }
 
     /// Unmaps the page.

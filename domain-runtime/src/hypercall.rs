@@ -149,6 +149,14 @@ pub fn grant_map(granter: DomainId, gref: u32, slot: u64) -> Result<u64> {
     )
 }
 
+/// Maps a granted page that must be writable (a read-only grant is refused, `PermissionDenied`).
+pub fn grant_map_writable(granter: DomainId, gref: u32, slot: u64) -> Result<u64> {
+    call(
+        Hypercall::GrantMap,
+        [granter.0 as u64, gref as u64, slot, 1, 0, 0],
+    )
+}
+
 pub fn grant_unmap(slot: u64) -> Result<u64> {
     call1(Hypercall::GrantUnmap, slot)
 }

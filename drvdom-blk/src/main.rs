@@ -120,5 +120,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
         println!("drvdom-blk: no DMA memory left for requests (raise dma=)");
         return;
     };
-    serve::Backend::new(blk, disks, buffer).run();
+    let mode = match option("grant") {
+        Some("copy") => serve::GrantMode::Copy,
+        _ => serve::GrantMode::Map,
+    };
+    serve::Backend::new(blk, disks, buffer, mode).run();
 }

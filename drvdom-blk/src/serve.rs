@@ -15,6 +15,7 @@ extern crate alloc;
 use crate::hal::XenolithHal;
 use crate::vdisk::VDisk;
 use alloc::vec::Vec;
+use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::block::{
     BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, SECTOR_SIZE,
@@ -33,10 +34,24 @@ const MAX_CLIENTS: usize = 64;
 /// Bytes of the DMA buffer: a whole batch of five-page requests, merged.
 pub const BUFFER_BYTES: usize = BATCH * 5 * 4096;
 
+/// How data moves between a frontend's granted pages and the DMA buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantMode {
+    /// A `GrantCopy` hypercall per segment.
+    Copy,
+    /// Each granted page mapped once (frontends reuse their pages), then copied here.
+    Map,
+}
+
+/// Granted pages one frontend may have mapped at once (the rest are copied).
+const MAPPED_PER_CLIENT: usize = 24;
+
 struct Client {
     dom: DomainId,
     port: u16,
     ring: MappedBack<BlockRequest, BlockResponse>,
+    /// Its data pages mapped so far (`GrantMode::Map`).
+    maps: heapless::Vec<(u32, Mapping), MAPPED_PER_CLIENT>,
     /// Index into the virtual disks.
     vdisk: usize,
     read_only: bool,
@@ -48,6 +63,7 @@ pub struct Backend<T: Transport> {
     disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
     clients: Vec<Client>,
     buffer: &'static mut [u8],
+    mode: GrantMode,
 }
 
 impl<T: Transport> Backend<T> {
@@ -55,13 +71,25 @@ impl<T: Transport> Backend<T> {
         blk: VirtIOBlk<XenolithHal, T>,
         disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
         buffer: &'static mut [u8],
+        mode: GrantMode,
     ) -> Self {
         Backend {
             blk,
             disks,
             clients: Vec::new(),
             buffer,
+            mode,
         }
+    }
+
+    /// The lowest grant-window slot no ring or mapped page uses (the last is the control ring's).
+    fn free_slot(&self, pages: u64) -> Option<u64> {
+        let used = |s: u64| {
+            self.clients
+                .iter()
+                .any(|c| c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m)| m.slot() == s))
+        };
+        (0..control::CONTROL_SLOT.saturating_sub(pages)).find(|&s| (s..s + pages).all(|x| !used(x)))
     }
 
     /// Serves for ever.
@@ -106,10 +134,10 @@ impl<T: Transport> Backend<T> {
                     Err(why) => println!("drvdom-blk: cannot serve domain {}: {}", msg.peer, why),
                 }
             }
-            Some(ControlOp::Disconnect) => {
+            Some(ControlOp::Disconnect) if msg.kind == DeviceKind::Block as u32 => {
                 if let Some(i) = self.clients.iter().position(|c| c.dom == msg.peer) {
                     let c = self.clients.remove(i);
-                    let _ = hc::event_close(c.port);
+                    release(c);
                     println!("drvdom-blk: domain {} disconnected its disk", msg.peer);
                 }
             }
@@ -135,14 +163,21 @@ impl<T: Transport> Backend<T> {
                 })
             })
             .ok_or("no free window slot")?;
-        let ring = MappedBack::map(msg.peer, &msg.grefs[..msg.pages as usize], slot)
-            .map_err(|_| "cannot map the ring, or it is not initialised")?;
+        let ring =
+            MappedBack::map(msg.peer, &msg.grefs[..msg.pages as usize], slot).map_err(|e| {
+                println!(
+                    "drvdom-blk: mapping domain {}'s ring at slot {}: {}",
+                    msg.peer, slot, e
+                );
+                "cannot map the ring, or it is not initialised"
+            })?;
         let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
             .map_err(|_| "cannot bind the port")?;
         self.clients.push(Client {
             dom: msg.peer,
             port,
             ring,
+            maps: heapless::Vec::new(),
             vdisk: grant.vdisk as usize,
             read_only: grant.read_only,
         });
@@ -167,7 +202,7 @@ impl<T: Transport> Backend<T> {
         }
         for i in broken.into_iter().rev() {
             let c = self.clients.remove(i);
-            let _ = hc::event_close(c.port);
+            release(c);
         }
         more
     }
@@ -273,7 +308,6 @@ impl<T: Transport> Backend<T> {
         let Some(&(first, at, _)) = group.first() else {
             return;
         };
-        let dom = self.clients[i].dom;
         let mut statuses: heapless::Vec<u32, BATCH> = heapless::Vec::new();
         let total: usize = group.iter().map(|g| g.2).sum();
         if first.op == BlockOp::Write as u8 {
@@ -281,9 +315,7 @@ impl<T: Transport> Backend<T> {
             let mut off = 0;
             let mut good = 0;
             for (req, _, bytes) in group {
-                let ok = copy_segments(req, &mut self.buffer[off..off + bytes], |g, o, b| {
-                    hc::grant_copy_from(dom, g, o, b).is_ok()
-                });
+                let ok = self.gather_from_guest(i, req, off, *bytes);
                 let _ = statuses.push(if ok { 0 } else { Status::Invalid as u32 });
                 good += usize::from(ok);
                 off += bytes;
@@ -319,9 +351,7 @@ impl<T: Transport> Backend<T> {
             for (req, _, bytes) in group {
                 let status = if read.is_err() {
                     Status::IoError as u32
-                } else if copy_segments(req, &mut self.buffer[off..off + bytes], |g, o, b| {
-                    hc::grant_copy_to(dom, g, o, b).is_ok()
-                }) {
+                } else if self.scatter_to_guest(i, req, off, *bytes) {
                     0
                 } else {
                     Status::Invalid as u32
@@ -337,6 +367,79 @@ impl<T: Transport> Backend<T> {
             rsp.status = status;
             let _ = out.push(rsp);
         }
+    }
+
+    /// The mapping of `gref` for client `i`, made on first use; None when
+    /// it cannot be mapped (then the data is copied instead).
+    fn mapping(&mut self, i: usize, gref: u32) -> Option<usize> {
+        if let Some(at) = self.clients[i].maps.iter().position(|(g, _)| *g == gref) {
+            return Some(at);
+        }
+        if self.clients[i].maps.is_full() {
+            return None;
+        }
+        let slot = self.free_slot(1)?;
+        // Writable only: a read-only grant is copied (and refused for reads),
+        // never mapped where writing it would fault.
+        let m = Mapping::map_writable(self.clients[i].dom, gref, slot).ok()?;
+        self.clients[i].maps.push((gref, m)).ok()?;
+        Some(self.clients[i].maps.len() - 1)
+    }
+
+    /// Gathers a write's pages into the buffer at `off`; false if a grant is bad.
+    fn gather_from_guest(
+        &mut self,
+        i: usize,
+        req: &BlockRequest,
+        off: usize,
+        bytes: usize,
+    ) -> bool {
+        let dom = self.clients[i].dom;
+        let mut at = off;
+        for s in &req.segments[..req.segments_used as usize] {
+            let (first, len) = segment_range(s);
+            let mapped = if self.mode == GrantMode::Map {
+                self.mapping(i, s.gref)
+            } else {
+                None
+            };
+            let dst = &mut self.buffer[at..at + len];
+            match mapped {
+                Some(m) => self.clients[i].maps[m].1.read_bytes(first, dst),
+                None => {
+                    if hc::grant_copy_from(dom, s.gref, first as u64, dst).is_err() {
+                        return false;
+                    }
+                }
+            }
+            at += len;
+        }
+        at - off == bytes
+    }
+
+    /// Scatters a read's bytes at `off` into its pages; false if a grant is bad.
+    fn scatter_to_guest(&mut self, i: usize, req: &BlockRequest, off: usize, bytes: usize) -> bool {
+        let dom = self.clients[i].dom;
+        let mut at = off;
+        for s in &req.segments[..req.segments_used as usize] {
+            let (first, len) = segment_range(s);
+            let mapped = if self.mode == GrantMode::Map {
+                self.mapping(i, s.gref)
+            } else {
+                None
+            };
+            let src = &self.buffer[at..at + len];
+            match mapped {
+                Some(m) => self.clients[i].maps[m].1.write_bytes(first, src),
+                None => {
+                    if hc::grant_copy_to(dom, s.gref, first as u64, src).is_err() {
+                        return false;
+                    }
+                }
+            }
+            at += len;
+        }
+        at - off == bytes
     }
 
     /// Info, flush and discard.
@@ -369,21 +472,18 @@ impl<T: Transport> Backend<T> {
     }
 }
 
-/// Calls `copy(gref, offset in page, bytes)` for each segment of `req` in
-/// order over `buf`; false as soon as one fails.
-fn copy_segments(
-    req: &BlockRequest,
-    buf: &mut [u8],
-    mut copy: impl FnMut(u32, u64, &mut [u8]) -> bool,
-) -> bool {
-    let mut off = 0;
-    for s in &req.segments[..req.segments_used as usize] {
-        let first = u64::from(s.first_sector) * SECTOR_SIZE;
-        let len = ((u64::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE) as usize;
-        if !copy(s.gref, first, &mut buf[off..off + len]) {
-            return false;
-        }
-        off += len;
+/// The byte offset in its page and the length of a (checked) segment.
+fn segment_range(s: &domain_runtime::ipc_abi::proto::block::Segment) -> (usize, usize) {
+    let first = usize::from(s.first_sector) * SECTOR_SIZE as usize;
+    let len = (usize::from(s.last_sector - s.first_sector) + 1) * SECTOR_SIZE as usize;
+    (first, len)
+}
+
+/// A client goes: its mapped pages are unmapped, its port closed (its ring
+/// is unmapped when `MappedBack` drops).
+fn release(c: Client) {
+    for (_, m) in c.maps {
+        let _ = m.unmap();
     }
-    true
+    let _ = hc::event_close(c.port);
 }

@@ -58,7 +58,8 @@ pub enum Hypercall {
     GrantCreate = 20,
     /// `(ref)`: end a grant; refused while the grantee still maps it.
     GrantEnd = 21,
-    /// `(granter, ref, slot)`: map a granted page at `layout::GRANT_WINDOW + slot * 4096`.
+    /// `(granter, ref, slot, need_write)`: map a granted page at `layout::GRANT_WINDOW + slot * 4096`
+    /// (read-only if granted so; with `need_write` non-zero a read-only grant is refused instead).
     GrantMap = 22,
     /// `(slot)`: unmap a granted page.
     GrantUnmap = 23,

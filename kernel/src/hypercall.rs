@@ -174,7 +174,9 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
         PirqAck => devices::ack(k, caller, a.0[0]).map(|_| 0),
         GrantCreate => grants::create(k, caller, a.dom(0), a.0[1], a.0[2] != 0).map(u64::from),
         GrantEnd => grants::end(k, caller, a.0[0]).map(|_| 0),
-        GrantMap => with_frames(|f| grants::map(k, f, caller, a.dom(0), a.0[1], a.0[2])),
+        GrantMap => {
+            with_frames(|f| grants::map(k, f, caller, a.dom(0), a.0[1], a.0[2], a.0[3] != 0))
+        }
         GrantUnmap => with_frames(|f| grants::unmap(k, f, caller, a.0[0]).map(|_| 0)),
         GrantCopy => grants::copy(
             k,

@@ -126,9 +126,11 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                 if a.peer == backend && a.kind == msg.kind && a.index as u8 == msg.index as u8 =>
             {
                 f.answer(a, Status::Ok);
-                if msg.kind == DeviceKind::Console as u32 {
-                    if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
+                if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
+                    if msg.kind == DeviceKind::Console as u32 {
                         s.console_backend = Some(backend);
+                    } else if msg.kind == DeviceKind::Block as u32 {
+                        s.block_backend = Some(backend);
                     }
                 }
                 println!(
@@ -141,22 +143,26 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     }
 }
 
-/// `dom` has stopped: its console backend is told to close its console
-/// (printing what is left of it; the history stays).
-pub fn close_console(started: &mut [Started], dom: DomainId) {
-    let Some(backend) = started
-        .iter_mut()
-        .find(|s| s.id == dom)
-        .and_then(|s| s.console_backend.take())
-    else {
+/// `dom` has stopped: each backend that served it is told (`Disconnect`):
+/// console-dom prints what is left of its console and keeps the history;
+/// drvdom-blk lets go of its rings and pages.
+pub fn close_devices(started: &mut [Started], dom: DomainId) {
+    let Some(s) = started.iter_mut().find(|s| s.id == dom) else {
         return;
     };
-    let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-    msg.op = ControlOp::Disconnect as u32;
-    msg.kind = domain_runtime::ipc_abi::proto::control::DeviceKind::Console as u32;
-    msg.peer = dom;
-    if let Some(link) = link_of(started, backend) {
-        link.tell(msg);
+    let backends = [
+        (s.console_backend.take(), DeviceKind::Console),
+        (s.block_backend.take(), DeviceKind::Block),
+    ];
+    for (backend, kind) in backends {
+        let Some(backend) = backend else { continue };
+        let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+        msg.op = ControlOp::Disconnect as u32;
+        msg.kind = kind as u32;
+        msg.peer = dom;
+        if let Some(link) = link_of(started, backend) {
+            link.tell(msg);
+        }
     }
 }
 

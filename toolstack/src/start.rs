@@ -108,6 +108,8 @@ pub struct Started {
     pub line: &'static str,
     /// The backend serving its console, once connected.
     pub console_backend: Option<DomainId>,
+    /// The backend serving its disks, once connected.
+    pub block_backend: Option<DomainId>,
     /// When an unanswered shutdown request turns into a destroy (ns since boot).
     pub shutdown_deadline: Option<u64>,
 }
@@ -305,6 +307,7 @@ pub fn start_one(
         image,
         line,
         console_backend: None,
+        block_backend: None,
         shutdown_deadline: None,
     })
 }
@@ -331,8 +334,9 @@ pub fn run() {
                 continue;
             }
             let dom = started[i].id;
-            // Its console is closed: console-dom prints what is left and keeps the history.
-            crate::broker::close_console(&mut started, dom);
+            // Its devices are closed: console-dom prints what is left and keeps
+            // the history; drvdom-blk lets go of its rings and pages.
+            crate::broker::close_devices(&mut started, dom);
             if started[i].history_on_exit {
                 crate::broker::replay_history(&mut started, dom);
             }

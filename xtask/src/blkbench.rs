@@ -24,7 +24,7 @@ fn figures(m: &Machine, marker: &str) -> Result<(f64, f64, Option<f64>), String>
     Ok((ns, tsc, before("notifications")))
 }
 
-fn boot(icount: bool) -> Result<Machine, String> {
+fn boot(icount: bool, grant: &str) -> Result<Machine, String> {
     let kernel = build::kernel()?;
     let domains = build::domains()?;
     let dir = build::target_dir().join("bench");
@@ -39,7 +39,7 @@ fn boot(icount: bool) -> Result<Machine, String> {
         Module {
             path: build::domain(&domains, "drvdom-blk"),
             cmdline: format!(
-                "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=bench:all bench_raw mib={MIB} random={RANDOM}"
+                "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=bench:all bench_raw mib={MIB} random={RANDOM} grant={grant}"
             ),
         },
         Module {
@@ -55,53 +55,68 @@ fn boot(icount: bool) -> Result<Machine, String> {
     config.spawn()
 }
 
+/// One mode's figures: raw and guest (ns, tsc, notifications) per workload, and icount per request.
+struct Figures {
+    raw: [(f64, f64, Option<f64>); 3],
+    guest: [(f64, f64, Option<f64>); 3],
+    raw_icount: f64,
+    guest_icount: f64,
+}
+
+fn measure(grant: &str) -> Result<Figures, String> {
+    let m = boot(false, grant)?;
+    let raw = [
+        figures(&m, "drvdom-blk: raw seq-read")?,
+        figures(&m, "drvdom-blk: raw seq-write")?,
+        figures(&m, "drvdom-blk: raw random-read")?,
+    ];
+    let guest = [
+        figures(&m, "disk-bench: seq-read")?,
+        figures(&m, "disk-bench: seq-write")?,
+        figures(&m, "disk-bench: random-read")?,
+    ];
+    drop(m);
+    let m = boot(true, grant)?;
+    let raw_icount = figures(&m, "drvdom-blk: raw random-read")?.1 / RANDOM as f64;
+    let guest_icount = figures(&m, "disk-bench: random-read")?.1 / RANDOM as f64;
+    Ok(Figures {
+        raw,
+        guest,
+        raw_icount,
+        guest_icount,
+    })
+}
+
 pub fn run() -> Result<(), String> {
     host_tools::ensure()?;
-    let m = boot(false)?;
-    let raw_read = figures(&m, "drvdom-blk: raw seq-read")?;
-    let raw_write = figures(&m, "drvdom-blk: raw seq-write")?;
-    let raw_random = figures(&m, "drvdom-blk: raw random-read")?;
-    let read = figures(&m, "disk-bench: seq-read")?;
-    let write = figures(&m, "disk-bench: seq-write")?;
-    let random = figures(&m, "disk-bench: random-read")?;
-    drop(m);
-    let m = boot(true)?;
-    let raw_icount = figures(&m, "drvdom-blk: raw random-read")?;
-    let icount = figures(&m, "disk-bench: random-read")?;
     let mibps = |ns: f64| (MIB as f64) / (ns / 1e9);
     let iops = |ns: f64| (RANDOM as f64) / (ns / 1e9);
-    println!(
-        "| workload (TCG, one run) | raw, in drvdom-blk | guest, through the ring | guest / raw |"
-    );
-    println!("|---|---|---|---|");
-    for (what, raw, guest, f) in [
-        (
-            "sequential read, 64 KiB calls (MiB/s)",
-            raw_read.0,
-            read.0,
-            &mibps as &dyn Fn(f64) -> f64,
-        ),
-        (
-            "sequential write, 64 KiB calls (MiB/s)",
-            raw_write.0,
-            write.0,
-            &mibps,
-        ),
-        ("random 4 KiB reads (IOPS)", raw_random.0, random.0, &iops),
-    ] {
-        let (r, g) = (f(raw), f(guest));
-        println!("| {what} | {r:.1} | {g:.1} | {:.2} |", g / r);
+    println!("| data path | workload (TCG) | raw, in drvdom-blk | guest, through the ring | guest / raw |");
+    println!("|---|---|---|---|---|");
+    for grant in ["copy", "map"] {
+        let f = measure(grant)?;
+        let rows: [(&str, &dyn Fn(f64) -> f64); 3] = [
+            ("sequential read, 64 KiB calls (MiB/s)", &mibps),
+            ("sequential write, 64 KiB calls (MiB/s)", &mibps),
+            ("random 4 KiB reads (IOPS)", &iops),
+        ];
+        for (k, (what, unit)) in rows.iter().enumerate() {
+            let (r, g) = (unit(f.raw[k].0), unit(f.guest[k].0));
+            println!(
+                "| grant {grant} | {what} | {r:.1} | {g:.1} | {:.2} |",
+                g / r
+            );
+        }
+        println!(
+            "| grant {grant} | instructions per random 4 KiB read (-icount, all domains) | {:.0} | {:.0} | {:.2} |",
+            f.raw_icount,
+            f.guest_icount,
+            f.guest_icount / f.raw_icount
+        );
+        println!(
+            "| grant {grant} | notifications per request, random reads | | {:.2} | |",
+            f.guest[2].2.unwrap_or(f64::NAN) / RANDOM as f64
+        );
     }
-    let per = |tsc: f64| tsc / RANDOM as f64;
-    println!(
-        "| instructions per random 4 KiB read (-icount, all domains) | {:.0} | {:.0} | {:.2} |",
-        per(raw_icount.1),
-        per(icount.1),
-        per(icount.1) / per(raw_icount.1)
-    );
-    println!(
-        "| notifications per request, random reads (one in flight) | | {:.2} | |",
-        random.2.unwrap_or(f64::NAN) / RANDOM as f64
-    );
     Ok(())
 }

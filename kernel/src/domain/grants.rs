@@ -83,12 +83,16 @@ pub fn map(
     granter: DomainId,
     gref: u64,
     slot: u64,
+    need_write: bool,
 ) -> Result<u64, Error> {
     if slot >= GRANT_SLOTS {
         return Err(Error::InvalidArgument);
     }
     let gi = k.lookup(granter)?;
     let g = grant_for(k, caller, gi, gref)?;
+    if need_write && g.readonly {
+        return Err(Error::PermissionDenied);
+    }
     let granter_id = k.domain(gi).ok_or(Error::NoSuchDomain)?.id;
     let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
     if d.window[slot as usize].is_some() {

@@ -18,6 +18,7 @@ domain_runtime::entry!(run);
 struct Page([u8; 4096]);
 
 static PAGE: Page = Page([0; 4096]);
+static READ_ONLY: Page = Page([0; 4096]);
 
 fn request(op: u8, sector: u64, gref: u32) -> BlockRequest {
     let mut r = BlockRequest::new_zeroed();
@@ -45,10 +46,14 @@ fn run(_: &'static domain_runtime::StartInfo) {
         println!("blk-hostile: cannot grant a page");
         return;
     };
+    let Ok(ro_gref) = hc::grant_create(ring.backend, READ_ONLY.0.as_ptr() as u64, true) else {
+        println!("blk-hostile: cannot grant a page read-only");
+        return;
+    };
     let mut info = BlockRequest::new_zeroed();
     info.op = BlockOp::Info as u8;
     let sectors = ring.call(&info).map(|r| r.sectors).unwrap_or(0);
-    let mut cases: [(&str, BlockRequest); 6] = [
+    let mut cases: [(&str, BlockRequest); 7] = [
         (
             "a read past the end",
             request(BlockOp::Read as u8, sectors, gref),
@@ -64,6 +69,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
             request(BlockOp::Write as u8, 0, gref),
         ),
         ("a discard", request(BlockOp::Discard as u8, 0, gref)),
+        (
+            "a read into a page granted read-only",
+            request(BlockOp::Read as u8, 0, ro_gref),
+        ),
     ];
     cases[2].1.segments_used = 6;
     for (what, r) in cases.iter_mut() {
@@ -107,4 +116,8 @@ fn run(_: &'static domain_runtime::StartInfo) {
         .store(prod.wrapping_add(1000), Ordering::Release);
     let _ = hc::event_send(ring.port);
     println!("blk-hostile: pushed the request index 1000 past the ring");
+    // Stay: the backend must find the broken ring itself, not learn of our end.
+    loop {
+        domain_runtime::events::wait(ring.port);
+    }
 }

@@ -161,6 +161,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         ("an unknown operation", 1),
         ("a write to its read-only disk", 5),
         ("a discard", 2),
+        ("a read into a page granted read-only", 1),
     ] {
         expect_line(m, &format!("[2] blk-hostile: {what}: status {status}"))?;
     }
