@@ -2,14 +2,13 @@
 //! command line): the guest benchmark's workload issued by this domain
 //! straight to the device, so the two can be compared in one run.
 
-use crate::hal::XenolithHal;
+use crate::device::Device;
 use domain_runtime::{println, time};
-use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::Transport;
 
 /// Sequential read and write of `mib` MiB in 64 KiB requests, then
 /// `random` 4 KiB reads; prints each one's nanoseconds and TSC ticks.
-pub fn run<T: Transport>(blk: &mut VirtIOBlk<XenolithHal, T>, mib: u64, random: u64) {
+pub fn run<T: Transport>(blk: &mut Device<T>, mib: u64, random: u64) {
     let Some(buf) = crate::hal::dma_buffer(64 * 1024) else {
         println!("drvdom-blk: no DMA memory for the benchmark");
         return;
@@ -18,7 +17,7 @@ pub fn run<T: Transport>(blk: &mut VirtIOBlk<XenolithHal, T>, mib: u64, random: 
     let chunks = mib * 16;
     let (t, c) = (time::now_ns(), time::tsc());
     for i in 0..chunks {
-        if blk.read_blocks((i * 128 % sectors) as usize, buf).is_err() {
+        if blk.read(i * 128 % sectors, buf).is_err() {
             println!("drvdom-blk: raw read failed");
             return;
         }
@@ -31,7 +30,7 @@ pub fn run<T: Transport>(blk: &mut VirtIOBlk<XenolithHal, T>, mib: u64, random: 
     );
     let (t, c) = (time::now_ns(), time::tsc());
     for i in 0..chunks {
-        if blk.write_blocks((i * 128 % sectors) as usize, buf).is_err() {
+        if blk.write(i * 128 % sectors, buf).is_err() {
             println!("drvdom-blk: raw write failed");
             return;
         }
@@ -49,7 +48,7 @@ pub fn run<T: Transport>(blk: &mut VirtIOBlk<XenolithHal, T>, mib: u64, random: 
         x ^= x >> 7;
         x ^= x << 17;
         let sector = (x % (sectors / 8)) * 8;
-        if blk.read_blocks(sector as usize, &mut buf[..4096]).is_err() {
+        if blk.read(sector, &mut buf[..4096]).is_err() {
             println!("drvdom-blk: raw random read failed");
             return;
         }

@@ -12,7 +12,6 @@
 //! disconnected and the rest carry on.
 
 extern crate alloc;
-use crate::hal::XenolithHal;
 use crate::vdisk::VDisk;
 use alloc::vec::Vec;
 use domain_runtime::grant::Mapping;
@@ -23,7 +22,6 @@ use domain_runtime::ipc_abi::proto::block::{
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
-use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::Transport;
 use zerocopy::FromZeros;
 
@@ -59,7 +57,7 @@ struct Client {
 
 /// The backend: the device, its virtual disks, and every connected ring.
 pub struct Backend<T: Transport> {
-    blk: VirtIOBlk<XenolithHal, T>,
+    blk: crate::device::Device<T>,
     disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
     clients: Vec<Client>,
     buffer: &'static mut [u8],
@@ -68,7 +66,7 @@ pub struct Backend<T: Transport> {
 
 impl<T: Transport> Backend<T> {
     pub fn new(
-        blk: VirtIOBlk<XenolithHal, T>,
+        blk: crate::device::Device<T>,
         disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
         buffer: &'static mut [u8],
         mode: GrantMode,
@@ -84,12 +82,18 @@ impl<T: Transport> Backend<T> {
 
     /// The lowest grant-window slot no ring or mapped page uses (the last is the control ring's).
     fn free_slot(&self, pages: u64) -> Option<u64> {
+        self.free_slot_from(0, pages)
+    }
+
+    /// [`Backend::free_slot`], from slot `start` on.
+    fn free_slot_from(&self, start: u64, pages: u64) -> Option<u64> {
         let used = |s: u64| {
             self.clients
                 .iter()
                 .any(|c| c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m)| m.slot() == s))
         };
-        (0..control::CONTROL_SLOT.saturating_sub(pages)).find(|&s| (s..s + pages).all(|x| !used(x)))
+        (start..control::CONTROL_SLOT.saturating_sub(pages))
+            .find(|&s| (s..s + pages).all(|x| !used(x)))
     }
 
     /// Serves for ever.
@@ -321,11 +325,7 @@ impl<T: Transport> Backend<T> {
                 off += bytes;
             }
             if good == group.len() {
-                if self
-                    .blk
-                    .write_blocks(at as usize, &self.buffer[..total])
-                    .is_err()
-                {
+                if self.blk.write(at, &self.buffer[..total]).is_err() {
                     statuses
                         .iter_mut()
                         .for_each(|s| *s = Status::IoError as u32);
@@ -337,7 +337,7 @@ impl<T: Transport> Backend<T> {
                     if *s == 0
                         && self
                             .blk
-                            .write_blocks(*req_at as usize, &self.buffer[off..off + bytes])
+                            .write(*req_at, &self.buffer[off..off + bytes])
                             .is_err()
                     {
                         *s = Status::IoError as u32;
@@ -346,7 +346,7 @@ impl<T: Transport> Backend<T> {
                 }
             }
         } else {
-            let read = self.blk.read_blocks(at as usize, &mut self.buffer[..total]);
+            let read = self.blk.read(at, &mut self.buffer[..total]);
             let mut off = 0;
             for (req, _, bytes) in group {
                 let status = if read.is_err() {

@@ -51,6 +51,9 @@ struct ConsoleRead {
     offset: u64,
     /// When it is answered empty if nothing came (ns since boot).
     deadline: u64,
+    /// The domain runs and will connect a console (it was started after
+    /// console-dom): "no such console" from console-dom only means "not yet".
+    console_coming: bool,
 }
 
 /// Longest a `ConsoleRead` waits for output before it is answered empty
@@ -236,7 +239,9 @@ impl Server {
     ) {
         let request = match request {
             OwnedRequest::Plain(Request::ConsoleRead { domain, offset }) => {
-                return self.console_read(seq, resolve(started, domain), offset, viewer)
+                let id = resolve(started, domain);
+                let coming = console_coming(started, id);
+                return self.console_read(seq, id, offset, viewer, coming);
             }
             OwnedRequest::Plain(r) => r,
             OwnedRequest::CreateBegin {
@@ -320,7 +325,14 @@ impl Server {
     }
 
     /// Asks console-dom for the output; answered by `on_peek` or `on_timer`.
-    fn console_read(&mut self, seq: u32, domain: u32, offset: u64, viewer: &mut Option<Viewer>) {
+    fn console_read(
+        &mut self,
+        seq: u32,
+        domain: u32,
+        offset: u64,
+        viewer: &mut Option<Viewer>,
+        console_coming: bool,
+    ) {
         let now = domain_runtime::time::now_ns();
         // A client that asks again without waiting gets the old read answered empty.
         self.on_timer(u64::MAX);
@@ -334,6 +346,7 @@ impl Server {
                     peek,
                     offset,
                     deadline: now + CONSOLE_POLL_NS,
+                    console_coming,
                 })
             }
             None => self.send(
@@ -349,9 +362,15 @@ impl Server {
 
     /// console-dom answered a `Peek`: the waiting `ConsoleRead` gets it.
     pub fn on_peek(&mut self, rsp: &ConsoleResponse) {
-        let Some(read) = self.console_read.take_if(|r| r.peek == rsp.id) else {
+        let Some(mut read) = self.console_read.take_if(|r| r.peek == rsp.id) else {
             return;
         };
+        if rsp.status == Status::NoDevice as u32 && read.console_coming {
+            // Not connected yet: answered empty at its deadline, like a quiet console.
+            read.peek = 0;
+            self.console_read = Some(read);
+            return;
+        }
         let n = (rsp.len as usize).min(rsp.data.len());
         let answer = match rsp.status {
             s if s == Status::Ok as u32 || s == Status::Disconnected as u32 => {
@@ -522,6 +541,16 @@ impl Server {
 const NO_CONSOLE_DOM: Answer<'static> = Answer::Error {
     message: "no console-dom runs, so there are no consoles",
 };
+
+/// Whether domain `id` runs and was started after console-dom (so it gets,
+/// or is about to get, a console ring).
+fn console_coming(started: &[Started], id: u32) -> bool {
+    let console = started
+        .iter()
+        .position(|s| s.name.as_str() == "console-dom" && !s.reported);
+    let me = started.iter().position(|s| s.id.0 == id && !s.reported);
+    matches!((console, me), (Some(c), Some(m)) if m > c)
+}
 
 /// The full id of the domain a client named by id or slot index (a domain
 /// no longer tracked keeps the number it was given: console-dom may still
