@@ -76,7 +76,7 @@ impl Clients {
     ) {
         if msg.check() == Some(ControlOp::ConsoleHistory) {
             // First print what the domain's ring still holds, so the history is complete.
-            while self.serve(out) {}
+            self.drain(msg.peer, out);
             if let Some(c) = self.list.iter_mut().find(|c| c.dom == msg.peer) {
                 c.flush_partial(out, &mut self.history);
             }
@@ -85,7 +85,7 @@ impl Clients {
         }
         if msg.check() == Some(ControlOp::Disconnect) {
             // What the domain wrote before it went is printed first.
-            while self.serve(out) {}
+            self.drain(msg.peer, out);
             if let Some(i) = self.list.iter().position(|c| c.dom == msg.peer) {
                 let mut c = self.list.remove(i);
                 let history = &mut self.history;
@@ -193,6 +193,22 @@ impl Clients {
         }
         self.answer_parked();
         more
+    }
+
+    /// Prints everything `dom`'s ring still holds (a stopped domain's ring
+    /// is finite; other rings, which may be flooding, wait for their turn).
+    fn drain(&mut self, dom: DomainId, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        let Some(i) = self.list.iter().position(|c| c.dom == dom) else {
+            return;
+        };
+        let history = &mut self.history;
+        // Bounded: a domain still running could otherwise keep us here.
+        for _ in 0..64 {
+            match self.list[i].serve(out, history, |_| {}) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
     }
 
     /// Carries out a viewer's `Peek` or `Type`.
