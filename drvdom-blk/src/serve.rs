@@ -41,6 +41,13 @@ pub enum GrantMode {
     Map,
 }
 
+/// Which way a request's data goes.
+#[derive(Clone, Copy)]
+enum Direction {
+    FromGuest,
+    ToGuest,
+}
+
 /// Granted pages one frontend may have mapped at once (the rest are copied).
 const MAPPED_PER_CLIENT: usize = 24;
 
@@ -82,18 +89,12 @@ impl<T: Transport> Backend<T> {
 
     /// The lowest grant-window slot no ring or mapped page uses (the last is the control ring's).
     fn free_slot(&self, pages: u64) -> Option<u64> {
-        self.free_slot_from(0, pages)
-    }
-
-    /// [`Backend::free_slot`], from slot `start` on.
-    fn free_slot_from(&self, start: u64, pages: u64) -> Option<u64> {
         let used = |s: u64| {
             self.clients
                 .iter()
                 .any(|c| c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m)| m.slot() == s))
         };
-        (start..control::CONTROL_SLOT.saturating_sub(pages))
-            .find(|&s| (s..s + pages).all(|x| !used(x)))
+        (0..control::CONTROL_SLOT.saturating_sub(pages)).find(|&s| (s..s + pages).all(|x| !used(x)))
     }
 
     /// Serves for ever.
@@ -160,13 +161,8 @@ impl<T: Transport> Backend<T> {
             return Err("block rings are one or two pages");
         }
         let pages = msg.pages as u64;
-        let slot = (0..control::CONTROL_SLOT.saturating_sub(pages))
-            .find(|s| {
-                !self.clients.iter().any(|c| {
-                    c.ring.slots().contains(s) || c.ring.slots().contains(&(s + pages - 1))
-                })
-            })
-            .ok_or("no free window slot")?;
+        // The lowest slot no ring and no mapped data page uses.
+        let slot = self.free_slot(pages).ok_or("no free window slot")?;
         let ring =
             MappedBack::map(msg.peer, &msg.grefs[..msg.pages as usize], slot).map_err(|e| {
                 println!(
@@ -394,31 +390,24 @@ impl<T: Transport> Backend<T> {
         off: usize,
         bytes: usize,
     ) -> bool {
-        let dom = self.clients[i].dom;
-        let mut at = off;
-        for s in &req.segments[..req.segments_used as usize] {
-            let (first, len) = segment_range(s);
-            let mapped = if self.mode == GrantMode::Map {
-                self.mapping(i, s.gref)
-            } else {
-                None
-            };
-            let dst = &mut self.buffer[at..at + len];
-            match mapped {
-                Some(m) => self.clients[i].maps[m].1.read_bytes(first, dst),
-                None => {
-                    if hc::grant_copy_from(dom, s.gref, first as u64, dst).is_err() {
-                        return false;
-                    }
-                }
-            }
-            at += len;
-        }
-        at - off == bytes
+        self.move_data(i, req, off, bytes, Direction::FromGuest)
     }
 
     /// Scatters a read's bytes at `off` into its pages; false if a grant is bad.
     fn scatter_to_guest(&mut self, i: usize, req: &BlockRequest, off: usize, bytes: usize) -> bool {
+        self.move_data(i, req, off, bytes, Direction::ToGuest)
+    }
+
+    /// Moves a request's segments between the guest's pages (mapped, or by
+    /// `GrantCopy`) and the buffer at `off`.
+    fn move_data(
+        &mut self,
+        i: usize,
+        req: &BlockRequest,
+        off: usize,
+        bytes: usize,
+        way: Direction,
+    ) -> bool {
         let dom = self.clients[i].dom;
         let mut at = off;
         for s in &req.segments[..req.segments_used as usize] {
@@ -428,14 +417,25 @@ impl<T: Transport> Backend<T> {
             } else {
                 None
             };
-            let src = &self.buffer[at..at + len];
-            match mapped {
-                Some(m) => self.clients[i].maps[m].1.write_bytes(first, src),
-                None => {
-                    if hc::grant_copy_to(dom, s.gref, first as u64, src).is_err() {
-                        return false;
-                    }
+            let buf = &mut self.buffer[at..at + len];
+            let ok = match (mapped, way) {
+                (Some(m), Direction::FromGuest) => {
+                    self.clients[i].maps[m].1.read_bytes(first, buf);
+                    true
                 }
+                (Some(m), Direction::ToGuest) => {
+                    self.clients[i].maps[m].1.write_bytes(first, buf);
+                    true
+                }
+                (None, Direction::FromGuest) => {
+                    hc::grant_copy_from(dom, s.gref, first as u64, buf).is_ok()
+                }
+                (None, Direction::ToGuest) => {
+                    hc::grant_copy_to(dom, s.gref, first as u64, buf).is_ok()
+                }
+            };
+            if !ok {
+                return false;
             }
             at += len;
         }
