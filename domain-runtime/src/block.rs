@@ -20,7 +20,7 @@ use ipc_abi::proto::block::{
     BlockOp, BlockRequest, BlockResponse, Features, Segment, BLOCK_VERSION, MAX_SEGMENTS,
     SECTORS_PER_PAGE, SECTOR_SIZE,
 };
-use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
 
@@ -72,21 +72,7 @@ impl RawRing {
         let backend = DomainId(backend);
         let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
         let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let grefs = pages.grant_to(backend)?;
-        let port = hc::event_alloc_unbound(DomainId::SELF, backend)?;
-        let mut m = ControlMessage::new_zeroed();
-        m.op = ControlOp::Announce as u32;
-        m.kind = DeviceKind::Block as u32;
-        m.index = device;
-        m.peer = backend;
-        m.port = u32::from(port);
-        m.pages = 1;
-        m.version_or_status = BLOCK_VERSION;
-        m.grefs[0] = grefs[0];
-        let answer = crate::control::call(m)?;
-        if answer.version_or_status != Status::Ok as u32 {
-            return Err(Error::PermissionDenied);
-        }
+        let (grefs, port) = pages.announce(backend, DeviceKind::Block, device, BLOCK_VERSION)?;
         Ok(RawRing {
             front,
             port,

@@ -42,27 +42,12 @@ pub fn connect_from_command_line() -> Option<Result<()>> {
     Some(connect(DomainId(id)))
 }
 
-/// Grants the ring to `backend`, makes a port for it and announces the ring
-/// through the control domain; returns the grants and the port once served.
+/// Announces the console ring to `backend` (see `RingPages::announce`).
 fn announce(
     pages: &crate::ring::RingPages,
     backend: DomainId,
 ) -> Result<(crate::ring::Grefs, u16)> {
-    let grefs = pages.grant_to(backend)?;
-    let port = hc::event_alloc_unbound(DomainId::SELF, backend)?;
-    let mut m = ControlMessage::new_zeroed();
-    m.op = ControlOp::Announce as u32;
-    m.kind = DeviceKind::Console as u32;
-    m.peer = backend;
-    m.port = port as u32;
-    m.pages = 1;
-    m.version_or_status = CONSOLE_VERSION;
-    m.grefs[0] = grefs[0];
-    let answer = crate::control::call(m)?;
-    if answer.version_or_status != Status::Ok as u32 {
-        return Err(Error::PortState);
-    }
-    Ok((grefs, port))
+    pages.announce(backend, DeviceKind::Console, 0, CONSOLE_VERSION)
 }
 
 fn connect(backend: DomainId) -> Result<()> {

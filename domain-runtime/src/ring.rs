@@ -70,6 +70,38 @@ impl RingPages {
         })
     }
 
+    /// Grants these ring pages to `backend`, makes an event port for it and
+    /// announces device `(kind, index)` through the control domain; returns
+    /// the grants and the port once the backend serves the ring
+    /// (`PermissionDenied` if the control domain or the backend refused).
+    pub fn announce(
+        &self,
+        backend: DomainId,
+        kind: ipc_abi::proto::control::DeviceKind,
+        index: u32,
+        version: u32,
+    ) -> Result<(Grefs, u16)> {
+        use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
+        let grefs = self.grant_to(backend)?;
+        let port = crate::hypercall::event_alloc_unbound(DomainId::SELF, backend)?;
+        let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+        m.op = ControlOp::Announce as u32;
+        m.kind = kind as u32;
+        m.index = index;
+        m.peer = backend;
+        m.port = u32::from(port);
+        m.pages = self.pages;
+        m.version_or_status = version;
+        for (slot, g) in m.grefs.iter_mut().zip(grefs.iter()) {
+            *slot = *g;
+        }
+        let answer = crate::control::call(m)?;
+        if answer.version_or_status != Status::Ok as u32 {
+            return Err(Error::PermissionDenied);
+        }
+        Ok((grefs, port))
+    }
+
     pub fn pages(&self) -> u32 {
         self.pages
     }
