@@ -246,3 +246,32 @@ pub fn kv_store_survives_restart_and_reboot(
     expect_line(m, "[2] kv: size is not set")?;
     Ok(())
 }
+
+/// The kv-store guest takes its commands at its console too.
+pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let image = c.path("kv.img");
+    std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
+    let guests = [
+        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192",
+        ),
+        ("kv-store", "kv disk=kv:xvda:w"),
+    ];
+    let config = c.system("", &guests)?.disk(&image).com1_input();
+    let m = super::boot(&config, slot)?;
+    expect_line(m, "[3] kv: ready, 0 keys in 0 records")?;
+    // Domain 0's shell has the focus; drvdom-blk is next, then kv.
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 2")?;
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 3")?;
+    m.com1_send(b"put colour blue\r")?;
+    expect_line(m, "[3] kv: put colour")?;
+    m.com1_send(b"get colour\r")?;
+    expect_line(m, "[3] kv: colour = blue")?;
+    m.com1_send(b"list\r")?;
+    expect_line(m, "[3] kv: 1 keys")?;
+    Ok(())
+}

@@ -229,6 +229,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::kv_store_survives_restart_and_reboot,
         ),
         (
+            "the_kv_store_guest_takes_commands_at_its_console",
+            block::kv_store_console,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),
