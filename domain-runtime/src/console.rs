@@ -281,6 +281,58 @@ pub fn read(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Typed input, a line at a time: CR or LF ends a line, empty lines are
+/// skipped, bytes past `N` in a line and non-ASCII bytes are dropped.
+pub struct LineReader<const N: usize> {
+    line: heapless::String<N>,
+    pending: heapless::Deque<u8, 64>,
+    /// The last line was handed out: start afresh.
+    handed: bool,
+}
+
+impl<const N: usize> Default for LineReader<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> LineReader<N> {
+    pub const fn new() -> Self {
+        LineReader {
+            line: heapless::String::new(),
+            pending: heapless::Deque::new(),
+            handed: false,
+        }
+    }
+
+    /// The next line, waiting for it; None when this domain has no console input.
+    pub fn next_line(&mut self) -> Option<&str> {
+        if core::mem::take(&mut self.handed) {
+            self.line.clear();
+        }
+        loop {
+            while let Some(b) = self.pending.pop_front() {
+                if b == b'\n' || b == b'\r' {
+                    if !self.line.is_empty() {
+                        self.handed = true;
+                        return Some(self.line.as_str());
+                    }
+                } else if b.is_ascii() {
+                    let _ = self.line.push(b as char);
+                }
+            }
+            let mut buf = [0u8; 64];
+            let n = read(&mut buf);
+            if n == 0 {
+                return None;
+            }
+            for &b in &buf[..n] {
+                let _ = self.pending.push_back(b);
+            }
+        }
+    }
+}
+
 /// Sends bytes to the console (ring or hypercall).
 fn emit(bytes: &[u8]) {
     let mut ring = RING.lock();

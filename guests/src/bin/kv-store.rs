@@ -118,22 +118,8 @@ fn run(_: &'static domain_runtime::StartInfo) {
             kv.get(k);
         }
     }
-    let mut line: heapless::String<512> = heapless::String::new();
-    let mut buf = [0u8; 64];
-    loop {
-        let n = console::read(&mut buf);
-        if n == 0 {
-            return;
-        }
-        for &b in &buf[..n] {
-            if b == b'\n' || b == b'\r' {
-                if !line.is_empty() {
-                    kv.command(line.trim());
-                    line.clear();
-                }
-            } else if b.is_ascii() && line.push(b as char).is_err() {
-                line.clear();
-            }
-        }
+    let mut input: console::LineReader<512> = console::LineReader::new();
+    while let Some(line) = input.next_line() {
+        kv.command(line.trim());
     }
 }

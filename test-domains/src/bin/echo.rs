@@ -9,25 +9,8 @@ domain_runtime::entry!(run);
 
 fn run(_: &'static domain_runtime::StartInfo) {
     println!("echo: ready (ring {})", console::ring_connected());
-    let mut line: heapless::Vec<u8, 128> = heapless::Vec::new();
-    let mut buf = [0u8; 48];
-    loop {
-        let n = console::read(&mut buf);
-        if n == 0 {
-            return;
-        }
-        for &b in &buf[..n] {
-            if b == b'\n' || b == b'\r' {
-                if !line.is_empty() {
-                    println!(
-                        "echo: {}",
-                        core::str::from_utf8(&line).unwrap_or("(not UTF-8)")
-                    );
-                    line.clear();
-                }
-            } else {
-                let _ = line.push(b);
-            }
-        }
+    let mut input: console::LineReader<128> = console::LineReader::new();
+    while let Some(line) = input.next_line() {
+        println!("echo: {}", line);
     }
 }
