@@ -111,12 +111,7 @@ impl Clients {
             }
         };
         if status == Status::Ok {
-            let mut done = ControlMessage::new_zeroed();
-            done.op = ControlOp::Connected as u32;
-            done.kind = msg.kind;
-            done.index = msg.index;
-            done.peer = msg.peer;
-            let _ = control::post(done);
+            let _ = control::confirm_connect(&msg);
         }
     }
 

@@ -151,6 +151,17 @@ pub fn post(msg: ControlMessage) -> Result<u32> {
     CHANNEL.lock().as_mut().ok_or(Error::PortState)?.send(msg)
 }
 
+/// Tells the control domain this backend now serves the ring a `Connect`
+/// named (its `Connected`; the answer lands in the inbox).
+pub fn confirm_connect(connect: &ControlMessage) -> Result<u32> {
+    let mut done = ControlMessage::new_zeroed();
+    done.op = ControlOp::Connected as u32;
+    done.kind = connect.kind;
+    done.index = connect.index;
+    done.peer = connect.peer;
+    post(done)
+}
+
 /// Posts a `Listen`: the control domain answers it when it has news for us.
 pub fn listen() -> Result<u32> {
     let mut m = ControlMessage::new_zeroed();

@@ -129,12 +129,7 @@ impl<T: Transport> Backend<T> {
                             grant.device,
                             if grant.read_only { ", read-only" } else { "" }
                         );
-                        let mut done = ControlMessage::new_zeroed();
-                        done.op = ControlOp::Connected as u32;
-                        done.kind = msg.kind;
-                        done.index = msg.index;
-                        done.peer = msg.peer;
-                        let _ = control::post(done);
+                        let _ = control::confirm_connect(&msg);
                     }
                     Err(why) => println!("drvdom-blk: cannot serve domain {}: {}", msg.peer, why),
                 }
