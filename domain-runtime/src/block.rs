@@ -245,6 +245,21 @@ impl Disk {
         self.call(r).map(|_| ())
     }
 
+    /// Tells the device `count` sectors from `sector` on hold nothing worth
+    /// keeping (it may free them; what they read as afterwards is the
+    /// device's choice). Only if the disk offers `DISCARD`.
+    pub fn discard(&mut self, sector: u64, count: u32) -> core::result::Result<(), DiskError> {
+        self.check(sector, count as usize * SECTOR_SIZE as usize)?;
+        if !self.info.features.contains(Features::DISCARD) {
+            return Err(DiskError::Unsupported);
+        }
+        let mut r = BlockRequest::new_zeroed();
+        r.op = BlockOp::Discard as u8;
+        r.sector = sector;
+        r.discard_sectors = count;
+        self.call(r).map(|_| ())
+    }
+
     /// Sends one request (no data) and waits for its answer.
     fn call(&mut self, mut r: BlockRequest) -> core::result::Result<BlockResponse, DiskError> {
         r.id = self.next_id;

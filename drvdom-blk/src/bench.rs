@@ -2,13 +2,13 @@
 //! command line): the guest benchmark's workload issued by this domain
 //! straight to the device, so the two can be compared in one run.
 
-use crate::device::Device;
+use crate::disk::{Disk, Outcome};
 use domain_runtime::{println, time};
 use virtio_drivers::transport::Transport;
 
 /// Sequential read and write of `mib` MiB in 64 KiB requests, then
 /// `random` 4 KiB reads; prints each one's nanoseconds and TSC ticks.
-pub fn run<T: Transport>(blk: &mut Device<T>, mib: u64, random: u64) {
+pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
     let Some(buf) = crate::hal::dma_buffer(64 * 1024) else {
         println!("drvdom-blk: no DMA memory for the benchmark");
         return;
@@ -17,7 +17,7 @@ pub fn run<T: Transport>(blk: &mut Device<T>, mib: u64, random: u64) {
     let chunks = mib * 16;
     let (t, c) = (time::now_ns(), time::tsc());
     for i in 0..chunks {
-        if blk.read(i * 128 % sectors, buf).is_err() {
+        if blk.read_own(i * 128 % sectors, buf) != Outcome::Done {
             println!("drvdom-blk: raw read failed");
             return;
         }
@@ -30,7 +30,7 @@ pub fn run<T: Transport>(blk: &mut Device<T>, mib: u64, random: u64) {
     );
     let (t, c) = (time::now_ns(), time::tsc());
     for i in 0..chunks {
-        if blk.write(i * 128 % sectors, buf).is_err() {
+        if blk.write_own(i * 128 % sectors, buf) != Outcome::Done {
             println!("drvdom-blk: raw write failed");
             return;
         }
@@ -48,7 +48,7 @@ pub fn run<T: Transport>(blk: &mut Device<T>, mib: u64, random: u64) {
         x ^= x >> 7;
         x ^= x << 17;
         let sector = (x % (sectors / 8)) * 8;
-        if blk.read(sector, &mut buf[..4096]).is_err() {
+        if blk.read_own(sector, &mut buf[..4096]) != Outcome::Done {
             println!("drvdom-blk: raw random read failed");
             return;
         }

@@ -2,10 +2,10 @@
 //! driver domain: the DMA window (contiguous pages with known physical
 //! addresses) and the BARs of its PCI function mapped in its device window.
 //!
-//! Owns: every `unsafe` of this domain. Virtqueues live in DMA pages; a
-//! buffer the driver shares that is not in the DMA window is bounced through
-//! DMA pages (copied in before the device reads it, copied back after it
-//! wrote), so the device only ever sees this domain's DMA window.
+//! Owns: the `unsafe` of handing out DMA pages and mapping BARs. Our own
+//! virtio-blk driver (`disk.rs`) uses only the PCI transport of
+//! `virtio-drivers`, which asks this `Hal` for BAR mappings; the DMA half of
+//! the trait serves buffers inside the DMA window only.
 
 #![allow(unsafe_code)]
 
@@ -28,14 +28,11 @@ pub struct MappedBar {
 
 struct State {
     pool: Pool,
-    /// Bounce buffers in use: (physical address, pages).
-    bounces: heapless::Vec<(u64, usize), 64>,
     bars: heapless::Vec<MappedBar, 6>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     pool: Pool::new(0),
-    bounces: heapless::Vec::new(),
     bars: heapless::Vec::new(),
 });
 
@@ -69,13 +66,26 @@ fn phys(va: u64) -> u64 {
     hc::dma_phys(va).expect("an address in the DMA window")
 }
 
+/// The physical address of a byte of the DMA window (from [`dma_buffer`]).
+pub fn phys_of(p: *const u8) -> u64 {
+    phys(p as u64)
+}
+
+/// A byte the device writes (a status byte), read after the device said it
+/// is done with it.
+pub fn read_device_byte(b: &u8) -> u8 {
+    // SAFETY: `b` is a valid reference; volatile because the device wrote
+    // it behind the compiler's back.
+    unsafe { core::ptr::read_volatile(b) }
+}
+
 /// The `Hal` of this domain.
 pub struct XenolithHal;
 
 // SAFETY: DMA pages come from the window the kernel mapped for this domain's
 // whole life, zeroed, each run handed out once until given back; BAR
-// addresses translate only within BARs the kernel mapped; shared buffers are
-// bounced into DMA pages, so the device never reaches other memory.
+// addresses translate only within BARs the kernel mapped; only buffers in
+// the DMA window are shared, so the device never reaches other memory.
 unsafe impl Hal for XenolithHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let first = STATE
@@ -108,46 +118,17 @@ unsafe impl Hal for XenolithHal {
         NonNull::new((bar.va + (paddr - bar.phys)) as *mut u8).expect("BARs are mapped above 0")
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let va = buffer.as_ptr() as *mut u8 as u64;
-        let len = buffer.len();
-        let mut s = STATE.lock();
         let window_end = va_of_page(crate::dma::MAX_PAGES);
-        if va >= DMA_WINDOW && va + len as u64 <= window_end {
-            return phys(va) as PhysAddr;
-        }
-        let pages = len.div_ceil(PAGE);
-        let first = s
-            .pool
-            .take(pages)
-            .expect("DMA window exhausted (raise dma= in the configuration)");
-        let bounce = va_of_page(first);
-        if direction != BufferDirection::DeviceToDriver {
-            // SAFETY: the caller guarantees `buffer` is valid for reads of
-            // `len` bytes; the bounce run is ours alone and at least as long.
-            unsafe { core::ptr::copy_nonoverlapping(va as *const u8, bounce as *mut u8, len) };
-        }
-        let pa = phys(bounce);
-        let _ = s.bounces.push((pa, pages));
-        pa as PhysAddr
+        assert!(
+            va >= DMA_WINDOW && va + buffer.len() as u64 <= window_end,
+            "only DMA-window buffers are shared with the device"
+        );
+        phys(va) as PhysAddr
     }
 
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        let va = buffer.as_ptr() as *mut u8 as u64;
-        let len = buffer.len();
-        let mut s = STATE.lock();
-        let Some(i) = s.bounces.iter().position(|&(pa, _)| pa == paddr as u64) else {
-            // Shared in place (a DMA page): nothing to copy.
-            return;
-        };
-        let (pa, pages) = s.bounces.swap_remove(i);
-        let first = ((pa - phys(DMA_WINDOW)) / PAGE_SIZE) as usize;
-        let bounce = va_of_page(first);
-        if direction != BufferDirection::DriverToDevice {
-            // SAFETY: the caller guarantees `buffer` is valid for writes of
-            // `len` bytes; the bounce run is ours until given back below.
-            unsafe { core::ptr::copy_nonoverlapping(bounce as *const u8, va as *mut u8, len) };
-        }
-        s.pool.give(first, pages);
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
+        // Shared in place: nothing to copy back.
     }
 }

@@ -1,8 +1,9 @@
 //! drvdom-blk: the block driver domain.
 //!
 //! Given a PCI function (`pci=BB:DD.F`) and DMA memory (`dma=KiB`) by the
-//! toolstack, it alone drives the machine's virtio-blk disk, through
-//! `virtio-drivers` over the kernel's mediated PCI access, and serves the
+//! toolstack, it alone drives the machine's virtio-blk disk (our own driver,
+//! `disk.rs`, on the PCI transport of `virtio-drivers`, over the kernel's
+//! mediated PCI access), and serves the
 //! virtual disks its command line names (`vdisk=NAME:START+SECTORS` or
 //! `vdisk=NAME:all`) to guests over block rings (`serve.rs`).
 
@@ -10,18 +11,20 @@
 #![deny(unsafe_code)]
 
 mod bench;
-mod device;
+mod disk;
 mod dma;
 mod hal;
 mod pci;
 mod serve;
 mod vdisk;
+mod virtqueue;
 
+use disk::{Disk, Outcome};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::layout::PAGE_SIZE;
+use domain_runtime::ipc_abi::proto::block::SECTOR_SIZE;
 use domain_runtime::println;
 use hal::{MappedBar, XenolithHal};
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::PciTransport;
 
@@ -72,16 +75,6 @@ fn run(_: &'static domain_runtime::StartInfo) {
             return;
         }
     };
-    let blk = match VirtIOBlk::<XenolithHal, _>::new(transport) {
-        Ok(b) => b,
-        Err(e) => {
-            println!("drvdom-blk: the virtio-blk device did not start: {}", e);
-            return;
-        }
-    };
-    // INTx: the line the firmware wrote in configuration space (the kernel
-    // gave it us); `poll` on the command line polls instead (`bench blk`
-    // counts instructions that way: under -icount idle time is counted too).
     let poll = domain_runtime::command_line()
         .split_whitespace()
         .any(|w| w == "poll");
@@ -89,14 +82,20 @@ fn run(_: &'static domain_runtime::StartInfo) {
         .ok()
         .map(|v| v as u8)
         .filter(|&l| l != 0 && l != 0xff && !poll);
-    let mut blk = device::Device::new(blk, line);
+    let mut blk = match Disk::new(transport, line) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("drvdom-blk: the virtio-blk device did not start: {}", e);
+            return;
+        }
+    };
     let sectors = blk.capacity();
     println!(
         "drvdom-blk: virtio-blk at {}: {} sectors of {} bytes ({} MiB){}",
         text,
         sectors,
         SECTOR_SIZE,
-        sectors * SECTOR_SIZE as u64 / (1 << 20),
+        sectors * SECTOR_SIZE / (1 << 20),
         if blk.readonly() { ", read-only" } else { "" }
     );
     println!(
@@ -107,10 +106,21 @@ fn run(_: &'static domain_runtime::StartInfo) {
             "polling"
         }
     );
-    let mut first = [0u8; SECTOR_SIZE];
-    match blk.read(0, &mut first) {
-        Ok(()) => println!("drvdom-blk: sector 0 begins {:02x?}", &first[..16]),
-        Err(e) => println!("drvdom-blk: reading sector 0 failed: {}", e),
+    println!(
+        "drvdom-blk: flush {}, discard {}, {} segments a request",
+        if blk.flushes() { "sent" } else { "not needed" },
+        match blk.discard_max() {
+            0 => "unsupported",
+            _ => "supported",
+        },
+        blk.seg_max()
+    );
+    match hal::dma_buffer(SECTOR_SIZE as usize) {
+        Some(first) => match blk.read_own(0, first) {
+            Outcome::Done => println!("drvdom-blk: sector 0 begins {:02x?}", &first[..16]),
+            other => println!("drvdom-blk: reading sector 0 failed: {:?}", other),
+        },
+        None => println!("drvdom-blk: no DMA memory (raise dma=)"),
     }
     if domain_runtime::command_line()
         .split_whitespace()
@@ -136,7 +146,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
             d.start + d.sectors
         );
     }
-    let Some(buffer) = hal::dma_buffer(serve::BUFFER_BYTES) else {
+    let Some(buffer) = hal::dma_buffer(serve::BOUNCE_BYTES) else {
         println!("drvdom-blk: no DMA memory left for requests (raise dma=)");
         return;
     };

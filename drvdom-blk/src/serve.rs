@@ -2,22 +2,32 @@
 //!
 //! Owns: accepting a block `Connect` from the control domain (which says
 //! which virtual disk the frontend may use and whether read-only), mapping
-//! the frontend's ring, and answering its requests: every request is copied
-//! out of the ring once and checked (operation, segments, bounds of its
-//! virtual disk, read-only), its data is copied between the frontend's
-//! granted pages and a DMA buffer, and the device does the I/O. A write is
-//! answered once the device completed it; a flush once the device flushed.
-//! Rings are served round-robin, [`BATCH`] requests at a time, so a busy
-//! guest cannot starve the others; a frontend that breaks its ring is
-//! disconnected and the rest carry on.
+//! the frontend's ring, and answering its requests.
+//!
+//! Each round takes up to [`BATCH`] requests from every ring in turn
+//! (round-robin, so a busy guest cannot starve the others), checks each one
+//! copied out of the ring once (operation, segments, bounds of its virtual
+//! disk, read-only), and gives the device a request that names the
+//! frontend's granted pages themselves: the device moves the data by DMA,
+//! with no copy. Pages that cannot be mapped (granted read-only, or beyond
+//! [`MAPPED_PER_CLIENT`]), and every page with `grant=copy`, go through a
+//! bounce buffer by `GrantCopy`. Every request of a round is in flight at
+//! once; the round ends when the device finished them all, and only then
+//! are they answered. A write is answered once the device completed it; a
+//! flush waits for every request before it, then for the device's flush.
+//! Between rounds nothing is in flight, so a disconnect never races DMA. A
+//! frontend that breaks its ring is disconnected and the rest carry on.
 
 extern crate alloc;
+use crate::disk::{Command, Disk, Outcome};
 use crate::vdisk::VDisk;
+use crate::virtqueue::Buffer;
 use alloc::vec::Vec;
 use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::block::{
-    BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, SECTOR_SIZE,
+    BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, Segment, MAX_SEGMENTS,
+    SECTOR_SIZE,
 };
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ring::MappedBack;
@@ -29,27 +39,20 @@ use zerocopy::FromZeros;
 const BATCH: usize = 8;
 /// Frontends served at once.
 const MAX_CLIENTS: usize = 64;
-/// Bytes of the DMA buffer: a whole batch of five-page requests, merged.
-pub const BUFFER_BYTES: usize = BATCH * 5 * 4096;
-
-/// How data moves between a frontend's granted pages and the DMA buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GrantMode {
-    /// A `GrantCopy` hypercall per segment.
-    Copy,
-    /// Each granted page mapped once (frontends reuse their pages), then copied here.
-    Map,
-}
-
-/// Which way a request's data goes.
-#[derive(Clone, Copy)]
-enum Direction {
-    FromGuest,
-    ToGuest,
-}
-
+/// Bytes of the bounce buffer (a full batch of five-page requests).
+pub const BOUNCE_BYTES: usize = BATCH * MAX_SEGMENTS * 4096;
 /// Granted pages one frontend may have mapped at once (the rest are copied).
 const MAPPED_PER_CLIENT: usize = 24;
+
+/// How data moves between a frontend's granted pages and the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantMode {
+    /// A `GrantCopy` hypercall per segment, through the bounce buffer.
+    Copy,
+    /// Each granted page mapped once (frontends reuse their pages); the
+    /// device reaches it by DMA.
+    Map,
+}
 
 struct Client {
     dom: DomainId,
@@ -60,30 +63,55 @@ struct Client {
     /// Index into the virtual disks.
     vdisk: usize,
     read_only: bool,
+    /// It broke its ring: disconnected at the end of the round.
+    broken: bool,
+}
+
+/// A read segment that went through the bounce buffer, copied to the
+/// frontend once the device is done.
+struct CopyBack {
+    gref: u32,
+    page_offset: usize,
+    at: usize,
+    len: usize,
+}
+
+/// A request of this round: its answer so far and, while the device has
+/// it, the device's tag.
+struct Pending {
+    client: usize,
+    rsp: BlockResponse,
+    tag: Option<u16>,
+    copy_back: heapless::Vec<CopyBack, MAX_SEGMENTS>,
 }
 
 /// The backend: the device, its virtual disks, and every connected ring.
 pub struct Backend<T: Transport> {
-    blk: crate::device::Device<T>,
+    disk: Disk<T>,
     disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
     clients: Vec<Client>,
-    buffer: &'static mut [u8],
+    bounce: &'static mut [u8],
+    /// Bytes of the bounce buffer this round has used.
+    bounce_used: usize,
     mode: GrantMode,
+    pending: Vec<Pending>,
 }
 
 impl<T: Transport> Backend<T> {
     pub fn new(
-        blk: crate::device::Device<T>,
+        disk: Disk<T>,
         disks: heapless::Vec<Option<VDisk>, { crate::vdisk::MAX_VDISKS }>,
-        buffer: &'static mut [u8],
+        bounce: &'static mut [u8],
         mode: GrantMode,
     ) -> Self {
         Backend {
-            blk,
+            disk,
             disks,
             clients: Vec::new(),
-            buffer,
+            bounce,
+            bounce_used: 0,
             mode,
+            pending: Vec::new(),
         }
     }
 
@@ -106,7 +134,7 @@ impl<T: Transport> Backend<T> {
             while let Ok(Some(msg)) = control::poll_news() {
                 self.on_control(msg);
             }
-            let more = self.serve_all();
+            let more = self.round();
             if !more {
                 hc::block();
             }
@@ -175,188 +203,279 @@ impl<T: Transport> Backend<T> {
             maps: heapless::Vec::new(),
             vdisk: grant.vdisk as usize,
             read_only: grant.read_only,
+            broken: false,
         });
         Ok(())
     }
 
-    /// One round-robin turn; whether any ring still has requests.
-    fn serve_all(&mut self) -> bool {
-        let mut more = false;
-        let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
+    /// One round: up to [`BATCH`] requests from each ring, carried out
+    /// together and answered; whether any ring still has requests.
+    fn round(&mut self) -> bool {
+        let mut full: Vec<bool> = Vec::with_capacity(self.clients.len());
         for i in 0..self.clients.len() {
-            match self.serve(i) {
-                Ok(left) => more |= left,
-                Err(()) => {
-                    println!(
-                        "drvdom-blk: domain {} broke its block ring; disconnected",
-                        self.clients[i].dom
-                    );
-                    let _ = broken.push(i);
+            let mut taken = 0;
+            while taken < BATCH {
+                match self.clients[i].ring.pop() {
+                    Ok(Some(req)) => {
+                        taken += 1;
+                        self.start(i, &req);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.clients[i].broken = true;
+                        break;
+                    }
                 }
             }
+            full.push(taken == BATCH);
         }
-        for i in broken.into_iter().rev() {
-            let c = self.clients.remove(i);
-            release(c);
+        self.disk.kick();
+        self.settle();
+        self.bounce_used = 0;
+        self.answer();
+        let mut more = false;
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if c.broken {
+                continue;
+            }
+            match c.ring.final_check() {
+                Ok(left) => more |= left || full[i],
+                Err(_) => c.broken = true,
+            }
         }
+        self.drop_broken();
         more
     }
 
-    /// Serves at most [`BATCH`] requests of ring `i`; whether requests are left.
-    fn serve(&mut self, i: usize) -> Result<bool, ()> {
-        let mut served = 0;
-        loop {
-            let mut batch: heapless::Vec<BlockRequest, BATCH> = heapless::Vec::new();
-            while served < BATCH {
-                let Some(req) = self.clients[i].ring.pop().map_err(|_| ())? else {
-                    break;
-                };
-                served += 1;
-                let _ = batch.push(req);
-            }
-            for rsp in self.carry_out_batch(i, &batch) {
-                self.clients[i].ring.push(&rsp).map_err(|_| ())?;
-            }
-            if self.clients[i].ring.publish() {
-                let _ = hc::event_send(self.clients[i].port);
-            }
-            if served >= BATCH {
-                return Ok(true);
-            }
-            if !self.clients[i].ring.final_check().map_err(|_| ())? {
-                return Ok(false);
-            }
+    /// Takes on one request: answers it at once (refused, `Info`) or gives it to the device.
+    fn start(&mut self, i: usize, req: &BlockRequest) {
+        let mut rsp = BlockResponse::new_zeroed();
+        rsp.id = req.id;
+        rsp.op = req.op;
+        let mut p = Pending {
+            client: i,
+            rsp,
+            tag: None,
+            copy_back: heapless::Vec::new(),
+        };
+        if let Err(status) = self.begin(i, req, &mut p) {
+            p.rsp.status = status as u32;
+            p.tag = None;
         }
+        self.pending.push(p);
     }
 
-    /// Carries out a batch in order. Reads (or writes) that follow each other
-    /// on the device become one device request, so a guest's 64 KiB spread
-    /// over several ring requests costs the device one operation.
-    fn carry_out_batch(
-        &mut self,
-        i: usize,
-        batch: &[BlockRequest],
-    ) -> heapless::Vec<BlockResponse, BATCH> {
-        let mut out: heapless::Vec<BlockResponse, BATCH> = heapless::Vec::new();
-        let mut group: heapless::Vec<(BlockRequest, u64, usize), BATCH> = heapless::Vec::new();
-        for req in batch {
-            let mut rsp = BlockResponse::new_zeroed();
-            rsp.id = req.id;
-            rsp.op = req.op;
-            match self.plan(i, req) {
-                Ok(Some((op, at, bytes))) => {
-                    let joins = group.last().is_some_and(|(last, last_at, last_bytes)| {
-                        last.op == op as u8 && last_at + (*last_bytes as u64) / SECTOR_SIZE == at
-                    });
-                    let used: usize = group.iter().map(|g| g.2).sum();
-                    if !joins || used + bytes > self.buffer.len() {
-                        self.run_group(i, &group, &mut out);
-                        group.clear();
-                    }
-                    let _ = group.push((*req, at, bytes));
-                }
-                Ok(None) => {
-                    // Info, flush, discard: after every earlier request is done.
-                    self.run_group(i, &group, &mut out);
-                    group.clear();
-                    rsp.status = match self.carry_out(i, req, &mut rsp) {
-                        Ok(()) => 0,
-                        Err(s) => s as u32,
-                    };
-                    let _ = out.push(rsp);
-                }
-                Err(status) => {
-                    self.run_group(i, &group, &mut out);
-                    group.clear();
-                    rsp.status = status as u32;
-                    let _ = out.push(rsp);
-                }
-            }
-        }
-        self.run_group(i, &group, &mut out);
-        out
-    }
-
-    /// A read or write checked against its virtual disk: `(op, device sector,
-    /// bytes)`; None for the other operations; the status if refused.
-    fn plan(&self, i: usize, req: &BlockRequest) -> Result<Option<(BlockOp, u64, usize)>, Status> {
+    /// Checks `req` and starts it; `Err` is the status it is refused with.
+    fn begin(&mut self, i: usize, req: &BlockRequest, p: &mut Pending) -> Result<(), Status> {
         let (op, sectors) = req.check().map_err(|_| Status::Invalid)?;
-        if !matches!(op, BlockOp::Read | BlockOp::Write) {
-            return Ok(None);
-        }
         let c = &self.clients[i];
-        if op == BlockOp::Write && c.read_only {
+        let read_only = c.read_only;
+        let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
+        if matches!(op, BlockOp::Write | BlockOp::Discard) && read_only {
             return Err(Status::Denied);
         }
-        let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
-        let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
-        Ok(Some((op, at, (sectors * SECTOR_SIZE) as usize)))
-    }
-
-    /// One device request for a run of adjacent reads or writes; answers each.
-    fn run_group(
-        &mut self,
-        i: usize,
-        group: &[(BlockRequest, u64, usize)],
-        out: &mut heapless::Vec<BlockResponse, BATCH>,
-    ) {
-        let Some(&(first, at, _)) = group.first() else {
-            return;
-        };
-        let mut statuses: heapless::Vec<u32, BATCH> = heapless::Vec::new();
-        let total: usize = group.iter().map(|g| g.2).sum();
-        if first.op == BlockOp::Write as u8 {
-            // Gather every request's pages; one that names a bad grant fails alone.
-            let mut off = 0;
-            let mut good = 0;
-            for (req, _, bytes) in group {
-                let ok = self.gather_from_guest(i, req, off, *bytes);
-                let _ = statuses.push(if ok { 0 } else { Status::Invalid as u32 });
-                good += usize::from(ok);
-                off += bytes;
-            }
-            if good == group.len() {
-                if self.blk.write(at, &self.buffer[..total]).is_err() {
-                    statuses
-                        .iter_mut()
-                        .for_each(|s| *s = Status::IoError as u32);
+        match op {
+            BlockOp::Info => {
+                p.rsp.sectors = disk.sectors;
+                p.rsp.sector_size = SECTOR_SIZE as u32;
+                let mut f = Features::FLUSH;
+                if read_only {
+                    f |= Features::READ_ONLY;
+                } else if self.disk.discard_max() > 0 {
+                    f |= Features::DISCARD;
                 }
-            } else {
-                // Some pages could not be read: write the good ones one by one.
-                let mut off = 0;
-                for ((_, req_at, bytes), s) in group.iter().zip(statuses.iter_mut()) {
-                    if *s == 0
-                        && self
-                            .blk
-                            .write(*req_at, &self.buffer[off..off + bytes])
-                            .is_err()
-                    {
-                        *s = Status::IoError as u32;
-                    }
-                    off += bytes;
-                }
+                p.rsp.features = f.bits();
+                Ok(())
             }
-        } else {
-            let read = self.blk.read(at, &mut self.buffer[..total]);
-            let mut off = 0;
-            for (req, _, bytes) in group {
-                let status = if read.is_err() {
-                    Status::IoError as u32
-                } else if self.scatter_to_guest(i, req, off, *bytes) {
-                    0
+            BlockOp::Flush => {
+                // Everything taken before it completes first.
+                self.disk.kick();
+                self.settle();
+                if self.disk.flushes() {
+                    p.tag = Some(self.submit(Command::Flush, 0, &[])?);
+                }
+                Ok(())
+            }
+            BlockOp::Discard => {
+                let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
+                if sectors == 0 {
+                    return Err(Status::Invalid);
+                }
+                self.discard(at, sectors)
+            }
+            BlockOp::Read | BlockOp::Write => {
+                let at = disk.locate(req.sector, sectors).ok_or(Status::Denied)?;
+                let bytes = (sectors * SECTOR_SIZE) as usize;
+                if self.bounce_used + bytes > self.bounce.len() {
+                    // Bounce space comes back once what uses it is done.
+                    self.disk.kick();
+                    self.settle();
+                    self.bounce_used = 0;
+                }
+                let mut data: heapless::Vec<Buffer, MAX_SEGMENTS> = heapless::Vec::new();
+                for s in &req.segments[..usize::from(req.segments_used)] {
+                    let b = self.buffer_for(i, s, op == BlockOp::Read, p)?;
+                    let _ = data.push(b);
+                }
+                let cmd = if op == BlockOp::Read {
+                    Command::Read
                 } else {
-                    Status::Invalid as u32
+                    Command::Write
                 };
-                let _ = statuses.push(status);
-                off += bytes;
+                p.tag = Some(self.submit(cmd, at, &data)?);
+                Ok(())
             }
         }
-        for ((req, _, _), status) in group.iter().zip(statuses) {
-            let mut rsp = BlockResponse::new_zeroed();
-            rsp.id = req.id;
-            rsp.op = req.op;
-            rsp.status = status;
-            let _ = out.push(rsp);
+    }
+
+    /// Where the device finds one segment's bytes: the frontend's own page
+    /// (mapped), or a piece of the bounce buffer (filled now for a write,
+    /// copied back after a read).
+    fn buffer_for(
+        &mut self,
+        i: usize,
+        s: &Segment,
+        read: bool,
+        p: &mut Pending,
+    ) -> Result<Buffer, Status> {
+        let (page_offset, len) = segment_range(s);
+        if self.mode == GrantMode::Map {
+            if let Some(m) = self.mapping(i, s.gref) {
+                let va = self.clients[i].maps[m].1.address() + page_offset as u64;
+                if let Ok(phys) = hc::dma_phys(va) {
+                    return Ok(Buffer {
+                        phys,
+                        len: len as u32,
+                        device_writes: read,
+                    });
+                }
+            }
+        }
+        // `begin` made room for the whole request.
+        let at = self.bounce_used;
+        let piece = &mut self.bounce[at..at + len];
+        if read {
+            let _ = p.copy_back.push(CopyBack {
+                gref: s.gref,
+                page_offset,
+                at,
+                len,
+            });
+        } else {
+            hc::grant_copy_from(self.clients[i].dom, s.gref, page_offset as u64, piece)
+                .map_err(|_| Status::Invalid)?;
+        }
+        self.bounce_used += len;
+        Ok(Buffer {
+            phys: crate::hal::phys_of(piece.as_ptr()),
+            len: len as u32,
+            device_writes: read,
+        })
+    }
+
+    /// Gives a request to the device, making room by finishing what is in
+    /// flight if the queue is full.
+    fn submit(&mut self, cmd: Command, sector: u64, data: &[Buffer]) -> Result<u16, Status> {
+        if let Some(tag) = self.disk.submit(cmd, sector, data) {
+            return Ok(tag);
+        }
+        self.disk.kick();
+        self.settle();
+        self.disk.submit(cmd, sector, data).ok_or(Status::IoError)
+    }
+
+    /// Discards `sectors` from device sector `at`, in pieces the device
+    /// accepts, waiting for each (discards are rare).
+    fn discard(&mut self, mut at: u64, mut sectors: u64) -> Result<(), Status> {
+        let max = u64::from(self.disk.discard_max());
+        if max == 0 {
+            return Err(Status::Unsupported);
+        }
+        self.disk.kick();
+        self.settle();
+        while sectors > 0 {
+            let n = sectors.min(max);
+            let tag = self.submit(Command::Discard { sectors: n as u32 }, at, &[])?;
+            self.disk.kick();
+            let outcome = self.wait_for(tag);
+            status_of(outcome)?;
+            at += n;
+            sectors -= n;
+        }
+        Ok(())
+    }
+
+    /// Waits for the request tagged `tag` alone (nothing else in flight).
+    fn wait_for(&mut self, tag: u16) -> Outcome {
+        loop {
+            match self.disk.finished() {
+                Some((t, outcome)) if t == tag => return outcome,
+                Some(_) => {}
+                None => self.disk.wait(),
+            }
+        }
+    }
+
+    /// Waits until the device finished every request in flight; records
+    /// each outcome and copies bounced reads to their frontends (the bounce
+    /// space stays taken until the caller gives it back).
+    fn settle(&mut self) {
+        while self.pending.iter().any(|p| p.tag.is_some()) {
+            let Some((tag, outcome)) = self.disk.finished() else {
+                self.disk.wait();
+                continue;
+            };
+            let Some(p) = self.pending.iter_mut().find(|p| p.tag == Some(tag)) else {
+                continue;
+            };
+            p.tag = None;
+            p.rsp.status = match status_of(outcome) {
+                Ok(()) => 0,
+                Err(s) => s as u32,
+            };
+        }
+        for p in self.pending.iter_mut() {
+            let dom = self.clients[p.client].dom;
+            for cb in p.copy_back.drain(..) {
+                let piece = &self.bounce[cb.at..cb.at + cb.len];
+                let copied = hc::grant_copy_to(dom, cb.gref, cb.page_offset as u64, piece);
+                if p.rsp.status == 0 && copied.is_err() {
+                    p.rsp.status = Status::Invalid as u32;
+                }
+            }
+        }
+    }
+
+    /// Answers every request of the round, in the order taken, and
+    /// notifies each frontend that asked to hear.
+    fn answer(&mut self) {
+        for p in self.pending.drain(..) {
+            let c = &mut self.clients[p.client];
+            if !c.broken && c.ring.push(&p.rsp).is_err() {
+                c.broken = true;
+            }
+        }
+        for c in self.clients.iter_mut().filter(|c| !c.broken) {
+            if c.ring.publish() {
+                let _ = hc::event_send(c.port);
+            }
+        }
+    }
+
+    /// Disconnects every frontend that broke its ring (nothing is in flight).
+    fn drop_broken(&mut self) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            if self.clients[i].broken {
+                let c = self.clients.remove(i);
+                println!(
+                    "drvdom-blk: domain {} broke its block ring; disconnected",
+                    c.dom
+                );
+                release(c);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -376,94 +495,14 @@ impl<T: Transport> Backend<T> {
         self.clients[i].maps.push((gref, m)).ok()?;
         Some(self.clients[i].maps.len() - 1)
     }
+}
 
-    /// Gathers a write's pages into the buffer at `off`; false if a grant is bad.
-    fn gather_from_guest(
-        &mut self,
-        i: usize,
-        req: &BlockRequest,
-        off: usize,
-        bytes: usize,
-    ) -> bool {
-        self.move_data(i, req, off, bytes, Direction::FromGuest)
-    }
-
-    /// Scatters a read's bytes at `off` into its pages; false if a grant is bad.
-    fn scatter_to_guest(&mut self, i: usize, req: &BlockRequest, off: usize, bytes: usize) -> bool {
-        self.move_data(i, req, off, bytes, Direction::ToGuest)
-    }
-
-    /// Moves a request's segments between the guest's pages (mapped, or by
-    /// `GrantCopy`) and the buffer at `off`.
-    fn move_data(
-        &mut self,
-        i: usize,
-        req: &BlockRequest,
-        off: usize,
-        bytes: usize,
-        way: Direction,
-    ) -> bool {
-        let dom = self.clients[i].dom;
-        let mut at = off;
-        for s in &req.segments[..req.segments_used as usize] {
-            let (first, len) = segment_range(s);
-            let mapped = if self.mode == GrantMode::Map {
-                self.mapping(i, s.gref)
-            } else {
-                None
-            };
-            let buf = &mut self.buffer[at..at + len];
-            let ok = match (mapped, way) {
-                (Some(m), Direction::FromGuest) => {
-                    self.clients[i].maps[m].1.read_bytes(first, buf);
-                    true
-                }
-                (Some(m), Direction::ToGuest) => {
-                    self.clients[i].maps[m].1.write_bytes(first, buf);
-                    true
-                }
-                (None, Direction::FromGuest) => {
-                    hc::grant_copy_from(dom, s.gref, first as u64, buf).is_ok()
-                }
-                (None, Direction::ToGuest) => {
-                    hc::grant_copy_to(dom, s.gref, first as u64, buf).is_ok()
-                }
-            };
-            if !ok {
-                return false;
-            }
-            at += len;
-        }
-        at - off == bytes
-    }
-
-    /// Info, flush and discard.
-    fn carry_out(
-        &mut self,
-        i: usize,
-        req: &BlockRequest,
-        rsp: &mut BlockResponse,
-    ) -> Result<(), Status> {
-        let (op, _) = req.check().map_err(|_| Status::Invalid)?;
-        let c = &self.clients[i];
-        let read_only = c.read_only;
-        let disk = self.disks[c.vdisk].as_ref().ok_or(Status::NoDevice)?;
-        match op {
-            BlockOp::Info => {
-                rsp.sectors = disk.sectors;
-                rsp.sector_size = SECTOR_SIZE as u32;
-                let mut f = Features::FLUSH;
-                if read_only {
-                    f |= Features::READ_ONLY;
-                }
-                rsp.features = f.bits();
-                Ok(())
-            }
-            BlockOp::Flush => self.blk.flush().map_err(|_| Status::IoError),
-            // virtio-drivers sends no discard commands, so none is offered.
-            BlockOp::Discard => Err(Status::Unsupported),
-            BlockOp::Read | BlockOp::Write => Err(Status::Invalid),
-        }
+/// A device outcome as a block status.
+fn status_of(outcome: Outcome) -> Result<(), Status> {
+    match outcome {
+        Outcome::Done => Ok(()),
+        Outcome::Failed => Err(Status::IoError),
+        Outcome::Unsupported => Err(Status::Unsupported),
     }
 }
 

@@ -108,7 +108,8 @@ pub enum Hypercall {
     /// `(dom, pages)`: give a never-run domain `pages` physically contiguous pages for DMA,
     /// mapped at `layout::DMA_WINDOW` (control only).
     DomainAddDma = 47,
-    /// `(va)`: the physical address of a byte of this domain's DMA window (for device programming).
+    /// `(va)`: the physical address of a byte of this domain's DMA window, or
+    /// of a page it mapped writable in its grant window (for device programming).
     DmaPhys = 48,
 }
 

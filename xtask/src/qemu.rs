@@ -151,7 +151,7 @@ impl Config {
         if let Some(disk) = &self.disk {
             cmd.arg("-drive")
                 .arg(format!(
-                    "file={},if=none,id=disk0,format=raw",
+                    "file={},if=none,id=disk0,format=raw,discard=unmap",
                     disk.display()
                 ))
                 .args([

@@ -20,7 +20,7 @@ use crate::arch::addrspace::{Access, Kind};
 use crate::arch::pci;
 use crate::frames::FrameAllocator;
 use ipc_abi::hypercall::Error;
-use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, MAX_IRQS, PAGE_SIZE};
+use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_IRQS, PAGE_SIZE};
 
 /// PCI functions one domain may hold.
 pub const MAX_PCI: usize = 4;
@@ -252,10 +252,22 @@ pub fn add_dma(
     Ok(())
 }
 
-/// The physical address of `va` in the caller's DMA window.
+/// The physical address of `va` in the caller's DMA window, or of a page of
+/// its grant window that it mapped writable (so a device can move a
+/// frontend's data in place). Only a domain that holds DMA memory asks. A
+/// granted frame stays allocated while mapped, and a dying holder's devices
+/// lose bus mastering before its windows are unmapped; read-only grants are
+/// refused, since a device may write wherever the address points.
 pub fn dma_phys(k: &Kernel, caller: usize, va: u64) -> Result<u64, Error> {
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     let (first, pages) = d.dma.ok_or(Error::PermissionDenied)?;
+    if (GRANT_WINDOW..GRANT_WINDOW + GRANT_SLOTS * PAGE_SIZE).contains(&va) {
+        return match d.space.translate(va) {
+            Some((phys, true, Kind::Foreign)) => Ok(phys),
+            Some((_, false, Kind::Foreign)) => Err(Error::PermissionDenied),
+            _ => Err(Error::BadAddress),
+        };
+    }
     let offset = va.checked_sub(DMA_WINDOW).ok_or(Error::BadAddress)?;
     if offset >= pages * PAGE_SIZE {
         return Err(Error::BadAddress);

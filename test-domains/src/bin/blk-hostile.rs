@@ -68,7 +68,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
             "a write to its read-only disk",
             request(BlockOp::Write as u8, 0, gref),
         ),
-        ("a discard", request(BlockOp::Discard as u8, 0, gref)),
+        (
+            "a discard of its read-only disk",
+            request(BlockOp::Discard as u8, 0, gref),
+        ),
         (
             "a read into a page granted read-only",
             request(BlockOp::Read as u8, 0, ro_gref),

@@ -1,6 +1,7 @@
 //! Uses its disk xvda through drvdom-blk, as its command line says:
 //! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
-//! writes that pattern, flushes and reads it back; `forbidden` tries writes
+//! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
+//! discards those sectors and flushes; `forbidden` tries writes
 //! a read-only or too-small disk must refuse. Each result is one line.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -31,10 +32,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
     );
     let mut buf = alloc::vec![0u8; CHUNK];
     if let Some(spec) = test_domains::option("write") {
-        let Some((start, count)) = spec
-            .split_once('+')
-            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        else {
+        let Some((start, count)) = sector_range(spec) else {
             println!("disk-tool: write= wants SECTOR+COUNT");
             return;
         };
@@ -54,6 +52,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
             } else {
                 "something else"
             }
+        );
+    }
+    if let Some((start, count)) = test_domains::option("discard").and_then(sector_range) {
+        let done = disk
+            .discard(start, count as u32)
+            .and_then(|()| disk.flush());
+        println!(
+            "disk-tool: discarded {} sectors at {}: {:?}",
+            count, start, done
         );
     }
     if test_domains::flag("forbidden") {
@@ -85,4 +92,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
         );
     }
     println!("disk-tool: done");
+}
+
+/// `SECTOR+COUNT`.
+fn sector_range(spec: &str) -> Option<(u64, u64)> {
+    let (a, b) = spec.split_once('+')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }

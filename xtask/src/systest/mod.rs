@@ -221,6 +221,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::guests_write_their_own_slices,
         ),
         (
+            "a_discard_reaches_the_image_file_as_a_hole",
+            block::a_discard_punches_a_hole_in_the_image,
+        ),
+        (
             "a_hostile_block_frontend_gets_errors_and_harms_nobody",
             block::a_hostile_frontend_harms_nobody,
         ),
