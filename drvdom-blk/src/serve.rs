@@ -58,13 +58,15 @@ struct Client {
     dom: DomainId,
     port: u16,
     ring: MappedBack<BlockRequest, BlockResponse>,
-    /// Its data pages mapped so far (`GrantMode::Map`).
-    maps: heapless::Vec<(u32, Mapping), MAPPED_PER_CLIENT>,
+    /// Its data pages mapped so far (`GrantMode::Map`), with their physical addresses.
+    maps: heapless::Vec<(u32, Mapping, u64), MAPPED_PER_CLIENT>,
     /// Index into the virtual disks.
     vdisk: usize,
     read_only: bool,
     /// It broke its ring: disconnected at the end of the round.
     broken: bool,
+    /// It had a whole batch this round (so likely more waiting).
+    busy: bool,
 }
 
 /// A read segment that went through the bounce buffer, copied to the
@@ -118,9 +120,9 @@ impl<T: Transport> Backend<T> {
     /// The lowest grant-window slot no ring or mapped page uses (the last is the control ring's).
     fn free_slot(&self, pages: u64) -> Option<u64> {
         let used = |s: u64| {
-            self.clients
-                .iter()
-                .any(|c| c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m)| m.slot() == s))
+            self.clients.iter().any(|c| {
+                c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m, _)| m.slot() == s)
+            })
         };
         (0..control::CONTROL_SLOT.saturating_sub(pages)).find(|&s| (s..s + pages).all(|x| !used(x)))
     }
@@ -204,6 +206,7 @@ impl<T: Transport> Backend<T> {
             vdisk: grant.vdisk as usize,
             read_only: grant.read_only,
             broken: false,
+            busy: false,
         });
         Ok(())
     }
@@ -211,7 +214,6 @@ impl<T: Transport> Backend<T> {
     /// One round: up to [`BATCH`] requests from each ring, carried out
     /// together and answered; whether any ring still has requests.
     fn round(&mut self) -> bool {
-        let mut full: Vec<bool> = Vec::with_capacity(self.clients.len());
         for i in 0..self.clients.len() {
             let mut taken = 0;
             while taken < BATCH {
@@ -227,19 +229,16 @@ impl<T: Transport> Backend<T> {
                     }
                 }
             }
-            full.push(taken == BATCH);
+            self.clients[i].busy = taken == BATCH;
         }
         self.disk.kick();
         self.settle();
         self.bounce_used = 0;
         self.answer();
         let mut more = false;
-        for (i, c) in self.clients.iter_mut().enumerate() {
-            if c.broken {
-                continue;
-            }
+        for c in self.clients.iter_mut().filter(|c| !c.broken) {
             match c.ring.final_check() {
-                Ok(left) => more |= left || full[i],
+                Ok(left) => more |= left || c.busy,
                 Err(_) => c.broken = true,
             }
         }
@@ -341,14 +340,11 @@ impl<T: Transport> Backend<T> {
         let (page_offset, len) = segment_range(s);
         if self.mode == GrantMode::Map {
             if let Some(m) = self.mapping(i, s.gref) {
-                let va = self.clients[i].maps[m].1.address() + page_offset as u64;
-                if let Ok(phys) = hc::dma_phys(va) {
-                    return Ok(Buffer {
-                        phys,
-                        len: len as u32,
-                        device_writes: read,
-                    });
-                }
+                return Ok(Buffer {
+                    phys: self.clients[i].maps[m].2 + page_offset as u64,
+                    len: len as u32,
+                    device_writes: read,
+                });
             }
         }
         // `begin` made room for the whole request.
@@ -482,7 +478,7 @@ impl<T: Transport> Backend<T> {
     /// The mapping of `gref` for client `i`, made on first use; None when
     /// it cannot be mapped (then the data is copied instead).
     fn mapping(&mut self, i: usize, gref: u32) -> Option<usize> {
-        if let Some(at) = self.clients[i].maps.iter().position(|(g, _)| *g == gref) {
+        if let Some(at) = self.clients[i].maps.iter().position(|(g, _, _)| *g == gref) {
             return Some(at);
         }
         if self.clients[i].maps.is_full() {
@@ -492,7 +488,14 @@ impl<T: Transport> Backend<T> {
         // Writable only: a read-only grant is copied (and refused for reads),
         // never mapped where writing it would fault.
         let m = Mapping::map_writable(self.clients[i].dom, gref, slot).ok()?;
-        self.clients[i].maps.push((gref, m)).ok()?;
+        let Ok(phys) = hc::dma_phys(m.address()) else {
+            let _ = m.unmap();
+            return None;
+        };
+        if let Err((_, m, _)) = self.clients[i].maps.push((gref, m, phys)) {
+            let _ = m.unmap();
+            return None;
+        }
         Some(self.clients[i].maps.len() - 1)
     }
 }
@@ -516,7 +519,7 @@ fn segment_range(s: &domain_runtime::ipc_abi::proto::block::Segment) -> (usize, 
 /// A client goes: its mapped pages are unmapped, its port closed (its ring
 /// is unmapped when `MappedBack` drops).
 fn release(c: Client) {
-    for (_, m) in c.maps {
+    for (_, m, _) in c.maps {
         let _ = m.unmap();
     }
     let _ = hc::event_close(c.port);

@@ -1,6 +1,9 @@
 //! A hostile block frontend: every kind of bad request, a flood, then ring
 //! indices pushed past the ring's size. Each answer is printed; the backend
 //! must answer errors (or drop the ring at the end) and stay up.
+//!
+//! With `flood_reads=N` it only keeps its ring full of 4 KiB reads until N
+//! are answered, printing every thousandth (the fairness test's busy guest).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -50,6 +53,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
         println!("blk-hostile: cannot grant a page read-only");
         return;
     };
+    if let Some(n) = test_domains::number("flood_reads") {
+        flood_reads(&mut ring, gref, n);
+        return;
+    }
     let mut info = BlockRequest::new_zeroed();
     info.op = BlockOp::Info as u8;
     let sectors = ring.call(&info).map(|r| r.sectors).unwrap_or(0);
@@ -123,4 +130,39 @@ fn run(_: &'static domain_runtime::StartInfo) {
     loop {
         domain_runtime::events::wait(ring.port);
     }
+}
+
+/// Keeps the ring full of reads of sector 0 until `total` are answered.
+fn flood_reads(ring: &mut RawRing, gref: u32, total: u64) {
+    println!("blk-hostile: flooding {} reads", total);
+    let read = request(BlockOp::Read as u8, 0, gref);
+    let (mut sent, mut answered, mut failed) = (0u64, 0u64, 0u64);
+    while answered < total {
+        while sent < total && ring.front.free_slots() > 0 {
+            let _ = ring.front.push(&read);
+            sent += 1;
+        }
+        if ring.front.publish() {
+            let _ = hc::event_send(ring.port);
+        }
+        match ring.front.pop() {
+            Ok(Some(rsp)) => {
+                answered += 1;
+                failed += u64::from(rsp.status != 0);
+                if answered % 1000 == 0 {
+                    println!("blk-hostile: {} reads answered", answered);
+                }
+            }
+            Ok(None) => {
+                if !ring.front.final_check().unwrap_or(false) {
+                    domain_runtime::events::wait(ring.port);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    println!(
+        "blk-hostile: flood done: {} reads answered, {} failed",
+        answered, failed
+    );
 }

@@ -1,7 +1,8 @@
 //! Uses its disk xvda through drvdom-blk, as its command line says:
 //! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
 //! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
-//! discards those sectors and flushes; `forbidden` tries writes
+//! discards those sectors and flushes; `read_all` reads the whole disk and
+//! does nothing with it; `forbidden` tries writes
 //! a read-only or too-small disk must refuse. Each result is one line.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -71,25 +72,20 @@ fn run(_: &'static domain_runtime::StartInfo) {
     }
     if test_domains::flag("sum") {
         let mut hash = Sha256::new();
-        let mut sector = 0;
-        while sector < info.sectors {
-            let n = ((info.sectors - sector) as usize * 512).min(CHUNK);
-            if let Err(e) = disk.read(sector, &mut buf[..n]) {
-                println!("disk-tool: read at sector {} failed: {:?}", sector, e);
-                return;
+        if read_whole(&mut disk, &mut buf, |chunk| hash.update(chunk)) {
+            let digest = hash.finalize();
+            let mut hex: heapless::String<64> = heapless::String::new();
+            for b in digest.iter() {
+                let _ = core::fmt::Write::write_fmt(&mut hex, format_args!("{:02x}", b));
             }
-            hash.update(&buf[..n]);
-            sector += (n / 512) as u64;
+            println!(
+                "disk-tool: sha256 of xvda ({} sectors) {}",
+                info.sectors, hex
+            );
         }
-        let digest = hash.finalize();
-        let mut hex: heapless::String<64> = heapless::String::new();
-        for b in digest.iter() {
-            let _ = core::fmt::Write::write_fmt(&mut hex, format_args!("{:02x}", b));
-        }
-        println!(
-            "disk-tool: sha256 of xvda ({} sectors) {}",
-            info.sectors, hex
-        );
+    }
+    if test_domains::flag("read_all") && read_whole(&mut disk, &mut buf, |_| {}) {
+        println!("disk-tool: read all {} sectors", info.sectors);
     }
     println!("disk-tool: done");
 }
@@ -98,4 +94,21 @@ fn run(_: &'static domain_runtime::StartInfo) {
 fn sector_range(spec: &str) -> Option<(u64, u64)> {
     let (a, b) = spec.split_once('+')?;
     Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Reads the whole disk in [`CHUNK`]s, handing each to `each`; false (and
+/// a line saying why) if a read fails.
+fn read_whole(disk: &mut Disk, buf: &mut [u8], mut each: impl FnMut(&[u8])) -> bool {
+    let sectors = disk.info().sectors;
+    let mut sector = 0;
+    while sector < sectors {
+        let n = ((sectors - sector) as usize * 512).min(CHUNK);
+        if let Err(e) = disk.read(sector, &mut buf[..n]) {
+            println!("disk-tool: read at sector {} failed: {:?}", sector, e);
+            return false;
+        }
+        each(&buf[..n]);
+        sector += (n / 512) as u64;
+    }
+    true
 }

@@ -173,6 +173,51 @@ pub fn a_discard_punches_a_hole_in_the_image(
     })
 }
 
+/// A guest that keeps its ring full of reads cannot starve another on the
+/// same backend: while it floods, the other reads its whole disk (1,024
+/// ring requests, four in flight) and the flooder gets at most its
+/// round-robin share meanwhile (8 requests a round to the other's 4, so
+/// about 2,048; a backend serving the fuller ring first would let the
+/// flood finish first).
+pub fn a_busy_guest_cannot_starve_another(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    disk_image(&image)?;
+    let guests = [
+        ("drvdom-blk", SERVING),
+        ("blk-hostile", "flooder flood_reads=30000 disk=left:xvda:r"),
+        ("disk-tool", "reader read_all disk=whole:xvda:r"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(
+        m,
+        "[2] blk-hostile: flood done: 30000 reads answered, 0 failed",
+    )?;
+    expect_line(m, "[3] disk-tool: read all 32768 sectors")?;
+    let lines = m.lines();
+    let at = |text: &str| lines.iter().position(|l| l.contains(text));
+    let flooding = at("[2] blk-hostile: flooding 30000 reads");
+    let reader_starts = at("[3] disk-tool: xvda has");
+    let reader_ends = at("[3] disk-tool: read all");
+    let flood_ends = at("[2] blk-hostile: flood done");
+    let (Some(a), Some(b), Some(e), Some(f)) = (flooding, reader_starts, reader_ends, flood_ends)
+    else {
+        return Err("a marker line is missing".into());
+    };
+    check(a < b && e < f, || {
+        format!("the flood did not cover the whole read (lines {a}, {b}, {e}, {f})")
+    })?;
+    let flood_progress = lines[b..e]
+        .iter()
+        .filter(|l| l.contains("[2] blk-hostile:") && l.ends_with("reads answered"))
+        .count();
+    check(flood_progress <= 3, || {
+        format!("the flooder got {flood_progress} thousand reads while the other read its disk")
+    })
+}
+
 /// A hostile frontend tries every bad request, floods its ring, then breaks
 /// it; each gets an error, the backend drops only that ring, a guest reading
 /// meanwhile gets the right data, and a guest created afterwards is served.

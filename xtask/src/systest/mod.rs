@@ -225,6 +225,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_discard_punches_a_hole_in_the_image,
         ),
         (
+            "a_guest_flooding_its_ring_cannot_starve_another",
+            block::a_busy_guest_cannot_starve_another,
+        ),
+        (
             "a_hostile_block_frontend_gets_errors_and_harms_nobody",
             block::a_hostile_frontend_harms_nobody,
         ),
