@@ -9,7 +9,7 @@ use virtio_drivers::transport::Transport;
 /// Sequential read and write of `mib` MiB in 64 KiB requests, then
 /// `random` 4 KiB reads; prints each one's nanoseconds and TSC ticks.
 pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
-    let Some(buf) = crate::hal::dma_buffer(64 * 1024) else {
+    let Some(buf) = driver_kit::hal::dma_buffer(64 * 1024) else {
         println!("drvdom-blk: no DMA memory for the benchmark");
         return;
     };

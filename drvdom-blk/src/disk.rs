@@ -10,10 +10,10 @@
 //! `virtio-drivers` still provides the PCI transport (capabilities, common
 //! configuration, notification); only the block protocol is ours.
 
-use crate::hal;
 use crate::virtqueue::{self, Buffer, VirtQueue};
 use bitflags::bitflags;
 use domain_runtime::hypercall as hc;
+use driver_kit::hal;
 use virtio_drivers::transport::Transport;
 
 bitflags! {

@@ -363,7 +363,7 @@ impl<T: Transport> Backend<T> {
         }
         self.bounce_used += len;
         Ok(Buffer {
-            phys: crate::hal::phys_of(piece.as_ptr()),
+            phys: driver_kit::hal::phys_of(piece.as_ptr()),
             len: len as u32,
             device_writes: read,
         })

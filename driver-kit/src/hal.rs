@@ -2,10 +2,10 @@
 //! driver domain: the DMA window (contiguous pages with known physical
 //! addresses) and the BARs of its PCI function mapped in its device window.
 //!
-//! Owns: the `unsafe` of handing out DMA pages and mapping BARs. Our own
-//! virtio-blk driver (`disk.rs`) uses only the PCI transport of
-//! `virtio-drivers`, which asks this `Hal` for BAR mappings; the DMA half of
-//! the trait serves buffers inside the DMA window only.
+//! Owns: the `unsafe` of handing out DMA pages and mapping BARs. Buffers
+//! shared with a device must lie in the DMA window (`dma_buffer`); the
+//! `Hal`'s `share` refuses any other, so a device only ever reaches this
+//! domain's DMA window (and, through `DmaPhys`, pages granted to it).
 
 #![allow(unsafe_code)]
 
