@@ -1,18 +1,58 @@
 //! Network protocol: separate transmit and receive rings between a guest
 //! (frontend) and `drvdom-net` (backend), as Xen's netif (issue 7).
 //!
-//! Transmit: the guest names a granted page, offset and length of a frame.
-//! Receive: the guest posts granted pages; the backend fills one per frame and
-//! answers with the offset and length used.
+//! A network device's `Announce` carries two one-page rings: `grefs[0]` is
+//! the transmit ring ([`TxRequest`] / [`TxResponse`]), `grefs[1]` the
+//! receive ring ([`RxRequest`] / [`RxResponse`]); one event port serves both.
+//! The control domain's `Connect` to the backend adds the interface's MAC
+//! ([`NetConnect`]), which the backend enforces: a guest sends only from it.
+//!
+//! Transmit: the guest names a granted page, the offset and the length of one
+//! whole frame (Ethernet header on, no FCS). Receive: the guest posts granted
+//! pages; the backend fills one per frame and answers with its length.
 
+use crate::proto::control::ControlMessage;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const NET_VERSION: u32 = 1;
-/// Largest frame (Ethernet without jumbo frames, with VLAN tag).
+/// Largest frame (Ethernet with a VLAN tag, without FCS).
 pub const MAX_FRAME: u16 = 1518;
+/// Smallest frame: an Ethernet header.
+pub const MIN_FRAME: u16 = 14;
+/// Ring pages of a network device: transmit, then receive.
+pub const NET_RING_PAGES: u32 = 2;
 
-/// Flag: more fragments of this frame follow in the next request.
-pub const FLAG_MORE: u16 = 1;
+/// An Ethernet address.
+pub type Mac = [u8; 6];
+
+/// What a network `Connect` (control domain → backend) says beyond the
+/// rings: which interface of the frontend, and its MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetConnect {
+    pub vif: u8,
+    pub mac: Mac,
+}
+
+impl NetConnect {
+    /// Puts it in a `Connect`: the vif in `index`, the MAC in the last two
+    /// gref words (a network device uses only the first two).
+    pub fn write(self, m: &mut ControlMessage) {
+        m.index = u32::from(self.vif);
+        let n = m.grefs.len();
+        m.grefs[n - 2] = u32::from_le_bytes([self.mac[0], self.mac[1], self.mac[2], self.mac[3]]);
+        m.grefs[n - 1] = u32::from_le_bytes([self.mac[4], self.mac[5], 0, 0]);
+    }
+
+    pub fn read(m: &ControlMessage) -> NetConnect {
+        let n = m.grefs.len();
+        let a = m.grefs[n - 2].to_le_bytes();
+        let b = m.grefs[n - 1].to_le_bytes();
+        NetConnect {
+            vif: m.index as u8,
+            mac: [a[0], a[1], a[2], a[3], b[0], b[1]],
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -21,8 +61,7 @@ pub struct TxRequest {
     pub gref: u32,
     pub offset: u16,
     pub len: u16,
-    pub flags: u16,
-    pub _reserved: [u16; 3],
+    pub _reserved: [u16; 4],
 }
 
 #[repr(C)]
@@ -38,7 +77,7 @@ pub struct TxResponse {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RxRequest {
     pub id: u64,
-    /// A granted page to receive into.
+    /// A granted page to receive into (at offset 0).
     pub gref: u32,
     pub _reserved: u32,
 }
@@ -47,21 +86,132 @@ pub struct RxRequest {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RxResponse {
     pub id: u64,
-    pub offset: u16,
+    /// Bytes of the frame, from the start of the page.
     pub len: u16,
-    pub flags: u16,
-    pub _reserved: u16,
+    pub _reserved: [u16; 3],
     /// 0 success; otherwise a [`crate::proto::control::Status`].
     pub status: u32,
     pub _reserved2: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<TxRequest>() == 24);
+const _: () = assert!(core::mem::size_of::<TxResponse>() == 16);
+const _: () = assert!(core::mem::size_of::<RxRequest>() == 16);
 const _: () = assert!(core::mem::size_of::<RxResponse>() == 24);
 
 impl TxRequest {
-    /// Whether the fragment lies within its page and a frame's size.
+    /// Whether the frame lies within its page and is a frame's size.
     pub fn check(&self) -> bool {
-        self.len > 0 && self.len <= MAX_FRAME && self.offset as u32 + self.len as u32 <= 4096
+        self.len >= MIN_FRAME
+            && self.len <= MAX_FRAME
+            && u32::from(self.offset) + u32::from(self.len) <= 4096
+    }
+}
+
+/// Whether an address is a group (broadcast or multicast) address.
+pub fn is_group(mac: &Mac) -> bool {
+    mac[0] & 1 == 1
+}
+
+/// A stable, locally administered MAC for interface `vif` of the domain
+/// named `name` (used when its configuration gives none): the same name
+/// gets the same address on every boot.
+pub fn generated_mac(name: &str, vif: u8) -> Mac {
+    // FNV-1a over the name and the interface number.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().chain([vif]) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_le_bytes();
+    // 0x02: locally administered, unicast.
+    [0x02, 0x16, 0x3e, b[0], b[1], b[2]]
+}
+
+/// `00:16:3e:00:00:01` → bytes.
+pub fn parse_mac(text: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut n = 0;
+    for part in text.split(':') {
+        if part.len() != 2 {
+            return None;
+        }
+        *mac.get_mut(n)? = u8::from_str_radix(part, 16).ok()?;
+        n += 1;
+    }
+    (n == 6).then_some(mac)
+}
+
+/// Writes a MAC as `00:16:3e:00:00:01`.
+pub struct MacText(pub Mac);
+
+impl core::fmt::Display for MacText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn a_connect_carries_the_mac_beside_two_ring_grants() {
+        let mut m = ControlMessage::new_zeroed();
+        m.grefs[0] = 11;
+        m.grefs[1] = 12;
+        let c = NetConnect {
+            vif: 1,
+            mac: [0x00, 0x16, 0x3e, 0xaa, 0xbb, 0xcc],
+        };
+        c.write(&mut m);
+        assert_eq!(NetConnect::read(&m), c);
+        assert_eq!((m.grefs[0], m.grefs[1]), (11, 12));
+    }
+
+    #[test]
+    fn macs_parse_print_and_generate_stably() {
+        let mac = parse_mac("00:16:3e:0a:0b:ff").unwrap();
+        assert_eq!(mac, [0, 0x16, 0x3e, 0x0a, 0x0b, 0xff]);
+        assert_eq!(alloc_free_text(mac), "00:16:3e:0a:0b:ff");
+        for bad in [
+            "00:16:3e:0a:0b",
+            "00:16:3e:0a:0b:ff:01",
+            "0:16:3e:0a:0b:ff",
+            "zz:16:3e:0a:0b:ff",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        let a = generated_mac("web", 0);
+        assert_eq!(a, generated_mac("web", 0));
+        assert_ne!(a, generated_mac("web", 1));
+        assert_ne!(a, generated_mac("db", 0));
+        assert!(!is_group(&a) && a[0] & 2 == 2);
+        assert!(is_group(&[0xff; 6]));
+    }
+
+    fn alloc_free_text(mac: Mac) -> std::string::String {
+        std::format!("{}", MacText(mac))
+    }
+
+    #[test]
+    fn transmit_requests_must_fit_their_page() {
+        let mut r = TxRequest::new_zeroed();
+        r.len = 60;
+        assert!(r.check());
+        r.offset = 4096 - 59;
+        assert!(!r.check());
+        r.offset = 0;
+        r.len = MAX_FRAME + 1;
+        assert!(!r.check());
+        r.len = 13;
+        assert!(!r.check());
     }
 }

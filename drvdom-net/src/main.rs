@@ -1,0 +1,66 @@
+//! drvdom-net: the network driver domain.
+//!
+//! Given a PCI function (`pci=BB:DD.F`) and DMA memory (`dma=KiB`) by the
+//! toolstack, it alone drives the machine's virtio-net NIC (`nic.rs`, with
+//! `virtio-drivers`), and switches frames between it and every guest's
+//! interface (`switch.rs`, `serve.rs`). `ifname=dummy` (the hypervisor
+//! option, passed on by the toolstack) leaves the NIC alone: guests then
+//! reach only each other.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
+
+mod nic;
+mod serve;
+mod switch;
+
+use domain_runtime::ipc_abi::proto::net::MacText;
+use domain_runtime::println;
+use driver_kit::pci::option;
+
+domain_runtime::entry!(run);
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let ifname = option("ifname").unwrap_or("auto");
+    let nic = if ifname == "dummy" {
+        println!("drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch");
+        None
+    } else {
+        open_nic(ifname)
+    };
+    serve::Backend::new(nic).run()
+}
+
+/// The NIC `pci=` names, started; None (and a line saying why) if it cannot be.
+fn open_nic(ifname: &str) -> Option<nic::Nic<virtio_drivers::transport::pci::PciTransport>> {
+    let f = match driver_kit::open() {
+        Ok(f) => f,
+        Err(e) => {
+            println!("drvdom-net: {}; switching between guests only", e);
+            return None;
+        }
+    };
+    match nic::Nic::new(f.transport, f.irq_line) {
+        Ok(n) => {
+            println!(
+                "drvdom-net: virtio-net at {} ({}), MAC {}, {}",
+                f.name,
+                ifname,
+                MacText(n.mac()),
+                if n.interrupts() {
+                    "interrupts"
+                } else {
+                    "polling"
+                }
+            );
+            Some(n)
+        }
+        Err(e) => {
+            println!(
+                "drvdom-net: {}: {}; switching between guests only",
+                f.name, e
+            );
+            None
+        }
+    }
+}

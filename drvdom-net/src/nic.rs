@@ -1,0 +1,160 @@
+//! The virtio-net NIC, driven with `virtio-drivers`'s `VirtIONetRaw`.
+//!
+//! Owns: the NIC's receive and transmit buffers (in the DMA window, each
+//! lent to the device while a request holds it), its INTx line, and the
+//! only `unsafe` of this domain: the non-blocking `virtio-drivers` calls,
+//! whose contract is that a lent buffer is left alone until the device
+//! hands it back.
+
+#![allow(unsafe_code)]
+
+use domain_runtime::hypercall as hc;
+use driver_kit::hal::{dma_buffer, XenolithHal};
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::Transport;
+
+/// Descriptors per queue.
+const QUEUE: usize = 64;
+/// Buffers posted for receiving, and kept for transmitting.
+const RX_BUFFERS: usize = 32;
+const TX_BUFFERS: usize = 32;
+/// Bytes of each buffer: the virtio-net header and a whole frame.
+const BUFFER: usize = 2048;
+
+/// One buffer and the device's token for it while lent.
+struct Slot {
+    buf: &'static mut [u8],
+    token: Option<u16>,
+    /// Bytes lent (a transmit lends only the frame's).
+    len: usize,
+}
+
+/// The NIC.
+pub struct Nic<T: Transport> {
+    dev: VirtIONetRaw<XenolithHal, T, QUEUE>,
+    rx: heapless::Vec<Slot, RX_BUFFERS>,
+    tx: heapless::Vec<Slot, TX_BUFFERS>,
+    irq: Option<u16>,
+}
+
+impl<T: Transport> Nic<T> {
+    /// Starts the NIC, posts its receive buffers, binds INTx line `line` if given.
+    pub fn new(transport: T, line: Option<u8>) -> Result<Nic<T>, &'static str> {
+        let dev =
+            VirtIONetRaw::new(transport).map_err(|_| "the virtio-net device did not start")?;
+        let mut nic = Nic {
+            dev,
+            rx: heapless::Vec::new(),
+            tx: heapless::Vec::new(),
+            irq: None,
+        };
+        let pool =
+            dma_buffer(BUFFER * (RX_BUFFERS + TX_BUFFERS)).ok_or("no DMA memory for frames")?;
+        let mut chunks = pool.chunks_exact_mut(BUFFER);
+        for _ in 0..RX_BUFFERS {
+            let buf = chunks.next().ok_or("no DMA memory for frames")?;
+            // SAFETY: `buf` is a DMA-window buffer this NIC owns for ever and
+            // leaves alone until `poll_receive` returns its token.
+            let token =
+                unsafe { nic.dev.receive_begin(buf) }.map_err(|_| "cannot post receive buffers")?;
+            let len = buf.len();
+            let _ = nic.rx.push(Slot {
+                buf,
+                token: Some(token),
+                len,
+            });
+        }
+        for buf in chunks.take(TX_BUFFERS) {
+            let _ = nic.tx.push(Slot {
+                buf,
+                token: None,
+                len: 0,
+            });
+        }
+        nic.irq = line.and_then(|l| hc::event_bind_pirq(l).ok());
+        if nic.irq.is_some() {
+            nic.dev.enable_interrupts();
+        }
+        Ok(nic)
+    }
+
+    /// The NIC's own MAC (the switch does not use it; printed at start).
+    pub fn mac(&self) -> [u8; 6] {
+        self.dev.mac_address()
+    }
+
+    /// Whether received frames and finished sends are signalled by interrupt.
+    pub fn interrupts(&self) -> bool {
+        self.irq.is_some()
+    }
+
+    /// Lowers and unmasks the interrupt line before the caller looks at the
+    /// queues (so anything that arrives after the look raises it again).
+    pub fn rearm(&mut self) {
+        if let Some(port) = self.irq {
+            self.dev.ack_interrupt();
+            let _ = hc::pirq_ack(port);
+        }
+    }
+
+    /// Hands every received frame to `each`, then posts its buffer again;
+    /// at most `limit` frames. Returns how many.
+    pub fn receive(&mut self, limit: usize, mut each: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < limit {
+            let Some(token) = self.dev.poll_receive() else {
+                break;
+            };
+            let Some(slot) = self.rx.iter_mut().find(|s| s.token == Some(token)) else {
+                break;
+            };
+            // SAFETY: the same buffer `receive_begin` lent with this token,
+            // and the device says it is done with it.
+            let got = unsafe { self.dev.receive_complete(token, slot.buf) };
+            slot.token = None;
+            if let Ok((header, len)) = got {
+                if let Some(frame) = slot.buf.get(header..header + len) {
+                    each(frame);
+                }
+            }
+            // SAFETY: as in `new`: the buffer is ours, left alone until returned.
+            slot.token = unsafe { self.dev.receive_begin(slot.buf) }.ok();
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes back transmit buffers the device has finished with.
+    fn reclaim(&mut self) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(slot) = self.tx.iter_mut().find(|s| s.token == Some(token)) else {
+                break;
+            };
+            // SAFETY: the same buffer `transmit_begin` lent with this token.
+            let _ = unsafe { self.dev.transmit_complete(token, &slot.buf[..slot.len]) };
+            slot.token = None;
+        }
+    }
+
+    /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        self.reclaim();
+        let Some(i) = self.tx.iter().position(|s| s.token.is_none()) else {
+            return false;
+        };
+        let Ok(header) = self.dev.fill_buffer_header(self.tx[i].buf) else {
+            return false;
+        };
+        let Some(room) = self.tx[i].buf.get_mut(header..header + frame.len()) else {
+            return false;
+        };
+        room.copy_from_slice(frame);
+        let len = header + frame.len();
+        let slot = &mut self.tx[i];
+        slot.len = len;
+        // SAFETY: the buffer is ours and free; it is left alone until
+        // `reclaim` gets its token back.
+        slot.token = unsafe { self.dev.transmit_begin(&slot.buf[..len]) }.ok();
+        slot.token.is_some()
+    }
+}

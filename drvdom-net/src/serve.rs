@@ -1,0 +1,367 @@
+//! Serving guests' network interfaces and switching frames.
+//!
+//! Owns: accepting a network `Connect` from the control domain (the
+//! frontend's transmit and receive rings and the interface's MAC), and
+//! moving frames: each round takes up to [`BATCH`] frames from every
+//! interface's transmit ring in turn (round-robin, so one guest cannot
+//! starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
+//! where each goes, and puts it in the receive buffers the destination
+//! posted (a frame for a guest with no buffer posted is dropped and
+//! counted, as a NIC does when its ring is empty). Every transmit request
+//! is copied out of the ring once and checked (length, offset, grant)
+//! before its frame is copied out of the guest's page by `GrantCopy`; a
+//! frame from a MAC that is not the interface's is dropped and counted. A
+//! frontend that breaks a ring is disconnected; the rest carry on.
+
+extern crate alloc;
+use crate::nic::Nic;
+use crate::switch::{Drop, Port, Switch, Verdict};
+use alloc::vec::Vec;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::proto::net::{
+    Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME,
+    NET_RING_PAGES,
+};
+use domain_runtime::ring::MappedBack;
+use domain_runtime::{control, println, time, DomainId};
+use virtio_drivers::transport::pci::PciTransport;
+use zerocopy::FromZeros;
+
+/// Frames taken from one interface's transmit ring before the next one's turn.
+const BATCH: usize = 16;
+/// Frames taken from the NIC a round.
+const UPLINK_BATCH: usize = 32;
+/// Interfaces served at once.
+const MAX_VIFS: usize = crate::switch::MAX_VIFS;
+
+/// What happened to one interface's frames.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Counters {
+    /// Frames it sent that the switch took.
+    pub sent: u64,
+    /// Frames put in its receive buffers.
+    pub received: u64,
+    /// Frames it sent from a MAC not its own.
+    pub spoofed: u64,
+    /// Frames for it dropped because it had no receive buffer posted.
+    pub no_buffer: u64,
+    /// Transmit requests refused (bad length, offset or grant).
+    pub refused: u64,
+}
+
+struct Vif {
+    id: u16,
+    dom: DomainId,
+    vif: u8,
+    port: u16,
+    mac: Mac,
+    tx: MappedBack<TxRequest, TxResponse>,
+    rx: MappedBack<RxRequest, RxResponse>,
+    counters: Counters,
+    broken: bool,
+    /// It had a whole batch to send this round (so likely more).
+    busy: bool,
+}
+
+/// The interfaces and the switch between them and the NIC.
+struct Fabric {
+    switch: Switch,
+    vifs: Vec<Vif>,
+    /// Frames for the uplink dropped (no NIC, or its buffers all in flight).
+    uplink_dropped: u64,
+}
+
+/// The backend: the NIC (none with `ifname=dummy`), the switch, every interface.
+pub struct Backend {
+    nic: Option<Nic<PciTransport>>,
+    fabric: Fabric,
+    next_id: u16,
+}
+
+impl Backend {
+    pub fn new(nic: Option<Nic<PciTransport>>) -> Backend {
+        Backend {
+            nic,
+            fabric: Fabric {
+                switch: Switch::new(),
+                vifs: Vec::new(),
+                uplink_dropped: 0,
+            },
+            next_id: 1,
+        }
+    }
+
+    /// Serves for ever.
+    pub fn run(&mut self) -> ! {
+        if control::connected() && control::listen().is_err() {
+            println!("drvdom-net: cannot listen on the control ring");
+        }
+        loop {
+            while let Ok(Some(msg)) = control::poll_news() {
+                self.on_control(msg);
+            }
+            if !self.round() {
+                hc::block();
+            }
+            domain_runtime::events::take_all(|_| {});
+        }
+    }
+
+    fn on_control(&mut self, msg: ControlMessage) {
+        if msg.kind != DeviceKind::Net as u32 {
+            return;
+        }
+        match msg.check() {
+            Some(ControlOp::Connect) => {
+                let c = NetConnect::read(&msg);
+                match self.connect(&msg, c) {
+                    Ok(()) => {
+                        println!(
+                            "drvdom-net: domain {} vif {} joins the switch as {}",
+                            msg.peer,
+                            c.vif,
+                            MacText(c.mac)
+                        );
+                        let _ = control::confirm_connect(&msg);
+                    }
+                    Err(why) => println!(
+                        "drvdom-net: cannot serve domain {} vif {}: {}",
+                        msg.peer, c.vif, why
+                    ),
+                }
+            }
+            Some(ControlOp::Disconnect) => {
+                let f = &mut self.fabric;
+                while let Some(i) = f.vifs.iter().position(|v| v.dom == msg.peer) {
+                    let v = f.vifs.remove(i);
+                    f.switch.remove_vif(v.id);
+                    report(&v, "left the switch");
+                    let _ = hc::event_close(v.port);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The lowest two consecutive grant-window slots no ring uses.
+    fn free_slots(&self) -> Option<u64> {
+        let used = |s: u64| {
+            self.fabric
+                .vifs
+                .iter()
+                .any(|v| v.tx.slots().contains(&s) || v.rx.slots().contains(&s))
+        };
+        (0..control::CONTROL_SLOT.saturating_sub(1)).find(|&s| !used(s) && !used(s + 1))
+    }
+
+    fn connect(&mut self, msg: &ControlMessage, c: NetConnect) -> Result<(), &'static str> {
+        if self.fabric.vifs.len() >= MAX_VIFS {
+            return Err("too many interfaces");
+        }
+        if msg.pages != NET_RING_PAGES {
+            return Err("a network device has a transmit and a receive ring page");
+        }
+        let slot = self.free_slots().ok_or("no free window slot")?;
+        let tx = MappedBack::map(msg.peer, &msg.grefs[..1], slot)
+            .map_err(|_| "cannot map its transmit ring, or it is not initialised")?;
+        let rx = MappedBack::map(msg.peer, &msg.grefs[1..2], slot + 1)
+            .map_err(|_| "cannot map its receive ring, or it is not initialised")?;
+        let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
+            .map_err(|_| "cannot bind its port")?;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        if !self.fabric.switch.add_vif(id, c.mac) {
+            let _ = hc::event_close(port);
+            return Err("its MAC is another interface's");
+        }
+        self.fabric.vifs.push(Vif {
+            id,
+            dom: msg.peer,
+            vif: c.vif,
+            port,
+            mac: c.mac,
+            tx,
+            rx,
+            counters: Counters::default(),
+            broken: false,
+            busy: false,
+        });
+        Ok(())
+    }
+
+    /// One round; whether more work is likely waiting.
+    fn round(&mut self) -> bool {
+        let now = time::now_ns();
+        let mut more = false;
+        if let Some(nic) = self.nic.as_mut() {
+            nic.rearm();
+            let fabric = &mut self.fabric;
+            let n = nic.receive(UPLINK_BATCH, |frame| {
+                fabric.forward(Port::Uplink, frame, now, None);
+            });
+            more |= n == UPLINK_BATCH;
+        }
+        for i in 0..self.fabric.vifs.len() {
+            self.fabric.serve_tx(i, now, self.nic.as_mut());
+        }
+        for v in self.fabric.vifs.iter_mut().filter(|v| !v.broken) {
+            let wake = v.tx.publish() | v.rx.publish();
+            if wake {
+                let _ = hc::event_send(v.port);
+            }
+            match v.tx.final_check() {
+                Ok(left) => more |= left || v.busy,
+                Err(_) => v.broken = true,
+            }
+        }
+        self.fabric.drop_broken();
+        more
+    }
+}
+
+impl Fabric {
+    /// Takes up to [`BATCH`] frames from interface `i`'s transmit ring.
+    fn serve_tx(&mut self, i: usize, now: u64, mut nic: Option<&mut Nic<PciTransport>>) {
+        let mut taken = 0;
+        let mut frame = [0u8; MAX_FRAME as usize];
+        while taken < BATCH && !self.vifs[i].broken {
+            let v = &mut self.vifs[i];
+            let req = match v.tx.pop() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(_) => {
+                    v.broken = true;
+                    break;
+                }
+            };
+            taken += 1;
+            let len = usize::from(req.len);
+            let ok = req.check()
+                && hc::grant_copy_from(v.dom, req.gref, u64::from(req.offset), &mut frame[..len])
+                    .is_ok();
+            let mut rsp = TxResponse::new_zeroed();
+            rsp.id = req.id;
+            rsp.status = if ok { 0 } else { Status::Invalid as u32 };
+            if v.tx.push(&rsp).is_err() {
+                v.broken = true;
+            }
+            if !ok {
+                v.counters.refused += 1;
+                continue;
+            }
+            let id = v.id;
+            self.forward(Port::Vif(id), &frame[..len], now, nic.as_deref_mut());
+        }
+        self.vifs[i].busy = taken == BATCH;
+    }
+
+    /// Switches one frame from `from`.
+    fn forward(&mut self, from: Port, frame: &[u8], now: u64, nic: Option<&mut Nic<PciTransport>>) {
+        let verdict = self.switch.decide(from, frame, now);
+        let sender = match from {
+            Port::Vif(id) => self.vifs.iter().position(|v| v.id == id),
+            Port::Uplink => None,
+        };
+        match verdict {
+            Verdict::Drop(why) => {
+                if let (Some(s), Drop::Spoofed) = (sender, why) {
+                    let v = &mut self.vifs[s];
+                    v.counters.spoofed += 1;
+                    if v.counters.spoofed.is_power_of_two() {
+                        let mut src = [0u8; 6];
+                        src.copy_from_slice(&frame[6..12]);
+                        println!(
+                            "drvdom-net: domain {} vif {} sent from {}, not its {}: dropped ({} so far)",
+                            v.dom,
+                            v.vif,
+                            MacText(src),
+                            MacText(v.mac),
+                            v.counters.spoofed
+                        );
+                    }
+                }
+                return;
+            }
+            Verdict::To(Port::Uplink) => self.to_uplink(frame, nic),
+            Verdict::To(Port::Vif(id)) => {
+                if let Some(d) = self.vifs.iter().position(|v| v.id == id) {
+                    self.to_vif(d, frame);
+                }
+            }
+            Verdict::Flood { except } => {
+                for d in 0..self.vifs.len() {
+                    if Port::Vif(self.vifs[d].id) != except {
+                        self.to_vif(d, frame);
+                    }
+                }
+                if except != Port::Uplink {
+                    self.to_uplink(frame, nic);
+                }
+            }
+        }
+        if let Some(s) = sender {
+            self.vifs[s].counters.sent += 1;
+        }
+    }
+
+    fn to_uplink(&mut self, frame: &[u8], nic: Option<&mut Nic<PciTransport>>) {
+        if !nic.is_some_and(|n| n.send(frame)) {
+            self.uplink_dropped += 1;
+        }
+    }
+
+    /// Puts `frame` in the next receive buffer interface `d` posted.
+    fn to_vif(&mut self, d: usize, frame: &[u8]) {
+        let v = &mut self.vifs[d];
+        if v.broken {
+            return;
+        }
+        let req = match v.rx.pop() {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                v.counters.no_buffer += 1;
+                return;
+            }
+            Err(_) => {
+                v.broken = true;
+                return;
+            }
+        };
+        let copied = hc::grant_copy_to(v.dom, req.gref, 0, frame).is_ok();
+        let mut rsp = RxResponse::new_zeroed();
+        rsp.id = req.id;
+        if copied {
+            rsp.len = frame.len() as u16;
+            v.counters.received += 1;
+        } else {
+            rsp.status = Status::Invalid as u32;
+        }
+        if v.rx.push(&rsp).is_err() {
+            v.broken = true;
+        }
+    }
+
+    /// Disconnects every interface that broke a ring.
+    fn drop_broken(&mut self) {
+        let mut i = 0;
+        while i < self.vifs.len() {
+            if self.vifs[i].broken {
+                let v = self.vifs.remove(i);
+                self.switch.remove_vif(v.id);
+                report(&v, "broke its ring; disconnected");
+                let _ = hc::event_close(v.port);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn report(v: &Vif, what: &str) {
+    let c = v.counters;
+    println!(
+        "drvdom-net: domain {} vif {} {} (sent {}, received {}, spoofed {}, no buffer {}, refused {})",
+        v.dom, v.vif, what, c.sent, c.received, c.spoofed, c.no_buffer, c.refused
+    );
+}
