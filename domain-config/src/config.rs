@@ -526,16 +526,12 @@ fn vif(s: &str) -> Option<Vif> {
         let (k, v) = part.split_once('=')?;
         match k.trim() {
             "mac" => {
-                let mut bytes = [0u8; 6];
-                let mut n = 0;
-                for b in v.split(':') {
-                    *bytes.get_mut(n)? = u8::from_str_radix(b, 16).ok()?;
-                    n += 1;
-                }
-                if n != 6 {
+                let m = ipc_abi::proto::net::parse_mac(v.trim())?;
+                // A group address cannot be an interface's own.
+                if ipc_abi::proto::net::is_group(&m) {
                     return None;
                 }
-                mac = Some(bytes);
+                mac = Some(m);
             }
             "bridge" => {}
             _ => return None,
@@ -578,6 +574,8 @@ on_crash = "restart"
         );
         assert!(!c.disks[1].writable);
         assert_eq!(c.vifs[0].mac, Some([0, 0x16, 0x3e, 0, 0, 1]));
+        assert!(vif("mac=01:00:5e:00:00:01").is_none());
+        assert!(vif("mac=00:16:3e:00:01").is_none());
         assert_eq!(
             (c.on_crash, c.on_poweroff, c.on_reboot),
             (OnEvent::Restart, OnEvent::Destroy, OnEvent::Restart)

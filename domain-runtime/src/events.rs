@@ -41,3 +41,19 @@ pub fn wait(port: u16) {
         crate::hypercall::block();
     }
 }
+
+/// Waits until `port` is pending or the clock reaches `deadline_ns`;
+/// returns whether the port fired.
+pub fn wait_until(port: u16, deadline_ns: u64) -> bool {
+    loop {
+        if take(port) {
+            return true;
+        }
+        if crate::time::now_ns() >= deadline_ns {
+            return false;
+        }
+        crate::control::obey();
+        let _ = crate::hypercall::set_timer(deadline_ns);
+        crate::hypercall::block();
+    }
+}

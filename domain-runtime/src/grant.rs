@@ -1,7 +1,60 @@
-//! Granted pages mapped into this domain's grant window, as a safe type.
+//! Sharing pages: pages of ours granted to a peer ([`GrantedPages`]), and a
+//! peer's granted pages mapped into our grant window ([`Mapping`]), as safe types.
 
+extern crate alloc;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Result;
+
+/// One page-aligned page of memory.
+#[repr(C, align(4096))]
+pub struct Page(pub [u8; 4096]);
+
+/// Pages of ours granted (read-write) to one peer for as long as we live
+/// (persistent grants: the peer maps or copies them as often as it likes).
+pub struct GrantedPages {
+    pages: Box<[Page]>,
+    grefs: Vec<u32>,
+}
+
+impl GrantedPages {
+    /// `count` zeroed pages, each granted to `peer`.
+    pub fn new(count: usize, peer: DomainId) -> Result<GrantedPages> {
+        let mut pages = Vec::with_capacity(count);
+        pages.resize_with(count, || Page([0; 4096]));
+        let pages = pages.into_boxed_slice();
+        let mut grefs = Vec::with_capacity(count);
+        for p in pages.iter() {
+            grefs.push(crate::hypercall::grant_create(
+                peer,
+                p.0.as_ptr() as u64,
+                false,
+            )?);
+        }
+        Ok(GrantedPages { pages, grefs })
+    }
+
+    pub fn gref(&self, i: usize) -> u32 {
+        self.grefs[i]
+    }
+
+    pub fn page(&self, i: usize) -> &[u8; 4096] {
+        &self.pages[i].0
+    }
+
+    pub fn page_mut(&mut self, i: usize) -> &mut [u8; 4096] {
+        &mut self.pages[i].0
+    }
+
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+}
 
 /// A page of another domain, mapped at a window slot for as long as this value lives.
 pub struct Mapping {

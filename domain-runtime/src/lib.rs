@@ -24,6 +24,7 @@ pub mod events;
 pub mod grant;
 pub mod hypercall;
 pub mod io;
+pub mod net;
 pub mod ring;
 mod rt;
 pub mod time;

@@ -81,25 +81,7 @@ impl RingPages {
         index: u32,
         version: u32,
     ) -> Result<(Grefs, u16)> {
-        use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
-        let grefs = self.grant_to(backend)?;
-        let port = crate::hypercall::event_alloc_unbound(DomainId::SELF, backend)?;
-        let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-        m.op = ControlOp::Announce as u32;
-        m.kind = kind as u32;
-        m.index = index;
-        m.peer = backend;
-        m.port = u32::from(port);
-        m.pages = self.pages;
-        m.version_or_status = version;
-        for (slot, g) in m.grefs.iter_mut().zip(grefs.iter()) {
-            *slot = *g;
-        }
-        let answer = crate::control::call(m)?;
-        if answer.version_or_status != Status::Ok as u32 {
-            return Err(Error::PermissionDenied);
-        }
-        Ok((grefs, port))
+        announce(&[*self], backend, kind, index, version)
     }
 
     pub fn pages(&self) -> u32 {
@@ -121,6 +103,42 @@ impl RingPages {
             Shared::new(header, slots)
         }
     }
+}
+
+/// Announces a device whose rings are `rings`, in order (a network
+/// device's transmit then receive ring), with one event port for all; see
+/// [`RingPages::announce`].
+pub fn announce(
+    rings: &[RingPages],
+    backend: DomainId,
+    kind: ipc_abi::proto::control::DeviceKind,
+    index: u32,
+    version: u32,
+) -> Result<(Grefs, u16)> {
+    use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
+    let mut grefs = Grefs::new();
+    for r in rings {
+        for g in r.grant_to(backend)? {
+            grefs.push(g).map_err(|_| Error::InvalidArgument)?;
+        }
+    }
+    let port = crate::hypercall::event_alloc_unbound(DomainId::SELF, backend)?;
+    let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    m.op = ControlOp::Announce as u32;
+    m.kind = kind as u32;
+    m.index = index;
+    m.peer = backend;
+    m.port = u32::from(port);
+    m.pages = grefs.len() as u32;
+    m.version_or_status = version;
+    for (slot, g) in m.grefs.iter_mut().zip(grefs.iter()) {
+        *slot = *g;
+    }
+    let answer = crate::control::call(m)?;
+    if answer.version_or_status != Status::Ok as u32 {
+        return Err(Error::PermissionDenied);
+    }
+    Ok((grefs, port))
 }
 
 #[cfg(target_os = "none")]

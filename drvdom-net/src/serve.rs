@@ -283,20 +283,20 @@ impl Fabric {
                 }
                 return;
             }
-            Verdict::To(Port::Uplink) => self.to_uplink(frame, nic),
+            Verdict::To(Port::Uplink) => self.send_uplink(frame, nic),
             Verdict::To(Port::Vif(id)) => {
                 if let Some(d) = self.vifs.iter().position(|v| v.id == id) {
-                    self.to_vif(d, frame);
+                    self.deliver_to_vif(d, frame);
                 }
             }
             Verdict::Flood { except } => {
                 for d in 0..self.vifs.len() {
                     if Port::Vif(self.vifs[d].id) != except {
-                        self.to_vif(d, frame);
+                        self.deliver_to_vif(d, frame);
                     }
                 }
                 if except != Port::Uplink {
-                    self.to_uplink(frame, nic);
+                    self.send_uplink(frame, nic);
                 }
             }
         }
@@ -305,14 +305,14 @@ impl Fabric {
         }
     }
 
-    fn to_uplink(&mut self, frame: &[u8], nic: Option<&mut Nic<PciTransport>>) {
+    fn send_uplink(&mut self, frame: &[u8], nic: Option<&mut Nic<PciTransport>>) {
         if !nic.is_some_and(|n| n.send(frame)) {
             self.uplink_dropped += 1;
         }
     }
 
     /// Puts `frame` in the next receive buffer interface `d` posted.
-    fn to_vif(&mut self, d: usize, frame: &[u8]) {
+    fn deliver_to_vif(&mut self, d: usize, frame: &[u8]) {
         let v = &mut self.vifs[d];
         if v.broken {
             return;

@@ -163,7 +163,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
             cmdline: m.cmdline().unwrap_or(""),
         });
     }
-    if dom0::start(&modules, dom0_kib) {
+    if dom0::start(&modules, dom0_kib, &settings.ifname) {
         trap::start()
     }
     x86_64::instructions::interrupts::enable();

@@ -23,7 +23,10 @@ pub struct BootModule<'a> {
 }
 
 /// Creates and unpauses domain 0. Returns false (with a message) if there is none to start.
-pub fn start(modules: &[BootModule<'_>], memory_kib: u64) -> bool {
+///
+/// `ifname` (the hypervisor option) is added to domain 0's command line, for
+/// the toolstack to hand to the network driver domain.
+pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool {
     let Some(first) = modules.first() else {
         kprintln!("dom0: no boot module; nothing to run");
         return false;
@@ -101,8 +104,12 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64) -> bool {
             crate::domain::devices::add_irq(&mut k, index, 3)
                 .map_err(|_| "cannot give domain 0 COM2's IRQ")?;
         }
-        lifecycle::set_cmdline(&mut k, index, first.cmdline.as_bytes())
-            .map_err(|_| "domain 0's command line is too long")?;
+        let mut line: heapless::String<1024> = heapless::String::new();
+        let too_long = "domain 0's command line is too long";
+        line.push_str(first.cmdline).map_err(|_| too_long)?;
+        line.push_str(" ifname=").map_err(|_| too_long)?;
+        line.push_str(ifname).map_err(|_| too_long)?;
+        lifecycle::set_cmdline(&mut k, index, line.as_bytes()).map_err(|_| too_long)?;
         lifecycle::unpause(&mut k, index).map_err(|_| "cannot unpause domain 0")?;
         Ok::<_, &str>(id)
     });

@@ -10,6 +10,7 @@ use crate::control::Link;
 use crate::start::Started;
 use domain_runtime::ipc_abi::proto::block::BlockConnect;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::proto::net::{parse_mac, NetConnect};
 use domain_runtime::{println, DomainId};
 
 fn link_of(started: &mut [Started], dom: DomainId) -> Option<&mut Link> {
@@ -74,6 +75,32 @@ fn block_grant(
     )
 }
 
+/// The interface a frontend's network `Announce` may have: the Nth `vif=`
+/// of its configuration (with its MAC), served by a domain whose role is
+/// `net`. The frontend's claim alone gives nothing.
+fn net_grant(
+    started: &[Started],
+    frontend: DomainId,
+    backend: DomainId,
+    vif: u32,
+) -> Option<NetConnect> {
+    let front = started.iter().find(|s| s.id == frontend)?;
+    let back = started.iter().find(|s| s.id == backend)?;
+    if !back.line.split_whitespace().any(|w| w == "role=net") {
+        return None;
+    }
+    let mac = front
+        .line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("vif="))
+        .nth(vif as usize)
+        .and_then(parse_mac)?;
+    Some(NetConnect {
+        vif: u8::try_from(vif).ok()?,
+        mac,
+    })
+}
+
 fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
     let backend = msg.peer;
     let mut connect = msg;
@@ -88,6 +115,21 @@ fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
                 }
                 println!(
                     "toolstack: domain {} asked domain {} for disk {}, which its configuration does not give it",
+                    frontend, backend, msg.index
+                );
+                return;
+            }
+        }
+    }
+    if msg.kind == DeviceKind::Net as u32 {
+        match net_grant(started, frontend, backend, msg.index) {
+            Some(c) => c.write(&mut connect),
+            None => {
+                if let Some(f) = link_of(started, frontend) {
+                    f.answer(msg, Status::NoDevice);
+                }
+                println!(
+                    "toolstack: domain {} asked domain {} for network interface {}, which its configuration does not give it",
                     frontend, backend, msg.index
                 );
                 return;
@@ -131,6 +173,8 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                         s.console_backend = Some(backend);
                     } else if msg.kind == DeviceKind::Block as u32 {
                         s.block_backend = Some(backend);
+                    } else if msg.kind == DeviceKind::Net as u32 {
+                        s.net_backend = Some(backend);
                     }
                 }
                 println!(
@@ -145,7 +189,8 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
 
 /// `dom` has stopped: each backend that served it is told (`Disconnect`):
 /// console-dom prints what is left of its console and keeps the history;
-/// drvdom-blk lets go of its rings and pages.
+/// drvdom-blk lets go of its rings and pages; drvdom-net takes its
+/// interfaces off the switch.
 pub fn close_devices(started: &mut [Started], dom: DomainId) {
     let Some(s) = started.iter_mut().find(|s| s.id == dom) else {
         return;
@@ -153,6 +198,7 @@ pub fn close_devices(started: &mut [Started], dom: DomainId) {
     let backends = [
         (s.console_backend.take(), DeviceKind::Console),
         (s.block_backend.take(), DeviceKind::Block),
+        (s.net_backend.take(), DeviceKind::Net),
     ];
     for (backend, kind) in backends {
         let Some(backend) = backend else { continue };

@@ -14,6 +14,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use domain_config::{DomainConfig, OnEvent};
+use domain_runtime::ipc_abi::proto::net;
 use domain_runtime::println;
 use tar_no_std::TarArchiveRef;
 
@@ -108,6 +109,15 @@ pub fn start_line(c: &DomainConfig) -> String {
     for d in &c.disks {
         let mode = if d.writable { "w" } else { "r" };
         let _ = write!(line, " disk={}:{}:{}", d.target, d.vdev, mode);
+    }
+    for (i, v) in c.vifs.iter().enumerate() {
+        let mac = v
+            .mac
+            .unwrap_or_else(|| net::generated_mac(&c.name, i as u8));
+        let _ = write!(line, " vif={}", net::MacText(mac));
+    }
+    if let Some(role) = &c.role {
+        let _ = write!(line, " role={}", role);
     }
     let word = |e: OnEvent| match e {
         OnEvent::Destroy => "destroy",

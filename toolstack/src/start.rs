@@ -110,6 +110,8 @@ pub struct Started {
     pub console_backend: Option<DomainId>,
     /// The backend serving its disks, once connected.
     pub block_backend: Option<DomainId>,
+    /// The backend serving its network interfaces, once connected.
+    pub net_backend: Option<DomainId>,
     /// When an unanswered shutdown request turns into a destroy (ns since boot).
     pub shutdown_deadline: Option<u64>,
 }
@@ -270,6 +272,21 @@ pub fn start_one(
     if let Some(b) = backend {
         let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" blk={}", b.id.0));
     }
+    // A domain with interfaces learns its network backend: the live domain
+    // whose role is `net` (the broker checks each interface again).
+    if options(line, "vif").next().is_some() {
+        let net = started
+            .iter()
+            .find(|s| !s.reported && option(s.line, "role") == Some("net"));
+        if let Some(n) = net {
+            let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" net={}", n.id.0));
+        }
+    }
+    // The network driver domain gets the hypervisor's `ifname=`.
+    if option(line, "role") == Some("net") {
+        let ifname = option(domain_runtime::command_line(), "ifname").unwrap_or("auto");
+        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" ifname={}", ifname));
+    }
     let control = match crate::control::Link::offer(me, id) {
         Ok((link, word)) => {
             let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
@@ -308,6 +325,7 @@ pub fn start_one(
         line,
         console_backend: None,
         block_backend: None,
+        net_backend: None,
         shutdown_deadline: None,
     })
 }

@@ -1,18 +1,28 @@
 //! The host programs the build and the tests need, and installing them.
 //!
-//! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso` and
-//! `mformat`; installing the Debian packages that provide them when running
-//! as root with apt, or one clear message naming them otherwise.
+//! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso`,
+//! `mformat`, and `curl` and `nc` (the network tests use them as a user
+//! would); installing the Debian packages that provide them when running as
+//! root with apt, or one clear message naming them otherwise.
 
 use std::process::Command;
 
-const TOOLS: [&str; 4] = ["qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat"];
-const PACKAGES: [&str; 5] = [
+const TOOLS: [&str; 6] = [
+    "qemu-system-x86_64",
+    "grub-mkrescue",
+    "xorriso",
+    "mformat",
+    "curl",
+    "nc",
+];
+const PACKAGES: [&str; 7] = [
     "qemu-system-x86",
     "grub-pc-bin",
     "grub-common",
     "xorriso",
     "mtools",
+    "curl",
+    "netcat-openbsd",
 ];
 
 fn on_path(tool: &str) -> bool {

@@ -76,6 +76,20 @@ pub fn block_driver_module(domains: &Path) -> Module {
 /// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
 pub const BLOCK_DRIVER_LINE: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192";
 
+/// drvdom-net with the NIC `cargo xtask run` attaches at PCI 00:05.0.
+pub fn net_driver_module(domains: &Path) -> Module {
+    Module {
+        path: crate::build::domain(domains, "drvdom-net"),
+        cmdline: NET_DRIVER_LINE.into(),
+    }
+}
+
+/// drvdom-net's module line for the QEMU NIC (`qemu::Config::nic`).
+pub const NET_DRIVER_LINE: &str = "drvdom-net role=net mem=4096 pci=00:05.0 dma=512";
+
+/// The web guest's address on QEMU's user network (its ports are forwarded there).
+pub const WEB_GUEST_IP: &str = "10.0.2.15";
+
 /// The example boot bundle: one guest started at boot.
 fn default_bundle(domains: &Path) -> PathBuf {
     let out = crate::build::target_dir().join("bundle.tar");
@@ -83,8 +97,18 @@ fn default_bundle(domains: &Path) -> PathBuf {
     let kv = crate::build::domain(domains, "kv-store");
     let cfg = "# Started at boot: the example guest.\nname = \"hello\"\nmemory = 1\nkernel = \"hello\"\ncmdline = \"greeting=from-the-boot-bundle\"\n";
     let kv_cfg = "# The example key-value store: its data lives on the virtual disk 'kv'\n# that drvdom-blk serves (type 'put KEY VALUE', 'get KEY', 'list' at its console).\nname = \"kv\"\nmemory = 2\nkernel = \"kv-store\"\ndisk = [\"kv,xvda,w\"]\n";
-    let autos = [("10-hello.cfg", cfg), ("20-kv.cfg", kv_cfg)];
-    match bundle(&out, &autos, &[("hello", &hello), ("kv-store", &kv)]) {
+    let web = crate::build::domain(domains, "web");
+    let web_cfg = format!("# The example web guest: HTTP on port 80 (uptime, requests served), UDP echo\n# on port 7, on QEMU's user network; `cargo xtask run` forwards host ports to it.\nname = \"web\"\nmemory = 4\nkernel = \"web\"\nvif = [\"mac=00:16:3e:00:00:80\"]\ncmdline = \"ip={WEB_GUEST_IP}/24 gw=10.0.2.2\"\n");
+    let autos = [
+        ("10-hello.cfg", cfg),
+        ("20-kv.cfg", kv_cfg),
+        ("30-web.cfg", &web_cfg),
+    ];
+    match bundle(
+        &out,
+        &autos,
+        &[("hello", &hello), ("kv-store", &kv), ("web", &web)],
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask: {e}");

@@ -117,6 +117,7 @@ fn run(
     let domains = build::domains()?;
     let mut modules = iso::default_modules(&domains);
     modules.insert(2, iso::block_driver_module(&domains));
+    modules.insert(3, iso::net_driver_module(&domains));
     qemu::ensure_disk(disk, 64 << 20)?;
     let iso = iso::build(
         &kernel,
@@ -135,8 +136,23 @@ fn run(
         "xtask: disk {} is the virtio-blk disk at PCI 00:04.0 (drvdom-blk drives it)",
         disk.display()
     );
+    let forwards = web_forwards();
+    for f in &forwards {
+        println!(
+            "xtask: 127.0.0.1:{} ({}) reaches the web guest's port {} (try {})",
+            f.host_port,
+            if f.udp { "udp" } else { "tcp" },
+            f.guest_port,
+            if f.udp {
+                format!("echo hi | nc -u -q1 127.0.0.1 {}", f.host_port)
+            } else {
+                format!("curl http://127.0.0.1:{}/", f.host_port)
+            }
+        );
+    }
     let status = qemu::Config::new(&iso)
         .disk(disk)
+        .nic(&forwards)
         .com2_socket(&com2)
         .accel(accel)
         .memory(memory)
@@ -158,4 +174,15 @@ fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
     iso::build(&kernel, cmdline, &modules, out)?;
     println!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// The host ports `cargo xtask run` forwards to the example web guest.
+fn web_forwards() -> Vec<qemu::Forward> {
+    let to = |udp, host_port, guest_port| qemu::Forward {
+        udp,
+        host_port,
+        guest: iso::WEB_GUEST_IP.into(),
+        guest_port,
+    };
+    vec![to(false, 8080, 80), to(true, 8007, 7)]
 }

@@ -54,6 +54,37 @@ pub struct Config {
     icount: bool,
     com1_input: bool,
     disk: Option<PathBuf>,
+    nic: Option<Vec<Forward>>,
+}
+
+/// A host port on 127.0.0.1 forwarded to a guest's address and port
+/// through QEMU's user-mode network.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub udp: bool,
+    pub host_port: u16,
+    pub guest: String,
+    pub guest_port: u16,
+}
+
+impl Forward {
+    fn hostfwd(&self) -> String {
+        format!(
+            "hostfwd={}:127.0.0.1:{}-{}:{}",
+            if self.udp { "udp" } else { "tcp" },
+            self.host_port,
+            self.guest,
+            self.guest_port
+        )
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (for a forward).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 impl Config {
@@ -69,7 +100,15 @@ impl Config {
             monitor_socket: None,
             icount: false,
             disk: None,
+            nic: None,
         }
+    }
+
+    /// A virtio-net NIC at PCI 00:05.0 on QEMU's user-mode network
+    /// (10.0.2.0/24, gateway and DHCP at 10.0.2.2), with `forwards`.
+    pub fn nic(mut self, forwards: &[Forward]) -> Self {
+        self.nic = Some(forwards.to_vec());
+        self
     }
 
     pub fn accel(mut self, a: Accel) -> Self {
@@ -130,17 +169,20 @@ impl Config {
 
     fn common_args(&self, cmd: &mut Command) {
         cmd.arg("-cdrom").arg(&self.iso);
-        // No NIC until the network driver domain needs one (and no option ROM to find).
-        cmd.args([
-            "-boot",
-            "d",
-            "-m",
-            &self.memory,
-            "-smp",
-            &self.smp,
-            "-nic",
-            "none",
-        ]);
+        cmd.args(["-boot", "d", "-m", &self.memory, "-smp", &self.smp]);
+        match &self.nic {
+            // No NIC unless asked for (and no option ROM to find).
+            None => cmd.args(["-nic", "none"]),
+            Some(forwards) => {
+                let mut netdev = String::from("user,id=net0");
+                for f in forwards {
+                    netdev.push(',');
+                    netdev.push_str(&f.hostfwd());
+                }
+                cmd.args(["-nic", "none", "-netdev", &netdev, "-device"])
+                    .arg("virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile=")
+            }
+        };
         match self.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),

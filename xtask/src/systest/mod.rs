@@ -6,6 +6,7 @@
 
 mod block;
 mod console;
+mod net;
 mod top;
 mod upload;
 
@@ -239,6 +240,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "the_kv_store_guest_takes_commands_at_its_console",
             block::kv_store_console,
+        ),
+        (
+            "the_web_guest_serves_curl_and_nc_through_forwarded_ports",
+            net::web_guest_serves_the_host,
         ),
         (
             "three_hundred_short_lived_domains_each_get_a_console",

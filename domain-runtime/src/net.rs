@@ -1,0 +1,246 @@
+//! A network interface: the frontend of `drvdom-net`'s rings
+//! (`ipc_abi::proto::net`).
+//!
+//! Owns: connecting interface N (the Nth `vif=MAC` word on the command line
+//! is its MAC; `net=ID` names the backend; the control domain checks the
+//! configuration gives it the interface), the transmit ring with its
+//! granted pages (one frame each, reused as answers come back), and the
+//! receive ring, kept full of granted pages for the backend to fill.
+//! `tcpip` (feature `tcpip`) puts smoltcp on top.
+
+use crate::grant::GrantedPages;
+use crate::hypercall as hc;
+use crate::ring::{Grefs, RingPages};
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::proto::control::DeviceKind;
+use ipc_abi::proto::net::{
+    parse_mac, Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME, NET_VERSION,
+};
+use ipc_abi::ring::Front;
+use zerocopy::FromZeros;
+
+#[cfg(feature = "tcpip")]
+pub mod tcpip;
+
+/// Frames that can be in flight to the backend, and receive pages posted.
+pub const TX_PAGES: usize = 16;
+pub const RX_PAGES: usize = 16;
+
+/// Why a frame could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// Longer than [`MAX_FRAME`] or shorter than a header.
+    Size,
+    /// Every transmit page is in flight; try again after the backend answers.
+    Busy,
+    /// The ring broke.
+    Ring,
+}
+
+/// The transmit half.
+pub struct TxSide {
+    front: Front<'static, TxRequest, TxResponse>,
+    pages: GrantedPages,
+    free: heapless::Vec<u8, TX_PAGES>,
+    port: u16,
+    /// Frames sent, and sent frames the backend refused.
+    pub sent: u64,
+    pub refused: u64,
+}
+
+/// The receive half.
+pub struct RxSide {
+    front: Front<'static, RxRequest, RxResponse>,
+    pages: GrantedPages,
+    port: u16,
+    /// The last frame taken out of its page.
+    frame: [u8; MAX_FRAME as usize],
+    /// Frames received.
+    pub received: u64,
+}
+
+/// A connected network interface.
+pub struct NetFront {
+    pub tx: TxSide,
+    pub rx: RxSide,
+    mac: Mac,
+    port: u16,
+    backend: DomainId,
+    _rings: ([RingPages; 2], Grefs),
+}
+
+impl NetFront {
+    /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
+    pub fn connect(vif: u32) -> Result<NetFront> {
+        let words = || crate::command_line().split_whitespace();
+        let backend = words()
+            .find_map(|w| w.strip_prefix("net="))
+            .and_then(|v| v.parse().ok())
+            .map(DomainId)
+            .ok_or(Error::InvalidArgument)?;
+        let mac = words()
+            .filter_map(|w| w.strip_prefix("vif="))
+            .nth(vif as usize)
+            .and_then(parse_mac)
+            .ok_or(Error::InvalidArgument)?;
+        let rings = [
+            RingPages::allocate(1).ok_or(Error::OutOfResources)?,
+            RingPages::allocate(1).ok_or(Error::OutOfResources)?,
+        ];
+        let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        let rx_front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        let tx_pages = GrantedPages::new(TX_PAGES, backend)?;
+        let rx_pages = GrantedPages::new(RX_PAGES, backend)?;
+        let (grefs, port) =
+            crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION)?;
+        let mut net = NetFront {
+            tx: TxSide {
+                front: tx_front,
+                pages: tx_pages,
+                free: (0..TX_PAGES as u8).collect(),
+                port,
+                sent: 0,
+                refused: 0,
+            },
+            rx: RxSide {
+                front: rx_front,
+                pages: rx_pages,
+                port,
+                frame: [0; MAX_FRAME as usize],
+                received: 0,
+            },
+            mac,
+            port,
+            backend,
+            _rings: (rings, grefs),
+        };
+        net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
+        Ok(net)
+    }
+
+    pub fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    pub fn backend(&self) -> DomainId {
+        self.backend
+    }
+
+    /// The event port the backend signals (both rings share it).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl TxSide {
+    /// Sends one frame (copied into a transmit page): returns once it is in
+    /// the ring, not when the backend took it.
+    pub fn send(&mut self, frame: &[u8]) -> core::result::Result<(), SendError> {
+        self.send_with(frame.len(), |page| page.copy_from_slice(frame))
+    }
+
+    /// Sends a frame of `len` bytes that `fill` writes straight into a
+    /// transmit page.
+    pub fn send_with<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> core::result::Result<R, SendError> {
+        if !(14..=usize::from(MAX_FRAME)).contains(&len) {
+            return Err(SendError::Size);
+        }
+        self.reclaim().map_err(|_| SendError::Ring)?;
+        let page = self.free.pop().ok_or(SendError::Busy)?;
+        let i = usize::from(page);
+        let out = fill(&mut self.pages.page_mut(i)[..len]);
+        let mut r = TxRequest::new_zeroed();
+        r.id = u64::from(page);
+        r.gref = self.pages.gref(i);
+        r.len = len as u16;
+        if self.front.push(&r).is_err() {
+            let _ = self.free.push(page);
+            return Err(SendError::Ring);
+        }
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        self.sent += 1;
+        Ok(out)
+    }
+
+    /// Whether a page is free for a frame now.
+    pub fn can_send(&mut self) -> bool {
+        let _ = self.reclaim();
+        !self.free.is_empty()
+    }
+
+    /// Takes back the pages of frames the backend answered.
+    fn reclaim(&mut self) -> core::result::Result<(), ()> {
+        while let Some(rsp) = self.front.pop().map_err(|_| ())? {
+            let page = rsp.id as usize;
+            if page < TX_PAGES && !self.free.contains(&(page as u8)) {
+                let _ = self.free.push(page as u8);
+            }
+            if rsp.status != 0 {
+                self.refused += 1;
+            }
+        }
+        let _ = self.front.final_check();
+        Ok(())
+    }
+}
+
+impl RxSide {
+    /// Posts every receive page.
+    fn post_all(&mut self) -> core::result::Result<(), ()> {
+        for i in 0..self.pages.len() {
+            self.post(i)?;
+        }
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        Ok(())
+    }
+
+    fn post(&mut self, i: usize) -> core::result::Result<(), ()> {
+        let mut r = RxRequest::new_zeroed();
+        r.id = i as u64;
+        r.gref = self.pages.gref(i);
+        self.front.push(&r).map_err(|_| ())
+    }
+
+    /// The next frame the backend delivered, copied out of its page (which
+    /// goes back to the backend at once); None if there is none now.
+    pub fn next_frame(&mut self) -> Option<&[u8]> {
+        loop {
+            let rsp = match self.front.pop() {
+                Ok(Some(r)) => r,
+                _ => {
+                    // Ask to be woken for the next one.
+                    if !self.front.final_check().unwrap_or(false) {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            let i = rsp.id as usize;
+            if i >= self.pages.len() {
+                continue;
+            }
+            let len = usize::from(rsp.len).min(self.frame.len());
+            let ok = rsp.status == 0 && len > 0;
+            if ok {
+                self.frame[..len].copy_from_slice(&self.pages.page(i)[..len]);
+            }
+            let _ = self.post(i);
+            if self.front.publish() {
+                let _ = hc::event_send(self.port);
+            }
+            if ok {
+                self.received += 1;
+                return Some(&self.frame[..len]);
+            }
+        }
+    }
+}

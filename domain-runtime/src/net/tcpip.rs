@@ -1,0 +1,197 @@
+//! TCP/IP for a guest, with smoltcp over its network interface.
+//!
+//! Owns: the smoltcp `Device` of a [`NetFront`], the interface's address
+//! (`ip=A.B.C.D/N` and `gw=A.B.C.D` on the command line, or DHCP), and the
+//! loop helpers a guest needs: [`Stack::poll`] moves packets and timers,
+//! [`Stack::wait`] blocks until a frame arrives or smoltcp's next timer.
+
+extern crate alloc;
+use super::{NetFront, TxSide, TX_PAGES};
+use alloc::vec::Vec;
+use ipc_abi::hypercall::{Error, Result};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::dhcpv4;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+/// A frame handed to smoltcp.
+pub struct Rx<'a>(&'a [u8]);
+
+/// Room for one frame to send.
+pub struct Tx<'a>(&'a mut TxSide);
+
+impl RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        match self
+            .0
+            .send_with(len, |page| (f.take().expect("called once"))(page))
+        {
+            Ok(r) => r,
+            // Too big or the ring broke: smoltcp still wants its result;
+            // the frame is lost, as on a wire.
+            Err(_) => {
+                let mut scratch = [0u8; 1518];
+                let n = len.min(scratch.len());
+                (f.take().expect("not called yet"))(&mut scratch[..n])
+            }
+        }
+    }
+}
+
+impl Device for NetFront {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        let frame = self.rx.next_frame()?;
+        Some((Rx(frame), Tx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
+        if self.tx.can_send() {
+            Some(Tx(&mut self.tx))
+        } else {
+            None
+        }
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c.max_burst_size = Some(TX_PAGES);
+        c
+    }
+}
+
+/// smoltcp's clock: the domain's.
+pub fn now() -> Instant {
+    Instant::from_micros((crate::time::now_ns() / 1000) as i64)
+}
+
+/// An interface with an address, and the sockets on it.
+pub struct Stack {
+    pub iface: Interface,
+    pub sockets: SocketSet<'static>,
+    pub dev: NetFront,
+    dhcp: Option<SocketHandle>,
+}
+
+/// `A.B.C.D`.
+fn ipv4(text: &str) -> Option<Ipv4Address> {
+    let mut b = [0u8; 4];
+    let mut n = 0;
+    for part in text.split('.') {
+        *b.get_mut(n)? = part.parse().ok()?;
+        n += 1;
+    }
+    (n == 4).then(|| Ipv4Address::new(b[0], b[1], b[2], b[3]))
+}
+
+impl Stack {
+    /// Connects interface 0 and gives it the address the command line
+    /// names (`ip=A.B.C.D/N`, optional `gw=A.B.C.D`), or asks DHCP.
+    pub fn from_command_line() -> Result<Stack> {
+        let mut dev = NetFront::connect(0)?;
+        let mac = EthernetAddress(dev.mac());
+        let config = Config::new(HardwareAddress::Ethernet(mac));
+        let iface = Interface::new(config, &mut dev, now());
+        let mut stack = Stack {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            dev,
+            dhcp: None,
+        };
+        let option = |key: &str| {
+            crate::command_line()
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        };
+        match option("ip") {
+            Some(text) => {
+                let (addr, len) = text.split_once('/').unwrap_or((text, "24"));
+                let addr = ipv4(addr).ok_or(Error::InvalidArgument)?;
+                let len: u8 = len.parse().map_err(|_| Error::InvalidArgument)?;
+                stack.set_address(Ipv4Cidr::new(addr, len), option("gw").and_then(ipv4));
+            }
+            None => {
+                let socket = dhcpv4::Socket::new();
+                stack.dhcp = Some(stack.sockets.add(socket));
+            }
+        }
+        Ok(stack)
+    }
+
+    fn set_address(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            let _ = addrs.push(IpCidr::Ipv4(cidr));
+        });
+        match gateway {
+            Some(gw) => {
+                let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
+            }
+            None => self
+                .iface
+                .routes_mut()
+                .remove_default_ipv4_route()
+                .map_or((), |_| ()),
+        }
+    }
+
+    /// The interface's address, once it has one.
+    pub fn address(&self) -> Option<Ipv4Cidr> {
+        // Only IPv4 is built in, so every address is one.
+        self.iface
+            .ip_addrs()
+            .iter()
+            .map(|IpCidr::Ipv4(c)| *c)
+            .next()
+    }
+
+    /// Moves frames in and out and runs smoltcp's timers; follows DHCP.
+    pub fn poll(&mut self) {
+        self.iface.poll(now(), &mut self.dev, &mut self.sockets);
+        let Some(h) = self.dhcp else { return };
+        let event = self
+            .sockets
+            .get_mut::<dhcpv4::Socket>(h)
+            .poll()
+            .map(|e| match e {
+                dhcpv4::Event::Configured(c) => Some((c.address, c.router)),
+                dhcpv4::Event::Deconfigured => None,
+            });
+        match event {
+            Some(Some((address, router))) => {
+                self.set_address(address, router);
+                crate::println!("net: {} from DHCP", address);
+            }
+            Some(None) => {
+                self.iface.update_ip_addrs(|a| a.clear());
+                crate::println!("net: DHCP lease lost");
+            }
+            None => {}
+        }
+    }
+
+    /// Blocks until a frame arrives or smoltcp's next timer is due (at most `max_ns`).
+    pub fn wait(&mut self, max_ns: u64) {
+        let delay = self
+            .iface
+            .poll_delay(now(), &self.sockets)
+            .map_or(max_ns, |d| (d.total_micros() * 1000).min(max_ns));
+        if delay == 0 {
+            return;
+        }
+        let deadline = crate::time::now_ns().saturating_add(delay);
+        crate::events::wait_until(self.dev.port(), deadline);
+    }
+}
