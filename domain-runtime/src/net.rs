@@ -25,7 +25,7 @@ pub mod tcpip;
 
 /// Frames that can be in flight to the backend, and receive pages posted.
 pub const TX_PAGES: usize = 16;
-pub const RX_PAGES: usize = 16;
+pub const RX_PAGES: usize = 32;
 
 /// Why a frame could not be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -284,8 +284,10 @@ pub fn start_one(
     }
     // The network driver domain gets the hypervisor's `ifname=`.
     if option(line, "role") == Some("net") {
-        let ifname = option(domain_runtime::command_line(), "ifname").unwrap_or("auto");
-        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" ifname={}", ifname));
+        let _ = core::fmt::Write::write_fmt(
+            &mut cmdline,
+            format_args!(" ifname={}", hypervisor_ifname()),
+        );
     }
     let control = match crate::control::Link::offer(me, id) {
         Ok((link, word)) => {
@@ -561,6 +563,11 @@ fn pair(s: &str) -> Option<(u64, u64)> {
 }
 
 /// Gives the domain the I/O ports, IRQ and device memory its line asks for.
+/// The hypervisor's `ifname=` (the kernel appends it to our command line).
+fn hypervisor_ifname() -> &'static str {
+    option(domain_runtime::command_line(), "ifname").unwrap_or("auto")
+}
+
 fn give_hardware(
     id: DomainId,
     line: &str,
@@ -574,6 +581,13 @@ fn give_hardware(
         hc::domain_add_irq(id, parse_number(v).ok_or(Error::InvalidArgument)? as u8)?;
     }
     for v in options(line, "pci") {
+        if option(line, "role") == Some("net") && hypervisor_ifname() == "dummy" {
+            println!(
+                "toolstack: ifname=dummy: domain {} gets no NIC ({} stays unused)",
+                id, v
+            );
+            continue;
+        }
         let bdf = domain_config::config::pci_address(v).ok_or(Error::InvalidArgument)?;
         hc::domain_add_pci(id, bdf)?;
         println!("toolstack: domain {} gets PCI function {}", id, v);

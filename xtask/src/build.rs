@@ -61,6 +61,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "disk-tool"),
     ("test-domains", "blk-hostile"),
     ("test-domains", "disk-bench"),
+    ("test-domains", "net-tool"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),

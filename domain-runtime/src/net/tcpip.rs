@@ -86,7 +86,7 @@ pub struct Stack {
 }
 
 /// `A.B.C.D`.
-fn ipv4(text: &str) -> Option<Ipv4Address> {
+pub fn parse_ipv4(text: &str) -> Option<Ipv4Address> {
     let mut b = [0u8; 4];
     let mut n = 0;
     for part in text.split('.') {
@@ -118,9 +118,9 @@ impl Stack {
         match option("ip") {
             Some(text) => {
                 let (addr, len) = text.split_once('/').unwrap_or((text, "24"));
-                let addr = ipv4(addr).ok_or(Error::InvalidArgument)?;
+                let addr = parse_ipv4(addr).ok_or(Error::InvalidArgument)?;
                 let len: u8 = len.parse().map_err(|_| Error::InvalidArgument)?;
-                stack.set_address(Ipv4Cidr::new(addr, len), option("gw").and_then(ipv4));
+                stack.set_address(Ipv4Cidr::new(addr, len), option("gw").and_then(parse_ipv4));
             }
             None => {
                 let socket = dhcpv4::Socket::new();

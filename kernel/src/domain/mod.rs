@@ -47,7 +47,7 @@ pub fn this_cpu() -> usize {
 /// Most domains alive at once.
 pub const MAX_DOMAINS: usize = 128;
 /// Grant entries per domain.
-pub const MAX_GRANTS: usize = 64;
+pub const MAX_GRANTS: usize = 128;
 /// Grants kept alive after their granter died because someone still maps them.
 pub const MAX_ORPHANS: usize = 256;
 

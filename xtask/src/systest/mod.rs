@@ -246,6 +246,22 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::web_guest_serves_the_host,
         ),
         (
+            "a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody",
+            net::broadcast_once_and_no_spoofing,
+        ),
+        (
+            "two_guests_talk_tcp_through_the_switch",
+            net::guests_talk_tcp_beside_the_nic,
+        ),
+        (
+            "two_guests_talk_tcp_through_the_switch_with_ifname_dummy",
+            net::guests_talk_tcp_without_a_nic,
+        ),
+        (
+            "sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact",
+            net::sixty_four_mib_each_way,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

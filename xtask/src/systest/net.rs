@@ -95,3 +95,176 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
         format!("nc -u got {echo:?} back")
     })
 }
+
+/// Test-frame listeners and an announcer on one switch: the announcer's
+/// broadcast reaches every other interface once and never comes back to
+/// it; the frame it sends from a forged MAC is dropped and counted, and
+/// reaches nobody.
+pub fn broadcast_once_and_no_spoofing(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-tool", "l1 mem=2048 vif=02:00:00:00:00:01 listen"),
+        ("net-tool", "l2 mem=2048 vif=02:00:00:00:00:02 listen"),
+        (
+            "net-tool",
+            "an mem=2048 vif=02:00:00:00:00:03 announce peers=2",
+        ),
+    ];
+    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    expect_line(
+        m,
+        "[1] drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch",
+    )?;
+    expect_line(m, "[4] net-tool: 2 peers ready")?;
+    expect_line(
+        m,
+        "[1] drvdom-net: domain 4 vif 0 sent from 02:00:00:00:00:56, not its 02:00:00:00:00:03: dropped (1 so far)",
+    )?;
+    // `bye` follows the forged frame: once a listener printed it, anything
+    // the switch let through before it was printed too.
+    for dom in [2, 3] {
+        expect_line(
+            m,
+            &format!("[{dom}] net-tool: frame from 02:00:00:00:00:03: bye"),
+        )?;
+    }
+    let lines = m.lines();
+    for dom in [2, 3] {
+        let hellos = lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "[{dom}] net-tool: frame from 02:00:00:00:00:03: hello"
+                ))
+            })
+            .count();
+        check(hellos == 1, || {
+            format!("domain {dom} got the broadcast {hellos} times")
+        })?;
+    }
+    check(!lines.iter().any(|l| l.contains(": spoofed")), || {
+        "a frame from a forged MAC got through".into()
+    })?;
+    check(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("[4] net-tool: frame from")),
+        || "the announcer got a frame back".into(),
+    )
+}
+
+/// Two guests on one switch: one sends 4 MiB over TCP, the other receives
+/// it, and both count the same bytes and CRC-32. `cmdline` picks the NIC
+/// (`ifname=dummy`: none).
+fn guests_talk_tcp(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+    cmdline: &str,
+    nic: bool,
+) -> Result<(), String> {
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-tool", "sink mem=4096 vif=02:00:00:00:01:01 ip=10.0.2.21/24 sink=5000"),
+        (
+            "net-tool",
+            "source mem=4096 vif=02:00:00:00:01:02 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes=4194304",
+        ),
+    ];
+    let mut config = c.system(cmdline, &guests)?;
+    if nic {
+        config = config.nic(&[]);
+    }
+    let m = super::boot(&config, slot)?;
+    let sent = m.wait_for("[3] net-tool: sent ", super::BOOT * 3)?;
+    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 3)?;
+    let tail = |l: &str, what: &str| l.split(what).nth(1).map(str::to_owned);
+    check(
+        sent.starts_with("[3] net-tool: sent 4194304 bytes")
+            && tail(&sent, "bytes") == tail(&got, "bytes"),
+        || format!("sent {sent:?}, received {got:?}"),
+    )
+}
+
+pub fn guests_talk_tcp_beside_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    guests_talk_tcp(c, slot, "", true)
+}
+
+pub fn guests_talk_tcp_without_a_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    guests_talk_tcp(c, slot, "ifname=dummy", false)
+}
+
+/// 64 MiB, host to guest and guest to host over TCP through the NIC and
+/// drvdom-net; each side's byte count and CRC-32 match the other's.
+pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    use std::io::Read;
+    const BYTES: usize = 64 << 20;
+    let to_guest = free_port()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let from_guest = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let forwards = [Forward {
+        udp: false,
+        host_port: to_guest,
+        guest: "10.0.2.31".into(),
+        guest_port: 5001,
+    }];
+    let sink =
+        "sink mem=4096 vif=02:00:00:00:02:01 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001".to_string();
+    let source = format!(
+        "source mem=4096 vif=02:00:00:00:02:02 ip=10.0.2.32/24 gw=10.0.2.2 source=10.0.2.2:{from_guest} bytes={BYTES}"
+    );
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-tool", sink.as_str()),
+        ("net-tool", source.as_str()),
+    ];
+    let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    // Guest to host: accept the guest's connection and count what comes.
+    let reader = std::thread::spawn(move || -> Result<(usize, u32), String> {
+        let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut total = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = conn.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok((total, crc.finalize()));
+            }
+            crc.update(&buf[..n]);
+            total += n;
+        }
+    });
+    // Host to guest: once the guest listens, send 64 MiB of noise.
+    expect_line(m, "[2] net-tool: listening on port 5001")?;
+    let mut conn =
+        std::net::TcpStream::connect(("127.0.0.1", to_guest)).map_err(|e| e.to_string())?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..BYTES / buf.len() {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        crc.update(&buf);
+        conn.write_all(&buf)
+            .map_err(|e| format!("sending to the guest: {e}"))?;
+    }
+    conn.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    let sent_crc = crc.finalize();
+    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5)?;
+    check(
+        got == format!("[2] net-tool: received {BYTES} bytes crc32 {sent_crc:08x}"),
+        || format!("the host sent {BYTES} bytes crc32 {sent_crc:08x}; the guest: {got:?}"),
+    )?;
+    let sent = m.wait_for("[3] net-tool: sent ", super::BOOT * 5)?;
+    let (total, crc) = reader
+        .join()
+        .map_err(|_| "the reader thread panicked".to_string())??;
+    check(
+        sent == format!("[3] net-tool: sent {total} bytes crc32 {crc:08x}") && total == BYTES,
+        || format!("the host received {total} bytes crc32 {crc:08x}; the guest: {sent:?}"),
+    )
+}

@@ -1,0 +1,275 @@
+//! Uses its network interface as its command line says; each result is one
+//! line.
+//!
+//! TCP (through the runtime's smoltcp stack; address from `ip=`/`gw=`):
+//! - `sink=PORT`: accepts one connection, reads until the peer closes,
+//!   prints the byte count and CRC-32;
+//! - `source=A.B.C.D:PORT bytes=N`: connects, sends N pseudo-random bytes,
+//!   closes, prints the count and CRC-32.
+//!
+//! Raw frames (EtherType 0x88b5, for switch tests):
+//! - `listen`: broadcasts `ready` every 100 ms until it hears a `hello`,
+//!   printing every test frame it receives;
+//! - `announce peers=N`: waits for `ready` from N interfaces, then
+//!   broadcasts one `hello` from its own MAC, one `spoofed` from a MAC that
+//!   is not its own, and one `bye` from its own.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+use alloc::vec;
+use domain_runtime::ipc_abi::proto::net::{Mac, MacText};
+use domain_runtime::net::tcpip::{parse_ipv4, Stack};
+use domain_runtime::net::NetFront;
+use domain_runtime::{println, time};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, IpEndpoint};
+use test_domains::{flag, number, option};
+
+domain_runtime::entry!(run);
+
+/// The EtherType of test frames (IEEE local experimental).
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+const BROADCAST: Mac = [0xff; 6];
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    if flag("listen") || flag("announce") {
+        let mut net = match NetFront::connect(0) {
+            Ok(n) => n,
+            Err(e) => return println!("net-tool: no interface: {}", e),
+        };
+        if flag("listen") {
+            listen(&mut net);
+        } else {
+            announce(&mut net, number("peers").unwrap_or(1));
+        }
+        return;
+    }
+    let mut stack = match Stack::from_command_line() {
+        Ok(s) => s,
+        Err(e) => return println!("net-tool: no interface: {}", e),
+    };
+    if let Some(port) = number("sink") {
+        sink(&mut stack, port as u16);
+    }
+    if let Some(to) = option("source") {
+        source(&mut stack, to, number("bytes").unwrap_or(1 << 20));
+    }
+    println!("net-tool: done");
+}
+
+/// A test frame: broadcast, from `src`, carrying `text`.
+fn test_frame(src: Mac, text: &str) -> heapless::Vec<u8, 128> {
+    let mut f = heapless::Vec::new();
+    let _ = f.extend_from_slice(&BROADCAST);
+    let _ = f.extend_from_slice(&src);
+    let _ = f.extend_from_slice(&ETHERTYPE);
+    let _ = f.extend_from_slice(text.as_bytes());
+    while f.len() < 60 {
+        let _ = f.push(0);
+    }
+    f
+}
+
+/// The source and text of a test frame.
+fn parse(frame: &[u8]) -> Option<(Mac, &str)> {
+    if frame.len() < 14 || frame[12..14] != ETHERTYPE {
+        return None;
+    }
+    let mut src = [0u8; 6];
+    src.copy_from_slice(&frame[6..12]);
+    let text = core::str::from_utf8(&frame[14..]).ok()?;
+    Some((src, text.trim_end_matches('\0')))
+}
+
+fn listen(net: &mut NetFront) {
+    let me = net.mac();
+    let mut next_ready = 0;
+    let mut heard_hello = false;
+    loop {
+        let now = time::now_ns();
+        if !heard_hello && now >= next_ready {
+            let _ = net.tx.send(&test_frame(me, "ready"));
+            next_ready = now + 100_000_000;
+        }
+        while let Some(frame) = net.rx.next_frame() {
+            if let Some((src, text)) = parse(frame) {
+                if text != "ready" {
+                    println!("net-tool: frame from {}: {}", MacText(src), text);
+                }
+                heard_hello |= text == "hello";
+            }
+        }
+        domain_runtime::events::wait_until(net.port(), now + 100_000_000);
+    }
+}
+
+fn announce(net: &mut NetFront, peers: u64) {
+    let me = net.mac();
+    let mut ready: heapless::Vec<Mac, 16> = heapless::Vec::new();
+    while (ready.len() as u64) < peers {
+        while let Some(frame) = net.rx.next_frame() {
+            if let Some((src, "ready")) = parse(frame) {
+                if !ready.contains(&src) {
+                    let _ = ready.push(src);
+                }
+            }
+        }
+        domain_runtime::events::wait_until(net.port(), time::now_ns() + 100_000_000);
+    }
+    println!("net-tool: {} peers ready", ready.len());
+    let _ = net.tx.send(&test_frame(me, "hello"));
+    let mut forged = me;
+    forged[5] ^= 0x55;
+    let _ = net.tx.send(&test_frame(forged, "spoofed"));
+    let _ = net.tx.send(&test_frame(me, "bye"));
+    println!(
+        "net-tool: sent hello from {} and spoofed from {}",
+        MacText(me),
+        MacText(forged)
+    );
+    // Stay, so our own frames could come back (they must not).
+    loop {
+        while let Some(frame) = net.rx.next_frame() {
+            if let Some((src, text)) = parse(frame) {
+                if text != "ready" {
+                    println!("net-tool: frame from {}: {}", MacText(src), text);
+                }
+            }
+        }
+        domain_runtime::events::wait_until(net.port(), time::now_ns() + 1_000_000_000);
+    }
+}
+
+/// A TCP socket with buffers big enough to keep a window open.
+fn tcp_socket(stack: &mut Stack) -> smoltcp::iface::SocketHandle {
+    let rx = tcp::SocketBuffer::new(vec![0; 64 * 1024]);
+    let tx = tcp::SocketBuffer::new(vec![0; 64 * 1024]);
+    stack.sockets.add(tcp::Socket::new(rx, tx))
+}
+
+fn sink(stack: &mut Stack, port: u16) {
+    let h = tcp_socket(stack);
+    let _ = stack.sockets.get_mut::<tcp::Socket>(h).listen(port);
+    println!("net-tool: listening on port {}", port);
+    let mut crc = crc32fast::Hasher::new();
+    let mut total: u64 = 0;
+    let mut connected = false;
+    loop {
+        stack.poll();
+        let s = stack.sockets.get_mut::<tcp::Socket>(h);
+        // `may_recv` is false before the handshake ends, so only an
+        // established connection's end counts.
+        connected |= s.may_recv();
+        while s.can_recv() {
+            let _ = s.recv(|data| {
+                crc.update(data);
+                total += data.len() as u64;
+                (data.len(), ())
+            });
+        }
+        if connected && !s.may_recv() {
+            s.close();
+            break;
+        }
+        stack.wait(100_000_000);
+    }
+    // Let the close go out.
+    for _ in 0..10 {
+        stack.poll();
+        stack.wait(10_000_000);
+    }
+    println!(
+        "net-tool: received {} bytes crc32 {:08x}",
+        total,
+        crc.finalize()
+    );
+}
+
+fn endpoint(text: &str) -> Option<IpEndpoint> {
+    let (ip, port) = text.split_once(':')?;
+    let addr = parse_ipv4(ip)?;
+    Some(IpEndpoint::new(IpAddress::Ipv4(addr), port.parse().ok()?))
+}
+
+fn source(stack: &mut Stack, to: &str, bytes: u64) {
+    let Some(remote) = endpoint(to) else {
+        return println!("net-tool: source={} is not A.B.C.D:PORT", to);
+    };
+    let h = tcp_socket(stack);
+    // A peer that is not listening yet refuses: try again, as clients do.
+    let mut attempt = 0u16;
+    loop {
+        let local = 49152 + attempt;
+        let cx = stack.iface.context();
+        if let Err(e) = stack
+            .sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(cx, remote, local)
+        {
+            return println!("net-tool: cannot connect to {}: {}", to, e);
+        }
+        while matches!(
+            stack.sockets.get::<tcp::Socket>(h).state(),
+            tcp::State::SynSent | tcp::State::SynReceived
+        ) {
+            stack.poll();
+            stack.wait(100_000_000);
+        }
+        if stack.sockets.get::<tcp::Socket>(h).is_active() || attempt >= 50 {
+            break;
+        }
+        attempt += 1;
+        stack.sockets.get_mut::<tcp::Socket>(h).abort();
+        time::sleep_ns(200_000_000);
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut sent: u64 = 0;
+    let mut chunk = [0u8; 4096];
+    let mut pending = 0..0;
+    loop {
+        stack.poll();
+        let s = stack.sockets.get_mut::<tcp::Socket>(h);
+        let all_queued = sent >= bytes && pending.is_empty();
+        if !s.is_open() {
+            if all_queued {
+                break;
+            }
+            return println!("net-tool: connection to {} closed after {} bytes", to, sent);
+        }
+        while s.can_send() && sent < bytes {
+            if pending.is_empty() {
+                let n = (bytes - sent).min(chunk.len() as u64) as usize;
+                for b in chunk[..n].iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                crc.update(&chunk[..n]);
+                pending = 0..n;
+            }
+            match s.send_slice(&chunk[pending.clone()]) {
+                Ok(n) => {
+                    pending.start += n;
+                    sent += n as u64;
+                }
+                Err(_) => break,
+            }
+        }
+        if all_queued {
+            s.close();
+            if s.send_queue() == 0 {
+                break;
+            }
+        }
+        stack.wait(100_000_000);
+    }
+    for _ in 0..10 {
+        stack.poll();
+        stack.wait(10_000_000);
+    }
+    println!("net-tool: sent {} bytes crc32 {:08x}", sent, crc.finalize());
+}
