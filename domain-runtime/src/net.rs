@@ -127,6 +127,11 @@ impl NetFront {
         self.backend
     }
 
+    /// The transmit ring's pages (a test can break the ring through them).
+    pub fn tx_ring(&self) -> RingPages {
+        self._rings.0[0]
+    }
+
     /// The event port the backend signals (both rings share it).
     pub fn port(&self) -> u16 {
         self.port
@@ -167,6 +172,29 @@ impl TxSide {
         }
         self.sent += 1;
         Ok(out)
+    }
+
+    /// Pushes `r` as it is, unchecked, and notifies: for tools and tests
+    /// that speak the protocol themselves. Answers are taken (and counted
+    /// in `refused`) by the next send.
+    pub fn push_raw(&mut self, r: &TxRequest) -> core::result::Result<(), SendError> {
+        self.reclaim().map_err(|_| SendError::Ring)?;
+        self.front.push(r).map_err(|_| SendError::Busy)?;
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+        Ok(())
+    }
+
+    /// The grant of transmit page `i` (for [`TxSide::push_raw`]).
+    pub fn page_gref(&self, i: usize) -> u32 {
+        self.pages.gref(i)
+    }
+
+    /// Answers taken so far that were errors, and whether the ring still works.
+    pub fn settle(&mut self) -> core::result::Result<u64, SendError> {
+        self.reclaim().map_err(|_| SendError::Ring)?;
+        Ok(self.refused)
     }
 
     /// Whether a page is free for a frame now.

@@ -62,6 +62,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "blk-hostile"),
     ("test-domains", "disk-bench"),
     ("test-domains", "net-tool"),
+    ("test-domains", "net-hostile"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),

@@ -3,7 +3,8 @@
 //!
 //! TCP (through the runtime's smoltcp stack; address from `ip=`/`gw=`):
 //! - `sink=PORT`: accepts one connection, reads until the peer closes,
-//!   prints the byte count and CRC-32;
+//!   prints the byte count and CRC-32 (with `notify`, then broadcasts a
+//!   UDP datagram to port 9);
 //! - `source=A.B.C.D:PORT bytes=N`: connects, sends N pseudo-random bytes,
 //!   closes, prints the count and CRC-32.
 //!
@@ -23,8 +24,8 @@ use domain_runtime::ipc_abi::proto::net::{Mac, MacText};
 use domain_runtime::net::tcpip::{parse_ipv4, Stack};
 use domain_runtime::net::NetFront;
 use domain_runtime::{println, time};
-use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use test_domains::{flag, number, option};
 
 domain_runtime::entry!(run);
@@ -185,6 +186,26 @@ fn sink(stack: &mut Stack, port: u16) {
         total,
         crc.finalize()
     );
+    if flag("notify") {
+        broadcast_udp(stack, 9, b"done");
+    }
+}
+
+/// Sends one UDP datagram to 255.255.255.255:`port`.
+fn broadcast_udp(stack: &mut Stack, port: u16, data: &[u8]) {
+    let meta = || vec![udp::PacketMetadata::EMPTY; 2];
+    let rx = udp::PacketBuffer::new(meta(), vec![0; 256]);
+    let tx = udp::PacketBuffer::new(meta(), vec![0; 256]);
+    let mut s = udp::Socket::new(rx, tx);
+    let _ = s.bind(port);
+    let h = stack.sockets.add(s);
+    let to = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::BROADCAST), port);
+    let _ = stack.sockets.get_mut::<udp::Socket>(h).send_slice(data, to);
+    for _ in 0..10 {
+        stack.poll();
+        stack.wait(10_000_000);
+    }
+    println!("net-tool: broadcast to udp port {}", port);
 }
 
 fn endpoint(text: &str) -> Option<IpEndpoint> {

@@ -262,6 +262,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::sixty_four_mib_each_way,
         ),
         (
+            "a_hostile_network_frontend_gets_errors_and_harms_nobody",
+            net::a_hostile_frontend_harms_nobody,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

@@ -268,3 +268,54 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
         || format!("the host received {total} bytes crc32 {crc:08x}; the guest: {sent:?}"),
     )
 }
+
+/// A hostile frontend's bad requests are refused one by one; its flood
+/// does not stop two other guests' TCP transfer from finishing meanwhile,
+/// intact; its broken ring costs it its interface and nobody else anything.
+pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-hostile", "bad mem=2048 vif=02:00:00:00:03:01 flood=100000000"),
+        (
+            "net-tool",
+            "sink mem=4096 vif=02:00:00:00:03:02 ip=10.0.2.41/24 sink=5000 notify",
+        ),
+        (
+            "net-tool",
+            "source mem=4096 vif=02:00:00:00:03:03 ip=10.0.2.42/24 source=10.0.2.41:5000 bytes=4194304",
+        ),
+    ];
+    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    for what in [
+        "an oversized frame",
+        "a frame past its page",
+        "a runt",
+        "a grant it does not own",
+    ] {
+        expect_line(m, &format!("[2] net-hostile: {what}: refused"))?;
+    }
+    expect_line(m, "[2] net-hostile: flooding 100000000 frames")?;
+    let sent = m.wait_for("[4] net-tool: sent ", super::BOOT * 3)?;
+    let got = m.wait_for("[3] net-tool: received ", super::BOOT * 3)?;
+    check(
+        sent.starts_with("[4] net-tool: sent 4194304 bytes")
+            && sent.split("bytes").nth(1) == got.split("bytes").nth(1),
+        || format!("sent {sent:?}, received {got:?}"),
+    )?;
+    // The sink's broadcast ends the flood: the transfer ran under it throughout.
+    expect_line(m, "[2] net-hostile: told to stop")?;
+    let done = expect_line(m, "[2] net-hostile: flood done: ")?;
+    let flooded: u64 = done
+        .rsplit(' ')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    check(flooded >= 1000, || {
+        format!("the flood was only {flooded} frames: it tested nothing")
+    })?;
+    expect_line(
+        m,
+        "[1] drvdom-net: domain 2 vif 0 broke its ring; disconnected",
+    )
+    .map(|_| ())
+}

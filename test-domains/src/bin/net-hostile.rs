@@ -1,0 +1,114 @@
+//! A hostile network frontend: every kind of bad transmit request, a flood
+//! of frames, then the transmit ring's index pushed past the ring's size.
+//! Each answer is printed; the backend must answer errors (or drop the
+//! interface at the end) and stay up, serving everyone else.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::Ordering;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::proto::net::TxRequest;
+use domain_runtime::net::NetFront;
+use domain_runtime::{println, time};
+use zerocopy::FromZeros;
+
+domain_runtime::entry!(run);
+
+fn request(gref: u32, offset: u16, len: u16) -> TxRequest {
+    let mut r = TxRequest::new_zeroed();
+    r.gref = gref;
+    r.offset = offset;
+    r.len = len;
+    r
+}
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let mut net = match NetFront::connect(0) {
+        Ok(n) => n,
+        Err(e) => return println!("net-hostile: no interface: {}", e),
+    };
+    let gref = net.tx.page_gref(0);
+    let cases = [
+        ("an oversized frame", request(gref, 0, 2000)),
+        ("a frame past its page", request(gref, 4000, 200)),
+        ("a runt", request(gref, 0, 10)),
+        ("a grant it does not own", request(4000, 0, 60)),
+    ];
+    for (what, r) in cases {
+        let before = net.tx.settle().unwrap_or(0);
+        let _ = net.tx.push_raw(&r);
+        // Wait for the answer (the backend answers every request).
+        let deadline = time::now_ns() + 5_000_000_000;
+        let mut refused = before;
+        while refused == before && time::now_ns() < deadline {
+            domain_runtime::events::wait_until(net.port(), time::now_ns() + 10_000_000);
+            refused = net.tx.settle().unwrap_or(before);
+        }
+        println!(
+            "net-hostile: {}: {}",
+            what,
+            if refused > before {
+                "refused"
+            } else {
+                "accepted"
+            }
+        );
+    }
+    // A flood: frames to our own MAC (the switch drops them), as fast as
+    // the ring takes them, until a UDP datagram to port 9 arrives (the
+    // other guests' signal that they are done) or `flood=` frames went.
+    let flood = test_domains::number("flood").unwrap_or(100_000);
+    let me = net.mac();
+    let mut frame = [0u8; 60];
+    frame[..6].copy_from_slice(&me);
+    frame[6..12].copy_from_slice(&me);
+    println!("net-hostile: flooding {} frames", flood);
+    let mut sent = 0u64;
+    while sent < flood {
+        if sent % 64 == 0 && stop_heard(&mut net) {
+            println!("net-hostile: told to stop");
+            break;
+        }
+        match net.tx.send(&frame) {
+            Ok(()) => {
+                sent += 1;
+                if sent % 20_000 == 0 {
+                    println!("net-hostile: {} frames sent", sent);
+                }
+            }
+            Err(domain_runtime::net::SendError::Busy) => {
+                domain_runtime::events::wait_until(net.port(), time::now_ns() + 10_000_000);
+            }
+            Err(e) => {
+                println!("net-hostile: the ring broke during the flood: {:?}", e);
+                break;
+            }
+        }
+    }
+    println!("net-hostile: flood done: {} frames", sent);
+    // The transmit index pushed past the ring: the backend must drop us.
+    let header = net.tx_ring().shared().header();
+    let prod = header.req_prod.load(Ordering::Relaxed);
+    header
+        .req_prod
+        .store(prod.wrapping_add(1000), Ordering::Release);
+    let _ = hc::event_send(net.port());
+    println!("net-hostile: pushed the transmit index 1000 past the ring");
+    loop {
+        domain_runtime::events::wait(net.port());
+    }
+}
+
+/// Whether a UDP datagram to port 9 (discard) has arrived.
+fn stop_heard(net: &mut NetFront) -> bool {
+    while let Some(f) = net.rx.next_frame() {
+        let ipv4_udp = f.len() >= 38 && f[12..14] == [0x08, 0x00] && f[23] == 17;
+        let ihl = usize::from(f.get(14).map_or(5, |b| b & 0xf)) * 4;
+        let port = f.get(14 + ihl + 2..14 + ihl + 4);
+        if ipv4_udp && port == Some(&[0, 9][..]) {
+            return true;
+        }
+    }
+    false
+}
