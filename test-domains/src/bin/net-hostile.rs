@@ -66,14 +66,14 @@ fn run(_: &'static domain_runtime::StartInfo) {
     println!("net-hostile: flooding {} frames", flood);
     let mut sent = 0u64;
     while sent < flood {
-        if sent % 64 == 0 && stop_heard(&mut net) {
+        if sent.is_multiple_of(64) && stop_heard(&mut net) {
             println!("net-hostile: told to stop");
             break;
         }
         match net.tx.send(&frame) {
             Ok(()) => {
                 sent += 1;
-                if sent % 20_000 == 0 {
+                if sent.is_multiple_of(20_000) {
                     println!("net-hostile: {} frames sent", sent);
                 }
             }
