@@ -44,9 +44,11 @@ pub struct TxSide {
     pages: GrantedPages,
     free: heapless::Vec<u8, TX_PAGES>,
     port: u16,
-    /// Frames sent, and sent frames the backend refused.
+    /// Frames sent, sent frames the backend refused, and notifications
+    /// the ring's suppression let through.
     pub sent: u64,
     pub refused: u64,
+    pub notified: u64,
 }
 
 /// The receive half.
@@ -102,6 +104,7 @@ impl NetFront {
                 port,
                 sent: 0,
                 refused: 0,
+                notified: 0,
             },
             rx: RxSide {
                 front: rx_front,
@@ -169,6 +172,7 @@ impl TxSide {
         }
         if self.front.publish() {
             let _ = hc::event_send(self.port);
+            self.notified += 1;
         }
         self.sent += 1;
         Ok(out)

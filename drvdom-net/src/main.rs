@@ -10,6 +10,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
+mod bench;
 mod nic;
 mod serve;
 mod switch;
@@ -20,14 +21,29 @@ use driver_kit::pci::option;
 
 domain_runtime::entry!(run);
 
+/// Whether the command line holds the bare word `word`.
+fn flag(word: &str) -> bool {
+    domain_runtime::command_line()
+        .split_whitespace()
+        .any(|w| w == word)
+}
+
 fn run(_: &'static domain_runtime::StartInfo) {
     let ifname = option("ifname").unwrap_or("auto");
-    let nic = if ifname == "dummy" {
+    let mut nic = if ifname == "dummy" {
         println!("drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch");
         None
     } else {
         open_nic(ifname)
     };
+    if let (Some(n), true) = (nic.as_mut(), flag("bench_raw")) {
+        bench::run(
+            n,
+            option("frames")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20_000),
+        );
+    }
     serve::Backend::new(nic).run()
 }
 

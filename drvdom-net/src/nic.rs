@@ -136,6 +136,12 @@ impl<T: Transport> Nic<T> {
         }
     }
 
+    /// Whether a transmit buffer is free now.
+    pub fn has_room(&mut self) -> bool {
+        self.reclaim();
+        self.tx.iter().any(|s| s.token.is_none())
+    }
+
     /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
     pub fn send(&mut self, frame: &[u8]) -> bool {
         self.reclaim();

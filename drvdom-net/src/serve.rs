@@ -7,7 +7,9 @@
 //! starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
 //! where each goes, and puts it in the receive buffers the destination
 //! posted (a frame for a guest with no buffer posted is dropped and
-//! counted, as a NIC does when its ring is empty). Every transmit request
+//! counted, as a NIC does when its ring is empty). While the NIC has no
+//! free transmit buffer, transmit rings are left alone (back-pressure: the
+//! guests' sends wait rather than frames being dropped). Every transmit request
 //! is copied out of the ring once and checked (length, offset, grant)
 //! before its frame is copied out of the guest's page by `GrantCopy`; a
 //! frame from a MAC that is not the interface's is dropped and counted. A
@@ -226,6 +228,12 @@ impl Fabric {
         let mut taken = 0;
         let mut frame = [0u8; MAX_FRAME as usize];
         while taken < BATCH && !self.vifs[i].broken {
+            // Back-pressure: while the NIC has no free buffer, frames stay
+            // in the ring (the guest's sends wait) instead of being dropped.
+            if nic.as_deref_mut().is_some_and(|n| !n.has_room()) {
+                self.vifs[i].busy = true;
+                return;
+            }
             let v = &mut self.vifs[i];
             let req = match v.tx.pop() {
                 Ok(Some(r)) => r,

@@ -30,6 +30,8 @@ pub enum Which {
     Toolstack,
     /// Block I/O from a guest through drvdom-blk against drvdom-blk on the raw device (ratios), and instructions per request.
     Blk,
+    /// The network through drvdom-net against the NIC driven by drvdom-net itself (ratios), TCP, UDP, instructions per frame.
+    Net,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -40,6 +42,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Console => console(),
         Which::Toolstack => crate::toolbench::run(),
         Which::Blk => crate::blkbench::run(),
+        Which::Net => crate::netbench::run(),
     }
 }
 

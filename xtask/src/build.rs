@@ -63,6 +63,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "disk-bench"),
     ("test-domains", "net-tool"),
     ("test-domains", "net-hostile"),
+    ("test-domains", "net-bench"),
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),

@@ -12,6 +12,7 @@ mod build;
 mod checks;
 mod host_tools;
 mod iso;
+mod netbench;
 mod qemu;
 mod ringbench;
 mod systest;

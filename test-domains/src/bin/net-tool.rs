@@ -157,11 +157,15 @@ fn sink(stack: &mut Stack, port: u16) {
     let mut crc = crc32fast::Hasher::new();
     let mut total: u64 = 0;
     let mut connected = false;
+    let mut began = 0;
     loop {
         stack.poll();
         let s = stack.sockets.get_mut::<tcp::Socket>(h);
         // `may_recv` is false before the handshake ends, so only an
         // established connection's end counts.
+        if !connected && s.may_recv() {
+            began = time::now_ns();
+        }
         connected |= s.may_recv();
         while s.can_recv() {
             let _ = s.recv(|data| {
@@ -186,6 +190,7 @@ fn sink(stack: &mut Stack, port: u16) {
         total,
         crc.finalize()
     );
+    println!("net-tool: receiving took {} ns", time::now_ns() - began);
     if flag("notify") {
         broadcast_udp(stack, 9, b"done");
     }
@@ -245,6 +250,7 @@ fn source(stack: &mut Stack, to: &str, bytes: u64) {
         stack.sockets.get_mut::<tcp::Socket>(h).abort();
         time::sleep_ns(200_000_000);
     }
+    let began = time::now_ns();
     let mut crc = crc32fast::Hasher::new();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut sent: u64 = 0;
@@ -293,4 +299,5 @@ fn source(stack: &mut Stack, to: &str, bytes: u64) {
         stack.wait(10_000_000);
     }
     println!("net-tool: sent {} bytes crc32 {:08x}", sent, crc.finalize());
+    println!("net-tool: sending took {} ns", time::now_ns() - began);
 }

@@ -1,0 +1,188 @@
+//! The guest half of `cargo xtask bench net`, with raw frames:
+//! - `send=N to=MAC [wait_ready]`: sends N frames of 1,514 bytes to MAC as
+//!   fast as the transmit ring takes them (after a receiver said it is
+//!   there, with `wait_ready`); prints nanoseconds, TSC ticks (instructions
+//!   under `-icount`) and notifications;
+//! - `echo`: sends every test frame addressed to it back to its sender;
+//!   `ping=N to=MAC`: N round trips with an echoer, one frame at a time
+//!   (the path length of one frame, without drops);
+//! - `receive`: broadcasts `ready` every 100 ms until frames come, counts
+//!   them; when none came for a second, prints how many and the TSC at the
+//!   first and the last.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use domain_runtime::ipc_abi::proto::net::parse_mac;
+use domain_runtime::net::{NetFront, SendError};
+use domain_runtime::{events, println, time};
+
+domain_runtime::entry!(run);
+
+const ETHERTYPE: [u8; 2] = [0x88, 0xb6];
+const FRAME: usize = 1514;
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let mut net = match NetFront::connect(0) {
+        Ok(n) => n,
+        Err(e) => return println!("net-bench: no interface: {}", e),
+    };
+    if let Some(n) = test_domains::number("ping") {
+        let to = test_domains::option("to")
+            .and_then(parse_mac)
+            .unwrap_or([0xff; 6]);
+        ping(&mut net, n, to);
+    } else if test_domains::flag("echo") {
+        echo(&mut net);
+    } else if let Some(n) = test_domains::number("send") {
+        let to = test_domains::option("to")
+            .and_then(parse_mac)
+            .unwrap_or([0xff; 6]);
+        send(&mut net, n, to);
+    } else {
+        receive(&mut net);
+    }
+}
+
+fn send(net: &mut NetFront, n: u64, to: [u8; 6]) {
+    if test_domains::flag("wait_ready") {
+        // The receiver says it is there (it repeats until frames come).
+        'ready: loop {
+            while let Some(f) = net.rx.next_frame() {
+                if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                    break 'ready;
+                }
+            }
+            events::wait_until(net.port(), time::now_ns() + 100_000_000);
+        }
+    }
+    let mut frame = [0u8; FRAME];
+    frame[..6].copy_from_slice(&to);
+    frame[6..12].copy_from_slice(&net.mac());
+    frame[12..14].copy_from_slice(&ETHERTYPE);
+    let (t, c) = (time::now_ns(), time::tsc());
+    let mut sent = 0;
+    while sent < n {
+        match net.tx.send(&frame) {
+            Ok(()) => sent += 1,
+            Err(SendError::Busy) => {
+                events::wait_until(net.port(), time::now_ns() + 1_000_000);
+            }
+            Err(e) => return println!("net-bench: send failed: {:?}", e),
+        }
+    }
+    println!(
+        "net-bench: sent {} frames of {} bytes {} ns {} tsc {} notifications",
+        sent,
+        FRAME,
+        time::now_ns() - t,
+        time::tsc() - c,
+        net.tx.notified
+    );
+}
+
+fn receive(net: &mut NetFront) {
+    println!("net-bench: receiving");
+    let (mut count, mut first, mut last) = (0u64, 0u64, 0u64);
+    let mut ready = [0u8; 60];
+    ready[..6].copy_from_slice(&[0xff; 6]);
+    ready[6..12].copy_from_slice(&net.mac());
+    ready[12..14].copy_from_slice(&ETHERTYPE);
+    let mut heard = false;
+    loop {
+        if !heard {
+            let _ = net.tx.send(&ready);
+        }
+        while let Some(f) = net.rx.next_frame() {
+            if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                last = time::tsc();
+                heard = true;
+                if count == 0 {
+                    first = last;
+                }
+                count += 1;
+            }
+        }
+        let wait = if heard { 1_000_000_000 } else { 100_000_000 };
+        let fired = events::wait_until(net.port(), time::now_ns() + wait);
+        if !fired && count > 0 {
+            println!(
+                "net-bench: received {} frames tsc {} to {}",
+                count, first, last
+            );
+            count = 0;
+        }
+    }
+}
+
+/// Sends a frame to `to` and waits for it to come back, `n` times (after
+/// the echoer said it is there); prints nanoseconds and TSC ticks.
+fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
+    'ready: loop {
+        while let Some(f) = net.rx.next_frame() {
+            if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                break 'ready;
+            }
+        }
+        events::wait_until(net.port(), time::now_ns() + 100_000_000);
+    }
+    let mut frame = [0u8; FRAME];
+    frame[..6].copy_from_slice(&to);
+    frame[6..12].copy_from_slice(&net.mac());
+    frame[12..14].copy_from_slice(&ETHERTYPE);
+    let (t, c) = (time::now_ns(), time::tsc());
+    let mut done = 0;
+    while done < n {
+        frame[14..22].copy_from_slice(&done.to_le_bytes());
+        if let Err(e) = net.tx.send(&frame) {
+            return println!("net-bench: send failed: {:?}", e);
+        }
+        'back: loop {
+            while let Some(f) = net.rx.next_frame() {
+                if f.len() >= 22 && f[12..14] == ETHERTYPE && f[14..22] == done.to_le_bytes() {
+                    break 'back;
+                }
+            }
+            events::wait(net.port());
+        }
+        done += 1;
+    }
+    println!(
+        "net-bench: {} round trips of {} bytes {} ns {} tsc",
+        done,
+        FRAME,
+        time::now_ns() - t,
+        time::tsc() - c
+    );
+}
+
+/// Sends every test frame back to where it came from; says `ready` every
+/// 100 ms until the first comes.
+fn echo(net: &mut NetFront) {
+    println!("net-bench: echoing");
+    let mut ready = [0u8; 60];
+    ready[..6].copy_from_slice(&[0xff; 6]);
+    ready[6..12].copy_from_slice(&net.mac());
+    ready[12..14].copy_from_slice(&ETHERTYPE);
+    let me = net.mac();
+    let mut heard = false;
+    let mut back = [0u8; FRAME];
+    loop {
+        if !heard {
+            let _ = net.tx.send(&ready);
+        }
+        while let Some(f) = net.rx.next_frame() {
+            if f.len() < 14 || f[12..14] != ETHERTYPE || f[..6] != me {
+                continue;
+            }
+            heard = true;
+            let n = f.len();
+            back[..n].copy_from_slice(f);
+            back.copy_within(6..12, 0);
+            back[6..12].copy_from_slice(&me);
+            let _ = net.tx.send(&back[..n]);
+        }
+        let wait = if heard { 1_000_000_000 } else { 100_000_000 };
+        events::wait_until(net.port(), time::now_ns() + wait);
+    }
+}

@@ -1,0 +1,211 @@
+//! `cargo xtask bench net`: the network path through drvdom-net, with the
+//! NIC's own figure measured inside drvdom-net in the same run (ratios, as
+//! these machines are noisy): raw frames out of the NIC from drvdom-net
+//! itself and from a guest through its ring; TCP host to guest and guest
+//! to guest; UDP request/response with the web guest's echo; and, under
+//! `-icount`, instructions per 1,514-byte frame from guest to guest
+//! through the switch.
+
+use crate::iso::{Module, NET_DRIVER_LINE};
+use crate::qemu::{free_port, Config, Forward, Machine};
+use crate::{build, host_tools, iso};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const FRAMES: u64 = 20_000;
+const TCP_BYTES: usize = 32 << 20;
+const UDP_ROUNDS: u32 = 2_000;
+const WAIT: Duration = Duration::from_secs(600);
+
+/// The number before `unit` in a line.
+fn before(line: &str, unit: &str) -> Result<f64, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == unit)
+        .ok_or_else(|| format!("no {unit} in {line:?}"))?;
+    words
+        .get(i.wrapping_sub(1))
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("no number before {unit} in {line:?}"))
+}
+
+fn boot(
+    guests: &[(&str, String)],
+    forwards: Option<&[Forward]>,
+    icount: bool,
+    cmdline: &str,
+) -> Result<Machine, String> {
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut mods = vec![Module {
+        path: build::domain(&domains, "toolstack-domain"),
+        cmdline: "toolstack-domain".into(),
+    }];
+    for (bin, line) in guests {
+        mods.push(Module {
+            path: build::domain(&domains, bin),
+            cmdline: line.clone(),
+        });
+    }
+    let iso = iso::build(&kernel, cmdline, &mods, &dir.join("net.iso"))?;
+    let mut config = Config::new(&iso);
+    if let Some(f) = forwards {
+        config = config.nic(f);
+    }
+    if icount {
+        config = config.icount();
+    }
+    config.spawn()
+}
+
+/// Frames out of the NIC: (raw MiB/s, guest MiB/s, notifications per frame).
+fn frames_out() -> Result<(f64, f64, f64), String> {
+    let guests = [
+        (
+            "drvdom-net",
+            format!("{NET_DRIVER_LINE} bench_raw frames={FRAMES}"),
+        ),
+        (
+            "net-bench",
+            format!("tx mem=2048 vif=02:00:00:00:05:01 send={FRAMES} to=52:55:0a:00:02:02"),
+        ),
+    ];
+    let m = boot(&guests, Some(&[]), false, "")?;
+    let mibps = |line: &str| -> Result<f64, String> {
+        Ok((FRAMES as f64 * 1514.0 / (1 << 20) as f64) / (before(line, "ns")? / 1e9))
+    };
+    let raw = m.wait_for("drvdom-net: raw sent", WAIT)?;
+    let guest = m.wait_for("net-bench: sent", WAIT)?;
+    Ok((
+        mibps(&raw)?,
+        mibps(&guest)?,
+        before(&guest, "notifications")? / FRAMES as f64,
+    ))
+}
+
+/// TCP host to guest and UDP round trips with the web guest:
+/// (MiB/s, round trips a second, lost).
+fn host_and_guest() -> Result<(f64, f64, u32), String> {
+    let tcp = free_port()?;
+    let udp = free_port()?;
+    let forwards = [
+        Forward {
+            udp: false,
+            host_port: tcp,
+            guest: "10.0.2.31".into(),
+            guest_port: 5001,
+        },
+        Forward {
+            udp: true,
+            host_port: udp,
+            guest: "10.0.2.15".into(),
+            guest_port: 7,
+        },
+    ];
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE.to_string()),
+        (
+            "net-tool",
+            "sink mem=4096 vif=02:00:00:00:05:02 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001".to_string(),
+        ),
+        (
+            "web",
+            "web mem=4096 vif=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2".to_string(),
+        ),
+    ];
+    let m = boot(&guests, Some(&forwards), false, "")?;
+    m.wait_for("net-tool: listening on port 5001", WAIT)?;
+    m.wait_for("web: serving http", WAIT)?;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", tcp)).map_err(|e| e.to_string())?;
+    let buf = vec![0x5au8; 1 << 16];
+    for _ in 0..TCP_BYTES / buf.len() {
+        conn.write_all(&buf).map_err(|e| e.to_string())?;
+    }
+    drop(conn);
+    let took = m.wait_for("net-tool: receiving took", WAIT)?;
+    let tcp_mibps = (TCP_BYTES as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.connect(("127.0.0.1", udp))
+        .map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut lost = 0;
+    let mut back = [0u8; 128];
+    let start = Instant::now();
+    for i in 0..UDP_ROUNDS {
+        let msg = format!("request {i:08}");
+        sock.send(msg.as_bytes()).map_err(|e| e.to_string())?;
+        match sock.recv(&mut back) {
+            Ok(n) if &back[..n] == msg.as_bytes() => {}
+            _ => lost += 1,
+        }
+    }
+    let rate = f64::from(UDP_ROUNDS - lost) / start.elapsed().as_secs_f64();
+    Ok((tcp_mibps, rate, lost))
+}
+
+/// TCP between two guests through the switch: MiB/s.
+fn guest_to_guest() -> Result<f64, String> {
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE.to_string()),
+        ("net-tool", "sink mem=4096 vif=02:00:00:00:05:03 ip=10.0.2.21/24 sink=5000".to_string()),
+        (
+            "net-tool",
+            format!("source mem=4096 vif=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={TCP_BYTES}"),
+        ),
+    ];
+    let m = boot(&guests, None, false, "ifname=dummy")?;
+    let took = m.wait_for("net-tool: receiving took", WAIT)?;
+    Ok((TCP_BYTES as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
+}
+
+/// Under -icount, one frame at a time from guest to guest and back through
+/// the switch: instructions per frame (every domain counted).
+fn icount_per_frame() -> Result<f64, String> {
+    let n = 2_000;
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE.to_string()),
+        (
+            "net-bench",
+            "rx mem=2048 vif=02:00:00:00:05:05 echo".to_string(),
+        ),
+        (
+            "net-bench",
+            format!("tx mem=2048 vif=02:00:00:00:05:06 ping={n} to=02:00:00:00:05:05"),
+        ),
+    ];
+    let m = boot(&guests, None, true, "ifname=dummy")?;
+    let line = m.wait_for("net-bench: 2000 round trips", WAIT)?;
+    Ok(before(&line, "tsc")? / (2.0 * n as f64))
+}
+
+pub fn run() -> Result<(), String> {
+    host_tools::ensure()?;
+    let (raw, guest, notes) = frames_out()?;
+    let (tcp_in, udp_rate, lost) = host_and_guest()?;
+    let g2g = guest_to_guest()?;
+    let instr = icount_per_frame()?;
+    println!("| what (TCG) | figure | against the NIC raw |");
+    println!("|---|---|---|");
+    println!(
+        "| 1,514-byte frames out of the NIC, sent by drvdom-net itself (MiB/s) | {raw:.1} | 1.00 |"
+    );
+    println!("| the same frames from a guest through its ring and the switch (MiB/s) | {guest:.1} | {:.2} |", guest / raw);
+    println!("| notifications per frame, guest transmit ring | {notes:.3} | |");
+    println!(
+        "| TCP host to guest, {} MiB (MiB/s) | {tcp_in:.1} | {:.2} |",
+        TCP_BYTES >> 20,
+        tcp_in / raw
+    );
+    println!(
+        "| TCP guest to guest through the switch, {} MiB (MiB/s) | {g2g:.1} | {:.2} |",
+        TCP_BYTES >> 20,
+        g2g / raw
+    );
+    println!("| UDP request/response with the web guest's echo (round trips/s; {lost} lost of {UDP_ROUNDS}) | {udp_rate:.0} | |");
+    println!("| instructions per 1,514-byte frame, guest to guest through the switch, one at a time (-icount, every domain) | {instr:.0} | |");
+    Ok(())
+}
