@@ -4,7 +4,8 @@
 //! itself and from a guest through its ring; TCP host to guest and guest
 //! to guest; UDP request/response with the web guest's echo; and, under
 //! `-icount`, instructions per 1,514-byte frame from guest to guest
-//! through the switch.
+//! through the switch. `NETBENCH_LOG=1` prints the serial lines of that
+//! last boot (to see why a figure moved).
 
 use crate::iso::{Module, NET_DRIVER_LINE};
 use crate::qemu::{free_port, Config, Forward, Machine};
@@ -179,6 +180,11 @@ fn icount_per_frame() -> Result<f64, String> {
     ];
     let m = boot(&guests, None, true, "ifname=dummy")?;
     let line = m.wait_for("net-bench: 2000 round trips", WAIT)?;
+    if std::env::var_os("NETBENCH_LOG").is_some() {
+        for l in m.lines() {
+            eprintln!("{l}");
+        }
+    }
     Ok(before(&line, "tsc")? / (2.0 * n as f64))
 }
 

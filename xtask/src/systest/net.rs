@@ -9,11 +9,6 @@ use crate::qemu::{free_port, Forward};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The web guest's module line: its MAC and a static address.
-fn web_line(name: &str, mac: &str, ip: &str) -> String {
-    format!("{name} mem=4096 vif={mac} ip={ip}/24 gw=10.0.2.2")
-}
-
 /// `curl` on the host; the body, or why it failed.
 pub fn curl(port: u16) -> Result<String, String> {
     let out = Command::new("curl")
@@ -50,8 +45,9 @@ fn nc_udp(port: u16, text: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The web guest serves its page to `curl` and echoes `nc -u`, through
-/// drvdom-net, the NIC and QEMU's forwarded ports; the count goes up.
+/// The web guest gets its address by DHCP, serves its page to `curl` and
+/// echoes `nc -u`, through drvdom-net, the NIC and QEMU's forwarded ports;
+/// the count goes up.
 pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let http = free_port()?;
     let udp = free_port()?;
@@ -69,14 +65,17 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
             guest_port: 7,
         },
     ];
-    let web = web_line("web", "00:16:3e:00:00:80", WEB_GUEST_IP);
-    let guests = [("drvdom-net", NET_DRIVER_LINE), ("web", web.as_str())];
+    // No `ip=`: the guest asks QEMU's DHCP server, which gives the first
+    // client 10.0.2.15 (where the ports are forwarded).
+    let web = "web mem=4096 vif=00:16:3e:00:00:80";
+    let guests = [("drvdom-net", NET_DRIVER_LINE), ("web", web)];
     let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
     expect_line(m, "[1] drvdom-net: virtio-net at 00:05.0 (auto), MAC ")?;
     expect_line(
         m,
         "[1] drvdom-net: domain 2 vif 0 joins the switch as 00:16:3e:00:00:80",
     )?;
+    expect_line(m, "[2] net: 10.0.2.15/24 from DHCP")?;
     expect_line(
         m,
         "[2] web: serving http on 10.0.2.15:80 and udp echo on port 7",
