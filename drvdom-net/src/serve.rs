@@ -79,6 +79,8 @@ pub struct Backend {
     nic: Option<Nic<PciTransport>>,
     fabric: Fabric,
     next_id: u16,
+    /// The interface served first this round.
+    first: usize,
 }
 
 impl Backend {
@@ -91,6 +93,7 @@ impl Backend {
                 uplink_dropped: 0,
             },
             next_id: 1,
+            first: 0,
         }
     }
 
@@ -204,8 +207,13 @@ impl Backend {
             });
             more |= n == UPLINK_BATCH;
         }
-        for i in 0..self.fabric.vifs.len() {
-            self.fabric.serve_tx(i, now, self.nic.as_mut());
+        // Each round starts one interface further on, so none is always
+        // first to the NIC's free buffers.
+        let n = self.fabric.vifs.len();
+        self.first = if n == 0 { 0 } else { (self.first + 1) % n };
+        for k in 0..n {
+            self.fabric
+                .serve_tx((self.first + k) % n, now, self.nic.as_mut());
         }
         for v in self.fabric.vifs.iter_mut().filter(|v| !v.broken) {
             let wake = v.tx.publish() | v.rx.publish();

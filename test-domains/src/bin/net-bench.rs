@@ -1,7 +1,7 @@
 //! The guest half of `cargo xtask bench net`, with raw frames:
-//! - `send=N to=MAC [wait_ready]`: sends N frames of 1,514 bytes to MAC as
+//! - `send=N to=MAC [wait_ready] [progress=K]`: sends N frames of 1,514 bytes to MAC as
 //!   fast as the transmit ring takes them (after a receiver said it is
-//!   there, with `wait_ready`); prints nanoseconds, TSC ticks (instructions
+//!   there, with `wait_ready`; a line every K frames with `progress`); prints nanoseconds, TSC ticks (instructions
 //!   under `-icount`) and notifications;
 //! - `echo`: sends every test frame addressed to it back to its sender;
 //!   `ping=N to=MAC`: N round trips with an echoer, one frame at a time
@@ -60,11 +60,17 @@ fn send(net: &mut NetFront, n: u64, to: [u8; 6]) {
     frame[..6].copy_from_slice(&to);
     frame[6..12].copy_from_slice(&net.mac());
     frame[12..14].copy_from_slice(&ETHERTYPE);
+    let progress = test_domains::number("progress").unwrap_or(0);
     let (t, c) = (time::now_ns(), time::tsc());
     let mut sent = 0;
     while sent < n {
         match net.tx.send(&frame) {
-            Ok(()) => sent += 1,
+            Ok(()) => {
+                sent += 1;
+                if progress > 0 && sent.is_multiple_of(progress) {
+                    println!("net-bench: {} frames sent", sent);
+                }
+            }
             Err(SendError::Busy) => {
                 events::wait_until(net.port(), time::now_ns() + 1_000_000);
             }

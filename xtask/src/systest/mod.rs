@@ -266,6 +266,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::a_hostile_frontend_harms_nobody,
         ),
         (
+            "two_guests_sending_flat_out_share_the_nic",
+            net::two_busy_guests_share_the_nic,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

@@ -318,3 +318,48 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     )
     .map(|_| ())
 }
+
+/// Two guests send to the NIC as fast as they can: while both are
+/// sending, each gets at least half as many frames through as the other
+/// (round-robin, and the NIC's free buffers go to each in turn).
+pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let sender = |name: &str, mac: &str| {
+        format!("{name} mem=2048 vif={mac} send=200000 to=52:55:0a:00:02:02 progress=10000")
+    };
+    let a = sender("a", "02:00:00:00:04:01");
+    let b = sender("b", "02:00:00:00:04:02");
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-bench", a.as_str()),
+        ("net-bench", b.as_str()),
+    ];
+    let m = super::boot(&c.system("", &guests)?.nic(&[]), slot)?;
+    m.wait_for("[2] net-bench: sent 200000 frames", super::BOOT * 3)?;
+    m.wait_for("[3] net-bench: sent 200000 frames", super::BOOT * 3)?;
+    let lines = m.lines();
+    let progress = |dom: u32| -> Vec<usize> {
+        let prefix = format!("[{dom}] net-bench: ");
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(&prefix) && l.ends_with("frames sent"))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (pa, pb) = (progress(2), progress(3));
+    let (Some(&a_first), Some(&b_first), Some(&a_last), Some(&b_last)) =
+        (pa.first(), pb.first(), pa.last(), pb.last())
+    else {
+        return Err("a sender printed no progress".into());
+    };
+    // While both were sending: from the later start to the earlier end.
+    let (from, to) = (a_first.max(b_first), a_last.min(b_last));
+    let count = |p: &[usize]| p.iter().filter(|&&i| i >= from && i <= to).count();
+    let (na, nb) = (count(&pa), count(&pb));
+    check(na.max(nb) >= 4, || {
+        format!("the senders overlapped for only {na} and {nb} progress lines")
+    })?;
+    check(2 * na.min(nb) >= na.max(nb), || {
+        format!("while both sent, one got {na} and the other {nb} ten-thousands through")
+    })
+}
