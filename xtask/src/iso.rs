@@ -65,6 +65,15 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
     ]
 }
 
+/// What `cargo xtask run` boots: the default modules with drvdom-blk and
+/// drvdom-net for the virtio disk and NIC it attaches.
+pub fn run_modules(domains: &Path) -> Vec<Module> {
+    let mut modules = default_modules(domains);
+    modules.insert(2, block_driver_module(domains));
+    modules.insert(3, net_driver_module(domains));
+    modules
+}
+
 /// drvdom-blk with the disk `cargo xtask run` attaches at PCI 00:04.0.
 pub fn block_driver_module(domains: &Path) -> Module {
     Module {

@@ -116,9 +116,7 @@ fn run(
     host_tools::ensure()?;
     let kernel = build::kernel()?;
     let domains = build::domains()?;
-    let mut modules = iso::default_modules(&domains);
-    modules.insert(2, iso::block_driver_module(&domains));
-    modules.insert(3, iso::net_driver_module(&domains));
+    let modules = iso::run_modules(&domains);
     qemu::ensure_disk(disk, 64 << 20)?;
     let iso = iso::build(
         &kernel,
@@ -179,11 +177,5 @@ fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
 
 /// The host ports `cargo xtask run` forwards to the example web guest.
 fn web_forwards() -> Vec<qemu::Forward> {
-    let to = |udp, host_port, guest_port| qemu::Forward {
-        udp,
-        host_port,
-        guest: iso::WEB_GUEST_IP.into(),
-        guest_port,
-    };
-    vec![to(false, 8080, 80), to(true, 8007, 7)]
+    qemu::web_forwards(8080, 8007)
 }

@@ -79,6 +79,18 @@ impl Forward {
     }
 }
 
+/// Host ports `http` (TCP) and `echo` (UDP) forwarded to the example web
+/// guest's ports 80 and 7.
+pub fn web_forwards(http: u16, echo: u16) -> Vec<Forward> {
+    let to = |udp, host_port, guest_port| Forward {
+        udp,
+        host_port,
+        guest: crate::iso::WEB_GUEST_IP.into(),
+        guest_port,
+    };
+    vec![to(false, http, 80), to(true, echo, 7)]
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on now (for a forward).
 pub fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -270,6 +270,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::two_busy_guests_share_the_nic,
         ),
         (
+            "what_cargo_xtask_run_boots_comes_up_and_the_web_guest_answers",
+            net::what_cargo_xtask_run_boots_works,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

@@ -4,7 +4,7 @@
 //! forwarded ports.
 
 use super::{check, expect_line, Ctx, Machine};
-use crate::iso::{NET_DRIVER_LINE, WEB_GUEST_IP};
+use crate::iso::NET_DRIVER_LINE;
 use crate::qemu::{free_port, Forward};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -51,20 +51,7 @@ fn nc_udp(port: u16, text: &str) -> Result<String, String> {
 pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let http = free_port()?;
     let udp = free_port()?;
-    let forwards = [
-        Forward {
-            udp: false,
-            host_port: http,
-            guest: WEB_GUEST_IP.into(),
-            guest_port: 80,
-        },
-        Forward {
-            udp: true,
-            host_port: udp,
-            guest: WEB_GUEST_IP.into(),
-            guest_port: 7,
-        },
-    ];
+    let forwards = crate::qemu::web_forwards(http, udp);
     // No `ip=`: the guest asks QEMU's DHCP server, which gives the first
     // client 10.0.2.15 (where the ports are forwarded).
     let web = "web mem=4096 vif=00:16:3e:00:00:80";
@@ -362,4 +349,31 @@ pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Res
     check(2 * na.min(nb) >= na.max(nb), || {
         format!("while both sent, one got {na} and the other {nb} ten-thousands through")
     })
+}
+
+/// What `cargo xtask run` boots, with its disk and NIC: every example guest
+/// of the boot bundle comes up, and the web guest answers `curl` on a
+/// forwarded port, as the README says.
+pub fn what_cargo_xtask_run_boots_works(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let http = free_port()?;
+    let echo = free_port()?;
+    let disk = c.path("disk.img");
+    crate::qemu::ensure_disk(&disk, 64 << 20)?;
+    let modules = crate::iso::run_modules(&c.domains);
+    let config = crate::qemu::Config::new(&c.iso("", &modules)?)
+        .accel(c.accel)
+        .disk(&disk)
+        .nic(&crate::qemu::web_forwards(http, echo));
+    let m = super::boot(&config, slot)?;
+    expect_line(m, "drvdom-blk: serving kv")?;
+    expect_line(m, "drvdom-net: virtio-net at 00:05.0")?;
+    expect_line(m, "greeting=from-the-boot-bundle")?;
+    expect_line(m, "kv: ready, ")?;
+    expect_line(m, "web: serving http on 10.0.2.15:80")?;
+    let page = curl(http)?;
+    check(page.contains("requests served: 1"), || {
+        format!("the page: {page:?}")
+    })?;
+    let back = nc_udp(echo, "ping\n")?;
+    check(back == "ping\n", || format!("nc -u got {back:?}"))
 }
