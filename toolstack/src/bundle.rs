@@ -137,3 +137,33 @@ pub fn start_line(c: &DomainConfig) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of(text: &str) -> String {
+        let parsed = domain_config::config::parse("web.cfg", text, &[]);
+        start_line(&parsed.expect("a good configuration").config)
+    }
+
+    #[test]
+    fn interfaces_get_their_mac_or_a_stable_generated_one() {
+        let l = line_of(
+            "name = \"web\"\nkernel = \"web\"\nvif = ['mac=00:16:3e:00:00:80', '']\nrole = \"net\"\n",
+        );
+        let vifs: Vec<&str> = l
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("vif="))
+            .collect();
+        assert_eq!(vifs.len(), 2);
+        assert_eq!(vifs[0], "00:16:3e:00:00:80");
+        assert!(vifs[1].starts_with("02:16:3e:"), "{l}");
+        assert!(l.contains(" role=net"));
+        // The same name gets the same address on every boot.
+        assert_eq!(
+            line_of("name = \"web\"\nkernel = \"web\"\nvif = ['mac=00:16:3e:00:00:80', '']\nrole = \"net\"\n"),
+            l
+        );
+    }
+}
