@@ -6,7 +6,8 @@
 //! flushing through the ring with up to [`IN_FLIGHT`] requests at once. Data
 //! moves through pages of ours granted once to the backend (persistent
 //! grants), which it copies to and from. Every request in flight is kept
-//! ([`Disk::in_flight`]) so that a restarted backend can be given them again.
+//! ([`Disk::in_flight`]); when the control domain says the backend was
+//! restarted, the disk reconnects to the new one and sends them again.
 
 extern crate alloc;
 use crate::hypercall as hc;
@@ -112,7 +113,12 @@ pub struct Disk {
     /// Requests sent, and notifications the ring's suppression let through.
     sent: u64,
     notified: u64,
-    _ring: (RingPages, Grefs),
+    /// Our device number (xvda = 0), for announcing the ring again.
+    device: u32,
+    ring: RingPages,
+    ring_grefs: Grefs,
+    /// Times the backend was restarted under us.
+    restarts: u64,
 }
 
 /// Why a disk operation failed.
@@ -168,7 +174,10 @@ impl Disk {
             in_flight: heapless::Vec::new(),
             sent: 0,
             notified: 0,
-            _ring: (pages, ring_grefs),
+            device,
+            ring: pages,
+            ring_grefs,
+            restarts: 0,
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -313,11 +322,90 @@ impl Disk {
                 }
                 None => {
                     if !self.front.final_check().map_err(|_| DiskError::Ring)? {
-                        crate::events::wait(self.port);
+                        self.wait();
+                        self.follow_restart()?;
                     }
                 }
             }
         }
+    }
+
+    /// Waits for the backend, or for news from the control domain (of a
+    /// restarted backend, or a shutdown request, which is obeyed).
+    fn wait(&self) {
+        let control = crate::control::port();
+        loop {
+            if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
+                return;
+            }
+            crate::control::obey();
+            hc::block();
+        }
+    }
+
+    /// Times the backend was restarted under this disk.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// If the control domain said our backend was restarted: grant the ring
+    /// and data pages to the new one, initialise the ring at a new epoch,
+    /// announce it, and send again every request that had no answer (with
+    /// its pages' new grants). Nothing is lost or failed back to the caller;
+    /// a write the old backend had carried out is carried out again, with
+    /// the same data.
+    fn follow_restart(&mut self) -> core::result::Result<(), DiskError> {
+        let restarted = |m: &ipc_abi::proto::control::ControlMessage| {
+            m.check() == Some(ipc_abi::proto::control::ControlOp::PeerRestarted)
+                && m.kind == DeviceKind::Block as u32
+        };
+        let Some(news) = crate::control::take_news(restarted) else {
+            return Ok(());
+        };
+        let backend = news.peer;
+        let _ = hc::event_close(self.port);
+        // The dead backend's mappings are gone, so every grant can end.
+        for &g in self.ring_grefs.iter() {
+            let _ = hc::grant_end(g);
+        }
+        let mut renamed: heapless::Vec<(u32, u32), { IN_FLIGHT * MAX_SEGMENTS }> =
+            heapless::Vec::new();
+        for slot in self.slots.iter_mut() {
+            for (g, page) in slot.grefs.iter_mut().zip(slot.pages.iter()) {
+                let _ = hc::grant_end(*g);
+                let new = hc::grant_create(backend, page.0.as_ptr() as u64, false)
+                    .map_err(|_| DiskError::Ring)?;
+                let _ = renamed.push((*g, new));
+                *g = new;
+            }
+        }
+        self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
+        let (grefs, port) = self
+            .ring
+            .announce(backend, DeviceKind::Block, self.device, BLOCK_VERSION)
+            .map_err(|_| DiskError::Ring)?;
+        self.ring_grefs = grefs;
+        self.port = port;
+        self.backend = backend;
+        self.restarts += 1;
+        crate::println!(
+            "block: disk {} reconnected to domain {} (restart {}), {} requests sent again",
+            self.device,
+            backend,
+            self.restarts,
+            self.in_flight.len()
+        );
+        let replay = core::mem::take(&mut self.in_flight);
+        for mut r in replay {
+            for s in r.segments[..usize::from(r.segments_used).min(MAX_SEGMENTS)].iter_mut() {
+                if let Some(&(_, new)) = renamed.iter().find(|(old, _)| *old == s.gref) {
+                    s.gref = new;
+                }
+            }
+            self.queue(r)?;
+        }
+        self.publish();
+        Ok(())
     }
 
     /// Moves `len` bytes from `sector` on in requests of up to

@@ -96,15 +96,21 @@ impl Channel {
     }
 
     /// Moves every published answer into the inbox; true if one with `id` came.
+    /// Moves every answer into the inbox and asks to be notified of the
+    /// next one (so a domain that then blocks is woken by news).
     fn collect(&mut self) -> Result<()> {
-        while let Some(answer) = self.front.pop().map_err(|_| Error::PortState)? {
-            if self.inbox.push_back(answer).is_err() {
-                // A full inbox means answers nobody asks for; drop the oldest.
-                self.inbox.pop_front();
-                let _ = self.inbox.push_back(answer);
+        loop {
+            while let Some(answer) = self.front.pop().map_err(|_| Error::PortState)? {
+                if self.inbox.push_back(answer).is_err() {
+                    // A full inbox means answers nobody asks for; drop the oldest.
+                    self.inbox.pop_front();
+                    let _ = self.inbox.push_back(answer);
+                }
+            }
+            if !self.front.final_check().map_err(|_| Error::PortState)? {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     fn take(&mut self, id: Option<u32>) -> Option<ControlMessage> {

@@ -116,6 +116,11 @@ pub fn open() -> Result<Function, OpenError> {
         };
     }
     crate::hal::init((dma_kib * 1024 / PAGE_SIZE) as usize, &bars);
+    // Memory decode and bus mastering on: the firmware set them, but the
+    // kernel clears them when a previous holder of the function dies.
+    if let Ok(command) = hc::pci_config_read(bdf, 0x04) {
+        let _ = hc::pci_config_write(bdf, 0x04, (command & 0xffff) | 0b110);
+    }
     let transport = PciTransport::new::<XenolithHal, _>(&mut root, df)
         .map_err(|e| OpenError::NotVirtio(name, e))?;
     let poll = domain_runtime::command_line()

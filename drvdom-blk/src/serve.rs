@@ -97,6 +97,9 @@ pub struct Backend<T: Transport> {
     bounce_used: usize,
     mode: GrantMode,
     pending: Vec<Pending>,
+    /// Requests taken since start, and when to crash (`crash_after=N`).
+    taken: u64,
+    crash_after: Option<u64>,
 }
 
 impl<T: Transport> Backend<T> {
@@ -114,6 +117,8 @@ impl<T: Transport> Backend<T> {
             bounce_used: 0,
             mode,
             pending: Vec::new(),
+            taken: 0,
+            crash_after: driver_kit::pci::option("crash_after").and_then(|v| v.parse().ok()),
         }
     }
 
@@ -248,6 +253,11 @@ impl<T: Transport> Backend<T> {
 
     /// Takes on one request: answers it at once (refused, `Info`) or gives it to the device.
     fn start(&mut self, i: usize, req: &BlockRequest) {
+        self.taken += 1;
+        if self.crash_after == Some(self.taken) {
+            // Fault injection (`crash_after=N`), for restart tests.
+            panic!("crash_after={}: crashing as asked", self.taken);
+        }
         let mut rsp = BlockResponse::new_zeroed();
         rsp.id = req.id;
         rsp.op = req.op;

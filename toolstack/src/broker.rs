@@ -255,21 +255,37 @@ fn disconnect(started: &mut [Started], from: DomainId, msg: ControlMessage) {
 /// A backend was restarted under a new id: every frontend it served is told
 /// (`PeerRestarted`), re-initialises its ring and announces it again.
 pub fn peer_restarted(started: &mut [Started], old: DomainId, new: DomainId) {
-    for s in started
-        .iter_mut()
-        .filter(|s| s.console_backend == Some(old))
-    {
-        s.console_backend = None;
-        let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-        news.op = ControlOp::PeerRestarted as u32;
-        news.kind = domain_runtime::ipc_abi::proto::control::DeviceKind::Console as u32;
-        news.peer = new;
-        if let Some(link) = s.control.as_mut() {
-            link.tell(news);
-            println!(
-                "toolstack: told domain {} that its console backend is now domain {}",
-                s.id, new
-            );
+    use domain_runtime::ipc_abi::proto::control::DeviceKind;
+    for s in started.iter_mut() {
+        let served = [
+            (
+                s.console_backend == Some(old),
+                DeviceKind::Console,
+                "console",
+            ),
+            (s.block_backend == Some(old), DeviceKind::Block, "disk"),
+            (s.net_backend == Some(old), DeviceKind::Net, "network"),
+        ];
+        for (was, kind, what) in served {
+            if !was {
+                continue;
+            }
+            match kind {
+                DeviceKind::Console => s.console_backend = None,
+                DeviceKind::Block => s.block_backend = None,
+                DeviceKind::Net => s.net_backend = None,
+            }
+            let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+            news.op = ControlOp::PeerRestarted as u32;
+            news.kind = kind as u32;
+            news.peer = new;
+            if let Some(link) = s.control.as_mut() {
+                link.tell(news);
+                println!(
+                    "toolstack: told domain {} that its {} backend is now domain {}",
+                    s.id, what, new
+                );
+            }
         }
     }
 }

@@ -356,3 +356,50 @@ pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
     expect_line(m, "[3] kv: 1 keys")?;
     Ok(())
 }
+
+/// drvdom-blk crashes every 400 requests while a guest writes 8 MiB and
+/// reads its whole disk back: the toolstack restarts it each time, the
+/// guest's disk reconnects and replays what was in flight, and the guest
+/// sees no error and the right data; the host finds the write in the image.
+pub fn a_guest_carries_on_while_drvdom_blk_crashes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    use sha2::Digest;
+    let image = c.path("disk.img");
+    let mut expected = disk_image(&image)?;
+    expected[..16384 * 512].fill(0x5a);
+    let want = hex(&sha2::Sha256::digest(&expected));
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart crash_after=400",
+        ),
+        ("disk-tool", "writer mem=24576 write=0+16384 fill=90 sum disk=whole:xvda:w"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let wrote = m.wait_for("[2] disk-tool: wrote 16384 sectors", super::BOOT * 3)?;
+    check(wrote.ends_with("Ok(()), read back the same"), || {
+        format!("the writer saw: {wrote:?}")
+    })?;
+    let sum = m.wait_for(
+        "[2] disk-tool: sha256 of xvda (32768 sectors) ",
+        super::BOOT * 3,
+    )?;
+    check(sum.ends_with(&want), || {
+        format!("the guest read {sum:?}, want {want}")
+    })?;
+    let restarts = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
+        .count();
+    check(restarts >= 3, || {
+        format!("drvdom-blk was restarted {restarts} times")
+    })?;
+    expect_line(m, "[2] disk-tool: done")?;
+    let on_disk = std::fs::read(&image).map_err(|e| e.to_string())?;
+    check(on_disk == expected, || {
+        "the image is not what the guest wrote".into()
+    })
+}

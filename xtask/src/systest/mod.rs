@@ -234,6 +234,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_hostile_frontend_harms_nobody,
         ),
         (
+            "a_guest_carries_on_while_drvdom_blk_crashes_and_is_restarted",
+            block::a_guest_carries_on_while_drvdom_blk_crashes,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
