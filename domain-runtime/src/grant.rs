@@ -35,6 +35,16 @@ impl GrantedPages {
         Ok(GrantedPages { pages, grefs })
     }
 
+    /// Grants every page to `peer` instead (after the old peer died: its
+    /// mappings are gone, so the old grants can end).
+    pub fn regrant(&mut self, peer: DomainId) -> Result<()> {
+        for (g, p) in self.grefs.iter_mut().zip(self.pages.iter()) {
+            let _ = crate::hypercall::grant_end(*g);
+            *g = crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false)?;
+        }
+        Ok(())
+    }
+
     pub fn gref(&self, i: usize) -> u32 {
         self.grefs[i]
     }

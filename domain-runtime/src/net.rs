@@ -69,6 +69,8 @@ pub struct NetFront {
     mac: Mac,
     port: u16,
     backend: DomainId,
+    /// Which interface of the domain (0 for the first).
+    vif: u32,
     _rings: ([RingPages; 2], Grefs),
 }
 
@@ -116,6 +118,7 @@ impl NetFront {
             mac,
             port,
             backend,
+            vif,
             _rings: (rings, grefs),
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
@@ -128,6 +131,65 @@ impl NetFront {
 
     pub fn backend(&self) -> DomainId {
         self.backend
+    }
+
+    /// If the control domain said our backend was restarted: grant the
+    /// rings and pages to the new one, initialise both rings at a new
+    /// epoch, announce them, and post every receive page again. Frames that
+    /// were in flight are lost (as on a wire; TCP sends them again).
+    /// Returns whether that happened.
+    pub fn follow_restart(&mut self) -> Result<bool> {
+        use ipc_abi::proto::control::{ControlMessage, ControlOp};
+        let restarted = |m: &ControlMessage| {
+            m.check() == Some(ControlOp::PeerRestarted) && m.kind == DeviceKind::Net as u32
+        };
+        let Some(news) = crate::control::take_news(restarted) else {
+            return Ok(false);
+        };
+        let backend = news.peer;
+        let _ = hc::event_close(self.port);
+        for &g in self._rings.1.iter() {
+            let _ = hc::grant_end(g);
+        }
+        self.tx.pages.regrant(backend)?;
+        self.rx.pages.regrant(backend)?;
+        let rings = self._rings.0;
+        self.tx.front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        self.rx.front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        let (grefs, port) =
+            crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION)?;
+        self._rings.1 = grefs;
+        self.port = port;
+        self.tx.port = port;
+        self.rx.port = port;
+        self.backend = backend;
+        self.tx.free = (0..TX_PAGES as u8).collect();
+        self.rx.post_all().map_err(|_| Error::InvalidArgument)?;
+        crate::println!(
+            "net: interface {} reconnected to domain {}",
+            self.vif,
+            backend
+        );
+        Ok(true)
+    }
+
+    /// Waits until a frame or an answer arrives, news comes from the
+    /// control domain, or the clock reaches `deadline_ns`; follows a
+    /// restarted backend.
+    pub fn wait_until(&mut self, deadline_ns: u64) {
+        let control = crate::control::port();
+        loop {
+            if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
+                break;
+            }
+            if crate::time::now_ns() >= deadline_ns {
+                break;
+            }
+            crate::control::obey();
+            let _ = hc::set_timer(deadline_ns);
+            hc::block();
+        }
+        let _ = self.follow_restart();
     }
 
     /// The transmit ring's pages (a test can break the ring through them).

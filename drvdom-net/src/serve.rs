@@ -72,6 +72,9 @@ struct Fabric {
     vifs: Vec<Vif>,
     /// Frames for the uplink dropped (no NIC, or its buffers all in flight).
     uplink_dropped: u64,
+    /// Transmit requests taken since start, and when to crash (`crash_after=N`).
+    taken: u64,
+    crash_after: Option<u64>,
 }
 
 /// The backend: the NIC (none with `ifname=dummy`), the switch, every interface.
@@ -91,6 +94,8 @@ impl Backend {
                 switch: Switch::new(),
                 vifs: Vec::new(),
                 uplink_dropped: 0,
+                taken: 0,
+                crash_after: driver_kit::pci::option("crash_after").and_then(|v| v.parse().ok()),
             },
             next_id: 1,
             first: 0,
@@ -252,6 +257,11 @@ impl Fabric {
                 }
             };
             taken += 1;
+            self.taken += 1;
+            if self.crash_after == Some(self.taken) {
+                // Fault injection (`crash_after=N`), for restart tests.
+                panic!("crash_after={}: crashing as asked", self.taken);
+            }
             let len = usize::from(req.len);
             let ok = req.check()
                 && hc::grant_copy_from(v.dom, req.gref, u64::from(req.offset), &mut frame[..len])

@@ -157,8 +157,10 @@ impl Stack {
             .next()
     }
 
-    /// Moves frames in and out and runs smoltcp's timers; follows DHCP.
+    /// Moves frames in and out and runs smoltcp's timers; follows DHCP and
+    /// a restarted backend.
     pub fn poll(&mut self) {
+        let _ = self.dev.follow_restart();
         self.iface.poll(now(), &mut self.dev, &mut self.sockets);
         let Some(h) = self.dhcp else { return };
         let event = self
@@ -192,6 +194,6 @@ impl Stack {
             return;
         }
         let deadline = crate::time::now_ns().saturating_add(delay);
-        crate::events::wait_until(self.dev.port(), deadline);
+        self.dev.wait_until(deadline);
     }
 }

@@ -278,6 +278,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::what_cargo_xtask_run_boots_works,
         ),
         (
+            "a_tcp_transfer_survives_drvdom_net_crashing_and_restarting",
+            net::a_transfer_survives_drvdom_net_crashes,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

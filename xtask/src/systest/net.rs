@@ -377,3 +377,67 @@ pub fn what_cargo_xtask_run_boots_works(c: &Ctx, slot: &mut Option<Machine>) -> 
     let back = nc_udp(echo, "ping\n")?;
     check(back == "ping\n", || format!("nc -u got {back:?}"))
 }
+
+/// drvdom-net crashes every 250 frames a guest sends while the host sends
+/// it 16 MiB over TCP: the toolstack restarts drvdom-net each time, the
+/// guest's interface reconnects, TCP resends what was lost, and the data
+/// arrives whole.
+pub fn a_transfer_survives_drvdom_net_crashes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    const BYTES: usize = 16 << 20;
+    let port = free_port()?;
+    let forwards = [Forward {
+        udp: false,
+        host_port: port,
+        guest: "10.0.2.51".into(),
+        guest_port: 5001,
+    }];
+    let driver = format!("{NET_DRIVER_LINE} on_crash=restart crash_after=250");
+    let guests = [
+        ("drvdom-net", driver.as_str()),
+        (
+            "net-tool",
+            "sink mem=4096 vif=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
+        ),
+    ];
+    let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    expect_line(m, "[2] net-tool: listening on port 5001")?;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut x: u64 = 0x0123_4567_89ab_cdef;
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..BYTES / buf.len() {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        crc.update(&buf);
+        conn.write_all(&buf)
+            .map_err(|e| format!("sending to the guest: {e}"))?;
+    }
+    conn.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    let sent_crc = crc.finalize();
+    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5)?;
+    check(
+        got == format!("[2] net-tool: received {BYTES} bytes crc32 {sent_crc:08x}"),
+        || format!("the host sent {BYTES} bytes crc32 {sent_crc:08x}; the guest: {got:?}"),
+    )?;
+    let lines = m.lines();
+    let restarts = lines
+        .iter()
+        .filter(|l| l.contains("toolstack: restarting drvdom-net"))
+        .count();
+    let reconnects = lines
+        .iter()
+        .filter(|l| l.starts_with("[2] net: interface 0 reconnected to domain "))
+        .count();
+    check(restarts >= 2 && reconnects == restarts, || {
+        format!("drvdom-net restarted {restarts} times, the guest reconnected {reconnects} times")
+    })
+}
