@@ -119,6 +119,8 @@ pub struct Disk {
     ring_grefs: Grefs,
     /// Times the backend was restarted under us.
     restarts: u64,
+    /// The backend is gone for good.
+    gone: bool,
 }
 
 /// Why a disk operation failed.
@@ -132,6 +134,9 @@ pub enum DiskError {
     Unsupported,
     /// The ring broke.
     Ring,
+    /// The backend is gone for good (it kept crashing and the control
+    /// domain gave up on it).
+    Gone,
 }
 
 impl Disk {
@@ -178,10 +183,15 @@ impl Disk {
             ring: pages,
             ring_grefs,
             restarts: 0,
+            gone: false,
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
-        let rsp = disk.call(r).map_err(|_| Error::PortState)?;
+        let rsp = disk.call(r).map_err(|e| match e {
+            // The backend kept crashing and was given up on.
+            DiskError::Gone => Error::DeadDomain,
+            _ => Error::PortState,
+        })?;
         disk.info = DiskInfo {
             sectors: rsp.sectors,
             sector_size: rsp.sector_size,
@@ -293,6 +303,9 @@ impl Disk {
 
     /// Puts a request on the ring without publishing it (see [`Disk::publish`]).
     fn queue(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
+        if self.gone {
+            return Err(DiskError::Gone);
+        }
         self.front.push(&r).map_err(|_| DiskError::Ring)?;
         let _ = self.in_flight.push(r);
         self.sent += 1;
@@ -359,6 +372,14 @@ impl Disk {
             m.check() == Some(ipc_abi::proto::control::ControlOp::PeerRestarted)
                 && m.kind == DeviceKind::Block as u32
         };
+        let gone = |m: &ipc_abi::proto::control::ControlMessage| {
+            m.check() == Some(ipc_abi::proto::control::ControlOp::PeerGone)
+                && m.kind == DeviceKind::Block as u32
+        };
+        if self.gone || crate::control::take_news(gone).is_some() {
+            self.gone = true;
+            return Err(DiskError::Gone);
+        }
         let Some(news) = crate::control::take_news(restarted) else {
             return Ok(());
         };

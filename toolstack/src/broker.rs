@@ -289,3 +289,37 @@ pub fn peer_restarted(started: &mut [Started], old: DomainId, new: DomainId) {
         }
     }
 }
+
+/// A backend was given up on: every frontend it served is told its device
+/// is gone (`PeerGone`) and stops waiting for it.
+pub fn peer_gone(started: &mut [Started], old: DomainId) {
+    use domain_runtime::ipc_abi::proto::control::DeviceKind;
+    for s in started.iter_mut() {
+        let served = [
+            (s.console_backend == Some(old), DeviceKind::Console),
+            (s.block_backend == Some(old), DeviceKind::Block),
+            (s.net_backend == Some(old), DeviceKind::Net),
+        ];
+        for (was, kind) in served {
+            if !was {
+                continue;
+            }
+            match kind {
+                DeviceKind::Console => s.console_backend = None,
+                DeviceKind::Block => s.block_backend = None,
+                DeviceKind::Net => s.net_backend = None,
+            }
+            let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+            news.op = ControlOp::PeerGone as u32;
+            news.kind = kind as u32;
+            news.peer = old;
+            if let Some(link) = s.control.as_mut() {
+                link.tell(news);
+                println!(
+                    "toolstack: told domain {} that its device {} is gone",
+                    s.id, kind as u32
+                );
+            }
+        }
+    }
+}

@@ -10,4 +10,5 @@ pub mod mgmt;
 pub mod ops;
 pub mod shell;
 pub mod start;
+pub mod supervise;
 pub mod viewer;

@@ -112,6 +112,10 @@ pub struct Started {
     pub block_backend: Option<DomainId>,
     /// The backend serving its network interfaces, once connected.
     pub net_backend: Option<DomainId>,
+    /// Its crashes and restarts (kept across restarts).
+    pub supervisor: crate::supervise::Supervisor,
+    /// When a crashed domain is to be started again (ns since boot).
+    pub restart_at: Option<u64>,
     /// When an unanswered shutdown request turns into a destroy (ns since boot).
     pub shutdown_deadline: Option<u64>,
 }
@@ -328,6 +332,8 @@ pub fn start_one(
         console_backend: None,
         block_backend: None,
         net_backend: None,
+        supervisor: Default::default(),
+        restart_at: None,
         shutdown_deadline: None,
     })
 }
@@ -375,7 +381,15 @@ pub fn run() {
                 s.control = s.control.take().and_then(crate::control::Link::release);
             }
         }
-        if !all_stopped && started.iter().all(|s| s.reported) {
+        // Crashed domains whose backoff has passed start again.
+        let now = domain_runtime::time::now_ns();
+        for i in 0..started.len() {
+            if started[i].restart_at.is_some_and(|t| t <= now) {
+                started[i].restart_at = None;
+                restart(me, &mut started, i, "after its crash");
+            }
+        }
+        if !all_stopped && started.iter().all(|s| s.reported && s.restart_at.is_none()) {
             println!("toolstack: all domains have stopped");
             all_stopped = true;
         }
@@ -407,6 +421,7 @@ pub fn run() {
         if let Some(next) = started
             .iter()
             .filter_map(|s| s.shutdown_deadline)
+            .chain(started.iter().filter_map(|s| s.restart_at))
             .chain(console_due)
             .min()
         {
@@ -457,16 +472,33 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
         started[i].on_poweroff
     };
     match policy {
-        "restart" => restart(
-            me,
-            started,
-            i,
-            if crashed {
-                "after its crash"
-            } else {
-                "as it asked"
-            },
-        ),
+        "restart" if crashed => {
+            let now = domain_runtime::time::now_ns();
+            let limit = option(started[i].line, "restart_limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::supervise::DEFAULT_LIMIT);
+            match started[i].supervisor.crashed(now, limit) {
+                crate::supervise::Decision::RestartAt(at) => {
+                    started[i].restart_at = Some(at);
+                    // Until then its frontends wait; it restarts in the main loop.
+                    started[i].reported = true;
+                }
+                crate::supervise::Decision::GiveUp => {
+                    let old = started[i].id;
+                    println!(
+                        "toolstack: giving up on {} (domain {}) after {} crashes in {} s",
+                        started[i].name,
+                        old,
+                        started[i].supervisor.recent(now),
+                        crate::supervise::WINDOW_NS / 1_000_000_000
+                    );
+                    let _ = hc::domain_destroy(old);
+                    started[i].image = Image::Gone;
+                    crate::broker::peer_gone(started, old);
+                }
+            }
+        }
+        "restart" => restart(me, started, i, "as it asked"),
         "destroy" => {
             let _ = hc::domain_destroy(started[i].id);
             println!(
@@ -491,8 +523,10 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
     let _ = hc::domain_destroy(old);
     let (image, line) = (started[i].image.clone(), started[i].line);
     match start_one(me, image, line, started) {
-        Some(new) => {
+        Some(mut new) => {
             let id = new.id;
+            new.supervisor = core::mem::take(&mut started[i].supervisor);
+            new.supervisor.restarts += 1;
             started[i] = new;
             crate::broker::peer_restarted(started, old, id);
         }

@@ -403,3 +403,40 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
         "the image is not what the guest wrote".into()
     })
 }
+
+/// A drvdom-blk that crashes as soon as it serves anything is restarted
+/// with backoff, then given up on: the guest's disk fails with a clean
+/// "dead domain" error instead of hanging, and the rest of the machine works on.
+pub fn a_crash_looping_driver_is_given_up_on(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    disk_image(&image)?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart crash_after=1 restart_limit=3",
+        ),
+        ("disk-tool", "reader mem=4096 sum disk=whole:xvda:r"),
+        ("hello", "hello mem=512 still-here"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(
+        m,
+        "toolstack: giving up on drvdom-blk (domain 1) after 4 crashes in 10 s",
+    )?;
+    // Its first request (the disk's size) never gets an answer: the disk
+    // reports its backend dead instead of waiting for ever.
+    expect_line(m, "[2] disk-tool: no disk: dead domain")?;
+    expect_line(m, "still-here")?;
+    expect_line(m, "toolstack: told domain 2 that its device 2 is gone")?;
+    let restarts = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
+        .count();
+    check(restarts == 3, || {
+        format!("{restarts} restarts before giving up")
+    })
+}

@@ -238,6 +238,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_guest_carries_on_while_drvdom_blk_crashes,
         ),
         (
+            "a_crash_looping_drvdom_blk_is_given_up_on_and_its_guest_told",
+            block::a_crash_looping_driver_is_given_up_on,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
@@ -1273,7 +1277,7 @@ fn console_restart(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         (
             "console-dom",
-            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart crash_after_lines=100",
+            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart restart_limit=20 crash_after_lines=150",
         ),
         ("counter", "counter count=400 pace_us=2000"),
     ];
