@@ -118,6 +118,8 @@ pub struct DomainConfig {
     pub vdisks: Vec<VDisk>,
     /// The service a driver domain provides (`console`, `block`, `net`).
     pub role: Option<String>,
+    /// Crashes within 10 s after which a restarting domain is given up on.
+    pub restart_limit: u32,
 }
 
 /// A configuration and what was not quite right about it.
@@ -149,6 +151,7 @@ const KEYS: &[&str] = &[
     "dma",
     "vdisk",
     "role",
+    "restart_limit",
 ];
 
 /// Most DMA memory a domain may have, in KiB (64 MiB).
@@ -301,6 +304,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     let memory_mib = get("memory").map_or(Some(64), |e| ctx.int(e, 1..=MEMORY_MAX_MIB));
     let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
     let weight = get("weight").map_or(Some(256), |e| ctx.int(e, 1..=65535));
+    let restart_limit = get("restart_limit").map_or(Some(5), |e| ctx.int(e, 1..=1000));
     let cap = get("cap").map_or(Some(0), |e| ctx.int(e, 0..=100));
     let cpus = get("cpus").map(|e| {
         ctx.string(e).and_then(|s| {
@@ -344,7 +348,13 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     });
     let on_poweroff = get("on_poweroff").map_or(Some(OnEvent::Destroy), |e| ctx.on_event(e));
     let on_reboot = get("on_reboot").map_or(Some(OnEvent::Restart), |e| ctx.on_event(e));
-    let on_crash = get("on_crash").map_or(Some(OnEvent::Destroy), |e| ctx.on_event(e));
+    // A driver domain (one with a role) is restarted when it crashes.
+    let crash_default = if get("role").is_some() {
+        OnEvent::Restart
+    } else {
+        OnEvent::Destroy
+    };
+    let on_crash = get("on_crash").map_or(Some(crash_default), |e| ctx.on_event(e));
     let ioports = get("ioports").map_or(Some(Vec::new()), |e| {
         let mut out = Vec::new();
         for r in ctx.strings(e)? {
@@ -461,7 +471,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         vifs: vifs.unwrap_or_default(),
         on_poweroff: on_poweroff.unwrap_or(OnEvent::Destroy),
         on_reboot: on_reboot.unwrap_or(OnEvent::Restart),
-        on_crash: on_crash.unwrap_or(OnEvent::Destroy),
+        on_crash: on_crash.unwrap_or(crash_default),
         ioports: ioports.unwrap_or_default(),
         iomem: iomem.unwrap_or_default(),
         irqs: irqs.unwrap_or_default(),
@@ -469,6 +479,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         dma_kib: dma_kib.unwrap_or(0),
         vdisks: vdisks.unwrap_or_default(),
         role: role.flatten(),
+        restart_limit: restart_limit.unwrap_or(5) as u32,
     };
     Ok(Parsed { config, warnings })
 }
@@ -699,5 +710,31 @@ on_crash = "restart"
         let errs = parse("s.cfg", "name = \"a\"\nmemory = [1,\n", &[]).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].line, 2);
+    }
+
+    #[test]
+    fn driver_domains_restart_on_crash_with_a_limit() {
+        let driver = parse(
+            "d.cfg",
+            "name = \"d\"\nkernel = \"d\"\nrole = \"block\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(driver.config.on_crash, OnEvent::Restart);
+        assert_eq!(driver.config.restart_limit, 5);
+        let guest = parse(
+            "g.cfg",
+            "name = \"g\"\nkernel = \"g\"\nrestart_limit = 9\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(guest.config.on_crash, OnEvent::Destroy);
+        assert_eq!(guest.config.restart_limit, 9);
+        assert!(parse(
+            "g.cfg",
+            "name = \"g\"\nkernel = \"g\"\nrestart_limit = 0\n",
+            &[]
+        )
+        .is_err());
     }
 }

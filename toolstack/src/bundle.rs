@@ -119,6 +119,7 @@ pub fn start_line(c: &DomainConfig) -> String {
     if let Some(role) = &c.role {
         let _ = write!(line, " role={}", role);
     }
+    let _ = write!(line, " restart_limit={}", c.restart_limit);
     let word = |e: OnEvent| match e {
         OnEvent::Destroy => "destroy",
         OnEvent::Restart => "restart",
