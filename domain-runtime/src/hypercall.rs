@@ -335,6 +335,11 @@ pub fn dma_phys(va: u64) -> Result<u64> {
     call1(Hypercall::DmaPhys, va)
 }
 
+/// Crashes a domain as if it had faulted (control domain only).
+pub fn domain_crash(dom: DomainId) -> Result<u64> {
+    call1(Hypercall::DomainCrash, dom.0 as u64)
+}
+
 /// Sets where a never-run domain's vCPU starts (control domain only).
 pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
     call(

@@ -111,6 +111,9 @@ pub enum Hypercall {
     /// `(va)`: the physical address of a byte of this domain's DMA window, or
     /// of a page it mapped writable in its grant window (for device programming).
     DmaPhys = 48,
+    /// `(dom)`: crash a domain as if it had faulted (control only), so its
+    /// `on_crash` policy applies; fault injection for `toolstack domain crash`.
+    DomainCrash = 49,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -161,6 +164,7 @@ impl Hypercall {
             46 => PciBar,
             47 => DomainAddDma,
             48 => DmaPhys,
+            49 => DomainCrash,
             _ => return None,
         })
     }

@@ -376,6 +376,11 @@ pub mod messages {
             domain: u32,
             data: &'a [u8],
         },
+        /// Crash a domain as if it had faulted (fault injection): its
+        /// `on_crash` policy applies. Answered `Ok`.
+        Crash {
+            domain: u32,
+        },
     }
 
     /// An answer of the toolstack domain.

@@ -223,6 +223,21 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::pause(k, t).map(|_| 0)
         }
+        DomainCrash => {
+            let t = other(k, caller, a.dom(0))?;
+            let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
+            if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
+                return Err(Error::DomainState);
+            }
+            let mut crash = CrashRecord::EMPTY;
+            crash.vector = u64::MAX;
+            crash.rip = d.vcpu.frame.rip;
+            let text = b"crashed by the control domain";
+            crash.message[..text.len()].copy_from_slice(text);
+            crash.message_len = text.len() as u32;
+            lifecycle::stop(k, t, Life::Crashed, Some(crash));
+            Ok(0)
+        }
         DomainDestroy => {
             let t = other(k, caller, a.dom(0))?;
             with_frames(|f| lifecycle::destroy(k, f, t).map(|_| 0))

@@ -473,6 +473,7 @@ impl Server {
                 );
             }
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
+            Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
             Request::Unpause { domain } => self.control(seq, started, domain, hc::domain_unpause),
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
             Request::Info { domain } => self.info(seq, started, domain),
@@ -593,6 +594,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::List => OwnedRequest::Plain(Request::List),
             Request::HostInfo => OwnedRequest::Plain(Request::HostInfo),
             Request::Pause { domain } => OwnedRequest::Plain(Request::Pause { domain }),
+            Request::Crash { domain } => OwnedRequest::Plain(Request::Crash { domain }),
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
             Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),

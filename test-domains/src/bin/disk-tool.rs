@@ -1,7 +1,8 @@
 //! Uses its disk xvda through drvdom-blk, as its command line says:
 //! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
 //! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
-//! discards those sectors and flushes; `read_all` reads the whole disk and
+//! discards those sectors and flushes; `sum repeat=N` sums N times;
+//! `read_all` reads the whole disk and
 //! does nothing with it; `forbidden` tries writes
 //! a read-only or too-small disk must refuse. Each result is one line.
 
@@ -70,7 +71,12 @@ fn run(_: &'static domain_runtime::StartInfo) {
         let write = disk.write(0, &buf[..512]);
         println!("disk-tool: write at 0: {:?}", write);
     }
-    if test_domains::flag("sum") {
+    let rounds = if test_domains::flag("sum") {
+        test_domains::number("repeat").unwrap_or(1)
+    } else {
+        0
+    };
+    for _ in 0..rounds {
         let mut hash = Sha256::new();
         if read_whole(&mut disk, &mut buf, |chunk| hash.update(chunk)) {
             let digest = hash.finalize();

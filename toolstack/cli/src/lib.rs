@@ -378,6 +378,13 @@ impl Client {
         self.simple(&Request::Pause { domain })
     }
 
+    /// Crashes a domain as if it had faulted (fault injection, like `xl
+    /// trigger`): its `on_crash` policy applies; a driver domain is
+    /// restarted and its guests carry on.
+    pub fn crash(&mut self, domain: u32) -> Result<(), Error> {
+        self.simple(&Request::Crash { domain })
+    }
+
     /// Lets a paused domain run again.
     pub fn unpause(&mut self, domain: u32) -> Result<(), Error> {
         self.simple(&Request::Unpause { domain })

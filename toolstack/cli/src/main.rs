@@ -88,6 +88,8 @@ enum DomainVerb {
     Unpause { domain: String },
     /// End a domain at once.
     Destroy { domain: String },
+    /// Crash a domain as if it had faulted (fault injection); its on_crash policy applies.
+    Crash { domain: String },
     /// Ask a domain (or `--all`) to shut down cleanly (destroyed if it does not in time).
     Shutdown {
         #[arg(required_unless_present = "all")]
@@ -291,6 +293,7 @@ fn main() -> ExitCode {
         Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
         Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
         Command::Domain { verb: DomainVerb::Destroy { domain } } => client.resolve(&domain).and_then(|d| client.destroy(d)),
+        Command::Domain { verb: DomainVerb::Crash { domain } } => client.resolve(&domain).and_then(|d| client.crash(d)),
         Command::Domain { verb: DomainVerb::Info { domain, json } } => client.resolve(&domain).and_then(|d| client.info(d)).map(|d| {
             let crash = if d.state != "crashed" {
                 String::from("none")

@@ -440,3 +440,43 @@ pub fn a_crash_looping_driver_is_given_up_on(
         format!("{restarts} restarts before giving up")
     })
 }
+
+/// `toolstack domain crash drvdom-blk` while a guest reads its disk over
+/// and over: drvdom-blk is restarted, the guest reconnects, and every sum
+/// it reads is the host's.
+pub fn toolstack_domain_crash_restarts_a_driver(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    use sha2::Digest;
+    let image = c.path("disk.img");
+    let bytes = disk_image(&image)?;
+    let want = hex(&sha2::Sha256::digest(&bytes));
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart",
+        ),
+        (
+            "disk-tool",
+            "summer mem=4096 sum repeat=6 disk=whole:xvda:r",
+        ),
+    ];
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    expect_line(m, "[2] disk-tool: sha256 of xvda")?;
+    let (code, out) = super::toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
+    check(code == 0, || format!("domain crash: {code} {out}"))?;
+    expect_line(m, "drvdom-blk) crashed: \"crashed by the control domain\"")?;
+    expect_line(m, "toolstack: restarting drvdom-blk")?;
+    expect_line(m, "[2] block: disk 0 reconnected to domain ")?;
+    expect_line(m, "[2] disk-tool: done")?;
+    let sums: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("[2] disk-tool: sha256 of xvda"))
+        .collect();
+    check(
+        sums.len() == 6 && sums.iter().all(|l| l.ends_with(&want)),
+        || format!("the sums: {sums:?}"),
+    )
+}

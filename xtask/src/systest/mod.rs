@@ -242,6 +242,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_crash_looping_driver_is_given_up_on,
         ),
         (
+            "toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on",
+            block::toolstack_domain_crash_restarts_a_driver,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
