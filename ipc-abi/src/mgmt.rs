@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -397,6 +397,8 @@ pub mod messages {
             memory_kib: u64,
             vcpus: u32,
             cpu_ticks: u64,
+            /// Times the toolstack restarted it after a crash.
+            restarts: u32,
         },
         End,
         HostInfo {
@@ -423,6 +425,10 @@ pub mod messages {
             crash_rip: u64,
             crash_address: u64,
             crash_message: &'a str,
+            /// Times the toolstack restarted it after a crash, and what the
+            /// last of those crashes was ("" if none).
+            restarts: u32,
+            last_crash: &'a str,
         },
         /// Console output starting at stream offset `offset` (later than
         /// asked if older output was cut from the history); `closed` once
@@ -482,6 +488,7 @@ pub mod messages {
                 memory_kib: 4096,
                 vcpus: 1,
                 cpu_ticks: 9,
+                restarts: 2,
             };
             let n = encode(&a, &mut buf).unwrap();
             assert_eq!(decode::<Answer>(&buf[..n]), Some(a));

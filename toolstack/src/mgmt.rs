@@ -456,6 +456,7 @@ impl Server {
                             memory_kib: info.memory_kib,
                             vcpus: 1,
                             cpu_ticks: info.cpu_ticks,
+                            restarts: restarts_of(started, info.id),
                         },
                     );
                 }
@@ -523,6 +524,10 @@ impl Server {
             );
         };
         let c = &info.crash;
+        let last = started
+            .iter()
+            .find(|s| s.id == info.id)
+            .map_or("", |s| s.supervisor.last_crash.as_str());
         let answer = Answer::Info {
             id: info.id.0,
             name: crate::ops::name(&info),
@@ -534,9 +539,19 @@ impl Server {
             crash_rip: c.rip,
             crash_address: c.address,
             crash_message: c.message(),
+            restarts: restarts_of(started, info.id),
+            last_crash: last,
         };
         self.send(seq, &answer);
     }
+}
+
+/// Times the toolstack restarted domain `id` after a crash.
+fn restarts_of(started: &[Started], id: DomainId) -> u32 {
+    started
+        .iter()
+        .find(|s| s.id == id)
+        .map_or(0, |s| s.supervisor.restarts)
 }
 
 const NO_CONSOLE_DOM: Answer<'static> = Answer::Error {

@@ -474,6 +474,19 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
     match policy {
         "restart" if crashed => {
             let now = domain_runtime::time::now_ns();
+            if let Ok(info) = hc::domain_info(started[i].id) {
+                let c = &info.crash;
+                let mut what: heapless::String<96> = heapless::String::new();
+                let _ = if c.vector == u64::MAX {
+                    core::fmt::Write::write_fmt(&mut what, format_args!("{}", c.message()))
+                } else {
+                    core::fmt::Write::write_fmt(
+                        &mut what,
+                        format_args!("vector {} at rip {:#x}", c.vector, c.rip),
+                    )
+                };
+                started[i].supervisor.remember(&what);
+            }
             let limit = option(started[i].line, "restart_limit")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(crate::supervise::DEFAULT_LIMIT);

@@ -31,9 +31,21 @@ pub struct Supervisor {
     pub crashes: u32,
     /// Restarts carried out.
     pub restarts: u32,
+    /// What its last crash was (for `domain info`).
+    pub last_crash: heapless::String<96>,
 }
 
 impl Supervisor {
+    /// Keeps what a crash was, for `domain info` after the restart.
+    pub fn remember(&mut self, what: &str) {
+        self.last_crash.clear();
+        for c in what.chars() {
+            if self.last_crash.push(c).is_err() {
+                break;
+            }
+        }
+    }
+
     /// It crashed at `now`; `limit` crashes within the window are tolerated.
     pub fn crashed(&mut self, now: u64, limit: usize) -> Decision {
         while self

@@ -52,6 +52,8 @@ pub struct DomainEntry {
     pub memory_kib: u64,
     pub vcpus: u32,
     pub cpu_ticks: u64,
+    /// Times it was restarted after a crash.
+    pub restarts: u32,
 }
 
 /// One domain in detail, as `domain info` reports it.
@@ -69,6 +71,9 @@ pub struct DomainDetails {
     pub crash_rip: u64,
     pub crash_address: u64,
     pub crash_message: String,
+    /// Times it was restarted after a crash, and the last such crash.
+    pub restarts: u32,
+    pub last_crash: String,
 }
 
 /// The host as `host info` reports it.
@@ -507,6 +512,7 @@ impl From<&Answer<'_>> for Owned {
                 memory_kib,
                 vcpus,
                 cpu_ticks,
+                restarts,
             } => Owned::Domain(DomainEntry {
                 id: *id,
                 name: (*name).into(),
@@ -514,6 +520,7 @@ impl From<&Answer<'_>> for Owned {
                 memory_kib: *memory_kib,
                 vcpus: *vcpus,
                 cpu_ticks: *cpu_ticks,
+                restarts: *restarts,
             }),
             Answer::End => Owned::End,
             Answer::HostInfo {
@@ -539,6 +546,8 @@ impl From<&Answer<'_>> for Owned {
                 crash_rip,
                 crash_address,
                 crash_message,
+                restarts,
+                last_crash,
             } => Owned::Info(DomainDetails {
                 id: *id,
                 name: (*name).into(),
@@ -550,6 +559,8 @@ impl From<&Answer<'_>> for Owned {
                 crash_rip: *crash_rip,
                 crash_address: *crash_address,
                 crash_message: (*crash_message).into(),
+                restarts: *restarts,
+                last_crash: (*last_crash).into(),
             }),
             Answer::ConsoleData {
                 offset,

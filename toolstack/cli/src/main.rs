@@ -232,28 +232,30 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|d| {
                         format!(
-                            "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"vcpus\":{},\"cpu_ticks\":{}}}",
+                            "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"vcpus\":{},\"cpu_ticks\":{},\"restarts\":{}}}",
                             d.id & 0xffff,
                             d.name,
                             d.state,
                             d.memory_kib,
                             d.vcpus,
-                            d.cpu_ticks
+                            d.cpu_ticks,
+                            d.restarts
                         )
                     })
                     .collect();
                 println!("[{}]", items.join(","));
             } else {
-                println!("{:<4} {:<24} {:<9} {:>10} {:>5} {:>10}", "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)");
+                println!("{:<4} {:<24} {:<9} {:>10} {:>5} {:>10} {:>8}", "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)", "RESTARTS");
                 for d in ds {
                     println!(
-                        "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10.2}",
+                        "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10.2} {:>8}",
                         d.id & 0xffff,
                         d.name,
                         d.state,
                         d.memory_kib,
                         d.vcpus,
-                        d.cpu_ticks as f64 / 100.0
+                        d.cpu_ticks as f64 / 100.0,
+                        d.restarts
                     );
                 }
             }
@@ -304,13 +306,15 @@ fn main() -> ExitCode {
             };
             if json {
                 println!(
-                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?}}}",
+                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?},\"restarts\":{},\"last_crash\":{:?}}}",
                     d.id & 0xffff,
                     d.name,
                     d.state,
                     d.memory_kib,
                     d.cpu_ticks,
-                    crash
+                    crash,
+                    d.restarts,
+                    d.last_crash
                 );
             } else {
                 println!("id:      {}", d.id & 0xffff);
@@ -319,6 +323,9 @@ fn main() -> ExitCode {
                 println!("memory:  {} KiB", d.memory_kib);
                 println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
                 println!("crash:   {crash}");
+                if d.restarts > 0 {
+                    println!("restarts: {} (last crash: {})", d.restarts, d.last_crash);
+                }
             }
         }),
         Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),

@@ -97,6 +97,7 @@ mod tests {
             memory_kib: 1024,
             vcpus: 1,
             cpu_ticks,
+            restarts: 0,
         }
     }
 

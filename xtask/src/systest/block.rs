@@ -469,6 +469,18 @@ pub fn toolstack_domain_crash_restarts_a_driver(
     expect_line(m, "drvdom-blk) crashed: \"crashed by the control domain\"")?;
     expect_line(m, "toolstack: restarting drvdom-blk")?;
     expect_line(m, "[2] block: disk 0 reconnected to domain ")?;
+    let (code, info) = super::toolstack(&sock, &["domain", "info", "drvdom-blk"])?;
+    check(
+        code == 0 && info.contains("restarts: 1 (last crash: crashed by the control domain)"),
+        || format!("domain info: {code} {info}"),
+    )?;
+    let (code, list) = super::toolstack(&sock, &["domain", "list", "--json"])?;
+    check(
+        code == 0
+            && list.contains("\"name\":\"drvdom-blk\",\"state\":\"running\"")
+            && list.contains("\"restarts\":1}"),
+        || format!("domain list: {code} {list}"),
+    )?;
     expect_line(m, "[2] disk-tool: done")?;
     let sums: Vec<String> = m
         .lines()
