@@ -120,6 +120,8 @@ pub struct DomainConfig {
     pub role: Option<String>,
     /// Crashes within 10 s after which a restarting domain is given up on.
     pub restart_limit: u32,
+    /// Milliseconds between the heartbeats the domain must send (0: none).
+    pub heartbeat_ms: u32,
 }
 
 /// A configuration and what was not quite right about it.
@@ -152,6 +154,7 @@ const KEYS: &[&str] = &[
     "vdisk",
     "role",
     "restart_limit",
+    "heartbeat",
 ];
 
 /// Most DMA memory a domain may have, in KiB (64 MiB).
@@ -305,6 +308,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
     let weight = get("weight").map_or(Some(256), |e| ctx.int(e, 1..=65535));
     let restart_limit = get("restart_limit").map_or(Some(5), |e| ctx.int(e, 1..=1000));
+    let heartbeat_ms = get("heartbeat").map_or(Some(0), |e| ctx.int(e, 0..=600_000));
     let cap = get("cap").map_or(Some(0), |e| ctx.int(e, 0..=100));
     let cpus = get("cpus").map(|e| {
         ctx.string(e).and_then(|s| {
@@ -480,6 +484,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         vdisks: vdisks.unwrap_or_default(),
         role: role.flatten(),
         restart_limit: restart_limit.unwrap_or(5) as u32,
+        heartbeat_ms: heartbeat_ms.unwrap_or(0) as u32,
     };
     Ok(Parsed { config, warnings })
 }
@@ -683,6 +688,13 @@ on_crash = "restart"
             (d.target.as_str(), d.vdev.as_str(), d.writable),
             ("data", "xvdb", false)
         );
+        let beat = parse(
+            "b.cfg",
+            "name = \"b\"\nkernel = \"b\"\nheartbeat = 500\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(beat.config.heartbeat_ms, 500);
         assert!(parse(
             "g.cfg",
             "name=\"g\"\nkernel=\"k\"\ndisk=['data,hda,w']\n",

@@ -29,6 +29,10 @@ struct Channel {
     inbox: heapless::Deque<ControlMessage, 8>,
     /// Ids of our `Listen`s the control domain has not answered yet.
     listens: heapless::Vec<u32, 4>,
+    /// Ids of heartbeats whose answers nobody wants (dropped on arrival).
+    forget: heapless::Deque<u32, 8>,
+    /// When the last heartbeat went (ns since boot).
+    last_heartbeat: u64,
 }
 
 static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
@@ -62,6 +66,8 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
         next_id: 1,
         inbox: heapless::Deque::new(),
         listens: heapless::Vec::new(),
+        forget: heapless::Deque::new(),
+        last_heartbeat: 0,
     });
     hc::event_send(port)?;
     // Be ready for news (shutdown requests, restarted backends).
@@ -101,6 +107,17 @@ impl Channel {
     fn collect(&mut self) -> Result<()> {
         loop {
             while let Some(answer) = self.front.pop().map_err(|_| Error::PortState)? {
+                if let Some(i) = self.forget.iter().position(|&id| id == answer.id) {
+                    // A heartbeat's answer: nothing to keep.
+                    let mut rest = heapless::Deque::new();
+                    for (j, id) in core::mem::take(&mut self.forget).into_iter().enumerate() {
+                        if j != i {
+                            let _ = rest.push_back(id);
+                        }
+                    }
+                    self.forget = rest;
+                    continue;
+                }
                 if self.inbox.push_back(answer).is_err() {
                     // A full inbox means answers nobody asks for; drop the oldest.
                     self.inbox.pop_front();
@@ -254,6 +271,41 @@ pub fn obey() {
         crate::console::try_flush();
         hc::shutdown(reason, b"");
     }
+}
+
+/// The heartbeat period the control domain asked of this domain
+/// (`heartbeat_ms=N` on its command line), if any.
+pub fn heartbeat_period_ns() -> Option<u64> {
+    crate::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("heartbeat_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(|ms| ms * 1_000_000)
+}
+
+/// For a domain asked for heartbeats: sends one if a third of the period
+/// has passed since the last (without waiting for its answer), and returns
+/// when the next is due, for the caller to set its timer before it blocks.
+/// A domain that stops calling this (it hangs) is found out by the
+/// control domain. None: no heartbeats asked for.
+pub fn heartbeat_tick() -> Option<u64> {
+    let period = heartbeat_period_ns()?;
+    let now = crate::time::now_ns();
+    let mut guard = CHANNEL.lock();
+    let ch = guard.as_mut()?;
+    if now.saturating_sub(ch.last_heartbeat) >= period / 3 {
+        let mut m = ControlMessage::new_zeroed();
+        m.op = ControlOp::Heartbeat as u32;
+        if let Ok(id) = ch.send(m) {
+            if ch.forget.is_full() {
+                ch.forget.pop_front();
+            }
+            let _ = ch.forget.push_back(id);
+            ch.last_heartbeat = now;
+        }
+    }
+    Some(ch.last_heartbeat + period / 3)
 }
 
 /// Tells the control domain this domain is alive; returns its answer's status.

@@ -100,6 +100,7 @@ pub struct Backend<T: Transport> {
     /// Requests taken since start, and when to crash (`crash_after=N`).
     taken: u64,
     crash_after: Option<u64>,
+    hang_after: Option<u64>,
 }
 
 impl<T: Transport> Backend<T> {
@@ -119,6 +120,7 @@ impl<T: Transport> Backend<T> {
             pending: Vec::new(),
             taken: 0,
             crash_after: driver_kit::pci::option("crash_after").and_then(|v| v.parse().ok()),
+            hang_after: driver_kit::pci::option("hang_after").and_then(|v| v.parse().ok()),
         }
     }
 
@@ -141,8 +143,12 @@ impl<T: Transport> Backend<T> {
             while let Ok(Some(msg)) = control::poll_news() {
                 self.on_control(msg);
             }
+            let due = control::heartbeat_tick();
             let more = self.round();
             if !more {
+                if let Some(at) = due {
+                    let _ = hc::set_timer(at);
+                }
                 hc::block();
             }
             domain_runtime::events::take_all(|_| {});
@@ -257,6 +263,14 @@ impl<T: Transport> Backend<T> {
         if self.crash_after == Some(self.taken) {
             // Fault injection (`crash_after=N`), for restart tests.
             panic!("crash_after={}: crashing as asked", self.taken);
+        }
+        if self.hang_after == Some(self.taken) {
+            // Fault injection (`hang_after=N`): stop answering anything,
+            // heartbeats included, as a hung driver would.
+            println!("drvdom-blk: hang_after={}: hanging as asked", self.taken);
+            loop {
+                hc::block();
+            }
         }
         let mut rsp = BlockResponse::new_zeroed();
         rsp.id = req.id;

@@ -111,7 +111,11 @@ impl Backend {
             while let Ok(Some(msg)) = control::poll_news() {
                 self.on_control(msg);
             }
+            let due = control::heartbeat_tick();
             if !self.round() {
+                if let Some(at) = due {
+                    let _ = hc::set_timer(at);
+                }
                 hc::block();
             }
             domain_runtime::events::take_all(|_| {});

@@ -120,6 +120,9 @@ pub fn start_line(c: &DomainConfig) -> String {
         let _ = write!(line, " role={}", role);
     }
     let _ = write!(line, " restart_limit={}", c.restart_limit);
+    if c.heartbeat_ms > 0 {
+        let _ = write!(line, " heartbeat_ms={}", c.heartbeat_ms);
+    }
     let word = |e: OnEvent| match e {
         OnEvent::Destroy => "destroy",
         OnEvent::Restart => "restart",

@@ -30,6 +30,8 @@ pub struct Link {
     news: heapless::Deque<ControlMessage, 8>,
     /// An `Announce` waiting for its backend to connect.
     pub awaiting: Option<ControlMessage>,
+    /// When the domain's last heartbeat came (ns since boot; 0: none yet).
+    pub last_heartbeat: u64,
 }
 
 impl Link {
@@ -54,6 +56,7 @@ impl Link {
             listens: heapless::Deque::new(),
             news: heapless::Deque::new(),
             awaiting: None,
+            last_heartbeat: 0,
         };
         Ok((link, word))
     }
@@ -98,7 +101,10 @@ impl Link {
         while let Some(back) = self.back.as_mut() {
             match back.pop() {
                 Ok(Some(msg)) => match msg.check() {
-                    Some(ControlOp::Heartbeat) => self.answer(msg, Status::Ok),
+                    Some(ControlOp::Heartbeat) => {
+                        self.last_heartbeat = domain_runtime::time::now_ns();
+                        self.answer(msg, Status::Ok)
+                    }
                     Some(ControlOp::Listen) => {
                         if self.listens.push_back(msg.id).is_err() {
                             self.answer(msg, Status::Denied);

@@ -116,6 +116,9 @@ pub struct Started {
     pub supervisor: crate::supervise::Supervisor,
     /// When a crashed domain is to be started again (ns since boot).
     pub restart_at: Option<u64>,
+    /// The heartbeat period it was asked for (`heartbeat_ms=`), and when it started.
+    pub heartbeat_ns: Option<u64>,
+    pub started_at: u64,
     /// When an unanswered shutdown request turns into a destroy (ns since boot).
     pub shutdown_deadline: Option<u64>,
 }
@@ -334,6 +337,11 @@ pub fn start_one(
         net_backend: None,
         supervisor: Default::default(),
         restart_at: None,
+        heartbeat_ns: option(line, "heartbeat_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(|ms| ms * 1_000_000),
+        started_at: domain_runtime::time::now_ns(),
         shutdown_deadline: None,
     })
 }
@@ -381,8 +389,27 @@ pub fn run() {
                 s.control = s.control.take().and_then(crate::control::Link::release);
             }
         }
-        // Crashed domains whose backoff has passed start again.
+        // A domain asked for heartbeats that missed one is hung: it is
+        // crashed, so its `on_crash` policy (restart) applies.
         let now = domain_runtime::time::now_ns();
+        for s in started.iter_mut().filter(|s| !s.reported) {
+            let (Some(period), Some(link)) = (s.heartbeat_ns, s.control.as_ref()) else {
+                continue;
+            };
+            let last = link.last_heartbeat.max(s.started_at);
+            if now.saturating_sub(last) > period {
+                println!(
+                    "toolstack: {} (domain {}) missed its heartbeat ({} ms); crashing it",
+                    s.name,
+                    s.id,
+                    period / 1_000_000
+                );
+                let _ = hc::domain_crash(s.id);
+                // Not again until its end is reported.
+                s.heartbeat_ns = None;
+            }
+        }
+        // Crashed domains whose backoff has passed start again.
         for i in 0..started.len() {
             if started[i].restart_at.is_some_and(|t| t <= now) {
                 started[i].restart_at = None;
@@ -422,6 +449,10 @@ pub fn run() {
             .iter()
             .filter_map(|s| s.shutdown_deadline)
             .chain(started.iter().filter_map(|s| s.restart_at))
+            .chain(started.iter().filter(|s| !s.reported).filter_map(|s| {
+                let last = s.control.as_ref()?.last_heartbeat.max(s.started_at);
+                Some(last + s.heartbeat_ns? + 1)
+            }))
             .chain(console_due)
             .min()
         {

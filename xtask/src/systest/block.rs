@@ -492,3 +492,40 @@ pub fn toolstack_domain_crash_restarts_a_driver(
         || format!("the sums: {sums:?}"),
     )
 }
+
+/// drvdom-blk stops answering (it hangs after 300 requests, heartbeats
+/// included) while a guest reads its disk: the toolstack notices the
+/// missed heartbeat, crashes and restarts it, and the guest's sum is right.
+pub fn a_hung_driver_is_found_by_its_heartbeat(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    use sha2::Digest;
+    let image = c.path("disk.img");
+    let bytes = disk_image(&image)?;
+    let want = hex(&sha2::Sha256::digest(&bytes));
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart heartbeat_ms=500 hang_after=300",
+        ),
+        ("disk-tool", "summer mem=4096 sum disk=whole:xvda:r"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    expect_line(m, "[1] drvdom-blk: hang_after=300: hanging as asked")?;
+    expect_line(
+        m,
+        "toolstack: drvdom-blk (domain 1) missed its heartbeat (500 ms); crashing it",
+    )?;
+    expect_line(
+        m,
+        "toolstack: restarting drvdom-blk (domain 1) after its crash",
+    )?;
+    let sum = m.wait_for(
+        "[2] disk-tool: sha256 of xvda (32768 sectors) ",
+        super::BOOT * 3,
+    )?;
+    check(sum.ends_with(&want), || {
+        format!("the guest read {sum:?}, want {want}")
+    })
+}

@@ -246,6 +246,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::toolstack_domain_crash_restarts_a_driver,
         ),
         (
+            "a_hung_drvdom_blk_is_found_by_its_heartbeat_and_restarted",
+            block::a_hung_driver_is_found_by_its_heartbeat,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
