@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod dma;
+pub mod fault;
 pub mod hal;
 pub mod pci;
 

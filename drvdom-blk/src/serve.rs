@@ -97,7 +97,8 @@ pub struct Backend<T: Transport> {
     bounce_used: usize,
     mode: GrantMode,
     pending: Vec<Pending>,
-    /// Requests taken since start, and when to crash (`crash_after=N`).
+    /// Requests taken since start, and when to crash (`crash_after=N`,
+    /// `crash_every=N`: `driver_kit::fault`).
     taken: u64,
     crash_after: Option<u64>,
     hang_after: Option<u64>,
@@ -119,7 +120,7 @@ impl<T: Transport> Backend<T> {
             mode,
             pending: Vec::new(),
             taken: 0,
-            crash_after: driver_kit::pci::option("crash_after").and_then(|v| v.parse().ok()),
+            crash_after: driver_kit::fault::crash_point(),
             hang_after: driver_kit::pci::option("hang_after").and_then(|v| v.parse().ok()),
         }
     }
@@ -261,8 +262,8 @@ impl<T: Transport> Backend<T> {
     fn start(&mut self, i: usize, req: &BlockRequest) {
         self.taken += 1;
         if self.crash_after == Some(self.taken) {
-            // Fault injection (`crash_after=N`), for restart tests.
-            panic!("crash_after={}: crashing as asked", self.taken);
+            // Fault injection, for restart tests.
+            panic!("crashing at request {} as asked", self.taken);
         }
         if self.hang_after == Some(self.taken) {
             // Fault injection (`hang_after=N`): stop answering anything,

@@ -72,7 +72,8 @@ struct Fabric {
     vifs: Vec<Vif>,
     /// Frames for the uplink dropped (no NIC, or its buffers all in flight).
     uplink_dropped: u64,
-    /// Transmit requests taken since start, and when to crash (`crash_after=N`).
+    /// Transmit requests taken since start, and when to crash (`crash_after=N`,
+    /// `crash_every=N`: `driver_kit::fault`).
     taken: u64,
     crash_after: Option<u64>,
 }
@@ -95,7 +96,7 @@ impl Backend {
                 vifs: Vec::new(),
                 uplink_dropped: 0,
                 taken: 0,
-                crash_after: driver_kit::pci::option("crash_after").and_then(|v| v.parse().ok()),
+                crash_after: driver_kit::fault::crash_point(),
             },
             next_id: 1,
             first: 0,
@@ -263,8 +264,8 @@ impl Fabric {
             taken += 1;
             self.taken += 1;
             if self.crash_after == Some(self.taken) {
-                // Fault injection (`crash_after=N`), for restart tests.
-                panic!("crash_after={}: crashing as asked", self.taken);
+                // Fault injection, for restart tests.
+                panic!("crashing at frame {} as asked", self.taken);
             }
             let len = usize::from(req.len);
             let ok = req.check()

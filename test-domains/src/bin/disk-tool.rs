@@ -1,7 +1,9 @@
 //! Uses its disk xvda through drvdom-blk, as its command line says:
 //! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
 //! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
-//! discards those sectors and flushes; `sum repeat=N` sums N times;
+//! discards those sectors and flushes; `records=N` writes N checksummed
+//! 4 KiB records from sector 0, flushes, reads them back and checks each;
+//! `sum repeat=N` sums N times;
 //! `read_all` reads the whole disk and
 //! does nothing with it; `forbidden` tries writes
 //! a read-only or too-small disk must refuse. Each result is one line.
@@ -71,6 +73,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
         let write = disk.write(0, &buf[..512]);
         println!("disk-tool: write at 0: {:?}", write);
     }
+    if let Some(n) = test_domains::number("records") {
+        records(&mut disk, n);
+    }
     let rounds = if test_domains::flag("sum") {
         test_domains::number("repeat").unwrap_or(1)
     } else {
@@ -117,4 +122,63 @@ fn read_whole(disk: &mut Disk, buf: &mut [u8], mut each: impl FnMut(&[u8])) -> b
         sector += (n / 512) as u64;
     }
     true
+}
+
+/// Record `index`: `XNRECORD`, the index, a payload made from the index,
+/// and a CRC-32 of all that in the last four bytes.
+fn record(index: u64, out: &mut [u8]) {
+    out[..8].copy_from_slice(b"XNRECORD");
+    out[8..16].copy_from_slice(&index.to_le_bytes());
+    let mut x = index.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in out[16..4092].iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let crc = crc32fast::hash(&out[..4092]);
+    out[4092..4096].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Writes `n` records, flushes, reads them back and compares; one line says how it went.
+fn records(disk: &mut Disk, n: u64) {
+    const PER_CALL: u64 = (CHUNK / 4096) as u64;
+    let mut buf = alloc::vec![0u8; CHUNK];
+    let mut want = alloc::vec![0u8; CHUNK];
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(PER_CALL);
+        for j in 0..k {
+            let at = (j * 4096) as usize;
+            record(i + j, &mut buf[at..at + 4096]);
+        }
+        if let Err(e) = disk.write(i * 8, &buf[..(k * 4096) as usize]) {
+            return println!("disk-tool: writing record {} failed: {:?}", i, e);
+        }
+        i += k;
+    }
+    if let Err(e) = disk.flush() {
+        return println!("disk-tool: flush failed: {:?}", e);
+    }
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(PER_CALL);
+        let len = (k * 4096) as usize;
+        if let Err(e) = disk.read(i * 8, &mut buf[..len]) {
+            return println!("disk-tool: reading record {} failed: {:?}", i, e);
+        }
+        for j in 0..k {
+            let at = (j * 4096) as usize;
+            record(i + j, &mut want[at..at + 4096]);
+        }
+        if buf[..len] != want[..len] {
+            return println!("disk-tool: record {} and on read back wrong", i);
+        }
+        i += k;
+    }
+    println!(
+        "disk-tool: {} records written and read back right (backend restarted {} times)",
+        n,
+        disk.restarts()
+    );
 }

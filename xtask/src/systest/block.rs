@@ -529,3 +529,46 @@ pub fn a_hung_driver_is_found_by_its_heartbeat(
         format!("the guest read {sum:?}, want {want}")
     })
 }
+
+/// A guest writes 64 MiB of checksummed records and reads them back while
+/// drvdom-blk crashes at a random request in every 600, 20 times or more:
+/// the guest sees no error, and the host finds every record whole and in
+/// its place in the image.
+pub fn records_survive_twenty_random_crashes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    const RECORDS: usize = 16384;
+    let image = c.path("disk.img");
+    std::fs::write(&image, vec![0u8; RECORDS * 4096]).map_err(|e| e.to_string())?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart restart_limit=1000 crash_every=600",
+        ),
+        ("disk-tool", "records mem=4096 records=16384 disk=whole:xvda:w"),
+    ];
+    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let done = m.wait_for("[2] disk-tool: 16384 records", super::BOOT * 5)?;
+    check(done.contains("written and read back right"), || {
+        done.clone()
+    })?;
+    let restarts = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
+        .count();
+    check(restarts >= 20, || {
+        format!("drvdom-blk crashed only {restarts} times")
+    })?;
+    expect_line(m, "[2] disk-tool: done")?;
+    let on_disk = std::fs::read(&image).map_err(|e| e.to_string())?;
+    for (i, rec) in on_disk.chunks(4096).enumerate() {
+        let crc = u32::from_le_bytes([rec[4092], rec[4093], rec[4094], rec[4095]]);
+        let whole = &rec[..8] == b"XNRECORD"
+            && rec[8..16] == (i as u64).to_le_bytes()
+            && crc32fast::hash(&rec[..4092]) == crc;
+        check(whole, || format!("record {i} in the image is not whole"))?;
+    }
+    Ok(())
+}

@@ -250,6 +250,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::a_hung_driver_is_found_by_its_heartbeat,
         ),
         (
+            "sixty_four_mib_of_records_survive_twenty_random_drvdom_blk_crashes",
+            block::records_survive_twenty_random_crashes,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
