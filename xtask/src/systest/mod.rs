@@ -294,7 +294,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::what_cargo_xtask_run_boots_works,
         ),
         (
-            "a_tcp_transfer_survives_drvdom_net_crashing_and_restarting",
+            "sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes",
             net::a_transfer_survives_drvdom_net_crashes,
         ),
         (
