@@ -121,7 +121,14 @@ pub struct Disk {
     restarts: u64,
     /// The backend is gone for good.
     gone: bool,
+    /// When the last answer came, and waits between answers longer than
+    /// [`GAP_NS`] (a restarted backend shows as one).
+    last_answer: u64,
+    gaps: heapless::Vec<u64, 64>,
 }
+
+/// Waits between two answers longer than this are kept ([`Disk::gaps`]).
+pub const GAP_NS: u64 = 2_000_000;
 
 /// Why a disk operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +191,8 @@ impl Disk {
             ring_grefs,
             restarts: 0,
             gone: false,
+            last_answer: 0,
+            gaps: heapless::Vec::new(),
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -331,6 +340,11 @@ impl Disk {
             match self.front.pop().map_err(|_| DiskError::Ring)? {
                 Some(rsp) => {
                     self.in_flight.retain(|r| r.id != rsp.id);
+                    let now = crate::time::now_ns();
+                    if self.last_answer != 0 && now - self.last_answer > GAP_NS {
+                        let _ = self.gaps.push(now - self.last_answer);
+                    }
+                    self.last_answer = now;
                     return Ok(Some(rsp));
                 }
                 None => {
@@ -354,6 +368,12 @@ impl Disk {
             crate::control::obey();
             hc::block();
         }
+    }
+
+    /// Waits between answers longer than [`GAP_NS`], in nanoseconds (the
+    /// first 64): how long service stopped, as this disk saw it.
+    pub fn gaps(&self) -> &[u64] {
+        &self.gaps
     }
 
     /// Times the backend was restarted under this disk.

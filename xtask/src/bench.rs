@@ -32,6 +32,8 @@ pub enum Which {
     Blk,
     /// The network through drvdom-net against the NIC driven by drvdom-net itself (ratios), TCP, UDP, instructions per frame.
     Net,
+    /// How long a guest's disk waits when drvdom-blk crashes and is restarted.
+    Restart,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -43,6 +45,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Toolstack => crate::toolbench::run(),
         Which::Blk => crate::blkbench::run(),
         Which::Net => crate::netbench::run(),
+        Which::Restart => crate::restartbench::run(),
     }
 }
 

@@ -14,6 +14,7 @@ mod host_tools;
 mod iso;
 mod netbench;
 mod qemu;
+mod restartbench;
 mod ringbench;
 mod systest;
 mod toolbench;

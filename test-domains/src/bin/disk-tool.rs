@@ -98,6 +98,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
     if test_domains::flag("read_all") && read_whole(&mut disk, &mut buf, |_| {}) {
         println!("disk-tool: read all {} sectors", info.sectors);
     }
+    if test_domains::flag("gaps") {
+        let mut text: heapless::String<512> = heapless::String::new();
+        for g in disk.gaps() {
+            let _ = core::fmt::Write::write_fmt(&mut text, format_args!(" {}", g / 1000));
+        }
+        println!(
+            "disk-tool: {} restarts; waits over 2 ms (us):{}",
+            disk.restarts(),
+            text
+        );
+    }
     println!("disk-tool: done");
 }
 

@@ -459,17 +459,24 @@ pub fn a_transfer_survives_drvdom_net_crashes(
         got == format!("[2] net-tool: received {BYTES} bytes crc32 {sent_crc:08x}"),
         || format!("the host sent {BYTES} bytes crc32 {sent_crc:08x}; the guest: {got:?}"),
     )?;
+    // Restarts during the transfer (the web guest's traffic may crash
+    // drvdom-net again after the sink is done and gone, and the last one
+    // may come as the sink finishes, before it needs to reconnect).
     let lines = m.lines();
-    let restarts = lines
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("[2] net-tool: received "))
+        .unwrap_or(lines.len());
+    let restarts = lines[..end]
         .iter()
         .filter(|l| l.contains("toolstack: restarting drvdom-net"))
         .count();
-    let reconnects = lines
+    let reconnects = lines[..end]
         .iter()
         .filter(|l| l.starts_with("[2] net: interface 0 reconnected to domain "))
         .count();
     check(
-        restarts >= 10 && reconnects == restarts && pages > 0,
+        restarts >= 10 && reconnects + 1 >= restarts && pages > 0,
         || {
             format!(
             "drvdom-net restarted {restarts} times, the sink reconnected {reconnects} times, {pages} pages served"
