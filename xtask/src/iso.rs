@@ -56,7 +56,7 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
         },
         Module {
             path: crate::build::domain(domains, "console-dom"),
-            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart".into(),
         },
         Module {
             path: default_bundle(domains),
@@ -83,7 +83,8 @@ pub fn block_driver_module(domains: &Path) -> Module {
 }
 
 /// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
-pub const BLOCK_DRIVER_LINE: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192";
+pub const BLOCK_DRIVER_LINE: &str =
+    "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192 on_crash=restart heartbeat_ms=2000";
 
 /// drvdom-net with the NIC `cargo xtask run` attaches at PCI 00:05.0.
 pub fn net_driver_module(domains: &Path) -> Module {
@@ -94,7 +95,8 @@ pub fn net_driver_module(domains: &Path) -> Module {
 }
 
 /// drvdom-net's module line for the QEMU NIC (`qemu::Config::nic`).
-pub const NET_DRIVER_LINE: &str = "drvdom-net role=net mem=4096 pci=00:05.0 dma=512";
+pub const NET_DRIVER_LINE: &str =
+    "drvdom-net role=net mem=4096 pci=00:05.0 dma=512 on_crash=restart heartbeat_ms=2000";
 
 /// The web guest's address on QEMU's user network (its ports are forwarded there).
 pub const WEB_GUEST_IP: &str = "10.0.2.15";
