@@ -49,6 +49,8 @@ pub struct TxSide {
     pub sent: u64,
     pub refused: u64,
     pub notified: u64,
+    /// The backend was given up on: nothing goes out any more.
+    dead: bool,
 }
 
 /// The receive half.
@@ -107,6 +109,7 @@ impl NetFront {
                 sent: 0,
                 refused: 0,
                 notified: 0,
+                dead: false,
             },
             rx: RxSide {
                 front: rx_front,
@@ -137,12 +140,23 @@ impl NetFront {
     /// rings and pages to the new one, initialise both rings at a new
     /// epoch, announce them, and post every receive page again. Frames that
     /// were in flight are lost (as on a wire; TCP sends them again).
-    /// Returns whether that happened.
+    /// Returns whether that happened; `DeadDomain` once the control domain
+    /// gave the backend up (no frame goes out after that).
     pub fn follow_restart(&mut self) -> Result<bool> {
         use ipc_abi::proto::control::{ControlMessage, ControlOp};
         let restarted = |m: &ControlMessage| {
             m.check() == Some(ControlOp::PeerRestarted) && m.kind == DeviceKind::Net as u32
         };
+        let gone = |m: &ControlMessage| {
+            m.check() == Some(ControlOp::PeerGone) && m.kind == DeviceKind::Net as u32
+        };
+        if crate::control::take_news(gone).is_some() {
+            // Given up on: nothing more goes out; sends fail from now on.
+            self.tx.dead = true;
+            let _ = hc::event_close(self.port);
+            crate::println!("net: interface {}'s backend is gone", self.vif);
+            return Err(Error::DeadDomain);
+        }
         let Some(news) = crate::control::take_news(restarted) else {
             return Ok(false);
         };
@@ -217,6 +231,9 @@ impl TxSide {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> R,
     ) -> core::result::Result<R, SendError> {
+        if self.dead {
+            return Err(SendError::Ring);
+        }
         if !(14..=usize::from(MAX_FRAME)).contains(&len) {
             return Err(SendError::Size);
         }
@@ -265,6 +282,9 @@ impl TxSide {
 
     /// Whether a page is free for a frame now.
     pub fn can_send(&mut self) -> bool {
+        if self.dead {
+            return false;
+        }
         let _ = self.reclaim();
         !self.free.is_empty()
     }

@@ -47,8 +47,8 @@ impl Virq {
 
 /// Most boot modules handed to domain 0.
 pub const MAX_MODULES: usize = 16;
-/// Longest module command line kept.
-pub const MODULE_CMDLINE_MAX: usize = 120;
+/// Longest module command line kept (the kernel says so when it cuts one).
+pub const MODULE_CMDLINE_MAX: usize = 160;
 
 /// A boot module as domain 0 sees it.
 #[repr(C)]

@@ -85,6 +85,14 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
                 p += PAGE_SIZE;
             }
             let cl = m.cmdline.as_bytes();
+            if cl.len() > MODULE_CMDLINE_MAX {
+                kprintln!(
+                    "dom0: module {}'s command line is {} bytes; only the first {} are kept",
+                    n + 2,
+                    cl.len(),
+                    MODULE_CMDLINE_MAX
+                );
+            }
             let cl = &cl[..cl.len().min(MODULE_CMDLINE_MAX)];
             infos[n].va = cursor + (m.range.start - first_page);
             infos[n].len = m.range.len();

@@ -298,6 +298,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::a_transfer_survives_drvdom_net_crashes,
         ),
         (
+            "a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told",
+            net::a_crash_looping_drvdom_net_is_given_up_on,
+        ),
+        (
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),

@@ -400,7 +400,7 @@ pub fn a_transfer_survives_drvdom_net_crashes(
         guest: "10.0.2.51".into(),
         guest_port: 5001,
     });
-    let driver = format!("{NET_DRIVER_LINE} on_crash=restart restart_limit=1000 crash_every=400");
+    let driver = format!("{NET_DRIVER_LINE} restart_limit=1000 crash_every=400");
     let guests = [
         ("drvdom-net", driver.as_str()),
         (
@@ -483,4 +483,29 @@ pub fn a_transfer_survives_drvdom_net_crashes(
         )
         },
     )
+}
+
+/// A drvdom-net that crashes at the first frame is restarted, then given
+/// up on; the guest's interface is told its backend is gone and stops
+/// sending, and the rest of the machine carries on.
+pub fn a_crash_looping_drvdom_net_is_given_up_on(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let driver = format!("{NET_DRIVER_LINE} crash_after=1 restart_limit=2");
+    let guests = [
+        ("drvdom-net", driver.as_str()),
+        (
+            "net-tool",
+            "source mem=4096 vif=02:00:00:00:07:01 ip=10.0.2.61/24 source=10.0.2.62:5000 bytes=1000",
+        ),
+        ("hello", "hello mem=512 still-here"),
+    ];
+    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    expect_line(
+        m,
+        "toolstack: giving up on drvdom-net (domain 1) after 3 crashes in 10 s",
+    )?;
+    expect_line(m, "[2] net: interface 0's backend is gone")?;
+    expect_line(m, "still-here").map(|_| ())
 }
