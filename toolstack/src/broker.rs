@@ -255,70 +255,50 @@ fn disconnect(started: &mut [Started], from: DomainId, msg: ControlMessage) {
 /// A backend was restarted under a new id: every frontend it served is told
 /// (`PeerRestarted`), re-initialises its ring and announces it again.
 pub fn peer_restarted(started: &mut [Started], old: DomainId, new: DomainId) {
-    use domain_runtime::ipc_abi::proto::control::DeviceKind;
-    for s in started.iter_mut() {
-        let served = [
-            (
-                s.console_backend == Some(old),
-                DeviceKind::Console,
-                "console",
-            ),
-            (s.block_backend == Some(old), DeviceKind::Block, "disk"),
-            (s.net_backend == Some(old), DeviceKind::Net, "network"),
-        ];
-        for (was, kind, what) in served {
-            if !was {
-                continue;
-            }
-            match kind {
-                DeviceKind::Console => s.console_backend = None,
-                DeviceKind::Block => s.block_backend = None,
-                DeviceKind::Net => s.net_backend = None,
-            }
-            let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-            news.op = ControlOp::PeerRestarted as u32;
-            news.kind = kind as u32;
-            news.peer = new;
-            if let Some(link) = s.control.as_mut() {
-                link.tell(news);
-                println!(
-                    "toolstack: told domain {} that its {} backend is now domain {}",
-                    s.id, what, new
-                );
-            }
-        }
-    }
+    tell_frontends(started, old, ControlOp::PeerRestarted, new);
 }
 
 /// A backend was given up on: every frontend it served is told its device
 /// is gone (`PeerGone`) and stops waiting for it.
 pub fn peer_gone(started: &mut [Started], old: DomainId) {
+    tell_frontends(started, old, ControlOp::PeerGone, old);
+}
+
+/// Sends `op` (naming `peer`) to every domain `old` served a device, one
+/// message per kind of device, and forgets `old` as their backend.
+fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: DomainId) {
     use domain_runtime::ipc_abi::proto::control::DeviceKind;
     for s in started.iter_mut() {
-        let served = [
-            (s.console_backend == Some(old), DeviceKind::Console),
-            (s.block_backend == Some(old), DeviceKind::Block),
-            (s.net_backend == Some(old), DeviceKind::Net),
+        let backends = [
+            (&mut s.console_backend, DeviceKind::Console, "console"),
+            (&mut s.block_backend, DeviceKind::Block, "disk"),
+            (&mut s.net_backend, DeviceKind::Net, "network"),
         ];
-        for (was, kind) in served {
-            if !was {
-                continue;
+        let mut told: heapless::Vec<(DeviceKind, &str), 3> = heapless::Vec::new();
+        for (backend, kind, what) in backends {
+            if *backend == Some(old) {
+                *backend = None;
+                let _ = told.push((kind, what));
             }
-            match kind {
-                DeviceKind::Console => s.console_backend = None,
-                DeviceKind::Block => s.block_backend = None,
-                DeviceKind::Net => s.net_backend = None,
-            }
+        }
+        for (kind, what) in told {
             let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-            news.op = ControlOp::PeerGone as u32;
+            news.op = op as u32;
             news.kind = kind as u32;
-            news.peer = old;
+            news.peer = peer;
             if let Some(link) = s.control.as_mut() {
                 link.tell(news);
-                println!(
-                    "toolstack: told domain {} that its device {} is gone",
-                    s.id, kind as u32
-                );
+                if op == ControlOp::PeerGone {
+                    println!(
+                        "toolstack: told domain {} that its {} backend is gone",
+                        s.id, what
+                    );
+                } else {
+                    println!(
+                        "toolstack: told domain {} that its {} backend is now domain {}",
+                        s.id, what, peer
+                    );
+                }
             }
         }
     }

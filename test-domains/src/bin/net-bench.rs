@@ -46,20 +46,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
 
 fn send(net: &mut NetFront, n: u64, to: [u8; 6]) {
     if test_domains::flag("wait_ready") {
-        // The receiver says it is there (it repeats until frames come).
-        'ready: loop {
-            while let Some(f) = net.rx.next_frame() {
-                if f.len() >= 14 && f[12..14] == ETHERTYPE {
-                    break 'ready;
-                }
-            }
-            events::wait_until(net.port(), time::now_ns() + 100_000_000);
-        }
+        wait_for_peer(net);
     }
-    let mut frame = [0u8; FRAME];
-    frame[..6].copy_from_slice(&to);
-    frame[6..12].copy_from_slice(&net.mac());
-    frame[12..14].copy_from_slice(&ETHERTYPE);
+    let frame = test_frame(net, to);
     let progress = test_domains::number("progress").unwrap_or(0);
     let (t, c) = (time::now_ns(), time::tsc());
     let mut sent = 0;
@@ -124,18 +113,8 @@ fn receive(net: &mut NetFront) {
 /// Sends a frame to `to` and waits for it to come back, `n` times (after
 /// the echoer said it is there); prints nanoseconds and TSC ticks.
 fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
-    'ready: loop {
-        while let Some(f) = net.rx.next_frame() {
-            if f.len() >= 14 && f[12..14] == ETHERTYPE {
-                break 'ready;
-            }
-        }
-        events::wait_until(net.port(), time::now_ns() + 100_000_000);
-    }
-    let mut frame = [0u8; FRAME];
-    frame[..6].copy_from_slice(&to);
-    frame[6..12].copy_from_slice(&net.mac());
-    frame[12..14].copy_from_slice(&ETHERTYPE);
+    wait_for_peer(net);
+    let mut frame = test_frame(net, to);
     let (t, c) = (time::now_ns(), time::tsc());
     let mut done = 0;
     while done < n {
@@ -191,4 +170,26 @@ fn echo(net: &mut NetFront) {
         let wait = if heard { 1_000_000_000 } else { 100_000_000 };
         events::wait_until(net.port(), time::now_ns() + wait);
     }
+}
+
+/// Waits until a test frame arrives: the peer says it is there (it repeats
+/// until frames come).
+fn wait_for_peer(net: &mut NetFront) {
+    loop {
+        while let Some(f) = net.rx.next_frame() {
+            if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                return;
+            }
+        }
+        events::wait_until(net.port(), time::now_ns() + 100_000_000);
+    }
+}
+
+/// A full-size test frame from this interface to `to`.
+fn test_frame(net: &NetFront, to: [u8; 6]) -> [u8; FRAME] {
+    let mut frame = [0u8; FRAME];
+    frame[..6].copy_from_slice(&to);
+    frame[6..12].copy_from_slice(&net.mac());
+    frame[12..14].copy_from_slice(&ETHERTYPE);
+    frame
 }

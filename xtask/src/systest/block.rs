@@ -430,7 +430,7 @@ pub fn a_crash_looping_driver_is_given_up_on(
     // reports its backend dead instead of waiting for ever.
     expect_line(m, "[2] disk-tool: no disk: dead domain")?;
     expect_line(m, "still-here")?;
-    expect_line(m, "toolstack: told domain 2 that its device 2 is gone")?;
+    expect_line(m, "toolstack: told domain 2 that its disk backend is gone")?;
     let restarts = m
         .lines()
         .iter()

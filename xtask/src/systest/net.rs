@@ -223,23 +223,7 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
     expect_line(m, "[2] net-tool: listening on port 5001")?;
     let mut conn =
         std::net::TcpStream::connect(("127.0.0.1", to_guest)).map_err(|e| e.to_string())?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut buf = vec![0u8; 1 << 16];
-    for _ in 0..BYTES / buf.len() {
-        for b in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        crc.update(&buf);
-        conn.write_all(&buf)
-            .map_err(|e| format!("sending to the guest: {e}"))?;
-    }
-    conn.shutdown(std::net::Shutdown::Write)
-        .map_err(|e| e.to_string())?;
-    let sent_crc = crc.finalize();
+    let sent_crc = send_noise(&mut conn, BYTES, 0x2545_f491_4f6c_dd1d)?;
     let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5)?;
     check(
         got == format!("[2] net-tool: received {BYTES} bytes crc32 {sent_crc:08x}"),
@@ -387,7 +371,6 @@ pub fn a_transfer_survives_drvdom_net_crashes(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    use std::io::Write as _;
     use std::sync::atomic::{AtomicBool, Ordering};
     const BYTES: usize = 64 << 20;
     let port = free_port()?;
@@ -432,23 +415,7 @@ pub fn a_transfer_survives_drvdom_net_crashes(
         })
     };
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut x: u64 = 0x0123_4567_89ab_cdef;
-    let mut buf = vec![0u8; 1 << 16];
-    for _ in 0..BYTES / buf.len() {
-        for b in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        crc.update(&buf);
-        conn.write_all(&buf)
-            .map_err(|e| format!("sending to the guest: {e}"))?;
-    }
-    conn.shutdown(std::net::Shutdown::Write)
-        .map_err(|e| e.to_string())?;
-    let sent_crc = crc.finalize();
+    let sent_crc = send_noise(&mut conn, BYTES, 0x0123_4567_89ab_cdef)?;
     let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5);
     stop.store(true, Ordering::Relaxed);
     let pages = asker
@@ -508,4 +475,26 @@ pub fn a_crash_looping_drvdom_net_is_given_up_on(
     )?;
     expect_line(m, "[2] net: interface 0's backend is gone")?;
     expect_line(m, "still-here").map(|_| ())
+}
+
+/// Sends `bytes` of pseudo-random noise (from `seed`) on `conn`, then ends
+/// the sending half; returns the CRC-32 of what was sent.
+fn send_noise(conn: &mut std::net::TcpStream, bytes: usize, seed: u64) -> Result<u32, String> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut x = seed;
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..bytes / buf.len() {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        crc.update(&buf);
+        conn.write_all(&buf)
+            .map_err(|e| format!("sending to the guest: {e}"))?;
+    }
+    conn.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    Ok(crc.finalize())
 }
