@@ -228,8 +228,8 @@ pub fn poll_news() -> Result<Option<ControlMessage>> {
 pub fn poll() -> Result<Option<ControlMessage>> {
     let mut guard = CHANNEL.lock();
     let ch = guard.as_mut().ok_or(Error::PortState)?;
+    // Collecting also asks to be notified of the next answer.
     ch.collect()?;
-    let _ = ch.front.final_check();
     Ok(ch.take(None))
 }
 

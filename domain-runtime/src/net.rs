@@ -73,7 +73,8 @@ pub struct NetFront {
     backend: DomainId,
     /// Which interface of the domain (0 for the first).
     vif: u32,
-    _rings: ([RingPages; 2], Grefs),
+    /// The transmit and receive rings' pages, and their grants to the backend.
+    rings: ([RingPages; 2], Grefs),
 }
 
 impl NetFront {
@@ -122,7 +123,7 @@ impl NetFront {
             port,
             backend,
             vif,
-            _rings: (rings, grefs),
+            rings: (rings, grefs),
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
@@ -162,17 +163,17 @@ impl NetFront {
         };
         let backend = news.peer;
         let _ = hc::event_close(self.port);
-        for &g in self._rings.1.iter() {
+        for &g in self.rings.1.iter() {
             let _ = hc::grant_end(g);
         }
         self.tx.pages.regrant(backend)?;
         self.rx.pages.regrant(backend)?;
-        let rings = self._rings.0;
+        let rings = self.rings.0;
         self.tx.front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         self.rx.front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let (grefs, port) =
             crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION)?;
-        self._rings.1 = grefs;
+        self.rings.1 = grefs;
         self.port = port;
         self.tx.port = port;
         self.rx.port = port;
@@ -208,7 +209,7 @@ impl NetFront {
 
     /// The transmit ring's pages (a test can break the ring through them).
     pub fn tx_ring(&self) -> RingPages {
-        self._rings.0[0]
+        self.rings.0[0]
     }
 
     /// The event port the backend signals (both rings share it).

@@ -95,8 +95,6 @@ pub struct Started {
     pub control: Option<crate::control::Link>,
     /// Ask console-dom to replay its console history once it stops (`history_on_exit`).
     pub history_on_exit: bool,
-    /// Start it again when it crashes (`on_crash=restart`).
-    pub restart_on_crash: bool,
     /// What to do when it powers off, reboots or crashes: `on_poweroff=`,
     /// `on_reboot=`, `on_crash=` words (`destroy`, `restart`, `preserve`);
     /// a module line without them keeps the domain (`preserve`).
@@ -326,7 +324,6 @@ pub fn start_one(
         reported: false,
         control,
         history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
-        restart_on_crash: option(line, "on_crash") == Some("restart"),
         on_poweroff: option(line, "on_poweroff").unwrap_or("preserve"),
         on_reboot: option(line, "on_reboot").unwrap_or("preserve"),
         on_crash: option(line, "on_crash").unwrap_or("preserve"),
