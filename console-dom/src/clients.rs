@@ -7,6 +7,11 @@
 //! different domains never interleave. Every request is copied out of the
 //! ring once and checked; a frontend that breaks its ring is disconnected.
 //!
+//! A `Write` is answered only once its bytes are on the UART, and the answer
+//! is published at once: if this domain crashes, the writes it had not
+//! answered are exactly the ones not printed, and the frontend sends them
+//! to the next instance (no line lost, none printed twice).
+//!
 //! The control domain's ring may also `Peek` at any domain's output stream
 //! and `Type` into its input (the toolstack's `domain console`); a `Peek` at
 //! the end of an open console waits here until the domain prints more.
@@ -25,6 +30,8 @@ pub const LINE_MAX: usize = 200;
 const BATCH: usize = 8;
 /// Domains served at once.
 const MAX_CLIENTS: usize = 128;
+/// Unanswered `Write`s of one unfinished line (a ring holds fewer requests).
+const HELD_MAX: usize = 64;
 
 struct Client {
     dom: DomainId,
@@ -32,6 +39,8 @@ struct Client {
     /// Its ring, unmapped when the client goes (its window slot is reused).
     back: MappedBack<ConsoleRequest, ConsoleResponse>,
     line: heapless::Vec<u8, LINE_MAX>,
+    /// `Write`s whose bytes wait in `line` (their ids): answered once it is printed.
+    held: heapless::Deque<u64, HELD_MAX>,
     /// `Read` requests waiting for input (their ids).
     reads: heapless::Deque<u64, 4>,
     /// Input typed for this domain, not yet read.
@@ -144,6 +153,7 @@ impl Clients {
                 port,
                 back,
                 line: heapless::Vec::new(),
+                held: heapless::Deque::new(),
                 reads: heapless::Deque::new(),
                 input: heapless::Deque::new(),
                 input_dropped: 0,
@@ -371,9 +381,9 @@ impl Client {
                 rsp.id = req.id;
                 match req.check() {
                     Some(Console::Write(data)) => {
-                        for &b in data {
-                            self.byte(b, out, history);
-                        }
+                        // Answered once printed.
+                        self.write(req.id, data, out, history);
+                        continue;
                     }
                     // Answered when input arrives (or refused if too many wait).
                     Some(Console::Read) => {
@@ -394,9 +404,7 @@ impl Client {
                 }
                 self.back.push(&rsp).map_err(|_| ())?;
             }
-            if self.back.publish() {
-                let _ = hc::event_send(self.port);
-            }
+            self.publish();
             if served >= BATCH {
                 return Ok(true);
             }
@@ -408,8 +416,8 @@ impl Client {
 
     /// Pushes one answer and notifies the frontend if it asked to be.
     fn respond(&mut self, rsp: &ConsoleResponse) {
-        if self.back.push(rsp).is_ok() && self.back.publish() {
-            let _ = hc::event_send(self.port);
+        if self.back.push(rsp).is_ok() {
+            self.publish();
         }
     }
 
@@ -436,9 +444,7 @@ impl Client {
                 return;
             }
         }
-        if self.back.publish() {
-            let _ = hc::event_send(self.port);
-        }
+        self.publish();
     }
 
     /// Prints an unfinished line (after a quiet spell), so nothing waits for ever.
@@ -448,29 +454,74 @@ impl Client {
         history: &mut crate::history::History,
     ) {
         if !self.line.is_empty() {
-            let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
-            out(format_args!("[{}] {}", self.dom, text));
-            history.record(self.dom, text);
-            self.line.clear();
+            self.print_line(out, history);
         }
     }
 
-    fn byte(
+    /// Takes a `Write`'s bytes into the line, printing every line they end.
+    /// The `Write` is answered once all its bytes are printed; a `Write` is
+    /// never cut in two by the length limit (the line goes out before it).
+    fn write(
         &mut self,
-        b: u8,
+        id: u64,
+        data: &[u8],
         out: &mut impl FnMut(core::fmt::Arguments<'_>),
         history: &mut crate::history::History,
     ) {
-        if b == b'\n' || self.line.is_full() {
-            let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
-            let text = text.trim_end_matches('\r');
-            out(format_args!("[{}] {}", self.dom, text));
-            history.record(self.dom, text);
-            self.line.clear();
-            if b == b'\n' {
-                return;
-            }
+        let first_line = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+        if !self.line.is_empty() && (self.line.len() + first_line > LINE_MAX || self.held.is_full())
+        {
+            self.print_line(out, history);
         }
-        let _ = self.line.push(b);
+        for &b in data {
+            if b == b'\n' {
+                self.print_line(out, history);
+                continue;
+            }
+            if self.line.is_full() {
+                // Only a frontend that ignores CHUNK's bound gets here.
+                self.print_line(out, history);
+            }
+            let _ = self.line.push(b);
+        }
+        if self.line.is_empty() {
+            self.answer(id);
+            self.publish();
+        } else {
+            // Room is certain: the line was printed above when `held` was full.
+            let _ = self.held.push_back(id);
+        }
+    }
+
+    /// Prints the line `[domid] text`, then answers at once the writes whose
+    /// bytes it held.
+    fn print_line(
+        &mut self,
+        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        history: &mut crate::history::History,
+    ) {
+        let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
+        let text = text.trim_end_matches('\r');
+        out(format_args!("[{}] {}", self.dom, text));
+        history.record(self.dom, text);
+        self.line.clear();
+        while let Some(id) = self.held.pop_front() {
+            self.answer(id);
+        }
+        self.publish();
+    }
+
+    /// Queues the success answer to request `id`.
+    fn answer(&mut self, id: u64) {
+        let mut rsp = ConsoleResponse::new_zeroed();
+        rsp.id = id;
+        let _ = self.back.push(&rsp);
+    }
+
+    /// Makes queued answers visible, notifying the frontend if it asked.
+    fn publish(&mut self) {
+        if self.back.publish() {
+            let _ = hc::event_send(self.port);
+        }
     }
 }

@@ -45,11 +45,9 @@ pub fn run() {
         }
     };
     let mut clients = Clients::new();
-    // Test hook: crash after printing this many console lines (for the restart tests).
-    let crash_after: Option<u64> = domain_runtime::command_line()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("crash_after_lines="))
-        .and_then(|v| v.parse().ok());
+    // Fault injection: crash after this many domain lines (`crash_after=`, `crash_every=`).
+    let crash_point = domain_runtime::fault::crash_point();
+    let hang_point = domain_runtime::fault::hang_point();
     if control::connected() && control::listen().is_err() {
         println!("console-dom: cannot listen on the control ring");
     }
@@ -126,11 +124,14 @@ pub fn run() {
         }
         // The consoles themselves: one turn each, then the other duties again.
         let more = clients.serve(&mut |args| write_line(&mut uart, args));
-        if crash_after.is_some_and(|n| clients.history.recorded() >= n) {
+        if crash_point.is_some_and(|n| clients.history.recorded() >= n) {
             panic!(
-                "deliberate crash after {} lines (crash_after_lines)",
+                "deliberate crash after {} lines (fault injection)",
                 clients.history.recorded()
             );
+        }
+        if hang_point.is_some_and(|n| clients.history.recorded() >= n) {
+            domain_runtime::fault::hang("console-dom", clients.history.recorded());
         }
         // An unfinished line is printed after a quiet spell of PARTIAL_FLUSH_NS.
         let now = time::now_ns();
@@ -143,6 +144,10 @@ pub fn run() {
         // the line was masked (Linux's 8250 driver keeps a backup timer for
         // the same kind of loss).
         let mut wake = now + INPUT_POLL_NS;
+        // Alive: the toolstack restarts a console-dom that misses its heartbeat.
+        if let Some(due) = control::heartbeat_tick() {
+            wake = wake.min(due);
+        }
         if clients.has_partial() {
             let since = *partial_since.get_or_insert(now);
             wake = wake.min(since + PARTIAL_FLUSH_NS);

@@ -65,9 +65,7 @@ impl RawRing {
     /// Announces a one-page ring for guest disk `device` to the backend
     /// `blk=ID` names; returns once the backend serves it.
     pub fn connect(device: u32) -> Result<RawRing> {
-        let backend: u32 = crate::command_line()
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("blk="))
+        let backend: u32 = crate::option("blk")
             .and_then(|v| v.parse().ok())
             .ok_or(Error::InvalidArgument)?;
         let backend = DomainId(backend);
@@ -400,31 +398,50 @@ impl Disk {
             self.gone = true;
             return Err(DiskError::Gone);
         }
-        let Some(news) = crate::control::take_news(restarted) else {
+        let Some(mut news) = crate::control::take_news(restarted) else {
             return Ok(());
         };
-        let backend = news.peer;
         let _ = hc::event_close(self.port);
         // The dead backend's mappings are gone, so every grant can end.
         for &g in self.ring_grefs.iter() {
             let _ = hc::grant_end(g);
         }
-        let mut renamed: heapless::Vec<(u32, u32), { IN_FLIGHT * MAX_SEGMENTS }> =
-            heapless::Vec::new();
-        for slot in self.slots.iter_mut() {
-            for (g, page) in slot.grefs.iter_mut().zip(slot.pages.iter()) {
-                let _ = hc::grant_end(*g);
-                let new = hc::grant_create(backend, page.0.as_ptr() as u64, false)
-                    .map_err(|_| DiskError::Ring)?;
-                let _ = renamed.push((*g, new));
-                *g = new;
+        // Each data page's grant as requests in flight name it, and as it is now.
+        let mut renamed: heapless::Vec<(u32, u32), { IN_FLIGHT * MAX_SEGMENTS }> = self
+            .slots
+            .iter()
+            .flat_map(|slot| slot.grefs.iter().map(|&g| (g, g)))
+            .collect();
+        let (backend, grefs, port) = loop {
+            let backend = news.peer;
+            for slot in self.slots.iter_mut() {
+                for (g, page) in slot.grefs.iter_mut().zip(slot.pages.iter()) {
+                    let _ = hc::grant_end(*g);
+                    let new = hc::grant_create(backend, page.0.as_ptr() as u64, false)
+                        .map_err(|_| DiskError::Ring)?;
+                    if let Some(r) = renamed.iter_mut().find(|(_, now)| *now == *g) {
+                        r.1 = new;
+                    }
+                    *g = new;
+                }
             }
-        }
-        self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
-        let (grefs, port) = self
-            .ring
-            .announce(backend, DeviceKind::Block, self.device, BLOCK_VERSION)
-            .map_err(|_| DiskError::Ring)?;
+            self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
+            match self
+                .ring
+                .announce(backend, DeviceKind::Block, self.device, BLOCK_VERSION)
+            {
+                Ok((grefs, port)) => break (backend, grefs, port),
+                // That instance died too before it accepted: follow the next.
+                Err(Error::DeadDomain) => {
+                    news = crate::control::wait_news(|m| restarted(m) || gone(m));
+                    if gone(&news) {
+                        self.gone = true;
+                        return Err(DiskError::Gone);
+                    }
+                }
+                Err(_) => return Err(DiskError::Ring),
+            }
+        };
         self.ring_grefs = grefs;
         self.port = port;
         self.backend = backend;

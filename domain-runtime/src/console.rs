@@ -1,6 +1,11 @@
 //! `print!`/`println!`: through this domain's console ring to console-dom
 //! once connected, through the debug-console hypercall before that (and if
 //! there is no console-dom). Either way lines come out `[domid] ...`.
+//!
+//! No line is lost or printed twice when console-dom restarts: a `Write`
+//! never spans a line end, console-dom answers it only once its bytes are on
+//! the UART, and the writes it had not answered are sent again to the new
+//! instance. If console-dom is given up on, they go through the kernel.
 
 use crate::hypercall as hc;
 use core::fmt::{self, Write};
@@ -34,11 +39,7 @@ static RING: Mutex<Option<Ring>> = Mutex::new(None);
 /// Connects the console ring to the backend named by `console=ID`, if any,
 /// through the control domain. Called by the runtime before `run`.
 pub fn connect_from_command_line() -> Option<Result<()>> {
-    let id: u32 = crate::command_line()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("console="))?
-        .parse()
-        .ok()?;
+    let id: u32 = crate::option("console")?.parse().ok()?;
     Some(connect(DomainId(id)))
 }
 
@@ -68,34 +69,56 @@ fn connect(backend: DomainId) -> Result<()> {
     Ok(())
 }
 
+/// What the control domain said of our backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// Nothing new (or it restarted and we are connected to the new instance).
+    Serving,
+    /// It restarted and the ring is connected again (unanswered writes resent).
+    Restarted,
+    /// It was given up on: the ring is of no more use.
+    Gone,
+}
+
 impl Ring {
-    /// If the control domain said our backend restarted, re-initialise the
-    /// ring (a new epoch), announce it to the new backend and replay the
-    /// writes it had not answered. Returns whether that happened.
-    fn follow_restart(&mut self) -> bool {
-        let restarted = |m: &ControlMessage| {
-            m.check() == Some(ControlOp::PeerRestarted) && m.kind == DeviceKind::Console as u32
+    /// Follows news of our backend. Restarted: re-initialise the ring (a new
+    /// epoch), announce it to the new instance and resend the writes the old
+    /// one had not answered. Gone: the caller drops the ring ([`fall_back`]).
+    fn follow_backend(&mut self) -> Backend {
+        let about_us = |m: &ControlMessage| {
+            matches!(
+                m.check(),
+                Some(ControlOp::PeerRestarted | ControlOp::PeerGone)
+            ) && m.kind == DeviceKind::Console as u32
         };
-        let Some(news) = crate::control::take_news(restarted) else {
-            return false;
+        let Some(mut news) = crate::control::take_news(about_us) else {
+            return Backend::Serving;
         };
         let _ = hc::event_close(self.port);
         for &g in self.grefs.iter() {
             // The dead backend's mappings are gone, so the grants can end.
             let _ = hc::grant_end(g);
         }
-        let Ok(front) = Front::init(self.pages.shared(), 1) else {
-            return false;
-        };
-        self.front = front;
         self.read_pending = None;
-        match announce(&self.pages, news.peer) {
-            Ok((grefs, port)) => {
-                self.grefs = grefs;
-                self.port = port;
-                self.backend = news.peer;
+        loop {
+            if news.check() == Some(ControlOp::PeerGone) {
+                return Backend::Gone;
             }
-            Err(_) => return false,
+            let Ok(front) = Front::init(self.pages.shared(), 1) else {
+                return Backend::Gone;
+            };
+            self.front = front;
+            match announce(&self.pages, news.peer) {
+                Ok((grefs, port)) => {
+                    self.grefs = grefs;
+                    self.port = port;
+                    self.backend = news.peer;
+                    break;
+                }
+                // That instance died too before it accepted: follow the next.
+                Err(Error::DeadDomain) => news = crate::control::wait_news(about_us),
+                Err(_) => return Backend::Gone,
+            }
         }
         let replay: heapless::Deque<ConsoleRequest, 32> = core::mem::take(&mut self.unacked);
         for r in replay.iter() {
@@ -106,18 +129,40 @@ impl Ring {
         if self.front.publish() {
             let _ = hc::event_send(self.port);
         }
-        true
+        Backend::Restarted
     }
 
-    /// Waits for the backend (or news of its restart from the control domain).
-    fn wait(&self) {
-        let control = crate::control::port();
-        loop {
-            if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
-                return;
-            }
-            hc::block();
+    /// The backend is gone for good: what it had not printed goes through the
+    /// kernel (which writes COM1 itself while there is no console-dom).
+    fn fall_back(self) {
+        // In one go, so the kernel does not cut a line between two writes.
+        let mut text: heapless::Vec<u8, { 32 * CHUNK }> = heapless::Vec::new();
+        for r in self.unacked.iter() {
+            let n = (r.len as usize).min(CHUNK);
+            let _ = text.extend_from_slice(&r.data[..n]);
         }
+        let _ = hc::console_write(&text);
+    }
+
+    /// Waits for the backend (or news of it from the control domain).
+    fn wait(&self) {
+        wait_ring(self.port, false);
+    }
+}
+
+/// Waits for the ring's `port` or for news on the control ring (the backend
+/// may have restarted or gone). `obey`: also obey a shutdown request (not
+/// while the console is locked: obeying prints).
+fn wait_ring(port: u16, obey: bool) {
+    let control = crate::control::port();
+    loop {
+        if crate::events::take(port) || control.is_some_and(crate::events::take) {
+            return;
+        }
+        if obey {
+            crate::control::obey();
+        }
+        hc::block();
     }
 }
 
@@ -185,8 +230,12 @@ impl Ring {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(CHUNK) {
+    /// Sends `bytes` as `Write`s, none spanning a line end (so each is
+    /// answered once its line is out). Returns how many bytes were sent:
+    /// fewer than all if the backend was given up on meanwhile.
+    fn write(&mut self, bytes: &[u8]) -> core::result::Result<(), usize> {
+        let mut sent = 0;
+        for chunk in write_chunks(bytes) {
             // Wait for a free slot: a domain that writes faster than the UART is slowed, not dropped.
             while self.front.free_slots() == 0 {
                 self.drain();
@@ -196,13 +245,16 @@ impl Ring {
                 if self.front.publish() {
                     let _ = hc::event_send(self.port);
                 }
-                if self.follow_restart() {
-                    continue;
+                match self.follow_backend() {
+                    Backend::Restarted => continue,
+                    Backend::Gone => return Err(sent),
+                    Backend::Serving => {}
                 }
                 if !self.front.final_check().unwrap_or(false) {
                     self.wait();
                 }
             }
+            sent += chunk.len();
             let mut r = ConsoleRequest::new_zeroed();
             r.id = self.next_id;
             self.next_id += 1;
@@ -210,7 +262,7 @@ impl Ring {
             r.len = chunk.len() as u16;
             r.data[..chunk.len()].copy_from_slice(chunk);
             if self.front.push(&r).is_err() {
-                return;
+                return Ok(());
             }
             let _ = self.unacked.push_back(r);
         }
@@ -218,7 +270,16 @@ impl Ring {
             let _ = hc::event_send(self.port);
         }
         self.drain();
+        Ok(())
     }
+}
+
+/// `bytes` cut into `Write` payloads: at most [`CHUNK`] bytes, each ending
+/// at the latest with a line's `\n`.
+fn write_chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|line| line.chunks(CHUNK))
 }
 
 /// Waits until console-dom has taken every line written so far (they are on
@@ -227,6 +288,9 @@ pub fn flush() {
     loop {
         let port = {
             let mut guard = RING.lock();
+            let Some(port) = follow_while_waiting(&mut guard) else {
+                return;
+            };
             let Some(r) = guard.as_mut() else { return };
             r.drain();
             let outstanding = r.front.capacity() - r.front.free_slots();
@@ -236,9 +300,9 @@ pub fn flush() {
             if r.front.final_check().unwrap_or(false) {
                 continue;
             }
-            r.port
+            port
         };
-        crate::events::wait(port);
+        wait_ring(port, true);
     }
 }
 
@@ -256,6 +320,9 @@ pub fn read(buf: &mut [u8]) -> usize {
     loop {
         let port = {
             let mut guard = RING.lock();
+            let Some(port) = follow_while_waiting(&mut guard) else {
+                return 0;
+            };
             let Some(r) = guard.as_mut() else { return 0 };
             r.drain();
             if !r.input.is_empty() {
@@ -275,9 +342,9 @@ pub fn read(buf: &mut [u8]) -> usize {
             if r.front.final_check().unwrap_or(false) {
                 continue;
             }
-            r.port
+            port
         };
-        crate::events::wait(port);
+        wait_ring(port, true);
     }
 }
 
@@ -336,15 +403,39 @@ impl<const N: usize> LineReader<N> {
 /// Sends bytes to the console (ring or hypercall).
 fn emit(bytes: &[u8]) {
     let mut ring = RING.lock();
-    match ring.as_mut() {
+    let rest = match ring.as_mut() {
+        None => bytes,
         Some(r) => {
-            r.follow_restart();
-            r.write(bytes)
+            let written = match r.follow_backend() {
+                Backend::Gone => Err(0),
+                _ => r.write(bytes),
+            };
+            match written {
+                Ok(()) => return,
+                Err(sent) => {
+                    if let Some(r) = ring.take() {
+                        r.fall_back();
+                    }
+                    // The unsent bytes follow what the backend had not printed.
+                    &bytes[sent..]
+                }
+            }
         }
-        None => {
-            let _ = hc::console_write(bytes);
+    };
+    let _ = hc::console_write(rest);
+}
+
+/// Follows news of the backend while waiting on the ring; returns the
+/// ring's port to wait on, or None once the ring is dropped (backend gone).
+fn follow_while_waiting(ring: &mut Option<Ring>) -> Option<u16> {
+    let r = ring.as_mut()?;
+    if r.follow_backend() == Backend::Gone {
+        if let Some(r) = ring.take() {
+            r.fall_back();
         }
+        return None;
     }
+    Some(r.port)
 }
 
 /// Collects a line and sends it in one go.
@@ -408,4 +499,23 @@ macro_rules! print {
 macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_chunks, CHUNK};
+    use std::vec::Vec;
+
+    #[test]
+    fn writes_never_span_a_line_end() {
+        let text = b"one\ntwo\n\nthree without end";
+        let chunks: Vec<&[u8]> = write_chunks(text).collect();
+        assert_eq!(
+            chunks,
+            [&b"one\n"[..], b"two\n", b"\n", b"three without end"]
+        );
+        let long = [b'x'; CHUNK * 2 + 1];
+        let sizes: Vec<usize> = write_chunks(&long).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [CHUNK, CHUNK, 1]);
+    }
 }

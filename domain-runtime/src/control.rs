@@ -256,6 +256,23 @@ pub fn take_news(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMess
     Some(msg)
 }
 
+/// Waits until news that `wanted` accepts comes, and takes it.
+pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
+    loop {
+        if let Some(m) = take_news(&wanted) {
+            return m;
+        }
+        match port() {
+            Some(p) if !crate::events::take(p) => crate::hypercall::block(),
+            Some(_) => {}
+            // Without a control ring no news ever comes.
+            None => loop {
+                crate::hypercall::block();
+            },
+        }
+    }
+}
+
 /// Obeys a shutdown request from the control domain, if one came: the
 /// domain powers off (or reboots) cleanly. The runtime calls this whenever a
 /// domain waits, so a domain that waits through the runtime obeys.
@@ -276,9 +293,7 @@ pub fn obey() {
 /// The heartbeat period the control domain asked of this domain
 /// (`heartbeat_ms=N` on its command line), if any.
 pub fn heartbeat_period_ns() -> Option<u64> {
-    crate::command_line()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("heartbeat_ms="))
+    crate::option("heartbeat_ms")
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map(|ms| ms * 1_000_000)

@@ -17,10 +17,14 @@
 
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod block;
 pub mod console;
 pub mod control;
 pub mod events;
+pub mod fault;
 pub mod grant;
 pub mod hypercall;
 pub mod io;
@@ -32,7 +36,7 @@ pub mod time;
 pub use ipc_abi;
 pub use ipc_abi::domain::DomainId;
 pub use ipc_abi::shared::StartInfo;
-pub use rt::{command_line, modules, start_info};
+pub use rt::{command_line, modules, option, start_info};
 
 /// Declares the domain's `main`.
 #[macro_export]

@@ -81,8 +81,7 @@ impl NetFront {
     /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
     pub fn connect(vif: u32) -> Result<NetFront> {
         let words = || crate::command_line().split_whitespace();
-        let backend = words()
-            .find_map(|w| w.strip_prefix("net="))
+        let backend = crate::option("net")
             .and_then(|v| v.parse().ok())
             .map(DomainId)
             .ok_or(Error::InvalidArgument)?;
@@ -158,21 +157,36 @@ impl NetFront {
             crate::println!("net: interface {}'s backend is gone", self.vif);
             return Err(Error::DeadDomain);
         }
-        let Some(news) = crate::control::take_news(restarted) else {
+        let Some(mut news) = crate::control::take_news(restarted) else {
             return Ok(false);
         };
-        let backend = news.peer;
         let _ = hc::event_close(self.port);
         for &g in self.rings.1.iter() {
             let _ = hc::grant_end(g);
         }
-        self.tx.pages.regrant(backend)?;
-        self.rx.pages.regrant(backend)?;
         let rings = self.rings.0;
-        self.tx.front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        self.rx.front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let (grefs, port) =
-            crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION)?;
+        let (backend, grefs, port) = loop {
+            let backend = news.peer;
+            self.tx.pages.regrant(backend)?;
+            self.rx.pages.regrant(backend)?;
+            self.tx.front =
+                Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+            self.rx.front =
+                Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+            match crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION) {
+                Ok((grefs, port)) => break (backend, grefs, port),
+                // That instance died too before it accepted: follow the next.
+                Err(Error::DeadDomain) => {
+                    news = crate::control::wait_news(|m| restarted(m) || gone(m));
+                    if gone(&news) {
+                        self.tx.dead = true;
+                        crate::println!("net: interface {}'s backend is gone", self.vif);
+                        return Err(Error::DeadDomain);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.rings.1 = grefs;
         self.port = port;
         self.tx.port = port;

@@ -134,11 +134,19 @@ pub fn announce(
     for (slot, g) in m.grefs.iter_mut().zip(grefs.iter()) {
         *slot = *g;
     }
-    let answer = crate::control::call(m)?;
-    if answer.version_or_status != Status::Ok as u32 {
-        return Err(Error::PermissionDenied);
+    let refused = match crate::control::call(m) {
+        Ok(a) if a.version_or_status == Status::Ok as u32 => return Ok((grefs, port)),
+        // The backend died before it accepted: news of it follows (or came).
+        Ok(a) if a.version_or_status == Status::Disconnected as u32 => Error::DeadDomain,
+        Ok(_) => Error::PermissionDenied,
+        Err(e) => e,
+    };
+    // Nothing of a refused announcement stays behind.
+    let _ = crate::hypercall::event_close(port);
+    for &g in grefs.iter() {
+        let _ = crate::hypercall::grant_end(g);
     }
-    Ok((grefs, port))
+    Err(refused)
 }
 
 #[cfg(target_os = "none")]

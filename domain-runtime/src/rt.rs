@@ -17,6 +17,13 @@ pub fn command_line() -> &'static str {
     core::str::from_utf8(&si.cmdline[..n]).unwrap_or("")
 }
 
+/// The value of `key=` on this domain's command line, if it is there.
+pub fn option(key: &str) -> Option<&'static str> {
+    command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
 /// Boot modules handed to this domain (domain 0 only): bytes and command line.
 pub fn modules() -> impl Iterator<Item = (&'static [u8], &'static str)> {
     let si = start_info();

@@ -10,7 +10,6 @@
 #![deny(unsafe_code)]
 
 pub mod dma;
-pub mod fault;
 pub mod hal;
 pub mod pci;
 

@@ -84,20 +84,15 @@ impl core::fmt::Display for OpenError {
     }
 }
 
-/// Value of `key=` on this domain's command line.
-pub fn option(key: &str) -> Option<&'static str> {
-    domain_runtime::command_line()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// Opens the function `pci=` names: maps its memory BARs (where the kernel
 /// put them), sets up the DMA pages `dma=KiB` gave, and finds its virtio
 /// transport.
 pub fn open() -> Result<Function, OpenError> {
-    let name = option("pci").ok_or(OpenError::NoPciOption)?;
+    let name = domain_runtime::option("pci").ok_or(OpenError::NoPciOption)?;
     let bdf = domain_config::config::pci_address(name).ok_or(OpenError::NotAnAddress(name))?;
-    let dma_kib: u64 = option("dma").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let dma_kib: u64 = domain_runtime::option("dma")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let df = device_function(bdf);
     let mut root = PciRoot::new(KernelCam { bdf });
     let mut bars: heapless::Vec<MappedBar, 6> = heapless::Vec::new();

@@ -20,7 +20,7 @@ use disk::{Disk, Outcome};
 use domain_runtime::ipc_abi::proto::block::SECTOR_SIZE;
 use domain_runtime::println;
 
-use driver_kit::pci::option;
+use domain_runtime::option;
 
 domain_runtime::entry!(run);
 

@@ -120,8 +120,8 @@ impl<T: Transport> Backend<T> {
             mode,
             pending: Vec::new(),
             taken: 0,
-            crash_after: driver_kit::fault::crash_point(),
-            hang_after: driver_kit::pci::option("hang_after").and_then(|v| v.parse().ok()),
+            crash_after: domain_runtime::fault::crash_point(),
+            hang_after: domain_runtime::fault::hang_point(),
         }
     }
 
@@ -266,12 +266,7 @@ impl<T: Transport> Backend<T> {
             panic!("crashing at request {} as asked", self.taken);
         }
         if self.hang_after == Some(self.taken) {
-            // Fault injection (`hang_after=N`): stop answering anything,
-            // heartbeats included, as a hung driver would.
-            println!("drvdom-blk: hang_after={}: hanging as asked", self.taken);
-            loop {
-                hc::block();
-            }
+            domain_runtime::fault::hang("drvdom-blk", self.taken);
         }
         let mut rsp = BlockResponse::new_zeroed();
         rsp.id = req.id;

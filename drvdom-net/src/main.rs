@@ -16,8 +16,8 @@ mod serve;
 mod switch;
 
 use domain_runtime::ipc_abi::proto::net::MacText;
+use domain_runtime::option;
 use domain_runtime::println;
-use driver_kit::pci::option;
 
 domain_runtime::entry!(run);
 

@@ -96,7 +96,7 @@ impl Backend {
                 vifs: Vec::new(),
                 uplink_dropped: 0,
                 taken: 0,
-                crash_after: driver_kit::fault::crash_point(),
+                crash_after: domain_runtime::fault::crash_point(),
             },
             next_id: 1,
             first: 0,

@@ -49,6 +49,15 @@ pub fn set_direct_com1(direct: bool) {
     DIRECT_COM1.store(direct, Ordering::Relaxed);
 }
 
+/// Prints a line already in the kernel log on COM1 alone (a console domain
+/// stopped before printing it; the other outputs had it already).
+pub fn reprint_on_com1(line: &[u8]) {
+    if let Some(p) = CONSOLE.lock().com1.as_mut() {
+        p.write_bytes(line);
+        p.write_bytes(b"\n");
+    }
+}
+
 /// COM1's I/O base.
 pub fn com1_base() -> u16 {
     COM1_BASE.load(Ordering::Relaxed)

@@ -150,6 +150,9 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
                 return Err(Error::InvalidArgument);
             }
             usermem::copy_to(&d.space, a.0[1], &line[..len])?;
+            if k.console_owner == Some(caller) {
+                k.console_unread = k.console_unread.max(seq + 1);
+            }
             Ok(seq)
         }
         EventAllocUnbound => {

@@ -6,11 +6,7 @@
 pub mod faults;
 
 /// Value of `key=` in this domain's command line.
-pub fn option(key: &str) -> Option<&'static str> {
-    domain_runtime::command_line()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
+pub use domain_runtime::option;
 
 /// Whether the command line holds the bare word `word`.
 pub fn flag(word: &str) -> bool {

@@ -265,10 +265,16 @@ pub fn peer_gone(started: &mut [Started], old: DomainId) {
 }
 
 /// Sends `op` (naming `peer`) to every domain `old` served a device, one
-/// message per kind of device, and forgets `old` as their backend.
+/// message per kind of device, and forgets `old` as their backend. A domain
+/// that was still waiting for `old` to accept a device is told too, then
+/// answered `Disconnected` (it announces again to the new instance).
 fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: DomainId) {
     use domain_runtime::ipc_abi::proto::control::DeviceKind;
     for s in started.iter_mut() {
+        let waiting = s
+            .control
+            .as_mut()
+            .and_then(|l| l.awaiting.take_if(|a| a.peer == old));
         let backends = [
             (&mut s.console_backend, DeviceKind::Console, "console"),
             (&mut s.block_backend, DeviceKind::Block, "disk"),
@@ -276,7 +282,8 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
         ];
         let mut told: heapless::Vec<(DeviceKind, &str), 3> = heapless::Vec::new();
         for (backend, kind, what) in backends {
-            if *backend == Some(old) {
+            let was_waiting = waiting.is_some_and(|a| a.kind == kind as u32);
+            if *backend == Some(old) || was_waiting {
                 *backend = None;
                 let _ = told.push((kind, what));
             }
@@ -300,6 +307,9 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
                     );
                 }
             }
+        }
+        if let (Some(a), Some(link)) = (waiting, s.control.as_mut()) {
+            link.answer(a, Status::Disconnected);
         }
     }
 }

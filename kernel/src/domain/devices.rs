@@ -200,14 +200,26 @@ pub fn take_console(k: &mut Kernel, index: usize) -> Result<u64, Error> {
     );
     k.console_owner = Some(index);
     crate::console::set_direct_com1(false);
-    Ok(crate::klog::next_seq())
+    k.console_unread = crate::klog::next_seq();
+    Ok(k.console_unread)
 }
 
-/// The console domain stopped: the kernel writes COM1 itself again.
+/// The console domain stopped: the kernel writes COM1 itself again, first
+/// the log lines the domain had not read (so none is lost).
 pub fn release_console(k: &mut Kernel, index: usize) {
     if k.console_owner == Some(index) {
         k.console_owner = None;
         crate::console::set_direct_com1(true);
+        let end = crate::klog::next_seq();
+        let mut seq = k.console_unread;
+        let mut text = [0u8; crate::klog::LINE_MAX];
+        while let Some((at, n)) = crate::klog::read(seq, &mut text).filter(|&(at, _)| at < end) {
+            if at > seq {
+                crate::kprintln!("console: {} kernel log lines lost", at - seq);
+            }
+            crate::console::reprint_on_com1(&text[..n]);
+            seq = at + 1;
+        }
         crate::kprintln!(
             "console: the console domain stopped; the kernel writes COM1 itself again"
         );

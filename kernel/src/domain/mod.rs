@@ -162,6 +162,8 @@ pub struct Kernel {
     pub io_owner: Option<usize>,
     /// The console domain that owns COM1 and drains the kernel log, if any.
     pub console_owner: Option<usize>,
+    /// The first kernel log line the console domain has not read yet.
+    pub console_unread: u64,
     /// Ticks since the scheduler started.
     pub now_ticks: u64,
     /// One past the highest slot ever used: scans stop here.
@@ -187,6 +189,7 @@ impl Kernel {
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
             io_owner: None,
             console_owner: None,
+            console_unread: 0,
             now_ticks: 0,
             high_water: 0,
         }

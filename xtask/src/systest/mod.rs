@@ -6,6 +6,7 @@
 
 mod block;
 mod console;
+mod console_restart;
 mod net;
 mod top;
 mod upload;
@@ -164,8 +165,16 @@ fn cases() -> Vec<(&'static str, Case)> {
             console_disconnect,
         ),
         (
-            "a_restarted_console_dom_gets_every_line_replayed",
-            console_restart,
+            "two_guests_lose_no_line_and_repeat_none_while_console_dom_crashes",
+            console_restart::lines_survive_crashes,
+        ),
+        (
+            "a_hung_console_dom_is_restarted_by_heartbeat",
+            console_restart::hung_console_dom_is_restarted,
+        ),
+        (
+            "a_console_dom_given_up_on_hands_output_to_the_kernel",
+            console_restart::given_up_console_falls_back_to_the_kernel,
         ),
         (
             "boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing",
@@ -1287,48 +1296,6 @@ fn console_disconnect(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String>
     expect_line(m, "console-dom: domain 2 disconnected its console")?;
     expect_line(m, "[2] quitter: after Ok(()) (ring false)")?;
     Ok(())
-}
-
-fn console_restart(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart restart_limit=20 crash_after_lines=150",
-        ),
-        ("counter", "counter count=400 pace_us=2000"),
-    ];
-    let m = boot(&c.system("", &guests)?, slot)?;
-    expect_line(m, "crashed: \"deliberate crash after")?;
-    expect_line(
-        m,
-        "toolstack: restarting console-dom (domain 1) after its crash",
-    )?;
-    expect_line(
-        m,
-        "console: the console domain stopped; the kernel writes COM1 itself again",
-    )?;
-    m.wait_for_nth("takes COM1 over", 2, BOOT)?;
-    // The new console-dom reuses slot 1 under a new generation.
-    expect_line(
-        m,
-        "toolstack: told domain 2 that its console backend is now domain 1",
-    )?;
-    m.wait_for_nth("toolstack: domain 1 serves device 1:0 of domain 2", 2, BOOT)?;
-    m.wait_for("[2] counter: 400", Duration::from_secs(120))?;
-    // Every line arrives at least once (replayed lines may repeat).
-    let mut seen = std::collections::BTreeSet::new();
-    for l in m.lines() {
-        if let Some(n) = l
-            .strip_prefix("[2] counter: ")
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            seen.insert(n);
-        }
-    }
-    let missing: Vec<u64> = (1..=400).filter(|n| !seen.contains(n)).collect();
-    check(missing.is_empty(), || {
-        format!("lines lost across the restart: {missing:?}")
-    })
 }
 
 fn boot_bundle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {

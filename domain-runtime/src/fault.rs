@@ -1,11 +1,14 @@
-//! Fault injection for restart tests: when a driver domain crashes itself.
+//! Fault injection for restart tests: when a driver domain crashes itself
+//! (what counts as a request is the driver's: a block request, a frame, a
+//! console line).
 //!
-//! Owns: reading `crash_after=N` (crash at the Nth request) and
+//! Owns: reading `crash_after=N` (crash at the Nth request),
 //! `crash_every=N` (crash at a random request among the first N; each new
 //! instance draws again, so a driver restarted over and over crashes at
-//! random moments) from the command line.
+//! random moments) and `hang_after=N` (stop answering anything, heartbeats
+//! included, at the Nth request) from the command line.
 
-use crate::pci::option;
+use crate::option;
 
 /// The request count at which this instance crashes, if it is to.
 pub fn crash_point() -> Option<u64> {
@@ -13,7 +16,21 @@ pub fn crash_point() -> Option<u64> {
         return Some(n);
     }
     let every: u64 = option("crash_every")?.parse().ok().filter(|&n| n > 0)?;
-    Some(1 + draw(domain_runtime::time::tsc()) % every)
+    Some(1 + draw(crate::time::tsc()) % every)
+}
+
+/// The request count at which this instance hangs, if it is to.
+pub fn hang_point() -> Option<u64> {
+    option("hang_after")?.parse().ok()
+}
+
+/// Hangs for good, as a driver stuck in a loop would (only the heartbeat
+/// supervisor gets it out).
+pub fn hang(who: &str, at: u64) -> ! {
+    crate::println!("{}: hang_after={}: hanging as asked", who, at);
+    loop {
+        crate::hypercall::block();
+    }
 }
 
 /// A well-mixed number from a seed (SplitMix64's finaliser).
