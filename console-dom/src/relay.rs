@@ -119,7 +119,7 @@ pub fn run() {
             }
         }
         // News from the control domain: new consoles to serve.
-        while let Ok(Some(msg)) = control::poll_news() {
+        while let Ok(Some(msg)) = control::poll() {
             clients.on_control(msg, &mut |args| write_line(&mut uart, args));
         }
         // The consoles themselves: one turn each, then the other duties again.

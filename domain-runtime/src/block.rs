@@ -347,6 +347,9 @@ impl Disk {
                 }
                 None => {
                     if !self.front.final_check().map_err(|_| DiskError::Ring)? {
+                        // News of a restart may already be in the inbox (taken
+                        // off the control ring while another device waited).
+                        self.follow_restart()?;
                         self.wait();
                         self.follow_restart()?;
                     }
@@ -386,13 +389,16 @@ impl Disk {
     /// a write the old backend had carried out is carried out again, with
     /// the same data.
     fn follow_restart(&mut self) -> core::result::Result<(), DiskError> {
+        let device = self.device;
         let restarted = |m: &ipc_abi::proto::control::ControlMessage| {
             m.check() == Some(ipc_abi::proto::control::ControlOp::PeerRestarted)
                 && m.kind == DeviceKind::Block as u32
+                && m.index == device
         };
         let gone = |m: &ipc_abi::proto::control::ControlMessage| {
             m.check() == Some(ipc_abi::proto::control::ControlOp::PeerGone)
                 && m.kind == DeviceKind::Block as u32
+                && m.index == device
         };
         if self.gone || crate::control::take_news(gone).is_some() {
             self.gone = true;

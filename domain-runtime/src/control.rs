@@ -19,6 +19,9 @@ use zerocopy::FromZeros;
 /// The grant-window slot the control ring is mapped at.
 pub const CONTROL_SLOT: u64 = ipc_abi::layout::GRANT_SLOTS - 1;
 
+/// Answers and news kept until taken (news is never dropped while fewer wait).
+const INBOX: usize = 16;
+
 struct Channel {
     /// The control domain.
     dom: DomainId,
@@ -26,7 +29,7 @@ struct Channel {
     port: u16,
     next_id: u32,
     /// Answers nobody waited for (to `Listen`, mostly).
-    inbox: heapless::Deque<ControlMessage, 8>,
+    inbox: heapless::Deque<ControlMessage, INBOX>,
     /// Ids of our `Listen`s the control domain has not answered yet.
     listens: heapless::Vec<u32, 4>,
     /// Ids of heartbeats whose answers nobody wants (dropped on arrival).
@@ -101,9 +104,11 @@ impl Channel {
         Ok(msg.id)
     }
 
-    /// Moves every published answer into the inbox; true if one with `id` came.
     /// Moves every answer into the inbox and asks to be notified of the
-    /// next one (so a domain that then blocks is woken by news).
+    /// next one (so a domain that then blocks is woken by news). News (the
+    /// answer to a `Listen`) is replaced by a fresh `Listen` at once, so the
+    /// control domain can deliver more news while this one waits to be
+    /// taken (each device's frontend takes only its own).
     fn collect(&mut self) -> Result<()> {
         loop {
             while let Some(answer) = self.front.pop().map_err(|_| Error::PortState)? {
@@ -123,6 +128,10 @@ impl Channel {
                     self.inbox.pop_front();
                     let _ = self.inbox.push_back(answer);
                 }
+                if let Some(i) = self.listens.iter().position(|&l| l == answer.id) {
+                    self.listens.remove(i);
+                    let _ = self.listen();
+                }
             }
             if !self.front.final_check().map_err(|_| Error::PortState)? {
                 return Ok(());
@@ -135,7 +144,7 @@ impl Channel {
             .inbox
             .iter()
             .position(|m| id.is_none_or(|id| m.id == id))?;
-        let mut rest = heapless::Deque::<ControlMessage, 8>::new();
+        let mut rest = heapless::Deque::<ControlMessage, INBOX>::new();
         let mut found = None;
         for (i, m) in core::mem::take(&mut self.inbox).into_iter().enumerate() {
             if i == pos {
@@ -187,41 +196,21 @@ pub fn confirm_connect(connect: &ControlMessage) -> Result<u32> {
 
 /// Posts a `Listen`: the control domain answers it when it has news for us.
 pub fn listen() -> Result<u32> {
-    let mut m = ControlMessage::new_zeroed();
-    m.op = ControlOp::Listen as u32;
-    let mut guard = CHANNEL.lock();
-    let ch = guard.as_mut().ok_or(Error::PortState)?;
-    let id = ch.send(m)?;
-    if ch.listens.push(id).is_err() {
-        // More than we track: the oldest is forgotten (its answer is still news).
-        ch.listens.remove(0);
-        let _ = ch.listens.push(id);
-    }
-    Ok(id)
+    CHANNEL.lock().as_mut().ok_or(Error::PortState)?.listen()
 }
 
-/// The next message in the inbox; when it is news (the answer to one of our
-/// `Listen`s) a fresh `Listen` takes that one's place, so exactly as many
-/// stay posted however many other answers come (does not block).
-pub fn poll_news() -> Result<Option<ControlMessage>> {
-    let msg = poll()?;
-    if let Some(m) = &msg {
-        let was_listen = {
-            let mut guard = CHANNEL.lock();
-            let ch = guard.as_mut().ok_or(Error::PortState)?;
-            match ch.listens.iter().position(|&id| id == m.id) {
-                Some(i) => {
-                    ch.listens.remove(i);
-                    true
-                }
-                None => false,
-            }
-        };
-        if was_listen {
-            listen()?;
+impl Channel {
+    fn listen(&mut self) -> Result<u32> {
+        let mut m = ControlMessage::new_zeroed();
+        m.op = ControlOp::Listen as u32;
+        let id = self.send(m)?;
+        if self.listens.push(id).is_err() {
+            // More than we track: the oldest is forgotten (its answer is still news).
+            self.listens.remove(0);
+            let _ = self.listens.push(id);
         }
+        Ok(id)
     }
-    Ok(msg)
 }
 
 /// An answer waiting in the inbox, if any (does not block).
@@ -233,27 +222,19 @@ pub fn poll() -> Result<Option<ControlMessage>> {
     Ok(ch.take(None))
 }
 
-/// Takes the first answer in the inbox that `wanted` accepts (does not
-/// block); news taken this way is replaced by a fresh `Listen`, as in
-/// [`poll_news`].
+/// Takes every message in the inbox that `wanted` accepts and returns the
+/// newest (older news of the same thing is stale: a backend restarted twice
+/// before its frontend looked is followed to its latest instance). Does not
+/// block.
 pub fn take_news(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMessage> {
-    let (msg, was_listen) = {
-        let mut guard = CHANNEL.lock();
-        let ch = guard.as_mut()?;
-        ch.collect().ok()?;
-        let pos = ch.inbox.iter().position(&wanted)?;
-        let id = ch.inbox.iter().nth(pos).map(|m| m.id);
-        let msg = ch.take(id)?;
-        let listened = ch.listens.iter().position(|&l| l == msg.id);
-        if let Some(i) = listened {
-            ch.listens.remove(i);
-        }
-        (msg, listened.is_some())
-    };
-    if was_listen {
-        let _ = listen();
+    let mut guard = CHANNEL.lock();
+    let ch = guard.as_mut()?;
+    ch.collect().ok()?;
+    let mut newest = None;
+    while let Some(id) = ch.inbox.iter().find(|m| wanted(m)).map(|m| m.id) {
+        newest = ch.take(Some(id));
     }
-    Some(msg)
+    newest
 }
 
 /// Waits until news that `wanted` accepts comes, and takes it.

@@ -144,12 +144,12 @@ impl NetFront {
     /// gave the backend up (no frame goes out after that).
     pub fn follow_restart(&mut self) -> Result<bool> {
         use ipc_abi::proto::control::{ControlMessage, ControlOp};
-        let restarted = |m: &ControlMessage| {
-            m.check() == Some(ControlOp::PeerRestarted) && m.kind == DeviceKind::Net as u32
+        let vif = self.vif;
+        let about_us = |m: &ControlMessage, op: ControlOp| {
+            m.check() == Some(op) && m.kind == DeviceKind::Net as u32 && m.index == vif
         };
-        let gone = |m: &ControlMessage| {
-            m.check() == Some(ControlOp::PeerGone) && m.kind == DeviceKind::Net as u32
-        };
+        let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
+        let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
         if crate::control::take_news(gone).is_some() {
             // Given up on: nothing more goes out; sends fail from now on.
             self.tx.dead = true;
@@ -206,6 +206,11 @@ impl NetFront {
     /// control domain, or the clock reaches `deadline_ns`; follows a
     /// restarted backend.
     pub fn wait_until(&mut self, deadline_ns: u64) {
+        // News may already be in the inbox (taken off the control ring
+        // while another device waited): no waiting for an event then.
+        if !matches!(self.follow_restart(), Ok(false)) {
+            return;
+        }
         let control = crate::control::port();
         loop {
             if crate::events::take(self.port) || control.is_some_and(crate::events::take) {

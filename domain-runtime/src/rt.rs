@@ -83,6 +83,9 @@ mod bare {
         }
         // SAFETY: `entry!` defines this function in the domain's binary.
         unsafe { __xenolith_domain_main(si) };
+        // What it printed last reaches the UART before it goes (console-dom
+        // answers a write only once printed; a restart or give-up is followed).
+        crate::console::flush();
         crate::hypercall::shutdown(ShutdownReason::PowerOff, b"")
     }
 

@@ -141,7 +141,7 @@ impl<T: Transport> Backend<T> {
             println!("drvdom-blk: cannot listen on the control ring");
         }
         loop {
-            while let Ok(Some(msg)) = control::poll_news() {
+            while let Ok(Some(msg)) = control::poll() {
                 self.on_control(msg);
             }
             let due = control::heartbeat_tick();

@@ -109,7 +109,7 @@ impl Backend {
             println!("drvdom-net: cannot listen on the control ring");
         }
         loop {
-            while let Ok(Some(msg)) = control::poll_news() {
+            while let Ok(Some(msg)) = control::poll() {
                 self.on_control(msg);
             }
             let due = control::heartbeat_tick();

@@ -148,8 +148,18 @@ fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
             );
         }
         _ => {
+            // An earlier instance of a restarted domain: news of the new one
+            // is on its way to the frontend, which announces again.
+            let restarted = started
+                .iter()
+                .any(|s| s.id.index() == backend.index() && s.id != backend);
+            let status = if restarted {
+                Status::Disconnected
+            } else {
+                Status::NoDevice
+            };
             if let Some(f) = link_of(started, frontend) {
-                f.answer(msg, Status::NoDevice);
+                f.answer(msg, status);
             }
         }
     }
@@ -169,12 +179,15 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
             {
                 f.answer(a, Status::Ok);
                 if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
+                    let device = 1u32.checked_shl(msg.index & 0xff).unwrap_or(0);
                     if msg.kind == DeviceKind::Console as u32 {
                         s.console_backend = Some(backend);
                     } else if msg.kind == DeviceKind::Block as u32 {
                         s.block_backend = Some(backend);
+                        s.block_devices |= device;
                     } else if msg.kind == DeviceKind::Net as u32 {
                         s.net_backend = Some(backend);
+                        s.net_devices |= device;
                     }
                 }
                 println!(
@@ -195,6 +208,8 @@ pub fn close_devices(started: &mut [Started], dom: DomainId) {
     let Some(s) = started.iter_mut().find(|s| s.id == dom) else {
         return;
     };
+    s.block_devices = 0;
+    s.net_devices = 0;
     let backends = [
         (s.console_backend.take(), DeviceKind::Console),
         (s.block_backend.take(), DeviceKind::Block),
@@ -265,9 +280,11 @@ pub fn peer_gone(started: &mut [Started], old: DomainId) {
 }
 
 /// Sends `op` (naming `peer`) to every domain `old` served a device, one
-/// message per kind of device, and forgets `old` as their backend. A domain
-/// that was still waiting for `old` to accept a device is told too, then
-/// answered `Disconnected` (it announces again to the new instance).
+/// message per device (its kind and index). After `PeerRestarted` the
+/// devices count as served by `peer` (a device that has not reconnected
+/// when `peer` dies too is told again); after `PeerGone`, by nobody. A domain that was still waiting for `old` to accept a device is
+/// told too, then answered `Disconnected` (it announces again to the new
+/// instance).
 fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: DomainId) {
     use domain_runtime::ipc_abi::proto::control::DeviceKind;
     for s in started.iter_mut() {
@@ -275,24 +292,46 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
             .control
             .as_mut()
             .and_then(|l| l.awaiting.take_if(|a| a.peer == old));
-        let backends = [
-            (&mut s.console_backend, DeviceKind::Console, "console"),
-            (&mut s.block_backend, DeviceKind::Block, "disk"),
-            (&mut s.net_backend, DeviceKind::Net, "network"),
+        let waits_for = |kind: DeviceKind| waiting.filter(|a| a.kind == kind as u32);
+        // (kind, index) of each device concerned.
+        let mut told: heapless::Vec<(DeviceKind, u32), 65> = heapless::Vec::new();
+        let next = (op == ControlOp::PeerRestarted).then_some(peer);
+        if s.console_backend == Some(old) || waits_for(DeviceKind::Console).is_some() {
+            s.console_backend = next;
+            let _ = told.push((DeviceKind::Console, 0));
+        }
+        let multi = [
+            (
+                &mut s.block_backend,
+                &mut s.block_devices,
+                DeviceKind::Block,
+            ),
+            (&mut s.net_backend, &mut s.net_devices, DeviceKind::Net),
         ];
-        let mut told: heapless::Vec<(DeviceKind, &str), 3> = heapless::Vec::new();
-        for (backend, kind, what) in backends {
-            let was_waiting = waiting.is_some_and(|a| a.kind == kind as u32);
-            if *backend == Some(old) || was_waiting {
-                *backend = None;
-                let _ = told.push((kind, what));
+        for (backend, devices, kind) in multi {
+            let mut bits = if *backend == Some(old) { *devices } else { 0 };
+            if let Some(a) = waits_for(kind) {
+                bits |= 1u32.checked_shl(a.index & 0xff).unwrap_or(0);
+            }
+            if bits != 0 {
+                *backend = next;
+                *devices = if next.is_some() { bits } else { 0 };
+            }
+            for index in (0..32).filter(|i| bits & (1 << i) != 0) {
+                let _ = told.push((kind, index));
             }
         }
-        for (kind, what) in told {
+        for (kind, index) in told {
             let mut news = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
             news.op = op as u32;
             news.kind = kind as u32;
+            news.index = index;
             news.peer = peer;
+            let what = match kind {
+                DeviceKind::Console => "console",
+                DeviceKind::Block => "disk",
+                DeviceKind::Net => "network",
+            };
             if let Some(link) = s.control.as_mut() {
                 link.tell(news);
                 if op == ControlOp::PeerGone {

@@ -110,6 +110,9 @@ pub struct Started {
     pub block_backend: Option<DomainId>,
     /// The backend serving its network interfaces, once connected.
     pub net_backend: Option<DomainId>,
+    /// Which of its disks and interfaces are connected (bit N: device N).
+    pub block_devices: u32,
+    pub net_devices: u32,
     /// Its crashes and restarts (kept across restarts).
     pub supervisor: crate::supervise::Supervisor,
     /// When a crashed domain is to be started again (ns since boot).
@@ -332,6 +335,8 @@ pub fn start_one(
         console_backend: None,
         block_backend: None,
         net_backend: None,
+        block_devices: 0,
+        net_devices: 0,
         supervisor: Default::default(),
         restart_at: None,
         heartbeat_ns: option(line, "heartbeat_ms")
@@ -375,6 +380,11 @@ pub fn run() {
                 started[i].image = Image::Gone;
             } else {
                 apply_policy(me, &mut started, i, end == End::Crashed);
+            }
+            // A backend that is not coming back: the domains it served are
+            // told their devices are gone (rather than wait for ever).
+            if started[i].id == dom && started[i].restart_at.is_none() {
+                crate::broker::peer_gone(&mut started, dom);
             }
         }
         // Gone domains give back their control ring's port and grant.

@@ -30,7 +30,8 @@ pub enum Status {
     NoDevice = 4,
     /// Refused: read-only, out of bounds, not allowed.
     Denied = 5,
-    /// The backend went away; the frontend should wait for `PeerRestarted`.
+    /// The backend went away (before it accepted an `Announce`): the
+    /// frontend should wait for `PeerRestarted` or `PeerGone`.
     Disconnected = 6,
 }
 
@@ -62,9 +63,10 @@ pub enum ControlOp {
     Listen = 5,
     /// To a backend: "serve this frontend's ring".
     Connect = 16,
-    /// To a frontend: "your backend was restarted: re-initialise and replay".
+    /// To a frontend: "the backend of device (kind, index) was restarted as
+    /// `peer`: re-initialise and replay". One message per device.
     PeerRestarted = 17,
-    /// To a frontend: "your backend is gone for good".
+    /// To a frontend: "the backend of device (kind, index) is gone for good".
     PeerGone = 18,
     /// To any domain: "shut down cleanly" (with a reason).
     ShutdownRequest = 19,

@@ -2,7 +2,8 @@
 //! `sum` prints the SHA-256 of the whole disk; `write=SECTOR+COUNT fill=BYTE`
 //! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
 //! discards those sectors and flushes; `records=N` writes N checksummed
-//! 4 KiB records from sector 0, flushes, reads them back and checks each;
+//! 4 KiB records from sector 0, flushes, reads them back and checks each
+//! (with `disks=2`, on xvda and xvdb in turn, the same records on each);
 //! `sum repeat=N` sums N times;
 //! `read_all` reads the whole disk and
 //! does nothing with it; `forbidden` tries writes
@@ -74,7 +75,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
         println!("disk-tool: write at 0: {:?}", write);
     }
     if let Some(n) = test_domains::number("records") {
-        records(&mut disk, n);
+        let mut disks = alloc::vec![disk];
+        for i in 1..test_domains::number("disks").unwrap_or(1) {
+            match Disk::connect(i as u32) {
+                Ok(d) => disks.push(d),
+                Err(e) => return println!("disk-tool: no disk {}: {}", i, e),
+            }
+        }
+        records(&mut disks, n);
+        disk = disks.swap_remove(0);
     }
     let rounds = if test_domains::flag("sum") {
         test_domains::number("repeat").unwrap_or(1)
@@ -152,7 +161,7 @@ fn record(index: u64, out: &mut [u8]) {
 }
 
 /// Writes `n` records, flushes, reads them back and compares; one line says how it went.
-fn records(disk: &mut Disk, n: u64) {
+fn records(disks: &mut [Disk], n: u64) {
     const PER_CALL: u64 = (CHUNK / 4096) as u64;
     let mut buf = alloc::vec![0u8; CHUNK];
     let mut want = alloc::vec![0u8; CHUNK];
@@ -163,33 +172,50 @@ fn records(disk: &mut Disk, n: u64) {
             let at = (j * 4096) as usize;
             record(i + j, &mut buf[at..at + 4096]);
         }
-        if let Err(e) = disk.write(i * 8, &buf[..(k * 4096) as usize]) {
-            return println!("disk-tool: writing record {} failed: {:?}", i, e);
+        for (d, disk) in disks.iter_mut().enumerate() {
+            if let Err(e) = disk.write(i * 8, &buf[..(k * 4096) as usize]) {
+                return println!(
+                    "disk-tool: writing record {} to disk {} failed: {:?}",
+                    i, d, e
+                );
+            }
         }
         i += k;
     }
-    if let Err(e) = disk.flush() {
-        return println!("disk-tool: flush failed: {:?}", e);
+    for disk in disks.iter_mut() {
+        if let Err(e) = disk.flush() {
+            return println!("disk-tool: flush failed: {:?}", e);
+        }
     }
     let mut i = 0;
     while i < n {
         let k = (n - i).min(PER_CALL);
         let len = (k * 4096) as usize;
-        if let Err(e) = disk.read(i * 8, &mut buf[..len]) {
-            return println!("disk-tool: reading record {} failed: {:?}", i, e);
-        }
         for j in 0..k {
             let at = (j * 4096) as usize;
             record(i + j, &mut want[at..at + 4096]);
         }
-        if buf[..len] != want[..len] {
-            return println!("disk-tool: record {} and on read back wrong", i);
+        for (d, disk) in disks.iter_mut().enumerate() {
+            if let Err(e) = disk.read(i * 8, &mut buf[..len]) {
+                return println!(
+                    "disk-tool: reading record {} of disk {} failed: {:?}",
+                    i, d, e
+                );
+            }
+            if buf[..len] != want[..len] {
+                return println!(
+                    "disk-tool: record {} and on of disk {} read back wrong",
+                    i, d
+                );
+            }
         }
         i += k;
     }
+    let restarts: alloc::vec::Vec<u64> = disks.iter().map(|d| d.restarts()).collect();
     println!(
-        "disk-tool: {} records written and read back right (backend restarted {} times)",
+        "disk-tool: {} records written and read back right on {} disks (backend restarted {:?} times)",
         n,
-        disk.restarts()
+        disks.len(),
+        restarts
     );
 }

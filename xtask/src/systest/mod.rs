@@ -263,6 +263,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::records_survive_twenty_random_crashes,
         ),
         (
+            "a_guest_with_two_disks_from_one_drvdom_blk_keeps_both_through_crashes",
+            block::two_disks_from_one_backend_both_follow_restarts,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
