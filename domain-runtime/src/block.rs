@@ -68,10 +68,19 @@ impl RawRing {
         let backend: u32 = crate::option("blk")
             .and_then(|v| v.parse().ok())
             .ok_or(Error::InvalidArgument)?;
-        let backend = DomainId(backend);
+        let mut backend = DomainId(backend);
         let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
         let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let (grefs, port) = pages.announce(backend, DeviceKind::Block, device, BLOCK_VERSION)?;
+        let (grefs, port) = loop {
+            match pages.announce(backend, DeviceKind::Block, device, BLOCK_VERSION) {
+                // The backend died before it accepted: announce to its next instance.
+                Err(Error::DeadDomain) => {
+                    backend = crate::control::next_backend(DeviceKind::Block, device)
+                        .ok_or(Error::DeadDomain)?;
+                }
+                other => break other?,
+            }
+        };
         Ok(RawRing {
             front,
             port,
@@ -119,14 +128,9 @@ pub struct Disk {
     restarts: u64,
     /// The backend is gone for good.
     gone: bool,
-    /// When the last answer came, and waits between answers longer than
-    /// [`GAP_NS`] (a restarted backend shows as one).
-    last_answer: u64,
-    gaps: heapless::Vec<u64, 64>,
+    /// Long waits between answers (a restarted backend shows as one).
+    gaps: crate::gaps::Gaps,
 }
-
-/// Waits between two answers longer than this are kept ([`Disk::gaps`]).
-pub const GAP_NS: u64 = 2_000_000;
 
 /// Why a disk operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,8 +193,7 @@ impl Disk {
             ring_grefs,
             restarts: 0,
             gone: false,
-            last_answer: 0,
-            gaps: heapless::Vec::new(),
+            gaps: crate::gaps::Gaps::new(),
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -338,11 +341,8 @@ impl Disk {
             match self.front.pop().map_err(|_| DiskError::Ring)? {
                 Some(rsp) => {
                     self.in_flight.retain(|r| r.id != rsp.id);
-                    let now = crate::time::now_ns();
-                    if self.last_answer != 0 && now - self.last_answer > GAP_NS {
-                        let _ = self.gaps.push(now - self.last_answer);
-                    }
-                    self.last_answer = now;
+                    self.gaps
+                        .answer(crate::time::now_ns(), crate::time::busy_tsc());
                     return Ok(Some(rsp));
                 }
                 None => {
@@ -371,10 +371,16 @@ impl Disk {
         }
     }
 
-    /// Waits between answers longer than [`GAP_NS`], in nanoseconds (the
+    /// Waits between answers longer than [`crate::gaps::GAP_NS`], in nanoseconds (the
     /// first 64): how long service stopped, as this disk saw it.
     pub fn gaps(&self) -> &[u64] {
-        &self.gaps
+        self.gaps.list()
+    }
+
+    /// When the first answer after each restart of the backend came:
+    /// (ns since boot, busy TSC ticks).
+    pub fn resumed(&self) -> &[(u64, u64)] {
+        self.gaps.resumed()
     }
 
     /// Times the backend was restarted under this disk.
@@ -452,6 +458,7 @@ impl Disk {
         self.port = port;
         self.backend = backend;
         self.restarts += 1;
+        self.gaps.restarted();
         crate::println!(
             "block: disk {} reconnected to domain {} (restart {}), {} requests sent again",
             self.device,

@@ -32,6 +32,10 @@ struct Ring {
     grefs: crate::ring::Grefs,
     /// Writes sent and not yet answered: replayed if the backend restarts.
     unacked: heapless::Deque<ConsoleRequest, 32>,
+    /// Restarts followed, writes sent again, long waits between answers.
+    restarts: u64,
+    resent: u64,
+    gaps: crate::gaps::Gaps,
 }
 
 static RING: Mutex<Option<Ring>> = Mutex::new(None);
@@ -51,10 +55,19 @@ fn announce(
     pages.announce(backend, DeviceKind::Console, 0, CONSOLE_VERSION)
 }
 
-fn connect(backend: DomainId) -> Result<()> {
+fn connect(mut backend: DomainId) -> Result<()> {
     let pages = crate::ring::RingPages::allocate(1).ok_or(Error::OutOfResources)?;
     let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
-    let (grefs, port) = announce(&pages, backend)?;
+    let (grefs, port) = loop {
+        match announce(&pages, backend) {
+            // console-dom died before it accepted: announce to its next instance.
+            Err(Error::DeadDomain) => {
+                backend = crate::control::next_backend(DeviceKind::Console, 0)
+                    .ok_or(Error::DeadDomain)?;
+            }
+            other => break other?,
+        }
+    };
     *RING.lock() = Some(Ring {
         front,
         port,
@@ -65,6 +78,9 @@ fn connect(backend: DomainId) -> Result<()> {
         pages,
         grefs,
         unacked: heapless::Deque::new(),
+        restarts: 0,
+        resent: 0,
+        gaps: crate::gaps::Gaps::new(),
     });
     Ok(())
 }
@@ -121,6 +137,9 @@ impl Ring {
             }
         }
         let replay: heapless::Deque<ConsoleRequest, 32> = core::mem::take(&mut self.unacked);
+        self.restarts += 1;
+        self.resent += replay.len() as u64;
+        self.gaps.restarted();
         for r in replay.iter() {
             if self.front.push(r).is_ok() {
                 let _ = self.unacked.push_back(*r);
@@ -184,6 +203,23 @@ pub fn disconnect() -> Result<()> {
     }
 }
 
+/// Restarts of the backend followed so far, and the writes sent again to
+/// the new instances.
+pub fn restarts() -> (u64, u64) {
+    RING.lock()
+        .as_ref()
+        .map_or((0, 0), |r| (r.restarts, r.resent))
+}
+
+/// When the first answer to our writes after each restart of the backend
+/// came: (ns since boot, busy TSC ticks).
+pub fn resumed() -> heapless::Vec<(u64, u64), 64> {
+    RING.lock()
+        .as_ref()
+        .map(|r| r.gaps.resumed().iter().copied().collect())
+        .unwrap_or_default()
+}
+
 /// Whether output goes through the console ring.
 pub fn ring_connected() -> bool {
     RING.lock().is_some()
@@ -193,6 +229,10 @@ impl Ring {
     /// Takes answered requests off the ring, keeping the input a `Read` brought.
     fn drain(&mut self) {
         while let Ok(Some(rsp)) = self.front.pop() {
+            if Some(rsp.id) != self.read_pending {
+                self.gaps
+                    .answer(crate::time::now_ns(), crate::time::busy_tsc());
+            }
             if self.unacked.front().is_some_and(|r| r.id == rsp.id) {
                 // Answered in order (the usual case): no longer to replay.
                 self.unacked.pop_front();

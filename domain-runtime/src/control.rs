@@ -11,7 +11,7 @@
 use crate::hypercall as hc;
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::{Error, Result};
-use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
+use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use ipc_abi::ring::Front;
 use spin::Mutex;
 use zerocopy::FromZeros;
@@ -252,6 +252,20 @@ pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
             },
         }
     }
+}
+
+/// Waits for news of device (kind, index)'s backend after an `Announce`
+/// was answered `Disconnected` (the backend died before accepting): the
+/// new instance, or None if it was given up on.
+pub fn next_backend(kind: DeviceKind, index: u32) -> Option<DomainId> {
+    let news = wait_news(|m| {
+        matches!(
+            m.check(),
+            Some(ControlOp::PeerRestarted | ControlOp::PeerGone)
+        ) && m.kind == kind as u32
+            && m.index == index
+    });
+    (news.check() == Some(ControlOp::PeerRestarted)).then_some(news.peer)
 }
 
 /// Obeys a shutdown request from the control domain, if one came: the

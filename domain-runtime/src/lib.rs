@@ -25,6 +25,7 @@ pub mod console;
 pub mod control;
 pub mod events;
 pub mod fault;
+pub mod gaps;
 pub mod grant;
 pub mod hypercall;
 pub mod io;

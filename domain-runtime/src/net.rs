@@ -75,13 +75,15 @@ pub struct NetFront {
     vif: u32,
     /// The transmit and receive rings' pages, and their grants to the backend.
     rings: ([RingPages; 2], Grefs),
+    /// Times the backend was restarted under this interface.
+    restarts: u64,
 }
 
 impl NetFront {
     /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
     pub fn connect(vif: u32) -> Result<NetFront> {
         let words = || crate::command_line().split_whitespace();
-        let backend = crate::option("net")
+        let mut backend = crate::option("net")
             .and_then(|v| v.parse().ok())
             .map(DomainId)
             .ok_or(Error::InvalidArgument)?;
@@ -96,10 +98,20 @@ impl NetFront {
         ];
         let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let rx_front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let tx_pages = GrantedPages::new(TX_PAGES, backend)?;
-        let rx_pages = GrantedPages::new(RX_PAGES, backend)?;
-        let (grefs, port) =
-            crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION)?;
+        let mut tx_pages = GrantedPages::new(TX_PAGES, backend)?;
+        let mut rx_pages = GrantedPages::new(RX_PAGES, backend)?;
+        let (grefs, port) = loop {
+            match crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION) {
+                // The backend died before it accepted: announce to its next instance.
+                Err(Error::DeadDomain) => {
+                    backend = crate::control::next_backend(DeviceKind::Net, vif)
+                        .ok_or(Error::DeadDomain)?;
+                    tx_pages.regrant(backend)?;
+                    rx_pages.regrant(backend)?;
+                }
+                other => break other?,
+            }
+        };
         let mut net = NetFront {
             tx: TxSide {
                 front: tx_front,
@@ -123,6 +135,7 @@ impl NetFront {
             backend,
             vif,
             rings: (rings, grefs),
+            restarts: 0,
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
@@ -194,6 +207,7 @@ impl NetFront {
         self.backend = backend;
         self.tx.free = (0..TX_PAGES as u8).collect();
         self.rx.post_all().map_err(|_| Error::InvalidArgument)?;
+        self.restarts += 1;
         crate::println!(
             "net: interface {} reconnected to domain {}",
             self.vif,
@@ -229,6 +243,11 @@ impl NetFront {
     /// The transmit ring's pages (a test can break the ring through them).
     pub fn tx_ring(&self) -> RingPages {
         self.rings.0[0]
+    }
+
+    /// Times the backend was restarted under this interface.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
     }
 
     /// The event port the backend signals (both rings share it).

@@ -9,6 +9,16 @@ pub fn tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// TSC ticks the CPU was busy (not halted) since boot: under `-icount`,
+/// instructions retired by every domain and the kernel.
+pub fn busy_tsc() -> u64 {
+    // SAFETY: as in `now_ns`; the kernel updates `idle_tsc` (an aligned
+    // u64, so never torn) after each halt, hence the volatile read.
+    let idle =
+        unsafe { core::ptr::addr_of!((*(TIME_PAGE as *const TimePage)).idle_tsc).read_volatile() };
+    tsc().saturating_sub(idle)
+}
+
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
     // SAFETY: the kernel maps the time page read-only at TIME_PAGE in every

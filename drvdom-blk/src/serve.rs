@@ -98,7 +98,7 @@ pub struct Backend<T: Transport> {
     mode: GrantMode,
     pending: Vec<Pending>,
     /// Requests taken since start, and when to crash (`crash_after=N`,
-    /// `crash_every=N`: `driver_kit::fault`).
+    /// `crash_every=N`: `domain_runtime::fault`).
     taken: u64,
     crash_after: Option<u64>,
     hang_after: Option<u64>,

@@ -73,7 +73,7 @@ struct Fabric {
     /// Frames for the uplink dropped (no NIC, or its buffers all in flight).
     uplink_dropped: u64,
     /// Transmit requests taken since start, and when to crash (`crash_after=N`,
-    /// `crash_every=N`: `driver_kit::fault`).
+    /// `crash_every=N`: `domain_runtime::fault`).
     taken: u64,
     crash_after: Option<u64>,
 }

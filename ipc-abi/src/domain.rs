@@ -71,7 +71,7 @@ pub struct CreateDomain {
 }
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 272);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 288);
 
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
 #[repr(u64)]
@@ -118,6 +118,10 @@ pub struct CrashRecord {
     pub rip: u64,
     /// The faulting address (CR2) for page faults.
     pub address: u64,
+    /// When: nanoseconds since boot, and the CPU's busy TSC ticks (see
+    /// `shared::TimePage::idle_tsc`; instructions under `-icount`).
+    pub at_ns: u64,
+    pub at_busy_tsc: u64,
     pub message_len: u32,
     pub _reserved: u32,
     pub message: [u8; MESSAGE_MAX],
@@ -129,6 +133,8 @@ impl CrashRecord {
         error_code: 0,
         rip: 0,
         address: 0,
+        at_ns: 0,
+        at_busy_tsc: 0,
         message_len: 0,
         _reserved: 0,
         message: [0; MESSAGE_MAX],

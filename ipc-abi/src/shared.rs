@@ -86,11 +86,19 @@ const _: () = assert!(core::mem::size_of::<StartInfo>() <= 4096);
 /// The time page, read-only, at `layout::TIME_PAGE`: a clock without a hypercall.
 ///
 /// Nanoseconds since boot = `(rdtsc - tsc_at_boot) * 1e9 / tsc_hz`.
+/// `idle_tsc` counts the TSC ticks the CPU spent halted, with nothing to
+/// run (the kernel adds to it after each halt): `rdtsc - idle_tsc` is the
+/// CPU's busy time, which under QEMU `-icount` is the instructions retired
+/// (a halt there jumps the clock forward instead).
 #[repr(C)]
 pub struct TimePage {
     pub tsc_hz: u64,
     pub tsc_at_boot: u64,
+    pub idle_tsc: u64,
 }
+
+/// Byte offset of [`TimePage::idle_tsc`] in the page.
+pub const IDLE_TSC_OFFSET: usize = 16;
 
 impl TimePage {
     /// Nanoseconds since boot for a TSC reading.

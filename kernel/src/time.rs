@@ -47,5 +47,6 @@ pub fn page() -> ipc_abi::shared::TimePage {
     ipc_abi::shared::TimePage {
         tsc_hz: TSC_HZ.load(Ordering::Relaxed),
         tsc_at_boot: TSC_AT_BOOT.load(Ordering::Relaxed),
+        idle_tsc: 0,
     }
 }

@@ -10,6 +10,7 @@ use crate::arch::syscall::{enter_user, sanitize};
 use crate::domain::lifecycle;
 use crate::domain::{events, Kernel, Life, KERNEL};
 use crate::sched;
+use core::sync::atomic::{AtomicU64, Ordering};
 use ipc_abi::domain::CrashRecord;
 use ipc_abi::shared::Virq;
 use spin::MutexGuard;
@@ -130,8 +131,37 @@ fn pick_next(k: &Kernel) -> Option<usize> {
     )
 }
 
+/// TSC when the CPU last halted (0: it is not halted), and the ticks it
+/// spent halted since boot (published on the time page as `idle_tsc`).
+static HALTED_AT: AtomicU64 = AtomicU64::new(0);
+static IDLE_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// TSC ticks the CPU was busy (not halted) since boot.
+pub fn busy_tsc() -> u64 {
+    crate::arch::cpu::rdtsc().saturating_sub(IDLE_TSC.load(Ordering::Relaxed))
+}
+
+/// Counts the halt that just ended, if one did (the first thing after an
+/// interrupt woke the idle CPU, or the idle loop went round).
+fn account_idle(k: &Kernel) {
+    let since = HALTED_AT.swap(0, Ordering::Relaxed);
+    if since == 0 {
+        return;
+    }
+    let total = IDLE_TSC.load(Ordering::Relaxed) + crate::arch::cpu::rdtsc().saturating_sub(since);
+    IDLE_TSC.store(total, Ordering::Relaxed);
+    if k.time_frame != 0 {
+        crate::domain::shared_pages::write_frame(
+            k.time_frame,
+            ipc_abi::shared::IDLE_TSC_OFFSET,
+            &total.to_le_bytes(),
+        );
+    }
+}
+
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
 fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
+    account_idle(&k);
     announce_new_log_lines(&mut k);
     let cur = k.cpu().current;
     if let Some(c) = cur {
@@ -189,6 +219,7 @@ pub fn idle() -> ! {
         x86_64::instructions::interrupts::disable();
         let next = {
             let mut k = KERNEL.lock();
+            account_idle(&k);
             announce_new_log_lines(&mut k);
             k.cpu_mut().need_resched = false;
             match pick_next(&k) {
@@ -210,7 +241,10 @@ pub fn idle() -> ! {
         };
         match next {
             Some(frame) => enter_user(frame),
-            None => x86_64::instructions::interrupts::enable_and_hlt(),
+            None => {
+                HALTED_AT.store(crate::arch::cpu::rdtsc(), Ordering::Relaxed);
+                x86_64::instructions::interrupts::enable_and_hlt()
+            }
         }
     }
 }

@@ -24,3 +24,17 @@ pub fn number(key: &str) -> Option<u64> {
 pub fn domain(key: &str) -> Option<domain_runtime::DomainId> {
     number(key).map(|n| domain_runtime::DomainId(n as u32))
 }
+
+/// Prints when service resumed after each backend restart, as
+/// `bench restart` reads it: `resumed at (us, busy tsc): 41234/1234567 ...`.
+pub struct Resumed<'a>(pub &'a [(u64, u64)]);
+
+impl core::fmt::Display for Resumed<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("resumed at (us, busy tsc):")?;
+        for (ns, busy) in self.0 {
+            write!(f, " {}/{}", ns / 1000, busy)?;
+        }
+        Ok(())
+    }
+}

@@ -567,10 +567,25 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
 /// frontends are told their backend restarted.
 fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
     let old = started[i].id;
-    println!(
-        "toolstack: restarting {} (domain {}) {}",
-        started[i].name, old, why
-    );
+    // When it crashed (for `bench restart`: the time to service again).
+    let crash = hc::domain_info(old)
+        .ok()
+        .filter(|info| info.state == DomainState::Crashed as u32)
+        .map(|info| info.crash);
+    match crash {
+        Some(c) => println!(
+            "toolstack: restarting {} (domain {}) {} (crashed at {} us, busy tsc {})",
+            started[i].name,
+            old,
+            why,
+            c.at_ns / 1000,
+            c.at_busy_tsc
+        ),
+        None => println!(
+            "toolstack: restarting {} (domain {}) {}",
+            started[i].name, old, why
+        ),
+    }
     let _ = hc::domain_destroy(old);
     let (image, line) = (started[i].image.clone(), started[i].line);
     match start_one(me, image, line, started) {

@@ -1,11 +1,13 @@
 //! When a crashed domain whose policy is `restart` starts again (pure,
 //! host-tested).
 //!
-//! Owns: the backoff and the giving up. The first restart waits 5 ms (as
-//! Hubris's supervisor does), each further crash within the window doubles
-//! the wait (up to a second), and a domain that crashes more than its limit
-//! within the window (`restart_limit=N` on its line, default 5, in 10 s) is
-//! given up on: its frontends are told the device is gone.
+//! Owns: the backoff and the giving up. A domain's first crash within the
+//! window restarts it at once (its guests wait for nothing but the
+//! restart); the second waits 5 ms (the hold-off Hubris's supervisor uses),
+//! each further one doubles the wait (up to a second), so a driver that
+//! dies at start does not spin; one that crashes more than its limit within
+//! the window (`restart_limit=N` on its line, default 5, in 10 s) is given
+//! up on: its frontends are told the device is gone.
 
 /// Crashes counted within this long of each other.
 pub const WINDOW_NS: u64 = 10_000_000_000;
@@ -64,9 +66,12 @@ impl Supervisor {
         if n > limit {
             return Decision::GiveUp;
         }
-        let delay = FIRST_DELAY_NS
-            .saturating_mul(1 << (n - 1).min(20))
-            .min(MAX_DELAY_NS);
+        let delay = match n {
+            0 | 1 => 0,
+            _ => FIRST_DELAY_NS
+                .saturating_mul(1 << (n - 2).min(20))
+                .min(MAX_DELAY_NS),
+        };
         Decision::RestartAt(now + delay)
     }
 
@@ -88,9 +93,9 @@ mod tests {
     #[test]
     fn restarts_back_off_then_give_up() {
         let mut s = Supervisor::default();
-        assert_eq!(s.crashed(0, 3), Decision::RestartAt(5 * MS));
-        assert_eq!(s.crashed(100 * MS, 3), Decision::RestartAt(110 * MS));
-        assert_eq!(s.crashed(200 * MS, 3), Decision::RestartAt(220 * MS));
+        assert_eq!(s.crashed(0, 3), Decision::RestartAt(0));
+        assert_eq!(s.crashed(100 * MS, 3), Decision::RestartAt(105 * MS));
+        assert_eq!(s.crashed(200 * MS, 3), Decision::RestartAt(210 * MS));
         assert_eq!(s.crashed(300 * MS, 3), Decision::GiveUp);
         assert_eq!(s.crashes, 4);
         assert_eq!(s.recent(300 * MS), 4);
@@ -105,7 +110,7 @@ mod tests {
         // Long after: the count starts again.
         assert_eq!(
             s.crashed(WINDOW_NS + 10 * MS, 5),
-            Decision::RestartAt(WINDOW_NS + 15 * MS)
+            Decision::RestartAt(WINDOW_NS + 10 * MS)
         );
         let mut t = WINDOW_NS + 20 * MS;
         let mut last = Decision::GiveUp;

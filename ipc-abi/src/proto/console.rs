@@ -1,8 +1,12 @@
 //! Console protocol: a domain's output and input byte streams, between a
 //! domain (frontend) and `console-dom` (backend).
 //!
-//! `Write` carries up to [`CHUNK`] bytes of output; the answer acknowledges
-//! it (so a domain that writes faster than the UART drains waits for slots).
+//! `Write` carries up to [`CHUNK`] bytes of output, never past a line's end
+//! (a frontend that breaks this may see its own lines cut or repeated
+//! across a restart). The answer comes once every byte of it is on the
+//! UART: a domain that writes faster than the UART drains waits for slots,
+//! and after a backend restart the unanswered writes are exactly the ones
+//! to send again.
 //! `Read` asks for input; the answer carries up to [`CHUNK`] bytes when some
 //! arrive while this domain has the focus. A frontend keeps one `Read` posted.
 //!

@@ -315,7 +315,9 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
         return;
     }
     d.life = life;
-    if let Some(c) = crash {
+    if let Some(mut c) = crash {
+        c.at_ns = crate::time::now_ns();
+        c.at_busy_tsc = crate::trap::busy_tsc();
         d.crash = c;
     }
     let id = d.id;

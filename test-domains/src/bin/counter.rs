@@ -1,6 +1,8 @@
 //! Prints `count=` (default 10000) numbered lines as fast as it can, then
 //! waits until console-dom has put them all on the UART and reports the time
-//! it took in TSC ticks (under `-icount`: instructions, all domains included).
+//! it took in TSC ticks (under `-icount`: instructions, all domains included);
+//! with `gaps`, then how often console-dom restarted under it, the writes
+//! sent again, and the waits across those restarts (`bench restart`).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -32,4 +34,14 @@ fn run(_: &'static domain_runtime::StartInfo) {
         ticks,
         ticks / count.max(1)
     );
+    if test_domains::flag("gaps") {
+        let (restarts, resent) = domain_runtime::console::restarts();
+        let resumed = domain_runtime::console::resumed();
+        println!(
+            "counter: {} restarts, {} writes sent again; {}",
+            restarts,
+            resent,
+            test_domains::Resumed(&resumed)
+        );
+    }
 }

@@ -5,9 +5,10 @@
 //! 4 KiB records from sector 0, flushes, reads them back and checks each
 //! (with `disks=2`, on xvda and xvdb in turn, the same records on each);
 //! `sum repeat=N` sums N times;
-//! `read_all` reads the whole disk and
-//! does nothing with it; `forbidden` tries writes
-//! a read-only or too-small disk must refuse. Each result is one line.
+//! `read_all` reads the whole disk and does nothing with it; `gaps`
+//! prints the long waits between answers and those across restarts of
+//! drvdom-blk; `forbidden` tries writes a read-only or too-small disk must
+//! refuse. Each result is one line.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -117,6 +118,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
             disk.restarts(),
             text
         );
+        println!("disk-tool: {}", test_domains::Resumed(disk.resumed()));
     }
     println!("disk-tool: done");
 }

@@ -5,7 +5,9 @@
 //!   under `-icount`) and notifications;
 //! - `echo`: sends every test frame addressed to it back to its sender;
 //!   `ping=N to=MAC`: N round trips with an echoer, one frame at a time
-//!   (the path length of one frame, without drops);
+//!   (the path length of one frame, without drops); a frame with no answer
+//!   within a millisecond is sent again (a restarting drvdom-net loses it),
+//!   and round trips over 2 ms are listed (a restart shows as one);
 //! - `receive`: broadcasts `ready` every 100 ms until frames come, counts
 //!   them; when none came for a second, prints how many and the TSC at the
 //!   first and the last.
@@ -115,10 +117,13 @@ fn receive(net: &mut NetFront) {
 fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
     wait_for_peer(net);
     let mut frame = test_frame(net, to);
+    const RESEND_NS: u64 = 1_000_000;
     let (t, c) = (time::now_ns(), time::tsc());
-    let mut done = 0;
+    let mut gaps = domain_runtime::gaps::Gaps::new();
+    let (mut done, mut resent) = (0, 0);
     while done < n {
         frame[14..22].copy_from_slice(&done.to_le_bytes());
+        let mut sent_at = time::now_ns();
         if let Err(e) = net.tx.send(&frame) {
             return println!("net-bench: send failed: {:?}", e);
         }
@@ -128,16 +133,31 @@ fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
                     break 'back;
                 }
             }
-            events::wait(net.port());
+            if time::now_ns() >= sent_at + RESEND_NS {
+                // Lost (a restarting backend drops what was in flight): again.
+                sent_at = time::now_ns();
+                resent += 1;
+                if let Err(e) = net.tx.send(&frame) {
+                    return println!("net-bench: send failed: {:?}", e);
+                }
+            }
+            let restarts = net.restarts();
+            net.wait_until(sent_at + RESEND_NS);
+            if net.restarts() != restarts {
+                gaps.restarted();
+            }
         }
+        gaps.answer(time::now_ns(), time::busy_tsc());
         done += 1;
     }
     println!(
-        "net-bench: {} round trips of {} bytes {} ns {} tsc",
+        "net-bench: {} round trips of {} bytes {} ns {} tsc; {} frames sent again; {}",
         done,
         FRAME,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        resent,
+        test_domains::Resumed(gaps.resumed())
     );
 }
 
@@ -152,9 +172,11 @@ fn echo(net: &mut NetFront) {
     let me = net.mac();
     let mut heard = false;
     let mut back = [0u8; FRAME];
+    let mut next_ready = 0;
     loop {
-        if !heard {
+        if !heard && time::now_ns() >= next_ready {
             let _ = net.tx.send(&ready);
+            next_ready = time::now_ns() + 100_000_000;
         }
         while let Some(f) = net.rx.next_frame() {
             if f.len() < 14 || f[12..14] != ETHERTYPE || f[..6] != me {
@@ -167,8 +189,13 @@ fn echo(net: &mut NetFront) {
             back[6..12].copy_from_slice(&me);
             let _ = net.tx.send(&back[..n]);
         }
-        let wait = if heard { 1_000_000_000 } else { 100_000_000 };
-        events::wait_until(net.port(), time::now_ns() + wait);
+        let until = if heard {
+            time::now_ns() + 1_000_000_000
+        } else {
+            next_ready
+        };
+        // Follows a restarted drvdom-net too.
+        net.wait_until(until);
     }
 }
 
