@@ -515,6 +515,11 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
             if let Ok(info) = hc::domain_info(started[i].id) {
                 let c = &info.crash;
                 let mut what: heapless::String<96> = heapless::String::new();
+                let ms = c.at_ns / 1_000_000;
+                let _ = core::fmt::Write::write_fmt(
+                    &mut what,
+                    format_args!("at {}.{:03} s: ", ms / 1000, ms % 1000),
+                );
                 let _ = if c.vector == u64::MAX {
                     core::fmt::Write::write_fmt(&mut what, format_args!("{}", c.message()))
                 } else {

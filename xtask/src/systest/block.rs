@@ -471,7 +471,9 @@ pub fn toolstack_domain_crash_restarts_a_driver(
     expect_line(m, "[2] block: disk 0 reconnected to domain ")?;
     let (code, info) = super::toolstack(&sock, &["domain", "info", "drvdom-blk"])?;
     check(
-        code == 0 && info.contains("restarts: 1 (last crash: crashed by the control domain)"),
+        code == 0
+            && info.contains("restarts: 1 (last crash: at ")
+            && info.contains(" s: crashed by the control domain)"),
         || format!("domain info: {code} {info}"),
     )?;
     let (code, list) = super::toolstack(&sock, &["domain", "list", "--json"])?;
