@@ -41,6 +41,8 @@ struct Client {
     line: heapless::Vec<u8, LINE_MAX>,
     /// `Write`s whose bytes wait in `line` (their ids): answered once it is printed.
     held: heapless::Deque<u64, HELD_MAX>,
+    /// Answers were made visible that the frontend asked to hear of.
+    owes_notification: bool,
     /// `Read` requests waiting for input (their ids).
     reads: heapless::Deque<u64, 4>,
     /// Input typed for this domain, not yet read.
@@ -88,6 +90,7 @@ impl Clients {
             self.drain(msg.peer, out);
             if let Some(c) = self.list.iter_mut().find(|c| c.dom == msg.peer) {
                 c.flush_partial(out, &mut self.history);
+                c.publish();
             }
             self.replay(msg.peer, out);
             return;
@@ -154,6 +157,7 @@ impl Clients {
                 back,
                 line: heapless::Vec::new(),
                 held: heapless::Deque::new(),
+                owes_notification: false,
                 reads: heapless::Deque::new(),
                 input: heapless::Deque::new(),
                 input_dropped: 0,
@@ -340,6 +344,7 @@ impl Clients {
     pub fn flush_partials(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
         for c in self.list.iter_mut() {
             c.flush_partial(out, &mut self.history);
+            c.publish();
         }
         self.answer_parked();
     }
@@ -486,7 +491,7 @@ impl Client {
         }
         if self.line.is_empty() {
             self.answer(id);
-            self.publish();
+            self.make_visible();
         } else {
             // Room is certain: the line was printed above when `held` was full.
             let _ = self.held.push_back(id);
@@ -508,7 +513,7 @@ impl Client {
         while let Some(id) = self.held.pop_front() {
             self.answer(id);
         }
-        self.publish();
+        self.make_visible();
     }
 
     /// Queues the success answer to request `id`.
@@ -518,9 +523,17 @@ impl Client {
         let _ = self.back.push(&rsp);
     }
 
+    /// Makes queued answers visible at once (the record of what is printed,
+    /// should this domain die next); the notification waits for
+    /// [`Client::publish`] at the end of the turn (one event, not one a line).
+    fn make_visible(&mut self) {
+        self.owes_notification |= self.back.publish();
+    }
+
     /// Makes queued answers visible, notifying the frontend if it asked.
     fn publish(&mut self) {
-        if self.back.publish() {
+        let asked = self.back.publish();
+        if core::mem::take(&mut self.owes_notification) || asked {
             let _ = hc::event_send(self.port);
         }
     }

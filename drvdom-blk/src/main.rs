@@ -41,6 +41,55 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     };
     let sectors = blk.capacity();
+    // A restarted instance (`restart=K`) serves at once: the device was
+    // described and tested by the first.
+    let restart = option("restart");
+    if restart.is_none() {
+        describe(&mut blk, text);
+    }
+    if domain_runtime::command_line()
+        .split_whitespace()
+        .any(|w| w == "bench_raw")
+    {
+        let mib = option("mib").and_then(|v| v.parse().ok()).unwrap_or(16);
+        let random = option("random")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        bench::run(&mut blk, mib, random);
+    }
+    let disks = vdisk::parse(domain_runtime::command_line(), sectors, |bad| {
+        println!(
+            "drvdom-blk: vdisk={} does not fit the {}-sector device; not served",
+            bad, sectors
+        )
+    });
+    match restart {
+        Some(k) => println!("drvdom-blk: restart {}: serving again", k),
+        None => {
+            for d in disks.iter().flatten() {
+                println!(
+                    "drvdom-blk: serving {} (sectors {}..{})",
+                    d.name,
+                    d.start,
+                    d.start + d.sectors
+                );
+            }
+        }
+    }
+    let Some(buffer) = driver_kit::hal::dma_buffer(serve::BOUNCE_BYTES) else {
+        println!("drvdom-blk: no DMA memory left for requests (raise dma=)");
+        return;
+    };
+    let mode = match option("grant") {
+        Some("copy") => serve::GrantMode::Copy,
+        _ => serve::GrantMode::Map,
+    };
+    serve::Backend::new(blk, disks, buffer, mode).run();
+}
+
+/// Says what the device is and reads its first sector (a first start's self-test).
+fn describe<T: virtio_drivers::transport::Transport>(blk: &mut Disk<T>, text: &str) {
+    let sectors = blk.capacity();
     println!(
         "drvdom-blk: virtio-blk at {}: {} sectors of {} bytes ({} MiB){}",
         text,
@@ -73,37 +122,4 @@ fn run(_: &'static domain_runtime::StartInfo) {
         },
         None => println!("drvdom-blk: no DMA memory (raise dma=)"),
     }
-    if domain_runtime::command_line()
-        .split_whitespace()
-        .any(|w| w == "bench_raw")
-    {
-        let mib = option("mib").and_then(|v| v.parse().ok()).unwrap_or(16);
-        let random = option("random")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000);
-        bench::run(&mut blk, mib, random);
-    }
-    let disks = vdisk::parse(domain_runtime::command_line(), sectors, |bad| {
-        println!(
-            "drvdom-blk: vdisk={} does not fit the {}-sector device; not served",
-            bad, sectors
-        )
-    });
-    for d in disks.iter().flatten() {
-        println!(
-            "drvdom-blk: serving {} (sectors {}..{})",
-            d.name,
-            d.start,
-            d.start + d.sectors
-        );
-    }
-    let Some(buffer) = driver_kit::hal::dma_buffer(serve::BOUNCE_BYTES) else {
-        println!("drvdom-blk: no DMA memory left for requests (raise dma=)");
-        return;
-    };
-    let mode = match option("grant") {
-        Some("copy") => serve::GrantMode::Copy,
-        _ => serve::GrantMode::Map,
-    };
-    serve::Backend::new(blk, disks, buffer, mode).run();
 }

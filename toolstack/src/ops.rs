@@ -122,7 +122,7 @@ pub fn create(
         line.push_str(" start_paused");
     }
     let line: &'static str = Box::leak(line.into_boxed_str());
-    let s = crate::start::start_one(me(), image, line, started)
+    let s = crate::start::start_one(me(), image, line, started, 0)
         .ok_or("the domain could not be created (see the console)")?;
     let id = s.id;
     started.push(s);

@@ -163,7 +163,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
         if !has_room(&mut started, line) {
             continue;
         }
-        if let Some(s) = start_one(me, Image::Boot(image), line, &started) {
+        if let Some(s) = start_one(me, Image::Boot(image), line, &started, 0) {
             started.push(s);
         }
         if let Some(v) = viewer.as_deref_mut() {
@@ -199,7 +199,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
             if !has_room(&mut started, line) {
                 continue;
             }
-            if let Some(s) = start_one(me, Image::Boot(image), line, &started) {
+            if let Some(s) = start_one(me, Image::Boot(image), line, &started, 0) {
                 started.push(s);
             }
         }
@@ -208,11 +208,16 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
 }
 
 /// Creates, loads, configures and unpauses one domain from a boot module.
+/// Creates, loads and starts a domain from its module line. `restart` is
+/// how many times it was restarted before (0 the first time); a restarted
+/// instance finds `restart=K` on its command line (drvdom-blk then skips
+/// the description and self-test the first instance logged).
 pub fn start_one(
     me: DomainId,
     image: Image,
     line: &'static str,
     started: &[Started],
+    restart: u32,
 ) -> Option<Started> {
     let name = line.split_whitespace().next().unwrap_or("domain");
     let kib = option(line, "mem")
@@ -260,6 +265,9 @@ pub fn start_one(
         }
     }
     let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" self={}", id.0));
+    if restart > 0 {
+        let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" restart={}", restart));
+    }
     // Every domain after console-dom gets a console ring to it.
     let console = started
         .iter()
@@ -593,7 +601,8 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
     }
     let _ = hc::domain_destroy(old);
     let (image, line) = (started[i].image.clone(), started[i].line);
-    match start_one(me, image, line, started) {
+    let restarts = started[i].supervisor.restarts + 1;
+    match start_one(me, image, line, started, restarts) {
         Some(mut new) => {
             let id = new.id;
             new.supervisor = core::mem::take(&mut started[i].supervisor);
