@@ -56,7 +56,9 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
         },
         Module {
             path: crate::build::domain(domains, "console-dom"),
-            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart".into(),
+            cmdline:
+                "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart heartbeat_ms=2000"
+                    .into(),
         },
         Module {
             path: default_bundle(domains),

@@ -8,6 +8,9 @@
 //!   (the path length of one frame, without drops); a frame with no answer
 //!   within a millisecond is sent again (a restarting drvdom-net loses it),
 //!   and round trips over 2 ms are listed (a restart shows as one);
+//! - `between=N` (with two `vif=`): N round trips from its first
+//!   interface to its second and back, resending after a millisecond (both
+//!   interfaces must follow every restart of drvdom-net on their own);
 //! - `receive`: broadcasts `ready` every 100 ms until frames come, counts
 //!   them; when none came for a second, prints how many and the TSC at the
 //!   first and the last.
@@ -29,7 +32,12 @@ fn run(_: &'static domain_runtime::StartInfo) {
         Ok(n) => n,
         Err(e) => return println!("net-bench: no interface: {}", e),
     };
-    if let Some(n) = test_domains::number("ping") {
+    if let Some(n) = test_domains::number("between") {
+        match NetFront::connect(1) {
+            Ok(mut second) => between(&mut net, &mut second, n),
+            Err(e) => println!("net-bench: no second interface: {}", e),
+        }
+    } else if let Some(n) = test_domains::number("ping") {
         let to = test_domains::option("to")
             .and_then(parse_mac)
             .unwrap_or([0xff; 6]);
@@ -159,6 +167,50 @@ fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
         resent,
         test_domains::Resumed(gaps.resumed())
     );
+}
+
+/// N round trips between this domain's two interfaces.
+fn between(a: &mut NetFront, b: &mut NetFront, n: u64) {
+    let mut resent = 0;
+    for seq in 0..n {
+        resent += hop(a, b, seq);
+        resent += hop(b, a, seq);
+    }
+    println!(
+        "net-bench: {} round trips between my two interfaces, {} frames sent again, backends restarted {} and {} times",
+        n,
+        resent,
+        a.restarts(),
+        b.restarts()
+    );
+}
+
+/// Sends test frame `seq` from `src` to `dst` until `dst` has it (again
+/// each millisecond: a restarting drvdom-net loses frames in flight);
+/// returns how many times it was sent again.
+fn hop(src: &mut NetFront, dst: &mut NetFront, seq: u64) -> u64 {
+    const RESEND_NS: u64 = 1_000_000;
+    let mut frame = test_frame(src, dst.mac());
+    frame[14..22].copy_from_slice(&seq.to_le_bytes());
+    let mut resent = 0;
+    let mut sent_at = 0;
+    loop {
+        if time::now_ns() >= sent_at + RESEND_NS {
+            if sent_at != 0 {
+                resent += 1;
+            }
+            // `src` may have news of a restart while we waited on `dst`.
+            let _ = src.follow_restart();
+            let _ = src.tx.send(&frame);
+            sent_at = time::now_ns();
+        }
+        while let Some(f) = dst.rx.next_frame() {
+            if f.len() >= 22 && f[12..14] == ETHERTYPE && f[14..22] == seq.to_le_bytes() {
+                return resent;
+            }
+        }
+        dst.wait_until(sent_at + RESEND_NS);
+    }
 }
 
 /// Sends every test frame back to where it came from; says `ready` every

@@ -267,6 +267,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             block::two_disks_from_one_backend_both_follow_restarts,
         ),
         (
+            "a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes",
+            net::two_interfaces_both_follow_restarts,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),

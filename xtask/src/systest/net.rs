@@ -477,6 +477,40 @@ pub fn a_crash_looping_drvdom_net_is_given_up_on(
     expect_line(m, "still-here").map(|_| ())
 }
 
+/// A guest with two interfaces on one drvdom-net bounces frames between
+/// them while drvdom-net crashes every 1,000 frames: each interface is told
+/// of each restart on its own and follows it, and every round trip ends.
+pub fn two_interfaces_both_follow_restarts(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let driver = format!("{NET_DRIVER_LINE} crash_after=1000 restart_limit=100");
+    let guests = [
+        ("drvdom-net", driver.as_str()),
+        (
+            "net-bench",
+            "twovifs mem=4096 vif=02:00:00:00:07:01 vif=02:00:00:00:07:02 between=2000",
+        ),
+    ];
+    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let done = m.wait_for(
+        "[2] net-bench: 2000 round trips between my two interfaces",
+        super::BOOT * 3,
+    )?;
+    let restarts = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("toolstack: restarting drvdom-net"))
+        .count();
+    check(restarts >= 3, || {
+        format!("drvdom-net restarted {restarts} times: {done}")
+    })?;
+    check(
+        done.ends_with(&format!("restarted {restarts} and {restarts} times")),
+        || format!("an interface missed a restart ({restarts} restarts): {done}"),
+    )
+}
+
 /// Sends `bytes` of pseudo-random noise (from `seed`) on `conn`, then ends
 /// the sending half; returns the CRC-32 of what was sent.
 fn send_noise(conn: &mut std::net::TcpStream, bytes: usize, seed: u64) -> Result<u32, String> {
