@@ -340,6 +340,11 @@ pub fn domain_crash(dom: DomainId) -> Result<u64> {
     call1(Hypercall::DomainCrash, dom.0 as u64)
 }
 
+/// Dumps kernel state named by a debug key to the kernel log (control domain only).
+pub fn debug_keys(key: u8) -> Result<u64> {
+    call1(Hypercall::DebugKeys, key as u64)
+}
+
 /// Sets where a never-run domain's vCPU starts (control domain only).
 pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
     call(

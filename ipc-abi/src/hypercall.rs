@@ -114,6 +114,10 @@ pub enum Hypercall {
     /// `(dom)`: crash a domain as if it had faulted (control only), so its
     /// `on_crash` policy applies; fault injection for `toolstack domain crash`.
     DomainCrash = 49,
+    /// `(key)`: dump kernel state to the kernel log (control only): `h` lists
+    /// the keys; `q` domains, `r` run queue, `e` event channels, `g` grants.
+    /// `InvalidArgument` for another key.
+    DebugKeys = 50,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -165,6 +169,7 @@ impl Hypercall {
             47 => DomainAddDma,
             48 => DmaPhys,
             49 => DomainCrash,
+            50 => DebugKeys,
             _ => return None,
         })
     }

@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 4;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -380,6 +380,12 @@ pub mod messages {
         /// `on_crash` policy applies. Answered `Ok`.
         Crash {
             domain: u32,
+        },
+        /// Dump kernel state to the kernel log, one debug key per character
+        /// (`h` lists them). Answered `Ok`, or `Error` naming an unknown key
+        /// (the keys before it were carried out).
+        DebugKeys {
+            keys: &'a str,
         },
     }
 

@@ -226,6 +226,11 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::pause(k, t).map(|_| 0)
         }
+        DebugKeys => {
+            require_control(k, caller)?;
+            let key = u8::try_from(a.0[0]).map_err(|_| Error::InvalidArgument)?;
+            crate::domain::debugkeys::dump(k, key).map(|()| 0)
+        }
         DomainCrash => {
             let t = other(k, caller, a.dom(0))?;
             let d = k.domain(t).ok_or(Error::NoSuchDomain)?;

@@ -283,6 +283,12 @@ impl Server {
             }
             OwnedRequest::CreateCommit => return self.commit(seq, started),
             OwnedRequest::Dmesg { from } => return self.dmesg(seq, from),
+            OwnedRequest::DebugKeys { keys } => {
+                return match crate::ops::debug_keys(&keys) {
+                    Ok(()) => self.send(seq, &Answer::Ok),
+                    Err(message) => self.send(seq, &Answer::Error { message: &message }),
+                };
+            }
             OwnedRequest::ConsoleWrite { domain, data } => {
                 let id = resolve(started, domain);
                 return match viewer.as_mut().map(|v| v.type_into(id, &data)) {
@@ -475,6 +481,7 @@ impl Server {
             }
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
+
             Request::Unpause { domain } => self.control(seq, started, domain, hc::domain_unpause),
             Request::Destroy { domain } => self.control(seq, started, domain, hc::domain_destroy),
             Request::Info { domain } => self.info(seq, started, domain),
@@ -488,6 +495,7 @@ impl Server {
             | Request::Upload { .. }
             | Request::CreateCommit
             | Request::Dmesg { .. }
+            | Request::DebugKeys { .. }
             | Request::ConsoleRead { .. }
             | Request::ConsoleWrite { .. } => {}
         }
@@ -583,6 +591,9 @@ fn resolve(started: &[Started], domain: u32) -> u32 {
 /// A request copied out of the receive buffer.
 enum OwnedRequest {
     Plain(Request<'static>),
+    DebugKeys {
+        keys: String,
+    },
     CreateBegin {
         config: String,
         image_len: usize,
@@ -610,6 +621,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::HostInfo => OwnedRequest::Plain(Request::HostInfo),
             Request::Pause { domain } => OwnedRequest::Plain(Request::Pause { domain }),
             Request::Crash { domain } => OwnedRequest::Plain(Request::Crash { domain }),
+            Request::DebugKeys { keys } => OwnedRequest::DebugKeys { keys: keys.into() },
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
             Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),

@@ -51,6 +51,23 @@ pub fn control(
     op(id).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// Has the kernel dump the state each debug key names to its log, in
+/// order; stops at the first key it does not know.
+pub fn debug_keys(keys: &str) -> Result<(), String> {
+    if keys.is_empty() {
+        return Err("no debug key given (h lists them)".into());
+    }
+    for key in keys.chars() {
+        let known = u8::try_from(key)
+            .ok()
+            .is_some_and(|b| hc::debug_keys(b).is_ok());
+        if !known {
+            return Err(alloc::format!("unknown debug key '{key}' (h lists them)"));
+        }
+    }
+    Ok(())
+}
+
 /// Asks a domain to shut down (or reboot); it is destroyed if it has not
 /// stopped by the deadline.
 pub fn shutdown(started: &mut Domains, domain: u32, reboot: bool) -> Result<(), &'static str> {

@@ -7,6 +7,7 @@
 //! (event channels), `grants` (grant tables), `console` (the debug console).
 
 pub mod console;
+pub mod debugkeys;
 pub mod devices;
 pub mod events;
 pub mod grants;

@@ -364,6 +364,13 @@ impl Client {
         Ok(())
     }
 
+    /// Has the kernel dump the state each debug key names (`h` lists them:
+    /// domains, run queue, event channels, grants) to its log, as `xl
+    /// debug-keys` does; read it with [`Client::dmesg`].
+    pub fn debug_keys(&mut self, keys: &str) -> Result<(), Error> {
+        self.simple(&Request::DebugKeys { keys })
+    }
+
     /// Shuts every domain down, then powers the machine off.
     pub fn host_shutdown(&mut self) -> Result<(), Error> {
         self.simple(&Request::HostShutdown)

@@ -117,6 +117,9 @@ enum HostVerb {
     Info,
     /// The kernel log.
     Dmesg,
+    /// Have the kernel dump its state to its log, one key per character:
+    /// h (the keys), q (domains), r (run queue), e (event channels), g (grants).
+    DebugKeys { keys: String },
     /// Shut every domain down (destroying those that do not stop), then power off.
     Shutdown,
 }
@@ -329,6 +332,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
+        Command::Host { verb: HostVerb::DebugKeys { keys } } => client.debug_keys(&keys),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {
                 println!("{l}");

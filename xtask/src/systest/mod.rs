@@ -7,6 +7,7 @@
 mod block;
 mod console;
 mod console_restart;
+mod debug;
 mod net;
 mod top;
 mod upload;
@@ -269,6 +270,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes",
             net::two_interfaces_both_follow_restarts,
+        ),
+        (
+            "debug_keys_dump_kernel_state_and_refuse_unknown_keys",
+            debug::debug_keys_dump_kernel_state,
         ),
         (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",

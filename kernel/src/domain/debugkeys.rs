@@ -1,0 +1,154 @@
+//! Debug keys (as Xen's `xl debug-keys`): the control domain asks for a
+//! dump of kernel state, which goes to the kernel log (and so to COM1 and
+//! `toolstack host dmesg`).
+//!
+//! Owns: the keys and what each prints. `h` lists the keys; `q` the domain
+//! table; `r` the run queue; `e` every bound event port; `g` every grant
+//! and every mapped grant-window slot. Read-only: dumping changes nothing.
+
+use super::ports::PortState;
+use super::{Kernel, Life};
+use ipc_abi::hypercall::Error;
+
+/// The keys and what they dump.
+const KEYS: [(u8, &str); 5] = [
+    (b'h', "this list"),
+    (b'q', "the domain table"),
+    (b'r', "the run queue"),
+    (b'e', "event channel bindings"),
+    (b'g', "grants and mapped grant-window slots"),
+];
+
+/// Dumps what `key` names to the kernel log; `InvalidArgument` for an unknown key.
+pub fn dump(k: &Kernel, key: u8) -> Result<(), Error> {
+    match key {
+        b'h' => {
+            for (key, what) in KEYS {
+                kprintln!("debug-keys: '{}': {}", key as char, what);
+            }
+        }
+        b'q' => domains(k),
+        b'r' => run_queue(k),
+        b'e' => ports(k),
+        b'g' => grants(k),
+        _ => return Err(Error::InvalidArgument),
+    }
+    Ok(())
+}
+
+fn life(l: Life) -> &'static str {
+    match l {
+        Life::Paused => "paused",
+        Life::Running => "running",
+        Life::Shutdown(_) => "shutdown",
+        Life::Crashed => "crashed",
+    }
+}
+
+fn domains(k: &Kernel) {
+    kprintln!("debug-keys 'q': domain table");
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        let ports = (1..ipc_abi::shared::PORTS as u64)
+            .filter(|&p| d.ports.get(p).is_ok())
+            .count();
+        kprintln!(
+            "  domain {} {}: {}, {} KiB, {} ticks, {} ports, {} grants, {} window slots mapped, control {}",
+            d.id,
+            d.name,
+            life(d.life),
+            d.memory_kib,
+            d.vcpu.ticks,
+            ports,
+            d.grants.iter().flatten().count(),
+            d.window.iter().flatten().count(),
+            d.control
+        );
+    }
+}
+
+fn run_queue(k: &Kernel) {
+    kprintln!(
+        "debug-keys 'r': run queue of CPU {} (running: {:?})",
+        super::this_cpu(),
+        k.cpu()
+            .current
+            .and_then(|i| k.domain(i))
+            .map(|d| d.id.index())
+    );
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        let s = &d.vcpu.sched;
+        kprintln!(
+            "  domain {} {}: {}{}, weight {}, cap {}%, pass {}, timer {}",
+            d.id,
+            d.name,
+            life(d.life),
+            if d.vcpu.blocked { " blocked" } else { "" },
+            s.weight,
+            s.cap_percent,
+            s.pass,
+            Deadline(d.vcpu.timer_deadline)
+        );
+    }
+}
+
+/// A one-shot timer's deadline (0: none armed), for printing.
+struct Deadline(u64);
+
+impl core::fmt::Display for Deadline {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => f.write_str("none"),
+            ns => write!(f, "at {} ns", ns),
+        }
+    }
+}
+
+fn ports(k: &Kernel) {
+    kprintln!("debug-keys 'e': event channel bindings");
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        for p in 1..ipc_abi::shared::PORTS as u64 {
+            let Ok(state) = d.ports.get(p) else { continue };
+            match state {
+                PortState::Unbound { remote } => {
+                    kprintln!("  {}:{} unbound, for domain {}", d.id, p, remote)
+                }
+                PortState::Interdomain { remote, port } => {
+                    kprintln!("  {}:{} <-> {}:{}", d.id, p, remote, port)
+                }
+                PortState::Virq(v) => kprintln!("  {}:{} virq {:?}", d.id, p, v),
+                PortState::Pirq(irq) => kprintln!("  {}:{} irq {}", d.id, p, irq),
+                PortState::Free => {}
+            }
+        }
+    }
+}
+
+fn grants(k: &Kernel) {
+    kprintln!("debug-keys 'g': grants and mapped grant-window slots");
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        for (gref, g) in d.grants.iter().enumerate() {
+            if let Some(g) = g {
+                kprintln!(
+                    "  {} grant {} to {}: frame {:#x}{}, mapped {} times",
+                    d.id,
+                    gref,
+                    g.grantee,
+                    g.frame,
+                    if g.readonly { " read-only" } else { "" },
+                    g.maps
+                );
+            }
+        }
+        for (slot, m) in d.window.iter().enumerate() {
+            if let Some(m) = m {
+                kprintln!(
+                    "  {} window slot {}: grant {} of {}",
+                    d.id,
+                    slot,
+                    m.gref,
+                    m.granter
+                );
+            }
+        }
+    }
+}
