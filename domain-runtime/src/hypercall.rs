@@ -340,6 +340,22 @@ pub fn domain_crash(dom: DomainId) -> Result<u64> {
     call1(Hypercall::DomainCrash, dom.0 as u64)
 }
 
+/// Copies `buf.len()` bytes at `offset` of the page `dom` granted as
+/// `gref` into `buf` (control domain only; reads, never writes).
+pub fn grant_peek(dom: DomainId, gref: u32, offset: u64, buf: &mut [u8]) -> Result<u64> {
+    call(
+        Hypercall::GrantPeek,
+        [
+            dom.0 as u64,
+            gref as u64,
+            offset,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+        ],
+    )
+}
+
 /// Dumps kernel state named by a debug key to the kernel log (control domain only).
 pub fn debug_keys(key: u8) -> Result<u64> {
     call1(Hypercall::DebugKeys, key as u64)

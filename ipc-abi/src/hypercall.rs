@@ -118,6 +118,12 @@ pub enum Hypercall {
     /// the keys; `q` domains, `r` run queue, `e` event channels, `g` grants.
     /// `InvalidArgument` for another key.
     DebugKeys = 50,
+    /// `(dom, gref, offset, ptr, len)`: copy `len` bytes at `offset` of the
+    /// page `dom` granted as `gref` (to anyone) into the caller's buffer
+    /// (control only; `offset + len` at most 4096). Reads, never writes: how
+    /// the toolstack looks at rings (`toolstack ring list`) without
+    /// disturbing them. Returns the bytes copied.
+    GrantPeek = 51,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -170,6 +176,7 @@ impl Hypercall {
             48 => DmaPhys,
             49 => DomainCrash,
             50 => DebugKeys,
+            51 => GrantPeek,
             _ => return None,
         })
     }

@@ -18,4 +18,5 @@ pub mod layout;
 pub mod mgmt;
 pub mod proto;
 pub mod ring;
+pub mod ring_view;
 pub mod shared;

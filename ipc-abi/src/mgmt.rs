@@ -387,6 +387,9 @@ pub mod messages {
         DebugKeys {
             keys: &'a str,
         },
+        /// Every ring connection on the machine, as its shared header shows
+        /// now: `Ring` answers, then `End`. Looking changes nothing.
+        RingList,
     }
 
     /// An answer of the toolstack domain.
@@ -443,6 +446,26 @@ pub mod messages {
             offset: u64,
             data: &'a [u8],
             closed: bool,
+        },
+        /// One ring connection (answer to `RingList`).
+        Ring {
+            frontend: u32,
+            backend: u32,
+            /// console, block, net-tx or net-rx.
+            device: &'a str,
+            index: u32,
+            /// From the shared header: connected, resetting, disconnected, invalid.
+            state: &'a str,
+            epoch: u32,
+            slots: u32,
+            req_prod: u32,
+            req_event: u32,
+            rsp_prod: u32,
+            rsp_event: u32,
+            /// Requests published and not yet answered.
+            in_flight: u32,
+            /// healthy, "not a ring" or "broken indices".
+            verdict: &'a str,
         },
         Ok,
         Error {

@@ -226,6 +226,24 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::pause(k, t).map(|_| 0)
         }
+        GrantPeek => {
+            require_control(k, caller)?;
+            let owner = k.resolve(caller, a.dom(0))?;
+            let (gref, offset, ptr, len) = (a.0[1], a.0[2], a.0[3], a.0[4]);
+            if offset.checked_add(len).is_none_or(|end| end > 4096) {
+                return Err(Error::InvalidArgument);
+            }
+            let grant = k
+                .domain(owner)
+                .and_then(|d| d.grants.get(usize::try_from(gref).ok()?).copied().flatten())
+                .ok_or(Error::BadGrant)?;
+            let mut buf = [0u8; 4096];
+            let n = len as usize;
+            crate::domain::shared_pages::read_frame(grant.frame, offset as usize, &mut buf[..n]);
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, ptr, &buf[..n])?;
+            Ok(len)
+        }
         DebugKeys => {
             require_control(k, caller)?;
             let key = u8::try_from(a.0[0]).map_err(|_| Error::InvalidArgument)?;

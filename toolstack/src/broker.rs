@@ -180,6 +180,17 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                 f.answer(a, Status::Ok);
                 if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {
                     let device = 1u32.checked_shl(msg.index & 0xff).unwrap_or(0);
+                    s.rings
+                        .retain(|r| !(r.kind == a.kind && r.index == a.index & 0xff));
+                    for (name, gref) in ring_names(a.kind).iter().zip(a.grefs.iter()) {
+                        let _ = s.rings.push(RingRecord {
+                            backend,
+                            kind: a.kind,
+                            index: a.index & 0xff,
+                            device: name,
+                            gref: *gref,
+                        });
+                    }
                     if msg.kind == DeviceKind::Console as u32 {
                         s.console_backend = Some(backend);
                     } else if msg.kind == DeviceKind::Block as u32 {
@@ -200,6 +211,29 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     }
 }
 
+/// A ring a frontend connected to a backend: where `ring list` looks.
+#[derive(Clone, Copy, Debug)]
+pub struct RingRecord {
+    pub backend: DomainId,
+    pub kind: u32,
+    pub index: u32,
+    /// console, block, net-tx, net-rx.
+    pub device: &'static str,
+    /// The frontend's grant of the ring's first page (its header).
+    pub gref: u32,
+}
+
+/// The rings of a device of `kind`, in the order of its grant references
+/// (each ring here is one page).
+fn ring_names(kind: u32) -> &'static [&'static str] {
+    match kind {
+        k if k == DeviceKind::Console as u32 => &["console"],
+        k if k == DeviceKind::Block as u32 => &["block"],
+        k if k == DeviceKind::Net as u32 => &["net-tx", "net-rx"],
+        _ => &[],
+    }
+}
+
 /// `dom` has stopped: each backend that served it is told (`Disconnect`):
 /// console-dom prints what is left of its console and keeps the history;
 /// drvdom-blk lets go of its rings and pages; drvdom-net takes its
@@ -210,6 +244,7 @@ pub fn close_devices(started: &mut [Started], dom: DomainId) {
     };
     s.block_devices = 0;
     s.net_devices = 0;
+    s.rings.clear();
     let backends = [
         (s.console_backend.take(), DeviceKind::Console),
         (s.block_backend.take(), DeviceKind::Block),
@@ -293,6 +328,8 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
             .as_mut()
             .and_then(|l| l.awaiting.take_if(|a| a.peer == old));
         let waits_for = |kind: DeviceKind| waiting.filter(|a| a.kind == kind as u32);
+        // Its rings with the old instance are gone (new ones come as it reconnects).
+        s.rings.retain(|r| r.backend != old);
         // (kind, index) of each device concerned.
         let mut told: heapless::Vec<(DeviceKind, u32), 65> = heapless::Vec::new();
         let next = (op == ControlOp::PeerRestarted).then_some(peer);

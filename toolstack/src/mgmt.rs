@@ -479,6 +479,7 @@ impl Server {
                     },
                 );
             }
+            Request::RingList => self.ring_list(seq, started),
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
 
@@ -512,6 +513,46 @@ impl Server {
             Ok(()) => self.send(seq, &Answer::Ok),
             Err(message) => self.send(seq, &Answer::Error { message: &message }),
         }
+    }
+
+    /// One `Ring` answer for every ring a backend serves, read from its
+    /// shared header through `GrantPeek` (which changes nothing), then `End`.
+    fn ring_list(&mut self, seq: u32, started: &[Started]) {
+        use domain_runtime::ipc_abi::ring::HEADER_BYTES;
+        use domain_runtime::ipc_abi::ring_view::{RingView, Verdict};
+        for s in started {
+            for r in s.rings.iter() {
+                let mut header = [0u8; HEADER_BYTES];
+                let view = hc::grant_peek(s.id, r.gref, 0, &mut header)
+                    .ok()
+                    .and_then(|_| RingView::parse(&header));
+                let Some(v) = view else { continue };
+                let verdict = match v.verdict() {
+                    Verdict::Healthy => "healthy",
+                    Verdict::NotARing => "not a ring",
+                    Verdict::BrokenIndices => "broken indices",
+                };
+                self.send(
+                    seq,
+                    &Answer::Ring {
+                        frontend: s.id.0,
+                        backend: r.backend.0,
+                        device: r.device,
+                        index: r.index,
+                        state: v.state_name(),
+                        epoch: v.epoch,
+                        slots: v.slots,
+                        req_prod: v.req_prod,
+                        req_event: v.req_event,
+                        rsp_prod: v.rsp_prod,
+                        rsp_event: v.rsp_event,
+                        in_flight: v.in_flight(),
+                        verdict,
+                    },
+                );
+            }
+        }
+        self.send(seq, &Answer::End);
     }
 
     fn shutdown(&mut self, seq: u32, started: &mut Started_, domain: u32, reboot: bool) {
@@ -622,6 +663,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Pause { domain } => OwnedRequest::Plain(Request::Pause { domain }),
             Request::Crash { domain } => OwnedRequest::Plain(Request::Crash { domain }),
             Request::DebugKeys { keys } => OwnedRequest::DebugKeys { keys: keys.into() },
+            Request::RingList => OwnedRequest::Plain(Request::RingList),
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
             Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),

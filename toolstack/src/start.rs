@@ -113,6 +113,8 @@ pub struct Started {
     /// Which of its disks and interfaces are connected (bit N: device N).
     pub block_devices: u32,
     pub net_devices: u32,
+    /// Its rings that a backend serves (for `toolstack ring list`).
+    pub rings: heapless::Vec<crate::broker::RingRecord, 16>,
     /// Its crashes and restarts (kept across restarts).
     pub supervisor: crate::supervise::Supervisor,
     /// When a crashed domain is to be started again (ns since boot).
@@ -345,6 +347,7 @@ pub fn start_one(
         net_backend: None,
         block_devices: 0,
         net_devices: 0,
+        rings: heapless::Vec::new(),
         supervisor: Default::default(),
         restart_at: None,
         heartbeat_ns: option(line, "heartbeat_ms")

@@ -56,6 +56,31 @@ pub struct DomainEntry {
     pub restarts: u32,
 }
 
+/// A ring connection as `ring list` reports it: who serves whom, and the
+/// ring's shared header as it was read (the toolstack domain reads it
+/// through a kernel call that changes nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingEntry {
+    pub frontend: u32,
+    pub backend: u32,
+    /// console, block, net-tx or net-rx.
+    pub device: String,
+    /// The frontend's device index (xvda = 0, the first interface = 0).
+    pub index: u32,
+    /// connected, resetting, disconnected or invalid.
+    pub state: String,
+    pub epoch: u32,
+    pub slots: u32,
+    pub req_prod: u32,
+    pub req_event: u32,
+    pub rsp_prod: u32,
+    pub rsp_event: u32,
+    /// Requests published and not yet answered.
+    pub in_flight: u32,
+    /// healthy, "not a ring" or "broken indices".
+    pub verdict: String,
+}
+
 /// One domain in detail, as `domain info` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainDetails {
@@ -153,6 +178,22 @@ impl Client {
         for a in answers {
             match a {
                 Owned::Domain(d) => out.push(d),
+                Owned::Error(m) => return Err(Error::Refused(m)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every ring connection on the machine and its shared indices now.
+    pub fn ring_list(&mut self) -> Result<Vec<RingEntry>, Error> {
+        let answers = self.call(&Request::RingList, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        let mut out = Vec::new();
+        for a in answers {
+            match a {
+                Owned::Ring(r) => out.push(r),
                 Owned::Error(m) => return Err(Error::Refused(m)),
                 _ => {}
             }
@@ -506,6 +547,7 @@ enum Owned {
     Line(String),
     Info(DomainDetails),
     Console(ConsoleChunk),
+    Ring(RingEntry),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -530,6 +572,35 @@ impl From<&Answer<'_>> for Owned {
                 restarts: *restarts,
             }),
             Answer::End => Owned::End,
+            Answer::Ring {
+                frontend,
+                backend,
+                device,
+                index,
+                state,
+                epoch,
+                slots,
+                req_prod,
+                req_event,
+                rsp_prod,
+                rsp_event,
+                in_flight,
+                verdict,
+            } => Owned::Ring(RingEntry {
+                frontend: *frontend,
+                backend: *backend,
+                device: (*device).into(),
+                index: *index,
+                state: (*state).into(),
+                epoch: *epoch,
+                slots: *slots,
+                req_prod: *req_prod,
+                req_event: *req_event,
+                rsp_prod: *rsp_prod,
+                rsp_event: *rsp_event,
+                in_flight: *in_flight,
+                verdict: (*verdict).into(),
+            }),
             Answer::HostInfo {
                 free_kib,
                 domains,

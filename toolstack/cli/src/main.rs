@@ -7,6 +7,7 @@
 
 mod attach;
 mod progress;
+mod rings;
 mod top;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,11 @@ enum Command {
     Host {
         #[command(subcommand)]
         verb: HostVerb,
+    },
+    /// The shared-memory rings between domains, looked at without disturbing them.
+    Ring {
+        #[command(subcommand)]
+        verb: RingVerb,
     },
     /// A live view of every domain, refreshed every DELAY seconds (as xentop).
     Top {
@@ -106,6 +112,15 @@ enum DomainVerb {
     /// State, memory, CPU time and crash record of a domain.
     Info {
         domain: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RingVerb {
+    /// Every ring connection: who serves whom, its state, epoch and indices, requests in flight.
+    List {
         #[arg(long)]
         json: bool,
     },
@@ -332,6 +347,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
+        Command::Ring { verb: RingVerb::List { json } } => client.ring_list().map(|rings| rings::print(&rings, json)),
         Command::Host { verb: HostVerb::DebugKeys { keys } } => client.debug_keys(&keys),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {

@@ -276,6 +276,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             debug::debug_keys_dump_kernel_state,
         ),
         (
+            "ring_list_shows_a_busy_block_ring_advancing",
+            debug::ring_list_shows_a_busy_block_ring,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
