@@ -464,7 +464,11 @@ pub mod messages {
             rsp_event: u32,
             /// Requests published and not yet answered.
             in_flight: u32,
-            /// healthy, "not a ring" or "broken indices".
+            /// How long requests have waited with no answer coming (ms;
+            /// 0 when none waits), as far as the toolstack's looks show.
+            stalled_ms: u64,
+            /// healthy, stuck (stalled over a second), "not a ring" or
+            /// "broken indices".
             verdict: &'a str,
         },
         Ok,

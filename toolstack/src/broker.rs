@@ -189,6 +189,8 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                             index: a.index & 0xff,
                             device: name,
                             gref: *gref,
+                            seen_rsp_prod: 0,
+                            progress_at: domain_runtime::time::now_ns(),
                         });
                     }
                     if msg.kind == DeviceKind::Console as u32 {
@@ -221,6 +223,10 @@ pub struct RingRecord {
     pub device: &'static str,
     /// The frontend's grant of the ring's first page (its header).
     pub gref: u32,
+    /// The response index at the last look, and since when (ns) no answer
+    /// came while requests waited: how `ring list` finds a stuck backend.
+    pub seen_rsp_prod: u32,
+    pub progress_at: u64,
 }
 
 /// The rings of a device of `kind`, in the order of its grant references

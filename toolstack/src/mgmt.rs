@@ -30,6 +30,9 @@ const COM2: u16 = 0x2f8;
 const COM2_IRQ: u8 = 3;
 
 /// The server: COM2, its IRQ port and the frame decoder.
+/// Requests that wait longer than this with no answer coming mark a ring stuck.
+const STUCK_NS: u64 = 1_000_000_000;
+
 pub struct Server {
     uart: Uart16550<PioBackend>,
     pub port: u16,
@@ -517,17 +520,27 @@ impl Server {
 
     /// One `Ring` answer for every ring a backend serves, read from its
     /// shared header through `GrantPeek` (which changes nothing), then `End`.
-    fn ring_list(&mut self, seq: u32, started: &[Started]) {
+    /// A ring whose requests have waited over [`STUCK_NS`] with no answer
+    /// coming (between this look and an earlier one) is flagged stuck.
+    fn ring_list(&mut self, seq: u32, started: &mut Started_) {
         use domain_runtime::ipc_abi::ring::HEADER_BYTES;
         use domain_runtime::ipc_abi::ring_view::{RingView, Verdict};
-        for s in started {
-            for r in s.rings.iter() {
+        let now = domain_runtime::time::now_ns();
+        for s in started.iter_mut() {
+            let id = s.id;
+            for r in s.rings.iter_mut() {
                 let mut header = [0u8; HEADER_BYTES];
-                let view = hc::grant_peek(s.id, r.gref, 0, &mut header)
+                let view = hc::grant_peek(id, r.gref, 0, &mut header)
                     .ok()
                     .and_then(|_| RingView::parse(&header));
                 let Some(v) = view else { continue };
+                if v.rsp_prod != r.seen_rsp_prod || v.in_flight() == 0 {
+                    r.seen_rsp_prod = v.rsp_prod;
+                    r.progress_at = now;
+                }
+                let stalled = now.saturating_sub(r.progress_at);
                 let verdict = match v.verdict() {
+                    Verdict::Healthy if stalled > STUCK_NS => "stuck",
                     Verdict::Healthy => "healthy",
                     Verdict::NotARing => "not a ring",
                     Verdict::BrokenIndices => "broken indices",
@@ -535,7 +548,7 @@ impl Server {
                 self.send(
                     seq,
                     &Answer::Ring {
-                        frontend: s.id.0,
+                        frontend: id.0,
                         backend: r.backend.0,
                         device: r.device,
                         index: r.index,
@@ -547,6 +560,7 @@ impl Server {
                         rsp_prod: v.rsp_prod,
                         rsp_event: v.rsp_event,
                         in_flight: v.in_flight(),
+                        stalled_ms: stalled / 1_000_000,
                         verdict,
                     },
                 );

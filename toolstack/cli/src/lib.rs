@@ -77,7 +77,9 @@ pub struct RingEntry {
     pub rsp_event: u32,
     /// Requests published and not yet answered.
     pub in_flight: u32,
-    /// healthy, "not a ring" or "broken indices".
+    /// How long requests have waited with no answer coming, in ms.
+    pub stalled_ms: u64,
+    /// healthy, stuck, "not a ring" or "broken indices".
     pub verdict: String,
 }
 
@@ -585,6 +587,7 @@ impl From<&Answer<'_>> for Owned {
                 rsp_prod,
                 rsp_event,
                 in_flight,
+                stalled_ms,
                 verdict,
             } => Owned::Ring(RingEntry {
                 frontend: *frontend,
@@ -599,6 +602,7 @@ impl From<&Answer<'_>> for Owned {
                 rsp_prod: *rsp_prod,
                 rsp_event: *rsp_event,
                 in_flight: *in_flight,
+                stalled_ms: *stalled_ms,
                 verdict: (*verdict).into(),
             }),
             Answer::HostInfo {

@@ -3,8 +3,9 @@
 //! JSON: an array of objects with the keys `frontend`, `backend` (domain
 //! ids as consoles show them), `device` (console, block, net-tx, net-rx),
 //! `index`, `state`, `epoch`, `slots`, `req_prod`, `req_event`,
-//! `rsp_prod`, `rsp_event`, `in_flight` (numbers) and `verdict` (healthy,
-//! "not a ring", "broken indices"); see docs/user-guide.md.
+//! `rsp_prod`, `rsp_event`, `in_flight`, `stalled_ms` (numbers) and
+//! `verdict` (healthy, stuck, "not a ring", "broken indices"); see
+//! docs/user-guide.md.
 
 use toolstack::RingEntry;
 
@@ -16,7 +17,7 @@ pub fn print(rings: &[RingEntry], json: bool) {
         return;
     }
     println!(
-        "{:>5} {:>5} {:<8} {:>5} {:<12} {:>5} {:>5} {:>10} {:>10} {:>9}  VERDICT",
+        "{:>5} {:>5} {:<8} {:>5} {:<12} {:>5} {:>5} {:>10} {:>10} {:>9} {:>10}  VERDICT",
         "FRONT",
         "BACK",
         "DEVICE",
@@ -26,11 +27,12 @@ pub fn print(rings: &[RingEntry], json: bool) {
         "SLOTS",
         "REQ_PROD",
         "RSP_PROD",
-        "IN_FLIGHT"
+        "IN_FLIGHT",
+        "STALLED_MS"
     );
     for r in rings {
         println!(
-            "{:>5} {:>5} {:<8} {:>5} {:<12} {:>5} {:>5} {:>10} {:>10} {:>9}  {}",
+            "{:>5} {:>5} {:<8} {:>5} {:<12} {:>5} {:>5} {:>10} {:>10} {:>9} {:>10}  {}",
             r.frontend & 0xffff,
             r.backend & 0xffff,
             r.device,
@@ -41,6 +43,7 @@ pub fn print(rings: &[RingEntry], json: bool) {
             r.req_prod,
             r.rsp_prod,
             r.in_flight,
+            r.stalled_ms,
             r.verdict
         );
     }
@@ -48,7 +51,7 @@ pub fn print(rings: &[RingEntry], json: bool) {
 
 fn to_json(r: &RingEntry) -> String {
     format!(
-        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"in_flight\":{},\"verdict\":{:?}}}",
+        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"in_flight\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
         r.frontend & 0xffff,
         r.backend & 0xffff,
         r.device,
@@ -61,6 +64,7 @@ fn to_json(r: &RingEntry) -> String {
         r.rsp_prod,
         r.rsp_event,
         r.in_flight,
+        r.stalled_ms,
         r.verdict
     )
 }

@@ -248,6 +248,11 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     }
     expect_line(m, "[2] blk-hostile: flood of 2000 requests: 2000 answered")?;
     expect_line(m, "drvdom-blk: domain 2 broke its block ring; disconnected")?;
+    // `ring list` flags the ring whose request index went past its size.
+    let ring = super::debug::block_ring(&sock, 2)?;
+    check(ring["verdict"] == "broken indices", || {
+        format!("the hostile ring: {ring}")
+    })?;
     let sum = expect_line(m, "[3] disk-tool: sha256 of xvda (32768 sectors) ")?;
     check(sum.ends_with(&want), || {
         format!("the reader got {sum:?}, want {want}")

@@ -37,8 +37,8 @@ pub fn debug_keys_dump_kernel_state(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     )
 }
 
-/// The block ring of a guest reading its disk, as `ring list --json` shows it.
-fn block_ring(sock: &std::path::Path) -> Result<serde_json::Value, String> {
+/// The block ring of domain `frontend`, as `ring list --json` shows it.
+pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::Value, String> {
     let (code, out) = toolstack(sock, &["ring", "list", "--json"])?;
     check(code == 0, || format!("ring list: {code} {out}"))?;
     let rings: Vec<serde_json::Value> =
@@ -56,6 +56,7 @@ fn block_ring(sock: &std::path::Path) -> Result<serde_json::Value, String> {
         "rsp_prod",
         "rsp_event",
         "in_flight",
+        "stalled_ms",
         "verdict",
     ];
     for r in &rings {
@@ -65,8 +66,8 @@ fn block_ring(sock: &std::path::Path) -> Result<serde_json::Value, String> {
     }
     rings
         .into_iter()
-        .find(|r| r["device"] == "block" && r["frontend"] == 2)
-        .ok_or_else(|| format!("no block ring of domain 2 in {out}"))
+        .find(|r| r["device"] == "block" && r["frontend"] == frontend)
+        .ok_or_else(|| format!("no block ring of domain {frontend} in {out}"))
 }
 
 /// While a guest reads its disk through drvdom-blk, `ring list` shows its
@@ -90,8 +91,8 @@ pub fn ring_list_shows_a_busy_block_ring(
     ];
     let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
     expect_line(m, "[2] disk-tool: sha256 of xvda")?;
-    let first = block_ring(&sock)?;
-    let second = block_ring(&sock)?;
+    let first = block_ring(&sock, 2)?;
+    let second = block_ring(&sock, 2)?;
     let number = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap_or(0);
     check(
         second["backend"] == 1
@@ -105,4 +106,40 @@ pub fn ring_list_shows_a_busy_block_ring(
         number(&second, "req_prod") > number(&first, "req_prod"),
         || format!("the indices did not advance: {first} then {second}"),
     )
+}
+
+/// A drvdom-blk that stops answering (`hang_after`, no heartbeat to get it
+/// restarted) leaves its guest's requests waiting: `ring list` flags the
+/// ring stuck once they have waited over a second, with requests in flight.
+pub fn ring_list_flags_a_stalled_backend(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all hang_after=50",
+        ),
+        ("disk-tool", "reader mem=4096 sum disk=whole:xvda:r"),
+    ];
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    expect_line(m, "drvdom-blk: hang_after=50: hanging as asked")?;
+    // Looks a few hundred ms apart until the stall is over the threshold.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ring = block_ring(&sock, 2)?;
+        if ring["verdict"] == "stuck" {
+            return check(
+                ring["in_flight"].as_u64().unwrap_or(0) > 0
+                    && ring["stalled_ms"].as_u64().unwrap_or(0) > 1000,
+                || format!("the stuck ring: {ring}"),
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the stalled ring was never flagged stuck: {ring}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

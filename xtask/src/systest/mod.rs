@@ -280,6 +280,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             debug::ring_list_shows_a_busy_block_ring,
         ),
         (
+            "ring_list_flags_a_ring_whose_backend_stopped_answering",
+            debug::ring_list_flags_a_stalled_backend,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
