@@ -390,6 +390,13 @@ pub mod messages {
         /// Every ring connection on the machine, as its shared header shows
         /// now: `Ring` answers, then `End`. Looking changes nothing.
         RingList,
+        /// One ring (`frontend`'s `device` number `index`): a `Ring` answer,
+        /// a `Slot` for each request in flight (from the oldest), then `End`.
+        RingDump {
+            frontend: u32,
+            device: &'a str,
+            index: u32,
+        },
     }
 
     /// An answer of the toolstack domain.
@@ -470,6 +477,11 @@ pub mod messages {
             /// healthy, stuck (stalled over a second), "not a ring" or
             /// "broken indices".
             verdict: &'a str,
+        },
+        /// A ring slot's bytes (answer to `RingDump`), at free-running index `index`.
+        Slot {
+            index: u32,
+            bytes: &'a [u8],
         },
         Ok,
         Error {

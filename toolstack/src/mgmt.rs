@@ -6,6 +6,7 @@
 //! error; they never disturb the toolstack or any domain.
 
 extern crate alloc;
+use crate::broker::RingRecord;
 use crate::start::Started;
 
 /// The toolstack's list of domains it started.
@@ -21,6 +22,7 @@ use domain_runtime::ipc_abi::mgmt::messages::{
 use domain_runtime::ipc_abi::mgmt::{encode, Decoder, Event, FrameHeader, HEADER_LEN};
 use domain_runtime::ipc_abi::proto::console::ConsoleResponse;
 use domain_runtime::ipc_abi::proto::control::Status;
+use domain_runtime::ipc_abi::ring_view::{RingView, Verdict};
 use domain_runtime::{io, println, DomainId};
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
@@ -286,6 +288,11 @@ impl Server {
             }
             OwnedRequest::CreateCommit => return self.commit(seq, started),
             OwnedRequest::Dmesg { from } => return self.dmesg(seq, from),
+            OwnedRequest::RingDump {
+                frontend,
+                device,
+                index,
+            } => return self.ring_dump(seq, started, frontend, &device, index),
             OwnedRequest::DebugKeys { keys } => {
                 return match crate::ops::debug_keys(&keys) {
                     Ok(()) => self.send(seq, &Answer::Ok),
@@ -483,6 +490,7 @@ impl Server {
                 );
             }
             Request::RingList => self.ring_list(seq, started),
+
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
 
@@ -500,6 +508,7 @@ impl Server {
             | Request::CreateCommit
             | Request::Dmesg { .. }
             | Request::DebugKeys { .. }
+            | Request::RingDump { .. }
             | Request::ConsoleRead { .. }
             | Request::ConsoleWrite { .. } => {}
         }
@@ -520,53 +529,120 @@ impl Server {
 
     /// One `Ring` answer for every ring a backend serves, read from its
     /// shared header through `GrantPeek` (which changes nothing), then `End`.
-    /// A ring whose requests have waited over [`STUCK_NS`] with no answer
-    /// coming (between this look and an earlier one) is flagged stuck.
     fn ring_list(&mut self, seq: u32, started: &mut Started_) {
-        use domain_runtime::ipc_abi::ring::HEADER_BYTES;
-        use domain_runtime::ipc_abi::ring_view::{RingView, Verdict};
         let now = domain_runtime::time::now_ns();
         for s in started.iter_mut() {
             let id = s.id;
             for r in s.rings.iter_mut() {
-                let mut header = [0u8; HEADER_BYTES];
-                let view = hc::grant_peek(id, r.gref, 0, &mut header)
-                    .ok()
-                    .and_then(|_| RingView::parse(&header));
-                let Some(v) = view else { continue };
-                if v.rsp_prod != r.seen_rsp_prod || v.in_flight() == 0 {
-                    r.seen_rsp_prod = v.rsp_prod;
-                    r.progress_at = now;
+                self.send_ring(seq, id, r, now);
+            }
+        }
+        self.send(seq, &Answer::End);
+    }
+
+    /// One ring: its `Ring` answer, a `Slot` for each request in flight
+    /// (published, not yet answered), oldest first, then `End`.
+    fn ring_dump(
+        &mut self,
+        seq: u32,
+        started: &mut Started_,
+        frontend: u32,
+        device: &str,
+        index: u32,
+    ) {
+        use domain_runtime::ipc_abi::ring::{HEADER_BYTES, SLOT_BYTES};
+        let now = domain_runtime::time::now_ns();
+        let found = started
+            .iter_mut()
+            .filter(|s| s.id.0 == frontend || s.id.index() as u32 == frontend)
+            .find_map(|s| {
+                let id = s.id;
+                let r = s
+                    .rings
+                    .iter_mut()
+                    .find(|r| r.device == device && r.index == index)?;
+                Some((id, r))
+            });
+        let Some((id, r)) = found else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "no such ring (see ring list)",
+                },
+            );
+        };
+        let gref = r.gref;
+        if let Some(v) = self.send_ring(seq, id, r, now) {
+            // Only healthy indices say where requests are; each slot read once.
+            let in_flight = if v.verdict() == Verdict::Healthy {
+                v.in_flight()
+            } else {
+                0
+            };
+            for i in (0..in_flight).map(|k| v.rsp_prod.wrapping_add(k)) {
+                let offset = HEADER_BYTES + (i & (v.slots - 1)) as usize * SLOT_BYTES;
+                let mut slot = [0u8; SLOT_BYTES];
+                if offset + SLOT_BYTES > 4096
+                    || hc::grant_peek(id, gref, offset as u64, &mut slot).is_err()
+                {
+                    break;
                 }
-                let stalled = now.saturating_sub(r.progress_at);
-                let verdict = match v.verdict() {
-                    Verdict::Healthy if stalled > STUCK_NS => "stuck",
-                    Verdict::Healthy => "healthy",
-                    Verdict::NotARing => "not a ring",
-                    Verdict::BrokenIndices => "broken indices",
-                };
                 self.send(
                     seq,
-                    &Answer::Ring {
-                        frontend: id.0,
-                        backend: r.backend.0,
-                        device: r.device,
-                        index: r.index,
-                        state: v.state_name(),
-                        epoch: v.epoch,
-                        slots: v.slots,
-                        req_prod: v.req_prod,
-                        req_event: v.req_event,
-                        rsp_prod: v.rsp_prod,
-                        rsp_event: v.rsp_event,
-                        in_flight: v.in_flight(),
-                        stalled_ms: stalled / 1_000_000,
-                        verdict,
+                    &Answer::Slot {
+                        index: i,
+                        bytes: &slot,
                     },
                 );
             }
         }
         self.send(seq, &Answer::End);
+    }
+
+    /// Reads a ring's header through `GrantPeek`, notes whether answers came
+    /// since the last look (a ring whose requests waited over [`STUCK_NS`]
+    /// with none coming is stuck), and sends its `Ring` answer.
+    fn send_ring(
+        &mut self,
+        seq: u32,
+        id: DomainId,
+        r: &mut RingRecord,
+        now: u64,
+    ) -> Option<RingView> {
+        let mut header = [0u8; domain_runtime::ipc_abi::ring::HEADER_BYTES];
+        hc::grant_peek(id, r.gref, 0, &mut header).ok()?;
+        let v = RingView::parse(&header)?;
+        if v.rsp_prod != r.seen_rsp_prod || v.in_flight() == 0 {
+            r.seen_rsp_prod = v.rsp_prod;
+            r.progress_at = now;
+        }
+        let stalled = now.saturating_sub(r.progress_at);
+        let verdict = match v.verdict() {
+            Verdict::Healthy if stalled > STUCK_NS => "stuck",
+            Verdict::Healthy => "healthy",
+            Verdict::NotARing => "not a ring",
+            Verdict::BrokenIndices => "broken indices",
+        };
+        self.send(
+            seq,
+            &Answer::Ring {
+                frontend: id.0,
+                backend: r.backend.0,
+                device: r.device,
+                index: r.index,
+                state: v.state_name(),
+                epoch: v.epoch,
+                slots: v.slots,
+                req_prod: v.req_prod,
+                req_event: v.req_event,
+                rsp_prod: v.rsp_prod,
+                rsp_event: v.rsp_event,
+                in_flight: v.in_flight(),
+                stalled_ms: stalled / 1_000_000,
+                verdict,
+            },
+        );
+        Some(v)
     }
 
     fn shutdown(&mut self, seq: u32, started: &mut Started_, domain: u32, reboot: bool) {
@@ -649,6 +725,11 @@ enum OwnedRequest {
     DebugKeys {
         keys: String,
     },
+    RingDump {
+        frontend: u32,
+        device: String,
+        index: u32,
+    },
     CreateBegin {
         config: String,
         image_len: usize,
@@ -678,6 +759,15 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Crash { domain } => OwnedRequest::Plain(Request::Crash { domain }),
             Request::DebugKeys { keys } => OwnedRequest::DebugKeys { keys: keys.into() },
             Request::RingList => OwnedRequest::Plain(Request::RingList),
+            Request::RingDump {
+                frontend,
+                device,
+                index,
+            } => OwnedRequest::RingDump {
+                frontend,
+                device: device.into(),
+                index,
+            },
             Request::Unpause { domain } => OwnedRequest::Plain(Request::Unpause { domain }),
             Request::Destroy { domain } => OwnedRequest::Plain(Request::Destroy { domain }),
             Request::Info { domain } => OwnedRequest::Plain(Request::Info { domain }),

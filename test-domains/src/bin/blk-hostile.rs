@@ -4,6 +4,8 @@
 //!
 //! With `flood_reads=N` it only keeps its ring full of 4 KiB reads until N
 //! are answered, printing every thousandth (the fairness test's busy guest).
+//! With `park=SECTOR` it posts one read of that sector, id 0x777, and waits
+//! for ever (a request for `toolstack ring dump` to find).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -56,6 +58,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
     if let Some(n) = test_domains::number("flood_reads") {
         flood_reads(&mut ring, gref, n);
         return;
+    }
+    if let Some(sector) = test_domains::number("park") {
+        let mut r = request(BlockOp::Read as u8, sector, gref);
+        r.id = 0x777;
+        if ring.front.push(&r).is_ok() && ring.front.publish() {
+            let _ = hc::event_send(ring.port);
+        }
+        println!("blk-hostile: parked a read of sector {} (id 0x777)", sector);
+        loop {
+            domain_runtime::events::wait(ring.port);
+        }
     }
     let mut info = BlockRequest::new_zeroed();
     info.op = BlockOp::Info as u8;

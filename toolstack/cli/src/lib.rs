@@ -203,6 +203,36 @@ impl Client {
         Ok(out)
     }
 
+    /// One ring (`frontend`'s `device` number `index`) and its requests in
+    /// flight, oldest first: (free-running slot index, the slot's bytes).
+    pub fn ring_dump(
+        &mut self,
+        frontend: u32,
+        device: &str,
+        index: u32,
+    ) -> Result<(RingEntry, Vec<(u32, Vec<u8>)>), Error> {
+        let request = Request::RingDump {
+            frontend,
+            device,
+            index,
+        };
+        let answers = self.call(&request, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        let mut ring = None;
+        let mut slots = Vec::new();
+        for a in answers {
+            match a {
+                Owned::Ring(r) => ring = Some(r),
+                Owned::Slot(i, bytes) => slots.push((i, bytes)),
+                Owned::Error(m) => return Err(Error::Refused(m)),
+                _ => {}
+            }
+        }
+        let ring = ring.ok_or_else(|| Error::Refused("the ring could not be read".into()))?;
+        Ok((ring, slots))
+    }
+
     /// Memory and domains of the host.
     ///
     /// ```no_run
@@ -550,6 +580,7 @@ enum Owned {
     Info(DomainDetails),
     Console(ConsoleChunk),
     Ring(RingEntry),
+    Slot(u32, Vec<u8>),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -574,6 +605,7 @@ impl From<&Answer<'_>> for Owned {
                 restarts: *restarts,
             }),
             Answer::End => Owned::End,
+            Answer::Slot { index, bytes } => Owned::Slot(*index, bytes.to_vec()),
             Answer::Ring {
                 frontend,
                 backend,

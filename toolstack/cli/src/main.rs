@@ -124,6 +124,13 @@ enum RingVerb {
         #[arg(long)]
         json: bool,
     },
+    /// One ring's requests in flight, decoded (RING as FRONTEND:DEVICE[:INDEX], e.g. 2:block:0).
+    Dump {
+        ring: String,
+        /// Show the slots' bytes in hex instead.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -348,6 +355,16 @@ fn main() -> ExitCode {
         }),
         Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
         Command::Ring { verb: RingVerb::List { json } } => client.ring_list().map(|rings| rings::print(&rings, json)),
+        Command::Ring { verb: RingVerb::Dump { ring, raw } } => match rings::parse_ring_name(&ring) {
+            Some((frontend, device, index)) => client
+                .resolve(&frontend)
+                .and_then(|f| client.ring_dump(f, &device, index))
+                .map(|(r, slots)| rings::print_dump(&r, &slots, raw)),
+            None => {
+                eprintln!("toolstack: a ring is named FRONTEND:DEVICE[:INDEX], e.g. 2:block:0 (see ring list)");
+                return ExitCode::from(2);
+            }
+        },
         Command::Host { verb: HostVerb::DebugKeys { keys } } => client.debug_keys(&keys),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {

@@ -7,7 +7,90 @@
 //! `verdict` (healthy, stuck, "not a ring", "broken indices"); see
 //! docs/user-guide.md.
 
+use ipc_abi::proto::block::BlockRequest;
+use ipc_abi::proto::console::ConsoleRequest;
+use ipc_abi::proto::net::{RxRequest, TxRequest};
 use toolstack::RingEntry;
+use zerocopy::FromBytes;
+
+/// Parses `FRONTEND:DEVICE[:INDEX]` (as `ring list` names rings): e.g. `2:block:0`.
+pub fn parse_ring_name(name: &str) -> Option<(String, String, u32)> {
+    let mut parts = name.split(':');
+    let frontend = parts.next().filter(|f| !f.is_empty())?.to_string();
+    let device = parts.next().filter(|d| !d.is_empty())?.to_string();
+    let index = match parts.next() {
+        Some(i) => i.parse().ok()?,
+        None => 0,
+    };
+    parts.next().is_none().then_some((frontend, device, index))
+}
+
+/// Prints a ring and its requests in flight, decoded per protocol (or in hex).
+pub fn print_dump(ring: &RingEntry, slots: &[(u32, Vec<u8>)], raw: bool) {
+    print(std::slice::from_ref(ring), false);
+    if slots.is_empty() {
+        println!("no request in flight");
+    }
+    for (index, bytes) in slots {
+        let text = if raw {
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            decode(&ring.device, bytes)
+        };
+        println!("slot {index}: {text}");
+    }
+}
+
+/// One request slot in words, by the ring's protocol.
+fn decode(device: &str, bytes: &[u8]) -> String {
+    match device {
+        "block" => match BlockRequest::read_from_prefix(bytes) {
+            Ok((r, _)) => {
+                let op = match r.op {
+                    0 => "read",
+                    1 => "write",
+                    2 => "flush",
+                    3 => "discard",
+                    4 => "info",
+                    _ => "unknown op",
+                };
+                format!(
+                    "{op} sector {}, {} segments, id {:#x}",
+                    r.sector, r.segments_used, r.id
+                )
+            }
+            Err(_) => "(short slot)".into(),
+        },
+        "net-tx" => match TxRequest::read_from_prefix(bytes) {
+            Ok((r, _)) => format!(
+                "send {} bytes from grant {} at {}, id {:#x}",
+                r.len, r.gref, r.offset, r.id
+            ),
+            Err(_) => "(short slot)".into(),
+        },
+        "net-rx" => match RxRequest::read_from_prefix(bytes) {
+            Ok((r, _)) => format!("receive into grant {}, id {:#x}", r.gref, r.id),
+            Err(_) => "(short slot)".into(),
+        },
+        "console" => match ConsoleRequest::read_from_prefix(bytes) {
+            Ok((r, _)) => {
+                let n = (r.len as usize).min(r.data.len());
+                format!(
+                    "op {} {:?}, id {:#x}",
+                    r.op,
+                    String::from_utf8_lossy(&r.data[..n]),
+                    r.id
+                )
+            }
+            Err(_) => "(short slot)".into(),
+        },
+        other => format!("({other}: no decoder)"),
+    }
+}
 
 /// Prints the rings, one line each (or a JSON array).
 pub fn print(rings: &[RingEntry], json: bool) {

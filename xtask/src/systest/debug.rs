@@ -143,3 +143,41 @@ pub fn ring_list_flags_a_stalled_backend(
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// A guest parks one read (sector 12345, id 0x777) with a drvdom-blk that
+/// hangs on taking it: `ring dump` shows that very request, decoded, and
+/// in hex with `--raw`; a malformed ring name is bad input (exit 2).
+pub fn ring_dump_decodes_a_parked_request(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all hang_after=1",
+        ),
+        ("blk-hostile", "parker park=12345 disk=whole:xvda:r"),
+    ];
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    expect_line(
+        m,
+        "[2] blk-hostile: parked a read of sector 12345 (id 0x777)",
+    )?;
+    expect_line(m, "drvdom-blk: hang_after=1: hanging as asked")?;
+    let (code, out) = toolstack(&sock, &["ring", "dump", "parker:block:0"])?;
+    check(
+        code == 0 && out.contains(": read sector 12345, 1 segments, id 0x777"),
+        || format!("ring dump: {code} {out}"),
+    )?;
+    let (code, raw) = toolstack(&sock, &["ring", "dump", "2:block", "--raw"])?;
+    check(
+        code == 0 && raw.contains(": 77 07 00 00 00 00 00 00 39 30 00 00"),
+        || format!("ring dump --raw: {code} {raw}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["ring", "dump", "parker"])?;
+    check(code == 2 && out.contains("FRONTEND:DEVICE"), || {
+        format!("a bad ring name: {code} {out}")
+    })
+}

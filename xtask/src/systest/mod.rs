@@ -284,6 +284,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             debug::ring_list_flags_a_stalled_backend,
         ),
         (
+            "ring_dump_decodes_a_request_a_guest_parked",
+            debug::ring_dump_decodes_a_parked_request,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
