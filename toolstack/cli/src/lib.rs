@@ -83,6 +83,14 @@ pub struct RingEntry {
     pub verdict: String,
 }
 
+/// A ring and its requests in flight, as `ring dump` reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingDump {
+    pub ring: RingEntry,
+    /// Oldest first: (free-running slot index, the slot's bytes).
+    pub slots: Vec<(u32, Vec<u8>)>,
+}
+
 /// One domain in detail, as `domain info` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainDetails {
@@ -210,7 +218,7 @@ impl Client {
         frontend: u32,
         device: &str,
         index: u32,
-    ) -> Result<(RingEntry, Vec<(u32, Vec<u8>)>), Error> {
+    ) -> Result<RingDump, Error> {
         let request = Request::RingDump {
             frontend,
             device,
@@ -230,7 +238,7 @@ impl Client {
             }
         }
         let ring = ring.ok_or_else(|| Error::Refused("the ring could not be read".into()))?;
-        Ok((ring, slots))
+        Ok(RingDump { ring, slots })
     }
 
     /// Memory and domains of the host.

@@ -359,7 +359,7 @@ fn main() -> ExitCode {
             Some((frontend, device, index)) => client
                 .resolve(&frontend)
                 .and_then(|f| client.ring_dump(f, &device, index))
-                .map(|(r, slots)| rings::print_dump(&r, &slots, raw)),
+                .map(|d| rings::print_dump(&d.ring, &d.slots, raw)),
             None => {
                 eprintln!("toolstack: a ring is named FRONTEND:DEVICE[:INDEX], e.g. 2:block:0 (see ring list)");
                 return ExitCode::from(2);
