@@ -110,6 +110,9 @@ impl Ring {
         let Some(mut news) = crate::control::take_news(about_us) else {
             return Backend::Serving;
         };
+        // Answers the old instance published before it died still count:
+        // those writes are printed and must not be sent again.
+        self.drain();
         let _ = hc::event_close(self.port);
         for &g in self.grefs.iter() {
             // The dead backend's mappings are gone, so the grants can end.

@@ -1,7 +1,8 @@
 //! The guest half of `cargo xtask bench net`, with raw frames:
-//! - `send=N to=MAC [wait_ready] [progress=K]`: sends N frames of 1,514 bytes to MAC as
+//! - `send=N to=MAC [wait_ready] [together] [progress=K]`: sends N frames of 1,514 bytes to MAC as
 //!   fast as the transmit ring takes them (after a receiver said it is
-//!   there, with `wait_ready`; a line every K frames with `progress`); prints nanoseconds, TSC ticks (instructions
+//!   there, with `wait_ready`; at the same time as another sender, with
+//!   `together`; a line every K frames with `progress`); prints nanoseconds, TSC ticks (instructions
 //!   under `-icount`) and notifications;
 //! - `echo`: sends every test frame addressed to it back to its sender;
 //!   `ping=N to=MAC`: N round trips with an echoer, one frame at a time
@@ -57,6 +58,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
 fn send(net: &mut NetFront, n: u64, to: [u8; 6]) {
     if test_domains::flag("wait_ready") {
         wait_for_peer(net);
+    }
+    if test_domains::flag("together") {
+        start_together(net);
     }
     let frame = test_frame(net, to);
     let progress = test_domains::number("progress").unwrap_or(0);
@@ -248,6 +252,29 @@ fn echo(net: &mut NetFront) {
         };
         // Follows a restarted drvdom-net too.
         net.wait_until(until);
+    }
+}
+
+/// Says `ready` (broadcast) every 100 ms until another sender's `ready`
+/// comes, and once more after, so two senders with `together` start
+/// within about 100 ms of each other.
+fn start_together(net: &mut NetFront) {
+    let mut ready = [0u8; 60];
+    ready[..6].copy_from_slice(&[0xff; 6]);
+    ready[6..12].copy_from_slice(&net.mac());
+    ready[12..14].copy_from_slice(&ETHERTYPE);
+    loop {
+        let _ = net.tx.send(&ready);
+        let until = time::now_ns() + 100_000_000;
+        while time::now_ns() < until {
+            while let Some(f) = net.rx.next_frame() {
+                if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                    let _ = net.tx.send(&ready);
+                    return;
+                }
+            }
+            net.wait_until(until);
+        }
     }
 }
 

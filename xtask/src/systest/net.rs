@@ -295,7 +295,9 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
 /// (round-robin, and the NIC's free buffers go to each in turn).
 pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let sender = |name: &str, mac: &str| {
-        format!("{name} mem=2048 vif={mac} send=200000 to=52:55:0a:00:02:02 progress=10000")
+        format!(
+            "{name} mem=2048 vif={mac} send=200000 to=52:55:0a:00:02:02 progress=10000 together"
+        )
     };
     let a = sender("a", "02:00:00:00:04:01");
     let b = sender("b", "02:00:00:00:04:02");
