@@ -124,6 +124,16 @@ enum RingVerb {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of one ring: request rate, requests in flight, verdict.
+    Watch {
+        ring: String,
+        /// Seconds between looks.
+        #[arg(short, long, default_value_t = 1.0)]
+        delay: f64,
+        /// Lines to print, then leave.
+        #[arg(short, long)]
+        iterations: Option<u32>,
+    },
     /// One ring's requests in flight, decoded (RING as FRONTEND:DEVICE[:INDEX], e.g. 2:block:0).
     Dump {
         ring: String,
@@ -355,6 +365,15 @@ fn main() -> ExitCode {
         }),
         Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
         Command::Ring { verb: RingVerb::List { json } } => client.ring_list().map(|rings| rings::print(&rings, json)),
+        Command::Ring { verb: RingVerb::Watch { ring, delay, iterations } } => match rings::parse_ring_name(&ring) {
+            Some((frontend, device, index)) if delay.is_finite() && delay > 0.0 && delay < 86_400.0 => client
+                .resolve(&frontend)
+                .and_then(|f| rings::watch(&mut client, f, &device, index, std::time::Duration::from_secs_f64(delay), iterations)),
+            _ => {
+                eprintln!("toolstack: ring watch wants FRONTEND:DEVICE[:INDEX] (see ring list) and a delay between 0 and 86400 s");
+                return ExitCode::from(2);
+            }
+        },
         Command::Ring { verb: RingVerb::Dump { ring, raw } } => match rings::parse_ring_name(&ring) {
             Some((frontend, device, index)) => client
                 .resolve(&frontend)

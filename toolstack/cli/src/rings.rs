@@ -151,3 +151,80 @@ fn to_json(r: &RingEntry) -> String {
         r.verdict
     )
 }
+
+/// Requests per second between two looks at a ring's `req_prod` (which
+/// wraps), over `seconds`.
+pub fn request_rate(before: u32, after: u32, seconds: f64) -> f64 {
+    if seconds <= 0.0 {
+        return 0.0;
+    }
+    f64::from(after.wrapping_sub(before)) / seconds
+}
+
+/// `ring watch`: a line every `delay` with the request rate since the last
+/// look, the requests in flight against the slots, and the verdict;
+/// `iterations` lines, or until interrupted.
+pub fn watch(
+    client: &mut toolstack::Client,
+    frontend: u32,
+    device: &str,
+    index: u32,
+    delay: std::time::Duration,
+    iterations: Option<u32>,
+) -> Result<(), toolstack::Error> {
+    let mut last: Option<(std::time::Instant, u32)> = None;
+    let mut shown = 0;
+    while iterations.is_none_or(|n| shown < n) {
+        let d = client.ring_dump(frontend, device, index)?;
+        let now = std::time::Instant::now();
+        let r = &d.ring;
+        let rate = last.map_or(0.0, |(t, before)| {
+            request_rate(before, r.req_prod, now.duration_since(t).as_secs_f64())
+        });
+        println!(
+            "{}:{}:{}  requests/s {:>9.0}  in flight {:>3}/{:<3} ({:>3.0}%)  epoch {}  {}  {}",
+            r.frontend & 0xffff,
+            r.device,
+            r.index,
+            rate,
+            r.in_flight,
+            r.slots,
+            100.0 * f64::from(r.in_flight) / f64::from(r.slots.max(1)),
+            r.epoch,
+            r.state,
+            r.verdict
+        );
+        last = Some((now, r.req_prod));
+        shown += 1;
+        if iterations.is_none_or(|n| shown < n) {
+            std::thread::sleep(delay);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_names_parse_with_or_without_an_index() {
+        assert_eq!(
+            parse_ring_name("2:block"),
+            Some(("2".into(), "block".into(), 0))
+        );
+        assert_eq!(
+            parse_ring_name("web:net-rx:1"),
+            Some(("web".into(), "net-rx".into(), 1))
+        );
+        assert_eq!(parse_ring_name("2"), None);
+        assert_eq!(parse_ring_name("2:block:x"), None);
+        assert_eq!(parse_ring_name("2:block:0:9"), None);
+    }
+
+    #[test]
+    fn the_rate_survives_the_index_wrapping() {
+        assert_eq!(request_rate(u32::MAX - 9, 10, 2.0), 10.0);
+        assert_eq!(request_rate(5, 5, 0.0), 0.0);
+    }
+}

@@ -72,7 +72,9 @@ pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::V
 
 /// While a guest reads its disk through drvdom-blk, `ring list` shows its
 /// block ring connected and healthy, with indices that advance from one
-/// look to the next; the JSON has the documented keys.
+/// look to the next (the JSON has the documented keys), `ring watch` shows
+/// requests flowing, and the guest reads exactly the disk's bytes all the
+/// while (looking disturbs nothing).
 pub fn ring_list_shows_a_busy_block_ring(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -105,7 +107,45 @@ pub fn ring_list_shows_a_busy_block_ring(
     check(
         number(&second, "req_prod") > number(&first, "req_prod"),
         || format!("the indices did not advance: {first} then {second}"),
-    )
+    )?;
+    let (code, out) = toolstack(
+        &sock,
+        &[
+            "ring",
+            "watch",
+            "2:block",
+            "--delay",
+            "0.3",
+            "--iterations",
+            "3",
+        ],
+    )?;
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("2:block:0")).collect();
+    let flowing = lines.iter().any(|l| {
+        l.split("requests/s")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|rate| rate > 0.0)
+    });
+    check(code == 0 && lines.len() == 3 && flowing, || {
+        format!("ring watch: {code} {out}")
+    })?;
+    // Every sum the guest made while the ring was looked at is the disk's.
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(vec![0u8; 16 << 20])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    m.wait_for_nth("[2] disk-tool: sha256 of xvda", 3, super::BOOT)?;
+    let sums: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("[2] disk-tool: sha256 of xvda"))
+        .collect();
+    check(sums.iter().all(|l| l.ends_with(&want)), || {
+        format!("the guest read other bytes while the ring was looked at: {sums:?}")
+    })
 }
 
 /// A drvdom-blk that stops answering (`hang_after`, no heartbeat to get it
