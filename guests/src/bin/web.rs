@@ -18,7 +18,10 @@ use smoltcp::socket::{tcp, udp};
 domain_runtime::entry!(run);
 
 /// Connections served at once.
-const LISTENERS: usize = 4;
+const LISTENERS: usize = 8;
+/// A connection whose peer stops answering (its packets lost, say while the
+/// network driver restarts) is dropped after this long, freeing its listener.
+const IDLE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
 
 /// One HTTP connection's socket and the request head read so far.
 struct Conn {
@@ -92,6 +95,7 @@ fn serve_http(stack: &mut Stack, c: &mut Conn, started: u64, served: &mut u64) {
         c.head.clear();
         c.answered = false;
         let _ = s.listen(80);
+        s.set_timeout(Some(IDLE_TIMEOUT));
         return;
     }
     if c.answered {
