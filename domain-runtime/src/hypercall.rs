@@ -356,6 +356,16 @@ pub fn grant_peek(dom: DomainId, gref: u32, offset: u64, buf: &mut [u8]) -> Resu
     )
 }
 
+/// Notifications sent from `dom`'s `port` and from its interdomain peer's
+/// end (control domain only).
+pub fn port_sends(dom: DomainId, port: u16) -> Result<(u32, u32)> {
+    call(
+        Hypercall::PortSends,
+        [dom.0 as u64, port as u64, 0, 0, 0, 0],
+    )
+    .map(|v| (v as u32, (v >> 32) as u32))
+}
+
 /// Dumps kernel state named by a debug key to the kernel log (control domain only).
 pub fn debug_keys(key: u8) -> Result<u64> {
     call1(Hypercall::DebugKeys, key as u64)

@@ -124,6 +124,10 @@ pub enum Hypercall {
     /// the toolstack looks at rings (`toolstack ring list`) without
     /// disturbing them. Returns the bytes copied.
     GrantPeek = 51,
+    /// `(dom, port)`: notifications sent from `dom`'s `port` since it was
+    /// opened (low 32 bits) and from its interdomain peer's end (high 32
+    /// bits); control only (`toolstack ring list`).
+    PortSends = 52,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -177,6 +181,7 @@ impl Hypercall {
             49 => DomainCrash,
             50 => DebugKeys,
             51 => GrantPeek,
+            52 => PortSends,
             _ => return None,
         })
     }

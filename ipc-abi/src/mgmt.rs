@@ -471,6 +471,10 @@ pub mod messages {
             rsp_event: u32,
             /// Requests published and not yet answered.
             in_flight: u32,
+            /// Notifications sent on the device's event channel by the
+            /// frontend and by the backend (a net device's two rings share one).
+            notify_to_backend: u32,
+            notify_to_frontend: u32,
             /// How long requests have waited with no answer coming (ms;
             /// 0 when none waits), as far as the toolstack's looks show.
             stalled_ms: u64,

@@ -226,6 +226,11 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let t = other(k, caller, a.dom(0))?;
             lifecycle::pause(k, t).map(|_| 0)
         }
+        PortSends => {
+            require_control(k, caller)?;
+            let dom = k.resolve(caller, a.dom(0))?;
+            events::sends(k, dom, a.0[1])
+        }
         GrantPeek => {
             require_control(k, caller)?;
             let owner = k.resolve(caller, a.dom(0))?;

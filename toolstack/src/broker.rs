@@ -189,6 +189,7 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                             index: a.index & 0xff,
                             device: name,
                             gref: *gref,
+                            port: a.port as u16,
                             seen_rsp_prod: 0,
                             progress_at: domain_runtime::time::now_ns(),
                         });
@@ -223,6 +224,8 @@ pub struct RingRecord {
     pub device: &'static str,
     /// The frontend's grant of the ring's first page (its header).
     pub gref: u32,
+    /// The frontend's event port for the device (its notifications).
+    pub port: u16,
     /// The response index at the last look, and since when (ns) no answer
     /// came while requests waited: how `ring list` finds a stuck backend.
     pub seen_rsp_prod: u32,

@@ -617,6 +617,7 @@ impl Server {
             r.progress_at = now;
         }
         let stalled = now.saturating_sub(r.progress_at);
+        let (notify_to_backend, notify_to_frontend) = hc::port_sends(id, r.port).unwrap_or((0, 0));
         let verdict = match v.verdict() {
             Verdict::Healthy if stalled > STUCK_NS => "stuck",
             Verdict::Healthy => "healthy",
@@ -638,6 +639,8 @@ impl Server {
                 rsp_prod: v.rsp_prod,
                 rsp_event: v.rsp_event,
                 in_flight: v.in_flight(),
+                notify_to_backend,
+                notify_to_frontend,
                 stalled_ms: stalled / 1_000_000,
                 verdict,
             },

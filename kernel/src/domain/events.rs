@@ -79,10 +79,29 @@ pub fn send(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
         PortState::Interdomain { remote, port: rp } => {
             let r = k.lookup(remote)?;
             raise(k, r, rp);
+            if let Some(d) = k.domain_mut(caller) {
+                d.ports.count_send(port as u16);
+            }
             Ok(())
         }
         _ => Err(Error::PortState),
     }
+}
+
+/// Notifications sent from `dom`'s `port` and from its interdomain peer's
+/// end, packed `sent_here | sent_by_peer << 32` (for `ring list`).
+pub fn sends(k: &Kernel, dom: usize, port: u64) -> Result<u64, Error> {
+    let d = k.domain(dom).ok_or(Error::NoSuchDomain)?;
+    let here = u64::from(d.ports.sent(port as u16));
+    let peer = match d.ports.get(port)? {
+        PortState::Interdomain { remote, port: rp } => k
+            .lookup(remote)
+            .ok()
+            .and_then(|r| k.domain(r))
+            .map_or(0, |p| u64::from(p.ports.sent(rp))),
+        _ => 0,
+    };
+    Ok(here | peer << 32)
 }
 
 /// Closes a port of `caller`; an interdomain peer's end goes back to unbound.

@@ -30,13 +30,28 @@ pub enum PortState {
 /// The ports of one domain.
 pub struct Ports {
     state: [PortState; PORTS],
+    /// Notifications sent from each port since it was opened (for `ring list`).
+    sent: [u32; PORTS],
 }
 
 impl Ports {
     pub const fn new() -> Ports {
         Ports {
             state: [PortState::Free; PORTS],
+            sent: [0; PORTS],
         }
+    }
+
+    /// Counts a notification sent from `port`.
+    pub fn count_send(&mut self, port: u16) {
+        if let Some(n) = self.sent.get_mut(port as usize) {
+            *n = n.wrapping_add(1);
+        }
+    }
+
+    /// Notifications sent from `port` since it was opened.
+    pub fn sent(&self, port: u16) -> u32 {
+        self.sent.get(port as usize).copied().unwrap_or(0)
     }
 
     /// The state of an open port; `BadPort` for port 0, out of range or free.
@@ -56,6 +71,7 @@ impl Ports {
             .find(|&p| self.state[p] == PortState::Free)
             .ok_or(Error::OutOfResources)?;
         self.state[free] = s;
+        self.sent[free] = 0;
         Ok(free as u16)
     }
 

@@ -77,6 +77,9 @@ pub struct RingEntry {
     pub rsp_event: u32,
     /// Requests published and not yet answered.
     pub in_flight: u32,
+    /// Notifications sent on the device's event channel each way.
+    pub notify_to_backend: u32,
+    pub notify_to_frontend: u32,
     /// How long requests have waited with no answer coming, in ms.
     pub stalled_ms: u64,
     /// healthy, stuck, "not a ring" or "broken indices".
@@ -627,6 +630,8 @@ impl From<&Answer<'_>> for Owned {
                 rsp_prod,
                 rsp_event,
                 in_flight,
+                notify_to_backend,
+                notify_to_frontend,
                 stalled_ms,
                 verdict,
             } => Owned::Ring(RingEntry {
@@ -642,6 +647,8 @@ impl From<&Answer<'_>> for Owned {
                 rsp_prod: *rsp_prod,
                 rsp_event: *rsp_event,
                 in_flight: *in_flight,
+                notify_to_backend: *notify_to_backend,
+                notify_to_frontend: *notify_to_frontend,
                 stalled_ms: *stalled_ms,
                 verdict: (*verdict).into(),
             }),

@@ -3,7 +3,8 @@
 //! JSON: an array of objects with the keys `frontend`, `backend` (domain
 //! ids as consoles show them), `device` (console, block, net-tx, net-rx),
 //! `index`, `state`, `epoch`, `slots`, `req_prod`, `req_event`,
-//! `rsp_prod`, `rsp_event`, `in_flight`, `stalled_ms` (numbers) and
+//! `rsp_prod`, `rsp_event`, `in_flight`, `notify_to_backend`,
+//! `notify_to_frontend`, `stalled_ms` (numbers) and
 //! `verdict` (healthy, stuck, "not a ring", "broken indices"); see
 //! docs/user-guide.md.
 
@@ -134,7 +135,7 @@ pub fn print(rings: &[RingEntry], json: bool) {
 
 fn to_json(r: &RingEntry) -> String {
     format!(
-        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"in_flight\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
+        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
         r.frontend & 0xffff,
         r.backend & 0xffff,
         r.device,
@@ -147,6 +148,8 @@ fn to_json(r: &RingEntry) -> String {
         r.rsp_prod,
         r.rsp_event,
         r.in_flight,
+        r.notify_to_backend,
+        r.notify_to_frontend,
         r.stalled_ms,
         r.verdict
     )
@@ -182,7 +185,7 @@ pub fn watch(
             request_rate(before, r.req_prod, now.duration_since(t).as_secs_f64())
         });
         println!(
-            "{}:{}:{}  requests/s {:>9.0}  in flight {:>3}/{:<3} ({:>3.0}%)  epoch {}  {}  {}",
+            "{}:{}:{}  requests/s {:>9.0}  in flight {:>3}/{:<3} ({:>3.0}%)  notifications {}/{}  epoch {}  {}  {}",
             r.frontend & 0xffff,
             r.device,
             r.index,
@@ -190,6 +193,8 @@ pub fn watch(
             r.in_flight,
             r.slots,
             100.0 * f64::from(r.in_flight) / f64::from(r.slots.max(1)),
+            r.notify_to_backend,
+            r.notify_to_frontend,
             r.epoch,
             r.state,
             r.verdict

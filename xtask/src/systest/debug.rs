@@ -56,6 +56,8 @@ pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::V
         "rsp_prod",
         "rsp_event",
         "in_flight",
+        "notify_to_backend",
+        "notify_to_frontend",
         "stalled_ms",
         "verdict",
     ];
@@ -101,7 +103,8 @@ pub fn ring_list_shows_a_busy_block_ring(
             && second["index"] == 0
             && second["state"] == "connected"
             && second["verdict"] == "healthy"
-            && number(&second, "in_flight") <= number(&second, "slots"),
+            && number(&second, "in_flight") <= number(&second, "slots")
+            && number(&second, "notify_to_backend") > 0,
         || format!("the block ring: {second}"),
     )?;
     check(
