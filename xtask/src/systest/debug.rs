@@ -37,6 +37,17 @@ pub fn debug_keys_dump_kernel_state(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     )
 }
 
+/// Boots domain 0 (managed over COM2) and `guests` with a blank 16 MiB disk.
+fn boot_with_blank_disk<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    guests: &[(&str, &str)],
+) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
+    let image = c.path("disk.img");
+    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
+    super::boot_managed_with(c, slot, guests, None, |config| config.disk(&image))
+}
+
 /// The block ring of domain `frontend`, as `ring list --json` shows it.
 pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::Value, String> {
     let (code, out) = toolstack(sock, &["ring", "list", "--json"])?;
@@ -81,8 +92,6 @@ pub fn ring_list_shows_a_busy_block_ring(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let image = c.path("disk.img");
-    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
     let guests = [
         (
             "drvdom-blk",
@@ -93,7 +102,7 @@ pub fn ring_list_shows_a_busy_block_ring(
             "reader mem=4096 sum repeat=1000 disk=whole:xvda:r",
         ),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(m, "[2] disk-tool: sha256 of xvda")?;
     let first = block_ring(&sock, 2)?;
     let second = block_ring(&sock, 2)?;
@@ -158,8 +167,6 @@ pub fn ring_list_flags_a_stalled_backend(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let image = c.path("disk.img");
-    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
     let guests = [
         (
             "drvdom-blk",
@@ -167,7 +174,7 @@ pub fn ring_list_flags_a_stalled_backend(
         ),
         ("disk-tool", "reader mem=4096 sum disk=whole:xvda:r"),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(m, "drvdom-blk: hang_after=50: hanging as asked")?;
     // Looks a few hundred ms apart until the stall is over the threshold.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -194,8 +201,6 @@ pub fn ring_dump_decodes_a_parked_request(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let image = c.path("disk.img");
-    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
     let guests = [
         (
             "drvdom-blk",
@@ -203,7 +208,7 @@ pub fn ring_dump_decodes_a_parked_request(
         ),
         ("blk-hostile", "parker park=12345 disk=whole:xvda:r"),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(
         m,
         "[2] blk-hostile: parked a read of sector 12345 (id 0x777)",
