@@ -188,9 +188,16 @@ pub fn a_busy_guest_cannot_starve_another(
     let guests = [
         ("drvdom-blk", SERVING),
         ("blk-hostile", "flooder flood_reads=30000 disk=left:xvda:r"),
-        ("disk-tool", "reader read_all disk=whole:xvda:r"),
+        (
+            "disk-tool",
+            "reader read_all disk=whole:xvda:r start_paused",
+        ),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    // The reader starts once the flood runs, so the flood covers its whole read.
+    expect_line(m, "[2] blk-hostile: flooding 30000 reads")?;
+    let (code, out) = super::toolstack(&sock, &["domain", "unpause", "reader"])?;
+    check(code == 0, || format!("unpause: {code} {out}"))?;
     expect_line(
         m,
         "[2] blk-hostile: flood done: 30000 reads answered, 0 failed",
