@@ -28,7 +28,7 @@ struct Scenario {
     driver: &'static str,
     guests: Vec<(&'static str, String)>,
     /// The guest's line that ends with when service resumed (`µs/busy-tsc` each).
-    gaps_marker: &'static str,
+    resumed_marker: &'static str,
     /// Reads the number of requests sent again from the transcript.
     resent: fn(&Machine) -> f64,
     disk: bool,
@@ -53,7 +53,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 ("disk-tool", "reader mem=4096 sum repeat=3 gaps disk=all:xvda:r".into()),
             ],
-            gaps_marker: "disk-tool: resumed at",
+            resumed_marker: "disk-tool: resumed at",
             resent: |m| {
                 let per: Vec<f64> = m
                     .lines()
@@ -76,7 +76,7 @@ fn scenarios() -> Vec<Scenario> {
                     "tx mem=2048 vif=02:00:00:00:05:06 ping=1500 to=02:00:00:00:05:05".into(),
                 ),
             ],
-            gaps_marker: "net-bench: 1500 round trips",
+            resumed_marker: "net-bench: 1500 round trips",
             resent: |m| {
                 m.lines()
                     .iter()
@@ -96,7 +96,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 ("counter", "counter count=1000 gaps".into()),
             ],
-            gaps_marker: "writes sent again; resumed at",
+            resumed_marker: "writes sent again; resumed at",
             resent: |m| {
                 m.lines()
                     .iter()
@@ -136,7 +136,7 @@ fn measure(s: &Scenario, icount: bool, dir: &Path) -> Result<(f64, f64, f64), St
         config = config.icount();
     }
     let m = config.spawn()?;
-    let line = m.wait_for(s.gaps_marker, WAIT);
+    let line = m.wait_for(s.resumed_marker, WAIT);
     if std::env::var_os("RESTARTBENCH_LOG").is_some() {
         for l in m.lines() {
             eprintln!("{l}");

@@ -401,11 +401,7 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
     check(sum.ends_with(&want), || {
         format!("the guest read {sum:?}, want {want}")
     })?;
-    let restarts = m
-        .lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
-        .count();
+    let restarts = super::restarts_of(m, "drvdom-blk");
     check(restarts >= 3, || {
         format!("drvdom-blk was restarted {restarts} times")
     })?;
@@ -443,11 +439,7 @@ pub fn a_crash_looping_driver_is_given_up_on(
     expect_line(m, "[2] disk-tool: no disk: dead domain")?;
     expect_line(m, "still-here")?;
     expect_line(m, "toolstack: told domain 2 that its disk backend is gone")?;
-    let restarts = m
-        .lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
-        .count();
+    let restarts = super::restarts_of(m, "drvdom-blk");
     check(restarts == 3, || {
         format!("{restarts} restarts before giving up")
     })
@@ -567,11 +559,7 @@ pub fn records_survive_twenty_random_crashes(
     check(done.contains("written and read back right"), || {
         done.clone()
     })?;
-    let restarts = m
-        .lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
-        .count();
+    let restarts = super::restarts_of(m, "drvdom-blk");
     check(restarts >= 20, || {
         format!("drvdom-blk crashed only {restarts} times")
     })?;
@@ -621,11 +609,7 @@ pub fn two_disks_from_one_backend_both_follow_restarts(
         done.contains("written and read back right on 2 disks"),
         || done.clone(),
     )?;
-    let restarts = m
-        .lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting drvdom-blk"))
-        .count();
+    let restarts = super::restarts_of(m, "drvdom-blk");
     check(restarts >= 5, || {
         format!("drvdom-blk crashed only {restarts} times")
     })?;

@@ -29,14 +29,6 @@ fn each_line_once(m: &Machine, dom: u32, count: u64) -> Result<(), String> {
     })
 }
 
-/// How many times the toolstack restarted console-dom.
-fn restarts(m: &Machine) -> usize {
-    m.lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting console-dom"))
-        .count()
-}
-
 /// Two guests print 400 numbered lines each while console-dom crashes at a
 /// random line of every 140 (so at least 5 times): each line once.
 pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
@@ -53,7 +45,7 @@ pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
             Duration::from_secs(120),
         )?;
     }
-    let n = restarts(m);
+    let n = super::restarts_of(m, "console-dom");
     check(n >= 5, || {
         format!("console-dom restarted {n} times, not at least 5")
     })?;
@@ -73,7 +65,7 @@ pub fn hung_console_dom_is_restarted(c: &Ctx, slot: &mut Option<Machine>) -> Res
     let m = boot(&c.system("", &guests)?, slot)?;
     expect_line(m, "missed its heartbeat")?;
     m.wait_for("[2] counter: 300 lines took", Duration::from_secs(120))?;
-    check(restarts(m) >= 2, || {
+    check(super::restarts_of(m, "console-dom") >= 2, || {
         "console-dom was not restarted after each hang".into()
     })?;
     each_line_once(m, 2, 300)

@@ -482,6 +482,12 @@ fn boot_managed_with<'m>(
     Ok((boot(&tweak(config), slot)?, sock))
 }
 
+/// How many times the toolstack has restarted the domain named `name` so far.
+fn restarts_of(m: &Machine, name: &str) -> usize {
+    let marker = format!("toolstack: restarting {name} ");
+    m.lines().iter().filter(|l| l.contains(&marker)).count()
+}
+
 fn expect_line(m: &Machine, marker: &str) -> Result<String, String> {
     m.wait_for(marker, BOOT)
 }

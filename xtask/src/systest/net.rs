@@ -497,11 +497,7 @@ pub fn two_interfaces_both_follow_restarts(
         "[2] net-bench: 2000 round trips between my two interfaces",
         super::BOOT * 3,
     )?;
-    let restarts = m
-        .lines()
-        .iter()
-        .filter(|l| l.contains("toolstack: restarting drvdom-net"))
-        .count();
+    let restarts = super::restarts_of(m, "drvdom-net");
     check(restarts >= 3, || {
         format!("drvdom-net restarted {restarts} times: {done}")
     })?;
