@@ -13,5 +13,9 @@ fn main() {
             boot.join("linker.ld").display()
         );
         println!("cargo:rustc-link-arg-bins=--no-pie");
+        // defmt interns trace event strings in a `.defmt` section its script describes.
+        if std::env::var_os("CARGO_FEATURE_TRACE").is_some() {
+            println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+        }
     }
 }

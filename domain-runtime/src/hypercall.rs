@@ -366,6 +366,31 @@ pub fn port_sends(dom: DomainId, port: u16) -> Result<(u32, u32)> {
     .map(|v| (v as u32, (v >> 32) as u32))
 }
 
+/// Reads CPU `cpu`'s kernel trace bytes from position `from` into `buf`
+/// (control domain only): the chunk header and the bytes it describes.
+pub fn trace_read(
+    cpu: u32,
+    from: u64,
+    buf: &mut [u8],
+) -> Result<(crate::ipc_abi::trace::TraceChunk, &[u8])> {
+    use crate::ipc_abi::hypercall::Error;
+    use crate::ipc_abi::trace::TraceChunk;
+    use zerocopy::FromBytes;
+    let n = call(
+        Hypercall::TraceRead,
+        [
+            cpu as u64,
+            from,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+        ],
+    )? as usize;
+    let (chunk, rest) = TraceChunk::read_from_prefix(buf).map_err(|_| Error::InvalidArgument)?;
+    Ok((chunk, rest.get(..n).ok_or(Error::InvalidArgument)?))
+}
+
 /// Dumps kernel state named by a debug key to the kernel log (control domain only).
 pub fn debug_keys(key: u8) -> Result<u64> {
     call1(Hypercall::DebugKeys, key as u64)

@@ -76,6 +76,7 @@ const _: () = assert!(core::mem::size_of::<DomainInfo>() == 288);
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ShutdownReason {
     PowerOff = 0,
     Reboot = 1,

@@ -16,6 +16,7 @@ use core::fmt;
 /// Hypercall numbers.
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Hypercall {
     /// Does nothing; measures the round trip.
     Null = 0,
@@ -128,6 +129,12 @@ pub enum Hypercall {
     /// opened (low 32 bits) and from its interdomain peer's end (high 32
     /// bits); control only (`toolstack ring list`).
     PortSends = 52,
+    /// `(cpu, from, ptr, len)`: copy CPU `cpu`'s trace bytes from position
+    /// `from` on into the caller's buffer, after a `trace::TraceChunk`
+    /// header (control only). `len` must hold the header. Returns the trace
+    /// bytes copied; `Disabled` when booted with `tbuf_size=0`, `InvalidArgument`
+    /// for a CPU without a buffer.
+    TraceRead = 53,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -182,6 +189,7 @@ impl Hypercall {
             50 => DebugKeys,
             51 => GrantPeek,
             52 => PortSends,
+            53 => TraceRead,
             _ => return None,
         })
     }
@@ -225,6 +233,8 @@ pub enum Error {
     Empty = 16,
     /// The device already belongs to another domain.
     DeviceTaken = 17,
+    /// The facility is switched off (tracing with `tbuf_size=0`).
+    Disabled = 18,
 }
 
 impl Error {
@@ -249,6 +259,7 @@ impl Error {
             15 => SlotState,
             16 => Empty,
             17 => DeviceTaken,
+            18 => Disabled,
             _ => return None,
         })
     }
@@ -274,6 +285,7 @@ impl fmt::Display for Error {
             Error::SlotState => "window slot in the wrong state",
             Error::Empty => "nothing to read",
             Error::DeviceTaken => "device already given to another domain",
+            Error::Disabled => "switched off",
         };
         f.write_str(s)
     }
@@ -307,7 +319,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=17 {
+        for code in 1..=18 {
             let e = Error::from_code(code).unwrap();
             assert_eq!(e as u64, code);
             assert_eq!(decode(code, 7), Err(e));

@@ -5,7 +5,8 @@
 //! ([`hypercall`]); domain ids and lifecycle records ([`domain`]); the domain
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
-//! carried on rings: console, block, network and control ([`proto`]).
+//! carried on rings: console, block, network and control ([`proto`]); the
+//! layout of kernel trace reads ([`trace`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
 //! checks, so the ABI can be checked from another language.
@@ -20,3 +21,4 @@ pub mod proto;
 pub mod ring;
 pub mod ring_view;
 pub mod shared;
+pub mod trace;

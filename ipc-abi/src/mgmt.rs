@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 4;
+    pub const VERSION: u32 = 5;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -396,6 +396,12 @@ pub mod messages {
             frontend: u32,
             device: &'a str,
             index: u32,
+        },
+        /// CPU `cpu`'s kernel trace bytes from position `from` on: a `Trace`
+        /// answer (an `Error` when tracing is off).
+        Trace {
+            cpu: u32,
+            from: u64,
         },
     }
 
@@ -486,6 +492,16 @@ pub mod messages {
         Slot {
             index: u32,
             bytes: &'a [u8],
+        },
+        /// Kernel trace bytes (answer to `Trace`; `crate::trace` says how
+        /// to read them): `data` starts at position `start`.
+        Trace {
+            cpus: u32,
+            start: u64,
+            head: u64,
+            capacity: u64,
+            stamp: u64,
+            data: &'a [u8],
         },
         Ok,
         Error {

@@ -22,6 +22,7 @@ const _: () = assert!(core::mem::size_of::<EventPage>() == 64);
 /// Virtual IRQs a domain may bind a port to.
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Virq {
     /// The vCPU's one-shot timer expired.
     Timer = 0,

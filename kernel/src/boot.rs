@@ -130,7 +130,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
     }
     let dom0_kib = reserve_domain0(&settings);
-    reserve_trace_buffers(&settings, eligible);
+    crate::trace::init(settings.tbuf_pages, eligible);
     kprintln!(
         "watchdog: {}",
         if settings.watchdog {
@@ -362,21 +362,6 @@ fn reserve_domain0(settings: &Settings) -> u64 {
     } else {
         kprintln!("dom0: {}K set aside", settings.dom0_mem_kib);
         settings.dom0_mem_kib
-    }
-}
-
-fn reserve_trace_buffers(settings: &Settings, cpus: usize) {
-    let pages = settings.tbuf_pages as u64 * cpus as u64;
-    match memory::allocate_frames(pages) {
-        Some(n) => kprintln!(
-            "trace: {} pages per cpu reserved ({} KiB)",
-            settings.tbuf_pages,
-            n * 4
-        ),
-        None => kprintln!(
-            "warning: trace: not enough memory for {} pages; tracing off",
-            pages
-        ),
     }
 }
 

@@ -259,7 +259,7 @@ impl Default for Settings {
             watchdog: false,
             noht: false,
             ifname,
-            tbuf_pages: 1,
+            tbuf_pages: 0,
             ktest: None,
         }
     }
@@ -488,7 +488,7 @@ fn parse_option<'a>(p: &mut Parsed<'a>, token: &'a str, key: &str, value: Option
         }
         "tbuf_size" => match parse_u64(value).filter(|&n| n <= TBUF_MAX_PAGES as u64) {
             Some(n) => s.tbuf_pages = n as u32,
-            None => p.malformed("tbuf_size", value, "1 (at most 4096 pages)"),
+            None => p.malformed("tbuf_size", value, "0 (at most 4096 pages)"),
         },
         "ktest" => match TestHook::parse(value) {
             Some(h) => s.ktest = Some(h),
@@ -562,7 +562,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "dom0_mem=65536K com1=115200,8n1,0x3f8,4 com2=off console=com1,vga noreboot=off \
-             nosmp=off noacpi=off ignorebiostables=off watchdog=off noht=off ifname=auto tbuf_size=1"
+             nosmp=off noacpi=off ignorebiostables=off watchdog=off noht=off ifname=auto tbuf_size=0"
         );
     }
 
@@ -721,7 +721,7 @@ mod tests {
         assert_eq!(ok("tbuf_size=0").tbuf_pages, 0);
         for bad in ["999999999999", "-1", "x", "4097"] {
             let p = parse_line_with("tbuf_size", bad);
-            assert_eq!(p.settings.tbuf_pages, 1, "{bad}");
+            assert_eq!(p.settings.tbuf_pages, 0, "{bad}");
             assert_eq!(p.warnings.len(), 1, "{bad}");
         }
     }

@@ -10,6 +10,7 @@ use crate::domain::lifecycle::{self, Spec};
 use crate::domain::{console, devices, events, grants, pci, Kernel, Life};
 use crate::frames::FrameAllocator;
 use crate::memory::with_frames;
+use crate::trace::Gate;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
     CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, CMDLINE_MAX,
@@ -17,6 +18,7 @@ use ipc_abi::domain::{
 };
 use ipc_abi::hypercall::{Error, Hypercall};
 use ipc_abi::shared::Virq;
+use ipc_abi::trace::TraceChunk;
 
 /// Largest console write accepted in one call.
 const CONSOLE_MAX: u64 = 4096;
@@ -34,11 +36,14 @@ impl Args {
 }
 
 /// Handles the hypercall in `frame` for domain `caller`; writes the result into `frame`.
-pub fn dispatch(k: &mut Kernel, caller: usize, frame: &mut TrapFrame) {
+pub fn dispatch<G: Gate>(k: &mut Kernel, caller: usize, frame: &mut TrapFrame) {
     let a = Args::of(frame);
     let result = match Hypercall::from_number(frame.rax) {
         None => Err(Error::UnknownCall),
-        Some(call) => handle(k, caller, call, &a),
+        Some(call) => {
+            trace_event!(<G> "dom{=u32} hypercall {}", k.id_of(caller), call);
+            handle::<G>(k, caller, call, &a)
+        }
     };
     match result {
         Ok(v) => {
@@ -69,7 +74,7 @@ fn other(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
     Ok(i)
 }
 
-fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u64, Error> {
+fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u64, Error> {
     use Hypercall::*;
     match call {
         Null => Ok(0),
@@ -170,7 +175,7 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let v = Virq::from_number(a.0[0]).ok_or(Error::InvalidArgument)?;
             events::bind_virq(k, caller, v).map(u64::from)
         }
-        EventSend => events::send(k, caller, a.0[0]).map(|_| 0),
+        EventSend => events::send::<G>(k, caller, a.0[0]).map(|_| 0),
         EventClose => events::close(k, caller, a.0[0]).map(|_| 0),
         EventUnmask => events::unmask(k, caller, a.0[0]).map(|_| 0),
         EventBindPirq => devices::bind_pirq(k, caller, a.0[0]).map(u64::from),
@@ -248,6 +253,23 @@ fn handle(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u6
             let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
             usermem::copy_to(&d.space, ptr, &buf[..n])?;
             Ok(len)
+        }
+        TraceRead => {
+            require_control(k, caller)?;
+            let (cpu, from, ptr, len) = (a.0[0], a.0[1], a.0[2], a.0[3]);
+            let header = core::mem::size_of::<TraceChunk>();
+            let len = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
+            if len < header {
+                return Err(Error::InvalidArgument);
+            }
+            let cpu = usize::try_from(cpu).map_err(|_| Error::InvalidArgument)?;
+            let mut buf = [0u8; 4096];
+            let end = len.min(buf.len());
+            let chunk = crate::trace::read(cpu, from, &mut buf[header..end])?;
+            buf[..header].copy_from_slice(zerocopy::IntoBytes::as_bytes(&chunk));
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, ptr, &buf[..header + chunk.len as usize])?;
+            Ok(u64::from(chunk.len))
         }
         DebugKeys => {
             require_control(k, caller)?;

@@ -23,6 +23,9 @@ mod boot;
 #[cfg(target_os = "none")]
 #[macro_use]
 mod console;
+// After `console` (it prints with kprintln!), before the users of trace_event!.
+#[macro_use]
+mod trace;
 #[cfg(target_os = "none")]
 mod dom0;
 #[cfg(target_os = "none")]

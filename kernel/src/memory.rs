@@ -87,15 +87,3 @@ pub fn overlaps_ram(start: u64, end: u64) -> bool {
 pub fn free_bytes() -> u64 {
     MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_bytes())
 }
-
-/// Takes `count` frames for a long-lived kernel purpose (trace buffers...).
-pub fn allocate_frames(count: u64) -> Option<u64> {
-    let mut guard = MEMORY.lock();
-    let m = guard.as_mut()?;
-    let mut n = 0;
-    while n < count {
-        m.frames.allocate()?;
-        n += 1;
-    }
-    Some(n)
-}

@@ -10,6 +10,7 @@ use crate::arch::syscall::{enter_user, sanitize};
 use crate::domain::lifecycle;
 use crate::domain::{events, Kernel, Life, KERNEL};
 use crate::sched;
+use crate::trace::{Checked, Gate, Quiet, Traced};
 use core::sync::atomic::{AtomicU64, Ordering};
 use ipc_abi::domain::CrashRecord;
 use ipc_abi::shared::Virq;
@@ -38,12 +39,21 @@ pub fn syscall(frame: &mut TrapFrame) {
         frame.rdx = 0;
         return;
     }
+    if crate::trace::enabled() {
+        hypercall::<Traced>(frame)
+    } else {
+        hypercall::<Quiet>(frame)
+    }
+}
+
+/// A hypercall other than the null one, recording events as `G` says.
+fn hypercall<G: Gate>(frame: &mut TrapFrame) {
     let mut k = KERNEL.lock();
     match k.cpu().current {
-        Some(cur) => crate::hypercall::dispatch(&mut k, cur, frame),
+        Some(cur) => crate::hypercall::dispatch::<G>(&mut k, cur, frame),
         None => k.cpu_mut().need_resched = true,
     }
-    finish(k, frame);
+    finish::<G>(k, frame);
 }
 
 /// A CPU exception in ring 3: the current domain crashes; everyone else goes on.
@@ -58,12 +68,13 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
         lifecycle::stop(&mut k, cur, Life::Crashed, Some(crash));
     }
     k.cpu_mut().need_resched = true;
-    finish(k, frame);
+    finish::<Checked>(k, frame);
 }
 
 /// The timer interrupt: account, fire timers, and preempt if from ring 3.
 pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     let mut k = KERNEL.lock();
+    trace_event!("timer tick");
     k.now_ticks += 1;
     if k.now_ticks.is_multiple_of(sched::CAP_WINDOW_TICKS as u64) {
         let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
@@ -82,7 +93,7 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     fire_timers(&mut k);
     k.cpu_mut().need_resched = true;
     if from_user {
-        finish(k, frame);
+        finish::<Checked>(k, frame);
     }
 }
 
@@ -105,6 +116,7 @@ fn fire_timers(k: &mut Kernel) {
                 d.vcpu.blocked = false;
                 if d.life == Life::Running {
                     d.vcpu.sched.wake(min);
+                    trace_event!("dom{=u32} wakes (timer)", d.id.0);
                 }
             } else {
                 d.vcpu.timer_fired = true;
@@ -160,7 +172,7 @@ fn account_idle(k: &Kernel) {
 }
 
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
-fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
+fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     account_idle(&k);
     announce_new_log_lines(&mut k);
     let cur = k.cpu().current;
@@ -176,6 +188,9 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     k.cpu_mut().need_resched = false;
     match pick_next(&k) {
         Some(n) => {
+            if cur != Some(n) {
+                trace_switch::<G>(&k, cur, Some(n));
+            }
             k.cpu_mut().current = Some(n);
             crate::domain::devices::switch_io(&mut k, n);
             if let Some(d) = k.domain(n) {
@@ -185,6 +200,7 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             sanitize(frame);
         }
         None => {
+            trace_switch::<G>(&k, cur, None);
             k.cpu_mut().current = None;
             drop(k);
             idle()
@@ -192,12 +208,27 @@ fn finish(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     }
 }
 
+/// Records a context switch (`None`: the idle loop).
+#[cfg_attr(not(feature = "trace"), allow(unused_variables))]
+#[inline(always)]
+fn trace_switch<G: Gate>(k: &Kernel, from: Option<usize>, to: Option<usize>) {
+    match (from, to) {
+        (Some(a), Some(b)) => {
+            trace_event!(<G> "switch dom{=u32} -> dom{=u32}", k.id_of(a), k.id_of(b))
+        }
+        (None, Some(b)) => trace_event!(<G> "switch idle -> dom{=u32}", k.id_of(b)),
+        (Some(a), None) => trace_event!(<G> "switch dom{=u32} -> idle", k.id_of(a)),
+        (None, None) => {}
+    }
+}
+
 /// A physical IRQ: its owner hears of it; from ring 3 the owner may run next.
 pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
     let mut k = KERNEL.lock();
+    trace_event!("irq {=u8}", irq);
     crate::domain::devices::irq(&mut k, irq);
     if from_user {
-        finish(k, frame);
+        finish::<Checked>(k, frame);
     }
 }
 
@@ -224,6 +255,7 @@ pub fn idle() -> ! {
             k.cpu_mut().need_resched = false;
             match pick_next(&k) {
                 Some(n) => {
+                    trace_switch::<Checked>(&k, None, Some(n));
                     k.cpu_mut().current = Some(n);
                     crate::domain::devices::switch_io(&mut k, n);
                     k.domain(n).map(|d| {

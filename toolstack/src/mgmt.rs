@@ -28,13 +28,16 @@ use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
 use uart_16550::{Config, Uart16550};
 
+/// Largest answer payload this domain sends (a trace chunk is the largest).
+const ANSWER_MAX: usize = 2048;
+
 const COM2: u16 = 0x2f8;
 const COM2_IRQ: u8 = 3;
 
-/// The server: COM2, its IRQ port and the frame decoder.
 /// Requests that wait longer than this with no answer coming mark a ring stuck.
 const STUCK_NS: u64 = 1_000_000_000;
 
+/// The server: COM2, its IRQ port and the frame decoder.
 pub struct Server {
     uart: Uart16550<PioBackend>,
     pub port: u16,
@@ -220,11 +223,16 @@ impl Server {
     }
 
     fn send(&mut self, seq: u32, answer: &Answer<'_>) {
-        let mut payload = [0u8; 256];
-        let Some(n) = messages::encode(answer, &mut payload) else {
+        let mut payload = [0u8; ANSWER_MAX];
+        let Some(n) = messages::encode(answer, &mut payload).or_else(|| {
+            let too_big = Answer::Error {
+                message: "answer too large",
+            };
+            messages::encode(&too_big, &mut payload)
+        }) else {
             return;
         };
-        let mut frame = [0u8; HEADER_LEN + 256];
+        let mut frame = [0u8; HEADER_LEN + ANSWER_MAX];
         let header = FrameHeader {
             kind: KIND_ANSWER,
             flags: 0,
@@ -490,6 +498,7 @@ impl Server {
                 );
             }
             Request::RingList => self.ring_list(seq, started),
+            Request::Trace { cpu, from } => self.trace(seq, cpu, from),
 
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
@@ -524,6 +533,36 @@ impl Server {
         match crate::ops::control(started, domain, op) {
             Ok(()) => self.send(seq, &Answer::Ok),
             Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        }
+    }
+
+    /// A piece of the kernel's trace of one CPU (`toolstack host trace`).
+    fn trace(&mut self, seq: u32, cpu: u32, from: u64) {
+        // The header and as many trace bytes as fit in one answer.
+        let mut buf = [0u8; ANSWER_MAX - 128];
+        match hc::trace_read(cpu, from, &mut buf) {
+            Ok((c, data)) => self.send(
+                seq,
+                &Answer::Trace {
+                    cpus: c.cpus,
+                    start: c.start,
+                    head: c.head,
+                    capacity: c.capacity,
+                    stamp: c.stamp,
+                    data,
+                },
+            ),
+            Err(domain_runtime::ipc_abi::hypercall::Error::Disabled) => self.send(
+                seq,
+                &Answer::Error {
+                    message: "tracing is off: boot with tbuf_size=N (trace pages per CPU)",
+                },
+            ),
+            Err(e) => {
+                let mut m: heapless::String<64> = heapless::String::new();
+                let _ = core::fmt::Write::write_fmt(&mut m, format_args!("trace: {e}"));
+                self.send(seq, &Answer::Error { message: &m })
+            }
         }
     }
 
@@ -762,6 +801,7 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Crash { domain } => OwnedRequest::Plain(Request::Crash { domain }),
             Request::DebugKeys { keys } => OwnedRequest::DebugKeys { keys: keys.into() },
             Request::RingList => OwnedRequest::Plain(Request::RingList),
+            Request::Trace { cpu, from } => OwnedRequest::Plain(Request::Trace { cpu, from }),
             Request::RingDump {
                 frontend,
                 device,

@@ -24,11 +24,22 @@ pub fn target_dir() -> PathBuf {
 
 /// Builds the kernel (release) and returns the ELF's path.
 pub fn kernel() -> Result<PathBuf, String> {
-    let target_dir = target_dir().join("kernel");
+    kernel_in("kernel", &[])
+}
+
+/// The kernel with no tracing code at all (the `trace` feature off): the
+/// baseline the tracing cost test compares with.
+pub fn kernel_without_tracing() -> Result<PathBuf, String> {
+    kernel_in("kernel-notrace", &["--no-default-features"])
+}
+
+fn kernel_in(dir: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let target_dir = target_dir().join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
         .args(["build", "--release", "--package", "xenolith-kernel"])
+        .args(extra)
         .args(["--target", "x86_64-unknown-none", "--target-dir"])
         .arg(&target_dir)
         .env(

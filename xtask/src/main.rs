@@ -133,6 +133,10 @@ fn run(
         com2.display()
     );
     println!(
+        "xtask: kernel ELF {} (for `toolstack host trace --kernel` or TOOLSTACK_KERNEL; add tbuf_size=16 to --cmdline to trace)",
+        kernel.display()
+    );
+    println!(
         "xtask: disk {} is the virtio-blk disk at PCI 00:04.0 (drvdom-blk drives it)",
         disk.display()
     );

@@ -129,7 +129,7 @@ pub fn irq(k: &mut Kernel, irq: u8) {
     ioapic::set_masked(irq, true);
     if let Some((index, id, port)) = k.irq_owner.get(irq as usize).copied().flatten() {
         if k.domain(index).is_some_and(|d| d.id == id) {
-            events::raise(k, index, port);
+            events::raise::<crate::trace::Checked>(k, index, port);
         }
     }
 }

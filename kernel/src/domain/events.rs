@@ -9,6 +9,7 @@
 use super::ports::PortState;
 use super::shared_pages;
 use super::{Kernel, Life};
+use crate::trace::{Checked, Gate};
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Error;
 use ipc_abi::shared::Virq;
@@ -69,7 +70,7 @@ pub fn bind_virq(k: &mut Kernel, caller: usize, virq: Virq) -> Result<u16, Error
 }
 
 /// Signals the peer of an interdomain port.
-pub fn send(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
+pub fn send<G: Gate>(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
     let state = k
         .domain(caller)
         .ok_or(Error::NoSuchDomain)?
@@ -78,7 +79,14 @@ pub fn send(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
     match state {
         PortState::Interdomain { remote, port: rp } => {
             let r = k.lookup(remote)?;
-            raise(k, r, rp);
+            trace_event!(
+                <G> "dom{=u32} port {=u16} sends to dom{=u32} port {=u16}",
+                k.id_of(caller),
+                port as u16,
+                remote.0,
+                rp
+            );
+            raise::<G>(k, r, rp);
             if let Some(d) = k.domain_mut(caller) {
                 d.ports.count_send(port as u16);
             }
@@ -149,7 +157,7 @@ pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
 }
 
 /// Makes `port` of domain `index` pending and wakes the domain if it should.
-pub fn raise(k: &mut Kernel, index: usize, port: u16) {
+pub fn raise<G: Gate>(k: &mut Kernel, index: usize, port: u16) {
     let min = super::lifecycle::min_pass(k);
     let Some(d) = k.domain_mut(index) else { return };
     let deliverable = shared_pages::set_pending(d.event_page, port);
@@ -157,6 +165,7 @@ pub fn raise(k: &mut Kernel, index: usize, port: u16) {
         d.vcpu.blocked = false;
         if d.life == Life::Running {
             d.vcpu.sched.wake(min);
+            trace_event!(<G> "dom{=u32} wakes", d.id.0);
             k.resched(index);
         }
     }
@@ -165,7 +174,13 @@ pub fn raise(k: &mut Kernel, index: usize, port: u16) {
 /// Raises a VIRQ in a domain, if it bound a port to it.
 pub fn raise_virq(k: &mut Kernel, index: usize, virq: Virq) {
     if let Some(port) = k.domain(index).and_then(|d| d.ports.virq_port(virq)) {
-        raise(k, index, port);
+        trace_event!(
+            "virq {} to dom{=u32} port {=u16}",
+            virq,
+            k.id_of(index),
+            port
+        );
+        raise::<Checked>(k, index, port);
     }
 }
 

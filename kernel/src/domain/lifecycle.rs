@@ -184,6 +184,7 @@ pub fn create(
             event_page,
         },
     );
+    trace_event!("dom{=u32} created", id.0);
     Ok(id)
 }
 
@@ -291,6 +292,7 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     }
     d.life = Life::Running;
     d.started = true;
+    trace_event!("dom{=u32} state running", d.id.0);
     d.vcpu.sched.wake(min);
     Ok(())
 }
@@ -302,6 +304,7 @@ pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Paused;
+    trace_event!("dom{=u32} state paused", d.id.0);
     if k.cpu().current == Some(index) {
         k.cpu_mut().need_resched = true;
     }
@@ -315,6 +318,7 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
         return;
     }
     d.life = life;
+    trace_event!("dom{=u32} state {}", d.id.0, life);
     if let Some(mut c) = crash {
         c.at_ns = crate::time::now_ns();
         c.at_busy_tsc = crate::trap::busy_tsc();
@@ -375,6 +379,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
         k.cpu_mut().need_resched = true;
     }
     let d = k.remove(index).ok_or(Error::NoSuchDomain)?;
+    trace_event!("dom{=u32} destroyed", d.id.0);
     d.space.destroy(frames, k.kernel_pml4);
     notify_control(k, index);
     Ok(())

@@ -54,6 +54,7 @@ pub const MAX_ORPHANS: usize = 256;
 
 /// Where a domain is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "trace", derive(defmt::Format))]
 pub enum Life {
     Paused,
     Running,
@@ -229,6 +230,12 @@ impl Kernel {
         } else {
             self.lookup(id)
         }
+    }
+
+    /// The id of the domain in slot `index` (for trace events; u32::MAX if none).
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))]
+    pub fn id_of(&self, index: usize) -> u32 {
+        self.domain(index).map_or(u32::MAX, |d| d.id.0)
     }
 
     pub fn domain(&self, index: usize) -> Option<&Domain> {

@@ -19,6 +19,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod trace;
+
 /// What went wrong talking to the machine.
 #[derive(Debug)]
 pub enum Error {
@@ -112,6 +114,20 @@ pub struct DomainDetails {
     /// Times it was restarted after a crash, and the last such crash.
     pub restarts: u32,
     pub last_crash: String,
+}
+
+/// Kernel trace bytes of one CPU as the machine keeps them (see
+/// `ipc_abi::trace`): `data` starts at position `start`; `head` is where
+/// the CPU's ring has got to, `capacity` how much it keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceChunk {
+    pub cpus: u32,
+    pub start: u64,
+    pub head: u64,
+    pub capacity: u64,
+    /// Identifies the kernel build (the address of its trace stamp symbol).
+    pub stamp: u64,
+    pub data: Vec<u8>,
 }
 
 /// The host as `host info` reports it.
@@ -242,6 +258,23 @@ impl Client {
         }
         let ring = ring.ok_or_else(|| Error::Refused("the ring could not be read".into()))?;
         Ok(RingDump { ring, slots })
+    }
+
+    /// A piece of CPU `cpu`'s kernel trace from position `from` on
+    /// ([`trace`] decodes it). Refused when the machine booted with tracing off.
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let chunk = machine.trace_read(0, 0)?;
+    /// println!("{} trace bytes of {} written", chunk.data.len(), chunk.head);
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
+    pub fn trace_read(&mut self, cpu: u32, from: u64) -> Result<TraceChunk, Error> {
+        match self.call(&Request::Trace { cpu, from }, |_| true)?.pop() {
+            Some(Owned::Trace(t)) => Ok(t),
+            Some(Owned::Error(m)) => Err(Error::Refused(m)),
+            _ => Err(Error::Channel("unexpected answer".into())),
+        }
     }
 
     /// Memory and domains of the host.
@@ -580,6 +613,7 @@ impl Client {
 
 /// An answer that outlives the receive buffer.
 enum Owned {
+    Trace(TraceChunk),
     Hello,
     Domain(DomainEntry),
     End,
@@ -617,6 +651,21 @@ impl From<&Answer<'_>> for Owned {
             }),
             Answer::End => Owned::End,
             Answer::Slot { index, bytes } => Owned::Slot(*index, bytes.to_vec()),
+            Answer::Trace {
+                cpus,
+                start,
+                head,
+                capacity,
+                stamp,
+                data,
+            } => Owned::Trace(TraceChunk {
+                cpus: *cpus,
+                start: *start,
+                head: *head,
+                capacity: *capacity,
+                stamp: *stamp,
+                data: data.to_vec(),
+            }),
             Answer::Ring {
                 frontend,
                 backend,

@@ -9,6 +9,7 @@ mod attach;
 mod progress;
 mod rings;
 mod top;
+mod trace_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -152,6 +153,17 @@ enum HostVerb {
     /// Have the kernel dump its state to its log, one key per character:
     /// h (the keys), q (domains), r (run queue), e (event channels), g (grants).
     DebugKeys { keys: String },
+    /// The kernel's trace buffers (boot with tbuf_size=N), decoded: what
+    /// the kernel did, with timestamps and domain names.
+    Trace {
+        /// Keep printing new events as they happen.
+        #[arg(long, short)]
+        follow: bool,
+        /// The kernel ELF the machine booted (`cargo xtask run` prints it):
+        /// event formats are kept there, not on the machine.
+        #[arg(long, env = "TOOLSTACK_KERNEL")]
+        kernel: PathBuf,
+    },
     /// Shut every domain down (destroying those that do not stop), then power off.
     Shutdown,
 }
@@ -385,6 +397,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Host { verb: HostVerb::DebugKeys { keys } } => client.debug_keys(&keys),
+        Command::Host { verb: HostVerb::Trace { follow, kernel } } => trace_cmd::run(&mut client, &kernel, follow),
         Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
             for l in lines {
                 println!("{l}");

@@ -10,6 +10,7 @@ mod console_restart;
 mod debug;
 mod net;
 mod top;
+mod trace;
 mod upload;
 
 use crate::iso::{self, Module};
@@ -288,6 +289,14 @@ fn cases() -> Vec<(&'static str, Case)> {
             debug::ring_dump_decodes_a_parked_request,
         ),
         (
+            "host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches",
+            trace::ping_pong_in_the_trace,
+        ),
+        (
+            "tracing_off_costs_no_instructions_on_the_event_path",
+            trace::tracing_off_costs_nothing,
+        ),
+        (
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
@@ -469,6 +478,18 @@ fn boot_managed_with<'m>(
     bundle: Option<PathBuf>,
     tweak: impl FnOnce(Config) -> Config,
 ) -> Result<(&'m mut Machine, PathBuf), String> {
+    boot_managed_on(c, slot, "", guests, bundle, tweak)
+}
+
+/// [`boot_managed_with`] with a kernel command line.
+fn boot_managed_on<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    cmdline: &str,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> Result<(&'m mut Machine, PathBuf), String> {
     let sock = c.socket("com2.sock");
     let mut mods = c.with_domains(guests);
     mods[0].cmdline = "toolstack-domain mgmt=com2".into();
@@ -476,7 +497,7 @@ fn boot_managed_with<'m>(
         path,
         cmdline: "bundle".into(),
     }));
-    let config = Config::new(&c.iso("", &mods)?)
+    let config = Config::new(&c.iso(cmdline, &mods)?)
         .accel(c.accel)
         .com2_socket(&sock);
     Ok((boot(&tweak(config), slot)?, sock))
@@ -566,11 +587,11 @@ fn bad_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         "warning: malformed com1='fast', using 115200,8n1,0x3f8,4",
     )?;
     expect_line(m, "warning: malformed dom0_mem='-5'")?;
-    expect_line(m, "warning: malformed tbuf_size='999999999999', using 1")?;
+    expect_line(m, "warning: malformed tbuf_size='999999999999', using 0")?;
     expect_line(m, "warning: malformed console='lpt1'")?;
     let line = expect_line(m, "cmdline: ")?;
     check(
-        line.contains("dom0_mem=65536K") && line.contains("tbuf_size=1"),
+        line.contains("dom0_mem=65536K") && line.contains("tbuf_size=0"),
         || format!("defaults not used: {line}"),
     )?;
     expect_line(m, "xenolith: ready")?;
