@@ -391,7 +391,8 @@ pub mod messages {
         /// now: `Ring` answers, then `End`. Looking changes nothing.
         RingList,
         /// One ring (`frontend`'s `device` number `index`): a `Ring` answer,
-        /// a `Slot` for each request in flight (from the oldest), then `End`.
+        /// a `Slot` for each unread response and each request in flight
+        /// (oldest first), then `End`.
         RingDump {
             frontend: u32,
             device: &'a str,
@@ -475,6 +476,13 @@ pub mod messages {
             req_event: u32,
             rsp_prod: u32,
             rsp_event: u32,
+            /// The sides' private indices, as they published them: the
+            /// frontend's requests written and responses taken, the
+            /// backend's requests taken and responses written.
+            req_prod_pvt: u32,
+            rsp_cons: u32,
+            req_cons: u32,
+            rsp_prod_pvt: u32,
             /// Requests published and not yet answered.
             in_flight: u32,
             /// Notifications sent on the device's event channel by the
@@ -488,9 +496,12 @@ pub mod messages {
             /// "broken indices".
             verdict: &'a str,
         },
-        /// A ring slot's bytes (answer to `RingDump`), at free-running index `index`.
+        /// A ring slot's bytes (answer to `RingDump`), at free-running index
+        /// `index`: a request `waiting` for the backend or `taken` by it, or
+        /// an `unread` response.
         Slot {
             index: u32,
+            stage: &'a str,
             bytes: &'a [u8],
         },
         /// Kernel trace bytes (answer to `Trace`; `crate::trace` says how

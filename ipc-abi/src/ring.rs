@@ -11,7 +11,9 @@
 //!   than the ring or goes backwards is a [`RingError`], never an
 //!   out-of-bounds access or a hang;
 //! - a connection state and an epoch let either side tell a restarted peer
-//!   from a slow one.
+//!   from a slow one;
+//! - each side also publishes its private indices (on a line of its own),
+//!   which nobody acts on, so that an onlooker can see where each side is.
 //!
 //! Shared memory is seen only as atomics (`&[AtomicU64]` for slots), so this
 //! module needs no `unsafe`: whatever the peer writes, the worst it can cause
@@ -25,7 +27,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `"XRNG"`: a header that holds a ring.
 pub const RING_MAGIC: u32 = 0x4752_4e58;
 /// Version of this ring layout.
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 /// Bytes of each slot (requests and responses share slots, as in Xen).
 pub const SLOT_BYTES: usize = 64;
 const SLOT_WORDS: usize = SLOT_BYTES / 8;
@@ -61,6 +63,30 @@ pub struct Header {
     pub rsp_prod: CachePadded<AtomicU32>,
     /// The frontend wants a notification when `rsp_prod` passes this.
     pub rsp_event: CachePadded<AtomicU32>,
+    /// The frontend's private indices, published for onlookers only.
+    pub front_private: CachePadded<FrontPrivate>,
+    /// The backend's private indices, published for onlookers only.
+    pub back_private: CachePadded<BackPrivate>,
+}
+
+/// What only the frontend knows, written by it as it goes so that
+/// `toolstack ring list` can show it. Nobody acts on these: the other side
+/// never reads them, and an onlooker only reports them.
+#[repr(C)]
+pub struct FrontPrivate {
+    /// Requests written into slots, published or not.
+    pub req_prod_pvt: AtomicU32,
+    /// Responses taken.
+    pub rsp_cons: AtomicU32,
+}
+
+/// What only the backend knows, published as [`FrontPrivate`] is.
+#[repr(C)]
+pub struct BackPrivate {
+    /// Requests taken (being served, or answered).
+    pub req_cons: AtomicU32,
+    /// Responses written into slots, published or not.
+    pub rsp_prod_pvt: AtomicU32,
 }
 
 impl Header {
@@ -77,6 +103,14 @@ impl Header {
             req_event: CachePadded::new(AtomicU32::new(0)),
             rsp_prod: CachePadded::new(AtomicU32::new(0)),
             rsp_event: CachePadded::new(AtomicU32::new(0)),
+            front_private: CachePadded::new(FrontPrivate {
+                req_prod_pvt: AtomicU32::new(0),
+                rsp_cons: AtomicU32::new(0),
+            }),
+            back_private: CachePadded::new(BackPrivate {
+                req_cons: AtomicU32::new(0),
+                rsp_prod_pvt: AtomicU32::new(0),
+            }),
         }
     }
 }
@@ -97,7 +131,9 @@ const _: () = assert!(core::mem::offset_of!(Header, req_prod) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, req_event) == 256);
 const _: () = assert!(core::mem::offset_of!(Header, rsp_prod) == 384);
 const _: () = assert!(core::mem::offset_of!(Header, rsp_event) == 512);
-const _: () = assert!(HEADER_BYTES == 640 && HEADER_BYTES.is_multiple_of(SLOT_BYTES));
+const _: () = assert!(core::mem::offset_of!(Header, front_private) == 640);
+const _: () = assert!(core::mem::offset_of!(Header, back_private) == 768);
+const _: () = assert!(HEADER_BYTES == 896 && HEADER_BYTES.is_multiple_of(SLOT_BYTES));
 
 /// Slots that fit in `pages` pages after the header (a power of two).
 pub const fn slots_for_pages(pages: u32) -> u32 {
@@ -224,6 +260,10 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         h.rsp_prod.store(0, Ordering::Relaxed);
         h.req_event.store(1, Ordering::Relaxed);
         h.rsp_event.store(1, Ordering::Relaxed);
+        h.front_private.req_prod_pvt.store(0, Ordering::Relaxed);
+        h.front_private.rsp_cons.store(0, Ordering::Relaxed);
+        h.back_private.req_cons.store(0, Ordering::Relaxed);
+        h.back_private.rsp_prod_pvt.store(0, Ordering::Relaxed);
         h.epoch.fetch_add(1, Ordering::Relaxed);
         h.state.store(State::Connected as u32, Ordering::Release);
         Ok(Front {
@@ -255,6 +295,10 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         }
         self.shared.write_slot(self.req_prod_pvt, self.mask, req);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
+        let private = &self.shared.header.front_private;
+        private
+            .req_prod_pvt
+            .store(self.req_prod_pvt, Ordering::Relaxed);
         Ok(())
     }
 
@@ -285,6 +329,8 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         }
         let rsp = self.shared.read_slot(self.rsp_cons, self.mask);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        let private = &self.shared.header.front_private;
+        private.rsp_cons.store(self.rsp_cons, Ordering::Relaxed);
         Ok(Some(rsp))
     }
 
@@ -349,6 +395,8 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
                 consumed: rsp,
             });
         }
+        h.back_private.req_cons.store(rsp, Ordering::Relaxed);
+        h.back_private.rsp_prod_pvt.store(rsp, Ordering::Relaxed);
         Ok(Back {
             shared,
             mask: size - 1,
@@ -382,6 +430,8 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
         }
         let req = self.shared.read_slot(self.req_cons, self.mask);
         self.req_cons = self.req_cons.wrapping_add(1);
+        let private = &self.shared.header.back_private;
+        private.req_cons.store(self.req_cons, Ordering::Relaxed);
         Ok(Some(req))
     }
 
@@ -392,6 +442,10 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
         }
         self.shared.write_slot(self.rsp_prod_pvt, self.mask, rsp);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+        let private = &self.shared.header.back_private;
+        private
+            .rsp_prod_pvt
+            .store(self.rsp_prod_pvt, Ordering::Relaxed);
         Ok(())
     }
 
@@ -466,7 +520,7 @@ mod tests {
     }
 
     impl Mem {
-        /// A ring of one page (58 slots fit; 32 are used).
+        /// A ring of one page (50 slots fit; 32 are used).
         fn new(pages: u32) -> Mem {
             let words = (pages as usize * 4096 - HEADER_BYTES) / 8;
             Mem {

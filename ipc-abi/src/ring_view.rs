@@ -18,6 +18,23 @@ pub struct RingView {
     pub req_event: u32,
     pub rsp_prod: u32,
     pub rsp_event: u32,
+    /// The frontend's private indices, as it published them.
+    pub req_prod_pvt: u32,
+    pub rsp_cons: u32,
+    /// The backend's private indices, as it published them.
+    pub req_cons: u32,
+    pub rsp_prod_pvt: u32,
+}
+
+/// Where a request or response slot stands, from the indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotStage {
+    /// A request published, not yet taken by the backend.
+    Waiting,
+    /// A request the backend has taken and not answered.
+    Taken,
+    /// A response published, not yet taken by the frontend.
+    Unread,
 }
 
 /// What is wrong with a ring, as far as its header shows.
@@ -26,7 +43,8 @@ pub enum Verdict {
     Healthy,
     /// Not a ring header (magic, version or size wrong).
     NotARing,
-    /// More responses than requests, or more requests out than slots.
+    /// More responses than requests, more requests out than slots, or a
+    /// side's private index outside what the shared ones allow.
     BrokenIndices,
 }
 
@@ -53,12 +71,46 @@ impl RingView {
             req_event: word(bytes, 256),
             rsp_prod: word(bytes, 384),
             rsp_event: word(bytes, 512),
+            req_prod_pvt: word(bytes, 640),
+            rsp_cons: word(bytes, 644),
+            req_cons: word(bytes, 768),
+            rsp_prod_pvt: word(bytes, 772),
         })
     }
 
     /// Requests published and not yet answered.
     pub fn in_flight(&self) -> u32 {
         self.req_prod.wrapping_sub(self.rsp_prod)
+    }
+
+    /// Published requests the backend has not taken yet.
+    pub fn waiting(&self) -> u32 {
+        self.req_prod.wrapping_sub(self.req_cons)
+    }
+
+    /// Requests the backend took and has not answered (published).
+    pub fn taken(&self) -> u32 {
+        self.req_cons.wrapping_sub(self.rsp_prod)
+    }
+
+    /// Published responses the frontend has not taken yet.
+    pub fn unread(&self) -> u32 {
+        self.rsp_prod.wrapping_sub(self.rsp_cons)
+    }
+
+    /// Every slot with something in it, oldest first: (free-running index,
+    /// stage). Empty unless the indices are sound (the copy may be anything).
+    pub fn slots_in_use(&self) -> impl Iterator<Item = (u32, SlotStage)> + '_ {
+        let sound = self.verdict() == Verdict::Healthy;
+        let (unread, taken, waiting) = if sound {
+            (self.unread(), self.taken(), self.waiting())
+        } else {
+            (0, 0, 0)
+        };
+        let responses = (0..unread).map(|k| (self.rsp_cons.wrapping_add(k), SlotStage::Unread));
+        let taken = (0..taken).map(|k| (self.rsp_prod.wrapping_add(k), SlotStage::Taken));
+        let waiting = (0..waiting).map(|k| (self.req_cons.wrapping_add(k), SlotStage::Waiting));
+        responses.chain(taken).chain(waiting)
     }
 
     /// The connection state, by name.
@@ -80,6 +132,25 @@ impl RingView {
         if self.in_flight() > self.slots || self.state_name() == "invalid" {
             return Verdict::BrokenIndices;
         }
+        // Each private index lies between the shared ones around it: the
+        // backend took no more than was published and answered no more than
+        // it took; the frontend took no more responses than were published.
+        let fits = |lo: u32, mid: u32, hi: u32| mid.wrapping_sub(lo) <= hi.wrapping_sub(lo);
+        let private_sound = fits(self.rsp_prod, self.req_cons, self.req_prod)
+            && fits(self.rsp_prod, self.rsp_prod_pvt, self.req_cons)
+            && fits(
+                self.rsp_prod.wrapping_sub(self.slots),
+                self.rsp_cons,
+                self.rsp_prod,
+            )
+            && fits(
+                self.req_prod,
+                self.req_prod_pvt,
+                self.rsp_cons.wrapping_add(self.slots),
+            );
+        if !private_sound {
+            return Verdict::BrokenIndices;
+        }
         Verdict::Healthy
     }
 }
@@ -88,7 +159,7 @@ impl RingView {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::ring::{Front, Header, Shared};
+    use crate::ring::{Back, Front, Header, Shared};
     use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::vec::Vec;
 
@@ -106,6 +177,10 @@ mod tests {
             (256, h.req_event.load(Relaxed)),
             (384, h.rsp_prod.load(Relaxed)),
             (512, h.rsp_event.load(Relaxed)),
+            (640, h.front_private.req_prod_pvt.load(Relaxed)),
+            (644, h.front_private.rsp_cons.load(Relaxed)),
+            (768, h.back_private.req_cons.load(Relaxed)),
+            (772, h.back_private.rsp_prod_pvt.load(Relaxed)),
         ];
         for (at, v) in fields {
             b[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -132,6 +207,60 @@ mod tests {
         assert_eq!(v.epoch, 1);
         assert_eq!(v.state_name(), "connected");
         assert_eq!(v.verdict(), Verdict::Healthy);
+    }
+
+    #[test]
+    fn private_indices_tell_waiting_taken_and_unread_slots_apart() {
+        let header = Header::new();
+        let words: Vec<AtomicU64> = (0..(4096 - HEADER_BYTES) / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let shared = Shared::new(&header, &words);
+        let mut front: Front<'_, [u8; 64], [u8; 64]> = Front::init(shared, 1).unwrap();
+        let mut back: Back<'_, [u8; 64], [u8; 64]> = Back::attach(shared).unwrap();
+        for _ in 0..6 {
+            front.push(&[1; 64]).unwrap();
+        }
+        front.publish();
+        front.push(&[2; 64]).unwrap(); // written, not published
+        for _ in 0..4 {
+            back.pop().unwrap().unwrap();
+        }
+        for _ in 0..3 {
+            back.push(&[3; 64]).unwrap();
+        }
+        back.publish();
+        back.push(&[4; 64]).unwrap(); // written, not published
+        front.pop().unwrap().unwrap();
+        let v = RingView::parse(&bytes_of(&header)).unwrap();
+        assert_eq!((v.req_prod_pvt, v.req_prod, v.req_cons), (7, 6, 4));
+        assert_eq!((v.rsp_prod_pvt, v.rsp_prod, v.rsp_cons), (4, 3, 1));
+        assert_eq!((v.waiting(), v.taken(), v.unread()), (2, 1, 2));
+        assert_eq!(v.verdict(), Verdict::Healthy);
+        let stages: Vec<(u32, SlotStage)> = v.slots_in_use().collect();
+        assert_eq!(
+            stages,
+            [
+                (1, SlotStage::Unread),
+                (2, SlotStage::Unread),
+                (3, SlotStage::Taken),
+                (4, SlotStage::Waiting),
+                (5, SlotStage::Waiting),
+            ]
+        );
+        // A backend claiming to have taken more than was published.
+        let mut b = bytes_of(&header);
+        b[768..772].copy_from_slice(&9u32.to_le_bytes());
+        let v = RingView::parse(&b).unwrap();
+        assert_eq!(v.verdict(), Verdict::BrokenIndices);
+        assert_eq!(v.slots_in_use().count(), 0);
+        // A frontend claiming to have read responses not yet published.
+        let mut b = bytes_of(&header);
+        b[644..648].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(
+            RingView::parse(&b).unwrap().verdict(),
+            Verdict::BrokenIndices
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use domain_runtime::ipc_abi::mgmt::messages::{
 use domain_runtime::ipc_abi::mgmt::{encode, Decoder, Event, FrameHeader, HEADER_LEN};
 use domain_runtime::ipc_abi::proto::console::ConsoleResponse;
 use domain_runtime::ipc_abi::proto::control::Status;
-use domain_runtime::ipc_abi::ring_view::{RingView, Verdict};
+use domain_runtime::ipc_abi::ring_view::{RingView, SlotStage, Verdict};
 use domain_runtime::{io, println, DomainId};
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
@@ -579,8 +579,8 @@ impl Server {
         self.send(seq, &Answer::End);
     }
 
-    /// One ring: its `Ring` answer, a `Slot` for each request in flight
-    /// (published, not yet answered), oldest first, then `End`.
+    /// One ring: its `Ring` answer, a `Slot` for each unread response and
+    /// each request in flight, oldest first, then `End`.
     fn ring_dump(
         &mut self,
         seq: u32,
@@ -612,13 +612,8 @@ impl Server {
         };
         let gref = r.gref;
         if let Some(v) = self.send_ring(seq, id, r, now) {
-            // Only healthy indices say where requests are; each slot read once.
-            let in_flight = if v.verdict() == Verdict::Healthy {
-                v.in_flight()
-            } else {
-                0
-            };
-            for i in (0..in_flight).map(|k| v.rsp_prod.wrapping_add(k)) {
+            // Only sound indices say where messages are; each slot read once.
+            for (i, stage) in v.slots_in_use() {
                 let offset = HEADER_BYTES + (i & (v.slots - 1)) as usize * SLOT_BYTES;
                 let mut slot = [0u8; SLOT_BYTES];
                 if offset + SLOT_BYTES > 4096
@@ -626,10 +621,16 @@ impl Server {
                 {
                     break;
                 }
+                let stage = match stage {
+                    SlotStage::Waiting => "waiting",
+                    SlotStage::Taken => "taken",
+                    SlotStage::Unread => "unread",
+                };
                 self.send(
                     seq,
                     &Answer::Slot {
                         index: i,
+                        stage,
                         bytes: &slot,
                     },
                 );
@@ -677,6 +678,10 @@ impl Server {
                 req_event: v.req_event,
                 rsp_prod: v.rsp_prod,
                 rsp_event: v.rsp_event,
+                req_prod_pvt: v.req_prod_pvt,
+                rsp_cons: v.rsp_cons,
+                req_cons: v.req_cons,
+                rsp_prod_pvt: v.rsp_prod_pvt,
                 in_flight: v.in_flight(),
                 notify_to_backend,
                 notify_to_frontend,

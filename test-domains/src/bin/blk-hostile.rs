@@ -5,7 +5,9 @@
 //! With `flood_reads=N` it only keeps its ring full of 4 KiB reads until N
 //! are answered, printing every thousandth (the fairness test's busy guest).
 //! With `park=SECTOR` it posts one read of that sector, id 0x777, and waits
-//! for ever (a request for `toolstack ring dump` to find).
+//! for ever (a request for `toolstack ring dump` to find). With
+//! `unread=SECTOR` it posts a read of that sector, id 0x778, and never takes
+//! the answer (a response for `ring dump` to find).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -66,6 +68,21 @@ fn run(_: &'static domain_runtime::StartInfo) {
             let _ = hc::event_send(ring.port);
         }
         println!("blk-hostile: parked a read of sector {} (id 0x777)", sector);
+        loop {
+            domain_runtime::events::wait(ring.port);
+        }
+    }
+    if let Some(sector) = test_domains::number("unread") {
+        let mut r = request(BlockOp::Read as u8, sector, gref);
+        r.id = 0x778;
+        if ring.front.push(&r).is_ok() && ring.front.publish() {
+            let _ = hc::event_send(ring.port);
+        }
+        domain_runtime::events::wait(ring.port);
+        println!(
+            "blk-hostile: the answer to a read of sector {} (id 0x778) came; left unread",
+            sector
+        );
         loop {
             domain_runtime::events::wait(ring.port);
         }

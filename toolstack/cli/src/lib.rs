@@ -77,6 +77,13 @@ pub struct RingEntry {
     pub req_event: u32,
     pub rsp_prod: u32,
     pub rsp_event: u32,
+    /// The frontend's private indices as it published them: requests
+    /// written (published or not), responses taken.
+    pub req_prod_pvt: u32,
+    pub rsp_cons: u32,
+    /// The backend's: requests taken, responses written.
+    pub req_cons: u32,
+    pub rsp_prod_pvt: u32,
     /// Requests published and not yet answered.
     pub in_flight: u32,
     /// Notifications sent on the device's event channel each way.
@@ -88,12 +95,24 @@ pub struct RingEntry {
     pub verdict: String,
 }
 
-/// A ring and its requests in flight, as `ring dump` reports them.
+/// A ring, its unread responses and its requests in flight, as `ring
+/// dump` reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingDump {
     pub ring: RingEntry,
-    /// Oldest first: (free-running slot index, the slot's bytes).
-    pub slots: Vec<(u32, Vec<u8>)>,
+    /// Oldest first.
+    pub slots: Vec<DumpedSlot>,
+}
+
+/// One slot of a [`RingDump`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpedSlot {
+    /// Free-running index (the slot is `index % slots`).
+    pub index: u32,
+    /// `waiting` (a request the backend has not taken), `taken` (taken, not
+    /// answered) or `unread` (a response the frontend has not taken).
+    pub stage: String,
+    pub bytes: Vec<u8>,
 }
 
 /// One domain in detail, as `domain info` reports it.
@@ -251,7 +270,7 @@ impl Client {
         for a in answers {
             match a {
                 Owned::Ring(r) => ring = Some(r),
-                Owned::Slot(i, bytes) => slots.push((i, bytes)),
+                Owned::Slot(s) => slots.push(s),
                 Owned::Error(m) => return Err(Error::Refused(m)),
                 _ => {}
             }
@@ -625,7 +644,7 @@ enum Owned {
     Info(DomainDetails),
     Console(ConsoleChunk),
     Ring(RingEntry),
-    Slot(u32, Vec<u8>),
+    Slot(DumpedSlot),
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -650,7 +669,15 @@ impl From<&Answer<'_>> for Owned {
                 restarts: *restarts,
             }),
             Answer::End => Owned::End,
-            Answer::Slot { index, bytes } => Owned::Slot(*index, bytes.to_vec()),
+            Answer::Slot {
+                index,
+                stage,
+                bytes,
+            } => Owned::Slot(DumpedSlot {
+                index: *index,
+                stage: (*stage).into(),
+                bytes: bytes.to_vec(),
+            }),
             Answer::Trace {
                 cpus,
                 start,
@@ -678,6 +705,10 @@ impl From<&Answer<'_>> for Owned {
                 req_event,
                 rsp_prod,
                 rsp_event,
+                req_prod_pvt,
+                rsp_cons,
+                req_cons,
+                rsp_prod_pvt,
                 in_flight,
                 notify_to_backend,
                 notify_to_frontend,
@@ -695,6 +726,10 @@ impl From<&Answer<'_>> for Owned {
                 req_event: *req_event,
                 rsp_prod: *rsp_prod,
                 rsp_event: *rsp_event,
+                req_prod_pvt: *req_prod_pvt,
+                rsp_cons: *rsp_cons,
+                req_cons: *req_cons,
+                rsp_prod_pvt: *rsp_prod_pvt,
                 in_flight: *in_flight,
                 notify_to_backend: *notify_to_backend,
                 notify_to_frontend: *notify_to_frontend,

@@ -3,15 +3,17 @@
 //! JSON: an array of objects with the keys `frontend`, `backend` (domain
 //! ids as consoles show them), `device` (console, block, net-tx, net-rx),
 //! `index`, `state`, `epoch`, `slots`, `req_prod`, `req_event`,
-//! `rsp_prod`, `rsp_event`, `in_flight`, `notify_to_backend`,
+//! `rsp_prod`, `rsp_event`, `req_prod_pvt`, `rsp_cons` (the frontend's
+//! private indices), `req_cons`, `rsp_prod_pvt` (the backend's),
+//! `in_flight`, `notify_to_backend`,
 //! `notify_to_frontend`, `stalled_ms` (numbers) and
 //! `verdict` (healthy, stuck, "not a ring", "broken indices"); see
 //! docs/user-guide.md.
 
-use ipc_abi::proto::block::BlockRequest;
-use ipc_abi::proto::console::ConsoleRequest;
-use ipc_abi::proto::net::{RxRequest, TxRequest};
-use toolstack::RingEntry;
+use ipc_abi::proto::block::{BlockRequest, BlockResponse};
+use ipc_abi::proto::console::{ConsoleRequest, ConsoleResponse};
+use ipc_abi::proto::net::{RxRequest, RxResponse, TxRequest, TxResponse};
+use toolstack::{DumpedSlot, RingEntry};
 use zerocopy::FromBytes;
 
 /// Parses `FRONTEND:DEVICE[:INDEX]` (as `ring list` names rings): e.g. `2:block:0`.
@@ -26,24 +28,68 @@ pub fn parse_ring_name(name: &str) -> Option<(String, String, u32)> {
     parts.next().is_none().then_some((frontend, device, index))
 }
 
-/// Prints a ring and its requests in flight, decoded per protocol (or in hex).
-pub fn print_dump(ring: &RingEntry, slots: &[(u32, Vec<u8>)], raw: bool) {
+/// Prints a ring, its unread responses and its requests in flight, decoded
+/// per protocol (or in hex).
+pub fn print_dump(ring: &RingEntry, slots: &[DumpedSlot], raw: bool) {
     print(std::slice::from_ref(ring), false);
+    println!(
+        "frontend: {} requests written, {} responses taken; backend: {} requests taken, {} responses written",
+        ring.req_prod_pvt, ring.rsp_cons, ring.req_cons, ring.rsp_prod_pvt
+    );
     if slots.is_empty() {
-        println!("no request in flight");
+        println!("no request in flight, no response unread");
     }
-    for (index, bytes) in slots {
+    for s in slots {
         let text = if raw {
-            bytes
+            s.bytes
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<Vec<_>>()
                 .join(" ")
+        } else if s.stage == "unread" {
+            decode_response(&ring.device, &s.bytes)
         } else {
-            decode(&ring.device, bytes)
+            decode(&ring.device, &s.bytes)
         };
-        println!("slot {index}: {text}");
+        println!("slot {} ({}): {text}", s.index, s.stage);
     }
+}
+
+/// One response slot in words, by the ring's protocol.
+fn decode_response(device: &str, bytes: &[u8]) -> String {
+    let status = |s: u32| {
+        if s == 0 {
+            "ok".to_string()
+        } else {
+            format!("error {s}")
+        }
+    };
+    let text = match device {
+        "block" => BlockResponse::read_from_prefix(bytes)
+            .ok()
+            .map(|(r, _)| format!("response id {:#x}, {}", r.id, status(r.status))),
+        "net-tx" => TxResponse::read_from_prefix(bytes)
+            .ok()
+            .map(|(r, _)| format!("response id {:#x}, {}", r.id, status(r.status))),
+        "net-rx" => RxResponse::read_from_prefix(bytes).ok().map(|(r, _)| {
+            format!(
+                "response id {:#x}, {} bytes, {}",
+                r.id,
+                r.len,
+                status(r.status)
+            )
+        }),
+        "console" => ConsoleResponse::read_from_prefix(bytes).ok().map(|(r, _)| {
+            format!(
+                "response id {:#x}, {} bytes, {}",
+                r.id,
+                r.len,
+                status(r.status)
+            )
+        }),
+        other => return format!("({other}: no decoder)"),
+    };
+    text.unwrap_or_else(|| "(short slot)".into())
 }
 
 /// One request slot in words, by the ring's protocol.
@@ -135,7 +181,7 @@ pub fn print(rings: &[RingEntry], json: bool) {
 
 fn to_json(r: &RingEntry) -> String {
     format!(
-        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
+        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"req_prod_pvt\":{},\"rsp_cons\":{},\"req_cons\":{},\"rsp_prod_pvt\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
         r.frontend & 0xffff,
         r.backend & 0xffff,
         r.device,
@@ -147,6 +193,10 @@ fn to_json(r: &RingEntry) -> String {
         r.req_event,
         r.rsp_prod,
         r.rsp_event,
+        r.req_prod_pvt,
+        r.rsp_cons,
+        r.req_cons,
+        r.rsp_prod_pvt,
         r.in_flight,
         r.notify_to_backend,
         r.notify_to_frontend,

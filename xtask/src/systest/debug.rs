@@ -50,6 +50,16 @@ fn boot_with_blank_disk<'m>(
 
 /// The block ring of domain `frontend`, as `ring list --json` shows it.
 pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::Value, String> {
+    ring_of(sock, frontend, "block")
+}
+
+/// Domain `frontend`'s first ring of kind `device`, as `ring list --json`
+/// shows it (every ring listed must have the documented keys).
+fn ring_of(
+    sock: &std::path::Path,
+    frontend: u32,
+    device: &str,
+) -> Result<serde_json::Value, String> {
     let (code, out) = toolstack(sock, &["ring", "list", "--json"])?;
     check(code == 0, || format!("ring list: {code} {out}"))?;
     let rings: Vec<serde_json::Value> =
@@ -66,6 +76,10 @@ pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::V
         "req_event",
         "rsp_prod",
         "rsp_event",
+        "req_prod_pvt",
+        "rsp_cons",
+        "req_cons",
+        "rsp_prod_pvt",
         "in_flight",
         "notify_to_backend",
         "notify_to_frontend",
@@ -79,8 +93,8 @@ pub fn block_ring(sock: &std::path::Path, frontend: u32) -> Result<serde_json::V
     }
     rings
         .into_iter()
-        .find(|r| r["device"] == "block" && r["frontend"] == frontend)
-        .ok_or_else(|| format!("no block ring of domain {frontend} in {out}"))
+        .find(|r| r["device"] == device && r["frontend"] == frontend)
+        .ok_or_else(|| format!("no {device} ring of domain {frontend} in {out}"))
 }
 
 /// While a guest reads its disk through drvdom-blk, `ring list` shows its
@@ -216,7 +230,7 @@ pub fn ring_dump_decodes_a_parked_request(
     expect_line(m, "drvdom-blk: hang_after=1: hanging as asked")?;
     let (code, out) = toolstack(&sock, &["ring", "dump", "parker:block:0"])?;
     check(
-        code == 0 && out.contains(": read sector 12345, 1 segments, id 0x777"),
+        code == 0 && out.contains("slot 0 (taken): read sector 12345, 1 segments, id 0x777"),
         || format!("ring dump: {code} {out}"),
     )?;
     let (code, raw) = toolstack(&sock, &["ring", "dump", "2:block", "--raw"])?;
@@ -228,4 +242,110 @@ pub fn ring_dump_decodes_a_parked_request(
     check(code == 2 && out.contains("FRONTEND:DEVICE"), || {
         format!("a bad ring name: {code} {out}")
     })
+}
+
+/// A response the frontend has not taken is shown as such, decoded, and
+/// the sides' private indices say where each side is.
+pub fn ring_dump_shows_an_unread_response(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all",
+        ),
+        ("blk-hostile", "idler unread=77 disk=whole:xvda:r"),
+    ];
+    let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
+    expect_line(
+        m,
+        "[2] blk-hostile: the answer to a read of sector 77 (id 0x778) came; left unread",
+    )?;
+    let (code, out) = toolstack(&sock, &["ring", "dump", "idler:block"])?;
+    check(
+        code == 0
+            && out.contains("slot 0 (unread): response id 0x778, ok")
+            && out.contains("frontend: 1 requests written, 0 responses taken; backend: 1 requests taken, 1 responses written"),
+        || format!("ring dump: {code} {out}"),
+    )?;
+    let ring = block_ring(&sock, 2)?;
+    let field = |k: &str| ring.get(k).and_then(|v| v.as_u64());
+    let private = ["req_prod_pvt", "rsp_cons", "req_cons", "rsp_prod_pvt"].map(field);
+    check(
+        private == [Some(1), Some(0), Some(1), Some(1)] && field("in_flight") == Some(0),
+        || format!("ring list --json: {ring}"),
+    )
+}
+
+/// Two guests move 32 MiB over TCP through drvdom-net while the test looks
+/// at their rings over and over (`ring list`, `ring dump` of both
+/// directions, `ring watch`): the receiver gets exactly the bytes the
+/// sender sent (count and CRC-32), and the looks saw the rings moving.
+pub fn looking_at_net_rings_changes_no_byte(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        ("drvdom-net", crate::iso::NET_DRIVER_LINE),
+        ("net-tool", "sink mem=4096 vif=02:00:00:00:05:01 ip=10.0.2.51/24 sink=5000"),
+        (
+            "net-tool",
+            "source mem=4096 vif=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=33554432",
+        ),
+    ];
+    let (m, sock) =
+        super::boot_managed_on(c, slot, "ifname=dummy", &guests, None, |config| config)?;
+    expect_line(m, "[2] net-tool: listening on port 5000")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let (mut looks, mut moved, mut last) = (0, 0, None);
+    // The guests exit when done, and their rings go with them: a look that
+    // fails once the transfer has ended is the end of looking.
+    let ended = |m: &Machine| {
+        m.lines()
+            .iter()
+            .any(|l| l.contains("[3] net-tool: sent ") || l.contains("[2] net-tool: received "))
+    };
+    while !ended(m) {
+        check(std::time::Instant::now() < deadline, || {
+            "the transfer did not end".into()
+        })?;
+        match look_at_net_rings(&sock) {
+            Ok(now) => {
+                if last.is_some_and(|l| l != now) {
+                    moved += 1;
+                }
+                last = Some(now);
+                looks += 1;
+            }
+            Err(_) if ended(m) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let sent = expect_line(m, "[3] net-tool: sent ")?;
+    let got = expect_line(m, "[2] net-tool: received ")?;
+    let tail = |l: &str| l.split("bytes").nth(1).map(str::to_owned);
+    check(
+        sent.starts_with("[3] net-tool: sent 33554432 bytes") && tail(&sent) == tail(&got),
+        || format!("sent {sent:?}, received {got:?}"),
+    )?;
+    check(looks >= 3 && moved >= 2, || {
+        format!("{looks} looks during the transfer, {moved} saw the rings move")
+    })
+}
+
+/// One look at the transfer's rings in every way `toolstack ring` offers;
+/// returns where the receiver's responses and the sender's requests were.
+fn look_at_net_rings(sock: &std::path::Path) -> Result<(Option<u64>, Option<u64>), String> {
+    let rx = ring_of(sock, 2, "net-rx")?;
+    let tx = ring_of(sock, 3, "net-tx")?;
+    for args in [
+        &["ring", "dump", "2:net-rx"][..],
+        &["ring", "dump", "3:net-tx"],
+        &["ring", "watch", "3:net-tx", "-d", "0.2", "-i", "2"],
+    ] {
+        let (code, out) = toolstack(sock, args)?;
+        check(code == 0, || format!("{args:?}: {code} {out}"))?;
+    }
+    Ok((rx["rsp_prod"].as_u64(), tx["req_prod"].as_u64()))
 }

@@ -289,6 +289,14 @@ fn cases() -> Vec<(&'static str, Case)> {
             debug::ring_dump_decodes_a_parked_request,
         ),
         (
+            "ring_dump_shows_a_response_the_frontend_left_unread",
+            debug::ring_dump_shows_an_unread_response,
+        ),
+        (
+            "looking_at_network_rings_while_guests_talk_changes_no_byte",
+            debug::looking_at_net_rings_changes_no_byte,
+        ),
+        (
             "host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches",
             trace::ping_pong_in_the_trace,
         ),
