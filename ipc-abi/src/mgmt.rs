@@ -471,6 +471,8 @@ pub mod messages {
             /// From the shared header: connected, resetting, disconnected, invalid.
             state: &'a str,
             epoch: u32,
+            /// Pages the ring occupies (header included) and its slots.
+            pages: u32,
             slots: u32,
             req_prod: u32,
             req_event: u32,

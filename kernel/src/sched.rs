@@ -4,7 +4,10 @@
 //! it runs, its `pass` advances by `STRIDE / weight` (stride scheduling, the
 //! deterministic form of credit-based proportional share), and the runnable
 //! vCPU with the lowest pass runs next. A vCPU woken from blocking is boosted
-//! to the front once, so a sleeper wakes within a tick even against spinners.
+//! to the front once, so a sleeper wakes within a tick even against spinners
+//! — but only while it has not had more than its share (its pass is within
+//! [`BOOST_WINDOW`] of the least-served), as Xen boosts only UNDER vCPUs:
+//! two domains that wake each other all the time cannot keep a third out.
 //! A cap limits a vCPU to `cap` percent of the ticks of each window.
 //! Pure: the host tests check the shares.
 
@@ -14,6 +17,9 @@ const STRIDE: u64 = 1 << 20;
 pub const CAP_WINDOW_TICKS: u32 = 100;
 /// The weight a domain gets unless told otherwise (as Xen's credit scheduler).
 pub const DEFAULT_WEIGHT: u32 = 256;
+/// How far ahead of the least-served a waking vCPU may be and still be
+/// boosted: two ticks of a default-weight vCPU.
+pub const BOOST_WINDOW: u64 = 2 * (STRIDE / DEFAULT_WEIGHT as u64);
 
 /// Scheduling state of one vCPU.
 #[derive(Clone, Copy, Debug)]
@@ -59,10 +65,12 @@ impl Entity {
         self.pass = self.pass.max(others_max_pass.saturating_add(1));
     }
 
-    /// Called when the vCPU wakes: no credit for time asleep, and a boost.
+    /// Called when the vCPU wakes: no credit for time asleep, and a boost
+    /// unless it is ahead of the least-served (`min_pass`) by more than
+    /// [`BOOST_WINDOW`].
     pub fn wake(&mut self, min_pass: u64) {
         self.pass = self.pass.max(min_pass);
-        self.boosted = true;
+        self.boosted = self.pass - min_pass <= BOOST_WINDOW;
     }
 }
 
@@ -124,6 +132,30 @@ mod tests {
         e[2].charge_tick();
         assert!(!e[2].boosted);
         assert!(e[2].pass >= min);
+    }
+
+    #[test]
+    fn two_that_wake_each_other_cannot_keep_a_third_out() {
+        // 0 and 1 ping-pong: the one that runs wakes the other and blocks.
+        // 2 wants the CPU all the time. Whoever is picked is charged a tick.
+        let mut e = [
+            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0),
+        ];
+        let mut ran = [0u32; 3];
+        let mut waiting = 0;
+        for _ in 0..1000 {
+            let i = pick([(waiting, &e[waiting]), (2, &e[2])].into_iter()).unwrap();
+            e[i].charge_tick();
+            ran[i] += 1;
+            if i != 2 {
+                waiting = 1 - i;
+                let min = e.iter().map(|x| x.pass).min().unwrap();
+                e[waiting].wake(min);
+            }
+        }
+        assert!(ran[2] >= 300, "{ran:?}");
     }
 
     #[test]

@@ -673,6 +673,7 @@ impl Server {
                 index: r.index,
                 state: v.state_name(),
                 epoch: v.epoch,
+                pages: v.pages,
                 slots: v.slots,
                 req_prod: v.req_prod,
                 req_event: v.req_event,

@@ -4,7 +4,8 @@
 //! the banner to "ready" (median of several TCG boots), the kernel's instruction
 //! count from entry to "ready" under `-icount` (exact), and the kernel ELF size.
 //! `bench kernel` — kernel path lengths under `-icount` (null hypercall, event
-//! round trip, creation to first run) and the wall time of 1,000 creations.
+//! round trip, also with tracing on and without tracing code, creation to
+//! first run) and the wall time of 1,000 creations.
 
 use crate::iso::Module;
 use crate::qemu::{Config, Machine};
@@ -132,6 +133,23 @@ fn kernel() -> Result<(), String> {
     let small = value(&m, "bench: create to first run 1024 KiB: ")?;
     let big = value(&m, "bench: create to first run 65536 KiB: ")?;
     drop(m);
+    // The same round trip with tracing on, and in a kernel without tracing code.
+    let traced_iso = iso::build(
+        &kernel,
+        "tbuf_size=4",
+        &mods,
+        &dir.join("kernel-traced.iso"),
+    )?;
+    let traced = value(
+        &Config::new(&traced_iso).icount().spawn()?,
+        "bench: event round trip: ",
+    )?;
+    let plain = build::kernel_without_tracing()?;
+    let plain_iso = iso::build(&plain, "", &mods, &dir.join("kernel-plain.iso"))?;
+    let untraced = value(
+        &Config::new(&plain_iso).icount().spawn()?,
+        "bench: event round trip: ",
+    )?;
     let mods = [
         Module {
             path: build::domain(&domains, "test-dom0"),
@@ -149,6 +167,8 @@ fn kernel() -> Result<(), String> {
     println!("|---|---|---|");
     println!("| null hypercall round trip | {null} | < 150 |");
     println!("| event send to peer wake-up and back, one CPU | {event} | < 1,500 |");
+    println!("| the same, kernel built without tracing code | {untraced} | |");
+    println!("| the same, tracing on (tbuf_size=4) | {traced} | |");
     println!("| create + load + unpause to first run, 1 MiB domain | {small} | |");
     println!("| create + load + unpause to first run, 64 MiB domain | {big} | |");
     println!("| 1,000 domains of 1 MiB created and destroyed (TCG wall time; 10 of them run) | {churn_ms} ms | < 1 ms each |");

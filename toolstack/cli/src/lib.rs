@@ -72,6 +72,8 @@ pub struct RingEntry {
     /// connected, resetting, disconnected or invalid.
     pub state: String,
     pub epoch: u32,
+    /// Pages the ring occupies (header included).
+    pub pages: u32,
     pub slots: u32,
     pub req_prod: u32,
     pub req_event: u32,
@@ -700,6 +702,7 @@ impl From<&Answer<'_>> for Owned {
                 index,
                 state,
                 epoch,
+                pages,
                 slots,
                 req_prod,
                 req_event,
@@ -721,6 +724,7 @@ impl From<&Answer<'_>> for Owned {
                 index: *index,
                 state: (*state).into(),
                 epoch: *epoch,
+                pages: *pages,
                 slots: *slots,
                 req_prod: *req_prod,
                 req_event: *req_event,

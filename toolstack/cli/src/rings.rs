@@ -2,7 +2,7 @@
 //!
 //! JSON: an array of objects with the keys `frontend`, `backend` (domain
 //! ids as consoles show them), `device` (console, block, net-tx, net-rx),
-//! `index`, `state`, `epoch`, `slots`, `req_prod`, `req_event`,
+//! `index`, `state`, `epoch`, `pages`, `slots`, `req_prod`, `req_event`,
 //! `rsp_prod`, `rsp_event`, `req_prod_pvt`, `rsp_cons` (the frontend's
 //! private indices), `req_cons`, `rsp_prod_pvt` (the backend's),
 //! `in_flight`, `notify_to_backend`,
@@ -181,13 +181,14 @@ pub fn print(rings: &[RingEntry], json: bool) {
 
 fn to_json(r: &RingEntry) -> String {
     format!(
-        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"req_prod_pvt\":{},\"rsp_cons\":{},\"req_cons\":{},\"rsp_prod_pvt\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
+        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"pages\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"req_prod_pvt\":{},\"rsp_cons\":{},\"req_cons\":{},\"rsp_prod_pvt\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
         r.frontend & 0xffff,
         r.backend & 0xffff,
         r.device,
         r.index,
         r.state,
         r.epoch,
+        r.pages,
         r.slots,
         r.req_prod,
         r.req_event,

@@ -71,6 +71,7 @@ fn ring_of(
         "index",
         "state",
         "epoch",
+        "pages",
         "slots",
         "req_prod",
         "req_event",
