@@ -131,14 +131,17 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     }
     let dom0_kib = reserve_domain0(&settings);
     crate::trace::init(settings.tbuf_pages, eligible);
-    kprintln!(
-        "watchdog: {}",
-        if settings.watchdog {
-            "requested; the NMI watchdog arrives with SMP support"
-        } else {
-            "off"
-        }
-    );
+    if !settings.watchdog {
+        kprintln!("watchdog: off");
+    } else if crate::watchdog::start() {
+        kprintln!(
+            "watchdog: on, an NMI {} times a second; a CPU without a timer tick for {} s panics",
+            crate::watchdog::NMI_HZ,
+            crate::watchdog::STUCK_NMIS as u64 / crate::watchdog::NMI_HZ
+        );
+    } else {
+        kprintln!("warning: watchdog: no I/O APIC to deliver its NMI; off");
+    }
     kprintln!(
         "net: ifname={} is handed to the network driver domain",
         settings.ifname
@@ -379,6 +382,13 @@ fn run_test_hook(hook: TestHook) {
         TestHook::StackOverflow => {
             let depth = recurse(0);
             kprintln!("ktest: recursion returned {depth}?!");
+        }
+        TestHook::Hang => {
+            kprintln!("ktest: spinning with interrupts off");
+            x86_64::instructions::interrupts::disable();
+            loop {
+                core::hint::spin_loop();
+            }
         }
         TestHook::PowerOff => {
             kprintln!("poweroff: ACPI S5");

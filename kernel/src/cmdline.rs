@@ -198,6 +198,8 @@ pub enum TestHook {
     StackOverflow,
     /// Power the machine off cleanly after "ready".
     PowerOff,
+    /// Spin with interrupts off after "ready" (what the watchdog catches).
+    Hang,
 }
 
 impl TestHook {
@@ -207,6 +209,7 @@ impl TestHook {
             "pagefault" => Some(TestHook::PageFault),
             "stackoverflow" => Some(TestHook::StackOverflow),
             "poweroff" => Some(TestHook::PowerOff),
+            "hang" => Some(TestHook::Hang),
             _ => None,
         }
     }
@@ -217,6 +220,7 @@ impl TestHook {
             TestHook::PageFault => "pagefault",
             TestHook::StackOverflow => "stackoverflow",
             TestHook::PowerOff => "poweroff",
+            TestHook::Hang => "hang",
         }
     }
 }
@@ -748,6 +752,7 @@ mod tests {
     fn ktest_hooks() {
         assert_eq!(ok("ktest=panic").ktest, Some(TestHook::Panic));
         assert_eq!(ok("ktest=poweroff").ktest, Some(TestHook::PowerOff));
+        assert_eq!(ok("ktest=hang").ktest, Some(TestHook::Hang));
         assert!(ok("ktest=pagefault")
             .to_string()
             .ends_with(" ktest=pagefault"));

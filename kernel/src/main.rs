@@ -15,6 +15,7 @@ mod frames;
 mod layout;
 mod pci_rules;
 mod sched;
+mod watchdog;
 
 #[cfg(target_os = "none")]
 mod arch;

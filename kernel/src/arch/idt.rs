@@ -244,6 +244,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     }
     let from_user = frame.cs & 3 == 3;
     match frame.vector {
+        // The watchdog's NMI (a stuck CPU panics inside).
+        2 if crate::watchdog::nmi(frame) => {}
         // NMI, #DF and #MC are machine trouble, not the domain's doing.
         v if v < 32 && from_user && !matches!(v, 2 | 8 | 18) => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();

@@ -101,6 +101,26 @@ pub fn route(irq: u8, masked: bool) {
     reg_write(0x10 + 2 * gsi, low);
 }
 
+/// Routes ISA `irq` to this CPU as an NMI (the watchdog's source); false
+/// without an I/O APIC.
+pub fn route_nmi(irq: u8) -> bool {
+    if MMIO.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let (gsi, active_low, level) = line(irq);
+    // Delivery mode 0b100: NMI (the vector field is ignored).
+    let mut low = 0b100 << 8;
+    if active_low {
+        low |= 1 << 13;
+    }
+    if level {
+        low |= 1 << 15;
+    }
+    reg_write(0x11 + 2 * gsi, super::apic::id() << 24);
+    reg_write(0x10 + 2 * gsi, low);
+    true
+}
+
 /// Masks or unmasks an IRQ's line.
 pub fn set_masked(irq: u8, masked: bool) {
     route(irq, masked);

@@ -7,12 +7,14 @@
 pub mod acpi;
 pub mod addrspace;
 pub mod apic;
+pub mod backtrace;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;
 pub mod paging;
 pub mod pci;
+pub mod pit;
 pub mod reset;
 pub mod serial;
 pub mod stacks;

@@ -12,6 +12,7 @@ mod net;
 mod top;
 mod trace;
 mod upload;
+mod watchdog;
 
 use crate::iso::{self, Module};
 use crate::qemu::{Config, Machine};
@@ -87,6 +88,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "noreboot_panic_halts_with_the_message",
             noreboot_panic_halts,
+        ),
+        (
+            "the_watchdog_catches_a_cpu_stuck_with_interrupts_off",
+            watchdog::watchdog_catches_a_stuck_cpu,
         ),
         ("panic_without_noreboot_resets_the_machine", panic_resets),
         ("page_fault_is_reported_with_registers", page_fault_report),
@@ -578,7 +583,7 @@ fn seed_options(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         })?;
     }
     expect_line(m, "acpi: disabled by ignorebiostables")?;
-    expect_line(m, "watchdog: requested")?;
+    expect_line(m, "warning: watchdog: no I/O APIC to deliver its NMI; off")?;
     expect_line(m, "net: ifname=dummy")?;
     expect_line(m, "trace: 4 pages per cpu")?;
     expect_line(m, "dom0: 32768K set aside")?;

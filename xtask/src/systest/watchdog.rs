@@ -1,0 +1,47 @@
+//! System tests of the NMI watchdog (`watchdog` on the command line).
+
+use super::{boot, check, expect_line, number_after, Ctx, Machine};
+
+/// A CPU spinning in the kernel with interrupts off (`ktest=hang`) is
+/// caught: after about five seconds without a timer tick it reports its
+/// registers and the return addresses on its stack and panics, and with
+/// `noreboot` halts. With the watchdog on, a machine whose guests spin and
+/// sleep for eight seconds hears no false alarm.
+pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(&c.config("watchdog noreboot ktest=hang")?, slot)?;
+    expect_line(m, "watchdog: on, an NMI 18 times a second")?;
+    expect_line(m, "ktest: spinning with interrupts off")?;
+    let alarm = expect_line(m, "watchdog: CPU 0 took no timer interrupt for ")?;
+    let quiet = number_after(&alarm, "for ").unwrap_or(0);
+    check((5000..8000).contains(&quiet), || {
+        format!("caught after {quiet} ms: {alarm}")
+    })?;
+    let rip = expect_line(m, "  rip=0xffffffff8")?;
+    check(rip.contains("cs=0x8"), || {
+        format!("not the kernel's registers: {rip}")
+    })?;
+    let trace = expect_line(m, "backtrace (return addresses on the stack")?;
+    check(trace.contains(" 0xffffffff8"), || {
+        format!("no kernel address on the stack: {trace}")
+    })?;
+    let panic = expect_line(m, "PANIC at ")?;
+    check(panic.contains("watchdog: CPU 0 stuck"), || {
+        format!("panic: {panic}")
+    })?;
+    expect_line(m, "noreboot: halted")?;
+
+    let guests = [
+        ("spinner", "spinner seconds=8"),
+        ("sleeper", "sleeper sleeps=320"),
+    ];
+    let m = boot(&c.system("watchdog", &guests)?, slot)?;
+    expect_line(m, "watchdog: on")?;
+    m.wait_for("[1] spinner: ", super::BOOT)?;
+    m.wait_for("[2] sleeper: ", super::BOOT)?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("took no timer interrupt")),
+        || "a false alarm on a healthy machine".into(),
+    )
+}
