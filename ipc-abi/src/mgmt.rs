@@ -492,7 +492,8 @@ pub mod messages {
             notify_to_backend: u32,
             notify_to_frontend: u32,
             /// How long requests have waited with no answer coming (ms;
-            /// 0 when none waits), as far as the toolstack's looks show.
+            /// 0 when none waits), to within the 250 ms between domain 0's
+            /// own looks at every ring.
             stalled_ms: u64,
             /// healthy, stuck (stalled over a second), "not a ring" or
             /// "broken indices".

@@ -11,6 +11,8 @@ use crate::start::Started;
 use domain_runtime::ipc_abi::proto::block::BlockConnect;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ipc_abi::proto::net::{parse_mac, NetConnect};
+use domain_runtime::ipc_abi::ring::HEADER_BYTES;
+use domain_runtime::ipc_abi::ring_view::RingView;
 use domain_runtime::{println, DomainId};
 
 fn link_of(started: &mut [Started], dom: DomainId) -> Option<&mut Link> {
@@ -230,6 +232,38 @@ pub struct RingRecord {
     /// came while requests waited: how `ring list` finds a stuck backend.
     pub seen_rsp_prod: u32,
     pub progress_at: u64,
+}
+
+impl RingRecord {
+    /// Reads the ring's header through `GrantPeek` (a copy: the ring is
+    /// not disturbed) and notes whether answers came since the last look.
+    pub fn look(&mut self, frontend: DomainId, now: u64) -> Option<RingView> {
+        let mut header = [0u8; HEADER_BYTES];
+        domain_runtime::hypercall::grant_peek(frontend, self.gref, 0, &mut header).ok()?;
+        let v = RingView::parse(&header)?;
+        if v.rsp_prod != self.seen_rsp_prod || v.in_flight() == 0 {
+            self.seen_rsp_prod = v.rsp_prod;
+            self.progress_at = now;
+        }
+        Some(v)
+    }
+}
+
+/// How often domain 0 looks at every ring by itself, so that a stuck one
+/// is known to be stuck at the first `ring list` (within this much).
+pub const RING_LOOK_NS: u64 = 250_000_000;
+
+/// Looks at every ring (see [`RingRecord::look`]); true if there is any.
+pub fn look_at_rings(started: &mut [Started], now: u64) -> bool {
+    let mut any = false;
+    for s in started.iter_mut() {
+        let id = s.id;
+        for r in s.rings.iter_mut() {
+            r.look(id, now);
+            any = true;
+        }
+    }
+    any
 }
 
 /// The rings of a device of `kind`, in the order of its grant references

@@ -1,7 +1,5 @@
-//! Domain 0, the control domain: starts a domain for every boot module it was
-//! given and reports what becomes of each (see `start.rs` for the module line).
-//! The real toolstack, with configuration files and the management protocol,
-//! is issue 5.
+//! Domain 0, the control domain: the toolstack. `start.rs` runs it (boot
+//! modules and bundle, lifecycle, the broker, the management protocol).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]

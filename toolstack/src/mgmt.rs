@@ -649,13 +649,7 @@ impl Server {
         r: &mut RingRecord,
         now: u64,
     ) -> Option<RingView> {
-        let mut header = [0u8; domain_runtime::ipc_abi::ring::HEADER_BYTES];
-        hc::grant_peek(id, r.gref, 0, &mut header).ok()?;
-        let v = RingView::parse(&header)?;
-        if v.rsp_prod != r.seen_rsp_prod || v.in_flight() == 0 {
-            r.seen_rsp_prod = v.rsp_prod;
-            r.progress_at = now;
-        }
+        let v = r.look(id, now)?;
         let stalled = now.saturating_sub(r.progress_at);
         let (notify_to_backend, notify_to_frontend) = hc::port_sends(id, r.port).unwrap_or((0, 0));
         let verdict = match v.verdict() {

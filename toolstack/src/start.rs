@@ -370,6 +370,7 @@ pub fn run() {
     let mut mgmt = crate::mgmt::Server::start();
     let mut shell = crate::shell::Shell::new();
     let mut all_stopped = false;
+    let mut next_ring_look = 0;
     loop {
         Viewer::follow(&mut viewer, me, &mut started);
         for i in 0..started.len() {
@@ -462,6 +463,17 @@ pub fn run() {
             println!("toolstack: the machine did not power off");
             POWER_OFF.store(false, core::sync::atomic::Ordering::Relaxed);
         }
+        // Rings are looked at now and then, while there are any.
+        let now = domain_runtime::time::now_ns();
+        // (With none, every turn checks whether one has been connected.)
+        if now >= next_ring_look || next_ring_look == u64::MAX {
+            next_ring_look = if crate::broker::look_at_rings(&mut started, now) {
+                now + crate::broker::RING_LOOK_NS
+            } else {
+                u64::MAX
+            };
+        }
+        let ring_due = (next_ring_look != u64::MAX).then_some(next_ring_look);
         let console_due = mgmt.as_ref().and_then(|m| m.deadline());
         if let Some(next) = started
             .iter()
@@ -472,6 +484,7 @@ pub fn run() {
                 Some(last + s.heartbeat_ns? + 1)
             }))
             .chain(console_due)
+            .chain(ring_due)
             .min()
         {
             let _ = hc::set_timer(next);
