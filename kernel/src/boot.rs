@@ -84,6 +84,8 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
 
     gdt::init();
     idt::init();
+    // The per-CPU block first: `this_cpu()` reads it from here on.
+    syscall::init();
     kprintln!(
         "cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded",
         vendor_str(&cpu::vendor())
@@ -92,7 +94,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     let (cpus, ioapic) = init_acpi(&info, &settings);
     let eligible = eligible_cpus(&cpus, &settings);
     kprintln!(
-        "cpus: {} found, {} eligible{}{} (application processors start with SMP support)",
+        "cpus: {} found, {} eligible{}{}",
         cpus.len().max(1),
         eligible,
         if settings.nosmp { ", nosmp" } else { "" },
@@ -158,7 +160,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         run_test_hook(hook);
     }
     x86_64::instructions::interrupts::disable();
-    syscall::init();
+    start_application_processors(&cpus, &settings, count);
     let mut modules: heapless::Vec<dom0::BootModule<'_>, 64> = heapless::Vec::new();
     for m in info.module_tags() {
         let _ = modules.push(dom0::BootModule {
@@ -346,6 +348,41 @@ fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
             .max(1);
     }
     apic_ids.len()
+}
+
+/// Starts the eligible APs; they take their timer and wait in the idle loop.
+fn start_application_processors(apic_ids: &[u32], settings: &Settings, timer_count: u32) {
+    let me = apic::id();
+    let eligible = eligible_ids(apic_ids, settings);
+    let others: heapless::Vec<u32, 256> = eligible.iter().copied().filter(|&id| id != me).collect();
+    if others.is_empty() {
+        kprintln!("smp: 1 CPU running");
+        return;
+    }
+    let started = crate::arch::smp::start_aps(&others, timer_count);
+    kprintln!(
+        "smp: {} CPUs running (the boot CPU and {} of {} application processors)",
+        crate::arch::smp::online(),
+        started,
+        others.len()
+    );
+}
+
+/// APIC ids of the CPUs the hypervisor may use (see `eligible_cpus`).
+fn eligible_ids(apic_ids: &[u32], settings: &Settings) -> heapless::Vec<u32, 256> {
+    if settings.nosmp || apic_ids.is_empty() {
+        return heapless::Vec::new();
+    }
+    let smt_mask = if settings.noht {
+        (1u32 << cpu::smt_id_bits()) - 1
+    } else {
+        0
+    };
+    apic_ids
+        .iter()
+        .copied()
+        .filter(|&id| id & smt_mask == 0)
+        .collect()
 }
 
 /// Checks `dom0_mem` against free memory; clamps it with a warning if it does not fit.

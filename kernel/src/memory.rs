@@ -51,6 +51,12 @@ pub fn kernel_root() -> u64 {
     MEMORY.lock().as_ref().map_or(0, |m| m.space.root())
 }
 
+/// Loads the kernel's own page tables on this CPU (an AP leaving its
+/// start-up tables).
+pub fn activate_kernel_space() {
+    crate::arch::paging::load_root(kernel_root());
+}
+
 /// Bytes of physical memory the frame allocator never hands out (boot modules),
 /// as a slice through the physmap.
 pub fn reserved_bytes(start: u64, len: u64) -> &'static [u8] {

@@ -75,8 +75,13 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
 pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     let mut k = KERNEL.lock();
     trace_event!("timer tick");
-    k.now_ticks += 1;
-    if k.now_ticks.is_multiple_of(sched::CAP_WINDOW_TICKS as u64) {
+    // The boot CPU keeps time (ticks, cap windows, one-shot timers); every
+    // CPU charges the vCPU it runs and reschedules.
+    let keeper = crate::domain::this_cpu() == 0;
+    if keeper {
+        k.now_ticks += 1;
+    }
+    if keeper && k.now_ticks.is_multiple_of(sched::CAP_WINDOW_TICKS as u64) {
         let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
         for i in live {
             if let Some(d) = k.domain_mut(i) {
@@ -90,7 +95,9 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
             d.vcpu.ticks += 1;
         }
     }
-    fire_timers(&mut k);
+    if keeper {
+        fire_timers(&mut k);
+    }
     k.cpu_mut().need_resched = true;
     if from_user {
         finish::<Checked>(k, frame);
@@ -156,6 +163,11 @@ pub fn busy_tsc() -> u64 {
 /// Counts the halt that just ended, if one did (the first thing after an
 /// interrupt woke the idle CPU, or the idle loop went round).
 fn account_idle(k: &Kernel) {
+    // The boot CPU's idle time only (APs idle most of the time while every
+    // vCPU runs on the boot CPU).
+    if crate::domain::this_cpu() != 0 {
+        return;
+    }
     let since = HALTED_AT.swap(0, Ordering::Relaxed);
     if since == 0 {
         return;
@@ -232,9 +244,10 @@ pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
     }
 }
 
-/// Turns "the console printed" into the console VIRQ of the control domain.
+/// Turns "the console printed" into the console VIRQ of the control domain
+/// (on the boot CPU, where the domains that read the log run).
 fn announce_new_log_lines(k: &mut Kernel) {
-    if crate::klog::take_new_lines() {
+    if crate::domain::this_cpu() == 0 && crate::klog::take_new_lines() {
         if let Some(c) = k.control_domain() {
             events::raise_virq(k, c, Virq::ConsoleLog);
         }
@@ -274,7 +287,9 @@ pub fn idle() -> ! {
         match next {
             Some(frame) => enter_user(frame),
             None => {
-                HALTED_AT.store(crate::arch::cpu::rdtsc(), Ordering::Relaxed);
+                if crate::domain::this_cpu() == 0 {
+                    HALTED_AT.store(crate::arch::cpu::rdtsc(), Ordering::Relaxed);
+                }
                 x86_64::instructions::interrupts::enable_and_hlt()
             }
         }

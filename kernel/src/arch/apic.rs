@@ -22,6 +22,13 @@ const REG_LVT_TIMER: u32 = 0x320;
 const REG_TIMER_INITIAL: u32 = 0x380;
 const REG_TIMER_CURRENT: u32 = 0x390;
 const REG_TIMER_DIVIDE: u32 = 0x3e0;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+/// ICR: delivery status (xAPIC: the IPI has not been accepted yet).
+const ICR_PENDING: u32 = 1 << 12;
+/// ICR: level assert, with delivery mode INIT (0b101) or start-up (0b110).
+const ICR_INIT: u32 = (1 << 14) | (0b101 << 8);
+const ICR_STARTUP: u32 = (1 << 14) | (0b110 << 8);
 
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
@@ -117,6 +124,61 @@ pub fn init(allow_x2apic: bool) -> Result<Mode, super::paging::PagingError> {
     };
     write(REG_SVR, 0x100 | VECTOR_SPURIOUS as u32);
     Ok(mode)
+}
+
+/// Enables an AP's local APIC in the mode the boot CPU chose.
+pub fn init_ap() {
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; the bits set are
+    // the ones the boot CPU set on its own (the same hardware, same mode).
+    unsafe {
+        let base = base_msr.read();
+        let extra = if MODE.load(Ordering::Relaxed) == MODE_X2APIC {
+            APIC_X2_ENABLE
+        } else {
+            0
+        };
+        base_msr.write(base | APIC_GLOBAL_ENABLE | extra);
+    }
+    write(REG_SVR, 0x100 | VECTOR_SPURIOUS as u32);
+}
+
+/// Sends an inter-processor interrupt (`low`: the ICR's low word) to the
+/// CPU with APIC id `dest`, and waits until the APIC has sent it.
+fn send_ipi(dest: u32, low: u32) {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_X2APIC => {
+            // SAFETY: x2APIC mode: the ICR is one 64-bit MSR, destination in
+            // the high half; sending an IPI has no memory effect.
+            unsafe {
+                Msr::new(X2APIC_MSR_BASE + REG_ICR_LOW / 16).write((dest as u64) << 32 | low as u64)
+            }
+        }
+        _ => {
+            write(REG_ICR_HIGH, dest << 24);
+            write(REG_ICR_LOW, low);
+            while read(REG_ICR_LOW) & ICR_PENDING != 0 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// INIT to an AP (it waits for a start-up IPI).
+pub fn send_init(dest: u32) {
+    send_ipi(dest, ICR_INIT);
+}
+
+/// A start-up IPI: the AP begins in real mode at `page << 12`.
+pub fn send_startup(dest: u32, page: u8) {
+    send_ipi(dest, ICR_STARTUP | page as u32);
+}
+
+/// Starts this CPU's periodic timer with an initial count the boot CPU calibrated.
+pub fn start_timer_count(initial: u32) {
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, LVT_PERIODIC | VECTOR_TIMER as u32);
+    write(REG_TIMER_INITIAL, initial.max(1));
 }
 
 /// This CPU's APIC id.

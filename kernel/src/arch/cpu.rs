@@ -2,6 +2,9 @@
 
 use core::arch::x86_64::{__cpuid, __cpuid_count};
 
+/// CPUs the kernel keeps state for (the boot CPU and up to seven APs).
+pub const MAX_CPUS: usize = 8;
+
 /// The CPU vendor string ("GenuineIntel", "AuthenticAMD", ...).
 pub fn vendor() -> [u8; 12] {
     let r = __cpuid(0);

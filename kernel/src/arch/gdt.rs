@@ -1,11 +1,12 @@
 //! The GDT and TSS: kernel and user segments, the IST stacks, and the I/O
 //! permission bitmap.
 //!
-//! Owns: one GDT and one TSS for the boot CPU (per-CPU copies come with SMP).
+//! Owns: a GDT and a TSS per CPU.
 //! The TSS gives #DF, NMI and #MC their own known-good stacks, ring-3
 //! interrupts the CPU's kernel stack, and carries the I/O bitmap that decides
 //! which ports the running domain may touch (none, unless it was given some).
 
+use super::cpu::MAX_CPUS;
 use super::stacks;
 use core::cell::UnsafeCell;
 use spin::Once;
@@ -32,15 +33,17 @@ struct TssBlock {
 
 struct TssCell(UnsafeCell<TssBlock>);
 
-// SAFETY: the block is written only at `init` (before the TSS is loaded) and
-// by `set_io_ports`, both on this CPU with interrupts off; the CPU itself only
-// reads it.
+// SAFETY: a CPU's block is written by `set_stacks` before that CPU loads
+// it (the boot CPU prepares an AP's before starting it) and then only by
+// `set_io_ports` on its own CPU with interrupts off; the CPU only reads it.
 unsafe impl Sync for TssCell {}
 
-static TSS: TssCell = TssCell(UnsafeCell::new(TssBlock {
-    tss: TaskStateSegment::new(),
-    iomap: [0xff; IOMAP_BYTES],
-}));
+static TSS: [TssCell; MAX_CPUS] = [const {
+    TssCell(UnsafeCell::new(TssBlock {
+        tss: TaskStateSegment::new(),
+        iomap: [0xff; IOMAP_BYTES],
+    }))
+}; MAX_CPUS];
 
 /// Segment selectors the kernel loads.
 pub struct Selectors {
@@ -49,12 +52,13 @@ pub struct Selectors {
     tss: SegmentSelector,
 }
 
-static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+static GDT: [Once<(GlobalDescriptorTable, Selectors)>; MAX_CPUS] =
+    [const { Once::new() }; MAX_CPUS];
 
 /// The TSS descriptor (with its I/O bitmap in the limit), built by hand
 /// because the `x86_64` crate wants a shared slice for a bitmap we must update.
-fn tss_descriptor() -> Descriptor {
-    let base = TSS.0.get() as u64;
+fn tss_descriptor(cpu: usize) -> Descriptor {
+    let base = TSS[cpu].0.get() as u64;
     let limit = (core::mem::size_of::<TssBlock>() - 1) as u64;
     let mut low = 0u64;
     low |= limit & 0xffff;
@@ -66,28 +70,41 @@ fn tss_descriptor() -> Descriptor {
     Descriptor::SystemSegment(low, base >> 32)
 }
 
-/// Builds and loads the GDT and TSS, and reloads every segment register.
+/// Builds and loads the boot CPU's GDT and TSS (its stacks are the ones
+/// `boot/entry.S` lays out), and reloads every segment register.
 pub fn init() {
-    let tops = stacks::ist_tops();
-    // SAFETY: before the TSS is loaded nothing else reads or writes it.
+    set_stacks(0, stacks::ist_tops(), stacks::boot_stack_top());
+    init_cpu(0);
+}
+
+/// Gives CPU `cpu`'s TSS its IST stacks (#DF, NMI, #MC) and its kernel
+/// stack, before that CPU loads it.
+pub fn set_stacks(cpu: usize, ist_tops: [u64; 3], kernel_stack_top: u64) {
+    let Some(cell) = TSS.get(cpu) else { return };
+    // SAFETY: see TssCell: CPU `cpu` has not loaded this TSS yet.
     unsafe {
-        let block = &mut *TSS.0.get();
-        block.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(tops[0]);
-        block.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(tops[1]);
-        block.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(tops[2]);
-        // Interrupts from ring 3 arrive on the CPU's kernel stack (the boot
-        // stack, which the kernel reuses once boot is done; see syscall.rs).
-        block.tss.privilege_stack_table[0] = VirtAddr::new(stacks::boot_stack_top());
+        let block = &mut *cell.0.get();
+        block.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(ist_tops[0]);
+        block.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(ist_tops[1]);
+        block.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(ist_tops[2]);
+        // Interrupts from ring 3 arrive on the CPU's kernel stack (which
+        // the kernel reuses once the CPU's boot is done; see syscall.rs).
+        block.tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
         block.tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
     }
-    let (gdt, sel) = GDT.call_once(|| {
+}
+
+/// Builds and loads CPU `cpu`'s GDT and TSS, on that CPU.
+pub fn init_cpu(cpu: usize) {
+    let cpu = cpu.min(MAX_CPUS - 1);
+    let (gdt, sel) = GDT[cpu].call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let kernel_code = gdt.append(Descriptor::kernel_code_segment());
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         // User segments follow in the order sysret expects; domains use them.
         gdt.append(Descriptor::user_data_segment());
         gdt.append(Descriptor::user_code_segment());
-        let tss = gdt.append(tss_descriptor());
+        let tss = gdt.append(tss_descriptor(cpu));
         (
             gdt,
             Selectors {
@@ -111,10 +128,11 @@ pub fn init() {
 
 /// Lets ring 3 use exactly the ports in `ranges` (`(first, count)`); all others fault.
 pub fn set_io_ports(ranges: &[(u16, u16)]) {
-    // SAFETY: see TssCell: this CPU, interrupts off, and the CPU only reads
-    // the bitmap when ring 3 executes an I/O instruction, which cannot happen
-    // while the kernel runs.
-    let map = unsafe { &mut (*TSS.0.get()).iomap };
+    let cpu = super::syscall::cpu_index().min(MAX_CPUS - 1);
+    // SAFETY: see TssCell: this CPU's own TSS, interrupts off, and the CPU
+    // only reads the bitmap when ring 3 executes an I/O instruction, which
+    // cannot happen while the kernel runs.
+    let map = unsafe { &mut (*TSS[cpu].0.get()).iomap };
     map.fill(0xff);
     for &(first, count) in ranges {
         for port in first as u32..(first as u32 + count as u32).min(65536) {

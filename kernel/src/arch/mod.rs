@@ -17,6 +17,7 @@ pub mod pci;
 pub mod pit;
 pub mod reset;
 pub mod serial;
+pub mod smp;
 pub mod stacks;
 pub mod syscall;
 pub mod vga;

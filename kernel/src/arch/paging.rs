@@ -89,6 +89,22 @@ fn map_err<S: x86_64::structures::paging::PageSize>(e: MapToError<S>, at: u64) -
     }
 }
 
+/// Loads `pml4` (physical) into CR3.
+pub fn load_root(pml4: u64) {
+    if pml4 == 0 {
+        return;
+    }
+    // SAFETY: `pml4` is the kernel's root, whose upper half maps the kernel
+    // exactly as every other address space does, so the code running now
+    // stays mapped across the switch.
+    unsafe {
+        x86_64::registers::control::Cr3::write(
+            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(pml4)),
+            x86_64::registers::control::Cr3Flags::empty(),
+        )
+    }
+}
+
 /// Builds the kernel address space and switches to it.
 ///
 /// `physmap` lists the physical ranges to map at `PHYS_OFFSET` (RAM and

@@ -7,6 +7,7 @@
 //! save registers, dispatch and return. The kernel keeps one kernel stack per CPU and never
 //! blocks on it: a vCPU's state lives in its domain, not on a stack.
 
+use super::cpu::MAX_CPUS;
 use super::idt::TrapFrame;
 use super::stacks;
 use x86_64::registers::model_specific::{
@@ -28,12 +29,38 @@ struct PerCpu {
     kernel_stack_top: u64,
     /// The user `rsp` while the entry path switches stacks.
     user_rsp_scratch: u64,
+    /// This CPU's number (0: the boot CPU), for [`cpu_index`].
+    cpu: u64,
 }
 
-static mut PER_CPU: PerCpu = PerCpu {
-    kernel_stack_top: 0,
-    user_rsp_scratch: 0,
-};
+const CPU_OFFSET: usize = core::mem::offset_of!(PerCpu, cpu);
+
+static mut PER_CPU: [PerCpu; MAX_CPUS] = [const {
+    PerCpu {
+        kernel_stack_top: 0,
+        user_rsp_scratch: 0,
+        cpu: 0,
+    }
+}; MAX_CPUS];
+
+/// The number of the CPU this runs on, from its per-CPU block (`%gs` in
+/// the kernel). Valid from `init_cpu` on; the boot CPU sets it first thing.
+#[inline(always)]
+pub fn cpu_index() -> usize {
+    let cpu: u64;
+    // SAFETY: in the kernel GS base is this CPU's PerCpu (set by init_cpu
+    // before anything asks; the entry paths swap it in from ring 3), and the
+    // read is of its `cpu` field.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) cpu,
+            off = const CPU_OFFSET,
+            options(nostack, preserves_flags, readonly)
+        );
+    }
+    cpu as usize
+}
 
 core::arch::global_asm!(
     r#"
@@ -75,18 +102,33 @@ extern "C" {
     fn enter_user_asm(frame: *const TrapFrame) -> !;
 }
 
-/// Sets up `syscall` and the per-CPU block for this CPU.
-pub fn init() {
-    let top = stacks::boot_stack_top();
-    // SAFETY: single writer at boot, before any entry path can read it.
-    unsafe {
-        PER_CPU.kernel_stack_top = top;
+/// Records CPU `cpu`'s kernel stack top before it starts.
+pub fn set_kernel_stack(cpu: usize, top: u64) {
+    if cpu >= MAX_CPUS {
+        return;
     }
+    // SAFETY: written by the boot CPU before CPU `cpu` runs (or by the boot
+    // CPU for itself, before any entry path); nothing reads it meanwhile.
+    unsafe {
+        PER_CPU[cpu].kernel_stack_top = top;
+        PER_CPU[cpu].cpu = cpu as u64;
+    }
+}
+
+/// Sets up `syscall` and the per-CPU block of the boot CPU (CPU 0).
+pub fn init() {
+    set_kernel_stack(0, stacks::boot_stack_top());
+    init_cpu(0);
+}
+
+/// Sets up `syscall` and points GS at CPU `cpu`'s block, on that CPU.
+pub fn init_cpu(cpu: usize) {
+    let cpu = cpu.min(MAX_CPUS - 1);
     // SAFETY: GS base is this CPU's PerCpu and the user's starts at 0 (the entry
     // paths swap them once each way); STAR/LSTAR/SFMASK match gdt.rs and the
     // entry above, and SFMASK clears IF so the kernel runs with interrupts off.
     unsafe {
-        GsBase::write(VirtAddr::new(&raw const PER_CPU as u64));
+        GsBase::write(VirtAddr::new(&raw const PER_CPU[cpu] as u64));
         KernelGsBase::write(VirtAddr::new(0));
         LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
         Star::write_raw(0x10, 0x08);
@@ -108,14 +150,14 @@ struct LaunchSlot(core::cell::UnsafeCell<core::mem::MaybeUninit<TrapFrame>>);
 // write in `enter_user` and the copy in `enter_user_asm`.
 unsafe impl Sync for LaunchSlot {}
 
-static LAUNCH: LaunchSlot =
-    LaunchSlot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()));
+static LAUNCH: [LaunchSlot; MAX_CPUS] =
+    [const { LaunchSlot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit())) }; MAX_CPUS];
 
 /// Resumes a vCPU in ring 3 from `frame`. Abandons the current kernel stack.
 pub fn enter_user(mut frame: TrapFrame) -> ! {
     sanitize(&mut frame);
     x86_64::instructions::interrupts::disable();
-    let slot = LAUNCH.0.get();
+    let slot = LAUNCH[cpu_index()].0.get();
     // SAFETY: interrupts are off and the slot is this CPU's (see LaunchSlot); the
     // frame is sanitized ring-3 state; the asm copies it to the stack top (not
     // where the slot lives) and returns to ring 3 with it.

@@ -28,7 +28,7 @@ use ports::Ports;
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
 
 /// CPUs the scheduler keeps state for.
-pub const MAX_CPUS: usize = 8;
+pub const MAX_CPUS: usize = crate::arch::cpu::MAX_CPUS;
 
 /// One CPU's scheduling state. Its run queue is the runnable vCPUs whose
 /// `Vcpu::cpu` is this CPU.
@@ -40,9 +40,9 @@ pub struct CpuState {
     pub need_resched: bool,
 }
 
-/// The CPU this code runs on (only the boot CPU runs until SMP support).
+/// The CPU this code runs on (0: the boot CPU).
 pub fn this_cpu() -> usize {
-    0
+    crate::arch::syscall::cpu_index()
 }
 
 /// Most domains alive at once.

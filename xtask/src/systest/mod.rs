@@ -756,6 +756,16 @@ fn smp2(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         format!("unexpected MADT: {acpi}")
     })?;
     expect_line(m, "cpus: 2 found, 2 eligible")?;
+    expect_line(
+        m,
+        "smp: 2 CPUs running (the boot CPU and 1 of 1 application processors)",
+    )?;
+    expect_line(m, "xenolith: ready")?;
+    let m = boot(&c.config("")?.smp(4), slot)?;
+    expect_line(
+        m,
+        "smp: 4 CPUs running (the boot CPU and 3 of 3 application processors)",
+    )?;
     expect_line(m, "xenolith: ready")?;
     Ok(())
 }
@@ -764,6 +774,18 @@ fn nosmp_noht(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     {
         let m = boot(&c.config("nosmp")?.smp(2), slot)?;
         expect_line(m, "cpus: 2 found, 1 eligible, nosmp")?;
+        expect_line(m, "smp: 1 CPU running")?;
+    }
+    {
+        let m = boot(
+            &c.config("noht")?.smp_spec("4,sockets=1,cores=2,threads=2"),
+            slot,
+        )?;
+        expect_line(m, "cpus: 4 found, 2 eligible, noht")?;
+        expect_line(
+            m,
+            "smp: 2 CPUs running (the boot CPU and 1 of 1 application processors)",
+        )?;
     }
     let m = boot(
         &c.config("noht")?.smp_spec("2,sockets=1,cores=1,threads=2"),

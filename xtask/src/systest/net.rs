@@ -347,8 +347,11 @@ pub fn what_cargo_xtask_run_boots_works(c: &Ctx, slot: &mut Option<Machine>) -> 
     let config = crate::qemu::Config::new(&c.iso("", &modules)?)
         .accel(c.accel)
         .disk(&disk)
-        .nic(&crate::qemu::web_forwards(http, echo));
+        .nic(&crate::qemu::web_forwards(http, echo))
+        .smp(2);
     let m = super::boot(&config, slot)?;
+    // As `cargo xtask run`: two CPUs (every vCPU runs on the first for now).
+    expect_line(m, "smp: 2 CPUs running")?;
     expect_line(m, "drvdom-blk: serving kv")?;
     expect_line(m, "drvdom-net: virtio-net at 00:05.0")?;
     expect_line(m, "greeting=from-the-boot-bundle")?;

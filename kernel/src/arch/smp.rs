@@ -1,0 +1,178 @@
+//! Application processors: bringing them up, and what they run first.
+//!
+//! Owns: the start-up trampoline (`boot/ap_start.S`, copied to
+//! [`AP_TRAMPOLINE`]), the INIT-SIPI-SIPI sequence for each AP the MADT
+//! lists and the command line allows, each AP's stacks, and `ap_main`, which
+//! gives the AP its own GDT, TSS, per-CPU block and timer before it joins
+//! the scheduler's idle loop. APs come up one at a time (one trampoline).
+
+use super::{apic, gdt, idt, syscall};
+use crate::domain::shared_pages::{read_frame, write_frame};
+use crate::layout::phys_to_virt;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use zerocopy::IntoBytes;
+
+core::arch::global_asm!(include_str!("../../../boot/ap_start.S"));
+
+/// Where the trampoline runs (a page of the low MiB, which the frame
+/// allocator never hands out; the SIPI vector is its page number).
+pub const AP_TRAMPOLINE: u64 = 0x8000;
+/// Pages of an AP's kernel stack, and of each of its three IST stacks.
+const KERNEL_STACK_PAGES: u64 = 16;
+const IST_PAGES: u64 = 4;
+
+extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+}
+
+/// Where the four boot words (CR3, stack, entry, CPU) sit in the trampoline.
+const BOOT_WORDS: usize = 48;
+
+/// CPUs running (the boot CPU counts).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// The APIC timer's initial count, as calibrated on the boot CPU.
+static TIMER_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// CPUs running now.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Starts the APs with APIC ids `ids` (the boot CPU's left out) as CPUs 1,
+/// 2, ...; returns how many came up. `timer_count` is the boot CPU's.
+pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
+    TIMER_COUNT.store(timer_count, Ordering::Relaxed);
+    let Some(cr3) = boot_page_tables() else {
+        return 0;
+    };
+    copy_trampoline();
+    let mut started = 0;
+    for &id in ids.iter().take(crate::arch::cpu::MAX_CPUS - 1) {
+        let cpu = started + 1;
+        let Some(stacks) = Stacks::allocate() else {
+            break;
+        };
+        gdt::set_stacks(cpu, stacks.ist_tops(), stacks.kernel_top());
+        syscall::set_kernel_stack(cpu, stacks.kernel_top());
+        set_boot_words(
+            cr3,
+            stacks.kernel_top(),
+            ap_main as *const () as u64,
+            cpu as u64,
+        );
+        let before = online();
+        apic::send_init(id);
+        delay_us(10_000);
+        for _ in 0..2 {
+            apic::send_startup(id, (AP_TRAMPOLINE >> 12) as u8);
+            if wait_online(before, 200) {
+                break;
+            }
+        }
+        if !wait_online(before, 100_000) {
+            crate::kprintln!("warning: smp: the CPU with APIC id {id} did not start");
+            continue;
+        }
+        started += 1;
+    }
+    started
+}
+
+/// Waits up to `us` microseconds for a CPU to come online after `before`.
+fn wait_online(before: usize, us: u64) -> bool {
+    let end = crate::time::now_ns() + us * 1000;
+    while crate::time::now_ns() < end {
+        if online() > before {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    online() > before
+}
+
+fn delay_us(us: u64) {
+    let end = crate::time::now_ns() + us * 1000;
+    while crate::time::now_ns() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// An AP's stacks: frames from the allocator, reached through the physmap.
+struct Stacks {
+    base: u64,
+}
+
+impl Stacks {
+    fn allocate() -> Option<Stacks> {
+        let pages = KERNEL_STACK_PAGES + 3 * IST_PAGES;
+        let phys = crate::memory::with_frames(|f| f.allocate_contiguous(pages))?;
+        Some(Stacks {
+            base: phys_to_virt(phys),
+        })
+    }
+
+    fn kernel_top(&self) -> u64 {
+        self.base + KERNEL_STACK_PAGES * 4096
+    }
+
+    fn ist_tops(&self) -> [u64; 3] {
+        let first = self.kernel_top();
+        [1, 2, 3].map(|i| first + i * IST_PAGES * 4096)
+    }
+}
+
+/// A copy of the kernel's top-level page table that also maps the low
+/// 2 MiB at their own address, so the trampoline survives turning paging
+/// on; below 4 GiB, as a 32-bit `mov cr3` needs. Returns its address.
+fn boot_page_tables() -> Option<u64> {
+    let [pml4, pdpt, pd] = crate::memory::with_frames(|f| {
+        Some([
+            f.allocate_below(1 << 32)?,
+            f.allocate_below(1 << 32)?,
+            f.allocate_below(1 << 32)?,
+        ])
+    })?;
+    let root = crate::memory::kernel_root();
+    let mut entries = [0u64; 512];
+    read_frame(root, 0, entries.as_mut_bytes());
+    entries[0] = pdpt | 0x3;
+    write_frame(pml4, 0, entries.as_bytes());
+    let mut table = [0u64; 512];
+    table[0] = pd | 0x3;
+    write_frame(pdpt, 0, table.as_bytes());
+    table[0] = 0x83; // 0..2 MiB, present, writable, 2 MiB page
+    write_frame(pd, 0, table.as_bytes());
+    Some(pml4)
+}
+
+fn trampoline_bytes() -> &'static [u8] {
+    let start = (&raw const ap_trampoline_start) as usize;
+    let end = (&raw const ap_trampoline_end) as usize;
+    // SAFETY: both symbols bound the trampoline in the kernel's rodata,
+    // which is mapped readable and never written.
+    unsafe { core::slice::from_raw_parts(start as *const u8, end - start) }
+}
+
+fn copy_trampoline() {
+    write_frame(AP_TRAMPOLINE, 0, trampoline_bytes());
+}
+
+/// Fills the trampoline copy's four words: CR3, stack, entry, CPU number.
+fn set_boot_words(cr3: u64, stack: u64, entry: u64, cpu: u64) {
+    let words = [cr3, stack, entry, cpu];
+    write_frame(AP_TRAMPOLINE, BOOT_WORDS, words.as_bytes());
+}
+
+/// Where an AP lands in the higher half, on its own kernel stack.
+extern "C" fn ap_main(cpu: u64) -> ! {
+    let cpu = cpu as usize;
+    crate::memory::activate_kernel_space();
+    gdt::init_cpu(cpu);
+    idt::init();
+    syscall::init_cpu(cpu);
+    apic::init_ap();
+    apic::start_timer_count(TIMER_COUNT.load(Ordering::Relaxed));
+    ONLINE.fetch_add(1, Ordering::Release);
+    crate::trap::idle()
+}
