@@ -489,8 +489,9 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     Ok(Parsed { config, warnings })
 }
 
-/// `"0-3,6"` → bits 0,1,2,3,6.
-fn cpu_mask(s: &str) -> Option<u64> {
+/// `"0-3,6"` → bits 0,1,2,3,6 (`cpus =` in a configuration, and
+/// `toolstack domain pin`).
+pub fn cpu_mask(s: &str) -> Option<u64> {
     let mut mask = 0u64;
     for part in s.split(',') {
         let (a, b) = range(part.trim())?;

@@ -391,6 +391,20 @@ pub fn trace_read(
     Ok((chunk, rest.get(..n).ok_or(Error::InvalidArgument)?))
 }
 
+/// Lets `dom`'s vCPU `vcpu` run only on the CPUs in `cpus` (bit n: CPU n);
+/// control domain only.
+pub fn domain_pin(dom: DomainId, vcpu: u32, cpus: u64) -> Result<u64> {
+    call(
+        Hypercall::DomainPin,
+        [dom.0 as u64, vcpu as u64, cpus, 0, 0, 0],
+    )
+}
+
+/// The number of the CPU this vCPU runs on now.
+pub fn current_cpu() -> u64 {
+    call(Hypercall::CurrentCpu, [0; 6]).unwrap_or(0)
+}
+
 /// Dumps kernel state named by a debug key to the kernel log (control domain only).
 pub fn debug_keys(key: u8) -> Result<u64> {
     call1(Hypercall::DebugKeys, key as u64)

@@ -71,7 +71,7 @@ pub struct CreateDomain {
 }
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 288);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 304);
 
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
 #[repr(u64)]
@@ -164,6 +164,12 @@ pub struct DomainInfo {
     pub name_len: u32,
     pub weight: u32,
     pub crash: CrashRecord,
+    /// The CPU whose run queue holds its vCPU, and the CPUs it may run on
+    /// (bit n: CPU n).
+    pub cpu: u32,
+    /// Its vCPU is loaded on a CPU right now (1) or not (0).
+    pub running: u32,
+    pub affinity: u64,
 }
 
 /// Answer of [`crate::hypercall::Hypercall::KernelStats`]: what the kernel has in use.
@@ -176,4 +182,6 @@ pub struct KernelStats {
     pub live_domains: u64,
     pub open_ports: u64,
     pub live_grants: u64,
+    /// CPUs running.
+    pub cpus: u64,
 }

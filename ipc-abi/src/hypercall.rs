@@ -135,6 +135,13 @@ pub enum Hypercall {
     /// bytes copied; `Disabled` when booted with `tbuf_size=0`, `InvalidArgument`
     /// for a CPU without a buffer.
     TraceRead = 53,
+    /// `(dom, vcpu, cpus)`: let vCPU `vcpu` of `dom` run only on the CPUs in
+    /// the mask `cpus` (bit n: CPU n), at once: a vCPU on a CPU outside it
+    /// moves (control only). `InvalidArgument` for a vCPU it lacks or a mask
+    /// naming no CPU that runs.
+    DomainPin = 54,
+    /// `()`: the number of the CPU the caller runs on (0: the boot CPU).
+    CurrentCpu = 55,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -190,6 +197,8 @@ impl Hypercall {
             51 => GrantPeek,
             52 => PortSends,
             53 => TraceRead,
+            54 => DomainPin,
+            55 => CurrentCpu,
             _ => return None,
         })
     }

@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 5;
+    pub const VERSION: u32 = 6;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -398,6 +398,15 @@ pub mod messages {
             device: &'a str,
             index: u32,
         },
+        /// Let vCPU `vcpu` of `domain` run only on the CPUs in `cpus` (bit
+        /// n: CPU n): answered `Ok`, or `Error`.
+        Pin {
+            domain: u32,
+            vcpu: u32,
+            cpus: u64,
+        },
+        /// Every vCPU: `Vcpu` answers, then `End`.
+        VcpuList,
         /// CPU `cpu`'s kernel trace bytes from position `from` on: a `Trace`
         /// answer (an `Error` when tracing is off).
         Trace {
@@ -427,6 +436,7 @@ pub mod messages {
         HostInfo {
             free_kib: u64,
             domains: u64,
+            cpus: u64,
             version: &'a str,
         },
         Created {
@@ -506,6 +516,19 @@ pub mod messages {
             index: u32,
             stage: &'a str,
             bytes: &'a [u8],
+        },
+        /// One vCPU (answer to `VcpuList`): where it runs and may run.
+        Vcpu {
+            domain: u32,
+            name: &'a str,
+            vcpu: u32,
+            /// The CPU whose run queue holds it; whether it is loaded on
+            /// that CPU now; the CPUs it may run on (bit n: CPU n).
+            cpu: u32,
+            running: bool,
+            affinity: u64,
+            state: &'a str,
+            cpu_ticks: u64,
         },
         /// Kernel trace bytes (answer to `Trace`; `crate::trace` says how
         /// to read them): `data` starts at position `start`.

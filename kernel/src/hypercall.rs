@@ -271,6 +271,15 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
             usermem::copy_to(&d.space, ptr, &buf[..header + chunk.len as usize])?;
             Ok(u64::from(chunk.len))
         }
+        DomainPin => {
+            require_control(k, caller)?;
+            let t = k.resolve(caller, a.dom(0))?;
+            if a.0[1] != 0 {
+                return Err(Error::InvalidArgument);
+            }
+            lifecycle::pin(k, t, a.0[2]).map(|()| 0)
+        }
+        CurrentCpu => Ok(crate::domain::this_cpu() as u64),
         DebugKeys => {
             require_control(k, caller)?;
             let key = u8::try_from(a.0[0]).map_err(|_| Error::InvalidArgument)?;
@@ -359,6 +368,7 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
                 live_domains: k.live().count() as u64,
                 open_ports: events::open_ports(k),
                 live_grants: grants::live_grants(k),
+                cpus: crate::arch::smp::online() as u64,
             };
             let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
             usermem::copy_to(&d.space, a.0[0], zerocopy::IntoBytes::as_bytes(&stats)).map(|_| 0)
@@ -416,5 +426,8 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         name_len: d.name.len() as u32,
         weight: d.vcpu.sched.weight,
         crash: d.crash,
+        cpu: d.vcpu.cpu as u32,
+        running: k.running_on(t).is_some() as u32,
+        affinity: d.vcpu.affinity & crate::arch::smp::online_mask(),
     })
 }

@@ -74,6 +74,18 @@ impl Entity {
     }
 }
 
+/// Every CPU, as an affinity mask.
+pub const ALL_CPUS: u64 = u64::MAX;
+
+/// The CPU in `mask` whose run queue holds the fewest vCPUs (`loads`, by
+/// CPU; the lowest-numbered on a tie); CPU 0 if `mask` names none.
+pub fn least_loaded(loads: &[usize], mask: u64) -> usize {
+    (0..loads.len().min(64))
+        .filter(|&c| mask & (1 << c) != 0)
+        .min_by_key(|&c| (loads[c], c))
+        .unwrap_or(0)
+}
+
 /// Picks the next entity among `(index, entity)` candidates that are runnable.
 pub fn pick<'a>(candidates: impl Iterator<Item = (usize, &'a Entity)>) -> Option<usize> {
     candidates
@@ -156,6 +168,15 @@ mod tests {
             }
         }
         assert!(ran[2] >= 300, "{ran:?}");
+    }
+
+    #[test]
+    fn new_vcpus_go_to_the_least_loaded_cpu_they_may_use() {
+        assert_eq!(least_loaded(&[2, 1, 1, 3], ALL_CPUS), 1);
+        assert_eq!(least_loaded(&[2, 1, 1, 3], 0b1001), 0);
+        assert_eq!(least_loaded(&[2, 1, 1, 3], 0b1000), 3);
+        assert_eq!(least_loaded(&[2, 1, 1, 3], 0), 0);
+        assert_eq!(least_loaded(&[0; 8], 1 << 63), 0);
     }
 
     #[test]

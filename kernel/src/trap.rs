@@ -124,6 +124,7 @@ fn fire_timers(k: &mut Kernel) {
                 if d.life == Life::Running {
                     d.vcpu.sched.wake(min);
                     trace_event!("dom{=u32} wakes (timer)", d.id.0);
+                    k.resched(i);
                 }
             } else {
                 d.vcpu.timer_fired = true;
@@ -133,21 +134,42 @@ fn fire_timers(k: &mut Kernel) {
     }
 }
 
-fn runnable(k: &Kernel, i: usize) -> bool {
-    k.domain(i)
-        .is_some_and(|d| d.life == Life::Running && !d.vcpu.blocked)
+/// Whether domain `i`'s vCPU may run on this CPU now: running, not
+/// blocked, in this CPU's run queue, and not loaded on another CPU (whose
+/// frame would not be saved yet).
+fn runnable_here(k: &Kernel, i: usize) -> bool {
+    let cpu = crate::domain::this_cpu();
+    let ours = k.domain(i).is_some_and(|d| {
+        d.life == Life::Running && !d.vcpu.blocked && !d.teardown && d.vcpu.cpu == cpu
+    });
+    ours && k.running_on(i).is_none_or(|c| c == cpu)
 }
 
 /// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
 fn pick_next(k: &Kernel) -> Option<usize> {
-    let cpu = crate::domain::this_cpu();
     sched::pick(
         k.live()
-            .filter(|&i| runnable(k, i))
-            .filter_map(|i| k.domain(i).map(|d| (i, d)))
-            .filter(|(_, d)| d.vcpu.cpu == cpu)
-            .map(|(i, d)| (i, &d.vcpu.sched)),
+            .filter(|&i| runnable_here(k, i))
+            .filter_map(|i| k.domain(i).map(|d| (i, &d.vcpu.sched))),
     )
+}
+
+/// Frees a domain destroyed while this CPU ran it, once this CPU has left
+/// its address space.
+fn teardown(k: &mut Kernel, index: usize) {
+    if let Err(e) = crate::memory::with_frames(|f| lifecycle::destroy(k, f, index)) {
+        kprintln!("warning: teardown of a destroyed domain failed: {e}");
+    }
+}
+
+/// Another CPU asked this one to reschedule.
+pub fn resched_ipi(frame: &mut TrapFrame, from_user: bool) {
+    if from_user {
+        let mut k = KERNEL.lock();
+        k.cpu_mut().need_resched = true;
+        finish::<Checked>(k, frame);
+    }
+    // From the kernel (the idle loop's halt): the loop looks again.
 }
 
 /// TSC when the CPU last halted (0: it is not halted), and the ticks it
@@ -189,7 +211,7 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     announce_new_log_lines(&mut k);
     let cur = k.cpu().current;
     if let Some(c) = cur {
-        if !k.cpu().need_resched && runnable(&k, c) {
+        if !k.cpu().need_resched && runnable_here(&k, c) {
             sanitize(frame);
             return;
         }
@@ -198,6 +220,7 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
         }
     }
     k.cpu_mut().need_resched = false;
+    let leaving = cur.filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
     match pick_next(&k) {
         Some(n) => {
             if cur != Some(n) {
@@ -209,11 +232,18 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
                 d.space.activate();
                 *frame = d.vcpu.frame.clone();
             }
+            if let Some(c) = leaving {
+                teardown(&mut k, c);
+            }
             sanitize(frame);
         }
         None => {
             trace_switch::<G>(&k, cur, None);
             k.cpu_mut().current = None;
+            if let Some(c) = leaving {
+                crate::memory::activate_kernel_space();
+                teardown(&mut k, c);
+            }
             drop(k);
             idle()
         }

@@ -96,6 +96,9 @@ pub fn start_line(c: &DomainConfig) -> String {
     if c.dma_kib > 0 {
         let _ = write!(line, " dma={}", c.dma_kib);
     }
+    if let Some(mask) = c.cpus {
+        let _ = write!(line, " cpus={:#x}", mask);
+    }
     for v in &c.vdisks {
         match v.sectors {
             Some(n) => {

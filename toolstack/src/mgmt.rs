@@ -493,11 +493,46 @@ impl Server {
                     &Answer::HostInfo {
                         free_kib: stats.free_frames * 4,
                         domains: stats.live_domains,
+                        cpus: stats.cpus,
                         version: env!("CARGO_PKG_VERSION"),
                     },
                 );
             }
             Request::RingList => self.ring_list(seq, started),
+            Request::Pin { domain, vcpu, cpus } => {
+                match crate::ops::find(started, domain).ok_or("no such domain") {
+                    Ok(id) => match hc::domain_pin(id, vcpu, cpus) {
+                        Ok(_) => self.send(seq, &Answer::Ok),
+                        Err(e) => {
+                            let mut m: heapless::String<96> = heapless::String::new();
+                            let _ = core::fmt::Write::write_fmt(
+                                &mut m,
+                                format_args!("cannot pin: {e} (a vCPU it has, CPUs that run?)"),
+                            );
+                            self.send(seq, &Answer::Error { message: &m })
+                        }
+                    },
+                    Err(message) => self.send(seq, &Answer::Error { message }),
+                }
+            }
+            Request::VcpuList => {
+                for info in crate::ops::live(started) {
+                    self.send(
+                        seq,
+                        &Answer::Vcpu {
+                            domain: info.id.0,
+                            name: crate::ops::name(&info),
+                            vcpu: 0,
+                            cpu: info.cpu,
+                            running: info.running != 0,
+                            affinity: info.affinity,
+                            state: crate::ops::state_name(info.state),
+                            cpu_ticks: info.cpu_ticks,
+                        },
+                    );
+                }
+                self.send(seq, &Answer::End);
+            }
             Request::Trace { cpu, from } => self.trace(seq, cpu, from),
 
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
@@ -802,6 +837,10 @@ impl From<Request<'_>> for OwnedRequest {
             Request::DebugKeys { keys } => OwnedRequest::DebugKeys { keys: keys.into() },
             Request::RingList => OwnedRequest::Plain(Request::RingList),
             Request::Trace { cpu, from } => OwnedRequest::Plain(Request::Trace { cpu, from }),
+            Request::Pin { domain, vcpu, cpus } => {
+                OwnedRequest::Plain(Request::Pin { domain, vcpu, cpus })
+            }
+            Request::VcpuList => OwnedRequest::Plain(Request::VcpuList),
             Request::RingDump {
                 frontend,
                 device,

@@ -248,6 +248,17 @@ pub fn start_one(
         let _ = hc::domain_destroy(id);
         return None;
     }
+    // `cpus=MASK` (hex, from `cpus =`): where its vCPU may run.
+    if let Some(mask) = option(line, "cpus") {
+        let pinned = u64::from_str_radix(mask.trim_start_matches("0x"), 16)
+            .map_err(|_| domain_runtime::ipc_abi::hypercall::Error::InvalidArgument)
+            .and_then(|m| hc::domain_pin(id, 0, m));
+        if let Err(e) = pinned {
+            println!("toolstack: cannot pin {} to CPUs {}: {}", name, mask, e);
+            let _ = hc::domain_destroy(id);
+            return None;
+        }
+    }
     let mut cmdline: heapless::String<1024> = heapless::String::new();
     let _ = cmdline.push_str(line);
     if let Some(peer_name) = option(line, "evtchn") {

@@ -78,6 +78,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "crasher"),
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),
+    ("test-domains", "where"),
     ("test-domains", "spinner"),
     ("test-domains", "sleeper"),
     ("test-domains", "hostile"),

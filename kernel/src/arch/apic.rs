@@ -164,6 +164,11 @@ fn send_ipi(dest: u32, low: u32) {
     }
 }
 
+/// A fixed interrupt `vector` to the CPU with APIC id `dest`.
+pub fn send_fixed(dest: u32, vector: u8) {
+    send_ipi(dest, vector as u32);
+}
+
 /// INIT to an AP (it waits for a start-up IPI).
 pub fn send_init(dest: u32) {
     send_ipi(dest, ICR_INIT);

@@ -16,6 +16,9 @@ use x86_64::VirtAddr;
 pub const VECTOR_TIMER: u8 = 0x30;
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const VECTOR_SPURIOUS: u8 = 0xff;
+/// Another CPU asks this one to reschedule (an event woke a vCPU of its run
+/// queue, or one of its vCPUs was paused, moved or destroyed).
+pub const VECTOR_RESCHED: u8 = 0xf0;
 /// The (masked) legacy PIC was remapped here; stray IRQ 7/15 land in this range.
 pub const VECTOR_PIC_BASE: u8 = 0x20;
 
@@ -263,6 +266,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             }
         }
         v if v == VECTOR_SPURIOUS as u64 => {}
+        v if v == VECTOR_RESCHED as u64 => {
+            apic::end_of_interrupt();
+            if crate::trap::scheduler_running() {
+                crate::trap::resched_ipi(frame, from_user);
+            }
+        }
         v if (IRQ_BASE..IRQ_BASE + ipc_abi::layout::MAX_IRQS).contains(&v) => {
             apic::end_of_interrupt();
             if crate::trap::scheduler_running() {

@@ -6,6 +6,7 @@
 //! gives the AP its own GDT, TSS, per-CPU block and timer before it joins
 //! the scheduler's idle loop. APs come up one at a time (one trampoline).
 
+use super::cpu::MAX_CPUS;
 use super::{apic, gdt, idt, syscall};
 use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::layout::phys_to_virt;
@@ -31,6 +32,25 @@ const BOOT_WORDS: usize = 48;
 
 /// CPUs running (the boot CPU counts).
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// Each CPU's APIC id, by CPU number.
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// Asks CPU `cpu` to reschedule now (an IPI); nothing for this CPU or an
+/// offline one.
+pub fn kick(cpu: usize) {
+    if cpu == syscall::cpu_index() || cpu >= online() {
+        return;
+    }
+    apic::send_fixed(
+        APIC_IDS[cpu].load(Ordering::Relaxed),
+        super::idt::VECTOR_RESCHED,
+    );
+}
+
+/// The CPUs running now, as a bit mask.
+pub fn online_mask() -> u64 {
+    (1u64 << online()) - 1
+}
 /// The APIC timer's initial count, as calibrated on the boot CPU.
 static TIMER_COUNT: AtomicU32 = AtomicU32::new(0);
 
@@ -43,12 +63,13 @@ pub fn online() -> usize {
 /// 2, ...; returns how many came up. `timer_count` is the boot CPU's.
 pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
     TIMER_COUNT.store(timer_count, Ordering::Relaxed);
+    APIC_IDS[0].store(apic::id(), Ordering::Relaxed);
     let Some(cr3) = boot_page_tables() else {
         return 0;
     };
     copy_trampoline();
     let mut started = 0;
-    for &id in ids.iter().take(crate::arch::cpu::MAX_CPUS - 1) {
+    for &id in ids.iter().take(MAX_CPUS - 1) {
         let cpu = started + 1;
         let Some(stacks) = Stacks::allocate() else {
             break;
@@ -61,6 +82,7 @@ pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
             ap_main as *const () as u64,
             cpu as u64,
         );
+        APIC_IDS[cpu].store(id, Ordering::Relaxed);
         let before = online();
         apic::send_init(id);
         delay_us(10_000);

@@ -27,9 +27,7 @@ pub fn add_io_ports(k: &mut Kernel, index: usize, first: u64, count: u64) -> Res
     let range = crate::checks::io_ports(first, count)?;
     let d = fresh(k, index)?;
     d.io_ports.push(range).map_err(|_| Error::OutOfResources)?;
-    if k.io_owner == Some(index) {
-        k.io_owner = None;
-    }
+    forget_io_owner(k, index);
     Ok(())
 }
 
@@ -149,27 +147,41 @@ pub fn release_all(k: &mut Kernel, index: usize) {
             unbind_pirq(k, irq as u8);
         }
     }
-    if k.io_owner == Some(index) {
-        gdt::set_io_ports(&[]);
-        k.io_owner = None;
+    forget_io_owner(k, index);
+}
+
+/// No CPU's I/O bitmap keeps allowing domain `index`'s ports: this CPU's
+/// is cleared now, another's before its next domain runs.
+fn forget_io_owner(k: &mut Kernel, index: usize) {
+    let me = super::this_cpu();
+    for (cpu, state) in k.cpus_mut().iter_mut().enumerate() {
+        if state.io_owner != Some(index) {
+            continue;
+        }
+        if cpu == me {
+            gdt::set_io_ports(&[]);
+            state.io_owner = None;
+        } else {
+            state.io_owner = Some(super::IO_STALE);
+        }
     }
 }
 
 /// Before returning to ring 3 in domain `index`: make the I/O bitmap its own.
 pub fn switch_io(k: &mut Kernel, index: usize) {
     let wanted = k.domain(index).is_some_and(|d| !d.io_ports.is_empty());
-    match (k.io_owner, wanted) {
+    match (k.cpu().io_owner, wanted) {
         (Some(o), _) if o == index => {}
         (None, false) => {}
         (_, true) => {
             if let Some(d) = k.domain(index) {
                 gdt::set_io_ports(&d.io_ports);
             }
-            k.io_owner = Some(index);
+            k.cpu_mut().io_owner = Some(index);
         }
         (Some(_), false) => {
             gdt::set_io_ports(&[]);
-            k.io_owner = None;
+            k.cpu_mut().io_owner = None;
         }
     }
 }

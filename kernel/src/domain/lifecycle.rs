@@ -13,7 +13,7 @@ use crate::domain::ports::Ports;
 use crate::domain::shared_pages::{with_start_info, write_frame};
 use crate::elf::{self, ImageSource};
 use crate::frames::FrameAllocator;
-use crate::sched::{self, Entity};
+use crate::sched::{self, Entity, ALL_CPUS};
 use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, CMDLINE_MAX, NAME_MAX};
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::*;
@@ -144,6 +144,8 @@ pub fn create(
     let mut name = heapless::String::new();
     let _ = name.push_str(spec.name);
     let min_pass = min_pass(k);
+    let loads = k.loads();
+    let online = crate::arch::smp::online_mask();
     let weight = if spec.weight == 0 {
         sched::DEFAULT_WEIGHT
     } else {
@@ -167,7 +169,8 @@ pub fn create(
                 timer_deadline: 0,
                 timer_fired: false,
                 ticks: 0,
-                cpu: super::this_cpu(),
+                cpu: crate::sched::least_loaded(&loads, ALL_CPUS & online),
+                affinity: ALL_CPUS,
             },
             ports: Ports::new(),
             grants: [None; MAX_GRANTS],
@@ -182,6 +185,7 @@ pub fn create(
             started: false,
             start_info,
             event_page,
+            teardown: false,
         },
     );
     trace_event!("dom{=u32} created", id.0);
@@ -294,6 +298,38 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     d.started = true;
     trace_event!("dom{=u32} state running", d.id.0);
     d.vcpu.sched.wake(min);
+    k.resched(index);
+    Ok(())
+}
+
+/// Lets domain `index`'s vCPU run only on the CPUs in `mask`; moves it at
+/// once (to the least loaded of them) if its CPU is not one.
+pub fn pin(k: &mut Kernel, index: usize, mask: u64) -> Result<(), Error> {
+    let allowed = mask & crate::arch::smp::online_mask();
+    if allowed == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let loads = k.loads();
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    d.vcpu.affinity = mask;
+    if allowed & (1 << d.vcpu.cpu) == 0 {
+        let old = d.vcpu.cpu;
+        d.vcpu.cpu = sched::least_loaded(&loads, allowed);
+        trace_event!(
+            "dom{=u32} moves from cpu {=usize} to cpu {=usize}",
+            d.id.0,
+            old,
+            d.vcpu.cpu
+        );
+        if !d.vcpu.blocked && d.life == Life::Running {
+            let min = min_pass(k);
+            if let Some(d) = k.domain_mut(index) {
+                d.vcpu.sched.wake(min);
+            }
+        }
+        // The CPU it was on lets go of it; the one it goes to picks it up.
+        k.resched(index);
+    }
     Ok(())
 }
 
@@ -305,9 +341,7 @@ pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     }
     d.life = Life::Paused;
     trace_event!("dom{=u32} state paused", d.id.0);
-    if k.cpu().current == Some(index) {
-        k.cpu_mut().need_resched = true;
-    }
+    k.resched(index);
     Ok(())
 }
 
@@ -346,9 +380,7 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
         Life::Shutdown(r) => kprintln!("domain {} ({}) shut down: {:?}", id, d.name, r),
         _ => {}
     }
-    if k.cpu().current == Some(index) {
-        k.cpu_mut().need_resched = true;
-    }
+    k.resched(index);
     super::devices::release_console(k, index);
     notify_control(k, index);
 }
@@ -367,6 +399,18 @@ pub fn notify_control(k: &mut Kernel, subject: usize) {
 pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Result<(), Error> {
     if k.domain(index).is_none() {
         return Err(Error::NoSuchDomain);
+    }
+    // Its vCPU is loaded on another CPU, which may be running it now: that
+    // CPU frees it as it leaves (`trap::finish`); until then it is dying
+    // and no lookup finds it.
+    if k.running_on(index)
+        .is_some_and(|cpu| cpu != super::this_cpu())
+    {
+        if let Some(d) = k.domain_mut(index) {
+            d.teardown = true;
+        }
+        k.resched(index);
+        return Ok(());
     }
     events::close_all(k, index);
     // Its devices stop DMA before its memory goes back to the allocator.

@@ -38,7 +38,13 @@ pub struct CpuState {
     pub current: Option<usize>,
     /// Set when that vCPU should give up the CPU at the next return to ring 3.
     pub need_resched: bool,
+    /// The domain whose I/O ports this CPU's TSS bitmap allows
+    /// ([`IO_STALE`]: unknown, reprogram before the next domain runs).
+    pub io_owner: Option<usize>,
 }
+
+/// `CpuState::io_owner` of a CPU whose bitmap may allow a dead domain's ports.
+pub const IO_STALE: usize = usize::MAX;
 
 /// The CPU this code runs on (0: the boot CPU).
 pub fn this_cpu() -> usize {
@@ -77,6 +83,8 @@ pub struct Vcpu {
     pub ticks: u64,
     /// The CPU whose run queue holds this vCPU.
     pub cpu: usize,
+    /// The CPUs it may run on (bit n: CPU n), as `cpus =` or `domain pin` set.
+    pub affinity: u64,
 }
 
 /// A page of another domain mapped into this domain's grant window.
@@ -140,6 +148,9 @@ pub struct Domain {
     /// Physical frames of the start info and event pages.
     pub start_info: u64,
     pub event_page: u64,
+    /// Destroyed while its vCPU ran on another CPU: that CPU frees it as it
+    /// leaves (see `lifecycle::destroy`). Lookups no longer find it.
+    pub teardown: bool,
 }
 
 struct Slot {
@@ -151,7 +162,7 @@ struct Slot {
 /// Everything the kernel knows about domains, behind one lock.
 pub struct Kernel {
     slots: [Slot; MAX_DOMAINS],
-    /// Per-CPU scheduling state; only CPU 0 runs until SMP arrives.
+    /// Per-CPU scheduling state.
     cpus: [CpuState; MAX_CPUS],
     /// The kernel's own root table (used while no domain runs).
     pub kernel_pml4: u64,
@@ -160,8 +171,6 @@ pub struct Kernel {
     pub orphans: [Option<Orphan>; MAX_ORPHANS],
     /// Who handles each physical IRQ: (domain index, domain id, port).
     pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
-    /// The domain whose I/O ports the TSS bitmap currently allows.
-    pub io_owner: Option<usize>,
     /// The console domain that owns COM1 and drains the kernel log, if any.
     pub console_owner: Option<usize>,
     /// The first kernel log line the console domain has not read yet.
@@ -184,12 +193,12 @@ impl Kernel {
             cpus: [CpuState {
                 current: None,
                 need_resched: false,
+                io_owner: None,
             }; MAX_CPUS],
             kernel_pml4: 0,
             time_frame: 0,
             orphans: [None; MAX_ORPHANS],
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
-            io_owner: None,
             console_owner: None,
             console_unread: 0,
             now_ticks: 0,
@@ -206,13 +215,28 @@ impl Kernel {
         &mut self.cpus[this_cpu()]
     }
 
-    /// Asks the CPU that runs domain `index` to reschedule.
+    /// Asks the CPU whose run queue holds domain `index`, and the CPU it
+    /// runs on if another, to reschedule (an IPI to any but this one).
     pub fn resched(&mut self, index: usize) {
-        let cpu = self
+        let queue = self
             .domain(index)
             .map_or(0, |d| d.vcpu.cpu)
             .min(MAX_CPUS - 1);
-        self.cpus[cpu].need_resched = true;
+        let running = self.running_on(index);
+        for cpu in core::iter::once(queue).chain(running) {
+            self.cpus[cpu].need_resched = true;
+            crate::arch::smp::kick(cpu);
+        }
+    }
+
+    /// The CPU that has domain `index`'s vCPU loaded now, if any.
+    pub fn running_on(&self, index: usize) -> Option<usize> {
+        self.cpus.iter().position(|c| c.current == Some(index))
+    }
+
+    /// Every CPU's state (for the I/O bitmap bookkeeping and debug keys).
+    pub fn cpus_mut(&mut self) -> &mut [CpuState; MAX_CPUS] {
+        &mut self.cpus
     }
 
     /// The slot index of a live domain, or why the id does not name one.
@@ -220,6 +244,9 @@ impl Kernel {
         let index = id.index() as usize;
         let slot = self.slots.get(index).ok_or(Error::NoSuchDomain)?;
         crate::checks::domain_id(id, slot.generation, slot.domain.as_ref().map(|d| d.id))?;
+        if slot.domain.as_ref().is_some_and(|d| d.teardown) {
+            return Err(Error::DeadDomain);
+        }
         Ok(index)
     }
 
@@ -261,8 +288,17 @@ impl Kernel {
         self.slots[..self.high_water]
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.domain.is_some())
+            .filter(|(_, s)| s.domain.as_ref().is_some_and(|d| !d.teardown))
             .map(|(i, _)| i)
+    }
+
+    /// Vcpus in each CPU's run queue.
+    pub fn loads(&self) -> [usize; MAX_CPUS] {
+        let mut loads = [0; MAX_CPUS];
+        for d in self.live().filter_map(|i| self.domain(i)) {
+            loads[d.vcpu.cpu.min(MAX_CPUS - 1)] += 1;
+        }
+        loads
     }
 
     /// The index of the domain holding the control right, if one lives.

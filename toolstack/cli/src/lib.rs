@@ -156,7 +156,24 @@ pub struct TraceChunk {
 pub struct HostInfo {
     pub free_kib: u64,
     pub domains: u64,
+    /// CPUs running.
+    pub cpus: u64,
     pub version: String,
+}
+
+/// A vCPU as `domain vcpu-list` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuEntry {
+    pub domain: u32,
+    pub name: String,
+    pub vcpu: u32,
+    /// The CPU whose run queue holds it, and whether it is on that CPU now.
+    pub cpu: u32,
+    pub running: bool,
+    /// The CPUs it may run on (bit n: CPU n).
+    pub affinity: u64,
+    pub state: String,
+    pub cpu_ticks: u64,
 }
 
 /// A piece of a domain's console output (see [`Client::console_read`]).
@@ -296,6 +313,35 @@ impl Client {
             Some(Owned::Error(m)) => Err(Error::Refused(m)),
             _ => Err(Error::Channel("unexpected answer".into())),
         }
+    }
+
+    /// Lets vCPU `vcpu` of `domain` run only on the CPUs in `cpus` (bit n:
+    /// CPU n), at once (as `xl vcpu-pin`).
+    ///
+    /// ```no_run
+    /// let mut machine = toolstack::Client::connect("target/xenolith-com2.sock")?;
+    /// let id = machine.resolve("web")?;
+    /// machine.pin(id, 0, 0b10)?; // CPU 1 only
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
+    pub fn pin(&mut self, domain: u32, vcpu: u32, cpus: u64) -> Result<(), Error> {
+        self.simple(&Request::Pin { domain, vcpu, cpus })
+    }
+
+    /// Every vCPU, where it runs and where it may (as `xl vcpu-list`).
+    pub fn vcpu_list(&mut self) -> Result<Vec<VcpuEntry>, Error> {
+        let answers = self.call(&Request::VcpuList, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        let mut out = Vec::new();
+        for a in answers {
+            match a {
+                Owned::Vcpu(v) => out.push(v),
+                Owned::Error(m) => return Err(Error::Refused(m)),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Memory and domains of the host.
@@ -634,6 +680,7 @@ impl Client {
 
 /// An answer that outlives the receive buffer.
 enum Owned {
+    Vcpu(VcpuEntry),
     Trace(TraceChunk),
     Hello,
     Domain(DomainEntry),
@@ -743,11 +790,32 @@ impl From<&Answer<'_>> for Owned {
             Answer::HostInfo {
                 free_kib,
                 domains,
+                cpus,
                 version,
             } => Owned::Host(HostInfo {
                 free_kib: *free_kib,
                 domains: *domains,
+                cpus: *cpus,
                 version: (*version).into(),
+            }),
+            Answer::Vcpu {
+                domain,
+                name,
+                vcpu,
+                cpu,
+                running,
+                affinity,
+                state,
+                cpu_ticks,
+            } => Owned::Vcpu(VcpuEntry {
+                domain: *domain,
+                name: (*name).into(),
+                vcpu: *vcpu,
+                cpu: *cpu,
+                running: *running,
+                affinity: *affinity,
+                state: (*state).into(),
+                cpu_ticks: *cpu_ticks,
             }),
             Answer::Ok => Owned::Ok,
             Answer::Created { id } => Owned::Created(*id),

@@ -89,6 +89,17 @@ enum DomainVerb {
         #[arg(long)]
         json: bool,
     },
+    /// Let a vCPU run only on some CPUs, at once (CPUS: e.g. 0-1,3, or all).
+    Pin {
+        domain: String,
+        vcpu: u32,
+        cpus: String,
+    },
+    /// Every vCPU: the CPU it is on and the CPUs it may use.
+    VcpuList {
+        /// Only this domain's.
+        domain: Option<String>,
+    },
     /// Stop a domain's vCPUs (DOMAIN: id or name).
     Pause { domain: String },
     /// Let a paused domain run.
@@ -339,6 +350,36 @@ fn main() -> ExitCode {
             Ok(())
         })(),
         Command::Domain { verb: DomainVerb::Reboot { domain } } => client.resolve(&domain).and_then(|d| client.shutdown(d, true)),
+        Command::Domain { verb: DomainVerb::Pin { domain, vcpu, cpus } } => {
+            let mask = if cpus == "all" { Some(u64::MAX) } else { domain_config::config::cpu_mask(&cpus) };
+            let Some(mask) = mask else {
+                eprintln!("toolstack: CPUS is a list like 0-1,3 (0 to 63), or all");
+                return ExitCode::from(2);
+            };
+            client.resolve(&domain).and_then(|d| client.pin(d, vcpu, mask))
+        }
+        Command::Domain { verb: DomainVerb::VcpuList { domain } } => (|| {
+            let only = match domain {
+                Some(d) => Some(client.resolve(&d)?),
+                None => None,
+            };
+            let vcpus = client.vcpu_list()?;
+            println!("{:<24} {:>5} {:>4} {:>4} {:<8} {:>9}  AFFINITY", "NAME", "ID", "VCPU", "CPU", "STATE", "TIME(s)");
+            for v in vcpus.iter().filter(|v| only.is_none_or(|o| o == v.domain)) {
+                let state = if v.running { "running" } else { v.state.as_str() };
+                println!(
+                    "{:<24} {:>5} {:>4} {:>4} {:<8} {:>9.2}  {}",
+                    v.name,
+                    v.domain & 0xffff,
+                    v.vcpu,
+                    v.cpu,
+                    state,
+                    v.cpu_ticks as f64 / 100.0,
+                    cpu_list(v.affinity)
+                );
+            }
+            Ok(())
+        })(),
         Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
         Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
         Command::Domain { verb: DomainVerb::Destroy { domain } } => client.resolve(&domain).and_then(|d| client.destroy(d)),
@@ -406,6 +447,7 @@ fn main() -> ExitCode {
         Command::Host { verb: HostVerb::Info } => client.host_info().map(|h| {
             println!("version:   {}", h.version);
             println!("domains:   {}", h.domains);
+            println!("cpus:      {}", h.cpus);
             println!("free:      {} KiB", h.free_kib);
         }),
         Command::Top { delay, iterations, batch } => {
@@ -422,4 +464,27 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A CPU mask as a list: bits 0,1,2,5 -> "0-2,5".
+fn cpu_list(mask: u64) -> String {
+    let mut parts = Vec::new();
+    let mut c = 0;
+    while c < 64 {
+        if mask & (1 << c) == 0 {
+            c += 1;
+            continue;
+        }
+        let first = c;
+        while c + 1 < 64 && mask & (1 << (c + 1)) != 0 {
+            c += 1;
+        }
+        parts.push(if first == c {
+            format!("{c}")
+        } else {
+            format!("{first}-{c}")
+        });
+        c += 1;
+    }
+    parts.join(",")
 }

@@ -9,6 +9,7 @@ mod console;
 mod console_restart;
 mod debug;
 mod net;
+mod smp;
 mod top;
 mod trace;
 mod upload;
@@ -88,6 +89,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "noreboot_panic_halts_with_the_message",
             noreboot_panic_halts,
+        ),
+        (
+            "four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned",
+            smp::pinned_domains_run_where_they_are_pinned,
         ),
         (
             "the_watchdog_catches_a_cpu_stuck_with_interrupts_off",

@@ -1,0 +1,60 @@
+//! System tests of vCPUs on many CPUs: pinning, `domain vcpu-list`, `nosmp`.
+
+use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+
+/// Four spinning domains pinned one to each of four CPUs (`cpus=` on their
+/// lines, as `cpus =` in a configuration) each report the CPU they run on;
+/// `domain pin` moves one at once and `domain vcpu-list` shows where each
+/// is. With `nosmp` all run on CPU 0 and pinning to another is refused.
+pub fn pinned_domains_run_where_they_are_pinned(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        ("where", "w0 cpus=0x1"),
+        ("where", "w1 cpus=0x2"),
+        ("where", "w2 cpus=0x4"),
+        ("where", "w3 cpus=0x8"),
+    ];
+    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    expect_line(m, "smp: 4 CPUs running")?;
+    for i in 0..4 {
+        expect_line(m, &format!("[{}] where: cpu {i}", i + 1))?;
+    }
+    let (code, out) = toolstack(&sock, &["domain", "pin", "w0", "0", "3"])?;
+    check(code == 0, || format!("domain pin: {code} {out}"))?;
+    expect_line(m, "[1] where: cpu 3")?;
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list"])?;
+    let row = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    let w0 = row("w0 ").unwrap_or_default();
+    let w2 = row("w2 ").unwrap_or_default();
+    check(
+        code == 0 && w0.get(3) == Some(&"3") && w0.last() == Some(&"3") && w2.get(3) == Some(&"2"),
+        || format!("vcpu-list: {code} {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "pin", "w1", "0", "9"])?;
+    check(code == 1 && out.contains("cannot pin"), || {
+        format!("pin to CPU 9: {code} {out}")
+    })?;
+
+    let guests = [("where", "w0"), ("where", "w1"), ("where", "w2")];
+    let (m, sock) = boot_managed_on(c, slot, "nosmp", &guests, None, |config| config.smp(4))?;
+    expect_line(m, "smp: 1 CPU running")?;
+    for i in 0..3 {
+        expect_line(m, &format!("[{}] where: cpu 0", i + 1))?;
+    }
+    let (code, out) = toolstack(&sock, &["domain", "pin", "w0", "0", "2"])?;
+    check(code == 1 && out.contains("cannot pin"), || {
+        format!("nosmp pin: {code} {out}")
+    })?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("where: cpu 1") || l.contains("where: cpu 2")),
+        || "a domain ran on another CPU with nosmp".into(),
+    )
+}
