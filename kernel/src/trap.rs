@@ -139,10 +139,13 @@ fn fire_timers(k: &mut Kernel) {
 /// frame would not be saved yet).
 fn runnable_here(k: &Kernel, i: usize) -> bool {
     let cpu = crate::domain::this_cpu();
-    let ours = k.domain(i).is_some_and(|d| {
-        d.life == Life::Running && !d.vcpu.blocked && !d.teardown && d.vcpu.cpu == cpu
-    });
-    ours && k.running_on(i).is_none_or(|c| c == cpu)
+    k.domain(i).is_some_and(|d| {
+        d.life == Life::Running
+            && !d.vcpu.blocked
+            && !d.teardown
+            && d.vcpu.cpu == cpu
+            && d.vcpu.loaded_on.is_none_or(|c| c == cpu)
+    })
 }
 
 /// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
@@ -226,7 +229,7 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             if cur != Some(n) {
                 trace_switch::<G>(&k, cur, Some(n));
             }
-            k.cpu_mut().current = Some(n);
+            k.set_current(Some(n));
             crate::domain::devices::switch_io(&mut k, n);
             if let Some(d) = k.domain(n) {
                 d.space.activate();
@@ -239,7 +242,7 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
         }
         None => {
             trace_switch::<G>(&k, cur, None);
-            k.cpu_mut().current = None;
+            k.set_current(None);
             if let Some(c) = leaving {
                 crate::memory::activate_kernel_space();
                 teardown(&mut k, c);
@@ -299,7 +302,7 @@ pub fn idle() -> ! {
             match pick_next(&k) {
                 Some(n) => {
                     trace_switch::<Checked>(&k, None, Some(n));
-                    k.cpu_mut().current = Some(n);
+                    k.set_current(Some(n));
                     crate::domain::devices::switch_io(&mut k, n);
                     k.domain(n).map(|d| {
                         d.space.activate();
@@ -309,7 +312,7 @@ pub fn idle() -> ! {
                     })
                 }
                 None => {
-                    k.cpu_mut().current = None;
+                    k.set_current(None);
                     None
                 }
             }

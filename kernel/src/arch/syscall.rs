@@ -56,7 +56,9 @@ pub fn cpu_index() -> usize {
             "mov {}, gs:[{off}]",
             out(reg) cpu,
             off = const CPU_OFFSET,
-            options(nostack, preserves_flags, readonly)
+            // Pure: a CPU's number never changes under the code asking (the
+            // kernel is not preempted), so the compiler may reuse a read.
+            options(nostack, preserves_flags, readonly, pure)
         );
     }
     cpu as usize

@@ -69,7 +69,10 @@ pub fn bind_virq(k: &mut Kernel, caller: usize, virq: Virq) -> Result<u16, Error
     d.ports.open(PortState::Virq(virq))
 }
 
-/// Signals the peer of an interdomain port.
+/// Signals the peer of an interdomain port. Always inlined: the hypercall
+/// path is compiled traced and quiet (`trace::Gate`), and the quiet one
+/// must stay the code of a kernel without tracing.
+#[inline(always)]
 pub fn send<G: Gate>(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
     let state = k
         .domain(caller)
@@ -148,7 +151,8 @@ pub fn close_all(k: &mut Kernel, index: usize) {
     // stale id; binding with them fails with PortState until they are closed.
 }
 
-/// Unmasks a port of `caller`.
+/// Unmasks a port of `caller` (inlined, as `send`).
+#[inline(always)]
 pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     d.ports.get(port)?;

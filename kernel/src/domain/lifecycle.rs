@@ -171,6 +171,7 @@ pub fn create(
                 ticks: 0,
                 cpu: crate::sched::least_loaded(&loads, ALL_CPUS & online),
                 affinity: ALL_CPUS,
+                loaded_on: None,
             },
             ports: Ports::new(),
             grants: [None; MAX_GRANTS],
@@ -313,14 +314,14 @@ pub fn pin(k: &mut Kernel, index: usize, mask: u64) -> Result<(), Error> {
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
     d.vcpu.affinity = mask;
     if allowed & (1 << d.vcpu.cpu) == 0 {
-        let old = d.vcpu.cpu;
-        d.vcpu.cpu = sched::least_loaded(&loads, allowed);
+        let to = sched::least_loaded(&loads, allowed);
         trace_event!(
             "dom{=u32} moves from cpu {=usize} to cpu {=usize}",
             d.id.0,
-            old,
-            d.vcpu.cpu
+            d.vcpu.cpu,
+            to
         );
+        d.vcpu.cpu = to;
         if !d.vcpu.blocked && d.life == Life::Running {
             let min = min_pass(k);
             if let Some(d) = k.domain_mut(index) {
@@ -419,7 +420,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
     super::devices::release_console(k, index);
     grants::release_all(k, frames, index);
     if k.cpu().current == Some(index) {
-        k.cpu_mut().current = None;
+        k.set_current(None);
         k.cpu_mut().need_resched = true;
     }
     let d = k.remove(index).ok_or(Error::NoSuchDomain)?;

@@ -47,9 +47,14 @@ pub struct CpuState {
 pub const IO_STALE: usize = usize::MAX;
 
 /// The CPU this code runs on (0: the boot CPU).
+#[inline(always)]
 pub fn this_cpu() -> usize {
-    crate::arch::syscall::cpu_index()
+    // Masked rather than checked: the number is always below MAX_CPUS (a
+    // power of two), and indexing with it then needs no bounds check.
+    crate::arch::syscall::cpu_index() & (MAX_CPUS - 1)
 }
+
+const _: () = assert!(MAX_CPUS.is_power_of_two());
 
 /// Most domains alive at once.
 pub const MAX_DOMAINS: usize = 128;
@@ -85,6 +90,9 @@ pub struct Vcpu {
     pub cpu: usize,
     /// The CPUs it may run on (bit n: CPU n), as `cpus =` or `domain pin` set.
     pub affinity: u64,
+    /// The CPU that has it loaded now (its registers live there, not in
+    /// `frame`); kept by [`Kernel::set_current`].
+    pub loaded_on: Option<usize>,
 }
 
 /// A page of another domain mapped into this domain's grant window.
@@ -218,11 +226,9 @@ impl Kernel {
     /// Asks the CPU whose run queue holds domain `index`, and the CPU it
     /// runs on if another, to reschedule (an IPI to any but this one).
     pub fn resched(&mut self, index: usize) {
-        let queue = self
-            .domain(index)
-            .map_or(0, |d| d.vcpu.cpu)
-            .min(MAX_CPUS - 1);
-        let running = self.running_on(index);
+        let Some(d) = self.domain(index) else { return };
+        let queue = d.vcpu.cpu.min(MAX_CPUS - 1);
+        let running = d.vcpu.loaded_on.filter(|&c| c != queue);
         for cpu in core::iter::once(queue).chain(running) {
             self.cpus[cpu].need_resched = true;
             crate::arch::smp::kick(cpu);
@@ -231,7 +237,19 @@ impl Kernel {
 
     /// The CPU that has domain `index`'s vCPU loaded now, if any.
     pub fn running_on(&self, index: usize) -> Option<usize> {
-        self.cpus.iter().position(|c| c.current == Some(index))
+        self.domain(index).and_then(|d| d.vcpu.loaded_on)
+    }
+
+    /// Makes `next` the vCPU loaded on this CPU (None: idle).
+    pub fn set_current(&mut self, next: Option<usize>) {
+        let me = this_cpu();
+        if let Some(d) = self.cpus[me].current.and_then(|old| self.domain_mut(old)) {
+            d.vcpu.loaded_on = None;
+        }
+        self.cpus[me].current = next;
+        if let Some(d) = next.and_then(|n| self.domain_mut(n)) {
+            d.vcpu.loaded_on = Some(me);
+        }
     }
 
     /// Every CPU's state (for the I/O bitmap bookkeeping and debug keys).
@@ -288,7 +306,7 @@ impl Kernel {
         self.slots[..self.high_water]
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.domain.as_ref().is_some_and(|d| !d.teardown))
+            .filter(|(_, s)| s.domain.is_some())
             .map(|(i, _)| i)
     }
 
@@ -314,8 +332,10 @@ impl Kernel {
 
     /// Whether a live domain already has this name.
     pub fn name_taken(&self, name: &str) -> bool {
-        self.live()
-            .any(|i| self.domain(i).is_some_and(|d| d.name.as_str() == name))
+        self.live().any(|i| {
+            self.domain(i)
+                .is_some_and(|d| !d.teardown && d.name.as_str() == name)
+        })
     }
 
     /// Reserves a free slot: returns its index and the id the new domain gets.

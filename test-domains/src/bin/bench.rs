@@ -2,8 +2,9 @@
 //! `-icount`, where the TSC counts retired instructions).
 //!
 //! As domain 0 (`role=control`): null hypercall round trip, event round trip
-//! with a child on the same CPU, and domain creation to the child's `run` for
-//! 1 MiB and 64 MiB domains. As a child: `role=echo` answers events;
+//! with a child on the same CPU (and, with two CPUs or more, with a child on
+//! another CPU), and domain creation to the child's `run` for 1 MiB and
+//! 64 MiB domains. As a child: `role=echo` answers events;
 //! `role=first t0=N` prints how long after N it started.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -47,6 +48,32 @@ fn echo() {
     }
 }
 
+/// TSC ticks (instructions under -icount) and nanoseconds of one event
+/// round trip with a child echoing on the CPUs in `cpus`.
+fn event_round_trip(me: DomainId, cpus: u64) -> (u64, u64) {
+    let child = hc::domain_create("echo", 1024, 0, 0).expect("create");
+    hc::domain_load_image(child, image()).expect("load");
+    hc::domain_pin(child, 0, cpus).expect("pin");
+    let port = hc::event_alloc_unbound(DomainId::SELF, child).expect("port");
+    let mut line: heapless::String<128> = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(
+        &mut line,
+        format_args!("bench role=echo peer={} peer_port={}", me.0, port),
+    );
+    hc::domain_set_cmdline(child, &line).expect("cmdline");
+    hc::domain_unpause(child).expect("unpause");
+    events::wait(port);
+    let (t0, n0) = (time::tsc(), time::now_ns());
+    for _ in 0..ROUNDS {
+        hc::event_send(port).expect("send");
+        events::wait(port);
+    }
+    let per_round = ((time::tsc() - t0) / ROUNDS, (time::now_ns() - n0) / ROUNDS);
+    let _ = hc::domain_destroy(child);
+    let _ = hc::event_close(port);
+    per_round
+}
+
 fn image() -> &'static [u8] {
     domain_runtime::modules()
         .next()
@@ -67,28 +94,16 @@ fn control(me: DomainId) {
         (time::tsc() - t0) / ROUNDS
     );
 
-    let child = hc::domain_create("echo", 1024, 0, 0).expect("create");
-    hc::domain_load_image(child, image()).expect("load");
-    let port = hc::event_alloc_unbound(DomainId::SELF, child).expect("port");
-    let mut line: heapless::String<128> = heapless::String::new();
-    let _ = core::fmt::Write::write_fmt(
-        &mut line,
-        format_args!("bench role=echo peer={} peer_port={}", me.0, port),
-    );
-    hc::domain_set_cmdline(child, &line).expect("cmdline");
-    hc::domain_unpause(child).expect("unpause");
-    events::wait(port);
-    let t0 = time::tsc();
-    for _ in 0..ROUNDS {
-        hc::event_send(port).expect("send");
-        events::wait(port);
-    }
+    let _ = hc::domain_pin(DomainId::SELF, 0, 1);
     println!(
         "bench: event round trip: {} instructions",
-        (time::tsc() - t0) / ROUNDS
+        event_round_trip(me, 1).0
     );
-    let _ = hc::domain_destroy(child);
-    let _ = hc::event_close(port);
+    let cpus = hc::kernel_stats().map_or(1, |s| s.cpus);
+    if cpus > 1 {
+        let (tsc, ns) = event_round_trip(me, 2);
+        println!("bench: event round trip across CPUs: {tsc} instructions, {ns} ns");
+    }
 
     for kib in [1024u64, 65536] {
         let t0 = time::tsc();

@@ -14,6 +14,7 @@ domain_runtime::entry!(run);
 
 fn run(_: &'static domain_runtime::StartInfo) {
     let rounds = test_domains::number("rounds").unwrap_or(10_000);
+    println!("pingpong: on cpu {}", hc::current_cpu());
     match (
         test_domains::domain("peer"),
         test_domains::number("peer_port"),

@@ -95,6 +95,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::pinned_domains_run_where_they_are_pinned,
         ),
         (
+            "two_domains_on_two_cpus_ping_pong_10000_times",
+            smp::ping_pong_across_cpus,
+        ),
+        (
             "the_watchdog_catches_a_cpu_stuck_with_interrupts_off",
             watchdog::watchdog_catches_a_stuck_cpu,
         ),

@@ -58,3 +58,18 @@ pub fn pinned_domains_run_where_they_are_pinned(
         || "a domain ran on another CPU with nosmp".into(),
     )
 }
+
+/// Two domains on two CPUs (pinned) ping-pong 10,000 times over an event
+/// channel: every send wakes a vCPU on the other CPU with an IPI.
+pub fn ping_pong_across_cpus(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        ("pingpong", "pong rounds=10000 cpus=0x1"),
+        ("pingpong", "ping evtchn=pong rounds=10000 cpus=0x2"),
+    ];
+    let (m, _) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
+    expect_line(m, "[1] pingpong: on cpu 0")?;
+    expect_line(m, "[2] pingpong: on cpu 1")?;
+    expect_line(m, "[2] pingpong: 10000 round trips done")?;
+    expect_line(m, "[1] pingpong: answered 10000 pings")?;
+    Ok(())
+}

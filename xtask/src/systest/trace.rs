@@ -158,8 +158,8 @@ fn follow_until(
     Ok(seen)
 }
 
-/// With `tbuf_size=0` (the default) an event round trip takes the same
-/// instructions (within 1%) as in a kernel built without any tracing code;
+/// With `tbuf_size=0` (the default) an event round trip takes no more
+/// instructions (within 1%) than in a kernel built without any tracing code;
 /// with tracing on it takes more (so the measure would see a cost).
 pub fn tracing_off_costs_nothing(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let plain = build::kernel_without_tracing()?;
@@ -169,7 +169,10 @@ pub fn tracing_off_costs_nothing(c: &Ctx, slot: &mut Option<Machine>) -> Result<
     println!(
         "event round trip: {without} instructions without tracing code, {off} with it off, {on} on"
     );
-    check(off.abs_diff(without) * 100 <= without, || {
+    // Off may come out a little cheaper than without tracing code (the
+    // compiler inlines a program with both hypercall paths differently); it
+    // must never cost more than 1%.
+    check(off * 100 <= without * 101, || {
         format!("tracing off costs {off} against {without} instructions without it (over 1%)")
     })?;
     check(on > off + off / 10, || {
