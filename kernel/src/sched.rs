@@ -6,8 +6,9 @@
 //! vCPU with the lowest pass runs next. A vCPU woken from blocking is boosted
 //! to the front once, so a sleeper wakes within a tick even against spinners
 //! — but only while it has not had more than its share (its pass is within
-//! [`BOOST_WINDOW`] of the least-served), as Xen boosts only UNDER vCPUs:
-//! two domains that wake each other all the time cannot keep a third out.
+//! [`BOOST_WINDOW`] of the least-served vCPU it competes with), as Xen
+//! boosts only UNDER vCPUs: two domains that wake each other all the time
+//! cannot keep a third out.
 //! A cap limits a vCPU to `cap` percent of the ticks of each window.
 //! Pure: the host tests check the shares.
 
@@ -65,13 +66,32 @@ impl Entity {
         self.pass = self.pass.max(others_max_pass.saturating_add(1));
     }
 
-    /// Called when the vCPU wakes: no credit for time asleep, and a boost
-    /// unless it is ahead of the least-served (`min_pass`) by more than
-    /// [`BOOST_WINDOW`].
-    pub fn wake(&mut self, min_pass: u64) {
-        self.pass = self.pass.max(min_pass);
-        self.boosted = self.pass - min_pass <= BOOST_WINDOW;
+    /// Called when the vCPU wakes: no credit for time asleep (its pass is
+    /// at least `base.floor`), and a boost unless it is ahead of the
+    /// least-served runnable vCPU of its CPU by more than [`BOOST_WINDOW`].
+    pub fn wake(&mut self, base: WakeBase) {
+        self.pass = self.pass.max(base.floor);
+        self.boosted = base
+            .competition
+            .is_none_or(|c| self.pass <= c.saturating_add(BOOST_WINDOW));
     }
+}
+
+/// What a waking vCPU is measured against.
+#[derive(Clone, Copy, Debug)]
+pub struct WakeBase {
+    /// The lowest pass of any live vCPU (a sleeper is brought up to it).
+    pub floor: u64,
+    /// The lowest pass among the runnable vCPUs of its CPU, if any.
+    pub competition: Option<u64>,
+}
+
+impl WakeBase {
+    /// Alone: no floor, no competition.
+    pub const ALONE: WakeBase = WakeBase {
+        floor: 0,
+        competition: None,
+    };
 }
 
 /// Every CPU, as an affinity mask.
@@ -139,7 +159,10 @@ mod tests {
             e[i].charge_tick();
         }
         let min = e[..2].iter().map(|x| x.pass).min().unwrap();
-        e[2].wake(min);
+        e[2].wake(WakeBase {
+            floor: min,
+            competition: Some(min),
+        });
         assert_eq!(pick(e.iter().enumerate()), Some(2));
         e[2].charge_tick();
         assert!(!e[2].boosted);
@@ -163,8 +186,12 @@ mod tests {
             ran[i] += 1;
             if i != 2 {
                 waiting = 1 - i;
-                let min = e.iter().map(|x| x.pass).min().unwrap();
-                e[waiting].wake(min);
+                let floor = e.iter().map(|x| x.pass).min().unwrap();
+                // 2 is always runnable: it is the competition.
+                e[waiting].wake(WakeBase {
+                    floor,
+                    competition: Some(e[2].pass),
+                });
             }
         }
         assert!(ran[2] >= 300, "{ran:?}");
@@ -182,7 +209,7 @@ mod tests {
     #[test]
     fn a_yielder_goes_behind_the_others() {
         let mut e = [Entity::new(256, 0, 0), Entity::new(256, 0, 50)];
-        e[0].wake(0);
+        e[0].wake(WakeBase::ALONE);
         assert_eq!(pick(e.iter().enumerate()), Some(0));
         e[0].yield_behind(50);
         assert_eq!(pick(e.iter().enumerate()), Some(1));

@@ -114,7 +114,7 @@ fn fire_timers(k: &mut Kernel) {
         if !due {
             continue;
         }
-        let min = lifecycle::min_pass(k);
+        let min = lifecycle::wake_base(k, i);
         if let Some(d) = k.domain_mut(i) {
             d.vcpu.timer_deadline = 0;
             // A timer wakes its vCPU even when no port is bound to the VIRQ,

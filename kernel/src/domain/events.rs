@@ -162,7 +162,7 @@ pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
 
 /// Makes `port` of domain `index` pending and wakes the domain if it should.
 pub fn raise<G: Gate>(k: &mut Kernel, index: usize, port: u16) {
-    let min = super::lifecycle::min_pass(k);
+    let min = super::lifecycle::wake_base(k, index);
     let Some(d) = k.domain_mut(index) else { return };
     let deliverable = shared_pages::set_pending(d.event_page, port);
     if deliverable && d.vcpu.blocked {

@@ -194,6 +194,24 @@ pub fn create(
 }
 
 /// The lowest pass among live domains (so newcomers get no back credit).
+/// What domain `index`'s vCPU is measured against as it wakes: the lowest
+/// pass of all, and of the runnable vCPUs of its CPU (it is not one: it
+/// is waking).
+pub fn wake_base(k: &Kernel, index: usize) -> sched::WakeBase {
+    let cpu = k.domain(index).map_or(0, |d| d.vcpu.cpu);
+    let mut base = sched::WakeBase::ALONE;
+    let mut floor = None;
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        let pass = d.vcpu.sched.pass;
+        floor = Some(floor.map_or(pass, |f: u64| f.min(pass)));
+        if d.vcpu.cpu == cpu && d.life == Life::Running && !d.vcpu.blocked {
+            base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+        }
+    }
+    base.floor = floor.unwrap_or(0);
+    base
+}
+
 pub fn min_pass(k: &Kernel) -> u64 {
     k.live()
         .filter_map(|i| k.domain(i))
@@ -290,7 +308,7 @@ pub fn set_entry(k: &mut Kernel, index: usize, rip: u64, rsp: u64, arg: u64) -> 
 
 /// Lets a loaded, paused domain run.
 pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
-    let min = min_pass(k);
+    let min = wake_base(k, index);
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
     if d.life != Life::Paused || !d.image_loaded {
         return Err(Error::DomainState);
@@ -323,7 +341,7 @@ pub fn pin(k: &mut Kernel, index: usize, mask: u64) -> Result<(), Error> {
         );
         d.vcpu.cpu = to;
         if !d.vcpu.blocked && d.life == Life::Running {
-            let min = min_pass(k);
+            let min = wake_base(k, index);
             if let Some(d) = k.domain_mut(index) {
                 d.vcpu.sched.wake(min);
             }

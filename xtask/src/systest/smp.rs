@@ -3,9 +3,9 @@
 use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
 
 /// Four spinning domains pinned one to each of four CPUs (`cpus=` on their
-/// lines, as `cpus =` in a configuration) each report the CPU they run on;
-/// `domain pin` moves one at once and `domain vcpu-list` shows where each
-/// is. With `nosmp` all run on CPU 0 and pinning to another is refused.
+/// lines) each report the CPU they run on; `domain pin` moves one at once,
+/// `domain vcpu-list` shows where each is, and one created from a file with
+/// `cpus = "2"` runs on CPU 2. With `nosmp` all run on CPU 0 and pinning to another is refused.
 pub fn pinned_domains_run_where_they_are_pinned(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -40,6 +40,19 @@ pub fn pinned_domains_run_where_they_are_pinned(
     check(code == 1 && out.contains("cannot pin"), || {
         format!("pin to CPU 9: {code} {out}")
     })?;
+    // `cpus =` in a configuration file, the image uploaded from beside it.
+    let image =
+        std::fs::read(crate::build::domain(&c.domains, "where")).map_err(|e| e.to_string())?;
+    std::fs::write(c.path("where"), image).map_err(|e| e.to_string())?;
+    let cfg = c.path("w4.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"w4\"\nkernel = \"where\"\nmemory = 1\ncpus = \"2\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("create w4: {code} {out}"))?;
+    expect_line(m, "[5] where: cpu 2")?;
 
     let guests = [("where", "w0"), ("where", "w1"), ("where", "w2")];
     let (m, sock) = boot_managed_on(c, slot, "nosmp", &guests, None, |config| config.smp(4))?;
