@@ -2,8 +2,9 @@
 
 use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
 
-/// Four spinning domains pinned one to each of four CPUs (`cpus=` on their
-/// lines) each report the CPU they run on; `domain pin` moves one at once,
+/// Four domains pinned one to each of four CPUs (`cpus=` on their lines;
+/// the first spins, the others look every 20 ms) each report the CPU they
+/// run on; `domain pin` moves one at once,
 /// `domain vcpu-list` shows where each is, and one created from a file with
 /// `cpus = "2"` runs on CPU 2. With `nosmp` all run on CPU 0 and pinning to another is refused.
 pub fn pinned_domains_run_where_they_are_pinned(
@@ -11,7 +12,7 @@ pub fn pinned_domains_run_where_they_are_pinned(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let guests = [
-        ("where", "w0 cpus=0x1"),
+        ("where", "w0 cpus=0x1 spin"),
         ("where", "w1 cpus=0x2"),
         ("where", "w2 cpus=0x4"),
         ("where", "w3 cpus=0x8"),
