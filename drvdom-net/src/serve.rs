@@ -83,7 +83,9 @@ pub struct Backend {
     nic: Option<Nic<PciTransport>>,
     fabric: Fabric,
     next_id: u16,
-    /// The interface served first this round.
+    /// The interface served first next round: the one the NIC's free
+    /// buffers ran out on before it sent anything, else the one after the
+    /// last served (round-robin that resumes where it stopped).
     first: usize,
 }
 
@@ -217,14 +219,23 @@ impl Backend {
             });
             more |= n == UPLINK_BATCH;
         }
-        // Each round starts one interface further on, so none is always
-        // first to the NIC's free buffers.
+        // Round-robin over the interfaces that resumes where the NIC's
+        // free buffers ran out: the interface that found none before it
+        // could send goes first next round, so no interface is first to
+        // the buffers more often than its turn (a start that merely moved
+        // on by one each round let the NIC's timing favour one of two).
         let n = self.fabric.vifs.len();
-        self.first = if n == 0 { 0 } else { (self.first + 1) % n };
+        let start = if n == 0 { 0 } else { self.first % n };
+        let mut next = if n == 0 { 0 } else { (start + 1) % n };
         for k in 0..n {
-            self.fabric
-                .serve_tx((self.first + k) % n, now, self.nic.as_mut());
+            let i = (start + k) % n;
+            let (taken, out_of_room) = self.fabric.serve_tx(i, now, self.nic.as_mut());
+            if out_of_room {
+                next = if taken == 0 { i } else { (i + 1) % n };
+                break;
+            }
         }
+        self.first = next;
         for v in self.fabric.vifs.iter_mut().filter(|v| !v.broken) {
             let wake = v.tx.publish() | v.rx.publish();
             if wake {
@@ -241,8 +252,15 @@ impl Backend {
 }
 
 impl Fabric {
-    /// Takes up to [`BATCH`] frames from interface `i`'s transmit ring.
-    fn serve_tx(&mut self, i: usize, now: u64, mut nic: Option<&mut Nic<PciTransport>>) {
+    /// Takes up to [`BATCH`] frames from interface `i`'s transmit ring;
+    /// returns how many, and whether it stopped because the NIC had no
+    /// free buffer (frames wait in the ring).
+    fn serve_tx(
+        &mut self,
+        i: usize,
+        now: u64,
+        mut nic: Option<&mut Nic<PciTransport>>,
+    ) -> (usize, bool) {
         let mut taken = 0;
         let mut frame = [0u8; MAX_FRAME as usize];
         while taken < BATCH && !self.vifs[i].broken {
@@ -250,7 +268,7 @@ impl Fabric {
             // in the ring (the guest's sends wait) instead of being dropped.
             if nic.as_deref_mut().is_some_and(|n| !n.has_room()) {
                 self.vifs[i].busy = true;
-                return;
+                return (taken, true);
             }
             let v = &mut self.vifs[i];
             let req = match v.tx.pop() {
@@ -285,6 +303,7 @@ impl Fabric {
             self.forward(Port::Vif(id), &frame[..len], now, nic.as_deref_mut());
         }
         self.vifs[i].busy = taken == BATCH;
+        (taken, false)
     }
 
     /// Switches one frame from `from`.
