@@ -3,8 +3,8 @@
 //! Owns: accepting a network `Connect` from the control domain (the
 //! frontend's transmit and receive rings and the interface's MAC), and
 //! moving frames: each round takes up to [`BATCH`] frames from every
-//! interface's transmit ring in turn (round-robin, so one guest cannot
-//! starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
+//! interface's transmit ring in turn (round-robin resuming where the NIC's
+//! free buffers ran out, so one guest cannot starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
 //! where each goes, and puts it in the receive buffers the destination
 //! posted (a frame for a guest with no buffer posted is dropped and
 //! counted, as a NIC does when its ring is empty). While the NIC has no
