@@ -105,7 +105,10 @@ impl Config {
             iso: iso.to_path_buf(),
             accel: Accel::Tcg,
             memory: "256M".into(),
-            smp: "1".into(),
+            // XENOLITH_TEST_SMP=N runs every machine that does not ask for
+            // a CPU count with N CPUs (to shake the SMP paths with the
+            // whole suite); one by default.
+            smp: std::env::var("XENOLITH_TEST_SMP").unwrap_or_else(|_| "1".into()),
             com2_file: None,
             com2_socket: None,
             com1_input: false,
