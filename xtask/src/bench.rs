@@ -109,14 +109,11 @@ fn value(m: &Machine, marker: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no number after {marker:?} in {line:?}"))
 }
 
-fn kernel() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let bench = build::domain(&domains, "bench");
-    let mods = [
+/// The kernel path-length bench: the bench domain as domain 0, and its
+/// image again for the children it creates.
+pub fn kernel_bench_modules(domains: &std::path::Path) -> [Module; 2] {
+    let bench = build::domain(domains, "bench");
+    [
         Module {
             path: bench.clone(),
             cmdline: "bench role=control".into(),
@@ -125,7 +122,16 @@ fn kernel() -> Result<(), String> {
             path: bench,
             cmdline: "bench".into(),
         },
-    ];
+    ]
+}
+
+fn kernel() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mods = kernel_bench_modules(&domains);
     let iso = iso::build(&kernel, "", &mods, &dir.join("kernel.iso"))?;
     let m = Config::new(&iso).icount().spawn()?;
     let null = value(&m, "bench: null hypercall: ")?;

@@ -73,11 +73,12 @@ fn reserve(pages: u64) -> Option<&'static mut [u8]> {
     let len = pages * 4096;
     let virt =
         crate::memory::map_physical(phys, len, crate::arch::paging::Caching::WriteBack).ok()?;
-    // SAFETY: the frames were just taken from the allocator and are never
-    // freed, so nothing else refers to them; `map_physical` maps all `len`
-    // bytes writable at `virt` for the kernel's lifetime. The slice is the
-    // only reference ever made to them (it lives in RINGS, behind its lock).
-    Some(unsafe { core::slice::from_raw_parts_mut(virt as *mut u8, len as usize) })
+    // The frames were just taken from the allocator and are never freed;
+    // the slice is the only reference ever made to them (kept in RINGS).
+    // SAFETY: nothing else refers to the frames (above), and `map_physical`
+    // maps all `len` bytes writable at `virt` for the kernel's lifetime.
+    let ring = unsafe { core::slice::from_raw_parts_mut(virt as *mut u8, len as usize) };
+    Some(ring)
 }
 
 /// Copies CPU `cpu`'s trace bytes from position `from` into `out`.

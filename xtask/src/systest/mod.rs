@@ -991,7 +991,8 @@ fn fair_share(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         ("sleeper", "sleeper sleeps=40"),
     ];
     // Virtual time counts instructions here, so a busy host cannot make a wake-up look late.
-    let m = boot(&c.system("", &guests)?.icount(), slot)?;
+    // One CPU: shares are divided per CPU (two would give each spinner one).
+    let m = boot(&c.system("", &guests)?.icount().smp(1), slot)?;
     let sleeper = expect_line(m, "[3] sleeper: 40 sleeps, worst wake-up")?;
     let late_us = number_after(&sleeper, "worst wake-up ").ok_or("no lateness")?;
     check(late_us <= 10_000, || {

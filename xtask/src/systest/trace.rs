@@ -3,7 +3,7 @@
 
 use super::{boot, boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
 use crate::build;
-use crate::iso::{self, Module};
+use crate::iso;
 use crate::qemu::Config;
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -16,7 +16,10 @@ pub fn ping_pong_in_the_trace(c: &Ctx, slot: &mut Option<Machine>) -> Result<(),
         ("pingpong", "pong rounds=100000000"),
         ("pingpong", "ping evtchn=pong rounds=100000000"),
     ];
-    let (m, sock) = boot_managed_on(c, slot, "tbuf_size=64", &guests, None, |config| config)?;
+    // One CPU: the round below is the one-CPU sequence.
+    let (m, sock) = boot_managed_on(c, slot, "tbuf_size=64", &guests, None, |config| {
+        config.smp(1)
+    })?;
     expect_line(m, "trace: 64 pages per cpu reserved")?;
     let pong = id_of(&expect_line(m, "toolstack: started pong as domain ")?)?;
     let ping = id_of(&expect_line(m, "toolstack: started ping as domain ")?)?;
@@ -187,17 +190,7 @@ fn event_round_trip(
     kernel: &std::path::Path,
     cmdline: &str,
 ) -> Result<u64, String> {
-    let bench = build::domain(&c.domains, "bench");
-    let mods = [
-        Module {
-            path: bench.clone(),
-            cmdline: "bench role=control".into(),
-        },
-        Module {
-            path: bench,
-            cmdline: "bench".into(),
-        },
-    ];
+    let mods = crate::bench::kernel_bench_modules(&c.domains);
     let iso = iso::build(kernel, cmdline, &mods, &c.path("bench.iso"))?;
     let m = boot(&Config::new(&iso).icount(), slot)?;
     let line = expect_line(m, "bench: event round trip: ")?;
