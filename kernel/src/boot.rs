@@ -160,6 +160,9 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         run_test_hook(hook);
     }
     x86_64::instructions::interrupts::disable();
+    if settings.ktest == Some(TestHook::HangAp) {
+        crate::arch::smp::HANG_FIRST_AP.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     start_application_processors(&cpus, &settings, count);
     let mut modules: heapless::Vec<dom0::BootModule<'_>, 64> = heapless::Vec::new();
     for m in info.module_tags() {
@@ -427,6 +430,8 @@ fn run_test_hook(hook: TestHook) {
                 core::hint::spin_loop();
             }
         }
+        // The first AP does it as it comes up (`arch::smp`).
+        TestHook::HangAp => {}
         TestHook::PowerOff => {
             kprintln!("poweroff: ACPI S5");
             if let Err(why) = reset::power_off() {

@@ -200,6 +200,8 @@ pub enum TestHook {
     PowerOff,
     /// Spin with interrupts off after "ready" (what the watchdog catches).
     Hang,
+    /// The first application processor spins with interrupts off once up.
+    HangAp,
 }
 
 impl TestHook {
@@ -210,6 +212,7 @@ impl TestHook {
             "stackoverflow" => Some(TestHook::StackOverflow),
             "poweroff" => Some(TestHook::PowerOff),
             "hang" => Some(TestHook::Hang),
+            "hang_ap" => Some(TestHook::HangAp),
             _ => None,
         }
     }
@@ -221,6 +224,7 @@ impl TestHook {
             TestHook::StackOverflow => "stackoverflow",
             TestHook::PowerOff => "poweroff",
             TestHook::Hang => "hang",
+            TestHook::HangAp => "hang_ap",
         }
     }
 }
@@ -753,6 +757,7 @@ mod tests {
         assert_eq!(ok("ktest=panic").ktest, Some(TestHook::Panic));
         assert_eq!(ok("ktest=poweroff").ktest, Some(TestHook::PowerOff));
         assert_eq!(ok("ktest=hang").ktest, Some(TestHook::Hang));
+        assert_eq!(ok("ktest=hang_ap").ktest, Some(TestHook::HangAp));
         assert!(ok("ktest=pagefault")
             .to_string()
             .ends_with(" ktest=pagefault"));

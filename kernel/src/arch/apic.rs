@@ -169,6 +169,12 @@ pub fn send_fixed(dest: u32, vector: u8) {
     send_ipi(dest, vector as u32);
 }
 
+/// An NMI to the CPU with APIC id `dest` (the watchdog's: it reaches a CPU
+/// with interrupts off).
+pub fn send_nmi(dest: u32) {
+    send_ipi(dest, 0b100 << 8);
+}
+
 /// INIT to an AP (it waits for a start-up IPI).
 pub fn send_init(dest: u32) {
     send_ipi(dest, ICR_INIT);

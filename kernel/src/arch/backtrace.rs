@@ -1,4 +1,4 @@
-//! A guessed backtrace: kernel code addresses found on the boot stack.
+//! A guessed backtrace: kernel code addresses found on a CPU's kernel stack.
 //!
 //! Owns: reading the stack between an interrupted `rsp` and the stack's
 //! top, and keeping the words that point into the kernel's text (return
@@ -14,20 +14,22 @@ extern "C" {
 /// At most this many addresses are reported.
 pub const DEPTH: usize = 24;
 
-/// Kernel text addresses on the boot stack from `rsp` up, innermost first.
-pub fn scan(rsp: u64) -> heapless::Vec<u64, DEPTH> {
+/// Kernel text addresses on CPU `cpu`'s kernel stack from `rsp` up,
+/// innermost first (none if `rsp` is not on that stack).
+pub fn scan(cpu: usize, rsp: u64) -> heapless::Vec<u64, DEPTH> {
     let text = (&raw const __text_start) as u64..(&raw const __text_end) as u64;
-    let top = super::stacks::boot_stack_top();
-    let bottom = super::stacks::guard_pages()[0] + 4096;
     let mut found = heapless::Vec::new();
+    let Some((bottom, top)) = super::smp::kernel_stack(cpu) else {
+        return found;
+    };
     if !(bottom..top).contains(&rsp) {
         return found;
     }
     let mut at = rsp & !7;
     while at + 8 <= top && !found.is_full() {
-        // SAFETY: `at` lies in the boot stack [bottom, top), which the
-        // kernel page tables map readable for its whole life; the read is a
-        // plain aligned u64 load of memory nothing else frees.
+        // SAFETY: `at` lies in a kernel stack [bottom, top) (the boot stack,
+        // or an AP's frames in the physmap), mapped readable for the
+        // kernel's whole life; an aligned u64 load of memory never freed.
         let word = unsafe { core::ptr::read_volatile(at as *const u64) };
         if text.contains(&word) {
             let _ = found.push(word);

@@ -257,9 +257,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v < 32 => exception(frame),
         v if v == VECTOR_TIMER as u64 => {
             // Time is the boot CPU's ticks; every CPU schedules on its own.
-            if super::syscall::cpu_index() == 0 {
+            let cpu = crate::domain::this_cpu();
+            if cpu == 0 {
                 crate::time::tick();
             }
+            crate::watchdog::tick(cpu);
             apic::end_of_interrupt();
             if crate::trap::scheduler_running() {
                 crate::trap::timer_tick(frame, from_user);

@@ -34,6 +34,9 @@ const BOOT_WORDS: usize = 48;
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 /// Each CPU's APIC id, by CPU number.
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Each AP's kernel stack top (0: none).
+static STACK_TOPS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 
 /// Asks CPU `cpu` to reschedule now (an IPI); nothing for this CPU or an
 /// offline one.
@@ -46,6 +49,29 @@ pub fn kick(cpu: usize) {
         super::idt::VECTOR_RESCHED,
     );
 }
+
+/// An NMI to CPU `cpu` (the watchdog asks a stuck CPU to report).
+pub fn nmi_to(cpu: usize) {
+    if cpu < online() {
+        apic::send_nmi(APIC_IDS[cpu].load(Ordering::Relaxed));
+    }
+}
+
+/// Where CPU `cpu`'s kernel stack lies (bottom, top); the boot CPU's is the
+/// boot stack.
+pub fn kernel_stack(cpu: usize) -> Option<(u64, u64)> {
+    if cpu == 0 {
+        let top = super::stacks::boot_stack_top();
+        return Some((super::stacks::guard_pages()[0] + 4096, top));
+    }
+    let top = STACK_TOPS.get(cpu)?.load(Ordering::Relaxed);
+    (top != 0).then(|| (top - KERNEL_STACK_PAGES * 4096, top))
+}
+
+/// Test only (`ktest=hang_ap`): the first AP spins with interrupts off
+/// once it is up, for the watchdog to catch.
+pub static HANG_FIRST_AP: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// The CPUs running now, as a bit mask.
 pub fn online_mask() -> u64 {
@@ -83,6 +109,7 @@ pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
             cpu as u64,
         );
         APIC_IDS[cpu].store(id, Ordering::Relaxed);
+        STACK_TOPS[cpu].store(stacks.kernel_top(), Ordering::Relaxed);
         let before = online();
         apic::send_init(id);
         delay_us(10_000);
@@ -196,5 +223,11 @@ extern "C" fn ap_main(cpu: u64) -> ! {
     apic::init_ap();
     apic::start_timer_count(TIMER_COUNT.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::Release);
+    if cpu == 1 && HANG_FIRST_AP.load(Ordering::Relaxed) {
+        crate::kprintln!("ktest: CPU 1 spinning with interrupts off");
+        loop {
+            core::hint::spin_loop();
+        }
+    }
     crate::trap::idle()
 }

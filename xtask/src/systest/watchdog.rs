@@ -5,8 +5,9 @@ use super::{boot, check, expect_line, number_after, Ctx, Machine};
 /// A CPU spinning in the kernel with interrupts off (`ktest=hang`) is
 /// caught: after about five seconds without a timer tick it reports its
 /// registers and the return addresses on its stack and panics, and with
-/// `noreboot` halts. With the watchdog on, a machine whose guests spin and
-/// sleep for eight seconds hears no false alarm.
+/// `noreboot` halts; so is an application processor (`ktest=hang_ap`), by
+/// an NMI from the boot CPU. With the watchdog on, a two-CPU machine whose
+/// guests spin and sleep for eight seconds hears no false alarm.
 pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("watchdog noreboot ktest=hang")?, slot)?;
     expect_line(m, "watchdog: on, an NMI 18 times a second")?;
@@ -30,11 +31,28 @@ pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     })?;
     expect_line(m, "noreboot: halted")?;
 
+    // An application processor stuck: the boot CPU sees its ticks stop and
+    // sends it an NMI; it reports itself.
+    let m = boot(&c.config("watchdog noreboot ktest=hang_ap")?.smp(2), slot)?;
+    expect_line(m, "ktest: CPU 1 spinning with interrupts off")?;
+    let alarm = expect_line(m, "watchdog: CPU 1 took no timer interrupt for ")?;
+    let quiet = number_after(&alarm, "for ").unwrap_or(0);
+    check((5000..8000).contains(&quiet), || {
+        format!("caught after {quiet} ms: {alarm}")
+    })?;
+    expect_line(m, "  rip=0xffffffff8")?;
+    // (Its stack holds no caller: `ap_main` is where it spins.)
+    expect_line(m, "backtrace (return addresses on the stack")?;
+    let panic = expect_line(m, "PANIC at ")?;
+    check(panic.contains("watchdog: CPU 1 stuck"), || {
+        format!("panic: {panic}")
+    })?;
+
     let guests = [
         ("spinner", "spinner seconds=8"),
         ("sleeper", "sleeper sleeps=320"),
     ];
-    let m = boot(&c.system("watchdog", &guests)?, slot)?;
+    let m = boot(&c.system("watchdog", &guests)?.smp(2), slot)?;
     expect_line(m, "watchdog: on")?;
     m.wait_for("[1] spinner: ", super::BOOT)?;
     m.wait_for("[2] sleeper: ", super::BOOT)?;
