@@ -6,9 +6,11 @@
 //! event timestamp (microseconds since boot), and reading a ring out for
 //! the control domain (`ipc_abi::trace` describes what a reader gets).
 //!
-//! Events are written with [`trace_event!`]: one load and branch when
-//! tracing is off; nothing at all in a kernel built without the `trace`
-//! feature. Events name domains as `dom<id>` (the decoder on the host adds
+//! Events are written with [`trace_event!`]. On the hypercall path the
+//! path's [`Gate`] decides at compile time (it is built traced and quiet,
+//! chosen once per kernel entry); elsewhere an event costs one load and
+//! branch when tracing is off; a kernel built without the `trace` feature
+//! has no event code at all. Events name domains as `dom<id>` (the decoder on the host adds
 //! their names); the kernel runs with interrupts off, so an event is never
 //! interleaved with another on the same CPU.
 
