@@ -130,6 +130,8 @@ pub struct Disk {
     gone: bool,
     /// Long waits between answers (a restarted backend shows as one).
     gaps: crate::gaps::Gaps,
+    /// The restore epoch its port and grants belong to (`crate::suspend`).
+    epoch: u32,
 }
 
 /// Why a disk operation failed.
@@ -194,6 +196,7 @@ impl Disk {
             restarts: 0,
             gone: false,
             gaps: crate::gaps::Gaps::new(),
+            epoch: crate::suspend::epoch(),
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -406,17 +409,31 @@ impl Disk {
                 && m.kind == DeviceKind::Block as u32
                 && m.index == device
         };
-        if self.gone || crate::control::take_news(gone).is_some() {
+        if self.gone {
+            return Err(DiskError::Gone);
+        }
+        // Restored: the port and grants are not ours any more; the control
+        // domain tells us where the backend is now.
+        let restored = self.epoch != crate::suspend::epoch();
+        let news = if restored {
+            Some(crate::control::wait_news(|m| restarted(m) || gone(m)))
+        } else {
+            crate::control::take_news(gone).or_else(|| crate::control::take_news(restarted))
+        };
+        self.epoch = crate::suspend::epoch();
+        let Some(mut news) = news else {
+            return Ok(());
+        };
+        if gone(&news) {
             self.gone = true;
             return Err(DiskError::Gone);
         }
-        let Some(mut news) = crate::control::take_news(restarted) else {
-            return Ok(());
-        };
-        let _ = hc::event_close(self.port);
-        // The dead backend's mappings are gone, so every grant can end.
-        for &g in self.ring_grefs.iter() {
-            let _ = hc::grant_end(g);
+        if !restored {
+            let _ = hc::event_close(self.port);
+            // The dead backend's mappings are gone, so every grant can end.
+            for &g in self.ring_grefs.iter() {
+                let _ = hc::grant_end(g);
+            }
         }
         // Each data page's grant as requests in flight name it, and as it is now.
         let mut renamed: heapless::Vec<(u32, u32), { IN_FLIGHT * MAX_SEGMENTS }> = self
@@ -424,11 +441,15 @@ impl Disk {
             .iter()
             .flat_map(|slot| slot.grefs.iter().map(|&g| (g, g)))
             .collect();
+        let mut forget = restored;
         let (backend, grefs, port) = loop {
             let backend = news.peer;
+            let foreign = core::mem::take(&mut forget);
             for slot in self.slots.iter_mut() {
                 for (g, page) in slot.grefs.iter_mut().zip(slot.pages.iter()) {
-                    let _ = hc::grant_end(*g);
+                    if !foreign {
+                        let _ = hc::grant_end(*g);
+                    }
                     let new = hc::grant_create(backend, page.0.as_ptr() as u64, false)
                         .map_err(|_| DiskError::Ring)?;
                     if let Some(r) = renamed.iter_mut().find(|(_, now)| *now == *g) {

@@ -36,6 +36,8 @@ struct Ring {
     restarts: u64,
     resent: u64,
     gaps: crate::gaps::Gaps,
+    /// The restore epoch its port and grants belong to (`crate::suspend`).
+    epoch: u32,
 }
 
 static RING: Mutex<Option<Ring>> = Mutex::new(None);
@@ -81,6 +83,7 @@ fn connect(mut backend: DomainId) -> Result<()> {
         restarts: 0,
         resent: 0,
         gaps: crate::gaps::Gaps::new(),
+        epoch: crate::suspend::epoch(),
     });
     Ok(())
 }
@@ -107,16 +110,27 @@ impl Ring {
                 Some(ControlOp::PeerRestarted | ControlOp::PeerGone)
             ) && m.kind == DeviceKind::Console as u32
         };
-        let Some(mut news) = crate::control::take_news(about_us) else {
-            return Backend::Serving;
+        // Restored: the port and grants are not ours any more; the control
+        // domain tells us where the console is now.
+        let restored = self.epoch != crate::suspend::epoch();
+        let mut news = if restored {
+            crate::control::wait_news(about_us)
+        } else {
+            match crate::control::take_news(about_us) {
+                Some(news) => news,
+                None => return Backend::Serving,
+            }
         };
+        self.epoch = crate::suspend::epoch();
         // Answers the old instance published before it died still count:
         // those writes are printed and must not be sent again.
         self.drain();
-        let _ = hc::event_close(self.port);
-        for &g in self.grefs.iter() {
-            // The dead backend's mappings are gone, so the grants can end.
-            let _ = hc::grant_end(g);
+        if !restored {
+            let _ = hc::event_close(self.port);
+            for &g in self.grefs.iter() {
+                // The dead backend's mappings are gone, so the grants can end.
+                let _ = hc::grant_end(g);
+            }
         }
         self.read_pending = None;
         loop {

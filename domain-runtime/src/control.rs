@@ -78,6 +78,23 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
     Ok(())
 }
 
+/// After a restore: the old channel's page, port and mapping are not
+/// ours any more (and the grant-window slot is empty), so it is forgotten,
+/// never torn down; the ring the new command line names is connected. A
+/// `call` waiting for an answer on the old ring gets `PortState`.
+pub fn reconnect() {
+    if let Some(old) = CHANNEL.lock().take() {
+        // Dropping it would unmap a slot the new ring is about to use.
+        core::mem::forget(old);
+    }
+    if let Some(Err(e)) = connect_from_command_line() {
+        crate::println!(
+            "runtime: cannot connect the control ring after a restore: {}",
+            e
+        );
+    }
+}
+
 /// Whether this domain has a control ring.
 pub fn connected() -> bool {
     CHANNEL.lock().is_some()
@@ -161,7 +178,12 @@ impl Channel {
 /// Sends one control message and waits for its answer.
 pub fn call(msg: ControlMessage) -> Result<ControlMessage> {
     let id = CHANNEL.lock().as_mut().ok_or(Error::PortState)?.send(msg)?;
+    let epoch = crate::suspend::epoch();
     loop {
+        if crate::suspend::epoch() != epoch {
+            // Restored meanwhile: the request went to a ring nobody serves now.
+            return Err(Error::PortState);
+        }
         let port = {
             let mut guard = CHANNEL.lock();
             let ch = guard.as_mut().ok_or(Error::PortState)?;
@@ -268,10 +290,14 @@ pub fn next_backend(kind: DeviceKind, index: u32) -> Option<DomainId> {
     (news.check() == Some(ControlOp::PeerRestarted)).then_some(news.peer)
 }
 
-/// Obeys a shutdown request from the control domain, if one came: the
-/// domain powers off (or reboots) cleanly. The runtime calls this whenever a
+/// Obeys a suspend or shutdown request from the control domain, if one
+/// came: the domain suspends to be saved (`crate::suspend`), or powers off
+/// (or reboots) cleanly. The runtime calls this whenever a
 /// domain waits, so a domain that waits through the runtime obeys.
 pub fn obey() {
+    if take_news(|m| m.check() == Some(ControlOp::SuspendRequest)).is_some() {
+        crate::suspend::suspend_now();
+    }
     if let Some(m) = take_news(|m| m.check() == Some(ControlOp::ShutdownRequest)) {
         let reason = if m.index == 1 {
             ipc_abi::domain::ShutdownReason::Reboot

@@ -36,10 +36,14 @@ impl GrantedPages {
     }
 
     /// Grants every page to `peer` instead (after the old peer died: its
-    /// mappings are gone, so the old grants can end).
-    pub fn regrant(&mut self, peer: DomainId) -> Result<()> {
+    /// mappings are gone, so the old grants can end). `restored`: the old
+    /// grants were another domain's (this is a restored copy), so they are
+    /// forgotten, not ended.
+    pub fn regrant(&mut self, peer: DomainId, restored: bool) -> Result<()> {
         for (g, p) in self.grefs.iter_mut().zip(self.pages.iter()) {
-            let _ = crate::hypercall::grant_end(*g);
+            if !restored {
+                let _ = crate::hypercall::grant_end(*g);
+            }
             *g = crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false)?;
         }
         Ok(())

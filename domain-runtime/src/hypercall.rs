@@ -1,6 +1,8 @@
 //! Typed hypercall wrappers over `syscall` (the ABI is `ipc_abi::hypercall`).
 
-use ipc_abi::domain::{CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason};
+use ipc_abi::domain::{
+    CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext,
+};
 use ipc_abi::hypercall::{decode, Hypercall, Result};
 use ipc_abi::shared::Virq;
 use zerocopy::FromZeros;
@@ -426,4 +428,60 @@ pub fn console_takeover() -> Result<u64> {
 /// Powers the machine off (control domain only); returns only on failure.
 pub fn machine_power_off() -> Result<u64> {
     call(Hypercall::MachinePowerOff, [0; 6])
+}
+
+/// Suspends this domain for the control domain to save: 0 once it runs on
+/// as itself, 1 when it runs on as a restored copy (see `crate::suspend`).
+pub fn suspend() -> Result<u64> {
+    call(Hypercall::Suspend, [0; 6])
+}
+
+/// Copies the first page of paused domain `dom`'s own memory at or above
+/// `from` into `page`; returns its address, plus 1 if the domain may write
+/// it (`Empty`: no more). Control domain only.
+pub fn domain_page_read(dom: DomainId, from: u64, page: &mut [u8; 4096]) -> Result<u64> {
+    call(
+        Hypercall::DomainPageRead,
+        [dom.0 as u64, from, page.as_mut_ptr() as u64, 0, 0, 0],
+    )
+}
+
+/// Fills the page at `va` of never-run domain `dom` (control domain only).
+pub fn domain_page_write(dom: DomainId, va: u64, page: &[u8; 4096]) -> Result<u64> {
+    call(
+        Hypercall::DomainPageWrite,
+        [dom.0 as u64, va, page.as_ptr() as u64, 0, 0, 0],
+    )
+}
+
+/// The registers of paused domain `dom`'s vCPU `vcpu` (control domain only).
+pub fn domain_get_context(dom: DomainId, vcpu: u32) -> Result<VcpuContext> {
+    let mut c = VcpuContext::new_zeroed();
+    call(
+        Hypercall::DomainGetContext,
+        [
+            dom.0 as u64,
+            vcpu as u64,
+            &mut c as *mut VcpuContext as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    Ok(c)
+}
+
+/// Sets the registers never-run domain `dom`'s vCPU `vcpu` starts with (control domain only).
+pub fn domain_set_context(dom: DomainId, vcpu: u32, c: &VcpuContext) -> Result<u64> {
+    call(
+        Hypercall::DomainSetContext,
+        [
+            dom.0 as u64,
+            vcpu as u64,
+            c as *const VcpuContext as u64,
+            0,
+            0,
+            0,
+        ],
+    )
 }

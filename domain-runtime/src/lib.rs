@@ -32,6 +32,7 @@ pub mod io;
 pub mod net;
 pub mod ring;
 mod rt;
+pub mod suspend;
 pub mod time;
 
 pub use ipc_abi;

@@ -77,6 +77,8 @@ pub struct NetFront {
     rings: ([RingPages; 2], Grefs),
     /// Times the backend was restarted under this interface.
     restarts: u64,
+    /// The restore epoch its ports and grants belong to (`crate::suspend`).
+    epoch: u32,
 }
 
 impl NetFront {
@@ -106,8 +108,8 @@ impl NetFront {
                 Err(Error::DeadDomain) => {
                     backend = crate::control::next_backend(DeviceKind::Net, vif)
                         .ok_or(Error::DeadDomain)?;
-                    tx_pages.regrant(backend)?;
-                    rx_pages.regrant(backend)?;
+                    tx_pages.regrant(backend, false)?;
+                    rx_pages.regrant(backend, false)?;
                 }
                 other => break other?,
             }
@@ -136,6 +138,7 @@ impl NetFront {
             vif,
             rings: (rings, grefs),
             restarts: 0,
+            epoch: crate::suspend::epoch(),
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
@@ -163,25 +166,40 @@ impl NetFront {
         };
         let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
         let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
-        if crate::control::take_news(gone).is_some() {
+        // Restored: the ports and grants are not ours any more; the control
+        // domain tells us where the backend is now.
+        let restored = self.epoch != crate::suspend::epoch();
+        let news = if restored {
+            Some(crate::control::wait_news(|m| restarted(m) || gone(m)))
+        } else {
+            crate::control::take_news(gone).or_else(|| crate::control::take_news(restarted))
+        };
+        self.epoch = crate::suspend::epoch();
+        let Some(mut news) = news else {
+            return Ok(false);
+        };
+        if gone(&news) {
             // Given up on: nothing more goes out; sends fail from now on.
             self.tx.dead = true;
-            let _ = hc::event_close(self.port);
+            if !restored {
+                let _ = hc::event_close(self.port);
+            }
             crate::println!("net: interface {}'s backend is gone", self.vif);
             return Err(Error::DeadDomain);
         }
-        let Some(mut news) = crate::control::take_news(restarted) else {
-            return Ok(false);
-        };
-        let _ = hc::event_close(self.port);
-        for &g in self.rings.1.iter() {
-            let _ = hc::grant_end(g);
+        if !restored {
+            let _ = hc::event_close(self.port);
+            for &g in self.rings.1.iter() {
+                let _ = hc::grant_end(g);
+            }
         }
         let rings = self.rings.0;
+        let mut forget = restored;
         let (backend, grefs, port) = loop {
             let backend = news.peer;
-            self.tx.pages.regrant(backend)?;
-            self.rx.pages.regrant(backend)?;
+            let foreign = core::mem::take(&mut forget);
+            self.tx.pages.regrant(backend, foreign)?;
+            self.rx.pages.regrant(backend, foreign)?;
             self.tx.front =
                 Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
             self.rx.front =

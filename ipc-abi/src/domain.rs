@@ -71,7 +71,7 @@ pub struct CreateDomain {
 }
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 304);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 312);
 
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
 #[repr(u64)]
@@ -170,7 +170,81 @@ pub struct DomainInfo {
     /// Its vCPU is loaded on a CPU right now (1) or not (0).
     pub running: u32,
     pub affinity: u64,
+    /// 1 when it is paused because it suspended itself (`Suspend`), ready
+    /// to be saved; 0 otherwise.
+    pub suspended: u32,
+    pub _reserved: u32,
 }
+
+/// A vCPU's registers, for [`crate::hypercall::Hypercall::DomainGetContext`]
+/// and `DomainSetContext` (save and restore). Segment registers are not
+/// part of it: every domain runs with the same flat user segments.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct VcpuContext {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+impl VcpuContext {
+    /// Bytes of a context.
+    pub const SIZE: usize = 18 * 8;
+
+    /// The registers in the order above.
+    pub fn to_words(&self) -> [u64; 18] {
+        let c = self;
+        [
+            c.rax, c.rbx, c.rcx, c.rdx, c.rsi, c.rdi, c.rbp, c.rsp, c.r8, c.r9, c.r10, c.r11,
+            c.r12, c.r13, c.r14, c.r15, c.rip, c.rflags,
+        ]
+    }
+
+    /// A context from its registers in the order above.
+    pub fn from_words(w: &[u64; 18]) -> VcpuContext {
+        let [rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags] =
+            *w;
+        VcpuContext {
+            rax,
+            rbx,
+            rcx,
+            rdx,
+            rsi,
+            rdi,
+            rbp,
+            rsp,
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rflags,
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<VcpuContext>() == VcpuContext::SIZE);
 
 /// Answer of [`crate::hypercall::Hypercall::KernelStats`]: what the kernel has in use.
 #[repr(C)]

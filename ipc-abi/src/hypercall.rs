@@ -142,6 +142,29 @@ pub enum Hypercall {
     DomainPin = 54,
     /// `()`: the number of the CPU the caller runs on (0: the boot CPU).
     CurrentCpu = 55,
+    /// `()`: the caller pauses itself for the control domain to save it
+    /// (`DomainInfo::suspended` then says so). Returns 0 when it is unpaused
+    /// and runs on as itself, 1 when it runs on as a restored copy: a new
+    /// domain with the same memory and registers but no event ports, grants
+    /// or grant-window mappings, which must connect its devices again. Not
+    /// for the control domain (`PermissionDenied`).
+    Suspend = 56,
+    /// `(dom, from_va, ptr)`: copy the first page of `dom`'s own memory
+    /// (image, heap, stack) at or above `from_va` into the caller's
+    /// 4096-byte buffer; returns the page's address, plus 1 if the domain
+    /// may write the page, or `Empty` when there is none. `dom` must be paused and off every CPU (control only).
+    DomainPageRead = 57,
+    /// `(dom, va, ptr)`: copy 4096 bytes from the caller into the page of a
+    /// never-run domain's own memory at `va` (image, heap or stack; not the
+    /// start info, whatever its rights for the domain) (control only).
+    DomainPageWrite = 58,
+    /// `(dom, vcpu, ptr to VcpuContext)`: read the registers of a paused
+    /// domain's vCPU (control only).
+    DomainGetContext = 59,
+    /// `(dom, vcpu, ptr to VcpuContext)`: set every register a never-run
+    /// domain's vCPU starts with; `rflags` keeps only the arithmetic flags
+    /// and the direction flag (control only).
+    DomainSetContext = 60,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -199,6 +222,11 @@ impl Hypercall {
             53 => TraceRead,
             54 => DomainPin,
             55 => CurrentCpu,
+            56 => Suspend,
+            57 => DomainPageRead,
+            58 => DomainPageWrite,
+            59 => DomainGetContext,
+            60 => DomainSetContext,
             _ => return None,
         })
     }

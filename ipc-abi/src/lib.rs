@@ -6,7 +6,7 @@
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
 //! carried on rings: console, block, network and control ([`proto`]); the
-//! layout of kernel trace reads ([`trace`]).
+//! layout of kernel trace reads ([`trace`]); the save file ([`save`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
 //! checks, so the ABI can be checked from another language.
@@ -20,5 +20,6 @@ pub mod mgmt;
 pub mod proto;
 pub mod ring;
 pub mod ring_view;
+pub mod save;
 pub mod shared;
 pub mod trace;

@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 6;
+    pub const VERSION: u32 = 7;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -412,6 +412,43 @@ pub mod messages {
         Trace {
             cpu: u32,
             from: u64,
+        },
+        /// Asks a domain to suspend itself for saving: answered `Ok` once it
+        /// has (then `SaveRead` streams it), or `Error` (it cannot be saved,
+        /// or did not suspend in time: it runs on untouched).
+        SaveBegin {
+            domain: u32,
+        },
+        /// The suspended domain's save file from position `cursor` on (0:
+        /// the start): a `SaveData` answer. Asking again for the same cursor
+        /// gives the same bytes.
+        SaveRead {
+            domain: u32,
+            cursor: u64,
+        },
+        /// The file is stored: the domain is destroyed (`keep`: left
+        /// paused, as it was saved). Answered `Ok`.
+        SaveEnd {
+            domain: u32,
+            keep: bool,
+        },
+        /// The save failed on the host: the domain runs on as if it had
+        /// not been asked. Answered `Ok`.
+        SaveCancel {
+            domain: u32,
+        },
+        /// Starts a restore (forgetting one unfinished): answered `Ok`.
+        RestoreBegin,
+        /// The next records of the save file (`ipc_abi::save` framing, whole
+        /// records, file header excluded): answered `Ok`, or `Error` (the
+        /// restore is then abandoned and nothing of it is left).
+        RestoreData {
+            data: &'a [u8],
+        },
+        /// Every record has come: the restored domain runs on (`paused`:
+        /// stays paused). Answered `Created`.
+        RestoreCommit {
+            paused: bool,
         },
     }
 
@@ -538,6 +575,16 @@ pub mod messages {
             head: u64,
             capacity: u64,
             stamp: u64,
+            data: &'a [u8],
+        },
+        /// Save file bytes (answer to `SaveRead`) from position `cursor`:
+        /// `next` is where the next read starts; `done` when the file is
+        /// whole. `pages` is how many pages the file holds in all.
+        SaveData {
+            cursor: u64,
+            next: u64,
+            pages: u64,
+            done: bool,
             data: &'a [u8],
         },
         Ok,

@@ -64,6 +64,16 @@ pub fn device_range(phys: u64, pages: u64) -> Result<(u64, u64), Error> {
     Ok((phys, end))
 }
 
+/// The `rflags` bits a restored vCPU may bring: carry, parity, adjust,
+/// zero, sign, direction and overflow. Never the trap flag, interrupt
+/// flag, I/O privilege level or anything else that is the kernel's.
+pub const USER_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800;
+
+/// What of a saved `rflags` value a restored vCPU keeps.
+pub fn user_rflags(saved: u64) -> u64 {
+    saved & USER_RFLAGS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +126,13 @@ mod tests {
                 let (f, end) = (u64::from(f), u64::from(f) + u64::from(c));
                 prop_assert!(end <= PCI_CONFIG_PORTS.start || f >= PCI_CONFIG_PORTS.end);
             }
+        }
+
+        #[test]
+        fn restored_rflags_never_carry_privilege(saved: u64) {
+            let kept = user_rflags(saved);
+            // TF (8), IF (9), IOPL (12-13), NT (14), RF (16), VM (17), AC (18) and up: never.
+            prop_assert_eq!(kept & (0x100 | 0x200 | 0x3000 | 0x4000 | !0xfff), 0);
         }
 
         #[test]

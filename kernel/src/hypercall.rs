@@ -7,14 +7,14 @@
 
 use crate::arch::idt::TrapFrame;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{console, devices, events, grants, pci, Kernel, Life};
+use crate::domain::{console, devices, events, grants, pci, saving, Kernel, Life};
 use crate::frames::FrameAllocator;
 use crate::memory::with_frames;
 use crate::trace::Gate;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
-    CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, CMDLINE_MAX,
-    MESSAGE_MAX,
+    CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, VcpuContext,
+    CMDLINE_MAX, MESSAGE_MAX,
 };
 use ipc_abi::hypercall::{Error, Hypercall};
 use ipc_abi::shared::Virq;
@@ -280,6 +280,27 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
             lifecycle::pin(k, t, a.0[2]).map(|()| 0)
         }
         CurrentCpu => Ok(crate::domain::this_cpu() as u64),
+        Suspend => saving::suspend(k, caller),
+        DomainPageRead => {
+            let t = other(k, caller, a.dom(0))?;
+            saving::page_read(k, caller, t, a.0[1], a.0[2])
+        }
+        DomainPageWrite => {
+            let t = other(k, caller, a.dom(0))?;
+            saving::page_write(k, caller, t, a.0[1], a.0[2]).map(|()| 0)
+        }
+        DomainGetContext => {
+            let t = other(k, caller, a.dom(0))?;
+            let c = saving::get_context(k, t, a.0[1])?;
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, a.0[2], zerocopy::IntoBytes::as_bytes(&c)).map(|()| 0)
+        }
+        DomainSetContext => {
+            let t = other(k, caller, a.dom(0))?;
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            let c: VcpuContext = usermem::read_value(&d.space, a.0[2])?;
+            saving::set_context(k, t, a.0[1], &c).map(|()| 0)
+        }
         DebugKeys => {
             require_control(k, caller)?;
             let key = u8::try_from(a.0[0]).map_err(|_| Error::InvalidArgument)?;
@@ -429,5 +450,7 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         cpu: d.vcpu.cpu as u32,
         running: k.running_on(t).is_some() as u32,
         affinity: d.vcpu.affinity & crate::arch::smp::online_mask(),
+        suspended: d.suspended as u32,
+        _reserved: 0,
     })
 }

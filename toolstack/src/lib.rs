@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod control;
 pub mod mgmt;
 pub mod ops;
+pub mod save;
 pub mod shell;
 pub mod start;
 pub mod supervise;

@@ -6,6 +6,8 @@
 //! error; they never disturb the toolstack or any domain.
 
 extern crate alloc;
+mod save_requests;
+
 use crate::broker::RingRecord;
 use crate::start::Started;
 
@@ -28,8 +30,10 @@ use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
 use uart_16550::{Config, Uart16550};
 
-/// Largest answer payload this domain sends (a trace chunk is the largest).
-const ANSWER_MAX: usize = 2048;
+/// Largest answer payload this domain sends (a piece of a save file is the largest).
+const ANSWER_MAX: usize = domain_runtime::ipc_abi::mgmt::MAX_PAYLOAD;
+/// Largest trace chunk in one answer.
+const TRACE_MAX: usize = 2048;
 
 const COM2: u16 = 0x2f8;
 const COM2_IRQ: u8 = 3;
@@ -49,6 +53,14 @@ pub struct Server {
     last_rx_ns: u64,
     /// A `ConsoleRead` waiting for console-dom's answer.
     console_read: Option<ConsoleRead>,
+    /// A save and a restore in progress.
+    save: Option<crate::save::Save>,
+    restore: Option<crate::save::Restore>,
+    /// Domains whose save was given up on: unpaused if they suspend after all.
+    late: Vec<DomainId>,
+    /// Room to encode an answer in (on the heap: answers may be 16 KiB).
+    payload: Vec<u8>,
+    frame: Vec<u8>,
 }
 
 /// A `ConsoleRead` in progress.
@@ -114,6 +126,11 @@ impl Server {
             pending: None,
             last_rx_ns: 0,
             console_read: None,
+            save: None,
+            restore: None,
+            late: Vec::new(),
+            payload: alloc::vec![0; ANSWER_MAX],
+            frame: alloc::vec![0; HEADER_LEN + ANSWER_MAX],
         })
     }
 
@@ -223,22 +240,28 @@ impl Server {
     }
 
     fn send(&mut self, seq: u32, answer: &Answer<'_>) {
-        let mut payload = [0u8; ANSWER_MAX];
-        let Some(n) = messages::encode(answer, &mut payload).or_else(|| {
+        let mut payload = core::mem::take(&mut self.payload);
+        let mut frame = core::mem::take(&mut self.frame);
+        self.send_with(seq, answer, &mut payload, &mut frame);
+        self.payload = payload;
+        self.frame = frame;
+    }
+
+    fn send_with(&mut self, seq: u32, answer: &Answer<'_>, payload: &mut [u8], frame: &mut [u8]) {
+        let Some(n) = messages::encode(answer, payload).or_else(|| {
             let too_big = Answer::Error {
                 message: "answer too large",
             };
-            messages::encode(&too_big, &mut payload)
+            messages::encode(&too_big, payload)
         }) else {
             return;
         };
-        let mut frame = [0u8; HEADER_LEN + ANSWER_MAX];
         let header = FrameHeader {
             kind: KIND_ANSWER,
             flags: 0,
             seq,
         };
-        if let Some(len) = encode(header, &payload[..n], &mut frame) {
+        if let Some(len) = encode(header, &payload[..n], frame) {
             self.uart.send_bytes_exact(&frame[..len]);
         }
     }
@@ -295,6 +318,7 @@ impl Server {
                 return self.send(seq, &Answer::Ok);
             }
             OwnedRequest::CreateCommit => return self.commit(seq, started),
+            OwnedRequest::RestoreData { data } => return self.restore_data(seq, &data),
             OwnedRequest::Dmesg { from } => return self.dmesg(seq, from),
             OwnedRequest::RingDump {
                 frontend,
@@ -414,9 +438,10 @@ impl Server {
         self.send(read.seq, &answer);
     }
 
-    /// When a waiting `ConsoleRead` is due (ns since boot).
+    /// When a waiting `ConsoleRead` or `SaveBegin` is due (ns since boot).
     pub fn deadline(&self) -> Option<u64> {
-        self.console_read.as_ref().map(|r| r.deadline)
+        let read = self.console_read.as_ref().map(|r| r.deadline);
+        read.into_iter().chain(self.save_deadline()).min()
     }
 
     /// Answers a `ConsoleRead` that waited long enough: nothing new.
@@ -534,6 +559,12 @@ impl Server {
                 self.send(seq, &Answer::End);
             }
             Request::Trace { cpu, from } => self.trace(seq, cpu, from),
+            Request::SaveBegin { domain } => self.save_begin(seq, started, domain),
+            Request::SaveRead { domain, cursor } => self.save_read(seq, domain, cursor),
+            Request::SaveEnd { domain, keep } => self.save_end(seq, domain, keep),
+            Request::SaveCancel { domain } => self.save_cancel(seq, domain),
+            Request::RestoreBegin => self.restore_begin(seq),
+            Request::RestoreCommit { paused } => self.restore_commit(seq, started, paused),
 
             Request::Pause { domain } => self.control(seq, started, domain, hc::domain_pause),
             Request::Crash { domain } => self.control(seq, started, domain, hc::domain_crash),
@@ -554,6 +585,7 @@ impl Server {
             | Request::DebugKeys { .. }
             | Request::RingDump { .. }
             | Request::ConsoleRead { .. }
+            | Request::RestoreData { .. }
             | Request::ConsoleWrite { .. } => {}
         }
     }
@@ -574,7 +606,7 @@ impl Server {
     /// A piece of the kernel's trace of one CPU (`toolstack host trace`).
     fn trace(&mut self, seq: u32, cpu: u32, from: u64) {
         // The header and as many trace bytes as fit in one answer.
-        let mut buf = [0u8; ANSWER_MAX - 128];
+        let mut buf = [0u8; TRACE_MAX - 128];
         match hc::trace_read(cpu, from, &mut buf) {
             Ok((c, data)) => self.send(
                 seq,
@@ -824,6 +856,9 @@ enum OwnedRequest {
         domain: u32,
         data: Vec<u8>,
     },
+    RestoreData {
+        data: Vec<u8>,
+    },
 }
 
 impl From<Request<'_>> for OwnedRequest {
@@ -879,6 +914,21 @@ impl From<Request<'_>> for OwnedRequest {
                 domain,
                 data: data.to_vec(),
             },
+            Request::RestoreData { data } => OwnedRequest::RestoreData {
+                data: data.to_vec(),
+            },
+            Request::SaveBegin { domain } => OwnedRequest::Plain(Request::SaveBegin { domain }),
+            Request::SaveRead { domain, cursor } => {
+                OwnedRequest::Plain(Request::SaveRead { domain, cursor })
+            }
+            Request::SaveEnd { domain, keep } => {
+                OwnedRequest::Plain(Request::SaveEnd { domain, keep })
+            }
+            Request::SaveCancel { domain } => OwnedRequest::Plain(Request::SaveCancel { domain }),
+            Request::RestoreBegin => OwnedRequest::Plain(Request::RestoreBegin),
+            Request::RestoreCommit { paused } => {
+                OwnedRequest::Plain(Request::RestoreCommit { paused })
+            }
         }
     }
 }

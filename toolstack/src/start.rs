@@ -221,6 +221,14 @@ pub fn start_one(
     started: &[Started],
     restart: u32,
 ) -> Option<Started> {
+    let id = create_loaded(image.bytes(), line)?;
+    launch(me, id, image, line, started, restart)
+}
+
+/// Creates a paused domain from its line and loads its image, with its
+/// hardware and CPUs; it has not run yet. Says why on COM1 if it fails
+/// (and leaves nothing behind).
+pub fn create_loaded(image: &[u8], line: &str) -> Option<DomainId> {
     let name = line.split_whitespace().next().unwrap_or("domain");
     let kib = option(line, "mem")
         .and_then(|v| v.parse().ok())
@@ -238,7 +246,7 @@ pub fn start_one(
             return None;
         }
     };
-    if let Err(e) = hc::domain_load_image(id, image.bytes()) {
+    if let Err(e) = hc::domain_load_image(id, image) {
         println!("toolstack: cannot load {}: {}", name, e);
         let _ = hc::domain_destroy(id);
         return None;
@@ -259,6 +267,23 @@ pub fn start_one(
             return None;
         }
     }
+    Some(id)
+}
+
+/// Gives created domain `id` its command line (its devices, its control
+/// ring) and lets it run, unless its line says `start_paused`.
+pub fn launch(
+    me: DomainId,
+    id: DomainId,
+    image: Image,
+    line: &'static str,
+    started: &[Started],
+    restart: u32,
+) -> Option<Started> {
+    let name = line.split_whitespace().next().unwrap_or("domain");
+    let kib = option(line, "mem")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_KIB);
     let mut cmdline: heapless::String<1024> = heapless::String::new();
     let _ = cmdline.push_str(line);
     if let Some(peer_name) = option(line, "evtchn") {
@@ -503,6 +528,7 @@ pub fn run() {
         hc::block();
         if let Some(server) = mgmt.as_mut() {
             server.on_timer(domain_runtime::time::now_ns());
+            server.on_save_progress(&mut started);
         }
         // Serve every control ring that has something (pending bits are taken, not trusted).
         let mut ready: alloc::vec::Vec<u16> = alloc::vec::Vec::new();

@@ -47,7 +47,7 @@ pub enum DeviceKind {
 /// Control messages. Domain → control domain: `Announce`, `Connected`,
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
-/// `ShutdownRequest`, `ConsoleHistory`.
+/// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp {
@@ -73,6 +73,8 @@ pub enum ControlOp {
     /// To console-dom: "replay the history of `peer`'s console" (for a viewer
     /// that comes late, or a domain that already died).
     ConsoleHistory = 20,
+    /// To any domain: "suspend yourself to be saved" (`Suspend` hypercall).
+    SuspendRequest = 21,
 }
 
 /// One control message (both directions use the same layout).
@@ -114,6 +116,7 @@ impl ControlMessage {
             18 => PeerGone,
             19 => ShutdownRequest,
             20 => ConsoleHistory,
+            21 => SuspendRequest,
             _ => return None,
         };
         if matches!(op, Announce | Connect)

@@ -201,6 +201,38 @@ impl AddressSpace {
         }
     }
 
+    /// The first page of the domain's own memory at or above `from` and
+    /// below `limit`: its address and frame. Empty tables are skipped
+    /// whole, so a sparse gigabyte costs a few entries, not 262,144 lookups.
+    pub fn next_owned(&self, from: u64, limit: u64) -> Option<(u64, u64)> {
+        let limit = limit.min(ipc_abi::layout::USER_LIMIT);
+        let mut va = from.next_multiple_of(4096);
+        // Bytes one entry covers at each level, from the root down.
+        const SPAN: [u64; 4] = [1 << 39, 1 << 30, 1 << 21, 1 << 12];
+        'walk: while va < limit {
+            let mut t = self.pml4;
+            for (level, span) in SPAN.iter().enumerate() {
+                let index = ((va >> (39 - 9 * level)) & 511) as usize;
+                let e = &table(t)[index];
+                let f = e.flags();
+                let leaf = level == 3;
+                let wanted = f.contains(F::PRESENT | F::USER_ACCESSIBLE)
+                    && (!leaf || f.contains(OWNED))
+                    && !f.contains(F::HUGE_PAGE);
+                if !wanted {
+                    // Nothing of ours under this entry: go to the next one.
+                    va = (va & !(span - 1)) + span;
+                    continue 'walk;
+                }
+                if leaf {
+                    return Some((va, e.addr().as_u64()));
+                }
+                t = e.addr().as_u64();
+            }
+        }
+        None
+    }
+
     /// Makes this the active address space.
     pub fn activate(&self) {
         let (current, _) = Cr3::read();

@@ -187,6 +187,7 @@ pub fn create(
             start_info,
             event_page,
             teardown: false,
+            suspended: false,
         },
     );
     trace_event!("dom{=u32} created", id.0);
@@ -315,6 +316,7 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     }
     d.life = Life::Running;
     d.started = true;
+    d.suspended = false;
     trace_event!("dom{=u32} state running", d.id.0);
     d.vcpu.sched.wake(min);
     k.resched(index);

@@ -14,6 +14,7 @@ pub mod grants;
 pub mod lifecycle;
 pub mod pci;
 pub mod ports;
+pub mod saving;
 pub mod shared_pages;
 
 use crate::arch::addrspace::AddressSpace;
@@ -159,6 +160,8 @@ pub struct Domain {
     /// Destroyed while its vCPU ran on another CPU: that CPU frees it as it
     /// leaves (see `lifecycle::destroy`). Lookups no longer find it.
     pub teardown: bool,
+    /// Paused by its own `Suspend` (ready to be saved) and not unpaused since.
+    pub suspended: bool,
 }
 
 struct Slot {

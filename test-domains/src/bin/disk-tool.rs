@@ -4,7 +4,8 @@
 //! discards those sectors and flushes; `records=N` writes N checksummed
 //! 4 KiB records from sector 0, flushes, reads them back and checks each
 //! (with `disks=2`, on xvda and xvdb in turn, the same records on each);
-//! `sum repeat=N` sums N times;
+//! `sum repeat=N` sums N times; `cycles=N` writes and reads back a sector N
+//! times, 20 ms apart (save and restore tests);
 //! `read_all` reads the whole disk and does nothing with it; `gaps`
 //! prints the long waits between answers and those across restarts of
 //! drvdom-blk; `forbidden` tries writes a read-only or too-small disk must
@@ -105,6 +106,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
             );
         }
     }
+    if let Some(n) = test_domains::number("cycles") {
+        cycles(&mut disk, n);
+    }
     if test_domains::flag("read_all") && read_whole(&mut disk, &mut buf, |_| {}) {
         println!("disk-tool: read all {} sectors", info.sectors);
     }
@@ -121,6 +125,29 @@ fn run(_: &'static domain_runtime::StartInfo) {
         println!("disk-tool: {}", test_domains::Resumed(disk.resumed()));
     }
     println!("disk-tool: done");
+}
+
+/// `cycles=N`: N times, 20 ms apart, writes a sector of its cycle number
+/// (at a sector that moves on each cycle), flushes, reads it back and says
+/// whether it came back. A domain saved and restored midway carries on.
+fn cycles(disk: &mut Disk, n: u64) {
+    for cycle in 1..=n {
+        let sector = (cycle % 64) * 8;
+        let mut data = [0u8; 512];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (cycle as u8).wrapping_add(i as u8);
+        }
+        let wrote = disk.write(sector, &data).and_then(|()| disk.flush());
+        let mut back = [0u8; 512];
+        let read = disk.read(sector, &mut back);
+        let verdict = if wrote.is_ok() && read.is_ok() && back == data {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        println!("disk-tool: cycle {} {}", cycle, verdict);
+        domain_runtime::time::sleep_ns(20_000_000);
+    }
 }
 
 /// `SECTOR+COUNT`.

@@ -19,7 +19,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod save;
 pub mod trace;
+
+pub use save::Saved;
 
 /// What went wrong talking to the machine.
 #[derive(Debug)]
@@ -694,6 +697,13 @@ enum Owned {
     Console(ConsoleChunk),
     Ring(RingEntry),
     Slot(DumpedSlot),
+    SaveData {
+        cursor: u64,
+        next: u64,
+        pages: u64,
+        done: bool,
+        data: Vec<u8>,
+    },
 }
 
 impl From<&Answer<'_>> for Owned {
@@ -718,6 +728,9 @@ impl From<&Answer<'_>> for Owned {
                 restarts: *restarts,
             }),
             Answer::End => Owned::End,
+            Answer::SaveData { .. } => {
+                save::owned(a).unwrap_or_else(|| Owned::Error("unreadable save data".into()))
+            }
             Answer::Slot {
                 index,
                 stage,

@@ -121,6 +121,24 @@ enum DomainVerb {
     },
     /// Ask a domain to reboot.
     Reboot { domain: String },
+    /// Save a domain to FILE on this host: it suspends, its memory,
+    /// registers, configuration and devices are written, then it is
+    /// destroyed (`--keep`: left paused). It must wait through the runtime to obey.
+    Save {
+        domain: String,
+        file: PathBuf,
+        /// Leave it paused instead of destroying it.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Restore a domain from a file `domain save` wrote: it runs on where it
+    /// stopped, its devices reconnected.
+    Restore {
+        file: PathBuf,
+        /// Leave it paused.
+        #[arg(short)]
+        paused: bool,
+    },
     /// State, memory, CPU time and crash record of a domain.
     Info {
         domain: String,
@@ -328,6 +346,25 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
+        }
+        Command::Domain { verb: DomainVerb::Save { domain, file, keep } } => client.resolve(&domain).and_then(|d| {
+            let mut bar = progress::Bar::labelled("saving");
+            let saved = client.save(d, &file, keep, |done, total| bar.update(done as usize * 4096, total as usize * 4096))?;
+            let then = if keep { "kept paused" } else { "destroyed" };
+            println!(
+                "saved {} (domain {}) to {}: {} pages, {} devices, {} KiB; the domain was {then}",
+                saved.name,
+                d & 0xffff,
+                file.display(),
+                saved.pages,
+                saved.devices,
+                saved.bytes / 1024
+            );
+            Ok(())
+        }),
+        Command::Domain { verb: DomainVerb::Restore { file, paused } } => {
+            let mut bar = progress::Bar::labelled("restoring");
+            client.restore(&file, paused, |sent, total| bar.update(sent, total)).map(|id| println!("restored domain {}", id & 0xffff))
         }
         Command::Domain { verb: DomainVerb::Console { domain, no_follow } } => {
             client.resolve(&domain).and_then(|d| console_of(&mut client, d, !no_follow))

@@ -1,5 +1,5 @@
-//! The upload progress bar of `domain create`, drawn on standard error when
-//! it is a terminal and the upload has taken long enough to be worth one.
+//! The progress bar of `domain create` (upload), `save` and `restore`, drawn on
+//! standard error when it is a terminal and the work has taken long enough to be worth one.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -29,14 +29,21 @@ pub struct Bar {
     started: Instant,
     shown: bool,
     enabled: bool,
+    /// What it shows: "uploading", "saving", ...
+    label: &'static str,
 }
 
 impl Bar {
     pub fn new() -> Bar {
+        Bar::labelled("uploading")
+    }
+
+    pub fn labelled(label: &'static str) -> Bar {
         Bar {
             started: Instant::now(),
             shown: false,
             enabled: std::io::stderr().is_terminal(),
+            label,
         }
     }
 
@@ -47,7 +54,7 @@ impl Bar {
         }
         self.shown = true;
         let mut err = std::io::stderr();
-        let _ = write!(err, "\ruploading {}", line(sent, total));
+        let _ = write!(err, "\r{} {}", self.label, line(sent, total));
         if sent >= total {
             let _ = writeln!(err);
         }

@@ -6,7 +6,7 @@ use super::{check, expect_line, Ctx, Machine};
 use crate::iso::BLOCK_DRIVER_LINE;
 
 /// A 16 MiB image whose first sector starts with a marker, the rest pseudo-random.
-fn disk_image(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(super) fn disk_image(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let mut bytes = vec![0u8; 16 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for b in bytes.iter_mut() {
@@ -66,7 +66,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const SERVING: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all vdisk=left:0+4096 vdisk=right:4096+4096";
+pub(super) const SERVING: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all vdisk=left:0+4096 vdisk=right:4096+4096";
 
 /// A guest reads the whole 16 MiB disk through drvdom-blk; its SHA-256 is
 /// the host's. The same disk given read-only refuses writes, and nothing

@@ -9,6 +9,7 @@ mod console;
 mod console_restart;
 mod debug;
 mod net;
+mod save;
 mod smp;
 mod top;
 mod trace;
@@ -102,6 +103,14 @@ fn cases() -> Vec<(&'static str, Case)> {
         (
             "two_domains_on_two_cpus_ping_pong_10000_times",
             smp::ping_pong_across_cpus,
+        ),
+        (
+            "a_saved_guest_restored_counts_on",
+            save::a_saved_guest_restored_counts_on,
+        ),
+        (
+            "a_restored_guest_keeps_using_its_disk",
+            save::a_restored_guest_keeps_using_its_disk,
         ),
         (
             "the_watchdog_catches_a_cpu_stuck_with_interrupts_off",

@@ -1,0 +1,160 @@
+//! What the kernel does for save and restore: a domain suspends itself; the
+//! control domain reads a suspended domain's memory and registers, and
+//! writes them into a new, never-run domain.
+//!
+//! Owns: the `Suspend` state change, which of a domain's pages count as its
+//! memory (image, heap, stack: never the shared pages, device windows or
+//! foreign mappings), and the checks on restored registers (user segments
+//! and a sane `rflags` whatever the file said). The save file itself is the
+//! toolstack's business (`ipc_abi::save`).
+
+use super::{lifecycle, Kernel, Life};
+use crate::domain::shared_pages::{read_frame, write_frame};
+use crate::usermem;
+use ipc_abi::domain::VcpuContext;
+use ipc_abi::hypercall::Error;
+use ipc_abi::layout::{HEAP_BASE, IMAGE_BASE, IMAGE_LIMIT, PAGE_SIZE, STACK_SIZE, STACK_TOP};
+
+/// The regions of a domain's own memory, in rising order: image, heap, stack.
+fn regions(heap_pages: u64) -> [(u64, u64); 3] {
+    [
+        (IMAGE_BASE, IMAGE_LIMIT),
+        (HEAP_BASE, HEAP_BASE + heap_pages * PAGE_SIZE),
+        (STACK_TOP - STACK_SIZE, STACK_TOP),
+    ]
+}
+
+/// Whether `va` lies in one of those regions.
+fn in_regions(heap_pages: u64, va: u64) -> bool {
+    regions(heap_pages)
+        .iter()
+        .any(|&(lo, hi)| (lo..hi).contains(&va))
+}
+
+/// `Suspend`: the caller stops, marked suspended, and the control domain is
+/// told. Its `Suspend` returns 0 when it is unpaused.
+pub fn suspend(k: &mut Kernel, caller: usize) -> Result<u64, Error> {
+    let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
+    if d.control {
+        return Err(Error::PermissionDenied);
+    }
+    if d.life != Life::Running {
+        return Err(Error::DomainState);
+    }
+    d.life = Life::Paused;
+    d.suspended = true;
+    trace_event!("dom{=u32} state suspended", d.id.0);
+    k.cpu_mut().need_resched = true;
+    lifecycle::notify_control(k, caller);
+    Ok(0)
+}
+
+/// A domain that is paused and whose registers are saved (on no CPU).
+fn still(k: &Kernel, t: usize) -> Result<&super::Domain, Error> {
+    let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
+    if d.life != Life::Paused || d.vcpu.loaded_on.is_some() {
+        return Err(Error::DomainState);
+    }
+    Ok(d)
+}
+
+/// `DomainPageRead`: copies the first page of `t`'s memory at or above
+/// `from` into `caller`'s buffer at `ptr`; returns its address, plus 1 if
+/// the domain may write the page.
+pub fn page_read(k: &Kernel, caller: usize, t: usize, from: u64, ptr: u64) -> Result<u64, Error> {
+    let d = still(k, t)?;
+    let found = regions(d.heap_pages)
+        .iter()
+        .filter(|&&(_, hi)| from < hi)
+        .find_map(|&(lo, hi)| d.space.next_owned(from.max(lo), hi));
+    let (va, frame) = found.ok_or(Error::Empty)?;
+    let writable = d.space.translate(va).is_some_and(|(_, w, _)| w);
+    let mut page = [0u8; PAGE_SIZE as usize];
+    read_frame(frame, 0, &mut page);
+    let c = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    usermem::copy_to(&c.space, ptr, &page)?;
+    Ok(va | writable as u64)
+}
+
+/// `DomainPageWrite`: fills the page at `va` of never-run domain `t`'s own
+/// memory with 4096 bytes from `caller`'s `ptr`.
+pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Result<(), Error> {
+    let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
+    if d.started {
+        return Err(Error::DomainState);
+    }
+    if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d.heap_pages, va) {
+        return Err(Error::InvalidArgument);
+    }
+    let frame = match d.space.translate(va) {
+        Some((phys, _, crate::arch::addrspace::Kind::Owned)) => phys,
+        _ => return Err(Error::InvalidArgument),
+    };
+    let mut page = [0u8; PAGE_SIZE as usize];
+    let c = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    usermem::copy_from(&c.space, ptr, &mut page)?;
+    write_frame(frame, 0, &page);
+    Ok(())
+}
+
+/// `DomainGetContext`: the registers of paused domain `t`'s vCPU 0.
+pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error> {
+    if vcpu != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let f = &still(k, t)?.vcpu.frame;
+    Ok(VcpuContext {
+        rax: f.rax,
+        rbx: f.rbx,
+        rcx: f.rcx,
+        rdx: f.rdx,
+        rsi: f.rsi,
+        rdi: f.rdi,
+        rbp: f.rbp,
+        rsp: f.rsp,
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.r11,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
+        rip: f.rip,
+        rflags: f.rflags,
+    })
+}
+
+/// `DomainSetContext`: every register never-run domain `t`'s vCPU 0 starts
+/// with. Segments stay the user ones; `rflags` keeps only the arithmetic
+/// and direction flags (interrupts on, no I/O privilege, no trap flag).
+pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Result<(), Error> {
+    if vcpu != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    if c.rip >= ipc_abi::layout::USER_LIMIT || c.rsp > ipc_abi::layout::USER_LIMIT {
+        return Err(Error::InvalidArgument);
+    }
+    let d = k.domain_mut(t).ok_or(Error::NoSuchDomain)?;
+    if d.started {
+        return Err(Error::DomainState);
+    }
+    let mut f = crate::arch::syscall::initial_frame(c.rip, c.rsp, c.rdi);
+    f.rax = c.rax;
+    f.rbx = c.rbx;
+    f.rcx = c.rcx;
+    f.rdx = c.rdx;
+    f.rsi = c.rsi;
+    f.rbp = c.rbp;
+    f.r8 = c.r8;
+    f.r9 = c.r9;
+    f.r10 = c.r10;
+    f.r11 = c.r11;
+    f.r12 = c.r12;
+    f.r13 = c.r13;
+    f.r14 = c.r14;
+    f.r15 = c.r15;
+    f.rflags |= crate::checks::user_rflags(c.rflags);
+    d.vcpu.frame = f;
+    Ok(())
+}

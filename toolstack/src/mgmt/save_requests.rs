@@ -1,0 +1,172 @@
+//! The management requests of save and restore (`crate::save` does the work).
+//!
+//! Owns: one save and one restore at a time, the deferred answer to
+//! `SaveBegin` (given once the domain has suspended, or has not in time),
+//! and turning each step's outcome into an answer.
+
+use super::{Server, Started_};
+use crate::save::{Restore, Save};
+extern crate alloc;
+use alloc::vec::Vec;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::mgmt::messages::Answer;
+use domain_runtime::println;
+
+impl Server {
+    pub(super) fn save_begin(&mut self, seq: u32, started: &mut Started_, domain: u32) {
+        if self.save.is_some() {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "another save is in progress",
+                },
+            );
+        }
+        match crate::save::begin(started, domain, seq) {
+            Ok(save) => {
+                self.save = Some(save);
+                self.on_save_progress(started);
+            }
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        }
+    }
+
+    /// Answers a waiting `SaveBegin` once its domain has suspended (or
+    /// failed to in time). The main loop calls this after every wake-up.
+    pub fn on_save_progress(&mut self, started: &mut Started_) {
+        let Some(save) = self.save.as_mut() else {
+            return;
+        };
+        let Some((seq, _)) = save.waiting else {
+            return;
+        };
+        match save.ready(started, domain_runtime::time::now_ns()) {
+            None => {}
+            Some(Ok(())) => self.send(seq, &Answer::Ok),
+            Some(Err(message)) => {
+                let id = save.id;
+                self.save = None;
+                println!("toolstack: {}", message);
+                // If it suspends later after all, it runs on as itself.
+                self.late.push(id);
+                self.send(seq, &Answer::Error { message: &message });
+            }
+        }
+        // A domain that suspended after its save was given up on runs on.
+        self.late.retain(|&id| match hc::domain_info(id) {
+            Ok(info) if info.suspended == 1 => hc::domain_unpause(id).is_err(),
+            Ok(info) => info.state == domain_runtime::ipc_abi::domain::DomainState::Running as u32,
+            Err(_) => false,
+        });
+    }
+
+    /// When a waiting `SaveBegin` gives up (ns since boot).
+    pub(super) fn save_deadline(&self) -> Option<u64> {
+        self.save.as_ref()?.waiting.map(|(_, d)| d)
+    }
+
+    /// The save in progress if it is `domain`'s and its domain has suspended.
+    fn save_of(&self, domain: u32) -> Option<&Save> {
+        self.save
+            .as_ref()
+            .filter(|s| s.waiting.is_none() && (s.id.0 == domain || s.id.index() as u32 == domain))
+    }
+
+    pub(super) fn save_read(&mut self, seq: u32, domain: u32, cursor: u64) {
+        let Some(save) = self.save_of(domain) else {
+            return self.send(seq, &NO_SAVE);
+        };
+        let pages = save.pages;
+        let mut data = Vec::with_capacity(16 * 1024);
+        match save.read(cursor, &mut data) {
+            Ok((next, done)) => self.send(
+                seq,
+                &Answer::SaveData {
+                    cursor,
+                    next,
+                    pages,
+                    done,
+                    data: &data,
+                },
+            ),
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        }
+    }
+
+    pub(super) fn save_end(&mut self, seq: u32, domain: u32, keep: bool) {
+        let Some(save) = self.save_of(domain) else {
+            return self.send(seq, &NO_SAVE);
+        };
+        let id = save.id;
+        self.save = None;
+        if keep {
+            println!("toolstack: domain {} saved; kept paused", id);
+        } else {
+            println!("toolstack: domain {} saved; destroying it", id);
+            let _ = hc::domain_destroy(id);
+        }
+        self.send(seq, &Answer::Ok)
+    }
+
+    pub(super) fn save_cancel(&mut self, seq: u32, domain: u32) {
+        let Some(save) = self
+            .save
+            .as_ref()
+            .filter(|s| s.id.0 == domain || s.id.index() as u32 == domain)
+        else {
+            return self.send(seq, &NO_SAVE);
+        };
+        let id = save.id;
+        self.save = None;
+        println!(
+            "toolstack: the save of domain {} was cancelled; it runs on",
+            id
+        );
+        // Suspended or about to: it runs on as itself.
+        self.late.push(id);
+        let _ = hc::domain_unpause(id);
+        self.send(seq, &Answer::Ok)
+    }
+
+    pub(super) fn restore_begin(&mut self, seq: u32) {
+        if let Some(old) = self.restore.take() {
+            old.abandon();
+        }
+        self.restore = Some(Restore::default());
+        self.send(seq, &Answer::Ok)
+    }
+
+    pub(super) fn restore_data(&mut self, seq: u32, data: &[u8]) {
+        let Some(r) = self.restore.as_mut() else {
+            return self.send(seq, &NO_RESTORE);
+        };
+        match r.feed(data) {
+            Ok(()) => self.send(seq, &Answer::Ok),
+            Err(message) => {
+                if let Some(r) = self.restore.take() {
+                    r.abandon();
+                }
+                println!("toolstack: restore abandoned: {}", message);
+                self.send(seq, &Answer::Error { message: &message })
+            }
+        }
+    }
+
+    pub(super) fn restore_commit(&mut self, seq: u32, started: &mut Started_, paused: bool) {
+        let Some(r) = self.restore.take() else {
+            return self.send(seq, &NO_RESTORE);
+        };
+        match r.commit(started, paused) {
+            Ok(id) => self.send(seq, &Answer::Created { id: id.0 }),
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        }
+    }
+}
+
+const NO_SAVE: Answer<'static> = Answer::Error {
+    message: "no save of that domain is in progress (SaveBegin first)",
+};
+
+const NO_RESTORE: Answer<'static> = Answer::Error {
+    message: "no restore is in progress (RestoreBegin first)",
+};

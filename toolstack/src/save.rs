@@ -1,0 +1,404 @@
+//! Saving a domain to a file on the host, and restoring it (`ipc_abi::save`
+//! defines the file; `suspend` in the domain runtime is the other half).
+//!
+//! Owns: asking a domain to suspend and watching it do so; producing its
+//! save file as the host reads it, from this toolstack's record of the
+//! domain (start line, image, devices) and the kernel's copy of its memory
+//! and registers; and building a domain again from records as they come,
+//! each checked first, so that a bad file leaves nothing behind.
+
+extern crate alloc;
+use crate::start::{Domains, Image, Started};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::VcpuContext;
+use domain_runtime::ipc_abi::layout::{IMAGE_BASE, IMAGE_LIMIT};
+use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
+use domain_runtime::ipc_abi::save::{self, Checker, Record, IMAGE_PIECE, PAGE_BYTES};
+use domain_runtime::{println, DomainId};
+use zerocopy::FromZeros;
+
+/// How long a domain has to suspend once asked.
+pub const SUSPEND_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Pages in one answer to the host (with framing, under a frame's 16 KiB).
+pub const PAGES_PER_READ: usize = 3;
+
+/// Start-line words that give a domain hardware, make it a backend or are
+/// the toolstack's own: such a domain is not saved, and a save file whose
+/// line has them is not restored.
+const NOT_SAVEABLE: [&str; 15] = [
+    "ioports=", "irq=", "mmio=", "pci=", "dma=", "role=", "vdisk=", "evtchn=", "mgmt=", "control=",
+    "console=", "blk=", "net=", "self=", "restart=",
+];
+
+/// Whether a start line describes a domain that may be saved or restored.
+pub fn check_line(line: &str) -> Result<(), String> {
+    let word = line
+        .split_whitespace()
+        .find(|w| NOT_SAVEABLE.iter().any(|p| w.starts_with(p)));
+    match word {
+        Some(w) => Err(format!(
+            "{w}: a domain holding hardware or serving other domains cannot be saved or restored"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The memory a start line gives its domain (KiB).
+fn line_kib(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("mem="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A save in progress.
+pub struct Save {
+    pub id: DomainId,
+    /// The `SaveBegin` waiting for the domain to suspend, and until when.
+    pub waiting: Option<(u32, u64)>,
+    /// The file up to its pages: file header, header, image, registers, devices.
+    prefix: Vec<u8>,
+    /// Pages the file holds.
+    pub pages: u64,
+}
+
+/// Asks domain `domain` to suspend for saving.
+pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, String> {
+    let s = started
+        .iter_mut()
+        .find(|s| !s.reported && (s.id.0 == domain || s.id.index() as u32 == domain))
+        .ok_or("no such domain (domain 0 cannot be saved)")?;
+    check_line(s.line)?;
+    if matches!(s.image, Image::Gone) {
+        return Err("its image is no longer kept".into());
+    }
+    let info = hc::domain_info(s.id).map_err(|e| e.to_string())?;
+    if info.state != domain_runtime::ipc_abi::domain::DomainState::Running as u32 {
+        return Err("it is not running (it must run to suspend itself)".into());
+    }
+    let link = s
+        .control
+        .as_mut()
+        .ok_or("it has no control ring, so it cannot be asked to suspend")?;
+    let mut ask = ControlMessage::new_zeroed();
+    ask.op = ControlOp::SuspendRequest as u32;
+    link.tell(ask);
+    println!("toolstack: asked {} (domain {}) to suspend", s.name, s.id);
+    Ok(Save {
+        id: s.id,
+        waiting: Some((seq, domain_runtime::time::now_ns() + SUSPEND_TIMEOUT_NS)),
+        prefix: Vec::new(),
+        pages: 0,
+    })
+}
+
+/// A record appended to `out`, framed.
+fn push(out: &mut Vec<u8>, record: &Record<'_>) {
+    let mut buf = [0u8; save::RECORD_HEADER_LEN + save::RECORD_MAX];
+    if let Some(n) = save::encode(record, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Whether the page at `va` (and writable or not) goes into the file: a
+/// read-only image page comes back from the image; a zero page outside
+/// the image is what a fresh domain has anyway.
+fn wanted(va: u64, writable: bool, page: &[u8; PAGE_BYTES]) -> bool {
+    let in_image = (IMAGE_BASE..IMAGE_LIMIT).contains(&va);
+    if in_image {
+        writable
+    } else {
+        page.iter().any(|&b| b != 0)
+    }
+}
+
+impl Save {
+    /// Whether the domain has suspended: then the file's start is made and
+    /// its pages counted. `Err` once it is too late.
+    pub fn ready(&mut self, started: &[Started], now: u64) -> Option<Result<(), String>> {
+        let (_, deadline) = self.waiting?;
+        let suspended = hc::domain_info(self.id).is_ok_and(|i| i.suspended == 1);
+        if !suspended {
+            return (now >= deadline).then(|| {
+                Err(format!(
+                    "domain {} did not suspend within {} s (a domain suspends while it waits through the runtime)",
+                    self.id,
+                    SUSPEND_TIMEOUT_NS / 1_000_000_000
+                ))
+            });
+        }
+        Some(self.make_prefix(started))
+    }
+
+    fn make_prefix(&mut self, started: &[Started]) -> Result<(), String> {
+        let s = started
+            .iter()
+            .find(|s| s.id == self.id)
+            .ok_or("the domain is gone")?;
+        let image = s.image.bytes();
+        let ctx = hc::domain_get_context(self.id, 0).map_err(|e| e.to_string())?;
+        let mut out = save::file_header().to_vec();
+        let line = s.line.replace(" start_paused", "");
+        push(
+            &mut out,
+            &Record::Header {
+                name: &s.name,
+                memory_kib: line_kib(s.line),
+                vcpus: 1,
+                line: &line,
+                image_len: image.len() as u64,
+            },
+        );
+        for piece in image.chunks(IMAGE_PIECE) {
+            push(&mut out, &Record::Image { data: piece });
+        }
+        push(
+            &mut out,
+            &Record::Context {
+                vcpu: 0,
+                regs: ctx.to_words(),
+            },
+        );
+        let name_of = |id: Option<DomainId>| {
+            id.and_then(|b| started.iter().find(|x| x.id == b))
+                .map(|x| x.name.as_str())
+        };
+        let mut devices = 0;
+        let mut device = |out: &mut Vec<u8>, kind: DeviceKind, index: u32, backend: &str| {
+            devices += 1;
+            push(
+                out,
+                &Record::Device {
+                    kind: kind as u32,
+                    index,
+                    backend,
+                },
+            );
+        };
+        if let Some(b) = name_of(s.console_backend) {
+            device(&mut out, DeviceKind::Console, 0, b);
+        }
+        for (backend, bits, kind) in [
+            (s.block_backend, s.block_devices, DeviceKind::Block),
+            (s.net_backend, s.net_devices, DeviceKind::Net),
+        ] {
+            if let Some(b) = name_of(backend) {
+                for i in (0..32).filter(|i| bits & (1 << i) != 0) {
+                    device(&mut out, kind, i, b);
+                }
+            }
+        }
+        // Count the pages the file will hold (the domain is still: they stay).
+        let mut pages = 0;
+        let mut page = [0u8; PAGE_BYTES];
+        let mut from = 0;
+        while let Ok(at) = hc::domain_page_read(self.id, from, &mut page) {
+            let va = at & !1;
+            if wanted(va, at & 1 == 1, &page) {
+                pages += 1;
+            }
+            from = va + PAGE_BYTES as u64;
+        }
+        self.prefix = out;
+        self.pages = pages;
+        self.waiting = None;
+        println!(
+            "toolstack: domain {} suspended; saving {} pages and {} devices",
+            self.id, pages, devices
+        );
+        Ok(())
+    }
+
+    /// The file's bytes from `cursor` on (at most a few pages' worth) into
+    /// `out`; returns where the next read starts and whether the file is whole.
+    pub fn read(&self, cursor: u64, out: &mut Vec<u8>) -> Result<(u64, bool), String> {
+        let prefix = self.prefix.len() as u64;
+        if cursor < prefix {
+            let end = (cursor + 3 * PAGE_BYTES as u64).min(prefix);
+            out.extend_from_slice(&self.prefix[cursor as usize..end as usize]);
+            return Ok((end, false));
+        }
+        let mut from = cursor - prefix;
+        let mut page = [0u8; PAGE_BYTES];
+        let mut taken = 0;
+        while taken < PAGES_PER_READ {
+            match hc::domain_page_read(self.id, from, &mut page) {
+                Ok(at) => {
+                    let va = at & !1;
+                    if wanted(va, at & 1 == 1, &page) {
+                        push(out, &Record::Page { va, data: &page });
+                        taken += 1;
+                    }
+                    from = va + PAGE_BYTES as u64;
+                }
+                Err(domain_runtime::ipc_abi::hypercall::Error::Empty) => {
+                    push(
+                        out,
+                        &Record::End {
+                            pages: self.pages,
+                            devices: count_devices(&self.prefix),
+                        },
+                    );
+                    return Ok((u64::MAX, true));
+                }
+                Err(e) => return Err(format!("cannot read the domain's memory: {e}")),
+            }
+        }
+        Ok((prefix + from, false))
+    }
+}
+
+/// The `Device` records in a file's start.
+fn count_devices(prefix: &[u8]) -> u32 {
+    let Ok(mut rest) = save::check_file_header(prefix) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Ok((r, after)) = save::next_record(rest) {
+        n += matches!(r, Record::Device { .. }) as u32;
+        rest = after;
+    }
+    n
+}
+
+/// A restore in progress: what the records said so far, and the domain
+/// being built once its image is whole.
+#[derive(Default)]
+pub struct Restore {
+    checker: Checker,
+    line: String,
+    image: Vec<u8>,
+    image_len: usize,
+    id: Option<DomainId>,
+    /// Devices to reconnect: kind, index, backend name.
+    devices: Vec<(u32, u32, String)>,
+}
+
+impl Restore {
+    /// Takes the next records (whole, framed). On error the caller abandons the restore.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            let (record, rest) = save::next_record(data).map_err(|e| e.to_string())?;
+            self.checker.accept(&record).map_err(|e| e.to_string())?;
+            self.take(record)?;
+            data = rest;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, record: Record<'_>) -> Result<(), String> {
+        match record {
+            Record::Header {
+                name,
+                memory_kib,
+                line,
+                image_len,
+                ..
+            } => {
+                check_line(line)?;
+                if line.split_whitespace().next() != Some(name) {
+                    return Err("the save file's name and configuration disagree".into());
+                }
+                if memory_kib != line_kib(line) {
+                    return Err("the save file's memory size and configuration disagree".into());
+                }
+                self.line = line.into();
+                self.image_len = image_len as usize;
+            }
+            Record::Image { data } => {
+                self.image.extend_from_slice(data);
+                if self.image.len() == self.image_len {
+                    let id = crate::start::create_loaded(&self.image, &self.line).ok_or(
+                        "the domain could not be created (see the console: a domain of that name may run)",
+                    )?;
+                    self.id = Some(id);
+                }
+            }
+            Record::Context { vcpu, regs } => {
+                let mut c = VcpuContext::from_words(&regs);
+                // Its `Suspend` returns 1 in the copy: "you were restored".
+                c.rax = 0;
+                c.rdx = 1;
+                let id = self.id.ok_or("registers before the image")?;
+                hc::domain_set_context(id, vcpu, &c)
+                    .map_err(|e| format!("the saved registers were refused: {e}"))?;
+            }
+            Record::Device {
+                kind,
+                index,
+                backend,
+            } => self.devices.push((kind, index, backend.into())),
+            Record::Page { va, data } => {
+                let id = self.id.ok_or("a page before the image")?;
+                let page: &[u8; PAGE_BYTES] = data.try_into().map_err(|_| "a short page")?;
+                hc::domain_page_write(id, va, page)
+                    .map_err(|e| format!("page {va:#x} was refused: {e}"))?;
+            }
+            Record::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Every record came: the domain gets its command line and control
+    /// ring and runs (unless `paused`); each device's frontend is told
+    /// where its backend is now, as after a backend restart. On failure
+    /// nothing of the restore is left.
+    pub fn commit(mut self, started: &mut Domains, paused: bool) -> Result<DomainId, String> {
+        let Some(id) = self.id.filter(|_| self.checker.done()) else {
+            self.abandon();
+            return Err("the save file ended early".into());
+        };
+        if !crate::start::make_room(started) {
+            self.abandon();
+            return Err("the toolstack already tracks as many domains as it can".into());
+        }
+        let mut line = core::mem::take(&mut self.line);
+        if paused {
+            line.push_str(" start_paused");
+        }
+        let line: &'static str = alloc::boxed::Box::leak(line.into_boxed_str());
+        let image = Image::Uploaded(core::mem::take(&mut self.image).into());
+        let me = crate::ops::me();
+        let Some(mut s) = crate::start::launch(me, id, image, line, started, 0) else {
+            self.abandon();
+            return Err("the domain could not be started".into());
+        };
+        for (kind, index, backend) in &self.devices {
+            let now = started
+                .iter()
+                .find(|b| !b.reported && b.name.as_str() == backend.as_str())
+                .map(|b| b.id);
+            let mut news = ControlMessage::new_zeroed();
+            news.op = match now {
+                Some(_) => ControlOp::PeerRestarted as u32,
+                None => ControlOp::PeerGone as u32,
+            };
+            news.kind = *kind;
+            news.index = *index;
+            news.peer = now.unwrap_or(DomainId(0));
+            if let Some(link) = s.control.as_mut() {
+                link.tell(news);
+            }
+        }
+        println!(
+            "toolstack: restored {} as domain {} ({} pages, {} devices)",
+            s.name,
+            id,
+            self.checker.pages(),
+            self.devices.len()
+        );
+        started.push(s);
+        self.id = None;
+        Ok(id)
+    }
+
+    /// Gives up: the domain being built (if any) is destroyed.
+    pub fn abandon(mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = hc::domain_destroy(id);
+        }
+    }
+}

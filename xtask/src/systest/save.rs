@@ -1,0 +1,187 @@
+//! System tests of `toolstack domain save` and `domain restore`.
+
+use super::{boot_managed_with, check, expect_line, toolstack, Ctx, Machine};
+
+const CONSOLE_DOM: (&str, &str) = ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4");
+
+/// The numbers domain `dom` printed as `[dom] counter: N`, in order, after
+/// the last line containing `after` (from the start if none; a restored
+/// domain may get the slot, so the console prefix, of the one it replaces).
+fn counts(m: &Machine, dom: u32, after: &str) -> Vec<u64> {
+    let prefix = format!("[{dom}] counter: ");
+    let lines = m.lines();
+    let from = lines
+        .iter()
+        .rposition(|l| l.contains(after))
+        .map_or(0, |i| i + 1);
+    lines[from..]
+        .iter()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, n)| n.trim().parse().ok()))
+        .flatten()
+        .collect()
+}
+
+/// What restores print before the restored domain runs.
+const RESTORED: &str = "toolstack: restored counter as domain";
+
+/// The id `toolstack` printed after `restored domain `.
+fn restored_id(out: &str) -> Option<u32> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("restored domain "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+fn names(sock: &std::path::Path) -> Result<String, String> {
+    let (code, list) = toolstack(sock, &["domain", "list"])?;
+    check(code == 0, || format!("domain list: {code} {list}"))?;
+    Ok(list)
+}
+
+/// A guest counting in memory (one line every 20 ms) is saved to a file on
+/// the host and destroyed; restored from the file, it counts on from the
+/// saved count, every number once, under its new id. A truncated, a
+/// corrupted and a foreign file are refused with a clear message and
+/// create nothing. Saved with `--keep`, it stays paused (a restore beside
+/// it is refused, as its name is taken) and, unpaused, counts on as itself.
+pub fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        CONSOLE_DOM,
+        ("counter", "counter count=100000 pace_us=20000"),
+    ];
+    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config)?;
+    expect_line(m, "[2] counter: 10")?;
+    let file = c.path("counter.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = toolstack(&sock, &["domain", "save", "counter", path])?;
+    check(
+        code == 0 && out.contains("saved counter (domain 2)"),
+        || format!("save: {code} {out}"),
+    )?;
+    expect_line(m, "toolstack: domain 2 saved; destroying it")?;
+    let before = counts(m, 2, "never printed");
+    let last = *before.last().ok_or("no count before the save")?;
+    check(
+        names(&sock)?.lines().all(|l| !l.contains("counter")),
+        || "the saved domain still runs".into(),
+    )?;
+
+    // Bad files: refused, nothing created.
+    let bytes = std::fs::read(&file).map_err(|e| e.to_string())?;
+    let bad = c.path("bad.xnlsave");
+    let bad_path = bad.to_str().unwrap_or("");
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x40;
+    let image =
+        std::fs::read(crate::build::domain(&c.domains, "counter")).map_err(|e| e.to_string())?;
+    for (what, content, message) in [
+        ("truncated", &bytes[..bytes.len() * 2 / 3], "truncated"),
+        ("corrupted", &flipped[..], "corrupted"),
+        ("foreign", &image[..], "not a Xenolith save file"),
+    ] {
+        std::fs::write(&bad, content).map_err(|e| e.to_string())?;
+        let (code, out) = toolstack(&sock, &["domain", "restore", bad_path])?;
+        check(code != 0 && out.contains(message), || {
+            format!("restore of a {what} file: {code} {out}")
+        })?;
+    }
+    check(
+        names(&sock)?.lines().all(|l| !l.contains("counter")),
+        || "a bad file created a domain".into(),
+    )?;
+
+    let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
+    let id = restored_id(&out)
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("restore: {code} {out}"))?;
+    expect_line(m, &format!("[{id}] counter: {}", last + 20))?;
+    let after = counts(m, id, RESTORED);
+    let expected: Vec<u64> = (last + 1..=last + 20).collect();
+    check(after.get(..20) == Some(&expected[..]), || {
+        format!(
+            "after the restore it counted {:?}, before it stopped at {last}",
+            &after[..after.len().min(25)]
+        )
+    })?;
+    check(before.windows(2).all(|w| w[1] == w[0] + 1), || {
+        "a count was lost before the save".into()
+    })?;
+
+    // --keep: left paused; a restore beside it is refused; unpaused, it counts on.
+    let (code, out) = toolstack(&sock, &["domain", "save", "--keep", "counter", path])?;
+    check(code == 0 && out.contains("kept paused"), || {
+        format!("save --keep: {code} {out}")
+    })?;
+    let list = names(&sock)?;
+    check(
+        list.lines()
+            .any(|l| l.contains("counter") && l.contains("paused")),
+        || format!("not left paused: {list}"),
+    )?;
+    let kept = *counts(m, id, RESTORED).last().ok_or("no count")?;
+    let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
+    check(code != 0, || {
+        format!("a restore beside the kept domain: {code} {out}")
+    })?;
+    check(
+        names(&sock)?
+            .lines()
+            .filter(|l| l.contains("counter"))
+            .count()
+            == 1,
+        || "a refused restore left a domain".into(),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "unpause", "counter"])?;
+    check(code == 0, || format!("unpause: {code} {out}"))?;
+    expect_line(m, &format!("[{id}] counter: {}", kept + 5))?;
+    Ok(())
+}
+
+/// A guest writing and reading its disk through drvdom-blk every 20 ms is
+/// saved and restored: its disk reconnects (as after a drvdom-blk restart)
+/// and its writes and reads go on and come back right.
+pub fn a_restored_guest_keeps_using_its_disk(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    super::block::disk_image(&image)?;
+    let guests = [
+        CONSOLE_DOM,
+        ("drvdom-blk", super::block::SERVING),
+        ("disk-tool", "cycler cycles=100000 disk=right:xvda:w"),
+    ];
+    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    expect_line(m, "[3] disk-tool: cycle 5 ok")?;
+    let file = c.path("cycler.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = toolstack(&sock, &["domain", "save", "cycler", path])?;
+    check(code == 0 && out.contains("2 devices"), || {
+        format!("save: {code} {out}")
+    })?;
+    let last = m
+        .lines()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.split_once("[3] disk-tool: cycle ")
+                .map(|(_, r)| r.to_string())
+        })
+        .ok_or("no cycle before the save")?;
+    let n: u64 = last
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("bad cycle line")?;
+    let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
+    let id = restored_id(&out)
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("restore: {code} {out}"))?;
+    expect_line(m, &format!("[{id}] block: disk 0 reconnected to domain 2"))?;
+    for k in n + 1..=n + 5 {
+        expect_line(m, &format!("[{id}] disk-tool: cycle {k} ok"))?;
+    }
+    check(!m.lines().iter().any(|l| l.contains("FAILED")), || {
+        "a cycle failed".into()
+    })
+}
