@@ -35,9 +35,12 @@ const HOSTILE: &[u64] = &[
 ];
 
 fn skip(n: u64, control: bool) -> bool {
-    // Shutdown with a valid reason would end the sweep, and so would powering
-    // the machine off from the control domain; both are tested elsewhere.
-    n == Hypercall::Shutdown as u64 || (control && n == Hypercall::MachinePowerOff as u64)
+    // Shutdown with a valid reason would end the sweep, and so would
+    // suspending (nobody unpauses us) or powering the machine off from the
+    // control domain; all are tested elsewhere.
+    n == Hypercall::Shutdown as u64
+        || n == Hypercall::Suspend as u64
+        || (control && n == Hypercall::MachinePowerOff as u64)
 }
 
 fn run(start: &'static domain_runtime::StartInfo) {
