@@ -79,7 +79,8 @@ impl Clients {
     }
 
     /// Handles news from the control domain: a `Connect` for a console ring,
-    /// or a request to replay a domain's history.
+    /// a request to replay a domain's history, or a restored domain taking
+    /// over the history of the one it was saved from.
     pub fn on_control(
         &mut self,
         msg: ControlMessage,
@@ -93,6 +94,10 @@ impl Clients {
                 c.publish();
             }
             self.replay(msg.peer, out);
+            return;
+        }
+        if msg.check() == Some(ControlOp::ConsoleInherit) {
+            self.history.inherit(DomainId(msg.index), msg.peer);
             return;
         }
         if msg.check() == Some(ControlOp::Disconnect) {

@@ -78,6 +78,26 @@ impl History {
         }
     }
 
+    /// `new` (a restored domain) continues `old`'s output: old's history
+    /// becomes the start of new's (what new printed already follows it).
+    pub fn inherit(&mut self, old: DomainId, new: DomainId) {
+        let Some(i) = self.logs.iter().position(|l| l.dom == old) else {
+            return;
+        };
+        let mut log = self.logs.remove(i);
+        log.dom = new;
+        if let Some(j) = self.logs.iter().position(|l| l.dom == new) {
+            let later = self.logs.remove(j);
+            log.bytes.extend(later.bytes.iter());
+            while log.bytes.len() > HISTORY_BYTES {
+                if log.bytes.pop_front().is_some() {
+                    log.cut += 1;
+                }
+            }
+        }
+        let _ = self.logs.push(log);
+    }
+
     /// Copies `dom`'s output from stream offset `offset` into `out`; returns
     /// where the copied bytes start (later than `offset` if older bytes were
     /// cut; the stream's end if there is nothing after `offset`) and how many
@@ -108,5 +128,34 @@ impl History {
             }
         }
         Some((log.bytes.len(), log.cut))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(h: &History, dom: DomainId) -> alloc::string::String {
+        let mut s = alloc::string::String::new();
+        h.replay(dom, |l| {
+            s.push_str(l);
+            s.push('\n');
+        });
+        s
+    }
+
+    #[test]
+    fn a_restored_domain_inherits_the_history_before_its_own() {
+        let (old, new) = (DomainId(2), DomainId(0x1_0002));
+        let mut h = History::new();
+        h.record(old, "one");
+        h.record(old, "two");
+        h.record(new, "three");
+        h.inherit(old, new);
+        assert_eq!(text(&h, new), "one\ntwo\nthree\n");
+        assert!(h.replay(old, |_| {}).is_none());
+        // Nothing to inherit: nothing changes.
+        h.inherit(DomainId(9), new);
+        assert_eq!(text(&h, new), "one\ntwo\nthree\n");
     }
 }

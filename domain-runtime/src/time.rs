@@ -27,6 +27,14 @@ pub fn now_ns() -> u64 {
     page.ns(tsc())
 }
 
+/// A stamp of this boot of the machine (the TSC when the kernel started):
+/// two boots almost never share it.
+pub fn boot_stamp() -> u64 {
+    // SAFETY: as in `now_ns`.
+    let page = unsafe { &*(TIME_PAGE as *const TimePage) };
+    page.tsc_at_boot
+}
+
 /// Sleeps for at least `ns` nanoseconds, blocking (the timer wakes the vCPU).
 pub fn sleep_ns(ns: u64) {
     let deadline = now_ns().saturating_add(ns);

@@ -40,13 +40,17 @@ pub const PAGE_BYTES: usize = 4096;
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
     /// What the domain was: its name, memory, the start line it was
-    /// created from (its configuration) and the size of its image.
+    /// created from (its configuration), the size of its image, its id.
     Header {
         name: &'a str,
         memory_kib: u64,
         vcpus: u32,
         line: &'a str,
         image_len: u64,
+        /// The saved domain's id, and a stamp of the boot it ran in (a
+        /// restore in the same boot carries its console history over).
+        domain: u32,
+        boot: u64,
     },
     /// The next piece of the ELF image the domain was loaded from.
     Image { data: &'a [u8] },
@@ -378,6 +382,8 @@ mod tests {
                 vcpus: 1,
                 line: "counter mem=1024",
                 image_len: 5,
+                domain: 2,
+                boot: 7,
             },
         );
         push(&mut f, &Record::Image { data: b"\x7fEL" });
@@ -471,6 +477,8 @@ mod tests {
                 vcpus: 1,
                 line: "a",
                 image_len: 1,
+                domain: 1,
+                boot: 1,
             },
             Record::Image { data: b"x" },
             Record::Context {
@@ -498,6 +506,8 @@ mod tests {
             vcpus: 1,
             line: "a",
             image_len: 2,
+            domain: 1,
+            boot: 1,
         })
         .unwrap();
         c.accept(&Record::Image { data: b"x" }).unwrap();

@@ -322,6 +322,25 @@ pub fn replay_history(started: &mut [Started], dom: DomainId) {
     }
 }
 
+/// Tells console-dom that restored domain `new` continues `old`'s console
+/// (its history carries over). Sent before `new` runs, so before it connects.
+pub fn inherit_console(started: &mut [Started], old: DomainId, new: DomainId) {
+    let Some(console) = started
+        .iter()
+        .find(|s| s.name.as_str() == "console-dom" && !s.reported)
+        .map(|s| s.id)
+    else {
+        return;
+    };
+    let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    msg.op = ControlOp::ConsoleInherit as u32;
+    msg.peer = new;
+    msg.index = old.0;
+    if let Some(link) = link_of(started, console) {
+        link.tell(msg);
+    }
+}
+
 /// One side stops using a device: the other side is told, the sender answered.
 fn disconnect(started: &mut [Started], from: DomainId, msg: ControlMessage) {
     let peer = msg.peer;

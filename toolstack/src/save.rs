@@ -150,6 +150,8 @@ impl Save {
                 vcpus: 1,
                 line: &line,
                 image_len: image.len() as u64,
+                domain: self.id.0,
+                boot: domain_runtime::time::boot_stamp(),
             },
         );
         for piece in image.chunks(IMAGE_PIECE) {
@@ -275,6 +277,8 @@ pub struct Restore {
     id: Option<DomainId>,
     /// Devices to reconnect: kind, index, backend name.
     devices: Vec<(u32, u32, String)>,
+    /// The saved domain, if it ran in this boot (its console history carries over).
+    saved_in_this_boot: Option<DomainId>,
 }
 
 impl Restore {
@@ -296,8 +300,12 @@ impl Restore {
                 memory_kib,
                 line,
                 image_len,
+                domain,
+                boot,
                 ..
             } => {
+                self.saved_in_this_boot =
+                    (boot == domain_runtime::time::boot_stamp()).then_some(DomainId(domain));
                 check_line(line)?;
                 if line.split_whitespace().next() != Some(name) {
                     return Err("the save file's name and configuration disagree".into());
@@ -366,6 +374,9 @@ impl Restore {
             self.abandon();
             return Err("the domain could not be started".into());
         };
+        if let Some(old) = self.saved_in_this_boot {
+            crate::broker::inherit_console(started, old, id);
+        }
         for (kind, index, backend) in &self.devices {
             let now = started
                 .iter()

@@ -47,7 +47,7 @@ pub enum DeviceKind {
 /// Control messages. Domain → control domain: `Announce`, `Connected`,
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
-/// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`.
+/// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp {
@@ -75,6 +75,9 @@ pub enum ControlOp {
     ConsoleHistory = 20,
     /// To any domain: "suspend yourself to be saved" (`Suspend` hypercall).
     SuspendRequest = 21,
+    /// To console-dom: "`peer` (a restored domain) continues the console of
+    /// the domain whose id is `index`": its history carries over.
+    ConsoleInherit = 22,
 }
 
 /// One control message (both directions use the same layout).
@@ -117,6 +120,7 @@ impl ControlMessage {
             19 => ShutdownRequest,
             20 => ConsoleHistory,
             21 => SuspendRequest,
+            22 => ConsoleInherit,
             _ => return None,
         };
         if matches!(op, Announce | Connect)

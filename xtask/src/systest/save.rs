@@ -39,7 +39,8 @@ fn names(sock: &std::path::Path) -> Result<String, String> {
 
 /// A guest counting in memory (one line every 20 ms) is saved to a file on
 /// the host and destroyed; restored from the file, it counts on from the
-/// saved count, every number once, under its new id. A truncated, a
+/// saved count, every number once, under its new id, and its console
+/// history holds what it printed before the save. A truncated, a
 /// corrupted and a foreign file are refused with a clear message and
 /// create nothing. Saved with `--keep`, it stays paused (a restore beside
 /// it is refused, as its name is taken) and, unpaused, counts on as itself.
@@ -103,6 +104,27 @@ pub fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> 
             &after[..after.len().min(25)]
         )
     })?;
+    // Its console history carried over: the restored domain's console shows
+    // what it printed before the save too (looked at paused: `--no-follow`
+    // stops when it has caught up with a domain's output).
+    let (code, out) = toolstack(&sock, &["domain", "pause", "counter"])?;
+    check(code == 0, || format!("pause: {code} {out}"))?;
+    let (code, out) = toolstack(
+        &sock,
+        &["domain", "console", &id.to_string(), "--no-follow"],
+    )?;
+    let printed = |n: u64| out.lines().any(|l| l.trim_end() == format!("counter: {n}"));
+    check(
+        code == 0 && printed(1) && printed(last) && printed(last + 1),
+        || {
+            format!(
+                "console history after the restore: {code} {}",
+                &out[..out.len().min(400)]
+            )
+        },
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "unpause", "counter"])?;
+    check(code == 0, || format!("unpause: {code} {out}"))?;
     check(before.windows(2).all(|w| w[1] == w[0] + 1), || {
         "a count was lost before the save".into()
     })?;
