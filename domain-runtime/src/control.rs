@@ -290,6 +290,20 @@ pub fn next_backend(kind: DeviceKind, index: u32) -> Option<DomainId> {
     (news.check() == Some(ControlOp::PeerRestarted)).then_some(news.peer)
 }
 
+/// For a wait that is not on the control port (a sleep, a wait for a
+/// device): takes the control port's notification and collects what it
+/// announced into the inbox, where every waiter for news looks before it
+/// blocks. Left pending, it would make each `Block` of that wait return at
+/// once: the wait would spin.
+pub fn absorb(waiting_on: Option<u16>) {
+    let Some(p) = port() else { return };
+    if waiting_on != Some(p) && crate::events::take(p) {
+        if let Some(ch) = CHANNEL.lock().as_mut() {
+            let _ = ch.collect();
+        }
+    }
+}
+
 /// Obeys a suspend or shutdown request from the control domain, if one
 /// came: the domain suspends to be saved (`crate::suspend`), or powers off
 /// (or reboots) cleanly. The runtime calls this whenever a

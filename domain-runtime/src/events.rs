@@ -37,6 +37,7 @@ pub fn wait(port: u16) {
         if take(port) {
             return;
         }
+        crate::control::absorb(Some(port));
         crate::control::obey();
         crate::hypercall::block();
     }
@@ -52,6 +53,7 @@ pub fn wait_until(port: u16, deadline_ns: u64) -> bool {
         if crate::time::now_ns() >= deadline_ns {
             return false;
         }
+        crate::control::absorb(Some(port));
         crate::control::obey();
         let _ = crate::hypercall::set_timer(deadline_ns);
         crate::hypercall::block();

@@ -39,6 +39,7 @@ pub fn boot_stamp() -> u64 {
 pub fn sleep_ns(ns: u64) {
     let deadline = now_ns().saturating_add(ns);
     while now_ns() < deadline {
+        crate::control::absorb(None);
         crate::control::obey();
         let _ = crate::hypercall::set_timer(deadline);
         crate::hypercall::block();

@@ -80,7 +80,7 @@ impl Entity {
 /// What a waking vCPU is measured against.
 #[derive(Clone, Copy, Debug)]
 pub struct WakeBase {
-    /// The lowest pass of any live vCPU (a sleeper is brought up to it).
+    /// The scheduler's virtual time (a sleeper is brought up to it).
     pub floor: u64,
     /// The lowest pass among the runnable vCPUs of its CPU, if any.
     pub competition: Option<u64>,

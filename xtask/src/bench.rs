@@ -35,6 +35,8 @@ pub enum Which {
     Net,
     /// How long a guest's disk waits when drvdom-blk crashes and is restarted.
     Restart,
+    /// `domain save` and `domain restore` of a 64 MiB domain (clean, and with 4 MiB written).
+    Save,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -47,6 +49,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Blk => crate::blkbench::run(),
         Which::Net => crate::netbench::run(),
         Which::Restart => crate::restartbench::run(),
+        Which::Save => crate::savebench::run(),
     }
 }
 

@@ -16,6 +16,7 @@ mod netbench;
 mod qemu;
 mod restartbench;
 mod ringbench;
+mod savebench;
 mod systest;
 mod toolbench;
 

@@ -143,7 +143,7 @@ pub fn create(
     });
     let mut name = heapless::String::new();
     let _ = name.push_str(spec.name);
-    let min_pass = min_pass(k);
+    let start_pass = virtual_time(k);
     let loads = k.loads();
     let online = crate::arch::smp::online_mask();
     let weight = if spec.weight == 0 {
@@ -165,7 +165,7 @@ pub fn create(
             vcpu: Vcpu {
                 frame: initial_frame(0, STACK_TOP, START_INFO),
                 blocked: false,
-                sched: Entity::new(weight, spec.cap_percent, min_pass),
+                sched: Entity::new(weight, spec.cap_percent, start_pass),
                 timer_deadline: 0,
                 timer_fired: false,
                 ticks: 0,
@@ -194,30 +194,36 @@ pub fn create(
     Ok(id)
 }
 
-/// The lowest pass among live domains (so newcomers get no back credit).
-/// What domain `index`'s vCPU is measured against as it wakes: the lowest
-/// pass of all, and of the runnable vCPUs of its CPU (it is not one: it
-/// is waking).
+/// What domain `index`'s vCPU is measured against as it wakes: the
+/// scheduler's virtual time (see [`virtual_time`]), and the lowest pass of
+/// the runnable vCPUs of its CPU (it is not one: it is waking).
 pub fn wake_base(k: &Kernel, index: usize) -> sched::WakeBase {
     let cpu = k.domain(index).map_or(0, |d| d.vcpu.cpu);
     let mut base = sched::WakeBase::ALONE;
-    let mut floor = None;
     for d in k.live().filter_map(|i| k.domain(i)) {
         let pass = d.vcpu.sched.pass;
-        floor = Some(floor.map_or(pass, |f: u64| f.min(pass)));
         if d.vcpu.cpu == cpu && d.life == Life::Running && !d.vcpu.blocked {
             base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
         }
     }
-    base.floor = floor.unwrap_or(0);
+    base.floor = virtual_time(k);
     base
 }
 
-pub fn min_pass(k: &Kernel) -> u64 {
-    k.live()
-        .filter_map(|i| k.domain(i))
+/// The scheduler's virtual time: the lowest pass among runnable vCPUs
+/// (those that compete now), or among all live ones when none is. A
+/// newcomer starts there and a sleeper is brought up to it, so neither
+/// gets credit for time it did not compete: measured against sleepers
+/// too, a domain created or woken while busy ones ran could run alone
+/// until it caught up with them (a restored domain spinning at its start
+/// kept domain 0 off the CPU for seconds).
+pub fn virtual_time(k: &Kernel) -> u64 {
+    let live = || k.live().filter_map(|i| k.domain(i));
+    live()
+        .filter(|d| d.life == Life::Running && !d.vcpu.blocked)
         .map(|d| d.vcpu.sched.pass)
         .min()
+        .or_else(|| live().map(|d| d.vcpu.sched.pass).min())
         .unwrap_or(0)
 }
 

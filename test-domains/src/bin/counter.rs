@@ -4,9 +4,13 @@
 //! `-icount`: instructions, every domain and the kernel included);
 //! with `gaps`, then how often console-dom restarted under it, the writes
 //! sent again, and the waits across those restarts (`bench restart`).
+//! `dirty_kib=N` fills N KiB of its heap first and prints their checksum
+//! every 50 counts (`bench save`, save and restore tests).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
 
 use domain_runtime::println;
 
@@ -21,8 +25,25 @@ fn run(_: &'static domain_runtime::StartInfo) {
     domain_runtime::console::flush();
     let start = domain_runtime::time::busy_tsc();
     let pace = test_domains::number("pace_us").unwrap_or(0) * 1000;
+    // `dirty_kib=N`: N KiB of the heap filled with a pattern, their sum
+    // printed every 50 counts (a restored copy must print the same).
+    let dirty = test_domains::number("dirty_kib").unwrap_or(0) as usize * 1024;
+    let mut memory = alloc::vec![0u8; dirty];
+    let mut x: u32 = 0x1234_5678;
+    for b in memory.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
     for n in 1..=count {
         println!("counter: {}", n);
+        if dirty > 0 && n % 50 == 0 {
+            let sum = memory.chunks(4).fold(0u32, |s, w| {
+                s.rotate_left(5) ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+            });
+            println!("counter: memory {:08x} at {}", sum, n);
+        }
         if pace > 0 {
             domain_runtime::time::sleep_ns(pace);
         }
