@@ -106,6 +106,33 @@ pub fn least_loaded(loads: &[usize], mask: u64) -> usize {
         .unwrap_or(0)
 }
 
+/// A runnable vCPU as load balancing sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Waiting {
+    pub index: usize,
+    /// The CPU whose run queue holds it, and the CPUs it may run on.
+    pub cpu: usize,
+    pub affinity: u64,
+    /// Loaded on a CPU now (its registers are there: it cannot move).
+    pub loaded: bool,
+}
+
+/// Load balancing, as an idle CPU `me` pulls work: if `me` has no runnable
+/// vCPU, one that waits in the longest run queue (two or more runnable),
+/// may run on `me` and is not loaded anywhere. The busiest queue gives
+/// first; among its vCPUs, the lowest index.
+pub fn to_pull(me: usize, runnable: &[Waiting]) -> Option<usize> {
+    let queue = |cpu: usize| runnable.iter().filter(|w| w.cpu == cpu).count();
+    if queue(me) > 0 {
+        return None;
+    }
+    runnable
+        .iter()
+        .filter(|w| !w.loaded && w.cpu != me && w.affinity & (1 << me) != 0 && queue(w.cpu) >= 2)
+        .max_by_key(|w| (queue(w.cpu), core::cmp::Reverse(w.index)))
+        .map(|w| w.index)
+}
+
 /// Picks the next entity among `(index, entity)` candidates that are runnable.
 pub fn pick<'a>(candidates: impl Iterator<Item = (usize, &'a Entity)>) -> Option<usize> {
     candidates
@@ -117,6 +144,43 @@ pub fn pick<'a>(candidates: impl Iterator<Item = (usize, &'a Entity)>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn w(index: usize, cpu: usize, affinity: u64, loaded: bool) -> Waiting {
+        Waiting {
+            index,
+            cpu,
+            affinity,
+            loaded,
+        }
+    }
+
+    #[test]
+    fn an_idle_cpu_pulls_a_waiting_vcpu_from_the_longest_queue() {
+        let all = ALL_CPUS;
+        // CPU 0 runs 1 and holds 2 and 3 waiting; CPU 1 holds 4 alone.
+        let q = [
+            w(1, 0, all, true),
+            w(2, 0, all, false),
+            w(3, 0, all, false),
+            w(4, 1, all, true),
+        ];
+        assert_eq!(to_pull(2, &q), Some(2));
+        // Not to a CPU with work, not a loaded one, not outside its affinity.
+        assert_eq!(to_pull(1, &q), None);
+        let pinned = [w(1, 0, all, true), w(2, 0, 0x1, false)];
+        assert_eq!(to_pull(1, &pinned), None);
+        let one = [w(1, 0, all, true)];
+        assert_eq!(to_pull(1, &one), None);
+        // The busiest queue gives first.
+        let q = [
+            w(1, 0, all, true),
+            w(2, 0, all, false),
+            w(5, 1, all, true),
+            w(6, 1, all, false),
+            w(7, 1, all, false),
+        ];
+        assert_eq!(to_pull(3, &q), Some(6));
+    }
 
     fn run(entities: &mut [Entity], ticks: u32) -> std::vec::Vec<u32> {
         let mut used = std::vec![0u32; entities.len()];

@@ -98,6 +98,7 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     if keeper {
         fire_timers(&mut k);
     }
+    balance(&mut k);
     k.cpu_mut().need_resched = true;
     if from_user {
         finish::<Checked>(k, frame);
@@ -131,6 +132,38 @@ fn fire_timers(k: &mut Kernel) {
             }
         }
         events::raise_virq(k, i, Virq::Timer);
+    }
+}
+
+/// Load balancing at each tick: a CPU with nothing runnable in its run
+/// queue takes a waiting vCPU from the longest one (`sched::to_pull`).
+fn balance(k: &mut Kernel) {
+    let me = crate::domain::this_cpu();
+    let online = crate::arch::smp::online_mask();
+    let mut runnable: heapless::Vec<sched::Waiting, { crate::domain::MAX_DOMAINS }> =
+        heapless::Vec::new();
+    for i in k.live() {
+        if let Some(d) = k.domain(i) {
+            if d.life == Life::Running && !d.vcpu.blocked && !d.teardown {
+                let _ = runnable.push(sched::Waiting {
+                    index: i,
+                    cpu: d.vcpu.cpu,
+                    affinity: d.vcpu.affinity & online,
+                    loaded: d.vcpu.loaded_on.is_some(),
+                });
+            }
+        }
+    }
+    if let Some(i) = sched::to_pull(me, &runnable) {
+        if let Some(d) = k.domain_mut(i) {
+            trace_event!(
+                "dom{=u32} moves from cpu {=usize} to cpu {=usize}",
+                d.id.0,
+                d.vcpu.cpu,
+                me
+            );
+            d.vcpu.cpu = me;
+        }
     }
 }
 

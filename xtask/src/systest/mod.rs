@@ -105,6 +105,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::ping_pong_across_cpus,
         ),
         (
+            "unpinned_spinners_spread_over_idle_cpus",
+            smp::unpinned_spinners_spread_over_idle_cpus,
+        ),
+        (
             "a_saved_guest_restored_counts_on",
             save::a_saved_guest_restored_counts_on,
         ),

@@ -87,3 +87,43 @@ pub fn ping_pong_across_cpus(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
     expect_line(m, "[1] pingpong: answered 10000 pings")?;
     Ok(())
 }
+
+/// Load balancing: four spinning domains pinned to CPU 0 of four, then
+/// unpinned, spread over the four CPUs by themselves (idle CPUs take a
+/// waiting vCPU at their next tick): `vcpu-list` shows four CPUs in use.
+pub fn unpinned_spinners_spread_over_idle_cpus(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        ("where", "s0 cpus=0x1 spin seconds=30"),
+        ("where", "s1 cpus=0x1 spin seconds=30"),
+        ("where", "s2 cpus=0x1 spin seconds=30"),
+        ("where", "s3 cpus=0x1 spin seconds=30"),
+    ];
+    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    for i in 1..=4 {
+        expect_line(m, &format!("[{i}] where: cpu 0"))?;
+    }
+    for name in ["s0", "s1", "s2", "s3"] {
+        let (code, out) = toolstack(&sock, &["domain", "pin", name, "0", "all"])?;
+        check(code == 0, || format!("unpin {name}: {code} {out}"))?;
+    }
+    // Three of them move, each to a CPU of its own.
+    for cpu in 1..4 {
+        m.wait_for(
+            &format!("where: cpu {cpu}"),
+            std::time::Duration::from_secs(30),
+        )?;
+    }
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list"])?;
+    let mut cpus: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with('s'))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    cpus.sort();
+    check(code == 0 && cpus == ["0", "1", "2", "3"], || {
+        format!("vcpu-list after unpinning: {code} {list}")
+    })
+}
