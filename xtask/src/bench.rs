@@ -37,6 +37,8 @@ pub enum Which {
     Restart,
     /// `domain save` and `domain restore` of a 64 MiB domain (clean, and with 4 MiB written).
     Save,
+    /// A CPU-bound workload (four spinning domains) on 1, 2 and 4 CPUs: throughput ratios.
+    Smp,
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -50,6 +52,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Net => crate::netbench::run(),
         Which::Restart => crate::restartbench::run(),
         Which::Save => crate::savebench::run(),
+        Which::Smp => crate::smpbench::run(),
     }
 }
 

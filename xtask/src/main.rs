@@ -17,6 +17,7 @@ mod qemu;
 mod restartbench;
 mod ringbench;
 mod savebench;
+mod smpbench;
 mod systest;
 mod toolbench;
 

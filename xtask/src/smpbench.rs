@@ -1,0 +1,60 @@
+//! `cargo xtask bench smp`: how a CPU-bound workload scales from 1 to 4 CPUs.
+//!
+//! Owns: booting the same machine (domain 0 and four `spinner` domains, each
+//! counting loop iterations for 3 s of wall time) on 1, 2 and 4 CPUs, and
+//! comparing the iterations all four did in all: a throughput ratio within
+//! one run of the bench, so the host's speed cancels out. TCG runs one host
+//! thread per emulated CPU, so on a two-core host more than two CPUs cannot
+//! add much; the table says how many host cores there were.
+
+use crate::iso::Module;
+use crate::qemu::Config;
+use crate::{build, host_tools, iso};
+use std::time::Duration;
+
+const SPINNERS: usize = 4;
+
+/// Thousands of iterations all spinners reported on a machine with `cpus` CPUs.
+fn total(iso: &std::path::Path, cpus: u32) -> Result<u64, String> {
+    let m = Config::new(iso).smp(cpus).spawn()?;
+    let mut sum = 0;
+    for n in 1..=SPINNERS {
+        let (_, line) = m.wait_for_nth("spinner: ", n, Duration::from_secs(120))?;
+        sum += line
+            .split("spinner: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| format!("unreadable: {line}"))?;
+    }
+    Ok(sum)
+}
+
+pub fn run() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut mods = vec![Module {
+        path: build::domain(&domains, "toolstack-domain"),
+        cmdline: "toolstack-domain".into(),
+    }];
+    for i in 0..SPINNERS {
+        mods.push(Module {
+            path: build::domain(&domains, "spinner"),
+            cmdline: format!("spin{i} seconds=3"),
+        });
+    }
+    let iso = iso::build(&kernel, "", &mods, &dir.join("smp.iso"))?;
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = total(&iso, 1)?.max(1);
+    println!("| CPUs ({SPINNERS} spinning domains, 3 s, TCG, {host} host cores) | iterations (thousands) | against 1 CPU |");
+    println!("|---|---|---|");
+    println!("| 1 | {one} | 1.00 |");
+    for cpus in [2, 4] {
+        let t = total(&iso, cpus)?;
+        println!("| {cpus} | {t} | {:.2} |", t as f64 / one as f64);
+    }
+    Ok(())
+}
