@@ -52,7 +52,7 @@ pub fn kernel_root() -> u64 {
 }
 
 /// Loads the kernel's own page tables on this CPU (an AP leaving its
-/// start-up tables).
+/// start-up tables, a CPU going idle).
 pub fn activate_kernel_space() {
     crate::arch::paging::load_root(kernel_root());
 }

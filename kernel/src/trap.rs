@@ -346,6 +346,14 @@ pub fn idle() -> ! {
                 }
                 None => {
                     k.set_current(None);
+                    // An idle CPU holds no domain's page tables: a domain it
+                    // ran, coming back, gets its tables loaded (the TLB
+                    // flushed), so no entry for a mapping it replaced on
+                    // another CPU meanwhile survives. With one vCPU per
+                    // domain that is the whole TLB shootdown: a domain's
+                    // tables are live only on the CPU running it, which
+                    // flushes its own entries as it unmaps.
+                    crate::memory::activate_kernel_space();
                     None
                 }
             }

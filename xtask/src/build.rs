@@ -79,6 +79,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "survivor"),
     ("test-domains", "pingpong"),
     ("test-domains", "where"),
+    ("test-domains", "tlb-check"),
     ("test-domains", "spinner"),
     ("test-domains", "sleeper"),
     ("test-domains", "hostile"),

@@ -233,7 +233,8 @@ impl AddressSpace {
         None
     }
 
-    /// Makes this the active address space.
+    /// Makes this the active address space (reloading CR3, which drops
+    /// every non-global TLB entry, unless it already is).
     pub fn activate(&self) {
         let (current, _) = Cr3::read();
         if current.start_address().as_u64() != self.pml4 {

@@ -105,6 +105,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::ping_pong_across_cpus,
         ),
         (
+            "a_domain_moved_between_cpus_never_reads_a_replaced_mapping",
+            smp::a_domain_moved_between_cpus_never_reads_a_replaced_mapping,
+        ),
+        (
             "unpinned_spinners_spread_over_idle_cpus",
             smp::unpinned_spinners_spread_over_idle_cpus,
         ),

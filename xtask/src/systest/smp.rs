@@ -127,3 +127,46 @@ pub fn unpinned_spinners_spread_over_idle_cpus(
         format!("vcpu-list after unpinning: {code} {list}")
     })
 }
+
+/// No stale TLB entry survives a move between CPUs: a domain maps one
+/// granted page, then the other, at the same window slot, reading each,
+/// while the test moves it between CPUs 0 and 1 sixty times. A CPU it left
+/// idle, that it comes back to, must not read the page it mapped before.
+pub fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    // Domain 1 grants to domain 2 (index 2, generation 1), which maps from domain 1.
+    let prober = (1u32 << 16) | 2;
+    let granter = (1u32 << 16) | 1;
+    let guests = [
+        (
+            "tlb-check",
+            format!("granter role=granter grantee={prober}"),
+        ),
+        (
+            "tlb-check",
+            format!("prober role=prober granter={granter} seconds=10 cpus=0x1"),
+        ),
+    ];
+    let guests: Vec<(&str, &str)> = guests.iter().map(|(b, l)| (*b, l.as_str())).collect();
+    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
+    expect_line(m, "[1] tlb-check: granted refs 0 and 1")?;
+    for i in 0..60 {
+        let cpus = if i % 2 == 0 { "1" } else { "0" };
+        let (code, out) = toolstack(&sock, &["domain", "pin", "prober", "0", cpus])?;
+        check(code == 0, || format!("pin: {code} {out}"))?;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let line = m.wait_for(" stale reads", std::time::Duration::from_secs(60))?;
+    let number = |before: &str| {
+        line.split(before)
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let changes = number(" CPU changes").unwrap_or(0);
+    check(changes >= 20 && line.ends_with(" 0 stale reads"), || {
+        format!("{line} (moves: {changes})")
+    })
+}

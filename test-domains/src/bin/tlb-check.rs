@@ -1,0 +1,89 @@
+//! Checks that no CPU reads a granted page through a mapping that was
+//! replaced while the domain ran elsewhere (a stale TLB entry), by `role=`:
+//!
+//! - `granter grantee=ID`: grants two pages to the grantee (refs 0 and 1),
+//!   the first filled with 0xaaaa..., the second with 0xbbbb..., then sleeps.
+//! - `prober granter=ID seconds=N`: for N seconds, over and over: sleeps
+//!   2 ms (the system test moves it between CPUs meanwhile), reads the page
+//!   mapped at its window slot and checks it is the one it mapped last,
+//!   then maps the other page there instead and reads it. Ends with
+//!   `tlb-check: R rounds on C CPU changes, S stale reads`.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use domain_runtime::grant::{GrantedPages, Mapping};
+use domain_runtime::hypercall as hc;
+use domain_runtime::{println, time};
+use test_domains::{domain, number, option};
+
+domain_runtime::entry!(run);
+
+const PATTERNS: [u64; 2] = [0xaaaa_aaaa_aaaa_aaaa, 0xbbbb_bbbb_bbbb_bbbb];
+const SLOT: u64 = 3;
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    match option("role") {
+        Some("granter") => granter(),
+        Some("prober") => prober(),
+        other => println!("tlb-check: unknown role {:?}", other),
+    }
+}
+
+fn granter() {
+    let grantee = domain("grantee").expect("grantee=");
+    let mut pages = GrantedPages::new(2, grantee).expect("grant two pages");
+    for (i, pattern) in PATTERNS.iter().enumerate() {
+        for chunk in pages.page_mut(i).chunks_mut(8) {
+            chunk.copy_from_slice(&pattern.to_le_bytes());
+        }
+    }
+    println!(
+        "tlb-check: granted refs {} and {}",
+        pages.gref(0),
+        pages.gref(1)
+    );
+    loop {
+        time::sleep_ns(1_000_000_000);
+    }
+}
+
+fn prober() {
+    let granter = domain("granter").expect("granter=");
+    let seconds = number("seconds").unwrap_or(8);
+    // The granter may not have granted yet.
+    let mut mapping = loop {
+        match Mapping::map(granter, 0, SLOT) {
+            Ok(m) => break m,
+            Err(_) => time::sleep_ns(10_000_000),
+        }
+    };
+    let mut current = 0usize;
+    let (mut rounds, mut changes, mut stale) = (0u64, 0u64, 0u64);
+    let mut cpu = hc::current_cpu();
+    let end = time::now_ns() + seconds * 1_000_000_000;
+    while time::now_ns() < end {
+        time::sleep_ns(2_000_000);
+        let now = hc::current_cpu();
+        if now != cpu {
+            changes += 1;
+            cpu = now;
+        }
+        // Through the mapping this CPU may have cached before it left.
+        if mapping.read_u64(7) != PATTERNS[current] {
+            stale += 1;
+            println!("tlb-check: stale read on cpu {} in round {}", cpu, rounds);
+        }
+        let _ = mapping.unmap();
+        current ^= 1;
+        mapping = Mapping::map(granter, current as u32, SLOT).expect("map the other page");
+        if mapping.read_u64(7) != PATTERNS[current] {
+            stale += 1;
+        }
+        rounds += 1;
+    }
+    println!(
+        "tlb-check: {} rounds on {} CPU changes, {} stale reads",
+        rounds, changes, stale
+    );
+}
