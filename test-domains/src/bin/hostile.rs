@@ -96,6 +96,13 @@ fn run(start: &'static domain_runtime::StartInfo) {
     println!("hostile: kernel still answers: {:?}", hc::null());
 }
 
+/// What a control call on a stale domain gives: the right is checked first.
+const NOT_YOURS: &[Error] = &[
+    Error::PermissionDenied,
+    Error::DeadDomain,
+    Error::NoSuchDomain,
+];
+
 /// Specific bad arguments and the error each must give.
 fn targeted_checks() -> (usize, usize) {
     use Hypercall::*;
@@ -149,6 +156,16 @@ fn targeted_checks() -> (usize, usize) {
             &[Error::InvalidArgument],
         ),
         (Shutdown, [7, 0, 0, 0, 0, 0], &[Error::InvalidArgument]),
+        // Save and restore calls on a stale domain, with kernel pointers:
+        // refused before any pointer is used (a guest lacks the right).
+        (DomainPageRead, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
+        (
+            DomainPageWrite,
+            [stale, 0x40_0000, kernel, 0, 0, 0],
+            NOT_YOURS,
+        ),
+        (DomainGetContext, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
+        (DomainSetContext, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
     ];
     let mut passed = 0;
     for (call, args, want) in cases {

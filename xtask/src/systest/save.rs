@@ -86,6 +86,13 @@ pub fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> 
             format!("restore of a {what} file: {code} {out}")
         })?;
     }
+    // A well-formed file asking for hardware: domain 0 refuses it (the
+    // host only checks the format), and nothing is left of the attempt.
+    std::fs::write(&bad, hardware_file(&bytes)?).map_err(|e| e.to_string())?;
+    let (code, out) = toolstack(&sock, &["domain", "restore", bad_path])?;
+    check(code != 0 && out.contains("holding hardware"), || {
+        format!("restore of a file asking for I/O ports: {code} {out}")
+    })?;
     check(
         names(&sock)?.lines().all(|l| !l.contains("counter")),
         || "a bad file created a domain".into(),
@@ -206,4 +213,44 @@ pub fn a_restored_guest_keeps_using_its_disk(
     check(!m.lines().iter().any(|l| l.contains("FAILED")), || {
         "a cycle failed".into()
     })
+}
+
+/// `saved` with its configuration line given COM1's I/O ports: a file in
+/// the right format that no toolstack domain may restore.
+fn hardware_file(saved: &[u8]) -> Result<Vec<u8>, String> {
+    use ipc_abi::save::{self, Record};
+    let mut rest = save::check_file_header(saved).map_err(|e| e.to_string())?;
+    let mut out = save::file_header().to_vec();
+    let mut buf = vec![0u8; save::RECORD_HEADER_LEN + save::RECORD_MAX];
+    while !rest.is_empty() {
+        let (record, after) = save::next_record(rest).map_err(|e| e.to_string())?;
+        let line;
+        let record = match record {
+            Record::Header {
+                name,
+                memory_kib,
+                vcpus,
+                line: l,
+                image_len,
+                domain,
+                boot,
+            } => {
+                line = format!("{l} ioports=0x3f8+8");
+                Record::Header {
+                    name,
+                    memory_kib,
+                    vcpus,
+                    line: &line,
+                    image_len,
+                    domain,
+                    boot,
+                }
+            }
+            other => other,
+        };
+        let n = save::encode(&record, &mut buf).ok_or("cannot encode")?;
+        out.extend_from_slice(&buf[..n]);
+        rest = after;
+    }
+    Ok(out)
 }
