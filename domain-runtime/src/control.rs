@@ -40,6 +40,11 @@ struct Channel {
 
 static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
 
+/// The channel's local port (`NO_PORT`: none), readable without the lock
+/// (every wait of the runtime looks at it).
+static PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(NO_PORT);
+const NO_PORT: u32 = u32::MAX;
+
 /// `control=DOM:GREF:PORT` from the command line.
 fn parse(cmdline: &str) -> Option<(DomainId, u32, u16)> {
     let v = cmdline
@@ -62,6 +67,7 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
     let pages = crate::ring::RingPages::map(dom, &[gref], CONTROL_SLOT)?;
     let port = hc::event_bind_interdomain(dom, remote_port)?;
     let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
+    PORT.store(u32::from(port), core::sync::atomic::Ordering::Release);
     *CHANNEL.lock() = Some(Channel {
         dom,
         front,
@@ -83,6 +89,7 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
 /// never torn down; the ring the new command line names is connected. A
 /// `call` waiting for an answer on the old ring gets `PortState`.
 pub fn reconnect() {
+    PORT.store(NO_PORT, core::sync::atomic::Ordering::Release);
     if let Some(old) = CHANNEL.lock().take() {
         // Dropping it would unmap a slot the new ring is about to use.
         core::mem::forget(old);
@@ -107,7 +114,7 @@ pub fn control_domain() -> Option<DomainId> {
 
 /// The local event port of the control ring.
 pub fn port() -> Option<u16> {
-    CHANNEL.lock().as_ref().map(|c| c.port)
+    u16::try_from(PORT.load(core::sync::atomic::Ordering::Acquire)).ok()
 }
 
 impl Channel {
@@ -309,6 +316,10 @@ pub fn absorb(waiting_on: Option<u16>) {
 /// (or reboots) cleanly. The runtime calls this whenever a
 /// domain waits, so a domain that waits through the runtime obeys.
 pub fn obey() {
+    if port().is_none() {
+        // No control ring: no request can come.
+        return;
+    }
     if take_news(|m| m.check() == Some(ControlOp::SuspendRequest)).is_some() {
         crate::suspend::suspend_now();
     }

@@ -200,13 +200,20 @@ pub fn create(
 pub fn wake_base(k: &Kernel, index: usize) -> sched::WakeBase {
     let cpu = k.domain(index).map_or(0, |d| d.vcpu.cpu);
     let mut base = sched::WakeBase::ALONE;
+    // One pass: the lowest pass of runnable vCPUs (everywhere, and on this
+    // CPU) and of all live ones (the virtual time when none is runnable).
+    let (mut runnable, mut live) = (None::<u64>, None::<u64>);
     for d in k.live().filter_map(|i| k.domain(i)) {
         let pass = d.vcpu.sched.pass;
-        if d.vcpu.cpu == cpu && d.life == Life::Running && !d.vcpu.blocked {
-            base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+        live = Some(live.map_or(pass, |l| l.min(pass)));
+        if d.life == Life::Running && !d.vcpu.blocked {
+            runnable = Some(runnable.map_or(pass, |r| r.min(pass)));
+            if d.vcpu.cpu == cpu {
+                base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+            }
         }
     }
-    base.floor = virtual_time(k);
+    base.floor = runnable.or(live).unwrap_or(0);
     base
 }
 
