@@ -276,6 +276,13 @@ impl Clients {
             Some((start, n)) => {
                 rsp.offset = start;
                 rsp.len = n as u16;
+                if self
+                    .history
+                    .end(dom)
+                    .is_some_and(|end| start + (n as u64) < end)
+                {
+                    rsp.flags |= domain_runtime::ipc_abi::proto::console::RESPONSE_MORE;
+                }
                 if n == 0 && !open {
                     rsp.status = Status::Disconnected as u32;
                 }

@@ -115,6 +115,12 @@ impl History {
         Some((start, n))
     }
 
+    /// The stream offset after the last byte `dom` printed, if any is kept.
+    pub fn end(&self, dom: DomainId) -> Option<u64> {
+        let log = self.logs.iter().find(|l| l.dom == dom)?;
+        Some(log.cut + log.bytes.len() as u64)
+    }
+
     /// Calls `line` for each kept line of `dom`; returns (bytes kept, bytes cut), or None.
     pub fn replay(&self, dom: DomainId, mut line: impl FnMut(&str)) -> Option<(usize, u64)> {
         let log = self.logs.iter().find(|l| l.dom == dom)?;

@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 7;
+    pub const VERSION: u32 = 8;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -502,11 +502,13 @@ pub mod messages {
         },
         /// Console output starting at stream offset `offset` (later than
         /// asked if older output was cut from the history); `closed` once
-        /// the console is closed and nothing more will come.
+        /// the console is closed and nothing more will come; `more` when
+        /// more output than `data` was already kept (not caught up yet).
         ConsoleData {
             offset: u64,
             data: &'a [u8],
             closed: bool,
+            more: bool,
         },
         /// One ring connection (answer to `RingList`).
         Ring {

@@ -403,6 +403,7 @@ impl Server {
                     offset,
                     data: &[],
                     closed: false,
+                    more: false,
                 },
             ),
         }
@@ -426,6 +427,7 @@ impl Server {
                     offset: rsp.offset,
                     data: &rsp.data[..n],
                     closed: s == Status::Disconnected as u32,
+                    more: rsp.flags & domain_runtime::ipc_abi::proto::console::RESPONSE_MORE != 0,
                 }
             }
             s if s == Status::NoDevice as u32 => Answer::Error {
@@ -453,6 +455,7 @@ impl Server {
                     offset: read.offset,
                     data: &[],
                     closed: false,
+                    more: false,
                 },
             );
         }

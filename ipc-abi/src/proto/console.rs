@@ -62,11 +62,16 @@ pub struct ConsoleResponse {
     pub status: u32,
     /// Bytes of `data` used (`Read`, `Peek`).
     pub len: u16,
-    pub _reserved: u16,
+    /// [`RESPONSE_MORE`], or 0.
+    pub flags: u16,
     /// Stream offset of `data[0]` (`Peek`).
     pub offset: u64,
     pub data: [u8; CHUNK],
 }
+
+/// `ConsoleResponse::flags` of a `Peek`: more output than this chunk was
+/// already kept when it was answered (a reader that has not caught up).
+pub const RESPONSE_MORE: u16 = 1;
 
 const _: () = assert!(core::mem::size_of::<ConsoleRequest>() == 64);
 const _: () = assert!(core::mem::size_of::<ConsoleResponse>() == 64);

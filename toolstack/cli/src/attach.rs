@@ -121,7 +121,9 @@ pub fn attach(client: &mut Client, domain: u32, follow: bool) -> Result<Ended, E
         if chunk.closed {
             return Ok(Ended::Closed);
         }
-        if !follow && chunk.data.is_empty() {
+        // Caught up with what was kept when asked: later output is not
+        // waited for (a domain printing all the time would never end it).
+        if !follow && (chunk.data.is_empty() || !chunk.more) {
             return Ok(Ended::CaughtUp);
         }
     }

@@ -187,6 +187,8 @@ pub struct ConsoleChunk {
     pub data: Vec<u8>,
     /// The console is closed (its domain stopped) and nothing more will come.
     pub closed: bool,
+    /// More output than `data` was already kept: not caught up yet.
+    pub more: bool,
 }
 
 /// A session with a machine's toolstack domain.
@@ -864,10 +866,12 @@ impl From<&Answer<'_>> for Owned {
                 offset,
                 data,
                 closed,
+                more,
             } => Owned::Console(ConsoleChunk {
                 offset: *offset,
                 data: data.to_vec(),
                 closed: *closed,
+                more: *more,
             }),
             Answer::Error { message } => Owned::Error((*message).into()),
         }
