@@ -412,14 +412,7 @@ impl Disk {
         if self.gone {
             return Err(DiskError::Gone);
         }
-        // Restored: the port and grants are not ours any more; the control
-        // domain tells us where the backend is now.
-        let restored = self.epoch != crate::suspend::epoch();
-        let news = if restored {
-            Some(crate::control::wait_news(|m| restarted(m) || gone(m)))
-        } else {
-            crate::control::take_news(gone).or_else(|| crate::control::take_news(restarted))
-        };
+        let (news, restored) = crate::control::backend_news(DeviceKind::Block, device, self.epoch);
         self.epoch = crate::suspend::epoch();
         let Some(mut news) = news else {
             return Ok(());

@@ -110,18 +110,11 @@ impl Ring {
                 Some(ControlOp::PeerRestarted | ControlOp::PeerGone)
             ) && m.kind == DeviceKind::Console as u32
         };
-        // Restored: the port and grants are not ours any more; the control
-        // domain tells us where the console is now.
-        let restored = self.epoch != crate::suspend::epoch();
-        let mut news = if restored {
-            crate::control::wait_news(about_us)
-        } else {
-            match crate::control::take_news(about_us) {
-                Some(news) => news,
-                None => return Backend::Serving,
-            }
-        };
+        let (news, restored) = crate::control::backend_news(DeviceKind::Console, 0, self.epoch);
         self.epoch = crate::suspend::epoch();
+        let Some(mut news) = news else {
+            return Backend::Serving;
+        };
         // Answers the old instance published before it died still count:
         // those writes are printed and must not be sent again.
         self.drain();

@@ -283,6 +283,24 @@ pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
     }
 }
 
+/// News of the backend of this domain's device (kind, index), for its
+/// frontend: `PeerGone` before `PeerRestarted`, None if there is none. A
+/// frontend whose connection predates a restore (`epoch` is not the
+/// runtime's, `crate::suspend`) waits for it: its port and grants are not
+/// its own any more, and the control domain says where the backend is now.
+/// Returns the news and whether the connection was from before a restore.
+pub fn backend_news(kind: DeviceKind, index: u32, epoch: u32) -> (Option<ControlMessage>, bool) {
+    let about = |m: &ControlMessage, op: ControlOp| {
+        m.check() == Some(op) && m.kind == kind as u32 && m.index == index
+    };
+    let gone = |m: &ControlMessage| about(m, ControlOp::PeerGone);
+    let restarted = |m: &ControlMessage| about(m, ControlOp::PeerRestarted);
+    if epoch != crate::suspend::epoch() {
+        return (Some(wait_news(|m| gone(m) || restarted(m))), true);
+    }
+    (take_news(gone).or_else(|| take_news(restarted)), false)
+}
+
 /// Waits for news of device (kind, index)'s backend after an `Announce`
 /// was answered `Disconnected` (the backend died before accepting): the
 /// new instance, or None if it was given up on.

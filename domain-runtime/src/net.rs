@@ -166,14 +166,7 @@ impl NetFront {
         };
         let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
         let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
-        // Restored: the ports and grants are not ours any more; the control
-        // domain tells us where the backend is now.
-        let restored = self.epoch != crate::suspend::epoch();
-        let news = if restored {
-            Some(crate::control::wait_news(|m| restarted(m) || gone(m)))
-        } else {
-            crate::control::take_news(gone).or_else(|| crate::control::take_news(restarted))
-        };
+        let (news, restored) = crate::control::backend_news(DeviceKind::Net, vif, self.epoch);
         self.epoch = crate::suspend::epoch();
         let Some(mut news) = news else {
             return Ok(false);
