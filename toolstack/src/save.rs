@@ -61,8 +61,9 @@ pub struct Save {
     pub waiting: Option<(u32, u64)>,
     /// The file up to its pages: file header, header, image, registers, devices.
     prefix: Vec<u8>,
-    /// Pages the file holds.
+    /// Pages and devices the file holds.
     pub pages: u64,
+    devices: u32,
 }
 
 /// Asks domain `domain` to suspend for saving.
@@ -92,6 +93,7 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         waiting: Some((seq, domain_runtime::time::now_ns() + SUSPEND_TIMEOUT_NS)),
         prefix: Vec::new(),
         pages: 0,
+        devices: 0,
     })
 }
 
@@ -206,6 +208,7 @@ impl Save {
         }
         self.prefix = out;
         self.pages = pages;
+        self.devices = devices;
         self.waiting = None;
         println!(
             "toolstack: domain {} suspended; saving {} pages and {} devices",
@@ -241,7 +244,7 @@ impl Save {
                         out,
                         &Record::End {
                             pages: self.pages,
-                            devices: count_devices(&self.prefix),
+                            devices: self.devices,
                         },
                     );
                     return Ok((u64::MAX, true));
@@ -251,19 +254,6 @@ impl Save {
         }
         Ok((prefix + from, false))
     }
-}
-
-/// The `Device` records in a file's start.
-fn count_devices(prefix: &[u8]) -> u32 {
-    let Ok(mut rest) = save::check_file_header(prefix) else {
-        return 0;
-    };
-    let mut n = 0;
-    while let Ok((r, after)) = save::next_record(rest) {
-        n += matches!(r, Record::Device { .. }) as u32;
-        rest = after;
-    }
-    n
 }
 
 /// A restore in progress: what the records said so far, and the domain
