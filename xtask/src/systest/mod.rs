@@ -117,6 +117,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             save::a_saved_guest_restored_counts_on,
         ),
         (
+            "a_domain_that_never_waits_is_not_saved_and_runs_on",
+            save::a_domain_that_never_waits_is_not_saved_and_runs_on,
+        ),
+        (
             "a_restored_guest_keeps_using_its_disk",
             save::a_restored_guest_keeps_using_its_disk,
         ),

@@ -250,3 +250,30 @@ fn hardware_file(saved: &[u8]) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// A domain that never waits through the runtime cannot suspend: its save
+/// is refused after 5 s with a clear message, no file is left, and it runs
+/// on untouched (when it finally waits, at its end, and suspends late, it
+/// is let go on and shuts down as it would have).
+pub fn a_domain_that_never_waits_is_not_saved_and_runs_on(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [CONSOLE_DOM, ("spinner", "spinner seconds=10")];
+    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config)?;
+    expect_line(m, "toolstack: domain 1 serves device 1:0 of domain 2")?;
+    let file = c.path("spinner.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = toolstack(&sock, &["domain", "save", "spinner", path])?;
+    check(
+        code == 1 && out.contains("did not suspend within 5 s"),
+        || format!("save of a domain that never waits: {code} {out}"),
+    )?;
+    check(
+        !file.exists() && !file.with_extension("partial").exists(),
+        || "a refused save left a file".into(),
+    )?;
+    expect_line(m, "[2] spinner: ")?;
+    expect_line(m, "toolstack: domain 2 (spinner) shut down (reason 0)")?;
+    Ok(())
+}
