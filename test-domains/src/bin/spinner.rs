@@ -1,6 +1,6 @@
 //! Spins for `seconds=` (default 3) of wall time, counting loop iterations,
 //! then prints the count: with two spinners, the ratio of their counts is the
-//! ratio of the CPU time each got.
+//! ratio of the CPU time each got. `then_sleep_ms=N`: then sleeps N ms.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -19,4 +19,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     }
     println!("spinner: {} thousand iterations", iterations / 1000);
+    // `then_sleep_ms=N`: then sleeps (a wait through the runtime, where a
+    // suspend request still pending is obeyed) and says so.
+    if let Some(ms) = test_domains::number("then_sleep_ms") {
+        time::sleep_ns(ms * 1_000_000);
+        println!("spinner: slept {} ms", ms);
+    }
 }

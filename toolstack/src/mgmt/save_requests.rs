@@ -34,6 +34,12 @@ impl Server {
     /// Answers a waiting `SaveBegin` once its domain has suspended (or
     /// failed to in time). The main loop calls this after every wake-up.
     pub fn on_save_progress(&mut self, started: &mut Started_) {
+        // A domain that suspended after its save was given up on runs on.
+        self.late.retain(|&id| match hc::domain_info(id) {
+            Ok(info) if info.suspended == 1 => hc::domain_unpause(id).is_err(),
+            Ok(info) => info.state == domain_runtime::ipc_abi::domain::DomainState::Running as u32,
+            Err(_) => false,
+        });
         let Some(save) = self.save.as_mut() else {
             return;
         };
@@ -52,12 +58,6 @@ impl Server {
                 self.send(seq, &Answer::Error { message: &message });
             }
         }
-        // A domain that suspended after its save was given up on runs on.
-        self.late.retain(|&id| match hc::domain_info(id) {
-            Ok(info) if info.suspended == 1 => hc::domain_unpause(id).is_err(),
-            Ok(info) => info.state == domain_runtime::ipc_abi::domain::DomainState::Running as u32,
-            Err(_) => false,
-        });
     }
 
     /// When a waiting `SaveBegin` gives up (ns since boot).

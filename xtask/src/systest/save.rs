@@ -259,7 +259,10 @@ pub fn a_domain_that_never_waits_is_not_saved_and_runs_on(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [CONSOLE_DOM, ("spinner", "spinner seconds=10")];
+    let guests = [
+        CONSOLE_DOM,
+        ("spinner", "spinner seconds=10 then_sleep_ms=100"),
+    ];
     let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config)?;
     expect_line(m, "toolstack: domain 1 serves device 1:0 of domain 2")?;
     let file = c.path("spinner.xnlsave");
@@ -274,6 +277,8 @@ pub fn a_domain_that_never_waits_is_not_saved_and_runs_on(
         || "a refused save left a file".into(),
     )?;
     expect_line(m, "[2] spinner: ")?;
+    // Its sleep obeys the request still pending: it suspends, and is let go on.
+    expect_line(m, "[2] spinner: slept 100 ms")?;
     expect_line(m, "toolstack: domain 2 (spinner) shut down (reason 0)")?;
     Ok(())
 }
