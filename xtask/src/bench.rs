@@ -56,7 +56,8 @@ pub fn run(which: Which) -> Result<(), String> {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// The median of some durations.
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }

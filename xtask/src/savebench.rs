@@ -8,18 +8,13 @@
 //! so the time goes with what it wrote, not its size; the management
 //! channel (COM2) bounds both directions. Wall times under TCG.
 
+use crate::bench::median;
 use crate::iso::Module;
 use crate::qemu::Config;
 use crate::{build, host_tools, iso};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
-
-/// Median.
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 pub fn run() -> Result<(), String> {
     host_tools::ensure()?;
