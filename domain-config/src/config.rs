@@ -15,7 +15,7 @@ pub const NAME_MAX: usize = 32;
 /// Most memory a configuration may ask for, in MiB.
 pub const MEMORY_MAX_MIB: u64 = 16 * 1024;
 /// Most vCPUs.
-pub const VCPUS_MAX: u64 = 64;
+pub const VCPUS_MAX: u64 = ipc_abi::domain::MAX_VCPUS as u64;
 
 /// What to do when a domain powers off, reboots or crashes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Typed hypercall wrappers over `syscall` (the ABI is `ipc_abi::hypercall`).
 
 use ipc_abi::domain::{
-    CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext,
+    CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext, VcpuInfo,
 };
 use ipc_abi::hypercall::{decode, Hypercall, Result};
 use ipc_abi::shared::Virq;
@@ -197,6 +197,7 @@ pub fn domain_create(
     memory_kib: u64,
     weight: u32,
     cap_percent: u32,
+    vcpus: u32,
 ) -> Result<DomainId> {
     let mut p = CreateDomain::new_zeroed();
     let n = name.len().min(p.name.len());
@@ -205,6 +206,7 @@ pub fn domain_create(
     p.memory_kib = memory_kib;
     p.weight = weight;
     p.cap_percent = cap_percent;
+    p.vcpus = vcpus;
     call1(Hypercall::DomainCreate, &p as *const CreateDomain as u64).map(|id| DomainId(id as u32))
 }
 
@@ -400,6 +402,34 @@ pub fn domain_pin(dom: DomainId, vcpu: u32, cpus: u64) -> Result<u64> {
         Hypercall::DomainPin,
         [dom.0 as u64, vcpu as u64, cpus, 0, 0, 0],
     )
+}
+
+/// Starts this domain's vCPU `vcpu` at `rip` with stack `rsp` and `arg`
+/// in rdi (`vcpu::start` is the friendly form).
+pub fn vcpu_up(vcpu: u32, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
+    call(Hypercall::VcpuUp, [vcpu as u64, rip, rsp, arg, 0, 0])
+}
+
+/// Where vCPU `vcpu` of `dom` runs and may run.
+pub fn vcpu_info(dom: DomainId, vcpu: u32) -> Result<VcpuInfo> {
+    let mut info = VcpuInfo::new_zeroed();
+    call(
+        Hypercall::VcpuInfo,
+        [
+            dom.0 as u64,
+            vcpu as u64,
+            &mut info as *mut VcpuInfo as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    Ok(info)
+}
+
+/// A page fault at `at` resumes at `to` (the runtime's probe uses it).
+pub fn fault_fixup(at: u64, to: u64) -> Result<u64> {
+    call(Hypercall::FaultFixup, [at, to, 0, 0, 0, 0])
 }
 
 /// The number of the CPU this vCPU runs on now.

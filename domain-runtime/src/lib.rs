@@ -34,6 +34,7 @@ pub mod ring;
 mod rt;
 pub mod suspend;
 pub mod time;
+pub mod vcpu;
 
 pub use ipc_abi;
 pub use ipc_abi::domain::DomainId;

@@ -54,6 +54,8 @@ pub const NAME_MAX: usize = 32;
 pub const CMDLINE_MAX: usize = 1024;
 /// Longest crash message kept.
 pub const MESSAGE_MAX: usize = 160;
+/// Most vCPUs a domain may have (`vcpus =` in its configuration).
+pub const MAX_VCPUS: u32 = 8;
 
 /// Parameters of [`crate::hypercall::Hypercall::DomainCreate`].
 #[repr(C)]
@@ -67,10 +69,13 @@ pub struct CreateDomain {
     pub memory_kib: u64,
     /// Upper bound of CPU use in percent of one CPU; 0 means no cap.
     pub cap_percent: u32,
-    pub _reserved: u32,
+    /// vCPUs (1..=[`MAX_VCPUS`]; 0 means 1). vCPU 0 runs from the entry
+    /// point; the domain starts the others itself (`VcpuUp`).
+    pub vcpus: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
+const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
 const _: () = assert!(core::mem::size_of::<DomainInfo>() == 312);
 
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
@@ -173,7 +178,48 @@ pub struct DomainInfo {
     /// 1 when it is paused because it suspended itself (`Suspend`), ready
     /// to be saved; 0 otherwise.
     pub suspended: u32,
+    /// vCPUs it was created with (`VcpuInfo` tells about each).
+    pub vcpus: u32,
+}
+
+/// Answer of [`crate::hypercall::Hypercall::VcpuInfo`]: one vCPU of a domain.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VcpuInfo {
+    /// The CPU whose run queue holds it.
+    pub cpu: u32,
+    /// A [`VcpuState`] value.
+    pub state: u32,
+    /// The CPUs it may run on (bit n: CPU n).
+    pub affinity: u64,
+    /// CPU time it used, in scheduler ticks.
+    pub cpu_ticks: u64,
+    /// Loaded on its CPU right now (1) or not (0).
+    pub running: u32,
     pub _reserved: u32,
+}
+
+/// What a vCPU is doing, in [`VcpuInfo::state`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Not started (the domain has not called `VcpuUp` for it).
+    Down = 0,
+    /// Runs or waits for a CPU.
+    Runnable = 1,
+    /// Waits in `Block` for an event.
+    Blocked = 2,
+}
+
+impl VcpuState {
+    pub fn from_number(n: u32) -> Option<VcpuState> {
+        match n {
+            0 => Some(VcpuState::Down),
+            1 => Some(VcpuState::Runnable),
+            2 => Some(VcpuState::Blocked),
+            _ => None,
+        }
+    }
 }
 
 /// A vCPU's registers, for [`crate::hypercall::Hypercall::DomainGetContext`]

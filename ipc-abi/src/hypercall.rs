@@ -165,6 +165,21 @@ pub enum Hypercall {
     /// domain's vCPU starts with; `rflags` keeps only the arithmetic flags
     /// and the direction flag (control only).
     DomainSetContext = 60,
+    /// `(vcpu, rip, rsp, arg)`: start the caller's vCPU `vcpu` (one of
+    /// those it was created with, not running yet) at `rip` with stack
+    /// `rsp` and `arg` in rdi, as Xen's `VCPUOP_initialise` and `up`.
+    /// `InvalidArgument` for a vCPU it lacks or an address outside the user
+    /// half, `DomainState` for one already up.
+    VcpuUp = 61,
+    /// `(dom, vcpu, ptr to VcpuInfo)`: where a vCPU runs and may run
+    /// (control only, or self).
+    VcpuInfo = 62,
+    /// `(fault_rip, fixup_rip)`: a page fault of the caller at exactly
+    /// `fault_rip` resumes at `fixup_rip` instead of crashing it, with the
+    /// faulting address in rax (as an exception table entry); `(0, 0)`
+    /// removes it. How a domain probes whether an address is mapped (the
+    /// TLB shootdown test reads a page while another vCPU unmaps it).
+    FaultFixup = 63,
 }
 
 /// Number of hypercall slots (numbers at or above are invalid).
@@ -227,6 +242,9 @@ impl Hypercall {
             58 => DomainPageWrite,
             59 => DomainGetContext,
             60 => DomainSetContext,
+            61 => VcpuUp,
+            62 => VcpuInfo,
+            63 => FaultFixup,
             _ => return None,
         })
     }

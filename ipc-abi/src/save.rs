@@ -187,7 +187,7 @@ pub struct Checker {
 }
 
 /// Most vCPUs a saved domain may have.
-pub const MAX_VCPUS: u32 = 64;
+pub const MAX_VCPUS: u32 = crate::domain::MAX_VCPUS;
 /// Largest image a save file may carry (16 MiB, as an upload).
 pub const MAX_IMAGE: u64 = 16 << 20;
 

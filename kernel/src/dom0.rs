@@ -10,7 +10,6 @@
 use crate::arch::addrspace::{Access, Kind};
 use crate::domain::lifecycle::{self, Spec};
 use crate::domain::shared_pages::with_start_info;
-use crate::domain::KERNEL;
 use crate::frames::PhysRange;
 use crate::memory;
 use ipc_abi::layout::{MODULE_WINDOW, PAGE_SIZE};
@@ -32,7 +31,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
         return false;
     };
     let image = memory::reserved_bytes(first.range.start, first.range.len());
-    let mut k = KERNEL.lock();
+    let mut k = crate::domain::lock();
     k.kernel_pml4 = memory::kernel_root();
     let result = memory::with_frames(|frames| {
         if k.time_frame == 0 {
@@ -54,6 +53,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
             weight: 0,
             cap_percent: 0,
             control: true,
+            vcpus: 1,
         };
         let id = lifecycle::create(&mut k, frames, &spec).map_err(|_| "cannot create domain 0")?;
         let index = id.index() as usize;

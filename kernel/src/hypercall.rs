@@ -7,7 +7,7 @@
 
 use crate::arch::idt::TrapFrame;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{console, devices, events, grants, pci, saving, Kernel, Life};
+use crate::domain::{console, devices, events, grants, pci, saving, vcpus, Kernel, Life, VcpuRef};
 use crate::frames::FrameAllocator;
 use crate::memory::with_frames;
 use crate::trace::Gate;
@@ -35,14 +35,14 @@ impl Args {
     }
 }
 
-/// Handles the hypercall in `frame` for domain `caller`; writes the result into `frame`.
-pub fn dispatch<G: Gate>(k: &mut Kernel, caller: usize, frame: &mut TrapFrame) {
+/// Handles the hypercall in `frame` for vCPU `me`; writes the result into `frame`.
+pub fn dispatch<G: Gate>(k: &mut Kernel, me: VcpuRef, frame: &mut TrapFrame) {
     let a = Args::of(frame);
     let result = match Hypercall::from_number(frame.rax) {
         None => Err(Error::UnknownCall),
         Some(call) => {
-            trace_event!(<G> "dom{=u32} hypercall {}", k.id_of(caller), call);
-            handle::<G>(k, caller, call, &a)
+            trace_event!(<G> "dom{=u32} hypercall {}", k.id_of(me.dom), call);
+            handle::<G>(k, me, call, &a)
         }
     };
     match result {
@@ -74,8 +74,9 @@ fn other(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
     Ok(i)
 }
 
-fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> Result<u64, Error> {
+fn handle<G: Gate>(k: &mut Kernel, me: VcpuRef, call: Hypercall, a: &Args) -> Result<u64, Error> {
     use Hypercall::*;
+    let caller = me.dom;
     match call {
         Null => Ok(0),
         ConsoleWrite => {
@@ -92,32 +93,32 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
         }
         Yield => {
             let others = k
-                .live()
-                .filter(|&i| i != caller)
-                .filter_map(|i| k.domain(i))
-                .map(|d| d.vcpu.sched.pass)
+                .all_vcpus()
+                .filter(|&(at, v)| at != me && v.up)
+                .map(|(_, v)| v.sched.pass)
                 .max();
-            if let (Some(max), Some(d)) = (others, k.domain_mut(caller)) {
-                d.vcpu.sched.yield_behind(max);
+            if let (Some(max), Some(v)) = (others, k.vcpu_mut(me)) {
+                v.sched.yield_behind(max);
             }
             k.cpu_mut().need_resched = true;
             Ok(0)
         }
         Block => {
-            let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
-            if core::mem::take(&mut d.vcpu.timer_fired) {
+            let event_page = k.domain(caller).ok_or(Error::NoSuchDomain)?.event_page;
+            let v = k.vcpu_mut(me).ok_or(Error::NoSuchDomain)?;
+            if core::mem::take(&mut v.timer_fired) {
                 return Ok(0);
             }
-            if !crate::domain::shared_pages::any_deliverable(d.event_page) {
-                d.vcpu.blocked = true;
+            if !crate::domain::shared_pages::any_deliverable(event_page) {
+                v.blocked = true;
                 k.cpu_mut().need_resched = true;
             }
             Ok(0)
         }
         SetTimer => {
-            let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
-            d.vcpu.timer_deadline = a.0[0];
-            d.vcpu.timer_fired = false;
+            let v = k.vcpu_mut(me).ok_or(Error::NoSuchDomain)?;
+            v.timer_deadline = a.0[0];
+            v.timer_fired = false;
             Ok(0)
         }
         Shutdown => {
@@ -131,7 +132,7 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
                 {
                     crash.message_len = len as u32;
                 }
-                crash.rip = d.vcpu.frame.rip;
+                crash.rip = k.vcpu(me).map_or(0, |v| v.frame.rip);
             }
             let life = lifecycle::shutdown_life(reason);
             lifecycle::stop(k, caller, life, (life == Life::Crashed).then_some(crash));
@@ -210,6 +211,7 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
                 weight: p.weight,
                 cap_percent: p.cap_percent,
                 control: false,
+                vcpus: p.vcpus.max(1),
             };
             with_frames(|f| lifecycle::create(k, f, &spec).map(|id| id.0 as u64))
         }
@@ -274,11 +276,19 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
         DomainPin => {
             require_control(k, caller)?;
             let t = k.resolve(caller, a.dom(0))?;
-            if a.0[1] != 0 {
-                return Err(Error::InvalidArgument);
-            }
-            lifecycle::pin(k, t, a.0[2]).map(|()| 0)
+            vcpus::pin(k, t, a.0[1], a.0[2]).map(|()| 0)
         }
+        VcpuUp => vcpus::up(k, caller, a.0[0], a.0[1], a.0[2], a.0[3]).map(|()| 0),
+        VcpuInfo => {
+            let t = k.resolve(caller, a.dom(0))?;
+            if t != caller {
+                require_control(k, caller)?;
+            }
+            let info = vcpus::info(k, t, a.0[1])?;
+            let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+            usermem::copy_to(&d.space, a.0[2], zerocopy::IntoBytes::as_bytes(&info)).map(|_| 0)
+        }
+        FaultFixup => vcpus::set_fault_fixup(k, caller, a.0[0], a.0[1]).map(|()| 0),
         CurrentCpu => Ok(crate::domain::this_cpu() as u64),
         Suspend => saving::suspend(k, caller),
         DomainPageRead => {
@@ -314,7 +324,7 @@ fn handle<G: Gate>(k: &mut Kernel, caller: usize, call: Hypercall, a: &Args) -> 
             }
             let mut crash = CrashRecord::EMPTY;
             crash.vector = u64::MAX;
-            crash.rip = d.vcpu.frame.rip;
+            crash.rip = d.vcpus[0].frame.rip;
             let text = b"crashed by the control domain";
             crash.message[..text.len()].copy_from_slice(text);
             crash.message_len = text.len() as u32;
@@ -442,15 +452,15 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         state: state as u32,
         shutdown_reason: reason,
         memory_kib: d.memory_kib,
-        cpu_ticks: d.vcpu.ticks,
+        cpu_ticks: d.existing_vcpus().map(|v| v.ticks).sum(),
         name,
         name_len: d.name.len() as u32,
-        weight: d.vcpu.sched.weight,
+        weight: d.vcpus[0].sched.weight,
         crash: d.crash,
-        cpu: d.vcpu.cpu as u32,
-        running: k.running_on(t).is_some() as u32,
-        affinity: d.vcpu.affinity & crate::arch::smp::online_mask(),
+        cpu: d.vcpus[0].cpu as u32,
+        running: (k.loaded_mask(t) != 0) as u32,
+        affinity: d.vcpus[0].affinity & crate::arch::smp::online_mask(),
         suspended: d.suspended as u32,
-        _reserved: 0,
+        vcpus: d.nr_vcpus as u32,
     })
 }

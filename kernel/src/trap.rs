@@ -8,7 +8,7 @@
 use crate::arch::idt::TrapFrame;
 use crate::arch::syscall::{enter_user, sanitize};
 use crate::domain::lifecycle;
-use crate::domain::{events, Kernel, Life, KERNEL};
+use crate::domain::{events, Kernel, Life, VcpuRef};
 use crate::sched;
 use crate::trace::{Checked, Gate, Quiet, Traced};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +48,8 @@ pub fn syscall(frame: &mut TrapFrame) {
 
 /// A hypercall other than the null one, recording events as `G` says.
 fn hypercall<G: Gate>(frame: &mut TrapFrame) {
-    let mut k = KERNEL.lock();
-    match k.cpu().current {
+    let mut k = crate::domain::lock();
+    match k.current() {
         Some(cur) => crate::hypercall::dispatch::<G>(&mut k, cur, frame),
         None => k.cpu_mut().need_resched = true,
     }
@@ -58,8 +58,15 @@ fn hypercall<G: Gate>(frame: &mut TrapFrame) {
 
 /// A CPU exception in ring 3: the current domain crashes; everyone else goes on.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
-    let mut k = KERNEL.lock();
+    let mut k = crate::domain::lock();
     if let Some(cur) = k.cpu().current {
+        let fixup = k.domain(cur).and_then(|d| d.fault_fixup);
+        if let Some((_, to)) = fixup.filter(|&(at, _)| frame.vector == 14 && frame.rip == at) {
+            // The domain asked for this fault to resume elsewhere (a probe).
+            frame.rip = to;
+            frame.rax = cr2;
+            return finish::<Checked>(k, frame);
+        }
         let mut crash = CrashRecord::EMPTY;
         crash.vector = frame.vector;
         crash.error_code = frame.error_code;
@@ -73,7 +80,7 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
 
 /// The timer interrupt: account, fire timers, and preempt if from ring 3.
 pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
-    let mut k = KERNEL.lock();
+    let mut k = crate::domain::lock();
     trace_event!("timer tick");
     // The boot CPU keeps time (ticks, cap windows, one-shot timers); every
     // CPU charges the vCPU it runs and reschedules.
@@ -85,15 +92,14 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
         let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
         for i in live {
             if let Some(d) = k.domain_mut(i) {
-                d.vcpu.sched.used_in_window = 0;
+                d.existing_vcpus_mut()
+                    .for_each(|v| v.sched.used_in_window = 0);
             }
         }
     }
-    if let Some(cur) = k.cpu().current {
-        if let Some(d) = k.domain_mut(cur) {
-            d.vcpu.sched.charge_tick();
-            d.vcpu.ticks += 1;
-        }
+    if let Some(v) = k.current().and_then(|cur| k.vcpu_mut(cur)) {
+        v.sched.charge_tick();
+        v.ticks += 1;
     }
     if keeper {
         fire_timers(&mut k);
@@ -107,31 +113,34 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
 
 fn fire_timers(k: &mut Kernel) {
     let now = crate::time::now_ns();
-    let live: heapless::Vec<usize, { crate::domain::MAX_DOMAINS }> = k.live().collect();
-    for i in live {
-        let due = k
-            .domain(i)
-            .is_some_and(|d| d.vcpu.timer_deadline != 0 && d.vcpu.timer_deadline <= now);
-        if !due {
-            continue;
-        }
-        let min = lifecycle::wake_base(k, i);
-        if let Some(d) = k.domain_mut(i) {
-            d.vcpu.timer_deadline = 0;
+    let due: heapless::Vec<VcpuRef, { crate::domain::MAX_DOMAINS }> = k
+        .all_vcpus()
+        .filter(|(_, v)| v.timer_deadline != 0 && v.timer_deadline <= now)
+        .map(|(at, _)| at)
+        .collect();
+    for at in due {
+        let min = lifecycle::wake_base(k, at);
+        let running = k.domain(at.dom).is_some_and(|d| d.life == Life::Running);
+        if let Some(v) = k.vcpu_mut(at) {
+            v.timer_deadline = 0;
             // A timer wakes its vCPU even when no port is bound to the VIRQ,
             // and even while the domain is paused (it runs once unpaused).
-            if d.vcpu.blocked {
-                d.vcpu.blocked = false;
-                if d.life == Life::Running {
-                    d.vcpu.sched.wake(min);
-                    trace_event!("dom{=u32} wakes (timer)", d.id.0);
-                    k.resched(i);
+            if v.blocked {
+                v.blocked = false;
+                if running {
+                    v.sched.wake(min);
+                    trace_event!(
+                        "dom{=u32} vcpu {=usize} wakes (timer)",
+                        k.id_of(at.dom),
+                        at.vcpu
+                    );
+                    k.resched_vcpu(at);
                 }
             } else {
-                d.vcpu.timer_fired = true;
+                v.timer_fired = true;
             }
         }
-        events::raise_virq(k, i, Virq::Timer);
+        events::raise_virq(k, at.dom, Virq::Timer);
     }
 }
 
@@ -142,52 +151,52 @@ fn balance(k: &mut Kernel) {
     let online = crate::arch::smp::online_mask();
     let mut runnable: heapless::Vec<sched::Waiting, { crate::domain::MAX_DOMAINS }> =
         heapless::Vec::new();
-    for i in k.live() {
-        if let Some(d) = k.domain(i) {
-            if d.life == Life::Running && !d.vcpu.blocked && !d.teardown {
-                let _ = runnable.push(sched::Waiting {
-                    index: i,
-                    cpu: d.vcpu.cpu,
-                    affinity: d.vcpu.affinity & online,
-                    loaded: d.vcpu.loaded_on.is_some(),
-                });
-            }
+    for (at, v) in k.all_vcpus() {
+        if k.domain(at.dom).is_some_and(|d| d.wants_cpu(v)) {
+            let _ = runnable.push(sched::Waiting {
+                index: at.code(),
+                cpu: v.cpu,
+                affinity: v.affinity & online,
+                loaded: v.loaded_on.is_some(),
+            });
         }
     }
-    if let Some(i) = sched::to_pull(me, &runnable) {
-        if let Some(d) = k.domain_mut(i) {
+    if let Some(code) = sched::to_pull(me, &runnable) {
+        let at = VcpuRef::from_code(code);
+        #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
+        let id = k.id_of(at.dom);
+        if let Some(v) = k.vcpu_mut(at) {
             trace_event!(
-                "dom{=u32} moves from cpu {=usize} to cpu {=usize}",
-                d.id.0,
-                d.vcpu.cpu,
+                "dom{=u32} vcpu {=usize} moves from cpu {=usize} to cpu {=usize}",
+                id,
+                at.vcpu,
+                v.cpu,
                 me
             );
-            d.vcpu.cpu = me;
+            v.cpu = me;
         }
     }
 }
 
-/// Whether domain `i`'s vCPU may run on this CPU now: running, not
-/// blocked, in this CPU's run queue, and not loaded on another CPU (whose
-/// frame would not be saved yet).
-fn runnable_here(k: &Kernel, i: usize) -> bool {
+/// Whether a vCPU may run on this CPU now: its domain running, the vCPU
+/// started, not blocked, in this CPU's run queue, and not loaded on another
+/// CPU (whose frame would not be saved yet).
+fn runnable_here(k: &Kernel, at: VcpuRef) -> bool {
     let cpu = crate::domain::this_cpu();
-    k.domain(i).is_some_and(|d| {
-        d.life == Life::Running
-            && !d.vcpu.blocked
-            && !d.teardown
-            && d.vcpu.cpu == cpu
-            && d.vcpu.loaded_on.is_none_or(|c| c == cpu)
-    })
+    let (Some(d), Some(v)) = (k.domain(at.dom), k.vcpu(at)) else {
+        return false;
+    };
+    d.wants_cpu(v) && v.cpu == cpu && v.loaded_on.is_none_or(|c| c == cpu)
 }
 
 /// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
-fn pick_next(k: &Kernel) -> Option<usize> {
+fn pick_next(k: &Kernel) -> Option<VcpuRef> {
     sched::pick(
-        k.live()
-            .filter(|&i| runnable_here(k, i))
-            .filter_map(|i| k.domain(i).map(|d| (i, &d.vcpu.sched))),
+        k.all_vcpus()
+            .filter(|&(at, _)| runnable_here(k, at))
+            .map(|(at, v)| (at.code(), &v.sched)),
     )
+    .map(VcpuRef::from_code)
 }
 
 /// Frees a domain destroyed while this CPU ran it, once this CPU has left
@@ -201,7 +210,7 @@ fn teardown(k: &mut Kernel, index: usize) {
 /// Another CPU asked this one to reschedule.
 pub fn resched_ipi(frame: &mut TrapFrame, from_user: bool) {
     if from_user {
-        let mut k = KERNEL.lock();
+        let mut k = crate::domain::lock();
         k.cpu_mut().need_resched = true;
         finish::<Checked>(k, frame);
     }
@@ -245,28 +254,30 @@ fn account_idle(k: &Kernel) {
 fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     account_idle(&k);
     announce_new_log_lines(&mut k);
-    let cur = k.cpu().current;
+    let cur = k.current();
     if let Some(c) = cur {
         if !k.cpu().need_resched && runnable_here(&k, c) {
             sanitize(frame);
             return;
         }
-        if let Some(d) = k.domain_mut(c) {
-            d.vcpu.frame = frame.clone();
+        if let Some(v) = k.vcpu_mut(c) {
+            v.frame = frame.clone();
         }
     }
     k.cpu_mut().need_resched = false;
-    let leaving = cur.filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
+    let leaving = cur
+        .map(|c| c.dom)
+        .filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
     match pick_next(&k) {
         Some(n) => {
             if cur != Some(n) {
                 trace_switch::<G>(&k, cur, Some(n));
             }
             k.set_current(Some(n));
-            crate::domain::devices::switch_io(&mut k, n);
-            if let Some(d) = k.domain(n) {
+            crate::domain::devices::switch_io(&mut k, n.dom);
+            if let (Some(d), Some(v)) = (k.domain(n.dom), k.vcpu(n)) {
                 d.space.activate();
-                *frame = d.vcpu.frame.clone();
+                *frame = v.frame.clone();
             }
             if let Some(c) = leaving {
                 teardown(&mut k, c);
@@ -289,8 +300,8 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
 /// Records a context switch (`None`: the idle loop).
 #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
 #[inline(always)]
-fn trace_switch<G: Gate>(k: &Kernel, from: Option<usize>, to: Option<usize>) {
-    match (from, to) {
+fn trace_switch<G: Gate>(k: &Kernel, from: Option<VcpuRef>, to: Option<VcpuRef>) {
+    match (from.map(|f| f.dom), to.map(|t| t.dom)) {
         (Some(a), Some(b)) => {
             trace_event!(<G> "switch dom{=u32} -> dom{=u32}", k.id_of(a), k.id_of(b))
         }
@@ -302,7 +313,7 @@ fn trace_switch<G: Gate>(k: &Kernel, from: Option<usize>, to: Option<usize>) {
 
 /// A physical IRQ: its owner hears of it; from ring 3 the owner may run next.
 pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
-    let mut k = KERNEL.lock();
+    let mut k = crate::domain::lock();
     trace_event!("irq {=u8}", irq);
     crate::domain::devices::irq(&mut k, irq);
     if from_user {
@@ -328,7 +339,7 @@ pub fn idle() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
         let next = {
-            let mut k = KERNEL.lock();
+            let mut k = crate::domain::lock();
             account_idle(&k);
             announce_new_log_lines(&mut k);
             k.cpu_mut().need_resched = false;
@@ -336,10 +347,11 @@ pub fn idle() -> ! {
                 Some(n) => {
                     trace_switch::<Checked>(&k, None, Some(n));
                     k.set_current(Some(n));
-                    crate::domain::devices::switch_io(&mut k, n);
-                    k.domain(n).map(|d| {
-                        d.space.activate();
-                        let mut f = d.vcpu.frame.clone();
+                    crate::domain::devices::switch_io(&mut k, n.dom);
+                    let space = k.domain(n.dom).map(|d| &d.space);
+                    space.zip(k.vcpu(n)).map(|(space, v)| {
+                        space.activate();
+                        let mut f = v.frame.clone();
                         sanitize(&mut f);
                         f
                     })
@@ -349,10 +361,9 @@ pub fn idle() -> ! {
                     // An idle CPU holds no domain's page tables: a domain it
                     // ran, coming back, gets its tables loaded (the TLB
                     // flushed), so no entry for a mapping it replaced on
-                    // another CPU meanwhile survives. With one vCPU per
-                    // domain that is the whole TLB shootdown: a domain's
-                    // tables are live only on the CPU running it, which
-                    // flushes its own entries as it unmaps.
+                    // another CPU meanwhile survives, and an unmap need
+                    // only flush the CPUs that have one of the domain's
+                    // vCPUs loaded (`domain::shootdown`).
                     crate::memory::activate_kernel_space();
                     None
                 }

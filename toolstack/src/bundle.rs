@@ -96,6 +96,9 @@ pub fn start_line(c: &DomainConfig) -> String {
     if c.dma_kib > 0 {
         let _ = write!(line, " dma={}", c.dma_kib);
     }
+    if c.vcpus > 1 {
+        let _ = write!(line, " vcpus={}", c.vcpus);
+    }
     if let Some(mask) = c.cpus {
         let _ = write!(line, " cpus={:#x}", mask);
     }

@@ -506,7 +506,7 @@ impl Server {
                             name: crate::ops::name(&info),
                             state: crate::ops::state_name(info.state),
                             memory_kib: info.memory_kib,
-                            vcpus: 1,
+                            vcpus: info.vcpus.max(1),
                             cpu_ticks: info.cpu_ticks,
                             restarts: restarts_of(started, info.id),
                         },
@@ -545,19 +545,24 @@ impl Server {
             }
             Request::VcpuList => {
                 for info in crate::ops::live(started) {
-                    self.send(
-                        seq,
-                        &Answer::Vcpu {
-                            domain: info.id.0,
-                            name: crate::ops::name(&info),
-                            vcpu: 0,
-                            cpu: info.cpu,
-                            running: info.running != 0,
-                            affinity: info.affinity,
-                            state: crate::ops::state_name(info.state),
-                            cpu_ticks: info.cpu_ticks,
-                        },
-                    );
+                    for vcpu in 0..info.vcpus.max(1) {
+                        let Ok(v) = hc::vcpu_info(info.id, vcpu) else {
+                            continue;
+                        };
+                        self.send(
+                            seq,
+                            &Answer::Vcpu {
+                                domain: info.id.0,
+                                name: crate::ops::name(&info),
+                                vcpu,
+                                cpu: v.cpu,
+                                running: v.running != 0,
+                                affinity: v.affinity,
+                                state: crate::ops::vcpu_state_name(&info, v.state),
+                                cpu_ticks: v.cpu_ticks,
+                            },
+                        );
+                    }
                 }
                 self.send(seq, &Answer::End);
             }

@@ -8,7 +8,7 @@ use crate::start::{Domains, Image, Started};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::domain::{DomainInfo, DomainState};
+use domain_runtime::ipc_abi::domain::{DomainInfo, DomainState, VcpuState};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp};
 use domain_runtime::{println, DomainId};
 use zerocopy::FromZeros;
@@ -160,6 +160,16 @@ pub fn state_name(state: u32) -> &'static str {
         s if s == DomainState::Shutdown as u32 => "shutdown",
         s if s == DomainState::Crashed as u32 => "crashed",
         _ => "unknown",
+    }
+}
+
+/// What one vCPU of a domain (`info`) is doing: `down` (not started),
+/// `blocked` (waits for an event), else its domain's state.
+pub fn vcpu_state_name(info: &DomainInfo, vcpu_state: u32) -> &'static str {
+    match VcpuState::from_number(vcpu_state) {
+        Some(VcpuState::Down) => "down",
+        Some(VcpuState::Blocked) if info.state == DomainState::Running as u32 => "blocked",
+        _ => state_name(info.state),
     }
 }
 

@@ -13,7 +13,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::domain::VcpuContext;
+use domain_runtime::ipc_abi::domain::{VcpuContext, VcpuState};
 use domain_runtime::ipc_abi::layout::{IMAGE_BASE, IMAGE_LIMIT};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
 use domain_runtime::ipc_abi::save::{self, Checker, Record, IMAGE_PIECE, PAGE_BYTES};
@@ -80,6 +80,7 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
     if info.state != domain_runtime::ipc_abi::domain::DomainState::Running as u32 {
         return Err("it is not running (it must run to suspend itself)".into());
     }
+    one_vcpu_running(s.id)?;
     let link = s
         .control
         .as_mut()
@@ -95,6 +96,18 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         pages: 0,
         devices: 0,
     })
+}
+
+/// Refuses a domain that started a vCPU besides vCPU 0: the file carries
+/// one vCPU's registers for now.
+fn one_vcpu_running(id: DomainId) -> Result<(), String> {
+    let info = hc::domain_info(id).map_err(|e| e.to_string())?;
+    let up = (1..info.vcpus)
+        .filter(|&v| hc::vcpu_info(id, v).is_ok_and(|v| v.state != VcpuState::Down as u32));
+    match up.count() {
+        0 => Ok(()),
+        _ => Err("it runs more than one vCPU; saving those is not supported yet".into()),
+    }
 }
 
 /// A record appended to `out`, framed.
@@ -141,6 +154,7 @@ impl Save {
             .find(|s| s.id == self.id)
             .ok_or("the domain is gone")?;
         let image = s.image.bytes();
+        one_vcpu_running(self.id)?;
         let ctx = hc::domain_get_context(self.id, 0).map_err(|e| e.to_string())?;
         let mut out = save::file_header().to_vec();
         let line = s.line.replace(" start_paused", "");

@@ -239,7 +239,10 @@ pub fn create_loaded(image: &[u8], line: &str) -> Option<DomainId> {
     let cap = option(line, "cap")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let id = match hc::domain_create(name, kib, weight, cap) {
+    let vcpus = option(line, "vcpus")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let id = match hc::domain_create(name, kib, weight, cap, vcpus) {
         Ok(id) => id,
         Err(e) => {
             println!("toolstack: cannot create {}: {}", name, e);
@@ -256,11 +259,11 @@ pub fn create_loaded(image: &[u8], line: &str) -> Option<DomainId> {
         let _ = hc::domain_destroy(id);
         return None;
     }
-    // `cpus=MASK` (hex, from `cpus =`): where its vCPU may run.
+    // `cpus=MASK` (hex, from `cpus =`): where its vCPUs may run.
     if let Some(mask) = option(line, "cpus") {
         let pinned = u64::from_str_radix(mask.trim_start_matches("0x"), 16)
             .map_err(|_| domain_runtime::ipc_abi::hypercall::Error::InvalidArgument)
-            .and_then(|m| hc::domain_pin(id, 0, m));
+            .and_then(|m| (0..vcpus).try_for_each(|v| hc::domain_pin(id, v, m).map(|_| ())));
         if let Err(e) = pinned {
             println!("toolstack: cannot pin {} to CPUs {}: {}", name, mask, e);
             let _ = hc::domain_destroy(id);

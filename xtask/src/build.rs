@@ -80,6 +80,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "pingpong"),
     ("test-domains", "where"),
     ("test-domains", "tlb-check"),
+    ("test-domains", "tlb-stress"),
     ("test-domains", "spinner"),
     ("test-domains", "sleeper"),
     ("test-domains", "hostile"),

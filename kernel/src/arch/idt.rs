@@ -19,6 +19,9 @@ pub const VECTOR_SPURIOUS: u8 = 0xff;
 /// Another CPU asks this one to reschedule (an event woke a vCPU of its run
 /// queue, or one of its vCPUs was paused, moved or destroyed).
 pub const VECTOR_RESCHED: u8 = 0xf0;
+/// Another CPU changed the page tables this CPU has loaded: flush the TLB
+/// (`arch::tlb`).
+pub const VECTOR_TLB_FLUSH: u8 = 0xf1;
 /// The (masked) legacy PIC was remapped here; stray IRQ 7/15 land in this range.
 pub const VECTOR_PIC_BASE: u8 = 0x20;
 
@@ -268,6 +271,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             }
         }
         v if v == VECTOR_SPURIOUS as u64 => {}
+        v if v == VECTOR_TLB_FLUSH as u64 => {
+            super::tlb::service();
+            apic::end_of_interrupt();
+        }
         v if v == VECTOR_RESCHED as u64 => {
             apic::end_of_interrupt();
             if crate::trap::scheduler_running() {

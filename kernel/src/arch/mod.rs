@@ -20,6 +20,7 @@ pub mod serial;
 pub mod smp;
 pub mod stacks;
 pub mod syscall;
+pub mod tlb;
 pub mod vga;
 
 // The multiboot2 header, the 32-bit entry and the kernel stacks.

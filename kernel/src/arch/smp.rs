@@ -41,13 +41,16 @@ static STACK_TOPS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
 /// Asks CPU `cpu` to reschedule now (an IPI); nothing for this CPU or an
 /// offline one.
 pub fn kick(cpu: usize) {
+    send_vector(cpu, super::idt::VECTOR_RESCHED);
+}
+
+/// An interrupt with `vector` to CPU `cpu`; nothing for this CPU or an
+/// offline one.
+pub fn send_vector(cpu: usize, vector: u8) {
     if cpu == syscall::cpu_index() || cpu >= online() {
         return;
     }
-    apic::send_fixed(
-        APIC_IDS[cpu].load(Ordering::Relaxed),
-        super::idt::VECTOR_RESCHED,
-    );
+    apic::send_fixed(APIC_IDS[cpu].load(Ordering::Relaxed), vector);
 }
 
 /// An NMI to CPU `cpu` (the watchdog asks a stuck CPU to report).

@@ -57,7 +57,7 @@ fn domains(k: &Kernel) {
             d.name,
             life(d.life),
             d.memory_kib,
-            d.vcpu.ticks,
+            d.existing_vcpus().map(|v| v.ticks).sum::<u64>(),
             ports,
             d.grants.iter().flatten().count(),
             d.window.iter().flatten().count(),
@@ -70,23 +70,23 @@ fn run_queue(k: &Kernel) {
     kprintln!(
         "debug-keys 'r': run queue of CPU {} (running: {:?})",
         super::this_cpu(),
-        k.cpu()
-            .current
-            .and_then(|i| k.domain(i))
-            .map(|d| d.id.index())
+        k.current().map(|c| (c.dom, c.vcpu))
     );
-    for d in k.live().filter_map(|i| k.domain(i)) {
-        let s = &d.vcpu.sched;
+    for (at, v) in k.all_vcpus().filter(|(_, v)| v.up) {
+        let Some(d) = k.domain(at.dom) else { continue };
+        let s = &v.sched;
         kprintln!(
-            "  domain {} {}: {}{}, weight {}, cap {}%, pass {}, timer {}",
+            "  domain {} {} vcpu {}: {}{}, cpu {}, weight {}, cap {}%, pass {}, timer {}",
             d.id,
             d.name,
+            at.vcpu,
             life(d.life),
-            if d.vcpu.blocked { " blocked" } else { "" },
+            if v.blocked { " blocked" } else { "" },
+            v.cpu,
             s.weight,
             s.cap_percent,
             s.pass,
-            Deadline(d.vcpu.timer_deadline)
+            Deadline(v.timer_deadline)
         );
     }
 }

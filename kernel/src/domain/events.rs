@@ -8,7 +8,7 @@
 
 use super::ports::PortState;
 use super::shared_pages;
-use super::{Kernel, Life};
+use super::{Kernel, Life, VcpuRef};
 use crate::trace::{Checked, Gate};
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Error;
@@ -160,17 +160,27 @@ pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Makes `port` of domain `index` pending and wakes the domain if it should.
+/// Makes `port` of domain `index` pending and wakes the domain's blocked
+/// vCPUs if it should (they share the event page: any may handle it).
 pub fn raise<G: Gate>(k: &mut Kernel, index: usize, port: u16) {
-    let min = super::lifecycle::wake_base(k, index);
     let Some(d) = k.domain_mut(index) else { return };
-    let deliverable = shared_pages::set_pending(d.event_page, port);
-    if deliverable && d.vcpu.blocked {
-        d.vcpu.blocked = false;
-        if d.life == Life::Running {
-            d.vcpu.sched.wake(min);
-            trace_event!(<G> "dom{=u32} wakes", d.id.0);
-            k.resched(index);
+    if !shared_pages::set_pending(d.event_page, port) {
+        return;
+    }
+    let running = d.life == Life::Running;
+    for vcpu in 0..d.nr_vcpus {
+        let at = VcpuRef { dom: index, vcpu };
+        if !k.vcpu(at).is_some_and(|v| v.blocked) {
+            continue;
+        }
+        let min = super::lifecycle::wake_base(k, at);
+        if let Some(v) = k.vcpu_mut(at) {
+            v.blocked = false;
+            if running {
+                v.sched.wake(min);
+                trace_event!(<G> "dom{=u32} vcpu {=usize} wakes", k.id_of(index), vcpu);
+                k.resched_vcpu(at);
+            }
         }
     }
 }

@@ -137,6 +137,9 @@ pub fn unmap(
         .ok_or(Error::SlotState)?;
     d.space.unmap(frames, GRANT_WINDOW + slot * PAGE_SIZE);
     d.window[slot as usize] = None;
+    // No CPU may reach the page through a stale entry once the grant can
+    // end (and an orphan's frame go back to the allocator).
+    k.shootdown(caller);
     release(k, frames, m.granter, m.gref);
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! (image pages are taken from the heap's top, so the budget never grows), and
 //! tearing everything down again. A failed step changes nothing.
 
-use super::{console, events, grants, Domain, Kernel, Life, Vcpu, MAX_GRANTS};
+use super::{console, events, grants, Domain, Kernel, Life, Vcpu, VcpuRef, MAX_GRANTS, MAX_VCPUS};
 use crate::arch::addrspace::{Access, AddressSpace, Kind, MapError};
 use crate::arch::syscall::initial_frame;
 use crate::domain::ports::Ports;
@@ -32,6 +32,8 @@ pub struct Spec<'a> {
     pub weight: u32,
     pub cap_percent: u32,
     pub control: bool,
+    /// vCPUs (1..=MAX_VCPUS; vCPU 0 runs from the entry point).
+    pub vcpus: u32,
 }
 
 fn map_err(e: MapError) -> Error {
@@ -87,7 +89,8 @@ pub fn create(
     let name_ok = !spec.name.is_empty()
         && spec.name.len() <= NAME_MAX
         && spec.name.bytes().all(|b| b.is_ascii_graphic());
-    if !name_ok || spec.weight > 65535 || spec.cap_percent > 100 {
+    let vcpus_ok = (1..=MAX_VCPUS as u32).contains(&spec.vcpus);
+    if !name_ok || !vcpus_ok || spec.weight > 65535 || spec.cap_percent > 100 {
         return Err(Error::InvalidArgument);
     }
     if !(MIN_DOMAIN_KIB..=MAX_DOMAIN_KIB).contains(&spec.memory_kib) {
@@ -162,7 +165,8 @@ pub fn create(
             memory_kib: spec.memory_kib,
             heap_pages,
             image_loaded: false,
-            vcpu: Vcpu {
+            vcpus: core::array::from_fn(|v| Vcpu {
+                up: v == 0,
                 frame: initial_frame(0, STACK_TOP, START_INFO),
                 blocked: false,
                 sched: Entity::new(weight, spec.cap_percent, start_pass),
@@ -172,7 +176,9 @@ pub fn create(
                 cpu: crate::sched::least_loaded(&loads, ALL_CPUS & online),
                 affinity: ALL_CPUS,
                 loaded_on: None,
-            },
+            }),
+            nr_vcpus: spec.vcpus as usize,
+            fault_fixup: None,
             ports: Ports::new(),
             grants: [None; MAX_GRANTS],
             window: [None; GRANT_SLOTS as usize],
@@ -194,22 +200,24 @@ pub fn create(
     Ok(id)
 }
 
-/// What domain `index`'s vCPU is measured against as it wakes: the
-/// scheduler's virtual time (see [`virtual_time`]), and the lowest pass of
-/// the runnable vCPUs of its CPU (it is not one: it is waking).
-pub fn wake_base(k: &Kernel, index: usize) -> sched::WakeBase {
-    let cpu = k.domain(index).map_or(0, |d| d.vcpu.cpu);
+/// What a vCPU is measured against as it wakes: the scheduler's virtual
+/// time (see [`virtual_time`]), and the lowest pass of the runnable vCPUs
+/// of its CPU (it is not one: it is waking).
+pub fn wake_base(k: &Kernel, at: VcpuRef) -> sched::WakeBase {
+    let cpu = k.vcpu(at).map_or(0, |v| v.cpu);
     let mut base = sched::WakeBase::ALONE;
     // One pass: the lowest pass of runnable vCPUs (everywhere, and on this
-    // CPU) and of all live ones (the virtual time when none is runnable).
+    // CPU) and of all started ones (the virtual time when none is runnable).
     let (mut runnable, mut live) = (None::<u64>, None::<u64>);
     for d in k.live().filter_map(|i| k.domain(i)) {
-        let pass = d.vcpu.sched.pass;
-        live = Some(live.map_or(pass, |l| l.min(pass)));
-        if d.life == Life::Running && !d.vcpu.blocked {
-            runnable = Some(runnable.map_or(pass, |r| r.min(pass)));
-            if d.vcpu.cpu == cpu {
-                base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+        for v in d.existing_vcpus().filter(|v| v.up) {
+            let pass = v.sched.pass;
+            live = Some(live.map_or(pass, |l| l.min(pass)));
+            if d.life == Life::Running && !v.blocked {
+                runnable = Some(runnable.map_or(pass, |r| r.min(pass)));
+                if v.cpu == cpu {
+                    base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+                }
             }
         }
     }
@@ -218,19 +226,23 @@ pub fn wake_base(k: &Kernel, index: usize) -> sched::WakeBase {
 }
 
 /// The scheduler's virtual time: the lowest pass among runnable vCPUs
-/// (those that compete now), or among all live ones when none is. A
+/// (those that compete now), or among all started ones when none is. A
 /// newcomer starts there and a sleeper is brought up to it, so neither
 /// gets credit for time it did not compete: measured against sleepers
 /// too, a domain created or woken while busy ones ran could run alone
 /// until it caught up with them (a restored domain spinning at its start
 /// kept domain 0 off the CPU for seconds).
 pub fn virtual_time(k: &Kernel) -> u64 {
-    let live = || k.live().filter_map(|i| k.domain(i));
-    live()
-        .filter(|d| d.life == Life::Running && !d.vcpu.blocked)
-        .map(|d| d.vcpu.sched.pass)
+    let started = || {
+        k.live()
+            .filter_map(|i| k.domain(i))
+            .flat_map(|d| d.existing_vcpus().filter(|v| v.up).map(move |v| (d, v)))
+    };
+    started()
+        .filter(|(d, v)| d.life == Life::Running && !v.blocked)
+        .map(|(_, v)| v.sched.pass)
         .min()
-        .or_else(|| live().map(|d| d.vcpu.sched.pass).min())
+        .or_else(|| started().map(|(_, v)| v.sched.pass).min())
         .unwrap_or(0)
 }
 
@@ -287,7 +299,7 @@ pub fn load_into(
     }
     d.heap_pages = heap_top;
     d.image_loaded = true;
-    d.vcpu.frame = initial_frame(plan.entry, STACK_TOP, START_INFO);
+    d.vcpus[0].frame = initial_frame(plan.entry, STACK_TOP, START_INFO);
     with_start_info(d.start_info, |si| si.heap_size = heap_top * PAGE_SIZE);
     Ok(plan.entry)
 }
@@ -316,13 +328,12 @@ pub fn set_entry(k: &mut Kernel, index: usize, rip: u64, rsp: u64, arg: u64) -> 
     if rip >= USER_LIMIT || rsp > USER_LIMIT {
         return Err(Error::InvalidArgument);
     }
-    d.vcpu.frame = initial_frame(rip, rsp, arg);
+    d.vcpus[0].frame = initial_frame(rip, rsp, arg);
     Ok(())
 }
 
 /// Lets a loaded, paused domain run.
 pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
-    let min = wake_base(k, index);
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
     if d.life != Life::Paused || !d.image_loaded {
         return Err(Error::DomainState);
@@ -331,43 +342,18 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     d.started = true;
     d.suspended = false;
     trace_event!("dom{=u32} state running", d.id.0);
-    d.vcpu.sched.wake(min);
+    for vcpu in 0..d.nr_vcpus {
+        let at = VcpuRef { dom: index, vcpu };
+        let min = wake_base(k, at);
+        if let Some(v) = k.vcpu_mut(at) {
+            v.sched.wake(min);
+        }
+    }
     k.resched(index);
     Ok(())
 }
 
-/// Lets domain `index`'s vCPU run only on the CPUs in `mask`; moves it at
-/// once (to the least loaded of them) if its CPU is not one.
-pub fn pin(k: &mut Kernel, index: usize, mask: u64) -> Result<(), Error> {
-    let allowed = mask & crate::arch::smp::online_mask();
-    if allowed == 0 {
-        return Err(Error::InvalidArgument);
-    }
-    let loads = k.loads();
-    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
-    d.vcpu.affinity = mask;
-    if allowed & (1 << d.vcpu.cpu) == 0 {
-        let to = sched::least_loaded(&loads, allowed);
-        trace_event!(
-            "dom{=u32} moves from cpu {=usize} to cpu {=usize}",
-            d.id.0,
-            d.vcpu.cpu,
-            to
-        );
-        d.vcpu.cpu = to;
-        if !d.vcpu.blocked && d.life == Life::Running {
-            let min = wake_base(k, index);
-            if let Some(d) = k.domain_mut(index) {
-                d.vcpu.sched.wake(min);
-            }
-        }
-        // The CPU it was on lets go of it; the one it goes to picks it up.
-        k.resched(index);
-    }
-    Ok(())
-}
-
-/// Stops a running domain's vCPU until unpaused.
+/// Stops a running domain's vCPUs until unpaused.
 pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
     if d.life != Life::Running {
@@ -434,12 +420,10 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
     if k.domain(index).is_none() {
         return Err(Error::NoSuchDomain);
     }
-    // Its vCPU is loaded on another CPU, which may be running it now: that
-    // CPU frees it as it leaves (`trap::finish`); until then it is dying
-    // and no lookup finds it.
-    if k.running_on(index)
-        .is_some_and(|cpu| cpu != super::this_cpu())
-    {
+    // A vCPU of it is loaded on another CPU, which may be running it now:
+    // the last such CPU frees it as it leaves (`trap::finish`); until then
+    // it is dying and no lookup finds it.
+    if k.loaded_mask(index) & !(1 << super::this_cpu()) != 0 {
         if let Some(d) = k.domain_mut(index) {
             d.teardown = true;
         }

@@ -2,7 +2,8 @@
 //!
 //! Owns: the fixed table of domain slots (index + generation ids), and for
 //! each domain its address space, vCPU, event ports, grants, window of
-//! foreign mappings, lifecycle state and crash record. The operations live in
+//! foreign mappings, lifecycle state and crash record.
+//! The scheduling unit is one vCPU of a domain (a [`VcpuRef`]). The operations live in
 //! the submodules: `lifecycle` (create, load, run, stop, destroy), `events`
 //! (event channels), `grants` (grant tables), `console` (the debug console).
 
@@ -16,6 +17,7 @@ pub mod pci;
 pub mod ports;
 pub mod saving;
 pub mod shared_pages;
+pub mod vcpus;
 
 use crate::arch::addrspace::AddressSpace;
 use crate::arch::idt::TrapFrame;
@@ -28,6 +30,19 @@ use ports::Ports;
 /// The kernel's domain state, behind one lock (interrupts are off in the kernel).
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
 
+/// Takes the kernel lock. While another CPU holds it, this one carries out
+/// TLB flushes asked of it (the holder may be waiting for that: see
+/// `arch::tlb`); interrupts are off here, so the flush IPI could not.
+pub fn lock() -> spin::MutexGuard<'static, Kernel> {
+    loop {
+        if let Some(guard) = KERNEL.try_lock() {
+            return guard;
+        }
+        crate::arch::tlb::service();
+        core::hint::spin_loop();
+    }
+}
+
 /// CPUs the scheduler keeps state for.
 pub const MAX_CPUS: usize = crate::arch::cpu::MAX_CPUS;
 
@@ -37,6 +52,8 @@ pub const MAX_CPUS: usize = crate::arch::cpu::MAX_CPUS;
 pub struct CpuState {
     /// The domain whose vCPU runs here.
     pub current: Option<usize>,
+    /// Which of its vCPUs (meaningful while `current` is set).
+    pub vcpu: usize,
     /// Set when that vCPU should give up the CPU at the next return to ring 3.
     pub need_resched: bool,
     /// The domain whose I/O ports this CPU's TSS bitmap allows
@@ -74,8 +91,35 @@ pub enum Life {
     Crashed,
 }
 
-/// A domain's (single, for now) virtual CPU.
+/// Most vCPUs of one domain.
+pub const MAX_VCPUS: usize = ipc_abi::domain::MAX_VCPUS as usize;
+
+/// One vCPU of one domain: what the scheduler picks and a CPU loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuRef {
+    pub dom: usize,
+    pub vcpu: usize,
+}
+
+impl VcpuRef {
+    /// One number for it (for the scheduler's pure functions, which pick
+    /// among numbered candidates; lower domains first on a tie).
+    pub fn code(self) -> usize {
+        self.dom * MAX_VCPUS + self.vcpu
+    }
+
+    pub fn from_code(code: usize) -> VcpuRef {
+        VcpuRef {
+            dom: code / MAX_VCPUS,
+            vcpu: code % MAX_VCPUS,
+        }
+    }
+}
+
+/// One of a domain's virtual CPUs.
 pub struct Vcpu {
+    /// Started: vCPU 0 from creation, the others by the domain's `VcpuUp`.
+    pub up: bool,
     /// Saved ring-3 state while not running.
     pub frame: TrapFrame,
     /// Waiting in `Block` for an event.
@@ -136,7 +180,11 @@ pub struct Domain {
     /// Heap pages still mapped at HEAP_BASE (image pages are taken from its top).
     pub heap_pages: u64,
     pub image_loaded: bool,
-    pub vcpu: Vcpu,
+    /// Its vCPUs; the first `nr_vcpus` exist.
+    pub vcpus: [Vcpu; MAX_VCPUS],
+    pub nr_vcpus: usize,
+    /// A page fault at `.0` resumes at `.1` (`FaultFixup`).
+    pub fault_fixup: Option<(u64, u64)>,
     pub ports: Ports,
     pub grants: [Option<Grant>; MAX_GRANTS],
     pub window: [Option<ForeignMap>; GRANT_SLOTS as usize],
@@ -162,6 +210,23 @@ pub struct Domain {
     pub teardown: bool,
     /// Paused by its own `Suspend` (ready to be saved) and not unpaused since.
     pub suspended: bool,
+}
+
+impl Domain {
+    /// The vCPUs it was created with (started or not).
+    pub fn existing_vcpus(&self) -> impl Iterator<Item = &Vcpu> + '_ {
+        self.vcpus[..self.nr_vcpus].iter()
+    }
+
+    pub fn existing_vcpus_mut(&mut self) -> impl Iterator<Item = &mut Vcpu> + '_ {
+        self.vcpus[..self.nr_vcpus].iter_mut()
+    }
+
+    /// Whether vCPU `v` may run now as far as the domain goes: it is
+    /// running, the vCPU is started and not waiting in `Block`.
+    pub fn wants_cpu(&self, v: &Vcpu) -> bool {
+        self.life == Life::Running && v.up && !v.blocked && !self.teardown
+    }
 }
 
 struct Slot {
@@ -203,6 +268,7 @@ impl Kernel {
             }; MAX_DOMAINS],
             cpus: [CpuState {
                 current: None,
+                vcpu: 0,
                 need_resched: false,
                 io_owner: None,
             }; MAX_CPUS],
@@ -226,33 +292,86 @@ impl Kernel {
         &mut self.cpus[this_cpu()]
     }
 
-    /// Asks the CPU whose run queue holds domain `index`, and the CPU it
-    /// runs on if another, to reschedule (an IPI to any but this one).
+    /// Asks the CPUs whose run queues hold domain `index`'s vCPUs, and
+    /// those running them, to reschedule (an IPI to any but this one).
     pub fn resched(&mut self, index: usize) {
         let Some(d) = self.domain(index) else { return };
-        let queue = d.vcpu.cpu.min(MAX_CPUS - 1);
-        let running = d.vcpu.loaded_on.filter(|&c| c != queue);
-        for cpu in core::iter::once(queue).chain(running) {
+        let mut cpus = 0u64;
+        for v in d.existing_vcpus() {
+            cpus |= 1 << v.cpu.min(MAX_CPUS - 1);
+            cpus |= v.loaded_on.map_or(0, |c| 1 << c);
+        }
+        self.kick_cpus(cpus);
+    }
+
+    /// Asks the CPU whose run queue holds one vCPU, and the CPU running it
+    /// if another, to reschedule.
+    pub fn resched_vcpu(&mut self, at: VcpuRef) {
+        let Some(v) = self.vcpu(at) else { return };
+        let cpus = (1u64 << v.cpu.min(MAX_CPUS - 1)) | v.loaded_on.map_or(0, |c| 1 << c);
+        self.kick_cpus(cpus);
+    }
+
+    fn kick_cpus(&mut self, mask: u64) {
+        for cpu in (0..MAX_CPUS).filter(|c| mask & (1 << c) != 0) {
             self.cpus[cpu].need_resched = true;
             crate::arch::smp::kick(cpu);
         }
     }
 
-    /// The CPU that has domain `index`'s vCPU loaded now, if any.
-    pub fn running_on(&self, index: usize) -> Option<usize> {
-        self.domain(index).and_then(|d| d.vcpu.loaded_on)
+    /// The CPUs that have one of domain `index`'s vCPUs loaded now (bit n: CPU n).
+    pub fn loaded_mask(&self, index: usize) -> u64 {
+        self.domain(index).map_or(0, |d| {
+            d.existing_vcpus()
+                .filter_map(|v| v.loaded_on)
+                .fold(0, |m, c| m | 1 << c)
+        })
+    }
+
+    /// After an unmap in domain `index`: every other CPU that has one of
+    /// its vCPUs loaded flushes its TLB before this returns (an idle CPU
+    /// holds the kernel's tables, and a CPU loading the domain later loads
+    /// them afresh, so those are all that may cache the old mapping).
+    pub fn shootdown(&self, index: usize) {
+        let others = self.loaded_mask(index) & !(1 << this_cpu());
+        if others != 0 {
+            trace_event!(
+                "dom{=u32} tlb shootdown cpus {=u64}",
+                self.id_of(index),
+                others
+            );
+            crate::arch::tlb::shootdown(others);
+        }
+    }
+
+    /// The vCPU loaded on this CPU, if any.
+    pub fn current(&self) -> Option<VcpuRef> {
+        let c = self.cpu();
+        c.current.map(|dom| VcpuRef { dom, vcpu: c.vcpu })
     }
 
     /// Makes `next` the vCPU loaded on this CPU (None: idle).
-    pub fn set_current(&mut self, next: Option<usize>) {
+    pub fn set_current(&mut self, next: Option<VcpuRef>) {
         let me = this_cpu();
-        if let Some(d) = self.cpus[me].current.and_then(|old| self.domain_mut(old)) {
-            d.vcpu.loaded_on = None;
+        if let Some(v) = self.current().and_then(|old| self.vcpu_mut(old)) {
+            v.loaded_on = None;
         }
-        self.cpus[me].current = next;
-        if let Some(d) = next.and_then(|n| self.domain_mut(n)) {
-            d.vcpu.loaded_on = Some(me);
+        self.cpus[me].current = next.map(|n| n.dom);
+        self.cpus[me].vcpu = next.map_or(0, |n| n.vcpu);
+        if let Some(v) = next.and_then(|n| self.vcpu_mut(n)) {
+            v.loaded_on = Some(me);
         }
+    }
+
+    /// One vCPU, if its domain lives and has it.
+    pub fn vcpu(&self, at: VcpuRef) -> Option<&Vcpu> {
+        let d = self.domain(at.dom)?;
+        d.vcpus[..d.nr_vcpus].get(at.vcpu)
+    }
+
+    pub fn vcpu_mut(&mut self, at: VcpuRef) -> Option<&mut Vcpu> {
+        let d = self.domain_mut(at.dom)?;
+        d.vcpus[..d.nr_vcpus].get_mut(at.vcpu)
     }
 
     /// Every CPU's state (for the I/O bitmap bookkeeping and debug keys).
@@ -313,13 +432,25 @@ impl Kernel {
             .map(|(i, _)| i)
     }
 
-    /// Vcpus in each CPU's run queue.
+    /// Started vCPUs in each CPU's run queue.
     pub fn loads(&self) -> [usize; MAX_CPUS] {
         let mut loads = [0; MAX_CPUS];
         for d in self.live().filter_map(|i| self.domain(i)) {
-            loads[d.vcpu.cpu.min(MAX_CPUS - 1)] += 1;
+            for v in d.existing_vcpus().filter(|v| v.up) {
+                loads[v.cpu.min(MAX_CPUS - 1)] += 1;
+            }
         }
         loads
+    }
+
+    /// Every existing vCPU of every live domain.
+    pub fn all_vcpus(&self) -> impl Iterator<Item = (VcpuRef, &Vcpu)> + '_ {
+        self.live().filter_map(|i| self.domain(i)).flat_map(|d| {
+            let dom = d.id.index() as usize;
+            d.existing_vcpus()
+                .enumerate()
+                .map(move |(vcpu, v)| (VcpuRef { dom, vcpu }, v))
+        })
     }
 
     /// The index of the domain holding the control right, if one lives.

@@ -44,7 +44,8 @@ pub fn suspend(k: &mut Kernel, caller: usize) -> Result<u64, Error> {
     d.life = Life::Paused;
     d.suspended = true;
     trace_event!("dom{=u32} state suspended", d.id.0);
-    k.cpu_mut().need_resched = true;
+    // Its other vCPUs stop too, wherever they run.
+    k.resched(caller);
     lifecycle::notify_control(k, caller);
     Ok(0)
 }
@@ -52,7 +53,7 @@ pub fn suspend(k: &mut Kernel, caller: usize) -> Result<u64, Error> {
 /// A domain that is paused and whose registers are saved (on no CPU).
 fn still(k: &Kernel, t: usize) -> Result<&super::Domain, Error> {
     let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
-    if d.life != Life::Paused || d.vcpu.loaded_on.is_some() {
+    if d.life != Life::Paused || k.loaded_mask(t) != 0 {
         return Err(Error::DomainState);
     }
     Ok(d)
@@ -102,7 +103,7 @@ pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error
     if vcpu != 0 {
         return Err(Error::InvalidArgument);
     }
-    let f = &still(k, t)?.vcpu.frame;
+    let f = &still(k, t)?.vcpus[0].frame;
     Ok(VcpuContext {
         rax: f.rax,
         rbx: f.rbx,
@@ -155,6 +156,6 @@ pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Resu
     f.r14 = c.r14;
     f.r15 = c.r15;
     f.rflags |= crate::checks::user_rflags(c.rflags);
-    d.vcpu.frame = f;
+    d.vcpus[0].frame = f;
     Ok(())
 }

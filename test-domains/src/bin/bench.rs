@@ -51,7 +51,7 @@ fn echo() {
 /// TSC ticks (instructions under -icount) and nanoseconds of one event
 /// round trip with a child echoing on the CPUs in `cpus`.
 fn event_round_trip(me: DomainId, cpus: u64) -> (u64, u64) {
-    let child = hc::domain_create("echo", 1024, 0, 0).expect("create");
+    let child = hc::domain_create("echo", 1024, 0, 0, 1).expect("create");
     hc::domain_load_image(child, image()).expect("load");
     hc::domain_pin(child, 0, cpus).expect("pin");
     let port = hc::event_alloc_unbound(DomainId::SELF, child).expect("port");
@@ -107,7 +107,7 @@ fn control(me: DomainId) {
 
     for kib in [1024u64, 65536] {
         let t0 = time::tsc();
-        let id = hc::domain_create("first", kib, 0, 0).expect("create");
+        let id = hc::domain_create("first", kib, 0, 0, 1).expect("create");
         hc::domain_load_image(id, image()).expect("load");
         let mut line: heapless::String<64> = heapless::String::new();
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!("bench role=first t0={}", t0));

@@ -56,7 +56,7 @@ fn image(name: &str) -> &'static [u8] {
 
 /// Creates, loads and configures a paused domain.
 fn make(name: &str, image_of: &str, cmdline: &str) -> DomainId {
-    let id = hc::domain_create(name, 1024, 0, 0).expect("create");
+    let id = hc::domain_create(name, 1024, 0, 0, 1).expect("create");
     hc::domain_load_image(id, image(image_of)).expect("load");
     hc::domain_set_cmdline(id, cmdline).expect("cmdline");
     id
@@ -70,8 +70,8 @@ fn line(args: core::fmt::Arguments<'_>) -> heapless::String<256> {
 
 fn grants(me: DomainId) {
     // 1. Share, map, write, read back; foreign and revoked refs refused.
-    let mapper = hc::domain_create("mapper", 1024, 0, 0).expect("create mapper");
-    let bystander = hc::domain_create("bystander", 512, 0, 0).expect("create bystander");
+    let mapper = hc::domain_create("mapper", 1024, 0, 0, 1).expect("create mapper");
+    let bystander = hc::domain_create("bystander", 512, 0, 0, 1).expect("create bystander");
     SHARED.0[0].store(0xfeed_f00d, Ordering::SeqCst);
     let r = hc::grant_create(mapper, &SHARED as *const Page as u64, false).expect("grant");
     let foreign = hc::grant_create(bystander, &OTHER as *const Page as u64, true)
@@ -109,7 +109,7 @@ fn grants(me: DomainId) {
     let _ = hc::event_close(port);
     // 3. The granter dies while mapped; the mapper's page stays valid until unmapped.
     let before = hc::kernel_stats().expect("stats");
-    let granter = hc::domain_create("granter", 1024, 0, 0).expect("create granter");
+    let granter = hc::domain_create("granter", 1024, 0, 0, 1).expect("create granter");
     let port = hc::event_alloc_unbound(DomainId::SELF, granter).expect("port");
     hc::domain_load_image(granter, image("grant-peer")).expect("load");
     let cmd = line(format_args!(
@@ -154,7 +154,7 @@ fn churn(_me: DomainId) {
     let before = hc::kernel_stats().expect("stats");
     let start = time::now_ns();
     for i in 0..count {
-        let id = hc::domain_create("churn", 1024, 0, 0).expect("create");
+        let id = hc::domain_create("churn", 1024, 0, 0, 1).expect("create");
         hc::domain_load_image(id, image("hello")).expect("load");
         let port = hc::event_alloc_unbound(id, DomainId::SELF).expect("port in the child");
         let mine = hc::event_alloc_unbound(DomainId::SELF, id).expect("port in dom0");
@@ -231,10 +231,10 @@ fn lifecycle() {
         klog_find(0, "Xenolith ").is_some(),
         klog_find(0, "cmdline: ").is_some()
     );
-    let a = hc::domain_create("dup", 512, 0, 0).expect("create");
+    let a = hc::domain_create("dup", 512, 0, 0, 1).expect("create");
     println!(
         "lifecycle: a second domain named dup: {:?}",
-        hc::domain_create("dup", 512, 0, 0).map(|_| ())
+        hc::domain_create("dup", 512, 0, 0, 1).map(|_| ())
     );
     let hello = image("hello");
     let mark = klog_end();

@@ -109,6 +109,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::a_domain_moved_between_cpus_never_reads_a_replaced_mapping,
         ),
         (
+            "a_read_through_a_page_another_vcpu_unmapped_always_faults",
+            smp::a_read_through_a_page_another_vcpu_unmapped_always_faults,
+        ),
+        (
             "unpinned_spinners_spread_over_idle_cpus",
             smp::unpinned_spinners_spread_over_idle_cpus,
         ),

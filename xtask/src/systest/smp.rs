@@ -170,3 +170,73 @@ pub fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
         format!("{line} (moves: {changes})")
     })
 }
+
+/// TLB shootdown between the vCPUs of one domain: `tlb-stress` (two vCPUs,
+/// on two CPUs) maps and unmaps granted pages on vCPU 0 while vCPU 1 reads
+/// through the slot. Every read while a page is mapped sees that page;
+/// every read after its unmap returned faults (the domain's probe turns
+/// the fault into "not mapped"). `domain vcpu-list` shows both vCPUs
+/// running on different CPUs meanwhile.
+pub fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let stress = (1u32 << 16) | 2;
+    let granter = (1u32 << 16) | 1;
+    let guests = [
+        (
+            "tlb-check",
+            format!("granter role=granter grantee={stress}"),
+        ),
+        (
+            "tlb-stress",
+            format!("stress granter={granter} seconds=10 vcpus=2"),
+        ),
+    ];
+    let guests: Vec<(&str, &str)> = guests.iter().map(|(b, l)| (*b, l.as_str())).collect();
+    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    expect_line(m, "[1] tlb-check: granted refs 0 and 1")?;
+    expect_line(m, "[2] tlb-stress: vCPU 0 on cpu")?;
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "stress"])?;
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .filter(|l| l.starts_with("stress "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let two_cpus = rows.len() == 2
+        && rows[0][2] == "0"
+        && rows[1][2] == "1"
+        && rows[0][3] != rows[1][3]
+        && rows.iter().all(|r| r[4] == "running");
+    check(code == 0 && two_cpus, || {
+        format!("vcpu-list: {code} {list}")
+    })?;
+    let line = m.wait_for(" violations, cpus ", std::time::Duration::from_secs(60))?;
+    let number = |before: &str| {
+        line.split(before)
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (rounds, mapped, faults) = (
+        number(" rounds"),
+        number(" mapped reads"),
+        number(" faults after unmap"),
+    );
+    let cpus: Vec<&str> = line
+        .rsplit("cpus ")
+        .next()
+        .unwrap_or("")
+        .split(" and ")
+        .collect();
+    check(
+        rounds >= 100
+            && mapped >= 100
+            && faults >= 100
+            && line.contains(" 0 violations")
+            && cpus.len() == 2
+            && cpus[0] != cpus[1],
+        || line.clone(),
+    )
+}

@@ -1,0 +1,85 @@
+//! A domain's other vCPUs, and reading memory that may not be mapped.
+//!
+//! Owns: [`start`] (runs a function on another of the domain's vCPUs, on a
+//! stack from the heap) and [`probe_read`] (a read that returns `None`
+//! instead of crashing the domain when the page is not mapped, through the
+//! kernel's fault fixup, which the runtime alone registers). vCPU 0 runs
+//! `run`; the others run only what a domain starts on them. They share the
+//! heap, the event page and the runtime's state, so code on them uses
+//! hypercalls, atomics and the heap, not the frontends (which expect one
+//! vCPU).
+
+extern crate alloc;
+
+use crate::hypercall as hc;
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, Ordering};
+use ipc_abi::hypercall::Result;
+
+/// Bytes of stack a started vCPU gets.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+/// Starts vCPU `vcpu` (1 up to the `vcpus =` it was created with, less
+/// one) running `entry(arg)` on a fresh stack. Nothing is kept on failure.
+pub fn start(vcpu: u32, entry: extern "C" fn(u64) -> !, arg: u64) -> Result<()> {
+    let stack = alloc::vec![0u8; STACK_SIZE].into_boxed_slice();
+    // At a function's first instruction the stack is 8 below a 16-byte
+    // boundary, as if a call had pushed a return address.
+    let top = (stack.as_ptr() as u64 + STACK_SIZE as u64) & !15;
+    hc::vcpu_up(vcpu, entry as usize as u64, top - 8, arg)?;
+    // The vCPU runs on it from now on, for the domain's whole life.
+    Box::leak(stack);
+    Ok(())
+}
+
+core::arch::global_asm!(
+    ".section .text.xenolith_probe",
+    ".global xenolith_probe_read",
+    ".global xenolith_probe_fault",
+    ".global xenolith_probe_fixup",
+    "xenolith_probe_read:",
+    "xenolith_probe_fault:",
+    "mov rax, [rdi]",
+    "mov edx, 1",
+    "ret",
+    // The kernel resumes here after a page fault at xenolith_probe_fault,
+    // with the faulting address in rax.
+    "xenolith_probe_fixup:",
+    "xor edx, edx",
+    "ret",
+);
+
+#[repr(C)]
+struct Probed {
+    value: u64,
+    ok: u64,
+}
+
+extern "C" {
+    fn xenolith_probe_read(addr: u64) -> Probed;
+    static xenolith_probe_fault: u8;
+    static xenolith_probe_fixup: u8;
+}
+
+static FIXUP_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Reads the 8-byte word at `addr` (8-aligned, in this domain's half), or
+/// `None` if its page is not mapped; any vCPU may call it.
+pub fn probe_read(addr: u64) -> Option<u64> {
+    if !addr.is_multiple_of(8) {
+        return None;
+    }
+    if !FIXUP_REGISTERED.load(Ordering::Acquire) {
+        let at = core::ptr::addr_of!(xenolith_probe_fault) as u64;
+        let to = core::ptr::addr_of!(xenolith_probe_fixup) as u64;
+        hc::fault_fixup(at, to).ok()?;
+        FIXUP_REGISTERED.store(true, Ordering::Release);
+    }
+    // SAFETY: the routine reads one aligned word and touches nothing else;
+    // a page fault at its load resumes at its fixup (registered above),
+    // which returns with `ok` 0. A word that is mapped is plain memory of
+    // this domain (read through a volatile-like load the compiler cannot
+    // elide or reorder across the call).
+    let r = unsafe { xenolith_probe_read(addr) };
+    (r.ok != 0).then_some(r.value)
+}
