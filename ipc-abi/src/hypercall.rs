@@ -147,7 +147,9 @@ pub enum Hypercall {
     /// and runs on as itself, 1 when it runs on as a restored copy: a new
     /// domain with the same memory and registers but no event ports, grants
     /// or grant-window mappings, which must connect its devices again. Not
-    /// for the control domain (`PermissionDenied`).
+    /// for the control domain (`PermissionDenied`); only on vCPU 0
+    /// (`InvalidArgument` elsewhere): the domain's other vCPUs stop with it
+    /// and go on, when restored, from where they were.
     Suspend = 56,
     /// `(dom, from_va, ptr)`: copy the first page of `dom`'s own memory
     /// (image, heap, stack) at or above `from_va` into the caller's
@@ -158,12 +160,13 @@ pub enum Hypercall {
     /// never-run domain's own memory at `va` (image, heap or stack; not the
     /// start info, whatever its rights for the domain) (control only).
     DomainPageWrite = 58,
-    /// `(dom, vcpu, ptr to VcpuContext)`: read the registers of a paused
-    /// domain's vCPU (control only).
+    /// `(dom, vcpu, ptr to VcpuContext)`: read the registers of a started
+    /// vCPU of a paused domain that is off every CPU (control only).
     DomainGetContext = 59,
     /// `(dom, vcpu, ptr to VcpuContext)`: set every register a never-run
-    /// domain's vCPU starts with; `rflags` keeps only the arithmetic flags
-    /// and the direction flag (control only).
+    /// domain's vCPU starts with (a vCPU other than 0 is started by it);
+    /// `rflags` keeps only the arithmetic flags and the direction flag
+    /// (control only).
     DomainSetContext = 60,
     /// `(vcpu, rip, rsp, arg)`: start the caller's vCPU `vcpu` (one of
     /// those it was created with, not running yet) at `rip` with stack

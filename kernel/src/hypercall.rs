@@ -290,6 +290,8 @@ fn handle<G: Gate>(k: &mut Kernel, me: VcpuRef, call: Hypercall, a: &Args) -> Re
         }
         FaultFixup => vcpus::set_fault_fixup(k, caller, a.0[0], a.0[1]).map(|()| 0),
         CurrentCpu => Ok(crate::domain::this_cpu() as u64),
+        // On vCPU 0 only: a restore makes that vCPU's `Suspend` return 1.
+        Suspend if me.vcpu != 0 => Err(Error::InvalidArgument),
         Suspend => saving::suspend(k, caller),
         DomainPageRead => {
             let t = other(k, caller, a.dom(0))?;

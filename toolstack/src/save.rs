@@ -80,7 +80,6 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
     if info.state != domain_runtime::ipc_abi::domain::DomainState::Running as u32 {
         return Err("it is not running (it must run to suspend itself)".into());
     }
-    one_vcpu_running(s.id)?;
     let link = s
         .control
         .as_mut()
@@ -98,16 +97,19 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
     })
 }
 
-/// Refuses a domain that started a vCPU besides vCPU 0: the file carries
-/// one vCPU's registers for now.
-fn one_vcpu_running(id: DomainId) -> Result<(), String> {
+/// How many vCPUs the domain started: the file carries the registers of
+/// vCPUs 0 to n - 1 (a domain starts them in order; one that left a gap is
+/// refused).
+fn started_vcpus(id: DomainId) -> Result<u32, String> {
     let info = hc::domain_info(id).map_err(|e| e.to_string())?;
-    let up = (1..info.vcpus)
-        .filter(|&v| hc::vcpu_info(id, v).is_ok_and(|v| v.state != VcpuState::Down as u32));
-    match up.count() {
-        0 => Ok(()),
-        _ => Err("it runs more than one vCPU; saving those is not supported yet".into()),
+    let up: Vec<bool> = (0..info.vcpus.max(1))
+        .map(|v| hc::vcpu_info(id, v).is_ok_and(|v| v.state != VcpuState::Down as u32))
+        .collect();
+    let n = up.iter().take_while(|&&u| u).count();
+    if up[n..].iter().any(|&u| u) {
+        return Err("its started vCPUs are not 0 to n - 1; such a domain cannot be saved".into());
     }
+    Ok(n as u32)
 }
 
 /// A record appended to `out`, framed.
@@ -135,7 +137,9 @@ impl Save {
     /// its pages counted. `Err` once it is too late.
     pub fn ready(&mut self, started: &[Started], now: u64) -> Option<Result<(), String>> {
         let (_, deadline) = self.waiting?;
-        let suspended = hc::domain_info(self.id).is_ok_and(|i| i.suspended == 1);
+        // Suspended, and its other vCPUs off their CPUs too (they leave at
+        // the kernel's resched IPI, a moment after the suspending one).
+        let suspended = hc::domain_info(self.id).is_ok_and(|i| i.suspended == 1 && i.running == 0);
         if !suspended {
             return (now >= deadline).then(|| {
                 Err(format!(
@@ -154,8 +158,11 @@ impl Save {
             .find(|s| s.id == self.id)
             .ok_or("the domain is gone")?;
         let image = s.image.bytes();
-        one_vcpu_running(self.id)?;
-        let ctx = hc::domain_get_context(self.id, 0).map_err(|e| e.to_string())?;
+        let vcpus = started_vcpus(self.id)?;
+        let contexts = (0..vcpus)
+            .map(|v| hc::domain_get_context(self.id, v))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         let mut out = save::file_header().to_vec();
         let line = s.line.replace(" start_paused", "");
         push(
@@ -163,7 +170,7 @@ impl Save {
             &Record::Header {
                 name: &s.name,
                 memory_kib: line_kib(s.line),
-                vcpus: 1,
+                vcpus,
                 line: &line,
                 image_len: image.len() as u64,
                 domain: self.id.0,
@@ -173,13 +180,15 @@ impl Save {
         for piece in image.chunks(IMAGE_PIECE) {
             push(&mut out, &Record::Image { data: piece });
         }
-        push(
-            &mut out,
-            &Record::Context {
-                vcpu: 0,
-                regs: ctx.to_words(),
-            },
-        );
+        for (vcpu, ctx) in (0..).zip(&contexts) {
+            push(
+                &mut out,
+                &Record::Context {
+                    vcpu,
+                    regs: ctx.to_words(),
+                },
+            );
+        }
         let name_of = |id: Option<DomainId>| {
             id.and_then(|b| started.iter().find(|x| x.id == b))
                 .map(|x| x.name.as_str())
@@ -331,9 +340,13 @@ impl Restore {
             }
             Record::Context { vcpu, regs } => {
                 let mut c = VcpuContext::from_words(&regs);
-                // Its `Suspend` returns 1 in the copy: "you were restored".
-                c.rax = 0;
-                c.rdx = 1;
+                // vCPU 0 suspended (the kernel takes `Suspend` only there):
+                // its `Suspend` returns 1 in the copy, "you were restored".
+                // The others go on from wherever they were stopped.
+                if vcpu == 0 {
+                    c.rax = 0;
+                    c.rdx = 1;
+                }
                 let id = self.id.ok_or("registers before the image")?;
                 hc::domain_set_context(id, vcpu, &c)
                     .map_err(|e| format!("the saved registers were refused: {e}"))?;

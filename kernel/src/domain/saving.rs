@@ -98,12 +98,15 @@ pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Res
     Ok(())
 }
 
-/// `DomainGetContext`: the registers of paused domain `t`'s vCPU 0.
+/// `DomainGetContext`: the registers of a started vCPU of paused domain `t`.
 pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error> {
-    if vcpu != 0 {
-        return Err(Error::InvalidArgument);
-    }
-    let f = &still(k, t)?.vcpus[0].frame;
+    let d = still(k, t)?;
+    let v = usize::try_from(vcpu)
+        .ok()
+        .and_then(|v| d.existing_vcpus().nth(v))
+        .filter(|v| v.up)
+        .ok_or(Error::InvalidArgument)?;
+    let f = &v.frame;
     Ok(VcpuContext {
         rax: f.rax,
         rbx: f.rbx,
@@ -126,20 +129,25 @@ pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error
     })
 }
 
-/// `DomainSetContext`: every register never-run domain `t`'s vCPU 0 starts
-/// with. Segments stay the user ones; `rflags` keeps only the arithmetic
-/// and direction flags (interrupts on, no I/O privilege, no trap flag).
+/// `DomainSetContext`: every register a vCPU of never-run domain `t`
+/// starts with; a vCPU other than 0 is started by it (it runs once the
+/// domain is unpaused, on the least loaded CPU it may use). Segments stay
+/// the user ones; `rflags` keeps only the arithmetic and direction flags
+/// (interrupts on, no I/O privilege, no trap flag).
 pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Result<(), Error> {
-    if vcpu != 0 {
-        return Err(Error::InvalidArgument);
-    }
     if c.rip >= ipc_abi::layout::USER_LIMIT || c.rsp > ipc_abi::layout::USER_LIMIT {
         return Err(Error::InvalidArgument);
     }
+    let loads = k.loads();
+    let online = crate::arch::smp::online_mask();
     let d = k.domain_mut(t).ok_or(Error::NoSuchDomain)?;
     if d.started {
         return Err(Error::DomainState);
     }
+    let v = usize::try_from(vcpu)
+        .ok()
+        .and_then(|v| d.existing_vcpus_mut().nth(v))
+        .ok_or(Error::InvalidArgument)?;
     let mut f = crate::arch::syscall::initial_frame(c.rip, c.rsp, c.rdi);
     f.rax = c.rax;
     f.rbx = c.rbx;
@@ -156,6 +164,10 @@ pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Resu
     f.r14 = c.r14;
     f.r15 = c.r15;
     f.rflags |= crate::checks::user_rflags(c.rflags);
-    d.vcpus[0].frame = f;
+    v.frame = f;
+    if !v.up {
+        v.up = true;
+        v.cpu = crate::sched::least_loaded(&loads, v.affinity & online);
+    }
     Ok(())
 }

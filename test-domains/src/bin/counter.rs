@@ -5,14 +5,29 @@
 //! with `gaps`, then how often console-dom restarted under it, the writes
 //! sent again, and the waits across those restarts (`bench restart`).
 //! `dirty_kib=N` fills N KiB of its heap first and prints their checksum
-//! every 50 counts (`bench save`, save and restore tests).
+//! every 50 counts (`bench save`, save and restore tests). `helper` (with
+//! `vcpus=2`) starts vCPU 1, which counts in memory as fast as it can, and
+//! prints its count every 10 lines (`helper H at N`).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use domain_runtime::println;
+
+/// What vCPU 1 counted (with `helper`).
+static HELPER: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn helper(_: u64) -> ! {
+    loop {
+        HELPER.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..1000 {
+            core::hint::spin_loop();
+        }
+    }
+}
 
 domain_runtime::entry!(run);
 
@@ -36,8 +51,19 @@ fn run(_: &'static domain_runtime::StartInfo) {
         x ^= x << 5;
         *b = x as u8;
     }
+    let helping = test_domains::flag("helper");
+    if helping {
+        domain_runtime::vcpu::start(1, helper, 0).expect("start vCPU 1 (vcpus=2?)");
+    }
     for n in 1..=count {
         println!("counter: {}", n);
+        if helping && n % 10 == 0 {
+            println!(
+                "counter: helper {} at {}",
+                HELPER.load(Ordering::Relaxed),
+                n
+            );
+        }
         if dirty > 0 && n % 50 == 0 {
             let sum = memory.chunks(4).fold(0u32, |s, w| {
                 s.rotate_left(5) ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]])

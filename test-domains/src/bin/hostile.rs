@@ -166,6 +166,38 @@ fn targeted_checks() -> (usize, usize) {
         ),
         (DomainGetContext, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
         (DomainSetContext, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
+        // vCPUs: one that is up, one it lacks, a start in the kernel half.
+        (
+            VcpuUp,
+            [0, 0x40_0000, 0x40_0000, 0, 0, 0],
+            &[Error::DomainState],
+        ),
+        (
+            VcpuUp,
+            [1 << 40, 0x40_0000, 0x40_0000, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
+        (
+            VcpuUp,
+            [1, kernel, 0x40_0000, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
+        (
+            VcpuInfo,
+            [u32::MAX as u64, 0, kernel, 0, 0, 0],
+            &[Error::BadAddress],
+        ),
+        (
+            VcpuInfo,
+            [u32::MAX as u64, 5, 0x40_1000, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
+        (VcpuInfo, [stale, 0, kernel, 0, 0, 0], NOT_YOURS),
+        (
+            FaultFixup,
+            [kernel, 0x40_0000, 0, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
     ];
     let mut passed = 0;
     for (call, args, want) in cases {

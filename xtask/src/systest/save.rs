@@ -162,6 +162,77 @@ pub fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> 
     Ok(())
 }
 
+/// What vCPU 1 of a `counter helper` in domain `dom` counted, line by
+/// line, after the last line containing `after` (as [`counts`]).
+fn helper_counts(m: &Machine, dom: u32, after: &str) -> Vec<u64> {
+    let prefix = format!("[{dom}] counter: helper ");
+    let lines = m.lines();
+    let from = lines
+        .iter()
+        .rposition(|l| l.contains(after))
+        .map_or(0, |i| i + 1);
+    lines[from..]
+        .iter()
+        .filter_map(|l| l.split_once(&prefix))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// A guest with two vCPUs (vCPU 1 counting in memory on its own) is saved
+/// and restored: both vCPUs' registers travel, and in the copy vCPU 0
+/// counts on from the saved count while vCPU 1 goes on from where it was
+/// stopped (its count keeps rising from at least what was printed before).
+pub fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        CONSOLE_DOM,
+        (
+            "counter",
+            "counter count=100000 pace_us=20000 vcpus=2 helper",
+        ),
+    ];
+    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.smp(2))?;
+    expect_line(m, "[2] counter: helper")?;
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "counter"])?;
+    let vcpus = list.lines().filter(|l| l.starts_with("counter ")).count();
+    check(code == 0 && vcpus == 2, || {
+        format!("vcpu-list: {code} {list}")
+    })?;
+    let file = c.path("two-vcpus.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = toolstack(&sock, &["domain", "save", "counter", path])?;
+    check(code == 0, || format!("save: {code} {out}"))?;
+    expect_line(m, "toolstack: domain 2 saved; destroying it")?;
+    let last = *counts(m, 2, "never printed")
+        .last()
+        .ok_or("no count before the save")?;
+    let helped = *helper_counts(m, 2, "never printed")
+        .last()
+        .ok_or("no helper count")?;
+    let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
+    let id = restored_id(&out)
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("restore: {code} {out}"))?;
+    expect_line(m, &format!("[{id}] counter: {}", last + 30))?;
+    let after = counts(m, id, RESTORED);
+    let expected: Vec<u64> = (last + 1..=last + 30).collect();
+    let helper = helper_counts(m, id, RESTORED);
+    check(
+        after.get(..30) == Some(&expected[..])
+            && helper.len() >= 2
+            && helper[0] >= helped
+            && helper.windows(2).all(|w| w[1] > w[0]),
+        || {
+            format!(
+                "before: count {last}, helper {helped}; after: {:?}, helper {helper:?}",
+                &after[..after.len().min(35)]
+            )
+        },
+    )
+}
+
 /// A guest writing and reading its disk through drvdom-blk every 20 ms is
 /// saved and restored: its disk reconnects (as after a drvdom-blk restart)
 /// and its writes and reads go on and come back right.

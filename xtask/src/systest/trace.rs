@@ -116,7 +116,7 @@ fn half(events: &[&str], mut i: usize, from: &str, to: &str) -> Option<usize> {
     let ok = step(format!("{from} hypercall Block"), true)
         && step(format!("{from} hypercall EventSend"), false)
         && step(format!("{from} port # sends to {to} port #"), false)
-        && step(format!("{to} wakes"), true)
+        && step(format!("{to} vcpu 0 wakes"), true)
         && step(format!("{from} hypercall Block"), true)
         && step(format!("switch {from} -> {to}"), false);
     ok.then_some(i)
