@@ -133,12 +133,36 @@ pub fn to_pull(me: usize, runnable: &[Waiting]) -> Option<usize> {
         .map(|w| w.index)
 }
 
-/// Picks the next entity among `(index, entity)` candidates that are runnable.
+/// Picks the next entity among `(index, entity)` candidates that are
+/// runnable (the host tests' form of [`Best`]).
+#[cfg(test)]
 pub fn pick<'a>(candidates: impl Iterator<Item = (usize, &'a Entity)>) -> Option<usize> {
-    candidates
-        .filter(|(_, e)| e.within_cap())
-        .min_by_key(|(i, e)| (!e.boosted, e.pass, *i))
-        .map(|(i, _)| i)
+    let mut best = Best::default();
+    for (i, e) in candidates {
+        best.offer(i, e);
+    }
+    best.choice()
+}
+
+/// [`pick`] fed one candidate at a time (the kernel's hot path walks its
+/// table in plain loops): a boosted entity first, then the lowest pass,
+/// then the lowest index; entities over their cap never.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Best {
+    key: Option<(bool, u64, usize)>,
+}
+
+impl Best {
+    pub fn offer(&mut self, index: usize, e: &Entity) {
+        let key = (!e.boosted, e.pass, index);
+        if e.within_cap() && self.key.is_none_or(|best| key < best) {
+            self.key = Some(key);
+        }
+    }
+
+    pub fn choice(&self) -> Option<usize> {
+        self.key.map(|(_, _, index)| index)
+    }
 }
 
 #[cfg(test)]

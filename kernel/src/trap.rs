@@ -181,6 +181,7 @@ fn balance(k: &mut Kernel) {
 /// Whether a vCPU may run on this CPU now: its domain running, the vCPU
 /// started, not blocked, in this CPU's run queue, and not loaded on another
 /// CPU (whose frame would not be saved yet).
+#[inline(always)]
 fn runnable_here(k: &Kernel, at: VcpuRef) -> bool {
     let cpu = crate::domain::this_cpu();
     let (Some(d), Some(v)) = (k.domain(at.dom), k.vcpu(at)) else {
@@ -189,14 +190,20 @@ fn runnable_here(k: &Kernel, at: VcpuRef) -> bool {
     d.wants_cpu(v) && v.cpu == cpu && v.loaded_on.is_none_or(|c| c == cpu)
 }
 
-/// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
+/// Picks from this CPU's run queue: the runnable vCPUs assigned to it
+/// (`runnable_here`, written out for the hot path: one pass over the table).
+#[inline(always)]
 fn pick_next(k: &Kernel) -> Option<VcpuRef> {
-    sched::pick(
-        k.all_vcpus()
-            .filter(|&(at, _)| runnable_here(k, at))
-            .map(|(at, v)| (at.code(), &v.sched)),
-    )
-    .map(VcpuRef::from_code)
+    let cpu = crate::domain::this_cpu();
+    let mut best = sched::Best::default();
+    for (dom, d) in k.live_domains() {
+        for (vcpu, v) in d.existing_vcpus().enumerate() {
+            if d.wants_cpu(v) && v.cpu == cpu && v.loaded_on.is_none_or(|c| c == cpu) {
+                best.offer(VcpuRef { dom, vcpu }.code(), &v.sched);
+            }
+        }
+    }
+    best.choice().map(VcpuRef::from_code)
 }
 
 /// Frees a domain destroyed while this CPU ran it, once this CPU has left

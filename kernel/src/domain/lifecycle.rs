@@ -209,7 +209,7 @@ pub fn wake_base(k: &Kernel, at: VcpuRef) -> sched::WakeBase {
     // One pass: the lowest pass of runnable vCPUs (everywhere, and on this
     // CPU) and of all started ones (the virtual time when none is runnable).
     let (mut runnable, mut live) = (None::<u64>, None::<u64>);
-    for d in k.live().filter_map(|i| k.domain(i)) {
+    for (_, d) in k.live_domains() {
         for v in d.existing_vcpus().filter(|v| v.up) {
             let pass = v.sched.pass;
             live = Some(live.map_or(pass, |l| l.min(pass)));
@@ -234,9 +234,8 @@ pub fn wake_base(k: &Kernel, at: VcpuRef) -> sched::WakeBase {
 /// kept domain 0 off the CPU for seconds).
 pub fn virtual_time(k: &Kernel) -> u64 {
     let started = || {
-        k.live()
-            .filter_map(|i| k.domain(i))
-            .flat_map(|d| d.existing_vcpus().filter(|v| v.up).map(move |v| (d, v)))
+        k.live_domains()
+            .flat_map(|(_, d)| d.existing_vcpus().filter(|v| v.up).map(move |v| (d, v)))
     };
     started()
         .filter(|(d, v)| d.life == Life::Running && !v.blocked)

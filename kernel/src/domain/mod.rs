@@ -312,8 +312,11 @@ impl Kernel {
         self.kick_cpus(cpus);
     }
 
-    fn kick_cpus(&mut self, mask: u64) {
-        for cpu in (0..MAX_CPUS).filter(|c| mask & (1 << c) != 0) {
+    fn kick_cpus(&mut self, mut mask: u64) {
+        // Set bits only: this is on the event path.
+        while mask != 0 {
+            let cpu = mask.trailing_zeros() as usize & (MAX_CPUS - 1);
+            mask &= mask - 1;
             self.cpus[cpu].need_resched = true;
             crate::arch::smp::kick(cpu);
         }
@@ -345,12 +348,14 @@ impl Kernel {
     }
 
     /// The vCPU loaded on this CPU, if any.
+    #[inline(always)]
     pub fn current(&self) -> Option<VcpuRef> {
         let c = self.cpu();
         c.current.map(|dom| VcpuRef { dom, vcpu: c.vcpu })
     }
 
     /// Makes `next` the vCPU loaded on this CPU (None: idle).
+    #[inline(always)]
     pub fn set_current(&mut self, next: Option<VcpuRef>) {
         let me = this_cpu();
         if let Some(v) = self.current().and_then(|old| self.vcpu_mut(old)) {
@@ -364,11 +369,13 @@ impl Kernel {
     }
 
     /// One vCPU, if its domain lives and has it.
+    #[inline(always)]
     pub fn vcpu(&self, at: VcpuRef) -> Option<&Vcpu> {
         let d = self.domain(at.dom)?;
         d.vcpus[..d.nr_vcpus].get(at.vcpu)
     }
 
+    #[inline(always)]
     pub fn vcpu_mut(&mut self, at: VcpuRef) -> Option<&mut Vcpu> {
         let d = self.domain_mut(at.dom)?;
         d.vcpus[..d.nr_vcpus].get_mut(at.vcpu)
@@ -432,6 +439,14 @@ impl Kernel {
             .map(|(i, _)| i)
     }
 
+    /// Every live domain with its index (one pass over the table).
+    pub fn live_domains(&self) -> impl Iterator<Item = (usize, &Domain)> + '_ {
+        self.slots[..self.high_water]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.domain.as_ref().map(|d| (i, d)))
+    }
+
     /// Started vCPUs in each CPU's run queue.
     pub fn loads(&self) -> [usize; MAX_CPUS] {
         let mut loads = [0; MAX_CPUS];
@@ -445,8 +460,7 @@ impl Kernel {
 
     /// Every existing vCPU of every live domain.
     pub fn all_vcpus(&self) -> impl Iterator<Item = (VcpuRef, &Vcpu)> + '_ {
-        self.live().filter_map(|i| self.domain(i)).flat_map(|d| {
-            let dom = d.id.index() as usize;
+        self.live_domains().flat_map(|(dom, d)| {
             d.existing_vcpus()
                 .enumerate()
                 .map(move |(vcpu, v)| (VcpuRef { dom, vcpu }, v))
