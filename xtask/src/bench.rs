@@ -5,7 +5,8 @@
 //! count from entry to "ready" under `-icount` (exact), and the kernel ELF size.
 //! `bench kernel` — kernel path lengths under `-icount` (null hypercall, event
 //! round trip, also with tracing on and without tracing code, creation to
-//! first run) and the wall time of 1,000 creations.
+//! first run), the wall time of 1,000 creations, and of a grant map + unmap
+//! with and without a TLB shootdown to another CPU.
 
 use crate::iso::Module;
 use crate::qemu::{Config, Machine};
@@ -180,6 +181,14 @@ fn kernel() -> Result<(), String> {
         .nth(1)
         .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .ok_or_else(|| format!("no time in {line:?}"))?;
+    let line = m.wait_for("bench: grant map+unmap: ", Duration::from_secs(300))?;
+    let ns = |before: &str| {
+        line.split(before)
+            .next()
+            .and_then(|s| s.split_whitespace().last()?.parse::<u64>().ok())
+            .ok_or_else(|| format!("no figure in {line:?}"))
+    };
+    let (unmap_alone, unmap_shared) = (ns(" ns alone")?, ns(" ns with the other vCPU")?);
     drop(m);
     let mods = [
         Module {
@@ -204,6 +213,11 @@ fn kernel() -> Result<(), String> {
         "| event round trip between domains on two CPUs (both CPUs' instructions) | {across} | |"
     );
     println!("| the same, TCG wall time | {across_ns} ns | |");
+    println!("| grant map + unmap, the domain's only vCPU running (TCG wall time) | {unmap_alone} ns | |");
+    println!(
+        "| the same while its other vCPU runs on another CPU: flush IPI and wait (TCG wall time) | {unmap_shared} ns ({:.1}×) | |",
+        unmap_shared as f64 / unmap_alone.max(1) as f64
+    );
     println!("| create + load + unpause to first run, 1 MiB domain | {small} | |");
     println!("| create + load + unpause to first run, 64 MiB domain | {big} | |");
     println!("| 1,000 domains of 1 MiB created and destroyed (TCG wall time; 10 of them run) | {churn_ms} ms | < 1 ms each |");
