@@ -158,6 +158,14 @@ mod tests {
     }
 
     #[test]
+    fn vcpus_and_cpus_reach_the_line_only_when_set() {
+        let l = line_of("name = \"web\"\nkernel = \"web\"\nvcpus = 2\ncpus = \"1-2\"\n");
+        assert!(l.contains(" vcpus=2") && l.contains(" cpus=0x6"), "{l}");
+        let l = line_of("name = \"web\"\nkernel = \"web\"\n");
+        assert!(!l.contains("vcpus=") && !l.contains("cpus="), "{l}");
+    }
+
+    #[test]
     fn interfaces_get_their_mac_or_a_stable_generated_one() {
         let l = line_of(
             "name = \"web\"\nkernel = \"web\"\nvif = ['mac=00:16:3e:00:00:80', '']\nrole = \"net\"\n",

@@ -6,7 +6,8 @@ use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
 /// the first spins, the others look every 20 ms) each report the CPU they
 /// run on; `domain pin` moves one at once,
 /// `domain vcpu-list` shows where each is, and one created from a file with
-/// `cpus = "2"` runs on CPU 2. With `nosmp` all run on CPU 0 and pinning to another is refused.
+/// `cpus = "2"` and `vcpus = 2` runs on CPU 2 with its vCPU 1 listed
+/// down. With `nosmp` all run on CPU 0 and pinning to another is refused.
 pub fn pinned_domains_run_where_they_are_pinned(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -48,12 +49,26 @@ pub fn pinned_domains_run_where_they_are_pinned(
     let cfg = c.path("w4.cfg");
     std::fs::write(
         &cfg,
-        "name = \"w4\"\nkernel = \"where\"\nmemory = 1\ncpus = \"2\"\n",
+        "name = \"w4\"\nkernel = \"where\"\nmemory = 1\ncpus = \"2\"\nvcpus = 2\n",
     )
     .map_err(|e| e.to_string())?;
     let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
     check(code == 0, || format!("create w4: {code} {out}"))?;
     expect_line(m, "[5] where: cpu 2")?;
+    // Its two vCPUs: vCPU 1 down (`where` never starts it), both pinned.
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "w4"])?;
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .filter(|l| l.starts_with("w4 "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    check(
+        code == 0
+            && rows.len() == 2
+            && rows[1].get(4) == Some(&"down")
+            && rows.iter().all(|r| r.last() == Some(&"2")),
+        || format!("vcpu-list w4: {code} {list}"),
+    )?;
 
     let guests = [("where", "w0"), ("where", "w1"), ("where", "w2")];
     let (m, sock) = boot_managed_on(c, slot, "nosmp", &guests, None, |config| config.smp(4))?;
