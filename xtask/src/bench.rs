@@ -57,6 +57,27 @@ pub fn run(which: Which) -> Result<(), String> {
     }
 }
 
+/// What every benchmark starts from: the host tools installed, the kernel
+/// and the domains built, and the directory its images and disks go in.
+pub(crate) struct Setup {
+    pub kernel: std::path::PathBuf,
+    pub domains: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+}
+
+pub(crate) fn setup() -> Result<Setup, String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(Setup {
+        kernel,
+        domains,
+        dir,
+    })
+}
+
 /// The median of some durations.
 pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -134,11 +155,11 @@ pub fn kernel_bench_modules(domains: &std::path::Path) -> [Module; 2] {
 }
 
 fn kernel() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let crate::bench::Setup {
+        kernel,
+        domains,
+        dir,
+    } = crate::bench::setup()?;
     let mods = kernel_bench_modules(&domains);
     let iso = iso::build(&kernel, "", &mods, &dir.join("kernel.iso"))?;
     let m = Config::new(&iso).icount().spawn()?;
@@ -225,11 +246,11 @@ fn kernel() -> Result<(), String> {
 }
 
 fn console() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let crate::bench::Setup {
+        kernel,
+        domains,
+        dir,
+    } = crate::bench::setup()?;
     let mods = [
         Module {
             path: build::domain(&domains, "toolstack-domain"),

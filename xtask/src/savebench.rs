@@ -11,17 +11,17 @@
 use crate::bench::median;
 use crate::iso::Module;
 use crate::qemu::Config;
-use crate::{build, host_tools, iso};
+use crate::{build, iso};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
 
 pub fn run() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let crate::bench::Setup {
+        kernel,
+        domains,
+        dir,
+    } = crate::bench::setup()?;
     let counter = build::domain(&domains, "counter");
     let cases = [("dirty", 4096u64), ("clean", 0)];
     let mut mods = vec![

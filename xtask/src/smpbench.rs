@@ -9,7 +9,7 @@
 
 use crate::iso::Module;
 use crate::qemu::Config;
-use crate::{build, host_tools, iso};
+use crate::{build, iso};
 use std::time::Duration;
 
 const SPINNERS: usize = 4;
@@ -31,11 +31,11 @@ fn total(iso: &std::path::Path, cpus: u32) -> Result<u64, String> {
 }
 
 pub fn run() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let crate::bench::Setup {
+        kernel,
+        domains,
+        dir,
+    } = crate::bench::setup()?;
     let mut mods = vec![Module {
         path: build::domain(&domains, "toolstack-domain"),
         cmdline: "toolstack-domain".into(),

@@ -9,7 +9,7 @@
 
 use crate::iso::Module;
 use crate::qemu::{Config, Machine};
-use crate::{build, host_tools, iso};
+use crate::{build, iso};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 10;
@@ -46,11 +46,11 @@ fn create_to_first_line(
 }
 
 pub fn run() -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let crate::bench::Setup {
+        kernel,
+        domains,
+        dir,
+    } = crate::bench::setup()?;
     let hello = build::domain(&domains, "hello");
     let survivor = build::domain(&domains, "survivor");
     let bundle = iso::bundle(

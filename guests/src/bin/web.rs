@@ -17,11 +17,16 @@ use smoltcp::socket::{tcp, udp};
 
 domain_runtime::entry!(run);
 
-/// Connections served at once.
-const LISTENERS: usize = 8;
-/// A connection whose peer stops answering (its packets lost, say while the
-/// network driver restarts) is dropped after this long, freeing its listener.
-const IDLE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
+/// Connections served at once (some may linger, closing, while their last
+/// packets are resent, and a connection attempt finding no listener is
+/// refused).
+const LISTENERS: usize = 16;
+/// A connection whose peer stops answering is dropped after this long,
+/// freeing its listener. Long enough to outlast a network that keeps
+/// losing packets for a while (drvdom-net restarting again and again, with
+/// TCP's resends backing off): at 5 s a connection was sometimes dropped
+/// with its answer still unsent, the client seeing an empty reply.
+const IDLE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(30);
 
 /// One HTTP connection's socket and the request head read so far.
 struct Conn {
