@@ -39,7 +39,7 @@ pub mod vcpu;
 pub use ipc_abi;
 pub use ipc_abi::domain::DomainId;
 pub use ipc_abi::shared::StartInfo;
-pub use rt::{command_line, modules, option, start_info};
+pub use rt::{command_line, heap_in_use, modules, option, start_info};
 
 /// Declares the domain's `main`.
 #[macro_export]

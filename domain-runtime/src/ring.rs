@@ -4,7 +4,10 @@
 //! pages in the grant window) into the `ipc_abi::ring::Shared` view the ring
 //! logic works on. Ring memory lives as long as the domain: pages a frontend
 //! allocates are never freed, and a backend never unmaps a ring it maps, so
-//! the `'static` view stays valid.
+//! the `'static` view stays valid. Two owners hand their pages back instead,
+//! keeping the view to themselves: [`MappedBack`] (a peer's ring we serve,
+//! unmapped on drop) and [`GrantedBack`] (a ring in our own pages a peer
+//! drives, freed on drop once the peer can no longer reach them).
 
 use core::sync::atomic::AtomicU64;
 use ipc_abi::domain::DomainId;
@@ -148,6 +151,99 @@ pub fn announce(
     }
     Err(refused)
 }
+
+/// A ring in pages of our own, granted to one peer, which we serve: the
+/// control domain's end of each domain's control ring. Its pages go back
+/// to the heap when it is dropped, if [`GrantedBack::end_grants`] ended
+/// every grant of them first (while the peer may still map one, they are
+/// kept: it could write into memory reused for something else).
+pub struct GrantedBack<Req: Message, Rsp: Message> {
+    back: Option<Back<'static, Req, Rsp>>,
+    pages: RingPages,
+    /// Grants of the pages not ended yet.
+    grefs: Grefs,
+}
+
+impl<Req: Message, Rsp: Message> GrantedBack<Req, Rsp> {
+    /// One zeroed page granted to `peer`; returns it and the grant ref.
+    pub fn offer(peer: DomainId) -> Result<(Self, u32)> {
+        let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+        let mut ring = GrantedBack {
+            back: None,
+            pages,
+            grefs: Grefs::new(),
+        };
+        // From here on a failure drops `ring`, which frees the page.
+        ring.grefs = pages.grant_to(peer)?;
+        let gref = ring.grefs[0];
+        Ok((ring, gref))
+    }
+
+    /// Whether we serve the ring: attaches once the peer initialised it.
+    pub fn attached(&mut self) -> bool {
+        if self.back.is_none() && !self.grefs.is_empty() {
+            self.back = Back::attach(self.pages.shared()).ok();
+        }
+        self.back.is_some()
+    }
+
+    /// Stops serving (a broken ring); the pages stay until dropped.
+    pub fn detach(&mut self) {
+        self.back = None;
+    }
+
+    /// Stops serving and ends the grants; true once none is left (the
+    /// peer no longer maps the pages, which then go back on drop).
+    pub fn end_grants(&mut self) -> bool {
+        self.back = None;
+        self.grefs
+            .retain(|g| crate::hypercall::grant_end(*g).is_err());
+        self.grefs.is_empty()
+    }
+
+    pub fn pop(&mut self) -> core::result::Result<Option<Req>, RingError> {
+        self.back.as_mut().map_or(Ok(None), |b| b.pop())
+    }
+
+    pub fn push(&mut self, rsp: &Rsp) -> core::result::Result<(), RingError> {
+        self.back.as_mut().map_or(Ok(()), |b| b.push(rsp))
+    }
+
+    pub fn publish(&mut self) -> bool {
+        self.back.as_mut().is_some_and(|b| b.publish())
+    }
+
+    pub fn final_check(&mut self) -> core::result::Result<bool, RingError> {
+        self.back.as_mut().map_or(Ok(false), |b| b.final_check())
+    }
+}
+
+impl<Req: Message, Rsp: Message> Drop for GrantedBack<Req, Rsp> {
+    fn drop(&mut self) {
+        self.back = None;
+        if self.grefs.is_empty() {
+            free_pages(self.pages);
+        }
+    }
+}
+
+/// Gives back pages [`RingPages::allocate`] took; only [`GrantedBack`]
+/// calls it, when no view of them is left and no peer can map them.
+#[cfg(target_os = "none")]
+fn free_pages(pages: RingPages) {
+    extern crate alloc;
+    let size = pages.pages as usize * PAGE_SIZE as usize;
+    if let Ok(layout) = core::alloc::Layout::from_size_align(size, PAGE_SIZE as usize) {
+        // SAFETY: `base` came from `alloc_pages` with this very layout (one
+        // to MAX_RING_PAGES pages, page-aligned), and the caller guarantees
+        // nothing refers to the pages any more: its ring view is dropped,
+        // it never handed the pages out, and every grant of them ended.
+        unsafe { alloc::alloc::dealloc(pages.base as *mut u8, layout) }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn free_pages(_pages: RingPages) {}
 
 #[cfg(target_os = "none")]
 fn alloc_pages(layout: core::alloc::Layout) -> Option<u64> {

@@ -24,6 +24,18 @@ pub fn option(key: &str) -> Option<&'static str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Bytes of the heap allocated now (0 on the host).
+pub fn heap_in_use() -> usize {
+    #[cfg(target_os = "none")]
+    {
+        bare::HEAP.lock().get_counters().allocated_bytes
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0
+    }
+}
+
 /// Boot modules handed to this domain (domain 0 only): bytes and command line.
 pub fn modules() -> impl Iterator<Item = (&'static [u8], &'static str)> {
     let si = start_info();
@@ -48,7 +60,7 @@ mod bare {
     use talc::{ErrOnOom, Span, Talc, Talck};
 
     #[global_allocator]
-    static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
+    pub(super) static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
 
     core::arch::global_asm!(
         ".section .text._start",

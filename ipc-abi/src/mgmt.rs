@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 8;
+    pub const VERSION: u32 = 9;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -475,6 +475,8 @@ pub mod messages {
             domains: u64,
             cpus: u64,
             version: &'a str,
+            /// Domain 0's heap in use, in KiB (what it keeps per domain).
+            toolstack_heap_kib: u64,
         },
         Created {
             id: u32,

@@ -10,8 +10,7 @@
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Result;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
-use domain_runtime::ipc_abi::ring::Back;
-use domain_runtime::ring::RingPages;
+use domain_runtime::ring::GrantedBack;
 use domain_runtime::{println, DomainId};
 
 /// One domain's control ring, seen from the control domain.
@@ -19,10 +18,8 @@ pub struct Link {
     pub dom: DomainId,
     /// Our end of the event channel.
     pub port: u16,
-    pages: RingPages,
-    /// The grants of `pages` to the domain.
-    grefs: domain_runtime::ring::Grefs,
-    back: Option<Back<'static, ControlMessage, ControlMessage>>,
+    /// The ring: a page of ours granted to the domain, freed with the link.
+    ring: GrantedBack<ControlMessage, ControlMessage>,
     broken: bool,
     /// The domain's outstanding `Listen`s, answered when there is news for it.
     listens: heapless::Deque<u32, 4>,
@@ -32,52 +29,49 @@ pub struct Link {
     pub awaiting: Option<ControlMessage>,
     /// When the domain's last heartbeat came (ns since boot; 0: none yet).
     pub last_heartbeat: u64,
+    /// "connected its control ring" was said.
+    connected_told: bool,
 }
 
 impl Link {
     /// Offers a ring to `dom`; returns it and the `control=...` command-line word.
     pub fn offer(me: DomainId, dom: DomainId) -> Result<(Link, heapless::String<48>)> {
-        let pages = RingPages::allocate(1)
-            .ok_or(domain_runtime::ipc_abi::hypercall::Error::OutOfResources)?;
-        let grefs = pages.grant_to(dom)?;
-        let port = hc::event_alloc_unbound(DomainId::SELF, dom)?;
+        let (mut ring, gref) = GrantedBack::offer(dom)?;
+        let port = match hc::event_alloc_unbound(DomainId::SELF, dom) {
+            Ok(port) => port,
+            Err(e) => {
+                ring.end_grants();
+                return Err(e);
+            }
+        };
         let mut word = heapless::String::new();
         let _ = core::fmt::Write::write_fmt(
             &mut word,
-            format_args!("control={}:{}:{}", me.0, grefs[0], port),
+            format_args!("control={}:{}:{}", me.0, gref, port),
         );
         let link = Link {
             dom,
             port,
-            pages,
-            grefs,
-            back: None,
+            ring,
             broken: false,
             listens: heapless::Deque::new(),
             news: heapless::Deque::new(),
             awaiting: None,
             last_heartbeat: 0,
+            connected_told: false,
         };
         Ok((link, word))
     }
 
-    /// The domain is gone: its event channel is closed and the grants of
-    /// the ring page end, so neither runs out however many domains come and
-    /// go. Returns the link back if a grant is still mapped (the domain is
-    /// not yet destroyed); the page itself stays allocated (4 KiB a domain).
+    /// The domain is gone: its event channel is closed, the grant of the
+    /// ring page ends and the page goes back to our heap, so none of them
+    /// runs out however many domains come and go. Returns the link back if
+    /// the grant is still mapped (the domain is not yet destroyed).
     pub fn release(mut self) -> Option<Link> {
-        self.back = None;
         let _ = hc::event_close(self.port);
-        let mut left = domain_runtime::ring::Grefs::new();
-        for &g in self.grefs.iter() {
-            if hc::grant_end(g).is_err() {
-                let _ = left.push(g);
-            }
-        }
-        if left.is_empty() {
+        if self.ring.end_grants() {
             None
         } else {
-            self.grefs = left;
             Some(self)
         }
     }
@@ -89,17 +83,15 @@ impl Link {
         if self.broken {
             return for_broker;
         }
-        if self.back.is_none() {
-            match Back::attach(self.pages.shared()) {
-                Ok(b) => {
-                    println!("toolstack: domain {} connected its control ring", self.dom);
-                    self.back = Some(b);
-                }
-                Err(_) => return for_broker,
-            }
+        if !self.ring.attached() {
+            return for_broker;
         }
-        while let Some(back) = self.back.as_mut() {
-            match back.pop() {
+        if !self.connected_told {
+            println!("toolstack: domain {} connected its control ring", self.dom);
+            self.connected_told = true;
+        }
+        while !self.broken {
+            match self.ring.pop() {
                 Ok(Some(msg)) => match msg.check() {
                     Some(ControlOp::Heartbeat) => {
                         self.last_heartbeat = domain_runtime::time::now_ns();
@@ -119,7 +111,7 @@ impl Link {
                     Some(_) => self.answer(msg, Status::Unsupported),
                     None => self.answer(msg, Status::Invalid),
                 },
-                Ok(None) => match back.final_check() {
+                Ok(None) => match self.ring.final_check() {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(_) => {
@@ -144,14 +136,14 @@ impl Link {
     }
 
     fn push(&mut self, msg: ControlMessage) {
-        let Some(back) = self.back.as_mut() else {
+        if self.broken || !self.ring.attached() {
             return;
-        };
-        if back.push(&msg).is_err() {
+        }
+        if self.ring.push(&msg).is_err() {
             self.drop_ring();
             return;
         }
-        if back.publish() {
+        if self.ring.publish() {
             let _ = hc::event_send(self.port);
         }
     }
@@ -185,6 +177,6 @@ impl Link {
             self.dom
         );
         self.broken = true;
-        self.back = None;
+        self.ring.detach();
     }
 }

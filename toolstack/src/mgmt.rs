@@ -523,6 +523,7 @@ impl Server {
                         domains: stats.live_domains,
                         cpus: stats.cpus,
                         version: env!("CARGO_PKG_VERSION"),
+                        toolstack_heap_kib: (domain_runtime::heap_in_use() as u64).div_ceil(1024),
                     },
                 );
             }

@@ -5,7 +5,6 @@
 
 extern crate alloc;
 use crate::start::{Domains, Image, Started};
-use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::{DomainInfo, DomainState, VcpuState};
@@ -138,8 +137,7 @@ pub fn create(
     if paused {
         line.push_str(" start_paused");
     }
-    let line: &'static str = Box::leak(line.into_boxed_str());
-    let s = crate::start::start_one(me(), image, line, started, 0)
+    let s = crate::start::start_one(me(), image, line.into(), started, 0)
         .ok_or("the domain could not be created (see the console)")?;
     let id = s.id;
     started.push(s);

@@ -72,7 +72,7 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         .iter_mut()
         .find(|s| !s.reported && (s.id.0 == domain || s.id.index() as u32 == domain))
         .ok_or("no such domain (domain 0 cannot be saved)")?;
-    check_line(s.line)?;
+    check_line(&s.line)?;
     if matches!(s.image, Image::Gone) {
         return Err("its image is no longer kept".into());
     }
@@ -169,7 +169,7 @@ impl Save {
             &mut out,
             &Record::Header {
                 name: &s.name,
-                memory_kib: line_kib(s.line),
+                memory_kib: line_kib(&s.line),
                 vcpus,
                 line: &line,
                 image_len: image.len() as u64,
@@ -384,10 +384,9 @@ impl Restore {
         if paused {
             line.push_str(" start_paused");
         }
-        let line: &'static str = alloc::boxed::Box::leak(line.into_boxed_str());
         let image = Image::Uploaded(core::mem::take(&mut self.image).into());
         let me = crate::ops::me();
-        let Some(mut s) = crate::start::launch(me, id, image, line, started, 0) else {
+        let Some(mut s) = crate::start::launch(me, id, image, line.into(), started, 0) else {
             self.abandon();
             return Err("the domain could not be started".into());
         };

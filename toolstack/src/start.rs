@@ -85,6 +85,20 @@ impl Image {
     }
 }
 
+/// A domain's start line, shared by its instances (restarts) and freed
+/// with the last of them.
+pub type Line = alloc::rc::Rc<str>;
+
+/// The policy word of `key=` on `line`, as one of the words that mean
+/// something (`restart`, `destroy`); anything else keeps the domain.
+fn policy(line: &str, key: &str) -> &'static str {
+    match option(line, key) {
+        Some("restart") => "restart",
+        Some("destroy") => "destroy",
+        _ => "preserve",
+    }
+}
+
 /// A domain this program started.
 pub struct Started {
     pub id: DomainId,
@@ -103,7 +117,7 @@ pub struct Started {
     pub on_crash: &'static str,
     /// The image it was started from (kept for restarts).
     pub image: Image,
-    pub line: &'static str,
+    pub line: Line,
     /// The backend serving its console, once connected.
     pub console_backend: Option<DomainId>,
     /// The backend serving its disks, once connected.
@@ -165,7 +179,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
         if !has_room(&mut started, line) {
             continue;
         }
-        if let Some(s) = start_one(me, Image::Boot(image), line, &started, 0) {
+        if let Some(s) = start_one(me, Image::Boot(image), line.into(), &started, 0) {
             started.push(s);
         }
         if let Some(v) = viewer.as_deref_mut() {
@@ -195,10 +209,8 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
                 );
                 continue;
             };
-            // The line lives as long as the domain may need restarting.
-            let line: &'static str =
-                alloc::boxed::Box::leak(crate::bundle::start_line(&c).into_boxed_str());
-            if !has_room(&mut started, line) {
+            let line: Line = crate::bundle::start_line(&c).into();
+            if !has_room(&mut started, &line) {
                 continue;
             }
             if let Some(s) = start_one(me, Image::Boot(image), line, &started, 0) {
@@ -217,11 +229,11 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
 pub fn start_one(
     me: DomainId,
     image: Image,
-    line: &'static str,
+    line: Line,
     started: &[Started],
     restart: u32,
 ) -> Option<Started> {
-    let id = create_loaded(image.bytes(), line)?;
+    let id = create_loaded(image.bytes(), &line)?;
     launch(me, id, image, line, started, restart)
 }
 
@@ -279,10 +291,11 @@ pub fn launch(
     me: DomainId,
     id: DomainId,
     image: Image,
-    line: &'static str,
+    shared_line: Line,
     started: &[Started],
     restart: u32,
 ) -> Option<Started> {
+    let line: &str = &shared_line;
     let name = line.split_whitespace().next().unwrap_or("domain");
     let kib = option(line, "mem")
         .and_then(|v| v.parse().ok())
@@ -323,7 +336,7 @@ pub fn launch(
         .and_then(|d| d.split(':').next());
     let backend = wanted.and_then(|target| {
         started.iter().find(|s| {
-            !s.reported && options(s.line, "vdisk").any(|v| v.split(':').next() == Some(target))
+            !s.reported && options(&s.line, "vdisk").any(|v| v.split(':').next() == Some(target))
         })
     });
     if let Some(b) = backend {
@@ -334,7 +347,7 @@ pub fn launch(
     if options(line, "vif").next().is_some() {
         let net = started
             .iter()
-            .find(|s| !s.reported && option(s.line, "role") == Some("net"));
+            .find(|s| !s.reported && option(&s.line, "role") == Some("net"));
         if let Some(n) = net {
             let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" net={}", n.id.0));
         }
@@ -376,11 +389,11 @@ pub fn launch(
         reported: false,
         control,
         history_on_exit: line.split_whitespace().any(|w| w == "history_on_exit"),
-        on_poweroff: option(line, "on_poweroff").unwrap_or("preserve"),
-        on_reboot: option(line, "on_reboot").unwrap_or("preserve"),
-        on_crash: option(line, "on_crash").unwrap_or("preserve"),
+        on_poweroff: policy(line, "on_poweroff"),
+        on_reboot: policy(line, "on_reboot"),
+        on_crash: policy(line, "on_crash"),
         image,
-        line,
+        line: shared_line.clone(),
         console_backend: None,
         block_backend: None,
         net_backend: None,
@@ -594,7 +607,7 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
                 };
                 started[i].supervisor.remember(&what);
             }
-            let limit = option(started[i].line, "restart_limit")
+            let limit = option(&started[i].line, "restart_limit")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(crate::supervise::DEFAULT_LIMIT);
             match started[i].supervisor.crashed(now, limit) {
@@ -656,7 +669,7 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
         ),
     }
     let _ = hc::domain_destroy(old);
-    let (image, line) = (started[i].image.clone(), started[i].line);
+    let (image, line) = (started[i].image.clone(), started[i].line.clone());
     let restarts = started[i].supervisor.restarts + 1;
     match start_one(me, image, line, started, restarts) {
         Some(mut new) => {

@@ -14,6 +14,7 @@
 
 use domain_runtime::grant::{GrantedPages, Mapping};
 use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::{println, time};
 use test_domains::{domain, number, option};
 
@@ -32,7 +33,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
 
 fn granter() {
     let grantee = domain("grantee").expect("grantee=");
-    let mut pages = GrantedPages::new(2, grantee).expect("grant two pages");
+    // The grantee may not be created yet (domain 0 starts it next, while
+    // this domain already runs on another CPU).
+    let mut pages = loop {
+        match GrantedPages::new(2, grantee) {
+            Ok(p) => break p,
+            Err(Error::NoSuchDomain) => time::sleep_ns(10_000_000),
+            Err(e) => panic!("grant two pages: {e}"),
+        }
+    };
     for (i, pattern) in PATTERNS.iter().enumerate() {
         for chunk in pages.page_mut(i).chunks_mut(8) {
             chunk.copy_from_slice(&pattern.to_le_bytes());

@@ -162,6 +162,8 @@ pub struct HostInfo {
     /// CPUs running.
     pub cpus: u64,
     pub version: String,
+    /// Domain 0's heap in use (KiB).
+    pub toolstack_heap_kib: u64,
 }
 
 /// A vCPU as `domain vcpu-list` reports it.
@@ -807,11 +809,13 @@ impl From<&Answer<'_>> for Owned {
                 domains,
                 cpus,
                 version,
+                toolstack_heap_kib,
             } => Owned::Host(HostInfo {
                 free_kib: *free_kib,
                 domains: *domains,
                 cpus: *cpus,
                 version: (*version).into(),
+                toolstack_heap_kib: *toolstack_heap_kib,
             }),
             Answer::Vcpu {
                 domain,

@@ -486,6 +486,7 @@ fn main() -> ExitCode {
             println!("domains:   {}", h.domains);
             println!("cpus:      {}", h.cpus);
             println!("free:      {} KiB", h.free_kib);
+            println!("dom0 heap: {} KiB in use", h.toolstack_heap_kib);
         }),
         Command::Top { delay, iterations, batch } => {
             let options = top::Options { delay: std::time::Duration::from_secs_f64(delay), iterations, batch };

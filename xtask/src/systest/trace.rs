@@ -24,11 +24,20 @@ pub fn ping_pong_in_the_trace(c: &Ctx, slot: &mut Option<Machine>) -> Result<(),
     let pong = id_of(&expect_line(m, "toolstack: started pong as domain ")?)?;
     let ping = id_of(&expect_line(m, "toolstack: started ping as domain ")?)?;
     let kernel = c.kernel.to_string_lossy().into_owned();
-    let (code, out) = toolstack(&sock, &["host", "trace", "--kernel", &kernel])?;
-    check(code == 0, || format!("host trace: {code} {out}"))?;
     let (pi, po) = (format!("dom{ping}(ping)"), format!("dom{pong}(pong)"));
-    let events: Vec<(u64, String)> = out.lines().filter_map(event).collect();
-    let rounds = count_rounds(&events, &pi, &po);
+    // The trace is read as soon as both run; on a busy host they may not
+    // have done ten rounds yet, so read it again (until a deadline) then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (out, events, rounds) = loop {
+        let (code, out) = toolstack(&sock, &["host", "trace", "--kernel", &kernel])?;
+        check(code == 0, || format!("host trace: {code} {out}"))?;
+        let events: Vec<(u64, String)> = out.lines().filter_map(event).collect();
+        let rounds = count_rounds(&events, &pi, &po);
+        if rounds >= 10 || Instant::now() > deadline {
+            break (out, events, rounds);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     check(rounds >= 10, || {
         let tail: Vec<&str> = out.lines().rev().take(40).collect();
         format!(
