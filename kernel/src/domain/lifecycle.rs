@@ -128,7 +128,13 @@ pub fn create(
         )?;
         Ok((start_info, event_page))
     })();
-    let (start_info, event_page) = match built {
+    // Frames for the kernel's own record of it (`storage`), last.
+    let built = built.and_then(|pages| {
+        super::storage::Reserved::take(frames)
+            .map(|place| (pages, place))
+            .ok_or(Error::OutOfResources)
+    });
+    let ((start_info, event_page), place) = match built {
         Ok(v) => v,
         Err(e) => {
             space.destroy(frames, k.kernel_pml4);
@@ -195,6 +201,7 @@ pub fn create(
             teardown: false,
             suspended: false,
         },
+        place,
     );
     trace_event!("dom{=u32} created", id.0);
     Ok(id)
@@ -439,7 +446,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
         k.set_current(None);
         k.cpu_mut().need_resched = true;
     }
-    let d = k.remove(index).ok_or(Error::NoSuchDomain)?;
+    let d = k.remove(index, frames).ok_or(Error::NoSuchDomain)?;
     trace_event!("dom{=u32} destroyed", d.id.0);
     d.space.destroy(frames, k.kernel_pml4);
     notify_control(k, index);

@@ -17,6 +17,7 @@ pub mod pci;
 pub mod ports;
 pub mod saving;
 pub mod shared_pages;
+pub mod storage;
 pub mod vcpus;
 
 use crate::arch::addrspace::AddressSpace;
@@ -232,7 +233,7 @@ impl Domain {
 struct Slot {
     /// Grows each time the slot gets a new domain; 0 = never used.
     generation: u16,
-    domain: Option<Domain>,
+    domain: Option<storage::DomainBox>,
 }
 
 /// Everything the kernel knows about domains, behind one lock.
@@ -390,8 +391,8 @@ impl Kernel {
     pub fn lookup(&self, id: DomainId) -> Result<usize, Error> {
         let index = id.index() as usize;
         let slot = self.slots.get(index).ok_or(Error::NoSuchDomain)?;
-        crate::checks::domain_id(id, slot.generation, slot.domain.as_ref().map(|d| d.id))?;
-        if slot.domain.as_ref().is_some_and(|d| d.teardown) {
+        crate::checks::domain_id(id, slot.generation, slot.domain.as_deref().map(|d| d.id))?;
+        if slot.domain.as_deref().is_some_and(|d| d.teardown) {
             return Err(Error::DeadDomain);
         }
         Ok(index)
@@ -413,11 +414,11 @@ impl Kernel {
     }
 
     pub fn domain(&self, index: usize) -> Option<&Domain> {
-        self.slots.get(index)?.domain.as_ref()
+        self.slots.get(index)?.domain.as_deref()
     }
 
     pub fn domain_mut(&mut self, index: usize) -> Option<&mut Domain> {
-        self.slots.get_mut(index)?.domain.as_mut()
+        self.slots.get_mut(index)?.domain.as_deref_mut()
     }
 
     /// Two distinct domains at once.
@@ -426,7 +427,10 @@ impl Kernel {
             return None;
         }
         let (lo, hi) = self.slots.split_at_mut(a.max(b));
-        let (x, y) = (lo[a.min(b)].domain.as_mut()?, hi[0].domain.as_mut()?);
+        let (x, y) = (
+            lo[a.min(b)].domain.as_deref_mut()?,
+            hi[0].domain.as_deref_mut()?,
+        );
         Some(if a < b { (x, y) } else { (y, x) })
     }
 
@@ -444,7 +448,7 @@ impl Kernel {
         self.slots[..self.high_water]
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.domain.as_ref().map(|d| (i, d)))
+            .filter_map(|(i, s)| s.domain.as_deref().map(|d| (i, d)))
     }
 
     /// Started vCPUs in each CPU's run queue.
@@ -497,16 +501,22 @@ impl Kernel {
         Some((index, DomainId::new(index as u16, generation)))
     }
 
-    /// Puts a new domain in its reserved slot.
-    fn install(&mut self, index: usize, d: Domain) {
+    /// Puts a new domain in its reserved slot, in the frames taken for it.
+    fn install(&mut self, index: usize, d: Domain, place: storage::Reserved) {
         let slot = &mut self.slots[index];
         slot.generation = d.id.generation();
-        slot.domain = Some(d);
+        slot.domain = Some(place.fill(d));
         self.high_water = self.high_water.max(index + 1);
     }
 
-    /// Takes a domain out of the table (its slot's generation stays, so old ids go stale).
-    fn remove(&mut self, index: usize) -> Option<Domain> {
-        self.slots.get_mut(index)?.domain.take()
+    /// Takes a domain out of the table, its frames given back (its slot's
+    /// generation stays, so old ids go stale).
+    fn remove(
+        &mut self,
+        index: usize,
+        frames: &mut crate::frames::FrameAllocator,
+    ) -> Option<Domain> {
+        let boxed = self.slots.get_mut(index)?.domain.take()?;
+        Some(boxed.into_inner(frames))
     }
 }

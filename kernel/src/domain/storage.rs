@@ -1,0 +1,97 @@
+//! Where each domain's state lives: frames of its own, taken from the
+//! frame allocator when it is created and given back when it is destroyed.
+//!
+//! Owns: [`DomainBox`], the one owner of a `Domain` placed in frames
+//! reached through the physmap. The kernel's table then holds only
+//! pointers (an empty table is all zeroes, so it lies in `.bss`, not in the
+//! kernel image), and memory goes to domains that exist: a slot holding a
+//! `Domain` inline cost about 17 KiB of the image whether used or not.
+//! There is no kernel heap; this is the only place that needs one.
+
+use super::Domain;
+use crate::frames::FrameAllocator;
+use crate::layout::{phys_to_virt, PHYS_OFFSET};
+use core::ptr::NonNull;
+
+const PAGE: u64 = 4096;
+/// Frames a domain's state takes.
+const PAGES: u64 = (core::mem::size_of::<Domain>() as u64).div_ceil(PAGE);
+
+const _: () = assert!(core::mem::align_of::<Domain>() as u64 <= PAGE);
+
+/// A `Domain` in frames of its own, owned by this value alone.
+pub struct DomainBox {
+    ptr: NonNull<Domain>,
+}
+
+// SAFETY: a DomainBox owns its Domain exclusively (like a Box), and Domain
+// itself is Send; the kernel table that holds it is behind the kernel lock.
+unsafe impl Send for DomainBox {}
+
+/// Frames taken for a domain's state, not filled yet.
+pub struct Reserved {
+    phys: u64,
+}
+
+impl Reserved {
+    /// Takes the frames, if there are (the last fallible step of a
+    /// creation, so they are always filled).
+    pub fn take(frames: &mut FrameAllocator) -> Option<Reserved> {
+        frames
+            .allocate_contiguous(PAGES)
+            .map(|phys| Reserved { phys })
+    }
+
+    /// Moves `d` into them.
+    pub fn fill(self, d: Domain) -> DomainBox {
+        let ptr = phys_to_virt(self.phys) as *mut Domain;
+        // SAFETY: the frames were allocated for this alone, so nothing else
+        // uses them; they are PAGES pages (at least size_of::<Domain>()
+        // bytes), page aligned (at least Domain's alignment) and mapped
+        // writable in the physmap. `write` neither reads nor drops the old
+        // contents.
+        unsafe { ptr.write(d) };
+        match NonNull::new(ptr) {
+            Some(ptr) => DomainBox { ptr },
+            None => unreachable!("the physmap does not start at address 0"),
+        }
+    }
+}
+
+fn free(phys: u64, frames: &mut FrameAllocator) {
+    for i in 0..PAGES {
+        if let Err(e) = frames.free(phys + i * PAGE) {
+            kprintln!("warning: a domain's state frame was not freed: {e}");
+        }
+    }
+}
+
+impl DomainBox {
+    /// Takes the domain out and gives its frames back.
+    pub fn into_inner(self, frames: &mut FrameAllocator) -> Domain {
+        // SAFETY: `ptr` holds the Domain `fill` wrote, owned by `self`
+        // alone, which this consumes (it has no Drop): the Domain is read
+        // once and its frames are freed after, never touched again.
+        let d = unsafe { self.ptr.as_ptr().read() };
+        free(self.ptr.as_ptr() as u64 - PHYS_OFFSET, frames);
+        d
+    }
+}
+
+impl core::ops::Deref for DomainBox {
+    type Target = Domain;
+
+    fn deref(&self) -> &Domain {
+        // SAFETY: `ptr` points at a live Domain owned by `self` (see `new`);
+        // the shared borrow of `self` keeps it from being changed meanwhile.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl core::ops::DerefMut for DomainBox {
+    fn deref_mut(&mut self) -> &mut Domain {
+        // SAFETY: as in `deref`; the unique borrow of `self` makes this the
+        // only reference to the Domain.
+        unsafe { self.ptr.as_mut() }
+    }
+}
