@@ -10,6 +10,11 @@
 //! boosts only UNDER vCPUs: two domains that wake each other all the time
 //! cannot keep a third out.
 //! A cap limits a vCPU to `cap` percent of the ticks of each window.
+//! Weight is a domain's, shared by its vCPUs that want the CPU (as Xen's
+//! credit scheduler shares a domain's credit among its active vCPUs): a
+//! tick of one of k such vCPUs advances its pass k times as far, so a
+//! domain with four busy vCPUs gets what a one-vCPU domain of the same
+//! weight gets, spread over four CPUs when they are free.
 //! Pure: the host tests check the shares.
 
 /// Numerator of the stride; large so small weights keep precision.
@@ -53,9 +58,11 @@ impl Entity {
         self.cap_percent == 0 || self.used_in_window < self.cap_percent * CAP_WINDOW_TICKS / 100
     }
 
-    /// Charges one tick of CPU time.
-    pub fn charge_tick(&mut self) {
-        self.pass = self.pass.saturating_add(self.stride());
+    /// Charges one tick of CPU time to a vCPU whose domain has `sharers`
+    /// vCPUs wanting the CPU now (itself included; 1 for a one-vCPU domain).
+    pub fn charge_tick(&mut self, sharers: u32) {
+        let stride = self.stride().saturating_mul(sharers.max(1) as u64);
+        self.pass = self.pass.saturating_add(stride);
         self.used_in_window = self.used_in_window.saturating_add(1);
         self.boosted = false;
     }
@@ -213,7 +220,7 @@ mod tests {
                 entities.iter_mut().for_each(|e| e.used_in_window = 0);
             }
             if let Some(i) = pick(entities.iter().enumerate()) {
-                entities[i].charge_tick();
+                entities[i].charge_tick(1);
                 used[i] += 1;
             }
         }
@@ -226,6 +233,26 @@ mod tests {
         let used = run(&mut e, 3000);
         assert_eq!(used[0] + used[1], 3000);
         assert!((used[1] as i64 - 2 * used[0] as i64).abs() <= 2, "{used:?}");
+    }
+
+    #[test]
+    fn a_domain_shares_its_weight_among_its_busy_vcpus() {
+        // Entities 0 and 1 are two busy vCPUs of one domain, 2 a one-vCPU
+        // domain of the same weight, all competing for one CPU.
+        let mut e = [
+            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0),
+        ];
+        let mut used = [0u32; 3];
+        for _ in 0..3000 {
+            let i = pick(e.iter().enumerate()).unwrap();
+            e[i].charge_tick(if i < 2 { 2 } else { 1 });
+            used[i] += 1;
+        }
+        let domain = used[0] + used[1];
+        assert!((domain as i64 - used[2] as i64).abs() <= 2, "{used:?}");
+        assert!((used[0] as i64 - used[1] as i64).abs() <= 1, "{used:?}");
     }
 
     #[test]
@@ -244,7 +271,7 @@ mod tests {
         ];
         for _ in 0..10 {
             let i = pick(e[..2].iter().enumerate()).unwrap();
-            e[i].charge_tick();
+            e[i].charge_tick(1);
         }
         let min = e[..2].iter().map(|x| x.pass).min().unwrap();
         e[2].wake(WakeBase {
@@ -252,7 +279,7 @@ mod tests {
             competition: Some(min),
         });
         assert_eq!(pick(e.iter().enumerate()), Some(2));
-        e[2].charge_tick();
+        e[2].charge_tick(1);
         assert!(!e[2].boosted);
         assert!(e[2].pass >= min);
     }
@@ -270,7 +297,7 @@ mod tests {
         let mut waiting = 0;
         for _ in 0..1000 {
             let i = pick([(waiting, &e[waiting]), (2, &e[2])].into_iter()).unwrap();
-            e[i].charge_tick();
+            e[i].charge_tick(1);
             ran[i] += 1;
             if i != 2 {
                 waiting = 1 - i;

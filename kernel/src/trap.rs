@@ -97,9 +97,15 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
             }
         }
     }
-    if let Some(v) = k.current().and_then(|cur| k.vcpu_mut(cur)) {
-        v.sched.charge_tick();
-        v.ticks += 1;
+    if let Some(cur) = k.current() {
+        // The domain's weight is shared by its vCPUs that want a CPU.
+        let sharers = k.domain(cur.dom).map_or(1, |d| {
+            d.existing_vcpus().filter(|v| d.wants_cpu(v)).count() as u32
+        });
+        if let Some(v) = k.vcpu_mut(cur) {
+            v.sched.charge_tick(sharers);
+            v.ticks += 1;
+        }
     }
     if keeper {
         fire_timers(&mut k);
