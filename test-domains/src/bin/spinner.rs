@@ -1,15 +1,29 @@
 //! Spins for `seconds=` (default 3) of wall time, counting loop iterations,
 //! then prints the count: with two spinners, the ratio of their counts is the
 //! ratio of the CPU time each got. `then_sleep_ms=N`: then sleeps N ms.
+//! `helpers=N` (with `vcpus=N+1`): first starts vCPUs 1 to N, each
+//! spinning for good, and says `spinner: vCPU k up`.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-use domain_runtime::{println, time};
+use domain_runtime::{println, time, vcpu};
 
 domain_runtime::entry!(run);
 
+extern "C" fn helper(_: u64) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 fn run(_: &'static domain_runtime::StartInfo) {
+    for n in 1..=test_domains::number("helpers").unwrap_or(0) as u32 {
+        match vcpu::start(n, helper, 0) {
+            Ok(()) => println!("spinner: vCPU {} up", n),
+            Err(e) => println!("spinner: cannot start vCPU {}: {}", n, e),
+        }
+    }
     let seconds = test_domains::number("seconds").unwrap_or(3);
     let end = time::now_ns() + seconds * 1_000_000_000;
     let mut iterations = 0u64;

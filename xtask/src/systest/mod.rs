@@ -113,6 +113,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::a_read_through_a_page_another_vcpu_unmapped_always_faults,
         ),
         (
+            "a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly",
+            smp::a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly,
+        ),
+        (
             "unpinned_spinners_spread_over_idle_cpus",
             smp::unpinned_spinners_spread_over_idle_cpus,
         ),

@@ -255,3 +255,95 @@ pub fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
         || line.clone(),
     )
 }
+
+/// A domain with two busy vCPUs on two CPUs is paused (both stop), unpaused
+/// (both run), destroyed while both run (the last CPU to leave it frees
+/// it); another is crashed (both stop; kept by `on_crash = "preserve"`) and
+/// destroyed. The kernel's free memory is then what it was before.
+pub fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = boot_managed_on(c, slot, "", &[], None, |config| config.smp(4))?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    let free = |sock: &std::path::Path| -> Result<u64, String> {
+        let (code, out) = toolstack(sock, &["host", "info"])?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("free:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .filter(|_| code == 0)
+            .ok_or_else(|| format!("host info: {code} {out}"))
+    };
+    let before = free(&sock)?;
+    let image =
+        std::fs::read(crate::build::domain(&c.domains, "spinner")).map_err(|e| e.to_string())?;
+    std::fs::write(c.path("spinner"), image).map_err(|e| e.to_string())?;
+    // (state of both vCPUs, whether both are loaded on a CPU)
+    let vcpus = |name: &str| -> Result<Vec<(String, bool)>, String> {
+        let (code, list) = toolstack(&sock, &["domain", "vcpu-list", name])?;
+        check(code == 0, || format!("vcpu-list: {code} {list}"))?;
+        Ok(list
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(4)
+                    .map(|s| (s.to_string(), s == "running"))
+            })
+            .collect())
+    };
+    for (n, name) in ["busy", "doomed"].iter().enumerate() {
+        let cfg = c.path(&format!("{name}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"{name}\"\nkernel = \"spinner\"\nmemory = 1\nvcpus = 2\non_crash = \"preserve\"\ncmdline = \"seconds=100000 helpers=1\"\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+        check(code == 0, || format!("create {name}: {code} {out}"))?;
+        m.wait_for_nth("] spinner: vCPU 1 up", n + 1, super::BOOT)?;
+        let running = vcpus(name)?;
+        check(
+            running.len() == 2 && running.iter().all(|(_, r)| *r),
+            || format!("{name} after start: {running:?}"),
+        )?;
+        if *name == "busy" {
+            let (code, out) = toolstack(&sock, &["domain", "pause", name])?;
+            check(code == 0, || format!("pause: {code} {out}"))?;
+            let paused = vcpus(name)?;
+            check(paused.iter().all(|(s, _)| s == "paused"), || {
+                format!("{name} paused: {paused:?}")
+            })?;
+            let (code, out) = toolstack(&sock, &["domain", "unpause", name])?;
+            check(code == 0, || format!("unpause: {code} {out}"))?;
+            let again = vcpus(name)?;
+            check(again.iter().all(|(_, r)| *r), || {
+                format!("{name} unpaused: {again:?}")
+            })?;
+        } else {
+            let (code, out) = toolstack(&sock, &["domain", "crash", name])?;
+            check(code == 0, || format!("crash: {code} {out}"))?;
+            expect_line(
+                m,
+                &format!("({name}) crashed: crashed by the control domain"),
+            )?;
+            let stopped = vcpus(name)?;
+            check(stopped.iter().all(|(s, _)| s == "crashed"), || {
+                format!("{name} crashed: {stopped:?}")
+            })?;
+        }
+        let (code, out) = toolstack(&sock, &["domain", "destroy", name])?;
+        check(code == 0, || format!("destroy {name}: {code} {out}"))?;
+        let (_, list) = toolstack(&sock, &["domain", "list"])?;
+        check(
+            !list.lines().any(|l| l.starts_with(&format!("{name} "))),
+            || format!("{name} still listed: {list}"),
+        )?;
+    }
+    let after = free(&sock)?;
+    check(after == before, || {
+        format!("free memory {before} KiB before, {after} KiB after both were destroyed")
+    })
+}
