@@ -13,7 +13,7 @@ extern crate alloc;
 
 use crate::hypercall as hc;
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use ipc_abi::hypercall::Result;
 
 /// Bytes of stack a started vCPU gets.
@@ -61,7 +61,10 @@ extern "C" {
     static xenolith_probe_fixup: u8;
 }
 
-static FIXUP_REGISTERED: AtomicBool = AtomicBool::new(false);
+/// The restore epoch (`suspend::epoch`) in which the fixup was registered
+/// (`u64::MAX`: never): a restored copy is a new domain, which must
+/// register it again.
+static FIXUP_EPOCH: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Reads the 8-byte word at `addr` (8-aligned, in this domain's half), or
 /// `None` if its page is not mapped; any vCPU may call it.
@@ -69,11 +72,12 @@ pub fn probe_read(addr: u64) -> Option<u64> {
     if !addr.is_multiple_of(8) {
         return None;
     }
-    if !FIXUP_REGISTERED.load(Ordering::Acquire) {
+    let epoch = crate::suspend::epoch() as u64;
+    if FIXUP_EPOCH.load(Ordering::Acquire) != epoch {
         let at = core::ptr::addr_of!(xenolith_probe_fault) as u64;
         let to = core::ptr::addr_of!(xenolith_probe_fixup) as u64;
         hc::fault_fixup(at, to).ok()?;
-        FIXUP_REGISTERED.store(true, Ordering::Release);
+        FIXUP_EPOCH.store(epoch, Ordering::Release);
     }
     // SAFETY: the routine reads one aligned word and touches nothing else;
     // a page fault at its load resumes at its fixup (registered above),
