@@ -180,7 +180,10 @@ fn flood_reads(ring: &mut RawRing, gref: u32, total: u64) {
                 answered += 1;
                 failed += u64::from(rsp.status != 0);
                 if answered % 1000 == 0 {
-                    println!("blk-hostile: {} reads answered", answered);
+                    // When, by the clock all domains share: console lines
+                    // of two domains need not come out in the order written.
+                    let us = domain_runtime::time::now_ns() / 1000;
+                    println!("blk-hostile: {} reads answered at {} us", answered, us);
                 }
             }
             Ok(None) => {

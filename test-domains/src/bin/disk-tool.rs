@@ -109,8 +109,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
     if let Some(n) = test_domains::number("cycles") {
         cycles(&mut disk, n);
     }
-    if test_domains::flag("read_all") && read_whole(&mut disk, &mut buf, |_| {}) {
-        println!("disk-tool: read all {} sectors", info.sectors);
+    if test_domains::flag("read_all") {
+        let start_us = domain_runtime::time::now_ns() / 1000;
+        if read_whole(&mut disk, &mut buf, |_| {}) {
+            let end_us = domain_runtime::time::now_ns() / 1000;
+            println!(
+                "disk-tool: read all {} sectors from {} us to {} us",
+                info.sectors, start_us, end_us
+            );
+        }
     }
     if test_domains::flag("gaps") {
         let mut text: heapless::String<512> = heapless::String::new();

@@ -175,10 +175,14 @@ pub fn a_discard_punches_a_hole_in_the_image(
 
 /// A guest that keeps its ring full of reads cannot starve another on the
 /// same backend: while it floods, the other reads its whole disk (1,024
-/// ring requests, four in flight) and the flooder gets at most its
-/// round-robin share meanwhile (8 requests a round to the other's 4, so
-/// about 2,048; a backend serving the fuller ring first would let the
-/// flood finish first).
+/// ring requests, four in flight). Round-robin gives the flooder 8 requests
+/// a round to the other's 4, so about 2,048 meanwhile if the reader always
+/// had its four waiting; it also needs the CPU between its requests, so
+/// the flooder may get more (about 4,300 on this machine): at most 6,000
+/// is asked. A backend serving the fuller ring first would let all 30,000
+/// go first. Both guests time their progress by the clock all domains
+/// share, since console lines of two domains need not come out in the
+/// order they were written.
 pub fn a_busy_guest_cannot_starve_another(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -202,26 +206,32 @@ pub fn a_busy_guest_cannot_starve_another(
         m,
         "[2] blk-hostile: flood done: 30000 reads answered, 0 failed",
     )?;
-    expect_line(m, "[3] disk-tool: read all 32768 sectors")?;
-    let lines = m.lines();
-    let at = |text: &str| lines.iter().position(|l| l.contains(text));
-    let flooding = at("[2] blk-hostile: flooding 30000 reads");
-    let reader_starts = at("[3] disk-tool: xvda has");
-    let reader_ends = at("[3] disk-tool: read all");
-    let flood_ends = at("[2] blk-hostile: flood done");
-    let (Some(a), Some(b), Some(e), Some(f)) = (flooding, reader_starts, reader_ends, flood_ends)
-    else {
-        return Err("a marker line is missing".into());
+    let read = expect_line(m, "[3] disk-tool: read all 32768 sectors")?;
+    // Both print times by the clock all domains share (console lines of two
+    // domains need not come out in the order they were written).
+    let (Some(start), Some(end)) = (
+        super::number_after(&read, " from "),
+        super::number_after(&read, " to "),
+    ) else {
+        return Err(format!("no times in {read:?}"));
     };
-    check(a < b && e < f, || {
-        format!("the flood did not cover the whole read (lines {a}, {b}, {e}, {f})")
-    })?;
-    let flood_progress = lines[b..e]
+    let marks: Vec<u64> = m
+        .lines()
         .iter()
-        .filter(|l| l.contains("[2] blk-hostile:") && l.ends_with("reads answered"))
+        .filter(|l| l.contains("[2] blk-hostile:") && l.contains(" reads answered at "))
+        .filter_map(|l| super::number_after(l, " reads answered at "))
+        .collect();
+    // The flood began before the reader was let go; it must still run after.
+    let after = marks.iter().filter(|&&t| t > end).count();
+    check(after > 0, || {
+        format!("the flood did not cover the whole read ({start}..{end} us; marks {marks:?})")
+    })?;
+    let flood_progress = marks
+        .iter()
+        .filter(|&&t| (start..=end).contains(&t))
         .count();
-    check(flood_progress <= 3, || {
-        format!("the flooder got {flood_progress} thousand reads while the other read its disk")
+    check(flood_progress <= 6, || {
+        format!("the flooder got {flood_progress} thousand reads while the other read its disk ({start}..{end} us)")
     })
 }
 
