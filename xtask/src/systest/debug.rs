@@ -119,9 +119,20 @@ pub fn ring_list_shows_a_busy_block_ring(
     ];
     let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(m, "[2] disk-tool: sha256 of xvda")?;
-    let first = block_ring(&sock, 2)?;
-    let second = block_ring(&sock, 2)?;
     let number = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap_or(0);
+    let first = block_ring(&sock, 2)?;
+    // The reader also hashes and prints between requests: look again (for
+    // up to 5 s) until it has sent more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let second = loop {
+        let now = block_ring(&sock, 2)?;
+        if number(&now, "req_prod") > number(&first, "req_prod")
+            || std::time::Instant::now() > deadline
+        {
+            break now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     check(
         second["backend"] == 1
             && second["index"] == 0
