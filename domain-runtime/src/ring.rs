@@ -234,10 +234,10 @@ fn free_pages(pages: RingPages) {
     extern crate alloc;
     let size = pages.pages as usize * PAGE_SIZE as usize;
     if let Ok(layout) = core::alloc::Layout::from_size_align(size, PAGE_SIZE as usize) {
-        // SAFETY: `base` came from `alloc_pages` with this very layout (one
-        // to MAX_RING_PAGES pages, page-aligned), and the caller guarantees
-        // nothing refers to the pages any more: its ring view is dropped,
-        // it never handed the pages out, and every grant of them ended.
+        // Only GrantedBack frees, once its view is dropped, the pages were
+        // never handed out and every grant of them ended.
+        // SAFETY: `base` came from `alloc_pages` with this very layout, and
+        // nothing refers to the pages any more (above).
         unsafe { alloc::alloc::dealloc(pages.base as *mut u8, layout) }
     }
 }

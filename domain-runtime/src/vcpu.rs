@@ -79,11 +79,9 @@ pub fn probe_read(addr: u64) -> Option<u64> {
         hc::fault_fixup(at, to).ok()?;
         FIXUP_EPOCH.store(epoch, Ordering::Release);
     }
-    // SAFETY: the routine reads one aligned word and touches nothing else;
-    // a page fault at its load resumes at its fixup (registered above),
-    // which returns with `ok` 0. A word that is mapped is plain memory of
-    // this domain (read through a volatile-like load the compiler cannot
-    // elide or reorder across the call).
+    // A page fault at its load resumes at its fixup (registered above),
+    // which returns with `ok` 0; a mapped word is plain memory of ours.
+    // SAFETY: the routine reads one aligned word and touches nothing else.
     let r = unsafe { xenolith_probe_read(addr) };
     (r.ok != 0).then_some(r.value)
 }

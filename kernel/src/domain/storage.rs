@@ -45,11 +45,10 @@ impl Reserved {
     /// Moves `d` into them.
     pub fn fill(self, d: Domain) -> DomainBox {
         let ptr = phys_to_virt(self.phys) as *mut Domain;
-        // SAFETY: the frames were allocated for this alone, so nothing else
-        // uses them; they are PAGES pages (at least size_of::<Domain>()
-        // bytes), page aligned (at least Domain's alignment) and mapped
-        // writable in the physmap. `write` neither reads nor drops the old
-        // contents.
+        // The frames are PAGES pages (at least size_of::<Domain>() bytes),
+        // page aligned (at least Domain's alignment), writable in the physmap.
+        // SAFETY: they were allocated for this alone; `write` neither reads
+        // nor drops the old contents.
         unsafe { ptr.write(d) };
         match NonNull::new(ptr) {
             Some(ptr) => DomainBox { ptr },
