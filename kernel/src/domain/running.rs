@@ -121,8 +121,17 @@ impl Kernel {
     #[inline(always)]
     pub fn set_current(&mut self, next: Option<VcpuRef>) {
         let me = this_cpu();
+        let mut moved_to = None;
         if let Some(v) = self.current().and_then(|old| self.vcpu_mut(old)) {
             v.loaded_on = None;
+            // It was moved to another CPU's run queue (pinned away, pulled
+            // by balancing) while it ran here: that CPU could not take it
+            // while it was loaded here, so tell it now rather than at its
+            // next tick.
+            moved_to = (v.cpu != me).then_some(v.cpu);
+        }
+        if let Some(cpu) = moved_to {
+            self.kick_cpus(1 << cpu.min(MAX_CPUS - 1));
         }
         self.cpus[me].current = next.map(|n| n.dom);
         self.cpus[me].vcpu = next.map_or(0, |n| n.vcpu);
