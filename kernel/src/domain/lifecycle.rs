@@ -350,6 +350,9 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
     trace_event!("dom{=u32} state running", d.id.0);
     for vcpu in 0..d.nr_vcpus {
         let at = VcpuRef { dom: index, vcpu };
+        if !k.vcpu(at).is_some_and(|v| v.up) {
+            continue;
+        }
         let min = wake_base(k, at);
         if let Some(v) = k.vcpu_mut(at) {
             v.sched.wake(min);

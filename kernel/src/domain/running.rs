@@ -60,7 +60,8 @@ impl Kernel {
     pub fn resched(&mut self, index: usize) {
         let Some(d) = self.domain(index) else { return };
         let mut cpus = 0u64;
-        for v in d.existing_vcpus() {
+        // Started vCPUs only: a vCPU not started is in no run queue.
+        for v in d.existing_vcpus().filter(|v| v.up) {
             cpus |= 1 << v.cpu.min(MAX_CPUS - 1);
             cpus |= v.loaded_on.map_or(0, |c| 1 << c);
         }
