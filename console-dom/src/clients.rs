@@ -108,10 +108,7 @@ impl Clients {
                 let history = &mut self.history;
                 c.flush_partial(out, history);
                 let _ = hc::event_close(c.port);
-                out(format_args!(
-                    "console-dom: domain {} disconnected its console",
-                    msg.peer
-                ));
+                out(own!("domain {} disconnected its console", msg.peer));
                 // Viewers waiting on it learn that it closed.
                 self.answer_parked();
             }
@@ -188,8 +185,8 @@ impl Clients {
             }) {
                 Ok(left) => more |= left,
                 Err(()) => {
-                    out(format_args!(
-                        "console-dom: domain {} broke its console ring; disconnected",
+                    out(own!(
+                        "domain {} broke its console ring; disconnected",
                         c.dom
                     ));
                     let _ = broken.push(i);
@@ -363,16 +360,18 @@ impl Clients {
 
     /// Replays `dom`'s history through `out`.
     pub fn replay(&self, dom: DomainId, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
-        out(format_args!("console-dom: history of domain {}:", dom));
+        out(own!("history of domain {}:", dom));
         match self
             .history
             .replay(dom, |line| out(format_args!("[{}] {}", dom, line)))
         {
-            Some((kept, cut)) => out(format_args!(
-                "console-dom: end of history of domain {} ({} bytes, {} older bytes cut)",
-                dom, kept, cut
+            Some((kept, cut)) => out(own!(
+                "end of history of domain {} ({} bytes, {} older bytes cut)",
+                dom,
+                kept,
+                cut
             )),
-            None => out(format_args!("console-dom: no history for domain {}", dom)),
+            None => out(own!("no history for domain {}", dom)),
         }
     }
 }

@@ -15,12 +15,30 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// console-dom's own line, prefixed `[ID] console-dom: ` as every domain's
+/// lines are prefixed with their id (a `format_args!`).
+macro_rules! own {
+    ($($arg:tt)*) => {
+        format_args!("[{}] console-dom: {}", $crate::me(), format_args!($($arg)*))
+    };
+}
+
 mod clients;
 mod history;
 mod relay;
 
+/// This domain's id as consoles show it (its index).
+static ME: AtomicU32 = AtomicU32::new(0);
+
+fn me() -> u32 {
+    ME.load(Ordering::Relaxed)
+}
+
 domain_runtime::entry!(run);
 
-fn run(_: &'static domain_runtime::StartInfo) {
+fn run(start: &'static domain_runtime::StartInfo) {
+    ME.store(start.domain_id & 0xffff, Ordering::Relaxed);
     relay::run();
 }

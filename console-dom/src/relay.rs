@@ -44,6 +44,10 @@ pub fn run() {
             return;
         }
     };
+    write_line(
+        &mut uart,
+        own!("COM1 is mine; what you type goes to domain 0 (Ctrl-A three times: the next domain)"),
+    );
     let mut clients = Clients::new();
     // Fault injection: crash after this many domain lines (`crash_after=`, `crash_every=`).
     let crash_point = domain_runtime::fault::crash_point();
@@ -63,19 +67,13 @@ pub fn run() {
         // The kernel log (the kernel's lines and debug-hypercall lines).
         while let Ok((seq, text)) = hc::console_read(next, &mut buf) {
             if seq > next {
-                write_line(
-                    &mut uart,
-                    format_args!("console-dom: {} kernel log lines lost", seq - next),
-                );
+                write_line(&mut uart, own!("{} kernel log lines lost", seq - next));
             }
             write_line(&mut uart, format_args!("{}", text));
             relayed += 1;
             next = seq + 1;
             if relayed.is_multiple_of(1000) {
-                write_line(
-                    &mut uart,
-                    format_args!("console-dom: {} lines relayed", relayed),
-                );
+                write_line(&mut uart, own!("{} lines relayed", relayed));
             }
         }
         // Input: bytes for the focused console; Ctrl-A three times moves the focus.
@@ -89,10 +87,7 @@ pub fn run() {
                     typed.clear();
                     focus = (focus + 1) % clients.len().max(1);
                     if let Some(d) = clients.focused(focus) {
-                        write_line(
-                            &mut uart,
-                            format_args!("console-dom: input now goes to domain {}", d),
-                        );
+                        write_line(&mut uart, own!("input now goes to domain {}", d));
                     }
                 }
                 continue;

@@ -13,6 +13,7 @@ mod checks;
 mod host_tools;
 mod iso;
 mod netbench;
+mod pty;
 mod qemu;
 mod restartbench;
 mod ringbench;
@@ -150,7 +151,7 @@ fn run(
             if f.udp { "udp" } else { "tcp" },
             f.guest_port,
             if f.udp {
-                format!("echo hi | nc -u -q1 127.0.0.1 {}", f.host_port)
+                format!("echo hi | nc -u -w1 127.0.0.1 {}", f.host_port)
             } else {
                 format!("curl http://127.0.0.1:{}/", f.host_port)
             }

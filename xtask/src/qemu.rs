@@ -12,21 +12,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The longest Unix socket path QEMU accepts is 107 bytes (`sun_path`).
-const MAX_SOCKET_PATH: usize = 100;
-
-/// `wanted` if it is short enough to be a Unix socket, otherwise a stable
-/// path in the temporary directory derived from it (a clone in a deep
-/// directory must not break the tests).
-pub fn socket_path(wanted: &Path) -> PathBuf {
-    if wanted.as_os_str().len() <= MAX_SOCKET_PATH {
-        return wanted.to_path_buf();
-    }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    wanted.hash(&mut h);
-    std::env::temp_dir().join(format!("xenolith-{:016x}.sock", h.finish()))
-}
+/// Where the management socket for `wanted` really is (the toolstack
+/// library's rule, so the host command finds what QEMU was given).
+pub use toolstack::socket_path;
 
 /// Creates a sparse raw disk image of `bytes` if `path` does not exist.
 pub fn ensure_disk(path: &Path, bytes: u64) -> Result<(), String> {
@@ -231,11 +219,16 @@ impl Config {
         }
     }
 
-    /// The command `cargo xtask run` executes: COM1 and the monitor on this terminal.
+    /// The command `cargo xtask run` executes: COM1 and the monitor on this
+    /// terminal, multiplexed (Ctrl-A C switches, Ctrl-A X quits).
+    ///
+    /// `-nographic` puts `mon:stdio` on COM1 only when no `-serial` is
+    /// given at all; the COM2 socket is one, so COM1 is named here first,
+    /// or the socket would become COM1 and the terminal show only the monitor.
     pub fn interactive_command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         self.common_args(&mut cmd);
-        cmd.arg("-nographic");
+        cmd.args(["-nographic", "-serial", "mon:stdio"]);
         self.com2_socket_args(&mut cmd);
         cmd
     }
@@ -504,22 +497,5 @@ impl Drop for Machine {
         if let Some(s) = &self.monitor_socket {
             let _ = std::fs::remove_file(s);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_socket_paths_are_kept_and_long_ones_shortened_stably() {
-        let short = Path::new("/tmp/a/com2.sock");
-        assert_eq!(socket_path(short), short);
-        let long = PathBuf::from(format!("/{}/com2.sock", "d".repeat(120)));
-        let other = PathBuf::from(format!("/{}/mon.sock", "d".repeat(120)));
-        let a = socket_path(&long);
-        assert!(a.as_os_str().len() <= MAX_SOCKET_PATH);
-        assert_eq!(a, socket_path(&long));
-        assert_ne!(a, socket_path(&other));
     }
 }

@@ -24,6 +24,29 @@ pub mod trace;
 
 pub use save::Saved;
 
+/// The longest Unix socket path QEMU accepts is 107 bytes (`sun_path`).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where the management socket meant to be at `wanted` really is: `wanted`
+/// itself if it is short enough to be a Unix socket, otherwise a stable
+/// path in the temporary directory derived from it (FNV-1a of the path), so
+/// `cargo xtask run` in a deep directory still works and this command,
+/// given the same path (or, by default, `target/xenolith-com2.sock` from
+/// the same directory), finds it.
+pub fn socket_path(wanted: &Path) -> std::path::PathBuf {
+    if wanted.as_os_str().len() <= MAX_SOCKET_PATH {
+        return wanted.to_path_buf();
+    }
+    let hash = wanted
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    std::env::temp_dir().join(format!("xenolith-{hash:016x}.sock"))
+}
+
 /// What went wrong talking to the machine.
 #[derive(Debug)]
 pub enum Error {
@@ -879,5 +902,22 @@ impl From<&Answer<'_>> for Owned {
             }),
             Answer::Error { message } => Owned::Error((*message).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_socket_paths_are_kept_and_long_ones_shortened_stably() {
+        let short = Path::new("/tmp/a/com2.sock");
+        assert_eq!(socket_path(short), short);
+        let long = std::path::PathBuf::from(format!("/{}/com2.sock", "d".repeat(120)));
+        let other = std::path::PathBuf::from(format!("/{}/mon.sock", "d".repeat(120)));
+        let a = socket_path(&long);
+        assert!(a.as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_eq!(a, socket_path(&long));
+        assert_ne!(a, socket_path(&other));
     }
 }

@@ -294,7 +294,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let mut client = match toolstack::Client::connect(&cli.connect) {
+    let socket = std::path::absolute(&cli.connect)
+        .map(|p| toolstack::socket_path(&p))
+        .unwrap_or(cli.connect);
+    let mut client = match toolstack::Client::connect(&socket) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("toolstack: {e}");

@@ -9,6 +9,7 @@ mod console;
 mod console_restart;
 mod debug;
 mod net;
+mod readme;
 mod save;
 mod smp;
 mod top;
@@ -393,8 +394,12 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::two_busy_guests_share_the_nic,
         ),
         (
-            "what_cargo_xtask_run_boots_comes_up_and_the_web_guest_answers",
-            net::what_cargo_xtask_run_boots_works,
+            "cargo_xtask_run_boots_the_machine_on_this_terminal",
+            readme::cargo_xtask_run_boots_the_machine_on_this_terminal,
+        ),
+        (
+            "every_cargo_xtask_example_in_the_readme_works",
+            readme::every_cargo_xtask_example_in_the_readme_works,
         ),
         (
             "sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes",

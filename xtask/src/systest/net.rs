@@ -335,36 +335,6 @@ pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Res
     })
 }
 
-/// What `cargo xtask run` boots, with its disk and NIC: every example guest
-/// of the boot bundle comes up, and the web guest answers `curl` on a
-/// forwarded port, as the README says.
-pub fn what_cargo_xtask_run_boots_works(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let http = free_port()?;
-    let echo = free_port()?;
-    let disk = c.path("disk.img");
-    crate::qemu::ensure_disk(&disk, 64 << 20)?;
-    let modules = crate::iso::run_modules(&c.domains);
-    let config = crate::qemu::Config::new(&c.iso("", &modules)?)
-        .accel(c.accel)
-        .disk(&disk)
-        .nic(&crate::qemu::web_forwards(http, echo))
-        .smp(2);
-    let m = super::boot(&config, slot)?;
-    // As `cargo xtask run`: two CPUs (every vCPU runs on the first for now).
-    expect_line(m, "smp: 2 CPUs running")?;
-    expect_line(m, "drvdom-blk: serving kv")?;
-    expect_line(m, "drvdom-net: virtio-net at 00:05.0")?;
-    expect_line(m, "greeting=from-the-boot-bundle")?;
-    expect_line(m, "kv: ready, ")?;
-    expect_line(m, "web: serving http on 10.0.2.15:80")?;
-    let page = curl(http)?;
-    check(page.contains("requests served: 1"), || {
-        format!("the page: {page:?}")
-    })?;
-    let back = nc_udp(echo, "ping\n")?;
-    check(back == "ping\n", || format!("nc -u got {back:?}"))
-}
-
 /// drvdom-net crashes at a random frame in every 400 the guests send while
 /// the host sends a guest 64 MiB over TCP and fetches the web guest's page
 /// in a loop: the toolstack restarts drvdom-net ten times or more, the
