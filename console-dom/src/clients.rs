@@ -117,15 +117,14 @@ impl Clients {
         if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
             return;
         }
-        let status = match self.connect(&msg) {
-            Ok(()) => Status::Ok,
+        match self.connect(&msg) {
+            Ok(()) => {
+                let _ = control::confirm_connect(&msg);
+            }
             Err(why) => {
                 println!("console-dom: cannot serve domain {}: {}", msg.peer, why);
-                Status::Invalid
+                let _ = control::refuse_connect(&msg, Status::Denied);
             }
-        };
-        if status == Status::Ok {
-            let _ = control::confirm_connect(&msg);
         }
     }
 

@@ -223,6 +223,19 @@ pub fn confirm_connect(connect: &ControlMessage) -> Result<u32> {
     post(done)
 }
 
+/// Tells the control domain this backend will not serve the ring a
+/// `Connect` named (its `Refused`): the frontend's `Announce` is answered
+/// `why` instead of waiting for ever.
+pub fn refuse_connect(connect: &ControlMessage, why: Status) -> Result<u32> {
+    let mut no = ControlMessage::new_zeroed();
+    no.op = ControlOp::Refused as u32;
+    no.kind = connect.kind;
+    no.index = connect.index;
+    no.peer = connect.peer;
+    no.version_or_status = why as u32;
+    post(no)
+}
+
 /// Posts a `Listen`: the control domain answers it when it has news for us.
 pub fn listen() -> Result<u32> {
     CHANNEL.lock().as_mut().ok_or(Error::PortState)?.listen()

@@ -59,8 +59,12 @@ impl RingPages {
         {
             return Err(Error::InvalidArgument);
         }
+        // Writable or not at all: both ends write the ring (a peer that
+        // granted its pages read-only gets `PermissionDenied`, never a
+        // backend that faults on its first write).
         for (i, &r) in grefs.iter().enumerate() {
-            if let Err(e) = crate::hypercall::grant_map(granter, r, first_slot + i as u64) {
+            if let Err(e) = crate::hypercall::grant_map_writable(granter, r, first_slot + i as u64)
+            {
                 for j in 0..i as u64 {
                     let _ = crate::hypercall::grant_unmap(first_slot + j);
                 }
@@ -91,6 +95,11 @@ impl RingPages {
         self.pages
     }
 
+    /// The address of the first page.
+    pub fn address(&self) -> u64 {
+        self.base
+    }
+
     /// The ring view of these pages.
     pub fn shared(&self) -> Shared<'static> {
         let words = (self.pages as usize * PAGE_SIZE as usize - HEADER_BYTES) / 8;
@@ -118,13 +127,25 @@ pub fn announce(
     index: u32,
     version: u32,
 ) -> Result<(Grefs, u16)> {
-    use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
     let mut grefs = Grefs::new();
     for r in rings {
         for g in r.grant_to(backend)? {
             grefs.push(g).map_err(|_| Error::InvalidArgument)?;
         }
     }
+    announce_granted(grefs, backend, kind, index, version)
+}
+
+/// [`announce`] of ring pages already granted to `backend` as `grefs`; on
+/// refusal the grants are ended.
+pub fn announce_granted(
+    grefs: Grefs,
+    backend: DomainId,
+    kind: ipc_abi::proto::control::DeviceKind,
+    index: u32,
+    version: u32,
+) -> Result<(Grefs, u16)> {
+    use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
     let port = crate::hypercall::event_alloc_unbound(DomainId::SELF, backend)?;
     let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
     m.op = ControlOp::Announce as u32;

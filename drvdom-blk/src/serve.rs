@@ -173,7 +173,10 @@ impl<T: Transport> Backend<T> {
                         );
                         let _ = control::confirm_connect(&msg);
                     }
-                    Err(why) => println!("drvdom-blk: cannot serve domain {}: {}", msg.peer, why),
+                    Err(why) => {
+                        println!("drvdom-blk: cannot serve domain {}: {}", msg.peer, why);
+                        let _ = control::refuse_connect(&msg, Status::Denied);
+                    }
                 }
             }
             Some(ControlOp::Disconnect) if msg.kind == DeviceKind::Block as u32 => {

@@ -142,10 +142,13 @@ impl Backend {
                         );
                         let _ = control::confirm_connect(&msg);
                     }
-                    Err(why) => println!(
-                        "drvdom-net: cannot serve domain {} vif {}: {}",
-                        msg.peer, c.vif, why
-                    ),
+                    Err(why) => {
+                        println!(
+                            "drvdom-net: cannot serve domain {} vif {}: {}",
+                            msg.peer, c.vif, why
+                        );
+                        let _ = control::refuse_connect(&msg, Status::Denied);
+                    }
                 }
             }
             Some(ControlOp::Disconnect) => {

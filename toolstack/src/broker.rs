@@ -3,8 +3,9 @@
 //! A frontend's `Announce` (its ring's grants and event port, and the backend
 //! it wants) becomes a `Connect` for that backend, delivered as the answer to
 //! the backend's `Listen`. The backend's `Connected` completes it: both the
-//! `Connected` and the frontend's `Announce` are answered `Ok`. A `Disconnect`
-//! from either side is passed to the other.
+//! `Connected` and the frontend's `Announce` are answered `Ok`; its
+//! `Refused` answers the `Announce` with the backend's reason. A
+//! `Disconnect` from either side is passed to the other.
 
 use crate::control::Link;
 use crate::start::Started;
@@ -36,6 +37,7 @@ pub fn serve_port(started: &mut [Started], port: u16) {
         match msg.check() {
             Some(ControlOp::Announce) => announce(started, from, msg),
             Some(ControlOp::Connected) => connected(started, from, msg),
+            Some(ControlOp::Refused) => refused(started, from, msg),
             Some(ControlOp::Disconnect) => disconnect(started, from, msg),
             _ => {}
         }
@@ -213,6 +215,32 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
             }
             other => f.awaiting = other,
         }
+    }
+}
+
+/// The backend will not serve the ring (it could not map it writable, it
+/// is full...): the frontend's `Announce` is answered with its reason.
+fn refused(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
+    if let Some(b) = link_of(started, backend) {
+        b.answer(msg, Status::Ok);
+    }
+    let why = match msg.version_or_status {
+        s if s == Status::NoDevice as u32 => Status::NoDevice,
+        s if s == Status::Invalid as u32 => Status::Invalid,
+        _ => Status::Denied,
+    };
+    let Some(f) = link_of(started, msg.peer) else {
+        return;
+    };
+    match f.awaiting.take() {
+        Some(a) if a.peer == backend && a.kind == msg.kind && a.index as u8 == msg.index as u8 => {
+            f.answer(a, why);
+            println!(
+                "toolstack: domain {} refused device {}:{} of domain {}",
+                backend, msg.kind, msg.index, msg.peer
+            );
+        }
+        other => f.awaiting = other,
     }
 }
 

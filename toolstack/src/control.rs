@@ -103,9 +103,12 @@ impl Link {
                         }
                         self.deliver_news();
                     }
-                    Some(ControlOp::Announce | ControlOp::Connected | ControlOp::Disconnect)
-                        if for_broker.len() < 8 =>
-                    {
+                    Some(
+                        ControlOp::Announce
+                        | ControlOp::Connected
+                        | ControlOp::Refused
+                        | ControlOp::Disconnect,
+                    ) if for_broker.len() < 8 => {
                         let _ = for_broker.push(msg);
                     }
                     Some(_) => self.answer(msg, Status::Unsupported),

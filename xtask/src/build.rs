@@ -95,6 +95,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "partial"),
     ("test-domains", "echo"),
     ("test-domains", "quitter"),
+    ("test-domains", "ring-hostile"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

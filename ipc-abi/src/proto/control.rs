@@ -61,6 +61,9 @@ pub enum ControlOp {
     Heartbeat = 4,
     /// Any domain: "answer me when you have something to tell me".
     Listen = 5,
+    /// Backend: "I will not serve the frontend's ring" (after `Connect`;
+    /// `version_or_status` is the [`Status`] the frontend's `Announce` gets).
+    Refused = 6,
     /// To a backend: "serve this frontend's ring".
     Connect = 16,
     /// To a frontend: "the backend of device (kind, index) was restarted as
@@ -114,6 +117,7 @@ impl ControlMessage {
             3 => Disconnect,
             4 => Heartbeat,
             5 => Listen,
+            6 => Refused,
             16 => Connect,
             17 => PeerRestarted,
             18 => PeerGone,

@@ -2,12 +2,17 @@
 //!
 //! Owns: creating and ending grants, mapping granted pages into the grantee's
 //! window, copying through a grant, and what happens when either side dies.
-//! A granted frame stays allocated while any window maps it: if its granter
-//! dies first, the grant becomes an orphan that owns the frame until the last
-//! unmap. No frame is freed while mapped, whatever order the deaths come in.
+//! A granted frame stays allocated while any window maps it. While its
+//! granter lives, each grant counts the window slots mapping it and cannot
+//! end before they are gone. When the granter dies, its grants go and the
+//! frames still mapped are owned by nobody but those slots: each slot
+//! records its frame, and the frame is freed when the last slot mapping it,
+//! in any domain, is unmapped. A page granted under several refs, or to
+//! several domains, is one frame with one set of mappings, so no frame is
+//! freed while mapped, whatever order the deaths and unmaps come in.
 
 use super::shared_pages::{read_frame, write_frame};
-use super::{ForeignMap, Grant, Kernel, Orphan};
+use super::{ForeignMap, Grant, Kernel};
 use crate::arch::addrspace::{Access, Kind};
 use crate::frames::FrameAllocator;
 use crate::usermem;
@@ -33,6 +38,8 @@ pub fn create(
         return Err(Error::BadAddress);
     }
     let frame = match d.space.translate(va) {
+        // A page the granter may only read is granted read-only or not at all.
+        Some((_, false, Kind::Owned)) if !readonly => return Err(Error::PermissionDenied),
         Some((frame, _, Kind::Owned)) => frame,
         _ => return Err(Error::BadAddress),
     };
@@ -114,6 +121,7 @@ pub fn map(
     d.window[slot as usize] = Some(ForeignMap {
         granter: granter_id,
         gref: gref as u32,
+        frame: g.frame,
     });
     if let Some(Some(entry)) = k.domain_mut(gi).map(|d| &mut d.grants[gref as usize]) {
         entry.maps += 1;
@@ -140,39 +148,46 @@ pub fn unmap(
     // No CPU may reach the page through a stale entry once the grant can
     // end (and an orphan's frame go back to the allocator).
     k.shootdown(caller);
-    release(k, frames, m.granter, m.gref);
+    release(k, frames, m);
     Ok(())
 }
 
-/// One mapping of a grant went away: count it down, and free an orphan's frame at zero.
-fn release(k: &mut Kernel, frames: &mut FrameAllocator, granter: DomainId, gref: u32) {
-    if let Ok(gi) = k.lookup(granter) {
-        if let Some(Some(g)) = k
+/// Mapping `m` went away: a live granter counts it down; a dead granter's
+/// frame is freed once no window of any domain maps it any more.
+fn release(k: &mut Kernel, frames: &mut FrameAllocator, m: ForeignMap) {
+    // A dying granter (its last CPU not yet gone) still owns the frame.
+    if let Some(gi) = k.existing(m.granter) {
+        match k
             .domain_mut(gi)
-            .and_then(|d| d.grants.get_mut(gref as usize))
+            .and_then(|d| d.grants.get_mut(m.gref as usize))
         {
-            g.maps = g.maps.saturating_sub(1);
+            Some(Some(g)) if g.frame == m.frame => g.maps = g.maps.saturating_sub(1),
+            // A grant cannot end while mapped, so this is a reused id (a
+            // wrapped generation): keep the frame rather than free one a
+            // live domain may own.
+            _ => crate::kprintln!(
+                "warning: mapping of frame {:#x} outlived its grant; frame kept",
+                m.frame
+            ),
         }
         return;
     }
-    let found = k
-        .orphans
-        .iter_mut()
-        .find(|o| o.is_some_and(|o| o.granter == granter && o.gref == gref));
-    if let Some(entry) = found {
-        if let Some(o) = entry {
-            o.maps = o.maps.saturating_sub(1);
-            if o.maps == 0 {
-                let _ = frames.free(o.frame);
-                *entry = None;
-            }
-        }
+    if !mapped_anywhere(k, m.frame) {
+        let _ = frames.free(m.frame);
     }
 }
 
-/// A dying domain: unmap everything it mapped from others, and orphan its
-/// grants that others still map (taking those frames out of its address
-/// space so its teardown does not free them).
+/// Whether any live domain's grant window maps `frame` (a walk of every
+/// window: only a dead granter's frame needs it, once per unmap).
+fn mapped_anywhere(k: &Kernel, frame: u64) -> bool {
+    k.live()
+        .filter_map(|i| k.domain(i))
+        .any(|d| d.window.iter().flatten().any(|m| m.frame == frame))
+}
+
+/// A dying domain: unmap everything it mapped from others, and end its
+/// grants, taking the frames others still map out of its address space so
+/// its teardown does not free them (the last unmap does).
 pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
     for slot in 0..GRANT_SLOTS {
         let mapped = k
@@ -183,28 +198,12 @@ pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
         }
     }
     let Some(d) = k.domain_mut(index) else { return };
-    let id = d.id;
-    let mut orphans: heapless::Vec<Orphan, { super::MAX_GRANTS }> = heapless::Vec::new();
-    for (gref, entry) in d.grants.iter_mut().enumerate() {
+    for entry in d.grants.iter_mut() {
         if let Some(g) = entry.take() {
             if g.maps > 0 {
+                // Several grants of one page unmap it once; the others find it gone.
                 d.space.unmap(frames, g.va);
-                let _ = orphans.push(Orphan {
-                    granter: id,
-                    gref: gref as u32,
-                    frame: g.frame,
-                    maps: g.maps,
-                });
             }
-        }
-    }
-    for o in orphans {
-        match k.orphans.iter_mut().find(|e| e.is_none()) {
-            Some(free) => *free = Some(o),
-            None => crate::kprintln!(
-                "warning: orphan grant table full; frame {:#x} stays allocated",
-                o.frame
-            ),
         }
     }
 }
@@ -240,12 +239,19 @@ pub fn copy(
     Ok(())
 }
 
-/// Live grants and orphans (for leak checks).
+/// Live grants, and mappings of dead granters' pages (for leak checks).
 pub fn live_grants(k: &Kernel) -> u64 {
-    let own: usize = k
-        .live()
+    let count = |d: &super::Domain| {
+        let orphaned = d
+            .window
+            .iter()
+            .flatten()
+            .filter(|m| k.existing(m.granter).is_none())
+            .count();
+        d.grants.iter().flatten().count() + orphaned
+    };
+    k.live()
         .filter_map(|i| k.domain(i))
-        .map(|d| d.grants.iter().flatten().count())
-        .sum();
-    own as u64 + k.orphans.iter().flatten().count() as u64
+        .map(count)
+        .sum::<usize>() as u64
 }

@@ -423,8 +423,9 @@ pub fn notify_control(k: &mut Kernel, subject: usize) {
     }
 }
 
-/// Destroys a domain: ports closed, foreign pages unmapped, grants orphaned
-/// or revoked, memory freed. Its id goes stale.
+/// Destroys a domain: ports closed, foreign pages unmapped, grants ended
+/// (a frame others still map stays theirs until the last unmap), memory
+/// freed. Its id goes stale.
 pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Result<(), Error> {
     if k.domain(index).is_none() {
         return Err(Error::NoSuchDomain);

@@ -65,8 +65,6 @@ const _: () = assert!(MAX_CPUS.is_power_of_two());
 pub const MAX_DOMAINS: usize = 128;
 /// Grant entries per domain.
 pub const MAX_GRANTS: usize = 128;
-/// Grants kept alive after their granter died because someone still maps them.
-pub const MAX_ORPHANS: usize = 256;
 
 /// Where a domain is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +108,8 @@ pub struct Vcpu {
 pub struct ForeignMap {
     pub granter: DomainId,
     pub gref: u32,
+    /// The frame mapped (it outlives the grant if the granter dies first).
+    pub frame: u64,
 }
 
 /// A page this domain granted.
@@ -121,15 +121,6 @@ pub struct Grant {
     pub frame: u64,
     pub readonly: bool,
     /// How many window slots map it now.
-    pub maps: u32,
-}
-
-/// A grant whose granter died while it was still mapped; it owns the frame.
-#[derive(Clone, Copy, Debug)]
-pub struct Orphan {
-    pub granter: DomainId,
-    pub gref: u32,
-    pub frame: u64,
     pub maps: u32,
 }
 
@@ -209,7 +200,6 @@ pub struct Kernel {
     pub kernel_pml4: u64,
     /// The read-only time page every domain maps.
     pub time_frame: u64,
-    pub orphans: [Option<Orphan>; MAX_ORPHANS],
     /// Who handles each physical IRQ: (domain index, domain id, port).
     pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
     /// The console domain that owns COM1 and drains the kernel log, if any.
@@ -239,7 +229,6 @@ impl Kernel {
             }; MAX_CPUS],
             kernel_pml4: 0,
             time_frame: 0,
-            orphans: [None; MAX_ORPHANS],
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
             console_owner: None,
             console_unread: 0,
@@ -257,6 +246,16 @@ impl Kernel {
             return Err(Error::DeadDomain);
         }
         Ok(index)
+    }
+
+    /// The slot of `id` while it exists at all, dying ones included (a dying
+    /// domain still owns its memory until its last CPU leaves it).
+    pub fn existing(&self, id: DomainId) -> Option<usize> {
+        let index = id.index() as usize;
+        let slot = self.slots.get(index)?;
+        crate::checks::domain_id(id, slot.generation, slot.domain.as_deref().map(|d| d.id))
+            .ok()
+            .map(|()| index)
     }
 
     /// Like `lookup`, with `DomainId::SELF` meaning `caller`.

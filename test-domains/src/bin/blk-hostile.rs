@@ -24,7 +24,12 @@ domain_runtime::entry!(run);
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
 
-static PAGE: Page = Page([0; 4096]);
+/// A page the backend may write (reads land in it): writable here too, or
+/// the kernel refuses to grant it writable.
+#[repr(C, align(4096))]
+struct WritablePage([core::sync::atomic::AtomicU64; 512]);
+
+static PAGE: WritablePage = WritablePage([const { core::sync::atomic::AtomicU64::new(0) }; 512]);
 static READ_ONLY: Page = Page([0; 4096]);
 
 fn request(op: u8, sector: u64, gref: u32) -> BlockRequest {

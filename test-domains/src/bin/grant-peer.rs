@@ -3,8 +3,9 @@
 //! - `mapper granter=ID ref=R port=P foreign=F revoked=V`: maps ref R of the
 //!   granter, checks the pattern, writes a reply, tries the foreign and
 //!   revoked refs (both must be refused), signals port P, then waits.
-//! - `granter grantee=ID port=P`: grants a page to the grantee (ref 0),
-//!   fills it with a pattern, signals port P, then waits for ever.
+//! - `granter grantee=ID port=P [twice]`: grants a page to the grantee
+//!   (ref 0, and with `twice` ref 1 too), fills it with a pattern, signals
+//!   port P, then waits for ever.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -70,6 +71,11 @@ fn granter() {
     PAGE.0[511].store(0x0123_4567_89ab_cdef, Ordering::SeqCst);
     let gref = hc::grant_create(grantee, &PAGE as *const Page as u64, false).expect("grant");
     println!("grant-peer: granted ref {} to domain {}", gref, grantee);
+    if test_domains::flag("twice") {
+        // The same page under a second ref: one frame, two grants.
+        let again = hc::grant_create(grantee, &PAGE as *const Page as u64, false).expect("grant");
+        println!("grant-peer: granted the same page again as ref {}", again);
+    }
     hc::event_send(port).expect("signal");
     loop {
         hc::block();

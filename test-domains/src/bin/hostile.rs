@@ -103,9 +103,16 @@ const NOT_YOURS: &[Error] = &[
     Error::NoSuchDomain,
 ];
 
+/// A page of its image it may only read (`.rodata`).
+#[repr(C, align(4096))]
+struct ReadOnlyPage([u8; 4096]);
+
+static READ_ONLY: ReadOnlyPage = ReadOnlyPage([0x5a; 4096]);
+
 /// Specific bad arguments and the error each must give.
 fn targeted_checks() -> (usize, usize) {
     use Hypercall::*;
+    let read_only = READ_ONLY.0.as_ptr() as u64;
     let kernel = 0xffff_8000_0000_0000u64;
     let stale = 0x0005_0001u64; // index 1, a generation never issued to it yet or long gone
     let cases: &[(Hypercall, [u64; 6], &[Error])] = &[
@@ -138,6 +145,13 @@ fn targeted_checks() -> (usize, usize) {
             GrantCreate,
             [0x0001_0000, kernel, 0, 0, 0, 0],
             &[Error::BadAddress, Error::InvalidArgument],
+        ),
+        // A page it may only read, granted writable to domain 0: refused
+        // (domain 0 itself gets InvalidArgument, a grant to itself).
+        (
+            GrantCreate,
+            [0x0001_0000, read_only, 0, 0, 0, 0],
+            &[Error::PermissionDenied, Error::InvalidArgument],
         ),
         (
             GrantMap,

@@ -113,19 +113,27 @@ fn grants(me: DomainId) {
     let port = hc::event_alloc_unbound(DomainId::SELF, granter).expect("port");
     hc::domain_load_image(granter, image("grant-peer")).expect("load");
     let cmd = line(format_args!(
-        "grant-peer role=granter grantee={} port={}",
+        "grant-peer role=granter grantee={} port={} twice",
         me.0, port
     ));
     hc::domain_set_cmdline(granter, &cmd).expect("cmdline");
     hc::domain_unpause(granter).expect("unpause");
     events::wait(port);
     let m = Mapping::map(granter, 0, 5).expect("map the granter's page");
+    // The same frame under its second ref: one frame, two mappings.
+    let twin = Mapping::map(granter, 1, 6).expect("map the page's second ref");
     println!(
         "grants: mapped the granter's page at {:#x}: {:#x}",
         m.address(),
         m.read_u64(0)
     );
     hc::domain_destroy(granter).expect("destroy granter");
+    // One of the two mappings goes: the frame is still mapped by the other
+    // and must not be freed (it was, once: a cross-domain compromise).
+    println!(
+        "grants: unmap one of two mappings of a dead granter's page: {:?}",
+        twin.unmap().map(|_| ())
+    );
     // Reuse freed memory: a new domain gets (and zeroes) frames; ours must not be among them.
     let filler = make("filler", "grant-peer", "grant-peer role=none");
     println!(

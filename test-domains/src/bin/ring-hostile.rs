@@ -1,0 +1,78 @@
+//! A frontend that offers its backends rings they cannot write: ring pages
+//! initialised as a real frontend does, then granted read-only, announced
+//! `times=N` times (default 8, more than a driver's restart limit) to each
+//! backend its command line names (`console=`, `blk=`, `net=`). It prints
+//! each answer; every one must be a refusal, and no backend may fall over.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::hypercall::Error;
+use domain_runtime::ipc_abi::proto::console::{ConsoleRequest, ConsoleResponse, CONSOLE_VERSION};
+use domain_runtime::ipc_abi::proto::control::DeviceKind;
+use domain_runtime::ipc_abi::proto::{block, net};
+use domain_runtime::ipc_abi::ring::Front;
+use domain_runtime::ring::{announce_granted, Grefs, RingPages};
+use domain_runtime::{println, DomainId};
+use test_domains::{domain, number};
+
+domain_runtime::entry!(run);
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let times = number("times").unwrap_or(8);
+    // (Its own console is device 0, connected already: it offers a second.)
+    let devices = [
+        (
+            "console",
+            "console",
+            DeviceKind::Console,
+            1,
+            CONSOLE_VERSION,
+            1,
+        ),
+        (
+            "block",
+            "blk",
+            DeviceKind::Block,
+            0,
+            block::BLOCK_VERSION,
+            1,
+        ),
+        ("net", "net", DeviceKind::Net, 0, net::NET_VERSION, 2),
+    ];
+    for (name, key, kind, index, version, rings) in devices {
+        let Some(backend) = domain(key) else {
+            println!("ring-hostile: no {} backend", name);
+            continue;
+        };
+        for i in 0..times {
+            let answer = offer_read_only(backend, kind, index, version, rings);
+            println!("ring-hostile: read-only {} ring {}: {:?}", name, i, answer);
+        }
+    }
+    println!("ring-hostile: done");
+    loop {
+        hc::block();
+    }
+}
+
+/// Announces `rings` freshly initialised one-page rings, granted read-only.
+fn offer_read_only(
+    backend: DomainId,
+    kind: DeviceKind,
+    index: u32,
+    version: u32,
+    rings: usize,
+) -> Result<(), Error> {
+    let mut grefs = Grefs::new();
+    for _ in 0..rings {
+        let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+        // A valid header, so the backend would attach and write to it.
+        Front::<ConsoleRequest, ConsoleResponse>::init(pages.shared(), 1)
+            .map_err(|_| Error::InvalidArgument)?;
+        let gref = hc::grant_create(backend, pages.address(), true)?;
+        grefs.push(gref).map_err(|_| Error::OutOfResources)?;
+    }
+    announce_granted(grefs, backend, kind, index, version).map(drop)
+}

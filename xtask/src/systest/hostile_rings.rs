@@ -1,0 +1,68 @@
+//! System tests of frontends that attack their backends through the ring
+//! set-up itself (what `block.rs` and `net.rs` test is the traffic).
+
+use super::{check, expect_line, Ctx, Machine};
+
+/// A frontend offers console-dom, drvdom-blk and drvdom-net rings granted
+/// read-only (initialised, so a backend that mapped one would attach and
+/// fault on its first write), eight times each — more than a driver's
+/// restart limit. Every offer is refused, no backend crashes or restarts,
+/// and a guest created afterwards gets its console and disk.
+pub fn read_only_rings_are_refused_and_no_backend_falls(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    super::block::disk_image(&image)?;
+    let guests = [
+        (
+            "console-dom",
+            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart",
+        ),
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart",
+        ),
+        ("drvdom-net", crate::iso::NET_DRIVER_LINE),
+        (
+            "ring-hostile",
+            "ring-hostile disk=whole:xvda:r vif=02:00:00:00:07:01",
+        ),
+    ];
+    let tool = crate::build::domain(&c.domains, "disk-tool");
+    let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("disk-tool", tool.as_path())])?;
+    let (m, sock) = super::boot_managed_with(c, slot, &guests, Some(tar), |config| {
+        config.disk(&image).nic(&[])
+    })?;
+    for device in ["console", "block", "net"] {
+        for i in 0..8 {
+            expect_line(
+                m,
+                &format!("ring-hostile: read-only {device} ring {i}: Err(PermissionDenied)"),
+            )?;
+        }
+    }
+    expect_line(m, "ring-hostile: done")?;
+    for driver in ["console-dom", "drvdom-blk", "drvdom-net"] {
+        let restarts = super::restarts_of(m, driver);
+        check(restarts == 0, || {
+            format!("{driver} restarted {restarts} times")
+        })?;
+    }
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("crashed") || l.contains("page fault")),
+        || "a domain crashed".into(),
+    )?;
+    // The backends still serve: a guest created now gets its console and disk.
+    let cfg = c.path("late.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"late\"\nkernel = \"disk-tool\"\nmemory = 2\ncmdline = \"sum\"\ndisk = ['whole,xvda,r']\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("create late: {code} {out}"))?;
+    expect_line(m, "disk-tool: sha256 of xvda (32768 sectors) ").map(drop)
+}
