@@ -370,7 +370,7 @@ impl Disk {
                 return;
             }
             crate::control::obey();
-            hc::block();
+            crate::events::block_for_port(Some(self.port));
         }
     }
 

@@ -191,7 +191,7 @@ fn wait_ring(port: u16, obey: bool) {
         if obey {
             crate::control::obey();
         }
-        hc::block();
+        crate::events::block_for_port(Some(port));
     }
 }
 

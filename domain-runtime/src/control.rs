@@ -286,7 +286,7 @@ pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
             return m;
         }
         match port() {
-            Some(p) if !crate::events::take(p) => crate::hypercall::block(),
+            Some(p) if !crate::events::take(p) => crate::events::block_for(&[p]),
             Some(_) => {}
             // Without a control ring no news ever comes.
             None => loop {

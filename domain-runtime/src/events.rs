@@ -1,6 +1,13 @@
 //! Event channels from the domain's side: the shared event page and waiting.
+//!
+//! The kernel's `Block` returns at once while any port is pending, so a
+//! wait for some ports must not leave the others' bits on the page, or it
+//! spins (an idle web guest once used a whole CPU: its console port fired
+//! and only the console code takes that port). Before blocking, the ports
+//! not waited for are *parked*: moved off the page into this domain's own
+//! set, where [`take`] and [`take_all`] still find them. Nothing is lost.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use ipc_abi::layout::EVENT_PAGE;
 use ipc_abi::shared::{EventPage, PORTS};
 
@@ -12,23 +19,62 @@ pub fn page() -> &'static EventPage {
     unsafe { &*(EVENT_PAGE as *const EventPage) }
 }
 
+/// Ports that fired while the domain waited for others (see the module doc).
+static PARKED: [AtomicU64; PORTS / 64] = [const { AtomicU64::new(0) }; PORTS / 64];
+
 /// Takes (clears) the pending bit of `port`; returns whether it was set.
 pub fn take(port: u16) -> bool {
     let p = port as usize % PORTS;
     let bit = 1u64 << (p % 64);
-    page().pending[p / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0
+    let on_page = page().pending[p / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+    let parked = PARKED[p / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+    on_page || parked
 }
 
 /// Takes every pending port, calling `f` for each.
 pub fn take_all(mut f: impl FnMut(u16)) {
     for w in 0..PORTS / 64 {
-        let bits = page().pending[w].swap(0, Ordering::SeqCst);
+        let bits =
+            page().pending[w].swap(0, Ordering::SeqCst) | PARKED[w].swap(0, Ordering::SeqCst);
         for b in 0..64 {
             if bits & (1 << b) != 0 {
                 f((w * 64 + b) as u16);
             }
         }
     }
+}
+
+/// Blocks until one of `ports` (or the timer, or a port that fires from
+/// now on) wakes this vCPU: every other port pending now is parked first.
+pub fn block_for(ports: &[u16]) {
+    let mut keep = [0u64; PORTS / 64];
+    for &p in ports {
+        let p = p as usize % PORTS;
+        keep[p / 64] |= 1 << (p % 64);
+    }
+    for (w, keep) in keep.iter().enumerate() {
+        let others = page().pending[w].fetch_and(*keep, Ordering::SeqCst) & !keep;
+        if others != 0 {
+            PARKED[w].fetch_or(others, Ordering::SeqCst);
+        }
+    }
+    crate::hypercall::block();
+}
+
+/// The control port with `port`, for [`block_for`].
+fn with_control(port: Option<u16>) -> ([u16; 2], usize) {
+    let control = crate::control::port();
+    match (port, control) {
+        (Some(p), Some(c)) => ([p, c], 2),
+        (Some(p), None) | (None, Some(p)) => ([p, 0], 1),
+        (None, None) => ([0, 0], 0),
+    }
+}
+
+/// Blocks until `port` or the control port fires (or the timer).
+pub fn block_for_port(port: Option<u16>) {
+    let (ports, n) = with_control(port);
+    block_for(&ports[..n]);
 }
 
 /// Blocks until `port` is pending, then takes it.
@@ -39,7 +85,7 @@ pub fn wait(port: u16) {
         }
         crate::control::absorb(Some(port));
         crate::control::obey();
-        crate::hypercall::block();
+        block_for_port(Some(port));
     }
 }
 
@@ -56,6 +102,6 @@ pub fn wait_until(port: u16, deadline_ns: u64) -> bool {
         crate::control::absorb(Some(port));
         crate::control::obey();
         let _ = crate::hypercall::set_timer(deadline_ns);
-        crate::hypercall::block();
+        block_for_port(Some(port));
     }
 }

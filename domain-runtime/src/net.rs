@@ -246,7 +246,7 @@ impl NetFront {
             }
             crate::control::obey();
             let _ = hc::set_timer(deadline_ns);
-            hc::block();
+            crate::events::block_for_port(Some(self.port));
         }
         let _ = self.follow_restart();
     }

@@ -42,6 +42,6 @@ pub fn sleep_ns(ns: u64) {
         crate::control::absorb(None);
         crate::control::obey();
         let _ = crate::hypercall::set_timer(deadline);
-        crate::hypercall::block();
+        crate::events::block_for_port(None);
     }
 }

@@ -156,6 +156,7 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
             })?;
         }
     }
+    idle_domains_stay_idle(&manage, root)?;
     let page = shell(&curl_cmd, root)?;
     check(page.contains("requests served: "), || {
         format!("`{curl_cmd}` got {page:?}")
@@ -169,6 +170,49 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
     check(t.cooked()?, || {
         "QEMU left the terminal raw (no echo, no line editing)".into()
     })
+}
+
+/// Over ten seconds in which nobody talks to the machine, no domain's CPU
+/// time grows by more than 2% of the time (an idle domain blocks; one that
+/// polls takes a host CPU from everything else).
+fn idle_domains_stay_idle(list_command: &str, root: &Path) -> Result<(), String> {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let before = cpu_seconds(&shell(list_command, root)?);
+    std::thread::sleep(WINDOW);
+    let after = cpu_seconds(&shell(list_command, root)?);
+    let mut busy = Vec::new();
+    for (name, was) in &before {
+        let Some((_, now)) = after.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        let used = now - was;
+        if used > 0.02 * WINDOW.as_secs_f64() {
+            busy.push(format!("{name} used {used:.2} s"));
+        }
+    }
+    check(before.len() >= 5, || format!("domain list gave {before:?}"))?;
+    check(busy.is_empty(), || {
+        format!(
+            "idle domains used CPU in {} s: {}",
+            WINDOW.as_secs(),
+            busy.join(", ")
+        )
+    })
+}
+
+/// `(name, TIME(s))` of each row of `toolstack domain list`.
+fn cpu_seconds(listing: &str) -> Vec<(String, f64)> {
+    let mut lines = listing.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let Some(col) = header.iter().position(|h| h.starts_with("TIME")) else {
+        return Vec::new();
+    };
+    lines
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            Some((cells.get(1)?.to_string(), cells.get(col)?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Every other `cargo xtask run` and `cargo xtask image` example in the
@@ -417,6 +461,17 @@ mod tests {
         assert_eq!(effective("noreboot").unwrap(), "noreboot=on");
         assert_eq!(effective("tbuf_size=16").unwrap(), "tbuf_size=16");
         assert!(effective("frobnicate").is_err());
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_domain_list() {
+        let listing = "ID   NAME      STATE   MEM(KiB) VCPUS    TIME(s) RESTARTS\n\
+                       0    toolstack running   131072     1       0.20        0\n\
+                       6    web       running     4096     1      12.50        0\n";
+        assert_eq!(
+            cpu_seconds(listing),
+            [("toolstack".to_string(), 0.2), ("web".to_string(), 12.5)]
+        );
     }
 
     #[test]
