@@ -195,6 +195,7 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
                             gref: *gref,
                             port: a.port as u16,
                             seen_rsp_prod: 0,
+                            seen_req_cons: 0,
                             progress_at: domain_runtime::time::now_ns(),
                         });
                     }
@@ -256,10 +257,25 @@ pub struct RingRecord {
     pub gref: u32,
     /// The frontend's event port for the device (its notifications).
     pub port: u16,
-    /// The response index at the last look, and since when (ns) no answer
-    /// came while requests waited: how `ring list` finds a stuck backend.
+    /// The response and request-taken indices at the last look, and since
+    /// when (ns) neither moved while requests were owed an answer: how
+    /// `ring list` finds a stuck backend.
     pub seen_rsp_prod: u32,
+    pub seen_req_cons: u32,
     pub progress_at: u64,
+}
+
+/// How many of a ring's requests its backend owes an answer now. A
+/// console's input read waits, taken, for keystrokes: only requests not
+/// even taken are owed there. Receive buffers wait, not even taken, for
+/// frames: nothing is owed on a receive ring (an idle network and a stuck
+/// backend look alike there; its transmit ring tells them apart).
+fn owed(device: &str, v: &RingView) -> u32 {
+    match device {
+        "net-rx" => 0,
+        "console" => v.waiting(),
+        _ => v.in_flight(),
+    }
 }
 
 impl RingRecord {
@@ -269,10 +285,14 @@ impl RingRecord {
         let mut header = [0u8; HEADER_BYTES];
         domain_runtime::hypercall::grant_peek(frontend, self.gref, 0, &mut header).ok()?;
         let v = RingView::parse(&header)?;
-        if v.rsp_prod != self.seen_rsp_prod || v.in_flight() == 0 {
-            self.seen_rsp_prod = v.rsp_prod;
+        if v.rsp_prod != self.seen_rsp_prod
+            || v.req_cons != self.seen_req_cons
+            || owed(self.device, &v) == 0
+        {
             self.progress_at = now;
         }
+        self.seen_rsp_prod = v.rsp_prod;
+        self.seen_req_cons = v.req_cons;
         Some(v)
     }
 }

@@ -157,6 +157,14 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         }
     }
     idle_domains_stay_idle(&manage, root)?;
+    // After ten idle seconds every ring is healthy: requests a backend
+    // holds by design (kv's console input read, web's receive buffers)
+    // are not a stuck backend.
+    let rings = shell("cargo run -p toolstack -- ring list", root)?;
+    check(
+        rings.contains("healthy") && !rings.contains("stuck") && rings.contains("net-rx"),
+        || format!("`ring list` on an idle machine:\n{rings}"),
+    )?;
     let page = shell(&curl_cmd, root)?;
     check(page.contains("requests served: "), || {
         format!("`{curl_cmd}` got {page:?}")
@@ -174,7 +182,10 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
 
 /// Over ten seconds in which nobody talks to the machine, no domain's CPU
 /// time grows by more than 2% of the time (an idle domain blocks; one that
-/// polls takes a host CPU from everything else).
+/// polls takes a host CPU from everything else). Domain 0 may use 5%: it
+/// looks at every ring four times a second by design, and serves the
+/// `domain list` that measures (CPU time is counted in 10 ms ticks, and a
+/// loaded host stretches guest work).
 fn idle_domains_stay_idle(list_command: &str, root: &Path) -> Result<(), String> {
     const WINDOW: Duration = Duration::from_secs(10);
     let before = cpu_seconds(&shell(list_command, root)?);
@@ -186,7 +197,12 @@ fn idle_domains_stay_idle(list_command: &str, root: &Path) -> Result<(), String>
             continue;
         };
         let used = now - was;
-        if used > 0.02 * WINDOW.as_secs_f64() {
+        let share = if name == "toolstack-domain" {
+            0.05
+        } else {
+            0.02
+        };
+        if used > share * WINDOW.as_secs_f64() {
             busy.push(format!("{name} used {used:.2} s"));
         }
     }
