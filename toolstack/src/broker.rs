@@ -23,17 +23,19 @@ fn link_of(started: &mut [Started], dom: DomainId) -> Option<&mut Link> {
         .and_then(|s| s.control.as_mut())
 }
 
-/// Serves the control ring whose event port is `port`, routing what it asks.
-pub fn serve_port(started: &mut [Started], port: u16) {
+/// Serves the control ring whose event port is `port`, routing what it
+/// asks; true if messages are left for another turn.
+pub fn serve_port(started: &mut [Started], port: u16) -> bool {
     let Some(link) = started
         .iter_mut()
         .filter_map(|s| s.control.as_mut())
         .find(|l| l.port == port)
     else {
-        return;
+        return false;
     };
     let from = link.dom;
-    for msg in link.serve() {
+    let (batch, more) = link.serve();
+    for msg in batch {
         match msg.check() {
             Some(ControlOp::Announce) => announce(started, from, msg),
             Some(ControlOp::Connected) => connected(started, from, msg),
@@ -42,6 +44,7 @@ pub fn serve_port(started: &mut [Started], port: u16) {
             _ => {}
         }
     }
+    more
 }
 
 /// The virtual disk a frontend's block `Announce` may have: its own

@@ -13,6 +13,11 @@ use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, Status}
 use domain_runtime::ring::GrantedBack;
 use domain_runtime::{println, DomainId};
 
+/// Messages one control ring gets served in one turn of domain 0's loop.
+pub const TURN: usize = 32;
+/// Messages for the broker taken from one ring in one turn.
+pub const BROKER_BATCH: usize = 8;
+
 /// One domain's control ring, seen from the control domain.
 pub struct Link {
     pub dom: DomainId,
@@ -76,21 +81,30 @@ impl Link {
         }
     }
 
-    /// Serves what the domain sent. Returns the messages for the broker
-    /// (`Announce`, `Connected`), which stay unanswered until it acts.
-    pub fn serve(&mut self) -> heapless::Vec<ControlMessage, 8> {
+    /// Serves what the domain sent, at most [`TURN`] messages and
+    /// [`BROKER_BATCH`] for the broker (`Announce`, `Connected`...), which
+    /// stay unanswered until it acts. Returns those, and whether more
+    /// messages wait (the caller comes back after its other duties: a
+    /// domain refilling its ring from another CPU cannot hold domain 0).
+    pub fn serve(&mut self) -> (heapless::Vec<ControlMessage, BROKER_BATCH>, bool) {
         let mut for_broker = heapless::Vec::new();
         if self.broken {
-            return for_broker;
+            return (for_broker, false);
         }
         if !self.ring.attached() {
-            return for_broker;
+            return (for_broker, false);
         }
         if !self.connected_told {
             println!("toolstack: domain {} connected its control ring", self.dom);
             self.connected_told = true;
         }
+        let mut served = 0;
         while !self.broken {
+            if served == TURN || for_broker.is_full() {
+                // Left in the ring for the next turn (nothing is refused).
+                return (for_broker, true);
+            }
+            served += 1;
             match self.ring.pop() {
                 Ok(Some(msg)) => match msg.check() {
                     Some(ControlOp::Heartbeat) => {
@@ -108,7 +122,7 @@ impl Link {
                         | ControlOp::Connected
                         | ControlOp::Refused
                         | ControlOp::Disconnect,
-                    ) if for_broker.len() < 8 => {
+                    ) => {
                         let _ = for_broker.push(msg);
                     }
                     Some(_) => self.answer(msg, Status::Unsupported),
@@ -128,7 +142,7 @@ impl Link {
                 }
             }
         }
-        for_broker
+        (for_broker, false)
     }
 
     /// Answers a message with a status (echoing it otherwise).

@@ -423,6 +423,7 @@ pub fn run() {
     let mut shell = crate::shell::Shell::new();
     let mut all_stopped = false;
     let mut next_ring_look = 0;
+    let mut again: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
     loop {
         Viewer::follow(&mut viewer, me, &mut started);
         for i in 0..started.len() {
@@ -541,15 +542,19 @@ pub fn run() {
         {
             let _ = hc::set_timer(next);
         }
-        hc::block();
+        // A control ring with messages left over from the last turn is
+        // served again at once (after everything else had its turn).
+        if again.is_empty() {
+            hc::block();
+        }
         if let Some(server) = mgmt.as_mut() {
             server.on_timer(domain_runtime::time::now_ns());
             server.on_save_progress(&mut started);
         }
         // Serve every control ring that has something (pending bits are taken, not trusted).
-        let mut ready: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+        let mut ready: alloc::vec::Vec<u16> = core::mem::take(&mut again);
         events::take_all(|port| {
-            if Some(port) != state_port {
+            if Some(port) != state_port && !ready.contains(&port) {
                 ready.push(port);
             }
         });
@@ -568,7 +573,11 @@ pub fn run() {
                         }
                     }
                 }
-                _ => crate::broker::serve_port(&mut started, port),
+                _ => {
+                    if crate::broker::serve_port(&mut started, port) {
+                        again.push(port);
+                    }
+                }
             }
         }
     }

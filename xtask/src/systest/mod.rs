@@ -193,6 +193,14 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
         ("every_domain_gets_a_control_ring_to_domain_0", control_ring),
         (
+            "a_burst_of_control_messages_is_answered_whole",
+            control_burst,
+        ),
+        (
+            "a_domain_flooding_its_control_ring_cannot_hold_domain_0",
+            control_flood,
+        ),
+        (
             "console_dom_takes_com1_over_and_relays_every_line",
             console_dom_relay,
         ),
@@ -1273,6 +1281,52 @@ fn control_ring(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     )?;
     expect_line(m, "toolstack: domain 1 (client) shut down")?;
     Ok(())
+}
+
+/// Twenty-four messages for the broker posted at once, without waiting:
+/// every one is answered (a ninth in one batch was answered `Unsupported`).
+fn control_burst(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &c.system("", &[("control-client", "client burst=24")])?,
+        slot,
+    )?;
+    expect_line(
+        m,
+        "[1] control-client: burst of 24: 24 answered NoDevice, 0 otherwise, 0 unanswered",
+    )
+    .map(drop)
+}
+
+/// A domain keeps its control ring full from another CPU: domain 0 still
+/// answers the host at once, and console-dom, watched for heartbeats every
+/// second, is not taken for hung.
+fn control_flood(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom mem=4096 ioports=0x3f8+8 irq=4 heartbeat_ms=1000",
+        ),
+        ("control-client", "flooder flood cpus=2"),
+    ];
+    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.smp(2))?;
+    expect_line(m, "[2] control-client: flooding the control ring")?;
+    // It has been at it a while.
+    m.wait_for_nth("[2] control-client: ", 3, BOOT)?;
+    for _ in 0..5 {
+        let asked = std::time::Instant::now();
+        let (code, out) = toolstack(&sock, &["domain", "list"])?;
+        let took = asked.elapsed();
+        check(code == 0 && out.contains("flooder"), || {
+            format!("domain list under the flood: {code} {out}")
+        })?;
+        check(took < Duration::from_secs(3), || {
+            format!("domain list took {took:?} under the flood")
+        })?;
+    }
+    check(
+        !m.lines().iter().any(|l| l.contains("missed its heartbeat")),
+        || "a domain was taken for hung while another flooded domain 0".into(),
+    )
 }
 
 fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
