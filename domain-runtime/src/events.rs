@@ -33,9 +33,8 @@ pub fn take(port: u16) -> bool {
 
 /// Takes every pending port, calling `f` for each.
 pub fn take_all(mut f: impl FnMut(u16)) {
-    for w in 0..PORTS / 64 {
-        let bits =
-            page().pending[w].swap(0, Ordering::SeqCst) | PARKED[w].swap(0, Ordering::SeqCst);
+    for (w, parked) in PARKED.iter().enumerate() {
+        let bits = page().pending[w].swap(0, Ordering::SeqCst) | parked.swap(0, Ordering::SeqCst);
         for b in 0..64 {
             if bits & (1 << b) != 0 {
                 f((w * 64 + b) as u16);
