@@ -2,9 +2,11 @@
 //!
 //! Owns: the only path by which the kernel touches memory a domain named by
 //! pointer. Every byte is looked up in that domain's own page tables (user
-//! pages only, writable ones for writes) and reached through the physmap, so
-//! a hostile pointer yields `BadAddress`, never a kernel fault or an access
-//! outside the caller.
+//! pages only, writable ones for writes, RAM only) and reached through the
+//! physmap, so a hostile pointer yields `BadAddress`, never a kernel fault
+//! or an access outside the caller. Device memory a driver domain maps is
+//! not RAM: the physmap has none of it (a read there faulted the kernel),
+//! and a device register is never memory to copy.
 
 use crate::arch::addrspace::AddressSpace;
 use crate::domain::shared_pages::{read_frame, write_frame};
@@ -28,7 +30,9 @@ fn for_each_piece(
     let mut at = va & !(PAGE_SIZE - 1);
     while at < va + len {
         match space.translate(at) {
-            Some((_, writable, _)) if writable || !need_write => {}
+            Some((phys, writable, _))
+                if (writable || !need_write)
+                    && crate::memory::overlaps_ram(phys, phys + PAGE_SIZE) => {}
             _ => return Err(Error::BadAddress),
         }
         at += PAGE_SIZE;

@@ -1,5 +1,10 @@
 //! Writes its `text=` at the top left of the VGA text screen, through the
 //! device memory it was given (`mmio=0xb8000+1`, mapped at `mmio_va`).
+//!
+//! With `pointer` it instead hands the kernel pointers into its device
+//! window as if they were memory (`ConsoleWrite` from it, `DomainInfo`
+//! into it): each must be refused `BadAddress`, never read or written
+//! through the kernel's map of RAM (which has no device memory).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -11,6 +16,25 @@ use domain_runtime::println;
 domain_runtime::entry!(run);
 
 fn run(_: &'static domain_runtime::StartInfo) {
+    if test_domains::flag("pointer") {
+        use domain_runtime::ipc_abi::hypercall::{decode, Hypercall};
+        let raw = |call: Hypercall, args| {
+            let (rax, rdx) = domain_runtime::hypercall::raw(call as u64, args);
+            decode(rax, rdx)
+        };
+        println!(
+            "vga-writer: ConsoleWrite from device memory: {:?}",
+            raw(Hypercall::ConsoleWrite, [DEVICE_WINDOW, 16, 0, 0, 0, 0])
+        );
+        println!(
+            "vga-writer: DomainInfo into device memory: {:?}",
+            raw(
+                Hypercall::DomainInfo,
+                [u32::MAX as u64, DEVICE_WINDOW, 0, 0, 0, 0]
+            )
+        );
+        return;
+    }
     let text = test_domains::option("text").unwrap_or("XENOLITH");
     let screen = DeviceMemory::new(DEVICE_WINDOW, 4096).expect("the device window");
     for (i, b) in text.bytes().enumerate() {

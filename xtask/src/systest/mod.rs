@@ -1198,6 +1198,8 @@ fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         ("vga-writer", "vga mmio=0xb8000+1 text=XENOLITH"),
         ("vga-writer", "thief mmio=0x200000+1"),
+        // Device memory above RAM (nothing there: reads as all ones).
+        ("vga-writer", "pointer mmio=0x40000000+1"),
     ];
     // The kernel keeps off the VGA screen so only the domain writes it.
     let m = boot(
@@ -1208,6 +1210,14 @@ fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(
         m,
         "toolstack: cannot give thief its hardware: permission denied",
+    )?;
+    expect_line(
+        m,
+        "vga-writer: ConsoleWrite from device memory: Err(BadAddress)",
+    )?;
+    expect_line(
+        m,
+        "vga-writer: DomainInfo into device memory: Err(BadAddress)",
     )?;
     let mem = m.monitor("xp /8xh 0xb8000")?;
     for want in [
