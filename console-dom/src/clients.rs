@@ -135,6 +135,11 @@ impl Clients {
         if self.list.len() >= MAX_CLIENTS {
             return Err("too many consoles");
         }
+        // One console a domain: announcing again gets nothing more (or it
+        // could fill every client slot and take N shares of the UART).
+        if self.list.iter().any(|c| c.dom == msg.peer) {
+            return Err("its console is connected already");
+        }
         // The lowest window slot no ring uses (the last is the control ring's).
         let slot = (0..control::CONTROL_SLOT)
             .find(|s| !self.list.iter().any(|c| c.back.slots().contains(s)))

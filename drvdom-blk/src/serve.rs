@@ -62,6 +62,8 @@ struct Client {
     maps: heapless::Vec<(u32, Mapping, u64), MAPPED_PER_CLIENT>,
     /// Index into the virtual disks.
     vdisk: usize,
+    /// The frontend's device index (xvda = 0): one connection each.
+    device: u8,
     read_only: bool,
     /// It broke its ring: disconnected at the end of the round.
     broken: bool,
@@ -194,6 +196,15 @@ impl<T: Transport> Backend<T> {
         if self.clients.len() >= MAX_CLIENTS {
             return Err("too many disks served");
         }
+        // A frontend announcing again without disconnecting gets nothing
+        // more (or it could fill every client slot).
+        if self
+            .clients
+            .iter()
+            .any(|c| c.dom == msg.peer && c.device == grant.device)
+        {
+            return Err("that disk is connected already");
+        }
         if !matches!(self.disks.get(grant.vdisk as usize), Some(Some(_))) {
             return Err("no such virtual disk");
         }
@@ -219,6 +230,7 @@ impl<T: Transport> Backend<T> {
             ring,
             maps: heapless::Vec::new(),
             vdisk: grant.vdisk as usize,
+            device: grant.device,
             read_only: grant.read_only,
             broken: false,
             busy: false,

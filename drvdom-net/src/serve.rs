@@ -182,6 +182,14 @@ impl Backend {
         if msg.pages != NET_RING_PAGES {
             return Err("a network device has a transmit and a receive ring page");
         }
+        if self
+            .fabric
+            .vifs
+            .iter()
+            .any(|v| v.dom == msg.peer && v.vif == c.vif)
+        {
+            return Err("that interface is connected already");
+        }
         let slot = self.free_slots().ok_or("no free window slot")?;
         let tx = MappedBack::map(msg.peer, &msg.grefs[..1], slot)
             .map_err(|_| "cannot map its transmit ring, or it is not initialised")?;

@@ -3,6 +3,9 @@
 //! `times=N` times (default 8, more than a driver's restart limit) to each
 //! backend its command line names (`console=`, `blk=`, `net=`). It prints
 //! each answer; every one must be a refusal, and no backend may fall over.
+//! Then it announces good rings for the same devices twice (its console,
+//! connected at start, once more): the first is served, every repeat is
+//! refused (or one domain could fill a backend's client slots).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -51,10 +54,41 @@ fn run(_: &'static domain_runtime::StartInfo) {
             println!("ring-hostile: read-only {} ring {}: {:?}", name, i, answer);
         }
     }
+    for (name, key, kind, index, version, rings) in devices {
+        let Some(backend) = domain(key) else { continue };
+        let index = if kind == DeviceKind::Console {
+            0
+        } else {
+            index
+        };
+        let repeats = if kind == DeviceKind::Console { 1 } else { 2 };
+        for i in 0..repeats {
+            let answer = offer(backend, kind, index, version, rings);
+            println!("ring-hostile: {} ring {} again: {:?}", name, i, answer);
+        }
+    }
     println!("ring-hostile: done");
     loop {
         hc::block();
     }
+}
+
+/// Announces `rings` freshly initialised one-page rings, as a frontend does.
+fn offer(
+    backend: DomainId,
+    kind: DeviceKind,
+    index: u32,
+    version: u32,
+    rings: usize,
+) -> Result<(), Error> {
+    let mut pages = heapless::Vec::<RingPages, 2>::new();
+    for _ in 0..rings {
+        let p = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
+        Front::<ConsoleRequest, ConsoleResponse>::init(p.shared(), 1)
+            .map_err(|_| Error::InvalidArgument)?;
+        let _ = pages.push(p);
+    }
+    domain_runtime::ring::announce(&pages, backend, kind, index, version).map(drop)
 }
 
 /// Announces `rings` freshly initialised one-page rings, granted read-only.

@@ -6,8 +6,9 @@ use super::{check, expect_line, Ctx, Machine};
 /// A frontend offers console-dom, drvdom-blk and drvdom-net rings granted
 /// read-only (initialised, so a backend that mapped one would attach and
 /// fault on its first write), eight times each — more than a driver's
-/// restart limit. Every offer is refused, no backend crashes or restarts,
-/// and a guest created afterwards gets its console and disk.
+/// restart limit — then good rings for devices it has connected already.
+/// Every offer of those is refused, no backend crashes or restarts, and a
+/// guest created afterwards gets its console and disk.
 pub fn read_only_rings_are_refused_and_no_backend_falls(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -41,6 +42,15 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
                 &format!("ring-hostile: read-only {device} ring {i}: Err(PermissionDenied)"),
             )?;
         }
+    }
+    for (line, answer) in [
+        ("block ring 0 again", "Ok(())"),
+        ("block ring 1 again", "Err(PermissionDenied)"),
+        ("net ring 0 again", "Ok(())"),
+        ("net ring 1 again", "Err(PermissionDenied)"),
+        ("console ring 0 again", "Err(PermissionDenied)"),
+    ] {
+        expect_line(m, &format!("ring-hostile: {line}: {answer}"))?;
     }
     expect_line(m, "ring-hostile: done")?;
     for driver in ["console-dom", "drvdom-blk", "drvdom-net"] {
