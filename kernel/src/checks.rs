@@ -43,15 +43,43 @@ pub fn within_page(offset: u64, len: u64) -> Result<(), Error> {
 /// The PCI configuration ports: the kernel's alone (`domain/pci.rs` mediates).
 const PCI_CONFIG_PORTS: core::ops::Range<u64> = 0xcf8..0xd00;
 
-/// A non-empty range of I/O ports, never the PCI configuration ports.
+/// I/O ports no domain is ever given: what the kernel drives or what could
+/// take the machine (interrupt controllers, timers, NMI mask, resets).
+const KERNEL_PORTS: &[core::ops::Range<u64>] = &[
+    0x20..0x22,       // master PIC
+    0x40..0x44,       // PIT (the watchdog's NMI source)
+    0x60..0x61,       // keyboard controller data
+    0x61..0x62,       // PIT gate, NMI status
+    0x64..0x65,       // keyboard controller command (0xfe resets the machine)
+    0x70..0x72,       // CMOS/RTC index (bit 7 masks NMIs) and data
+    0x92..0x93,       // system control port A (fast reset)
+    0xa0..0xa2,       // slave PIC
+    0x4d0..0x4d2,     // edge/level control of the PICs
+    PCI_CONFIG_PORTS, // PCI configuration (0xcf9 resets the machine)
+];
+
+/// A non-empty range of I/O ports, never one of [`KERNEL_PORTS`].
 pub fn io_ports(first: u64, count: u64) -> Result<(u16, u16), Error> {
     if count == 0 || first > 0xffff || first.saturating_add(count) > 0x1_0000 {
         return Err(Error::InvalidArgument);
     }
-    if first < PCI_CONFIG_PORTS.end && first + count > PCI_CONFIG_PORTS.start {
+    if KERNEL_PORTS
+        .iter()
+        .any(|r| first < r.end && first + count > r.start)
+    {
         return Err(Error::PermissionDenied);
     }
     Ok((first as u16, count as u16))
+}
+
+/// Physical addresses no domain is ever given as device memory: I/O
+/// APICs, HPET, TPM, the local APICs and the firmware flash, all of
+/// `0xfec0_0000..4 GiB` by the PC's convention.
+const KERNEL_DEVICE_MEMORY: core::ops::Range<u64> = 0xfec0_0000..0x1_0000_0000;
+
+/// Whether `[start, end)` touches [`KERNEL_DEVICE_MEMORY`].
+pub fn kernel_device_memory(start: u64, end: u64) -> bool {
+    start < KERNEL_DEVICE_MEMORY.end && end > KERNEL_DEVICE_MEMORY.start
 }
 
 /// A non-empty, page-aligned physical range below 4 PiB: `(start, end)`.
@@ -124,7 +152,9 @@ mod tests {
             if let Ok((f, c)) = io_ports(first, count) {
                 prop_assert!(c > 0 && f as u32 + c as u32 <= 0x1_0000);
                 let (f, end) = (u64::from(f), u64::from(f) + u64::from(c));
-                prop_assert!(end <= PCI_CONFIG_PORTS.start || f >= PCI_CONFIG_PORTS.end);
+                for r in KERNEL_PORTS {
+                    prop_assert!(end <= r.start || f >= r.end);
+                }
             }
         }
 
@@ -133,6 +163,14 @@ mod tests {
             let kept = user_rflags(saved);
             // TF (8), IF (9), IOPL (12-13), NT (14), RF (16), VM (17), AC (18) and up: never.
             prop_assert_eq!(kept & (0x100 | 0x200 | 0x3000 | 0x4000 | !0xfff), 0);
+        }
+
+        #[test]
+        fn the_interrupt_controllers_and_reset_ports_are_never_given(port in prop::sample::select(
+            &[0x20u64, 0x21, 0x40, 0x43, 0x61, 0x64, 0x70, 0x71, 0x92, 0xa0, 0x4d1, 0xcf9][..]
+        ), before in 0u64..16, after in 1u64..16) {
+            let first = port.saturating_sub(before);
+            prop_assert_eq!(io_ports(first, before + after), Err(Error::PermissionDenied));
         }
 
         #[test]

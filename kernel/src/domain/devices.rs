@@ -41,8 +41,9 @@ pub fn add_mmio(
 ) -> Result<u64, Error> {
     let (_, end) = crate::checks::device_range(phys, pages)?;
     let len = end - phys;
-    // Device memory only: never a byte of RAM the allocator manages or the kernel uses.
-    if crate::memory::overlaps_ram(phys, end) {
+    // Device memory only: never a byte of RAM the allocator manages or the
+    // kernel uses, nor the interrupt controllers, timers and firmware.
+    if crate::memory::overlaps_ram(phys, end) || crate::checks::kernel_device_memory(phys, end) {
         return Err(Error::PermissionDenied);
     }
     let d = fresh(k, index)?;

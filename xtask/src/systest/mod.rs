@@ -1200,6 +1200,9 @@ fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         ("vga-writer", "thief mmio=0x200000+1"),
         // Device memory above RAM (nothing there: reads as all ones).
         ("vga-writer", "pointer mmio=0x40000000+1"),
+        // The local APIC and the keyboard controller (0x64: reset) are the kernel's.
+        ("vga-writer", "apic mmio=0xfee00000+1"),
+        ("vga-writer", "resetter ioports=0x60+5"),
     ];
     // The kernel keeps off the VGA screen so only the domain writes it.
     let m = boot(
@@ -1214,6 +1217,14 @@ fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     expect_line(
         m,
         "vga-writer: ConsoleWrite from device memory: Err(BadAddress)",
+    )?;
+    expect_line(
+        m,
+        "toolstack: cannot give apic its hardware: permission denied",
+    )?;
+    expect_line(
+        m,
+        "toolstack: cannot give resetter its hardware: permission denied",
     )?;
     expect_line(
         m,
