@@ -520,8 +520,13 @@ impl Client {
         out: &mut impl FnMut(core::fmt::Arguments<'_>),
         history: &mut crate::history::History,
     ) {
+        // A CR LF line ending is an ending; any other control character
+        // could forge another domain's line or drive the terminal.
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        domain_runtime::ipc_abi::proto::console::make_printable(&mut self.line);
         let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
-        let text = text.trim_end_matches('\r');
         out(format_args!("[{}] {}", self.dom, text));
         history.record(self.dom, text);
         self.line.clear();

@@ -88,7 +88,7 @@ fn handle<G: Gate>(k: &mut Kernel, me: VcpuRef, call: Hypercall, a: &Args) -> Re
             let now = k.now_ticks;
             let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
             usermem::copy_from(&d.space, ptr, &mut buf[..len as usize])?;
-            console::write(d.id.index(), &mut d.console, now, &buf[..len as usize]);
+            console::write(d.id.index(), &mut d.console, now, &mut buf[..len as usize]);
             Ok(len)
         }
         Yield => {

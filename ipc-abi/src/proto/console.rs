@@ -25,6 +25,28 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const CONSOLE_VERSION: u32 = 2;
+
+/// Makes a line of a domain's output safe to put on a terminal, in place:
+/// every control character (C0 but tab, DEL, and C1 as UTF-8 `C2 80`-`C2
+/// 9F`) becomes `?`. A domain's `\r` or escape sequence could otherwise
+/// move the cursor and forge a line of another domain or of the kernel
+/// on the console, or drive the host's terminal. The kernel and
+/// console-dom pass every line through it before printing or keeping it.
+pub fn make_printable(line: &mut [u8]) {
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            line[i] = b'?';
+        } else if b == 0xc2 && line.get(i + 1).is_some_and(|&n| (0x80..0xa0).contains(&n)) {
+            line[i] = b'?';
+            line[i + 1] = b'?';
+            i += 1;
+        }
+        i += 1;
+    }
+}
+
 /// Bytes of data in one message.
 pub const CHUNK: usize = 40;
 
@@ -110,5 +132,17 @@ impl ConsoleRequest {
             }),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::make_printable;
+
+    #[test]
+    fn control_characters_become_question_marks_and_text_stays() {
+        let mut line = *b"ok\r[0] forged\x1b[2J\x7f tab\there \xc2\x9b31m caf\xc3\xa9";
+        make_printable(&mut line);
+        assert_eq!(&line, b"ok?[0] forged?[2J? tab\there ??31m caf\xc3\xa9");
     }
 }

@@ -48,9 +48,10 @@ impl RateLimit {
     }
 }
 
-/// Prints a domain's bytes, one console line per `\n`-separated piece.
-pub fn write(domain_index: u16, limit: &mut RateLimit, now_ticks: u64, bytes: &[u8]) {
-    for raw in bytes.split(|&b| b == b'\n') {
+/// Prints a domain's bytes, one console line per `\n`-separated piece,
+/// control characters made harmless (`make_printable`).
+pub fn write(domain_index: u16, limit: &mut RateLimit, now_ticks: u64, bytes: &mut [u8]) {
+    for raw in bytes.split_mut(|&b| b == b'\n') {
         if raw.is_empty() {
             continue;
         }
@@ -65,8 +66,14 @@ pub fn write(domain_index: u16, limit: &mut RateLimit, now_ticks: u64, bytes: &[
             );
             limit.dropped = 0;
         }
-        let line = &raw[..raw.len().min(LINE_MAX)];
+        let keep = raw.len().min(LINE_MAX);
+        let mut line = &mut raw[..keep];
+        // A CR LF line ending is an ending, not a control character.
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        ipc_abi::proto::console::make_printable(line);
         let text = core::str::from_utf8(line).unwrap_or("(not UTF-8)");
-        kprintln!("[{}] {}", domain_index, text.trim_end_matches('\r'));
+        kprintln!("[{}] {}", domain_index, text);
     }
 }

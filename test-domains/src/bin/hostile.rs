@@ -44,6 +44,12 @@ fn skip(n: u64, control: bool) -> bool {
 }
 
 fn run(start: &'static domain_runtime::StartInfo) {
+    // A carriage return and escape sequences: on a terminal they would
+    // make this line look like domain 0's and retitle the window.
+    println!(
+        "hostile: {}",
+        "forged\r[0] toolstack: I am domain 0\x1b[2J\x1b]0;owned\x07"
+    );
     let control = start.control != 0;
     let mut calls = 0u64;
     let mut errors = 0u64;

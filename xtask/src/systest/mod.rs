@@ -1156,7 +1156,8 @@ fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), Str
         (c.system("", &[("hostile", "hostile")])?, "[1]")
     };
     let m = boot(&config, slot)?;
-    let summary = expect_line(m, &format!("{prefix} hostile: "))?;
+    not_forged(m, &format!("{prefix} hostile: "))?;
+    let (_, summary) = m.wait_for_nth(&format!("{prefix} hostile: "), 2, BOOT)?;
     check(summary.contains(" calls, "), || {
         format!("unexpected summary: {summary}")
     })?;
@@ -1350,13 +1351,30 @@ fn control_flood(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     )
 }
 
+/// The line `start` + a forging text (`hello forge`, `hostile`) comes out
+/// with its carriage return and escapes made `?`: one line, the domain's.
+fn not_forged(m: &Machine, start: &str) -> Result<(), String> {
+    let want = format!("{start}forged?[0] toolstack: I am domain 0?[2J?]0;owned?");
+    let line = m.wait_for(start, BOOT)?;
+    check(line == want, || {
+        format!("the forging line came out as {line:?}")
+    })?;
+    check(
+        !m.lines().iter().any(|l| {
+            l.starts_with("[0] toolstack: I am") || (l.contains("owned") && l.contains('\x1b'))
+        }),
+        || "a domain's escape sequence or forged line reached the console".into(),
+    )
+}
+
 fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
-        ("hello", "hello"),
+        ("hello", "hello forge"),
         ("chatty", "chatty"),
     ];
     let m = boot(&c.system("", &guests)?, slot)?;
+    not_forged(m, "[2] hello: ")?;
     let (took, _) = m.wait_for_nth("console: domain 1 takes COM1 over", 1, BOOT)?;
     // Kernel-log lines (domain 0 prints with the debug hypercall) still reach
     // COM1, through console-dom: this one can only come after it took over.
