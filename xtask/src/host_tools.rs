@@ -7,15 +7,17 @@
 
 use std::process::Command;
 
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     "qemu-system-x86_64",
     "grub-mkrescue",
     "xorriso",
     "mformat",
     "curl",
     "nc",
+    "c++",
 ];
-const PACKAGES: [&str; 7] = [
+const PACKAGES: [&str; 8] = [
+    "g++",
     "qemu-system-x86",
     "grub-pc-bin",
     "grub-common",
@@ -85,6 +87,27 @@ fn ensure_rust() -> Result<(), String> {
 }
 
 /// Makes sure every tool is there, installing the packages if we may.
+/// `cargo fuzz` (built from crates.io with `cargo install` if missing).
+pub fn ensure_cargo_fuzz() -> Result<(), String> {
+    let present = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    println!("xtask: installing cargo-fuzz with cargo install (a few minutes, once)");
+    let ok = Command::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err("cargo-fuzz is missing: run `cargo install cargo-fuzz --locked`".into())
+    }
+}
+
 pub fn ensure() -> Result<(), String> {
     ensure_rust()?;
     let m = missing();

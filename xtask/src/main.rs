@@ -10,6 +10,7 @@ mod bench;
 mod blkbench;
 mod build;
 mod checks;
+mod fuzz;
 mod host_tools;
 mod iso;
 mod netbench;
@@ -80,6 +81,13 @@ enum Command {
         #[arg(long, default_value = iso::DEFAULT_CMDLINE)]
         cmdline: String,
     },
+    /// Coverage-guided fuzzing of a parser of untrusted bytes (`fuzz/`), or `all` of them.
+    Fuzz {
+        /// A target of `fuzz/Cargo.toml` (`cargo fuzz list`), or `all`.
+        target: String,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Benchmarks; each prints a table.
     Bench {
         #[command(subcommand)]
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
+        Command::Fuzz { target, seconds } => fuzz::command(&target, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
