@@ -595,7 +595,12 @@ fn boot_managed_on<'m>(
     let config = Config::new(&c.iso(cmdline, &mods)?)
         .accel(c.accel)
         .com2_socket(&sock);
-    Ok((boot(&tweak(config), slot)?, sock))
+    let m = boot(&tweak(config), slot)?;
+    // Bytes sent to COM2 before domain 0 set its UART up are lost (the
+    // FIFO is reset): a request then went unanswered for 20 s, as when a
+    // test pinned a domain the moment it printed, before this line.
+    m.wait_for("toolstack: serving the management protocol on COM2", BOOT)?;
+    Ok((m, sock))
 }
 
 /// How many times the toolstack has restarted the domain named `name` so far.
