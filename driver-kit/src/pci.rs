@@ -111,13 +111,23 @@ pub fn open() -> Result<Function, OpenError> {
         };
     }
     crate::hal::init((dma_kib * 1024 / PAGE_SIZE) as usize, &bars);
-    // Memory decode and bus mastering on: the firmware set them, but the
-    // kernel clears them when a previous holder of the function dies.
-    if let Ok(command) = hc::pci_config_read(bdf, 0x04) {
-        let _ = hc::pci_config_write(bdf, 0x04, (command & 0xffff) | 0b110);
-    }
-    let transport = PciTransport::new::<XenolithHal, _>(&mut root, df)
+    // Memory decode on, bus mastering off, until the device is reset: a
+    // previous holder of the function (dead now; the kernel cleared both
+    // bits) left it queues that name its DMA pages, which are free now or
+    // someone else's. With bus mastering on first, the device could go on
+    // writing there (received frames, say) before we reset it.
+    let command = hc::pci_config_read(bdf, 0x04).unwrap_or(0) & 0xffff;
+    let _ = hc::pci_config_write(bdf, 0x04, (command & !0b100) | 0b010);
+    let mut transport = PciTransport::new::<XenolithHal, _>(&mut root, df)
         .map_err(|e| OpenError::NotVirtio(name, e))?;
+    // Reset (virtio 1.x 2.1.2: status 0, and wait until it reads back 0),
+    // and only then let it master the bus.
+    use virtio_drivers::transport::{DeviceStatus, Transport};
+    transport.set_status(DeviceStatus::empty());
+    while transport.get_status() != DeviceStatus::empty() {
+        core::hint::spin_loop();
+    }
+    let _ = hc::pci_config_write(bdf, 0x04, command | 0b110);
     let poll = domain_runtime::command_line()
         .split_whitespace()
         .any(|w| w == "poll");

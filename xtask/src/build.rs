@@ -96,6 +96,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "echo"),
     ("test-domains", "quitter"),
     ("test-domains", "ring-hostile"),
+    ("test-domains", "hc-fuzz"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

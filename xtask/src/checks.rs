@@ -27,7 +27,11 @@ fn step(what: &str, mut cmd: Command) -> Result<(), String> {
 pub fn fmt() -> Result<(), String> {
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
-    step("cargo fmt --check", c)
+    step("cargo fmt --check", c)?;
+    // The fuzz targets are a workspace of their own.
+    let mut f = cargo();
+    f.args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]);
+    step("cargo fmt --check (fuzz)", f)
 }
 
 /// Clippy with warnings denied, on the host build and the bare-metal kernel.

@@ -81,12 +81,19 @@ enum Command {
         #[arg(long, default_value = iso::DEFAULT_CMDLINE)]
         cmdline: String,
     },
-    /// Coverage-guided fuzzing of a parser of untrusted bytes (`fuzz/`), or `all` of them.
+    /// Fuzzing: a parser of untrusted bytes (`fuzz/`, coverage-guided), `all`
+    /// of them, or `hypercalls` (the in-QEMU hypercall fuzzer).
     Fuzz {
-        /// A target of `fuzz/Cargo.toml` (`cargo fuzz list`), or `all`.
+        /// A target of `fuzz/Cargo.toml` (`cargo fuzz list`), `all`, or `hypercalls`.
         target: String,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// `hypercalls`: the generator's seed (the same seed, the same calls).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// `hypercalls`: how many calls.
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
     },
     /// Benchmarks; each prints a table.
     Bench {
@@ -108,7 +115,15 @@ fn main() -> ExitCode {
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
-        Command::Fuzz { target, seconds } => fuzz::command(&target, seconds),
+        Command::Fuzz {
+            target,
+            seconds,
+            seed,
+            calls,
+        } => match target.as_str() {
+            "hypercalls" => systest::hypercall_campaign(seed, calls),
+            _ => fuzz::command(&target, seconds),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod block;
 mod console;
 mod console_restart;
 mod debug;
+mod hcfuzz;
 mod hostile_rings;
 mod net;
 mod readme;
@@ -406,6 +407,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::two_busy_guests_share_the_nic,
         ),
         (
+            "hypercall_sequences_from_a_hostile_guest_harm_nobody",
+            hcfuzz::hypercall_sequences_from_a_hostile_guest_harm_nobody,
+        ),
+        (
             "read_only_rings_are_refused_and_no_backend_falls",
             hostile_rings::read_only_rings_are_refused_and_no_backend_falls,
         ),
@@ -511,6 +516,38 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{failed} failed"))
+    }
+}
+
+/// `cargo xtask fuzz hypercalls --seed S --calls N`: one long run of the
+/// in-QEMU hypercall fuzzer, with the suite's checks; prints its report.
+pub fn hypercall_campaign(seed: u64, calls: u64) -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    build::toolstack_command()?;
+    let dir = build::target_dir().join("fuzz-hypercalls");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let ctx = Ctx {
+        dir,
+        kernel,
+        domains,
+        accel: Accel::Tcg,
+    };
+    let mut machine = None;
+    match hcfuzz::campaign(&ctx, &mut machine, seed, calls) {
+        Ok(report) => {
+            println!("{report}");
+            Ok(())
+        }
+        Err(e) => {
+            let log = machine
+                .as_ref()
+                .map(Machine::transcript)
+                .unwrap_or_default();
+            Err(format!("{e}\n--- serial log ---\n{log}"))
+        }
     }
 }
 
