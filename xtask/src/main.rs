@@ -95,6 +95,15 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         calls: u64,
     },
+    /// Long campaigns: `crashes` (driver domains crashed at random while guests check their data).
+    Campaign {
+        /// `crashes`.
+        which: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Benchmarks; each prints a table.
     Bench {
         #[command(subcommand)]
@@ -115,6 +124,10 @@ fn main() -> ExitCode {
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
+        Command::Campaign { which, count, seed } => match which.as_str() {
+            "crashes" => systest::crash_campaign(seed, count),
+            other => Err(format!("no campaign {other:?} (there is: crashes)")),
+        },
         Command::Fuzz {
             target,
             seconds,

@@ -5,6 +5,7 @@
 //! `cargo xtask test` with the one line `N passed, M failed`.
 
 mod block;
+mod campaign;
 mod console;
 mod console_restart;
 mod debug;
@@ -407,6 +408,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             net::two_busy_guests_share_the_nic,
         ),
         (
+            "fifty_random_driver_crashes_lose_nothing",
+            campaign::fifty_random_driver_crashes_lose_nothing,
+        ),
+        (
             "hypercall_sequences_from_a_hostile_guest_harm_nobody",
             hcfuzz::hypercall_sequences_from_a_hostile_guest_harm_nobody,
         ),
@@ -519,14 +524,24 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask fuzz hypercalls --seed S --calls N`: one long run of the
-/// in-QEMU hypercall fuzzer, with the suite's checks; prints its report.
-pub fn hypercall_campaign(seed: u64, calls: u64) -> Result<(), String> {
+/// `cargo xtask campaign crashes --count N --seed S`: the driver-crash
+/// campaign at length; prints its report.
+pub fn crash_campaign(seed: u64, count: u64) -> Result<(), String> {
+    standalone("campaign-crashes", |ctx, machine| {
+        campaign::crashes(ctx, machine, seed, count)
+    })
+}
+
+/// Prepares what a system test has, outside the suite, and runs `f`.
+fn standalone(
+    name: &str,
+    f: impl FnOnce(&Ctx, &mut Option<Machine>) -> Result<String, String>,
+) -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
     let domains = build::domains()?;
     build::toolstack_command()?;
-    let dir = build::target_dir().join("fuzz-hypercalls");
+    let dir = build::target_dir().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ctx = Ctx {
@@ -536,7 +551,7 @@ pub fn hypercall_campaign(seed: u64, calls: u64) -> Result<(), String> {
         accel: Accel::Tcg,
     };
     let mut machine = None;
-    match hcfuzz::campaign(&ctx, &mut machine, seed, calls) {
+    match f(&ctx, &mut machine) {
         Ok(report) => {
             println!("{report}");
             Ok(())
@@ -549,6 +564,14 @@ pub fn hypercall_campaign(seed: u64, calls: u64) -> Result<(), String> {
             Err(format!("{e}\n--- serial log ---\n{log}"))
         }
     }
+}
+
+/// `cargo xtask fuzz hypercalls --seed S --calls N`: one long run of the
+/// in-QEMU hypercall fuzzer, with the suite's checks; prints its report.
+pub fn hypercall_campaign(seed: u64, calls: u64) -> Result<(), String> {
+    standalone("fuzz-hypercalls", |ctx, machine| {
+        hcfuzz::campaign(ctx, machine, seed, calls)
+    })
 }
 
 fn run_case(name: &str, case: Case, kernel: &Path, domains: &Path, accel: Accel) -> bool {

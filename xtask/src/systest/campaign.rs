@@ -1,0 +1,213 @@
+//! The driver-crash campaign: the host crashes console-dom, drvdom-blk and
+//! drvdom-net at random moments (`toolstack domain crash`, seeded) while
+//! guests print numbered lines, write and read back their disk and take a
+//! checksummed TCP stream; afterwards it counts what was lost, duplicated
+//! or corrupted (all must be zero) and what the guests saw go wrong.
+//! 50 crashes in the suite; `cargo xtask campaign crashes --count N`.
+
+use super::{boot_managed_on, check, toolstack, Ctx, Machine};
+use crate::iso::NET_DRIVER_LINE;
+use crate::qemu::{free_port, Forward};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DRIVERS: [&str; 3] = ["console-dom", "drvdom-blk", "drvdom-net"];
+
+/// The suite's run.
+pub fn fifty_random_driver_crashes_lose_nothing(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    crashes(c, slot, 0xc0ffee, 50).map(drop)
+}
+
+/// Numbers a line prefix carries (`[4] survivor: heartbeat 17`): how many
+/// are missing between the first and the last, and how many came twice.
+fn lost_and_repeated(numbers: &[u64]) -> (u64, u64) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repeated = 0;
+    for &n in numbers {
+        if !seen.insert(n) {
+            repeated += 1;
+        }
+    }
+    let (Some(&first), Some(&last)) = (seen.first(), seen.last()) else {
+        return (0, 0);
+    };
+    (last - first + 1 - seen.len() as u64, repeated)
+}
+
+fn numbers_after(m: &Machine, prefix: &str) -> Vec<u64> {
+    m.lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Runs the campaign; returns its report.
+pub fn crashes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+    seed: u64,
+    count: u64,
+) -> Result<String, String> {
+    let image = c.path("disk.img");
+    std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
+    let port = free_port()?;
+    let forwards = [Forward {
+        udp: false,
+        host_port: port,
+        guest: "10.0.2.51".into(),
+        guest_port: 5001,
+    }];
+    let net = format!("{NET_DRIVER_LINE} restart_limit=100000");
+    let guests = [
+        (
+            "console-dom",
+            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart restart_limit=100000",
+        ),
+        (
+            "drvdom-blk",
+            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart restart_limit=100000",
+        ),
+        ("drvdom-net", net.as_str()),
+        ("survivor", "lines period_ms=50"),
+        ("disk-tool", "cycler mem=2048 cycles=100000000 disk=whole:xvda:w"),
+        (
+            "net-tool",
+            "sink mem=4096 vif=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
+        ),
+    ];
+    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| {
+        config.smp(2).disk(&image).nic(&forwards)
+    })?;
+    m.wait_for("[6] net-tool: listening on port 5001", super::BOOT)?;
+    m.wait_for("[5] disk-tool: cycle 1 ", super::BOOT)?;
+    m.wait_for("[4] survivor: heartbeat 2", super::BOOT)?;
+
+    // The stream, sent until the crashes are over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> Result<(u64, u32), String> {
+            let mut conn =
+                std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            let mut crc = crc32fast::Hasher::new();
+            let mut x = seed | 1;
+            let mut buf = vec![0u8; 1 << 14];
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for b in buf.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                crc.update(&buf);
+                conn.write_all(&buf)
+                    .map_err(|e| format!("sending to the guest: {e}"))?;
+                sent += buf.len() as u64;
+            }
+            conn.shutdown(std::net::Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            Ok((sent, crc.finalize()))
+        })
+    };
+
+    let started = Instant::now();
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut crashed = [0u64; 3];
+    let mut refused = 0u64;
+    while crashed.iter().sum::<u64>() < count {
+        std::thread::sleep(Duration::from_millis(150 + next() % 300));
+        let which = (next() % 3) as usize;
+        let (code, _) = toolstack(&sock, &["domain", "crash", DRIVERS[which]])?;
+        if code == 0 {
+            crashed[which] += 1;
+        } else {
+            // Mid-restart (no domain of that name yet): another moment.
+            refused += 1;
+        }
+    }
+    let took = started.elapsed();
+    // Let the last restart settle, then end the stream.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, sent_crc) = sender
+        .join()
+        .map_err(|_| "the sender panicked".to_string())??;
+    let got = m.wait_for("[6] net-tool: received ", super::BOOT * 3)?;
+    let stream_ok = got == format!("[6] net-tool: received {sent} bytes crc32 {sent_crc:08x}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (lines_lost, lines_repeated) =
+        lost_and_repeated(&numbers_after(m, "[4] survivor: heartbeat "));
+    let cycles = numbers_after(m, "[5] disk-tool: cycle ");
+    let (cycles_lost, cycles_repeated) = lost_and_repeated(&cycles);
+    let cycles_failed = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("[5] disk-tool: cycle ") && l.ends_with(" FAILED"))
+        .count();
+    let guest_errors: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            (l.starts_with("[4]") || l.starts_with("[5]") || l.starts_with("[6]"))
+                && (l.contains("gone") || l.contains("error") || l.contains("failed"))
+        })
+        .collect();
+    let restarts: Vec<usize> = DRIVERS.iter().map(|d| super::restarts_of(m, d)).collect();
+    let report = format!(
+        "campaign: {} crashes in {:.1} s (console-dom {}, drvdom-blk {}, drvdom-net {}; {} asked mid-restart), restarts {:?}; console lines lost {}, repeated {}; disk cycles {}, failed {}, lost {}, repeated {}; stream {} bytes {}; guest-visible errors {}",
+        count,
+        took.as_secs_f64(),
+        crashed[0],
+        crashed[1],
+        crashed[2],
+        refused,
+        restarts,
+        lines_lost,
+        lines_repeated,
+        cycles.len(),
+        cycles_failed,
+        cycles_lost,
+        cycles_repeated,
+        sent,
+        if stream_ok { "intact" } else { "DAMAGED" },
+        guest_errors.len()
+    );
+    check(
+        lines_lost == 0
+            && lines_repeated == 0
+            && cycles_failed == 0
+            && cycles_lost == 0
+            && cycles_repeated == 0
+            && stream_ok
+            && guest_errors.is_empty()
+            && restarts.iter().zip(crashed).all(|(&r, c)| r as u64 >= c),
+        || format!("{report}\nthe guests: {got}\n{}", guest_errors.join("\n")),
+    )?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_and_repeated;
+
+    #[test]
+    fn gaps_and_repeats_are_counted() {
+        assert_eq!(lost_and_repeated(&[3, 4, 5, 6]), (0, 0));
+        assert_eq!(lost_and_repeated(&[3, 4, 4, 7]), (2, 1));
+        assert_eq!(lost_and_repeated(&[]), (0, 0));
+    }
+}
