@@ -8,7 +8,6 @@
 use super::{boot_managed_on, check, toolstack, Ctx, Machine};
 use crate::iso::NET_DRIVER_LINE;
 use crate::qemu::{free_port, Forward};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,25 +94,9 @@ pub fn crashes(
         std::thread::spawn(move || -> Result<(u64, u32), String> {
             let mut conn =
                 std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-            let mut crc = crc32fast::Hasher::new();
-            let mut x = seed | 1;
-            let mut buf = vec![0u8; 1 << 14];
-            let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for b in buf.iter_mut() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    *b = x as u8;
-                }
-                crc.update(&buf);
-                conn.write_all(&buf)
-                    .map_err(|e| format!("sending to the guest: {e}"))?;
-                sent += buf.len() as u64;
-            }
-            conn.shutdown(std::net::Shutdown::Write)
-                .map_err(|e| e.to_string())?;
-            Ok((sent, crc.finalize()))
+            super::net::send_noise_while(&mut conn, seed, || {
+                (!stop.load(Ordering::Relaxed)).then_some(())
+            })
         })
     };
 

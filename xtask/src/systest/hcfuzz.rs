@@ -26,14 +26,7 @@ pub fn campaign(
     let guests = [("survivor", "survivor period_ms=200")];
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
     m.wait_for("[1] survivor: heartbeat 1", super::BOOT)?;
-    let free = || -> Result<u64, String> {
-        let (code, out) = toolstack(&sock, &["host", "info"])?;
-        out.lines()
-            .find_map(|l| l.strip_prefix("free:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .filter(|_| code == 0)
-            .ok_or_else(|| format!("host info: {code} {out}"))
-    };
+    let free = || super::free_kib(&sock);
     let before = free()?;
     let image =
         std::fs::read(crate::build::domain(&c.domains, "hc-fuzz")).map_err(|e| e.to_string())?;

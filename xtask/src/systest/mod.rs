@@ -1678,6 +1678,16 @@ fn boot_bundle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 }
 
 /// Runs the host `toolstack` command; returns (exit code, stdout + stderr).
+/// The kernel's free memory in KiB, as `toolstack host info` reports it.
+fn free_kib(sock: &Path) -> Result<u64, String> {
+    let (code, out) = toolstack(sock, &["host", "info"])?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("free:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("host info: {code} {out}"))
+}
+
 fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
     let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
         .arg("--connect")

@@ -483,10 +483,27 @@ pub fn two_interfaces_both_follow_restarts(
 /// Sends `bytes` of pseudo-random noise (from `seed`) on `conn`, then ends
 /// the sending half; returns the CRC-32 of what was sent.
 fn send_noise(conn: &mut std::net::TcpStream, bytes: usize, seed: u64) -> Result<u32, String> {
+    let mut chunks = bytes / (1 << 16);
+    send_noise_while(conn, seed, || {
+        chunks = chunks.checked_sub(1)?;
+        Some(())
+    })
+    .map(|(_, crc)| crc)
+}
+
+/// Sends 64 KiB chunks of pseudo-random noise (xorshift from `seed`) on
+/// `conn` while `more` says so, then ends the sending half; returns the
+/// bytes sent and their CRC-32.
+pub(super) fn send_noise_while(
+    conn: &mut std::net::TcpStream,
+    seed: u64,
+    mut more: impl FnMut() -> Option<()>,
+) -> Result<(u64, u32), String> {
     let mut crc = crc32fast::Hasher::new();
-    let mut x = seed;
+    let mut x = seed | 1;
     let mut buf = vec![0u8; 1 << 16];
-    for _ in 0..bytes / buf.len() {
+    let mut sent = 0u64;
+    while more().is_some() {
         for b in buf.iter_mut() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -496,8 +513,9 @@ fn send_noise(conn: &mut std::net::TcpStream, bytes: usize, seed: u64) -> Result
         crc.update(&buf);
         conn.write_all(&buf)
             .map_err(|e| format!("sending to the guest: {e}"))?;
+        sent += buf.len() as u64;
     }
     conn.shutdown(std::net::Shutdown::Write)
         .map_err(|e| e.to_string())?;
-    Ok(crc.finalize())
+    Ok((sent, crc.finalize()))
 }

@@ -266,14 +266,7 @@ pub fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
 ) -> Result<(), String> {
     let (m, sock) = boot_managed_on(c, slot, "", &[], None, |config| config.smp(4))?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
-    let free = |sock: &std::path::Path| -> Result<u64, String> {
-        let (code, out) = toolstack(sock, &["host", "info"])?;
-        out.lines()
-            .find_map(|l| l.strip_prefix("free:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .filter(|_| code == 0)
-            .ok_or_else(|| format!("host info: {code} {out}"))
-    };
+    let free = super::free_kib;
     let before = free(&sock)?;
     let image =
         std::fs::read(crate::build::domain(&c.domains, "spinner")).map_err(|e| e.to_string())?;
