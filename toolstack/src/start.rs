@@ -107,6 +107,10 @@ pub struct Started {
     pub reported: bool,
     /// Its control ring.
     pub control: Option<crate::control::Link>,
+    /// Control rings of its earlier instances (before restarts) whose
+    /// grant could not end yet: released as soon as it can, or domain 0's
+    /// grants and ports would run out after a hundred restarts.
+    pub lingering: alloc::vec::Vec<crate::control::Link>,
     /// Ask console-dom to replay its console history once it stops (`history_on_exit`).
     pub history_on_exit: bool,
     /// What to do when it powers off, reboots or crashes: `on_poweroff=`,
@@ -384,6 +388,7 @@ pub fn launch(
     let mut n = heapless::String::new();
     let _ = n.push_str(&name[..name.len().min(32)]);
     Some(Started {
+        lingering: alloc::vec::Vec::new(),
         id,
         name: n,
         reported: false,
@@ -460,6 +465,12 @@ pub fn run() {
             if hc::domain_info(s.id).is_err() {
                 s.control = s.control.take().and_then(crate::control::Link::release);
             }
+        }
+        for s in started.iter_mut().filter(|s| !s.lingering.is_empty()) {
+            s.lingering = core::mem::take(&mut s.lingering)
+                .into_iter()
+                .filter_map(crate::control::Link::release)
+                .collect();
         }
         // A domain asked for heartbeats that missed one is hung: it is
         // crashed, so its `on_crash` policy (restart) applies.
@@ -678,12 +689,23 @@ fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
         ),
     }
     let _ = hc::domain_destroy(old);
+    // The old instance's control ring: its port closed, its grant ended
+    // (or kept until it can be, if the old domain is not gone yet).
+    let mut lingering = core::mem::take(&mut started[i].lingering);
+    if let Some(link) = started[i]
+        .control
+        .take()
+        .and_then(crate::control::Link::release)
+    {
+        lingering.push(link);
+    }
     let (image, line) = (started[i].image.clone(), started[i].line.clone());
     let restarts = started[i].supervisor.restarts + 1;
     match start_one(me, image, line, started, restarts) {
         Some(mut new) => {
             let id = new.id;
             new.supervisor = core::mem::take(&mut started[i].supervisor);
+            new.lingering = lingering;
             new.supervisor.restarts += 1;
             started[i] = new;
             crate::broker::peer_restarted(started, old, id);
