@@ -300,8 +300,14 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
         None => {
             trace_switch::<G>(&k, cur, None);
             k.set_current(None);
+            // From here no vCPU is loaded on this CPU, so an unmap on
+            // another CPU sends it no flush: it must not keep the domain's
+            // tables past the lock. (It kept them until `idle` took the
+            // lock again; coming back to the same domain in between,
+            // `activate` saw the same CR3, skipped the reload and read a
+            // replaced mapping: 3 stale reads in one run of the move test.)
+            crate::memory::activate_kernel_space();
             if let Some(c) = leaving {
-                crate::memory::activate_kernel_space();
                 teardown(&mut k, c);
             }
             drop(k);
