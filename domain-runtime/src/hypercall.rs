@@ -3,7 +3,7 @@
 use ipc_abi::domain::{
     CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext, VcpuInfo,
 };
-use ipc_abi::hypercall::{decode, Hypercall, Result};
+use ipc_abi::hypercall::{decode, Destroyed, Hypercall, Result};
 use ipc_abi::shared::Virq;
 use zerocopy::FromZeros;
 
@@ -231,16 +231,52 @@ pub fn domain_set_cmdline(dom: DomainId, cmdline: &str) -> Result<u64> {
     )
 }
 
-pub fn domain_unpause(dom: DomainId) -> Result<u64> {
-    call1(Hypercall::DomainUnpause, dom.0 as u64)
+pub fn domain_unpause(dom: DomainId) -> Result<()> {
+    call1(Hypercall::DomainUnpause, dom.0 as u64).map(drop)
 }
 
-pub fn domain_pause(dom: DomainId) -> Result<u64> {
-    call1(Hypercall::DomainPause, dom.0 as u64)
+pub fn domain_pause(dom: DomainId) -> Result<()> {
+    call1(Hypercall::DomainPause, dom.0 as u64).map(drop)
 }
 
-pub fn domain_destroy(dom: DomainId) -> Result<u64> {
-    call1(Hypercall::DomainDestroy, dom.0 as u64)
+/// One `DomainDestroy` call: `Dying` while another CPU still runs the domain.
+pub fn domain_destroy_begin(dom: DomainId) -> Result<Destroyed> {
+    let done = call1(Hypercall::DomainDestroy, dom.0 as u64)?;
+    Ok(if done == Destroyed::Dying as u64 {
+        Destroyed::Dying
+    } else {
+        Destroyed::Gone
+    })
+}
+
+/// Destroys a domain and returns once it is gone, so that its devices,
+/// console and IRQs can be given to a successor at once. A domain running
+/// on another CPU at the call is freed by that CPU as it leaves (the kernel
+/// kicks it); this waits for that, up to a second (then `DomainState`).
+pub fn domain_destroy(dom: DomainId) -> Result<()> {
+    match domain_destroy_begin(dom)? {
+        Destroyed::Gone => Ok(()),
+        Destroyed::Dying => domain_wait_gone(dom),
+    }
+}
+
+/// After a `Dying` answer: waits until the domain is gone (up to a second,
+/// then `DomainState`).
+pub fn domain_wait_gone(dom: DomainId) -> Result<()> {
+    use ipc_abi::hypercall::Error;
+    let deadline = crate::time::now_ns().saturating_add(1_000_000_000);
+    loop {
+        // Asked again: `Dying` still, or the id names no domain any more.
+        match domain_destroy_begin(dom) {
+            Ok(Destroyed::Dying) => {}
+            Ok(Destroyed::Gone) | Err(Error::DeadDomain | Error::NoSuchDomain) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if crate::time::now_ns() > deadline {
+            return Err(Error::DomainState);
+        }
+        yield_cpu();
+    }
 }
 
 pub fn domain_info(dom: DomainId) -> Result<DomainInfo> {
@@ -340,8 +376,8 @@ pub fn dma_phys(va: u64) -> Result<u64> {
 }
 
 /// Crashes a domain as if it had faulted (control domain only).
-pub fn domain_crash(dom: DomainId) -> Result<u64> {
-    call1(Hypercall::DomainCrash, dom.0 as u64)
+pub fn domain_crash(dom: DomainId) -> Result<()> {
+    call1(Hypercall::DomainCrash, dom.0 as u64).map(drop)
 }
 
 /// Copies `buf.len()` bytes at `offset` of the page `dom` granted as

@@ -76,6 +76,9 @@ pub enum Hypercall {
     /// `(dom)`: stop a domain's vCPUs (control only).
     DomainPause = 33,
     /// `(dom)`: destroy a domain and reclaim everything (control only).
+    /// Returns a [`Destroyed`]: a domain running on another CPU at the call
+    /// is `Dying` until that CPU leaves it (it is kicked at once) and keeps
+    /// its devices until then; calling again answers `Dying` or `Gone`.
     DomainDestroy = 34,
     /// `(dom, ptr to DomainInfo)`: read a domain's state and crash record (control only, or self).
     DomainInfo = 35,
@@ -251,6 +254,16 @@ impl Hypercall {
             _ => return None,
         })
     }
+}
+
+/// What `DomainDestroy` did.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destroyed {
+    /// The domain is gone, with everything it held.
+    Gone = 0,
+    /// Another CPU still runs it; that CPU frees it as it leaves.
+    Dying = 1,
 }
 
 /// Why a hypercall failed. `rax` carries the code; 0 means success.

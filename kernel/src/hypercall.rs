@@ -16,7 +16,7 @@ use ipc_abi::domain::{
     CrashRecord, CreateDomain, DomainId, DomainInfo, DomainState, ShutdownReason, VcpuContext,
     CMDLINE_MAX, MESSAGE_MAX,
 };
-use ipc_abi::hypercall::{Error, Hypercall};
+use ipc_abi::hypercall::{Destroyed, Error, Hypercall};
 use ipc_abi::shared::Virq;
 use ipc_abi::trace::TraceChunk;
 
@@ -334,8 +334,16 @@ fn handle<G: Gate>(k: &mut Kernel, me: VcpuRef, call: Hypercall, a: &Args) -> Re
             Ok(0)
         }
         DomainDestroy => {
+            require_control(k, caller)?;
+            // Destroyed already, still leaving another CPU: say so (the
+            // caller waits for `Gone` before reusing what it held).
+            if let Some(t) = k.existing(a.dom(0)) {
+                if k.domain(t).is_some_and(|d| d.teardown) {
+                    return Ok(Destroyed::Dying as u64);
+                }
+            }
             let t = other(k, caller, a.dom(0))?;
-            with_frames(|f| lifecycle::destroy(k, f, t).map(|_| 0))
+            with_frames(|f| lifecycle::destroy(k, f, t).map(|d| d as u64))
         }
         DomainInfo => {
             let t = k.resolve(caller, a.dom(0))?;

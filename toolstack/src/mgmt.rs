@@ -604,7 +604,7 @@ impl Server {
         seq: u32,
         started: &[Started],
         domain: u32,
-        op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<u64>,
+        op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<()>,
     ) {
         match crate::ops::control(started, domain, op) {
             Ok(()) => self.send(seq, &Answer::Ok),

@@ -40,14 +40,14 @@ pub fn find_word(started: &[Started], word: &str) -> Option<DomainId> {
 pub fn control(
     started: &[Started],
     domain: u32,
-    op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<u64>,
+    op: fn(DomainId) -> domain_runtime::ipc_abi::hypercall::Result<()>,
 ) -> Result<(), String> {
     let id = started
         .iter()
         .map(|s| s.id)
         .find(|id| id.0 == domain || id.index() as u32 == domain)
         .ok_or_else(|| "no such domain".to_string())?;
-    op(id).map(|_| ()).map_err(|e| e.to_string())
+    op(id).map_err(|e| e.to_string())
 }
 
 /// Has the kernel dump the state each debug key names to its log, in

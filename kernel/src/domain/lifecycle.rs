@@ -15,7 +15,7 @@ use crate::elf::{self, ImageSource};
 use crate::frames::FrameAllocator;
 use crate::sched::{self, Entity, ALL_CPUS};
 use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, CMDLINE_MAX, NAME_MAX};
-use ipc_abi::hypercall::Error;
+use ipc_abi::hypercall::{Destroyed, Error};
 use ipc_abi::layout::*;
 use ipc_abi::shared::{Virq, START_INFO_MAGIC};
 
@@ -426,7 +426,11 @@ pub fn notify_control(k: &mut Kernel, subject: usize) {
 /// Destroys a domain: ports closed, foreign pages unmapped, grants ended
 /// (a frame others still map stays theirs until the last unmap), memory
 /// freed. Its id goes stale.
-pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Result<(), Error> {
+pub fn destroy(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+) -> Result<Destroyed, Error> {
     if k.domain(index).is_none() {
         return Err(Error::NoSuchDomain);
     }
@@ -438,7 +442,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
             d.teardown = true;
         }
         k.resched(index);
-        return Ok(());
+        return Ok(Destroyed::Dying);
     }
     events::close_all(k, index);
     // Its devices stop DMA before its memory goes back to the allocator.
@@ -454,7 +458,7 @@ pub fn destroy(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) -> Res
     trace_event!("dom{=u32} destroyed", d.id.0);
     d.space.destroy(frames, k.kernel_pml4);
     notify_control(k, index);
-    Ok(())
+    Ok(Destroyed::Gone)
 }
 
 /// The reason code for `Shutdown`.

@@ -7,6 +7,8 @@
 //!   run `seconds=` (3) and prints each domain's CPU ticks.
 //! - `lifecycle`: the kernel log, unique names, a refused image, pause and
 //!   unpause, a bad entry point (with `hello` and `survivor` modules).
+//! - `dying`: a domain destroyed while another CPU runs it holds its IRQ
+//!   until it is gone, and is gone when `domain_destroy` returns.
 //! - anything else: start the other modules, like the toolstack domain.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -37,6 +39,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         Some("churn") => churn(me(start)),
         Some("fairshare") => fairshare(),
         Some("lifecycle") => lifecycle(),
+        Some("dying") => dying(me(start)),
         _ => {
             toolstack_domain::start::start_modules();
         }
@@ -304,4 +307,46 @@ fn lifecycle() {
     }
     println!("lifecycle: unpaused: the heartbeat is back");
     let _ = hc::domain_destroy(s);
+}
+
+/// A domain destroyed while another CPU runs it is dying until that CPU
+/// leaves it, and holds what it was given until then: a driver domain
+/// restarted the moment it was destroyed once found its PCI function still
+/// taken (a CI run of the crash campaign). The kernel answers `Dying`, and
+/// `domain_destroy` returns only once the domain is gone, so a successor
+/// gets its IRQ at once, every round.
+fn dying(me: DomainId) {
+    use domain_runtime::ipc_abi::hypercall::Destroyed;
+    hc::domain_pin(me, 0, 1).expect("pin domain 0 to CPU 0");
+    const IRQ: u8 = 5;
+    let mut dying_answers = 0;
+    let mut successors = 0;
+    const ROUNDS: u32 = 20;
+    for _ in 0..ROUNDS {
+        let holder = make("holder", "spinner", "spinner seconds=100000");
+        hc::domain_add_irq(holder, IRQ).expect("irq for the holder");
+        hc::domain_pin(holder, 0, 2).expect("pin the holder to CPU 1");
+        hc::domain_unpause(holder).expect("unpause");
+        while hc::domain_info(holder).map(|i| i.running) != Ok(1) {
+            hc::yield_cpu();
+        }
+        // Made first, so that its IRQ is asked for right after the destroy.
+        let next = hc::domain_create("successor", 512, 0, 0, 1).expect("create");
+        let gone = match hc::domain_destroy_begin(holder) {
+            Ok(Destroyed::Dying) => {
+                dying_answers += 1;
+                hc::domain_wait_gone(holder)
+            }
+            other => other.map(drop),
+        };
+        match (gone, hc::domain_add_irq(next, IRQ)) {
+            (Ok(()), Ok(_)) => successors += 1,
+            (gone, irq) => println!("dying: destroy {:?}, the successor's IRQ {:?}", gone, irq),
+        }
+        hc::domain_destroy(next).expect("destroy the successor");
+    }
+    println!(
+        "dying: {} of {} destroyed while running elsewhere were dying; {} successors got the IRQ at once",
+        dying_answers, ROUNDS, successors
+    );
 }

@@ -128,6 +128,10 @@ fn cases() -> Vec<(&'static str, Case)> {
             smp::unpinned_spinners_spread_over_idle_cpus,
         ),
         (
+            "a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns",
+            smp::a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns,
+        ),
+        (
             "a_saved_guest_restored_counts_on",
             save::a_saved_guest_restored_counts_on,
         ),
