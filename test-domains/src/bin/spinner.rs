@@ -4,6 +4,7 @@
 //! `helpers=N` (with `vcpus=N+1`): first starts vCPUs 1 to N, each
 //! counting iterations the same way for good, and says `spinner: vCPU k
 //! up`; the count printed is then all its vCPUs' (`bench smp`).
+//! `hypercalls`: each iteration also makes a `Null` hypercall.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -37,8 +38,14 @@ fn run(_: &'static domain_runtime::StartInfo) {
     let seconds = test_domains::number("seconds").unwrap_or(3);
     let end = time::now_ns() + seconds * 1_000_000_000;
     let mut iterations = 0u64;
+    // `hypercalls`: each iteration enters the kernel (a `Null` hypercall),
+    // so an NMI often lands on the entry and exit paths.
+    let hypercalls = test_domains::flag("hypercalls");
     while time::now_ns() < end {
         for _ in 0..1000 {
+            if hypercalls {
+                let _ = domain_runtime::hypercall::null();
+            }
             iterations = core::hint::black_box(iterations + 1);
         }
     }

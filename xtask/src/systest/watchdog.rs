@@ -7,7 +7,10 @@ use super::{boot, check, expect_line, number_after, Ctx, Machine};
 /// registers and the return addresses on its stack and panics, and with
 /// `noreboot` halts; so is an application processor (`ktest=hang_ap`), by
 /// an NMI from the boot CPU. With the watchdog on, a two-CPU machine whose
-/// guests spin and sleep for eight seconds hears no false alarm.
+/// guests spin and sleep for eight seconds hears no false alarm, and a
+/// guest making hypercalls back to back for ten seconds (so that NMIs land
+/// between `syscall` and `swapgs`, and between `swapgs` and `iretq`, where
+/// GS is still the guest's) harms nothing.
 pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("watchdog noreboot ktest=hang")?, slot)?;
     expect_line(m, "watchdog: on, an NMI 18 times a second")?;
@@ -61,5 +64,13 @@ pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Resu
             .iter()
             .any(|l| l.contains("took no timer interrupt")),
         || "a false alarm on a healthy machine".into(),
-    )
+    )?;
+
+    let guests = [("spinner", "spinner seconds=10 hypercalls")];
+    let m = boot(&c.system("watchdog", &guests)?, slot)?;
+    expect_line(m, "watchdog: on")?;
+    expect_line(m, "[1] spinner: ")?;
+    check(!m.lines().iter().any(|l| l.contains("PANIC")), || {
+        "a panic while a guest made hypercalls under the watchdog".into()
+    })
 }
