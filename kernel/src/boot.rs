@@ -160,8 +160,8 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         run_test_hook(hook);
     }
     x86_64::instructions::interrupts::disable();
-    if settings.ktest == Some(TestHook::HangAp) {
-        crate::arch::smp::HANG_FIRST_AP.store(true, core::sync::atomic::Ordering::Relaxed);
+    if let Some(hook @ (TestHook::HangAp | TestHook::StackOverflowAp)) = settings.ktest {
+        crate::arch::smp::set_first_ap_test(hook);
     }
     start_application_processors(&cpus, &settings, count);
     let mut modules: heapless::Vec<dom0::BootModule<'_>, 64> = heapless::Vec::new();
@@ -431,7 +431,7 @@ fn run_test_hook(hook: TestHook) {
             }
         }
         // The first AP does it as it comes up (`arch::smp`).
-        TestHook::HangAp => {}
+        TestHook::HangAp | TestHook::StackOverflowAp => {}
         TestHook::PowerOff => {
             kprintln!("poweroff: ACPI S5");
             if let Err(why) = reset::power_off() {
@@ -444,7 +444,8 @@ fn run_test_hook(hook: TestHook) {
 /// Recurses until the stack runs into its guard page (the opaque stop
 /// condition keeps the compiler from proving it infinite).
 #[inline(never)]
-fn recurse(n: u64) -> u64 {
+/// Recurses until the stack overflows into its guard page (`ktest`).
+pub fn recurse(n: u64) -> u64 {
     let buf = core::hint::black_box([n; 64]);
     if core::hint::black_box(buf[3]) == u64::MAX {
         return 0;

@@ -202,6 +202,9 @@ pub enum TestHook {
     Hang,
     /// The first application processor spins with interrupts off once up.
     HangAp,
+    /// The first application processor overflows its kernel stack into
+    /// its guard page once up.
+    StackOverflowAp,
 }
 
 impl TestHook {
@@ -213,6 +216,7 @@ impl TestHook {
             "poweroff" => Some(TestHook::PowerOff),
             "hang" => Some(TestHook::Hang),
             "hang_ap" => Some(TestHook::HangAp),
+            "stackoverflow_ap" => Some(TestHook::StackOverflowAp),
             _ => None,
         }
     }
@@ -225,6 +229,7 @@ impl TestHook {
             TestHook::PowerOff => "poweroff",
             TestHook::Hang => "hang",
             TestHook::HangAp => "hang_ap",
+            TestHook::StackOverflowAp => "stackoverflow_ap",
         }
     }
 }
@@ -758,6 +763,10 @@ mod tests {
         assert_eq!(ok("ktest=poweroff").ktest, Some(TestHook::PowerOff));
         assert_eq!(ok("ktest=hang").ktest, Some(TestHook::Hang));
         assert_eq!(ok("ktest=hang_ap").ktest, Some(TestHook::HangAp));
+        assert_eq!(
+            ok("ktest=stackoverflow_ap").ktest,
+            Some(TestHook::StackOverflowAp)
+        );
         assert!(ok("ktest=pagefault")
             .to_string()
             .ends_with(" ktest=pagefault"));

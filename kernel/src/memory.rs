@@ -37,6 +37,20 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> Result<u64, Paging
     space.map_device(frames, phys, len, caching)
 }
 
+/// A kernel stack of `pages` fresh frames, mapped in the device window above
+/// an unmapped guard page; returns its top. (Frames taken for it are kept
+/// for good: APs' stacks live as long as the machine.)
+pub fn map_stack(pages: u64) -> Option<u64> {
+    let mut guard = MEMORY.lock();
+    let Memory { frames, space } = guard.as_mut()?;
+    let phys = frames.allocate_contiguous(pages)?;
+    space.skip_guard_page().ok()?;
+    let base = space
+        .map_device(frames, phys, pages * 4096, Caching::WriteBack)
+        .ok()?;
+    Some(base + pages * 4096)
+}
+
 /// Runs `f` with the frame allocator.
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> R {
     let mut guard = MEMORY.lock();

@@ -290,6 +290,16 @@ impl KernelSpace {
         Ok(base + (phys - first))
     }
 
+    /// Leaves the next page of the device window unmapped for good (a
+    /// guard page under the stack mapped next).
+    pub fn skip_guard_page(&mut self) -> Result<(), PagingError> {
+        if self.device_next + 4096 > DEVICE_WINDOW + DEVICE_WINDOW_SIZE {
+            return Err(PagingError::WindowFull);
+        }
+        self.device_next += 4096;
+        Ok(())
+    }
+
     /// The root table's physical address.
     pub fn root(&self) -> u64 {
         self.root

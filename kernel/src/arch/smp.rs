@@ -9,7 +9,6 @@
 use super::cpu::MAX_CPUS;
 use super::{apic, gdt, idt, syscall};
 use crate::domain::shared_pages::{read_frame, write_frame};
-use crate::layout::phys_to_virt;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use zerocopy::IntoBytes;
 
@@ -71,10 +70,21 @@ pub fn kernel_stack(cpu: usize) -> Option<(u64, u64)> {
     (top != 0).then(|| (top - KERNEL_STACK_PAGES * 4096, top))
 }
 
-/// Test only (`ktest=hang_ap`): the first AP spins with interrupts off
-/// once it is up, for the watchdog to catch.
-pub static HANG_FIRST_AP: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
+/// Test only: what the first AP does once it is up (0: nothing; 1:
+/// `ktest=hang_ap`, spin with interrupts off for the watchdog to catch; 2:
+/// `ktest=stackoverflow_ap`, overflow its kernel stack into the guard page).
+static FIRST_AP_TEST: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Sets what the first AP does once up (`ktest=hang_ap`, `stackoverflow_ap`).
+pub fn set_first_ap_test(hook: crate::cmdline::TestHook) {
+    use crate::cmdline::TestHook;
+    let code = match hook {
+        TestHook::HangAp => 1,
+        TestHook::StackOverflowAp => 2,
+        _ => 0,
+    };
+    FIRST_AP_TEST.store(code, Ordering::Relaxed);
+}
 
 /// The CPUs running now, as a bit mask.
 pub fn online_mask() -> u64 {
@@ -150,27 +160,34 @@ fn delay_us(us: u64) {
     }
 }
 
-/// An AP's stacks: frames from the allocator, reached through the physmap.
+/// An AP's stacks, each mapped in the kernel's device window above an
+/// unmapped guard page, so an overflow faults (a double fault, on its IST
+/// stack) instead of writing over the frames below (the physmap maps all
+/// RAM, so a stack reached only through it has no guard).
 struct Stacks {
-    base: u64,
+    kernel_top: u64,
+    ist_tops: [u64; 3],
 }
 
 impl Stacks {
     fn allocate() -> Option<Stacks> {
-        let pages = KERNEL_STACK_PAGES + 3 * IST_PAGES;
-        let phys = crate::memory::with_frames(|f| f.allocate_contiguous(pages))?;
+        let kernel_top = crate::memory::map_stack(KERNEL_STACK_PAGES)?;
+        let mut ist_tops = [0; 3];
+        for top in ist_tops.iter_mut() {
+            *top = crate::memory::map_stack(IST_PAGES)?;
+        }
         Some(Stacks {
-            base: phys_to_virt(phys),
+            kernel_top,
+            ist_tops,
         })
     }
 
     fn kernel_top(&self) -> u64 {
-        self.base + KERNEL_STACK_PAGES * 4096
+        self.kernel_top
     }
 
     fn ist_tops(&self) -> [u64; 3] {
-        let first = self.kernel_top();
-        [1, 2, 3].map(|i| first + i * IST_PAGES * 4096)
+        self.ist_tops
     }
 }
 
@@ -226,11 +243,19 @@ extern "C" fn ap_main(cpu: u64) -> ! {
     apic::init_ap();
     apic::start_timer_count(TIMER_COUNT.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::Release);
-    if cpu == 1 && HANG_FIRST_AP.load(Ordering::Relaxed) {
-        crate::kprintln!("ktest: CPU 1 spinning with interrupts off");
-        loop {
-            core::hint::spin_loop();
+    match (cpu, FIRST_AP_TEST.load(Ordering::Relaxed)) {
+        (1, 1) => {
+            crate::kprintln!("ktest: CPU 1 spinning with interrupts off");
+            loop {
+                core::hint::spin_loop();
+            }
         }
+        (1, 2) => {
+            crate::kprintln!("ktest: CPU 1 overflows its kernel stack");
+            let depth = crate::boot::recurse(0);
+            crate::kprintln!("ktest: recursion returned {depth}?!");
+        }
+        _ => {}
     }
     crate::trap::idle()
 }

@@ -833,6 +833,9 @@ fn page_fault_report(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
     Ok(())
 }
 
+/// The boot CPU's stack, and an application processor's, overflow into
+/// their guard pages: a double fault on the IST stack, reported (an AP's
+/// stack had no guard: it ran down through the physmap over other frames).
 fn stack_overflow(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(&c.config("noreboot ktest=stackoverflow")?, slot)?;
     let ex = expect_line(m, "exception: ")?;
@@ -840,6 +843,13 @@ fn stack_overflow(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         format!("expected a double fault: {ex}")
     })?;
     expect_line(m, "noreboot: halted")?;
+    let m = boot(&c.config("noreboot ktest=stackoverflow_ap")?.smp(2), slot)?;
+    expect_line(m, "ktest: CPU 1 overflows its kernel stack")?;
+    let ex = expect_line(m, "exception: ")?;
+    check(ex.contains("#DF double fault (vector 8)"), || {
+        format!("expected a double fault on CPU 1: {ex}")
+    })?;
+    expect_line(m, "PANIC at ")?;
     Ok(())
 }
 
