@@ -33,7 +33,18 @@ pub struct Viewer {
     pub backend: DomainId,
     next_id: u64,
     read_pending: Option<u64>,
+    /// The ring's page and its grant to `backend`.
+    pages: RingPages,
+    gref: u32,
 }
+
+/// The ring page between two instances of console-dom: one page serves
+/// domain 0 for its whole life, granted to each instance in turn once the
+/// grant to the one before has ended. (A fresh page each restart, never
+/// freed nor its grant ended, filled domain 0's grant table after about
+/// 120 restarts of console-dom; then each turn of its loop took another
+/// page: 28 MiB of heap in a 1,000-crash campaign.)
+static SPARE: spin::Mutex<Option<RingPages>> = spin::Mutex::new(None);
 
 /// The live console-dom, if any.
 pub fn console_dom(started: &[Started]) -> Option<DomainId> {
@@ -44,7 +55,7 @@ pub fn console_dom(started: &[Started]) -> Option<DomainId> {
 }
 
 impl Viewer {
-    /// Connects a fresh ring to console-dom if it runs and ours is not
+    /// Connects the ring to console-dom if it runs and ours is not
     /// connected to it (first start, or console-dom was restarted).
     pub fn follow(viewer: &mut Option<Viewer>, me: DomainId, started: &mut [Started]) {
         let Some(console) = console_dom(started) else {
@@ -55,16 +66,49 @@ impl Viewer {
         }
         if let Some(old) = viewer.take() {
             let _ = hc::event_close(old.port);
+            // The old instance is gone (`domain_destroy` waits for that), so
+            // its mapping is too and the grant ends; a page still mapped is
+            // left as it is and never used again.
+            match hc::grant_end(old.gref) {
+                Ok(_) => *SPARE.lock() = Some(old.pages),
+                Err(e) => domain_runtime::println!(
+                    "toolstack: our console ring's grant to domain {} cannot end ({}); a new page is used",
+                    old.backend,
+                    e
+                ),
+            }
         }
         *viewer = Viewer::connect(me, console, started);
     }
 
+    /// Grants the ring page (the spare, or a new one) to `console` and
+    /// sends its `Connect`; on failure the page is kept as the spare.
     fn connect(me: DomainId, console: DomainId, started: &mut [Started]) -> Option<Viewer> {
-        // Ring pages live as long as domain 0 (a restarted console-dom gets new ones).
-        let pages = RingPages::allocate(1)?;
-        let front = Front::init(pages.shared(), 1).ok()?;
-        let grefs = pages.grant_to(console).ok()?;
-        let port = hc::event_alloc_unbound(DomainId::SELF, console).ok()?;
+        let pages = SPARE.lock().take().or_else(|| RingPages::allocate(1))?;
+        let keep = |pages| {
+            *SPARE.lock() = Some(pages);
+            None
+        };
+        let Ok(front) = Front::init(pages.shared(), 1) else {
+            return keep(pages);
+        };
+        let Some(gref) = pages
+            .grant_to(console)
+            .ok()
+            .and_then(|g| g.first().copied())
+        else {
+            return keep(pages);
+        };
+        let link = started
+            .iter_mut()
+            .find(|s| s.id == console)
+            .and_then(|s| s.control.as_mut());
+        let Some((link, port)) =
+            link.and_then(|l| Some((l, hc::event_alloc_unbound(DomainId::SELF, console).ok()?)))
+        else {
+            let _ = hc::grant_end(gref);
+            return keep(pages);
+        };
         let mut connect = ControlMessage::new_zeroed();
         connect.op = ControlOp::Connect as u32;
         connect.kind = DeviceKind::Console as u32;
@@ -72,11 +116,7 @@ impl Viewer {
         connect.port = port as u32;
         connect.pages = 1;
         connect.version_or_status = CONSOLE_VERSION;
-        connect.grefs[0] = grefs[0];
-        let link = started
-            .iter_mut()
-            .find(|s| s.id == console)
-            .and_then(|s| s.control.as_mut())?;
+        connect.grefs[0] = gref;
         link.tell(connect);
         let mut v = Viewer {
             front,
@@ -84,6 +124,8 @@ impl Viewer {
             backend: console,
             next_id: 1,
             read_pending: None,
+            pages,
+            gref,
         };
         v.ask_for_input();
         Some(v)

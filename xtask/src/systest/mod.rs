@@ -555,7 +555,15 @@ fn standalone(
         accel: Accel::Tcg,
     };
     let mut machine = None;
-    match f(&ctx, &mut machine) {
+    let outcome = f(&ctx, &mut machine);
+    // The whole serial log, kept for reading after a long run.
+    if let Some(m) = machine.as_ref() {
+        let path = ctx.path("serial.log");
+        if std::fs::write(&path, m.transcript()).is_ok() {
+            println!("xtask: the serial log is in {}", path.display());
+        }
+    }
+    match outcome {
         Ok(report) => {
             println!("{report}");
             Ok(())
