@@ -24,6 +24,21 @@ use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
 use zerocopy::FromZeros;
 
+/// Where console-dom's lines go (COM1).
+pub trait Lines {
+    /// A line of its own, or a notice about a domain.
+    fn line(&mut self, args: core::fmt::Arguments<'_>);
+    /// A domain's line: its end goes out in the same kernel call that
+    /// stores `done` in `mark` (the ring's `back_done`), so that after a
+    /// crash of ours the frontend sends again exactly what has no end.
+    fn done_line(
+        &mut self,
+        args: core::fmt::Arguments<'_>,
+        mark: &core::sync::atomic::AtomicU64,
+        done: u64,
+    );
+}
+
 /// Longest line kept before it is printed anyway.
 pub const LINE_MAX: usize = 200;
 /// Requests taken from one ring before the next ring's turn.
@@ -81,11 +96,7 @@ impl Clients {
     /// Handles news from the control domain: a `Connect` for a console ring,
     /// a request to replay a domain's history, or a restored domain taking
     /// over the history of the one it was saved from.
-    pub fn on_control(
-        &mut self,
-        msg: ControlMessage,
-        out: &mut impl FnMut(core::fmt::Arguments<'_>),
-    ) {
+    pub fn on_control(&mut self, msg: ControlMessage, out: &mut impl Lines) {
         if msg.check() == Some(ControlOp::ConsoleHistory) {
             // First print what the domain's ring still holds, so the history is complete.
             self.drain(msg.peer, out);
@@ -108,7 +119,7 @@ impl Clients {
                 let history = &mut self.history;
                 c.flush_partial(out, history);
                 let _ = hc::event_close(c.port);
-                out(own!("domain {} disconnected its console", msg.peer));
+                out.line(own!("domain {} disconnected its console", msg.peer));
                 // Viewers waiting on it learn that it closed.
                 self.answer_parked();
             }
@@ -178,7 +189,7 @@ impl Clients {
     /// One round-robin turn: a batch from every ring. Returns whether any ring
     /// still has requests (the caller comes back after its other duties, so
     /// a flooding domain cannot starve the kernel log or the control ring).
-    pub fn serve(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) -> bool {
+    pub fn serve(&mut self, out: &mut impl Lines) -> bool {
         let mut more = false;
         let mut broken: heapless::Vec<usize, MAX_CLIENTS> = heapless::Vec::new();
         let mut viewing: heapless::Vec<ViewerRequest, BATCH> = heapless::Vec::new();
@@ -189,7 +200,7 @@ impl Clients {
             }) {
                 Ok(left) => more |= left,
                 Err(()) => {
-                    out(own!(
+                    out.line(own!(
                         "domain {} broke its console ring; disconnected",
                         c.dom
                     ));
@@ -212,7 +223,7 @@ impl Clients {
 
     /// Prints everything `dom`'s ring still holds (a stopped domain's ring
     /// is finite; other rings, which may be flooding, wait for their turn).
-    fn drain(&mut self, dom: DomainId, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+    fn drain(&mut self, dom: DomainId, out: &mut impl Lines) {
         let Some(i) = self.list.iter().position(|c| c.dom == dom) else {
             return;
         };
@@ -354,7 +365,7 @@ impl Clients {
     }
 
     /// Prints every unfinished line.
-    pub fn flush_partials(&mut self, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+    pub fn flush_partials(&mut self, out: &mut impl Lines) {
         for c in self.list.iter_mut() {
             c.flush_partial(out, &mut self.history);
             c.publish();
@@ -363,19 +374,19 @@ impl Clients {
     }
 
     /// Replays `dom`'s history through `out`.
-    pub fn replay(&self, dom: DomainId, out: &mut impl FnMut(core::fmt::Arguments<'_>)) {
-        out(own!("history of domain {}:", dom));
+    pub fn replay(&self, dom: DomainId, out: &mut impl Lines) {
+        out.line(own!("history of domain {}:", dom));
         match self
             .history
-            .replay(dom, |line| out(format_args!("[{}] {}", dom, line)))
+            .replay(dom, |line| out.line(format_args!("[{}] {}", dom, line)))
         {
-            Some((kept, cut)) => out(own!(
+            Some((kept, cut)) => out.line(own!(
                 "end of history of domain {} ({} bytes, {} older bytes cut)",
                 dom,
                 kept,
                 cut
             )),
-            None => out(own!("no history for domain {}", dom)),
+            None => out.line(own!("no history for domain {}", dom)),
         }
     }
 }
@@ -386,7 +397,7 @@ impl Client {
     /// Returns whether requests are left.
     fn serve(
         &mut self,
-        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        out: &mut impl Lines,
         history: &mut crate::history::History,
         mut viewing: impl FnMut(ConsoleRequest),
     ) -> Result<bool, ()> {
@@ -468,11 +479,7 @@ impl Client {
     }
 
     /// Prints an unfinished line (after a quiet spell), so nothing waits for ever.
-    fn flush_partial(
-        &mut self,
-        out: &mut impl FnMut(core::fmt::Arguments<'_>),
-        history: &mut crate::history::History,
-    ) {
+    fn flush_partial(&mut self, out: &mut impl Lines, history: &mut crate::history::History) {
         if !self.line.is_empty() {
             self.print_line(out, history);
         }
@@ -485,7 +492,7 @@ impl Client {
         &mut self,
         id: u64,
         data: &[u8],
-        out: &mut impl FnMut(core::fmt::Arguments<'_>),
+        out: &mut impl Lines,
         history: &mut crate::history::History,
     ) {
         let first_line = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
@@ -493,6 +500,10 @@ impl Client {
         {
             self.print_line(out, history);
         }
+        // Held with its bytes from the start: the line its `\n` ends is
+        // marked done through it in the call that ends that line.
+        // (Room is certain: the line was printed above when `held` was full.)
+        let _ = self.held.push_back(id);
         for &b in data {
             if b == b'\n' {
                 self.print_line(out, history);
@@ -504,22 +515,18 @@ impl Client {
             }
             let _ = self.line.push(b);
         }
+        // No bytes (an empty `Write`) leave it held with no line to print.
         if self.line.is_empty() {
-            self.answer(id);
+            while let Some(id) = self.held.pop_front() {
+                self.answer(id);
+            }
             self.make_visible();
-        } else {
-            // Room is certain: the line was printed above when `held` was full.
-            let _ = self.held.push_back(id);
         }
     }
 
     /// Prints the line `[domid] text`, then answers at once the writes whose
     /// bytes it held.
-    fn print_line(
-        &mut self,
-        out: &mut impl FnMut(core::fmt::Arguments<'_>),
-        history: &mut crate::history::History,
-    ) {
+    fn print_line(&mut self, out: &mut impl Lines, history: &mut crate::history::History) {
         // A CR LF line ending is an ending; any other control character
         // could forge another domain's line or drive the terminal.
         if self.line.last() == Some(&b'\r') {
@@ -527,7 +534,14 @@ impl Client {
         }
         domain_runtime::ipc_abi::proto::console::make_printable(&mut self.line);
         let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
-        out(format_args!("[{}] {}", self.dom, text));
+        match self.held.back() {
+            Some(&done) => out.done_line(
+                format_args!("[{}] {}", self.dom, text),
+                self.back.back_done(),
+                done,
+            ),
+            None => out.line(format_args!("[{}] {}", self.dom, text)),
+        }
         history.record(self.dom, text);
         self.line.clear();
         while let Some(id) = self.held.pop_front() {

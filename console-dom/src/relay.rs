@@ -115,10 +115,10 @@ pub fn run() {
         }
         // News from the control domain: new consoles to serve.
         while let Ok(Some(msg)) = control::poll() {
-            clients.on_control(msg, &mut |args| write_line(&mut uart, args));
+            clients.on_control(msg, &mut Com1(&mut uart));
         }
         // The consoles themselves: one turn each, then the other duties again.
-        let more = clients.serve(&mut |args| write_line(&mut uart, args));
+        let more = clients.serve(&mut Com1(&mut uart));
         if crash_point.is_some_and(|n| clients.history.recorded() >= n) {
             panic!(
                 "deliberate crash after {} lines (fault injection)",
@@ -131,7 +131,7 @@ pub fn run() {
         // An unfinished line is printed after a quiet spell of PARTIAL_FLUSH_NS.
         let now = time::now_ns();
         if partial_since.is_some_and(|t| now >= t + PARTIAL_FLUSH_NS) {
-            clients.flush_partials(&mut |args| write_line(&mut uart, args));
+            clients.flush_partials(&mut Com1(&mut uart));
             partial_since = None;
         }
         // Wake for the partial-line flush, and at least every INPUT_POLL_NS to
@@ -169,6 +169,12 @@ fn report(uart: &mut Uart16550<PioBackend>, dropped: Option<(domain_runtime::Dom
 
 /// Writes one line to the UART, ending it with CR LF.
 fn write_line(uart: &mut Uart16550<PioBackend>, args: core::fmt::Arguments<'_>) {
+    write_text(uart, args);
+    uart.send_bytes_exact(b"\r\n");
+}
+
+/// Writes text to the UART, no line end.
+fn write_text(uart: &mut Uart16550<PioBackend>, args: core::fmt::Arguments<'_>) {
     struct W<'a>(&'a mut Uart16550<PioBackend>);
     impl core::fmt::Write for W<'_> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
@@ -177,5 +183,26 @@ fn write_line(uart: &mut Uart16550<PioBackend>, args: core::fmt::Arguments<'_>) 
         }
     }
     let _ = core::fmt::Write::write_fmt(&mut W(uart), args);
-    uart.send_bytes_exact(b"\r\n");
+}
+
+/// The lines of the consoles we serve, on COM1.
+struct Com1<'a>(&'a mut Uart16550<PioBackend>);
+
+impl crate::clients::Lines for Com1<'_> {
+    fn line(&mut self, args: core::fmt::Arguments<'_>) {
+        write_line(self.0, args);
+    }
+
+    fn done_line(
+        &mut self,
+        args: core::fmt::Arguments<'_>,
+        mark: &core::sync::atomic::AtomicU64,
+        done: u64,
+    ) {
+        write_text(self.0, args);
+        // The kernel's CR LF waits for room on the UART itself.
+        if hc::console_line_done(mark, done).is_err() {
+            self.0.send_bytes_exact(b"\r\n");
+        }
+    }
 }

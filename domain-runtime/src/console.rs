@@ -116,8 +116,15 @@ impl Ring {
             return Backend::Serving;
         };
         // Answers the old instance published before it died still count:
-        // those writes are printed and must not be sent again.
+        // those writes are printed and must not be sent again; nor must
+        // any it marked done (its line ended on the UART in the call that
+        // marked it: `Hypercall::ConsoleLineDone`) but had not answered.
         self.drain();
+        let done = self.front.back_done();
+        let unacked = core::mem::take(&mut self.unacked);
+        for r in unacked.iter().filter(|r| r.id > done) {
+            let _ = self.unacked.push_back(*r);
+        }
         if !restored {
             let _ = hc::event_close(self.port);
             for &g in self.grefs.iter() {

@@ -66,6 +66,17 @@ pub fn console_read(from: u64, buf: &mut [u8; 161]) -> Result<(u64, &str)> {
     ))
 }
 
+/// For the console domain: ends the line it wrote on COM1 (CR LF, by the
+/// kernel) and stores `value` in `mark`, in one step (see
+/// `Hypercall::ConsoleLineDone`).
+pub fn console_line_done(mark: &core::sync::atomic::AtomicU64, value: u64) -> Result<()> {
+    call(
+        Hypercall::ConsoleLineDone,
+        [mark.as_ptr() as u64, value, 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
 pub fn yield_cpu() {
     let _ = call(Hypercall::Yield, [0; 6]);
 }

@@ -332,6 +332,11 @@ impl<Req: Message, Rsp: Message> MappedBack<Req, Rsp> {
     pub fn final_check(&mut self) -> core::result::Result<bool, RingError> {
         self.back.final_check()
     }
+
+    /// Where this end marks requests done (`Header::back_done`).
+    pub fn back_done(&self) -> &core::sync::atomic::AtomicU64 {
+        self.back.back_done()
+    }
 }
 
 impl<Req: Message, Rsp: Message> Drop for MappedBack<Req, Rsp> {

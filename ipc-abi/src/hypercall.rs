@@ -37,6 +37,14 @@ pub enum Hypercall {
     /// prints the kernel log from now on, starting at the line number returned;
     /// the kernel takes COM1 back when it dies.
     ConsoleTakeover = 7,
+    /// `(addr, value)`: for the console domain (which took COM1 over):
+    /// end the line it wrote on COM1 (CR LF, by the kernel's UART driver)
+    /// and store the u64 `value` at `addr` in its memory (8-byte aligned,
+    /// writable), in one step: both happen or, if it dies first, neither.
+    /// How console-dom marks a domain's line done (the ring's `back_done`),
+    /// so that after its restart the frontend sends again exactly the
+    /// lines not printed whole (`PermissionDenied` for another caller).
+    ConsoleLineDone = 8,
 
     /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.
     EventAllocUnbound = 10,
@@ -204,6 +212,7 @@ impl Hypercall {
             5 => Shutdown,
             6 => ConsoleRead,
             7 => ConsoleTakeover,
+            8 => ConsoleLineDone,
             10 => EventAllocUnbound,
             11 => EventBindInterdomain,
             12 => EventBindVirq,

@@ -27,7 +27,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `"XRNG"`: a header that holds a ring.
 pub const RING_MAGIC: u32 = 0x4752_4e58;
 /// Version of this ring layout.
-pub const RING_VERSION: u32 = 2;
+pub const RING_VERSION: u32 = 3;
 /// Bytes of each slot (requests and responses share slots, as in Xen).
 pub const SLOT_BYTES: usize = 64;
 const SLOT_WORDS: usize = SLOT_BYTES / 8;
@@ -67,6 +67,13 @@ pub struct Header {
     pub front_private: CachePadded<FrontPrivate>,
     /// The backend's private indices, published for onlookers only.
     pub back_private: CachePadded<BackPrivate>,
+    /// Written by the backend: the id of the last request whose effect is
+    /// complete where it cannot be undone (console-dom: the last `Write`
+    /// whose line is whole on the UART, stored in the same kernel call that
+    /// ends the line). A frontend whose backend died reads it before it
+    /// re-initialises the ring and sends again only the requests after it.
+    /// Protocols that do not need it leave it 0.
+    pub back_done: CachePadded<AtomicU64>,
 }
 
 /// What only the frontend knows, written by it as it goes so that
@@ -111,6 +118,7 @@ impl Header {
                 req_cons: AtomicU32::new(0),
                 rsp_prod_pvt: AtomicU32::new(0),
             }),
+            back_done: CachePadded::new(AtomicU64::new(0)),
         }
     }
 }
@@ -133,7 +141,8 @@ const _: () = assert!(core::mem::offset_of!(Header, rsp_prod) == 384);
 const _: () = assert!(core::mem::offset_of!(Header, rsp_event) == 512);
 const _: () = assert!(core::mem::offset_of!(Header, front_private) == 640);
 const _: () = assert!(core::mem::offset_of!(Header, back_private) == 768);
-const _: () = assert!(HEADER_BYTES == 896 && HEADER_BYTES.is_multiple_of(SLOT_BYTES));
+const _: () = assert!(core::mem::offset_of!(Header, back_done) == 896);
+const _: () = assert!(HEADER_BYTES == 1024 && HEADER_BYTES.is_multiple_of(SLOT_BYTES));
 
 /// Slots that fit in `pages` pages after the header (a power of two).
 pub const fn slots_for_pages(pages: u32) -> u32 {
@@ -264,6 +273,7 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         h.front_private.rsp_cons.store(0, Ordering::Relaxed);
         h.back_private.req_cons.store(0, Ordering::Relaxed);
         h.back_private.rsp_prod_pvt.store(0, Ordering::Relaxed);
+        h.back_done.store(0, Ordering::Relaxed);
         h.epoch.fetch_add(1, Ordering::Relaxed);
         h.state.store(State::Connected as u32, Ordering::Release);
         Ok(Front {
@@ -352,6 +362,12 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
     /// The epoch this end initialised.
     pub fn epoch(&self) -> u32 {
         self.shared.header.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The id the backend last marked done ([`Header::back_done`]): read
+    /// after it died, before [`Front::init`] clears it.
+    pub fn back_done(&self) -> u64 {
+        self.shared.header.back_done.load(Ordering::Acquire)
     }
 }
 
@@ -490,6 +506,11 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
     /// The epoch of the ring this end attached to.
     pub fn epoch(&self) -> u32 {
         self.shared.header.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Where this end marks requests done ([`Header::back_done`]).
+    pub fn back_done(&self) -> &'a AtomicU64 {
+        &self.shared.header.back_done
     }
 }
 

@@ -58,6 +58,13 @@ pub fn reprint_on_com1(line: &[u8]) {
     }
 }
 
+/// Ends the console domain's line on COM1 (CR LF), for `ConsoleLineDone`.
+pub fn end_line_on_com1() {
+    if let Some(p) = CONSOLE.lock().com1.as_mut() {
+        p.write_bytes(b"\n");
+    }
+}
+
 /// COM1's I/O base.
 pub fn com1_base() -> u16 {
     COM1_BASE.load(Ordering::Relaxed)

@@ -139,6 +139,7 @@ fn handle<G: Gate>(k: &mut Kernel, me: VcpuRef, call: Hypercall, a: &Args) -> Re
             Ok(0)
         }
         ConsoleTakeover => devices::take_console(k, caller),
+        ConsoleLineDone => devices::console_line_done(k, caller, a.0[0], a.0[1]).map(|()| 0),
         ConsoleRead => {
             if !k.may_read_log(caller) {
                 return Err(Error::PermissionDenied);

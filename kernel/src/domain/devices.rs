@@ -217,6 +217,24 @@ pub fn take_console(k: &mut Kernel, index: usize) -> Result<u64, Error> {
     Ok(k.console_unread)
 }
 
+/// The console domain ends the line it wrote on COM1 and stores `value` at
+/// `addr` in its memory, in one step: a domain dies only between its own
+/// instructions, and this call is one, so either the line has its end and
+/// the mark, or neither (see `Hypercall::ConsoleLineDone`). The mark is
+/// stored first: a bad address changes nothing.
+pub fn console_line_done(k: &Kernel, index: usize, addr: u64, value: u64) -> Result<(), Error> {
+    if k.console_owner != Some(index) {
+        return Err(Error::PermissionDenied);
+    }
+    if !addr.is_multiple_of(8) {
+        return Err(Error::InvalidArgument);
+    }
+    let d = k.domain(index).ok_or(Error::NoSuchDomain)?;
+    crate::usermem::copy_to(&d.space, addr, &value.to_le_bytes())?;
+    crate::console::end_line_on_com1();
+    Ok(())
+}
+
 /// The console domain stopped: the kernel writes COM1 itself again, first
 /// the log lines the domain had not read (so none is lost).
 pub fn release_console(k: &mut Kernel, index: usize) {

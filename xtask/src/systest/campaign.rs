@@ -151,7 +151,12 @@ pub fn crashes(
         list.lines()
             .any(|l| l.split_whitespace().nth(1) == Some(d) && l.contains(" running "))
     });
-    let kept = free_after == free_before;
+    // Within the page tables of the drivers' grant windows: a backend's
+    // mappings there (rings, requests' data pages in flight) take up to
+    // three table pages, freed when its last mapping goes, so the count
+    // moves with what is in flight at the measurement (seen: one page
+    // either way). A leak of a page a crash is 50 pages in the suite's run.
+    let kept = free_after.abs_diff(free_before) <= 3 * 3 * 4;
     let stream_ok = got == format!("[6] net-tool: received {sent} bytes crc32 {sent_crc:08x}");
     std::thread::sleep(Duration::from_secs(1));
 
