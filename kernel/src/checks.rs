@@ -31,6 +31,14 @@ pub fn domain_id(id: DomainId, slot_generation: u16, live: Option<DomainId>) -> 
     }
 }
 
+/// The generation a slot's next domain gets, or none once they are used up:
+/// a wrapped generation would make a stale id name a new domain (a grant or
+/// event port held by id would reach it), so a slot reused 65,535 times is
+/// retired (128 slots give about 8 million creations).
+pub fn next_generation(current: u16) -> Option<u16> {
+    current.checked_add(1)
+}
+
 /// `[offset, offset + len)` fits in one page.
 pub fn within_page(offset: u64, len: u64) -> Result<(), Error> {
     let end = offset.checked_add(len).ok_or(Error::InvalidArgument)?;
@@ -171,6 +179,14 @@ mod tests {
         ), before in 0u64..16, after in 1u64..16) {
             let first = port.saturating_sub(before);
             prop_assert_eq!(io_ports(first, before + after), Err(Error::PermissionDenied));
+        }
+
+        #[test]
+        fn a_slot_is_retired_rather_than_its_generation_wrapped(current: u16) {
+            match next_generation(current) {
+                Some(next) => prop_assert!(next > current),
+                None => prop_assert_eq!(current, u16::MAX),
+            }
         }
 
         #[test]

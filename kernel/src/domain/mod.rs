@@ -331,14 +331,13 @@ impl Kernel {
     }
 
     /// Reserves a free slot: returns its index and the id the new domain gets.
+    /// A slot whose generations are used up is never used again.
     fn reserve_slot(&mut self) -> Option<(usize, DomainId)> {
-        let index = self.slots.iter().position(|s| s.domain.is_none())?;
-        let slot = &mut self.slots[index];
-        let generation = match slot.generation.wrapping_add(1) {
-            0 => 1,
-            g => g,
-        };
-        Some((index, DomainId::new(index as u16, generation)))
+        self.slots.iter().enumerate().find_map(|(index, s)| {
+            let generation =
+                crate::checks::next_generation(s.generation).filter(|_| s.domain.is_none())?;
+            Some((index, DomainId::new(index as u16, generation)))
+        })
     }
 
     /// Puts a new domain in its reserved slot, in the frames taken for it.
