@@ -113,7 +113,8 @@ pub enum Hypercall {
     PciConfigRead = 44,
     /// `(bdf, offset, value)`: write a dword of that configuration space. Only the command
     /// register's I/O, memory, bus-master and INTx-disable bits, BAR sizing (all ones, then
-    /// the original value) and the capability area (offset 0x40 and up) may be written.
+    /// the original value) and the capability area (offset 0x40 and up) but its MSI and
+    /// MSI-X capabilities may be written (MSI stays off: devices interrupt by INTx).
     PciConfigWrite = 45,
     /// `(bdf, bar)`: where memory BAR `bar` of a PCI function this domain was given is mapped.
     PciBar = 46,

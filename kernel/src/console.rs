@@ -4,7 +4,8 @@
 //! the top bit set or cleared, the VGA screen) and fan-out of every line to
 //! all of them. Before it is configured, output goes to COM1 at its defaults.
 //! While a console domain owns COM1, the kernel does not write it (the domain
-//! prints the kernel log); a panic writes it regardless.
+//! prints the kernel log); a panic writes it regardless. A serial line that
+//! stops taking bytes is not waited for (`arch::serial`): it is said so here.
 
 use crate::arch::serial::{SerialPort, TopBit};
 use crate::arch::vga::VgaText;
@@ -17,11 +18,38 @@ struct Console {
     com1: Option<SerialPort>,
     com2: Option<SerialPort>,
     vga: Option<VgaText>,
+    /// COM1, COM2 became congested during the line being written.
+    stuck: [bool; 2],
 }
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let bytes = s.as_bytes();
+        self.write_all(s.as_bytes());
+        // A serial line that stopped taking bytes is said so once, on the
+        // others and in the log, after the line being written (it says
+        // itself what it missed when it moves again).
+        self.stuck[0] |= self.com1.as_mut().is_some_and(|p| p.take_newly_congested());
+        self.stuck[1] |= self.com2.as_mut().is_some_and(|p| p.take_newly_congested());
+        if !s.ends_with('\n') {
+            return Ok(());
+        }
+        let stuck = core::mem::take(&mut self.stuck);
+        for (stuck, name) in stuck.into_iter().zip(["COM1", "COM2"]) {
+            if stuck {
+                let mut note = heapless::String::<96>::new();
+                let _ = writeln!(
+                    note,
+                    "console: {name} takes no bytes; what it misses is dropped until it does"
+                );
+                self.write_all(note.as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Console {
+    fn write_all(&mut self, bytes: &[u8]) {
         if DIRECT_COM1.load(Ordering::Relaxed) {
             if let Some(p) = self.com1.as_mut() {
                 p.write_bytes(bytes);
@@ -34,7 +62,6 @@ impl Write for Console {
             v.write_bytes(bytes);
         }
         crate::klog::append(bytes);
-        Ok(())
     }
 }
 
@@ -74,6 +101,7 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
     com1: None,
     com2: None,
     vga: None,
+    stuck: [false; 2],
 });
 
 /// Brings up COM1 at its defaults, so the earliest messages are seen.

@@ -3,7 +3,14 @@
 //!
 //! Owns: what a driver's configuration write becomes (the command
 //! register's safe bits, BAR sizing without moving a BAR, the capability
-//! area; everything else refused) and how big a BAR is from its size mask.
+//! area but its MSI and MSI-X capabilities; everything else refused), how
+//! big a BAR is from its size mask, and finding the interrupt capabilities
+//! in a function's capability list.
+//!
+//! MSI and MSI-X stay off: with them a driver could make its device write
+//! any message to any address in the interrupt range, that is raise any
+//! vector on any CPU, NMIs included (no interrupt remapping yet). Devices
+//! interrupt by their INTx line, which the kernel routes to the driver.
 
 /// Command register bits a driver may change: I/O, memory, bus master, INTx disable.
 const COMMAND_BITS: u32 = 0x1 | 0x2 | 0x4 | 0x400;
@@ -24,9 +31,65 @@ pub enum WriteAction {
     Refused,
 }
 
+/// Capability ids of message-signalled interrupts.
+pub const CAP_MSI: u8 = 0x05;
+pub const CAP_MSIX: u8 = 0x11;
+/// Bytes of an MSI capability at most (64-bit address, per-vector masking).
+const MSI_BYTES: u8 = 24;
+/// Bytes of an MSI-X capability.
+const MSIX_BYTES: u8 = 12;
+
+/// Where a function's MSI and MSI-X capabilities are (0: it has none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptCaps {
+    pub msi: u8,
+    pub msix: u8,
+}
+
+impl InterruptCaps {
+    /// Whether the dword at `offset` lies in one of them.
+    fn covers(&self, offset: u8) -> bool {
+        let within =
+            |cap: u8, len: u8| cap != 0 && offset >= cap && offset < cap.saturating_add(len);
+        within(self.msi, MSI_BYTES) || within(self.msix, MSIX_BYTES)
+    }
+}
+
+/// Walks the capability list from the pointer at 0x34, reading dwords with
+/// `read` (whatever the device answers: the walk is bounded and ignores
+/// pointers outside the capability area).
+pub fn interrupt_caps(status: u32, mut read: impl FnMut(u8) -> u32) -> InterruptCaps {
+    let mut caps = InterruptCaps::default();
+    // Status bit 4: the function has a capability list.
+    if status & (1 << 20) == 0 {
+        return caps;
+    }
+    let mut at = (read(0x34) & 0xfc) as u8;
+    for _ in 0..48 {
+        if at < CAPABILITIES {
+            break;
+        }
+        let head = read(at);
+        match (head & 0xff) as u8 {
+            CAP_MSI if caps.msi == 0 => caps.msi = at,
+            CAP_MSIX if caps.msix == 0 => caps.msix = at,
+            _ => {}
+        }
+        at = ((head >> 8) & 0xfc) as u8;
+    }
+    caps
+}
+
 /// Decides what a driver's write of `value` at `offset` does, given the
-/// register's `current` value and the BARs' firmware values. Pure (host-tested).
-pub fn filter_write(offset: u8, value: u32, current: u32, bar_raw: &[u32; 6]) -> WriteAction {
+/// register's `current` value, the BARs' firmware values and where the
+/// interrupt capabilities are. Pure (host-tested).
+pub fn filter_write(
+    offset: u8,
+    value: u32,
+    current: u32,
+    bar_raw: &[u32; 6],
+    caps: InterruptCaps,
+) -> WriteAction {
     if !offset.is_multiple_of(4) {
         return WriteAction::Refused;
     }
@@ -53,7 +116,7 @@ pub fn filter_write(offset: u8, value: u32, current: u32, bar_raw: &[u32; 6]) ->
                 WriteAction::Refused
             }
         }
-        o if o >= CAPABILITIES => WriteAction::Device(value),
+        o if o >= CAPABILITIES && !caps.covers(o) => WriteAction::Device(value),
         _ => WriteAction::Refused,
     }
 }
@@ -74,44 +137,91 @@ mod tests {
     use super::*;
 
     const RAW: [u32; 6] = [0xfebf_0000, 0, 0xc001, 0, 0xfe00_000c, 0];
+    const NONE: InterruptCaps = InterruptCaps { msi: 0, msix: 0 };
+
+    /// A function with a power-management capability at 0x40, MSI-X at
+    /// 0x50 and MSI at 0x60, as configuration dwords.
+    fn config(offset: u8) -> u32 {
+        match offset {
+            0x34 => 0x40,
+            0x40 => 0x0000_5001,
+            0x50 => 0x0000_6011,
+            0x60 => 0x0000_0005,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn msi_and_msix_are_found_and_their_writes_refused() {
+        let caps = interrupt_caps(1 << 20, config);
+        assert_eq!(
+            caps,
+            InterruptCaps {
+                msi: 0x60,
+                msix: 0x50
+            }
+        );
+        // MSI-X enable (bit 31 of its first dword), its table offset; MSI's
+        // enable, address and data: all refused.
+        for offset in [0x50, 0x54, 0x58, 0x60, 0x64, 0x68, 0x6c, 0x74] {
+            assert_eq!(
+                filter_write(offset, 0x8000_0000, 0, &RAW, caps),
+                WriteAction::Refused
+            );
+        }
+        // The power-management capability and what lies past MSI still pass.
+        assert_eq!(filter_write(0x44, 3, 0, &RAW, caps), WriteAction::Device(3));
+        assert_eq!(filter_write(0x78, 3, 0, &RAW, caps), WriteAction::Device(3));
+        // No capability list: nothing found.
+        assert_eq!(interrupt_caps(0, config), NONE);
+    }
+
+    #[test]
+    fn a_looping_or_wild_capability_list_ends() {
+        // A list that points at itself, and one that points below 0x40.
+        let looped = interrupt_caps(1 << 20, |o| if o == 0x34 { 0x40 } else { 0x4011 });
+        assert_eq!(looped, InterruptCaps { msi: 0, msix: 0x40 });
+        let wild = interrupt_caps(1 << 20, |o| if o == 0x34 { 0x10 } else { 0x05 });
+        assert_eq!(wild, NONE);
+    }
 
     #[test]
     fn only_safe_command_bits_change() {
         // Turning on memory and bus master, trying SERR (bit 8), clearing a status bit.
-        let w = filter_write(COMMAND, 0x8000_0106, 0x0000_0000, &RAW);
+        let w = filter_write(COMMAND, 0x8000_0106, 0x0000_0000, &RAW, NONE);
         assert_eq!(w, WriteAction::Device(0x8000_0006));
         // SERR stays as it was either way.
-        let w = filter_write(COMMAND, 0x0000_0006, 0x0000_0100, &RAW);
+        let w = filter_write(COMMAND, 0x0000_0006, 0x0000_0100, &RAW, NONE);
         assert_eq!(w, WriteAction::Device(0x0000_0106));
-        let w = filter_write(COMMAND, 0x0000_0000, 0x0000_0107, &RAW);
+        let w = filter_write(COMMAND, 0x0000_0000, 0x0000_0107, &RAW, NONE);
         assert_eq!(w, WriteAction::Device(0x0000_0100));
     }
 
     #[test]
     fn bars_can_be_sized_but_never_moved() {
         assert_eq!(
-            filter_write(0x10, u32::MAX, 0, &RAW),
+            filter_write(0x10, u32::MAX, 0, &RAW, NONE),
             WriteAction::Bar {
                 index: 0,
                 sizing: true
             }
         );
         assert_eq!(
-            filter_write(0x10, 0xfebf_0000, 0, &RAW),
+            filter_write(0x10, 0xfebf_0000, 0, &RAW, NONE),
             WriteAction::Bar {
                 index: 0,
                 sizing: false
             }
         );
         assert_eq!(
-            filter_write(0x10, 0x1000_0000, 0, &RAW),
+            filter_write(0x10, 0x1000_0000, 0, &RAW, NONE),
             WriteAction::Refused
         );
-        assert_eq!(filter_write(0x30, 0, 0, &RAW), WriteAction::Refused);
-        assert_eq!(filter_write(0x3c, 5, 0, &RAW), WriteAction::Refused);
-        assert_eq!(filter_write(0x00, 0, 0, &RAW), WriteAction::Refused);
-        assert_eq!(filter_write(0x42, 0, 0, &RAW), WriteAction::Refused);
-        assert_eq!(filter_write(0x40, 7, 0, &RAW), WriteAction::Device(7));
+        assert_eq!(filter_write(0x30, 0, 0, &RAW, NONE), WriteAction::Refused);
+        assert_eq!(filter_write(0x3c, 5, 0, &RAW, NONE), WriteAction::Refused);
+        assert_eq!(filter_write(0x00, 0, 0, &RAW, NONE), WriteAction::Refused);
+        assert_eq!(filter_write(0x42, 0, 0, &RAW, NONE), WriteAction::Refused);
+        assert_eq!(filter_write(0x40, 7, 0, &RAW, NONE), WriteAction::Device(7));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct Config {
     accel: Accel,
     memory: String,
     smp: String,
-    com2_file: Option<PathBuf>,
+    /// COM2's `-serial` value (`file:...`, `pipe:...`), if any.
+    com2: Option<String>,
     com2_socket: Option<PathBuf>,
     monitor_socket: Option<PathBuf>,
     icount: bool,
@@ -97,7 +98,7 @@ impl Config {
             // a CPU count with N CPUs (to shake the SMP paths with the
             // whole suite); one by default.
             smp: std::env::var("XENOLITH_TEST_SMP").unwrap_or_else(|_| "1".into()),
-            com2_file: None,
+            com2: None,
             com2_socket: None,
             com1_input: false,
             monitor_socket: None,
@@ -136,7 +137,14 @@ impl Config {
 
     /// Sends COM2 to a file.
     pub fn com2_file(mut self, p: &Path) -> Self {
-        self.com2_file = Some(p.to_path_buf());
+        self.com2 = Some(format!("file:{}", p.display()));
+        self
+    }
+
+    /// Sends COM2 into the FIFO `p.out` (and reads it from `p.in`): a line
+    /// whose far end can stop reading, so that the UART stays full.
+    pub fn com2_pipe(mut self, p: &Path) -> Self {
+        self.com2 = Some(format!("pipe:{}", p.display()));
         self
     }
 
@@ -238,8 +246,8 @@ impl Config {
         let mut cmd = Command::new("qemu-system-x86_64");
         self.common_args(&mut cmd);
         cmd.args(["-display", "none", "-serial", "stdio"]);
-        if let Some(f) = &self.com2_file {
-            cmd.arg("-serial").arg(format!("file:{}", f.display()));
+        if let Some(spec) = &self.com2 {
+            cmd.arg("-serial").arg(spec);
         }
         self.com2_socket_args(&mut cmd);
         match &self.monitor_socket {

@@ -6,7 +6,8 @@
 //! configuration-space accesses (the kernel alone has the configuration
 //! ports): reads pass through except that BARs are emulated, and writes are
 //! limited to the command register's safe bits, BAR sizing and the
-//! capability area, so a driver can neither move a BAR nor touch a function
+//! capability area but MSI and MSI-X, so a driver can neither move a BAR, nor
+//! make its device raise an interrupt it was not given, nor touch a function
 //! it was not given; stopping the function's DMA when the domain dies; and
 //! physically contiguous DMA pages with their physical addresses.
 //!
@@ -25,7 +26,9 @@ use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_
 /// PCI functions one domain may hold.
 pub const MAX_PCI: usize = 4;
 
-use crate::pci_rules::{bar_size, filter_write, WriteAction, BAR0, COMMAND};
+use crate::pci_rules::{
+    bar_size, filter_write, interrupt_caps, InterruptCaps, WriteAction, BAR0, COMMAND,
+};
 
 /// One BAR dword as the firmware left it, and whether the driver is sizing it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,6 +45,8 @@ pub struct BarWord {
 pub struct Assigned {
     pub bdf: u16,
     bars: [BarWord; 6],
+    /// Its MSI and MSI-X capabilities, which the driver may not write.
+    caps: InterruptCaps,
 }
 
 fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
@@ -79,7 +84,8 @@ pub fn assign(
         return Err(Error::PermissionDenied);
     }
     let bars = size_bars(bdf);
-    let mut held = Assigned { bdf, bars };
+    let caps = interrupt_caps(pci::read32(bdf, COMMAND), |o| pci::read32(bdf, o));
+    let mut held = Assigned { bdf, bars, caps };
     map_bars(k, frames, index, &mut held)?;
     let line = pci::read32(bdf, 0x3c) & 0xff;
     if line != 0 && u64::from(line) < MAX_IRQS {
@@ -179,7 +185,7 @@ pub fn config_write(
     let a = held(k, caller, bdf)?;
     let raws = a.bars.map(|b| b.raw);
     let current = pci::read32(a.bdf, offset);
-    match filter_write(offset, value, current, &raws) {
+    match filter_write(offset, value, current, &raws, a.caps) {
         WriteAction::Device(v) => {
             pci::write32(a.bdf, offset, v);
             Ok(())

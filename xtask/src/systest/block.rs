@@ -28,9 +28,9 @@ pub fn drvdom_blk_reads_the_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<
         // The same function twice, and a bridge: both refused.
         ("drvdom-blk", "blk-twice pci=00:04.0 dma=64"),
         ("drvdom-blk", "blk-bridge pci=00:00.0"),
-        ("pci-prober", "pci-prober"),
+        ("pci-prober", "pci-prober pci=00:05.0"),
     ];
-    let config = c.system("", &guests)?.disk(&image);
+    let config = c.system("", &guests)?.disk(&image).nic(&[]);
     let m = super::boot(&config, slot)?;
     expect_line(m, "toolstack: domain 1 gets PCI function 00:04.0")?;
     expect_line(
@@ -53,9 +53,11 @@ pub fn drvdom_blk_reads_the_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<
         "BAR 4 of 00:04.0",
         "config read of the host bridge",
         "DMA address",
+        "MSI-X enable",
     ] {
         expect_line(m, &format!("pci-prober: {what} refused: permission denied"))?;
     }
+    expect_line(m, "pci-prober: its own function has MSI-X at 0x")?;
     expect_line(m, "pci-prober: done")?;
     check(!m.lines().iter().any(|l| l.contains("succeeded")), || {
         "the prober reached something it was not given".into()

@@ -271,6 +271,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         ),
         ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
         (
+            "a_serial_line_that_stops_taking_bytes_stops_nothing_else",
+            congested_line,
+        ),
+        (
             "fifty_domains_are_created_listed_and_shut_down_together",
             fifty_domains,
         ),
@@ -1378,6 +1382,43 @@ fn chatty(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         .filter(|l| l.starts_with("[1] survivor: heartbeat"))
         .count();
     m.wait_for_nth("[1] survivor: heartbeat", beats + 3, BOOT)?;
+    Ok(())
+}
+
+/// COM2's far end stops reading (a FIFO nobody reads: QEMU's UART then
+/// stays full, as on a line slower than what is sent) while a domain prints
+/// as fast as the rate limit allows through the kernel, which writes its
+/// log on COM1 and COM2 (`console=com1,com2L`). The kernel waits for COM2 a
+/// bounded time once and then drops what it would send there: another
+/// domain's heartbeat goes on on COM1 long after COM2 is full (the kernel
+/// waited for the UART under its lock for ever, and the machine stopped).
+fn congested_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let fifo = c.path("com2");
+    for end in ["in", "out"] {
+        let path = c.path(&format!("com2.{end}"));
+        let _ = std::fs::remove_file(&path);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .map_err(|e| format!("mkfifo: {e}"))?;
+        check(made.success(), || format!("mkfifo {}", path.display()))?;
+    }
+    let guests = [("survivor", "survivor"), ("chatty", "chatty")];
+    let config = c.system("console=com1,com2L", &guests)?.com2_pipe(&fifo);
+    let m = boot(&config, slot)?;
+    expect_line(m, "lines dropped by the rate limit")?;
+    // The pipe's 64 KiB fill in about four seconds of flooding.
+    expect_line(
+        m,
+        "console: COM2 takes no bytes; what it misses is dropped until it does",
+    )?;
+    // Then ten more seconds of heartbeats (one each 100 ms).
+    let before = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("[1] survivor: heartbeat"))
+        .count();
+    m.wait_for_nth("[1] survivor: heartbeat", before + 100, BOOT)?;
     Ok(())
 }
 
