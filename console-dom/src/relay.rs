@@ -7,10 +7,7 @@ use domain_runtime::{control, events, io, println, time};
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
-/// COM1's standard I/O base.
-const COM1: u16 = 0x3f8;
-/// COM1's IRQ.
-const COM1_IRQ: u8 = 4;
+use domain_runtime::ipc_abi::pc::{COM1_BASE as COM1, COM1_IRQ};
 /// Ctrl-A: three in a row move the input focus to the next domain (as Xen's console did).
 const ESCAPE: u8 = 0x01;
 /// How long an unfinished line waits for the rest before it is printed.
@@ -62,7 +59,7 @@ pub fn run() {
     let mut relayed = 0u64;
     let mut partial_since: Option<u64> = None;
     let mut armed = 0u64;
-    let mut buf = [0u8; 161];
+    let mut buf = [0u8; domain_runtime::ipc_abi::hypercall::LOG_LINE_BUF];
     loop {
         // The kernel log (the kernel's lines and debug-hypercall lines).
         while let Ok((seq, text)) = hc::console_read(next, &mut buf) {

@@ -54,7 +54,10 @@ pub fn console_write(bytes: &[u8]) -> Result<u64> {
 
 /// Reads the oldest kept kernel console line numbered `from` or later into
 /// `buf`; returns its number and text (control domain only).
-pub fn console_read(from: u64, buf: &mut [u8; 161]) -> Result<(u64, &str)> {
+pub fn console_read(
+    from: u64,
+    buf: &mut [u8; ipc_abi::hypercall::LOG_LINE_BUF],
+) -> Result<(u64, &str)> {
     let seq = call(
         Hypercall::ConsoleRead,
         [from, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],

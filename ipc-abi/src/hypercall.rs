@@ -197,6 +197,13 @@ pub enum Hypercall {
     FaultFixup = 63,
 }
 
+/// Longest kernel log line, in bytes (what `ConsoleRead` returns).
+pub const LOG_LINE_MAX: usize = 160;
+/// A `ConsoleRead` buffer: the longest line and its terminating zero.
+pub const LOG_LINE_BUF: usize = LOG_LINE_MAX + 1;
+/// Most bytes one `ConsoleWrite` takes.
+pub const CONSOLE_WRITE_MAX: u64 = 4096;
+
 /// Number of hypercall slots (numbers at or above are invalid).
 pub const HYPERCALL_LIMIT: u64 = 64;
 

@@ -6,17 +6,20 @@
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
 //! carried on rings: console, block, network and control ([`proto`]); the
-//! layout of kernel trace reads ([`trace`]); the save file ([`save`]).
+//! layout of kernel trace reads ([`trace`]); the save file ([`save`]); the
+//! serial ports everyone agrees on ([`pc`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
 //! checks, so the ABI can be checked from another language.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod domain;
 pub mod hypercall;
 pub mod layout;
 pub mod mgmt;
+pub mod pc;
 pub mod proto;
 pub mod ring;
 pub mod ring_view;

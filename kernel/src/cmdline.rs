@@ -55,9 +55,11 @@ pub struct SerialConfig {
 
 impl SerialConfig {
     /// COM1 at its standard place, 115200 baud, 8n1.
-    pub const COM1: SerialConfig = SerialConfig::standard(0x3f8, 4);
+    pub const COM1: SerialConfig =
+        SerialConfig::standard(ipc_abi::pc::COM1_BASE, ipc_abi::pc::COM1_IRQ);
     /// COM2 at its standard place, 115200 baud, 8n1.
-    pub const COM2: SerialConfig = SerialConfig::standard(0x2f8, 3);
+    pub const COM2: SerialConfig =
+        SerialConfig::standard(ipc_abi::pc::COM2_BASE, ipc_abi::pc::COM2_IRQ);
 
     const fn standard(io_base: u16, irq: u8) -> SerialConfig {
         SerialConfig {

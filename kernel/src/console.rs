@@ -69,7 +69,7 @@ impl Console {
 /// COM1 and drains the kernel log instead (see `klog.rs`).
 static DIRECT_COM1: AtomicBool = AtomicBool::new(true);
 /// COM1's I/O base as configured (`com1=`), for the takeover check.
-static COM1_BASE: AtomicU16 = AtomicU16::new(0x3f8);
+static COM1_BASE: AtomicU16 = AtomicU16::new(ipc_abi::pc::COM1_BASE);
 
 /// Hands COM1 to a console domain (`false`) or takes it back (`true`).
 pub fn set_direct_com1(direct: bool) {

@@ -13,6 +13,7 @@ use crate::domain::shared_pages::with_start_info;
 use crate::frames::PhysRange;
 use crate::memory;
 use ipc_abi::layout::{MODULE_WINDOW, PAGE_SIZE};
+use ipc_abi::pc::{COM2_BASE, COM2_IRQ, UART_PORTS};
 use ipc_abi::shared::{ModuleInfo, MAX_MODULES, MODULE_CMDLINE_MAX};
 
 /// A boot module: where it is and its command line.
@@ -107,9 +108,14 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
         });
         // `mgmt=com2` on domain 0's line: it serves the management protocol on COM2.
         if first.cmdline.split_whitespace().any(|w| w == "mgmt=com2") {
-            crate::domain::devices::add_io_ports(&mut k, index, 0x2f8, 8)
-                .map_err(|_| "cannot give domain 0 COM2")?;
-            crate::domain::devices::add_irq(&mut k, index, 3)
+            crate::domain::devices::add_io_ports(
+                &mut k,
+                index,
+                u64::from(COM2_BASE),
+                u64::from(UART_PORTS),
+            )
+            .map_err(|_| "cannot give domain 0 COM2")?;
+            crate::domain::devices::add_irq(&mut k, index, u64::from(COM2_IRQ))
                 .map_err(|_| "cannot give domain 0 COM2's IRQ")?;
         }
         let mut line: heapless::String<1024> = heapless::String::new();

@@ -21,7 +21,7 @@ use ipc_abi::shared::Virq;
 use ipc_abi::trace::TraceChunk;
 
 /// Largest console write accepted in one call.
-const CONSOLE_MAX: u64 = 4096;
+const CONSOLE_MAX: u64 = ipc_abi::hypercall::CONSOLE_WRITE_MAX;
 
 /// The six argument registers.
 struct Args([u64; 6]);

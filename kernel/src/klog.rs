@@ -11,7 +11,7 @@ use spin::Mutex;
 /// Lines kept.
 const LINES: usize = 256;
 /// Longest line kept (longer lines are cut).
-pub const LINE_MAX: usize = 160;
+pub const LINE_MAX: usize = ipc_abi::hypercall::LOG_LINE_MAX;
 
 struct Ring {
     text: [[u8; LINE_MAX]; LINES],

@@ -6,6 +6,9 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
+// Unsafe code lives in the modules allowed it below, each block argued by a
+// `SAFETY:` comment; the compiler refuses it anywhere else.
+#![deny(unsafe_code)]
 
 mod aml_s5;
 mod checks;
@@ -18,13 +21,17 @@ mod sched;
 mod watchdog;
 
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // see the module
 mod arch;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // see the module
 mod boot;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // the panic path's forced unlock
 #[macro_use]
 mod console;
 // After `console` (it prints with kprintln!), before the users of trace_event!.
+#[allow(unsafe_code)] // the per-CPU trace rings (`trace::sink`)
 #[macro_use]
 mod trace;
 #[cfg(target_os = "none")]
@@ -36,6 +43,7 @@ mod hypercall;
 #[cfg(target_os = "none")]
 mod klog;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // see the module
 mod memory;
 mod panic;
 #[cfg(target_os = "none")]

@@ -35,8 +35,7 @@ const ANSWER_MAX: usize = domain_runtime::ipc_abi::mgmt::MAX_PAYLOAD;
 /// Largest trace chunk in one answer.
 const TRACE_MAX: usize = 2048;
 
-const COM2: u16 = 0x2f8;
-const COM2_IRQ: u8 = 3;
+use domain_runtime::ipc_abi::pc::{COM2_BASE as COM2, COM2_IRQ};
 
 /// Requests that wait longer than this with no answer coming mark a ring stuck.
 const STUCK_NS: u64 = 1_000_000_000;
@@ -463,11 +462,13 @@ impl Server {
 
     fn dmesg(&mut self, seq: u32, from: u64) {
         let mut next = from;
-        let mut buf = [0u8; 161];
+        let mut buf = [0u8; domain_runtime::ipc_abi::hypercall::LOG_LINE_BUF];
         for _ in 0..200 {
             match hc::console_read(next, &mut buf) {
                 Ok((n, text)) => {
-                    let mut owned: heapless::String<161> = heapless::String::new();
+                    let mut owned: heapless::String<
+                        { domain_runtime::ipc_abi::hypercall::LOG_LINE_BUF },
+                    > = heapless::String::new();
                     let _ = owned.push_str(text);
                     self.send(
                         seq,

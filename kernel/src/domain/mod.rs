@@ -19,7 +19,9 @@ pub mod pci;
 pub mod ports;
 pub mod running;
 pub mod saving;
+#[allow(unsafe_code)] // the kernel-shared pages through the physmap
 pub mod shared_pages;
+#[allow(unsafe_code)] // domain records in frames of their own
 pub mod storage;
 pub mod vcpus;
 

@@ -1,0 +1,12 @@
+//! The PC's standard serial ports, as the kernel, console-dom and domain 0
+//! use them: COM1 is the console (the kernel's until console-dom takes it
+//! over), COM2 domain 0's management line (`mgmt=com2`).
+
+/// COM1's I/O base and IRQ (the kernel's default; `com1=` may move them).
+pub const COM1_BASE: u16 = 0x3f8;
+pub const COM1_IRQ: u8 = 4;
+/// COM2's I/O base and IRQ.
+pub const COM2_BASE: u16 = 0x2f8;
+pub const COM2_IRQ: u8 = 3;
+/// I/O ports a 16550 occupies from its base.
+pub const UART_PORTS: u16 = 8;
