@@ -15,6 +15,7 @@ mod checks;
 mod cmdline;
 mod elf;
 mod frames;
+mod grant_table;
 mod layout;
 mod pci_rules;
 mod sched;

@@ -105,26 +105,7 @@ pub struct Vcpu {
     pub loaded_on: Option<usize>,
 }
 
-/// A page of another domain mapped into this domain's grant window.
-#[derive(Clone, Copy, Debug)]
-pub struct ForeignMap {
-    pub granter: DomainId,
-    pub gref: u32,
-    /// The frame mapped (it outlives the grant if the granter dies first).
-    pub frame: u64,
-}
-
-/// A page this domain granted.
-#[derive(Clone, Copy, Debug)]
-pub struct Grant {
-    pub grantee: DomainId,
-    /// The granter's virtual address of the page.
-    pub va: u64,
-    pub frame: u64,
-    pub readonly: bool,
-    /// How many window slots map it now.
-    pub maps: u32,
-}
+pub use crate::grant_table::{ForeignMap, Grant};
 
 /// One domain.
 pub struct Domain {

@@ -39,10 +39,20 @@ fn lost_and_repeated(numbers: &[u64]) -> (u64, u64) {
 }
 
 fn numbers_after(m: &Machine, prefix: &str) -> Vec<u64> {
+    // Whole lines only, `prefix` then the number then at most one word: a
+    // line console-dom was cut off in (its end never printed, so the next
+    // text runs on after it) is sent again whole, and only that one counts.
     m.lines()
         .iter()
         .filter_map(|l| l.strip_prefix(prefix))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .filter_map(|rest| {
+            let mut words = rest.split(' ');
+            let n = words.next()?.parse().ok()?;
+            match (words.next(), words.next()) {
+                (None, _) | (Some("ok" | "FAILED"), None) => Some(n),
+                _ => None,
+            }
+        })
         .collect()
 }
 
