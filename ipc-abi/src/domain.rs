@@ -78,26 +78,16 @@ const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
 const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
 const _: () = assert!(core::mem::size_of::<DomainInfo>() == 312);
 
+crate::numbered! {
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
-#[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ShutdownReason {
+pub enum ShutdownReason: u64 {
     PowerOff = 0,
     Reboot = 1,
     /// The domain's own code failed (its panic handler reports this).
     Crash = 2,
 }
-
-impl ShutdownReason {
-    pub fn from_number(n: u64) -> Option<ShutdownReason> {
-        match n {
-            0 => Some(ShutdownReason::PowerOff),
-            1 => Some(ShutdownReason::Reboot),
-            2 => Some(ShutdownReason::Crash),
-            _ => None,
-        }
-    }
 }
 
 /// A domain's lifecycle state, as [`DomainInfo::state`] reports it.
@@ -199,10 +189,10 @@ pub struct VcpuInfo {
     pub _reserved: u32,
 }
 
+crate::numbered! {
 /// What a vCPU is doing, in [`VcpuInfo::state`].
-#[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VcpuState {
+pub enum VcpuState: u32 {
     /// Not started (the domain has not called `VcpuUp` for it).
     Down = 0,
     /// Runs or waits for a CPU.
@@ -210,16 +200,6 @@ pub enum VcpuState {
     /// Waits in `Block` for an event.
     Blocked = 2,
 }
-
-impl VcpuState {
-    pub fn from_number(n: u32) -> Option<VcpuState> {
-        match n {
-            0 => Some(VcpuState::Down),
-            1 => Some(VcpuState::Runnable),
-            2 => Some(VcpuState::Blocked),
-            _ => None,
-        }
-    }
 }
 
 /// A vCPU's registers, for [`crate::hypercall::Hypercall::DomainGetContext`]

@@ -13,11 +13,11 @@
 
 use core::fmt;
 
+crate::numbered! {
 /// Hypercall numbers.
-#[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Hypercall {
+pub enum Hypercall: u64 {
     /// Does nothing; measures the round trip.
     Null = 0,
     /// `(ptr, len)`: print bytes on the hypervisor console, each line prefixed `[domid]`.
@@ -196,6 +196,7 @@ pub enum Hypercall {
     /// TLB shootdown test reads a page while another vCPU unmaps it).
     FaultFixup = 63,
 }
+}
 
 /// Longest kernel log line, in bytes (what `ConsoleRead` returns).
 pub const LOG_LINE_MAX: usize = 160;
@@ -207,72 +208,6 @@ pub const CONSOLE_WRITE_MAX: u64 = 4096;
 /// Number of hypercall slots (numbers at or above are invalid).
 pub const HYPERCALL_LIMIT: u64 = 64;
 
-impl Hypercall {
-    /// Decodes a hypercall number.
-    pub fn from_number(n: u64) -> Option<Hypercall> {
-        use Hypercall::*;
-        Some(match n {
-            0 => Null,
-            1 => ConsoleWrite,
-            2 => Yield,
-            3 => Block,
-            4 => SetTimer,
-            5 => Shutdown,
-            6 => ConsoleRead,
-            7 => ConsoleTakeover,
-            8 => ConsoleLineDone,
-            10 => EventAllocUnbound,
-            11 => EventBindInterdomain,
-            12 => EventBindVirq,
-            13 => EventSend,
-            14 => EventClose,
-            15 => EventUnmask,
-            16 => EventBindPirq,
-            17 => PirqAck,
-            20 => GrantCreate,
-            21 => GrantEnd,
-            22 => GrantMap,
-            23 => GrantUnmap,
-            24 => GrantCopy,
-            30 => DomainCreate,
-            31 => DomainLoadImage,
-            32 => DomainUnpause,
-            33 => DomainPause,
-            34 => DomainDestroy,
-            35 => DomainInfo,
-            36 => DomainSetCmdline,
-            37 => KernelStats,
-            38 => DomainAddIoPorts,
-            39 => DomainAddMmio,
-            40 => DomainAddIrq,
-            41 => DomainSetEntry,
-            42 => MachinePowerOff,
-            43 => DomainAddPci,
-            44 => PciConfigRead,
-            45 => PciConfigWrite,
-            46 => PciBar,
-            47 => DomainAddDma,
-            48 => DmaPhys,
-            49 => DomainCrash,
-            50 => DebugKeys,
-            51 => GrantPeek,
-            52 => PortSends,
-            53 => TraceRead,
-            54 => DomainPin,
-            55 => CurrentCpu,
-            56 => Suspend,
-            57 => DomainPageRead,
-            58 => DomainPageWrite,
-            59 => DomainGetContext,
-            60 => DomainSetContext,
-            61 => VcpuUp,
-            62 => VcpuInfo,
-            63 => FaultFixup,
-            _ => return None,
-        })
-    }
-}
-
 /// What `DomainDestroy` did.
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,10 +218,10 @@ pub enum Destroyed {
     Dying = 1,
 }
 
+crate::numbered! {
 /// Why a hypercall failed. `rax` carries the code; 0 means success.
-#[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
+pub enum Error: u64 {
     /// No such hypercall.
     UnknownCall = 1,
     /// A pointer or length does not describe memory the caller may use that way.
@@ -324,33 +259,6 @@ pub enum Error {
     /// The facility is switched off (tracing with `tbuf_size=0`).
     Disabled = 18,
 }
-
-impl Error {
-    /// Decodes an error code (`rax` after a hypercall).
-    pub fn from_code(code: u64) -> Option<Error> {
-        use Error::*;
-        Some(match code {
-            1 => UnknownCall,
-            2 => BadAddress,
-            3 => InvalidArgument,
-            4 => DeadDomain,
-            5 => NoSuchDomain,
-            6 => PermissionDenied,
-            7 => OutOfResources,
-            8 => BadPort,
-            9 => PortState,
-            10 => BadGrant,
-            11 => GrantInUse,
-            12 => NameTaken,
-            13 => BadImage,
-            14 => DomainState,
-            15 => SlotState,
-            16 => Empty,
-            17 => DeviceTaken,
-            18 => Disabled,
-            _ => return None,
-        })
-    }
 }
 
 impl fmt::Display for Error {
@@ -387,7 +295,7 @@ pub fn decode(rax: u64, rdx: u64) -> Result<u64> {
     if rax == 0 {
         Ok(rdx)
     } else {
-        Err(Error::from_code(rax).unwrap_or(Error::UnknownCall))
+        Err(Error::from_number(rax).unwrap_or(Error::UnknownCall))
     }
 }
 
@@ -408,7 +316,7 @@ mod tests {
     #[test]
     fn error_codes_round_trip() {
         for code in 1..=18 {
-            let e = Error::from_code(code).unwrap();
+            let e = Error::from_number(code).unwrap();
             assert_eq!(e as u64, code);
             assert_eq!(decode(code, 7), Err(e));
         }

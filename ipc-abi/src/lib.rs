@@ -19,6 +19,7 @@ pub mod domain;
 pub mod hypercall;
 pub mod layout;
 pub mod mgmt;
+mod numbered;
 pub mod pc;
 pub mod proto;
 pub mod ring;

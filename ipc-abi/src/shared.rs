@@ -19,11 +19,11 @@ pub struct EventPage {
 
 const _: () = assert!(core::mem::size_of::<EventPage>() == 64);
 
+crate::numbered! {
 /// Virtual IRQs a domain may bind a port to.
-#[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Virq {
+pub enum Virq: u64 {
     /// The vCPU's one-shot timer expired.
     Timer = 0,
     /// The kernel console has new lines (control domain).
@@ -31,20 +31,10 @@ pub enum Virq {
     /// Some domain changed state: crashed, shut down, destroyed (control domain).
     DomainState = 2,
 }
+}
 
 /// Number of VIRQ kinds.
 pub const VIRQS: usize = 3;
-
-impl Virq {
-    pub fn from_number(n: u64) -> Option<Virq> {
-        match n {
-            0 => Some(Virq::Timer),
-            1 => Some(Virq::ConsoleLog),
-            2 => Some(Virq::DomainState),
-            _ => None,
-        }
-    }
-}
 
 /// Most boot modules handed to domain 0.
 pub const MAX_MODULES: usize = 16;
