@@ -44,13 +44,13 @@ pub enum DeviceKind {
     Net = 3,
 }
 
+crate::numbered! {
 /// Control messages. Domain → control domain: `Announce`, `Connected`,
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
 /// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`.
-#[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ControlOp {
+pub enum ControlOp: u32 {
     /// Frontend: "here is my ring for device (kind, index)".
     Announce = 1,
     /// Backend: "I serve the frontend's ring" (after `Connect`).
@@ -82,6 +82,7 @@ pub enum ControlOp {
     /// the domain whose id is `index`": its history carries over.
     ConsoleInherit = 22,
 }
+}
 
 /// One control message (both directions use the same layout).
 #[repr(C)]
@@ -111,22 +112,7 @@ impl ControlMessage {
     /// The operation, if the message is well formed.
     pub fn check(&self) -> Option<ControlOp> {
         use ControlOp::*;
-        let op = match self.op {
-            1 => Announce,
-            2 => Connected,
-            3 => Disconnect,
-            4 => Heartbeat,
-            5 => Listen,
-            6 => Refused,
-            16 => Connect,
-            17 => PeerRestarted,
-            18 => PeerGone,
-            19 => ShutdownRequest,
-            20 => ConsoleHistory,
-            21 => SuspendRequest,
-            22 => ConsoleInherit,
-            _ => return None,
-        };
+        let op = ControlOp::from_number(self.op)?;
         if matches!(op, Announce | Connect)
             && (self.pages == 0 || self.pages as usize > MAX_RING_PAGES)
         {
