@@ -28,6 +28,42 @@ pub const VECTOR_PIC_BASE: u8 = 0x20;
 
 core::arch::global_asm!(
     r#"
+    // The general registers, in `TrapFrame` order (lowest address last pushed).
+    .macro push_gprs
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    .endm
+    .macro pop_gprs
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    .endm
+
     .section .text
     .balign 16
     .global isr_stubs
@@ -57,41 +93,13 @@ isr_common:
 1:
     .global trap_save_and_dispatch
 trap_save_and_dispatch:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_gprs
     movq %rsp, %rdi
     cld
     call trap_dispatch
     .global trap_restore
 trap_restore:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+    pop_gprs
     testb $3, 24(%rsp)
     jz 2f
     swapgs
@@ -106,21 +114,7 @@ trap_restore:
     // a guest's is 0 (it cannot set one: no FSGSBASE, and its segments have
     // base 0). Swap if it is not the kernel's, and swap back on the way out.
 paranoid_entry:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_gprs
     movl $0xc0000101, %ecx
     rdmsr
     xorl %ebx, %ebx
@@ -136,21 +130,7 @@ paranoid_entry:
     jz 4f
     swapgs
 4:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+    pop_gprs
     addq $16, %rsp
     iretq
 "#,

@@ -109,6 +109,19 @@ impl Domains<FakeFrames> for World {
 }
 
 impl World {
+    /// Four domains, each with its own pages.
+    fn new() -> (World, FakeFrames) {
+        let mut frames = FakeFrames::default();
+        let mut w = World {
+            slots: (0..DOMAINS).map(|_| None).collect(),
+            generations: std::vec![0; DOMAINS],
+        };
+        for i in 0..DOMAINS {
+            w.spawn(&mut frames, i);
+        }
+        (w, frames)
+    }
+
     /// A new domain in slot `i` with its own pages (the last read-only).
     fn spawn(&mut self, frames: &mut FakeFrames, i: usize) {
         if self.slots[i].is_some() {
@@ -273,14 +286,7 @@ proptest! {
 
     #[test]
     fn no_frame_is_ever_free_while_mapped(ops in proptest::collection::vec(op(), 1..120)) {
-        let mut frames = FakeFrames::default();
-        let mut w = World {
-            slots: (0..DOMAINS).map(|_| None).collect(),
-            generations: std::vec![0; DOMAINS],
-        };
-        for i in 0..DOMAINS {
-            w.spawn(&mut frames, i);
-        }
+        let (mut w, mut frames) = World::new();
         for op in &ops {
             apply(&mut w, &mut frames, op);
             check(&w, &frames)?;
@@ -301,14 +307,7 @@ proptest! {
     /// maps both, A dies, B unmaps one: the frame must stay B's.
     #[test]
     fn a_page_granted_twice_outlives_its_dead_granter(first_unmapped in 0u64..2) {
-        let mut frames = FakeFrames::default();
-        let mut w = World {
-            slots: (0..DOMAINS).map(|_| None).collect(),
-            generations: std::vec![0; DOMAINS],
-        };
-        for i in 0..DOMAINS {
-            w.spawn(&mut frames, i);
-        }
+        let (mut w, mut frames) = World::new();
         let b = w.id(1).expect("B");
         let a = w.id(0).expect("A");
         let r0 = create::<FakeFrames, _>(&mut w, 0, b, 0, false).expect("grant 1");
