@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 mod aml_s5;
+mod channels;
 mod checks;
 mod cmdline;
 mod elf;

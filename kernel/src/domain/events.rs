@@ -3,8 +3,8 @@
 //! Owns: the cross-domain port operations — allocate unbound, bind, send,
 //! close, unmask — and raising an event: set the pending bit in the target's
 //! event page and, if the port is unmasked and the vCPU blocked, wake it.
-//! Closing one end returns the peer's end to unbound for the closer, as in
-//! Xen, so a restarted peer can bind again.
+//! The binding and closing rules are `crate::channels` (pure,
+//! model-tested); this module gives them the kernel's domain table.
 
 use super::ports::PortState;
 use super::shared_pages;
@@ -14,11 +14,31 @@ use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Error;
 use ipc_abi::shared::Virq;
 
+impl crate::channels::Domains for Kernel {
+    fn lookup(&self, id: DomainId) -> Result<usize, Error> {
+        Kernel::lookup(self, id)
+    }
+
+    fn existing(&self, id: DomainId) -> Option<usize> {
+        Kernel::existing(self, id)
+    }
+
+    fn id(&self, index: usize) -> Option<DomainId> {
+        self.domain(index).map(|d| d.id)
+    }
+
+    fn ports(&self, index: usize) -> Option<&super::ports::Ports> {
+        self.domain(index).map(|d| &d.ports)
+    }
+
+    fn ports_mut(&mut self, index: usize) -> Option<&mut super::ports::Ports> {
+        self.domain_mut(index).map(|d| &mut d.ports)
+    }
+}
+
 /// Opens a port in `owner`, unbound, waiting for the domain at `remote_index`.
 pub fn alloc_unbound(k: &mut Kernel, owner: usize, remote_index: usize) -> Result<u16, Error> {
-    let remote_id = k.domain(remote_index).ok_or(Error::NoSuchDomain)?.id;
-    let d = k.domain_mut(owner).ok_or(Error::NoSuchDomain)?;
-    d.ports.open(PortState::Unbound { remote: remote_id })
+    crate::channels::alloc_unbound(k, owner, remote_index)
 }
 
 /// Binds a new port of `caller` to `remote_port` of `remote`, which must be unbound for the caller.
@@ -28,32 +48,7 @@ pub fn bind_interdomain(
     remote: DomainId,
     remote_port: u64,
 ) -> Result<u16, Error> {
-    let r = k.lookup(remote)?;
-    let caller_id = k.domain(caller).ok_or(Error::NoSuchDomain)?.id;
-    if r == caller {
-        return Err(Error::InvalidArgument);
-    }
-    let state = k
-        .domain(r)
-        .ok_or(Error::NoSuchDomain)?
-        .ports
-        .get(remote_port)?;
-    if state != (PortState::Unbound { remote: caller_id }) {
-        return Err(Error::PortState);
-    }
-    let (me, peer) = k.pair_mut(caller, r).ok_or(Error::NoSuchDomain)?;
-    let local = me.ports.open(PortState::Interdomain {
-        remote: peer.id,
-        port: remote_port as u16,
-    })?;
-    peer.ports.set(
-        remote_port as u16,
-        PortState::Interdomain {
-            remote: caller_id,
-            port: local,
-        },
-    );
-    Ok(local)
+    crate::channels::bind(k, caller, remote, remote_port)
 }
 
 /// Binds a new port of `caller` to a VIRQ. Console and domain-state VIRQs are for the control domain.
@@ -115,23 +110,14 @@ pub fn sends(k: &Kernel, dom: usize, port: u64) -> Result<u64, Error> {
     Ok(here | peer << 32)
 }
 
-/// Closes a port of `caller`; an interdomain peer's end goes back to unbound.
+/// Closes a port of `caller` (the rules: `channels::close`), releasing an
+/// IRQ line bound to it and clearing its pending bit.
 pub fn close(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
-    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
-    let state = d.ports.get(port)?;
-    let caller_id = d.id;
-    if let PortState::Interdomain { remote, port: rp } = state {
-        if let Ok(r) = k.lookup(remote) {
-            if let Some(peer) = k.domain_mut(r) {
-                peer.ports.set(rp, PortState::Unbound { remote: caller_id });
-            }
-        }
-    }
+    let state = crate::channels::close(k, caller, port)?;
     if let PortState::Pirq(irq) = state {
         super::devices::unbind_pirq(k, irq);
     }
     let d = k.domain_mut(caller).ok_or(Error::NoSuchDomain)?;
-    d.ports.free(port as u16);
     shared_pages::clear(d.event_page, port as u16);
     Ok(())
 }

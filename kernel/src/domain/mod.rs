@@ -16,7 +16,7 @@ pub mod events;
 pub mod grants;
 pub mod lifecycle;
 pub mod pci;
-pub mod ports;
+pub use crate::channels::ports;
 pub mod running;
 pub mod saving;
 #[allow(unsafe_code)] // the kernel-shared pages through the physmap
