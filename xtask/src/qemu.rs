@@ -41,6 +41,8 @@ pub struct Config {
     com2_socket: Option<PathBuf>,
     monitor_socket: Option<PathBuf>,
     icount: bool,
+    /// QEMU trace events to log, and the file they go to.
+    trace: Option<(Vec<String>, PathBuf)>,
     com1_input: bool,
     disk: Option<PathBuf>,
     nic: Option<Vec<Forward>>,
@@ -103,6 +105,7 @@ impl Config {
             com1_input: false,
             monitor_socket: None,
             icount: false,
+            trace: None,
             disk: None,
             nic: None,
         }
@@ -172,6 +175,15 @@ impl Config {
         self
     }
 
+    /// Logs QEMU's trace `events` (`qemu-system-x86_64 -trace help`) to `log`.
+    pub fn trace(mut self, events: &[&str], log: &Path) -> Self {
+        self.trace = Some((
+            events.iter().map(|e| e.to_string()).collect(),
+            log.to_path_buf(),
+        ));
+        self
+    }
+
     /// Deterministic instruction counting: the guest TSC counts retired instructions.
     pub fn icount(mut self) -> Self {
         self.icount = true;
@@ -198,6 +210,12 @@ impl Config {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         };
+        if let Some((events, log)) = &self.trace {
+            for e in events {
+                cmd.arg("-trace").arg(format!("enable={e}"));
+            }
+            cmd.arg("-D").arg(log);
+        }
         if self.icount {
             cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
         }

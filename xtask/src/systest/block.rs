@@ -401,7 +401,12 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
         ),
         ("disk-tool", "writer mem=24576 write=0+16384 fill=90 sum disk=whole:xvda:w"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let trace = c.path("qemu-trace.log");
+    let config = c
+        .system("", &guests)?
+        .disk(&image)
+        .trace(&["pci_cfg_write", "virtio_set_status"], &trace);
+    let m = super::boot(&config, slot)?;
     let wrote = m.wait_for("[2] disk-tool: wrote 16384 sectors", super::BOOT * 3)?;
     check(wrote.ends_with("Ok(()), read back the same"), || {
         format!("the writer saw: {wrote:?}")
@@ -418,6 +423,15 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
         format!("drvdom-blk was restarted {restarts} times")
     })?;
     expect_line(m, "[2] disk-tool: done")?;
+    // Finding 7, in QEMU's own trace of the device: each time bus mastering
+    // goes back on (each driver instance coming up), the device was reset
+    // since it went off (the kernel stops a dead driver's function), so no
+    // queue of a dead instance can run into pages freed with it.
+    let log = std::fs::read_to_string(&trace).map_err(|e| format!("{}: {e}", trace.display()))?;
+    let turned_on = bus_master_after_reset(&log)?;
+    check(turned_on > restarts, || {
+        format!("bus mastering went on {turned_on} times for {restarts} restarts")
+    })?;
     let on_disk = std::fs::read(&image).map_err(|e| e.to_string())?;
     check(on_disk == expected, || {
         "the image is not what the guest wrote".into()
@@ -629,4 +643,36 @@ pub fn two_disks_from_one_backend_both_follow_restarts(
     let on_disk = std::fs::read(&image).map_err(|e| e.to_string())?;
     records_in_place(&on_disk, 0, RECORDS)?;
     records_in_place(&on_disk, RECORDS * 4096, RECORDS)
+}
+
+/// Walks QEMU's trace of the disk's command register writes and virtio
+/// resets: every time bus mastering goes from off to on, a reset (status 0)
+/// came since it went off. Returns how many times it went on.
+fn bus_master_after_reset(log: &str) -> Result<usize, String> {
+    let mut master = None;
+    let mut reset_since_off = false;
+    let mut turned_on = 0;
+    for line in log.lines() {
+        if line.starts_with("virtio_set_status ") && line.ends_with(" val 0") {
+            reset_since_off = true;
+        }
+        let Some(value) = line.strip_prefix("pci_cfg_write virtio-blk-pci 00:04.0 @0x4 <- 0x")
+        else {
+            continue;
+        };
+        let on =
+            u32::from_str_radix(value.trim(), 16).map_err(|e| format!("{line}: {e}"))? & 0x4 != 0;
+        match (master, on) {
+            (Some(false), true) if !reset_since_off => {
+                return Err(format!(
+                    "bus mastering on with no reset since it went off: {line}"
+                ))
+            }
+            (Some(false), true) => turned_on += 1,
+            (_, false) if master != Some(false) => reset_since_off = false,
+            _ => {}
+        }
+        master = Some(on);
+    }
+    Ok(turned_on)
 }
