@@ -197,7 +197,15 @@ impl crate::clients::Lines for Com1<'_> {
         done: u64,
     ) {
         write_text(self.0, args);
-        // The kernel's CR LF waits for room on the UART itself.
+        // Room for the CR LF is waited for here, not by the kernel (which
+        // would spin under its lock, on our CPU time all the same).
+        while !self
+            .0
+            .lsr()
+            .contains(uart_16550::spec::registers::LSR::THR_EMPTY)
+        {
+            core::hint::spin_loop();
+        }
         if hc::console_line_done(mark, done).is_err() {
             self.0.send_bytes_exact(b"\r\n");
         }

@@ -40,8 +40,10 @@ pub struct Nic<T: Transport> {
 impl<T: Transport> Nic<T> {
     /// Starts the NIC, posts its receive buffers, binds INTx line `line` if given.
     pub fn new(transport: T, line: Option<u8>) -> Result<Nic<T>, &'static str> {
-        let dev =
-            VirtIONetRaw::new(transport).map_err(|_| "the virtio-net device did not start")?;
+        let dev = VirtIONetRaw::new(transport).map_err(|e| {
+            domain_runtime::println!("drvdom-net: virtio-net: {:?}", e);
+            "the virtio-net device did not start"
+        })?;
         let mut nic = Nic {
             dev,
             rx: heapless::Vec::new(),
