@@ -110,7 +110,7 @@ mod bare {
         };
         let _ = write!(msg, "{}", info.message());
         if let Some(l) = info.location() {
-            let _ = write!(msg, " at {}:{}", l.file(), l.line());
+            let _ = write!(msg, " at {}:{}", short_path(l.file()), l.line());
         }
         // Straight to the debug console: the console ring's lock may be what we panicked under.
         let mut line = [0u8; 168];
@@ -118,6 +118,19 @@ mod bare {
         line[7..7 + msg.len].copy_from_slice(&msg.buf[..msg.len]);
         let _ = crate::hypercall::console_write(&line[..7 + msg.len]);
         crate::hypercall::shutdown(ShutdownReason::Crash, &msg.buf[..msg.len])
+    }
+
+    /// A dependency's source path from its crate's directory on
+    /// (`virtio-drivers-0.11.0/src/queue.rs`, not the whole registry path
+    /// that would fill the crash record before the file's name).
+    fn short_path(file: &str) -> &str {
+        match file.find("/registry/src/") {
+            Some(at) => {
+                let index_dir = &file[at + "/registry/src/".len()..];
+                index_dir.split_once('/').map_or(file, |(_, rest)| rest)
+            }
+            None => file,
+        }
     }
 
     struct Message {
