@@ -4,7 +4,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../kernel/src/cmdline.rs"]
+#[path = "../../core/xenolith-kernel/src/cmdline.rs"]
 mod cmdline;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../kernel/src/elf.rs"]
+#[path = "../../core/xenolith-kernel/src/elf.rs"]
 mod elf;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../drvdom-net/src/switch.rs"]
+#[path = "../../domains/drvdom-net/src/switch.rs"]
 mod switch;
 
 use switch::{Port, Switch};

@@ -462,6 +462,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
         for (name, check) in [
             ("fmt", checks::fmt as fn() -> Result<(), String>),
             ("clippy", checks::clippy),
+            ("doc paths", checks::doc_paths),
         ] {
             match check() {
                 Ok(()) => passed += 1,
@@ -1099,7 +1100,7 @@ fn isolation(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         ("ud2", "vector 6 error 0x0"),
         (
             "panic",
-            "crashed: \"deliberate panic for the test at test-domains/src/faults.rs:",
+            "crashed: \"deliberate panic for the test at domains/test-domains/src/faults.rs:",
         ),
     ];
     let lines: Vec<String> = faults

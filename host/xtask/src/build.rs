@@ -3,7 +3,7 @@
 //! Owns: the cargo invocations for `x86_64-unknown-none`, with the code
 //! generation flags each image needs (the kernel: static, code model
 //! "kernel", linked at -2 GiB; domains: static, linked at 4 MiB by
-//! `domain-runtime/domain.ld`), in their own target directories, and the list
+//! `domains/domain-runtime/domain.ld`), in their own target directories, and the list
 //! of domain images. Adding a domain is one line in [`DOMAINS`].
 
 use std::path::{Path, PathBuf};
@@ -12,8 +12,9 @@ use std::process::Command;
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("xtask lives in host/xtask of the workspace")
         .to_path_buf()
 }
 
@@ -102,7 +103,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
 /// Builds every domain image (release) and returns the directory holding them.
 pub fn domains() -> Result<PathBuf, String> {
     let target_dir = target_dir().join("domains");
-    let linker_script = root().join("domain-runtime/domain.ld");
+    let linker_script = root().join("domains/domain-runtime/domain.ld");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root()).args(["build", "--release"]);

@@ -24,4 +24,4 @@ pub mod tlb;
 pub mod vga;
 
 // The multiboot2 header, the 32-bit entry and the kernel stacks.
-core::arch::global_asm!(include_str!("../../../boot/entry.S"));
+core::arch::global_asm!(include_str!("../../boot/entry.S"));

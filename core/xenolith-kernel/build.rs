@@ -1,7 +1,7 @@
 //! Links the bare-metal kernel with the linker script in `boot/`.
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let boot = std::path::Path::new(&dir).join("../boot");
+    let boot = std::path::Path::new(&dir).join("boot");
     println!(
         "cargo:rerun-if-changed={}",
         boot.join("linker.ld").display()

@@ -10,6 +10,7 @@ mod bench;
 mod blkbench;
 mod build;
 mod checks;
+mod doc_paths;
 mod fuzz;
 mod host_tools;
 mod iso;
@@ -74,6 +75,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Accel::Tcg)]
         accel: Accel,
     },
+    /// The static checks alone: formatting, lints, and the paths the docs cite.
+    Check,
     /// Write the bootable ISO alone, for real hardware or another VMM.
     Image {
         #[arg(long)]
@@ -122,6 +125,9 @@ fn main() -> ExitCode {
             disk,
         } => run(&cmdline, accel, &memory, smp, &disk),
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
+        Command::Check => checks::doc_paths()
+            .and_then(|()| checks::fmt())
+            .and_then(|()| checks::clippy()),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { which } => bench::run(which),
         Command::Campaign { which, count, seed } => match which.as_str() {

@@ -12,7 +12,7 @@ use crate::domain::shared_pages::{read_frame, write_frame};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use zerocopy::IntoBytes;
 
-core::arch::global_asm!(include_str!("../../../boot/ap_start.S"));
+core::arch::global_asm!(include_str!("../../boot/ap_start.S"));
 
 /// Where the trampoline runs (a page of the low MiB, which the frame
 /// allocator never hands out; the SIPI vector is its page number).

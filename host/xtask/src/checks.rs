@@ -77,6 +77,44 @@ pub fn clippy() -> Result<(), String> {
     step("cargo clippy (x86_64-unknown-none)", metal)
 }
 
+/// The README and `docs/` against the tree (`doc_paths`): every file they
+/// cite exists, and the README's layout table names every workspace member.
+pub fn doc_paths() -> Result<(), String> {
+    println!("xtask: the paths the docs cite");
+    let out = Command::new("git")
+        .current_dir(root())
+        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
+        .output()
+        .map_err(|e| format!("git ls-files: {e}"))?;
+    let tracked = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).map_err(|e| format!("{p}: {e}"));
+    let readme = read("README.md")?;
+    let manifest = read("Cargo.toml")?;
+    let mut docs = vec![("README.md".to_string(), readme.clone())];
+    let mut names: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .map_err(|e| format!("docs/: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    names.sort();
+    for n in names {
+        let path = format!("docs/{n}");
+        docs.push((path.clone(), read(&path)?));
+    }
+    let problems = crate::doc_paths::problems(&docs, &tracked, &readme, &manifest);
+    for p in &problems {
+        println!("  {p}");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} stale paths in the docs", problems.len()))
+    }
+}
+
 /// `cargo test` on the host; returns (passed, failed) summed over every test binary.
 pub fn unit_tests() -> Result<(usize, usize), String> {
     println!("xtask: cargo test (host unit tests)");
