@@ -3,7 +3,7 @@
 use ipc_abi::domain::{
     CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext, VcpuInfo,
 };
-use ipc_abi::hypercall::{decode, Destroyed, Hypercall, Result};
+use ipc_abi::hypercall::{args, decode, Args, Destroyed, Result};
 use ipc_abi::shared::Virq;
 use zerocopy::FromZeros;
 
@@ -32,24 +32,21 @@ pub fn raw(number: u64, args: [u64; 6]) -> (u64, u64) {
     (rax, rdx)
 }
 
-fn call(h: Hypercall, args: [u64; 6]) -> Result<u64> {
-    let (rax, rdx) = raw(h as u64, args);
+/// Makes the hypercall `a` belongs to, with `a` in the argument registers.
+fn call<A: Args>(a: A) -> Result<u64> {
+    let (rax, rdx) = raw(A::CALL as u64, a.to_registers());
     decode(rax, rdx)
 }
 
-fn call1(h: Hypercall, a: u64) -> Result<u64> {
-    call(h, [a, 0, 0, 0, 0, 0])
-}
-
 pub fn null() -> Result<u64> {
-    call(Hypercall::Null, [0; 6])
+    call(args::Null {})
 }
 
 pub fn console_write(bytes: &[u8]) -> Result<u64> {
-    call(
-        Hypercall::ConsoleWrite,
-        [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0],
-    )
+    call(args::ConsoleWrite {
+        ptr: bytes.as_ptr() as u64,
+        len: bytes.len() as u64,
+    })
 }
 
 /// Reads the oldest kept kernel console line numbered `from` or later into
@@ -58,10 +55,11 @@ pub fn console_read(
     from: u64,
     buf: &mut [u8; ipc_abi::hypercall::LOG_LINE_BUF],
 ) -> Result<(u64, &str)> {
-    let seq = call(
-        Hypercall::ConsoleRead,
-        [from, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
-    )?;
+    let seq = call(args::ConsoleRead {
+        from_seq: from,
+        buf: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+    })?;
     let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Ok((
         seq,
@@ -73,40 +71,34 @@ pub fn console_read(
 /// kernel) and stores `value` in `mark`, in one step (see
 /// `Hypercall::ConsoleLineDone`).
 pub fn console_line_done(mark: &core::sync::atomic::AtomicU64, value: u64) -> Result<()> {
-    call(
-        Hypercall::ConsoleLineDone,
-        [mark.as_ptr() as u64, value, 0, 0, 0, 0],
-    )
+    call(args::ConsoleLineDone {
+        mark: mark.as_ptr() as u64,
+        value,
+    })
     .map(drop)
 }
 
 pub fn yield_cpu() {
-    let _ = call(Hypercall::Yield, [0; 6]);
+    let _ = call(args::Yield {});
 }
 
 /// Blocks until an unmasked event port is pending (returns at once if one is).
 pub fn block() {
-    let _ = call(Hypercall::Block, [0; 6]);
+    let _ = call(args::Block {});
 }
 
 /// Arms this vCPU's one-shot timer for `deadline_ns` since boot (0 cancels).
 pub fn set_timer(deadline_ns: u64) -> Result<u64> {
-    call1(Hypercall::SetTimer, deadline_ns)
+    call(args::SetTimer { deadline_ns })
 }
 
 /// Stops this domain.
 pub fn shutdown(reason: ShutdownReason, message: &[u8]) -> ! {
-    let _ = call(
-        Hypercall::Shutdown,
-        [
-            reason as u64,
-            message.as_ptr() as u64,
-            message.len() as u64,
-            0,
-            0,
-            0,
-        ],
-    );
+    let _ = call(args::Shutdown {
+        reason: reason as u64,
+        message: message.as_ptr() as u64,
+        len: message.len() as u64,
+    });
     // The kernel never returns to a stopped domain; if it did, spin politely.
     loop {
         yield_cpu();
@@ -114,95 +106,90 @@ pub fn shutdown(reason: ShutdownReason, message: &[u8]) -> ! {
 }
 
 pub fn event_alloc_unbound(owner: DomainId, remote: DomainId) -> Result<u16> {
-    call(
-        Hypercall::EventAllocUnbound,
-        [owner.0 as u64, remote.0 as u64, 0, 0, 0, 0],
-    )
-    .map(|p| p as u16)
+    call(args::EventAllocUnbound { owner, remote }).map(|p| p as u16)
 }
 
 pub fn event_bind_interdomain(remote: DomainId, remote_port: u16) -> Result<u16> {
-    call(
-        Hypercall::EventBindInterdomain,
-        [remote.0 as u64, remote_port as u64, 0, 0, 0, 0],
-    )
+    call(args::EventBindInterdomain {
+        remote,
+        remote_port: remote_port as u64,
+    })
     .map(|p| p as u16)
 }
 
 pub fn event_bind_virq(virq: Virq) -> Result<u16> {
-    call1(Hypercall::EventBindVirq, virq as u64).map(|p| p as u16)
+    call(args::EventBindVirq { virq: virq as u64 }).map(|p| p as u16)
 }
 
 pub fn event_send(port: u16) -> Result<u64> {
-    call1(Hypercall::EventSend, port as u64)
+    call(args::EventSend { port: port as u64 })
 }
 
 pub fn event_close(port: u16) -> Result<u64> {
-    call1(Hypercall::EventClose, port as u64)
+    call(args::EventClose { port: port as u64 })
 }
 
 pub fn event_unmask(port: u16) -> Result<u64> {
-    call1(Hypercall::EventUnmask, port as u64)
+    call(args::EventUnmask { port: port as u64 })
 }
 
 pub fn grant_create(grantee: DomainId, page_va: u64, readonly: bool) -> Result<u32> {
-    call(
-        Hypercall::GrantCreate,
-        [grantee.0 as u64, page_va, readonly as u64, 0, 0, 0],
-    )
+    call(args::GrantCreate {
+        grantee,
+        va: page_va,
+        readonly,
+    })
     .map(|r| r as u32)
 }
 
 pub fn grant_end(gref: u32) -> Result<u64> {
-    call1(Hypercall::GrantEnd, gref as u64)
+    call(args::GrantEnd { gref: gref as u64 })
 }
 
 /// Maps a grant into window slot `slot`; returns the address it is mapped at.
 pub fn grant_map(granter: DomainId, gref: u32, slot: u64) -> Result<u64> {
-    call(
-        Hypercall::GrantMap,
-        [granter.0 as u64, gref as u64, slot, 0, 0, 0],
-    )
+    call(args::GrantMap {
+        granter,
+        gref: gref as u64,
+        slot,
+        need_write: false,
+    })
 }
 
 /// Maps a granted page that must be writable (a read-only grant is refused, `PermissionDenied`).
 pub fn grant_map_writable(granter: DomainId, gref: u32, slot: u64) -> Result<u64> {
-    call(
-        Hypercall::GrantMap,
-        [granter.0 as u64, gref as u64, slot, 1, 0, 0],
-    )
+    call(args::GrantMap {
+        granter,
+        gref: gref as u64,
+        slot,
+        need_write: true,
+    })
 }
 
 pub fn grant_unmap(slot: u64) -> Result<u64> {
-    call1(Hypercall::GrantUnmap, slot)
+    call(args::GrantUnmap { slot })
 }
 
 pub fn grant_copy_from(granter: DomainId, gref: u32, offset: u64, into: &mut [u8]) -> Result<u64> {
-    call(
-        Hypercall::GrantCopy,
-        [
-            granter.0 as u64,
-            gref as u64,
-            offset,
-            into.as_mut_ptr() as u64,
-            into.len() as u64,
-            0,
-        ],
-    )
+    call(args::GrantCopy {
+        granter,
+        gref: gref as u64,
+        offset,
+        local_va: into.as_mut_ptr() as u64,
+        len: into.len() as u64,
+        to_grant: false,
+    })
 }
 
 pub fn grant_copy_to(granter: DomainId, gref: u32, offset: u64, from: &[u8]) -> Result<u64> {
-    call(
-        Hypercall::GrantCopy,
-        [
-            granter.0 as u64,
-            gref as u64,
-            offset,
-            from.as_ptr() as u64,
-            from.len() as u64,
-            1,
-        ],
-    )
+    call(args::GrantCopy {
+        granter,
+        gref: gref as u64,
+        offset,
+        local_va: from.as_ptr() as u64,
+        len: from.len() as u64,
+        to_grant: true,
+    })
 }
 
 /// Creates a paused, empty domain (control domain only).
@@ -221,41 +208,39 @@ pub fn domain_create(
     p.weight = weight;
     p.cap_percent = cap_percent;
     p.vcpus = vcpus;
-    call1(Hypercall::DomainCreate, &p as *const CreateDomain as u64).map(|id| DomainId(id as u32))
+    call(args::DomainCreate {
+        params: &p as *const CreateDomain as u64,
+    })
+    .map(|id| DomainId(id as u32))
 }
 
 pub fn domain_load_image(dom: DomainId, elf: &[u8]) -> Result<u64> {
-    call(
-        Hypercall::DomainLoadImage,
-        [dom.0 as u64, elf.as_ptr() as u64, elf.len() as u64, 0, 0, 0],
-    )
+    call(args::DomainLoadImage {
+        dom,
+        elf: elf.as_ptr() as u64,
+        len: elf.len() as u64,
+    })
 }
 
 pub fn domain_set_cmdline(dom: DomainId, cmdline: &str) -> Result<u64> {
-    call(
-        Hypercall::DomainSetCmdline,
-        [
-            dom.0 as u64,
-            cmdline.as_ptr() as u64,
-            cmdline.len() as u64,
-            0,
-            0,
-            0,
-        ],
-    )
+    call(args::DomainSetCmdline {
+        dom,
+        ptr: cmdline.as_ptr() as u64,
+        len: cmdline.len() as u64,
+    })
 }
 
 pub fn domain_unpause(dom: DomainId) -> Result<()> {
-    call1(Hypercall::DomainUnpause, dom.0 as u64).map(drop)
+    call(args::DomainUnpause { dom }).map(drop)
 }
 
 pub fn domain_pause(dom: DomainId) -> Result<()> {
-    call1(Hypercall::DomainPause, dom.0 as u64).map(drop)
+    call(args::DomainPause { dom }).map(drop)
 }
 
 /// One `DomainDestroy` call: `Dying` while another CPU still runs the domain.
 pub fn domain_destroy_begin(dom: DomainId) -> Result<Destroyed> {
-    let done = call1(Hypercall::DomainDestroy, dom.0 as u64)?;
+    let done = call(args::DomainDestroy { dom })?;
     Ok(if done == Destroyed::Dying as u64 {
         Destroyed::Dying
     } else {
@@ -295,128 +280,121 @@ pub fn domain_wait_gone(dom: DomainId) -> Result<()> {
 
 pub fn domain_info(dom: DomainId) -> Result<DomainInfo> {
     let mut info = DomainInfo::new_zeroed();
-    call(
-        Hypercall::DomainInfo,
-        [
-            dom.0 as u64,
-            &mut info as *mut DomainInfo as u64,
-            0,
-            0,
-            0,
-            0,
-        ],
-    )?;
+    call(args::DomainInfo {
+        dom,
+        info: &mut info as *mut DomainInfo as u64,
+    })?;
     Ok(info)
 }
 
 pub fn kernel_stats() -> Result<KernelStats> {
     let mut s = KernelStats::default();
-    call1(Hypercall::KernelStats, &mut s as *mut KernelStats as u64)?;
+    call(args::KernelStats {
+        stats: &mut s as *mut KernelStats as u64,
+    })?;
     Ok(s)
 }
 
 /// Binds a port to a physical IRQ this domain was given.
 pub fn event_bind_pirq(irq: u8) -> Result<u16> {
-    call1(Hypercall::EventBindPirq, irq as u64).map(|p| p as u16)
+    call(args::EventBindPirq { irq: irq as u64 }).map(|p| p as u16)
 }
 
 /// The IRQ on `port` was handled: unmask its line.
 pub fn pirq_ack(port: u16) -> Result<u64> {
-    call1(Hypercall::PirqAck, port as u64)
+    call(args::PirqAck { port: port as u64 })
 }
 
 /// Gives a never-run domain I/O ports (control domain only).
 pub fn domain_add_io_ports(dom: DomainId, first: u16, count: u16) -> Result<u64> {
-    call(
-        Hypercall::DomainAddIoPorts,
-        [dom.0 as u64, first as u64, count as u64, 0, 0, 0],
-    )
+    call(args::DomainAddIoPorts {
+        dom,
+        first_port: first as u64,
+        count: count as u64,
+    })
 }
 
 /// Maps device memory into a never-run domain; returns its address there (control domain only).
 pub fn domain_add_mmio(dom: DomainId, phys: u64, pages: u64) -> Result<u64> {
-    call(
-        Hypercall::DomainAddMmio,
-        [dom.0 as u64, phys, pages, 0, 0, 0],
-    )
+    call(args::DomainAddMmio { dom, phys, pages })
 }
 
 /// Lets a never-run domain bind a physical IRQ (control domain only).
 pub fn domain_add_irq(dom: DomainId, irq: u8) -> Result<u64> {
-    call(
-        Hypercall::DomainAddIrq,
-        [dom.0 as u64, irq as u64, 0, 0, 0, 0],
-    )
+    call(args::DomainAddIrq {
+        dom,
+        irq: irq as u64,
+    })
 }
 
 /// Gives a never-run domain PCI function `bdf` (`bus << 8 | device << 3 | function`).
 pub fn domain_add_pci(dom: DomainId, bdf: u16) -> Result<u64> {
-    call(
-        Hypercall::DomainAddPci,
-        [dom.0 as u64, bdf as u64, 0, 0, 0, 0],
-    )
+    call(args::DomainAddPci {
+        dom,
+        bdf: bdf as u64,
+    })
 }
 
 /// Reads a dword of the configuration space of a PCI function this domain holds.
 pub fn pci_config_read(bdf: u16, offset: u8) -> Result<u32> {
-    call(
-        Hypercall::PciConfigRead,
-        [bdf as u64, offset as u64, 0, 0, 0, 0],
-    )
+    call(args::PciConfigRead {
+        bdf: bdf as u64,
+        offset: offset as u64,
+    })
     .map(|v| v as u32)
 }
 
 /// Writes a dword of the configuration space of a PCI function this domain holds.
 pub fn pci_config_write(bdf: u16, offset: u8, value: u32) -> Result<u64> {
-    call(
-        Hypercall::PciConfigWrite,
-        [bdf as u64, offset as u64, value as u64, 0, 0, 0],
-    )
+    call(args::PciConfigWrite {
+        bdf: bdf as u64,
+        offset: offset as u64,
+        value: value as u64,
+    })
 }
 
 /// Where memory BAR `bar` of a PCI function this domain holds is mapped.
 pub fn pci_bar(bdf: u16, bar: u8) -> Result<u64> {
-    call(Hypercall::PciBar, [bdf as u64, bar as u64, 0, 0, 0, 0])
+    call(args::PciBar {
+        bdf: bdf as u64,
+        bar: bar as u64,
+    })
 }
 
 /// Gives a never-run domain `pages` contiguous DMA pages at `layout::DMA_WINDOW`.
 pub fn domain_add_dma(dom: DomainId, pages: u64) -> Result<u64> {
-    call(Hypercall::DomainAddDma, [dom.0 as u64, pages, 0, 0, 0, 0])
+    call(args::DomainAddDma { dom, pages })
 }
 
 /// The physical address of `va` in this domain's DMA window.
 pub fn dma_phys(va: u64) -> Result<u64> {
-    call1(Hypercall::DmaPhys, va)
+    call(args::DmaPhys { va })
 }
 
 /// Crashes a domain as if it had faulted (control domain only).
 pub fn domain_crash(dom: DomainId) -> Result<()> {
-    call1(Hypercall::DomainCrash, dom.0 as u64).map(drop)
+    call(args::DomainCrash { dom }).map(drop)
 }
 
 /// Copies `buf.len()` bytes at `offset` of the page `dom` granted as
 /// `gref` into `buf` (control domain only; reads, never writes).
 pub fn grant_peek(dom: DomainId, gref: u32, offset: u64, buf: &mut [u8]) -> Result<u64> {
-    call(
-        Hypercall::GrantPeek,
-        [
-            dom.0 as u64,
-            gref as u64,
-            offset,
-            buf.as_mut_ptr() as u64,
-            buf.len() as u64,
-            0,
-        ],
-    )
+    call(args::GrantPeek {
+        dom,
+        gref: gref as u64,
+        offset,
+        buf: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+    })
 }
 
 /// Notifications sent from `dom`'s `port` and from its interdomain peer's
 /// end (control domain only).
 pub fn port_sends(dom: DomainId, port: u16) -> Result<(u32, u32)> {
-    call(
-        Hypercall::PortSends,
-        [dom.0 as u64, port as u64, 0, 0, 0, 0],
-    )
+    call(args::PortSends {
+        dom,
+        port: port as u64,
+    })
     .map(|v| (v as u32, (v >> 32) as u32))
 }
 
@@ -430,17 +408,12 @@ pub fn trace_read(
     use crate::ipc_abi::hypercall::Error;
     use crate::ipc_abi::trace::TraceChunk;
     use zerocopy::FromBytes;
-    let n = call(
-        Hypercall::TraceRead,
-        [
-            cpu as u64,
-            from,
-            buf.as_mut_ptr() as u64,
-            buf.len() as u64,
-            0,
-            0,
-        ],
-    )? as usize;
+    let n = call(args::TraceRead {
+        cpu: cpu as u64,
+        from,
+        buf: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+    })? as usize;
     let (chunk, rest) = TraceChunk::read_from_prefix(buf).map_err(|_| Error::InvalidArgument)?;
     Ok((chunk, rest.get(..n).ok_or(Error::InvalidArgument)?))
 }
@@ -448,120 +421,115 @@ pub fn trace_read(
 /// Lets `dom`'s vCPU `vcpu` run only on the CPUs in `cpus` (bit n: CPU n);
 /// control domain only.
 pub fn domain_pin(dom: DomainId, vcpu: u32, cpus: u64) -> Result<u64> {
-    call(
-        Hypercall::DomainPin,
-        [dom.0 as u64, vcpu as u64, cpus, 0, 0, 0],
-    )
+    call(args::DomainPin {
+        dom,
+        vcpu: vcpu as u64,
+        cpus,
+    })
 }
 
 /// Starts this domain's vCPU `vcpu` at `rip` with stack `rsp` and `arg`
 /// in rdi (`vcpu::start` is the friendly form).
 pub fn vcpu_up(vcpu: u32, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
-    call(Hypercall::VcpuUp, [vcpu as u64, rip, rsp, arg, 0, 0])
+    call(args::VcpuUp {
+        vcpu: vcpu as u64,
+        rip,
+        rsp,
+        arg,
+    })
 }
 
 /// Where vCPU `vcpu` of `dom` runs and may run.
 pub fn vcpu_info(dom: DomainId, vcpu: u32) -> Result<VcpuInfo> {
     let mut info = VcpuInfo::new_zeroed();
-    call(
-        Hypercall::VcpuInfo,
-        [
-            dom.0 as u64,
-            vcpu as u64,
-            &mut info as *mut VcpuInfo as u64,
-            0,
-            0,
-            0,
-        ],
-    )?;
+    call(args::VcpuInfo {
+        dom,
+        vcpu: vcpu as u64,
+        info: &mut info as *mut VcpuInfo as u64,
+    })?;
     Ok(info)
 }
 
 /// A page fault at `at` resumes at `to` (the runtime's probe uses it).
 pub fn fault_fixup(at: u64, to: u64) -> Result<u64> {
-    call(Hypercall::FaultFixup, [at, to, 0, 0, 0, 0])
+    call(args::FaultFixup {
+        fault_rip: at,
+        fixup_rip: to,
+    })
 }
 
 /// The number of the CPU this vCPU runs on now.
 pub fn current_cpu() -> u64 {
-    call(Hypercall::CurrentCpu, [0; 6]).unwrap_or(0)
+    call(args::CurrentCpu {}).unwrap_or(0)
 }
 
 /// Dumps kernel state named by a debug key to the kernel log (control domain only).
 pub fn debug_keys(key: u8) -> Result<u64> {
-    call1(Hypercall::DebugKeys, key as u64)
+    call(args::DebugKeys { key: key as u64 })
 }
 
 /// Sets where a never-run domain's vCPU starts (control domain only).
 pub fn domain_set_entry(dom: DomainId, rip: u64, rsp: u64, arg: u64) -> Result<u64> {
-    call(
-        Hypercall::DomainSetEntry,
-        [dom.0 as u64, rip, rsp, arg, 0, 0],
-    )
+    call(args::DomainSetEntry {
+        dom,
+        rip,
+        rsp,
+        rdi: arg,
+    })
 }
 
 /// Takes COM1 over from the kernel (the caller must hold COM1's ports).
 pub fn console_takeover() -> Result<u64> {
-    call(Hypercall::ConsoleTakeover, [0; 6])
+    call(args::ConsoleTakeover {})
 }
 
 /// Powers the machine off (control domain only); returns only on failure.
 pub fn machine_power_off() -> Result<u64> {
-    call(Hypercall::MachinePowerOff, [0; 6])
+    call(args::MachinePowerOff {})
 }
 
 /// Suspends this domain for the control domain to save: 0 once it runs on
 /// as itself, 1 when it runs on as a restored copy (see `crate::suspend`).
 pub fn suspend() -> Result<u64> {
-    call(Hypercall::Suspend, [0; 6])
+    call(args::Suspend {})
 }
 
 /// Copies the first page of paused domain `dom`'s own memory at or above
 /// `from` into `page`; returns its address, plus 1 if the domain may write
 /// it (`Empty`: no more). Control domain only.
 pub fn domain_page_read(dom: DomainId, from: u64, page: &mut [u8; 4096]) -> Result<u64> {
-    call(
-        Hypercall::DomainPageRead,
-        [dom.0 as u64, from, page.as_mut_ptr() as u64, 0, 0, 0],
-    )
+    call(args::DomainPageRead {
+        dom,
+        from_va: from,
+        buf: page.as_mut_ptr() as u64,
+    })
 }
 
 /// Fills the page at `va` of never-run domain `dom` (control domain only).
 pub fn domain_page_write(dom: DomainId, va: u64, page: &[u8; 4096]) -> Result<u64> {
-    call(
-        Hypercall::DomainPageWrite,
-        [dom.0 as u64, va, page.as_ptr() as u64, 0, 0, 0],
-    )
+    call(args::DomainPageWrite {
+        dom,
+        va,
+        buf: page.as_ptr() as u64,
+    })
 }
 
 /// The registers of paused domain `dom`'s vCPU `vcpu` (control domain only).
 pub fn domain_get_context(dom: DomainId, vcpu: u32) -> Result<VcpuContext> {
     let mut c = VcpuContext::new_zeroed();
-    call(
-        Hypercall::DomainGetContext,
-        [
-            dom.0 as u64,
-            vcpu as u64,
-            &mut c as *mut VcpuContext as u64,
-            0,
-            0,
-            0,
-        ],
-    )?;
+    call(args::DomainGetContext {
+        dom,
+        vcpu: vcpu as u64,
+        context: &mut c as *mut VcpuContext as u64,
+    })?;
     Ok(c)
 }
 
 /// Sets the registers never-run domain `dom`'s vCPU `vcpu` starts with (control domain only).
 pub fn domain_set_context(dom: DomainId, vcpu: u32, c: &VcpuContext) -> Result<u64> {
-    call(
-        Hypercall::DomainSetContext,
-        [
-            dom.0 as u64,
-            vcpu as u64,
-            c as *const VcpuContext as u64,
-            0,
-            0,
-            0,
-        ],
-    )
+    call(args::DomainSetContext {
+        dom,
+        vcpu: vcpu as u64,
+        context: c as *const VcpuContext as u64,
+    })
 }

@@ -1,42 +1,157 @@
-//! Hypercalls: the numbers, the register convention and the error codes.
+//! Every hypercall: its number, what it does, and its arguments as a
+//! struct with named fields, which the kernel decodes and the runtime
+//! encodes with the same code (as Hubris's `sys/abi` does for its calls).
 //!
-//! A domain calls the kernel with `syscall`:
-//!
-//! | register | in | out |
-//! |---|---|---|
-//! | `rax` | hypercall number ([`Hypercall`]) | 0, or an [`Error`] code |
-//! | `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9` | arguments 0–5 | `rdx`: the result value |
-//!
-//! `rcx` and `r11` are clobbered (the `syscall` instruction uses them); every
-//! other register is preserved. The reference for each call (arguments,
-//! errors, who may call it) is `docs/hypercalls.md`.
+//! Owns: [`Hypercall`] (the numbers), [`args`] (one struct per call, each
+//! field one argument register in order: `rdi`, `rsi`, `rdx`, `r10`, `r8`,
+//! `r9`), and [`Call`] (a number and its registers decoded together, so the
+//! kernel cannot read a call's arguments as another's). Adding a hypercall
+//! is one entry here, one arm in the kernel's dispatch and a wrapper in
+//! `domain-runtime` (docs/hypercalls.md).
 
-use core::fmt;
+use crate::domain::DomainId;
 
-crate::numbered! {
-/// Hypercall numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Hypercall: u64 {
+/// A value that travels in one argument register.
+pub trait Register: Copy {
+    fn to_register(self) -> u64;
+    /// Total: every register value decodes (the kernel then checks it).
+    fn from_register(r: u64) -> Self;
+}
+
+impl Register for u64 {
+    fn to_register(self) -> u64 {
+        self
+    }
+    fn from_register(r: u64) -> Self {
+        r
+    }
+}
+
+/// Any non-zero register is true.
+impl Register for bool {
+    fn to_register(self) -> u64 {
+        u64::from(self)
+    }
+    fn from_register(r: u64) -> Self {
+        r != 0
+    }
+}
+
+/// A domain id is the register's low 32 bits.
+impl Register for DomainId {
+    fn to_register(self) -> u64 {
+        u64::from(self.0)
+    }
+    fn from_register(r: u64) -> Self {
+        DomainId(r as u32)
+    }
+}
+
+/// The arguments of one hypercall.
+pub trait Args: Sized {
+    /// The call they belong to.
+    const CALL: Hypercall;
+    /// The six argument registers (unused ones zero).
+    fn to_registers(&self) -> [u64; 6];
+    /// From the six argument registers (unused ones ignored).
+    fn from_registers(r: &[u64; 6]) -> Self;
+}
+
+/// Declares [`Hypercall`], one [`Args`] struct per call in [`args`], and [`Call`].
+macro_rules! hypercalls {
+    (
+        $(
+            $(#[$doc:meta])*
+            $name:ident = $number:literal { $($field:ident: $ty:ty),* $(,)? }
+        )*
+    ) => {
+        crate::numbered! {
+        /// Hypercall numbers.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub enum Hypercall: u64 {
+            $( $(#[$doc])* $name = $number, )*
+        }
+        }
+
+        /// The arguments of each call, in register order.
+        pub mod args {
+            use super::*;
+            $(
+                $(#[$doc])*
+                #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+                pub struct $name {
+                    $(pub $field: $ty,)*
+                }
+
+                impl Args for $name {
+                    const CALL: Hypercall = Hypercall::$name;
+                    #[allow(unused_mut, unused_assignments, unused_variables)]
+                    fn to_registers(&self) -> [u64; 6] {
+                        let mut r = [0u64; 6];
+                        let mut i = 0;
+                        $( r[i] = Register::to_register(self.$field); i += 1; )*
+                        r
+                    }
+                    #[allow(unused_mut, unused_assignments, unused_variables)]
+                    fn from_registers(r: &[u64; 6]) -> Self {
+                        let mut i = 0;
+                        $( let $field = Register::from_register(r[i]); i += 1; )*
+                        $name { $($field,)* }
+                    }
+                }
+
+                // Six argument registers, no more (the list has one
+                // empty entry so that a call without arguments has a type).
+                const _: () = assert!(["" $(, stringify!($field))*].len() <= 7);
+            )*
+        }
+
+        /// A hypercall with its arguments, decoded from the registers.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Call {
+            $( $name(args::$name), )*
+        }
+
+        impl Call {
+            /// The call numbered `number` with arguments `r`; `None` for a
+            /// number no call has.
+            pub fn decode(number: u64, r: &[u64; 6]) -> Option<Call> {
+                Some(match Hypercall::from_number(number)? {
+                    $( Hypercall::$name => Call::$name(<args::$name as Args>::from_registers(r)), )*
+                })
+            }
+
+            /// Its number.
+            pub fn hypercall(&self) -> Hypercall {
+                match self {
+                    $( Call::$name(_) => Hypercall::$name, )*
+                }
+            }
+        }
+    };
+}
+
+hypercalls! {
     /// Does nothing; measures the round trip.
-    Null = 0,
+    Null = 0 {  }
     /// `(ptr, len)`: print bytes on the hypervisor console, each line prefixed `[domid]`.
-    ConsoleWrite = 1,
+    ConsoleWrite = 1 { ptr: u64, len: u64 }
     /// Give up the CPU.
-    Yield = 2,
+    Yield = 2 {  }
     /// Block until an unmasked event port is pending.
-    Block = 3,
+    Block = 3 {  }
     /// `(deadline_ns)`: one-shot timer for this vCPU, delivered on the timer VIRQ port; 0 cancels.
-    SetTimer = 4,
+    SetTimer = 4 { deadline_ns: u64 }
     /// `(reason, ptr, len)`: stop this domain with a [`crate::domain::ShutdownReason`] and an optional message.
-    Shutdown = 5,
+    Shutdown = 5 { reason: u64, message: u64, len: u64 }
     /// `(from_seq, ptr, len)`: copy the oldest kept kernel console line numbered `from_seq` or later,
     /// NUL-terminated, into the buffer; returns its number (control only). `Empty` when there is none yet.
-    ConsoleRead = 6,
+    ConsoleRead = 6 { from_seq: u64, buf: u64, len: u64 }
     /// Take COM1 over from the kernel: the caller (holding COM1's I/O ports)
     /// prints the kernel log from now on, starting at the line number returned;
     /// the kernel takes COM1 back when it dies.
-    ConsoleTakeover = 7,
+    ConsoleTakeover = 7 {  }
     /// `(addr, value)`: for the console domain (which took COM1 over):
     /// end the line it wrote on COM1 (CR LF, by the kernel's UART driver)
     /// and store the u64 `value` at `addr` in its memory (8-byte aligned,
@@ -44,116 +159,116 @@ pub enum Hypercall: u64 {
     /// How console-dom marks a domain's line done (the ring's `back_done`),
     /// so that after its restart the frontend sends again exactly the
     /// lines not printed whole (`PermissionDenied` for another caller).
-    ConsoleLineDone = 8,
+    ConsoleLineDone = 8 { mark: u64, value: u64 }
 
     /// `(dom, remote)`: a new port of `dom` (self, or any domain for the control domain) unbound, waiting for `remote`.
-    EventAllocUnbound = 10,
+    EventAllocUnbound = 10 { owner: DomainId, remote: DomainId }
     /// `(remote_dom, remote_port)`: bind a new local port to a remote unbound port; returns the local port.
-    EventBindInterdomain = 11,
+    EventBindInterdomain = 11 { remote: DomainId, remote_port: u64 }
     /// `(virq)`: bind a new local port to a virtual IRQ ([`crate::shared::Virq`]).
-    EventBindVirq = 12,
+    EventBindVirq = 12 { virq: u64 }
     /// `(port)`: set the peer's pending bit and wake it.
-    EventSend = 13,
+    EventSend = 13 { port: u64 }
     /// `(port)`: close a port; an interdomain peer's end returns to unbound.
-    EventClose = 14,
+    EventClose = 14 { port: u64 }
     /// `(port)`: unmask a port (masking is done by the domain in the shared page).
-    EventUnmask = 15,
+    EventUnmask = 15 { port: u64 }
     /// `(irq)`: bind a new local port to a physical IRQ this domain was given; returns the port.
-    EventBindPirq = 16,
+    EventBindPirq = 16 { irq: u64 }
     /// `(port)`: the IRQ bound to this port was handled; unmask its line.
-    PirqAck = 17,
+    PirqAck = 17 { port: u64 }
 
     /// `(grantee, va, readonly)`: grant a page of this domain to `grantee`; returns the grant ref.
-    GrantCreate = 20,
+    GrantCreate = 20 { grantee: DomainId, va: u64, readonly: bool }
     /// `(ref)`: end a grant; refused while the grantee still maps it.
-    GrantEnd = 21,
+    GrantEnd = 21 { gref: u64 }
     /// `(granter, ref, slot, need_write)`: map a granted page at `layout::GRANT_WINDOW + slot * 4096`
     /// (read-only if granted so; with `need_write` non-zero a read-only grant is refused instead).
-    GrantMap = 22,
+    GrantMap = 22 { granter: DomainId, gref: u64, slot: u64, need_write: bool }
     /// `(slot)`: unmap a granted page.
-    GrantUnmap = 23,
+    GrantUnmap = 23 { slot: u64 }
     /// `(granter, ref, offset, local_va, len, to_grant)`: copy between a granted page and local memory.
-    GrantCopy = 24,
+    GrantCopy = 24 { granter: DomainId, gref: u64, offset: u64, local_va: u64, len: u64, to_grant: bool }
 
     /// `(ptr to CreateDomain)`: create a paused, empty domain (control only); returns its id.
-    DomainCreate = 30,
+    DomainCreate = 30 { params: u64 }
     /// `(dom, elf_ptr, elf_len)`: load an ELF image into a created domain (control only).
-    DomainLoadImage = 31,
+    DomainLoadImage = 31 { dom: DomainId, elf: u64, len: u64 }
     /// `(dom)`: let a domain run (control only).
-    DomainUnpause = 32,
+    DomainUnpause = 32 { dom: DomainId }
     /// `(dom)`: stop a domain's vCPUs (control only).
-    DomainPause = 33,
+    DomainPause = 33 { dom: DomainId }
     /// `(dom)`: destroy a domain and reclaim everything (control only).
     /// Returns a [`Destroyed`]: a domain running on another CPU at the call
     /// is `Dying` until that CPU leaves it (it is kicked at once) and keeps
     /// its devices until then; calling again answers `Dying` or `Gone`.
-    DomainDestroy = 34,
+    DomainDestroy = 34 { dom: DomainId }
     /// `(dom, ptr to DomainInfo)`: read a domain's state and crash record (control only, or self).
-    DomainInfo = 35,
+    DomainInfo = 35 { dom: DomainId, info: u64 }
     /// `(dom, ptr, len)`: set the command line a domain finds in its start info (control only, before unpause).
-    DomainSetCmdline = 36,
+    DomainSetCmdline = 36 { dom: DomainId, ptr: u64, len: u64 }
     /// Statistics of the kernel's resources (free frames, ports, grants), for leak checks (control only).
-    KernelStats = 37,
+    KernelStats = 37 { stats: u64 }
     /// `(dom, first_port, count)`: give a created, never-run domain I/O ports (control only).
-    DomainAddIoPorts = 38,
+    DomainAddIoPorts = 38 { dom: DomainId, first_port: u64, count: u64 }
     /// `(dom, phys, pages)`: map device memory into a never-run domain's device window; returns its address there (control only).
-    DomainAddMmio = 39,
+    DomainAddMmio = 39 { dom: DomainId, phys: u64, pages: u64 }
     /// `(dom, irq)`: let a never-run domain bind a physical IRQ (control only).
-    DomainAddIrq = 40,
+    DomainAddIrq = 40 { dom: DomainId, irq: u64 }
     /// `(dom, rip, rsp, rdi)`: set where a never-run domain's vCPU starts (control only).
-    DomainSetEntry = 41,
+    DomainSetEntry = 41 { dom: DomainId, rip: u64, rsp: u64, rdi: u64 }
     /// Powers the machine off (ACPI S5) (control only). Returns only on failure.
-    MachinePowerOff = 42,
+    MachinePowerOff = 42 {  }
     /// `(dom, bdf)`: give a never-run domain the PCI function `bdf` (bus << 8 | device << 3 |
     /// function): its memory BARs are mapped into its device window, its I/O BARs become its
     /// ports, its INTx line its IRQ, and only it may reach its configuration space (control only).
-    DomainAddPci = 43,
+    DomainAddPci = 43 { dom: DomainId, bdf: u64 }
     /// `(bdf, offset)`: read a dword of the configuration space of a PCI function this domain
     /// was given. BARs read as the firmware set them (or as their size mask while being sized).
-    PciConfigRead = 44,
+    PciConfigRead = 44 { bdf: u64, offset: u64 }
     /// `(bdf, offset, value)`: write a dword of that configuration space. Only the command
     /// register's I/O, memory, bus-master and INTx-disable bits, BAR sizing (all ones, then
     /// the original value) and the capability area (offset 0x40 and up) but its MSI and
     /// MSI-X capabilities may be written (MSI stays off: devices interrupt by INTx).
-    PciConfigWrite = 45,
+    PciConfigWrite = 45 { bdf: u64, offset: u64, value: u64 }
     /// `(bdf, bar)`: where memory BAR `bar` of a PCI function this domain was given is mapped.
-    PciBar = 46,
+    PciBar = 46 { bdf: u64, bar: u64 }
     /// `(dom, pages)`: give a never-run domain `pages` physically contiguous pages for DMA,
     /// mapped at `layout::DMA_WINDOW` (control only).
-    DomainAddDma = 47,
+    DomainAddDma = 47 { dom: DomainId, pages: u64 }
     /// `(va)`: the physical address of a byte of this domain's DMA window, or
     /// of a page it mapped writable in its grant window (for device programming).
-    DmaPhys = 48,
+    DmaPhys = 48 { va: u64 }
     /// `(dom)`: crash a domain as if it had faulted (control only), so its
     /// `on_crash` policy applies; fault injection for `toolstack domain crash`.
-    DomainCrash = 49,
+    DomainCrash = 49 { dom: DomainId }
     /// `(key)`: dump kernel state to the kernel log (control only): `h` lists
     /// the keys; `q` domains, `r` run queue, `e` event channels, `g` grants.
     /// `InvalidArgument` for another key.
-    DebugKeys = 50,
+    DebugKeys = 50 { key: u64 }
     /// `(dom, gref, offset, ptr, len)`: copy `len` bytes at `offset` of the
     /// page `dom` granted as `gref` (to anyone) into the caller's buffer
     /// (control only; `offset + len` at most 4096). Reads, never writes: how
     /// the toolstack looks at rings (`toolstack ring list`) without
     /// disturbing them. Returns the bytes copied.
-    GrantPeek = 51,
+    GrantPeek = 51 { dom: DomainId, gref: u64, offset: u64, buf: u64, len: u64 }
     /// `(dom, port)`: notifications sent from `dom`'s `port` since it was
     /// opened (low 32 bits) and from its interdomain peer's end (high 32
     /// bits); control only (`toolstack ring list`).
-    PortSends = 52,
+    PortSends = 52 { dom: DomainId, port: u64 }
     /// `(cpu, from, ptr, len)`: copy CPU `cpu`'s trace bytes from position
     /// `from` on into the caller's buffer, after a `trace::TraceChunk`
     /// header (control only). `len` must hold the header. Returns the trace
     /// bytes copied; `Disabled` when booted with `tbuf_size=0`, `InvalidArgument`
     /// for a CPU without a buffer.
-    TraceRead = 53,
+    TraceRead = 53 { cpu: u64, from: u64, buf: u64, len: u64 }
     /// `(dom, vcpu, cpus)`: let vCPU `vcpu` of `dom` run only on the CPUs in
     /// the mask `cpus` (bit n: CPU n), at once: a vCPU on a CPU outside it
     /// moves (control only). `InvalidArgument` for a vCPU it lacks or a mask
     /// naming no CPU that runs.
-    DomainPin = 54,
+    DomainPin = 54 { dom: DomainId, vcpu: u64, cpus: u64 }
     /// `()`: the number of the CPU the caller runs on (0: the boot CPU).
-    CurrentCpu = 55,
+    CurrentCpu = 55 {  }
     /// `()`: the caller pauses itself for the control domain to save it
     /// (`DomainInfo::suspended` then says so). Returns 0 when it is unpaused
     /// and runs on as itself, 1 when it runs on as a restored copy: a new
@@ -162,141 +277,39 @@ pub enum Hypercall: u64 {
     /// for the control domain (`PermissionDenied`); only on vCPU 0
     /// (`InvalidArgument` elsewhere): the domain's other vCPUs stop with it
     /// and go on, when restored, from where they were.
-    Suspend = 56,
+    Suspend = 56 {  }
     /// `(dom, from_va, ptr)`: copy the first page of `dom`'s own memory
     /// (image, heap, stack) at or above `from_va` into the caller's
     /// 4096-byte buffer; returns the page's address, plus 1 if the domain
     /// may write the page, or `Empty` when there is none. `dom` must be paused and off every CPU (control only).
-    DomainPageRead = 57,
+    DomainPageRead = 57 { dom: DomainId, from_va: u64, buf: u64 }
     /// `(dom, va, ptr)`: copy 4096 bytes from the caller into the page of a
     /// never-run domain's own memory at `va` (image, heap or stack; not the
     /// start info, whatever its rights for the domain) (control only).
-    DomainPageWrite = 58,
+    DomainPageWrite = 58 { dom: DomainId, va: u64, buf: u64 }
     /// `(dom, vcpu, ptr to VcpuContext)`: read the registers of a started
     /// vCPU of a paused domain that is off every CPU (control only).
-    DomainGetContext = 59,
+    DomainGetContext = 59 { dom: DomainId, vcpu: u64, context: u64 }
     /// `(dom, vcpu, ptr to VcpuContext)`: set every register a never-run
     /// domain's vCPU starts with (a vCPU other than 0 is started by it);
     /// `rflags` keeps only the arithmetic flags and the direction flag
     /// (control only).
-    DomainSetContext = 60,
+    DomainSetContext = 60 { dom: DomainId, vcpu: u64, context: u64 }
     /// `(vcpu, rip, rsp, arg)`: start the caller's vCPU `vcpu` (one of
     /// those it was created with, not running yet) at `rip` with stack
     /// `rsp` and `arg` in rdi, as Xen's `VCPUOP_initialise` and `up`.
     /// `InvalidArgument` for a vCPU it lacks or an address outside the user
     /// half, `DomainState` for one already up.
-    VcpuUp = 61,
+    VcpuUp = 61 { vcpu: u64, rip: u64, rsp: u64, arg: u64 }
     /// `(dom, vcpu, ptr to VcpuInfo)`: where a vCPU runs and may run
     /// (control only, or self).
-    VcpuInfo = 62,
+    VcpuInfo = 62 { dom: DomainId, vcpu: u64, info: u64 }
     /// `(fault_rip, fixup_rip)`: a page fault of the caller at exactly
     /// `fault_rip` resumes at `fixup_rip` instead of crashing it, with the
     /// faulting address in rax (as an exception table entry); `(0, 0)`
     /// removes it. How a domain probes whether an address is mapped (the
     /// TLB shootdown test reads a page while another vCPU unmaps it).
-    FaultFixup = 63,
-}
-}
-
-/// Longest kernel log line, in bytes (what `ConsoleRead` returns).
-pub const LOG_LINE_MAX: usize = 160;
-/// A `ConsoleRead` buffer: the longest line and its terminating zero.
-pub const LOG_LINE_BUF: usize = LOG_LINE_MAX + 1;
-/// Most bytes one `ConsoleWrite` takes.
-pub const CONSOLE_WRITE_MAX: u64 = 4096;
-
-/// Number of hypercall slots (numbers at or above are invalid).
-pub const HYPERCALL_LIMIT: u64 = 64;
-
-/// What `DomainDestroy` did.
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Destroyed {
-    /// The domain is gone, with everything it held.
-    Gone = 0,
-    /// Another CPU still runs it; that CPU frees it as it leaves.
-    Dying = 1,
-}
-
-crate::numbered! {
-/// Why a hypercall failed. `rax` carries the code; 0 means success.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error: u64 {
-    /// No such hypercall.
-    UnknownCall = 1,
-    /// A pointer or length does not describe memory the caller may use that way.
-    BadAddress = 2,
-    /// An argument is out of range or malformed.
-    InvalidArgument = 3,
-    /// The domain id names a domain that has died (stale generation).
-    DeadDomain = 4,
-    /// No domain has that id.
-    NoSuchDomain = 5,
-    /// The caller lacks the right (control, I/O) for this call.
-    PermissionDenied = 6,
-    /// Not enough free memory or table space.
-    OutOfResources = 7,
-    /// The port number is not an open port of the caller.
-    BadPort = 8,
-    /// The port exists but is not in a state that allows this (e.g. not unbound for the caller).
-    PortState = 9,
-    /// The grant ref is not a live grant to the caller (or of the caller).
-    BadGrant = 10,
-    /// The grant is still mapped.
-    GrantInUse = 11,
-    /// Another live domain has that name.
-    NameTaken = 12,
-    /// The ELF image is not acceptable; see the console for the reason.
-    BadImage = 13,
-    /// The domain is not in a state that allows this (e.g. unpause of a crashed domain).
-    DomainState = 14,
-    /// The window slot is in use, or empty for an unmap.
-    SlotState = 15,
-    /// Nothing to read yet.
-    Empty = 16,
-    /// The device already belongs to another domain.
-    DeviceTaken = 17,
-    /// The facility is switched off (tracing with `tbuf_size=0`).
-    Disabled = 18,
-}
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Error::UnknownCall => "no such hypercall",
-            Error::BadAddress => "bad address",
-            Error::InvalidArgument => "invalid argument",
-            Error::DeadDomain => "dead domain",
-            Error::NoSuchDomain => "no such domain",
-            Error::PermissionDenied => "permission denied",
-            Error::OutOfResources => "out of resources",
-            Error::BadPort => "bad event port",
-            Error::PortState => "event port in the wrong state",
-            Error::BadGrant => "bad grant reference",
-            Error::GrantInUse => "grant still mapped",
-            Error::NameTaken => "name taken",
-            Error::BadImage => "bad ELF image",
-            Error::DomainState => "domain in the wrong state",
-            Error::SlotState => "window slot in the wrong state",
-            Error::Empty => "nothing to read",
-            Error::DeviceTaken => "device already given to another domain",
-            Error::Disabled => "switched off",
-        };
-        f.write_str(s)
-    }
-}
-
-/// The result of a hypercall.
-pub type Result<T> = core::result::Result<T, Error>;
-
-/// Decodes the `(rax, rdx)` pair a hypercall returns.
-pub fn decode(rax: u64, rdx: u64) -> Result<u64> {
-    if rax == 0 {
-        Ok(rdx)
-    } else {
-        Err(Error::from_number(rax).unwrap_or(Error::UnknownCall))
-    }
+    FaultFixup = 63 { fault_rip: u64, fixup_rip: u64 }
 }
 
 #[cfg(test)]
@@ -304,23 +317,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_round_trip() {
-        for n in 0..HYPERCALL_LIMIT + 10 {
-            if let Some(h) = Hypercall::from_number(n) {
-                assert_eq!(h as u64, n);
-            }
-        }
-        assert_eq!(Hypercall::from_number(u64::MAX), None);
+    fn arguments_travel_in_register_order_and_round_trip() {
+        let a = args::GrantCopy {
+            granter: DomainId(7),
+            gref: 3,
+            offset: 100,
+            local_va: 0x40_0000,
+            len: 12,
+            to_grant: true,
+        };
+        let r = a.to_registers();
+        assert_eq!(r, [7, 3, 100, 0x40_0000, 12, 1]);
+        assert_eq!(args::GrantCopy::from_registers(&r), a);
+        assert_eq!(
+            Call::decode(Hypercall::GrantCopy as u64, &r),
+            Some(Call::GrantCopy(a))
+        );
+        assert_eq!(Call::decode(999, &r), None);
     }
 
     #[test]
-    fn error_codes_round_trip() {
-        for code in 1..=18 {
-            let e = Error::from_number(code).unwrap();
-            assert_eq!(e as u64, code);
-            assert_eq!(decode(code, 7), Err(e));
+    fn decoding_is_total() {
+        // A domain id is the low 32 bits; a bool any non-zero value.
+        let r = [u64::MAX, 2, 0, 0, 0, 0];
+        let a = args::GrantCreate::from_registers(&r);
+        assert_eq!(a.grantee, DomainId(u32::MAX));
+        assert!(!a.readonly && a.va == 2);
+        let r = [0, 0, 0, 5, 0, 0];
+        assert!(args::GrantMap::from_registers(&r).need_write);
+        for n in 0..super::super::HYPERCALL_LIMIT {
+            if let Some(c) = Call::decode(n, &[u64::MAX; 6]) {
+                assert_eq!(c.hypercall() as u64, n);
+            }
         }
-        assert_eq!(decode(0, 7), Ok(7));
-        assert_eq!(decode(999, 0), Err(Error::UnknownCall));
     }
 }
