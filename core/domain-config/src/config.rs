@@ -3,8 +3,10 @@
 //! Keys (as `xl.cfg`): `name`, `memory` (MiB), `vcpus`, `cpus` (affinity,
 //! e.g. `"0-1,3"`), `weight`, `cap`, `kernel`, `cmdline`, `disk`, `vif`,
 //! `on_poweroff`, `on_reboot`, `on_crash`, and for driver domains `ioports`,
-//! `iomem`, `irqs`, `pci` and `role`. Later entries and command-line overrides
-//! win over earlier ones.
+//! `iomem`, `irqs`, `pci`, `dma`, `vdisk`, `role`, `restart_limit` and
+//! `heartbeat`. Later entries and command-line overrides win over earlier
+//! ones. A GRUB module line is a second front end of the same checks
+//! (`module_line`), with the same keys and values.
 
 use crate::syntax::{self, ConfigError, Entry, Value};
 use alloc::string::{String, ToString};
@@ -14,6 +16,9 @@ use alloc::vec::Vec;
 pub const NAME_MAX: usize = 32;
 /// Most memory a configuration may ask for, in MiB.
 pub const MEMORY_MAX_MIB: u64 = 16 * 1024;
+/// Crashes within 10 s after which a restarting domain is given up on,
+/// unless `restart_limit` says otherwise.
+pub const RESTART_LIMIT: u64 = 5;
 /// Most vCPUs.
 pub const VCPUS_MAX: u64 = ipc_abi::domain::MAX_VCPUS as u64;
 
@@ -53,32 +58,12 @@ pub fn vdev_index(vdev: &str) -> Option<u32> {
     chars.next().is_none().then(|| letter as u32 - 'a' as u32)
 }
 
-/// Whether a name can travel in a command-line word (letters, digits, `-`, `_`).
-fn simple_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 fn vdisk(s: &str) -> Option<VDisk> {
-    let (name, range) = s.split_once('=')?;
-    let (name, range) = (name.trim(), range.trim());
-    if !simple_name(name) {
-        return None;
-    }
-    let (start, sectors) = if range == "all" {
-        (0, None)
-    } else {
-        let (a, b) = range.split_once('+')?;
-        let (a, b) = (syntax::parse_int(a.trim())?, syntax::parse_int(b.trim())?);
-        a.checked_add(b)?;
-        (a, Some(b).filter(|&n| n > 0)?.into())
-    };
+    let v = ipc_abi::launch::vdisk(s)?;
     Some(VDisk {
-        name: name.to_string(),
-        start,
-        sectors,
+        name: v.name.to_string(),
+        start: v.start,
+        sectors: v.sectors,
     })
 }
 
@@ -88,11 +73,31 @@ pub struct Vif {
     pub mac: Option<[u8; 6]>,
 }
 
-/// A checked domain configuration.
+/// The service a driver domain provides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Console,
+    Block,
+    Net,
+}
+
+impl Role {
+    pub fn word(self) -> &'static str {
+        match self {
+            Role::Console => "console",
+            Role::Block => "block",
+            Role::Net => "net",
+        }
+    }
+}
+
+/// A checked domain configuration: everything needed to start the domain,
+/// from a configuration file or a GRUB module line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainConfig {
     pub name: String,
-    pub memory_mib: u64,
+    /// `memory`: MiB as a number, or `"512K"`/`"4M"`/`"1G"`.
+    pub memory_kib: u64,
     pub vcpus: u64,
     /// CPUs the vCPUs may run on (bit n = CPU n); `None` = any.
     pub cpus: Option<u64>,
@@ -116,12 +121,20 @@ pub struct DomainConfig {
     pub dma_kib: u64,
     /// Virtual disks a block driver domain serves.
     pub vdisks: Vec<VDisk>,
-    /// The service a driver domain provides (`console`, `block`, `net`).
-    pub role: Option<String>,
+    /// The service a driver domain provides.
+    pub role: Option<Role>,
     /// Crashes within 10 s after which a restarting domain is given up on.
     pub restart_limit: u32,
     /// Milliseconds between the heartbeats the domain must send (0: none).
     pub heartbeat_ms: u32,
+    /// GRUB module lines only: connect it by an event channel to the
+    /// earlier module of that name (`evtchn=NAME`).
+    pub evtchn: Option<String>,
+    /// GRUB module lines only: console-dom replays its console history once
+    /// it has stopped (`history_on_exit`).
+    pub history_on_exit: bool,
+    /// Created paused (a module line's `start_paused`, `toolstack domain create -p`).
+    pub start_paused: bool,
 }
 
 /// A configuration and what was not quite right about it.
@@ -263,6 +276,30 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     for o in overrides {
         all.push(syntax::override_entry(o).map_err(|e| alloc::vec![e])?);
     }
+    check(file, &all)
+}
+
+/// `memory`: a number of MiB, or a string with a unit (`"512K"`, `"4M"`, `"1G"`).
+fn memory_kib(v: &Value) -> Option<u64> {
+    let kib = match v {
+        Value::Int(mib) => mib.checked_mul(1024)?,
+        Value::Str(s) => {
+            let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+            let n = syntax::parse_int(n)?;
+            match unit {
+                "K" | "k" => n,
+                "M" | "m" => n.checked_mul(1024)?,
+                "G" | "g" => n.checked_mul(1024 * 1024)?,
+                _ => return None,
+            }
+        }
+        Value::List(_) => return None,
+    };
+    (1..=MEMORY_MAX_MIB * 1024).contains(&kib).then_some(kib)
+}
+
+/// Checks entries (the last of each key wins) into a configuration.
+pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError>> {
     let mut ctx = Ctx {
         file,
         errors: Vec::new(),
@@ -270,7 +307,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     let mut warnings = Vec::new();
     // The last entry of each key wins.
     let mut last: Vec<&Entry> = Vec::new();
-    for e in &all {
+    for e in all {
         if !KEYS.contains(&e.key.as_str()) {
             warnings.push(ConfigError {
                 file: file.into(),
@@ -304,10 +341,24 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         }
         Some(k)
     });
-    let memory_mib = get("memory").map_or(Some(64), |e| ctx.int(e, 1..=MEMORY_MAX_MIB));
+    let memory_kib = get("memory").map_or(Some(64 * 1024), |e| {
+        if matches!(e.value, Value::Int(_)) {
+            return ctx.int(e, 1..=MEMORY_MAX_MIB).map(|mib| mib * 1024);
+        }
+        memory_kib(&e.value).or_else(|| {
+            ctx.error(
+                e,
+                alloc::format!(
+                    "expected MiB (1 to {MEMORY_MAX_MIB}) or a size like \"512K\", \"4M\""
+                ),
+            );
+            None
+        })
+    });
     let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
     let weight = get("weight").map_or(Some(256), |e| ctx.int(e, 1..=65535));
-    let restart_limit = get("restart_limit").map_or(Some(5), |e| ctx.int(e, 1..=1000));
+    let restart_limit =
+        get("restart_limit").map_or(Some(RESTART_LIMIT), |e| ctx.int(e, 1..=100_000));
     let heartbeat_ms = get("heartbeat").map_or(Some(0), |e| ctx.int(e, 0..=600_000));
     let cap = get("cap").map_or(Some(0), |e| ctx.int(e, 0..=100));
     let cpus = get("cpus").map(|e| {
@@ -441,7 +492,15 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         Some(out)
     });
     let dma_kib = get("dma").map_or(Some(0), |e| ctx.int(e, 4..=DMA_MAX_KIB));
-    let role = get("role").map(|e| ctx.string(e));
+    let role = get("role").map(|e| match ctx.string(e)?.as_str() {
+        "console" => Some(Role::Console),
+        "block" => Some(Role::Block),
+        "net" => Some(Role::Net),
+        other => {
+            ctx.error(e, alloc::format!("'{other}' is not console, block or net"));
+            None
+        }
+    });
 
     if name.is_none() && get("name").is_none() {
         ctx.errors.push(ConfigError {
@@ -464,7 +523,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
     }
     let config = DomainConfig {
         name: name.unwrap_or_default(),
-        memory_mib: memory_mib.unwrap_or(64),
+        memory_kib: memory_kib.unwrap_or(64 * 1024),
         vcpus: vcpus.unwrap_or(1),
         cpus: cpus.flatten(),
         weight: weight.unwrap_or(256) as u32,
@@ -483,8 +542,11 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
         dma_kib: dma_kib.unwrap_or(0),
         vdisks: vdisks.unwrap_or_default(),
         role: role.flatten(),
-        restart_limit: restart_limit.unwrap_or(5) as u32,
+        restart_limit: restart_limit.unwrap_or(RESTART_LIMIT) as u32,
         heartbeat_ms: heartbeat_ms.unwrap_or(0) as u32,
+        evtchn: None,
+        history_on_exit: false,
+        start_paused: false,
     };
     Ok(Parsed { config, warnings })
 }
@@ -526,7 +588,7 @@ fn disk(s: &str) -> Option<Disk> {
         "r" | "ro" => false,
         _ => return None,
     };
-    if it.next().is_some() || !simple_name(target) || vdev_index(vdev).is_none() {
+    if it.next().is_some() || !ipc_abi::launch::simple_name(target) || vdev_index(vdev).is_none() {
         return None;
     }
     Some(Disk {
@@ -538,23 +600,9 @@ fn disk(s: &str) -> Option<Disk> {
 
 /// `"mac=00:16:3e:00:00:01"`, or `""` for a generated MAC.
 fn vif(s: &str) -> Option<Vif> {
-    let mut mac = None;
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=')?;
-        match k.trim() {
-            "mac" => {
-                let m = ipc_abi::proto::net::parse_mac(v.trim())?;
-                // A group address cannot be an interface's own.
-                if ipc_abi::proto::net::is_group(&m) {
-                    return None;
-                }
-                mac = Some(m);
-            }
-            "bridge" => {}
-            _ => return None,
-        }
-    }
-    Some(Vif { mac })
+    Some(Vif {
+        mac: ipc_abi::launch::vif_mac(s)?,
+    })
 }
 
 #[cfg(test)]
@@ -580,7 +628,7 @@ on_crash = "restart"
         let p = parse("web.cfg", WEB, &[]).unwrap();
         let c = p.config;
         assert_eq!(c.name, "web");
-        assert_eq!((c.memory_mib, c.vcpus, c.cpus), (128, 2, Some(0b11)));
+        assert_eq!((c.memory_kib, c.vcpus, c.cpus), (128 * 1024, 2, Some(0b11)));
         assert_eq!(
             c.disks[0],
             Disk {
@@ -603,7 +651,10 @@ on_crash = "restart"
     #[test]
     fn overrides_win_over_the_file() {
         let p = parse("web.cfg", WEB, &["memory=256", "name=web2"]).unwrap();
-        assert_eq!((p.config.memory_mib, p.config.name.as_str()), (256, "web2"));
+        assert_eq!(
+            (p.config.memory_kib, p.config.name.as_str()),
+            (256 * 1024, "web2")
+        );
     }
 
     #[test]
@@ -652,7 +703,8 @@ on_crash = "restart"
         assert_eq!(c.ioports, vec![(0x3f8, 8)]);
         assert_eq!(c.irqs, vec![4]);
         assert_eq!(c.iomem, vec![(0xb8, 1)]);
-        assert_eq!(c.role.as_deref(), Some("console"));
+        assert_eq!(c.role, Some(Role::Console));
+        assert!(parse("c.cfg", "name=\"c\"\nkernel=\"k\"\nrole=\"granter\"\n", &[]).is_err());
         assert!(parse("c.cfg", "name=\"c\"\nkernel=\"k\"\nirqs=[99]\n", &[]).is_err());
         assert!(parse(
             "c.cfg",

@@ -8,6 +8,9 @@
 //! line and the key; unknown keys are warnings; a configuration with an error
 //! yields no `DomainConfig` at all, so nothing is created from it.
 //!
+//! A GRUB module line is a second front end of the same checks
+//! ([`module_line`]): the same keys, the same values.
+//!
 //! `no_std` with `alloc`, so the toolstack domain links it too.
 
 #![no_std]
@@ -16,7 +19,8 @@
 extern crate alloc;
 
 pub mod config;
+pub mod module_line;
 pub mod syntax;
 
-pub use config::{parse, DomainConfig, OnEvent, Parsed};
+pub use config::{parse, DomainConfig, OnEvent, Parsed, Role};
 pub use syntax::{ConfigError, Value};

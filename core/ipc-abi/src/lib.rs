@@ -7,7 +7,8 @@
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
 //! carried on rings: console, block, network and control ([`proto`]); the
 //! layout of kernel trace reads ([`trace`]); the save file ([`save`]); the
-//! serial ports everyone agrees on ([`pc`]).
+//! serial ports everyone agrees on ([`pc`]); the words a domain finds on its
+//! command line ([`launch`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
 //! checks, so the ABI can be checked from another language.
@@ -17,6 +18,7 @@
 
 pub mod domain;
 pub mod hypercall;
+pub mod launch;
 pub mod layout;
 pub mod mgmt;
 mod numbered;

@@ -380,7 +380,7 @@ mod tests {
                 name: "counter",
                 memory_kib: 1024,
                 vcpus: 1,
-                line: "counter mem=1024",
+                line: "counter memory=1M",
                 image_len: 5,
                 domain: 2,
                 boot: 7,

@@ -18,7 +18,9 @@
 
 extern crate alloc;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::console::{Console, ConsoleRequest, ConsoleResponse};
+use domain_runtime::ipc_abi::proto::console::{
+    Console, ConsoleRequest, ConsoleResponse, CONSOLE_VERSION,
+};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
@@ -126,6 +128,9 @@ impl Clients {
             return;
         }
         if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
+            return;
+        }
+        if !control::speaks(&msg, CONSOLE_VERSION, "console-dom") {
             return;
         }
         match self.connect(&msg) {

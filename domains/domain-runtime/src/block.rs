@@ -65,7 +65,7 @@ impl RawRing {
     /// Announces a one-page ring for guest disk `device` to the backend
     /// `blk=ID` names; returns once the backend serves it.
     pub fn connect(device: u32) -> Result<RawRing> {
-        let backend: u32 = crate::option("blk")
+        let backend: u32 = crate::option(crate::ipc_abi::launch::BLOCK_BACKEND)
             .and_then(|v| v.parse().ok())
             .ok_or(Error::InvalidArgument)?;
         let mut backend = DomainId(backend);

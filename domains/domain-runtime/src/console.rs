@@ -45,7 +45,9 @@ static RING: Mutex<Option<Ring>> = Mutex::new(None);
 /// Connects the console ring to the backend named by `console=ID`, if any,
 /// through the control domain. Called by the runtime before `run`.
 pub fn connect_from_command_line() -> Option<Result<()>> {
-    let id: u32 = crate::option("console")?.parse().ok()?;
+    let id: u32 = crate::option(crate::ipc_abi::launch::CONSOLE)?
+        .parse()
+        .ok()?;
     Some(connect(DomainId(id)))
 }
 

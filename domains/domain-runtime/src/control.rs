@@ -236,6 +236,25 @@ pub fn refuse_connect(connect: &ControlMessage, why: Status) -> Result<u32> {
     post(no)
 }
 
+/// For a backend given a `Connect`: whether the frontend speaks `ours`, the
+/// version of the protocol this backend serves. If not, says so and
+/// refuses it (`OtherVersion`): rings read with another layout would be
+/// nonsense to both sides.
+pub fn speaks(connect: &ControlMessage, ours: u32, backend: &str) -> bool {
+    if connect.version_or_status == ours {
+        return true;
+    }
+    crate::println!(
+        "{}: domain {} speaks version {} of the protocol, not {}: refused",
+        backend,
+        connect.peer,
+        connect.version_or_status,
+        ours
+    );
+    let _ = refuse_connect(connect, Status::OtherVersion);
+    false
+}
+
 /// Posts a `Listen`: the control domain answers it when it has news for us.
 pub fn listen() -> Result<u32> {
     CHANNEL.lock().as_mut().ok_or(Error::PortState)?.listen()
@@ -368,9 +387,9 @@ pub fn obey() {
 }
 
 /// The heartbeat period the control domain asked of this domain
-/// (`heartbeat_ms=N` on its command line), if any.
+/// (`heartbeat=MS` on its command line), if any.
 pub fn heartbeat_period_ns() -> Option<u64> {
-    crate::option("heartbeat_ms")
+    crate::option(crate::ipc_abi::launch::HEARTBEAT)
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map(|ms| ms * 1_000_000)

@@ -13,9 +13,10 @@ use crate::hypercall as hc;
 use crate::ring::{Grefs, RingPages};
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::launch;
 use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::proto::net::{
-    parse_mac, Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME, NET_VERSION,
+    Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME, NET_VERSION,
 };
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
@@ -84,15 +85,14 @@ pub struct NetFront {
 impl NetFront {
     /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
     pub fn connect(vif: u32) -> Result<NetFront> {
-        let words = || crate::command_line().split_whitespace();
-        let mut backend = crate::option("net")
+        let mut backend = crate::option(launch::NET_BACKEND)
             .and_then(|v| v.parse().ok())
             .map(DomainId)
             .ok_or(Error::InvalidArgument)?;
-        let mac = words()
-            .filter_map(|w| w.strip_prefix("vif="))
+        let mac = launch::values(crate::command_line(), launch::VIF)
             .nth(vif as usize)
-            .and_then(parse_mac)
+            .and_then(launch::vif_mac)
+            .flatten()
             .ok_or(Error::InvalidArgument)?;
         let rings = [
             RingPages::allocate(1).ok_or(Error::OutOfResources)?,

@@ -162,6 +162,8 @@ pub fn announce_granted(
         Ok(a) if a.version_or_status == Status::Ok as u32 => return Ok((grefs, port)),
         // The backend died before it accepted: news of it follows (or came).
         Ok(a) if a.version_or_status == Status::Disconnected as u32 => Error::DeadDomain,
+        // Another version of the protocol: nothing this frontend can change.
+        Ok(a) if a.version_or_status == Status::OtherVersion as u32 => Error::InvalidArgument,
         Ok(_) => Error::PermissionDenied,
         Err(e) => e,
     };

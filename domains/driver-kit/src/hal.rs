@@ -57,6 +57,35 @@ pub fn dma_buffer(bytes: usize) -> Option<&'static mut [u8]> {
     Some(unsafe { core::slice::from_raw_parts_mut(va as *mut u8, bytes) })
 }
 
+/// A zeroed page of the DMA window that this domain holds for life and
+/// nothing else uses: only [`dma_page`] makes one, and it is neither `Copy`
+/// nor `Clone`, so what is built on it (a virtqueue) owns it alone.
+pub struct DmaPage {
+    va: u64,
+}
+
+impl DmaPage {
+    /// Its address in this domain.
+    pub fn address(&self) -> u64 {
+        self.va
+    }
+
+    /// Its physical address, for the device.
+    pub fn phys(&self) -> u64 {
+        phys(self.va)
+    }
+}
+
+/// A page of the DMA window for a structure the device shares, never given back.
+pub fn dma_page() -> Option<DmaPage> {
+    let first = STATE.lock().pool.take(1)?;
+    let va = va_of_page(first);
+    // SAFETY: the pool handed this page out once and it is never given back,
+    // so nothing else refers to it; the window is mapped read-write for life.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, PAGE) };
+    Some(DmaPage { va })
+}
+
 fn va_of_page(page: usize) -> u64 {
     DMA_WINDOW + (page * PAGE) as u64
 }

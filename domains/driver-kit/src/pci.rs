@@ -5,6 +5,7 @@
 
 use crate::hal::{MappedBar, XenolithHal};
 use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::launch;
 use domain_runtime::ipc_abi::layout::PAGE_SIZE;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
@@ -88,9 +89,9 @@ impl core::fmt::Display for OpenError {
 /// put them), sets up the DMA pages `dma=KiB` gave, and finds its virtio
 /// transport.
 pub fn open() -> Result<Function, OpenError> {
-    let name = domain_runtime::option("pci").ok_or(OpenError::NoPciOption)?;
+    let name = domain_runtime::option(launch::PCI).ok_or(OpenError::NoPciOption)?;
     let bdf = domain_config::config::pci_address(name).ok_or(OpenError::NotAnAddress(name))?;
-    let dma_kib: u64 = domain_runtime::option("dma")
+    let dma_kib: u64 = domain_runtime::option(launch::DMA)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let df = device_function(bdf);

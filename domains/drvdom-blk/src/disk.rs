@@ -10,10 +10,10 @@
 //! `virtio-drivers` still provides the PCI transport (capabilities, common
 //! configuration, notification); only the block protocol is ours.
 
-use crate::virtqueue::{self, Buffer, VirtQueue};
 use bitflags::bitflags;
 use domain_runtime::hypercall as hc;
 use driver_kit::hal;
+use driver_kit::virtqueue::{self, Buffer, VirtQueue};
 use virtio_drivers::transport::Transport;
 
 bitflags! {
@@ -103,8 +103,8 @@ impl<T: Transport> Disk<T> {
         if (transport.max_queue_size(QUEUE) as usize) < usize::from(virtqueue::SIZE) {
             return Err("the device's queue is smaller than 128 descriptors");
         }
-        let page = hal::dma_buffer(virtqueue::BYTES).ok_or("no DMA memory for the queue")?;
-        let queue = VirtQueue::new(page.as_ptr() as usize, hal::phys_of(page.as_ptr()));
+        let page = hal::dma_page().ok_or("no DMA memory for the queue")?;
+        let queue = VirtQueue::new(page);
         let (desc, avail, used) = queue.areas();
         transport.queue_set(
             QUEUE,

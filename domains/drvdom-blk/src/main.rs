@@ -8,13 +8,12 @@
 //! `vdisk=NAME:all`) to guests over block rings (`serve.rs`).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod bench;
 mod disk;
 mod serve;
 mod vdisk;
-mod virtqueue;
 
 use disk::{Disk, Outcome};
 use domain_runtime::ipc_abi::proto::block::SECTOR_SIZE;
@@ -43,7 +42,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
     let sectors = blk.capacity();
     // A restarted instance (`restart=K`) serves at once: the device was
     // described and tested by the first.
-    let restart = option("restart");
+    let restart = option(domain_runtime::ipc_abi::launch::RESTART);
     if restart.is_none() {
         describe(&mut blk, text);
     }

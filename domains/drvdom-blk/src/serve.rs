@@ -21,17 +21,17 @@
 extern crate alloc;
 use crate::disk::{Command, Disk, Outcome};
 use crate::vdisk::VDisk;
-use crate::virtqueue::Buffer;
 use alloc::vec::Vec;
 use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::block::{
-    BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, Segment, MAX_SEGMENTS,
-    SECTOR_SIZE,
+    BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, Segment, BLOCK_VERSION,
+    MAX_SEGMENTS, SECTOR_SIZE,
 };
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
+use driver_kit::virtqueue::Buffer;
 use virtio_drivers::transport::Transport;
 use zerocopy::FromZeros;
 
@@ -161,6 +161,9 @@ impl<T: Transport> Backend<T> {
     fn on_control(&mut self, msg: ControlMessage) {
         match msg.check() {
             Some(ControlOp::Connect) if msg.kind == DeviceKind::Block as u32 => {
+                if !control::speaks(&msg, BLOCK_VERSION, "drvdom-blk") {
+                    return;
+                }
                 let grant = BlockConnect::decode(msg.index);
                 match self.connect(&msg, grant) {
                     Ok(()) => {

@@ -1,10 +1,11 @@
 //! Virtual disks on the device, and the checks every request passes (pure,
 //! host-tested).
 //!
-//! Owns: parsing `vdisk=NAME:START+SECTORS` / `vdisk=NAME:all` from the
-//! command line against the device's size, and deciding whether a request's
+//! Owns: checking the command line's `vdisk=NAME=START+SECTORS` /
+//! `vdisk=NAME=all` (syntax: `ipc_abi::launch::vdisk`) against the device's size, and deciding whether a request's
 //! sectors lie inside its virtual disk (and where on the device they are).
 
+use domain_runtime::ipc_abi::launch;
 use heapless::{String, Vec};
 
 /// Virtual disks one backend serves at most.
@@ -37,24 +38,16 @@ pub fn parse(
     mut refuse: impl FnMut(&str),
 ) -> Vec<Option<VDisk>, MAX_VDISKS> {
     let mut out = Vec::new();
-    for word in cmdline.split_whitespace() {
-        let Some(spec) = word.strip_prefix("vdisk=") else {
-            continue;
-        };
-        let disk = spec.split_once(':').and_then(|(name, range)| {
-            let (start, sectors) = if range == "all" {
-                (0, device_sectors)
-            } else {
-                let (a, b) = range.split_once('+')?;
-                (a.parse().ok()?, b.parse().ok()?)
-            };
-            let end: u64 = u64::checked_add(start, sectors)?;
+    for spec in launch::values(cmdline, launch::VDISK) {
+        let disk = launch::vdisk(spec).and_then(|v| {
+            let sectors = v.sectors.unwrap_or(device_sectors.saturating_sub(v.start));
+            let end: u64 = u64::checked_add(v.start, sectors)?;
             if sectors == 0 || end > device_sectors {
                 return None;
             }
             Some(VDisk {
-                name: String::try_from(name).ok()?,
-                start,
+                name: String::try_from(v.name).ok()?,
+                start: v.start,
                 sectors,
             })
         });
@@ -76,7 +69,7 @@ mod tests {
     fn disks_fit_the_device_or_are_refused() {
         let mut refused = std::vec::Vec::new();
         let disks = parse(
-            "drvdom-blk vdisk=a:0+100 vdisk=b:100+50 vdisk=c:140+20 vdisk=whole:all vdisk=bad",
+            "drvdom-blk vdisk=a=0+100 vdisk=b=100+50 vdisk=c=140+20 vdisk=whole=all vdisk=bad",
             150,
             |s| refused.push(std::string::String::from(s)),
         );
@@ -86,7 +79,7 @@ mod tests {
         assert!(disks[2].is_none());
         assert_eq!(disks[3].as_ref().map(|d| d.sectors), Some(150));
         assert!(disks[4].is_none());
-        assert_eq!(refused, ["c:140+20", "bad"]);
+        assert_eq!(refused, ["c=140+20", "bad"]);
     }
 
     #[test]

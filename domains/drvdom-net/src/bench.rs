@@ -2,8 +2,8 @@
 //! command line): the guest benchmark's frames sent by this domain straight
 //! to the NIC, so the two can be compared in one run.
 
-use crate::nic::Nic;
 use domain_runtime::{println, time};
+use driver_kit::nic::Nic;
 use virtio_drivers::transport::Transport;
 
 /// QEMU's user-network gateway, which drops frames of a type it does not know.

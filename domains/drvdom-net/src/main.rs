@@ -8,16 +8,16 @@
 //! reach only each other.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod bench;
-mod nic;
 mod serve;
 mod switch;
 
 use domain_runtime::ipc_abi::proto::net::MacText;
 use domain_runtime::option;
 use domain_runtime::println;
+use driver_kit::nic::Nic;
 
 domain_runtime::entry!(run);
 
@@ -29,7 +29,7 @@ fn flag(word: &str) -> bool {
 }
 
 fn run(_: &'static domain_runtime::StartInfo) {
-    let ifname = option("ifname").unwrap_or("auto");
+    let ifname = option(domain_runtime::ipc_abi::launch::IFNAME).unwrap_or("auto");
     let mut nic = if ifname == "dummy" {
         println!("drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch");
         None
@@ -48,7 +48,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
 }
 
 /// The NIC `pci=` names, started; None (and a line saying why) if it cannot be.
-fn open_nic(ifname: &str) -> Option<nic::Nic<virtio_drivers::transport::pci::PciTransport>> {
+fn open_nic(ifname: &str) -> Option<Nic<virtio_drivers::transport::pci::PciTransport>> {
     let f = match driver_kit::open() {
         Ok(f) => f,
         Err(e) => {
@@ -56,7 +56,7 @@ fn open_nic(ifname: &str) -> Option<nic::Nic<virtio_drivers::transport::pci::Pci
             return None;
         }
     };
-    match nic::Nic::new(f.transport, f.irq_line) {
+    match Nic::new(f.transport, f.irq_line) {
         Ok(n) => {
             println!(
                 "drvdom-net: virtio-net at {} ({}), MAC {}, {}",

@@ -16,17 +16,17 @@
 //! frontend that breaks a ring is disconnected; the rest carry on.
 
 extern crate alloc;
-use crate::nic::Nic;
 use crate::switch::{Drop, Port, Switch, Verdict};
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ipc_abi::proto::net::{
     Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME,
-    NET_RING_PAGES,
+    NET_RING_PAGES, NET_VERSION,
 };
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, time, DomainId};
+use driver_kit::nic::Nic;
 use virtio_drivers::transport::pci::PciTransport;
 use zerocopy::FromZeros;
 
@@ -131,6 +131,9 @@ impl Backend {
         }
         match msg.check() {
             Some(ControlOp::Connect) => {
+                if !control::speaks(&msg, NET_VERSION, "drvdom-net") {
+                    return;
+                }
                 let c = NetConnect::read(&msg);
                 match self.connect(&msg, c) {
                     Ok(()) => {

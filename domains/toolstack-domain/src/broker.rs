@@ -11,7 +11,7 @@ use crate::control::Link;
 use crate::start::Started;
 use domain_runtime::ipc_abi::proto::block::BlockConnect;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
-use domain_runtime::ipc_abi::proto::net::{parse_mac, NetConnect};
+use domain_runtime::ipc_abi::proto::net::NetConnect;
 use domain_runtime::ipc_abi::ring::HEADER_BYTES;
 use domain_runtime::ipc_abi::ring_view::RingView;
 use domain_runtime::{println, DomainId};
@@ -48,8 +48,8 @@ pub fn serve_port(started: &mut [Started], port: u16) -> bool {
 }
 
 /// The virtual disk a frontend's block `Announce` may have: its own
-/// configuration names the disk (`disk=TARGET:VDEV:MODE`), the backend's
-/// serves it (`vdisk=TARGET:...`). The frontend's claim alone gives nothing.
+/// description names the disk (`disk`), the backend's serves it (`vdisk`).
+/// The frontend's claim alone gives nothing.
 fn block_grant(
     started: &[Started],
     frontend: DomainId,
@@ -58,32 +58,28 @@ fn block_grant(
 ) -> Option<u32> {
     let front = started.iter().find(|s| s.id == frontend)?;
     let back = started.iter().find(|s| s.id == backend)?;
-    let (target, writable) = front
-        .line
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("disk="))
-        .find_map(|d| {
-            let mut it = d.split(':');
-            let (target, vdev, mode) = (it.next()?, it.next()?, it.next()?);
-            (domain_config::config::vdev_index(vdev)? == device).then_some((target, mode == "w"))
-        })?;
+    let disk = front
+        .config
+        .disks
+        .iter()
+        .find(|d| domain_config::config::vdev_index(&d.vdev) == Some(device))?;
     let vdisk = back
-        .line
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("vdisk="))
-        .position(|v| v.split(':').next() == Some(target))?;
+        .config
+        .vdisks
+        .iter()
+        .position(|v| v.name == disk.target)?;
     Some(
         BlockConnect {
             device: device as u8,
             vdisk: u8::try_from(vdisk).ok()?,
-            read_only: !writable,
+            read_only: !disk.writable,
         }
         .encode(),
     )
 }
 
-/// The interface a frontend's network `Announce` may have: the Nth `vif=`
-/// of its configuration (with its MAC), served by a domain whose role is
+/// The interface a frontend's network `Announce` may have: the Nth `vif`
+/// of its description (with its MAC), served by a domain whose role is
 /// `net`. The frontend's claim alone gives nothing.
 fn net_grant(
     started: &[Started],
@@ -93,18 +89,13 @@ fn net_grant(
 ) -> Option<NetConnect> {
     let front = started.iter().find(|s| s.id == frontend)?;
     let back = started.iter().find(|s| s.id == backend)?;
-    if !back.line.split_whitespace().any(|w| w == "role=net") {
+    if back.config.role != Some(domain_config::Role::Net) {
         return None;
     }
-    let mac = front
-        .line
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("vif="))
-        .nth(vif as usize)
-        .and_then(parse_mac)?;
+    let v = front.config.vifs.get(vif as usize)?;
     Some(NetConnect {
         vif: u8::try_from(vif).ok()?,
-        mac,
+        mac: crate::start::vif_mac(&front.config, vif as usize, v),
     })
 }
 
@@ -231,6 +222,7 @@ fn refused(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     let why = match msg.version_or_status {
         s if s == Status::NoDevice as u32 => Status::NoDevice,
         s if s == Status::Invalid as u32 => Status::Invalid,
+        s if s == Status::OtherVersion as u32 => Status::OtherVersion,
         _ => Status::Denied,
     };
     let Some(f) = link_of(started, msg.peer) else {
@@ -360,7 +352,7 @@ pub fn close_devices(started: &mut [Started], dom: DomainId) {
 pub fn replay_history(started: &mut [Started], dom: DomainId) {
     let Some(console) = started
         .iter()
-        .find(|s| s.name.as_str() == "console-dom")
+        .find(|s| s.config.role == Some(domain_config::Role::Console))
         .map(|s| s.id)
     else {
         return;
@@ -376,11 +368,7 @@ pub fn replay_history(started: &mut [Started], dom: DomainId) {
 /// Tells console-dom that restored domain `new` continues `old`'s console
 /// (its history carries over). Sent before `new` runs, so before it connects.
 pub fn inherit_console(started: &mut [Started], old: DomainId, new: DomainId) {
-    let Some(console) = started
-        .iter()
-        .find(|s| s.name.as_str() == "console-dom" && !s.reported)
-        .map(|s| s.id)
-    else {
+    let Some(console) = crate::viewer::console_dom(started) else {
         return;
     };
     let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();

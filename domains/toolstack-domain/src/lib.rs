@@ -13,3 +13,4 @@ pub mod shell;
 pub mod start;
 pub mod supervise;
 pub mod viewer;
+pub mod watch;

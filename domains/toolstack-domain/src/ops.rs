@@ -105,7 +105,7 @@ pub fn host_shutdown(started: &mut Domains) {
             }
         }
     }
-    crate::start::request_power_off();
+    crate::watch::request_power_off();
     println!("toolstack: host shutdown: every domain asked to stop, then power off");
 }
 
@@ -123,7 +123,8 @@ pub fn create(
     }
     let parsed = domain_config::parse(file, config, &[])
         .map_err(|errors| errors.first().map(ToString::to_string).unwrap_or_default())?;
-    let c = parsed.config;
+    let mut c = parsed.config;
+    c.start_paused = paused;
     let image = match image {
         None => Image::Boot(
             crate::bundle::find()
@@ -133,11 +134,7 @@ pub fn create(
         // Kept for restarts while the domain may need one.
         Some(bytes) => Image::Uploaded(bytes.into()),
     };
-    let mut line = crate::bundle::start_line(&c);
-    if paused {
-        line.push_str(" start_paused");
-    }
-    let s = crate::start::start_one(me(), image, line.into(), started, 0)
+    let s = crate::start::start_one(me(), image, c.into(), started, 0)
         .ok_or("the domain could not be created (see the console)")?;
     let id = s.id;
     started.push(s);

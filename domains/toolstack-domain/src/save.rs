@@ -12,6 +12,7 @@ use crate::start::{Domains, Image, Started};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use domain_config::DomainConfig;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::{VcpuContext, VcpuState};
 use domain_runtime::ipc_abi::layout::{IMAGE_BASE, IMAGE_LIMIT};
@@ -25,33 +26,25 @@ pub const SUSPEND_TIMEOUT_NS: u64 = 5_000_000_000;
 /// Pages in one answer to the host (with framing, under a frame's 16 KiB).
 pub const PAGES_PER_READ: usize = 3;
 
-/// Start-line words that give a domain hardware, make it a backend or are
-/// the toolstack's own: such a domain is not saved, and a save file whose
-/// line has them is not restored.
-const NOT_SAVEABLE: [&str; 15] = [
-    "ioports=", "irq=", "mmio=", "pci=", "dma=", "role=", "vdisk=", "evtchn=", "mgmt=", "control=",
-    "console=", "blk=", "net=", "self=", "restart=",
-];
-
-/// Whether a start line describes a domain that may be saved or restored.
-pub fn check_line(line: &str) -> Result<(), String> {
-    let word = line
-        .split_whitespace()
-        .find(|w| NOT_SAVEABLE.iter().any(|p| w.starts_with(p)));
-    match word {
-        Some(w) => Err(format!(
-            "{w}: a domain holding hardware or serving other domains cannot be saved or restored"
+/// Whether a domain may be saved or restored: not one holding hardware,
+/// serving other domains or tied to another by an event channel.
+pub fn check_config(c: &DomainConfig) -> Result<(), String> {
+    let held = [
+        (!c.ioports.is_empty(), "ioports"),
+        (!c.irqs.is_empty(), "irqs"),
+        (!c.iomem.is_empty(), "iomem"),
+        (!c.pci.is_empty(), "pci"),
+        (c.dma_kib > 0, "dma"),
+        (c.role.is_some(), "role"),
+        (!c.vdisks.is_empty(), "vdisk"),
+        (c.evtchn.is_some(), "evtchn"),
+    ];
+    match held.iter().find(|(has, _)| *has) {
+        Some((_, key)) => Err(format!(
+            "{key}: a domain holding hardware or serving other domains cannot be saved or restored"
         )),
         None => Ok(()),
     }
-}
-
-/// The memory a start line gives its domain (KiB).
-fn line_kib(line: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("mem="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
 }
 
 /// A save in progress.
@@ -72,7 +65,7 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         .iter_mut()
         .find(|s| !s.reported && (s.id.0 == domain || s.id.index() as u32 == domain))
         .ok_or("no such domain (domain 0 cannot be saved)")?;
-    check_line(&s.line)?;
+    check_config(&s.config)?;
     if matches!(s.image, Image::Gone) {
         return Err("its image is no longer kept".into());
     }
@@ -164,12 +157,14 @@ impl Save {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let mut out = save::file_header().to_vec();
-        let line = s.line.replace(" start_paused", "");
+        let mut config = (*s.config).clone();
+        config.start_paused = false;
+        let line = domain_config::module_line::render(&config);
         push(
             &mut out,
             &Record::Header {
                 name: &s.name,
-                memory_kib: line_kib(&s.line),
+                memory_kib: config.memory_kib,
                 vcpus,
                 line: &line,
                 image_len: image.len() as u64,
@@ -284,7 +279,7 @@ impl Save {
 #[derive(Default)]
 pub struct Restore {
     checker: Checker,
-    line: String,
+    config: Option<DomainConfig>,
     image: Vec<u8>,
     image_len: usize,
     id: Option<DomainId>,
@@ -319,20 +314,24 @@ impl Restore {
             } => {
                 self.saved_in_this_boot =
                     (boot == domain_runtime::time::boot_stamp()).then_some(DomainId(domain));
-                check_line(line)?;
-                if line.split_whitespace().next() != Some(name) {
+                let config = domain_config::module_line::parse("the save file", line)
+                    .map_err(|errors| errors.first().map(ToString::to_string).unwrap_or_default())?
+                    .config;
+                check_config(&config)?;
+                if config.name != name {
                     return Err("the save file's name and configuration disagree".into());
                 }
-                if memory_kib != line_kib(line) {
+                if memory_kib != config.memory_kib {
                     return Err("the save file's memory size and configuration disagree".into());
                 }
-                self.line = line.into();
+                self.config = Some(config);
                 self.image_len = image_len as usize;
             }
             Record::Image { data } => {
                 self.image.extend_from_slice(data);
                 if self.image.len() == self.image_len {
-                    let id = crate::start::create_loaded(&self.image, &self.line).ok_or(
+                    let config = self.config.as_ref().ok_or("an image before the header")?;
+                    let id = crate::start::create_loaded(&self.image, config).ok_or(
                         "the domain could not be created (see the console: a domain of that name may run)",
                     )?;
                     self.id = Some(id);
@@ -380,13 +379,14 @@ impl Restore {
             self.abandon();
             return Err("the toolstack already tracks as many domains as it can".into());
         }
-        let mut line = core::mem::take(&mut self.line);
-        if paused {
-            line.push_str(" start_paused");
-        }
+        let Some(mut config) = self.config.take() else {
+            self.abandon();
+            return Err("the save file has no header".into());
+        };
+        config.start_paused = paused;
         let image = Image::Uploaded(core::mem::take(&mut self.image).into());
         let me = crate::ops::me();
-        let Some(mut s) = crate::start::launch(me, id, image, line.into(), started, 0) else {
+        let Some(mut s) = crate::start::launch(me, id, image, config.into(), started, 0) else {
             self.abandon();
             return Err("the domain could not be started".into());
         };

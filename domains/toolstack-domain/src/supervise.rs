@@ -11,8 +11,6 @@
 
 /// Crashes counted within this long of each other.
 pub const WINDOW_NS: u64 = 10_000_000_000;
-/// Crashes within the window before giving up, unless the line says otherwise.
-pub const DEFAULT_LIMIT: usize = 5;
 const FIRST_DELAY_NS: u64 = 5_000_000;
 const MAX_DELAY_NS: u64 = 1_000_000_000;
 

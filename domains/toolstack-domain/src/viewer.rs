@@ -46,11 +46,11 @@ pub struct Viewer {
 /// page: 28 MiB of heap in a 1,000-crash campaign.)
 static SPARE: spin::Mutex<Option<RingPages>> = spin::Mutex::new(None);
 
-/// The live console-dom, if any.
+/// The live console driver domain (the one whose role is `console`), if any.
 pub fn console_dom(started: &[Started]) -> Option<DomainId> {
     started
         .iter()
-        .find(|s| s.name.as_str() == "console-dom" && !s.reported)
+        .find(|s| s.config.role == Some(domain_config::Role::Console) && !s.reported)
         .map(|s| s.id)
 }
 

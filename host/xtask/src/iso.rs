@@ -57,7 +57,7 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
         Module {
             path: crate::build::domain(domains, "console-dom"),
             cmdline:
-                "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart heartbeat_ms=2000"
+                "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 on_crash=restart heartbeat=2000"
                     .into(),
         },
         Module {
@@ -86,7 +86,7 @@ pub fn block_driver_module(domains: &Path) -> Module {
 
 /// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
 pub const BLOCK_DRIVER_LINE: &str =
-    "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192 on_crash=restart heartbeat_ms=2000";
+    "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192 on_crash=restart heartbeat=2000";
 
 /// drvdom-net with the NIC `cargo xtask run` attaches at PCI 00:05.0.
 pub fn net_driver_module(domains: &Path) -> Module {
@@ -98,7 +98,7 @@ pub fn net_driver_module(domains: &Path) -> Module {
 
 /// drvdom-net's module line for the QEMU NIC (`qemu::Config::nic`).
 pub const NET_DRIVER_LINE: &str =
-    "drvdom-net role=net mem=4096 pci=00:05.0 dma=512 on_crash=restart heartbeat_ms=2000";
+    "drvdom-net role=net memory=4M pci=00:05.0 dma=512 on_crash=restart heartbeat=2000";
 
 /// The web guest's address on QEMU's user network (its ports are forwarded there).
 pub const WEB_GUEST_IP: &str = "10.0.2.15";

@@ -7,22 +7,15 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod blkbench;
 mod build;
 mod checks;
 mod doc_paths;
 mod fuzz;
 mod host_tools;
 mod iso;
-mod netbench;
 mod pty;
 mod qemu;
-mod restartbench;
-mod ringbench;
-mod savebench;
-mod smpbench;
 mod systest;
-mod toolbench;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -2,10 +2,10 @@
 //! struct with named fields, which the kernel decodes and the runtime
 //! encodes with the same code (as Hubris's `sys/abi` does for its calls).
 //!
-//! Owns: [`Hypercall`] (the numbers), [`args`] (one struct per call, each
-//! field one argument register in order: `rdi`, `rsi`, `rdx`, `r10`, `r8`,
-//! `r9`), and [`Call`] (a number and its registers decoded together, so the
-//! kernel cannot read a call's arguments as another's). Adding a hypercall
+//! Owns: [`Hypercall`] (the numbers) and [`args`] (one struct per call,
+//! each field one argument register in order: `rdi`, `rsi`, `rdx`, `r10`,
+//! `r8`, `r9`; [`Args::CALL`] ties each to its number, so the kernel's
+//! dispatch hands each call its own arguments and no other). Adding a hypercall
 //! is one entry here, one arm in the kernel's dispatch and a wrapper in
 //! `domain-runtime` (docs/hypercalls.md).
 
@@ -57,7 +57,7 @@ pub trait Args: Sized {
     fn from_registers(r: &[u64; 6]) -> Self;
 }
 
-/// Declares [`Hypercall`], one [`Args`] struct per call in [`args`], and [`Call`].
+/// Declares [`Hypercall`] and one [`Args`] struct per call in [`args`].
 macro_rules! hypercalls {
     (
         $(
@@ -105,29 +105,6 @@ macro_rules! hypercalls {
                 // empty entry so that a call without arguments has a type).
                 const _: () = assert!(["" $(, stringify!($field))*].len() <= 7);
             )*
-        }
-
-        /// A hypercall with its arguments, decoded from the registers.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Call {
-            $( $name(args::$name), )*
-        }
-
-        impl Call {
-            /// The call numbered `number` with arguments `r`; `None` for a
-            /// number no call has.
-            pub fn decode(number: u64, r: &[u64; 6]) -> Option<Call> {
-                Some(match Hypercall::from_number(number)? {
-                    $( Hypercall::$name => Call::$name(<args::$name as Args>::from_registers(r)), )*
-                })
-            }
-
-            /// Its number.
-            pub fn hypercall(&self) -> Hypercall {
-                match self {
-                    $( Call::$name(_) => Hypercall::$name, )*
-                }
-            }
         }
     };
 }
@@ -329,11 +306,7 @@ mod tests {
         let r = a.to_registers();
         assert_eq!(r, [7, 3, 100, 0x40_0000, 12, 1]);
         assert_eq!(args::GrantCopy::from_registers(&r), a);
-        assert_eq!(
-            Call::decode(Hypercall::GrantCopy as u64, &r),
-            Some(Call::GrantCopy(a))
-        );
-        assert_eq!(Call::decode(999, &r), None);
+        assert_eq!(args::GrantCopy::CALL, Hypercall::GrantCopy);
     }
 
     #[test]
@@ -345,10 +318,5 @@ mod tests {
         assert!(!a.readonly && a.va == 2);
         let r = [0, 0, 0, 5, 0, 0];
         assert!(args::GrantMap::from_registers(&r).need_write);
-        for n in 0..super::super::HYPERCALL_LIMIT {
-            if let Some(c) = Call::decode(n, &[u64::MAX; 6]) {
-                assert_eq!(c.hypercall() as u64, n);
-            }
-        }
     }
 }

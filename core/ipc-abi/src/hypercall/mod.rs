@@ -14,7 +14,7 @@
 use core::fmt;
 
 mod calls;
-pub use calls::{args, Args, Call, Hypercall, Register};
+pub use calls::{args, Args, Hypercall, Register};
 
 /// Longest kernel log line, in bytes (what `ConsoleRead` returns).
 pub const LOG_LINE_MAX: usize = 160;

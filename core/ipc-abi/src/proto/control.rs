@@ -33,6 +33,10 @@ pub enum Status {
     /// The backend went away (before it accepted an `Announce`): the
     /// frontend should wait for `PeerRestarted` or `PeerGone`.
     Disconnected = 6,
+    /// The backend speaks another version of the device's protocol (an
+    /// `Announce` carries the frontend's: `BLOCK_VERSION`, `NET_VERSION`,
+    /// `CONSOLE_VERSION`).
+    OtherVersion = 7,
 }
 
 /// Kinds of device a domain can have.

@@ -30,6 +30,7 @@ pub fn bind_virq(k: &mut Kernel, caller: usize, a: args::EventBindVirq) -> Resul
     events::bind_virq(k, caller, v).map(u64::from)
 }
 
+#[inline(always)]
 pub fn send<G: Gate>(k: &mut Kernel, caller: usize, a: args::EventSend) -> Result<u64, Error> {
     events::send::<G>(k, caller, a.port).map(|_| 0)
 }

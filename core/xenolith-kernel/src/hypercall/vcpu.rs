@@ -20,6 +20,7 @@ pub fn yield_cpu(k: &mut Kernel, me: VcpuRef) -> Result<u64, Error> {
     Ok(0)
 }
 
+#[inline(always)]
 pub fn block(k: &mut Kernel, me: VcpuRef) -> Result<u64, Error> {
     let event_page = k.domain(me.dom).ok_or(Error::NoSuchDomain)?.event_page;
     let v = k.vcpu_mut(me).ok_or(Error::NoSuchDomain)?;

@@ -1,13 +1,13 @@
 //! Kernel path lengths, for `cargo xtask bench kernel` (run it under
 //! `-icount`, where the TSC counts retired instructions).
 //!
-//! As domain 0 (`role=control`): null hypercall round trip, event round trip
+//! As domain 0 (`part=control`): null hypercall round trip, event round trip
 //! with a child on the same CPU (and, with two CPUs or more, with a child on
 //! another CPU), and domain creation to the child's `run` for 1 MiB and
 //! 64 MiB domains; with two CPUs or more, a grant map + unmap in a child
 //! with two vCPUs, alone and while its other vCPU runs on another CPU (the
-//! TLB shootdown). As a child: `role=echo` answers events; `role=first
-//! t0=N` prints how long after N it started; `role=unmap peer=ID gref=N`
+//! TLB shootdown). As a child: `part=echo` answers events; `part=first
+//! t0=N` prints how long after N it started; `part=unmap peer=ID gref=N`
 //! maps and unmaps the peer's grant.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -24,7 +24,7 @@ domain_runtime::entry!(run);
 const ROUNDS: u64 = 10_000;
 
 fn run(start: &'static domain_runtime::StartInfo) {
-    match option("role") {
+    match option("part") {
         Some("echo") => echo(),
         Some("unmap") => unmapper(),
         Some("first") => {
@@ -63,7 +63,7 @@ fn event_round_trip(me: DomainId, cpus: u64) -> (u64, u64) {
     let mut line: heapless::String<128> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(
         &mut line,
-        format_args!("bench role=echo peer={} peer_port={}", me.0, port),
+        format_args!("bench part=echo peer={} peer_port={}", me.0, port),
     );
     hc::domain_set_cmdline(child, &line).expect("cmdline");
     hc::domain_unpause(child).expect("unpause");
@@ -126,7 +126,7 @@ fn unmap_cost(me: DomainId) {
     let mut line: heapless::String<128> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(
         &mut line,
-        format_args!("bench role=unmap peer={} gref={}", me.0, pages.gref(0)),
+        format_args!("bench part=unmap peer={} gref={}", me.0, pages.gref(0)),
     );
     hc::domain_set_cmdline(child, &line).expect("cmdline");
     hc::domain_unpause(child).expect("unpause");
@@ -174,7 +174,7 @@ fn control(me: DomainId) {
         let id = hc::domain_create("first", kib, 0, 0, 1).expect("create");
         hc::domain_load_image(id, image()).expect("load");
         let mut line: heapless::String<64> = heapless::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("bench role=first t0={}", t0));
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("bench part=first t0={}", t0));
         hc::domain_set_cmdline(id, &line).expect("cmdline");
         hc::domain_unpause(id).expect("unpause");
         while hc::domain_info(id).map(|i| i.state) == Ok(DomainState::Running as u32) {

@@ -1,4 +1,4 @@
-//! The other side of domain 0's grant tests, by `role=`:
+//! The other side of domain 0's grant tests, by `part=`:
 //!
 //! - `mapper granter=ID ref=R port=P foreign=F revoked=V`: maps ref R of the
 //!   granter, checks the pattern, writes a reply, tries the foreign and
@@ -23,10 +23,10 @@ struct Page([AtomicU64; 512]);
 static PAGE: Page = Page([const { AtomicU64::new(0) }; 512]);
 
 fn run(_: &'static domain_runtime::StartInfo) {
-    match option("role") {
+    match option("part") {
         Some("mapper") => mapper(),
         Some("granter") => granter(),
-        other => println!("grant-peer: unknown role {:?}", other),
+        other => println!("grant-peer: unknown part {:?}", other),
     }
 }
 

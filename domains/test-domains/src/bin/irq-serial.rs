@@ -1,4 +1,4 @@
-//! Drives COM2 (given as `ioports=0x2f8+8 irq=3`) by interrupt: each line
+//! Drives COM2 (given as `ioports=0x2f8-0x2ff irqs=3`) by interrupt: each line
 //! received is printed; then it tries a port it was not given (`forbidden=`)
 //! when told to, which must crash it.
 

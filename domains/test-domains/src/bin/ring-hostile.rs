@@ -5,7 +5,8 @@
 //! each answer; every one must be a refusal, and no backend may fall over.
 //! Then it announces good rings for the same devices twice: the first is
 //! served, the repeat refused (or one domain could fill a backend's client
-//! slots). It lets its own console go first, so the console offers are
+//! slots). Before that, good rings of the next protocol version, which
+//! every backend must refuse. It lets its own console go first, so the console offers are
 //! judged like the others.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -51,6 +52,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
             let answer = offer_read_only(backend, kind, 0, version, rings);
             println!("ring-hostile: read-only {} ring {}: {:?}", name, i, answer);
         }
+    }
+    // A frontend of another version of the protocol is refused at once.
+    for (name, key, kind, version, rings) in devices {
+        let Some(backend) = domain(key) else { continue };
+        let answer = offer(backend, kind, 0, version + 1, rings);
+        println!(
+            "ring-hostile: {} ring of version {}: {:?}",
+            name,
+            version + 1,
+            answer
+        );
     }
     for (name, key, kind, version, rings) in devices {
         let Some(backend) = domain(key) else { continue };

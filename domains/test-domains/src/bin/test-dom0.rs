@@ -85,7 +85,7 @@ fn grants(me: DomainId) {
     let port = hc::event_alloc_unbound(DomainId::SELF, mapper).expect("port");
     hc::domain_load_image(mapper, image("grant-peer")).expect("load");
     let cmd = line(format_args!(
-        "grant-peer role=mapper granter={} ref={} port={} foreign={} revoked={}",
+        "grant-peer part=mapper granter={} ref={} port={} foreign={} revoked={}",
         me.0, r, port, foreign, revoked
     ));
     hc::domain_set_cmdline(mapper, &cmd).expect("cmdline");
@@ -116,7 +116,7 @@ fn grants(me: DomainId) {
     let port = hc::event_alloc_unbound(DomainId::SELF, granter).expect("port");
     hc::domain_load_image(granter, image("grant-peer")).expect("load");
     let cmd = line(format_args!(
-        "grant-peer role=granter grantee={} port={} twice",
+        "grant-peer part=granter grantee={} port={} twice",
         me.0, port
     ));
     hc::domain_set_cmdline(granter, &cmd).expect("cmdline");
@@ -138,7 +138,7 @@ fn grants(me: DomainId) {
         twin.unmap().map(|_| ())
     );
     // Reuse freed memory: a new domain gets (and zeroes) frames; ours must not be among them.
-    let filler = make("filler", "grant-peer", "grant-peer role=none");
+    let filler = make("filler", "grant-peer", "grant-peer part=none");
     println!(
         "grants: after the granter died the page still reads {:#x} {:#x}; copy through its id: {:?}",
         m.read_u64(0),

@@ -1,5 +1,5 @@
 //! Checks that no CPU reads a granted page through a mapping that was
-//! replaced while the domain ran elsewhere (a stale TLB entry), by `role=`:
+//! replaced while the domain ran elsewhere (a stale TLB entry), by `part=`:
 //!
 //! - `granter grantee=ID`: grants two pages to the grantee (refs 0 and 1),
 //!   the first filled with 0xaaaa..., the second with 0xbbbb..., then sleeps.
@@ -24,10 +24,10 @@ const PATTERNS: [u64; 2] = [0xaaaa_aaaa_aaaa_aaaa, 0xbbbb_bbbb_bbbb_bbbb];
 const SLOT: u64 = 3;
 
 fn run(_: &'static domain_runtime::StartInfo) {
-    match option("role") {
+    match option("part") {
         Some("granter") => granter(),
         Some("prober") => prober(),
-        other => println!("tlb-check: unknown role {:?}", other),
+        other => println!("tlb-check: unknown part {:?}", other),
     }
 }
 

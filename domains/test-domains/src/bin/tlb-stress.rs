@@ -1,5 +1,5 @@
 //! TLB shootdown stress (run with `vcpus=2` beside a `tlb-check
-//! role=granter`): vCPU 0 maps one of two granted pages at a window slot,
+//! part=granter`): vCPU 0 maps one of two granted pages at a window slot,
 //! unmaps it, maps the other, over and over for `seconds=N`, saying what it
 //! does in a phase word; vCPU 1, on another CPU, reads the slot all the
 //! while through `vcpu::probe_read` (a read of an unmapped page comes back

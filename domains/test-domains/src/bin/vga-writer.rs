@@ -1,5 +1,5 @@
 //! Writes its `text=` at the top left of the VGA text screen, through the
-//! device memory it was given (`mmio=0xb8000+1`, mapped at `mmio_va`).
+//! device memory it was given (`iomem=0xb8,1` on its module line, mapped at the start of its device window).
 //!
 //! With `pointer` it instead hands the kernel pointers into its device
 //! window as if they were memory (`ConsoleWrite` from it, `DomainInfo`

@@ -68,7 +68,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) const SERVING: &str = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all vdisk=left:0+4096 vdisk=right:4096+4096";
+pub(super) const SERVING: &str = "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all vdisk=left=0+4096 vdisk=right=4096+4096";
 
 /// A guest reads the whole 16 MiB disk through drvdom-blk; its SHA-256 is
 /// the host's. The same disk given read-only refuses writes, and nothing
@@ -80,9 +80,9 @@ pub fn guest_reads_the_whole_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result
     let want = hex(&sha2::Sha256::digest(&bytes));
     let guests = [
         ("drvdom-blk", SERVING),
-        ("disk-tool", "summer sum disk=whole:xvda:r"),
-        ("disk-tool", "prober forbidden disk=left:xvda:r"),
-        ("disk-tool", "nodisk sum disk=missing:xvda:w"),
+        ("disk-tool", "summer sum disk=whole,xvda,r"),
+        ("disk-tool", "prober forbidden disk=left,xvda,r"),
+        ("disk-tool", "nodisk sum disk=missing,xvda,w"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: serving whole (sectors 0..32768)")?;
@@ -109,8 +109,8 @@ pub fn guests_write_their_own_slices(c: &Ctx, slot: &mut Option<Machine>) -> Res
     let mut expected = disk_image(&image)?;
     let guests = [
         ("drvdom-blk", SERVING),
-        ("disk-tool", "w-left write=4032+64 fill=17 disk=left:xvda:w"),
-        ("disk-tool", "w-right write=0+64 fill=34 disk=right:xvda:w"),
+        ("disk-tool", "w-left write=4032+64 fill=17 disk=left,xvda,w"),
+        ("disk-tool", "w-right write=0+64 fill=34 disk=right,xvda,w"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(
@@ -152,7 +152,7 @@ pub fn a_discard_punches_a_hole_in_the_image(
     let before = allocated(&image).map_err(|e| e.to_string())?;
     let guests = [
         ("drvdom-blk", SERVING),
-        ("disk-tool", "d-right discard=1024+2048 disk=right:xvda:w"),
+        ("disk-tool", "d-right discard=1024+2048 disk=right,xvda,w"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: flush sent, discard supported")?;
@@ -193,10 +193,10 @@ pub fn a_busy_guest_cannot_starve_another(
     disk_image(&image)?;
     let guests = [
         ("drvdom-blk", SERVING),
-        ("blk-hostile", "flooder flood_reads=30000 disk=left:xvda:r"),
+        ("blk-hostile", "flooder flood_reads=30000 disk=left,xvda,r"),
         (
             "disk-tool",
-            "reader read_all disk=whole:xvda:r start_paused",
+            "reader read_all disk=whole,xvda,r start_paused",
         ),
     ];
     let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
@@ -249,8 +249,8 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("disk-tool", tool.as_path())])?;
     let guests = [
         ("drvdom-blk", SERVING),
-        ("blk-hostile", "blk-hostile disk=left:xvda:r"),
-        ("disk-tool", "summer sum disk=whole:xvda:r"),
+        ("blk-hostile", "blk-hostile disk=left,xvda,r"),
+        ("disk-tool", "summer sum disk=whole,xvda,r"),
     ];
     let (m, sock) =
         super::boot_managed_with(c, slot, &guests, Some(tar), |config| config.disk(&image))?;
@@ -305,12 +305,12 @@ pub fn kv_store_survives_restart_and_reboot(
     std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
     let kv = crate::build::domain(&c.domains, "kv-store");
     let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("kv-store", kv.as_path())])?;
-    let driver = "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192";
+    let driver = "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192";
     let guests = [
         ("drvdom-blk", driver),
         (
             "kv-store",
-            "kv put=colour:blue put=shape:round disk=kv:xvda:w",
+            "kv put=colour:blue put=shape:round disk=kv,xvda,w",
         ),
     ];
     let (m, sock) = super::boot_managed_with(c, slot, &guests, Some(tar.clone()), |config| {
@@ -341,7 +341,7 @@ pub fn kv_store_survives_restart_and_reboot(
         ("drvdom-blk", driver),
         (
             "kv-store",
-            "kv get=colour get=shape get=size disk=kv:xvda:w",
+            "kv get=colour get=shape get=size disk=kv,xvda,w",
         ),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
@@ -357,12 +357,15 @@ pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
     let image = c.path("kv.img");
     std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=kv:0+8192",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192",
         ),
-        ("kv-store", "kv disk=kv:xvda:w"),
+        ("kv-store", "kv disk=kv,xvda,w"),
     ];
     let config = c.system("", &guests)?.disk(&image).com1_input();
     let m = super::boot(&config, slot)?;
@@ -397,9 +400,9 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart crash_after=400",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart crash_after=400",
         ),
-        ("disk-tool", "writer mem=24576 write=0+16384 fill=90 sum disk=whole:xvda:w"),
+        ("disk-tool", "writer memory=24M write=0+16384 fill=90 sum disk=whole,xvda,w"),
     ];
     let trace = c.path("qemu-trace.log");
     let config = c
@@ -450,10 +453,10 @@ pub fn a_crash_looping_driver_is_given_up_on(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart crash_after=1 restart_limit=3",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart crash_after=1 restart_limit=3",
         ),
-        ("disk-tool", "reader mem=4096 sum disk=whole:xvda:r"),
-        ("hello", "hello mem=512 still-here"),
+        ("disk-tool", "reader memory=4M sum disk=whole,xvda,r"),
+        ("hello", "hello memory=512K still-here"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(
@@ -485,11 +488,11 @@ pub fn toolstack_domain_crash_restarts_a_driver(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart",
         ),
         (
             "disk-tool",
-            "summer mem=4096 sum repeat=6 disk=whole:xvda:r",
+            "summer memory=4M sum repeat=6 disk=whole,xvda,r",
         ),
     ];
     let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
@@ -539,9 +542,9 @@ pub fn a_hung_driver_is_found_by_its_heartbeat(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart heartbeat_ms=500 hang_after=300",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart heartbeat=500 hang_after=300",
         ),
-        ("disk-tool", "summer mem=4096 sum disk=whole:xvda:r"),
+        ("disk-tool", "summer memory=4M sum disk=whole,xvda,r"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: hang_after=300: hanging as asked")?;
@@ -576,9 +579,9 @@ pub fn records_survive_twenty_random_crashes(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart restart_limit=1000 crash_every=600",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart restart_limit=1000 crash_every=600",
         ),
-        ("disk-tool", "records mem=4096 records=16384 disk=whole:xvda:w"),
+        ("disk-tool", "records memory=4M records=16384 disk=whole,xvda,w"),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
     let done = m.wait_for("[2] disk-tool: 16384 records", super::BOOT * 5)?;
@@ -622,11 +625,11 @@ pub fn two_disks_from_one_backend_both_follow_restarts(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=a:0+32768 vdisk=b:32768+32768 on_crash=restart restart_limit=1000 crash_every=300",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=a=0+32768 vdisk=b=32768+32768 on_crash=restart restart_limit=1000 crash_every=300",
         ),
         (
             "disk-tool",
-            "records mem=4096 records=4096 disks=2 disk=a:xvda:w disk=b:xvdb:w",
+            "records memory=4M records=4096 disks=2 disk=a,xvda,w disk=b,xvdb,w",
         ),
     ];
     let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;

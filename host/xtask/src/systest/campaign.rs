@@ -76,18 +76,18 @@ pub fn crashes(
     let guests = [
         (
             "console-dom",
-            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart restart_limit=100000",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 on_crash=restart restart_limit=100000",
         ),
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart restart_limit=100000",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart restart_limit=100000",
         ),
         ("drvdom-net", net.as_str()),
         ("survivor", "lines period_ms=50"),
-        ("disk-tool", "cycler mem=2048 cycles=100000000 disk=whole:xvda:w"),
+        ("disk-tool", "cycler memory=2M cycles=100000000 disk=whole,xvda,w"),
         (
             "net-tool",
-            "sink mem=4096 vif=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
+            "sink memory=4M vif=mac=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
         ),
     ];
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| {

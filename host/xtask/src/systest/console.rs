@@ -115,7 +115,10 @@ impl Session {
     }
 }
 
-const CONSOLE_DOM: (&str, &str) = ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4");
+const CONSOLE_DOM: (&str, &str) = (
+    "console-dom",
+    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+);
 
 /// `domain console`: history first, then live output; input reaches the
 /// domain; Ctrl-] leaves; a stopped domain's console ends by itself.

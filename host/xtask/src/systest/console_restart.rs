@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// console-dom's line, with `extra` options for its restart and fault injection.
 fn console_dom(extra: &str) -> String {
-    format!("console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart {extra}")
+    format!(
+        "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 on_crash=restart {extra}"
+    )
 }
 
 /// Checks that domain `dom` printed `counter: 1` to `counter: count` each exactly once.
@@ -57,7 +59,7 @@ pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
 /// A console-dom that stops answering (heartbeats included) after 120
 /// lines is crashed by the toolstack and restarted; no line is lost.
 pub fn hung_console_dom_is_restarted(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let console = console_dom("restart_limit=20 heartbeat_ms=300 hang_after=120");
+    let console = console_dom("restart_limit=20 heartbeat=300 hang_after=120");
     let guests = [
         ("console-dom", console.as_str()),
         ("counter", "counter count=300 pace_us=1000"),

@@ -8,7 +8,10 @@ use super::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
 /// name.
 pub fn debug_keys_dump_kernel_state(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("sleeper", "sleeper sleeps=100000"),
     ];
     let (m, sock) = boot_managed(c, slot, &guests, None)?;
@@ -110,11 +113,11 @@ pub fn ring_list_shows_a_busy_block_ring(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all",
         ),
         (
             "disk-tool",
-            "reader mem=4096 sum repeat=1000 disk=whole:xvda:r",
+            "reader memory=4M sum repeat=1000 disk=whole,xvda,r",
         ),
     ];
     let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
@@ -196,9 +199,9 @@ pub fn ring_list_flags_a_stalled_backend(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all hang_after=50",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all hang_after=50",
         ),
-        ("disk-tool", "reader mem=4096 sum disk=whole:xvda:r"),
+        ("disk-tool", "reader memory=4M sum disk=whole,xvda,r"),
     ];
     let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(m, "drvdom-blk: hang_after=50: hanging as asked")?;
@@ -225,9 +228,9 @@ pub fn ring_dump_decodes_a_parked_request(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all hang_after=1",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all hang_after=1",
         ),
-        ("blk-hostile", "parker park=12345 disk=whole:xvda:r"),
+        ("blk-hostile", "parker park=12345 disk=whole,xvda,r"),
     ];
     let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(
@@ -260,9 +263,9 @@ pub fn ring_dump_shows_an_unread_response(
     let guests = [
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all",
         ),
-        ("blk-hostile", "idler unread=77 disk=whole:xvda:r"),
+        ("blk-hostile", "idler unread=77 disk=whole,xvda,r"),
     ];
     let (m, sock) = boot_with_blank_disk(c, slot, &guests)?;
     expect_line(
@@ -295,10 +298,10 @@ pub fn looking_at_net_rings_changes_no_byte(
 ) -> Result<(), String> {
     let guests = [
         ("drvdom-net", crate::iso::NET_DRIVER_LINE),
-        ("net-tool", "sink mem=4096 vif=02:00:00:00:05:01 ip=10.0.2.51/24 sink=5000"),
+        ("net-tool", "sink memory=4M vif=mac=02:00:00:00:05:01 ip=10.0.2.51/24 sink=5000"),
         (
             "net-tool",
-            "source mem=4096 vif=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=33554432",
+            "source memory=4M vif=mac=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=33554432",
         ),
     ];
     let (m, sock) =

@@ -18,16 +18,16 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
     let guests = [
         (
             "console-dom",
-            "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 on_crash=restart",
         ),
         (
             "drvdom-blk",
-            "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=whole:all on_crash=restart",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart",
         ),
         ("drvdom-net", crate::iso::NET_DRIVER_LINE),
         (
             "ring-hostile",
-            "ring-hostile disk=whole:xvda:r vif=02:00:00:00:07:01",
+            "ring-hostile disk=whole,xvda,r vif=mac=02:00:00:00:07:01",
         ),
     ];
     let tool = crate::build::domain(&c.domains, "disk-tool");
@@ -42,6 +42,29 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
                 &format!("ring-hostile: read-only {device} ring {i}: Err(PermissionDenied)"),
             )?;
         }
+    }
+    // A frontend of another protocol version is refused by each backend,
+    // which says why.
+    for (device, backend, ours) in [
+        (
+            "console",
+            "console-dom",
+            ipc_abi::proto::console::CONSOLE_VERSION,
+        ),
+        ("block", "drvdom-blk", ipc_abi::proto::block::BLOCK_VERSION),
+        ("net", "drvdom-net", ipc_abi::proto::net::NET_VERSION),
+    ] {
+        let next = ours + 1;
+        expect_line(
+            m,
+            &format!(
+                "{backend}: domain 4 speaks version {next} of the protocol, not {ours}: refused"
+            ),
+        )?;
+        expect_line(
+            m,
+            &format!("ring-hostile: {device} ring of version {next}: Err(InvalidArgument)"),
+        )?;
     }
     for (line, answer) in [
         ("block ring 0 again", "Ok(())"),

@@ -83,371 +83,394 @@ impl Ctx {
 
 type Case = fn(&Ctx, &mut Option<Machine>) -> Result<(), String>;
 
-/// Tests that measure how guests share a resource flat out: run one at a
-/// time, after the others (beside another machine on the host's two cores
-/// they can see a share the guests never had alone).
-const RUN_ALONE: &[&str] = &["two_guests_sending_flat_out_share_the_nic"];
+/// A system test: its name (a sentence saying what it shows), its body, and
+/// what it needs of the host.
+struct Test {
+    name: &'static str,
+    run: Case,
+    /// It measures how guests share a resource flat out: it runs by itself,
+    /// after the others (beside another machine on the host's two cores a
+    /// guest can see a share it never had alone).
+    alone: bool,
+}
 
-fn cases() -> Vec<(&'static str, Case)> {
+impl Test {
+    fn new(name: &'static str, run: Case) -> Test {
+        Test {
+            name,
+            run,
+            alone: false,
+        }
+    }
+
+    fn alone(name: &'static str, run: Case) -> Test {
+        Test {
+            alone: true,
+            ..Test::new(name, run)
+        }
+    }
+}
+
+fn cases() -> Vec<Test> {
     vec![
-        ("default_boot_prints_banner_and_cmdline", default_boot),
-        (
+        Test::new("default_boot_prints_banner_and_cmdline", default_boot),
+        Test::new(
             "every_seed_option_is_in_the_effective_settings",
             seed_options,
         ),
-        (
+        Test::new(
             "unknown_and_malformed_options_warn_and_boot_goes_on",
             bad_options,
         ),
-        (
+        Test::new(
             "noreboot_panic_halts_with_the_message",
             noreboot_panic_halts,
         ),
-        (
+        Test::new(
             "four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned",
             smp::pinned_domains_run_where_they_are_pinned,
         ),
-        (
+        Test::new(
             "two_domains_on_two_cpus_ping_pong_10000_times",
             smp::ping_pong_across_cpus,
         ),
-        (
+        Test::new(
             "a_domain_moved_between_cpus_never_reads_a_replaced_mapping",
             smp::a_domain_moved_between_cpus_never_reads_a_replaced_mapping,
         ),
-        (
+        Test::new(
             "a_read_through_a_page_another_vcpu_unmapped_always_faults",
             smp::a_read_through_a_page_another_vcpu_unmapped_always_faults,
         ),
-        (
+        Test::new(
             "a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly",
             smp::a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly,
         ),
-        (
+        Test::new(
             "unpinned_spinners_spread_over_idle_cpus",
             smp::unpinned_spinners_spread_over_idle_cpus,
         ),
-        (
+        Test::new(
             "a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns",
             smp::a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns,
         ),
-        (
+        Test::new(
             "a_saved_guest_restored_counts_on",
             save::a_saved_guest_restored_counts_on,
         ),
-        (
+        Test::new(
             "a_guest_with_two_vcpus_is_saved_and_both_go_on",
             save::a_guest_with_two_vcpus_is_saved_and_both_go_on,
         ),
-        (
+        Test::new(
             "a_domain_that_never_waits_is_not_saved_and_runs_on",
             save::a_domain_that_never_waits_is_not_saved_and_runs_on,
         ),
-        (
+        Test::new(
             "a_restored_guest_keeps_using_its_disk",
             save::a_restored_guest_keeps_using_its_disk,
         ),
-        (
+        Test::new(
             "the_watchdog_catches_a_cpu_stuck_with_interrupts_off",
             watchdog::watchdog_catches_a_stuck_cpu,
         ),
-        ("panic_without_noreboot_resets_the_machine", panic_resets),
-        ("page_fault_is_reported_with_registers", page_fault_report),
-        (
+        Test::new("panic_without_noreboot_resets_the_machine", panic_resets),
+        Test::new("page_fault_is_reported_with_registers", page_fault_report),
+        Test::new(
             "stack_overflow_hits_the_guard_page_and_double_faults_on_ist",
             stack_overflow,
         ),
-        ("memory_64m", |c, m| {
+        Test::new("memory_64m", |c, m| {
             memory_total(c, m, "64M", 64 << 20, false)
         }),
-        ("memory_2g", |c, m| memory_total(c, m, "2G", 2 << 30, false)),
-        ("memory_3_5g_with_a_hole_below_4g", |c, m| {
+        Test::new("memory_2g", |c, m| memory_total(c, m, "2G", 2 << 30, false)),
+        Test::new("memory_3_5g_with_a_hole_below_4g", |c, m| {
             memory_total(c, m, "3584M", 3584 << 20, true)
         }),
-        ("dom0_mem_larger_than_ram_is_clamped", dom0_mem_clamped),
-        ("smp_2_boots_and_madt_lists_both_cpus", smp2),
-        ("nosmp_and_noht_limit_eligible_cpus", nosmp_noht),
-        ("modules_are_listed_with_their_command_lines", modules),
-        (
+        Test::new("dom0_mem_larger_than_ram_is_clamped", dom0_mem_clamped),
+        Test::new("smp_2_boots_and_madt_lists_both_cpus", smp2),
+        Test::new("nosmp_and_noht_limit_eligible_cpus", nosmp_noht),
+        Test::new("modules_are_listed_with_their_command_lines", modules),
+        Test::new(
             "console_com2h_sends_output_to_com2_with_top_bit_set",
             console_com2,
         ),
-        ("poweroff_ends_qemu_cleanly", poweroff),
-        ("dom0_starts_a_guest_that_prints_and_powers_off", dom0_hello),
-        (
+        Test::new("poweroff_ends_qemu_cleanly", poweroff),
+        Test::new("dom0_starts_a_guest_that_prints_and_powers_off", dom0_hello),
+        Test::new(
             "two_domains_ping_pong_10000_times_over_an_event_channel",
             ping_pong,
         ),
-        ("each_forbidden_act_crashes_only_its_domain", isolation),
-        (
+        Test::new("each_forbidden_act_crashes_only_its_domain", isolation),
+        Test::new(
             "weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time",
             fair_share,
         ),
-        ("grants_share_map_revoke_and_survive_either_death", grants),
-        ("a_thousand_domains_come_and_go_without_leaks", churn),
-        ("hostile_hypercalls_from_a_guest_get_errors", |c, m| {
+        Test::new("grants_share_map_revoke_and_survive_either_death", grants),
+        Test::new("a_thousand_domains_come_and_go_without_leaks", churn),
+        Test::new("hostile_hypercalls_from_a_guest_get_errors", |c, m| {
             hostile(c, m, false)
         }),
-        ("hostile_hypercalls_from_domain_0_get_errors", |c, m| {
+        Test::new("hostile_hypercalls_from_domain_0_get_errors", |c, m| {
             hostile(c, m, true)
         }),
-        (
+        Test::new(
             "a_driver_domain_gets_its_irq_and_ports_and_nothing_else",
             irq_driver,
         ),
-        (
+        Test::new(
             "device_memory_reaches_the_device_and_never_ram",
             device_memory,
         ),
-        ("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
-        ("every_domain_gets_a_control_ring_to_domain_0", control_ring),
-        (
+        Test::new("lifecycle_log_names_images_entry_pause_unpause", lifecycle),
+        Test::new("every_domain_gets_a_control_ring_to_domain_0", control_ring),
+        Test::new(
             "a_burst_of_control_messages_is_answered_whole",
             control_burst,
         ),
-        (
+        Test::new(
             "a_domain_flooding_its_control_ring_cannot_hold_domain_0",
             control_flood,
         ),
-        (
+        Test::new(
             "console_dom_takes_com1_over_and_relays_every_line",
             console_dom_relay,
         ),
-        (
+        Test::new(
             "two_domains_print_10000_lines_each_through_console_rings",
             console_rings,
         ),
-        (
+        Test::new(
             "a_flooding_console_does_not_hold_up_a_10ms_heartbeat",
             flood_and_heartbeat,
         ),
-        (
+        Test::new(
             "an_unfinished_line_is_printed_after_a_short_delay",
             partial_line,
         ),
-        (
+        Test::new(
             "input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus",
             console_input,
         ),
-        (
+        Test::new(
             "a_domain_that_exits_at_once_keeps_its_console_history",
             console_history,
         ),
-        (
+        Test::new(
             "a_frontend_disconnects_and_the_backend_is_told",
             console_disconnect,
         ),
-        (
+        Test::new(
             "two_guests_lose_no_line_and_repeat_none_while_console_dom_crashes",
             console_restart::lines_survive_crashes,
         ),
-        (
+        Test::new(
             "a_hung_console_dom_is_restarted_by_heartbeat",
             console_restart::hung_console_dom_is_restarted,
         ),
-        (
+        Test::new(
             "a_console_dom_given_up_on_hands_output_to_the_kernel",
             console_restart::given_up_console_falls_back_to_the_kernel,
         ),
-        (
+        Test::new(
             "boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing",
             boot_bundle,
         ),
-        (
+        Test::new(
             "the_toolstack_command_lists_and_controls_domains_over_com2",
             toolstack_command,
         ),
-        (
+        Test::new(
             "policies_destroy_or_preserve_and_info_shows_the_crash",
             policies_and_info,
         ),
-        (
+        Test::new(
             "shutdown_stops_a_willing_domain_and_destroys_one_that_ignores_it",
             shutdown_requests,
         ),
-        (
+        Test::new(
             "host_shutdown_stops_every_domain_then_powers_off",
             host_shutdown,
         ),
-        ("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
-        (
+        Test::new("a_chatty_domain_is_rate_limited_and_starves_no_one", chatty),
+        Test::new(
             "a_serial_line_that_stops_taking_bytes_stops_nothing_else",
             congested_line,
         ),
-        (
+        Test::new(
             "fifty_domains_are_created_listed_and_shut_down_together",
             fifty_domains,
         ),
-        (
+        Test::new(
             "clients_gone_mid_upload_or_mid_frame_or_two_at_once_disturb_nothing",
             abandoned_clients,
         ),
-        (
+        Test::new(
             "domain_console_shows_history_then_live_output_and_takes_input",
             console::domain_console,
         ),
-        (
+        Test::new(
             "create_attached_shows_the_new_domains_console_until_it_stops",
             console::create_attached,
         ),
-        (
+        Test::new(
             "the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs",
             console::console_shell,
         ),
-        ("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
-        (
+        Test::new("top_shows_every_domain_and_its_share_of_the_cpu", top::top),
+        Test::new(
             "drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it",
             block::drvdom_blk_reads_the_disk,
         ),
-        (
+        Test::new(
             "a_guest_reads_the_whole_disk_and_its_sha256_is_the_hosts",
             block::guest_reads_the_whole_disk,
         ),
-        (
+        Test::new(
             "two_guests_write_neighbouring_slices_and_the_host_finds_exactly_that",
             block::guests_write_their_own_slices,
         ),
-        (
+        Test::new(
             "a_discard_reaches_the_image_file_as_a_hole",
             block::a_discard_punches_a_hole_in_the_image,
         ),
-        (
+        Test::new(
             "a_guest_flooding_its_ring_cannot_starve_another",
             block::a_busy_guest_cannot_starve_another,
         ),
-        (
+        Test::new(
             "a_hostile_block_frontend_gets_errors_and_harms_nobody",
             block::a_hostile_frontend_harms_nobody,
         ),
-        (
+        Test::new(
             "a_guest_carries_on_while_drvdom_blk_crashes_and_is_restarted",
             block::a_guest_carries_on_while_drvdom_blk_crashes,
         ),
-        (
+        Test::new(
             "a_crash_looping_drvdom_blk_is_given_up_on_and_its_guest_told",
             block::a_crash_looping_driver_is_given_up_on,
         ),
-        (
+        Test::new(
             "toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on",
             block::toolstack_domain_crash_restarts_a_driver,
         ),
-        (
+        Test::new(
             "a_hung_drvdom_blk_is_found_by_its_heartbeat_and_restarted",
             block::a_hung_driver_is_found_by_its_heartbeat,
         ),
-        (
+        Test::new(
             "sixty_four_mib_of_records_survive_twenty_random_drvdom_blk_crashes",
             block::records_survive_twenty_random_crashes,
         ),
-        (
+        Test::new(
             "a_guest_with_two_disks_from_one_drvdom_blk_keeps_both_through_crashes",
             block::two_disks_from_one_backend_both_follow_restarts,
         ),
-        (
+        Test::new(
             "a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes",
             net::two_interfaces_both_follow_restarts,
         ),
-        (
+        Test::new(
             "debug_keys_dump_kernel_state_and_refuse_unknown_keys",
             debug::debug_keys_dump_kernel_state,
         ),
-        (
+        Test::new(
             "ring_list_shows_a_busy_block_ring_advancing",
             debug::ring_list_shows_a_busy_block_ring,
         ),
-        (
+        Test::new(
             "ring_list_flags_a_ring_whose_backend_stopped_answering",
             debug::ring_list_flags_a_stalled_backend,
         ),
-        (
+        Test::new(
             "ring_dump_decodes_a_request_a_guest_parked",
             debug::ring_dump_decodes_a_parked_request,
         ),
-        (
+        Test::new(
             "ring_dump_shows_a_response_the_frontend_left_unread",
             debug::ring_dump_shows_an_unread_response,
         ),
-        (
+        Test::new(
             "looking_at_network_rings_while_guests_talk_changes_no_byte",
             debug::looking_at_net_rings_changes_no_byte,
         ),
-        (
+        Test::new(
             "host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches",
             trace::ping_pong_in_the_trace,
         ),
-        (
+        Test::new(
             "tracing_off_costs_no_instructions_on_the_event_path",
             trace::tracing_off_costs_nothing,
         ),
-        (
+        Test::new(
             "the_kv_store_guest_keeps_its_data_across_restart_and_reboot",
             block::kv_store_survives_restart_and_reboot,
         ),
-        (
+        Test::new(
             "the_kv_store_guest_takes_commands_at_its_console",
             block::kv_store_console,
         ),
-        (
+        Test::new(
             "the_web_guest_serves_curl_and_nc_through_forwarded_ports",
             net::web_guest_serves_the_host,
         ),
-        (
+        Test::new(
             "a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody",
             net::broadcast_once_and_no_spoofing,
         ),
-        (
+        Test::new(
             "two_guests_talk_tcp_through_the_switch",
             net::guests_talk_tcp_beside_the_nic,
         ),
-        (
+        Test::new(
             "two_guests_talk_tcp_through_the_switch_with_ifname_dummy",
             net::guests_talk_tcp_without_a_nic,
         ),
-        (
+        Test::new(
             "sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact",
             net::sixty_four_mib_each_way,
         ),
-        (
+        Test::new(
             "a_hostile_network_frontend_gets_errors_and_harms_nobody",
             net::a_hostile_frontend_harms_nobody,
         ),
-        (
+        Test::alone(
             "two_guests_sending_flat_out_share_the_nic",
             net::two_busy_guests_share_the_nic,
         ),
-        (
+        Test::new(
             "fifty_random_driver_crashes_lose_nothing",
             campaign::fifty_random_driver_crashes_lose_nothing,
         ),
-        (
+        Test::new(
             "hypercall_sequences_from_a_hostile_guest_harm_nobody",
             hcfuzz::hypercall_sequences_from_a_hostile_guest_harm_nobody,
         ),
-        (
+        Test::new(
             "read_only_rings_are_refused_and_no_backend_falls",
             hostile_rings::read_only_rings_are_refused_and_no_backend_falls,
         ),
-        (
+        Test::new(
             "cargo_xtask_run_boots_the_machine_on_this_terminal",
             readme::cargo_xtask_run_boots_the_machine_on_this_terminal,
         ),
-        (
+        Test::new(
             "every_cargo_xtask_example_in_the_readme_works",
             readme::every_cargo_xtask_example_in_the_readme_works,
         ),
-        (
+        Test::new(
             "sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes",
             net::a_transfer_survives_drvdom_net_crashes,
         ),
-        (
+        Test::new(
             "a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told",
             net::a_crash_looping_drvdom_net_is_given_up_on,
         ),
-        (
+        Test::new(
             "three_hundred_short_lived_domains_each_get_a_console",
             console::many_short_lived,
         ),
-        (
+        Test::new(
             "a_large_upload_shows_a_progress_bar_on_a_terminal",
             upload::progress_bar,
         ),
@@ -492,14 +515,11 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
     build::toolstack_command()?;
     let selected: Vec<_> = cases()
         .into_iter()
-        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .filter(|t| only.is_none_or(|o| t.name.contains(o)))
         .collect();
     println!("xtask: {} system tests (QEMU, {accel:?})", selected.len());
-    // Tests of fairness under load run last and alone: a second machine
-    // on the same two host cores changes what they measure.
-    let (alone, shared): (Vec<_>, Vec<_>) = selected
-        .into_iter()
-        .partition(|(name, _)| RUN_ALONE.contains(name));
+    // Tests that need the host to themselves run last, one at a time.
+    let (alone, shared): (Vec<_>, Vec<_>) = selected.into_iter().partition(|t| t.alone);
     let results = Mutex::new((0usize, 0usize));
     let record = |ok: bool| {
         let mut r = results.lock().expect("results lock");
@@ -514,13 +534,13 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let next = queue.lock().expect("queue lock").next();
-                let Some((name, case)) = next else { return };
-                record(run_case(name, case, &kernel, &domains, accel));
+                let Some(t) = next else { return };
+                record(run_case(t.name, t.run, &kernel, &domains, accel));
             });
         }
     });
-    for (name, case) in alone {
-        record(run_case(name, case, &kernel, &domains, accel));
+    for t in alone {
+        record(run_case(t.name, t.run, &kernel, &domains, accel));
     }
     let (p, f) = *results.lock().expect("results lock");
     passed += p;
@@ -1034,17 +1054,16 @@ fn poweroff(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn dom0_hello(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(
-        &c.system("", &[("hello", "hello mem=512 greeting=hi")])?,
+        &c.system("", &[("hello", "hello memory=512K greeting=hi")])?,
         slot,
     )?;
     expect_line(m, "dom0: domain 0 started from module 1")?;
     expect_line(m, "[0] toolstack: domain 0 up, 1 boot modules")?;
     expect_line(m, "[0] toolstack: started hello as domain 1 (512 KiB)")?;
     let hello = expect_line(m, "[1] hello from domain 1")?;
-    check(
-        hello.contains("(512 KiB): hello mem=512 greeting=hi self="),
-        || format!("unexpected greeting: {hello}"),
-    )?;
+    check(hello.contains("(512 KiB): hello greeting=hi self="), || {
+        format!("unexpected greeting: {hello}")
+    })?;
     expect_line(m, "[0] toolstack: domain 1 (hello) shut down (reason 0)")?;
     expect_line(m, "[0] toolstack: all domains have stopped")?;
     Ok(())
@@ -1105,9 +1124,9 @@ fn isolation(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     ];
     let lines: Vec<String> = faults
         .iter()
-        .map(|(f, _)| format!("{f} fault={f} mem=512"))
+        .map(|(f, _)| format!("{f} fault={f} memory=512K"))
         .collect();
-    let mut guests: Vec<(&str, &str)> = vec![("survivor", "survivor mem=512")];
+    let mut guests: Vec<(&str, &str)> = vec![("survivor", "survivor memory=512K")];
     guests.extend(lines.iter().map(|l| ("crasher", l.as_str())));
     let m = boot(&c.system("", &guests)?, slot)?;
     let mut last = Duration::ZERO;
@@ -1276,7 +1295,7 @@ fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), Str
 
 fn irq_driver(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let sock = c.socket("com2.sock");
-    let guests = [("irq-serial", "serial ioports=0x2f8+8 irq=3")];
+    let guests = [("irq-serial", "serial ioports=0x2f8-0x2ff irqs=3")];
     let m = boot(&c.system("", &guests)?.com2_socket(&sock), slot)?;
     // Connect first: QEMU drops what arrives before a client is there.
     m.com2_send(b"")?;
@@ -1296,13 +1315,13 @@ fn irq_driver(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 fn device_memory(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let sock = c.socket("monitor.sock");
     let guests = [
-        ("vga-writer", "vga mmio=0xb8000+1 text=XENOLITH"),
-        ("vga-writer", "thief mmio=0x200000+1"),
+        ("vga-writer", "vga iomem=0xb8,1 text=XENOLITH"),
+        ("vga-writer", "thief iomem=0x200,1"),
         // Device memory above RAM (nothing there: reads as all ones).
-        ("vga-writer", "pointer mmio=0x40000000+1"),
+        ("vga-writer", "pointer iomem=0x40000,1"),
         // The local APIC and the keyboard controller (0x64: reset) are the kernel's.
-        ("vga-writer", "apic mmio=0xfee00000+1"),
-        ("vga-writer", "resetter ioports=0x60+5"),
+        ("vga-writer", "apic iomem=0xfee00,1"),
+        ("vga-writer", "resetter ioports=0x60-0x64"),
     ];
     // The kernel keeps off the VGA screen so only the domain writes it.
     let m = boot(
@@ -1463,9 +1482,9 @@ fn control_flood(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         (
             "console-dom",
-            "console-dom mem=4096 ioports=0x3f8+8 irq=4 heartbeat_ms=1000",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 heartbeat=1000",
         ),
-        ("control-client", "flooder flood cpus=2"),
+        ("control-client", "flooder flood cpus=1"),
     ];
     let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.smp(2))?;
     expect_line(m, "[2] control-client: flooding the control ring")?;
@@ -1506,7 +1525,10 @@ fn not_forged(m: &Machine, start: &str) -> Result<(), String> {
 
 fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("hello", "hello forge"),
         ("chatty", "chatty"),
     ];
@@ -1549,7 +1571,10 @@ fn console_dom_relay(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 
 fn console_rings(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("counter", "a"),
         ("counter", "b"),
     ];
@@ -1590,7 +1615,10 @@ fn console_rings(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn flood_and_heartbeat(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("survivor", "beat period_ms=10"),
         ("chatty", "chatty"),
     ];
@@ -1617,7 +1645,10 @@ fn flood_and_heartbeat(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String
 
 fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("partial", "partial"),
     ];
     let m = boot(&c.system("", &guests)?, slot)?;
@@ -1631,7 +1662,10 @@ fn partial_line(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("echo", "first"),
         ("echo", "second"),
     ];
@@ -1658,7 +1692,10 @@ fn console_input(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_history(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("hello", "hello history_on_exit"),
     ];
     let m = boot(&c.system("", &guests)?, slot)?;
@@ -1677,7 +1714,10 @@ fn console_history(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn console_disconnect(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4"),
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
         ("quitter", "quitter"),
     ];
     let m = boot(&c.system("", &guests)?, slot)?;

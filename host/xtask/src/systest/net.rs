@@ -54,7 +54,7 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
     let forwards = crate::qemu::web_forwards(http, udp);
     // No `ip=`: the guest asks QEMU's DHCP server, which gives the first
     // client 10.0.2.15 (where the ports are forwarded).
-    let web = "web mem=4096 vif=00:16:3e:00:00:80";
+    let web = "web memory=4M vif=mac=00:16:3e:00:00:80";
     let guests = [("drvdom-net", NET_DRIVER_LINE), ("web", web)];
     let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
     expect_line(m, "[1] drvdom-net: virtio-net at 00:05.0 (auto), MAC ")?;
@@ -89,11 +89,11 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
 pub fn broadcast_once_and_no_spoofing(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
-        ("net-tool", "l1 mem=2048 vif=02:00:00:00:00:01 listen"),
-        ("net-tool", "l2 mem=2048 vif=02:00:00:00:00:02 listen"),
+        ("net-tool", "l1 memory=2M vif=mac=02:00:00:00:00:01 listen"),
+        ("net-tool", "l2 memory=2M vif=mac=02:00:00:00:00:02 listen"),
         (
             "net-tool",
-            "an mem=2048 vif=02:00:00:00:00:03 announce peers=2",
+            "an memory=2M vif=mac=02:00:00:00:00:03 announce peers=2",
         ),
     ];
     let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
@@ -150,10 +150,10 @@ fn guests_talk_tcp(
 ) -> Result<(), String> {
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
-        ("net-tool", "sink mem=4096 vif=02:00:00:00:01:01 ip=10.0.2.21/24 sink=5000"),
+        ("net-tool", "sink memory=4M vif=mac=02:00:00:00:01:01 ip=10.0.2.21/24 sink=5000"),
         (
             "net-tool",
-            "source mem=4096 vif=02:00:00:00:01:02 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes=4194304",
+            "source memory=4M vif=mac=02:00:00:00:01:02 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes=4194304",
         ),
     ];
     let mut config = c.system(cmdline, &guests)?;
@@ -193,10 +193,10 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
         guest: "10.0.2.31".into(),
         guest_port: 5001,
     }];
-    let sink =
-        "sink mem=4096 vif=02:00:00:00:02:01 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001".to_string();
+    let sink = "sink memory=4M vif=mac=02:00:00:00:02:01 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001"
+        .to_string();
     let source = format!(
-        "source mem=4096 vif=02:00:00:00:02:02 ip=10.0.2.32/24 gw=10.0.2.2 source=10.0.2.2:{from_guest} bytes={BYTES}"
+        "source memory=4M vif=mac=02:00:00:00:02:02 ip=10.0.2.32/24 gw=10.0.2.2 source=10.0.2.2:{from_guest} bytes={BYTES}"
     );
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
@@ -245,14 +245,14 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
 pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
-        ("net-hostile", "bad mem=2048 vif=02:00:00:00:03:01 flood=100000000"),
+        ("net-hostile", "bad memory=2M vif=mac=02:00:00:00:03:01 flood=100000000"),
         (
             "net-tool",
-            "sink mem=4096 vif=02:00:00:00:03:02 ip=10.0.2.41/24 sink=5000 notify",
+            "sink memory=4M vif=mac=02:00:00:00:03:02 ip=10.0.2.41/24 sink=5000 notify",
         ),
         (
             "net-tool",
-            "source mem=4096 vif=02:00:00:00:03:03 ip=10.0.2.42/24 source=10.0.2.41:5000 bytes=4194304",
+            "source memory=4M vif=mac=02:00:00:00:03:03 ip=10.0.2.42/24 source=10.0.2.41:5000 bytes=4194304",
         ),
     ];
     let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
@@ -295,7 +295,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
 /// (round-robin, and the NIC's free buffers go to each in turn).
 pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let sender = |name: &str, mac: &str| {
-        format!("{name} mem=2048 vif={mac} send=200000 to=52:55:0a:00:02:02 progress=2000 together")
+        format!("{name} memory=2M vif=mac={mac} send=200000 to=52:55:0a:00:02:02 progress=2000 together")
     };
     let a = sender("a", "02:00:00:00:04:01");
     let b = sender("b", "02:00:00:00:04:02");
@@ -361,11 +361,11 @@ pub fn a_transfer_survives_drvdom_net_crashes(
         ("drvdom-net", driver.as_str()),
         (
             "net-tool",
-            "sink mem=4096 vif=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
+            "sink memory=4M vif=mac=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
         ),
         (
             "web",
-            "web mem=4096 vif=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2",
+            "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2",
         ),
     ];
     let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
@@ -437,9 +437,9 @@ pub fn a_crash_looping_drvdom_net_is_given_up_on(
         ("drvdom-net", driver.as_str()),
         (
             "net-tool",
-            "source mem=4096 vif=02:00:00:00:07:01 ip=10.0.2.61/24 source=10.0.2.62:5000 bytes=1000",
+            "source memory=4M vif=mac=02:00:00:00:07:01 ip=10.0.2.61/24 source=10.0.2.62:5000 bytes=1000",
         ),
-        ("hello", "hello mem=512 still-here"),
+        ("hello", "hello memory=512K still-here"),
     ];
     let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
     expect_line(
@@ -462,7 +462,7 @@ pub fn two_interfaces_both_follow_restarts(
         ("drvdom-net", driver.as_str()),
         (
             "net-bench",
-            "twovifs mem=4096 vif=02:00:00:00:07:01 vif=02:00:00:00:07:02 between=2000",
+            "twovifs memory=4M vif=mac=02:00:00:00:07:01 vif=mac=02:00:00:00:07:02 between=2000",
         ),
     ];
     let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;

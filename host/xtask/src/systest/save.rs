@@ -2,7 +2,10 @@
 
 use super::{boot_managed_with, check, expect_line, toolstack, Ctx, Machine};
 
-const CONSOLE_DOM: (&str, &str) = ("console-dom", "console-dom mem=4096 ioports=0x3f8+8 irq=4");
+const CONSOLE_DOM: (&str, &str) = (
+    "console-dom",
+    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+);
 
 /// The numbers domain `dom` printed as `[dom] counter: N`, in order, after
 /// the last line containing `after` (from the start if none; a restored
@@ -253,7 +256,7 @@ pub fn a_restored_guest_keeps_using_its_disk(
     let guests = [
         CONSOLE_DOM,
         ("drvdom-blk", super::block::SERVING),
-        ("disk-tool", "cycler cycles=100000 disk=right:xvda:w"),
+        ("disk-tool", "cycler cycles=100000 disk=right,xvda,w"),
     ];
     let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
     expect_line(m, "[3] disk-tool: cycle 5 ok")?;
@@ -310,7 +313,7 @@ fn hardware_file(saved: &[u8]) -> Result<Vec<u8>, String> {
                 domain,
                 boot,
             } => {
-                line = format!("{l} ioports=0x3f8+8");
+                line = format!("{l} ioports=0x3f8-0x3ff");
                 Record::Header {
                     name,
                     memory_kib,

@@ -13,10 +13,10 @@ pub fn pinned_domains_run_where_they_are_pinned(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let guests = [
-        ("where", "w0 cpus=0x1 spin"),
-        ("where", "w1 cpus=0x2"),
-        ("where", "w2 cpus=0x4"),
-        ("where", "w3 cpus=0x8"),
+        ("where", "w0 cpus=0 spin"),
+        ("where", "w1 cpus=1"),
+        ("where", "w2 cpus=2"),
+        ("where", "w3 cpus=3"),
     ];
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
     expect_line(m, "smp: 4 CPUs running")?;
@@ -92,8 +92,8 @@ pub fn pinned_domains_run_where_they_are_pinned(
 /// channel: every send wakes a vCPU on the other CPU with an IPI.
 pub fn ping_pong_across_cpus(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
-        ("pingpong", "pong rounds=10000 cpus=0x1"),
-        ("pingpong", "ping evtchn=pong rounds=10000 cpus=0x2"),
+        ("pingpong", "pong rounds=10000 cpus=0"),
+        ("pingpong", "ping evtchn=pong rounds=10000 cpus=1"),
     ];
     let (m, _) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
     expect_line(m, "[1] pingpong: on cpu 0")?;
@@ -111,10 +111,10 @@ pub fn unpinned_spinners_spread_over_idle_cpus(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let guests = [
-        ("where", "s0 cpus=0x1 spin seconds=30"),
-        ("where", "s1 cpus=0x1 spin seconds=30"),
-        ("where", "s2 cpus=0x1 spin seconds=30"),
-        ("where", "s3 cpus=0x1 spin seconds=30"),
+        ("where", "s0 cpus=0 spin seconds=30"),
+        ("where", "s1 cpus=0 spin seconds=30"),
+        ("where", "s2 cpus=0 spin seconds=30"),
+        ("where", "s3 cpus=0 spin seconds=30"),
     ];
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
     for i in 1..=4 {
@@ -157,11 +157,11 @@ pub fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
     let guests = [
         (
             "tlb-check",
-            format!("granter role=granter grantee={prober}"),
+            format!("granter part=granter grantee={prober}"),
         ),
         (
             "tlb-check",
-            format!("prober role=prober granter={granter} seconds=10 cpus=0x1"),
+            format!("prober part=prober granter={granter} seconds=10 cpus=0"),
         ),
     ];
     let guests: Vec<(&str, &str)> = guests.iter().map(|(b, l)| (*b, l.as_str())).collect();
@@ -201,7 +201,7 @@ pub fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
     let guests = [
         (
             "tlb-check",
-            format!("granter role=granter grantee={stress}"),
+            format!("granter part=granter grantee={stress}"),
         ),
         (
             "tlb-stress",

@@ -49,9 +49,9 @@ fn scenarios() -> Vec<Scenario> {
             guests: vec![
                 (
                     "drvdom-blk",
-                    "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=all:all on_crash=restart restart_limit=1000 crash_after=300".into(),
+                    "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=all=all on_crash=restart restart_limit=1000 crash_after=300".into(),
                 ),
-                ("disk-tool", "reader mem=4096 sum repeat=3 gaps disk=all:xvda:r".into()),
+                ("disk-tool", "reader memory=4M sum repeat=3 gaps disk=all,xvda,r".into()),
             ],
             resumed_marker: "disk-tool: resumed at",
             resent: |m| {
@@ -70,10 +70,10 @@ fn scenarios() -> Vec<Scenario> {
             driver: "drvdom-net",
             guests: vec![
                 ("drvdom-net", format!("{NET_DRIVER_LINE} restart_limit=1000 crash_after=2000")),
-                ("net-bench", "rx mem=2048 vif=02:00:00:00:05:05 echo".into()),
+                ("net-bench", "rx memory=2M vif=mac=02:00:00:00:05:05 echo".into()),
                 (
                     "net-bench",
-                    "tx mem=2048 vif=02:00:00:00:05:06 ping=1500 to=02:00:00:00:05:05".into(),
+                    "tx memory=2M vif=mac=02:00:00:00:05:06 ping=1500 to=02:00:00:00:05:05".into(),
                 ),
             ],
             resumed_marker: "net-bench: 1500 round trips",
@@ -92,7 +92,7 @@ fn scenarios() -> Vec<Scenario> {
             guests: vec![
                 (
                     "console-dom",
-                    "console-dom mem=4096 ioports=0x3f8+8 irq=4 on_crash=restart restart_limit=1000 crash_after=300".into(),
+                    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4 on_crash=restart restart_limit=1000 crash_after=300".into(),
                 ),
                 ("counter", "counter count=1000 gaps".into()),
             ],

@@ -2,14 +2,14 @@
 //!
 //! Owns: the NIC's receive and transmit buffers (in the DMA window, each
 //! lent to the device while a request holds it), its INTx line, and the
-//! only `unsafe` of this domain: the non-blocking `virtio-drivers` calls,
+//! only `unsafe` of drvdom-net: the non-blocking `virtio-drivers` calls,
 //! whose contract is that a lent buffer is left alone until the device
 //! hands it back.
 
 #![allow(unsafe_code)]
 
+use crate::hal::{dma_buffer, XenolithHal};
 use domain_runtime::hypercall as hc;
-use driver_kit::hal::{dma_buffer, XenolithHal};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::Transport;
 

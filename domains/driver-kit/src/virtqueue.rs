@@ -11,10 +11,12 @@
 //! and has one request in flight at a time (see docs/decisions.md).
 //!
 //! The only `unsafe` here is volatile access to the queue's page, which the
-//! device reads and writes concurrently.
+//! device reads and writes concurrently; the page is a [`DmaPage`], which
+//! the queue owns alone for the domain's life.
 
 #![allow(unsafe_code)]
 
+use crate::hal::DmaPage;
 use core::sync::atomic::{fence, Ordering};
 
 /// Descriptors in the queue (and most requests that can be in flight).
@@ -30,7 +32,7 @@ const AVAIL_AT: usize = 16 * SIZE as usize;
 const USED_AT: usize = (AVAIL_AT + 6 + 2 * SIZE as usize).next_multiple_of(4);
 /// Bytes the queue needs (one page).
 pub const BYTES: usize = USED_AT + 6 + 8 * SIZE as usize;
-const _: () = assert!(BYTES <= 4096);
+const _: () = assert!(BYTES <= domain_runtime::ipc_abi::layout::PAGE_SIZE as usize);
 
 /// A piece of memory a request moves, by physical address.
 #[derive(Clone, Copy, Debug)]
@@ -58,12 +60,11 @@ pub struct VirtQueue {
 }
 
 impl VirtQueue {
-    /// A queue over the page at `base` (virtual) / `phys`, which must be a
-    /// zeroed page of the DMA window this domain holds for ever.
-    pub fn new(base: usize, phys: u64) -> VirtQueue {
+    /// A queue over `page`, which it keeps for the domain's life.
+    pub fn new(page: DmaPage) -> VirtQueue {
         let q = VirtQueue {
-            base,
-            phys,
+            base: page.address() as usize,
+            phys: page.phys(),
             free_head: 0,
             free_count: SIZE,
             avail_idx: 0,
@@ -186,7 +187,8 @@ impl VirtQueue {
 
     fn read_u16(&self, off: usize) -> u16 {
         // SAFETY: `off` is a constant layout offset below `BYTES`, inside the
-        // page `new` was given, 2-aligned; the device may change it at any
+        // `DmaPage` `new` was given (mapped for life, used by nothing else),
+        // 2-aligned; the device may change it at any
         // time, hence volatile.
         unsafe { core::ptr::read_volatile((self.base + off) as *const u16) }
     }

@@ -8,7 +8,7 @@
 //! so the time goes with what it wrote, not its size; the management
 //! channel (COM2) bounds both directions. Wall times under TCG.
 
-use crate::bench::median;
+use super::setup::median;
 use crate::iso::Module;
 use crate::qemu::Config;
 use crate::{build, iso};
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 3;
 
 pub fn run() -> Result<(), String> {
-    let crate::bench::Setup {
+    let super::setup::Setup {
         kernel,
         domains,
         dir,
-    } = crate::bench::setup()?;
+    } = super::setup::setup()?;
     let counter = build::domain(&domains, "counter");
     let cases = [("dirty", 4096u64), ("clean", 0)];
     let mut mods = vec![
@@ -31,13 +31,13 @@ pub fn run() -> Result<(), String> {
         },
         Module {
             path: build::domain(&domains, "console-dom"),
-            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+            cmdline: "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4".into(),
         },
     ];
     for (name, kib) in cases {
         mods.push(Module {
             path: counter.clone(),
-            cmdline: format!("{name} mem=65536 count=100000000 pace_us=100000 dirty_kib={kib}"),
+            cmdline: format!("{name} memory=64M count=100000000 pace_us=100000 dirty_kib={kib}"),
         });
     }
     let iso = iso::build(&kernel, "", &mods, &dir.join("save.iso"))?;

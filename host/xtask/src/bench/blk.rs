@@ -40,13 +40,13 @@ fn boot(icount: bool, grant: &str) -> Result<Machine, String> {
         Module {
             path: build::domain(&domains, "drvdom-blk"),
             cmdline: format!(
-                "drvdom-blk mem=2048 pci=00:04.0 dma=512 vdisk=bench:all bench_raw mib={MIB} random={RANDOM} grant={grant}{}",
+                "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=bench=all bench_raw mib={MIB} random={RANDOM} grant={grant}{}",
                 if icount { " poll" } else { "" }
             ),
         },
         Module {
             path: build::domain(&domains, "disk-bench"),
-            cmdline: format!("disk-bench mem=4096 mib={MIB} random={RANDOM} disk=bench:xvda:w"),
+            cmdline: format!("disk-bench memory=4M mib={MIB} random={RANDOM} disk=bench,xvda,w"),
         },
     ];
     let iso = iso::build(&kernel, "", &mods, &dir.join("blk.iso"))?;

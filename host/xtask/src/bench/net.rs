@@ -71,7 +71,7 @@ fn frames_out() -> Result<(f64, f64, f64), String> {
         ),
         (
             "net-bench",
-            format!("tx mem=2048 vif=02:00:00:00:05:01 send={FRAMES} to=52:55:0a:00:02:02"),
+            format!("tx memory=2M vif=mac=02:00:00:00:05:01 send={FRAMES} to=52:55:0a:00:02:02"),
         ),
     ];
     let m = boot(&guests, Some(&[]), false, "")?;
@@ -110,11 +110,12 @@ fn host_and_guest() -> Result<(f64, f64, u32), String> {
         ("drvdom-net", NET_DRIVER_LINE.to_string()),
         (
             "net-tool",
-            "sink mem=4096 vif=02:00:00:00:05:02 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001".to_string(),
+            "sink memory=4M vif=mac=02:00:00:00:05:02 ip=10.0.2.31/24 gw=10.0.2.2 sink=5001"
+                .to_string(),
         ),
         (
             "web",
-            "web mem=4096 vif=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2".to_string(),
+            "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2".to_string(),
         ),
     ];
     let m = boot(&guests, Some(&forwards), false, "")?;
@@ -152,10 +153,10 @@ fn host_and_guest() -> Result<(f64, f64, u32), String> {
 fn guest_to_guest() -> Result<f64, String> {
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE.to_string()),
-        ("net-tool", "sink mem=4096 vif=02:00:00:00:05:03 ip=10.0.2.21/24 sink=5000".to_string()),
+        ("net-tool", "sink memory=4M vif=mac=02:00:00:00:05:03 ip=10.0.2.21/24 sink=5000".to_string()),
         (
             "net-tool",
-            format!("source mem=4096 vif=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={TCP_BYTES}"),
+            format!("source memory=4M vif=mac=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={TCP_BYTES}"),
         ),
     ];
     let m = boot(&guests, None, false, "ifname=dummy")?;
@@ -171,11 +172,11 @@ fn icount_per_frame() -> Result<f64, String> {
         ("drvdom-net", NET_DRIVER_LINE.to_string()),
         (
             "net-bench",
-            "rx mem=2048 vif=02:00:00:00:05:05 echo".to_string(),
+            "rx memory=2M vif=mac=02:00:00:00:05:05 echo".to_string(),
         ),
         (
             "net-bench",
-            format!("tx mem=2048 vif=02:00:00:00:05:06 ping={n} to=02:00:00:00:05:05"),
+            format!("tx memory=2M vif=mac=02:00:00:00:05:06 ping={n} to=02:00:00:00:05:05"),
         ),
     ];
     let m = boot(&guests, None, true, "ifname=dummy")?;

@@ -46,11 +46,11 @@ fn create_to_first_line(
 }
 
 pub fn run() -> Result<(), String> {
-    let crate::bench::Setup {
+    let super::setup::Setup {
         kernel,
         domains,
         dir,
-    } = crate::bench::setup()?;
+    } = super::setup::setup()?;
     let hello = build::domain(&domains, "hello");
     let survivor = build::domain(&domains, "survivor");
     let bundle = iso::bundle(
@@ -65,7 +65,7 @@ pub fn run() -> Result<(), String> {
         },
         Module {
             path: build::domain(&domains, "console-dom"),
-            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+            cmdline: "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4".into(),
         },
         Module {
             path: bundle,

@@ -33,11 +33,11 @@ fn total(iso: &std::path::Path, cpus: u32, spinners: usize) -> Result<u64, Strin
 }
 
 pub fn run() -> Result<(), String> {
-    let crate::bench::Setup {
+    let super::setup::Setup {
         kernel,
         domains,
         dir,
-    } = crate::bench::setup()?;
+    } = super::setup::setup()?;
     let mut mods = vec![Module {
         path: build::domain(&domains, "toolstack-domain"),
         cmdline: "toolstack-domain".into(),

@@ -1,134 +1,14 @@
-//! `cargo xtask bench ...`: measurements that print tables.
-//!
-//! Owns: `bench boot` — wall-clock times from QEMU start to the banner and from
-//! the banner to "ready" (median of several TCG boots), the kernel's instruction
-//! count from entry to "ready" under `-icount` (exact), and the kernel ELF size.
-//! `bench kernel` — kernel path lengths under `-icount` (null hypercall, event
-//! round trip, also with tracing on and without tracing code, creation to
-//! first run), the wall time of 1,000 creations, and of a grant map + unmap
-//! with and without a TLB shootdown to another CPU.
+//! `bench kernel`: kernel path lengths under `-icount` (null hypercall,
+//! event round trip, also with tracing on and without tracing code, creation
+//! to first run), the wall time of 1,000 creations, and of a grant map +
+//! unmap with and without a TLB shootdown to another CPU; and `bench
+//! console`, instructions per console line.
 
+use super::setup::{setup, Setup};
 use crate::iso::Module;
 use crate::qemu::{Config, Machine};
-use crate::{build, host_tools, iso};
-use clap::Subcommand;
+use crate::{build, iso};
 use std::time::Duration;
-
-#[derive(Subcommand)]
-pub enum Which {
-    /// Boot time and path length to "ready".
-    Boot {
-        /// Number of boots for the wall-clock medians.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
-    /// Hypercall, event and domain-creation path lengths (instructions, exact).
-    Kernel,
-    /// The ipc-abi ring against rtrb and crossbeam's ArrayQueue, between two host threads.
-    Ring,
-    /// Instructions per console line from `println!` to the UART (through console-dom, -icount).
-    Console,
-    /// Domain creation to first console line (bundle image, uploaded 1 MiB), `domain list` with 100 domains.
-    Toolstack,
-    /// Block I/O from a guest through drvdom-blk against drvdom-blk on the raw device (ratios), and instructions per request.
-    Blk,
-    /// The network through drvdom-net against the NIC driven by drvdom-net itself (ratios), TCP, UDP, instructions per frame.
-    Net,
-    /// How long a guest's disk waits when drvdom-blk crashes and is restarted.
-    Restart,
-    /// `domain save` and `domain restore` of a 64 MiB domain (clean, and with 4 MiB written).
-    Save,
-    /// A CPU-bound workload (four spinning domains) on 1, 2 and 4 CPUs: throughput ratios.
-    Smp,
-}
-
-pub fn run(which: Which) -> Result<(), String> {
-    match which {
-        Which::Boot { runs } => boot(runs.max(1)),
-        Which::Kernel => kernel(),
-        Which::Ring => crate::ringbench::run(),
-        Which::Console => console(),
-        Which::Toolstack => crate::toolbench::run(),
-        Which::Blk => crate::blkbench::run(),
-        Which::Net => crate::netbench::run(),
-        Which::Restart => crate::restartbench::run(),
-        Which::Save => crate::savebench::run(),
-        Which::Smp => crate::smpbench::run(),
-    }
-}
-
-/// What every benchmark starts from: the host tools installed, the kernel
-/// and the domains built, and the directory its images and disks go in.
-pub(crate) struct Setup {
-    pub kernel: std::path::PathBuf,
-    pub domains: std::path::PathBuf,
-    pub dir: std::path::PathBuf,
-}
-
-pub(crate) fn setup() -> Result<Setup, String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let domains = build::domains()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(Setup {
-        kernel,
-        domains,
-        dir,
-    })
-}
-
-/// The median of some durations.
-pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn tsc_at_ready(m: &Machine) -> Result<u64, String> {
-    let line = m.wait_for("xenolith: ready", Duration::from_secs(120))?;
-    line.split(", ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no tsc in {line:?}"))
-}
-
-fn boot(runs: usize) -> Result<(), String> {
-    host_tools::ensure()?;
-    let kernel = build::kernel()?;
-    let dir = build::target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let iso = iso::build(&kernel, "", &[], &dir.join("boot.iso"))?;
-    let (mut to_banner, mut to_ready) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let m = Config::new(&iso).spawn()?;
-        let (b, _) = m.wait_for_nth("Xenolith ", 1, Duration::from_secs(60))?;
-        let (r, _) = m.wait_for_nth("xenolith: ready", 1, Duration::from_secs(60))?;
-        to_banner.push(b);
-        to_ready.push(r - b);
-    }
-    let mut counts = Vec::new();
-    for _ in 0..2 {
-        let m = Config::new(&iso).icount().spawn()?;
-        counts.push(tsc_at_ready(&m)?);
-    }
-    let size = std::fs::metadata(&kernel).map_err(|e| e.to_string())?.len();
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
-        "| QEMU start to banner (TCG, median of {runs}) | {:.1} ms |",
-        median(to_banner).as_secs_f64() * 1e3
-    );
-    println!(
-        "| banner to ready (TCG, median of {runs}) | {:.1} ms |",
-        median(to_ready).as_secs_f64() * 1e3
-    );
-    println!(
-        "| instructions, kernel entry to ready, less calibration and waits (-icount, 2 runs) | {} / {} |",
-        counts[0], counts[1]
-    );
-    println!("| kernel ELF size | {} KiB |", size / 1024);
-    Ok(())
-}
 
 fn value(m: &Machine, marker: &str) -> Result<u64, String> {
     let line = m.wait_for(marker, Duration::from_secs(300))?;
@@ -145,7 +25,7 @@ pub fn kernel_bench_modules(domains: &std::path::Path) -> [Module; 2] {
     [
         Module {
             path: bench.clone(),
-            cmdline: "bench role=control".into(),
+            cmdline: "bench part=control".into(),
         },
         Module {
             path: bench,
@@ -154,12 +34,12 @@ pub fn kernel_bench_modules(domains: &std::path::Path) -> [Module; 2] {
     ]
 }
 
-fn kernel() -> Result<(), String> {
-    let crate::bench::Setup {
+pub fn run() -> Result<(), String> {
+    let Setup {
         kernel,
         domains,
         dir,
-    } = crate::bench::setup()?;
+    } = setup()?;
     let mods = kernel_bench_modules(&domains);
     let iso = iso::build(&kernel, "", &mods, &dir.join("kernel.iso"))?;
     let m = Config::new(&iso).icount().spawn()?;
@@ -245,12 +125,12 @@ fn kernel() -> Result<(), String> {
     Ok(())
 }
 
-fn console() -> Result<(), String> {
-    let crate::bench::Setup {
+pub fn console() -> Result<(), String> {
+    let Setup {
         kernel,
         domains,
         dir,
-    } = crate::bench::setup()?;
+    } = setup()?;
     let mods = [
         Module {
             path: build::domain(&domains, "toolstack-domain"),
@@ -258,7 +138,7 @@ fn console() -> Result<(), String> {
         },
         Module {
             path: build::domain(&domains, "console-dom"),
-            cmdline: "console-dom mem=4096 ioports=0x3f8+8 irq=4".into(),
+            cmdline: "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4".into(),
         },
         Module {
             path: build::domain(&domains, "counter"),

@@ -1,0 +1,31 @@
+//! What every benchmark starts from, and the statistics they share.
+
+use crate::{build, host_tools};
+use std::time::Duration;
+
+/// What every benchmark starts from: the host tools installed, the kernel
+/// and the domains built, and the directory its images and disks go in.
+pub struct Setup {
+    pub kernel: std::path::PathBuf,
+    pub domains: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+}
+
+pub fn setup() -> Result<Setup, String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let dir = build::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(Setup {
+        kernel,
+        domains,
+        dir,
+    })
+}
+
+/// The median of some durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
