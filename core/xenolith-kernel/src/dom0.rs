@@ -35,7 +35,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
     let mut k = crate::domain::lock();
     k.kernel_pml4 = memory::kernel_root();
     let result = memory::with_frames(|frames| {
-        if k.time_frame == 0 {
+        if k.time_frame.is_none() {
             let f = frames.allocate().ok_or("no memory for the time page")?;
             crate::arch::addrspace::zero_frame(f);
             let page = crate::time::page();
@@ -44,7 +44,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
                 0,
                 zerocopy::IntoBytes::as_bytes(&[page.tsc_hz, page.tsc_at_boot]),
             );
-            k.time_frame = f;
+            k.time_frame = Some(f);
         }
         let name = first.cmdline.split_whitespace().next().unwrap_or("dom0");
         let name = name.rsplit('/').next().unwrap_or(name);

@@ -11,6 +11,62 @@
 use core::fmt;
 
 pub const FRAME_SIZE: u64 = 4096;
+
+/// A 4 KiB frame of RAM, by its physical address. The allocator makes one
+/// for each frame it hands out; anything else makes one only through
+/// [`Frame::of_ram`], which is `unsafe`: its caller argues the address is
+/// RAM the kernel may touch (a frame a domain has mapped, the AP start-up
+/// page). So the functions that read and write a frame through the physmap
+/// (`addrspace::zero_frame`, `shared_pages::write_frame`...) cannot be
+/// handed a device's registers or an address made up from a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frame(u64);
+
+impl Frame {
+    /// Its physical address.
+    pub const fn addr(self) -> u64 {
+        self.0
+    }
+
+    /// The frame holding physical address `phys`.
+    ///
+    /// # Safety
+    ///
+    /// `phys` lies in RAM that the kernel's physmap maps and that the
+    /// caller may read and write through it: a frame the kernel allocated,
+    /// or one a domain has mapped as its memory.
+    #[allow(unsafe_code)] // declares the contract; there is no unsafe block
+    pub const unsafe fn of_ram(phys: u64) -> Frame {
+        Frame(phys & !(FRAME_SIZE - 1))
+    }
+
+    /// A frame for host tests, which never touch it.
+    #[cfg(test)]
+    pub const fn for_test(phys: u64) -> Frame {
+        Frame(phys & !(FRAME_SIZE - 1))
+    }
+}
+
+/// Physically contiguous frames handed out together (for device DMA and
+/// stacks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRun {
+    first: u64,
+    count: u64,
+}
+
+impl FrameRun {
+    /// The first frame.
+    pub fn first(&self) -> Frame {
+        Frame(self.first)
+    }
+
+    /// Every frame of the run, in order.
+    pub fn frames(&self) -> impl Iterator<Item = Frame> {
+        let first = self.first;
+        (0..self.count).map(move |i| Frame(first + i * FRAME_SIZE))
+    }
+}
 /// Free ranges tracked at once. Real maps have a handful; each reservation can split one.
 const MAX_RANGES: usize = 128;
 
@@ -177,12 +233,12 @@ impl FrameAllocator {
     }
 
     /// Hands out the lowest free frame.
-    pub fn allocate(&mut self) -> Option<u64> {
+    pub fn allocate(&mut self) -> Option<Frame> {
         self.allocate_below(u64::MAX)
     }
 
     /// Hands out the lowest free frame that ends at or below `limit`.
-    pub fn allocate_below(&mut self, limit: u64) -> Option<u64> {
+    pub fn allocate_below(&mut self, limit: u64) -> Option<Frame> {
         let first = self.free.first_mut()?;
         let frame = first.start;
         if frame.checked_add(FRAME_SIZE)? > limit {
@@ -192,12 +248,12 @@ impl FrameAllocator {
         if first.is_empty() {
             self.free.remove(0);
         }
-        Some(frame)
+        Some(Frame(frame))
     }
 
     /// Hands out `count` physically contiguous frames (the lowest run that
-    /// fits); returns the first. For device DMA.
-    pub fn allocate_contiguous(&mut self, count: u64) -> Option<u64> {
+    /// fits). For device DMA and stacks.
+    pub fn allocate_contiguous(&mut self, count: u64) -> Option<FrameRun> {
         let len = count.checked_mul(FRAME_SIZE)?;
         if count == 0 {
             return None;
@@ -208,12 +264,15 @@ impl FrameAllocator {
         if self.free[i].is_empty() {
             self.free.remove(i);
         }
-        Some(start)
+        Some(FrameRun {
+            first: start,
+            count,
+        })
     }
 
-    /// Gives a frame back. Refuses unaligned addresses and frames already free.
-    #[cfg_attr(target_os = "none", allow(dead_code))] // domain teardown (issue 3) frees frames
-    pub fn free(&mut self, frame: u64) -> Result<(), FrameError> {
+    /// Gives a frame back. Refuses frames already free.
+    pub fn free(&mut self, frame: Frame) -> Result<(), FrameError> {
+        let frame = frame.addr();
         if !frame.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Unaligned(frame));
         }
@@ -257,16 +316,25 @@ mod tests {
         let mut a = FrameAllocator::new(map.iter().copied(), &[]).unwrap();
         let before = a.free_bytes();
         // Three frames do not fit the first range (two frames): the second gives them.
-        assert_eq!(a.allocate_contiguous(3), Some(4 * MIB));
-        assert_eq!(a.allocate_contiguous(2), Some(MIB));
+        assert_eq!(
+            a.allocate_contiguous(3).map(|r| r.first().addr()),
+            Some(4 * MIB)
+        );
+        assert_eq!(
+            a.allocate_contiguous(2).map(|r| r.first().addr()),
+            Some(MIB)
+        );
         assert_eq!(a.allocate_contiguous(0), None);
         assert_eq!(a.allocate_contiguous(u64::MAX), None);
         assert_eq!(a.allocate_contiguous(1024), None);
         assert_eq!(a.free_bytes(), before - 5 * FRAME_SIZE);
         for f in 0..3 {
-            a.free(4 * MIB + f * FRAME_SIZE).unwrap();
+            a.free(Frame::for_test(4 * MIB + f * FRAME_SIZE)).unwrap();
         }
-        assert_eq!(a.allocate_contiguous(3), Some(4 * MIB));
+        assert_eq!(
+            a.allocate_contiguous(3).map(|r| r.first().addr()),
+            Some(4 * MIB)
+        );
     }
 
     fn u(start: u64, end: u64) -> (PhysRange, RegionKind) {
@@ -277,7 +345,7 @@ mod tests {
     }
 
     fn drain(a: &mut FrameAllocator) -> Vec<u64> {
-        core::iter::from_fn(|| a.allocate()).collect()
+        core::iter::from_fn(|| a.allocate().map(Frame::addr)).collect()
     }
 
     /// A QEMU-like map: low memory, BIOS hole, RAM to 3 GiB, a PCI hole, RAM above 4 GiB.
@@ -404,8 +472,7 @@ mod tests {
         let f0 = a.allocate().unwrap();
         let f1 = a.allocate().unwrap();
         assert_eq!(a.free(f0), Ok(()));
-        assert_eq!(a.free(f0), Err(FrameError::DoubleFree(f0)));
-        assert_eq!(a.free(f1 + 1), Err(FrameError::Unaligned(f1 + 1)));
+        assert_eq!(a.free(f0), Err(FrameError::DoubleFree(f0.addr())));
         assert_eq!(
             a.ranges(),
             &[
@@ -422,7 +489,7 @@ mod tests {
         let mut a =
             FrameAllocator::new(vec![u(0x10_0000_0000, 0x10_0000_2000)].into_iter(), &[]).unwrap();
         assert_eq!(a.allocate_below(1 << 32), None);
-        assert_eq!(a.allocate(), Some(0x10_0000_0000));
+        assert_eq!(a.allocate().map(Frame::addr), Some(0x10_0000_0000));
     }
 
     #[test]

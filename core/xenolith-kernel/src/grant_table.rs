@@ -15,6 +15,7 @@
 //! several domains, is one frame with one set of mappings, so no frame is
 //! freed while mapped, whatever order the deaths and unmaps come in.
 
+use crate::frames::Frame;
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{GRANT_SLOTS, GRANT_WINDOW, PAGE_SIZE};
@@ -25,7 +26,7 @@ pub struct Grant {
     pub grantee: DomainId,
     /// The granter's virtual address of the page.
     pub va: u64,
-    pub frame: u64,
+    pub frame: Frame,
     pub readonly: bool,
     /// How many window slots map it now.
     pub maps: u32,
@@ -37,7 +38,7 @@ pub struct ForeignMap {
     pub granter: DomainId,
     pub gref: u32,
     /// The frame mapped (it outlives the grant if the granter dies first).
-    pub frame: u64,
+    pub frame: Frame,
 }
 
 /// What a domain's address space does for grants (page tables come from,
@@ -45,16 +46,17 @@ pub struct ForeignMap {
 pub trait Space<A> {
     /// The frame behind user address `va`, whether the domain may write it,
     /// and whether it is the domain's own page (not a foreign mapping).
-    fn translate(&self, va: u64) -> Option<(u64, bool, bool)>;
+    /// Only RAM: a device's memory cannot be granted.
+    fn translate(&self, va: u64) -> Option<(Frame, bool, bool)>;
     /// Maps another domain's `frame` at `va`; false if it cannot.
-    fn map_foreign(&mut self, frames: &mut A, va: u64, frame: u64, writable: bool) -> bool;
+    fn map_foreign(&mut self, frames: &mut A, va: u64, frame: Frame, writable: bool) -> bool;
     /// Removes the mapping at `va` (the frame stays allocated).
     fn unmap(&mut self, frames: &mut A, va: u64);
 }
 
 /// Where frames go back.
 pub trait Frames {
-    fn free(&mut self, frame: u64);
+    fn free(&mut self, frame: Frame);
 }
 
 /// One domain as grants see it.
@@ -235,7 +237,7 @@ fn release<A: Frames, D: Domains<A>>(k: &mut D, frames: &mut A, m: ForeignMap) {
 
 /// Whether any domain's grant window maps `frame` (a walk of every window:
 /// only a dead granter's frame needs it, once per unmap).
-fn mapped_anywhere<A: Frames, D: Domains<A>>(k: &D, frame: u64) -> bool {
+fn mapped_anywhere<A: Frames, D: Domains<A>>(k: &D, frame: Frame) -> bool {
     (0..k.slots())
         .filter_map(|i| k.window(i))
         .any(|w| w.iter().flatten().any(|m| m.frame == frame))

@@ -43,7 +43,7 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> Result<u64, Paging
 pub fn map_stack(pages: u64) -> Option<u64> {
     let mut guard = MEMORY.lock();
     let Memory { frames, space } = guard.as_mut()?;
-    let phys = frames.allocate_contiguous(pages)?;
+    let phys = frames.allocate_contiguous(pages)?.first().addr();
     space.skip_guard_page().ok()?;
     let base = space
         .map_device(frames, phys, pages * 4096, Caching::WriteBack)

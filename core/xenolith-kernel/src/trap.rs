@@ -254,9 +254,9 @@ fn account_idle(k: &Kernel) {
     }
     let total = IDLE_TSC.load(Ordering::Relaxed) + crate::arch::cpu::rdtsc().saturating_sub(since);
     IDLE_TSC.store(total, Ordering::Relaxed);
-    if k.time_frame != 0 {
+    if let Some(time_frame) = k.time_frame {
         crate::domain::shared_pages::write_frame(
-            k.time_frame,
+            time_frame,
             ipc_abi::shared::IDLE_TSC_OFFSET,
             &total.to_le_bytes(),
         );

@@ -11,6 +11,7 @@
 use crate::arch::addrspace::AddressSpace;
 use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::elf::ImageSource;
+use crate::frames::Frame;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::PAGE_SIZE;
 
@@ -23,16 +24,14 @@ fn for_each_piece(
     va: u64,
     len: u64,
     need_write: bool,
-    mut f: impl FnMut(u64, usize, core::ops::Range<usize>),
+    mut f: impl FnMut(Frame, usize, core::ops::Range<usize>),
 ) -> Result<(), Error> {
     check_range(va, len)?;
     // Check every page first so a failed copy changes nothing.
     let mut at = va & !(PAGE_SIZE - 1);
     while at < va + len {
-        match space.translate(at) {
-            Some((phys, writable, _))
-                if (writable || !need_write)
-                    && crate::memory::overlaps_ram(phys, phys + PAGE_SIZE) => {}
+        match space.ram_frame(at) {
+            Some((_, writable, _)) if writable || !need_write => {}
             _ => return Err(Error::BadAddress),
         }
         at += PAGE_SIZE;
@@ -42,12 +41,8 @@ fn for_each_piece(
         let cur = va + done;
         let in_page = (cur % PAGE_SIZE) as usize;
         let n = (PAGE_SIZE - cur % PAGE_SIZE).min(len - done);
-        let (phys, _, _) = space.translate(cur).ok_or(Error::BadAddress)?;
-        f(
-            phys & !(PAGE_SIZE - 1),
-            in_page,
-            done as usize..(done + n) as usize,
-        );
+        let (frame, _, _) = space.ram_frame(cur).ok_or(Error::BadAddress)?;
+        f(frame, in_page, done as usize..(done + n) as usize);
         done += n;
     }
     Ok(())

@@ -6,7 +6,9 @@
 //! each leaf say which kind a mapping is, so teardown frees exactly the
 //! domain's own frames and page tables and nothing else.
 
-use crate::frames::FrameAllocator as Frames;
+use crate::frames::{Frame, FrameAllocator as Frames};
+/// Bytes in a page.
+const PAGE: u64 = 4096;
 use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
@@ -54,7 +56,7 @@ unsafe impl FrameAllocator<Size4KiB> for Source<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let f = self.0.allocate()?;
         zero_frame(f);
-        Some(PhysFrame::containing_address(PhysAddr::new(f)))
+        Some(PhysFrame::containing_address(PhysAddr::new(f.addr())))
     }
 }
 
@@ -63,15 +65,18 @@ struct Release<'a>(&'a mut Frames);
 
 impl FrameDeallocator<Size4KiB> for Release<'_> {
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
-        let _ = self.0.free(frame.start_address().as_u64());
+        // SAFETY: a page-table frame `Source` took from the allocator.
+        let _ = self
+            .0
+            .free(unsafe { Frame::of_ram(frame.start_address().as_u64()) });
     }
 }
 
 /// Zeroes a frame through the physmap.
-pub fn zero_frame(phys: u64) {
-    // SAFETY: `phys` is a frame just taken from the allocator (nobody else
-    // refers to it) and the physmap maps all RAM writable.
-    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, 4096) }
+pub fn zero_frame(frame: Frame) {
+    // SAFETY: a `Frame` is RAM the physmap maps writable and the kernel may
+    // write (its constructors say so); the caller owns it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame.addr()) as *mut u8, 0, 4096) }
 }
 
 /// A domain's page tables.
@@ -89,8 +94,9 @@ fn table(phys: u64) -> &'static mut PageTable {
 impl AddressSpace {
     /// A new address space with the kernel half of `kernel_pml4` and an empty lower half.
     pub fn new(frames: &mut Frames, kernel_pml4: u64) -> Result<AddressSpace, MapError> {
-        let pml4 = frames.allocate().ok_or(MapError::OutOfFrames)?;
-        zero_frame(pml4);
+        let root = frames.allocate().ok_or(MapError::OutOfFrames)?;
+        zero_frame(root);
+        let pml4 = root.addr();
         let (new, kernel) = (table(pml4), table(kernel_pml4));
         for i in 256..512 {
             new[i] = kernel[i].clone();
@@ -150,6 +156,20 @@ impl AddressSpace {
         }
     }
 
+    /// Removes a mapping of the domain's own memory (`Kind::Owned`) and
+    /// returns its frame, which the caller now owns; `None` (and nothing
+    /// changed) for another kind or an unmapped address.
+    pub fn unmap_owned(&mut self, frames: &mut Frames, va: u64) -> Option<Frame> {
+        match self.translate(va)? {
+            (_, _, Kind::Owned) => {}
+            _ => return None,
+        }
+        let (phys, _) = self.unmap(frames, va)?;
+        // SAFETY: an `Owned` mapping is always of a frame the allocator gave
+        // this domain (`map` is told so only for those).
+        Some(unsafe { Frame::of_ram(phys) })
+    }
+
     /// Removes a user mapping and any page table it leaves empty; returns the frame and its kind.
     pub fn unmap(&mut self, frames: &mut Frames, va: u64) -> Option<(u64, Kind)> {
         let (phys, _, kind) = self.translate(va)?;
@@ -171,6 +191,20 @@ impl AddressSpace {
             }
             Err(UnmapError::PageNotMapped) | Err(_) => None,
         }
+    }
+
+    /// The frame of RAM behind a user address, whether the domain may write
+    /// it and its kind, if it is mapped for ring 3 and is RAM (not a
+    /// device's memory, which is never read or written as memory).
+    pub fn ram_frame(&self, va: u64) -> Option<(Frame, bool, Kind)> {
+        let (phys, writable, kind) = self.translate(va)?;
+        let page = phys & !(PAGE - 1);
+        if !crate::memory::overlaps_ram(page, page + PAGE) {
+            return None;
+        }
+        // SAFETY: RAM (checked just above) that this domain maps as its
+        // memory: its own frames, boot modules or a page granted to it.
+        Some((unsafe { Frame::of_ram(page) }, writable, kind))
     }
 
     /// The frame, writability and kind behind a user address, if mapped for ring 3.
@@ -204,7 +238,7 @@ impl AddressSpace {
     /// The first page of the domain's own memory at or above `from` and
     /// below `limit`: its address and frame. Empty tables are skipped
     /// whole, so a sparse gigabyte costs a few entries, not 262,144 lookups.
-    pub fn next_owned(&self, from: u64, limit: u64) -> Option<(u64, u64)> {
+    pub fn next_owned(&self, from: u64, limit: u64) -> Option<(u64, Frame)> {
         let limit = limit.min(ipc_abi::layout::USER_LIMIT);
         let mut va = from.next_multiple_of(4096);
         // Bytes one entry covers at each level, from the root down.
@@ -225,7 +259,9 @@ impl AddressSpace {
                     continue 'walk;
                 }
                 if leaf {
-                    return Some((va, e.addr().as_u64()));
+                    // SAFETY: an `Owned` leaf maps a frame the allocator
+                    // gave this domain.
+                    return Some((va, unsafe { Frame::of_ram(e.addr().as_u64()) }));
                 }
                 t = e.addr().as_u64();
             }
@@ -265,7 +301,9 @@ impl AddressSpace {
         }
         let mut freed = 0;
         let mut free = |frames: &mut Frames, f: u64| {
-            if frames.free(f).is_ok() {
+            // SAFETY: a frame this space owned (marked `OWNED`) or one of
+            // its page tables, all taken from the allocator.
+            if frames.free(unsafe { Frame::of_ram(f) }).is_ok() {
                 freed += 1;
             }
         };

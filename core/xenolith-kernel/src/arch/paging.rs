@@ -60,8 +60,8 @@ struct FrameSource<'a> {
 // each free frame out once and never one that is in use or reserved.
 unsafe impl FrameAllocator<Size4KiB> for FrameSource<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let addr = self.frames.allocate_below(self.limit)?;
-        Some(PhysFrame::containing_address(PhysAddr::new(addr)))
+        let frame = self.frames.allocate_below(self.limit)?;
+        Some(PhysFrame::containing_address(PhysAddr::new(frame.addr())))
     }
 }
 
@@ -115,7 +115,8 @@ pub fn build_and_switch(
 ) -> Result<(KernelSpace, Summary), PagingError> {
     let pml4_phys = frames
         .allocate_below(BOOT_PHYSMAP_LIMIT)
-        .ok_or(PagingError::OutOfFrames)?;
+        .ok_or(PagingError::OutOfFrames)?
+        .addr();
     let pml4_ptr = (PHYS_OFFSET + pml4_phys) as *mut PageTable;
     // SAFETY: the frame was just allocated (so nothing else refers to it) and
     // lies below 4 GiB, where the boot physmap maps it writable. It stays
@@ -201,7 +202,8 @@ pub fn build_and_switch(
     let window_pdpt = source
         .frames
         .allocate_below(BOOT_PHYSMAP_LIMIT)
-        .ok_or(PagingError::OutOfFrames)?;
+        .ok_or(PagingError::OutOfFrames)?
+        .addr();
     // SAFETY: a fresh frame below 4 GiB, reachable through the boot physmap.
     unsafe {
         (PHYS_OFFSET as *mut u8)

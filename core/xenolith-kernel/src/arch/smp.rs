@@ -9,6 +9,7 @@
 use super::cpu::MAX_CPUS;
 use super::{apic, gdt, idt, syscall};
 use crate::domain::shared_pages::{read_frame, write_frame};
+use crate::frames::Frame;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use zerocopy::IntoBytes;
 
@@ -202,17 +203,19 @@ fn boot_page_tables() -> Option<u64> {
             f.allocate_below(1 << 32)?,
         ])
     })?;
-    let root = crate::memory::kernel_root();
+    // SAFETY: the kernel's root page table, a frame the allocator gave at
+    // boot and kept for ever.
+    let root = unsafe { Frame::of_ram(crate::memory::kernel_root()) };
     let mut entries = [0u64; 512];
     read_frame(root, 0, entries.as_mut_bytes());
-    entries[0] = pdpt | 0x3;
+    entries[0] = pdpt.addr() | 0x3;
     write_frame(pml4, 0, entries.as_bytes());
     let mut table = [0u64; 512];
-    table[0] = pd | 0x3;
+    table[0] = pd.addr() | 0x3;
     write_frame(pdpt, 0, table.as_bytes());
     table[0] = 0x83; // 0..2 MiB, present, writable, 2 MiB page
     write_frame(pd, 0, table.as_bytes());
-    Some(pml4)
+    Some(pml4.addr())
 }
 
 fn trampoline_bytes() -> &'static [u8] {
@@ -223,14 +226,22 @@ fn trampoline_bytes() -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(start as *const u8, end - start) }
 }
 
+/// The page the APs start in: low RAM the allocator never hands out (it
+/// keeps the first MiB), the kernel's for this alone.
+fn trampoline_page() -> Frame {
+    // SAFETY: 0x8000 is RAM below 1 MiB, which the frame allocator leaves
+    // out (`frames.rs`), so only this code writes it; the physmap maps it.
+    unsafe { Frame::of_ram(AP_TRAMPOLINE) }
+}
+
 fn copy_trampoline() {
-    write_frame(AP_TRAMPOLINE, 0, trampoline_bytes());
+    write_frame(trampoline_page(), 0, trampoline_bytes());
 }
 
 /// Fills the trampoline copy's four words: CR3, stack, entry, CPU number.
 fn set_boot_words(cr3: u64, stack: u64, entry: u64, cpu: u64) {
     let words = [cr3, stack, entry, cpu];
-    write_frame(AP_TRAMPOLINE, BOOT_WORDS, words.as_bytes());
+    write_frame(trampoline_page(), BOOT_WORDS, words.as_bytes());
 }
 
 /// Where an AP lands in the higher half, on its own kernel stack.

@@ -133,7 +133,7 @@ fn grants(k: &Kernel) {
                     d.id,
                     gref,
                     g.grantee,
-                    g.frame,
+                    g.frame.addr(),
                     if g.readonly { " read-only" } else { "" },
                     g.maps
                 );

@@ -6,7 +6,7 @@
 use super::shared_pages::{read_frame, write_frame};
 use super::Kernel;
 use crate::arch::addrspace::{Access, AddressSpace, Kind};
-use crate::frames::FrameAllocator;
+use crate::frames::{Frame, FrameAllocator};
 use crate::grant_table::{self as table, Domains, ForeignMap, Grant, Parts, Space};
 use crate::usermem;
 use ipc_abi::domain::DomainId;
@@ -14,14 +14,14 @@ use ipc_abi::hypercall::Error;
 use ipc_abi::layout::PAGE_SIZE;
 
 impl table::Frames for FrameAllocator {
-    fn free(&mut self, frame: u64) {
+    fn free(&mut self, frame: Frame) {
         let _ = FrameAllocator::free(self, frame);
     }
 }
 
 impl Space<FrameAllocator> for AddressSpace {
-    fn translate(&self, va: u64) -> Option<(u64, bool, bool)> {
-        AddressSpace::translate(self, va)
+    fn translate(&self, va: u64) -> Option<(Frame, bool, bool)> {
+        AddressSpace::ram_frame(self, va)
             .map(|(frame, write, kind)| (frame, write, kind == Kind::Owned))
     }
 
@@ -29,14 +29,15 @@ impl Space<FrameAllocator> for AddressSpace {
         &mut self,
         frames: &mut FrameAllocator,
         va: u64,
-        frame: u64,
+        frame: Frame,
         writable: bool,
     ) -> bool {
         let access = Access {
             write: writable,
             execute: false,
         };
-        self.map(frames, va, frame, access, Kind::Foreign).is_ok()
+        self.map(frames, va, frame.addr(), access, Kind::Foreign)
+            .is_ok()
     }
 
     fn unmap(&mut self, frames: &mut FrameAllocator, va: u64) {

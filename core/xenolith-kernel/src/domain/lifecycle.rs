@@ -12,7 +12,7 @@ use crate::arch::syscall::initial_frame;
 use crate::domain::ports::Ports;
 use crate::domain::shared_pages::{with_start_info, write_frame};
 use crate::elf::{self, ImageSource};
-use crate::frames::FrameAllocator;
+use crate::frames::{Frame, FrameAllocator};
 use crate::sched::{self, Entity, ALL_CPUS};
 use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, CMDLINE_MAX, NAME_MAX};
 use ipc_abi::hypercall::{Destroyed, Error};
@@ -64,20 +64,18 @@ fn map_fresh(
     va: u64,
     count: u64,
     access: Access,
-) -> Result<u64, Error> {
-    let mut first = 0;
+) -> Result<Frame, Error> {
+    let mut first = None;
     for i in 0..count {
         let f = frames.allocate().ok_or(Error::OutOfResources)?;
         crate::arch::addrspace::zero_frame(f);
-        if let Err(e) = space.map(frames, va + i * PAGE_SIZE, f, access, Kind::Owned) {
+        if let Err(e) = space.map(frames, va + i * PAGE_SIZE, f.addr(), access, Kind::Owned) {
             let _ = frames.free(f);
             return Err(map_err(e));
         }
-        if i == 0 {
-            first = f;
-        }
+        first.get_or_insert(f);
     }
-    Ok(first)
+    first.ok_or(Error::InvalidArgument)
 }
 
 /// Creates a paused, empty domain. Nothing is left behind if it fails.
@@ -105,12 +103,13 @@ pub fn create(
         return Err(Error::OutOfResources);
     }
     let (index, id) = k.reserve_slot().ok_or(Error::OutOfResources)?;
+    let time_frame = k.time_frame.ok_or(Error::DomainState)?;
     let mut space = AddressSpace::new(frames, k.kernel_pml4).map_err(map_err)?;
-    let built = (|| -> Result<(u64, u64), Error> {
+    let built = (|| -> Result<(Frame, Frame), Error> {
         let start_info = map_fresh(&mut space, frames, START_INFO, 1, ro())?;
         let event_page = map_fresh(&mut space, frames, EVENT_PAGE, 1, rw())?;
         space
-            .map(frames, TIME_PAGE, k.time_frame, ro(), Kind::Borrowed)
+            .map(frames, TIME_PAGE, time_frame.addr(), ro(), Kind::Borrowed)
             .map_err(map_err)?;
         map_fresh(
             &mut space,
@@ -119,13 +118,10 @@ pub fn create(
             STACK_PAGES,
             rw(),
         )?;
-        map_fresh(
-            &mut space,
-            frames,
-            HEAP_BASE,
-            pages.saturating_sub(FIXED_PAGES),
-            rw(),
-        )?;
+        let heap = pages.saturating_sub(FIXED_PAGES);
+        if heap > 0 {
+            map_fresh(&mut space, frames, HEAP_BASE, heap, rw())?;
+        }
         Ok((start_info, event_page))
     })();
     // Frames for the kernel's own record of it (`storage`), last.
@@ -276,9 +272,9 @@ pub fn load_into(
         while va < end {
             heap_top -= 1;
             let heap_va = HEAP_BASE + heap_top * PAGE_SIZE;
-            let (frame, _) = d
+            let frame = d
                 .space
-                .unmap(frames, heap_va)
+                .unmap_owned(frames, heap_va)
                 .ok_or(Error::OutOfResources)?;
             // The frame is zeroed (fresh heap); copy the file bytes of this page.
             let page_start = va.max(seg.vaddr);
@@ -288,7 +284,9 @@ pub fn load_into(
                 let file_at = seg.file_offset + (page_start - seg.vaddr);
                 if !image.read(file_at, &mut page_buf[..n]) {
                     // Put the frame back where it was; the domain stays as it was, less the pages moved.
-                    let _ = d.space.map(frames, heap_va, frame, rw(), Kind::Owned);
+                    let _ = d
+                        .space
+                        .map(frames, heap_va, frame.addr(), rw(), Kind::Owned);
                     return Err(Error::BadAddress);
                 }
                 write_frame(frame, (page_start - va) as usize, &page_buf[..n]);
@@ -298,7 +296,7 @@ pub fn load_into(
                 execute: seg.executable,
             };
             d.space
-                .map(frames, va, frame, access, Kind::Owned)
+                .map(frames, va, frame.addr(), access, Kind::Owned)
                 .map_err(map_err)?;
             va += PAGE_SIZE;
         }

@@ -16,7 +16,8 @@ pub mod events;
 pub mod grants;
 pub mod lifecycle;
 pub mod pci;
-pub use crate::channels::ports;
+use crate::channels::ports;
+pub use crate::frames::Frame;
 pub mod running;
 pub mod saving;
 #[allow(unsafe_code)] // the kernel-shared pages through the physmap
@@ -142,8 +143,8 @@ pub struct Domain {
     /// Its DMA pages: (first physical address, pages).
     pub dma: Option<(u64, u64)>,
     /// Physical frames of the start info and event pages.
-    pub start_info: u64,
-    pub event_page: u64,
+    pub start_info: Frame,
+    pub event_page: Frame,
     /// Destroyed while its vCPU ran on another CPU: that CPU frees it as it
     /// leaves (see `lifecycle::destroy`). Lookups no longer find it.
     pub teardown: bool,
@@ -181,8 +182,8 @@ pub struct Kernel {
     cpus: [CpuState; MAX_CPUS],
     /// The kernel's own root table (used while no domain runs).
     pub kernel_pml4: u64,
-    /// The read-only time page every domain maps.
-    pub time_frame: u64,
+    /// The read-only time page every domain maps (made as domain 0 is).
+    pub time_frame: Option<Frame>,
     /// Who handles each physical IRQ: (domain index, domain id, port).
     pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
     /// The console domain that owns COM1 and drains the kernel log, if any.
@@ -211,7 +212,7 @@ impl Kernel {
                 io_owner: None,
             }; MAX_CPUS],
             kernel_pml4: 0,
-            time_frame: 0,
+            time_frame: None,
             irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
             console_owner: None,
             console_unread: 0,

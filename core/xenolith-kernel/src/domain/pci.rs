@@ -232,11 +232,10 @@ pub fn add_dma(
     if d.dma.is_some() {
         return Err(Error::DomainState);
     }
-    let first = frames
+    let run = frames
         .allocate_contiguous(pages)
         .ok_or(Error::OutOfResources)?;
-    for i in 0..pages {
-        let f = first + i * PAGE_SIZE;
+    for (i, f) in (0..).zip(run.frames()) {
         crate::arch::addrspace::zero_frame(f);
         let access = Access {
             write: true,
@@ -244,17 +243,23 @@ pub fn add_dma(
         };
         // Owned: freed with the domain, like the rest of its memory.
         if d.space
-            .map(frames, DMA_WINDOW + i * PAGE_SIZE, f, access, Kind::Owned)
+            .map(
+                frames,
+                DMA_WINDOW + i * PAGE_SIZE,
+                f.addr(),
+                access,
+                Kind::Owned,
+            )
             .is_err()
         {
             // Frames not yet mapped go back; mapped ones leave with the domain.
-            for j in i..pages {
-                let _ = frames.free(first + j * PAGE_SIZE);
+            for rest in run.frames().skip(i as usize) {
+                let _ = frames.free(rest);
             }
             return Err(Error::OutOfResources);
         }
     }
-    d.dma = Some((first, pages));
+    d.dma = Some((run.first().addr(), pages));
     Ok(())
 }
 

@@ -87,8 +87,8 @@ pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Res
     if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d.heap_pages, va) {
         return Err(Error::InvalidArgument);
     }
-    let frame = match d.space.translate(va) {
-        Some((phys, _, crate::arch::addrspace::Kind::Owned)) => phys,
+    let frame = match d.space.ram_frame(va) {
+        Some((frame, _, crate::arch::addrspace::Kind::Owned)) => frame,
         _ => return Err(Error::InvalidArgument),
     };
     let mut page = [0u8; PAGE_SIZE as usize];

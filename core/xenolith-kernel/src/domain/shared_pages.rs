@@ -5,19 +5,21 @@
 //! any time; the kernel only performs atomic reads and ORs, and uses what it
 //! reads only to decide whether to wake the domain.
 
+use crate::frames::Frame;
 use crate::layout::phys_to_virt;
 use core::sync::atomic::Ordering;
 use ipc_abi::shared::{EventPage, StartInfo, PORTS};
 
-fn event_page(frame: u64) -> &'static EventPage {
-    // SAFETY: `frame` is a domain's event page frame (owned by that domain and
-    // alive while the domain is in the table, which the callers hold locked);
-    // EventPage is atomics only, so concurrent writes by the domain are fine.
-    unsafe { &*(phys_to_virt(frame) as *const EventPage) }
+fn event_page(frame: Frame) -> &'static EventPage {
+    // SAFETY: `frame` is RAM the physmap maps (a `Frame`), a domain's event
+    // page (owned by that domain and alive while the domain is in the
+    // table, which the callers hold locked); EventPage is atomics only, so
+    // concurrent writes by the domain are fine.
+    unsafe { &*(phys_to_virt(frame.addr()) as *const EventPage) }
 }
 
 /// Sets a port's pending bit; returns whether the port is unmasked.
-pub fn set_pending(frame: u64, port: u16) -> bool {
+pub fn set_pending(frame: Frame, port: u16) -> bool {
     let p = port as usize;
     if p >= PORTS {
         return false;
@@ -29,7 +31,7 @@ pub fn set_pending(frame: u64, port: u16) -> bool {
 }
 
 /// Clears a port's mask bit; returns whether it is pending.
-pub fn unmask(frame: u64, port: u16) -> bool {
+pub fn unmask(frame: Frame, port: u16) -> bool {
     let p = port as usize;
     if p >= PORTS {
         return false;
@@ -41,7 +43,7 @@ pub fn unmask(frame: u64, port: u16) -> bool {
 }
 
 /// Clears a port's pending and mask bits (when the port is closed or reused).
-pub fn clear(frame: u64, port: u16) {
+pub fn clear(frame: Frame, port: u16) {
     let p = port as usize;
     if p >= PORTS {
         return;
@@ -53,41 +55,41 @@ pub fn clear(frame: u64, port: u16) {
 }
 
 /// Whether any unmasked port is pending.
-pub fn any_deliverable(frame: u64) -> bool {
+pub fn any_deliverable(frame: Frame) -> bool {
     let page = event_page(frame);
     (0..PORTS / 64)
         .any(|w| page.pending[w].load(Ordering::SeqCst) & !page.mask[w].load(Ordering::SeqCst) != 0)
 }
 
 /// Runs `f` on a start info page (the domain maps it read-only; only the kernel writes it).
-pub fn with_start_info<R>(frame: u64, f: impl FnOnce(&mut StartInfo) -> R) -> R {
+pub fn with_start_info<R>(frame: Frame, f: impl FnOnce(&mut StartInfo) -> R) -> R {
     // SAFETY: the start info frame belongs to the domain being set up; the
     // domain maps it read-only, so only the kernel (holding the table lock)
     // writes it; StartInfo is plain data, valid for any bit pattern it holds.
-    f(unsafe { &mut *(phys_to_virt(frame) as *mut StartInfo) })
+    f(unsafe { &mut *(phys_to_virt(frame.addr()) as *mut StartInfo) })
 }
 
 /// Writes `bytes` at `offset` in a frame through the physmap (image loading, copies).
-pub fn write_frame(frame: u64, offset: usize, bytes: &[u8]) {
+pub fn write_frame(frame: Frame, offset: usize, bytes: &[u8]) {
     assert!(offset + bytes.len() <= 4096);
-    // SAFETY: the range lies within one frame (checked above) that the caller
-    // owns or was granted; the physmap maps it writable.
+    // SAFETY: the range lies within one frame (checked above) of RAM the
+    // physmap maps writable (a `Frame`), which the caller owns or was granted.
     unsafe {
         core::ptr::copy_nonoverlapping(
             bytes.as_ptr(),
-            (phys_to_virt(frame) as *mut u8).add(offset),
+            (phys_to_virt(frame.addr()) as *mut u8).add(offset),
             bytes.len(),
         )
     }
 }
 
 /// Reads `buf.len()` bytes at `offset` of a frame.
-pub fn read_frame(frame: u64, offset: usize, buf: &mut [u8]) {
+pub fn read_frame(frame: Frame, offset: usize, buf: &mut [u8]) {
     assert!(offset + buf.len() <= 4096);
     // SAFETY: as in `write_frame`, reading.
     unsafe {
         core::ptr::copy_nonoverlapping(
-            (phys_to_virt(frame) as *const u8).add(offset),
+            (phys_to_virt(frame.addr()) as *const u8).add(offset),
             buf.as_mut_ptr(),
             buf.len(),
         )

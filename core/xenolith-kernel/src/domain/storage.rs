@@ -9,7 +9,7 @@
 //! There is no kernel heap; this is the only place that needs one.
 
 use super::Domain;
-use crate::frames::FrameAllocator;
+use crate::frames::{Frame, FrameAllocator};
 use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use core::ptr::NonNull;
 
@@ -37,9 +37,9 @@ impl Reserved {
     /// Takes the frames, if there are (the last fallible step of a
     /// creation, so they are always filled).
     pub fn take(frames: &mut FrameAllocator) -> Option<Reserved> {
-        frames
-            .allocate_contiguous(PAGES)
-            .map(|phys| Reserved { phys })
+        frames.allocate_contiguous(PAGES).map(|run| Reserved {
+            phys: run.first().addr(),
+        })
     }
 
     /// Moves `d` into them.
@@ -59,7 +59,9 @@ impl Reserved {
 
 fn free(phys: u64, frames: &mut FrameAllocator) {
     for i in 0..PAGES {
-        if let Err(e) = frames.free(phys + i * PAGE) {
+        // SAFETY: one of the frames `Reserved::take` got from the allocator.
+        let frame = unsafe { Frame::of_ram(phys + i * PAGE) };
+        if let Err(e) = frames.free(frame) {
             kprintln!("warning: a domain's state frame was not freed: {e}");
         }
     }

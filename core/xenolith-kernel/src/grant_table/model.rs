@@ -24,11 +24,15 @@ struct FakeSpace {
 }
 
 impl Space<FakeFrames> for FakeSpace {
-    fn translate(&self, va: u64) -> Option<(u64, bool, bool)> {
-        self.pages.get(&va).copied()
+    fn translate(&self, va: u64) -> Option<(Frame, bool, bool)> {
+        self.pages
+            .get(&va)
+            .map(|&(f, w, own)| (Frame::for_test(f), w, own))
     }
-    fn map_foreign(&mut self, _: &mut FakeFrames, va: u64, frame: u64, writable: bool) -> bool {
-        self.pages.insert(va, (frame, writable, false)).is_none()
+    fn map_foreign(&mut self, _: &mut FakeFrames, va: u64, frame: Frame, writable: bool) -> bool {
+        self.pages
+            .insert(va, (frame.addr(), writable, false))
+            .is_none()
     }
     fn unmap(&mut self, _: &mut FakeFrames, va: u64) {
         self.pages.remove(&va);
@@ -50,7 +54,8 @@ impl FakeFrames {
 }
 
 impl Frames for FakeFrames {
-    fn free(&mut self, frame: u64) {
+    fn free(&mut self, frame: Frame) {
+        let frame = frame.addr();
         assert!(
             self.allocated.remove(&frame),
             "frame {frame:#x} freed twice, or never allocated"
@@ -153,7 +158,7 @@ impl World {
         let d = self.slots[i].take().expect("present");
         for (_, (frame, _, own)) in d.space.pages {
             if own {
-                frames.free(frame);
+                frames.free(Frame::for_test(frame));
             }
         }
     }

@@ -69,7 +69,9 @@ pub fn init(pages: u32, cpus: usize) {
 
 /// `pages` contiguous frames, for good, as a byte slice.
 fn reserve(pages: u64) -> Option<&'static mut [u8]> {
-    let phys = crate::memory::with_frames(|f| f.allocate_contiguous(pages))?;
+    let phys = crate::memory::with_frames(|f| f.allocate_contiguous(pages))?
+        .first()
+        .addr();
     let len = pages * 4096;
     let virt =
         crate::memory::map_physical(phys, len, crate::arch::paging::Caching::WriteBack).ok()?;
