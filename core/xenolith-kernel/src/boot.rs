@@ -5,10 +5,11 @@
 //! paging, CPU tables, ACPI, timer, then `xenolith: ready`.
 
 use crate::arch::{acpi, apic, cpu, gdt, idt, paging, reset, syscall};
+use crate::arch::{memory, time};
 use crate::cmdline::{self, Settings, TestHook};
 use crate::frames::{self, FrameAllocator, PhysRange, RegionKind};
 use crate::layout::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
-use crate::{console, dom0, kprintln, memory, panic, time, trap};
+use crate::{console, dom0, kprintln, panic, trap};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -161,7 +162,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     }
     x86_64::instructions::interrupts::disable();
     if let Some(hook @ (TestHook::HangAp | TestHook::StackOverflowAp)) = settings.ktest {
-        crate::arch::smp::set_first_ap_test(hook);
+        FIRST_AP_TEST.call_once(|| hook);
     }
     start_application_processors(&cpus, &settings, count);
     let mut modules: heapless::Vec<dom0::BootModule<'_>, 64> = heapless::Vec::new();
@@ -353,6 +354,31 @@ fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
     apic_ids.len()
 }
 
+/// Test only: what the first AP does once it is up (`ktest=hang_ap`: spin
+/// with interrupts off for the watchdog to catch; `ktest=stackoverflow_ap`:
+/// overflow its kernel stack into the guard page).
+static FIRST_AP_TEST: spin::Once<TestHook> = spin::Once::new();
+
+/// What each AP runs once its CPU is set up: the idle loop, which takes
+/// vCPUs as the scheduler gives them (or the first AP's test).
+fn ap_runs(cpu: usize) -> ! {
+    match (cpu, FIRST_AP_TEST.get()) {
+        (1, Some(TestHook::HangAp)) => {
+            kprintln!("ktest: CPU 1 spinning with interrupts off");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        (1, Some(TestHook::StackOverflowAp)) => {
+            kprintln!("ktest: CPU 1 overflows its kernel stack");
+            let depth = recurse(0);
+            kprintln!("ktest: recursion returned {depth}?!");
+        }
+        _ => {}
+    }
+    trap::idle()
+}
+
 /// Starts the eligible APs; they take their timer and wait in the idle loop.
 fn start_application_processors(apic_ids: &[u32], settings: &Settings, timer_count: u32) {
     let me = apic::id();
@@ -362,7 +388,7 @@ fn start_application_processors(apic_ids: &[u32], settings: &Settings, timer_cou
         kprintln!("smp: 1 CPU running");
         return;
     }
-    let started = crate::arch::smp::start_aps(&others, timer_count);
+    let started = crate::arch::smp::start_aps(&others, timer_count, ap_runs);
     kprintln!(
         "smp: {} CPUs running (the boot CPU and {} of {} application processors)",
         crate::arch::smp::online(),
@@ -445,7 +471,7 @@ fn run_test_hook(hook: TestHook) {
 /// condition keeps the compiler from proving it infinite).
 #[inline(never)]
 /// Recurses until the stack overflows into its guard page (`ktest`).
-pub fn recurse(n: u64) -> u64 {
+fn recurse(n: u64) -> u64 {
     let buf = core::hint::black_box([n; 64]);
     if core::hint::black_box(buf[3]) == u64::MAX {
         return 0;

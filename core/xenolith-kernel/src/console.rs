@@ -104,9 +104,11 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
     stuck: [false; 2],
 });
 
-/// Brings up COM1 at its defaults, so the earliest messages are seen.
+/// Brings up COM1 at its defaults, so the earliest messages are seen, and
+/// takes the hardware layer's messages from now on.
 pub fn init_early() {
     CONSOLE.lock().com1 = SerialPort::init(&SerialConfig::COM1, TopBit::AsIs).ok();
+    crate::arch::log::set(crate::arch::log::Sink { print, print_panic });
 }
 
 /// Applies `com1=`, `com2=` and `console=`. Returns what failed, for a warning.

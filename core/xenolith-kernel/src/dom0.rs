@@ -8,10 +8,10 @@
 //! the management protocol.
 
 use crate::arch::addrspace::{Access, Kind};
+use crate::arch::memory;
 use crate::domain::lifecycle::{self, Spec};
 use crate::domain::shared_pages::with_start_info;
 use crate::frames::PhysRange;
-use crate::memory;
 use ipc_abi::layout::{MODULE_WINDOW, PAGE_SIZE};
 use ipc_abi::pc::{COM2_BASE, COM2_IRQ, UART_PORTS};
 use ipc_abi::shared::{ModuleInfo, MAX_MODULES, MODULE_CMDLINE_MAX};
@@ -38,7 +38,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
         if k.time_frame.is_none() {
             let f = frames.allocate().ok_or("no memory for the time page")?;
             crate::arch::addrspace::zero_frame(f);
-            let page = crate::time::page();
+            let page = crate::arch::time::page();
             crate::domain::shared_pages::write_frame(
                 f,
                 0,

@@ -44,16 +44,13 @@ mod domain;
 mod hypercall;
 #[cfg(target_os = "none")]
 mod klog;
-#[cfg(target_os = "none")]
-#[allow(unsafe_code)] // see the module
-mod memory;
 mod panic;
-#[cfg(target_os = "none")]
-mod time;
 #[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod usermem;
+#[cfg(target_os = "none")]
+mod vectors;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -118,7 +118,7 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
 }
 
 fn fire_timers(k: &mut Kernel) {
-    let now = crate::time::now_ns();
+    let now = crate::arch::time::now_ns();
     let due: heapless::Vec<VcpuRef, { crate::domain::MAX_DOMAINS }> = k
         .all_vcpus()
         .filter(|(_, v)| v.timer_deadline != 0 && v.timer_deadline <= now)
@@ -215,7 +215,7 @@ fn pick_next(k: &Kernel) -> Option<VcpuRef> {
 /// Frees a domain destroyed while this CPU ran it, once this CPU has left
 /// its address space.
 fn teardown(k: &mut Kernel, index: usize) {
-    if let Err(e) = crate::memory::with_frames(|f| lifecycle::destroy(k, f, index)) {
+    if let Err(e) = crate::arch::memory::with_frames(|f| lifecycle::destroy(k, f, index)) {
         kprintln!("warning: teardown of a destroyed domain failed: {e}");
     }
 }
@@ -306,7 +306,7 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             // lock again; coming back to the same domain in between,
             // `activate` saw the same CR3, skipped the reload and read a
             // replaced mapping: 3 stale reads in one run of the move test.)
-            crate::memory::activate_kernel_space();
+            crate::arch::memory::activate_kernel_space();
             if let Some(c) = leaving {
                 teardown(&mut k, c);
             }
@@ -383,7 +383,7 @@ pub fn idle() -> ! {
                     // another CPU meanwhile survives, and an unmap need
                     // only flush the CPUs that have one of the domain's
                     // vCPUs loaded (`domain::shootdown`).
-                    crate::memory::activate_kernel_space();
+                    crate::arch::memory::activate_kernel_space();
                     None
                 }
             }

@@ -18,7 +18,7 @@ struct Handler;
 impl AcpiHandler for Handler {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
         let va =
-            crate::memory::map_physical(phys as u64, size as u64, Caching::WriteBack).unwrap_or(0);
+            super::memory::map_physical(phys as u64, size as u64, Caching::WriteBack).unwrap_or(0);
         let ptr = NonNull::new(va as *mut T).unwrap_or(NonNull::dangling());
         // SAFETY: `va` maps `size` bytes at `phys` for ever (window mappings are
         // never removed), as PhysicalMapping requires; only an exhausted window
@@ -133,7 +133,7 @@ pub fn read(rsdp: u64) -> Result<Platform, AcpiError> {
     }
     if let Ok(dsdt) = tables.dsdt() {
         let len = dsdt.length as u64;
-        if let Ok(va) = crate::memory::map_physical(dsdt.address as u64, len, Caching::WriteBack) {
+        if let Ok(va) = super::memory::map_physical(dsdt.address as u64, len, Caching::WriteBack) {
             // SAFETY: `va` maps the DSDT body (address and length from the
             // validated table header) read-only for the duration of the scan.
             let body = unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) };

@@ -199,7 +199,7 @@ impl AddressSpace {
     pub fn ram_frame(&self, va: u64) -> Option<(Frame, bool, Kind)> {
         let (phys, writable, kind) = self.translate(va)?;
         let page = phys & !(PAGE - 1);
-        if !crate::memory::overlaps_ram(page, page + PAGE) {
+        if !super::memory::overlaps_ram(page, page + PAGE) {
             return None;
         }
         // SAFETY: RAM (checked just above) that this domain maps as its

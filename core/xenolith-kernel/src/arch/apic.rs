@@ -115,7 +115,7 @@ pub fn init(allow_x2apic: bool) -> Result<Mode, super::paging::PagingError> {
         Mode::X2Apic
     } else {
         let phys = base & 0xf_ffff_f000;
-        let va = crate::memory::map_physical(phys, 4096, Caching::Uncached)?;
+        let va = super::memory::map_physical(phys, 4096, Caching::Uncached)?;
         MMIO.store(va, Ordering::Relaxed);
         // SAFETY: sets the global-enable bit at the current base.
         unsafe { base_msr.write(base | APIC_GLOBAL_ENABLE) };

@@ -7,7 +7,7 @@
 //! CPU exception in the kernel is reported with vector, error code, RIP, CR2
 //! and the general registers, then the kernel panics.
 
-use super::{apic, gdt};
+use super::gdt;
 use core::fmt;
 use spin::Once;
 use x86_64::structures::idt::InterruptDescriptorTable;
@@ -282,87 +282,7 @@ pub fn init() {
     idt.load();
 }
 
-const IRQ_BASE: u64 = super::ioapic::VECTOR_IRQ_BASE as u64;
-
-/// Called by `paranoid_entry` for NMI, #DF and #MC, with the kernel's GS
-/// whatever was interrupted. It returns to what it interrupted (no vCPU
-/// switch: the entry swaps GS back by what it found, not by the frame).
-#[no_mangle]
-extern "C" fn paranoid_dispatch(frame: &mut TrapFrame) {
-    match frame.vector {
-        // The watchdog's NMI (a stuck CPU panics inside).
-        2 if crate::watchdog::nmi(frame) => {}
-        // Otherwise machine trouble, not a domain's doing.
-        _ => exception(frame),
-    }
-}
-
-/// Called by `isr_common` for every other interrupt and exception, and `syscall`.
-#[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector == super::syscall::VECTOR_SYSCALL {
-        return crate::trap::syscall(frame);
-    }
-    let from_user = frame.cs & 3 == 3;
-    match frame.vector {
-        // (NMI, #DF and #MC come through `paranoid_dispatch`.)
-        v if v < 32 && from_user => {
-            let cr2 = x86_64::registers::control::Cr2::read_raw();
-            crate::trap::user_exception(frame, cr2)
-        }
-        v if v < 32 => exception(frame),
-        v if v == VECTOR_TIMER as u64 => {
-            // Time is the boot CPU's ticks; every CPU schedules on its own.
-            let cpu = crate::domain::this_cpu();
-            if cpu == 0 {
-                crate::time::tick();
-            }
-            crate::watchdog::tick(cpu);
-            apic::end_of_interrupt();
-            if crate::trap::scheduler_running() {
-                crate::trap::timer_tick(frame, from_user);
-            }
-        }
-        v if v == VECTOR_SPURIOUS as u64 => {}
-        v if v == VECTOR_TLB_FLUSH as u64 => {
-            super::tlb::service();
-            apic::end_of_interrupt();
-        }
-        v if v == VECTOR_RESCHED as u64 => {
-            apic::end_of_interrupt();
-            if crate::trap::scheduler_running() {
-                crate::trap::resched_ipi(frame, from_user);
-            }
-        }
-        v if (IRQ_BASE..IRQ_BASE + ipc_abi::layout::MAX_IRQS).contains(&v) => {
-            apic::end_of_interrupt();
-            if crate::trap::scheduler_running() {
-                crate::trap::physical_irq(frame, (v - IRQ_BASE) as u8, from_user);
-            }
-        }
-        v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {
-            // A spurious IRQ from the masked 8259s: nothing to acknowledge.
-        }
-        v => {
-            crate::kprintln!("interrupt: unexpected vector {:#x}, ignored", v);
-            apic::end_of_interrupt();
-        }
-    }
-}
-
-fn exception(frame: &TrapFrame) -> ! {
-    let cr2 = x86_64::registers::control::Cr2::read_raw();
-    crate::console::print_panic(format_args!(
-        "\nexception: {} (vector {}) error={:#x} rip={:#x} cr2={:#x}\n{}\n",
-        exception_name(frame.vector),
-        frame.vector,
-        frame.error_code,
-        frame.rip,
-        cr2,
-        frame
-    ));
-    panic!(
-        "unhandled CPU exception {} in the kernel",
-        exception_name(frame.vector)
-    );
-}
+// The Rust side of the entry stubs: `isr_common` and the `syscall` entry
+// call `trap_dispatch`, `paranoid_entry` calls `paranoid_dispatch`, both
+// with the trap frame, by name. The kernel defines them (`vectors.rs`), so
+// that this layer names nothing above it.

@@ -52,7 +52,7 @@ fn reg_read(reg: u32) -> u32 {
 
 /// Maps the I/O APIC at `phys`, masks every line and remembers the overrides.
 pub fn init(phys: u64, overrides: &[Override]) -> Result<u32, super::paging::PagingError> {
-    let va = crate::memory::map_physical(phys, 0x20, Caching::Uncached)?;
+    let va = super::memory::map_physical(phys, 0x20, Caching::Uncached)?;
     MMIO.store(va, Ordering::Relaxed);
     let entries = ((reg_read(1) >> 16) & 0xff) + 1;
     for i in 0..entries {

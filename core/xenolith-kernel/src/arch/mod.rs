@@ -12,6 +12,8 @@ pub mod cpu;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;
+pub mod log;
+pub mod memory;
 pub mod paging;
 pub mod pci;
 pub mod pit;
@@ -20,6 +22,7 @@ pub mod serial;
 pub mod smp;
 pub mod stacks;
 pub mod syscall;
+pub mod time;
 pub mod tlb;
 pub mod vga;
 

@@ -41,12 +41,12 @@ pub fn reset() -> ! {
     x86_64::instructions::interrupts::disable();
     let controls = CONTROLS.get().copied().unwrap_or_default();
     if let Some((reg, value)) = controls.reset {
-        crate::console::print_panic(format_args!("reset: via the ACPI reset register\n"));
+        super::log::print_panic(format_args!("reset: via the ACPI reset register\n"));
         match reg {
             Register::Port(port) => outb(port, value),
             Register::Memory(addr) => {
                 if let Ok(va) =
-                    crate::memory::map_physical(addr, 1, super::paging::Caching::Uncached)
+                    super::memory::map_physical(addr, 1, super::paging::Caching::Uncached)
                 {
                     // SAFETY: the FADT names this byte as the reset register.
                     unsafe { core::ptr::write_volatile(va as *mut u8, value) };
@@ -55,7 +55,7 @@ pub fn reset() -> ! {
         }
         spin_a_while();
     }
-    crate::console::print_panic(format_args!("reset: via the keyboard controller\n"));
+    super::log::print_panic(format_args!("reset: via the keyboard controller\n"));
     for _ in 0..16 {
         // SAFETY: reading the 8042 status port has no side effects.
         let busy = unsafe { Port::<u8>::new(0x64).read() } & 2 != 0;
@@ -66,7 +66,7 @@ pub fn reset() -> ! {
     }
     outb(0x64, 0xfe);
     spin_a_while();
-    crate::console::print_panic(format_args!("reset: via a triple fault\n"));
+    super::log::print_panic(format_args!("reset: via a triple fault\n"));
     triple_fault()
 }
 

@@ -7,8 +7,8 @@
 //! the scheduler's idle loop. APs come up one at a time (one trampoline).
 
 use super::cpu::MAX_CPUS;
+use super::memory::{read_frame, write_frame};
 use super::{apic, gdt, idt, syscall};
-use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::frames::Frame;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use zerocopy::IntoBytes;
@@ -71,21 +71,9 @@ pub fn kernel_stack(cpu: usize) -> Option<(u64, u64)> {
     (top != 0).then(|| (top - KERNEL_STACK_PAGES * 4096, top))
 }
 
-/// Test only: what the first AP does once it is up (0: nothing; 1:
-/// `ktest=hang_ap`, spin with interrupts off for the watchdog to catch; 2:
-/// `ktest=stackoverflow_ap`, overflow its kernel stack into the guard page).
-static FIRST_AP_TEST: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
-
-/// Sets what the first AP does once up (`ktest=hang_ap`, `stackoverflow_ap`).
-pub fn set_first_ap_test(hook: crate::cmdline::TestHook) {
-    use crate::cmdline::TestHook;
-    let code = match hook {
-        TestHook::HangAp => 1,
-        TestHook::StackOverflowAp => 2,
-        _ => 0,
-    };
-    FIRST_AP_TEST.store(code, Ordering::Relaxed);
-}
+/// What each AP runs once its CPU is set up (the kernel's idle loop): the
+/// layer above says, so this one names nothing of it.
+static THEN: spin::Once<fn(usize) -> !> = spin::Once::new();
 
 /// The CPUs running now, as a bit mask.
 pub fn online_mask() -> u64 {
@@ -100,8 +88,10 @@ pub fn online() -> usize {
 }
 
 /// Starts the APs with APIC ids `ids` (the boot CPU's left out) as CPUs 1,
-/// 2, ...; returns how many came up. `timer_count` is the boot CPU's.
-pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
+/// 2, ..., each going on with `then(cpu)` once set up; returns how many
+/// came up. `timer_count` is the boot CPU's.
+pub fn start_aps(ids: &[u32], timer_count: u32, then: fn(usize) -> !) -> usize {
+    THEN.call_once(|| then);
     TIMER_COUNT.store(timer_count, Ordering::Relaxed);
     APIC_IDS[0].store(apic::id(), Ordering::Relaxed);
     let Some(cr3) = boot_page_tables() else {
@@ -134,7 +124,9 @@ pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
             }
         }
         if !wait_online(before, 100_000) {
-            crate::kprintln!("warning: smp: the CPU with APIC id {id} did not start");
+            super::log::print(format_args!(
+                "warning: smp: the CPU with APIC id {id} did not start\n"
+            ));
             continue;
         }
         started += 1;
@@ -144,8 +136,8 @@ pub fn start_aps(ids: &[u32], timer_count: u32) -> usize {
 
 /// Waits up to `us` microseconds for a CPU to come online after `before`.
 fn wait_online(before: usize, us: u64) -> bool {
-    let end = crate::time::now_ns() + us * 1000;
-    while crate::time::now_ns() < end {
+    let end = super::time::now_ns() + us * 1000;
+    while super::time::now_ns() < end {
         if online() > before {
             return true;
         }
@@ -155,8 +147,8 @@ fn wait_online(before: usize, us: u64) -> bool {
 }
 
 fn delay_us(us: u64) {
-    let end = crate::time::now_ns() + us * 1000;
-    while crate::time::now_ns() < end {
+    let end = super::time::now_ns() + us * 1000;
+    while super::time::now_ns() < end {
         core::hint::spin_loop();
     }
 }
@@ -172,10 +164,10 @@ struct Stacks {
 
 impl Stacks {
     fn allocate() -> Option<Stacks> {
-        let kernel_top = crate::memory::map_stack(KERNEL_STACK_PAGES)?;
+        let kernel_top = super::memory::map_stack(KERNEL_STACK_PAGES)?;
         let mut ist_tops = [0; 3];
         for top in ist_tops.iter_mut() {
-            *top = crate::memory::map_stack(IST_PAGES)?;
+            *top = super::memory::map_stack(IST_PAGES)?;
         }
         Some(Stacks {
             kernel_top,
@@ -196,7 +188,7 @@ impl Stacks {
 /// 2 MiB at their own address, so the trampoline survives turning paging
 /// on; below 4 GiB, as a 32-bit `mov cr3` needs. Returns its address.
 fn boot_page_tables() -> Option<u64> {
-    let [pml4, pdpt, pd] = crate::memory::with_frames(|f| {
+    let [pml4, pdpt, pd] = super::memory::with_frames(|f| {
         Some([
             f.allocate_below(1 << 32)?,
             f.allocate_below(1 << 32)?,
@@ -205,7 +197,7 @@ fn boot_page_tables() -> Option<u64> {
     })?;
     // SAFETY: the kernel's root page table, a frame the allocator gave at
     // boot and kept for ever.
-    let root = unsafe { Frame::of_ram(crate::memory::kernel_root()) };
+    let root = unsafe { Frame::of_ram(super::memory::kernel_root()) };
     let mut entries = [0u64; 512];
     read_frame(root, 0, entries.as_mut_bytes());
     entries[0] = pdpt.addr() | 0x3;
@@ -247,26 +239,15 @@ fn set_boot_words(cr3: u64, stack: u64, entry: u64, cpu: u64) {
 /// Where an AP lands in the higher half, on its own kernel stack.
 extern "C" fn ap_main(cpu: u64) -> ! {
     let cpu = cpu as usize;
-    crate::memory::activate_kernel_space();
+    super::memory::activate_kernel_space();
     gdt::init_cpu(cpu);
     idt::init();
     syscall::init_cpu(cpu);
     apic::init_ap();
     apic::start_timer_count(TIMER_COUNT.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::Release);
-    match (cpu, FIRST_AP_TEST.load(Ordering::Relaxed)) {
-        (1, 1) => {
-            crate::kprintln!("ktest: CPU 1 spinning with interrupts off");
-            loop {
-                core::hint::spin_loop();
-            }
-        }
-        (1, 2) => {
-            crate::kprintln!("ktest: CPU 1 overflows its kernel stack");
-            let depth = crate::boot::recurse(0);
-            crate::kprintln!("ktest: recursion returned {depth}?!");
-        }
-        _ => {}
+    match THEN.get() {
+        Some(then) => then(cpu),
+        None => super::cpu::stop(),
     }
-    crate::trap::idle()
 }

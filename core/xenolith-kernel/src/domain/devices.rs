@@ -43,7 +43,9 @@ pub fn add_mmio(
     let len = end - phys;
     // Device memory only: never a byte of RAM the allocator manages or the
     // kernel uses, nor the interrupt controllers, timers and firmware.
-    if crate::memory::overlaps_ram(phys, end) || crate::checks::kernel_device_memory(phys, end) {
+    if crate::arch::memory::overlaps_ram(phys, end)
+        || crate::checks::kernel_device_memory(phys, end)
+    {
         return Err(Error::PermissionDenied);
     }
     let d = fresh(k, index)?;

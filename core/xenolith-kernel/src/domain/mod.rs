@@ -57,12 +57,8 @@ pub const MAX_CPUS: usize = crate::arch::cpu::MAX_CPUS;
 /// The CPU this code runs on (0: the boot CPU).
 #[inline(always)]
 pub fn this_cpu() -> usize {
-    // Masked rather than checked: the number is always below MAX_CPUS (a
-    // power of two), and indexing with it then needs no bounds check.
-    crate::arch::syscall::cpu_index() & (MAX_CPUS - 1)
+    crate::arch::cpu::this_cpu()
 }
-
-const _: () = assert!(MAX_CPUS.is_power_of_two());
 
 /// Most domains alive at once.
 pub const MAX_DOMAINS: usize = 128;

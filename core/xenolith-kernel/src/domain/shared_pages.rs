@@ -5,6 +5,7 @@
 //! any time; the kernel only performs atomic reads and ORs, and uses what it
 //! reads only to decide whether to wake the domain.
 
+pub use crate::arch::memory::{read_frame, write_frame};
 use crate::frames::Frame;
 use crate::layout::phys_to_virt;
 use core::sync::atomic::Ordering;
@@ -67,31 +68,4 @@ pub fn with_start_info<R>(frame: Frame, f: impl FnOnce(&mut StartInfo) -> R) -> 
     // domain maps it read-only, so only the kernel (holding the table lock)
     // writes it; StartInfo is plain data, valid for any bit pattern it holds.
     f(unsafe { &mut *(phys_to_virt(frame.addr()) as *mut StartInfo) })
-}
-
-/// Writes `bytes` at `offset` in a frame through the physmap (image loading, copies).
-pub fn write_frame(frame: Frame, offset: usize, bytes: &[u8]) {
-    assert!(offset + bytes.len() <= 4096);
-    // SAFETY: the range lies within one frame (checked above) of RAM the
-    // physmap maps writable (a `Frame`), which the caller owns or was granted.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            (phys_to_virt(frame.addr()) as *mut u8).add(offset),
-            bytes.len(),
-        )
-    }
-}
-
-/// Reads `buf.len()` bytes at `offset` of a frame.
-pub fn read_frame(frame: Frame, offset: usize, buf: &mut [u8]) {
-    assert!(offset + buf.len() <= 4096);
-    // SAFETY: as in `write_frame`, reading.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            (phys_to_virt(frame.addr()) as *const u8).add(offset),
-            buf.as_mut_ptr(),
-            buf.len(),
-        )
-    }
 }

@@ -3,10 +3,10 @@
 //! (kernel statistics, trace buffers, power).
 
 use super::{other, require_control, self_or_controlled};
+use crate::arch::memory::with_frames;
 use crate::domain::lifecycle::{self, Spec};
 use crate::domain::{events, grants, saving, vcpus, Kernel, Life};
 use crate::frames::FrameAllocator;
-use crate::memory::with_frames;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
     CrashRecord, CreateDomain, DomainInfo, DomainState, ShutdownReason, VcpuContext, CMDLINE_MAX,

@@ -4,8 +4,8 @@
 //! lookups that need no translation go straight to `domain::pci`.
 
 use super::other;
+use crate::arch::memory::with_frames;
 use crate::domain::{devices, pci, Kernel};
-use crate::memory::with_frames;
 use ipc_abi::hypercall::{args, Error};
 
 pub fn add_io_ports(

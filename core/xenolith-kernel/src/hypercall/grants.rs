@@ -2,8 +2,8 @@
 //! the control domain's read-only peek (`toolstack ring list`).
 
 use super::require_control;
+use crate::arch::memory::with_frames;
 use crate::domain::{grants, Kernel};
-use crate::memory::with_frames;
 use crate::usermem;
 use ipc_abi::hypercall::{args, Error};
 

@@ -69,12 +69,13 @@ pub fn init(pages: u32, cpus: usize) {
 
 /// `pages` contiguous frames, for good, as a byte slice.
 fn reserve(pages: u64) -> Option<&'static mut [u8]> {
-    let phys = crate::memory::with_frames(|f| f.allocate_contiguous(pages))?
+    let phys = crate::arch::memory::with_frames(|f| f.allocate_contiguous(pages))?
         .first()
         .addr();
     let len = pages * 4096;
     let virt =
-        crate::memory::map_physical(phys, len, crate::arch::paging::Caching::WriteBack).ok()?;
+        crate::arch::memory::map_physical(phys, len, crate::arch::paging::Caching::WriteBack)
+            .ok()?;
     // The frames were just taken from the allocator and are never freed;
     // the slice is the only reference ever made to them (kept in RINGS).
     // SAFETY: nothing else refers to the frames (above), and `map_physical`
@@ -144,5 +145,5 @@ mod logger {
         }
     }
 
-    defmt::timestamp!("{=u64:us}", crate::time::now_ns() / 1000);
+    defmt::timestamp!("{=u64:us}", crate::arch::time::now_ns() / 1000);
 }

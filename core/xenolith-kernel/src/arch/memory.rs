@@ -4,7 +4,7 @@
 //! and the services built on them (device mappings for drivers inside the kernel).
 
 use crate::arch::paging::{Caching, KernelSpace, PagingError};
-use crate::frames::FrameAllocator;
+use crate::frames::{Frame, FrameAllocator};
 use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use spin::Mutex;
 
@@ -106,4 +106,31 @@ pub fn overlaps_ram(start: u64, end: u64) -> bool {
 /// Free physical memory, in bytes.
 pub fn free_bytes() -> u64 {
     MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_bytes())
+}
+
+/// Writes `bytes` at `offset` in a frame through the physmap (image loading, copies).
+pub fn write_frame(frame: Frame, offset: usize, bytes: &[u8]) {
+    assert!(offset + bytes.len() <= 4096);
+    // SAFETY: the range lies within one frame (checked above) of RAM the
+    // physmap maps writable (a `Frame`), which the caller owns or was granted.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (phys_to_virt(frame.addr()) as *mut u8).add(offset),
+            bytes.len(),
+        )
+    }
+}
+
+/// Reads `buf.len()` bytes at `offset` of a frame.
+pub fn read_frame(frame: Frame, offset: usize, buf: &mut [u8]) {
+    assert!(offset + buf.len() <= 4096);
+    // SAFETY: as in `write_frame`, reading.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (phys_to_virt(frame.addr()) as *const u8).add(offset),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    }
 }
