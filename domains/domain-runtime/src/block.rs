@@ -72,7 +72,8 @@ impl RawRing {
         let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
         let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let (grefs, port) = loop {
-            match pages.announce(backend, DeviceKind::Block, device, BLOCK_VERSION) {
+            match crate::ring::announce(&[pages], backend, DeviceKind::Block, device, BLOCK_VERSION)
+            {
                 // The backend died before it accepted: announce to its next instance.
                 Err(Error::DeadDomain) => {
                     backend = crate::control::next_backend(DeviceKind::Block, device)
@@ -452,10 +453,13 @@ impl Disk {
                 }
             }
             self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
-            match self
-                .ring
-                .announce(backend, DeviceKind::Block, self.device, BLOCK_VERSION)
-            {
+            match crate::ring::announce(
+                &[self.ring],
+                backend,
+                DeviceKind::Block,
+                self.device,
+                BLOCK_VERSION,
+            ) {
                 Ok((grefs, port)) => break (backend, grefs, port),
                 // That instance died too before it accepted: follow the next.
                 Err(Error::DeadDomain) => {

@@ -51,12 +51,12 @@ pub fn connect_from_command_line() -> Option<Result<()>> {
     Some(connect(DomainId(id)))
 }
 
-/// Announces the console ring to `backend` (see `RingPages::announce`).
+/// Announces the console ring to `backend` (see `ring::announce`).
 fn announce(
     pages: &crate::ring::RingPages,
     backend: DomainId,
 ) -> Result<(crate::ring::Grefs, u16)> {
-    pages.announce(backend, DeviceKind::Console, 0, CONSOLE_VERSION)
+    crate::ring::announce(&[*pages], backend, DeviceKind::Console, 0, CONSOLE_VERSION)
 }
 
 fn connect(mut backend: DomainId) -> Result<()> {

@@ -79,9 +79,21 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
         last_heartbeat: 0,
     });
     hc::event_send(port)?;
-    // Be ready for news (shutdown requests, restarted backends).
+    // Be ready for news (shutdown requests, restarted backends), and serve
+    // the ring whenever this domain waits for anything.
     let _ = listen();
+    crate::events::set_waiting(crate::events::Waiting {
+        port: crate::control::port,
+        serve: serve_while_waiting,
+    });
     Ok(())
+}
+
+/// What every wait does (`events::Waiting`): takes what came on the
+/// control ring and obeys what the control domain asked.
+fn serve_while_waiting(waiting_on: Option<u16>) {
+    absorb(waiting_on);
+    obey();
 }
 
 /// After a restore: the old channel's page, port and mapping are not

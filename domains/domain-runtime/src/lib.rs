@@ -1,9 +1,11 @@
 //! The Xenolith domain runtime: what every domain links.
 //!
-//! Owns: the entry point (`_start` → your `run`), typed hypercall wrappers,
-//! the heap (`alloc` works), `println!` on the debug console, event-channel
-//! helpers, the clock, and a panic handler that reports the message to the
-//! kernel as the crash reason. A domain is a `Cargo.toml`, a `main.rs` that
+//! Owns: the device frontends every domain has or may have (the console
+//! with `println!`, the control ring to domain 0, disks, network
+//! interfaces), suspending for a save, fault injection, and `entry!`. The
+//! entry point, heap, typed hypercall wrappers, event channels, grants and
+//! clock are `domain-base`, re-exported here, which holds all the unsafe
+//! code: this crate forbids it. A domain is a `Cargo.toml`, a `main.rs` that
 //! begins with the two lines below, and one line in `xtask/src/build.rs`:
 //!
 //! ```ignore
@@ -16,42 +18,55 @@
 //! `cargo clippy` cover every domain's code.
 
 #![no_std]
-// Unsafe code lives in the modules allowed it below (the unsafe base: the
-// hypercall gate, start-up and heap, shared pages, port I/O, vCPU start);
-// the console, block, network and control frontends are safe code on them.
-#![deny(unsafe_code)]
+// The unsafe base is `domain-base` (re-exported below): every frontend
+// here is safe code on it.
+#![forbid(unsafe_code)]
 
 #[cfg(test)]
 extern crate std;
 
 pub mod block;
+mod connect;
 pub mod console;
 pub mod control;
-#[allow(unsafe_code)] // see the module
-pub mod events;
 pub mod fault;
 pub mod gaps;
-#[allow(unsafe_code)] // see the module
-pub mod grant;
-#[allow(unsafe_code)] // see the module
-pub mod hypercall;
-#[allow(unsafe_code)] // see the module
-pub mod io;
 pub mod net;
-#[allow(unsafe_code)] // see the module
-pub mod ring;
-#[allow(unsafe_code)] // see the module
-mod rt;
 pub mod suspend;
-#[allow(unsafe_code)] // see the module
-pub mod time;
-#[allow(unsafe_code)] // see the module
-pub mod vcpu;
 
-pub use ipc_abi;
-pub use ipc_abi::domain::DomainId;
-pub use ipc_abi::shared::StartInfo;
-pub use rt::{command_line, heap_in_use, modules, option, start_info};
+pub use domain_base::{
+    command_line, epoch, events, grant, heap_in_use, hypercall, io, ipc_abi, modules, option,
+    start_info, vcpu, DomainId, StartInfo,
+};
+
+/// Ring pages (`domain_base::ring`) and announcing them to a backend.
+pub mod ring {
+    pub use crate::connect::{announce, announce_granted};
+    pub use domain_base::ring::*;
+}
+
+/// The clock (`domain_base::time`), and sleeping (which serves the control
+/// ring meanwhile).
+pub mod time {
+    pub use domain_base::events::sleep_ns;
+    pub use domain_base::time::*;
+}
+
+/// What `entry!` runs: connects the control and console rings the command
+/// line names, runs the domain's `run`, and lets what it printed last reach
+/// the UART before the domain goes (console-dom answers a write only once
+/// printed; a restart or give-up is followed).
+#[doc(hidden)]
+pub fn run_domain(start: &'static StartInfo, run: fn(&'static StartInfo)) {
+    if let Some(Err(e)) = control::connect_from_command_line() {
+        println!("runtime: cannot connect the control ring: {}", e);
+    }
+    if let Some(Err(e)) = console::connect_from_command_line() {
+        println!("runtime: cannot connect the console ring: {}", e);
+    }
+    run(start);
+    console::flush();
+}
 
 /// Declares the domain's `main`.
 #[macro_export]
@@ -60,7 +75,7 @@ macro_rules! entry {
         #[cfg(target_os = "none")]
         #[no_mangle]
         fn __xenolith_domain_main(start: &'static $crate::StartInfo) {
-            $main(start)
+            $crate::run_domain(start, $main)
         }
         #[cfg(not(target_os = "none"))]
         fn main() {

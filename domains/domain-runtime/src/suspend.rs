@@ -12,13 +12,9 @@
 //! backend and reconnects as after a backend restart, replaying what was
 //! not answered.
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-static EPOCH: AtomicU32 = AtomicU32::new(0);
-
 /// How many times this domain has been restored (0: never).
 pub fn epoch() -> u32 {
-    EPOCH.load(Ordering::Acquire)
+    crate::epoch::get()
 }
 
 /// Suspends this domain for the control domain to save, and returns once it
@@ -29,7 +25,7 @@ pub fn suspend_now() {
     // console is busy on this path (they are replayed after a restore anyway).
     crate::console::try_flush();
     if let Ok(1) = crate::hypercall::suspend() {
-        EPOCH.fetch_add(1, Ordering::AcqRel);
+        crate::epoch::advance();
         crate::control::reconnect();
     }
 }

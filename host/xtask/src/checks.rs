@@ -53,6 +53,8 @@ pub fn clippy() -> Result<(), String> {
             "--package",
             "xenolith-kernel",
             "--package",
+            "domain-base",
+            "--package",
             "domain-runtime",
             "--package",
             "toolstack-domain",

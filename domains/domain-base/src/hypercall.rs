@@ -489,7 +489,7 @@ pub fn machine_power_off() -> Result<u64> {
 }
 
 /// Suspends this domain for the control domain to save: 0 once it runs on
-/// as itself, 1 when it runs on as a restored copy (see `crate::suspend`).
+/// as itself, 1 when it runs on as a restored copy (see `domain_runtime::suspend`).
 pub fn suspend() -> Result<u64> {
     call(args::Suspend {})
 }

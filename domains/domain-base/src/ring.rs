@@ -77,20 +77,6 @@ impl RingPages {
         })
     }
 
-    /// Grants these ring pages to `backend`, makes an event port for it and
-    /// announces device `(kind, index)` through the control domain; returns
-    /// the grants and the port once the backend serves the ring
-    /// (`PermissionDenied` if the control domain or the backend refused).
-    pub fn announce(
-        &self,
-        backend: DomainId,
-        kind: ipc_abi::proto::control::DeviceKind,
-        index: u32,
-        version: u32,
-    ) -> Result<(Grefs, u16)> {
-        announce(&[*self], backend, kind, index, version)
-    }
-
     pub fn pages(&self) -> u32 {
         self.pages
     }
@@ -115,64 +101,6 @@ impl RingPages {
             Shared::new(header, slots)
         }
     }
-}
-
-/// Announces a device whose rings are `rings`, in order (a network
-/// device's transmit then receive ring), with one event port for all; see
-/// [`RingPages::announce`].
-pub fn announce(
-    rings: &[RingPages],
-    backend: DomainId,
-    kind: ipc_abi::proto::control::DeviceKind,
-    index: u32,
-    version: u32,
-) -> Result<(Grefs, u16)> {
-    let mut grefs = Grefs::new();
-    for r in rings {
-        for g in r.grant_to(backend)? {
-            grefs.push(g).map_err(|_| Error::InvalidArgument)?;
-        }
-    }
-    announce_granted(grefs, backend, kind, index, version)
-}
-
-/// [`announce`] of ring pages already granted to `backend` as `grefs`; on
-/// refusal the grants are ended.
-pub fn announce_granted(
-    grefs: Grefs,
-    backend: DomainId,
-    kind: ipc_abi::proto::control::DeviceKind,
-    index: u32,
-    version: u32,
-) -> Result<(Grefs, u16)> {
-    use ipc_abi::proto::control::{ControlMessage, ControlOp, Status};
-    let port = crate::hypercall::event_alloc_unbound(DomainId::SELF, backend)?;
-    let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
-    m.op = ControlOp::Announce as u32;
-    m.kind = kind as u32;
-    m.index = index;
-    m.peer = backend;
-    m.port = u32::from(port);
-    m.pages = grefs.len() as u32;
-    m.version_or_status = version;
-    for (slot, g) in m.grefs.iter_mut().zip(grefs.iter()) {
-        *slot = *g;
-    }
-    let refused = match crate::control::call(m) {
-        Ok(a) if a.version_or_status == Status::Ok as u32 => return Ok((grefs, port)),
-        // The backend died before it accepted: news of it follows (or came).
-        Ok(a) if a.version_or_status == Status::Disconnected as u32 => Error::DeadDomain,
-        // Another version of the protocol: nothing this frontend can change.
-        Ok(a) if a.version_or_status == Status::OtherVersion as u32 => Error::InvalidArgument,
-        Ok(_) => Error::PermissionDenied,
-        Err(e) => e,
-    };
-    // Nothing of a refused announcement stays behind.
-    let _ = crate::hypercall::event_close(port);
-    for &g in grefs.iter() {
-        let _ = crate::hypercall::grant_end(g);
-    }
-    Err(refused)
 }
 
 /// A ring in pages of our own, granted to one peer, which we serve: the

@@ -61,7 +61,7 @@ extern "C" {
     static xenolith_probe_fixup: u8;
 }
 
-/// The restore epoch (`suspend::epoch`) in which the fixup was registered
+/// The restore epoch (`epoch::get`) in which the fixup was registered
 /// (`u64::MAX`: never): a restored copy is a new domain, which must
 /// register it again.
 static FIXUP_EPOCH: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -72,7 +72,7 @@ pub fn probe_read(addr: u64) -> Option<u64> {
     if !addr.is_multiple_of(8) {
         return None;
     }
-    let epoch = crate::suspend::epoch() as u64;
+    let epoch = crate::epoch::get() as u64;
     if FIXUP_EPOCH.load(Ordering::Acquire) != epoch {
         let at = core::ptr::addr_of!(xenolith_probe_fault) as u64;
         let to = core::ptr::addr_of!(xenolith_probe_fixup) as u64;

@@ -1,4 +1,6 @@
-//! The start of a domain: `_start`, the heap, the start info, the panic handler.
+//! The start of a domain: `_start`, the heap, the start info, the panic
+//! handler. What runs after the heap is ready is `__xenolith_domain_main`,
+//! which `domain_runtime::entry!` defines.
 
 use ipc_abi::layout::START_INFO;
 use ipc_abi::shared::{ModuleInfo, StartInfo};
@@ -87,17 +89,10 @@ mod bare {
         unsafe {
             let _ = HEAP.lock().claim(heap);
         }
-        if let Some(Err(e)) = crate::control::connect_from_command_line() {
-            crate::println!("runtime: cannot connect the control ring: {}", e);
-        }
-        if let Some(Err(e)) = crate::console::connect_from_command_line() {
-            crate::println!("runtime: cannot connect the console ring: {}", e);
-        }
-        // SAFETY: `entry!` defines this function in the domain's binary.
+        // SAFETY: `domain_runtime::entry!` defines this function in the
+        // domain's binary (it connects the domain's rings, runs its `run`,
+        // and lets its console drain).
         unsafe { __xenolith_domain_main(si) };
-        // What it printed last reaches the UART before it goes (console-dom
-        // answers a write only once printed; a restart or give-up is followed).
-        crate::console::flush();
         crate::hypercall::shutdown(ShutdownReason::PowerOff, b"")
     }
 

@@ -34,14 +34,3 @@ pub fn boot_stamp() -> u64 {
     let page = unsafe { &*(TIME_PAGE as *const TimePage) };
     page.tsc_at_boot
 }
-
-/// Sleeps for at least `ns` nanoseconds, blocking (the timer wakes the vCPU).
-pub fn sleep_ns(ns: u64) {
-    let deadline = now_ns().saturating_add(ns);
-    while now_ns() < deadline {
-        crate::control::absorb(None);
-        crate::control::obey();
-        let _ = crate::hypercall::set_timer(deadline);
-        crate::events::block_for_port(None);
-    }
-}

@@ -61,8 +61,31 @@ pub fn block_for(ports: &[u16]) {
 }
 
 /// The control port with `port`, for [`block_for`].
+/// What a domain does while it waits (its control ring: serving the
+/// control domain's messages, and waking on its port). The runtime sets it
+/// once the control ring is connected; until then a wait only waits.
+pub struct Waiting {
+    /// The port that must wake every wait, if any.
+    pub port: fn() -> Option<u16>,
+    /// Serves what came on it; `port` is the one the waiter waits for.
+    pub serve: fn(port: Option<u16>),
+}
+
+static WAITING: spin::Once<Waiting> = spin::Once::new();
+
+/// Sets what waits also do (the runtime's control ring, once).
+pub fn set_waiting(w: Waiting) {
+    WAITING.call_once(|| w);
+}
+
+fn serve_while_waiting(port: Option<u16>) {
+    if let Some(w) = WAITING.get() {
+        (w.serve)(port);
+    }
+}
+
 fn with_control(port: Option<u16>) -> ([u16; 2], usize) {
-    let control = crate::control::port();
+    let control = WAITING.get().and_then(|w| (w.port)());
     match (port, control) {
         (Some(p), Some(c)) => ([p, c], 2),
         (Some(p), None) | (None, Some(p)) => ([p, 0], 1),
@@ -82,8 +105,7 @@ pub fn wait(port: u16) {
         if take(port) {
             return;
         }
-        crate::control::absorb(Some(port));
-        crate::control::obey();
+        serve_while_waiting(Some(port));
         block_for_port(Some(port));
     }
 }
@@ -98,9 +120,18 @@ pub fn wait_until(port: u16, deadline_ns: u64) -> bool {
         if crate::time::now_ns() >= deadline_ns {
             return false;
         }
-        crate::control::absorb(Some(port));
-        crate::control::obey();
+        serve_while_waiting(Some(port));
         let _ = crate::hypercall::set_timer(deadline_ns);
         block_for_port(Some(port));
+    }
+}
+
+/// Sleeps for at least `ns` nanoseconds, blocking (the timer wakes the vCPU).
+pub fn sleep_ns(ns: u64) {
+    let deadline = crate::time::now_ns().saturating_add(ns);
+    while crate::time::now_ns() < deadline {
+        serve_while_waiting(None);
+        let _ = crate::hypercall::set_timer(deadline);
+        block_for_port(None);
     }
 }
