@@ -11,7 +11,6 @@ use crate::domain::lifecycle;
 use crate::domain::{events, Kernel, Life, VcpuRef};
 use crate::sched;
 use crate::trace::{Checked, Gate, Quiet, Traced};
-use core::sync::atomic::{AtomicU64, Ordering};
 use ipc_abi::domain::CrashRecord;
 use ipc_abi::shared::Virq;
 use spin::MutexGuard;
@@ -230,16 +229,6 @@ pub fn resched_ipi(frame: &mut TrapFrame, from_user: bool) {
     // From the kernel (the idle loop's halt): the loop looks again.
 }
 
-/// TSC when the CPU last halted (0: it is not halted), and the ticks it
-/// spent halted since boot (published on the time page as `idle_tsc`).
-static HALTED_AT: AtomicU64 = AtomicU64::new(0);
-static IDLE_TSC: AtomicU64 = AtomicU64::new(0);
-
-/// TSC ticks the CPU was busy (not halted) since boot.
-pub fn busy_tsc() -> u64 {
-    crate::arch::cpu::rdtsc().saturating_sub(IDLE_TSC.load(Ordering::Relaxed))
-}
-
 /// Counts the halt that just ended, if one did (the first thing after an
 /// interrupt woke the idle CPU, or the idle loop went round).
 fn account_idle(k: &Kernel) {
@@ -248,12 +237,9 @@ fn account_idle(k: &Kernel) {
     if crate::domain::this_cpu() != 0 {
         return;
     }
-    let since = HALTED_AT.swap(0, Ordering::Relaxed);
-    if since == 0 {
+    let Some(total) = crate::arch::time::halt_ended() else {
         return;
-    }
-    let total = IDLE_TSC.load(Ordering::Relaxed) + crate::arch::cpu::rdtsc().saturating_sub(since);
-    IDLE_TSC.store(total, Ordering::Relaxed);
+    };
     if let Some(time_frame) = k.time_frame {
         crate::domain::shared_pages::write_frame(
             time_frame,
@@ -392,7 +378,7 @@ pub fn idle() -> ! {
             Some(frame) => enter_user(frame),
             None => {
                 if crate::domain::this_cpu() == 0 {
-                    HALTED_AT.store(crate::arch::cpu::rdtsc(), Ordering::Relaxed);
+                    crate::arch::time::halting();
                 }
                 x86_64::instructions::interrupts::enable_and_hlt()
             }

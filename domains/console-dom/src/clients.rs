@@ -130,7 +130,7 @@ impl Clients {
         if msg.check() != Some(ControlOp::Connect) || msg.kind != DeviceKind::Console as u32 {
             return;
         }
-        if !control::speaks(&msg, CONSOLE_VERSION, "console-dom") {
+        if !domain_runtime::backend::speaks(&msg, CONSOLE_VERSION, "console-dom") {
             return;
         }
         match self.connect(&msg) {

@@ -78,7 +78,9 @@ pub fn set_waiting(w: Waiting) {
     WAITING.call_once(|| w);
 }
 
-fn serve_while_waiting(port: Option<u16>) {
+/// Does what every wait does (the hook `set_waiting` set, if any): the
+/// runtime serves its control ring and obeys the control domain.
+pub fn serve_while_waiting(port: Option<u16>) {
     if let Some(w) = WAITING.get() {
         (w.serve)(port);
     }

@@ -131,7 +131,7 @@ pub struct Disk {
     gone: bool,
     /// Long waits between answers (a restarted backend shows as one).
     gaps: crate::gaps::Gaps,
-    /// The restore epoch its port and grants belong to (`crate::suspend`).
+    /// The restore epoch its port and grants belong to (`crate::epoch`).
     epoch: u32,
 }
 
@@ -197,7 +197,7 @@ impl Disk {
             restarts: 0,
             gone: false,
             gaps: crate::gaps::Gaps::new(),
-            epoch: crate::suspend::epoch(),
+            epoch: crate::epoch::get(),
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -370,7 +370,7 @@ impl Disk {
             if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
                 return;
             }
-            crate::control::obey();
+            crate::events::serve_while_waiting(Some(self.port));
             crate::events::block_for_port(Some(self.port));
         }
     }
@@ -414,7 +414,7 @@ impl Disk {
             return Err(DiskError::Gone);
         }
         let (news, restored) = crate::control::backend_news(DeviceKind::Block, device, self.epoch);
-        self.epoch = crate::suspend::epoch();
+        self.epoch = crate::epoch::get();
         let Some(mut news) = news else {
             return Ok(());
         };

@@ -36,7 +36,7 @@ struct Ring {
     restarts: u64,
     resent: u64,
     gaps: crate::gaps::Gaps,
-    /// The restore epoch its port and grants belong to (`crate::suspend`).
+    /// The restore epoch its port and grants belong to (`crate::epoch`).
     epoch: u32,
 }
 
@@ -85,7 +85,7 @@ fn connect(mut backend: DomainId) -> Result<()> {
         restarts: 0,
         resent: 0,
         gaps: crate::gaps::Gaps::new(),
-        epoch: crate::suspend::epoch(),
+        epoch: crate::epoch::get(),
     });
     Ok(())
 }
@@ -113,7 +113,7 @@ impl Ring {
             ) && m.kind == DeviceKind::Console as u32
         };
         let (news, restored) = crate::control::backend_news(DeviceKind::Console, 0, self.epoch);
-        self.epoch = crate::suspend::epoch();
+        self.epoch = crate::epoch::get();
         let Some(mut news) = news else {
             return Backend::Serving;
         };
@@ -198,7 +198,7 @@ fn wait_ring(port: u16, obey: bool) {
             return;
         }
         if obey {
-            crate::control::obey();
+            crate::events::serve_while_waiting(Some(port));
         }
         crate::events::block_for_port(Some(port));
     }

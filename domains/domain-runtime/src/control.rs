@@ -82,36 +82,20 @@ fn connect(dom: DomainId, gref: u32, remote_port: u16) -> Result<()> {
     // Be ready for news (shutdown requests, restarted backends), and serve
     // the ring whenever this domain waits for anything.
     let _ = listen();
-    crate::events::set_waiting(crate::events::Waiting {
-        port: crate::control::port,
-        serve: serve_while_waiting,
-    });
     Ok(())
-}
-
-/// What every wait does (`events::Waiting`): takes what came on the
-/// control ring and obeys what the control domain asked.
-fn serve_while_waiting(waiting_on: Option<u16>) {
-    absorb(waiting_on);
-    obey();
 }
 
 /// After a restore: the old channel's page, port and mapping are not
 /// ours any more (and the grant-window slot is empty), so it is forgotten,
 /// never torn down; the ring the new command line names is connected. A
 /// `call` waiting for an answer on the old ring gets `PortState`.
-pub fn reconnect() {
+pub fn reconnect() -> Result<()> {
     PORT.store(NO_PORT, core::sync::atomic::Ordering::Release);
     if let Some(old) = CHANNEL.lock().take() {
         // Dropping it would unmap a slot the new ring is about to use.
         core::mem::forget(old);
     }
-    if let Some(Err(e)) = connect_from_command_line() {
-        crate::println!(
-            "runtime: cannot connect the control ring after a restore: {}",
-            e
-        );
-    }
+    connect_from_command_line().unwrap_or(Ok(()))
 }
 
 /// Whether this domain has a control ring.
@@ -197,9 +181,9 @@ impl Channel {
 /// Sends one control message and waits for its answer.
 pub fn call(msg: ControlMessage) -> Result<ControlMessage> {
     let id = CHANNEL.lock().as_mut().ok_or(Error::PortState)?.send(msg)?;
-    let epoch = crate::suspend::epoch();
+    let epoch = crate::epoch::get();
     loop {
-        if crate::suspend::epoch() != epoch {
+        if crate::epoch::get() != epoch {
             // Restored meanwhile: the request went to a ring nobody serves now.
             return Err(Error::PortState);
         }
@@ -246,25 +230,6 @@ pub fn refuse_connect(connect: &ControlMessage, why: Status) -> Result<u32> {
     no.peer = connect.peer;
     no.version_or_status = why as u32;
     post(no)
-}
-
-/// For a backend given a `Connect`: whether the frontend speaks `ours`, the
-/// version of the protocol this backend serves. If not, says so and
-/// refuses it (`OtherVersion`): rings read with another layout would be
-/// nonsense to both sides.
-pub fn speaks(connect: &ControlMessage, ours: u32, backend: &str) -> bool {
-    if connect.version_or_status == ours {
-        return true;
-    }
-    crate::println!(
-        "{}: domain {} speaks version {} of the protocol, not {}: refused",
-        backend,
-        connect.peer,
-        connect.version_or_status,
-        ours
-    );
-    let _ = refuse_connect(connect, Status::OtherVersion);
-    false
 }
 
 /// Posts a `Listen`: the control domain answers it when it has news for us.
@@ -330,7 +295,7 @@ pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
 /// News of the backend of this domain's device (kind, index), for its
 /// frontend: `PeerGone` before `PeerRestarted`, None if there is none. A
 /// frontend whose connection predates a restore (`epoch` is not the
-/// runtime's, `crate::suspend`) waits for it: its port and grants are not
+/// runtime's, `suspend.rs`) waits for it: its port and grants are not
 /// its own any more, and the control domain says where the backend is now.
 /// Returns the news and whether the connection was from before a restore.
 pub fn backend_news(kind: DeviceKind, index: u32, epoch: u32) -> (Option<ControlMessage>, bool) {
@@ -339,7 +304,7 @@ pub fn backend_news(kind: DeviceKind, index: u32, epoch: u32) -> (Option<Control
     };
     let gone = |m: &ControlMessage| about(m, ControlOp::PeerGone);
     let restarted = |m: &ControlMessage| about(m, ControlOp::PeerRestarted);
-    if epoch != crate::suspend::epoch() {
+    if epoch != crate::epoch::get() {
         return (Some(wait_news(|m| gone(m) || restarted(m))), true);
     }
     (take_news(gone).or_else(|| take_news(restarted)), false)
@@ -370,31 +335,6 @@ pub fn absorb(waiting_on: Option<u16>) {
         if let Some(ch) = CHANNEL.lock().as_mut() {
             let _ = ch.collect();
         }
-    }
-}
-
-/// Obeys a suspend or shutdown request from the control domain, if one
-/// came: the domain suspends to be saved (`crate::suspend`), or powers off
-/// (or reboots) cleanly. The runtime calls this whenever a
-/// domain waits, so a domain that waits through the runtime obeys.
-pub fn obey() {
-    if port().is_none() {
-        // No control ring: no request can come.
-        return;
-    }
-    if take_news(|m| m.check() == Some(ControlOp::SuspendRequest)).is_some() {
-        crate::suspend::suspend_now();
-    }
-    if let Some(m) = take_news(|m| m.check() == Some(ControlOp::ShutdownRequest)) {
-        let reason = if m.index == 1 {
-            ipc_abi::domain::ShutdownReason::Reboot
-        } else {
-            ipc_abi::domain::ShutdownReason::PowerOff
-        };
-        // Let console-dom print what we wrote, unless we are inside the console
-        // code ourselves (then the lines are replayed or printed as they are).
-        crate::console::try_flush();
-        hc::shutdown(reason, b"");
     }
 }
 

@@ -25,6 +25,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod backend;
 pub mod block;
 mod connect;
 pub mod console;
@@ -58,8 +59,13 @@ pub mod time {
 /// printed; a restart or give-up is followed).
 #[doc(hidden)]
 pub fn run_domain(start: &'static StartInfo, run: fn(&'static StartInfo)) {
-    if let Some(Err(e)) = control::connect_from_command_line() {
-        println!("runtime: cannot connect the control ring: {}", e);
+    match control::connect_from_command_line() {
+        Some(Ok(())) => events::set_waiting(events::Waiting {
+            port: control::port,
+            serve: suspend::serve_while_waiting,
+        }),
+        Some(Err(e)) => println!("runtime: cannot connect the control ring: {}", e),
+        None => {}
     }
     if let Some(Err(e)) = console::connect_from_command_line() {
         println!("runtime: cannot connect the console ring: {}", e);

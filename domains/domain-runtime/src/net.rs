@@ -78,7 +78,7 @@ pub struct NetFront {
     rings: ([RingPages; 2], Grefs),
     /// Times the backend was restarted under this interface.
     restarts: u64,
-    /// The restore epoch its ports and grants belong to (`crate::suspend`).
+    /// The restore epoch its ports and grants belong to (`crate::epoch`).
     epoch: u32,
 }
 
@@ -138,7 +138,7 @@ impl NetFront {
             vif,
             rings: (rings, grefs),
             restarts: 0,
-            epoch: crate::suspend::epoch(),
+            epoch: crate::epoch::get(),
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
@@ -167,7 +167,7 @@ impl NetFront {
         let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
         let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
         let (news, restored) = crate::control::backend_news(DeviceKind::Net, vif, self.epoch);
-        self.epoch = crate::suspend::epoch();
+        self.epoch = crate::epoch::get();
         let Some(mut news) = news else {
             return Ok(false);
         };
@@ -244,7 +244,7 @@ impl NetFront {
             if crate::time::now_ns() >= deadline_ns {
                 break;
             }
-            crate::control::obey();
+            crate::events::serve_while_waiting(Some(self.port));
             let _ = hc::set_timer(deadline_ns);
             crate::events::block_for_port(Some(self.port));
         }

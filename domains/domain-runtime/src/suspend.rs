@@ -1,6 +1,6 @@
 //! Suspend and resume: how a domain is saved to a file and restored.
 //!
-//! Owns: obeying the control domain's `SuspendRequest` (the `Suspend`
+//! Owns: obeying the control domain's `SuspendRequest` and `ShutdownRequest` (the `Suspend`
 //! hypercall, from inside the runtime's waits, so no runtime lock is held)
 //! and what happens when `Suspend` returns in a restored copy: the copy
 //! has this domain's memory and registers but none of its kernel handles
@@ -12,11 +12,6 @@
 //! backend and reconnects as after a backend restart, replaying what was
 //! not answered.
 
-/// How many times this domain has been restored (0: never).
-pub fn epoch() -> u32 {
-    crate::epoch::get()
-}
-
 /// Suspends this domain for the control domain to save, and returns once it
 /// runs again: as itself (the save was kept or cancelled) or as a restored
 /// copy (then its control ring is connected again first).
@@ -26,6 +21,50 @@ pub fn suspend_now() {
     crate::console::try_flush();
     if let Ok(1) = crate::hypercall::suspend() {
         crate::epoch::advance();
-        crate::control::reconnect();
+        if let Err(e) = crate::control::reconnect() {
+            crate::println!(
+                "runtime: cannot connect the control ring after a restore: {}",
+                e
+            );
+        }
     }
+}
+
+/// Obeys a suspend or shutdown request from the control domain, if one
+/// came: the domain suspends to be saved (`suspend_now`), or powers off
+/// (or reboots) cleanly. The runtime calls this whenever a
+/// domain waits, so a domain that waits through the runtime obeys.
+pub fn obey() {
+    if crate::control::port().is_none() {
+        // No control ring: no request can come.
+        return;
+    }
+    if crate::control::take_news(|m| {
+        m.check() == Some(crate::ipc_abi::proto::control::ControlOp::SuspendRequest)
+    })
+    .is_some()
+    {
+        suspend_now();
+    }
+    if let Some(m) = crate::control::take_news(|m| {
+        m.check() == Some(crate::ipc_abi::proto::control::ControlOp::ShutdownRequest)
+    }) {
+        let reason = if m.index == 1 {
+            crate::ipc_abi::domain::ShutdownReason::Reboot
+        } else {
+            crate::ipc_abi::domain::ShutdownReason::PowerOff
+        };
+        // Let console-dom print what we wrote, unless we are inside the console
+        // code ourselves (then the lines are replayed or printed as they are).
+        crate::console::try_flush();
+        crate::hypercall::shutdown(reason, b"");
+    }
+}
+
+/// What every wait does (`events::Waiting`, which `entry!` sets once the
+/// control ring is connected): takes what came on the control ring and
+/// obeys what the control domain asked.
+pub fn serve_while_waiting(waiting_on: Option<u16>) {
+    crate::control::absorb(waiting_on);
+    obey();
 }

@@ -161,7 +161,7 @@ impl<T: Transport> Backend<T> {
     fn on_control(&mut self, msg: ControlMessage) {
         match msg.check() {
             Some(ControlOp::Connect) if msg.kind == DeviceKind::Block as u32 => {
-                if !control::speaks(&msg, BLOCK_VERSION, "drvdom-blk") {
+                if !domain_runtime::backend::speaks(&msg, BLOCK_VERSION, "drvdom-blk") {
                     return;
                 }
                 let grant = BlockConnect::decode(msg.index);

@@ -131,7 +131,7 @@ impl Backend {
         }
         match msg.check() {
             Some(ControlOp::Connect) => {
-                if !control::speaks(&msg, NET_VERSION, "drvdom-net") {
+                if !domain_runtime::backend::speaks(&msg, NET_VERSION, "drvdom-net") {
                     return;
                 }
                 let c = NetConnect::read(&msg);

@@ -8,7 +8,7 @@
 //! `Disconnect` from either side is passed to the other.
 
 use crate::control::Link;
-use crate::start::Started;
+use crate::table::{RingRecord, Started};
 use domain_runtime::ipc_abi::proto::block::BlockConnect;
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
 use domain_runtime::ipc_abi::proto::net::NetConnect;
@@ -95,7 +95,7 @@ fn net_grant(
     let v = front.config.vifs.get(vif as usize)?;
     Some(NetConnect {
         vif: u8::try_from(vif).ok()?,
-        mac: crate::start::vif_mac(&front.config, vif as usize, v),
+        mac: crate::table::vif_mac(&front.config, vif as usize, v),
     })
 }
 
@@ -240,26 +240,6 @@ fn refused(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     }
 }
 
-/// A ring a frontend connected to a backend: where `ring list` looks.
-#[derive(Clone, Copy, Debug)]
-pub struct RingRecord {
-    pub backend: DomainId,
-    pub kind: u32,
-    pub index: u32,
-    /// console, block, net-tx, net-rx.
-    pub device: &'static str,
-    /// The frontend's grant of the ring's first page (its header).
-    pub gref: u32,
-    /// The frontend's event port for the device (its notifications).
-    pub port: u16,
-    /// The response and request-taken indices at the last look, and since
-    /// when (ns) neither moved while requests were owed an answer: how
-    /// `ring list` finds a stuck backend.
-    pub seen_rsp_prod: u32,
-    pub seen_req_cons: u32,
-    pub progress_at: u64,
-}
-
 /// How many of a ring's requests its backend owes an answer now. A
 /// console's input read waits, taken, for keystrokes: only requests not
 /// even taken are owed there. Receive buffers wait, not even taken, for
@@ -368,7 +348,7 @@ pub fn replay_history(started: &mut [Started], dom: DomainId) {
 /// Tells console-dom that restored domain `new` continues `old`'s console
 /// (its history carries over). Sent before `new` runs, so before it connects.
 pub fn inherit_console(started: &mut [Started], old: DomainId, new: DomainId) {
-    let Some(console) = crate::viewer::console_dom(started) else {
+    let Some(console) = crate::table::console_dom(started) else {
         return;
     };
     let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();

@@ -12,5 +12,6 @@ pub mod save;
 pub mod shell;
 pub mod start;
 pub mod supervise;
+pub mod table;
 pub mod viewer;
 pub mod watch;

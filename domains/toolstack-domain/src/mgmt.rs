@@ -10,11 +10,11 @@ extern crate alloc;
 mod requests;
 mod save_requests;
 
-use crate::broker::RingRecord;
-use crate::start::Started;
+use crate::table::RingRecord;
+use crate::table::Started;
 
 /// The toolstack's list of domains it started.
-type Started_ = crate::start::Domains;
+type Started_ = crate::table::Domains;
 use crate::viewer::Viewer;
 use alloc::boxed::Box;
 use alloc::string::String;

@@ -4,7 +4,7 @@
 //! the result into its own kind of answer.
 
 extern crate alloc;
-use crate::start::{Domains, Image, Started};
+use crate::table::{Domains, Image, Started};
 use alloc::string::{String, ToString};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::{DomainInfo, DomainState, VcpuState};
@@ -105,7 +105,7 @@ pub fn host_shutdown(started: &mut Domains) {
             }
         }
     }
-    crate::watch::request_power_off();
+    crate::table::request_power_off();
     println!("toolstack: host shutdown: every domain asked to stop, then power off");
 }
 
@@ -118,7 +118,7 @@ pub fn create(
     image: Option<alloc::vec::Vec<u8>>,
     paused: bool,
 ) -> Result<DomainId, String> {
-    if !crate::start::make_room(started) {
+    if !crate::table::make_room(started) {
         return Err("the toolstack already tracks as many domains as it can".into());
     }
     let parsed = domain_config::parse(file, config, &[])

@@ -8,7 +8,7 @@
 //! each checked first, so that a bad file leaves nothing behind.
 
 extern crate alloc;
-use crate::start::{Domains, Image, Started};
+use crate::table::{Domains, Image, Started};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -375,7 +375,7 @@ impl Restore {
             self.abandon();
             return Err("the save file ended early".into());
         };
-        if !crate::start::make_room(started) {
+        if !crate::table::make_room(started) {
             self.abandon();
             return Err("the toolstack already tracks as many domains as it can".into());
         }

@@ -9,7 +9,7 @@
 
 extern crate alloc;
 use crate::ops;
-use crate::start::Domains;
+use crate::table::Domains;
 use domain_runtime::hypercall as hc;
 use domain_runtime::println;
 

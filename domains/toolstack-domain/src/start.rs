@@ -9,46 +9,14 @@
 
 extern crate alloc;
 
+use crate::table::{make_room, vif_mac, Config, Domains, Image, Started, MAX};
 use crate::viewer::Viewer;
-use alloc::rc::Rc;
-use domain_config::{DomainConfig, OnEvent, Role};
+use domain_config::{DomainConfig, Role};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::ipc_abi::launch;
 use domain_runtime::ipc_abi::proto::net;
 use domain_runtime::{println, DomainId};
-
-/// Domains this program keeps track of at most (the kernel's table holds
-/// 128 with domain 0).
-pub const MAX: usize = 127;
-
-/// Every domain this program started, in start order (on the heap: the
-/// table is too large for the stack).
-pub type Domains = alloc::vec::Vec<Started>;
-
-/// A domain's description, shared by its instances (restarts) and freed
-/// with the last of them.
-pub type Config = Rc<DomainConfig>;
-
-/// Makes room for one more domain if the table is full, by forgetting the
-/// oldest domain that is gone (destroyed; its end was reported). Until then
-/// a gone domain stays known, so its console history can still be found.
-pub fn make_room(started: &mut Domains) -> bool {
-    if started.len() < MAX {
-        return true;
-    }
-    let gone = started
-        .iter()
-        .position(|s| s.reported && hc::domain_info(s.id).is_err());
-    if let Some(i) = gone {
-        let s = started.remove(i);
-        if let Some(link) = s.control {
-            // Its grant can end only once unmapped; if not, the page stays shared.
-            let _ = link.release();
-        }
-    }
-    started.len() < MAX
-}
 
 /// Whether the table has room for one more domain; says so on COM1 if not.
 fn has_room(started: &mut Domains, name: &str) -> bool {
@@ -60,76 +28,6 @@ fn has_room(started: &mut Domains, name: &str) -> bool {
         MAX, name
     );
     false
-}
-
-/// A domain's image: a boot module or bundle file, or an uploaded one, which
-/// is freed once no domain may need it again.
-#[derive(Clone)]
-pub enum Image {
-    Boot(&'static [u8]),
-    Uploaded(Rc<[u8]>),
-    /// Dropped: the domain stopped for good.
-    Gone,
-}
-
-impl Image {
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Image::Boot(b) => b,
-            Image::Uploaded(b) => b,
-            Image::Gone => &[],
-        }
-    }
-}
-
-/// A domain this program started.
-pub struct Started {
-    pub id: DomainId,
-    pub name: heapless::String<32>,
-    /// Its end (crash or shutdown) has been reported.
-    pub reported: bool,
-    /// Its control ring.
-    pub control: Option<crate::control::Link>,
-    /// Control rings of its earlier instances (before restarts) whose
-    /// grant could not end yet: released as soon as it can, or domain 0's
-    /// grants and ports would run out after a hundred restarts.
-    pub lingering: alloc::vec::Vec<crate::control::Link>,
-    /// The image it was started from (kept for restarts).
-    pub image: Image,
-    /// What it was started from: its policies, devices and hardware.
-    pub config: Config,
-    /// The backend serving its console, once connected.
-    pub console_backend: Option<DomainId>,
-    /// The backend serving its disks, once connected.
-    pub block_backend: Option<DomainId>,
-    /// The backend serving its network interfaces, once connected.
-    pub net_backend: Option<DomainId>,
-    /// Which of its disks and interfaces are connected (bit N: device N).
-    pub block_devices: u32,
-    pub net_devices: u32,
-    /// Its rings that a backend serves (for `toolstack ring list`).
-    pub rings: heapless::Vec<crate::broker::RingRecord, 16>,
-    /// Its crashes and restarts (kept across restarts).
-    pub supervisor: crate::supervise::Supervisor,
-    /// When a crashed domain is to be started again (ns since boot).
-    pub restart_at: Option<u64>,
-    /// The heartbeat period it was asked for (`heartbeat`) while it is
-    /// still watched for them, and when it started.
-    pub heartbeat_ns: Option<u64>,
-    pub started_at: u64,
-    /// When an unanswered shutdown request turns into a destroy (ns since boot).
-    pub shutdown_deadline: Option<u64>,
-}
-
-impl Started {
-    /// What to do now that it stopped: `on_crash`, `on_reboot` or `on_poweroff`.
-    pub fn policy(&self, crashed: bool, rebooted: bool) -> OnEvent {
-        match (crashed, rebooted) {
-            (true, _) => self.config.on_crash,
-            (false, true) => self.config.on_reboot,
-            (false, false) => self.config.on_poweroff,
-        }
-    }
 }
 
 /// How long a domain has to obey a shutdown request.
@@ -294,7 +192,7 @@ pub fn launch(
     let live = |s: &&Started| !s.reported;
     // Every domain after console-dom gets a console ring to it.
     if c.role != Some(Role::Console) {
-        if let Some(console) = crate::viewer::console_dom(started) {
+        if let Some(console) = crate::table::console_dom(started) {
             add(launch::CONSOLE, &console.0);
         }
     }
@@ -407,13 +305,6 @@ pub fn domain_words(c: &DomainConfig) -> heapless::String<1024> {
         let _ = write!(line, " {}", c.cmdline);
     }
     line
-}
-
-/// The MAC of interface `i` of `c`: its own, or a stable one made from the
-/// domain's name.
-pub fn vif_mac(c: &DomainConfig, i: usize, v: &domain_config::config::Vif) -> net::Mac {
-    v.mac
-        .unwrap_or_else(|| net::generated_mac(&c.name, i as u8))
 }
 
 /// The hypervisor's `ifname=` (the kernel appends it to our command line).

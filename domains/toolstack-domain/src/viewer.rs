@@ -7,7 +7,7 @@
 //! console`), and `Read` our own input (for the console shell, which has the
 //! input focus when domain 0 has it).
 
-use crate::start::Started;
+use crate::table::{console_dom, Started};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::console::{
     ConsoleOp, ConsoleRequest, ConsoleResponse, CHUNK, CONSOLE_VERSION,
@@ -45,14 +45,6 @@ pub struct Viewer {
 /// 120 restarts of console-dom; then each turn of its loop took another
 /// page: 28 MiB of heap in a 1,000-crash campaign.)
 static SPARE: spin::Mutex<Option<RingPages>> = spin::Mutex::new(None);
-
-/// The live console driver domain (the one whose role is `console`), if any.
-pub fn console_dom(started: &[Started]) -> Option<DomainId> {
-    started
-        .iter()
-        .find(|s| s.config.role == Some(domain_config::Role::Console) && !s.reported)
-        .map(|s| s.id)
-}
 
 impl Viewer {
     /// Connects the ring to console-dom if it runs and ours is not

@@ -9,20 +9,14 @@
 
 extern crate alloc;
 
-use crate::start::{start_modules_with, start_one, Image, Started};
+use crate::start::{start_modules_with, start_one};
+use crate::table::{Image, Started};
 use crate::viewer::{Reply, Viewer};
 use domain_config::OnEvent;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::{DomainState, ShutdownReason};
 use domain_runtime::ipc_abi::shared::Virq;
 use domain_runtime::{events, println, DomainId};
-
-static POWER_OFF: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Powers the machine off once every domain has stopped.
-pub fn request_power_off() {
-    POWER_OFF.store(true, core::sync::atomic::Ordering::Relaxed);
-}
 
 /// Starts every module's domain, then reports each one's end, for ever.
 pub fn run() {
@@ -126,14 +120,12 @@ pub fn run() {
                 }
             }
         }
-        if POWER_OFF.load(core::sync::atomic::Ordering::Relaxed)
-            && started.iter().all(|s| s.reported)
-        {
+        if crate::table::power_off_requested() && started.iter().all(|s| s.reported) {
             println!("toolstack: every domain has stopped; powering off");
             // A domain that stopped may still own console lines: let them out first.
             let _ = hc::machine_power_off();
             println!("toolstack: the machine did not power off");
-            POWER_OFF.store(false, core::sync::atomic::Ordering::Relaxed);
+            crate::table::forget_power_off();
         }
         // Rings are looked at now and then, while there are any.
         let now = domain_runtime::time::now_ns();

@@ -6,14 +6,6 @@ use core::arch::x86_64::{__cpuid, __cpuid_count};
 pub const MAX_CPUS: usize = 8;
 const _: () = assert!(MAX_CPUS.is_power_of_two());
 
-/// The number of the CPU this runs on (0: the boot CPU).
-#[inline(always)]
-pub fn this_cpu() -> usize {
-    // Masked rather than checked: the number is always below MAX_CPUS (a
-    // power of two), and indexing with it then needs no bounds check.
-    super::syscall::cpu_index() & (MAX_CPUS - 1)
-}
-
 /// The CPU vendor string ("GenuineIntel", "AuthenticAMD", ...).
 pub fn vendor() -> [u8; 12] {
     let r = __cpuid(0);

@@ -126,9 +126,10 @@ pub fn init_cpu(cpu: usize) {
     }
 }
 
-/// Lets ring 3 use exactly the ports in `ranges` (`(first, count)`); all others fault.
-pub fn set_io_ports(ranges: &[(u16, u16)]) {
-    let cpu = super::syscall::cpu_index().min(MAX_CPUS - 1);
+/// Lets ring 3 on CPU `cpu` (the one this runs on) use exactly the ports in
+/// `ranges` (`(first, count)`); all others fault.
+pub fn set_io_ports(cpu: usize, ranges: &[(u16, u16)]) {
+    let cpu = cpu.min(MAX_CPUS - 1);
     // SAFETY: see TssCell: this CPU's own TSS, interrupts off, and the CPU
     // only reads the bitmap when ring 3 executes an I/O instruction, which
     // cannot happen while the kernel runs.

@@ -43,6 +43,15 @@ static mut PER_CPU: [PerCpu; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
+/// The number of the CPU this runs on (0: the boot CPU), as an index below
+/// `MAX_CPUS`.
+#[inline(always)]
+pub fn this_cpu() -> usize {
+    // Masked rather than checked: the number is always below MAX_CPUS (a
+    // power of two), and indexing with it then needs no bounds check.
+    cpu_index() & (MAX_CPUS - 1)
+}
+
 /// The number of the CPU this runs on, from its per-CPU block (`%gs` in
 /// the kernel). Valid from `init_cpu` on; the boot CPU sets it first thing.
 #[inline(always)]

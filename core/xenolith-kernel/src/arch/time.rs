@@ -50,3 +50,29 @@ pub fn page() -> ipc_abi::shared::TimePage {
         idle_tsc: 0,
     }
 }
+
+/// TSC when the boot CPU last halted (0: it is not halted), and the ticks
+/// it spent halted since boot (the time page's `idle_tsc`).
+static HALTED_AT: AtomicU64 = AtomicU64::new(0);
+static IDLE_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// TSC ticks the boot CPU was busy (not halted) since boot.
+pub fn busy_tsc() -> u64 {
+    super::cpu::rdtsc().saturating_sub(IDLE_TSC.load(Ordering::Relaxed))
+}
+
+/// The boot CPU halts now (its idle loop, with nothing to run).
+pub fn halting() {
+    HALTED_AT.store(super::cpu::rdtsc(), Ordering::Relaxed);
+}
+
+/// Counts the halt that just ended, if one did; returns the new idle total.
+pub fn halt_ended() -> Option<u64> {
+    let since = HALTED_AT.swap(0, Ordering::Relaxed);
+    if since == 0 {
+        return None;
+    }
+    let total = IDLE_TSC.load(Ordering::Relaxed) + super::cpu::rdtsc().saturating_sub(since);
+    IDLE_TSC.store(total, Ordering::Relaxed);
+    Some(total)
+}

@@ -20,7 +20,7 @@ static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Makes every CPU in `cpus` (bit n: CPU n) but this one flush its TLB,
 /// and returns once all have. Offline CPUs are left out.
 pub fn shootdown(cpus: u64) {
-    let me = super::cpu::this_cpu();
+    let me = super::syscall::this_cpu();
     let targets = cpus & !(1 << me) & super::smp::online_mask();
     if targets == 0 {
         return;
@@ -42,7 +42,7 @@ pub fn shootdown(cpus: u64) {
 /// Carries out this CPU's pending flush request, if any (from the flush
 /// IPI, and from the kernel lock's spin loop).
 pub fn service() {
-    let me = super::cpu::this_cpu();
+    let me = super::syscall::this_cpu();
     let want = REQUESTED[me].load(Ordering::Acquire);
     // Only this CPU writes its DONE, so the comparison cannot race.
     if DONE[me].load(Ordering::Relaxed) != want {

@@ -162,7 +162,7 @@ fn forget_io_owner(k: &mut Kernel, index: usize) {
             continue;
         }
         if cpu == me {
-            gdt::set_io_ports(&[]);
+            gdt::set_io_ports(me, &[]);
             state.io_owner = None;
         } else {
             state.io_owner = Some(super::IO_STALE);
@@ -178,12 +178,12 @@ pub fn switch_io(k: &mut Kernel, index: usize) {
         (None, false) => {}
         (_, true) => {
             if let Some(d) = k.domain(index) {
-                gdt::set_io_ports(&d.io_ports);
+                gdt::set_io_ports(super::this_cpu(), &d.io_ports);
             }
             k.cpu_mut().io_owner = Some(index);
         }
         (Some(_), false) => {
-            gdt::set_io_ports(&[]);
+            gdt::set_io_ports(super::this_cpu(), &[]);
             k.cpu_mut().io_owner = None;
         }
     }

@@ -382,7 +382,7 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
     trace_event!("dom{=u32} state {}", d.id.0, life);
     if let Some(mut c) = crash {
         c.at_ns = crate::arch::time::now_ns();
-        c.at_busy_tsc = crate::trap::busy_tsc();
+        c.at_busy_tsc = crate::arch::time::busy_tsc();
         d.crash = c;
     }
     let id = d.id;

@@ -57,7 +57,7 @@ pub const MAX_CPUS: usize = crate::arch::cpu::MAX_CPUS;
 /// The CPU this code runs on (0: the boot CPU).
 #[inline(always)]
 pub fn this_cpu() -> usize {
-    crate::arch::cpu::this_cpu()
+    crate::arch::syscall::this_cpu()
 }
 
 /// Most domains alive at once.

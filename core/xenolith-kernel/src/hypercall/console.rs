@@ -1,7 +1,7 @@
 //! Console hypercalls: a domain's writes, the control domain's reads of the
 //! kernel log, console-dom's line ends, and debug keys.
 
-use super::require_control;
+use super::rights::require_control;
 use crate::domain::{console, devices, Kernel};
 use crate::usermem;
 use ipc_abi::hypercall::{args, Error, CONSOLE_WRITE_MAX};

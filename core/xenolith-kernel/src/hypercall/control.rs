@@ -2,7 +2,7 @@
 //! destroy, describe, pin, save and restore them, and look at the machine
 //! (kernel statistics, trace buffers, power).
 
-use super::{other, require_control, self_or_controlled};
+use super::rights::{other, require_control, self_or_controlled};
 use crate::arch::memory::with_frames;
 use crate::domain::lifecycle::{self, Spec};
 use crate::domain::{events, grants, saving, vcpus, Kernel, Life};

@@ -3,7 +3,7 @@
 //! the filtered configuration writes of a function's holder. The reads and
 //! lookups that need no translation go straight to `domain::pci`.
 
-use super::other;
+use super::rights::other;
 use crate::arch::memory::with_frames;
 use crate::domain::{devices, pci, Kernel};
 use ipc_abi::hypercall::{args, Error};

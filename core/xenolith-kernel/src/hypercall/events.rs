@@ -1,7 +1,7 @@
 //! Event-channel hypercalls: ports between domains, virtual and physical
 //! IRQs, and the send counters `toolstack ring list` reads.
 
-use super::{require_control, self_or_controlled};
+use super::rights::{require_control, self_or_controlled};
 use crate::domain::{devices, events, Kernel};
 use crate::trace::Gate;
 use ipc_abi::hypercall::{args, Error};

@@ -1,7 +1,7 @@
 //! Grant-table hypercalls: granting pages, mapping and copying them, and
 //! the control domain's read-only peek (`toolstack ring list`).
 
-use super::require_control;
+use super::rights::require_control;
 use crate::arch::memory::with_frames;
 use crate::domain::{grants, Kernel};
 use crate::usermem;

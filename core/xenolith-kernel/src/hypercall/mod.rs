@@ -2,25 +2,26 @@
 //! registers, route it to its family, encode the result.
 //!
 //! Owns: the mapping from each call to the kernel operation that serves it
-//! (one line per call in [`route`], each given its `ipc_abi::hypercall::args`) and the rules every family shares
-//! ([`require_control`], [`other`]). The families: [`console`], [`vcpu`]
-//! (what a domain asks for itself: yield, block, timer, shutdown, suspend,
-//! its vCPUs), [`events`], [`grants`], [`control`] (the control domain's
-//! lifecycle and inspection calls) and [`devices`] (hardware given to
-//! driver domains). Every pointer goes through `usermem`; every id through
-//! `Kernel::lookup`; nothing here trusts a value.
+//! (one line per call in [`route`], each given its
+//! `ipc_abi::hypercall::args`). The families: [`console`], [`vcpu`] (what a
+//! domain asks for itself: yield, block, timer, shutdown, suspend, its
+//! vCPUs), [`events`], [`grants`], [`control`] (the control domain's
+//! lifecycle and inspection calls) and [`devices`] (hardware given to driver
+//! domains); who may make which call is [`rights`]. Every pointer goes
+//! through `usermem`; every id through `Kernel::lookup`; nothing here
+//! trusts a value.
 
 mod console;
 mod control;
 mod devices;
 mod events;
 mod grants;
+mod rights;
 mod vcpu;
 
 use crate::arch::idt::TrapFrame;
 use crate::domain::{Kernel, VcpuRef};
 use crate::trace::Gate;
-use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::{args, Args, Error, Hypercall};
 
 /// Handles the hypercall in `frame` for vCPU `me`; writes the result into `frame`.
@@ -138,32 +139,4 @@ fn route<G: Gate>(
         PciBar(a) => crate::domain::pci::bar_va(k, caller, a.bdf, a.bar),
         DmaPhys(a) => crate::domain::pci::dma_phys(k, caller, a.va),
     })
-}
-
-/// Refuses a caller that is not the control domain.
-fn require_control(k: &Kernel, caller: usize) -> Result<(), Error> {
-    match k.domain(caller) {
-        Some(d) if d.control => Ok(()),
-        _ => Err(Error::PermissionDenied),
-    }
-}
-
-/// Resolves a target domain for a control operation: never the caller itself.
-fn other(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
-    require_control(k, caller)?;
-    let i = k.lookup(id)?;
-    if i == caller {
-        return Err(Error::InvalidArgument);
-    }
-    Ok(i)
-}
-
-/// Resolves `id` for a call the control domain may make on anyone and any
-/// domain on itself.
-fn self_or_controlled(k: &Kernel, caller: usize, id: DomainId) -> Result<usize, Error> {
-    let t = k.resolve(caller, id)?;
-    if t != caller {
-        require_control(k, caller)?;
-    }
-    Ok(t)
 }
