@@ -12,8 +12,11 @@ use domain_runtime::ipc_abi::pc::{COM1_BASE as COM1, COM1_IRQ};
 const ESCAPE: u8 = 0x01;
 /// How long an unfinished line waits for the rest before it is printed.
 const PARTIAL_FLUSH_NS: u64 = 50_000_000;
-/// Longest time typed input may wait if its interrupt was lost.
-const INPUT_POLL_NS: u64 = 100_000_000;
+/// Longest time typed input may wait if its interrupt was lost. A second:
+/// an idle console-dom wakes once a second, not ten times (at 100 ms, a
+/// loaded host charged it up to 5% of a CPU in `cargo xtask run`, tick by
+/// tick, for looking at a UART that had nothing).
+const INPUT_POLL_NS: u64 = 1_000_000_000;
 
 pub fn run() {
     let Some(mut uart) = io::uart(COM1) else {

@@ -2,7 +2,8 @@
 //! disk through the kernel's mediated PCI access and reads what the host
 //! wrote; nobody else reaches the device.
 
-use super::{check, expect_line, Ctx, Machine};
+use super::harness::{check, expect_line, Ctx, Machine};
+use super::harness::{tests, Test};
 use crate::iso::BLOCK_DRIVER_LINE;
 
 /// A 16 MiB image whose first sector starts with a marker, the rest pseudo-random.
@@ -20,7 +21,10 @@ pub(super) fn disk_image(path: &std::path::Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-pub fn drvdom_blk_reads_the_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let image = c.path("disk.img");
     let bytes = disk_image(&image)?;
     let guests = [
@@ -31,7 +35,7 @@ pub fn drvdom_blk_reads_the_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<
         ("pci-prober", "pci-prober pci=00:05.0"),
     ];
     let config = c.system("", &guests)?.disk(&image).nic(&[]);
-    let m = super::boot(&config, slot)?;
+    let m = super::harness::boot(&config, slot)?;
     expect_line(m, "toolstack: domain 1 gets PCI function 00:04.0")?;
     expect_line(
         m,
@@ -73,7 +77,10 @@ pub(super) const SERVING: &str = "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk
 /// A guest reads the whole 16 MiB disk through drvdom-blk; its SHA-256 is
 /// the host's. The same disk given read-only refuses writes, and nothing
 /// past its end is reachable.
-pub fn guest_reads_the_whole_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn a_guest_reads_the_whole_disk_and_its_sha256_is_the_hosts(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     use sha2::Digest;
     let image = c.path("disk.img");
     let bytes = disk_image(&image)?;
@@ -84,7 +91,7 @@ pub fn guest_reads_the_whole_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result
         ("disk-tool", "prober forbidden disk=left,xvda,r"),
         ("disk-tool", "nodisk sum disk=missing,xvda,w"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: serving whole (sectors 0..32768)")?;
     expect_line(m, "[2] disk-tool: xvda has 32768 sectors of 512 bytes")?;
     let sum = expect_line(m, "[2] disk-tool: sha256 of xvda (32768 sectors) ")?;
@@ -104,7 +111,10 @@ pub fn guest_reads_the_whole_disk(c: &Ctx, slot: &mut Option<Machine>) -> Result
 
 /// Two guests write neighbouring slices at once, flush, and the host finds
 /// exactly those patterns in exactly those slices, nothing else changed.
-pub fn guests_write_their_own_slices(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_guests_write_neighbouring_slices_and_the_host_finds_exactly_that(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let image = c.path("disk.img");
     let mut expected = disk_image(&image)?;
     let guests = [
@@ -112,7 +122,7 @@ pub fn guests_write_their_own_slices(c: &Ctx, slot: &mut Option<Machine>) -> Res
         ("disk-tool", "w-left write=4032+64 fill=17 disk=left,xvda,w"),
         ("disk-tool", "w-right write=0+64 fill=34 disk=right,xvda,w"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(
         m,
         "[2] disk-tool: wrote 64 sectors of 0x11 at 4032: Ok(()), read back the same",
@@ -141,7 +151,7 @@ pub fn guests_write_their_own_slices(c: &Ctx, slot: &mut Option<Machine>) -> Res
 
 /// A guest discards a megabyte of its disk: the discard reaches the image
 /// file as a hole (zeros, fewer blocks allocated), the rest is unchanged.
-pub fn a_discard_punches_a_hole_in_the_image(
+fn a_discard_reaches_the_image_file_as_a_hole(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -154,7 +164,7 @@ pub fn a_discard_punches_a_hole_in_the_image(
         ("drvdom-blk", SERVING),
         ("disk-tool", "d-right discard=1024+2048 disk=right,xvda,w"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: flush sent, discard supported")?;
     let info = expect_line(m, "[2] disk-tool: xvda has 4096 sectors of 512 bytes")?;
     check(info.contains("DISCARD"), || {
@@ -185,7 +195,7 @@ pub fn a_discard_punches_a_hole_in_the_image(
 /// go first. Both guests time their progress by the clock all domains
 /// share, since console lines of two domains need not come out in the
 /// order they were written.
-pub fn a_busy_guest_cannot_starve_another(
+fn a_guest_flooding_its_ring_cannot_starve_another(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -199,10 +209,11 @@ pub fn a_busy_guest_cannot_starve_another(
             "reader read_all disk=whole,xvda,r start_paused",
         ),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) =
+        super::harness::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
     // The reader starts once the flood runs, so the flood covers its whole read.
     expect_line(m, "[2] blk-hostile: flooding 30000 reads")?;
-    let (code, out) = super::toolstack(&sock, &["domain", "unpause", "reader"])?;
+    let (code, out) = super::harness::toolstack(&sock, &["domain", "unpause", "reader"])?;
     check(code == 0, || format!("unpause: {code} {out}"))?;
     expect_line(
         m,
@@ -212,8 +223,8 @@ pub fn a_busy_guest_cannot_starve_another(
     // Both print times by the clock all domains share (console lines of two
     // domains need not come out in the order they were written).
     let (Some(start), Some(end)) = (
-        super::number_after(&read, " from "),
-        super::number_after(&read, " to "),
+        super::harness::number_after(&read, " from "),
+        super::harness::number_after(&read, " to "),
     ) else {
         return Err(format!("no times in {read:?}"));
     };
@@ -221,7 +232,7 @@ pub fn a_busy_guest_cannot_starve_another(
         .lines()
         .iter()
         .filter(|l| l.contains("[2] blk-hostile:") && l.contains(" reads answered at "))
-        .filter_map(|l| super::number_after(l, " reads answered at "))
+        .filter_map(|l| super::harness::number_after(l, " reads answered at "))
         .collect();
     // The flood began before the reader was let go; it must still run after.
     let after = marks.iter().filter(|&&t| t > end).count();
@@ -252,8 +263,9 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         ("blk-hostile", "blk-hostile disk=left,xvda,r"),
         ("disk-tool", "summer sum disk=whole,xvda,r"),
     ];
-    let (m, sock) =
-        super::boot_managed_with(c, slot, &guests, Some(tar), |config| config.disk(&image))?;
+    let (m, sock) = super::harness::boot_managed_with(c, slot, &guests, Some(tar), |config| {
+        config.disk(&image)
+    })?;
     for (what, status) in [
         ("a read past the end", 5),
         ("a read into a grant it does not own", 1),
@@ -283,9 +295,14 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         "name = \"late\"\nkernel = \"disk-tool\"\nmemory = 2\ncmdline = \"sum\"\ndisk = ['whole,xvda,r']\n",
     )
     .map_err(|e| e.to_string())?;
-    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    let (code, out) =
+        super::harness::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
     check(code == 0, || format!("create late: {code} {out}"))?;
-    let (_, late) = m.wait_for_nth("disk-tool: sha256 of xvda (32768 sectors) ", 2, super::BOOT)?;
+    let (_, late) = m.wait_for_nth(
+        "disk-tool: sha256 of xvda (32768 sectors) ",
+        2,
+        super::harness::BOOT,
+    )?;
     let sums = m
         .lines()
         .iter()
@@ -296,7 +313,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
 
 /// The example key-value guest keeps its data on its disk: it survives the
 /// guest being destroyed and created again, and the machine powering off.
-pub fn kv_store_survives_restart_and_reboot(
+fn the_kv_store_guest_keeps_its_data_across_restart_and_reboot(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -313,14 +330,15 @@ pub fn kv_store_survives_restart_and_reboot(
             "kv put=colour:blue put=shape:round disk=kv,xvda,w",
         ),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, Some(tar.clone()), |config| {
-        config.disk(&image)
-    })?;
+    let (m, sock) =
+        super::harness::boot_managed_with(c, slot, &guests, Some(tar.clone()), |config| {
+            config.disk(&image)
+        })?;
     expect_line(m, "[2] kv: ready, 0 keys in 0 records")?;
     expect_line(m, "[2] kv: put colour")?;
     expect_line(m, "[2] kv: put shape")?;
     // The guest goes and comes back: its data is on the disk.
-    let (code, out) = super::toolstack(&sock, &["domain", "destroy", "kv"])?;
+    let (code, out) = super::harness::toolstack(&sock, &["domain", "destroy", "kv"])?;
     check(code == 0, || format!("destroy: {code} {out}"))?;
     let cfg = c.path("kv.cfg");
     std::fs::write(
@@ -328,15 +346,16 @@ pub fn kv_store_survives_restart_and_reboot(
         "name = \"kv\"\nkernel = \"kv-store\"\nmemory = 2\ncmdline = \"get=colour put=colour:green\"\ndisk = ['kv,xvda,w']\n",
     )
     .map_err(|e| e.to_string())?;
-    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    let (code, out) =
+        super::harness::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
     check(code == 0, || format!("create: {code} {out}"))?;
     expect_line(m, "kv: ready, 2 keys in 2 records")?;
     expect_line(m, "kv: colour = blue")?;
-    m.wait_for_nth("kv: put colour", 2, super::BOOT)?;
+    m.wait_for_nth("kv: put colour", 2, super::harness::BOOT)?;
     // The machine powers off and boots again on the same disk.
-    let (code, out) = super::toolstack(&sock, &["host", "shutdown"])?;
+    let (code, out) = super::harness::toolstack(&sock, &["host", "shutdown"])?;
     check(code == 0, || format!("host shutdown: {code} {out}"))?;
-    m.wait_exit(super::BOOT)?;
+    m.wait_exit(super::harness::BOOT)?;
     let guests = [
         ("drvdom-blk", driver),
         (
@@ -344,7 +363,7 @@ pub fn kv_store_survives_restart_and_reboot(
             "kv get=colour get=shape get=size disk=kv,xvda,w",
         ),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[2] kv: ready, 2 keys in 3 records")?;
     expect_line(m, "[2] kv: colour = green")?;
     expect_line(m, "[2] kv: shape = round")?;
@@ -353,7 +372,10 @@ pub fn kv_store_survives_restart_and_reboot(
 }
 
 /// The kv-store guest takes its commands at its console too.
-pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn the_kv_store_guest_takes_commands_at_its_console(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let image = c.path("kv.img");
     std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
     let guests = [
@@ -368,7 +390,7 @@ pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
         ("kv-store", "kv disk=kv,xvda,w"),
     ];
     let config = c.system("", &guests)?.disk(&image).com1_input();
-    let m = super::boot(&config, slot)?;
+    let m = super::harness::boot(&config, slot)?;
     expect_line(m, "[3] kv: ready, 0 keys in 0 records")?;
     // Domain 0's shell has the focus; drvdom-blk is next, then kv.
     m.com1_send(b"\x01\x01\x01")?;
@@ -388,7 +410,7 @@ pub fn kv_store_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
 /// reads its whole disk back: the toolstack restarts it each time, the
 /// guest's disk reconnects and replays what was in flight, and the guest
 /// sees no error and the right data; the host finds the write in the image.
-pub fn a_guest_carries_on_while_drvdom_blk_crashes(
+fn a_guest_carries_on_while_drvdom_blk_crashes_and_is_restarted(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -409,19 +431,22 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
         .system("", &guests)?
         .disk(&image)
         .trace(&["pci_cfg_write", "virtio_set_status"], &trace);
-    let m = super::boot(&config, slot)?;
-    let wrote = m.wait_for("[2] disk-tool: wrote 16384 sectors", super::BOOT * 3)?;
+    let m = super::harness::boot(&config, slot)?;
+    let wrote = m.wait_for(
+        "[2] disk-tool: wrote 16384 sectors",
+        super::harness::BOOT * 3,
+    )?;
     check(wrote.ends_with("Ok(()), read back the same"), || {
         format!("the writer saw: {wrote:?}")
     })?;
     let sum = m.wait_for(
         "[2] disk-tool: sha256 of xvda (32768 sectors) ",
-        super::BOOT * 3,
+        super::harness::BOOT * 3,
     )?;
     check(sum.ends_with(&want), || {
         format!("the guest read {sum:?}, want {want}")
     })?;
-    let restarts = super::restarts_of(m, "drvdom-blk");
+    let restarts = super::harness::restarts_of(m, "drvdom-blk");
     check(restarts >= 3, || {
         format!("drvdom-blk was restarted {restarts} times")
     })?;
@@ -444,7 +469,7 @@ pub fn a_guest_carries_on_while_drvdom_blk_crashes(
 /// A drvdom-blk that crashes as soon as it serves anything is restarted
 /// with backoff, then given up on: the guest's disk fails with a clean
 /// "dead domain" error instead of hanging, and the rest of the machine works on.
-pub fn a_crash_looping_driver_is_given_up_on(
+fn a_crash_looping_drvdom_blk_is_given_up_on_and_its_guest_told(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -458,7 +483,7 @@ pub fn a_crash_looping_driver_is_given_up_on(
         ("disk-tool", "reader memory=4M sum disk=whole,xvda,r"),
         ("hello", "hello memory=512K still-here"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(
         m,
         "toolstack: giving up on drvdom-blk (domain 1) after 4 crashes in 10 s",
@@ -468,7 +493,7 @@ pub fn a_crash_looping_driver_is_given_up_on(
     expect_line(m, "[2] disk-tool: no disk: dead domain")?;
     expect_line(m, "still-here")?;
     expect_line(m, "toolstack: told domain 2 that its disk backend is gone")?;
-    let restarts = super::restarts_of(m, "drvdom-blk");
+    let restarts = super::harness::restarts_of(m, "drvdom-blk");
     check(restarts == 3, || {
         format!("{restarts} restarts before giving up")
     })
@@ -477,7 +502,7 @@ pub fn a_crash_looping_driver_is_given_up_on(
 /// `toolstack domain crash drvdom-blk` while a guest reads its disk over
 /// and over: drvdom-blk is restarted, the guest reconnects, and every sum
 /// it reads is the host's.
-pub fn toolstack_domain_crash_restarts_a_driver(
+fn toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -495,21 +520,22 @@ pub fn toolstack_domain_crash_restarts_a_driver(
             "summer memory=4M sum repeat=6 disk=whole,xvda,r",
         ),
     ];
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) =
+        super::harness::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
     expect_line(m, "[2] disk-tool: sha256 of xvda")?;
-    let (code, out) = super::toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
+    let (code, out) = super::harness::toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
     check(code == 0, || format!("domain crash: {code} {out}"))?;
     expect_line(m, "drvdom-blk) crashed: \"crashed by the control domain\"")?;
     expect_line(m, "toolstack: restarting drvdom-blk")?;
     expect_line(m, "[2] block: disk 0 reconnected to domain ")?;
-    let (code, info) = super::toolstack(&sock, &["domain", "info", "drvdom-blk"])?;
+    let (code, info) = super::harness::toolstack(&sock, &["domain", "info", "drvdom-blk"])?;
     check(
         code == 0
             && info.contains("restarts: 1 (last crash: at ")
             && info.contains(" s: crashed by the control domain)"),
         || format!("domain info: {code} {info}"),
     )?;
-    let (code, list) = super::toolstack(&sock, &["domain", "list", "--json"])?;
+    let (code, list) = super::harness::toolstack(&sock, &["domain", "list", "--json"])?;
     check(
         code == 0
             && list.contains("\"name\":\"drvdom-blk\",\"state\":\"running\"")
@@ -531,7 +557,7 @@ pub fn toolstack_domain_crash_restarts_a_driver(
 /// drvdom-blk stops answering (it hangs after 300 requests, heartbeats
 /// included) while a guest reads its disk: the toolstack notices the
 /// missed heartbeat, crashes and restarts it, and the guest's sum is right.
-pub fn a_hung_driver_is_found_by_its_heartbeat(
+fn a_hung_drvdom_blk_is_found_by_its_heartbeat_and_restarted(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -546,7 +572,7 @@ pub fn a_hung_driver_is_found_by_its_heartbeat(
         ),
         ("disk-tool", "summer memory=4M sum disk=whole,xvda,r"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: hang_after=300: hanging as asked")?;
     expect_line(
         m,
@@ -558,7 +584,7 @@ pub fn a_hung_driver_is_found_by_its_heartbeat(
     )?;
     let sum = m.wait_for(
         "[2] disk-tool: sha256 of xvda (32768 sectors) ",
-        super::BOOT * 3,
+        super::harness::BOOT * 3,
     )?;
     check(sum.ends_with(&want), || {
         format!("the guest read {sum:?}, want {want}")
@@ -569,7 +595,7 @@ pub fn a_hung_driver_is_found_by_its_heartbeat(
 /// drvdom-blk crashes at a random request in every 600, 20 times or more:
 /// the guest sees no error, and the host finds every record whole and in
 /// its place in the image.
-pub fn records_survive_twenty_random_crashes(
+fn sixty_four_mib_of_records_survive_twenty_random_drvdom_blk_crashes(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -583,12 +609,12 @@ pub fn records_survive_twenty_random_crashes(
         ),
         ("disk-tool", "records memory=4M records=16384 disk=whole,xvda,w"),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
-    let done = m.wait_for("[2] disk-tool: 16384 records", super::BOOT * 5)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let done = m.wait_for("[2] disk-tool: 16384 records", super::harness::BOOT * 5)?;
     check(done.contains("written and read back right"), || {
         done.clone()
     })?;
-    let restarts = super::restarts_of(m, "drvdom-blk");
+    let restarts = super::harness::restarts_of(m, "drvdom-blk");
     check(restarts >= 20, || {
         format!("drvdom-blk crashed only {restarts} times")
     })?;
@@ -615,7 +641,7 @@ fn records_in_place(image: &[u8], from: usize, count: usize) -> Result<(), Strin
 /// records to each, in turn, while drvdom-blk crashes at random: both
 /// disks follow every restart (each is told on its own), and the host finds
 /// every record on both.
-pub fn two_disks_from_one_backend_both_follow_restarts(
+fn a_guest_with_two_disks_from_one_drvdom_blk_keeps_both_through_crashes(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -632,13 +658,13 @@ pub fn two_disks_from_one_backend_both_follow_restarts(
             "records memory=4M records=4096 disks=2 disk=a,xvda,w disk=b,xvdb,w",
         ),
     ];
-    let m = super::boot(&c.system("", &guests)?.disk(&image), slot)?;
-    let done = m.wait_for("[2] disk-tool: 4096 records", super::BOOT * 5)?;
+    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let done = m.wait_for("[2] disk-tool: 4096 records", super::harness::BOOT * 5)?;
     check(
         done.contains("written and read back right on 2 disks"),
         || done.clone(),
     )?;
-    let restarts = super::restarts_of(m, "drvdom-blk");
+    let restarts = super::harness::restarts_of(m, "drvdom-blk");
     check(restarts >= 5, || {
         format!("drvdom-blk crashed only {restarts} times")
     })?;
@@ -678,4 +704,31 @@ fn bus_master_after_reset(log: &str) -> Result<usize, String> {
         master = Some(on);
     }
     Ok(turned_on)
+}
+
+fn a_hostile_block_frontend_gets_errors_and_harms_nobody(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    a_hostile_frontend_harms_nobody(c, slot)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it,
+        a_guest_reads_the_whole_disk_and_its_sha256_is_the_hosts,
+        two_guests_write_neighbouring_slices_and_the_host_finds_exactly_that,
+        a_discard_reaches_the_image_file_as_a_hole,
+        a_guest_flooding_its_ring_cannot_starve_another,
+        a_hostile_block_frontend_gets_errors_and_harms_nobody,
+        a_guest_carries_on_while_drvdom_blk_crashes_and_is_restarted,
+        a_crash_looping_drvdom_blk_is_given_up_on_and_its_guest_told,
+        toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on,
+        a_hung_drvdom_blk_is_found_by_its_heartbeat_and_restarted,
+        sixty_four_mib_of_records_survive_twenty_random_drvdom_blk_crashes,
+        a_guest_with_two_disks_from_one_drvdom_blk_keeps_both_through_crashes,
+        the_kv_store_guest_keeps_its_data_across_restart_and_reboot,
+        the_kv_store_guest_takes_commands_at_its_console,
+    ]
 }

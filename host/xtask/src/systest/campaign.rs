@@ -5,7 +5,8 @@
 //! or corrupted (all must be zero) and what the guests saw go wrong.
 //! 50 crashes in the suite; `cargo xtask campaign crashes --count N`.
 
-use super::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 use crate::iso::NET_DRIVER_LINE;
 use crate::qemu::{free_port, Forward};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 const DRIVERS: [&str; 3] = ["console-dom", "drvdom-blk", "drvdom-net"];
 
 /// The suite's run.
-pub fn fifty_random_driver_crashes_lose_nothing(
+fn fifty_random_driver_crashes_lose_nothing(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -93,9 +94,9 @@ pub fn crashes(
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| {
         config.smp(2).disk(&image).nic(&forwards)
     })?;
-    m.wait_for("[6] net-tool: listening on port 5001", super::BOOT)?;
-    m.wait_for("[5] disk-tool: cycle 1 ", super::BOOT)?;
-    m.wait_for("[4] survivor: heartbeat 2", super::BOOT)?;
+    m.wait_for("[6] net-tool: listening on port 5001", super::harness::BOOT)?;
+    m.wait_for("[5] disk-tool: cycle 1 ", super::harness::BOOT)?;
+    m.wait_for("[4] survivor: heartbeat 2", super::harness::BOOT)?;
 
     // The stream, sent until the crashes are over.
     let stop = Arc::new(AtomicBool::new(false));
@@ -127,7 +128,7 @@ pub fn crashes(
             .filter(|_| code == 0)
             .ok_or_else(|| format!("host info: {code} {out}"))
     };
-    let (free_before, heap_before) = (super::free_kib(&sock)?, dom0_heap(&sock)?);
+    let (free_before, heap_before) = (super::harness::free_kib(&sock)?, dom0_heap(&sock)?);
     let started = Instant::now();
     let mut rng = seed | 1;
     let mut next = || {
@@ -156,12 +157,12 @@ pub fn crashes(
     let (sent, sent_crc) = sender
         .join()
         .map_err(|_| "the sender panicked".to_string())??;
-    let got = m.wait_for("[6] net-tool: received ", super::BOOT * 3)?;
+    let got = m.wait_for("[6] net-tool: received ", super::harness::BOOT * 3)?;
     // The same domains run: the kernel's free memory is what it was, and
     // domain 0's heap too, within a page (it grew a page and a grant with
     // each console-dom restart until its grant table was full, then a page
     // each turn of its loop: 28 MiB in 1,000 crashes).
-    let (free_after, heap_after) = (super::free_kib(&sock)?, dom0_heap(&sock)?);
+    let (free_after, heap_after) = (super::harness::free_kib(&sock)?, dom0_heap(&sock)?);
     let (_, list) = toolstack(&sock, &["domain", "list"])?;
     let drivers_running = DRIVERS.iter().all(|d| {
         list.lines()
@@ -193,7 +194,10 @@ pub fn crashes(
                 && (l.contains("gone") || l.contains("error") || l.contains("failed"))
         })
         .collect();
-    let restarts: Vec<usize> = DRIVERS.iter().map(|d| super::restarts_of(m, d)).collect();
+    let restarts: Vec<usize> = DRIVERS
+        .iter()
+        .map(|d| super::harness::restarts_of(m, d))
+        .collect();
     let report = format!(
         "campaign: {} crashes in {:.1} s (console-dom {}, drvdom-blk {}, drvdom-net {}; {} asked mid-restart), restarts {:?}; console lines lost {}, repeated {}; disk cycles {}, failed {}, lost {}, repeated {}; stream {} bytes {}; guest-visible errors {}; free memory {} -> {} KiB, domain 0 heap {} -> {} KiB",
         count,
@@ -237,6 +241,11 @@ pub fn crashes(
         || format!("{report}\nthe guests: {got}\n{}", guest_errors.join("\n")),
     )?;
     Ok(report)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![fifty_random_driver_crashes_lose_nothing,]
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! console` (history, live output, input, Ctrl-]), `domain create -c`, and
 //! the console shell of domain 0.
 
-use super::{boot_managed, build, check, expect_line, toolstack, Ctx, Machine, BOOT};
+use super::harness::{boot, tests, Test};
+use super::harness::{boot_managed, build, check, expect_line, toolstack, Ctx, Machine, BOOT};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -122,7 +123,10 @@ const CONSOLE_DOM: (&str, &str) = (
 
 /// `domain console`: history first, then live output; input reaches the
 /// domain; Ctrl-] leaves; a stopped domain's console ends by itself.
-pub fn domain_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn domain_console_shows_history_then_live_output_and_takes_input(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM, ("echo", "echo")], None)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[2] echo: ready (ring true)")?;
@@ -161,7 +165,10 @@ pub fn domain_console(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String>
 
 /// `domain create -c`: the new domain's console from its first line, ending
 /// when the domain stops.
-pub fn create_attached(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn create_attached_shows_the_new_domains_console_until_it_stops(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM], None)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let dir = c.path("attached");
@@ -190,14 +197,17 @@ pub fn create_attached(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String
 
 /// The console shell: domain 0 has the input focus at boot; its verbs work
 /// and a wrong line gets a clear error; Ctrl-A three times moves on.
-pub fn console_shell(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let guests = [CONSOLE_DOM, ("survivor", "survivor")];
     let mut modules = c.with_domains(&guests);
     modules[0].cmdline = "toolstack-domain".into();
-    let config = super::Config::new(&c.iso("", &modules)?)
+    let config = super::harness::Config::new(&c.iso("", &modules)?)
         .accel(c.accel)
         .com1_input();
-    let m = super::boot(&config, slot)?;
+    let m = super::harness::boot(&config, slot)?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     m.com1_send(b"list\r")?;
     expect_line(m, "toolstack> list")?;
@@ -219,7 +229,10 @@ pub fn console_shell(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> 
 /// Three hundred short-lived domains one after another: each gets its
 /// console (console-dom reuses the window slots of closed consoles, domain
 /// 0 forgets domains that are gone once its table is full).
-pub fn many_short_lived(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn three_hundred_short_lived_domains_each_get_a_console(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     const COUNT: usize = 300;
     // Domain 0 remembers gone domains until its table (127) is full, so
     // its heap only settles after that.
@@ -276,4 +289,262 @@ pub fn many_short_lived(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), Strin
     check(closed == COUNT, || {
         format!("{closed} of {COUNT} consoles served and closed")
     })
+}
+
+fn console_dom_takes_com1_over_and_relays_every_line(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("hello", "hello forge"),
+        ("chatty", "chatty"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    not_forged(m, "[2] hello: ")?;
+    let (took, _) = m.wait_for_nth("console: domain 1 takes COM1 over", 1, BOOT)?;
+    // Kernel-log lines (domain 0 prints with the debug hypercall) still reach
+    // COM1, through console-dom: this one can only come after it took over.
+    let (relayed, _) = m.wait_for_nth(
+        "[0] toolstack: domain 1 serves device 1:0 of domain 3",
+        1,
+        BOOT,
+    )?;
+    check(relayed >= took, || {
+        "the kernel log line came before the takeover".into()
+    })?;
+    expect_line(m, "[2] hello from domain 2")?;
+    // Through its ring the chatty domain is slowed, never cut: lines 1..=5000 all arrive, whole.
+    m.wait_for("[3] chatty: line 5000", Duration::from_secs(120))?;
+    let numbers: Vec<u64> = m
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("[3] chatty: line "))
+        .filter_map(|n| n.parse().ok())
+        .take(5000)
+        .collect();
+    check(numbers == (1..=5000).collect::<Vec<u64>>(), || {
+        format!(
+            "chatty lines missing or out of order ({} seen)",
+            numbers.len()
+        )
+    })?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("dropped") || l.contains("lost")),
+        || "a line was dropped".into(),
+    )
+}
+
+fn two_domains_print_10000_lines_each_through_console_rings(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("counter", "a"),
+        ("counter", "b"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    expect_line(m, "[2] counter: ring true")?;
+    expect_line(m, "[3] counter: ring true")?;
+    m.wait_for("[2] counter: 10000", Duration::from_secs(120))?;
+    m.wait_for("[3] counter: 10000", Duration::from_secs(120))?;
+    for dom in [2, 3] {
+        let prefix = format!("[{dom}] counter: ");
+        let numbers: Vec<u64> = m
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| rest.parse().ok())
+            .collect();
+        check(numbers == (1..=10_000).collect::<Vec<u64>>(), || {
+            format!(
+                "domain {dom}: {} lines, first gaps or disorder near {:?}",
+                numbers.len(),
+                numbers.windows(2).find(|w| w[1] != w[0] + 1)
+            )
+        })?;
+    }
+    let broken = m
+        .lines()
+        .iter()
+        .filter(|l| {
+            l.contains("counter:")
+                && !l.starts_with("[2] counter: ")
+                && !l.starts_with("[3] counter: ")
+        })
+        .count();
+    check(broken == 0, || {
+        format!("{broken} lines broken or misattributed")
+    })
+}
+
+fn a_flooding_console_does_not_hold_up_a_10ms_heartbeat(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("survivor", "beat period_ms=10"),
+        ("chatty", "chatty"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    m.wait_for("[3] chatty: line 6000", Duration::from_secs(120))?;
+    let lines = m.lines();
+    let at = |n: u64| {
+        lines
+            .iter()
+            .position(|l| l == &format!("[3] chatty: line {n}"))
+    };
+    let (from, to) = (
+        at(1000).ok_or("no line 1000")?,
+        at(6000).ok_or("no line 6000")?,
+    );
+    let beats = lines[from..to]
+        .iter()
+        .filter(|l| l.starts_with("[2] survivor: heartbeat"))
+        .count();
+    check(beats >= 3, || {
+        format!("only {beats} heartbeats while 5000 flood lines went by")
+    })
+}
+
+fn an_unfinished_line_is_printed_after_a_short_delay(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("partial", "partial"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    // The domain prints "no newline yet" without a newline, then waits 2 s.
+    let (printed, _) = m.wait_for_nth("[2] no newline yet", 1, BOOT)?;
+    let (done, _) = m.wait_for_nth("[2] partial: done", 1, BOOT)?;
+    check(printed < done, || {
+        "the unfinished line waited for the next one".into()
+    })
+}
+
+fn input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("echo", "first"),
+        ("echo", "second"),
+    ];
+    let m = boot(&c.system("", &guests)?.com1_input(), slot)?;
+    expect_line(m, "[2] echo: ready (ring true)")?;
+    expect_line(m, "[3] echo: ready (ring true)")?;
+    expect_line(m, "serves device 1:0 of domain 3")?;
+    // Domain 0's shell has the focus at boot; the escape moves it on.
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 2")?;
+    m.com1_send(b"hello one\n")?;
+    expect_line(m, "[2] echo: hello one")?;
+    m.com1_send(b"\x01\x01\x01")?;
+    expect_line(m, "console-dom: input now goes to domain 3")?;
+    m.com1_send(b"hello two\n")?;
+    expect_line(m, "[3] echo: hello two")?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l == "[2] echo: hello two" || l == "[3] echo: hello one"),
+        || "input reached the wrong domain".into(),
+    )
+}
+
+fn a_domain_that_exits_at_once_keeps_its_console_history(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("hello", "hello history_on_exit"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    // The toolstack asks for the replay only once the domain has stopped
+    // (its own line about that may reach COM1 a little before or after).
+    expect_line(m, "toolstack: domain 2 (hello) shut down")?;
+    let (start, _) = m.wait_for_nth("console-dom: history of domain 2:", 1, BOOT)?;
+    // The greeting is printed live once, and once more from the history.
+    let (again, _) = m.wait_for_nth("[2] hello from domain 2", 2, BOOT)?;
+    check(again >= start, || {
+        "the second greeting is not the replay".into()
+    })?;
+    let end = expect_line(m, "console-dom: end of history of domain 2")?;
+    check(end.contains("0 older bytes cut"), || end.clone())
+}
+
+fn a_frontend_disconnects_and_the_backend_is_told(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        (
+            "console-dom",
+            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+        ),
+        ("quitter", "quitter"),
+    ];
+    let m = boot(&c.system("", &guests)?, slot)?;
+    expect_line(m, "[2] quitter: before (ring true)")?;
+    expect_line(m, "console-dom: domain 2 disconnected its console")?;
+    expect_line(m, "[2] quitter: after Ok(()) (ring false)")?;
+    Ok(())
+}
+
+/// The line `start` + a forging text (`hello forge`, `hostile`) comes out
+/// with its carriage return and escapes made `?`: one line, the domain's.
+pub(super) fn not_forged(m: &Machine, start: &str) -> Result<(), String> {
+    let want = format!("{start}forged?[0] toolstack: I am domain 0?[2J?]0;owned?");
+    let line = m.wait_for(start, BOOT)?;
+    check(line == want, || {
+        format!("the forging line came out as {line:?}")
+    })?;
+    check(
+        !m.lines().iter().any(|l| {
+            l.starts_with("[0] toolstack: I am") || (l.contains("owned") && l.contains('\x1b'))
+        }),
+        || "a domain's escape sequence or forged line reached the console".into(),
+    )
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        console_dom_takes_com1_over_and_relays_every_line,
+        two_domains_print_10000_lines_each_through_console_rings,
+        a_flooding_console_does_not_hold_up_a_10ms_heartbeat,
+        an_unfinished_line_is_printed_after_a_short_delay,
+        input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus,
+        a_domain_that_exits_at_once_keeps_its_console_history,
+        a_frontend_disconnects_and_the_backend_is_told,
+        domain_console_shows_history_then_live_output_and_takes_input,
+        create_attached_shows_the_new_domains_console_until_it_stops,
+        the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs,
+        three_hundred_short_lived_domains_each_get_a_console,
+    ]
 }

@@ -1,7 +1,8 @@
 //! System tests of console-dom's restart: guests' lines reach COM1 exactly
 //! once while console-dom crashes at random, hangs, or is given up on.
 
-use super::{boot, check, expect_line, Ctx, Machine, BOOT};
+use super::harness::{boot, check, expect_line, Ctx, Machine, BOOT};
+use super::harness::{tests, Test};
 use std::time::Duration;
 
 /// console-dom's line, with `extra` options for its restart and fault injection.
@@ -33,7 +34,10 @@ fn each_line_once(m: &Machine, dom: u32, count: u64) -> Result<(), String> {
 
 /// Two guests print 400 numbered lines each while console-dom crashes at a
 /// random line of every 140 (so at least 5 times): each line once.
-pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_guests_lose_no_line_and_repeat_none_while_console_dom_crashes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let console = console_dom("restart_limit=30 crash_every=140");
     let guests = [
         ("console-dom", console.as_str()),
@@ -47,7 +51,7 @@ pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
             Duration::from_secs(120),
         )?;
     }
-    let n = super::restarts_of(m, "console-dom");
+    let n = super::harness::restarts_of(m, "console-dom");
     check(n >= 5, || {
         format!("console-dom restarted {n} times, not at least 5")
     })?;
@@ -58,7 +62,10 @@ pub fn lines_survive_crashes(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
 
 /// A console-dom that stops answering (heartbeats included) after 120
 /// lines is crashed by the toolstack and restarted; no line is lost.
-pub fn hung_console_dom_is_restarted(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn a_hung_console_dom_is_restarted_by_heartbeat(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let console = console_dom("restart_limit=20 heartbeat=300 hang_after=120");
     let guests = [
         ("console-dom", console.as_str()),
@@ -67,7 +74,7 @@ pub fn hung_console_dom_is_restarted(c: &Ctx, slot: &mut Option<Machine>) -> Res
     let m = boot(&c.system("", &guests)?, slot)?;
     expect_line(m, "missed its heartbeat")?;
     m.wait_for("[2] counter: 300 lines took", Duration::from_secs(120))?;
-    check(super::restarts_of(m, "console-dom") >= 2, || {
+    check(super::harness::restarts_of(m, "console-dom") >= 2, || {
         "console-dom was not restarted after each hang".into()
     })?;
     each_line_once(m, 2, 300)
@@ -76,7 +83,7 @@ pub fn hung_console_dom_is_restarted(c: &Ctx, slot: &mut Option<Machine>) -> Res
 /// A console-dom that crashes after 30 lines every time is given up on
 /// after 2 restarts; the guest's lines then go through the kernel, none
 /// lost or repeated.
-pub fn given_up_console_falls_back_to_the_kernel(
+fn a_console_dom_given_up_on_hands_output_to_the_kernel(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -89,4 +96,13 @@ pub fn given_up_console_falls_back_to_the_kernel(
     expect_line(m, "toolstack: giving up on console-dom")?;
     m.wait_for("[2] counter: 150 lines took", BOOT)?;
     each_line_once(m, 2, 150)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        two_guests_lose_no_line_and_repeat_none_while_console_dom_crashes,
+        a_hung_console_dom_is_restarted_by_heartbeat,
+        a_console_dom_given_up_on_hands_output_to_the_kernel,
+    ]
 }

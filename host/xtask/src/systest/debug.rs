@@ -1,12 +1,16 @@
 //! System tests of the debugging views: `toolstack host debug-keys` and
 //! `toolstack ring list`.
 
-use super::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 
 /// Each debug key dumps its part of the kernel's state to the kernel log
 /// (seen on COM1 and through `host dmesg`); an unknown key is refused by
 /// name.
-pub fn debug_keys_dump_kernel_state(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn debug_keys_dump_kernel_state_and_refuse_unknown_keys(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let guests = [
         (
             "console-dom",
@@ -48,7 +52,7 @@ fn boot_with_blank_disk<'m>(
 ) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
     let image = c.path("disk.img");
     std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
-    super::boot_managed_with(c, slot, guests, None, |config| config.disk(&image))
+    super::harness::boot_managed_with(c, slot, guests, None, |config| config.disk(&image))
 }
 
 /// The block ring of domain `frontend`, as `ring list --json` shows it.
@@ -106,7 +110,7 @@ fn ring_of(
 /// look to the next (the JSON has the documented keys), `ring watch` shows
 /// requests flowing, and the guest reads exactly the disk's bytes all the
 /// while (looking disturbs nothing).
-pub fn ring_list_shows_a_busy_block_ring(
+fn ring_list_shows_a_busy_block_ring_advancing(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -178,7 +182,7 @@ pub fn ring_list_shows_a_busy_block_ring(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    m.wait_for_nth("[2] disk-tool: sha256 of xvda", 3, super::BOOT)?;
+    m.wait_for_nth("[2] disk-tool: sha256 of xvda", 3, super::harness::BOOT)?;
     let sums: Vec<String> = m
         .lines()
         .into_iter()
@@ -192,7 +196,7 @@ pub fn ring_list_shows_a_busy_block_ring(
 /// A drvdom-blk that stops answering (`hang_after`, no heartbeat to get it
 /// restarted) leaves its guest's requests waiting: `ring list` flags the
 /// ring stuck once they have waited over a second, with requests in flight.
-pub fn ring_list_flags_a_stalled_backend(
+fn ring_list_flags_a_ring_whose_backend_stopped_answering(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -221,7 +225,7 @@ pub fn ring_list_flags_a_stalled_backend(
 /// A guest parks one read (sector 12345, id 0x777) with a drvdom-blk that
 /// hangs on taking it: `ring dump` shows that very request, decoded, and
 /// in hex with `--raw`; a malformed ring name is bad input (exit 2).
-pub fn ring_dump_decodes_a_parked_request(
+fn ring_dump_decodes_a_request_a_guest_parked(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -256,7 +260,7 @@ pub fn ring_dump_decodes_a_parked_request(
 
 /// A response the frontend has not taken is shown as such, decoded, and
 /// the sides' private indices say where each side is.
-pub fn ring_dump_shows_an_unread_response(
+fn ring_dump_shows_a_response_the_frontend_left_unread(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -292,7 +296,7 @@ pub fn ring_dump_shows_an_unread_response(
 /// at their rings over and over (`ring list`, `ring dump` of both
 /// directions, `ring watch`): the receiver gets exactly the bytes the
 /// sender sent (count and CRC-32), and the looks saw the rings moving.
-pub fn looking_at_net_rings_changes_no_byte(
+fn looking_at_network_rings_while_guests_talk_changes_no_byte(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -305,7 +309,7 @@ pub fn looking_at_net_rings_changes_no_byte(
         ),
     ];
     let (m, sock) =
-        super::boot_managed_on(c, slot, "ifname=dummy", &guests, None, |config| config)?;
+        super::harness::boot_managed_on(c, slot, "ifname=dummy", &guests, None, |config| config)?;
     expect_line(m, "[2] net-tool: listening on port 5000")?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let (mut looks, mut moved, mut last) = (0, 0, None);
@@ -358,4 +362,16 @@ fn look_at_net_rings(sock: &std::path::Path) -> Result<(Option<u64>, Option<u64>
         check(code == 0, || format!("{args:?}: {code} {out}"))?;
     }
     Ok((rx["rsp_prod"].as_u64(), tx["req_prod"].as_u64()))
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        debug_keys_dump_kernel_state_and_refuse_unknown_keys,
+        ring_list_shows_a_busy_block_ring_advancing,
+        ring_list_flags_a_ring_whose_backend_stopped_answering,
+        ring_dump_decodes_a_request_a_guest_parked,
+        ring_dump_shows_a_response_the_frontend_left_unread,
+        looking_at_network_rings_while_guests_talk_changes_no_byte,
+    ]
 }

@@ -5,11 +5,12 @@
 //! other domain went on, and the kernel's free memory came back exactly
 //! once the fuzzer is gone.
 
-use super::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 use std::time::Duration;
 
 /// The suite's run: a fixed seed, so a failure reproduces.
-pub fn hypercall_sequences_from_a_hostile_guest_harm_nobody(
+fn hypercall_sequences_from_a_hostile_guest_harm_nobody(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -25,8 +26,8 @@ pub fn campaign(
 ) -> Result<String, String> {
     let guests = [("survivor", "survivor period_ms=200")];
     let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
-    m.wait_for("[1] survivor: heartbeat 1", super::BOOT)?;
-    let free = || super::free_kib(&sock);
+    m.wait_for("[1] survivor: heartbeat 1", super::harness::BOOT)?;
+    let free = || super::harness::free_kib(&sock);
     let before = free()?;
     let image =
         std::fs::read(crate::build::domain(&c.domains, "hc-fuzz")).map_err(|e| e.to_string())?;
@@ -44,18 +45,18 @@ pub fn campaign(
     // About 2,000 calls a second under TCG; generous for a loaded machine.
     let patience = Duration::from_secs(60 + calls / 200);
     let report = m.wait_for("hc-fuzz: seed ", patience)?;
-    let done = m.wait_for("hc-fuzz: done; ", super::BOOT)?;
+    let done = m.wait_for("hc-fuzz: done; ", super::harness::BOOT)?;
     check(done.ends_with("the kernel still answers: Ok(())"), || {
         done.clone()
     })?;
-    m.wait_for("(fuzz) shut down", super::BOOT)?;
+    m.wait_for("(fuzz) shut down", super::harness::BOOT)?;
     // The domain next to it went on printing.
     let beats = m
         .lines()
         .iter()
         .filter(|l| l.contains("survivor: heartbeat"))
         .count();
-    m.wait_for_nth("[1] survivor: heartbeat", beats + 3, super::BOOT)?;
+    m.wait_for_nth("[1] survivor: heartbeat", beats + 3, super::harness::BOOT)?;
     check(
         !m.lines()
             .iter()
@@ -73,4 +74,9 @@ pub fn campaign(
         format!("free memory {before} KiB before the fuzzer, {after} KiB after it was gone")
     })?;
     Ok(report)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![hypercall_sequences_from_a_hostile_guest_harm_nobody,]
 }

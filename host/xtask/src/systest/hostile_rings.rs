@@ -1,7 +1,8 @@
 //! System tests of frontends that attack their backends through the ring
 //! set-up itself (what `block.rs` and `net.rs` test is the traffic).
 
-use super::{check, expect_line, Ctx, Machine};
+use super::harness::{check, expect_line, Ctx, Machine};
+use super::harness::{tests, Test};
 
 /// A frontend offers console-dom, drvdom-blk and drvdom-net rings granted
 /// read-only (initialised, so a backend that mapped one would attach and
@@ -9,7 +10,7 @@ use super::{check, expect_line, Ctx, Machine};
 /// restart limit — then good rings for devices it has connected already.
 /// Every offer of those is refused, no backend crashes or restarts, and a
 /// guest created afterwards gets its console and disk.
-pub fn read_only_rings_are_refused_and_no_backend_falls(
+fn read_only_rings_are_refused_and_no_backend_falls(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -32,7 +33,7 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
     ];
     let tool = crate::build::domain(&c.domains, "disk-tool");
     let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("disk-tool", tool.as_path())])?;
-    let (m, sock) = super::boot_managed_with(c, slot, &guests, Some(tar), |config| {
+    let (m, sock) = super::harness::boot_managed_with(c, slot, &guests, Some(tar), |config| {
         config.disk(&image).nic(&[])
     })?;
     for device in ["console", "block", "net"] {
@@ -87,7 +88,7 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
     }
     expect_line(m, "ring-hostile: done")?;
     for driver in ["console-dom", "drvdom-blk", "drvdom-net"] {
-        let restarts = super::restarts_of(m, driver);
+        let restarts = super::harness::restarts_of(m, driver);
         check(restarts == 0, || {
             format!("{driver} restarted {restarts} times")
         })?;
@@ -105,7 +106,13 @@ pub fn read_only_rings_are_refused_and_no_backend_falls(
         "name = \"late\"\nkernel = \"disk-tool\"\nmemory = 2\ncmdline = \"sum\"\ndisk = ['whole,xvda,r']\n",
     )
     .map_err(|e| e.to_string())?;
-    let (code, out) = super::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    let (code, out) =
+        super::harness::toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
     check(code == 0, || format!("create late: {code} {out}"))?;
     expect_line(m, "disk-tool: sha256 of xvda (32768 sectors) ").map(drop)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![read_only_rings_are_refused_and_no_backend_falls,]
 }

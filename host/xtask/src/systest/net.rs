@@ -3,7 +3,8 @@
 //! host reaches the example web guest with `curl` and `nc -u` through
 //! forwarded ports.
 
-use super::{check, expect_line, Ctx, Machine};
+use super::harness::{check, expect_line, Ctx, Machine};
+use super::harness::{tests, Test};
 use crate::iso::NET_DRIVER_LINE;
 use crate::qemu::{free_port, Forward};
 use std::io::Write;
@@ -48,7 +49,10 @@ fn nc_udp(port: u16, text: &str) -> Result<String, String> {
 /// The web guest gets its address by DHCP, serves its page to `curl` and
 /// echoes `nc -u`, through drvdom-net, the NIC and QEMU's forwarded ports;
 /// the count goes up.
-pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn the_web_guest_serves_curl_and_nc_through_forwarded_ports(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let http = free_port()?;
     let udp = free_port()?;
     let forwards = crate::qemu::web_forwards(http, udp);
@@ -56,7 +60,7 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
     // client 10.0.2.15 (where the ports are forwarded).
     let web = "web memory=4M vif=mac=00:16:3e:00:00:80";
     let guests = [("drvdom-net", NET_DRIVER_LINE), ("web", web)];
-    let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
     expect_line(m, "[1] drvdom-net: virtio-net at 00:05.0 (auto), MAC ")?;
     expect_line(
         m,
@@ -86,7 +90,10 @@ pub fn web_guest_serves_the_host(c: &Ctx, slot: &mut Option<Machine>) -> Result<
 /// broadcast reaches every other interface once and never comes back to
 /// it; the frame it sends from a forged MAC is dropped and counted, and
 /// reaches nobody.
-pub fn broadcast_once_and_no_spoofing(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
         ("net-tool", "l1 memory=2M vif=mac=02:00:00:00:00:01 listen"),
@@ -96,7 +103,7 @@ pub fn broadcast_once_and_no_spoofing(c: &Ctx, slot: &mut Option<Machine>) -> Re
             "an memory=2M vif=mac=02:00:00:00:00:03 announce peers=2",
         ),
     ];
-    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
     expect_line(
         m,
         "[1] drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch",
@@ -160,9 +167,9 @@ fn guests_talk_tcp(
     if nic {
         config = config.nic(&[]);
     }
-    let m = super::boot(&config, slot)?;
-    let sent = m.wait_for("[3] net-tool: sent ", super::BOOT * 3)?;
-    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 3)?;
+    let m = super::harness::boot(&config, slot)?;
+    let sent = m.wait_for("[3] net-tool: sent ", super::harness::BOOT * 3)?;
+    let got = m.wait_for("[2] net-tool: received ", super::harness::BOOT * 3)?;
     let tail = |l: &str, what: &str| l.split(what).nth(1).map(str::to_owned);
     check(
         sent.starts_with("[3] net-tool: sent 4194304 bytes")
@@ -171,17 +178,26 @@ fn guests_talk_tcp(
     )
 }
 
-pub fn guests_talk_tcp_beside_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_guests_talk_tcp_through_the_switch(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     guests_talk_tcp(c, slot, "", true)
 }
 
-pub fn guests_talk_tcp_without_a_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_guests_talk_tcp_through_the_switch_with_ifname_dummy(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     guests_talk_tcp(c, slot, "ifname=dummy", false)
 }
 
 /// 64 MiB, host to guest and guest to host over TCP through the NIC and
 /// drvdom-net; each side's byte count and CRC-32 match the other's.
-pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     use std::io::Read;
     const BYTES: usize = 64 << 20;
     let to_guest = free_port()?;
@@ -203,7 +219,7 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
         ("net-tool", sink.as_str()),
         ("net-tool", source.as_str()),
     ];
-    let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
     // Guest to host: accept the guest's connection and count what comes.
     let reader = std::thread::spawn(move || -> Result<(usize, u32), String> {
         let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
@@ -224,12 +240,12 @@ pub fn sixty_four_mib_each_way(c: &Ctx, slot: &mut Option<Machine>) -> Result<()
     let mut conn =
         std::net::TcpStream::connect(("127.0.0.1", to_guest)).map_err(|e| e.to_string())?;
     let sent_crc = send_noise(&mut conn, BYTES, 0x2545_f491_4f6c_dd1d)?;
-    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5)?;
+    let got = m.wait_for("[2] net-tool: received ", super::harness::BOOT * 5)?;
     check(
         got == format!("[2] net-tool: received {BYTES} bytes crc32 {sent_crc:08x}"),
         || format!("the host sent {BYTES} bytes crc32 {sent_crc:08x}; the guest: {got:?}"),
     )?;
-    let sent = m.wait_for("[3] net-tool: sent ", super::BOOT * 5)?;
+    let sent = m.wait_for("[3] net-tool: sent ", super::harness::BOOT * 5)?;
     let (total, crc) = reader
         .join()
         .map_err(|_| "the reader thread panicked".to_string())??;
@@ -255,7 +271,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
             "source memory=4M vif=mac=02:00:00:00:03:03 ip=10.0.2.42/24 source=10.0.2.41:5000 bytes=4194304",
         ),
     ];
-    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
     for what in [
         "an oversized frame",
         "a frame past its page",
@@ -265,8 +281,8 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         expect_line(m, &format!("[2] net-hostile: {what}: refused"))?;
     }
     expect_line(m, "[2] net-hostile: flooding 100000000 frames")?;
-    let sent = m.wait_for("[4] net-tool: sent ", super::BOOT * 3)?;
-    let got = m.wait_for("[3] net-tool: received ", super::BOOT * 3)?;
+    let sent = m.wait_for("[4] net-tool: sent ", super::harness::BOOT * 3)?;
+    let got = m.wait_for("[3] net-tool: received ", super::harness::BOOT * 3)?;
     check(
         sent.starts_with("[4] net-tool: sent 4194304 bytes")
             && sent.split("bytes").nth(1) == got.split("bytes").nth(1),
@@ -293,7 +309,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
 /// Two guests send to the NIC as fast as they can: while both are
 /// sending, each gets at least half as many frames through as the other
 /// (round-robin, and the NIC's free buffers go to each in turn).
-pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_guests_sending_flat_out_share_the_nic(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let sender = |name: &str, mac: &str| {
         format!("{name} memory=2M vif=mac={mac} send=200000 to=52:55:0a:00:02:02 progress=2000 together")
     };
@@ -304,9 +323,15 @@ pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Res
         ("net-bench", a.as_str()),
         ("net-bench", b.as_str()),
     ];
-    let m = super::boot(&c.system("", &guests)?.nic(&[]), slot)?;
-    m.wait_for("[2] net-bench: sent 200000 frames", super::BOOT * 3)?;
-    m.wait_for("[3] net-bench: sent 200000 frames", super::BOOT * 3)?;
+    let m = super::harness::boot(&c.system("", &guests)?.nic(&[]), slot)?;
+    m.wait_for(
+        "[2] net-bench: sent 200000 frames",
+        super::harness::BOOT * 3,
+    )?;
+    m.wait_for(
+        "[3] net-bench: sent 200000 frames",
+        super::harness::BOOT * 3,
+    )?;
     let lines = m.lines();
     let progress = |dom: u32| -> Vec<usize> {
         let prefix = format!("[{dom}] net-bench: ");
@@ -340,7 +365,7 @@ pub fn two_busy_guests_share_the_nic(c: &Ctx, slot: &mut Option<Machine>) -> Res
 /// in a loop: the toolstack restarts drvdom-net ten times or more, the
 /// guests' interfaces reconnect, TCP resends what was lost, the data
 /// arrives whole and every page request is answered.
-pub fn a_transfer_survives_drvdom_net_crashes(
+fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -368,7 +393,7 @@ pub fn a_transfer_survives_drvdom_net_crashes(
             "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2",
         ),
     ];
-    let m = super::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
     expect_line(m, "[2] net-tool: listening on port 5001")?;
     expect_line(m, "[3] web: serving http on 10.0.2.15:80")?;
     // Page requests in a loop, all through the transfer.
@@ -389,7 +414,7 @@ pub fn a_transfer_survives_drvdom_net_crashes(
     };
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     let sent_crc = send_noise(&mut conn, BYTES, 0x0123_4567_89ab_cdef)?;
-    let got = m.wait_for("[2] net-tool: received ", super::BOOT * 5);
+    let got = m.wait_for("[2] net-tool: received ", super::harness::BOOT * 5);
     stop.store(true, Ordering::Relaxed);
     let pages = asker
         .join()
@@ -428,7 +453,7 @@ pub fn a_transfer_survives_drvdom_net_crashes(
 /// A drvdom-net that crashes at the first frame is restarted, then given
 /// up on; the guest's interface is told its backend is gone and stops
 /// sending, and the rest of the machine carries on.
-pub fn a_crash_looping_drvdom_net_is_given_up_on(
+fn a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -441,7 +466,7 @@ pub fn a_crash_looping_drvdom_net_is_given_up_on(
         ),
         ("hello", "hello memory=512K still-here"),
     ];
-    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
     expect_line(
         m,
         "toolstack: giving up on drvdom-net (domain 1) after 3 crashes in 10 s",
@@ -453,7 +478,7 @@ pub fn a_crash_looping_drvdom_net_is_given_up_on(
 /// A guest with two interfaces on one drvdom-net bounces frames between
 /// them while drvdom-net crashes every 1,000 frames: each interface is told
 /// of each restart on its own and follows it, and every round trip ends.
-pub fn two_interfaces_both_follow_restarts(
+fn a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -465,12 +490,12 @@ pub fn two_interfaces_both_follow_restarts(
             "twovifs memory=4M vif=mac=02:00:00:00:07:01 vif=mac=02:00:00:00:07:02 between=2000",
         ),
     ];
-    let m = super::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
     let done = m.wait_for(
         "[2] net-bench: 2000 round trips between my two interfaces",
-        super::BOOT * 3,
+        super::harness::BOOT * 3,
     )?;
-    let restarts = super::restarts_of(m, "drvdom-net");
+    let restarts = super::harness::restarts_of(m, "drvdom-net");
     check(restarts >= 3, || {
         format!("drvdom-net restarted {restarts} times: {done}")
     })?;
@@ -518,4 +543,31 @@ pub(super) fn send_noise_while(
     conn.shutdown(std::net::Shutdown::Write)
         .map_err(|e| e.to_string())?;
     Ok((sent, crc.finalize()))
+}
+
+fn a_hostile_network_frontend_gets_errors_and_harms_nobody(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    a_hostile_frontend_harms_nobody(c, slot)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    let mut t = tests![
+        a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes,
+        the_web_guest_serves_curl_and_nc_through_forwarded_ports,
+        a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody,
+        two_guests_talk_tcp_through_the_switch,
+        two_guests_talk_tcp_through_the_switch_with_ifname_dummy,
+        sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact,
+        a_hostile_network_frontend_gets_errors_and_harms_nobody,
+        sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes,
+        a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told,
+    ];
+    t.push(Test::alone(
+        stringify!(two_guests_sending_flat_out_share_the_nic),
+        two_guests_sending_flat_out_share_the_nic,
+    ));
+    t
 }

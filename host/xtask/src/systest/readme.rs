@@ -7,7 +7,8 @@
 //! option should show, so the README cannot drift from what works; an
 //! example whose option this file does not know fails the test.
 
-use super::{check, Ctx};
+use super::harness::{check, Ctx};
+use super::harness::{tests, Test};
 use crate::build;
 use crate::pty::Terminal;
 use std::path::Path;
@@ -91,7 +92,7 @@ fn effective(option: &str) -> Result<String, String> {
 /// `toolstack` against the socket it printed, the web guest's page and UDP
 /// echo at the addresses it printed, idle domains that stay idle, then
 /// Ctrl-A X: QEMU has exited and the terminal is cooked again.
-pub fn cargo_xtask_run_boots_the_machine_on_this_terminal(
+fn cargo_xtask_run_boots_the_machine_on_this_terminal(
     _c: &Ctx,
     _slot: &mut Option<crate::qemu::Machine>,
 ) -> Result<(), String> {
@@ -233,7 +234,7 @@ fn cpu_seconds(listing: &str) -> Vec<(String, f64)> {
 
 /// Every other `cargo xtask run` and `cargo xtask image` example in the
 /// README, run as written: each boots, and shows what its options promise.
-pub fn every_cargo_xtask_example_in_the_readme_works(
+fn every_cargo_xtask_example_in_the_readme_works(
     _c: &Ctx,
     _slot: &mut Option<crate::qemu::Machine>,
 ) -> Result<(), String> {
@@ -338,7 +339,8 @@ fn usable_matches(line: &str, want: &str) -> bool {
         "G" => n << 20,
         _ => return false,
     };
-    super::parse_kib(line, "usable ").is_some_and(|kib| kib <= want_kib && kib + 2048 >= want_kib)
+    super::boot::parse_kib(line, "usable ")
+        .is_some_and(|kib| kib <= want_kib && kib + 2048 >= want_kib)
 }
 
 fn image_example(example: &str, args: &[String], root: &Path) -> Result<(), String> {
@@ -364,13 +366,14 @@ fn image_example(example: &str, args: &[String], root: &Path) -> Result<(), Stri
     })?;
     let outcome = (|| {
         let m = crate::qemu::Config::new(&out).spawn()?;
-        let line = m.wait_for("cmdline: ", super::BOOT)?;
+        let line = m.wait_for("cmdline: ", super::harness::BOOT)?;
         for want in &wants {
             check(line.contains(want.as_str()), || {
                 format!("{want} not in {line}")
             })?;
         }
-        m.wait_for("xenolith: ready", super::BOOT).map(drop)
+        m.wait_for("xenolith: ready", super::harness::BOOT)
+            .map(drop)
     })();
     let _ = std::fs::remove_file(&out);
     outcome
@@ -450,6 +453,14 @@ fn with_screen(t: &Terminal, error: String) -> String {
         .rev()
         .collect();
     format!("{error}\n--- the terminal showed (last 6000 characters) ---\n{tail}")
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        cargo_xtask_run_boots_the_machine_on_this_terminal,
+        every_cargo_xtask_example_in_the_readme_works,
+    ]
 }
 
 #[cfg(test)]

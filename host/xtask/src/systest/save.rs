@@ -1,6 +1,7 @@
 //! System tests of `toolstack domain save` and `domain restore`.
 
-use super::{boot_managed_with, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot_managed_with, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 
 const CONSOLE_DOM: (&str, &str) = (
     "console-dom",
@@ -47,7 +48,7 @@ fn names(sock: &std::path::Path) -> Result<String, String> {
 /// corrupted and a foreign file are refused with a clear message and
 /// create nothing. Saved with `--keep`, it stays paused (a restore beside
 /// it is refused, as its name is taken) and, unpaused, counts on as itself.
-pub fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [
         CONSOLE_DOM,
         ("counter", "counter count=100000 pace_us=20000"),
@@ -187,7 +188,7 @@ fn helper_counts(m: &Machine, dom: u32, after: &str) -> Vec<u64> {
 /// and restored: both vCPUs' registers travel, and in the copy vCPU 0
 /// counts on from the saved count while vCPU 1 goes on from where it was
 /// stopped (its count keeps rising from at least what was printed before).
-pub fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
+fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -247,7 +248,7 @@ pub fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
 /// A guest writing and reading its disk through drvdom-blk every 20 ms is
 /// saved and restored: its disk reconnects (as after a drvdom-blk restart)
 /// and its writes and reads go on and come back right.
-pub fn a_restored_guest_keeps_using_its_disk(
+fn a_restored_guest_keeps_using_its_disk(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -337,7 +338,7 @@ fn hardware_file(saved: &[u8]) -> Result<Vec<u8>, String> {
 /// is refused after 5 s with a clear message, no file is left, and it runs
 /// on untouched (when it finally waits, at its end, and suspends late, it
 /// is let go on and shuts down as it would have).
-pub fn a_domain_that_never_waits_is_not_saved_and_runs_on(
+fn a_domain_that_never_waits_is_not_saved_and_runs_on(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -363,4 +364,14 @@ pub fn a_domain_that_never_waits_is_not_saved_and_runs_on(
     expect_line(m, "[2] spinner: slept 100 ms")?;
     expect_line(m, "toolstack: domain 2 (spinner) shut down (reason 0)")?;
     Ok(())
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        a_saved_guest_restored_counts_on,
+        a_guest_with_two_vcpus_is_saved_and_both_go_on,
+        a_domain_that_never_waits_is_not_saved_and_runs_on,
+        a_restored_guest_keeps_using_its_disk,
+    ]
 }

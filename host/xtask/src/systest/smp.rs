@@ -1,6 +1,7 @@
 //! System tests of vCPUs on many CPUs: pinning, `domain vcpu-list`, `nosmp`.
 
-use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 
 /// Four domains pinned one to each of four CPUs (`cpus=` on their lines;
 /// the first spins, the others look every 20 ms) each report the CPU they
@@ -8,7 +9,7 @@ use super::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
 /// `domain vcpu-list` shows where each is, and one created from a file with
 /// `cpus = "2"` and `vcpus = 2` runs on CPU 2 with its vCPU 1 listed
 /// down. With `nosmp` all run on CPU 0 and pinning to another is refused.
-pub fn pinned_domains_run_where_they_are_pinned(
+fn four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -90,7 +91,10 @@ pub fn pinned_domains_run_where_they_are_pinned(
 
 /// Two domains on two CPUs (pinned) ping-pong 10,000 times over an event
 /// channel: every send wakes a vCPU on the other CPU with an IPI.
-pub fn ping_pong_across_cpus(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn two_domains_on_two_cpus_ping_pong_10000_times(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let guests = [
         ("pingpong", "pong rounds=10000 cpus=0"),
         ("pingpong", "ping evtchn=pong rounds=10000 cpus=1"),
@@ -106,7 +110,7 @@ pub fn ping_pong_across_cpus(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), 
 /// Load balancing: four spinning domains pinned to CPU 0 of four, then
 /// unpinned, spread over the four CPUs by themselves (idle CPUs take a
 /// waiting vCPU at their next tick): `vcpu-list` shows four CPUs in use.
-pub fn unpinned_spinners_spread_over_idle_cpus(
+fn unpinned_spinners_spread_over_idle_cpus(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -147,7 +151,7 @@ pub fn unpinned_spinners_spread_over_idle_cpus(
 /// granted page, then the other, at the same window slot, reading each,
 /// while the test moves it between CPUs 0 and 1 sixty times. A CPU it left
 /// idle, that it comes back to, must not read the page it mapped before.
-pub fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
+fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -192,7 +196,7 @@ pub fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
 /// every read after its unmap returned faults (the domain's probe turns
 /// the fault into "not mapped"). `domain vcpu-list` shows both vCPUs
 /// running on different CPUs meanwhile.
-pub fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
+fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
@@ -260,13 +264,13 @@ pub fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
 /// (both run), destroyed while both run (the last CPU to leave it frees
 /// it); another is crashed (both stop; kept by `on_crash = "preserve"`) and
 /// destroyed. The kernel's free memory is then what it was before.
-pub fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
+fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let (m, sock) = boot_managed_on(c, slot, "", &[], None, |config| config.smp(4))?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
-    let free = super::free_kib;
+    let free = super::harness::free_kib;
     let before = free(&sock)?;
     let image =
         std::fs::read(crate::build::domain(&c.domains, "spinner")).map_err(|e| e.to_string())?;
@@ -296,7 +300,7 @@ pub fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
         .map_err(|e| e.to_string())?;
         let (code, out) = toolstack(&sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
         check(code == 0, || format!("create {name}: {code} {out}"))?;
-        m.wait_for_nth("] spinner: vCPU 1 up", n + 1, super::BOOT)?;
+        m.wait_for_nth("] spinner: vCPU 1 up", n + 1, super::harness::BOOT)?;
         let running = vcpus(name)?;
         check(
             running.len() == 2 && running.iter().all(|(_, r)| *r),
@@ -347,17 +351,30 @@ pub fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
 /// PCI function still taken and was not restarted (CI, crash campaign).
 /// Twenty rounds of test-dom0 destroying a spinner pinned to CPU 1 from CPU 0
 /// and giving its IRQ to a successor at once.
-pub fn a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns(
+fn a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let dom0 = ("test-dom0", "test-dom0 scenario=dying");
-    let config = super::custom_dom0(c, dom0, &[("spinner", "spinner")])?.smp(2);
-    let m = super::boot(&config, slot)?;
+    let config = super::harness::custom_dom0(c, dom0, &[("spinner", "spinner")])?.smp(2);
+    let m = super::harness::boot(&config, slot)?;
     expect_line(
         m,
         "[0] dying: 20 of 20 destroyed while running elsewhere were dying; 20 successors got the IRQ at once",
     )?;
     expect_line(m, "[0] test-dom0: scenario done")?;
     Ok(())
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned,
+        two_domains_on_two_cpus_ping_pong_10000_times,
+        a_domain_moved_between_cpus_never_reads_a_replaced_mapping,
+        a_read_through_a_page_another_vcpu_unmapped_always_faults,
+        a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly,
+        unpinned_spinners_spread_over_idle_cpus,
+        a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns,
+    ]
 }

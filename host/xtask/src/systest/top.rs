@@ -1,7 +1,8 @@
 //! System test of `toolstack top`: frames with every domain, and CPU shares
 //! that tell a spinning domain from an idle one.
 
-use super::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 
 /// The CPU% column of `name`'s row in the last frame of batch output.
 fn last_share(out: &str, name: &str) -> Option<f64> {
@@ -37,4 +38,16 @@ pub fn top(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     check(code == 2 && out.contains("--delay must be"), || {
         format!("a zero delay: {code} {out}")
     })
+}
+
+fn top_shows_every_domain_and_its_share_of_the_cpu(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    top(c, slot)
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![top_shows_every_domain_and_its_share_of_the_cpu,]
 }

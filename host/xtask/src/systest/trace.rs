@@ -1,7 +1,8 @@
 //! System tests of the kernel's trace buffers: `toolstack host trace`, and
 //! what tracing costs when it is off.
 
-use super::{boot, boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot, boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{tests, Test};
 use crate::build;
 use crate::iso;
 use crate::qemu::Config;
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 /// Two domains ping-pong over an event channel with tracing on; the
 /// decoded trace shows each round as the kernel lived it, in order, with
 /// timestamps and names, and `--follow` keeps streaming.
-pub fn ping_pong_in_the_trace(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let guests = [
         ("pingpong", "pong rounds=100000000"),
         ("pingpong", "ping evtchn=pong rounds=100000000"),
@@ -58,7 +62,7 @@ pub fn ping_pong_in_the_trace(c: &Ctx, slot: &mut Option<Machine>) -> Result<(),
 
 /// The domain id at the end of "... as domain N (...".
 fn id_of(line: &str) -> Result<u32, String> {
-    super::number_after(line, "as domain ")
+    super::harness::number_after(line, "as domain ")
         .map(|n| n as u32)
         .ok_or_else(|| format!("no domain id in {line:?}"))
 }
@@ -173,7 +177,10 @@ fn follow_until(
 /// With `tbuf_size=0` (the default) an event round trip takes no more
 /// instructions (within 1%) than in a kernel built without any tracing code;
 /// with tracing on it takes more (so the measure would see a cost).
-pub fn tracing_off_costs_nothing(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn tracing_off_costs_no_instructions_on_the_event_path(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let plain = build::kernel_without_tracing()?;
     let without = event_round_trip(c, slot, &plain, "")?;
     let off = event_round_trip(c, slot, &c.kernel, "")?;
@@ -203,5 +210,14 @@ fn event_round_trip(
     let iso = iso::build(kernel, cmdline, &mods, &c.path("bench.iso"))?;
     let m = boot(&Config::new(&iso).icount(), slot)?;
     let line = expect_line(m, "bench: event round trip: ")?;
-    super::number_after(&line, "event round trip: ").ok_or_else(|| format!("no figure in {line:?}"))
+    super::harness::number_after(&line, "event round trip: ")
+        .ok_or_else(|| format!("no figure in {line:?}"))
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches,
+        tracing_off_costs_no_instructions_on_the_event_path,
+    ]
 }

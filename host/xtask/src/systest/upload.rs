@@ -1,9 +1,13 @@
 //! System test of a large upload: `domain create` with a 1 MiB image shows a
 //! progress bar on a terminal, and the domain it creates runs.
 
-use super::{boot_managed, build, check, expect_line, Ctx, Machine};
+use super::harness::{boot_managed, build, check, expect_line, Ctx, Machine};
+use super::harness::{tests, Test};
 
-pub fn progress_bar(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn a_large_upload_shows_a_progress_bar_on_a_terminal(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let (m, sock) = boot_managed(c, slot, &[], None)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let dir = c.path("big");
@@ -36,4 +40,9 @@ pub fn progress_bar(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     )?;
     expect_line(m, "[1] hello from domain 1 (4096 KiB): big")?;
     Ok(())
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![a_large_upload_shows_a_progress_bar_on_a_terminal,]
 }

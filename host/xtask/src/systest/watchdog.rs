@@ -1,6 +1,7 @@
 //! System tests of the NMI watchdog (`watchdog` on the command line).
 
-use super::{boot, check, expect_line, number_after, Ctx, Machine};
+use super::harness::{boot, check, expect_line, number_after, Ctx, Machine};
+use super::harness::{tests, Test};
 
 /// A CPU spinning in the kernel with interrupts off (`ktest=hang`) is
 /// caught: after about five seconds without a timer tick it reports its
@@ -11,7 +12,10 @@ use super::{boot, check, expect_line, number_after, Ctx, Machine};
 /// guest making hypercalls back to back for ten seconds (so that NMIs land
 /// between `syscall` and `swapgs`, and between `swapgs` and `iretq`, where
 /// GS is still the guest's) harms nothing.
-pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+fn the_watchdog_catches_a_cpu_stuck_with_interrupts_off(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
     let m = boot(&c.config("watchdog noreboot ktest=hang")?, slot)?;
     expect_line(m, "watchdog: on, an NMI 18 times a second")?;
     expect_line(m, "ktest: spinning with interrupts off")?;
@@ -57,8 +61,8 @@ pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     ];
     let m = boot(&c.system("watchdog", &guests)?.smp(2), slot)?;
     expect_line(m, "watchdog: on")?;
-    m.wait_for("[1] spinner: ", super::BOOT)?;
-    m.wait_for("[2] sleeper: ", super::BOOT)?;
+    m.wait_for("[1] spinner: ", super::harness::BOOT)?;
+    m.wait_for("[2] sleeper: ", super::harness::BOOT)?;
     check(
         !m.lines()
             .iter()
@@ -73,4 +77,9 @@ pub fn watchdog_catches_a_stuck_cpu(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     check(!m.lines().iter().any(|l| l.contains("PANIC")), || {
         "a panic while a guest made hypercalls under the watchdog".into()
     })
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![the_watchdog_catches_a_cpu_stuck_with_interrupts_off,]
 }

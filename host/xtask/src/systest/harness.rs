@@ -1,0 +1,229 @@
+//! What every system test uses: the context a test gets (`Ctx`: its
+//! directory, the kernel and domains it boots), the description of a test
+//! (`Test`: name, body, what it needs of the host), booting a machine and
+//! waiting for its lines, and the host `toolstack` against its management
+//! socket. Topic files register their tests (`tests()`); `mod.rs` runs them.
+
+use crate::iso::{self, Module};
+pub(super) use crate::qemu::{Config, Machine};
+pub(super) use crate::{build, Accel};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Long enough for a TCG boot on a loaded CI machine; a healthy boot takes about a second.
+pub(super) const BOOT: Duration = Duration::from_secs(60);
+
+/// One prepared test: its own directory, and the kernel to boot.
+pub struct Ctx {
+    pub(crate) dir: PathBuf,
+    pub(crate) kernel: PathBuf,
+    pub(crate) domains: PathBuf,
+    pub(crate) accel: Accel,
+}
+
+impl Ctx {
+    pub(super) fn iso(&self, cmdline: &str, modules: &[Module]) -> Result<PathBuf, String> {
+        iso::build(&self.kernel, cmdline, modules, &self.dir.join("boot.iso"))
+    }
+
+    /// Builds an ISO with `cmdline` and returns a QEMU configuration for it.
+    pub(super) fn config(&self, cmdline: &str) -> Result<Config, String> {
+        Ok(Config::new(&self.iso(cmdline, &[])?).accel(self.accel))
+    }
+
+    /// Boot modules: domain 0 first, then `(binary, command line)` each.
+    pub(super) fn with_domains(&self, guests: &[(&str, &str)]) -> Vec<Module> {
+        let mut v = vec![Module {
+            path: build::domain(&self.domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        }];
+        for (bin, line) in guests {
+            v.push(Module {
+                path: build::domain(&self.domains, bin),
+                cmdline: (*line).into(),
+            });
+        }
+        v
+    }
+
+    /// Builds an ISO with domain 0 and `guests`, and a QEMU configuration for it.
+    pub(super) fn system(&self, cmdline: &str, guests: &[(&str, &str)]) -> Result<Config, String> {
+        Ok(Config::new(&self.iso(cmdline, &self.with_domains(guests))?).accel(self.accel))
+    }
+
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A Unix socket path for this test (short enough for `sun_path`).
+    pub(super) fn socket(&self, name: &str) -> PathBuf {
+        crate::qemu::socket_path(&self.path(name))
+    }
+}
+
+pub(super) type Case = fn(&Ctx, &mut Option<Machine>) -> Result<(), String>;
+
+/// A system test: its name (a sentence saying what it shows), its body, and
+/// what it needs of the host.
+pub(super) struct Test {
+    pub(super) name: &'static str,
+    pub(super) run: Case,
+    /// It measures how guests share a resource flat out: it runs by itself,
+    /// after the others (beside another machine on the host's two cores a
+    /// guest can see a share it never had alone).
+    pub(super) alone: bool,
+}
+
+impl Test {
+    pub(super) fn new(name: &'static str, run: Case) -> Test {
+        Test {
+            name,
+            run,
+            alone: false,
+        }
+    }
+
+    pub(super) fn alone(name: &'static str, run: Case) -> Test {
+        Test {
+            alone: true,
+            ..Test::new(name, run)
+        }
+    }
+}
+
+/// Starts `config`, keeping the machine in `slot` so its log is reported on failure.
+pub(super) fn boot<'m>(
+    config: &Config,
+    slot: &'m mut Option<Machine>,
+) -> Result<&'m mut Machine, String> {
+    Ok(slot.insert(config.spawn()?))
+}
+
+/// Boots domain 0 serving the management protocol on COM2 (a Unix socket in
+/// the test's directory), then `guests` as `(binary, command line)`, then a
+/// boot bundle if one is given.
+pub(super) fn boot_managed<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
+) -> Result<(&'m mut Machine, PathBuf), String> {
+    boot_managed_with(c, slot, guests, bundle, |config| config)
+}
+
+/// [`boot_managed`] with a last word on the QEMU configuration (a disk, say).
+pub(super) fn boot_managed_with<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> Result<(&'m mut Machine, PathBuf), String> {
+    boot_managed_on(c, slot, "", guests, bundle, tweak)
+}
+
+/// [`boot_managed_with`] with a kernel command line.
+pub(super) fn boot_managed_on<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    cmdline: &str,
+    guests: &[(&str, &str)],
+    bundle: Option<PathBuf>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> Result<(&'m mut Machine, PathBuf), String> {
+    let sock = c.socket("com2.sock");
+    let mut mods = c.with_domains(guests);
+    mods[0].cmdline = "toolstack-domain mgmt=com2".into();
+    mods.extend(bundle.map(|path| Module {
+        path,
+        cmdline: "bundle".into(),
+    }));
+    let config = Config::new(&c.iso(cmdline, &mods)?)
+        .accel(c.accel)
+        .com2_socket(&sock);
+    let m = boot(&tweak(config), slot)?;
+    // Bytes sent to COM2 before domain 0 set its UART up are lost (the
+    // FIFO is reset): a request then went unanswered for 20 s, as when a
+    // test pinned a domain the moment it printed, before this line.
+    m.wait_for("toolstack: serving the management protocol on COM2", BOOT)?;
+    Ok((m, sock))
+}
+
+/// How many times the toolstack has restarted the domain named `name` so far.
+pub(super) fn restarts_of(m: &Machine, name: &str) -> usize {
+    let marker = format!("toolstack: restarting {name} ");
+    m.lines().iter().filter(|l| l.contains(&marker)).count()
+}
+
+pub(super) fn expect_line(m: &Machine, marker: &str) -> Result<String, String> {
+    m.wait_for(marker, BOOT)
+}
+
+pub(super) fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// Boots with `dom0` (binary, command line) as domain 0 and `guests` after it.
+pub(super) fn custom_dom0(
+    c: &Ctx,
+    dom0: (&str, &str),
+    guests: &[(&str, &str)],
+) -> Result<Config, String> {
+    let mut mods = vec![Module {
+        path: build::domain(&c.domains, dom0.0),
+        cmdline: dom0.1.into(),
+    }];
+    for (bin, line) in guests {
+        mods.push(Module {
+            path: build::domain(&c.domains, bin),
+            cmdline: (*line).into(),
+        });
+    }
+    Ok(Config::new(&c.iso("", &mods)?).accel(c.accel))
+}
+
+/// The number right after `key` in `line`.
+pub(super) fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = line.split(key).nth(1)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Runs the host `toolstack` command; returns (exit code, stdout + stderr).
+/// The kernel's free memory in KiB, as `toolstack host info` reports it.
+pub(super) fn free_kib(sock: &Path) -> Result<u64, String> {
+    let (code, out) = toolstack(sock, &["host", "info"])?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("free:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("host info: {code} {out}"))
+}
+
+pub(super) fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
+    let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
+        .arg("--connect")
+        .arg(sock)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run toolstack: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// `Test::new(stringify!(f), f)` for each test function of a topic file:
+/// a test's name is its function's.
+macro_rules! tests {
+    ($($f:ident),* $(,)?) => {
+        vec![$($crate::systest::harness::Test::new(stringify!($f), $f)),*]
+    };
+}
+pub(super) use tests;
