@@ -50,6 +50,17 @@ pub struct VDisk {
     pub sectors: Option<u64>,
 }
 
+/// Written as a configuration (and a module line, and a domain's command
+/// line) writes it: `NAME=START+SECTORS` or `NAME=all`.
+impl core::fmt::Display for VDisk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.sectors {
+            Some(n) => write!(f, "{}={}+{}", self.name, self.start, n),
+            None => write!(f, "{}=all", self.name),
+        }
+    }
+}
+
 /// The index of a guest-visible disk name: `xvda` → 0 ... `xvdz` → 25.
 pub fn vdev_index(vdev: &str) -> Option<u32> {
     let c = vdev.strip_prefix("xvd")?;

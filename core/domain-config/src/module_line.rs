@@ -148,11 +148,7 @@ pub fn render(c: &DomainConfig) -> String {
         let _ = write!(line, " dma={}", c.dma_kib);
     }
     for v in &c.vdisks {
-        match v.sectors {
-            Some(n) => write!(line, " vdisk={}={}+{}", v.name, v.start, n),
-            None => write!(line, " vdisk={}=all", v.name),
-        }
-        .ok();
+        let _ = write!(line, " vdisk={v}");
     }
     for d in &c.disks {
         let mode = if d.writable { "w" } else { "r" };

@@ -289,10 +289,7 @@ pub fn domain_words(c: &DomainConfig) -> heapless::String<1024> {
         let _ = write!(line, " {}={}", launch::DMA, c.dma_kib);
     }
     for v in &c.vdisks {
-        let _ = match v.sectors {
-            Some(n) => write!(line, " {}={}={}+{}", launch::VDISK, v.name, v.start, n),
-            None => write!(line, " {}={}=all", launch::VDISK, v.name),
-        };
+        let _ = write!(line, " {}={}", launch::VDISK, v);
     }
     for (i, v) in c.vifs.iter().enumerate() {
         let mac = vif_mac(c, i, v);
