@@ -34,7 +34,7 @@ fn drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it(
         ("drvdom-blk", "blk-bridge pci=00:00.0"),
         ("pci-prober", "pci-prober pci=00:05.0"),
     ];
-    let config = c.system("", &guests)?.disk(&image).nic(&[]);
+    let config = c.machine().guests(&guests).config()?.disk(&image).nic(&[]);
     let m = super::harness::boot(&config, slot)?;
     expect_line(m, "toolstack: domain 1 gets PCI function 00:04.0")?;
     expect_line(
@@ -91,7 +91,7 @@ fn a_guest_reads_the_whole_disk_and_its_sha256_is_the_hosts(
         ("disk-tool", "prober forbidden disk=left,xvda,r"),
         ("disk-tool", "nodisk sum disk=missing,xvda,w"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: serving whole (sectors 0..32768)")?;
     expect_line(m, "[2] disk-tool: xvda has 32768 sectors of 512 bytes")?;
     let sum = expect_line(m, "[2] disk-tool: sha256 of xvda (32768 sectors) ")?;
@@ -122,7 +122,7 @@ fn two_guests_write_neighbouring_slices_and_the_host_finds_exactly_that(
         ("disk-tool", "w-left write=4032+64 fill=17 disk=left,xvda,w"),
         ("disk-tool", "w-right write=0+64 fill=34 disk=right,xvda,w"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(
         m,
         "[2] disk-tool: wrote 64 sectors of 0x11 at 4032: Ok(()), read back the same",
@@ -164,7 +164,7 @@ fn a_discard_reaches_the_image_file_as_a_hole(
         ("drvdom-blk", SERVING),
         ("disk-tool", "d-right discard=1024+2048 disk=right,xvda,w"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: flush sent, discard supported")?;
     let info = expect_line(m, "[2] disk-tool: xvda has 4096 sectors of 512 bytes")?;
     check(info.contains("DISCARD"), || {
@@ -209,8 +209,11 @@ fn a_guest_flooding_its_ring_cannot_starve_another(
             "reader read_all disk=whole,xvda,r start_paused",
         ),
     ];
-    let (m, sock) =
-        super::harness::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)?;
     // The reader starts once the flood runs, so the flood covers its whole read.
     expect_line(m, "[2] blk-hostile: flooding 30000 reads")?;
     let (code, out) = super::harness::toolstack(&sock, &["domain", "unpause", "reader"])?;
@@ -263,9 +266,12 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         ("blk-hostile", "blk-hostile disk=left,xvda,r"),
         ("disk-tool", "summer sum disk=whole,xvda,r"),
     ];
-    let (m, sock) = super::harness::boot_managed_with(c, slot, &guests, Some(tar), |config| {
-        config.disk(&image)
-    })?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .bundle(tar)
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)?;
     for (what, status) in [
         ("a read past the end", 5),
         ("a read into a grant it does not own", 1),
@@ -330,10 +336,12 @@ fn the_kv_store_guest_keeps_its_data_across_restart_and_reboot(
             "kv put=colour:blue put=shape:round disk=kv,xvda,w",
         ),
     ];
-    let (m, sock) =
-        super::harness::boot_managed_with(c, slot, &guests, Some(tar.clone()), |config| {
-            config.disk(&image)
-        })?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .bundle(tar.clone())
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)?;
     expect_line(m, "[2] kv: ready, 0 keys in 0 records")?;
     expect_line(m, "[2] kv: put colour")?;
     expect_line(m, "[2] kv: put shape")?;
@@ -363,7 +371,7 @@ fn the_kv_store_guest_keeps_its_data_across_restart_and_reboot(
             "kv get=colour get=shape get=size disk=kv,xvda,w",
         ),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(m, "[2] kv: ready, 2 keys in 3 records")?;
     expect_line(m, "[2] kv: colour = green")?;
     expect_line(m, "[2] kv: shape = round")?;
@@ -389,7 +397,12 @@ fn the_kv_store_guest_takes_commands_at_its_console(
         ),
         ("kv-store", "kv disk=kv,xvda,w"),
     ];
-    let config = c.system("", &guests)?.disk(&image).com1_input();
+    let config = c
+        .machine()
+        .guests(&guests)
+        .config()?
+        .disk(&image)
+        .com1_input();
     let m = super::harness::boot(&config, slot)?;
     expect_line(m, "[3] kv: ready, 0 keys in 0 records")?;
     // Domain 0's shell has the focus; drvdom-blk is next, then kv.
@@ -428,7 +441,9 @@ fn a_guest_carries_on_while_drvdom_blk_crashes_and_is_restarted(
     ];
     let trace = c.path("qemu-trace.log");
     let config = c
-        .system("", &guests)?
+        .machine()
+        .guests(&guests)
+        .config()?
         .disk(&image)
         .trace(&["pci_cfg_write", "virtio_set_status"], &trace);
     let m = super::harness::boot(&config, slot)?;
@@ -483,7 +498,7 @@ fn a_crash_looping_drvdom_blk_is_given_up_on_and_its_guest_told(
         ("disk-tool", "reader memory=4M sum disk=whole,xvda,r"),
         ("hello", "hello memory=512K still-here"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(
         m,
         "toolstack: giving up on drvdom-blk (domain 1) after 4 crashes in 10 s",
@@ -520,8 +535,11 @@ fn toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on(
             "summer memory=4M sum repeat=6 disk=whole,xvda,r",
         ),
     ];
-    let (m, sock) =
-        super::harness::boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)?;
     expect_line(m, "[2] disk-tool: sha256 of xvda")?;
     let (code, out) = super::harness::toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
     check(code == 0, || format!("domain crash: {code} {out}"))?;
@@ -572,7 +590,7 @@ fn a_hung_drvdom_blk_is_found_by_its_heartbeat_and_restarted(
         ),
         ("disk-tool", "summer memory=4M sum disk=whole,xvda,r"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     expect_line(m, "[1] drvdom-blk: hang_after=300: hanging as asked")?;
     expect_line(
         m,
@@ -609,7 +627,7 @@ fn sixty_four_mib_of_records_survive_twenty_random_drvdom_blk_crashes(
         ),
         ("disk-tool", "records memory=4M records=16384 disk=whole,xvda,w"),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     let done = m.wait_for("[2] disk-tool: 16384 records", super::harness::BOOT * 5)?;
     check(done.contains("written and read back right"), || {
         done.clone()
@@ -658,7 +676,7 @@ fn a_guest_with_two_disks_from_one_drvdom_blk_keeps_both_through_crashes(
             "records memory=4M records=4096 disks=2 disk=a,xvda,w disk=b,xvdb,w",
         ),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.disk(&image), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.disk(&image), slot)?;
     let done = m.wait_for("[2] disk-tool: 4096 records", super::harness::BOOT * 5)?;
     check(
         done.contains("written and read back right on 2 disks"),

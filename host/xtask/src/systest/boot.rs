@@ -360,7 +360,9 @@ fn dom0_starts_a_guest_that_prints_and_powers_off(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let m = boot(
-        &c.system("", &[("hello", "hello memory=512K greeting=hi")])?,
+        &c.machine()
+            .guests(&[("hello", "hello memory=512K greeting=hi")])
+            .config()?,
         slot,
     )?;
     expect_line(m, "dom0: domain 0 started from module 1")?;

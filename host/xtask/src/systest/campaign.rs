@@ -5,7 +5,7 @@
 //! or corrupted (all must be zero) and what the guests saw go wrong.
 //! 50 crashes in the suite; `cargo xtask campaign crashes --count N`.
 
-use super::harness::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{check, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 use crate::iso::NET_DRIVER_LINE;
 use crate::qemu::{free_port, Forward};
@@ -91,9 +91,11 @@ pub fn crashes(
             "sink memory=4M vif=mac=02:00:00:00:06:01 ip=10.0.2.51/24 gw=10.0.2.2 sink=5001",
         ),
     ];
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| {
-        config.smp(2).disk(&image).nic(&forwards)
-    })?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2).disk(&image).nic(&forwards))
+        .boot_managed(slot)?;
     m.wait_for("[6] net-tool: listening on port 5001", super::harness::BOOT)?;
     m.wait_for("[5] disk-tool: cycle 1 ", super::harness::BOOT)?;
     m.wait_for("[4] survivor: heartbeat 2", super::harness::BOOT)?;

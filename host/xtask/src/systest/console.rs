@@ -3,7 +3,7 @@
 //! the console shell of domain 0.
 
 use super::harness::{boot, tests, Test};
-use super::harness::{boot_managed, build, check, expect_line, toolstack, Ctx, Machine, BOOT};
+use super::harness::{build, check, expect_line, toolstack, Ctx, Machine, BOOT};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -127,7 +127,10 @@ fn domain_console_shows_history_then_live_output_and_takes_input(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM, ("echo", "echo")], None)?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[CONSOLE_DOM, ("echo", "echo")])
+        .boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[2] echo: ready (ring true)")?;
     let (code, out) = toolstack(&sock, &["domain", "console", "echo", "--no-follow"])?;
@@ -169,7 +172,7 @@ fn create_attached_shows_the_new_domains_console_until_it_stops(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM], None)?;
+    let (m, sock) = c.machine().guests(&[CONSOLE_DOM]).boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let dir = c.path("attached");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -239,7 +242,11 @@ fn three_hundred_short_lived_domains_each_get_a_console(
     const WARM_UP: usize = 150;
     let hello = build::domain(&c.domains, "hello");
     let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("hello", hello.as_path())])?;
-    let (m, sock) = boot_managed(c, slot, &[CONSOLE_DOM], Some(tar))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[CONSOLE_DOM])
+        .bundle(tar)
+        .boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
     let heap = |client: &mut toolstack::Client| {
@@ -303,7 +310,7 @@ fn console_dom_takes_com1_over_and_relays_every_line(
         ("hello", "hello forge"),
         ("chatty", "chatty"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     not_forged(m, "[2] hello: ")?;
     let (took, _) = m.wait_for_nth("console: domain 1 takes COM1 over", 1, BOOT)?;
     // Kernel-log lines (domain 0 prints with the debug hypercall) still reach
@@ -352,7 +359,7 @@ fn two_domains_print_10000_lines_each_through_console_rings(
         ("counter", "a"),
         ("counter", "b"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "[2] counter: ring true")?;
     expect_line(m, "[3] counter: ring true")?;
     m.wait_for("[2] counter: 10000", Duration::from_secs(120))?;
@@ -399,7 +406,7 @@ fn a_flooding_console_does_not_hold_up_a_10ms_heartbeat(
         ("survivor", "beat period_ms=10"),
         ("chatty", "chatty"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     m.wait_for("[3] chatty: line 6000", Duration::from_secs(120))?;
     let lines = m.lines();
     let at = |n: u64| {
@@ -431,7 +438,7 @@ fn an_unfinished_line_is_printed_after_a_short_delay(
         ),
         ("partial", "partial"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     // The domain prints "no newline yet" without a newline, then waits 2 s.
     let (printed, _) = m.wait_for_nth("[2] no newline yet", 1, BOOT)?;
     let (done, _) = m.wait_for_nth("[2] partial: done", 1, BOOT)?;
@@ -452,7 +459,7 @@ fn input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus(
         ("echo", "first"),
         ("echo", "second"),
     ];
-    let m = boot(&c.system("", &guests)?.com1_input(), slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?.com1_input(), slot)?;
     expect_line(m, "[2] echo: ready (ring true)")?;
     expect_line(m, "[3] echo: ready (ring true)")?;
     expect_line(m, "serves device 1:0 of domain 3")?;
@@ -484,7 +491,7 @@ fn a_domain_that_exits_at_once_keeps_its_console_history(
         ),
         ("hello", "hello history_on_exit"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     // The toolstack asks for the replay only once the domain has stopped
     // (its own line about that may reach COM1 a little before or after).
     expect_line(m, "toolstack: domain 2 (hello) shut down")?;
@@ -509,7 +516,7 @@ fn a_frontend_disconnects_and_the_backend_is_told(
         ),
         ("quitter", "quitter"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "[2] quitter: before (ring true)")?;
     expect_line(m, "console-dom: domain 2 disconnected its console")?;
     expect_line(m, "[2] quitter: after Ok(()) (ring false)")?;

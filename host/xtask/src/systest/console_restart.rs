@@ -44,7 +44,7 @@ fn two_guests_lose_no_line_and_repeat_none_while_console_dom_crashes(
         ("counter", "counter count=400 pace_us=1000"),
         ("counter", "counter2 count=400 pace_us=1000"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     for dom in [2, 3] {
         m.wait_for(
             &format!("[{dom}] counter: 400 lines took"),
@@ -71,7 +71,7 @@ fn a_hung_console_dom_is_restarted_by_heartbeat(
         ("console-dom", console.as_str()),
         ("counter", "counter count=300 pace_us=1000"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "missed its heartbeat")?;
     m.wait_for("[2] counter: 300 lines took", Duration::from_secs(120))?;
     check(super::harness::restarts_of(m, "console-dom") >= 2, || {
@@ -92,7 +92,7 @@ fn a_console_dom_given_up_on_hands_output_to_the_kernel(
         ("console-dom", console.as_str()),
         ("counter", "counter count=150 pace_us=1000"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "toolstack: giving up on console-dom")?;
     m.wait_for("[2] counter: 150 lines took", BOOT)?;
     each_line_once(m, 2, 150)

@@ -8,7 +8,9 @@ fn every_domain_gets_a_control_ring_to_domain_0(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let m = boot(
-        &c.system("", &[("control-client", "client beats=5")])?,
+        &c.machine()
+            .guests(&[("control-client", "client beats=5")])
+            .config()?,
         slot,
     )?;
     expect_line(m, "[0] toolstack: domain 1 connected its control ring")?;
@@ -32,7 +34,9 @@ fn a_burst_of_control_messages_is_answered_whole(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let m = boot(
-        &c.system("", &[("control-client", "client burst=12")])?,
+        &c.machine()
+            .guests(&[("control-client", "client burst=12")])
+            .config()?,
         slot,
     )?;
     expect_line(
@@ -56,7 +60,11 @@ fn a_domain_flooding_its_control_ring_cannot_hold_domain_0(
         ),
         ("control-client", "flooder flood cpus=1"),
     ];
-    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.smp(2))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
     expect_line(m, "[2] control-client: flooding the control ring")?;
     // It has been at it a while.
     m.wait_for_nth("[2] control-client: ", 3, BOOT)?;

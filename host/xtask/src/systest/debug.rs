@@ -1,7 +1,7 @@
 //! System tests of the debugging views: `toolstack host debug-keys` and
 //! `toolstack ring list`.
 
-use super::harness::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 
 /// Each debug key dumps its part of the kernel's state to the kernel log
@@ -18,7 +18,7 @@ fn debug_keys_dump_kernel_state_and_refuse_unknown_keys(
         ),
         ("sleeper", "sleeper sleeps=100000"),
     ];
-    let (m, sock) = boot_managed(c, slot, &guests, None)?;
+    let (m, sock) = c.machine().guests(&guests).boot_managed(slot)?;
     expect_line(m, "toolstack: domain 1 serves device 1:0 of domain 2")?;
     let (code, out) = toolstack(&sock, &["host", "debug-keys", "hqreg"])?;
     check(code == 0, || format!("debug-keys: {code} {out}"))?;
@@ -52,7 +52,10 @@ fn boot_with_blank_disk<'m>(
 ) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
     let image = c.path("disk.img");
     std::fs::write(&image, vec![0u8; 16 << 20]).map_err(|e| e.to_string())?;
-    super::harness::boot_managed_with(c, slot, guests, None, |config| config.disk(&image))
+    c.machine()
+        .guests(guests)
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)
 }
 
 /// The block ring of domain `frontend`, as `ring list --json` shows it.
@@ -308,8 +311,12 @@ fn looking_at_network_rings_while_guests_talk_changes_no_byte(
             "source memory=4M vif=mac=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=33554432",
         ),
     ];
-    let (m, sock) =
-        super::harness::boot_managed_on(c, slot, "ifname=dummy", &guests, None, |config| config)?;
+    let (m, sock) = c
+        .machine()
+        .cmdline("ifname=dummy")
+        .guests(&guests)
+        .qemu(|config| config)
+        .boot_managed(slot)?;
     expect_line(m, "[2] net-tool: listening on port 5000")?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let (mut looks, mut moved, mut last) = (0, 0, None);

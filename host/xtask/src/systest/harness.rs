@@ -46,9 +46,16 @@ impl Ctx {
         v
     }
 
-    /// Builds an ISO with domain 0 and `guests`, and a QEMU configuration for it.
-    pub(super) fn system(&self, cmdline: &str, guests: &[(&str, &str)]) -> Result<Config, String> {
-        Ok(Config::new(&self.iso(cmdline, &self.with_domains(guests))?).accel(self.accel))
+    /// A machine to describe and boot (`MachineDesc`).
+    pub(super) fn machine(&self) -> MachineDesc<'_> {
+        MachineDesc {
+            c: self,
+            cmdline: String::new(),
+            dom0: None,
+            guests: Vec::new(),
+            bundle: None,
+            qemu: Vec::new(),
+        }
     }
 
     pub(super) fn path(&self, name: &str) -> PathBuf {
@@ -58,6 +65,108 @@ impl Ctx {
     /// A Unix socket path for this test (short enough for `sun_path`).
     pub(super) fn socket(&self, name: &str) -> PathBuf {
         crate::qemu::socket_path(&self.path(name))
+    }
+}
+
+/// A machine a test boots, described: the kernel command line, domain 0
+/// (the toolstack, serving the management protocol on COM2 or not, or
+/// another binary), the domains started from modules after it, a boot
+/// bundle, and QEMU's own settings. `Ctx::machine` starts one; `config`
+/// (then `boot`) or `boot_managed` ends it.
+pub(super) struct MachineDesc<'c> {
+    c: &'c Ctx,
+    cmdline: String,
+    dom0: Option<(String, String)>,
+    guests: Vec<(String, String)>,
+    bundle: Option<PathBuf>,
+    qemu: Vec<Box<dyn FnOnce(Config) -> Config + 'c>>,
+}
+
+impl<'c> MachineDesc<'c> {
+    /// The hypervisor's command line.
+    pub(super) fn cmdline(mut self, cmdline: &str) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    /// Another domain 0 than the toolstack: `(binary, command line)`.
+    pub(super) fn dom0(mut self, dom0: (&str, &str)) -> Self {
+        self.dom0 = Some((dom0.0.into(), dom0.1.into()));
+        self
+    }
+
+    /// Domains started from modules after domain 0: `(binary, command line)`.
+    pub(super) fn guests(mut self, guests: &[(&str, &str)]) -> Self {
+        self.guests = guests
+            .iter()
+            .map(|(b, l)| (b.to_string(), l.to_string()))
+            .collect();
+        self
+    }
+
+    /// A boot bundle, the last module.
+    pub(super) fn bundle(mut self, tar: PathBuf) -> Self {
+        self.bundle = Some(tar);
+        self
+    }
+
+    /// A last word on QEMU's configuration (a disk, CPUs, a NIC...).
+    pub(super) fn qemu(mut self, f: impl FnOnce(Config) -> Config + 'c) -> Self {
+        self.qemu.push(Box::new(f));
+        self
+    }
+
+    fn modules(&self, dom0_line: Option<&str>) -> Vec<Module> {
+        let (bin, line) = match &self.dom0 {
+            Some((b, l)) => (b.as_str(), l.as_str()),
+            None => ("toolstack-domain", dom0_line.unwrap_or("toolstack-domain")),
+        };
+        let mut mods = vec![Module {
+            path: build::domain(&self.c.domains, bin),
+            cmdline: line.into(),
+        }];
+        for (bin, line) in &self.guests {
+            mods.push(Module {
+                path: build::domain(&self.c.domains, bin),
+                cmdline: line.clone(),
+            });
+        }
+        mods.extend(self.bundle.clone().map(|path| Module {
+            path,
+            cmdline: "bundle".into(),
+        }));
+        mods
+    }
+
+    fn build(self, mods: &[Module]) -> Result<Config, String> {
+        let mut config = Config::new(&self.c.iso(&self.cmdline, mods)?).accel(self.c.accel);
+        for f in self.qemu {
+            config = f(config);
+        }
+        Ok(config)
+    }
+
+    /// Its QEMU configuration, not booted yet.
+    pub(super) fn config(self) -> Result<Config, String> {
+        let mods = self.modules(None);
+        self.build(&mods)
+    }
+
+    /// Boots it with domain 0 serving the management protocol on COM2 (a
+    /// Unix socket in the test's directory, returned), once it does.
+    pub(super) fn boot_managed(
+        self,
+        slot: &mut Option<Machine>,
+    ) -> Result<(&mut Machine, PathBuf), String> {
+        let sock = self.c.socket("com2.sock");
+        let mods = self.modules(Some("toolstack-domain mgmt=com2"));
+        let config = self.build(&mods)?.com2_socket(&sock);
+        let m = boot(&config, slot)?;
+        // Bytes sent to COM2 before domain 0 set its UART up are lost (the
+        // FIFO is reset): a request then went unanswered for 20 s, as when a
+        // test pinned a domain the moment it printed, before this line.
+        m.wait_for("toolstack: serving the management protocol on COM2", BOOT)?;
+        Ok((m, sock))
     }
 }
 
@@ -99,56 +208,6 @@ pub(super) fn boot<'m>(
     Ok(slot.insert(config.spawn()?))
 }
 
-/// Boots domain 0 serving the management protocol on COM2 (a Unix socket in
-/// the test's directory), then `guests` as `(binary, command line)`, then a
-/// boot bundle if one is given.
-pub(super) fn boot_managed<'m>(
-    c: &Ctx,
-    slot: &'m mut Option<Machine>,
-    guests: &[(&str, &str)],
-    bundle: Option<PathBuf>,
-) -> Result<(&'m mut Machine, PathBuf), String> {
-    boot_managed_with(c, slot, guests, bundle, |config| config)
-}
-
-/// [`boot_managed`] with a last word on the QEMU configuration (a disk, say).
-pub(super) fn boot_managed_with<'m>(
-    c: &Ctx,
-    slot: &'m mut Option<Machine>,
-    guests: &[(&str, &str)],
-    bundle: Option<PathBuf>,
-    tweak: impl FnOnce(Config) -> Config,
-) -> Result<(&'m mut Machine, PathBuf), String> {
-    boot_managed_on(c, slot, "", guests, bundle, tweak)
-}
-
-/// [`boot_managed_with`] with a kernel command line.
-pub(super) fn boot_managed_on<'m>(
-    c: &Ctx,
-    slot: &'m mut Option<Machine>,
-    cmdline: &str,
-    guests: &[(&str, &str)],
-    bundle: Option<PathBuf>,
-    tweak: impl FnOnce(Config) -> Config,
-) -> Result<(&'m mut Machine, PathBuf), String> {
-    let sock = c.socket("com2.sock");
-    let mut mods = c.with_domains(guests);
-    mods[0].cmdline = "toolstack-domain mgmt=com2".into();
-    mods.extend(bundle.map(|path| Module {
-        path,
-        cmdline: "bundle".into(),
-    }));
-    let config = Config::new(&c.iso(cmdline, &mods)?)
-        .accel(c.accel)
-        .com2_socket(&sock);
-    let m = boot(&tweak(config), slot)?;
-    // Bytes sent to COM2 before domain 0 set its UART up are lost (the
-    // FIFO is reset): a request then went unanswered for 20 s, as when a
-    // test pinned a domain the moment it printed, before this line.
-    m.wait_for("toolstack: serving the management protocol on COM2", BOOT)?;
-    Ok((m, sock))
-}
-
 /// How many times the toolstack has restarted the domain named `name` so far.
 pub(super) fn restarts_of(m: &Machine, name: &str) -> usize {
     let marker = format!("toolstack: restarting {name} ");
@@ -165,25 +224,6 @@ pub(super) fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), Str
     } else {
         Err(what())
     }
-}
-
-/// Boots with `dom0` (binary, command line) as domain 0 and `guests` after it.
-pub(super) fn custom_dom0(
-    c: &Ctx,
-    dom0: (&str, &str),
-    guests: &[(&str, &str)],
-) -> Result<Config, String> {
-    let mut mods = vec![Module {
-        path: build::domain(&c.domains, dom0.0),
-        cmdline: dom0.1.into(),
-    }];
-    for (bin, line) in guests {
-        mods.push(Module {
-            path: build::domain(&c.domains, bin),
-            cmdline: (*line).into(),
-        });
-    }
-    Ok(Config::new(&c.iso("", &mods)?).accel(c.accel))
 }
 
 /// The number right after `key` in `line`.

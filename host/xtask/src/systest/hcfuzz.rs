@@ -5,7 +5,7 @@
 //! other domain went on, and the kernel's free memory came back exactly
 //! once the fuzzer is gone.
 
-use super::harness::{boot_managed_on, check, toolstack, Ctx, Machine};
+use super::harness::{check, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 use std::time::Duration;
 
@@ -25,7 +25,11 @@ pub fn campaign(
     calls: u64,
 ) -> Result<String, String> {
     let guests = [("survivor", "survivor period_ms=200")];
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
     m.wait_for("[1] survivor: heartbeat 1", super::harness::BOOT)?;
     let free = || super::harness::free_kib(&sock);
     let before = free()?;

@@ -33,9 +33,12 @@ fn read_only_rings_are_refused_and_no_backend_falls(
     ];
     let tool = crate::build::domain(&c.domains, "disk-tool");
     let tar = crate::iso::bundle(&c.path("bundle.tar"), &[], &[("disk-tool", tool.as_path())])?;
-    let (m, sock) = super::harness::boot_managed_with(c, slot, &guests, Some(tar), |config| {
-        config.disk(&image).nic(&[])
-    })?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .bundle(tar)
+        .qemu(|config| config.disk(&image).nic(&[]))
+        .boot_managed(slot)?;
     for device in ["console", "block", "net"] {
         for i in 0..8 {
             expect_line(

@@ -15,7 +15,7 @@ fn two_domains_ping_pong_10000_times_over_an_event_channel(
         ("pingpong", "pong rounds=10000"),
         ("pingpong", "ping evtchn=pong rounds=10000"),
     ];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "[2] pingpong: 10000 round trips done")?;
     expect_line(m, "[1] pingpong: answered 10000 pings")?;
     expect_line(m, "toolstack: all domains have stopped")?;
@@ -47,7 +47,7 @@ fn isolation(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         .collect();
     let mut guests: Vec<(&str, &str)> = vec![("survivor", "survivor memory=512K")];
     guests.extend(lines.iter().map(|l| ("crasher", l.as_str())));
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     let mut last = Duration::ZERO;
     for (i, (fault, want)) in faults.iter().enumerate() {
         let id = i + 2;
@@ -98,7 +98,7 @@ fn weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time(
     ];
     // Virtual time counts instructions here, so a busy host cannot make a wake-up look late.
     // One CPU: shares are divided per CPU (two would give each spinner one).
-    let m = boot(&c.system("", &guests)?.icount().smp(1), slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?.icount().smp(1), slot)?;
     let sleeper = expect_line(m, "[3] sleeper: 40 sleeps, worst wake-up")?;
     let late_us = number_after(&sleeper, "worst wake-up ").ok_or("no lateness")?;
     check(late_us <= 10_000, || {
@@ -116,11 +116,10 @@ fn weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time(
 
 fn grants(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(
-        &custom_dom0(
-            c,
-            ("test-dom0", "test-dom0 scenario=grants"),
-            &[("grant-peer", "grant-peer")],
-        )?,
+        &c.machine()
+            .dom0(("test-dom0", "test-dom0 scenario=grants"))
+            .guests(&[("grant-peer", "grant-peer")])
+            .config()?,
         slot,
     )?;
     expect_line(
@@ -155,11 +154,10 @@ fn grants(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn churn(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let m = boot(
-        &custom_dom0(
-            c,
-            ("test-dom0", "test-dom0 scenario=churn count=1000"),
-            &[("hello", "hello")],
-        )?,
+        &c.machine()
+            .dom0(("test-dom0", "test-dom0 scenario=churn count=1000"))
+            .guests(&[("hello", "hello")])
+            .config()?,
         slot,
     )?;
     expect_line(m, "churn: info of a destroyed domain: Err(DeadDomain)")?;
@@ -191,9 +189,18 @@ fn churn(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), String> {
     let (config, prefix) = if as_dom0 {
-        (custom_dom0(c, ("hostile", "hostile"), &[])?, "[0]")
+        (
+            c.machine()
+                .dom0(("hostile", "hostile"))
+                .guests(&[])
+                .config()?,
+            "[0]",
+        )
     } else {
-        (c.system("", &[("hostile", "hostile")])?, "[1]")
+        (
+            c.machine().guests(&[("hostile", "hostile")]).config()?,
+            "[1]",
+        )
     };
     let m = boot(&config, slot)?;
     super::console::not_forged(m, &format!("{prefix} hostile: "))?;
@@ -221,7 +228,10 @@ fn a_driver_domain_gets_its_irq_and_ports_and_nothing_else(
 ) -> Result<(), String> {
     let sock = c.socket("com2.sock");
     let guests = [("irq-serial", "serial ioports=0x2f8-0x2ff irqs=3")];
-    let m = boot(&c.system("", &guests)?.com2_socket(&sock), slot)?;
+    let m = boot(
+        &c.machine().guests(&guests).config()?.com2_socket(&sock),
+        slot,
+    )?;
     // Connect first: QEMU drops what arrives before a client is there.
     m.com2_send(b"")?;
     expect_line(m, "[1] irq-serial: ready on IRQ 3")?;
@@ -253,7 +263,11 @@ fn device_memory_reaches_the_device_and_never_ram(
     ];
     // The kernel keeps off the VGA screen so only the domain writes it.
     let m = boot(
-        &c.system("console=com1", &guests)?.monitor_socket(&sock),
+        &c.machine()
+            .cmdline("console=com1")
+            .guests(&guests)
+            .config()?
+            .monitor_socket(&sock),
         slot,
     )?;
     expect_line(m, "[1] vga-writer: wrote \"XENOLITH\", read back 0x1f58")?;
@@ -291,7 +305,10 @@ fn device_memory_reaches_the_device_and_never_ram(
 fn lifecycle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let dom0 = ("test-dom0", "test-dom0 scenario=lifecycle");
     let m = boot(
-        &custom_dom0(c, dom0, &[("hello", "hello"), ("survivor", "survivor")])?,
+        &c.machine()
+            .dom0(dom0)
+            .guests(&[("hello", "hello"), ("survivor", "survivor")])
+            .config()?,
         slot,
     )?;
     expect_line(
@@ -318,7 +335,7 @@ fn lifecycle(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
 
 fn chatty(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     let guests = [("survivor", "survivor"), ("chatty", "chatty")];
-    let m = boot(&c.system("", &guests)?, slot)?;
+    let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     let dropped = expect_line(m, "lines dropped by the rate limit")?;
     check(dropped.starts_with("[2] ("), || {
         format!("unexpected: {dropped}")
@@ -355,7 +372,12 @@ fn a_serial_line_that_stops_taking_bytes_stops_nothing_else(
         check(made.success(), || format!("mkfifo {}", path.display()))?;
     }
     let guests = [("survivor", "survivor"), ("chatty", "chatty")];
-    let config = c.system("console=com1,com2L", &guests)?.com2_pipe(&fifo);
+    let config = c
+        .machine()
+        .cmdline("console=com1,com2L")
+        .guests(&guests)
+        .config()?
+        .com2_pipe(&fifo);
     let m = boot(&config, slot)?;
     expect_line(m, "lines dropped by the rate limit")?;
     // The pipe's 64 KiB fill in about four seconds of flooding.

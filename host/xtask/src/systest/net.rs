@@ -60,7 +60,7 @@ fn the_web_guest_serves_curl_and_nc_through_forwarded_ports(
     // client 10.0.2.15 (where the ports are forwarded).
     let web = "web memory=4M vif=mac=00:16:3e:00:00:80";
     let guests = [("drvdom-net", NET_DRIVER_LINE), ("web", web)];
-    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&forwards), slot)?;
     expect_line(m, "[1] drvdom-net: virtio-net at 00:05.0 (auto), MAC ")?;
     expect_line(
         m,
@@ -103,7 +103,13 @@ fn a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody(
             "an memory=2M vif=mac=02:00:00:00:00:03 announce peers=2",
         ),
     ];
-    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(
+        &c.machine()
+            .cmdline("ifname=dummy")
+            .guests(&guests)
+            .config()?,
+        slot,
+    )?;
     expect_line(
         m,
         "[1] drvdom-net: ifname=dummy: no NIC; guests reach each other through the switch",
@@ -163,7 +169,7 @@ fn guests_talk_tcp(
             "source memory=4M vif=mac=02:00:00:00:01:02 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes=4194304",
         ),
     ];
-    let mut config = c.system(cmdline, &guests)?;
+    let mut config = c.machine().cmdline(cmdline).guests(&guests).config()?;
     if nic {
         config = config.nic(&[]);
     }
@@ -219,7 +225,7 @@ fn sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact(
         ("net-tool", sink.as_str()),
         ("net-tool", source.as_str()),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&forwards), slot)?;
     // Guest to host: accept the guest's connection and count what comes.
     let reader = std::thread::spawn(move || -> Result<(usize, u32), String> {
         let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
@@ -271,7 +277,13 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
             "source memory=4M vif=mac=02:00:00:00:03:03 ip=10.0.2.42/24 source=10.0.2.41:5000 bytes=4194304",
         ),
     ];
-    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(
+        &c.machine()
+            .cmdline("ifname=dummy")
+            .guests(&guests)
+            .config()?,
+        slot,
+    )?;
     for what in [
         "an oversized frame",
         "a frame past its page",
@@ -323,7 +335,7 @@ fn two_guests_sending_flat_out_share_the_nic(
         ("net-bench", a.as_str()),
         ("net-bench", b.as_str()),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.nic(&[]), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&[]), slot)?;
     m.wait_for(
         "[2] net-bench: sent 200000 frames",
         super::harness::BOOT * 3,
@@ -393,7 +405,7 @@ fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
             "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2",
         ),
     ];
-    let m = super::harness::boot(&c.system("", &guests)?.nic(&forwards), slot)?;
+    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&forwards), slot)?;
     expect_line(m, "[2] net-tool: listening on port 5001")?;
     expect_line(m, "[3] web: serving http on 10.0.2.15:80")?;
     // Page requests in a loop, all through the transfer.
@@ -466,7 +478,13 @@ fn a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told(
         ),
         ("hello", "hello memory=512K still-here"),
     ];
-    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(
+        &c.machine()
+            .cmdline("ifname=dummy")
+            .guests(&guests)
+            .config()?,
+        slot,
+    )?;
     expect_line(
         m,
         "toolstack: giving up on drvdom-net (domain 1) after 3 crashes in 10 s",
@@ -490,7 +508,13 @@ fn a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes(
             "twovifs memory=4M vif=mac=02:00:00:00:07:01 vif=mac=02:00:00:00:07:02 between=2000",
         ),
     ];
-    let m = super::harness::boot(&c.system("ifname=dummy", &guests)?, slot)?;
+    let m = super::harness::boot(
+        &c.machine()
+            .cmdline("ifname=dummy")
+            .guests(&guests)
+            .config()?,
+        slot,
+    )?;
     let done = m.wait_for(
         "[2] net-bench: 2000 round trips between my two interfaces",
         super::harness::BOOT * 3,

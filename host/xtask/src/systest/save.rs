@@ -1,6 +1,6 @@
 //! System tests of `toolstack domain save` and `domain restore`.
 
-use super::harness::{boot_managed_with, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 
 const CONSOLE_DOM: (&str, &str) = (
@@ -53,7 +53,11 @@ fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Resu
         CONSOLE_DOM,
         ("counter", "counter count=100000 pace_us=20000"),
     ];
-    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config)?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config)
+        .boot_managed(slot)?;
     expect_line(m, "[2] counter: 10")?;
     let file = c.path("counter.xnlsave");
     let path = file.to_str().unwrap_or("");
@@ -199,7 +203,11 @@ fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
             "counter count=100000 pace_us=20000 vcpus=2 helper",
         ),
     ];
-    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.smp(2))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
     expect_line(m, "[2] counter: helper")?;
     let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "counter"])?;
     let vcpus = list.lines().filter(|l| l.starts_with("counter ")).count();
@@ -259,7 +267,11 @@ fn a_restored_guest_keeps_using_its_disk(
         ("drvdom-blk", super::block::SERVING),
         ("disk-tool", "cycler cycles=100000 disk=right,xvda,w"),
     ];
-    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config.disk(&image))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.disk(&image))
+        .boot_managed(slot)?;
     expect_line(m, "[3] disk-tool: cycle 5 ok")?;
     let file = c.path("cycler.xnlsave");
     let path = file.to_str().unwrap_or("");
@@ -346,7 +358,11 @@ fn a_domain_that_never_waits_is_not_saved_and_runs_on(
         CONSOLE_DOM,
         ("spinner", "spinner seconds=10 then_sleep_ms=100"),
     ];
-    let (m, sock) = boot_managed_with(c, slot, &guests, None, |config| config)?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config)
+        .boot_managed(slot)?;
     expect_line(m, "toolstack: domain 1 serves device 1:0 of domain 2")?;
     let file = c.path("spinner.xnlsave");
     let path = file.to_str().unwrap_or("");

@@ -1,6 +1,6 @@
 //! System tests of vCPUs on many CPUs: pinning, `domain vcpu-list`, `nosmp`.
 
-use super::harness::{boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 
 /// Four domains pinned one to each of four CPUs (`cpus=` on their lines;
@@ -19,7 +19,11 @@ fn four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned(
         ("where", "w2 cpus=2"),
         ("where", "w3 cpus=3"),
     ];
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(4))
+        .boot_managed(slot)?;
     expect_line(m, "smp: 4 CPUs running")?;
     for i in 0..4 {
         expect_line(m, &format!("[{}] where: cpu {i}", i + 1))?;
@@ -72,7 +76,12 @@ fn four_domains_pinned_to_four_cpus_run_there_and_move_when_repinned(
     )?;
 
     let guests = [("where", "w0"), ("where", "w1"), ("where", "w2")];
-    let (m, sock) = boot_managed_on(c, slot, "nosmp", &guests, None, |config| config.smp(4))?;
+    let (m, sock) = c
+        .machine()
+        .cmdline("nosmp")
+        .guests(&guests)
+        .qemu(|config| config.smp(4))
+        .boot_managed(slot)?;
     expect_line(m, "smp: 1 CPU running")?;
     for i in 0..3 {
         expect_line(m, &format!("[{}] where: cpu 0", i + 1))?;
@@ -99,7 +108,11 @@ fn two_domains_on_two_cpus_ping_pong_10000_times(
         ("pingpong", "pong rounds=10000 cpus=0"),
         ("pingpong", "ping evtchn=pong rounds=10000 cpus=1"),
     ];
-    let (m, _) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
+    let (m, _) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
     expect_line(m, "[1] pingpong: on cpu 0")?;
     expect_line(m, "[2] pingpong: on cpu 1")?;
     expect_line(m, "[2] pingpong: 10000 round trips done")?;
@@ -120,7 +133,11 @@ fn unpinned_spinners_spread_over_idle_cpus(
         ("where", "s2 cpus=0 spin seconds=30"),
         ("where", "s3 cpus=0 spin seconds=30"),
     ];
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(4))
+        .boot_managed(slot)?;
     for i in 1..=4 {
         expect_line(m, &format!("[{i}] where: cpu 0"))?;
     }
@@ -169,7 +186,11 @@ fn a_domain_moved_between_cpus_never_reads_a_replaced_mapping(
         ),
     ];
     let guests: Vec<(&str, &str)> = guests.iter().map(|(b, l)| (*b, l.as_str())).collect();
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(2))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
     expect_line(m, "[1] tlb-check: granted refs 0 and 1")?;
     for i in 0..60 {
         let cpus = if i % 2 == 0 { "1" } else { "0" };
@@ -213,7 +234,11 @@ fn a_read_through_a_page_another_vcpu_unmapped_always_faults(
         ),
     ];
     let guests: Vec<(&str, &str)> = guests.iter().map(|(b, l)| (*b, l.as_str())).collect();
-    let (m, sock) = boot_managed_on(c, slot, "", &guests, None, |config| config.smp(4))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|config| config.smp(4))
+        .boot_managed(slot)?;
     expect_line(m, "[1] tlb-check: granted refs 0 and 1")?;
     expect_line(m, "[2] tlb-stress: vCPU 0 on cpu")?;
     let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "stress"])?;
@@ -268,7 +293,11 @@ fn a_domain_with_two_busy_vcpus_is_paused_crashed_and_destroyed_cleanly(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed_on(c, slot, "", &[], None, |config| config.smp(4))?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[])
+        .qemu(|config| config.smp(4))
+        .boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let free = super::harness::free_kib;
     let before = free(&sock)?;
@@ -356,7 +385,12 @@ fn a_domain_destroyed_while_running_elsewhere_is_gone_when_destroy_returns(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let dom0 = ("test-dom0", "test-dom0 scenario=dying");
-    let config = super::harness::custom_dom0(c, dom0, &[("spinner", "spinner")])?.smp(2);
+    let config = c
+        .machine()
+        .dom0(dom0)
+        .guests(&[("spinner", "spinner")])
+        .config()?
+        .smp(2);
     let m = super::harness::boot(&config, slot)?;
     expect_line(
         m,

@@ -65,7 +65,10 @@ fn boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing(
 }
 
 fn toolstack_command(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
-    let (m, sock) = boot_managed(c, slot, &[("survivor", "survivor")], None)?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[("survivor", "survivor")])
+        .boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[1] survivor: heartbeat 1")?;
     let (code, list) = toolstack(&sock, &["domain", "list"])?;
@@ -225,7 +228,7 @@ fn policies_destroy_or_preserve_and_info_shows_the_crash(
     ];
     let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
     let tar = iso::bundle(&c.path("bundle.tar"), &auto, &images)?;
-    let (m, sock) = boot_managed(c, slot, &[], Some(tar))?;
+    let (m, sock) = c.machine().guests(&[]).bundle(tar).boot_managed(slot)?;
     expect_line(m, "toolstack: domain 1 (keep) crashed: vector 6")?;
     expect_line(m, "toolstack: destroyed domain 2 (gone) as its policy says")?;
     let (code, info) = toolstack(&sock, &["domain", "info", "keep"])?;
@@ -250,16 +253,14 @@ fn shutdown_stops_a_willing_domain_and_destroys_one_that_ignores_it(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed(
-        c,
-        slot,
-        &[
+    let (m, sock) = c
+        .machine()
+        .guests(&[
             ("survivor", "willing"),
             ("spinner", "stubborn seconds=600"),
             ("survivor", "bystander"),
-        ],
-        None,
-    )?;
+        ])
+        .boot_managed(slot)?;
     expect_line(m, "[3] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["domain", "shutdown", "willing", "--wait"])?;
     check(code == 0 && out.contains("is shutdown"), || {
@@ -290,16 +291,14 @@ fn host_shutdown_stops_every_domain_then_powers_off(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed(
-        c,
-        slot,
-        &[
+    let (m, sock) = c
+        .machine()
+        .guests(&[
             ("survivor", "one"),
             ("survivor", "two"),
             ("spinner", "stubborn seconds=600"),
-        ],
-        None,
-    )?;
+        ])
+        .boot_managed(slot)?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["host", "shutdown"])?;
     check(code == 0, || format!("host shutdown: {code} {out}"))?;
@@ -325,7 +324,7 @@ fn fifty_domains_are_created_listed_and_shut_down_together(
         &[],
         &[("survivor", survivor.as_path())],
     )?;
-    let (m, sock) = boot_managed(c, slot, &[], Some(tar))?;
+    let (m, sock) = c.machine().guests(&[]).bundle(tar).boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     // The configurations name the bundle's image: nothing is uploaded.
     let dir = c.path("many");
@@ -385,7 +384,7 @@ fn clients_gone_mid_upload_or_mid_frame_or_two_at_once_disturb_nothing(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     use toolstack::Client;
-    let (m, sock) = boot_managed(c, slot, &[], None)?;
+    let (m, sock) = c.machine().guests(&[]).boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let err = |e: toolstack::Error| e.to_string();
     // What a user would compare: who exists, in what state, and free memory.

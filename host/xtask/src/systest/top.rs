@@ -1,7 +1,7 @@
 //! System test of `toolstack top`: frames with every domain, and CPU shares
 //! that tell a spinning domain from an idle one.
 
-use super::harness::{boot_managed, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 
 /// The CPU% column of `name`'s row in the last frame of batch output.
@@ -20,7 +20,7 @@ pub fn top(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         ("spinner", "spinner seconds=600"),
         ("survivor", "survivor period_ms=500"),
     ];
-    let (m, sock) = boot_managed(c, slot, &guests, None)?;
+    let (m, sock) = c.machine().guests(&guests).boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     let (code, out) = toolstack(&sock, &["top", "-b", "-i", "2", "-d", "1"])?;

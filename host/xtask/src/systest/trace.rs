@@ -1,7 +1,7 @@
 //! System tests of the kernel's trace buffers: `toolstack host trace`, and
 //! what tracing costs when it is off.
 
-use super::harness::{boot, boot_managed_on, check, expect_line, toolstack, Ctx, Machine};
+use super::harness::{boot, check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test};
 use crate::build;
 use crate::iso;
@@ -21,9 +21,12 @@ fn host_trace_shows_a_ping_pong_as_hypercalls_sends_wakes_and_switches(
         ("pingpong", "ping evtchn=pong rounds=100000000"),
     ];
     // One CPU: the round below is the one-CPU sequence.
-    let (m, sock) = boot_managed_on(c, slot, "tbuf_size=64", &guests, None, |config| {
-        config.smp(1)
-    })?;
+    let (m, sock) = c
+        .machine()
+        .cmdline("tbuf_size=64")
+        .guests(&guests)
+        .qemu(|config| config.smp(1))
+        .boot_managed(slot)?;
     expect_line(m, "trace: 64 pages per cpu reserved")?;
     let pong = id_of(&expect_line(m, "toolstack: started pong as domain ")?)?;
     let ping = id_of(&expect_line(m, "toolstack: started ping as domain ")?)?;

@@ -1,14 +1,14 @@
 //! System test of a large upload: `domain create` with a 1 MiB image shows a
 //! progress bar on a terminal, and the domain it creates runs.
 
-use super::harness::{boot_managed, build, check, expect_line, Ctx, Machine};
+use super::harness::{build, check, expect_line, Ctx, Machine};
 use super::harness::{tests, Test};
 
 fn a_large_upload_shows_a_progress_bar_on_a_terminal(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let (m, sock) = boot_managed(c, slot, &[], None)?;
+    let (m, sock) = c.machine().guests(&[]).boot_managed(slot)?;
     expect_line(m, "toolstack: serving the management protocol on COM2")?;
     let dir = c.path("big");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -59,7 +59,14 @@ fn the_watchdog_catches_a_cpu_stuck_with_interrupts_off(
         ("spinner", "spinner seconds=8"),
         ("sleeper", "sleeper sleeps=320"),
     ];
-    let m = boot(&c.system("watchdog", &guests)?.smp(2), slot)?;
+    let m = boot(
+        &c.machine()
+            .cmdline("watchdog")
+            .guests(&guests)
+            .config()?
+            .smp(2),
+        slot,
+    )?;
     expect_line(m, "watchdog: on")?;
     m.wait_for("[1] spinner: ", super::harness::BOOT)?;
     m.wait_for("[2] sleeper: ", super::harness::BOOT)?;
@@ -71,7 +78,10 @@ fn the_watchdog_catches_a_cpu_stuck_with_interrupts_off(
     )?;
 
     let guests = [("spinner", "spinner seconds=10 hypercalls")];
-    let m = boot(&c.system("watchdog", &guests)?, slot)?;
+    let m = boot(
+        &c.machine().cmdline("watchdog").guests(&guests).config()?,
+        slot,
+    )?;
     expect_line(m, "watchdog: on")?;
     expect_line(m, "[1] spinner: ")?;
     check(!m.lines().iter().any(|l| l.contains("PANIC")), || {
