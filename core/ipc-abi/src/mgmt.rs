@@ -452,32 +452,220 @@ pub mod messages {
         },
     }
 
+    /// A domain as `domain list` reports it. The records of answers are
+    /// generic over how they hold text (`S`) and bytes (`B`): borrowed from
+    /// the frame (`&str`, `&[u8]`) on the wire, owned (`String`,
+    /// `Vec<u8>`) where a client keeps them (`map` turns one into the
+    /// other), so each is defined once, here.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct DomainRecord<S> {
+        /// The full id (index and generation); `id & 0xffff` is what consoles show.
+        pub id: u32,
+        pub name: S,
+        /// running, blocked, paused, shutdown, crashed
+        pub state: S,
+        pub memory_kib: u64,
+        pub vcpus: u32,
+        pub cpu_ticks: u64,
+        /// Times the toolstack restarted it after a crash.
+        pub restarts: u32,
+    }
+
+    /// The host as `host info` reports it.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct HostRecord<S> {
+        pub free_kib: u64,
+        pub domains: u64,
+        /// CPUs running.
+        pub cpus: u64,
+        pub version: S,
+        /// Domain 0's heap in use, in KiB (what it keeps per domain).
+        pub toolstack_heap_kib: u64,
+    }
+
+    /// One domain in detail, as `domain info` reports it.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct DetailsRecord<S> {
+        pub id: u32,
+        pub name: S,
+        pub state: S,
+        pub memory_kib: u64,
+        pub cpu_ticks: u64,
+        /// The crash: CPU vector (u64::MAX: the domain's own report), error code, RIP, address, message.
+        pub crash_vector: u64,
+        pub crash_error: u64,
+        pub crash_rip: u64,
+        pub crash_address: u64,
+        pub crash_message: S,
+        /// Times the toolstack restarted it after a crash, and what the
+        /// last of those crashes was ("" if none).
+        pub restarts: u32,
+        pub last_crash: S,
+    }
+
+    /// Console output starting at stream offset `offset` (later than asked
+    /// if older output was cut from the history); `closed` once the console
+    /// is closed and nothing more will come; `more` when more output than
+    /// `data` was already kept (not caught up yet).
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct ConsoleRecord<B> {
+        pub offset: u64,
+        pub data: B,
+        pub closed: bool,
+        pub more: bool,
+    }
+
+    /// One ring connection (answer to `RingList`).
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct RingRecord<S> {
+        pub frontend: u32,
+        pub backend: u32,
+        /// console, block, net-tx or net-rx.
+        pub device: S,
+        /// The frontend's device index (xvda = 0, the first interface = 0).
+        pub index: u32,
+        /// From the shared header: connected, resetting, disconnected, invalid.
+        pub state: S,
+        pub epoch: u32,
+        /// Pages the ring occupies (header included) and its slots.
+        pub pages: u32,
+        pub slots: u32,
+        pub req_prod: u32,
+        pub req_event: u32,
+        pub rsp_prod: u32,
+        pub rsp_event: u32,
+        /// The sides' private indices, as they published them: the
+        /// frontend's requests written and responses taken, the
+        /// backend's requests taken and responses written.
+        pub req_prod_pvt: u32,
+        pub rsp_cons: u32,
+        pub req_cons: u32,
+        pub rsp_prod_pvt: u32,
+        /// Requests published and not yet answered.
+        pub in_flight: u32,
+        /// Notifications sent on the device's event channel by the
+        /// frontend and by the backend (a net device's two rings share one).
+        pub notify_to_backend: u32,
+        pub notify_to_frontend: u32,
+        /// How long requests have waited with no answer coming (ms; 0 when
+        /// none waits), to within the 250 ms between domain 0's own looks
+        /// at every ring.
+        pub stalled_ms: u64,
+        /// healthy, stuck (stalled over a second), "not a ring" or
+        /// "broken indices".
+        pub verdict: S,
+    }
+
+    /// A ring slot's bytes (answer to `RingDump`), at free-running index
+    /// `index`: a request `waiting` for the backend or `taken` by it, or an
+    /// `unread` response.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct SlotRecord<S, B> {
+        pub index: u32,
+        pub stage: S,
+        pub bytes: B,
+    }
+
+    /// One vCPU (answer to `VcpuList`): where it runs and may run.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct VcpuRecord<S> {
+        pub domain: u32,
+        pub name: S,
+        pub vcpu: u32,
+        /// The CPU whose run queue holds it; whether it is loaded on that
+        /// CPU now; the CPUs it may run on (bit n: CPU n).
+        pub cpu: u32,
+        pub running: bool,
+        pub affinity: u64,
+        pub state: S,
+        pub cpu_ticks: u64,
+    }
+
+    /// Kernel trace bytes (answer to `Trace`; `crate::trace` says how to
+    /// read them): `data` starts at position `start`; `head` is where the
+    /// CPU's ring has got to, `capacity` how much it keeps; `stamp`
+    /// identifies the kernel build.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct TraceRecord<B> {
+        pub cpus: u32,
+        pub start: u64,
+        pub head: u64,
+        pub capacity: u64,
+        pub stamp: u64,
+        pub data: B,
+    }
+
+    /// `map` for records with text: the same record, its text turned by `f`.
+    macro_rules! map_text {
+        ($t:ident { $($s:ident),* } { $($o:ident),* }) => {
+            impl<S> $t<S> {
+                /// The same record with its text turned by `f` (borrowed to owned, say).
+                pub fn map<T>(self, f: impl Fn(S) -> T) -> $t<T> {
+                    $t { $($s: f(self.$s),)* $($o: self.$o,)* }
+                }
+            }
+        };
+    }
+    map_text!(DomainRecord { name, state } { id, memory_kib, vcpus, cpu_ticks, restarts });
+    map_text!(HostRecord { version } { free_kib, domains, cpus, toolstack_heap_kib });
+    map_text!(DetailsRecord { name, state, crash_message, last_crash } {
+        id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts
+    });
+    map_text!(RingRecord { device, state, verdict } {
+        frontend, backend, index, epoch, pages, slots, req_prod, req_event, rsp_prod, rsp_event,
+        req_prod_pvt, rsp_cons, req_cons, rsp_prod_pvt, in_flight, notify_to_backend,
+        notify_to_frontend, stalled_ms
+    });
+    map_text!(VcpuRecord { name, state } { domain, vcpu, cpu, running, affinity, cpu_ticks });
+
+    impl<B> ConsoleRecord<B> {
+        /// The same record with its bytes turned by `f`.
+        pub fn map<C>(self, f: impl Fn(B) -> C) -> ConsoleRecord<C> {
+            ConsoleRecord {
+                offset: self.offset,
+                data: f(self.data),
+                closed: self.closed,
+                more: self.more,
+            }
+        }
+    }
+
+    impl<B> TraceRecord<B> {
+        /// The same record with its bytes turned by `f`.
+        pub fn map<C>(self, f: impl Fn(B) -> C) -> TraceRecord<C> {
+            TraceRecord {
+                cpus: self.cpus,
+                start: self.start,
+                head: self.head,
+                capacity: self.capacity,
+                stamp: self.stamp,
+                data: f(self.data),
+            }
+        }
+    }
+
+    impl<S, B> SlotRecord<S, B> {
+        /// The same record with its text and bytes turned by `f` and `g`.
+        pub fn map<T, C>(self, f: impl Fn(S) -> T, g: impl Fn(B) -> C) -> SlotRecord<T, C> {
+            SlotRecord {
+                index: self.index,
+                stage: f(self.stage),
+                bytes: g(self.bytes),
+            }
+        }
+    }
+
     /// An answer of the toolstack domain.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub enum Answer<'a> {
         Hello {
             version: u32,
         },
-        Domain {
-            id: u32,
-            name: &'a str,
-            /// running, blocked, paused, shutdown, crashed
-            state: &'a str,
-            memory_kib: u64,
-            vcpus: u32,
-            cpu_ticks: u64,
-            /// Times the toolstack restarted it after a crash.
-            restarts: u32,
-        },
+        #[serde(borrow)]
+        Domain(DomainRecord<&'a str>),
         End,
-        HostInfo {
-            free_kib: u64,
-            domains: u64,
-            cpus: u64,
-            version: &'a str,
-            /// Domain 0's heap in use, in KiB (what it keeps per domain).
-            toolstack_heap_kib: u64,
-        },
+        #[serde(borrow)]
+        HostInfo(HostRecord<&'a str>),
         Created {
             id: u32,
         },
@@ -485,102 +673,18 @@ pub mod messages {
             seq: u64,
             text: &'a str,
         },
-        Info {
-            id: u32,
-            name: &'a str,
-            state: &'a str,
-            memory_kib: u64,
-            cpu_ticks: u64,
-            /// The crash: CPU vector (u64::MAX: the domain's own report), error code, RIP, address, message.
-            crash_vector: u64,
-            crash_error: u64,
-            crash_rip: u64,
-            crash_address: u64,
-            crash_message: &'a str,
-            /// Times the toolstack restarted it after a crash, and what the
-            /// last of those crashes was ("" if none).
-            restarts: u32,
-            last_crash: &'a str,
-        },
-        /// Console output starting at stream offset `offset` (later than
-        /// asked if older output was cut from the history); `closed` once
-        /// the console is closed and nothing more will come; `more` when
-        /// more output than `data` was already kept (not caught up yet).
-        ConsoleData {
-            offset: u64,
-            data: &'a [u8],
-            closed: bool,
-            more: bool,
-        },
-        /// One ring connection (answer to `RingList`).
-        Ring {
-            frontend: u32,
-            backend: u32,
-            /// console, block, net-tx or net-rx.
-            device: &'a str,
-            index: u32,
-            /// From the shared header: connected, resetting, disconnected, invalid.
-            state: &'a str,
-            epoch: u32,
-            /// Pages the ring occupies (header included) and its slots.
-            pages: u32,
-            slots: u32,
-            req_prod: u32,
-            req_event: u32,
-            rsp_prod: u32,
-            rsp_event: u32,
-            /// The sides' private indices, as they published them: the
-            /// frontend's requests written and responses taken, the
-            /// backend's requests taken and responses written.
-            req_prod_pvt: u32,
-            rsp_cons: u32,
-            req_cons: u32,
-            rsp_prod_pvt: u32,
-            /// Requests published and not yet answered.
-            in_flight: u32,
-            /// Notifications sent on the device's event channel by the
-            /// frontend and by the backend (a net device's two rings share one).
-            notify_to_backend: u32,
-            notify_to_frontend: u32,
-            /// How long requests have waited with no answer coming (ms;
-            /// 0 when none waits), to within the 250 ms between domain 0's
-            /// own looks at every ring.
-            stalled_ms: u64,
-            /// healthy, stuck (stalled over a second), "not a ring" or
-            /// "broken indices".
-            verdict: &'a str,
-        },
-        /// A ring slot's bytes (answer to `RingDump`), at free-running index
-        /// `index`: a request `waiting` for the backend or `taken` by it, or
-        /// an `unread` response.
-        Slot {
-            index: u32,
-            stage: &'a str,
-            bytes: &'a [u8],
-        },
-        /// One vCPU (answer to `VcpuList`): where it runs and may run.
-        Vcpu {
-            domain: u32,
-            name: &'a str,
-            vcpu: u32,
-            /// The CPU whose run queue holds it; whether it is loaded on
-            /// that CPU now; the CPUs it may run on (bit n: CPU n).
-            cpu: u32,
-            running: bool,
-            affinity: u64,
-            state: &'a str,
-            cpu_ticks: u64,
-        },
-        /// Kernel trace bytes (answer to `Trace`; `crate::trace` says how
-        /// to read them): `data` starts at position `start`.
-        Trace {
-            cpus: u32,
-            start: u64,
-            head: u64,
-            capacity: u64,
-            stamp: u64,
-            data: &'a [u8],
-        },
+        #[serde(borrow)]
+        Info(DetailsRecord<&'a str>),
+        #[serde(borrow)]
+        ConsoleData(ConsoleRecord<&'a [u8]>),
+        #[serde(borrow)]
+        Ring(RingRecord<&'a str>),
+        #[serde(borrow)]
+        Slot(SlotRecord<&'a str, &'a [u8]>),
+        #[serde(borrow)]
+        Vcpu(VcpuRecord<&'a str>),
+        #[serde(borrow)]
+        Trace(TraceRecord<&'a [u8]>),
         /// Save file bytes (answer to `SaveRead`) from position `cursor`:
         /// `next` is where the next read starts; `done` when the file is
         /// whole. `pages` is how many pages the file holds in all.
@@ -634,7 +738,7 @@ pub mod messages {
                 decode::<Request>(&buf[..n]),
                 Some(Request::Pause { domain: 7 })
             );
-            let a = Answer::Domain {
+            let a = Answer::Domain(DomainRecord {
                 id: 1,
                 name: "web",
                 state: "running",
@@ -642,7 +746,7 @@ pub mod messages {
                 vcpus: 1,
                 cpu_ticks: 9,
                 restarts: 2,
-            };
+            });
             let n = encode(&a, &mut buf).unwrap();
             assert_eq!(decode::<Answer>(&buf[..n]), Some(a));
             assert_eq!(decode::<Request>(&[0xff, 0xff, 0xff]), None);

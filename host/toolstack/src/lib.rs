@@ -70,58 +70,12 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A domain as `list` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DomainEntry {
-    /// The full id (index and generation); `id & 0xffff` is what consoles show.
-    pub id: u32,
-    pub name: String,
-    pub state: String,
-    pub memory_kib: u64,
-    pub vcpus: u32,
-    pub cpu_ticks: u64,
-    /// Times it was restarted after a crash.
-    pub restarts: u32,
-}
+/// A domain as `list` reports it (`ipc_abi::mgmt::messages::DomainRecord`).
+pub type DomainEntry = messages::DomainRecord<String>;
 
 /// A ring connection as `ring list` reports it: who serves whom, and the
-/// ring's shared header as it was read (the toolstack domain reads it
-/// through a kernel call that changes nothing).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RingEntry {
-    pub frontend: u32,
-    pub backend: u32,
-    /// console, block, net-tx or net-rx.
-    pub device: String,
-    /// The frontend's device index (xvda = 0, the first interface = 0).
-    pub index: u32,
-    /// connected, resetting, disconnected or invalid.
-    pub state: String,
-    pub epoch: u32,
-    /// Pages the ring occupies (header included).
-    pub pages: u32,
-    pub slots: u32,
-    pub req_prod: u32,
-    pub req_event: u32,
-    pub rsp_prod: u32,
-    pub rsp_event: u32,
-    /// The frontend's private indices as it published them: requests
-    /// written (published or not), responses taken.
-    pub req_prod_pvt: u32,
-    pub rsp_cons: u32,
-    /// The backend's: requests taken, responses written.
-    pub req_cons: u32,
-    pub rsp_prod_pvt: u32,
-    /// Requests published and not yet answered.
-    pub in_flight: u32,
-    /// Notifications sent on the device's event channel each way.
-    pub notify_to_backend: u32,
-    pub notify_to_frontend: u32,
-    /// How long requests have waited with no answer coming, in ms.
-    pub stalled_ms: u64,
-    /// healthy, stuck, "not a ring" or "broken indices".
-    pub verdict: String,
-}
+/// ring's shared header as it was read (`messages::RingRecord`).
+pub type RingEntry = messages::RingRecord<String>;
 
 /// A ring, its unread responses and its requests in flight, as `ring
 /// dump` reports them.
@@ -132,89 +86,25 @@ pub struct RingDump {
     pub slots: Vec<DumpedSlot>,
 }
 
-/// One slot of a [`RingDump`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DumpedSlot {
-    /// Free-running index (the slot is `index % slots`).
-    pub index: u32,
-    /// `waiting` (a request the backend has not taken), `taken` (taken, not
-    /// answered) or `unread` (a response the frontend has not taken).
-    pub stage: String,
-    pub bytes: Vec<u8>,
-}
+/// One slot of a [`RingDump`] (`messages::SlotRecord`).
+pub type DumpedSlot = messages::SlotRecord<String, Vec<u8>>;
 
-/// One domain in detail, as `domain info` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DomainDetails {
-    pub id: u32,
-    pub name: String,
-    pub state: String,
-    pub memory_kib: u64,
-    pub cpu_ticks: u64,
-    /// The crash record (all zero if none): CPU vector (u64::MAX for the
-    /// domain's own report), error code, RIP, address, message.
-    pub crash_vector: u64,
-    pub crash_error: u64,
-    pub crash_rip: u64,
-    pub crash_address: u64,
-    pub crash_message: String,
-    /// Times it was restarted after a crash, and the last such crash.
-    pub restarts: u32,
-    pub last_crash: String,
-}
+/// One domain in detail, as `domain info` reports it (`messages::DetailsRecord`).
+pub type DomainDetails = messages::DetailsRecord<String>;
 
-/// Kernel trace bytes of one CPU as the machine keeps them (see
-/// `ipc_abi::trace`): `data` starts at position `start`; `head` is where
-/// the CPU's ring has got to, `capacity` how much it keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceChunk {
-    pub cpus: u32,
-    pub start: u64,
-    pub head: u64,
-    pub capacity: u64,
-    /// Identifies the kernel build (the address of its trace stamp symbol).
-    pub stamp: u64,
-    pub data: Vec<u8>,
-}
+/// Kernel trace bytes of one CPU as the machine keeps them (`messages::TraceRecord`;
+/// `ipc_abi::trace` says how to read them).
+pub type TraceChunk = messages::TraceRecord<Vec<u8>>;
 
-/// The host as `host info` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostInfo {
-    pub free_kib: u64,
-    pub domains: u64,
-    /// CPUs running.
-    pub cpus: u64,
-    pub version: String,
-    /// Domain 0's heap in use (KiB).
-    pub toolstack_heap_kib: u64,
-}
+/// The host as `host info` reports it (`messages::HostRecord`).
+pub type HostInfo = messages::HostRecord<String>;
 
-/// A vCPU as `domain vcpu-list` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VcpuEntry {
-    pub domain: u32,
-    pub name: String,
-    pub vcpu: u32,
-    /// The CPU whose run queue holds it, and whether it is on that CPU now.
-    pub cpu: u32,
-    pub running: bool,
-    /// The CPUs it may run on (bit n: CPU n).
-    pub affinity: u64,
-    pub state: String,
-    pub cpu_ticks: u64,
-}
+/// A vCPU as `domain vcpu-list` reports it (`messages::VcpuRecord`).
+pub type VcpuEntry = messages::VcpuRecord<String>;
 
-/// A piece of a domain's console output (see [`Client::console_read`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConsoleChunk {
-    /// Stream offset of `data[0]`: later than asked if older output was cut.
-    pub offset: u64,
-    pub data: Vec<u8>,
-    /// The console is closed (its domain stopped) and nothing more will come.
-    pub closed: bool,
-    /// More output than `data` was already kept: not caught up yet.
-    pub more: bool,
-}
+/// A piece of a domain's console output (see [`Client::console_read`];
+/// `messages::ConsoleRecord`).
+pub type ConsoleChunk = messages::ConsoleRecord<Vec<u8>>;
 
 /// A session with a machine's toolstack domain.
 pub struct Client {
@@ -735,171 +625,25 @@ enum Owned {
 
 impl From<&Answer<'_>> for Owned {
     fn from(a: &Answer<'_>) -> Owned {
+        let text = |t: &str| t.to_string();
+        let bytes = |b: &[u8]| b.to_vec();
         match a {
             Answer::Hello { .. } => Owned::Hello,
-            Answer::Domain {
-                id,
-                name,
-                state,
-                memory_kib,
-                vcpus,
-                cpu_ticks,
-                restarts,
-            } => Owned::Domain(DomainEntry {
-                id: *id,
-                name: (*name).into(),
-                state: (*state).into(),
-                memory_kib: *memory_kib,
-                vcpus: *vcpus,
-                cpu_ticks: *cpu_ticks,
-                restarts: *restarts,
-            }),
+            Answer::Domain(d) => Owned::Domain(d.clone().map(text)),
             Answer::End => Owned::End,
             Answer::SaveData { .. } => {
                 save::owned(a).unwrap_or_else(|| Owned::Error("unreadable save data".into()))
             }
-            Answer::Slot {
-                index,
-                stage,
-                bytes,
-            } => Owned::Slot(DumpedSlot {
-                index: *index,
-                stage: (*stage).into(),
-                bytes: bytes.to_vec(),
-            }),
-            Answer::Trace {
-                cpus,
-                start,
-                head,
-                capacity,
-                stamp,
-                data,
-            } => Owned::Trace(TraceChunk {
-                cpus: *cpus,
-                start: *start,
-                head: *head,
-                capacity: *capacity,
-                stamp: *stamp,
-                data: data.to_vec(),
-            }),
-            Answer::Ring {
-                frontend,
-                backend,
-                device,
-                index,
-                state,
-                epoch,
-                pages,
-                slots,
-                req_prod,
-                req_event,
-                rsp_prod,
-                rsp_event,
-                req_prod_pvt,
-                rsp_cons,
-                req_cons,
-                rsp_prod_pvt,
-                in_flight,
-                notify_to_backend,
-                notify_to_frontend,
-                stalled_ms,
-                verdict,
-            } => Owned::Ring(RingEntry {
-                frontend: *frontend,
-                backend: *backend,
-                device: (*device).into(),
-                index: *index,
-                state: (*state).into(),
-                epoch: *epoch,
-                pages: *pages,
-                slots: *slots,
-                req_prod: *req_prod,
-                req_event: *req_event,
-                rsp_prod: *rsp_prod,
-                rsp_event: *rsp_event,
-                req_prod_pvt: *req_prod_pvt,
-                rsp_cons: *rsp_cons,
-                req_cons: *req_cons,
-                rsp_prod_pvt: *rsp_prod_pvt,
-                in_flight: *in_flight,
-                notify_to_backend: *notify_to_backend,
-                notify_to_frontend: *notify_to_frontend,
-                stalled_ms: *stalled_ms,
-                verdict: (*verdict).into(),
-            }),
-            Answer::HostInfo {
-                free_kib,
-                domains,
-                cpus,
-                version,
-                toolstack_heap_kib,
-            } => Owned::Host(HostInfo {
-                free_kib: *free_kib,
-                domains: *domains,
-                cpus: *cpus,
-                version: (*version).into(),
-                toolstack_heap_kib: *toolstack_heap_kib,
-            }),
-            Answer::Vcpu {
-                domain,
-                name,
-                vcpu,
-                cpu,
-                running,
-                affinity,
-                state,
-                cpu_ticks,
-            } => Owned::Vcpu(VcpuEntry {
-                domain: *domain,
-                name: (*name).into(),
-                vcpu: *vcpu,
-                cpu: *cpu,
-                running: *running,
-                affinity: *affinity,
-                state: (*state).into(),
-                cpu_ticks: *cpu_ticks,
-            }),
+            Answer::Slot(s) => Owned::Slot(s.clone().map(text, bytes)),
+            Answer::Trace(t) => Owned::Trace(t.clone().map(bytes)),
+            Answer::Ring(r) => Owned::Ring(r.clone().map(text)),
+            Answer::HostInfo(h) => Owned::Host(h.clone().map(text)),
+            Answer::Vcpu(v) => Owned::Vcpu(v.clone().map(text)),
             Answer::Ok => Owned::Ok,
             Answer::Created { id } => Owned::Created(*id),
             Answer::Line { text, .. } => Owned::Line((*text).into()),
-            Answer::Info {
-                id,
-                name,
-                state,
-                memory_kib,
-                cpu_ticks,
-                crash_vector,
-                crash_error,
-                crash_rip,
-                crash_address,
-                crash_message,
-                restarts,
-                last_crash,
-            } => Owned::Info(DomainDetails {
-                id: *id,
-                name: (*name).into(),
-                state: (*state).into(),
-                memory_kib: *memory_kib,
-                cpu_ticks: *cpu_ticks,
-                crash_vector: *crash_vector,
-                crash_error: *crash_error,
-                crash_rip: *crash_rip,
-                crash_address: *crash_address,
-                crash_message: (*crash_message).into(),
-                restarts: *restarts,
-                last_crash: (*last_crash).into(),
-            }),
-            Answer::ConsoleData {
-                offset,
-                data,
-                closed,
-                more,
-            } => Owned::Console(ConsoleChunk {
-                offset: *offset,
-                data: data.to_vec(),
-                closed: *closed,
-                more: *more,
-            }),
+            Answer::Info(i) => Owned::Info(i.clone().map(text)),
+            Answer::ConsoleData(c) => Owned::Console(c.clone().map(bytes)),
             Answer::Error { message } => Owned::Error((*message).into()),
         }
     }

@@ -137,12 +137,12 @@ impl Server {
             }
             None => self.send(
                 seq,
-                &Answer::ConsoleData {
+                &Answer::ConsoleData(messages::ConsoleRecord {
                     offset,
                     data: &[],
                     closed: false,
                     more: false,
-                },
+                }),
             ),
         }
     }
@@ -161,12 +161,12 @@ impl Server {
         let n = (rsp.len as usize).min(rsp.data.len());
         let answer = match rsp.status {
             s if s == Status::Ok as u32 || s == Status::Disconnected as u32 => {
-                Answer::ConsoleData {
+                Answer::ConsoleData(messages::ConsoleRecord {
                     offset: rsp.offset,
                     data: &rsp.data[..n],
                     closed: s == Status::Disconnected as u32,
                     more: rsp.flags & domain_runtime::ipc_abi::proto::console::RESPONSE_MORE != 0,
-                }
+                })
             }
             s if s == Status::NoDevice as u32 => Answer::Error {
                 message: "that domain has no console",
@@ -189,12 +189,12 @@ impl Server {
         if let Some(read) = self.console_read.take_if(|r| r.deadline <= now) {
             self.send(
                 read.seq,
-                &Answer::ConsoleData {
+                &Answer::ConsoleData(messages::ConsoleRecord {
                     offset: read.offset,
                     data: &[],
                     closed: false,
                     more: false,
-                },
+                }),
             );
         }
     }
@@ -241,7 +241,7 @@ impl Server {
                 for info in crate::ops::live(started) {
                     self.send(
                         seq,
-                        &Answer::Domain {
+                        &Answer::Domain(messages::DomainRecord {
                             id: info.id.0,
                             name: crate::ops::name(&info),
                             state: crate::ops::state_name(info.state),
@@ -249,7 +249,7 @@ impl Server {
                             vcpus: info.vcpus.max(1),
                             cpu_ticks: info.cpu_ticks,
                             restarts: restarts_of(started, info.id),
-                        },
+                        }),
                     );
                 }
                 self.send(seq, &Answer::End);
@@ -258,13 +258,13 @@ impl Server {
                 let stats = hc::kernel_stats().unwrap_or_default();
                 self.send(
                     seq,
-                    &Answer::HostInfo {
+                    &Answer::HostInfo(messages::HostRecord {
                         free_kib: stats.free_frames * 4,
                         domains: stats.live_domains,
                         cpus: stats.cpus,
                         version: env!("CARGO_PKG_VERSION"),
                         toolstack_heap_kib: (domain_runtime::heap_in_use() as u64).div_ceil(1024),
-                    },
+                    }),
                 );
             }
             Request::RingList => self.ring_list(seq, started),
@@ -292,7 +292,7 @@ impl Server {
                         };
                         self.send(
                             seq,
-                            &Answer::Vcpu {
+                            &Answer::Vcpu(messages::VcpuRecord {
                                 domain: info.id.0,
                                 name: crate::ops::name(&info),
                                 vcpu,
@@ -301,7 +301,7 @@ impl Server {
                                 affinity: v.affinity,
                                 state: crate::ops::vcpu_state_name(&info, v.state),
                                 cpu_ticks: v.cpu_ticks,
-                            },
+                            }),
                         );
                     }
                 }
@@ -359,14 +359,14 @@ impl Server {
         match hc::trace_read(cpu, from, &mut buf) {
             Ok((c, data)) => self.send(
                 seq,
-                &Answer::Trace {
+                &Answer::Trace(messages::TraceRecord {
                     cpus: c.cpus,
                     start: c.start,
                     head: c.head,
                     capacity: c.capacity,
                     stamp: c.stamp,
                     data,
-                },
+                }),
             ),
             Err(domain_runtime::ipc_abi::hypercall::Error::Disabled) => self.send(
                 seq,
@@ -444,11 +444,11 @@ impl Server {
                 };
                 self.send(
                     seq,
-                    &Answer::Slot {
+                    &Answer::Slot(messages::SlotRecord {
                         index: i,
                         stage,
                         bytes: &slot,
-                    },
+                    }),
                 );
             }
         }
@@ -476,7 +476,7 @@ impl Server {
         };
         self.send(
             seq,
-            &Answer::Ring {
+            &Answer::Ring(messages::RingRecord {
                 frontend: id.0,
                 backend: r.backend.0,
                 device: r.device,
@@ -498,7 +498,7 @@ impl Server {
                 notify_to_frontend,
                 stalled_ms: stalled / 1_000_000,
                 verdict,
-            },
+            }),
         );
         Some(v)
     }
@@ -525,7 +525,7 @@ impl Server {
             .iter()
             .find(|s| s.id == info.id)
             .map_or("", |s| s.supervisor.last_crash.as_str());
-        let answer = Answer::Info {
+        let answer = Answer::Info(messages::DetailsRecord {
             id: info.id.0,
             name: crate::ops::name(&info),
             state: crate::ops::state_name(info.state),
@@ -538,7 +538,7 @@ impl Server {
             crash_message: c.message(),
             restarts: restarts_of(started, info.id),
             last_crash: last,
-        };
+        });
         self.send(seq, &answer);
     }
 }
