@@ -132,6 +132,30 @@ pub fn bar_size(raw: u32, size_mask: u32) -> u64 {
     }
 }
 
+/// What the kernel keeps of a PCI function a domain holds (`domain/pci.rs`
+/// uses it):
+/// PCI functions one domain may hold.
+pub const MAX_PCI: usize = 4;
+
+/// One BAR dword as the firmware left it, and whether the driver is sizing it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BarWord {
+    pub(crate) raw: u32,
+    pub(crate) size_mask: u32,
+    pub(crate) sizing: bool,
+    /// Where a memory BAR is mapped in the domain (0: not mapped).
+    pub(crate) va: u64,
+}
+
+/// A PCI function held by a domain.
+#[derive(Clone, Copy, Debug)]
+pub struct Assigned {
+    pub bdf: u16,
+    pub(crate) bars: [BarWord; 6],
+    /// Its MSI and MSI-X capabilities, which the driver may not write.
+    pub(crate) caps: InterruptCaps,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,7 +135,7 @@ pub struct Domain {
     /// Has been unpaused at least once (resources can no longer be added).
     pub started: bool,
     /// PCI functions it holds.
-    pub pci: heapless::Vec<pci::Assigned, { pci::MAX_PCI }>,
+    pub pci: heapless::Vec<crate::pci_rules::Assigned, { crate::pci_rules::MAX_PCI }>,
     /// Its DMA pages: (first physical address, pages).
     pub dma: Option<(u64, u64)>,
     /// Physical frames of the start info and event pages.

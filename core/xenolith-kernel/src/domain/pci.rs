@@ -23,31 +23,8 @@ use crate::frames::FrameAllocator;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_IRQS, PAGE_SIZE};
 
-/// PCI functions one domain may hold.
-pub const MAX_PCI: usize = 4;
-
-use crate::pci_rules::{
-    bar_size, filter_write, interrupt_caps, InterruptCaps, WriteAction, BAR0, COMMAND,
-};
-
-/// One BAR dword as the firmware left it, and whether the driver is sizing it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BarWord {
-    raw: u32,
-    size_mask: u32,
-    sizing: bool,
-    /// Where a memory BAR is mapped in the domain (0: not mapped).
-    va: u64,
-}
-
-/// A PCI function held by a domain.
-#[derive(Clone, Copy, Debug)]
-pub struct Assigned {
-    pub bdf: u16,
-    bars: [BarWord; 6],
-    /// Its MSI and MSI-X capabilities, which the driver may not write.
-    caps: InterruptCaps,
-}
+use crate::pci_rules::{bar_size, filter_write, interrupt_caps, WriteAction, BAR0, COMMAND};
+use crate::pci_rules::{Assigned, BarWord};
 
 fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;

@@ -6,7 +6,7 @@
 //! here into the ring's byte slice.
 
 use super::ring::ByteRing;
-use crate::domain::MAX_CPUS;
+use crate::arch::cpu::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, Ordering};
 use ipc_abi::hypercall::Error;
 use ipc_abi::trace::TraceChunk;
@@ -108,7 +108,7 @@ pub fn read(cpu: usize, from: u64, out: &mut [u8]) -> Result<TraceChunk, Error> 
 
 mod logger {
     use super::RINGS;
-    use crate::domain::this_cpu;
+    use crate::arch::syscall::this_cpu;
 
     #[defmt::global_logger]
     struct TraceLogger;
