@@ -117,6 +117,55 @@ pub fn doc_paths() -> Result<(), String> {
     }
 }
 
+/// No file of any workspace crate imports another that imports it back
+/// (`import_cycles`).
+pub fn import_cycles() -> Result<(), String> {
+    println!("xtask: circles of imports between files");
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml"))
+        .map_err(|e| format!("Cargo.toml: {e}"))?;
+    let mut problems = Vec::new();
+    for member in crate::doc_paths::members(&manifest) {
+        let src = root().join(&member).join("src");
+        let mut files = Vec::new();
+        collect_rs(&src, &src, &mut files)?;
+        for circle in crate::import_cycles::cycles(&files) {
+            problems.push(format!("{member}: {}", circle.join(" <-> ")));
+        }
+    }
+    for p in &problems {
+        println!("  {p}");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} circles of imports", problems.len()))
+    }
+}
+
+/// Every `.rs` file under `dir`, as (path relative to `base`, text).
+fn collect_rs(
+    base: &std::path::Path,
+    dir: &std::path::Path,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_rs(base, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let rel = path
+                .strip_prefix(base)
+                .map_err(|e| e.to_string())?
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{rel}: {e}"))?;
+            out.push((rel, text));
+        }
+    }
+    Ok(())
+}
+
 /// `cargo test` on the host; returns (passed, failed) summed over every test binary.
 pub fn unit_tests() -> Result<(usize, usize), String> {
     println!("xtask: cargo test (host unit tests)");

@@ -12,6 +12,7 @@ mod checks;
 mod doc_paths;
 mod fuzz;
 mod host_tools;
+mod import_cycles;
 mod iso;
 mod pty;
 mod qemu;
@@ -68,7 +69,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Accel::Tcg)]
         accel: Accel,
     },
-    /// The static checks alone: formatting, lints, and the paths the docs cite.
+    /// The static checks alone: the paths the docs cite, circles of imports, formatting, lints.
     Check,
     /// Write the bootable ISO alone, for real hardware or another VMM.
     Image {
@@ -119,6 +120,7 @@ fn main() -> ExitCode {
         } => run(&cmdline, accel, &memory, smp, &disk),
         Command::Test { only, accel } => systest::run_all(only.as_deref(), accel),
         Command::Check => checks::doc_paths()
+            .and_then(|()| checks::import_cycles())
             .and_then(|()| checks::fmt())
             .and_then(|()| checks::clippy()),
         Command::Image { out, cmdline } => image(&out, &cmdline),

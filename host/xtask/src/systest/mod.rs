@@ -71,6 +71,7 @@ pub fn run_all(only: Option<&str>, accel: Accel) -> Result<(), String> {
             ("fmt", checks::fmt as fn() -> Result<(), String>),
             ("clippy", checks::clippy),
             ("doc paths", checks::doc_paths),
+            ("import cycles", checks::import_cycles),
         ] {
             match check() {
                 Ok(()) => passed += 1,
