@@ -367,7 +367,9 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         })
     });
     let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
-    let weight = get("weight").map_or(Some(256), |e| ctx.int(e, 1..=65535));
+    let weight = get("weight").map_or(Some(u64::from(ipc_abi::domain::DEFAULT_WEIGHT)), |e| {
+        ctx.int(e, 1..=65535)
+    });
     let restart_limit =
         get("restart_limit").map_or(Some(RESTART_LIMIT), |e| ctx.int(e, 1..=100_000));
     let heartbeat_ms = get("heartbeat").map_or(Some(0), |e| ctx.int(e, 0..=600_000));
@@ -537,7 +539,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         memory_kib: memory_kib.unwrap_or(64 * 1024),
         vcpus: vcpus.unwrap_or(1),
         cpus: cpus.flatten(),
-        weight: weight.unwrap_or(256) as u32,
+        weight: weight.map_or(ipc_abi::domain::DEFAULT_WEIGHT, |w| w as u32),
         cap: cap.unwrap_or(0) as u32,
         kernel: kernel.unwrap_or_default(),
         cmdline: cmdline.unwrap_or_default(),

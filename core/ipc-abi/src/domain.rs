@@ -48,6 +48,10 @@ impl fmt::Display for DomainId {
     }
 }
 
+/// A domain's scheduler weight when none is asked for (`weight` 0 at
+/// `DomainCreate`, or no `weight =` in a configuration).
+pub const DEFAULT_WEIGHT: u32 = 256;
+
 /// Longest domain name.
 pub const NAME_MAX: usize = 32;
 /// Longest domain command line.

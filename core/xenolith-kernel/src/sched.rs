@@ -22,7 +22,7 @@ const STRIDE: u64 = 1 << 20;
 /// Length of the cap accounting window, in ticks.
 pub const CAP_WINDOW_TICKS: u32 = 100;
 /// The weight a domain gets unless told otherwise (as Xen's credit scheduler).
-pub const DEFAULT_WEIGHT: u32 = 256;
+pub use ipc_abi::domain::DEFAULT_WEIGHT;
 /// How far ahead of the least-served a waking vCPU may be and still be
 /// boosted: two ticks of a default-weight vCPU.
 pub const BOOST_WINDOW: u64 = 2 * (STRIDE / DEFAULT_WEIGHT as u64);
