@@ -102,11 +102,32 @@ impl Role {
     }
 }
 
+/// What runs in the domain (`type =`, as in xl.cfg).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// A Rust domain on `domain-runtime`, in ring 3 (the default).
+    #[default]
+    Pv,
+    /// An unmodified guest under SVM (`ipc_abi::hvm`).
+    Hvm,
+}
+
+impl Kind {
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Pv => "pv",
+            Kind::Hvm => "hvm",
+        }
+    }
+}
+
 /// A checked domain configuration: everything needed to start the domain,
 /// from a configuration file or a GRUB module line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainConfig {
     pub name: String,
+    /// `type`: what runs in it.
+    pub kind: Kind,
     /// `memory`: MiB as a number, or `"512K"`/`"4M"`/`"1G"`.
     pub memory_kib: u64,
     pub vcpus: u64,
@@ -158,6 +179,7 @@ pub struct Parsed {
 
 const KEYS: &[&str] = &[
     "name",
+    "type",
     "memory",
     "vcpus",
     "cpus",
@@ -505,6 +527,14 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         Some(out)
     });
     let dma_kib = get("dma").map_or(Some(0), |e| ctx.int(e, 4..=DMA_MAX_KIB));
+    let kind = get("type").map(|e| match ctx.string(e)?.as_str() {
+        "pv" => Some(Kind::Pv),
+        "hvm" => Some(Kind::Hvm),
+        other => {
+            ctx.error(e, alloc::format!("'{other}' is not pv or hvm"));
+            None
+        }
+    });
     let role = get("role").map(|e| match ctx.string(e)?.as_str() {
         "console" => Some(Role::Console),
         "block" => Some(Role::Block),
@@ -536,6 +566,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
     }
     let config = DomainConfig {
         name: name.unwrap_or_default(),
+        kind: kind.flatten().unwrap_or_default(),
         memory_kib: memory_kib.unwrap_or(64 * 1024),
         vcpus: vcpus.unwrap_or(1),
         cpus: cpus.flatten(),

@@ -22,5 +22,5 @@ pub mod config;
 pub mod module_line;
 pub mod syntax;
 
-pub use config::{parse, DomainConfig, OnEvent, Parsed, Role};
+pub use config::{parse, DomainConfig, Kind, OnEvent, Parsed, Role};
 pub use syntax::{ConfigError, Value};

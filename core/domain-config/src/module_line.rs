@@ -40,6 +40,7 @@ const NUMBERS: &[&str] = &[
 ];
 /// Keys whose value is a string.
 const STRINGS: &[&str] = &[
+    "type",
     "memory",
     "cpus",
     "role",
@@ -118,6 +119,9 @@ pub fn parse(file: &str, line: &str) -> Result<Parsed, Vec<ConfigError>> {
 pub fn render(c: &DomainConfig) -> String {
     let mut line = String::new();
     let _ = write!(line, "{}", c.name);
+    if c.kind != config::Kind::Pv {
+        let _ = write!(line, " type={}", c.kind.word());
+    }
     let memory = if c.memory_kib.is_multiple_of(1024) {
         alloc::format!("{}M", c.memory_kib / 1024)
     } else {
@@ -280,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_rendered_line_reads_back_as_the_same_configuration() {
-        let file = "name = \"web\"\nkernel = \"web\"\nmemory = 4\nvcpus = 2\ncpus = \"0-1,3\"\n\
+        let file = "name = \"web\"\ntype = \"hvm\"\nkernel = \"web\"\nmemory = 4\nvcpus = 2\ncpus = \"0-1,3\"\n\
                     disk = ['kv,xvda,w', 'logs,xvdb,r']\nvif = ['mac=00:16:3e:00:00:80', '']\n\
                     cmdline = \"ip=10.0.2.15/24 gw=10.0.2.2\"\nheartbeat = 500\nweight = 3\n";
         let c = crate::parse("web.cfg", file, &[]).unwrap().config;

@@ -76,9 +76,18 @@ pub struct CreateDomain {
     /// vCPUs (1..=[`MAX_VCPUS`]; 0 means 1). vCPU 0 runs from the entry
     /// point; the domain starts the others itself (`VcpuUp`).
     pub vcpus: u32,
+    /// [`CREATE_HVM`] or 0.
+    pub flags: u32,
+    pub _reserved: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<CreateDomain>() == 56);
+/// [`CreateDomain::flags`]: an HVM guest (see [`crate::hvm`]): its memory
+/// is guest-physical RAM from address 0, filled by the control domain with
+/// `DomainPageWrite`, and vCPU 0 starts as `DomainSetContext` says in the
+/// 32-bit boot state. `Disabled` where the CPU cannot run HVM guests.
+pub const CREATE_HVM: u32 = 1;
+
+const _: () = assert!(core::mem::size_of::<CreateDomain>() == 64);
 const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
 const _: () = assert!(core::mem::size_of::<DomainInfo>() == 312);
 

@@ -6,7 +6,7 @@
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
 //! carried on rings: console, block, network and control ([`proto`]); the
-//! layout of kernel trace reads ([`trace`]); the save file ([`save`]); the
+//! layout of kernel trace reads ([`trace`]); what an HVM guest sees ([`hvm`]); the save file ([`save`]); the
 //! serial ports everyone agrees on ([`pc`]); the words a domain finds on its
 //! command line ([`launch`]).
 //!
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod hvm;
 pub mod hypercall;
 pub mod launch;
 pub mod layout;

@@ -132,6 +132,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         },
         None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
     }
+    kprintln!("hvm: {}", enable_svm(0).describe());
     let dom0_kib = reserve_domain0(&settings);
     crate::trace::init(settings.tbuf_pages, eligible);
     if !settings.watchdog {
@@ -359,9 +360,33 @@ fn eligible_cpus(apic_ids: &[u32], settings: &Settings) -> usize {
 /// overflow its kernel stack into the guard page).
 static FIRST_AP_TEST: spin::Once<TestHook> = spin::Once::new();
 
+/// Switches SVM on for CPU `cpu` with two fresh frames (its host save
+/// area and host VMCB), if the CPU has it; says what it has.
+fn enable_svm(cpu: usize) -> crate::arch::svm::Support {
+    use crate::arch::svm;
+    let support = svm::probe();
+    if !matches!(support, svm::Support::Ready { .. }) {
+        return support;
+    }
+    let pages = memory::with_frames(|f| f.allocate().zip(f.allocate()));
+    let Some((hsave, host_vmcb)) = pages else {
+        kprintln!("warning: hvm: no frames for CPU {cpu}'s host state");
+        return support;
+    };
+    crate::arch::addrspace::zero_frame(hsave);
+    crate::arch::addrspace::zero_frame(host_vmcb);
+    svm::enable(cpu, hsave, host_vmcb, &crate::hvm::msr::PASSED_THROUGH)
+}
+
 /// What each AP runs once its CPU is set up: the idle loop, which takes
 /// vCPUs as the scheduler gives them (or the first AP's test).
 fn ap_runs(cpu: usize) -> ! {
+    if crate::arch::svm::ready() {
+        let support = enable_svm(cpu);
+        if !matches!(support, crate::arch::svm::Support::Ready { .. }) {
+            kprintln!("warning: cpu {}: {}", cpu, support.describe());
+        }
+    }
     match (cpu, FIRST_AP_TEST.get()) {
         (1, Some(TestHook::HangAp)) => {
             kprintln!("ktest: CPU 1 spinning with interrupts off");

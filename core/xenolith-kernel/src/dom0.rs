@@ -55,6 +55,7 @@ pub fn start(modules: &[BootModule<'_>], memory_kib: u64, ifname: &str) -> bool 
             cap_percent: 0,
             control: true,
             vcpus: 1,
+            hvm: false,
         };
         let id = lifecycle::create(&mut k, frames, &spec).map_err(|_| "cannot create domain 0")?;
         let index = id.index() as usize;

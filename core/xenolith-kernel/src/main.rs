@@ -17,6 +17,7 @@ mod cmdline;
 mod elf;
 mod frames;
 mod grant_table;
+mod hvm;
 mod layout;
 mod pci_rules;
 mod sched;

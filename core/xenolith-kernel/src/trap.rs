@@ -221,12 +221,93 @@ fn teardown(k: &mut Kernel, index: usize) {
 
 /// Another CPU asked this one to reschedule.
 pub fn resched_ipi(frame: &mut TrapFrame, from_user: bool) {
+    let mut k = crate::domain::lock();
+    k.cpu_mut().need_resched = true;
     if from_user {
-        let mut k = crate::domain::lock();
-        k.cpu_mut().need_resched = true;
         finish::<Checked>(k, frame);
     }
-    // From the kernel (the idle loop's halt): the loop looks again.
+    // From the kernel (the idle loop's halt, an HVM guest's exit): the
+    // loop looks again.
+}
+
+/// Runs HVM vCPU `at`, which was just made current on this CPU, from the
+/// top of the CPU's stack. Never returns: when it stops running here, the
+/// CPU goes on to whatever `run_next` picks.
+fn enter_hvm(k: MutexGuard<'_, Kernel>, at: VcpuRef) -> ! {
+    drop(k);
+    crate::arch::syscall::on_fresh_stack(run_hvm, at.code() as u64)
+}
+
+/// The run loop of an HVM vCPU: run it, handle the exit, and again while
+/// it may keep the CPU. Its CPU holds its state meanwhile, as a ring-3
+/// vCPU's registers are on its CPU's stack while it runs.
+extern "C" fn run_hvm(code: u64) -> ! {
+    use crate::hvm::run;
+    let at = VcpuRef::from_code(code as usize);
+    let taken = {
+        let mut k = crate::domain::lock();
+        match run::take(&mut k, at) {
+            Some(state) => state,
+            None => run_next(k),
+        }
+    };
+    let mut state = taken;
+    loop {
+        run::run(&mut state);
+        let mut k = crate::domain::lock();
+        run::handle_exit(&mut k, at, &mut state);
+        if k.cpu().need_resched || !runnable_here(&k, at) {
+            run::put_back(&mut k, at, state);
+            run_next(k)
+        }
+    }
+}
+
+/// Whether `at` is an HVM guest's vCPU (it runs under SVM, not in ring 3).
+#[inline(always)]
+fn is_hvm(k: &Kernel, at: VcpuRef) -> bool {
+    k.domain(at.dom).is_some_and(|d| d.is_hvm())
+}
+
+/// Leaves the vCPU loaded on this CPU (its state already back in its
+/// domain) for whatever the scheduler picks: another vCPU or the idle loop.
+/// For the paths that have no trap frame to return through (an HVM
+/// vCPU's run loop).
+pub fn run_next(mut k: MutexGuard<'_, Kernel>) -> ! {
+    let cur = k.current();
+    let leaving = cur
+        .map(|c| c.dom)
+        .filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
+    k.cpu_mut().need_resched = false;
+    let next = pick_next(&k);
+    if cur != next {
+        trace_switch::<Checked>(&k, cur, next);
+    }
+    k.set_current(next);
+    let Some(n) = next else {
+        crate::arch::memory::activate_kernel_space();
+        if let Some(c) = leaving {
+            teardown(&mut k, c);
+        }
+        drop(k);
+        idle()
+    };
+    crate::domain::devices::switch_io(&mut k, n.dom);
+    if let Some(d) = k.domain(n.dom) {
+        d.space.activate();
+    }
+    if let Some(c) = leaving {
+        teardown(&mut k, c);
+    }
+    if is_hvm(&k, n) {
+        enter_hvm(k, n)
+    }
+    let frame = k.vcpu(n).map(|v| v.frame.clone());
+    drop(k);
+    match frame {
+        Some(f) => enter_user(f),
+        None => idle(),
+    }
 }
 
 /// Counts the halt that just ended, if one did (the first thing after an
@@ -280,6 +361,9 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             }
             if let Some(c) = leaving {
                 teardown(&mut k, c);
+            }
+            if is_hvm(&k, n) {
+                enter_hvm(k, n)
             }
             sanitize(frame);
         }
@@ -353,6 +437,10 @@ pub fn idle() -> ! {
                     trace_switch::<Checked>(&k, None, Some(n));
                     k.set_current(Some(n));
                     crate::domain::devices::switch_io(&mut k, n.dom);
+                    if is_hvm(&k, n) {
+                        crate::arch::memory::activate_kernel_space();
+                        enter_hvm(k, n)
+                    }
                     let space = k.domain(n.dom).map(|d| &d.space);
                     space.zip(k.vcpu(n)).map(|(space, v)| {
                         space.activate();

@@ -200,7 +200,38 @@ pub fn domain_create(
     cap_percent: u32,
     vcpus: u32,
 ) -> Result<DomainId> {
+    create(name, memory_kib, weight, cap_percent, vcpus, 0)
+}
+
+/// Creates a paused HVM guest with `memory_kib` of RAM from guest-physical
+/// 0 (control domain only; `Disabled` on a CPU without SVM and nested paging).
+pub fn domain_create_hvm(
+    name: &str,
+    memory_kib: u64,
+    weight: u32,
+    cap_percent: u32,
+    vcpus: u32,
+) -> Result<DomainId> {
+    create(
+        name,
+        memory_kib,
+        weight,
+        cap_percent,
+        vcpus,
+        ipc_abi::domain::CREATE_HVM,
+    )
+}
+
+fn create(
+    name: &str,
+    memory_kib: u64,
+    weight: u32,
+    cap_percent: u32,
+    vcpus: u32,
+    flags: u32,
+) -> Result<DomainId> {
     let mut p = CreateDomain::new_zeroed();
+    p.flags = flags;
     let n = name.len().min(p.name.len());
     p.name[..n].copy_from_slice(&name.as_bytes()[..n]);
     p.name_len = n as u32;

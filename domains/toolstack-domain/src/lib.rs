@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod bundle;
 pub mod control;
+pub mod hvm;
 pub mod mgmt;
 pub mod ops;
 pub mod save;

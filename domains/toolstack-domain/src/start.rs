@@ -127,6 +127,11 @@ pub fn start_one(
 pub fn create_loaded(image: &[u8], c: &DomainConfig) -> Option<DomainId> {
     let name = c.name.as_str();
     let vcpus = c.vcpus as u32;
+    if c.kind == domain_config::Kind::Hvm {
+        return crate::hvm::create(image, c)
+            .inspect_err(|e| println!("toolstack: {}", e))
+            .ok();
+    }
     let id = match hc::domain_create(name, c.memory_kib, c.weight, c.cap, vcpus) {
         Ok(id) => id,
         Err(e) => {
@@ -167,6 +172,10 @@ pub fn launch(
 ) -> Option<Started> {
     let c: &DomainConfig = &config;
     let name = c.name.as_str();
+    if c.kind == domain_config::Kind::Hvm {
+        // An HVM guest speaks no ring: no command line words, no control ring.
+        return Some(run_started(id, image, config, None));
+    }
     let mut cmdline = domain_words(c);
     let mut add = |key: &str, value: &dyn core::fmt::Display| {
         let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {key}={value}"));
@@ -233,6 +242,19 @@ pub fn launch(
         }
     };
     let _ = hc::domain_set_cmdline(id, &cmdline);
+    Some(run_started(id, image, config, control))
+}
+
+/// Lets created domain `id` run (unless it is to start paused) and says so;
+/// what domain 0 keeps of it.
+fn run_started(
+    id: DomainId,
+    image: Image,
+    config: Config,
+    control: Option<crate::control::Link>,
+) -> Started {
+    let c: &DomainConfig = &config;
+    let name = c.name.as_str();
     let kib = c.memory_kib;
     if c.start_paused {
         println!(
@@ -247,7 +269,7 @@ pub fn launch(
     }
     let mut n = heapless::String::new();
     let _ = n.push_str(&name[..name.len().min(32)]);
-    Some(Started {
+    Started {
         lingering: alloc::vec::Vec::new(),
         id,
         name: n,
@@ -266,7 +288,7 @@ pub fn launch(
         started_at: domain_runtime::time::now_ns(),
         shutdown_deadline: None,
         config,
-    })
+    }
 }
 
 /// The start of a domain's command line: its name, what it must know of

@@ -98,6 +98,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "quitter"),
     ("test-domains", "ring-hostile"),
     ("test-domains", "hc-fuzz"),
+    ("hvm-test-guest", "hvm-test-guest"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

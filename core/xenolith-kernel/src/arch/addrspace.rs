@@ -79,9 +79,12 @@ pub fn zero_frame(frame: Frame) {
     unsafe { core::ptr::write_bytes(phys_to_virt(frame.addr()) as *mut u8, 0, 4096) }
 }
 
-/// A domain's page tables.
+/// A domain's page tables: either a ring-3 address space under the
+/// kernel's half, or (`nested`) the nested page table of an HVM guest,
+/// mapping guest-physical addresses with no kernel half at all.
 pub struct AddressSpace {
     pml4: u64,
+    nested: bool,
 }
 
 fn table(phys: u64) -> &'static mut PageTable {
@@ -101,7 +104,32 @@ impl AddressSpace {
         for i in 256..512 {
             new[i] = kernel[i].clone();
         }
-        Ok(AddressSpace { pml4 })
+        Ok(AddressSpace {
+            pml4,
+            nested: false,
+        })
+    }
+
+    /// A new, empty nested page table for an HVM guest. The CPU walks it
+    /// for guest-physical addresses (every walk a user access, so every
+    /// entry is `USER_ACCESSIBLE`); the kernel never runs on it.
+    pub fn nested(frames: &mut Frames) -> Result<AddressSpace, MapError> {
+        let root = frames.allocate().ok_or(MapError::OutOfFrames)?;
+        zero_frame(root);
+        Ok(AddressSpace {
+            pml4: root.addr(),
+            nested: true,
+        })
+    }
+
+    /// Whether this is an HVM guest's nested page table.
+    pub fn is_nested(&self) -> bool {
+        self.nested
+    }
+
+    /// The root's physical address (for the VMCB's nested CR3).
+    pub fn root(&self) -> u64 {
+        self.pml4
     }
 
     fn mapper(&self) -> OffsetPageTable<'static> {
@@ -272,6 +300,10 @@ impl AddressSpace {
     /// Makes this the active address space (reloading CR3, which drops
     /// every non-global TLB entry, unless it already is).
     pub fn activate(&self) {
+        if self.nested {
+            // The guest's table is the VMCB's business; the kernel runs on its own.
+            return super::memory::activate_kernel_space();
+        }
         let (current, _) = Cr3::read();
         if current.start_address().as_u64() != self.pml4 {
             // SAFETY: the kernel half is identical in every address space, so

@@ -21,6 +21,7 @@ pub mod reset;
 pub mod serial;
 pub mod smp;
 pub mod stacks;
+pub mod svm;
 pub mod syscall;
 pub mod time;
 pub mod tlb;

@@ -99,6 +99,15 @@ enter_user_asm:
     movl ${frame_words}, %ecx
     rep movsq
     jmp trap_restore
+
+    .global on_fresh_stack_asm
+on_fresh_stack_asm:
+    movq %gs:0, %rsp
+    xorl %ebp, %ebp
+    movq %rdi, %rax
+    movq %rsi, %rdi
+    call *%rax
+    ud2
 "#,
     user_ss = const USER_SS,
     user_cs = const USER_CS,
@@ -111,6 +120,18 @@ enter_user_asm:
 extern "C" {
     fn syscall_entry();
     fn enter_user_asm(frame: *const TrapFrame) -> !;
+    fn on_fresh_stack_asm(f: extern "C" fn(u64) -> !, arg: u64) -> !;
+}
+
+/// Calls `f(arg)` at the top of this CPU's kernel stack, abandoning what is
+/// on it (as `enter_user` does): how a CPU starts running an HVM vCPU from
+/// wherever it decided to, without the stack growing at each switch.
+pub fn on_fresh_stack(f: extern "C" fn(u64) -> !, arg: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    // SAFETY: interrupts are off; nothing on this CPU's kernel stack is
+    // needed again (the kernel keeps no state on it between traps: see the
+    // module doc); `f` never returns, so its frame is the stack's base.
+    unsafe { on_fresh_stack_asm(f, arg) }
 }
 
 /// Records CPU `cpu`'s kernel stack top before it starts.

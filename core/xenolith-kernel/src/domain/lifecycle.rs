@@ -34,6 +34,9 @@ pub struct Spec<'a> {
     pub control: bool,
     /// vCPUs (1..=MAX_VCPUS; vCPU 0 runs from the entry point).
     pub vcpus: u32,
+    /// An HVM guest: its memory is guest-physical RAM from address 0 under
+    /// a nested page table, and its vCPUs run under SVM.
+    pub hvm: bool,
 }
 
 fn map_err(e: MapError) -> Error {
@@ -102,28 +105,26 @@ pub fn create(
     if frames.free_bytes() / PAGE_SIZE < pages + pages / 500 + 16 {
         return Err(Error::OutOfResources);
     }
+    if spec.hvm && !crate::arch::svm::ready() {
+        return Err(Error::Disabled);
+    }
     let (index, id) = k.reserve_slot().ok_or(Error::OutOfResources)?;
     let time_frame = k.time_frame.ok_or(Error::DomainState)?;
-    let mut space = AddressSpace::new(frames, k.kernel_pml4).map_err(map_err)?;
-    let built = (|| -> Result<(Frame, Frame), Error> {
-        let start_info = map_fresh(&mut space, frames, START_INFO, 1, ro())?;
-        let event_page = map_fresh(&mut space, frames, EVENT_PAGE, 1, rw())?;
-        space
-            .map(frames, TIME_PAGE, time_frame.addr(), ro(), Kind::Borrowed)
-            .map_err(map_err)?;
-        map_fresh(
-            &mut space,
-            frames,
-            STACK_TOP - STACK_SIZE,
-            STACK_PAGES,
-            rw(),
-        )?;
-        let heap = pages.saturating_sub(FIXED_PAGES);
-        if heap > 0 {
-            map_fresh(&mut space, frames, HEAP_BASE, heap, rw())?;
-        }
-        Ok((start_info, event_page))
-    })();
+    let space = if spec.hvm {
+        AddressSpace::nested(frames)
+    } else {
+        AddressSpace::new(frames, k.kernel_pml4)
+    };
+    let mut space = space.map_err(map_err)?;
+    // Two frames per HVM vCPU: its VMCB and its state page.
+    let mut vmcbs: heapless::Vec<Frame, { 2 * MAX_VCPUS }> = heapless::Vec::new();
+    let built = if spec.hvm {
+        build_hvm(
+            &mut space, frames, time_frame, pages, spec.vcpus, &mut vmcbs,
+        )
+    } else {
+        build_ring3(&mut space, frames, time_frame, pages)
+    };
     // Frames for the kernel's own record of it (`storage`), last.
     let built = built.and_then(|pages| {
         super::storage::Reserved::take(frames)
@@ -133,17 +134,26 @@ pub fn create(
     let ((start_info, event_page), place) = match built {
         Ok(v) => v,
         Err(e) => {
+            for f in vmcbs {
+                let _ = frames.free(f);
+            }
             space.destroy(frames, k.kernel_pml4);
             return Err(e);
         }
     };
-    let heap_pages = pages.saturating_sub(FIXED_PAGES);
+    let heap_pages = if spec.hvm {
+        0
+    } else {
+        pages.saturating_sub(FIXED_PAGES)
+    };
+    let npt = space.root();
+    let mut vmcbs = vmcbs.into_iter();
     with_start_info(start_info, |si| {
         si.magic = START_INFO_MAGIC;
         si.domain_id = id.0;
         si.control = spec.control as u32;
         si.memory_kib = spec.memory_kib;
-        si.heap_base = HEAP_BASE;
+        si.heap_base = if spec.hvm { 0 } else { HEAP_BASE };
         si.heap_size = heap_pages * PAGE_SIZE;
     });
     let mut name = heapless::String::new();
@@ -178,6 +188,10 @@ pub fn create(
                 cpu: crate::sched::least_loaded(&loads, ALL_CPUS & online),
                 affinity: ALL_CPUS,
                 loaded_on: None,
+                hvm: (v < spec.vcpus as usize)
+                    .then(|| vmcbs.next().zip(vmcbs.next()))
+                    .flatten()
+                    .map(|(v, st)| crate::hvm::vcpu::HvmVcpu::new(v, st, npt)),
             }),
             nr_vcpus: spec.vcpus as usize,
             fault_fixup: None,
@@ -201,6 +215,61 @@ pub fn create(
     );
     trace_event!("dom{=u32} created", id.0);
     Ok(id)
+}
+
+/// A ring-3 domain's memory: the shared pages, its stack, and the heap
+/// (where its image will be loaded from).
+fn build_ring3(
+    space: &mut AddressSpace,
+    frames: &mut FrameAllocator,
+    time_frame: Frame,
+    pages: u64,
+) -> Result<(Frame, Frame), Error> {
+    let start_info = map_fresh(space, frames, START_INFO, 1, ro())?;
+    let event_page = map_fresh(space, frames, EVENT_PAGE, 1, rw())?;
+    space
+        .map(frames, TIME_PAGE, time_frame.addr(), ro(), Kind::Borrowed)
+        .map_err(map_err)?;
+    map_fresh(space, frames, STACK_TOP - STACK_SIZE, STACK_PAGES, rw())?;
+    let heap = pages.saturating_sub(FIXED_PAGES);
+    if heap > 0 {
+        map_fresh(space, frames, HEAP_BASE, heap, rw())?;
+    }
+    Ok((start_info, event_page))
+}
+
+/// An HVM guest's memory: `pages` of RAM from guest-physical 0, the shared
+/// pages at `hvm::SHARED_GPA`, and two frames per vCPU (into `vmcbs`).
+fn build_hvm(
+    space: &mut AddressSpace,
+    frames: &mut FrameAllocator,
+    time_frame: Frame,
+    pages: u64,
+    vcpus: u32,
+    vmcbs: &mut heapless::Vec<Frame, { 2 * MAX_VCPUS }>,
+) -> Result<(Frame, Frame), Error> {
+    use ipc_abi::hvm::SHARED_GPA;
+    let start_info = map_fresh(space, frames, SHARED_GPA, 1, ro())?;
+    let event_page = map_fresh(space, frames, SHARED_GPA + PAGE_SIZE, 1, rw())?;
+    space
+        .map(
+            frames,
+            SHARED_GPA + 2 * PAGE_SIZE,
+            time_frame.addr(),
+            ro(),
+            Kind::Borrowed,
+        )
+        .map_err(map_err)?;
+    let ram = Access {
+        write: true,
+        execute: true,
+    };
+    map_fresh(space, frames, 0, pages, ram)?;
+    for _ in 0..2 * vcpus {
+        let f = frames.allocate().ok_or(Error::OutOfResources)?;
+        let _ = vmcbs.push(f);
+    }
+    Ok((start_info, event_page))
 }
 
 /// What a vCPU is measured against as it wakes: the scheduler's virtual
@@ -452,8 +521,15 @@ pub fn destroy(
         k.set_current(None);
         k.cpu_mut().need_resched = true;
     }
-    let d = k.remove(index, frames).ok_or(Error::NoSuchDomain)?;
+    let mut d = k.remove(index, frames).ok_or(Error::NoSuchDomain)?;
     trace_event!("dom{=u32} destroyed", d.id.0);
+    for v in d.vcpus.iter_mut() {
+        if let Some(state) = v.hvm.take() {
+            for f in state.into_frames() {
+                let _ = frames.free(f);
+            }
+        }
+    }
     d.space.destroy(frames, k.kernel_pml4);
     notify_control(k, index);
     Ok(Destroyed::Gone)

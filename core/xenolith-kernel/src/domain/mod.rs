@@ -100,6 +100,10 @@ pub struct Vcpu {
     /// The CPU that has it loaded now (its registers live there, not in
     /// `frame`); kept by [`Kernel::set_current`].
     pub loaded_on: Option<usize>,
+    /// An HVM domain's vCPU state (VMCB, registers) while it is not running;
+    /// the CPU running it holds it meanwhile (`hvm/run.rs`). `None` for a
+    /// ring-3 vCPU, whose registers are `frame`.
+    pub hvm: Option<crate::hvm::vcpu::HvmVcpu>,
 }
 
 pub use crate::grant_table::{ForeignMap, Grant};
@@ -156,6 +160,11 @@ impl Domain {
 
     pub fn existing_vcpus_mut(&mut self) -> impl Iterator<Item = &mut Vcpu> + '_ {
         self.vcpus[..self.nr_vcpus].iter_mut()
+    }
+
+    /// Whether it is an HVM guest (its address space a nested page table).
+    pub fn is_hvm(&self) -> bool {
+        self.space.is_nested()
     }
 
     /// Whether vCPU `v` may run now as far as the domain goes: it is

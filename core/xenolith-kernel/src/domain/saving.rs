@@ -15,20 +15,23 @@ use ipc_abi::domain::VcpuContext;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{HEAP_BASE, IMAGE_BASE, IMAGE_LIMIT, PAGE_SIZE, STACK_SIZE, STACK_TOP};
 
-/// The regions of a domain's own memory, in rising order: image, heap, stack.
-fn regions(heap_pages: u64) -> [(u64, u64); 3] {
+/// The regions of a domain's own memory, in rising order: image, heap,
+/// stack; for an HVM guest, its RAM from guest-physical 0.
+fn regions(d: &super::Domain) -> [(u64, u64); 3] {
+    if d.is_hvm() {
+        let ram = (0, d.memory_kib * 1024);
+        return [ram, ram, ram];
+    }
     [
         (IMAGE_BASE, IMAGE_LIMIT),
-        (HEAP_BASE, HEAP_BASE + heap_pages * PAGE_SIZE),
+        (HEAP_BASE, HEAP_BASE + d.heap_pages * PAGE_SIZE),
         (STACK_TOP - STACK_SIZE, STACK_TOP),
     ]
 }
 
 /// Whether `va` lies in one of those regions.
-fn in_regions(heap_pages: u64, va: u64) -> bool {
-    regions(heap_pages)
-        .iter()
-        .any(|&(lo, hi)| (lo..hi).contains(&va))
+fn in_regions(d: &super::Domain, va: u64) -> bool {
+    regions(d).iter().any(|&(lo, hi)| (lo..hi).contains(&va))
 }
 
 /// `Suspend`: the caller stops, marked suspended, and the control domain is
@@ -64,7 +67,7 @@ fn still(k: &Kernel, t: usize) -> Result<&super::Domain, Error> {
 /// the domain may write the page.
 pub fn page_read(k: &Kernel, caller: usize, t: usize, from: u64, ptr: u64) -> Result<u64, Error> {
     let d = still(k, t)?;
-    let found = regions(d.heap_pages)
+    let found = regions(d)
         .iter()
         .filter(|&&(_, hi)| from < hi)
         .find_map(|&(lo, hi)| d.space.next_owned(from.max(lo), hi));
@@ -84,7 +87,7 @@ pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Res
     if d.started {
         return Err(Error::DomainState);
     }
-    if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d.heap_pages, va) {
+    if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d, va) {
         return Err(Error::InvalidArgument);
     }
     let frame = match d.space.ram_frame(va) {
@@ -106,6 +109,9 @@ pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error
         .and_then(|v| d.existing_vcpus().nth(v))
         .filter(|v| v.up)
         .ok_or(Error::InvalidArgument)?;
+    if let Some(h) = &v.hvm {
+        return Ok(h.context());
+    }
     let f = &v.frame;
     Ok(VcpuContext {
         rax: f.rax,
@@ -135,6 +141,9 @@ pub fn get_context(k: &Kernel, t: usize, vcpu: u64) -> Result<VcpuContext, Error
 /// the user ones; `rflags` keeps only the arithmetic and direction flags
 /// (interrupts on, no I/O privilege, no trap flag).
 pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Result<(), Error> {
+    if k.domain(t).is_some_and(|d| d.is_hvm()) {
+        return set_hvm_start(k, t, vcpu, c);
+    }
     if c.rip >= ipc_abi::layout::USER_LIMIT || c.rsp > ipc_abi::layout::USER_LIMIT {
         return Err(Error::InvalidArgument);
     }
@@ -169,5 +178,24 @@ pub fn set_context(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Resu
         v.up = true;
         v.cpu = crate::sched::least_loaded(&loads, v.affinity & online);
     }
+    Ok(())
+}
+
+/// `DomainSetContext` for an HVM guest: where its vCPU starts, in the
+/// 32-bit boot state (`ipc_abi::hvm`). Setting vCPU 0 makes the guest
+/// ready to be unpaused (its builder has written its memory by then).
+fn set_hvm_start(k: &mut Kernel, t: usize, vcpu: u64, c: &VcpuContext) -> Result<(), Error> {
+    let d = k.domain_mut(t).ok_or(Error::NoSuchDomain)?;
+    if d.started {
+        return Err(Error::DomainState);
+    }
+    // Only vCPU 0 for now: the others are started by the guest (INIT and
+    // SIPI) once the local APIC is emulated.
+    if vcpu != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let state = d.vcpus[0].hvm.as_mut().ok_or(Error::DomainState)?;
+    state.set_start(c)?;
+    d.image_loaded = true;
     Ok(())
 }

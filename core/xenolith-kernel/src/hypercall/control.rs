@@ -27,6 +27,11 @@ pub fn create(k: &mut Kernel, caller: usize, a: args::DomainCreate) -> Result<u6
         cap_percent: p.cap_percent,
         control: false,
         vcpus: p.vcpus.max(1),
+        hvm: match p.flags {
+            0 => false,
+            ipc_abi::domain::CREATE_HVM => true,
+            _ => return Err(Error::InvalidArgument),
+        },
     };
     with_frames(|f| lifecycle::create(k, f, &spec).map(|id| id.0 as u64))
 }

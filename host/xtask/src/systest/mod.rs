@@ -17,6 +17,7 @@ mod debug;
 mod harness;
 mod hcfuzz;
 mod hostile_rings;
+mod hvm;
 mod kernel;
 mod net;
 mod readme;
@@ -38,10 +39,11 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 19] = [
+    let topics: [fn() -> Vec<Test>; 20] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
+        hvm::tests,
         kernel::tests,
         save::tests,
         control::tests,

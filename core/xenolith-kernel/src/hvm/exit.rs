@@ -1,0 +1,195 @@
+//! What a guest's exit was: the SVM exit code and its two information
+//! words decoded into one [`Exit`], and how long the exiting instruction
+//! was when the CPU does not say (QEMU's SVM has no next-RIP saving).
+//!
+//! Pure: host-tested. A VMX back end would decode its exit reasons into
+//! the same [`Exit`], and everything after the decoding stays as it is.
+
+/// One exit of a guest vCPU, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A physical interrupt (or NMI) arrived for the host.
+    HostInterrupt,
+    /// The guest can take the interrupt it was waiting to be given.
+    InterruptWindow,
+    Cpuid,
+    Hlt,
+    /// Port I/O: `size` in bytes; `next_rip` from the CPU.
+    Io {
+        port: u16,
+        size: u8,
+        input: bool,
+        string: bool,
+        next_rip: u64,
+    },
+    Msr {
+        write: bool,
+    },
+    /// A triple fault (the guest's IDT could not deliver a fault).
+    Shutdown,
+    /// An access to guest-physical `gpa` that its memory does not map.
+    NestedPageFault {
+        gpa: u64,
+        write: bool,
+        fetch: bool,
+    },
+    /// An instruction the guest may not use (SVM's own, XSETBV,
+    /// MONITOR/MWAIT, INVD...): it gets #UD.
+    Refused,
+    /// `VMRUN` refused the state the kernel gave it (a kernel bug or a
+    /// state the guest reached that the checks missed): the guest crashes.
+    InvalidState,
+    /// Anything else: the guest crashes, with the code in its record.
+    Unexpected(u64),
+}
+
+/// SVM exit codes (AMD APM vol. 2, appendix C).
+pub mod code {
+    pub const INTR: u64 = 0x60;
+    pub const NMI: u64 = 0x61;
+    pub const SMI: u64 = 0x62;
+    pub const INIT: u64 = 0x63;
+    pub const VINTR: u64 = 0x64;
+    pub const CPUID: u64 = 0x72;
+    pub const INVD: u64 = 0x76;
+    pub const HLT: u64 = 0x78;
+    pub const IOIO: u64 = 0x7B;
+    pub const MSR: u64 = 0x7C;
+    pub const SHUTDOWN: u64 = 0x7F;
+    pub const VMRUN: u64 = 0x80;
+    pub const VMMCALL: u64 = 0x81;
+    pub const VMLOAD: u64 = 0x82;
+    pub const VMSAVE: u64 = 0x83;
+    pub const STGI: u64 = 0x84;
+    pub const CLGI: u64 = 0x85;
+    pub const SKINIT: u64 = 0x86;
+    pub const WBINVD: u64 = 0x89;
+    pub const MONITOR: u64 = 0x8A;
+    pub const MWAIT: u64 = 0x8B;
+    pub const MWAIT_CONDITIONAL: u64 = 0x8C;
+    pub const XSETBV: u64 = 0x8D;
+    pub const NPF: u64 = 0x400;
+    pub const INVALID: u64 = u64::MAX;
+}
+
+/// Decodes an exit from `EXITCODE`, `EXITINFO1` and `EXITINFO2`.
+pub fn decode(exit_code: u64, info1: u64, info2: u64) -> Exit {
+    match exit_code {
+        code::INTR | code::NMI | code::SMI | code::INIT => Exit::HostInterrupt,
+        code::VINTR => Exit::InterruptWindow,
+        code::CPUID => Exit::Cpuid,
+        code::HLT => Exit::Hlt,
+        code::IOIO => Exit::Io {
+            port: (info1 >> 16) as u16,
+            // SZ8, SZ16, SZ32 are bits 4, 5, 6: one of them is set.
+            size: match (info1 >> 4) & 7 {
+                1 => 1,
+                2 => 2,
+                _ => 4,
+            },
+            input: info1 & 1 != 0,
+            string: info1 & (1 << 2) != 0,
+            next_rip: info2,
+        },
+        code::MSR => Exit::Msr { write: info1 == 1 },
+        code::SHUTDOWN => Exit::Shutdown,
+        code::NPF => Exit::NestedPageFault {
+            gpa: info2,
+            write: info1 & (1 << 1) != 0,
+            fetch: info1 & (1 << 4) != 0,
+        },
+        code::VMRUN
+        | code::VMMCALL
+        | code::VMLOAD
+        | code::VMSAVE
+        | code::STGI
+        | code::CLGI
+        | code::SKINIT
+        | code::INVD
+        | code::WBINVD
+        | code::MONITOR
+        | code::MWAIT
+        | code::MWAIT_CONDITIONAL
+        | code::XSETBV => Exit::Refused,
+        code::INVALID => Exit::InvalidState,
+        other => Exit::Unexpected(other),
+    }
+}
+
+/// The length of the instruction behind an exit that completes it
+/// (CPUID, HLT, RDMSR/WRMSR), as their encodings have it without prefixes.
+pub fn instruction_length(exit: Exit) -> u64 {
+    match exit {
+        Exit::Hlt => 1,
+        _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_io_is_decoded_from_exitinfo1() {
+        // `in al, 0x80`: IN, 8 bits, port 0x80.
+        let e = decode(code::IOIO, 0x80 << 16 | 1 << 4 | 1, 0x1234);
+        assert_eq!(
+            e,
+            Exit::Io {
+                port: 0x80,
+                size: 1,
+                input: true,
+                string: false,
+                next_rip: 0x1234
+            }
+        );
+        // `out dx, eax` to 0x3f8, `rep outsw` to 0xe9.
+        assert!(matches!(
+            decode(code::IOIO, 0x3f8 << 16 | 1 << 6, 0),
+            Exit::Io {
+                port: 0x3f8,
+                size: 4,
+                input: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decode(code::IOIO, 0xe9 << 16 | 1 << 5 | 1 << 3 | 1 << 2, 0),
+            Exit::Io {
+                port: 0xe9,
+                size: 2,
+                string: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn svm_instructions_and_unknown_codes_never_run_in_the_guest() {
+        for c in [
+            code::VMRUN,
+            code::VMMCALL,
+            code::VMLOAD,
+            code::SKINIT,
+            code::XSETBV,
+        ] {
+            assert_eq!(decode(c, 0, 0), Exit::Refused);
+        }
+        assert_eq!(decode(code::INVALID, 0, 0), Exit::InvalidState);
+        assert_eq!(decode(0x4242, 0, 0), Exit::Unexpected(0x4242));
+        assert_eq!(decode(code::MSR, 1, 0), Exit::Msr { write: true });
+        assert_eq!(decode(code::MSR, 0, 0), Exit::Msr { write: false });
+    }
+
+    #[test]
+    fn a_nested_page_fault_names_the_guest_physical_address() {
+        assert_eq!(
+            decode(code::NPF, 0b10, 0xfee0_0000),
+            Exit::NestedPageFault {
+                gpa: 0xfee0_0000,
+                write: true,
+                fetch: false
+            }
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! The guest itself: its 32-bit start, its long mode, its checks.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+use ipc_abi::hvm::DEBUG_PORT;
+
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .code32
+    .global _start
+_start:
+    movl $0x9f000, %esp
+    movl %esi, %ebp
+    /* Page tables at 0x1000 (PML4), 0x2000 (PDPT), 0x3000 (PD: 2 MiB
+       pages for the first GiB, identity). */
+    movl $0x1000, %edi
+    xorl %eax, %eax
+    movl $(3 * 1024), %ecx
+    rep stosl
+    movl $0x2003, 0x1000
+    movl $0x3003, 0x2000
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax
+    movl %eax, 0x3000(,%ecx,8)
+    incl %ecx
+    cmpl $512, %ecx
+    jne 1b
+    movl $0x1000, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $0x20, %eax
+    movl %eax, %cr4
+    /* EFER.LME, through the kernel's WRMSR policy. */
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000001, %eax
+    movl %eax, %cr0
+    lgdt gdt_pointer
+    ljmp $0x08, $long_mode
+
+    .code64
+long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movq $0x9f000, %rsp
+    movl %ebp, %edi
+    call guest_main
+2:  hlt
+    jmp 2b
+
+    .balign 8
+gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+gdt_pointer:
+    .word 23
+    .long gdt
+
+    /* #UD and #GP: note the vector, skip the faulting instruction
+       (SKIP bytes) and go on. */
+    .global fault_ud
+fault_ud:
+    movq $6, {last}(%rip)
+    jmp 3f
+    .global fault_gp
+fault_gp:
+    addq $8, %rsp
+    movq $13, {last}(%rip)
+3:  pushq %rax
+    movq {skip}(%rip), %rax
+    addq %rax, 8(%rsp)
+    popq %rax
+    iretq
+"#,
+    last = sym LAST_FAULT,
+    skip = sym SKIP,
+    options(att_syntax)
+);
+
+/// The vector of the last fault the handlers saw (0: none).
+static LAST_FAULT: AtomicU64 = AtomicU64::new(0);
+/// Bytes the fault handlers skip.
+static SKIP: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    fn fault_ud();
+    fn fault_gp();
+}
+
+/// An interrupt gate in the 64-bit IDT.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Gate([u64; 2]);
+
+static mut IDT: [Gate; 32] = [Gate([0; 2]); 32];
+
+fn gate(handler: unsafe extern "C" fn()) -> Gate {
+    let a = handler as usize as u64;
+    let low = (a & 0xffff) | 0x08 << 16 | 0x8e00 << 32 | (a >> 16 & 0xffff) << 48;
+    Gate([low, a >> 32])
+}
+
+fn load_idt() {
+    // SAFETY: one vCPU, before any fault can happen; the IDT is static and
+    // its gates point at the handlers above, in the flat code segment.
+    unsafe {
+        let idt = &raw mut IDT;
+        (*idt)[6] = gate(fault_ud);
+        (*idt)[13] = gate(fault_gp);
+        let pointer: [u16; 5] = {
+            let base = idt as u64;
+            [
+                (32 * 16 - 1) as u16,
+                base as u16,
+                (base >> 16) as u16,
+                (base >> 32) as u16,
+                (base >> 48) as u16,
+            ]
+        };
+        asm!("lidt [{}]", in(reg) pointer.as_ptr());
+    }
+}
+
+fn out8(port: u16, value: u8) {
+    // SAFETY: port output; the kernel decides what it does.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value) }
+}
+
+fn in8(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port input; the kernel decides what it reads.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v) }
+    v
+}
+
+struct Debug;
+
+impl core::fmt::Write for Debug {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        s.bytes().for_each(|b| out8(DEBUG_PORT, b));
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = core::fmt::Write::write_fmt(&mut Debug, format_args!($($t)*));
+        out8(DEBUG_PORT, b'\n');
+    }};
+}
+
+/// Runs `f` (an instruction of `length` bytes); `Err(vector)` if it faulted.
+fn trying(length: u64, f: impl FnOnce()) -> Result<(), u64> {
+    LAST_FAULT.store(0, Ordering::SeqCst);
+    SKIP.store(length, Ordering::SeqCst);
+    f();
+    match LAST_FAULT.load(Ordering::SeqCst) {
+        0 => Ok(()),
+        v => Err(v),
+    }
+}
+
+fn rdmsr(msr: u32) -> Result<u64, u64> {
+    let (mut lo, mut hi) = (0u32, 0u32);
+    // SAFETY: RDMSR in the guest; a refusal is a #GP the handler skips.
+    trying(2, || unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi)
+    })?;
+    Ok((hi as u64) << 32 | lo as u64)
+}
+
+fn wrmsr(msr: u32, value: u64) -> Result<(), u64> {
+    // SAFETY: WRMSR in the guest; a refusal is a #GP the handler skips.
+    trying(2, || unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32)
+    })
+}
+
+fn fault_name(r: Result<(), u64>) -> &'static str {
+    match r {
+        Ok(()) => "ok",
+        Err(6) => "#UD",
+        Err(13) => "#GP",
+        Err(_) => "another fault",
+    }
+}
+
+fn cpuid(leaf: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// The command line at `at` (ESI at entry), up to its NUL.
+fn cmdline(at: u64) -> &'static str {
+    // SAFETY: the builder wrote a NUL-terminated string of less than a
+    // page there, in identity-mapped RAM.
+    let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, 4096) };
+    let n = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+    core::str::from_utf8(&bytes[..n]).unwrap_or("")
+}
+
+#[no_mangle]
+extern "C" fn guest_main(cmdline_at: u64) -> ! {
+    load_idt();
+    say!("hvm-test: in long mode");
+    let [max, b, c, d] = cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    sig[..4].copy_from_slice(&b.to_le_bytes());
+    sig[4..8].copy_from_slice(&c.to_le_bytes());
+    sig[8..].copy_from_slice(&d.to_le_bytes());
+    let sig = core::str::from_utf8(&sig)
+        .unwrap_or("?")
+        .trim_end_matches('\0');
+    say!("hvm-test: cpuid 0x40000000: {sig} up to {max:#x}");
+    let [_, b, c, _] = cpuid(1);
+    let yes = |bit: bool| if bit { "yes" } else { "no" };
+    say!(
+        "hvm-test: cpuid 1: hypervisor {} x2apic {} apic id {}",
+        yes(c & 1 << 31 != 0),
+        yes(c & 1 << 21 != 0),
+        b >> 24
+    );
+    say!(
+        "hvm-test: cpuid 0x80000001: svm {}",
+        yes(cpuid(0x8000_0001)[2] & 1 << 2 != 0)
+    );
+    match rdmsr(0xC000_0080) {
+        Ok(v) => say!("hvm-test: rdmsr efer: {v:#x}"),
+        Err(_) => say!("hvm-test: rdmsr efer: fault"),
+    }
+    say!(
+        "hvm-test: rdmsr vm_hsave_pa: {}",
+        fault_name(rdmsr(0xC001_0117).map(drop))
+    );
+    say!(
+        "hvm-test: wrmsr vm_hsave_pa: {}",
+        fault_name(wrmsr(0xC001_0117, 0x1000))
+    );
+    say!(
+        "hvm-test: wrmsr efer.svme: {}",
+        fault_name(wrmsr(0xC000_0080, 0x1d00))
+    );
+    let pat = 0x0007_0106_0007_0406;
+    let written = fault_name(wrmsr(0x277, pat));
+    say!(
+        "hvm-test: wrmsr pat: {} then reads {:#x}",
+        written,
+        rdmsr(0x277).unwrap_or(0)
+    );
+    say!("hvm-test: in 0x80: {:#x}", in8(0x80));
+    // SAFETY: SVM's instructions in a guest: each must fault (#UD), and
+    // the handler skips it (3 bytes each).
+    say!(
+        "hvm-test: vmrun: {}",
+        fault_name(trying(3, || unsafe { asm!("vmrun rax", in("rax") 0u64) }))
+    );
+    say!(
+        "hvm-test: vmmcall: {}",
+        fault_name(trying(3, || unsafe { asm!("vmmcall") }))
+    );
+    say!(
+        "hvm-test: stgi: {}",
+        fault_name(trying(3, || unsafe { asm!("stgi") }))
+    );
+    let line = cmdline(cmdline_at);
+    say!("hvm-test: command line: {line}");
+    say!("hvm-test: done");
+    let end = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("end="))
+        .unwrap_or("halt");
+    match end {
+        "mmio" => {
+            say!("hvm-test: reading guest-physical 0x30000000");
+            // SAFETY: identity-mapped in the guest's page tables, outside
+            // its memory: the kernel ends the guest here.
+            let v = unsafe { core::ptr::read_volatile(0x3000_0000 as *const u32) };
+            say!("hvm-test: read {v:#x} and went on");
+        }
+        "triple" => {
+            say!("hvm-test: triple fault");
+            // SAFETY: an empty IDT and a fault: no handler, no double
+            // fault handler, a triple fault (the CPU's shutdown).
+            unsafe {
+                let empty = [0u16; 5];
+                asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr());
+            }
+        }
+        _ => say!("hvm-test: halting"),
+    }
+    loop {
+        // SAFETY: halting with interrupts off: nothing wakes the vCPU.
+        unsafe { asm!("cli", "hlt") }
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    say!("hvm-test: panic");
+    loop {
+        // SAFETY: as above.
+        unsafe { asm!("cli", "hlt") }
+    }
+}

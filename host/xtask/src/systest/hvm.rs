@@ -1,0 +1,117 @@
+//! System tests of HVM guests: the hand-written test guest performs each
+//! exit the kernel handles and prints what it got; a guest that triple
+//! faults or reaches outside its memory crashes alone, with its record.
+
+use super::harness::*;
+use std::time::Duration;
+
+/// A bundle with the HVM test guest and one `auto/` configuration per
+/// `(name, end, on_crash)`.
+fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathBuf, String> {
+    let image = build::domain(&c.domains, "hvm-test-guest");
+    let configs: Vec<(String, String)> = guests
+        .iter()
+        .enumerate()
+        .map(|(i, (name, end, on_crash))| {
+            (
+                format!("auto/{i:02}-{name}.cfg"),
+                format!(
+                    "name = \"{name}\"\ntype = \"hvm\"\nkernel = \"hvm-test-guest\"\n\
+                     memory = 16\ncmdline = \"end={end} by=test\"\non_crash = \"{on_crash}\"\n"
+                ),
+            )
+        })
+        .collect();
+    let auto: Vec<(&str, &str)> = configs
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    crate::iso::bundle(
+        &c.path("bundle.tar"),
+        &auto,
+        &[("hvm-test-guest", image.as_path())],
+    )
+}
+
+fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = hvm_bundle(c, &[("hvm", "halt", "preserve")])?;
+    let (m, sock) = c.machine().guests(&[]).bundle(tar).boot_managed(slot)?;
+    expect_line(m, "hvm: AMD SVM with nested paging")?;
+    for line in [
+        "[1] hvm-test: in long mode",
+        "[1] hvm-test: cpuid 0x40000000: XenolithHVM up to 0x40000001",
+        "[1] hvm-test: cpuid 1: hypervisor yes x2apic yes apic id 0",
+        "[1] hvm-test: cpuid 0x80000001: svm no",
+        "[1] hvm-test: rdmsr efer: 0x500",
+        "[1] hvm-test: rdmsr vm_hsave_pa: #GP",
+        "[1] hvm-test: wrmsr vm_hsave_pa: #GP",
+        "[1] hvm-test: wrmsr efer.svme: #GP",
+        "[1] hvm-test: wrmsr pat: ok then reads 0x7010600070406",
+        "[1] hvm-test: in 0x80: 0xff",
+        "[1] hvm-test: vmrun: #UD",
+        "[1] hvm-test: vmmcall: #UD",
+        "[1] hvm-test: stgi: #UD",
+        "[1] hvm-test: command line: end=halt by=test",
+        "[1] hvm-test: halting",
+    ] {
+        expect_line(m, line)?;
+    }
+    // Halted with interrupts off, it uses no CPU: its time stays put.
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let ticks = |client: &mut toolstack::Client| -> Result<u64, String> {
+        let list = client.list().map_err(|e| e.to_string())?;
+        let d = list.iter().find(|d| d.name == "hvm");
+        d.map(|d| d.cpu_ticks)
+            .ok_or_else(|| format!("no domain hvm in {list:?}"))
+    };
+    let before = ticks(&mut client)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let after = ticks(&mut client)?;
+    check(after == before, || {
+        format!("a halted HVM guest used CPU: {before} ticks, then {after}")
+    })
+}
+
+fn an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = hvm_bundle(
+        c,
+        &[
+            ("reacher", "mmio", "preserve"),
+            ("tripler", "triple", "preserve"),
+        ],
+    )?;
+    let m = boot(
+        &c.machine()
+            .guests(&[("counter", "counter")])
+            .bundle(tar)
+            .config()?,
+        slot,
+    )?;
+    let crashed = expect_line(
+        m,
+        "(reacher) crashed: hvm: access to a guest-physical address outside its memory",
+    )?;
+    check(crashed.contains("address 0x30000000"), || {
+        format!("the crash record: {crashed}")
+    })?;
+    expect_line(m, "(tripler) crashed: hvm: triple fault")?;
+    // Everyone else goes on.
+    expect_line(m, "[1] counter: 3")?;
+    check(
+        !m.lines().iter().any(|l| l.contains("hvm-test: read 0x")),
+        || "the reacher went on after reading outside its memory".into(),
+    )
+}
+
+pub(super) fn tests() -> Vec<Test> {
+    tests![
+        an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt,
+        an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone,
+    ]
+}
