@@ -295,6 +295,12 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
                 asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr());
             }
         }
+        "spin" => {
+            say!("hvm-test: spinning");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
         _ => say!("hvm-test: halting"),
     }
     loop {

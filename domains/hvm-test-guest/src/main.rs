@@ -6,7 +6,8 @@
 //! CPUID (the hypervisor's leaves, what is hidden), RDMSR/WRMSR (allowed and
 //! refused: #GP), port input nobody serves, SVM instructions (#UD). Its
 //! command line (ESI) says how it ends: `end=halt` (halts with interrupts
-//! off: the vCPU must then use no CPU), `end=mmio` (reads guest-physical
+//! off: the vCPU must then use no CPU), `end=spin` (busy for ever),
+//! `end=mmio` (reads guest-physical
 //! 768 MiB, outside its memory), `end=triple` (a triple fault).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]

@@ -109,8 +109,44 @@ fn an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone(
     )
 }
 
+fn twenty_hvm_guests_created_and_destroyed_give_back_every_frame(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = hvm_bundle(c, &[])?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[])
+        .bundle(tar)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let err = |e: toolstack::Error| e.to_string();
+    let free_before = client.host_info().map_err(err)?.free_kib;
+    // Halted ones, and busy ones destroyed while they run on the other CPU.
+    for i in 1..=20 {
+        let (end, said) = if i % 2 == 0 {
+            ("spin", "spinning")
+        } else {
+            ("halt", "halting")
+        };
+        let config = format!(
+            "name = \"h{i}\"\ntype = \"hvm\"\nkernel = \"hvm-test-guest\"\nmemory = 16\n\
+             vcpus = 2\ncmdline = \"end={end}\"\non_poweroff = \"preserve\"\n"
+        );
+        let id = client.create(&config, None, false).map_err(err)?;
+        expect_line(m, &format!("[{}] hvm-test: {said}", id & 0xffff))?;
+        client.destroy(id).map_err(err)?;
+    }
+    let free_after = client.host_info().map_err(err)?.free_kib;
+    check(free_after == free_before, || {
+        format!("free memory {free_before} KiB before 20 HVM guests, {free_after} KiB after")
+    })
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
+        twenty_hvm_guests_created_and_destroyed_give_back_every_frame,
         an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt,
         an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone,
     ]
