@@ -244,17 +244,15 @@ fn enter_hvm(k: MutexGuard<'_, Kernel>, at: VcpuRef) -> ! {
 extern "C" fn run_hvm(code: u64) -> ! {
     use crate::hvm::run;
     let at = VcpuRef::from_code(code as usize);
-    let taken = {
-        let mut k = crate::domain::lock();
-        match run::take(&mut k, at) {
-            Some(state) => state,
-            None => run_next(k),
-        }
+    let mut k = crate::domain::lock();
+    let Some(mut state) = run::take(&mut k, at) else {
+        run_next(k)
     };
-    let mut state = taken;
     loop {
+        run::prepare(&mut k, at, &mut state);
+        drop(k);
         run::run(&mut state);
-        let mut k = crate::domain::lock();
+        k = crate::domain::lock();
         run::handle_exit(&mut k, at, &mut state);
         if k.cpu().need_resched || !runnable_here(&k, at) {
             run::put_back(&mut k, at, state);

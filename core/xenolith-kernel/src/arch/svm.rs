@@ -192,6 +192,7 @@ pub mod off {
     pub const ASID: usize = 0x058;
     pub const TLB_CONTROL: usize = 0x05C;
     pub const INT_CTL: usize = 0x060;
+    pub const INT_STATE: usize = 0x068;
     pub const EXIT_CODE: usize = 0x070;
     pub const EXIT_INFO1: usize = 0x078;
     pub const EXIT_INFO2: usize = 0x080;
@@ -272,6 +273,11 @@ impl Vmcb {
         unsafe { self.at::<u64>(offset).write_volatile(value) }
     }
 
+    pub fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: as in `read64`.
+        unsafe { self.at::<u32>(offset).read_volatile() }
+    }
+
     pub fn write32(&mut self, offset: usize, value: u32) {
         // SAFETY: as in `read64`.
         unsafe { self.at::<u32>(offset).write_volatile(value) }
@@ -331,50 +337,68 @@ impl FpuState {
     }
 }
 
-/// What a guest vCPU keeps besides its VMCB: the x87/SSE state, the
-/// general registers, and a line of bytes the HVM layer collects for it
-/// (the debug port's). All zeroes is a valid value of every field.
+/// What a guest vCPU keeps besides its VMCB: the x87/SSE state and the
+/// general registers.
 #[repr(C, align(16))]
 pub struct GuestState {
     pub fpu: FpuState,
     pub regs: GuestRegs,
-    pub line_len: u64,
-    pub line: [u8; 120],
 }
 
-const _: () = assert!(core::mem::size_of::<GuestState>() <= 4096);
+/// A frame holding a vCPU's [`GuestState`] and `X`, what the layer above
+/// keeps per vCPU (its local APIC...), owned by this value alone: the
+/// domain's record stays small (the boot stack builds records).
+pub struct StatePage<X> {
+    frame: Frame,
+    _x: core::marker::PhantomData<X>,
+}
 
-/// A frame holding a [`GuestState`], owned by this value alone (the
-/// domain's record stays small: a ring-3 vCPU's registers are its trap
-/// frame, and the boot stack builds records).
-pub struct StatePage(Frame);
+/// What a state page holds.
+#[repr(C)]
+pub struct PageContents<X> {
+    pub guest: GuestState,
+    pub extra: X,
+}
 
-impl StatePage {
+impl<X> StatePage<X> {
     /// A fresh state in `frame`, which it now owns: registers zero, the
-    /// x87/SSE state as after reset.
-    pub fn new(frame: Frame) -> StatePage {
-        crate::arch::addrspace::zero_frame(frame);
-        let mut page = StatePage(frame);
-        page.get_mut().fpu = FpuState::initial();
-        page
+    /// x87/SSE state as after reset, and `extra`.
+    pub fn new(frame: Frame, extra: X) -> StatePage<X> {
+        const { assert!(core::mem::size_of::<PageContents<X>>() <= 4096) };
+        const { assert!(core::mem::align_of::<PageContents<X>>() <= 4096) };
+        // `into_frame` gives the frame back without dropping the contents.
+        const { assert!(!core::mem::needs_drop::<X>()) };
+        let contents = PageContents {
+            guest: GuestState {
+                fpu: FpuState::initial(),
+                regs: GuestRegs::default(),
+            },
+            extra,
+        };
+        // SAFETY: the frame is RAM the caller gave this StatePage (a
+        // `Frame`), 4096-aligned, and the contents fit in it (asserted
+        // above); nothing else refers to it.
+        unsafe { (phys_to_virt(frame.addr()) as *mut PageContents<X>).write(contents) };
+        StatePage {
+            frame,
+            _x: core::marker::PhantomData,
+        }
     }
 
-    pub fn get(&self) -> &GuestState {
-        // SAFETY: the frame is RAM this StatePage owns alone (`new` took
-        // it), zeroed then written only as a GuestState, which fits in it
-        // and is aligned (frames are 4096-aligned); all bit patterns the
-        // kernel writes are valid.
-        unsafe { &*(phys_to_virt(self.0.addr()) as *const GuestState) }
+    pub fn get(&self) -> &PageContents<X> {
+        // SAFETY: written as a PageContents<X> by `new` and only through
+        // `get_mut` since; the frame belongs to this value alone.
+        unsafe { &*(phys_to_virt(self.frame.addr()) as *const PageContents<X>) }
     }
 
-    pub fn get_mut(&mut self) -> &mut GuestState {
+    pub fn get_mut(&mut self) -> &mut PageContents<X> {
         // SAFETY: as in `get`; `&mut self` makes the reference unique.
-        unsafe { &mut *(phys_to_virt(self.0.addr()) as *mut GuestState) }
+        unsafe { &mut *(phys_to_virt(self.frame.addr()) as *mut PageContents<X>) }
     }
 
-    /// The frame, to free once the vCPU is gone.
+    /// The frame, to free once the vCPU is gone (its contents need no drop).
     pub fn into_frame(self) -> Frame {
-        self.0
+        self.frame
     }
 }
 
@@ -464,8 +488,8 @@ extern "C" {
 /// and x87/SSE state of `state` loaded around the run and saved back after
 /// it. Interrupts must be off (they are taken at the end, once the host's
 /// state is back).
-pub fn run(cpu: usize, vmcb: &mut Vmcb, state: &mut StatePage) {
-    let GuestState { fpu, regs, .. } = state.get_mut();
+pub fn run<X>(cpu: usize, vmcb: &mut Vmcb, state: &mut StatePage<X>) {
+    let GuestState { fpu, regs } = &mut state.get_mut().guest;
     let host_vmcb = HOST[cpu].host_vmcb.load(Ordering::Relaxed);
     assert!(host_vmcb != 0, "SVM is not on for CPU {cpu}");
     // SAFETY: SVM is on for this CPU (its host VMCB is set); `vmcb` is a

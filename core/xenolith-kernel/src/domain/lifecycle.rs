@@ -191,7 +191,7 @@ pub fn create(
                 hvm: (v < spec.vcpus as usize)
                     .then(|| vmcbs.next().zip(vmcbs.next()))
                     .flatten()
-                    .map(|(v, st)| crate::hvm::vcpu::HvmVcpu::new(v, st, npt)),
+                    .map(|(f, st)| crate::hvm::vcpu::HvmVcpu::new(f, st, npt, v as u32)),
             }),
             nr_vcpus: spec.vcpus as usize,
             fault_fixup: None,

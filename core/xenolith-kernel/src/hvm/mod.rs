@@ -2,12 +2,19 @@
 //! nested paging.
 //!
 //! Owns: the policies (pure, host-tested): what an exit was (`exit`), what
-//! CPUID answers (`cpuid`), what each MSR does (`msr`); and, on bare metal,
-//! an HVM vCPU's state and how it runs (`vcpu`, `run`). The hardware half
+//! CPUID answers (`cpuid`), what each MSR does (`msr`), the local APIC
+//! (`lapic`); and, on bare metal, an HVM vCPU's state (`vcpu`), how it runs
+//! (`run`), what each exit does (`handle`) and how interrupts reach it
+//! (`interrupts`). The hardware half
 //! is `arch/svm.rs`.
 
 pub mod cpuid;
 pub mod exit;
+#[cfg(target_os = "none")]
+mod handle;
+#[cfg(target_os = "none")]
+mod interrupts;
+pub mod lapic;
 pub mod msr;
 #[cfg(target_os = "none")]
 pub mod run;

@@ -8,6 +8,7 @@
 //! CPU holds this state (`run.rs`), as a ring-3 vCPU's registers are on its
 //! CPU's stack.
 
+use super::lapic::Lapic;
 use crate::arch::svm::{off, GuestRegs, Segment, StatePage, Vmcb};
 use crate::frames::Frame;
 use ipc_abi::domain::VcpuContext;
@@ -32,17 +33,25 @@ const V_INTR_MASKING: u32 = 1 << 24;
 const CODE32: u16 = 0xC9B;
 const DATA32: u16 = 0xC93;
 
+/// What the kernel keeps per HVM vCPU beside its registers.
+pub struct Extra {
+    pub lapic: Lapic,
+    /// The debug port's unfinished line (`line_len` bytes of `line`).
+    pub line: [u8; 120],
+    pub line_len: usize,
+}
+
 /// An HVM vCPU's state: two frames of its own.
 pub struct HvmVcpu {
     pub vmcb: Vmcb,
-    /// Registers, x87/SSE state, and the debug port's unfinished line.
-    pub state: StatePage,
+    /// Registers, x87/SSE state, local APIC, the debug port's line.
+    pub state: StatePage<Extra>,
 }
 
 impl HvmVcpu {
     /// A vCPU in `vmcb_frame` and `state_frame` (which it now owns) on
     /// nested page table `npt`, in the 32-bit boot state at address 0.
-    pub fn new(vmcb_frame: Frame, state_frame: Frame, npt: u64) -> HvmVcpu {
+    pub fn new(vmcb_frame: Frame, state_frame: Frame, npt: u64, vcpu: u32) -> HvmVcpu {
         let mut vmcb = Vmcb::new(vmcb_frame);
         let (iopm, msrpm) = crate::arch::svm::permission_maps();
         vmcb.write32(off::INTERCEPT_CR, 0);
@@ -88,7 +97,14 @@ impl HvmVcpu {
         vmcb.write64(off::G_PAT, 0x0007_0406_0007_0406);
         HvmVcpu {
             vmcb,
-            state: StatePage::new(state_frame),
+            state: StatePage::new(
+                state_frame,
+                Extra {
+                    lapic: Lapic::new(vcpu),
+                    line: [0; 120],
+                    line_len: 0,
+                },
+            ),
         }
     }
 
@@ -104,7 +120,7 @@ impl HvmVcpu {
         self.vmcb.write64(off::RAX, c.rax);
         self.vmcb
             .write64(off::RFLAGS, 0x2 | crate::checks::user_rflags(c.rflags));
-        self.state.get_mut().regs = GuestRegs {
+        self.state.get_mut().guest.regs = GuestRegs {
             rbx: c.rbx,
             rcx: c.rcx,
             rdx: c.rdx,
@@ -130,7 +146,7 @@ impl HvmVcpu {
 
     /// Its registers now, for `domain info`, crash records and save.
     pub fn context(&self) -> VcpuContext {
-        let r = &self.state.get().regs;
+        let r = &self.state.get().guest.regs;
         VcpuContext {
             rax: self.vmcb.read64(off::RAX),
             rbx: r.rbx,

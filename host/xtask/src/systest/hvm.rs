@@ -54,6 +54,12 @@ fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
         "[1] hvm-test: vmrun: #UD",
         "[1] hvm-test: vmmcall: #UD",
         "[1] hvm-test: stgi: #UD",
+        "[1] hvm-test: apic id 0x0 version 0x50014",
+        "[1] hvm-test: apic enable: ok",
+        "[1] hvm-test: tsc-deadline timer woke hlt: 1 interrupt",
+        "[1] hvm-test: periodic timer: 4 interrupts in all",
+        "[1] hvm-test: isr after eoi: 0x0",
+        "[1] hvm-test: write to the apic id: #GP",
         "[1] hvm-test: command line: end=halt by=test",
         "[1] hvm-test: halting",
     ] {

@@ -1,0 +1,240 @@
+//! What the kernel does about each exit of an HVM vCPU.
+//!
+//! Owns: the exits the kernel handles itself (CPUID, MSRs and the local
+//! APIC's, HLT, the debug port, refused instructions) and the ones that
+//! end the guest (a triple fault, an access outside its memory, a state
+//! VMRUN refuses), each with a crash record.
+
+use super::exit::{self, Exit};
+use super::interrupts;
+use super::lapic::{self, Effect};
+use super::vcpu::HvmVcpu;
+use super::{cpuid, msr};
+use crate::arch::svm::{self, off};
+use crate::domain::{lifecycle, Kernel, Life, VcpuRef};
+use ipc_abi::domain::CrashRecord;
+use ipc_abi::hvm::{DEBUG_PORT, FLOATING};
+
+/// Exceptions the kernel gives a guest.
+const UD: u8 = 6;
+const GP: u8 = 13;
+
+/// The guest's next instruction after the one that exited.
+fn skip(s: &mut HvmVcpu, e: Exit) {
+    let rip = s.vmcb.read64(off::RIP);
+    let next = if svm::has_next_rip() {
+        s.vmcb.read64(off::NEXT_RIP)
+    } else {
+        rip + exit::instruction_length(e)
+    };
+    s.vmcb.write64(off::RIP, next);
+}
+
+/// Gives the guest exception `vector` (with error code 0 for #GP) at the
+/// instruction that exited, which does not complete.
+fn inject(s: &mut HvmVcpu, vector: u8) {
+    let with_code = vector == GP;
+    let word = vector as u64 | 3 << 8 | (with_code as u64) << 11 | 1 << 31;
+    s.vmcb.write64(off::EVENT_INJ, word);
+}
+
+/// Does what the exit asks: completes the instruction, gives the guest a
+/// fault, blocks the vCPU or crashes the guest.
+pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
+    let code = s.vmcb.read64(off::EXIT_CODE);
+    let e = exit::decode(
+        code,
+        s.vmcb.read64(off::EXIT_INFO1),
+        s.vmcb.read64(off::EXIT_INFO2),
+    );
+    // An event the exit interrupted on its way in is delivered again.
+    let pending = s.vmcb.read64(off::EXIT_INT_INFO);
+    s.vmcb.write64(
+        off::EVENT_INJ,
+        if pending & 1 << 31 != 0 { pending } else { 0 },
+    );
+    match e {
+        // Taken by the kernel's handlers as the run ended (`svm::run`).
+        Exit::HostInterrupt | Exit::InterruptWindow => {}
+        Exit::Cpuid => {
+            let nr_vcpus = k.domain(at.dom).map_or(1, |d| d.nr_vcpus) as u32;
+            let who = cpuid::Asker {
+                vcpu: at.vcpu as u32,
+                vcpus: nr_vcpus,
+                kvm_features: 0,
+            };
+            let leaf = s.vmcb.read64(off::RAX) as u32;
+            let [a, b, c, d] =
+                cpuid::answer(leaf, s.state.get().guest.regs.rcx as u32, who, |l, sl| {
+                    let r = core::arch::x86_64::__cpuid_count(l, sl);
+                    [r.eax, r.ebx, r.ecx, r.edx]
+                });
+            s.vmcb.write64(off::RAX, a as u64);
+            s.state.get_mut().guest.regs.rbx = b as u64;
+            s.state.get_mut().guest.regs.rcx = c as u64;
+            s.state.get_mut().guest.regs.rdx = d as u64;
+            skip(s, e);
+        }
+        Exit::Msr { write } => {
+            let number = s.state.get().guest.regs.rcx as u32;
+            let value =
+                s.state.get().guest.regs.rdx << 32 | (s.vmcb.read64(off::RAX) & 0xffff_ffff);
+            let done = if is_lapic(number) {
+                lapic_msr(k, at, s, number, write.then_some(value))
+            } else {
+                policy_msr(at, s, number, write.then_some(value))
+            };
+            match done {
+                Some(read) => {
+                    if let Some(v) = read {
+                        s.vmcb.write64(off::RAX, v & 0xffff_ffff);
+                        s.state.get_mut().guest.regs.rdx = v >> 32;
+                    }
+                    skip(s, e);
+                }
+                None => inject(s, GP),
+            }
+        }
+        Exit::Hlt => {
+            skip(s, e);
+            // It waits for an interrupt it can take: its timer's wakes it
+            // (the kernel timer `interrupts::set_timer` keeps); with
+            // interrupts off, nothing does, and it uses no CPU.
+            if !interrupts::ready(s) {
+                if let Some(v) = k.vcpu_mut(at) {
+                    v.blocked = true;
+                }
+            }
+        }
+        Exit::Io {
+            port,
+            size,
+            input,
+            string,
+            next_rip,
+        } => {
+            if string {
+                return crash(k, at, s, 0, "string port I/O is not supported yet");
+            }
+            if input {
+                let rax = s.vmcb.read64(off::RAX);
+                let value = match size {
+                    1 => (rax & !0xff) | (FLOATING as u64 & 0xff),
+                    2 => (rax & !0xffff) | (FLOATING as u64 & 0xffff),
+                    _ => FLOATING as u64,
+                };
+                s.vmcb.write64(off::RAX, value);
+            } else if port == DEBUG_PORT {
+                debug_byte(k, at, s, s.vmcb.read64(off::RAX) as u8);
+            }
+            s.vmcb.write64(off::RIP, next_rip);
+        }
+        Exit::Refused => inject(s, UD),
+        Exit::Shutdown => crash(k, at, s, 0, "triple fault"),
+        Exit::NestedPageFault { gpa, .. } => crash(
+            k,
+            at,
+            s,
+            gpa,
+            "access to a guest-physical address outside its memory",
+        ),
+        Exit::InvalidState => crash(k, at, s, 0, "VMRUN refused the vCPU's state"),
+        Exit::Unexpected(_) => crash(k, at, s, code, "an exit the kernel does not handle"),
+    }
+}
+
+fn is_lapic(msr: u32) -> bool {
+    (lapic::MSR_BASE..=lapic::MSR_LAST).contains(&msr) || msr == lapic::TSC_DEADLINE
+}
+
+/// An access to a local APIC register: `Some(value read)` or `Some(None)`
+/// for a write done; `None` for #GP.
+fn lapic_msr(
+    k: &mut Kernel,
+    at: VcpuRef,
+    s: &mut HvmVcpu,
+    number: u32,
+    write: Option<u64>,
+) -> Option<Option<u64>> {
+    let (now, tsc, hz) = interrupts::clock();
+    let apic = &mut s.state.get_mut().extra.lapic;
+    let Some(value) = write else {
+        return apic.read(number, now).map(Some);
+    };
+    match apic.write(number, value, now, tsc, hz).ok()? {
+        Effect::None => {}
+        Effect::Timer(next) => interrupts::set_timer(k, at, next),
+        // vCPUs other than 0 do not run yet (INIT and SIPI are next): an
+        // IPI to one has nobody to reach.
+        Effect::Ipi { .. } => {}
+    }
+    Some(None)
+}
+
+/// An access to another MSR, by `msr.rs`'s policy: as `lapic_msr`.
+fn policy_msr(
+    at: VcpuRef,
+    s: &mut HvmVcpu,
+    number: u32,
+    write: Option<u64>,
+) -> Option<Option<u64>> {
+    let state = msr::State {
+        vcpu: at.vcpu as u32,
+        efer: s.vmcb.read64(off::EFER),
+        tsc: crate::arch::cpu::rdtsc().wrapping_add(s.vmcb.read64(off::TSC_OFFSET)),
+        pat: s.vmcb.read64(off::G_PAT),
+    };
+    let Some(value) = write else {
+        return msr::read(number, state).map(Some);
+    };
+    match msr::write(number, value, state) {
+        msr::Write::Efer(v) => s.vmcb.write64(off::EFER, v),
+        msr::Write::Pat(v) => s.vmcb.write64(off::G_PAT, v),
+        msr::Write::Ignored => {}
+        msr::Write::Fault => return None,
+    }
+    Some(None)
+}
+
+/// One byte to the debug port: lines go to the debug console.
+fn debug_byte(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, byte: u8) {
+    let x = &mut s.state.get_mut().extra;
+    let len = x.line_len.min(x.line.len());
+    if byte != b'\n' && len < x.line.len() {
+        x.line[len] = byte;
+        x.line_len = len + 1;
+        return;
+    }
+    let mut out = [0u8; 121];
+    out[..len].copy_from_slice(&x.line[..len]);
+    out[len] = b'\n';
+    x.line_len = 0;
+    if byte != b'\n' {
+        // Full: this byte starts the next line.
+        x.line[0] = byte;
+        x.line_len = 1;
+    }
+    let now = k.now_ticks;
+    if let Some(d) = k.domain_mut(at.dom) {
+        crate::domain::console::write(d.id.index(), &mut d.console, now, &mut out[..=len]);
+    }
+}
+
+/// Ends the guest with a crash record: `what` happened at its RIP, about `address`.
+fn crash(k: &mut Kernel, at: VcpuRef, s: &HvmVcpu, address: u64, what: &str) {
+    let mut c = CrashRecord::EMPTY;
+    c.vector = u64::MAX;
+    c.rip = s.vmcb.read64(off::RIP);
+    c.address = address;
+    let mut text: heapless::String<{ ipc_abi::domain::MESSAGE_MAX }> = heapless::String::new();
+    let _ = core::fmt::write(
+        &mut text,
+        format_args!(
+            "hvm: {what} (vCPU {}, rip {:#x}, address {:#x})",
+            at.vcpu, c.rip, address
+        ),
+    );
+    c.message[..text.len()].copy_from_slice(text.as_bytes());
+    c.message_len = text.len() as u32;
+    lifecycle::stop(k, at.dom, Life::Crashed, Some(c));
+}

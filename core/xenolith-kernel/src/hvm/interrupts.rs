@@ -1,0 +1,71 @@
+//! Interrupts into an HVM vCPU: its local APIC's timer fired at each entry
+//! when due and mirrored into the vCPU's kernel timer (which wakes it from
+//! HLT), and the vector its APIC has ready injected when the guest can take
+//! it, or an exit asked for as soon as it can (the interrupt window).
+
+use super::vcpu::HvmVcpu;
+use crate::arch::svm::off;
+use crate::domain::{Kernel, VcpuRef};
+
+/// Intercept word 3, VINTR: exit when the guest could take a virtual interrupt.
+const VINTR: u32 = 1 << 4;
+/// INT_CTL: V_IRQ (an interrupt is waiting), its priority 15, ignoring V_TPR.
+const V_IRQ: u32 = 1 << 8 | 0xf << 16 | 1 << 20;
+const IF: u64 = 1 << 9;
+
+/// Now, as the APIC's timer wants it: ns since boot, the TSC, its frequency.
+pub fn clock() -> (u64, u64, u64) {
+    let hz = crate::arch::time::page().tsc_hz;
+    (crate::arch::time::now_ns(), crate::arch::cpu::rdtsc(), hz)
+}
+
+/// The vCPU's kernel timer follows its APIC timer's next expiry.
+pub fn set_timer(k: &mut Kernel, at: VcpuRef, next_ns: Option<u64>) {
+    if let Some(v) = k.vcpu_mut(at) {
+        v.timer_deadline = next_ns.map_or(0, |t| t.max(1));
+    }
+}
+
+fn interruptible(s: &HvmVcpu) -> bool {
+    s.vmcb.read64(off::RFLAGS) & IF != 0 && s.vmcb.read64(off::INT_STATE) & 1 == 0
+}
+
+/// Whether the guest has an interrupt it can take now (HLT then goes on).
+pub fn ready(s: &HvmVcpu) -> bool {
+    s.vmcb.read64(off::RFLAGS) & IF != 0 && s.state.get().extra.lapic.pending().is_some()
+}
+
+/// Before a run: fire the timer if due, follow its next expiry, deliver.
+pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
+    let (now, tsc, hz) = clock();
+    let next = s.state.get_mut().extra.lapic.poll_timer(now, tsc, hz);
+    set_timer(k, at, next);
+    deliver(s);
+}
+
+fn deliver(s: &mut HvmVcpu) {
+    let misc = s.vmcb.read32(off::INTERCEPT_MISC1);
+    let ctl = s.vmcb.read32(off::INT_CTL);
+    // An event the last exit interrupted goes first; the window stays asked.
+    if s.vmcb.read64(off::EVENT_INJ) & 1 << 31 != 0 {
+        return;
+    }
+    let can = interruptible(s);
+    let apic = &mut s.state.get_mut().extra.lapic;
+    match apic.pending() {
+        Some(vector) if can => {
+            apic.accept(vector);
+            s.vmcb.write64(off::EVENT_INJ, vector as u64 | 1 << 31);
+            s.vmcb.write32(off::INT_CTL, ctl & !V_IRQ);
+            s.vmcb.write32(off::INTERCEPT_MISC1, misc & !VINTR);
+        }
+        Some(_) => {
+            s.vmcb.write32(off::INT_CTL, ctl | V_IRQ);
+            s.vmcb.write32(off::INTERCEPT_MISC1, misc | VINTR);
+        }
+        None => {
+            s.vmcb.write32(off::INT_CTL, ctl & !V_IRQ);
+            s.vmcb.write32(off::INTERCEPT_MISC1, misc & !VINTR);
+        }
+    }
+}
