@@ -3,8 +3,12 @@
 //! the kernel presents.
 //!
 //! Owns: the CPUID leaves that name the hypervisor, the debug port, where
-//! a guest starts, and the guest-physical address of the kernel-shared
-//! pages of an HVM domain.
+//! a guest starts, the guest-physical address of the kernel-shared pages
+//! of an HVM domain, and the page through which the kernel hands a guest's
+//! port I/O to its device-model domain ([`IoRequest`]).
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// CPUID leaf 0x4000_0000 answers this signature in EBX, ECX, EDX (and
 /// the highest hypervisor leaf in EAX): Xenolith's own.
@@ -41,3 +45,65 @@ pub const SHARED_GPA: u64 = 0x100_0000_0000;
 /// NUL-terminated command line in the page at this guest-physical
 /// address, and ESI pointing at it, as PVH guests find their start info.
 pub const ELF_CMDLINE_GPA: u64 = 0x7000;
+
+/// One vCPU's port access waiting for the device model, in the page the
+/// device model gave the kernel (`HvmServe`): slot `n` is vCPU `n`'s.
+/// The kernel writes a request and sets `state` to [`POSTED`] (then raises
+/// the device model's `Virq::DeviceModel`); the device model writes `data`
+/// for an input, sets [`ANSWERED`] and calls `HvmIoDone`; the kernel takes
+/// the answer (checking `seq`), sets [`IDLE`] and lets the vCPU go on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct IoRequest {
+    pub state: u32,
+    /// 1, 2 or 4 bytes.
+    pub size: u32,
+    /// 1: an input (the device model answers `data`); 0: an output of `data`.
+    pub input: u32,
+    pub port: u32,
+    pub data: u64,
+    /// Counts this vCPU's requests: the answer names the one posted.
+    pub seq: u64,
+}
+
+/// `IoRequest::state`.
+pub const IDLE: u32 = 0;
+pub const POSTED: u32 = 1;
+pub const ANSWERED: u32 = 2;
+/// Slots in the page (one per vCPU).
+pub const IO_SLOTS: usize = crate::domain::MAX_VCPUS as usize;
+
+const _: () = assert!(core::mem::size_of::<IoRequest>() == 32);
+const _: () = assert!(IO_SLOTS * core::mem::size_of::<IoRequest>() <= 4096);
+
+/// The same slot as the device model reads and writes it in its page
+/// while the kernel may write it too: every field an atomic.
+#[repr(C)]
+#[derive(Default)]
+pub struct IoSlot {
+    pub state: AtomicU32,
+    pub size: AtomicU32,
+    pub input: AtomicU32,
+    pub port: AtomicU32,
+    pub data: AtomicU64,
+    pub seq: AtomicU64,
+}
+
+/// The device model's request page: one slot per vCPU, and a word the
+/// kernel sets to 1 (then raising `Virq::DeviceModel`) when the guest is
+/// destroyed: the device model then has nothing left to serve.
+#[repr(C, align(4096))]
+#[derive(Default)]
+pub struct IoPage {
+    pub slots: [IoSlot; IO_SLOTS],
+    pub guest_gone: AtomicU32,
+}
+
+/// Where `IoPage::guest_gone` is in the page.
+pub const GUEST_GONE_OFFSET: usize = core::mem::offset_of!(IoPage, guest_gone);
+
+const _: () = assert!(core::mem::size_of::<IoSlot>() == core::mem::size_of::<IoRequest>());
+const _: () =
+    assert!(core::mem::offset_of!(IoSlot, port) == core::mem::offset_of!(IoRequest, port));
+const _: () = assert!(core::mem::offset_of!(IoSlot, seq) == core::mem::offset_of!(IoRequest, seq));
+const _: () = assert!(core::mem::size_of::<IoPage>() == 4096);

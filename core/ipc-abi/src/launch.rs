@@ -34,6 +34,8 @@ pub const VDISK: &str = "vdisk";
 pub const VIF: &str = "vif";
 /// Milliseconds between the heartbeats it must send (absent: none).
 pub const HEARTBEAT: &str = "heartbeat";
+/// The HVM guest a device-model domain serves (its id).
+pub const HVM_GUEST: &str = "hvm_guest";
 
 /// A virtual disk: `NAME=START+SECTORS`, or `NAME=all` for the whole device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,11 +30,13 @@ pub enum Virq: u64 {
     ConsoleLog = 1,
     /// Some domain changed state: crashed, shut down, destroyed (control domain).
     DomainState = 2,
+    /// A guest this domain is the device model of posted a request (`HvmServe`).
+    DeviceModel = 3,
 }
 }
 
 /// Number of VIRQ kinds.
-pub const VIRQS: usize = 3;
+pub const VIRQS: usize = 4;
 
 /// Most boot modules handed to domain 0.
 pub const MAX_MODULES: usize = 16;

@@ -564,3 +564,30 @@ pub fn domain_set_context(dom: DomainId, vcpu: u32, c: &VcpuContext) -> Result<u
         context: c as *const VcpuContext as u64,
     })
 }
+
+/// Lets domain `dm` be never-run HVM guest `guest`'s device model (control domain only).
+pub fn hvm_set_device_model(guest: DomainId, dm: DomainId) -> Result<u64> {
+    call(args::HvmSetDeviceModel { guest, dm })
+}
+
+/// Serves `guest`'s port I/O through the page at `page` (the caller must
+/// be its device model; the page must be its own, writable, page-aligned).
+pub fn hvm_serve(guest: DomainId, page: u64) -> Result<u64> {
+    call(args::HvmServe { guest, va: page })
+}
+
+/// The request of `guest`'s vCPU `vcpu` is answered in its slot.
+pub fn hvm_io_done(guest: DomainId, vcpu: u32) -> Result<u64> {
+    call(args::HvmIoDone {
+        guest,
+        vcpu: vcpu as u64,
+    })
+}
+
+/// Presents `vector` to `guest`'s vCPU 0 (the device model's interrupt controller).
+pub fn hvm_interrupt(guest: DomainId, vector: u8) -> Result<u64> {
+    call(args::HvmInterrupt {
+        guest,
+        vector: vector as u64,
+    })
+}

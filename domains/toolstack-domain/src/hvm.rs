@@ -5,8 +5,9 @@
 //! Owns: creating the guest (`DomainCreate` with `CREATE_HVM`), loading an
 //! ELF image's segments at their physical addresses, the command line
 //! where an ELF guest finds it (`ipc_abi::hvm::ELF_CMDLINE_GPA`, ESI), and
-//! vCPU 0's start. Every address is checked against the guest's memory
-//! first: a hostile image is refused and nothing is left behind.
+//! vCPU 0's start. (Its device-model domain is started by `start.rs`, from
+//! the bundle's [`DEVICE_MODEL_IMAGE`].) Every address is checked against the guest's memory first: a
+//! hostile image is refused and nothing is left behind.
 
 extern crate alloc;
 use alloc::string::String;
@@ -147,3 +148,6 @@ pub fn create(image: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
         }
     }
 }
+
+/// The boot bundle's image of the device-model domain.
+pub const DEVICE_MODEL_IMAGE: &str = "device-model";

@@ -54,7 +54,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
         if !has_room(&mut started, &config.name) {
             continue;
         }
-        if let Some(s) = start_one(me, Image::Boot(image), config.into(), &started, 0) {
+        if let Some(s) = start_one(me, Image::Boot(image), config.into(), &mut started, 0) {
             started.push(s);
         }
         if let Some(v) = viewer.as_deref_mut() {
@@ -77,7 +77,7 @@ pub fn start_modules_with(mut viewer: Option<&mut Option<Viewer>>) -> Domains {
             if !has_room(&mut started, &c.name) {
                 continue;
             }
-            if let Some(s) = start_one(me, Image::Boot(image), c.into(), &started, 0) {
+            if let Some(s) = start_one(me, Image::Boot(image), c.into(), &mut started, 0) {
                 started.push(s);
             }
         }
@@ -114,10 +114,18 @@ pub fn start_one(
     me: DomainId,
     image: Image,
     config: Config,
-    started: &[Started],
+    started: &mut Domains,
     restart: u32,
 ) -> Option<Started> {
     let id = create_loaded(image.bytes(), &config)?;
+    // An HVM guest's device model starts first (it is a domain of its own).
+    if config.kind == domain_config::Kind::Hvm {
+        if let Err(e) = start_device_model(me, id, &config, started) {
+            println!("toolstack: {}: {}", config.name, e);
+            let _ = hc::domain_destroy(id);
+            return None;
+        }
+    }
     launch(me, id, image, config, started, restart)
 }
 
@@ -363,5 +371,39 @@ fn give_hardware(id: DomainId, c: &DomainConfig) -> Result<(), Error> {
             id, pages, phys, va
         );
     }
+    Ok(())
+}
+
+/// Starts the device model of created HVM guest `guest` (configuration
+/// `c`) and adds it to `started`: `NAME-dmID`, allowed to serve the guest
+/// before it runs. It stops by itself once the guest is destroyed.
+pub fn start_device_model(
+    me: DomainId,
+    guest: DomainId,
+    c: &DomainConfig,
+    started: &mut crate::table::Domains,
+) -> Result<(), alloc::string::String> {
+    let image = crate::bundle::find()
+        .and_then(|b| crate::bundle::image(b, crate::hvm::DEVICE_MODEL_IMAGE))
+        .ok_or("no device-model image in the boot bundle")?;
+    let short = &c.name[..c.name.len().min(20)];
+    let line = alloc::format!(
+        "{short}-dm{} memory=2M on_poweroff=destroy on_reboot=destroy on_crash=destroy {}={}",
+        guest.0,
+        launch::HVM_GUEST,
+        guest.0
+    );
+    let dm_config = domain_config::module_line::parse("device model", &line)
+        .map_err(|_| alloc::string::String::from("cannot describe its device model"))?
+        .config;
+    let dm = create_loaded(image, &dm_config).ok_or("cannot create its device model")?;
+    if let Err(e) = hc::hvm_set_device_model(guest, dm) {
+        let _ = hc::domain_destroy(dm);
+        return Err(alloc::format!("cannot give it its device model: {e}"));
+    }
+    let config = alloc::rc::Rc::new(dm_config);
+    let s = launch(me, dm, crate::table::Image::Boot(image), config, started, 0)
+        .ok_or("cannot start its device model")?;
+    started.push(s);
     Ok(())
 }

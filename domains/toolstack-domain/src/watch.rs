@@ -10,7 +10,7 @@
 extern crate alloc;
 
 use crate::start::{start_modules_with, start_one};
-use crate::table::{Image, Started};
+use crate::table::{Domains, Image, Started};
 use crate::viewer::{Reply, Viewer};
 use domain_config::OnEvent;
 use domain_runtime::hypercall as hc;
@@ -195,7 +195,7 @@ pub fn run() {
 }
 
 /// Carries out the domain's `on_poweroff`/`on_reboot`/`on_crash` policy once it stopped.
-fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) {
+fn apply_policy(me: DomainId, started: &mut Domains, i: usize, crashed: bool) {
     let reason = hc::domain_info(started[i].id)
         .map(|info| info.shutdown_reason)
         .unwrap_or(0);
@@ -259,7 +259,7 @@ fn apply_policy(me: DomainId, started: &mut [Started], i: usize, crashed: bool) 
 
 /// Destroys a crashed domain and starts it again from its module; its
 /// frontends are told their backend restarted.
-fn restart(me: DomainId, started: &mut [Started], i: usize, why: &str) {
+fn restart(me: DomainId, started: &mut Domains, i: usize, why: &str) {
     let old = started[i].id;
     // When it crashed (for `bench restart`: the time to service again).
     let crash = hc::domain_info(old)

@@ -99,6 +99,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "ring-hostile"),
     ("test-domains", "hc-fuzz"),
     ("hvm-test-guest", "hvm-test-guest"),
+    ("device-model", "device-model"),
 ];
 
 /// Builds every domain image (release) and returns the directory holding them.

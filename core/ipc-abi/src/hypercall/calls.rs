@@ -287,6 +287,20 @@ hypercalls! {
     /// removes it. How a domain probes whether an address is mapped (the
     /// TLB shootdown test reads a page while another vCPU unmaps it).
     FaultFixup = 63 { fault_rip: u64, fixup_rip: u64 }
+    /// `(guest, dm)`: domain `dm` may be the device model of never-run HVM
+    /// guest `guest`: serve its port I/O and raise its interrupts (control only).
+    HvmSetDeviceModel = 64 { guest: DomainId, dm: DomainId }
+    /// `(guest, va)`: the caller, `guest`'s device model, serves its port I/O
+    /// through the page of its own memory at `va` (`hvm::IoRequest` slots,
+    /// zeroed now); `Virq::DeviceModel` tells it of requests.
+    HvmServe = 65 { guest: DomainId, va: u64 }
+    /// `(guest, vcpu)`: the device model answered `guest`'s vCPU `vcpu`'s
+    /// request in its slot; the vCPU goes on. `InvalidArgument` when no
+    /// request of that vCPU is posted or the answer names another.
+    HvmIoDone = 66 { guest: DomainId, vcpu: u64 }
+    /// `(guest, vector)`: the device model's interrupt controller presents
+    /// `vector` (16..=255) to `guest`'s vCPU 0, taken when it can.
+    HvmInterrupt = 67 { guest: DomainId, vector: u64 }
 }
 
 #[cfg(test)]

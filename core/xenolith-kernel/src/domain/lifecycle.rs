@@ -192,6 +192,8 @@ pub fn create(
                     .then(|| vmcbs.next().zip(vmcbs.next()))
                     .flatten()
                     .map(|(f, st)| crate::hvm::vcpu::HvmVcpu::new(f, st, npt, v as u32)),
+                io_wait: false,
+                extint: [0; 4],
             }),
             nr_vcpus: spec.vcpus as usize,
             fault_fixup: None,
@@ -210,6 +212,7 @@ pub fn create(
             event_page,
             teardown: false,
             suspended: false,
+            device_model: Default::default(),
         },
         place,
     );
@@ -478,7 +481,38 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
     }
     k.resched(index);
     super::devices::release_console(k, index);
+    stop_served_guests(k, index);
     notify_control(k, index);
+}
+
+/// Domain `index` stopped or is going: the HVM guests it was the device
+/// model of crash (nothing else can answer their I/O; their policy then
+/// applies) and forget its page.
+fn stop_served_guests(k: &mut Kernel, index: usize) {
+    let Some(id) = k.domain(index).map(|d| d.id) else {
+        return;
+    };
+    // The guests it serves, or was to serve (it died starting).
+    let served: heapless::Vec<usize, { super::MAX_DOMAINS }> = k
+        .live_domains()
+        .filter(|(_, d)| {
+            let link = d.device_model;
+            link.serving.is_some_and(|(dm, _, _)| dm == index) || link.allowed == Some(id)
+        })
+        .filter(|(g, _)| *g != index)
+        .map(|(g, _)| g)
+        .collect();
+    for g in served {
+        if let Some(d) = k.domain_mut(g) {
+            d.device_model = Default::default();
+        }
+        let mut c = CrashRecord::EMPTY;
+        c.vector = u64::MAX;
+        let text = b"hvm: its device model stopped";
+        c.message[..text.len()].copy_from_slice(text);
+        c.message_len = text.len() as u32;
+        stop(k, g, Life::Crashed, Some(c));
+    }
 }
 
 /// Tells the control domain (unless it is the subject) that a domain changed state.
@@ -510,6 +544,16 @@ pub fn destroy(
         }
         k.resched(index);
         return Ok(Destroyed::Dying);
+    }
+    stop_served_guests(k, index);
+    if let Some((dm, _, page)) = k.domain(index).and_then(|d| d.device_model.serving) {
+        // Its device model has nothing left to serve: it is told so.
+        crate::domain::shared_pages::write_frame(
+            page,
+            ipc_abi::hvm::GUEST_GONE_OFFSET,
+            &1u32.to_le_bytes(),
+        );
+        events::raise_virq(k, dm, Virq::DeviceModel);
     }
     events::close_all(k, index);
     // Its devices stop DMA before its memory goes back to the allocator.

@@ -104,6 +104,11 @@ pub struct Vcpu {
     /// the CPU running it holds it meanwhile (`hvm/run.rs`). `None` for a
     /// ring-3 vCPU, whose registers are `frame`.
     pub hvm: Option<crate::hvm::vcpu::HvmVcpu>,
+    /// An HVM vCPU waits for its device model's answer to a port access.
+    pub io_wait: bool,
+    /// Vectors an HVM guest's device model presented (bit n: vector n), taken
+    /// when the vCPU can.
+    pub extint: [u64; 4],
 }
 
 pub use crate::grant_table::{ForeignMap, Grant};
@@ -150,6 +155,8 @@ pub struct Domain {
     pub teardown: bool,
     /// Paused by its own `Suspend` (ready to be saved) and not unpaused since.
     pub suspended: bool,
+    /// An HVM guest's device model.
+    pub device_model: crate::hvm::vcpu::DeviceModel,
 }
 
 impl Domain {
@@ -170,7 +177,7 @@ impl Domain {
     /// Whether vCPU `v` may run now as far as the domain goes: it is
     /// running, the vCPU is started and not waiting in `Block`.
     pub fn wants_cpu(&self, v: &Vcpu) -> bool {
-        self.life == Life::Running && v.up && !v.blocked && !self.teardown
+        self.life == Life::Running && v.up && !v.blocked && !v.io_wait && !self.teardown
     }
 }
 

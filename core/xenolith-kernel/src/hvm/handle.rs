@@ -100,7 +100,8 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             // It waits for an interrupt it can take: its timer's wakes it
             // (the kernel timer `interrupts::set_timer` keeps); with
             // interrupts off, nothing does, and it uses no CPU.
-            if !interrupts::ready(s) {
+            let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);
+            if !interrupts::ready(s, &extint) {
                 if let Some(v) = k.vcpu_mut(at) {
                     v.blocked = true;
                 }
@@ -116,6 +117,15 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             if string {
                 return crash(k, at, s, 0, "string port I/O is not supported yet");
             }
+            s.vmcb.write64(off::RIP, next_rip);
+            if port == DEBUG_PORT && !input {
+                let byte = s.vmcb.read64(off::RAX) as u8;
+                return debug_byte(k, at, s, byte);
+            }
+            if super::device_model::post(k, at, s, port, size, input) {
+                return;
+            }
+            // Nobody serves it: inputs read all ones, outputs go nowhere.
             if input {
                 let rax = s.vmcb.read64(off::RAX);
                 let value = match size {
@@ -124,10 +134,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
                     _ => FLOATING as u64,
                 };
                 s.vmcb.write64(off::RAX, value);
-            } else if port == DEBUG_PORT {
-                debug_byte(k, at, s, s.vmcb.read64(off::RAX) as u8);
             }
-            s.vmcb.write64(off::RIP, next_rip);
         }
         Exit::Refused => inject(s, UD),
         Exit::Shutdown => crash(k, at, s, 0, "triple fault"),

@@ -30,9 +30,11 @@ fn interruptible(s: &HvmVcpu) -> bool {
     s.vmcb.read64(off::RFLAGS) & IF != 0 && s.vmcb.read64(off::INT_STATE) & 1 == 0
 }
 
-/// Whether the guest has an interrupt it can take now (HLT then goes on).
-pub fn ready(s: &HvmVcpu) -> bool {
-    s.vmcb.read64(off::RFLAGS) & IF != 0 && s.state.get().extra.lapic.pending().is_some()
+/// Whether the guest has an interrupt it can take now (HLT then goes on):
+/// one its APIC has ready, or one the device model presented (`extint`).
+pub fn ready(s: &HvmVcpu, extint: &[u64; 4]) -> bool {
+    let any = s.state.get().extra.lapic.pending().is_some() || extint.iter().any(|&w| w != 0);
+    s.vmcb.read64(off::RFLAGS) & IF != 0 && any
 }
 
 /// Before a run: fire the timer if due, follow its next expiry, deliver.
@@ -40,12 +42,40 @@ pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     let (now, tsc, hz) = clock();
     let next = s.state.get_mut().extra.lapic.poll_timer(now, tsc, hz);
     set_timer(k, at, next);
+    // What the device model's interrupt controller presents goes first
+    // (it comes through LINT0, not the APIC's request register).
+    let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);
+    let highest = (0..4)
+        .rev()
+        .find(|&i| extint[i] != 0)
+        .map(|i| (i * 64 + 63 - extint[i].leading_zeros() as usize) as u8);
+    if let Some(vector) = highest {
+        if s.vmcb.read64(off::EVENT_INJ) & 1 << 31 == 0 && interruptible(s) {
+            if let Some(v) = k.vcpu_mut(at) {
+                v.extint[vector as usize / 64] &= !(1 << (vector % 64));
+            }
+            s.vmcb.write64(off::EVENT_INJ, vector as u64 | 1 << 31);
+            return window(s, false);
+        }
+        return window(s, true);
+    }
     deliver(s);
 }
 
-fn deliver(s: &mut HvmVcpu) {
+/// Asks for an exit as soon as the guest can take an interrupt, or not.
+fn window(s: &mut HvmVcpu, wanted: bool) {
     let misc = s.vmcb.read32(off::INTERCEPT_MISC1);
     let ctl = s.vmcb.read32(off::INT_CTL);
+    if wanted {
+        s.vmcb.write32(off::INT_CTL, ctl | V_IRQ);
+        s.vmcb.write32(off::INTERCEPT_MISC1, misc | VINTR);
+    } else {
+        s.vmcb.write32(off::INT_CTL, ctl & !V_IRQ);
+        s.vmcb.write32(off::INTERCEPT_MISC1, misc & !VINTR);
+    }
+}
+
+fn deliver(s: &mut HvmVcpu) {
     // An event the last exit interrupted goes first; the window stays asked.
     if s.vmcb.read64(off::EVENT_INJ) & 1 << 31 != 0 {
         return;
@@ -56,16 +86,9 @@ fn deliver(s: &mut HvmVcpu) {
         Some(vector) if can => {
             apic.accept(vector);
             s.vmcb.write64(off::EVENT_INJ, vector as u64 | 1 << 31);
-            s.vmcb.write32(off::INT_CTL, ctl & !V_IRQ);
-            s.vmcb.write32(off::INTERCEPT_MISC1, misc & !VINTR);
+            window(s, false);
         }
-        Some(_) => {
-            s.vmcb.write32(off::INT_CTL, ctl | V_IRQ);
-            s.vmcb.write32(off::INTERCEPT_MISC1, misc | VINTR);
-        }
-        None => {
-            s.vmcb.write32(off::INT_CTL, ctl & !V_IRQ);
-            s.vmcb.write32(off::INTERCEPT_MISC1, misc & !VINTR);
-        }
+        Some(_) => window(s, true),
+        None => window(s, false),
     }
 }

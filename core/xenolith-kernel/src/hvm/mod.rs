@@ -9,6 +9,8 @@
 //! is `arch/svm.rs`.
 
 pub mod cpuid;
+#[cfg(target_os = "none")]
+pub mod device_model;
 pub mod exit;
 #[cfg(target_os = "none")]
 mod handle;

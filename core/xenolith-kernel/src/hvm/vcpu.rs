@@ -33,12 +33,35 @@ const V_INTR_MASKING: u32 = 1 << 24;
 const CODE32: u16 = 0xC9B;
 const DATA32: u16 = 0xC93;
 
+/// An HVM guest's device model: who may be it, and the page it serves by.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceModel {
+    pub allowed: Option<ipc_abi::domain::DomainId>,
+    /// The device model's slot index, id, and its request page.
+    pub serving: Option<(usize, ipc_abi::domain::DomainId, Frame)>,
+}
+
+/// A request posted and not answered yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Waiting {
+    pub seq: u64,
+    pub size: u8,
+    pub input: bool,
+    pub port: u16,
+    /// What an output writes.
+    pub data: u64,
+}
+
 /// What the kernel keeps per HVM vCPU beside its registers.
 pub struct Extra {
     pub lapic: Lapic,
     /// The debug port's unfinished line (`line_len` bytes of `line`).
     pub line: [u8; 120],
     pub line_len: usize,
+    /// The last request number posted to the device model, and the one
+    /// it has not answered yet.
+    pub io_seq: u64,
+    pub waiting: Option<Waiting>,
 }
 
 /// An HVM vCPU's state: two frames of its own.
@@ -103,6 +126,8 @@ impl HvmVcpu {
                     lapic: Lapic::new(vcpu),
                     line: [0; 120],
                     line_len: 0,
+                    io_seq: 0,
+                    waiting: None,
                 },
             ),
         }

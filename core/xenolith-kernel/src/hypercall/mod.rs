@@ -16,6 +16,7 @@ mod control;
 mod devices;
 mod events;
 mod grants;
+mod hvm;
 mod rights;
 mod vcpu;
 
@@ -138,5 +139,9 @@ fn route<G: Gate>(
         PciConfigWrite(a) => devices::pci_config_write(k, caller, a),
         PciBar(a) => crate::domain::pci::bar_va(k, caller, a.bdf, a.bar),
         DmaPhys(a) => crate::domain::pci::dma_phys(k, caller, a.va),
+        HvmSetDeviceModel(a) => hvm::set_device_model(k, caller, a),
+        HvmServe(a) => hvm::serve(k, caller, a),
+        HvmIoDone(a) => hvm::io_done(k, caller, a),
+        HvmInterrupt(a) => hvm::interrupt(k, caller, a),
     })
 }

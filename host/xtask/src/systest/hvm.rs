@@ -9,6 +9,7 @@ use std::time::Duration;
 /// `(name, end, on_crash)`.
 fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathBuf, String> {
     let image = build::domain(&c.domains, "hvm-test-guest");
+    let device_model = build::domain(&c.domains, "device-model");
     let configs: Vec<(String, String)> = guests
         .iter()
         .enumerate()
@@ -29,7 +30,10 @@ fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathB
     crate::iso::bundle(
         &c.path("bundle.tar"),
         &auto,
-        &[("hvm-test-guest", image.as_path())],
+        &[
+            ("hvm-test-guest", image.as_path()),
+            ("device-model", device_model.as_path()),
+        ],
     )
 }
 
@@ -60,6 +64,10 @@ fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
         "[1] hvm-test: periodic timer: 4 interrupts in all",
         "[1] hvm-test: isr after eoi: 0x0",
         "[1] hvm-test: write to the apic id: #GP",
+        "[1] hvm-test: com1 scratch register: 0x5a",
+        "hvm-test: a line through COM1",
+        "[1] hvm-test: pic mask reads 0xef",
+        "[1] hvm-test: com1 interrupt taken at vector 0x24, iir 0x2",
         "[1] hvm-test: command line: end=halt by=test",
         "[1] hvm-test: halting",
     ] {
@@ -78,7 +86,13 @@ fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
     let after = ticks(&mut client)?;
     check(after == before, || {
         format!("a halted HVM guest used CPU: {before} ticks, then {after}")
-    })
+    })?;
+    // Its device model crashes: the guest crashes with it, nobody else.
+    let serving = expect_line(m, "device-model: serving domain 1")?;
+    let dm = number_after(&serving, "[").ok_or(format!("no domain in {serving:?}"))?;
+    client.crash(dm as u32).map_err(|e| e.to_string())?;
+    expect_line(m, "(hvm) crashed: hvm: its device model stopped")?;
+    Ok(())
 }
 
 fn an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone(
@@ -143,6 +157,18 @@ fn twenty_hvm_guests_created_and_destroyed_give_back_every_frame(
         let id = client.create(&config, None, false).map_err(err)?;
         expect_line(m, &format!("[{}] hvm-test: {said}", id & 0xffff))?;
         client.destroy(id).map_err(err)?;
+    }
+    // Each guest's device model stops once its guest is gone, and goes.
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let list = client.list().map_err(err)?;
+        if !list.iter().any(|d| d.name.contains("-dm")) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("device models left behind: {list:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     let free_after = client.host_info().map_err(err)?.free_kib;
     check(free_after == free_before, || {

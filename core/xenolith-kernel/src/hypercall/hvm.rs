@@ -1,0 +1,32 @@
+//! HVM hypercalls: naming a guest's device model, and the device model
+//! serving it (its request page, its answers, its interrupts).
+
+use super::rights::require_control;
+use crate::domain::Kernel;
+use crate::hvm::device_model;
+use ipc_abi::hypercall::{args, Error};
+
+pub fn set_device_model(
+    k: &mut Kernel,
+    caller: usize,
+    a: args::HvmSetDeviceModel,
+) -> Result<u64, Error> {
+    require_control(k, caller)?;
+    let guest = k.lookup(a.guest)?;
+    device_model::allow(k, guest, a.dm).map(|()| 0)
+}
+
+pub fn serve(k: &mut Kernel, caller: usize, a: args::HvmServe) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::serve(k, caller, guest, a.va).map(|()| 0)
+}
+
+pub fn io_done(k: &mut Kernel, caller: usize, a: args::HvmIoDone) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::done(k, caller, guest, a.vcpu).map(|()| 0)
+}
+
+pub fn interrupt(k: &mut Kernel, caller: usize, a: args::HvmInterrupt) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::interrupt(k, caller, guest, a.vector).map(|()| 0)
+}

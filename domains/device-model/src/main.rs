@@ -1,0 +1,156 @@
+//! The device-model domain of one HVM guest (`hvm_guest=ID` on its command
+//! line): the PC devices the guest's port I/O reaches, served through the
+//! kernel's request page (`ipc_abi::hvm::IoRequest`), as Xen's ioreq
+//! servers and NOVA's user-level VMM serve theirs. It is an ordinary
+//! domain: if it dies, only its guest does (the kernel crashes it).
+//!
+//! Serves: COM1 (a 16550A, `uart.rs`; the guest's lines are printed on
+//! this domain's console), the two 8259A interrupt controllers (`pic.rs`,
+//! whose vectors it presents with `HvmInterrupt`), and the rest of a PC's
+//! legacy ports as an empty bus (inputs all ones, outputs dropped).
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod pic;
+mod uart;
+
+use alloc::boxed::Box;
+use core::sync::atomic::Ordering;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::domain::DomainId;
+use domain_runtime::ipc_abi::hvm::{IoPage, ANSWERED, FLOATING, POSTED};
+use domain_runtime::ipc_abi::{launch, pc, shared::Virq};
+use domain_runtime::{events, println};
+
+domain_runtime::entry!(run);
+
+/// COM1's line on the interrupt controllers.
+const COM1_IRQ: u8 = pc::COM1_IRQ;
+
+/// The guest's machine: its devices and what the guest has printed.
+struct Machine {
+    guest: DomainId,
+    uart: uart::Uart,
+    uart_irq: bool,
+    pic: pic::Pic,
+    line: alloc::vec::Vec<u8>,
+}
+
+impl Machine {
+    /// A port access; returns what an input reads.
+    fn port(&mut self, port: u16, size: u32, input: bool, data: u32) -> u32 {
+        let com1 = pc::COM1_BASE..pc::COM1_BASE + pc::UART_PORTS;
+        let value = match port {
+            p if com1.contains(&p) => {
+                let offset = p - pc::COM1_BASE;
+                if input {
+                    self.uart.read(offset) as u32
+                } else {
+                    if let Some(byte) = self.uart.write(offset, data as u8) {
+                        self.output(byte);
+                    }
+                    0
+                }
+            }
+            0x20 | 0x21 | 0xa0 | 0xa1 => {
+                let (chip, data_port) = ((port >> 7) as usize & 1, port & 1 == 1);
+                if input {
+                    self.pic.read(chip, data_port) as u32
+                } else {
+                    self.pic.write(chip, data_port, data as u8);
+                    0
+                }
+            }
+            _ => FLOATING,
+        };
+        let irq = self.uart.irq();
+        if irq && !self.uart_irq {
+            self.pic.raise(COM1_IRQ);
+        }
+        self.uart_irq = irq;
+        let mask = match size {
+            1 => 0xff,
+            2 => 0xffff,
+            _ => u32::MAX,
+        };
+        value & mask
+    }
+
+    /// A byte the guest sent on COM1: whole lines go to this domain's console.
+    fn output(&mut self, byte: u8) {
+        match byte {
+            b'\n' => {
+                let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
+                println!("{}", text.trim_end_matches('\r'));
+                self.line.clear();
+            }
+            _ if self.line.len() < 512 => self.line.push(byte),
+            _ => {}
+        }
+    }
+
+    /// Presents every vector the interrupt controllers have ready.
+    fn interrupts(&mut self) {
+        while let Some(vector) = self.pic.take() {
+            if let Err(e) = hc::hvm_interrupt(self.guest, vector) {
+                println!("device-model: cannot interrupt the guest: {}", e);
+            }
+        }
+    }
+}
+
+fn run(_: &'static domain_runtime::StartInfo) {
+    let Some(guest) = domain_runtime::command_line()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(launch::HVM_GUEST)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .map(DomainId)
+    else {
+        println!(
+            "device-model: no {}= on the command line",
+            launch::HVM_GUEST
+        );
+        return;
+    };
+    let port = hc::event_bind_virq(Virq::DeviceModel).expect("bind the device-model VIRQ");
+    let page: Box<IoPage> = Box::default();
+    let va = &*page as *const IoPage as u64;
+    if let Err(e) = hc::hvm_serve(guest, va) {
+        println!("device-model: cannot serve domain {}: {}", guest, e);
+        return;
+    }
+    println!("device-model: serving domain {}", guest);
+    let mut m = Machine {
+        guest,
+        uart: uart::Uart::new(),
+        uart_irq: false,
+        pic: pic::Pic::new(),
+        line: alloc::vec::Vec::new(),
+    };
+    loop {
+        events::wait(port);
+        if page.guest_gone.load(Ordering::Acquire) != 0 {
+            println!("device-model: domain {} is gone; stopping", guest);
+            return;
+        }
+        for (vcpu, slot) in page.slots.iter().enumerate() {
+            if slot.state.load(Ordering::Acquire) != POSTED {
+                continue;
+            }
+            let size = slot.size.load(Ordering::Relaxed);
+            let input = slot.input.load(Ordering::Relaxed) != 0;
+            let at = slot.port.load(Ordering::Relaxed) as u16;
+            let data = slot.data.load(Ordering::Relaxed) as u32;
+            let answer = m.port(at, size, input, data);
+            slot.data.store(answer as u64, Ordering::Relaxed);
+            slot.state.store(ANSWERED, Ordering::Release);
+            if let Err(e) = hc::hvm_io_done(guest, vcpu as u32) {
+                println!("device-model: the kernel refused an answer: {}", e);
+            }
+        }
+        m.interrupts();
+    }
+}
