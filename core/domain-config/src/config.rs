@@ -136,6 +136,8 @@ pub struct DomainConfig {
     pub weight: u32,
     pub cap: u32,
     pub kernel: String,
+    /// `ramdisk`: an HVM Linux guest's initramfs image (empty: none).
+    pub ramdisk: String,
     pub cmdline: String,
     pub disks: Vec<Disk>,
     pub vifs: Vec<Vif>,
@@ -186,6 +188,7 @@ const KEYS: &[&str] = &[
     "weight",
     "cap",
     "kernel",
+    "ramdisk",
     "cmdline",
     "disk",
     "vif",
@@ -374,6 +377,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         }
         Some(k)
     });
+    let ramdisk = get("ramdisk").and_then(|e| ctx.string(e));
     let memory_kib = get("memory").map_or(Some(64 * 1024), |e| {
         if matches!(e.value, Value::Int(_)) {
             return ctx.int(e, 1..=MEMORY_MAX_MIB).map(|mib| mib * 1024);
@@ -573,6 +577,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         weight: weight.map_or(ipc_abi::domain::DEFAULT_WEIGHT, |w| w as u32),
         cap: cap.unwrap_or(0) as u32,
         kernel: kernel.unwrap_or_default(),
+        ramdisk: ramdisk.unwrap_or_default(),
         cmdline: cmdline.unwrap_or_default(),
         disks: disks.unwrap_or_default(),
         vifs: vifs.unwrap_or_default(),

@@ -107,3 +107,14 @@ const _: () =
     assert!(core::mem::offset_of!(IoSlot, port) == core::mem::offset_of!(IoRequest, port));
 const _: () = assert!(core::mem::offset_of!(IoSlot, seq) == core::mem::offset_of!(IoRequest, seq));
 const _: () = assert!(core::mem::size_of::<IoPage>() == 4096);
+
+/// The PC a Linux guest finds, as domain 0's ACPI tables describe it and
+/// the device model serves it: the ACPI PM1a event and control blocks
+/// (power button, sleep states), the SCI's ISA line, the reset register,
+/// and the sleep type `\_S5` names (soft off).
+pub const ACPI_PM1A_EVT: u16 = 0x600;
+pub const ACPI_PM1A_CNT: u16 = 0x604;
+pub const ACPI_SCI_IRQ: u8 = 9;
+pub const ACPI_RESET_PORT: u16 = 0xcf9;
+pub const ACPI_RESET_VALUE: u8 = 0x06;
+pub const ACPI_S5_SLP_TYP: u8 = 5;

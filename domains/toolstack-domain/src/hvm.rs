@@ -73,7 +73,7 @@ fn plan(image: &[u8], ram: u64) -> Result<(heapless::Vec<Piece<'_>, 8>, u64), St
 
 /// Writes the pieces into the guest, a page at a time; a page two pieces
 /// share gets both. Pages only zeroes need are left as they are (zero).
-fn load(id: DomainId, pieces: &[Piece<'_>]) -> Result<(), String> {
+fn load<'p>(id: DomainId, pieces: impl IntoIterator<Item = (u64, &'p [u8])>) -> Result<(), String> {
     let mut page = alloc::boxed::Box::new([0u8; PAGE as usize]);
     let mut current: Option<u64> = None;
     let flush = |at: u64, page: &[u8; PAGE as usize]| {
@@ -81,10 +81,10 @@ fn load(id: DomainId, pieces: &[Piece<'_>]) -> Result<(), String> {
             .map(drop)
             .map_err(|e| alloc::format!("cannot write guest page {at:#x}: {e}"))
     };
-    for p in pieces {
+    for (start, file) in pieces {
         let mut done = 0u64;
-        while done < p.file.len() as u64 {
-            let at = p.at + done;
+        while done < file.len() as u64 {
+            let at = start + done;
             let base = at & !(PAGE - 1);
             if current != Some(base) {
                 if let Some(old) = current {
@@ -94,8 +94,8 @@ fn load(id: DomainId, pieces: &[Piece<'_>]) -> Result<(), String> {
                 current = Some(base);
             }
             let offset = (at - base) as usize;
-            let n = (PAGE as usize - offset).min(p.file.len() - done as usize);
-            page[offset..offset + n].copy_from_slice(&p.file[done as usize..done as usize + n]);
+            let n = (PAGE as usize - offset).min(file.len() - done as usize);
+            page[offset..offset + n].copy_from_slice(&file[done as usize..done as usize + n]);
             done += n as u64;
         }
     }
@@ -109,6 +109,9 @@ fn load(id: DomainId, pieces: &[Piece<'_>]) -> Result<(), String> {
 /// its segments loaded, its command line at `ELF_CMDLINE_GPA`, vCPU 0 at
 /// the entry with ESI pointing at the command line.
 pub fn create(image: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
+    if crate::linux::is_bzimage(image) {
+        return create_linux(image, c);
+    }
     let ram = c.memory_kib * 1024;
     let (pieces, entry) = plan(image, ram)?;
     let cmdline = c.cmdline.as_bytes();
@@ -128,7 +131,7 @@ pub fn create(image: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
     let id = hc::domain_create_hvm(name, c.memory_kib, c.weight, c.cap, c.vcpus as u32)
         .map_err(|e| alloc::format!("cannot create {name}: {e}"))?;
     let built = (|| {
-        load(id, &pieces)?;
+        load(id, pieces.iter().map(|p| (p.at, p.file)))?;
         let mut page = alloc::boxed::Box::new([0u8; PAGE as usize]);
         page[..cmdline.len()].copy_from_slice(cmdline);
         hc::domain_page_write(id, ELF_CMDLINE_GPA, &page)
@@ -142,6 +145,42 @@ pub fn create(image: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
     })();
     match built {
         Ok(()) => Ok(id),
+        Err(e) => {
+            let _ = hc::domain_destroy(id);
+            Err(e)
+        }
+    }
+}
+
+/// Creates Linux guest `c` from the bzImage `kernel` (and the bundle's
+/// image named by `ramdisk`, if any), paused and ready to run at its 32-bit
+/// entry with ESI at its zero page (`linux.rs`).
+fn create_linux(kernel: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
+    let initrd = match c.ramdisk.as_str() {
+        "" => None,
+        name => Some(
+            crate::bundle::find()
+                .and_then(|b| crate::bundle::image(b, name))
+                .ok_or_else(|| {
+                    alloc::format!("ramdisk: no image named {name} in the boot bundle")
+                })?,
+        ),
+    };
+    let ram = c.memory_kib * 1024;
+    let boot = crate::linux::boot(kernel, initrd, &c.cmdline, ram, c.vcpus as u32)?;
+    let name = c.name.as_str();
+    let id = hc::domain_create_hvm(name, c.memory_kib, c.weight, c.cap, c.vcpus as u32)
+        .map_err(|e| alloc::format!("cannot create {name}: {e}"))?;
+    let built = (|| {
+        load(id, boot.pieces.iter().map(|p| (p.at, &p.bytes[..])))?;
+        let mut start = VcpuContext::new_zeroed();
+        start.rip = boot.entry;
+        start.rsi = boot.esi;
+        hc::domain_set_context(id, 0, &start)
+            .map_err(|e| alloc::format!("cannot set where it starts: {e}"))
+    })();
+    match built {
+        Ok(_) => Ok(id),
         Err(e) => {
             let _ = hc::domain_destroy(id);
             Err(e)

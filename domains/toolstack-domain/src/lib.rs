@@ -3,10 +3,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod acpi;
 pub mod broker;
 pub mod bundle;
 pub mod control;
 pub mod hvm;
+pub mod linux;
 pub mod mgmt;
 pub mod ops;
 pub mod save;

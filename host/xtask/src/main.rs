@@ -14,6 +14,7 @@ mod fuzz;
 mod host_tools;
 mod import_cycles;
 mod iso;
+mod linux_guest;
 mod pty;
 mod qemu;
 mod systest;

@@ -9,7 +9,7 @@ use super::exit::{self, Exit};
 use super::interrupts;
 use super::lapic::{self, Effect};
 use super::vcpu::HvmVcpu;
-use super::{cpuid, msr};
+use super::{cpuid, msr, pvclock};
 use crate::arch::svm::{self, off};
 use crate::domain::{lifecycle, Kernel, Life, VcpuRef};
 use ipc_abi::domain::CrashRecord;
@@ -61,7 +61,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             let who = cpuid::Asker {
                 vcpu: at.vcpu as u32,
                 vcpus: nr_vcpus,
-                kvm_features: 0,
+                kvm_features: super::pvclock::FEATURES,
             };
             let leaf = s.vmcb.read64(off::RAX) as u32;
             let [a, b, c, d] =
@@ -81,6 +81,8 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
                 s.state.get().guest.regs.rdx << 32 | (s.vmcb.read64(off::RAX) & 0xffff_ffff);
             let done = if is_lapic(number) {
                 lapic_msr(k, at, s, number, write.then_some(value))
+            } else if number == pvclock::SYSTEM_TIME || number == pvclock::WALL_CLOCK {
+                clock_msr(k, at, s, number, write.then_some(value))
             } else {
                 policy_msr(at, s, number, write.then_some(value))
             };
@@ -176,6 +178,55 @@ fn lapic_msr(
         Effect::Ipi { .. } => {}
     }
     Some(None)
+}
+
+/// kvm-clock's MSRs: the guest names where its time record (bit 0: on)
+/// and the wall clock go in its memory; the kernel writes them there.
+fn clock_msr(
+    k: &mut Kernel,
+    at: VcpuRef,
+    s: &mut HvmVcpu,
+    number: u32,
+    write: Option<u64>,
+) -> Option<Option<u64>> {
+    let x = &mut s.state.get_mut().extra;
+    let Some(value) = write else {
+        return Some(Some(if number == pvclock::SYSTEM_TIME {
+            x.system_time_msr
+        } else {
+            0
+        }));
+    };
+    let (now, tsc, hz) = interrupts::clock();
+    let (gpa, bytes): (u64, &[u8]) = if number == pvclock::SYSTEM_TIME {
+        x.system_time_msr = value;
+        if value & 1 == 0 {
+            return Some(None);
+        }
+        (value & !1, &pvclock::time_record(2, tsc, now, hz))
+    } else {
+        (value, &pvclock::wall_clock(2, 0, 0))
+    };
+    guest_write(k, at, gpa, bytes).then_some(None)
+}
+
+/// Writes `bytes` at guest-physical `gpa` of `at`'s domain, within one
+/// page of its RAM; false (nothing written) otherwise.
+fn guest_write(k: &Kernel, at: VcpuRef, gpa: u64, bytes: &[u8]) -> bool {
+    let offset = (gpa & 0xfff) as usize;
+    let Some(d) = k.domain(at.dom) else {
+        return false;
+    };
+    if offset + bytes.len() > 4096 || gpa >= d.memory_kib * 1024 {
+        return false;
+    }
+    match d.space.ram_frame(gpa & !0xfff) {
+        Some((frame, true, crate::arch::addrspace::Kind::Owned)) => {
+            crate::domain::shared_pages::write_frame(frame, offset, bytes);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// An access to another MSR, by `msr.rs`'s policy: as `lapic_msr`.

@@ -18,6 +18,7 @@ mod handle;
 mod interrupts;
 pub mod lapic;
 pub mod msr;
+pub mod pvclock;
 #[cfg(target_os = "none")]
 pub mod run;
 #[cfg(target_os = "none")]

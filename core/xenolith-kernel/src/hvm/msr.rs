@@ -19,6 +19,8 @@ pub const APIC_BASE: u32 = 0x1B;
 /// The x2APIC base, enabled and in x2APIC mode (bit 8: the boot CPU).
 const APIC_BASE_VALUE: u64 = 0xFEE0_0000 | 1 << 11 | 1 << 10;
 const PATCH_LEVEL: u32 = 0x8B;
+/// AMD's interrupt-pending message register (Linux reads it to decide on C1E).
+const INT_PENDING: u32 = 0xC001_0055;
 const VM_CR: u32 = 0xC001_0114;
 const VM_CR_SVMDIS: u64 = 1 << 4;
 
@@ -70,7 +72,7 @@ pub fn read(msr: u32, s: State) -> Option<u64> {
         TSC => Some(s.tsc),
         PAT => Some(s.pat),
         APIC_BASE => Some(APIC_BASE_VALUE | if s.vcpu == 0 { 1 << 8 } else { 0 }),
-        PATCH_LEVEL => Some(0),
+        PATCH_LEVEL | INT_PENDING => Some(0),
         VM_CR => Some(VM_CR_SVMDIS),
         _ => None,
     }

@@ -62,6 +62,8 @@ pub struct Extra {
     /// it has not answered yet.
     pub io_seq: u64,
     pub waiting: Option<Waiting>,
+    /// kvm-clock's system-time MSR as the guest last wrote it.
+    pub system_time_msr: u64,
 }
 
 /// An HVM vCPU's state: two frames of its own.
@@ -128,6 +130,7 @@ impl HvmVcpu {
                     line_len: 0,
                     io_seq: 0,
                     waiting: None,
+                    system_time_msr: 0,
                 },
             ),
         }

@@ -19,6 +19,7 @@ mod hcfuzz;
 mod hostile_rings;
 mod hvm;
 mod kernel;
+mod linux;
 mod net;
 mod readme;
 mod save;
@@ -39,11 +40,12 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 20] = [
+    let topics: [fn() -> Vec<Test>; 21] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
         hvm::tests,
+        linux::tests,
         kernel::tests,
         save::tests,
         control::tests,

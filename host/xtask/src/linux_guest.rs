@@ -1,0 +1,242 @@
+//! The Linux guest: Debian's cloud kernel exactly as Debian ships it, and an
+//! initramfs built here (busybox from `busybox-static`, the virtio and ACPI
+//! button modules, a small `/init`). Nothing binary is committed.
+//!
+//! Owns: fetching the pinned kernel package (`host/xtask/linux.pin`; if
+//! Debian no longer offers that version, the current
+//! `linux-image-cloud-amd64`'s, said so) and busybox with `apt-get
+//! download`, unpacking them with `dpkg-deb`, building the initramfs (a
+//! newc cpio archive, uncompressed: every kernel reads that), and caching
+//! both under `target/linux/`.
+
+use crate::build;
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a Linux guest boots from.
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The kernel release (`uname -r`).
+    pub release: String,
+}
+
+/// Modules the initramfs carries, in the order they load (each after the
+/// modules whose symbols it uses: Debian's package has no `modules.dep`).
+const MODULES: &[&str] = &[
+    "kernel/drivers/acpi/button.ko",
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_mmio.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
+];
+
+/// `/init`: a shell on the console, after saying which kernel runs.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+echo "xenolith-linux: /init running on $(uname -r), $(nproc) CPU(s)"
+echo "xenolith-linux: 6*7 is $((6*7))"
+for m in /lib/modules/*.ko; do insmod "$m" 2>/dev/null; done
+exec setsid cttyhack sh
+"#;
+
+fn dir() -> PathBuf {
+    build::target_dir().join("linux")
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Downloads `spec` (a package, or `package=version`) into `into`; the `.deb`'s path.
+fn download(spec: &str, into: &Path) -> Result<PathBuf, String> {
+    fs::create_dir_all(into).map_err(|e| e.to_string())?;
+    let before: Vec<_> = debs(into);
+    run(Command::new("apt-get")
+        .arg("download")
+        .arg(spec)
+        .current_dir(into))?;
+    let name = spec.split('=').next().unwrap_or(spec);
+    debs(into)
+        .into_iter()
+        .find(|p| {
+            let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            f.starts_with(&format!("{name}_")) && (!before.contains(p) || spec.contains('='))
+        })
+        .ok_or_else(|| format!("apt-get download {spec} left no .deb"))
+}
+
+fn debs(d: &Path) -> Vec<PathBuf> {
+    fs::read_dir(d)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pinned kernel package, or the current one if Debian dropped it.
+fn kernel_deb(into: &Path) -> Result<PathBuf, String> {
+    let pin_file = build::root().join("host/xtask/linux.pin");
+    let pin = fs::read_to_string(&pin_file).map_err(|e| format!("{}: {e}", pin_file.display()))?;
+    let pinned = pin
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or("linux.pin names no package")?
+        .to_string();
+    if let Some(deb) = debs(into).into_iter().find(|p| {
+        let (name, version) = pinned.split_once('=').unwrap_or((&pinned, ""));
+        let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        f.starts_with(&format!("{name}_{}", version.replace(':', "%3a")))
+    }) {
+        return Ok(deb);
+    }
+    match download(&pinned, into) {
+        Ok(deb) => Ok(deb),
+        Err(e) => {
+            let deps = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+            let current = deps
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Depends: "))
+                .ok_or("apt-cache names no current cloud kernel")?
+                .trim()
+                .to_string();
+            println!(
+                "xtask: the pinned kernel {pinned} is no longer offered ({e}); using {current}"
+            );
+            download(&current, into)
+        }
+    }
+}
+
+/// Unpacks a `.deb` into `into` (once).
+fn unpack(deb: &Path, into: &Path) -> Result<(), String> {
+    if into.exists() {
+        return Ok(());
+    }
+    let tmp = into.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp))?;
+    fs::rename(&tmp, into).map_err(|e| e.to_string())
+}
+
+/// The kernel and initramfs, fetched and built if they are not cached.
+pub fn guest() -> Result<Guest, String> {
+    let d = dir();
+    let deb_dir = d.join("debs");
+    let kernel_pkg = kernel_deb(&deb_dir)?;
+    let stem = kernel_pkg
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("kernel")
+        .to_string();
+    let k = d.join(&stem);
+    unpack(&kernel_pkg, &k)?;
+    let boot = k.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .map_err(|e| format!("{}: {e}", boot.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with("vmlinuz-"))
+        })
+        .ok_or("the kernel package has no vmlinuz")?;
+    let release = vmlinuz
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix("vmlinuz-"))
+        .unwrap_or("")
+        .to_string();
+    let initrd = d.join(format!("initramfs-{release}.cpio"));
+    if !initrd.exists() {
+        let bb_deb = match debs(&deb_dir).into_iter().find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with("busybox-static_"))
+        }) {
+            Some(p) => p,
+            None => download("busybox-static", &deb_dir)?,
+        };
+        let bb = d.join("busybox");
+        unpack(&bb_deb, &bb)?;
+        let modules = k.join("lib/modules").join(&release);
+        let cpio = initramfs(&bb.join("bin/busybox"), &modules)?;
+        fs::write(&initrd, cpio).map_err(|e| e.to_string())?;
+    }
+    Ok(Guest {
+        kernel: vmlinuz,
+        initrd,
+        release,
+    })
+}
+
+/// The initramfs: directories, busybox, the modules, `/init`, `/dev/console`.
+fn initramfs(busybox: &Path, modules: &Path) -> Result<Vec<u8>, String> {
+    let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let dir = |name: &str| (cpio::NewcBuilder::new(name).mode(0o040755), Vec::new());
+    let file = |name: &str, mode: u32, bytes: Vec<u8>| {
+        (cpio::NewcBuilder::new(name).mode(0o100000 | mode), bytes)
+    };
+    let mut entries = vec![
+        dir("bin"),
+        dir("dev"),
+        dir("proc"),
+        dir("sys"),
+        dir("tmp"),
+        dir("lib"),
+        dir("lib/modules"),
+        (
+            cpio::NewcBuilder::new("dev/console")
+                .mode(0o020600)
+                .rdev_major(5)
+                .rdev_minor(1),
+            Vec::new(),
+        ),
+        file("bin/busybox", 0o755, read(busybox)?),
+        file("init", 0o755, INIT.as_bytes().to_vec()),
+    ];
+    for (i, m) in MODULES.iter().enumerate() {
+        let name = Path::new(m)
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("m.ko");
+        // Numbered so that `/init` loads them in dependency order.
+        entries.push(file(
+            &format!("lib/modules/{i:02}-{name}"),
+            0o644,
+            read(&modules.join(m))?,
+        ));
+    }
+    let out = cpio::write_cpio(
+        entries
+            .into_iter()
+            .map(|(b, bytes)| (b, Cursor::new(bytes))),
+        Cursor::new(Vec::new()),
+    )
+    .map_err(|e| format!("cannot build the initramfs: {e}"))?;
+    Ok(out.into_inner())
+}
