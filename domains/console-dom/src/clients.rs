@@ -51,7 +51,11 @@ const MAX_CLIENTS: usize = 128;
 const HELD_MAX: usize = 64;
 
 struct Client {
+    /// The domain whose ring it is.
     dom: DomainId,
+    /// The domain its lines show as, and viewers and input name it by:
+    /// `dom`, or the HVM guest `dom` is the device model of.
+    shows_as: DomainId,
     port: u16,
     /// Its ring, unmapped when the client goes (its window slot is reused).
     back: MappedBack<ConsoleRequest, ConsoleResponse>,
@@ -156,6 +160,12 @@ impl Clients {
         if self.list.iter().any(|c| c.dom == msg.peer) {
             return Err("its console is connected already");
         }
+        // Domain 0 says whom the console shows as (an HVM guest's device
+        // model serves the guest's console).
+        let shows_as = match msg.index {
+            0 => msg.peer,
+            id => DomainId(id),
+        };
         // The lowest window slot no ring uses (the last is the control ring's).
         let slot = (0..control::CONTROL_SLOT)
             .find(|s| !self.list.iter().any(|c| c.back.slots().contains(s)))
@@ -169,12 +179,13 @@ impl Clients {
         let at = self
             .list
             .iter()
-            .position(|c| c.dom > msg.peer)
+            .position(|c| c.shows_as > shows_as)
             .unwrap_or(self.list.len());
         self.list.insert(
             at,
             Client {
                 dom: msg.peer,
+                shows_as,
                 port,
                 back,
                 line: heapless::Vec::new(),
@@ -248,7 +259,7 @@ impl Clients {
         rsp.id = v.request.id;
         match v.request.check() {
             Some(Console::Type { domain, data }) => {
-                match self.list.iter_mut().find(|c| c.dom.0 == domain) {
+                match self.list.iter_mut().find(|c| c.shows_as.0 == domain) {
                     Some(target) => {
                         for &b in data {
                             if target.input.push_back(b).is_err() {
@@ -288,7 +299,7 @@ impl Clients {
     /// Fills a `Peek` answer; returns false if it would be empty while the
     /// console is still open (the viewer may wait for more).
     fn fill_peek(&self, dom: DomainId, offset: u64, rsp: &mut ConsoleResponse) -> bool {
-        let open = self.list.iter().any(|c| c.dom == dom);
+        let open = self.list.iter().any(|c| c.shows_as == dom);
         match self.history.peek(dom, offset, &mut rsp.data) {
             Some((start, n)) => {
                 rsp.offset = start;
@@ -336,7 +347,9 @@ impl Clients {
 impl Clients {
     /// The domain whose console gets input, if any: the `focus`-th by domain id.
     pub fn focused(&self, focus: usize) -> Option<DomainId> {
-        self.list.get(focus % self.list.len().max(1)).map(|c| c.dom)
+        self.list
+            .get(focus % self.list.len().max(1))
+            .map(|c| c.shows_as)
     }
 
     /// How many consoles are connected.
@@ -361,7 +374,7 @@ impl Clients {
         }
         c.answer_reads();
         let dropped = core::mem::take(&mut c.input_dropped);
-        (dropped > 0).then_some((c.dom, dropped))
+        (dropped > 0).then_some((c.shows_as, dropped))
     }
 
     /// Whether some domain has an unfinished line.
@@ -541,13 +554,13 @@ impl Client {
         let text = core::str::from_utf8(&self.line).unwrap_or("(not UTF-8)");
         match self.held.back() {
             Some(&done) => out.done_line(
-                format_args!("[{}] {}", self.dom, text),
+                format_args!("[{}] {}", self.shows_as, text),
                 self.back.back_done(),
                 done,
             ),
-            None => out.line(format_args!("[{}] {}", self.dom, text)),
+            None => out.line(format_args!("[{}] {}", self.shows_as, text)),
         }
-        history.record(self.dom, text);
+        history.record(self.shows_as, text);
         self.line.clear();
         while let Some(id) = self.held.pop_front() {
             self.answer(id);

@@ -66,17 +66,22 @@ impl Machine {
             }
             _ => FLOATING,
         };
-        let irq = self.uart.irq();
-        if irq && !self.uart_irq {
-            self.pic.raise(COM1_IRQ);
-        }
-        self.uart_irq = irq;
+        self.update_irq();
         let mask = match size {
             1 => 0xff,
             2 => 0xffff,
             _ => u32::MAX,
         };
         value & mask
+    }
+
+    /// COM1's interrupt line, whose rising edge reaches the PIC.
+    fn update_irq(&mut self) {
+        let irq = self.uart.irq();
+        if irq && !self.uart_irq {
+            self.pic.raise(COM1_IRQ);
+        }
+        self.uart_irq = irq;
     }
 
     /// A byte the guest sent on COM1: whole lines go to this domain's console.
@@ -96,7 +101,9 @@ impl Machine {
     fn interrupts(&mut self) {
         while let Some(vector) = self.pic.take() {
             if let Err(e) = hc::hvm_interrupt(self.guest, vector) {
-                println!("device-model: cannot interrupt the guest: {}", e);
+                say(format_args!(
+                    "device-model: cannot interrupt the guest: {e}"
+                ));
             }
         }
     }
@@ -119,10 +126,13 @@ fn run(_: &'static domain_runtime::StartInfo) {
     let page: Box<IoPage> = Box::default();
     let va = &*page as *const IoPage as u64;
     if let Err(e) = hc::hvm_serve(guest, va) {
-        println!("device-model: cannot serve domain {}: {}", guest, e);
+        say(format_args!(
+            "device-model: cannot serve domain {}: {}",
+            guest, e
+        ));
         return;
     }
-    println!("device-model: serving domain {}", guest);
+    say(format_args!("device-model: serving domain {}", guest));
     let mut m = Machine {
         guest,
         uart: uart::Uart::new(),
@@ -130,10 +140,14 @@ fn run(_: &'static domain_runtime::StartInfo) {
         pic: pic::Pic::new(),
         line: alloc::vec::Vec::new(),
     };
+    let mut input = [0u8; 256];
     loop {
-        events::wait(port);
+        events::take(port);
         if page.guest_gone.load(Ordering::Acquire) != 0 {
-            println!("device-model: domain {} is gone; stopping", guest);
+            say(format_args!(
+                "device-model: domain {} is gone; stopping",
+                guest
+            ));
             return;
         }
         for (vcpu, slot) in page.slots.iter().enumerate() {
@@ -148,9 +162,37 @@ fn run(_: &'static domain_runtime::StartInfo) {
             slot.data.store(answer as u64, Ordering::Relaxed);
             slot.state.store(ANSWERED, Ordering::Release);
             if let Err(e) = hc::hvm_io_done(guest, vcpu as u32) {
-                println!("device-model: the kernel refused an answer: {}", e);
+                say(format_args!(
+                    "device-model: the kernel refused an answer: {e}"
+                ));
             }
         }
+        // What is typed at the guest's console arrives on COM1.
+        let typed = domain_runtime::console::try_read(&mut input);
+        if typed > 0 {
+            m.uart.receive(&input[..typed]);
+            m.update_irq();
+        }
         m.interrupts();
+        let busy = typed > 0
+            || page
+                .slots
+                .iter()
+                .any(|s| s.state.load(Ordering::Acquire) == POSTED);
+        if !busy {
+            match domain_runtime::console::port() {
+                Some(c) => events::block_for(&[port, c]),
+                None => events::block_for(&[port]),
+            }
+        }
     }
+}
+
+/// This domain's own messages go to the kernel's log (`[domid]` of the
+/// device model); its console ring carries the guest's COM1 alone.
+fn say(args: core::fmt::Arguments<'_>) {
+    let mut line: heapless::String<160> = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, args);
+    let _ = line.push('\n');
+    let _ = hc::console_write(line.as_bytes());
 }

@@ -407,6 +407,38 @@ pub fn read(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Console input already here, without waiting: up to `buf.len()` bytes
+/// (0 when none has come, or without a console ring). Asks console-dom to
+/// signal [`port`] when more comes, so a domain that also waits for other
+/// events (the HVM device model) can wait for both.
+pub fn try_read(buf: &mut [u8]) -> usize {
+    let mut guard = RING.lock();
+    if follow_while_waiting(&mut guard).is_none() {
+        return 0;
+    }
+    let Some(r) = guard.as_mut() else { return 0 };
+    r.drain();
+    let mut n = 0;
+    while n < buf.len() {
+        match r.input.pop_front() {
+            Some(b) => {
+                buf[n] = b;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    if n == 0 {
+        r.ask_for_input();
+    }
+    n
+}
+
+/// The event port of the console ring, if connected.
+pub fn port() -> Option<u16> {
+    RING.lock().as_ref().map(|r| r.port)
+}
+
 /// Typed input, a line at a time: CR or LF ends a line, empty lines are
 /// skipped, bytes past `N` in a line and non-ASCII bytes are dropped.
 pub struct LineReader<const N: usize> {

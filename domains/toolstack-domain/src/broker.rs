@@ -104,6 +104,15 @@ fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
     let mut connect = msg;
     connect.op = ControlOp::Connect as u32;
     connect.peer = frontend;
+    if msg.kind == DeviceKind::Console as u32 {
+        // The domain a console shows as: an HVM guest's device model's is
+        // the guest's, anyone else's its own (never what it asked).
+        let shows_as = started
+            .iter()
+            .find(|s| s.id == frontend)
+            .and_then(|s| s.device_model_of);
+        connect.index = shows_as.map_or(0, |g| g.0);
+    }
     if msg.kind == DeviceKind::Block as u32 {
         match block_grant(started, frontend, backend, msg.index) {
             Some(index) => connect.index = index,
@@ -171,9 +180,13 @@ fn connected(started: &mut [Started], backend: DomainId, msg: ControlMessage) {
     if let Some(f) = link_of(started, frontend) {
         match f.awaiting.take() {
             // The low byte is the frontend's device index (a block Connect
-            // carries the virtual disk above it).
+            // carries the virtual disk above it; a console's says whom it
+            // shows as: a domain has one console).
             Some(a)
-                if a.peer == backend && a.kind == msg.kind && a.index as u8 == msg.index as u8 =>
+                if a.peer == backend
+                    && a.kind == msg.kind
+                    && (a.index as u8 == msg.index as u8
+                        || msg.kind == DeviceKind::Console as u32) =>
             {
                 f.answer(a, Status::Ok);
                 if let Some(s) = started.iter_mut().find(|s| s.id == frontend) {

@@ -295,6 +295,7 @@ fn run_started(
         heartbeat_ns: (c.heartbeat_ms > 0).then(|| u64::from(c.heartbeat_ms) * 1_000_000),
         started_at: domain_runtime::time::now_ns(),
         shutdown_deadline: None,
+        device_model_of: None,
         config,
     }
 }
@@ -402,8 +403,9 @@ pub fn start_device_model(
         return Err(alloc::format!("cannot give it its device model: {e}"));
     }
     let config = alloc::rc::Rc::new(dm_config);
-    let s = launch(me, dm, crate::table::Image::Boot(image), config, started, 0)
+    let mut s = launch(me, dm, crate::table::Image::Boot(image), config, started, 0)
         .ok_or("cannot start its device model")?;
+    s.device_model_of = Some(guest);
     started.push(s);
     Ok(())
 }

@@ -103,6 +103,8 @@ pub struct Started {
     pub started_at: u64,
     /// When an unanswered shutdown request turns into a destroy (ns since boot).
     pub shutdown_deadline: Option<u64>,
+    /// It is this HVM guest's device model: its console is the guest's.
+    pub device_model_of: Option<DomainId>,
 }
 
 impl Started {

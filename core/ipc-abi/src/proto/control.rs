@@ -97,7 +97,9 @@ pub struct ControlMessage {
     pub op: u32,
     /// A [`DeviceKind`].
     pub kind: u32,
-    /// Which device of that kind (xvda = 0, ...).
+    /// Which device of that kind (xvda = 0, ...). In a console's
+    /// `Connect`, set by domain 0: the domain the console shows as (0: the
+    /// frontend itself; an HVM guest's id for its device model's).
     pub index: u32,
     /// The other end's domain.
     pub peer: DomainId,

@@ -3,7 +3,7 @@
 //! wrote; nobody else reaches the device.
 
 use super::harness::{check, expect_line, Ctx, Machine};
-use super::harness::{tests, Test};
+use super::harness::{tests, Test, CONSOLE_DOM};
 use crate::iso::BLOCK_DRIVER_LINE;
 
 /// A 16 MiB image whose first sector starts with a marker, the rest pseudo-random.
@@ -387,10 +387,7 @@ fn the_kv_store_guest_takes_commands_at_its_console(
     let image = c.path("kv.img");
     std::fs::write(&image, vec![0u8; 4 << 20]).map_err(|e| e.to_string())?;
     let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
+        CONSOLE_DOM,
         (
             "drvdom-blk",
             "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192",

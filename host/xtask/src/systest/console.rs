@@ -2,7 +2,7 @@
 //! console` (history, live output, input, Ctrl-]), `domain create -c`, and
 //! the console shell of domain 0.
 
-use super::harness::{boot, tests, Test};
+use super::harness::{boot, tests, Test, CONSOLE_DOM};
 use super::harness::{build, check, expect_line, toolstack, Ctx, Machine, BOOT};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -115,11 +115,6 @@ impl Session {
         }
     }
 }
-
-const CONSOLE_DOM: (&str, &str) = (
-    "console-dom",
-    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-);
 
 /// `domain console`: history first, then live output; input reaches the
 /// domain; Ctrl-] leaves; a stopped domain's console ends by itself.
@@ -302,14 +297,7 @@ fn console_dom_takes_com1_over_and_relays_every_line(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("hello", "hello forge"),
-        ("chatty", "chatty"),
-    ];
+    let guests = [CONSOLE_DOM, ("hello", "hello forge"), ("chatty", "chatty")];
     let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     not_forged(m, "[2] hello: ")?;
     let (took, _) = m.wait_for_nth("console: domain 1 takes COM1 over", 1, BOOT)?;
@@ -351,14 +339,7 @@ fn two_domains_print_10000_lines_each_through_console_rings(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("counter", "a"),
-        ("counter", "b"),
-    ];
+    let guests = [CONSOLE_DOM, ("counter", "a"), ("counter", "b")];
     let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "[2] counter: ring true")?;
     expect_line(m, "[3] counter: ring true")?;
@@ -399,10 +380,7 @@ fn a_flooding_console_does_not_hold_up_a_10ms_heartbeat(
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
+        CONSOLE_DOM,
         ("survivor", "beat period_ms=10"),
         ("chatty", "chatty"),
     ];
@@ -431,13 +409,7 @@ fn an_unfinished_line_is_printed_after_a_short_delay(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("partial", "partial"),
-    ];
+    let guests = [CONSOLE_DOM, ("partial", "partial")];
     let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     // The domain prints "no newline yet" without a newline, then waits 2 s.
     let (printed, _) = m.wait_for_nth("[2] no newline yet", 1, BOOT)?;
@@ -451,14 +423,7 @@ fn input_reaches_the_focused_domain_and_ctrl_a_moves_the_focus(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("echo", "first"),
-        ("echo", "second"),
-    ];
+    let guests = [CONSOLE_DOM, ("echo", "first"), ("echo", "second")];
     let m = boot(&c.machine().guests(&guests).config()?.com1_input(), slot)?;
     expect_line(m, "[2] echo: ready (ring true)")?;
     expect_line(m, "[3] echo: ready (ring true)")?;
@@ -484,13 +449,7 @@ fn a_domain_that_exits_at_once_keeps_its_console_history(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("hello", "hello history_on_exit"),
-    ];
+    let guests = [CONSOLE_DOM, ("hello", "hello history_on_exit")];
     let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     // The toolstack asks for the replay only once the domain has stopped
     // (its own line about that may reach COM1 a little before or after).
@@ -509,13 +468,7 @@ fn a_frontend_disconnects_and_the_backend_is_told(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let guests = [
-        (
-            "console-dom",
-            "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-        ),
-        ("quitter", "quitter"),
-    ];
+    let guests = [CONSOLE_DOM, ("quitter", "quitter")];
     let m = boot(&c.machine().guests(&guests).config()?, slot)?;
     expect_line(m, "[2] quitter: before (ring true)")?;
     expect_line(m, "console-dom: domain 2 disconnected its console")?;

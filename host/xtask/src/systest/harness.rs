@@ -10,6 +10,12 @@ pub(super) use crate::{build, Accel};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// console-dom as a boot module: COM1 and its IRQ, the console role.
+pub(super) const CONSOLE_DOM: (&str, &str) = (
+    "console-dom",
+    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
+);
+
 /// Long enough for a TCG boot on a loaded CI machine; a healthy boot takes about a second.
 pub(super) const BOOT: Duration = Duration::from_secs(60);
 

@@ -1,12 +1,7 @@
 //! System tests of `toolstack domain save` and `domain restore`.
 
 use super::harness::{check, expect_line, toolstack, Ctx, Machine};
-use super::harness::{tests, Test};
-
-const CONSOLE_DOM: (&str, &str) = (
-    "console-dom",
-    "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4",
-);
+use super::harness::{tests, Test, CONSOLE_DOM};
 
 /// The numbers domain `dom` printed as `[dom] counter: N`, in order, after
 /// the last line containing `after` (from the start if none; a restored
