@@ -233,6 +233,8 @@ pub fn resched_ipi(frame: &mut TrapFrame, from_user: bool) {
 /// Runs HVM vCPU `at`, which was just made current on this CPU, from the
 /// top of the CPU's stack. Never returns: when it stops running here, the
 /// CPU goes on to whatever `run_next` picks.
+#[cold]
+#[inline(never)]
 fn enter_hvm(k: MutexGuard<'_, Kernel>, at: VcpuRef) -> ! {
     drop(k);
     crate::arch::syscall::on_fresh_stack(run_hvm, at.code() as u64)
@@ -329,6 +331,7 @@ fn account_idle(k: &Kernel) {
 }
 
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
+#[inline(always)]
 fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     account_idle(&k);
     announce_new_log_lines(&mut k);

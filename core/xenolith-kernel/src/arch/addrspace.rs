@@ -123,6 +123,7 @@ impl AddressSpace {
     }
 
     /// Whether this is an HVM guest's nested page table.
+    #[inline(always)]
     pub fn is_nested(&self) -> bool {
         self.nested
     }
@@ -299,6 +300,7 @@ impl AddressSpace {
 
     /// Makes this the active address space (reloading CR3, which drops
     /// every non-global TLB entry, unless it already is).
+    #[inline(always)]
     pub fn activate(&self) {
         if self.nested {
             // The guest's table is the VMCB's business; the kernel runs on its own.

@@ -170,12 +170,14 @@ impl Domain {
     }
 
     /// Whether it is an HVM guest (its address space a nested page table).
+    #[inline(always)]
     pub fn is_hvm(&self) -> bool {
         self.space.is_nested()
     }
 
     /// Whether vCPU `v` may run now as far as the domain goes: it is
     /// running, the vCPU is started and not waiting in `Block`.
+    #[inline(always)]
     pub fn wants_cpu(&self, v: &Vcpu) -> bool {
         self.life == Life::Running && v.up && !v.blocked && !v.io_wait && !self.teardown
     }
