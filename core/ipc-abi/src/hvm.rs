@@ -118,3 +118,5 @@ pub const ACPI_SCI_IRQ: u8 = 9;
 pub const ACPI_RESET_PORT: u16 = 0xcf9;
 pub const ACPI_RESET_VALUE: u8 = 0x06;
 pub const ACPI_S5_SLP_TYP: u8 = 5;
+/// The pvpanic device (ACPI `QEMU0001`): a guest writes 1 when it panics.
+pub const PVPANIC_PORT: u16 = 0x505;

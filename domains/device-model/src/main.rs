@@ -6,8 +6,10 @@
 //!
 //! Serves: COM1 (a 16550A, `uart.rs`; the guest's lines are printed on
 //! this domain's console), the two 8259A interrupt controllers (`pic.rs`,
-//! whose vectors it presents with `HvmInterrupt`), and the rest of a PC's
-//! legacy ports as an empty bus (inputs all ones, outputs dropped).
+//! whose vectors it presents with `HvmInterrupt`), the ACPI PM1a blocks
+//! (soft off: `HvmShutdown` power-off), the reset register and keyboard
+//! controller reset (reboot), the pvpanic port (a crash), and the rest of a
+//! PC's legacy ports as an empty bus (inputs all ones, outputs dropped).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -21,7 +23,8 @@ use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainId;
-use domain_runtime::ipc_abi::hvm::{IoPage, ANSWERED, FLOATING, POSTED};
+use domain_runtime::ipc_abi::domain::ShutdownReason;
+use domain_runtime::ipc_abi::hvm::{self, IoPage, ANSWERED, FLOATING, POSTED};
 use domain_runtime::ipc_abi::{launch, pc, shared::Virq};
 use domain_runtime::{events, println};
 
@@ -64,6 +67,36 @@ impl Machine {
                     0
                 }
             }
+            p if (hvm::ACPI_PM1A_EVT..hvm::ACPI_PM1A_EVT + 4).contains(&p) => {
+                // PM1 status (write 1 to clear) and enable: nothing to report.
+                0
+            }
+            hvm::ACPI_PM1A_CNT => {
+                if input {
+                    // SCI_EN: the machine is in ACPI mode from the start.
+                    1
+                } else {
+                    let sleep_type = (data >> 10) & 7;
+                    if data & 1 << 13 != 0 && sleep_type == hvm::ACPI_S5_SLP_TYP as u32 {
+                        self.stop(ShutdownReason::PowerOff);
+                    }
+                    0
+                }
+            }
+            hvm::ACPI_RESET_PORT if !input && data as u8 == hvm::ACPI_RESET_VALUE => {
+                self.stop(ShutdownReason::Reboot);
+                0
+            }
+            // The keyboard controller's reset line (Linux's fallback).
+            0x64 if !input && data as u8 == 0xfe => {
+                self.stop(ShutdownReason::Reboot);
+                0
+            }
+            hvm::PVPANIC_PORT if input => 1,
+            hvm::PVPANIC_PORT if data & 1 != 0 => {
+                self.stop(ShutdownReason::Crash);
+                0
+            }
             _ => FLOATING,
         };
         self.update_irq();
@@ -73,6 +106,13 @@ impl Machine {
             _ => u32::MAX,
         };
         value & mask
+    }
+
+    /// The guest powered off, reset or panicked.
+    fn stop(&mut self, why: ShutdownReason) {
+        if let Err(e) = hc::hvm_shutdown(self.guest, why) {
+            say(format_args!("device-model: cannot stop the guest: {e}"));
+        }
     }
 
     /// COM1's interrupt line, whose rising edge reaches the PIC.

@@ -591,3 +591,11 @@ pub fn hvm_interrupt(guest: DomainId, vector: u8) -> Result<u64> {
         vector: vector as u64,
     })
 }
+
+/// `guest` powered off, reset or panicked (its device model saw it).
+pub fn hvm_shutdown(guest: DomainId, reason: ShutdownReason) -> Result<u64> {
+    call(args::HvmShutdown {
+        guest,
+        reason: reason as u64,
+    })
+}

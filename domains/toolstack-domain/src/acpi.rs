@@ -2,7 +2,7 @@
 //! `acpi_tables`): where its CPUs are (MADT: one local APIC per vCPU and the
 //! PC's two 8259s, no I/O APIC), its power management ports (FADT: the PM1a
 //! blocks the device model serves, the SCI on ISA line 9, the reset
-//! register), and soft off (DSDT: `\_S5`). Linux has no MP table parser in
+//! register), soft off and the pvpanic device (DSDT: `\_S5`, `QEMU0001`). Linux has no MP table parser in
 //! the Debian cloud kernel, so this is how it finds its CPUs.
 //!
 //! Pure: host-tested (checksums, lengths, where each table points).
@@ -67,6 +67,13 @@ pub fn tables(base: u64, vcpus: u32) -> Vec<u8> {
     let s5 = hvm::ACPI_S5_SLP_TYP;
     let package = aml::Package::new(alloc::vec![&s5, &s5, &0u8, &0u8]);
     aml::Name::new("_S5_".into(), &package).to_aml_bytes(&mut dsdt);
+    // The pvpanic device Linux's pvpanic-mmio driver binds (by its ACPI id).
+    let hid: aml::AmlStr = "QEMU0001";
+    let port = aml::IO::new(hvm::PVPANIC_PORT, hvm::PVPANIC_PORT, 1, 1);
+    let crs = aml::ResourceTemplate::new(alloc::vec![&port]);
+    let hid = aml::Name::new("_HID".into(), &hid);
+    let crs = aml::Name::new("_CRS".into(), &crs);
+    aml::Device::new("_SB_.PEVT".into(), alloc::vec![&hid, &crs]).to_aml_bytes(&mut dsdt);
     dsdt.update_checksum();
     put(DSDT_AT, dsdt.as_slice());
 
@@ -170,6 +177,13 @@ mod tests {
         let dsdt = table(&t, DSDT_AT);
         assert!(sums_to_zero(dsdt));
         // NameOp "_S5_" PackageOp PkgLength(8) 4 elements: 5, 5, 0, 0.
-        assert_eq!(&dsdt[36..], b"\x08_S5_\x12\x08\x04\x0a\x05\x0a\x05\x00\x00");
+        assert_eq!(
+            &dsdt[36..50],
+            b"\x08_S5_\x12\x08\x04\x0a\x05\x0a\x05\x00\x00"
+        );
+        assert!(
+            dsdt.windows(8).any(|w| w == b"QEMU0001"),
+            "the pvpanic device"
+        );
     }
 }

@@ -23,10 +23,12 @@ pub struct Guest {
     pub release: String,
 }
 
-/// Modules the initramfs carries, in the order they load (each after the
+/// Modules the initramfs carries (the ACPI power button, pvpanic, virtio), in the order they load (each after the
 /// modules whose symbols it uses: Debian's package has no `modules.dep`).
 const MODULES: &[&str] = &[
     "kernel/drivers/acpi/button.ko",
+    "kernel/drivers/misc/pvpanic/pvpanic.ko",
+    "kernel/drivers/misc/pvpanic/pvpanic-mmio.ko",
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_mmio.ko",

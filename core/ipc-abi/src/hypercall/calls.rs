@@ -301,6 +301,10 @@ hypercalls! {
     /// `(guest, vector)`: the device model's interrupt controller presents
     /// `vector` (16..=255) to `guest`'s vCPU 0, taken when it can.
     HvmInterrupt = 67 { guest: DomainId, vector: u64 }
+    /// `(guest, reason)`: the device model saw `guest` power off, reset or
+    /// report a panic (a [`crate::domain::ShutdownReason`]): it stops so,
+    /// and the control domain applies its policy.
+    HvmShutdown = 68 { guest: DomainId, reason: u64 }
 }
 
 #[cfg(test)]

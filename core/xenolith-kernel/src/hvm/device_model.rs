@@ -214,3 +214,30 @@ fn wake(k: &mut Kernel, at: VcpuRef) {
         }
     }
 }
+
+/// `HvmShutdown`: the guest powered off, reset or panicked, as its device
+/// model saw it. A panic is a crash with a record naming where vCPU 0 was.
+pub fn shutdown(k: &mut Kernel, caller: usize, guest: usize, reason: u64) -> Result<(), Error> {
+    served(k, caller, guest)?;
+    let reason =
+        ipc_abi::domain::ShutdownReason::from_number(reason).ok_or(Error::InvalidArgument)?;
+    let life = lifecycle::shutdown_life(reason);
+    let crash = (life == Life::Crashed).then(|| {
+        let mut c = ipc_abi::domain::CrashRecord::EMPTY;
+        c.vector = u64::MAX;
+        let at = VcpuRef {
+            dom: guest,
+            vcpu: 0,
+        };
+        c.rip = k
+            .vcpu(at)
+            .and_then(|v| v.hvm.as_ref())
+            .map_or(0, |h| h.vmcb.read64(off::RIP));
+        let text = b"hvm: the guest reported a panic (pvpanic)";
+        c.message[..text.len()].copy_from_slice(text);
+        c.message_len = text.len() as u32;
+        c
+    });
+    lifecycle::stop(k, guest, life, crash);
+    Ok(())
+}

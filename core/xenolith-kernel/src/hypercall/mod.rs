@@ -143,5 +143,6 @@ fn route<G: Gate>(
         HvmServe(a) => hvm::serve(k, caller, a),
         HvmIoDone(a) => hvm::io_done(k, caller, a),
         HvmInterrupt(a) => hvm::interrupt(k, caller, a),
+        HvmShutdown(a) => hvm::shutdown(k, caller, a),
     })
 }

@@ -61,9 +61,59 @@ fn linux_boots_to_a_shell_whose_console_works_both_ways(
         .console_write(linux, b"echo typed $((6*7)) $(uname -r)\n")
         .map_err(|e| e.to_string())?;
     expect_line(m, &format!("[2] typed 42 {release}"))?;
+    // `poweroff` inside Linux: ACPI soft off, through the device model.
+    client
+        .console_write(linux, b"poweroff -f\n")
+        .map_err(|e| e.to_string())?;
+    expect_line(m, "domain 2 (linux) shut down: PowerOff")?;
     Ok(())
 }
 
+fn linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = linux_bundle(c, &[("linux", "on_crash = \"preserve\"\n")])?;
+    let (m, sock) = c
+        .machine()
+        .guests(&[CONSOLE_DOM])
+        .bundle(tar)
+        .qemu(|q| q.memory("1G"))
+        .boot_managed(slot)?;
+    let long = std::time::Duration::from_secs(240);
+    m.wait_for("xenolith-linux: 6*7 is 42", long)?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let err = |e: toolstack::Error| e.to_string();
+    let first = client.resolve("linux").map_err(err)?;
+    client.console_write(first, b"reboot -f\n").map_err(err)?;
+    expect_line(m, "(linux) shut down: Reboot")?;
+    // on_reboot = restart (the default): a new instance boots.
+    m.wait_for_nth("xenolith-linux: 6*7 is 42", 2, long)?;
+    let second = client.resolve("linux").map_err(err)?;
+    check(second != first, || {
+        format!("still domain {first} after the reboot")
+    })?;
+    client
+        .console_write(second, b"echo c > /proc/sysrq-trigger\n")
+        .map_err(err)?;
+    expect_line(
+        m,
+        "(linux) crashed: hvm: the guest reported a panic (pvpanic)",
+    )?;
+    // `domain info` has the record: the reason, and where Linux was (a
+    // kernel address).
+    let info = client.info(second).map_err(err)?;
+    check(
+        info.state == "crashed"
+            && info.crash_message.contains("pvpanic")
+            && info.crash_rip >= 0xffff_8000_0000_0000,
+        || format!("after the panic: {info:?}"),
+    )
+}
+
 pub(super) fn tests() -> Vec<Test> {
-    tests![linux_boots_to_a_shell_whose_console_works_both_ways]
+    tests![
+        linux_boots_to_a_shell_whose_console_works_both_ways,
+        linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record,
+    ]
 }
