@@ -297,4 +297,29 @@ pub struct KernelStats {
     pub live_grants: u64,
     /// CPUs running.
     pub cpus: u64,
+    /// A [`HvmSupport`] value: whether HVM guests can run, or why not.
+    pub hvm: u64,
+}
+
+crate::numbered! {
+/// Whether the machine can run HVM guests ([`KernelStats::hvm`], `host info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvmSupport: u64 {
+    Ready = 0,
+    NoSvm = 1,
+    NoNestedPaging = 2,
+    DisabledByFirmware = 3,
+}
+}
+
+impl HvmSupport {
+    /// What `host info` and the boot log say.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HvmSupport::Ready => "AMD SVM with nested paging",
+            HvmSupport::NoSvm => "no: the CPU has no AMD SVM (Intel VMX is not supported yet)",
+            HvmSupport::NoNestedPaging => "no: the CPU's SVM has no nested paging",
+            HvmSupport::DisabledByFirmware => "no: SVM is disabled in the firmware (VM_CR.SVMDIS)",
+        }
+    }
 }

@@ -464,6 +464,8 @@ pub mod messages {
         pub name: S,
         /// running, blocked, paused, shutdown, crashed
         pub state: S,
+        /// What runs in it: "pv" (a Rust domain) or "hvm" (`type =`).
+        pub kind: S,
         pub memory_kib: u64,
         pub vcpus: u32,
         pub cpu_ticks: u64,
@@ -481,6 +483,8 @@ pub mod messages {
         pub version: S,
         /// Domain 0's heap in use, in KiB (what it keeps per domain).
         pub toolstack_heap_kib: u64,
+        /// Whether HVM guests can run here, or why not.
+        pub hvm: S,
     }
 
     /// One domain in detail, as `domain info` reports it.
@@ -606,8 +610,8 @@ pub mod messages {
             }
         };
     }
-    map_text!(DomainRecord { name, state } { id, memory_kib, vcpus, cpu_ticks, restarts });
-    map_text!(HostRecord { version } { free_kib, domains, cpus, toolstack_heap_kib });
+    map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts });
+    map_text!(HostRecord { version, hvm } { free_kib, domains, cpus, toolstack_heap_kib });
     map_text!(DetailsRecord { name, state, crash_message, last_crash } {
         id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts
     });
@@ -742,6 +746,7 @@ pub mod messages {
                 id: 1,
                 name: "web",
                 state: "running",
+                kind: "pv",
                 memory_kib: 4096,
                 vcpus: 1,
                 cpu_ticks: 9,

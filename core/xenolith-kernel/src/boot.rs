@@ -132,7 +132,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         },
         None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
     }
-    kprintln!("hvm: {}", enable_svm(0).describe());
+    kprintln!("hvm: {}", enable_svm(0).abi().describe());
     let dom0_kib = reserve_domain0(&settings);
     crate::trace::init(settings.tbuf_pages, eligible);
     if !settings.watchdog {
@@ -384,7 +384,7 @@ fn ap_runs(cpu: usize) -> ! {
     if crate::arch::svm::ready() {
         let support = enable_svm(cpu);
         if !matches!(support, crate::arch::svm::Support::Ready { .. }) {
-            kprintln!("warning: cpu {}: {}", cpu, support.describe());
+            kprintln!("warning: cpu {}: {}", cpu, support.abi().describe());
         }
     }
     match (cpu, FIRST_AP_TEST.get()) {

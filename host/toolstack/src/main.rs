@@ -311,10 +311,11 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|d| {
                         format!(
-                            "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"vcpus\":{},\"cpu_ticks\":{},\"restarts\":{}}}",
+                            "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"type\":{:?},\"memory_kib\":{},\"vcpus\":{},\"cpu_ticks\":{},\"restarts\":{}}}",
                             d.id & 0xffff,
                             d.name,
                             d.state,
+                            d.kind,
                             d.memory_kib,
                             d.vcpus,
                             d.cpu_ticks,
@@ -324,17 +325,18 @@ fn main() -> ExitCode {
                     .collect();
                 println!("[{}]", items.join(","));
             } else {
-                println!("{:<4} {:<24} {:<9} {:>10} {:>5} {:>10} {:>8}", "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)", "RESTARTS");
+                println!("{:<4} {:<24} {:<9} {:>10} {:>5} {:>10} {:>8}  TYPE", "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)", "RESTARTS");
                 for d in ds {
                     println!(
-                        "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10.2} {:>8}",
+                        "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10.2} {:>8}  {}",
                         d.id & 0xffff,
                         d.name,
                         d.state,
                         d.memory_kib,
                         d.vcpus,
                         d.cpu_ticks as f64 / 100.0,
-                        d.restarts
+                        d.restarts,
+                        d.kind
                     );
                 }
             }
@@ -490,6 +492,7 @@ fn main() -> ExitCode {
             println!("cpus:      {}", h.cpus);
             println!("free:      {} KiB", h.free_kib);
             println!("dom0 heap: {} KiB in use", h.toolstack_heap_kib);
+            println!("hvm:       {}", h.hvm);
         }),
         Command::Top { delay, iterations, batch } => {
             let options = top::Options { delay: std::time::Duration::from_secs_f64(delay), iterations, batch };

@@ -94,6 +94,7 @@ mod tests {
             id,
             name: format!("d{id}"),
             state: "running".into(),
+            kind: "pv".into(),
             memory_kib: 1024,
             vcpus: 1,
             cpu_ticks,

@@ -37,13 +37,14 @@ pub enum Support {
 }
 
 impl Support {
-    /// One line for the boot log and `host info`.
-    pub fn describe(self) -> &'static str {
+    /// The same, as the ABI reports it (`KernelStats::hvm`).
+    pub fn abi(self) -> ipc_abi::domain::HvmSupport {
+        use ipc_abi::domain::HvmSupport as H;
         match self {
-            Support::Ready { .. } => "AMD SVM with nested paging",
-            Support::NoSvm => "no: the CPU has no AMD SVM (Intel VMX is not supported yet)",
-            Support::NoNestedPaging => "no: the CPU's SVM has no nested paging",
-            Support::DisabledByFirmware => "no: SVM is disabled in the firmware (VM_CR.SVMDIS)",
+            Support::Ready { .. } => H::Ready,
+            Support::NoSvm => H::NoSvm,
+            Support::NoNestedPaging => H::NoNestedPaging,
+            Support::DisabledByFirmware => H::DisabledByFirmware,
         }
     }
 }

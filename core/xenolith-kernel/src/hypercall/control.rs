@@ -154,6 +154,7 @@ pub fn kernel_stats(k: &mut Kernel, caller: usize, a: args::KernelStats) -> Resu
         open_ports: events::open_ports(k),
         live_grants: grants::live_grants(k),
         cpus: crate::arch::smp::online() as u64,
+        hvm: crate::arch::svm::probe().abi() as u64,
     };
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     usermem::copy_to(&d.space, a.stats, zerocopy::IntoBytes::as_bytes(&stats)).map(|_| 0)

@@ -2,6 +2,7 @@
 //! the host (the frames they travel in are `mgmt.rs`).
 
 use super::*;
+use domain_runtime::ipc_abi::domain::HvmSupport;
 
 impl Server {
     pub(super) fn answer_owned(
@@ -245,6 +246,7 @@ impl Server {
                             id: info.id.0,
                             name: crate::ops::name(&info),
                             state: crate::ops::state_name(info.state),
+                            kind: kind_of(started, info.id),
                             memory_kib: info.memory_kib,
                             vcpus: info.vcpus.max(1),
                             cpu_ticks: info.cpu_ticks,
@@ -264,6 +266,9 @@ impl Server {
                         cpus: stats.cpus,
                         version: env!("CARGO_PKG_VERSION"),
                         toolstack_heap_kib: (domain_runtime::heap_in_use() as u64).div_ceil(1024),
+                        hvm: HvmSupport::from_number(stats.hvm)
+                            .unwrap_or(HvmSupport::NoSvm)
+                            .describe(),
                     }),
                 );
             }
@@ -575,4 +580,13 @@ fn resolve(started: &[Started], domain: u32) -> u32 {
         .map(|s| s.id)
         .find(|id| id.0 == domain || id.index() as u32 == domain)
         .map_or(domain, |id| id.0)
+}
+
+/// What runs in domain `id`, as its configuration says ("pv" for domains
+/// domain 0 did not start).
+fn kind_of(started: &[crate::table::Started], id: DomainId) -> &'static str {
+    started
+        .iter()
+        .find(|s| s.id == id)
+        .map_or("pv", |s| s.config.kind.word())
 }

@@ -61,7 +61,22 @@ fn linux_boots_to_a_shell_whose_console_works_both_ways(
         .console_write(linux, b"echo typed $((6*7)) $(uname -r)\n")
         .map_err(|e| e.to_string())?;
     expect_line(m, &format!("[2] typed 42 {release}"))?;
+    // `domain list` shows its type; `host info` that HVM guests can run
+    // (the commands as a user runs them: the socket takes one client).
+    drop(client);
+    let (_, list) = toolstack(&sock, &["domain", "list"])?;
+    check(
+        list.lines()
+            .any(|l| l.contains(" linux ") && l.trim_end().ends_with("hvm")),
+        || format!("domain list: {list}"),
+    )?;
+    let (_, host) = toolstack(&sock, &["host", "info"])?;
+    check(
+        host.contains("hvm:       AMD SVM with nested paging"),
+        || format!("host info: {host}"),
+    )?;
     // `poweroff` inside Linux: ACPI soft off, through the device model.
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
     client
         .console_write(linux, b"poweroff -f\n")
         .map_err(|e| e.to_string())?;
