@@ -103,7 +103,11 @@ pub const NET_DRIVER_LINE: &str =
 /// The web guest's address on QEMU's user network (its ports are forwarded there).
 pub const WEB_GUEST_IP: &str = "10.0.2.15";
 
-/// The example boot bundle: one guest started at boot.
+/// The Linux guest of the example bundle: Debian's cloud kernel, unmodified,
+/// in an HVM domain, its console served by its device model.
+pub const LINUX_CFG: &str = "# Linux (Debian's cloud kernel, unmodified) in an HVM domain: its console\n# is COM1 of the PC its device model emulates (toolstack domain console linux).\nname = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\ncmdline = \"console=ttyS0 quiet\"\nmemory = 128\n";
+
+/// The example boot bundle: the guests started at boot.
 fn default_bundle(domains: &Path) -> PathBuf {
     let out = crate::build::target_dir().join("bundle.tar");
     let hello = crate::build::domain(domains, "hello");
@@ -112,16 +116,28 @@ fn default_bundle(domains: &Path) -> PathBuf {
     let kv_cfg = "# The example key-value store: its data lives on the virtual disk 'kv'\n# that drvdom-blk serves (type 'put KEY VALUE', 'get KEY', 'list' at its console).\nname = \"kv\"\nmemory = 2\nkernel = \"kv-store\"\ndisk = [\"kv,xvda,w\"]\n";
     let web = crate::build::domain(domains, "web");
     let web_cfg = format!("# The example web guest: HTTP on port 80 (uptime, requests served), UDP echo\n# on port 7, on QEMU's user network; `cargo xtask run` forwards host ports to it.\nname = \"web\"\nmemory = 4\nkernel = \"web\"\nvif = [\"mac=00:16:3e:00:00:80\"]\ncmdline = \"ip={WEB_GUEST_IP}/24 gw=10.0.2.2\"\n");
-    let autos = [
-        ("10-hello.cfg", cfg),
-        ("20-kv.cfg", kv_cfg),
-        ("30-web.cfg", &web_cfg),
+    let mut autos = vec![
+        ("10-hello.cfg", cfg.to_string()),
+        ("20-kv.cfg", kv_cfg.to_string()),
+        ("30-web.cfg", web_cfg),
     ];
-    match bundle(
-        &out,
-        &autos,
-        &[("hello", &hello), ("kv-store", &kv), ("web", &web)],
-    ) {
+    let mut images: Vec<(&str, PathBuf)> = vec![("hello", hello), ("kv-store", kv), ("web", web)];
+    // Debian's cloud kernel in an HVM domain, if it could be fetched.
+    match crate::linux_guest::guest() {
+        Ok(linux) => {
+            autos.push(("40-linux.cfg", LINUX_CFG.to_string()));
+            images.push(("vmlinuz", linux.kernel));
+            images.push(("initrd.img", linux.initrd));
+            images.push((
+                "device-model",
+                crate::build::domain(domains, "device-model"),
+            ));
+        }
+        Err(e) => eprintln!("xtask: no Linux guest in the bundle: {e}"),
+    }
+    let autos: Vec<(&str, &str)> = autos.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    match bundle(&out, &autos, &images) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask: {e}");

@@ -124,6 +124,7 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         ("hello", "greeting=from-the-boot-bundle"),
         ("kv", "kv: ready, "),
         ("web", "web: serving http on 10.0.2.15:80"),
+        ("linux", "xenolith-linux: /init running on "),
     ] {
         t.wait_for(says, UP)?;
         let id = prefix_of(&t.shown(), says)
@@ -143,7 +144,7 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
     let from = t.len();
     t.type_keys(b"list\r")?;
     let header = t.wait_for_after(from, "ID NAME", ANSWER)?;
-    for name in ["drvdom-blk", "drvdom-net", "kv", "web"] {
+    for name in ["drvdom-blk", "drvdom-net", "kv", "web", "linux"] {
         t.wait_for_after(header, &format!(" {name} "), ANSWER)?;
     }
 
@@ -151,7 +152,14 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
     // said its greeting and powered off by now).
     for command in [manage.as_str(), "cargo run -p toolstack -- domain list"] {
         let listing = shell(command, root)?;
-        for name in ["console-dom", "drvdom-blk", "drvdom-net", "kv", "web"] {
+        for name in [
+            "console-dom",
+            "drvdom-blk",
+            "drvdom-net",
+            "kv",
+            "web",
+            "linux",
+        ] {
             check(listing.contains(name), || {
                 format!("`{command}` does not list {name}:\n{listing}")
             })?;
