@@ -385,17 +385,7 @@ pub fn read(buf: &mut [u8]) -> usize {
             let Some(r) = guard.as_mut() else { return 0 };
             r.drain();
             if !r.input.is_empty() {
-                let mut n = 0;
-                while n < buf.len() {
-                    match r.input.pop_front() {
-                        Some(b) => {
-                            buf[n] = b;
-                            n += 1;
-                        }
-                        None => break,
-                    }
-                }
-                return n;
+                return take_input(r, buf);
             }
             r.ask_for_input();
             if r.front.final_check().unwrap_or(false) {
@@ -418,18 +408,20 @@ pub fn try_read(buf: &mut [u8]) -> usize {
     }
     let Some(r) = guard.as_mut() else { return 0 };
     r.drain();
-    let mut n = 0;
-    while n < buf.len() {
-        match r.input.pop_front() {
-            Some(b) => {
-                buf[n] = b;
-                n += 1;
-            }
-            None => break,
-        }
-    }
+    let n = take_input(r, buf);
     if n == 0 {
         r.ask_for_input();
+    }
+    n
+}
+
+/// Moves the input bytes that arrived into `buf`; how many.
+fn take_input(r: &mut Ring, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(b) = r.input.pop_front() else { break };
+        buf[n] = b;
+        n += 1;
     }
     n
 }

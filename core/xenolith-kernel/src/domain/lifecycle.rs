@@ -194,6 +194,8 @@ pub fn create(
                     .map(|(f, st)| crate::hvm::vcpu::HvmVcpu::new(f, st, npt, v as u32)),
                 io_wait: false,
                 extint: [0; 4],
+                ipis: [0; 4],
+                init_received: false,
             }),
             nr_vcpus: spec.vcpus as usize,
             fault_fixup: None,

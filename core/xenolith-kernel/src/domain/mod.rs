@@ -109,6 +109,11 @@ pub struct Vcpu {
     /// Vectors an HVM guest's device model presented (bit n: vector n), taken
     /// when the vCPU can.
     pub extint: [u64; 4],
+    /// Fixed IPIs from the guest's other vCPUs (bit n: vector n), moved
+    /// into this vCPU's local APIC before it next runs.
+    pub ipis: [u64; 4],
+    /// An HVM vCPU that is down got INIT: a start-up IPI starts it.
+    pub init_received: bool,
 }
 
 pub use crate::grant_table::{ForeignMap, Grant};

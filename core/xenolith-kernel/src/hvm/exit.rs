@@ -34,8 +34,11 @@ pub enum Exit {
         fetch: bool,
     },
     /// An instruction the guest may not use (SVM's own, XSETBV,
-    /// MONITOR/MWAIT, INVD...): it gets #UD.
+    /// MONITOR/MWAIT): it gets #UD.
     Refused,
+    /// WBINVD or INVD: the caches are the host's; nothing to do (Linux's
+    /// AP start-up code runs WBINVD first thing).
+    CacheFlush,
     /// `VMRUN` refused the state the kernel gave it (a kernel bug or a
     /// state the guest reached that the checks missed): the guest crashes.
     InvalidState,
@@ -105,19 +108,19 @@ pub fn decode(exit_code: u64, info1: u64, info2: u64) -> Exit {
         | code::STGI
         | code::CLGI
         | code::SKINIT
-        | code::INVD
-        | code::WBINVD
         | code::MONITOR
         | code::MWAIT
         | code::MWAIT_CONDITIONAL
         | code::XSETBV => Exit::Refused,
+        code::WBINVD | code::INVD => Exit::CacheFlush,
         code::INVALID => Exit::InvalidState,
         other => Exit::Unexpected(other),
     }
 }
 
 /// The length of the instruction behind an exit that completes it
-/// (CPUID, HLT, RDMSR/WRMSR), as their encodings have it without prefixes.
+/// (CPUID, HLT, RDMSR/WRMSR, WBINVD/INVD), as their encodings have it
+/// without prefixes.
 pub fn instruction_length(exit: Exit) -> u64 {
     match exit {
         Exit::Hlt => 1,
@@ -179,6 +182,8 @@ mod tests {
         assert_eq!(decode(0x4242, 0, 0), Exit::Unexpected(0x4242));
         assert_eq!(decode(code::MSR, 1, 0), Exit::Msr { write: true });
         assert_eq!(decode(code::MSR, 0, 0), Exit::Msr { write: false });
+        assert_eq!(decode(code::WBINVD, 0, 0), Exit::CacheFlush);
+        assert_eq!(instruction_length(Exit::CacheFlush), 2);
     }
 
     #[test]

@@ -102,8 +102,12 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             // It waits for an interrupt it can take: its timer's wakes it
             // (the kernel timer `interrupts::set_timer` keeps); with
             // interrupts off, nothing does, and it uses no CPU.
-            let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);
-            if !interrupts::ready(s, &extint) {
+            // What waits for it beyond its APIC: the device model's
+            // vectors and its other vCPUs' IPIs.
+            let waiting = k
+                .vcpu(at)
+                .is_some_and(|v| v.extint.iter().chain(v.ipis.iter()).any(|&w| w != 0));
+            if !interrupts::ready(s, waiting) {
                 if let Some(v) = k.vcpu_mut(at) {
                     v.blocked = true;
                 }
@@ -139,6 +143,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             }
         }
         Exit::Refused => inject(s, UD),
+        Exit::CacheFlush => skip(s, e),
         Exit::Shutdown => crash(k, at, s, 0, "triple fault"),
         Exit::NestedPageFault { gpa, .. } => crash(
             k,
@@ -173,9 +178,7 @@ fn lapic_msr(
     match apic.write(number, value, now, tsc, hz).ok()? {
         Effect::None => {}
         Effect::Timer(next) => interrupts::set_timer(k, at, next),
-        // vCPUs other than 0 do not run yet (INIT and SIPI are next): an
-        // IPI to one has nobody to reach.
-        Effect::Ipi { .. } => {}
+        Effect::Ipi { dest, vector, kind } => super::ipi::send(k, at, dest, vector, kind),
     }
     Some(None)
 }

@@ -31,20 +31,33 @@ fn interruptible(s: &HvmVcpu) -> bool {
 }
 
 /// Whether the guest has an interrupt it can take now (HLT then goes on):
-/// one its APIC has ready, or one the device model presented (`extint`).
-pub fn ready(s: &HvmVcpu, extint: &[u64; 4]) -> bool {
-    let any = s.state.get().extra.lapic.pending().is_some() || extint.iter().any(|&w| w != 0);
+/// one its APIC has ready, or one `waiting` outside it (the device
+/// model's, another vCPU's IPI).
+pub fn ready(s: &HvmVcpu, waiting: bool) -> bool {
+    let any = s.state.get().extra.lapic.pending().is_some() || waiting;
     s.vmcb.read64(off::RFLAGS) & IF != 0 && any
 }
 
 /// Before a run: fire the timer if due, follow its next expiry, deliver.
 pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     let (now, tsc, hz) = clock();
-    let next = s.state.get_mut().extra.lapic.poll_timer(now, tsc, hz);
+    let apic = &mut s.state.get_mut().extra.lapic;
+    // IPIs its other vCPUs sent meanwhile.
+    if let Some(v) = k.vcpu_mut(at) {
+        for (i, word) in v.ipis.iter_mut().enumerate() {
+            let mut bits = core::mem::take(word);
+            while bits != 0 {
+                apic.raise((i * 64) as u8 + bits.trailing_zeros() as u8);
+                bits &= bits - 1;
+            }
+        }
+    }
+    let next = apic.poll_timer(now, tsc, hz);
     set_timer(k, at, next);
     // What the device model's interrupt controller presents goes first
     // (it comes through LINT0, not the APIC's request register).
     let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);
+    let extint = if at.vcpu == 0 { extint } else { [0; 4] };
     let highest = (0..4)
         .rev()
         .find(|&i| extint[i] != 0)

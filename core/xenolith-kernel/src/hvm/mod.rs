@@ -16,6 +16,8 @@ pub mod exit;
 mod handle;
 #[cfg(target_os = "none")]
 mod interrupts;
+#[cfg(target_os = "none")]
+mod ipi;
 pub mod lapic;
 pub mod msr;
 pub mod pvclock;

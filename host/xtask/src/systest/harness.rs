@@ -206,6 +206,20 @@ impl Test {
     }
 }
 
+/// A boot bundle in the test's directory: `auto/` configurations as
+/// `(file name, text)` and images as `(name, path)`.
+pub(super) fn bundle_of(
+    c: &Ctx,
+    configs: &[(String, String)],
+    images: &[(&str, &Path)],
+) -> Result<PathBuf, String> {
+    let auto: Vec<(&str, &str)> = configs
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    crate::iso::bundle(&c.path("bundle.tar"), &auto, images)
+}
+
 /// Starts `config`, keeping the machine in `slot` so its log is reported on failure.
 pub(super) fn boot<'m>(
     config: &Config,

@@ -23,13 +23,9 @@ fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathB
             )
         })
         .collect();
-    let auto: Vec<(&str, &str)> = configs
-        .iter()
-        .map(|(p, t)| (p.as_str(), t.as_str()))
-        .collect();
-    crate::iso::bundle(
-        &c.path("bundle.tar"),
-        &auto,
+    bundle_of(
+        c,
+        &configs,
         &[
             ("hvm-test-guest", image.as_path()),
             ("device-model", device_model.as_path()),

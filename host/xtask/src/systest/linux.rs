@@ -16,18 +16,19 @@ pub(super) fn linux_bundle(c: &Ctx, guests: &[(&str, &str)]) -> Result<std::path
                 format!("auto/{i:02}-{name}.cfg"),
                 format!(
                     "name = \"{name}\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\n\
-                     ramdisk = \"initrd.img\"\ncmdline = \"console=ttyS0\"\nmemory = 256\n{extra}"
+                     ramdisk = \"initrd.img\"\ncmdline = \"console=ttyS0\"\n{}{extra}",
+                    if extra.contains("memory") {
+                        ""
+                    } else {
+                        "memory = 256\n"
+                    }
                 ),
             )
         })
         .collect();
-    let auto: Vec<(&str, &str)> = configs
-        .iter()
-        .map(|(p, t)| (p.as_str(), t.as_str()))
-        .collect();
-    crate::iso::bundle(
-        &c.path("bundle.tar"),
-        &auto,
+    bundle_of(
+        c,
+        &configs,
         &[
             ("vmlinuz", linux.kernel.as_path()),
             ("initrd.img", linux.initrd.as_path()),
@@ -126,9 +127,49 @@ fn linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record(
     )
 }
 
+fn two_linux_guests_run_at_once_one_with_two_vcpus(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = linux_bundle(
+        c,
+        &[
+            ("one", "memory = 128\n"),
+            ("two", "memory = 128\nvcpus = 2\n"),
+        ],
+    )?;
+    let m = boot(
+        &c.machine()
+            .guests(&[
+                CONSOLE_DOM,
+                ("counter", "counter count=100000 pace_us=20000"),
+            ])
+            .bundle(tar)
+            .qemu(|q| q.memory("1G").smp(2))
+            .config()?,
+        slot,
+    )?;
+    let long = std::time::Duration::from_secs(300);
+    // Domains: console-dom 1, counter 2, one 3 (its device model 4), two 5.
+    m.wait_for("[3] xenolith-linux: /init running on", long)?;
+    m.wait_for("[5] xenolith-linux: /init running on", long)?;
+    let two = m.wait_for("[5] xenolith-linux: /init running", long)?;
+    check(two.ends_with(", 2 CPU(s)"), || {
+        format!("the two-vCPU guest: {two}")
+    })?;
+    let one = m.wait_for("[3] xenolith-linux: /init running", long)?;
+    check(one.ends_with(", 1 CPU(s)"), || {
+        format!("the one-vCPU guest: {one}")
+    })?;
+    // The Rust guest counted on meanwhile.
+    expect_line(m, "[2] counter: 20")?;
+    Ok(())
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
         linux_boots_to_a_shell_whose_console_works_both_ways,
         linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record,
+        two_linux_guests_run_at_once_one_with_two_vcpus,
     ]
 }
