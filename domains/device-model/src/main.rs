@@ -183,6 +183,11 @@ fn run(_: &'static domain_runtime::StartInfo) {
     let mut input = [0u8; 256];
     loop {
         events::take(port);
+        // Its console's notifications are looked at below (input); taken
+        // here so that waiting for them does not return at once for ever.
+        if let Some(c) = domain_runtime::console::port() {
+            events::take(c);
+        }
         if page.guest_gone.load(Ordering::Acquire) != 0 {
             say(format_args!(
                 "device-model: domain {} is gone; stopping",
