@@ -336,6 +336,33 @@ fn device_model_checks() {
     );
 }
 
+/// What a hostile guest does: writes 0 to every MSR of the three ranges
+/// CPUs have (each refused one is a #GP, skipped), then writes 0 to and
+/// reads every I/O port but the debug port. It must harm only itself.
+fn hostile() {
+    let mut refused = 0u64;
+    for base in [0u32, 0xC000_0000, 0xC001_0000] {
+        for msr in base..base + 0x2000 {
+            if wrmsr(msr, 0).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    say!("hvm-test: wrote every MSR, {refused} refused");
+    let mut floating = 0u32;
+    for port in 0..=0xffffu16 {
+        if port == DEBUG_PORT {
+            continue;
+        }
+        out8(port, 0);
+        if in8(port) == 0xff {
+            floating += 1;
+        }
+    }
+    say!("hvm-test: wrote and read every port, {floating} read all ones");
+    say!("hvm-test: hostile guest still here");
+}
+
 /// The command line at `at` (ESI at entry), up to its NUL.
 fn cmdline(at: u64) -> &'static str {
     // SAFETY: the builder wrote a NUL-terminated string of less than a
@@ -434,6 +461,7 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
                 asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr());
             }
         }
+        "hostile" => hostile(),
         "spin" => {
             say!("hvm-test: spinning");
             loop {

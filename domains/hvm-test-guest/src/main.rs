@@ -7,6 +7,7 @@
 //! refused: #GP), port input nobody serves, SVM instructions (#UD). Its
 //! command line (ESI) says how it ends: `end=halt` (halts with interrupts
 //! off: the vCPU must then use no CPU), `end=spin` (busy for ever),
+//! `end=hostile` (writes every MSR and every port, then halts),
 //! `end=mmio` (reads guest-physical
 //! 768 MiB, outside its memory), `end=triple` (a triple fault).
 

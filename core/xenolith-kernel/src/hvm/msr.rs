@@ -94,8 +94,13 @@ pub fn write(msr: u32, value: u64, s: State) -> Write {
             if value & !EFER_GUEST_BITS != 0 {
                 return Write::Fault;
             }
-            // LMA is the CPU's to set (CR0.PG with LME); a write keeps it.
-            let lma = 1 << 10;
+            // LMA is the CPU's to set (CR0.PG with LME); a write keeps it,
+            // and may not change LME while long mode is active (a CPU
+            // faults so; the VMCB would hold a state VMRUN refuses).
+            let (lma, lme) = (1 << 10, 1 << 8);
+            if s.efer & lma != 0 && (value ^ s.efer) & lme != 0 {
+                return Write::Fault;
+            }
             Write::Efer((value & !lma) | (s.efer & lma) | EFER_SVME)
         }
         PAT if valid_pat(value) => Write::Pat(value),

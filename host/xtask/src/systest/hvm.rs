@@ -172,8 +172,51 @@ fn twenty_hvm_guests_created_and_destroyed_give_back_every_frame(
     })
 }
 
+fn a_hostile_hvm_guest_writing_every_msr_and_port_harms_only_itself(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let tar = hvm_bundle(c, &[("hostile", "hostile", "preserve")])?;
+    let m = boot(
+        &c.machine()
+            .guests(&[("counter", "counter dirty_kib=64 count=100000 pace_us=20000")])
+            .bundle(tar)
+            .config()?,
+        slot,
+    )?;
+    let long = std::time::Duration::from_secs(240);
+    let refused = m.wait_for("hvm-test: wrote every MSR, ", long)?;
+    m.wait_for("hvm-test: wrote and read every port, ", long)?;
+    m.wait_for("hvm-test: hostile guest still here", long)?;
+    check(!m.lines().iter().any(|l| l.contains("crashed")), || {
+        format!("a crash after: {refused}")
+    })?;
+    // The Rust guest goes on after it (another checksum of its memory).
+    let seen = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("counter: memory "))
+        .count();
+    m.wait_for_nth("counter: memory ", seen + 1, long)?;
+    // The Rust guest counted on, its memory as it wrote it.
+    let sums: Vec<String> = m
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            l.split("counter: memory ")
+                .nth(1)
+                .map(|r| r.split(' ').next().unwrap_or("").to_string())
+        })
+        .collect();
+    check(
+        sums.len() >= 2 && sums.iter().all(|s| *s == sums[0]),
+        || format!("the counter's memory sums: {sums:?}"),
+    )
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
+        a_hostile_hvm_guest_writing_every_msr_and_port_harms_only_itself,
         twenty_hvm_guests_created_and_destroyed_give_back_every_frame,
         an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt,
         an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone,
