@@ -7,7 +7,8 @@
 //! Serves: COM1 (a 16550A, `uart.rs`; the guest's lines are printed on
 //! this domain's console), the two 8259A interrupt controllers (`pic.rs`,
 //! whose vectors it presents with `HvmInterrupt`), the ACPI PM1a blocks
-//! (soft off: `HvmShutdown` power-off), the reset register and keyboard
+//! (soft off: `HvmShutdown` power-off; the power button, which domain 0's
+//! shutdown request presses), the reset register and keyboard
 //! controller reset (reboot), the pvpanic port (a crash), and the rest of a
 //! PC's legacy ports as an empty bus (inputs all ones, outputs dropped).
 
@@ -40,6 +41,21 @@ struct Machine {
     uart_irq: bool,
     pic: pic::Pic,
     line: alloc::vec::Vec<u8>,
+    /// ACPI PM1 status and enable registers, and the SCI's level.
+    pm1_sts: u16,
+    pm1_en: u16,
+    sci: bool,
+}
+
+/// PM1 status/enable: the power button.
+const PWRBTN: u16 = 1 << 8;
+
+/// What domain 0 asked (`on_shutdown_request`): 1 power off (the power
+/// button), 2 reboot (a reset).
+static ASKED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+fn asked(reboot: bool) {
+    ASKED.store(if reboot { 2 } else { 1 }, Ordering::Relaxed);
 }
 
 impl Machine {
@@ -68,8 +84,7 @@ impl Machine {
                 }
             }
             p if (hvm::ACPI_PM1A_EVT..hvm::ACPI_PM1A_EVT + 4).contains(&p) => {
-                // PM1 status (write 1 to clear) and enable: nothing to report.
-                0
+                self.pm1(p - hvm::ACPI_PM1A_EVT, size, input, data)
             }
             hvm::ACPI_PM1A_CNT => {
                 if input {
@@ -106,6 +121,40 @@ impl Machine {
             _ => u32::MAX,
         };
         value & mask
+    }
+
+    /// PM1 status (bytes 0-1, write 1 to clear) and enable (bytes 2-3).
+    fn pm1(&mut self, offset: u16, size: u32, input: bool, data: u32) -> u32 {
+        let regs = self.pm1_sts as u32 | (self.pm1_en as u32) << 16;
+        let shift = offset as u32 * 8;
+        if input {
+            return regs >> shift;
+        }
+        let mask = match size {
+            1 => 0xff,
+            2 => 0xffff,
+            _ => u32::MAX,
+        } << shift;
+        let value = (data << shift) & mask;
+        self.pm1_sts &= !(value as u16);
+        self.pm1_en = ((self.pm1_en as u32 & !(mask >> 16)) | (value >> 16)) as u16;
+        self.update_sci();
+        0
+    }
+
+    /// Presses the power button: its status bit, and the SCI if enabled.
+    fn press_power_button(&mut self) {
+        self.pm1_sts |= PWRBTN;
+        self.update_sci();
+    }
+
+    /// The SCI (ISA line 9): a PM1 event that is both reported and enabled.
+    fn update_sci(&mut self) {
+        let sci = self.pm1_sts & self.pm1_en & PWRBTN != 0;
+        if sci && !self.sci {
+            self.pic.raise(hvm::ACPI_SCI_IRQ);
+        }
+        self.sci = sci;
     }
 
     /// The guest powered off, reset or panicked.
@@ -179,7 +228,11 @@ fn run(_: &'static domain_runtime::StartInfo) {
         uart_irq: false,
         pic: pic::Pic::new(),
         line: alloc::vec::Vec::new(),
+        pm1_sts: 0,
+        pm1_en: 0,
+        sci: false,
     };
+    domain_runtime::suspend::on_shutdown_request(asked);
     let mut input = [0u8; 256];
     loop {
         events::take(port);
@@ -212,6 +265,13 @@ fn run(_: &'static domain_runtime::StartInfo) {
                 ));
             }
         }
+        // Domain 0's requests: a shutdown is the power button, a reboot a reset.
+        domain_runtime::suspend::serve_while_waiting(None);
+        match ASKED.swap(0, Ordering::Relaxed) {
+            1 => m.press_power_button(),
+            2 => m.stop(ShutdownReason::Reboot),
+            _ => {}
+        }
         // What is typed at the guest's console arrives on COM1.
         let typed = domain_runtime::console::try_read(&mut input);
         if typed > 0 {
@@ -225,10 +285,11 @@ fn run(_: &'static domain_runtime::StartInfo) {
                 .iter()
                 .any(|s| s.state.load(Ordering::Acquire) == POSTED);
         if !busy {
-            match domain_runtime::console::port() {
-                Some(c) => events::block_for(&[port, c]),
-                None => events::block_for(&[port]),
-            }
+            let mut ports: heapless::Vec<u16, 3> = heapless::Vec::new();
+            let _ = ports.push(port);
+            ports.extend(domain_runtime::console::port());
+            ports.extend(domain_runtime::control::port());
+            events::block_for(&ports);
         }
     }
 }

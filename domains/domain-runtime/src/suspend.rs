@@ -30,6 +30,17 @@ pub fn suspend_now() {
     }
 }
 
+/// What a domain does instead of powering off when the control domain asks
+/// it to shut down (`reboot` when asked to reboot): set by a domain that
+/// must pass the request on (the HVM device model presses its guest's
+/// power button). Without one, the domain powers off (or reboots) itself.
+static SHUTDOWN_HANDLER: spin::Once<fn(bool)> = spin::Once::new();
+
+/// Sets [`SHUTDOWN_HANDLER`] (once).
+pub fn on_shutdown_request(handler: fn(bool)) {
+    SHUTDOWN_HANDLER.call_once(|| handler);
+}
+
 /// Obeys a suspend or shutdown request from the control domain, if one
 /// came: the domain suspends to be saved (`suspend_now`), or powers off
 /// (or reboots) cleanly. The runtime calls this whenever a
@@ -49,6 +60,9 @@ pub fn obey() {
     if let Some(m) = crate::control::take_news(|m| {
         m.check() == Some(crate::ipc_abi::proto::control::ControlOp::ShutdownRequest)
     }) {
+        if let Some(handler) = SHUTDOWN_HANDLER.get() {
+            return handler(m.index == 1);
+        }
         let reason = if m.index == 1 {
             crate::ipc_abi::domain::ShutdownReason::Reboot
         } else {

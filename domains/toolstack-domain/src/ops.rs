@@ -70,11 +70,17 @@ pub fn debug_keys(keys: &str) -> Result<(), String> {
 /// Asks a domain to shut down (or reboot); it is destroyed if it has not
 /// stopped by the deadline.
 pub fn shutdown(started: &mut Domains, domain: u32, reboot: bool) -> Result<(), &'static str> {
-    let s = started
-        .iter_mut()
-        .find(|s| s.id.0 == domain || s.id.index() as u32 == domain)
+    let i = started
+        .iter()
+        .position(|s| s.id.0 == domain || s.id.index() as u32 == domain)
         .ok_or("no such domain")?;
-    let link = s
+    // An HVM guest hears it through its device model (the power button).
+    let target = started[i].id;
+    let asked = started
+        .iter()
+        .position(|d| d.device_model_of == Some(target))
+        .unwrap_or(i);
+    let link = started[asked]
         .control
         .as_mut()
         .ok_or("the domain has no control ring; destroy it instead")?;
@@ -82,7 +88,13 @@ pub fn shutdown(started: &mut Domains, domain: u32, reboot: bool) -> Result<(), 
     req.op = ControlOp::ShutdownRequest as u32;
     req.index = reboot as u32;
     link.tell(req);
-    s.shutdown_deadline = Some(domain_runtime::time::now_ns() + crate::start::SHUTDOWN_TIMEOUT_NS);
+    let s = &mut started[i];
+    let wait = if s.config.kind == domain_config::Kind::Hvm {
+        crate::start::HVM_SHUTDOWN_TIMEOUT_NS
+    } else {
+        crate::start::SHUTDOWN_TIMEOUT_NS
+    };
+    s.shutdown_deadline = Some(domain_runtime::time::now_ns() + wait);
     println!("toolstack: asked domain {} ({}) to shut down", s.id, s.name);
     Ok(())
 }

@@ -32,6 +32,8 @@ fn has_room(started: &mut Domains, name: &str) -> bool {
 
 /// How long a domain has to obey a shutdown request.
 pub const SHUTDOWN_TIMEOUT_NS: u64 = 3_000_000_000;
+/// The same for an HVM guest: an operating system's shutdown path takes longer.
+pub const HVM_SHUTDOWN_TIMEOUT_NS: u64 = 30_000_000_000;
 
 /// Starts a domain for every boot module; returns them in order.
 pub fn start_modules() -> Domains {

@@ -23,9 +23,11 @@ pub struct Guest {
     pub release: String,
 }
 
-/// Modules the initramfs carries (the ACPI power button, pvpanic, virtio), in the order they load (each after the
+/// Modules the initramfs carries (input events and the ACPI power button,
+/// pvpanic, virtio), in the order they load (each after the
 /// modules whose symbols it uses: Debian's package has no `modules.dep`).
 const MODULES: &[&str] = &[
+    "kernel/drivers/input/evdev.ko",
     "kernel/drivers/acpi/button.ko",
     "kernel/drivers/misc/pvpanic/pvpanic.ko",
     "kernel/drivers/misc/pvpanic/pvpanic-mmio.ko",
@@ -41,7 +43,8 @@ const MODULES: &[&str] = &[
     "kernel/drivers/net/virtio_net.ko",
 ];
 
-/// `/init`: a shell on the console, after saying which kernel runs.
+/// `/init`: a shell on the console, after saying which kernel runs (and a
+/// watcher that powers off when the ACPI power button is pressed).
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -50,6 +53,13 @@ mount -t devtmpfs dev /dev
 echo "xenolith-linux: /init running on $(uname -r), $(nproc) CPU(s)"
 echo "xenolith-linux: 6*7 is $((6*7))"
 for m in /lib/modules/*.ko; do insmod "$m" 2>/dev/null; done
+# The ACPI power button (domain 0's `domain shutdown`) powers off cleanly.
+for e in /sys/class/input/event*; do
+  if grep -q "Power Button" "$e/device/name" 2>/dev/null; then
+    (head -c 24 "/dev/input/${e##*/}" >/dev/null
+     printf '\nxenolith-linux: power button: powering off\n'; sync; poweroff -f) &
+  fi
+done
 exec setsid cttyhack sh
 "#;
 
@@ -139,14 +149,19 @@ fn unpack(deb: &Path, into: &Path) -> Result<(), String> {
     if into.exists() {
         return Ok(());
     }
-    let tmp = into.with_extension("tmp");
+    let tmp = into.with_extension(format!("tmp{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp))?;
     fs::rename(&tmp, into).map_err(|e| e.to_string())
 }
 
+/// One fetch and build at a time: the system tests run two at once, and
+/// both would unpack into the same place.
+static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The kernel and initramfs, fetched and built if they are not cached.
 pub fn guest() -> Result<Guest, String> {
+    let _one = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
     let d = dir();
     let deb_dir = d.join("debs");
     let kernel_pkg = kernel_deb(&deb_dir)?;
@@ -187,7 +202,10 @@ pub fn guest() -> Result<Guest, String> {
         unpack(&bb_deb, &bb)?;
         let modules = k.join("lib/modules").join(&release);
         let cpio = initramfs(&bb.join("bin/busybox"), &modules)?;
-        fs::write(&initrd, cpio).map_err(|e| e.to_string())?;
+        // Whole or not at all: another xtask may read it.
+        let part = initrd.with_extension(format!("part{}", std::process::id()));
+        fs::write(&part, cpio).map_err(|e| e.to_string())?;
+        fs::rename(&part, &initrd).map_err(|e| e.to_string())?;
     }
     Ok(Guest {
         kernel: vmlinuz,

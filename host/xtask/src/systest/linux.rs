@@ -76,11 +76,11 @@ fn linux_boots_to_a_shell_whose_console_works_both_ways(
         host.contains("hvm:       AMD SVM with nested paging"),
         || format!("host info: {host}"),
     )?;
-    // `poweroff` inside Linux: ACPI soft off, through the device model.
-    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
-    client
-        .console_write(linux, b"poweroff -f\n")
-        .map_err(|e| e.to_string())?;
+    // `domain shutdown`: the power button, which Linux answers by powering
+    // off (ACPI soft off), within 30 s.
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "linux", "--wait"])?;
+    check(code == 0, || format!("domain shutdown linux: {code} {out}"))?;
+    expect_line(m, "[2] xenolith-linux: power button: powering off")?;
     expect_line(m, "domain 2 (linux) shut down: PowerOff")?;
     Ok(())
 }
