@@ -8,6 +8,7 @@
 //! command line (ESI) says how it ends: `end=halt` (halts with interrupts
 //! off: the vCPU must then use no CPU), `end=spin` (busy for ever),
 //! `end=hostile` (writes every MSR and every port, then halts),
+//! `end=bench` (times 1,000 CPUID and 1,000 device-model port exits),
 //! `end=mmio` (reads guest-physical
 //! 768 MiB, outside its memory), `end=triple` (a triple fault).
 

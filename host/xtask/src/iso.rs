@@ -12,6 +12,7 @@ use std::process::Command;
 pub const DEFAULT_CMDLINE: &str = "dom0_mem=131072 com1=115200,8n1 console=com1,vga";
 
 /// A file GRUB loads next to the kernel, with its command line.
+#[derive(Clone)]
 pub struct Module {
     pub path: PathBuf,
     pub cmdline: String,

@@ -46,6 +46,9 @@ pub struct Config {
     com1_input: bool,
     disk: Option<PathBuf>,
     nic: Option<Vec<Forward>>,
+    /// Boot this kernel, initramfs and command line directly instead of the
+    /// ISO (what a user runs instead of Xenolith: `bench hvm`).
+    direct: Option<(PathBuf, PathBuf, String)>,
 }
 
 /// A host port on 127.0.0.1 forwarded to a guest's address and port
@@ -108,7 +111,15 @@ impl Config {
             trace: None,
             disk: None,
             nic: None,
+            direct: None,
         }
+    }
+
+    /// QEMU boots `kernel` with `initrd` and `append` itself (its own
+    /// loader and firmware), not the ISO.
+    pub fn direct_linux(mut self, kernel: &Path, initrd: &Path, append: &str) -> Self {
+        self.direct = Some((kernel.to_path_buf(), initrd.to_path_buf(), append.into()));
+        self
     }
 
     /// A virtio-net NIC at PCI 00:05.0 on QEMU's user-mode network
@@ -191,8 +202,17 @@ impl Config {
     }
 
     fn common_args(&self, cmd: &mut Command) {
-        cmd.arg("-cdrom").arg(&self.iso);
-        cmd.args(["-boot", "d", "-m", &self.memory, "-smp", &self.smp]);
+        match &self.direct {
+            Some((kernel, initrd, append)) => {
+                cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
+                cmd.arg("-append").arg(append);
+            }
+            None => {
+                cmd.arg("-cdrom").arg(&self.iso);
+                cmd.args(["-boot", "d"]);
+            }
+        }
+        cmd.args(["-m", &self.memory, "-smp", &self.smp]);
         match &self.nic {
             // No NIC unless asked for (and no option ROM to find).
             None => cmd.args(["-nic", "none"]),

@@ -8,6 +8,7 @@
 
 mod blk;
 mod boot;
+mod hvm;
 mod kernel;
 mod net;
 mod restart;
@@ -47,6 +48,12 @@ pub enum Which {
     Save,
     /// A CPU-bound workload (four spinning domains) on 1, 2 and 4 CPUs: throughput ratios.
     Smp,
+    /// Linux in an HVM domain against the same kernel booted directly by QEMU, and exit path lengths.
+    Hvm {
+        /// Boots of each for the medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 pub fn run(which: Which) -> Result<(), String> {
@@ -58,6 +65,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Toolstack => toolstack::run(),
         Which::Blk => blk::run(),
         Which::Net => net::run(),
+        Which::Hvm { runs } => hvm::run(runs.max(1)),
         Which::Restart => restart::run(),
         Which::Save => save::run(),
         Which::Smp => smp::run(),
