@@ -37,18 +37,27 @@ pub(super) fn linux_bundle(c: &Ctx, guests: &[(&str, &str)]) -> Result<std::path
     )
 }
 
+/// Boots console-dom and one Linux guest, `linux` (its configuration
+/// with `extra` lines), domain 0 serving the management protocol.
+fn boot_linux<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    extra: &str,
+) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
+    let tar = linux_bundle(c, &[("linux", extra)])?;
+    c.machine()
+        .guests(&[CONSOLE_DOM])
+        .bundle(tar)
+        .qemu(|q| q.memory("1G"))
+        .boot_managed(slot)
+}
+
 fn linux_boots_to_a_shell_whose_console_works_both_ways(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let release = crate::linux_guest::guest()?.release;
-    let tar = linux_bundle(c, &[("linux", "")])?;
-    let (m, sock) = c
-        .machine()
-        .guests(&[CONSOLE_DOM])
-        .bundle(tar)
-        .qemu(|q| q.memory("1G"))
-        .boot_managed(slot)?;
+    let (m, sock) = boot_linux(c, slot, "")?;
     // console-dom is domain 1; the guest 2 (its device model, 3, serves
     // its console, which shows as the guest's).
     m.wait_for(
@@ -89,13 +98,7 @@ fn linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let tar = linux_bundle(c, &[("linux", "on_crash = \"preserve\"\n")])?;
-    let (m, sock) = c
-        .machine()
-        .guests(&[CONSOLE_DOM])
-        .bundle(tar)
-        .qemu(|q| q.memory("1G"))
-        .boot_managed(slot)?;
+    let (m, sock) = boot_linux(c, slot, "on_crash = \"preserve\"\n")?;
     let long = std::time::Duration::from_secs(240);
     m.wait_for("xenolith-linux: 6*7 is 42", long)?;
     let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
