@@ -26,6 +26,7 @@ use crate::trace::Gate;
 use ipc_abi::hypercall::{args, Args, Error, Hypercall};
 
 /// Handles the hypercall in `frame` for vCPU `me`; writes the result into `frame`.
+#[inline(always)]
 pub fn dispatch<G: Gate>(k: &mut Kernel, me: VcpuRef, frame: &mut TrapFrame) {
     let registers = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
