@@ -152,16 +152,26 @@ fn unpinned_spinners_spread_over_idle_cpus(
             std::time::Duration::from_secs(30),
         )?;
     }
-    let (code, list) = toolstack(&sock, &["domain", "vcpu-list"])?;
-    let mut cpus: Vec<&str> = list
-        .lines()
-        .filter(|l| l.starts_with('s'))
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .collect();
-    cpus.sort();
-    check(code == 0 && cpus == ["0", "1", "2", "3"], || {
-        format!("vcpu-list after unpinning: {code} {list}")
-    })
+    // The balancer keeps moving vCPUs at each tick (domain 0 wakes to
+    // answer the listing, on some CPU): the spread is looked for until it
+    // is seen, not sampled once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, list) = toolstack(&sock, &["domain", "vcpu-list"])?;
+        let mut cpus: Vec<&str> = list
+            .lines()
+            .filter(|l| l.starts_with('s'))
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .collect();
+        cpus.sort();
+        if code == 0 && cpus == ["0", "1", "2", "3"] {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("vcpu-list after unpinning: {code} {list}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// No stale TLB entry survives a move between CPUs: a domain maps one
