@@ -111,10 +111,10 @@ pub fn read_device_byte(b: &u8) -> u8 {
 /// The `Hal` of this domain.
 pub struct XenolithHal;
 
-// SAFETY: DMA pages come from the window the kernel mapped for this domain's
-// whole life, zeroed, each run handed out once until given back; BAR
-// addresses translate only within BARs the kernel mapped; only buffers in
-// the DMA window are shared, so the device never reaches other memory.
+// DMA pages come from the window the kernel mapped for this domain's whole
+// life, zeroed, each run handed out once until given back.
+// SAFETY: BAR addresses translate only within BARs the kernel mapped; only
+// buffers in the DMA window are shared, so the device reaches nothing else.
 unsafe impl Hal for XenolithHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let first = STATE

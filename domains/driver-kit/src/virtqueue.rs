@@ -186,10 +186,9 @@ impl VirtQueue {
     }
 
     fn read_u16(&self, off: usize) -> u16 {
-        // SAFETY: `off` is a constant layout offset below `BYTES`, inside the
-        // `DmaPage` `new` was given (mapped for life, used by nothing else),
-        // 2-aligned; the device may change it at any
-        // time, hence volatile.
+        // The device may change it at any time, hence volatile.
+        // SAFETY: `off` is a constant 2-aligned offset below `BYTES`, inside
+        // the `DmaPage` `new` was given (mapped for life, used by nothing else).
         unsafe { core::ptr::read_volatile((self.base + off) as *const u16) }
     }
 

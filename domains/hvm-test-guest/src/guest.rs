@@ -233,6 +233,26 @@ fn wrmsr(msr: u32, value: u64) -> Result<(), u64> {
     })
 }
 
+/// SVM instructions a guest may not use.
+enum Svm {
+    Vmrun,
+    Vmmcall,
+    Stgi,
+}
+
+/// Runs one of them: each must fault (#UD).
+fn svm_instruction(which: Svm) -> Result<(), u64> {
+    // Each is 3 bytes long; the fault handler skips it.
+    trying(3, || match which {
+        // SAFETY: in a guest it faults, and the handler resumes after it.
+        Svm::Vmrun => unsafe { asm!("vmrun rax", in("rax") 0u64) },
+        // SAFETY: as above.
+        Svm::Vmmcall => unsafe { asm!("vmmcall") },
+        // SAFETY: as above.
+        Svm::Stgi => unsafe { asm!("stgi") },
+    })
+}
+
 fn fault_name(r: Result<(), u64>) -> &'static str {
     match r {
         Ok(()) => "ok",
@@ -439,20 +459,15 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
         rdmsr(0x277).unwrap_or(0)
     );
     say!("hvm-test: in 0x80: {:#x}", in8(0x80));
-    // SAFETY: SVM's instructions in a guest: each must fault (#UD), and
-    // the handler skips it (3 bytes each).
     say!(
         "hvm-test: vmrun: {}",
-        fault_name(trying(3, || unsafe { asm!("vmrun rax", in("rax") 0u64) }))
+        fault_name(svm_instruction(Svm::Vmrun))
     );
     say!(
         "hvm-test: vmmcall: {}",
-        fault_name(trying(3, || unsafe { asm!("vmmcall") }))
+        fault_name(svm_instruction(Svm::Vmmcall))
     );
-    say!(
-        "hvm-test: stgi: {}",
-        fault_name(trying(3, || unsafe { asm!("stgi") }))
-    );
+    say!("hvm-test: stgi: {}", fault_name(svm_instruction(Svm::Stgi)));
     timer_checks();
     device_model_checks();
     let line = cmdline(cmdline_at);

@@ -156,11 +156,11 @@ pub fn enable(cpu: usize, hsave: Frame, host_vmcb: Frame, passed_through: &[u32]
             }
         }
     }
-    // SAFETY: SVM exists and is not disabled (probe). EFER.SVME only
-    // permits the SVM instructions; VM_HSAVE_PA names a frame the kernel
-    // gave this CPU for the purpose and never uses otherwise. CR4.OSFXSR
-    // lets FXSAVE/FXRSTOR move the XMM registers of guests (the kernel and
-    // the ring-3 domains are built without SSE).
+    // EFER.SVME only permits the SVM instructions; CR4.OSFXSR lets
+    // FXSAVE/FXRSTOR move guests' XMM registers (the kernel and the ring-3
+    // domains are built without SSE).
+    // SAFETY: SVM exists and is not disabled (`probe`); VM_HSAVE_PA names
+    // a frame the kernel gave this CPU for it alone.
     unsafe {
         Efer::update(|f| *f |= EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE);
         Msr::new(VM_HSAVE_PA).write(hsave.addr());
@@ -493,14 +493,11 @@ pub fn run<X>(cpu: usize, vmcb: &mut Vmcb, state: &mut StatePage<X>) {
     let GuestState { fpu, regs } = &mut state.get_mut().guest;
     let host_vmcb = HOST[cpu].host_vmcb.load(Ordering::Relaxed);
     assert!(host_vmcb != 0, "SVM is not on for CPU {cpu}");
-    // SAFETY: SVM is on for this CPU (its host VMCB is set); `vmcb` is a
-    // VMCB the kernel filled and the CPU may load (its intercepts include
-    // VMRUN, its ASID is not 0, its nested page table maps only the
-    // guest's memory); `regs` is valid for reads and writes; interrupts
-    // are off and the stub restores every callee-saved register and the
-    // host state (`VMLOAD` of `host_vmcb`) before it returns. FXRSTOR and
-    // FXSAVE take 16-byte aligned 512-byte areas (`FpuState`'s layout);
-    // CR4.OSFXSR was set by `enable`.
+    // `vmcb` is one the kernel filled (VMRUN intercepted, ASID not 0, a
+    // nested page table of the guest's memory only); the stub restores every
+    // callee-saved register and the host state (`VMLOAD` of `host_vmcb`).
+    // SAFETY: SVM is on for this CPU, interrupts are off, `regs` is valid;
+    // FXRSTOR/FXSAVE get 16-byte aligned 512-byte areas (CR4.OSFXSR is set).
     unsafe {
         core::arch::asm!("fxrstor64 [{}]", in(reg) fpu.0.as_ptr(), options(nostack, readonly));
         svm_vmrun(regs, vmcb.phys(), host_vmcb);

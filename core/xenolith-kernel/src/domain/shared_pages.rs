@@ -12,10 +12,9 @@ use core::sync::atomic::Ordering;
 use ipc_abi::shared::{EventPage, StartInfo, PORTS};
 
 fn event_page(frame: Frame) -> &'static EventPage {
-    // SAFETY: `frame` is RAM the physmap maps (a `Frame`), a domain's event
-    // page (owned by that domain and alive while the domain is in the
-    // table, which the callers hold locked); EventPage is atomics only, so
-    // concurrent writes by the domain are fine.
+    // The page is the domain's, alive while it is in the (locked) table;
+    // EventPage is atomics only, so the domain's concurrent writes are fine.
+    // SAFETY: `frame` is RAM the physmap maps (a `Frame`): a domain's event page.
     unsafe { &*(phys_to_virt(frame.addr()) as *const EventPage) }
 }
 

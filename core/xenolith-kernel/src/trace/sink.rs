@@ -125,10 +125,10 @@ mod logger {
         }
     }
 
-    // SAFETY: defmt asks that acquire/release bracket a frame and that
-    // frames not interleave. The kernel runs with interrupts off and one
-    // event at a time per CPU (events are not recorded from the logger),
-    // and each CPU has its own encoder and ring, so they never do.
+    // defmt asks that acquire/release bracket a frame and that frames not
+    // interleave. The kernel runs with interrupts off, one event at a time
+    // per CPU (none is recorded from the logger).
+    // SAFETY: each CPU has its own encoder and ring, so frames never interleave.
     unsafe impl defmt::Logger for TraceLogger {
         fn acquire() {
             with_cpu(|enc, w| enc.start_frame(w));
