@@ -108,9 +108,20 @@ fn linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record(
     expect_line(m, "(linux) shut down: Reboot")?;
     // on_reboot = restart (the default): a new instance boots.
     m.wait_for_nth("xenolith-linux: 6*7 is 42", 2, long)?;
-    let second = client.resolve("linux").map_err(err)?;
-    check(second != first, || {
+    let rebooted = client.resolve("linux").map_err(err)?;
+    check(rebooted != first, || {
         format!("still domain {first} after the reboot")
+    })?;
+    // `domain reboot` from the host: its device model resets it, and
+    // on_reboot boots it again.
+    drop(client);
+    let (code, out) = toolstack(&sock, &["domain", "reboot", "linux"])?;
+    check(code == 0, || format!("domain reboot linux: {code} {out}"))?;
+    m.wait_for_nth("xenolith-linux: 6*7 is 42", 3, long)?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let second = client.resolve("linux").map_err(err)?;
+    check(second != rebooted, || {
+        format!("still domain {rebooted} after domain reboot")
     })?;
     client
         .console_write(second, b"echo c > /proc/sysrq-trigger\n")
