@@ -148,17 +148,31 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
-/// Writes from the panic path: takes the console even if the panicking code held it.
+/// Writes from the panic path: waits a bounded time for whoever holds the
+/// console to finish its line (another CPU may be printing while this one
+/// faults), then takes it even if the holder never lets go.
 pub fn print_panic(args: fmt::Arguments<'_>) {
-    if CONSOLE.is_locked() {
-        // SAFETY: we are on the panic path with interrupts off and only one CPU
-        // running; whoever held the lock will never run again, so breaking it
-        // cannot race. A half-written line is the worst outcome.
-        unsafe { CONSOLE.force_unlock() };
-    }
+    // About a quarter of a second at today's clock rates: several lines at
+    // 115,200 baud, and no calibration needed (the panic may come before it).
+    const PATIENCE_TSC: u64 = 1 << 29;
+    let start = crate::arch::cpu::rdtsc();
+    let mut console = loop {
+        if let Some(console) = CONSOLE.try_lock() {
+            break console;
+        }
+        if crate::arch::cpu::rdtsc().wrapping_sub(start) > PATIENCE_TSC {
+            // The holder is this CPU (it panicked while printing) or a CPU
+            // that is wedged: its line will never end. Breaking the lock
+            // lets a half-written line meet ours, nothing worse: the
+            // serial port and the VGA screen take any byte at any time.
+            // SAFETY: see above; the guard is dropped below like any other.
+            unsafe { CONSOLE.force_unlock() };
+        }
+        core::hint::spin_loop();
+    };
     // The emergency path: the kernel's last words go to COM1 whoever owns it.
     DIRECT_COM1.store(true, Ordering::Relaxed);
-    print(args);
+    let _ = console.write_fmt(args);
 }
 
 /// Prints to the hypervisor console.

@@ -21,30 +21,43 @@ pub struct GrantedPages {
 impl GrantedPages {
     /// `count` zeroed pages, each granted to `peer`.
     pub fn new(count: usize, peer: DomainId) -> Result<GrantedPages> {
+        let mut granted = GrantedPages::ungranted(count);
+        granted.regrant(peer, false)?;
+        Ok(granted)
+    }
+
+    /// `count` zeroed pages granted to nobody yet ([`GrantedPages::regrant`]
+    /// grants them).
+    pub fn ungranted(count: usize) -> GrantedPages {
         let mut pages = Vec::with_capacity(count);
         pages.resize_with(count, || Page([0; 4096]));
-        let pages = pages.into_boxed_slice();
-        let mut grefs = Vec::with_capacity(count);
-        for p in pages.iter() {
-            grefs.push(crate::hypercall::grant_create(
-                peer,
-                p.0.as_ptr() as u64,
-                false,
-            )?);
+        GrantedPages {
+            pages: pages.into_boxed_slice(),
+            grefs: Vec::with_capacity(count),
         }
-        Ok(GrantedPages { pages, grefs })
     }
 
     /// Grants every page to `peer` instead (after the old peer died: its
     /// mappings are gone, so the old grants can end). `restored`: the old
     /// grants were another domain's (this is a restored copy), so they are
-    /// forgotten, not ended.
+    /// forgotten, not ended. On failure (`peer` died too) no page is
+    /// granted to anyone, and a later call may try the next peer.
     pub fn regrant(&mut self, peer: DomainId, restored: bool) -> Result<()> {
-        for (g, p) in self.grefs.iter_mut().zip(self.pages.iter()) {
+        for g in self.grefs.drain(..) {
             if !restored {
-                let _ = crate::hypercall::grant_end(*g);
+                let _ = crate::hypercall::grant_end(g);
             }
-            *g = crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false)?;
+        }
+        for p in self.pages.iter() {
+            match crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false) {
+                Ok(g) => self.grefs.push(g),
+                Err(e) => {
+                    for g in self.grefs.drain(..) {
+                        let _ = crate::hypercall::grant_end(g);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

@@ -52,6 +52,10 @@ pub struct DiskInfo {
 }
 
 /// A block ring connected to its backend, before any request: for tools
+/// A data page's grant reference while it is granted to nobody (its
+/// backend died before the grant).
+const NO_GRANT: u32 = u32::MAX;
+
 /// and tests that speak the protocol themselves ([`Disk`] is the usual way).
 pub struct RawRing {
     pub front: Front<'static, BlockRequest, BlockResponse>,
@@ -162,7 +166,14 @@ impl Disk {
                 Box::new([const { Page([0; PAGE]) }; MAX_SEGMENTS]);
             let mut grefs = [0u32; MAX_SEGMENTS];
             for (g, page) in grefs.iter_mut().zip(data.iter()) {
-                *g = hc::grant_create(backend, page.0.as_ptr() as u64, false)?;
+                *g = match hc::grant_create(backend, page.0.as_ptr() as u64, false) {
+                    Ok(g) => g,
+                    // The backend died after it accepted the ring: news of
+                    // its next instance is coming, and following it grants
+                    // every page again.
+                    Err(Error::DeadDomain) => NO_GRANT,
+                    Err(e) => return Err(e),
+                };
             }
             slots.push(Slot {
                 pages: data,
@@ -439,29 +450,39 @@ impl Disk {
         let (backend, grefs, port) = loop {
             let backend = news.peer;
             let foreign = core::mem::take(&mut forget);
-            for slot in self.slots.iter_mut() {
-                for (g, page) in slot.grefs.iter_mut().zip(slot.pages.iter()) {
-                    if !foreign {
-                        let _ = hc::grant_end(*g);
+            // `renamed` lists the pages in this loop's order. A page whose
+            // grant failed holds NO_GRANT, so that a later turn does not end
+            // a reference number handed out again in between.
+            let pages = self
+                .slots
+                .iter_mut()
+                .flat_map(|slot| slot.grefs.iter_mut().zip(slot.pages.iter()));
+            let granted = pages
+                .zip(renamed.iter_mut())
+                .try_for_each(|((g, page), r)| {
+                    let old = core::mem::replace(g, NO_GRANT);
+                    r.1 = NO_GRANT;
+                    if !foreign && old != NO_GRANT {
+                        let _ = hc::grant_end(old);
                     }
-                    let new = hc::grant_create(backend, page.0.as_ptr() as u64, false)
-                        .map_err(|_| DiskError::Ring)?;
-                    if let Some(r) = renamed.iter_mut().find(|(_, now)| *now == *g) {
-                        r.1 = new;
-                    }
-                    *g = new;
-                }
-            }
+                    *g = hc::grant_create(backend, page.0.as_ptr() as u64, false)?;
+                    r.1 = *g;
+                    Ok(())
+                });
             self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
-            match crate::ring::announce(
-                &[self.ring],
-                backend,
-                DeviceKind::Block,
-                self.device,
-                BLOCK_VERSION,
-            ) {
+            let announced = granted.and_then(|()| {
+                crate::ring::announce(
+                    &[self.ring],
+                    backend,
+                    DeviceKind::Block,
+                    self.device,
+                    BLOCK_VERSION,
+                )
+            });
+            match announced {
                 Ok((grefs, port)) => break (backend, grefs, port),
-                // That instance died too before it accepted: follow the next.
+                // That instance died too before it accepted (or before it
+                // was granted our pages): follow the next.
                 Err(Error::DeadDomain) => {
                     news = crate::control::wait_news(|m| restarted(m) || gone(m));
                     if gone(&news) {

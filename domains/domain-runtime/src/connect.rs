@@ -17,10 +17,18 @@ pub fn announce(
     version: u32,
 ) -> Result<(Grefs, u16)> {
     let mut grefs = Grefs::new();
-    for r in rings {
+    let granted = rings.iter().try_for_each(|r| {
         for g in r.grant_to(backend)? {
             grefs.push(g).map_err(|_| Error::InvalidArgument)?;
         }
+        Ok(())
+    });
+    if let Err(e) = granted {
+        // The backend died between two rings' grants: none stays behind.
+        for &g in grefs.iter() {
+            let _ = crate::hypercall::grant_end(g);
+        }
+        return Err(e);
     }
     announce_granted(grefs, backend, kind, index, version)
 }

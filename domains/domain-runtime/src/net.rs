@@ -100,16 +100,23 @@ impl NetFront {
         ];
         let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let rx_front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let mut tx_pages = GrantedPages::new(TX_PAGES, backend)?;
-        let mut rx_pages = GrantedPages::new(RX_PAGES, backend)?;
+        let mut tx_pages = GrantedPages::ungranted(TX_PAGES);
+        let mut rx_pages = GrantedPages::ungranted(RX_PAGES);
         let (grefs, port) = loop {
-            match crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION) {
-                // The backend died before it accepted: announce to its next instance.
+            let granted = tx_pages
+                .regrant(backend, false)
+                .and_then(|()| rx_pages.regrant(backend, false));
+            let announced = granted.and_then(|()| {
+                crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION)
+            });
+            match announced {
+                // The backend died before it accepted (or before we even
+                // granted it our pages: the one our command line names may
+                // have been restarted since we were created): announce to
+                // its next instance.
                 Err(Error::DeadDomain) => {
                     backend = crate::control::next_backend(DeviceKind::Net, vif)
                         .ok_or(Error::DeadDomain)?;
-                    tx_pages.regrant(backend, false)?;
-                    rx_pages.regrant(backend, false)?;
                 }
                 other => break other?,
             }
@@ -191,15 +198,22 @@ impl NetFront {
         let (backend, grefs, port) = loop {
             let backend = news.peer;
             let foreign = core::mem::take(&mut forget);
-            self.tx.pages.regrant(backend, foreign)?;
-            self.rx.pages.regrant(backend, foreign)?;
+            let granted = self
+                .tx
+                .pages
+                .regrant(backend, foreign)
+                .and_then(|()| self.rx.pages.regrant(backend, foreign));
             self.tx.front =
                 Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
             self.rx.front =
                 Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-            match crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION) {
+            let announced = granted.and_then(|()| {
+                crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION)
+            });
+            match announced {
                 Ok((grefs, port)) => break (backend, grefs, port),
-                // That instance died too before it accepted: follow the next.
+                // That instance died too before it accepted (or before it
+                // was granted our pages): follow the next.
                 Err(Error::DeadDomain) => {
                     news = crate::control::wait_news(|m| restarted(m) || gone(m));
                     if gone(&news) {

@@ -427,19 +427,45 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
         // (kind, index) of each device concerned.
         let mut told: heapless::Vec<(DeviceKind, u32), 65> = heapless::Vec::new();
         let next = (op == ControlOp::PeerRestarted).then_some(peer);
-        if s.console_backend == Some(old) || waits_for(DeviceKind::Console).is_some() {
-            s.console_backend = next;
+        // Its command line named `old` for devices it has not connected
+        // yet: it will find `old` dead when it tries, and wait for this news.
+        let named_old = |named: &mut Option<DomainId>| {
+            let was = *named == Some(old);
+            if was {
+                *named = next;
+            }
+            was
+        };
+        let named = [
+            named_old(&mut s.named.console),
+            named_old(&mut s.named.block),
+            named_old(&mut s.named.net),
+        ];
+        if s.console_backend == Some(old)
+            || waits_for(DeviceKind::Console).is_some()
+            || (named[0] && s.console_backend.is_none())
+        {
+            if s.console_backend.is_some() || waits_for(DeviceKind::Console).is_some() {
+                s.console_backend = next;
+            }
             let _ = told.push((DeviceKind::Console, 0));
         }
+        let all = |n: usize| 1u32.checked_shl(n as u32).map_or(u32::MAX, |b| b - 1);
         let multi = [
             (
                 &mut s.block_backend,
                 &mut s.block_devices,
                 DeviceKind::Block,
+                named[1].then(|| all(s.config.disks.len())),
             ),
-            (&mut s.net_backend, &mut s.net_devices, DeviceKind::Net),
+            (
+                &mut s.net_backend,
+                &mut s.net_devices,
+                DeviceKind::Net,
+                named[2].then(|| all(s.config.vifs.len())),
+            ),
         ];
-        for (backend, devices, kind) in multi {
+        for (backend, devices, kind, configured) in multi {
             let mut bits = if *backend == Some(old) { *devices } else { 0 };
             if let Some(a) = waits_for(kind) {
                 bits |= 1u32.checked_shl(a.index & 0xff).unwrap_or(0);
@@ -448,7 +474,8 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
                 *backend = next;
                 *devices = if next.is_some() { bits } else { 0 };
             }
-            for index in (0..32).filter(|i| bits & (1 << i) != 0) {
+            let unconnected = configured.unwrap_or(0) & !*devices & !bits;
+            for index in (0..32).filter(|i| (bits | unconnected) & (1 << i) != 0) {
                 let _ = told.push((kind, index));
             }
         }

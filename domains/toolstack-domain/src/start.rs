@@ -209,10 +209,12 @@ pub fn launch(
         add(launch::RESTART, &restart);
     }
     let live = |s: &&Started| !s.reported;
+    let mut named = crate::table::NamedBackends::default();
     // Every domain after console-dom gets a console ring to it.
     if c.role != Some(Role::Console) {
         if let Some(console) = crate::table::console_dom(started) {
             add(launch::CONSOLE, &console.0);
+            named.console = Some(console);
         }
     }
     // A domain with disks learns its block backend: the live domain serving
@@ -224,6 +226,7 @@ pub fn launch(
             .find(|s| s.config.vdisks.iter().any(|v| v.name == disk.target));
         if let Some(b) = backend {
             add(launch::BLOCK_BACKEND, &b.id.0);
+            named.block = Some(b.id);
         }
     }
     // A domain with interfaces learns its network backend: the live domain
@@ -235,6 +238,7 @@ pub fn launch(
             .find(|s| s.config.role == Some(Role::Net));
         if let Some(n) = backend {
             add(launch::NET_BACKEND, &n.id.0);
+            named.net = Some(n.id);
         }
     }
     // The network driver domain gets the hypervisor's `ifname=`.
@@ -252,7 +256,9 @@ pub fn launch(
         }
     };
     let _ = hc::domain_set_cmdline(id, &cmdline);
-    Some(run_started(id, image, config, control))
+    let mut s = run_started(id, image, config, control);
+    s.named = named;
+    Some(s)
 }
 
 /// Lets created domain `id` run (unless it is to start paused) and says so;
@@ -291,6 +297,7 @@ fn run_started(
         net_backend: None,
         block_devices: 0,
         net_devices: 0,
+        named: Default::default(),
         rings: heapless::Vec::new(),
         supervisor: Default::default(),
         restart_at: None,

@@ -91,6 +91,10 @@ pub struct Started {
     /// Which of its disks and interfaces are connected (bit N: device N).
     pub block_devices: u32,
     pub net_devices: u32,
+    /// The backends its command line named when it was launched, followed
+    /// through their restarts: a device it has not connected yet is told
+    /// of a restart too (it would find the named one dead).
+    pub named: NamedBackends,
     /// Its rings that a backend serves (for `toolstack ring list`).
     pub rings: heapless::Vec<RingRecord, 16>,
     /// Its crashes and restarts (kept across restarts).
@@ -169,4 +173,13 @@ pub fn power_off_requested() -> bool {
 /// The power-off failed: the request is dropped.
 pub fn forget_power_off() {
     POWER_OFF.store(false, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The backends a domain's command line named (`console=`, `blk=`, `net=`),
+/// as their current instances.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NamedBackends {
+    pub console: Option<DomainId>,
+    pub block: Option<DomainId>,
+    pub net: Option<DomainId>,
 }

@@ -8,6 +8,9 @@
 //! - `source=A.B.C.D:PORT bytes=N`: connects, sends N pseudo-random bytes,
 //!   closes, prints the count and CRC-32.
 //!
+//! `connect_after=MS` waits that long before connecting (for a backend to
+//! die in between: the interface is to follow its next instance).
+//!
 //! Raw frames (EtherType 0x88b5, for switch tests):
 //! - `listen`: broadcasts `ready` every 100 ms until it hears a `hello`,
 //!   printing every test frame it receives;
@@ -35,6 +38,10 @@ const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 const BROADCAST: Mac = [0xff; 6];
 
 fn run(_: &'static domain_runtime::StartInfo) {
+    if let Some(ms) = number("connect_after") {
+        println!("net-tool: connecting in {} ms", ms);
+        time::sleep_ns(ms * 1_000_000);
+    }
     if flag("listen") || flag("announce") {
         let mut net = match NetFront::connect(0) {
             Ok(n) => n,
