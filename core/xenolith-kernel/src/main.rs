@@ -17,7 +17,6 @@ mod cmdline;
 mod elf;
 mod frames;
 mod grant_table;
-mod hvm;
 mod layout;
 mod pci_rules;
 mod sched;
@@ -37,10 +36,12 @@ mod console;
 #[allow(unsafe_code)] // the per-CPU trace rings (`trace::sink`)
 #[macro_use]
 mod trace;
+// After `trace`: its exits are traced.
 #[cfg(target_os = "none")]
 mod dom0;
 #[cfg(target_os = "none")]
 mod domain;
+mod hvm;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]

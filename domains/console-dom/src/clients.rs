@@ -437,6 +437,8 @@ impl Client {
                     // Answered when input arrives (or refused if too many wait).
                     Some(Console::Read) => {
                         if self.reads.push_back(req.id).is_ok() {
+                            // Input typed while no `Read` waited is given now.
+                            self.answer_reads();
                             continue;
                         }
                         rsp.status = Status::Denied as u32;

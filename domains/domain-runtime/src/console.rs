@@ -408,9 +408,15 @@ pub fn try_read(buf: &mut [u8]) -> usize {
     }
     let Some(r) = guard.as_mut() else { return 0 };
     r.drain();
-    let n = take_input(r, buf);
+    let mut n = take_input(r, buf);
     if n == 0 {
         r.ask_for_input();
+        // Armed for the answer's notification (the caller is about to
+        // wait for it), then looked at once more: it may have come already.
+        if r.front.final_check().unwrap_or(false) {
+            r.drain();
+            n = take_input(r, buf);
+        }
     }
     n
 }

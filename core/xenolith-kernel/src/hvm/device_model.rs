@@ -75,6 +75,13 @@ fn send(k: &mut Kernel, vcpu: usize, dm: usize, page: Frame, w: Waiting) {
     // The fields before the state, as the device model reads them after it.
     core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
     write_frame(page, at_offset, &POSTED.to_le_bytes());
+    trace_event!(
+        "vcpu {=usize} port {=u16:#x} {=str} to device model dom{=u32}",
+        vcpu,
+        w.port,
+        if w.input { "in" } else { "out" },
+        k.id_of(dm)
+    );
     crate::domain::events::raise_virq(k, dm, Virq::DeviceModel);
 }
 

@@ -46,6 +46,28 @@ pub enum Exit {
     Unexpected(u64),
 }
 
+impl Exit {
+    /// A short name, for the trace.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exit::HostInterrupt => "host-interrupt",
+            Exit::InterruptWindow => "interrupt-window",
+            Exit::Cpuid => "cpuid",
+            Exit::Hlt => "hlt",
+            Exit::Io { input: true, .. } => "io-in",
+            Exit::Io { input: false, .. } => "io-out",
+            Exit::Msr { write: true } => "msr-write",
+            Exit::Msr { write: false } => "msr-read",
+            Exit::Shutdown => "shutdown",
+            Exit::NestedPageFault { .. } => "nested-page-fault",
+            Exit::Refused => "refused-instruction",
+            Exit::CacheFlush => "cache-flush",
+            Exit::InvalidState => "invalid-state",
+            Exit::Unexpected(_) => "unexpected",
+        }
+    }
+}
+
 /// SVM exit codes (AMD APM vol. 2, appendix C).
 pub mod code {
     pub const INTR: u64 = 0x60;

@@ -47,6 +47,13 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
         s.vmcb.read64(off::EXIT_INFO1),
         s.vmcb.read64(off::EXIT_INFO2),
     );
+    trace_event!(
+        "dom{=u32} vcpu {=usize} exit {=str} rip {=u64:#x}",
+        k.id_of(at.dom),
+        at.vcpu,
+        e.name(),
+        s.vmcb.read64(off::RIP)
+    );
     // An event the exit interrupted on its way in is delivered again.
     let pending = s.vmcb.read64(off::EXIT_INT_INFO);
     s.vmcb.write64(

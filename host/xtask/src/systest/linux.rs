@@ -180,10 +180,167 @@ fn two_linux_guests_run_at_once_one_with_two_vcpus(
     Ok(())
 }
 
+/// As a user manages it: `domain create -c linux.cfg` in a terminal shows
+/// Linux booting to its shell, typing reaches it, Ctrl-] leaves; then
+/// pause (its CPU time stops while it spins), unpause (it goes on),
+/// `vcpu-list` and `pin` on its two vCPUs, `top`, `host trace` (its exits),
+/// and `destroy`, after which every frame is free again.
+fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    use std::time::Duration;
+    let tar = linux_bundle(c, &[])?;
+    let (m, sock) = c
+        .machine()
+        .cmdline("tbuf_size=64")
+        .guests(&[CONSOLE_DOM])
+        .bundle(tar)
+        .qemu(|q| q.memory("1G").smp(2))
+        .boot_managed(slot)?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    let err = |e: toolstack::Error| e.to_string();
+    let free_before = {
+        let mut client = toolstack::Client::connect(&sock).map_err(err)?;
+        client.host_info().map_err(err)?.free_kib
+    };
+    let dir = c.path("linux-user");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("linux.cfg"),
+        "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
+         cmdline = \"console=ttyS0 quiet\"\nmemory = 256\nvcpus = 2\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let cli = build::target_dir().join("debug/toolstack");
+    let line = format!(
+        "{} --connect {} domain create -c linux.cfg",
+        cli.display(),
+        sock.display()
+    );
+    let mut t = crate::pty::Terminal::run(&line, &dir)?;
+    let attached = (|| {
+        t.wait_for("xenolith-linux: 6*7 is 42", Duration::from_secs(240))?;
+        t.wait_for("Enter 'help'", BOOT)?;
+        t.type_keys(b"echo typed $((6*7)) $(nproc)\r")?;
+        t.wait_for("typed 42 2", BOOT)?;
+        t.type_keys(b"echo second $((1+1))\r")?;
+        t.wait_for("second 2", BOOT)?;
+        t.type_keys(&[0x1d])?;
+        let code = t.wait_exit(Duration::from_secs(30))?;
+        check(code == 0, || format!("create -c exited with {code}"))?;
+        check(t.cooked()?, || "the terminal was left raw".into())
+    })();
+    attached.map_err(|e| format!("{e}; the terminal showed:\n{}", t.shown()))?;
+    drop(t);
+    // Both vCPUs spin, so its CPU time grows while it runs.
+    let ticks = |sock: &std::path::Path| -> Result<u64, String> {
+        let mut client = toolstack::Client::connect(sock).map_err(err)?;
+        let id = client.resolve("linux").map_err(err)?;
+        Ok(client.info(id).map_err(err)?.cpu_ticks)
+    };
+    {
+        let mut client = toolstack::Client::connect(&sock).map_err(err)?;
+        let id = client.resolve("linux").map_err(err)?;
+        client
+            .console_write(id, b"yes>/dev/null&yes>/dev/null&\n")
+            .map_err(err)?;
+        client
+            .console_write(id, b"echo spinning $((2*3))\n")
+            .map_err(err)?;
+    }
+    expect_line(m, "[2] spinning 6")?;
+    let (code, out) = toolstack(&sock, &["domain", "pause", "linux"])?;
+    check(code == 0, || format!("domain pause: {code} {out}"))?;
+    let paused = ticks(&sock)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let still = ticks(&sock)?;
+    check(still == paused, || {
+        format!("paused, its CPU time went from {paused} to {still} ticks")
+    })?;
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "linux"])?;
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .filter(|l| l.starts_with("linux "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    check(
+        code == 0 && rows.len() == 2 && rows.iter().all(|r| r.get(4) == Some(&"paused")),
+        || format!("vcpu-list while paused: {code} {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "unpause", "linux"])?;
+    check(code == 0, || format!("domain unpause: {code} {out}"))?;
+    {
+        let mut client = toolstack::Client::connect(&sock).map_err(err)?;
+        let id = client.resolve("linux").map_err(err)?;
+        client
+            .console_write(id, b"echo goes on after $((3*5))\n")
+            .map_err(err)?;
+    }
+    expect_line(m, "[2] goes on after 15")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let later = ticks(&sock)?;
+    let (_, vcpus) = toolstack(&sock, &["domain", "vcpu-list"])?;
+    check(later >= still + 100, || {
+        format!("running two spinning vCPUs for 2 s, its CPU time went from {still} to {later} ticks: {vcpus}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "pin", "linux", "1", "0"])?;
+    check(code == 0, || format!("domain pin: {code} {out}"))?;
+    let (code, list) = toolstack(&sock, &["domain", "vcpu-list", "linux"])?;
+    let pinned = list
+        .lines()
+        .filter(|l| l.starts_with("linux "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.get(2) == Some(&"1"));
+    check(
+        code == 0
+            && pinned
+                .as_ref()
+                .is_some_and(|r| r.get(3) == Some(&"0") && r.last() == Some(&"0")),
+        || format!("vcpu-list after pinning vCPU 1 to CPU 0: {code} {list}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["top", "-b", "-i", "1", "-d", "1"])?;
+    check(
+        code == 0 && out.lines().any(|l| l.contains(" linux ")),
+        || format!("top: {code} {out}"),
+    )?;
+    let kernel = c.kernel.to_string_lossy().into_owned();
+    let (code, trace) = toolstack(&sock, &["host", "trace", "--kernel", &kernel])?;
+    check(
+        code == 0 && trace.contains("(linux) vcpu ") && trace.contains(" exit "),
+        || {
+            let tail: Vec<&str> = trace.lines().rev().take(20).collect();
+            format!(
+                "host trace shows no exit of linux: {code} {}",
+                tail.join("\n")
+            )
+        },
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "destroy", "linux"])?;
+    check(code == 0, || format!("domain destroy: {code} {out}"))?;
+    let mut client = toolstack::Client::connect(&sock).map_err(err)?;
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let list = client.list().map_err(err)?;
+        if !list.iter().any(|d| d.name.starts_with("linux")) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("left after destroy: {list:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let free_after = client.host_info().map_err(err)?.free_kib;
+    check(free_after == free_before, || {
+        format!("free memory {free_before} KiB before Linux, {free_after} KiB after")
+    })
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
         linux_boots_to_a_shell_whose_console_works_both_ways,
         linux_reboots_per_on_reboot_and_a_panic_is_a_crash_with_its_record,
         two_linux_guests_run_at_once_one_with_two_vcpus,
+        linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain,
     ]
 }
