@@ -29,6 +29,12 @@ pub const PAGES_PER_READ: usize = 3;
 /// Whether a domain may be saved or restored: not one holding hardware,
 /// serving other domains or tied to another by an event channel.
 pub fn check_config(c: &DomainConfig) -> Result<(), String> {
+    if c.kind == domain_config::Kind::Hvm {
+        return Err(
+            "type = \"hvm\": an HVM guest cannot be saved or restored yet (its device model's state is not saved with it)"
+                .into(),
+        );
+    }
     let held = [
         (!c.ioports.is_empty(), "ioports"),
         (!c.irqs.is_empty(), "irqs"),

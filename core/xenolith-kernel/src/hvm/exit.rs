@@ -48,6 +48,7 @@ pub enum Exit {
 
 impl Exit {
     /// A short name, for the trace.
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))]
     pub fn name(&self) -> &'static str {
         match self {
             Exit::HostInterrupt => "host-interrupt",

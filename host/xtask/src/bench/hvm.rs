@@ -27,6 +27,33 @@ fn measure(m: &Machine) -> Result<(Duration, u64), String> {
     Ok((boot, ms))
 }
 
+/// Where a boot's time went: when each stage's line came (QEMU start = 0).
+const STAGES: [(&str, &str); 6] = [
+    ("GRUB done, the hypervisor starts", "Xenolith 0.1.0"),
+    ("hypervisor ready", "xenolith: ready"),
+    (
+        "domain 0 created the guest (memory, images)",
+        "toolstack: started linux as domain",
+    ),
+    ("its device model serves it", "device-model: serving domain"),
+    (
+        "Linux's first line (ACPI)",
+        "ACPI: No IOAPIC entries present",
+    ),
+    ("Linux runs /init", "xenolith-linux: /init running"),
+];
+
+/// The stages `m` printed, with when.
+fn stages(m: &Machine) -> Vec<(&'static str, Duration)> {
+    STAGES
+        .iter()
+        .filter_map(|&(what, marker)| {
+            let (at, _) = m.wait_for_nth(marker, 1, Duration::ZERO).ok()?;
+            Some((what, at))
+        })
+        .collect()
+}
+
 fn bundle(
     dir: &Path,
     domains: &Path,
@@ -69,17 +96,22 @@ pub fn run(runs: usize) -> Result<(), String> {
     ];
     let image = iso::build(&kernel, "", &modules, &dir.join("linux.iso"))?;
     let (mut xen_boot, mut xen_job, mut qemu_boot, mut qemu_job) = (vec![], vec![], vec![], vec![]);
+    let (mut xen_stages, mut qemu_stages) = (vec![], vec![]);
     for _ in 0..runs {
-        let (b, j) = measure(&Config::new(&image).memory("1G").spawn()?)?;
+        let m = Config::new(&image).memory("1G").spawn()?;
+        let (b, j) = measure(&m)?;
         xen_boot.push(b);
         xen_job.push(j);
+        xen_stages = stages(&m);
         let direct =
             Config::new(&image)
                 .memory("1G")
                 .direct_linux(&linux.kernel, &linux.initrd, APPEND);
-        let (b, j) = measure(&direct.spawn()?)?;
+        let m = direct.spawn()?;
+        let (b, j) = measure(&m)?;
         qemu_boot.push(b);
         qemu_job.push(j);
+        qemu_stages = stages(&m);
     }
     // Exit path lengths: the test guest's `end=bench` loops.
     let cfg = "name = \"exits\"\ntype = \"hvm\"\nkernel = \"hvm-test-guest\"\nmemory = 16\ncmdline = \"end=bench\"\n";
@@ -131,6 +163,17 @@ pub fn run(runs: usize) -> Result<(), String> {
         "| sha256 of 64 MiB inside Linux | {xj} ms | {qj} ms | {:.2} (direct / Xenolith) |",
         qj as f64 / xj.max(1) as f64
     );
+    println!();
+    println!("| stage of the last run (ms since QEMU started) | Xenolith HVM | QEMU direct |");
+    println!("|---|---|---|");
+    for (what, _) in STAGES {
+        let at = |s: &[(&str, Duration)]| {
+            s.iter()
+                .find(|(w, _)| *w == what)
+                .map_or("-".to_string(), |(_, d)| format!("{:.0}", ms(*d)))
+        };
+        println!("| {what} | {} | {} |", at(&xen_stages), at(&qemu_stages));
+    }
     println!();
     println!("| exit (instructions under -icount, whole machine, mean of 1,000) | value |");
     println!("|---|---|");

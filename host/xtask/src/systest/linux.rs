@@ -193,7 +193,9 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
     let tar = linux_bundle(c, &[])?;
     let (m, sock) = c
         .machine()
-        .cmdline("tbuf_size=64")
+        // Small buffers: what `host trace` reads must cross COM2 in time
+        // on a loaded host (an HVM guest's exits fill them fast).
+        .cmdline("tbuf_size=4")
         .guests(&[CONSOLE_DOM])
         .bundle(tar)
         .qemu(|q| q.memory("1G").smp(2))
@@ -298,6 +300,14 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
                 .as_ref()
                 .is_some_and(|r| r.get(3) == Some(&"0") && r.last() == Some(&"0")),
         || format!("vcpu-list after pinning vCPU 1 to CPU 0: {code} {list}"),
+    )?;
+    // Saving it is refused, saying why; it runs on.
+    let file = c.path("linux.save");
+    let file = file.to_string_lossy();
+    let (code, out) = toolstack(&sock, &["domain", "save", "linux", &file])?;
+    check(
+        code != 0 && out.contains("an HVM guest cannot be saved"),
+        || format!("domain save of an HVM guest: {code} {out}"),
     )?;
     let (code, out) = toolstack(&sock, &["top", "-b", "-i", "1", "-d", "1"])?;
     check(
