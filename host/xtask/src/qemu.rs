@@ -208,8 +208,16 @@ impl Config {
                 cmd.arg("-append").arg(append);
             }
             None => {
-                cmd.arg("-cdrom").arg(&self.iso);
-                cmd.args(["-boot", "d"]);
+                // The ISO as a CD on an AHCI controller (slot 0x10, clear of
+                // the disk's and NIC's): SeaBIOS reads it by DMA, and GRUB
+                // loads a bundle with Linux in it in half the time the
+                // IDE CD's port I/O takes under TCG (performance.md).
+                let iso = self.iso.to_string_lossy().replace(',', ",,");
+                cmd.args(["-device", "ahci,id=ahci,addr=0x10", "-drive"])
+                    .arg(format!(
+                        "file={iso},if=none,id=cd0,format=raw,media=cdrom,readonly=on"
+                    ))
+                    .args(["-device", "ide-cd,drive=cd0,bus=ahci.0,bootindex=0"]);
             }
         }
         cmd.args(["-m", &self.memory, "-smp", &self.smp]);
