@@ -183,8 +183,9 @@ fn two_linux_guests_run_at_once_one_with_two_vcpus(
 /// As a user manages it: `domain create -c linux.cfg` in a terminal shows
 /// Linux booting to its shell, typing reaches it, Ctrl-] leaves; then
 /// pause (its CPU time stops while it spins), unpause (it goes on),
-/// `vcpu-list` and `pin` on its two vCPUs, `top`, `host trace` (its exits),
-/// and `destroy`, after which every frame is free again.
+/// `vcpu-list` and `pin` on its two vCPUs, a refused `save`, `top`, `host
+/// trace` (its exits), `crash` (kept, with its record) and `destroy`, after
+/// which every frame is free again.
 fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -211,7 +212,7 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
     std::fs::write(
         dir.join("linux.cfg"),
         "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
-         cmdline = \"console=ttyS0 quiet\"\nmemory = 256\nvcpus = 2\n",
+         cmdline = \"console=ttyS0 quiet\"\nmemory = 256\nvcpus = 2\non_crash = \"preserve\"\n",
     )
     .map_err(|e| e.to_string())?;
     let cli = build::target_dir().join("debug/toolstack");
@@ -325,6 +326,18 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
                 tail.join("\n")
             )
         },
+    )?;
+    // `domain crash`: a crash with the control domain's reason, kept as
+    // on_crash says, its record in `domain info`.
+    let (code, out) = toolstack(&sock, &["domain", "crash", "linux"])?;
+    check(code == 0, || format!("domain crash: {code} {out}"))?;
+    expect_line(m, "(linux) crashed: \"crashed by the control domain\"")?;
+    let (code, info) = toolstack(&sock, &["domain", "info", "linux"])?;
+    check(
+        code == 0
+            && info.contains("state:   crashed")
+            && info.contains("crashed by the control domain"),
+        || format!("domain info after the crash: {code} {info}"),
     )?;
     let (code, out) = toolstack(&sock, &["domain", "destroy", "linux"])?;
     check(code == 0, || format!("domain destroy: {code} {out}"))?;

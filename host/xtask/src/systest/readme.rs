@@ -148,6 +148,43 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         t.wait_for_after(header, &format!(" {name} "), ANSWER)?;
     }
 
+    // Ctrl-A three times, again and again, as the README says (each typed
+    // twice: QEMU's own Ctrl-A passes one on for two): kv takes `put` and
+    // `get`, Linux's shell runs `uname -a`.
+    let id_of = |who: &str| ids.iter().find(|(w, _)| *w == who).map(|&(_, id)| id);
+    let (kv, linux) = (id_of("kv"), id_of("linux"));
+    let mut answered = Vec::new();
+    for _ in 0..16 {
+        let from = t.len();
+        t.type_keys(b"\x01\x01\x01\x01\x01\x01")?;
+        let at = t.wait_for_after(from, "input now goes to domain ", ANSWER)?;
+        let focus: Option<u32> = t.shown()[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok();
+        if focus.is_some() && focus == kv {
+            let from = t.len();
+            t.type_keys(b"put colour blue\r")?;
+            t.wait_for_after(from, "kv: put colour", ANSWER)?;
+            t.type_keys(b"get colour\r")?;
+            t.wait_for_after(from, "kv: colour = blue", ANSWER)?;
+            answered.push("kv");
+        }
+        if focus.is_some() && focus == linux {
+            let from = t.len();
+            t.type_keys(b"uname -a\r")?;
+            let id = linux.unwrap_or(0);
+            t.wait_for_after(from, &format!("[{id}] Linux "), ANSWER)?;
+            answered.push("linux");
+            break;
+        }
+    }
+    check(answered == ["kv", "linux"], || {
+        format!("Ctrl-A three times reached and was answered by {answered:?}")
+    })?;
+
     // The host command as printed, then as the README shows it (hello has
     // said its greeting and powered off by now).
     for command in [manage.as_str(), "cargo run -p toolstack -- domain list"] {
