@@ -9,14 +9,16 @@
 //! whose vectors it presents with `HvmInterrupt`), the ACPI PM1a blocks
 //! (soft off: `HvmShutdown` power-off; the power button, which domain 0's
 //! shutdown request presses), the reset register and keyboard
-//! controller reset (reboot), the pvpanic port (a crash), and the rest of a
-//! PC's legacy ports as an empty bus (inputs all ones, outputs dropped).
+//! controller reset (reboot), the pvpanic port (a crash), PCI
+//! configuration mechanism #1 with a host bridge (`pci.rs`), and the rest
+//! of a PC's legacy ports as an empty bus (inputs all ones, outputs dropped).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod pci;
 mod pic;
 mod uart;
 
@@ -40,6 +42,7 @@ struct Machine {
     uart: uart::Uart,
     uart_irq: bool,
     pic: pic::Pic,
+    pci: pci::Pci,
     line: alloc::vec::Vec<u8>,
     /// ACPI PM1 status and enable registers, and the SCI's level.
     pm1_sts: u16,
@@ -73,6 +76,12 @@ impl Machine {
                     }
                     0
                 }
+            }
+            p if (pc::PCI_CONFIG_ADDRESS..pc::PCI_CONFIG_ADDRESS + pc::PCI_CONFIG_PORTS)
+                .contains(&p) =>
+            {
+                self.pci
+                    .access(p - pc::PCI_CONFIG_ADDRESS, size, input, data)
             }
             0x20 | 0x21 | 0xa0 | 0xa1 => {
                 let (chip, data_port) = ((port >> 7) as usize & 1, port & 1 == 1);
@@ -227,6 +236,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
         uart: uart::Uart::new(),
         uart_irq: false,
         pic: pic::Pic::new(),
+        pci: pci::Pci::default(),
         line: alloc::vec::Vec::new(),
         pm1_sts: 0,
         pm1_en: 0,

@@ -16,7 +16,7 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::{aml, Aml};
 use alloc::vec::Vec;
-use domain_runtime::ipc_abi::hvm;
+use domain_runtime::ipc_abi::{hvm, pc};
 
 const OEM: [u8; 6] = *b"XENOLI";
 const OEM_TABLE: [u8; 8] = *b"XENOLITH";
@@ -74,6 +74,27 @@ pub fn tables(base: u64, vcpus: u32) -> Vec<u8> {
     let hid = aml::Name::new("_HID".into(), &hid);
     let crs = aml::Name::new("_CRS".into(), &crs);
     aml::Device::new("_SB_.PEVT".into(), alloc::vec![&hid, &crs]).to_aml_bytes(&mut dsdt);
+    // The PCI root bridge: bus 0 behind configuration mechanism #1 (its
+    // device model serves the ports); the I/O space around them is the
+    // bus's to give out.
+    let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A03"));
+    let uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let buses = aml::AddressSpace::<u16>::new_bus_number(0, 0);
+    let config = aml::IO::new(
+        pc::PCI_CONFIG_ADDRESS,
+        pc::PCI_CONFIG_ADDRESS,
+        1,
+        pc::PCI_CONFIG_PORTS as u8,
+    );
+    let below = aml::AddressSpace::<u16>::new_io(0, pc::PCI_CONFIG_ADDRESS - 1, None);
+    let above = aml::AddressSpace::<u16>::new_io(
+        pc::PCI_CONFIG_ADDRESS + pc::PCI_CONFIG_PORTS,
+        0xffff,
+        None,
+    );
+    let crs = aml::ResourceTemplate::new(alloc::vec![&buses, &config, &below, &above]);
+    let crs = aml::Name::new("_CRS".into(), &crs);
+    aml::Device::new("_SB_.PCI0".into(), alloc::vec![&hid, &uid, &crs]).to_aml_bytes(&mut dsdt);
     dsdt.update_checksum();
     put(DSDT_AT, dsdt.as_slice());
 
@@ -185,5 +206,13 @@ mod tests {
             dsdt.windows(8).any(|w| w == b"QEMU0001"),
             "the pvpanic device"
         );
+        // The PCI root bridge: PCI0 named, EISA id PNP0A03 as a DWord, and
+        // the configuration ports in its resources (an IO descriptor:
+        // 0x47, decode16, 0xcf8 twice, alignment 1, length 8).
+        assert!(dsdt.windows(4).any(|w| w == b"PCI0"));
+        assert!(dsdt.windows(5).any(|w| w == [0x0c, 0x41, 0xd0, 0x0a, 0x03]));
+        assert!(dsdt
+            .windows(8)
+            .any(|w| w == [0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08]));
     }
 }

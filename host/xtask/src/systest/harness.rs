@@ -279,6 +279,26 @@ pub(super) fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), Str
     Ok((out.status.code().unwrap_or(-1), text))
 }
 
+/// Waits until no domain `domain list` shows has a name `gone` accepts (a
+/// destroyed one and what served it are removed); then the free memory.
+pub(super) fn free_kib_once_gone(
+    client: &mut toolstack::Client,
+    gone: impl Fn(&str) -> bool,
+) -> Result<u64, String> {
+    let err = |e: toolstack::Error| e.to_string();
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let list = client.list().map_err(err)?;
+        if !list.iter().any(|d| gone(&d.name)) {
+            return Ok(client.host_info().map_err(err)?.free_kib);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("still there after destroy: {list:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `Test::new(stringify!(f), f)` for each test function of a topic file:
 /// a test's name is its function's.
 macro_rules! tests {

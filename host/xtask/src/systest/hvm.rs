@@ -155,18 +155,7 @@ fn twenty_hvm_guests_created_and_destroyed_give_back_every_frame(
         client.destroy(id).map_err(err)?;
     }
     // Each guest's device model stops once its guest is gone, and goes.
-    let deadline = std::time::Instant::now() + BOOT;
-    loop {
-        let list = client.list().map_err(err)?;
-        if !list.iter().any(|d| d.name.contains("-dm")) {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("device models left behind: {list:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let free_after = client.host_info().map_err(err)?.free_kib;
+    let free_after = free_kib_once_gone(&mut client, |name| name.contains("-dm"))?;
     check(free_after == free_before, || {
         format!("free memory {free_before} KiB before 20 HVM guests, {free_after} KiB after")
     })

@@ -158,12 +158,20 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         let from = t.len();
         t.type_keys(b"\x01\x01\x01\x01\x01\x01")?;
         let at = t.wait_for_after(from, "input now goes to domain ", ANSWER)?;
-        let focus: Option<u32> = t.shown()[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .ok();
+        // The number may not have come yet: its line's end is waited for.
+        let deadline = std::time::Instant::now() + ANSWER;
+        let rest = loop {
+            let shown = t.shown();
+            let rest = shown.get(at..).unwrap_or("");
+            if let Some(end) = rest.find(['\r', '\n']) {
+                break rest[..end].to_string();
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the focus line never ended: {rest:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let focus: Option<u32> = rest.trim().parse().ok();
         if focus.is_some() && focus == kv {
             let from = t.len();
             t.type_keys(b"put colour blue\r")?;
