@@ -599,3 +599,23 @@ pub fn hvm_shutdown(guest: DomainId, reason: ShutdownReason) -> Result<u64> {
         reason: reason as u64,
     })
 }
+
+/// Grants the page of `guest`'s memory at guest-physical `gpa` to
+/// `grantee` (the caller is `guest`'s device model); the grant reference.
+pub fn hvm_grant(guest: DomainId, gpa: u64, grantee: DomainId, readonly: bool) -> Result<u32> {
+    call(args::HvmGrant {
+        guest,
+        gpa,
+        grantee,
+        readonly,
+    })
+    .map(|g| g as u32)
+}
+
+/// Ends a grant made with [`hvm_grant`].
+pub fn hvm_grant_end(guest: DomainId, gref: u32) -> Result<u64> {
+    call(args::HvmGrantEnd {
+        guest,
+        gref: u64::from(gref),
+    })
+}

@@ -305,6 +305,16 @@ hypercalls! {
     /// report a panic (a [`crate::domain::ShutdownReason`]): it stops so,
     /// and the control domain applies its policy.
     HvmShutdown = 68 { guest: DomainId, reason: u64 }
+    /// `(guest, gpa, grantee, readonly)`: the caller, `guest`'s device
+    /// model, grants the page of `guest`'s memory at guest-physical `gpa`
+    /// to `grantee` as if `guest` had granted it (the grant is in `guest`'s
+    /// table; its frame outlives the guest while a window maps it); the
+    /// grant reference. How a device model reaches its guest's queues and
+    /// buffers (itself the grantee), or hands them to a driver domain.
+    HvmGrant = 69 { guest: DomainId, gpa: u64, grantee: DomainId, readonly: bool }
+    /// `(guest, gref)`: the device model ends a grant it made for `guest`
+    /// (`GrantInUse` while a window maps it).
+    HvmGrantEnd = 70 { guest: DomainId, gref: u64 }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! HVM hypercalls: naming a guest's device model, and the device model
-//! serving it (its request page, its answers, its interrupts).
+//! serving it (its request page, its answers, its interrupts, grants of
+//! its guest's memory).
 
 use super::rights::require_control;
-use crate::domain::Kernel;
+use crate::domain::{grants, Kernel};
 use crate::hvm::device_model;
 use ipc_abi::hypercall::{args, Error};
 
@@ -34,4 +35,21 @@ pub fn interrupt(k: &mut Kernel, caller: usize, a: args::HvmInterrupt) -> Result
 pub fn shutdown(k: &mut Kernel, caller: usize, a: args::HvmShutdown) -> Result<u64, Error> {
     let guest = k.lookup(a.guest)?;
     device_model::shutdown(k, caller, guest, a.reason).map(|()| 0)
+}
+
+pub fn grant(k: &mut Kernel, caller: usize, a: args::HvmGrant) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::check_served(k, caller, guest)?;
+    // Its RAM only: not the kernel-shared pages above it.
+    let ram = k.domain(guest).map_or(0, |d| d.memory_kib * 1024);
+    if a.gpa >= ram {
+        return Err(Error::BadAddress);
+    }
+    grants::create(k, guest, a.grantee, a.gpa, a.readonly).map(u64::from)
+}
+
+pub fn grant_end(k: &mut Kernel, caller: usize, a: args::HvmGrantEnd) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::check_served(k, caller, guest)?;
+    grants::end(k, guest, a.gref).map(|_| 0)
 }

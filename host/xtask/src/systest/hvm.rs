@@ -203,11 +203,55 @@ fn a_hostile_hvm_guest_writing_every_msr_and_port_harms_only_itself(
     )
 }
 
+/// `HvmGrant`: a device model (the `dm-probe` test domain in the real
+/// one's place) grants a page of its guest to itself and reads through its
+/// window what domain 0 wrote there (the guest's command line); the grant
+/// cannot end while mapped; what it must not do is refused with the
+/// documented error; the guest runs on (its port I/O answered).
+fn a_device_model_reads_its_guests_memory_through_a_grant_and_nothing_else(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = build::domain(&c.domains, "hvm-test-guest");
+    let probe = build::domain(&c.domains, "dm-probe");
+    let config = "name = \"probed\"\ntype = \"hvm\"\nkernel = \"hvm-test-guest\"\n\
+                  memory = 16\ncmdline = \"end=halt by=probe\"\non_crash = \"preserve\"\n";
+    let tar = bundle_of(
+        c,
+        &[("auto/00-probed.cfg".to_string(), config.to_string())],
+        &[
+            ("hvm-test-guest", image.as_path()),
+            ("device-model", probe.as_path()),
+        ],
+    )?;
+    let m = boot(&c.machine().guests(&[]).bundle(tar).config()?, slot)?;
+    for line in [
+        "dm-probe: grant before serving: Err(PermissionDenied)",
+        "dm-probe: the guest's page at 0x7000 reads \"end=halt by=probe\"",
+        "dm-probe: end while mapped: Err(GrantInUse)",
+        "dm-probe: end: Ok(0)",
+        "dm-probe: end again: Err(BadGrant)",
+        "dm-probe: grant outside its memory: Err(BadAddress)",
+        "dm-probe: grant of the kernel-shared pages: Err(BadAddress)",
+        "dm-probe: grant not page-aligned: Err(BadAddress)",
+        "dm-probe: grant to the guest itself: Err(InvalidArgument)",
+        "dm-probe: grant to nobody: Err(NoSuchDomain)",
+        "dm-probe: grant of another domain's page: Err(PermissionDenied)",
+        "dm-probe: done",
+        // Its port I/O answered as an empty bus (no 8259s behind it).
+        "[1] hvm-test: pic mask reads 0xff",
+    ] {
+        expect_line(m, line)?;
+    }
+    Ok(())
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
         a_hostile_hvm_guest_writing_every_msr_and_port_harms_only_itself,
         twenty_hvm_guests_created_and_destroyed_give_back_every_frame,
         an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt,
         an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone,
+        a_device_model_reads_its_guests_memory_through_a_grant_and_nothing_else,
     ]
 }
