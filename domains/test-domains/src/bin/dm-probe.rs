@@ -3,7 +3,8 @@
 //! `device-model`), it grants pages of its guest's memory to itself and
 //! reads them through its window, and tries what it must not be let do,
 //! one result a line; then it answers the guest's port I/O as an empty bus
-//! so the guest runs to its end.
+//! so the guest runs on, keeping one page mapped, which must outlive the
+//! guest until it unmaps it.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -81,11 +82,24 @@ fn run(start: &'static domain_runtime::StartInfo) {
         "dm-probe: grant of another domain's page: {:?}",
         hc::hvm_grant(me, 0, me, true)
     );
+    // One page stays mapped: it must outlive its guest until unmapped.
+    let kept = hc::hvm_grant(guest, ELF_CMDLINE_GPA, me, true)
+        .and_then(|gref| Mapping::map(guest, gref, 1));
     println!("dm-probe: done");
     loop {
         events::take(port);
         if page.guest_gone.load(Ordering::Acquire) != 0 {
-            return println!("dm-probe: the guest is gone");
+            println!("dm-probe: the guest is gone");
+            if let Ok(m) = kept {
+                let mut text = [0u8; 8];
+                m.read_bytes(0, &mut text);
+                println!(
+                    "dm-probe: its page still reads {:?}; unmapped: {:?}",
+                    core::str::from_utf8(&text).unwrap_or("(not UTF-8)"),
+                    m.unmap()
+                );
+            }
+            return;
         }
         for (vcpu, slot) in page.slots.iter().enumerate() {
             if slot.state.load(Ordering::Acquire) == POSTED {
