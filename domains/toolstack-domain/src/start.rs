@@ -393,6 +393,12 @@ pub fn start_device_model(
     c: &DomainConfig,
     started: &mut crate::table::Domains,
 ) -> Result<(), alloc::string::String> {
+    // Room for it and for its guest, added after it.
+    if !crate::table::make_room_for(started, 2) {
+        return Err(alloc::format!(
+            "already tracking {MAX} domains; no room for it and its device model"
+        ));
+    }
     let image = crate::bundle::find()
         .and_then(|b| crate::bundle::image(b, crate::hvm::DEVICE_MODEL_IMAGE))
         .ok_or("no device-model image in the boot bundle")?;

@@ -30,20 +30,24 @@ pub type Config = Rc<DomainConfig>;
 /// oldest domain that is gone (destroyed; its end was reported). Until then
 /// a gone domain stays known, so its console history can still be found.
 pub fn make_room(started: &mut Domains) -> bool {
-    if started.len() < MAX {
-        return true;
-    }
-    let gone = started
-        .iter()
-        .position(|s| s.reported && hc::domain_info(s.id).is_err());
-    if let Some(i) = gone {
+    make_room_for(started, 1)
+}
+
+/// Makes room for `count` more domains (an HVM guest comes with its device
+/// model), forgetting the oldest gone domains as needed.
+pub fn make_room_for(started: &mut Domains, count: usize) -> bool {
+    while started.len() + count > MAX {
+        let gone = started
+            .iter()
+            .position(|s| s.reported && hc::domain_info(s.id).is_err());
+        let Some(i) = gone else { return false };
         let s = started.remove(i);
         if let Some(link) = s.control {
             // Its grant can end only once unmapped; if not, the page stays shared.
             let _ = link.release();
         }
     }
-    started.len() < MAX
+    true
 }
 
 /// A domain's image: a boot module or bundle file, or an uploaded one, which
