@@ -36,11 +36,11 @@ mod console;
 #[allow(unsafe_code)] // the per-CPU trace rings (`trace::sink`)
 #[macro_use]
 mod trace;
-// After `trace`: its exits are traced.
 #[cfg(target_os = "none")]
 mod dom0;
 #[cfg(target_os = "none")]
 mod domain;
+// After `trace`: its exits are traced.
 mod hvm;
 #[cfg(target_os = "none")]
 mod hypercall;

@@ -51,11 +51,11 @@ pub struct DiskInfo {
     pub features: Features,
 }
 
-/// A block ring connected to its backend, before any request: for tools
 /// A data page's grant reference while it is granted to nobody (its
 /// backend died before the grant).
 const NO_GRANT: u32 = u32::MAX;
 
+/// A block ring connected to its backend, before any request: for tools
 /// and tests that speak the protocol themselves ([`Disk`] is the usual way).
 pub struct RawRing {
     pub front: Front<'static, BlockRequest, BlockResponse>,

@@ -1,7 +1,8 @@
 //! The static checks and host unit tests of `cargo xtask test`.
 //!
 //! Owns: `cargo fmt --check`, `cargo clippy` with warnings denied (host,
-//! bare-metal, and the kernel built without tracing), and `cargo test`, with the pass/fail counts of the latter.
+//! bare-metal, and the kernel built without tracing), and `cargo test`,
+//! with the pass/fail counts of the latter.
 
 use crate::build::root;
 use std::process::Command;

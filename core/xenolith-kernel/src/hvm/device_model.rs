@@ -138,12 +138,12 @@ pub fn serve(k: &mut Kernel, caller: usize, guest: usize, va: u64) -> Result<(),
     Ok(())
 }
 
-/// The guest `caller` serves, checked.
 /// `PermissionDenied` unless `caller` serves `guest` (for `HvmGrant`).
 pub fn check_served(k: &Kernel, caller: usize, guest: usize) -> Result<(), Error> {
     served(k, caller, guest).map(drop)
 }
 
+/// The guest `caller` serves, checked.
 fn served(k: &Kernel, caller: usize, guest: usize) -> Result<Frame, Error> {
     let g = k.domain(guest).ok_or(Error::NoSuchDomain)?;
     match g.device_model.serving {
