@@ -36,6 +36,9 @@ pub const VIF: &str = "vif";
 pub const HEARTBEAT: &str = "heartbeat";
 /// The HVM guest a device-model domain serves (its id).
 pub const HVM_GUEST: &str = "hvm_guest";
+/// One of the guest's disks a device model presents (its device index,
+/// xvda = 0), a word each, in the order of the guest's `disk` list.
+pub const HVM_DISK: &str = "hvm_disk";
 
 /// A virtual disk: `NAME=START+SECTORS`, or `NAME=all` for the whole device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,3 +18,15 @@ pub const UART_PORTS: u16 = 8;
 pub const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
 pub const PCI_CONFIG_DATA: u16 = 0xcfc;
 pub const PCI_CONFIG_PORTS: u16 = 8;
+
+/// The ISA lines an HVM guest's PCI devices interrupt on (INTA of bus 0
+/// device N uses `PCI_INTX_IRQS[(N - 1) % 4]`): the device model raises
+/// them, and domain 0's ACPI tables (`_PRT`) tell Linux so.
+pub const PCI_INTX_IRQS: [u8; 4] = [10, 11, 5, 7];
+/// PCI devices on an HVM guest's bus 0 after the host bridge (00:01.0 on).
+pub const PCI_DEVICES: u8 = 8;
+
+/// The line INTA of bus 0 device `device` (1 on) interrupts on.
+pub fn pci_intx_irq(device: u8) -> u8 {
+    PCI_INTX_IRQS[usize::from(device.saturating_sub(1)) % PCI_INTX_IRQS.len()]
+}

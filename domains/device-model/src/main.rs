@@ -10,17 +10,23 @@
 //! (soft off: `HvmShutdown` power-off; the power button, which domain 0's
 //! shutdown request presses), the reset register and keyboard
 //! controller reset (reboot), the pvpanic port (a crash), PCI
-//! configuration mechanism #1 with a host bridge (`pci.rs`), and the rest
-//! of a PC's legacy ports as an empty bus (inputs all ones, outputs dropped).
+//! configuration mechanism #1 with a host bridge (`pci.rs`) and a virtio
+//! function for each of the guest's disks (`virtio_blk.rs`, served by
+//! drvdom-blk) behind it, and the rest of a PC's legacy ports as an empty
+//! bus (inputs all ones, outputs dropped).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod guest_memory;
 mod pci;
 mod pic;
 mod uart;
+mod virtio_blk;
+mod virtio_pci;
+mod virtqueue;
 
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
@@ -48,7 +54,19 @@ struct Machine {
     pm1_sts: u16,
     pm1_en: u16,
     sci: bool,
+    /// The guest's memory, for the virtio devices' queues and buffers.
+    mem: guest_memory::GuestMemory,
+    /// The disks, function N of the bus being `blks[N]`, and which
+    /// functions the guest kicked since they were last served.
+    blks: alloc::vec::Vec<virtio_blk::VirtioBlk>,
+    kicked: alloc::vec::Vec<bool>,
 }
+
+/// Where the virtio functions' I/O BARs start (one 256-byte BAR each),
+/// inside the I/O window the root bridge's `_CRS` gives out.
+const VIRTIO_IO_BASE: u16 = 0xc000;
+/// The edge/level control registers of the two 8259s.
+const ELCR: u16 = 0x4d0;
 
 /// PM1 status/enable: the power button.
 const PWRBTN: u16 = 1 << 8;
@@ -82,6 +100,23 @@ impl Machine {
             {
                 self.pci
                     .access(p - pc::PCI_CONFIG_ADDRESS, size, input, data)
+            }
+            p if self
+                .pci
+                .functions
+                .iter()
+                .any(|f| f.ports().is_some_and(|r| r.contains(&p))) =>
+            {
+                self.virtio(p, size, input, data)
+            }
+            ELCR | 0x4d1 => {
+                let chip = usize::from(port - ELCR);
+                if input {
+                    u32::from(self.pic.elcr(chip))
+                } else {
+                    self.pic.set_elcr(chip, data as u8);
+                    0
+                }
             }
             0x20 | 0x21 | 0xa0 | 0xa1 => {
                 let (chip, data_port) = ((port >> 7) as usize & 1, port & 1 == 1);
@@ -124,12 +159,60 @@ impl Machine {
             _ => FLOATING,
         };
         self.update_irq();
+        self.update_pci_lines();
         let mask = match size {
             1 => 0xff,
             2 => 0xffff,
             _ => u32::MAX,
         };
         value & mask
+    }
+
+    /// An access to a virtio function's BAR.
+    fn virtio(&mut self, port: u16, size: u32, input: bool, data: u32) -> u32 {
+        let Some((i, base)) = self.pci.functions.iter().enumerate().find_map(|(i, f)| {
+            f.ports()
+                .filter(|r| r.contains(&port))
+                .map(|r| (i, r.start))
+        }) else {
+            return FLOATING;
+        };
+        let (value, event) = self.pci.functions[i].io(port - base, size, input, data);
+        match event {
+            virtio_pci::Event::Notify(_) | virtio_pci::Event::Ready => self.kicked[i] = true,
+            virtio_pci::Event::Reset | virtio_pci::Event::None => {}
+        }
+        value
+    }
+
+    /// Serves the queues of every function the guest kicked.
+    fn serve_devices(&mut self) {
+        for i in 0..self.blks.len() {
+            if !core::mem::take(&mut self.kicked[i]) {
+                continue;
+            }
+            let f = &mut self.pci.functions[i];
+            match self.blks[i].serve(f, &mut self.mem) {
+                Ok(true) => f.interrupt(),
+                Ok(false) => {}
+                Err(e) => {
+                    say(format_args!(
+                        "device-model: the guest broke disk {}'s queue ({:?}); it needs a reset",
+                        i, e
+                    ));
+                    f.needs_reset();
+                }
+            }
+        }
+        self.update_pci_lines();
+    }
+
+    /// Each PCI interrupt line is high while a function on it asks.
+    fn update_pci_lines(&mut self) {
+        for irq in pc::PCI_INTX_IRQS {
+            let high = self.pci.functions.iter().any(|f| f.irq == irq && f.line());
+            self.pic.set_line(irq, high);
+        }
     }
 
     /// PM1 status (bytes 0-1, write 1 to clear) and enable (bytes 2-3).
@@ -207,7 +290,7 @@ impl Machine {
     }
 }
 
-fn run(_: &'static domain_runtime::StartInfo) {
+fn run(start: &'static domain_runtime::StartInfo) {
     let Some(guest) = domain_runtime::command_line()
         .split_whitespace()
         .find_map(|w| w.strip_prefix(launch::HVM_GUEST)?.strip_prefix('='))
@@ -241,7 +324,28 @@ fn run(_: &'static domain_runtime::StartInfo) {
         pm1_sts: 0,
         pm1_en: 0,
         sci: false,
+        mem: guest_memory::GuestMemory::new(guest, DomainId(start.domain_id)),
+        blks: alloc::vec::Vec::new(),
+        kicked: alloc::vec::Vec::new(),
     };
+    // The guest's disks, PCI devices 1, 2, ... in the order of its list.
+    let disks = launch::values(domain_runtime::command_line(), launch::HVM_DISK)
+        .filter_map(|v| v.parse::<u32>().ok());
+    for device in disks.take(usize::from(pc::PCI_DEVICES)) {
+        let slot = m.pci.functions.len() as u8 + 1;
+        let io_base = VIRTIO_IO_BASE + u16::from(slot - 1) * virtio_pci::BAR_SIZE;
+        match virtio_blk::VirtioBlk::connect(device, io_base, pc::pci_intx_irq(slot)) {
+            Ok((blk, function)) => {
+                m.blks.push(blk);
+                m.pci.functions.push(function);
+                m.kicked.push(false);
+            }
+            Err(e) => say(format_args!(
+                "device-model: disk {} cannot be connected: {:?}",
+                device, e
+            )),
+        }
+    }
     domain_runtime::suspend::on_shutdown_request(asked);
     let mut input = [0u8; 256];
     loop {
@@ -288,6 +392,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
             m.uart.receive(&input[..typed]);
             m.update_irq();
         }
+        m.serve_devices();
         m.interrupts();
         let busy = typed > 0
             || page

@@ -1,9 +1,9 @@
 //! The guest's PCI bus as configuration mechanism #1 shows it (the address
 //! register at 0xcf8, the data window at 0xcfc): bus 0 with a host bridge
 //! at 00:00.0, which is what Linux looks for before it trusts the
-//! mechanism, and nothing else yet (the virtio devices come here). An
-//! absent function reads all ones; writes to read-only registers are
-//! dropped.
+//! mechanism, and the virtio functions (`virtio_pci.rs`) at 00:01.0 on, one
+//! device each. An absent function reads all ones; writes to read-only
+//! registers are dropped.
 //!
 //! Pure: host-tested.
 
@@ -21,6 +21,8 @@ pub struct Pci {
     /// The host bridge's command register (memory and I/O enables; it
     /// decodes nothing of its own, but a driver reads back what it set).
     bridge_command: u16,
+    /// The virtio functions: device N + 1 on bus 0.
+    pub functions: alloc::vec::Vec<crate::virtio_pci::VirtioPci>,
 }
 
 impl Pci {
@@ -66,7 +68,10 @@ impl Pci {
         let dword = match function {
             // Bus 0, device 0, function 0.
             0 => self.bridge_dword(at & !3),
-            _ => u32::MAX,
+            f => match self.device(f) {
+                Some(d) => self.functions[d].config_dword(at & !3),
+                None => u32::MAX,
+            },
         };
         let shifted = dword >> ((at & 3) * 8);
         match size {
@@ -84,6 +89,19 @@ impl Pci {
             // Memory space, I/O space, bus master.
             self.bridge_command = data as u16 & 0x7;
         }
+        if let Some(d) = self.device(function) {
+            self.functions[d].config_write(at, size, data);
+        }
+    }
+
+    /// Which virtio function bus/device/function number `f` selects.
+    fn device(&self, f: u32) -> Option<usize> {
+        let (bus, device, function) = (f >> 8, (f >> 3) & 0x1f, f & 7);
+        if bus != 0 || function != 0 || device == 0 {
+            return None;
+        }
+        let d = device as usize - 1;
+        (d < self.functions.len()).then_some(d)
     }
 
     fn bridge_dword(&self, at: u32) -> u32 {

@@ -6,7 +6,10 @@
 //! Owns: which line the guest should be interrupted for next. The vector
 //! is presented at once (the kernel injects it when the guest can take
 //! it), so the line goes in service then. Edge-triggered, as ISA lines
-//! are. Pure: host-tested.
+//! are, except lines the edge/level control registers (ELCR, 0x4d0 and
+//! 0x4d1) make level-triggered, as Linux makes the PCI devices' lines:
+//! their request follows the line, and a line still high at end of
+//! interrupt is requested again. Pure: host-tested.
 
 #[derive(Clone, Copy, Default)]
 struct Chip {
@@ -18,6 +21,9 @@ struct Chip {
     init_step: u8,
     expects_icw4: bool,
     read_isr: bool,
+    /// Level-triggered lines (the ELCR), and which of them are high now.
+    elcr: u8,
+    high: u8,
 }
 
 impl Chip {
@@ -27,6 +33,8 @@ impl Chip {
             *self = Chip {
                 init_step: 2,
                 expects_icw4: value & 1 != 0,
+                elcr: self.elcr,
+                high: self.high,
                 ..Chip::default()
             };
         } else if value & 0x18 == 0x08 {
@@ -43,6 +51,8 @@ impl Chip {
             };
             if let Some(l) = line {
                 self.isr &= !(1 << l);
+                // A level-triggered line still high asks again.
+                self.irr |= self.elcr & self.high & 1 << l;
             }
         }
     }
@@ -105,6 +115,36 @@ impl Pic {
         self.chips[(irq as usize >> 3) & 1].irr |= 1 << (irq & 7);
     }
 
+    /// The level of a device's line (`irq` 0–15): a rising edge requests
+    /// it; on a level-triggered line the request also ends when the line
+    /// falls.
+    pub fn set_line(&mut self, irq: u8, high: bool) {
+        let c = &mut self.chips[(irq as usize >> 3) & 1];
+        let bit = 1 << (irq & 7);
+        if high && c.high & bit == 0 {
+            c.irr |= bit;
+        }
+        if !high && c.elcr & bit != 0 {
+            c.irr &= !bit;
+        }
+        if high {
+            c.high |= bit;
+        } else {
+            c.high &= !bit;
+        }
+    }
+
+    /// The edge/level control register of `chip` (0x4d0, 0x4d1).
+    pub fn elcr(&self, chip: usize) -> u8 {
+        self.chips[chip & 1].elcr
+    }
+
+    pub fn set_elcr(&mut self, chip: usize, value: u8) {
+        // Lines 0, 1, 2 of the master and 8, 13 of the slave are always edge.
+        let fixed = if chip & 1 == 0 { 0x07 } else { 0x21 };
+        self.chips[chip & 1].elcr = value & !fixed;
+    }
+
     /// The vector to present to the guest now, if any: the line goes in
     /// service (and the cascade line too, for the slave's).
     pub fn take(&mut self) -> Option<u8> {
@@ -164,6 +204,28 @@ mod tests {
         p.write(0, false, 0x20);
         assert_eq!(p.take(), Some(0x34));
         assert_eq!(p.read(0, true), 0xeb);
+    }
+
+    #[test]
+    fn a_level_line_is_requested_while_high_and_again_after_eoi_if_still_high() {
+        let mut p = as_linux_sets_it_up();
+        p.set_elcr(1, 1 << 2); // line 10, as Linux's elcr_set_level_irq
+        assert_eq!(p.elcr(1), 1 << 2);
+        p.write(1, true, 0xfb);
+        // Linux's handle_level_irq: mask and EOI before the handler runs.
+        p.set_line(10, true);
+        assert_eq!(p.take(), Some(0x3a));
+        p.write(1, true, 0xff);
+        p.write(1, false, 0x20);
+        p.write(0, false, 0x20);
+        // Still high at EOI: requested again (masked for now) ...
+        assert_eq!(p.read(1, false), 1 << 2);
+        // ... until the handler reads the device's status and it falls.
+        p.set_line(10, false);
+        p.write(1, true, 0xfb);
+        assert_eq!(p.take(), None, "no spurious interrupt once low");
+        p.set_line(10, true);
+        assert_eq!(p.take(), Some(0x3a));
     }
 
     #[test]

@@ -279,6 +279,35 @@ impl Disk {
         )
     }
 
+    /// Reads `len` bytes (whole sectors) from `sector` on, handing them to
+    /// `drain(offset, bytes)` straight from the pages the backend filled
+    /// (for a caller that scatters them: a device model, one copy).
+    pub fn read_with(
+        &mut self,
+        sector: u64,
+        len: usize,
+        drain: impl FnMut(usize, &[u8]),
+    ) -> core::result::Result<(), DiskError> {
+        self.check(sector, len)?;
+        self.transfer(BlockOp::Read, sector, len, |_, _| {}, drain)
+    }
+
+    /// Writes `len` bytes (whole sectors) from `sector` on, which
+    /// `fill(offset, page)` writes straight into the pages the backend
+    /// takes them from; returns once the device completed them.
+    pub fn write_with(
+        &mut self,
+        sector: u64,
+        len: usize,
+        fill: impl FnMut(usize, &mut [u8]),
+    ) -> core::result::Result<(), DiskError> {
+        self.check(sector, len)?;
+        if self.info.features.contains(Features::READ_ONLY) {
+            return Err(DiskError::Unsupported);
+        }
+        self.transfer(BlockOp::Write, sector, len, fill, |_, _| {})
+    }
+
     /// Makes every write answered so far durable.
     pub fn flush(&mut self) -> core::result::Result<(), DiskError> {
         if !self.info.features.contains(Features::FLUSH) {

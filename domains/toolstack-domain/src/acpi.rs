@@ -94,7 +94,27 @@ pub fn tables(base: u64, vcpus: u32) -> Vec<u8> {
     );
     let crs = aml::ResourceTemplate::new(alloc::vec![&buses, &config, &below, &above]);
     let crs = aml::Name::new("_CRS".into(), &crs);
-    aml::Device::new("_SB_.PCI0".into(), alloc::vec![&hid, &uid, &crs]).to_aml_bytes(&mut dsdt);
+    // Interrupt routing: INTA of each device to the ISA line its device
+    // model raises (`pc::pci_intx_irq`), no link device (the 8259s'
+    // lines are the GSIs).
+    let routes: Vec<[u32; 4]> = (1..=pc::PCI_DEVICES)
+        .map(|d| {
+            [
+                u32::from(d) << 16 | 0xffff,
+                0,
+                0,
+                u32::from(pc::pci_intx_irq(d)),
+            ]
+        })
+        .collect();
+    let routes: Vec<aml::Package> = routes
+        .iter()
+        .map(|r| aml::Package::new(r.iter().map(|v| v as &dyn Aml).collect()))
+        .collect();
+    let prt = aml::Package::new(routes.iter().map(|p| p as &dyn Aml).collect());
+    let prt = aml::Name::new("_PRT".into(), &prt);
+    aml::Device::new("_SB_.PCI0".into(), alloc::vec![&hid, &uid, &crs, &prt])
+        .to_aml_bytes(&mut dsdt);
     dsdt.update_checksum();
     put(DSDT_AT, dsdt.as_slice());
 

@@ -190,3 +190,6 @@ fn create_linux(kernel: &[u8], c: &DomainConfig) -> Result<DomainId, String> {
 
 /// The boot bundle's image of the device-model domain.
 pub const DEVICE_MODEL_IMAGE: &str = "device-model";
+/// A device model's memory: its devices' queues, the pages its disks'
+/// and interfaces' rings move data through, and its heap.
+pub const DEVICE_MODEL_KIB: u64 = 4096;

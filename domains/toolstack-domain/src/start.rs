@@ -403,15 +403,24 @@ pub fn start_device_model(
         .and_then(|b| crate::bundle::image(b, crate::hvm::DEVICE_MODEL_IMAGE))
         .ok_or("no device-model image in the boot bundle")?;
     let short = &c.name[..c.name.len().min(20)];
-    let line = alloc::format!(
-        "{short}-dm{} memory=2M on_poweroff=destroy on_reboot=destroy on_crash=destroy {}={}",
+    let mut line = alloc::format!(
+        "{short}-dm{} memory={}K on_poweroff=destroy on_reboot=destroy on_crash=destroy {}={}",
         guest.0,
+        crate::hvm::DEVICE_MODEL_KIB,
         launch::HVM_GUEST,
         guest.0
     );
-    let dm_config = domain_config::module_line::parse("device model", &line)
+    // The guest's disks are its device model's to present: it is their
+    // frontend, and the broker checks them against the guest's list.
+    for d in &c.disks {
+        if let Some(i) = domain_config::config::vdev_index(&d.vdev) {
+            line.push_str(&alloc::format!(" {}={}", launch::HVM_DISK, i));
+        }
+    }
+    let mut dm_config = domain_config::module_line::parse("device model", &line)
         .map_err(|_| alloc::string::String::from("cannot describe its device model"))?
         .config;
+    dm_config.disks = c.disks.clone();
     let dm = create_loaded(image, &dm_config).ok_or("cannot create its device model")?;
     if let Err(e) = hc::hvm_set_device_model(guest, dm) {
         let _ = hc::domain_destroy(dm);

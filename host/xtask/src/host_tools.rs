@@ -1,13 +1,14 @@
 //! The host programs the build and the tests need, and installing them.
 //!
 //! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso`,
-//! `mformat`, and `curl` and `nc` (the network tests use them as a user
-//! would); installing the Debian packages that provide them when running as
+//! `mformat`, `curl` and `nc` (the network tests use them as a user
+//! would), and `mke2fs` (the Linux guest's initramfs carries it);
+//! installing the Debian packages that provide them when running as
 //! root with apt, or one clear message naming them otherwise.
 
 use std::process::Command;
 
-const TOOLS: [&str; 7] = [
+const TOOLS: [&str; 8] = [
     "qemu-system-x86_64",
     "grub-mkrescue",
     "xorriso",
@@ -15,8 +16,9 @@ const TOOLS: [&str; 7] = [
     "curl",
     "nc",
     "c++",
+    "mke2fs",
 ];
-const PACKAGES: [&str; 8] = [
+const PACKAGES: [&str; 9] = [
     "g++",
     "qemu-system-x86",
     "grub-pc-bin",
@@ -25,12 +27,21 @@ const PACKAGES: [&str; 8] = [
     "mtools",
     "curl",
     "netcat-openbsd",
+    "e2fsprogs",
 ];
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    find(tool).is_some()
+}
+
+/// Where `tool` is: on `PATH`, or in the system directories a user's
+/// `PATH` may leave out (`mke2fs` is in `/usr/sbin`).
+pub fn find(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 fn missing() -> Vec<&'static str> {

@@ -197,8 +197,11 @@ pub fn guest() -> Result<Guest, String> {
         .and_then(|f| f.strip_prefix("vmlinuz-"))
         .unwrap_or("")
         .to_string();
-    // Named by what goes in, so a changed `/init` or module list builds anew.
-    let recipe = crc32fast::hash(format!("{INIT}{MODULES:?}").as_bytes());
+    // Named by what goes in, so a changed `/init`, module list or host
+    // program builds anew.
+    let programs = host_programs()?;
+    let names: Vec<&str> = programs.iter().map(|(n, _)| n.as_str()).collect();
+    let recipe = crc32fast::hash(format!("{INIT}{MODULES:?}{names:?}").as_bytes());
     let initrd = d.join(format!("initramfs-{release}-{recipe:08x}.cpio"));
     if !initrd.exists() {
         let bb_deb = match debs(&deb_dir).into_iter().find(|p| {
@@ -212,7 +215,7 @@ pub fn guest() -> Result<Guest, String> {
         let bb = d.join("busybox");
         unpack(&bb_deb, &bb)?;
         let modules = k.join("lib/modules").join(&release);
-        let cpio = initramfs(&bb.join("bin/busybox"), &modules)?;
+        let cpio = initramfs(&bb.join("bin/busybox"), &modules, programs)?;
         // Whole or not at all: another xtask may read it.
         let part = initrd.with_extension(format!("part{}", std::process::id()));
         fs::write(&part, cpio).map_err(|e| e.to_string())?;
@@ -225,8 +228,35 @@ pub fn guest() -> Result<Guest, String> {
     })
 }
 
-/// The initramfs: directories, busybox, the modules, `/init`, `/dev/console`.
-fn initramfs(busybox: &Path, modules: &Path) -> Result<Vec<u8>, String> {
+/// The host's `mke2fs` (busybox's makes only ext2), as `sbin/mkfs.ext4`,
+/// with the shared libraries `ldd` says it loads, at their paths:
+/// (path in the initramfs, bytes).
+fn host_programs() -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mke2fs = crate::host_tools::find("mke2fs").ok_or("mke2fs is missing (e2fsprogs)")?;
+    let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut out = vec![("sbin/mkfs.ext4".to_string(), read(&mke2fs)?)];
+    let ldd = run(Command::new("ldd").arg(&mke2fs))?;
+    for line in ldd.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", or the
+        // loader alone: "/lib64/ld-linux-x86-64.so.2 (0x...)".
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            out.push((p.trim_start_matches('/').to_string(), read(Path::new(p))?));
+        }
+    }
+    Ok(out)
+}
+
+/// The initramfs: directories, busybox, the modules, the host programs,
+/// `/init`, `/dev/console`.
+fn initramfs(
+    busybox: &Path,
+    modules: &Path,
+    programs: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<u8>, String> {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let dir = |name: &str| (cpio::NewcBuilder::new(name).mode(0o040755), Vec::new());
     let file = |name: &str, mode: u32, bytes: Vec<u8>| {
@@ -240,6 +270,10 @@ fn initramfs(busybox: &Path, modules: &Path) -> Result<Vec<u8>, String> {
         dir("tmp"),
         dir("lib"),
         dir("lib/modules"),
+        dir("lib64"),
+        dir("lib/x86_64-linux-gnu"),
+        dir("sbin"),
+        dir("mnt"),
         (
             cpio::NewcBuilder::new("dev/console")
                 .mode(0o020600)
@@ -250,6 +284,9 @@ fn initramfs(busybox: &Path, modules: &Path) -> Result<Vec<u8>, String> {
         file("bin/busybox", 0o755, read(busybox)?),
         file("init", 0o755, INIT.as_bytes().to_vec()),
     ];
+    for (path, bytes) in programs {
+        entries.push(file(&path, 0o755, bytes));
+    }
     for (i, m) in MODULES.iter().enumerate() {
         let name = Path::new(m)
             .file_name()

@@ -215,6 +215,7 @@ pub mod off {
     pub const TR: usize = 0x490;
     pub const CPL: usize = 0x4CB;
     pub const EFER: usize = 0x4D0;
+    pub const CR2: usize = 0x640;
     pub const CR4: usize = 0x548;
     pub const CR3: usize = 0x550;
     pub const CR0: usize = 0x558;

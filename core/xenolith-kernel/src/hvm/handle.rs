@@ -151,7 +151,10 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
         }
         Exit::Refused => inject(s, UD),
         Exit::CacheFlush => skip(s, e),
-        Exit::Shutdown => crash(k, at, s, 0, "triple fault"),
+        Exit::Shutdown => {
+            triple_fault_state(s);
+            crash(k, at, s, 0, "triple fault")
+        }
         Exit::NestedPageFault { gpa, .. } => crash(
             k,
             at,
@@ -289,6 +292,39 @@ fn debug_byte(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, byte: u8) {
 }
 
 /// Ends the guest with a crash record: `what` happened at its RIP, about `address`.
+/// What the guest's CPU looked like at a triple fault, on the kernel log
+/// (its control registers, descriptor tables, stack, and the event it was
+/// taking when the exit came): for finding what the guest tripped on.
+fn triple_fault_state(s: &HvmVcpu) {
+    let v = |o| s.vmcb.read64(o);
+    kprintln!(
+        "hvm: triple fault: cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x} rflags {:#x} rsp {:#x}",
+        v(off::CR0),
+        v(off::CR2),
+        v(off::CR3),
+        v(off::CR4),
+        v(off::EFER),
+        v(off::RFLAGS),
+        v(off::RSP),
+    );
+    kprintln!(
+        "hvm: triple fault: idtr {:#x}+{:#x} gdtr {:#x}+{:#x} cs {:#x} cpl {}",
+        v(off::IDTR + 8),
+        s.vmcb.read32(off::IDTR + 4),
+        v(off::GDTR + 8),
+        s.vmcb.read32(off::GDTR + 4),
+        s.vmcb.read32(off::CS) & 0xffff,
+        (s.vmcb.read32(off::CPL & !3) >> ((off::CPL & 3) * 8)) & 0xff,
+    );
+    kprintln!(
+        "hvm: triple fault: int_state {:#x} exit_int_info {:#x} event_inj {:#x} int_ctl {:#x}",
+        v(off::INT_STATE),
+        v(off::EXIT_INT_INFO),
+        v(off::EVENT_INJ),
+        s.vmcb.read32(off::INT_CTL),
+    );
+}
+
 fn crash(k: &mut Kernel, at: VcpuRef, s: &HvmVcpu, address: u64, what: &str) {
     let mut c = CrashRecord::EMPTY;
     c.vector = u64::MAX;

@@ -13,7 +13,8 @@ use crate::domain::{Kernel, VcpuRef};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Per CPU: the VMCB it last ran, so that switching to another guest's
-/// vCPU flushes the guest TLB entries of the one ASID all guests share.
+/// vCPU flushes the guest TLB entries of the one ASID all guests share
+/// (as does a vCPU's moving between CPUs).
 static LAST_VMCB: [AtomicU64; crate::domain::MAX_CPUS] =
     [const { AtomicU64::new(0) }; crate::domain::MAX_CPUS];
 
@@ -42,7 +43,12 @@ pub fn prepare(k: &mut Kernel, at: VcpuRef, state: &mut HvmVcpu) {
 pub fn run(state: &mut HvmVcpu) {
     let cpu = crate::domain::this_cpu();
     let vmcb = state.vmcb.phys();
-    let flush = LAST_VMCB[cpu].swap(vmcb, Ordering::Relaxed) != vmcb;
+    // Its entries in this CPU's TLB are stale if another guest ran here
+    // since, or if it ran elsewhere since (its page tables may have
+    // changed there), or if it never ran here (a new VMCB in a frame an
+    // old one used).
+    let moved = core::mem::replace(&mut state.last_cpu, cpu) != cpu;
+    let flush = LAST_VMCB[cpu].swap(vmcb, Ordering::Relaxed) != vmcb || moved;
     state.vmcb.write32(off::TLB_CONTROL, flush as u32);
     svm::run(cpu, &mut state.vmcb, &mut state.state);
 }

@@ -71,6 +71,9 @@ pub struct HvmVcpu {
     pub vmcb: Vmcb,
     /// Registers, x87/SSE state, local APIC, the debug port's line.
     pub state: StatePage<Extra>,
+    /// The CPU it last ran on (`usize::MAX`: none yet), for the TLB rule
+    /// in `run.rs`.
+    pub last_cpu: usize,
 }
 
 impl HvmVcpu {
@@ -122,6 +125,7 @@ impl HvmVcpu {
         vmcb.write64(off::G_PAT, 0x0007_0406_0007_0406);
         HvmVcpu {
             vmcb,
+            last_cpu: usize::MAX,
             state: StatePage::new(
                 state_frame,
                 Extra {

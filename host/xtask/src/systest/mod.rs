@@ -20,6 +20,7 @@ mod hostile_rings;
 mod hvm;
 mod kernel;
 mod linux;
+mod linux_disk;
 mod net;
 mod readme;
 mod save;
@@ -40,12 +41,13 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 21] = [
+    let topics: [fn() -> Vec<Test>; 22] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
         hvm::tests,
         linux::tests,
+        linux_disk::tests,
         kernel::tests,
         save::tests,
         control::tests,
