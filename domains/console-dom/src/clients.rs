@@ -47,6 +47,8 @@ pub const LINE_MAX: usize = 200;
 const BATCH: usize = 8;
 /// Domains served at once.
 const MAX_CLIENTS: usize = 128;
+/// Bytes of typed input kept for one domain until it reads them.
+const INPUT_MAX: usize = 4096;
 /// Unanswered `Write`s of one unfinished line (a ring holds fewer requests).
 const HELD_MAX: usize = 64;
 
@@ -66,8 +68,9 @@ struct Client {
     owes_notification: bool,
     /// `Read` requests waiting for input (their ids).
     reads: heapless::Deque<u64, 4>,
-    /// Input typed for this domain, not yet read.
-    input: heapless::Deque<u8, 256>,
+    /// Input typed for this domain, not yet read (a line as long as a
+    /// Linux terminal's, pasted at once, fits).
+    input: heapless::Deque<u8, INPUT_MAX>,
     /// Input bytes dropped because the domain did not read them.
     input_dropped: u64,
     /// This is the control domain's ring: it may look at other consoles.

@@ -387,7 +387,14 @@ fn run(start: &'static domain_runtime::StartInfo) {
             _ => {}
         }
         // What is typed at the guest's console arrives on COM1.
-        let typed = domain_runtime::console::try_read(&mut input);
+        // As much as the UART's FIFO takes; the rest waits in console-dom
+        // until the guest has read what is there.
+        let room = m.uart.room().min(input.len());
+        let typed = if room > 0 {
+            domain_runtime::console::try_read(&mut input[..room])
+        } else {
+            0
+        };
         if typed > 0 {
             m.uart.receive(&input[..typed]);
             m.update_irq();

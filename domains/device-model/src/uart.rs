@@ -16,8 +16,12 @@ const MCR_OUT2: u8 = 0x08;
 const LSR_DR: u8 = 0x01;
 const LSR_THRE: u8 = 0x20;
 const LSR_TEMT: u8 = 0x40;
-/// Most bytes held for the guest to read.
-const RX_MAX: usize = 4096;
+/// Most bytes held for the guest to read: a 16550A's receive FIFO. No
+/// more, because the interrupt is an edge: Linux's handler reads at most
+/// 256 bytes an interrupt, and bytes left after it would wait for an edge
+/// that never comes (the line never fell). The device model keeps the
+/// rest of the input until there is room ([`Uart::room`]).
+const RX_MAX: usize = 16;
 
 #[derive(Default)]
 pub struct Uart {
@@ -112,7 +116,13 @@ impl Uart {
         None
     }
 
-    /// Bytes arriving for the guest (input).
+    /// How many more bytes the receive FIFO takes now.
+    pub fn room(&self) -> usize {
+        RX_MAX - self.rx.len()
+    }
+
+    /// Bytes arriving for the guest (input): what does not fit is dropped,
+    /// as a full FIFO drops (give no more than [`Uart::room`]).
     pub fn receive(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if self.rx.len() < RX_MAX {

@@ -181,8 +181,170 @@ fn linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_d
     )
 }
 
+/// One Linux guest with a writable disk (`data`, the whole image) from a
+/// drvdom-blk whose module line ends with `extra`.
+fn boot_with_disk<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    image_mib: u64,
+    extra: &str,
+) -> Result<(&'m mut Machine, std::path::PathBuf, u32), String> {
+    let disk = c.path("linux-disk.img");
+    let f = std::fs::File::create(&disk).map_err(|e| e.to_string())?;
+    f.set_len(image_mib << 20).map_err(|e| e.to_string())?;
+    let tar = linux_bundle(c, &[("linux", "memory = 384\ndisk = [\"data,xvda,w\"]\n")])?;
+    let blk =
+        format!("drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=data=all on_crash=restart {extra}");
+    let (m, sock) = c
+        .machine()
+        .guests(&[CONSOLE_DOM, ("drvdom-blk", &blk)])
+        .bundle(tar)
+        .qemu(move |q| q.memory("1G").disk(&disk))
+        .boot_managed(slot)?;
+    m.wait_for("xenolith-linux: 6*7 is 42", LONG)?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let linux = client.resolve("linux").map_err(|e| e.to_string())?;
+    // Its shell reads what is typed from now on (input that comes while
+    // `/init` still loads modules may be lost as the shell starts).
+    ask(m, &mut client, linux, "echo shell ready", "shell ready")?;
+    Ok((m, sock, linux))
+}
+
+/// Each round: 64 MiB of random bytes written with O_DIRECT and read
+/// back, then written buffered, synced, dropped from the cache and read
+/// back; every sum printed.
+const ROUNDS: &str =
+    "dd if=/dev/urandom of=/src bs=1M count=64 2>/dev/null; echo src $(sha256sum < /src); \
+for r in 1 2 3; do \
+dd if=/src of=/dev/vda bs=64k oflag=direct 2>/dev/null || echo write failed; \
+echo direct $(dd if=/dev/vda bs=64k count=1024 iflag=direct 2>/dev/null | sha256sum); \
+dd if=/src of=/dev/vda bs=1M seek=64 conv=fsync 2>/dev/null || echo write failed; \
+echo 3 > /proc/sys/vm/drop_caches; \
+echo buffered $(dd if=/dev/vda bs=1M skip=64 count=64 2>/dev/null | sha256sum); \
+done; echo io-done";
+
+/// While Linux writes and reads back 64 MiB three times (O_DIRECT and
+/// buffered), drvdom-blk is crashed at random moments, at least five
+/// times: every sum is the source's, and Linux logs no I/O error.
+fn linux_reads_and_writes_through_five_drvdom_blk_crashes_and_sees_no_error(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock, linux) = boot_with_disk(c, slot, 132, "")?;
+    let at = slot_of(linux);
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    client
+        .console_write(linux, format!("{ROUNDS}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    drop(client);
+    let src = m.wait_for(&format!("[{at}] src "), LONG)?;
+    let src = src.rsplit("src ").next().unwrap_or("").trim().to_string();
+    // Crashes at random moments while the rounds run.
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut crashes = 0;
+    let done = format!("[{at}] io-done");
+    // (The rounds go on after the last crash; their end is waited for below.)
+    let finished = |m: &Machine| m.lines().iter().any(|l| l.starts_with(&done));
+    while !finished(m) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Apart enough that the restart limit (six crashes in ten
+        // seconds) is never reached, and no more than six.
+        std::thread::sleep(Duration::from_millis(2000 + x % 1500));
+        if finished(m) || crashes == 6 {
+            break;
+        }
+        let (code, out) = toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
+        check(code == 0, || format!("domain crash: {code} {out}"))?;
+        crashes += 1;
+        m.wait_for_nth("toolstack: restarting drvdom-blk", crashes, LONG)?;
+    }
+    check(crashes >= 5, || {
+        format!("only {crashes} crashes before the rounds ended")
+    })?;
+    m.wait_for(&done, LONG)?;
+    let sums: Vec<String> = m
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.starts_with(&format!("[{at}] direct ")) || l.starts_with(&format!("[{at}] buffered "))
+        })
+        .collect();
+    check(
+        !src.is_empty() && sums.len() == 6 && sums.iter().all(|l| l.contains(&src)),
+        || format!("source {src}, sums read back: {sums:?}"),
+    )?;
+    let reconnects = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("block: disk 0 reconnected to domain"))
+        .count();
+    check(reconnects >= 1, || {
+        "the device model never reconnected".into()
+    })?;
+    check(
+        !m.lines().iter().any(|l| {
+            l.contains("I/O error")
+                || l.trim_end() == format!("[{at}] write failed")
+                || l.contains("blk_update_request")
+        }),
+        || "Linux saw an I/O error".into(),
+    )
+}
+
+/// A drvdom-blk crashed past its restart limit is given up on: Linux's
+/// reads of that disk fail with an I/O error, Linux stays up, and `domain
+/// shutdown` still powers it off.
+fn linux_gets_io_errors_from_a_given_up_drvdom_blk_and_still_shuts_down(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock, linux) = boot_with_disk(c, slot, 16, "restart_limit=1")?;
+    let at = slot_of(linux);
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    ask(
+        m,
+        &mut client,
+        linux,
+        "dd if=/dev/vda of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null; echo before $?",
+        "before 0",
+    )?;
+    drop(client);
+    for n in 1..=2 {
+        let (code, out) = toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
+        check(code == 0, || format!("domain crash: {code} {out}"))?;
+        if n == 1 {
+            m.wait_for_nth("toolstack: restarting drvdom-blk", 1, LONG)?;
+        }
+    }
+    expect_line(m, "toolstack: giving up on drvdom-blk")?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let after = ask(
+        m,
+        &mut client,
+        linux,
+        "dd if=/dev/vda of=/dev/null bs=4k count=1 skip=7 iflag=direct 2>/dev/null; echo after $?",
+        "after ",
+    )?;
+    check(!after.ends_with("after 0"), || {
+        format!("a read with the driver gone: {after}")
+    })?;
+    ask(m, &mut client, linux, "echo still $((6*7))", "still 42")?;
+    drop(client);
+    let (code, out) = toolstack(&sock, &["domain", "shutdown", "linux", "--wait"])?;
+    check(code == 0, || format!("domain shutdown: {code} {out}"))?;
+    expect_line(m, &format!("domain {at} (linux) shut down: PowerOff"))?;
+    Ok(())
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
         linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_disk_stays_so,
+        linux_reads_and_writes_through_five_drvdom_blk_crashes_and_sees_no_error,
+        linux_gets_io_errors_from_a_given_up_drvdom_blk_and_still_shuts_down,
     ]
 }
