@@ -12,7 +12,8 @@
 //! controller reset (reboot), the pvpanic port (a crash), PCI
 //! configuration mechanism #1 with a host bridge (`pci.rs`) and a virtio
 //! function for each of the guest's disks (`virtio_blk.rs`, served by
-//! drvdom-blk) behind it, and the rest of a PC's legacy ports as an empty
+//! drvdom-blk) and interfaces (`virtio_net.rs`, served by drvdom-net)
+//! behind it, and the rest of a PC's legacy ports as an empty
 //! bus (inputs all ones, outputs dropped).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -25,6 +26,7 @@ mod pci;
 mod pic;
 mod uart;
 mod virtio_blk;
+mod virtio_net;
 mod virtio_pci;
 mod virtqueue;
 
@@ -56,10 +58,16 @@ struct Machine {
     sci: bool,
     /// The guest's memory, for the virtio devices' queues and buffers.
     mem: guest_memory::GuestMemory,
-    /// The disks, function N of the bus being `blks[N]`, and which
-    /// functions the guest kicked since they were last served.
-    blks: alloc::vec::Vec<virtio_blk::VirtioBlk>,
+    /// The virtio devices, function N of the bus being `devices[N]`, and
+    /// which functions the guest kicked since they were last served.
+    devices: alloc::vec::Vec<Device>,
     kicked: alloc::vec::Vec<bool>,
+}
+
+/// What a virtio function is.
+enum Device {
+    Blk(virtio_blk::VirtioBlk),
+    Net(virtio_net::VirtioNet),
 }
 
 /// Where the virtio functions' I/O BARs start (one 256-byte BAR each),
@@ -185,20 +193,25 @@ impl Machine {
         value
     }
 
-    /// Serves the queues of every function the guest kicked.
+    /// Serves the queues of every disk the guest kicked and of every
+    /// interface (frames arrive and leave at any time).
     fn serve_devices(&mut self) {
-        for i in 0..self.blks.len() {
-            if !core::mem::take(&mut self.kicked[i]) {
-                continue;
-            }
+        for i in 0..self.devices.len() {
+            let kicked = core::mem::take(&mut self.kicked[i]);
             let f = &mut self.pci.functions[i];
-            match self.blks[i].serve(f, &mut self.mem) {
+            let served = match &mut self.devices[i] {
+                Device::Blk(_) if !kicked => continue,
+                Device::Blk(blk) => blk.serve(f, &mut self.mem),
+                Device::Net(net) => net.serve(f, &mut self.mem),
+            };
+            match served {
                 Ok(true) => f.interrupt(),
                 Ok(false) => {}
                 Err(e) => {
                     say(format_args!(
-                        "device-model: the guest broke disk {}'s queue ({:?}); it needs a reset",
-                        i, e
+                        "device-model: the guest broke the queues of PCI device {} ({:?}); it needs a reset",
+                        i + 1,
+                        e
                     ));
                     f.needs_reset();
                 }
@@ -213,6 +226,19 @@ impl Machine {
             let high = self.pci.functions.iter().any(|f| f.irq == irq && f.line());
             self.pic.set_line(irq, high);
         }
+    }
+
+    /// The I/O base and interrupt line of the next PCI device.
+    fn next_function(&self) -> (u16, u8) {
+        let slot = self.pci.functions.len() as u8 + 1;
+        let io_base = VIRTIO_IO_BASE + u16::from(slot - 1) * virtio_pci::BAR_SIZE;
+        (io_base, pc::pci_intx_irq(slot))
+    }
+
+    fn add(&mut self, device: Device, function: virtio_pci::VirtioPci) {
+        self.devices.push(device);
+        self.pci.functions.push(function);
+        self.kicked.push(false);
     }
 
     /// PM1 status (bytes 0-1, write 1 to clear) and enable (bytes 2-3).
@@ -325,24 +351,31 @@ fn run(start: &'static domain_runtime::StartInfo) {
         pm1_en: 0,
         sci: false,
         mem: guest_memory::GuestMemory::new(guest, DomainId(start.domain_id)),
-        blks: alloc::vec::Vec::new(),
+        devices: alloc::vec::Vec::new(),
         kicked: alloc::vec::Vec::new(),
     };
     // The guest's disks, PCI devices 1, 2, ... in the order of its list.
     let disks = launch::values(domain_runtime::command_line(), launch::HVM_DISK)
         .filter_map(|v| v.parse::<u32>().ok());
     for device in disks.take(usize::from(pc::PCI_DEVICES)) {
-        let slot = m.pci.functions.len() as u8 + 1;
-        let io_base = VIRTIO_IO_BASE + u16::from(slot - 1) * virtio_pci::BAR_SIZE;
-        match virtio_blk::VirtioBlk::connect(device, io_base, pc::pci_intx_irq(slot)) {
-            Ok((blk, function)) => {
-                m.blks.push(blk);
-                m.pci.functions.push(function);
-                m.kicked.push(false);
-            }
+        let (io_base, irq) = m.next_function();
+        match virtio_blk::VirtioBlk::connect(device, io_base, irq) {
+            Ok((blk, function)) => m.add(Device::Blk(blk), function),
             Err(e) => say(format_args!(
                 "device-model: disk {} cannot be connected: {:?}",
                 device, e
+            )),
+        }
+    }
+    // Its interfaces after them (`vif=` words name their MACs).
+    let vifs = launch::values(domain_runtime::command_line(), launch::VIF).count();
+    for vif in 0..vifs.min(usize::from(pc::PCI_DEVICES) - m.devices.len()) {
+        let (io_base, irq) = m.next_function();
+        match virtio_net::VirtioNet::connect(vif as u32, io_base, irq) {
+            Ok((net, function)) => m.add(Device::Net(net), function),
+            Err(()) => say(format_args!(
+                "device-model: interface {} cannot be connected",
+                vif
             )),
         }
     }
@@ -407,10 +440,16 @@ fn run(start: &'static domain_runtime::StartInfo) {
                 .iter()
                 .any(|s| s.state.load(Ordering::Acquire) == POSTED);
         if !busy {
-            let mut ports: heapless::Vec<u16, 3> = heapless::Vec::new();
+            let mut ports: heapless::Vec<u16, { 3 + pc::PCI_DEVICES as usize }> =
+                heapless::Vec::new();
             let _ = ports.push(port);
             ports.extend(domain_runtime::console::port());
             ports.extend(domain_runtime::control::port());
+            for d in &m.devices {
+                if let Device::Net(net) = d {
+                    let _ = ports.push(net.port());
+                }
+            }
             events::block_for(&ports);
         }
     }

@@ -410,8 +410,9 @@ pub fn start_device_model(
         launch::HVM_GUEST,
         guest.0
     );
-    // The guest's disks are its device model's to present: it is their
-    // frontend, and the broker checks them against the guest's list.
+    // The guest's disks and interfaces are its device model's to present:
+    // it is their frontend, and the broker checks them against the
+    // guest's lists.
     for d in &c.disks {
         if let Some(i) = domain_config::config::vdev_index(&d.vdev) {
             line.push_str(&alloc::format!(" {}={}", launch::HVM_DISK, i));
@@ -421,6 +422,15 @@ pub fn start_device_model(
         .map_err(|_| alloc::string::String::from("cannot describe its device model"))?
         .config;
     dm_config.disks = c.disks.clone();
+    // Its interfaces too, with the MACs the guest's name gives them.
+    dm_config.vifs = c
+        .vifs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| domain_config::config::Vif {
+            mac: Some(crate::table::vif_mac(c, i, v)),
+        })
+        .collect();
     let dm = create_loaded(image, &dm_config).ok_or("cannot create its device model")?;
     if let Err(e) = hc::hvm_set_device_model(guest, dm) {
         let _ = hc::domain_destroy(dm);

@@ -21,6 +21,7 @@ mod hvm;
 mod kernel;
 mod linux;
 mod linux_disk;
+mod linux_net;
 mod net;
 mod readme;
 mod save;
@@ -41,13 +42,14 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 22] = [
+    let topics: [fn() -> Vec<Test>; 23] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
         hvm::tests,
         linux::tests,
         linux_disk::tests,
+        linux_net::tests,
         kernel::tests,
         save::tests,
         control::tests,

@@ -1,0 +1,200 @@
+//! A virtio-net device (virtio 1.x, 5.1) whose interface is one of the
+//! guest's `vif` entries, served by drvdom-net: this device model is an
+//! ordinary network frontend of it (`domain_runtime::net::NetFront`), so
+//! the broker's checks and drvdom-net's anti-spoofing (the frame's source
+//! MAC must be the interface's) hold as for a Rust guest, and a restarted
+//! drvdom-net is followed (frames in flight are lost, as on a wire; TCP
+//! sends them again).
+//!
+//! Owns: moving frames between the guest's queues (receive 0, transmit 1;
+//! each buffer starts with the 12-byte `virtio_net_hdr_v1`) and the
+//! interface, each frame copied once, between the guest's buffers and the
+//! interface's granted pages. A frame arrives only when the guest has a
+//! receive buffer for it (until then it waits in drvdom-net's ring, which
+//! drops what does not fit, as a NIC does).
+
+use crate::guest_memory::{GuestMemory, Memory};
+use crate::virtio_pci::{Identity, VirtioPci, VERSION_1};
+use crate::virtqueue::{Broken, Chain};
+use domain_runtime::ipc_abi::proto::net::MAX_FRAME;
+use domain_runtime::net::{NetFront, SendError};
+
+/// VIRTIO_NET_F_MAC: the device gives the MAC.
+const F_MAC: u64 = 1 << 5;
+/// Bytes of `virtio_net_hdr_v1` before each frame.
+const HEADER: usize = 12;
+const RX: usize = 0;
+const TX: usize = 1;
+
+pub struct VirtioNet {
+    pub net: NetFront,
+    /// A receive buffer taken from the guest before a frame was there.
+    held: Option<Chain>,
+    /// A frame to send that found no free transmit page: tried again first.
+    stalled: Option<Chain>,
+    /// Frames refused because they named memory outside the guest, or
+    /// were malformed.
+    pub refused: u64,
+}
+
+impl VirtioNet {
+    /// Connects guest interface `vif` to drvdom-net and describes it as a
+    /// PCI function on `io_base` interrupting on `irq`.
+    pub fn connect(vif: u32, io_base: u16, irq: u8) -> Result<(VirtioNet, VirtioPci), ()> {
+        let net = NetFront::connect(vif).map_err(|_| ())?;
+        let mut f = VirtioPci::new(
+            Identity {
+                device_type: 1,
+                // Network controller, Ethernet.
+                class: 0x02_00_00,
+                features: VERSION_1 | F_MAC,
+                queues: 2,
+            },
+            io_base,
+            irq,
+        );
+        f.config[..6].copy_from_slice(&net.mac());
+        Ok((
+            VirtioNet {
+                net,
+                held: None,
+                stalled: None,
+                refused: 0,
+            },
+            f,
+        ))
+    }
+
+    /// The event port drvdom-net signals.
+    pub fn port(&self) -> u16 {
+        self.net.port()
+    }
+
+    /// Follows a restarted drvdom-net, sends what the guest queued, and
+    /// hands it what arrived; whether the guest is to be interrupted.
+    pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
+        // A given-up backend: frames go nowhere (sends fail below).
+        let _ = self.net.follow_restart();
+        if !f.ready() {
+            return Ok(false);
+        }
+        let sent = self.transmit(f, mem)?;
+        let received = self.receive(f, mem)?;
+        Ok(sent || received)
+    }
+
+    fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
+        let mut used = false;
+        loop {
+            let chain = match self.stalled.take() {
+                Some(c) => c,
+                None => match f.queues[TX].pop(mem)? {
+                    Some(c) => c,
+                    None => return Ok(used),
+                },
+            };
+            let total: usize = chain.buffers.iter().map(|b| b.len as usize).sum();
+            let len = total.saturating_sub(HEADER);
+            if chain.buffers.iter().any(|b| b.device_writes) || len > usize::from(MAX_FRAME) {
+                self.refused += 1;
+            } else {
+                let mut outside = false;
+                let sent = self.net.tx.send_with(len, |page| {
+                    gather(&chain, HEADER, page, mem, &mut outside);
+                });
+                match sent {
+                    Err(SendError::Busy) => {
+                        // Every transmit page is in flight: once drvdom-net
+                        // answers (its event wakes us), this goes first.
+                        self.stalled = Some(chain);
+                        return Ok(used);
+                    }
+                    // Too short, or the interface is gone: dropped, as a
+                    // wire drops it.
+                    Err(_) => {}
+                    Ok(()) if outside => self.refused += 1,
+                    Ok(()) => {}
+                }
+            }
+            f.queues[TX].push(mem, chain.head, 0)?;
+            used = true;
+        }
+    }
+
+    fn receive(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
+        let mut used = false;
+        loop {
+            let chain = match self.held.take() {
+                Some(c) => c,
+                None => match f.queues[RX].pop(mem)? {
+                    Some(c) => c,
+                    None => return Ok(used),
+                },
+            };
+            let Some(frame) = self.net.rx.next_frame() else {
+                self.held = Some(chain);
+                return Ok(used);
+            };
+            let mut header = [0u8; HEADER];
+            // num_buffers: the frame is in this one buffer chain.
+            header[10] = 1;
+            let room: usize = chain
+                .buffers
+                .iter()
+                .filter(|b| b.device_writes)
+                .map(|b| b.len as usize)
+                .sum();
+            let written = if room < HEADER + frame.len() {
+                self.refused += 1;
+                0
+            } else {
+                let mut outside = false;
+                scatter(&chain, &header, frame, mem, &mut outside);
+                if outside {
+                    self.refused += 1;
+                }
+                (HEADER + frame.len()) as u32
+            };
+            f.queues[RX].push(mem, chain.head, written)?;
+            used = true;
+        }
+    }
+}
+
+/// Copies the chain's bytes from `skip` on into `out`.
+fn gather(chain: &Chain, skip: usize, out: &mut [u8], mem: &mut GuestMemory, outside: &mut bool) {
+    let mut at = 0usize; // offset in the chain
+    let mut done = 0usize; // bytes of `out` filled
+    for b in &chain.buffers {
+        let len = b.len as usize;
+        let from = skip.max(at);
+        let to = (at + len).min(skip + out.len());
+        if from < to {
+            let dst = &mut out[done..done + (to - from)];
+            *outside |= mem.read(b.addr + (from - at) as u64, dst).is_err();
+            done += to - from;
+        }
+        at += len;
+        if done == out.len() {
+            break;
+        }
+    }
+}
+
+/// Writes the header then the frame across the chain's device-writable buffers.
+fn scatter(chain: &Chain, header: &[u8], frame: &[u8], mem: &mut GuestMemory, outside: &mut bool) {
+    let mut pieces = [header, frame];
+    let mut piece = 0;
+    for b in chain.buffers.iter().filter(|b| b.device_writes) {
+        let mut at = 0usize;
+        while at < b.len as usize && piece < pieces.len() {
+            let n = pieces[piece].len().min(b.len as usize - at);
+            *outside |= mem.write(b.addr + at as u64, &pieces[piece][..n]).is_err();
+            pieces[piece] = &pieces[piece][n..];
+            at += n;
+            if pieces[piece].is_empty() {
+                piece += 1;
+            }
+        }
+    }
+}
