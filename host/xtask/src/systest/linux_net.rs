@@ -159,10 +159,11 @@ fn connect_and_echo(port: u16) -> Result<std::net::TcpStream, String> {
             s.set_read_timeout(Some(Duration::from_secs(10)))
                 .map_err(|e| e.to_string())?;
             let mut back = [0u8; 5];
-            if s.write_all(b"ping\n").is_ok() && s.read_exact(&mut back).is_ok() {
-                if &back == b"ping\n" {
-                    return Ok(s);
-                }
+            if s.write_all(b"ping\n").is_ok()
+                && s.read_exact(&mut back).is_ok()
+                && &back == b"ping\n"
+            {
+                return Ok(s);
             }
         }
         if std::time::Instant::now() > deadline {
