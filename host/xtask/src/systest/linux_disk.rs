@@ -124,6 +124,25 @@ fn linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_d
     check(made.contains(&want), || {
         format!("the file as Linux read it back: {made}; the host's sha256 {want}")
     })?;
+    // Its device model's rings are listed and decoded like any other
+    // (console-dom 1, drvdom-blk 2, Linux 3, its device model 4). The
+    // socket takes one client at a time.
+    drop(client);
+    let (code, list) = toolstack(&sock, &["ring", "list"])?;
+    check(
+        code == 0
+            && list
+                .lines()
+                .filter(|l| l.split_whitespace().take(3).eq(["4", "2", "block"]))
+                .count()
+                == 2,
+        || format!("ring list: {code} {list}"),
+    )?;
+    let (code, dump) = toolstack(&sock, &["ring", "dump", "4:block:0"])?;
+    check(code == 0 && dump.contains("frontend: "), || {
+        format!("ring dump 4:block:0: {code} {dump}")
+    })?;
+    let mut client = toolstack::Client::connect(&sock).map_err(err)?;
     let ro = ask(
         m,
         &mut client,
