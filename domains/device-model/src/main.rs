@@ -388,6 +388,12 @@ fn run(start: &'static domain_runtime::StartInfo) {
         if let Some(c) = domain_runtime::console::port() {
             events::take(c);
         }
+        // Likewise the interfaces' (their rings are looked at each turn).
+        for d in &m.devices {
+            if let Device::Net(net) = d {
+                events::take(net.port());
+            }
+        }
         if page.guest_gone.load(Ordering::Acquire) != 0 {
             say(format_args!(
                 "device-model: domain {} is gone; stopping",

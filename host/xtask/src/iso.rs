@@ -87,7 +87,7 @@ pub fn block_driver_module(domains: &Path) -> Module {
 
 /// drvdom-blk's module line for the QEMU disk (`qemu::Config::disk`).
 pub const BLOCK_DRIVER_LINE: &str =
-    "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192 on_crash=restart heartbeat=2000";
+    "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=kv=0+8192 vdisk=linux=8192+122880 on_crash=restart heartbeat=2000";
 
 /// drvdom-net with the NIC `cargo xtask run` attaches at PCI 00:05.0.
 pub fn net_driver_module(domains: &Path) -> Module {
@@ -106,7 +106,10 @@ pub const WEB_GUEST_IP: &str = "10.0.2.15";
 
 /// The Linux guest of the example bundle: Debian's cloud kernel, unmodified,
 /// in an HVM domain, its console served by its device model.
-pub const LINUX_CFG: &str = "# Linux (Debian's cloud kernel, unmodified) in an HVM domain: its console\n# is COM1 of the PC its device model emulates (toolstack domain console linux).\nname = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\ncmdline = \"console=ttyS0 quiet\"\nmemory = 128\n";
+pub const LINUX_CFG: &str = "# Linux (Debian's cloud kernel, unmodified) in an HVM domain: its console\n# is COM1 of the PC its device model emulates (toolstack domain console linux);\n# its disk (/dev/vda, mounted on /data) and interface (eth0, 10.0.2.16, a page\n# on port 80 that `cargo xtask run` forwards) come from drvdom-blk and drvdom-net.\nname = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\ncmdline = \"console=ttyS0 quiet xenolith_data=1 xenolith_ip=10.0.2.16/24\"\nmemory = 128\ndisk = [\"linux,xvda,w\"]\nvif = [\"mac=00:16:3e:00:00:40\"]\n";
+
+/// The Linux guest's address on QEMU's user network (its page is forwarded there).
+pub const LINUX_GUEST_IP: &str = "10.0.2.16";
 
 /// The example boot bundle: the guests started at boot.
 fn default_bundle(domains: &Path) -> PathBuf {

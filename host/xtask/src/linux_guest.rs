@@ -60,6 +60,31 @@ for e in /sys/class/input/event*; do
      printf '\nxenolith-linux: power button: powering off\n'; sync; poweroff -f) &
   fi
 done
+# `xenolith_data=1` on the command line: /dev/vda is mounted on /data (an
+# ext4 filesystem is made on it first if it is blank).
+if [ -n "$xenolith_data" ]; then
+  for i in 1 2 3 4 5; do [ -b /dev/vda ] && break; sleep 1; done
+fi
+if [ -n "$xenolith_data" ] && [ -b /dev/vda ]; then
+  mkdir -p /data
+  if ! mount -t ext4 /dev/vda /data 2>/dev/null \
+     && [ "$(head -c 65536 /dev/vda | tr -d '\0' | wc -c)" = 0 ]; then
+    mkfs.ext4 -q -b 4096 /dev/vda && mount -t ext4 /dev/vda /data \
+      && echo "xenolith-linux: made an ext4 filesystem on the blank /dev/vda"
+  fi
+  grep -q " /data " /proc/mounts && echo "xenolith-linux: /dev/vda is mounted on /data"
+fi
+# `xenolith_ip=A.B.C.D/N` on the command line: eth0 gets that address (the
+# gateway is QEMU's, 10.0.2.2) and busybox httpd serves a page on port 80.
+if [ -n "$xenolith_ip" ] && [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up && ip addr add "$xenolith_ip" dev eth0 \
+    && ip route add default via 10.0.2.2 \
+    && echo "xenolith-linux: eth0 is $xenolith_ip"
+  mkdir -p /www
+  { echo "Linux $(uname -r) in a Xenolith HVM domain, $(nproc) CPU(s)"
+    df -h /data 2>/dev/null | tail -n 1; } > /www/index.html
+  httpd -p 80 -h /www && echo "xenolith-linux: httpd serves port 80"
+fi
 # `xenolith_bench` on the command line: a CPU-bound job, timed inside Linux.
 if grep -q xenolith_bench /proc/cmdline; then
   mount -t tmpfs tmp /tmp

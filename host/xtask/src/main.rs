@@ -182,10 +182,15 @@ fn run(
         "xtask: disk {} is the virtio-blk disk at PCI 00:04.0 (drvdom-blk drives it)",
         disk.display()
     );
-    let forwards = web_forwards();
+    let forwards = run_forwards();
     for f in &forwards {
+        let guest = if f.guest == iso::LINUX_GUEST_IP {
+            "the Linux guest's"
+        } else {
+            "the web guest's"
+        };
         println!(
-            "xtask: 127.0.0.1:{} ({}) reaches the web guest's port {} (try {})",
+            "xtask: 127.0.0.1:{} ({}) reaches {guest} port {} (try {})",
             f.host_port,
             if f.udp { "udp" } else { "tcp" },
             f.guest_port,
@@ -222,7 +227,15 @@ fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The host ports `cargo xtask run` forwards to the example web guest.
-fn web_forwards() -> Vec<qemu::Forward> {
-    qemu::web_forwards(8080, 8007)
+/// The host ports `cargo xtask run` forwards: 8080 and 8007 to the
+/// example web guest, 8081 to the Linux guest's page.
+fn run_forwards() -> Vec<qemu::Forward> {
+    let mut forwards = qemu::web_forwards(8080, 8007);
+    forwards.push(qemu::Forward {
+        udp: false,
+        host_port: 8081,
+        guest: iso::LINUX_GUEST_IP.into(),
+        guest_port: 80,
+    });
+    forwards
 }

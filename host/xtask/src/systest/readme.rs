@@ -109,6 +109,7 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         .map(|(_, command)| command.to_string())
         .ok_or_else(|| format!("no command in the management hint {manage:?}"))?;
     let curl_cmd = hint_command(t, "(try curl ")?;
+    let linux_curl = hint_command(t, "(try curl http://127.0.0.1:8081")?;
     let nc_cmd = hint_command(t, "(try echo ")?;
     // The machine, not QEMU's monitor, has the terminal.
     let first = t.wait_for_first(&["loaded by GRUB", "(qemu)"], UP)?;
@@ -125,6 +126,8 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         ("kv", "kv: ready, "),
         ("web", "web: serving http on 10.0.2.15:80"),
         ("linux", "xenolith-linux: /init running on "),
+        ("linux", "xenolith-linux: /dev/vda is mounted on /data"),
+        ("linux", "xenolith-linux: httpd serves port 80"),
     ] {
         t.wait_for(says, UP)?;
         let id = prefix_of(&t.shown(), says)
@@ -223,6 +226,12 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
     check(page.contains("requests served: "), || {
         format!("`{curl_cmd}` got {page:?}")
     })?;
+    // Linux's page, through drvdom-net, shows its disk from drvdom-blk.
+    let page = shell(&linux_curl, root)?;
+    check(
+        page.contains("in a Xenolith HVM domain") && page.contains("/data"),
+        || format!("`{linux_curl}` got {page:?}"),
+    )?;
     let echo = shell(&nc_cmd, root)?;
     check(echo == "hi\n", || format!("`{nc_cmd}` got {echo:?}"))?;
 
