@@ -280,19 +280,32 @@ pub(super) fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), Str
 }
 
 /// Waits until no domain `domain list` shows has a name `gone` accepts (a
-/// destroyed one and what served it are removed); then the free memory.
+/// destroyed one and what served it are removed), then until the free
+/// memory is `before` again (a frame another domain still maps, such as a
+/// dead device model's console ring until console-dom has unmapped it, is
+/// freed a moment later) or a deadline passes; the free memory then.
+/// Without `before`: once two readings half a second apart agree.
 pub(super) fn free_kib_once_gone(
     client: &mut toolstack::Client,
     gone: impl Fn(&str) -> bool,
+    before: Option<u64>,
 ) -> Result<u64, String> {
     let err = |e: toolstack::Error| e.to_string();
     let deadline = std::time::Instant::now() + BOOT;
+    let mut last = None;
     loop {
         let list = client.list().map_err(err)?;
         if !list.iter().any(|d| gone(&d.name)) {
-            return Ok(client.host_info().map_err(err)?.free_kib);
-        }
-        if std::time::Instant::now() > deadline {
+            let free = client.host_info().map_err(err)?.free_kib;
+            let settled = before.map_or(last == Some(free), |b| free == b);
+            if settled || std::time::Instant::now() > deadline {
+                return Ok(free);
+            }
+            if before.is_none() {
+                last = Some(free);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        } else if std::time::Instant::now() > deadline {
             return Err(format!("still there after destroy: {list:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));

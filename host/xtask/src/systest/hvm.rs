@@ -158,7 +158,8 @@ fn seventy_hvm_guests_created_and_destroyed_give_back_every_frame_and_table_slot
         client.destroy(id).map_err(err)?;
     }
     // Each guest's device model stops once its guest is gone, and goes.
-    let free_after = free_kib_once_gone(&mut client, |name| name.contains("-dm"))?;
+    let free_after =
+        free_kib_once_gone(&mut client, |name| name.contains("-dm"), Some(free_before))?;
     check(free_after == free_before, || {
         format!("free memory {free_before} KiB before 70 HVM guests, {free_after} KiB after")
     })
@@ -263,7 +264,7 @@ fn a_device_model_reads_its_guests_memory_through_a_grant_and_nothing_else(
             n,
             BOOT,
         )?;
-        let free = free_kib_once_gone(client, |name| name.starts_with("probed"))?;
+        let free = free_kib_once_gone(client, |name| name.starts_with("probed"), None)?;
         client.create(config, None, false).map_err(err)?;
         m.wait_for_nth("dm-probe: done", n + 1, BOOT)?;
         Ok(free)

@@ -351,7 +351,11 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
     let (code, out) = toolstack(&sock, &["domain", "destroy", "linux"])?;
     check(code == 0, || format!("domain destroy: {code} {out}"))?;
     let mut client = toolstack::Client::connect(&sock).map_err(err)?;
-    let free_after = free_kib_once_gone(&mut client, |name| name.starts_with("linux"))?;
+    let free_after = free_kib_once_gone(
+        &mut client,
+        |name| name.starts_with("linux"),
+        Some(free_before),
+    )?;
     check(free_after == free_before, || {
         format!("free memory {free_before} KiB before Linux, {free_after} KiB after")
     })
