@@ -62,6 +62,8 @@ struct Machine {
     /// which functions the guest kicked since they were last served.
     devices: alloc::vec::Vec<Device>,
     kicked: alloc::vec::Vec<bool>,
+    /// Each device's refused requests as last reported.
+    refused: alloc::vec::Vec<u64>,
 }
 
 /// What a virtio function is.
@@ -204,6 +206,22 @@ impl Machine {
                 Device::Blk(blk) => blk.serve(f, &mut self.mem),
                 Device::Net(net) => net.serve(f, &mut self.mem),
             };
+            let refused = match &self.devices[i] {
+                Device::Blk(blk) => blk.refused,
+                Device::Net(net) => net.refused,
+            };
+            // Reported on the kernel log at the 1st, 2nd, 4th, 8th... one.
+            if refused > self.refused[i] {
+                let before = self.refused[i];
+                self.refused[i] = refused;
+                if (before + 1..=refused).any(|n| n.is_power_of_two()) {
+                    say(format_args!(
+                        "device-model: refused {} requests of PCI device {} naming memory outside the guest or malformed",
+                        refused,
+                        i + 1
+                    ));
+                }
+            }
             match served {
                 Ok(true) => f.interrupt(),
                 Ok(false) => {}
@@ -239,6 +257,7 @@ impl Machine {
         self.devices.push(device);
         self.pci.functions.push(function);
         self.kicked.push(false);
+        self.refused.push(0);
     }
 
     /// PM1 status (bytes 0-1, write 1 to clear) and enable (bytes 2-3).
@@ -353,6 +372,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         mem: guest_memory::GuestMemory::new(guest, DomainId(start.domain_id)),
         devices: alloc::vec::Vec::new(),
         kicked: alloc::vec::Vec::new(),
+        refused: alloc::vec::Vec::new(),
     };
     // The guest's disks, PCI devices 1, 2, ... in the order of its list.
     let disks = launch::values(domain_runtime::command_line(), launch::HVM_DISK)

@@ -2,13 +2,15 @@
 //!
 //! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso`,
 //! `mformat`, `curl` and `nc` (the network tests use them as a user
-//! would), and `mke2fs` (the Linux guest's initramfs carries it);
+//! would), `mke2fs` (the Linux guest's initramfs carries it) and `gcc`
+//! with a static C library (it builds the tests' hostile virtio driver
+//! for that initramfs);
 //! installing the Debian packages that provide them when running as
 //! root with apt, or one clear message naming them otherwise.
 
 use std::process::Command;
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "qemu-system-x86_64",
     "grub-mkrescue",
     "xorriso",
@@ -16,9 +18,10 @@ const TOOLS: [&str; 8] = [
     "curl",
     "nc",
     "c++",
+    "gcc",
     "mke2fs",
 ];
-const PACKAGES: [&str; 9] = [
+const PACKAGES: [&str; 10] = [
     "g++",
     "qemu-system-x86",
     "grub-pc-bin",
@@ -28,6 +31,7 @@ const PACKAGES: [&str; 9] = [
     "curl",
     "netcat-openbsd",
     "e2fsprogs",
+    "gcc",
 ];
 
 fn on_path(tool: &str) -> bool {

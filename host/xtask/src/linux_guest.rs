@@ -226,7 +226,7 @@ pub fn guest() -> Result<Guest, String> {
     // program builds anew.
     let programs = host_programs()?;
     let names: Vec<&str> = programs.iter().map(|(n, _)| n.as_str()).collect();
-    let recipe = crc32fast::hash(format!("{INIT}{MODULES:?}{names:?}").as_bytes());
+    let recipe = crc32fast::hash(format!("{INIT}{MODULES:?}{names:?}{VIRTIO_HOSTILE}").as_bytes());
     let initrd = d.join(format!("initramfs-{release}-{recipe:08x}.cpio"));
     if !initrd.exists() {
         let bb_deb = match debs(&deb_dir).into_iter().find(|p| {
@@ -253,13 +253,33 @@ pub fn guest() -> Result<Guest, String> {
     })
 }
 
+/// The source of `virtio-hostile`, the hostile virtio driver the tests
+/// run inside Linux (built here with `gcc -static`).
+const VIRTIO_HOSTILE: &str = include_str!("../guest-tools/virtio-hostile.c");
+
+/// `virtio-hostile`, compiled (static) into `target/linux/`.
+fn virtio_hostile() -> Result<Vec<u8>, String> {
+    let src = dir().join("virtio-hostile.c");
+    let out = dir().join("virtio-hostile");
+    fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
+    fs::write(&src, VIRTIO_HOSTILE).map_err(|e| e.to_string())?;
+    run(Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src))?;
+    fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))
+}
+
 /// The host's `mke2fs` (busybox's makes only ext2), as `sbin/mkfs.ext4`,
-/// with the shared libraries `ldd` says it loads, at their paths:
-/// (path in the initramfs, bytes).
+/// with the shared libraries `ldd` says it loads, at their paths, and
+/// `virtio-hostile`: (path in the initramfs, bytes).
 fn host_programs() -> Result<Vec<(String, Vec<u8>)>, String> {
     let mke2fs = crate::host_tools::find("mke2fs").ok_or("mke2fs is missing (e2fsprogs)")?;
     let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut out = vec![("sbin/mkfs.ext4".to_string(), read(&mke2fs)?)];
+    let mut out = vec![
+        ("sbin/mkfs.ext4".to_string(), read(&mke2fs)?),
+        ("bin/virtio-hostile".to_string(), virtio_hostile()?),
+    ];
     let ldd = run(Command::new("ldd").arg(&mke2fs))?;
     for line in ldd.lines() {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", or the

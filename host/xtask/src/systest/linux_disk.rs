@@ -360,10 +360,78 @@ fn linux_gets_io_errors_from_a_given_up_drvdom_blk_and_still_shuts_down(
     Ok(())
 }
 
+/// A hostile program in Linux takes the virtio-blk function over and
+/// hands the device model requests whose header, data, status byte or
+/// descriptor table lie outside the guest (beyond its RAM, at the
+/// kernel-shared pages): each is refused (counted on the kernel log), the
+/// device model serves on, and Linux's own driver gets the disk back.
+fn a_hostile_linux_driver_cannot_make_the_device_model_reach_outside_its_guest(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock, linux) = boot_with_disk(c, slot, 16, "")?;
+    let at = slot_of(linux);
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    ask(
+        m,
+        &mut client,
+        linux,
+        &format!(
+            "echo 0000:00:01.0 > /sys/bus/pci/drivers/virtio-pci/unbind; virtio-hostile {:#x}",
+            ipc_abi::hvm::SHARED_GPA
+        ),
+        "virtio-hostile: done",
+    )?;
+    let result = |what: &str| -> Result<String, String> {
+        let line = expect_line(m, &format!("[{at}] virtio-hostile: {what}: "))?;
+        Ok(line.split(": ").last().unwrap_or("").to_string())
+    };
+    for (what, want) in [
+        ("a good read", "returned, 513 bytes, status 0"),
+        ("header outside the guest", "returned, 0 bytes, status 0xee"),
+        ("data outside the guest", "returned, 1 bytes, status 0x1"),
+        (
+            "data at the kernel-shared pages",
+            "returned, 1 bytes, status 0x1",
+        ),
+        ("status outside the guest", "returned, 0 bytes, status 0xee"),
+        ("a good read again", "returned, 513 bytes, status 0"),
+        ("descriptor table outside the guest", "no answer"),
+    ] {
+        let got = result(what)?;
+        check(got == want, || format!("{what}: {got} (expected {want})"))?;
+    }
+    // DEVICE_NEEDS_RESET with the driver's bits.
+    expect_line(m, &format!("[{at}] virtio-hostile: device status 0x4f"))?;
+    expect_line(
+        m,
+        "device-model: refused 4 requests of PCI device 1 naming memory outside the guest",
+    )?;
+    expect_line(
+        m,
+        "device-model: the guest broke the queues of PCI device 1 (Outside)",
+    )?;
+    // Linux's driver takes the function back and reads the disk.
+    ask(
+        m,
+        &mut client,
+        linux,
+        "echo 0000:00:01.0 > /sys/bus/pci/drivers/virtio-pci/bind; sleep 1; \
+         dd if=/dev/vda of=/dev/null bs=4k count=16 iflag=direct 2>/dev/null; echo reread $?",
+        "reread 0",
+    )?;
+    drop(client);
+    let (code, list) = toolstack(&sock, &["domain", "list"])?;
+    check(code == 0 && list.contains("linux-dm"), || {
+        format!("the device model is gone: {list}")
+    })
+}
+
 pub(super) fn tests() -> Vec<Test> {
     tests![
         linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_disk_stays_so,
         linux_reads_and_writes_through_five_drvdom_blk_crashes_and_sees_no_error,
         linux_gets_io_errors_from_a_given_up_drvdom_blk_and_still_shuts_down,
+        a_hostile_linux_driver_cannot_make_the_device_model_reach_outside_its_guest,
     ]
 }
