@@ -1,6 +1,8 @@
 //! The Linux guest: Debian's cloud kernel exactly as Debian ships it, and an
 //! initramfs built here (busybox from `busybox-static`, the virtio and ACPI
-//! button modules, a small `/init`). Nothing binary is committed.
+//! button modules, the host's `mke2fs` as `mkfs.ext4` with its libraries,
+//! the C tools of `guest-tools/` built with `gcc -static`, a small
+//! `/init`). Nothing binary is committed.
 //!
 //! Owns: fetching the pinned kernel package (`host/xtask/linux.pin`; if
 //! Debian no longer offers that version, the current
@@ -84,6 +86,18 @@ if [ -n "$xenolith_ip" ] && [ -e /sys/class/net/eth0 ]; then
   { echo "Linux $(uname -r) in a Xenolith HVM domain, $(nproc) CPU(s)"
     df -h /data 2>/dev/null | tail -n 1; } > /www/index.html
   httpd -p 80 -h /www && echo "xenolith-linux: httpd serves port 80"
+fi
+# `xenolith_iobench=1` on the command line (`cargo xtask bench linux`): the
+# disk's figures, then servers for the host's network figures.
+if [ -n "$xenolith_iobench" ] && [ -b /dev/vda ]; then
+  ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
+  t0=$(ms); dd if=/dev/zero of=/dev/vda bs=64k count=4096 oflag=direct conv=fsync 2>/dev/null
+  echo "xenolith-linux: iobench seq write 256 MiB $(( $(ms) - t0 )) ms"
+  t0=$(ms); dd if=/dev/vda of=/dev/null bs=64k count=4096 iflag=direct 2>/dev/null
+  echo "xenolith-linux: iobench seq read 256 MiB $(( $(ms) - t0 )) ms"
+  xenolith-io randread /dev/vda 10
+  xenolith-io sink 5001 & xenolith-io source 5002 268435456 & xenolith-io echo 5003 &
+  sleep 1; echo "xenolith-linux: iobench servers ready"
 fi
 # `xenolith_bench` on the command line: a CPU-bound job, timed inside Linux.
 if grep -q xenolith_bench /proc/cmdline; then
@@ -226,7 +240,9 @@ pub fn guest() -> Result<Guest, String> {
     // program builds anew.
     let programs = host_programs()?;
     let names: Vec<&str> = programs.iter().map(|(n, _)| n.as_str()).collect();
-    let recipe = crc32fast::hash(format!("{INIT}{MODULES:?}{names:?}{VIRTIO_HOSTILE}").as_bytes());
+    let recipe = crc32fast::hash(
+        format!("{INIT}{MODULES:?}{names:?}{VIRTIO_HOSTILE}{XENOLITH_IO}").as_bytes(),
+    );
     let initrd = d.join(format!("initramfs-{release}-{recipe:08x}.cpio"));
     if !initrd.exists() {
         let bb_deb = match debs(&deb_dir).into_iter().find(|p| {
@@ -257,12 +273,15 @@ pub fn guest() -> Result<Guest, String> {
 /// run inside Linux (built here with `gcc -static`).
 const VIRTIO_HOSTILE: &str = include_str!("../guest-tools/virtio-hostile.c");
 
-/// `virtio-hostile`, compiled (static) into `target/linux/`.
-fn virtio_hostile() -> Result<Vec<u8>, String> {
-    let src = dir().join("virtio-hostile.c");
-    let out = dir().join("virtio-hostile");
+/// The source of `xenolith-io`, the I/O side of `bench linux`.
+const XENOLITH_IO: &str = include_str!("../guest-tools/xenolith-io.c");
+
+/// A guest tool `name` from C `source`, compiled (static) into `target/linux/`.
+fn guest_tool(name: &str, source: &str) -> Result<Vec<u8>, String> {
+    let src = dir().join(format!("{name}.c"));
+    let out = dir().join(name);
     fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
-    fs::write(&src, VIRTIO_HOSTILE).map_err(|e| e.to_string())?;
+    fs::write(&src, source).map_err(|e| e.to_string())?;
     run(Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&out)
@@ -272,13 +291,20 @@ fn virtio_hostile() -> Result<Vec<u8>, String> {
 
 /// The host's `mke2fs` (busybox's makes only ext2), as `sbin/mkfs.ext4`,
 /// with the shared libraries `ldd` says it loads, at their paths, and
-/// `virtio-hostile`: (path in the initramfs, bytes).
+/// the guest tools (`guest-tools/*.c`): (path in the initramfs, bytes).
 fn host_programs() -> Result<Vec<(String, Vec<u8>)>, String> {
     let mke2fs = crate::host_tools::find("mke2fs").ok_or("mke2fs is missing (e2fsprogs)")?;
     let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let mut out = vec![
         ("sbin/mkfs.ext4".to_string(), read(&mke2fs)?),
-        ("bin/virtio-hostile".to_string(), virtio_hostile()?),
+        (
+            "bin/virtio-hostile".to_string(),
+            guest_tool("virtio-hostile", VIRTIO_HOSTILE)?,
+        ),
+        (
+            "bin/xenolith-io".to_string(),
+            guest_tool("xenolith-io", XENOLITH_IO)?,
+        ),
     ];
     let ldd = run(Command::new("ldd").arg(&mke2fs))?;
     for line in ldd.lines() {

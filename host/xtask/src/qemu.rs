@@ -45,6 +45,9 @@ pub struct Config {
     trace: Option<(Vec<String>, PathBuf)>,
     com1_input: bool,
     disk: Option<PathBuf>,
+    /// The disk's image file opened with O_DIRECT (`cache=none`), as a
+    /// benchmark's fair comparison wants it.
+    disk_cache_none: bool,
     nic: Option<Vec<Forward>>,
     /// Boot this kernel, initramfs and command line directly instead of the
     /// ISO (what a user runs instead of Xenolith: `bench hvm`).
@@ -110,6 +113,7 @@ impl Config {
             icount: false,
             trace: None,
             disk: None,
+            disk_cache_none: false,
             nic: None,
             direct: None,
         }
@@ -186,6 +190,12 @@ impl Config {
         self
     }
 
+    /// The disk's image without the host's page cache (`cache=none`).
+    pub fn disk_cache_none(mut self) -> Self {
+        self.disk_cache_none = true;
+        self
+    }
+
     /// Logs QEMU's trace `events` (`qemu-system-x86_64 -trace help`) to `log`.
     pub fn trace(mut self, events: &[&str], log: &Path) -> Self {
         self.trace = Some((
@@ -250,8 +260,13 @@ impl Config {
         if let Some(disk) = &self.disk {
             cmd.arg("-drive")
                 .arg(format!(
-                    "file={},if=none,id=disk0,format=raw,discard=unmap",
-                    disk.display()
+                    "file={},if=none,id=disk0,format=raw,discard=unmap{}",
+                    disk.display(),
+                    if self.disk_cache_none {
+                        ",cache=none"
+                    } else {
+                        ""
+                    }
                 ))
                 .args([
                     "-device",

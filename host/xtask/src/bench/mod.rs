@@ -10,6 +10,7 @@ mod blk;
 mod boot;
 mod hvm;
 mod kernel;
+mod linux;
 mod net;
 mod restart;
 mod ring;
@@ -48,6 +49,8 @@ pub enum Which {
     Save,
     /// A CPU-bound workload (four spinning domains) on 1, 2 and 4 CPUs: throughput ratios.
     Smp,
+    /// Linux's disk and network through the device model and the driver domains against QEMU's own devices (ratios).
+    Linux,
     /// Linux in an HVM domain against the same kernel booted directly by QEMU, and exit path lengths.
     Hvm {
         /// Boots of each for the medians.
@@ -66,6 +69,7 @@ pub fn run(which: Which) -> Result<(), String> {
         Which::Blk => blk::run(),
         Which::Net => net::run(),
         Which::Hvm { runs } => hvm::run(runs.max(1)),
+        Which::Linux => linux::run(),
         Which::Restart => restart::run(),
         Which::Save => save::run(),
         Which::Smp => smp::run(),

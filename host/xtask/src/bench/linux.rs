@@ -1,0 +1,247 @@
+//! `bench linux`: Linux's disk and network in a Xenolith HVM domain (its
+//! device model, drvdom-blk and drvdom-net) against the same kernel and
+//! initramfs booted directly by QEMU with QEMU's own virtio-blk-pci and
+//! virtio-net-pci (what a user would run instead), side by side in one
+//! run: the same QEMU (TCG, one CPU), guest memory, disk image file
+//! (`cache=none`) and user network with forwarded ports.
+//!
+//! Inside Linux (`/init`, `xenolith_iobench=1`): sequential write and read
+//! of 256 MiB in 64 KiB O_DIRECT requests (the write with `fsync`), 4 KiB
+//! random reads at queue depth 1 for 10 s (`xenolith-io randread`). From
+//! the host, through the forwarded ports to `xenolith-io`'s servers: 256
+//! MiB over TCP each way, and 64-byte request/response round trips for 10 s.
+
+use crate::qemu::{free_port, Config, Forward, Machine};
+use crate::{build, host_tools, iso, linux_guest};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(600);
+const IP: &str = "10.0.2.15";
+const APPEND: &str = "console=ttyS0 quiet xenolith_iobench=1 xenolith_ip=10.0.2.15/24";
+const TCP_BYTES: usize = 256 << 20;
+
+/// One machine's figures.
+#[derive(Default)]
+struct Figures {
+    write_mib_s: f64,
+    read_mib_s: f64,
+    iops: f64,
+    to_guest_mib_s: f64,
+    from_guest_mib_s: f64,
+    round_trips_s: f64,
+    to_init: Duration,
+}
+
+fn number_in(line: &str, after: &str) -> Result<f64, String> {
+    line.split(after)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no number after {after:?} in {line:?}"))
+}
+
+fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
+    let mut f = Figures::default();
+    (f.to_init, _) = m.wait_for_nth("xenolith-linux: /init running", 1, LONG)?;
+    let mib = 256.0;
+    let w = m.wait_for("xenolith-linux: iobench seq write 256 MiB ", LONG)?;
+    f.write_mib_s = mib / (number_in(&w, "256 MiB ")? / 1e3);
+    let r = m.wait_for("xenolith-linux: iobench seq read 256 MiB ", LONG)?;
+    f.read_mib_s = mib / (number_in(&r, "256 MiB ")? / 1e3);
+    let rr = m.wait_for("xenolith-linux: iobench randread ", LONG)?;
+    f.iops = number_in(&rr, "randread ")?;
+    m.wait_for("xenolith-linux: iobench servers ready", LONG)?;
+    let connect = |port: u16| -> Result<TcpStream, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(LONG)).map_err(|e| e.to_string())?;
+        Ok(s)
+    };
+    // Host -> guest: until the guest has counted every byte.
+    let mut s = connect(ports[0])?;
+    let began = Instant::now();
+    let chunk = vec![0x5au8; 1 << 16];
+    for _ in 0..TCP_BYTES / chunk.len() {
+        s.write_all(&chunk).map_err(|e| e.to_string())?;
+    }
+    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    let secs = began.elapsed().as_secs_f64();
+    if answer.trim() != TCP_BYTES.to_string() {
+        return Err(format!("the guest counted {answer:?} bytes"));
+    }
+    f.to_guest_mib_s = mib / secs;
+    // Guest -> host.
+    let mut s = connect(ports[1])?;
+    let began = Instant::now();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0usize;
+    loop {
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    if got != TCP_BYTES {
+        return Err(format!("{got} bytes came from the guest"));
+    }
+    f.from_guest_mib_s = mib / began.elapsed().as_secs_f64();
+    // 64-byte round trips.
+    let mut s = connect(ports[2])?;
+    let message = [7u8; 64];
+    let mut back = [0u8; 64];
+    let began = Instant::now();
+    let mut n = 0u64;
+    while began.elapsed() < Duration::from_secs(10) {
+        s.write_all(&message).map_err(|e| e.to_string())?;
+        s.read_exact(&mut back).map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    f.round_trips_s = n as f64 / began.elapsed().as_secs_f64();
+    Ok(f)
+}
+
+fn forwards(ports: [u16; 3]) -> Vec<Forward> {
+    ports
+        .iter()
+        .zip([5001, 5002, 5003])
+        .map(|(&host_port, guest_port)| Forward {
+            udp: false,
+            host_port,
+            guest: IP.into(),
+            guest_port,
+        })
+        .collect()
+}
+
+fn bundle(
+    dir: &Path,
+    domains: &Path,
+    linux: &linux_guest::Guest,
+) -> Result<std::path::PathBuf, String> {
+    let dm = build::domain(domains, "device-model");
+    let cfg = format!(
+        "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
+         cmdline = \"{APPEND}\"\nmemory = 512\ndisk = [\"bench,xvda,w\"]\n\
+         vif = [\"mac=00:16:3e:00:00:20\"]\n"
+    );
+    iso::bundle(
+        &dir.join("bundle.tar"),
+        &[("10-linux.cfg", cfg.as_str())],
+        &[
+            ("vmlinuz", linux.kernel.as_path()),
+            ("initrd.img", linux.initrd.as_path()),
+            ("device-model", dm.as_path()),
+        ],
+    )
+}
+
+pub fn run() -> Result<(), String> {
+    host_tools::ensure()?;
+    let kernel = build::kernel()?;
+    let domains = build::domains()?;
+    let linux = linux_guest::guest()?;
+    let dir = build::target_dir().join("bench/linux");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let disk = dir.join("disk.img");
+    let f = std::fs::File::create(&disk).map_err(|e| e.to_string())?;
+    f.set_len(300 << 20).map_err(|e| e.to_string())?;
+    let modules = [
+        iso::Module {
+            path: build::domain(&domains, "toolstack-domain"),
+            cmdline: "toolstack-domain".into(),
+        },
+        iso::Module {
+            path: build::domain(&domains, "drvdom-blk"),
+            cmdline: "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=bench=all".into(),
+        },
+        iso::Module {
+            path: build::domain(&domains, "drvdom-net"),
+            cmdline: "drvdom-net role=net memory=4M pci=00:05.0 dma=512".into(),
+        },
+        iso::Module {
+            path: bundle(&dir, &domains, &linux)?,
+            cmdline: "bundle".into(),
+        },
+    ];
+    let image = iso::build(&kernel, "", &modules, &dir.join("linux-io.iso"))?;
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let xen = {
+        let m = Config::new(&image)
+            .memory("1G")
+            .disk(&disk)
+            .disk_cache_none()
+            .nic(&forwards(ports))
+            .spawn()?;
+        measure(&m, ports)?
+    };
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let direct = {
+        let m = Config::new(&image)
+            .memory("512M")
+            .disk(&disk)
+            .disk_cache_none()
+            .nic(&forwards(ports))
+            .direct_linux(&linux.kernel, &linux.initrd, APPEND)
+            .spawn()?;
+        measure(&m, ports)?
+    };
+    println!(
+        "| measure (TCG, 1 CPU, 512 MiB guest, cache=none) | Xenolith HVM | QEMU direct | ratio |"
+    );
+    println!("|---|---|---|---|");
+    let row = |what: &str, unit: &str, x: f64, q: f64| {
+        println!(
+            "| {what} | {x:.1} {unit} | {q:.1} {unit} | {:.2} |",
+            x / q.max(1e-9)
+        );
+    };
+    row(
+        "disk sequential write, 64 KiB O_DIRECT, 256 MiB",
+        "MiB/s",
+        xen.write_mib_s,
+        direct.write_mib_s,
+    );
+    row(
+        "disk sequential read, 64 KiB O_DIRECT, 256 MiB",
+        "MiB/s",
+        xen.read_mib_s,
+        direct.read_mib_s,
+    );
+    row(
+        "4 KiB random reads, queue depth 1, 10 s",
+        "IOPS",
+        xen.iops,
+        direct.iops,
+    );
+    row(
+        "TCP host -> guest, 256 MiB",
+        "MiB/s",
+        xen.to_guest_mib_s,
+        direct.to_guest_mib_s,
+    );
+    row(
+        "TCP guest -> host, 256 MiB",
+        "MiB/s",
+        xen.from_guest_mib_s,
+        direct.from_guest_mib_s,
+    );
+    row(
+        "64-byte TCP round trips",
+        "/s",
+        xen.round_trips_s,
+        direct.round_trips_s,
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| QEMU start to /init | {:.0} ms | {:.0} ms | {:.2} (direct / Xenolith) |",
+        ms(xen.to_init),
+        ms(direct.to_init),
+        direct.to_init.as_secs_f64() / xen.to_init.as_secs_f64()
+    );
+    Ok(())
+}
