@@ -54,15 +54,19 @@ fn stages(m: &Machine) -> Vec<(&'static str, Duration)> {
         .collect()
 }
 
-fn bundle(
+/// A bundle with one Linux guest (`append` its command line, `extra` more
+/// configuration lines) and the device model.
+pub(super) fn linux_bundle(
     dir: &Path,
     domains: &Path,
     linux: &linux_guest::Guest,
+    append: &str,
+    extra: &str,
 ) -> Result<std::path::PathBuf, String> {
     let dm = build::domain(domains, "device-model");
     let cfg = format!(
         "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
-         cmdline = \"{APPEND}\"\nmemory = 256\n"
+         cmdline = \"{append}\"\n{extra}"
     );
     iso::bundle(
         &dir.join("bundle.tar"),
@@ -86,7 +90,7 @@ pub fn run(runs: usize) -> Result<(), String> {
         path: build::domain(&domains, "toolstack-domain"),
         cmdline: "toolstack-domain".into(),
     };
-    let tar = bundle(&dir, &domains, &linux)?;
+    let tar = linux_bundle(&dir, &domains, &linux, APPEND, "memory = 256\n")?;
     let modules = [
         dom0.clone(),
         iso::Module {

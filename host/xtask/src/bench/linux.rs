@@ -15,7 +15,6 @@ use crate::qemu::{free_port, Config, Forward, Machine};
 use crate::{build, host_tools, iso, linux_guest};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(600);
@@ -118,28 +117,6 @@ fn forwards(ports: [u16; 3]) -> Vec<Forward> {
         .collect()
 }
 
-fn bundle(
-    dir: &Path,
-    domains: &Path,
-    linux: &linux_guest::Guest,
-) -> Result<std::path::PathBuf, String> {
-    let dm = build::domain(domains, "device-model");
-    let cfg = format!(
-        "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
-         cmdline = \"{APPEND}\"\nmemory = 512\ndisk = [\"bench,xvda,w\"]\n\
-         vif = [\"mac=00:16:3e:00:00:20\"]\n"
-    );
-    iso::bundle(
-        &dir.join("bundle.tar"),
-        &[("10-linux.cfg", cfg.as_str())],
-        &[
-            ("vmlinuz", linux.kernel.as_path()),
-            ("initrd.img", linux.initrd.as_path()),
-            ("device-model", dm.as_path()),
-        ],
-    )
-}
-
 pub fn run() -> Result<(), String> {
     host_tools::ensure()?;
     let kernel = build::kernel()?;
@@ -164,7 +141,13 @@ pub fn run() -> Result<(), String> {
             cmdline: "drvdom-net role=net memory=4M pci=00:05.0 dma=512".into(),
         },
         iso::Module {
-            path: bundle(&dir, &domains, &linux)?,
+            path: super::hvm::linux_bundle(
+                &dir,
+                &domains,
+                &linux,
+                APPEND,
+                "memory = 512\ndisk = [\"bench,xvda,w\"]\nvif = [\"mac=00:16:3e:00:00:20\"]\n",
+            )?,
             cmdline: "bundle".into(),
         },
     ];
