@@ -87,8 +87,8 @@ impl VirtioBlk {
         ))
     }
 
-    /// Serves every request waiting on the queue; whether any was
-    /// answered (so the guest is to be interrupted).
+    /// Serves every request waiting on the queue; whether the guest is to
+    /// be interrupted (some were answered, and it did not ask not to be).
     pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
         let mut answered = false;
         while f.ready() {
@@ -100,7 +100,7 @@ impl VirtioBlk {
             self.served += 1;
             answered = true;
         }
-        Ok(answered)
+        Ok(answered && f.queues[0].wants_interrupt(mem))
     }
 
     /// Carries out one request and writes its status; the bytes written

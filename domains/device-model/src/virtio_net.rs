@@ -71,15 +71,16 @@ impl VirtioNet {
     }
 
     /// Follows a restarted drvdom-net, sends what the guest queued, and
-    /// hands it what arrived; whether the guest is to be interrupted.
+    /// hands it what arrived; whether the guest is to be interrupted (a
+    /// queue it used whose driver did not ask not to be).
     pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
         // A given-up backend: frames go nowhere (sends fail below).
         let _ = self.net.follow_restart();
         if !f.ready() {
             return Ok(false);
         }
-        let sent = self.transmit(f, mem)?;
-        let received = self.receive(f, mem)?;
+        let sent = self.transmit(f, mem)? && f.queues[TX].wants_interrupt(mem);
+        let received = self.receive(f, mem)? && f.queues[RX].wants_interrupt(mem);
         Ok(sent || received)
     }
 

@@ -127,6 +127,14 @@ impl Queue {
         Ok(Some(Chain { head, buffers }))
     }
 
+    /// Whether the driver wants an interrupt for what is used (it sets
+    /// VRING_AVAIL_F_NO_INTERRUPT while it polls; before it clears the flag
+    /// it looks at the used ring again, so nothing is missed).
+    pub fn wants_interrupt(&self, mem: &mut impl Memory) -> bool {
+        // A ring that cannot be read is reported by the next pop.
+        u16_at(mem, self.avail).map_or(true, |flags| flags & 1 == 0)
+    }
+
     /// Returns request `head` to the driver, `written` bytes of it written.
     pub fn push(&mut self, mem: &mut impl Memory, head: u16, written: u32) -> Result<(), Broken> {
         if self.size == 0 {
@@ -256,6 +264,14 @@ pub mod tests {
         put_desc(&mut m, 0, 0x5000, 16, 0, 0);
         publish(&mut m, 0, 0);
         assert_eq!(q.pop(&mut m).unwrap_err(), Broken::Outside, "table outside");
+    }
+
+    #[test]
+    fn a_driver_that_polls_is_not_interrupted() {
+        let (q, mut m) = queue();
+        assert!(q.wants_interrupt(&mut m));
+        m.0[AVAIL as usize] = 1;
+        assert!(!q.wants_interrupt(&mut m));
     }
 
     #[test]
