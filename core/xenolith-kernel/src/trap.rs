@@ -101,9 +101,15 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
         let sharers = k.domain(cur.dom).map_or(1, |d| {
             d.existing_vcpus().filter(|v| d.wants_cpu(v)).count() as u32
         });
+        // A domain paused a moment ago whose vCPU this CPU has not left
+        // yet (the pause's kick is on its way) is not charged: paused, its
+        // CPU time stands still from the moment the pause returned.
+        let running = k.domain(cur.dom).is_some_and(|d| d.life == Life::Running);
         if let Some(v) = k.vcpu_mut(cur) {
             v.sched.charge_tick(sharers);
-            v.ticks += 1;
+            if running {
+                v.ticks += 1;
+            }
         }
     }
     if keeper {

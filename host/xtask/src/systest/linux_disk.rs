@@ -265,16 +265,16 @@ fn linux_reads_and_writes_through_five_drvdom_blk_crashes_and_sees_no_error(
         | 1;
     let mut crashes = 0;
     let done = format!("[{at}] io-done");
-    // (The rounds go on after the last crash; their end is waited for below.)
+    // (The rounds go on after the fifth crash; their end is waited for below.)
     let finished = |m: &Machine| m.lines().iter().any(|l| l.starts_with(&done));
     while !finished(m) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        // Apart enough that the restart limit (six crashes in ten
-        // seconds) is never reached, and no more than six.
-        std::thread::sleep(Duration::from_millis(2000 + x % 1500));
-        if finished(m) || crashes == 6 {
+        // Five crashes at least 2.5 s apart: never six in ten seconds,
+        // the restart limit.
+        std::thread::sleep(Duration::from_millis(2500 + x % 1500));
+        if finished(m) || crashes == 5 {
             break;
         }
         let (code, out) = toolstack(&sock, &["domain", "crash", "drvdom-blk"])?;
