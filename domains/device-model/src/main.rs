@@ -5,7 +5,8 @@
 //! domain: if it dies, only its guest does (the kernel crashes it).
 //!
 //! Serves: COM1 (a 16550A, `uart.rs`; the guest's lines are printed on
-//! this domain's console), the ACPI PM1a blocks
+//! this domain's console), the two 8259A interrupt controllers (`pic.rs`,
+//! whose vectors it presents with `HvmInterrupt`), the ACPI PM1a blocks
 //! (soft off: `HvmShutdown` power-off; the power button, which domain 0's
 //! shutdown request presses), the reset register and keyboard
 //! controller reset (reboot), the pvpanic port (a crash), PCI
@@ -13,8 +14,7 @@
 //! function for each of the guest's disks (`virtio_blk.rs`, served by
 //! drvdom-blk) and interfaces (`virtio_net.rs`, served by drvdom-net)
 //! behind it, and the rest of a PC's legacy ports as an empty
-//! bus (inputs all ones, outputs dropped). Its devices' interrupt lines
-//! go to the guest's 8259s, which are the kernel's (`HvmIrqLine`).
+//! bus (inputs all ones, outputs dropped).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -23,6 +23,7 @@ extern crate alloc;
 
 mod guest_memory;
 mod pci;
+mod pic;
 mod uart;
 mod virtio_blk;
 mod virtio_net;
@@ -47,13 +48,14 @@ const COM1_IRQ: u8 = pc::COM1_IRQ;
 struct Machine {
     guest: DomainId,
     uart: uart::Uart,
+    uart_irq: bool,
+    pic: pic::Pic,
     pci: pci::Pci,
-    /// The ISA lines it drives high now (bit n: line n).
-    lines: u16,
     line: alloc::vec::Vec<u8>,
-    /// ACPI PM1 status and enable registers.
+    /// ACPI PM1 status and enable registers, and the SCI's level.
     pm1_sts: u16,
     pm1_en: u16,
+    sci: bool,
     /// The guest's memory, for the virtio devices' queues and buffers.
     mem: guest_memory::GuestMemory,
     /// The virtio devices, function N of the bus being `devices[N]`, and
@@ -73,6 +75,8 @@ enum Device {
 /// Where the virtio functions' I/O BARs start (one 256-byte BAR each),
 /// inside the I/O window the root bridge's `_CRS` gives out.
 const VIRTIO_IO_BASE: u16 = 0xc000;
+/// The edge/level control registers of the two 8259s.
+const ELCR: u16 = 0x4d0;
 
 /// PM1 status/enable: the power button.
 const PWRBTN: u16 = 1 << 8;
@@ -114,6 +118,24 @@ impl Machine {
                 .any(|f| f.ports().is_some_and(|r| r.contains(&p))) =>
             {
                 self.virtio(p, size, input, data)
+            }
+            ELCR | 0x4d1 => {
+                let chip = usize::from(port - ELCR);
+                if input {
+                    u32::from(self.pic.elcr(chip))
+                } else {
+                    self.pic.set_elcr(chip, data as u8);
+                    0
+                }
+            }
+            0x20 | 0x21 | 0xa0 | 0xa1 => {
+                let (chip, data_port) = ((port >> 7) as usize & 1, port & 1 == 1);
+                if input {
+                    self.pic.read(chip, data_port) as u32
+                } else {
+                    self.pic.write(chip, data_port, data as u8);
+                    0
+                }
             }
             p if (hvm::ACPI_PM1A_EVT..hvm::ACPI_PM1A_EVT + 4).contains(&p) => {
                 self.pm1(p - hvm::ACPI_PM1A_EVT, size, input, data)
@@ -220,22 +242,7 @@ impl Machine {
     fn update_pci_lines(&mut self) {
         for irq in pc::PCI_INTX_IRQS {
             let high = self.pci.functions.iter().any(|f| f.irq == irq && f.line());
-            self.set_line(irq, high);
-        }
-    }
-
-    /// Drives ISA line `irq` of the guest's 8259s (a hypercall only when
-    /// its level changes).
-    fn set_line(&mut self, irq: u8, high: bool) {
-        let bit = 1u16 << irq;
-        if (self.lines & bit != 0) == high {
-            return;
-        }
-        self.lines ^= bit;
-        if let Err(e) = hc::hvm_irq_line(self.guest, irq, high) {
-            say(format_args!(
-                "device-model: cannot drive line {irq} of the guest: {e}"
-            ));
+            self.pic.set_line(irq, high);
         }
     }
 
@@ -278,11 +285,13 @@ impl Machine {
         self.update_sci();
     }
 
-    /// The SCI (ISA line 9): high while a PM1 event is both reported and
-    /// enabled.
+    /// The SCI (ISA line 9): a PM1 event that is both reported and enabled.
     fn update_sci(&mut self) {
         let sci = self.pm1_sts & self.pm1_en & PWRBTN != 0;
-        self.set_line(hvm::ACPI_SCI_IRQ, sci);
+        if sci && !self.sci {
+            self.pic.raise(hvm::ACPI_SCI_IRQ);
+        }
+        self.sci = sci;
     }
 
     /// The guest powered off, reset or panicked.
@@ -292,10 +301,13 @@ impl Machine {
         }
     }
 
-    /// COM1's interrupt line (an edge to the 8259s when it rises).
+    /// COM1's interrupt line, whose rising edge reaches the PIC.
     fn update_irq(&mut self) {
         let irq = self.uart.irq();
-        self.set_line(COM1_IRQ, irq);
+        if irq && !self.uart_irq {
+            self.pic.raise(COM1_IRQ);
+        }
+        self.uart_irq = irq;
     }
 
     /// A byte the guest sent on COM1: whole lines go to this domain's console.
@@ -308,6 +320,17 @@ impl Machine {
             }
             _ if self.line.len() < 512 => self.line.push(byte),
             _ => {}
+        }
+    }
+
+    /// Presents every vector the interrupt controllers have ready.
+    fn interrupts(&mut self) {
+        while let Some(vector) = self.pic.take() {
+            if let Err(e) = hc::hvm_interrupt(self.guest, vector) {
+                say(format_args!(
+                    "device-model: cannot interrupt the guest: {e}"
+                ));
+            }
         }
     }
 }
@@ -339,11 +362,13 @@ fn run(start: &'static domain_runtime::StartInfo) {
     let mut m = Machine {
         guest,
         uart: uart::Uart::new(),
+        uart_irq: false,
+        pic: pic::Pic::new(),
         pci: pci::Pci::default(),
-        lines: 0,
         line: alloc::vec::Vec::new(),
         pm1_sts: 0,
         pm1_en: 0,
+        sci: false,
         mem: guest_memory::GuestMemory::new(guest, DomainId(start.domain_id)),
         devices: alloc::vec::Vec::new(),
         kicked: alloc::vec::Vec::new(),
@@ -434,6 +459,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
             m.update_irq();
         }
         m.serve_devices();
+        m.interrupts();
         let busy = typed > 0
             || page
                 .slots

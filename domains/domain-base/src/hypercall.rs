@@ -584,13 +584,11 @@ pub fn hvm_io_done(guest: DomainId, vcpu: u32) -> Result<u64> {
     })
 }
 
-/// Drives ISA line `irq` of `guest`'s 8259s high or low (a device of its
-/// device model).
-pub fn hvm_irq_line(guest: DomainId, irq: u8, high: bool) -> Result<u64> {
-    call(args::HvmIrqLine {
+/// Presents `vector` to `guest`'s vCPU 0 (the device model's interrupt controller).
+pub fn hvm_interrupt(guest: DomainId, vector: u8) -> Result<u64> {
+    call(args::HvmInterrupt {
         guest,
-        irq: irq as u64,
-        high,
+        vector: vector as u64,
     })
 }
 

@@ -298,10 +298,9 @@ hypercalls! {
     /// request in its slot; the vCPU goes on. `InvalidArgument` when no
     /// request of that vCPU is posted or the answer names another.
     HvmIoDone = 66 { guest: DomainId, vcpu: u64 }
-    /// `(guest, irq, high)`: a device of `guest`'s device model drives ISA
-    /// line `irq` (0..=15) of the guest's 8259s (the kernel's) high or low;
-    /// the vector they then present goes to vCPU 0 when it can take it.
-    HvmIrqLine = 67 { guest: DomainId, irq: u64, high: bool }
+    /// `(guest, vector)`: the device model's interrupt controller presents
+    /// `vector` (16..=255) to `guest`'s vCPU 0, taken when it can.
+    HvmInterrupt = 67 { guest: DomainId, vector: u64 }
     /// `(guest, reason)`: the device model saw `guest` power off, reset or
     /// report a panic (a [`crate::domain::ShutdownReason`]): it stops so,
     /// and the control domain applies its policy.

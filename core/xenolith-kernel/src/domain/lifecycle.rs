@@ -193,6 +193,7 @@ pub fn create(
                     .flatten()
                     .map(|(f, st)| crate::hvm::vcpu::HvmVcpu::new(f, st, npt, v as u32)),
                 io_wait: false,
+                extint: [0; 4],
                 ipis: [0; 4],
                 init_received: false,
             }),
@@ -214,7 +215,6 @@ pub fn create(
             teardown: false,
             suspended: false,
             device_model: Default::default(),
-            pic: Default::default(),
         },
         place,
     );

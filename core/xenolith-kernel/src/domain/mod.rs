@@ -106,6 +106,9 @@ pub struct Vcpu {
     pub hvm: Option<crate::hvm::vcpu::HvmVcpu>,
     /// An HVM vCPU waits for its device model's answer to a port access.
     pub io_wait: bool,
+    /// Vectors an HVM guest's device model presented (bit n: vector n), taken
+    /// when the vCPU can.
+    pub extint: [u64; 4],
     /// Fixed IPIs from the guest's other vCPUs (bit n: vector n), moved
     /// into this vCPU's local APIC before it next runs.
     pub ipis: [u64; 4],
@@ -159,8 +162,6 @@ pub struct Domain {
     pub suspended: bool,
     /// An HVM guest's device model.
     pub device_model: crate::hvm::vcpu::DeviceModel,
-    /// An HVM guest's 8259 interrupt controllers.
-    pub pic: crate::hvm::pic::Pic,
 }
 
 impl Domain {

@@ -192,36 +192,19 @@ pub fn done(k: &mut Kernel, caller: usize, guest: usize, vcpu: u64) -> Result<()
     Ok(())
 }
 
-/// `HvmIrqLine`: ISA line `irq` of the guest's 8259s goes high or low.
-pub fn irq_line(
-    k: &mut Kernel,
-    caller: usize,
-    guest: usize,
-    irq: u64,
-    high: bool,
-) -> Result<(), Error> {
+/// `HvmInterrupt`: `vector` is presented to the guest's vCPU 0.
+pub fn interrupt(k: &mut Kernel, caller: usize, guest: usize, vector: u64) -> Result<(), Error> {
     served(k, caller, guest)?;
-    let irq = u8::try_from(irq)
+    let vector = u8::try_from(vector)
         .ok()
-        .filter(|&i| i < 16)
+        .filter(|&v| v >= 16)
         .ok_or(Error::InvalidArgument)?;
-    let d = k.domain_mut(guest).ok_or(Error::InvalidArgument)?;
-    d.pic.set_line(irq, high);
-    kick_if_pending(k, guest);
-    Ok(())
-}
-
-/// If the guest's 8259s have a vector for vCPU 0, it goes to take it:
-/// woken from HLT, or made to exit if it runs.
-pub fn kick_if_pending(k: &mut Kernel, guest: usize) {
-    if k.domain(guest).is_none_or(|d| d.pic.peek().is_none()) {
-        return;
-    }
     let at = VcpuRef {
         dom: guest,
         vcpu: 0,
     };
-    let Some(v) = k.vcpu_mut(at) else { return };
+    let v = k.vcpu_mut(at).ok_or(Error::InvalidArgument)?;
+    v.extint[vector as usize / 64] |= 1 << (vector % 64);
     if v.blocked {
         v.blocked = false;
         wake(k, at);
@@ -229,6 +212,7 @@ pub fn kick_if_pending(k: &mut Kernel, guest: usize) {
         // Running elsewhere: an exit to take it now.
         k.resched_vcpu(at);
     }
+    Ok(())
 }
 
 /// Lets a vCPU that waited run again.

@@ -109,10 +109,11 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             // It waits for an interrupt it can take: its timer's wakes it
             // (the kernel timer `interrupts::set_timer` keeps); with
             // interrupts off, nothing does, and it uses no CPU.
-            // What waits for it beyond its APIC: the 8259s' vector and
-            // its other vCPUs' IPIs.
-            let waiting = interrupts::extint_ready(k, at)
-                || k.vcpu(at).is_some_and(|v| v.ipis.iter().any(|&w| w != 0));
+            // What waits for it beyond its APIC: the device model's
+            // vectors and its other vCPUs' IPIs.
+            let waiting = k
+                .vcpu(at)
+                .is_some_and(|v| v.extint.iter().chain(v.ipis.iter()).any(|&w| w != 0));
             if !interrupts::ready(s, waiting) {
                 if let Some(v) = k.vcpu_mut(at) {
                     v.blocked = true;
@@ -133,9 +134,6 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             if port == DEBUG_PORT && !input {
                 let byte = s.vmcb.read64(off::RAX) as u8;
                 return debug_byte(k, at, s, byte);
-            }
-            if super::pic::PORTS.contains(&port) {
-                return pic_port(k, at, s, port, size, input);
             }
             if super::device_model::post(k, at, s, port, size, input) {
                 return;
@@ -294,31 +292,6 @@ fn debug_byte(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, byte: u8) {
 }
 
 /// Ends the guest with a crash record: `what` happened at its RIP, about `address`.
-/// An access to the 8259s' ports, answered here: bytes (a wider input
-/// reads all ones above its first byte).
-fn pic_port(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, port: u16, size: u8, input: bool) {
-    let rax = s.vmcb.read64(off::RAX);
-    let Some(d) = k.domain_mut(at.dom) else {
-        return;
-    };
-    let value = d.pic.access(port, input, rax as u8);
-    if input {
-        let mask: u64 = match size {
-            1 => 0xff,
-            2 => 0xffff,
-            _ => 0xffff_ffff,
-        };
-        let read = (FLOATING as u64 & mask & !0xff) | u64::from(value);
-        s.vmcb.write64(off::RAX, (rax & !mask) | read);
-    } else {
-        // An unmask or end of interrupt may let a waiting line through,
-        // to vCPU 0 wherever it is (vCPU 0 itself looks before it runs).
-        if at.vcpu != 0 {
-            super::device_model::kick_if_pending(k, at.dom);
-        }
-    }
-}
-
 /// What the guest's CPU looked like at a triple fault, on the kernel log
 /// (its control registers, descriptor tables, stack, and the event it was
 /// taking when the exit came): for finding what the guest tripped on.

@@ -26,18 +26,13 @@ pub fn set_timer(k: &mut Kernel, at: VcpuRef, next_ns: Option<u64>) {
     }
 }
 
-/// Whether the guest's 8259s have a vector for this vCPU (vCPU 0 only).
-pub fn extint_ready(k: &Kernel, at: VcpuRef) -> bool {
-    at.vcpu == 0 && k.domain(at.dom).is_some_and(|d| d.pic.peek().is_some())
-}
-
 fn interruptible(s: &HvmVcpu) -> bool {
     s.vmcb.read64(off::RFLAGS) & IF != 0 && s.vmcb.read64(off::INT_STATE) & 1 == 0
 }
 
 /// Whether the guest has an interrupt it can take now (HLT then goes on):
-/// one its APIC has ready, or one `waiting` outside it (the 8259s',
-/// another vCPU's IPI).
+/// one its APIC has ready, or one `waiting` outside it (the device
+/// model's, another vCPU's IPI).
 pub fn ready(s: &HvmVcpu, waiting: bool) -> bool {
     let any = s.state.get().extra.lapic.pending().is_some() || waiting;
     s.vmcb.read64(off::RFLAGS) & IF != 0 && any
@@ -59,14 +54,20 @@ pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     }
     let next = apic.poll_timer(now, tsc, hz);
     set_timer(k, at, next);
-    // What the 8259s present goes first (it comes through vCPU 0's LINT0,
-    // not the APIC's request register).
-    if extint_ready(k, at) {
+    // What the device model's interrupt controller presents goes first
+    // (it comes through LINT0, not the APIC's request register).
+    let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);
+    let extint = if at.vcpu == 0 { extint } else { [0; 4] };
+    let highest = (0..4)
+        .rev()
+        .find(|&i| extint[i] != 0)
+        .map(|i| (i * 64 + 63 - extint[i].leading_zeros() as usize) as u8);
+    if let Some(vector) = highest {
         if s.vmcb.read64(off::EVENT_INJ) & 1 << 31 == 0 && interruptible(s) {
-            let vector = k.domain_mut(at.dom).and_then(|d| d.pic.take());
-            if let Some(vector) = vector {
-                s.vmcb.write64(off::EVENT_INJ, vector as u64 | 1 << 31);
+            if let Some(v) = k.vcpu_mut(at) {
+                v.extint[vector as usize / 64] &= !(1 << (vector % 64));
             }
+            s.vmcb.write64(off::EVENT_INJ, vector as u64 | 1 << 31);
             return window(s, false);
         }
         return window(s, true);

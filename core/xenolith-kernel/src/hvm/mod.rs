@@ -20,7 +20,6 @@ mod interrupts;
 mod ipi;
 pub mod lapic;
 pub mod msr;
-pub mod pic;
 pub mod pvclock;
 #[cfg(target_os = "none")]
 pub mod run;

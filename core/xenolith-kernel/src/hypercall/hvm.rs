@@ -27,9 +27,9 @@ pub fn io_done(k: &mut Kernel, caller: usize, a: args::HvmIoDone) -> Result<u64,
     device_model::done(k, caller, guest, a.vcpu).map(|()| 0)
 }
 
-pub fn irq_line(k: &mut Kernel, caller: usize, a: args::HvmIrqLine) -> Result<u64, Error> {
+pub fn interrupt(k: &mut Kernel, caller: usize, a: args::HvmInterrupt) -> Result<u64, Error> {
     let guest = k.lookup(a.guest)?;
-    device_model::irq_line(k, caller, guest, a.irq, a.high).map(|()| 0)
+    device_model::interrupt(k, caller, guest, a.vector).map(|()| 0)
 }
 
 pub fn shutdown(k: &mut Kernel, caller: usize, a: args::HvmShutdown) -> Result<u64, Error> {

@@ -143,7 +143,7 @@ fn route<G: Gate>(
         HvmSetDeviceModel(a) => hvm::set_device_model(k, caller, a),
         HvmServe(a) => hvm::serve(k, caller, a),
         HvmIoDone(a) => hvm::io_done(k, caller, a),
-        HvmIrqLine(a) => hvm::irq_line(k, caller, a),
+        HvmInterrupt(a) => hvm::interrupt(k, caller, a),
         HvmShutdown(a) => hvm::shutdown(k, caller, a),
         HvmGrant(a) => hvm::grant(k, caller, a),
         HvmGrantEnd(a) => hvm::grant_end(k, caller, a),

@@ -1,24 +1,17 @@
-//! An HVM guest's two 8259A interrupt controllers (master at 0x20, slave
-//! at 0xa0 cascaded on the master's line 2), as Linux drives them when the
-//! machine has no I/O APIC: the initialisation words, masks, end of
-//! interrupt, the request and in-service registers, and the edge/level
-//! control registers (ELCR, 0x4d0 and 0x4d1).
+//! The PC's two 8259A interrupt controllers (master at 0x20, slave at 0xa0
+//! cascaded on the master's line 2), as Linux drives them when the machine
+//! has no I/O APIC: the initialisation words, masks, end of interrupt and
+//! the request and in-service registers.
 //!
-//! Owns: which line the guest is to be interrupted for next. They are the
-//! kernel's, as KVM's in-kernel irqchip is, because Linux touches them
-//! five times an interrupt (mask, end of interrupt on both chips,
-//! unmask): through the device model each would be a round trip of two
-//! domain switches (`docs/performance.md`). The device model raises and
-//! lowers lines (`HvmIrqLine`); the vector is taken (and the line goes in
-//! service) when vCPU 0 can take it. ISA lines are edge-triggered; lines
-//! the ELCR makes level-triggered (Linux makes the PCI devices' so)
-//! follow the line: a request ends when the line falls, and a line still
-//! high at end of interrupt asks again. Pure: host-tested.
+//! Owns: which line the guest should be interrupted for next. The vector
+//! is presented at once (the kernel injects it when the guest can take
+//! it), so the line goes in service then. Edge-triggered, as ISA lines
+//! are, except lines the edge/level control registers (ELCR, 0x4d0 and
+//! 0x4d1) make level-triggered, as Linux makes the PCI devices' lines:
+//! their request follows the line, and a line still high at end of
+//! interrupt is requested again. Pure: host-tested.
 
-/// The ports the guest reaches them by.
-pub const PORTS: [u16; 6] = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
-
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 struct Chip {
     irr: u8,
     isr: u8,
@@ -85,54 +78,17 @@ impl Chip {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Default)]
 pub struct Pic {
     chips: [Chip; 2],
 }
 
-impl Default for Pic {
-    /// As after reset: every line masked.
-    fn default() -> Pic {
-        Pic::new()
-    }
-}
-
 impl Pic {
     pub fn new() -> Pic {
-        let mut chips = [Chip::default(); 2];
-        chips[0].imr = 0xff;
-        chips[1].imr = 0xff;
-        Pic { chips }
-    }
-
-    /// A byte access to one of [`PORTS`]; what an input reads.
-    pub fn access(&mut self, port: u16, input: bool, value: u8) -> u8 {
-        match port {
-            0x4d0 | 0x4d1 => {
-                let chip = usize::from(port & 1);
-                if input {
-                    self.elcr(chip)
-                } else {
-                    self.set_elcr(chip, value);
-                    0
-                }
-            }
-            _ => {
-                let (chip, data_port) = ((port >> 7) as usize & 1, port & 1 == 1);
-                if input {
-                    self.read(chip, data_port)
-                } else {
-                    self.write(chip, data_port, value);
-                    0
-                }
-            }
-        }
-    }
-
-    /// The vector [`Pic::take`] would present now, without taking it.
-    pub fn peek(&self) -> Option<u8> {
-        let mut copy = *self;
-        copy.take()
+        let mut p = Pic::default();
+        p.chips[0].imr = 0xff;
+        p.chips[1].imr = 0xff;
+        p
     }
 
     /// A write to 0x20/0x21 (`chip` 0) or 0xa0/0xa1 (`chip` 1).
@@ -152,6 +108,11 @@ impl Pic {
             (false, true) => c.isr,
             (false, false) => c.irr,
         }
+    }
+
+    /// An edge on ISA line `irq` (0–15).
+    pub fn raise(&mut self, irq: u8) {
+        self.chips[(irq as usize >> 3) & 1].irr |= 1 << (irq & 7);
     }
 
     /// The level of a device's line (`irq` 0–15): a rising edge requests
@@ -232,13 +193,11 @@ mod tests {
     #[test]
     fn a_masked_line_waits_and_an_unmasked_one_is_presented_once_until_eoi() {
         let mut p = as_linux_sets_it_up();
-        p.set_line(4, true);
+        p.raise(4);
         assert_eq!(p.take(), None, "masked");
         p.write(0, true, 0xeb);
-        assert_eq!(p.peek(), Some(0x34));
         assert_eq!(p.take(), Some(0x34));
-        p.set_line(4, false);
-        p.set_line(4, true);
+        p.raise(4);
         assert_eq!(p.take(), None, "in service");
         p.write(0, false, 0x0b);
         assert_eq!(p.read(0, false), 1 << 4, "ISR by OCW3");
@@ -250,8 +209,8 @@ mod tests {
     #[test]
     fn a_level_line_is_requested_while_high_and_again_after_eoi_if_still_high() {
         let mut p = as_linux_sets_it_up();
-        p.access(0x4d1, false, 1 << 2); // line 10, as Linux's elcr_set_level_irq
-        assert_eq!(p.access(0x4d1, true, 0), 1 << 2);
+        p.set_elcr(1, 1 << 2); // line 10, as Linux's elcr_set_level_irq
+        assert_eq!(p.elcr(1), 1 << 2);
         p.write(1, true, 0xfb);
         // Linux's handle_level_irq: mask and EOI before the handler runs.
         p.set_line(10, true);
@@ -273,12 +232,11 @@ mod tests {
     fn the_slaves_lines_come_through_the_cascade() {
         let mut p = as_linux_sets_it_up();
         p.write(1, true, 0xfd); // line 9
-        p.set_line(9, true);
+        p.raise(9);
         assert_eq!(p.take(), Some(0x39));
         p.write(1, false, 0x20);
         p.write(0, false, 0x20);
-        p.set_line(9, false);
-        p.set_line(9, true);
+        p.raise(9);
         assert_eq!(p.take(), Some(0x39));
     }
 }
