@@ -174,7 +174,8 @@ fn connect_and_echo(port: u16) -> Result<std::net::TcpStream, String> {
 }
 
 /// Linux sends 4 MiB over TCP to a Rust guest through drvdom-net's
-/// switch: the Rust guest counts the same bytes and CRC-32.
+/// switch: the Rust guest counts the same bytes and CRC-32. Then Linux
+/// forges its MAC, and drvdom-net drops what it sends.
 fn linux_and_a_rust_guest_talk_tcp_through_the_switch(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -192,6 +193,19 @@ fn linux_and_a_rust_guest_talk_tcp_through_the_switch(
         "sent ",
     )?;
     let got = m.wait_for("net-tool: received ", LONG)?;
+    // drvdom-net's anti-spoofing holds for Linux's frames: from a MAC
+    // that is not its interface's, nothing gets out.
+    ask(
+        m,
+        &sock,
+        linux,
+        "ip link set eth0 address 02:00:00:00:00:66 && ping -c 2 -W 1 10.0.2.21; echo forged done",
+        "forged done",
+    )?;
+    expect_line(
+        m,
+        "sent from 02:00:00:00:00:66, not its 00:16:3e:00:00:10: dropped",
+    )?;
     let tail = |l: &str| {
         l.split("bytes crc32 ")
             .nth(1)
