@@ -348,6 +348,9 @@ fn run(start: &'static domain_runtime::StartInfo) {
         );
         return;
     };
+    // Its console is the guest's: the runtime's own notes (a driver
+    // domain followed) go to the kernel log, as this domain's own do.
+    domain_runtime::console::notes_to_kernel_log();
     let port = hc::event_bind_virq(Virq::DeviceModel).expect("bind the device-model VIRQ");
     let page: Box<IoPage> = Box::default();
     let va = &*page as *const IoPage as u64;
@@ -484,7 +487,8 @@ fn run(start: &'static domain_runtime::StartInfo) {
 /// This domain's own messages go to the kernel's log (`[domid]` of the
 /// device model); its console ring carries the guest's COM1 alone.
 fn say(args: core::fmt::Arguments<'_>) {
-    let mut line: heapless::String<160> = heapless::String::new();
+    let mut line: heapless::String<{ domain_runtime::ipc_abi::hypercall::LOG_LINE_MAX }> =
+        heapless::String::new();
     let _ = core::fmt::Write::write_fmt(&mut line, args);
     let _ = line.push('\n');
     let _ = hc::console_write(line.as_bytes());

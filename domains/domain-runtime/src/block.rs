@@ -527,13 +527,13 @@ impl Disk {
         self.backend = backend;
         self.restarts += 1;
         self.gaps.restarted();
-        crate::println!(
+        crate::console::note(format_args!(
             "block: disk {} reconnected to domain {} (restart {}), {} requests sent again",
             self.device,
             backend,
             self.restarts,
             self.in_flight.len()
-        );
+        ));
         let replay = core::mem::take(&mut self.in_flight);
         for mut r in replay {
             for s in r.segments[..usize::from(r.segments_used).min(MAX_SEGMENTS)].iter_mut() {

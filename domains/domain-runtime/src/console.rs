@@ -573,6 +573,29 @@ impl Write for LineWriter {
 }
 
 /// Prints formatted text (used by the macros).
+/// The runtime's own notes (a backend followed, one given up on) go to the
+/// kernel log instead of this domain's console.
+static NOTES_TO_LOG: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Sends the runtime's own notes to the kernel log from now on: for a
+/// domain whose console shows as another (an HVM guest's device model,
+/// whose console is the guest's).
+pub fn notes_to_kernel_log() {
+    NOTES_TO_LOG.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// One of the runtime's own notes (a line): on the console, or on the
+/// kernel log after [`notes_to_kernel_log`].
+pub fn note(args: fmt::Arguments<'_>) {
+    if !NOTES_TO_LOG.load(core::sync::atomic::Ordering::Relaxed) {
+        return print(format_args!("{args}\n"));
+    }
+    let mut line: heapless::String<{ ipc_abi::hypercall::LOG_LINE_MAX }> = heapless::String::new();
+    let _ = fmt::Write::write_fmt(&mut line, args);
+    let _ = line.push('\n');
+    let _ = crate::hypercall::console_write(line.as_bytes());
+}
+
 pub fn print(args: fmt::Arguments<'_>) {
     let mut w = LineWriter::new();
     let _ = w.write_fmt(args);

@@ -184,7 +184,10 @@ impl NetFront {
             if !restored {
                 let _ = hc::event_close(self.port);
             }
-            crate::println!("net: interface {}'s backend is gone", self.vif);
+            crate::console::note(format_args!(
+                "net: interface {}'s backend is gone",
+                self.vif
+            ));
             return Err(Error::DeadDomain);
         }
         if !restored {
@@ -218,7 +221,10 @@ impl NetFront {
                     news = crate::control::wait_news(|m| restarted(m) || gone(m));
                     if gone(&news) {
                         self.tx.dead = true;
-                        crate::println!("net: interface {}'s backend is gone", self.vif);
+                        crate::console::note(format_args!(
+                            "net: interface {}'s backend is gone",
+                            self.vif
+                        ));
                         return Err(Error::DeadDomain);
                     }
                 }
@@ -233,11 +239,10 @@ impl NetFront {
         self.tx.free = (0..TX_PAGES as u8).collect();
         self.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         self.restarts += 1;
-        crate::println!(
+        crate::console::note(format_args!(
             "net: interface {} reconnected to domain {}",
-            self.vif,
-            backend
-        );
+            self.vif, backend
+        ));
         Ok(true)
     }
 
