@@ -190,7 +190,12 @@ impl Machine {
         let (value, event) = self.pci.functions[i].io(port - base, size, input, data);
         match event {
             virtio_pci::Event::Notify(_) | virtio_pci::Event::Ready => self.kicked[i] = true,
-            virtio_pci::Event::Reset | virtio_pci::Event::None => {}
+            virtio_pci::Event::Reset => {
+                if let Device::Net(net) = &mut self.devices[i] {
+                    net.reset();
+                }
+            }
+            virtio_pci::Event::None => {}
         }
         value
     }

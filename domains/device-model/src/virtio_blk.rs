@@ -139,7 +139,11 @@ impl VirtioBlk {
             ),
             T_GET_ID => {
                 let mut id = [0u8; 20];
-                let text = alloc::format!("xenolith-xvd{}", (b'a' + self.device as u8) as char);
+                let letter = u8::try_from(self.device)
+                    .ok()
+                    .and_then(|d| b'a'.checked_add(d))
+                    .map_or('?', char::from);
+                let text = alloc::format!("xenolith-xvd{letter}");
                 id[..text.len()].copy_from_slice(text.as_bytes());
                 match data.first() {
                     Some(b) if b.device_writes => {

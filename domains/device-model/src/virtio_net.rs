@@ -65,6 +65,13 @@ impl VirtioNet {
         ))
     }
 
+    /// The driver reset the device: buffers taken from its old queues are
+    /// forgotten (never returned into the new ones).
+    pub fn reset(&mut self) {
+        self.held = None;
+        self.stalled = None;
+    }
+
     /// The event port drvdom-net signals.
     pub fn port(&self) -> u16 {
         self.net.port()
