@@ -14,7 +14,7 @@
 
 use crate::guest_memory::{GuestMemory, Memory};
 use crate::virtio_pci::{Identity, VirtioPci, VERSION_1};
-use crate::virtqueue::{Broken, Buffer, Chain};
+use crate::virtqueue::{Broken, Buffer, Chain, EVENT_IDX};
 use domain_runtime::block::{Disk, DiskError};
 use domain_runtime::ipc_abi::proto::block::{Features, SECTOR_SIZE};
 
@@ -54,7 +54,7 @@ impl VirtioBlk {
     ) -> Result<(VirtioBlk, VirtioPci), DiskError> {
         let disk = Disk::connect(device).map_err(|_| DiskError::Ring)?;
         let info = disk.info();
-        let mut features = VERSION_1 | SEG_MAX | BLK_SIZE;
+        let mut features = VERSION_1 | EVENT_IDX | SEG_MAX | BLK_SIZE;
         if info.features.contains(Features::FLUSH) {
             features |= FLUSH;
         }
@@ -90,7 +90,7 @@ impl VirtioBlk {
     /// Serves every request waiting on the queue; whether the guest is to
     /// be interrupted (some were answered, and it did not ask not to be).
     pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
-        let mut answered = false;
+        let before = f.queues[0].used_index();
         while f.ready() {
             let Some(chain) = f.queues[0].pop(mem)? else {
                 break;
@@ -98,9 +98,8 @@ impl VirtioBlk {
             let written = self.request(&chain, mem);
             f.queues[0].push(mem, chain.head, written)?;
             self.served += 1;
-            answered = true;
         }
-        Ok(answered && f.queues[0].wants_interrupt(mem))
+        Ok(f.queues[0].wants_interrupt(mem, before))
     }
 
     /// Carries out one request and writes its status; the bytes written

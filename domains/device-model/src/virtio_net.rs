@@ -15,7 +15,7 @@
 
 use crate::guest_memory::{GuestMemory, Memory};
 use crate::virtio_pci::{Identity, VirtioPci, VERSION_1};
-use crate::virtqueue::{Broken, Chain};
+use crate::virtqueue::{Broken, Chain, EVENT_IDX};
 use domain_runtime::ipc_abi::proto::net::MAX_FRAME;
 use domain_runtime::net::{NetFront, SendError};
 
@@ -47,7 +47,7 @@ impl VirtioNet {
                 device_type: 1,
                 // Network controller, Ethernet.
                 class: 0x02_00_00,
-                features: VERSION_1 | F_MAC,
+                features: VERSION_1 | EVENT_IDX | F_MAC,
                 queues: 2,
             },
             io_base,
@@ -86,9 +86,12 @@ impl VirtioNet {
         if !f.ready() {
             return Ok(false);
         }
-        let sent = self.transmit(f, mem)? && f.queues[TX].wants_interrupt(mem);
-        let received = self.receive(f, mem)? && f.queues[RX].wants_interrupt(mem);
-        Ok(sent || received)
+        let (tx_before, rx_before) = (f.queues[TX].used_index(), f.queues[RX].used_index());
+        self.transmit(f, mem)?;
+        self.receive(f, mem)?;
+        let tx = f.queues[TX].wants_interrupt(mem, tx_before);
+        let rx = f.queues[RX].wants_interrupt(mem, rx_before);
+        Ok(tx || rx)
     }
 
     fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {

@@ -287,6 +287,10 @@ impl VirtioPci {
                 let was_ready = self.ready();
                 self.status = status;
                 if self.ready() && !was_ready {
+                    let event_idx = self.has(crate::virtqueue::EVENT_IDX);
+                    for q in self.queues.iter_mut() {
+                        q.event_idx = event_idx;
+                    }
                     return Event::Ready;
                 }
             }

@@ -20,6 +20,10 @@ const WRITE: u16 = 2;
 const INDIRECT: u16 = 4;
 /// The largest queue this device offers.
 pub const MAX_SIZE: u16 = 128;
+/// VIRTIO_RING_F_EVENT_IDX: the driver says after which used entry it
+/// wants an interrupt (`used_event`), the device after which available
+/// entry it wants a notification (`avail_event`).
+pub const EVENT_IDX: u64 = 1 << 29;
 
 /// One buffer of a request: guest-physical address and length, and
 /// whether the device writes it (else reads it).
@@ -61,6 +65,8 @@ pub struct Queue {
     pub desc: u64,
     pub avail: u64,
     pub used: u64,
+    /// EVENT_IDX was negotiated.
+    pub event_idx: bool,
     /// The next available entry to take, and the next used entry to fill.
     next_avail: u16,
     next_used: u16,
@@ -89,6 +95,16 @@ impl Queue {
         let published = u16_at(mem, self.avail + 2)?;
         let waiting = published.wrapping_sub(self.next_avail);
         if waiting == 0 {
+            if self.event_idx {
+                // Notify me of the next one; then look again, in case it
+                // came before the driver could see this.
+                let avail_event = self.used + 4 + 8 * u64::from(self.size);
+                mem.write(avail_event, &self.next_avail.to_le_bytes())?;
+                fence(Ordering::SeqCst);
+                if u16_at(mem, self.avail + 2)? != self.next_avail {
+                    return self.pop(mem);
+                }
+            }
             return Ok(None);
         }
         if waiting > self.size {
@@ -127,11 +143,29 @@ impl Queue {
         Ok(Some(Chain { head, buffers }))
     }
 
-    /// Whether the driver wants an interrupt for what is used (it sets
-    /// VRING_AVAIL_F_NO_INTERRUPT while it polls; before it clears the flag
-    /// it looks at the used ring again, so nothing is missed).
-    pub fn wants_interrupt(&self, mem: &mut impl Memory) -> bool {
+    /// The used index now (give it to [`Queue::wants_interrupt`] after
+    /// returning more).
+    pub fn used_index(&self) -> u16 {
+        self.next_used
+    }
+
+    /// Whether the driver wants an interrupt for the entries used since the
+    /// used index was `before`: with EVENT_IDX, if they passed its
+    /// `used_event`; else unless it set VRING_AVAIL_F_NO_INTERRUPT (while
+    /// it polls; before it clears the flag it looks at the used ring
+    /// again, so nothing is missed).
+    pub fn wants_interrupt(&self, mem: &mut impl Memory, before: u16) -> bool {
+        if self.next_used == before {
+            return false;
+        }
         // A ring that cannot be read is reported by the next pop.
+        if self.event_idx {
+            let at = self.avail + 4 + 2 * u64::from(self.size);
+            return u16_at(mem, at).map_or(true, |event| {
+                self.next_used.wrapping_sub(event).wrapping_sub(1)
+                    < self.next_used.wrapping_sub(before)
+            });
+        }
         u16_at(mem, self.avail).map_or(true, |flags| flags & 1 == 0)
     }
 
@@ -268,10 +302,33 @@ pub mod tests {
 
     #[test]
     fn a_driver_that_polls_is_not_interrupted() {
-        let (q, mut m) = queue();
-        assert!(q.wants_interrupt(&mut m));
+        let (mut q, mut m) = queue();
+        assert!(!q.wants_interrupt(&mut m, 0), "nothing used");
+        q.push(&mut m, 0, 0).unwrap();
+        assert!(q.wants_interrupt(&mut m, 0));
         m.0[AVAIL as usize] = 1;
-        assert!(!q.wants_interrupt(&mut m));
+        assert!(!q.wants_interrupt(&mut m, 0));
+    }
+
+    #[test]
+    fn with_event_idx_the_driver_is_interrupted_once_its_used_event_is_passed() {
+        let (mut q, mut m) = queue();
+        q.event_idx = true;
+        // used_event (after the 8 ring entries) = 2: interrupt when entry 2 is used.
+        let at = (AVAIL + 4 + 16) as usize;
+        m.0[at..at + 2].copy_from_slice(&2u16.to_le_bytes());
+        q.push(&mut m, 0, 0).unwrap();
+        q.push(&mut m, 1, 0).unwrap();
+        assert!(!q.wants_interrupt(&mut m, 0), "entries 0 and 1");
+        q.push(&mut m, 2, 0).unwrap();
+        assert!(q.wants_interrupt(&mut m, 2), "entry 2");
+        // With nothing available, the device asks to be told of the next one.
+        assert!(q.pop(&mut m).unwrap().is_none());
+        let avail_event = (USED + 4 + 64) as usize;
+        assert_eq!(
+            u16::from_le_bytes([m.0[avail_event], m.0[avail_event + 1]]),
+            0
+        );
     }
 
     #[test]
