@@ -94,14 +94,13 @@ impl VirtioNet {
         Ok(tx || rx)
     }
 
-    fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
-        let mut used = false;
+    fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<(), Broken> {
         loop {
             let chain = match self.stalled.take() {
                 Some(c) => c,
                 None => match f.queues[TX].pop(mem)? {
                     Some(c) => c,
-                    None => return Ok(used),
+                    None => return Ok(()),
                 },
             };
             let total: usize = chain.buffers.iter().map(|b| b.len as usize).sum();
@@ -118,7 +117,7 @@ impl VirtioNet {
                         // Every transmit page is in flight: once drvdom-net
                         // answers (its event wakes us), this goes first.
                         self.stalled = Some(chain);
-                        return Ok(used);
+                        return Ok(());
                     }
                     // Too short, or the interface is gone: dropped, as a
                     // wire drops it.
@@ -128,23 +127,21 @@ impl VirtioNet {
                 }
             }
             f.queues[TX].push(mem, chain.head, 0)?;
-            used = true;
         }
     }
 
-    fn receive(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
-        let mut used = false;
+    fn receive(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<(), Broken> {
         loop {
             let chain = match self.held.take() {
                 Some(c) => c,
                 None => match f.queues[RX].pop(mem)? {
                     Some(c) => c,
-                    None => return Ok(used),
+                    None => return Ok(()),
                 },
             };
             let Some(frame) = self.net.rx.next_frame() else {
                 self.held = Some(chain);
-                return Ok(used);
+                return Ok(());
             };
             let mut header = [0u8; HEADER];
             // num_buffers: the frame is in this one buffer chain.
@@ -167,7 +164,6 @@ impl VirtioNet {
                 (HEADER + frame.len()) as u32
             };
             f.queues[RX].push(mem, chain.head, written)?;
-            used = true;
         }
     }
 }
