@@ -153,6 +153,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
         Exit::CacheFlush => skip(s, e),
         Exit::Shutdown => {
             triple_fault_state(s);
+            triple_fault_walk(k, at, s);
             crash(k, at, s, 0, "triple fault")
         }
         Exit::NestedPageFault { gpa, .. } => crash(
@@ -323,6 +324,59 @@ fn triple_fault_state(s: &HvmVcpu) {
         v(off::EVENT_INJ),
         s.vmcb.read32(off::INT_CTL),
     );
+}
+
+/// At a triple fault: the guest's own page walk of its RIP and of its
+/// IDT's base, entry by entry (guest-physical address, the host frame
+/// behind it, the entry), and any other domain that owns that host frame
+/// too: for telling a page the guest wrote from one replaced behind it.
+fn triple_fault_walk(k: &Kernel, at: VcpuRef, s: &HvmVcpu) {
+    let Some(d) = k.domain(at.dom) else {
+        return;
+    };
+    let cr3 = s.vmcb.read64(off::CR3) & 0x000f_ffff_ffff_f000;
+    for va in [s.vmcb.read64(off::RIP), s.vmcb.read64(off::IDTR + 8)] {
+        let mut table = cr3;
+        for level in (0..4).rev() {
+            let index = (va >> (12 + 9 * level)) & 511;
+            let gpa = table + index * 8;
+            let Some((frame, _, _)) = d.space.ram_frame(gpa & !0xfff) else {
+                kprintln!("hvm: walk {va:#x}: level {level} table {table:#x} not in RAM");
+                break;
+            };
+            let mut e = [0u8; 8];
+            crate::domain::shared_pages::read_frame(frame, (gpa & 0xfff) as usize, &mut e);
+            let e = u64::from_le_bytes(e);
+            let others: heapless::Vec<u32, 4> = k
+                .live_domains()
+                .filter(|&(i, _)| i != at.dom)
+                .filter(|(_, o)| owns(o, frame))
+                .map(|(_, o)| o.id.0)
+                .take(4)
+                .collect();
+            kprintln!(
+                "hvm: walk {va:#x}: level {level} table {table:#x} (host {:#x}, also owned by {:?}) entry {index} = {e:#x}",
+                frame.addr(),
+                others
+            );
+            if e & 1 == 0 || e & 0x80 != 0 {
+                break;
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+    }
+}
+
+/// Whether domain `d` maps `frame` as its own memory (a slow walk).
+fn owns(d: &crate::domain::Domain, frame: crate::frames::Frame) -> bool {
+    let mut from = 0;
+    while let Some((va, f)) = d.space.next_owned(from, u64::MAX) {
+        if f == frame {
+            return true;
+        }
+        from = va + 4096;
+    }
+    false
 }
 
 fn crash(k: &mut Kernel, at: VcpuRef, s: &HvmVcpu, address: u64, what: &str) {
