@@ -89,7 +89,7 @@ pub const CREATE_HVM: u32 = 1;
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 64);
 const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 312);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 320);
 
 crate::numbered! {
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
@@ -183,6 +183,8 @@ pub struct DomainInfo {
     pub suspended: u32,
     /// vCPUs it was created with (`VcpuInfo` tells about each).
     pub vcpus: u32,
+    /// DMA its devices attempted that the IOMMU refused.
+    pub dma_faults: u64,
 }
 
 /// Answer of [`crate::hypercall::Hypercall::VcpuInfo`]: one vCPU of a domain.
@@ -299,6 +301,32 @@ pub struct KernelStats {
     pub cpus: u64,
     /// A [`HvmSupport`] value: whether HVM guests can run, or why not.
     pub hvm: u64,
+    /// A [`DmaIsolation`] value: whether driver domains' DMA is confined.
+    pub dma_isolation: u64,
+}
+
+crate::numbered! {
+/// Whether driver domains' devices reach only what they were given
+/// ([`KernelStats::dma_isolation`], `host info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaIsolation: u64 {
+    On = 0,
+    NoIommu = 1,
+    OffByOption = 2,
+    Failed = 3,
+}
+}
+
+impl DmaIsolation {
+    /// What `host info` says.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DmaIsolation::On => "on (Intel VT-d): each driver domain's devices reach only its DMA memory and the pages granted to it",
+            DmaIsolation::NoIommu => "OFF: no IOMMU found (enable VT-d in the firmware): driver domains' devices can reach all memory",
+            DmaIsolation::OffByOption => "OFF (iommu=off): driver domains' devices can reach all memory",
+            DmaIsolation::Failed => "OFF: the IOMMU could not be started (see the boot log): driver domains' devices can reach all memory",
+        }
+    }
 }
 
 crate::numbered! {

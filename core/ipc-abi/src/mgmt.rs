@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 9;
+    pub const VERSION: u32 = 10;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -485,6 +485,8 @@ pub mod messages {
         pub toolstack_heap_kib: u64,
         /// Whether HVM guests can run here, or why not.
         pub hvm: S,
+        /// Whether driver domains' DMA is confined by an IOMMU, or why not.
+        pub dma_isolation: S,
     }
 
     /// One domain in detail, as `domain info` reports it.
@@ -505,6 +507,9 @@ pub mod messages {
         /// last of those crashes was ("" if none).
         pub restarts: u32,
         pub last_crash: S,
+        /// DMA its devices attempted that the IOMMU refused (its earlier
+        /// instances' too, when it was restarted).
+        pub dma_faults: u64,
     }
 
     /// Console output starting at stream offset `offset` (later than asked
@@ -611,9 +616,10 @@ pub mod messages {
         };
     }
     map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts });
-    map_text!(HostRecord { version, hvm } { free_kib, domains, cpus, toolstack_heap_kib });
+    map_text!(HostRecord { version, hvm, dma_isolation } { free_kib, domains, cpus, toolstack_heap_kib });
     map_text!(DetailsRecord { name, state, crash_message, last_crash } {
-        id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts
+        id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts,
+        dma_faults
     });
     map_text!(RingRecord { device, state, verdict } {
         frontend, backend, index, epoch, pages, slots, req_prod, req_event, rsp_prod, rsp_event,

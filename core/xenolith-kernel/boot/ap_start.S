@@ -85,3 +85,6 @@ ap_long:
     xor ebp, ebp
     jmp rax
 ap_trampoline_end:
+
+// Whatever assembly the crate puts after this file goes to code again.
+.section .text

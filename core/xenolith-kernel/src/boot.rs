@@ -92,7 +92,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         vendor_str(&cpu::vendor())
     );
 
-    let (cpus, ioapic) = init_acpi(&info, &settings);
+    let (cpus, ioapic, dmar) = init_acpi(&info, &settings);
     let eligible = eligible_cpus(&cpus, &settings);
     kprintln!(
         "cpus: {} found, {} eligible{}{}",
@@ -132,7 +132,14 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         },
         None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
     }
+    crate::arch::image::seal();
     kprintln!("hvm: {}", enable_svm(0).abi().describe());
+    {
+        let mut k = crate::domain::lock();
+        let isolation = crate::domain::dma::start(&mut k, dmar, settings.iommu);
+        k.dma_isolation = isolation;
+        k.iommu_force = settings.iommu == crate::cmdline::IommuMode::Force;
+    }
     let dom0_kib = reserve_domain0(&settings);
     crate::trace::init(settings.tbuf_pages, eligible);
     if !settings.watchdog {
@@ -283,11 +290,15 @@ fn physmap_ranges(info: &BootInformation<'_>) -> heapless::Vec<PhysRange, 128> {
 /// What ACPI says about the I/O APIC: its address and the ISA overrides.
 type IoApicInfo = Option<(u64, heapless::Vec<crate::arch::ioapic::Override, 16>)>;
 
-/// Reads ACPI unless told not to; returns the APIC ids of the CPUs found and the I/O APIC.
+/// What ACPI says about DMA remapping (the DMAR table, read or refused).
+type DmarInfo = Option<Result<crate::dma_remap::Dmar, crate::dma_remap::DmarError>>;
+
+/// Reads ACPI unless told not to; returns the APIC ids of the CPUs found,
+/// the I/O APIC and the DMA remapping units.
 fn init_acpi(
     info: &BootInformation<'_>,
     settings: &Settings,
-) -> (heapless::Vec<u32, 256>, IoApicInfo) {
+) -> (heapless::Vec<u32, 256>, IoApicInfo, DmarInfo) {
     if settings.noacpi {
         kprintln!(
             "acpi: disabled by {}",
@@ -297,7 +308,7 @@ fn init_acpi(
                 "noacpi"
             }
         );
-        return (heapless::Vec::new(), None);
+        return (heapless::Vec::new(), None, None);
     }
     let rsdp = info
         .rsdp_v2_tag()
@@ -309,7 +320,7 @@ fn init_acpi(
         .map(|tag_va| tag_va - PHYS_OFFSET + 8);
     let Some(rsdp) = rsdp else {
         kprintln!("acpi: the loader passed no RSDP; continuing without ACPI");
-        return (heapless::Vec::new(), None);
+        return (heapless::Vec::new(), None, None);
     };
     match acpi::read(rsdp) {
         Ok(p) => {
@@ -330,11 +341,11 @@ fn init_acpi(
             );
             reset::set_controls(&p);
             let ioapic = p.io_apic_address.map(|a| (a, p.overrides.clone()));
-            (p.cpu_apic_ids, ioapic)
+            (p.cpu_apic_ids, ioapic, p.dmar)
         }
         Err(e) => {
             kprintln!("warning: acpi: cannot read the tables ({e}); continuing without ACPI");
-            (heapless::Vec::new(), None)
+            (heapless::Vec::new(), None, None)
         }
     }
 }

@@ -255,7 +255,30 @@ pub struct Settings {
     pub ifname: heapless::String<IFNAME_MAX>,
     /// Trace buffer pages per CPU.
     pub tbuf_pages: u32,
+    /// DMA isolation through the IOMMU (`iommu=`).
+    pub iommu: IommuMode,
     pub ktest: Option<TestHook>,
+}
+
+/// `iommu=on|off|force`: whether driver domains' devices go through the
+/// IOMMU (`on`, the default: when there is one, with a loud warning when
+/// there is none), never (`off`), or must (`force`: no PCI function is
+/// given to a domain without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IommuMode {
+    On,
+    Off,
+    Force,
+}
+
+impl IommuMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IommuMode::On => "on",
+            IommuMode::Off => "off",
+            IommuMode::Force => "force",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -275,6 +298,7 @@ impl Default for Settings {
             noht: false,
             ifname,
             tbuf_pages: 0,
+            iommu: IommuMode::On,
             ktest: None,
         }
     }
@@ -298,7 +322,7 @@ impl fmt::Display for Settings {
         }
         write!(
             f,
-            "console={} noreboot={} nosmp={} noacpi={} ignorebiostables={} watchdog={} noht={} ifname={} tbuf_size={}",
+            "console={} noreboot={} nosmp={} noacpi={} ignorebiostables={} watchdog={} noht={} ifname={} tbuf_size={} iommu={}",
             self.console,
             on_off(self.noreboot),
             on_off(self.nosmp),
@@ -307,7 +331,8 @@ impl fmt::Display for Settings {
             on_off(self.watchdog),
             on_off(self.noht),
             self.ifname,
-            self.tbuf_pages
+            self.tbuf_pages,
+            self.iommu.name()
         )?;
         if let Some(hook) = self.ktest {
             write!(f, " ktest={}", hook.name())?;
@@ -460,13 +485,12 @@ fn parse_option<'a>(p: &mut Parsed<'a>, token: &'a str, key: &str, value: Option
     }
     let Some(value) = value else {
         match key {
-            "dom0_mem" | "com1" | "com2" | "console" | "ifname" | "tbuf_size" | "ktest" => {
-                p.warn(Warning::Malformed {
-                    option: static_key(key),
-                    value: "",
-                    used: "the default",
-                })
-            }
+            "dom0_mem" | "com1" | "com2" | "console" | "ifname" | "tbuf_size" | "iommu"
+            | "ktest" => p.warn(Warning::Malformed {
+                option: static_key(key),
+                value: "",
+                used: "the default",
+            }),
             _ => p.warn(Warning::Unknown(token)),
         }
         return;
@@ -504,6 +528,12 @@ fn parse_option<'a>(p: &mut Parsed<'a>, token: &'a str, key: &str, value: Option
         "tbuf_size" => match parse_u64(value).filter(|&n| n <= TBUF_MAX_PAGES as u64) {
             Some(n) => s.tbuf_pages = n as u32,
             None => p.malformed("tbuf_size", value, "0 (at most 4096 pages)"),
+        },
+        "iommu" => match value {
+            "on" | "1" | "yes" => s.iommu = IommuMode::On,
+            "off" | "0" | "no" => s.iommu = IommuMode::Off,
+            "force" => s.iommu = IommuMode::Force,
+            _ => p.malformed("iommu", value, "on"),
         },
         "ktest" => match TestHook::parse(value) {
             Some(h) => s.ktest = Some(h),
@@ -547,6 +577,7 @@ fn static_key(key: &str) -> &'static str {
         "console" => "console",
         "ifname" => "ifname",
         "tbuf_size" => "tbuf_size",
+        "iommu" => "iommu",
         _ => "ktest",
     }
 }
@@ -577,7 +608,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "dom0_mem=65536K com1=115200,8n1,0x3f8,4 com2=off console=com1,vga noreboot=off \
-             nosmp=off noacpi=off ignorebiostables=off watchdog=off noht=off ifname=auto tbuf_size=0"
+             nosmp=off noacpi=off ignorebiostables=off watchdog=off noht=off ifname=auto tbuf_size=0 iommu=on"
         );
     }
 
@@ -734,6 +765,24 @@ mod tests {
     fn tbuf_size() {
         assert_eq!(ok("tbuf_size=8").tbuf_pages, 8);
         assert_eq!(ok("tbuf_size=0").tbuf_pages, 0);
+    }
+
+    #[test]
+    fn iommu_is_on_by_default_and_off_or_forced_on_request() {
+        assert_eq!(ok("").iommu, IommuMode::On);
+        assert_eq!(ok("iommu=off").iommu, IommuMode::Off);
+        assert_eq!(ok("iommu=force").iommu, IommuMode::Force);
+        let p = parse("iommu=maybe");
+        assert_eq!(p.settings.iommu, IommuMode::On);
+        assert_eq!(
+            p.warnings[0],
+            Warning::Malformed {
+                option: "iommu",
+                value: "maybe",
+                used: "on"
+            }
+        );
+        assert!(ok("iommu=force").to_string().ends_with("iommu=force"));
         for bad in ["999999999999", "-1", "x", "4097"] {
             let p = parse_line_with("tbuf_size", bad);
             assert_eq!(p.settings.tbuf_pages, 0, "{bad}");

@@ -14,6 +14,7 @@ mod aml_s5;
 mod channels;
 mod checks;
 mod cmdline;
+mod dma_remap;
 mod elf;
 mod frames;
 mod grant_table;

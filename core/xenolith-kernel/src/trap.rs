@@ -417,6 +417,16 @@ pub fn physical_irq(frame: &mut TrapFrame, irq: u8, from_user: bool) {
     }
 }
 
+/// The IOMMU's fault event: its faults are reported and their devices'
+/// owners crashed (`domain::dma`).
+pub fn dma_fault(frame: &mut TrapFrame, from_user: bool) {
+    let mut k = crate::domain::lock();
+    crate::domain::dma::faults(&mut k);
+    if from_user {
+        finish::<Checked>(k, frame);
+    }
+}
+
 /// Turns "the console printed" into the console VIRQ of the control domain
 /// (on the boot CPU, where the domains that read the log run).
 fn announce_new_log_lines(k: &mut Kernel) {

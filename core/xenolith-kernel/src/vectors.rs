@@ -8,8 +8,8 @@
 //! `watchdog.rs` and `arch/tlb.rs`.
 
 use crate::arch::idt::{
-    exception_name, TrapFrame, VECTOR_PIC_BASE, VECTOR_RESCHED, VECTOR_SPURIOUS, VECTOR_TIMER,
-    VECTOR_TLB_FLUSH,
+    exception_name, TrapFrame, VECTOR_DMA_FAULT, VECTOR_PIC_BASE, VECTOR_RESCHED, VECTOR_SPURIOUS,
+    VECTOR_TIMER, VECTOR_TLB_FLUSH,
 };
 use crate::arch::{apic, ioapic};
 
@@ -60,6 +60,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == VECTOR_TLB_FLUSH as u64 => {
             crate::arch::tlb::service();
             apic::end_of_interrupt();
+        }
+        v if v == VECTOR_DMA_FAULT as u64 => {
+            apic::end_of_interrupt();
+            crate::trap::dma_fault(frame, from_user);
         }
         v if v == VECTOR_RESCHED as u64 => {
             apic::end_of_interrupt();

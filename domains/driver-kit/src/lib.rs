@@ -17,6 +17,7 @@ pub mod dma;
 pub mod hal;
 pub mod nic;
 pub mod pci;
+pub mod platform;
 pub mod virtqueue;
 
 pub use hal::XenolithHal;

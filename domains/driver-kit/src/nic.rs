@@ -31,7 +31,7 @@ struct Slot {
 
 /// The NIC.
 pub struct Nic<T: Transport> {
-    dev: VirtIONetRaw<XenolithHal, T, QUEUE>,
+    dev: VirtIONetRaw<XenolithHal, crate::platform::Platform<T>, QUEUE>,
     rx: heapless::Vec<Slot, RX_BUFFERS>,
     tx: heapless::Vec<Slot, TX_BUFFERS>,
     irq: Option<u16>,
@@ -40,7 +40,7 @@ pub struct Nic<T: Transport> {
 impl<T: Transport> Nic<T> {
     /// Starts the NIC, posts its receive buffers, binds INTx line `line` if given.
     pub fn new(transport: T, line: Option<u8>) -> Result<Nic<T>, &'static str> {
-        let dev = VirtIONetRaw::new(transport).map_err(|e| {
+        let dev = VirtIONetRaw::new(crate::platform::Platform(transport)).map_err(|e| {
             domain_runtime::println!("drvdom-net: virtio-net: {:?}", e);
             "the virtio-net device did not start"
         })?;

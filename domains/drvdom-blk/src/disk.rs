@@ -25,6 +25,9 @@ bitflags! {
         const FLUSH = 1 << 9;
         const DISCARD = 1 << 13;
         const VERSION_1 = 1 << 32;
+        /// Its addresses are the platform's (ours are the kernel's device
+        /// addresses, `DmaPhys`): a device behind the IOMMU requires it.
+        const ACCESS_PLATFORM = driver_kit::platform::ACCESS_PLATFORM;
     }
 }
 
@@ -86,7 +89,8 @@ impl<T: Transport> Disk<T> {
             | Features::RO
             | Features::FLUSH
             | Features::DISCARD
-            | Features::VERSION_1;
+            | Features::VERSION_1
+            | Features::ACCESS_PLATFORM;
         let features = transport.begin_init(wanted);
         let config = |at: usize| transport.read_config_space::<u32>(at).unwrap_or(0);
         let capacity = u64::from(config(0)) | u64::from(config(4)) << 32;
@@ -262,10 +266,21 @@ impl<T: Transport> Disk<T> {
         self.run_own(Command::Write, sector, buf)
     }
 
+    /// Reads `len` bytes of `sector` to whatever `address` the device is
+    /// told (not one the kernel gave: the DMA isolation tests' attack), and
+    /// waits.
+    pub fn read_to_address(&mut self, sector: u64, address: u64, len: u32) -> Outcome {
+        self.run(Command::Read, sector, address, len)
+    }
+
     fn run_own(&mut self, cmd: Command, sector: u64, buf: &[u8]) -> Outcome {
+        self.run(cmd, sector, hal::phys_of(buf.as_ptr()), buf.len() as u32)
+    }
+
+    fn run(&mut self, cmd: Command, sector: u64, phys: u64, len: u32) -> Outcome {
         let data = [Buffer {
-            phys: hal::phys_of(buf.as_ptr()),
-            len: buf.len() as u32,
+            phys,
+            len,
             device_writes: false,
         }];
         let Some(tag) = self.submit(cmd, sector, &data) else {

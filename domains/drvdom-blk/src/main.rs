@@ -40,9 +40,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     };
     let sectors = blk.capacity();
+    let restart = option(domain_runtime::ipc_abi::launch::RESTART);
+    // Test only: the device told to write sector 0 where it may not (by
+    // the first instance: a restarted one serves).
+    let attack = option("dma_test").and_then(parse_address);
+    if let Some(at) = attack.filter(|_| restart.is_none()) {
+        println!("drvdom-blk: dma_test: the device reads sector 0 to {at:#x}");
+        let outcome = blk.read_to_address(0, at, SECTOR_SIZE as u32);
+        println!("drvdom-blk: dma_test: {outcome:?}");
+    }
     // A restarted instance (`restart=K`) serves at once: the device was
     // described and tested by the first.
-    let restart = option(domain_runtime::ipc_abi::launch::RESTART);
     if restart.is_none() {
         describe(&mut blk, text);
     }
@@ -84,6 +92,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
         _ => serve::GrantMode::Map,
     };
     serve::Backend::new(blk, disks, buffer, mode).run();
+}
+
+fn parse_address(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
 }
 
 /// Says what the device is and reads its first sector (a first start's self-test).

@@ -33,6 +33,9 @@ pub struct Supervisor {
     pub restarts: u32,
     /// What its last crash was (for `domain info`).
     pub last_crash: heapless::String<96>,
+    /// DMA faults of its instances before the running one (`domain info`
+    /// adds the running one's).
+    pub dma_faults: u64,
 }
 
 impl Supervisor {

@@ -239,6 +239,7 @@ fn apply_policy(me: DomainId, started: &mut Domains, i: usize, crashed: bool) {
                     )
                 };
                 started[i].supervisor.remember(&what);
+                started[i].supervisor.dma_faults += info.dma_faults;
             }
             let limit = started[i].config.restart_limit as usize;
             match started[i].supervisor.crashed(now, limit) {

@@ -436,7 +436,7 @@ fn main() -> ExitCode {
             };
             if json {
                 println!(
-                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?},\"restarts\":{},\"last_crash\":{:?}}}",
+                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?},\"restarts\":{},\"last_crash\":{:?},\"dma_faults\":{}}}",
                     d.id & 0xffff,
                     d.name,
                     d.state,
@@ -444,7 +444,8 @@ fn main() -> ExitCode {
                     d.cpu_ticks,
                     crash,
                     d.restarts,
-                    d.last_crash
+                    d.last_crash,
+                    d.dma_faults
                 );
             } else {
                 println!("id:      {}", d.id & 0xffff);
@@ -453,6 +454,9 @@ fn main() -> ExitCode {
                 println!("memory:  {} KiB", d.memory_kib);
                 println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
                 println!("crash:   {crash}");
+                if d.dma_faults > 0 {
+                    println!("dma faults: {}", d.dma_faults);
+                }
                 if d.restarts > 0 {
                     println!("restarts: {} (last crash: {})", d.restarts, d.last_crash);
                 }
@@ -493,6 +497,7 @@ fn main() -> ExitCode {
             println!("free:      {} KiB", h.free_kib);
             println!("dom0 heap: {} KiB in use", h.toolstack_heap_kib);
             println!("hvm:       {}", h.hvm);
+            println!("dma:       {}", h.dma_isolation);
         }),
         Command::Top { delay, iterations, batch } => {
             let options = top::Options { delay: std::time::Duration::from_secs_f64(delay), iterations, batch };

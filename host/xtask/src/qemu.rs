@@ -52,6 +52,7 @@ pub struct Config {
     /// Boot this kernel, initramfs and command line directly instead of the
     /// ISO (what a user runs instead of Xenolith: `bench hvm`).
     direct: Option<(PathBuf, PathBuf, String)>,
+    iommu: bool,
 }
 
 /// A host port on 127.0.0.1 forwarded to a guest's address and port
@@ -116,7 +117,16 @@ impl Config {
             disk_cache_none: false,
             nic: None,
             direct: None,
+            iommu: false,
         }
+    }
+
+    /// QEMU's q35 machine with an Intel IOMMU (VT-d) in front of its PCI
+    /// devices, and virtio devices whose DMA goes through it
+    /// (`iommu_platform=on`).
+    pub fn iommu(mut self) -> Self {
+        self.iommu = true;
+        self
     }
 
     /// QEMU boots `kernel` with `initrd` and `append` itself (its own
@@ -212,6 +222,11 @@ impl Config {
     }
 
     fn common_args(&self, cmd: &mut Command) {
+        // The IOMMU comes before every PCI device it translates for.
+        if self.iommu {
+            cmd.args(["-machine", "q35", "-device", "intel-iommu"]);
+        }
+        let through_iommu = if self.iommu { ",iommu_platform=on" } else { "" };
         match &self.direct {
             Some((kernel, initrd, append)) => {
                 cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
@@ -241,7 +256,9 @@ impl Config {
                     netdev.push_str(&f.hostfwd());
                 }
                 cmd.args(["-nic", "none", "-netdev", &netdev, "-device"])
-                    .arg("virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile=")
+                    .arg(format!(
+                    "virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile={through_iommu}"
+                ))
             }
         };
         match self.accel {
@@ -268,10 +285,10 @@ impl Config {
                         ""
                     }
                 ))
-                .args([
-                    "-device",
-                    "virtio-blk-pci,drive=disk0,addr=0x4,disable-legacy=on",
-                ]);
+                .arg("-device")
+                .arg(format!(
+                    "virtio-blk-pci,drive=disk0,addr=0x4,disable-legacy=on{through_iommu}"
+                ));
         }
     }
 

@@ -64,6 +64,25 @@ pub struct Platform {
     pub s5: Option<(u8, u8)>,
     /// SMI command port and the value that switches the chipset to ACPI mode.
     pub acpi_enable: Option<(u16, u8)>,
+    /// The DMA remapping units (VT-d), if the firmware describes any.
+    pub dmar: Option<Result<crate::dma_remap::Dmar, crate::dma_remap::DmarError>>,
+}
+
+/// The DMAR table's header, for finding it (its body is read as bytes by
+/// `dma_remap::parse_dmar`).
+#[repr(C, packed)]
+struct DmarTable {
+    header: acpi::sdt::SdtHeader,
+}
+
+// SAFETY: `DmarTable` is the standard header the table starts with, under
+// the DMAR signature, as the trait requires.
+unsafe impl acpi::AcpiTable for DmarTable {
+    const SIGNATURE: acpi::sdt::Signature = acpi::sdt::Signature::DMAR;
+
+    fn header(&self) -> &acpi::sdt::SdtHeader {
+        &self.header
+    }
 }
 
 /// Why ACPI could not be read: the crate's own error.
@@ -129,6 +148,16 @@ pub fn read(rsdp: u64) -> Result<Platform, AcpiError> {
         let smi = fadt.smi_cmd_port;
         if smi != 0 && smi <= 0xffff && fadt.acpi_enable != 0 {
             p.acpi_enable = Some((smi as u16, fadt.acpi_enable));
+        }
+    }
+    if let Ok(dmar) = tables.find_table::<DmarTable>() {
+        let len = dmar.get().header.length as u64;
+        let phys = dmar.physical_start() as u64;
+        if let Ok(va) = super::memory::map_physical(phys, len, Caching::WriteBack) {
+            // SAFETY: `va` maps the whole DMAR table (its address and length
+            // from the header the crate validated), read-only while parsed.
+            let body = unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) };
+            p.dmar = Some(crate::dma_remap::parse_dmar(body));
         }
     }
     if let Ok(dsdt) = tables.dsdt() {

@@ -23,6 +23,9 @@ pub const VECTOR_RESCHED: u8 = 0xf0;
 /// Another CPU changed the page tables this CPU has loaded: flush the TLB
 /// (`arch::tlb`).
 pub const VECTOR_TLB_FLUSH: u8 = 0xf1;
+/// The IOMMU recorded a DMA fault (its fault event interrupt, sent to the
+/// boot CPU: `arch::vtd`).
+pub const VECTOR_DMA_FAULT: u8 = 0xf2;
 /// The (masked) legacy PIC was remapped here; stray IRQ 7/15 land in this range.
 pub const VECTOR_PIC_BASE: u8 = 0x20;
 

@@ -11,6 +11,7 @@ pub mod backtrace;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod image;
 pub mod ioapic;
 pub mod log;
 pub mod memory;
@@ -26,6 +27,7 @@ pub mod syscall;
 pub mod time;
 pub mod tlb;
 pub mod vga;
+pub mod vtd;
 
 // The multiboot2 header, the 32-bit entry and the kernel stacks.
 core::arch::global_asm!(include_str!("../../boot/entry.S"));

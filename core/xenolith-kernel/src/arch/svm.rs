@@ -410,6 +410,10 @@ impl<X> StatePage<X> {
 static CLEAN_FPU: FpuState = FpuState::initial();
 
 core::arch::global_asm!(
+    // Its own section: the assembler keeps whatever section the last
+    // `global_asm!` of the crate left (the AP start code's is read-only
+    // data, and code placed there faults when called).
+    ".section .text.svm_vmrun, \"ax\"",
     ".global svm_vmrun",
     // svm_vmrun(regs: *mut GuestRegs [rdi], vmcb: u64 [rsi], host_vmcb: u64 [rdx])
     "svm_vmrun:",

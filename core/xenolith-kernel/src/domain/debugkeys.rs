@@ -4,19 +4,24 @@
 //!
 //! Owns: the keys and what each prints. `h` lists the keys; `q` the domain
 //! table; `r` the run queue; `e` every bound event port; `g` every grant
-//! and every mapped grant-window slot. Read-only: dumping changes nothing.
+//! and every mapped grant-window slot; `i` the kernel image's integrity.
+//! Read-only: dumping changes nothing.
 
 use super::ports::PortState;
 use super::{Kernel, Life};
 use ipc_abi::hypercall::Error;
 
 /// The keys and what they dump.
-const KEYS: [(u8, &str); 5] = [
+const KEYS: [(u8, &str); 6] = [
     (b'h', "this list"),
     (b'q', "the domain table"),
     (b'r', "the run queue"),
     (b'e', "event channel bindings"),
     (b'g', "grants and mapped grant-window slots"),
+    (
+        b'i',
+        "whether the kernel's code and read-only data are as at boot",
+    ),
 ];
 
 /// Dumps what `key` names to the kernel log; `InvalidArgument` for an unknown key.
@@ -31,9 +36,24 @@ pub fn dump(k: &Kernel, key: u8) -> Result<(), Error> {
         b'r' => run_queue(k),
         b'e' => ports(k),
         b'g' => grants(k),
+        b'i' => integrity(),
         _ => return Err(Error::InvalidArgument),
     }
     Ok(())
+}
+
+fn integrity() {
+    let (start, end) = crate::arch::image::range();
+    let (now, boot) = crate::arch::image::verify();
+    if now == boot {
+        kprintln!(
+            "debug-keys 'i': kernel image {start:#x}-{end:#x}: as at boot (checksum {now:#018x})"
+        );
+    } else {
+        kprintln!(
+            "debug-keys 'i': kernel image {start:#x}-{end:#x}: CHANGED since boot (checksum {now:#018x}, was {boot:#018x})"
+        );
+    }
 }
 
 fn life(l: Life) -> &'static str {

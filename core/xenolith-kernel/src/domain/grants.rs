@@ -111,7 +111,19 @@ pub fn map(
     slot: u64,
     need_write: bool,
 ) -> Result<u64, Error> {
-    table::map(k, frames, caller, granter, gref, slot, need_write)
+    let va = table::map(k, frames, caller, granter, gref, slot, need_write)?;
+    // Its devices reach the page too, with the grant's rights.
+    let mapped = k.domain(caller).and_then(|d| {
+        let (frame, write, _) = d.space.ram_frame(va)?;
+        Some((frame, write))
+    });
+    if let Some((frame, write)) = mapped {
+        if let Err(e) = super::dma::map_grant(k, frames, caller, slot, frame, write) {
+            let _ = table::unmap(k, frames, caller, slot);
+            return Err(e);
+        }
+    }
+    Ok(va)
 }
 
 /// Unmaps window `slot` of `caller`.
@@ -121,6 +133,9 @@ pub fn unmap(
     caller: usize,
     slot: u64,
 ) -> Result<(), Error> {
+    // No device reaches the page once its IOTLB entries are gone, before
+    // the grant table may free or reuse the frame.
+    super::dma::unmap_grant(k, caller, slot);
     table::unmap(k, frames, caller, slot)
 }
 

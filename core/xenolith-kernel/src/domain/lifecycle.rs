@@ -215,6 +215,8 @@ pub fn create(
             teardown: false,
             suspended: false,
             device_model: Default::default(),
+            dma_space: None,
+            dma_faults: 0,
         },
         place,
     );
@@ -559,7 +561,7 @@ pub fn destroy(
     }
     events::close_all(k, index);
     // Its devices stop DMA before its memory goes back to the allocator.
-    super::pci::release_all(k, index);
+    super::pci::release_all(k, frames, index);
     super::devices::release_all(k, index);
     super::devices::release_console(k, index);
     grants::release_all(k, frames, index);

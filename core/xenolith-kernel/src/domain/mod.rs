@@ -12,6 +12,8 @@
 pub mod console;
 pub mod debugkeys;
 pub mod devices;
+pub mod dma;
+pub mod dma_space;
 pub mod events;
 pub mod grants;
 pub mod lifecycle;
@@ -162,6 +164,11 @@ pub struct Domain {
     pub suspended: bool,
     /// An HVM guest's device model.
     pub device_model: crate::hvm::vcpu::DeviceModel,
+    /// Its devices' address space under the IOMMU (`dma.rs`), if it has
+    /// PCI functions or DMA memory and DMA isolation is on.
+    pub dma_space: Option<dma_space::DmaSpace>,
+    /// DMA faults its devices caused.
+    pub dma_faults: u64,
 }
 
 impl Domain {
@@ -213,6 +220,12 @@ pub struct Kernel {
     pub now_ticks: u64,
     /// One past the highest slot ever used: scans stop here.
     high_water: usize,
+    /// The IOMMU, when DMA isolation is on (`dma.rs`).
+    pub iommu: Option<dma::Iommu>,
+    /// What `host info` says of DMA isolation.
+    pub dma_isolation: ipc_abi::domain::DmaIsolation,
+    /// `iommu=force`: no PCI function is given without the IOMMU.
+    pub iommu_force: bool,
 }
 
 impl Kernel {
@@ -237,6 +250,9 @@ impl Kernel {
             console_unread: 0,
             now_ticks: 0,
             high_water: 0,
+            iommu: None,
+            dma_isolation: ipc_abi::domain::DmaIsolation::NoIommu,
+            iommu_force: false,
         }
     }
 
@@ -282,6 +298,18 @@ impl Kernel {
 
     pub fn domain_mut(&mut self, index: usize) -> Option<&mut Domain> {
         self.slots.get_mut(index)?.domain.as_deref_mut()
+    }
+
+    /// A domain and the IOMMU at once.
+    pub fn domain_and_iommu(
+        &mut self,
+        index: usize,
+    ) -> (Option<&mut Domain>, Option<&mut dma::Iommu>) {
+        let d = self
+            .slots
+            .get_mut(index)
+            .and_then(|s| s.domain.as_deref_mut());
+        (d, self.iommu.as_mut())
     }
 
     /// Two distinct domains at once.

@@ -43,6 +43,9 @@ pub fn assign(
 ) -> Result<(), Error> {
     let bdf = u16::try_from(bdf).map_err(|_| Error::InvalidArgument)?;
     fresh(k, index)?;
+    if !super::dma::may_assign(k) {
+        return Err(Error::Disabled);
+    }
     if k.live().any(|i| {
         k.domain(i)
             .is_some_and(|d| d.pci.iter().any(|a| a.bdf == bdf))
@@ -64,6 +67,8 @@ pub fn assign(
     let caps = interrupt_caps(pci::read32(bdf, COMMAND), |o| pci::read32(bdf, o));
     let mut held = Assigned { bdf, bars, caps };
     map_bars(k, frames, index, &mut held)?;
+    // Its DMA reaches only this domain's device address space from now on.
+    super::dma::attach(k, frames, index, bdf)?;
     let line = pci::read32(bdf, 0x3c) & 0xff;
     if line != 0 && u64::from(line) < MAX_IRQS {
         // A line another domain holds stays with it (INTx can be shared).
@@ -184,13 +189,17 @@ pub fn bar_va(k: &mut Kernel, caller: usize, bdf: u64, bar: u64) -> Result<u64, 
     }
 }
 
-/// A dying domain's functions stop decoding and stop DMA before its memory is reused.
-pub fn release_all(k: &mut Kernel, index: usize) {
+/// A dying domain's functions stop decoding and stop DMA, and the IOMMU
+/// forgets them, before its memory is reused.
+pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
     if let Some(d) = k.domain_mut(index) {
         for a in d.pci.iter() {
             let command = pci::read32(a.bdf, COMMAND);
             pci::write32(a.bdf, COMMAND, command & 0xffff & !0x7);
         }
+    }
+    super::dma::release(k, frames, index);
+    if let Some(d) = k.domain_mut(index) {
         d.pci.clear();
     }
 }
@@ -237,20 +246,33 @@ pub fn add_dma(
         }
     }
     d.dma = Some((run.first().addr(), pages));
+    for (i, f) in (0..).zip(run.frames()) {
+        super::dma::map_dma_page(k, frames, index, i, f)?;
+    }
     Ok(())
 }
 
-/// The physical address of `va` in the caller's DMA window, or of a page of
-/// its grant window that it mapped writable (so a device can move a
-/// frontend's data in place). Only a domain that holds DMA memory asks. A
-/// granted frame stays allocated while mapped, and a dying holder's devices
-/// lose bus mastering before its windows are unmapped; read-only grants are
-/// refused, since a device may write wherever the address points.
+/// The address a device uses for `va` in the caller's DMA window, or for
+/// a page of its grant window it mapped (so a device can move a
+/// frontend's data in place). Only a domain that holds DMA memory asks.
+///
+/// Behind the IOMMU it is a device address (`dma_remap`'s layout), which
+/// reaches that page and nothing else, with the grant's rights, while it
+/// is mapped. Without one it is the physical address: a granted frame
+/// stays allocated while mapped, a dying holder's devices lose bus
+/// mastering before its windows are unmapped, and read-only grants are
+/// refused, since the device could write wherever the address points.
 pub fn dma_phys(k: &Kernel, caller: usize, va: u64) -> Result<u64, Error> {
+    use super::dma::{device_address, Place};
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     let (first, pages) = d.dma.ok_or(Error::PermissionDenied)?;
+    let isolated = d.dma_space.is_some();
     if (GRANT_WINDOW..GRANT_WINDOW + GRANT_SLOTS * PAGE_SIZE).contains(&va) {
+        let (slot, offset) = ((va - GRANT_WINDOW) / PAGE_SIZE, va % PAGE_SIZE);
         return match d.space.translate(va) {
+            Some(_) if isolated => {
+                device_address(k, caller, Place::Grant(slot, offset)).ok_or(Error::BadAddress)
+            }
             Some((phys, true, Kind::Foreign)) => Ok(phys),
             Some((_, false, Kind::Foreign)) => Err(Error::PermissionDenied),
             _ => Err(Error::BadAddress),
@@ -259,6 +281,9 @@ pub fn dma_phys(k: &Kernel, caller: usize, va: u64) -> Result<u64, Error> {
     let offset = va.checked_sub(DMA_WINDOW).ok_or(Error::BadAddress)?;
     if offset >= pages * PAGE_SIZE {
         return Err(Error::BadAddress);
+    }
+    if isolated {
+        return device_address(k, caller, Place::Dma(offset)).ok_or(Error::BadAddress);
     }
     Ok(first + offset)
 }

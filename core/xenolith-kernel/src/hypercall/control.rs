@@ -155,6 +155,7 @@ pub fn kernel_stats(k: &mut Kernel, caller: usize, a: args::KernelStats) -> Resu
         live_grants: grants::live_grants(k),
         cpus: crate::arch::smp::online() as u64,
         hvm: crate::arch::svm::probe().abi() as u64,
+        dma_isolation: k.dma_isolation as u64,
     };
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     usermem::copy_to(&d.space, a.stats, zerocopy::IntoBytes::as_bytes(&stats)).map(|_| 0)
@@ -242,5 +243,6 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         affinity: d.vcpus[0].affinity & crate::arch::smp::online_mask(),
         suspended: d.suspended as u32,
         vcpus: d.nr_vcpus as u32,
+        dma_faults: d.dma_faults,
     })
 }

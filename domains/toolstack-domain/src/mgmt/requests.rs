@@ -2,7 +2,7 @@
 //! the host (the frames they travel in are `mgmt.rs`).
 
 use super::*;
-use domain_runtime::ipc_abi::domain::HvmSupport;
+use domain_runtime::ipc_abi::domain::{DmaIsolation, HvmSupport};
 
 impl Server {
     pub(super) fn answer_owned(
@@ -269,6 +269,9 @@ impl Server {
                         hvm: HvmSupport::from_number(stats.hvm)
                             .unwrap_or(HvmSupport::NoSvm)
                             .describe(),
+                        dma_isolation: DmaIsolation::from_number(stats.dma_isolation)
+                            .unwrap_or(DmaIsolation::Failed)
+                            .describe(),
                     }),
                 );
             }
@@ -526,10 +529,12 @@ impl Server {
             );
         };
         let c = &info.crash;
-        let last = started
+        let supervisor = started
             .iter()
             .find(|s| s.id == info.id)
-            .map_or("", |s| s.supervisor.last_crash.as_str());
+            .map(|s| &s.supervisor);
+        let last = supervisor.map_or("", |s| s.last_crash.as_str());
+        let earlier_dma_faults = supervisor.map_or(0, |s| s.dma_faults);
         let answer = Answer::Info(messages::DetailsRecord {
             id: info.id.0,
             name: crate::ops::name(&info),
@@ -543,6 +548,7 @@ impl Server {
             crash_message: c.message(),
             restarts: restarts_of(started, info.id),
             last_crash: last,
+            dma_faults: info.dma_faults + earlier_dma_faults,
         });
         self.send(seq, &answer);
     }

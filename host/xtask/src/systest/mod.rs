@@ -14,6 +14,7 @@ mod console;
 mod console_restart;
 mod control;
 mod debug;
+mod dma;
 mod harness;
 mod hcfuzz;
 mod hostile_rings;
@@ -42,7 +43,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 23] = [
+    let topics: [fn() -> Vec<Test>; 24] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -58,6 +59,7 @@ fn cases() -> Vec<Test> {
         toolstack::tests,
         top::tests,
         block::tests,
+        dma::tests,
         net::tests,
         debug::tests,
         trace::tests,

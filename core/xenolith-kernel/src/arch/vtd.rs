@@ -1,0 +1,264 @@
+//! An Intel VT-d DMA remapping unit: its registers, its root table and the
+//! context tables under it, and their caches.
+//!
+//! Owns: switching translation on (root table, then the caches emptied,
+//! then translation), writing a device's context entry and emptying the
+//! caches that may hold the old one, emptying a remapping domain's IOTLB
+//! entries, and reading (and clearing) fault records, with the fault event
+//! interrupt sent to the boot CPU. What goes in a context entry and the
+//! second-level tables is `domain/dma_space.rs`'s business; the encodings
+//! are `dma_remap.rs`'s.
+//!
+//! Invalidation is register-based (the context command and IOTLB
+//! registers), not queued: the kernel invalidates at a few rare moments
+//! (a device given or taken back, a grant unmapped) and waits for each to
+//! finish before going on, which is what the register interface does;
+//! a queue pays off when invalidations are many and can be batched.
+
+use super::memory::{map_physical, write_frame};
+use super::paging::Caching;
+use crate::dma_remap::{self as rules, reg, Caps, Fault};
+use crate::frames::{Frame, FrameAllocator};
+
+/// How long a command may take before the unit is declared broken
+/// (TSC cycles; far beyond what hardware or QEMU takes).
+const COMMAND_BUDGET: u64 = 1 << 32;
+
+/// One remapping unit, switched on.
+pub struct Unit {
+    /// Where its registers are mapped (uncached).
+    regs: u64,
+    pub caps: Caps,
+    root: Frame,
+    /// The context table of each bus that has one.
+    contexts: [Option<Frame>; 256],
+}
+
+/// Why a unit could not be used.
+#[derive(Clone, Copy, Debug)]
+pub enum StartError {
+    Map,
+    Unsupported,
+    NoFrames,
+    Timeout,
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            StartError::Map => "its registers cannot be mapped",
+            StartError::Unsupported => "it offers no 3- or 4-level tables",
+            StartError::NoFrames => "no frames for its root table",
+            StartError::Timeout => "it did not carry out a command",
+        })
+    }
+}
+
+impl Unit {
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: `regs` maps the unit's 4 KiB register page uncached (set
+        // up by `start` and never unmapped); offsets are the
+        // specification's registers, aligned to their size.
+        unsafe { core::ptr::read_volatile((self.regs + offset as u64) as *const u32) }
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile((self.regs + offset as u64) as *mut u32, value) }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::read_volatile((self.regs + offset as u64) as *const u64) }
+    }
+
+    fn write64(&self, offset: usize, value: u64) {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile((self.regs + offset as u64) as *mut u64, value) }
+    }
+
+    /// Waits until `done` says the unit finished; false after the budget.
+    fn wait(&self, done: impl Fn(&Self) -> bool) -> bool {
+        let start = super::cpu::rdtsc();
+        while !done(self) {
+            if super::cpu::rdtsc().wrapping_sub(start) > COMMAND_BUDGET {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
+    /// Sets one GCMD bit and waits for its GSTS bit to follow.
+    fn command(&self, bit: u32, on: bool) -> bool {
+        let kept = self.read32(reg::GSTS) & !reg::ONE_SHOT;
+        let value = if on { kept | bit } else { kept & !bit };
+        self.write32(reg::GCMD, value);
+        self.wait(|u| (u.read32(reg::GSTS) & bit != 0) == on)
+    }
+
+    /// Maps the unit at `base`, gives it an empty root table (every DMA
+    /// faults until a context entry says otherwise) and turns translation on.
+    pub fn start(base: u64) -> Result<Unit, StartError> {
+        let regs = map_physical(base, 4096, Caching::Uncached).map_err(|_| StartError::Map)?;
+        let read = |offset: usize| {
+            // SAFETY: `regs` maps the unit's register page (just above);
+            // CAP and ECAP are 64-bit registers at aligned offsets.
+            unsafe { core::ptr::read_volatile((regs + offset as u64) as *const u64) }
+        };
+        let caps = rules::caps(read(reg::CAP), read(reg::ECAP)).ok_or(StartError::Unsupported)?;
+        let unit = Unit {
+            regs,
+            caps,
+            root: super::memory::with_frames(|f| f.allocate()).ok_or(StartError::NoFrames)?,
+            contexts: [None; 256],
+        };
+        super::addrspace::zero_frame(unit.root);
+        flush_lines(unit.root, 0, 4096);
+        // Translation off while the root table changes (a warm reboot may
+        // have left it on).
+        if !unit.command(reg::TE, false) {
+            return Err(StartError::Timeout);
+        }
+        unit.write64(reg::RTADDR, unit.root.addr());
+        let kept = unit.read32(reg::GSTS) & !reg::ONE_SHOT;
+        unit.write32(reg::GCMD, kept | reg::SRTP);
+        if !unit.wait(|u| u.read32(reg::GSTS) & reg::SRTP != 0) {
+            return Err(StartError::Timeout);
+        }
+        unit.invalidate_contexts();
+        unit.invalidate_iotlb(None);
+        if !unit.command(reg::TE, true) {
+            return Err(StartError::Timeout);
+        }
+        Ok(unit)
+    }
+
+    /// Empties the context cache (all devices).
+    fn invalidate_contexts(&self) {
+        self.write64(reg::CCMD, reg::CCMD_ICC | reg::CCMD_GLOBAL);
+        if !self.wait(|u| u.read64(reg::CCMD) & reg::CCMD_ICC == 0) {
+            crate::kprintln!("iommu: the context cache invalidation did not finish");
+        }
+    }
+
+    /// Empties the IOTLB of remapping domain `did`, or of all (`None`),
+    /// draining DMA in flight; returns once the unit says it is done.
+    pub fn invalidate_iotlb(&self, did: Option<u16>) {
+        let at = self.caps.iotlb + 8;
+        let granularity = match did {
+            Some(d) => reg::IOTLB_DOMAIN | u64::from(d) << 32,
+            None => reg::IOTLB_GLOBAL,
+        };
+        self.write64(at, reg::IOTLB_IVT | reg::IOTLB_DRAIN | granularity);
+        if !self.wait(|u| u.read64(at) & reg::IOTLB_IVT == 0) {
+            crate::kprintln!("iommu: the IOTLB invalidation did not finish");
+        }
+    }
+
+    /// Writes device `bdf`'s context entry (`None`: no entry, so its DMA
+    /// faults) and empties the caches that may hold the old one. A bus's
+    /// context table is made the first time one of its devices gets one.
+    pub fn set_context(
+        &mut self,
+        frames: &mut FrameAllocator,
+        bdf: u16,
+        entry: Option<[u64; 2]>,
+    ) -> bool {
+        let bus = usize::from(bdf >> 8);
+        let table = match (self.contexts[bus], entry) {
+            (Some(t), _) => t,
+            (None, None) => return true,
+            (None, Some(_)) => {
+                let Some(t) = frames.allocate() else {
+                    return false;
+                };
+                super::addrspace::zero_frame(t);
+                flush_lines(t, 0, 4096);
+                self.contexts[bus] = Some(t);
+                write_entry(self.root, bus, rules::root_entry(t.addr()));
+                t
+            }
+        };
+        write_entry(table, usize::from(bdf & 0xff), entry.unwrap_or([0, 0]));
+        self.invalidate_contexts();
+        self.invalidate_iotlb(None);
+        true
+    }
+
+    /// Takes every fault recorded since the last call, clearing the
+    /// records (and an overflow) so the unit can record more.
+    pub fn take_faults(&self) -> heapless::Vec<Fault, 8> {
+        let mut found = heapless::Vec::new();
+        for i in 0..self.caps.fault_count.min(256) {
+            let at = self.caps.fault_records + 16 * i;
+            let hi = self.read64(at + 8);
+            if let Some(f) = rules::fault(self.read64(at), hi) {
+                let _ = found.push(f);
+                // The F bit is cleared by writing it.
+                self.write64(at + 8, 1 << 63);
+            }
+        }
+        self.write32(reg::FSTS, reg::FSTS_PFO | reg::FSTS_PPF);
+        found
+    }
+
+    /// Sends the fault event interrupt to `vector` on the CPU with local
+    /// APIC id `apic` (physical destination, fixed delivery).
+    pub fn fault_interrupt(&self, vector: u8, apic: u32) {
+        self.write32(reg::FEDATA, u32::from(vector));
+        self.write32(reg::FEADDR, 0xfee0_0000 | (apic & 0xff) << 12);
+        self.write32(reg::FEUADDR, 0);
+        self.write32(reg::FECTL, 0);
+    }
+}
+
+/// Writes a 16-byte table entry at `index` of `table`, the high half first
+/// so that the present bit (in the low half) is written last.
+fn write_entry(table: Frame, index: usize, entry: [u64; 2]) {
+    write_frame(table, index * 16 + 8, &entry[1].to_le_bytes());
+    write_frame(table, index * 16, &entry[0].to_le_bytes());
+    flush_lines(table, index * 16, 16);
+}
+
+/// Makes sure a unit that does not snoop the CPU's caches sees `len`
+/// bytes written at `offset` of `frame` (a table write).
+pub fn flush_lines(frame: Frame, offset: usize, len: usize) {
+    let va = crate::layout::phys_to_virt(frame.addr()) + offset as u64;
+    let mut line = va & !63;
+    while line < va + len as u64 {
+        // SAFETY: `line` lies in `frame`, RAM the physmap maps; CLFLUSH only
+        // writes the line back and drops it from the caches.
+        unsafe { core::arch::asm!("clflush [{}]", in(reg) line, options(nostack)) };
+        line += 64;
+    }
+    // SAFETY: a store fence orders the flushes before what follows.
+    unsafe { core::arch::asm!("sfence", options(nostack)) };
+}
+
+/// Writes one 64-bit table entry, flushed for the unit.
+pub fn write_sl_entry(table: Frame, index: usize, entry: u64) {
+    write_frame(table, index * 8, &entry.to_le_bytes());
+    flush_lines(table, index * 8, 8);
+}
+
+/// Reads entry `index` of a second-level table.
+fn read_sl_entry(table: Frame, index: usize) -> u64 {
+    let mut b = [0u8; 8];
+    super::memory::read_frame(table, index * 8, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The lower table entry `index` of the second-level table `table`
+/// points at, if it points at one (for tables above the last level).
+pub fn sl_child(table: Frame, index: usize) -> Option<Frame> {
+    let e = read_sl_entry(table, index);
+    if e & (rules::SL_READ | rules::SL_WRITE) == 0 {
+        return None;
+    }
+    // SAFETY: entries above the last level are written only by
+    // `domain::dma_space`, with frames it took from the allocator for its
+    // tables (and frees only after clearing every context entry that
+    // reaches them).
+    Some(unsafe { Frame::of_ram(e & rules::SL_ADDR) })
+}

@@ -1,0 +1,302 @@
+//! DMA isolation: what each driver domain's devices may reach through the
+//! IOMMU, kept in step with what the domain holds.
+//!
+//! Owns: starting the remapping units the DMAR table names (per
+//! `iommu=`), giving each domain that is given a PCI function or DMA
+//! memory its own device address space (`dma_space.rs`) and pointing its
+//! functions' context entries at it; mapping its DMA memory and each grant
+//! it maps into its window (read-only grants read-only), and unmapping a
+//! grant with the IOTLB emptied **before** the grant table may free or
+//! reuse the frame (the order the TLB shootdown keeps); taking it all
+//! away when the domain dies; and DMA faults: each reported once on the
+//! kernel log, counted in the owner's `domain info`, and the owner crashed
+//! (its restart policy then applies).
+
+use super::dma_space::DmaSpace;
+use super::{lifecycle, Kernel, Life};
+use crate::arch::vtd;
+use crate::cmdline::IommuMode;
+use crate::dma_remap::{self as rules, Dmar, DmarError};
+use crate::frames::{Frame, FrameAllocator};
+use ipc_abi::domain::{CrashRecord, DmaIsolation};
+use ipc_abi::hypercall::Error;
+
+/// The IOMMU as the kernel drives it.
+pub struct Iommu {
+    dmar: Dmar,
+    units: heapless::Vec<vtd::Unit, 4>,
+    /// Table depth every unit accepts.
+    levels: u8,
+}
+
+/// At boot: starts the units per `mode`; returns what `host info` says.
+pub fn start(
+    k: &mut Kernel,
+    dmar: Option<Result<Dmar, DmarError>>,
+    mode: IommuMode,
+) -> DmaIsolation {
+    if mode == IommuMode::Off {
+        kprintln!("warning: iommu: off (iommu=off): driver domains' devices can reach all memory");
+        return DmaIsolation::OffByOption;
+    }
+    let dmar = match dmar {
+        Some(Ok(d)) if !d.units.is_empty() => d,
+        Some(Err(e)) => {
+            kprintln!("warning: iommu: the DMAR table is malformed ({e:?}): DMA is NOT isolated");
+            return DmaIsolation::NoIommu;
+        }
+        _ => {
+            kprintln!(
+                "warning: iommu: none found (no DMAR table): driver domains' devices can reach \
+                 all memory; DMA is NOT isolated{}",
+                if mode == IommuMode::Force {
+                    " (iommu=force: no PCI function will be given)"
+                } else {
+                    ""
+                }
+            );
+            return DmaIsolation::NoIommu;
+        }
+    };
+    let mut units = heapless::Vec::new();
+    for (i, u) in dmar.units.iter().enumerate() {
+        match vtd::Unit::start(u.base) {
+            Ok(unit) => {
+                let listed = dmar.scoped.iter().filter(|&&(_, of)| of == i).count();
+                kprintln!(
+                    "iommu: VT-d unit at {:#x}: DMA translation on ({}-level tables; {} devices listed{})",
+                    u.base,
+                    unit.caps.levels,
+                    listed,
+                    if u.include_all {
+                        ", and every other"
+                    } else {
+                        ""
+                    }
+                );
+                let _ = units.push(unit);
+            }
+            Err(e) => {
+                kprintln!("warning: iommu: VT-d unit at {:#x} not used: {e}", u.base);
+                return DmaIsolation::Failed;
+            }
+        }
+    }
+    let levels = units.iter().map(|u| u.caps.levels).min().unwrap_or(3);
+    let apic = crate::arch::apic::id();
+    for u in units.iter() {
+        u.fault_interrupt(crate::arch::idt::VECTOR_DMA_FAULT, apic);
+    }
+    k.iommu = Some(Iommu {
+        dmar,
+        units,
+        levels,
+    });
+    DmaIsolation::On
+}
+
+/// Whether a PCI function may be given to a domain at all (`iommu=force`
+/// refuses when there is no IOMMU).
+pub fn may_assign(k: &Kernel) -> bool {
+    !k.iommu_force || k.iommu.is_some()
+}
+
+/// Domain `index`'s device address space, made if it has none.
+fn space<'a>(
+    k: &'a mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+) -> Result<Option<(&'a mut DmaSpace, &'a mut Iommu)>, Error> {
+    let (d, iommu) = k.domain_and_iommu(index);
+    let Some(iommu) = iommu else {
+        return Ok(None);
+    };
+    let levels = iommu.levels;
+    let d = d.ok_or(Error::NoSuchDomain)?;
+    if d.dma_space.is_none() {
+        // Remapping domain numbers: the slot's index + 1 (0 is reserved
+        // on units with caching mode).
+        let did = u16::try_from(index + 1).map_err(|_| Error::OutOfResources)?;
+        d.dma_space = Some(DmaSpace::new(frames, levels, did).ok_or(Error::OutOfResources)?);
+    }
+    Ok(d.dma_space.as_mut().zip(Some(iommu)))
+}
+
+/// PCI function `bdf` was given to domain `index`: its DMA goes through
+/// the domain's device address space from now on.
+pub fn attach(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+    bdf: u16,
+) -> Result<(), Error> {
+    let Some((space, iommu)) = space(k, frames, index)? else {
+        return Ok(());
+    };
+    let entry = rules::context_entry(space.root(), space.levels(), space.did);
+    let unit = iommu.dmar.unit_for(bdf).ok_or(Error::PermissionDenied)?;
+    let unit = iommu.units.get_mut(unit).ok_or(Error::PermissionDenied)?;
+    if unit.set_context(frames, bdf, Some(entry)) {
+        Ok(())
+    } else {
+        Err(Error::OutOfResources)
+    }
+}
+
+/// Page `page` of domain `index`'s DMA memory is `frame`.
+pub fn map_dma_page(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+    page: u64,
+    frame: Frame,
+) -> Result<(), Error> {
+    let Some((space, _)) = space(k, frames, index)? else {
+        return Ok(());
+    };
+    let iova = rules::dma_iova(page * 4096).ok_or(Error::InvalidArgument)?;
+    if space.map(frames, iova, frame, true) {
+        Ok(())
+    } else {
+        Err(Error::OutOfResources)
+    }
+}
+
+/// Domain `index` mapped `frame` in grant window slot `slot`: its devices
+/// may reach it too (written only if the grant allows).
+pub fn map_grant(
+    k: &mut Kernel,
+    frames: &mut FrameAllocator,
+    index: usize,
+    slot: u64,
+    frame: Frame,
+    write: bool,
+) -> Result<(), Error> {
+    let has_space = k.domain(index).is_some_and(|d| d.dma_space.is_some());
+    if !has_space {
+        return Ok(());
+    }
+    let Some((space, _)) = space(k, frames, index)? else {
+        return Ok(());
+    };
+    let iova = rules::grant_iova(slot, 0).ok_or(Error::InvalidArgument)?;
+    if space.map(frames, iova, frame, write) {
+        Ok(())
+    } else {
+        Err(Error::OutOfResources)
+    }
+}
+
+/// Domain `index` is unmapping grant window slot `slot`: no device of it
+/// can reach the page once this returns (the IOTLB emptied).
+pub fn unmap_grant(k: &mut Kernel, index: usize, slot: u64) {
+    let (Some(d), Some(iommu)) = k.domain_and_iommu(index) else {
+        return;
+    };
+    let Some(space) = d.dma_space.as_mut() else {
+        return;
+    };
+    if let Some(iova) = rules::grant_iova(slot, 0) {
+        space.unmap(iova);
+        for u in iommu.units.iter() {
+            u.invalidate_iotlb(Some(space.did));
+        }
+    }
+}
+
+/// The device address of `offset` in domain `index`'s DMA memory, or of
+/// grant window slot `slot`, when its devices are behind the IOMMU.
+pub fn device_address(k: &Kernel, index: usize, at: Place) -> Option<u64> {
+    k.domain(index)?.dma_space.as_ref()?;
+    match at {
+        Place::Dma(offset) => rules::dma_iova(offset),
+        Place::Grant(slot, offset) => rules::grant_iova(slot, offset),
+    }
+}
+
+/// Where in a driver domain's memory a device address points.
+#[derive(Clone, Copy)]
+pub enum Place {
+    Dma(u64),
+    Grant(u64, u64),
+}
+
+/// Domain `index` is going (its devices have lost bus mastering): its
+/// functions' context entries go, the caches are emptied, and its tables
+/// are freed, all before its memory may be reused.
+pub fn release(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
+    let (Some(d), Some(iommu)) = k.domain_and_iommu(index) else {
+        return;
+    };
+    let Some(space) = d.dma_space.take() else {
+        return;
+    };
+    for a in d.pci.iter() {
+        if let Some(u) = iommu.dmar.unit_for(a.bdf) {
+            if let Some(unit) = iommu.units.get_mut(u) {
+                unit.set_context(frames, a.bdf, None);
+            }
+        }
+    }
+    for u in iommu.units.iter() {
+        u.invalidate_iotlb(Some(space.did));
+    }
+    space.destroy(frames);
+}
+
+/// The fault event interrupt: each recorded fault is said once on the
+/// kernel log, counted in its device's owner, and the owner crashed.
+pub fn faults(k: &mut Kernel) {
+    let Some(iommu) = k.iommu.as_ref() else {
+        return;
+    };
+    let mut found: heapless::Vec<rules::Fault, 16> = heapless::Vec::new();
+    for u in iommu.units.iter() {
+        for f in u.take_faults() {
+            let _ = found.push(f);
+        }
+    }
+    for f in found {
+        let owner = k.live().find(|&i| {
+            k.domain(i)
+                .is_some_and(|d| d.pci.iter().any(|a| a.bdf == f.bdf))
+        });
+        let (b, dv, func) = (f.bdf >> 8, (f.bdf >> 3) & 0x1f, f.bdf & 7);
+        let what = if f.write { "write" } else { "read" };
+        let Some(i) = owner else {
+            kprintln!(
+                "iommu: DMA fault: device {b:02x}:{dv:02x}.{func} (no domain's) {what} at {:#x}: {}",
+                f.address,
+                rules::reason_text(f.reason)
+            );
+            continue;
+        };
+        let Some(d) = k.domain_mut(i) else { continue };
+        d.dma_faults += 1;
+        kprintln!(
+            "iommu: DMA fault: domain {} ({}), device {b:02x}:{dv:02x}.{func}, {what} at {:#x}: {}; crashing it",
+            d.id,
+            d.name,
+            f.address,
+            rules::reason_text(f.reason)
+        );
+        if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
+            continue;
+        }
+        let mut c = CrashRecord::EMPTY;
+        c.vector = u64::MAX;
+        c.address = f.address;
+        let mut text: heapless::String<{ ipc_abi::domain::MESSAGE_MAX }> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut text,
+            format_args!(
+                "DMA fault: device {b:02x}:{dv:02x}.{func} {what} at {:#x} ({})",
+                f.address,
+                rules::reason_text(f.reason)
+            ),
+        );
+        c.message[..text.len()].copy_from_slice(text.as_bytes());
+        c.message_len = text.len() as u32;
+        lifecycle::stop(k, i, Life::Crashed, Some(c));
+    }
+}
