@@ -91,7 +91,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
         Some("copy") => serve::GrantMode::Copy,
         _ => serve::GrantMode::Map,
     };
-    serve::Backend::new(blk, disks, buffer, mode).run();
+    let mut backend = serve::Backend::new(blk, disks, buffer, mode);
+    backend.stale_test = option("dma_test") == Some("stale") && restart.is_none();
+    backend.run();
 }
 
 fn parse_address(text: &str) -> Option<u64> {

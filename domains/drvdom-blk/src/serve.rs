@@ -104,6 +104,9 @@ pub struct Backend<T: Transport> {
     taken: u64,
     crash_after: Option<u64>,
     hang_after: Option<u64>,
+    /// Test only (`dma_test=stale`): the first page mapped is unmapped
+    /// again and the device told to write into its old device address.
+    pub stale_test: bool,
 }
 
 impl<T: Transport> Backend<T> {
@@ -124,6 +127,7 @@ impl<T: Transport> Backend<T> {
             taken: 0,
             crash_after: domain_runtime::fault::crash_point(),
             hang_after: domain_runtime::fault::hang_point(),
+            stale_test: false,
         }
     }
 
@@ -530,6 +534,15 @@ impl<T: Transport> Backend<T> {
             let _ = m.unmap();
             return None;
         };
+        if core::mem::take(&mut self.stale_test) {
+            // The first request of the first client: nothing else is in
+            // flight, so waiting for this one alone loses no completion.
+            let _ = m.unmap();
+            println!("drvdom-blk: dma_test: the device reads sector 0 to {phys:#x}, unmapped");
+            let outcome = self.disk.read_to_address(0, phys, SECTOR_SIZE as u32);
+            println!("drvdom-blk: dma_test: {outcome:?}");
+            return None;
+        }
         if let Err((_, m, _)) = self.clients[i].maps.push((gref, m, phys)) {
             let _ = m.unmap();
             return None;

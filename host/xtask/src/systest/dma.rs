@@ -39,6 +39,21 @@ fn drvdom_blk_serves_a_guest_with_its_dma_behind_the_iommu(
     })
 }
 
+/// Behind the IOMMU, drvdom-net moves 64 MiB each way between the host
+/// and two guests, every byte right (its device reaches the frontends'
+/// granted pages through their grant window's device addresses).
+fn drvdom_net_moves_64_mib_each_way_behind_the_iommu(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    super::net::sixty_four_mib_each_way(c, slot, true)?;
+    let m = slot.as_mut().ok_or("no machine")?;
+    expect_line(m, "iommu: VT-d unit at 0x")?;
+    check(!m.lines().iter().any(|l| l.contains("DMA fault")), || {
+        "a DMA fault while serving".into()
+    })
+}
+
 /// The first page of the kernel image (its boot code: unused after boot,
 /// so a write there under `iommu=off` is seen and harms nothing).
 const KERNEL_PAGE: &str = "0x200000";
@@ -134,11 +149,83 @@ fn without_the_iommu_the_same_write_lands_in_the_kernel(
     })
 }
 
+/// drvdom-blk maps a frontend's page, unmaps it, and tells its device to
+/// write sector 0 at the page's old device address (`dma_test=stale`),
+/// while the frontend writes a pattern and reads it back.
+fn boot_stale<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    cmdline: &str,
+) -> Result<&'m mut Machine, String> {
+    let image = c.path("disk.img");
+    disk_image(&image)?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart dma_test=stale",
+        ),
+        ("disk-tool", "writer write=64+8 fill=51 disk=whole,xvda,w"),
+    ];
+    let config = c
+        .machine()
+        .cmdline(cmdline)
+        .guests(&guests)
+        .config()?
+        .disk(&image)
+        .iommu();
+    super::harness::boot(&config, slot)
+}
+
+/// A page unmapped is out of the device's reach at once: the device's
+/// write faults, drvdom-blk is crashed and restarted, and the frontend's
+/// write goes to the disk unharmed (sent again to the new instance).
+fn a_device_cannot_reach_a_granted_page_once_it_is_unmapped(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let m = boot_stale(c, slot, "")?;
+    expect_line(
+        m,
+        "[1] drvdom-blk: dma_test: the device reads sector 0 to 0x2",
+    )?;
+    expect_line(
+        m,
+        "iommu: DMA fault: domain 1 (drvdom-blk), device 00:04.0, write at 0x2",
+    )?;
+    expect_line(m, "[1] drvdom-blk: restart 1: serving again")?;
+    expect_line(
+        m,
+        "[2] disk-tool: wrote 8 sectors of 0x33 at 64: Ok(()), read back the same",
+    )?;
+    Ok(())
+}
+
+/// The same with `iommu=off`: the device's write lands in the frontend's
+/// page after the unmap (its data is changed under it).
+fn without_the_iommu_an_unmapped_page_is_still_written(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let m = boot_stale(c, slot, "iommu=off")?;
+    expect_line(
+        m,
+        "[1] drvdom-blk: dma_test: the device reads sector 0 to 0x",
+    )?;
+    expect_line(m, "[1] drvdom-blk: dma_test: Done")?;
+    let wrote = expect_line(m, "[2] disk-tool: wrote 8 sectors of 0x33 at 64: ")?;
+    check(!wrote.ends_with("read back the same"), || {
+        format!("the frontend's page was not written by the device: {wrote}")
+    })
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
         drvdom_blk_serves_a_guest_with_its_dma_behind_the_iommu,
+        drvdom_net_moves_64_mib_each_way_behind_the_iommu,
         a_driver_domains_device_cannot_write_into_the_kernel,
         without_the_iommu_the_same_write_lands_in_the_kernel,
+        a_device_cannot_reach_a_granted_page_once_it_is_unmapped,
+        without_the_iommu_an_unmapped_page_is_still_written,
     ]
 }

@@ -244,6 +244,16 @@ fn sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
+    sixty_four_mib_each_way(c, slot, false)
+}
+
+/// 64 MiB host to guest and another guest to host over TCP, each checked
+/// by CRC; `iommu`: on q35 with the NIC behind the IOMMU.
+pub(super) fn sixty_four_mib_each_way(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+    iommu: bool,
+) -> Result<(), String> {
     use std::io::Read;
     const BYTES: usize = 64 << 20;
     let to_guest = free_port()?;
@@ -265,7 +275,11 @@ fn sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact(
         ("net-tool", sink.as_str()),
         ("net-tool", source.as_str()),
     ];
-    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&forwards), slot)?;
+    let mut config = c.machine().guests(&guests).config()?.nic(&forwards);
+    if iommu {
+        config = config.iommu();
+    }
+    let m = super::harness::boot(&config, slot)?;
     // Guest to host: accept the guest's connection and count what comes.
     let reader = std::thread::spawn(move || -> Result<(usize, u32), String> {
         let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
