@@ -117,7 +117,9 @@ impl Config {
             disk_cache_none: false,
             nic: None,
             direct: None,
-            iommu: false,
+            // XENOLITH_TEST_IOMMU=1 runs every machine on q35 with the
+            // IOMMU (to run whole suites behind it).
+            iommu: std::env::var("XENOLITH_TEST_IOMMU").is_ok_and(|v| v == "1"),
         }
     }
 

@@ -3,6 +3,8 @@
 //! same run on the same image (ratios, as these machines are noisy), then
 //! the instructions per 4 KiB request under `-icount` (with drvdom-blk
 //! polling the device: waiting for its interrupt would count idle time).
+//! Last, the cost of DMA isolation: the mapped path on q35 with its IOMMU,
+//! the kernel using it (`iommu=on`) and not (`iommu=off`).
 
 use crate::iso::Module;
 use crate::qemu::{Config, Machine};
@@ -25,7 +27,26 @@ fn figures(m: &Machine, marker: &str) -> Result<(f64, f64, Option<f64>), String>
     Ok((ns, tsc, before("notifications")))
 }
 
-fn boot(icount: bool, grant: &str) -> Result<Machine, String> {
+/// The machine a mode runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Platform {
+    /// QEMU's default `pc`, no IOMMU.
+    Pc,
+    /// q35 with `intel-iommu`, the kernel using it or not.
+    Q35 { iommu: bool },
+}
+
+impl Platform {
+    fn name(self) -> &'static str {
+        match self {
+            Platform::Pc => "",
+            Platform::Q35 { iommu: true } => ", q35 IOMMU on",
+            Platform::Q35 { iommu: false } => ", q35 iommu=off",
+        }
+    }
+}
+
+fn boot(icount: bool, grant: &str, machine: Platform) -> Result<Machine, String> {
     let kernel = build::kernel()?;
     let domains = build::domains()?;
     let dir = build::target_dir().join("bench");
@@ -49,8 +70,15 @@ fn boot(icount: bool, grant: &str) -> Result<Machine, String> {
             cmdline: format!("disk-bench memory=4M mib={MIB} random={RANDOM} disk=bench,xvda,w"),
         },
     ];
-    let iso = iso::build(&kernel, "", &mods, &dir.join("blk.iso"))?;
+    let cmdline = match machine {
+        Platform::Q35 { iommu: false } => "iommu=off",
+        _ => "",
+    };
+    let iso = iso::build(&kernel, cmdline, &mods, &dir.join("blk.iso"))?;
     let mut config = Config::new(&iso).disk(&image);
+    if machine != Platform::Pc {
+        config = config.iommu();
+    }
     if icount {
         config = config.icount();
     }
@@ -65,8 +93,8 @@ struct Figures {
     guest_icount: f64,
 }
 
-fn measure(grant: &str) -> Result<Figures, String> {
-    let m = boot(false, grant)?;
+fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
+    let m = boot(false, grant, machine)?;
     let raw = [
         figures(&m, "drvdom-blk: raw seq-read")?,
         figures(&m, "drvdom-blk: raw seq-write")?,
@@ -78,7 +106,7 @@ fn measure(grant: &str) -> Result<Figures, String> {
         figures(&m, "disk-bench: random-read")?,
     ];
     drop(m);
-    let m = boot(true, grant)?;
+    let m = boot(true, grant, machine)?;
     let raw_icount = figures(&m, "drvdom-blk: raw random-read")?.1 / RANDOM as f64;
     let guest_icount = figures(&m, "disk-bench: random-read")?.1 / RANDOM as f64;
     Ok(Figures {
@@ -95,8 +123,15 @@ pub fn run() -> Result<(), String> {
     let iops = |ns: f64| (RANDOM as f64) / (ns / 1e9);
     println!("| data path | workload (TCG) | raw, in drvdom-blk | guest, through the ring | guest / raw |");
     println!("|---|---|---|---|---|");
-    for grant in ["copy", "map"] {
-        let f = measure(grant)?;
+    let modes = [
+        ("copy", Platform::Pc),
+        ("map", Platform::Pc),
+        ("map", Platform::Q35 { iommu: false }),
+        ("map", Platform::Q35 { iommu: true }),
+    ];
+    for (grant, machine) in modes {
+        let f = measure(grant, machine)?;
+        let grant = format!("{grant}{}", machine.name());
         let rows: [(&str, &dyn Fn(f64) -> f64); 3] = [
             ("sequential read, 64 KiB calls (MiB/s)", &mibps),
             ("sequential write, 64 KiB calls (MiB/s)", &mibps),
