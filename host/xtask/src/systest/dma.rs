@@ -218,6 +218,36 @@ fn without_the_iommu_an_unmapped_page_is_still_written(
     })
 }
 
+/// `iommu=force` on a machine without an IOMMU: the boot log says so and
+/// no PCI function is given to anyone (drvdom-blk does not start).
+fn iommu_force_without_an_iommu_gives_no_pci_function(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    disk_image(&image)?;
+    let guests = [("drvdom-blk", SERVING)];
+    let config = c
+        .machine()
+        .cmdline("iommu=force")
+        .guests(&guests)
+        .config()?
+        .disk(&image);
+    let m = super::harness::boot(&config, slot)?;
+    expect_line(
+        m,
+        "warning: iommu: none found (no DMAR table): driver domains' devices can reach all memory; DMA is NOT isolated (iommu=force: no PCI function will be given)",
+    )?;
+    let refused = expect_line(m, "cannot give drvdom-blk its hardware: ")?;
+    expect_line(m, "toolstack: all domains have stopped")?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("drvdom-blk: virtio-blk at")),
+        || format!("drvdom-blk drove the disk anyway ({refused})"),
+    )
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
@@ -227,5 +257,6 @@ pub(super) fn tests() -> Vec<Test> {
         without_the_iommu_the_same_write_lands_in_the_kernel,
         a_device_cannot_reach_a_granted_page_once_it_is_unmapped,
         without_the_iommu_an_unmapped_page_is_still_written,
+        iommu_force_without_an_iommu_gives_no_pci_function,
     ]
 }
