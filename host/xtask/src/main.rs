@@ -201,7 +201,11 @@ fn run(
             }
         );
     }
+    println!(
+        "xtask: the machine is QEMU's q35 with an Intel IOMMU: each driver domain's device reaches only what it was given (`toolstack host info` says so)"
+    );
     let status = qemu::Config::new(&iso)
+        .iommu()
         .disk(disk)
         .nic(&forwards)
         .com2_socket(&com2)

@@ -214,6 +214,11 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         }
     }
     idle_domains_stay_idle(&manage, root)?;
+    // The machine is q35 behind its IOMMU, as the command says.
+    let host = shell("cargo run -p toolstack -- host info", root)?;
+    check(host.contains("dma:       on (Intel VT-d)"), || {
+        format!("`toolstack host info` on `cargo xtask run`'s machine:\n{host}")
+    })?;
     // After ten idle seconds every ring is healthy: requests a backend
     // holds by design (kv's console input read, web's receive buffers)
     // are not a stuck backend.
