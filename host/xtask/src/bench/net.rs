@@ -31,12 +31,21 @@ fn before(line: &str, unit: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no number before {unit} in {line:?}"))
 }
 
+/// `None`: QEMU's `pc` machine; `Some(on)`: q35 with its IOMMU, which
+/// the kernel uses (`on`) or not (`iommu=off`).
+type Iommu = Option<bool>;
+
 fn boot(
     guests: &[(&str, String)],
     forwards: Option<&[Forward]>,
     icount: bool,
     cmdline: &str,
+    iommu: Iommu,
 ) -> Result<Machine, String> {
+    let cmdline = match iommu {
+        Some(false) => format!("{cmdline} iommu=off"),
+        _ => cmdline.to_string(),
+    };
     let kernel = build::kernel()?;
     let domains = build::domains()?;
     let dir = build::target_dir().join("bench");
@@ -51,8 +60,11 @@ fn boot(
             cmdline: line.clone(),
         });
     }
-    let iso = iso::build(&kernel, cmdline, &mods, &dir.join("net.iso"))?;
+    let iso = iso::build(&kernel, &cmdline, &mods, &dir.join("net.iso"))?;
     let mut config = Config::new(&iso);
+    if iommu.is_some() {
+        config = config.iommu();
+    }
     if let Some(f) = forwards {
         config = config.nic(f);
     }
@@ -63,7 +75,7 @@ fn boot(
 }
 
 /// Frames out of the NIC: (raw MiB/s, guest MiB/s, notifications per frame).
-fn frames_out() -> Result<(f64, f64, f64), String> {
+fn frames_out(iommu: Iommu) -> Result<(f64, f64, f64), String> {
     let guests = [
         (
             "drvdom-net",
@@ -74,7 +86,7 @@ fn frames_out() -> Result<(f64, f64, f64), String> {
             format!("tx memory=2M vif=mac=02:00:00:00:05:01 send={FRAMES} to=52:55:0a:00:02:02"),
         ),
     ];
-    let m = boot(&guests, Some(&[]), false, "")?;
+    let m = boot(&guests, Some(&[]), false, "", iommu)?;
     let mibps = |line: &str| -> Result<f64, String> {
         Ok((FRAMES as f64 * 1514.0 / (1 << 20) as f64) / (before(line, "ns")? / 1e9))
     };
@@ -89,7 +101,7 @@ fn frames_out() -> Result<(f64, f64, f64), String> {
 
 /// TCP host to guest and UDP round trips with the web guest:
 /// (MiB/s, round trips a second, lost).
-fn host_and_guest() -> Result<(f64, f64, u32), String> {
+fn host_and_guest(iommu: Iommu) -> Result<(f64, f64, u32), String> {
     let tcp = free_port()?;
     let udp = free_port()?;
     let forwards = [
@@ -118,7 +130,7 @@ fn host_and_guest() -> Result<(f64, f64, u32), String> {
             "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2".to_string(),
         ),
     ];
-    let m = boot(&guests, Some(&forwards), false, "")?;
+    let m = boot(&guests, Some(&forwards), false, "", iommu)?;
     m.wait_for("net-tool: listening on port 5001", WAIT)?;
     m.wait_for("web: serving http", WAIT)?;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", tcp)).map_err(|e| e.to_string())?;
@@ -159,7 +171,7 @@ fn guest_to_guest() -> Result<f64, String> {
             format!("source memory=4M vif=mac=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={TCP_BYTES}"),
         ),
     ];
-    let m = boot(&guests, None, false, "ifname=dummy")?;
+    let m = boot(&guests, None, false, "ifname=dummy", None)?;
     let took = m.wait_for("net-tool: receiving took", WAIT)?;
     Ok((TCP_BYTES as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
 }
@@ -179,7 +191,7 @@ fn icount_per_frame() -> Result<f64, String> {
             format!("tx memory=2M vif=mac=02:00:00:00:05:06 ping={n} to=02:00:00:00:05:05"),
         ),
     ];
-    let m = boot(&guests, None, true, "ifname=dummy")?;
+    let m = boot(&guests, None, true, "ifname=dummy", None)?;
     let line = m.wait_for("net-bench: 2000 round trips", WAIT)?;
     if std::env::var_os("NETBENCH_LOG").is_some() {
         for l in m.lines() {
@@ -191,8 +203,8 @@ fn icount_per_frame() -> Result<f64, String> {
 
 pub fn run() -> Result<(), String> {
     host_tools::ensure()?;
-    let (raw, guest, notes) = frames_out()?;
-    let (tcp_in, udp_rate, lost) = host_and_guest()?;
+    let (raw, guest, notes) = frames_out(None)?;
+    let (tcp_in, udp_rate, lost) = host_and_guest(None)?;
     let g2g = guest_to_guest()?;
     let instr = icount_per_frame()?;
     println!("| what (TCG) | figure | against the NIC raw |");
@@ -214,5 +226,24 @@ pub fn run() -> Result<(), String> {
     );
     println!("| UDP request/response with the web guest's echo (round trips/s; {lost} lost of {UDP_ROUNDS}) | {udp_rate:.0} | |");
     println!("| instructions per 1,514-byte frame, guest to guest through the switch, one at a time (-icount, every domain) | {instr:.0} | |");
+    // The cost of DMA isolation: the same on q35, the IOMMU unused and used.
+    let (off_raw, off_guest, _) = frames_out(Some(false))?;
+    let (on_raw, on_guest, _) = frames_out(Some(true))?;
+    let (off_tcp, _, _) = host_and_guest(Some(false))?;
+    let (on_tcp, _, _) = host_and_guest(Some(true))?;
+    println!();
+    println!("| q35 (TCG) | iommu=off | IOMMU on | on / off |");
+    println!("|---|---|---|---|");
+    for (what, off, on) in [
+        (
+            "1,514-byte frames out of the NIC, drvdom-net itself (MiB/s)",
+            off_raw,
+            on_raw,
+        ),
+        ("the same frames from a guest (MiB/s)", off_guest, on_guest),
+        ("TCP host to guest (MiB/s)", off_tcp, on_tcp),
+    ] {
+        println!("| {what} | {off:.1} | {on:.1} | {:.2} |", on / off);
+    }
     Ok(())
 }
