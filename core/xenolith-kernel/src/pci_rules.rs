@@ -80,6 +80,47 @@ pub fn interrupt_caps(status: u32, mut read: impl FnMut(u8) -> u32) -> Interrupt
     caps
 }
 
+/// An MSI-X function's table and pending-bit array: which BAR each is in,
+/// at which offset, and how long; and how many entries the table has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsixLayout {
+    pub entries: u16,
+    pub table: (u8, u64, u64),
+    pub pba: (u8, u64, u64),
+}
+
+impl MsixLayout {
+    /// Reads it from the capability at `cap` (`read` a configuration dword).
+    pub fn read(cap: u8, mut read: impl FnMut(u8) -> u32) -> MsixLayout {
+        let control = read(cap) >> 16;
+        let entries = (control & 0x7ff) as u16 + 1;
+        let table = read(cap.wrapping_add(4));
+        let pba = read(cap.wrapping_add(8));
+        MsixLayout {
+            entries,
+            table: (
+                (table & 7) as u8,
+                u64::from(table & !7),
+                u64::from(entries) * 16,
+            ),
+            pba: (
+                (pba & 7) as u8,
+                u64::from(pba & !7),
+                u64::from(entries).div_ceil(64) * 8,
+            ),
+        }
+    }
+
+    /// Whether page `page` (a byte offset, page aligned) of BAR `bar`
+    /// holds any of the table or the pending bits: such a page is never
+    /// given to the driver (it could aim the device's interrupts anywhere).
+    pub fn hides(&self, bar: u8, page: u64) -> bool {
+        [self.table, self.pba]
+            .iter()
+            .any(|&(b, at, len)| b == bar && len > 0 && page < at + len && at < page + 4096)
+    }
+}
+
 /// Decides what a driver's write of `value` at `offset` does, given the
 /// register's `current` value, the BARs' firmware values and where the
 /// interrupt capabilities are. Pure (host-tested).
@@ -154,11 +195,45 @@ pub struct Assigned {
     pub(crate) bars: [BarWord; 6],
     /// Its MSI and MSI-X capabilities, which the driver may not write.
     pub(crate) caps: InterruptCaps,
+    /// Where its MSI-X table is, if it has one (never mapped for the driver).
+    pub(crate) msix: Option<MsixLayout>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_msix_table_and_its_pending_bits_hide_exactly_their_pages() {
+        // QEMU's virtio: 3 entries, the table at 0 and the PBA at 0x800 of BAR 1.
+        let regs = |o: u8| match o {
+            0x98 => 0x0002_0011,
+            0x9c => 0x0000_0001,
+            0xa0 => 0x0000_0801,
+            _ => 0,
+        };
+        let l = MsixLayout::read(0x98, regs);
+        assert_eq!(l.entries, 3);
+        assert_eq!(l.table, (1, 0, 48));
+        assert_eq!(l.pba, (1, 0x800, 8));
+        assert!(l.hides(1, 0));
+        assert!(!l.hides(1, 4096));
+        assert!(!l.hides(4, 0));
+        // A table in the middle of a register BAR hides its page only.
+        let regs = |o: u8| match o {
+            0x40 => 0x00ff_0011,
+            0x44 => 0x0000_3002,
+            0x48 => 0x0000_5002,
+            _ => 0,
+        };
+        let l = MsixLayout::read(0x40, regs);
+        assert_eq!(l.entries, 256);
+        assert!(!l.hides(2, 0x2000));
+        assert!(l.hides(2, 0x3000));
+        assert!(!l.hides(2, 0x4000));
+        assert!(l.hides(2, 0x5000));
+        assert!(!l.hides(2, 0x6000));
+    }
 
     const RAW: [u32; 6] = [0xfebf_0000, 0, 0xc001, 0, 0xfe00_000c, 0];
     const NONE: InterruptCaps = InterruptCaps { msi: 0, msix: 0 };

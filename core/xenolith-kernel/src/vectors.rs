@@ -14,6 +14,8 @@ use crate::arch::idt::{
 use crate::arch::{apic, ioapic};
 
 const IRQ_BASE: u64 = ioapic::VECTOR_IRQ_BASE as u64;
+const MSI_BASE: u64 = crate::domain::msi::VECTOR_MSI_BASE as u64;
+const MSI_SLOTS: u64 = crate::domain::msi::MSI_SLOTS as u64;
 
 /// Called by `paranoid_entry` for NMI, #DF and #MC, with the kernel's GS
 /// whatever was interrupted. It returns to what it interrupted (no vCPU
@@ -75,6 +77,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             apic::end_of_interrupt();
             if crate::trap::scheduler_running() {
                 crate::trap::physical_irq(frame, (v - IRQ_BASE) as u8, from_user);
+            }
+        }
+        v if (MSI_BASE..MSI_BASE + MSI_SLOTS).contains(&v) => {
+            apic::end_of_interrupt();
+            if crate::trap::scheduler_running() {
+                let irq = (ipc_abi::layout::MAX_IRQS + v - MSI_BASE) as u8;
+                crate::trap::physical_irq(frame, irq, from_user);
             }
         }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {

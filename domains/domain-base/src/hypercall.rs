@@ -331,6 +331,15 @@ pub fn event_bind_pirq(irq: u8) -> Result<u16> {
     call(args::EventBindPirq { irq: irq as u64 }).map(|p| p as u16)
 }
 
+/// Binds a new port to MSI-X entry `entry` of this domain's PCI function `bdf`.
+pub fn event_bind_msix(bdf: u16, entry: u16) -> Result<u16> {
+    call(args::EventBindMsix {
+        bdf: bdf as u64,
+        entry: entry as u64,
+    })
+    .map(|p| p as u16)
+}
+
 /// The IRQ on `port` was handled: unmask its line.
 pub fn pirq_ack(port: u16) -> Result<u64> {
     call(args::PirqAck { port: port as u64 })

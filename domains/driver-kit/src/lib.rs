@@ -15,6 +15,7 @@
 
 pub mod dma;
 pub mod hal;
+pub mod msix;
 pub mod nic;
 pub mod pci;
 pub mod platform;

@@ -35,11 +35,14 @@ pub struct Nic<T: Transport> {
     rx: heapless::Vec<Slot, RX_BUFFERS>,
     tx: heapless::Vec<Slot, TX_BUFFERS>,
     irq: Option<u16>,
+    /// Its interrupts come by MSI-X (not INTx).
+    pub msix: bool,
 }
 
 impl<T: Transport> Nic<T> {
-    /// Starts the NIC, posts its receive buffers, binds INTx line `line` if given.
-    pub fn new(transport: T, line: Option<u8>) -> Result<Nic<T>, &'static str> {
+    /// Starts the NIC, posts its receive buffers, and takes its interrupts
+    /// by MSI-X when function `msix` has it, else by INTx line `line` if given.
+    pub fn new(transport: T, msix: Option<u16>, line: Option<u8>) -> Result<Nic<T>, &'static str> {
         let dev = VirtIONetRaw::new(crate::platform::Platform(transport)).map_err(|e| {
             domain_runtime::println!("drvdom-net: virtio-net: {:?}", e);
             "the virtio-net device did not start"
@@ -49,6 +52,7 @@ impl<T: Transport> Nic<T> {
             rx: heapless::Vec::new(),
             tx: heapless::Vec::new(),
             irq: None,
+            msix: false,
         };
         let pool =
             dma_buffer(BUFFER * (RX_BUFFERS + TX_BUFFERS)).ok_or("no DMA memory for frames")?;
@@ -73,7 +77,10 @@ impl<T: Transport> Nic<T> {
                 len: 0,
             });
         }
-        nic.irq = line.and_then(|l| hc::event_bind_pirq(l).ok());
+        nic.irq = msix
+            .and_then(|bdf| crate::msix::bind(bdf, &[0, 1]))
+            .inspect(|_| nic.msix = true)
+            .or_else(|| line.and_then(|l| hc::event_bind_pirq(l).ok()));
         if nic.irq.is_some() {
             nic.dev.enable_interrupts();
         }

@@ -63,6 +63,8 @@ pub struct Function {
     /// command line (then completions are polled: `-icount` benchmarks count
     /// instructions that way, since a blocked domain lets virtual time jump).
     pub irq_line: Option<u8>,
+    /// Whether to take interrupts at all (`poll` on the command line: no).
+    pub interrupts: bool,
 }
 
 /// Why the function could not be opened.
@@ -141,5 +143,24 @@ pub fn open() -> Result<Function, OpenError> {
         name,
         transport,
         irq_line,
+        interrupts: !poll,
     })
+}
+
+/// Writes a 16-bit device register at `va`, inside a BAR the kernel mapped
+/// for this domain (`pci_bar`).
+#[allow(unsafe_code)]
+pub fn write16(va: u64, value: u16) {
+    // SAFETY: `va` lies in one of this domain's BAR mappings (the caller
+    // found it from `pci_bar` and the device's own capability), device
+    // memory mapped uncached; a volatile 16-bit store is the access the
+    // register expects.
+    unsafe { core::ptr::write_volatile(va as *mut u16, value) }
+}
+
+/// Reads a 16-bit device register at `va` (as `write16`).
+#[allow(unsafe_code)]
+pub fn read16(va: u64) -> u16 {
+    // SAFETY: as in `write16`.
+    unsafe { core::ptr::read_volatile(va as *const u16) }
 }

@@ -79,12 +79,20 @@ pub struct Disk<T: Transport> {
     discard_max: u32,
     /// The INTx line's event port, if completions come by interrupt.
     irq: Option<u16>,
+    /// Its interrupts come by MSI-X (not INTx).
+    pub msix: bool,
 }
 
 impl<T: Transport> Disk<T> {
     /// Starts the device: negotiates features, sets up the queue, binds INTx
     /// line `line` if given.
-    pub fn new(mut transport: T, line: Option<u8>) -> Result<Disk<T>, &'static str> {
+    /// Interrupts by MSI-X if function `msix` has it (None: not at all
+    /// that way), else by INTx `line`.
+    pub fn new(
+        mut transport: T,
+        msix: Option<u16>,
+        line: Option<u8>,
+    ) -> Result<Disk<T>, &'static str> {
         let wanted = Features::SEG_MAX
             | Features::RO
             | Features::FLUSH
@@ -120,8 +128,9 @@ impl<T: Transport> Disk<T> {
         let slots = hal::dma_buffer(SLOT * usize::from(virtqueue::SIZE))
             .ok_or("no DMA memory for request headers")?;
         let slots_phys = hal::phys_of(slots.as_ptr());
+        let msix = msix.and_then(|bdf| driver_kit::msix::bind(bdf, &[QUEUE]));
         transport.finish_init();
-        let irq = line.and_then(|l| hc::event_bind_pirq(l).ok());
+        let irq = msix.or_else(|| line.and_then(|l| hc::event_bind_pirq(l).ok()));
         Ok(Disk {
             transport,
             queue,
@@ -132,6 +141,7 @@ impl<T: Transport> Disk<T> {
             seg_max: seg_max.clamp(1, usize::from(virtqueue::SIZE) - 2),
             discard_max,
             irq,
+            msix: msix.is_some(),
         })
     }
 

@@ -32,7 +32,8 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     };
     let text = f.name;
-    let mut blk = match Disk::new(f.transport, f.irq_line) {
+    let msix = f.interrupts.then_some(f.bdf);
+    let mut blk = match Disk::new(f.transport, msix, f.irq_line) {
         Ok(b) => b,
         Err(e) => {
             println!("drvdom-blk: the virtio-blk device did not start: {}", e);
@@ -113,10 +114,10 @@ fn describe<T: virtio_drivers::transport::Transport>(blk: &mut Disk<T>, text: &s
     );
     println!(
         "drvdom-blk: completions by {}",
-        if blk.interrupts() {
-            "interrupt"
-        } else {
-            "polling"
+        match (blk.interrupts(), blk.msix) {
+            (true, true) => "interrupt (MSI-X)",
+            (true, false) => "interrupt (INTx)",
+            _ => "polling",
         }
     );
     println!(

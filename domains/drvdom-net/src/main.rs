@@ -61,17 +61,18 @@ fn open_nic(ifname: &str) -> Option<Nic<virtio_drivers::transport::pci::PciTrans
                 return None;
             }
         };
-        match Nic::new(f.transport, f.irq_line) {
+        let msix = f.interrupts.then_some(f.bdf);
+        match Nic::new(f.transport, msix, f.irq_line) {
             Ok(n) => {
                 println!(
                     "drvdom-net: virtio-net at {} ({}), MAC {}, {}",
                     f.name,
                     ifname,
                     MacText(n.mac()),
-                    if n.interrupts() {
-                        "interrupts"
-                    } else {
-                        "polling"
+                    match (n.interrupts(), n.msix) {
+                        (true, true) => "interrupts (MSI-X)",
+                        (true, false) => "interrupts (INTx)",
+                        _ => "polling",
                     }
                 );
                 return Some(n);

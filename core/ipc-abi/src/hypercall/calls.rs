@@ -315,6 +315,12 @@ hypercalls! {
     /// `(guest, gref)`: the device model ends a grant it made for `guest`
     /// (`GrantInUse` while a window maps it).
     HvmGrantEnd = 70 { guest: DomainId, gref: u64 }
+    /// `(bdf, entry)`: bind a new local port to MSI-X table entry `entry`
+    /// of the caller's PCI function `bdf`; the kernel programs the entry
+    /// (the driver chooses no address or data bit: the table's pages are
+    /// never mapped for it), turns MSI-X on and INTx off; returns the port.
+    /// Edge-triggered: `PirqAck` on it does nothing.
+    EventBindMsix = 71 { bdf: u64, entry: u64 }
 }
 
 #[cfg(test)]

@@ -41,3 +41,42 @@ pub fn write32(bdf: u16, offset: u8, value: u32) {
         Port::<u32>::new(DATA).write(value);
     }
 }
+
+/// MSI-X table pages the kernel has mapped (physical page, where):
+/// mapped once, kept for ever (a driver restarted a thousand times uses
+/// the same page).
+static MSIX_PAGES: Mutex<heapless::Vec<(u64, u64), 16>> = Mutex::new(heapless::Vec::new());
+
+/// Writes MSI-X table entry at physical `entry` (16 bytes, in a BAR the
+/// kernel keeps from its driver): message `address` and `data`, masked or
+/// not. False if its page cannot be mapped.
+pub fn msix_entry_write(entry: u64, address: u64, data: u32, masked: bool) -> bool {
+    let page = entry & !0xfff;
+    let mut pages = MSIX_PAGES.lock();
+    let va = match pages.iter().find(|(p, _)| *p == page) {
+        Some(&(_, va)) => va,
+        None => {
+            let Ok(va) = super::memory::map_physical(page, 4096, super::paging::Caching::Uncached)
+            else {
+                return false;
+            };
+            if pages.push((page, va)).is_err() {
+                return false;
+            }
+            va
+        }
+    };
+    let at = (va + (entry & 0xfff)) as *mut u32;
+    // SAFETY: `at` is a 16-byte MSI-X table entry (16-byte aligned, so
+    // inside the page) of a device page mapped uncached just above, which
+    // no domain maps; the writes are the entry's four dwords, the vector
+    // control (mask) last so the entry is whole before it is unmasked.
+    unsafe {
+        core::ptr::write_volatile(at.add(3), 1);
+        core::ptr::write_volatile(at, address as u32);
+        core::ptr::write_volatile(at.add(1), (address >> 32) as u32);
+        core::ptr::write_volatile(at.add(2), data);
+        core::ptr::write_volatile(at.add(3), masked as u32);
+    }
+    true
+}

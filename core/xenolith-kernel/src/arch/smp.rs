@@ -53,6 +53,12 @@ pub fn send_vector(cpu: usize, vector: u8) {
     apic::send_fixed(APIC_IDS[cpu].load(Ordering::Relaxed), vector);
 }
 
+/// The local APIC id of CPU `cpu` (the boot CPU's is known from the
+/// first `start_aps`; 0 before, as on every PC's boot CPU we met).
+pub fn apic_id(cpu: usize) -> u32 {
+    APIC_IDS.get(cpu).map_or(0, |a| a.load(Ordering::Relaxed))
+}
+
 /// An NMI to CPU `cpu` (the watchdog asks a stuck CPU to report).
 pub fn nmi_to(cpu: usize) {
     if cpu < online() {

@@ -38,6 +38,7 @@ pub fn add_mmio(
     index: usize,
     phys: u64,
     pages: u64,
+    hidden: &dyn Fn(u64) -> bool,
 ) -> Result<u64, Error> {
     let (_, end) = crate::checks::device_range(phys, pages)?;
     let len = end - phys;
@@ -53,7 +54,8 @@ pub fn add_mmio(
     if va + len > DEVICE_WINDOW + DEVICE_WINDOW_SIZE {
         return Err(Error::OutOfResources);
     }
-    for i in 0..pages {
+    // Hidden pages (`hidden(offset)`) keep their place, unmapped.
+    for i in (0..pages).filter(|&i| !hidden(i * PAGE_SIZE)) {
         d.space
             .map(
                 frames,
@@ -118,7 +120,10 @@ pub fn ack(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
         .get(port)?
     {
         PortState::Pirq(irq) => {
-            ioapic::set_masked(irq, false);
+            // An MSI is an edge: nothing to unmask.
+            if !super::msi::is_msi(irq) {
+                ioapic::set_masked(irq, false);
+            }
             Ok(())
         }
         _ => Err(Error::PortState),
@@ -127,7 +132,9 @@ pub fn ack(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
 
 /// A physical IRQ arrived: mask it until acknowledged and tell its owner.
 pub fn irq(k: &mut Kernel, irq: u8) {
-    ioapic::set_masked(irq, true);
+    if !super::msi::is_msi(irq) {
+        ioapic::set_masked(irq, true);
+    }
     if let Some((index, id, port)) = k.irq_owner.get(irq as usize).copied().flatten() {
         if k.domain(index).is_some_and(|d| d.id == id) {
             events::raise::<crate::trace::Checked>(k, index, port);
@@ -137,6 +144,9 @@ pub fn irq(k: &mut Kernel, irq: u8) {
 
 /// Unbinds a port bound to an IRQ (when it is closed).
 pub fn unbind_pirq(k: &mut Kernel, irq: u8) {
+    if super::msi::is_msi(irq) {
+        return super::msi::unbind(k, irq);
+    }
     if let Some(slot) = k.irq_owner.get_mut(irq as usize) {
         *slot = None;
         ioapic::set_masked(irq, true);
@@ -145,7 +155,7 @@ pub fn unbind_pirq(k: &mut Kernel, irq: u8) {
 
 /// A dying domain gives back every IRQ (masked) and its I/O ports.
 pub fn release_all(k: &mut Kernel, index: usize) {
-    for irq in 0..MAX_IRQS as usize {
+    for irq in 0..super::msi::PIRQS {
         if k.irq_owner[irq].is_some_and(|(i, _, _)| i == index) {
             unbind_pirq(k, irq as u8);
         }

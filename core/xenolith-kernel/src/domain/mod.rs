@@ -17,6 +17,7 @@ pub mod dma_space;
 pub mod events;
 pub mod grants;
 pub mod lifecycle;
+pub mod msi;
 pub mod pci;
 use crate::channels::ports;
 pub use crate::frames::Frame;
@@ -211,7 +212,10 @@ pub struct Kernel {
     /// The read-only time page every domain maps (made as domain 0 is).
     pub time_frame: Option<Frame>,
     /// Who handles each physical IRQ: (domain index, domain id, port).
-    pub irq_owner: [Option<(usize, DomainId, u16)>; ipc_abi::layout::MAX_IRQS as usize],
+    /// (The I/O APIC's lines first, then the MSI slots: `msi.rs`.)
+    pub irq_owner: [Option<(usize, DomainId, u16)>; msi::PIRQS],
+    /// Each MSI slot's table entry (its physical address; 0: free).
+    pub msi_entry: [u64; msi::MSI_SLOTS],
     /// The console domain that owns COM1 and drains the kernel log, if any.
     pub console_owner: Option<usize>,
     /// The first kernel log line the console domain has not read yet.
@@ -245,7 +249,8 @@ impl Kernel {
             }; MAX_CPUS],
             kernel_pml4: 0,
             time_frame: None,
-            irq_owner: [None; ipc_abi::layout::MAX_IRQS as usize],
+            irq_owner: [None; msi::PIRQS],
+            msi_entry: [0; msi::MSI_SLOTS],
             console_owner: None,
             console_unread: 0,
             now_ticks: 0,

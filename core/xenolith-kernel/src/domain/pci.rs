@@ -24,7 +24,7 @@ use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_IRQS, PAGE_SIZE};
 
 use crate::pci_rules::{bar_size, filter_write, interrupt_caps, WriteAction, BAR0, COMMAND};
-use crate::pci_rules::{Assigned, BarWord};
+use crate::pci_rules::{Assigned, BarWord, MsixLayout};
 
 fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
@@ -65,7 +65,13 @@ pub fn assign(
     }
     let bars = size_bars(bdf);
     let caps = interrupt_caps(pci::read32(bdf, COMMAND), |o| pci::read32(bdf, o));
-    let mut held = Assigned { bdf, bars, caps };
+    let msix = (caps.msix != 0).then(|| MsixLayout::read(caps.msix, |o| pci::read32(bdf, o)));
+    let mut held = Assigned {
+        bdf,
+        bars,
+        caps,
+        msix,
+    };
     map_bars(k, frames, index, &mut held)?;
     // Its DMA reaches only this domain's device address space from now on.
     super::dma::attach(k, frames, index, bdf)?;
@@ -124,7 +130,12 @@ fn map_bars(
         };
         let phys = u64::from(raw & !0xf) | u64::from(high) << 32;
         if size >= PAGE_SIZE && phys != 0 {
-            let va = super::devices::add_mmio(k, frames, index, phys, size.div_ceil(PAGE_SIZE))?;
+            // The MSI-X table's pages stay the kernel's: a driver writing
+            // it could aim its device's interrupts at any vector and CPU.
+            let msix = held.msix;
+            let hidden = move |page: u64| msix.is_some_and(|m| m.hides(i as u8, page));
+            let pages = size.div_ceil(PAGE_SIZE);
+            let va = super::devices::add_mmio(k, frames, index, phys, pages, &hidden)?;
             held.bars[i].va = va;
         }
         i += if wide { 2 } else { 1 };
@@ -192,6 +203,7 @@ pub fn bar_va(k: &mut Kernel, caller: usize, bdf: u64, bar: u64) -> Result<u64, 
 /// A dying domain's functions stop decoding and stop DMA, and the IOMMU
 /// forgets them, before its memory is reused.
 pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
+    super::msi::disable_all(k, index);
     if let Some(d) = k.domain_mut(index) {
         for a in d.pci.iter() {
             let command = pci::read32(a.bdf, COMMAND);

@@ -19,7 +19,7 @@ pub fn add_io_ports(
 
 pub fn add_mmio(k: &mut Kernel, caller: usize, a: args::DomainAddMmio) -> Result<u64, Error> {
     let t = other(k, caller, a.dom)?;
-    with_frames(|f| devices::add_mmio(k, f, t, a.phys, a.pages))
+    with_frames(|f| devices::add_mmio(k, f, t, a.phys, a.pages, &|_| false))
 }
 
 pub fn add_irq(k: &mut Kernel, caller: usize, a: args::DomainAddIrq) -> Result<u64, Error> {

@@ -47,6 +47,10 @@ pub fn bind_pirq(k: &mut Kernel, caller: usize, a: args::EventBindPirq) -> Resul
     devices::bind_pirq(k, caller, a.irq).map(u64::from)
 }
 
+pub fn bind_msix(k: &mut Kernel, caller: usize, a: args::EventBindMsix) -> Result<u64, Error> {
+    crate::domain::msi::bind(k, caller, a.bdf, a.entry).map(u64::from)
+}
+
 pub fn pirq_ack(k: &mut Kernel, caller: usize, a: args::PirqAck) -> Result<u64, Error> {
     devices::ack(k, caller, a.port).map(|_| 0)
 }

@@ -102,6 +102,7 @@ fn route<G: Gate>(
         EventClose(a) => events::close(k, caller, a),
         EventUnmask(a) => events::unmask(k, caller, a),
         EventBindPirq(a) => events::bind_pirq(k, caller, a),
+        EventBindMsix(a) => events::bind_msix(k, caller, a),
         PirqAck(a) => events::pirq_ack(k, caller, a),
         PortSends(a) => events::port_sends(k, caller, a),
 
