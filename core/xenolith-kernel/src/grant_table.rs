@@ -83,6 +83,21 @@ pub trait Domains<A: Frames> {
     /// After an unmap in domain `index`: no CPU can reach the page through
     /// a stale TLB entry once this returns.
     fn shootdown(&self, index: usize);
+    /// Lets domain `index`'s devices reach `frame`, mapped in its window
+    /// slot `slot` (written only if `writable`): behind an IOMMU, at the
+    /// slot's device address; nothing to do without one. False if it
+    /// cannot (then nothing is mapped for them).
+    fn device_map(
+        &mut self,
+        frames: &mut A,
+        index: usize,
+        slot: u64,
+        frame: Frame,
+        writable: bool,
+    ) -> bool;
+    /// Takes window slot `slot`'s page from domain `index`'s devices: once
+    /// this returns, none of them reaches it (their caches emptied).
+    fn device_unmap(&mut self, index: usize, slot: u64);
 }
 
 /// Grants a page of `caller` (at `va`) to `grantee`.
@@ -180,6 +195,14 @@ pub fn map<A: Frames, D: Domains<A>>(
     if !d.space.map_foreign(frames, va, g.frame, !g.readonly) {
         return Err(Error::OutOfResources);
     }
+    // Its devices reach the page too, with the grant's rights.
+    if !k.device_map(frames, caller, slot, g.frame, !g.readonly) {
+        if let Some(d) = k.parts(caller) {
+            d.space.unmap(frames, va);
+        }
+        return Err(Error::OutOfResources);
+    }
+    let d = k.parts(caller).ok_or(Error::NoSuchDomain)?;
     d.window[slot as usize] = Some(ForeignMap {
         granter: granter_id,
         gref: gref as u32,
@@ -205,6 +228,10 @@ pub fn unmap<A: Frames, D: Domains<A>>(
         .copied()
         .flatten()
         .ok_or(Error::SlotState)?;
+    // First out of the devices' reach (before the frame can be freed or
+    // reused, as the CPUs' shootdown below).
+    k.device_unmap(caller, slot);
+    let d = k.parts(caller).ok_or(Error::NoSuchDomain)?;
     d.space.unmap(frames, GRANT_WINDOW + slot * PAGE_SIZE);
     d.window[slot as usize] = None;
     // No CPU may reach the page through a stale entry once the grant can

@@ -83,6 +83,21 @@ impl Domains<FrameAllocator> for Kernel {
     fn shootdown(&self, index: usize) {
         Kernel::shootdown(self, index);
     }
+
+    fn device_map(
+        &mut self,
+        frames: &mut FrameAllocator,
+        index: usize,
+        slot: u64,
+        frame: Frame,
+        writable: bool,
+    ) -> bool {
+        super::dma::map_grant(self, frames, index, slot, frame, writable).is_ok()
+    }
+
+    fn device_unmap(&mut self, index: usize, slot: u64) {
+        super::dma::unmap_grant(self, index, slot);
+    }
 }
 
 /// Grants a page of `caller` (at `va`) to `grantee`.
@@ -111,19 +126,7 @@ pub fn map(
     slot: u64,
     need_write: bool,
 ) -> Result<u64, Error> {
-    let va = table::map(k, frames, caller, granter, gref, slot, need_write)?;
-    // Its devices reach the page too, with the grant's rights.
-    let mapped = k.domain(caller).and_then(|d| {
-        let (frame, write, _) = d.space.ram_frame(va)?;
-        Some((frame, write))
-    });
-    if let Some((frame, write)) = mapped {
-        if let Err(e) = super::dma::map_grant(k, frames, caller, slot, frame, write) {
-            let _ = table::unmap(k, frames, caller, slot);
-            return Err(e);
-        }
-    }
-    Ok(va)
+    table::map(k, frames, caller, granter, gref, slot, need_write)
 }
 
 /// Unmaps window `slot` of `caller`.
@@ -133,9 +136,6 @@ pub fn unmap(
     caller: usize,
     slot: u64,
 ) -> Result<(), Error> {
-    // No device reaches the page once its IOTLB entries are gone, before
-    // the grant table may free or reuse the frame.
-    super::dma::unmap_grant(k, caller, slot);
     table::unmap(k, frames, caller, slot)
 }
 

@@ -4,13 +4,21 @@
 //! across four domains over fake address spaces and a fake frame
 //! allocator. After every step: no frame is both free and mapped anywhere,
 //! none is freed twice, every live grant's map count equals the window
-//! slots mapping it, and every window slot's mapping is in its space; at
-//! the end, with every domain gone, every frame is free again.
+//! slots mapping it, every window slot's mapping is in its space and in
+//! its devices' reach (an IOMMU's) and nothing else is; at the end, with
+//! every domain gone, every frame is free again. The fake allocator
+//! refuses to free a frame a device can still reach, at the moment it is
+//! freed: so the order (devices first, then the frame) is checked too.
 
 use super::*;
 use proptest::prelude::*;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::vec::Vec;
+
+/// What devices can reach: (domain index, window slot) -> frame.
+type DeviceReach = Rc<RefCell<BTreeMap<(usize, u64), u64>>>;
 
 const DOMAINS: usize = 4;
 const PAGES: u64 = 4;
@@ -43,6 +51,7 @@ impl Space<FakeFrames> for FakeSpace {
 struct FakeFrames {
     allocated: BTreeSet<u64>,
     next: u64,
+    devices: DeviceReach,
 }
 
 impl FakeFrames {
@@ -60,6 +69,10 @@ impl Frames for FakeFrames {
             self.allocated.remove(&frame),
             "frame {frame:#x} freed twice, or never allocated"
         );
+        assert!(
+            !self.devices.borrow().values().any(|&f| f == frame),
+            "frame {frame:#x} freed while a device can still reach it"
+        );
     }
 }
 
@@ -75,6 +88,7 @@ struct FakeDomain {
 struct World {
     slots: Vec<Option<FakeDomain>>,
     generations: Vec<u16>,
+    devices: DeviceReach,
 }
 
 impl Domains<FakeFrames> for World {
@@ -111,6 +125,26 @@ impl Domains<FakeFrames> for World {
         })
     }
     fn shootdown(&self, _index: usize) {}
+    fn device_map(
+        &mut self,
+        _: &mut FakeFrames,
+        index: usize,
+        slot: u64,
+        frame: Frame,
+        _: bool,
+    ) -> bool {
+        // Slot 5 cannot be had for devices (the failure path is walked too).
+        if slot == 5 {
+            return false;
+        }
+        self.devices
+            .borrow_mut()
+            .insert((index, slot), frame.addr())
+            .is_none()
+    }
+    fn device_unmap(&mut self, index: usize, slot: u64) {
+        self.devices.borrow_mut().remove(&(index, slot));
+    }
 }
 
 impl World {
@@ -120,6 +154,7 @@ impl World {
         let mut w = World {
             slots: (0..DOMAINS).map(|_| None).collect(),
             generations: std::vec![0; DOMAINS],
+            devices: frames.devices.clone(),
         };
         for i in 0..DOMAINS {
             w.spawn(&mut frames, i);
@@ -266,6 +301,14 @@ fn check(w: &World, frames: &FakeFrames) -> Result<(), TestCaseError> {
             );
         }
         for (slot, m) in d.window.iter().enumerate() {
+            let reach = w.devices.borrow().get(&(i, slot as u64)).copied();
+            prop_assert_eq!(
+                reach,
+                m.map(|m| m.frame.addr()),
+                "devices of {} slot {}",
+                i,
+                slot
+            );
             if let Some(m) = m {
                 let va = GRANT_WINDOW + slot as u64 * PAGE_SIZE;
                 prop_assert_eq!(d.space.translate(va).map(|t| t.0), Some(m.frame));
