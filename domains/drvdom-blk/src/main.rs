@@ -94,6 +94,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
     };
     let mut backend = serve::Backend::new(blk, disks, buffer, mode);
     backend.stale_test = option("dma_test") == Some("stale") && restart.is_none();
+    backend.readonly_test = option("dma_test") == Some("readonly") && restart.is_none();
     backend.run();
 }
 

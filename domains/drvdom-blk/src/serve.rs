@@ -104,6 +104,9 @@ pub struct Backend<T: Transport> {
     taken: u64,
     crash_after: Option<u64>,
     hang_after: Option<u64>,
+    /// Test only (`dma_test=readonly`): the first page a client names is
+    /// mapped read-only and the device told to write into it.
+    pub readonly_test: bool,
     /// Test only (`dma_test=stale`): the first page mapped is unmapped
     /// again and the device told to write into its old device address.
     pub stale_test: bool,
@@ -127,6 +130,7 @@ impl<T: Transport> Backend<T> {
             taken: 0,
             crash_after: domain_runtime::fault::crash_point(),
             hang_after: domain_runtime::fault::hang_point(),
+            readonly_test: false,
             stale_test: false,
         }
     }
@@ -527,6 +531,9 @@ impl<T: Transport> Backend<T> {
             return None;
         }
         let slot = self.free_slot(1)?;
+        if core::mem::take(&mut self.readonly_test) {
+            self.readonly_attack(i, gref, slot);
+        }
         // Writable only: a read-only grant is copied (and refused for reads),
         // never mapped where writing it would fault.
         let m = Mapping::map_writable(self.clients[i].dom, gref, slot).ok()?;
@@ -548,6 +555,26 @@ impl<T: Transport> Backend<T> {
             return None;
         }
         Some(self.clients[i].maps.len() - 1)
+    }
+}
+
+impl<T: Transport> Backend<T> {
+    /// `dma_test=readonly`: the device told to write into a page mapped
+    /// read-only (the first request of the first client: nothing else is
+    /// in flight); the request is then served as usual.
+    fn readonly_attack(&mut self, i: usize, gref: u32, slot: u64) {
+        let Ok(m) = Mapping::map(self.clients[i].dom, gref, slot) else {
+            return;
+        };
+        match hc::dma_phys(m.address()) {
+            Ok(at) => {
+                println!("drvdom-blk: dma_test: the device reads sector 0 to {at:#x}, read-only");
+                let outcome = self.disk.read_to_address(0, at, SECTOR_SIZE as u32);
+                println!("drvdom-blk: dma_test: {outcome:?}");
+            }
+            Err(e) => println!("drvdom-blk: dma_test: no device address for the page: {e}"),
+        }
+        let _ = m.unmap();
     }
 }
 

@@ -7,7 +7,10 @@
 //! With `park=SECTOR` it posts one read of that sector, id 0x777, and waits
 //! for ever (a request for `toolstack ring dump` to find). With
 //! `unread=SECTOR` it posts a read of that sector, id 0x778, and never takes
-//! the answer (a response for `ring dump` to find).
+//! the answer (a response for `ring dump` to find). With `ro_write=SECTOR`
+//! it writes that sector from a page it granted read-only, waits up to 5 s
+//! for the answer, and says whether that page is still all zeroes (the
+//! DMA isolation test's victim).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -73,6 +76,34 @@ fn run(_: &'static domain_runtime::StartInfo) {
             let _ = hc::event_send(ring.port);
         }
         println!("blk-hostile: parked a read of sector {} (id 0x777)", sector);
+        loop {
+            domain_runtime::events::wait(ring.port);
+        }
+    }
+    if let Some(sector) = test_domains::number("ro_write") {
+        let r = request(BlockOp::Write as u8, sector, ro_gref);
+        if ring.front.push(&r).is_ok() && ring.front.publish() {
+            let _ = hc::event_send(ring.port);
+        }
+        let deadline = domain_runtime::time::now_ns() + 5_000_000_000;
+        let answer = loop {
+            if let Ok(Some(rsp)) = ring.front.pop() {
+                break Some(rsp.status);
+            }
+            if domain_runtime::time::now_ns() > deadline {
+                break None;
+            }
+            domain_runtime::events::sleep_ns(10_000_000);
+        };
+        println!(
+            "blk-hostile: the write from its read-only page: {:?}",
+            answer
+        );
+        let intact = READ_ONLY.0.iter().all(|&b| b == 0);
+        println!(
+            "blk-hostile: its read-only page is {}",
+            if intact { "unchanged" } else { "CHANGED" }
+        );
         loop {
             domain_runtime::events::wait(ring.port);
         }

@@ -222,6 +222,54 @@ fn without_the_iommu_an_unmapped_page_is_still_written(
     })
 }
 
+/// A page a frontend granted read-only is read-only to the driver's device
+/// too: told to write into it, the device faults, drvdom-blk is crashed
+/// and restarted, and the page is unchanged. Without an IOMMU the page
+/// has no device address at all (`DmaPhys` refuses a read-only page).
+fn a_device_cannot_write_a_page_granted_read_only(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    for cmdline in ["", "iommu=off"] {
+        let image = c.path("disk.img");
+        disk_image(&image)?;
+        let guests = [
+            (
+                "drvdom-blk",
+                "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=whole=all on_crash=restart dma_test=readonly",
+            ),
+            ("blk-hostile", "blk-hostile ro_write=100 disk=whole,xvda,w"),
+        ];
+        *slot = None;
+        let config = c
+            .machine()
+            .cmdline(cmdline)
+            .guests(&guests)
+            .config()?
+            .disk(&image)
+            .iommu();
+        let m = super::harness::boot(&config, slot)?;
+        if cmdline.is_empty() {
+            expect_line(
+                m,
+                "[1] drvdom-blk: dma_test: the device reads sector 0 to 0x2",
+            )?;
+            expect_line(
+                m,
+                "iommu: DMA fault: domain 1 (drvdom-blk), device 00:04.0, write at 0x2",
+            )?;
+            expect_line(m, "[1] drvdom-blk: restart 1: serving again")?;
+        } else {
+            expect_line(
+                m,
+                "[1] drvdom-blk: dma_test: no device address for the page: permission denied",
+            )?;
+        }
+        expect_line(m, "[2] blk-hostile: its read-only page is unchanged")?;
+    }
+    Ok(())
+}
+
 /// `iommu=force` on a machine without an IOMMU: the boot log says so and
 /// no PCI function is given to anyone (drvdom-blk does not start).
 fn iommu_force_without_an_iommu_gives_no_pci_function(
@@ -261,6 +309,7 @@ pub(super) fn tests() -> Vec<Test> {
         without_the_iommu_the_same_write_lands_in_the_kernel,
         a_device_cannot_reach_a_granted_page_once_it_is_unmapped,
         without_the_iommu_an_unmapped_page_is_still_written,
+        a_device_cannot_write_a_page_granted_read_only,
         iommu_force_without_an_iommu_gives_no_pci_function,
     ]
 }
