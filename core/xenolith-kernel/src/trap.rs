@@ -50,6 +50,10 @@ pub fn syscall(frame: &mut TrapFrame) {
 }
 
 /// A hypercall other than the null one, recording events as `G` says.
+/// One function per `G` (the dispatch and the hot calls inlined into it),
+/// never inlined into `syscall`: what the compiler inlines where then no
+/// longer depends on the size of `trap_dispatch`'s other arms.
+#[inline(never)]
 fn hypercall<G: Gate>(frame: &mut TrapFrame) {
     let mut k = crate::domain::lock();
     match k.current() {

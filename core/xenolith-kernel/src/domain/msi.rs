@@ -36,7 +36,9 @@ pub fn is_msi(irq: u8) -> bool {
 }
 
 /// `EventBindMsix`: entry `entry` of the caller's function `bdf` raises a
-/// new port of the caller.
+/// new port of the caller. Rare: kept out of line, so the hypercall
+/// dispatch around the hot calls stays as the compiler inlines it.
+#[inline(never)]
 pub fn bind(k: &mut Kernel, caller: usize, bdf: u64, entry: u64) -> Result<u16, Error> {
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     let id = d.id;
