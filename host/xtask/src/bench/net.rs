@@ -18,9 +18,13 @@ const TCP_BYTES: usize = 32 << 20;
 const UDP_ROUNDS: u32 = 2_000;
 const WAIT: Duration = Duration::from_secs(600);
 
-/// The number before `unit` in a line.
+/// The number before `unit` in a line (a word's trailing `;` or `,` aside:
+/// `net-bench` ends its figures with `tsc;`).
 fn before(line: &str, unit: &str) -> Result<f64, String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words: Vec<&str> = line
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([';', ',']))
+        .collect();
     let i = words
         .iter()
         .position(|w| *w == unit)
