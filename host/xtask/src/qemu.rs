@@ -131,6 +131,13 @@ impl Config {
         self
     }
 
+    /// QEMU's `pc` machine, without an IOMMU, even under
+    /// `XENOLITH_TEST_IOMMU=1` (for what must run without one).
+    pub fn without_iommu(mut self) -> Self {
+        self.iommu = false;
+        self
+    }
+
     /// QEMU boots `kernel` with `initrd` and `append` itself (its own
     /// loader and firmware), not the ISO.
     pub fn direct_linux(mut self, kernel: &Path, initrd: &Path, append: &str) -> Self {

@@ -284,7 +284,8 @@ fn iommu_force_without_an_iommu_gives_no_pci_function(
         .cmdline("iommu=force")
         .guests(&guests)
         .config()?
-        .disk(&image);
+        .disk(&image)
+        .without_iommu();
     let m = super::harness::boot(&config, slot)?;
     expect_line(
         m,
