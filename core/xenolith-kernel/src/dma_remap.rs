@@ -83,6 +83,8 @@ pub struct Caps {
     /// Whether the unit writes its tables back to memory without snooping
     /// caches (then every table write must be flushed: not supported).
     pub coherent: bool,
+    /// Remapping domain numbers it supports (CAP.ND: 2^(4 + 2 ND)).
+    pub domains: u32,
 }
 
 /// Reads CAP and ECAP; `None` for a unit the kernel cannot drive (no
@@ -102,6 +104,7 @@ pub fn caps(cap: u64, ecap: u64) -> Option<Caps> {
         fault_records: ((cap >> 24) & 0x3ff) as usize * 16,
         fault_count: ((cap >> 40) & 0xff) as usize + 1,
         coherent: ecap & 1 != 0,
+        domains: 1 << (4 + 2 * (cap & 7).min(6)),
     })
 }
 
@@ -379,6 +382,9 @@ mod tests {
             (3, 0xf0, 0x220, 1)
         );
         assert_eq!(caps(0x6 << 8, 0).unwrap().levels, 4);
+        // ND = 0: 16 domain numbers; QEMU's ND = 6: 65,536.
+        assert_eq!(caps(0x2 << 8, 0).unwrap().domains, 16);
+        assert_eq!(caps(0x2 << 8 | 6, 0).unwrap().domains, 1 << 16);
         assert_eq!(caps(0x1 << 8, 0), None);
         assert_eq!(address_limit(3), 1 << 39);
     }

@@ -151,10 +151,9 @@ pub fn open() -> Result<Function, OpenError> {
 /// for this domain (`pci_bar`).
 #[allow(unsafe_code)]
 pub fn write16(va: u64, value: u16) {
-    // SAFETY: `va` lies in one of this domain's BAR mappings (the caller
-    // found it from `pci_bar` and the device's own capability), device
-    // memory mapped uncached; a volatile 16-bit store is the access the
-    // register expects.
+    // The caller found `va` from `pci_bar` and the device's capability.
+    // SAFETY: `va` lies in one of this domain's BAR mappings (device memory,
+    // uncached); a volatile 16-bit store is the access the register expects.
     unsafe { core::ptr::write_volatile(va as *mut u16, value) }
 }
 

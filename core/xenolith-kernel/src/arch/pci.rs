@@ -67,10 +67,10 @@ pub fn msix_entry_write(entry: u64, address: u64, data: u32, masked: bool) -> bo
         }
     };
     let at = (va + (entry & 0xfff)) as *mut u32;
-    // SAFETY: `at` is a 16-byte MSI-X table entry (16-byte aligned, so
-    // inside the page) of a device page mapped uncached just above, which
-    // no domain maps; the writes are the entry's four dwords, the vector
-    // control (mask) last so the entry is whole before it is unmasked.
+    // The entry's four dwords, the vector control (mask) last, so the
+    // entry is whole before it is unmasked.
+    // SAFETY: `at` is a 16-byte-aligned MSI-X entry in a device page mapped
+    // uncached just above, which no domain maps.
     unsafe {
         core::ptr::write_volatile(at.add(3), 1);
         core::ptr::write_volatile(at, address as u32);

@@ -97,6 +97,14 @@ impl Unit {
         self.wait(|u| (u.read32(reg::GSTS) & bit != 0) == on)
     }
 
+    /// Turns translation off again (a unit started beside one that failed:
+    /// half an IOMMU would fault devices while `host info` says it is off).
+    pub fn stop(&self) {
+        if !self.command(reg::TE, false) {
+            crate::kprintln!("iommu: a unit did not turn its translation off");
+        }
+    }
+
     /// Maps the unit at `base`, gives it an empty root table (every DMA
     /// faults until a context entry says otherwise) and turns translation on.
     pub fn start(base: u64) -> Result<Unit, StartError> {
@@ -256,9 +264,8 @@ pub fn sl_child(table: Frame, index: usize) -> Option<Frame> {
     if e & (rules::SL_READ | rules::SL_WRITE) == 0 {
         return None;
     }
-    // SAFETY: entries above the last level are written only by
-    // `domain::dma_space`, with frames it took from the allocator for its
-    // tables (and frees only after clearing every context entry that
-    // reaches them).
+    // Entries above the last level are written only by `domain::dma_space`.
+    // SAFETY: they hold frames it took from the allocator for its tables
+    // (freed only after every context entry reaching them is cleared).
     Some(unsafe { Frame::of_ram(e & rules::SL_ADDR) })
 }

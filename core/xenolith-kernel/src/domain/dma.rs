@@ -27,6 +27,8 @@ pub struct Iommu {
     units: heapless::Vec<vtd::Unit, 4>,
     /// Table depth every unit accepts.
     levels: u8,
+    /// Remapping domain numbers every unit supports.
+    domains: u32,
 }
 
 /// At boot: starts the units per `mode`; returns what `host info` says.
@@ -77,12 +79,19 @@ pub fn start(
                 let _ = units.push(unit);
             }
             Err(e) => {
-                kprintln!("warning: iommu: VT-d unit at {:#x} not used: {e}", u.base);
+                kprintln!(
+                    "warning: iommu: VT-d unit at {:#x} not used: {e}; DMA is NOT isolated",
+                    u.base
+                );
+                for started in units.iter() {
+                    vtd::Unit::stop(started);
+                }
                 return DmaIsolation::Failed;
             }
         }
     }
     let levels = units.iter().map(|u| u.caps.levels).min().unwrap_or(3);
+    let domains = units.iter().map(|u| u.caps.domains).min().unwrap_or(16);
     let apic = crate::arch::apic::id();
     for u in units.iter() {
         u.fault_interrupt(crate::arch::idt::VECTOR_DMA_FAULT, apic);
@@ -91,6 +100,7 @@ pub fn start(
         dmar,
         units,
         levels,
+        domains,
     });
     DmaIsolation::On
 }
@@ -111,12 +121,15 @@ fn space<'a>(
     let Some(iommu) = iommu else {
         return Ok(None);
     };
-    let levels = iommu.levels;
+    let (levels, domains) = (iommu.levels, iommu.domains);
     let d = d.ok_or(Error::NoSuchDomain)?;
     if d.dma_space.is_none() {
         // Remapping domain numbers: the slot's index + 1 (0 is reserved
-        // on units with caching mode).
-        let did = u16::try_from(index + 1).map_err(|_| Error::OutOfResources)?;
+        // on units with caching mode), within what every unit supports.
+        let did = u16::try_from(index + 1)
+            .ok()
+            .filter(|&did| u32::from(did) < domains)
+            .ok_or(Error::OutOfResources)?;
         d.dma_space = Some(DmaSpace::new(frames, levels, did).ok_or(Error::OutOfResources)?);
     }
     Ok(d.dma_space.as_mut().zip(Some(iommu)))
