@@ -117,9 +117,7 @@ impl Config {
             disk_cache_none: false,
             nic: None,
             direct: None,
-            // XENOLITH_TEST_IOMMU=1 runs every machine on q35 with the
-            // IOMMU (to run whole suites behind it).
-            iommu: std::env::var("XENOLITH_TEST_IOMMU").is_ok_and(|v| v == "1"),
+            iommu: false,
         }
     }
 
@@ -131,8 +129,8 @@ impl Config {
         self
     }
 
-    /// QEMU's `pc` machine, without an IOMMU, even under
-    /// `XENOLITH_TEST_IOMMU=1` (for what must run without one).
+    /// QEMU's `pc` machine, without an IOMMU (for what must run without
+    /// one, whatever the test suite's default machine).
     pub fn without_iommu(mut self) -> Self {
         self.iommu = false;
         self
@@ -490,6 +488,11 @@ impl Machine {
             .iter()
             .map(|(_, l)| l.clone())
             .collect()
+    }
+
+    /// Every COM1 line so far with when it arrived (on [`Machine::clock`]).
+    pub fn timed_lines(&self) -> Vec<(Duration, String)> {
+        self.log.0.lock().expect("log lock").lines.clone()
     }
 
     /// Everything COM1 printed, and QEMU's own stderr, for a failure report.

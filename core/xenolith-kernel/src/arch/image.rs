@@ -22,6 +22,16 @@ pub fn range() -> (u64, u64) {
     (start, end)
 }
 
+/// Where an FNV-1a checksum starts.
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, going on from `sum`.
+pub fn fnv1a(sum: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(sum, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// FNV-1a over the range, through the physmap.
 pub fn checksum() -> u64 {
     let (start, end) = range();
@@ -31,9 +41,7 @@ pub fn checksum() -> u64 {
     let bytes = unsafe {
         core::slice::from_raw_parts(phys_to_virt(start) as *const u8, (end - start) as usize)
     };
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    fnv1a(FNV_START, bytes)
 }
 
 /// Records the checksum at boot.

@@ -4,7 +4,8 @@
 //!
 //! Owns: the keys and what each prints. `h` lists the keys; `q` the domain
 //! table; `r` the run queue; `e` every bound event port; `g` every grant
-//! and every mapped grant-window slot; `i` the kernel image's integrity.
+//! and every mapped grant-window slot; `i` the kernel image's integrity;
+//! `d` what each domain's devices may reach by DMA.
 //! Read-only: dumping changes nothing.
 
 use super::ports::PortState;
@@ -12,7 +13,7 @@ use super::{Kernel, Life};
 use ipc_abi::hypercall::Error;
 
 /// The keys and what they dump.
-const KEYS: [(u8, &str); 6] = [
+const KEYS: [(u8, &str); 7] = [
     (b'h', "this list"),
     (b'q', "the domain table"),
     (b'r', "the run queue"),
@@ -21,6 +22,10 @@ const KEYS: [(u8, &str); 6] = [
     (
         b'i',
         "whether the kernel's code and read-only data are as at boot",
+    ),
+    (
+        b'd',
+        "DMA: each domain's PCI functions, DMA memory (where, and a checksum of it) and faults",
     ),
 ];
 
@@ -37,6 +42,7 @@ pub fn dump(k: &Kernel, key: u8) -> Result<(), Error> {
         b'e' => ports(k),
         b'g' => grants(k),
         b'i' => integrity(),
+        b'd' => dma(k),
         _ => return Err(Error::InvalidArgument),
     }
     Ok(())
@@ -52,6 +58,58 @@ fn integrity() {
     } else {
         kprintln!(
             "debug-keys 'i': kernel image {start:#x}-{end:#x}: CHANGED since boot (checksum {now:#018x}, was {boot:#018x})"
+        );
+    }
+}
+
+/// Every domain with PCI functions or DMA memory: its functions, where its
+/// DMA memory lies (physical addresses, and the device addresses its
+/// devices use for it) with a checksum of its bytes (to see a page
+/// changed behind its owner), and its DMA faults.
+fn dma(k: &Kernel) {
+    use ipc_abi::layout::{DMA_WINDOW, PAGE_SIZE};
+    kprintln!("debug-keys 'd': DMA isolation {}", k.dma_isolation.describe());
+    for d in k.live().filter_map(|i| k.domain(i)) {
+        if d.pci.is_empty() && d.dma.is_none() {
+            continue;
+        }
+        let mut functions: heapless::String<64> = heapless::String::new();
+        for a in d.pci.iter() {
+            let (b, dv, f) = (a.bdf >> 8, (a.bdf >> 3) & 0x1f, a.bdf & 7);
+            let _ = core::fmt::write(&mut functions, format_args!(" {b:02x}:{dv:02x}.{f}"));
+        }
+        kprintln!(
+            "  domain {} {}: PCI functions{}; {} DMA faults",
+            d.id,
+            d.name,
+            if functions.is_empty() { " none" } else { &functions },
+            d.dma_faults
+        );
+        let Some((first, pages)) = d.dma else {
+            continue;
+        };
+        let mut sum = crate::arch::image::FNV_START;
+        let mut page = [0u8; PAGE_SIZE as usize];
+        for i in 0..pages {
+            if let Some((frame, _, _)) = d.space.ram_frame(DMA_WINDOW + i * PAGE_SIZE) {
+                crate::arch::memory::read_frame(frame, 0, &mut page);
+                sum = crate::arch::image::fnv1a(sum, &page);
+            }
+        }
+        let device = if d.dma_space.is_some() {
+            crate::dma_remap::DMA_IOVA
+        } else {
+            first
+        };
+        kprintln!(
+            "  domain {} {}: DMA memory {:#x}-{:#x} ({} pages) at device address {:#x}, checksum {:#018x}",
+            d.id,
+            d.name,
+            first,
+            first + pages * PAGE_SIZE,
+            pages,
+            device,
+            sum
         );
     }
 }

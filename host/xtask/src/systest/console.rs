@@ -202,9 +202,7 @@ fn the_console_shell_of_domain_0_has_the_focus_at_boot_and_runs_verbs(
     let guests = [CONSOLE_DOM, ("survivor", "survivor")];
     let mut modules = c.with_domains(&guests);
     modules[0].cmdline = "toolstack-domain".into();
-    let config = super::harness::Config::new(&c.iso("", &modules)?)
-        .accel(c.accel)
-        .com1_input();
+    let config = c.qemu(&c.iso("", &modules)?).com1_input();
     let m = super::harness::boot(&config, slot)?;
     expect_line(m, "[2] survivor: heartbeat 1")?;
     m.com1_send(b"list\r")?;

@@ -20,7 +20,7 @@ fn debug_keys_dump_kernel_state_and_refuse_unknown_keys(
     ];
     let (m, sock) = c.machine().guests(&guests).boot_managed(slot)?;
     expect_line(m, "toolstack: domain 1 serves device 1:0 of domain 2")?;
-    let (code, out) = toolstack(&sock, &["host", "debug-keys", "hqreg"])?;
+    let (code, out) = toolstack(&sock, &["host", "debug-keys", "hqregd"])?;
     check(code == 0, || format!("debug-keys: {code} {out}"))?;
     expect_line(m, "debug-keys: 'g': grants and mapped grant-window slots")?;
     expect_line(m, "debug-keys 'q': domain table")?;
@@ -32,6 +32,8 @@ fn debug_keys_dump_kernel_state_and_refuse_unknown_keys(
     expect_line(m, " <-> ")?;
     expect_line(m, "debug-keys 'g': grants and mapped grant-window slots")?;
     expect_line(m, " window slot 0: grant ")?;
+    // No domain here has DMA memory or a PCI function: the heading alone.
+    expect_line(m, "debug-keys 'd': DMA isolation ")?;
     let (code, dmesg) = toolstack(&sock, &["host", "dmesg"])?;
     check(
         code == 0 && dmesg.contains("debug-keys 'r': run queue"),

@@ -153,6 +153,108 @@ fn without_the_iommu_the_same_write_lands_in_the_kernel(
     })
 }
 
+/// A domain given DMA memory it never touches (`victim`, domain 1: it
+/// sleeps on its timer), beside
+/// domain 0 managed over COM2, with drvdom-blk's image in the boot bundle
+/// for an attacker created later; `cmdline` for the hypervisor.
+fn boot_victim<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    cmdline: &str,
+) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
+    let image = c.path("disk.img");
+    disk_image(&image)?;
+    let driver = crate::build::domain(&c.domains, "drvdom-blk");
+    let tar = super::harness::bundle_of(c, &[], &[("drvdom-blk", driver.as_path())])?;
+    c.machine()
+        .cmdline(cmdline)
+        .guests(&[("sleeper", "victim sleeps=100000000 dma=4")])
+        .bundle(tar)
+        .qemu(|q| q.disk(&image).iommu())
+        .boot_managed(slot)
+}
+
+/// Asks the kernel where the victim's DMA memory lies (debug key `d`) and
+/// returns its physical address and checksum (the `nth` time asked).
+fn victim_memory(m: &Machine, sock: &std::path::Path, nth: usize) -> Result<(u64, String), String> {
+    let (code, out) = toolstack(sock, &["host", "debug-keys", "d"])?;
+    check(code == 0, || format!("debug-keys: {code} {out}"))?;
+    let (_, line) = m.wait_for_nth("domain 1 victim: DMA memory 0x", nth, super::harness::BOOT)?;
+    let field = |after: &str, end: char| {
+        line.split_once(after)
+            .and_then(|(_, rest)| rest.split(end).next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {after:?} in {line:?}"))
+    };
+    let phys = field("DMA memory 0x", '-')?;
+    let phys = u64::from_str_radix(&phys, 16).map_err(|e| format!("{phys}: {e}"))?;
+    Ok((phys, field("checksum ", ' ')?))
+}
+
+/// Creates drvdom-blk as domain 2 (`attacker`) with the disk, its device
+/// told to write sector 0 at physical address `at`: the victim's memory.
+fn create_attacker(c: &Ctx, sock: &std::path::Path, at: u64) -> Result<(), String> {
+    let cfg = c.path("attacker.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"attacker\"\nkernel = \"drvdom-blk\"\nmemory = 2\npci = ['00:04.0']\ndma = 512\n\
+             on_crash = \"restart\"\ncmdline = \"vdisk=whole=all dma_test={at:#x}\"\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let (code, out) = toolstack(sock, &["domain", "create", cfg.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("create attacker: {code} {out}"))
+}
+
+/// A driver domain's device writing into another domain's memory (the
+/// victim's DMA memory, at the physical address the kernel's debug key
+/// shows): the IOMMU refuses it (that address means nothing to the
+/// device), the kernel logs and counts the fault and crashes the driver
+/// domain, which its policy restarts, and the victim's bytes are unchanged.
+fn a_driver_domains_device_cannot_write_into_another_domain(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = boot_victim(c, slot, "")?;
+    let (phys, before) = victim_memory(m, &sock, 1)?;
+    create_attacker(c, &sock, phys)?;
+    let fault = expect_line(
+        m,
+        &format!("iommu: DMA fault: domain 2 (attacker), device 00:04.0, write at {phys:#x}"),
+    )?;
+    check(fault.contains("crashing it"), || format!("fault line: {fault}"))?;
+    expect_line(m, "toolstack: restarting attacker (domain 2) after its crash")?;
+    expect_line(m, "[2] drvdom-blk: restart 1: serving again")?;
+    let (code, info) = toolstack(&sock, &["domain", "info", "attacker"])?;
+    check(code == 0 && info.contains("dma faults: 1"), || {
+        format!("domain info: {code} {info}")
+    })?;
+    let (_, after) = victim_memory(m, &sock, 2)?;
+    check(after == before, || {
+        format!("the victim's memory changed: checksum {before} before, {after} after")
+    })?;
+    check(
+        !m.lines().iter().any(|l| l.contains("dma_test: Done")),
+        || "the device's write completed".into(),
+    )
+}
+
+/// The same with `iommu=off`: the write lands in the victim's memory.
+fn without_the_iommu_the_same_write_lands_in_another_domain(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = boot_victim(c, slot, "iommu=off")?;
+    let (phys, before) = victim_memory(m, &sock, 1)?;
+    create_attacker(c, &sock, phys)?;
+    expect_line(m, "[2] drvdom-blk: dma_test: Done")?;
+    let (_, after) = victim_memory(m, &sock, 2)?;
+    check(after != before, || {
+        format!("the victim's memory is unchanged (checksum {after}): the attack did not land")
+    })
+}
+
 /// drvdom-blk maps a frontend's page, unmaps it, and tells its device to
 /// write sector 0 at the page's old device address (`dma_test=stale`),
 /// while the frontend writes a pattern and reads it back.
@@ -308,6 +410,8 @@ pub(super) fn tests() -> Vec<Test> {
         drvdom_net_moves_64_mib_each_way_behind_the_iommu,
         a_driver_domains_device_cannot_write_into_the_kernel,
         without_the_iommu_the_same_write_lands_in_the_kernel,
+        a_driver_domains_device_cannot_write_into_another_domain,
+        without_the_iommu_the_same_write_lands_in_another_domain,
         a_device_cannot_reach_a_granted_page_once_it_is_unmapped,
         without_the_iommu_an_unmapped_page_is_still_written,
         a_device_cannot_write_a_page_granted_read_only,

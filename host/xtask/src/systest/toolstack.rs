@@ -30,7 +30,7 @@ fn boot_bundle_auto_configs_start_in_order_and_bad_ones_start_nothing(
             cmdline: "bundle".into(),
         },
     ];
-    let m = boot(&Config::new(&c.iso("", &mods)?).accel(c.accel), slot)?;
+    let m = boot(&c.qemu(&c.iso("", &mods)?), slot)?;
     let (first, _) = m.wait_for_nth("toolstack: started first as domain", 1, BOOT)?;
     let (second, _) = m.wait_for_nth("toolstack: started second as domain", 1, BOOT)?;
     check(first < second, || {
