@@ -68,7 +68,10 @@ fn integrity() {
 /// changed behind its owner), and its DMA faults.
 fn dma(k: &Kernel) {
     use ipc_abi::layout::{DMA_WINDOW, PAGE_SIZE};
-    kprintln!("debug-keys 'd': DMA isolation {}", k.dma_isolation.describe());
+    kprintln!(
+        "debug-keys 'd': DMA isolation {}",
+        k.dma_isolation.describe()
+    );
     for d in k.live().filter_map(|i| k.domain(i)) {
         if d.pci.is_empty() && d.dma.is_none() {
             continue;
@@ -82,7 +85,11 @@ fn dma(k: &Kernel) {
             "  domain {} {}: PCI functions{}; {} DMA faults",
             d.id,
             d.name,
-            if functions.is_empty() { " none" } else { &functions },
+            if functions.is_empty() {
+                " none"
+            } else {
+                &functions
+            },
             d.dma_faults
         );
         let Some((first, pages)) = d.dma else {

@@ -223,8 +223,13 @@ fn a_driver_domains_device_cannot_write_into_another_domain(
         m,
         &format!("iommu: DMA fault: domain 2 (attacker), device 00:04.0, write at {phys:#x}"),
     )?;
-    check(fault.contains("crashing it"), || format!("fault line: {fault}"))?;
-    expect_line(m, "toolstack: restarting attacker (domain 2) after its crash")?;
+    check(fault.contains("crashing it"), || {
+        format!("fault line: {fault}")
+    })?;
+    expect_line(
+        m,
+        "toolstack: restarting attacker (domain 2) after its crash",
+    )?;
     expect_line(m, "[2] drvdom-blk: restart 1: serving again")?;
     let (code, info) = toolstack(&sock, &["domain", "info", "attacker"])?;
     check(code == 0 && info.contains("dma faults: 1"), || {

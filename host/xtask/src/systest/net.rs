@@ -493,8 +493,8 @@ fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
             let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
                 let asked = machine_start.elapsed();
-                let page = curl_waiting(http, 90)
-                    .map_err(|e| format!("{e} (asked at {asked:?})"))?;
+                let page =
+                    curl_waiting(http, 90).map_err(|e| format!("{e} (asked at {asked:?})"))?;
                 if !page.contains("requests served: ") {
                     return Err(format!("a page request got {page:?}"));
                 }
