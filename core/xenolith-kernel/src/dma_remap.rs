@@ -48,12 +48,26 @@ pub mod reg {
     pub const FEDATA: usize = 0x3c;
     pub const FEADDR: usize = 0x40;
     pub const FEUADDR: usize = 0x44;
+    /// The invalidation queue: its tail and address.
+    pub const IQT: usize = 0x88;
+    pub const IQA: usize = 0x90;
+    /// The interrupt remapping table's address.
+    pub const IRTA: usize = 0xb8;
 
-    /// GCMD/GSTS: translation enable, root table pointer set.
+    /// GCMD/GSTS: translation enable, root table pointer set, queued
+    /// invalidation enable, interrupt remapping enable, interrupt table
+    /// pointer set.
     pub const TE: u32 = 1 << 31;
     pub const SRTP: u32 = 1 << 30;
-    /// The one-shot command bits of GCMD, which GSTS does not keep.
-    pub const ONE_SHOT: u32 = SRTP | 1 << 29 | 1 << 27 | 1 << 24 | 1 << 23;
+    pub const QIE: u32 = 1 << 26;
+    pub const IRE: u32 = 1 << 25;
+    pub const SIRTP: u32 = 1 << 24;
+    /// Compatibility-format interrupts allowed: never set by the kernel (a
+    /// message in the old format would bypass interrupt remapping).
+    pub const CFI: u32 = 1 << 23;
+    /// GCMD bits a command must not repeat from GSTS: the one-shot
+    /// commands, and CFI, which a command thereby turns off.
+    pub const ONE_SHOT: u32 = SRTP | 1 << 29 | 1 << 27 | SIRTP | CFI;
 
     /// CCMD: invalidate, global granularity.
     pub const CCMD_ICC: u64 = 1 << 63;
@@ -65,9 +79,49 @@ pub mod reg {
     pub const IOTLB_DOMAIN: u64 = 2 << 60;
     pub const IOTLB_DRAIN: u64 = 3 << 48;
 
-    /// FSTS: primary fault overflow, primary pending fault.
+    /// FSTS: primary fault overflow, primary pending fault, invalidation
+    /// queue error.
     pub const FSTS_PFO: u32 = 1;
     pub const FSTS_PPF: u32 = 1 << 1;
+    pub const FSTS_IQE: u32 = 1 << 4;
+}
+
+/// Invalidation queue descriptors (128-bit; specification 6.5.2), and the
+/// queue the kernel gives a unit: one page, 256 descriptors.
+pub mod queue {
+    /// IQA for a queue at `page`: 128-bit descriptors, 256 of them.
+    pub fn address(page: u64) -> u64 {
+        page & !0xfff
+    }
+
+    /// Descriptors in the queue's page.
+    pub const LEN: usize = 256;
+
+    /// Empty the context cache, for every device.
+    pub fn contexts() -> [u64; 2] {
+        [0x1 | 1 << 4, 0]
+    }
+
+    /// Empty the IOTLB of remapping domain `did`, or of all (`None`),
+    /// draining reads and writes in flight.
+    pub fn iotlb(did: Option<u16>) -> [u64; 2] {
+        let granularity = match did {
+            Some(d) => 2 << 4 | u64::from(d) << 16,
+            None => 1 << 4,
+        };
+        [0x2 | granularity | 1 << 6 | 1 << 7, 0]
+    }
+
+    /// Empty the interrupt entry cache, every entry.
+    pub fn interrupt_entries() -> [u64; 2] {
+        [0x4, 0]
+    }
+
+    /// When every descriptor before it is done, write `data` at physical
+    /// `status` (4-byte aligned).
+    pub fn wait(status: u64, data: u32) -> [u64; 2] {
+        [0x5 | 1 << 5 | u64::from(data) << 32, status & !3]
+    }
 }
 
 /// What CAP and ECAP say of a remapping unit.
@@ -85,6 +139,10 @@ pub struct Caps {
     pub coherent: bool,
     /// Remapping domain numbers it supports (CAP.ND: 2^(4 + 2 ND)).
     pub domains: u32,
+    /// It offers queued invalidation (ECAP.QI) and interrupt remapping
+    /// (ECAP.IR; which the specification only offers with QI).
+    pub queued: bool,
+    pub interrupt_remapping: bool,
 }
 
 /// Reads CAP and ECAP; `None` for a unit the kernel cannot drive (no
@@ -105,6 +163,8 @@ pub fn caps(cap: u64, ecap: u64) -> Option<Caps> {
         fault_count: ((cap >> 40) & 0xff) as usize + 1,
         coherent: ecap & 1 != 0,
         domains: 1 << (4 + 2 * (cap & 7).min(6)),
+        queued: ecap & 1 << 1 != 0,
+        interrupt_remapping: ecap & 1 << 3 != 0 && ecap & 1 << 1 != 0,
     })
 }
 
@@ -141,15 +201,18 @@ pub fn sl_index(iova: u64, level: u8) -> usize {
     ((iova >> (12 + 9 * (u32::from(level) - 1))) & 511) as usize
 }
 
-/// A DMA the unit refused, from a fault recording register.
+/// A DMA or interrupt message the unit refused, from a fault recording
+/// register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
     /// Bus, device and function of the requester.
     pub bdf: u16,
-    /// The device address it used.
+    /// The device address it used (for an interrupt fault, 0).
     pub address: u64,
     pub write: bool,
     pub reason: u8,
+    /// For an interrupt fault, the remapping entry the message named.
+    pub interrupt: Option<u16>,
 }
 
 /// Decodes a fault recording register (its low and high 64 bits), if it
@@ -158,12 +221,17 @@ pub fn fault(lo: u64, hi: u64) -> Option<Fault> {
     if hi >> 63 == 0 {
         return None;
     }
+    let reason = (hi >> 32) as u8;
+    // Reasons 0x20 and up are interrupt remapping's: the record's FI field
+    // then holds the entry's index in its top 16 bits.
+    let interrupt = (reason >= 0x20).then_some((lo >> 48) as u16);
     Some(Fault {
         bdf: hi as u16,
-        address: lo & !0xfff,
-        // T: 0 a write, 1 a read.
-        write: (hi >> 62) & 1 == 0,
-        reason: (hi >> 32) as u8,
+        address: if interrupt.is_some() { 0 } else { lo & !0xfff },
+        // T: 0 a write, 1 a read (an interrupt message is a write).
+        write: (hi >> 62) & 1 == 0 || interrupt.is_some(),
+        reason,
+        interrupt,
     })
 }
 
@@ -180,6 +248,13 @@ pub fn reason_text(reason: u8) -> &'static str {
         8 | 9 => "a table could not be read",
         10..=12 => "a reserved bit set in a table",
         13 => "translation type blocked",
+        0x20 => "a reserved bit set in an interrupt message",
+        0x21 => "interrupt entry beyond the table",
+        0x22 => "interrupt entry not present",
+        0x23 => "the interrupt table could not be read",
+        0x24 => "a reserved bit set in an interrupt entry",
+        0x25 => "an interrupt message in the compatibility format",
+        0x26 => "interrupt entry of another device",
         _ => "another reason",
     }
 }
@@ -199,6 +274,9 @@ pub struct Dmar {
     pub units: heapless::Vec<Unit, 4>,
     /// Endpoints listed under a unit (bus, device, function), and which.
     pub scoped: heapless::Vec<(u16, usize), 32>,
+    /// I/O APICs listed under a unit: (APIC id, the source id its
+    /// messages carry, which unit).
+    pub ioapics: heapless::Vec<(u8, u16, usize), 4>,
 }
 
 impl Dmar {
@@ -272,9 +350,9 @@ pub fn parse_dmar(table: &[u8]) -> Result<Dmar, DmarError> {
     Ok(dmar)
 }
 
-/// The device scopes of unit `index`: PCI endpoints (type 1) straight
-/// on their start bus (a one-step path) are recorded; others (bridges,
-/// I/O APICs, deeper paths) are not needed here.
+/// The device scopes of unit `index`: PCI endpoints (type 1) and I/O
+/// APICs (type 3) straight on their start bus (a one-step path) are
+/// recorded; others (bridges, deeper paths) are not needed here.
 fn scopes(mut b: &[u8], index: usize, dmar: &mut Dmar) -> Result<(), DmarError> {
     while b.len() >= 2 {
         let (kind, len) = (b[0], usize::from(b[1]));
@@ -282,12 +360,20 @@ fn scopes(mut b: &[u8], index: usize, dmar: &mut Dmar) -> Result<(), DmarError> 
             return Err(DmarError::BadLength);
         }
         let path = &b[6..len];
-        if kind == 1 && path.len() == 2 {
+        if path.len() == 2 {
             let bus = u16::from(b[5]);
             let bdf = bus << 8 | u16::from(path[0] & 0x1f) << 3 | u16::from(path[1] & 7);
-            dmar.scoped
-                .push((bdf, index))
-                .map_err(|_| DmarError::TooMany)?;
+            match kind {
+                1 => dmar
+                    .scoped
+                    .push((bdf, index))
+                    .map_err(|_| DmarError::TooMany)?,
+                3 => dmar
+                    .ioapics
+                    .push((b[4], bdf, index))
+                    .map_err(|_| DmarError::TooMany)?,
+                _ => {}
+            }
         }
         b = &b[len..];
     }
@@ -318,9 +404,10 @@ mod tests {
         if with_second {
             let mut drhd = vec![0u8; 16];
             drhd[8..16].copy_from_slice(&0xfed9_1000u64.to_le_bytes());
-            // An endpoint at 00:04.0, and an I/O APIC (type 3) ignored.
+            // An endpoint at 00:04.0, and I/O APIC 2 at ff:00.0 (QEMU's
+            // pseudo-device for its I/O APIC's messages).
             drhd.extend([1, 8, 0, 0, 0, 0, 4, 0]);
-            drhd.extend([3, 8, 0, 0, 2, 0, 0x1f, 0]);
+            drhd.extend([3, 8, 0, 0, 2, 0xff, 0, 0]);
             drhd[2] = drhd.len() as u8;
             t.extend(drhd);
         }
@@ -344,6 +431,7 @@ mod tests {
         assert_eq!(d.units.len(), 2);
         assert_eq!(d.unit_for(0x0020), Some(1)); // 00:04.0
         assert_eq!(d.unit_for(0x0028), Some(0)); // 00:05.0
+        assert_eq!(d.ioapics.as_slice(), &[(2, 0xff00, 1)]);
     }
 
     #[test]
@@ -386,6 +474,10 @@ mod tests {
         assert_eq!(caps(0x2 << 8, 0).unwrap().domains, 16);
         assert_eq!(caps(0x2 << 8 | 6, 0).unwrap().domains, 1 << 16);
         assert_eq!(caps(0x1 << 8, 0), None);
+        // QEMU with intremap=on: QI and IR; IR without QI is not offered.
+        let c = caps(0x2 << 8, 1 << 1 | 1 << 3).unwrap();
+        assert!(c.queued && c.interrupt_remapping);
+        assert!(!caps(0x2 << 8, 1 << 3).unwrap().interrupt_remapping);
         assert_eq!(address_limit(3), 1 << 39);
     }
 
@@ -396,6 +488,16 @@ mod tests {
         assert_eq!(grant_iova(1, 8), Some(GRANT_IOVA + 4096 + 8));
         assert_eq!(grant_iova(GRANT_SLOTS, 0), None);
         assert_eq!(grant_iova(0, 4096), None);
+    }
+
+    #[test]
+    fn invalidation_descriptors_are_encoded_as_the_specification_says() {
+        assert_eq!(queue::contexts(), [0x11, 0]);
+        assert_eq!(queue::iotlb(None), [0xd2, 0]);
+        assert_eq!(queue::iotlb(Some(7)), [0x7_00e2, 0]);
+        assert_eq!(queue::interrupt_entries(), [0x4, 0]);
+        assert_eq!(queue::wait(0x9003, 5), [0x5_0000_0025, 0x9000]);
+        assert_eq!(queue::address(0x12_3456), 0x12_3000);
     }
 
     #[test]
@@ -420,9 +522,14 @@ mod tests {
                 bdf: 0x20,
                 address: 0x1_0000_1000,
                 write: true,
-                reason: 5
+                reason: 5,
+                interrupt: None,
             })
         );
+        // An interrupt message naming entry 0x45 of another device.
+        let f = fault(0x45 << 48, 1 << 63 | 0x26 << 32 | 0x0020).unwrap();
+        assert_eq!((f.interrupt, f.address, f.reason), (Some(0x45), 0, 0x26));
+        assert_eq!(reason_text(0x26), "interrupt entry of another device");
         let read = fault(0, hi | 1 << 62).unwrap();
         assert!(!read.write);
         assert_eq!(reason_text(5), "write to a page not mapped writable");

@@ -18,6 +18,7 @@ mod dma_remap;
 mod elf;
 mod frames;
 mod grant_table;
+mod intr_remap;
 mod layout;
 mod pci_rules;
 mod sched;

@@ -53,6 +53,8 @@ pub struct Config {
     /// ISO (what a user runs instead of Xenolith: `bench hvm`).
     direct: Option<(PathBuf, PathBuf, String)>,
     iommu: bool,
+    /// The IOMMU remaps interrupts too (`intremap=on`; on by default).
+    intremap: bool,
 }
 
 /// A host port on 127.0.0.1 forwarded to a guest's address and port
@@ -118,6 +120,7 @@ impl Config {
             nic: None,
             direct: None,
             iommu: false,
+            intremap: true,
         }
     }
 
@@ -126,6 +129,13 @@ impl Config {
     /// (`iommu_platform=on`).
     pub fn iommu(mut self) -> Self {
         self.iommu = true;
+        self
+    }
+
+    /// The IOMMU without interrupt remapping (for the kernel's path on a
+    /// unit that only remaps DMA).
+    pub fn without_interrupt_remapping(mut self) -> Self {
+        self.intremap = false;
         self
     }
 
@@ -231,7 +241,12 @@ impl Config {
     fn common_args(&self, cmd: &mut Command) {
         // The IOMMU comes before every PCI device it translates for.
         if self.iommu {
-            cmd.args(["-machine", "q35", "-device", "intel-iommu"]);
+            cmd.args(["-machine", "q35", "-device"]);
+            cmd.arg(if self.intremap {
+                "intel-iommu,intremap=on"
+            } else {
+                "intel-iommu,intremap=off"
+            });
         }
         let through_iommu = if self.iommu { ",iommu_platform=on" } else { "" };
         match &self.direct {

@@ -4,15 +4,23 @@
 //! number here is an ISA IRQ (0–15, translated through the MADT's interrupt
 //! source overrides) or a GSI (16–23). Lines start masked; one is unmasked
 //! only while a domain has a port bound to it and has acknowledged it.
+//! Once interrupt remapping is on (`use_remapping`), an entry names the
+//! remapping table's entry for its IRQ instead of a vector and CPU.
 
 use super::paging::Caching;
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::intr_remap;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use ipc_abi::layout::MAX_IRQS;
 
 /// First vector used for physical IRQs: IRQ n arrives at `VECTOR_IRQ_BASE + n`.
 pub const VECTOR_IRQ_BASE: u8 = 0x40;
 
 static MMIO: AtomicU64 = AtomicU64::new(0);
+/// Its redirection entries, and its id (bits 27:24 of its ID register).
+static LINES: AtomicU32 = AtomicU32::new(0);
+static ID: AtomicU32 = AtomicU32::new(0);
+/// Entries name remapping table entries (interrupt remapping is on).
+static REMAPPED: AtomicBool = AtomicBool::new(false);
 
 /// How an ISA IRQ reaches the I/O APIC (from the MADT).
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +63,8 @@ pub fn init(phys: u64, overrides: &[Override]) -> Result<u32, super::paging::Pag
     let va = super::memory::map_physical(phys, 0x20, Caching::Uncached)?;
     MMIO.store(va, Ordering::Relaxed);
     let entries = ((reg_read(1) >> 16) & 0xff) + 1;
+    LINES.store(entries, Ordering::Relaxed);
+    ID.store((reg_read(0) >> 24) & 0xf, Ordering::Relaxed);
     for i in 0..entries {
         reg_write(0x10 + 2 * i, 1 << 16);
         reg_write(0x11 + 2 * i, 0);
@@ -67,8 +77,25 @@ pub fn init(phys: u64, overrides: &[Override]) -> Result<u32, super::paging::Pag
     Ok(entries)
 }
 
+/// The I/O APIC's id, if there is one.
+pub fn id() -> Option<u8> {
+    (MMIO.load(Ordering::Relaxed) != 0).then(|| ID.load(Ordering::Relaxed) as u8)
+}
+
+/// Interrupt remapping is on, with an entry for every IRQ (its number)
+/// and the NMI: from now on redirection entries name those (every line
+/// masked again here; none is bound before domains run).
+pub fn use_remapping() {
+    REMAPPED.store(true, Ordering::Relaxed);
+    for i in 0..LINES.load(Ordering::Relaxed) {
+        let (low, high) = intr_remap::ioapic_entry(0, 0, false, false, false, true);
+        reg_write(0x11 + 2 * i, high);
+        reg_write(0x10 + 2 * i, low);
+    }
+}
+
 /// The GSI and polarity/trigger of an IRQ number.
-fn line(irq: u8) -> (u32, bool, bool) {
+pub fn line(irq: u8) -> (u32, bool, bool) {
     if let Some(o) = OVERRIDES.lock().iter().find(|o| o.irq == irq) {
         return (o.gsi, o.active_low, o.level);
     }
@@ -86,6 +113,14 @@ pub fn route(irq: u8, masked: bool) {
         return;
     }
     let (gsi, active_low, level) = line(irq);
+    if REMAPPED.load(Ordering::Relaxed) {
+        let vector = VECTOR_IRQ_BASE + irq;
+        let (low, high) =
+            intr_remap::ioapic_entry(u16::from(irq), vector, false, active_low, level, masked);
+        reg_write(0x11 + 2 * gsi, high);
+        reg_write(0x10 + 2 * gsi, low);
+        return;
+    }
     let mut low = (VECTOR_IRQ_BASE + irq) as u32;
     if active_low {
         low |= 1 << 13;
@@ -108,6 +143,13 @@ pub fn route_nmi(irq: u8) -> bool {
         return false;
     }
     let (gsi, active_low, level) = line(irq);
+    if REMAPPED.load(Ordering::Relaxed) {
+        let handle = intr_remap::NMI_HANDLE;
+        let (low, high) = intr_remap::ioapic_entry(handle, 0, true, active_low, level, false);
+        reg_write(0x11 + 2 * gsi, high);
+        reg_write(0x10 + 2 * gsi, low);
+        return true;
+    }
     // Delivery mode 0b100: NMI (the vector field is ignored).
     let mut low = 0b100 << 8;
     if active_low {

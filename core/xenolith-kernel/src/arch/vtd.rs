@@ -10,10 +10,18 @@
 //! are `dma_remap.rs`'s.
 //!
 //! Invalidation is register-based (the context command and IOTLB
-//! registers), not queued: the kernel invalidates at a few rare moments
-//! (a device given or taken back, a grant unmapped) and waits for each to
-//! finish before going on, which is what the register interface does;
-//! a queue pays off when invalidations are many and can be batched.
+//! registers) on a unit that does not remap interrupts: the kernel
+//! invalidates at a few rare moments (a device given or taken back, a
+//! grant unmapped) and waits for each to finish before going on, which is
+//! what the register interface does; a queue pays off when invalidations
+//! are many and can be batched. A unit that remaps interrupts uses its
+//! invalidation queue for everything (its interrupt entry cache can only
+//! be emptied through the queue, and once the queue is on the registers
+//! must not be used), still one batch at a time, waited for.
+//!
+//! Also owns switching interrupt remapping on (the table's address, the
+//! entry cache emptied, remapping on, compatibility-format messages left
+//! blocked); what goes in the table is `intr_remap.rs`'s.
 
 use super::memory::{map_physical, write_frame};
 use super::paging::Caching;
@@ -32,6 +40,17 @@ pub struct Unit {
     root: Frame,
     /// The context table of each bus that has one.
     contexts: [Option<Frame>; 256],
+    /// Its invalidation queue, when it remaps interrupts.
+    queue: Option<Queue>,
+}
+
+/// An invalidation queue: a page of descriptors, the next one to write,
+/// and a page where the unit writes the number of the last batch done.
+struct Queue {
+    page: Frame,
+    tail: usize,
+    status: Frame,
+    batch: u32,
 }
 
 /// Why a unit could not be used.
@@ -106,7 +125,9 @@ impl Unit {
     }
 
     /// Maps the unit at `base`, gives it an empty root table (every DMA
-    /// faults until a context entry says otherwise) and turns translation on.
+    /// faults until a context entry says otherwise) and turns translation
+    /// on; a unit that can remap interrupts gets its invalidation queue
+    /// first.
     pub fn start(base: u64) -> Result<Unit, StartError> {
         let regs = map_physical(base, 4096, Caching::Uncached).map_err(|_| StartError::Map)?;
         let read = |offset: usize| {
@@ -115,24 +136,30 @@ impl Unit {
             unsafe { core::ptr::read_volatile((regs + offset as u64) as *const u64) }
         };
         let caps = rules::caps(read(reg::CAP), read(reg::ECAP)).ok_or(StartError::Unsupported)?;
-        let unit = Unit {
+        let mut unit = Unit {
             regs,
             caps,
             root: super::memory::with_frames(|f| f.allocate()).ok_or(StartError::NoFrames)?,
             contexts: [None; 256],
+            queue: None,
         };
         super::addrspace::zero_frame(unit.root);
         flush_lines(unit.root, 0, 4096);
-        // Translation off while the root table changes (a warm reboot may
-        // have left it on).
-        if !unit.command(reg::TE, false) {
-            return Err(StartError::Timeout);
+        // Interrupt remapping, the queue and translation off while the
+        // tables change (a warm reboot may have left them on).
+        for bit in [reg::IRE, reg::QIE, reg::TE] {
+            if unit.read32(reg::GSTS) & bit != 0 && !unit.command(bit, false) {
+                return Err(StartError::Timeout);
+            }
         }
         unit.write64(reg::RTADDR, unit.root.addr());
         let kept = unit.read32(reg::GSTS) & !reg::ONE_SHOT;
         unit.write32(reg::GCMD, kept | reg::SRTP);
         if !unit.wait(|u| u.read32(reg::GSTS) & reg::SRTP != 0) {
             return Err(StartError::Timeout);
+        }
+        if caps.interrupt_remapping {
+            unit.start_queue()?;
         }
         unit.invalidate_contexts();
         unit.invalidate_iotlb(None);
@@ -142,8 +169,63 @@ impl Unit {
         Ok(unit)
     }
 
+    /// Gives the unit an empty invalidation queue and turns it on.
+    fn start_queue(&mut self) -> Result<(), StartError> {
+        let (page, status) = super::memory::with_frames(|f| Some((f.allocate()?, f.allocate()?)))
+            .ok_or(StartError::NoFrames)?;
+        super::addrspace::zero_frame(page);
+        super::addrspace::zero_frame(status);
+        flush_lines(status, 0, 4);
+        self.write64(reg::IQT, 0);
+        self.write64(reg::IQA, rules::queue::address(page.addr()));
+        if !self.command(reg::QIE, true) {
+            return Err(StartError::Timeout);
+        }
+        self.queue = Some(Queue {
+            page,
+            tail: 0,
+            status,
+            batch: 0,
+        });
+        Ok(())
+    }
+
+    /// Puts `descriptors` and a wait descriptor on the queue and waits for
+    /// the unit to have carried them all out; false if it did not.
+    fn submit(&mut self, descriptors: &[[u64; 2]]) -> bool {
+        let Some(q) = self.queue.as_mut() else {
+            return false;
+        };
+        q.batch = q.batch.wrapping_add(1);
+        let wait = rules::queue::wait(q.status.addr(), q.batch);
+        for d in descriptors.iter().chain([&wait]) {
+            write_entry(q.page, q.tail, *d);
+            q.tail = (q.tail + 1) % rules::queue::LEN;
+        }
+        let (tail, status, batch) = (q.tail, q.status, q.batch);
+        self.write64(reg::IQT, (tail as u64) << 4);
+        let done = self.wait(|u| {
+            let mut b = [0u8; 4];
+            super::memory::read_frame(status, 0, &mut b);
+            u32::from_le_bytes(b) == batch || u.read32(reg::FSTS) & reg::FSTS_IQE != 0
+        });
+        if self.read32(reg::FSTS) & reg::FSTS_IQE != 0 {
+            crate::kprintln!("iommu: the unit refused an invalidation descriptor");
+            self.write32(reg::FSTS, reg::FSTS_IQE);
+            return false;
+        }
+        if !done {
+            crate::kprintln!("iommu: an invalidation did not finish");
+        }
+        done
+    }
+
     /// Empties the context cache (all devices).
-    fn invalidate_contexts(&self) {
+    fn invalidate_contexts(&mut self) {
+        if self.queue.is_some() {
+            self.submit(&[rules::queue::contexts()]);
+            return;
+        }
         self.write64(reg::CCMD, reg::CCMD_ICC | reg::CCMD_GLOBAL);
         if !self.wait(|u| u.read64(reg::CCMD) & reg::CCMD_ICC == 0) {
             crate::kprintln!("iommu: the context cache invalidation did not finish");
@@ -152,7 +234,11 @@ impl Unit {
 
     /// Empties the IOTLB of remapping domain `did`, or of all (`None`),
     /// draining DMA in flight; returns once the unit says it is done.
-    pub fn invalidate_iotlb(&self, did: Option<u16>) {
+    pub fn invalidate_iotlb(&mut self, did: Option<u16>) {
+        if self.queue.is_some() {
+            self.submit(&[rules::queue::iotlb(did)]);
+            return;
+        }
         let at = self.caps.iotlb + 8;
         let granularity = match did {
             Some(d) => reg::IOTLB_DOMAIN | u64::from(d) << 32,
@@ -194,6 +280,35 @@ impl Unit {
         true
     }
 
+    /// Points the unit at the interrupt remapping table `table` (shared by
+    /// every unit) and turns remapping on, compatibility-format messages
+    /// blocked; false if the unit cannot (no queue) or did not.
+    pub fn remap_interrupts(&mut self, table: Frame) -> bool {
+        if self.queue.is_none() {
+            return false;
+        }
+        self.write64(reg::IRTA, table.addr() | crate::intr_remap::SIZE_FIELD);
+        let kept = self.read32(reg::GSTS) & !reg::ONE_SHOT;
+        self.write32(reg::GCMD, kept | reg::SIRTP);
+        if !self.wait(|u| u.read32(reg::GSTS) & reg::SIRTP != 0) {
+            return false;
+        }
+        self.invalidate_interrupt_entries() && self.command(reg::IRE, true)
+    }
+
+    /// Turns interrupt remapping off again (a unit beside one that could
+    /// not remap: every unit remaps, or none).
+    pub fn stop_remapping_interrupts(&self) {
+        if !self.command(reg::IRE, false) {
+            crate::kprintln!("iommu: a unit did not turn interrupt remapping off");
+        }
+    }
+
+    /// Empties the unit's interrupt entry cache, once an entry changed.
+    pub fn invalidate_interrupt_entries(&mut self) -> bool {
+        self.submit(&[rules::queue::interrupt_entries()])
+    }
+
     /// Takes every fault recorded since the last call, clearing the
     /// records (and an overflow) so the unit can record more.
     pub fn take_faults(&self) -> heapless::Vec<Fault, 8> {
@@ -223,7 +338,7 @@ impl Unit {
 
 /// Writes a 16-byte table entry at `index` of `table`, the high half first
 /// so that the present bit (in the low half) is written last.
-fn write_entry(table: Frame, index: usize, entry: [u64; 2]) {
+pub fn write_entry(table: Frame, index: usize, entry: [u64; 2]) {
     write_frame(table, index * 16 + 8, &entry[1].to_le_bytes());
     write_frame(table, index * 16, &entry[0].to_le_bytes());
     flush_lines(table, index * 16, 16);

@@ -138,7 +138,26 @@ pub fn irq(k: &mut Kernel, irq: u8) {
     if let Some((index, id, port)) = k.irq_owner.get(irq as usize).copied().flatten() {
         if k.domain(index).is_some_and(|d| d.id == id) {
             events::raise::<crate::trace::Checked>(k, index, port);
+            return;
         }
+    }
+    stray(irq);
+}
+
+/// An IRQ nobody is bound to arrived (a device raising what it was not
+/// given, or a line left asserted): said once per IRQ on the kernel log.
+#[inline(never)]
+fn stray(irq: u8) {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static SAID: AtomicU64 = AtomicU64::new(0);
+    let bit = 1u64 << (irq % 64);
+    if SAID.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        let vector = if super::msi::is_msi(irq) {
+            super::msi::VECTOR_MSI_BASE + (irq - MAX_IRQS as u8)
+        } else {
+            ioapic::VECTOR_IRQ_BASE + irq
+        };
+        kprintln!("interrupt: IRQ {irq} (vector {vector:#x}) arrived with nobody bound to it");
     }
 }
 

@@ -10,7 +10,10 @@
 //! reuse the frame (the order the TLB shootdown keeps); taking it all
 //! away when the domain dies; and DMA faults: each reported once on the
 //! kernel log, counted in the owner's `domain info`, and the owner crashed
-//! (its restart policy then applies).
+//! (its restart policy then applies). And interrupt remapping: its table,
+//! shared by every unit, with the I/O APIC's entries written at boot and
+//! an MSI slot's when it is bound (`msi.rs`), each usable only by its
+//! source.
 
 use super::dma_space::DmaSpace;
 use super::{lifecycle, Kernel, Life};
@@ -18,6 +21,7 @@ use crate::arch::vtd;
 use crate::cmdline::IommuMode;
 use crate::dma_remap::{self as rules, Dmar, DmarError};
 use crate::frames::{Frame, FrameAllocator};
+use crate::intr_remap::{self as intr, Delivery};
 use ipc_abi::domain::{CrashRecord, DmaIsolation};
 use ipc_abi::hypercall::Error;
 
@@ -29,6 +33,8 @@ pub struct Iommu {
     levels: u8,
     /// Remapping domain numbers every unit supports.
     domains: u32,
+    /// The interrupt remapping table, when every unit remaps interrupts.
+    interrupts: Option<Frame>,
 }
 
 /// At boot: starts the units per `mode`; returns what `host info` says.
@@ -96,13 +102,92 @@ pub fn start(
     for u in units.iter() {
         u.fault_interrupt(crate::arch::idt::VECTOR_DMA_FAULT, apic);
     }
-    k.iommu = Some(Iommu {
+    let mut iommu = Iommu {
         dmar,
         units,
         levels,
         domains,
-    });
+        interrupts: None,
+    };
+    match remap_interrupts(&mut iommu) {
+        Ok(()) => kprintln!(
+            "iommu: interrupt remapping on: each device raises only the interrupts given to it"
+        ),
+        Err(why) => kprintln!(
+            "warning: iommu: interrupt remapping off ({why}): a device could raise any interrupt"
+        ),
+    }
+    k.iommu = Some(iommu);
     DmaIsolation::On
+}
+
+/// Turns interrupt remapping on in every unit, or in none: a table with
+/// entries for the I/O APIC's lines and the watchdog's NMI (usable only by
+/// the I/O APIC, by the source id the DMAR table gives it), the units
+/// pointed at it, then the I/O APIC's redirection entries switched to
+/// name entries. MSI slots get theirs when bound.
+fn remap_interrupts(iommu: &mut Iommu) -> Result<(), &'static str> {
+    use crate::arch::ioapic;
+    if !iommu.units.iter().all(|u| u.caps.interrupt_remapping) {
+        return Err("not offered by every unit");
+    }
+    let ioapic_id = ioapic::id().ok_or("no I/O APIC")?;
+    let source = iommu
+        .dmar
+        .ioapics
+        .iter()
+        .find(|&&(id, _, _)| id == ioapic_id)
+        .map(|&(_, sid, _)| sid)
+        .ok_or("the DMAR table does not name the I/O APIC")?;
+    let table = crate::arch::memory::with_frames(|f| f.allocate()).ok_or("no memory")?;
+    crate::arch::addrspace::zero_frame(table);
+    let apic = crate::arch::smp::apic_id(0) as u8;
+    for irq in 0..ipc_abi::layout::MAX_IRQS as u8 {
+        let (_, _, level) = ioapic::line(irq);
+        let vector = Delivery::Vector(ioapic::VECTOR_IRQ_BASE + irq);
+        vtd::write_entry(
+            table,
+            usize::from(irq),
+            intr::entry(vector, apic, level, Some(source)),
+        );
+    }
+    let (_, _, level) = ioapic::line(0);
+    let nmi = intr::entry(Delivery::Nmi, apic, level, Some(source));
+    vtd::write_entry(table, usize::from(intr::NMI_HANDLE), nmi);
+    for i in 0..iommu.units.len() {
+        if !iommu.units[i].remap_interrupts(table) {
+            for u in iommu.units[..=i].iter() {
+                u.stop_remapping_interrupts();
+            }
+            crate::arch::memory::with_frames(|f| f.free(table)).ok();
+            return Err("a unit did not turn it on");
+        }
+    }
+    ioapic::use_remapping();
+    iommu.interrupts = Some(table);
+    Ok(())
+}
+
+/// Remapping entry `handle` (an MSI slot's) now raises `vector` on the
+/// boot CPU for device `bdf` alone, or (`None`) nothing; the units' entry
+/// caches are emptied before this returns. Returns whether interrupts are
+/// remapped at all (else the message must carry the vector itself).
+pub fn set_interrupt(k: &mut Kernel, handle: u16, raise: Option<(u8, u16)>) -> bool {
+    let Some(iommu) = k.iommu.as_mut() else {
+        return false;
+    };
+    let Some(table) = iommu.interrupts else {
+        return false;
+    };
+    let apic = crate::arch::smp::apic_id(0) as u8;
+    let entry = raise.map_or([0, 0], |(vector, bdf)| {
+        intr::entry(Delivery::Vector(vector), apic, false, Some(bdf))
+    });
+    vtd::write_entry(table, usize::from(handle), entry);
+    for u in iommu.units.iter_mut() {
+        u.invalidate_interrupt_entries();
+    }
+    true
 }
 
 /// Whether a PCI function may be given to a domain at all (`iommu=force`
@@ -211,7 +296,7 @@ pub fn unmap_grant(k: &mut Kernel, index: usize, slot: u64) {
     };
     if let Some(iova) = rules::grant_iova(slot, 0) {
         space.unmap(iova);
-        for u in iommu.units.iter() {
+        for u in iommu.units.iter_mut() {
             u.invalidate_iotlb(Some(space.did));
         }
     }
@@ -251,7 +336,7 @@ pub fn release(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
             }
         }
     }
-    for u in iommu.units.iter() {
+    for u in iommu.units.iter_mut() {
         u.invalidate_iotlb(Some(space.did));
     }
     space.destroy(frames);
@@ -275,11 +360,10 @@ pub fn faults(k: &mut Kernel) {
                 .is_some_and(|d| d.pci.iter().any(|a| a.bdf == f.bdf))
         });
         let (b, dv, func) = (f.bdf >> 8, (f.bdf >> 3) & 0x1f, f.bdf & 7);
-        let what = if f.write { "write" } else { "read" };
+        let what = Access(f);
         let Some(i) = owner else {
             kprintln!(
-                "iommu: DMA fault: device {b:02x}:{dv:02x}.{func} (no domain's) {what} at {:#x}: {}",
-                f.address,
+                "iommu: DMA fault: device {b:02x}:{dv:02x}.{func} (no domain's) {what}: {}",
                 rules::reason_text(f.reason)
             );
             continue;
@@ -287,10 +371,9 @@ pub fn faults(k: &mut Kernel) {
         let Some(d) = k.domain_mut(i) else { continue };
         d.dma_faults += 1;
         kprintln!(
-            "iommu: DMA fault: domain {} ({}), device {b:02x}:{dv:02x}.{func}, {what} at {:#x}: {}; crashing it",
+            "iommu: DMA fault: domain {} ({}), device {b:02x}:{dv:02x}.{func}, {what}: {}; crashing it",
             d.id,
             d.name,
-            f.address,
             rules::reason_text(f.reason)
         );
         if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
@@ -303,13 +386,26 @@ pub fn faults(k: &mut Kernel) {
         let _ = core::fmt::write(
             &mut text,
             format_args!(
-                "DMA fault: device {b:02x}:{dv:02x}.{func} {what} at {:#x} ({})",
-                f.address,
+                "DMA fault: device {b:02x}:{dv:02x}.{func} {what} ({})",
                 rules::reason_text(f.reason)
             ),
         );
         c.message[..text.len()].copy_from_slice(text.as_bytes());
         c.message_len = text.len() as u32;
         lifecycle::stop(k, i, Life::Crashed, Some(c));
+    }
+}
+
+/// What a refused request was, for the log: "write at 0x...", "read at
+/// 0x...", or "interrupt message naming entry N".
+struct Access(rules::Fault);
+
+impl core::fmt::Display for Access {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0.interrupt {
+            Some(entry) => write!(f, "interrupt message naming entry {entry}"),
+            None if self.0.write => write!(f, "write at {:#x}", self.0.address),
+            None => write!(f, "read at {:#x}", self.0.address),
+        }
     }
 }

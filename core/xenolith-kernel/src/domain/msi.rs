@@ -5,6 +5,8 @@
 //! device's interrupts at any other vector or CPU), turns MSI-X on and
 //! INTx off. The interrupt comes to the boot CPU and is raised on the
 //! port, as an I/O APIC line's is; being edge-triggered it needs no ack.
+//! With interrupt remapping on, the message names the slot's remapping
+//! entry instead, which the kernel writes for that function alone.
 //!
 //! Owns: the MSI slots (pirq numbers `MAX_IRQS..MAX_IRQS + MSI_SLOTS`,
 //! vectors `VECTOR_MSI_BASE..`), binding one, and letting go of a
@@ -70,9 +72,17 @@ pub fn bind(k: &mut Kernel, caller: usize, bdf: u64, entry: u64) -> Result<u16, 
         .find(|&s| k.irq_owner[MAX_IRQS as usize + s].is_none())
         .ok_or(Error::OutOfResources)?;
     let irq = (MAX_IRQS as usize + slot) as u8;
-    let address = 0xfee0_0000 | u64::from(crate::arch::smp::apic_id(0)) << 12;
-    let vector = u32::from(VECTOR_MSI_BASE) + slot as u32;
-    if !pci::msix_entry_write(entry_phys, address, vector, false) {
+    let vector = VECTOR_MSI_BASE + slot as u8;
+    // Remapped: the message names the slot's remapping entry, which only
+    // this function may use; else it carries the vector and CPU itself.
+    let (address, data) = if super::dma::set_interrupt(k, u16::from(irq), Some((vector, bdf))) {
+        (crate::intr_remap::msi_address(u16::from(irq)), 0)
+    } else {
+        let apic = crate::arch::smp::apic_id(0);
+        (0xfee0_0000 | u64::from(apic) << 12, u32::from(vector))
+    };
+    if !pci::msix_entry_write(entry_phys, address, data, false) {
+        super::dma::set_interrupt(k, u16::from(irq), None);
         return Err(Error::OutOfResources);
     }
     let port = k
@@ -97,6 +107,7 @@ pub fn unbind(k: &mut Kernel, irq: u8) {
     if entry != 0 {
         pci::msix_entry_write(entry, 0, 0, true);
     }
+    super::dma::set_interrupt(k, u16::from(irq), None);
 }
 
 /// A dying domain's functions stop sending MSI-X messages.
