@@ -77,6 +77,19 @@ fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
         d.map(|d| d.cpu_ticks)
             .ok_or_else(|| format!("no domain hvm in {list:?}"))
     };
+    // It printed "halting" a few instructions before its HLT: measure
+    // from when its vCPU is blocked in it.
+    let deadline = std::time::Instant::now() + super::harness::BOOT;
+    loop {
+        let vcpus = client.vcpu_list().map_err(|e| e.to_string())?;
+        if vcpus.iter().any(|v| v.name == "hvm" && v.state == "blocked") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the HVM guest never blocked in HLT: {vcpus:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let before = ticks(&mut client)?;
     std::thread::sleep(Duration::from_secs(2));
     let after = ticks(&mut client)?;
