@@ -280,20 +280,25 @@ impl<T: Transport> Disk<T> {
     /// told (not one the kernel gave: the DMA isolation tests' attack), and
     /// waits.
     pub fn read_to_address(&mut self, sector: u64, address: u64, len: u32) -> Outcome {
-        self.run(Command::Read, sector, address, len)
+        self.run(Command::Read, sector, &[buffer(address, len)])
+    }
+
+    /// Reads `sector`, its first 4 bytes to `address` (an interrupt
+    /// message, when in 0xfee00000-0xfeefffff: the interrupt remapping
+    /// test's attack) and the rest into `rest`, a buffer in the DMA window
+    /// of the sector's size less 4; waits.
+    pub fn read_message_to(&mut self, sector: u64, address: u64, rest: &mut [u8]) -> Outcome {
+        let rest = buffer(hal::phys_of(rest.as_ptr()), rest.len() as u32);
+        self.run(Command::Read, sector, &[buffer(address, 4), rest])
     }
 
     fn run_own(&mut self, cmd: Command, sector: u64, buf: &[u8]) -> Outcome {
-        self.run(cmd, sector, hal::phys_of(buf.as_ptr()), buf.len() as u32)
+        let data = [buffer(hal::phys_of(buf.as_ptr()), buf.len() as u32)];
+        self.run(cmd, sector, &data)
     }
 
-    fn run(&mut self, cmd: Command, sector: u64, phys: u64, len: u32) -> Outcome {
-        let data = [Buffer {
-            phys,
-            len,
-            device_writes: false,
-        }];
-        let Some(tag) = self.submit(cmd, sector, &data) else {
+    fn run(&mut self, cmd: Command, sector: u64, data: &[Buffer]) -> Outcome {
+        let Some(tag) = self.submit(cmd, sector, data) else {
             return Outcome::Failed;
         };
         self.kick();
@@ -304,5 +309,14 @@ impl<T: Transport> Disk<T> {
                 None => self.wait(),
             }
         }
+    }
+}
+
+/// A data buffer at device address `phys`.
+fn buffer(phys: u64, len: u32) -> Buffer {
+    Buffer {
+        phys,
+        len,
+        device_writes: false,
     }
 }

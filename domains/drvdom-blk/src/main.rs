@@ -50,6 +50,19 @@ fn run(_: &'static domain_runtime::StartInfo) {
         let outcome = blk.read_to_address(0, at, SECTOR_SIZE as u32);
         println!("drvdom-blk: dma_test: {outcome:?}");
     }
+    // Test only: the device told to send sector 0's first 4 bytes as an
+    // interrupt message to the address given (`dma_test=message:ADDRESS`).
+    let message = option("dma_test")
+        .and_then(|v| v.strip_prefix("message:"))
+        .and_then(parse_address);
+    if let Some(at) = message.filter(|_| restart.is_none()) {
+        println!("drvdom-blk: dma_test: the device sends sector 0's first word to {at:#x}");
+        let outcome = match driver_kit::hal::dma_buffer(SECTOR_SIZE as usize - 4) {
+            Some(rest) => blk.read_message_to(0, at, rest),
+            None => Outcome::Failed,
+        };
+        println!("drvdom-blk: dma_test: message sent: {outcome:?}");
+    }
     // A restarted instance (`restart=K`) serves at once: the device was
     // described and tested by the first.
     if restart.is_none() {

@@ -82,7 +82,10 @@ fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
     let deadline = std::time::Instant::now() + super::harness::BOOT;
     loop {
         let vcpus = client.vcpu_list().map_err(|e| e.to_string())?;
-        if vcpus.iter().any(|v| v.name == "hvm" && v.state == "blocked") {
+        if vcpus
+            .iter()
+            .any(|v| v.name == "hvm" && v.state == "blocked")
+        {
             break;
         }
         if std::time::Instant::now() > deadline {
