@@ -340,6 +340,11 @@ pub fn event_bind_msix(bdf: u16, entry: u16) -> Result<u16> {
     .map(|p| p as u16)
 }
 
+/// Binds a new port to the MSI capability of this domain's PCI function `bdf`.
+pub fn event_bind_msi(bdf: u16) -> Result<u16> {
+    call(args::EventBindMsi { bdf: bdf as u64 }).map(|p| p as u16)
+}
+
 /// The IRQ on `port` was handled: unmask its line.
 pub fn pirq_ack(port: u16) -> Result<u64> {
     call(args::PirqAck { port: port as u64 })

@@ -163,3 +163,17 @@ pub fn read16(va: u64) -> u16 {
     // SAFETY: as in `write16`.
     unsafe { core::ptr::read_volatile(va as *const u16) }
 }
+
+/// Writes a 32-bit device register at `va` (as `write16`).
+#[allow(unsafe_code)]
+pub fn write32(va: u64, value: u32) {
+    // SAFETY: as in `write16`, a 32-bit store.
+    unsafe { core::ptr::write_volatile(va as *mut u32, value) }
+}
+
+/// Reads a 32-bit device register at `va` (as `write16`).
+#[allow(unsafe_code)]
+pub fn read32(va: u64) -> u32 {
+    // SAFETY: as in `write16`, a 32-bit load.
+    unsafe { core::ptr::read_volatile(va as *const u32) }
+}

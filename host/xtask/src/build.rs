@@ -70,6 +70,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("example-guests", "web"),
     ("test-domains", "hello"),
     ("test-domains", "pci-prober"),
+    ("test-domains", "edu-tester"),
     ("test-domains", "disk-tool"),
     ("test-domains", "blk-hostile"),
     ("test-domains", "disk-bench"),

@@ -48,6 +48,8 @@ pub struct Config {
     /// The disk's image file opened with O_DIRECT (`cache=none`), as a
     /// benchmark's fair comparison wants it.
     disk_cache_none: bool,
+    /// QEMU's `edu` test device at 00:06.0 (a function with MSI only).
+    edu: bool,
     nic: Option<Vec<Forward>>,
     /// Boot this kernel, initramfs and command line directly instead of the
     /// ISO (what a user runs instead of Xenolith: `bench hvm`).
@@ -117,6 +119,7 @@ impl Config {
             trace: None,
             disk: None,
             disk_cache_none: false,
+            edu: false,
             nic: None,
             direct: None,
             iommu: false,
@@ -129,6 +132,13 @@ impl Config {
     /// (`iommu_platform=on`).
     pub fn iommu(mut self) -> Self {
         self.iommu = true;
+        self
+    }
+
+    /// QEMU's `edu` test device at 00:06.0: a PCI function whose only
+    /// message interrupt is MSI, which raises one when told.
+    pub fn edu(mut self) -> Self {
+        self.edu = true;
         self
     }
 
@@ -311,6 +321,9 @@ impl Config {
                 .arg(format!(
                     "virtio-blk-pci,drive=disk0,addr=0x4,disable-legacy=on{through_iommu}"
                 ));
+        }
+        if self.edu {
+            cmd.args(["-device", "edu,addr=0x6"]);
         }
     }
 

@@ -321,6 +321,11 @@ hypercalls! {
     /// never mapped for it), turns MSI-X on and INTx off; returns the port.
     /// Edge-triggered: `PirqAck` on it does nothing.
     EventBindMsix = 71 { bdf: u64, entry: u64 }
+    /// `(bdf)`: bind a new local port to the MSI (not MSI-X) capability of
+    /// the caller's PCI function `bdf`, one message; the kernel writes its
+    /// address and data (the capability is never writable by the driver),
+    /// turns MSI on and INTx off; returns the port. Edge-triggered.
+    EventBindMsi = 72 { bdf: u64 }
 }
 
 #[cfg(test)]

@@ -214,8 +214,8 @@ pub struct Kernel {
     /// Who handles each physical IRQ: (domain index, domain id, port).
     /// (The I/O APIC's lines first, then the MSI slots: `msi.rs`.)
     pub irq_owner: [Option<(usize, DomainId, u16)>; msi::PIRQS],
-    /// Each MSI slot's table entry (its physical address; 0: free).
-    pub msi_entry: [u64; msi::MSI_SLOTS],
+    /// What sends each MSI slot's messages (an MSI-X entry, an MSI capability).
+    pub msi_source: [msi::Source; msi::MSI_SLOTS],
     /// The console domain that owns COM1 and drains the kernel log, if any.
     pub console_owner: Option<usize>,
     /// The first kernel log line the console domain has not read yet.
@@ -250,7 +250,7 @@ impl Kernel {
             kernel_pml4: 0,
             time_frame: None,
             irq_owner: [None; msi::PIRQS],
-            msi_entry: [0; msi::MSI_SLOTS],
+            msi_source: [msi::Source::None; msi::MSI_SLOTS],
             console_owner: None,
             console_unread: 0,
             now_ticks: 0,

@@ -51,6 +51,10 @@ pub fn bind_msix(k: &mut Kernel, caller: usize, a: args::EventBindMsix) -> Resul
     crate::domain::msi::bind(k, caller, a.bdf, a.entry).map(u64::from)
 }
 
+pub fn bind_msi(k: &mut Kernel, caller: usize, a: args::EventBindMsi) -> Result<u64, Error> {
+    crate::domain::msi::bind_msi(k, caller, a.bdf).map(u64::from)
+}
+
 pub fn pirq_ack(k: &mut Kernel, caller: usize, a: args::PirqAck) -> Result<u64, Error> {
     devices::ack(k, caller, a.port).map(|_| 0)
 }

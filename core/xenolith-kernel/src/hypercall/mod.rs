@@ -103,6 +103,7 @@ fn route<G: Gate>(
         EventUnmask(a) => events::unmask(k, caller, a),
         EventBindPirq(a) => events::bind_pirq(k, caller, a),
         EventBindMsix(a) => events::bind_msix(k, caller, a),
+        EventBindMsi(a) => events::bind_msi(k, caller, a),
         PirqAck(a) => events::pirq_ack(k, caller, a),
         PortSends(a) => events::port_sends(k, caller, a),
 

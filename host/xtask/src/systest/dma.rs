@@ -485,6 +485,41 @@ fn iommu_force_without_an_iommu_gives_no_pci_function(
     )
 }
 
+/// A device whose only message interrupt is MSI (QEMU's `edu`) interrupts
+/// its driver domain through the kernel (`EventBindMsi`: the kernel writes
+/// the capability, which the driver cannot), behind the IOMMU with
+/// interrupt remapping and on a machine without one; binding it twice is
+/// refused.
+fn a_device_with_only_msi_interrupts_its_driver_through_the_kernel(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    for iommu in [true, false] {
+        let guests = [(
+            "edu-tester",
+            "edu-tester memory=2M pci=00:06.0 interrupts=16",
+        )];
+        let config = c.machine().guests(&guests).config()?.edu();
+        let config = if iommu {
+            config.iommu()
+        } else {
+            config.without_iommu()
+        };
+        let m = super::harness::boot(&config, slot)?;
+        if iommu {
+            expect_line(m, "iommu: interrupt remapping on")?;
+        }
+        expect_line(m, "[1] edu-tester: edu device, identification 0x010000ed")?;
+        expect_line(m, "[1] edu-tester: MSI bound to port ")?;
+        expect_line(
+            m,
+            "[1] edu-tester: binding it again refused: invalid argument",
+        )?;
+        expect_line(m, "[1] edu-tester: 16 interrupts by MSI, each on port ")?;
+    }
+    Ok(())
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
@@ -499,5 +534,6 @@ pub(super) fn tests() -> Vec<Test> {
         without_the_iommu_an_unmapped_page_is_still_written,
         a_device_cannot_write_a_page_granted_read_only,
         iommu_force_without_an_iommu_gives_no_pci_function,
+        a_device_with_only_msi_interrupts_its_driver_through_the_kernel,
     ]
 }
