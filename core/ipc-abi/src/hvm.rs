@@ -46,8 +46,23 @@ pub const SHARED_GPA: u64 = 0x100_0000_0000;
 /// address, and ESI pointing at it, as PVH guests find their start info.
 pub const ELF_CMDLINE_GPA: u64 = 0x7000;
 
-/// One vCPU's port access waiting for the device model, in the page the
-/// device model gave the kernel (`HvmServe`): slot `n` is vCPU `n`'s.
+/// Guest-physical addresses of device memory the device model serves
+/// (its PCI functions' memory BARs; the host bridge's memory window in
+/// the guest's ACPI tables): above any guest's memory (16 GiB at most),
+/// below [`SHARED_GPA`]. A guest's access there is an [`IoRequest`] in
+/// [`SPACE_MEMORY`].
+pub const MMIO_BASE: u64 = 0x80_0000_0000;
+pub const MMIO_SIZE: u64 = 0x1000_0000;
+
+const _: () = assert!(MMIO_BASE >= 16 << 30 && MMIO_BASE + MMIO_SIZE <= SHARED_GPA);
+
+/// [`IoRequest::space`]: a port, or device memory.
+pub const SPACE_PORT: u32 = 0;
+pub const SPACE_MEMORY: u32 = 1;
+
+/// One vCPU's port or device-memory access waiting for the device model,
+/// in the page the device model gave the kernel (`HvmServe`): slot `n` is
+/// vCPU `n`'s.
 /// The kernel writes a request and sets `state` to [`POSTED`] (then raises
 /// the device model's `Virq::DeviceModel`); the device model writes `data`
 /// for an input, sets [`ANSWERED`] and calls `HvmIoDone`; the kernel takes
@@ -56,14 +71,20 @@ pub const ELF_CMDLINE_GPA: u64 = 0x7000;
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct IoRequest {
     pub state: u32,
-    /// 1, 2 or 4 bytes.
+    /// 1, 2 or 4 bytes (8 too, in device memory).
     pub size: u32,
     /// 1: an input (the device model answers `data`); 0: an output of `data`.
     pub input: u32,
+    /// The port ([`SPACE_PORT`]).
     pub port: u32,
     pub data: u64,
     /// Counts this vCPU's requests: the answer names the one posted.
     pub seq: u64,
+    /// [`SPACE_PORT`] or [`SPACE_MEMORY`].
+    pub space: u32,
+    pub _reserved: u32,
+    /// The guest-physical address ([`SPACE_MEMORY`], in the MMIO window).
+    pub address: u64,
 }
 
 /// `IoRequest::state`.
@@ -73,7 +94,7 @@ pub const ANSWERED: u32 = 2;
 /// Slots in the page (one per vCPU).
 pub const IO_SLOTS: usize = crate::domain::MAX_VCPUS as usize;
 
-const _: () = assert!(core::mem::size_of::<IoRequest>() == 32);
+const _: () = assert!(core::mem::size_of::<IoRequest>() == 48);
 const _: () = assert!(IO_SLOTS * core::mem::size_of::<IoRequest>() <= 4096);
 
 /// The same slot as the device model reads and writes it in its page
@@ -87,6 +108,9 @@ pub struct IoSlot {
     pub port: AtomicU32,
     pub data: AtomicU64,
     pub seq: AtomicU64,
+    pub space: AtomicU32,
+    pub _reserved: AtomicU32,
+    pub address: AtomicU64,
 }
 
 /// The device model's request page: one slot per vCPU, and a word the
@@ -106,6 +130,8 @@ const _: () = assert!(core::mem::size_of::<IoSlot>() == core::mem::size_of::<IoR
 const _: () =
     assert!(core::mem::offset_of!(IoSlot, port) == core::mem::offset_of!(IoRequest, port));
 const _: () = assert!(core::mem::offset_of!(IoSlot, seq) == core::mem::offset_of!(IoRequest, seq));
+const _: () =
+    assert!(core::mem::offset_of!(IoSlot, address) == core::mem::offset_of!(IoRequest, address));
 const _: () = assert!(core::mem::size_of::<IoPage>() == 4096);
 
 /// The PC a Linux guest finds, as domain 0's ACPI tables describe it and

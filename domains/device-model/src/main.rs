@@ -241,8 +241,8 @@ impl Machine {
                 }
             }
             match served {
-                Ok(true) => f.interrupt(),
-                Ok(false) => {}
+                Ok(0) => {}
+                Ok(queues) => f.interrupt(queues),
                 Err(e) => {
                     say(format_args!(
                         "device-model: the guest broke the queues of PCI device {} ({:?}); it needs a reset",
@@ -254,6 +254,37 @@ impl Machine {
             }
         }
         self.update_pci_lines();
+        self.send_messages();
+    }
+
+    /// Sends the MSI messages the functions have ready.
+    fn send_messages(&mut self) {
+        for f in self.pci.functions.iter_mut() {
+            for (address, data) in f.messages() {
+                if let Err(e) = hc::hvm_msi(self.guest, address, data) {
+                    say(format_args!(
+                        "device-model: the kernel refused an MSI message ({address:#x}, {data:#x}): {e}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// An access to device memory at `address` (a function's memory BAR);
+    /// what a load reads.
+    fn memory(&mut self, address: u64, size: u32, input: bool, data: u64) -> u64 {
+        let found = self
+            .pci
+            .functions
+            .iter()
+            .position(|f| f.memory().is_some_and(|r| r.contains(&address)));
+        let Some(i) = found else {
+            return if input { u64::MAX } else { 0 };
+        };
+        let base = self.pci.functions[i].memory().map_or(0, |r| r.start);
+        let value = self.pci.functions[i].mmio(address - base, size, input, data);
+        self.send_messages();
+        value
     }
 
     /// Each PCI interrupt line is high while a function on it asks.
@@ -264,11 +295,15 @@ impl Machine {
         }
     }
 
-    /// The I/O base and interrupt line of the next PCI device.
-    fn next_function(&self) -> (u16, u8) {
+    /// Where the next PCI device sits: its I/O BAR, its interrupt line,
+    /// its memory BAR (in the MMIO window, one page each).
+    fn next_function(&self) -> virtio_pci::Slot {
         let slot = self.pci.functions.len() as u8 + 1;
-        let io_base = VIRTIO_IO_BASE + u16::from(slot - 1) * virtio_pci::BAR_SIZE;
-        (io_base, pc::pci_intx_irq(slot))
+        virtio_pci::Slot {
+            io_base: VIRTIO_IO_BASE + u16::from(slot - 1) * virtio_pci::BAR_SIZE,
+            irq: pc::pci_intx_irq(slot),
+            memory: hvm::MMIO_BASE + u64::from(slot - 1) * virtio_pci::MEMORY_BAR_SIZE,
+        }
     }
 
     fn add(&mut self, device: Device, function: virtio_pci::VirtioPci) {
@@ -399,8 +434,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
     let disks = launch::values(domain_runtime::command_line(), launch::HVM_DISK)
         .filter_map(|v| v.parse::<u32>().ok());
     for device in disks.take(usize::from(pc::PCI_DEVICES)) {
-        let (io_base, irq) = m.next_function();
-        match virtio_blk::VirtioBlk::connect(device, io_base, irq) {
+        match virtio_blk::VirtioBlk::connect(device, m.next_function()) {
             Ok((blk, function)) => m.add(Device::Blk(blk), function),
             Err(e) => say(format_args!(
                 "device-model: disk {} cannot be connected: {:?}",
@@ -411,8 +445,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
     // Its interfaces after them (`vif=` words name their MACs).
     let vifs = launch::values(domain_runtime::command_line(), launch::VIF).count();
     for vif in 0..vifs.min(usize::from(pc::PCI_DEVICES) - m.devices.len()) {
-        let (io_base, irq) = m.next_function();
-        match virtio_net::VirtioNet::connect(vif as u32, io_base, irq) {
+        match virtio_net::VirtioNet::connect(vif as u32, m.next_function()) {
             Ok((net, function)) => m.add(Device::Net(net), function),
             Err(()) => say(format_args!(
                 "device-model: interface {} cannot be connected",
@@ -448,10 +481,15 @@ fn run(start: &'static domain_runtime::StartInfo) {
             }
             let size = slot.size.load(Ordering::Relaxed);
             let input = slot.input.load(Ordering::Relaxed) != 0;
-            let at = slot.port.load(Ordering::Relaxed) as u16;
-            let data = slot.data.load(Ordering::Relaxed) as u32;
-            let answer = m.port(at, size, input, data);
-            slot.data.store(answer as u64, Ordering::Relaxed);
+            let data = slot.data.load(Ordering::Relaxed);
+            let answer = if slot.space.load(Ordering::Relaxed) == hvm::SPACE_MEMORY {
+                let address = slot.address.load(Ordering::Relaxed);
+                m.memory(address, size, input, data)
+            } else {
+                let at = slot.port.load(Ordering::Relaxed) as u16;
+                u64::from(m.port(at, size, input, data as u32))
+            };
+            slot.data.store(answer, Ordering::Relaxed);
             slot.state.store(ANSWERED, Ordering::Release);
             if let Err(e) = hc::hvm_io_done(guest, vcpu as u32) {
                 say(format_args!(

@@ -13,7 +13,7 @@
 //! `refused`) and harms nothing else.
 
 use crate::guest_memory::{GuestMemory, Memory};
-use crate::virtio_pci::{Identity, VirtioPci, VERSION_1};
+use crate::virtio_pci::{Identity, Slot, VirtioPci, VERSION_1};
 use crate::virtqueue::{Broken, Buffer, Chain, EVENT_IDX};
 use domain_runtime::block::{Disk, DiskError};
 use domain_runtime::ipc_abi::proto::block::{Features, SECTOR_SIZE};
@@ -44,12 +44,8 @@ pub struct VirtioBlk {
 
 impl VirtioBlk {
     /// Connects guest disk `device` to drvdom-blk and describes it as a
-    /// PCI function on `io_base` interrupting on `irq`.
-    pub fn connect(
-        device: u32,
-        io_base: u16,
-        irq: u8,
-    ) -> Result<(VirtioBlk, VirtioPci), DiskError> {
+    /// PCI function in `slot`.
+    pub fn connect(device: u32, slot: Slot) -> Result<(VirtioBlk, VirtioPci), DiskError> {
         let disk = Disk::connect(device).map_err(|_| DiskError::Ring)?;
         let info = disk.info();
         let mut features = VERSION_1 | EVENT_IDX | SEG_MAX | BLK_SIZE;
@@ -67,8 +63,7 @@ impl VirtioBlk {
                 features,
                 queues: 1,
             },
-            io_base,
-            irq,
+            slot,
         );
         // capacity (sectors), size_max, seg_max, geometry, blk_size.
         f.config[0..8].copy_from_slice(&info.sectors.to_le_bytes());
@@ -84,9 +79,10 @@ impl VirtioBlk {
         ))
     }
 
-    /// Serves every request waiting on the queue; whether the guest is to
-    /// be interrupted (some were answered, and it did not ask not to be).
-    pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
+    /// Serves every request waiting on the queue; the queues whose
+    /// interrupt the guest is to get (bit 0: some were answered, and it did
+    /// not ask not to be).
+    pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<u32, Broken> {
         let before = f.queues[0].used_index();
         while f.ready() {
             let Some(chain) = f.queues[0].pop(mem)? else {
@@ -95,7 +91,7 @@ impl VirtioBlk {
             let written = self.request(&chain, mem);
             f.queues[0].push(mem, chain.head, written)?;
         }
-        Ok(f.queues[0].wants_interrupt(mem, before))
+        Ok(u32::from(f.queues[0].wants_interrupt(mem, before)))
     }
 
     /// Carries out one request and writes its status; the bytes written

@@ -14,7 +14,7 @@
 //! drops what does not fit, as a NIC does).
 
 use crate::guest_memory::{GuestMemory, Memory};
-use crate::virtio_pci::{Identity, VirtioPci, VERSION_1};
+use crate::virtio_pci::{Identity, Slot, VirtioPci, VERSION_1};
 use crate::virtqueue::{Broken, Chain, EVENT_IDX};
 use domain_runtime::ipc_abi::proto::net::MAX_FRAME;
 use domain_runtime::net::{NetFront, SendError};
@@ -39,8 +39,8 @@ pub struct VirtioNet {
 
 impl VirtioNet {
     /// Connects guest interface `vif` to drvdom-net and describes it as a
-    /// PCI function on `io_base` interrupting on `irq`.
-    pub fn connect(vif: u32, io_base: u16, irq: u8) -> Result<(VirtioNet, VirtioPci), ()> {
+    /// PCI function in `slot`.
+    pub fn connect(vif: u32, slot: Slot) -> Result<(VirtioNet, VirtioPci), ()> {
         let net = NetFront::connect(vif).map_err(|_| ())?;
         let mut f = VirtioPci::new(
             Identity {
@@ -50,8 +50,7 @@ impl VirtioNet {
                 features: VERSION_1 | EVENT_IDX | F_MAC,
                 queues: 2,
             },
-            io_base,
-            irq,
+            slot,
         );
         f.config[..6].copy_from_slice(&net.mac());
         Ok((
@@ -78,20 +77,20 @@ impl VirtioNet {
     }
 
     /// Follows a restarted drvdom-net, sends what the guest queued, and
-    /// hands it what arrived; whether the guest is to be interrupted (a
-    /// queue it used whose driver did not ask not to be).
-    pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<bool, Broken> {
+    /// hands it what arrived; the queues whose interrupt the guest is to
+    /// get (bit n: queue n was used and its driver did not ask not to be).
+    pub fn serve(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<u32, Broken> {
         // A given-up backend: frames go nowhere (sends fail below).
         let _ = self.net.follow_restart();
         if !f.ready() {
-            return Ok(false);
+            return Ok(0);
         }
         let (tx_before, rx_before) = (f.queues[TX].used_index(), f.queues[RX].used_index());
         self.transmit(f, mem)?;
         self.receive(f, mem)?;
         let tx = f.queues[TX].wants_interrupt(mem, tx_before);
         let rx = f.queues[RX].wants_interrupt(mem, rx_before);
-        Ok(tx || rx)
+        Ok(u32::from(tx) << TX | u32::from(rx) << RX)
     }
 
     fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<(), Broken> {

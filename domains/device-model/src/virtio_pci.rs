@@ -3,7 +3,11 @@
 //! interrupt pin, and the vendor capabilities that point Linux's
 //! virtio-pci at the common, notification, ISR and device-specific
 //! structures), and those structures themselves. Interrupts are INTx
-//! (level), raised while the ISR has a bit set; no MSI-X.
+//! (level), raised while the ISR has a bit set, until the driver turns
+//! MSI-X on: then each queue (and configuration changes) sends the message
+//! of the table entry the driver chose for it. The MSI-X table and its
+//! pending bits are in a 64-bit memory BAR (BAR 1) in the guest's MMIO
+//! window, which the kernel hands over access by access.
 //!
 //! Owns: the transport's state (feature negotiation, device status, each
 //! queue's registers) and what the driver's accesses mean to the device
@@ -25,16 +29,29 @@ const ISR: u16 = 0x38;
 const NOTIFY: u16 = 0x40;
 const DEVICE: u16 = 0x80;
 const DEVICE_LEN: u16 = 0x80;
-/// Where the capability list starts in configuration space.
+/// Where the capability list starts in configuration space, and where
+/// the MSI-X capability is in it (after the four virtio ones).
 const CAPS: u32 = 0x40;
+const MSIX_CAP: u32 = 0x88;
+/// The memory BAR: its size, where the table and pending bits are in it.
+pub const MEMORY_BAR_SIZE: u64 = 0x1000;
+const TABLE: u64 = 0;
+const PBA: u64 = 0x800;
+/// MSI-X Message Control: enable, function mask.
+const MSIX_ENABLE: u16 = 1 << 15;
+const MSIX_MASK_ALL: u16 = 1 << 14;
+/// "No vector" in the common configuration's vector registers.
+const NO_VECTOR: u16 = 0xffff;
 /// VIRTIO_F_VERSION_1.
 pub const VERSION_1: u64 = 1 << 32;
 /// Device status bits.
 pub const DRIVER_OK: u8 = 4;
 const FEATURES_OK: u8 = 8;
-/// The command register's enables: I/O space, bus master, INTx disable.
+/// The command register's enables: I/O space, memory space, bus master,
+/// INTx disable.
 const CMD_IO: u16 = 1;
-const CMD_WRITABLE: u16 = 0x0405;
+const CMD_MEMORY: u16 = 2;
+const CMD_WRITABLE: u16 = 0x0407;
 const CMD_INTX_DISABLE: u16 = 0x0400;
 
 /// What a driver's access asks of the device.
@@ -59,12 +76,37 @@ pub struct Identity {
     pub queues: u16,
 }
 
+/// Where a function sits: its I/O BAR, its INTx line, its memory BAR.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    pub io_base: u16,
+    pub irq: u8,
+    pub memory: u64,
+}
+
+/// One MSI-X table entry: message address, data, and whether masked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    address: u64,
+    data: u32,
+    masked: bool,
+}
+
 pub struct VirtioPci {
     id: Identity,
     /// The PCI INTx line it raises (an ISA IRQ through the 8259s).
     pub irq: u8,
     command: u16,
     bar: u32,
+    /// The memory BAR (64-bit, BAR 1 and 2).
+    memory: u64,
+    msix_control: u16,
+    table: Vec<Entry>,
+    pending: u64,
+    config_vector: u16,
+    queue_vectors: Vec<u16>,
+    /// MSI messages to send (address, data), taken by [`VirtioPci::messages`].
+    outbox: Vec<(u64, u32)>,
     interrupt_line: u8,
     device_feature_select: u32,
     driver_feature_select: u32,
@@ -78,13 +120,29 @@ pub struct VirtioPci {
 }
 
 impl VirtioPci {
-    pub fn new(id: Identity, io_base: u16, irq: u8) -> VirtioPci {
+    pub fn new(id: Identity, slot: Slot) -> VirtioPci {
         let queues = (0..id.queues).map(|_| Queue::new(MAX_SIZE)).collect();
+        let vectors = usize::from(id.queues) + 1;
+        let irq = slot.irq;
         VirtioPci {
+            command: 0,
+            bar: u32::from(slot.io_base) | 1,
+            memory: slot.memory,
+            msix_control: 0,
+            table: alloc::vec![
+                Entry {
+                    address: 0,
+                    data: 0,
+                    masked: true
+                };
+                vectors
+            ],
+            pending: 0,
+            config_vector: NO_VECTOR,
+            queue_vectors: alloc::vec![NO_VECTOR; usize::from(id.queues)],
+            outbox: Vec::new(),
             id,
             irq,
-            command: 0,
-            bar: u32::from(io_base) | 1,
             interrupt_line: irq,
             device_feature_select: 0,
             driver_feature_select: 0,
@@ -107,14 +165,27 @@ impl VirtioPci {
         self.driver_features & feature != 0
     }
 
-    /// The level of its INTx line.
+    /// The level of its INTx line (none while MSI-X is on).
     pub fn line(&self) -> bool {
-        self.isr != 0 && self.command & CMD_INTX_DISABLE == 0
+        self.isr != 0 && self.command & CMD_INTX_DISABLE == 0 && !self.msix()
     }
 
-    /// Used buffers were added: the driver is interrupted.
-    pub fn interrupt(&mut self) {
-        self.isr |= 1;
+    fn msix(&self) -> bool {
+        self.msix_control & MSIX_ENABLE != 0
+    }
+
+    /// Used buffers were added to the queues in `queues` (bit n: queue n):
+    /// the driver is interrupted, by each queue's MSI-X vector or INTx.
+    pub fn interrupt(&mut self, queues: u32) {
+        if !self.msix() {
+            self.isr |= 1;
+            return;
+        }
+        for q in 0..self.queue_vectors.len() {
+            if queues & 1 << q != 0 {
+                self.signal(self.queue_vectors[q]);
+            }
+        }
     }
 
     /// The device needs a reset (a broken queue): the driver is told by a
@@ -122,6 +193,89 @@ impl VirtioPci {
     pub fn needs_reset(&mut self) {
         self.status |= 0x40;
         self.isr |= 2;
+        if self.msix() {
+            self.signal(self.config_vector);
+        }
+    }
+
+    /// Vector `v`'s message goes out, or waits as pending while masked.
+    fn signal(&mut self, v: u16) {
+        let Some(e) = self.table.get(usize::from(v)).copied() else {
+            return;
+        };
+        if e.masked || self.msix_control & MSIX_MASK_ALL != 0 {
+            self.pending |= 1 << v;
+        } else {
+            self.outbox.push((e.address, e.data));
+        }
+    }
+
+    /// Pending vectors no longer masked go out.
+    fn release_pending(&mut self) {
+        if !self.msix() || self.msix_control & MSIX_MASK_ALL != 0 {
+            return;
+        }
+        for v in 0..self.table.len() {
+            if self.pending & 1 << v != 0 && !self.table[v].masked {
+                self.pending &= !(1 << v);
+                self.outbox
+                    .push((self.table[v].address, self.table[v].data));
+            }
+        }
+    }
+
+    /// The MSI messages to send now.
+    pub fn messages(&mut self) -> Vec<(u64, u32)> {
+        core::mem::take(&mut self.outbox)
+    }
+
+    /// The guest-physical range its memory BAR decodes now, if enabled.
+    pub fn memory(&self) -> Option<core::ops::Range<u64>> {
+        (self.command & CMD_MEMORY != 0 && self.memory != 0)
+            .then(|| self.memory..self.memory + MEMORY_BAR_SIZE)
+    }
+
+    /// An access to its memory BAR at `offset` (the MSI-X table and the
+    /// pending bits); returns what a load reads.
+    pub fn mmio(&mut self, offset: u64, size: u32, input: bool, data: u64) -> u64 {
+        let entries = self.table.len() as u64;
+        match offset {
+            o if (TABLE..TABLE + 16 * entries).contains(&o) => {
+                let (i, field) = (((o - TABLE) / 16) as usize, (o - TABLE) % 16);
+                let e = &mut self.table[i];
+                if input {
+                    let words = [
+                        e.address as u32,
+                        (e.address >> 32) as u32,
+                        e.data,
+                        u32::from(e.masked),
+                    ];
+                    let lo = u64::from(words[(field / 4) as usize]);
+                    let hi = words.get((field / 4) as usize + 1).copied().unwrap_or(0);
+                    return if size == 8 {
+                        lo | u64::from(hi) << 32
+                    } else {
+                        lo
+                    };
+                }
+                let mut put = |field: u64, v: u32| match field {
+                    0 => e.address = (e.address & !0xffff_ffff) | u64::from(v),
+                    4 => e.address = (e.address & 0xffff_ffff) | u64::from(v) << 32,
+                    8 => e.data = v,
+                    12 => e.masked = v & 1 != 0,
+                    _ => {}
+                };
+                put(field & !3, data as u32);
+                if size == 8 {
+                    put((field & !3) + 4, (data >> 32) as u32);
+                }
+                self.release_pending();
+                0
+            }
+            PBA if input => self.pending,
+            _ if input => u64::MAX,
+            _ => 0,
+        }
     }
 
     /// The I/O port range its BAR decodes now, if the driver enabled it.
@@ -148,7 +302,7 @@ impl VirtioPci {
             cap(CAPS + 0x10, 1, COMMON, COMMON_LEN),
             cap(CAPS + 0x20, 3, ISR, 1),
             cap(CAPS + 0x30, 4, DEVICE, DEVICE_LEN),
-            cap(0, 2, NOTIFY, 2),
+            cap(MSIX_CAP, 2, NOTIFY, 2),
         ];
         match at {
             0x00 => u32::from(VENDOR) | u32::from(MODERN_BASE + self.id.device_type) << 16,
@@ -157,12 +311,23 @@ impl VirtioPci {
             // Revision 1 (modern).
             0x08 => self.id.class << 8 | 1,
             0x10 => self.bar,
+            // BAR 1 and 2: 64-bit memory, 4 KiB (the table and pending bits).
+            0x14 => self.memory as u32 | 0b100,
+            0x18 => (self.memory >> 32) as u32,
             0x2c => u32::from(VENDOR) | 0x1100 << 16,
             0x34 => CAPS,
             // Interrupt line, pin INTA.
             0x3c => u32::from(self.interrupt_line) | 1 << 8,
             // The notification capability's multiplier (0: one address).
             a if a == CAPS + 0x30 + 16 => 0,
+            // MSI-X: table size (one vector per queue, one for configuration
+            // changes), its place and the pending bits', both in BAR 1.
+            MSIX_CAP => {
+                let size = self.table.len() as u32 - 1;
+                0x11 | (size | u32::from(self.msix_control)) << 16
+            }
+            a if a == MSIX_CAP + 4 => TABLE as u32 | 1,
+            a if a == MSIX_CAP + 8 => PBA as u32 | 1,
             a if (CAPS..CAPS + 0x40).contains(&a) => {
                 let i = ((a - CAPS) / 16) as usize;
                 caps[i][((a - CAPS) % 16 / 4) as usize]
@@ -176,9 +341,21 @@ impl VirtioPci {
         match (at, size) {
             (0x04, 2 | 4) => self.command = data as u16 & CMD_WRITABLE,
             (0x10, 4) => self.bar = (data & !(u32::from(BAR_SIZE) - 1)) | 1,
+            (0x14, 4) => {
+                let low = u64::from(data) & !(MEMORY_BAR_SIZE - 1) & 0xffff_ffff;
+                self.memory = (self.memory & !0xffff_ffff) | low;
+            }
+            (0x18, 4) => self.memory = (self.memory & 0xffff_ffff) | u64::from(data) << 32,
+            (a, 2) if a == MSIX_CAP + 2 => self.set_msix_control(data as u16),
+            (a, 4) if a == MSIX_CAP => self.set_msix_control((data >> 16) as u16),
             (0x3c, _) => self.interrupt_line = data as u8,
             _ => {}
         }
+    }
+
+    fn set_msix_control(&mut self, value: u16) {
+        self.msix_control = value & (MSIX_ENABLE | MSIX_MASK_ALL);
+        self.release_pending();
     }
 
     /// An access to its BAR at `offset`; returns what an input reads.
@@ -229,8 +406,13 @@ impl VirtioPci {
                 1 => (self.driver_features >> 32) as u32,
                 _ => 0,
             },
-            // No MSI-X vector.
-            0x10 | 0x1a => 0xffff,
+            0x10 => u32::from(self.config_vector),
+            0x1a => u32::from(
+                self.queue_vectors
+                    .get(usize::from(self.queue_select))
+                    .copied()
+                    .unwrap_or(NO_VECTOR),
+            ),
             0x12 => u32::from(self.id.queues),
             0x14 => u32::from(self.status),
             0x15 => 0,
@@ -294,7 +476,14 @@ impl VirtioPci {
                     return Event::Ready;
                 }
             }
+            0x10 => self.config_vector = self.vector(data as u16),
             0x16 => self.queue_select = data as u16,
+            0x1a => {
+                let v = self.vector(data as u16);
+                if let Some(q) = self.queue_vectors.get_mut(usize::from(self.queue_select)) {
+                    *q = v;
+                }
+            }
             0x18 => {
                 // A power of two no larger than offered.
                 let size = data as u16;
@@ -329,7 +518,18 @@ impl VirtioPci {
         Event::None
     }
 
+    /// A vector the driver chose: one the table has, else "none".
+    fn vector(&self, v: u16) -> u16 {
+        if usize::from(v) < self.table.len() {
+            v
+        } else {
+            NO_VECTOR
+        }
+    }
+
     fn reset(&mut self) {
+        self.config_vector = NO_VECTOR;
+        self.queue_vectors.fill(NO_VECTOR);
         self.status = 0;
         self.driver_features = 0;
         self.isr = 0;
@@ -352,8 +552,11 @@ mod tests {
                 features: VERSION_1 | 1 << 9,
                 queues: 1,
             },
-            0xc000,
-            10,
+            Slot {
+                io_base: 0xc000,
+                irq: 10,
+                memory: 0x80_0000_0000,
+            },
         )
     }
 
@@ -366,8 +569,14 @@ mod tests {
         assert_ne!(p.config_dword(4) & 0x10 << 16, 0, "capability list");
         let mut at = p.config_dword(0x34) & 0xff;
         let mut found = Vec::new();
+        let mut msix = 0;
         while at != 0 {
             let head = p.config_dword(at);
+            if head & 0xff == 0x11 {
+                msix = at;
+                at = (head >> 8) & 0xff;
+                continue;
+            }
             assert_eq!(head & 0xff, 0x09, "vendor capability");
             let kind = head >> 24;
             let (offset, len) = (p.config_dword(at + 8), p.config_dword(at + 12));
@@ -377,6 +586,13 @@ mod tests {
         }
         found.sort();
         assert_eq!(found, [1, 2, 3, 4]);
+        // MSI-X: two vectors (configuration, the queue), table and pending
+        // bits in BAR 1, a 64-bit memory BAR of one page.
+        assert_eq!(p.config_dword(msix) >> 16, 1, "table size 2, off");
+        assert_eq!(p.config_dword(msix + 4), 1);
+        assert_eq!(p.config_dword(msix + 8), 0x801);
+        assert_eq!(p.config_dword(0x14), 0x4, "64-bit memory");
+        assert_eq!(p.config_dword(0x18), 0x80);
         assert_eq!(p.config_dword(0x3c), 10 | 1 << 8, "line 10, pin INTA");
     }
 
@@ -431,10 +647,65 @@ mod tests {
         assert_eq!(p.io(0x18, 2, true, 0).0, 0);
     }
 
+    /// MSI-X as Linux sets it up: memory decode on, the table entries
+    /// written (masked until written), the queue's vector chosen, MSI-X on.
+    fn with_msix(p: &mut VirtioPci) {
+        p.config_write(0x04, 2, 0x7);
+        assert_eq!(p.memory(), Some(0x80_0000_0000..0x80_0000_1000));
+        for (v, address) in [(0u64, 0xfee0_0000u64), (1, 0xfee0_1000)] {
+            p.mmio(16 * v, 4, false, address);
+            p.mmio(16 * v + 4, 4, false, 0);
+            p.mmio(16 * v + 8, 4, false, 0x40 + v);
+            p.mmio(16 * v + 12, 4, false, 0);
+        }
+        p.io(0x10, 2, false, 0);
+        p.io(0x16, 2, false, 0);
+        p.io(0x1a, 2, false, 1);
+        assert_eq!(p.io(0x1a, 2, true, 0).0, 1);
+        p.config_write(MSIX_CAP + 2, 2, u32::from(MSIX_ENABLE));
+    }
+
+    #[test]
+    fn with_msix_a_queue_sends_its_vectors_message_and_no_line_rises() {
+        let mut p = blk();
+        with_msix(&mut p);
+        p.interrupt(1);
+        assert!(!p.line());
+        assert_eq!(p.messages(), [(0xfee0_1000, 0x41)]);
+        assert!(p.messages().is_empty());
+        p.needs_reset();
+        assert_eq!(p.messages(), [(0xfee0_0000, 0x40)]);
+        // A vector the table does not have reads back as none.
+        p.io(0x1a, 2, false, 7);
+        assert_eq!(p.io(0x1a, 2, true, 0).0, 0xffff);
+    }
+
+    #[test]
+    fn a_masked_vector_waits_as_pending_until_unmasked() {
+        let mut p = blk();
+        with_msix(&mut p);
+        p.mmio(16 + 12, 4, false, 1);
+        p.interrupt(1);
+        assert!(p.messages().is_empty());
+        assert_eq!(p.mmio(PBA, 8, true, 0), 0b10);
+        p.mmio(16 + 12, 4, false, 0);
+        assert_eq!(p.messages(), [(0xfee0_1000, 0x41)]);
+        assert_eq!(p.mmio(PBA, 8, true, 0), 0);
+        // The function mask holds them all the same way.
+        p.config_write(MSIX_CAP + 2, 2, u32::from(MSIX_ENABLE | MSIX_MASK_ALL));
+        p.interrupt(1);
+        assert!(p.messages().is_empty());
+        p.config_write(MSIX_CAP + 2, 2, u32::from(MSIX_ENABLE));
+        assert_eq!(p.messages().len(), 1);
+        // Reads of the table give back what was written; beyond it, ones.
+        assert_eq!(p.mmio(16 + 8, 4, true, 0), 0x41);
+        assert_eq!(p.mmio(0x400, 4, true, 0), u64::MAX);
+    }
+
     #[test]
     fn the_line_is_high_until_the_isr_is_read() {
         let mut p = blk();
-        p.interrupt();
+        p.interrupt(1);
         assert!(p.line());
         assert_eq!(p.io(ISR, 1, true, 0).0, 1);
         assert!(!p.line());

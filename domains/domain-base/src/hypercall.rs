@@ -599,6 +599,14 @@ pub fn hvm_io_done(guest: DomainId, vcpu: u32) -> Result<u64> {
 }
 
 /// Presents `vector` to `guest`'s vCPU 0 (the device model's interrupt controller).
+pub fn hvm_msi(guest: DomainId, address: u64, data: u32) -> Result<u64> {
+    call(args::HvmMsi {
+        guest,
+        address,
+        data: u64::from(data),
+    })
+}
+
 pub fn hvm_interrupt(guest: DomainId, vector: u8) -> Result<u64> {
     call(args::HvmInterrupt {
         guest,

@@ -76,7 +76,7 @@ pub fn tables(base: u64, vcpus: u32) -> Vec<u8> {
     aml::Device::new("_SB_.PEVT".into(), alloc::vec![&hid, &crs]).to_aml_bytes(&mut dsdt);
     // The PCI root bridge: bus 0 behind configuration mechanism #1 (its
     // device model serves the ports); the I/O space around them is the
-    // bus's to give out.
+    // bus's to give out, and the MMIO window the device model serves.
     let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A03"));
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
     let buses = aml::AddressSpace::<u16>::new_bus_number(0, 0);
@@ -92,7 +92,16 @@ pub fn tables(base: u64, vcpus: u32) -> Vec<u8> {
         0xffff,
         None,
     );
-    let crs = aml::ResourceTemplate::new(alloc::vec![&buses, &config, &below, &above]);
+    // Device memory: the MMIO window, where the functions' memory BARs
+    // (their MSI-X tables) are.
+    let memory = aml::AddressSpace::<u64>::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        hvm::MMIO_BASE,
+        hvm::MMIO_BASE + hvm::MMIO_SIZE - 1,
+        None,
+    );
+    let crs = aml::ResourceTemplate::new(alloc::vec![&buses, &config, &below, &above, &memory]);
     let crs = aml::Name::new("_CRS".into(), &crs);
     // Interrupt routing: INTA of each device to the ISA line its device
     // model raises (`pc::pci_intx_irq`), no link device (the 8259s'

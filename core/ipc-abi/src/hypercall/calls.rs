@@ -326,6 +326,11 @@ hypercalls! {
     /// address and data (the capability is never writable by the driver),
     /// turns MSI on and INTx off; returns the port. Edge-triggered.
     EventBindMsi = 72 { bdf: u64 }
+    /// `(guest, address, data)`: the caller, `guest`'s device model, sends
+    /// the MSI message its emulated device was programmed with: the data's
+    /// vector (fixed or lowest-priority delivery) to the vCPU whose APIC
+    /// id the address names (physical destination).
+    HvmMsi = 73 { guest: DomainId, address: u64, data: u64 }
 }
 
 #[cfg(test)]

@@ -161,12 +161,17 @@ fn run_queue(k: &Kernel) {
         let Some(d) = k.domain(at.dom) else { continue };
         let s = &v.sched;
         kprintln!(
-            "  domain {} {} vcpu {}: {}{}, cpu {}, weight {}, cap {}%, pass {}, timer {}",
+            "  domain {} {} vcpu {}: {}{}{}, cpu {}, weight {}, cap {}%, pass {}, timer {}",
             d.id,
             d.name,
             at.vcpu,
             life(d.life),
             if v.blocked { " blocked" } else { "" },
+            if v.io_wait {
+                " waiting for its device model"
+            } else {
+                ""
+            },
             v.cpu,
             s.weight,
             s.cap_percent,

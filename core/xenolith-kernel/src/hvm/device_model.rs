@@ -14,7 +14,7 @@ use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::domain::{lifecycle, Kernel, Life, VcpuRef};
 use crate::frames::Frame;
 use ipc_abi::domain::DomainId;
-use ipc_abi::hvm::{IoRequest, ANSWERED, IDLE, IO_SLOTS, POSTED};
+use ipc_abi::hvm::{IoRequest, ANSWERED, IDLE, IO_SLOTS, POSTED, SPACE_MEMORY, SPACE_PORT};
 use ipc_abi::hypercall::Error;
 use ipc_abi::shared::Virq;
 use zerocopy::{FromBytes, IntoBytes};
@@ -49,7 +49,55 @@ pub fn post(
         input,
         port,
         data: s.vmcb.read64(off::RAX) & mask(size),
+        memory: None,
     };
+    hold(k, at, x, link, waiting);
+    true
+}
+
+/// Hands an access of vCPU `at` to device memory at `address` (in the
+/// MMIO window) to its guest's device model, as [`post`] does a port's: a
+/// store of `data`, or a load whose answer goes to register `reg`.
+#[allow(clippy::too_many_arguments)]
+pub fn post_memory(
+    k: &mut Kernel,
+    at: VcpuRef,
+    s: &mut HvmVcpu,
+    address: u64,
+    size: u8,
+    input: bool,
+    data: u64,
+    reg: u8,
+) -> bool {
+    let Some(link) = k.domain(at.dom).map(|d| d.device_model) else {
+        return false;
+    };
+    if link.allowed.is_none() || at.vcpu >= IO_SLOTS {
+        return false;
+    }
+    let x = &mut s.state.get_mut().extra;
+    x.io_seq += 1;
+    let waiting = Waiting {
+        seq: x.io_seq,
+        size,
+        input,
+        port: 0,
+        data,
+        memory: Some((address, reg)),
+    };
+    hold(k, at, x, link, waiting);
+    true
+}
+
+/// The vCPU waits for `waiting`'s answer; the device model gets it now if
+/// it serves already.
+fn hold(
+    k: &mut Kernel,
+    at: VcpuRef,
+    x: &mut super::vcpu::Extra,
+    link: super::vcpu::DeviceModel,
+    waiting: Waiting,
+) {
     x.waiting = Some(waiting);
     if let Some(v) = k.vcpu_mut(at) {
         v.io_wait = true;
@@ -57,7 +105,6 @@ pub fn post(
     if let Some((dm, _, page)) = link.serving {
         send(k, at.vcpu, dm, page, waiting);
     }
-    true
 }
 
 /// Writes a request into its slot and tells the device model.
@@ -69,6 +116,13 @@ fn send(k: &mut Kernel, vcpu: usize, dm: usize, page: Frame, w: Waiting) {
         port: w.port as u32,
         data: w.data,
         seq: w.seq,
+        space: if w.memory.is_some() {
+            SPACE_MEMORY
+        } else {
+            SPACE_PORT
+        },
+        _reserved: 0,
+        address: w.memory.map_or(0, |(a, _)| a),
     };
     let at_offset = slot_offset(vcpu);
     write_frame(page, at_offset, request.as_bytes());
@@ -176,7 +230,9 @@ pub fn done(k: &mut Kernel, caller: usize, guest: usize, vcpu: u64) -> Result<()
         .filter(|w| w.seq == answer.seq && answer.state == ANSWERED);
     let w = w.ok_or(Error::InvalidArgument)?;
     x.waiting = None;
-    if w.input {
+    if let (true, Some((_, reg))) = (w.input, w.memory) {
+        super::mmio::finish_load(s, reg, w.size, answer.data);
+    } else if w.input {
         let rax = s.vmcb.read64(off::RAX);
         let m = mask(w.size);
         let value = if w.size == 4 {
@@ -212,6 +268,25 @@ pub fn interrupt(k: &mut Kernel, caller: usize, guest: usize, vector: u64) -> Re
         // Running elsewhere: an exit to take it now.
         k.resched_vcpu(at);
     }
+    Ok(())
+}
+
+/// `HvmMsi`: an MSI message of the device model's emulated device: its
+/// vector into the local APIC of the vCPU the address names, as an IPI's.
+pub fn message(
+    k: &mut Kernel,
+    caller: usize,
+    guest: usize,
+    address: u64,
+    data: u64,
+) -> Result<(), Error> {
+    served(k, caller, guest)?;
+    let (dest, vector) = super::lapic::msi(address, data).ok_or(Error::InvalidArgument)?;
+    let from = VcpuRef {
+        dom: guest,
+        vcpu: 0,
+    };
+    super::ipi::send(k, from, dest, vector, super::lapic::IpiKind::Fixed);
     Ok(())
 }
 

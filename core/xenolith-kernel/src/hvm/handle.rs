@@ -156,6 +156,14 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             triple_fault_walk(k, at, s);
             crash(k, at, s, 0, "triple fault")
         }
+        Exit::NestedPageFault { gpa, .. }
+            if (ipc_abi::hvm::MMIO_BASE..ipc_abi::hvm::MMIO_BASE + ipc_abi::hvm::MMIO_SIZE)
+                .contains(&gpa) =>
+        {
+            if let Err(what) = super::mmio::access(k, at, s, gpa) {
+                crash(k, at, s, gpa, what)
+            }
+        }
         Exit::NestedPageFault { gpa, .. } => crash(
             k,
             at,

@@ -77,6 +77,17 @@ pub enum IpiKind {
     Startup,
 }
 
+/// An MSI message's destination APIC id and vector (physical destination,
+/// fixed or lowest-priority delivery, as Linux programs it with its local
+/// APICs in physical mode); `None` for anything else.
+pub fn msi(address: u64, data: u64) -> Option<(u32, u8)> {
+    let physical = address >> 20 == 0xfee && address & 1 << 2 == 0;
+    let vector = (data & 0xff) as u8;
+    let delivery = (data >> 8) & 7;
+    (physical && vector >= 16 && delivery <= 1 && data >> 16 == 0)
+        .then_some((((address >> 12) & 0xff) as u32, vector))
+}
+
 /// A vCPU's local APIC. All zeroes is not a valid reset state: use `new`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -513,5 +524,19 @@ mod tests {
         assert_eq!(l.read(MSR_BASE + 0x3d, 0), None);
         assert_eq!(l.read(MSR_BASE + ID, 0), Some(0));
         assert_eq!(l.read(MSR_BASE + VERSION, 0), Some(0x50014));
+    }
+    #[test]
+    fn an_msi_message_names_a_cpu_and_a_vector() {
+        assert_eq!(msi(0xfee0_1000, 0x41), Some((1, 0x41)));
+        assert_eq!(
+            msi(0xfee0_0000, 0x100 | 0x30),
+            Some((0, 0x30)),
+            "lowest priority"
+        );
+        assert_eq!(msi(0xfee0_0004, 0x41), None, "logical destination");
+        assert_eq!(msi(0xfee0_0000, 0x400 | 0x41), None, "NMI delivery");
+        assert_eq!(msi(0xfee0_0000, 0x0f), None, "an exception's vector");
+        assert_eq!(msi(0x1_fee0_0000, 0x41), None, "above 4 GiB");
+        assert_eq!(msi(0xfed0_0000, 0x41), None, "not the interrupt range");
     }
 }

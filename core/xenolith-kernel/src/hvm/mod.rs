@@ -3,7 +3,7 @@
 //!
 //! Owns: the policies (pure, host-tested): what an exit was (`exit`), what
 //! CPUID answers (`cpuid`), what each MSR does (`msr`), the local APIC
-//! (`lapic`); and, on bare metal, an HVM vCPU's state (`vcpu`), how it runs
+//! (`lapic`), the device-memory moves a guest makes (`mmio_decode`); and, on bare metal, an HVM vCPU's state (`vcpu`), how it runs
 //! (`run`), what each exit does (`handle`) and how interrupts reach it
 //! (`interrupts`). The hardware half
 //! is `arch/svm.rs`.
@@ -19,6 +19,9 @@ mod interrupts;
 #[cfg(target_os = "none")]
 mod ipi;
 pub mod lapic;
+#[cfg(target_os = "none")]
+mod mmio;
+pub mod mmio_decode;
 pub mod msr;
 pub mod pvclock;
 #[cfg(target_os = "none")]

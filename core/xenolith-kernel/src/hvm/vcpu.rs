@@ -50,6 +50,9 @@ pub struct Waiting {
     pub port: u16,
     /// What an output writes.
     pub data: u64,
+    /// In device memory (at `address`, a load going to register `reg`)
+    /// rather than a port.
+    pub memory: Option<(u64, u8)>,
 }
 
 /// What the kernel keeps per HVM vCPU beside its registers.

@@ -32,6 +32,11 @@ pub fn interrupt(k: &mut Kernel, caller: usize, a: args::HvmInterrupt) -> Result
     device_model::interrupt(k, caller, guest, a.vector).map(|()| 0)
 }
 
+pub fn msi(k: &mut Kernel, caller: usize, a: args::HvmMsi) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::message(k, caller, guest, a.address, a.data).map(|()| 0)
+}
+
 pub fn shutdown(k: &mut Kernel, caller: usize, a: args::HvmShutdown) -> Result<u64, Error> {
     let guest = k.lookup(a.guest)?;
     device_model::shutdown(k, caller, guest, a.reason).map(|()| 0)

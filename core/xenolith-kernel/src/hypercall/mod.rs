@@ -146,6 +146,7 @@ fn route<G: Gate>(
         HvmServe(a) => hvm::serve(k, caller, a),
         HvmIoDone(a) => hvm::io_done(k, caller, a),
         HvmInterrupt(a) => hvm::interrupt(k, caller, a),
+        HvmMsi(a) => hvm::msi(k, caller, a),
         HvmShutdown(a) => hvm::shutdown(k, caller, a),
         HvmGrant(a) => hvm::grant(k, caller, a),
         HvmGrantEnd(a) => hvm::grant_end(k, caller, a),

@@ -109,6 +109,19 @@ fn linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_d
     check(size.ends_with("disks 65536 8192 ro 1"), || {
         format!("Linux sees its disks as: {size}")
     })?;
+    // Each disk's queue interrupts by MSI-X (the device model's table, in
+    // device memory the kernel hands over access by access), not by a
+    // line of the 8259s.
+    let msix = ask(
+        m,
+        &mut client,
+        linux,
+        "echo msix $(grep -c 'PCI-MSI.*virtio[0-9]-req' /proc/interrupts) intx $(grep -c 'XT-PIC.*virtio' /proc/interrupts)",
+        "msix ",
+    )?;
+    check(msix.ends_with("msix 2 intx 0"), || {
+        format!("Linux's disk interrupts: {msix}")
+    })?;
     let count = 300_000;
     let want = sha256_hex(&numbers(count));
     let made = ask(
