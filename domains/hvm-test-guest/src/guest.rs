@@ -485,6 +485,7 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
             let v = unsafe { core::ptr::read_volatile(0x3000_0000 as *const u32) };
             say!("hvm-test: read {v:#x} and went on");
         }
+        "device" => device_memory(),
         "triple" => {
             say!("hvm-test: triple fault");
             // SAFETY: an empty IDT and a fault: no handler, no double
@@ -508,6 +509,38 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
         // SAFETY: halting with interrupts off: nothing wakes the vCPU.
         unsafe { asm!("cli", "hlt") }
     }
+}
+
+/// `end=device`: device memory nobody serves (the MMIO window holds no
+/// BAR for this guest, whose device model has no PCI function): loads of
+/// 4 and 8 bytes into RAX and R9 read all ones, a store goes nowhere; then
+/// an instruction the kernel does not decode there (`add`) ends the guest.
+fn device_memory() {
+    const AT: u64 = ipc_abi::hvm::MMIO_BASE + 0x10_0000;
+    // SAFETY: pages 0x4000 and 0x5000 are free RAM below the stack, unused
+    // by the tables at 0x1000-0x3fff; they map AT's 2 MiB identity
+    // (PML4 entry 1, its first PDPT and PD entries), and rewriting CR3
+    // flushes the TLB.
+    unsafe {
+        core::ptr::write_bytes(0x4000 as *mut u8, 0, 0x2000);
+        core::ptr::write_volatile(0x1008 as *mut u64, 0x4003);
+        core::ptr::write_volatile(0x4000 as *mut u64, 0x5003);
+        core::ptr::write_volatile(0x5000 as *mut u64, AT & !0x1f_ffff | 0x83);
+        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _);
+    }
+    let (four, eight): (u32, u64);
+    // SAFETY: AT is mapped just above; the loads and the store are exits
+    // the kernel hands to the device model (and nobody serves).
+    unsafe {
+        asm!("mov {0:e}, [{1}]", out(reg) four, in(reg) AT);
+        asm!("mov r9, [{0}]", "mov {1}, r9", in(reg) AT, out(reg) eight, out("r9") _);
+        asm!("mov dword ptr [{0}], 0x12345678", in(reg) AT);
+    }
+    say!("hvm-test: device memory read {four:#x} and {eight:#x}");
+    // SAFETY: as above; `add` to memory is not a move: the kernel stops
+    // the guest here.
+    unsafe { asm!("add dword ptr [{0}], eax", in(reg) AT, in("eax") 1) };
+    say!("hvm-test: an add to device memory went on");
 }
 
 #[panic_handler]

@@ -116,6 +116,7 @@ fn an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone(
         &[
             ("reacher", "mmio", "preserve"),
             ("tripler", "triple", "preserve"),
+            ("toucher", "device", "preserve"),
         ],
     )?;
     let m = boot(
@@ -133,11 +134,27 @@ fn an_hvm_guest_that_reaches_outside_its_memory_or_triple_faults_crashes_alone(
         format!("the crash record: {crashed}")
     })?;
     expect_line(m, "(tripler) crashed: hvm: triple fault")?;
+    // Device memory (the MMIO window) nobody serves: loads read all ones,
+    // and an instruction the kernel does not decode there ends the guest.
+    expect_line(
+        m,
+        "hvm-test: device memory read 0xffffffff and 0xffffffffffffffff",
+    )?;
+    expect_line(
+        m,
+        "(toucher) crashed: hvm: device memory reached by an instruction the kernel does not decode",
+    )?;
     // Everyone else goes on.
     expect_line(m, "[1] counter: 3")?;
     check(
         !m.lines().iter().any(|l| l.contains("hvm-test: read 0x")),
         || "the reacher went on after reading outside its memory".into(),
+    )?;
+    check(
+        !m.lines()
+            .iter()
+            .any(|l| l.contains("an add to device memory went on")),
+        || "the toucher went on after an undecoded access".into(),
     )
 }
 
