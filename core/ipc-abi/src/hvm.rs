@@ -113,18 +113,24 @@ pub struct IoSlot {
     pub address: AtomicU64,
 }
 
-/// The device model's request page: one slot per vCPU, and a word the
-/// kernel sets to 1 (then raising `Virq::DeviceModel`) when the guest is
-/// destroyed: the device model then has nothing left to serve.
+/// The device model's request page: one slot per vCPU, a word the kernel
+/// sets to 1 (then raising `Virq::DeviceModel`) when the guest is
+/// destroyed (the device model then has nothing left to serve), and the
+/// doorbells the guest rang (`HvmDoorbell`: bit n, doorbell n), which the
+/// device model takes with a swap.
 #[repr(C, align(4096))]
 #[derive(Default)]
 pub struct IoPage {
     pub slots: [IoSlot; IO_SLOTS],
     pub guest_gone: AtomicU32,
+    pub doorbells: AtomicU64,
 }
 
-/// Where `IoPage::guest_gone` is in the page.
+/// Where `IoPage::guest_gone` and `IoPage::doorbells` are in the page.
 pub const GUEST_GONE_OFFSET: usize = core::mem::offset_of!(IoPage, guest_gone);
+pub const DOORBELLS_OFFSET: usize = core::mem::offset_of!(IoPage, doorbells);
+/// Doorbells a device model may set for its guest.
+pub const DOORBELLS: usize = 8;
 
 const _: () = assert!(core::mem::size_of::<IoSlot>() == core::mem::size_of::<IoRequest>());
 const _: () =

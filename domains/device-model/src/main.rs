@@ -64,6 +64,8 @@ struct Machine {
     kicked: alloc::vec::Vec<bool>,
     /// Each device's refused requests as last reported.
     refused: alloc::vec::Vec<u64>,
+    /// The port each function's doorbell is set at (0: none).
+    doorbells: [u16; hvm::DOORBELLS],
 }
 
 /// What a virtio function is.
@@ -108,8 +110,13 @@ impl Machine {
             p if (pc::PCI_CONFIG_ADDRESS..pc::PCI_CONFIG_ADDRESS + pc::PCI_CONFIG_PORTS)
                 .contains(&p) =>
             {
-                self.pci
-                    .access(p - pc::PCI_CONFIG_ADDRESS, size, input, data)
+                let value = self
+                    .pci
+                    .access(p - pc::PCI_CONFIG_ADDRESS, size, input, data);
+                if !input {
+                    self.update_doorbells();
+                }
+                value
             }
             p if self
                 .pci
@@ -255,6 +262,41 @@ impl Machine {
         }
         self.update_pci_lines();
         self.send_messages();
+    }
+
+    /// Each function's notification port is a doorbell (the kernel lets the
+    /// guest go on at once and sets the function's bit; `rung` serves it),
+    /// set again whenever the driver moves or enables its I/O BAR.
+    fn update_doorbells(&mut self) {
+        for (i, f) in self.pci.functions.iter().enumerate() {
+            let port = f.notify_port().unwrap_or(0);
+            if self.doorbells.get(i) == Some(&port) || i >= hvm::DOORBELLS {
+                continue;
+            }
+            match hc::hvm_doorbell(self.guest, port, i as u8) {
+                Ok(_) => {
+                    self.doorbells[i] = port;
+                    if port != 0 {
+                        say(format_args!(
+                            "device-model: PCI device {} is kicked through a doorbell at port {port:#x}",
+                            i + 1
+                        ));
+                    }
+                }
+                Err(e) => say(format_args!(
+                    "device-model: the kernel refused a doorbell at port {port:#x}: {e}"
+                )),
+            }
+        }
+    }
+
+    /// The doorbells the guest rang since last asked: those functions were kicked.
+    fn rung(&mut self, bits: u64) {
+        for (i, kicked) in self.kicked.iter_mut().enumerate() {
+            if bits & 1 << i != 0 {
+                *kicked = true;
+            }
+        }
     }
 
     /// Sends the MSI messages the functions have ready.
@@ -429,6 +471,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         devices: alloc::vec::Vec::new(),
         kicked: alloc::vec::Vec::new(),
         refused: alloc::vec::Vec::new(),
+        doorbells: [0; hvm::DOORBELLS],
     };
     // The guest's disks, PCI devices 1, 2, ... in the order of its list.
     let disks = launch::values(domain_runtime::command_line(), launch::HVM_DISK)
@@ -468,6 +511,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
                 events::take(net.port());
             }
         }
+        m.rung(page.doorbells.swap(0, Ordering::AcqRel));
         if page.guest_gone.load(Ordering::Acquire) != 0 {
             say(format_args!(
                 "device-model: domain {} is gone; stopping",

@@ -278,6 +278,12 @@ impl VirtioPci {
         }
     }
 
+    /// The port the driver writes a queue's number to, to kick it (while
+    /// its I/O BAR decodes).
+    pub fn notify_port(&self) -> Option<u16> {
+        self.ports().map(|r| r.start + NOTIFY)
+    }
+
     /// The I/O port range its BAR decodes now, if the driver enabled it.
     pub fn ports(&self) -> Option<core::ops::Range<u16>> {
         let base = (self.bar & 0xfffc) as u16;

@@ -607,6 +607,14 @@ pub fn hvm_msi(guest: DomainId, address: u64, data: u32) -> Result<u64> {
     })
 }
 
+pub fn hvm_doorbell(guest: DomainId, port: u16, bit: u8) -> Result<u64> {
+    call(args::HvmDoorbell {
+        guest,
+        port: u64::from(port),
+        bit: u64::from(bit),
+    })
+}
+
 pub fn hvm_interrupt(guest: DomainId, vector: u8) -> Result<u64> {
     call(args::HvmInterrupt {
         guest,

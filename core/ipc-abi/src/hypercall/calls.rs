@@ -331,6 +331,13 @@ hypercalls! {
     /// vector (fixed or lowest-priority delivery) to the vCPU whose APIC
     /// id the address names (physical destination).
     HvmMsi = 73 { guest: DomainId, address: u64, data: u64 }
+    /// `(guest, port, bit)`: the caller, `guest`'s device model, makes an
+    /// output to `port` a doorbell: the kernel sets bit `bit` (below
+    /// `hvm::DOORBELLS`) of its request page's `doorbells`, raises
+    /// `Virq::DeviceModel` and lets the vCPU go on at once, without waiting
+    /// for an answer (what the guest wrote is not passed on). `port` 0
+    /// takes doorbell `bit` away.
+    HvmDoorbell = 74 { guest: DomainId, port: u64, bit: u64 }
 }
 
 #[cfg(test)]

@@ -61,6 +61,19 @@ pub fn any_deliverable(frame: Frame) -> bool {
         .any(|w| page.pending[w].load(Ordering::SeqCst) & !page.mask[w].load(Ordering::SeqCst) != 0)
 }
 
+/// Sets doorbell `bit` in a device model's request page (an atomic OR: the
+/// device model takes the word with a swap at any time).
+pub fn ring_doorbell(frame: Frame, bit: usize) {
+    // SAFETY: `frame` is RAM the physmap maps (a `Frame`): the device
+    // model's request page, whose `doorbells` word is an aligned AtomicU64
+    // at DOORBELLS_OFFSET; the device model's concurrent access is atomic.
+    let word = unsafe {
+        &*((phys_to_virt(frame.addr()) + ipc_abi::hvm::DOORBELLS_OFFSET as u64)
+            as *const core::sync::atomic::AtomicU64)
+    };
+    word.fetch_or(1 << (bit % 64), Ordering::SeqCst);
+}
+
 /// Runs `f` on a start info page (the domain maps it read-only; only the kernel writes it).
 pub fn with_start_info<R>(frame: Frame, f: impl FnOnce(&mut StartInfo) -> R) -> R {
     // SAFETY: the start info frame belongs to the domain being set up; the

@@ -231,7 +231,7 @@ pub fn done(k: &mut Kernel, caller: usize, guest: usize, vcpu: u64) -> Result<()
     let w = w.ok_or(Error::InvalidArgument)?;
     x.waiting = None;
     if let (true, Some((_, reg))) = (w.input, w.memory) {
-        super::mmio::finish_load(s, reg, w.size, answer.data);
+        super::registers::finish_load(s, reg, w.size, answer.data);
     } else if w.input {
         let rax = s.vmcb.read64(off::RAX);
         let m = mask(w.size);
@@ -269,6 +269,43 @@ pub fn interrupt(k: &mut Kernel, caller: usize, guest: usize, vector: u64) -> Re
         k.resched_vcpu(at);
     }
     Ok(())
+}
+
+/// `HvmDoorbell`: an output to `port` of `guest` rings doorbell `bit` of
+/// its device model (`port` 0: doorbell `bit` taken away).
+pub fn set_doorbell(
+    k: &mut Kernel,
+    caller: usize,
+    guest: usize,
+    port: u64,
+    bit: u64,
+) -> Result<(), Error> {
+    served(k, caller, guest)?;
+    let port = u16::try_from(port).map_err(|_| Error::InvalidArgument)?;
+    let bit = usize::try_from(bit)
+        .ok()
+        .filter(|&b| b < ipc_abi::hvm::DOORBELLS)
+        .ok_or(Error::InvalidArgument)?;
+    let g = k.domain_mut(guest).ok_or(Error::NoSuchDomain)?;
+    g.device_model.doorbells[bit] = port;
+    Ok(())
+}
+
+/// An output of vCPU `at` to `port`: if its device model made the port a
+/// doorbell, it is rung (the vCPU goes on at once) and true is returned.
+pub fn ring(k: &mut Kernel, at: VcpuRef, port: u16) -> bool {
+    let Some(link) = k.domain(at.dom).map(|d| d.device_model) else {
+        return false;
+    };
+    let Some((dm, _, page)) = link.serving else {
+        return false;
+    };
+    let Some(bit) = link.doorbells.iter().position(|&p| p == port && p != 0) else {
+        return false;
+    };
+    crate::domain::shared_pages::ring_doorbell(page, bit);
+    crate::domain::events::raise_virq(k, dm, Virq::DeviceModel);
+    true
 }
 
 /// `HvmMsi`: an MSI message of the device model's emulated device: its

@@ -135,6 +135,9 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
                 let byte = s.vmcb.read64(off::RAX) as u8;
                 return debug_byte(k, at, s, byte);
             }
+            if !input && super::device_model::ring(k, at, port) {
+                return;
+            }
             if super::device_model::post(k, at, s, port, size, input) {
                 return;
             }

@@ -25,6 +25,8 @@ pub mod mmio_decode;
 pub mod msr;
 pub mod pvclock;
 #[cfg(target_os = "none")]
+mod registers;
+#[cfg(target_os = "none")]
 pub mod run;
 #[cfg(target_os = "none")]
 pub mod vcpu;

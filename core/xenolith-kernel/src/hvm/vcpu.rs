@@ -39,6 +39,8 @@ pub struct DeviceModel {
     pub allowed: Option<ipc_abi::domain::DomainId>,
     /// The device model's slot index, id, and its request page.
     pub serving: Option<(usize, ipc_abi::domain::DomainId, Frame)>,
+    /// The port of each doorbell it set (0: none).
+    pub doorbells: [u16; ipc_abi::hvm::DOORBELLS],
 }
 
 /// A request posted and not answered yet.

@@ -37,6 +37,11 @@ pub fn msi(k: &mut Kernel, caller: usize, a: args::HvmMsi) -> Result<u64, Error>
     device_model::message(k, caller, guest, a.address, a.data).map(|()| 0)
 }
 
+pub fn doorbell(k: &mut Kernel, caller: usize, a: args::HvmDoorbell) -> Result<u64, Error> {
+    let guest = k.lookup(a.guest)?;
+    device_model::set_doorbell(k, caller, guest, a.port, a.bit).map(|()| 0)
+}
+
 pub fn shutdown(k: &mut Kernel, caller: usize, a: args::HvmShutdown) -> Result<u64, Error> {
     let guest = k.lookup(a.guest)?;
     device_model::shutdown(k, caller, guest, a.reason).map(|()| 0)

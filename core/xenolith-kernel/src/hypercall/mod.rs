@@ -147,6 +147,7 @@ fn route<G: Gate>(
         HvmIoDone(a) => hvm::io_done(k, caller, a),
         HvmInterrupt(a) => hvm::interrupt(k, caller, a),
         HvmMsi(a) => hvm::msi(k, caller, a),
+        HvmDoorbell(a) => hvm::doorbell(k, caller, a),
         HvmShutdown(a) => hvm::shutdown(k, caller, a),
         HvmGrant(a) => hvm::grant(k, caller, a),
         HvmGrantEnd(a) => hvm::grant_end(k, caller, a),

@@ -122,6 +122,13 @@ fn linux_keeps_an_ext4_filesystem_on_its_disk_through_a_reboot_and_a_read_only_d
     check(msix.ends_with("msix 2 intx 0"), || {
         format!("Linux's disk interrupts: {msix}")
     })?;
+    // And kicks each disk's queue through a doorbell (no round trip).
+    for device in 1..=2 {
+        expect_line(
+            m,
+            &format!("device-model: PCI device {device} is kicked through a doorbell at port 0x"),
+        )?;
+    }
     let count = 300_000;
     let want = sha256_hex(&numbers(count));
     let made = ask(
