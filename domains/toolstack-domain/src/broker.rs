@@ -101,6 +101,27 @@ fn net_grant(
 
 fn announce(started: &mut [Started], frontend: DomainId, msg: ControlMessage) {
     let backend = msg.peer;
+    // A backend that is not (or no longer) running: an earlier instance of
+    // a restarted domain (news of the new one is on its way to the
+    // frontend, which announces again: `Disconnected`), or nobody. Said
+    // before the configuration is checked, which needs the backend: a
+    // frontend that first asks just after its backend crashed must not be
+    // told its configuration gives it nothing (it gave up then, as a
+    // driver-crash campaign once showed).
+    if backend == frontend || !started.iter().any(|s| s.id == backend) {
+        let restarted = started
+            .iter()
+            .any(|s| s.id.index() == backend.index() && s.id != backend);
+        let status = if restarted && backend != frontend {
+            Status::Disconnected
+        } else {
+            Status::NoDevice
+        };
+        if let Some(f) = link_of(started, frontend) {
+            f.answer(msg, status);
+        }
+        return;
+    }
     let mut connect = msg;
     connect.op = ControlOp::Connect as u32;
     connect.peer = frontend;
