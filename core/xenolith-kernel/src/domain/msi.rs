@@ -62,13 +62,7 @@ pub fn is_msi(irq: u8) -> bool {
 /// dispatch around the hot calls stays as the compiler inlines it.
 #[inline(never)]
 pub fn bind(k: &mut Kernel, caller: usize, bdf: u64, entry: u64) -> Result<u16, Error> {
-    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
-    let id = d.id;
-    let held = d
-        .pci
-        .iter()
-        .find(|a| u64::from(a.bdf) == bdf)
-        .ok_or(Error::PermissionDenied)?;
+    let (id, held) = function_of(k, caller, bdf)?;
     let (bdf, cap) = (held.bdf, held.caps.msix);
     let layout = held.msix.ok_or(Error::InvalidArgument)?;
     if cap == 0 || entry >= u64::from(layout.entries) {
@@ -104,13 +98,7 @@ pub fn bind(k: &mut Kernel, caller: usize, bdf: u64, entry: u64) -> Result<u16, 
 /// raises a new port of the caller (one message). Rare: out of line.
 #[inline(never)]
 pub fn bind_msi(k: &mut Kernel, caller: usize, bdf: u64) -> Result<u16, Error> {
-    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
-    let id = d.id;
-    let held = d
-        .pci
-        .iter()
-        .find(|a| u64::from(a.bdf) == bdf)
-        .ok_or(Error::PermissionDenied)?;
+    let (id, held) = function_of(k, caller, bdf)?;
     let (bdf, cap) = (held.bdf, held.caps.msi);
     // The capability's registers, wherever the device put it: the widest
     // (64-bit, maskable) ends 24 bytes on, within the 256 of the header.
@@ -138,6 +126,22 @@ pub fn bind_msi(k: &mut Kernel, caller: usize, bdf: u64) -> Result<u16, Error> {
     pci::write32(bdf, cap, (control & !MSI_MULTIPLE) | MSI_ENABLE);
     disable_intx(bdf);
     Ok(port)
+}
+
+/// The caller's id and its PCI function `bdf` (`PermissionDenied` if it
+/// does not hold it).
+fn function_of(
+    k: &Kernel,
+    caller: usize,
+    bdf: u64,
+) -> Result<(ipc_abi::domain::DomainId, &crate::pci_rules::Assigned), Error> {
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    let held = d
+        .pci
+        .iter()
+        .find(|a| u64::from(a.bdf) == bdf)
+        .ok_or(Error::PermissionDenied)?;
+    Ok((d.id, held))
 }
 
 /// Takes a free MSI slot for domain `caller` (`id`) and function `bdf`: a

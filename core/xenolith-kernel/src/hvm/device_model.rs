@@ -35,24 +35,15 @@ pub fn post(
     size: u8,
     input: bool,
 ) -> bool {
-    let Some(link) = k.domain(at.dom).map(|d| d.device_model) else {
-        return false;
-    };
-    if link.allowed.is_none() || at.vcpu >= IO_SLOTS {
-        return false;
-    }
-    let x = &mut s.state.get_mut().extra;
-    x.io_seq += 1;
-    let waiting = Waiting {
-        seq: x.io_seq,
+    let data = s.vmcb.read64(off::RAX) & mask(size);
+    hand_over(k, at, s, |seq| Waiting {
+        seq,
         size,
         input,
         port,
-        data: s.vmcb.read64(off::RAX) & mask(size),
+        data,
         memory: None,
-    };
-    hold(k, at, x, link, waiting);
-    true
+    })
 }
 
 /// Hands an access of vCPU `at` to device memory at `address` (in the
@@ -69,6 +60,25 @@ pub fn post_memory(
     data: u64,
     reg: u8,
 ) -> bool {
+    hand_over(k, at, s, |seq| Waiting {
+        seq,
+        size,
+        input,
+        port: 0,
+        data,
+        memory: Some((address, reg)),
+    })
+}
+
+/// The request `make` builds (given its number) goes to the device model,
+/// if the guest has one, and the vCPU waits for its answer; the device
+/// model gets it now if it serves already.
+fn hand_over(
+    k: &mut Kernel,
+    at: VcpuRef,
+    s: &mut HvmVcpu,
+    make: impl FnOnce(u64) -> Waiting,
+) -> bool {
     let Some(link) = k.domain(at.dom).map(|d| d.device_model) else {
         return false;
     };
@@ -77,27 +87,7 @@ pub fn post_memory(
     }
     let x = &mut s.state.get_mut().extra;
     x.io_seq += 1;
-    let waiting = Waiting {
-        seq: x.io_seq,
-        size,
-        input,
-        port: 0,
-        data,
-        memory: Some((address, reg)),
-    };
-    hold(k, at, x, link, waiting);
-    true
-}
-
-/// The vCPU waits for `waiting`'s answer; the device model gets it now if
-/// it serves already.
-fn hold(
-    k: &mut Kernel,
-    at: VcpuRef,
-    x: &mut super::vcpu::Extra,
-    link: super::vcpu::DeviceModel,
-    waiting: Waiting,
-) {
+    let waiting = make(x.io_seq);
     x.waiting = Some(waiting);
     if let Some(v) = k.vcpu_mut(at) {
         v.io_wait = true;
@@ -105,6 +95,7 @@ fn hold(
     if let Some((dm, _, page)) = link.serving {
         send(k, at.vcpu, dm, page, waiting);
     }
+    true
 }
 
 /// Writes a request into its slot and tells the device model.
