@@ -370,15 +370,18 @@ pub fn faults(k: &mut Kernel) {
         };
         let Some(d) = k.domain_mut(i) else { continue };
         d.dma_faults += 1;
+        // Counted always; said once: the rest of the same attempt (a
+        // transfer the unit refused piece by piece, before the crash cut
+        // the device's bus mastering) comes from a domain already stopped.
+        if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
+            continue;
+        }
         kprintln!(
             "iommu: DMA fault: domain {} ({}), device {b:02x}:{dv:02x}.{func}, {what}: {}; crashing it",
             d.id,
             d.name,
             rules::reason_text(f.reason)
         );
-        if matches!(d.life, Life::Crashed | Life::Shutdown(_)) {
-            continue;
-        }
         let mut c = CrashRecord::EMPTY;
         c.vector = u64::MAX;
         c.address = f.address;

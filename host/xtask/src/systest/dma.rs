@@ -134,7 +134,7 @@ fn a_driver_domains_device_cannot_write_into_the_kernel(
     let (code, info) = toolstack(&sock, &["domain", "info", "drvdom-blk"])?;
     check(
         code == 0
-            && info.contains("dma faults: 1")
+            && faults_counted(&info) >= 1
             && info.contains("(last crash: at ")
             && info.contains("DMA fault: device 00:04.0 write at 0x200000"),
         || format!("domain info: {code} {info}"),
@@ -149,6 +149,12 @@ fn a_driver_domains_device_cannot_write_into_the_kernel(
     let integrity = expect_line(m, "debug-keys 'i': kernel image 0x200000-")?;
     check(integrity.contains(": as at boot"), || integrity.clone())?;
     the_write_never_completed(m)
+}
+
+/// The DMA faults `domain info` counts (a refused transfer may be recorded
+/// as more than one by the unit: counted, said once).
+fn faults_counted(info: &str) -> u64 {
+    super::harness::number_after(info, "dma faults: ").unwrap_or(0)
 }
 
 /// drvdom-blk never saw its device's refused write complete.
@@ -259,7 +265,7 @@ fn a_driver_domains_device_cannot_write_into_another_domain(
     )?;
     expect_line(m, "[2] drvdom-blk: restart 1: serving again")?;
     let (code, info) = toolstack(&sock, &["domain", "info", "attacker"])?;
-    check(code == 0 && info.contains("dma faults: 1"), || {
+    check(code == 0 && faults_counted(&info) >= 1, || {
         format!("domain info: {code} {info}")
     })?;
     let (_, after) = victim_memory(m, &sock, 2)?;
