@@ -517,10 +517,10 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
 /// an instruction the kernel does not decode there (`add`) ends the guest.
 fn device_memory() {
     const AT: u64 = ipc_abi::hvm::MMIO_BASE + 0x10_0000;
-    // SAFETY: pages 0x4000 and 0x5000 are free RAM below the stack, unused
-    // by the tables at 0x1000-0x3fff; they map AT's 2 MiB identity
-    // (PML4 entry 1, its first PDPT and PD entries), and rewriting CR3
-    // flushes the TLB.
+    // Pages 0x4000 and 0x5000 map AT's 2 MiB identity (PML4 entry 1, its
+    // first PDPT and PD entries); rewriting CR3 flushes the TLB.
+    // SAFETY: both pages are free RAM below the stack, unused by the
+    // tables at 0x1000-0x3fff; nothing else maps PML4 entry 1.
     unsafe {
         core::ptr::write_bytes(0x4000 as *mut u8, 0, 0x2000);
         core::ptr::write_volatile(0x1008 as *mut u64, 0x4003);
