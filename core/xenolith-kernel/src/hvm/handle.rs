@@ -335,6 +335,18 @@ fn triple_fault_state(s: &HvmVcpu) {
         v(off::EVENT_INJ),
         s.vmcb.read32(off::INT_CTL),
     );
+    let extra = &s.state.get().extra;
+    for i in 0..extra.recent.len() {
+        let e = extra.recent[(extra.recent_next + i) % extra.recent.len()];
+        kprintln!(
+            "hvm: triple fault: earlier exit {:#x} at rip {:#x} on CPU {} (flushed {}) tsc {}",
+            e.code,
+            e.rip,
+            e.cpu,
+            e.flushed,
+            e.tsc
+        );
+    }
 }
 
 /// At a triple fault: the guest's own page walk of its RIP and of its

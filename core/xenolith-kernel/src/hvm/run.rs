@@ -51,4 +51,14 @@ pub fn run(state: &mut HvmVcpu) {
     let flush = LAST_VMCB[cpu].swap(vmcb, Ordering::Relaxed) != vmcb || moved;
     state.vmcb.write32(off::TLB_CONTROL, flush as u32);
     svm::run(cpu, &mut state.vmcb, &mut state.state);
+    let exit = super::vcpu::RecentExit {
+        code: state.vmcb.read64(off::EXIT_CODE),
+        rip: state.vmcb.read64(off::RIP),
+        cpu: cpu as u8,
+        flushed: flush,
+        tsc: crate::arch::cpu::rdtsc(),
+    };
+    let extra = &mut state.state.get_mut().extra;
+    extra.recent[extra.recent_next % extra.recent.len()] = exit;
+    extra.recent_next = extra.recent_next.wrapping_add(1);
 }

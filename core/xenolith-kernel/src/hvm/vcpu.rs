@@ -69,6 +69,21 @@ pub struct Extra {
     pub waiting: Option<Waiting>,
     /// kvm-clock's system-time MSR as the guest last wrote it.
     pub system_time_msr: u64,
+    /// Its last exits, oldest first from `recent_next` (for the triple
+    /// fault's report).
+    pub recent: [RecentExit; 8],
+    pub recent_next: usize,
+}
+
+/// One exit of an HVM vCPU as its triple fault's report shows it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecentExit {
+    pub code: u64,
+    pub rip: u64,
+    /// The host CPU it ran on, and whether its TLB was flushed for the run.
+    pub cpu: u8,
+    pub flushed: bool,
+    pub tsc: u64,
 }
 
 /// An HVM vCPU's state: two frames of its own.
@@ -140,6 +155,8 @@ impl HvmVcpu {
                     io_seq: 0,
                     waiting: None,
                     system_time_msr: 0,
+                    recent: [RecentExit::default(); 8],
+                    recent_next: 0,
                 },
             ),
         }
