@@ -20,6 +20,7 @@ pub const KINDS: &[&str] = &[
     "port_io",
     "ud2",
     "panic",
+    "panic_quoted",
 ];
 
 static DATA: [u8; 16] = [0xc3; 16];
@@ -54,6 +55,9 @@ pub fn commit(kind: &str) {
             "port_io" => core::arch::asm!("in al, dx", in("dx") 0x60u16, out("al") _),
             "ud2" => core::arch::asm!("ud2"),
             "panic" => panic!("deliberate panic for the test"),
+            // What a JSON printer must escape: quotes, a backslash, a tab,
+            // a newline, an escape sequence and DEL.
+            "panic_quoted" => panic!("said \"no\" \\ then\tleft\nfor \u{1b}[31mred\u{7f}"),
             _ => {}
         }
     }

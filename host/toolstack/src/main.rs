@@ -99,6 +99,8 @@ enum DomainVerb {
     VcpuList {
         /// Only this domain's.
         domain: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Stop a domain's vCPUs (DOMAIN: id or name).
     Pause { domain: String },
@@ -305,27 +307,31 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Domain { verb: DomainVerb::List { json } } => client.list().map(|ds| {
+        Command::Domain {
+            verb: DomainVerb::List { json },
+        } => client.list().map(|ds| {
             if json {
-                let items: Vec<String> = ds
+                let items: Vec<serde_json::Value> = ds
                     .iter()
                     .map(|d| {
-                        format!(
-                            "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"type\":{:?},\"memory_kib\":{},\"vcpus\":{},\"cpu_ticks\":{},\"restarts\":{}}}",
-                            d.id & 0xffff,
-                            d.name,
-                            d.state,
-                            d.kind,
-                            d.memory_kib,
-                            d.vcpus,
-                            d.cpu_ticks,
-                            d.restarts
-                        )
+                        serde_json::json!({
+                            "id": d.id & 0xffff,
+                            "name": d.name,
+                            "state": d.state,
+                            "type": d.kind,
+                            "memory_kib": d.memory_kib,
+                            "vcpus": d.vcpus,
+                            "cpu_ticks": d.cpu_ticks,
+                            "restarts": d.restarts,
+                        })
                     })
                     .collect();
-                println!("[{}]", items.join(","));
+                println!("{}", serde_json::Value::Array(items));
             } else {
-                println!("{:<4} {:<24} {:<9} {:>10} {:>5} {:>10} {:>8}  TYPE", "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)", "RESTARTS");
+                println!(
+                    "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10} {:>8}  TYPE",
+                    "ID", "NAME", "STATE", "MEM(KiB)", "VCPUS", "TIME(s)", "RESTARTS"
+                );
                 for d in ds {
                     println!(
                         "{:<4} {:<24} {:<9} {:>10} {:>5} {:>10.2} {:>8}  {}",
@@ -341,20 +347,32 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Domain { verb: DomainVerb::Create { paused, console, .. } } => {
+        Command::Domain {
+            verb: DomainVerb::Create {
+                paused, console, ..
+            },
+        } => {
             let (text, image) = prepared.unwrap_or_default();
             let mut bar = progress::Bar::new();
-            client.create_with_progress(&text, image.as_deref(), paused, |sent, total| bar.update(sent, total)).and_then(|id| {
-                println!("created domain {}", id & 0xffff);
-                if console {
-                    console_of(&mut client, id, true)?;
-                }
-                Ok(())
-            })
+            client
+                .create_with_progress(&text, image.as_deref(), paused, |sent, total| {
+                    bar.update(sent, total)
+                })
+                .and_then(|id| {
+                    println!("created domain {}", id & 0xffff);
+                    if console {
+                        console_of(&mut client, id, true)?;
+                    }
+                    Ok(())
+                })
         }
-        Command::Domain { verb: DomainVerb::Save { domain, file, keep } } => client.resolve(&domain).and_then(|d| {
+        Command::Domain {
+            verb: DomainVerb::Save { domain, file, keep },
+        } => client.resolve(&domain).and_then(|d| {
             let mut bar = progress::Bar::labelled("saving");
-            let saved = client.save(d, &file, keep, |done, total| bar.update(done as usize * 4096, total as usize * 4096))?;
+            let saved = client.save(d, &file, keep, |done, total| {
+                bar.update(done as usize * 4096, total as usize * 4096)
+            })?;
             let then = if keep { "kept paused" } else { "destroyed" };
             println!(
                 "saved {} (domain {}) to {}: {} pages, {} devices, {} KiB; the domain was {then}",
@@ -367,16 +385,29 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Domain { verb: DomainVerb::Restore { file, paused } } => {
+        Command::Domain {
+            verb: DomainVerb::Restore { file, paused },
+        } => {
             let mut bar = progress::Bar::labelled("restoring");
-            client.restore(&file, paused, |sent, total| bar.update(sent, total)).map(|id| println!("restored domain {}", id & 0xffff))
+            client
+                .restore(&file, paused, |sent, total| bar.update(sent, total))
+                .map(|id| println!("restored domain {}", id & 0xffff))
         }
-        Command::Domain { verb: DomainVerb::Console { domain, no_follow } } => {
-            client.resolve(&domain).and_then(|d| console_of(&mut client, d, !no_follow))
-        }
-        Command::Domain { verb: DomainVerb::Shutdown { domain, all, wait } } => (|| {
+        Command::Domain {
+            verb: DomainVerb::Console { domain, no_follow },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| console_of(&mut client, d, !no_follow)),
+        Command::Domain {
+            verb: DomainVerb::Shutdown { domain, all, wait },
+        } => (|| {
             let targets: Vec<u32> = if all {
-                client.list()?.into_iter().filter(|d| d.id & 0xffff != 0 && (d.state == "running" || d.state == "paused")).map(|d| d.id).collect()
+                client
+                    .list()?
+                    .into_iter()
+                    .filter(|d| d.id & 0xffff != 0 && (d.state == "running" || d.state == "paused"))
+                    .map(|d| d.id)
+                    .collect()
             } else {
                 vec![client.resolve(domain.as_deref().unwrap_or_default())?]
             };
@@ -391,24 +422,64 @@ fn main() -> ExitCode {
             }
             Ok(())
         })(),
-        Command::Domain { verb: DomainVerb::Reboot { domain } } => client.resolve(&domain).and_then(|d| client.shutdown(d, true)),
-        Command::Domain { verb: DomainVerb::Pin { domain, vcpu, cpus } } => {
-            let mask = if cpus == "all" { Some(u64::MAX) } else { domain_config::config::cpu_mask(&cpus) };
+        Command::Domain {
+            verb: DomainVerb::Reboot { domain },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.shutdown(d, true)),
+        Command::Domain {
+            verb: DomainVerb::Pin { domain, vcpu, cpus },
+        } => {
+            let mask = if cpus == "all" {
+                Some(u64::MAX)
+            } else {
+                domain_config::config::cpu_mask(&cpus)
+            };
             let Some(mask) = mask else {
                 eprintln!("toolstack: CPUS is a list like 0-1,3 (0 to 63), or all");
                 return ExitCode::from(2);
             };
-            client.resolve(&domain).and_then(|d| client.pin(d, vcpu, mask))
+            client
+                .resolve(&domain)
+                .and_then(|d| client.pin(d, vcpu, mask))
         }
-        Command::Domain { verb: DomainVerb::VcpuList { domain } } => (|| {
+        Command::Domain {
+            verb: DomainVerb::VcpuList { domain, json },
+        } => (|| {
             let only = match domain {
                 Some(d) => Some(client.resolve(&d)?),
                 None => None,
             };
             let vcpus = client.vcpu_list()?;
-            println!("{:<24} {:>5} {:>4} {:>4} {:<8} {:>9}  AFFINITY", "NAME", "ID", "VCPU", "CPU", "STATE", "TIME(s)");
+            if json {
+                let items: Vec<serde_json::Value> = vcpus
+                    .iter()
+                    .filter(|v| only.is_none_or(|o| o == v.domain))
+                    .map(|v| {
+                        serde_json::json!({
+                            "name": v.name,
+                            "id": v.domain & 0xffff,
+                            "vcpu": v.vcpu,
+                            "cpu": v.cpu,
+                            "state": if v.running { "running" } else { v.state.as_str() },
+                            "cpu_ticks": v.cpu_ticks,
+                            "affinity": cpu_list(v.affinity),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:>5} {:>4} {:>4} {:<8} {:>9}  AFFINITY",
+                "NAME", "ID", "VCPU", "CPU", "STATE", "TIME(s)"
+            );
             for v in vcpus.iter().filter(|v| only.is_none_or(|o| o == v.domain)) {
-                let state = if v.running { "running" } else { v.state.as_str() };
+                let state = if v.running {
+                    "running"
+                } else {
+                    v.state.as_str()
+                };
                 println!(
                     "{:<24} {:>5} {:>4} {:>4} {:<8} {:>9.2}  {}",
                     v.name,
@@ -422,58 +493,98 @@ fn main() -> ExitCode {
             }
             Ok(())
         })(),
-        Command::Domain { verb: DomainVerb::Pause { domain } } => client.resolve(&domain).and_then(|d| client.pause(d)),
-        Command::Domain { verb: DomainVerb::Unpause { domain } } => client.resolve(&domain).and_then(|d| client.unpause(d)),
-        Command::Domain { verb: DomainVerb::Destroy { domain } } => client.resolve(&domain).and_then(|d| client.destroy(d)),
-        Command::Domain { verb: DomainVerb::Crash { domain } } => client.resolve(&domain).and_then(|d| client.crash(d)),
-        Command::Domain { verb: DomainVerb::Info { domain, json } } => client.resolve(&domain).and_then(|d| client.info(d)).map(|d| {
-            let crash = if d.state != "crashed" {
-                String::from("none")
-            } else if d.crash_vector == u64::MAX {
-                format!("its own report: {}", d.crash_message)
-            } else {
-                format!("vector {} error {:#x} at rip {:#x} addr {:#x}", d.crash_vector, d.crash_error, d.crash_rip, d.crash_address)
-            };
-            if json {
-                println!(
-                    "{{\"id\":{},\"name\":{:?},\"state\":{:?},\"memory_kib\":{},\"cpu_ticks\":{},\"crash\":{:?},\"restarts\":{},\"last_crash\":{:?},\"dma_faults\":{}}}",
-                    d.id & 0xffff,
-                    d.name,
-                    d.state,
-                    d.memory_kib,
-                    d.cpu_ticks,
-                    crash,
-                    d.restarts,
-                    d.last_crash,
-                    d.dma_faults
-                );
-            } else {
-                println!("id:      {}", d.id & 0xffff);
-                println!("name:    {}", d.name);
-                println!("state:   {}", d.state);
-                println!("memory:  {} KiB", d.memory_kib);
-                println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
-                println!("crash:   {crash}");
-                if d.dma_faults > 0 {
-                    println!("dma faults: {}", d.dma_faults);
+        Command::Domain {
+            verb: DomainVerb::Pause { domain },
+        } => client.resolve(&domain).and_then(|d| client.pause(d)),
+        Command::Domain {
+            verb: DomainVerb::Unpause { domain },
+        } => client.resolve(&domain).and_then(|d| client.unpause(d)),
+        Command::Domain {
+            verb: DomainVerb::Destroy { domain },
+        } => client.resolve(&domain).and_then(|d| client.destroy(d)),
+        Command::Domain {
+            verb: DomainVerb::Crash { domain },
+        } => client.resolve(&domain).and_then(|d| client.crash(d)),
+        Command::Domain {
+            verb: DomainVerb::Info { domain, json },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.info(d))
+            .map(|d| {
+                let crash = if d.state != "crashed" {
+                    String::from("none")
+                } else if d.crash_vector == u64::MAX {
+                    format!("its own report: {}", d.crash_message)
+                } else {
+                    format!(
+                        "vector {} error {:#x} at rip {:#x} addr {:#x}",
+                        d.crash_vector, d.crash_error, d.crash_rip, d.crash_address
+                    )
+                };
+                if json {
+                    let record = serde_json::json!({
+                        "id": d.id & 0xffff,
+                        "name": d.name,
+                        "state": d.state,
+                        "memory_kib": d.memory_kib,
+                        "cpu_ticks": d.cpu_ticks,
+                        "crash": crash,
+                        "restarts": d.restarts,
+                        "last_crash": d.last_crash,
+                        "dma_faults": d.dma_faults,
+                    });
+                    println!("{record}");
+                } else {
+                    println!("id:      {}", d.id & 0xffff);
+                    println!("name:    {}", d.name);
+                    println!("state:   {}", d.state);
+                    println!("memory:  {} KiB", d.memory_kib);
+                    println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
+                    println!("crash:   {crash}");
+                    if d.dma_faults > 0 {
+                        println!("dma faults: {}", d.dma_faults);
+                    }
+                    if d.restarts > 0 {
+                        println!("restarts: {} (last crash: {})", d.restarts, d.last_crash);
+                    }
                 }
-                if d.restarts > 0 {
-                    println!("restarts: {} (last crash: {})", d.restarts, d.last_crash);
-                }
+            }),
+        Command::Host {
+            verb: HostVerb::Shutdown,
+        } => client.host_shutdown(),
+        Command::Ring {
+            verb: RingVerb::List { json },
+        } => client.ring_list().map(|rings| rings::print(&rings, json)),
+        Command::Ring {
+            verb:
+                RingVerb::Watch {
+                    ring,
+                    delay,
+                    iterations,
+                },
+        } => match rings::parse_ring_name(&ring) {
+            Some((frontend, device, index))
+                if delay.is_finite() && delay > 0.0 && delay < 86_400.0 =>
+            {
+                client.resolve(&frontend).and_then(|f| {
+                    rings::watch(
+                        &mut client,
+                        f,
+                        &device,
+                        index,
+                        std::time::Duration::from_secs_f64(delay),
+                        iterations,
+                    )
+                })
             }
-        }),
-        Command::Host { verb: HostVerb::Shutdown } => client.host_shutdown(),
-        Command::Ring { verb: RingVerb::List { json } } => client.ring_list().map(|rings| rings::print(&rings, json)),
-        Command::Ring { verb: RingVerb::Watch { ring, delay, iterations } } => match rings::parse_ring_name(&ring) {
-            Some((frontend, device, index)) if delay.is_finite() && delay > 0.0 && delay < 86_400.0 => client
-                .resolve(&frontend)
-                .and_then(|f| rings::watch(&mut client, f, &device, index, std::time::Duration::from_secs_f64(delay), iterations)),
             _ => {
                 eprintln!("toolstack: ring watch wants FRONTEND:DEVICE[:INDEX] (see ring list) and a delay between 0 and 86400 s");
                 return ExitCode::from(2);
             }
         },
-        Command::Ring { verb: RingVerb::Dump { ring, raw } } => match rings::parse_ring_name(&ring) {
+        Command::Ring {
+            verb: RingVerb::Dump { ring, raw },
+        } => match rings::parse_ring_name(&ring) {
             Some((frontend, device, index)) => client
                 .resolve(&frontend)
                 .and_then(|f| client.ring_dump(f, &device, index))
@@ -483,14 +594,22 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Host { verb: HostVerb::DebugKeys { keys } } => client.debug_keys(&keys),
-        Command::Host { verb: HostVerb::Trace { follow, kernel } } => trace_cmd::run(&mut client, &kernel, follow),
-        Command::Host { verb: HostVerb::Dmesg } => client.dmesg().map(|lines| {
+        Command::Host {
+            verb: HostVerb::DebugKeys { keys },
+        } => client.debug_keys(&keys),
+        Command::Host {
+            verb: HostVerb::Trace { follow, kernel },
+        } => trace_cmd::run(&mut client, &kernel, follow),
+        Command::Host {
+            verb: HostVerb::Dmesg,
+        } => client.dmesg().map(|lines| {
             for l in lines {
                 println!("{l}");
             }
         }),
-        Command::Host { verb: HostVerb::Info } => client.host_info().map(|h| {
+        Command::Host {
+            verb: HostVerb::Info,
+        } => client.host_info().map(|h| {
             println!("version:   {}", h.version);
             println!("domains:   {}", h.domains);
             println!("cpus:      {}", h.cpus);
@@ -499,8 +618,16 @@ fn main() -> ExitCode {
             println!("hvm:       {}", h.hvm);
             println!("dma:       {}", h.dma_isolation);
         }),
-        Command::Top { delay, iterations, batch } => {
-            let options = top::Options { delay: std::time::Duration::from_secs_f64(delay), iterations, batch };
+        Command::Top {
+            delay,
+            iterations,
+            batch,
+        } => {
+            let options = top::Options {
+                delay: std::time::Duration::from_secs_f64(delay),
+                iterations,
+                batch,
+            };
             top::run(&mut client, &options)
         }
         // Printed above, before connecting.

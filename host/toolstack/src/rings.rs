@@ -142,8 +142,8 @@ fn decode(device: &str, bytes: &[u8]) -> String {
 /// Prints the rings, one line each (or a JSON array).
 pub fn print(rings: &[RingEntry], json: bool) {
     if json {
-        let items: Vec<String> = rings.iter().map(to_json).collect();
-        println!("[{}]", items.join(","));
+        let items: Vec<serde_json::Value> = rings.iter().map(to_json).collect();
+        println!("{}", serde_json::Value::Array(items));
         return;
     }
     println!(
@@ -179,31 +179,30 @@ pub fn print(rings: &[RingEntry], json: bool) {
     }
 }
 
-fn to_json(r: &RingEntry) -> String {
-    format!(
-        "{{\"frontend\":{},\"backend\":{},\"device\":{:?},\"index\":{},\"state\":{:?},\"epoch\":{},\"pages\":{},\"slots\":{},\"req_prod\":{},\"req_event\":{},\"rsp_prod\":{},\"rsp_event\":{},\"req_prod_pvt\":{},\"rsp_cons\":{},\"req_cons\":{},\"rsp_prod_pvt\":{},\"in_flight\":{},\"notify_to_backend\":{},\"notify_to_frontend\":{},\"stalled_ms\":{},\"verdict\":{:?}}}",
-        r.frontend & 0xffff,
-        r.backend & 0xffff,
-        r.device,
-        r.index,
-        r.state,
-        r.epoch,
-        r.pages,
-        r.slots,
-        r.req_prod,
-        r.req_event,
-        r.rsp_prod,
-        r.rsp_event,
-        r.req_prod_pvt,
-        r.rsp_cons,
-        r.req_cons,
-        r.rsp_prod_pvt,
-        r.in_flight,
-        r.notify_to_backend,
-        r.notify_to_frontend,
-        r.stalled_ms,
-        r.verdict
-    )
+fn to_json(r: &RingEntry) -> serde_json::Value {
+    serde_json::json!({
+        "frontend": r.frontend & 0xffff,
+        "backend": r.backend & 0xffff,
+        "device": r.device,
+        "index": r.index,
+        "state": r.state,
+        "epoch": r.epoch,
+        "pages": r.pages,
+        "slots": r.slots,
+        "req_prod": r.req_prod,
+        "req_event": r.req_event,
+        "rsp_prod": r.rsp_prod,
+        "rsp_event": r.rsp_event,
+        "req_prod_pvt": r.req_prod_pvt,
+        "rsp_cons": r.rsp_cons,
+        "req_cons": r.req_cons,
+        "rsp_prod_pvt": r.rsp_prod_pvt,
+        "in_flight": r.in_flight,
+        "notify_to_backend": r.notify_to_backend,
+        "notify_to_frontend": r.notify_to_frontend,
+        "stalled_ms": r.stalled_ms,
+        "verdict": r.verdict,
+    })
 }
 
 /// Requests per second between two looks at a ring's `req_prod` (which

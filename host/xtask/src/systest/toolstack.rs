@@ -221,6 +221,7 @@ fn policies_destroy_or_preserve_and_info_shows_the_crash(
     let auto = [
         ("10-keep.cfg", "name = \"keep\"\nkernel = \"crasher\"\nmemory = 1\ncmdline = \"fault=ud2\"\non_crash = \"preserve\"\n"),
         ("20-gone.cfg", "name = \"gone\"\nkernel = \"hello\"\nmemory = 1\non_poweroff = \"destroy\"\n"),
+        ("30-quoted.cfg", "name = \"quoted\"\nkernel = \"crasher\"\nmemory = 1\ncmdline = \"fault=panic_quoted\"\non_crash = \"preserve\"\n"),
     ];
     let images = [
         ("crasher", build::domain(&c.domains, "crasher")),
@@ -246,7 +247,40 @@ fn policies_destroy_or_preserve_and_info_shows_the_crash(
     let (code, out) = toolstack(&sock, &["domain", "info", "gone"])?;
     check(code == 1 && out.contains("no domain named gone"), || {
         format!("info gone: {code} {out}")
-    })
+    })?;
+    json_keeps_any_string_whole(m, &sock)
+}
+
+/// `--json` records are made by a JSON library: a crash message with
+/// quotes, a backslash, a tab, a newline, an escape sequence and DEL
+/// comes back whole from `domain info --json`, and `domain list --json`
+/// and `vcpu-list --json` parse as JSON.
+fn json_keeps_any_string_whole(m: &mut Machine, sock: &Path) -> Result<(), String> {
+    expect_line(m, "toolstack: domain 3 (quoted) crashed")?;
+    let said = "said \"no\" \\ then\tleft\nfor \u{1b}[31mred\u{7f} at ";
+    let (code, out) = toolstack(sock, &["domain", "info", "quoted", "--json"])?;
+    let info: serde_json::Value = serde_json::from_str(out.trim())
+        .map_err(|e| format!("domain info --json is not JSON ({e}): {out:?}"))?;
+    let crash = info["crash"].as_str().unwrap_or_default();
+    check(
+        code == 0
+            && info["state"] == "crashed"
+            && crash.starts_with(&format!("its own report: {said}")),
+        || format!("domain info --json: {code} {info}"),
+    )?;
+    for args in [
+        &["domain", "list", "--json"][..],
+        &["domain", "vcpu-list", "--json"],
+    ] {
+        let (code, out) = toolstack(sock, args)?;
+        let records: Vec<serde_json::Value> = serde_json::from_str(out.trim())
+            .map_err(|e| format!("{args:?} is not a JSON array ({e}): {out:?}"))?;
+        check(
+            code == 0 && records.iter().any(|r| r["name"] == "quoted"),
+            || format!("{args:?}: {code} {out}"),
+        )?;
+    }
+    Ok(())
 }
 
 fn shutdown_stops_a_willing_domain_and_destroys_one_that_ignores_it(
