@@ -89,7 +89,7 @@ pub const CREATE_HVM: u32 = 1;
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 64);
 const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 320);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 328);
 
 crate::numbered! {
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
@@ -185,6 +185,9 @@ pub struct DomainInfo {
     pub vcpus: u32,
     /// DMA its devices attempted that the IOMMU refused.
     pub dma_faults: u64,
+    /// Its scheduler cap: percent of one CPU (0: none).
+    pub cap_percent: u32,
+    pub _reserved: u32,
 }
 
 /// Answer of [`crate::hypercall::Hypercall::VcpuInfo`]: one vCPU of a domain.

@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 10;
+    pub const VERSION: u32 = 11;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -407,6 +407,20 @@ pub mod messages {
         },
         /// Every vCPU: `Vcpu` answers, then `End`.
         VcpuList,
+        /// Gives a domain a new name (unused, printable ASCII, up to
+        /// `domain::NAME_MAX` bytes): answered `Ok`, or `Error`.
+        Rename {
+            domain: u32,
+            name: &'a str,
+        },
+        /// Changes a domain's scheduler weight and/or cap (percent of one
+        /// CPU, 0: none) at once: answered `Ok`, or `Error`. `domain list`
+        /// shows both.
+        SetSched {
+            domain: u32,
+            weight: Option<u32>,
+            cap: Option<u32>,
+        },
         /// CPU `cpu`'s kernel trace bytes from position `from` on: a `Trace`
         /// answer (an `Error` when tracing is off).
         Trace {
@@ -471,6 +485,9 @@ pub mod messages {
         pub cpu_ticks: u64,
         /// Times the toolstack restarted it after a crash.
         pub restarts: u32,
+        /// Its scheduler weight and cap (percent of one CPU, 0: none).
+        pub weight: u32,
+        pub cap: u32,
     }
 
     /// The host as `host info` reports it.
@@ -615,7 +632,7 @@ pub mod messages {
             }
         };
     }
-    map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts });
+    map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts, weight, cap });
     map_text!(HostRecord { version, hvm, dma_isolation } { free_kib, domains, cpus, toolstack_heap_kib });
     map_text!(DetailsRecord { name, state, crash_message, last_crash } {
         id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts,
@@ -757,6 +774,8 @@ pub mod messages {
                 vcpus: 1,
                 cpu_ticks: 9,
                 restarts: 2,
+                weight: 256,
+                cap: 0,
             });
             let n = encode(&a, &mut buf).unwrap();
             assert_eq!(decode::<Answer>(&buf[..n]), Some(a));

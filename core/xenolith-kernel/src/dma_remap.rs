@@ -173,6 +173,11 @@ pub fn root_entry(context: u64) -> [u64; 2] {
     [context & !0xfff | 1, 0]
 }
 
+/// The context table a root entry points at, if it is present.
+pub fn root_context(entry: [u64; 2]) -> Option<u64> {
+    (entry[0] & 1 != 0).then_some(entry[0] & 0x000f_ffff_ffff_f000)
+}
+
 /// A context entry: translated through the second-level table at `table`
 /// (`levels` deep) under remapping domain number `did`.
 pub fn context_entry(table: u64, levels: u8, did: u16) -> [u64; 2] {
@@ -533,5 +538,11 @@ mod tests {
         let read = fault(0, hi | 1 << 62).unwrap();
         assert!(!read.write);
         assert_eq!(reason_text(5), "write to a page not mapped writable");
+    }
+
+    #[test]
+    fn a_root_entry_gives_back_its_context_table() {
+        assert_eq!(root_context(root_entry(0x1234_5000)), Some(0x1234_5000));
+        assert_eq!(root_context([0, 0]), None);
     }
 }

@@ -473,6 +473,25 @@ pub fn domain_pin(dom: DomainId, vcpu: u32, cpus: u64) -> Result<u64> {
     })
 }
 
+/// Gives `dom` the name `name`; control domain only.
+pub fn domain_rename(dom: DomainId, name: &str) -> Result<u64> {
+    call(args::DomainRename {
+        dom,
+        ptr: name.as_ptr() as u64,
+        len: name.len() as u64,
+    })
+}
+
+/// Sets the scheduler weight and cap (percent of one CPU, 0: none) of
+/// every vCPU of `dom`; control domain only.
+pub fn domain_set_sched(dom: DomainId, weight: u32, cap: u32) -> Result<u64> {
+    call(args::DomainSetSched {
+        dom,
+        weight: weight.into(),
+        cap: cap.into(),
+    })
+}
+
 /// Starts this domain's vCPU `vcpu` at `rip` with stack `rsp` and `arg`
 /// in rdi (`vcpu::start` is the friendly form).
 pub fn vcpu_up(vcpu: u32, rip: u64, rsp: u64, arg: u64) -> Result<u64> {

@@ -299,6 +299,10 @@ enum OwnedRequest {
     RestoreData {
         data: Vec<u8>,
     },
+    Rename {
+        domain: u32,
+        name: String,
+    },
 }
 
 impl From<Request<'_>> for OwnedRequest {
@@ -316,6 +320,19 @@ impl From<Request<'_>> for OwnedRequest {
                 OwnedRequest::Plain(Request::Pin { domain, vcpu, cpus })
             }
             Request::VcpuList => OwnedRequest::Plain(Request::VcpuList),
+            Request::Rename { domain, name } => OwnedRequest::Rename {
+                domain,
+                name: name.into(),
+            },
+            Request::SetSched {
+                domain,
+                weight,
+                cap,
+            } => OwnedRequest::Plain(Request::SetSched {
+                domain,
+                weight,
+                cap,
+            }),
             Request::RingDump {
                 frontend,
                 device,

@@ -50,6 +50,58 @@ pub fn control(
     op(id).map_err(|e| e.to_string())
 }
 
+/// Gives a domain a new name, in the kernel and in the table its restarts
+/// take their name from. An interface whose MAC was made from the old name
+/// keeps that MAC. Other domains' configurations that name it (a
+/// frontend's `blk=`) are not rewritten.
+pub fn rename(started: &mut [Started], domain: u32, name: &str) -> Result<(), String> {
+    use domain_runtime::ipc_abi::hypercall::Error;
+    let id = find(started, domain).ok_or("no such domain")?;
+    hc::domain_rename(id, name).map_err(|e| match e {
+        Error::NameTaken => alloc::format!("another domain is named {name}"),
+        Error::InvalidArgument => {
+            "a name is 1 to 32 printable ASCII characters, without spaces".to_string()
+        }
+        e => e.to_string(),
+    })?;
+    if let Some(s) = started.iter_mut().find(|s| s.id == id) {
+        let macs: alloc::vec::Vec<_> = (s.config.vifs.iter().enumerate())
+            .map(|(i, v)| crate::table::vif_mac(&s.config, i, v))
+            .collect();
+        let config = alloc::rc::Rc::make_mut(&mut s.config);
+        for (v, mac) in config.vifs.iter_mut().zip(macs) {
+            v.mac = Some(mac);
+        }
+        config.name = name.into();
+        s.name.clear();
+        let _ = s.name.push_str(name);
+    }
+    println!("toolstack: domain {} is now named {}", id, name);
+    Ok(())
+}
+
+/// Changes a domain's scheduler weight and/or cap (percent of one CPU, 0:
+/// none) at once; its restarts keep them.
+pub fn set_sched(
+    started: &mut [Started],
+    domain: u32,
+    weight: Option<u32>,
+    cap: Option<u32>,
+) -> Result<(), String> {
+    let id = find(started, domain).ok_or("no such domain")?;
+    let info = hc::domain_info(id).map_err(|e| e.to_string())?;
+    let weight = weight.unwrap_or(info.weight);
+    let cap = cap.unwrap_or(info.cap_percent);
+    hc::domain_set_sched(id, weight, cap)
+        .map_err(|_| "the weight is 1 to 65535, the cap 0 (none) to 100 percent".to_string())?;
+    if let Some(s) = started.iter_mut().find(|s| s.id == id) {
+        let config = alloc::rc::Rc::make_mut(&mut s.config);
+        config.weight = weight;
+        config.cap = cap;
+    }
+    Ok(())
+}
+
 /// Has the kernel dump the state each debug key names to its log, in
 /// order; stops at the first key it does not know.
 pub fn debug_keys(keys: &str) -> Result<(), String> {

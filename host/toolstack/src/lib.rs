@@ -248,6 +248,26 @@ impl Client {
         self.simple(&Request::Pin { domain, vcpu, cpus })
     }
 
+    /// Gives `domain` the name `name` (as `xl rename`).
+    pub fn rename(&mut self, domain: u32, name: &str) -> Result<(), Error> {
+        self.simple(&Request::Rename { domain, name })
+    }
+
+    /// Changes `domain`'s scheduler weight and/or cap (percent of one CPU,
+    /// 0: none) at once (as `xl sched-credit -d`); `list` shows both.
+    pub fn set_sched(
+        &mut self,
+        domain: u32,
+        weight: Option<u32>,
+        cap: Option<u32>,
+    ) -> Result<(), Error> {
+        self.simple(&Request::SetSched {
+            domain,
+            weight,
+            cap,
+        })
+    }
+
     /// Every vCPU, where it runs and where it may (as `xl vcpu-list`).
     pub fn vcpu_list(&mut self) -> Result<Vec<VcpuEntry>, Error> {
         let answers = self.call(&Request::VcpuList, |a| {

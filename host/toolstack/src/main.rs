@@ -95,6 +95,22 @@ enum DomainVerb {
         vcpu: u32,
         cpus: String,
     },
+    /// Give a domain a new name (later commands use it).
+    Rename { domain: String, name: String },
+    /// Show (no options) or change the scheduler's weight and cap of a
+    /// domain, at once: a domain gets CPU time in proportion to its weight
+    /// (default 256) when CPUs are contended; the cap is the most it may
+    /// use, in percent of one CPU (0: none).
+    SchedCredit {
+        /// Only this domain's (needed to change them).
+        domain: Option<String>,
+        #[arg(long, short)]
+        weight: Option<u32>,
+        #[arg(long, short)]
+        cap: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every vCPU: the CPU it is on and the CPUs it may use.
     VcpuList {
         /// Only this domain's.
@@ -323,6 +339,8 @@ fn main() -> ExitCode {
                             "vcpus": d.vcpus,
                             "cpu_ticks": d.cpu_ticks,
                             "restarts": d.restarts,
+                            "weight": d.weight,
+                            "cap": d.cap,
                         })
                     })
                     .collect();
@@ -494,6 +512,20 @@ fn main() -> ExitCode {
             Ok(())
         })(),
         Command::Domain {
+            verb: DomainVerb::Rename { domain, name },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.rename(d, &name)),
+        Command::Domain {
+            verb:
+                DomainVerb::SchedCredit {
+                    domain,
+                    weight,
+                    cap,
+                    json,
+                },
+        } => sched_credit(&mut client, domain.as_deref(), weight, cap, json),
+        Command::Domain {
             verb: DomainVerb::Pause { domain },
         } => client.resolve(&domain).and_then(|d| client.pause(d)),
         Command::Domain {
@@ -640,6 +672,53 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `domain sched-credit`: changes a domain's weight and cap when asked,
+/// else shows them (one domain's, or every domain's) as `xl sched-credit`.
+fn sched_credit(
+    client: &mut toolstack::Client,
+    domain: Option<&str>,
+    weight: Option<u32>,
+    cap: Option<u32>,
+    json: bool,
+) -> Result<(), toolstack::Error> {
+    let only = domain.map(|d| client.resolve(d)).transpose()?;
+    if weight.is_some() || cap.is_some() {
+        let Some(d) = only else {
+            return Err(toolstack::Error::Refused(
+                "name the domain whose weight or cap changes".into(),
+            ));
+        };
+        return client.set_sched(d, weight, cap);
+    }
+    let domains = client.list()?;
+    let shown = domains.iter().filter(|d| only.is_none_or(|o| o == d.id));
+    if json {
+        let items: Vec<serde_json::Value> = shown
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id & 0xffff,
+                    "name": d.name,
+                    "weight": d.weight,
+                    "cap": d.cap,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    println!("{:<24} {:>5} {:>6} {:>4}", "NAME", "ID", "WEIGHT", "CAP");
+    for d in shown {
+        println!(
+            "{:<24} {:>5} {:>6} {:>4}",
+            d.name,
+            d.id & 0xffff,
+            d.weight,
+            d.cap
+        );
+    }
+    Ok(())
 }
 
 /// A CPU mask as a list: bits 0,1,2,5 -> "0-2,5".

@@ -99,6 +99,8 @@ mod tests {
             vcpus: 1,
             cpu_ticks,
             restarts: 0,
+            weight: 256,
+            cap: 0,
         }
     }
 

@@ -338,6 +338,14 @@ hypercalls! {
     /// for an answer (what the guest wrote is not passed on). `port` 0
     /// takes doorbell `bit` away.
     HvmDoorbell = 74 { guest: DomainId, port: u64, bit: u64 }
+    /// `(dom, ptr, len)`: give `dom` a new name (control only): printable
+    /// ASCII, 1 to `NAME_MAX` bytes (`InvalidArgument`), no other live
+    /// domain's (`NameTaken`). Nothing else about it changes.
+    DomainRename = 75 { dom: DomainId, ptr: u64, len: u64 }
+    /// `(dom, weight, cap)`: the scheduler's weight (1 to 65535) and cap
+    /// (percent of one CPU, 0: none, up to 100) of every vCPU of `dom`,
+    /// from now on (control only; `InvalidArgument` outside those).
+    DomainSetSched = 76 { dom: DomainId, weight: u64, cap: u64 }
 }
 
 #[cfg(test)]

@@ -37,9 +37,8 @@ pub struct Unit {
     /// Where its registers are mapped (uncached).
     regs: u64,
     pub caps: Caps,
+    /// Its root table: entry n points at bus n's context table, if it has one.
     root: Frame,
-    /// The context table of each bus that has one.
-    contexts: [Option<Frame>; 256],
     /// Its invalidation queue, when it remaps interrupts.
     queue: Option<Queue>,
 }
@@ -140,7 +139,6 @@ impl Unit {
             regs,
             caps,
             root: super::memory::with_frames(|f| f.allocate()).ok_or(StartError::NoFrames)?,
-            contexts: [None; 256],
             queue: None,
         };
         super::addrspace::zero_frame(unit.root);
@@ -260,7 +258,10 @@ impl Unit {
         entry: Option<[u64; 2]>,
     ) -> bool {
         let bus = usize::from(bdf >> 8);
-        let table = match (self.contexts[bus], entry) {
+        // SAFETY: a root entry's table is a frame this unit allocated below.
+        let known = rules::root_context(read_entry(self.root, bus))
+            .map(|addr| unsafe { Frame::of_ram(addr) });
+        let table = match (known, entry) {
             (Some(t), _) => t,
             (None, None) => return true,
             (None, Some(_)) => {
@@ -269,7 +270,6 @@ impl Unit {
                 };
                 super::addrspace::zero_frame(t);
                 flush_lines(t, 0, 4096);
-                self.contexts[bus] = Some(t);
                 write_entry(self.root, bus, rules::root_entry(t.addr()));
                 t
             }
@@ -338,6 +338,14 @@ impl Unit {
 
 /// Writes a 16-byte table entry at `index` of `table`, the high half first
 /// so that the present bit (in the low half) is written last.
+/// Reads entry `index` of a table of 16-byte entries.
+fn read_entry(table: Frame, index: usize) -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    super::memory::read_frame(table, index * 16, &mut bytes);
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+    [word(0), word(8)]
+}
+
 pub fn write_entry(table: Frame, index: usize, entry: [u64; 2]) {
     write_frame(table, index * 16 + 8, &entry[1].to_le_bytes());
     write_frame(table, index * 16, &entry[0].to_le_bytes());

@@ -81,15 +81,40 @@ fn map_fresh(
     first.ok_or(Error::InvalidArgument)
 }
 
+/// Whether `name` may name a domain: printable ASCII, 1 to `NAME_MAX` bytes.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= NAME_MAX && name.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// Gives domain `index` the name `name`, unless it is not a valid name or
+/// another live domain has it.
+pub fn rename(k: &mut Kernel, index: usize, name: &[u8]) -> Result<(), Error> {
+    let name = core::str::from_utf8(name)
+        .ok()
+        .filter(|n| valid_name(n.as_bytes()))
+        .ok_or(Error::InvalidArgument)?;
+    let d = k.domain(index).ok_or(Error::NoSuchDomain)?;
+    if d.name.as_str() == name {
+        return Ok(());
+    }
+    if k.name_taken(name) {
+        return Err(Error::NameTaken);
+    }
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    kprintln!("domain {} ({}) is now named {}", d.id, d.name, name);
+    d.name.clear();
+    // Cannot fail: `valid_name` bounds the length by the string's capacity.
+    let _ = d.name.push_str(name);
+    Ok(())
+}
+
 /// Creates a paused, empty domain. Nothing is left behind if it fails.
 pub fn create(
     k: &mut Kernel,
     frames: &mut FrameAllocator,
     spec: &Spec<'_>,
 ) -> Result<DomainId, Error> {
-    let name_ok = !spec.name.is_empty()
-        && spec.name.len() <= NAME_MAX
-        && spec.name.bytes().all(|b| b.is_ascii_graphic());
+    let name_ok = valid_name(spec.name.as_bytes());
     let vcpus_ok = (1..=MAX_VCPUS as u32).contains(&spec.vcpus);
     if !name_ok || !vcpus_ok || spec.weight > 65535 || spec.cap_percent > 100 {
         return Err(Error::InvalidArgument);

@@ -56,6 +56,22 @@ pub fn up(
     Ok(())
 }
 
+/// Gives every vCPU of domain `index` scheduler weight `weight` and cap
+/// `cap` (percent of one CPU, 0: none), from the next tick on.
+pub fn set_sched(k: &mut Kernel, index: usize, weight: u64, cap: u64) -> Result<(), Error> {
+    if !(1..=65535).contains(&weight) || cap > 100 {
+        return Err(Error::InvalidArgument);
+    }
+    let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
+    for v in d.vcpus.iter_mut() {
+        v.sched.weight = weight as u32;
+        v.sched.cap_percent = cap as u32;
+    }
+    // A vCPU held back by its old cap may run now; one over its new cap stops.
+    k.resched(index);
+    Ok(())
+}
+
 /// Lets vCPU `vcpu` of domain `index` run only on the CPUs in `mask`;
 /// moves it at once (to the least loaded of them) if its CPU is not one.
 pub fn pin(k: &mut Kernel, index: usize, vcpu: u64, mask: u64) -> Result<(), Error> {

@@ -115,6 +115,25 @@ pub fn pin(k: &mut Kernel, caller: usize, a: args::DomainPin) -> Result<u64, Err
     vcpus::pin(k, t, a.vcpu, a.cpus).map(|()| 0)
 }
 
+pub fn rename(k: &mut Kernel, caller: usize, a: args::DomainRename) -> Result<u64, Error> {
+    require_control(k, caller)?;
+    let t = k.lookup(a.dom)?;
+    if a.len == 0 || a.len > ipc_abi::domain::NAME_MAX as u64 {
+        return Err(Error::InvalidArgument);
+    }
+    let mut buf = [0u8; ipc_abi::domain::NAME_MAX];
+    let name = &mut buf[..a.len as usize];
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    usermem::copy_from(&d.space, a.ptr, name)?;
+    lifecycle::rename(k, t, name).map(|()| 0)
+}
+
+pub fn set_sched(k: &mut Kernel, caller: usize, a: args::DomainSetSched) -> Result<u64, Error> {
+    require_control(k, caller)?;
+    let t = k.lookup(a.dom)?;
+    vcpus::set_sched(k, t, a.weight, a.cap).map(|()| 0)
+}
+
 pub fn vcpu_info(k: &mut Kernel, caller: usize, a: args::VcpuInfo) -> Result<u64, Error> {
     let t = self_or_controlled(k, caller, a.dom)?;
     let info = vcpus::info(k, t, a.vcpu)?;
@@ -244,5 +263,7 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         suspended: d.suspended as u32,
         vcpus: d.nr_vcpus as u32,
         dma_faults: d.dma_faults,
+        cap_percent: d.vcpus[0].sched.cap_percent,
+        _reserved: 0,
     })
 }

@@ -124,6 +124,8 @@ fn route<G: Gate>(
         DomainSetCmdline(a) => control::set_cmdline(k, caller, a),
         DomainSetEntry(a) => control::set_entry(k, caller, a),
         DomainPin(a) => control::pin(k, caller, a),
+        DomainRename(a) => control::rename(k, caller, a),
+        DomainSetSched(a) => control::set_sched(k, caller, a),
         VcpuInfo(a) => control::vcpu_info(k, caller, a),
         DomainPageRead(a) => control::page_read(k, caller, a),
         DomainPageWrite(a) => control::page_write(k, caller, a),

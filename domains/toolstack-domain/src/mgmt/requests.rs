@@ -64,6 +64,10 @@ impl Server {
                 device,
                 index,
             } => return self.ring_dump(seq, started, frontend, &device, index),
+            OwnedRequest::Rename { domain, name } => {
+                let answer = crate::ops::rename(started, domain, &name);
+                return self.reply(seq, answer);
+            }
             OwnedRequest::DebugKeys { keys } => {
                 return match crate::ops::debug_keys(&keys) {
                     Ok(()) => self.send(seq, &Answer::Ok),
@@ -251,6 +255,8 @@ impl Server {
                             vcpus: info.vcpus.max(1),
                             cpu_ticks: info.cpu_ticks,
                             restarts: restarts_of(started, info.id),
+                            weight: info.weight,
+                            cap: info.cap_percent,
                         }),
                     );
                 }
@@ -291,6 +297,18 @@ impl Server {
                     },
                     Err(message) => self.send(seq, &Answer::Error { message }),
                 }
+            }
+            Request::Rename { domain, name } => {
+                let answer = crate::ops::rename(started, domain, name);
+                self.reply(seq, answer)
+            }
+            Request::SetSched {
+                domain,
+                weight,
+                cap,
+            } => {
+                let answer = crate::ops::set_sched(started, domain, weight, cap);
+                self.reply(seq, answer)
             }
             Request::VcpuList => {
                 for info in crate::ops::live(started) {
@@ -344,6 +362,14 @@ impl Server {
             | Request::ConsoleRead { .. }
             | Request::RestoreData { .. }
             | Request::ConsoleWrite { .. } => {}
+        }
+    }
+
+    /// `Ok`, or `Error` with the message.
+    fn reply(&mut self, seq: u32, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.send(seq, &Answer::Ok),
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
         }
     }
 

@@ -7,6 +7,7 @@
 //! failed`. What a test has and uses is `harness.rs`; adding a test is a
 //! function in its topic file and its name in that file's `tests!`.
 
+mod admin;
 mod block;
 mod boot;
 mod campaign;
@@ -43,7 +44,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 24] = [
+    let topics: [fn() -> Vec<Test>; 25] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -57,6 +58,7 @@ fn cases() -> Vec<Test> {
         console::tests,
         console_restart::tests,
         toolstack::tests,
+        admin::tests,
         top::tests,
         block::tests,
         dma::tests,

@@ -1,0 +1,146 @@
+//! System tests of the administrator's verbs beyond the lifecycle:
+//! `domain rename` and `domain sched-credit`, through the real `toolstack`
+//! binary on a running machine.
+
+use super::harness::{check, expect_line, tests, toolstack, Ctx, Machine, Test};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Each domain's CPU time in ticks, by name, from `domain list --json`.
+fn cpu_ticks(sock: &Path) -> Result<HashMap<String, u64>, String> {
+    let (code, out) = toolstack(sock, &["domain", "list", "--json"])?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(out.trim())
+        .map_err(|e| format!("domain list --json ({code}): {e}: {out}"))?;
+    Ok(list
+        .iter()
+        .filter_map(|d| Some((d["name"].as_str()?.to_string(), d["cpu_ticks"].as_u64()?)))
+        .collect())
+}
+
+/// The CPU ticks each of `a` and `b` got over `span` of the clock.
+fn ticks_over(sock: &Path, a: &str, b: &str, span: Duration) -> Result<(u64, u64), String> {
+    let before = cpu_ticks(sock)?;
+    let start = Instant::now();
+    while start.elapsed() < span {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = cpu_ticks(sock)?;
+    let delta = |n: &str| -> Result<u64, String> {
+        let (x, y) = (before.get(n), after.get(n));
+        x.zip(y)
+            .map(|(x, y)| y.saturating_sub(*x))
+            .ok_or_else(|| format!("{n} is missing from domain list: {after:?}"))
+    };
+    Ok((delta(a)?, delta(b)?))
+}
+
+/// Two spinners on one CPU: `sched-credit` shows the default weight, a
+/// weight of 128 against 256 gives a third of the CPU instead of half, a
+/// cap of 10 holds a spinner near a tenth, and values out of range change
+/// nothing. Then `rename`: later commands know the domain only by its new
+/// name, and a taken or malformed name is refused.
+fn sched_credit_and_rename_change_a_running_domain(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let guests = [
+        ("spinner", "light seconds=100000"),
+        ("spinner", "heavy seconds=100000"),
+    ];
+    let (m, sock) = c
+        .machine()
+        .guests(&guests)
+        .qemu(|q| q.smp(1))
+        .boot_managed(slot)?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    let (code, out) = toolstack(&sock, &["domain", "sched-credit"])?;
+    check(
+        code == 0
+            && out
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["light", "1", "256", "0"]),
+        || format!("sched-credit: {code} {out}"),
+    )?;
+    let (code, out) = toolstack(
+        &sock,
+        &["domain", "sched-credit", "light", "--weight", "128"],
+    )?;
+    check(code == 0, || {
+        format!("sched-credit light --weight 128: {code} {out}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "sched-credit", "light", "--json"])?;
+    let shown: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|e| format!("{e}: {out}"))?;
+    check(
+        code == 0 && shown[0]["weight"] == 128 && shown[0]["cap"] == 0,
+        || format!("sched-credit light --json: {code} {out}"),
+    )?;
+    let (light, heavy) = ticks_over(&sock, "light", "heavy", Duration::from_secs(4))?;
+    let ratio = heavy as f64 / light.max(1) as f64;
+    check((1.6..=2.5).contains(&ratio), || {
+        format!("weight 256 got {heavy} ticks, weight 128 {light}: {ratio:.2}, want 2")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "sched-credit", "heavy", "-c", "10"])?;
+    check(code == 0, || {
+        format!("sched-credit heavy -c 10: {code} {out}")
+    })?;
+    let (light, heavy) = ticks_over(&sock, "light", "heavy", Duration::from_secs(4))?;
+    let share = heavy as f64 / (light + heavy).max(1) as f64;
+    check(share <= 0.15, || {
+        format!(
+            "capped at 10%, heavy got {heavy} ticks against light's {light} ({:.0}%)",
+            share * 100.0
+        )
+    })?;
+    for bad in [
+        &["light", "--weight", "0"][..],
+        &["light", "--cap", "101"],
+        &["--weight", "5"],
+    ] {
+        let args: Vec<&str> = ["domain", "sched-credit"]
+            .iter()
+            .chain(bad)
+            .copied()
+            .collect();
+        let (code, out) = toolstack(&sock, &args)?;
+        check(code != 0 && out.contains("refused"), || {
+            format!("{args:?}: {code} {out}")
+        })?;
+    }
+    let (_, out) = toolstack(&sock, &["domain", "sched-credit", "light", "--json"])?;
+    check(out.contains("\"weight\":128,\"cap\":0"), || {
+        format!("a refused change changed something: {out}")
+    })?;
+
+    let (code, out) = toolstack(&sock, &["domain", "rename", "light", "feather"])?;
+    check(code == 0, || format!("rename light feather: {code} {out}"))?;
+    expect_line(m, "domain 1 (light) is now named feather")?;
+    let (code, out) = toolstack(&sock, &["domain", "info", "feather"])?;
+    check(code == 0 && out.contains("name:    feather"), || {
+        format!("info feather: {code} {out}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "info", "light"])?;
+    check(code == 1 && out.contains("no domain named light"), || {
+        format!("info light: {code} {out}")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "rename", "feather", "heavy"])?;
+    check(
+        code != 0 && out.contains("another domain is named heavy"),
+        || format!("rename to a taken name: {code} {out}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "rename", "feather", "two words"])?;
+    check(code != 0 && out.contains("printable ASCII"), || {
+        format!("rename to a malformed name: {code} {out}")
+    })?;
+    let (_, list) = toolstack(&sock, &["domain", "list"])?;
+    check(
+        list.contains("feather") && !list.contains("light") && list.contains("heavy"),
+        || format!("list after the renames: {list}"),
+    )
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![sched_credit_and_rename_change_a_running_domain,]
+}
