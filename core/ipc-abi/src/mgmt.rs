@@ -451,6 +451,17 @@ pub mod messages {
         SaveCancel {
             domain: u32,
         },
+        /// Starts a core dump of a domain (any state; one at a time, not
+        /// during a save): it is paused if it ran, then answered `Ok`, and
+        /// `SaveRead` streams a file of every page of its memory and its
+        /// vCPUs' registers (the save file's records), or `Error`.
+        CoreBegin {
+            domain: u32,
+        },
+        /// The dump is read: a domain that ran runs on. Answered `Ok`.
+        CoreEnd {
+            domain: u32,
+        },
         /// Starts a restore (forgetting one unfinished): answered `Ok`.
         RestoreBegin,
         /// The next records of the save file (`ipc_abi::save` framing, whole

@@ -319,6 +319,8 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Pin { domain, vcpu, cpus } => {
                 OwnedRequest::Plain(Request::Pin { domain, vcpu, cpus })
             }
+            Request::CoreBegin { domain } => OwnedRequest::Plain(Request::CoreBegin { domain }),
+            Request::CoreEnd { domain } => OwnedRequest::Plain(Request::CoreEnd { domain }),
             Request::VcpuList => OwnedRequest::Plain(Request::VcpuList),
             Request::Rename { domain, name } => OwnedRequest::Rename {
                 domain,

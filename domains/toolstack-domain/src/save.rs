@@ -63,6 +63,9 @@ pub struct Save {
     /// Pages and devices the file holds.
     pub pages: u64,
     devices: u32,
+    /// A core dump rather than a save (every page goes in), and whether
+    /// the domain ran before it was paused for it.
+    pub core: Option<bool>,
 }
 
 /// Asks domain `domain` to suspend for saving.
@@ -93,7 +96,49 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         prefix: Vec::new(),
         pages: 0,
         devices: 0,
+        core: None,
     })
+}
+
+/// Begins a core dump of domain `domain` (`domain dump-core`): it is paused
+/// if it runs, and its file is made at once with every page of its memory
+/// and the registers of its started vCPUs; `SaveRead` streams it and
+/// `CoreEnd` lets it run on. Any domain this toolstack started, in any
+/// state (a crashed one kept by `on_crash = "preserve"` too).
+pub fn core(started: &[Started], domain: u32) -> Result<Save, String> {
+    use domain_runtime::ipc_abi::domain::DomainState;
+    let s = started
+        .iter()
+        .find(|s| !s.reported && (s.id.0 == domain || s.id.index() as u32 == domain))
+        .ok_or("no such domain (domain 0 cannot be dumped)")?;
+    let info = hc::domain_info(s.id).map_err(|e| e.to_string())?;
+    let running = info.state == DomainState::Running as u32;
+    if running {
+        hc::domain_pause(s.id).map_err(|e| format!("cannot pause it: {e}"))?;
+    }
+    // Its registers are read once its vCPUs are off their CPUs (they
+    // leave at the kernel's resched IPI, a moment after the pause).
+    for _ in 0..10_000 {
+        if hc::domain_info(s.id).is_ok_and(|i| i.running == 0) {
+            break;
+        }
+        hc::yield_cpu();
+    }
+    let mut save = Save {
+        id: s.id,
+        waiting: None,
+        prefix: Vec::new(),
+        pages: 0,
+        devices: 0,
+        core: Some(running),
+    };
+    if let Err(e) = save.make_prefix(started) {
+        if running {
+            let _ = hc::domain_unpause(s.id);
+        }
+        return Err(e);
+    }
+    Ok(save)
 }
 
 /// How many vCPUs the domain started: the file carries the registers of
@@ -119,9 +164,9 @@ fn push(out: &mut Vec<u8>, record: &Record<'_>) {
     }
 }
 
-/// Whether the page at `va` (and writable or not) goes into the file: a
-/// read-only image page comes back from the image; a zero page outside
-/// the image is what a fresh domain has anyway.
+/// Whether the page at `va` (and writable or not) goes into a save file:
+/// a read-only image page comes back from the image; a zero page outside
+/// the image is what a fresh domain has anyway. (A core has every page.)
 fn wanted(va: u64, writable: bool, page: &[u8; PAGE_BYTES]) -> bool {
     let in_image = (IMAGE_BASE..IMAGE_LIMIT).contains(&va);
     if in_image {
@@ -225,7 +270,7 @@ impl Save {
         let mut from = 0;
         while let Ok(at) = hc::domain_page_read(self.id, from, &mut page) {
             let va = at & !1;
-            if wanted(va, at & 1 == 1, &page) {
+            if self.core.is_some() || wanted(va, at & 1 == 1, &page) {
                 pages += 1;
             }
             from = va + PAGE_BYTES as u64;
@@ -234,10 +279,16 @@ impl Save {
         self.pages = pages;
         self.devices = devices;
         self.waiting = None;
-        println!(
-            "toolstack: domain {} suspended; saving {} pages and {} devices",
-            self.id, pages, devices
-        );
+        match self.core {
+            Some(_) => println!(
+                "toolstack: domain {} paused; dumping {} pages",
+                self.id, pages
+            ),
+            None => println!(
+                "toolstack: domain {} suspended; saving {} pages and {} devices",
+                self.id, pages, devices
+            ),
+        }
         Ok(())
     }
 
@@ -257,7 +308,7 @@ impl Save {
             match hc::domain_page_read(self.id, from, &mut page) {
                 Ok(at) => {
                     let va = at & !1;
-                    if wanted(va, at & 1 == 1, &page) {
+                    if self.core.is_some() || wanted(va, at & 1 == 1, &page) {
                         push(out, &Record::Page { va, data: &page });
                         taken += 1;
                     }

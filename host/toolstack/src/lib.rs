@@ -19,9 +19,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod core_file;
+mod dump;
 mod save;
 pub mod trace;
 
+pub use dump::Dumped;
 pub use save::Saved;
 
 /// The longest Unix socket path QEMU accepts is 107 bytes (`sun_path`).

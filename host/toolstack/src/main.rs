@@ -95,6 +95,10 @@ enum DomainVerb {
         vcpu: u32,
         cpus: String,
     },
+    /// Write an ELF core of a domain to FILE on this host (its memory and
+    /// its vCPUs' registers; it is paused meanwhile and runs on after):
+    /// `gdb IMAGE FILE` opens it.
+    DumpCore { domain: String, file: PathBuf },
     /// Give a domain a new name (later commands use it).
     Rename { domain: String, name: String },
     /// Show (no options) or change the scheduler's weight and cap of a
@@ -511,6 +515,24 @@ fn main() -> ExitCode {
             }
             Ok(())
         })(),
+        Command::Domain {
+            verb: DomainVerb::DumpCore { domain, file },
+        } => client.resolve(&domain).and_then(|d| {
+            let mut bar = progress::Bar::labelled("dumping");
+            let dumped = client.dump_core(d, &file, |done, total| {
+                bar.update(done as usize * 4096, total as usize * 4096)
+            })?;
+            println!(
+                "dumped {} (domain {}) to {}: {} pages, {} vCPUs, {} KiB",
+                dumped.name,
+                d & 0xffff,
+                file.display(),
+                dumped.pages,
+                dumped.vcpus,
+                dumped.bytes / 1024
+            );
+            Ok(())
+        }),
         Command::Domain {
             verb: DomainVerb::Rename { domain, name },
         } => client

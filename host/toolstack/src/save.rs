@@ -74,7 +74,7 @@ impl Client {
     }
 
     /// Reads the whole file from the toolstack domain.
-    fn stream_save(
+    pub(crate) fn stream_save(
         &mut self,
         domain: u32,
         progress: &mut impl FnMut(u64, u64),

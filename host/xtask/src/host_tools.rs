@@ -2,15 +2,15 @@
 //!
 //! Owns: the check for `qemu-system-x86_64`, `grub-mkrescue`, `xorriso`,
 //! `mformat`, `curl` and `nc` (the network tests use them as a user
-//! would), `mke2fs` (the Linux guest's initramfs carries it) and `gcc`
+//! would), `mke2fs` (the Linux guest's initramfs carries it), `gcc`
 //! with a static C library (it builds the tests' hostile virtio driver
-//! for that initramfs);
+//! for that initramfs) and `gdb` (it opens `domain dump-core`'s cores);
 //! installing the Debian packages that provide them when running as
 //! root with apt, or one clear message naming them otherwise.
 
 use std::process::Command;
 
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "qemu-system-x86_64",
     "grub-mkrescue",
     "xorriso",
@@ -20,8 +20,9 @@ const TOOLS: [&str; 9] = [
     "c++",
     "gcc",
     "mke2fs",
+    "gdb",
 ];
-const PACKAGES: [&str; 10] = [
+const PACKAGES: [&str; 11] = [
     "g++",
     "qemu-system-x86",
     "grub-pc-bin",
@@ -32,6 +33,7 @@ const PACKAGES: [&str; 10] = [
     "netcat-openbsd",
     "e2fsprogs",
     "gcc",
+    "gdb",
 ];
 
 fn on_path(tool: &str) -> bool {

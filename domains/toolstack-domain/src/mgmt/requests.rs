@@ -338,6 +338,8 @@ impl Server {
             Request::SaveRead { domain, cursor } => self.save_read(seq, domain, cursor),
             Request::SaveEnd { domain, keep } => self.save_end(seq, domain, keep),
             Request::SaveCancel { domain } => self.save_cancel(seq, domain),
+            Request::CoreBegin { domain } => self.core_begin(seq, started, domain),
+            Request::CoreEnd { domain } => self.core_end(seq, domain),
             Request::RestoreBegin => self.restore_begin(seq),
             Request::RestoreCommit { paused } => self.restore_commit(seq, started, paused),
 

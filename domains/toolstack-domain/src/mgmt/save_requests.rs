@@ -93,8 +93,42 @@ impl Server {
         }
     }
 
+    pub(super) fn core_begin(&mut self, seq: u32, started: &mut Started_, domain: u32) {
+        if self.save.is_some() {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "another save or core dump is in progress",
+                },
+            );
+        }
+        match crate::save::core(started, domain) {
+            Ok(save) => {
+                self.save = Some(save);
+                self.send(seq, &Answer::Ok)
+            }
+            Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        }
+    }
+
+    pub(super) fn core_end(&mut self, seq: u32, domain: u32) {
+        let Some(ran) = self
+            .save_of(domain)
+            .and_then(|s| s.core.map(|ran| (s.id, ran)))
+        else {
+            return self.send(seq, &NO_SAVE);
+        };
+        self.save = None;
+        let (id, ran) = ran;
+        if ran {
+            let _ = hc::domain_unpause(id);
+        }
+        println!("toolstack: domain {} dumped", id);
+        self.send(seq, &Answer::Ok)
+    }
+
     pub(super) fn save_end(&mut self, seq: u32, domain: u32, keep: bool) {
-        let Some(save) = self.save_of(domain) else {
+        let Some(save) = self.save_of(domain).filter(|s| s.core.is_none()) else {
             return self.send(seq, &NO_SAVE);
         };
         let id = save.id;
