@@ -122,6 +122,15 @@ impl AddressSpace {
         })
     }
 
+    /// Moves the tables out of `self`, which is left mapping and owning
+    /// nothing (a domain's record about to be freed keeps no copy).
+    pub fn take(&mut self) -> AddressSpace {
+        AddressSpace {
+            pml4: core::mem::take(&mut self.pml4),
+            nested: self.nested,
+        }
+    }
+
     /// Whether this is an HVM guest's nested page table.
     #[inline(always)]
     pub fn is_nested(&self) -> bool {

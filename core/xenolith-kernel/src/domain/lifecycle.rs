@@ -193,7 +193,10 @@ pub fn create(
     };
     k.install(
         index,
-        Domain {
+        id,
+        place,
+        #[inline(always)]
+        || Domain {
             id,
             name,
             life: Life::Paused,
@@ -243,7 +246,6 @@ pub fn create(
             dma_space: None,
             dma_faults: 0,
         },
-        place,
     );
     trace_event!("dom{=u32} created", id.0);
     Ok(id)
@@ -594,16 +596,21 @@ pub fn destroy(
         k.set_current(None);
         k.cpu_mut().need_resched = true;
     }
-    let mut d = k.remove(index, frames).ok_or(Error::NoSuchDomain)?;
-    trace_event!("dom{=u32} destroyed", d.id.0);
-    for v in d.vcpus.iter_mut() {
-        if let Some(state) = v.hvm.take() {
-            for f in state.into_frames() {
-                let _ = frames.free(f);
-            }
+    let (id, space, hvm) = k
+        .remove(index, frames, |d| {
+            let hvm: [_; MAX_VCPUS] = core::array::from_fn(|v| d.vcpus[v].hvm.take());
+            (d.id, d.space.take(), hvm)
+        })
+        .ok_or(Error::NoSuchDomain)?;
+    trace_event!("dom{=u32} destroyed", id.0);
+    #[cfg(not(feature = "trace"))]
+    let _ = id;
+    for state in hvm.into_iter().flatten() {
+        for f in state.into_frames() {
+            let _ = frames.free(f);
         }
     }
-    d.space.destroy(frames, k.kernel_pml4);
+    space.destroy(frames, k.kernel_pml4);
     notify_control(k, index);
     Ok(Destroyed::Gone)
 }

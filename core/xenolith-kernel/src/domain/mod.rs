@@ -377,21 +377,30 @@ impl Kernel {
     }
 
     /// Puts a new domain in its reserved slot, in the frames taken for it.
-    fn install(&mut self, index: usize, d: Domain, place: storage::Reserved) {
+    #[inline(always)]
+    fn install(
+        &mut self,
+        index: usize,
+        id: DomainId,
+        place: storage::Reserved,
+        make: impl FnOnce() -> Domain,
+    ) {
         let slot = &mut self.slots[index];
-        slot.generation = d.id.generation();
-        slot.domain = Some(place.fill(d));
+        slot.generation = id.generation();
+        slot.domain = Some(place.fill(make));
         self.high_water = self.high_water.max(index + 1);
     }
 
     /// Takes a domain out of the table, its frames given back (its slot's
-    /// generation stays, so old ids go stale).
-    fn remove(
+    /// generation stays, so old ids go stale); `take` moves out what
+    /// outlives the record.
+    fn remove<R>(
         &mut self,
         index: usize,
         frames: &mut crate::frames::FrameAllocator,
-    ) -> Option<Domain> {
+        take: impl FnOnce(&mut Domain) -> R,
+    ) -> Option<R> {
         let boxed = self.slots.get_mut(index)?.domain.take()?;
-        Some(boxed.into_inner(frames))
+        Some(boxed.release(frames, take))
     }
 }

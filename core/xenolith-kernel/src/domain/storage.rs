@@ -42,14 +42,17 @@ impl Reserved {
         })
     }
 
-    /// Moves `d` into them.
-    pub fn fill(self, d: Domain) -> DomainBox {
+    /// Fills them with the domain `make` returns, built in place (a
+    /// `Domain` is 20 KiB: a copy of it on the way in would cost a kernel
+    /// stack that much more).
+    #[inline(always)]
+    pub fn fill(self, make: impl FnOnce() -> Domain) -> DomainBox {
         let ptr = phys_to_virt(self.phys) as *mut Domain;
         // The frames are PAGES pages (at least size_of::<Domain>() bytes),
         // page aligned (at least Domain's alignment), writable in the physmap.
         // SAFETY: they were allocated for this alone; `write` neither reads
         // nor drops the old contents.
-        unsafe { ptr.write(d) };
+        unsafe { ptr.write(make()) };
         match NonNull::new(ptr) {
             Some(ptr) => DomainBox { ptr },
             None => unreachable!("the physmap does not start at address 0"),
@@ -68,14 +71,17 @@ fn free(phys: u64, frames: &mut FrameAllocator) {
 }
 
 impl DomainBox {
-    /// Takes the domain out and gives its frames back.
-    pub fn into_inner(self, frames: &mut FrameAllocator) -> Domain {
-        // SAFETY: `ptr` holds the Domain `fill` wrote, owned by `self`
-        // alone, which this consumes (it has no Drop): the Domain is read
-        // once and its frames are freed after, never touched again.
-        let d = unsafe { self.ptr.as_ptr().read() };
+    /// Lets `take` move out of the domain what outlives its record, then
+    /// gives its frames back. The rest is never read again (a `Domain`
+    /// has no `Drop`), so nothing of it is copied.
+    pub fn release<R>(
+        mut self,
+        frames: &mut FrameAllocator,
+        take: impl FnOnce(&mut Domain) -> R,
+    ) -> R {
+        let kept = take(&mut self);
         free(self.ptr.as_ptr() as u64 - PHYS_OFFSET, frames);
-        d
+        kept
     }
 }
 
