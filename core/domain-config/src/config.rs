@@ -130,6 +130,9 @@ pub struct DomainConfig {
     pub kind: Kind,
     /// `memory`: MiB as a number, or `"512K"`/`"4M"`/`"1G"`.
     pub memory_kib: u64,
+    /// `maxmem`: the most it may grow to at run time (`domain mem-set`),
+    /// as `memory`; 0: `memory` (it can only shrink and grow back).
+    pub maxmem_kib: u64,
     pub vcpus: u64,
     /// CPUs the vCPUs may run on (bit n = CPU n); `None` = any.
     pub cpus: Option<u64>,
@@ -183,6 +186,7 @@ const KEYS: &[&str] = &[
     "name",
     "type",
     "memory",
+    "maxmem",
     "vcpus",
     "cpus",
     "weight",
@@ -316,7 +320,7 @@ pub fn parse(file: &str, text: &str, overrides: &[&str]) -> Result<Parsed, Vec<C
 }
 
 /// `memory`: a number of MiB, or a string with a unit (`"512K"`, `"4M"`, `"1G"`).
-fn memory_kib(v: &Value) -> Option<u64> {
+fn size_kib(v: &Value) -> Option<u64> {
     let kib = match v {
         Value::Int(mib) => mib.checked_mul(1024)?,
         Value::Str(s) => {
@@ -382,7 +386,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         if matches!(e.value, Value::Int(_)) {
             return ctx.int(e, 1..=MEMORY_MAX_MIB).map(|mib| mib * 1024);
         }
-        memory_kib(&e.value).or_else(|| {
+        size_kib(&e.value).or_else(|| {
             ctx.error(
                 e,
                 alloc::format!(
@@ -391,6 +395,24 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
             );
             None
         })
+    });
+    let maxmem_kib = get("maxmem").map_or(Some(0), |e| {
+        let kib = if let Value::Int(_) = e.value {
+            ctx.int(e, 1..=MEMORY_MAX_MIB).map(|mib| mib * 1024)
+        } else {
+            size_kib(&e.value)
+        };
+        match kib {
+            Some(k) if k >= memory_kib.unwrap_or(0) => Some(k),
+            Some(_) => {
+                ctx.error(e, "below memory: maxmem is the most it may grow to");
+                None
+            }
+            None => {
+                ctx.error(e, "expected MiB or a size like \"512K\", \"4M\"");
+                None
+            }
+        }
     });
     let vcpus = get("vcpus").map_or(Some(1), |e| ctx.int(e, 1..=VCPUS_MAX));
     let weight = get("weight").map_or(Some(u64::from(ipc_abi::domain::DEFAULT_WEIGHT)), |e| {
@@ -572,6 +594,7 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
         name: name.unwrap_or_default(),
         kind: kind.flatten().unwrap_or_default(),
         memory_kib: memory_kib.unwrap_or(64 * 1024),
+        maxmem_kib: maxmem_kib.unwrap_or(0),
         vcpus: vcpus.unwrap_or(1),
         cpus: cpus.flatten(),
         weight: weight.map_or(ipc_abi::domain::DEFAULT_WEIGHT, |w| w as u32),

@@ -42,6 +42,7 @@ const NUMBERS: &[&str] = &[
 const STRINGS: &[&str] = &[
     "type",
     "memory",
+    "maxmem",
     "cpus",
     "role",
     "on_poweroff",
@@ -122,16 +123,24 @@ pub fn render(c: &DomainConfig) -> String {
     if c.kind != config::Kind::Pv {
         let _ = write!(line, " type={}", c.kind.word());
     }
-    let memory = if c.memory_kib.is_multiple_of(1024) {
-        alloc::format!("{}M", c.memory_kib / 1024)
-    } else {
-        alloc::format!("{}K", c.memory_kib)
+    let size = |kib: u64| {
+        if kib.is_multiple_of(1024) {
+            alloc::format!("{}M", kib / 1024)
+        } else {
+            alloc::format!("{}K", kib)
+        }
     };
     let _ = write!(
         line,
-        " memory={memory} vcpus={} weight={} cap={}",
-        c.vcpus, c.weight, c.cap
+        " memory={} vcpus={} weight={} cap={}",
+        size(c.memory_kib),
+        c.vcpus,
+        c.weight,
+        c.cap
     );
+    if c.maxmem_kib != 0 {
+        let _ = write!(line, " maxmem={}", size(c.maxmem_kib));
+    }
     if let Some(mask) = c.cpus {
         let _ = write!(line, " cpus={}", cpu_list(mask));
     }
@@ -286,7 +295,7 @@ mod tests {
     fn a_rendered_line_reads_back_as_the_same_configuration() {
         let file = "name = \"web\"\ntype = \"hvm\"\nkernel = \"web\"\nmemory = 4\nvcpus = 2\ncpus = \"0-1,3\"\n\
                     disk = ['kv,xvda,w', 'logs,xvdb,r']\nvif = ['mac=00:16:3e:00:00:80', '']\n\
-                    cmdline = \"ip=10.0.2.15/24 gw=10.0.2.2\"\nheartbeat = 500\nweight = 3\n";
+                    cmdline = \"ip=10.0.2.15/24 gw=10.0.2.2\"\nheartbeat = 500\nweight = 3\nmaxmem = 8\n";
         let c = crate::parse("web.cfg", file, &[]).unwrap().config;
         assert_eq!(ok(&render(&c)), c);
         let mut d = ok(
@@ -296,5 +305,13 @@ mod tests {
         assert_eq!(ok(&render(&d)), d);
         d.memory_kib = 1536;
         assert_eq!(ok(&render(&d)).memory_kib, 1536);
+        assert_eq!(c.maxmem_kib, 8192);
+    }
+
+    #[test]
+    fn maxmem_below_memory_is_refused() {
+        let file = "name = \"x\"\nkernel = \"x\"\nmemory = 8\nmaxmem = \"4M\"\n";
+        let errors = crate::parse("x.cfg", file, &[]).unwrap_err();
+        assert_eq!(errors[0].key.as_deref(), Some("maxmem"), "{errors:?}");
     }
 }

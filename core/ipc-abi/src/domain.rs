@@ -89,7 +89,7 @@ pub const CREATE_HVM: u32 = 1;
 
 const _: () = assert!(core::mem::size_of::<CreateDomain>() == 64);
 const _: () = assert!(core::mem::size_of::<VcpuInfo>() == 32);
-const _: () = assert!(core::mem::size_of::<DomainInfo>() == 328);
+const _: () = assert!(core::mem::size_of::<DomainInfo>() == 336);
 
 crate::numbered! {
 /// Why a domain stopped, for [`crate::hypercall::Hypercall::Shutdown`].
@@ -188,6 +188,8 @@ pub struct DomainInfo {
     /// Its scheduler cap: percent of one CPU (0: none).
     pub cap_percent: u32,
     pub _reserved: u32,
+    /// The most memory it may hold (`memory_kib` is what it holds now).
+    pub max_kib: u64,
 }
 
 /// Answer of [`crate::hypercall::Hypercall::VcpuInfo`]: one vCPU of a domain.

@@ -407,6 +407,18 @@ pub mod messages {
         },
         /// Every vCPU: `Vcpu` answers, then `End`.
         VcpuList,
+        /// Asks a domain to hold `kib` of memory (its balloon moves
+        /// toward it): answered `Ok` at once (`Domain`/`Info` answers show
+        /// when it has), or `Error` (outside 256 KiB to its maximum).
+        MemSet {
+            domain: u32,
+            kib: u64,
+        },
+        /// The most memory a domain may hold: answered `Ok`, or `Error`.
+        MemMax {
+            domain: u32,
+            kib: u64,
+        },
         /// Gives a domain a new name (unused, printable ASCII, up to
         /// `domain::NAME_MAX` bytes): answered `Ok`, or `Error`.
         Rename {
@@ -499,6 +511,8 @@ pub mod messages {
         /// Its scheduler weight and cap (percent of one CPU, 0: none).
         pub weight: u32,
         pub cap: u32,
+        /// The most memory it may hold (`memory_kib` is what it holds).
+        pub max_kib: u64,
     }
 
     /// The host as `host info` reports it.
@@ -538,6 +552,8 @@ pub mod messages {
         /// DMA its devices attempted that the IOMMU refused (its earlier
         /// instances' too, when it was restarted).
         pub dma_faults: u64,
+        /// The most memory it may hold.
+        pub max_kib: u64,
     }
 
     /// Console output starting at stream offset `offset` (later than asked
@@ -643,11 +659,11 @@ pub mod messages {
             }
         };
     }
-    map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts, weight, cap });
+    map_text!(DomainRecord { name, state, kind } { id, memory_kib, vcpus, cpu_ticks, restarts, weight, cap, max_kib });
     map_text!(HostRecord { version, hvm, dma_isolation } { free_kib, domains, cpus, toolstack_heap_kib });
     map_text!(DetailsRecord { name, state, crash_message, last_crash } {
         id, memory_kib, cpu_ticks, crash_vector, crash_error, crash_rip, crash_address, restarts,
-        dma_faults
+        dma_faults, max_kib
     });
     map_text!(RingRecord { device, state, verdict } {
         frontend, backend, index, epoch, pages, slots, req_prod, req_event, rsp_prod, rsp_event,
@@ -787,6 +803,7 @@ pub mod messages {
                 restarts: 2,
                 weight: 256,
                 cap: 0,
+                max_kib: 4096,
             });
             let n = encode(&a, &mut buf).unwrap();
             assert_eq!(decode::<Answer>(&buf[..n]), Some(a));

@@ -7,7 +7,8 @@
 use crate::arch::{acpi, apic, cpu, gdt, idt, paging, reset, syscall};
 use crate::arch::{memory, time};
 use crate::cmdline::{self, Settings, TestHook};
-use crate::frames::{self, FrameAllocator, PhysRange, RegionKind};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::{self, FreeRanges, PhysRange, RegionKind};
 use crate::layout::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
 use crate::{console, dom0, kprintln, panic, trap};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
@@ -242,7 +243,23 @@ fn init_frames(info: &BootInformation<'_>) -> FrameAllocator {
         .map(|(r, _)| r.end)
         .max()
         .unwrap_or(0);
-    let allocator = FrameAllocator::new(regions.clone(), &reserved)
+    let mut ranges = FreeRanges::new(regions.clone(), &reserved)
+        .unwrap_or_else(|e| panic!("cannot use the memory map: {e}"));
+    // The run-time allocator's bitmap: a bit per frame, in frames of its own.
+    let words = FrameAllocator::words_for(&ranges);
+    let pages = (words as u64 * 8).div_ceil(frames::FRAME_SIZE);
+    let run = ranges
+        .allocate_contiguous(pages)
+        .filter(|r| r.first().addr() + pages * frames::FRAME_SIZE <= 1 << 32)
+        .unwrap_or_else(|| panic!("no {pages} contiguous frames below 4 GiB for the frame bitmap"));
+    // SAFETY: the run was just taken out of the free ranges (so nothing
+    // else is ever given these frames), is below 4 GiB (the boot physmap
+    // maps it, and the final physmap maps all RAM at the same addresses),
+    // and `pages` frames hold `words` u64s, suitably aligned (page aligned).
+    let bits = unsafe {
+        core::slice::from_raw_parts_mut(phys_to_virt(run.first().addr()) as *mut u64, words)
+    };
+    let allocator = FrameAllocator::new(&ranges, bits)
         .unwrap_or_else(|e| panic!("cannot use the memory map: {e}"));
     kprintln!(
         "memory: usable {} KiB in {} map entries, top of RAM {:#x}; kernel {:#x}-{:#x}, boot info {:#x}-{:#x}; {} KiB free",

@@ -1,8 +1,11 @@
-//! Physical frame allocator over the bootloader's memory map.
+//! Physical frames, and the free ranges the bootloader's memory map leaves.
 //!
-//! Owns: the list of free 4 KiB frames. It is built from the memory map minus
-//! everything that must survive boot (the kernel image, the boot information,
-//! every module, the first MiB) and hands frames out lowest first.
+//! Owns: [`Frame`] and [`FrameRun`], and [`FreeRanges`]: the free 4 KiB
+//! frames as a short list of ranges, built from the memory map minus
+//! everything that must survive boot (the kernel image, the boot
+//! information, every module, the first MiB). Boot takes the run-time
+//! allocator's bitmap from them (`frame_pool`), which then owns the frames;
+//! the ranges answer what the map leaves (`usable_bytes`, the host tests).
 //!
 //! Never: hands out a frame inside a reserved range, a frame twice, or a frame
 //! the map does not call usable — whatever order, overlap or holes the map has.
@@ -40,6 +43,11 @@ impl Frame {
         Frame(phys & !(FRAME_SIZE - 1))
     }
 
+    /// A frame the frame pool hands out (`frame_pool`): RAM it owns.
+    pub(crate) const fn from_pool(phys: u64) -> Frame {
+        Frame(phys & !(FRAME_SIZE - 1))
+    }
+
     /// A frame for host tests, which never touch it.
     #[cfg(test)]
     pub const fn for_test(phys: u64) -> Frame {
@@ -56,6 +64,11 @@ pub struct FrameRun {
 }
 
 impl FrameRun {
+    /// `count` frames from address `first` (the frame pool makes them).
+    pub(crate) const fn new(first: u64, count: u64) -> FrameRun {
+        FrameRun { first, count }
+    }
+
     /// The first frame.
     pub fn first(&self) -> Frame {
         Frame(self.first)
@@ -135,6 +148,8 @@ pub enum FrameError {
     /// A freed frame was already free.
     #[cfg_attr(target_os = "none", allow(dead_code))]
     DoubleFree(u64),
+    /// A freed frame was never the allocator's (outside what the map left free).
+    NotOurs(u64),
 }
 
 impl fmt::Display for FrameError {
@@ -145,23 +160,24 @@ impl fmt::Display for FrameError {
             }
             FrameError::Unaligned(a) => write!(f, "frame {a:#x} is not 4 KiB aligned"),
             FrameError::DoubleFree(a) => write!(f, "frame {a:#x} freed twice"),
+            FrameError::NotOurs(a) => write!(f, "frame {a:#x} is not one the allocator had"),
         }
     }
 }
 
-/// The free frames of the machine.
-pub struct FrameAllocator {
+/// The free frames the memory map leaves, as ranges.
+pub struct FreeRanges {
     /// Sorted, disjoint, non-adjacent, frame-aligned, non-empty.
     free: heapless::Vec<PhysRange, MAX_RANGES>,
 }
 
-impl FrameAllocator {
+impl FreeRanges {
     /// Builds the allocator from the memory map and the ranges that must be kept.
     pub fn new(
         map: impl Iterator<Item = (PhysRange, RegionKind)> + Clone,
         reserved: &[PhysRange],
-    ) -> Result<FrameAllocator, FrameError> {
-        let mut free = FrameAllocator {
+    ) -> Result<FreeRanges, FrameError> {
+        let mut free = FreeRanges {
             free: heapless::Vec::new(),
         };
         for (range, kind) in map.clone() {
@@ -233,11 +249,15 @@ impl FrameAllocator {
     }
 
     /// Hands out the lowest free frame.
+    // What boot takes is a run; the host tests drain the ranges frame by frame.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
     pub fn allocate(&mut self) -> Option<Frame> {
         self.allocate_below(u64::MAX)
     }
 
     /// Hands out the lowest free frame that ends at or below `limit`.
+    // What boot takes is a run; the host tests drain the ranges frame by frame.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
     pub fn allocate_below(&mut self, limit: u64) -> Option<Frame> {
         let first = self.free.first_mut()?;
         let frame = first.start;
@@ -271,6 +291,8 @@ impl FrameAllocator {
     }
 
     /// Gives a frame back. Refuses frames already free.
+    // What boot takes is a run; the host tests drain the ranges frame by frame.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
     pub fn free(&mut self, frame: Frame) -> Result<(), FrameError> {
         let frame = frame.addr();
         if !frame.is_multiple_of(FRAME_SIZE) {
@@ -300,7 +322,7 @@ impl FrameAllocator {
 pub fn usable_bytes(
     map: impl Iterator<Item = (PhysRange, RegionKind)> + Clone,
 ) -> Result<u64, FrameError> {
-    FrameAllocator::new(map, &[]).map(|a| a.free_bytes())
+    FreeRanges::new(map, &[]).map(|a| a.free_bytes())
 }
 
 #[cfg(test)]
@@ -313,7 +335,7 @@ mod tests {
     #[test]
     fn contiguous_runs_come_from_the_first_range_that_fits() {
         let map = [u(MIB, MIB + 2 * FRAME_SIZE), u(4 * MIB, 5 * MIB)];
-        let mut a = FrameAllocator::new(map.iter().copied(), &[]).unwrap();
+        let mut a = FreeRanges::new(map.iter().copied(), &[]).unwrap();
         let before = a.free_bytes();
         // Three frames do not fit the first range (two frames): the second gives them.
         assert_eq!(
@@ -344,7 +366,7 @@ mod tests {
         (PhysRange::new(start, end), RegionKind::Unusable)
     }
 
-    fn drain(a: &mut FrameAllocator) -> Vec<u64> {
+    fn drain(a: &mut FreeRanges) -> Vec<u64> {
         core::iter::from_fn(|| a.allocate().map(Frame::addr)).collect()
     }
 
@@ -374,7 +396,7 @@ mod tests {
         let module = PhysRange::new(0x2347000, 0x2400001);
         let low = PhysRange::new(0, MIB);
         let map = vec![u(0, 0x9fc00), u(MIB, 64 * MIB)];
-        let mut a = FrameAllocator::new(map.into_iter(), &[kernel, mbi, module, low]).unwrap();
+        let mut a = FreeRanges::new(map.into_iter(), &[kernel, mbi, module, low]).unwrap();
         let frames = drain(&mut a);
         for f in &frames {
             let r = PhysRange::new(*f, f + FRAME_SIZE);
@@ -394,8 +416,7 @@ mod tests {
         // GRUB may put the boot information inside the page the kernel image ends in.
         let kernel = PhysRange::new(0x200000, 0x2ff100);
         let mbi = PhysRange::new(0x2ff100, 0x2ff900);
-        let mut a =
-            FrameAllocator::new(vec![u(MIB, 16 * MIB)].into_iter(), &[kernel, mbi]).unwrap();
+        let mut a = FreeRanges::new(vec![u(MIB, 16 * MIB)].into_iter(), &[kernel, mbi]).unwrap();
         let frames = drain(&mut a);
         assert!(!frames.contains(&0x2ff000));
         assert!(frames.contains(&0x300000));
@@ -406,8 +427,7 @@ mod tests {
         // GRUB loads modules in the first free space, often the page after the image.
         let kernel = PhysRange::new(0x200000, 0x23e980);
         let module = PhysRange::new(0x23f000, 0x2c0010);
-        let mut a =
-            FrameAllocator::new(vec![u(MIB, 8 * MIB)].into_iter(), &[kernel, module]).unwrap();
+        let mut a = FreeRanges::new(vec![u(MIB, 8 * MIB)].into_iter(), &[kernel, module]).unwrap();
         assert_eq!(
             a.ranges(),
             &[
@@ -427,7 +447,7 @@ mod tests {
             u(4 * MIB, 12 * MIB),
             x(6 * MIB, 6 * MIB + 10),
         ];
-        let mut a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
+        let mut a = FreeRanges::new(map.into_iter(), &[]).unwrap();
         assert_eq!(
             a.ranges(),
             &[
@@ -445,14 +465,14 @@ mod tests {
     #[test]
     fn unaligned_usable_regions_shrink_to_whole_frames() {
         let map = vec![u(0x1001, 0x5fff)];
-        let mut a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
+        let mut a = FreeRanges::new(map.into_iter(), &[]).unwrap();
         assert_eq!(drain(&mut a), [0x2000, 0x3000, 0x4000]);
     }
 
     #[test]
     fn unsorted_map_is_handed_out_lowest_first() {
         let map = vec![u(0x10000, 0x12000), u(0x2000, 0x3000)];
-        let mut a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
+        let mut a = FreeRanges::new(map.into_iter(), &[]).unwrap();
         assert_eq!(drain(&mut a), [0x2000, 0x10000, 0x11000]);
     }
 
@@ -462,13 +482,13 @@ mod tests {
             u(u64::MAX - 3 * FRAME_SIZE, u64::MAX),
             x(u64::MAX - 10, u64::MAX),
         ];
-        let a = FrameAllocator::new(map.into_iter(), &[]).unwrap();
+        let a = FreeRanges::new(map.into_iter(), &[]).unwrap();
         assert_eq!(a.free_bytes(), FRAME_SIZE * 2);
     }
 
     #[test]
     fn free_then_reallocate_and_double_free_is_refused() {
-        let mut a = FrameAllocator::new(vec![u(0, 3 * FRAME_SIZE)].into_iter(), &[]).unwrap();
+        let mut a = FreeRanges::new(vec![u(0, 3 * FRAME_SIZE)].into_iter(), &[]).unwrap();
         let f0 = a.allocate().unwrap();
         let f1 = a.allocate().unwrap();
         assert_eq!(a.free(f0), Ok(()));
@@ -487,14 +507,14 @@ mod tests {
     #[test]
     fn allocate_below_respects_the_limit() {
         let mut a =
-            FrameAllocator::new(vec![u(0x10_0000_0000, 0x10_0000_2000)].into_iter(), &[]).unwrap();
+            FreeRanges::new(vec![u(0x10_0000_0000, 0x10_0000_2000)].into_iter(), &[]).unwrap();
         assert_eq!(a.allocate_below(1 << 32), None);
         assert_eq!(a.allocate().map(Frame::addr), Some(0x10_0000_0000));
     }
 
     #[test]
     fn empty_map_allocates_nothing() {
-        let mut a = FrameAllocator::new(core::iter::empty(), &[]).unwrap();
+        let mut a = FreeRanges::new(core::iter::empty(), &[]).unwrap();
         assert_eq!(a.allocate(), None);
         assert_eq!(a.free_bytes(), 0);
     }
@@ -505,7 +525,7 @@ mod tests {
             .map(|i| u(i * 2 * FRAME_SIZE, i * 2 * FRAME_SIZE + FRAME_SIZE))
             .collect();
         assert_eq!(
-            FrameAllocator::new(map.into_iter(), &[]).err(),
+            FreeRanges::new(map.into_iter(), &[]).err(),
             Some(FrameError::TooManyRanges)
         );
     }

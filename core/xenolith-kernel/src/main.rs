@@ -16,6 +16,7 @@ mod checks;
 mod cmdline;
 mod dma_remap;
 mod elf;
+mod frame_pool;
 mod frames;
 mod grant_table;
 mod intr_remap;

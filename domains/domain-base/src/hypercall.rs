@@ -473,6 +473,21 @@ pub fn domain_pin(dom: DomainId, vcpu: u32, cpus: u64) -> Result<u64> {
     })
 }
 
+/// Gives the frame of this domain's heap page at `va` back to the machine.
+pub fn memory_release(va: u64) -> Result<u64> {
+    call(args::MemoryRelease { va })
+}
+
+/// Takes a fresh zeroed frame at this domain's heap page `va` again.
+pub fn memory_populate(va: u64) -> Result<u64> {
+    call(args::MemoryPopulate { va })
+}
+
+/// The most memory `dom` may hold, in KiB; control domain only.
+pub fn domain_set_max_mem(dom: DomainId, kib: u64) -> Result<u64> {
+    call(args::DomainSetMaxMem { dom, kib })
+}
+
 /// Gives `dom` the name `name`; control domain only.
 pub fn domain_rename(dom: DomainId, name: &str) -> Result<u64> {
     call(args::DomainRename {

@@ -38,4 +38,7 @@ pub mod vcpu;
 pub use ipc_abi;
 pub use ipc_abi::domain::DomainId;
 pub use ipc_abi::shared::StartInfo;
-pub use rt::{command_line, heap_in_use, modules, option, start_info};
+pub use rt::{
+    command_line, give_heap_pages, heap_in_use, modules, option, start_info, take_heap_pages,
+    HeapPages,
+};

@@ -2,6 +2,7 @@
 //! handler. What runs after the heap is ready is `__xenolith_domain_main`,
 //! which `domain_runtime::entry!` defines.
 
+extern crate alloc;
 use ipc_abi::layout::START_INFO;
 use ipc_abi::shared::{ModuleInfo, StartInfo};
 
@@ -36,6 +37,66 @@ pub fn heap_in_use() -> usize {
     {
         0
     }
+}
+
+/// Pages of the heap the allocator no longer hands out, so that their
+/// frames can be given back to the machine (the balloon). Only
+/// [`take_heap_pages`] makes one and only [`give_heap_pages`] returns it.
+#[derive(Debug)]
+pub struct HeapPages {
+    addr: u64,
+    pages: usize,
+}
+
+impl HeapPages {
+    /// The first page's address (page aligned, in the heap).
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// How many pages, from `addr` on.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+}
+
+fn pages_layout(pages: usize) -> Option<core::alloc::Layout> {
+    core::alloc::Layout::from_size_align(pages.checked_mul(4096)?, 4096).ok()
+}
+
+/// Takes `pages` contiguous pages of the heap out of the allocator's use
+/// (several at once: each allocation costs the allocator a little room
+/// beside it); `None` when the heap has no such run free (or on the host).
+pub fn take_heap_pages(pages: usize) -> Option<HeapPages> {
+    let layout = pages_layout(pages).filter(|l| l.size() > 0)?;
+    #[cfg(target_os = "none")]
+    {
+        // SAFETY: the layout has a non-zero size; the block is only ever
+        // given back through `give_heap_pages`, with this same layout.
+        let p = unsafe { alloc::alloc::alloc(layout) };
+        (!p.is_null()).then(|| HeapPages {
+            addr: p as u64,
+            pages,
+        })
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = layout;
+        None
+    }
+}
+
+/// Gives pages back to the allocator; their frames must be mapped again
+/// first (`memory_populate`) if they were given to the machine.
+pub fn give_heap_pages(block: HeapPages) {
+    #[cfg(target_os = "none")]
+    if let Some(layout) = pages_layout(block.pages) {
+        // SAFETY: `block` came from `take_heap_pages` (only it makes one)
+        // with this layout, and is consumed here, so it is freed once.
+        unsafe { alloc::alloc::dealloc(block.addr as *mut u8, layout) };
+    }
+    #[cfg(not(target_os = "none"))]
+    let _ = block;
 }
 
 /// Boot modules handed to this domain (domain 0 only): bytes and command line.

@@ -26,6 +26,7 @@
 extern crate std;
 
 pub mod backend;
+pub mod balloon;
 pub mod block;
 mod connect;
 pub mod console;
@@ -36,8 +37,8 @@ pub mod net;
 pub mod suspend;
 
 pub use domain_base::{
-    command_line, epoch, events, grant, heap_in_use, hypercall, io, ipc_abi, modules, option,
-    start_info, vcpu, DomainId, StartInfo,
+    command_line, epoch, events, give_heap_pages, grant, heap_in_use, hypercall, io, ipc_abi,
+    modules, option, start_info, take_heap_pages, vcpu, DomainId, StartInfo,
 };
 
 /// Ring pages (`domain_base::ring`) and announcing them to a backend.

@@ -1,6 +1,6 @@
 //! Suspend and resume: how a domain is saved to a file and restored.
 //!
-//! Owns: obeying the control domain's `SuspendRequest` and `ShutdownRequest` (the `Suspend`
+//! Owns: obeying the control domain's `SuspendRequest`, `BalloonTarget` and `ShutdownRequest` (the `Suspend`
 //! hypercall, from inside the runtime's waits, so no runtime lock is held)
 //! and what happens when `Suspend` returns in a restored copy: the copy
 //! has this domain's memory and registers but none of its kernel handles
@@ -56,6 +56,16 @@ pub fn obey() {
     .is_some()
     {
         suspend_now();
+    }
+    // The latest memory target counts (older ones are dropped with it).
+    let mut target = None;
+    while let Some(m) = crate::control::take_news(|m| {
+        m.check() == Some(crate::ipc_abi::proto::control::ControlOp::BalloonTarget)
+    }) {
+        target = Some(m.index);
+    }
+    if let Some(kib) = target {
+        crate::balloon::set_target(u64::from(kib));
     }
     if let Some(m) = crate::control::take_news(|m| {
         m.check() == Some(crate::ipc_abi::proto::control::ControlOp::ShutdownRequest)

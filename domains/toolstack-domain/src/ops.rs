@@ -80,6 +80,48 @@ pub fn rename(started: &mut [Started], domain: u32, name: &str) -> Result<(), St
     Ok(())
 }
 
+/// The control message asking a domain to hold `kib` of memory.
+pub fn balloon_target(kib: u64) -> ControlMessage {
+    let mut m = ControlMessage::new_zeroed();
+    m.op = ControlOp::BalloonTarget as u32;
+    m.index = u32::try_from(kib).unwrap_or(u32::MAX);
+    m
+}
+
+/// Asks a domain to hold `kib` of memory (`domain mem-set`): its balloon
+/// gives memory back or takes it again, up to its maximum. Answers at
+/// once; the domain's `memory_kib` shows when it has.
+pub fn mem_set(started: &mut [Started], domain: u32, kib: u64) -> Result<(), String> {
+    use domain_runtime::ipc_abi::layout::MIN_DOMAIN_KIB;
+    let id = find(started, domain).ok_or("no such domain")?;
+    let info = hc::domain_info(id).map_err(|e| e.to_string())?;
+    if kib < MIN_DOMAIN_KIB || kib > info.max_kib {
+        return Err(alloc::format!(
+            "{kib} KiB is outside what it may hold: {MIN_DOMAIN_KIB} KiB to its maximum, {} KiB (domain mem-max)",
+            info.max_kib
+        ));
+    }
+    let s = started
+        .iter_mut()
+        .find(|s| s.id == id && !s.reported)
+        .ok_or("domain 0's memory is not ballooned")?;
+    let link = s
+        .control
+        .as_mut()
+        .ok_or("it has no control ring, so it cannot be asked")?;
+    link.tell(balloon_target(kib));
+    println!("toolstack: asked domain {} to hold {} KiB", id, kib);
+    Ok(())
+}
+
+/// Sets the most memory a domain may hold (`domain mem-max`).
+pub fn mem_max(started: &[Started], domain: u32, kib: u64) -> Result<(), String> {
+    let id = find(started, domain).ok_or("no such domain")?;
+    hc::domain_set_max_mem(id, kib)
+        .map(drop)
+        .map_err(|_| "a maximum is at least 256 KiB (and at most 16 GiB)".to_string())
+}
+
 /// Changes a domain's scheduler weight and/or cap (percent of one CPU, 0:
 /// none) at once; its restarts keep them.
 pub fn set_sched(

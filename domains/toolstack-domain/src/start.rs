@@ -142,7 +142,10 @@ pub fn create_loaded(image: &[u8], c: &DomainConfig) -> Option<DomainId> {
             .inspect_err(|e| println!("toolstack: {}", e))
             .ok();
     }
-    let id = match hc::domain_create(name, c.memory_kib, c.weight, c.cap, vcpus) {
+    // Room for `maxmem` from the start; the balloon gives back the rest
+    // (`launch` asks it to) before the domain's program uses it.
+    let kib = c.memory_kib.max(c.maxmem_kib);
+    let id = match hc::domain_create(name, kib, c.weight, c.cap, vcpus) {
         Ok(id) => id,
         Err(e) => {
             println!("toolstack: cannot create {}: {}", name, e);
@@ -246,8 +249,11 @@ pub fn launch(
         add(launch::IFNAME, &hypervisor_ifname());
     }
     let control = match crate::control::Link::offer(me, id) {
-        Ok((link, word)) => {
+        Ok((mut link, word)) => {
             let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
+            if c.maxmem_kib > c.memory_kib {
+                link.tell(crate::ops::balloon_target(c.memory_kib));
+            }
             Some(link)
         }
         Err(e) => {

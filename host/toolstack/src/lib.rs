@@ -251,6 +251,35 @@ impl Client {
         self.simple(&Request::Pin { domain, vcpu, cpus })
     }
 
+    /// Asks `domain` to hold `kib` of memory (as `xl mem-set`), and waits
+    /// until it does: `Refused` naming what it holds if its balloon did
+    /// not get there within `within` (a domain that does not wait through
+    /// the runtime never answers the request).
+    pub fn mem_set(&mut self, domain: u32, kib: u64, within: Duration) -> Result<(), Error> {
+        self.simple(&Request::MemSet { domain, kib })?;
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.info(domain)?.memory_kib;
+            if now == kib {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Refused(format!(
+                    "domain {} holds {now} KiB after {} s, not the {kib} KiB asked: it did not \
+                     give back (or take) the memory (a domain does while it waits through the runtime)",
+                    domain & 0xffff,
+                    within.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The most memory `domain` may hold, in KiB (as `xl mem-max`).
+    pub fn mem_max(&mut self, domain: u32, kib: u64) -> Result<(), Error> {
+        self.simple(&Request::MemMax { domain, kib })
+    }
+
     /// Gives `domain` the name `name` (as `xl rename`).
     pub fn rename(&mut self, domain: u32, name: &str) -> Result<(), Error> {
         self.simple(&Request::Rename { domain, name })

@@ -99,6 +99,17 @@ enum DomainVerb {
     /// its vCPUs' registers; it is paused meanwhile and runs on after):
     /// `gdb IMAGE FILE` opens it.
     DumpCore { domain: String, file: PathBuf },
+    /// Change the memory a running domain holds (SIZE: MiB, or with a
+    /// unit: 512k, 64m, 1g); waits until its balloon got there.
+    MemSet {
+        domain: String,
+        size: String,
+        /// Seconds to wait for the domain to get there.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Set the most memory a domain may grow to (SIZE as for mem-set).
+    MemMax { domain: String, size: String },
     /// Give a domain a new name (later commands use it).
     Rename { domain: String, name: String },
     /// Show (no options) or change the scheduler's weight and cap of a
@@ -345,6 +356,7 @@ fn main() -> ExitCode {
                             "restarts": d.restarts,
                             "weight": d.weight,
                             "cap": d.cap,
+                            "max_kib": d.max_kib,
                         })
                     })
                     .collect();
@@ -534,6 +546,31 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Domain {
+            verb:
+                DomainVerb::MemSet {
+                    domain,
+                    size,
+                    timeout,
+                },
+        } => match size_kib(&size) {
+            Some(kib) => client
+                .resolve(&domain)
+                .and_then(|d| client.mem_set(d, kib, std::time::Duration::from_secs(timeout))),
+            None => {
+                eprintln!("toolstack: SIZE is MiB, or a number with k, m or g (512k, 64m, 1g)");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Domain {
+            verb: DomainVerb::MemMax { domain, size },
+        } => match size_kib(&size) {
+            Some(kib) => client.resolve(&domain).and_then(|d| client.mem_max(d, kib)),
+            None => {
+                eprintln!("toolstack: SIZE is MiB, or a number with k, m or g (512k, 64m, 1g)");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Domain {
             verb: DomainVerb::Rename { domain, name },
         } => client
             .resolve(&domain)
@@ -581,6 +618,7 @@ fn main() -> ExitCode {
                         "name": d.name,
                         "state": d.state,
                         "memory_kib": d.memory_kib,
+                        "max_kib": d.max_kib,
                         "cpu_ticks": d.cpu_ticks,
                         "crash": crash,
                         "restarts": d.restarts,
@@ -592,7 +630,7 @@ fn main() -> ExitCode {
                     println!("id:      {}", d.id & 0xffff);
                     println!("name:    {}", d.name);
                     println!("state:   {}", d.state);
-                    println!("memory:  {} KiB", d.memory_kib);
+                    println!("memory:  {} KiB (at most {} KiB)", d.memory_kib, d.max_kib);
                     println!("cpu:     {:.2} s", d.cpu_ticks as f64 / 100.0);
                     println!("crash:   {crash}");
                     if d.dma_faults > 0 {
@@ -694,6 +732,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A size as `mem-set` takes it: MiB, or a number with `k`, `m` or `g`.
+fn size_kib(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => t.split_at(at),
+        None => (t.as_str(), "m"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "k" | "kb" | "kib" => 1,
+        "m" | "mb" | "mib" => 1024,
+        "g" | "gb" | "gib" => 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 /// `domain sched-credit`: changes a domain's weight and cap when asked,

@@ -101,6 +101,7 @@ mod tests {
             restarts: 0,
             weight: 256,
             cap: 0,
+            max_kib: 1024,
         }
     }
 

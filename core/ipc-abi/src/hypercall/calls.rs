@@ -346,6 +346,23 @@ hypercalls! {
     /// (percent of one CPU, 0: none, up to 100) of every vCPU of `dom`,
     /// from now on (control only; `InvalidArgument` outside those).
     DomainSetSched = 76 { dom: DomainId, weight: u64, cap: u64 }
+    /// `(va)`: the caller gives back the frame of its heap page at `va`
+    /// (a balloon inflating): it is unmapped and freed, and the caller's
+    /// memory shrinks by 4 KiB. `InvalidArgument` for an address outside
+    /// its heap, unaligned, or not mapped; `GrantInUse` while the page is
+    /// granted (another domain may map it); `PermissionDenied` for an HVM
+    /// guest.
+    MemoryRelease = 77 { va: u64 }
+    /// `(va)`: the caller takes a fresh zeroed frame at the heap address
+    /// `va` it gave back before (a balloon deflating), within its maximum
+    /// (`DomainSetMaxMem`): `InvalidArgument` outside its heap or where a
+    /// page is mapped, `OutOfResources` at its maximum or when the machine
+    /// has no free frame.
+    MemoryPopulate = 78 { va: u64 }
+    /// `(dom, kib)`: the most memory `dom` may hold (`MemoryPopulate`
+    /// stops there), at least `MIN_DOMAIN_KIB` (control only; it may be
+    /// below what it holds now: it can then only shrink).
+    DomainSetMaxMem = 79 { dom: DomainId, kib: u64 }
 }
 
 #[cfg(test)]

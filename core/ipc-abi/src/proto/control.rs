@@ -52,7 +52,8 @@ crate::numbered! {
 /// Control messages. Domain → control domain: `Announce`, `Connected`,
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
-/// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`.
+/// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`,
+/// `BalloonTarget`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp: u32 {
     /// Frontend: "here is my ring for device (kind, index)".
@@ -85,6 +86,10 @@ pub enum ControlOp: u32 {
     /// To console-dom: "`peer` (a restored domain) continues the console of
     /// the domain whose id is `index`": its history carries over.
     ConsoleInherit = 22,
+    /// To any domain: "hold `index` KiB of memory": its balloon gives
+    /// heap pages back to the machine (`MemoryRelease`) or takes them
+    /// again (`MemoryPopulate`, up to its maximum) until it does.
+    BalloonTarget = 23,
 }
 }
 

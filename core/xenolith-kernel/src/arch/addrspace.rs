@@ -6,7 +6,8 @@
 //! each leaf say which kind a mapping is, so teardown frees exactly the
 //! domain's own frames and page tables and nothing else.
 
-use crate::frames::{Frame, FrameAllocator as Frames};
+use crate::frame_pool::FrameAllocator as Frames;
+use crate::frames::Frame;
 /// Bytes in a page.
 const PAGE: u64 = 4096;
 use crate::layout::{phys_to_virt, PHYS_OFFSET};

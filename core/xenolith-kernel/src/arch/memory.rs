@@ -4,7 +4,8 @@
 //! and the services built on them (device mappings for drivers inside the kernel).
 
 use crate::arch::paging::{Caching, KernelSpace, PagingError};
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use spin::Mutex;
 

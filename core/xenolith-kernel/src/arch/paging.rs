@@ -7,7 +7,8 @@
 //! Never: maps anything writable and executable; maps a stack guard page.
 
 use super::stacks;
-use crate::frames::{FrameAllocator as Frames, PhysRange};
+use crate::frame_pool::FrameAllocator as Frames;
+use crate::frames::PhysRange;
 use crate::layout::{DEVICE_WINDOW, DEVICE_WINDOW_SIZE, KERNEL_VMA, PHYS_OFFSET};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult};

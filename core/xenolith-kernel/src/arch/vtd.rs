@@ -26,7 +26,8 @@
 use super::memory::{map_physical, write_frame};
 use super::paging::Caching;
 use crate::dma_remap::{self as rules, reg, Caps, Fault};
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 
 /// How long a command may take before the unit is declared broken
 /// (TSC cycles; far beyond what hardware or QEMU takes).

@@ -10,7 +10,7 @@ use super::ports::PortState;
 use super::{events, Kernel};
 use crate::arch::addrspace::{Access, Kind};
 use crate::arch::{gdt, ioapic};
-use crate::frames::FrameAllocator;
+use crate::frame_pool::FrameAllocator;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{DEVICE_WINDOW, DEVICE_WINDOW_SIZE, MAX_IRQS, PAGE_SIZE};
 

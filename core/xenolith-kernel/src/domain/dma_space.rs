@@ -9,7 +9,8 @@
 
 use crate::arch::vtd;
 use crate::dma_remap::{sl_index, sl_leaf, sl_table};
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 
 /// One domain's device address space.
 pub struct DmaSpace {

@@ -6,7 +6,8 @@
 use super::shared_pages::{read_frame, write_frame};
 use super::Kernel;
 use crate::arch::addrspace::{Access, AddressSpace, Kind};
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 use crate::grant_table::{self as table, Domains, ForeignMap, Grant, Parts, Space};
 use crate::usermem;
 use ipc_abi::domain::DomainId;

@@ -12,7 +12,8 @@ use crate::arch::syscall::initial_frame;
 use crate::domain::ports::Ports;
 use crate::domain::shared_pages::{with_start_info, write_frame};
 use crate::elf::{self, ImageSource};
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 use crate::sched::{self, Entity, ALL_CPUS};
 use ipc_abi::domain::{CrashRecord, DomainId, ShutdownReason, CMDLINE_MAX, NAME_MAX};
 use ipc_abi::hypercall::{Destroyed, Error};
@@ -245,6 +246,7 @@ pub fn create(
             device_model: Default::default(),
             dma_space: None,
             dma_faults: 0,
+            max_kib: spec.memory_kib,
         },
     );
     trace_event!("dom{=u32} created", id.0);

@@ -9,6 +9,7 @@
 //! (each record's frames), `events` (event channels), `grants` (grant
 //! tables), `saving` (save and restore), `console` (the debug console).
 
+pub mod balloon;
 pub mod console;
 pub mod debugkeys;
 pub mod devices;
@@ -170,6 +171,8 @@ pub struct Domain {
     pub dma_space: Option<dma_space::DmaSpace>,
     /// DMA faults its devices caused.
     pub dma_faults: u64,
+    /// The most memory it may hold (`balloon.rs`); `memory_kib` is what it holds.
+    pub max_kib: u64,
 }
 
 impl Domain {
@@ -397,7 +400,7 @@ impl Kernel {
     fn remove<R>(
         &mut self,
         index: usize,
-        frames: &mut crate::frames::FrameAllocator,
+        frames: &mut crate::frame_pool::FrameAllocator,
         take: impl FnOnce(&mut Domain) -> R,
     ) -> Option<R> {
         let boxed = self.slots.get_mut(index)?.domain.take()?;

@@ -19,7 +19,7 @@
 use super::Kernel;
 use crate::arch::addrspace::{Access, Kind};
 use crate::arch::pci;
-use crate::frames::FrameAllocator;
+use crate::frame_pool::FrameAllocator;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_IRQS, PAGE_SIZE};
 

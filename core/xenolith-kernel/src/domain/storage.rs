@@ -9,7 +9,8 @@
 //! There is no kernel heap; this is the only place that needs one.
 
 use super::Domain;
-use crate::frames::{Frame, FrameAllocator};
+use crate::frame_pool::FrameAllocator;
+use crate::frames::Frame;
 use crate::layout::{phys_to_virt, PHYS_OFFSET};
 use core::ptr::NonNull;
 

@@ -5,8 +5,8 @@
 use super::rights::{other, require_control, self_or_controlled};
 use crate::arch::memory::with_frames;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{events, grants, saving, vcpus, Kernel, Life};
-use crate::frames::FrameAllocator;
+use crate::domain::{balloon, events, grants, saving, vcpus, Kernel, Life};
+use crate::frame_pool::FrameAllocator;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
     CrashRecord, CreateDomain, DomainInfo, DomainState, ShutdownReason, VcpuContext, CMDLINE_MAX,
@@ -113,6 +113,24 @@ pub fn pin(k: &mut Kernel, caller: usize, a: args::DomainPin) -> Result<u64, Err
     require_control(k, caller)?;
     let t = k.resolve(caller, a.dom)?;
     vcpus::pin(k, t, a.vcpu, a.cpus).map(|()| 0)
+}
+
+pub fn memory_release(k: &mut Kernel, caller: usize, a: args::MemoryRelease) -> Result<u64, Error> {
+    with_frames(|frames| balloon::release(k, frames, caller, a.va)).map(|()| 0)
+}
+
+pub fn memory_populate(
+    k: &mut Kernel,
+    caller: usize,
+    a: args::MemoryPopulate,
+) -> Result<u64, Error> {
+    with_frames(|frames| balloon::populate(k, frames, caller, a.va)).map(|()| 0)
+}
+
+pub fn set_max_mem(k: &mut Kernel, caller: usize, a: args::DomainSetMaxMem) -> Result<u64, Error> {
+    require_control(k, caller)?;
+    let t = k.lookup(a.dom)?;
+    balloon::set_max(k, t, a.kib).map(|()| 0)
 }
 
 pub fn rename(k: &mut Kernel, caller: usize, a: args::DomainRename) -> Result<u64, Error> {
@@ -265,5 +283,6 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         dma_faults: d.dma_faults,
         cap_percent: d.vcpus[0].sched.cap_percent,
         _reserved: 0,
+        max_kib: d.max_kib,
     })
 }

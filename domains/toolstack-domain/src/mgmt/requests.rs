@@ -257,6 +257,7 @@ impl Server {
                             restarts: restarts_of(started, info.id),
                             weight: info.weight,
                             cap: info.cap_percent,
+                            max_kib: info.max_kib,
                         }),
                     );
                 }
@@ -300,6 +301,14 @@ impl Server {
             }
             Request::Rename { domain, name } => {
                 let answer = crate::ops::rename(started, domain, name);
+                self.reply(seq, answer)
+            }
+            Request::MemSet { domain, kib } => {
+                let answer = crate::ops::mem_set(started, domain, kib);
+                self.reply(seq, answer)
+            }
+            Request::MemMax { domain, kib } => {
+                let answer = crate::ops::mem_max(started, domain, kib);
                 self.reply(seq, answer)
             }
             Request::SetSched {
@@ -577,6 +586,7 @@ impl Server {
             restarts: restarts_of(started, info.id),
             last_crash: last,
             dma_faults: info.dma_faults + earlier_dma_faults,
+            max_kib: info.max_kib,
         });
         self.send(seq, &answer);
     }

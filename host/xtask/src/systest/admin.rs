@@ -212,10 +212,106 @@ fn dump_core_writes_a_core_gdb_opens_and_the_domain_runs_on(
     }
 }
 
+/// A domain's `memory_kib` and `max_kib`, from `domain info --json`.
+fn memory_of(sock: &Path, name: &str) -> Result<(u64, u64), String> {
+    let (code, out) = toolstack(sock, &["domain", "info", name, "--json"])?;
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .map_err(|e| format!("domain info {name} --json ({code}): {e}: {out}"))?;
+    Ok((
+        v["memory_kib"].as_u64().unwrap_or(0),
+        v["max_kib"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// The machine's free memory in KiB, from `host info`.
+fn free_kib(sock: &Path) -> Result<u64, String> {
+    let (_, info) = toolstack(sock, &["host", "info"])?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("free:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no free: line in host info: {info}"))
+}
+
+/// `domain mem-set` shrinks and grows a running domain that checks every
+/// word of its data meanwhile (created with `maxmem` above `memory`, so
+/// it starts ballooned down); the machine gets back exactly what was
+/// given; above the maximum (and after `mem-max` lowers it) is refused;
+/// a domain that never waits through the runtime gets the timeout answer
+/// and keeps its memory.
+fn mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = c
+        .machine()
+        .guests(&[
+            (
+                "balloon-check",
+                "balloon-check memory=2M maxmem=4M data_kib=256",
+            ),
+            ("spinner", "stubborn memory=2M seconds=100000"),
+        ])
+        .boot_managed(slot)?;
+    expect_line(m, "toolstack: serving the management protocol on COM2")?;
+    expect_line(
+        m,
+        "[1] balloon-check: holding 2048 KiB, balloon 2048 KiB, data intact",
+    )?;
+    check(memory_of(&sock, "balloon-check")? == (2048, 4096), || {
+        "created with maxmem 4M and memory 2M, it should hold 2048 of 4096 KiB".into()
+    })?;
+    let free_before = free_kib(&sock)?;
+    for (size, kib) in [("1m", 1024), ("3072k", 3072), ("4", 4096), ("2m", 2048)] {
+        let (code, out) = toolstack(&sock, &["domain", "mem-set", "balloon-check", size])?;
+        check(code == 0, || format!("mem-set {size}: {code} {out}"))?;
+        check(memory_of(&sock, "balloon-check")?.0 == kib, || {
+            format!("after mem-set {size} it does not hold {kib} KiB")
+        })?;
+        expect_line(
+            m,
+            &format!(
+                "[1] balloon-check: holding {kib} KiB, balloon {} KiB, data intact",
+                4096 - kib
+            ),
+        )?;
+    }
+    // Back at 2 MiB: the machine has exactly what it had (at 2 MiB too).
+    let free_after = free_kib(&sock)?;
+    check(free_after == free_before, || {
+        format!("free memory was {free_before} KiB at 2 MiB, is {free_after} KiB at 2 MiB again")
+    })?;
+    let (code, out) = toolstack(&sock, &["domain", "mem-set", "balloon-check", "5m"])?;
+    check(
+        code != 0 && out.contains("outside what it may hold"),
+        || format!("mem-set above the maximum: {code} {out}"),
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "mem-max", "balloon-check", "3m"])?;
+    check(code == 0, || format!("mem-max 3m: {code} {out}"))?;
+    let (code, out) = toolstack(&sock, &["domain", "mem-set", "balloon-check", "4m"])?;
+    check(code != 0 && out.contains("3072 KiB"), || {
+        format!("mem-set above the lowered maximum: {code} {out}")
+    })?;
+    check(memory_of(&sock, "balloon-check")? == (2048, 3072), || {
+        "refused changes changed something".into()
+    })?;
+    let (code, out) = toolstack(
+        &sock,
+        &["domain", "mem-set", "stubborn", "1m", "--timeout", "3"],
+    )?;
+    check(
+        code != 0 && out.contains("holds 2048 KiB after 3 s") && out.contains("did not give back"),
+        || format!("mem-set of a domain that never waits: {code} {out}"),
+    )?;
+    check(memory_of(&sock, "stubborn")?.0 == 2048, || {
+        "the stubborn domain's memory changed".into()
+    })
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
         sched_credit_and_rename_change_a_running_domain,
         dump_core_writes_a_core_gdb_opens_and_the_domain_runs_on,
+        mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out,
     ]
 }
