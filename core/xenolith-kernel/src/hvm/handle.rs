@@ -329,11 +329,13 @@ fn triple_fault_state(s: &HvmVcpu) {
         (s.vmcb.read32(off::CPL & !3) >> ((off::CPL & 3) * 8)) & 0xff,
     );
     kprintln!(
-        "hvm: triple fault: int_state {:#x} exit_int_info {:#x} event_inj {:#x} int_ctl {:#x}",
+        "hvm: triple fault: int_state {:#x} exit_int_info {:#x} event_inj {:#x} int_ctl {:#x} nested cr3 {:#x} (kept {:#x})",
         v(off::INT_STATE),
         v(off::EXIT_INT_INFO),
         v(off::EVENT_INJ),
         s.vmcb.read32(off::INT_CTL),
+        v(off::N_CR3),
+        s.npt,
     );
     let extra = &s.state.get().extra;
     for i in 0..extra.recent.len() {

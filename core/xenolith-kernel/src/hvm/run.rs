@@ -50,6 +50,17 @@ pub fn run(state: &mut HvmVcpu) {
     let moved = core::mem::replace(&mut state.last_cpu, cpu) != cpu;
     let flush = LAST_VMCB[cpu].swap(vmcb, Ordering::Relaxed) != vmcb || moved;
     state.vmcb.write32(off::TLB_CONTROL, flush as u32);
+    // Nothing but the kernel writes the VMCB's control area; a nested
+    // page table pointer that changed says something wrote it anyway.
+    let (npt, enabled) = (state.vmcb.read64(off::N_CR3), state.vmcb.read64(off::NP_ENABLE));
+    if npt != state.npt || enabled != 1 {
+        kprintln!(
+            "hvm: BUG: the VMCB at {vmcb:#x} says nested CR3 {npt:#x} (enable {enabled}), not {:#x}",
+            state.npt
+        );
+        state.vmcb.write64(off::N_CR3, state.npt);
+        state.vmcb.write64(off::NP_ENABLE, 1);
+    }
     svm::run(cpu, &mut state.vmcb, &mut state.state);
     let exit = super::vcpu::RecentExit {
         code: state.vmcb.read64(off::EXIT_CODE),

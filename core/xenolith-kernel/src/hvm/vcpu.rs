@@ -94,6 +94,8 @@ pub struct HvmVcpu {
     /// The CPU it last ran on (`usize::MAX`: none yet), for the TLB rule
     /// in `run.rs`.
     pub last_cpu: usize,
+    /// Its nested page table's root, as the VMCB must keep saying.
+    pub npt: u64,
 }
 
 impl HvmVcpu {
@@ -146,6 +148,7 @@ impl HvmVcpu {
         HvmVcpu {
             vmcb,
             last_cpu: usize::MAX,
+            npt,
             state: StatePage::new(
                 state_frame,
                 Extra {
