@@ -109,7 +109,7 @@ impl FrameAllocator {
         let mut run = 0;
         while i < frames {
             let word = self.bits[i / 64];
-            if i % 64 == 0 && word == 0 {
+            if i.is_multiple_of(64) && word == 0 {
                 run = 0;
                 i += 64;
                 continue;

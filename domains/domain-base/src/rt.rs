@@ -74,7 +74,7 @@ pub fn take_heap_pages(pages: usize) -> Option<HeapPages> {
         // SAFETY: the layout has a non-zero size; the block is only ever
         // given back through `give_heap_pages`, with this same layout.
         let p = unsafe { alloc::alloc::alloc(layout) };
-        (!p.is_null()).then(|| HeapPages {
+        (!p.is_null()).then_some(HeapPages {
             addr: p as u64,
             pages,
         })

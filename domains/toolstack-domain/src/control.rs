@@ -197,3 +197,12 @@ impl Link {
         self.ring.detach();
     }
 }
+
+/// The control message asking a domain to hold `kib` of memory (its
+/// balloon gives memory back or takes it again: `domain mem-set`).
+pub fn balloon_target(kib: u64) -> ControlMessage {
+    let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    m.op = ControlOp::BalloonTarget as u32;
+    m.index = u32::try_from(kib).unwrap_or(u32::MAX);
+    m
+}

@@ -80,14 +80,6 @@ pub fn rename(started: &mut [Started], domain: u32, name: &str) -> Result<(), St
     Ok(())
 }
 
-/// The control message asking a domain to hold `kib` of memory.
-pub fn balloon_target(kib: u64) -> ControlMessage {
-    let mut m = ControlMessage::new_zeroed();
-    m.op = ControlOp::BalloonTarget as u32;
-    m.index = u32::try_from(kib).unwrap_or(u32::MAX);
-    m
-}
-
 /// Asks a domain to hold `kib` of memory (`domain mem-set`): its balloon
 /// gives memory back or takes it again, up to its maximum. Answers at
 /// once; the domain's `memory_kib` shows when it has.
@@ -109,7 +101,7 @@ pub fn mem_set(started: &mut [Started], domain: u32, kib: u64) -> Result<(), Str
         .control
         .as_mut()
         .ok_or("it has no control ring, so it cannot be asked")?;
-    link.tell(balloon_target(kib));
+    link.tell(crate::control::balloon_target(kib));
     println!("toolstack: asked domain {} to hold {} KiB", id, kib);
     Ok(())
 }

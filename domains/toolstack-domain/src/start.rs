@@ -252,7 +252,7 @@ pub fn launch(
         Ok((mut link, word)) => {
             let _ = core::fmt::Write::write_fmt(&mut cmdline, format_args!(" {}", word));
             if c.maxmem_kib > c.memory_kib {
-                link.tell(crate::ops::balloon_target(c.memory_kib));
+                link.tell(crate::control::balloon_target(c.memory_kib));
             }
             Some(link)
         }

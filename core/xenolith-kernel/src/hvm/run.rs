@@ -52,7 +52,10 @@ pub fn run(state: &mut HvmVcpu) {
     state.vmcb.write32(off::TLB_CONTROL, flush as u32);
     // Nothing but the kernel writes the VMCB's control area; a nested
     // page table pointer that changed says something wrote it anyway.
-    let (npt, enabled) = (state.vmcb.read64(off::N_CR3), state.vmcb.read64(off::NP_ENABLE));
+    let (npt, enabled) = (
+        state.vmcb.read64(off::N_CR3),
+        state.vmcb.read64(off::NP_ENABLE),
+    );
     if npt != state.npt || enabled != 1 {
         kprintln!(
             "hvm: BUG: the VMCB at {vmcb:#x} says nested CR3 {npt:#x} (enable {enabled}), not {:#x}",
