@@ -87,16 +87,18 @@ if [ -n "$xenolith_ip" ] && [ -e /sys/class/net/eth0 ]; then
     df -h /data 2>/dev/null | tail -n 1; } > /www/index.html
   httpd -p 80 -h /www && echo "xenolith-linux: httpd serves port 80"
 fi
-# `xenolith_iobench=1` on the command line (`cargo xtask bench linux`): the
-# disk's figures, then servers for the host's network figures.
+# `xenolith_iobench=MIB` on the command line (`cargo xtask bench linux`):
+# the disk's figures over MIB MiB, then servers for the host's network
+# figures (MIB MiB from the guest).
 if [ -n "$xenolith_iobench" ] && [ -b /dev/vda ]; then
   ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
-  t0=$(ms); dd if=/dev/zero of=/dev/vda bs=64k count=4096 oflag=direct conv=fsync 2>/dev/null
-  echo "xenolith-linux: iobench seq write 256 MiB $(( $(ms) - t0 )) ms"
-  t0=$(ms); dd if=/dev/vda of=/dev/null bs=64k count=4096 iflag=direct 2>/dev/null
-  echo "xenolith-linux: iobench seq read 256 MiB $(( $(ms) - t0 )) ms"
-  xenolith-io randread /dev/vda 10
-  xenolith-io sink 5001 & xenolith-io source 5002 268435456 & xenolith-io echo 5003 &
+  mib=$xenolith_iobench
+  t0=$(ms); dd if=/dev/zero of=/dev/vda bs=64k count=$((mib * 16)) oflag=direct conv=fsync 2>/dev/null
+  echo "xenolith-linux: iobench seq write $mib MiB $(( $(ms) - t0 )) ms"
+  t0=$(ms); dd if=/dev/vda of=/dev/null bs=64k count=$((mib * 16)) iflag=direct 2>/dev/null
+  echo "xenolith-linux: iobench seq read $mib MiB $(( $(ms) - t0 )) ms"
+  xenolith-io randread /dev/vda $(( mib >= 64 ? 10 : 2 ))
+  xenolith-io sink 5001 & xenolith-io source 5002 $((mib * 1048576)) & xenolith-io echo 5003 &
   sleep 1; echo "xenolith-linux: iobench servers ready"
 fi
 # `xenolith_bench` on the command line: a CPU-bound job, timed inside Linux.

@@ -104,6 +104,10 @@ enum Command {
     },
     /// Benchmarks; each prints a table.
     Bench {
+        /// Small sizes and one run of each: checks a bench still runs and
+        /// prints its table (the suite runs every bench so).
+        #[arg(long)]
+        short: bool,
         #[command(subcommand)]
         which: bench::Which,
     },
@@ -125,7 +129,7 @@ fn main() -> ExitCode {
             .and_then(|()| checks::fmt())
             .and_then(|()| checks::clippy()),
         Command::Image { out, cmdline } => image(&out, &cmdline),
-        Command::Bench { which } => bench::run(which),
+        Command::Bench { short, which } => bench::run(which, short),
         Command::Campaign { which, count, seed } => match which.as_str() {
             "crashes" => systest::crash_campaign(seed, count),
             other => Err(format!("no campaign {other:?} (there is: crashes)")),

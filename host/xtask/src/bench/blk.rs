@@ -11,8 +11,13 @@ use crate::qemu::{Config, Machine};
 use crate::{build, host_tools, iso};
 use std::time::Duration;
 
-const MIB: u64 = 16;
-const RANDOM: u64 = 2000;
+/// MiB each sequential workload moves, random reads (`--short`: few).
+fn mib() -> u64 {
+    super::setup::sized(16, 1)
+}
+fn random() -> u64 {
+    super::setup::sized(2000, 100)
+}
 
 /// `(ns, tsc)` of a result line; `extra` is the number before "notifications", if any.
 fn figures(m: &Machine, marker: &str) -> Result<(f64, f64, Option<f64>), String> {
@@ -53,6 +58,7 @@ fn boot(icount: bool, grant: &str, machine: Platform) -> Result<Machine, String>
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let image = dir.join("blk.img");
     std::fs::write(&image, vec![0u8; 64 << 20]).map_err(|e| e.to_string())?;
+    let (mib, random) = (mib(), random());
     let mods = [
         Module {
             path: build::domain(&domains, "toolstack-domain"),
@@ -61,13 +67,13 @@ fn boot(icount: bool, grant: &str, machine: Platform) -> Result<Machine, String>
         Module {
             path: build::domain(&domains, "drvdom-blk"),
             cmdline: format!(
-                "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=bench=all bench_raw mib={MIB} random={RANDOM} grant={grant}{}",
+                "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=bench=all bench_raw mib={mib} random={random} grant={grant}{}",
                 if icount { " poll" } else { "" }
             ),
         },
         Module {
             path: build::domain(&domains, "disk-bench"),
-            cmdline: format!("disk-bench memory=4M mib={MIB} random={RANDOM} disk=bench,xvda,w"),
+            cmdline: format!("disk-bench memory=4M mib={mib} random={random} disk=bench,xvda,w"),
         },
     ];
     let cmdline = match machine {
@@ -107,8 +113,8 @@ fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
     ];
     drop(m);
     let m = boot(true, grant, machine)?;
-    let raw_icount = figures(&m, "drvdom-blk: raw random-read")?.1 / RANDOM as f64;
-    let guest_icount = figures(&m, "disk-bench: random-read")?.1 / RANDOM as f64;
+    let raw_icount = figures(&m, "drvdom-blk: raw random-read")?.1 / random() as f64;
+    let guest_icount = figures(&m, "disk-bench: random-read")?.1 / random() as f64;
     Ok(Figures {
         raw,
         guest,
@@ -119,8 +125,8 @@ fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
 
 pub fn run() -> Result<(), String> {
     host_tools::ensure()?;
-    let mibps = |ns: f64| (MIB as f64) / (ns / 1e9);
-    let iops = |ns: f64| (RANDOM as f64) / (ns / 1e9);
+    let mibps = |ns: f64| (mib() as f64) / (ns / 1e9);
+    let iops = |ns: f64| (random() as f64) / (ns / 1e9);
     println!("| data path | workload (TCG) | raw, in drvdom-blk | guest, through the ring | guest / raw |");
     println!("|---|---|---|---|---|");
     let modes = [
@@ -152,7 +158,7 @@ pub fn run() -> Result<(), String> {
         );
         println!(
             "| grant {grant} | notifications per request, random reads | | {:.2} | |",
-            f.guest[2].2.unwrap_or(f64::NAN) / RANDOM as f64
+            f.guest[2].2.unwrap_or(f64::NAN) / random() as f64
         );
     }
     Ok(())

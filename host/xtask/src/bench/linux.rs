@@ -22,8 +22,22 @@ use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(600);
 const IP: &str = "10.0.2.15";
-const APPEND: &str = "console=ttyS0 quiet xenolith_iobench=1 xenolith_ip=10.0.2.15/24";
-const TCP_BYTES: usize = 256 << 20;
+/// Linux's command line: its disk and network figures over `mib()` MiB.
+fn append() -> String {
+    format!(
+        "console=ttyS0 quiet xenolith_iobench={} xenolith_ip=10.0.2.15/24",
+        mib()
+    )
+}
+/// MiB the disk and TCP figures move (`--short`: a few).
+fn mib() -> usize {
+    super::setup::sized(256, 8)
+}
+
+/// Bytes over TCP each way.
+fn tcp_bytes() -> usize {
+    mib() << 20
+}
 
 /// One machine's figures.
 #[derive(Default)]
@@ -48,11 +62,12 @@ fn number_in(line: &str, after: &str) -> Result<f64, String> {
 fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
     let mut f = Figures::default();
     (f.to_init, _) = m.wait_for_nth("xenolith-linux: /init running", 1, LONG)?;
-    let mib = 256.0;
-    let w = m.wait_for("xenolith-linux: iobench seq write 256 MiB ", LONG)?;
-    f.write_mib_s = mib / (number_in(&w, "256 MiB ")? / 1e3);
-    let r = m.wait_for("xenolith-linux: iobench seq read 256 MiB ", LONG)?;
-    f.read_mib_s = mib / (number_in(&r, "256 MiB ")? / 1e3);
+    let size = format!("{} MiB ", mib());
+    let w = m.wait_for(&format!("xenolith-linux: iobench seq write {size}"), LONG)?;
+    let mib = mib() as f64;
+    f.write_mib_s = mib / (number_in(&w, &size)? / 1e3);
+    let r = m.wait_for(&format!("xenolith-linux: iobench seq read {size}"), LONG)?;
+    f.read_mib_s = mib / (number_in(&r, &size)? / 1e3);
     let rr = m.wait_for("xenolith-linux: iobench randread ", LONG)?;
     f.iops = number_in(&rr, "randread ")?;
     m.wait_for("xenolith-linux: iobench servers ready", LONG)?;
@@ -66,14 +81,14 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
     let mut s = connect(ports[0])?;
     let began = Instant::now();
     let chunk = vec![0x5au8; 1 << 16];
-    for _ in 0..TCP_BYTES / chunk.len() {
+    for _ in 0..tcp_bytes() / chunk.len() {
         s.write_all(&chunk).map_err(|e| e.to_string())?;
     }
     s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
     let mut answer = String::new();
     s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
     let secs = began.elapsed().as_secs_f64();
-    if answer.trim() != TCP_BYTES.to_string() {
+    if answer.trim() != tcp_bytes().to_string() {
         return Err(format!("the guest counted {answer:?} bytes"));
     }
     f.to_guest_mib_s = mib / secs;
@@ -89,7 +104,7 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
         }
         got += n;
     }
-    if got != TCP_BYTES {
+    if got != tcp_bytes() {
         return Err(format!("{got} bytes came from the guest"));
     }
     f.from_guest_mib_s = mib / began.elapsed().as_secs_f64();
@@ -99,7 +114,7 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
     let mut back = [0u8; 64];
     let began = Instant::now();
     let mut n = 0u64;
-    while began.elapsed() < Duration::from_secs(10) {
+    while began.elapsed() < Duration::from_secs(super::setup::sized(10, 2)) {
         s.write_all(&message).map_err(|e| e.to_string())?;
         s.read_exact(&mut back).map_err(|e| e.to_string())?;
         n += 1;
@@ -157,7 +172,7 @@ pub fn run() -> Result<(), String> {
                 &dir,
                 &domains,
                 &linux,
-                APPEND,
+                &append(),
                 "memory = 512\ndisk = [\"bench,xvda,w\"]\nvif = [\"mac=00:16:3e:00:00:20\"]\n",
             )?,
             cmdline: "bundle".into(),
@@ -188,7 +203,7 @@ pub fn run() -> Result<(), String> {
             .disk(&disk)
             .disk_cache_none()
             .nic(&forwards(ports))
-            .direct_linux(&linux.kernel, &linux.initrd, APPEND)
+            .direct_linux(&linux.kernel, &linux.initrd, &append())
             .spawn()?;
         measure(&m, ports)?
     };

@@ -59,16 +59,17 @@ pub enum Which {
     },
 }
 
-pub fn run(which: Which) -> Result<(), String> {
+pub fn run(which: Which, short: bool) -> Result<(), String> {
+    setup::set_short(short);
     match which {
-        Which::Boot { runs } => boot::run(runs.max(1)),
+        Which::Boot { runs } => boot::run(setup::sized(runs, 1).max(1)),
         Which::Kernel => kernel::run(),
         Which::Ring => ring::run(),
         Which::Console => kernel::console(),
         Which::Toolstack => toolstack::run(),
         Which::Blk => blk::run(),
         Which::Net => net::run(),
-        Which::Hvm { runs } => hvm::run(runs.max(1)),
+        Which::Hvm { runs } => hvm::run(setup::sized(runs, 1).max(1)),
         Which::Linux => linux::run(),
         Which::Restart => restart::run(),
         Which::Save => save::run(),

@@ -13,9 +13,16 @@ use crate::{build, host_tools, iso};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const FRAMES: u64 = 20_000;
-const TCP_BYTES: usize = 32 << 20;
-const UDP_ROUNDS: u32 = 2_000;
+/// Frames each side sends, bytes over TCP, UDP round trips (`--short`: few).
+fn frames() -> u64 {
+    super::setup::sized(20_000, 500)
+}
+fn tcp_bytes() -> usize {
+    super::setup::sized(32 << 20, 1 << 20)
+}
+fn udp_rounds() -> u32 {
+    super::setup::sized(2_000, 100)
+}
 const WAIT: Duration = Duration::from_secs(600);
 
 /// The number before `unit` in a line (a word's trailing `;` or `,` aside:
@@ -83,23 +90,26 @@ fn frames_out(iommu: Iommu) -> Result<(f64, f64, f64), String> {
     let guests = [
         (
             "drvdom-net",
-            format!("{NET_DRIVER_LINE} bench_raw frames={FRAMES}"),
+            format!("{NET_DRIVER_LINE} bench_raw frames={}", frames()),
         ),
         (
             "net-bench",
-            format!("tx memory=2M vif=mac=02:00:00:00:05:01 send={FRAMES} to=52:55:0a:00:02:02"),
+            format!(
+                "tx memory=2M vif=mac=02:00:00:00:05:01 send={} to=52:55:0a:00:02:02",
+                frames()
+            ),
         ),
     ];
     let m = boot(&guests, Some(&[]), false, "", iommu)?;
     let mibps = |line: &str| -> Result<f64, String> {
-        Ok((FRAMES as f64 * 1514.0 / (1 << 20) as f64) / (before(line, "ns")? / 1e9))
+        Ok((frames() as f64 * 1514.0 / (1 << 20) as f64) / (before(line, "ns")? / 1e9))
     };
     let raw = m.wait_for("drvdom-net: raw sent", WAIT)?;
     let guest = m.wait_for("net-bench: sent", WAIT)?;
     Ok((
         mibps(&raw)?,
         mibps(&guest)?,
-        before(&guest, "notifications")? / FRAMES as f64,
+        before(&guest, "notifications")? / frames() as f64,
     ))
 }
 
@@ -139,12 +149,12 @@ fn host_and_guest(iommu: Iommu) -> Result<(f64, f64, u32), String> {
     m.wait_for("web: serving http", WAIT)?;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", tcp)).map_err(|e| e.to_string())?;
     let buf = vec![0x5au8; 1 << 16];
-    for _ in 0..TCP_BYTES / buf.len() {
+    for _ in 0..tcp_bytes() / buf.len() {
         conn.write_all(&buf).map_err(|e| e.to_string())?;
     }
     drop(conn);
     let took = m.wait_for("net-tool: receiving took", WAIT)?;
-    let tcp_mibps = (TCP_BYTES as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9);
+    let tcp_mibps = (tcp_bytes() as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     sock.connect(("127.0.0.1", udp))
         .map_err(|e| e.to_string())?;
@@ -153,7 +163,7 @@ fn host_and_guest(iommu: Iommu) -> Result<(f64, f64, u32), String> {
     let mut lost = 0;
     let mut back = [0u8; 128];
     let start = Instant::now();
-    for i in 0..UDP_ROUNDS {
+    for i in 0..udp_rounds() {
         let msg = format!("request {i:08}");
         sock.send(msg.as_bytes()).map_err(|e| e.to_string())?;
         match sock.recv(&mut back) {
@@ -161,7 +171,7 @@ fn host_and_guest(iommu: Iommu) -> Result<(f64, f64, u32), String> {
             _ => lost += 1,
         }
     }
-    let rate = f64::from(UDP_ROUNDS - lost) / start.elapsed().as_secs_f64();
+    let rate = f64::from(udp_rounds() - lost) / start.elapsed().as_secs_f64();
     Ok((tcp_mibps, rate, lost))
 }
 
@@ -172,12 +182,12 @@ fn guest_to_guest() -> Result<f64, String> {
         ("net-tool", "sink memory=4M vif=mac=02:00:00:00:05:03 ip=10.0.2.21/24 sink=5000".to_string()),
         (
             "net-tool",
-            format!("source memory=4M vif=mac=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={TCP_BYTES}"),
+            format!("source memory=4M vif=mac=02:00:00:00:05:04 ip=10.0.2.22/24 source=10.0.2.21:5000 bytes={}", tcp_bytes()),
         ),
     ];
     let m = boot(&guests, None, false, "ifname=dummy", None)?;
     let took = m.wait_for("net-tool: receiving took", WAIT)?;
-    Ok((TCP_BYTES as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
+    Ok((tcp_bytes() as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
 }
 
 /// Under -icount, one frame at a time from guest to guest and back through
@@ -220,15 +230,18 @@ pub fn run() -> Result<(), String> {
     println!("| notifications per frame, guest transmit ring | {notes:.3} | |");
     println!(
         "| TCP host to guest, {} MiB (MiB/s) | {tcp_in:.1} | {:.2} |",
-        TCP_BYTES >> 20,
+        tcp_bytes() >> 20,
         tcp_in / raw
     );
     println!(
         "| TCP guest to guest through the switch, {} MiB (MiB/s) | {g2g:.1} | {:.2} |",
-        TCP_BYTES >> 20,
+        tcp_bytes() >> 20,
         g2g / raw
     );
-    println!("| UDP request/response with the web guest's echo (round trips/s; {lost} lost of {UDP_ROUNDS}) | {udp_rate:.0} | |");
+    println!(
+        "| UDP request/response with the web guest's echo (round trips/s; {lost} lost of {}) | {udp_rate:.0} | |",
+        udp_rounds()
+    );
     println!("| instructions per 1,514-byte frame, guest to guest through the switch, one at a time (-icount, every domain) | {instr:.0} | |");
     // The cost of DMA isolation: the same on q35, the IOMMU unused and used.
     let (off_raw, off_guest, _) = frames_out(Some(false))?;

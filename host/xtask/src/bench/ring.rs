@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-const REQUESTS: u64 = 2_000_000;
+/// Requests through each queue (`--short`: few).
+fn requests() -> u64 {
+    super::setup::sized(2_000_000, 20_000)
+}
 const PAGES: u32 = 17; // 1,024 slots
 
 #[repr(C)]
@@ -35,7 +38,7 @@ fn ours(batch: u64) -> (f64, f64) {
             let mut done = 0;
             let mut notes = 0u64;
             let mut armed = false;
-            while done < REQUESTS {
+            while done < requests() {
                 let mut n = 0;
                 while n < batch {
                     match back.pop().expect("well-behaved peer") {
@@ -68,10 +71,10 @@ fn ours(batch: u64) -> (f64, f64) {
         });
         let (mut sent, mut got) = (0, 0);
         let mut armed = false;
-        while got < REQUESTS {
+        while got < requests() {
             let mut n = 0;
             while n < batch
-                && sent < REQUESTS
+                && sent < requests()
                 && front
                     .push(&Msg {
                         id: sent,
@@ -101,8 +104,8 @@ fn ours(batch: u64) -> (f64, f64) {
     let secs = start.elapsed().as_secs_f64();
     let notes = front_notes + back_notes.load(Ordering::Relaxed);
     (
-        REQUESTS as f64 / secs,
-        notes as f64 * 1000.0 / REQUESTS as f64,
+        requests() as f64 / secs,
+        notes as f64 * 1000.0 / requests() as f64,
     )
 }
 
@@ -114,7 +117,7 @@ fn rtrb_pair(batch: u64) -> f64 {
     crossbeam_utils::thread::scope(|s| {
         s.spawn(move |_| {
             let mut done = 0;
-            while done < REQUESTS {
+            while done < requests() {
                 let mut n = 0;
                 while n < batch {
                     match req_rx.pop() {
@@ -135,10 +138,10 @@ fn rtrb_pair(batch: u64) -> f64 {
             }
         });
         let (mut sent, mut got) = (0, 0);
-        while got < REQUESTS {
+        while got < requests() {
             let mut n = 0;
             while n < batch
-                && sent < REQUESTS
+                && sent < requests()
                 && req_tx
                     .push(Msg {
                         id: sent,
@@ -156,7 +159,7 @@ fn rtrb_pair(batch: u64) -> f64 {
         }
     })
     .expect("threads");
-    REQUESTS as f64 / start.elapsed().as_secs_f64()
+    requests() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// crossbeam's ArrayQueue: one queue each way.
@@ -167,7 +170,7 @@ fn array_queue_pair(batch: u64) -> f64 {
     crossbeam_utils::thread::scope(|s| {
         s.spawn(|_| {
             let mut done = 0;
-            while done < REQUESTS {
+            while done < requests() {
                 let mut n = 0;
                 while n < batch {
                     match req.pop() {
@@ -188,10 +191,10 @@ fn array_queue_pair(batch: u64) -> f64 {
             }
         });
         let (mut sent, mut got) = (0, 0);
-        while got < REQUESTS {
+        while got < requests() {
             let mut n = 0;
             while n < batch
-                && sent < REQUESTS
+                && sent < requests()
                 && req
                     .push(Msg {
                         id: sent,
@@ -209,7 +212,7 @@ fn array_queue_pair(batch: u64) -> f64 {
         }
     })
     .expect("threads");
-    REQUESTS as f64 / start.elapsed().as_secs_f64()
+    requests() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Prints the table.

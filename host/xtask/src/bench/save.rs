@@ -14,7 +14,10 @@ use crate::qemu::Config;
 use crate::{build, iso};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 3;
+/// Saves and restores of each domain (`--short`: one).
+fn runs() -> usize {
+    super::setup::sized(3, 1)
+}
 
 pub fn run() -> Result<(), String> {
     let super::setup::Setup {
@@ -48,12 +51,13 @@ pub fn run() -> Result<(), String> {
         .spawn()?;
     m.wait_for("[3] counter: 2", Duration::from_secs(120))?;
     let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
-    println!("| 64 MiB domain (wall time, TCG, median of {RUNS}) | file | save | restore |");
+    let runs = runs();
+    println!("| 64 MiB domain (wall time, TCG, median of {runs}) | file | save | restore |");
     println!("|---|---|---|---|");
     for (name, kib) in cases {
         let file = dir.join(format!("{name}.xnlsave"));
         let (mut saves, mut restores, mut size) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..RUNS {
+        for _ in 0..runs {
             let id = client.resolve(name).map_err(|e| e.to_string())?;
             let t = Instant::now();
             let saved = client

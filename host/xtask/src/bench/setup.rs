@@ -1,7 +1,27 @@
 //! What every benchmark starts from, and the statistics they share.
 
 use crate::{build, host_tools};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// `--short`: every bench with small sizes and one run of each.
+static SHORT: AtomicBool = AtomicBool::new(false);
+
+/// Makes every bench short (`cargo xtask bench --short ...`): the suite
+/// runs each so, to check it still runs and prints its table; its figures
+/// mean little then.
+pub fn set_short(on: bool) {
+    SHORT.store(on, Ordering::Relaxed);
+}
+
+/// `full`, or `small` in a short run.
+pub fn sized<T>(full: T, small: T) -> T {
+    if SHORT.load(Ordering::Relaxed) {
+        small
+    } else {
+        full
+    }
+}
 
 /// What every benchmark starts from: the host tools installed, the kernel
 /// and the domains built, and the directory its images and disks go in.

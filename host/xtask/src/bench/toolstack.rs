@@ -12,9 +12,16 @@ use crate::qemu::{Config, Machine};
 use crate::{build, iso};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 10;
-const LIST_RUNS: usize = 20;
-const IDLE_DOMAINS: usize = 100;
+/// Creations timed, `domain list` runs, idle domains listed (`--short`: few).
+fn runs() -> usize {
+    super::setup::sized(10, 2)
+}
+fn list_runs() -> usize {
+    super::setup::sized(20, 2)
+}
+fn idle_domains() -> usize {
+    super::setup::sized(100, 10)
+}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
@@ -88,7 +95,7 @@ pub fn run() -> Result<(), String> {
     padded.resize(padded.len().max(1 << 20), 0);
     let (mut bundled, mut bundled_call) = (Vec::new(), Vec::new());
     let (mut uploaded, mut uploaded_call) = (Vec::new(), Vec::new());
-    for i in 0..RUNS {
+    for i in 0..runs() {
         let (call, line) = create_to_first_line(&m, &mut client, &format!("b{i}"), "hello", None)?;
         bundled_call.push(call);
         bundled.push(line);
@@ -101,7 +108,7 @@ pub fn run() -> Result<(), String> {
     let time_list = |client: &mut toolstack::Client| -> Result<(Duration, usize), String> {
         let mut v = Vec::new();
         let mut count = 0;
-        for _ in 0..LIST_RUNS {
+        for _ in 0..list_runs() {
             let t = Instant::now();
             count = client.list().map_err(|e| e.to_string())?.len();
             v.push(t.elapsed());
@@ -109,7 +116,7 @@ pub fn run() -> Result<(), String> {
         Ok((summary(v).0, count))
     };
     let (few, few_count) = time_list(&mut client)?;
-    for i in 0..IDLE_DOMAINS {
+    for i in 0..idle_domains() {
         let config =
             format!("name = \"idle{i}\"\nkernel = \"survivor\"\nmemory = 1\ncmdline = \"period_ms=600000\"\n");
         client
@@ -122,10 +129,11 @@ pub fn run() -> Result<(), String> {
     let (bc_med, bc_min) = summary(bundled_call);
     let (u_med, u_min) = summary(uploaded);
     let (uc_med, uc_min) = summary(uploaded_call);
+    let (runs, list_runs) = (runs(), list_runs());
     println!("| measure (wall time, TCG) | median | min |");
     println!("|---|---|---|");
     println!(
-        "| create → first console line, image in the boot bundle ({RUNS} runs) | {} | {} |",
+        "| create → first console line, image in the boot bundle ({runs} runs) | {} | {} |",
         ms(b_med),
         ms(b_min)
     );
@@ -135,7 +143,7 @@ pub fn run() -> Result<(), String> {
         ms(bc_min)
     );
     println!(
-        "| create → first console line, 1 MiB image uploaded ({RUNS} runs) | {} | {} |",
+        "| create → first console line, 1 MiB image uploaded ({runs} runs) | {} | {} |",
         ms(u_med),
         ms(u_min)
     );
@@ -145,11 +153,11 @@ pub fn run() -> Result<(), String> {
         ms(uc_min)
     );
     println!(
-        "| domain list, {few_count} domains ({LIST_RUNS} runs) | {} | |",
+        "| domain list, {few_count} domains ({list_runs} runs) | {} | |",
         ms(few)
     );
     println!(
-        "| domain list, {many_count} domains ({LIST_RUNS} runs) | {} | |",
+        "| domain list, {many_count} domains ({list_runs} runs) | {} | |",
         ms(many)
     );
     Ok(())

@@ -8,6 +8,7 @@
 //! function in its topic file and its name in that file's `tests!`.
 
 mod admin;
+mod benches;
 mod block;
 mod boot;
 mod campaign;
@@ -44,7 +45,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 25] = [
+    let topics: [fn() -> Vec<Test>; 26] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -59,6 +60,7 @@ fn cases() -> Vec<Test> {
         console_restart::tests,
         toolstack::tests,
         admin::tests,
+        benches::tests,
         top::tests,
         block::tests,
         dma::tests,
