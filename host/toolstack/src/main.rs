@@ -209,7 +209,10 @@ enum RingVerb {
 #[derive(Subcommand)]
 enum HostVerb {
     /// Free memory, domains, version.
-    Info,
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
     /// The kernel log.
     Dmesg,
     /// Have the kernel dump its state to its log, one key per character:
@@ -700,8 +703,21 @@ fn main() -> ExitCode {
             }
         }),
         Command::Host {
-            verb: HostVerb::Info,
+            verb: HostVerb::Info { json },
         } => client.host_info().map(|h| {
+            if json {
+                let record = serde_json::json!({
+                    "version": h.version,
+                    "domains": h.domains,
+                    "cpus": h.cpus,
+                    "free_kib": h.free_kib,
+                    "toolstack_heap_kib": h.toolstack_heap_kib,
+                    "hvm": h.hvm,
+                    "dma_isolation": h.dma_isolation,
+                });
+                println!("{record}");
+                return;
+            }
             println!("version:   {}", h.version);
             println!("domains:   {}", h.domains);
             println!("cpus:      {}", h.cpus);

@@ -268,6 +268,13 @@ fn json_keeps_any_string_whole(m: &mut Machine, sock: &Path) -> Result<(), Strin
             && crash.starts_with(&format!("its own report: {said}")),
         || format!("domain info --json: {code} {info}"),
     )?;
+    let (code, out) = toolstack(sock, &["host", "info", "--json"])?;
+    let host: serde_json::Value = serde_json::from_str(out.trim())
+        .map_err(|e| format!("host info --json is not JSON ({e}): {out:?}"))?;
+    check(
+        code == 0 && host["domains"].as_u64().is_some() && host["version"].is_string(),
+        || format!("host info --json: {code} {out}"),
+    )?;
     for args in [
         &["domain", "list", "--json"][..],
         &["domain", "vcpu-list", "--json"],
