@@ -188,7 +188,7 @@ boot_pd:        .skip 4096 * 4
 .global stack_guard_nmi, ist_nmi_top
 .global stack_guard_mc, ist_mc_top
 stack_guard_boot: .skip 4096
-    .skip 16 * 4096
+    .skip 32 * 4096
 boot_stack_top:
 stack_guard_df:   .skip 4096
     .skip 4 * 4096

@@ -26,6 +26,7 @@ extern "C" {
 #[no_mangle]
 extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     let entry_tsc = cpu::rdtsc();
+    crate::arch::stacks::paint_boot_stack();
     console::init_early();
     if magic != MULTIBOOT2_MAGIC {
         panic!("not booted by a multiboot2 loader (magic {magic:#x})");
@@ -165,6 +166,13 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         total,
         total.wrapping_sub(waited)
     );
+    if let Some((bottom, top)) = crate::arch::smp::kernel_stack(0) {
+        kprintln!(
+            "boot: the boot stack's deepest use so far: {} KiB of {} KiB",
+            crate::arch::stacks::deepest_use(bottom, top).div_ceil(1024),
+            (top - bottom) / 1024
+        );
+    }
 
     if let Some(hook) = settings.ktest {
         run_test_hook(hook);

@@ -216,7 +216,8 @@ enum HostVerb {
     /// The kernel log.
     Dmesg,
     /// Have the kernel dump its state to its log, one key per character:
-    /// h (the keys), q (domains), r (run queue), e (event channels), g (grants).
+    /// h (the keys), q (domains), r (run queue), e (event channels), g (grants),
+    /// i (kernel image), d (DMA), k (kernel stacks' deepest use).
     DebugKeys { keys: String },
     /// The kernel's trace buffers (boot with tbuf_size=N), decoded: what
     /// the kernel did, with timestamps and domain names.

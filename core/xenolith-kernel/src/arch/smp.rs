@@ -18,8 +18,10 @@ core::arch::global_asm!(include_str!("../../boot/ap_start.S"));
 /// Where the trampoline runs (a page of the low MiB, which the frame
 /// allocator never hands out; the SIPI vector is its page number).
 pub const AP_TRAMPOLINE: u64 = 0x8000;
-/// Pages of an AP's kernel stack, and of each of its three IST stacks.
-const KERNEL_STACK_PAGES: u64 = 16;
+/// Pages of an AP's kernel stack (as the boot stack: debug key `k` shows
+/// how much of it the deepest paths take).
+const KERNEL_STACK_PAGES: u64 = 32;
+/// Pages of each of its three IST stacks (#DF, NMI, #MC).
 const IST_PAGES: u64 = 4;
 
 extern "C" {
@@ -171,6 +173,7 @@ struct Stacks {
 impl Stacks {
     fn allocate() -> Option<Stacks> {
         let kernel_top = super::memory::map_stack(KERNEL_STACK_PAGES)?;
+        super::stacks::paint(kernel_top - KERNEL_STACK_PAGES * 4096, kernel_top);
         let mut ist_tops = [0; 3];
         for top in ist_tops.iter_mut() {
             *top = super::memory::map_stack(IST_PAGES)?;

@@ -13,7 +13,7 @@ use super::{Kernel, Life};
 use ipc_abi::hypercall::Error;
 
 /// The keys and what they dump.
-const KEYS: [(u8, &str); 7] = [
+const KEYS: [(u8, &str); 8] = [
     (b'h', "this list"),
     (b'q', "the domain table"),
     (b'r', "the run queue"),
@@ -26,6 +26,10 @@ const KEYS: [(u8, &str); 7] = [
     (
         b'd',
         "DMA: each domain's PCI functions, DMA memory (where, and a checksum of it) and faults",
+    ),
+    (
+        b'k',
+        "kernel stacks: the deepest each CPU's has been used since boot, of its size",
     ),
 ];
 
@@ -43,9 +47,23 @@ pub fn dump(k: &Kernel, key: u8) -> Result<(), Error> {
         b'g' => grants(k),
         b'i' => integrity(),
         b'd' => dma(k),
+        b'k' => stacks(),
         _ => return Err(Error::InvalidArgument),
     }
     Ok(())
+}
+
+fn stacks() {
+    for cpu in 0..crate::arch::smp::online() {
+        if let Some((bottom, top)) = crate::arch::smp::kernel_stack(cpu) {
+            let used = crate::arch::stacks::deepest_use(bottom, top);
+            kprintln!(
+                "debug-keys 'k': CPU {cpu} kernel stack: deepest use {} KiB of {} KiB",
+                used.div_ceil(1024),
+                (top - bottom) / 1024
+            );
+        }
+    }
 }
 
 fn integrity() {

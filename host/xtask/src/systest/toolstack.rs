@@ -417,7 +417,31 @@ fn fifty_domains_are_created_listed_and_shut_down_together(
     check(
         code == 0 && list.matches("\"state\":\"running\"").count() == 1,
         || format!("still running after shutdown --all: {list}"),
-    )
+    )?;
+    kernel_stacks_kept_a_quarter_free(m, &sock)
+}
+
+/// After fifty domains were created and destroyed (the kernel's deepest
+/// paths: a domain's 20 KiB record goes through them): every CPU's kernel
+/// stack kept at least a quarter of itself never used (debug key `k`).
+fn kernel_stacks_kept_a_quarter_free(m: &mut Machine, sock: &Path) -> Result<(), String> {
+    let (code, out) = toolstack(sock, &["host", "debug-keys", "k"])?;
+    check(code == 0, || format!("debug-keys k: {code} {out}"))?;
+    expect_line(m, "debug-keys 'k': CPU 0 kernel stack: deepest use ")?;
+    let lines: Vec<String> = m
+        .lines()
+        .iter()
+        .filter(|l| l.contains("debug-keys 'k': CPU "))
+        .cloned()
+        .collect();
+    for line in lines {
+        let used = number_after(&line, "deepest use ").ok_or("no figure")?;
+        let size = number_after(&line, " KiB of ").ok_or("no size")?;
+        check(used > 0 && used * 4 <= size * 3, || {
+            format!("a kernel stack came within a quarter of its end: {line}")
+        })?;
+    }
+    Ok(())
 }
 
 fn clients_gone_mid_upload_or_mid_frame_or_two_at_once_disturb_nothing(
