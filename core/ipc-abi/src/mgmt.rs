@@ -407,6 +407,11 @@ pub mod messages {
         },
         /// Every vCPU: `Vcpu` answers, then `End`.
         VcpuList,
+        /// A domain's disks and network interfaces as its configuration
+        /// gives them: `Device` answers, then `End`.
+        Devices {
+            domain: u32,
+        },
         /// Asks a domain to hold `kib` of memory (its balloon moves
         /// toward it): answered `Ok` at once (`Domain`/`Info` answers show
         /// when it has), or `Error` (outside 256 KiB to its maximum).
@@ -568,6 +573,25 @@ pub mod messages {
         pub more: bool,
     }
 
+    /// One disk or network interface of a domain (answer to `Devices`).
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct DeviceRecord<S> {
+        /// "block" or "net".
+        pub kind: S,
+        /// The device's number (xvda = 0, the first interface = 0).
+        pub index: u32,
+        /// A disk's name in the guest (`xvda`), an interface's MAC.
+        pub name: S,
+        /// A disk's backend disk (`vdisk` name); "" for an interface.
+        pub target: S,
+        /// A disk: "r" or "w"; "" for an interface.
+        pub mode: S,
+        /// The domain serving it now (0: none yet).
+        pub backend: u32,
+        /// Its frontend has connected it.
+        pub connected: bool,
+    }
+
     /// One ring connection (answer to `RingList`).
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub struct RingRecord<S> {
@@ -671,6 +695,7 @@ pub mod messages {
         notify_to_frontend, stalled_ms
     });
     map_text!(VcpuRecord { name, state } { domain, vcpu, cpu, running, affinity, cpu_ticks });
+    map_text!(DeviceRecord { kind, name, target, mode } { index, backend, connected });
 
     impl<B> ConsoleRecord<B> {
         /// The same record with its bytes turned by `f`.
@@ -733,6 +758,8 @@ pub mod messages {
         ConsoleData(ConsoleRecord<&'a [u8]>),
         #[serde(borrow)]
         Ring(RingRecord<&'a str>),
+        #[serde(borrow)]
+        Device(DeviceRecord<&'a str>),
         #[serde(borrow)]
         Slot(SlotRecord<&'a str, &'a [u8]>),
         #[serde(borrow)]

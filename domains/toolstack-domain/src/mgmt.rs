@@ -320,6 +320,7 @@ impl From<Request<'_>> for OwnedRequest {
                 OwnedRequest::Plain(Request::Pin { domain, vcpu, cpus })
             }
             Request::CoreBegin { domain } => OwnedRequest::Plain(Request::CoreBegin { domain }),
+            Request::Devices { domain } => OwnedRequest::Plain(Request::Devices { domain }),
             Request::MemSet { domain, kib } => OwnedRequest::Plain(Request::MemSet { domain, kib }),
             Request::MemMax { domain, kib } => OwnedRequest::Plain(Request::MemMax { domain, kib }),
             Request::CoreEnd { domain } => OwnedRequest::Plain(Request::CoreEnd { domain }),

@@ -73,6 +73,9 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A disk or interface of a domain (`ipc_abi::mgmt::messages::DeviceRecord`).
+pub type DeviceEntry = messages::DeviceRecord<String>;
+
 /// A domain as `list` reports it (`ipc_abi::mgmt::messages::DomainRecord`).
 pub type DomainEntry = messages::DomainRecord<String>;
 
@@ -298,6 +301,23 @@ impl Client {
             weight,
             cap,
         })
+    }
+
+    /// A domain's disks and interfaces (as `xl block-list` and
+    /// `xl network-list`), from its configuration and what it connected.
+    pub fn devices(&mut self, domain: u32) -> Result<Vec<DeviceEntry>, Error> {
+        let answers = self.call(&Request::Devices { domain }, |a| {
+            matches!(a, Answer::End | Answer::Error { .. })
+        })?;
+        let mut out = Vec::new();
+        for a in answers {
+            match a {
+                Owned::Device(d) => out.push(d),
+                Owned::Error(m) => return Err(Error::Refused(m)),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Every vCPU, where it runs and where it may (as `xl vcpu-list`).
@@ -653,6 +673,7 @@ impl Client {
 /// An answer that outlives the receive buffer.
 enum Owned {
     Vcpu(VcpuEntry),
+    Device(DeviceEntry),
     Trace(TraceChunk),
     Hello,
     Domain(DomainEntry),
@@ -691,6 +712,7 @@ impl From<&Answer<'_>> for Owned {
             Answer::Ring(r) => Owned::Ring(r.clone().map(text)),
             Answer::HostInfo(h) => Owned::Host(h.clone().map(text)),
             Answer::Vcpu(v) => Owned::Vcpu(v.clone().map(text)),
+            Answer::Device(d) => Owned::Device(d.clone().map(text)),
             Answer::Ok => Owned::Ok,
             Answer::Created { id } => Owned::Created(*id),
             Answer::Line { text, .. } => Owned::Line((*text).into()),

@@ -110,6 +110,19 @@ enum DomainVerb {
     },
     /// Set the most memory a domain may grow to (SIZE as for mem-set).
     MemMax { domain: String, size: String },
+    /// A domain's disks: the name it sees, the backend disk, r or w, the
+    /// domain serving it, whether it connected it.
+    BlockList {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A domain's network interfaces: MAC, serving domain, connected.
+    NetworkList {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Give a domain a new name (later commands use it).
     Rename { domain: String, name: String },
     /// Show (no options) or change the scheduler's weight and cap of a
@@ -575,6 +588,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Domain {
+            verb: DomainVerb::BlockList { domain, json },
+        } => device_list(&mut client, &domain, "block", json),
+        Command::Domain {
+            verb: DomainVerb::NetworkList { domain, json },
+        } => device_list(&mut client, &domain, "net", json),
+        Command::Domain {
             verb: DomainVerb::Rename { domain, name },
         } => client
             .resolve(&domain)
@@ -749,6 +768,70 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `domain block-list` / `network-list`: a domain's devices of `kind`.
+fn device_list(
+    client: &mut toolstack::Client,
+    domain: &str,
+    kind: &str,
+    json: bool,
+) -> Result<(), toolstack::Error> {
+    let d = client.resolve(domain)?;
+    let devices: Vec<toolstack::DeviceEntry> = client
+        .devices(d)?
+        .into_iter()
+        .filter(|x| x.kind == kind)
+        .collect();
+    if json {
+        let items: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|x| {
+                let mut v = serde_json::json!({
+                    "index": x.index,
+                    "name": x.name,
+                    "backend": x.backend & 0xffff,
+                    "connected": x.connected,
+                });
+                if kind == "block" {
+                    v["target"] = x.target.clone().into();
+                    v["mode"] = x.mode.clone().into();
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    let state = |c: bool| if c { "connected" } else { "waiting" };
+    if kind == "block" {
+        println!(
+            "{:<6} {:<16} {:<4} {:>7}  STATE",
+            "VDEV", "TARGET", "MODE", "BACKEND"
+        );
+        for x in &devices {
+            println!(
+                "{:<6} {:<16} {:<4} {:>7}  {}",
+                x.name,
+                x.target,
+                x.mode,
+                x.backend & 0xffff,
+                state(x.connected)
+            );
+        }
+    } else {
+        println!("{:<5} {:<17} {:>7}  STATE", "INDEX", "MAC", "BACKEND");
+        for x in &devices {
+            println!(
+                "{:<5} {:<17} {:>7}  {}",
+                x.index,
+                x.name,
+                x.backend & 0xffff,
+                state(x.connected)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A size as `mem-set` takes it: MiB, or a number with `k`, `m` or `g`.

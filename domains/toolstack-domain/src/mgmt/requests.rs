@@ -303,6 +303,7 @@ impl Server {
                 let answer = crate::ops::rename(started, domain, name);
                 self.reply(seq, answer)
             }
+            Request::Devices { domain } => self.devices(seq, started, domain),
             Request::MemSet { domain, kib } => {
                 let answer = crate::ops::mem_set(started, domain, kib);
                 self.reply(seq, answer)
@@ -374,6 +375,62 @@ impl Server {
             | Request::RestoreData { .. }
             | Request::ConsoleWrite { .. } => {}
         }
+    }
+
+    /// A domain's disks, then its interfaces (`domain block-list`,
+    /// `network-list`): what its configuration gives it, which backend
+    /// serves each now, and whether it connected.
+    fn devices(&mut self, seq: u32, started: &[Started], domain: u32) {
+        let Some(s) =
+            crate::ops::find(started, domain).and_then(|id| started.iter().find(|s| s.id == id))
+        else {
+            return self.send(
+                seq,
+                &Answer::Error {
+                    message: "no such domain (or one domain 0 did not start)",
+                },
+            );
+        };
+        let backend = |b: Option<DomainId>| b.map_or(0, |b| b.0);
+        for d in &s.config.disks {
+            let index = domain_config::config::vdev_index(&d.vdev).unwrap_or(u32::MAX);
+            self.send(
+                seq,
+                &Answer::Device(messages::DeviceRecord {
+                    kind: "block",
+                    index,
+                    name: &d.vdev,
+                    target: &d.target,
+                    mode: if d.writable { "w" } else { "r" },
+                    backend: backend(s.block_backend),
+                    connected: index < 32 && s.block_devices & (1 << index) != 0,
+                }),
+            );
+        }
+        for (i, v) in s.config.vifs.iter().enumerate() {
+            let m = crate::table::vif_mac(&s.config, i, v);
+            let mut mac: heapless::String<17> = heapless::String::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut mac,
+                format_args!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    m[0], m[1], m[2], m[3], m[4], m[5]
+                ),
+            );
+            self.send(
+                seq,
+                &Answer::Device(messages::DeviceRecord {
+                    kind: "net",
+                    index: i as u32,
+                    name: &mac,
+                    target: "",
+                    mode: "",
+                    backend: backend(s.net_backend),
+                    connected: i < 32 && s.net_devices & (1 << i) != 0,
+                }),
+            );
+        }
+        self.send(seq, &Answer::End);
     }
 
     /// `Ok`, or `Error` with the message.

@@ -561,6 +561,30 @@ fn toolstack_domain_crash_restarts_a_driver_and_its_guest_carries_on(
             }),
         || format!("domain list: {code} {list}"),
     )?;
+    // The guest's disk as `block-list` shows it: served by the restarted
+    // driver domain, connected again; it has no network interface.
+    let driver = records
+        .iter()
+        .find(|d| d["name"] == "drvdom-blk")
+        .and_then(|d| d["id"].as_u64());
+    let (code, out) =
+        super::harness::toolstack(&sock, &["domain", "block-list", "summer", "--json"])?;
+    let disks: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap_or_default();
+    check(
+        code == 0
+            && disks.len() == 1
+            && disks[0]["name"] == "xvda"
+            && disks[0]["target"] == "whole"
+            && disks[0]["mode"] == "r"
+            && disks[0]["backend"].as_u64() == driver
+            && disks[0]["connected"] == true,
+        || format!("block-list: {code} {out} (drvdom-blk is {driver:?})"),
+    )?;
+    let (code, out) = super::harness::toolstack(&sock, &["domain", "network-list", "summer"])?;
+    check(
+        code == 0 && out.lines().count() == 1 && out.starts_with("INDEX MAC"),
+        || format!("network-list: {code} {out:?}"),
+    )?;
     expect_line(m, "[2] disk-tool: done")?;
     let sums: Vec<String> = m
         .lines()
