@@ -241,11 +241,15 @@ impl Backend {
         let n = self.fabric.vifs.len();
         let start = if n == 0 { 0 } else { self.first % n };
         let mut next = if n == 0 { 0 } else { (start + 1) % n };
+        // Frames that wait for the NIC's buffers need no polling when the
+        // NIC says by interrupt that it finished sending: that wakes us.
+        let mut waiting_for_nic = false;
         for k in 0..n {
             let i = (start + k) % n;
             let (taken, out_of_room) = self.fabric.serve_tx(i, now, self.nic.as_mut());
             if out_of_room {
                 next = if taken == 0 { i } else { (i + 1) % n };
+                waiting_for_nic = self.nic.as_ref().is_some_and(|nic| nic.interrupts());
                 break;
             }
         }
@@ -256,7 +260,7 @@ impl Backend {
                 let _ = hc::event_send(v.port);
             }
             match v.tx.final_check() {
-                Ok(left) => more |= left || v.busy,
+                Ok(left) => more |= (left || v.busy) && !waiting_for_nic,
                 Err(_) => v.broken = true,
             }
         }
