@@ -138,9 +138,10 @@ pub fn create_loaded(image: &[u8], c: &DomainConfig) -> Option<DomainId> {
     let name = c.name.as_str();
     let vcpus = c.vcpus as u32;
     if c.kind == domain_config::Kind::Hvm {
-        return crate::hvm::create(image, c)
+        let id = crate::hvm::create(image, c)
             .inspect_err(|e| println!("toolstack: {}", e))
-            .ok();
+            .ok()?;
+        return pin_vcpus(id, c).then_some(id);
     }
     // Room for `maxmem` from the start; the balloon gives back the rest
     // (`launch` asks it to) before the domain's program uses it.
@@ -164,13 +165,26 @@ pub fn create_loaded(image: &[u8], c: &DomainConfig) -> Option<DomainId> {
         undo(format_args!("give {} its hardware", name), e);
         return None;
     }
-    if let Some(mask) = c.cpus {
-        if let Err(e) = (0..vcpus).try_for_each(|v| hc::domain_pin(id, v, mask).map(drop)) {
-            undo(format_args!("pin {} to CPUs {:#x}", name, mask), e);
-            return None;
+    pin_vcpus(id, c).then_some(id)
+}
+
+/// Lets each vCPU of created domain `id` run only on the CPUs `c.cpus`
+/// names, if it names any; false (the domain destroyed) if that failed.
+fn pin_vcpus(id: DomainId, c: &DomainConfig) -> bool {
+    let Some(mask) = c.cpus else {
+        return true;
+    };
+    match (0..c.vcpus as u32).try_for_each(|v| hc::domain_pin(id, v, mask).map(drop)) {
+        Ok(()) => true,
+        Err(e) => {
+            println!(
+                "toolstack: cannot pin {} to CPUs {:#x}: {}",
+                c.name, mask, e
+            );
+            let _ = hc::domain_destroy(id);
+            false
         }
     }
-    Some(id)
 }
 
 /// Gives created domain `id` its command line (its devices, its control

@@ -229,7 +229,7 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
     std::fs::write(
         dir.join("linux.cfg"),
         "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd.img\"\n\
-         cmdline = \"console=ttyS0 quiet\"\nmemory = 256\nvcpus = 2\non_crash = \"preserve\"\n",
+         cmdline = \"console=ttyS0 quiet\"\nmemory = 256\nvcpus = 2\ncpus = \"1\"\non_crash = \"preserve\"\n",
     )
     .map_err(|e| e.to_string())?;
     let cli = build::target_dir().join("debug/toolstack");
@@ -284,8 +284,13 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
         .filter(|l| l.starts_with("linux "))
         .map(|l| l.split_whitespace().collect())
         .collect();
+    // Both on CPU 1 alone, as its `cpus` says.
     check(
-        code == 0 && rows.len() == 2 && rows.iter().all(|r| r.get(4) == Some(&"paused")),
+        code == 0
+            && rows.len() == 2
+            && rows.iter().all(|r| {
+                r.get(4) == Some(&"paused") && r.get(3) == Some(&"1") && r.last() == Some(&"1")
+            }),
         || format!("vcpu-list while paused: {code} {list}"),
     )?;
     let (code, out) = toolstack(&sock, &["domain", "unpause", "linux"])?;
