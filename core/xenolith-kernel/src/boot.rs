@@ -260,13 +260,10 @@ fn init_frames(info: &BootInformation<'_>) -> FrameAllocator {
         .allocate_contiguous(pages)
         .filter(|r| r.first().addr() + pages * frames::FRAME_SIZE <= 1 << 32)
         .unwrap_or_else(|| panic!("no {pages} contiguous frames below 4 GiB for the frame bitmap"));
-    // SAFETY: the run was just taken out of the free ranges (so nothing
-    // else is ever given these frames), is below 4 GiB (the boot physmap
-    // maps it, and the final physmap maps all RAM at the same addresses),
-    // and `pages` frames hold `words` u64s, suitably aligned (page aligned).
-    let bits = unsafe {
-        core::slice::from_raw_parts_mut(phys_to_virt(run.first().addr()) as *mut u64, words)
-    };
+    let at = phys_to_virt(run.first().addr()) as *mut u64;
+    // SAFETY: the run was just taken from the free ranges (no one else gets
+    // it), lies below 4 GiB (both physmaps map it), holds `words` u64s, page aligned.
+    let bits = unsafe { core::slice::from_raw_parts_mut(at, words) };
     let allocator = FrameAllocator::new(&ranges, bits)
         .unwrap_or_else(|e| panic!("cannot use the memory map: {e}"));
     kprintln!(
