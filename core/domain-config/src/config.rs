@@ -39,6 +39,13 @@ pub struct Disk {
     pub writable: bool,
 }
 
+impl Disk {
+    /// One `disk =` entry (`TARGET,VDEV,r|w`), as `domain block-attach` takes it.
+    pub fn parse(s: &str) -> Option<Disk> {
+        disk(s)
+    }
+}
+
 /// A virtual disk a block driver domain serves (`vdisk = ['NAME=START+SECTORS']`,
 /// or `'NAME=all'` for the whole device).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +89,13 @@ fn vdisk(s: &str) -> Option<VDisk> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vif {
     pub mac: Option<[u8; 6]>,
+}
+
+impl Vif {
+    /// One `vif =` entry (`mac=...`, or empty), as `domain network-attach` takes it.
+    pub fn parse(s: &str) -> Option<Vif> {
+        vif(s)
+    }
 }
 
 /// The service a driver domain provides.

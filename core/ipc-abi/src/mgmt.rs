@@ -307,7 +307,7 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 11;
+    pub const VERSION: u32 = 12;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -423,6 +423,35 @@ pub mod messages {
         MemMax {
             domain: u32,
             kib: u64,
+        },
+        /// Gives a running domain one more disk (`TARGET,VDEV,r|w`, as a
+        /// `disk =` entry): the same checks as at creation, then the domain
+        /// is told (`ControlOp::DeviceAttached`). Answered `Ok`, or `Error`.
+        BlockAttach {
+            domain: u32,
+            spec: &'a str,
+        },
+        /// Takes disk `vdev` (`xvdb`) away from a running domain: its
+        /// backend stops serving it (what it answered was done), requests
+        /// still unanswered fail in the domain, which is told
+        /// (`ControlOp::DeviceDetached`). Answered `Ok`, or `Error`.
+        BlockDetach {
+            domain: u32,
+            vdev: &'a str,
+        },
+        /// Gives a running domain one more network interface (`vif` as a
+        /// `vif =` entry, `mac=...`, or "" for a MAC made from its name):
+        /// answered `Ok`, or `Error`.
+        NetAttach {
+            domain: u32,
+            vif: &'a str,
+        },
+        /// Takes the interface with MAC `mac` away from a running domain
+        /// (frames in flight are lost, as when a cable is pulled):
+        /// answered `Ok`, or `Error`.
+        NetDetach {
+            domain: u32,
+            mac: &'a str,
         },
         /// Gives a domain a new name (unused, printable ASCII, up to
         /// `domain::NAME_MAX` bytes): answered `Ok`, or `Error`.

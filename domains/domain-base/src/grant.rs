@@ -16,6 +16,26 @@ pub struct Page(pub [u8; 4096]);
 pub struct GrantedPages {
     pages: Box<[Page]>,
     grefs: Vec<u32>,
+    /// The restore epoch its grants were made in (`crate::epoch`).
+    epoch: u32,
+}
+
+impl Drop for GrantedPages {
+    /// Ends every grant. Pages a peer still maps are never freed: the heap
+    /// would hand them out again while the peer can write them. Grants of
+    /// an earlier epoch were the saved domain's, not ours: nothing to end.
+    fn drop(&mut self) {
+        if self.epoch != crate::epoch::get() {
+            return;
+        }
+        let mut held = false;
+        for g in self.grefs.drain(..) {
+            held |= crate::hypercall::grant_end(g).is_err();
+        }
+        if held {
+            core::mem::forget(core::mem::take(&mut self.pages));
+        }
+    }
 }
 
 impl GrantedPages {
@@ -34,6 +54,7 @@ impl GrantedPages {
         GrantedPages {
             pages: pages.into_boxed_slice(),
             grefs: Vec::with_capacity(count),
+            epoch: crate::epoch::get(),
         }
     }
 
@@ -48,6 +69,7 @@ impl GrantedPages {
                 let _ = crate::hypercall::grant_end(g);
             }
         }
+        self.epoch = crate::epoch::get();
         for p in self.pages.iter() {
             match crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false) {
                 Ok(g) => self.grefs.push(g),

@@ -69,10 +69,14 @@ impl RawRing {
     /// Announces a one-page ring for guest disk `device` to the backend
     /// `blk=ID` names; returns once the backend serves it.
     pub fn connect(device: u32) -> Result<RawRing> {
-        let backend: u32 = crate::option(crate::ipc_abi::launch::BLOCK_BACKEND)
-            .and_then(|v| v.parse().ok())
+        // A disk attached while we ran names its backend in the news of it.
+        let mut backend = crate::hotplug::backend(DeviceKind::Block, device)
+            .or_else(|| {
+                crate::option(crate::ipc_abi::launch::BLOCK_BACKEND)
+                    .and_then(|v| v.parse().ok())
+                    .map(DomainId)
+            })
             .ok_or(Error::InvalidArgument)?;
-        let mut backend = DomainId(backend);
         let pages = RingPages::allocate(1).ok_or(Error::OutOfResources)?;
         let front = Front::init(pages.shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let (grefs, port) = loop {
@@ -133,6 +137,8 @@ pub struct Disk {
     restarts: u64,
     /// The backend is gone for good.
     gone: bool,
+    /// The disk was taken away from us.
+    detached: bool,
     /// Long waits between answers (a restarted backend shows as one).
     gaps: crate::gaps::Gaps,
     /// The restore epoch its port and grants belong to (`crate::epoch`).
@@ -153,6 +159,9 @@ pub enum DiskError {
     /// The backend is gone for good (it kept crashing and the control
     /// domain gave up on it).
     Gone,
+    /// The disk was taken away from this domain (`domain block-detach`):
+    /// requests it had not answered fail so, and every later one.
+    Detached,
 }
 
 impl Disk {
@@ -207,6 +216,7 @@ impl Disk {
             ring_grefs,
             restarts: 0,
             gone: false,
+            detached: false,
             gaps: crate::gaps::Gaps::new(),
             epoch: crate::epoch::get(),
         };
@@ -357,6 +367,9 @@ impl Disk {
 
     /// Puts a request on the ring without publishing it (see [`Disk::publish`]).
     fn queue(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
+        if self.detached {
+            return Err(DiskError::Detached);
+        }
         if self.gone {
             return Err(DiskError::Gone);
         }
@@ -450,8 +463,34 @@ impl Disk {
                 && m.kind == DeviceKind::Block as u32
                 && m.index == device
         };
+        if self.detached {
+            return Err(DiskError::Detached);
+        }
         if self.gone {
             return Err(DiskError::Gone);
+        }
+        if crate::hotplug::is_detached(DeviceKind::Block, device) {
+            // Its backend stopped serving the ring: nothing in flight will
+            // be answered, and nothing more is sent.
+            self.detached = true;
+            self.in_flight.clear();
+            let _ = hc::event_close(self.port);
+            // Every grant ends (the backend let go of the ring at the
+            // detach); pages a backend still maps are never freed.
+            let mut held = false;
+            let grants = self.slots.iter().flat_map(|s| s.grefs.iter());
+            for &g in grants.chain(self.ring_grefs.iter()) {
+                if g != NO_GRANT {
+                    held |= hc::grant_end(g).is_err();
+                }
+            }
+            if held {
+                for slot in self.slots.drain(..) {
+                    core::mem::forget(slot.pages);
+                }
+            }
+            crate::console::note(format_args!("block: disk {} was detached", device));
+            return Err(DiskError::Detached);
         }
         let (news, restored) = crate::control::backend_news(DeviceKind::Block, device, self.epoch);
         self.epoch = crate::epoch::get();
@@ -558,6 +597,9 @@ impl Disk {
         mut fill: impl FnMut(usize, &mut [u8]),
         mut drain: impl FnMut(usize, &[u8]),
     ) -> core::result::Result<(), DiskError> {
+        if self.detached {
+            return Err(DiskError::Detached);
+        }
         let mut next = 0usize;
         let mut failed = None;
         // (request id, byte offset, bytes) of each slot in use.

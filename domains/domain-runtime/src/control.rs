@@ -275,20 +275,36 @@ pub fn take_news(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMess
     newest
 }
 
+/// Takes the oldest message in the inbox that `wanted` accepts (news that
+/// counts in order, each one: devices attached and detached). Does not block.
+pub fn take_oldest(wanted: impl Fn(&ControlMessage) -> bool) -> Option<ControlMessage> {
+    let mut guard = CHANNEL.lock();
+    let ch = guard.as_mut()?;
+    ch.collect().ok()?;
+    let id = ch.inbox.iter().find(|m| wanted(m))?.id;
+    ch.take(Some(id))
+}
+
 /// Waits until news that `wanted` accepts comes, and takes it.
 pub fn wait_news(wanted: impl Fn(&ControlMessage) -> bool) -> ControlMessage {
     loop {
         if let Some(m) = take_news(&wanted) {
             return m;
         }
-        match port() {
-            Some(p) if !crate::events::take(p) => crate::events::block_for(&[p]),
-            Some(_) => {}
-            // Without a control ring no news ever comes.
-            None => loop {
-                crate::hypercall::block();
-            },
-        }
+        wait_for_news();
+    }
+}
+
+/// Waits until the control domain sends something (returns at once if it
+/// already did since the last look); without a control ring, for ever.
+pub fn wait_for_news() {
+    match port() {
+        Some(p) if !crate::events::take(p) => crate::events::block_for(&[p]),
+        Some(_) => {}
+        // Without a control ring no news ever comes.
+        None => loop {
+            crate::hypercall::block();
+        },
     }
 }
 

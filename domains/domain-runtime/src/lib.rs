@@ -33,6 +33,7 @@ pub mod console;
 pub mod control;
 pub mod fault;
 pub mod gaps;
+pub mod hotplug;
 pub mod net;
 pub mod suspend;
 

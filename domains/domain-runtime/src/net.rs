@@ -85,14 +85,22 @@ pub struct NetFront {
 impl NetFront {
     /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
     pub fn connect(vif: u32) -> Result<NetFront> {
-        let mut backend = crate::option(launch::NET_BACKEND)
-            .and_then(|v| v.parse().ok())
-            .map(DomainId)
+        // An interface attached while we ran is named by the news of it;
+        // the others by the command line.
+        let mut backend = crate::hotplug::backend(DeviceKind::Net, vif)
+            .or_else(|| {
+                crate::option(launch::NET_BACKEND)
+                    .and_then(|v| v.parse().ok())
+                    .map(DomainId)
+            })
             .ok_or(Error::InvalidArgument)?;
-        let mac = launch::values(crate::command_line(), launch::VIF)
-            .nth(vif as usize)
-            .and_then(launch::vif_mac)
-            .flatten()
+        let mac = crate::hotplug::mac(vif)
+            .or_else(|| {
+                launch::values(crate::command_line(), launch::VIF)
+                    .nth(vif as usize)
+                    .and_then(launch::vif_mac)
+                    .flatten()
+            })
             .ok_or(Error::InvalidArgument)?;
         let rings = [
             RingPages::allocate(1).ok_or(Error::OutOfResources)?,
@@ -173,6 +181,16 @@ impl NetFront {
         };
         let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
         let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
+        if !self.tx.dead && crate::hotplug::is_detached(DeviceKind::Net, vif) {
+            // Taken away: its backend left the switch; nothing more goes out.
+            self.tx.dead = true;
+            let _ = hc::event_close(self.port);
+            for &g in self.rings.1.iter() {
+                let _ = hc::grant_end(g);
+            }
+            crate::console::note(format_args!("net: interface {} was detached", vif));
+            return Err(Error::DeadDomain);
+        }
         let (news, restored) = crate::control::backend_news(DeviceKind::Net, vif, self.epoch);
         self.epoch = crate::epoch::get();
         let Some(mut news) = news else {

@@ -57,6 +57,9 @@ pub fn obey() {
     {
         suspend_now();
     }
+    // Devices attached or detached: kept for the program (and its
+    // frontends) out of the inbox, which stays free for other news.
+    crate::hotplug::refresh();
     // The latest memory target counts (older ones are dropped with it).
     let mut target = None;
     while let Some(m) = crate::control::take_news(|m| {

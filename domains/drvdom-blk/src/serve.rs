@@ -28,7 +28,9 @@ use domain_runtime::ipc_abi::proto::block::{
     BlockConnect, BlockOp, BlockRequest, BlockResponse, Features, Segment, BLOCK_VERSION,
     MAX_SEGMENTS, SECTOR_SIZE,
 };
-use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::proto::control::{
+    ControlMessage, ControlOp, DeviceKind, Status, ALL_DEVICES,
+};
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, DomainId};
 use driver_kit::virtqueue::Buffer;
@@ -193,10 +195,18 @@ impl<T: Transport> Backend<T> {
                 }
             }
             Some(ControlOp::Disconnect) if msg.kind == DeviceKind::Block as u32 => {
-                if let Some(i) = self.clients.iter().position(|c| c.dom == msg.peer) {
+                // The disk the message names, or all of that domain's.
+                let named = |c: &Client| {
+                    c.dom == msg.peer
+                        && (msg.index == ALL_DEVICES || u32::from(c.device) == msg.index)
+                };
+                while let Some(i) = self.clients.iter().position(named) {
                     let c = self.clients.remove(i);
                     release(c);
-                    println!("drvdom-blk: domain {} disconnected its disk", msg.peer);
+                    println!(
+                        "drvdom-blk: domain {}'s disk {} disconnected",
+                        msg.peer, msg.index
+                    );
                 }
             }
             _ => {}

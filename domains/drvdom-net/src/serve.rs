@@ -19,7 +19,9 @@ extern crate alloc;
 use crate::switch::{Drop, Port, Switch, Verdict};
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::proto::control::{
+    ControlMessage, ControlOp, DeviceKind, Status, ALL_DEVICES,
+};
 use domain_runtime::ipc_abi::proto::net::{
     Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME,
     NET_RING_PAGES, NET_VERSION,
@@ -156,7 +158,11 @@ impl Backend {
             }
             Some(ControlOp::Disconnect) => {
                 let f = &mut self.fabric;
-                while let Some(i) = f.vifs.iter().position(|v| v.dom == msg.peer) {
+                // The interface the message names, or all of that domain's.
+                let named = |v: &Vif| {
+                    v.dom == msg.peer && (msg.index == ALL_DEVICES || u32::from(v.vif) == msg.index)
+                };
+                while let Some(i) = f.vifs.iter().position(named) {
                     let v = f.vifs.remove(i);
                     f.switch.remove_vif(v.id);
                     report(&v, "left the switch");

@@ -38,3 +38,33 @@ impl core::fmt::Display for Resumed<'_> {
         Ok(())
     }
 }
+
+/// The EtherType of raw test frames (IEEE local experimental).
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+/// A raw test frame: broadcast, from `src`, carrying `text` (padded to 60 bytes).
+pub fn test_frame(
+    src: domain_runtime::ipc_abi::proto::net::Mac,
+    text: &str,
+) -> heapless::Vec<u8, 128> {
+    let mut f = heapless::Vec::new();
+    let _ = f.extend_from_slice(&[0xff; 6]);
+    let _ = f.extend_from_slice(&src);
+    let _ = f.extend_from_slice(&ETHERTYPE);
+    let _ = f.extend_from_slice(text.as_bytes());
+    while f.len() < 60 {
+        let _ = f.push(0);
+    }
+    f
+}
+
+/// The source and text of a raw test frame, if it is one.
+pub fn test_frame_text(frame: &[u8]) -> Option<(domain_runtime::ipc_abi::proto::net::Mac, &str)> {
+    if frame.len() < 14 || frame[12..14] != ETHERTYPE {
+        return None;
+    }
+    let mut src = [0u8; 6];
+    src.copy_from_slice(&frame[6..12]);
+    let text = core::str::from_utf8(&frame[14..]).ok()?;
+    Some((src, text.trim_end_matches('\0')))
+}

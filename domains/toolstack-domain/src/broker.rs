@@ -10,7 +10,9 @@
 use crate::control::Link;
 use crate::table::{RingRecord, Started};
 use domain_runtime::ipc_abi::proto::block::BlockConnect;
-use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind, Status};
+use domain_runtime::ipc_abi::proto::control::{
+    ControlMessage, ControlOp, DeviceKind, Status, ALL_DEVICES,
+};
 use domain_runtime::ipc_abi::proto::net::NetConnect;
 use domain_runtime::ipc_abi::ring::HEADER_BYTES;
 use domain_runtime::ipc_abi::ring_view::RingView;
@@ -90,6 +92,9 @@ fn net_grant(
     let front = started.iter().find(|s| s.id == frontend)?;
     let back = started.iter().find(|s| s.id == backend)?;
     if back.config.role != Some(domain_config::Role::Net) {
+        return None;
+    }
+    if !front.has_vif(vif as usize) {
         return None;
     }
     let v = front.config.vifs.get(vif as usize)?;
@@ -355,6 +360,7 @@ pub fn close_devices(started: &mut [Started], dom: DomainId) {
         let mut msg = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
         msg.op = ControlOp::Disconnect as u32;
         msg.kind = kind as u32;
+        msg.index = ALL_DEVICES;
         msg.peer = dom;
         if let Some(link) = link_of(started, backend) {
             link.tell(msg);
@@ -471,19 +477,19 @@ fn tell_frontends(started: &mut [Started], old: DomainId, op: ControlOp, peer: D
             }
             let _ = told.push((DeviceKind::Console, 0));
         }
-        let all = |n: usize| 1u32.checked_shl(n as u32).map_or(u32::MAX, |b| b - 1);
+        let (disks, vifs) = (s.disk_bits(), s.vif_bits());
         let multi = [
             (
                 &mut s.block_backend,
                 &mut s.block_devices,
                 DeviceKind::Block,
-                named[1].then(|| all(s.config.disks.len())),
+                named[1].then_some(disks),
             ),
             (
                 &mut s.net_backend,
                 &mut s.net_devices,
                 DeviceKind::Net,
-                named[2].then(|| all(s.config.vifs.len())),
+                named[2].then_some(vifs),
             ),
         ];
         for (backend, devices, kind, configured) in multi {

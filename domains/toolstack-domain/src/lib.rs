@@ -7,6 +7,7 @@ pub mod acpi;
 pub mod broker;
 pub mod bundle;
 pub mod control;
+pub mod hotplug;
 pub mod hvm;
 pub mod linux;
 pub mod mgmt;

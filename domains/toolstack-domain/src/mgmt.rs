@@ -303,6 +303,13 @@ enum OwnedRequest {
         domain: u32,
         name: String,
     },
+    /// `BlockAttach` (a disk entry), `BlockDetach` (a vdev), `NetAttach`
+    /// (a vif entry) or `NetDetach` (a MAC), with its text.
+    Hotplug {
+        domain: u32,
+        op: crate::hotplug::Op,
+        text: String,
+    },
 }
 
 impl From<Request<'_>> for OwnedRequest {
@@ -328,6 +335,26 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Rename { domain, name } => OwnedRequest::Rename {
                 domain,
                 name: name.into(),
+            },
+            Request::BlockAttach { domain, spec } => OwnedRequest::Hotplug {
+                domain,
+                op: crate::hotplug::Op::BlockAttach,
+                text: spec.into(),
+            },
+            Request::BlockDetach { domain, vdev } => OwnedRequest::Hotplug {
+                domain,
+                op: crate::hotplug::Op::BlockDetach,
+                text: vdev.into(),
+            },
+            Request::NetAttach { domain, vif } => OwnedRequest::Hotplug {
+                domain,
+                op: crate::hotplug::Op::NetAttach,
+                text: vif.into(),
+            },
+            Request::NetDetach { domain, mac } => OwnedRequest::Hotplug {
+                domain,
+                op: crate::hotplug::Op::NetDetach,
+                text: mac.into(),
             },
             Request::SetSched {
                 domain,

@@ -75,6 +75,11 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         .find(|s| !s.reported && (s.id.0 == domain || s.id.index() as u32 == domain))
         .ok_or("no such domain (domain 0 cannot be saved)")?;
     check_config(&s.config)?;
+    if s.detached_vifs != 0 {
+        // Its interfaces' numbers would change in the restored domain,
+        // under frontends that keep them.
+        return Err("an interface was detached from it; it cannot be saved".into());
+    }
     if matches!(s.image, Image::Gone) {
         return Err("its image is no longer kept".into());
     }

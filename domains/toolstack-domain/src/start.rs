@@ -317,6 +317,7 @@ fn run_started(
         net_backend: None,
         block_devices: 0,
         net_devices: 0,
+        detached_vifs: 0,
         named: Default::default(),
         rings: heapless::Vec::new(),
         supervisor: Default::default(),

@@ -95,6 +95,9 @@ pub struct Started {
     /// Which of its disks and interfaces are connected (bit N: device N).
     pub block_devices: u32,
     pub net_devices: u32,
+    /// Interfaces taken away while it ran (bit N: `config.vifs[N]`): they
+    /// keep their place so the others keep their numbers.
+    pub detached_vifs: u32,
     /// The backends its command line named when it was launched, followed
     /// through their restarts: a device it has not connected yet is told
     /// of a restart too (it would find the named one dead).
@@ -116,6 +119,45 @@ pub struct Started {
 }
 
 impl Started {
+    /// Its configuration without the interfaces taken away from it: what a
+    /// restart or a save starts it again from (their MACs were pinned when
+    /// one was taken away, so the rest keep theirs).
+    pub fn config_to_start_again(&self) -> Config {
+        if self.detached_vifs == 0 {
+            return self.config.clone();
+        }
+        let mut c = (*self.config).clone();
+        let mut i = 0;
+        c.vifs.retain(|_| {
+            let keep = self.detached_vifs & (1 << i) == 0;
+            i += 1;
+            keep
+        });
+        Rc::new(c)
+    }
+
+    /// Its disks as device bits (bit N: xvd(a+N)).
+    pub fn disk_bits(&self) -> u32 {
+        self.config
+            .disks
+            .iter()
+            .filter_map(|d| domain_config::config::vdev_index(&d.vdev))
+            .fold(0, |bits, i| bits | 1u32.checked_shl(i).unwrap_or(0))
+    }
+
+    /// Its interfaces as device bits (bit N: `config.vifs[N]`, if still its).
+    pub fn vif_bits(&self) -> u32 {
+        let all = 1u32
+            .checked_shl(self.config.vifs.len() as u32)
+            .map_or(u32::MAX, |b| b - 1);
+        all & !self.detached_vifs
+    }
+
+    /// Whether interface `vif` is (still) its.
+    pub fn has_vif(&self, vif: usize) -> bool {
+        vif < self.config.vifs.len() && (vif >= 32 || self.detached_vifs & (1 << vif) == 0)
+    }
+
     /// What to do now that it stopped: `on_crash`, `on_reboot` or `on_poweroff`.
     pub fn policy(&self, crashed: bool, rebooted: bool) -> OnEvent {
         match (crashed, rebooted) {

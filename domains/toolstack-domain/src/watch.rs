@@ -311,7 +311,7 @@ fn restart(me: DomainId, started: &mut Domains, i: usize, why: &str) {
     {
         lingering.push(link);
     }
-    let (image, config) = (started[i].image.clone(), started[i].config.clone());
+    let (image, config) = (started[i].image.clone(), started[i].config_to_start_again());
     let restarts = started[i].supervisor.restarts + 1;
     match start_one(me, image, config, started, restarts) {
         Some(mut new) => {

@@ -283,6 +283,28 @@ impl Client {
         self.simple(&Request::MemMax { domain, kib })
     }
 
+    /// Gives running `domain` another disk, `spec` as a `disk =` entry
+    /// (as `xl block-attach`).
+    pub fn block_attach(&mut self, domain: u32, spec: &str) -> Result<(), Error> {
+        self.simple(&Request::BlockAttach { domain, spec })
+    }
+
+    /// Takes disk `vdev` away from running `domain` (as `xl block-detach`).
+    pub fn block_detach(&mut self, domain: u32, vdev: &str) -> Result<(), Error> {
+        self.simple(&Request::BlockDetach { domain, vdev })
+    }
+
+    /// Gives running `domain` another interface, `vif` as a `vif =` entry
+    /// ("" for a MAC made from its name) (as `xl network-attach`).
+    pub fn network_attach(&mut self, domain: u32, vif: &str) -> Result<(), Error> {
+        self.simple(&Request::NetAttach { domain, vif })
+    }
+
+    /// Takes the interface with `mac` away from running `domain` (as `xl network-detach`).
+    pub fn network_detach(&mut self, domain: u32, mac: &str) -> Result<(), Error> {
+        self.simple(&Request::NetDetach { domain, mac })
+    }
+
     /// Gives `domain` the name `name` (as `xl rename`).
     pub fn rename(&mut self, domain: u32, name: &str) -> Result<(), Error> {
         self.simple(&Request::Rename { domain, name })

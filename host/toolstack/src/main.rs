@@ -123,6 +123,17 @@ enum DomainVerb {
         #[arg(long)]
         json: bool,
     },
+    /// Give a running domain another disk: DISK as in a `disk =` entry,
+    /// TARGET,VDEV,r|w (`data1,xvdb,w`); its program is told.
+    BlockAttach { domain: String, disk: String },
+    /// Take disk VDEV (`xvdb`) away from a running domain: what it was
+    /// told was written stays written; requests still waiting fail.
+    BlockDetach { domain: String, vdev: String },
+    /// Give a running domain another network interface (`mac=...`, or
+    /// none for one made from its name).
+    NetworkAttach { domain: String, vif: Option<String> },
+    /// Take the interface with MAC away from a running domain.
+    NetworkDetach { domain: String, mac: String },
     /// Give a domain a new name (later commands use it).
     Rename { domain: String, name: String },
     /// Show (no options) or change the scheduler's weight and cap of a
@@ -593,6 +604,26 @@ fn main() -> ExitCode {
         Command::Domain {
             verb: DomainVerb::NetworkList { domain, json },
         } => device_list(&mut client, &domain, "net", json),
+        Command::Domain {
+            verb: DomainVerb::BlockAttach { domain, disk },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.block_attach(d, &disk)),
+        Command::Domain {
+            verb: DomainVerb::BlockDetach { domain, vdev },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.block_detach(d, &vdev)),
+        Command::Domain {
+            verb: DomainVerb::NetworkAttach { domain, vif },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.network_attach(d, vif.as_deref().unwrap_or(""))),
+        Command::Domain {
+            verb: DomainVerb::NetworkDetach { domain, mac },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.network_detach(d, &mac)),
         Command::Domain {
             verb: DomainVerb::Rename { domain, name },
         } => client

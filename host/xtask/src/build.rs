@@ -72,6 +72,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "pci-prober"),
     ("test-domains", "edu-tester"),
     ("test-domains", "balloon-check"),
+    ("test-domains", "hotplug-check"),
     ("test-domains", "disk-tool"),
     ("test-domains", "blk-hostile"),
     ("test-domains", "disk-bench"),

@@ -53,7 +53,7 @@ crate::numbered! {
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
 /// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`,
-/// `BalloonTarget`.
+/// `BalloonTarget`, `DeviceAttached`, `DeviceDetached`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp: u32 {
     /// Frontend: "here is my ring for device (kind, index)".
@@ -90,8 +90,19 @@ pub enum ControlOp: u32 {
     /// heap pages back to the machine (`MemoryRelease`) or takes them
     /// again (`MemoryPopulate`, up to its maximum) until it does.
     BalloonTarget = 23,
+    /// To any domain: "device (kind, index) is now yours, served by
+    /// `peer`" (`domain block-attach` / `network-attach`); a network
+    /// device's MAC is in the message as a `NetConnect` writes it.
+    DeviceAttached = 24,
+    /// To any domain: "device (kind, index) was taken away": its backend
+    /// no longer serves it, and what it had not answered never will be.
+    DeviceDetached = 25,
 }
 }
+
+/// The `index` of a `Disconnect` that names every device of that kind of
+/// its `peer` (the control domain's, when a domain has stopped).
+pub const ALL_DEVICES: u32 = u32::MAX;
 
 /// One control message (both directions use the same layout).
 #[repr(C)]

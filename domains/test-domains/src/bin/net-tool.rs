@@ -29,13 +29,9 @@ use domain_runtime::net::NetFront;
 use domain_runtime::{println, time};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
-use test_domains::{flag, number, option};
+use test_domains::{flag, number, option, test_frame, test_frame_text as parse};
 
 domain_runtime::entry!(run);
-
-/// The EtherType of test frames (IEEE local experimental).
-const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
-const BROADCAST: Mac = [0xff; 6];
 
 fn run(_: &'static domain_runtime::StartInfo) {
     if let Some(ms) = number("connect_after") {
@@ -65,30 +61,6 @@ fn run(_: &'static domain_runtime::StartInfo) {
         source(&mut stack, to, number("bytes").unwrap_or(1 << 20));
     }
     println!("net-tool: done");
-}
-
-/// A test frame: broadcast, from `src`, carrying `text`.
-fn test_frame(src: Mac, text: &str) -> heapless::Vec<u8, 128> {
-    let mut f = heapless::Vec::new();
-    let _ = f.extend_from_slice(&BROADCAST);
-    let _ = f.extend_from_slice(&src);
-    let _ = f.extend_from_slice(&ETHERTYPE);
-    let _ = f.extend_from_slice(text.as_bytes());
-    while f.len() < 60 {
-        let _ = f.push(0);
-    }
-    f
-}
-
-/// The source and text of a test frame.
-fn parse(frame: &[u8]) -> Option<(Mac, &str)> {
-    if frame.len() < 14 || frame[12..14] != ETHERTYPE {
-        return None;
-    }
-    let mut src = [0u8; 6];
-    src.copy_from_slice(&frame[6..12]);
-    let text = core::str::from_utf8(&frame[14..]).ok()?;
-    Some((src, text.trim_end_matches('\0')))
 }
 
 fn listen(net: &mut NetFront) {

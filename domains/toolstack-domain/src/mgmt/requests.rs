@@ -2,6 +2,7 @@
 //! the host (the frames they travel in are `mgmt.rs`).
 
 use super::*;
+use crate::hotplug::Op;
 use domain_runtime::ipc_abi::domain::{DmaIsolation, HvmSupport};
 
 impl Server {
@@ -66,6 +67,10 @@ impl Server {
             } => return self.ring_dump(seq, started, frontend, &device, index),
             OwnedRequest::Rename { domain, name } => {
                 let answer = crate::ops::rename(started, domain, &name);
+                return self.reply(seq, answer);
+            }
+            OwnedRequest::Hotplug { domain, op, text } => {
+                let answer = crate::hotplug::apply(started, domain, op, &text);
                 return self.reply(seq, answer);
             }
             OwnedRequest::DebugKeys { keys } => {
@@ -303,6 +308,22 @@ impl Server {
                 let answer = crate::ops::rename(started, domain, name);
                 self.reply(seq, answer)
             }
+            Request::BlockAttach { domain, spec } => {
+                let answer = crate::hotplug::apply(started, domain, Op::BlockAttach, spec);
+                self.reply(seq, answer)
+            }
+            Request::BlockDetach { domain, vdev } => {
+                let answer = crate::hotplug::apply(started, domain, Op::BlockDetach, vdev);
+                self.reply(seq, answer)
+            }
+            Request::NetAttach { domain, vif } => {
+                let answer = crate::hotplug::apply(started, domain, Op::NetAttach, vif);
+                self.reply(seq, answer)
+            }
+            Request::NetDetach { domain, mac } => {
+                let answer = crate::hotplug::apply(started, domain, Op::NetDetach, mac);
+                self.reply(seq, answer)
+            }
             Request::Devices { domain } => self.devices(seq, started, domain),
             Request::MemSet { domain, kib } => {
                 let answer = crate::ops::mem_set(started, domain, kib);
@@ -408,6 +429,9 @@ impl Server {
             );
         }
         for (i, v) in s.config.vifs.iter().enumerate() {
+            if !s.has_vif(i) {
+                continue;
+            }
             let m = crate::table::vif_mac(&s.config, i, v);
             let mut mac: heapless::String<17> = heapless::String::new();
             let _ = core::fmt::Write::write_fmt(

@@ -1,6 +1,6 @@
-//! System tests of the administrator's verbs beyond the lifecycle:
-//! `domain rename` and `domain sched-credit`, through the real `toolstack`
-//! binary on a running machine.
+//! System tests of the administrator's verbs beyond the lifecycle
+//! (`domain rename`, `sched-credit`, `dump-core`, `mem-set`, the device
+//! verbs), through the real `toolstack` binary on a running machine.
 
 use super::harness::{check, expect_line, tests, toolstack, Ctx, Machine, Test};
 use std::collections::HashMap;
@@ -307,11 +307,235 @@ fn mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out(
     })
 }
 
+/// What hotplug-check writes to sector `n` of its disk `device`.
+fn written_sector(device: u32, n: u64) -> Vec<u8> {
+    (0..32u32)
+        .flat_map(|row| {
+            let mut r = n.to_le_bytes().to_vec();
+            r.extend(device.to_le_bytes());
+            r.extend(row.to_le_bytes());
+            r
+        })
+        .collect()
+}
+
+/// The number of answered writes in hotplug-check's line about a detached disk.
+fn answered_writes(line: &str) -> Result<u64, String> {
+    line.split(" after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no count in {line:?}"))
+}
+
+/// Whether the image holds each of `count` answered writes of disk
+/// `device`, whose virtual disk starts at sector `start`.
+fn writes_on_image(image: &Path, start: u64, device: u32, count: u64) -> Result<(), String> {
+    let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    for n in 0..count {
+        let at = ((start + n) * 512) as usize;
+        check(
+            bytes.get(at..at + 512) == Some(&written_sector(device, n)[..]),
+            || format!("disk {device}'s answered write {n} (of {count}) is not on the image"),
+        )?;
+    }
+    Ok(())
+}
+
+/// `domain block-attach`/`block-detach` and `network-attach`/`network-
+/// detach` through the real binary, on a guest that writes its own disk
+/// all along: an attached disk appears in the guest (its program is told)
+/// and is written; its detach fails what was waiting and every later
+/// request, and every write it answered is on the host's image; a disk
+/// attached read-only refuses writes; an attached interface's frames reach
+/// another guest through the switch, and after its detach nothing more
+/// goes out. Refused requests (a taken name or MAC, a virtual disk nobody
+/// serves, a malformed entry, a driver domain) change nothing.
+fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let image = c.path("disk.img");
+    super::block::disk_image(&image)?;
+    let guests = [
+        (
+            "drvdom-blk",
+            "drvdom-blk memory=2M pci=00:04.0 dma=512 vdisk=own=0+16384 vdisk=extra=16384+4096",
+        ),
+        ("drvdom-net", crate::iso::NET_DRIVER_LINE),
+        (
+            "net-tool",
+            "listener memory=2M vif=mac=02:00:00:00:00:01 listen",
+        ),
+        ("hotplug-check", "hotplug-check memory=4M disk=own,xvda,w"),
+    ];
+    let (m, sock) = c
+        .machine()
+        .cmdline("ifname=dummy")
+        .guests(&guests)
+        .qemu(|q| q.disk(&image))
+        .boot_managed(slot)?;
+    expect_line(m, "[4] hotplug-check: ready with 1 disk(s)")?;
+    let run = |args: &[&str]| toolstack(&sock, args);
+    let devices = |kind: &str| -> Result<Vec<serde_json::Value>, String> {
+        let (code, out) = toolstack(&sock, &["domain", kind, "hotplug-check", "--json"])?;
+        check(code == 0, || format!("{kind}: {code} {out}"))?;
+        serde_json::from_str(out.trim()).map_err(|e| format!("{kind}: {e}: {out}"))
+    };
+
+    let (code, out) = run(&["domain", "block-attach", "hotplug-check", "extra,xvdb,w"])?;
+    check(code == 0, || format!("block-attach: {code} {out}"))?;
+    expect_line(m, "[4] hotplug-check: disk 1 connected, 4096 sectors")?;
+    let disks = devices("block-list")?;
+    check(
+        disks.len() == 2
+            && disks[1]["name"] == "xvdb"
+            && disks[1]["target"] == "extra"
+            && disks[1]["mode"] == "w"
+            && disks[1]["connected"] == true,
+        || format!("block-list after the attach: {disks:?}"),
+    )?;
+    for (args, why) in [
+        (
+            ["block-attach", "hotplug-check", "extra,xvdb,w"],
+            "it already has xvdb",
+        ),
+        (
+            ["block-attach", "hotplug-check", "nosuch,xvdc,w"],
+            "no block driver domain serves a virtual disk named nosuch",
+        ),
+        (
+            ["block-attach", "hotplug-check", "extra,sda,w"],
+            "a disk is TARGET,VDEV,MODE",
+        ),
+        (
+            ["block-attach", "drvdom-blk", "extra,xvdc,w"],
+            "a driver domain's",
+        ),
+        (
+            ["block-detach", "hotplug-check", "xvdz"],
+            "it has no disk xvdz",
+        ),
+        (
+            ["network-attach", "hotplug-check", "mac=02:00:00:00:00:01"],
+            "02:00:00:00:00:01 is another interface's MAC",
+        ),
+        (
+            ["network-attach", "hotplug-check", "mac=03:00:00:00:00:07"],
+            "a unicast MAC",
+        ),
+        (
+            ["network-detach", "hotplug-check", "02:00:00:00:00:01"],
+            "it has no interface 02:00:00:00:00:01",
+        ),
+    ] {
+        let mut full = vec!["domain"];
+        full.extend(args);
+        let (code, out) = run(&full)?;
+        check(code != 0 && out.contains(why), || {
+            format!("{args:?} should be refused with {why:?}: {code} {out}")
+        })?;
+    }
+    check(devices("block-list")?.len() == 2, || {
+        "a refused request changed the disks".into()
+    })?;
+    check(devices("network-list")?.is_empty(), || {
+        "a refused request gave an interface".into()
+    })?;
+
+    // It writes xvdb meanwhile; the detach comes while it does.
+    let (code, out) = run(&["domain", "block-detach", "hotplug-check", "xvdb"])?;
+    check(code == 0, || format!("block-detach: {code} {out}"))?;
+    let gone = expect_line(m, "[4] hotplug-check: disk 1 detached after ")?;
+    check(gone.ends_with("a write now: Err(Detached)"), || {
+        format!("after the detach: {gone}")
+    })?;
+    let written = answered_writes(&gone)?;
+    check(written > 0, || {
+        format!("no write to xvdb was answered: {gone}")
+    })?;
+    writes_on_image(&image, 16384, 1, written)?;
+    let disks = devices("block-list")?;
+    check(disks.len() == 1 && disks[0]["name"] == "xvda", || {
+        format!("block-list after the detach: {disks:?}")
+    })?;
+
+    // Attached again, read-only: connected, and its writes refused.
+    let (code, out) = run(&["domain", "block-attach", "hotplug-check", "extra,xvdb,r"])?;
+    check(code == 0, || format!("block-attach r: {code} {out}"))?;
+    let refused = expect_line(m, "[4] hotplug-check: disk 1 write 0 failed: ")?;
+    check(refused.ends_with("Unsupported"), || {
+        format!("a write to the read-only disk: {refused}")
+    })?;
+
+    // An interface: its frame reaches the listener through the switch.
+    let (code, out) = run(&[
+        "domain",
+        "network-attach",
+        "hotplug-check",
+        "mac=02:00:00:00:00:10",
+    ])?;
+    check(code == 0, || format!("network-attach: {code} {out}"))?;
+    expect_line(
+        m,
+        "[4] hotplug-check: interface 0 connected as 02:00:00:00:00:10; sent attached: Ok(())",
+    )?;
+    expect_line(m, "[3] net-tool: frame from 02:00:00:00:00:10: attached")?;
+    let vifs = devices("network-list")?;
+    check(
+        vifs.len() == 1 && vifs[0]["name"] == "02:00:00:00:00:10" && vifs[0]["connected"] == true,
+        || format!("network-list after the attach: {vifs:?}"),
+    )?;
+    let (code, out) = run(&[
+        "domain",
+        "network-detach",
+        "hotplug-check",
+        "02:00:00:00:00:10",
+    ])?;
+    check(code == 0, || format!("network-detach: {code} {out}"))?;
+    let gone = expect_line(m, "[4] hotplug-check: interface 0 detached")?;
+    check(gone.contains("sending now: Err("), || {
+        format!("a send after the detach: {gone}")
+    })?;
+    check(devices("network-list")?.is_empty(), || {
+        "network-list after the detach".into()
+    })?;
+    // A second interface (its MAC made from the name) gets through; the
+    // detached one's last frame, sent before it, never did.
+    let (code, out) = run(&["domain", "network-attach", "hotplug-check"])?;
+    check(code == 0, || {
+        format!("network-attach (no MAC): {code} {out}")
+    })?;
+    let second = expect_line(m, "[4] hotplug-check: interface 1 connected as ")?;
+    let mac = second
+        .split(" as ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or("?")
+        .to_string();
+    expect_line(m, &format!("[3] net-tool: frame from {mac}: attached"))?;
+    check(
+        !m.lines().iter().any(|l| l.contains("after-detach")),
+        || "a frame went out after its interface was detached".into(),
+    )?;
+
+    // Its own disk was written all along: every answered write is there.
+    let (code, out) = run(&["domain", "block-detach", "hotplug-check", "xvda"])?;
+    check(code == 0, || format!("block-detach xvda: {code} {out}"))?;
+    let own = expect_line(m, "[4] hotplug-check: disk 0 detached after ")?;
+    let written_own = answered_writes(&own)?;
+    check(written_own > written, || {
+        format!("xvda took {written_own} writes, fewer than xvdb's {written}: {own}")
+    })?;
+    writes_on_image(&image, 0, 0, written_own)
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
         sched_credit_and_rename_change_a_running_domain,
         dump_core_writes_a_core_gdb_opens_and_the_domain_runs_on,
         mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out,
+        devices_attach_to_and_detach_from_a_running_guest_while_it_writes,
     ]
 }
