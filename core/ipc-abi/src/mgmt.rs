@@ -424,6 +424,13 @@ pub mod messages {
             domain: u32,
             kib: u64,
         },
+        /// Asks a running domain to have `count` vCPUs online (1 up to its
+        /// `vcpus`): answered `Ok` at once (`VcpuList` shows when it
+        /// has: a vCPU offline is `Down`), or `Error`.
+        VcpuSet {
+            domain: u32,
+            count: u32,
+        },
         /// Gives a running domain one more disk (`TARGET,VDEV,r|w`, as a
         /// `disk =` entry): the same checks as at creation, then the domain
         /// is told (`ControlOp::DeviceAttached`). Answered `Ok`, or `Error`.

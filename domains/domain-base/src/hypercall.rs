@@ -507,6 +507,12 @@ pub fn domain_set_sched(dom: DomainId, weight: u32, cap: u32) -> Result<u64> {
     })
 }
 
+/// Stops the calling vCPU (not vCPU 0) until `vcpu_up` starts it again;
+/// returns only on refusal (`vcpu::stop` is the friendly form).
+pub fn vcpu_down() -> Result<u64> {
+    call(args::VcpuDown {})
+}
+
 /// Starts this domain's vCPU `vcpu` at `rip` with stack `rsp` and `arg`
 /// in rdi (`vcpu::start` is the friendly form).
 pub fn vcpu_up(vcpu: u32, rip: u64, rsp: u64, arg: u64) -> Result<u64> {

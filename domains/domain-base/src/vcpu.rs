@@ -19,9 +19,26 @@ use ipc_abi::hypercall::Result;
 /// Bytes of stack a started vCPU gets.
 pub const STACK_SIZE: usize = 64 * 1024;
 
+/// vCPUs a domain may have (the kernel's limit).
+const MAX_VCPUS: usize = 8;
+
+/// The top of each vCPU's stack once it has one (0: none yet): a vCPU
+/// started again after [`stop`] runs on the same one.
+static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
 /// Starts vCPU `vcpu` (1 up to the `vcpus =` it was created with, less
-/// one) running `entry(arg)` on a fresh stack. Nothing is kept on failure.
+/// one) running `entry(arg)` on a fresh stack (its old one if it ran
+/// before and stopped). Nothing is kept on failure.
 pub fn start(vcpu: u32, entry: extern "C" fn(u64) -> !, arg: u64) -> Result<()> {
+    let kept = STACK_TOPS
+        .get(vcpu as usize)
+        .map_or(0, |t| t.load(Ordering::Acquire));
+    if kept != 0 {
+        // Down (the kernel refuses `VcpuUp` while it is up), so nothing
+        // runs on it now.
+        hc::vcpu_up(vcpu, entry as usize as u64, kept - 8, arg)?;
+        return Ok(());
+    }
     let stack = alloc::vec![0u8; STACK_SIZE].into_boxed_slice();
     // At a function's first instruction the stack is 8 below a 16-byte
     // boundary, as if a call had pushed a return address.
@@ -29,7 +46,20 @@ pub fn start(vcpu: u32, entry: extern "C" fn(u64) -> !, arg: u64) -> Result<()> 
     hc::vcpu_up(vcpu, entry as usize as u64, top - 8, arg)?;
     // The vCPU runs on it from now on, for the domain's whole life.
     Box::leak(stack);
+    if let Some(t) = STACK_TOPS.get(vcpu as usize) {
+        t.store(top, Ordering::Release);
+    }
     Ok(())
+}
+
+/// Stops the calling vCPU (any but vCPU 0) until [`start`] starts it
+/// again; what it was running is abandoned (hold no lock here). On vCPU 0
+/// it blocks for ever instead.
+pub fn stop() -> ! {
+    let _ = hc::vcpu_down();
+    loop {
+        hc::block();
+    }
 }
 
 core::arch::global_asm!(

@@ -1,5 +1,6 @@
 //! Devices given to or taken from this domain while it runs (`toolstack
-//! domain block-attach`, `network-attach`, and their `-detach`).
+//! domain block-attach`, `network-attach`, and their `-detach`), and the
+//! number of vCPUs it is asked to have online (`domain vcpu-set`).
 //!
 //! Owns: taking the control domain's `DeviceAttached` and `DeviceDetached`
 //! news off the control ring, remembering which devices were attached
@@ -11,6 +12,7 @@
 //! ([`is_detached`]).
 
 use crate::control;
+use core::sync::atomic::{AtomicU32, Ordering};
 use ipc_abi::domain::DomainId;
 use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
 use ipc_abi::proto::net::{Mac, NetConnect};
@@ -24,6 +26,10 @@ pub enum Change {
     Attached { kind: DeviceKind, index: u32 },
     /// It was taken away: its requests that had no answer failed.
     Detached { kind: DeviceKind, index: u32 },
+    /// Have `online` vCPUs running (vCPU 0 and the next ones): start the
+    /// ones missing (`vcpu::start`), and each one beyond stops itself
+    /// (`vcpu::stop`, at a point where it holds no lock).
+    Vcpus { online: u32 },
 }
 
 #[derive(Clone, Copy)]
@@ -66,17 +72,35 @@ fn kind_of(m: &ControlMessage) -> Option<DeviceKind> {
 }
 
 fn is_news(m: &ControlMessage) -> bool {
-    matches!(
-        m.check(),
-        Some(ControlOp::DeviceAttached | ControlOp::DeviceDetached)
-    ) && kind_of(m).is_some()
-        && m.index < 64
+    match m.check() {
+        Some(ControlOp::DeviceAttached | ControlOp::DeviceDetached) => {
+            kind_of(m).is_some() && m.index < 64
+        }
+        Some(ControlOp::VcpuTarget) => m.index >= 1,
+        _ => false,
+    }
+}
+
+/// The vCPUs this domain was last asked to have online (0: never asked).
+static VCPUS_WANTED: AtomicU32 = AtomicU32::new(0);
+
+/// How many vCPUs domain 0 last asked this domain to have online, if it
+/// asked: a vCPU whose number is this or more should stop itself. Any
+/// vCPU may ask (it does not take news off the control ring: vCPU 0's
+/// waits do, or [`next`]).
+pub fn vcpus_wanted() -> Option<u32> {
+    Some(VCPUS_WANTED.load(Ordering::Acquire)).filter(|&n| n > 0)
 }
 
 /// Moves every change the control domain sent into this module's state,
 /// oldest first (the runtime does it whenever the domain waits).
 pub(crate) fn refresh() {
     while let Some(m) = control::take_oldest(is_news) {
+        if m.check() == Some(ControlOp::VcpuTarget) {
+            VCPUS_WANTED.store(m.index, Ordering::Release);
+            push(Change::Vcpus { online: m.index });
+            continue;
+        }
         let (Some(kind), Some(op)) = (kind_of(&m), m.check()) else {
             continue;
         };
@@ -103,11 +127,17 @@ pub(crate) fn refresh() {
                 index: m.index,
             }
         };
-        if s.changes.is_full() {
-            s.changes.pop_front();
-        }
-        let _ = s.changes.push_back(change);
+        drop(s);
+        push(change);
     }
+}
+
+fn push(change: Change) {
+    let mut s = STATE.lock();
+    if s.changes.is_full() {
+        s.changes.pop_front();
+    }
+    let _ = s.changes.push_back(change);
 }
 
 /// The next change of this domain's devices, if one came (does not block).

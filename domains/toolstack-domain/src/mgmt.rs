@@ -330,6 +330,9 @@ impl From<Request<'_>> for OwnedRequest {
             Request::Devices { domain } => OwnedRequest::Plain(Request::Devices { domain }),
             Request::MemSet { domain, kib } => OwnedRequest::Plain(Request::MemSet { domain, kib }),
             Request::MemMax { domain, kib } => OwnedRequest::Plain(Request::MemMax { domain, kib }),
+            Request::VcpuSet { domain, count } => {
+                OwnedRequest::Plain(Request::VcpuSet { domain, count })
+            }
             Request::CoreEnd { domain } => OwnedRequest::Plain(Request::CoreEnd { domain }),
             Request::VcpuList => OwnedRequest::Plain(Request::VcpuList),
             Request::Rename { domain, name } => OwnedRequest::Rename {

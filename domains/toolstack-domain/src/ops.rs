@@ -106,6 +106,38 @@ pub fn mem_set(started: &mut [Started], domain: u32, kib: u64) -> Result<(), Str
     Ok(())
 }
 
+/// Asks a running domain to have `count` vCPUs online (`domain vcpu-set`),
+/// 1 up to its `vcpus`; its program brings them up or down.
+pub fn vcpu_set(started: &mut [Started], domain: u32, count: u32) -> Result<(), String> {
+    let id = find(started, domain).ok_or("no such domain")?;
+    let s = started
+        .iter_mut()
+        .find(|s| s.id == id && !s.reported)
+        .ok_or("domain 0 did not start it, or it has stopped")?;
+    if s.config.kind == domain_config::Kind::Hvm {
+        return Err("an HVM guest's vCPUs cannot be changed while it runs".into());
+    }
+    let most = s.config.vcpus;
+    if count == 0 || u64::from(count) > most {
+        return Err(alloc::format!(
+            "it may have 1 to {most} vCPUs online (its vcpus)"
+        ));
+    }
+    let link = s
+        .control
+        .as_mut()
+        .ok_or("it has no control ring to be told on")?;
+    let mut m = <ControlMessage as zerocopy::FromZeros>::new_zeroed();
+    m.op = ControlOp::VcpuTarget as u32;
+    m.index = count;
+    link.tell(m);
+    println!(
+        "toolstack: domain {} is asked to have {} vCPUs online",
+        id, count
+    );
+    Ok(())
+}
+
 /// Sets the most memory a domain may hold (`domain mem-max`).
 pub fn mem_max(started: &[Started], domain: u32, kib: u64) -> Result<(), String> {
     let id = find(started, domain).ok_or("no such domain")?;

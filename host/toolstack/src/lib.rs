@@ -283,6 +283,33 @@ impl Client {
         self.simple(&Request::MemMax { domain, kib })
     }
 
+    /// Asks `domain` to have `count` vCPUs online and waits until it has
+    /// (as `xl vcpu-set`), at most `within`.
+    pub fn vcpu_set(&mut self, domain: u32, count: u32, within: Duration) -> Result<(), Error> {
+        self.simple(&Request::VcpuSet { domain, count })?;
+        let deadline = Instant::now() + within;
+        loop {
+            let online = self
+                .vcpu_list()?
+                .iter()
+                .filter(|v| v.domain == domain && v.state != "down")
+                .count();
+            if online == count as usize {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Refused(format!(
+                    "domain {} has {online} vCPUs online after {} s, not the {count} asked: \
+                     its program did not start or stop them (a program does as the runtime's \
+                     hotplug tells it)",
+                    domain & 0xffff,
+                    within.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Gives running `domain` another disk, `spec` as a `disk =` entry
     /// (as `xl block-attach`).
     pub fn block_attach(&mut self, domain: u32, spec: &str) -> Result<(), Error> {

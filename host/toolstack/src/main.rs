@@ -123,6 +123,15 @@ enum DomainVerb {
         #[arg(long)]
         json: bool,
     },
+    /// Have COUNT vCPUs of a running domain online (1 up to its `vcpus`);
+    /// waits until its program has started or stopped them.
+    VcpuSet {
+        domain: String,
+        count: u32,
+        /// Seconds to wait for the domain to get there.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Give a running domain another disk: DISK as in a `disk =` entry,
     /// TARGET,VDEV,r|w (`data1,xvdb,w`); its program is told.
     BlockAttach { domain: String, disk: String },
@@ -604,6 +613,16 @@ fn main() -> ExitCode {
         Command::Domain {
             verb: DomainVerb::NetworkList { domain, json },
         } => device_list(&mut client, &domain, "net", json),
+        Command::Domain {
+            verb:
+                DomainVerb::VcpuSet {
+                    domain,
+                    count,
+                    timeout,
+                },
+        } => client
+            .resolve(&domain)
+            .and_then(|d| client.vcpu_set(d, count, std::time::Duration::from_secs(timeout))),
         Command::Domain {
             verb: DomainVerb::BlockAttach { domain, disk },
         } => client

@@ -73,6 +73,7 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("test-domains", "edu-tester"),
     ("test-domains", "balloon-check"),
     ("test-domains", "hotplug-check"),
+    ("test-domains", "vcpu-check"),
     ("test-domains", "disk-tool"),
     ("test-domains", "blk-hostile"),
     ("test-domains", "disk-bench"),

@@ -363,6 +363,10 @@ hypercalls! {
     /// stops there), at least `MIN_DOMAIN_KIB` (control only; it may be
     /// below what it holds now: it can then only shrink).
     DomainSetMaxMem = 79 { dom: DomainId, kib: u64 }
+    /// The calling vCPU stops (not vCPU 0: `InvalidArgument`): it is down,
+    /// runs no more and is not scheduled, until the domain's `VcpuUp`
+    /// starts it again, afresh (`domain vcpu-set`). Does not return.
+    VcpuDown = 80 {  }
 }
 
 #[cfg(test)]

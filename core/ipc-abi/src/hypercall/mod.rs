@@ -24,7 +24,7 @@ pub const LOG_LINE_BUF: usize = LOG_LINE_MAX + 1;
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
 /// Number of hypercall slots (numbers at or above are invalid).
-pub const HYPERCALL_LIMIT: u64 = 80;
+pub const HYPERCALL_LIMIT: u64 = 81;
 
 /// What `DomainDestroy` did.
 #[repr(u64)]

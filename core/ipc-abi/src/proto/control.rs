@@ -53,7 +53,7 @@ crate::numbered! {
 /// `Disconnect`, `Heartbeat`, `Listen`. Control domain → domain (as answers to
 /// `Listen`): `Connect`, `Disconnect`, `PeerRestarted`, `PeerGone`,
 /// `ShutdownRequest`, `ConsoleHistory`, `SuspendRequest`, `ConsoleInherit`,
-/// `BalloonTarget`, `DeviceAttached`, `DeviceDetached`.
+/// `BalloonTarget`, `DeviceAttached`, `DeviceDetached`, `VcpuTarget`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlOp: u32 {
     /// Frontend: "here is my ring for device (kind, index)".
@@ -97,6 +97,10 @@ pub enum ControlOp: u32 {
     /// To any domain: "device (kind, index) was taken away": its backend
     /// no longer serves it, and what it had not answered never will be.
     DeviceDetached = 25,
+    /// To any domain: "have `index` vCPUs online" (`domain vcpu-set`):
+    /// its program starts the ones it lacks and stops the others
+    /// (`VcpuDown`), vCPU 0 always online.
+    VcpuTarget = 26,
 }
 }
 

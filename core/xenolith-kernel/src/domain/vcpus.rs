@@ -2,7 +2,8 @@
 //! and the fault fixup a domain may register.
 //!
 //! Owns: `VcpuUp` (vCPU 0 runs from creation; the domain starts the others
-//! itself, as a Xen PV guest does with `VCPUOP_initialise`/`up`), `DomainPin`
+//! itself, as a Xen PV guest does with `VCPUOP_initialise`/`up`) and
+//! `VcpuDown` (one stops itself, as a PV guest's `VCPUOP_down`), `DomainPin`
 //! (hard affinity per vCPU, honoured at once), `VcpuInfo` (for
 //! `domain vcpu-list`) and `FaultFixup`. Every argument is the domain's
 //! and is checked here.
@@ -53,6 +54,27 @@ pub fn up(
     }
     trace_event!("dom{=u32} vcpu {=usize} up", k.id_of(index), at.vcpu);
     k.resched_vcpu(at);
+    Ok(())
+}
+
+/// The calling vCPU `me` stops (not vCPU 0): down, as before its
+/// `VcpuUp`; its CPU switches away at once. A later `VcpuUp` starts it
+/// afresh (its registers are forgotten), with no timer or event wait left.
+pub fn down(k: &mut Kernel, me: VcpuRef) -> Result<(), Error> {
+    if me.vcpu == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let v = k.vcpu_mut(me).ok_or(Error::InvalidArgument)?;
+    if v.hvm.is_some() {
+        // An HVM vCPU goes down by INIT from another of its vCPUs.
+        return Err(Error::PermissionDenied);
+    }
+    v.up = false;
+    v.blocked = false;
+    v.timer_deadline = 0;
+    v.timer_fired = false;
+    trace_event!("dom{=u32} vcpu {=usize} down", k.id_of(me.dom), me.vcpu);
+    k.cpu_mut().need_resched = true;
     Ok(())
 }
 

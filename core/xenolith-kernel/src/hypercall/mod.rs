@@ -93,6 +93,7 @@ fn route<G: Gate>(
         CurrentCpu(_) => Ok(crate::domain::this_cpu() as u64),
         Suspend(_) => vcpu::suspend(k, me),
         VcpuUp(a) => vcpu::up(k, caller, a),
+        VcpuDown(_) => vcpu::down(k, me),
         FaultFixup(a) => vcpu::fault_fixup(k, caller, a),
 
         EventAllocUnbound(a) => events::alloc_unbound(k, caller, a),

@@ -70,6 +70,10 @@ pub fn up(k: &mut Kernel, caller: usize, a: args::VcpuUp) -> Result<u64, Error> 
     vcpus::up(k, caller, a.vcpu, a.rip, a.rsp, a.arg).map(|()| 0)
 }
 
+pub fn down(k: &mut Kernel, me: VcpuRef) -> Result<u64, Error> {
+    vcpus::down(k, me).map(|()| 0)
+}
+
 pub fn fault_fixup(k: &mut Kernel, caller: usize, a: args::FaultFixup) -> Result<u64, Error> {
     vcpus::set_fault_fixup(k, caller, a.fault_rip, a.fixup_rip).map(|()| 0)
 }

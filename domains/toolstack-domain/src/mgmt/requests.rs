@@ -329,6 +329,10 @@ impl Server {
                 let answer = crate::ops::mem_set(started, domain, kib);
                 self.reply(seq, answer)
             }
+            Request::VcpuSet { domain, count } => {
+                let answer = crate::ops::vcpu_set(started, domain, count);
+                self.reply(seq, answer)
+            }
             Request::MemMax { domain, kib } => {
                 let answer = crate::ops::mem_max(started, domain, kib);
                 self.reply(seq, answer)

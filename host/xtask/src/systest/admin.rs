@@ -530,6 +530,81 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
     writes_on_image(&image, 0, 0, written_own)
 }
 
+/// Each vCPU's state of domain `name`, in order, from `vcpu-list --json`.
+fn vcpu_states(sock: &Path, name: &str) -> Result<Vec<String>, String> {
+    let (code, out) = toolstack(sock, &["domain", "vcpu-list", name, "--json"])?;
+    check(code == 0, || format!("vcpu-list: {code} {out}"))?;
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(out.trim()).map_err(|e| format!("vcpu-list: {e}: {out}"))?;
+    Ok(records
+        .iter()
+        .map(|v| v["state"].as_str().unwrap_or("?").to_string())
+        .collect())
+}
+
+/// `domain vcpu-set` through the real binary: a four-vCPU domain taken
+/// down to two (vCPUs 2 and 3 are down in `vcpu-list`), up to three
+/// (vCPU 2 runs again), refusals outside 1 to its `vcpus` change nothing,
+/// and a domain whose program never looks gets the timeout answer.
+fn vcpu_set_takes_vcpus_offline_and_online_and_a_stubborn_domain_times_out(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = c
+        .machine()
+        .guests(&[
+            ("vcpu-check", "vcpu-check memory=2M vcpus=4"),
+            (
+                "spinner",
+                "stubborn memory=2M vcpus=2 helpers=1 seconds=100000",
+            ),
+        ])
+        .qemu(|q| q.smp(2))
+        .boot_managed(slot)?;
+    expect_line(m, "[1] vcpu-check: 4 vCPUs online")?;
+    expect_line(m, "[2] spinner: vCPU 1 up")?;
+    let up = |n: usize| {
+        (0..4)
+            .map(|i| if i < n { "up" } else { "down" }.to_string())
+            .collect::<Vec<_>>()
+    };
+    let seen = |states: Vec<String>| {
+        states
+            .into_iter()
+            .map(|s| if s == "down" { s } else { "up".into() })
+            .collect::<Vec<_>>()
+    };
+    check(seen(vcpu_states(&sock, "vcpu-check")?) == up(4), || {
+        "all four vCPUs should be up at first".into()
+    })?;
+    for n in [2usize, 3, 1, 4] {
+        let (code, out) = toolstack(&sock, &["domain", "vcpu-set", "vcpu-check", &n.to_string()])?;
+        check(code == 0, || format!("vcpu-set {n}: {code} {out}"))?;
+        let states = vcpu_states(&sock, "vcpu-check")?;
+        check(seen(states.clone()) == up(n), || {
+            format!("after vcpu-set {n}: {states:?}")
+        })?;
+        expect_line(m, &format!("[1] vcpu-check: asked for {n} vCPUs"))?;
+    }
+    for n in ["0", "5"] {
+        let (code, out) = toolstack(&sock, &["domain", "vcpu-set", "vcpu-check", n])?;
+        check(code != 0 && out.contains("1 to 4 vCPUs"), || {
+            format!("vcpu-set {n} should be refused: {code} {out}")
+        })?;
+    }
+    check(seen(vcpu_states(&sock, "vcpu-check")?) == up(4), || {
+        "a refused vcpu-set changed something".into()
+    })?;
+    let (code, out) = toolstack(
+        &sock,
+        &["domain", "vcpu-set", "stubborn", "1", "--timeout", "2"],
+    )?;
+    check(
+        code != 0 && out.contains("has 2 vCPUs online after 2 s"),
+        || format!("vcpu-set of a domain that never looks: {code} {out}"),
+    )
+}
+
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
     tests![
@@ -537,5 +612,6 @@ pub(super) fn tests() -> Vec<Test> {
         dump_core_writes_a_core_gdb_opens_and_the_domain_runs_on,
         mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out,
         devices_attach_to_and_detach_from_a_running_guest_while_it_writes,
+        vcpu_set_takes_vcpus_offline_and_online_and_a_stubborn_domain_times_out,
     ]
 }
