@@ -95,6 +95,25 @@ pub fn set_target(target_kib: u64) -> u64 {
     now
 }
 
+/// After a restore: the restored domain was created with every page of its
+/// heap mapped, so the pages the balloon had given back are there again
+/// (fresh, zero): they are given back again, and the domain holds what it
+/// held when it was saved (the balloon can take each back later).
+pub fn after_restore() {
+    let mut held = HELD.lock();
+    for h in held.iter_mut() {
+        for i in 0..h.released {
+            if hc::memory_release(h.page(i)).is_err() {
+                // Kept mapped: counted as taken back (the prefix rule
+                // holds for this block; a later one starts released).
+                crate::println!("balloon: a page could not be given back after the restore");
+                h.released = i;
+                break;
+            }
+        }
+    }
+}
+
 /// KiB the balloon holds (given back to the machine).
 pub fn held_kib() -> u64 {
     HELD.lock().iter().map(|h| h.released as u64 * 4).sum()

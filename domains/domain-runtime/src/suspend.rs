@@ -21,6 +21,7 @@ pub fn suspend_now() {
     crate::console::try_flush();
     if let Ok(1) = crate::hypercall::suspend() {
         crate::epoch::advance();
+        crate::balloon::after_restore();
         if let Err(e) = crate::control::reconnect() {
             crate::println!(
                 "runtime: cannot connect the control ring after a restore: {}",

@@ -102,6 +102,14 @@ pub fn mem_set(started: &mut [Started], domain: u32, kib: u64) -> Result<(), Str
         .as_mut()
         .ok_or("it has no control ring, so it cannot be asked")?;
     link.tell(crate::control::balloon_target(kib));
+    // Its target from now on: what a restart, a save and its restore
+    // give it.
+    let config = alloc::rc::Rc::make_mut(&mut s.config);
+    if config.maxmem_kib == 0 {
+        // Created with room for `memory` only: that stays its room.
+        config.maxmem_kib = info.max_kib;
+    }
+    config.memory_kib = kib;
     println!("toolstack: asked domain {} to hold {} KiB", id, kib);
     Ok(())
 }
@@ -139,11 +147,14 @@ pub fn vcpu_set(started: &mut [Started], domain: u32, count: u32) -> Result<(), 
 }
 
 /// Sets the most memory a domain may hold (`domain mem-max`).
-pub fn mem_max(started: &[Started], domain: u32, kib: u64) -> Result<(), String> {
+pub fn mem_max(started: &mut [Started], domain: u32, kib: u64) -> Result<(), String> {
     let id = find(started, domain).ok_or("no such domain")?;
     hc::domain_set_max_mem(id, kib)
-        .map(drop)
-        .map_err(|_| "a maximum is at least 256 KiB (and at most 16 GiB)".to_string())
+        .map_err(|_| "a maximum is at least 256 KiB (and at most 16 GiB)".to_string())?;
+    if let Some(s) = started.iter_mut().find(|s| s.id == id) {
+        alloc::rc::Rc::make_mut(&mut s.config).maxmem_kib = kib;
+    }
+    Ok(())
 }
 
 /// Changes a domain's scheduler weight and/or cap (percent of one CPU, 0:

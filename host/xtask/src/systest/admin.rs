@@ -530,6 +530,60 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
     writes_on_image(&image, 0, 0, written_own)
 }
 
+/// A domain whose balloon gave memory back is saved and restored: the
+/// restored domain holds what it held (not every page of its heap, as it
+/// did before the fix), with its data intact, and its balloon takes every
+/// page back when asked (the pages it held are its own again).
+fn a_ballooned_domain_restores_holding_what_it_held(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let (m, sock) = c
+        .machine()
+        .guests(&[(
+            "balloon-check",
+            "balloon-check memory=2M maxmem=4M data_kib=256",
+        )])
+        .boot_managed(slot)?;
+    expect_line(
+        m,
+        "[1] balloon-check: holding 2048 KiB, balloon 2048 KiB, data intact",
+    )?;
+    let (code, out) = toolstack(&sock, &["domain", "mem-set", "balloon-check", "1m"])?;
+    check(code == 0, || format!("mem-set 1m: {code} {out}"))?;
+    let file = c.path("ballooned.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = toolstack(&sock, &["domain", "save", "balloon-check", path])?;
+    check(code == 0, || format!("save: {code} {out}"))?;
+    let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
+    check(code == 0, || format!("restore: {code} {out}"))?;
+    // Created with room for its maximum, it gives back at once what its
+    // balloon held when saved.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = memory_of(&sock, "balloon-check")?;
+        if now == (1024, 4096) {
+            break;
+        }
+        check(Instant::now() < deadline, || {
+            format!("the restored domain holds {now:?} KiB (now, most), not 1024 of 4096")
+        })?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out) = toolstack(&sock, &["domain", "mem-set", "balloon-check", "4m"])?;
+    check(code == 0, || {
+        format!("mem-set 4m after the restore: {code} {out}")
+    })?;
+    // Restored as domain 1 again (a new generation); it said the same
+    // once at boot, before its balloon first inflated.
+    m.wait_for_nth(
+        "[1] balloon-check: holding 4096 KiB, balloon 0 KiB, data intact",
+        2,
+        Duration::from_secs(60),
+    )
+    .map(drop)
+}
+
 /// Each vCPU's state of domain `name`, in order, from `vcpu-list --json`.
 fn vcpu_states(sock: &Path, name: &str) -> Result<Vec<String>, String> {
     let (code, out) = toolstack(sock, &["domain", "vcpu-list", name, "--json"])?;
@@ -613,5 +667,6 @@ pub(super) fn tests() -> Vec<Test> {
         mem_set_shrinks_and_grows_a_running_domain_and_a_stubborn_one_times_out,
         devices_attach_to_and_detach_from_a_running_guest_while_it_writes,
         vcpu_set_takes_vcpus_offline_and_online_and_a_stubborn_domain_times_out,
+        a_ballooned_domain_restores_holding_what_it_held,
     ]
 }
