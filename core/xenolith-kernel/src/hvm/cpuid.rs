@@ -3,7 +3,7 @@
 //!
 //! Owns: the CPUID policy. Hidden: SVM and VMX (no nesting), XSAVE and AVX
 //! (the kernel saves x87/SSE state only), MONITOR/MWAIT, MTRRs, machine
-//! checks, performance counters, RDTSCP, PCID/INVPCID, 5-level paging and
+//! checks, performance counters, RDTSCP and RDPID, PCID/INVPCID, 5-level paging and
 //! everything the kernel has not thought about (leaf 7 passes only bits
 //! it names). Shown: the hypervisor bit, x2APIC, the APIC id of the vCPU,
 //! Xenolith's signature at 0x4000_0000 and KVM's at 0x4000_0100 (where
@@ -74,8 +74,13 @@ const HTT: u32 = 1 << 28;
 // Leaf 7 EBX: FSGSBASE BMI1 SMEP BMI2 ERMS ADX SMAP CLFLUSHOPT CLWB SHA.
 const LEAF7_EBX: u32 =
     1 | 1 << 3 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 19 | 1 << 20 | 1 << 23 | 1 << 24 | 1 << 29;
-// Leaf 7 ECX: UMIP RDPID.
-const LEAF7_ECX: u32 = 1 << 2 | 1 << 22;
+// Leaf 7 ECX: UMIP. (Not RDPID: like RDTSCP it reads TSC_AUX, which the
+// kernel neither switches per vCPU nor lets a guest write; Linux writes it
+// on every CPU it brings up when either is shown, and its secondary CPUs
+// died of the #GP, as QEMU 10's `-cpu max` and any recent AMD CPU show.)
+const LEAF7_ECX: u32 = 1 << 2;
+const RDPID: u32 = 1 << 22;
+const _: () = assert!(LEAF7_ECX & RDPID == 0);
 
 // 0x8000_0001 ECX: LAHF CMP_LEGACY ABM SSE4A MISALIGNSSE 3DNOWPREFETCH.
 const EXT1_ECX: u32 = 1 | 1 << 1 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8;
@@ -170,8 +175,9 @@ mod tests {
         let [_, _, c, d] = answer(0x8000_0001, 0, ONE, everything);
         assert_eq!(c & SVM, 0);
         assert_eq!(d & RDTSCP, 0);
-        let [_, b, _, _] = answer(7, 0, ONE, everything);
+        let [_, b, c, _] = answer(7, 0, ONE, everything);
         assert_eq!(b & (1 << 5), 0, "AVX2 shown");
+        assert_eq!(c & RDPID, 0, "RDPID shown (Linux then writes TSC_AUX)");
         assert_eq!(answer(0x8000_000A, 0, ONE, everything), [0; 4]);
         assert_eq!(answer(0xD, 0, ONE, everything), [0; 4]);
     }
