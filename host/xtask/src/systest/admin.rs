@@ -2,7 +2,7 @@
 //! (`domain rename`, `sched-credit`, `dump-core`, `mem-set`, the device
 //! verbs), through the real `toolstack` binary on a running machine.
 
-use super::harness::{check, expect_line, tests, toolstack, Ctx, Machine, Test};
+use super::harness::{check, expect_line, tests, toolstack, toolstack_json, Ctx, Machine, Test};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -214,9 +214,7 @@ fn dump_core_writes_a_core_gdb_opens_and_the_domain_runs_on(
 
 /// A domain's `memory_kib` and `max_kib`, from `domain info --json`.
 fn memory_of(sock: &Path, name: &str) -> Result<(u64, u64), String> {
-    let (code, out) = toolstack(sock, &["domain", "info", name, "--json"])?;
-    let v: serde_json::Value = serde_json::from_str(out.trim())
-        .map_err(|e| format!("domain info {name} --json ({code}): {e}: {out}"))?;
+    let v = toolstack_json(sock, &["domain", "info", name, "--json"])?;
     Ok((
         v["memory_kib"].as_u64().unwrap_or(0),
         v["max_kib"].as_u64().unwrap_or(0),
@@ -378,9 +376,8 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
     expect_line(m, "[4] hotplug-check: ready with 1 disk(s)")?;
     let run = |args: &[&str]| toolstack(&sock, args);
     let devices = |kind: &str| -> Result<Vec<serde_json::Value>, String> {
-        let (code, out) = toolstack(&sock, &["domain", kind, "hotplug-check", "--json"])?;
-        check(code == 0, || format!("{kind}: {code} {out}"))?;
-        serde_json::from_str(out.trim()).map_err(|e| format!("{kind}: {e}: {out}"))
+        let list = toolstack_json(&sock, &["domain", kind, "hotplug-check", "--json"])?;
+        Ok(list.as_array().cloned().unwrap_or_default())
     };
 
     let (code, out) = run(&["domain", "block-attach", "hotplug-check", "extra,xvdb,w"])?;
@@ -586,12 +583,11 @@ fn a_ballooned_domain_restores_holding_what_it_held(
 
 /// Each vCPU's state of domain `name`, in order, from `vcpu-list --json`.
 fn vcpu_states(sock: &Path, name: &str) -> Result<Vec<String>, String> {
-    let (code, out) = toolstack(sock, &["domain", "vcpu-list", name, "--json"])?;
-    check(code == 0, || format!("vcpu-list: {code} {out}"))?;
-    let records: Vec<serde_json::Value> =
-        serde_json::from_str(out.trim()).map_err(|e| format!("vcpu-list: {e}: {out}"))?;
+    let records = toolstack_json(sock, &["domain", "vcpu-list", name, "--json"])?;
     Ok(records
-        .iter()
+        .as_array()
+        .into_iter()
+        .flatten()
         .map(|v| v["state"].as_str().unwrap_or("?").to_string())
         .collect())
 }

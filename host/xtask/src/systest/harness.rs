@@ -292,6 +292,13 @@ pub(super) fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), Str
     Ok((out.status.code().unwrap_or(-1), text))
 }
 
+/// The JSON a `--json` command prints, once it succeeded.
+pub(super) fn toolstack_json(sock: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let (code, out) = toolstack(sock, args)?;
+    check(code == 0, || format!("{args:?}: {code} {out}"))?;
+    serde_json::from_str(out.trim()).map_err(|e| format!("{args:?} is not JSON ({e}): {out}"))
+}
+
 /// Waits until no domain `domain list` shows has a name `gone` accepts (a
 /// destroyed one and what served it are removed), then until the free
 /// memory is `before` again (a frame another domain still maps, such as a
