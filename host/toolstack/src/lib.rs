@@ -164,15 +164,25 @@ impl Client {
 
     /// Every domain.
     pub fn list(&mut self) -> Result<Vec<DomainEntry>, Error> {
-        let answers = self.call(&Request::List, |a| {
-            matches!(a, Answer::End | Answer::Error { .. })
-        })?;
+        self.records(&Request::List, |a| match a {
+            Owned::Domain(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// Sends `request` and collects the records its answers carry, up to
+    /// `End` (`record` picks them out); an `Error` answer refuses.
+    fn records<T>(
+        &mut self,
+        request: &Request<'_>,
+        record: impl Fn(Owned) -> Option<T>,
+    ) -> Result<Vec<T>, Error> {
+        let answers = self.call(request, |a| matches!(a, Answer::End | Answer::Error { .. }))?;
         let mut out = Vec::new();
         for a in answers {
             match a {
-                Owned::Domain(d) => out.push(d),
                 Owned::Error(m) => return Err(Error::Refused(m)),
-                _ => {}
+                a => out.extend(record(a)),
             }
         }
         Ok(out)
@@ -180,18 +190,10 @@ impl Client {
 
     /// Every ring connection on the machine and its shared indices now.
     pub fn ring_list(&mut self) -> Result<Vec<RingEntry>, Error> {
-        let answers = self.call(&Request::RingList, |a| {
-            matches!(a, Answer::End | Answer::Error { .. })
-        })?;
-        let mut out = Vec::new();
-        for a in answers {
-            match a {
-                Owned::Ring(r) => out.push(r),
-                Owned::Error(m) => return Err(Error::Refused(m)),
-                _ => {}
-            }
-        }
-        Ok(out)
+        self.records(&Request::RingList, |a| match a {
+            Owned::Ring(d) => Some(d),
+            _ => None,
+        })
     }
 
     /// One ring (`frontend`'s `device` number `index`) and its requests in
@@ -355,34 +357,18 @@ impl Client {
     /// A domain's disks and interfaces (as `xl block-list` and
     /// `xl network-list`), from its configuration and what it connected.
     pub fn devices(&mut self, domain: u32) -> Result<Vec<DeviceEntry>, Error> {
-        let answers = self.call(&Request::Devices { domain }, |a| {
-            matches!(a, Answer::End | Answer::Error { .. })
-        })?;
-        let mut out = Vec::new();
-        for a in answers {
-            match a {
-                Owned::Device(d) => out.push(d),
-                Owned::Error(m) => return Err(Error::Refused(m)),
-                _ => {}
-            }
-        }
-        Ok(out)
+        self.records(&Request::Devices { domain }, |a| match a {
+            Owned::Device(d) => Some(d),
+            _ => None,
+        })
     }
 
     /// Every vCPU, where it runs and where it may (as `xl vcpu-list`).
     pub fn vcpu_list(&mut self) -> Result<Vec<VcpuEntry>, Error> {
-        let answers = self.call(&Request::VcpuList, |a| {
-            matches!(a, Answer::End | Answer::Error { .. })
-        })?;
-        let mut out = Vec::new();
-        for a in answers {
-            match a {
-                Owned::Vcpu(v) => out.push(v),
-                Owned::Error(m) => return Err(Error::Refused(m)),
-                _ => {}
-            }
-        }
-        Ok(out)
+        self.records(&Request::VcpuList, |a| match a {
+            Owned::Vcpu(d) => Some(d),
+            _ => None,
+        })
     }
 
     /// Memory and domains of the host.
