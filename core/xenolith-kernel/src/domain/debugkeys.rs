@@ -13,7 +13,7 @@ use super::{Kernel, Life};
 use ipc_abi::hypercall::Error;
 
 /// The keys and what they dump.
-const KEYS: [(u8, &str); 8] = [
+const KEYS: [(u8, &str); 9] = [
     (b'h', "this list"),
     (b'q', "the domain table"),
     (b'r', "the run queue"),
@@ -30,6 +30,10 @@ const KEYS: [(u8, &str); 8] = [
     (
         b'k',
         "kernel stacks: the deepest each CPU's has been used since boot, of its size",
+    ),
+    (
+        b'x',
+        "HVM exits: each HVM vCPU's exits since it was created, by kind",
     ),
 ];
 
@@ -48,9 +52,26 @@ pub fn dump(k: &Kernel, key: u8) -> Result<(), Error> {
         b'i' => integrity(),
         b'd' => dma(k),
         b'k' => stacks(),
+        b'x' => exits(k),
         _ => return Err(Error::InvalidArgument),
     }
     Ok(())
+}
+
+fn exits(k: &Kernel) {
+    for (at, v) in k.all_vcpus().filter(|(_, v)| v.exits != Default::default()) {
+        let mut line: heapless::String<320> = heapless::String::new();
+        for (name, n) in v.exits.iter().filter(|&(_, n)| n > 0) {
+            let sep = if line.is_empty() { "" } else { ", " };
+            let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{sep}{name} {n}"));
+        }
+        kprintln!(
+            "debug-keys 'x': domain {} vCPU {} exits: {}",
+            k.id_of(at.dom),
+            at.vcpu,
+            line
+        );
+    }
 }
 
 fn stacks() {

@@ -225,6 +225,7 @@ pub fn create(
                 extint: [0; 4],
                 ipis: [0; 4],
                 init_received: false,
+                exits: Default::default(),
             }),
             nr_vcpus: spec.vcpus as usize,
             fault_fixup: None,

@@ -118,6 +118,9 @@ pub struct Vcpu {
     pub ipis: [u64; 4],
     /// An HVM vCPU that is down got INIT: a start-up IPI starts it.
     pub init_received: bool,
+    /// An HVM vCPU's exits by kind (kept here, not in `hvm`, which the
+    /// CPU running it holds meanwhile: debug key `x` reads them any time).
+    pub exits: crate::hvm::exit::ExitCounts,
 }
 
 pub use crate::grant_table::{ForeignMap, Grant};

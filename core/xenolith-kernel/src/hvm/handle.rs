@@ -54,6 +54,9 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
         e.name(),
         s.vmcb.read64(off::RIP)
     );
+    if let Some(v) = k.vcpu_mut(at) {
+        v.exits.note(&e, s.state.get().guest.regs.rcx as u32);
+    }
     // An event the exit interrupted on its way in is delivered again.
     let pending = s.vmcb.read64(off::EXIT_INT_INFO);
     s.vmcb.write64(

@@ -13,6 +13,9 @@
 //! random reads at queue depth 1 for 10 s (`xenolith-io randread`). From
 //! the host, through the forwarded ports to `xenolith-io`'s servers: 256
 //! MiB over TCP each way, and 64-byte request/response round trips for 10 s.
+//! For Xenolith, also where the time goes: the guest vCPU's exits by kind
+//! (debug key `x`, through domain 0's management channel) per MiB sent
+//! to the guest and per round trip.
 
 use crate::qemu::{free_port, Config, Forward, Machine};
 use crate::{build, host_tools, iso, linux_guest};
@@ -50,6 +53,46 @@ struct Figures {
     round_trips_s: f64,
     to_init: Duration,
     pages_mapped: Option<f64>,
+    /// Xenolith only: the guest vCPU's exits by kind (debug key `x`) per
+    /// MiB sent host -> guest, and per 64-byte round trip.
+    exits_per_mib: Exits,
+    exits_per_round_trip: Exits,
+}
+
+/// Exits by kind.
+type Exits = std::collections::BTreeMap<String, f64>;
+
+/// The HVM guest's exits by kind so far, from the kernel's answer to debug
+/// key `x` (the bench's guest is the only HVM vCPU).
+fn exits_now(client: &mut toolstack::Client) -> Result<Exits, String> {
+    client.debug_keys("x").map_err(|e| e.to_string())?;
+    let log = client.dmesg().map_err(|e| e.to_string())?;
+    let line = log
+        .iter()
+        .rev()
+        .find(|l| l.contains("debug-keys 'x': domain"))
+        .ok_or("no exit counts in the kernel log")?;
+    let counts = line.split("exits: ").nth(1).unwrap_or("");
+    Ok(counts
+        .split(", ")
+        .filter_map(|kv| {
+            let (k, v) = kv.rsplit_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// `after - before`, each kind divided by `per`.
+fn exits_between(before: &Exits, after: &Exits, per: f64) -> Exits {
+    after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - before.get(k).unwrap_or(&0.0)) / per.max(1e-9),
+            )
+        })
+        .collect()
 }
 
 fn number_in(line: &str, after: &str) -> Result<f64, String> {
@@ -59,7 +102,11 @@ fn number_in(line: &str, after: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no number after {after:?} in {line:?}"))
 }
 
-fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
+fn measure(
+    m: &Machine,
+    ports: [u16; 3],
+    com2: Option<&std::path::Path>,
+) -> Result<Figures, String> {
     let mut f = Figures::default();
     (f.to_init, _) = m.wait_for_nth("xenolith-linux: /init running", 1, LONG)?;
     let size = format!("{} MiB ", mib());
@@ -77,6 +124,12 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
         s.set_read_timeout(Some(LONG)).map_err(|e| e.to_string())?;
         Ok(s)
     };
+    let mut client = match com2 {
+        Some(sock) => Some(toolstack::Client::connect(sock).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut exits = || client.as_mut().map(exits_now).transpose();
+    let before = exits()?;
     // Host -> guest: until the guest has counted every byte.
     let mut s = connect(ports[0])?;
     let began = Instant::now();
@@ -92,6 +145,9 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
         return Err(format!("the guest counted {answer:?} bytes"));
     }
     f.to_guest_mib_s = mib / secs;
+    if let (Some(b), Some(a)) = (&before, exits()?) {
+        f.exits_per_mib = exits_between(b, &a, mib);
+    }
     // Guest -> host.
     let mut s = connect(ports[1])?;
     let began = Instant::now();
@@ -109,6 +165,7 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
     }
     f.from_guest_mib_s = mib / began.elapsed().as_secs_f64();
     // 64-byte round trips.
+    let before = exits()?;
     let mut s = connect(ports[2])?;
     let message = [7u8; 64];
     let mut back = [0u8; 64];
@@ -120,6 +177,9 @@ fn measure(m: &Machine, ports: [u16; 3]) -> Result<Figures, String> {
         n += 1;
     }
     f.round_trips_s = n as f64 / began.elapsed().as_secs_f64();
+    if let (Some(b), Some(a)) = (&before, exits()?) {
+        f.exits_per_round_trip = exits_between(b, &a, n as f64);
+    }
     // The device model's misses of its cache of mapped guest pages (the
     // last power of two it reported), Xenolith only.
     f.pages_mapped = m
@@ -157,7 +217,7 @@ pub fn run() -> Result<(), String> {
     let modules = [
         iso::Module {
             path: build::domain(&domains, "toolstack-domain"),
-            cmdline: "toolstack-domain".into(),
+            cmdline: "toolstack-domain mgmt=com2".into(),
         },
         iso::Module {
             path: build::domain(&domains, "drvdom-blk"),
@@ -185,14 +245,20 @@ pub fn run() -> Result<(), String> {
     // in its I/O thread).
     let xenolith = |cpus: u32| -> Result<Figures, String> {
         let ports = [free_port()?, free_port()?, free_port()?];
+        let sock = crate::qemu::socket_path(&dir.join(format!("linux-com2-{cpus}.sock")));
         let m = Config::new(&image)
             .memory("1G")
             .smp(cpus)
             .disk(&disk)
             .disk_cache_none()
             .nic(&forwards(ports))
+            .com2_socket(&sock)
             .spawn()?;
-        measure(&m, ports)
+        m.wait_for(
+            "toolstack: serving the management protocol on COM2",
+            Duration::from_secs(120),
+        )?;
+        measure(&m, ports, Some(&sock))
     };
     let xen = xenolith(1)?;
     let xen2 = xenolith(2)?;
@@ -205,7 +271,7 @@ pub fn run() -> Result<(), String> {
             .nic(&forwards(ports))
             .direct_linux(&linux.kernel, &linux.initrd, &append())
             .spawn()?;
-        measure(&m, ports)?
+        measure(&m, ports, None)?
     };
     println!(
         "| measure (TCG, a 1-vCPU 512 MiB guest, cache=none) | Xenolith HVM, 1 host CPU | 2 host CPUs | QEMU direct | ratio | ratio, 2 CPUs |"
@@ -252,5 +318,25 @@ pub fn run() -> Result<(), String> {
         direct.to_init.as_secs_f64() / xen.to_init.as_secs_f64(),
         direct.to_init.as_secs_f64() / xen2.to_init.as_secs_f64()
     );
+    // Where the time goes: how often the guest left for the hypervisor.
+    println!();
+    println!(
+        "| Linux vCPU exits, by kind | per MiB host -> guest, 1 CPU | 2 CPUs | per 64-byte round trip, 1 CPU | 2 CPUs |"
+    );
+    println!("|---|---|---|---|---|");
+    let kinds: std::collections::BTreeSet<&String> = [&xen, &xen2]
+        .iter()
+        .flat_map(|f| f.exits_per_mib.keys().chain(f.exits_per_round_trip.keys()))
+        .collect();
+    for k in kinds {
+        let get = |e: &Exits| e.get(k).copied().unwrap_or(0.0);
+        println!(
+            "| {k} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            get(&xen.exits_per_mib),
+            get(&xen2.exits_per_mib),
+            get(&xen.exits_per_round_trip),
+            get(&xen2.exits_per_round_trip)
+        );
+    }
     Ok(())
 }
