@@ -113,6 +113,9 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     time::set_tsc(tsc_hz, entry_tsc);
     x86_64::instructions::interrupts::enable();
     time::wait_ticks(3);
+    // From here the boot CPU's timer is one-shot: each tick, and each
+    // vCPU deadline sooner than the next tick.
+    crate::arch::deadline::start(count);
     let waited = cpu::rdtsc().wrapping_sub(waiting_since);
     kprintln!(
         "apic: {:?} id {}, PIC masked, timer periodic at {} Hz (initial count {}), {} ticks seen",

@@ -23,6 +23,7 @@ mod intr_remap;
 mod layout;
 mod pci_rules;
 mod sched;
+mod timer_plan;
 mod watchdog;
 
 #[cfg(target_os = "none")]

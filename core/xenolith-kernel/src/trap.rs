@@ -86,12 +86,23 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
 }
 
 /// The timer interrupt: account, fire timers, and preempt if from ring 3.
-pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
+/// Not a `tick` (the boot CPU's timer firing for a vCPU deadline between
+/// ticks): only the timers due fire, and the timer is armed again.
+pub fn timer_tick(frame: &mut TrapFrame, from_user: bool, tick: bool) {
     let mut k = crate::domain::lock();
-    trace_event!("timer tick");
     // The boot CPU keeps time (ticks, cap windows, one-shot timers); every
     // CPU charges the vCPU it runs and reschedules.
     let keeper = crate::domain::this_cpu() == 0;
+    if !tick {
+        trace_event!("timer deadline");
+        let earliest = fire_timers(&mut k);
+        crate::arch::deadline::arm(crate::arch::time::now_ns(), earliest);
+        if from_user {
+            finish::<Checked>(k, frame);
+        }
+        return;
+    }
+    trace_event!("timer tick");
     if keeper {
         k.now_ticks += 1;
     }
@@ -121,7 +132,8 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
         }
     }
     if keeper {
-        fire_timers(&mut k);
+        let earliest = fire_timers(&mut k);
+        crate::arch::deadline::arm(crate::arch::time::now_ns(), earliest);
     }
     balance(&mut k);
     k.cpu_mut().need_resched = true;
@@ -130,13 +142,18 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool) {
     }
 }
 
-fn fire_timers(k: &mut Kernel) {
+/// Fires every vCPU timer that is due; returns the earliest one left.
+fn fire_timers(k: &mut Kernel) -> Option<u64> {
     let now = crate::arch::time::now_ns();
-    let due: heapless::Vec<VcpuRef, { crate::domain::MAX_DOMAINS }> = k
-        .all_vcpus()
-        .filter(|(_, v)| v.timer_deadline != 0 && v.timer_deadline <= now)
-        .map(|(at, _)| at)
-        .collect();
+    let mut due: heapless::Vec<VcpuRef, { crate::domain::MAX_DOMAINS }> = heapless::Vec::new();
+    let mut earliest = None::<u64>;
+    for (at, v) in k.all_vcpus().filter(|(_, v)| v.timer_deadline != 0) {
+        if v.timer_deadline <= now {
+            let _ = due.push(at);
+        } else {
+            earliest = Some(earliest.map_or(v.timer_deadline, |e| e.min(v.timer_deadline)));
+        }
+    }
     for at in due {
         let min = lifecycle::wake_base(k, at);
         let running = k.domain(at.dom).is_some_and(|d| d.life == Life::Running);
@@ -161,6 +178,7 @@ fn fire_timers(k: &mut Kernel) {
         }
         events::raise_virq(k, at.dom, Virq::Timer);
     }
+    earliest
 }
 
 /// Load balancing at each tick: a CPU with nothing runnable in its run

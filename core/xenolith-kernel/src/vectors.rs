@@ -48,14 +48,19 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v < 32 => exception(frame),
         v if v == VECTOR_TIMER as u64 => {
             // Time is the boot CPU's ticks; every CPU schedules on its own.
+            // The boot CPU's timer also fires for vCPU deadlines between
+            // ticks (`arch::deadline`), and at another CPU's request.
             let cpu = crate::domain::this_cpu();
-            if cpu == 0 {
-                crate::arch::time::tick();
+            let tick = cpu != 0 || crate::arch::deadline::interrupt(crate::arch::time::now_ns());
+            if tick {
+                if cpu == 0 {
+                    crate::arch::time::tick();
+                }
+                crate::watchdog::tick(cpu);
             }
-            crate::watchdog::tick(cpu);
             apic::end_of_interrupt();
             if crate::trap::scheduler_running() {
-                crate::trap::timer_tick(frame, from_user);
+                crate::trap::timer_tick(frame, from_user, tick);
             }
         }
         v if v == VECTOR_SPURIOUS as u64 => {}

@@ -192,6 +192,14 @@ pub fn start_timer_count(initial: u32) {
     write(REG_TIMER_INITIAL, initial.max(1));
 }
 
+/// Arms this CPU's timer to interrupt once, `count` timer counts (divided
+/// by 16) from now (`arch::deadline` on the boot CPU).
+pub fn one_shot(count: u32) {
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, VECTOR_TIMER as u32);
+    write(REG_TIMER_INITIAL, count.max(1));
+}
+
 /// This CPU's APIC id.
 pub fn id() -> u32 {
     match MODE.load(Ordering::Relaxed) {

@@ -9,6 +9,7 @@ pub mod addrspace;
 pub mod apic;
 pub mod backtrace;
 pub mod cpu;
+pub mod deadline;
 pub mod gdt;
 pub mod idt;
 pub mod image;

@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Timer interrupts per second.
-pub const TICK_HZ: u32 = 100;
+pub use crate::timer_plan::TICK_HZ;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(1);

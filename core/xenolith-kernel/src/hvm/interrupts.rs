@@ -23,6 +23,7 @@ pub fn clock() -> (u64, u64, u64) {
 pub fn set_timer(k: &mut Kernel, at: VcpuRef, next_ns: Option<u64>) {
     if let Some(v) = k.vcpu_mut(at) {
         v.timer_deadline = next_ns.map_or(0, |t| t.max(1));
+        crate::arch::deadline::wants(v.timer_deadline);
     }
 }
 

@@ -38,6 +38,7 @@ pub fn set_timer(k: &mut Kernel, me: VcpuRef, a: args::SetTimer) -> Result<u64, 
     let v = k.vcpu_mut(me).ok_or(Error::NoSuchDomain)?;
     v.timer_deadline = a.deadline_ns;
     v.timer_fired = false;
+    crate::arch::deadline::wants(a.deadline_ns);
     Ok(0)
 }
 

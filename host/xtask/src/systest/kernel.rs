@@ -101,8 +101,8 @@ fn weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time(
     let m = boot(&c.machine().guests(&guests).config()?.icount().smp(1), slot)?;
     let sleeper = expect_line(m, "[3] sleeper: 40 sleeps, worst wake-up")?;
     let late_us = number_after(&sleeper, "worst wake-up ").ok_or("no lateness")?;
-    check(late_us <= 10_000, || {
-        format!("a wake-up came {late_us} us late, more than one 10 ms tick")
+    check(late_us <= 1_000, || {
+        format!("a wake-up came {late_us} us late, more than 1 ms")
     })?;
     let light =
         number_after(&expect_line(m, "[1] spinner: ")?, "spinner: ").ok_or("no count")? as f64;
