@@ -26,6 +26,8 @@ pub mod tcpip;
 
 /// Frames that can be in flight to the backend, and receive pages posted.
 pub const TX_PAGES: usize = 16;
+/// Receive pages of an interface with a one-page receive ring (its 32
+/// slots); [`NetFront::connect_with_rx_ring`] gives more.
 pub const RX_PAGES: usize = 32;
 
 /// Why a frame could not be sent.
@@ -85,6 +87,17 @@ pub struct NetFront {
 impl NetFront {
     /// Connects interface `vif` (0 for the first) to the backend `net=ID` names.
     pub fn connect(vif: u32) -> Result<NetFront> {
+        NetFront::connect_with_rx_ring(vif, 1)
+    }
+
+    /// [`NetFront::connect`] with a receive ring of `rx_ring_pages` pages
+    /// (1 to `MAX_NET_RX_RING_PAGES`) and a receive page posted in each of
+    /// its slots: a frontend that falls behind in bursts (an HVM guest's
+    /// device model) loses no frame to a full ring while it catches up.
+    pub fn connect_with_rx_ring(vif: u32, rx_ring_pages: u32) -> Result<NetFront> {
+        if !(1..=ipc_abi::proto::net::MAX_NET_RX_RING_PAGES).contains(&rx_ring_pages) {
+            return Err(Error::InvalidArgument);
+        }
         // An interface attached while we ran is named by the news of it;
         // the others by the command line.
         let mut backend = crate::hotplug::backend(DeviceKind::Net, vif)
@@ -104,12 +117,14 @@ impl NetFront {
             .ok_or(Error::InvalidArgument)?;
         let rings = [
             RingPages::allocate(1).ok_or(Error::OutOfResources)?,
-            RingPages::allocate(1).ok_or(Error::OutOfResources)?,
+            RingPages::allocate(rx_ring_pages).ok_or(Error::OutOfResources)?,
         ];
         let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-        let rx_front = Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        let rx_front =
+            Front::init(rings[1].shared(), rx_ring_pages).map_err(|_| Error::InvalidArgument)?;
+        let rx_slots = ipc_abi::ring::slots_for_pages(rx_ring_pages) as usize;
         let mut tx_pages = GrantedPages::ungranted(TX_PAGES);
-        let mut rx_pages = GrantedPages::ungranted(RX_PAGES);
+        let mut rx_pages = GrantedPages::ungranted(rx_slots);
         let (grefs, port) = loop {
             let granted = tx_pages
                 .regrant(backend, false)
@@ -226,8 +241,8 @@ impl NetFront {
                 .and_then(|()| self.rx.pages.regrant(backend, foreign));
             self.tx.front =
                 Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
-            self.rx.front =
-                Front::init(rings[1].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+            self.rx.front = Front::init(rings[1].shared(), rings[1].pages())
+                .map_err(|_| Error::InvalidArgument)?;
             let announced = granted.and_then(|()| {
                 crate::ring::announce(&rings, backend, DeviceKind::Net, self.vif, NET_VERSION)
             });

@@ -173,23 +173,23 @@ impl Backend {
         }
     }
 
-    /// The lowest two consecutive grant-window slots no ring uses.
-    fn free_slots(&self) -> Option<u64> {
+    /// The lowest `n` consecutive grant-window slots no ring uses.
+    fn free_slots(&self, n: u64) -> Option<u64> {
         let used = |s: u64| {
             self.fabric
                 .vifs
                 .iter()
                 .any(|v| v.tx.slots().contains(&s) || v.rx.slots().contains(&s))
         };
-        (0..control::CONTROL_SLOT.saturating_sub(1)).find(|&s| !used(s) && !used(s + 1))
+        (0..control::CONTROL_SLOT.saturating_sub(n - 1)).find(|&s| (s..s + n).all(|t| !used(t)))
     }
 
     fn connect(&mut self, msg: &ControlMessage, c: NetConnect) -> Result<(), &'static str> {
         if self.fabric.vifs.len() >= MAX_VIFS {
             return Err("too many interfaces");
         }
-        if msg.pages != NET_RING_PAGES {
-            return Err("a network device has a transmit and a receive ring page");
+        if !NET_RING_PAGES.contains(&msg.pages) {
+            return Err("a network device has a transmit ring page and 1 to 4 receive ring pages");
         }
         if self
             .fabric
@@ -199,10 +199,11 @@ impl Backend {
         {
             return Err("that interface is connected already");
         }
-        let slot = self.free_slots().ok_or("no free window slot")?;
+        let pages = u64::from(msg.pages);
+        let slot = self.free_slots(pages).ok_or("no free window slot")?;
         let tx = MappedBack::map(msg.peer, &msg.grefs[..1], slot)
             .map_err(|_| "cannot map its transmit ring, or it is not initialised")?;
-        let rx = MappedBack::map(msg.peer, &msg.grefs[1..2], slot + 1)
+        let rx = MappedBack::map(msg.peer, &msg.grefs[1..msg.pages as usize], slot + 1)
             .map_err(|_| "cannot map its receive ring, or it is not initialised")?;
         let port = hc::event_bind_interdomain(msg.peer, msg.port as u16)
             .map_err(|_| "cannot bind its port")?;

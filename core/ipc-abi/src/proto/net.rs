@@ -19,8 +19,16 @@ pub const NET_VERSION: u32 = 1;
 pub const MAX_FRAME: u16 = 1518;
 /// Smallest frame: an Ethernet header.
 pub const MIN_FRAME: u16 = 14;
-/// Ring pages of a network device: transmit, then receive.
-pub const NET_RING_PAGES: u32 = 2;
+/// Ring pages of a network device: one transmit page, then its receive
+/// ring's pages (one to [`MAX_NET_RX_RING_PAGES`]: a frontend that can
+/// fall behind in bursts, as an HVM guest's device model, posts more
+/// receive pages than one page's 32 slots hold).
+pub const NET_RING_PAGES: core::ops::RangeInclusive<u32> = 2..=1 + MAX_NET_RX_RING_PAGES;
+/// The most pages a receive ring may have (128 slots; the `Connect`'s
+/// last two gref words carry the MAC).
+pub const MAX_NET_RX_RING_PAGES: u32 = 4;
+const _: () =
+    assert!(1 + MAX_NET_RX_RING_PAGES as usize + 2 <= crate::proto::control::MAX_RING_PAGES);
 
 /// An Ethernet address.
 pub type Mac = [u8; 6];

@@ -57,6 +57,18 @@ struct Figures {
     /// MiB sent host -> guest, and per 64-byte round trip.
     exits_per_mib: Exits,
     exits_per_round_trip: Exits,
+    /// Xenolith only: each domain's CPU time (ms) per MiB sent host -> guest.
+    cpu_ms_per_mib: Exits,
+}
+
+/// Each domain's CPU time so far, in ms (10 ms ticks), by name.
+fn cpu_ms_now(client: &mut toolstack::Client) -> Result<Exits, String> {
+    Ok(client
+        .list()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|d| (d.name, d.cpu_ticks as f64 * 10.0))
+        .collect())
 }
 
 /// Exits by kind.
@@ -80,6 +92,11 @@ fn exits_now(client: &mut toolstack::Client) -> Result<Exits, String> {
             Some((k.to_string(), v.trim().parse().ok()?))
         })
         .collect())
+}
+
+/// [`cpu_ms_now`] through the management channel, if there is one.
+fn com2_client_cpu(client: &mut Option<toolstack::Client>) -> Result<Option<Exits>, String> {
+    client.as_mut().map(cpu_ms_now).transpose()
 }
 
 /// `after - before`, each kind divided by `per`.
@@ -130,6 +147,7 @@ fn measure(
     };
     let mut exits = || client.as_mut().map(exits_now).transpose();
     let before = exits()?;
+    let cpu_before = com2_client_cpu(&mut client)?;
     // Host -> guest: until the guest has counted every byte.
     let mut s = connect(ports[0])?;
     let began = Instant::now();
@@ -145,6 +163,10 @@ fn measure(
         return Err(format!("the guest counted {answer:?} bytes"));
     }
     f.to_guest_mib_s = mib / secs;
+    if let (Some(b), Some(a)) = (&cpu_before, com2_client_cpu(&mut client)?) {
+        f.cpu_ms_per_mib = exits_between(b, &a, mib);
+    }
+    let mut exits = || client.as_mut().map(exits_now).transpose();
     if let (Some(b), Some(a)) = (&before, exits()?) {
         f.exits_per_mib = exits_between(b, &a, mib);
     }
@@ -318,6 +340,21 @@ pub fn run() -> Result<(), String> {
         direct.to_init.as_secs_f64() / xen.to_init.as_secs_f64(),
         direct.to_init.as_secs_f64() / xen2.to_init.as_secs_f64()
     );
+    println!();
+    println!("| CPU time per MiB host -> guest, by domain | 1 CPU | 2 CPUs |");
+    println!("|---|---|---|");
+    let names: std::collections::BTreeSet<&String> = [&xen, &xen2]
+        .iter()
+        .flat_map(|f| f.cpu_ms_per_mib.keys())
+        .collect();
+    for n in names {
+        let get = |e: &Exits| e.get(n).copied().unwrap_or(0.0);
+        println!(
+            "| {n} | {:.0} ms | {:.0} ms |",
+            get(&xen.cpu_ms_per_mib),
+            get(&xen2.cpu_ms_per_mib)
+        );
+    }
     // Where the time goes: how often the guest left for the hypervisor.
     println!();
     println!(
