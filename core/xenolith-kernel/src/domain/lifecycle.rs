@@ -187,6 +187,7 @@ pub fn create(
     let start_pass = virtual_time(k);
     let loads = k.loads();
     let online = crate::arch::smp::online_mask();
+    let affinity = default_affinity(spec.hvm, online);
     let weight = if spec.weight == 0 {
         sched::DEFAULT_WEIGHT
     } else {
@@ -214,8 +215,8 @@ pub fn create(
                 timer_deadline: 0,
                 timer_fired: false,
                 ticks: 0,
-                cpu: crate::sched::least_loaded(&loads, ALL_CPUS & online),
-                affinity: ALL_CPUS,
+                cpu: crate::sched::least_loaded(&loads, affinity & online),
+                affinity,
                 loaded_on: None,
                 hvm: (v < spec.vcpus as usize)
                     .then(|| vmcbs.next().zip(vmcbs.next()))
@@ -307,6 +308,23 @@ fn build_hvm(
         let _ = vmcbs.push(f);
     }
     Ok((start_info, event_page))
+}
+
+/// Where a new domain's vCPUs may run until pinned (`cpus =`, `domain
+/// pin`): anywhere, but an HVM guest's stay off the boot CPU when another
+/// is online. The boot CPU keeps time, takes the devices' interrupts and
+/// fires every vCPU's timer; and under QEMU's TCG (7.2 and 10) a guest on
+/// it triple-faulted about once in twelve boots: another CPU thread's
+/// FXRSTOR clears IGNNE in the first CPU's flags by a read-modify-write
+/// (`cpu_clear_ignne`) that races with that CPU's VMRUN setting nested
+/// paging there, and the guest's next walk reads its tables without it
+/// (docs/reliability.md). With one CPU there is no other thread.
+fn default_affinity(hvm: bool, online: u64) -> u64 {
+    if hvm && online & !1 != 0 {
+        ALL_CPUS & !1
+    } else {
+        ALL_CPUS
+    }
 }
 
 /// What a vCPU is measured against as it wakes: the scheduler's virtual
