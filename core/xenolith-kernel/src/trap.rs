@@ -93,16 +93,28 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool, tick: bool) {
     // The boot CPU keeps time (ticks, cap windows, one-shot timers); every
     // CPU charges the vCPU it runs and reschedules.
     let keeper = crate::domain::this_cpu() == 0;
-    if !tick {
+    if tick {
+        trace_event!("timer tick");
+        account_tick(&mut k, keeper);
+    } else {
         trace_event!("timer deadline");
+    }
+    if keeper {
         let earliest = fire_timers(&mut k);
         crate::arch::deadline::arm(crate::arch::time::now_ns(), earliest);
-        if from_user {
-            finish::<Checked>(k, frame);
-        }
-        return;
     }
-    trace_event!("timer tick");
+    if tick {
+        balance(&mut k);
+        k.cpu_mut().need_resched = true;
+    }
+    if from_user {
+        finish::<Checked>(k, frame);
+    }
+}
+
+/// A tick's accounting: the boot CPU's count and cap windows, and the
+/// running vCPU's charge.
+fn account_tick(k: &mut Kernel, keeper: bool) {
     if keeper {
         k.now_ticks += 1;
     }
@@ -130,15 +142,6 @@ pub fn timer_tick(frame: &mut TrapFrame, from_user: bool, tick: bool) {
                 v.ticks += 1;
             }
         }
-    }
-    if keeper {
-        let earliest = fire_timers(&mut k);
-        crate::arch::deadline::arm(crate::arch::time::now_ns(), earliest);
-    }
-    balance(&mut k);
-    k.cpu_mut().need_resched = true;
-    if from_user {
-        finish::<Checked>(k, frame);
     }
 }
 

@@ -34,6 +34,7 @@ pub fn smt_id_bits() -> u32 {
 }
 
 /// The time-stamp counter (under `-icount`, retired instructions).
+#[inline(always)]
 pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc only reads a counter; it has no memory effects.
     unsafe { core::arch::x86_64::_rdtsc() }

@@ -38,11 +38,13 @@ pub fn set_tsc(hz: u64, at_boot: u64) {
 }
 
 /// Nanoseconds since boot.
+#[inline(always)]
 pub fn now_ns() -> u64 {
     page().ns(crate::arch::cpu::rdtsc())
 }
 
 /// The time page contents.
+#[inline(always)]
 pub fn page() -> ipc_abi::shared::TimePage {
     ipc_abi::shared::TimePage {
         tsc_hz: TSC_HZ.load(Ordering::Relaxed),

@@ -60,6 +60,7 @@ pub fn up(
 /// The calling vCPU `me` stops (not vCPU 0): down, as before its
 /// `VcpuUp`; its CPU switches away at once. A later `VcpuUp` starts it
 /// afresh (its registers are forgotten), with no timer or event wait left.
+#[inline(never)]
 pub fn down(k: &mut Kernel, me: VcpuRef) -> Result<(), Error> {
     if me.vcpu == 0 {
         return Err(Error::InvalidArgument);

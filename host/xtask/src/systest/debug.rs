@@ -39,9 +39,9 @@ fn debug_keys_dump_kernel_state_and_refuse_unknown_keys(
         code == 0 && dmesg.contains("debug-keys 'r': run queue"),
         || format!("dmesg: {code} {dmesg}"),
     )?;
-    let (code, out) = toolstack(&sock, &["host", "debug-keys", "qx"])?;
+    let (code, out) = toolstack(&sock, &["host", "debug-keys", "qz"])?;
     check(
-        code == 1 && out.contains("unknown debug key 'x' (h lists them)"),
+        code == 1 && out.contains("unknown debug key 'z' (h lists them)"),
         || format!("unknown key: {code} {out}"),
     )
 }
