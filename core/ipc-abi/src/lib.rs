@@ -6,7 +6,8 @@
 //! virtual memory layout ([`layout`]); the pages the kernel shares with every
 //! domain ([`shared`]); the shared-memory ring ([`ring`]) and the protocols
 //! carried on rings: console, block, network and control ([`proto`]); the
-//! layout of kernel trace reads ([`trace`]); what an HVM guest sees ([`hvm`]); the save file ([`save`]); the
+//! layout of kernel trace reads ([`trace`]); what an HVM guest sees ([`hvm`]); the save file ([`save`]); the management
+//! protocol's network form ([`mgmt_net`]); the
 //! serial ports everyone agrees on ([`pc`]); the words a domain finds on its
 //! command line ([`launch`]).
 //!
@@ -22,6 +23,7 @@ pub mod hypercall;
 pub mod launch;
 pub mod layout;
 pub mod mgmt;
+pub mod mgmt_net;
 mod numbered;
 pub mod pc;
 pub mod proto;

@@ -5,7 +5,8 @@
 //! (`hypercall`), the pages the kernel shares (`events`: the event page and
 //! waiting; `time`: the time page), grant mappings (`grant`, `ring`: ring
 //! pages granted or mapped), port I/O (`io`), starting vCPUs and probing
-//! memory (`vcpu`), restore epochs (`epoch`). Nothing here knows a device
+//! memory (`vcpu`), restore epochs (`epoch`), the CPU's random numbers
+//! (`random`). Nothing here knows a device
 //! protocol: the console, block, network and control frontends are
 //! `domain-runtime`, safe code on this crate, which re-exports it; domains
 //! use `domain-runtime`.
@@ -26,6 +27,8 @@ pub mod grant;
 pub mod hypercall;
 #[allow(unsafe_code)] // see the module
 pub mod io;
+#[allow(unsafe_code)] // see the module
+pub mod random;
 #[allow(unsafe_code)] // see the module
 pub mod ring;
 #[allow(unsafe_code)] // see the module

@@ -39,7 +39,7 @@ pub mod suspend;
 
 pub use domain_base::{
     command_line, epoch, events, give_heap_pages, grant, heap_in_use, hypercall, io, ipc_abi,
-    modules, option, start_info, take_heap_pages, vcpu, DomainId, StartInfo,
+    modules, option, random, start_info, take_heap_pages, vcpu, DomainId, StartInfo,
 };
 
 /// Ring pages (`domain_base::ring`) and announcing them to a backend.

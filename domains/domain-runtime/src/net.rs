@@ -56,6 +56,20 @@ pub struct TxSide {
     dead: bool,
 }
 
+/// How many rings, pages and buffers an interface has.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Which interface of the domain (0 for the first), and its MAC.
+    pub vif: u32,
+    pub mac: Mac,
+    /// Pages of the receive ring (1 to `MAX_NET_RX_RING_PAGES`).
+    pub rx_ring_pages: u32,
+    /// Transmit pages (1 to [`TX_PAGES`]) and receive pages (1 to the
+    /// receive ring's slots): each is a grant to the backend.
+    pub tx_pages: usize,
+    pub rx_pages: usize,
+}
+
 /// The receive half.
 pub struct RxSide {
     front: Front<'static, RxRequest, RxResponse>,
@@ -95,12 +109,9 @@ impl NetFront {
     /// its slots: a frontend that falls behind in bursts (an HVM guest's
     /// device model) loses no frame to a full ring while it catches up.
     pub fn connect_with_rx_ring(vif: u32, rx_ring_pages: u32) -> Result<NetFront> {
-        if !(1..=ipc_abi::proto::net::MAX_NET_RX_RING_PAGES).contains(&rx_ring_pages) {
-            return Err(Error::InvalidArgument);
-        }
         // An interface attached while we ran is named by the news of it;
         // the others by the command line.
-        let mut backend = crate::hotplug::backend(DeviceKind::Net, vif)
+        let backend = crate::hotplug::backend(DeviceKind::Net, vif)
             .or_else(|| {
                 crate::option(launch::NET_BACKEND)
                     .and_then(|v| v.parse().ok())
@@ -115,6 +126,43 @@ impl NetFront {
                     .flatten()
             })
             .ok_or(Error::InvalidArgument)?;
+        let rx_slots = ipc_abi::ring::slots_for_pages(rx_ring_pages) as usize;
+        let shape = Shape {
+            vif,
+            mac,
+            rx_ring_pages,
+            tx_pages: TX_PAGES,
+            rx_pages: rx_slots,
+        };
+        NetFront::build(shape, backend, &mut |rings, backend| {
+            crate::ring::announce(rings, backend, DeviceKind::Net, vif, NET_VERSION)
+        })
+    }
+
+    /// An interface of `shape` connected to `backend` by `announce` (which
+    /// grants the two rings, transmit then receive, to the backend and
+    /// tells it of them: the control domain does that itself, being the
+    /// broker). `DeadDomain` from `announce` is followed to the backend's
+    /// next instance, as the control domain names it.
+    pub fn build(
+        shape: Shape,
+        mut backend: DomainId,
+        announce: &mut dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16)>,
+    ) -> Result<NetFront> {
+        let Shape {
+            vif,
+            mac,
+            rx_ring_pages,
+            tx_pages,
+            rx_pages,
+        } = shape;
+        let rx_slots = ipc_abi::ring::slots_for_pages(rx_ring_pages) as usize;
+        if !(1..=ipc_abi::proto::net::MAX_NET_RX_RING_PAGES).contains(&rx_ring_pages)
+            || !(1..=TX_PAGES).contains(&tx_pages)
+            || !(1..=rx_slots).contains(&rx_pages)
+        {
+            return Err(Error::InvalidArgument);
+        }
         let rings = [
             RingPages::allocate(1).ok_or(Error::OutOfResources)?,
             RingPages::allocate(rx_ring_pages).ok_or(Error::OutOfResources)?,
@@ -122,22 +170,19 @@ impl NetFront {
         let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let rx_front =
             Front::init(rings[1].shared(), rx_ring_pages).map_err(|_| Error::InvalidArgument)?;
-        let rx_slots = ipc_abi::ring::slots_for_pages(rx_ring_pages) as usize;
-        let mut tx_pages = GrantedPages::ungranted(TX_PAGES);
-        let mut rx_pages = GrantedPages::ungranted(rx_slots);
+        let mut tx_pages = GrantedPages::ungranted(tx_pages);
+        let mut rx_pages = GrantedPages::ungranted(rx_pages);
         let (grefs, port) = loop {
             let granted = tx_pages
                 .regrant(backend, false)
                 .and_then(|()| rx_pages.regrant(backend, false));
-            let announced = granted.and_then(|()| {
-                crate::ring::announce(&rings, backend, DeviceKind::Net, vif, NET_VERSION)
-            });
-            match announced {
+            match granted.and_then(|()| announce(&rings, backend)) {
                 // The backend died before it accepted (or before we even
                 // granted it our pages: the one our command line names may
                 // have been restarted since we were created): announce to
-                // its next instance.
-                Err(Error::DeadDomain) => {
+                // its next instance. (The control domain has no control
+                // ring to hear of it on: it is told `DeadDomain`.)
+                Err(Error::DeadDomain) if crate::control::port().is_some() => {
                     backend = crate::control::next_backend(DeviceKind::Net, vif)
                         .ok_or(Error::DeadDomain)?;
                 }
@@ -147,8 +192,8 @@ impl NetFront {
         let mut net = NetFront {
             tx: TxSide {
                 front: tx_front,
+                free: (0..tx_pages.len() as u8).collect(),
                 pages: tx_pages,
-                free: (0..TX_PAGES as u8).collect(),
                 port,
                 sent: 0,
                 refused: 0,
@@ -172,6 +217,46 @@ impl NetFront {
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
+    }
+
+    /// Connects this interface to `backend`, a new instance of its backend
+    /// the caller found itself (the control domain, which gets no news of
+    /// restarts): as [`NetFront::follow_restart`] does on news.
+    pub fn reconnect_to(
+        &mut self,
+        backend: DomainId,
+        announce: &mut dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16)>,
+    ) -> Result<()> {
+        let _ = hc::event_close(self.port);
+        for &g in self.rings.1.iter() {
+            let _ = hc::grant_end(g);
+        }
+        let rings = self.rings.0;
+        self.tx.pages.regrant(backend, false)?;
+        self.rx.pages.regrant(backend, false)?;
+        self.tx.front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
+        self.rx.front =
+            Front::init(rings[1].shared(), rings[1].pages()).map_err(|_| Error::InvalidArgument)?;
+        let (grefs, port) = announce(&rings, backend)?;
+        self.connected_to(backend, grefs, port)
+    }
+
+    /// The rings are announced to `backend` again: every page is ours once
+    /// more and every receive page is posted.
+    fn connected_to(&mut self, backend: DomainId, grefs: Grefs, port: u16) -> Result<()> {
+        self.rings.1 = grefs;
+        self.port = port;
+        self.tx.port = port;
+        self.rx.port = port;
+        self.backend = backend;
+        self.tx.free = (0..self.tx.pages.len() as u8).collect();
+        self.rx.post_all().map_err(|_| Error::InvalidArgument)?;
+        self.restarts += 1;
+        crate::console::note(format_args!(
+            "net: interface {} reconnected to domain {}",
+            self.vif, backend
+        ));
+        Ok(())
     }
 
     pub fn mac(&self) -> Mac {
@@ -264,18 +349,7 @@ impl NetFront {
                 Err(e) => return Err(e),
             }
         };
-        self.rings.1 = grefs;
-        self.port = port;
-        self.tx.port = port;
-        self.rx.port = port;
-        self.backend = backend;
-        self.tx.free = (0..TX_PAGES as u8).collect();
-        self.rx.post_all().map_err(|_| Error::InvalidArgument)?;
-        self.restarts += 1;
-        crate::console::note(format_args!(
-            "net: interface {} reconnected to domain {}",
-            self.vif, backend
-        ));
+        self.connected_to(backend, grefs, port)?;
         Ok(true)
     }
 
@@ -395,7 +469,7 @@ impl TxSide {
     fn reclaim(&mut self) -> core::result::Result<(), ()> {
         while let Some(rsp) = self.front.pop().map_err(|_| ())? {
             let page = rsp.id as usize;
-            if page < TX_PAGES && !self.free.contains(&(page as u8)) {
+            if page < self.pages.len() && !self.free.contains(&(page as u8)) {
                 let _ = self.free.push(page as u8);
             }
             if rsp.status != 0 {

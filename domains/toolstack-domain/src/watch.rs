@@ -30,7 +30,7 @@ pub fn run() {
     let me = DomainId(domain_runtime::start_info().domain_id);
     let mut viewer: Option<Viewer> = None;
     let mut started = start_modules_with(Some(&mut viewer));
-    let mut mgmt = crate::mgmt::Server::start();
+    let mut mgmt = crate::mgmt::Channels::start();
     let mut shell = crate::shell::Shell::new();
     let mut all_stopped = false;
     let mut next_ring_look = 0;
@@ -156,7 +156,7 @@ pub fn run() {
             };
         }
         let ring_due = (next_ring_look != u64::MAX).then_some(next_ring_look);
-        let console_due = mgmt.as_ref().and_then(|m| m.deadline());
+        let console_due = mgmt.deadline();
         if let Some(next) = started
             .iter()
             .filter_map(|s| s.shutdown_deadline)
@@ -177,10 +177,7 @@ pub fn run() {
             hc::block();
         }
         awake_since = domain_runtime::time::now_ns();
-        if let Some(server) = mgmt.as_mut() {
-            server.on_timer(domain_runtime::time::now_ns());
-            server.on_save_progress(&mut started);
-        }
+        mgmt.on_wake(domain_runtime::time::now_ns(), &mut started);
         // Serve every control ring that has something (pending bits are taken, not trusted).
         let mut ready: alloc::vec::Vec<u16> = core::mem::take(&mut again);
         events::take_all(|port| {
@@ -189,16 +186,14 @@ pub fn run() {
             }
         });
         for port in ready {
-            match (mgmt.as_mut(), viewer.as_mut()) {
-                (Some(server), _) if server.port == port => server.poll(&mut started, &mut viewer),
-                (_, Some(v)) if v.port == port => {
+            if mgmt.serve(port, &mut started, &mut viewer) {
+                continue;
+            }
+            match viewer.as_mut() {
+                Some(v) if v.port == port => {
                     for reply in v.replies() {
                         match reply {
-                            Reply::Peek(rsp) => {
-                                if let Some(server) = mgmt.as_mut() {
-                                    server.on_peek(&rsp);
-                                }
-                            }
+                            Reply::Peek(rsp) => mgmt.on_peek(&rsp),
                             Reply::Input(bytes) => shell.input(&bytes, &mut started),
                         }
                     }

@@ -100,16 +100,7 @@ impl Stack {
     /// Connects interface 0 and gives it the address the command line
     /// names (`ip=A.B.C.D/N`, optional `gw=A.B.C.D`), or asks DHCP.
     pub fn from_command_line() -> Result<Stack> {
-        let mut dev = NetFront::connect(0)?;
-        let mac = EthernetAddress(dev.mac());
-        let config = Config::new(HardwareAddress::Ethernet(mac));
-        let iface = Interface::new(config, &mut dev, now());
-        let mut stack = Stack {
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            dev,
-            dhcp: None,
-        };
+        let mut stack = Stack::on(NetFront::connect(0)?);
         let option = |key: &str| {
             crate::command_line()
                 .split_whitespace()
@@ -130,7 +121,21 @@ impl Stack {
         Ok(stack)
     }
 
-    fn set_address(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>) {
+    /// An interface on `dev`, with no address yet ([`Stack::set_address`]).
+    pub fn on(mut dev: NetFront) -> Stack {
+        let mac = EthernetAddress(dev.mac());
+        let config = Config::new(HardwareAddress::Ethernet(mac));
+        let iface = Interface::new(config, &mut dev, now());
+        Stack {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            dev,
+            dhcp: None,
+        }
+    }
+
+    /// Gives the interface its address and, if any, its default route.
+    pub fn set_address(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>) {
         self.iface.update_ip_addrs(|addrs| {
             addrs.clear();
             let _ = addrs.push(IpCidr::Ipv4(cidr));

@@ -1,11 +1,37 @@
 //! Answering each management request: domains, consoles, rings, traces,
 //! the host (the frames they travel in are `mgmt.rs`).
 
-use super::*;
+use super::owned::OwnedRequest;
+use super::session::{ConsoleRead, Session};
+use super::Started_;
 use crate::hotplug::Op;
+use crate::table::{RingRecord, Started};
+use crate::viewer::Viewer;
+extern crate alloc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::mgmt::messages::{self, Answer, Request, VERSION};
+use domain_runtime::ipc_abi::proto::console::ConsoleResponse;
+use domain_runtime::ipc_abi::proto::control::Status;
+use domain_runtime::ipc_abi::ring_view::{RingView, SlotStage, Verdict};
+use domain_runtime::DomainId;
+
+/// Largest trace chunk in one answer.
+const TRACE_MAX: usize = 2048;
+
+/// Requests that wait longer than this with no answer coming mark a ring stuck.
+const STUCK_NS: u64 = 1_000_000_000;
+
+/// Longest a `ConsoleRead` waits for output before it is answered empty
+/// (the client sends typed input between reads, so this bounds input delay).
+const CONSOLE_POLL_NS: u64 = 100_000_000;
+
+/// Largest image accepted by upload (16 MiB).
+const MAX_IMAGE: usize = 16 << 20;
 use domain_runtime::ipc_abi::domain::{DmaIsolation, HvmSupport};
 
-impl Server {
+impl Session {
     pub(super) fn answer_owned(
         &mut self,
         seq: u32,

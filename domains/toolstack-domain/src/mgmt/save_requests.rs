@@ -1,20 +1,61 @@
 //! The management requests of save and restore (`crate::save` does the work).
 //!
-//! Owns: one save and one restore at a time, the deferred answer to
-//! `SaveBegin` (given once the domain has suspended, or has not in time),
-//! and turning each step's outcome into an answer.
+//! Owns: one save on the machine and one restore per session at a time,
+//! the deferred answer to `SaveBegin` (given once the domain has
+//! suspended, or has not in time), the domains whose save was given up on
+//! (run on if they suspend after all, whichever session gave up), and
+//! turning each step's outcome into an answer.
 
-use super::{Server, Started_};
+use super::session::Session;
+use super::Started_;
 use crate::save::{Restore, Save};
 extern crate alloc;
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::mgmt::messages::Answer;
-use domain_runtime::println;
+use domain_runtime::{println, DomainId};
 
-impl Server {
+/// Domains whose save was given up on or cancelled: unpaused if they
+/// suspend after all.
+static LATE: spin::Mutex<Vec<DomainId>> = spin::Mutex::new(Vec::new());
+
+/// A domain whose save was given up on runs on as itself, now or when it
+/// suspends after all.
+fn run_on(id: DomainId) {
+    LATE.lock().push(id);
+    let _ = hc::domain_unpause(id);
+}
+
+/// Lets a domain that suspended after its save was given up on run on.
+/// The main loop calls this after every wake-up.
+pub(super) fn settle_late() {
+    LATE.lock().retain(|&id| match hc::domain_info(id) {
+        Ok(info) if info.suspended == 1 => hc::domain_unpause(id).is_err(),
+        Ok(info) => info.state == domain_runtime::ipc_abi::domain::DomainState::Running as u32,
+        Err(_) => false,
+    });
+}
+
+/// The client of a save went away: its domain runs on (a core dump's
+/// domain runs on if it ran before).
+pub(super) fn abandon(save: Save) {
+    println!(
+        "toolstack: the save of domain {} was abandoned by its client; it runs on",
+        save.id
+    );
+    match save.core {
+        Some(ran) => {
+            if ran {
+                let _ = hc::domain_unpause(save.id);
+            }
+        }
+        None => run_on(save.id),
+    }
+}
+
+impl Session {
     pub(super) fn save_begin(&mut self, seq: u32, started: &mut Started_, domain: u32) {
-        if self.save.is_some() {
+        if self.save.is_some() || self.saving_elsewhere {
             return self.send(
                 seq,
                 &Answer::Error {
@@ -34,12 +75,6 @@ impl Server {
     /// Answers a waiting `SaveBegin` once its domain has suspended (or
     /// failed to in time). The main loop calls this after every wake-up.
     pub fn on_save_progress(&mut self, started: &mut Started_) {
-        // A domain that suspended after its save was given up on runs on.
-        self.late.retain(|&id| match hc::domain_info(id) {
-            Ok(info) if info.suspended == 1 => hc::domain_unpause(id).is_err(),
-            Ok(info) => info.state == domain_runtime::ipc_abi::domain::DomainState::Running as u32,
-            Err(_) => false,
-        });
         let Some(save) = self.save.as_mut() else {
             return;
         };
@@ -54,7 +89,7 @@ impl Server {
                 self.save = None;
                 println!("toolstack: {}", message);
                 // If it suspends later after all, it runs on as itself.
-                self.late.push(id);
+                LATE.lock().push(id);
                 self.send(seq, &Answer::Error { message: &message });
             }
         }
@@ -94,7 +129,7 @@ impl Server {
     }
 
     pub(super) fn core_begin(&mut self, seq: u32, started: &mut Started_, domain: u32) {
-        if self.save.is_some() {
+        if self.save.is_some() || self.saving_elsewhere {
             return self.send(
                 seq,
                 &Answer::Error {
@@ -157,8 +192,7 @@ impl Server {
             id
         );
         // Suspended or about to: it runs on as itself.
-        self.late.push(id);
-        let _ = hc::domain_unpause(id);
+        run_on(id);
         self.send(seq, &Answer::Ok)
     }
 
