@@ -56,6 +56,10 @@ pub struct TxSide {
     dead: bool,
 }
 
+/// Grants an interface's two rings (transmit, then receive) to a backend
+/// and tells it of them; the grants and the event port.
+pub type Announcer<'a> = dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16)> + 'a;
+
 /// How many rings, pages and buffers an interface has.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
@@ -147,7 +151,7 @@ impl NetFront {
     pub fn build(
         shape: Shape,
         mut backend: DomainId,
-        announce: &mut dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16)>,
+        announce: &mut Announcer<'_>,
     ) -> Result<NetFront> {
         let Shape {
             vif,
@@ -222,11 +226,7 @@ impl NetFront {
     /// Connects this interface to `backend`, a new instance of its backend
     /// the caller found itself (the control domain, which gets no news of
     /// restarts): as [`NetFront::follow_restart`] does on news.
-    pub fn reconnect_to(
-        &mut self,
-        backend: DomainId,
-        announce: &mut dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16)>,
-    ) -> Result<()> {
+    pub fn reconnect_to(&mut self, backend: DomainId, announce: &mut Announcer<'_>) -> Result<()> {
         let _ = hc::event_close(self.port);
         for &g in self.rings.1.iter() {
             let _ = hc::grant_end(g);

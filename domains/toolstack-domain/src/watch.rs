@@ -51,6 +51,7 @@ pub fn run() {
             listening_since = now;
         }
         Viewer::follow(&mut viewer, me, &mut started);
+        mgmt.follow(&mut started);
         for i in 0..started.len() {
             if started[i].reported {
                 continue;
@@ -177,7 +178,7 @@ pub fn run() {
             hc::block();
         }
         awake_since = domain_runtime::time::now_ns();
-        mgmt.on_wake(domain_runtime::time::now_ns(), &mut started);
+        mgmt.on_wake(domain_runtime::time::now_ns(), &mut started, &mut viewer);
         // Serve every control ring that has something (pending bits are taken, not trusted).
         let mut ready: alloc::vec::Vec<u16> = core::mem::take(&mut again);
         events::take_all(|port| {

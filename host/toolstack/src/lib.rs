@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod core_file;
 mod dump;
+pub mod network;
 mod save;
 pub mod trace;
 
@@ -112,9 +113,48 @@ pub type VcpuEntry = messages::VcpuRecord<String>;
 /// `messages::ConsoleRecord`).
 pub type ConsoleChunk = messages::ConsoleRecord<Vec<u8>>;
 
+/// What carries the frames: COM2 (QEMU's socket for it), or TCP with Noise.
+enum Channel {
+    Serial(UnixStream),
+    Network(Box<network::SecureStream>),
+}
+
+impl Channel {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Channel::Serial(s) => s.set_read_timeout(t),
+            Channel::Network(s) => s.set_read_timeout(t),
+        }
+    }
+}
+
+impl Read for Channel {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Channel::Serial(s) => s.read(buf),
+            Channel::Network(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Channel {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Channel::Serial(s) => s.write(buf),
+            Channel::Network(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Channel::Serial(s) => s.flush(),
+            Channel::Network(s) => s.flush(),
+        }
+    }
+}
+
 /// A session with a machine's toolstack domain.
 pub struct Client {
-    stream: UnixStream,
+    stream: Channel,
     decoder: Box<Decoder>,
     seq: u32,
 }
@@ -133,6 +173,33 @@ impl Client {
         let path = path.as_ref();
         let stream = UnixStream::connect(path)
             .map_err(|e| Error::Connect(format!("{}: {e}", path.display())))?;
+        Client::hello(Channel::Serial(stream))
+    }
+
+    /// Connects to a machine's management channel over the network
+    /// (`HOST:PORT`), as `identity` (its key file: [`network::Identity`]),
+    /// and says hello.
+    ///
+    /// ```no_run
+    /// let me = toolstack::network::Identity::load("target/xenolith-client.key".as_ref())
+    ///     .map_err(toolstack::Error::Connect)?;
+    /// let mut machine = toolstack::Client::connect_tcp("127.0.0.1:7070", &me)?;
+    /// println!("{} domains", machine.list()?.len());
+    /// # Ok::<(), toolstack::Error>(())
+    /// ```
+    pub fn connect_tcp(address: &str, identity: &network::Identity) -> Result<Client, Error> {
+        let stream = network::SecureStream::connect(address, identity).map_err(Error::Connect)?;
+        // The machine checks our key after the handshake's last message:
+        // a refusal is the connection closed before any answer.
+        Client::hello(Channel::Network(Box::new(stream))).map_err(|e| match e {
+            Error::Channel(m) => Error::Connect(format!(
+                "{address}: the machine ended the session ({m}): is this client's key in its mgmt/authorized_keys?"
+            )),
+            e => e,
+        })
+    }
+
+    fn hello(stream: Channel) -> Result<Client, Error> {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| Error::Channel(e.to_string()))?;

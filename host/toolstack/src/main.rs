@@ -18,7 +18,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "toolstack", version, about = "Manage a Xenolith machine")]
 struct Cli {
-    /// The machine's management channel (`cargo xtask run` prints it).
+    /// The machine's management channel (`cargo xtask run` prints it): the
+    /// path of QEMU's COM2 socket, or `tcp://HOST:PORT` for the network
+    /// channel (with `--key`).
     #[arg(
         long,
         env = "TOOLSTACK_CONNECT",
@@ -26,6 +28,14 @@ struct Cli {
         default_value = "target/xenolith-com2.sock"
     )]
     connect: PathBuf,
+    /// This client's key file for `tcp://` (`toolstack keygen` makes one).
+    #[arg(
+        long,
+        env = "TOOLSTACK_KEY",
+        global = true,
+        default_value = "target/xenolith-client.key"
+    )]
+    key: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +71,15 @@ enum Command {
     },
     /// Print a completion script for a shell (e.g. `toolstack completions bash > ~/.local/share/bash-completion/completions/toolstack`).
     Completions { shell: clap_complete::Shell },
+    /// Make a client key file for the network channel and print its public
+    /// key (a line for the machine's `mgmt/authorized_keys`).
+    Keygen {
+        /// Where to write it (never over an existing file).
+        file: PathBuf,
+        /// The machine's public key, checked at each connection.
+        #[arg(long)]
+        host: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -364,10 +383,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let socket = std::path::absolute(&cli.connect)
-        .map(|p| toolstack::socket_path(&p))
-        .unwrap_or(cli.connect);
-    let mut client = match toolstack::Client::connect(&socket) {
+    if let Command::Keygen { file, host } = &cli.command {
+        return keygen(file, host.as_deref());
+    }
+    let mut client = match connect(&cli.connect, &cli.key) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("toolstack: {e}");
@@ -808,8 +827,8 @@ fn main() -> ExitCode {
             };
             top::run(&mut client, &options)
         }
-        // Printed above, before connecting.
-        Command::Completions { .. } => Ok(()),
+        // Done above, before connecting.
+        Command::Completions { .. } | Command::Keygen { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -969,4 +988,45 @@ fn cpu_list(mask: u64) -> String {
         c += 1;
     }
     parts.join(",")
+}
+
+/// Connects to COM2's socket at `target`, or over the network when it is
+/// `tcp://HOST:PORT` (as the key file `key` says).
+fn connect(
+    target: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<toolstack::Client, toolstack::Error> {
+    if let Some(address) = target.to_str().and_then(|t| t.strip_prefix("tcp://")) {
+        let me = toolstack::network::Identity::load(key).map_err(toolstack::Error::Connect)?;
+        return toolstack::Client::connect_tcp(address, &me);
+    }
+    let socket = std::path::absolute(target)
+        .map(|p| toolstack::socket_path(&p))
+        .unwrap_or(target.to_path_buf());
+    toolstack::Client::connect(&socket)
+}
+
+/// `toolstack keygen FILE [--host KEY]`.
+fn keygen(file: &std::path::Path, host: Option<&str>) -> ExitCode {
+    let host = match host.map(ipc_abi::mgmt_net::parse_key) {
+        Some(None) => {
+            eprintln!("toolstack: --host: not a key (64 hex digits)");
+            return ExitCode::from(2);
+        }
+        Some(k) => k,
+        None => None,
+    };
+    let (private, public) = toolstack::network::generate_keypair();
+    let identity = toolstack::network::Identity { private, host };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, identity.to_text().as_bytes()));
+    if let Err(e) = written {
+        eprintln!("toolstack: {}: {e}", file.display());
+        return ExitCode::from(1);
+    }
+    println!("{} {}", ipc_abi::mgmt_net::KeyText(&public), file.display());
+    ExitCode::SUCCESS
 }

@@ -106,6 +106,19 @@ pub const DOMAINS: &[(&str, &str)] = &[
     ("device-model", "device-model"),
 ];
 
+/// What domains are built with so that the crypto crates of domain 0's
+/// network channel (snow's ChaCha20, Poly1305 and Curve25519) use their
+/// portable code: domains run without SSE or AVX (`x86_64-unknown-none`
+/// is soft-float), and those crates' SIMD code does not build there.
+pub const SOFT_CRYPTO: [&str; 6] = [
+    "--cfg",
+    "poly1305_force_soft",
+    "--cfg",
+    "chacha20_force_soft",
+    "--cfg",
+    "curve25519_dalek_backend=\"serial\"",
+];
+
 /// Builds every domain image (release) and returns the directory holding them.
 pub fn domains() -> Result<PathBuf, String> {
     let target_dir = target_dir().join("domains");
@@ -127,8 +140,13 @@ pub fn domains() -> Result<PathBuf, String> {
         // One RW segment for .data and .bss: the kernel refuses segments sharing a page.
         "-Clink-arg=-znorelro".to_string(),
         "-Dwarnings".to_string(),
-    ];
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    ]
+    .into_iter()
+    .chain(SOFT_CRYPTO.iter().map(|s| s.to_string()));
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        flags.collect::<Vec<_>>().join("\x1f"),
+    );
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err("the domains did not build".into());

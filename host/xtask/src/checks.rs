@@ -78,7 +78,11 @@ pub fn clippy() -> Result<(), String> {
             "--target",
             "x86_64-unknown-none",
         ])
-        .args(["--target-dir", "target/clippy-none", "--", "-D", "warnings"]);
+        .args(["--target-dir", "target/clippy-none", "--", "-D", "warnings"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            crate::build::SOFT_CRYPTO.join("\x1f"),
+        );
     step("cargo clippy (x86_64-unknown-none)", metal)?;
     // The kernel without its trace code (what `tracing_off_...` measures):
     // a helper only the trace uses must not break that build.

@@ -25,6 +25,16 @@ pub fn bundle(
     auto: &[(&str, &str)],
     images: &[(&str, &Path)],
 ) -> Result<PathBuf, String> {
+    bundle_with_files(out, auto, images, &[])
+}
+
+/// [`bundle`] with other files too, as `(path in the bundle, bytes)`.
+pub fn bundle_with_files(
+    out: &Path,
+    auto: &[(&str, &str)],
+    images: &[(&str, &Path)],
+    files: &[(&str, Vec<u8>)],
+) -> Result<PathBuf, String> {
     let file =
         fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut tar = tar::Builder::new(file);
@@ -43,6 +53,9 @@ pub fn bundle(
         let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         add(&format!("images/{name}"), &data)?;
     }
+    for (path, data) in files {
+        add(path, data)?;
+    }
     tar.into_inner()
         .map_err(|e| format!("cannot finish the bundle: {e}"))?;
     Ok(out.to_path_buf())
@@ -53,7 +66,7 @@ pub fn default_modules(domains: &Path) -> Vec<Module> {
     vec![
         Module {
             path: crate::build::domain(domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
+            cmdline: format!("toolstack-domain mgmt=com2 {MGMT_ENDPOINT}"),
         },
         Module {
             path: crate::build::domain(domains, "console-dom"),
@@ -101,6 +114,15 @@ pub fn net_driver_module(domains: &Path) -> Module {
 pub const NET_DRIVER_LINE: &str =
     "drvdom-net role=net memory=4M pci=00:05.0 dma=512 on_crash=restart heartbeat=2000";
 
+/// Where domain 0 serves the management protocol over TCP on QEMU's user
+/// network (`cargo xtask run` forwards a host port to it).
+pub const MGMT_ENDPOINT: ipc_abi::mgmt_net::Endpoint = ipc_abi::mgmt_net::Endpoint {
+    address: [10, 0, 2, 9],
+    prefix: 24,
+    port: ipc_abi::mgmt_net::DEFAULT_PORT,
+    mac: [0x00, 0x16, 0x3e, 0x00, 0x00, 0x02],
+};
+
 /// The web guest's address on QEMU's user network (its ports are forwarded there).
 pub const WEB_GUEST_IP: &str = "10.0.2.15";
 
@@ -141,7 +163,14 @@ fn default_bundle(domains: &Path) -> PathBuf {
     }
     let autos: Vec<(&str, &str)> = autos.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let images: Vec<(&str, &Path)> = images.iter().map(|(n, p)| (*n, p.as_path())).collect();
-    match bundle(&out, &autos, &images) {
+    let keys = match crate::mgmt_keys::ensure(&crate::build::target_dir()) {
+        Ok(k) => k.bundle_files(),
+        Err(e) => {
+            eprintln!("xtask: no keys for the network management channel: {e}");
+            Vec::new()
+        }
+    };
+    match bundle_with_files(&out, &autos, &images, &keys) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask: {e}");

@@ -15,6 +15,7 @@ mod host_tools;
 mod import_cycles;
 mod iso;
 mod linux_guest;
+mod mgmt_keys;
 mod pty;
 mod qemu;
 mod systest;
@@ -187,7 +188,11 @@ fn run(
         disk.display()
     );
     let forwards = run_forwards();
-    for f in &forwards {
+    println!(
+        "xtask: and over the network, once drvdom-net runs: cargo run -p toolstack -- --connect tcp://127.0.0.1:{RUN_MGMT_PORT} --key {} domain list (the client key; its public half is in the boot bundle's mgmt/authorized_keys)",
+        build::target_dir().join("xenolith-client.key").display()
+    );
+    for f in forwards.iter().filter(|f| f.host_port != RUN_MGMT_PORT) {
         let guest = if f.guest == iso::LINUX_GUEST_IP {
             "the Linux guest's"
         } else {
@@ -237,8 +242,17 @@ fn image(out: &std::path::Path, cmdline: &str) -> Result<(), String> {
 
 /// The host ports `cargo xtask run` forwards: 8080 and 8007 to the
 /// example web guest, 8081 to the Linux guest's page.
+/// The host port `cargo xtask run` forwards to domain 0's management port.
+const RUN_MGMT_PORT: u16 = 7070;
+
 fn run_forwards() -> Vec<qemu::Forward> {
     let mut forwards = qemu::web_forwards(8080, 8007);
+    forwards.push(qemu::Forward {
+        udp: false,
+        host_port: RUN_MGMT_PORT,
+        guest: iso::MGMT_ENDPOINT.address.map(|b| b.to_string()).join("."),
+        guest_port: iso::MGMT_ENDPOINT.port,
+    });
     forwards.push(qemu::Forward {
         udp: false,
         host_port: 8081,

@@ -54,6 +54,18 @@ pub(super) fn abandon(save: Save) {
 }
 
 impl Session {
+    /// The client went away: what it had under way is undone. A creation
+    /// never committed creates nothing; a domain being saved runs on; a
+    /// restore is abandoned.
+    pub fn close(mut self) {
+        if let Some(save) = self.save.take() {
+            abandon(save);
+        }
+        if let Some(r) = self.restore.take() {
+            r.abandon();
+        }
+    }
+
     pub(super) fn save_begin(&mut self, seq: u32, started: &mut Started_, domain: u32) {
         if self.save.is_some() || self.saving_elsewhere {
             return self.send(

@@ -100,18 +100,6 @@ impl Session {
         self.save.is_some()
     }
 
-    /// The client went away: what it had under way is undone. A creation
-    /// never committed creates nothing; a domain being saved runs on; a
-    /// restore is abandoned.
-    pub fn close(mut self) {
-        if let Some(save) = self.save.take() {
-            super::save_requests::abandon(save);
-        }
-        if let Some(r) = self.restore.take() {
-            r.abandon();
-        }
-    }
-
     fn drain(&mut self, started: &mut Started_, viewer: &mut Option<Viewer>) {
         loop {
             // Copy the request out of the decoder's buffer before answering.

@@ -26,6 +26,7 @@ mod linux;
 mod linux_disk;
 mod linux_net;
 mod net;
+mod netmgmt;
 mod readme;
 mod save;
 mod smp;
@@ -45,7 +46,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 26] = [
+    let topics: [fn() -> Vec<Test>; 27] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -65,6 +66,7 @@ fn cases() -> Vec<Test> {
         block::tests,
         dma::tests,
         net::tests,
+        netmgmt::tests,
         debug::tests,
         trace::tests,
         campaign::tests,

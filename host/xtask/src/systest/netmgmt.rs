@@ -1,0 +1,257 @@
+//! System tests of the management channel over the network: domain 0
+//! serving the protocol over TCP through drvdom-net, encrypted and
+//! authenticated (`ipc_abi::mgmt_net`), driven by the real `toolstack`
+//! binary with `--connect tcp://` and a key file.
+
+use super::harness::{build, check, expect_line, Ctx, Machine, BOOT, CONSOLE_DOM};
+use super::harness::{tests, Test};
+use crate::iso;
+use crate::qemu::{free_port, Forward};
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs the host `toolstack` over the network; (exit code, stdout + stderr).
+fn net_toolstack(port: u16, key: &Path, args: &[&str]) -> Result<(i32, String), String> {
+    let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
+        .arg("--connect")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run toolstack: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// The names `domain list` shows.
+fn names(port: u16, key: &Path) -> Result<Vec<String>, String> {
+    let (code, out) = net_toolstack(port, key, &["domain", "list"])?;
+    check(code == 0, || format!("list over TCP: {code} {out}"))?;
+    Ok(out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect())
+}
+
+/// Boots a machine whose domain 0 serves the protocol on COM2 and over TCP
+/// (a free host port forwarded to it), with drvdom-net, console-dom and a
+/// counting guest; returns the machine, COM2's socket and the host port.
+fn boot_networked<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+    keys: &crate::mgmt_keys::Keys,
+) -> Result<(&'m mut Machine, std::path::PathBuf, u16), String> {
+    let bundle = iso::bundle_with_files(&c.path("bundle.tar"), &[], &[], &keys.bundle_files())?;
+    let port = free_port()?;
+    let endpoint = iso::MGMT_ENDPOINT;
+    let forward = Forward {
+        udp: false,
+        host_port: port,
+        guest: endpoint.address.map(|b| b.to_string()).join("."),
+        guest_port: endpoint.port,
+    };
+    let dom0 = format!("toolstack-domain mgmt=com2 {endpoint}");
+    let guests = [
+        CONSOLE_DOM,
+        ("drvdom-net", iso::NET_DRIVER_LINE),
+        ("counter", "counter count=1000000 pace_us=20000"),
+    ];
+    let (m, sock) = c
+        .machine()
+        .dom0(("toolstack-domain", &dom0))
+        .guests(&guests)
+        .bundle(bundle)
+        .qemu(move |q| q.nic(&[forward]))
+        .boot_managed(slot)?;
+    m.wait_for(
+        &format!(
+            "toolstack: serving the management protocol on 10.0.2.9 port {}",
+            endpoint.port
+        ),
+        BOOT,
+    )?;
+    Ok((m, sock, port))
+}
+
+/// Over TCP, through the real binary: `list`, `create` with an uploaded
+/// image, `console`, `save` and `restore` work as on COM2; a client whose
+/// key is not authorised gets a refusal (logged once however often it
+/// tries) and the others are served; 20 clients at once each get correct
+/// answers; a client killed mid-upload leaves no half-created domain; and
+/// after drvdom-net crashes and is restarted, clients connect again.
+fn the_management_protocol_runs_over_tcp_for_authorised_clients(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    let keys = crate::mgmt_keys::ensure(&c.dir)?;
+    let key = keys.client_file.clone();
+    let (m, sock, port) = boot_networked(c, slot, &keys)?;
+    expect_line(m, "[3] counter: 5")?;
+
+    // list, create with an upload, console.
+    let listed = names(port, &key)?;
+    check(
+        ["drvdom-net", "console-dom", "counter"]
+            .iter()
+            .all(|n| listed.iter().any(|l| l == n)),
+        || format!("list over TCP: {listed:?}"),
+    )?;
+    let dir = c.path("up");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut image = std::fs::read(build::domain(&c.domains, "hello")).map_err(|e| e.to_string())?;
+    image.resize(image.len().max(1 << 20), 0);
+    std::fs::write(dir.join("big"), &image).map_err(|e| e.to_string())?;
+    let cfg = dir.join("big.cfg");
+    std::fs::write(&cfg, "name = \"big\"\nkernel = \"big\"\nmemory = 4\n")
+        .map_err(|e| e.to_string())?;
+    let cfg_path = cfg.to_str().unwrap_or("");
+    let (code, out) = net_toolstack(port, &key, &["domain", "create", cfg_path])?;
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("created domain "))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("create over TCP: {code} {out}"))?;
+    expect_line(m, &format!("[{id}] hello from domain {id} (4096 KiB): big"))?;
+    let (code, out) = net_toolstack(port, &key, &["domain", "console", "counter", "--no-follow"])?;
+    check(code == 0 && out.contains("counter: 5\n"), || {
+        format!("console over TCP: {code} {out}")
+    })?;
+
+    // save and restore: the counter counts on from where it was.
+    let file = c.path("counter.xnlsave");
+    let path = file.to_str().unwrap_or("");
+    let (code, out) = net_toolstack(port, &key, &["domain", "save", "counter", path])?;
+    check(code == 0 && out.contains("saved counter"), || {
+        format!("save over TCP: {code} {out}")
+    })?;
+    let (code, out) = net_toolstack(port, &key, &["domain", "restore", path])?;
+    let restored = out
+        .lines()
+        .find_map(|l| l.strip_prefix("restored domain "))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .filter(|_| code == 0)
+        .ok_or_else(|| format!("restore over TCP: {code} {out}"))?;
+    m.wait_for(&format!("[{restored}] counter: "), BOOT)?;
+
+    // An unauthorised client: refused, twice, logged once; others served.
+    let stranger = c.path("stranger.key");
+    let (code, out) =
+        super::harness::toolstack(&sock, &["keygen", stranger.to_str().unwrap_or("")])?;
+    check(code == 0, || format!("keygen: {code} {out}"))?;
+    for attempt in 0..2 {
+        let (code, out) = net_toolstack(port, &stranger, &["domain", "list"])?;
+        check(code == 3 && out.contains("authorized_keys"), || {
+            format!("an unauthorised client (attempt {attempt}): {code} {out}")
+        })?;
+    }
+    let refused = |m: &Machine| {
+        m.lines()
+            .iter()
+            .filter(|l| l.contains("refused a management client"))
+            .count()
+    };
+    m.wait_for("refused a management client from 10.0.2.2", BOOT)?;
+    names(port, &key)?;
+    check(refused(m) == 1, || {
+        format!("{} refusals logged for one key", refused(m))
+    })?;
+
+    // 20 clients at once, each listing a few times.
+    let expected = names(port, &key)?;
+    let identity = keys.client.clone();
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let identity = identity.clone();
+                let expected = expected.clone();
+                s.spawn(move || -> Result<(), String> {
+                    let address = format!("127.0.0.1:{port}");
+                    let mut client = toolstack::Client::connect_tcp(&address, &identity)
+                        .map_err(|e| format!("client {i}: {e}"))?;
+                    for round in 0..3 {
+                        let got: Vec<String> = client
+                            .list()
+                            .map_err(|e| format!("client {i} round {round}: {e}"))?
+                            .into_iter()
+                            .map(|d| d.name)
+                            .collect();
+                        check(got == expected, || {
+                            format!("client {i} round {round}: {got:?}, not {expected:?}")
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a client panicked".into())))
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+
+    // A client killed mid-upload: no half-created domain.
+    let mut big = image.clone();
+    big.resize(8 << 20, 0);
+    std::fs::write(dir.join("huge"), &big).map_err(|e| e.to_string())?;
+    let huge_cfg = dir.join("huge.cfg");
+    std::fs::write(
+        &huge_cfg,
+        "name = \"huge\"\nkernel = \"huge\"\nmemory = 12\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(build::target_dir().join("debug/toolstack"))
+        .arg("--connect")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--key")
+        .arg(&key)
+        .args(["domain", "create", huge_cfg.to_str().unwrap_or("")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let finished_early = child.try_wait().map_err(|e| e.to_string())?;
+    child.kill().map_err(|e| e.to_string())?;
+    let _ = child.wait();
+    check(finished_early.is_none(), || {
+        format!("the 8 MiB upload was over before it could be interrupted: {finished_early:?}")
+    })?;
+    let after = names(port, &key)?;
+    check(!after.iter().any(|n| n == "huge"), || {
+        format!("a killed upload left a domain: {after:?}")
+    })?;
+
+    // drvdom-net crashes and is restarted: domain 0 reconnects its
+    // interface and clients are served again.
+    let (code, out) = super::harness::toolstack(&sock, &["domain", "crash", "drvdom-net"])?;
+    check(code == 0, || format!("crash drvdom-net: {code} {out}"))?;
+    expect_line(m, "toolstack: restarting drvdom-net")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match names(port, &key) {
+            Ok(n) if n.iter().any(|x| x == "drvdom-net") => break,
+            other if std::time::Instant::now() > deadline => {
+                return Err(format!(
+                    "no answer over TCP after drvdom-net's restart: {other:?}"
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    Ok(())
+}
+
+/// This file's tests, each named as its function.
+pub(super) fn tests() -> Vec<Test> {
+    tests![the_management_protocol_runs_over_tcp_for_authorised_clients,]
+}
