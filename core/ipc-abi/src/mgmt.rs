@@ -307,7 +307,9 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 12;
+    pub const VERSION: u32 = 13;
+    /// Most `SaveData` answers one `SaveRead` gets.
+    pub const SAVE_READ_MAX: u32 = 16;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -487,11 +489,15 @@ pub mod messages {
             domain: u32,
         },
         /// The suspended domain's save file from position `cursor` on (0:
-        /// the start): a `SaveData` answer. Asking again for the same cursor
-        /// gives the same bytes.
+        /// the start): up to `count` `SaveData` answers (at most
+        /// [`SAVE_READ_MAX`]), each going on from where the one before
+        /// ended, the last one `done` or the `count`th (fewer round trips
+        /// where they are slow). Asking again for the same cursor gives the
+        /// same bytes.
         SaveRead {
             domain: u32,
             cursor: u64,
+            count: u32,
         },
         /// The file is stored: the domain is destroyed (`keep`: left
         /// paused, as it was saved). Answered `Ok`.

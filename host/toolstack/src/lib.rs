@@ -155,12 +155,22 @@ impl Write for Channel {
 /// A session with a machine's toolstack domain.
 pub struct Client {
     stream: Channel,
+    /// Requests sent before the first is answered, where they can be.
+    window: usize,
+    /// Bytes of image per upload frame.
+    upload_chunk: usize,
     decoder: Box<Decoder>,
     seq: u32,
 }
 
 /// Bytes of image per upload frame.
 const UPLOAD_CHUNK: usize = 8192;
+/// Bytes of image per upload frame over the network (nearly a whole frame:
+/// fewer, larger messages).
+const NETWORK_UPLOAD_CHUNK: usize = ipc_abi::mgmt::MAX_PAYLOAD - 256;
+/// Upload and restore frames in flight over the network (COM2 takes one
+/// at a time: its 16-byte FIFO and domain 0's reading are the pace there).
+const NETWORK_WINDOW: usize = 8;
 /// How long an answer may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one Hello waits (longer than the machine's resynchronisation gap).
@@ -203,8 +213,14 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| Error::Channel(e.to_string()))?;
+        let (window, upload_chunk) = match stream {
+            Channel::Serial(_) => (1, UPLOAD_CHUNK),
+            Channel::Network(_) => (NETWORK_WINDOW, NETWORK_UPLOAD_CHUNK),
+        };
         let mut c = Client {
             stream,
+            window,
+            upload_chunk,
             decoder: Box::new(Decoder::new()),
             seq: 0,
         };
@@ -487,10 +503,20 @@ impl Client {
     ) -> Result<u32, Error> {
         let image = image.unwrap_or(&[]);
         self.create_begin(config, image.len(), paused)?;
-        for (i, chunk) in image.chunks(UPLOAD_CHUNK).enumerate() {
-            self.upload(i * UPLOAD_CHUNK, chunk)?;
-            progress(i * UPLOAD_CHUNK + chunk.len(), image.len());
+        let chunk = self.upload_chunk;
+        let pieces = image
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, data)| Request::Upload {
+                offset: (i * chunk) as u32,
+                data,
+            });
+        if u32::try_from(image.len()).is_err() {
+            return Err(Error::Refused("the image is too large".into()));
         }
+        self.pipelined(pieces, |i| {
+            progress((i * chunk + chunk).min(image.len()), image.len())
+        })?;
         match self.call(&Request::CreateCommit, |_| true)?.pop() {
             Some(Owned::Created(id)) => Ok(id),
             Some(Owned::Error(m)) => Err(Error::Refused(m)),
@@ -702,6 +728,34 @@ impl Client {
         self.call_within(request, last, TIMEOUT)
     }
 
+    /// Sends requests that each answer `Ok`, up to the channel's window of
+    /// them before waiting for the first answer (COM2: one at a time; TCP:
+    /// several, so the round trips overlap); `done(i)` after request `i`
+    /// was answered. Stops at the first refusal.
+    fn pipelined<'r>(
+        &mut self,
+        requests: impl Iterator<Item = Request<'r>>,
+        mut done: impl FnMut(usize),
+    ) -> Result<(), Error> {
+        let mut waiting = std::collections::VecDeque::new();
+        let mut requests = requests.enumerate().peekable();
+        while requests.peek().is_some() || !waiting.is_empty() {
+            while waiting.len() < self.window {
+                let Some((i, r)) = requests.next() else { break };
+                waiting.push_back((i, self.send_request(&r)?));
+            }
+            let Some((i, seq)) = waiting.pop_front() else {
+                break;
+            };
+            match self.answers(seq, |_| true, TIMEOUT)?.pop() {
+                Some(Owned::Ok) => done(i),
+                Some(Owned::Error(m)) => return Err(Error::Refused(m)),
+                _ => return Err(Error::Channel("unexpected answer".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// [`Client::call`] with its own time limit.
     fn call_within(
         &mut self,
@@ -709,6 +763,12 @@ impl Client {
         last: impl Fn(&Answer<'_>) -> bool,
         timeout: Duration,
     ) -> Result<Vec<Owned>, Error> {
+        let seq = self.send_request(request)?;
+        self.answers(seq, last, timeout)
+    }
+
+    /// Frames and sends a request; its sequence number.
+    fn send_request(&mut self, request: &Request) -> Result<u32, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut payload = vec![0u8; ipc_abi::mgmt::MAX_PAYLOAD];
@@ -728,6 +788,17 @@ impl Client {
         self.stream
             .write_all(&frame[..len])
             .map_err(|e| Error::Channel(e.to_string()))?;
+        Ok(seq)
+    }
+
+    /// Collects the answers to request `seq` until `last` says one is the
+    /// last (answers to later requests stay in the decoder for their turn).
+    fn answers(
+        &mut self,
+        seq: u32,
+        last: impl Fn(&Answer<'_>) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<Owned>, Error> {
         let deadline = Instant::now() + timeout;
         let mut answers = Vec::new();
         let mut buf = [0u8; 4096];

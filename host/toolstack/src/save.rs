@@ -8,7 +8,7 @@
 //! bad file creates nothing).
 
 use crate::{Client, Error, Owned};
-use ipc_abi::mgmt::messages::{Answer, Request};
+use ipc_abi::mgmt::messages::{Answer, Request, SAVE_READ_MAX};
 use ipc_abi::save::{self, Record};
 use std::path::Path;
 use std::time::Duration;
@@ -83,27 +83,44 @@ impl Client {
         let mut cursor = 0;
         let mut pages_seen = 0;
         loop {
-            let answer = self
-                .call(&Request::SaveRead { domain, cursor }, |_| true)?
-                .pop();
-            let (next, pages, done, data) = match answer {
-                Some(Owned::SaveData {
-                    cursor: at,
-                    next,
-                    pages,
-                    done,
-                    data,
-                }) if at == cursor => (next, pages, done, data),
-                Some(Owned::Error(m)) => return Err(Error::Refused(m)),
-                _ => return Err(Error::Channel("unexpected answer".into())),
-            };
-            pages_seen += count_pages(&data);
-            file.extend_from_slice(&data);
-            progress(pages_seen, pages);
-            if done {
-                return Ok(file);
+            // Several pieces per request: each answer is one, the last is
+            // `done` or the `count`th.
+            let count = SAVE_READ_MAX;
+            let seen = std::cell::Cell::new(0);
+            let answers = self.call(
+                &Request::SaveRead {
+                    domain,
+                    cursor,
+                    count,
+                },
+                |a| {
+                    seen.set(seen.get() + 1);
+                    matches!(
+                        a,
+                        Answer::SaveData { done: true, .. } | Answer::Error { .. }
+                    ) || seen.get() == count
+                },
+            )?;
+            for answer in answers {
+                let (next, pages, done, data) = match answer {
+                    Owned::SaveData {
+                        cursor: at,
+                        next,
+                        pages,
+                        done,
+                        data,
+                    } if at == cursor => (next, pages, done, data),
+                    Owned::Error(m) => return Err(Error::Refused(m)),
+                    _ => return Err(Error::Channel("unexpected answer".into())),
+                };
+                pages_seen += count_pages(&data);
+                file.extend_from_slice(&data);
+                progress(pages_seen, pages);
+                if done {
+                    return Ok(file);
+                }
+                cursor = next;
             }
-            cursor = next;
         }
     }
 
@@ -121,9 +138,10 @@ impl Client {
         save::check_file(&file).map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
         let records = save::check_file_header(&file).map_err(|e| Error::Refused(e.to_string()))?;
         self.simple(&Request::RestoreBegin)?;
+        // Batches of whole records, as many as fit each.
+        let mut batches = Vec::new();
         let mut rest = records;
         while !rest.is_empty() {
-            // Whole records, as many as fit a batch.
             let mut take = 0;
             while take < rest.len() {
                 let len = u32::from_le_bytes(rest[take..take + 4].try_into().unwrap_or([0; 4]));
@@ -133,12 +151,17 @@ impl Client {
                 }
                 take = end;
             }
-            self.simple(&Request::RestoreData {
-                data: &rest[..take],
-            })?;
+            batches.push(&rest[..take]);
             rest = &rest[take..];
-            progress(records.len() - rest.len(), records.len());
         }
+        let mut sent = 0;
+        self.pipelined(
+            batches.iter().map(|data| Request::RestoreData { data }),
+            |i| {
+                sent += batches[i].len();
+                progress(sent, records.len())
+            },
+        )?;
         match self
             .call(&Request::RestoreCommit { paused }, |_| true)?
             .pop()

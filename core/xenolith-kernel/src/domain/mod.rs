@@ -66,8 +66,11 @@ pub fn this_cpu() -> usize {
 
 /// Most domains alive at once.
 pub const MAX_DOMAINS: usize = 128;
-/// Grant entries per domain.
-pub const MAX_GRANTS: usize = 128;
+/// Grant entries per domain: as many as a domain has window slots to map
+/// others' grants in. Domain 0 needs the most: a control ring for each
+/// other domain (up to 127), its console ring, and its own network
+/// interface's rings and pages (42) for the management channel.
+pub const MAX_GRANTS: usize = ipc_abi::layout::GRANT_SLOTS as usize;
 
 /// Where a domain is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,16 +32,25 @@ use zerocopy::FromZeros;
 
 /// Clients served at once (each holds a socket's buffers and a session).
 pub const MAX_CLIENTS: usize = 24;
-/// Each socket's receive and send buffers.
-const SOCKET_BUFFER: usize = 64 * 1024;
+/// Each socket's send buffer.
+const SOCKET_TX_BUFFER: usize = 64 * 1024;
 /// Encrypted answers a client may leave unread before it is dropped.
 const MAX_BACKLOG: usize = 1 << 20;
+/// A client that has not finished its handshake this long after it
+/// connected is dropped (idle connections would hold every slot).
+const HANDSHAKE_NS: u64 = 10_000_000_000;
 /// Refused keys remembered so each is logged once.
 const REFUSALS_LOGGED: usize = 16;
-/// Domain 0's interface: transmit pages, receive pages (grants are
-/// domain 0's scarcest resource: one per domain's control ring).
+/// Domain 0's interface: transmit pages, and a receive page in each slot
+/// of its one-page receive ring (each a grant: 42 with the rings, beside
+/// one per other domain's control ring; the kernel allows 256).
 const TX_PAGES: usize = 8;
-const RX_PAGES: usize = 16;
+const RX_PAGES: usize = 32;
+/// Each socket's receive buffer: its window stays below what the receive
+/// pages hold (22 full segments), so a burst the window allows is never
+/// dropped for want of a page (a dropped segment costs the sender a
+/// retransmission timeout).
+const SOCKET_RX_BUFFER: usize = 32 * 1024;
 
 /// The network channel.
 pub struct NetChannel {
@@ -66,6 +75,8 @@ struct Link {
     session: Session,
     /// Encrypted bytes not yet taken by the socket.
     wire_out: Vec<u8>,
+    /// When it connected (ns since boot).
+    since: u64,
 }
 
 impl NetChannel {
@@ -203,8 +214,11 @@ impl NetChannel {
         let address = Ipv4Address::new(a[0], a[1], a[2], a[3]);
         stack.set_address(Ipv4Cidr::new(address, self.endpoint.prefix), None);
         for _ in 0..MAX_CLIENTS {
-            let buffer = || tcp::SocketBuffer::new(alloc::vec![0; SOCKET_BUFFER]);
-            let mut socket = tcp::Socket::new(buffer(), buffer());
+            let buffer = |n| tcp::SocketBuffer::new(alloc::vec![0; n]);
+            let mut socket = tcp::Socket::new(buffer(SOCKET_RX_BUFFER), buffer(SOCKET_TX_BUFFER));
+            // Each acknowledgement at once: the client's window is small.
+            socket.set_ack_delay(None);
+            socket.set_nagle_enabled(false);
             if socket.listen(self.endpoint.port).is_err() {
                 continue;
             }
@@ -254,6 +268,7 @@ impl NetChannel {
                             secure,
                             session: Session::new(),
                             wire_out: Vec::new(),
+                            since: domain_runtime::time::now_ns(),
                         }))
                     }
                     Err(_) => {
@@ -265,6 +280,11 @@ impl NetChannel {
             let Some(link) = client.link.as_mut() else {
                 continue;
             };
+            if !link.secure.is_open() && domain_runtime::time::now_ns() > link.since + HANDSHAKE_NS
+            {
+                socket.abort();
+                continue;
+            }
             link.session.saving_elsewhere = saving_elsewhere;
             let authorised = |k: &Key| self.authorised.contains(k);
             let mut plain = Vec::new();
@@ -277,10 +297,13 @@ impl NetChannel {
                 });
                 match got {
                     Ok(bytes) if !bytes.is_empty() => {
-                        if let Err(r) =
-                            link.secure
-                                .receive(&bytes, &authorised, &mut plain, &mut link.wire_out)
-                        {
+                        let r0 = link.secure.receive(
+                            &bytes,
+                            &authorised,
+                            &mut plain,
+                            &mut link.wire_out,
+                        );
+                        if let Err(r) = r0 {
                             refusal = Some(r);
                         }
                     }
@@ -352,7 +375,12 @@ impl NetChannel {
             .clients
             .iter()
             .filter_map(|c| c.link.as_ref()?.session.deadline());
-        tcp.into_iter().chain(sessions).min()
+        let handshakes = self
+            .clients
+            .iter()
+            .filter_map(|c| c.link.as_ref().filter(|l| !l.secure.is_open()))
+            .map(|l| l.since + HANDSHAKE_NS + 1);
+        tcp.into_iter().chain(sessions).chain(handshakes).min()
     }
 }
 

@@ -148,9 +148,15 @@ impl From<Request<'_>> for OwnedRequest {
                 data: data.to_vec(),
             },
             Request::SaveBegin { domain } => OwnedRequest::Plain(Request::SaveBegin { domain }),
-            Request::SaveRead { domain, cursor } => {
-                OwnedRequest::Plain(Request::SaveRead { domain, cursor })
-            }
+            Request::SaveRead {
+                domain,
+                cursor,
+                count,
+            } => OwnedRequest::Plain(Request::SaveRead {
+                domain,
+                cursor,
+                count,
+            }),
             Request::SaveEnd { domain, keep } => {
                 OwnedRequest::Plain(Request::SaveEnd { domain, keep })
             }

@@ -396,7 +396,11 @@ impl Session {
             }
             Request::Trace { cpu, from } => self.trace(seq, cpu, from),
             Request::SaveBegin { domain } => self.save_begin(seq, started, domain),
-            Request::SaveRead { domain, cursor } => self.save_read(seq, domain, cursor),
+            Request::SaveRead {
+                domain,
+                cursor,
+                count,
+            } => self.save_read(seq, domain, cursor, count),
             Request::SaveEnd { domain, keep } => self.save_end(seq, domain, keep),
             Request::SaveCancel { domain } => self.save_cancel(seq, domain),
             Request::CoreBegin { domain } => self.core_begin(seq, started, domain),

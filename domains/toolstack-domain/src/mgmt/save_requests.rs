@@ -12,7 +12,7 @@ use crate::save::{Restore, Save};
 extern crate alloc;
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::mgmt::messages::Answer;
+use domain_runtime::ipc_abi::mgmt::messages::{Answer, SAVE_READ_MAX};
 use domain_runtime::{println, DomainId};
 
 /// Domains whose save was given up on or cancelled: unpaused if they
@@ -119,24 +119,34 @@ impl Session {
             .filter(|s| s.waiting.is_none() && (s.id.0 == domain || s.id.index() as u32 == domain))
     }
 
-    pub(super) fn save_read(&mut self, seq: u32, domain: u32, cursor: u64) {
-        let Some(save) = self.save_of(domain) else {
-            return self.send(seq, &NO_SAVE);
-        };
-        let pages = save.pages;
+    /// Up to `count` pieces of the file from `cursor` on, each its own answer.
+    pub(super) fn save_read(&mut self, seq: u32, domain: u32, mut cursor: u64, count: u32) {
         let mut data = Vec::with_capacity(16 * 1024);
-        match save.read(cursor, &mut data) {
-            Ok((next, done)) => self.send(
-                seq,
-                &Answer::SaveData {
-                    cursor,
-                    next,
-                    pages,
-                    done,
-                    data: &data,
-                },
-            ),
-            Err(message) => self.send(seq, &Answer::Error { message: &message }),
+        for _ in 0..count.clamp(1, SAVE_READ_MAX) {
+            let Some(save) = self.save_of(domain) else {
+                return self.send(seq, &NO_SAVE);
+            };
+            let pages = save.pages;
+            data.clear();
+            match save.read(cursor, &mut data) {
+                Ok((next, done)) => {
+                    self.send(
+                        seq,
+                        &Answer::SaveData {
+                            cursor,
+                            next,
+                            pages,
+                            done,
+                            data: &data,
+                        },
+                    );
+                    if done {
+                        return;
+                    }
+                    cursor = next;
+                }
+                Err(message) => return self.send(seq, &Answer::Error { message: &message }),
+            }
         }
     }
 

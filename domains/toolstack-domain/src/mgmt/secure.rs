@@ -104,6 +104,11 @@ impl Secure {
         })
     }
 
+    /// Whether the client is authenticated and data flows.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
     /// How many more bytes it takes now (never more than one whole message
     /// waits here).
     pub fn room(&self) -> usize {

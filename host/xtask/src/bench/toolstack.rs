@@ -60,20 +60,20 @@ pub fn run() -> Result<(), String> {
     } = super::setup::setup()?;
     let hello = build::domain(&domains, "hello");
     let survivor = build::domain(&domains, "survivor");
-    let bundle = iso::bundle(
+    let channels = super::mgmt_channels::Channels::new(&domains, &dir)?;
+    let bundle = iso::bundle_with_files(
         &dir.join("toolstack-bundle.tar"),
         &[],
         &[("hello", hello.as_path()), ("survivor", survivor.as_path())],
+        &channels.bundle_files,
     )?;
     let mods = [
-        Module {
-            path: build::domain(&domains, "toolstack-domain"),
-            cmdline: "toolstack-domain mgmt=com2".into(),
-        },
+        channels.dom0.clone(),
         Module {
             path: build::domain(&domains, "console-dom"),
             cmdline: "console-dom role=console memory=4M ioports=0x3f8-0x3ff irqs=4".into(),
         },
+        channels.net_driver.clone(),
         Module {
             path: bundle,
             cmdline: "bundle".into(),
@@ -84,17 +84,21 @@ pub fn run() -> Result<(), String> {
     let m = Config::new(&iso)
         .memory("512M")
         .com2_socket(&sock)
+        .nic(std::slice::from_ref(&channels.forward))
         .spawn()?;
     m.wait_for(
         "toolstack: serving the management protocol on COM2",
         Duration::from_secs(60),
     )?;
+    m.wait_for(&channels.ready_line(), Duration::from_secs(60))?;
     let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let mut tcp = channels.connect_tcp()?;
 
     let mut padded = std::fs::read(&hello).map_err(|e| e.to_string())?;
     padded.resize(padded.len().max(1 << 20), 0);
     let (mut bundled, mut bundled_call) = (Vec::new(), Vec::new());
     let (mut uploaded, mut uploaded_call) = (Vec::new(), Vec::new());
+    let (mut uploaded_tcp, mut uploaded_tcp_call) = (Vec::new(), Vec::new());
     for i in 0..runs() {
         let (call, line) = create_to_first_line(&m, &mut client, &format!("b{i}"), "hello", None)?;
         bundled_call.push(call);
@@ -103,6 +107,10 @@ pub fn run() -> Result<(), String> {
             create_to_first_line(&m, &mut client, &format!("u{i}"), "uploaded", Some(&padded))?;
         uploaded_call.push(call);
         uploaded.push(line);
+        let (call, line) =
+            create_to_first_line(&m, &mut tcp, &format!("t{i}"), "uploaded", Some(&padded))?;
+        uploaded_tcp_call.push(call);
+        uploaded_tcp.push(line);
     }
 
     let time_list = |client: &mut toolstack::Client| -> Result<(Duration, usize), String> {
@@ -116,6 +124,7 @@ pub fn run() -> Result<(), String> {
         Ok((summary(v).0, count))
     };
     let (few, few_count) = time_list(&mut client)?;
+    let (few_tcp, _) = time_list(&mut tcp)?;
     for i in 0..idle_domains() {
         let config =
             format!("name = \"idle{i}\"\nkernel = \"survivor\"\nmemory = 1\ncmdline = \"period_ms=600000\"\n");
@@ -124,11 +133,10 @@ pub fn run() -> Result<(), String> {
             .map_err(|e| format!("create idle{i}: {e}"))?;
     }
     let (many, many_count) = time_list(&mut client)?;
+    let (many_tcp, _) = time_list(&mut tcp)?;
 
     let (b_med, b_min) = summary(bundled);
     let (bc_med, bc_min) = summary(bundled_call);
-    let (u_med, u_min) = summary(uploaded);
-    let (uc_med, uc_min) = summary(uploaded_call);
     let (runs, list_runs) = (runs(), list_runs());
     println!("| measure (wall time, TCG) | median | min |");
     println!("|---|---|---|");
@@ -142,23 +150,36 @@ pub fn run() -> Result<(), String> {
         ms(bc_med),
         ms(bc_min)
     );
-    println!(
-        "| create → first console line, 1 MiB image uploaded ({runs} runs) | {} | {} |",
-        ms(u_med),
-        ms(u_min)
+    println!();
+    println!("| measure (wall time, TCG, medians) | COM2 | TCP | COM2 / TCP |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, com2: Duration, tcp: Duration| {
+        println!(
+            "| {what} | {} | {} | {:.1} |",
+            ms(com2),
+            ms(tcp),
+            com2.as_secs_f64() / tcp.as_secs_f64().max(1e-9)
+        )
+    };
+    row(
+        &format!("create → first console line, 1 MiB image uploaded ({runs} runs)"),
+        summary(uploaded).0,
+        summary(uploaded_tcp).0,
     );
-    println!(
-        "| … of which upload and create call | {} | {} |",
-        ms(uc_med),
-        ms(uc_min)
+    row(
+        "… of which upload and create call",
+        summary(uploaded_call).0,
+        summary(uploaded_tcp_call).0,
     );
-    println!(
-        "| domain list, {few_count} domains ({list_runs} runs) | {} | |",
-        ms(few)
+    row(
+        &format!("domain list, {few_count} domains ({list_runs} runs)"),
+        few,
+        few_tcp,
     );
-    println!(
-        "| domain list, {many_count} domains ({list_runs} runs) | {} | |",
-        ms(many)
+    row(
+        &format!("domain list, {many_count} domains ({list_runs} runs)"),
+        many,
+        many_tcp,
     );
     Ok(())
 }

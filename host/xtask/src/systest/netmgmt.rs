@@ -39,6 +39,130 @@ fn names(port: u16, key: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// A connection that has done the Noise handshake as `identity`, spoken
+/// by hand (to send what the `toolstack` library never would).
+fn raw_session(
+    port: u16,
+    identity: &toolstack::network::Identity,
+) -> Result<(std::net::TcpStream, snow::TransportState), String> {
+    use std::io::{Read, Write};
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|x| e(&x))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|x| e(&x))?;
+    let params = ipc_abi::mgmt_net::NOISE_PATTERN
+        .parse()
+        .map_err(|x| e(&x))?;
+    let mut hs = snow::Builder::new(params)
+        .local_private_key(&identity.private)
+        .and_then(|b| b.build_initiator())
+        .map_err(|x| e(&x))?;
+    let mut buf = vec![0u8; 65535];
+    let send = |tcp: &mut std::net::TcpStream, m: &[u8]| -> Result<(), String> {
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(m);
+        tcp.write_all(&framed).map_err(|x| e(&x))
+    };
+    let n = hs.write_message(&[], &mut buf).map_err(|x| e(&x))?;
+    send(&mut tcp, &buf[..n])?;
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).map_err(|x| e(&x))?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tcp.read_exact(&mut answer).map_err(|x| e(&x))?;
+    hs.read_message(&answer, &mut buf).map_err(|x| e(&x))?;
+    let n = hs.write_message(&[], &mut buf).map_err(|x| e(&x))?;
+    send(&mut tcp, &buf[..n])?;
+    let t = hs.into_transport_mode().map_err(|x| e(&x))?;
+    Ok((tcp, t))
+}
+
+/// A `Hello` request, framed as on COM2.
+fn hello_frame(seq: u32) -> Vec<u8> {
+    use ipc_abi::mgmt::messages::{self, Request, KIND_REQUEST, VERSION};
+    let mut payload = vec![0u8; 64];
+    let n = messages::encode(&Request::Hello { version: VERSION }, &mut payload).unwrap_or(0);
+    let mut frame = vec![0u8; ipc_abi::mgmt::HEADER_LEN + n];
+    let header = ipc_abi::mgmt::FrameHeader {
+        kind: KIND_REQUEST,
+        flags: 0,
+        seq,
+    };
+    let len = ipc_abi::mgmt::encode(header, &payload[..n], &mut frame).unwrap_or(0);
+    frame.truncate(len);
+    frame
+}
+
+/// Whether the machine closed `tcp` (rather than answer) within 20 s.
+fn closed(tcp: &mut std::net::TcpStream) -> bool {
+    let mut b = [0u8; 256];
+    loop {
+        match std::io::Read::read(tcp, &mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// A replayed message, a changed one, silence and garbage instead of a
+/// handshake each end their connection, and nothing else: a client beside
+/// them is served throughout.
+fn wrong_and_replayed_messages(port: u16, keys: &crate::mgmt_keys::Keys) -> Result<(), String> {
+    use std::io::Write;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut bystander = toolstack::Client::connect_tcp(&format!("127.0.0.1:{port}"), &keys.client)
+        .map_err(|x| e(&x))?;
+    let framed = |m: &[u8]| {
+        let mut f = (m.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(m);
+        f
+    };
+    for what in ["replayed", "changed"] {
+        let (mut tcp, mut t) = raw_session(port, &keys.client)?;
+        let mut buf = vec![0u8; 65535];
+        let n = t
+            .write_message(&hello_frame(1), &mut buf)
+            .map_err(|x| e(&x))?;
+        let mut message = buf[..n].to_vec();
+        if what == "replayed" {
+            tcp.write_all(&framed(&message)).map_err(|x| e(&x))?;
+            // Its answer comes (the first time the message counts).
+            let mut len = [0u8; 2];
+            std::io::Read::read_exact(&mut tcp, &mut len).map_err(|x| e(&x))?;
+        } else {
+            message[n / 2] ^= 1;
+        }
+        tcp.write_all(&framed(&message)).map_err(|x| e(&x))?;
+        check(closed(&mut tcp), || {
+            format!("a {what} message did not end its connection")
+        })?;
+        bystander
+            .list()
+            .map_err(|x| format!("beside a {what} message: {x}"))?;
+    }
+    // A connection that never says anything is dropped after 10 s.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|x| e(&x))?;
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|x| e(&x))?;
+    let t = std::time::Instant::now();
+    check(closed(&mut idle), || "an idle connection was kept".into())?;
+    check(t.elapsed() >= Duration::from_secs(9), || {
+        format!("an idle connection was dropped after {:?}", t.elapsed())
+    })?;
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|x| e(&x))?;
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|x| e(&x))?;
+    garbage.write_all(b"\x00\x05hello").map_err(|x| e(&x))?;
+    check(closed(&mut garbage), || {
+        "garbage did not end its connection".into()
+    })?;
+    bystander
+        .list()
+        .map_err(|x| format!("beside garbage: {x}"))?;
+    Ok(())
+}
+
 /// Boots a machine whose domain 0 serves the protocol on COM2 and over TCP
 /// (a free host port forwarded to it), with drvdom-net, console-dom and a
 /// counting guest; returns the machine, COM2's socket and the host port.
@@ -82,7 +206,8 @@ fn boot_networked<'m>(
 /// Over TCP, through the real binary: `list`, `create` with an uploaded
 /// image, `console`, `save` and `restore` work as on COM2; a client whose
 /// key is not authorised gets a refusal (logged once however often it
-/// tries) and the others are served; 20 clients at once each get correct
+/// tries) and the others are served; a replayed or changed message,
+/// silence or garbage ends only its own connection; 20 clients at once each get correct
 /// answers; a client killed mid-upload leaves no half-created domain; and
 /// after drvdom-net crashes and is restarted, clients connect again.
 fn the_management_protocol_runs_over_tcp_for_authorised_clients(
@@ -162,6 +287,8 @@ fn the_management_protocol_runs_over_tcp_for_authorised_clients(
     check(refused(m) == 1, || {
         format!("{} refusals logged for one key", refused(m))
     })?;
+
+    wrong_and_replayed_messages(port, &keys)?;
 
     // 20 clients at once, each listing a few times.
     let expected = names(port, &key)?;
