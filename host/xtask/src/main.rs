@@ -188,9 +188,14 @@ fn run(
         disk.display()
     );
     let forwards = run_forwards();
+    let key = build::target_dir().join("xenolith-client.key");
     println!(
-        "xtask: and over the network, once drvdom-net runs: cargo run -p toolstack -- --connect tcp://127.0.0.1:{RUN_MGMT_PORT} --key {} domain list (the client key; its public half is in the boot bundle's mgmt/authorized_keys)",
-        build::target_dir().join("xenolith-client.key").display()
+        "xtask: management over the network, once drvdom-net runs: cargo run -p toolstack -- --connect tcp://127.0.0.1:{RUN_MGMT_PORT} --key {} domain list",
+        key.display()
+    );
+    println!(
+        "xtask: {} is this client's key (its public half is in the boot bundle's mgmt/authorized_keys; it also pins the machine's key)",
+        key.display()
     );
     for f in forwards.iter().filter(|f| f.host_port != RUN_MGMT_PORT) {
         let guest = if f.guest == iso::LINUX_GUEST_IP {

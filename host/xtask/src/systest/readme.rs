@@ -108,6 +108,11 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         .split_once(": ")
         .map(|(_, command)| command.to_string())
         .ok_or_else(|| format!("no command in the management hint {manage:?}"))?;
+    // (The hint is the rest of the line after its marker: the command.)
+    let network = hint(
+        t,
+        "xtask: management over the network, once drvdom-net runs: ",
+    )?;
     let curl_cmd = hint_command(t, "(try curl ")?;
     let linux_curl = hint_command(t, "(try curl http://127.0.0.1:8081")?;
     let nc_cmd = hint_command(t, "(try echo ")?;
@@ -122,6 +127,10 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         ("console-dom", "console-dom: COM1 is mine"),
         ("drvdom-blk", "drvdom-blk: serving kv"),
         ("drvdom-net", "drvdom-net: virtio-net at 00:05.0"),
+        (
+            "domain 0's network channel",
+            "toolstack: serving the management protocol on 10.0.2.9 port 7070",
+        ),
         ("hello", "greeting=from-the-boot-bundle"),
         ("kv", "kv: ready, "),
         ("web", "web: serving http on 10.0.2.15:80"),
@@ -196,9 +205,13 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
         format!("Ctrl-A three times reached and was answered by {answered:?}")
     })?;
 
-    // The host command as printed, then as the README shows it (hello has
-    // said its greeting and powered off by now).
-    for command in [manage.as_str(), "cargo run -p toolstack -- domain list"] {
+    // The host command as printed, over COM2 and over the network, then as
+    // the README shows it (hello has said its greeting and powered off by now).
+    for command in [
+        manage.as_str(),
+        network.as_str(),
+        "cargo run -p toolstack -- domain list",
+    ] {
         let listing = shell(command, root)?;
         for name in [
             "console-dom",
