@@ -17,7 +17,7 @@ use domain_runtime::ipc_abi::domain::DomainId;
 
 const PAGE: u64 = 4096;
 
-/// Guest pages kept mapped at most: the guest's grant table (128 entries)
+/// Guest pages kept mapped at most: the guest's grant table (256 entries)
 /// keeps room for the grants the rings need.
 pub const CACHED_PAGES: usize = 96;
 

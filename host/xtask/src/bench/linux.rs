@@ -119,7 +119,21 @@ fn number_in(line: &str, after: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no number after {after:?} in {line:?}"))
 }
 
+/// [`measure_on`], with the machine's last lines in the error: a bench that
+/// stops says where its machine was.
 fn measure(
+    m: &Machine,
+    ports: [u16; 3],
+    com2: Option<&std::path::Path>,
+) -> Result<Figures, String> {
+    measure_on(m, ports, com2).map_err(|e| {
+        let lines = m.lines();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("{e}\n--- the machine's last lines ---\n{tail}")
+    })
+}
+
+fn measure_on(
     m: &Machine,
     ports: [u16; 3],
     com2: Option<&std::path::Path>,
