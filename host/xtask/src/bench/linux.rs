@@ -129,8 +129,27 @@ fn measure(
     measure_on(m, ports, com2).map_err(|e| {
         let lines = m.lines();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        format!("{e}\n--- the machine's last lines ---\n{tail}")
+        let state = com2.map(kernel_state).unwrap_or_default();
+        format!("{e}\n--- the machine's last lines ---\n{tail}{state}")
     })
+}
+
+/// The kernel's view of every domain, vCPU, run queue and HVM vCPU's exits
+/// (debug keys `q`, `r`, `x`), for a bench whose machine stopped progressing.
+fn kernel_state(com2: &std::path::Path) -> String {
+    let dump = || -> Result<Vec<String>, toolstack::Error> {
+        let mut c = toolstack::Client::connect(com2)?;
+        c.debug_keys("qrx")?;
+        std::thread::sleep(Duration::from_millis(500));
+        c.dmesg()
+    };
+    match dump() {
+        Ok(lines) => format!(
+            "\n--- the kernel's state (debug keys q r x) ---\n{}",
+            lines[lines.len().saturating_sub(150)..].join("\n")
+        ),
+        Err(e) => format!("\n(no kernel state: {e})"),
+    }
 }
 
 fn measure_on(
