@@ -278,9 +278,17 @@ pub(super) fn free_kib(sock: &Path) -> Result<u64, String> {
 }
 
 pub(super) fn toolstack(sock: &Path, args: &[&str]) -> Result<(i32, String), String> {
+    toolstack_with(&["--connect".as_ref(), sock.as_os_str()], args)
+}
+
+/// Runs the host `toolstack` command with `options` (how to connect) before
+/// `args`; returns (exit code, stdout + stderr).
+pub(super) fn toolstack_with(
+    options: &[&std::ffi::OsStr],
+    args: &[&str],
+) -> Result<(i32, String), String> {
     let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
-        .arg("--connect")
-        .arg(sock)
+        .args(options)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run toolstack: {e}"))?;

@@ -12,20 +12,16 @@ use std::time::Duration;
 
 /// Runs the host `toolstack` over the network; (exit code, stdout + stderr).
 fn net_toolstack(port: u16, key: &Path, args: &[&str]) -> Result<(i32, String), String> {
-    let out = std::process::Command::new(build::target_dir().join("debug/toolstack"))
-        .arg("--connect")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--key")
-        .arg(key)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run toolstack: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.code().unwrap_or(-1), text))
+    let connect = format!("tcp://127.0.0.1:{port}");
+    super::harness::toolstack_with(
+        &[
+            "--connect".as_ref(),
+            connect.as_ref(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ],
+        args,
+    )
 }
 
 /// The names `domain list` shows.
