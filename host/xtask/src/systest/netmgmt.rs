@@ -286,6 +286,18 @@ fn the_management_protocol_runs_over_tcp_for_authorised_clients(
 
     wrong_and_replayed_messages(port, &keys)?;
 
+    // A key file pinning another machine's key refuses this machine.
+    let (_, other_machine) = toolstack::network::generate_keypair();
+    let pinned_elsewhere = toolstack::network::Identity {
+        private: keys.client.private,
+        host: Some(other_machine),
+    };
+    match toolstack::Client::connect_tcp(&format!("127.0.0.1:{port}"), &pinned_elsewhere) {
+        Err(toolstack::Error::Connect(m)) if m.contains("not the one this key file expects") => {}
+        Err(e) => return Err(format!("a wrongly pinned machine: {e}")),
+        Ok(_) => return Err("a client pinning another machine's key was connected".into()),
+    }
+
     // 20 clients at once, each listing a few times.
     let expected = names(port, &key)?;
     let identity = keys.client.clone();
