@@ -160,6 +160,7 @@ fn fire_timers(k: &mut Kernel) -> Option<u64> {
     for at in due {
         let min = lifecycle::wake_base(k, at);
         let running = k.domain(at.dom).is_some_and(|d| d.life == Life::Running);
+        let hvm = k.domain(at.dom).is_some_and(|d| d.is_hvm());
         if let Some(v) = k.vcpu_mut(at) {
             v.timer_deadline = 0;
             // A timer wakes its vCPU even when no port is bound to the VIRQ,
@@ -177,6 +178,13 @@ fn fire_timers(k: &mut Kernel) -> Option<u64> {
                 }
             } else {
                 v.timer_fired = true;
+                // An HVM vCPU in guest mode elsewhere takes its APIC
+                // timer's interrupt at its next exit (`hvm::interrupts`):
+                // one is made now. Here, this interrupt made it.
+                let here = crate::domain::this_cpu();
+                if let Some(cpu) = v.loaded_on.filter(|&c| hvm && c != here) {
+                    crate::arch::smp::kick(cpu);
+                }
             }
         }
         events::raise_virq(k, at.dom, Virq::Timer);

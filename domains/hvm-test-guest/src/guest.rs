@@ -311,6 +311,7 @@ fn timer_checks() {
         "hvm-test: periodic timer: {} interrupts in all",
         TICKS.load(Ordering::SeqCst)
     );
+    short_sleeps(apic(0x32));
     say!(
         "hvm-test: isr after eoi: {:#x}",
         rdmsr(apic(0x12)).unwrap_or(99)
@@ -318,6 +319,43 @@ fn timer_checks() {
     say!(
         "hvm-test: write to the apic id: {}",
         ok(wrmsr(apic(0x02), 5))
+    );
+}
+
+/// Sleeps in TSC-deadline mode whose deadlines (0 to 100,000 TSC counts
+/// ahead) fall about when the guest reaches HLT: each must wake it. (A
+/// timer that came due while the guest ran, just before its HLT, once
+/// left Linux halted for ever.)
+fn short_sleeps(lvt_timer: u32) {
+    const SLEEPS: u64 = 1000;
+    let _ = wrmsr(lvt_timer, 2 << 17 | TIMER_VECTOR as u64);
+    let start = TICKS.load(Ordering::SeqCst);
+    for i in 0..SLEEPS {
+        let _ = wrmsr(0x6e0, rdtsc() + (i % 100) * 1_000);
+        halt_until(start + i + 1);
+    }
+    say!(
+        "hvm-test: {SLEEPS} short tsc-deadline sleeps woke hlt: {} interrupts",
+        TICKS.load(Ordering::SeqCst) - start
+    );
+    // Deadlines that pass while the guest runs with interrupts off, for
+    // from a fraction of the kernel's tick to more than one (its timer for
+    // this vCPU may then fire while the vCPU is not halted, with no exit
+    // of the vCPU after it), and only then `sti; hlt`.
+    const LATE: u64 = 60;
+    let start = TICKS.load(Ordering::SeqCst);
+    for i in 0..LATE {
+        let _ = wrmsr(0x6e0, rdtsc() + 100_000);
+        let until = rdtsc() + (i + 1) * 500_000;
+        while rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        halt_until(start + i + 1);
+    }
+    let _ = wrmsr(lvt_timer, 1 << 16);
+    say!(
+        "hvm-test: {LATE} sleeps that came due with interrupts off woke hlt: {} interrupts",
+        TICKS.load(Ordering::SeqCst) - start
     );
 }
 

@@ -71,6 +71,41 @@ fn exits(k: &Kernel) {
             at.vcpu,
             line
         );
+        // Its interrupt state, when no CPU holds it (a stalled guest's).
+        if let Some(h) = v.hvm.as_ref() {
+            hvm_state(k.id_of(at.dom), at.vcpu, v, h);
+        }
+    }
+}
+
+/// Why an HVM vCPU may not be taking interrupts: its APIC, the VMCB's
+/// interrupt fields, what waits outside its APIC, and its last exits.
+fn hvm_state(id: u32, vcpu: usize, v: &super::Vcpu, h: &crate::hvm::vcpu::HvmVcpu) {
+    use crate::arch::svm::off;
+    let extra = &h.state.get().extra;
+    kprintln!(
+        "debug-keys 'x': domain {id} vCPU {vcpu} {}; rip {:#x} rflags {:#x} int-state {:#x} event-inj {:#x} int-ctl {:#x} misc1 {:#x}; ipis {:x?} extint {:x?}; io waiting {}",
+        extra.lapic.summary(),
+        h.vmcb.read64(off::RIP),
+        h.vmcb.read64(off::RFLAGS),
+        h.vmcb.read64(off::INT_STATE),
+        h.vmcb.read64(off::EVENT_INJ),
+        h.vmcb.read32(off::INT_CTL),
+        h.vmcb.read32(off::INTERCEPT_MISC1),
+        v.ipis,
+        v.extint,
+        extra.waiting.is_some(),
+    );
+    for i in 0..extra.recent.len() {
+        let e = extra.recent[(extra.recent_next + i) % extra.recent.len()];
+        kprintln!(
+            "debug-keys 'x': domain {id} vCPU {vcpu} earlier exit {:#x} info1 {:#x} at rip {:#x} on CPU {} tsc {}",
+            e.code,
+            e.info1,
+            e.rip,
+            e.cpu,
+            e.tsc
+        );
     }
 }
 

@@ -112,16 +112,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             // It waits for an interrupt it can take: its timer's wakes it
             // (the kernel timer `interrupts::set_timer` keeps); with
             // interrupts off, nothing does, and it uses no CPU.
-            // What waits for it beyond its APIC: the device model's
-            // vectors and its other vCPUs' IPIs.
-            let waiting = k
-                .vcpu(at)
-                .is_some_and(|v| v.extint.iter().chain(v.ipis.iter()).any(|&w| w != 0));
-            if !interrupts::ready(s, waiting) {
-                if let Some(v) = k.vcpu_mut(at) {
-                    v.blocked = true;
-                }
-            }
+            interrupts::halt(k, at, s);
         }
         Exit::Io {
             port,

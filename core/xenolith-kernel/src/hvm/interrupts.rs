@@ -37,14 +37,41 @@ fn interruptible(s: &HvmVcpu) -> bool {
 /// Whether the guest has an interrupt it can take now (HLT then goes on):
 /// one its APIC has ready, or one `waiting` outside it (the device
 /// model's, another vCPU's IPI).
-pub fn ready(s: &HvmVcpu, waiting: bool) -> bool {
+fn ready(s: &HvmVcpu, waiting: bool) -> bool {
     let any = s.state.get().extra.lapic.pending().is_some() || waiting;
     s.vmcb.read64(off::RFLAGS) & IF != 0 && any
 }
 
+/// Fires its APIC timer if due (its vector into the request register) and
+/// has the vCPU's kernel timer follow the next expiry.
+fn poll_timer(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
+    let (now, tsc, hz) = clock();
+    let next = s.state.get_mut().extra.lapic.poll_timer(now, tsc, hz);
+    set_timer(k, at, next);
+}
+
+/// The guest executed HLT: it waits unless it has an interrupt it can
+/// take. Its APIC timer is looked at first: when it came due while the
+/// guest ran, the kernel timer that mirrors it has fired already (and
+/// found the vCPU not blocked, so it woke nothing); blocking without
+/// firing it would wait for ever.
+pub fn halt(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
+    poll_timer(k, at, s);
+    // What waits for it beyond its APIC: the device model's vectors and
+    // its other vCPUs' IPIs.
+    let waiting = k
+        .vcpu(at)
+        .is_some_and(|v| v.extint.iter().chain(v.ipis.iter()).any(|&w| w != 0));
+    if !ready(s, waiting) {
+        if let Some(v) = k.vcpu_mut(at) {
+            v.blocked = true;
+        }
+    }
+}
+
 /// Before a run: fire the timer if due, follow its next expiry, deliver.
 pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
-    let (now, tsc, hz) = clock();
+    poll_timer(k, at, s);
     let apic = &mut s.state.get_mut().extra.lapic;
     // IPIs its other vCPUs sent meanwhile.
     if let Some(v) = k.vcpu_mut(at) {
@@ -56,8 +83,6 @@ pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             }
         }
     }
-    let next = apic.poll_timer(now, tsc, hz);
-    set_timer(k, at, next);
     // What the device model's interrupt controller presents goes first
     // (it comes through LINT0, not the APIC's request register).
     let extint = k.vcpu(at).map_or([0; 4], |v| v.extint);

@@ -195,6 +195,22 @@ impl Lapic {
         self.isr[i] |= bit;
     }
 
+    /// Its interrupt state in one line, for debug key `x`: whether it is
+    /// enabled, TPR, the highest requested and in-service vectors, what
+    /// `pending` would give, and the timer's LVT and deadline.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            enabled: self.svr & SVR_ENABLED != 0,
+            tpr: self.tpr,
+            irr: Self::highest(&self.irr),
+            isr: Self::highest(&self.isr),
+            pending: self.pending(),
+            lvt_timer: self.lvt[0],
+            tsc_deadline: self.tsc_deadline,
+            expiry_ns: self.expiry_ns,
+        }
+    }
+
     fn eoi(&mut self) {
         if let Some(v) = Self::highest(&self.isr) {
             self.isr[v as usize / 32] &= !(1 << (v % 32));
@@ -396,6 +412,35 @@ impl Lapic {
             return Effect::None;
         }
         Effect::Ipi { dest, vector, kind }
+    }
+}
+
+/// A local APIC's interrupt state as debug key `x` prints it.
+pub struct Summary {
+    enabled: bool,
+    tpr: u32,
+    irr: Option<u8>,
+    isr: Option<u8>,
+    pending: Option<u8>,
+    lvt_timer: u32,
+    tsc_deadline: u64,
+    expiry_ns: u64,
+}
+
+impl core::fmt::Display for Summary {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "apic enabled {} tpr {:#x} irr {:?} isr {:?} pending {:?} lvt-timer {:#x} tsc-deadline {} expiry {} ns",
+            self.enabled,
+            self.tpr,
+            self.irr,
+            self.isr,
+            self.pending,
+            self.lvt_timer,
+            self.tsc_deadline,
+            self.expiry_ns
+        )
     }
 }
 

@@ -68,6 +68,7 @@ pub fn run(state: &mut HvmVcpu) {
     let exit = super::vcpu::RecentExit {
         code: state.vmcb.read64(off::EXIT_CODE),
         rip: state.vmcb.read64(off::RIP),
+        info1: state.vmcb.read64(off::EXIT_INFO1),
         cpu: cpu as u8,
         flushed: flush,
         tsc: crate::arch::cpu::rdtsc(),

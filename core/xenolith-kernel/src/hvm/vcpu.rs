@@ -80,6 +80,8 @@ pub struct Extra {
 pub struct RecentExit {
     pub code: u64,
     pub rip: u64,
+    /// What the exit named (EXITINFO1: a port access's port and size, ...).
+    pub info1: u64,
     /// The host CPU it ran on, and whether its TLB was flushed for the run.
     pub cpu: u8,
     pub flushed: bool,
