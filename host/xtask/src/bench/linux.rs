@@ -82,7 +82,7 @@ fn exits_now(client: &mut toolstack::Client) -> Result<Exits, String> {
     let line = log
         .iter()
         .rev()
-        .find(|l| l.contains("debug-keys 'x': domain"))
+        .find(|l| l.contains("debug-keys 'x': domain") && l.contains(" exits: "))
         .ok_or("no exit counts in the kernel log")?;
     let counts = line.split("exits: ").nth(1).unwrap_or("");
     Ok(counts
