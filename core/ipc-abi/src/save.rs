@@ -103,6 +103,21 @@ impl core::fmt::Display for SaveError {
     }
 }
 
+/// Whether the page at `va` (which the domain may write or not) holding
+/// `zero` bytes only or not is what a freshly created domain has there
+/// too, so a save file leaves it out: a read-only page of the image (the
+/// restore loads it from the image the file carries), or a zero page
+/// outside the image (a fresh domain's memory is zeroed). A writable
+/// image page always goes in: its data or BSS may have changed.
+pub fn fresh_page(va: u64, writable: bool, zero: bool) -> bool {
+    use crate::layout::{IMAGE_BASE, IMAGE_LIMIT};
+    if (IMAGE_BASE..IMAGE_LIMIT).contains(&va) {
+        !writable
+    } else {
+        zero
+    }
+}
+
 /// The file header (magic and version).
 pub fn file_header() -> [u8; FILE_HEADER_LEN] {
     let mut h = [0u8; FILE_HEADER_LEN];
@@ -362,6 +377,15 @@ pub fn check_file(bytes: &[u8]) -> Result<Summary, SaveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_save_leaves_out_read_only_image_pages_and_zero_pages_outside_the_image() {
+        use crate::layout::{HEAP_BASE, IMAGE_BASE};
+        assert!(fresh_page(IMAGE_BASE, false, false));
+        assert!(!fresh_page(IMAGE_BASE, true, true));
+        assert!(fresh_page(HEAP_BASE, true, true));
+        assert!(!fresh_page(HEAP_BASE, true, false));
+    }
     extern crate std;
     use std::vec::Vec;
 

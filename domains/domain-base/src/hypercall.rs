@@ -581,12 +581,21 @@ pub fn suspend() -> Result<u64> {
 
 /// Copies the first page of paused domain `dom`'s own memory at or above
 /// `from` into `page`; returns its address, plus 1 if the domain may write
-/// it (`Empty`: no more). Control domain only.
-pub fn domain_page_read(dom: DomainId, from: u64, page: &mut [u8; 4096]) -> Result<u64> {
+/// it (`Empty`: no more). With `skip_fresh`, pages a fresh domain would
+/// hold the same are passed over, and an answer with
+/// `PAGE_READ_GO_ON` set copied nothing and says where to go on from
+/// (`ipc_abi::hypercall`). Control domain only.
+pub fn domain_page_read(
+    dom: DomainId,
+    from: u64,
+    page: &mut [u8; 4096],
+    skip_fresh: bool,
+) -> Result<u64> {
     call(args::DomainPageRead {
         dom,
         from_va: from,
         buf: page.as_mut_ptr() as u64,
+        skip_fresh,
     })
 }
 

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use domain_config::DomainConfig;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::{VcpuContext, VcpuState};
-use domain_runtime::ipc_abi::layout::{IMAGE_BASE, IMAGE_LIMIT};
+use domain_runtime::ipc_abi::hypercall::{PAGE_READ_GO_ON, PAGE_READ_WRITABLE};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
 use domain_runtime::ipc_abi::save::{self, Checker, Record, IMAGE_PIECE, PAGE_BYTES};
 use domain_runtime::{println, DomainId};
@@ -60,8 +60,9 @@ pub struct Save {
     pub waiting: Option<(u32, u64)>,
     /// The file up to its pages: file header, header, image, registers, devices.
     prefix: Vec<u8>,
-    /// Pages and devices the file holds.
+    /// Pages and devices the file holds; the pages' addresses, rising.
     pub pages: u64,
+    wanted: Vec<u64>,
     devices: u32,
     /// A core dump rather than a save (every page goes in), and whether
     /// the domain ran before it was paused for it.
@@ -100,6 +101,7 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         waiting: Some((seq, domain_runtime::time::now_ns() + SUSPEND_TIMEOUT_NS)),
         prefix: Vec::new(),
         pages: 0,
+        wanted: Vec::new(),
         devices: 0,
         core: None,
     })
@@ -134,6 +136,7 @@ pub fn core(started: &[Started], domain: u32) -> Result<Save, String> {
         waiting: None,
         prefix: Vec::new(),
         pages: 0,
+        wanted: Vec::new(),
         devices: 0,
         core: Some(running),
     };
@@ -166,18 +169,6 @@ fn push(out: &mut Vec<u8>, record: &Record<'_>) {
     let mut buf = [0u8; save::RECORD_HEADER_LEN + save::RECORD_MAX];
     if let Some(n) = save::encode(record, &mut buf) {
         out.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Whether the page at `va` (and writable or not) goes into a save file:
-/// a read-only image page comes back from the image; a zero page outside
-/// the image is what a fresh domain has anyway. (A core has every page.)
-fn wanted(va: u64, writable: bool, page: &[u8; PAGE_BYTES]) -> bool {
-    let in_image = (IMAGE_BASE..IMAGE_LIMIT).contains(&va);
-    if in_image {
-        writable
-    } else {
-        page.iter().any(|&b| b != 0)
     }
 }
 
@@ -269,17 +260,10 @@ impl Save {
                 }
             }
         }
-        // Count the pages the file will hold (the domain is still: they stay).
-        let mut pages = 0;
-        let mut page = [0u8; PAGE_BYTES];
-        let mut from = 0;
-        while let Ok(at) = hc::domain_page_read(self.id, from, &mut page) {
-            let va = at & !1;
-            if self.core.is_some() || wanted(va, at & 1 == 1, &page) {
-                pages += 1;
-            }
-            from = va + PAGE_BYTES as u64;
-        }
+        // The pages the file will hold (the domain is still: they stay):
+        // a core has every page, a save what a fresh domain would not.
+        self.wanted = pages_to_keep(self.id, self.core.is_none())?;
+        let pages = self.wanted.len() as u64;
         self.prefix = out;
         self.pages = pages;
         self.devices = devices;
@@ -306,33 +290,49 @@ impl Save {
             out.extend_from_slice(&self.prefix[cursor as usize..end as usize]);
             return Ok((end, false));
         }
-        let mut from = cursor - prefix;
+        let first = (cursor - prefix) as usize;
         let mut page = [0u8; PAGE_BYTES];
-        let mut taken = 0;
-        while taken < PAGES_PER_READ {
-            match hc::domain_page_read(self.id, from, &mut page) {
-                Ok(at) => {
-                    let va = at & !1;
-                    if self.core.is_some() || wanted(va, at & 1 == 1, &page) {
-                        push(out, &Record::Page { va, data: &page });
-                        taken += 1;
-                    }
-                    from = va + PAGE_BYTES as u64;
-                }
-                Err(domain_runtime::ipc_abi::hypercall::Error::Empty) => {
-                    push(
-                        out,
-                        &Record::End {
-                            pages: self.pages,
-                            devices: self.devices,
-                        },
-                    );
-                    return Ok((u64::MAX, true));
-                }
-                Err(e) => return Err(format!("cannot read the domain's memory: {e}")),
+        for &va in self.wanted.iter().skip(first).take(PAGES_PER_READ) {
+            let at = hc::domain_page_read(self.id, va, &mut page, false)
+                .map_err(|e| format!("cannot read the domain's memory: {e}"))?;
+            if at & !PAGE_READ_WRITABLE != va {
+                return Err("the domain's memory changed during the save".into());
             }
+            push(out, &Record::Page { va, data: &page });
         }
-        Ok((prefix + from, false))
+        let next = first + PAGES_PER_READ;
+        if next < self.wanted.len() {
+            return Ok((prefix + next as u64, false));
+        }
+        push(
+            out,
+            &Record::End {
+                pages: self.pages,
+                devices: self.devices,
+            },
+        );
+        Ok((u64::MAX, true))
+    }
+}
+
+/// The addresses of domain `id`'s pages, rising: all of them, or with
+/// `skip_fresh` those a fresh domain would not hold the same (the kernel
+/// passes over the others: `save::fresh_page`).
+fn pages_to_keep(id: DomainId, skip_fresh: bool) -> Result<Vec<u64>, String> {
+    let mut pages = Vec::new();
+    let mut page = [0u8; PAGE_BYTES];
+    let mut from = 0;
+    loop {
+        match hc::domain_page_read(id, from, &mut page, skip_fresh) {
+            Ok(at) if at & PAGE_READ_GO_ON != 0 => from = at & !PAGE_READ_GO_ON,
+            Ok(at) => {
+                let va = at & !PAGE_READ_WRITABLE;
+                pages.push(va);
+                from = va + PAGE_BYTES as u64;
+            }
+            Err(domain_runtime::ipc_abi::hypercall::Error::Empty) => return Ok(pages),
+            Err(e) => return Err(format!("cannot read the domain's memory: {e}")),
+        }
     }
 }
 

@@ -255,11 +255,16 @@ hypercalls! {
     /// (`InvalidArgument` elsewhere): the domain's other vCPUs stop with it
     /// and go on, when restored, from where they were.
     Suspend = 56 {  }
-    /// `(dom, from_va, ptr)`: copy the first page of `dom`'s own memory
-    /// (image, heap, stack) at or above `from_va` into the caller's
-    /// 4096-byte buffer; returns the page's address, plus 1 if the domain
-    /// may write the page, or `Empty` when there is none. `dom` must be paused and off every CPU (control only).
-    DomainPageRead = 57 { dom: DomainId, from_va: u64, buf: u64 }
+    /// `(dom, from_va, ptr, skip_fresh)`: copy the first page of `dom`'s
+    /// own memory (image, heap, stack) at or above `from_va` into the
+    /// caller's 4096-byte buffer; returns the page's address, plus 1 if the
+    /// domain may write the page, or `Empty` when there is none. With
+    /// `skip_fresh`, pages a freshly created domain would hold the same are
+    /// passed over (`save::fresh_page`: what a save file leaves out);
+    /// having passed over `PAGE_READ_SCAN` pages without finding one it
+    /// copies nothing and returns where to go on from, plus 2. `dom`
+    /// must be paused and off every CPU (control only).
+    DomainPageRead = 57 { dom: DomainId, from_va: u64, buf: u64, skip_fresh: bool }
     /// `(dom, va, ptr)`: copy 4096 bytes from the caller into the page of a
     /// never-run domain's own memory at `va` (image, heap or stack; not the
     /// start info, whatever its rights for the domain) (control only).

@@ -23,6 +23,14 @@ pub const LOG_LINE_BUF: usize = LOG_LINE_MAX + 1;
 /// Most bytes one `ConsoleWrite` takes.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
+/// Most pages one `DomainPageRead` with `skip_fresh` passes over before
+/// it answers (so the kernel lock is not held for a whole domain's scan).
+pub const PAGE_READ_SCAN: u64 = 1024;
+/// `DomainPageRead`'s answer: bit 0, the domain may write the page; bit
+/// 1, no page was copied and the address is where to go on from.
+pub const PAGE_READ_WRITABLE: u64 = 1;
+pub const PAGE_READ_GO_ON: u64 = 2;
+
 /// Number of hypercall slots (numbers at or above are invalid).
 pub const HYPERCALL_LIMIT: u64 = 81;
 

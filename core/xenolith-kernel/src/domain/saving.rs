@@ -10,10 +10,13 @@
 
 use super::{lifecycle, Kernel, Life};
 use crate::domain::shared_pages::{read_frame, write_frame};
+use crate::frames::Frame;
 use crate::usermem;
 use ipc_abi::domain::VcpuContext;
-use ipc_abi::hypercall::Error;
+use ipc_abi::hypercall::{Error, PAGE_READ_GO_ON, PAGE_READ_SCAN, PAGE_READ_WRITABLE};
 use ipc_abi::layout::{HEAP_BASE, IMAGE_BASE, IMAGE_LIMIT, PAGE_SIZE, STACK_SIZE, STACK_TOP};
+use ipc_abi::save::fresh_page;
+use zerocopy::IntoBytes;
 
 /// The regions of a domain's own memory, in rising order: image, heap,
 /// stack; for an HVM guest, its RAM from guest-physical 0.
@@ -63,21 +66,50 @@ fn still(k: &Kernel, t: usize) -> Result<&super::Domain, Error> {
 }
 
 /// `DomainPageRead`: copies the first page of `t`'s memory at or above
-/// `from` into `caller`'s buffer at `ptr`; returns its address, plus 1 if
-/// the domain may write the page.
-pub fn page_read(k: &Kernel, caller: usize, t: usize, from: u64, ptr: u64) -> Result<u64, Error> {
+/// `from` into `caller`'s buffer at `ptr`; returns its address, plus
+/// `PAGE_READ_WRITABLE` if the domain may write the page. With
+/// `skip_fresh`, passes over pages a fresh domain would hold the same
+/// (`save::fresh_page`), at most `PAGE_READ_SCAN` of them: then it copies
+/// nothing and returns where to go on from, plus `PAGE_READ_GO_ON`.
+pub fn page_read(
+    k: &Kernel,
+    caller: usize,
+    t: usize,
+    from: u64,
+    ptr: u64,
+    skip_fresh: bool,
+) -> Result<u64, Error> {
     let d = still(k, t)?;
-    let found = regions(d)
-        .iter()
-        .filter(|&&(_, hi)| from < hi)
-        .find_map(|&(lo, hi)| d.space.next_owned(from.max(lo), hi));
-    let (va, frame) = found.ok_or(Error::Empty)?;
-    let writable = d.space.translate(va).is_some_and(|(_, w, _)| w);
-    let mut page = [0u8; PAGE_SIZE as usize];
-    read_frame(frame, 0, &mut page);
-    let c = k.domain(caller).ok_or(Error::NoSuchDomain)?;
-    usermem::copy_to(&c.space, ptr, &page)?;
-    Ok(va | writable as u64)
+    let mut at = from;
+    for _ in 0..PAGE_READ_SCAN {
+        let found = regions(d)
+            .iter()
+            .filter(|&&(_, hi)| at < hi)
+            .find_map(|&(lo, hi)| d.space.next_owned(at.max(lo), hi));
+        let (va, frame) = found.ok_or(Error::Empty)?;
+        let writable = d.space.translate(va).is_some_and(|(_, w, _)| w);
+        if skip_fresh && fresh_page(va, writable, frame_is_zero(frame)) {
+            at = va + PAGE_SIZE;
+            continue;
+        }
+        let mut page = [0u8; PAGE_SIZE as usize];
+        read_frame(frame, 0, &mut page);
+        let c = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+        usermem::copy_to(&c.space, ptr, &page)?;
+        return Ok(va | if writable { PAGE_READ_WRITABLE } else { 0 });
+    }
+    Ok(at | PAGE_READ_GO_ON)
+}
+
+/// Whether a frame holds only zero bytes (read a piece at a time).
+fn frame_is_zero(frame: Frame) -> bool {
+    let mut piece = [0u64; 64];
+    (0..PAGE_SIZE as usize)
+        .step_by(core::mem::size_of_val(&piece))
+        .all(|offset| {
+            read_frame(frame, offset, piece.as_mut_bytes());
+            piece.iter().all(|&w| w == 0)
+        })
 }
 
 /// `DomainPageWrite`: fills the page at `va` of never-run domain `t`'s own

@@ -161,7 +161,7 @@ pub fn vcpu_info(k: &mut Kernel, caller: usize, a: args::VcpuInfo) -> Result<u64
 
 pub fn page_read(k: &mut Kernel, caller: usize, a: args::DomainPageRead) -> Result<u64, Error> {
     let t = other(k, caller, a.dom)?;
-    saving::page_read(k, caller, t, a.from_va, a.buf)
+    saving::page_read(k, caller, t, a.from_va, a.buf, a.skip_fresh)
 }
 
 pub fn page_write(k: &mut Kernel, caller: usize, a: args::DomainPageWrite) -> Result<u64, Error> {
