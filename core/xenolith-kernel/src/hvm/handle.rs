@@ -28,6 +28,9 @@ fn skip(s: &mut HvmVcpu, e: Exit) {
         rip + exit::instruction_length(e)
     };
     s.vmcb.write64(off::RIP, next);
+    // The instruction ran: an STI's shadow over it is over too.
+    let state = s.vmcb.read64(off::INT_STATE);
+    s.vmcb.write64(off::INT_STATE, state & !1);
 }
 
 /// Gives the guest exception `vector` (with error code 0 for #GP) at the
