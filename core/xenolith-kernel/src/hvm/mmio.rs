@@ -58,13 +58,7 @@ pub fn access(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, gpa: u64) -> Result<
 
 /// Copies up to 15 bytes of the instruction at guest-virtual `rip` into
 /// `out`; returns how many could be read (fewer at an unmapped page).
-pub(super) fn fetch(
-    k: &Kernel,
-    at: VcpuRef,
-    s: &HvmVcpu,
-    rip: u64,
-    out: &mut [u8; 15],
-) -> usize {
+pub(super) fn fetch(k: &Kernel, at: VcpuRef, s: &HvmVcpu, rip: u64, out: &mut [u8; 15]) -> usize {
     let Some(d) = k.domain(at.dom) else {
         return 0;
     };
