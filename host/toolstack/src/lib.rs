@@ -160,6 +160,9 @@ pub struct Client {
     /// Bytes of image per upload frame.
     upload_chunk: usize,
     decoder: Box<Decoder>,
+    /// Bytes read from the channel that the decoder had no room for yet
+    /// (it holds one frame: several answers can come in one read).
+    unread: Vec<u8>,
     seq: u32,
 }
 
@@ -222,6 +225,7 @@ impl Client {
             window,
             upload_chunk,
             decoder: Box::new(Decoder::new()),
+            unread: Vec::new(),
             seq: 0,
         };
         // A client that went away mid-frame leaves the machine waiting for the
@@ -803,18 +807,26 @@ impl Client {
         let mut answers = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            while let Some(ev) = self.decoder.next_event() {
-                if let Event::Frame(h, p) = ev {
-                    if h.kind != KIND_ANSWER || h.seq != seq {
-                        continue;
+            // Whole frames first, then the bytes read before, as room allows.
+            loop {
+                while let Some(ev) = self.decoder.next_event() {
+                    if let Event::Frame(h, p) = ev {
+                        if h.kind != KIND_ANSWER || h.seq != seq {
+                            continue;
+                        }
+                        let a: Answer<'_> = messages::decode(p)
+                            .ok_or_else(|| Error::Channel("malformed answer".into()))?;
+                        let done = last(&a);
+                        answers.push(Owned::from(&a));
+                        if done {
+                            return Ok(answers);
+                        }
                     }
-                    let a: Answer<'_> = messages::decode(p)
-                        .ok_or_else(|| Error::Channel("malformed answer".into()))?;
-                    let done = last(&a);
-                    answers.push(Owned::from(&a));
-                    if done {
-                        return Ok(answers);
-                    }
+                }
+                let taken = self.decoder.push(&self.unread);
+                self.unread.drain(..taken);
+                if taken == 0 {
+                    break;
                 }
             }
             if Instant::now() > deadline {
@@ -822,16 +834,7 @@ impl Client {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(Error::Channel("closed by the machine".into())),
-                Ok(n) => {
-                    let mut rest = &buf[..n];
-                    while !rest.is_empty() {
-                        let taken = self.decoder.push(rest);
-                        rest = &rest[taken..];
-                        if taken == 0 {
-                            break;
-                        }
-                    }
-                }
+                Ok(n) => self.unread.extend_from_slice(&buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -910,5 +913,52 @@ mod tests {
         assert!(a.as_os_str().len() <= MAX_SOCKET_PATH);
         assert_eq!(a, socket_path(&long));
         assert_ne!(a, socket_path(&other));
+    }
+
+    /// Several answers of nearly a frame each in one read: none is lost
+    /// (the decoder holds one frame; the rest of a read waits its turn).
+    #[test]
+    fn answers_that_arrive_together_are_all_read() {
+        let (ours, mut machine) = UnixStream::pair().expect("a socket pair");
+        ours.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("a timeout");
+        let mut client = Client {
+            stream: Channel::Serial(ours),
+            window: 1,
+            upload_chunk: UPLOAD_CHUNK,
+            decoder: Box::new(Decoder::new()),
+            unread: Vec::new(),
+            seq: 0,
+        };
+        let data = vec![0x5a; 12 * 1024 + 300];
+        let mut wire = Vec::new();
+        for i in 0..8u64 {
+            let answer = Answer::SaveData {
+                cursor: i,
+                next: i + 1,
+                pages: 24,
+                done: i == 7,
+                data: &data,
+            };
+            let mut payload = vec![0u8; ipc_abi::mgmt::MAX_PAYLOAD];
+            let n = messages::encode(&answer, &mut payload).expect("an answer that fits");
+            let mut frame = vec![0u8; HEADER_LEN + n];
+            let header = FrameHeader {
+                kind: KIND_ANSWER,
+                flags: 0,
+                seq: 1,
+            };
+            let len = encode(header, &payload[..n], &mut frame).expect("a frame");
+            wire.extend_from_slice(&frame[..len]);
+        }
+        machine.write_all(&wire).expect("written");
+        let answers = client
+            .answers(
+                1,
+                |a| matches!(a, Answer::SaveData { done: true, .. }),
+                Duration::from_secs(2),
+            )
+            .expect("every answer");
+        assert_eq!(answers.len(), 8);
     }
 }

@@ -88,8 +88,16 @@ pub fn run() -> Result<(), String> {
             }
             Ok((median(saves), median(restores)))
         };
-        let (save_com2, restore_com2) = times(&mut com2)?;
-        let (save_tcp, restore_tcp) = times(&mut tcp)?;
+        // A bench that stops says where its machine was.
+        let last_lines = |e: String| {
+            let lines = m.lines();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            format!("{e}\n--- the machine's last lines ---\n{tail}")
+        };
+        let (save_com2, restore_com2) =
+            times(&mut com2).map_err(|e| last_lines(format!("COM2: {e}")))?;
+        let (save_tcp, restore_tcp) =
+            times(&mut tcp).map_err(|e| last_lines(format!("TCP: {e}")))?;
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
         println!(
             "| wrote {kib} KiB of its heap | {} KiB | {:.2} s | {:.2} s | {:.1} | {:.2} s | {:.2} s | {:.1} |",
