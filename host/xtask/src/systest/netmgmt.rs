@@ -334,32 +334,30 @@ fn the_management_protocol_runs_over_tcp_for_authorised_clients(
         r?;
     }
 
-    // A client killed mid-upload: no half-created domain.
+    // A client killed mid-upload: no half-created domain. The real command
+    // in a terminal, as a person runs it, killed once its progress bar
+    // shows the upload under way (the largest image a domain may have).
     let mut big = image.clone();
-    big.resize(8 << 20, 0);
+    big.resize(16 << 20, 0);
     std::fs::write(dir.join("huge"), &big).map_err(|e| e.to_string())?;
     let huge_cfg = dir.join("huge.cfg");
     std::fs::write(
         &huge_cfg,
-        "name = \"huge\"\nkernel = \"huge\"\nmemory = 12\n",
+        "name = \"huge\"\nkernel = \"huge\"\nmemory = 24\n",
     )
     .map_err(|e| e.to_string())?;
-    let mut child = std::process::Command::new(build::target_dir().join("debug/toolstack"))
-        .arg("--connect")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--key")
-        .arg(&key)
-        .args(["domain", "create", huge_cfg.to_str().unwrap_or("")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_millis(1500));
-    let finished_early = child.try_wait().map_err(|e| e.to_string())?;
-    child.kill().map_err(|e| e.to_string())?;
-    let _ = child.wait();
-    check(finished_early.is_none(), || {
-        format!("the 8 MiB upload was over before it could be interrupted: {finished_early:?}")
+    let line = format!(
+        "{} --connect tcp://127.0.0.1:{port} --key {} domain create {}",
+        build::target_dir().join("debug/toolstack").display(),
+        key.display(),
+        huge_cfg.display()
+    );
+    let terminal = crate::pty::Terminal::run(&line, &dir)?;
+    terminal.wait_for("uploading [", Duration::from_secs(60))?;
+    let shown = terminal.shown();
+    drop(terminal);
+    check(!shown.contains("100%"), || {
+        format!("the 16 MiB upload was over before it could be interrupted: {shown:?}")
     })?;
     let after = names(port, &key)?;
     check(!after.iter().any(|n| n == "huge"), || {
