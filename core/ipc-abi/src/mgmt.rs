@@ -28,6 +28,9 @@ pub const MGMT_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 20;
 /// Largest payload (an image is uploaded in chunks of at most this).
 pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// Largest domain image an upload (`domain create` with a local image)
+/// may send, and a save file carry: 16 MiB.
+pub const MAX_IMAGE: usize = 16 << 20;
 
 /// A frame's header fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -203,8 +203,8 @@ pub struct Checker {
 
 /// Most vCPUs a saved domain may have.
 pub const MAX_VCPUS: u32 = crate::domain::MAX_VCPUS;
-/// Largest image a save file may carry (16 MiB, as an upload).
-pub const MAX_IMAGE: u64 = 16 << 20;
+/// Largest image a save file may carry (as an upload).
+pub const MAX_IMAGE: u64 = crate::mgmt::MAX_IMAGE as u64;
 
 impl Default for Checker {
     fn default() -> Self {

@@ -27,9 +27,8 @@ const STUCK_NS: u64 = 1_000_000_000;
 /// (the client sends typed input between reads, so this bounds input delay).
 const CONSOLE_POLL_NS: u64 = 100_000_000;
 
-/// Largest image accepted by upload (16 MiB).
-const MAX_IMAGE: usize = 16 << 20;
 use domain_runtime::ipc_abi::domain::{DmaIsolation, HvmSupport};
+use domain_runtime::ipc_abi::mgmt::MAX_IMAGE;
 
 impl Session {
     pub(super) fn answer_owned(

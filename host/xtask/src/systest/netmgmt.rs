@@ -338,7 +338,7 @@ fn the_management_protocol_runs_over_tcp_for_authorised_clients(
     // in a terminal, as a person runs it, killed once its progress bar
     // shows the upload under way (the largest image a domain may have).
     let mut big = image.clone();
-    big.resize(16 << 20, 0);
+    big.resize(ipc_abi::mgmt::MAX_IMAGE, 0);
     std::fs::write(dir.join("huge"), &big).map_err(|e| e.to_string())?;
     let huge_cfg = dir.join("huge.cfg");
     std::fs::write(
