@@ -96,16 +96,8 @@ fn hvm_state(id: u32, vcpu: usize, v: &super::Vcpu, h: &crate::hvm::vcpu::HvmVcp
         v.extint,
         extra.waiting.is_some(),
     );
-    for i in 0..extra.recent.len() {
-        let e = extra.recent[(extra.recent_next + i) % extra.recent.len()];
-        kprintln!(
-            "debug-keys 'x': domain {id} vCPU {vcpu} earlier exit {:#x} info1 {:#x} at rip {:#x} on CPU {} tsc {}",
-            e.code,
-            e.info1,
-            e.rip,
-            e.cpu,
-            e.tsc
-        );
+    for e in extra.recent_exits() {
+        kprintln!("debug-keys 'x': domain {id} vCPU {vcpu} earlier exit {e}");
     }
 }
 

@@ -335,16 +335,8 @@ fn triple_fault_state(s: &HvmVcpu) {
         s.npt,
     );
     let extra = &s.state.get().extra;
-    for i in 0..extra.recent.len() {
-        let e = extra.recent[(extra.recent_next + i) % extra.recent.len()];
-        kprintln!(
-            "hvm: triple fault: earlier exit {:#x} at rip {:#x} on CPU {} (flushed {}) tsc {}",
-            e.code,
-            e.rip,
-            e.cpu,
-            e.flushed,
-            e.tsc
-        );
+    for e in extra.recent_exits() {
+        kprintln!("hvm: triple fault: earlier exit {e}");
     }
 }
 

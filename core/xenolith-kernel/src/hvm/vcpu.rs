@@ -88,6 +88,24 @@ pub struct RecentExit {
     pub tsc: u64,
 }
 
+impl Extra {
+    /// Its last exits, oldest first.
+    pub fn recent_exits(&self) -> impl Iterator<Item = RecentExit> + '_ {
+        let n = self.recent.len();
+        (0..n).map(move |i| self.recent[(self.recent_next + i) % n])
+    }
+}
+
+impl core::fmt::Display for RecentExit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:#x} info1 {:#x} at rip {:#x} on CPU {} (flushed {}) tsc {}",
+            self.code, self.info1, self.rip, self.cpu, self.flushed, self.tsc
+        )
+    }
+}
+
 /// An HVM vCPU's state: two frames of its own.
 pub struct HvmVcpu {
     pub vmcb: Vmcb,

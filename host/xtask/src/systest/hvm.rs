@@ -33,19 +33,27 @@ fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathB
     )
 }
 
+/// A managed machine of two CPUs with the HVM bundle `tar`: a guest's
+/// vCPU runs on the CPU that does not keep the kernel's timers
+/// (`default_affinity`), as on most machines.
+fn boot_two_cpus<'m>(
+    c: &Ctx,
+    tar: std::path::PathBuf,
+    slot: &'m mut Option<Machine>,
+) -> Result<(&'m mut Machine, std::path::PathBuf), String> {
+    c.machine()
+        .guests(&[])
+        .bundle(tar)
+        .qemu(|config| config.smp(2))
+        .boot_managed(slot)
+}
+
 fn an_hvm_guest_gets_exact_answers_to_each_exit_and_idles_in_hlt(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let tar = hvm_bundle(c, &[("hvm", "halt", "preserve")])?;
-    // Two CPUs: the guest's vCPU runs on the one that does not keep the
-    // kernel's timers (`default_affinity`), as on most machines.
-    let (m, sock) = c
-        .machine()
-        .guests(&[])
-        .bundle(tar)
-        .qemu(|config| config.smp(2))
-        .boot_managed(slot)?;
+    let (m, sock) = boot_two_cpus(c, tar, slot)?;
     expect_line(m, "hvm: AMD SVM with nested paging")?;
     for line in [
         "[1] hvm-test: in long mode",
@@ -172,12 +180,7 @@ fn seventy_hvm_guests_created_and_destroyed_give_back_every_frame_and_table_slot
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     let tar = hvm_bundle(c, &[])?;
-    let (m, sock) = c
-        .machine()
-        .guests(&[])
-        .bundle(tar)
-        .qemu(|config| config.smp(2))
-        .boot_managed(slot)?;
+    let (m, sock) = boot_two_cpus(c, tar, slot)?;
     let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
     let err = |e: toolstack::Error| e.to_string();
     let free_before = client.host_info().map_err(err)?.free_kib;
