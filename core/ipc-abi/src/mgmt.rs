@@ -310,13 +310,9 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 14;
+    pub const VERSION: u32 = 13;
     /// Most `SaveData` answers one `SaveRead` gets.
     pub const SAVE_READ_MAX: u32 = 16;
-    /// A `SaveRead` cursor meaning "where the session's last `SaveRead`
-    /// ended": a client may ask for the next pieces before the last ones
-    /// arrived, so reading and sending overlap.
-    pub const SAVE_CONTINUE: u64 = u64::MAX - 1;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).
@@ -500,9 +496,7 @@ pub mod messages {
         /// [`SAVE_READ_MAX`]), each going on from where the one before
         /// ended, the last one `done` or the `count`th (fewer round trips
         /// where they are slow). Asking again for the same cursor gives the
-        /// same bytes. [`SAVE_CONTINUE`] goes on from where the session's
-        /// last `SaveRead` of this save ended (an `Error` if that one was
-        /// `done`).
+        /// same bytes.
         SaveRead {
             domain: u32,
             cursor: u64,

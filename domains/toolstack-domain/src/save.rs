@@ -63,9 +63,6 @@ pub struct Save {
     /// Pages and devices the file holds; the pages' addresses, rising.
     pub pages: u64,
     wanted: Vec<u64>,
-    /// Where the last `SaveRead` ended, for one that continues it
-    /// (`None` before the first and after the file's end).
-    pub continue_at: Option<u64>,
     devices: u32,
     /// A core dump rather than a save (every page goes in), and whether
     /// the domain ran before it was paused for it.
@@ -105,7 +102,6 @@ pub fn begin(started: &mut Domains, domain: u32, seq: u32) -> Result<Save, Strin
         prefix: Vec::new(),
         pages: 0,
         wanted: Vec::new(),
-        continue_at: None,
         devices: 0,
         core: None,
     })
@@ -141,7 +137,6 @@ pub fn core(started: &[Started], domain: u32) -> Result<Save, String> {
         prefix: Vec::new(),
         pages: 0,
         wanted: Vec::new(),
-        continue_at: None,
         devices: 0,
         core: Some(running),
     };

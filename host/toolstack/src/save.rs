@@ -7,8 +7,8 @@
 //! file), and checking a file whole before a restore sends anything (a
 //! bad file creates nothing).
 
-use crate::{Client, Error, Owned, TIMEOUT};
-use ipc_abi::mgmt::messages::{Answer, Request, SAVE_CONTINUE, SAVE_READ_MAX};
+use crate::{Client, Error, Owned};
+use ipc_abi::mgmt::messages::{Answer, Request, SAVE_READ_MAX};
 use ipc_abi::save::{self, Record};
 use std::path::Path;
 use std::time::Duration;
@@ -82,29 +82,17 @@ impl Client {
         let mut file = Vec::new();
         let mut cursor = 0;
         let mut pages_seen = 0;
-        // Several pieces per request: each answer is one, the last is
-        // `done` or the `count`th. Over the network the next request goes
-        // out before this one is answered (`SAVE_CONTINUE`), so the machine
-        // reads the next pieces while these travel.
-        let count = SAVE_READ_MAX;
-        let ahead = self.window > 1;
-        let read = |cursor| Request::SaveRead {
-            domain,
-            cursor,
-            count,
-        };
-        let mut waiting = std::collections::VecDeque::new();
-        waiting.push_back(self.send_request(&read(0))?);
         loop {
-            if ahead && waiting.len() < 2 {
-                waiting.push_back(self.send_request(&read(SAVE_CONTINUE))?);
-            }
-            let Some(seq) = waiting.pop_front() else {
-                return Err(Error::Channel("no read in flight".into()));
-            };
+            // Several pieces per request: each answer is one, the last is
+            // `done` or the `count`th.
+            let count = SAVE_READ_MAX;
             let seen = std::cell::Cell::new(0);
-            let answers = self.answers(
-                seq,
+            let answers = self.call(
+                &Request::SaveRead {
+                    domain,
+                    cursor,
+                    count,
+                },
                 |a| {
                     seen.set(seen.get() + 1);
                     matches!(
@@ -112,7 +100,6 @@ impl Client {
                         Answer::SaveData { done: true, .. } | Answer::Error { .. }
                     ) || seen.get() == count
                 },
-                TIMEOUT,
             )?;
             for answer in answers {
                 let (next, pages, done, data) = match answer {
@@ -133,9 +120,6 @@ impl Client {
                     return Ok(file);
                 }
                 cursor = next;
-            }
-            if !ahead {
-                waiting.push_back(self.send_request(&read(cursor))?);
             }
         }
     }

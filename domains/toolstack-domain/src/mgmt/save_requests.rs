@@ -12,7 +12,7 @@ use crate::save::{Restore, Save};
 extern crate alloc;
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::mgmt::messages::{Answer, SAVE_CONTINUE, SAVE_READ_MAX};
+use domain_runtime::ipc_abi::mgmt::messages::{Answer, SAVE_READ_MAX};
 use domain_runtime::{println, DomainId};
 
 /// Domains whose save was given up on or cancelled: unpaused if they
@@ -119,23 +119,8 @@ impl Session {
             .filter(|s| s.waiting.is_none() && (s.id.0 == domain || s.id.index() as u32 == domain))
     }
 
-    /// Up to `count` pieces of the file from `cursor` on (`SAVE_CONTINUE`:
-    /// from where the last read ended), each its own answer.
+    /// Up to `count` pieces of the file from `cursor` on, each its own answer.
     pub(super) fn save_read(&mut self, seq: u32, domain: u32, mut cursor: u64, count: u32) {
-        if cursor == SAVE_CONTINUE {
-            match self.save_of(domain).map(|s| s.continue_at) {
-                Some(Some(at)) => cursor = at,
-                Some(None) => {
-                    return self.send(
-                        seq,
-                        &Answer::Error {
-                            message: "no read of this save to continue",
-                        },
-                    )
-                }
-                None => return self.send(seq, &NO_SAVE),
-            }
-        }
         let mut data = Vec::with_capacity(16 * 1024);
         for _ in 0..count.clamp(1, SAVE_READ_MAX) {
             let Some(save) = self.save_of(domain) else {
@@ -155,21 +140,13 @@ impl Session {
                             data: &data,
                         },
                     );
-                    cursor = next;
                     if done {
-                        return self.continue_save_at(None);
+                        return;
                     }
+                    cursor = next;
                 }
                 Err(message) => return self.send(seq, &Answer::Error { message: &message }),
             }
-        }
-        self.continue_save_at(Some(cursor));
-    }
-
-    /// Where a `SaveRead` with `SAVE_CONTINUE` goes on from.
-    fn continue_save_at(&mut self, at: Option<u64>) {
-        if let Some(save) = self.save.as_mut() {
-            save.continue_at = at;
         }
     }
 
