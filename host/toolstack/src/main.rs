@@ -269,7 +269,8 @@ enum HostVerb {
     Dmesg,
     /// Have the kernel dump its state to its log, one key per character:
     /// h (the keys), q (domains), r (run queue), e (event channels), g (grants),
-    /// i (kernel image), d (DMA), k (kernel stacks' deepest use).
+    /// i (kernel image), d (DMA), k (kernel stacks' deepest use), x (each
+    /// HVM vCPU's exits by kind, and a halted one's APIC and last exits).
     DebugKeys { keys: String },
     /// The kernel's trace buffers (boot with tbuf_size=N), decoded: what
     /// the kernel did, with timestamps and domain names.

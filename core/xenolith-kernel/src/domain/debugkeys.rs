@@ -33,7 +33,7 @@ const KEYS: [(u8, &str); 9] = [
     ),
     (
         b'x',
-        "HVM exits: each HVM vCPU's exits since it was created, by kind",
+        "HVM exits: each HVM vCPU's exits since it was created, by kind; one not on a CPU: its APIC, interrupt state and last exits",
     ),
 ];
 
