@@ -1,7 +1,9 @@
 //! Interrupts into an HVM vCPU: its local APIC's timer fired at each entry
-//! when due and mirrored into the vCPU's kernel timer (which wakes it from
-//! HLT), and the vector its APIC has ready injected when the guest can take
-//! it, or an exit asked for as soon as it can (the interrupt window).
+//! and at each HLT when due, and mirrored into the vCPU's kernel timer
+//! (which wakes it from HLT); whether a HLT waits; and the vector its APIC
+//! has ready injected when the guest can take it (past a HLT it would
+//! return to), or an exit asked for as soon as it can (the interrupt
+//! window).
 
 use super::vcpu::HvmVcpu;
 use crate::arch::svm::off;
