@@ -310,9 +310,9 @@ pub mod messages {
     use serde::{Deserialize, Serialize};
 
     /// Version of the messages.
-    pub const VERSION: u32 = 14;
+    pub const VERSION: u32 = 13;
     /// Most `SaveData` answers one `SaveRead` gets.
-    pub const SAVE_READ_MAX: u32 = 64;
+    pub const SAVE_READ_MAX: u32 = 16;
     /// Frame kind of a request (host → toolstack domain).
     pub const KIND_REQUEST: u8 = 1;
     /// Frame kind of an answer (toolstack domain → host).

@@ -159,8 +159,6 @@ pub struct Client {
     window: usize,
     /// Bytes of image per upload frame.
     upload_chunk: usize,
-    /// Pieces of a save file asked for at once.
-    save_pieces: u32,
     decoder: Box<Decoder>,
     /// Bytes read from the channel that the decoder had no room for yet
     /// (it holds one frame: several answers can come in one read).
@@ -176,10 +174,6 @@ const NETWORK_UPLOAD_CHUNK: usize = ipc_abi::mgmt::MAX_PAYLOAD - 256;
 /// Upload and restore frames in flight over the network (COM2 takes one
 /// at a time: its 16-byte FIFO and domain 0's reading are the pace there).
 const NETWORK_WINDOW: usize = 8;
-/// Pieces of a save file one `SaveRead` asks for over COM2 (over the
-/// network: `SAVE_READ_MAX`, fewer round trips; over COM2 so many would
-/// hold domain 0 for seconds while they drain).
-const SERIAL_SAVE_PIECES: u32 = 16;
 /// How long an answer may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one Hello waits (longer than the machine's resynchronisation gap).
@@ -222,19 +216,14 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| Error::Channel(e.to_string()))?;
-        let (window, upload_chunk, save_pieces) = match stream {
-            Channel::Serial(_) => (1, UPLOAD_CHUNK, SERIAL_SAVE_PIECES),
-            Channel::Network(_) => (
-                NETWORK_WINDOW,
-                NETWORK_UPLOAD_CHUNK,
-                ipc_abi::mgmt::messages::SAVE_READ_MAX,
-            ),
+        let (window, upload_chunk) = match stream {
+            Channel::Serial(_) => (1, UPLOAD_CHUNK),
+            Channel::Network(_) => (NETWORK_WINDOW, NETWORK_UPLOAD_CHUNK),
         };
         let mut c = Client {
             stream,
             window,
             upload_chunk,
-            save_pieces,
             decoder: Box::new(Decoder::new()),
             unread: Vec::new(),
             seq: 0,
@@ -937,7 +926,6 @@ mod tests {
             stream: Channel::Serial(ours),
             window: 1,
             upload_chunk: UPLOAD_CHUNK,
-            save_pieces: SERIAL_SAVE_PIECES,
             decoder: Box::new(Decoder::new()),
             unread: Vec::new(),
             seq: 0,

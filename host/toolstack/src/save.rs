@@ -85,7 +85,7 @@ impl Client {
         loop {
             // Several pieces per request: each answer is one, the last is
             // `done` or the `count`th.
-            let count = self.save_pieces.min(SAVE_READ_MAX);
+            let count = SAVE_READ_MAX;
             let seen = std::cell::Cell::new(0);
             let answers = self.call(
                 &Request::SaveRead {

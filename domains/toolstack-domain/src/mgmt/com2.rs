@@ -94,7 +94,6 @@ impl Com2 {
                 self.last_rx_ns = now;
             }
             self.session.feed(&chunk[..n], started, viewer);
-            self.session.pump(u32::MAX);
             self.flush();
             if n < chunk.len() {
                 // In the middle of a frame the rest is usually on its way:

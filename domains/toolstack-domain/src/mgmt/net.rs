@@ -36,9 +36,6 @@ pub const MAX_CLIENTS: usize = 24;
 /// save's pieces go out at the pace of the acknowledgements; 64 KiB held
 /// a save of 4 MiB to 1.07 s, 256 KiB 0.69 s; 512 KiB did no better).
 const SOCKET_TX_BUFFER: usize = 256 * 1024;
-/// Bytes of a save's pieces kept queued for the socket: more are made as
-/// it sends these (a piece is about 12 KiB).
-const SAVE_AHEAD: usize = 96 * 1024;
 /// Encrypted answers a client may leave unread before it is dropped.
 const MAX_BACKLOG: usize = 1 << 20;
 /// A client that has not finished its handshake this long after it
@@ -389,28 +386,21 @@ impl NetChannel {
     }
 }
 
-/// Encrypts what the session owes and gives the socket what it takes,
-/// making more pieces of a save while the socket is short of them; false
-/// if the client reads too little (it is dropped).
+/// Encrypts what the session owes and gives the socket what it takes;
+/// false if the client reads too little (it is dropped).
 fn flush(link: &mut Link, socket: &mut tcp::Socket<'_>) -> bool {
-    loop {
-        if link.session.output_len() > 0 {
-            let plain = link.session.take_output();
-            if link.secure.send(&plain, &mut link.wire_out).is_err() {
-                return false;
-            }
+    if link.session.output_len() > 0 {
+        let plain = link.session.take_output();
+        if link.secure.send(&plain, &mut link.wire_out).is_err() {
+            return false;
         }
-        if !link.wire_out.is_empty() && socket.can_send() {
-            if let Ok(n) = socket.send_slice(&link.wire_out) {
-                link.wire_out.drain(..n);
-            }
-        }
-        let queued = link.wire_out.len() + socket.send_queue();
-        if !link.session.reading() || queued >= SAVE_AHEAD {
-            return link.wire_out.len() <= MAX_BACKLOG;
-        }
-        link.session.pump(1);
     }
+    if !link.wire_out.is_empty() && socket.can_send() {
+        if let Ok(n) = socket.send_slice(&link.wire_out) {
+            link.wire_out.drain(..n);
+        }
+    }
+    link.wire_out.len() <= MAX_BACKLOG
 }
 
 /// Says why a client was refused, once per unauthorised key.

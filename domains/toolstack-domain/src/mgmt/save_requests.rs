@@ -6,7 +6,7 @@
 //! (run on if they suspend after all, whichever session gave up), and
 //! turning each step's outcome into an answer.
 
-use super::session::{SaveReading, Session};
+use super::session::Session;
 use super::Started_;
 use crate::save::{Restore, Save};
 extern crate alloc;
@@ -119,57 +119,33 @@ impl Session {
             .filter(|s| s.waiting.is_none() && (s.id.0 == domain || s.id.index() as u32 == domain))
     }
 
-    /// Up to `count` pieces of the file from `cursor` on, each its own
-    /// answer, made as the channel takes them (`pump`).
-    pub(super) fn save_read(&mut self, seq: u32, domain: u32, cursor: u64, count: u32) {
-        self.reading = Some(SaveReading {
-            seq,
-            domain,
-            cursor,
-            left: count.clamp(1, SAVE_READ_MAX),
-        });
-    }
-
-    /// Whether pieces of a `SaveRead` are still owed.
-    pub fn reading(&self) -> bool {
-        self.reading.is_some()
-    }
-
-    /// Makes up to `pieces` more pieces of the `SaveRead` under way (COM2
-    /// takes them all at once; TCP as its socket has room, so reading the
-    /// domain's pages and sending the pieces before overlap).
-    pub fn pump(&mut self, pieces: u32) {
+    /// Up to `count` pieces of the file from `cursor` on, each its own answer.
+    pub(super) fn save_read(&mut self, seq: u32, domain: u32, mut cursor: u64, count: u32) {
         let mut data = Vec::with_capacity(16 * 1024);
-        for _ in 0..pieces {
-            let Some(r) = self.reading else { return };
-            let Some(save) = self.save_of(r.domain) else {
-                self.reading = None;
-                return self.send(r.seq, &NO_SAVE);
+        for _ in 0..count.clamp(1, SAVE_READ_MAX) {
+            let Some(save) = self.save_of(domain) else {
+                return self.send(seq, &NO_SAVE);
             };
             let pages = save.pages;
             data.clear();
-            match save.read(r.cursor, &mut data) {
+            match save.read(cursor, &mut data) {
                 Ok((next, done)) => {
                     self.send(
-                        r.seq,
+                        seq,
                         &Answer::SaveData {
-                            cursor: r.cursor,
+                            cursor,
                             next,
                             pages,
                             done,
                             data: &data,
                         },
                     );
-                    self.reading = (!done && r.left > 1).then_some(SaveReading {
-                        cursor: next,
-                        left: r.left - 1,
-                        ..r
-                    });
+                    if done {
+                        return;
+                    }
+                    cursor = next;
                 }
-                Err(message) => {
-                    self.reading = None;
-                    return self.send(r.seq, &Answer::Error { message: &message });
-                }
+                Err(message) => return self.send(seq, &Answer::Error { message: &message }),
             }
         }
     }

@@ -41,19 +41,6 @@ pub struct Session {
     frame: Vec<u8>,
     /// Framed answers not yet sent.
     out: Vec<u8>,
-    /// A `SaveRead` whose pieces are still to come (its channel has them
-    /// made as it can send them: `pump`).
-    pub(super) reading: Option<SaveReading>,
-}
-
-/// A `SaveRead` under way: its answers' sequence number, the save's
-/// domain, where the next piece starts and how many are still owed.
-#[derive(Clone, Copy)]
-pub(super) struct SaveReading {
-    pub(super) seq: u32,
-    pub(super) domain: u32,
-    pub(super) cursor: u64,
-    pub(super) left: u32,
 }
 
 /// A `ConsoleRead` in progress.
@@ -82,7 +69,6 @@ impl Session {
             payload: alloc::vec![0; ANSWER_MAX],
             frame: alloc::vec![0; HEADER_LEN + ANSWER_MAX],
             out: Vec::new(),
-            reading: None,
         }
     }
 
