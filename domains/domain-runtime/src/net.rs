@@ -54,6 +54,10 @@ pub struct TxSide {
     pub notified: u64,
     /// The backend was given up on: nothing goes out any more.
     dead: bool,
+    /// Frames are put in the ring but not shown to the backend until
+    /// [`TxSide::flush`] (a batch: one notification and one wake-up of
+    /// the backend for all of them, not one each).
+    held: bool,
 }
 
 /// Grants an interface's two rings (transmit, then receive) to a backend
@@ -203,6 +207,7 @@ impl NetFront {
                 refused: 0,
                 notified: 0,
                 dead: false,
+                held: false,
             },
             rx: RxSide {
                 front: rx_front,
@@ -425,12 +430,31 @@ impl TxSide {
             let _ = self.free.push(page);
             return Err(SendError::Ring);
         }
+        if !self.held {
+            self.publish();
+        }
+        self.sent += 1;
+        Ok(out)
+    }
+
+    /// Frames sent from now on wait in the ring, unseen by the backend,
+    /// until [`TxSide::flush`]: a burst costs the backend one wake-up.
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Shows the backend every frame sent since [`TxSide::hold`] (and
+    /// notifies it if it asked), and sends at once again from now on.
+    pub fn flush(&mut self) {
+        self.held = false;
+        self.publish();
+    }
+
+    fn publish(&mut self) {
         if self.front.publish() {
             let _ = hc::event_send(self.port);
             self.notified += 1;
         }
-        self.sent += 1;
-        Ok(out)
     }
 
     /// Pushes `r` as it is, unchecked, and notifies: for tools and tests

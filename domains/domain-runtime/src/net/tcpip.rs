@@ -9,7 +9,7 @@ extern crate alloc;
 use super::{NetFront, TxSide, TX_PAGES};
 use alloc::vec::Vec;
 use ipc_abi::hypercall::{Error, Result};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
@@ -71,6 +71,15 @@ impl Device for NetFront {
         c
     }
 }
+
+/// Extra egress passes a poll makes (each sends at most one segment per
+/// socket): a burst fills every transmit page.
+const EGRESS_ROUNDS: usize = 2 * TX_PAGES;
+
+/// With every transmit page in flight, the longest a stack waits for the
+/// backend's answer before looking again (the answer's event comes first
+/// unless the backend is gone).
+pub const TX_FULL_RECHECK_NS: u64 = 1_000_000;
 
 /// smoltcp's clock: the domain's.
 pub fn now() -> Instant {
@@ -166,7 +175,19 @@ impl Stack {
     /// a restarted backend.
     pub fn poll(&mut self) {
         let _ = self.dev.follow_restart();
-        self.iface.poll(now(), &mut self.dev, &mut self.sockets);
+        // smoltcp sends at most one segment per socket a poll: ask again
+        // while it sends and a transmit page is free, and hand the backend
+        // the whole burst at once (one wake-up, not one per segment).
+        self.dev.tx.hold();
+        let t = now();
+        let mut sent = self.iface.poll(t, &mut self.dev, &mut self.sockets);
+        for _ in 0..EGRESS_ROUNDS {
+            if sent == PollResult::None || !self.dev.tx.can_send() {
+                break;
+            }
+            sent = self.iface.poll_egress(t, &mut self.dev, &mut self.sockets);
+        }
+        self.dev.tx.flush();
         let Some(h) = self.dhcp else { return };
         let event = self
             .sockets
@@ -189,12 +210,25 @@ impl Stack {
         }
     }
 
-    /// Blocks until a frame arrives or smoltcp's next timer is due (at most `max_ns`).
-    pub fn wait(&mut self, max_ns: u64) {
+    /// How long until smoltcp next needs a poll (ns), if it has a timer.
+    /// While every transmit page is in flight, "at once" (a socket has
+    /// more to send) means when the backend answers, which wakes us: the
+    /// delay is then at least [`TX_FULL_RECHECK_NS`], not a loop of
+    /// wake-ups that takes the CPU from the backend we wait for.
+    pub fn poll_delay_ns(&mut self) -> Option<u64> {
         let delay = self
             .iface
             .poll_delay(now(), &self.sockets)
-            .map_or(max_ns, |d| (d.total_micros() * 1000).min(max_ns));
+            .map(|d| d.total_micros() * 1000)?;
+        if delay < TX_FULL_RECHECK_NS && !self.dev.tx.can_send() {
+            return Some(TX_FULL_RECHECK_NS);
+        }
+        Some(delay)
+    }
+
+    /// Blocks until a frame arrives or smoltcp's next timer is due (at most `max_ns`).
+    pub fn wait(&mut self, max_ns: u64) {
+        let delay = self.poll_delay_ns().map_or(max_ns, |d| d.min(max_ns));
         if delay == 0 {
             return;
         }

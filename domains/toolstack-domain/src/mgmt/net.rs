@@ -22,7 +22,7 @@ use domain_runtime::ipc_abi::hypercall::{Error, Result};
 use domain_runtime::ipc_abi::mgmt_net::{self, Endpoint, Key, KeyText};
 use domain_runtime::ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
 use domain_runtime::ipc_abi::proto::net::{NetConnect, NET_VERSION};
-use domain_runtime::net::tcpip::{now, Stack};
+use domain_runtime::net::tcpip::Stack;
 use domain_runtime::net::{NetFront, Shape};
 use domain_runtime::ring::{Grefs, RingPages};
 use domain_runtime::{println, DomainId};
@@ -370,9 +370,8 @@ impl NetChannel {
     pub fn deadline(&mut self) -> Option<u64> {
         let stack = self.stack.as_mut()?;
         let tcp = stack
-            .iface
-            .poll_delay(now(), &stack.sockets)
-            .map(|d| domain_runtime::time::now_ns() + d.total_micros() * 1000);
+            .poll_delay_ns()
+            .map(|d| domain_runtime::time::now_ns() + d);
         let sessions = self
             .clients
             .iter()
