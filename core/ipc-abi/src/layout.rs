@@ -26,7 +26,10 @@ pub const HEAP_BASE: u64 = 0x10_0000_0000;
 pub const DEVICE_WINDOW: u64 = 0x5000_0000_0000;
 /// Size of the device window.
 pub const DEVICE_WINDOW_SIZE: u64 = 1 << 30;
-/// Where a driver domain's DMA pages are mapped (`DomainAddDma`).
+/// Where a driver domain's DMA pages are mapped (`DomainAddDma`). The
+/// window is contiguous to its devices too: byte N of it is at device
+/// address `DmaPhys(DMA_WINDOW) + N` (the kernel keeps this with and
+/// without an IOMMU), so a driver asks once.
 pub const DMA_WINDOW: u64 = 0x5800_0000_0000;
 /// Most DMA pages a domain may have (64 MiB).
 pub const DMA_MAX_PAGES: u64 = 16 * 1024;

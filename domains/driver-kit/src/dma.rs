@@ -22,6 +22,11 @@ impl Pool {
         }
     }
 
+    /// Pages of the window it hands out.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
     /// Takes the lowest run of `count` free pages; returns the first page's index.
     pub fn take(&mut self, count: usize) -> Option<usize> {
         if count == 0 || count > self.pages {

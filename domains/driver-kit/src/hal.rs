@@ -29,17 +29,23 @@ pub struct MappedBar {
 struct State {
     pool: Pool,
     bars: heapless::Vec<MappedBar, 6>,
+    /// The device address of the window's first byte, once asked: the
+    /// window is contiguous to the device (`ipc_abi::layout`), so every
+    /// other address in it follows without a hypercall per buffer.
+    window_base: Option<u64>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     pool: Pool::new(0),
     bars: heapless::Vec::new(),
+    window_base: None,
 });
 
 /// Sets the DMA window's size and the BARs; before the driver starts.
 pub fn init(dma_pages: usize, bars: &[MappedBar]) {
     let mut s = STATE.lock();
     s.pool = Pool::new(dma_pages);
+    s.window_base = None;
     s.bars.clear();
     for b in bars {
         let _ = s.bars.push(*b);
@@ -91,8 +97,22 @@ fn va_of_page(page: usize) -> u64 {
 }
 
 fn phys(va: u64) -> u64 {
-    // The window is ours for life and the kernel answers for any address in it.
-    hc::dma_phys(va).expect("an address in the DMA window")
+    // The window is ours for life and the kernel answers for any address
+    // in it; it is contiguous to the device, so one answer serves all.
+    let ask = |va| hc::dma_phys(va).expect("an address in the DMA window");
+    let (pages, cached) = {
+        let s = STATE.lock();
+        (s.pool.pages(), s.window_base)
+    };
+    if !(DMA_WINDOW..va_of_page(pages)).contains(&va) {
+        return ask(va);
+    }
+    let base = cached.unwrap_or_else(|| {
+        let base = ask(DMA_WINDOW);
+        STATE.lock().window_base = Some(base);
+        base
+    });
+    base + (va - DMA_WINDOW)
 }
 
 /// The physical address of a byte of the DMA window (from [`dma_buffer`]).
