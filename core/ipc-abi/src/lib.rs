@@ -8,7 +8,8 @@
 //! carried on rings: console, block, network and control ([`proto`]); the
 //! layout of kernel trace reads ([`trace`]); what an HVM guest sees ([`hvm`]); the save file ([`save`]); the management
 //! protocol's network form ([`mgmt_net`]); the
-//! serial ports everyone agrees on ([`pc`]); the words a domain finds on its
+//! serial ports everyone agrees on ([`pc`]); how a message's byte strings are
+//! written ([`byte_field`]); the words a domain finds on its
 //! command line ([`launch`]).
 //!
 //! Everything here is `#[repr(C)]` or a plain integer with compile-time size
@@ -17,6 +18,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod byte_field;
 pub mod domain;
 pub mod hvm;
 pub mod hypercall;

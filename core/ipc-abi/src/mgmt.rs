@@ -348,6 +348,7 @@ pub mod messages {
         /// The next piece of the image, at `offset`.
         Upload {
             offset: u32,
+            #[serde(serialize_with = "crate::byte_field::write")]
             data: &'a [u8],
         },
         /// Creates the domain; answered `Created`.
@@ -379,6 +380,7 @@ pub mod messages {
         /// Bytes typed into a domain's console: answered `Ok`.
         ConsoleWrite {
             domain: u32,
+            #[serde(serialize_with = "crate::byte_field::write")]
             data: &'a [u8],
         },
         /// Crash a domain as if it had faulted (fault injection): its
@@ -530,6 +532,7 @@ pub mod messages {
         /// records, file header excluded): answered `Ok`, or `Error` (the
         /// restore is then abandoned and nothing of it is left).
         RestoreData {
+            #[serde(serialize_with = "crate::byte_field::write")]
             data: &'a [u8],
         },
         /// Every record has come: the restored domain runs on (`paused`:
@@ -819,6 +822,7 @@ pub mod messages {
             next: u64,
             pages: u64,
             done: bool,
+            #[serde(serialize_with = "crate::byte_field::write")]
             data: &'a [u8],
         },
         Ok,
@@ -840,6 +844,51 @@ pub mod messages {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn byte_strings_are_written_as_a_slice_of_bytes_would_be() {
+            // The wire format of a byte field is serde's for any slice:
+            // postcard's length, then each byte.
+            #[derive(Serialize)]
+            struct AsSequence<'a> {
+                cursor: u64,
+                next: u64,
+                pages: u64,
+                done: bool,
+                data: &'a [u8],
+            }
+            let data: [u8; 300] = core::array::from_fn(|i| i as u8);
+            let (mut fast, mut slow) = ([0u8; 512], [0u8; 512]);
+            let n = encode(
+                &Answer::SaveData {
+                    cursor: 1,
+                    next: 2,
+                    pages: 3,
+                    done: true,
+                    data: &data,
+                },
+                &mut fast,
+            )
+            .unwrap();
+            let m = postcard::to_slice(
+                &AsSequence {
+                    cursor: 1,
+                    next: 2,
+                    pages: 3,
+                    done: true,
+                    data: &data,
+                },
+                &mut slow,
+            )
+            .unwrap()
+            .len();
+            // The answer is its variant's index (one byte) and then the same.
+            assert_eq!((n, &fast[1..n]), (m + 1, &slow[..m]));
+            match decode::<Answer>(&fast[..n]) {
+                Some(Answer::SaveData { data: d, .. }) => assert_eq!(d, &data[..]),
+                other => panic!("{other:?}"),
+            }
+        }
 
         #[test]
         fn messages_round_trip_and_garbage_is_refused() {

@@ -53,7 +53,10 @@ pub enum Record<'a> {
         boot: u64,
     },
     /// The next piece of the ELF image the domain was loaded from.
-    Image { data: &'a [u8] },
+    Image {
+        #[serde(serialize_with = "crate::byte_field::write")]
+        data: &'a [u8],
+    },
     /// A vCPU's registers, in `VcpuContext` order.
     Context { vcpu: u32, regs: [u64; 18] },
     /// A device it had connected: kind (`proto::control::DeviceKind`),
@@ -65,7 +68,11 @@ pub enum Record<'a> {
     },
     /// One page of its memory at `va` (pages of a fresh domain that would
     /// read as zero are left out).
-    Page { va: u64, data: &'a [u8] },
+    Page {
+        va: u64,
+        #[serde(serialize_with = "crate::byte_field::write")]
+        data: &'a [u8],
+    },
     /// The end, with the counts of what came before.
     End { pages: u64, devices: u32 },
 }
@@ -388,6 +395,46 @@ mod tests {
     }
     extern crate std;
     use std::vec::Vec;
+
+    #[test]
+    fn a_page_record_is_written_as_files_of_before_hold_it() {
+        // Before `byte_field`, serde wrote the page as a sequence of bytes.
+        #[derive(serde::Serialize)]
+        enum Before<'a> {
+            Header,
+            Image,
+            Context,
+            Device,
+            Page { va: u64, data: &'a [u8] },
+        }
+        let data: [u8; PAGE_BYTES] = core::array::from_fn(|i| (i * 7) as u8);
+        let mut now = [0u8; RECORD_HEADER_LEN + RECORD_MAX];
+        let n = encode(
+            &Record::Page {
+                va: 0x1000,
+                data: &data,
+            },
+            &mut now,
+        )
+        .unwrap();
+        let mut before = [0u8; RECORD_MAX];
+        let m = postcard::to_slice(
+            &Before::Page {
+                va: 0x1000,
+                data: &data,
+            },
+            &mut before,
+        )
+        .unwrap()
+        .len();
+        assert_eq!(&now[RECORD_HEADER_LEN..n], &before[..m]);
+        let _ = (
+            Before::Header,
+            Before::Image,
+            Before::Context,
+            Before::Device,
+        );
+    }
 
     fn push(file: &mut Vec<u8>, r: &Record<'_>) {
         let mut buf = [0u8; RECORD_HEADER_LEN + RECORD_MAX];
