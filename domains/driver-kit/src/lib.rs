@@ -13,6 +13,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
+pub mod batched;
 pub mod dma;
 pub mod hal;
 pub mod msix;

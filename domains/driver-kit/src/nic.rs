@@ -8,7 +8,9 @@
 
 #![allow(unsafe_code)]
 
+use crate::batched::{batched, Batched, Gate};
 use crate::hal::{dma_buffer, XenolithHal};
+use crate::platform::Platform;
 use domain_runtime::hypercall as hc;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::Transport;
@@ -31,7 +33,9 @@ struct Slot {
 
 /// The NIC.
 pub struct Nic<T: Transport> {
-    dev: VirtIONetRaw<XenolithHal, crate::platform::Platform<T>, QUEUE>,
+    dev: VirtIONetRaw<XenolithHal, Batched<Platform<T>>, QUEUE>,
+    /// Holds the device's notifications for a round of work ([`Nic::hold`]).
+    gate: Gate<Platform<T>>,
     rx: heapless::Vec<Slot, RX_BUFFERS>,
     tx: heapless::Vec<Slot, TX_BUFFERS>,
     irq: Option<u16>,
@@ -43,12 +47,14 @@ impl<T: Transport> Nic<T> {
     /// Starts the NIC, posts its receive buffers, and takes its interrupts
     /// by MSI-X when function `msix` has it, else by INTx line `line` if given.
     pub fn new(transport: T, msix: Option<u16>, line: Option<u8>) -> Result<Nic<T>, &'static str> {
-        let dev = VirtIONetRaw::new(crate::platform::Platform(transport)).map_err(|e| {
+        let (transport, gate) = batched(Platform(transport));
+        let dev = VirtIONetRaw::new(transport).map_err(|e| {
             domain_runtime::println!("drvdom-net: virtio-net: {:?}", e);
             "the virtio-net device did not start"
         })?;
         let mut nic = Nic {
             dev,
+            gate,
             rx: heapless::Vec::new(),
             tx: heapless::Vec::new(),
             irq: None,
@@ -90,6 +96,19 @@ impl<T: Transport> Nic<T> {
     /// The NIC's own MAC (the switch does not use it; printed at start).
     pub fn mac(&self) -> [u8; 6] {
         self.dev.mac_address()
+    }
+
+    /// Frames sent and receive buffers posted from now on reach the
+    /// device together at [`Nic::release`]: one notification a queue for
+    /// the batch, not one a frame.
+    pub fn hold(&mut self) {
+        self.gate.hold();
+    }
+
+    /// Tells the device of everything since [`Nic::hold`]; later sends go
+    /// at once again. Before the driver waits for the device.
+    pub fn release(&mut self) {
+        self.gate.release();
     }
 
     /// Whether received frames and finished sends are signalled by interrupt.

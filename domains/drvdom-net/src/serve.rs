@@ -233,6 +233,9 @@ impl Backend {
         let now = time::now_ns();
         let mut more = false;
         if let Some(nic) = self.nic.as_mut() {
+            // What this round sends and the buffers it posts again reach
+            // the NIC together at the end (one notification each way).
+            nic.hold();
             nic.rearm();
             let fabric = &mut self.fabric;
             let n = nic.receive(UPLINK_BATCH, |frame| {
@@ -261,6 +264,9 @@ impl Backend {
             }
         }
         self.first = next;
+        if let Some(nic) = self.nic.as_mut() {
+            nic.release();
+        }
         for v in self.fabric.vifs.iter_mut().filter(|v| !v.broken) {
             let wake = v.tx.publish() | v.rx.publish();
             if wake {
