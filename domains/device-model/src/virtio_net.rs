@@ -98,7 +98,16 @@ impl VirtioNet {
         Ok(u32::from(tx) << TX | u32::from(rx) << RX)
     }
 
+    /// Sends what the guest queued, as one batch to drvdom-net (one
+    /// notification and one wake-up of it, not one per frame).
     fn transmit(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<(), Broken> {
+        self.net.tx.hold();
+        let sent = self.transmit_queued(f, mem);
+        self.net.tx.flush();
+        sent
+    }
+
+    fn transmit_queued(&mut self, f: &mut VirtioPci, mem: &mut GuestMemory) -> Result<(), Broken> {
         loop {
             let chain = match self.stalled.take() {
                 Some(c) => c,

@@ -13,13 +13,12 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
-pub mod batched;
 pub mod dma;
 pub mod hal;
 pub mod msix;
 pub mod nic;
 pub mod pci;
-pub mod platform;
+pub mod transport;
 pub mod virtqueue;
 
 pub use hal::XenolithHal;

@@ -8,9 +8,8 @@
 
 #![allow(unsafe_code)]
 
-use crate::batched::{batched, Batched, Gate};
 use crate::hal::{dma_buffer, XenolithHal};
-use crate::platform::Platform;
+use crate::transport::{wrap, DriverTransport, Gate};
 use domain_runtime::hypercall as hc;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::Transport;
@@ -33,9 +32,9 @@ struct Slot {
 
 /// The NIC.
 pub struct Nic<T: Transport> {
-    dev: VirtIONetRaw<XenolithHal, Batched<Platform<T>>, QUEUE>,
+    dev: VirtIONetRaw<XenolithHal, DriverTransport<T>, QUEUE>,
     /// Holds the device's notifications for a round of work ([`Nic::hold`]).
-    gate: Gate<Platform<T>>,
+    gate: Gate<T>,
     rx: heapless::Vec<Slot, RX_BUFFERS>,
     tx: heapless::Vec<Slot, TX_BUFFERS>,
     irq: Option<u16>,
@@ -47,7 +46,7 @@ impl<T: Transport> Nic<T> {
     /// Starts the NIC, posts its receive buffers, and takes its interrupts
     /// by MSI-X when function `msix` has it, else by INTx line `line` if given.
     pub fn new(transport: T, msix: Option<u16>, line: Option<u8>) -> Result<Nic<T>, &'static str> {
-        let (transport, gate) = batched(Platform(transport));
+        let (transport, gate) = wrap(transport);
         let dev = VirtIONetRaw::new(transport).map_err(|e| {
             domain_runtime::println!("drvdom-net: virtio-net: {:?}", e);
             "the virtio-net device did not start"

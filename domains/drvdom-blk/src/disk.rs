@@ -27,7 +27,7 @@ bitflags! {
         const VERSION_1 = 1 << 32;
         /// Its addresses are the platform's (ours are the kernel's device
         /// addresses, `DmaPhys`): a device behind the IOMMU requires it.
-        const ACCESS_PLATFORM = driver_kit::platform::ACCESS_PLATFORM;
+        const ACCESS_PLATFORM = driver_kit::transport::ACCESS_PLATFORM;
     }
 }
 

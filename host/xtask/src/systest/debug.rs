@@ -319,7 +319,9 @@ fn looking_at_network_rings_while_guests_talk_changes_no_byte(
         ("net-tool", "sink memory=4M vif=mac=02:00:00:00:05:01 ip=10.0.2.51/24 sink=5000"),
         (
             "net-tool",
-            "source memory=4M vif=mac=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=33554432",
+            // Long enough for several looks (each about half a second)
+            // at guest-to-guest TCP's rate (30-40 MiB/s on a quiet machine).
+            "source memory=4M vif=mac=02:00:00:00:05:02 ip=10.0.2.52/24 source=10.0.2.51:5000 bytes=134217728",
         ),
     ];
     let (m, sock) = c
@@ -358,7 +360,7 @@ fn looking_at_network_rings_while_guests_talk_changes_no_byte(
     let got = expect_line(m, "[2] net-tool: received ")?;
     let tail = |l: &str| l.split("bytes").nth(1).map(str::to_owned);
     check(
-        sent.starts_with("[3] net-tool: sent 33554432 bytes") && tail(&sent) == tail(&got),
+        sent.starts_with("[3] net-tool: sent 134217728 bytes") && tail(&sent) == tail(&got),
         || format!("sent {sent:?}, received {got:?}"),
     )?;
     check(looks >= 3 && moved >= 2, || {

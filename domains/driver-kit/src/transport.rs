@@ -1,14 +1,21 @@
-//! A virtio transport whose queue notifications can be held back and sent
-//! once for a batch.
+//! The virtio transport our drivers hand to `virtio-drivers`: the PCI
+//! transport with what a driver domain adds to it.
 //!
-//! Owns: holding notifications. `virtio-drivers` notifies the device for
-//! every buffer it adds when the device has not said to skip it; under
-//! QEMU each notification is a trap to the emulator (about 20 µs of TCG
-//! wall time for the NIC's transmit queue), and one per frame was a
-//! quarter of a save's time over the network. While its [`Gate`] holds,
-//! [`Batched`] remembers which queues asked; [`Gate::release`] notifies
-//! each once. A driver holds for one round of work and releases before it
-//! waits, so the device never waits on a notification that was never sent.
+//! Owns two things. Accepting `VIRTIO_F_ACCESS_PLATFORM` when the device
+//! offers it: a device behind the IOMMU (QEMU's `iommu_platform=on`)
+//! refuses a driver that does not, because its addresses are then device
+//! addresses, not physical ones; ours always are the kernel's (`DmaPhys`),
+//! so accepting it is true whether or not an IOMMU is on (`virtio-drivers`'
+//! own drivers do not know the bit).
+//!
+//! And holding notifications: `virtio-drivers` notifies the device for
+//! every buffer it adds unless the device said to skip it; under QEMU each
+//! notification is a trap to the emulator (about 20 µs of TCG wall time
+//! for the NIC's transmit queue), and one per frame was a quarter of a
+//! save's time over the network. While its [`Gate`] holds, the transport
+//! remembers which queues asked; [`Gate::release`] notifies each once. A
+//! driver holds for one round of work and releases before it waits, so the
+//! device never waits on a notification that was never sent.
 
 extern crate alloc;
 use alloc::rc::Rc;
@@ -24,20 +31,24 @@ struct Shared<T> {
     pending: Cell<u64>,
 }
 
-/// `T`, whose notifications wait while its [`Gate`] holds them.
-pub struct Batched<T>(Rc<Shared<T>>);
+/// Feature bit 33 (virtio 1.x, 6 "Reserved Feature Bits").
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
 
-/// Holds and releases the notifications of a [`Batched`] transport.
+/// `T`, accepting `ACCESS_PLATFORM` whenever the device offers it, whose
+/// notifications wait while its [`Gate`] holds them.
+pub struct DriverTransport<T>(Rc<Shared<T>>);
+
+/// Holds and releases the notifications of a [`DriverTransport`].
 pub struct Gate<T>(Rc<Shared<T>>);
 
 /// Wraps `transport`; the gate starts open (notifications go at once).
-pub fn batched<T>(transport: T) -> (Batched<T>, Gate<T>) {
+pub fn wrap<T>(transport: T) -> (DriverTransport<T>, Gate<T>) {
     let shared = Rc::new(Shared {
         inner: RefCell::new(transport),
         held: Cell::new(false),
         pending: Cell::new(0),
     });
-    (Batched(shared.clone()), Gate(shared))
+    (DriverTransport(shared.clone()), Gate(shared))
 }
 
 impl<T: Transport> Gate<T> {
@@ -59,7 +70,7 @@ impl<T: Transport> Gate<T> {
     }
 }
 
-impl<T: Transport> Transport for Batched<T> {
+impl<T: Transport> Transport for DriverTransport<T> {
     fn device_type(&self) -> DeviceType {
         self.0.inner.borrow().device_type()
     }
