@@ -26,8 +26,13 @@ static PARKED: [AtomicU64; PORTS / 64] = [const { AtomicU64::new(0) }; PORTS / 6
 pub fn take(port: u16) -> bool {
     let p = port as usize % PORTS;
     let bit = 1u64 << (p % 64);
-    let on_page = page().pending[p / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
-    let parked = PARKED[p / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+    // A locked write only where the bit is seen set (a bit set just after
+    // the look is found by the next `take`: `Block` returns at once for it).
+    let clear = |word: &AtomicU64| {
+        word.load(Ordering::Relaxed) & bit != 0 && word.fetch_and(!bit, Ordering::SeqCst) & bit != 0
+    };
+    let on_page = clear(&page().pending[p / 64]);
+    let parked = clear(&PARKED[p / 64]);
     on_page || parked
 }
 
@@ -52,6 +57,10 @@ pub fn block_for(ports: &[u16]) {
         keep[p / 64] |= 1 << (p % 64);
     }
     for (w, keep) in keep.iter().enumerate() {
+        // Most words hold nothing to park: look before the locked write.
+        if page().pending[w].load(Ordering::Relaxed) & !keep == 0 {
+            continue;
+        }
         let others = page().pending[w].fetch_and(*keep, Ordering::SeqCst) & !keep;
         if others != 0 {
             PARKED[w].fetch_or(others, Ordering::SeqCst);
