@@ -6,7 +6,7 @@
 //! off and never blocks: a vCPU that waits simply is not picked.
 
 use crate::arch::idt::TrapFrame;
-use crate::arch::syscall::{enter_user, sanitize};
+use crate::arch::syscall::sanitize;
 use crate::domain::lifecycle;
 use crate::domain::{events, Kernel, Life, VcpuRef};
 use crate::sched;
@@ -345,12 +345,8 @@ pub fn run_next(mut k: MutexGuard<'_, Kernel>) -> ! {
     if is_hvm(&k, n) {
         enter_hvm(k, n)
     }
-    let frame = k.vcpu(n).map(|v| v.frame.clone());
-    drop(k);
-    match frame {
-        Some(f) => enter_user(f),
-        None => idle(),
-    }
+    drop(crate::domain::resume::resume(k, n));
+    idle()
 }
 
 /// Counts the halt that just ended, if one did (the first thing after an
@@ -399,9 +395,8 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             }
             k.set_current(Some(n));
             crate::domain::devices::switch_io(&mut k, n.dom);
-            if let (Some(d), Some(v)) = (k.domain(n.dom), k.vcpu(n)) {
+            if let Some(d) = k.domain(n.dom) {
                 d.space.activate();
-                *frame = v.frame.clone();
             }
             if let Some(c) = leaving {
                 teardown(&mut k, c);
@@ -409,7 +404,13 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             if is_hvm(&k, n) {
                 enter_hvm(k, n)
             }
-            sanitize(frame);
+            if cur == Some(n) {
+                // Picked again: its registers are still the ones `frame` holds.
+                sanitize(frame);
+                return;
+            }
+            drop(crate::domain::resume::resume(k, n));
+            idle()
         }
         None => {
             trace_switch::<G>(&k, cur, None);
@@ -481,7 +482,7 @@ fn announce_new_log_lines(k: &mut Kernel) {
 pub fn idle() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
-        let next = {
+        {
             let mut k = crate::domain::lock();
             account_idle(&k);
             announce_new_log_lines(&mut k);
@@ -495,13 +496,12 @@ pub fn idle() -> ! {
                         crate::arch::memory::activate_kernel_space();
                         enter_hvm(k, n)
                     }
-                    let space = k.domain(n.dom).map(|d| &d.space);
-                    space.zip(k.vcpu(n)).map(|(space, v)| {
-                        space.activate();
-                        let mut f = v.frame.clone();
-                        sanitize(&mut f);
-                        f
-                    })
+                    if let Some(d) = k.domain(n.dom) {
+                        d.space.activate();
+                    }
+                    // Back only if `n` was not loaded here: look again.
+                    drop(crate::domain::resume::resume(k, n));
+                    continue;
                 }
                 None => {
                     k.set_current(None);
@@ -512,18 +512,12 @@ pub fn idle() -> ! {
                     // only flush the CPUs that have one of the domain's
                     // vCPUs loaded (`domain::shootdown`).
                     crate::arch::memory::activate_kernel_space();
-                    None
                 }
-            }
-        };
-        match next {
-            Some(frame) => enter_user(frame),
-            None => {
-                if crate::domain::this_cpu() == 0 {
-                    crate::arch::time::halting();
-                }
-                x86_64::instructions::interrupts::enable_and_hlt()
             }
         }
+        if crate::domain::this_cpu() == 0 {
+            crate::arch::time::halting();
+        }
+        x86_64::instructions::interrupts::enable_and_hlt()
     }
 }

@@ -1,5 +1,6 @@
 //! Entering and leaving ring 3: the `syscall` entry, the per-CPU block that
-//! `swapgs` reaches, and `enter_user`, which starts a domain's vCPU.
+//! `swapgs` reaches, and `resume_user_at`, which starts or resumes a
+//! domain's vCPU from its saved registers.
 //!
 //! Owns: the EFER/STAR/LSTAR/SFMASK setup and the assembly that turns a
 //! `syscall` into the same [`TrapFrame`] an interrupt from ring 3 builds, on
@@ -90,14 +91,9 @@ syscall_entry:
     pushq ${vector}
     jmp trap_save_and_dispatch
 
-    .global enter_user_asm
-enter_user_asm:
-    movq %gs:0, %rsp
-    subq ${frame_size}, %rsp
-    movq %rdi, %rsi
-    movq %rsp, %rdi
-    movl ${frame_words}, %ecx
-    rep movsq
+    .global resume_user_asm
+resume_user_asm:
+    movq %rdi, %rsp
     jmp trap_restore
 
     .global on_fresh_stack_asm
@@ -112,19 +108,32 @@ on_fresh_stack_asm:
     user_ss = const USER_SS,
     user_cs = const USER_CS,
     vector = const VECTOR_SYSCALL,
-    frame_size = const core::mem::size_of::<TrapFrame>(),
-    frame_words = const core::mem::size_of::<TrapFrame>() / 8,
     options(att_syntax)
 );
 
 extern "C" {
     fn syscall_entry();
-    fn enter_user_asm(frame: *const TrapFrame) -> !;
     fn on_fresh_stack_asm(f: extern "C" fn(u64) -> !, arg: u64) -> !;
+    fn resume_user_asm(frame: *const TrapFrame) -> !;
+}
+
+/// Returns to ring 3 with the registers at `frame`, popped where they lie
+/// (the frame becomes the stack for the last few instructions before
+/// `iretq`): no copy to the kernel stack first. Abandons the current
+/// kernel stack.
+///
+/// # Safety
+/// `frame` is a sanitized ring-3 frame (see [`sanitize`]) that nothing
+/// else writes or frees until this CPU's `iretq` has read it; interrupts
+/// are off (NMI, #DF and #MC have stacks of their own, so nothing else is
+/// pushed below it meanwhile).
+pub unsafe fn resume_user_at(frame: *const TrapFrame) -> ! {
+    // SAFETY: as the caller promises; the asm only reads the frame.
+    unsafe { resume_user_asm(frame) }
 }
 
 /// Calls `f(arg)` at the top of this CPU's kernel stack, abandoning what is
-/// on it (as `enter_user` does): how a CPU starts running an HVM vCPU from
+/// on it (as `resume_user_at` does): how a CPU starts running an HVM vCPU from
 /// wherever it decided to, without the stack growing at each switch.
 pub fn on_fresh_stack(f: extern "C" fn(u64) -> !, arg: u64) -> ! {
     x86_64::instructions::interrupts::disable();
@@ -172,30 +181,6 @@ pub fn init_cpu(cpu: usize) {
                 | RFlags::NESTED_TASK,
         );
         Efer::update(|f| *f |= EferFlags::SYSTEM_CALL_EXTENSIONS);
-    }
-}
-
-/// Where `enter_user` parks the frame it launches (one per CPU).
-struct LaunchSlot(core::cell::UnsafeCell<core::mem::MaybeUninit<TrapFrame>>);
-
-// SAFETY: only this CPU touches its slot, with interrupts off, between the
-// write in `enter_user` and the copy in `enter_user_asm`.
-unsafe impl Sync for LaunchSlot {}
-
-static LAUNCH: [LaunchSlot; MAX_CPUS] =
-    [const { LaunchSlot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit())) }; MAX_CPUS];
-
-/// Resumes a vCPU in ring 3 from `frame`. Abandons the current kernel stack.
-pub fn enter_user(mut frame: TrapFrame) -> ! {
-    sanitize(&mut frame);
-    x86_64::instructions::interrupts::disable();
-    let slot = LAUNCH[cpu_index()].0.get();
-    // SAFETY: interrupts are off and the slot is this CPU's (see LaunchSlot); the
-    // frame is sanitized ring-3 state; the asm copies it to the stack top (not
-    // where the slot lives) and returns to ring 3 with it.
-    unsafe {
-        (*slot).write(frame);
-        enter_user_asm((*slot).as_ptr())
     }
 }
 

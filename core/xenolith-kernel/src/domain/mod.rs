@@ -22,6 +22,8 @@ pub mod msi;
 pub mod pci;
 use crate::channels::ports;
 pub use crate::frames::Frame;
+#[allow(unsafe_code)] // a vCPU's saved registers as the stack before `iretq`
+pub mod resume;
 pub mod running;
 pub mod saving;
 #[allow(unsafe_code)] // the kernel-shared pages through the physmap

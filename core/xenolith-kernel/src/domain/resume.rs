@@ -1,0 +1,37 @@
+//! Resuming a ring-3 vCPU from the registers saved in its record, read in
+//! place: a switch to another vCPU no longer copies its 176-byte frame to
+//! the kernel stack first (two copies an event round trip; see
+//! docs/performance.md).
+//!
+//! Owns: the argument that the record may be the stack for the last
+//! instructions before `iretq`, after the kernel's lock is released.
+
+use super::{Kernel, VcpuRef};
+use crate::arch::idt::TrapFrame;
+use crate::arch::syscall::sanitize;
+use spin::MutexGuard;
+
+/// Returns to ring 3 in vCPU `at`, loaded on this CPU (`set_current`),
+/// with the registers its record holds, releasing the kernel's lock.
+/// Returns (the lock still held) only if `at` is not a vCPU loaded here.
+pub fn resume(mut k: MutexGuard<'_, Kernel>, at: VcpuRef) -> MutexGuard<'_, Kernel> {
+    let me = super::this_cpu();
+    let frame: *const TrapFrame = match k.vcpu_mut(at) {
+        Some(v) if v.loaded_on == Some(me) => {
+            sanitize(&mut v.frame);
+            &v.frame
+        }
+        _ => return k,
+    };
+    drop(k);
+    // SAFETY: the frame is sanitized, and the vCPU is loaded on this CPU
+    // (checked under the lock), which keeps its record alive and its frame
+    // unwritten until this CPU leaves it at its next trap, after `iretq`:
+    // a destroy on another CPU leaves the freeing to this one (`teardown`),
+    // only the CPU a vCPU is loaded on saves into its frame, and creation,
+    // `vcpu_up` and restore write only frames of vCPUs not loaded. Other
+    // CPUs may write the record's other fields meanwhile, never these
+    // bytes. The kernel runs with interrupts off, so nothing else runs here
+    // before `iretq`, and NMI, #DF and #MC switch to their own stacks.
+    unsafe { crate::arch::syscall::resume_user_at(frame) }
+}
