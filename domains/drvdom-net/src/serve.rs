@@ -4,7 +4,8 @@
 //! frontend's transmit and receive rings and the interface's MAC), and
 //! moving frames: each round takes up to [`BATCH`] frames from every
 //! interface's transmit ring in turn (round-robin resuming where the NIC's
-//! free buffers ran out, so one guest cannot starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
+//! free buffers ran out, with the rest of the interrupted turn, so one
+//! guest cannot starve another) and up to [`UPLINK_BATCH`] from the NIC, asks the switch
 //! where each goes, and puts it in the receive buffers the destination
 //! posted (a frame for a guest with no buffer posted is dropped and
 //! counted, as a NIC does when its ring is empty). While the NIC has no
@@ -85,10 +86,12 @@ pub struct Backend {
     nic: Option<Nic<PciTransport>>,
     fabric: Fabric,
     next_id: u16,
-    /// The interface served first next round: the one the NIC's free
-    /// buffers ran out on before it sent anything, else the one after the
-    /// last served (round-robin that resumes where it stopped).
+    /// The interface served first next round, and how many frames it may
+    /// still take then: the one the NIC's free buffers ran out on, with
+    /// what was left of its turn, else the one after the last served with
+    /// a whole turn (round-robin that resumes where it stopped).
     first: usize,
+    first_quota: usize,
 }
 
 impl Backend {
@@ -104,6 +107,7 @@ impl Backend {
             },
             next_id: 1,
             first: 0,
+            first_quota: BATCH,
         }
     }
 
@@ -244,26 +248,32 @@ impl Backend {
             more |= n == UPLINK_BATCH;
         }
         // Round-robin over the interfaces that resumes where the NIC's
-        // free buffers ran out: the interface that found none before it
-        // could send goes first next round, so no interface is first to
-        // the buffers more often than its turn (a start that merely moved
-        // on by one each round let the NIC's timing favour one of two).
+        // free buffers ran out: the interface cut short goes first next
+        // round with the rest of its turn, so each gets BATCH frames a
+        // turn however the NIC's room falls (resuming with the next one
+        // instead let the NIC's timing favour one of two: with room for
+        // 16 to 32 frames a round, the first took 16 each round and the
+        // second the rest).
         let n = self.fabric.vifs.len();
         let start = if n == 0 { 0 } else { self.first % n };
-        let mut next = if n == 0 { 0 } else { (start + 1) % n };
+        let (mut next, mut next_quota) = (if n == 0 { 0 } else { (start + 1) % n }, BATCH);
         // Frames that wait for the NIC's buffers need no polling when the
         // NIC says by interrupt that it finished sending: that wakes us.
         let mut waiting_for_nic = false;
         for k in 0..n {
             let i = (start + k) % n;
-            let (taken, out_of_room) = self.fabric.serve_tx(i, now, self.nic.as_mut());
+            let quota = if k == 0 { self.first_quota } else { BATCH };
+            let (taken, out_of_room) = self.fabric.serve_tx(i, quota, now, self.nic.as_mut());
             if out_of_room {
-                next = if taken == 0 { i } else { (i + 1) % n };
+                (next, next_quota) = match quota - taken {
+                    0 => ((i + 1) % n, BATCH),
+                    left => (i, left),
+                };
                 waiting_for_nic = self.nic.as_ref().is_some_and(|nic| nic.interrupts());
                 break;
             }
         }
-        self.first = next;
+        (self.first, self.first_quota) = (next, next_quota);
         if let Some(nic) = self.nic.as_mut() {
             nic.release();
         }
@@ -283,18 +293,19 @@ impl Backend {
 }
 
 impl Fabric {
-    /// Takes up to [`BATCH`] frames from interface `i`'s transmit ring;
+    /// Takes up to `quota` frames from interface `i`'s transmit ring;
     /// returns how many, and whether it stopped because the NIC had no
     /// free buffer (frames wait in the ring).
     fn serve_tx(
         &mut self,
         i: usize,
+        quota: usize,
         now: u64,
         mut nic: Option<&mut Nic<PciTransport>>,
     ) -> (usize, bool) {
         let mut taken = 0;
         let mut frame = [0u8; MAX_FRAME as usize];
-        while taken < BATCH && !self.vifs[i].broken {
+        while taken < quota && !self.vifs[i].broken {
             // Back-pressure: while the NIC has no free buffer, frames stay
             // in the ring (the guest's sends wait) instead of being dropped.
             if nic.as_deref_mut().is_some_and(|n| !n.has_room()) {

@@ -390,8 +390,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
 }
 
 /// Two guests send to the NIC as fast as they can: while both are
-/// sending, each gets at least half as many frames through as the other
-/// (round-robin, and the NIC's free buffers go to each in turn).
+/// sending, neither gets more than 1.5 times the other's frames through
+/// (round-robin, and the NIC's free buffers go to each in turn, a turn
+/// cut short by them resumed first next round). Runs beside other tests:
+/// fairness must hold on a loaded host.
 fn two_guests_sending_flat_out_share_the_nic(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -435,10 +437,11 @@ fn two_guests_sending_flat_out_share_the_nic(
     let (from, to) = (a_first.max(b_first), a_last.min(b_last));
     let count = |p: &[usize]| p.iter().filter(|&&i| i >= from && i <= to).count();
     let (na, nb) = (count(&pa), count(&pb));
+    println!("  while both sent: {na} and {nb} progress lines");
     check(na.max(nb) >= 20, || {
         format!("the senders overlapped for only {na} and {nb} progress lines")
     })?;
-    check(2 * na.min(nb) >= na.max(nb), || {
+    check(3 * na.min(nb) >= 2 * na.max(nb), || {
         format!("while both sent, one got {na} and the other {nb} two-thousands through")
     })
 }
@@ -660,8 +663,9 @@ fn a_hostile_network_frontend_gets_errors_and_harms_nobody(
 
 /// This file's tests, each named as its function.
 pub(super) fn tests() -> Vec<Test> {
-    let mut t = tests![
+    tests![
         a_guest_with_two_interfaces_on_one_drvdom_net_keeps_both_through_crashes,
+        two_guests_sending_flat_out_share_the_nic,
         the_web_guest_serves_curl_and_nc_through_forwarded_ports,
         a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody,
         two_guests_talk_tcp_through_the_switch,
@@ -671,10 +675,5 @@ pub(super) fn tests() -> Vec<Test> {
         sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes,
         a_crash_looping_drvdom_net_is_given_up_on_and_its_guest_told,
         guests_whose_drvdom_net_restarts_before_they_connect_get_their_interfaces,
-    ];
-    t.push(Test::alone(
-        stringify!(two_guests_sending_flat_out_share_the_nic),
-        two_guests_sending_flat_out_share_the_nic,
-    ));
-    t
+    ]
 }
