@@ -1,9 +1,14 @@
 //! The scheduling policy: proportional share with caps, boost on wake-up.
 //!
-//! Owns: the arithmetic of who runs next. Each vCPU has a weight; every tick
-//! it runs, its `pass` advances by `STRIDE / weight` (stride scheduling, the
-//! deterministic form of credit-based proportional share), and the runnable
-//! vCPU with the lowest pass runs next. A vCPU woken from blocking is boosted
+//! Owns: the arithmetic of who runs next. Each vCPU has a weight; for every
+//! tick's worth of CPU time it uses, its `pass` advances by `STRIDE /
+//! weight` (stride scheduling, the deterministic form of credit-based
+//! proportional share), and the runnable vCPU with the lowest pass runs
+//! next. Time is charged as it is used, to the TSC tick, at every switch
+//! and every tick: charged by the tick instead (whoever the timer found
+//! running paid for the whole tick, as in Xen's credit scheduler), vCPUs
+//! that run for microseconds between blocks were charged by chance, and
+//! of two guests sending flat out one got half as much again as the other. A vCPU woken from blocking is boosted
 //! to the front once, so a sleeper wakes within a tick even against spinners
 //! — but only while it has not had more than its share (its pass is within
 //! [`BOOST_WINDOW`] of the least-served vCPU it competes with), as Xen
@@ -36,17 +41,49 @@ pub struct Entity {
     pub pass: u64,
     pub boosted: bool,
     pub used_in_window: u32,
+    /// The TSC up to which its CPU time is charged (while it runs).
+    pub charged_to: u64,
+    /// Pass a TSC tick of CPU time costs it, in 2^-32 units: its stride
+    /// times the vCPUs its domain's weight is shared by, over a tick's TSC
+    /// ticks (set by [`Entity::set_share`]: at creation, a weight change
+    /// and each tick; a charge is then one multiplication).
+    rate: u64,
+    /// What charges left below one unit of pass, in 2^-32 units (so
+    /// short runs add up exactly).
+    fraction: u64,
 }
 
 impl Entity {
-    pub fn new(weight: u32, cap_percent: u32, start_pass: u64) -> Entity {
-        Entity {
+    /// A vCPU of weight `weight` alone in its domain, on a CPU whose
+    /// tick lasts `tsc_per_tick`.
+    pub fn new(weight: u32, cap_percent: u32, start_pass: u64, tsc_per_tick: u64) -> Entity {
+        let mut e = Entity {
             weight: weight.max(1),
             cap_percent,
             pass: start_pass,
             boosted: false,
             used_in_window: 0,
-        }
+            charged_to: 0,
+            rate: 0,
+            fraction: 0,
+        };
+        e.set_share(1, tsc_per_tick);
+        e
+    }
+
+    /// Gives it weight `weight` (its share recomputed for one sharer; the
+    /// next tick sets the real count).
+    pub fn set_weight(&mut self, weight: u32, tsc_per_tick: u64) {
+        self.weight = weight.max(1);
+        self.set_share(1, tsc_per_tick);
+    }
+
+    /// What its CPU time costs from now: its domain's weight is shared by
+    /// `sharers` vCPUs wanting the CPU (itself included).
+    pub fn set_share(&mut self, sharers: u32, tsc_per_tick: u64) {
+        let stride = u128::from(self.stride()) * u128::from(sharers.max(1));
+        let rate = (stride << 32) / u128::from(tsc_per_tick.max(1));
+        self.rate = u64::try_from(rate).unwrap_or(u64::MAX);
     }
 
     fn stride(&self) -> u64 {
@@ -58,13 +95,40 @@ impl Entity {
         self.cap_percent == 0 || self.used_in_window < self.cap_percent * CAP_WINDOW_TICKS / 100
     }
 
-    /// Charges one tick of CPU time to a vCPU whose domain has `sharers`
-    /// vCPUs wanting the CPU now (itself included; 1 for a one-vCPU domain).
-    pub fn charge_tick(&mut self, sharers: u32) {
-        let stride = self.stride().saturating_mul(sharers.max(1) as u64);
-        self.pass = self.pass.saturating_add(stride);
+    /// Starts running at TSC `now`: its time is charged from there.
+    #[inline(always)]
+    pub fn start_running(&mut self, now: u64) {
+        self.charged_to = now;
+    }
+
+    /// Charges the CPU time it used since it was last charged, up to TSC
+    /// `now`, at the rate [`Entity::set_share`] set.
+    #[inline(always)]
+    pub fn charge_until(&mut self, now: u64) {
+        let used = now.saturating_sub(self.charged_to);
+        self.charged_to = now;
+        let cost = u128::from(used) * u128::from(self.rate) + u128::from(self.fraction);
+        self.fraction = cost as u64 & 0xffff_ffff;
+        // Below 2^64 whole units: `used` is a run's TSC ticks and `rate` a
+        // stride (at most 2^20 times 8 sharers) per tick's TSC ticks; pass
+        // grows by at most 2^23 a tick and wraps in no lifetime.
+        self.pass = self.pass.wrapping_add((cost >> 32) as u64);
+    }
+
+    /// A tick found it running: the tick counts against its cap, and its
+    /// boost is spent.
+    pub fn ticked(&mut self) {
         self.used_in_window = self.used_in_window.saturating_add(1);
         self.boosted = false;
+    }
+
+    /// Charges one whole tick (the host tests' unit of CPU time), of
+    /// [`TEST_TICK`] TSC ticks.
+    #[cfg(test)]
+    pub fn charge_tick(&mut self, sharers: u32) {
+        self.set_share(sharers, TEST_TICK);
+        self.charge_until(self.charged_to + TEST_TICK);
+        self.ticked();
     }
 
     /// Called when the vCPU yields: it goes behind every other runnable vCPU.
@@ -100,6 +164,10 @@ impl WakeBase {
         competition: None,
     };
 }
+
+/// TSC ticks in a tick in the host tests: a power of two, so rates are exact.
+#[cfg(test)]
+const TEST_TICK: u64 = 1 << 20;
 
 /// Every CPU, as an affinity mask.
 pub const ALL_CPUS: u64 = u64::MAX;
@@ -229,7 +297,10 @@ mod tests {
 
     #[test]
     fn weights_one_and_two_share_one_to_two() {
-        let mut e = [Entity::new(1, 0, 0), Entity::new(2, 0, 0)];
+        let mut e = [
+            Entity::new(1, 0, 0, TEST_TICK),
+            Entity::new(2, 0, 0, TEST_TICK),
+        ];
         let used = run(&mut e, 3000);
         assert_eq!(used[0] + used[1], 3000);
         assert!((used[1] as i64 - 2 * used[0] as i64).abs() <= 2, "{used:?}");
@@ -240,9 +311,9 @@ mod tests {
         // Entities 0 and 1 are two busy vCPUs of one domain, 2 a one-vCPU
         // domain of the same weight, all competing for one CPU.
         let mut e = [
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
         ];
         let mut used = [0u32; 3];
         for _ in 0..3000 {
@@ -257,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_cap_limits_a_spinner_even_when_alone() {
-        let mut e = [Entity::new(256, 30, 0)];
+        let mut e = [Entity::new(256, 30, 0, TEST_TICK)];
         let used = run(&mut e, 1000);
         assert_eq!(used[0], 300);
     }
@@ -265,9 +336,9 @@ mod tests {
     #[test]
     fn a_woken_entity_runs_next_but_gains_no_credit_for_sleeping() {
         let mut e = [
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
         ];
         for _ in 0..10 {
             let i = pick(e[..2].iter().enumerate()).unwrap();
@@ -289,9 +360,9 @@ mod tests {
         // 0 and 1 ping-pong: the one that runs wakes the other and blocks.
         // 2 wants the CPU all the time. Whoever is picked is charged a tick.
         let mut e = [
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
-            Entity::new(256, 0, 0),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
         ];
         let mut ran = [0u32; 3];
         let mut waiting = 0;
@@ -323,11 +394,35 @@ mod tests {
 
     #[test]
     fn a_yielder_goes_behind_the_others() {
-        let mut e = [Entity::new(256, 0, 0), Entity::new(256, 0, 50)];
+        let mut e = [
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 50, TEST_TICK),
+        ];
         e[0].wake(WakeBase::ALONE);
         assert_eq!(pick(e.iter().enumerate()), Some(0));
         e[0].yield_behind(50);
         assert_eq!(pick(e.iter().enumerate()), Some(1));
+    }
+
+    #[test]
+    fn time_is_charged_as_used_even_in_runs_shorter_than_a_unit() {
+        // A tick of 2^20 TSC ticks; 2^14 runs of 64 ticks each cost what
+        // one run as long as all of them does, fractions and all.
+        let mut short = Entity::new(256, 0, 0, TEST_TICK);
+        let mut long = Entity::new(256, 0, 0, TEST_TICK);
+        for i in 0..(1u64 << 14) {
+            short.start_running(i * 1000);
+            short.charge_until(i * 1000 + 64);
+        }
+        long.start_running(0);
+        long.charge_until(TEST_TICK);
+        assert_eq!(short.pass, long.pass);
+        assert_eq!(long.pass, STRIDE / 256);
+        // Two vCPUs of one domain both wanting the CPU pay double.
+        let mut shared = Entity::new(256, 0, 0, TEST_TICK);
+        shared.set_share(2, TEST_TICK);
+        shared.charge_until(TEST_TICK / 2);
+        assert_eq!(shared.pass, long.pass);
     }
 
     #[test]

@@ -128,16 +128,20 @@ fn account_tick(k: &mut Kernel, keeper: bool) {
         }
     }
     if let Some(cur) = k.current() {
-        // The domain's weight is shared by its vCPUs that want a CPU.
+        k.charge_running(cur, crate::arch::cpu::rdtsc());
+        // From now its time costs as many times its stride as its domain
+        // has vCPUs wanting a CPU (they share the domain's weight).
         let sharers = k.domain(cur.dom).map_or(1, |d| {
             d.existing_vcpus().filter(|v| d.wants_cpu(v)).count() as u32
         });
         // A domain paused a moment ago whose vCPU this CPU has not left
-        // yet (the pause's kick is on its way) is not charged: paused, its
+        // yet (the pause's kick is on its way) is not counted: paused, its
         // CPU time stands still from the moment the pause returned.
         let running = k.domain(cur.dom).is_some_and(|d| d.life == Life::Running);
         if let Some(v) = k.vcpu_mut(cur) {
-            v.sched.charge_tick(sharers);
+            v.sched
+                .set_share(sharers, crate::arch::time::tsc_per_tick());
+            v.sched.ticked();
             if running {
                 v.ticks += 1;
             }
@@ -349,8 +353,8 @@ pub fn run_next(mut k: MutexGuard<'_, Kernel>) -> ! {
     idle()
 }
 
-/// Counts the halt that just ended, if one did (the first thing after an
-/// interrupt woke the idle CPU, or the idle loop went round).
+/// Counts the halt that just ended, if one did (the idle loop's first
+/// thing each time round, after the interrupt that woke the CPU).
 fn account_idle(k: &Kernel) {
     // The boot CPU's idle time only (APs idle most of the time while every
     // vCPU runs on the boot CPU).
@@ -372,7 +376,9 @@ fn account_idle(k: &Kernel) {
 /// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
 #[inline(always)]
 fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
-    account_idle(&k);
+    // (No idle time to count here: a trap from ring 3 never ends a halt.
+    // The interrupt that wakes a halted CPU returns to the idle loop,
+    // which counts it.)
     announce_new_log_lines(&mut k);
     let cur = k.current();
     if let Some(c) = cur {

@@ -37,6 +37,12 @@ pub fn set_tsc(hz: u64, at_boot: u64) {
     TSC_AT_BOOT.store(at_boot, Ordering::Relaxed);
 }
 
+/// TSC ticks in one scheduler tick (`TICK_HZ`), for charging CPU time.
+#[inline(always)]
+pub fn tsc_per_tick() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed) / TICK_HZ as u64
+}
+
 /// Nanoseconds since boot.
 #[inline(always)]
 pub fn now_ns() -> u64 {

@@ -211,7 +211,12 @@ pub fn create(
                 up: v == 0,
                 frame: initial_frame(0, STACK_TOP, START_INFO),
                 blocked: false,
-                sched: Entity::new(weight, spec.cap_percent, start_pass),
+                sched: Entity::new(
+                    weight,
+                    spec.cap_percent,
+                    start_pass,
+                    crate::arch::time::tsc_per_tick(),
+                ),
                 timer_deadline: 0,
                 timer_fired: false,
                 ticks: 0,

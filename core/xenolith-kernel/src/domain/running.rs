@@ -122,8 +122,10 @@ impl Kernel {
     #[inline(always)]
     pub fn set_current(&mut self, next: Option<VcpuRef>) {
         let me = this_cpu();
+        let now = crate::arch::cpu::rdtsc();
         let mut moved_to = None;
         if let Some(v) = self.current().and_then(|old| self.vcpu_mut(old)) {
+            v.sched.charge_until(now);
             v.loaded_on = None;
             // It was moved to another CPU's run queue (pinned away, pulled
             // by balancing) while it ran here: that CPU could not take it
@@ -138,6 +140,16 @@ impl Kernel {
         self.cpus[me].vcpu = next.map_or(0, |n| n.vcpu);
         if let Some(v) = next.and_then(|n| self.vcpu_mut(n)) {
             v.loaded_on = Some(me);
+            v.sched.start_running(now);
+        }
+    }
+
+    /// Charges vCPU `at`, running on this CPU, for its CPU time up to TSC
+    /// `now` (at a switch and at a tick: `sched::Entity::charge_until`).
+    #[inline(always)]
+    pub fn charge_running(&mut self, at: VcpuRef, now: u64) {
+        if let Some(v) = self.vcpu_mut(at) {
+            v.sched.charge_until(now);
         }
     }
 

@@ -2,7 +2,7 @@
 //! - `send=N to=MAC [wait_ready] [together] [progress=K]`: sends N frames of 1,514 bytes to MAC as
 //!   fast as the transmit ring takes them (after a receiver said it is
 //!   there, with `wait_ready`; at the same time as another sender, with
-//!   `together`; a line every K frames with `progress`); prints nanoseconds, TSC ticks (instructions
+//!   `together`; a line every K frames with `progress`, with the time); prints nanoseconds, TSC ticks (instructions
 //!   under `-icount`) and notifications;
 //! - `echo`: sends every test frame addressed to it back to its sender;
 //!   `ping=N to=MAC`: N round trips with an echoer, one frame at a time
@@ -71,7 +71,7 @@ fn send(net: &mut NetFront, n: u64, to: [u8; 6]) {
             Ok(()) => {
                 sent += 1;
                 if progress > 0 && sent.is_multiple_of(progress) {
-                    println!("net-bench: {} frames sent", sent);
+                    println!("net-bench: {} frames sent at {} ns", sent, time::now_ns());
                 }
             }
             Err(SendError::Busy) => {

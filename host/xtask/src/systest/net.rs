@@ -417,14 +417,16 @@ fn two_guests_sending_flat_out_share_the_nic(
         "[3] net-bench: sent 200000 frames",
         super::harness::BOOT * 3,
     )?;
+    // Each progress line says when (the kernel's clock, one for every
+    // domain): the console may print one guest's lines late, in a burst,
+    // so their order on the serial line is not the order they were sent.
     let lines = m.lines();
-    let progress = |dom: u32| -> Vec<usize> {
+    let progress = |dom: u32| -> Vec<u64> {
         let prefix = format!("[{dom}] net-bench: ");
         lines
             .iter()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with(&prefix) && l.ends_with("frames sent"))
-            .map(|(i, _)| i)
+            .filter_map(|l| l.strip_prefix(&prefix)?.split(" frames sent at ").nth(1))
+            .filter_map(|t| t.strip_suffix(" ns")?.parse().ok())
             .collect()
     };
     let (pa, pb) = (progress(2), progress(3));
@@ -435,7 +437,7 @@ fn two_guests_sending_flat_out_share_the_nic(
     };
     // While both were sending: from the later start to the earlier end.
     let (from, to) = (a_first.max(b_first), a_last.min(b_last));
-    let count = |p: &[usize]| p.iter().filter(|&&i| i >= from && i <= to).count();
+    let count = |p: &[u64]| p.iter().filter(|&&t| t >= from && t <= to).count();
     let (na, nb) = (count(&pa), count(&pb));
     println!("  while both sent: {na} and {nb} progress lines");
     check(na.max(nb) >= 20, || {
