@@ -50,7 +50,7 @@ pub struct Config {
     disk_cache_none: bool,
     /// QEMU's `edu` test device at 00:06.0 (a function with MSI only).
     edu: bool,
-    nic: Option<Vec<Forward>>,
+    nic: Option<NicBackend>,
     /// Boot this kernel, initramfs and command line directly instead of the
     /// ISO (what a user runs instead of Xenolith: `bench hvm`).
     direct: Option<(PathBuf, PathBuf, String)>,
@@ -99,6 +99,15 @@ pub fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
+}
+
+/// What the virtio-net NIC is connected to on the host.
+#[derive(Clone, Debug)]
+enum NicBackend {
+    /// QEMU's user-mode network, with these forwarded ports.
+    User(Vec<Forward>),
+    /// A TCP listener on this host port.
+    Socket(u16),
 }
 
 impl Config {
@@ -166,7 +175,17 @@ impl Config {
     /// A virtio-net NIC at PCI 00:05.0 on QEMU's user-mode network
     /// (10.0.2.0/24, gateway and DHCP at 10.0.2.2), with `forwards`.
     pub fn nic(mut self, forwards: &[Forward]) -> Self {
-        self.nic = Some(forwards.to_vec());
+        self.nic = Some(NicBackend::User(forwards.to_vec()));
+        self
+    }
+
+    /// The same NIC with its frames sent to a TCP listener on the host's
+    /// `port` instead (QEMU's `socket` network backend: each frame as a
+    /// 4-byte big-endian length and the frame). A listener that stops
+    /// reading stops the NIC: QEMU holds its transmit buffers until the
+    /// socket takes bytes again.
+    pub fn nic_to_socket(mut self, port: u16) -> Self {
+        self.nic = Some(NicBackend::Socket(port));
         self
     }
 
@@ -278,20 +297,28 @@ impl Config {
             }
         }
         cmd.args(["-m", &self.memory, "-smp", &self.smp]);
-        match &self.nic {
-            // No NIC unless asked for (and no option ROM to find).
-            None => cmd.args(["-nic", "none"]),
-            Some(forwards) => {
+        let netdev = match &self.nic {
+            None => None,
+            Some(NicBackend::User(forwards)) => {
                 let mut netdev = String::from("user,id=net0");
                 for f in forwards {
                     netdev.push(',');
                     netdev.push_str(&f.hostfwd());
                 }
-                cmd.args(["-nic", "none", "-netdev", &netdev, "-device"])
-                    .arg(format!(
-                    "virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile={through_iommu}"
-                ))
+                Some(netdev)
             }
+            Some(NicBackend::Socket(port)) => {
+                Some(format!("socket,id=net0,connect=127.0.0.1:{port}"))
+            }
+        };
+        match netdev {
+            // No NIC unless asked for (and no option ROM to find).
+            None => cmd.args(["-nic", "none"]),
+            Some(netdev) => cmd
+                .args(["-nic", "none", "-netdev", &netdev, "-device"])
+                .arg(format!(
+                    "virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile={through_iommu}"
+                )),
         };
         match self.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),

@@ -19,7 +19,12 @@ fn cpu_ticks(sock: &Path) -> Result<HashMap<String, u64>, String> {
 }
 
 /// The CPU ticks each of `a` and `b` got over `span` of the clock.
-fn ticks_over(sock: &Path, a: &str, b: &str, span: Duration) -> Result<(u64, u64), String> {
+pub(super) fn ticks_over(
+    sock: &Path,
+    a: &str,
+    b: &str,
+    span: Duration,
+) -> Result<(u64, u64), String> {
     let before = cpu_ticks(sock)?;
     let start = Instant::now();
     while start.elapsed() < span {

@@ -26,6 +26,7 @@ mod linux;
 mod linux_disk;
 mod linux_net;
 mod net;
+mod net_backpressure;
 mod netmgmt;
 mod readme;
 mod save;
@@ -46,7 +47,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 27] = [
+    let topics: [fn() -> Vec<Test>; 28] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -66,6 +67,7 @@ fn cases() -> Vec<Test> {
         block::tests,
         dma::tests,
         net::tests,
+        net_backpressure::tests,
         netmgmt::tests,
         debug::tests,
         trace::tests,
