@@ -8,7 +8,8 @@
 //! and every tick: charged by the tick instead (whoever the timer found
 //! running paid for the whole tick, as in Xen's credit scheduler), vCPUs
 //! that run for microseconds between blocks were charged by chance, and
-//! of two guests sending flat out one got half as much again as the other. A vCPU woken from blocking is boosted
+//! of two guests sending flat out one got half as much again as the
+//! other. A vCPU woken from blocking is boosted
 //! to the front once, so a sleeper wakes within a tick even against spinners
 //! — but only while it has not had more than its share (its pass is within
 //! [`BOOST_WINDOW`] of the least-served vCPU it competes with), as Xen
