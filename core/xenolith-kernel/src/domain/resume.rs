@@ -24,14 +24,15 @@ pub fn resume(mut k: MutexGuard<'_, Kernel>, at: VcpuRef) -> MutexGuard<'_, Kern
         _ => return k,
     };
     drop(k);
-    // SAFETY: the frame is sanitized, and the vCPU is loaded on this CPU
-    // (checked under the lock), which keeps its record alive and its frame
-    // unwritten until this CPU leaves it at its next trap, after `iretq`:
-    // a destroy on another CPU leaves the freeing to this one (`teardown`),
-    // only the CPU a vCPU is loaded on saves into its frame, and creation,
-    // `vcpu_up` and restore write only frames of vCPUs not loaded. Other
-    // CPUs may write the record's other fields meanwhile, never these
-    // bytes. The kernel runs with interrupts off, so nothing else runs here
-    // before `iretq`, and NMI, #DF and #MC switch to their own stacks.
+    // Why the frame may be read after the unlock: the vCPU is loaded on
+    // this CPU (checked under the lock), which keeps its record alive and
+    // its frame unwritten until this CPU leaves it at its next trap, after
+    // `iretq`: a destroy on another CPU leaves the freeing to this one
+    // (`teardown`), only the CPU a vCPU is loaded on saves into its frame,
+    // and creation, `vcpu_up` and restore write only frames of vCPUs not
+    // loaded. Other CPUs may write the record's other fields meanwhile,
+    // never these bytes.
+    // SAFETY: the frame is sanitized and stays valid and unwritten (above);
+    // interrupts are off, and NMI, #DF and #MC switch to their own stacks.
     unsafe { crate::arch::syscall::resume_user_at(frame) }
 }

@@ -24,7 +24,9 @@ const WATCH: Duration = Duration::from_secs(2);
 /// Hz). Blocked, it wakes only for its heartbeat and runs microseconds;
 /// polling the full NIC it would take nearly all of the CPU, as the guest
 /// waits too. A tenth is far from both.
-const MAX_TICKS: u64 = WATCH.as_millis() as u64 / 10 / 10;
+const MAX_TICKS: u64 = WATCH.as_millis() as u64 / TICK_MS / 10;
+/// The kernel's tick, the unit of `domain list`'s CPU time.
+const TICK_MS: u64 = 10;
 
 /// The guest sends flat out to a wire that stops taking frames: while
 /// nothing moves for two seconds, drvdom-net's CPU time stays within
