@@ -340,6 +340,26 @@ pub(super) fn free_kib_once_gone(
     }
 }
 
+/// What the kernel says of every domain it holds (memory, grants, mapped
+/// window slots; debug keys `q` and `g`), for a free-memory check that
+/// failed: which domain holds the missing frames.
+pub(super) fn kernel_memory_report(client: &mut toolstack::Client) -> String {
+    if let Err(e) = client.debug_keys("qg") {
+        return format!("(debug keys refused: {e})");
+    }
+    // The kernel logs the dump before the hypercall returns.
+    match client.dmesg() {
+        Ok(lines) => {
+            let start = lines
+                .iter()
+                .rposition(|l| l.contains("debug-keys 'q'"))
+                .unwrap_or(lines.len());
+            lines[start..].join("\n")
+        }
+        Err(e) => format!("(dmesg refused: {e})"),
+    }
+}
+
 /// `Test::new(stringify!(f), f)` for each test function of a topic file:
 /// a test's name is its function's.
 macro_rules! tests {

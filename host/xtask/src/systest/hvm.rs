@@ -206,7 +206,10 @@ fn seventy_hvm_guests_created_and_destroyed_give_back_every_frame_and_table_slot
     let free_after =
         free_kib_once_gone(&mut client, |name| name.contains("-dm"), Some(free_before))?;
     check(free_after == free_before, || {
-        format!("free memory {free_before} KiB before 70 HVM guests, {free_after} KiB after")
+        format!(
+            "free memory {free_before} KiB before 70 HVM guests, {free_after} KiB after; the kernel holds:\n{}",
+            super::harness::kernel_memory_report(&mut client)
+        )
     })
 }
 
