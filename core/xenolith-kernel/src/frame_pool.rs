@@ -8,9 +8,15 @@
 //! memory), and however scattered the free frames become, each costs one
 //! bit and no free can fail for want of room.
 //!
+//! Frames can be reserved without being handed out (an HVM guest's RAM,
+//! taken page by page as the guest first touches it): reserved frames
+//! count as used, and nothing but their reserver's own allocations (made
+//! after giving some of the reservation back) can take them.
+//!
 //! Never: hands out a frame twice, takes back a frame twice, or takes back
 //! a frame that was never one of its own (the kernel image, a module, a
-//! device's memory). Pure logic over the bitmap's words: host-tested.
+//! device's memory); never hands out a reserved frame. Pure logic over the
+//! bitmap's words: host-tested.
 
 use crate::frames::{Frame, FrameError, FrameRun, FreeRanges, PhysRange, FRAME_SIZE};
 
@@ -25,6 +31,8 @@ pub struct FrameAllocator {
     /// No word below this one has a free frame.
     lowest: usize,
     free: u64,
+    /// Of the free frames, how many are reserved (at most `free`).
+    reserved: u64,
     /// Where frames may ever be (what the map left free at boot).
     usable: heapless::Vec<PhysRange, MAX_USABLE>,
 }
@@ -52,6 +60,7 @@ impl FrameAllocator {
             bits,
             lowest: usize::MAX,
             free: 0,
+            reserved: 0,
             usable: heapless::Vec::new(),
         };
         for r in ranges.ranges() {
@@ -84,6 +93,9 @@ impl FrameAllocator {
 
     /// Hands out the lowest free frame that ends at or below `limit`.
     pub fn allocate_below(&mut self, limit: u64) -> Option<Frame> {
+        if self.unreserved() == 0 {
+            return None;
+        }
         let start = self.lowest.min(self.bits.len());
         let w = (start..self.bits.len()).find(|&w| self.bits[w] != 0);
         let Some(w) = w else {
@@ -104,6 +116,9 @@ impl FrameAllocator {
     /// fits). For device DMA, stacks and domain records.
     pub fn allocate_contiguous(&mut self, count: u64) -> Option<FrameRun> {
         let count = usize::try_from(count).ok().filter(|&c| c > 0)?;
+        if self.unreserved() < count as u64 {
+            return None;
+        }
         let frames = self.bits.len() * 64;
         let mut i = self.lowest.min(self.bits.len()) * 64;
         let mut run = 0;
@@ -153,9 +168,30 @@ impl FrameAllocator {
         Ok(())
     }
 
-    /// Bytes free now.
+    /// Bytes free now (reserved frames not counted).
     pub fn free_bytes(&self) -> u64 {
-        self.free * FRAME_SIZE
+        self.unreserved() * FRAME_SIZE
+    }
+
+    /// Free frames not reserved: what an allocation may take.
+    pub fn unreserved(&self) -> u64 {
+        self.free - self.reserved
+    }
+
+    /// Reserves `count` free frames, if that many are neither handed out
+    /// nor reserved; false (and nothing reserved) if not.
+    pub fn reserve(&mut self, count: u64) -> bool {
+        if self.unreserved() < count {
+            return false;
+        }
+        self.reserved += count;
+        true
+    }
+
+    /// Gives `count` reserved frames back to the common pool (at most as
+    /// many as are reserved).
+    pub fn unreserve(&mut self, count: u64) {
+        self.reserved -= count.min(self.reserved);
     }
 }
 
@@ -176,6 +212,30 @@ mod tests {
         let ranges = FreeRanges::new(map.into_iter(), reserved).unwrap();
         let bits = vec![u64::MAX; FrameAllocator::words_for(&ranges)].leak();
         FrameAllocator::new(&ranges, bits).unwrap()
+    }
+
+    #[test]
+    fn reserved_frames_are_counted_as_used_and_taken_by_nobody() {
+        let mut a = pool(&[(MIB, MIB + 8 * 4096)], &[]);
+        assert!(a.reserve(6));
+        assert!(!a.reserve(3), "only two frames are left unreserved");
+        assert_eq!(a.free_bytes(), 2 * 4096);
+        let (x, y) = (a.allocate().unwrap(), a.allocate().unwrap());
+        assert!(a.allocate().is_none(), "the other six are reserved");
+        assert!(a.allocate_contiguous(1).is_none());
+        // The reserver gives one back and takes it.
+        a.unreserve(1);
+        let z = a.allocate().unwrap();
+        assert!(a.allocate().is_none());
+        assert_eq!(a.free_bytes(), 0);
+        // Freed frames are anyone's again; what is still reserved is not.
+        for f in [x, y, z] {
+            a.free(f).unwrap();
+        }
+        assert_eq!(a.free_bytes(), 3 * 4096);
+        a.unreserve(100);
+        assert_eq!(a.free_bytes(), 8 * 4096);
+        assert!(a.allocate_contiguous(8).is_some());
     }
 
     #[test]

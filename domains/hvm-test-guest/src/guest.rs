@@ -394,6 +394,35 @@ fn device_model_checks() {
     );
 }
 
+/// `end=touch touch_mib=N`: writes every page of its RAM from 8 MiB (above
+/// its image, stack and page tables) up to N MiB with a word naming the
+/// page, then reads them all back: each first touch is a page the kernel
+/// gives it then (`domain::guest_ram`).
+fn touch(line: &str) {
+    const FROM: u64 = 8 << 20;
+    let mib: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("touch_mib="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let end = (mib << 20).min(1 << 30);
+    for page in (FROM..end).step_by(4096) {
+        // SAFETY: RAM of this guest (below `end`, its size as the test
+        // says) in the first GiB's identity map, above everything the
+        // guest itself uses.
+        unsafe { core::ptr::write_volatile(page as *mut u64, page ^ 0x5a5a) };
+    }
+    let good = (FROM..end)
+        .step_by(4096)
+        // SAFETY: as above.
+        .filter(|&page| unsafe { core::ptr::read_volatile(page as *const u64) } == page ^ 0x5a5a)
+        .count();
+    say!(
+        "hvm-test: wrote {} pages and read back {good}",
+        end.saturating_sub(FROM) / 4096
+    );
+}
+
 /// Path lengths of two exits, in TSC ticks (instructions under `-icount`):
 /// a CPUID (the kernel answers) and a port input the device model serves
 /// (port 0x80), the mean of 1,000 each.
@@ -535,6 +564,7 @@ extern "C" fn guest_main(cmdline_at: u64) -> ! {
         }
         "hostile" => hostile(),
         "bench" => bench(),
+        "touch" => touch(&line),
         "spin" => {
             say!("hvm-test: spinning");
             loop {

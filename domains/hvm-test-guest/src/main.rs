@@ -9,6 +9,8 @@
 //! off: the vCPU must then use no CPU), `end=spin` (busy for ever),
 //! `end=hostile` (writes every MSR and every port, then halts),
 //! `end=bench` (times 1,000 CPUID and 1,000 device-model port exits),
+//! `end=touch touch_mib=N` (writes and reads back every page from 8 MiB
+//! to N MiB),
 //! `end=mmio` (reads guest-physical
 //! 768 MiB, outside its memory), `end=triple` (a triple fault).
 

@@ -203,11 +203,12 @@ fn domains(k: &Kernel) {
             .filter(|&p| d.ports.get(p).is_ok())
             .count();
         kprintln!(
-            "  domain {} {}: {}, {} KiB, {} ticks, {} ports, {} grants, {} window slots mapped, control {}",
+            "  domain {} {}: {}, {} KiB ({} KiB of RAM not touched yet), {} ticks, {} ports, {} grants, {} window slots mapped, control {}",
             d.id,
             d.name,
             life(d.life),
             d.memory_kib,
+            d.ram_reserved * 4,
             d.existing_vcpus().map(|v| v.ticks).sum::<u64>(),
             ports,
             d.grants.iter().flatten().count(),

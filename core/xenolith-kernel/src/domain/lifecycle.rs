@@ -142,12 +142,20 @@ pub fn create(
         AddressSpace::new(frames, k.kernel_pml4)
     };
     let mut space = space.map_err(map_err)?;
+    // An HVM guest's RAM is reserved now and populated as it is touched.
+    let ram_reserved = if spec.hvm {
+        super::guest_ram::frames_for(pages)
+    } else {
+        0
+    };
+    if !frames.reserve(ram_reserved) {
+        space.destroy(frames, k.kernel_pml4);
+        return Err(Error::OutOfResources);
+    }
     // Two frames per HVM vCPU: its VMCB and its state page.
     let mut vmcbs: heapless::Vec<Frame, { 2 * MAX_VCPUS }> = heapless::Vec::new();
     let built = if spec.hvm {
-        build_hvm(
-            &mut space, frames, time_frame, pages, spec.vcpus, &mut vmcbs,
-        )
+        build_hvm(&mut space, frames, time_frame, spec.vcpus, &mut vmcbs)
     } else {
         build_ring3(&mut space, frames, time_frame, pages)
     };
@@ -164,6 +172,7 @@ pub fn create(
                 let _ = frames.free(f);
             }
             space.destroy(frames, k.kernel_pml4);
+            super::guest_ram::release(frames, ram_reserved);
             return Err(e);
         }
     };
@@ -254,6 +263,7 @@ pub fn create(
             dma_space: None,
             dma_faults: 0,
             max_kib: spec.memory_kib,
+            ram_reserved,
         },
     );
     trace_event!("dom{=u32} created", id.0);
@@ -281,13 +291,13 @@ fn build_ring3(
     Ok((start_info, event_page))
 }
 
-/// An HVM guest's memory: `pages` of RAM from guest-physical 0, the shared
-/// pages at `hvm::SHARED_GPA`, and two frames per vCPU (into `vmcbs`).
+/// An HVM guest's memory but its RAM (reserved by `create`, populated as
+/// touched: `guest_ram`): the shared pages at `hvm::SHARED_GPA`, and two
+/// frames per vCPU (into `vmcbs`).
 fn build_hvm(
     space: &mut AddressSpace,
     frames: &mut FrameAllocator,
     time_frame: Frame,
-    pages: u64,
     vcpus: u32,
     vmcbs: &mut heapless::Vec<Frame, { 2 * MAX_VCPUS }>,
 ) -> Result<(Frame, Frame), Error> {
@@ -303,11 +313,6 @@ fn build_hvm(
             Kind::Borrowed,
         )
         .map_err(map_err)?;
-    let ram = Access {
-        write: true,
-        execute: true,
-    };
-    map_fresh(space, frames, 0, pages, ram)?;
     for _ in 0..2 * vcpus {
         let f = frames.allocate().ok_or(Error::OutOfResources)?;
         let _ = vmcbs.push(f);
@@ -622,12 +627,13 @@ pub fn destroy(
         k.set_current(None);
         k.cpu_mut().need_resched = true;
     }
-    let (id, space, hvm) = k
+    let (id, space, hvm, ram_reserved) = k
         .remove(index, frames, |d| {
             let hvm: [_; MAX_VCPUS] = core::array::from_fn(|v| d.vcpus[v].hvm.take());
-            (d.id, d.space.take(), hvm)
+            (d.id, d.space.take(), hvm, d.ram_reserved)
         })
         .ok_or(Error::NoSuchDomain)?;
+    super::guest_ram::release(frames, ram_reserved);
     trace_event!("dom{=u32} destroyed", id.0);
     #[cfg(not(feature = "trace"))]
     let _ = id;

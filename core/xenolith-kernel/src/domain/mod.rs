@@ -17,6 +17,7 @@ pub mod dma;
 pub mod dma_space;
 pub mod events;
 pub mod grants;
+pub mod guest_ram;
 pub mod lifecycle;
 pub mod msi;
 pub mod pci;
@@ -181,6 +182,9 @@ pub struct Domain {
     pub dma_faults: u64,
     /// The most memory it may hold (`balloon.rs`); `memory_kib` is what it holds.
     pub max_kib: u64,
+    /// Frames still reserved for an HVM guest's RAM not yet touched
+    /// (`guest_ram`); 0 for a ring-3 domain.
+    pub ram_reserved: u64,
 }
 
 impl Domain {

@@ -114,7 +114,7 @@ fn frame_is_zero(frame: Frame) -> bool {
 
 /// `DomainPageWrite`: fills the page at `va` of never-run domain `t`'s own
 /// memory with 4096 bytes from `caller`'s `ptr`.
-pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Result<(), Error> {
+pub fn page_write(k: &mut Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Result<(), Error> {
     let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
     if d.started {
         return Err(Error::DomainState);
@@ -122,6 +122,11 @@ pub fn page_write(k: &Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Res
     if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d, va) {
         return Err(Error::InvalidArgument);
     }
+    // An HVM guest's RAM is populated as it is first written.
+    if super::guest_ram::is_ram(k, t, va) {
+        crate::arch::memory::with_frames(|f| super::guest_ram::populate(k, f, t, va))?;
+    }
+    let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
     let frame = match d.space.ram_frame(va) {
         Some((frame, _, crate::arch::addrspace::Kind::Owned)) => frame,
         _ => return Err(Error::InvalidArgument),

@@ -10,8 +10,9 @@ use super::interrupts;
 use super::lapic::{self, Effect};
 use super::vcpu::HvmVcpu;
 use super::{cpuid, msr, pvclock};
+use crate::arch::memory::with_frames;
 use crate::arch::svm::{self, off};
-use crate::domain::{lifecycle, Kernel, Life, VcpuRef};
+use crate::domain::{guest_ram, lifecycle, Kernel, Life, VcpuRef};
 use ipc_abi::domain::CrashRecord;
 use ipc_abi::hvm::{DEBUG_PORT, FLOATING};
 
@@ -164,6 +165,13 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
                 crash(k, at, s, gpa, what)
             }
         }
+        // Its RAM's first touch: the page is given (and the access retried).
+        Exit::NestedPageFault { gpa, .. } if guest_ram::is_ram(k, at.dom, gpa) => {
+            let given = with_frames(|f| guest_ram::populate_around(k, f, at.dom, gpa));
+            if given.is_err() {
+                crash(k, at, s, gpa, "no frame for its RAM")
+            }
+        }
         Exit::NestedPageFault { gpa, .. } => crash(
             k,
             at,
@@ -234,14 +242,18 @@ fn clock_msr(
 
 /// Writes `bytes` at guest-physical `gpa` of `at`'s domain, within one
 /// page of its RAM; false (nothing written) otherwise.
-fn guest_write(k: &Kernel, at: VcpuRef, gpa: u64, bytes: &[u8]) -> bool {
+fn guest_write(k: &mut Kernel, at: VcpuRef, gpa: u64, bytes: &[u8]) -> bool {
     let offset = (gpa & 0xfff) as usize;
+    if offset + bytes.len() > 4096 || !guest_ram::is_ram(k, at.dom, gpa) {
+        return false;
+    }
+    // A page it has not touched yet is given now.
+    if with_frames(|f| guest_ram::populate(k, f, at.dom, gpa)).is_err() {
+        return false;
+    }
     let Some(d) = k.domain(at.dom) else {
         return false;
     };
-    if offset + bytes.len() > 4096 || gpa >= d.memory_kib * 1024 {
-        return false;
-    }
     match d.space.ram_frame(gpa & !0xfff) {
         Some((frame, true, crate::arch::addrspace::Kind::Owned)) => {
             crate::domain::shared_pages::write_frame(frame, offset, bytes);

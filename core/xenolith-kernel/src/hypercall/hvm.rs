@@ -55,6 +55,8 @@ pub fn grant(k: &mut Kernel, caller: usize, a: args::HvmGrant) -> Result<u64, Er
     if a.gpa >= ram {
         return Err(Error::BadAddress);
     }
+    // A page it has not touched yet is given now, to be granted.
+    crate::arch::memory::with_frames(|f| crate::domain::guest_ram::populate(k, f, guest, a.gpa))?;
     grants::create(k, guest, a.grantee, a.gpa, a.readonly).map(u64::from)
 }
 
