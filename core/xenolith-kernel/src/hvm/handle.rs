@@ -61,6 +61,8 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     if let Some(v) = k.vcpu_mut(at) {
         v.exits.note(&e, s.state.get().guest.regs.rcx as u32);
     }
+    // An interrupt it ended without an exit ends now.
+    super::pv_eoi::after_exit(s);
     // An event the exit interrupted on its way in is delivered again.
     let pending = s.vmcb.read64(off::EXIT_INT_INFO);
     s.vmcb.write64(
@@ -75,7 +77,7 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
             let who = cpuid::Asker {
                 vcpu: at.vcpu as u32,
                 vcpus: nr_vcpus,
-                kvm_features: super::pvclock::FEATURES,
+                kvm_features: super::pvclock::FEATURES | super::pv_eoi::FEATURE,
             };
             let leaf = s.vmcb.read64(off::RAX) as u32;
             let [a, b, c, d] =
@@ -97,6 +99,11 @@ pub fn handle_exit(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
                 lapic_msr(k, at, s, number, write.then_some(value))
             } else if number == pvclock::SYSTEM_TIME || number == pvclock::WALL_CLOCK {
                 clock_msr(k, at, s, number, write.then_some(value))
+            } else if number == super::pv_eoi::MSR {
+                match write {
+                    false => Some(Some(super::pv_eoi::read(s))),
+                    true => super::pv_eoi::write(k, at, s, value).then_some(None),
+                }
             } else {
                 policy_msr(at, s, number, write.then_some(value))
             };

@@ -74,8 +74,14 @@ pub fn halt(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     }
 }
 
-/// Before a run: fire the timer if due, follow its next expiry, deliver.
+/// Before a run: fire the timer if due, follow its next expiry, deliver,
+/// and let the guest end its interrupt without an exit if it may.
 pub fn prepare(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
+    deliver_all(k, at, s);
+    super::pv_eoi::before_run(s);
+}
+
+fn deliver_all(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu) {
     poll_timer(k, at, s);
     let apic = &mut s.state.get_mut().extra.lapic;
     // IPIs its other vCPUs sent meanwhile.

@@ -4,8 +4,8 @@
 //! Owns: the policies (pure, host-tested): what an exit was (`exit`), what
 //! CPUID answers (`cpuid`), what each MSR does (`msr`), the local APIC
 //! (`lapic`), the device-memory moves a guest makes (`mmio_decode`); and, on bare metal, an HVM vCPU's state (`vcpu`), how it runs
-//! (`run`), what each exit does (`handle`) and how interrupts reach it
-//! (`interrupts`). The hardware half
+//! (`run`), what each exit does (`handle`), how interrupts reach it
+//! (`interrupts`) and end without an exit (`pv_eoi`). The hardware half
 //! is `arch/svm.rs`.
 
 pub mod cpuid;
@@ -23,6 +23,8 @@ pub mod lapic;
 mod mmio;
 pub mod mmio_decode;
 pub mod msr;
+#[cfg(target_os = "none")]
+mod pv_eoi;
 pub mod pvclock;
 #[cfg(target_os = "none")]
 mod registers;

@@ -69,10 +69,21 @@ pub struct Extra {
     pub waiting: Option<Waiting>,
     /// kvm-clock's system-time MSR as the guest last wrote it.
     pub system_time_msr: u64,
+    /// Its paravirtual EOI word (`pv_eoi.rs`).
+    pub pv_eoi: PvEoi,
     /// Its last exits, oldest first from `recent_next` (for the triple
     /// fault's report).
     pub recent: [RecentExit; 8],
     pub recent_next: usize,
+}
+
+/// A vCPU's paravirtual EOI (`pv_eoi.rs`): the MSR as written, where its
+/// word is, and whether the bit was set for the run that is on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PvEoi {
+    pub msr: u64,
+    pub word: Option<(Frame, usize)>,
+    pub set: bool,
 }
 
 /// One exit of an HVM vCPU as its triple fault's report shows it.
@@ -178,6 +189,7 @@ impl HvmVcpu {
                     io_seq: 0,
                     waiting: None,
                     system_time_msr: 0,
+                    pv_eoi: Default::default(),
                     recent: [RecentExit::default(); 8],
                     recent_next: 0,
                 },

@@ -200,7 +200,8 @@ fn two_linux_guests_run_at_once_one_with_two_vcpus(
 /// As a user manages it: `domain create -c linux.cfg` in a terminal shows
 /// Linux booting to its shell, typing reaches it, Ctrl-] leaves; then
 /// pause (its CPU time stops while it spins), unpause (it goes on),
-/// `vcpu-list` and `pin` on its two vCPUs, a refused `save`, `top`, `host
+/// `vcpu-list` and `pin` on its two vCPUs, most interrupts ended without
+/// an exit (paravirtual EOI), a refused `save`, `top`, `host
 /// trace` (its exits), `crash` (kept, with its record) and `destroy`, after
 /// which every frame is free again.
 fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
@@ -308,6 +309,45 @@ fn linux_is_created_watched_paused_pinned_traced_and_destroyed_like_any_domain(
             .map_err(err)?;
     }
     expect_line(m, "[2] goes on after 15")?;
+    // Linux ends most interrupts without an exit (KVM's paravirtual EOI,
+    // `hvm/pv_eoi.rs`): far fewer EOI register writes than interrupts
+    // taken (without it, one each).
+    {
+        let mut client = toolstack::Client::connect(&sock).map_err(err)?;
+        let id = client.resolve("linux").map_err(err)?;
+        client
+            .console_write(
+                id,
+                b"awk '/^ *[0-9]+:|LOC:|RES:|CAL:/{for(i=2;i<=NF&&$i~/^[0-9]+$/;i++)s+=$i}END{print \"interrupts\",s,\"taken\"}' /proc/interrupts\n",
+            )
+            .map_err(err)?;
+        let taken = expect_line(m, "[2] interrupts ")?;
+        let taken: u64 = taken
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no count in {taken:?}"))?;
+        client.debug_keys("x").map_err(err)?;
+        let eoi_writes: u64 = client
+            .dmesg()
+            .map_err(err)?
+            .iter()
+            .filter(|l| l.contains(&format!("domain {id} vCPU")) && l.contains(" exits: "))
+            .filter_map(|l| {
+                l.split("msr-eoi ")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        check(taken > 100 && eoi_writes * 2 < taken, || {
+            format!("Linux took {taken} interrupts and wrote its EOI register {eoi_writes} times")
+        })?;
+    }
     std::thread::sleep(Duration::from_secs(2));
     let later = ticks(&sock)?;
     let (_, vcpus) = toolstack(&sock, &["domain", "vcpu-list"])?;
