@@ -228,7 +228,7 @@ mod tests {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitCounts([u32; KINDS]);
 
-const KINDS: usize = 11;
+const KINDS: usize = 12;
 /// What each count is, in order.
 pub const KIND_NAMES: [&str; KINDS] = [
     "host-interrupt",
@@ -237,6 +237,7 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "hlt",
     "io",
     "mmio",
+    "ram-first-touch",
     "msr-eoi",
     "msr-timer",
     "msr-ipi",
@@ -253,13 +254,16 @@ impl ExitCounts {
             Exit::Cpuid => 2,
             Exit::Hlt => 3,
             Exit::Io { .. } => 4,
-            Exit::NestedPageFault { .. } => 5,
+            // Device memory, or its RAM touched for the first time (below
+            // the MMIO window: `domain::guest_ram`).
+            Exit::NestedPageFault { gpa, .. } if *gpa >= ipc_abi::hvm::MMIO_BASE => 5,
+            Exit::NestedPageFault { .. } => 6,
             // x2APIC EOI, TSC-deadline timer, interrupt command register.
-            Exit::Msr { .. } if msr == 0x80b => 6,
-            Exit::Msr { .. } if msr == 0x6e0 || msr == 0x838 => 7,
-            Exit::Msr { .. } if msr == 0x830 => 8,
-            Exit::Msr { .. } => 9,
-            _ => 10,
+            Exit::Msr { .. } if msr == 0x80b => 7,
+            Exit::Msr { .. } if msr == 0x6e0 || msr == 0x838 => 8,
+            Exit::Msr { .. } if msr == 0x830 => 9,
+            Exit::Msr { .. } => 10,
+            _ => 11,
         };
         self.0[kind] = self.0[kind].saturating_add(1);
     }
@@ -283,12 +287,16 @@ mod count_tests {
         c.note(&Exit::Msr { write: false }, 0x1b);
         c.note(&Exit::Hlt, 0);
         c.note(&Exit::Shutdown, 0);
+        c.note(&decode(code::NPF, 0, 0x1000), 0);
+        c.note(&decode(code::NPF, 0, ipc_abi::hvm::MMIO_BASE), 0);
         let count = |name: &str| c.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
         assert_eq!(count("hlt"), Some(1));
         assert_eq!(count("msr-eoi"), Some(2));
         assert_eq!(count("msr-timer"), Some(1));
         assert_eq!(count("msr-other"), Some(1));
         assert_eq!(count("other"), Some(1));
-        assert_eq!(c.iter().map(|(_, v)| v).sum::<u32>(), 6);
+        assert_eq!(count("ram-first-touch"), Some(1));
+        assert_eq!(count("mmio"), Some(1));
+        assert_eq!(c.iter().map(|(_, v)| v).sum::<u32>(), 8);
     }
 }
