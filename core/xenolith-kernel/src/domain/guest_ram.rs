@@ -35,8 +35,16 @@ pub fn frames_for(pages: u64) -> u64 {
 
 /// Whether `gpa` lies in guest `index`'s RAM.
 pub fn is_ram(k: &Kernel, index: usize, gpa: u64) -> bool {
+    ram_holding(k, index, gpa).is_ok()
+}
+
+/// The size of guest `index`'s RAM, if `gpa` lies in it; `BadAddress` if not.
+fn ram_holding(k: &Kernel, index: usize, gpa: u64) -> Result<u64, Error> {
     k.domain(index)
-        .is_some_and(|d| d.is_hvm() && gpa < d.memory_kib * 1024)
+        .filter(|d| d.is_hvm())
+        .map(|d| d.memory_kib * 1024)
+        .filter(|&ram| gpa < ram)
+        .ok_or(Error::BadAddress)
 }
 
 /// Populates the pages of guest `index`'s RAM around `gpa` not populated
@@ -48,10 +56,7 @@ pub fn populate_around(
     index: usize,
     gpa: u64,
 ) -> Result<(), Error> {
-    if !is_ram(k, index, gpa) {
-        return Err(Error::BadAddress);
-    }
-    let ram = k.domain(index).map_or(0, |d| d.memory_kib * 1024);
+    let ram = ram_holding(k, index, gpa)?;
     let first = gpa & !(CHUNK_PAGES * PAGE_SIZE - 1);
     let end = (first + CHUNK_PAGES * PAGE_SIZE).min(ram);
     for page in (first..end).step_by(PAGE_SIZE as usize) {
@@ -68,9 +73,7 @@ pub fn populate(
     index: usize,
     gpa: u64,
 ) -> Result<(), Error> {
-    if !is_ram(k, index, gpa) {
-        return Err(Error::BadAddress);
-    }
+    ram_holding(k, index, gpa)?;
     let d = k.domain_mut(index).ok_or(Error::NoSuchDomain)?;
     let page = gpa & !(PAGE_SIZE - 1);
     if d.space.translate(page).is_some() {

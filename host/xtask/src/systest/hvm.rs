@@ -36,6 +36,19 @@ fn hvm_bundle(c: &Ctx, guests: &[(&str, &str, &str)]) -> Result<std::path::PathB
 /// A managed machine of two CPUs with the HVM bundle `tar`: a guest's
 /// vCPU runs on the CPU that does not keep the kernel's timers
 /// (`default_affinity`), as on most machines.
+/// [`boot_two_cpus`], with a client of its management channel and the
+/// free memory (KiB) before the test does anything.
+fn boot_two_cpus_counted<'m>(
+    c: &Ctx,
+    slot: &'m mut Option<Machine>,
+) -> Result<(&'m mut Machine, toolstack::Client, u64), String> {
+    let tar = hvm_bundle(c, &[])?;
+    let (m, sock) = boot_two_cpus(c, tar, slot)?;
+    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let free = client.host_info().map_err(|e| e.to_string())?.free_kib;
+    Ok((m, client, free))
+}
+
 fn boot_two_cpus<'m>(
     c: &Ctx,
     tar: std::path::PathBuf,
@@ -179,11 +192,8 @@ fn seventy_hvm_guests_created_and_destroyed_give_back_every_frame_and_table_slot
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let tar = hvm_bundle(c, &[])?;
-    let (m, sock) = boot_two_cpus(c, tar, slot)?;
-    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let (m, mut client, free_before) = boot_two_cpus_counted(c, slot)?;
     let err = |e: toolstack::Error| e.to_string();
-    let free_before = client.host_info().map_err(err)?.free_kib;
     // Halted ones, and busy ones destroyed while they run on the other CPU.
     // Seventy guests and their device models are more than domain 0's
     // table holds (127): gone ones must be forgotten two at a time (the
@@ -223,11 +233,8 @@ fn an_hvm_guests_ram_is_held_from_creation_and_given_as_it_is_touched(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
-    let tar = hvm_bundle(c, &[])?;
-    let (m, sock) = boot_two_cpus(c, tar, slot)?;
-    let mut client = toolstack::Client::connect(&sock).map_err(|e| e.to_string())?;
+    let (m, mut client, before) = boot_two_cpus_counted(c, slot)?;
     let err = |e: toolstack::Error| e.to_string();
-    let before = client.host_info().map_err(err)?.free_kib;
     let config = "name = \"toucher\"\ntype = \"hvm\"\nkernel = \"hvm-test-guest\"\n\
                   memory = 64\ncmdline = \"end=touch touch_mib=64\"\non_poweroff = \"preserve\"\n";
     let id = client.create(config, None, true).map_err(err)?;
