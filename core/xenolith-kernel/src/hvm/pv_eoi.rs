@@ -27,7 +27,7 @@ pub fn read(s: &HvmVcpu) -> u64 {
 /// The guest writes the MSR: bit 0 on with a 4-byte aligned address in its
 /// RAM, or off. `false` (a #GP) for anything else.
 pub fn write(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, value: u64) -> bool {
-    after_exit(s);
+    // (This exit's `after_exit` has run: the bit is not set now.)
     let word = if value & 1 == 0 {
         if value != 0 {
             return false;
