@@ -25,6 +25,28 @@ pub fn domain(key: &str) -> Option<domain_runtime::DomainId> {
     number(key).map(|n| domain_runtime::DomainId(n as u32))
 }
 
+/// What `tlb-check part=granter` fills its two granted pages with (refs 0
+/// and 1), which `tlb-check part=prober` and `tlb-stress` check they read.
+pub const TLB_PATTERNS: [u64; 2] = [0xaaaa_aaaa_aaaa_aaaa, 0xbbbb_bbbb_bbbb_bbbb];
+
+/// Waits until `tlb-check part=granter` (domain `granter`) has granted its
+/// pages and filled them: it fills them after granting, so a page mapped
+/// early reads zeros (once taken for a stale TLB entry). The last word it
+/// writes is the second page's last; window slot `slot` maps it meanwhile.
+pub fn wait_for_filled_grants(granter: domain_runtime::DomainId, slot: u64) {
+    use domain_runtime::grant::Mapping;
+    let second = loop {
+        match Mapping::map(granter, 1, slot) {
+            Ok(m) => break m,
+            Err(_) => domain_runtime::time::sleep_ns(10_000_000),
+        }
+    };
+    while second.read_u64(511) != TLB_PATTERNS[1] {
+        domain_runtime::time::sleep_ns(1_000_000);
+    }
+    let _ = second.unmap();
+}
+
 /// Prints when service resumed after each backend restart, as
 /// `bench restart` reads it: `resumed at (us, busy tsc): 41234/1234567 ...`.
 pub struct Resumed<'a>(pub &'a [(u64, u64)]);

@@ -16,11 +16,10 @@ use domain_runtime::grant::{GrantedPages, Mapping};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::{println, time};
-use test_domains::{domain, number, option};
+use test_domains::{domain, number, option, wait_for_filled_grants, TLB_PATTERNS};
 
 domain_runtime::entry!(run);
 
-const PATTERNS: [u64; 2] = [0xaaaa_aaaa_aaaa_aaaa, 0xbbbb_bbbb_bbbb_bbbb];
 const SLOT: u64 = 3;
 
 fn run(_: &'static domain_runtime::StartInfo) {
@@ -42,7 +41,7 @@ fn granter() {
             Err(e) => panic!("grant two pages: {e}"),
         }
     };
-    for (i, pattern) in PATTERNS.iter().enumerate() {
+    for (i, pattern) in TLB_PATTERNS.iter().enumerate() {
         for chunk in pages.page_mut(i).chunks_mut(8) {
             chunk.copy_from_slice(&pattern.to_le_bytes());
         }
@@ -60,13 +59,8 @@ fn granter() {
 fn prober() {
     let granter = domain("granter").expect("granter=");
     let seconds = number("seconds").unwrap_or(8);
-    // The granter may not have granted yet.
-    let mut mapping = loop {
-        match Mapping::map(granter, 0, SLOT) {
-            Ok(m) => break m,
-            Err(_) => time::sleep_ns(10_000_000),
-        }
-    };
+    wait_for_filled_grants(granter, SLOT);
+    let mut mapping = Mapping::map(granter, 0, SLOT).expect("map the first page");
     let mut current = 0usize;
     let (mut rounds, mut changes, mut stale) = (0u64, 0u64, 0u64);
     let mut cpu = hc::current_cpu();
@@ -79,14 +73,14 @@ fn prober() {
             cpu = now;
         }
         // Through the mapping this CPU may have cached before it left.
-        if mapping.read_u64(7) != PATTERNS[current] {
+        if mapping.read_u64(7) != TLB_PATTERNS[current] {
             stale += 1;
             println!("tlb-check: stale read on cpu {} in round {}", cpu, rounds);
         }
         let _ = mapping.unmap();
         current ^= 1;
         mapping = Mapping::map(granter, current as u32, SLOT).expect("map the other page");
-        if mapping.read_u64(7) != PATTERNS[current] {
+        if mapping.read_u64(7) != TLB_PATTERNS[current] {
             stale += 1;
         }
         rounds += 1;

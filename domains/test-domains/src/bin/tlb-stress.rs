@@ -20,11 +20,10 @@ use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::layout::GRANT_WINDOW;
 use domain_runtime::{println, time, vcpu};
-use test_domains::{domain, number};
+use test_domains::{domain, number, wait_for_filled_grants, TLB_PATTERNS};
 
 domain_runtime::entry!(run);
 
-const PATTERNS: [u64; 2] = [0xaaaa_aaaa_aaaa_aaaa, 0xbbbb_bbbb_bbbb_bbbb];
 const SLOT: u64 = 5;
 /// The word the reader reads (inside the slot's page).
 const WORD: u64 = GRANT_WINDOW + SLOT * 4096 + 7 * 8;
@@ -43,14 +42,8 @@ static DONE: AtomicU64 = AtomicU64::new(0);
 fn run(_: &'static domain_runtime::StartInfo) {
     let granter = domain("granter").expect("granter=");
     let seconds = number("seconds").unwrap_or(8);
-    // The granter may not have granted yet.
-    let first = loop {
-        match Mapping::map(granter, 0, SLOT) {
-            Ok(m) => break m,
-            Err(_) => time::sleep_ns(10_000_000),
-        }
-    };
-    first.unmap().expect("unmap");
+    // The granter may not have granted or filled its pages yet.
+    wait_for_filled_grants(granter, SLOT);
     PHASE.store(3, Ordering::SeqCst);
     if let Err(e) = vcpu::start(1, reader, 0) {
         println!("tlb-stress: cannot start vCPU 1: {}", e);
@@ -110,7 +103,7 @@ extern "C" fn reader(_: u64) -> ! {
         if PHASE.load(Ordering::SeqCst) != before {
             continue;
         }
-        let pattern = PATTERNS[((before / 4) % 2) as usize];
+        let pattern = TLB_PATTERNS[((before / 4) % 2) as usize];
         match (before % 4, read) {
             (1, Some(v)) if v == pattern => mapped += 1,
             (3, None) => faults += 1,
