@@ -37,13 +37,17 @@ pub const BOOST_WINDOW: u64 = 2 * (STRIDE / DEFAULT_WEIGHT as u64);
 #[derive(Clone, Copy, Debug)]
 pub struct Entity {
     pub weight: u32,
-    /// Percent of one CPU per window; 0 = no cap.
-    pub cap_percent: u32,
+    /// Percent of one CPU per window (at most 100); 0 = no cap.
+    pub cap_percent: u8,
     pub pass: u64,
     pub boosted: bool,
     pub used_in_window: u32,
     /// The TSC up to which its CPU time is charged (while it runs).
     pub charged_to: u64,
+    /// All the CPU time charged to it, in TSC ticks (debug key q). The
+    /// entity keeps its size with it (48 bytes: a larger vCPU record cost
+    /// the event path 21 instructions).
+    pub used_tsc: u64,
     /// Pass a TSC tick of CPU time costs it, in 2^-32 units: its stride
     /// times the vCPUs its domain's weight is shared by, over a tick's TSC
     /// ticks (set by [`Entity::set_share`]: at creation, a weight change
@@ -51,8 +55,10 @@ pub struct Entity {
     rate: u64,
     /// What charges left below one unit of pass, in 2^-32 units (so
     /// short runs add up exactly).
-    fraction: u64,
+    fraction: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Entity>() == 48);
 
 impl Entity {
     /// A vCPU of weight `weight` alone in its domain, on a CPU whose
@@ -60,11 +66,12 @@ impl Entity {
     pub fn new(weight: u32, cap_percent: u32, start_pass: u64, tsc_per_tick: u64) -> Entity {
         let mut e = Entity {
             weight: weight.max(1),
-            cap_percent,
+            cap_percent: cap_percent.min(100) as u8,
             pass: start_pass,
             boosted: false,
             used_in_window: 0,
             charged_to: 0,
+            used_tsc: 0,
             rate: 0,
             fraction: 0,
         };
@@ -93,7 +100,8 @@ impl Entity {
 
     /// Whether the cap allows it to run in this window.
     pub fn within_cap(&self) -> bool {
-        self.cap_percent == 0 || self.used_in_window < self.cap_percent * CAP_WINDOW_TICKS / 100
+        self.cap_percent == 0
+            || self.used_in_window < u32::from(self.cap_percent) * CAP_WINDOW_TICKS / 100
     }
 
     /// Starts running at TSC `now`: its time is charged from there.
@@ -108,8 +116,9 @@ impl Entity {
     pub fn charge_until(&mut self, now: u64) {
         let used = now.saturating_sub(self.charged_to);
         self.charged_to = now;
+        self.used_tsc = self.used_tsc.wrapping_add(used);
         let cost = u128::from(used) * u128::from(self.rate) + u128::from(self.fraction);
-        self.fraction = cost as u64 & 0xffff_ffff;
+        self.fraction = cost as u32;
         // Below 2^64 whole units: `used` is a run's TSC ticks and `rate` a
         // stride (at most 2^20 times 8 sharers) per tick's TSC ticks; pass
         // grows by at most 2^23 a tick and wraps in no lifetime.
@@ -419,6 +428,7 @@ mod tests {
         long.charge_until(TEST_TICK);
         assert_eq!(short.pass, long.pass);
         assert_eq!(long.pass, STRIDE / 256);
+        assert_eq!((short.used_tsc, long.used_tsc), (64 << 14, TEST_TICK));
         // Two vCPUs of one domain both wanting the CPU pay double.
         let mut shared = Entity::new(256, 0, 0, TEST_TICK);
         shared.set_share(2, TEST_TICK);

@@ -3,9 +3,10 @@
 //! `toolstack host dmesg`).
 //!
 //! Owns: the keys and what each prints. `h` lists the keys; `q` the domain
-//! table; `r` the run queue; `e` every bound event port; `g` every grant
-//! and every mapped grant-window slot; `i` the kernel image's integrity;
-//! `d` what each domain's devices may reach by DMA.
+//! table (memory, sampled ticks and the CPU time charged); `r` the run
+//! queue; `e` every bound event port; `g` every grant and every mapped
+//! grant-window slot; `i` the kernel image's integrity; `d` what each
+//! domain's devices may reach by DMA.
 //! Read-only: dumping changes nothing.
 
 use super::ports::PortState;
@@ -199,23 +200,33 @@ fn life(l: Life) -> &'static str {
 fn domains(k: &Kernel) {
     kprintln!("debug-keys 'q': domain table");
     for d in k.live().filter_map(|i| k.domain(i)) {
+        let (ticks, used_tsc) = d.existing_vcpus().fold((0u64, 0u64), |(t, u), v| {
+            (t + v.ticks, u + v.sched.used_tsc)
+        });
         let ports = (1..ipc_abi::shared::PORTS as u64)
             .filter(|&p| d.ports.get(p).is_ok())
             .count();
         kprintln!(
-            "  domain {} {}: {}, {} KiB ({} KiB of RAM not touched yet), {} ticks, {} ports, {} grants, {} window slots mapped, control {}",
+            "  domain {} {}: {}, {} KiB ({} KiB of RAM not touched yet), {} ticks, {} us charged, {} ports, {} grants, {} window slots mapped, control {}",
             d.id,
             d.name,
             life(d.life),
             d.memory_kib,
             d.ram_reserved * 4,
-            d.existing_vcpus().map(|v| v.ticks).sum::<u64>(),
+            ticks,
+            charged_us(used_tsc),
             ports,
             d.grants.iter().flatten().count(),
             d.window.iter().flatten().count(),
             d.control
         );
     }
+}
+
+/// TSC ticks as microseconds.
+fn charged_us(tsc: u64) -> u64 {
+    let hz = crate::arch::time::page().tsc_hz.max(1);
+    (u128::from(tsc) * 1_000_000 / u128::from(hz)) as u64
 }
 
 fn run_queue(k: &Kernel) {

@@ -89,7 +89,7 @@ pub fn set_sched(k: &mut Kernel, index: usize, weight: u64, cap: u64) -> Result<
     let per_tick = crate::arch::time::tsc_per_tick();
     for v in d.vcpus.iter_mut() {
         v.sched.set_weight(weight as u32, per_tick);
-        v.sched.cap_percent = cap as u32;
+        v.sched.cap_percent = cap as u8;
     }
     // A vCPU held back by its old cap may run now; one over its new cap stops.
     k.resched(index);

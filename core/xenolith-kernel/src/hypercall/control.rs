@@ -284,7 +284,7 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         suspended: d.suspended as u32,
         vcpus: d.nr_vcpus as u32,
         dma_faults: d.dma_faults,
-        cap_percent: d.vcpus[0].sched.cap_percent,
+        cap_percent: d.vcpus[0].sched.cap_percent.into(),
         _reserved: 0,
         max_kib: d.max_kib,
     })
