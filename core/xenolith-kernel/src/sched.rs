@@ -9,12 +9,12 @@
 //! running paid for the whole tick, as in Xen's credit scheduler), vCPUs
 //! that run for microseconds between blocks were charged by chance, and
 //! of two guests sending flat out one got half as much again as the
-//! other. A vCPU woken from blocking is boosted
-//! to the front once, so a sleeper wakes within a tick even against spinners
-//! — but only while it has not had more than its share (its pass is within
-//! [`BOOST_WINDOW`] of the least-served vCPU it competes with), as Xen
-//! boosts only UNDER vCPUs: two domains that wake each other all the time
-//! cannot keep a third out.
+//! other. A vCPU woken from blocking is boosted to the front once, so a
+//! sleeper wakes within a tick even against spinners — but only while it
+//! has not had more than its share (its pass is within [`BOOST_WINDOW`] of
+//! the least-served vCPU it competes with), as Xen boosts only UNDER
+//! vCPUs: two domains that wake each other all the time cannot keep a
+//! third out.
 //! A cap limits a vCPU to `cap` percent of the ticks of each window.
 //! Weight is a domain's, shared by its vCPUs that want the CPU (as Xen's
 //! credit scheduler shares a domain's credit among its active vCPUs): a
@@ -45,8 +45,8 @@ pub struct Entity {
     /// The TSC up to which its CPU time is charged (while it runs).
     pub charged_to: u64,
     /// All the CPU time charged to it, in TSC ticks (debug key q). The
-    /// entity keeps its size with it (48 bytes: a larger vCPU record cost
-    /// the event path 21 instructions).
+    /// entity keeps its 48 bytes with it (the vCPU record, walked on every
+    /// switch, does not grow: performance.md, session 22).
     pub used_tsc: u64,
     /// Pass a TSC tick of CPU time costs it, in 2^-32 units: its stride
     /// times the vCPUs its domain's weight is shared by, over a tick's TSC
