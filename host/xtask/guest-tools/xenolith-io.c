@@ -60,6 +60,9 @@ static int listener(int port) {
         perror("xenolith-io: listen");
         exit(1);
     }
+    /* The host connects only once it has read this line. */
+    printf("xenolith-linux: iobench listening on port %d\n", port);
+    fflush(stdout);
     return s;
 }
 

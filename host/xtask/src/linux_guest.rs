@@ -98,8 +98,8 @@ if [ -n "$xenolith_iobench" ] && [ -b /dev/vda ]; then
   t0=$(ms); dd if=/dev/vda of=/dev/null bs=64k count=$((mib * 16)) iflag=direct 2>/dev/null
   echo "xenolith-linux: iobench seq read $mib MiB $(( $(ms) - t0 )) ms"
   xenolith-io randread /dev/vda $(( mib >= 64 ? 10 : 2 ))
+  # Each server says "iobench listening on port N" once it listens.
   xenolith-io sink 5001 & xenolith-io source 5002 $((mib * 1048576)) & xenolith-io echo 5003 &
-  sleep 1; echo "xenolith-linux: iobench servers ready"
 fi
 # `xenolith_bench` on the command line: a CPU-bound job, timed inside Linux.
 if grep -q xenolith_bench /proc/cmdline; then

@@ -184,7 +184,11 @@ fn measure_on(
     f.read_mib_s = mib / (number_in(&r, &size)? / 1e3);
     let rr = m.wait_for("xenolith-linux: iobench randread ", LONG)?;
     f.iops = number_in(&rr, "randread ")?;
-    m.wait_for("xenolith-linux: iobench servers ready", LONG)?;
+    // Connecting before a server listens gets a reset from QEMU's user
+    // network: each says when it listens.
+    for port in GUEST_PORTS {
+        m.wait_for(&format!("xenolith-linux: iobench listening on port {port}"), LONG)?;
+    }
     let connect = |port: u16| -> Result<TcpStream, String> {
         let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -263,10 +267,14 @@ fn measure_on(
     Ok(f)
 }
 
+/// The ports of `xenolith-io`'s sink, source and echo servers in the
+/// guest (as `/init` starts them).
+const GUEST_PORTS: [u16; 3] = [5001, 5002, 5003];
+
 fn forwards(ports: [u16; 3]) -> Vec<Forward> {
     ports
         .iter()
-        .zip([5001, 5002, 5003])
+        .zip(GUEST_PORTS)
         .map(|(&host_port, guest_port)| Forward {
             udp: false,
             host_port,
