@@ -89,9 +89,12 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     idt::init();
     // The per-CPU block first: `this_cpu()` reads it from here on.
     syscall::init();
+    let protections = cpu::protect_kernel();
     kprintln!(
-        "cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded",
-        vendor_str(&cpu::vendor())
+        "cpu: {} GDT, TSS (IST for #DF, NMI, #MC), IDT loaded; SMEP {}, SMAP {}",
+        vendor_str(&cpu::vendor()),
+        on_off(protections.smep),
+        on_off(protections.smap)
     );
 
     let (cpus, ioapic, dmar) = init_acpi(&info, &settings);
@@ -506,6 +509,25 @@ fn run_test_hook(hook: TestHook) {
             let v = unsafe { core::ptr::read_volatile(bad) };
             kprintln!("ktest: read {v} from an unmapped address?!");
         }
+        TestHook::ReadUserPage | TestHook::RunUserPage => {
+            let Some(va) = map_a_user_page() else {
+                kprintln!("ktest: no frame for the ring-3 page");
+                return;
+            };
+            if hook == TestHook::ReadUserPage {
+                // SAFETY: deliberately unsound: a ring-3 page, which SMAP
+                // keeps the kernel from reading; the read must fault.
+                let v = unsafe { core::ptr::read_volatile(va as *const u64) };
+                kprintln!("ktest: read {v} from a ring-3 page?!");
+            } else {
+                // SAFETY: deliberately unsound: a ring-3 page (holding
+                // `ret`), which SMEP keeps the kernel from running; the
+                // call must fault.
+                let f: extern "C" fn() = unsafe { core::mem::transmute(va as usize) };
+                f();
+                kprintln!("ktest: ran a ring-3 page?!");
+            }
+        }
         TestHook::StackOverflow => {
             let depth = recurse(0);
             kprintln!("ktest: recursion returned {depth}?!");
@@ -528,6 +550,29 @@ fn run_test_hook(hook: TestHook) {
     }
 }
 
+/// Loads a fresh address space with one ring-3 page (readable, writable,
+/// executable, holding `ret`s) at a fixed address, for `ktest=smap` and
+/// `ktest=smep`; the address, or `None` without a frame.
+fn map_a_user_page() -> Option<u64> {
+    use crate::arch::addrspace::{Access, AddressSpace, Kind};
+    const VA: u64 = 0x7fff_5a50_0000;
+    let kernel = memory::kernel_root();
+    let space = memory::with_frames(|f| {
+        let mut space = AddressSpace::new(f, kernel).ok()?;
+        let frame = f.allocate()?;
+        memory::write_frame(frame, 0, &[0xc3; 16]);
+        let access = Access {
+            write: true,
+            execute: true,
+        };
+        space.map(f, VA, frame.addr(), access, Kind::Owned).ok()?;
+        Some(space)
+    })?;
+    // The test ends in a panic: the space is never freed.
+    space.activate();
+    Some(VA)
+}
+
 /// Recurses until the stack runs into its guard page (the opaque stop
 /// condition keeps the compiler from proving it infinite).
 #[inline(never)]
@@ -538,4 +583,12 @@ fn recurse(n: u64) -> u64 {
         return 0;
     }
     core::hint::black_box(recurse(buf[3] + 1)) + buf[7]
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off (the CPU has none)"
+    }
 }

@@ -198,6 +198,10 @@ pub enum TestHook {
     PageFault,
     /// Overflow the boot stack into its guard page (double fault on the IST stack).
     StackOverflow,
+    /// Read a ring-3 page (SMAP must fault it).
+    ReadUserPage,
+    /// Run a ring-3 page's code (SMEP must fault it).
+    RunUserPage,
     /// Power the machine off cleanly after "ready".
     PowerOff,
     /// Spin with interrupts off after "ready" (what the watchdog catches).
@@ -215,6 +219,8 @@ impl TestHook {
             "panic" => Some(TestHook::Panic),
             "pagefault" => Some(TestHook::PageFault),
             "stackoverflow" => Some(TestHook::StackOverflow),
+            "smap" => Some(TestHook::ReadUserPage),
+            "smep" => Some(TestHook::RunUserPage),
             "poweroff" => Some(TestHook::PowerOff),
             "hang" => Some(TestHook::Hang),
             "hang_ap" => Some(TestHook::HangAp),
@@ -228,6 +234,8 @@ impl TestHook {
             TestHook::Panic => "panic",
             TestHook::PageFault => "pagefault",
             TestHook::StackOverflow => "stackoverflow",
+            TestHook::ReadUserPage => "smap",
+            TestHook::RunUserPage => "smep",
             TestHook::PowerOff => "poweroff",
             TestHook::Hang => "hang",
             TestHook::HangAp => "hang_ap",

@@ -33,6 +33,50 @@ pub fn smt_id_bits() -> u32 {
     0
 }
 
+/// What [`protect_kernel`] turned on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Protections {
+    pub smep: bool,
+    pub smap: bool,
+}
+
+/// Turns on, on this CPU and where it has them, SMEP (the kernel never
+/// executes a ring-3 page) and SMAP (it never reads or writes one: it
+/// reaches domains' memory through the physmap alone, `usermem`), which
+/// turn a kernel bug that follows a domain's pointer into a fault; and
+/// global pages with 4 MiB pages (no mapping is global yet). These are
+/// also the bits a guest kernel sets (Linux does): an emulator that
+/// flushes its TLB whenever they change (QEMU's TCG) then does not at
+/// each `VMRUN` and `#VMEXIT` (performance.md).
+///
+/// `syscall` clears RFLAGS.AC (SFMASK) and the interrupt entry from ring 3
+/// too, so a domain cannot lift SMAP for the kernel by setting it.
+pub fn protect_kernel() -> Protections {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let features = __cpuid(1).edx;
+    let extended = if __cpuid(0).eax >= 7 {
+        __cpuid_count(7, 0).ebx
+    } else {
+        0
+    };
+    let on = Protections {
+        smep: extended & (1 << 7) != 0,
+        smap: extended & (1 << 20) != 0,
+    };
+    let mut add = Cr4Flags::empty();
+    add.set(Cr4Flags::PAGE_SIZE_EXTENSION, features & (1 << 3) != 0);
+    add.set(Cr4Flags::PAGE_GLOBAL, features & (1 << 13) != 0);
+    add.set(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION, on.smep);
+    add.set(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION, on.smap);
+    // SAFETY: each bit is set only if CPUID says the CPU has it. The
+    // kernel runs no code from, and makes no access through, a ring-3
+    // mapping (usermem.rs walks the domain's tables and uses the
+    // physmap), so SMEP and SMAP fault nothing it does; no mapping has the
+    // global bit, so PGE changes no translation.
+    unsafe { Cr4::update(|f| *f |= add) };
+    on
+}
+
 /// The time-stamp counter (under `-icount`, retired instructions).
 #[inline(always)]
 pub fn rdtsc() -> u64 {

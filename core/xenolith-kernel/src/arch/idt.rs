@@ -93,6 +93,11 @@ isr_common:
     testb $3, 24(%rsp)
     jz 1f
     swapgs
+    // RFLAGS.AC as ring 3 left it would lift SMAP for the kernel (the
+    // `syscall` path clears it by SFMASK).
+    pushfq
+    andl $~0x40000, (%rsp)
+    popfq
 1:
     .global trap_save_and_dispatch
 trap_save_and_dispatch:

@@ -252,6 +252,7 @@ extern "C" fn ap_main(cpu: u64) -> ! {
     gdt::init_cpu(cpu);
     idt::init();
     syscall::init_cpu(cpu);
+    super::cpu::protect_kernel();
     apic::init_ap();
     apic::start_timer_count(TIMER_COUNT.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::Release);

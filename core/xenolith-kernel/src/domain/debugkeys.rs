@@ -85,7 +85,7 @@ fn hvm_state(id: u32, vcpu: usize, v: &super::Vcpu, h: &crate::hvm::vcpu::HvmVcp
     use crate::arch::svm::off;
     let extra = &h.state.get().extra;
     kprintln!(
-        "debug-keys 'x': domain {id} vCPU {vcpu} {}; rip {:#x} rflags {:#x} int-state {:#x} event-inj {:#x} int-ctl {:#x} misc1 {:#x}; ipis {:x?} extint {:x?}; io waiting {}",
+        "debug-keys 'x': domain {id} vCPU {vcpu} {}; rip {:#x} rflags {:#x} int-state {:#x} event-inj {:#x} int-ctl {:#x} misc1 {:#x} cr0 {:#x} cr4 {:#x}; ipis {:x?} extint {:x?}; io waiting {}",
         extra.lapic.summary(),
         h.vmcb.read64(off::RIP),
         h.vmcb.read64(off::RFLAGS),
@@ -93,6 +93,8 @@ fn hvm_state(id: u32, vcpu: usize, v: &super::Vcpu, h: &crate::hvm::vcpu::HvmVcp
         h.vmcb.read64(off::EVENT_INJ),
         h.vmcb.read32(off::INT_CTL),
         h.vmcb.read32(off::INTERCEPT_MISC1),
+        h.vmcb.read64(off::CR0),
+        h.vmcb.read64(off::CR4),
         v.ipis,
         v.extint,
         extra.waiting.is_some(),

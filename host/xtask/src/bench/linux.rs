@@ -187,7 +187,10 @@ fn measure_on(
     // Connecting before a server listens gets a reset from QEMU's user
     // network: each says when it listens.
     for port in GUEST_PORTS {
-        m.wait_for(&format!("xenolith-linux: iobench listening on port {port}"), LONG)?;
+        m.wait_for(
+            &format!("xenolith-linux: iobench listening on port {port}"),
+            LONG,
+        )?;
     }
     let connect = |port: u16| -> Result<TcpStream, String> {
         let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;

@@ -185,6 +185,33 @@ fn page_fault_is_reported_with_registers(
     Ok(())
 }
 
+/// The kernel can neither read nor run a ring-3 page (SMAP, SMEP): each
+/// attempt is a protection fault (present page, supervisor access), and
+/// the boot log says both are on.
+fn the_kernel_cannot_read_or_run_a_ring3_page(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    // error: bit 0 present (a protection fault, not a missing page), bit
+    // 4 an instruction fetch; never bit 2 (the access was the kernel's).
+    for (hook, error) in [("smap", "error=0x1 "), ("smep", "error=0x11 ")] {
+        let m = boot(&c.config(&format!("noreboot ktest={hook}"))?, slot)?;
+        let cpu = expect_line(m, "cpu: ")?;
+        check(cpu.contains("SMEP on, SMAP on"), || {
+            format!("SMEP and SMAP not both on: {cpu}")
+        })?;
+        let ex = expect_line(m, "exception: ")?;
+        check(
+            ex.contains("#PF page fault (vector 14)")
+                && ex.contains(error)
+                && ex.contains("cr2=0x7fff5a500000"),
+            || format!("ktest={hook}: not the fault SMAP/SMEP gives: {ex}"),
+        )?;
+        expect_line(m, "noreboot: halted")?;
+    }
+    Ok(())
+}
+
 /// The boot CPU's stack, and an application processor's, overflow into
 /// their guard pages: a double fault on the IST stack, reported (an AP's
 /// stack had no guard: it ran down through the physmap over other frames).
@@ -431,6 +458,7 @@ pub(super) fn tests() -> Vec<Test> {
         noreboot_panic_halts_with_the_message,
         panic_without_noreboot_resets_the_machine,
         page_fault_is_reported_with_registers,
+        the_kernel_cannot_read_or_run_a_ring3_page,
         stack_overflow_hits_the_guard_page_and_double_faults_on_ist,
         memory_64m,
         memory_2g,
