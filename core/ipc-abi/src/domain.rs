@@ -166,7 +166,9 @@ pub struct DomainInfo {
     /// A [`ShutdownReason`] value when `state` is Shutdown.
     pub shutdown_reason: u64,
     pub memory_kib: u64,
-    /// CPU time used, in scheduler ticks.
+    /// CPU time used, in scheduler ticks of 10 ms: what its vCPUs were
+    /// charged as they ran (to the TSC tick), standing still while it is
+    /// paused.
     pub cpu_ticks: u64,
     pub name: [u8; NAME_MAX],
     pub name_len: u32,

@@ -134,17 +134,10 @@ fn account_tick(k: &mut Kernel, keeper: bool) {
         let sharers = k.domain(cur.dom).map_or(1, |d| {
             d.existing_vcpus().filter(|v| d.wants_cpu(v)).count() as u32
         });
-        // A domain paused a moment ago whose vCPU this CPU has not left
-        // yet (the pause's kick is on its way) is not counted: paused, its
-        // CPU time stands still from the moment the pause returned.
-        let running = k.domain(cur.dom).is_some_and(|d| d.life == Life::Running);
         if let Some(v) = k.vcpu_mut(cur) {
             v.sched
                 .set_share(sharers, crate::arch::time::tsc_per_tick());
             v.sched.ticked();
-            if running {
-                v.ticks += 1;
-            }
         }
     }
 }

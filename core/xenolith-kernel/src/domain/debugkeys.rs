@@ -202,20 +202,17 @@ fn life(l: Life) -> &'static str {
 fn domains(k: &Kernel) {
     kprintln!("debug-keys 'q': domain table");
     for d in k.live().filter_map(|i| k.domain(i)) {
-        let (ticks, used_tsc) = d.existing_vcpus().fold((0u64, 0u64), |(t, u), v| {
-            (t + v.ticks, u + v.sched.used_tsc)
-        });
+        let used_tsc: u64 = d.existing_vcpus().map(|v| v.sched.used_tsc).sum();
         let ports = (1..ipc_abi::shared::PORTS as u64)
             .filter(|&p| d.ports.get(p).is_ok())
             .count();
         kprintln!(
-            "  domain {} {}: {}, {} KiB ({} KiB of RAM not touched yet), {} ticks, {} us charged, {} ports, {} grants, {} window slots mapped, control {}",
+            "  domain {} {}: {}, {} KiB ({} KiB of RAM not touched yet), {} us charged, {} ports, {} grants, {} window slots mapped, control {}",
             d.id,
             d.name,
             life(d.life),
             d.memory_kib,
             d.ram_reserved * 4,
-            ticks,
             charged_us(used_tsc),
             ports,
             d.grants.iter().flatten().count(),

@@ -228,7 +228,6 @@ pub fn create(
                 ),
                 timer_deadline: 0,
                 timer_fired: false,
-                ticks: 0,
                 cpu: crate::sched::least_loaded(&loads, affinity & online),
                 affinity,
                 loaded_on: None,
@@ -264,6 +263,7 @@ pub fn create(
             dma_faults: 0,
             max_kib: spec.memory_kib,
             ram_reserved,
+            cpu_time: super::CpuTime::Counting { left_out: 0 },
         },
     );
     trace_event!("dom{=u32} created", id.0);
@@ -477,6 +477,7 @@ pub fn unpause(k: &mut Kernel, index: usize) -> Result<(), Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Running;
+    super::cpu_time::thaw(d, crate::arch::cpu::rdtsc());
     d.started = true;
     d.suspended = false;
     trace_event!("dom{=u32} state running", d.id.0);
@@ -501,6 +502,7 @@ pub fn pause(k: &mut Kernel, index: usize) -> Result<(), Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Paused;
+    super::cpu_time::freeze(d, crate::arch::cpu::rdtsc());
     trace_event!("dom{=u32} state paused", d.id.0);
     k.resched(index);
     Ok(())
@@ -513,6 +515,7 @@ pub fn stop(k: &mut Kernel, index: usize, life: Life, crash: Option<CrashRecord>
         return;
     }
     d.life = life;
+    super::cpu_time::freeze(d, crate::arch::cpu::rdtsc());
     trace_event!("dom{=u32} state {}", d.id.0, life);
     if let Some(mut c) = crash {
         c.at_ns = crate::arch::time::now_ns();

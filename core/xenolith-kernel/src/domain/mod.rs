@@ -11,6 +11,7 @@
 
 pub mod balloon;
 pub mod console;
+pub mod cpu_time;
 pub mod debugkeys;
 pub mod devices;
 pub mod dma;
@@ -101,8 +102,6 @@ pub struct Vcpu {
     pub timer_deadline: u64,
     /// The timer fired while the vCPU was not blocked: the next `Block` returns at once.
     pub timer_fired: bool,
-    /// Ticks of CPU time used.
-    pub ticks: u64,
     /// The CPU whose run queue holds this vCPU.
     pub cpu: usize,
     /// The CPUs it may run on (bit n: CPU n), as `cpus =` or `domain pin` set.
@@ -185,6 +184,18 @@ pub struct Domain {
     /// Frames still reserved for an HVM guest's RAM not yet touched
     /// (`guest_ram`); 0 for a ring-3 domain.
     pub ram_reserved: u64,
+    /// How its CPU time is reported (`cpu_time`).
+    pub cpu_time: CpuTime,
+}
+
+/// Whether a domain's reported CPU time moves (`cpu_time`), in TSC ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuTime {
+    /// Running: what its vCPUs were charged, less what they were charged
+    /// while it was paused.
+    Counting { left_out: u64 },
+    /// Not running: the figure as it was when it stopped.
+    Frozen { at: u64 },
 }
 
 impl Domain {

@@ -48,6 +48,7 @@ pub fn suspend(k: &mut Kernel, caller: usize) -> Result<u64, Error> {
         return Err(Error::DomainState);
     }
     d.life = Life::Paused;
+    super::cpu_time::freeze(d, crate::arch::cpu::rdtsc());
     d.suspended = true;
     trace_event!("dom{=u32} state suspended", d.id.0);
     // Its other vCPUs stop too, wherever they run.

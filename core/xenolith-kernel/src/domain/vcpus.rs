@@ -146,7 +146,10 @@ pub fn info(k: &Kernel, index: usize, vcpu: u64) -> Result<VcpuInfo, Error> {
         cpu: v.cpu as u32,
         state: state as u32,
         affinity: v.affinity & crate::arch::smp::online_mask(),
-        cpu_ticks: v.ticks,
+        cpu_ticks: super::cpu_time::in_ticks(super::cpu_time::vcpu_tsc(
+            v,
+            crate::arch::cpu::rdtsc(),
+        )),
         running: v.loaded_on.is_some() as u32,
         _reserved: 0,
     })

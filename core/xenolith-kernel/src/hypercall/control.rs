@@ -5,7 +5,7 @@
 use super::rights::{other, require_control, self_or_controlled};
 use crate::arch::memory::with_frames;
 use crate::domain::lifecycle::{self, Spec};
-use crate::domain::{balloon, events, grants, saving, vcpus, Kernel, Life};
+use crate::domain::{balloon, cpu_time, events, grants, saving, vcpus, Kernel, Life};
 use crate::frame_pool::FrameAllocator;
 use crate::usermem::{self, UserImage};
 use ipc_abi::domain::{
@@ -273,7 +273,7 @@ fn domain_info(k: &Kernel, t: usize) -> Result<DomainInfo, Error> {
         state: state as u32,
         shutdown_reason: reason,
         memory_kib: d.memory_kib,
-        cpu_ticks: d.existing_vcpus().map(|v| v.ticks).sum(),
+        cpu_ticks: cpu_time::in_ticks(cpu_time::reported_tsc(d, crate::arch::cpu::rdtsc())),
         name,
         name_len: d.name.len() as u32,
         weight: d.vcpus[0].sched.weight,

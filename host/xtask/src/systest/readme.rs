@@ -265,7 +265,7 @@ fn session(t: &mut Terminal, root: &Path) -> Result<(), String> {
 /// time grows by more than 2% of the time (an idle domain blocks; one that
 /// polls takes a host CPU from everything else). Domain 0 may use 5%: it
 /// looks at every ring four times a second by design, and serves the
-/// `domain list` that measures (CPU time is counted in 10 ms ticks, and a
+/// `domain list` that measures (CPU time is reported in 10 ms units, and a
 /// loaded host stretches guest work).
 fn idle_domains_stay_idle(list_command: &str, root: &Path) -> Result<(), String> {
     const WINDOW: Duration = Duration::from_secs(10);
