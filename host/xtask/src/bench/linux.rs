@@ -15,7 +15,9 @@
 //! MiB over TCP each way, and 64-byte request/response round trips for 10 s.
 //! For Xenolith, also where the time goes: the guest vCPU's exits by kind
 //! (debug key `x`, through domain 0's management channel) per MiB sent
-//! to the guest and per round trip.
+//! to the guest and per round trip, and a third boot with the kernel's
+//! trace on whose random reads are broken down by where the CPU was
+//! (`linux_breakdown`).
 
 use crate::qemu::{free_port, Config, Forward, Machine};
 use crate::{build, host_tools, iso, linux_guest};
@@ -193,7 +195,8 @@ fn measure_on(
         )?;
     }
     let connect = |port: u16| -> Result<TcpStream, String> {
-        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connecting to port {port}: {e}"))?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(LONG)).map_err(|e| e.to_string())?;
         Ok(s)
@@ -209,12 +212,13 @@ fn measure_on(
     let mut s = connect(ports[0])?;
     let began = Instant::now();
     let chunk = vec![0x5au8; 1 << 16];
+    let to_guest = |e: std::io::Error| format!("TCP host -> guest: {e}");
     for _ in 0..tcp_bytes() / chunk.len() {
-        s.write_all(&chunk).map_err(|e| e.to_string())?;
+        s.write_all(&chunk).map_err(to_guest)?;
     }
-    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    s.shutdown(Shutdown::Write).map_err(to_guest)?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut answer).map_err(to_guest)?;
     let secs = began.elapsed().as_secs_f64();
     if answer.trim() != tcp_bytes().to_string() {
         return Err(format!("the guest counted {answer:?} bytes"));
@@ -233,7 +237,9 @@ fn measure_on(
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0usize;
     loop {
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("TCP guest -> host: {e}"))?;
         if n == 0 {
             break;
         }
@@ -251,8 +257,9 @@ fn measure_on(
     let began = Instant::now();
     let mut n = 0u64;
     while began.elapsed() < Duration::from_secs(super::setup::sized(10, 2)) {
-        s.write_all(&message).map_err(|e| e.to_string())?;
-        s.read_exact(&mut back).map_err(|e| e.to_string())?;
+        let echo = |e: std::io::Error| format!("64-byte round trips: {e}");
+        s.write_all(&message).map_err(echo)?;
+        s.read_exact(&mut back).map_err(echo)?;
         n += 1;
     }
     f.round_trips_s = n as f64 / began.elapsed().as_secs_f64();
@@ -322,14 +329,21 @@ pub fn run() -> Result<(), String> {
         },
     ];
     let image = iso::build(&kernel, "", &modules, &dir.join("linux-io.iso"))?;
+    // The same with the kernel's trace on, for the breakdown of a read.
+    let traced = iso::build(
+        &kernel,
+        "tbuf_size=1024",
+        &modules,
+        &dir.join("linux-io-traced.iso"),
+    )?;
     // Xenolith on one host CPU, as the guest has; and on two, where the
     // driver domains and the device model can run beside the guest, as a
     // deployment would place them (QEMU's own devices run beside its guest
     // in its I/O thread).
-    let xenolith = |cpus: u32| -> Result<Figures, String> {
+    let boot = |image: &std::path::Path, cpus: u32| -> Result<(Machine, [u16; 3], _), String> {
         let ports = [free_port()?, free_port()?, free_port()?];
         let sock = crate::qemu::socket_path(&dir.join(format!("linux-com2-{cpus}.sock")));
-        let m = Config::new(&image)
+        let m = Config::new(image)
             .memory("1G")
             .smp(cpus)
             .disk(&disk)
@@ -341,10 +355,19 @@ pub fn run() -> Result<(), String> {
             "toolstack: serving the management protocol on COM2",
             Duration::from_secs(120),
         )?;
+        Ok((m, ports, sock))
+    };
+    let xenolith = |cpus: u32| -> Result<Figures, String> {
+        let (m, ports, sock) = boot(&image, cpus)?;
         measure(&m, ports, Some(&sock))
     };
     let xen = xenolith(1)?;
     let xen2 = xenolith(2)?;
+    let breakdown = {
+        let (m, _, sock) = boot(&traced, 1)?;
+        m.wait_for("xenolith-linux: iobench randread ", LONG)?;
+        super::linux_breakdown::measure(&sock, &kernel)?
+    };
     let ports = [free_port()?, free_port()?, free_port()?];
     let direct = {
         let m = Config::new(&image)
@@ -436,5 +459,6 @@ pub fn run() -> Result<(), String> {
             get(&xen2.exits_per_round_trip)
         );
     }
+    super::linux_breakdown::print(&breakdown, direct.iops);
     Ok(())
 }

@@ -11,6 +11,7 @@ mod boot;
 mod hvm;
 mod kernel;
 mod linux;
+mod linux_breakdown;
 mod mgmt_channels;
 mod net;
 mod restart;
