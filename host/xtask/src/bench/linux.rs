@@ -67,8 +67,8 @@ struct Figures {
 /// the TSC tick: debug key q; `domain list` samples it by the 10 ms tick),
 /// by name.
 fn cpu_ms_now(client: &mut toolstack::Client) -> Result<Exits, String> {
-    client.debug_keys("q").map_err(|e| e.to_string())?;
-    let log = client.dmesg().map_err(|e| e.to_string())?;
+    client.debug_keys("q").map_err(management)?;
+    let log = client.dmesg().map_err(management)?;
     let start = log
         .iter()
         .rposition(|l| l.contains("debug-keys 'q'"))
@@ -93,11 +93,16 @@ fn cpu_ms_now(client: &mut toolstack::Client) -> Result<Exits, String> {
 /// Exits by kind.
 type Exits = std::collections::BTreeMap<String, f64>;
 
+/// A failure of domain 0's management channel, said as one.
+fn management(e: toolstack::Error) -> String {
+    format!("the management channel (COM2): {e}")
+}
+
 /// The HVM guest's exits by kind so far, from the kernel's answer to debug
 /// key `x` (the bench's guest is the only HVM vCPU).
 fn exits_now(client: &mut toolstack::Client) -> Result<Exits, String> {
-    client.debug_keys("x").map_err(|e| e.to_string())?;
-    let log = client.dmesg().map_err(|e| e.to_string())?;
+    client.debug_keys("x").map_err(management)?;
+    let log = client.dmesg().map_err(management)?;
     let line = log
         .iter()
         .rev()
@@ -202,7 +207,7 @@ fn measure_on(
         Ok(s)
     };
     let mut client = match com2 {
-        Some(sock) => Some(toolstack::Client::connect(sock).map_err(|e| e.to_string())?),
+        Some(sock) => Some(toolstack::Client::connect(sock).map_err(management)?),
         None => None,
     };
     let mut exits = || client.as_mut().map(exits_now).transpose();
