@@ -3,7 +3,7 @@
 //! `toolstack host dmesg`).
 //!
 //! Owns: the keys and what each prints. `h` lists the keys; `q` the domain
-//! table (memory, sampled ticks and the CPU time charged); `r` the run
+//! table (memory, untouched RAM and the CPU time charged); `r` the run
 //! queue; `e` every bound event port; `g` every grant and every mapped
 //! grant-window slot; `i` the kernel image's integrity; `d` what each
 //! domain's devices may reach by DMA.

@@ -64,8 +64,8 @@ struct Figures {
 }
 
 /// Each domain's CPU time so far, in ms as the scheduler charged it (to
-/// the TSC tick: debug key q; `domain list` samples it by the 10 ms tick),
-/// by name.
+/// the TSC tick: debug key q; `domain list` gives the same in 10 ms
+/// units), by name.
 fn cpu_ms_now(client: &mut toolstack::Client) -> Result<Exits, String> {
     client.debug_keys("q").map_err(management)?;
     let log = client.dmesg().map_err(management)?;

@@ -20,8 +20,8 @@ const FRAMES: u64 = 20_000;
 const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x07, 0x01];
 /// How long drvdom-net's CPU time is watched while the NIC is full.
 const WATCH: Duration = Duration::from_secs(2);
-/// At most this share of `WATCH` in drvdom-net's CPU ticks (sampled at 100
-/// Hz). Blocked, it wakes only for its heartbeat and runs microseconds;
+/// At most this share of `WATCH` in drvdom-net's CPU time (in 10 ms
+/// ticks, as charged). Blocked, it wakes only for its heartbeat and runs microseconds;
 /// polling the full NIC it would take nearly all of the CPU, as the guest
 /// waits too. A tenth is far from both.
 const MAX_TICKS: u64 = WATCH.as_millis() as u64 / TICK_MS / 10;
