@@ -94,7 +94,8 @@ isr_common:
     jz 1f
     swapgs
     // RFLAGS.AC as ring 3 left it would lift SMAP for the kernel (the
-    // `syscall` path clears it by SFMASK).
+    // `syscall` path clears it by SFMASK; NMI, #DF and #MC, on the
+    // paranoid path, keep it: their handlers touch no domain memory).
     pushfq
     andl $~0x40000, (%rsp)
     popfq
