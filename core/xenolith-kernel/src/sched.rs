@@ -44,7 +44,8 @@ pub struct Entity {
     pub used_in_window: u32,
     /// The TSC up to which its CPU time is charged (while it runs).
     pub charged_to: u64,
-    /// All the CPU time charged to it, in TSC ticks (debug key q). The
+    /// All the CPU time charged to it, in TSC ticks (what `domain list`
+    /// reports, through `domain::cpu_time`, and debug key q). The
     /// entity keeps its 48 bytes with it (the vCPU record, walked on every
     /// switch, does not grow: performance.md, session 22).
     pub used_tsc: u64,

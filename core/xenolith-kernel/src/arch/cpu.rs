@@ -68,11 +68,10 @@ pub fn protect_kernel() -> Protections {
     add.set(Cr4Flags::PAGE_GLOBAL, features & (1 << 13) != 0);
     add.set(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION, on.smep);
     add.set(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION, on.smap);
-    // SAFETY: each bit is set only if CPUID says the CPU has it. The
-    // kernel runs no code from, and makes no access through, a ring-3
-    // mapping (usermem.rs walks the domain's tables and uses the
-    // physmap), so SMEP and SMAP fault nothing it does; no mapping has the
-    // global bit, so PGE changes no translation.
+    // The kernel runs no code from, and makes no access through, a ring-3
+    // mapping (usermem.rs walks the domain's tables and uses the physmap).
+    // SAFETY: each bit only if CPUID has it; SMEP and SMAP fault nothing
+    // the kernel does (above); no mapping is global, so PGE changes none.
     unsafe { Cr4::update(|f| *f |= add) };
     on
 }

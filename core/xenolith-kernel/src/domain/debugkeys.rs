@@ -202,7 +202,7 @@ fn life(l: Life) -> &'static str {
 fn domains(k: &Kernel) {
     kprintln!("debug-keys 'q': domain table");
     for d in k.live().filter_map(|i| k.domain(i)) {
-        let used_tsc: u64 = d.existing_vcpus().map(|v| v.sched.used_tsc).sum();
+        let used_tsc = super::cpu_time::reported_tsc(d, crate::arch::cpu::rdtsc());
         let ports = (1..ipc_abi::shared::PORTS as u64)
             .filter(|&p| d.ports.get(p).is_ok())
             .count();

@@ -364,14 +364,15 @@ pub fn run() -> Result<(), String> {
     };
     let xenolith = |cpus: u32| -> Result<Figures, String> {
         let (m, ports, sock) = boot(&image, cpus)?;
-        measure(&m, ports, Some(&sock))
+        measure(&m, ports, Some(&sock)).map_err(|e| format!("Xenolith on {cpus} host CPU(s): {e}"))
     };
     let xen = xenolith(1)?;
     let xen2 = xenolith(2)?;
     let breakdown = {
         let (m, _, sock) = boot(&traced, 1)?;
-        m.wait_for("xenolith-linux: iobench randread ", LONG)?;
-        super::linux_breakdown::measure(&sock, &kernel)?
+        m.wait_for("xenolith-linux: iobench randread ", LONG)
+            .and_then(|_| super::linux_breakdown::measure(&sock, &kernel))
+            .map_err(|e| format!("Xenolith with its trace on: {e}"))?
     };
     let ports = [free_port()?, free_port()?, free_port()?];
     let direct = {
@@ -382,7 +383,7 @@ pub fn run() -> Result<(), String> {
             .nic(&forwards(ports))
             .direct_linux(&linux.kernel, &linux.initrd, &append())
             .spawn()?;
-        measure(&m, ports, None)?
+        measure(&m, ports, None).map_err(|e| format!("QEMU direct: {e}"))?
     };
     println!(
         "| measure (TCG, a 1-vCPU 512 MiB guest, cache=none) | Xenolith HVM, 1 host CPU | 2 host CPUs | QEMU direct | ratio | ratio, 2 CPUs |"
