@@ -16,6 +16,7 @@ mod import_cycles;
 mod iso;
 mod linux_guest;
 mod mgmt_keys;
+mod pcap;
 mod pty;
 mod qemu;
 mod systest;

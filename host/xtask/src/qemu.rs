@@ -57,6 +57,9 @@ pub struct Config {
     iommu: bool,
     /// The IOMMU remaps interrupts too (`intremap=on`; on by default).
     intremap: bool,
+    /// Every frame between the NIC and its backend, cut to its first 128
+    /// bytes, recorded in this pcap file (QEMU's `filter-dump`).
+    net_capture: Option<PathBuf>,
 }
 
 /// A host port on 127.0.0.1 forwarded to a guest's address and port
@@ -133,6 +136,7 @@ impl Config {
             direct: None,
             iommu: false,
             intremap: true,
+            net_capture: None,
         }
     }
 
@@ -186,6 +190,14 @@ impl Config {
     /// socket takes bytes again.
     pub fn nic_to_socket(mut self, port: u16) -> Self {
         self.nic = Some(NicBackend::Socket(port));
+        self
+    }
+
+    /// The NIC's frames, both ways, recorded in the pcap file `path` (their
+    /// headers: the first 128 bytes of each), for a test or bench that
+    /// must say which side of a connection did what (`crate::pcap`).
+    pub fn capture_frames(mut self, path: &Path) -> Self {
+        self.net_capture = Some(path.to_path_buf());
         self
     }
 
@@ -320,6 +332,12 @@ impl Config {
                     "virtio-net-pci,netdev=net0,addr=0x5,disable-legacy=on,romfile={through_iommu}"
                 )),
         };
+        if let (Some(_), Some(path)) = (&self.nic, &self.net_capture) {
+            let path = path.to_string_lossy().replace(',', ",,");
+            cmd.arg("-object").arg(format!(
+                "filter-dump,id=capture0,netdev=net0,file={path},maxlen=128"
+            ));
+        }
         match self.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),

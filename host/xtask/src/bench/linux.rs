@@ -149,13 +149,35 @@ fn measure(
     m: &Machine,
     ports: [u16; 3],
     com2: Option<&std::path::Path>,
+    capture: Option<&std::path::Path>,
 ) -> Result<Figures, String> {
     measure_on(m, ports, com2).map_err(|e| {
         let lines = m.lines();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
         let state = com2.map(kernel_state).unwrap_or_default();
-        format!("{e}\n--- the machine's last lines ---\n{tail}{state}")
+        let frames = capture.map(connections).unwrap_or_default();
+        format!("{e}\n--- the machine's last lines ---\n{tail}{state}{frames}")
     })
+}
+
+/// What the NIC's recorded frames say of each server's connections (who
+/// opened, closed or reset them), for a bench whose connection failed.
+fn connections(capture: &std::path::Path) -> String {
+    let mut out = format!("\n--- the NIC's frames ({}) ---", capture.display());
+    for port in GUEST_PORTS {
+        match crate::pcap::story(capture, port) {
+            Ok(story) => out += &format!("\nport {port}:\n{story}"),
+            Err(e) => out += &format!("\n(no frames: {e})"),
+        }
+    }
+    out
+}
+
+/// Where a machine's NIC records its frames: in the short form only (the
+/// suite's, where a failure must explain itself; the full form's transfers
+/// would make the file hundreds of MiB and the recording would cost time).
+fn capture_file(dir: &std::path::Path, machine: &str) -> Option<std::path::PathBuf> {
+    super::setup::sized(None, Some(dir.join(format!("{machine}.pcap"))))
 }
 
 /// The kernel's view of every domain, vCPU, run queue and HVM vCPU's exits
@@ -217,13 +239,19 @@ fn measure_on(
     let mut s = connect(ports[0])?;
     let began = Instant::now();
     let chunk = vec![0x5au8; 1 << 16];
-    let to_guest = |e: std::io::Error| format!("TCP host -> guest: {e}");
+    let mut sent = 0;
+    let to_guest = |e: std::io::Error, sent: usize| {
+        let ms = began.elapsed().as_millis();
+        format!("TCP host -> guest: {e} ({sent} bytes sent, {ms} ms after connecting)")
+    };
     for _ in 0..tcp_bytes() / chunk.len() {
-        s.write_all(&chunk).map_err(to_guest)?;
+        s.write_all(&chunk).map_err(|e| to_guest(e, sent))?;
+        sent += chunk.len();
     }
-    s.shutdown(Shutdown::Write).map_err(to_guest)?;
+    s.shutdown(Shutdown::Write).map_err(|e| to_guest(e, sent))?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer).map_err(to_guest)?;
+    s.read_to_string(&mut answer)
+        .map_err(|e| to_guest(e, sent))?;
     let secs = began.elapsed().as_secs_f64();
     if answer.trim() != tcp_bytes().to_string() {
         return Err(format!("the guest counted {answer:?} bytes"));
@@ -345,45 +373,54 @@ pub fn run() -> Result<(), String> {
     // driver domains and the device model can run beside the guest, as a
     // deployment would place them (QEMU's own devices run beside its guest
     // in its I/O thread).
-    let boot = |image: &std::path::Path, cpus: u32| -> Result<(Machine, [u16; 3], _), String> {
+    let boot = |image: &std::path::Path, cpus: u32| -> Result<(Machine, [u16; 3], _, _), String> {
         let ports = [free_port()?, free_port()?, free_port()?];
         let sock = crate::qemu::socket_path(&dir.join(format!("linux-com2-{cpus}.sock")));
-        let m = Config::new(image)
+        let capture = capture_file(&dir, &format!("linux-net-{cpus}"));
+        let mut config = Config::new(image)
             .memory("1G")
             .smp(cpus)
             .disk(&disk)
             .disk_cache_none()
             .nic(&forwards(ports))
-            .com2_socket(&sock)
-            .spawn()?;
+            .com2_socket(&sock);
+        if let Some(c) = &capture {
+            config = config.capture_frames(c);
+        }
+        let m = config.spawn()?;
         m.wait_for(
             "toolstack: serving the management protocol on COM2",
             Duration::from_secs(120),
         )?;
-        Ok((m, ports, sock))
+        Ok((m, ports, sock, capture))
     };
     let xenolith = |cpus: u32| -> Result<Figures, String> {
-        let (m, ports, sock) = boot(&image, cpus)?;
-        measure(&m, ports, Some(&sock)).map_err(|e| format!("Xenolith on {cpus} host CPU(s): {e}"))
+        let (m, ports, sock, capture) = boot(&image, cpus)?;
+        measure(&m, ports, Some(&sock), capture.as_deref())
+            .map_err(|e| format!("Xenolith on {cpus} host CPU(s): {e}"))
     };
     let xen = xenolith(1)?;
     let xen2 = xenolith(2)?;
     let breakdown = {
-        let (m, _, sock) = boot(&traced, 1)?;
+        let (m, _, sock, _) = boot(&traced, 1)?;
         m.wait_for("xenolith-linux: iobench randread ", LONG)
             .and_then(|_| super::linux_breakdown::measure(&sock, &kernel))
             .map_err(|e| format!("Xenolith with its trace on: {e}"))?
     };
     let ports = [free_port()?, free_port()?, free_port()?];
     let direct = {
-        let m = Config::new(&image)
+        let capture = capture_file(&dir, "linux-net-direct");
+        let mut config = Config::new(&image)
             .memory("512M")
             .disk(&disk)
             .disk_cache_none()
             .nic(&forwards(ports))
-            .direct_linux(&linux.kernel, &linux.initrd, &append())
-            .spawn()?;
-        measure(&m, ports, None).map_err(|e| format!("QEMU direct: {e}"))?
+            .direct_linux(&linux.kernel, &linux.initrd, &append());
+        if let Some(c) = &capture {
+            config = config.capture_frames(c);
+        }
+        let m = config.spawn()?;
+        measure(&m, ports, None, capture.as_deref()).map_err(|e| format!("QEMU direct: {e}"))?
     };
     println!(
         "| measure (TCG, a 1-vCPU 512 MiB guest, cache=none) | Xenolith HVM, 1 host CPU | 2 host CPUs | QEMU direct | ratio | ratio, 2 CPUs |"
