@@ -120,6 +120,23 @@ pub fn phys_of(p: *const u8) -> u64 {
     phys(p as u64)
 }
 
+/// The 16-bit word at DMA address `phys` of this domain's window (a
+/// virtqueue's index or flags, which the device writes at any time), or
+/// None if `phys` is not a 2-aligned address of the window.
+pub fn read_shared_u16(phys: u64) -> Option<u16> {
+    let (pages, base) = {
+        let s = STATE.lock();
+        (s.pool.pages(), s.window_base?)
+    };
+    let offset = phys.checked_sub(base)?;
+    if offset % 2 != 0 || offset + 2 > (pages * PAGE) as u64 {
+        return None;
+    }
+    // SAFETY: a 2-aligned address inside the window, which is mapped for
+    // the domain's life; any u16 is valid; volatile as the device writes it.
+    Some(unsafe { core::ptr::read_volatile((DMA_WINDOW + offset) as *const u16) })
+}
+
 /// A byte the device writes (a status byte), read after the device said it
 /// is done with it.
 pub fn read_device_byte(b: &u8) -> u8 {
