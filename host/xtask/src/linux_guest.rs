@@ -101,6 +101,11 @@ if [ -n "$xenolith_iobench" ] && [ -b /dev/vda ]; then
   # Each server says "iobench listening on port N" once it listens.
   xenolith-io sink 5001 & xenolith-io source 5002 $((mib * 1048576)) & xenolith-io echo 5003 &
 fi
+# `xenolith_netbench=BYTES` on the command line (`cargo xtask bench net`):
+# the same servers alone, BYTES from the source.
+if [ -n "$xenolith_netbench" ] && [ -n "$xenolith_ip" ]; then
+  xenolith-io sink 5001 & xenolith-io source 5002 "$xenolith_netbench" & xenolith-io echo 5003 &
+fi
 # `xenolith_bench` on the command line: a CPU-bound job, timed inside Linux.
 if grep -q xenolith_bench /proc/cmdline; then
   mount -t tmpfs tmp /tmp

@@ -50,8 +50,17 @@ impl std::fmt::Display for Segment {
 }
 
 /// The TCP segments in the pcap bytes `file` (Ethernet, IPv4; other frames
-/// and a cut-off last record are skipped).
+/// are skipped).
 pub fn segments(file: &[u8]) -> Result<Vec<Segment>, String> {
+    Ok(frames(file)?
+        .into_iter()
+        .filter_map(|(at, frame)| tcp_in(frame, at))
+        .collect())
+}
+
+/// Each frame of the pcap bytes `file` with its time in seconds since the
+/// first (a cut-off last record is left out: QEMU may be writing it).
+fn frames(file: &[u8]) -> Result<Vec<(f64, &[u8])>, String> {
     let header = file.get(..24).ok_or("not a pcap file: too short")?;
     let magic = u32::from_le_bytes(header[..4].try_into().unwrap());
     let le = match magic {
@@ -78,9 +87,7 @@ pub fn segments(file: &[u8]) -> Result<Vec<Segment>, String> {
         };
         at += 16 + len;
         let start = *first.get_or_insert(seconds);
-        if let Some(s) = tcp_in(frame, seconds - start) {
-            out.push(s);
-        }
+        out.push((seconds - start, frame));
     }
     Ok(out)
 }
@@ -117,6 +124,8 @@ fn tcp_in(frame: &[u8], at: f64) -> Option<Segment> {
 /// just before it, and how many segments went each way.
 pub fn story(path: &Path, port: u16) -> Result<String, String> {
     let file = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let recorded = frames(&file)?;
+    let last = recorded.last().map_or(0.0, |(at, _)| *at);
     let all: Vec<_> = segments(&file)?
         .into_iter()
         .filter(|s| s.from.1 == port || s.to.1 == port)
@@ -133,9 +142,10 @@ pub fn story(path: &Path, port: u16) -> Result<String, String> {
     }
     let towards = all.iter().filter(|s| s.to.1 == port).count();
     lines.push(format!(
-        "  {} segments to port {port}, {} from it",
+        "  {} segments to port {port}, {} from it; {} frames recorded in all, the last at {last:.6} s",
         towards,
-        all.len() - towards
+        all.len() - towards,
+        recorded.len()
     ));
     Ok(lines.join("\n"))
 }

@@ -19,11 +19,10 @@
 //! trace on whose random reads are broken down by where the CPU was
 //! (`linux_breakdown`).
 
-use crate::qemu::{free_port, Config, Forward, Machine};
+use super::guest_tcp::{self, GUEST_PORTS};
+use crate::qemu::{free_port, Config, Machine};
 use crate::{build, host_tools, iso, linux_guest};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(600);
 const IP: &str = "10.0.2.15";
@@ -216,18 +215,8 @@ fn measure_on(
     // Connecting before a server listens gets a reset from QEMU's user
     // network: each says when it listens.
     for port in GUEST_PORTS {
-        m.wait_for(
-            &format!("xenolith-linux: iobench listening on port {port}"),
-            LONG,
-        )?;
+        m.wait_for(&guest_tcp::listening(port), LONG)?;
     }
-    let connect = |port: u16| -> Result<TcpStream, String> {
-        let s = TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connecting to port {port}: {e}"))?;
-        s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(LONG)).map_err(|e| e.to_string())?;
-        Ok(s)
-    };
     let mut client = match com2 {
         Some(sock) => Some(toolstack::Client::connect(sock).map_err(management)?),
         None => None,
@@ -236,27 +225,8 @@ fn measure_on(
     let before = exits()?;
     let cpu_before = com2_client_cpu(&mut client)?;
     // Host -> guest: until the guest has counted every byte.
-    let mut s = connect(ports[0])?;
-    let began = Instant::now();
-    let chunk = vec![0x5au8; 1 << 16];
-    let mut sent = 0;
-    let to_guest = |e: std::io::Error, sent: usize| {
-        let ms = began.elapsed().as_millis();
-        format!("TCP host -> guest: {e} ({sent} bytes sent, {ms} ms after connecting)")
-    };
-    for _ in 0..tcp_bytes() / chunk.len() {
-        s.write_all(&chunk).map_err(|e| to_guest(e, sent))?;
-        sent += chunk.len();
-    }
-    s.shutdown(Shutdown::Write).map_err(|e| to_guest(e, sent))?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .map_err(|e| to_guest(e, sent))?;
-    let secs = began.elapsed().as_secs_f64();
-    if answer.trim() != tcp_bytes().to_string() {
-        return Err(format!("the guest counted {answer:?} bytes"));
-    }
-    f.to_guest_mib_s = mib / secs;
+    let took = guest_tcp::to_guest(ports[0], tcp_bytes())?;
+    f.to_guest_mib_s = mib / took.as_secs_f64();
     if let (Some(b), Some(a)) = (&cpu_before, com2_client_cpu(&mut client)?) {
         f.cpu_ms_per_mib = exits_between(b, &a, mib);
     }
@@ -265,37 +235,13 @@ fn measure_on(
         f.exits_per_mib = exits_between(b, &a, mib);
     }
     // Guest -> host.
-    let mut s = connect(ports[1])?;
-    let began = Instant::now();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0usize;
-    loop {
-        let n = s
-            .read(&mut buf)
-            .map_err(|e| format!("TCP guest -> host: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    if got != tcp_bytes() {
-        return Err(format!("{got} bytes came from the guest"));
-    }
-    f.from_guest_mib_s = mib / began.elapsed().as_secs_f64();
+    let took = guest_tcp::from_guest(ports[1], tcp_bytes())?;
+    f.from_guest_mib_s = mib / took.as_secs_f64();
     // 64-byte round trips.
     let before = exits()?;
-    let mut s = connect(ports[2])?;
-    let message = [7u8; 64];
-    let mut back = [0u8; 64];
-    let began = Instant::now();
-    let mut n = 0u64;
-    while began.elapsed() < Duration::from_secs(super::setup::sized(10, 2)) {
-        let echo = |e: std::io::Error| format!("64-byte round trips: {e}");
-        s.write_all(&message).map_err(echo)?;
-        s.read_exact(&mut back).map_err(echo)?;
-        n += 1;
-    }
-    f.round_trips_s = n as f64 / began.elapsed().as_secs_f64();
+    let lasting = Duration::from_secs(super::setup::sized(10, 2));
+    let (n, took) = guest_tcp::round_trips(ports[2], lasting)?;
+    f.round_trips_s = n as f64 / took.as_secs_f64();
     if let (Some(b), Some(a)) = (&before, exits()?) {
         f.exits_per_round_trip = exits_between(b, &a, n as f64);
     }
@@ -308,23 +254,6 @@ fn measure_on(
         .find(|l| l.contains("guest pages mapped so far"))
         .and_then(|l| number_in(l, "device-model: ").ok());
     Ok(f)
-}
-
-/// The ports of `xenolith-io`'s sink, source and echo servers in the
-/// guest (as `/init` starts them).
-const GUEST_PORTS: [u16; 3] = [5001, 5002, 5003];
-
-fn forwards(ports: [u16; 3]) -> Vec<Forward> {
-    ports
-        .iter()
-        .zip(GUEST_PORTS)
-        .map(|(&host_port, guest_port)| Forward {
-            udp: false,
-            host_port,
-            guest: IP.into(),
-            guest_port,
-        })
-        .collect()
 }
 
 pub fn run() -> Result<(), String> {
@@ -376,13 +305,14 @@ pub fn run() -> Result<(), String> {
     let boot = |image: &std::path::Path, cpus: u32| -> Result<(Machine, [u16; 3], _, _), String> {
         let ports = [free_port()?, free_port()?, free_port()?];
         let sock = crate::qemu::socket_path(&dir.join(format!("linux-com2-{cpus}.sock")));
-        let capture = capture_file(&dir, &format!("linux-net-{cpus}"));
+        let name = image.file_stem().unwrap_or_default().to_string_lossy();
+        let capture = capture_file(&dir, &format!("{name}-{cpus}cpu"));
         let mut config = Config::new(image)
             .memory("1G")
             .smp(cpus)
             .disk(&disk)
             .disk_cache_none()
-            .nic(&forwards(ports))
+            .nic(&guest_tcp::forwards(ports, IP))
             .com2_socket(&sock);
         if let Some(c) = &capture {
             config = config.capture_frames(c);
@@ -409,12 +339,12 @@ pub fn run() -> Result<(), String> {
     };
     let ports = [free_port()?, free_port()?, free_port()?];
     let direct = {
-        let capture = capture_file(&dir, "linux-net-direct");
+        let capture = capture_file(&dir, "linux-io-direct");
         let mut config = Config::new(&image)
             .memory("512M")
             .disk(&disk)
             .disk_cache_none()
-            .nic(&forwards(ports))
+            .nic(&guest_tcp::forwards(ports, IP))
             .direct_linux(&linux.kernel, &linux.initrd, &append());
         if let Some(c) = &capture {
             config = config.capture_frames(c);

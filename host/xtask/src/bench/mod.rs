@@ -8,6 +8,7 @@
 
 mod blk;
 mod boot;
+mod guest_tcp;
 mod hvm;
 mod kernel;
 mod linux;
