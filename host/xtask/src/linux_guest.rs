@@ -100,6 +100,11 @@ if [ -n "$xenolith_iobench" ] && [ -b /dev/vda ]; then
   xenolith-io randread /dev/vda $(( mib >= 64 ? 10 : 2 ))
   # Each server says "iobench listening on port N" once it listens.
   xenolith-io sink 5001 & xenolith-io source 5002 $((mib * 1048576)) & xenolith-io echo 5003 &
+  # eth0's counters every 10 s, for a bench whose transfer stops (it has
+  # no other way to ask Linux: no console input without console-dom).
+  while sleep 10; do
+    grep eth0 /proc/net/dev | sed 's/^ */xenolith-linux: counters /'
+  done &
 fi
 # `xenolith_netbench=BYTES` on the command line (`cargo xtask bench net`):
 # the same servers alone, BYTES from the source.

@@ -153,23 +153,14 @@ fn measure(
     measure_on(m, ports, com2).map_err(|e| {
         let lines = m.lines();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        let state = com2.map(kernel_state).unwrap_or_default();
-        let frames = capture.map(connections).unwrap_or_default();
+        let state = com2
+            .map(|c| super::linux_failure::state(m, c))
+            .unwrap_or_default();
+        let frames = capture
+            .map(super::linux_failure::connections)
+            .unwrap_or_default();
         format!("{e}\n--- the machine's last lines ---\n{tail}{state}{frames}")
     })
-}
-
-/// What the NIC's recorded frames say of each server's connections (who
-/// opened, closed or reset them), for a bench whose connection failed.
-fn connections(capture: &std::path::Path) -> String {
-    let mut out = format!("\n--- the NIC's frames ({}) ---", capture.display());
-    for port in GUEST_PORTS {
-        match crate::pcap::story(capture, port) {
-            Ok(story) => out += &format!("\nport {port}:\n{story}"),
-            Err(e) => out += &format!("\n(no frames: {e})"),
-        }
-    }
-    out
 }
 
 /// Where a machine's NIC records its frames: in the short form only (the
@@ -177,24 +168,6 @@ fn connections(capture: &std::path::Path) -> String {
 /// would make the file hundreds of MiB and the recording would cost time).
 fn capture_file(dir: &std::path::Path, machine: &str) -> Option<std::path::PathBuf> {
     super::setup::sized(None, Some(dir.join(format!("{machine}.pcap"))))
-}
-
-/// The kernel's view of every domain, vCPU, run queue and HVM vCPU's exits
-/// (debug keys `q`, `r`, `x`), for a bench whose machine stopped progressing.
-fn kernel_state(com2: &std::path::Path) -> String {
-    let dump = || -> Result<Vec<String>, toolstack::Error> {
-        let mut c = toolstack::Client::connect(com2)?;
-        c.debug_keys("qrx")?;
-        std::thread::sleep(Duration::from_millis(500));
-        c.dmesg()
-    };
-    match dump() {
-        Ok(lines) => format!(
-            "\n--- the kernel's state (debug keys q r x) ---\n{}",
-            lines[lines.len().saturating_sub(150)..].join("\n")
-        ),
-        Err(e) => format!("\n(no kernel state: {e})"),
-    }
 }
 
 fn measure_on(

@@ -13,6 +13,7 @@ mod hvm;
 mod kernel;
 mod linux;
 mod linux_breakdown;
+mod linux_failure;
 mod mgmt_channels;
 mod net;
 mod restart;

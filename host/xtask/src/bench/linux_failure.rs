@@ -1,0 +1,100 @@
+//! What `bench linux` says when one of its machines stops: the kernel's
+//! view (debug keys), every ring's indices (`ring list`), Linux's own
+//! interface counters (which its `/init` prints), and what the NIC's recorded
+//! frames say of each server's connections. Each part is best effort: a
+//! part that cannot be had says why, and the others still come.
+
+use super::guest_tcp::GUEST_PORTS;
+use crate::qemu::Machine;
+use std::path::Path;
+use std::time::Duration;
+
+/// The machine's state through domain 0's management channel at `com2`.
+pub fn state(m: &Machine, com2: &Path) -> String {
+    let mut out = kernel_state(com2);
+    out += &rings(com2);
+    out += &linux_counters(m);
+    out
+}
+
+/// Every domain, vCPU, run queue and HVM vCPU's exits (debug keys `q`,
+/// `r`, `x`).
+fn kernel_state(com2: &Path) -> String {
+    let dump = || -> Result<Vec<String>, toolstack::Error> {
+        let mut c = toolstack::Client::connect(com2)?;
+        c.debug_keys("qrx")?;
+        std::thread::sleep(Duration::from_millis(500));
+        c.dmesg()
+    };
+    match dump() {
+        Ok(lines) => format!(
+            "\n--- the kernel's state (debug keys q r x) ---\n{}",
+            lines[lines.len().saturating_sub(150)..].join("\n")
+        ),
+        Err(e) => format!("\n(no kernel state: {e})"),
+    }
+}
+
+/// Each ring's shared and private indices and notification counts.
+fn rings(com2: &Path) -> String {
+    let list = toolstack::Client::connect(com2).and_then(|mut c| c.ring_list());
+    match list {
+        Ok(rings) => {
+            let mut out = String::from("\n--- the rings (ring list) ---");
+            for r in rings {
+                out += &format!(
+                    "\n{} -> {} {} {}: {}, req {}/{} (pvt {}), rsp {}/{} (pvt {}), in flight {}, notified {} to the backend, {} to the frontend, {}",
+                    r.frontend,
+                    r.backend,
+                    r.device,
+                    r.index,
+                    r.state,
+                    r.req_prod,
+                    r.req_cons,
+                    r.req_prod_pvt,
+                    r.rsp_prod,
+                    r.rsp_cons,
+                    r.rsp_prod_pvt,
+                    r.in_flight,
+                    r.notify_to_backend,
+                    r.notify_to_frontend,
+                    r.verdict
+                );
+            }
+            out
+        }
+        Err(e) => format!("\n(no ring list: {e})"),
+    }
+}
+
+/// The last of the interface counters Linux's `/init` prints every 10 s
+/// in the bench (received bytes, packets, errors, drops... then the same
+/// sent: `/proc/net/dev`'s columns).
+fn linux_counters(m: &Machine) -> String {
+    let lines = m.lines();
+    let counters: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("xenolith-linux: counters"))
+        .collect();
+    let last = &counters[counters.len().saturating_sub(3)..];
+    format!(
+        "\n--- Linux's eth0 counters, its last three reports (/proc/net/dev) ---\n{}",
+        last.iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// What the NIC's recorded frames say of each server's connections (who
+/// opened, closed or reset them).
+pub fn connections(capture: &Path) -> String {
+    let mut out = format!("\n--- the NIC's frames ({}) ---", capture.display());
+    for port in GUEST_PORTS {
+        match crate::pcap::story(capture, port) {
+            Ok(story) => out += &format!("\nport {port}:\n{story}"),
+            Err(e) => out += &format!("\n(no frames: {e})"),
+        }
+    }
+    out
+}
