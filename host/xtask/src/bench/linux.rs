@@ -159,7 +159,8 @@ fn measure(
         let frames = capture
             .map(super::linux_failure::connections)
             .unwrap_or_default();
-        format!("{e}\n--- the machine's last lines ---\n{tail}{state}{frames}")
+        let nic = super::linux_failure::nic_queues(m);
+        format!("{e}\n--- the machine's last lines ---\n{tail}{state}{nic}{frames}")
     })
 }
 
@@ -286,7 +287,10 @@ pub fn run() -> Result<(), String> {
             .disk(&disk)
             .disk_cache_none()
             .nic(&guest_tcp::forwards(ports, IP))
-            .com2_socket(&sock);
+            .com2_socket(&sock)
+            .monitor_socket(&crate::qemu::socket_path(
+                &dir.join(format!("linux-monitor-{cpus}.sock")),
+            ));
         if let Some(c) = &capture {
             config = config.capture_frames(c);
         }

@@ -1,7 +1,8 @@
 //! What `bench linux` says when one of its machines stops: the kernel's
 //! view (debug keys), every ring's indices (`ring list`), Linux's own
-//! interface counters (which its `/init` prints), and what the NIC's recorded
-//! frames say of each server's connections. Each part is best effort: a
+//! interface counters (which its `/init` prints), QEMU's view of the
+//! NIC's queues (its monitor), and what the NIC's recorded frames say of
+//! each server's connections. Each part is best effort: a
 //! part that cannot be had says why, and the others still come.
 
 use super::guest_tcp::GUEST_PORTS;
@@ -84,6 +85,37 @@ fn linux_counters(m: &Machine) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     )
+}
+
+/// QEMU's own view of the NIC's virtqueues (its monitor's `info
+/// virtio-queue-status`): the indices the driver published and the device
+/// took, and whether the device waits for a notification.
+pub fn nic_queues(m: &Machine) -> String {
+    let devices = match m.monitor("info virtio") {
+        Ok(d) => d,
+        Err(e) => return format!("\n(no virtio queues from QEMU: {e})"),
+    };
+    let Some(path) = devices.lines().find_map(|l| {
+        let (path, kind) = l.trim().split_once(' ')?;
+        kind.contains("virtio-net").then(|| path.to_string())
+    }) else {
+        return format!("\n(QEMU lists no virtio-net: {devices:?})");
+    };
+    let mut out = format!("\n--- the NIC's queues as QEMU sees them ({path}) ---");
+    for queue in [0, 1] {
+        match m.monitor(&format!("info virtio-queue-status {path} {queue}")) {
+            // The monitor echoes the command with terminal escapes.
+            Ok(status) => {
+                let lines: Vec<_> = status
+                    .lines()
+                    .filter(|l| !l.contains('\x1b') && !l.starts_with("(qemu)"))
+                    .collect();
+                out += &format!("\nqueue {queue}:\n{}", lines.join("\n"));
+            }
+            Err(e) => out += &format!("\nqueue {queue}: {e}"),
+        }
+    }
+    out
 }
 
 /// What the NIC's recorded frames say of each server's connections (who
