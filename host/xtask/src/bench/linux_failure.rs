@@ -111,9 +111,46 @@ pub fn nic_queues(m: &Machine) -> String {
                     .filter(|l| !l.contains('\x1b') && !l.starts_with("(qemu)"))
                     .collect();
                 out += &format!("\nqueue {queue}:\n{}", lines.join("\n"));
+                out += &rings_in_memory(m, &status);
             }
             Err(e) => out += &format!("\nqueue {queue}: {e}"),
         }
+    }
+    out
+}
+
+/// The queue's indices as they are in guest memory now (the status above
+/// gives QEMU's copies): the available ring's flags and index, the used
+/// ring's flags and index, and `avail_event` after the used ring.
+fn rings_in_memory(m: &Machine, status: &str) -> String {
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let v = l.trim().strip_prefix(name)?.trim();
+            u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+        })
+    };
+    let num = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("num:")?.trim().parse::<u64>().ok());
+    let (Some(avail), Some(used), Some(num)) = (field("avail:"), field("used:"), num) else {
+        return "\n(no ring addresses in the status)".into();
+    };
+    let mut out = String::new();
+    for (what, at, words) in [
+        ("avail flags, idx", avail, 2),
+        ("used flags, idx", used, 2),
+        ("avail_event", used + 4 + 8 * num, 1),
+    ] {
+        let shown = m
+            .monitor(&format!("xp /{words}hx {at:#x}"))
+            .map(|o| {
+                o.lines()
+                    .filter(|l| !l.contains('\x1b') && !l.starts_with("(qemu)"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|e| e);
+        out += &format!("\n  in memory, {what}: {shown}");
     }
     out
 }
