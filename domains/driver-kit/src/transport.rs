@@ -25,11 +25,9 @@
 //! full fence between. x86 lets that load pass the store: the device, going
 //! to sleep, publishes the index it waits for and reads the old available
 //! index, the driver reads the old `avail_event`, and neither acts; the
-//! device then waits for ever on buffers it was given. drvdom-net's NIC
-//! lost its receive queue that way (no buffers as far as QEMU knew, the
-//! host's TCP connection reset after 75 s of retransmissions). Here the
-//! index is read back after a `SeqCst` fence, as Linux's
-//! `virtqueue_kick_prepare` does.
+//! device then waits for ever on buffers it was given (found by reading;
+//! docs/reliability.md). Here the index is read back after a `SeqCst`
+//! fence, as Linux's `virtqueue_kick_prepare` does.
 
 extern crate alloc;
 use alloc::rc::Rc;

@@ -73,7 +73,8 @@ struct Vif {
 struct Fabric {
     switch: Switch,
     vifs: Vec<Vif>,
-    /// Frames for the uplink dropped (no NIC, or its buffers all in flight).
+    /// Frames for the wire the NIC refused (room is checked before a
+    /// frame is taken, so each is a failure of its queue).
     uplink_dropped: u64,
     /// Transmit requests taken since start, and when to crash (`crash_after=N`,
     /// `crash_every=N`: `domain_runtime::fault`).
@@ -398,8 +399,18 @@ impl Fabric {
     }
 
     fn send_uplink(&mut self, frame: &[u8], nic: Option<&mut Nic<PciTransport>>) {
-        if !nic.is_some_and(|n| n.send(frame)) {
+        // No NIC (`ifname=dummy`): the uplink leads nowhere.
+        let Some(nic) = nic else { return };
+        if !nic.send(frame) {
+            // Room was checked before the frame was taken (or it is a
+            // flood's copy): a refusal here is the NIC's queue failing.
             self.uplink_dropped += 1;
+            if self.uplink_dropped.is_power_of_two() {
+                println!(
+                    "drvdom-net: the NIC refused {} frames for the wire so far",
+                    self.uplink_dropped
+                );
+            }
         }
     }
 
