@@ -74,12 +74,19 @@ pub fn to_guest(port: u16, bytes: usize) -> Result<Duration, String> {
 /// Reads what the source at host `port` sends until it closes, which must
 /// be `bytes`; the time from connecting to the close.
 pub fn from_guest(port: u16, bytes: usize) -> Result<Duration, String> {
-    let mut s = connect(port)?;
+    read_to_close(connect(port)?, bytes)
+}
+
+/// Reads `conn` until its peer closes it, which must bring `bytes`; the
+/// time that took.
+pub fn read_to_close(mut conn: TcpStream, bytes: usize) -> Result<Duration, String> {
+    conn.set_read_timeout(Some(PATIENCE))
+        .map_err(|e| e.to_string())?;
     let began = Instant::now();
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0usize;
     loop {
-        let n = s.read(&mut buf).map_err(|e| {
+        let n = conn.read(&mut buf).map_err(|e| {
             let ms = began.elapsed().as_millis();
             format!("TCP guest -> host: {e} ({got} bytes received, {ms} ms after connecting)")
         })?;

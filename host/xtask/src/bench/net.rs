@@ -210,29 +210,26 @@ fn host_and_guest(iommu: Iommu) -> Result<HostAndGuest, String> {
     })
 }
 
-/// Takes the source guest's connection and reads it to its close, which
-/// must bring `tcp_bytes()`; the time from the connection to the close.
+/// Takes the source guest's connection (waiting at most `WAIT` for it)
+/// and reads it to its close, which must bring `tcp_bytes()`; the time
+/// from the connection to the close.
 fn source_to_host(listener: &std::net::TcpListener) -> Result<Duration, String> {
-    use std::io::Read;
-    let (mut conn, _) = listener
-        .accept()
-        .map_err(|e| format!("the source guest's connection: {e}"))?;
-    conn.set_read_timeout(Some(WAIT))
-        .map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let began = Instant::now();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0;
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) => return Err(format!("TCP guest -> host: {e} after {got} bytes")),
+    let conn = loop {
+        match listener.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if began.elapsed() > WAIT {
+                    return Err(format!("the source guest did not connect in {WAIT:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("the source guest's connection: {e}")),
         }
-    }
-    if got != tcp_bytes() {
-        return Err(format!("{got} bytes came from the source guest"));
-    }
-    Ok(began.elapsed())
+    };
+    conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+    guest_tcp::read_to_close(conn, tcp_bytes())
 }
 
 /// The same TCP transfers with a Linux guest booted directly by QEMU
