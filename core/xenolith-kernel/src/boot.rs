@@ -140,6 +140,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         },
         None => kprintln!("ioapic: none known; physical IRQs cannot be given to domains"),
     }
+    inventory_pci();
     crate::arch::image::seal();
     kprintln!("hvm: {}", enable_svm(0).abi().describe());
     {
@@ -200,6 +201,33 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     }
     x86_64::instructions::interrupts::enable();
     cpu::halt_forever()
+}
+
+/// The kernel's configuration ports, for the boot walk.
+struct ConfigPorts;
+
+impl crate::pci_inventory::ConfigSpace for ConfigPorts {
+    fn read32(&mut self, bdf: u16, offset: u8) -> u32 {
+        crate::arch::pci::read32(bdf, offset)
+    }
+    fn write32(&mut self, bdf: u16, offset: u8, value: u32) {
+        crate::arch::pci::write32(bdf, offset, value)
+    }
+}
+
+/// Sizes every PCI function's BARs while this is the only CPU running
+/// (`pci_inventory` says why it must be now).
+fn inventory_pci() {
+    let found = crate::pci_inventory::keep(crate::pci_inventory::walk(&mut ConfigPorts));
+    kprintln!(
+        "pci: {} functions, their BARs sized{}",
+        found.functions.len(),
+        if found.left_out > 0 {
+            " (more than can be assigned: the rest left out)"
+        } else {
+            ""
+        }
+    );
 }
 
 fn vendor_str(v: &[u8; 12]) -> &str {

@@ -21,6 +21,7 @@ mod frames;
 mod grant_table;
 mod intr_remap;
 mod layout;
+mod pci_inventory;
 mod pci_rules;
 mod sched;
 mod timer_plan;

@@ -2,7 +2,8 @@
 //! configuration space (pure, host-tested; `domain/pci.rs` applies them).
 //!
 //! Owns: what a driver's configuration write becomes (the command
-//! register's safe bits, BAR sizing without moving a BAR, the capability
+//! register's safe bits, decoding never switched off, BAR sizing without
+//! moving a BAR, the capability
 //! area but its MSI and MSI-X capabilities; everything else refused), how
 //! big a BAR is from its size mask, and finding the interrupt capabilities
 //! in a function's capability list.
@@ -13,7 +14,11 @@
 //! interrupt by their INTx line, which the kernel routes to the driver.
 
 /// Command register bits a driver may change: I/O, memory, bus master, INTx disable.
-const COMMAND_BITS: u32 = 0x1 | 0x2 | 0x4 | 0x400;
+const COMMAND_BITS: u32 = DECODE | BUS_MASTER | 0x400;
+/// I/O and memory decoding: a driver may switch them on, never off (see
+/// `filter_write`).
+const DECODE: u32 = 0x1 | 0x2;
+pub const BUS_MASTER: u32 = 0x4;
 pub const COMMAND: u8 = 0x04;
 pub const BAR0: u8 = 0x10;
 pub const CAPABILITIES: u8 = 0x40;
@@ -135,9 +140,16 @@ pub fn filter_write(
         return WriteAction::Refused;
     }
     match offset {
-        // Status bits are write-one-to-clear: the driver's own value clears what it means to.
+        // Status bits are write-one-to-clear: the driver's own value clears
+        // what it means to. Decoding once on stays on: BAR sizing is
+        // emulated, so a driver never needs it off, and switching it changes
+        // the memory map under the CPUs driving other devices
+        // (`pci_inventory`).
         COMMAND => WriteAction::Device(
-            (value & 0xffff_0000) | (current & 0xffff & !COMMAND_BITS) | (value & COMMAND_BITS),
+            (value & 0xffff_0000)
+                | (current & 0xffff & !COMMAND_BITS)
+                | (value & COMMAND_BITS)
+                | (current & DECODE),
         ),
         // Cache line size and latency timer; never BIST or the header type.
         0x0c => WriteAction::Device((current & 0xffff_0000) | (value & 0xffff)),
@@ -292,8 +304,22 @@ mod tests {
         // SERR stays as it was either way.
         let w = filter_write(COMMAND, 0x0000_0006, 0x0000_0100, &RAW, NONE);
         assert_eq!(w, WriteAction::Device(0x0000_0106));
-        let w = filter_write(COMMAND, 0x0000_0000, 0x0000_0107, &RAW, NONE);
+        // Bus mastering and INTx disable go off; SERR stays.
+        let w = filter_write(COMMAND, 0x0000_0000, 0x0000_0504, &RAW, NONE);
         assert_eq!(w, WriteAction::Device(0x0000_0100));
+    }
+
+    #[test]
+    fn decoding_once_on_stays_on() {
+        // A driver turning everything off (as `virtio-drivers` does around
+        // each BAR it sizes) stops bus mastering only.
+        let w = filter_write(COMMAND, 0x0000_0000, 0x0000_0107, &RAW, NONE);
+        assert_eq!(w, WriteAction::Device(0x0000_0103));
+        // Memory decoding on, I/O left off: each bit on its own.
+        let w = filter_write(COMMAND, 0x0000_0002, 0x0000_0000, &RAW, NONE);
+        assert_eq!(w, WriteAction::Device(0x0000_0002));
+        let w = filter_write(COMMAND, 0x0000_0004, 0x0000_0001, &RAW, NONE);
+        assert_eq!(w, WriteAction::Device(0x0000_0005));
     }
 
     #[test]

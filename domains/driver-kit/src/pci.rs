@@ -115,8 +115,8 @@ pub fn open() -> Result<Function, OpenError> {
     }
     crate::hal::init((dma_kib * 1024 / PAGE_SIZE) as usize, &bars);
     // Memory decode on, bus mastering off, until the device is reset: a
-    // previous holder of the function (dead now; the kernel cleared both
-    // bits) left it queues that name its DMA pages, which are free now or
+    // previous holder of the function (dead now; the kernel cleared its
+    // bus mastering) left it queues that name its DMA pages, which are free now or
     // someone else's. With bus mastering on first, the device could go on
     // writing there (received frames, say) before we reset it.
     let command = hc::pci_config_read(bdf, 0x04).unwrap_or(0) & 0xffff;

@@ -8,7 +8,8 @@
 //! limited to the command register's safe bits, BAR sizing and the
 //! capability area but MSI and MSI-X, so a driver can neither move a BAR, nor
 //! make its device raise an interrupt it was not given, nor touch a function
-//! it was not given; stopping the function's DMA when the domain dies; and
+//! it was not given, nor switch its function's decoding off; stopping the
+//! function's DMA when the domain dies; and
 //! physically contiguous DMA pages with their physical addresses.
 //!
 //! Without an IOMMU a driver domain that programs DMA can reach any RAM: it
@@ -23,7 +24,9 @@ use crate::frame_pool::FrameAllocator;
 use ipc_abi::hypercall::Error;
 use ipc_abi::layout::{DMA_MAX_PAGES, DMA_WINDOW, GRANT_SLOTS, GRANT_WINDOW, MAX_IRQS, PAGE_SIZE};
 
-use crate::pci_rules::{bar_size, filter_write, interrupt_caps, WriteAction, BAR0, COMMAND};
+use crate::pci_rules::{
+    bar_size, filter_write, interrupt_caps, WriteAction, BAR0, BUS_MASTER, COMMAND,
+};
 use crate::pci_rules::{Assigned, BarWord, MsixLayout};
 
 fn fresh(k: &mut Kernel, index: usize) -> Result<&mut super::Domain, Error> {
@@ -63,7 +66,15 @@ pub fn assign(
     if header != 0 || class == 0x06 {
         return Err(Error::PermissionDenied);
     }
-    let bars = size_bars(bdf);
+    // Sized at boot (`pci_inventory`): sizing now would switch its decoding
+    // off under the CPUs driving other devices.
+    let bars = crate::pci_inventory::bars(bdf)
+        .ok_or(Error::OutOfResources)?
+        .map(|(raw, size_mask)| BarWord {
+            raw,
+            size_mask,
+            ..BarWord::default()
+        });
     let caps = interrupt_caps(pci::read32(bdf, COMMAND), |o| pci::read32(bdf, o));
     let msix = (caps.msix != 0).then(|| MsixLayout::read(caps.msix, |o| pci::read32(bdf, o)));
     let mut held = Assigned {
@@ -85,22 +96,6 @@ pub fn assign(
         .push(held)
         .map_err(|_| Error::OutOfResources)?;
     Ok(())
-}
-
-/// Reads every BAR's firmware value and size mask, with decoding off meanwhile.
-fn size_bars(bdf: u16) -> [BarWord; 6] {
-    let command = pci::read32(bdf, COMMAND);
-    pci::write32(bdf, COMMAND, command & !0x3 & 0xffff);
-    let mut bars = [BarWord::default(); 6];
-    for (i, bar) in bars.iter_mut().enumerate() {
-        let offset = BAR0 + 4 * i as u8;
-        bar.raw = pci::read32(bdf, offset);
-        pci::write32(bdf, offset, u32::MAX);
-        bar.size_mask = pci::read32(bdf, offset);
-        pci::write32(bdf, offset, bar.raw);
-    }
-    pci::write32(bdf, COMMAND, command & 0xffff);
-    bars
 }
 
 /// Maps memory BARs of at least a page (smaller ones would expose their
@@ -200,14 +195,17 @@ pub fn bar_va(k: &mut Kernel, caller: usize, bdf: u64, bar: u64) -> Result<u64, 
     }
 }
 
-/// A dying domain's functions stop decoding and stop DMA, and the IOMMU
-/// forgets them, before its memory is reused.
+/// A dying domain's functions stop DMA, and the IOMMU forgets them, before
+/// its memory is reused.
 pub fn release_all(k: &mut Kernel, frames: &mut FrameAllocator, index: usize) {
     super::msi::disable_all(k, index);
     if let Some(d) = k.domain_mut(index) {
+        // Bus mastering off stops its DMA. Decoding stays on: switching it
+        // off would change the memory map under the CPUs driving other
+        // devices (`pci_inventory`), and no domain maps the BARs now.
         for a in d.pci.iter() {
             let command = pci::read32(a.bdf, COMMAND);
-            pci::write32(a.bdf, COMMAND, command & 0xffff & !0x7);
+            pci::write32(a.bdf, COMMAND, command & 0xffff & !BUS_MASTER);
         }
     }
     super::dma::release(k, frames, index);

@@ -1,7 +1,8 @@
 //! Tries to reach a PCI function and DMA memory it was never given: every
 //! attempt must be refused (`pci-prober: ... refused: permission denied`).
 //! Given a function of its own (`pci=00:05.0`, the NIC), it tries to turn
-//! on MSI-X, which would let its device raise any interrupt: refused too.
+//! on MSI-X, which would let its device raise any interrupt: refused too;
+//! and to switch its decoding off: kept on.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -30,6 +31,13 @@ fn run(_: &'static domain_runtime::StartInfo) {
     report("BAR 4 of 00:04.0", hc::pci_bar(DISK, 4));
     report("config read of the host bridge", hc::pci_config_read(0, 0));
     report("DMA address", hc::dma_phys(DMA_WINDOW));
+    // Switching its own function's decoding off: the kernel keeps it on
+    // (only bus mastering goes), as the memory map must not change while
+    // other CPUs drive their devices.
+    if hc::pci_config_write(NIC, 4, 0).is_ok() {
+        let command = hc::pci_config_read(NIC, 4).unwrap_or(0) & 0xffff;
+        println!("pci-prober: its own command register after writing 0: {command:#06x}");
+    }
     if let Some(at) = find_msix(NIC) {
         println!("pci-prober: its own function has MSI-X at {:#x}", at);
         let control = hc::pci_config_read(NIC, at).unwrap_or(0);

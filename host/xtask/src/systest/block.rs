@@ -36,6 +36,8 @@ fn drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it(
     ];
     let config = c.machine().guests(&guests).config()?.disk(&image).nic(&[]);
     let m = super::harness::boot(&config, slot)?;
+    // Sized once at boot, before the other CPUs start.
+    expect_line(m, " functions, their BARs sized")?;
     expect_line(m, "toolstack: domain 1 gets PCI function 00:04.0")?;
     expect_line(
         m,
@@ -61,6 +63,20 @@ fn drvdom_blk_drives_the_virtio_disk_and_nobody_else_reaches_it(
     ] {
         expect_line(m, &format!("pci-prober: {what} refused: permission denied"))?;
     }
+    // Its decoding stays on (the memory map never changes once domains
+    // run); bus mastering goes off.
+    let command = expect_line(
+        m,
+        "pci-prober: its own command register after writing 0: 0x",
+    )?;
+    let command = command
+        .rsplit("0x")
+        .next()
+        .and_then(|v| u32::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| format!("no value in {command:?}"))?;
+    check(command & 0x2 != 0 && command & 0x4 == 0, || {
+        format!("after writing 0 the NIC's command register is {command:#x}: memory decoding must stay on, bus mastering go off")
+    })?;
     expect_line(m, "pci-prober: its own function has MSI-X at 0x")?;
     expect_line(m, "pci-prober: done")?;
     check(!m.lines().iter().any(|l| l.contains("succeeded")), || {
