@@ -9,6 +9,7 @@
 //! and a device register is never memory to copy.
 
 use crate::arch::addrspace::AddressSpace;
+use crate::arch::memory::copy_between_frames;
 use crate::domain::shared_pages::{read_frame, write_frame};
 use crate::elf::ImageSource;
 use crate::frames::Frame;
@@ -59,6 +60,29 @@ pub fn copy_from(space: &AddressSpace, va: u64, buf: &mut [u8]) -> Result<(), Er
 pub fn copy_to(space: &AddressSpace, va: u64, data: &[u8]) -> Result<(), Error> {
     for_each_piece(space, va, data.len() as u64, true, |frame, off, r| {
         write_frame(frame, off, &data[r])
+    })
+}
+
+/// Copies `len` bytes between the domain's `va` and `frame` at `offset`
+/// (within the frame; the caller checked), straight from page to page:
+/// into the frame when `to_frame`, else out of it into the domain (whose
+/// pages must then be writable). Nothing is copied unless all of `va`'s
+/// range is the domain's.
+pub fn copy_with_frame(
+    space: &AddressSpace,
+    va: u64,
+    frame: Frame,
+    offset: usize,
+    len: usize,
+    to_frame: bool,
+) -> Result<(), Error> {
+    for_each_piece(space, va, len as u64, !to_frame, |user, off, r| {
+        let at = offset + r.start;
+        if to_frame {
+            copy_between_frames(user, off, frame, at, r.len())
+        } else {
+            copy_between_frames(frame, at, user, off, r.len())
+        }
     })
 }
 

@@ -123,6 +123,28 @@ pub fn write_frame(frame: Frame, offset: usize, bytes: &[u8]) {
     }
 }
 
+/// Copies `len` bytes from `from` at `from_offset` to `to` at `to_offset`,
+/// frame to frame through the physmap (a grant copy, with no bounce).
+pub fn copy_between_frames(
+    from: Frame,
+    from_offset: usize,
+    to: Frame,
+    to_offset: usize,
+    len: usize,
+) {
+    assert!(from_offset + len <= 4096 && to_offset + len <= 4096);
+    // SAFETY: both ranges lie within one frame each (checked above) of RAM
+    // the physmap maps writable; `copy` allows them to overlap (a domain
+    // may copy within a page it granted itself).
+    unsafe {
+        core::ptr::copy(
+            (phys_to_virt(from.addr()) as *const u8).add(from_offset),
+            (phys_to_virt(to.addr()) as *mut u8).add(to_offset),
+            len,
+        )
+    }
+}
+
 /// Reads `buf.len()` bytes at `offset` of a frame.
 pub fn read_frame(frame: Frame, offset: usize, buf: &mut [u8]) {
     assert!(offset + buf.len() <= 4096);
