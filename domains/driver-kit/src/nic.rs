@@ -40,6 +40,8 @@ pub struct Nic<T: Transport> {
     irq: Option<u16>,
     /// Its interrupts come by MSI-X (not INTx).
     pub msix: bool,
+    /// The transmit buffer [`Nic::frame_room`] gave (index, header bytes).
+    room: Option<(usize, usize)>,
 }
 
 impl<T: Transport> Nic<T> {
@@ -58,6 +60,7 @@ impl<T: Transport> Nic<T> {
             tx: heapless::Vec::new(),
             irq: None,
             msix: false,
+            room: None,
         };
         let pool =
             dma_buffer(BUFFER * (RX_BUFFERS + TX_BUFFERS)).ok_or("no DMA memory for frames")?;
@@ -171,19 +174,38 @@ impl<T: Transport> Nic<T> {
 
     /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
     pub fn send(&mut self, frame: &[u8]) -> bool {
-        self.reclaim();
-        let Some(i) = self.tx.iter().position(|s| s.token.is_none()) else {
+        let Some(room) = self.frame_room() else {
             return false;
         };
-        let Ok(header) = self.dev.fill_buffer_header(self.tx[i].buf) else {
-            return false;
-        };
-        let Some(room) = self.tx[i].buf.get_mut(header..header + frame.len()) else {
+        let Some(room) = room.get_mut(..frame.len()) else {
             return false;
         };
         room.copy_from_slice(frame);
-        let len = header + frame.len();
+        self.send_room(frame.len())
+    }
+
+    /// A free transmit buffer's frame area (after the virtio-net header),
+    /// for a frame to be written in place and sent by [`Nic::send_room`]:
+    /// one copy fewer than [`Nic::send`]. None if every buffer is lent.
+    pub fn frame_room(&mut self) -> Option<&mut [u8]> {
+        self.reclaim();
+        let i = self.tx.iter().position(|s| s.token.is_none())?;
+        let header = self.dev.fill_buffer_header(self.tx[i].buf).ok()?;
+        self.room = Some((i, header));
+        self.tx[i].buf.get_mut(header..)
+    }
+
+    /// Sends the first `len` bytes of the room [`Nic::frame_room`] gave
+    /// last; false if there was none or `len` does not fit.
+    pub fn send_room(&mut self, len: usize) -> bool {
+        let Some((i, header)) = self.room.take() else {
+            return false;
+        };
         let slot = &mut self.tx[i];
+        let len = header + len;
+        if slot.token.is_some() || len > slot.buf.len() {
+            return false;
+        }
         slot.len = len;
         // SAFETY: the buffer is ours and free; it is left alone until
         // `reclaim` gets its token back.

@@ -12,7 +12,8 @@
 //! free transmit buffer, transmit rings are left alone (back-pressure: the
 //! guests' sends wait rather than frames being dropped). Every transmit request
 //! is copied out of the ring once and checked (length, offset, grant)
-//! before its frame is copied out of the guest's page by `GrantCopy`; a
+//! before its frame is copied out of the guest's page by `GrantCopy`
+//! (into a free NIC buffer, from which a frame for the wire is sent); a
 //! frame from a MAC that is not the interface's is dropped and counted. A
 //! frontend that breaks a ring is disconnected; the rest carry on.
 
@@ -329,9 +330,24 @@ impl Fabric {
                 panic!("crashing at frame {} as asked", self.taken);
             }
             let len = usize::from(req.len);
-            let ok = req.check()
-                && hc::grant_copy_from(v.dom, req.gref, u64::from(req.offset), &mut frame[..len])
-                    .is_ok();
+            // Copied straight into a free NIC buffer when there is a NIC
+            // (room was checked above): sent from there if the switch says
+            // the uplink, with no second copy.
+            // `check` first: `len` is the guest's word until then.
+            let (dom, gref, offset) = (v.dom, req.gref, u64::from(req.offset));
+            let mut staged = None;
+            let ok = req.check() && {
+                staged = nic
+                    .as_deref_mut()
+                    .and_then(|n| n.frame_room())
+                    .filter(|room| room.len() >= len);
+                let buf = match staged.as_deref_mut() {
+                    Some(room) => &mut room[..len],
+                    None => &mut frame[..len],
+                };
+                hc::grant_copy_from(dom, gref, offset, buf).is_ok()
+            };
+            let v = &mut self.vifs[i];
             let mut rsp = TxResponse::new_zeroed();
             rsp.id = req.id;
             rsp.status = if ok { 0 } else { Status::Invalid as u32 };
@@ -342,8 +358,16 @@ impl Fabric {
                 v.counters.refused += 1;
                 continue;
             }
-            let id = v.id;
-            self.forward(Port::Vif(id), &frame[..len], now, nic.as_deref_mut());
+            let from = Port::Vif(v.id);
+            match staged {
+                Some(room) => {
+                    if self.route(from, &room[..len], now) {
+                        let sent = nic.as_deref_mut().is_some_and(|n| n.send_room(len));
+                        self.count_uplink(sent);
+                    }
+                }
+                None => self.forward(from, &frame[..len], now, nic.as_deref_mut()),
+            }
         }
         self.vifs[i].busy = taken == BATCH;
         (taken, false)
@@ -351,12 +375,20 @@ impl Fabric {
 
     /// Switches one frame from `from`.
     fn forward(&mut self, from: Port, frame: &[u8], now: u64, nic: Option<&mut Nic<PciTransport>>) {
+        if self.route(from, frame, now) {
+            self.send_uplink(frame, nic);
+        }
+    }
+
+    /// Switches one frame from `from` to every interface it goes to;
+    /// whether it goes to the uplink too (the caller sends it there).
+    fn route(&mut self, from: Port, frame: &[u8], now: u64) -> bool {
         let verdict = self.switch.decide(from, frame, now);
         let sender = match from {
             Port::Vif(id) => self.vifs.iter().position(|v| v.id == id),
             Port::Uplink => None,
         };
-        match verdict {
+        let uplink = match verdict {
             Verdict::Drop(why) => {
                 if let (Some(s), Drop::Spoofed) = (sender, why) {
                     let v = &mut self.vifs[s];
@@ -374,13 +406,14 @@ impl Fabric {
                         );
                     }
                 }
-                return;
+                return false;
             }
-            Verdict::To(Port::Uplink) => self.send_uplink(frame, nic),
+            Verdict::To(Port::Uplink) => true,
             Verdict::To(Port::Vif(id)) => {
                 if let Some(d) = self.vifs.iter().position(|v| v.id == id) {
                     self.deliver_to_vif(d, frame);
                 }
+                false
             }
             Verdict::Flood { except } => {
                 for d in 0..self.vifs.len() {
@@ -388,20 +421,25 @@ impl Fabric {
                         self.deliver_to_vif(d, frame);
                     }
                 }
-                if except != Port::Uplink {
-                    self.send_uplink(frame, nic);
-                }
+                except != Port::Uplink
             }
-        }
+        };
         if let Some(s) = sender {
             self.vifs[s].counters.sent += 1;
         }
+        uplink
     }
 
     fn send_uplink(&mut self, frame: &[u8], nic: Option<&mut Nic<PciTransport>>) {
         // No NIC (`ifname=dummy`): the uplink leads nowhere.
         let Some(nic) = nic else { return };
-        if !nic.send(frame) {
+        let sent = nic.send(frame);
+        self.count_uplink(sent);
+    }
+
+    /// Counts a frame the NIC refused (and says so at powers of two).
+    fn count_uplink(&mut self, sent: bool) {
+        if !sent {
             // Room was checked before the frame was taken (or it is a
             // flood's copy): a refusal here is the NIC's queue failing.
             self.uplink_dropped += 1;
