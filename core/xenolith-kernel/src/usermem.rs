@@ -28,11 +28,20 @@ fn for_each_piece(
     mut f: impl FnMut(Frame, usize, core::ops::Range<usize>),
 ) -> Result<(), Error> {
     check_range(va, len)?;
-    // Check every page first so a failed copy changes nothing.
-    let mut at = va & !(PAGE_SIZE - 1);
+    // Check every page first so a failed copy changes nothing. The first
+    // pages' frames are kept for the copy (one of a page or less spans at
+    // most two), so a small copy walks the page tables once; nothing can
+    // change them in between (the caller holds the kernel's lock).
+    let first = va & !(PAGE_SIZE - 1);
+    let mut kept: [Option<Frame>; 2] = [None; 2];
+    let mut at = first;
     while at < va + len {
         match space.ram_frame(at) {
-            Some((_, writable, _)) if writable || !need_write => {}
+            Some((frame, writable, _)) if writable || !need_write => {
+                if let Some(k) = kept.get_mut(((at - first) / PAGE_SIZE) as usize) {
+                    *k = Some(frame);
+                }
+            }
             _ => return Err(Error::BadAddress),
         }
         at += PAGE_SIZE;
@@ -42,7 +51,11 @@ fn for_each_piece(
         let cur = va + done;
         let in_page = (cur % PAGE_SIZE) as usize;
         let n = (PAGE_SIZE - cur % PAGE_SIZE).min(len - done);
-        let (frame, _, _) = space.ram_frame(cur).ok_or(Error::BadAddress)?;
+        let page = ((cur - first) / PAGE_SIZE) as usize;
+        let frame = match kept.get(page).copied().flatten() {
+            Some(frame) => frame,
+            None => space.ram_frame(cur).ok_or(Error::BadAddress)?.0,
+        };
         f(frame, in_page, done as usize..(done + n) as usize);
         done += n;
     }

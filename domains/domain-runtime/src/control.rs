@@ -357,10 +357,15 @@ pub fn absorb(waiting_on: Option<u16>) {
 /// The heartbeat period the control domain asked of this domain
 /// (`heartbeat=MS` on its command line), if any.
 pub fn heartbeat_period_ns() -> Option<u64> {
-    crate::option(crate::ipc_abi::launch::HEARTBEAT)
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
-        .map(|ms| ms * 1_000_000)
+    // Read from the command line once: drivers ask at every round, and
+    // the parse cost more than a frame's switching (performance.md).
+    static PERIOD: spin::Once<Option<u64>> = spin::Once::new();
+    *PERIOD.call_once(|| {
+        crate::option(crate::ipc_abi::launch::HEARTBEAT)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(|ms| ms.saturating_mul(1_000_000))
+    })
 }
 
 /// For a domain asked for heartbeats: sends one if a third of the period

@@ -81,16 +81,13 @@ pub fn reserved_bytes(start: u64, len: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const u8, len as usize) }
 }
 
-/// RAM ranges (usable and firmware memory), recorded at boot for `overlaps_ram`.
-static RAM: Mutex<heapless::Vec<crate::frames::PhysRange, 128>> = Mutex::new(heapless::Vec::new());
+/// RAM ranges (usable and firmware memory), recorded once at boot for
+/// `overlaps_ram` and read without a lock (every grant copy asks).
+static RAM: spin::Once<heapless::Vec<crate::frames::PhysRange, 128>> = spin::Once::new();
 
-/// Records the RAM ranges of the memory map.
+/// Records the RAM ranges of the memory map (the first call wins).
 pub fn set_ram(ranges: &[crate::frames::PhysRange]) {
-    let mut r = RAM.lock();
-    r.clear();
-    for x in ranges {
-        let _ = r.push(*x);
-    }
+    RAM.call_once(|| ranges.iter().copied().take(128).collect());
 }
 
 /// Whether `[start, end)` touches RAM, so it must never be handed out as device memory.
@@ -101,7 +98,8 @@ pub fn overlaps_ram(start: u64, end: u64) -> bool {
     if start < 0x10_0000 && !(vga.contains(&start) && end <= vga.end) {
         return true;
     }
-    RAM.lock().iter().any(|r| r.start < end && start < r.end)
+    RAM.get()
+        .is_some_and(|ram| ram.iter().any(|r| r.start < end && start < r.end))
 }
 
 /// Free physical memory, in bytes.
