@@ -333,6 +333,7 @@ pub fn run() -> Result<(), String> {
         "| measure (TCG, a 1-vCPU 512 MiB guest, cache=none) | Xenolith HVM, 1 host CPU | 2 host CPUs | QEMU direct | ratio | ratio, 2 CPUs |"
     );
     println!("|---|---|---|---|---|---|");
+    let mib = mib();
     let row = |what: &str, unit: &str, pick: fn(&Figures) -> f64| {
         let (x, x2, q) = (pick(&xen), pick(&xen2), pick(&direct));
         println!(
@@ -342,20 +343,22 @@ pub fn run() -> Result<(), String> {
         );
     };
     row(
-        "disk sequential write, 64 KiB O_DIRECT, 256 MiB",
+        &format!("disk sequential write, 64 KiB O_DIRECT, {mib} MiB"),
         "MiB/s",
         |f| f.write_mib_s,
     );
     row(
-        "disk sequential read, 64 KiB O_DIRECT, 256 MiB",
+        &format!("disk sequential read, 64 KiB O_DIRECT, {mib} MiB"),
         "MiB/s",
         |f| f.read_mib_s,
     );
     row("4 KiB random reads, queue depth 1, 10 s", "IOPS", |f| {
         f.iops
     });
-    row("TCP host -> guest, 256 MiB", "MiB/s", |f| f.to_guest_mib_s);
-    row("TCP guest -> host, 256 MiB", "MiB/s", |f| {
+    row(&format!("TCP host -> guest, {mib} MiB"), "MiB/s", |f| {
+        f.to_guest_mib_s
+    });
+    row(&format!("TCP guest -> host, {mib} MiB"), "MiB/s", |f| {
         f.from_guest_mib_s
     });
     row("64-byte TCP round trips", "/s", |f| f.round_trips_s);
