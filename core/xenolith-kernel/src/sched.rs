@@ -9,8 +9,11 @@
 //! running paid for the whole tick, as in Xen's credit scheduler), vCPUs
 //! that run for microseconds between blocks were charged by chance, and
 //! of two guests sending flat out one got half as much again as the
-//! other. A vCPU woken from blocking is boosted to the front once, so a
-//! sleeper wakes within a tick even against spinners — but only while it
+//! other. A vCPU woken from blocking is boosted to the front once (the
+//! boost is spent when it is picked), so a sleeper wakes within a tick
+//! even against spinners, and a vCPU that wakes another on its CPU hands
+//! the CPU over at once unless it was woken itself and not yet picked —
+//! but only while it
 //! has not had more than its share (its pass is within [`BOOST_WINDOW`] of
 //! the least-served vCPU it competes with), as Xen boosts only UNDER
 //! vCPUs: two domains that wake each other all the time cannot keep a
@@ -105,10 +108,18 @@ impl Entity {
             || self.used_in_window < u32::from(self.cap_percent) * CAP_WINDOW_TICKS / 100
     }
 
-    /// Starts running at TSC `now`: its time is charged from there.
+    /// Starts running at TSC `now`: its time is charged from there, and a
+    /// wake-up boost is spent (it got what the boost is for: to run next).
+    /// Kept until the next tick instead, a vCPU woken by its peer would
+    /// stay ahead of that peer when it in turn wakes it, and of two
+    /// domains that wake each other each would run on to block rather
+    /// than hand over at the send: an event round trip that cost one
+    /// wake-up or two, by which one a tick had last interrupted
+    /// (performance.md, session 26).
     #[inline(always)]
     pub fn start_running(&mut self, now: u64) {
         self.charged_to = now;
+        self.boosted = false;
     }
 
     /// Charges the CPU time it used since it was last charged, up to TSC
@@ -168,6 +179,7 @@ pub struct WakeBase {
     pub competition: Option<u64>,
 }
 
+#[cfg(test)]
 impl WakeBase {
     /// Alone: no floor, no competition.
     pub const ALONE: WakeBase = WakeBase {
@@ -364,6 +376,25 @@ mod tests {
         e[2].charge_tick(1);
         assert!(!e[2].boosted);
         assert!(e[2].pass >= min);
+    }
+
+    #[test]
+    fn a_boost_is_spent_once_picked_so_a_waker_hands_over() {
+        // 0 was woken (boosted) and picked; it wakes 1: 1 runs next.
+        let mut e = [
+            Entity::new(256, 0, 0, TEST_TICK),
+            Entity::new(256, 0, 0, TEST_TICK),
+        ];
+        e[0].wake(WakeBase::ALONE);
+        assert_eq!(pick(e.iter().enumerate()), Some(0));
+        e[0].start_running(0);
+        e[0].charge_until(100);
+        let floor = e[0].pass;
+        e[1].wake(WakeBase {
+            floor,
+            competition: Some(floor),
+        });
+        assert_eq!(pick(e.iter().enumerate()), Some(1));
     }
 
     #[test]

@@ -51,21 +51,7 @@ pub fn take_all(mut f: impl FnMut(u16)) {
 /// Blocks until one of `ports` (or the timer, or a port that fires from
 /// now on) wakes this vCPU: every other port pending now is parked first.
 pub fn block_for(ports: &[u16]) {
-    let mut keep = [0u64; PORTS / 64];
-    for &p in ports {
-        let p = p as usize % PORTS;
-        keep[p / 64] |= 1 << (p % 64);
-    }
-    for (w, keep) in keep.iter().enumerate() {
-        // Most words hold nothing to park: look before the locked write.
-        if page().pending[w].load(Ordering::Relaxed) & !keep == 0 {
-            continue;
-        }
-        let others = page().pending[w].fetch_and(*keep, Ordering::SeqCst) & !keep;
-        if others != 0 {
-            PARKED[w].fetch_or(others, Ordering::SeqCst);
-        }
-    }
+    park_others(ports);
     crate::hypercall::block();
 }
 
@@ -108,6 +94,39 @@ fn with_control(port: Option<u16>) -> ([u16; 2], usize) {
 pub fn block_for_port(port: Option<u16>) {
     let (ports, n) = with_control(port);
     block_for(&ports[..n]);
+}
+
+/// Moves every pending port but `ports` off the page (see the module doc).
+fn park_others(ports: &[u16]) {
+    let mut keep = [0u64; PORTS / 64];
+    for &p in ports {
+        let p = p as usize % PORTS;
+        keep[p / 64] |= 1 << (p % 64);
+    }
+    for (w, keep) in keep.iter().enumerate() {
+        // Most words hold nothing to park: look before the locked write.
+        if page().pending[w].load(Ordering::Relaxed) & !keep == 0 {
+            continue;
+        }
+        let others = page().pending[w].fetch_and(*keep, Ordering::SeqCst) & !keep;
+        if others != 0 {
+            PARKED[w].fetch_or(others, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Signals `port`'s peer, then waits until `port` is pending and takes
+/// it: a request and its answer, or an answer and the next request. The
+/// signal and the first block are one hypercall (`EventSendBlock`), as
+/// seL4's call and reply-receive are one: an event round trip between two
+/// domains that both use it costs a trap less each way.
+pub fn send_and_wait(port: u16) -> ipc_abi::hypercall::Result<()> {
+    serve_while_waiting(Some(port));
+    let (ports, n) = with_control(Some(port));
+    park_others(&ports[..n]);
+    crate::hypercall::event_send_block(port)?;
+    wait(port);
+    Ok(())
 }
 
 /// Blocks until `port` is pending, then takes it.

@@ -125,6 +125,13 @@ pub fn event_send(port: u16) -> Result<u64> {
     call(args::EventSend { port: port as u64 })
 }
 
+/// Signals `port`'s peer and blocks, in one call (`EventSendBlock`):
+/// callers go through [`crate::events::send_and_wait`], which parks the
+/// ports not waited for first.
+pub fn event_send_block(port: u16) -> Result<u64> {
+    call(args::EventSendBlock { port: port as u64 })
+}
+
 pub fn event_close(port: u16) -> Result<u64> {
     call(args::EventClose { port: port as u64 })
 }

@@ -154,6 +154,12 @@ hypercalls! {
     EventBindPirq = 16 { irq: u64 }
     /// `(port)`: the IRQ bound to this port was handled; unmask its line.
     PirqAck = 17 { port: u64 }
+    /// `(port)`: `EventSend` then `Block`, in one call (a frontend that
+    /// notifies and waits for the answer, a backend that answers and waits
+    /// for more): the peer is signalled, then this vCPU waits as `Block`
+    /// does (at once back if an event is pending). A failed send returns
+    /// its error and does not block.
+    EventSendBlock = 18 { port: u64 }
 
     /// `(grantee, va, readonly)`: grant a page of this domain to `grantee`; returns the grant ref.
     GrantCreate = 20 { grantee: DomainId, va: u64, readonly: bool }

@@ -152,16 +152,24 @@ pub fn unmask(k: &mut Kernel, caller: usize, port: u64) -> Result<(), Error> {
 /// Makes `port` of domain `index` pending and wakes the domain's blocked
 /// vCPUs if it should (they share the event page: any may handle it).
 pub fn raise<G: Gate>(k: &mut Kernel, index: usize, port: u16) {
-    let Some(d) = k.domain_mut(index) else { return };
+    let Some(d) = k.domain(index) else { return };
     if !shared_pages::set_pending(d.event_page, port) {
         return;
     }
+    // Which vCPUs wait, in one pass over the domain's own (usually none:
+    // a peer that runs finds the bit itself).
+    let mut waiting = 0u64;
+    for (i, v) in d.existing_vcpus().enumerate() {
+        waiting |= u64::from(v.blocked) << (i % 64);
+    }
+    if waiting == 0 {
+        return;
+    }
     let running = d.life == Life::Running;
-    for vcpu in 0..d.nr_vcpus {
+    while waiting != 0 {
+        let vcpu = waiting.trailing_zeros() as usize;
+        waiting &= waiting - 1;
         let at = VcpuRef { dom: index, vcpu };
-        if !k.vcpu(at).is_some_and(|v| v.blocked) {
-            continue;
-        }
         let min = super::lifecycle::wake_base(k, at);
         if let Some(v) = k.vcpu_mut(at) {
             v.blocked = false;

@@ -342,24 +342,39 @@ fn default_affinity(hvm: bool, online: u64) -> u64 {
 /// of its CPU (it is not one: it is waking).
 pub fn wake_base(k: &Kernel, at: VcpuRef) -> sched::WakeBase {
     let cpu = k.vcpu(at).map_or(0, |v| v.cpu);
-    let mut base = sched::WakeBase::ALONE;
     // One pass: the lowest pass of runnable vCPUs (everywhere, and on this
-    // CPU) and of all started ones (the virtual time when none is runnable).
-    let (mut runnable, mut live) = (None::<u64>, None::<u64>);
+    // CPU) and of all started ones (the virtual time when none is
+    // runnable). `u64::MAX` stands for none while the loop runs (a pass
+    // never reaches it: `sched::Entity::charge_until`), which keeps the
+    // loop to plain compares: it runs at every wake-up, over every domain.
+    let (mut runnable, mut live, mut here) = (u64::MAX, u64::MAX, u64::MAX);
     for (_, d) in k.live_domains() {
-        for v in d.existing_vcpus().filter(|v| v.up) {
+        let running = d.life == Life::Running;
+        for v in d.existing_vcpus() {
+            if !v.up {
+                continue;
+            }
             let pass = v.sched.pass;
-            live = Some(live.map_or(pass, |l| l.min(pass)));
-            if d.life == Life::Running && !v.blocked {
-                runnable = Some(runnable.map_or(pass, |r| r.min(pass)));
+            live = live.min(pass);
+            if running && !v.blocked {
+                runnable = runnable.min(pass);
                 if v.cpu == cpu {
-                    base.competition = Some(base.competition.map_or(pass, |c| c.min(pass)));
+                    here = here.min(pass);
                 }
             }
         }
     }
-    base.floor = runnable.or(live).unwrap_or(0);
-    base
+    let floor = if runnable != u64::MAX {
+        runnable
+    } else if live != u64::MAX {
+        live
+    } else {
+        0
+    };
+    sched::WakeBase {
+        floor,
+        competition: (here != u64::MAX).then_some(here),
+    }
 }
 
 /// The scheduler's virtual time: the lowest pass among runnable vCPUs

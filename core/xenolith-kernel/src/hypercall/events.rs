@@ -2,7 +2,7 @@
 //! IRQs, and the send counters `toolstack ring list` reads.
 
 use super::rights::{require_control, self_or_controlled};
-use crate::domain::{devices, events, Kernel};
+use crate::domain::{devices, events, Kernel, VcpuRef};
 use crate::trace::Gate;
 use ipc_abi::hypercall::{args, Error};
 use ipc_abi::shared::Virq;
@@ -33,6 +33,18 @@ pub fn bind_virq(k: &mut Kernel, caller: usize, a: args::EventBindVirq) -> Resul
 #[inline(always)]
 pub fn send<G: Gate>(k: &mut Kernel, caller: usize, a: args::EventSend) -> Result<u64, Error> {
     events::send::<G>(k, caller, a.port).map(|_| 0)
+}
+
+/// `EventSend` and then `Block` (inlined, as `send`): the send's error,
+/// if any, returns before anything blocks.
+#[inline(always)]
+pub fn send_block<G: Gate>(
+    k: &mut Kernel,
+    me: VcpuRef,
+    a: args::EventSendBlock,
+) -> Result<u64, Error> {
+    events::send::<G>(k, me.dom, a.port)?;
+    super::vcpu::block(k, me)
 }
 
 pub fn close(k: &mut Kernel, caller: usize, a: args::EventClose) -> Result<u64, Error> {

@@ -100,6 +100,7 @@ fn route<G: Gate>(
         EventBindInterdomain(a) => events::bind_interdomain(k, caller, a),
         EventBindVirq(a) => events::bind_virq(k, caller, a),
         EventSend(a) => events::send::<G>(k, caller, a),
+        EventSendBlock(a) => events::send_block::<G>(k, me, a),
         EventClose(a) => events::close(k, caller, a),
         EventUnmask(a) => events::unmask(k, caller, a),
         EventBindPirq(a) => events::bind_pirq(k, caller, a),

@@ -6,7 +6,8 @@
 //! another CPU), and domain creation to the child's `run` for 1 MiB and
 //! 64 MiB domains; with two CPUs or more, a grant map + unmap in a child
 //! with two vCPUs, alone and while its other vCPU runs on another CPU (the
-//! TLB shootdown). As a child: `part=echo` answers events; `part=first
+//! TLB shootdown). As a child: `part=echo` answers events (`apart=1`: with
+//! `EventSend` and `Block` as two calls, not one `EventSendBlock`); `part=first
 //! t0=N` prints how long after N it started; `part=unmap peer=ID gref=N`
 //! maps and unmaps the peer's grant.
 
@@ -47,15 +48,23 @@ fn echo() {
     )
     .expect("bind");
     hc::event_send(port).expect("hello");
+    events::wait(port);
+    let apart = number("apart") == Some(1);
     loop {
-        events::wait(port);
-        let _ = hc::event_send(port);
+        if apart {
+            let _ = hc::event_send(port);
+            events::wait(port);
+        } else {
+            let _ = events::send_and_wait(port);
+        }
     }
 }
 
 /// TSC ticks (instructions under -icount) and nanoseconds of one event
-/// round trip with a child echoing on the CPUs in `cpus`.
-fn event_round_trip(me: DomainId, cpus: u64) -> (u64, u64) {
+/// round trip with a child echoing on the CPUs in `cpus`, answering with
+/// `EventSendBlock` (`events::send_and_wait`), or with `EventSend` and
+/// `Block` apart if `apart`.
+fn event_round_trip(me: DomainId, cpus: u64, apart: bool) -> (u64, u64) {
     let child = hc::domain_create("echo", 1024, 0, 0, 1).expect("create");
     hc::domain_load_image(child, image()).expect("load");
     hc::domain_pin(child, 0, cpus).expect("pin");
@@ -63,7 +72,12 @@ fn event_round_trip(me: DomainId, cpus: u64) -> (u64, u64) {
     let mut line: heapless::String<128> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(
         &mut line,
-        format_args!("bench part=echo peer={} peer_port={}", me.0, port),
+        format_args!(
+            "bench part=echo peer={} peer_port={} apart={}",
+            me.0,
+            port,
+            u8::from(apart)
+        ),
     );
     hc::domain_set_cmdline(child, &line).expect("cmdline");
     hc::domain_unpause(child).expect("unpause");
@@ -160,11 +174,15 @@ fn control(me: DomainId) {
     let _ = hc::domain_pin(DomainId::SELF, 0, 1);
     println!(
         "bench: event round trip: {} instructions",
-        event_round_trip(me, 1).0
+        event_round_trip(me, 1, false).0
+    );
+    println!(
+        "bench: event round trip, send and block apart: {} instructions",
+        event_round_trip(me, 1, true).0
     );
     let cpus = hc::kernel_stats().map_or(1, |s| s.cpus);
     if cpus > 1 {
-        let (tsc, ns) = event_round_trip(me, 2);
+        let (tsc, ns) = event_round_trip(me, 2, false);
         println!("bench: event round trip across CPUs: {tsc} instructions, {ns} ns");
         unmap_cost(me);
     }

@@ -127,7 +127,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
         for a in args.iter_mut() {
             *a = argument(&mut rng, &h);
         }
-        if number == Hypercall::Block as u64 {
+        if number == Hypercall::Block as u64 || number == Hypercall::EventSendBlock as u64 {
             // A block with nothing pending must still return.
             let _ = hc::set_timer(time::now_ns() + 100_000);
         }

@@ -61,7 +61,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         for (i, &v) in HOSTILE.iter().enumerate() {
             let w = HOSTILE[(i + 7) % HOSTILE.len()];
             for args in [[v; 6], [v, w, v, w, v, w], [w, v, 0, 0, 0, 0]] {
-                if number == Hypercall::Block as u64 {
+                if number == Hypercall::Block as u64 || number == Hypercall::EventSendBlock as u64 {
                     // Arm the timer so a block with nothing pending still returns.
                     let _ = hc::set_timer(time::now_ns() + 1_000_000);
                 }

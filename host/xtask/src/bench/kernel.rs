@@ -45,6 +45,7 @@ pub fn run() -> Result<(), String> {
     let m = Config::new(&iso).icount().spawn()?;
     let null = value(&m, "bench: null hypercall: ")?;
     let event = value(&m, "bench: event round trip: ")?;
+    let apart = value(&m, "bench: event round trip, send and block apart: ")?;
     let small = value(&m, "bench: create to first run 1024 KiB: ")?;
     let big = value(&m, "bench: create to first run 65536 KiB: ")?;
     drop(m);
@@ -108,6 +109,7 @@ pub fn run() -> Result<(), String> {
     println!("|---|---|---|");
     println!("| null hypercall round trip | {null} | < 150 |");
     println!("| event send to peer wake-up and back, one CPU | {event} | < 1,500 (aim ≤ 1,300) |");
+    println!("| the same, the echo's send and block as two hypercalls | {apart} | |");
     println!("| the same, kernel built without tracing code | {untraced} | |");
     println!("| the same, tracing on (tbuf_size=4) | {traced} | |");
     println!(
