@@ -232,23 +232,13 @@ fn runnable_here(k: &Kernel, at: VcpuRef) -> bool {
     let (Some(d), Some(v)) = (k.domain(at.dom), k.vcpu(at)) else {
         return false;
     };
-    d.wants_cpu(v) && v.cpu == cpu && v.loaded_on.is_none_or(|c| c == cpu)
+    d.schedulable() && v.runs_on(cpu)
 }
 
-/// Picks from this CPU's run queue: the runnable vCPUs assigned to it
-/// (`runnable_here`, written out for the hot path: one pass over the table).
+/// Picks from this CPU's run queue: the runnable vCPUs assigned to it.
 #[inline(always)]
 fn pick_next(k: &Kernel) -> Option<VcpuRef> {
-    let cpu = crate::domain::this_cpu();
-    let mut best = sched::Best::default();
-    for (dom, d) in k.live_domains() {
-        for (vcpu, v) in d.existing_vcpus().enumerate() {
-            if d.wants_cpu(v) && v.cpu == cpu && v.loaded_on.is_none_or(|c| c == cpu) {
-                best.offer(VcpuRef { dom, vcpu }.code(), &v.sched);
-            }
-        }
-    }
-    best.choice().map(VcpuRef::from_code)
+    k.pick_here(crate::domain::this_cpu())
 }
 
 /// Frees a domain destroyed while this CPU ran it, once this CPU has left

@@ -98,17 +98,21 @@ pub fn block_for_port(port: Option<u16>) {
 
 /// Moves every pending port but `ports` off the page (see the module doc).
 fn park_others(ports: &[u16]) {
-    let mut keep = [0u64; PORTS / 64];
-    for &p in ports {
-        let p = p as usize % PORTS;
-        keep[p / 64] |= 1 << (p % 64);
-    }
-    for (w, keep) in keep.iter().enumerate() {
-        // Most words hold nothing to park: look before the locked write.
-        if page().pending[w].load(Ordering::Relaxed) & !keep == 0 {
+    for (w, word) in page().pending.iter().enumerate() {
+        // Most words hold nothing at all: look before anything else.
+        let pending = word.load(Ordering::Relaxed);
+        if pending == 0 {
             continue;
         }
-        let others = page().pending[w].fetch_and(*keep, Ordering::SeqCst) & !keep;
+        let keep = ports
+            .iter()
+            .map(|&p| p as usize % PORTS)
+            .filter(|p| p / 64 == w)
+            .fold(0u64, |keep, p| keep | 1 << (p % 64));
+        if pending & !keep == 0 {
+            continue;
+        }
+        let others = word.fetch_and(keep, Ordering::SeqCst) & !keep;
         if others != 0 {
             PARKED[w].fetch_or(others, Ordering::SeqCst);
         }

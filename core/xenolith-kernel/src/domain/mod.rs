@@ -218,7 +218,30 @@ impl Domain {
     /// running, the vCPU is started and not waiting in `Block`.
     #[inline(always)]
     pub fn wants_cpu(&self, v: &Vcpu) -> bool {
-        self.life == Life::Running && v.up && !v.blocked && !v.io_wait && !self.teardown
+        self.schedulable() && v.ready()
+    }
+
+    /// The domain's half of [`Domain::wants_cpu`]: running, not being torn down.
+    #[inline(always)]
+    pub fn schedulable(&self) -> bool {
+        self.life == Life::Running && !self.teardown
+    }
+}
+
+impl Vcpu {
+    /// The vCPU's half of [`Domain::wants_cpu`]: started, and waiting
+    /// neither in `Block` nor for a device model.
+    #[inline(always)]
+    pub fn ready(&self) -> bool {
+        self.up && !self.blocked && !self.io_wait
+    }
+
+    /// Whether CPU `cpu` may run it (its domain schedulable and it
+    /// [`ready`](Vcpu::ready)): in `cpu`'s run queue and not loaded on
+    /// another CPU (whose frame would not be saved yet).
+    #[inline(always)]
+    pub fn runs_on(&self, cpu: usize) -> bool {
+        self.ready() && self.cpu == cpu && self.loaded_on.is_none_or(|c| c == cpu)
     }
 }
 

@@ -166,6 +166,32 @@ impl Kernel {
         d.vcpus[..d.nr_vcpus].get_mut(at.vcpu)
     }
 
+    /// What CPU `cpu` runs next from its run queue (the vCPUs that
+    /// [`Vcpu::runs_on`] it, their domains schedulable), as the scheduler
+    /// ranks them (`sched::Best`). One pass over the table in plain
+    /// loops, the domain's half of the test once per domain: it runs at
+    /// every switch.
+    ///
+    /// [`Vcpu::runs_on`]: super::Vcpu::runs_on
+    #[inline(always)]
+    pub fn pick_here(&self, cpu: usize) -> Option<VcpuRef> {
+        let mut best = crate::sched::Best::default();
+        for (dom, slot) in self.slots[..self.high_water].iter().enumerate() {
+            let Some(d) = slot.domain.as_deref() else {
+                continue;
+            };
+            if !d.schedulable() {
+                continue;
+            }
+            for (vcpu, v) in d.vcpus[..d.nr_vcpus.min(MAX_VCPUS)].iter().enumerate() {
+                if v.runs_on(cpu) {
+                    best.offer(VcpuRef { dom, vcpu }.code(), &v.sched);
+                }
+            }
+        }
+        best.choice().map(VcpuRef::from_code)
+    }
+
     /// Every CPU's state (for the I/O bitmap bookkeeping and debug keys).
     pub fn cpus_mut(&mut self) -> &mut [CpuState; MAX_CPUS] {
         &mut self.cpus
