@@ -322,18 +322,33 @@ pub fn run_next(mut k: MutexGuard<'_, Kernel>) -> ! {
         drop(k);
         idle()
     };
-    crate::domain::devices::switch_io(&mut k, n.dom);
-    if let Some(d) = k.domain(n.dom) {
-        d.space.activate();
-    }
+    let hvm = load_domain(&mut k, n.dom);
     if let Some(c) = leaving {
         teardown(&mut k, c);
     }
-    if is_hvm(&k, n) {
+    if hvm {
         enter_hvm(k, n)
     }
     drop(crate::domain::resume::resume(k, n));
     idle()
+}
+
+/// Loads domain `index`'s address space and I/O port bitmap on this CPU
+/// (the bitmap only when it changes: most domains have no ports, and a
+/// switch between two of them leaves it alone); returns whether it is an
+/// HVM guest. The domain's record is looked up once.
+#[inline(always)]
+fn load_domain(k: &mut Kernel, index: usize) -> bool {
+    let Some(d) = k.domain(index) else {
+        return false;
+    };
+    d.space.activate();
+    let (hvm, has_ports) = (d.is_hvm(), !d.io_ports.is_empty());
+    let owner = k.cpu().io_owner;
+    if owner != Some(index) && (has_ports || owner.is_some()) {
+        crate::domain::devices::switch_io(k, index);
+    }
+    hvm
 }
 
 /// Counts the halt that just ended, if one did (the idle loop's first
@@ -383,14 +398,11 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
                 trace_switch::<G>(&k, cur, Some(n));
             }
             k.set_current(Some(n));
-            crate::domain::devices::switch_io(&mut k, n.dom);
-            if let Some(d) = k.domain(n.dom) {
-                d.space.activate();
-            }
+            let hvm = load_domain(&mut k, n.dom);
             if let Some(c) = leaving {
                 teardown(&mut k, c);
             }
-            if is_hvm(&k, n) {
+            if hvm {
                 enter_hvm(k, n)
             }
             if cur == Some(n) {
