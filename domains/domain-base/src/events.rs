@@ -23,6 +23,7 @@ pub fn page() -> &'static EventPage {
 static PARKED: [AtomicU64; PORTS / 64] = [const { AtomicU64::new(0) }; PORTS / 64];
 
 /// Takes (clears) the pending bit of `port`; returns whether it was set.
+#[inline]
 pub fn take(port: u16) -> bool {
     let p = port as usize % PORTS;
     let bit = 1u64 << (p % 64);
@@ -133,8 +134,18 @@ pub fn send_and_wait(port: u16) -> ipc_abi::hypercall::Result<()> {
     Ok(())
 }
 
-/// Blocks until `port` is pending, then takes it.
+/// Blocks until `port` is pending, then takes it. Inlined as far as the
+/// first look (an event round trip's answer is usually there already):
+/// the loop's set-up cost more than the look.
+#[inline]
 pub fn wait(port: u16) {
+    if !take(port) {
+        wait_blocking(port);
+    }
+}
+
+#[inline(never)]
+fn wait_blocking(port: u16) {
     loop {
         if take(port) {
             return;
