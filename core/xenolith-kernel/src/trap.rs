@@ -29,38 +29,48 @@ pub fn start() -> ! {
     idle()
 }
 
-/// `syscall` lands here (through `arch/idt.rs`) with the caller's registers.
-/// Inlined into `trap_dispatch` always: whether the compiler does so on
-/// its own changed with the size of that function's other arms (+25
-/// instructions an event round trip once, with tracing compiled in).
+/// `syscall` lands here (through `arch/idt.rs`), the caller's registers
+/// saved at `frame` in its vCPU's record. Inlined into `syscall_dispatch`
+/// always: whether the compiler does so on its own changed with the size
+/// of the dispatcher's other arms (+25 instructions an event round trip
+/// once, with tracing compiled in).
 #[inline(always)]
-pub fn syscall(frame: &mut TrapFrame) {
+pub fn syscall(frame: *mut TrapFrame) {
     // Fast path: the null hypercall touches no state, so it takes no lock and
-    // cannot change what runs next. The frame is as `syscall` built it.
-    if frame.rax == ipc_abi::hypercall::Hypercall::Null as u64 {
-        frame.rax = 0;
-        frame.rdx = 0;
+    // cannot change what runs next.
+    if crate::domain::resume::answer_null(frame) {
         return;
     }
     if crate::trace::enabled() {
-        hypercall::<Traced>(frame)
+        hypercall::<Traced>()
     } else {
-        hypercall::<Quiet>(frame)
+        hypercall::<Quiet>()
     }
 }
 
 /// A hypercall other than the null one, recording events as `G` says.
 /// One function per `G` (the dispatch and the hot calls inlined into it),
 /// never inlined into `syscall`: what the compiler inlines where then no
-/// longer depends on the size of `trap_dispatch`'s other arms.
+/// longer depends on the size of the dispatcher's other arms. The
+/// registers are read from, and the result written to, the current
+/// vCPU's record, where `syscall` saved them.
 #[inline(never)]
-fn hypercall<G: Gate>(frame: &mut TrapFrame) {
+fn hypercall<G: Gate>() {
     let mut k = crate::domain::lock();
     match k.current() {
-        Some(cur) => crate::hypercall::dispatch::<G>(&mut k, cur, frame),
+        Some(cur) => {
+            if let Some(f) = k.vcpu(cur).map(|v| &v.frame) {
+                let (number, registers) = (f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]);
+                let (rax, rdx) = crate::hypercall::dispatch::<G>(&mut k, cur, number, &registers);
+                if let Some(v) = k.vcpu_mut(cur) {
+                    v.frame.rax = rax;
+                    v.frame.rdx = rdx;
+                }
+            }
+        }
         None => k.cpu_mut().need_resched = true,
     }
-    finish::<G>(k, frame);
+    finish_in_record::<G>(k);
 }
 
 /// A CPU exception in ring 3: the current domain crashes; everyone else goes on.
@@ -303,34 +313,9 @@ fn is_hvm(k: &Kernel, at: VcpuRef) -> bool {
 /// domain) for whatever the scheduler picks: another vCPU or the idle loop.
 /// For the paths that have no trap frame to return through (an HVM
 /// vCPU's run loop).
-pub fn run_next(mut k: MutexGuard<'_, Kernel>) -> ! {
+pub fn run_next(k: MutexGuard<'_, Kernel>) -> ! {
     let cur = k.current();
-    let leaving = cur
-        .map(|c| c.dom)
-        .filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
-    k.cpu_mut().need_resched = false;
-    let next = pick_next(&k);
-    if cur != next {
-        trace_switch::<Checked>(&k, cur, next);
-    }
-    k.set_current(next);
-    let Some(n) = next else {
-        crate::arch::memory::activate_kernel_space();
-        if let Some(c) = leaving {
-            teardown(&mut k, c);
-        }
-        drop(k);
-        idle()
-    };
-    let hvm = load_domain(&mut k, n.dom);
-    if let Some(c) = leaving {
-        teardown(&mut k, c);
-    }
-    if hvm {
-        enter_hvm(k, n)
-    }
-    drop(crate::domain::resume::resume(k, n));
-    idle()
+    switch_away::<Checked>(k, cur)
 }
 
 /// Loads domain `index`'s address space and I/O port bitmap on this CPU
@@ -371,7 +356,9 @@ fn account_idle(k: &Kernel) {
     }
 }
 
-/// Decides what returns to ring 3 through `frame`: the same vCPU, another, or none (idle).
+/// Decides what returns to ring 3 after a trap whose registers are in
+/// `frame` on the kernel stack: the same vCPU (through `frame`), another,
+/// or none (idle). Leaving the vCPU, the frame is saved in its record.
 #[inline(always)]
 fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
     // (No idle time to count here: a trap from ring 3 never ends a halt.
@@ -388,6 +375,32 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             v.frame = frame.clone();
         }
     }
+    switch_away::<G>(k, cur)
+}
+
+/// `finish` for a hypercall, whose registers `syscall` saved in the
+/// caller's record: returning, the entry path restores them from there;
+/// leaving the vCPU, there is nothing to save.
+#[inline(always)]
+fn finish_in_record<G: Gate>(mut k: MutexGuard<'_, Kernel>) {
+    announce_new_log_lines(&mut k);
+    let cur = k.current();
+    if let Some(c) = cur {
+        if !k.cpu().need_resched && runnable_here(&k, c) {
+            if let Some(v) = k.vcpu_mut(c) {
+                sanitize(&mut v.frame);
+            }
+            return;
+        }
+    }
+    switch_away::<G>(k, cur)
+}
+
+/// Runs what the scheduler picks on this CPU instead of `cur` (whose
+/// registers are in its record), or the idle loop. Never returns: the
+/// vCPU picked, `cur` again included, resumes from its record.
+#[inline(always)]
+fn switch_away<G: Gate>(mut k: MutexGuard<'_, Kernel>, cur: Option<VcpuRef>) -> ! {
     k.cpu_mut().need_resched = false;
     let leaving = cur
         .map(|c| c.dom)
@@ -404,11 +417,6 @@ fn finish<G: Gate>(mut k: MutexGuard<'_, Kernel>, frame: &mut TrapFrame) {
             }
             if hvm {
                 enter_hvm(k, n)
-            }
-            if cur == Some(n) {
-                // Picked again: its registers are still the ones `frame` holds.
-                sanitize(frame);
-                return;
             }
             drop(crate::domain::resume::resume(k, n));
             idle()

@@ -1,7 +1,7 @@
 //! Where each trap the CPU takes goes: the `syscall` instruction, ring-3
 //! and kernel exceptions, the timer, the IPIs, device IRQs and NMIs.
 //!
-//! Owns: `trap_dispatch` and `paranoid_dispatch`, the two functions the
+//! Owns: `syscall_dispatch`, `trap_dispatch` and `paranoid_dispatch`, the functions the
 //! entry stubs of `arch/idt.rs` call by name with the trap frame (so the
 //! hardware layer names nothing above it), and the report of an exception
 //! the kernel itself took. What each handler does is `trap.rs`,
@@ -31,13 +31,19 @@ extern "C" fn paranoid_dispatch(frame: &mut TrapFrame) {
     }
 }
 
-/// Called by `isr_common` for every other interrupt and exception, and `syscall`.
+/// Called by `trap_save_in_record` for `syscall`, with the address of the
+/// caller's registers in its vCPU's record (not a reference: the kernel's
+/// lock guards that record, and `trap::syscall` reaches it through it).
+#[no_mangle] // the name `arch/idt.rs`'s entry stubs call
+#[allow(unsafe_code)] // `no_mangle` only: there is no unsafe block
+extern "C" fn syscall_dispatch(frame: *mut TrapFrame) {
+    crate::trap::syscall(frame)
+}
+
+/// Called by `isr_common` for every other interrupt and exception.
 #[no_mangle] // the name `arch/idt.rs`'s entry stubs call
 #[allow(unsafe_code)] // `no_mangle` only: there is no unsafe block
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector == crate::arch::syscall::VECTOR_SYSCALL {
-        return crate::trap::syscall(frame);
-    }
     let from_user = frame.cs & 3 == 3;
     match frame.vector {
         // (NMI, #DF and #MC come through `paranoid_dispatch`.)

@@ -3,10 +3,12 @@
 //! domain's vCPU from its saved registers.
 //!
 //! Owns: the EFER/STAR/LSTAR/SFMASK setup and the assembly that turns a
-//! `syscall` into the same [`TrapFrame`] an interrupt from ring 3 builds, on
-//! the CPU's kernel stack, then joins the interrupt path (`arch/idt.rs`) to
-//! save registers, dispatch and return. The kernel keeps one kernel stack per CPU and never
-//! blocks on it: a vCPU's state lives in its domain, not on a stack.
+//! `syscall` into the same [`TrapFrame`] an interrupt from ring 3 builds,
+//! in the calling vCPU's record (where the per-CPU block says:
+//! [`set_syscall_frame`]), then joins the interrupt path (`arch/idt.rs`) to
+//! save registers, dispatch on the kernel stack and return. The kernel
+//! keeps one kernel stack per CPU and never blocks on it: a vCPU's state
+//! lives in its domain, not on a stack.
 
 use super::cpu::MAX_CPUS;
 use super::idt::TrapFrame;
@@ -32,15 +34,22 @@ struct PerCpu {
     user_rsp_scratch: u64,
     /// This CPU's number (0: the boot CPU), for [`cpu_index`].
     cpu: u64,
+    /// The end of the saved-register frame in the record of the ring-3
+    /// vCPU loaded here ([`set_syscall_frame`]): `syscall` saves the
+    /// caller's registers there, not on the kernel stack, so a switch to
+    /// another vCPU copies nothing.
+    syscall_frame_top: u64,
 }
 
 const CPU_OFFSET: usize = core::mem::offset_of!(PerCpu, cpu);
+const FRAME_TOP_OFFSET: usize = core::mem::offset_of!(PerCpu, syscall_frame_top);
 
 static mut PER_CPU: [PerCpu; MAX_CPUS] = [const {
     PerCpu {
         kernel_stack_top: 0,
         user_rsp_scratch: 0,
         cpu: 0,
+        syscall_frame_top: 0,
     }
 }; MAX_CPUS];
 
@@ -81,7 +90,7 @@ core::arch::global_asm!(
 syscall_entry:
     swapgs
     movq %rsp, %gs:8
-    movq %gs:0, %rsp
+    movq %gs:{frame_top}, %rsp
     pushq ${user_ss}
     pushq %gs:8
     pushq %r11
@@ -89,7 +98,7 @@ syscall_entry:
     pushq %rcx
     pushq $0
     pushq ${vector}
-    jmp trap_save_and_dispatch
+    jmp trap_save_in_record
 
     .global resume_user_asm
 resume_user_asm:
@@ -108,6 +117,7 @@ on_fresh_stack_asm:
     user_ss = const USER_SS,
     user_cs = const USER_CS,
     vector = const VECTOR_SYSCALL,
+    frame_top = const FRAME_TOP_OFFSET,
     options(att_syntax)
 );
 
@@ -141,6 +151,26 @@ pub fn on_fresh_stack(f: extern "C" fn(u64) -> !, arg: u64) -> ! {
     // needed again (the kernel keeps no state on it between traps: see the
     // module doc); `f` never returns, so its frame is the stack's base.
     unsafe { on_fresh_stack_asm(f, arg) }
+}
+
+/// Makes `frame` (in the record of the ring-3 vCPU being loaded on this
+/// CPU) where this CPU's `syscall` entry saves the caller's registers.
+/// Only the vCPU loaded here can execute `syscall` on this CPU, and its
+/// record stays where it is while it is loaded (`domain::resume`).
+#[inline(always)]
+pub fn set_syscall_frame(frame: &mut TrapFrame) {
+    let top = (frame as *mut TrapFrame as u64) + core::mem::size_of::<TrapFrame>() as u64;
+    // SAFETY: in the kernel GS base is this CPU's PerCpu (see `cpu_index`);
+    // the write is of its `syscall_frame_top`, which only this CPU's
+    // `syscall` entry reads, with interrupts off.
+    unsafe {
+        core::arch::asm!(
+            "mov gs:[{off}], {}",
+            in(reg) top,
+            off = const FRAME_TOP_OFFSET,
+            options(nostack, preserves_flags)
+        );
+    }
 }
 
 /// Records CPU `cpu`'s kernel stack top before it starts.

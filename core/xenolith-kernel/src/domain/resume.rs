@@ -4,7 +4,10 @@
 //! docs/performance.md).
 //!
 //! Owns: the argument that the record may be the stack for the last
-//! instructions before `iretq`, after the kernel's lock is released.
+//! instructions before `iretq`, after the kernel's lock is released, and
+//! for the first ones after `syscall` (the entry saves the caller's
+//! registers there: `arch::syscall::set_syscall_frame`), which lets the
+//! null hypercall be answered there without the lock.
 
 use super::{Kernel, VcpuRef};
 use crate::arch::idt::TrapFrame;
@@ -35,4 +38,25 @@ pub fn resume(mut k: MutexGuard<'_, Kernel>, at: VcpuRef) -> MutexGuard<'_, Kern
     // SAFETY: the frame is sanitized and stays valid and unwritten (above);
     // interrupts are off, and NMI, #DF and #MC switch to their own stacks.
     unsafe { crate::arch::syscall::resume_user_at(frame) }
+}
+
+/// Answers the null hypercall in the registers `syscall` saved at `frame`
+/// (in the record of the vCPU loaded on this CPU), without the kernel's
+/// lock: it touches no other state and cannot change what runs next.
+/// Returns false, having changed nothing, for any other call.
+#[inline(always)]
+pub fn answer_null(frame: *mut TrapFrame) -> bool {
+    // SAFETY: `frame` is the saved-register frame of the vCPU loaded on
+    // this CPU, which `syscall` just wrote (see `resume` for why no other
+    // CPU writes it or frees the record while the vCPU is loaded here);
+    // the reads and writes are of its own fields, with no reference to it
+    // alive elsewhere on this CPU (interrupts are off, the lock not taken).
+    unsafe {
+        if (*frame).rax != ipc_abi::hypercall::Hypercall::Null as u64 {
+            return false;
+        }
+        (*frame).rax = 0;
+        (*frame).rdx = 0;
+    }
+    true
 }

@@ -141,6 +141,9 @@ impl Kernel {
         if let Some(v) = next.and_then(|n| self.vcpu_mut(n)) {
             v.loaded_on = Some(me);
             v.sched.start_running(now);
+            // Its `syscall`s save their registers in its record (unused
+            // for an HVM vCPU, which does not reach the kernel's entry).
+            crate::arch::syscall::set_syscall_frame(&mut v.frame);
         }
     }
 

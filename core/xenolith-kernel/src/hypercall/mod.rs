@@ -20,33 +20,30 @@ mod hvm;
 mod rights;
 mod vcpu;
 
-use crate::arch::idt::TrapFrame;
 use crate::domain::{Kernel, VcpuRef};
 use crate::trace::Gate;
 use ipc_abi::hypercall::{args, Args, Error, Hypercall};
 
-/// Handles the hypercall in `frame` for vCPU `me`; writes the result into `frame`.
+/// Handles hypercall `number` with argument registers `registers` (rdi,
+/// rsi, rdx, r10, r8, r9) for vCPU `me`; returns what goes back in rax
+/// (0 or the error) and rdx (the value).
 #[inline(always)]
-pub fn dispatch<G: Gate>(k: &mut Kernel, me: VcpuRef, frame: &mut TrapFrame) {
-    let registers = [
-        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-    ];
-    let result = match Hypercall::from_number(frame.rax) {
+pub fn dispatch<G: Gate>(
+    k: &mut Kernel,
+    me: VcpuRef,
+    number: u64,
+    registers: &[u64; 6],
+) -> (u64, u64) {
+    let result = match Hypercall::from_number(number) {
         None => Err(Error::UnknownCall),
         Some(call) => {
             trace_event!(<G> "dom{=u32} hypercall {}", k.id_of(me.dom), call);
-            route::<G>(k, me, call, &registers)
+            route::<G>(k, me, call, registers)
         }
     };
     match result {
-        Ok(v) => {
-            frame.rax = 0;
-            frame.rdx = v;
-        }
-        Err(e) => {
-            frame.rax = e as u64;
-            frame.rdx = 0;
-        }
+        Ok(v) => (0, v),
+        Err(e) => (e as u64, 0),
     }
 }
 
