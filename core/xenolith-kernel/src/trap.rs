@@ -402,15 +402,12 @@ fn finish_in_record<G: Gate>(mut k: MutexGuard<'_, Kernel>) {
 #[inline(always)]
 fn switch_away<G: Gate>(mut k: MutexGuard<'_, Kernel>, cur: Option<VcpuRef>) -> ! {
     k.cpu_mut().need_resched = false;
-    let leaving = cur
-        .map(|c| c.dom)
-        .filter(|&c| k.domain(c).is_some_and(|d| d.teardown));
     match pick_next(&k) {
         Some(n) => {
             if cur != Some(n) {
                 trace_switch::<G>(&k, cur, Some(n));
             }
-            k.set_current(Some(n));
+            let leaving = k.switch_current(Some(n));
             let hvm = load_domain(&mut k, n.dom);
             if let Some(c) = leaving {
                 teardown(&mut k, c);
@@ -423,7 +420,7 @@ fn switch_away<G: Gate>(mut k: MutexGuard<'_, Kernel>, cur: Option<VcpuRef>) -> 
         }
         None => {
             trace_switch::<G>(&k, cur, None);
-            k.set_current(None);
+            let leaving = k.switch_current(None);
             // From here no vCPU is loaded on this CPU, so an unmap on
             // another CPU sends it no flush: it must not keep the domain's
             // tables past the lock. (It kept them until `idle` took the

@@ -159,24 +159,27 @@ pub fn raise<G: Gate>(k: &mut Kernel, index: usize, port: u16) {
     // Which vCPUs wait, in one pass over the domain's own (usually none:
     // a peer that runs finds the bit itself).
     let mut waiting = 0u64;
-    for (i, v) in d.existing_vcpus().enumerate() {
-        waiting |= u64::from(v.blocked) << (i % 64);
+    let mut cpus = [0usize; super::MAX_VCPUS];
+    for (i, v) in d.existing_vcpus().enumerate().take(super::MAX_VCPUS) {
+        waiting |= u64::from(v.blocked) << i;
+        cpus[i] = v.cpu;
     }
     if waiting == 0 {
         return;
     }
     let running = d.life == Life::Running;
     while waiting != 0 {
-        let vcpu = waiting.trailing_zeros() as usize;
+        let vcpu = waiting.trailing_zeros() as usize % super::MAX_VCPUS;
         waiting &= waiting - 1;
         let at = VcpuRef { dom: index, vcpu };
-        let min = super::lifecycle::wake_base(k, at);
+        let min = super::lifecycle::wake_base_on(k, cpus[vcpu]);
         if let Some(v) = k.vcpu_mut(at) {
             v.blocked = false;
             if running {
                 v.sched.wake(min);
+                let cpus = v.resched_mask();
                 trace_event!(<G> "dom{=u32} vcpu {=usize} wakes", k.id_of(index), vcpu);
-                k.resched_vcpu(at);
+                k.kick_cpus(cpus);
             }
         }
     }

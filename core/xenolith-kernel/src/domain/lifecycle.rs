@@ -341,7 +341,13 @@ fn default_affinity(hvm: bool, online: u64) -> u64 {
 /// time (see [`virtual_time`]), and the lowest pass of the runnable vCPUs
 /// of its CPU (it is not one: it is waking).
 pub fn wake_base(k: &Kernel, at: VcpuRef) -> sched::WakeBase {
-    let cpu = k.vcpu(at).map_or(0, |v| v.cpu);
+    wake_base_on(k, k.vcpu(at).map_or(0, |v| v.cpu))
+}
+
+/// [`wake_base`] for a vCPU in CPU `cpu`'s run queue (for a caller that
+/// has read it already).
+#[inline(always)]
+pub fn wake_base_on(k: &Kernel, cpu: usize) -> sched::WakeBase {
     // One pass: the lowest pass of runnable vCPUs (everywhere, and on this
     // CPU) and of all started ones (the virtual time when none is
     // runnable). `u64::MAX` stands for none while the loop runs (a pass

@@ -236,6 +236,13 @@ impl Vcpu {
         self.up && !self.blocked && !self.io_wait
     }
 
+    /// The CPUs that must reschedule when it wakes (bit n: CPU n): the one
+    /// whose run queue holds it, and the one running it if another.
+    #[inline(always)]
+    pub fn resched_mask(&self) -> u64 {
+        (1u64 << self.cpu.min(MAX_CPUS - 1)) | self.loaded_on.map_or(0, |c| 1 << c)
+    }
+
     /// Whether CPU `cpu` may run it (its domain schedulable and it
     /// [`ready`](Vcpu::ready)): in `cpu`'s run queue and not loaded on
     /// another CPU (whose frame would not be saved yet).

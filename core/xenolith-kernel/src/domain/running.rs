@@ -72,11 +72,19 @@ impl Kernel {
     /// if another, to reschedule.
     pub fn resched_vcpu(&mut self, at: VcpuRef) {
         let Some(v) = self.vcpu(at) else { return };
-        let cpus = (1u64 << v.cpu.min(MAX_CPUS - 1)) | v.loaded_on.map_or(0, |c| 1 << c);
+        let cpus = v.resched_mask();
         self.kick_cpus(cpus);
     }
 
-    fn kick_cpus(&mut self, mut mask: u64) {
+    /// Asks the CPUs in `mask` (bit n: CPU n) to reschedule: this one at
+    /// its next return to ring 3, the others by IPI.
+    #[inline(always)]
+    pub fn kick_cpus(&mut self, mut mask: u64) {
+        let me = this_cpu();
+        if mask & (1 << me) != 0 {
+            self.cpus[me].need_resched = true;
+            mask &= !(1 << me);
+        }
         // Set bits only: this is on the event path.
         while mask != 0 {
             let cpu = mask.trailing_zeros() as usize & (MAX_CPUS - 1);
@@ -121,17 +129,32 @@ impl Kernel {
     /// Makes `next` the vCPU loaded on this CPU (None: idle).
     #[inline(always)]
     pub fn set_current(&mut self, next: Option<VcpuRef>) {
+        let _ = self.switch_current(next);
+    }
+
+    /// [`Kernel::set_current`], returning the index of the domain whose
+    /// vCPU it unloaded if that domain is being torn down (this CPU then
+    /// frees it: `trap::teardown`). The vCPU left is charged its CPU time
+    /// and the domain and vCPU looked up once.
+    #[inline(always)]
+    pub fn switch_current(&mut self, next: Option<VcpuRef>) -> Option<usize> {
         let me = this_cpu();
         let now = crate::arch::cpu::rdtsc();
         let mut moved_to = None;
-        if let Some(v) = self.current().and_then(|old| self.vcpu_mut(old)) {
-            v.sched.charge_until(now);
-            v.loaded_on = None;
-            // It was moved to another CPU's run queue (pinned away, pulled
-            // by balancing) while it ran here: that CPU could not take it
-            // while it was loaded here, so tell it now rather than at its
-            // next tick.
-            moved_to = (v.cpu != me).then_some(v.cpu);
+        let mut torn_down = None;
+        let old = self.cpus[me].current.map(|dom| (dom, self.cpus[me].vcpu));
+        if let Some(d) = old.and_then(|(dom, _)| self.domain_mut(dom)) {
+            let teardown = d.teardown;
+            if let Some(v) = old.and_then(|(_, vcpu)| d.vcpus[..d.nr_vcpus].get_mut(vcpu)) {
+                v.sched.charge_until(now);
+                v.loaded_on = None;
+                // It was moved to another CPU's run queue (pinned away,
+                // pulled by balancing) while it ran here: that CPU could
+                // not take it while it was loaded here, so tell it now
+                // rather than at its next tick.
+                moved_to = (v.cpu != me).then_some(v.cpu);
+            }
+            torn_down = old.filter(|_| teardown).map(|(dom, _)| dom);
         }
         if let Some(cpu) = moved_to {
             self.kick_cpus(1 << cpu.min(MAX_CPUS - 1));
@@ -145,6 +168,7 @@ impl Kernel {
             // for an HVM vCPU, which does not reach the kernel's entry).
             crate::arch::syscall::set_syscall_frame(&mut v.frame);
         }
+        torn_down
     }
 
     /// Charges vCPU `at`, running on this CPU, for its CPU time up to TSC
