@@ -19,6 +19,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 use domain_runtime::ipc_abi::proto::net::parse_mac;
 use domain_runtime::net::{NetFront, SendError};
 use domain_runtime::{events, println, time};
@@ -133,6 +135,8 @@ fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
     let (t, c) = (time::now_ns(), time::tsc());
     let mut gaps = domain_runtime::gaps::Gaps::new();
     let (mut done, mut resent) = (0, 0);
+    let mut rounds = alloc::vec::Vec::with_capacity(n as usize);
+    let mut round_start = c;
     while done < n {
         frame[14..22].copy_from_slice(&done.to_le_bytes());
         let mut sent_at = time::now_ns();
@@ -160,8 +164,23 @@ fn ping(net: &mut NetFront, n: u64, to: [u8; 6]) {
             }
         }
         gaps.answer(time::now_ns(), time::busy_tsc());
+        let now = time::tsc();
+        rounds.push(now - round_start);
+        round_start = now;
         done += 1;
     }
+    // The spread of the rounds (under -icount, instructions): a path
+    // that takes one of two courses by where a tick fell shows two levels.
+    rounds.sort_unstable();
+    let at = |q: usize| rounds.get(rounds.len() * q / 4).copied().unwrap_or(0);
+    println!(
+        "net-bench: rounds by tsc: min {}, quartiles {} {} {}, max {}",
+        at(0),
+        at(1),
+        at(2),
+        at(3),
+        rounds.last().copied().unwrap_or(0)
+    );
     println!(
         "net-bench: {} round trips of {} bytes {} ns {} tsc; {} frames sent again; {}",
         done,
