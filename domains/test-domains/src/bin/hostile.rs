@@ -141,6 +141,10 @@ fn targeted_checks() -> (usize, usize) {
         ),
         (EventSend, [255, 0, 0, 0, 0, 0], &[Error::BadPort]),
         (EventSend, [0, 0, 0, 0, 0, 0], &[Error::BadPort]),
+        // A failed send neither blocks (no timer is armed here: a block
+        // would hang the test) nor gives anything but the send's error.
+        (EventSendBlock, [255, 0, 0, 0, 0, 0], &[Error::BadPort]),
+        (EventSendBlock, [1 << 20, 0, 0, 0, 0, 0], &[Error::BadPort]),
         (EventClose, [1 << 20, 0, 0, 0, 0, 0], &[Error::BadPort]),
         (
             EventBindInterdomain,
