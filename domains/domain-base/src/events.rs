@@ -144,6 +144,7 @@ pub fn wait(port: u16) {
     }
 }
 
+/// [`wait`] once the first look found nothing: serve, block, look again.
 #[inline(never)]
 fn wait_blocking(port: u16) {
     loop {

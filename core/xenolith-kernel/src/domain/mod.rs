@@ -243,8 +243,9 @@ impl Vcpu {
         (1u64 << self.cpu.min(MAX_CPUS - 1)) | self.loaded_on.map_or(0, |c| 1 << c)
     }
 
-    /// Whether CPU `cpu` may run it (its domain schedulable and it
-    /// [`ready`](Vcpu::ready)): in `cpu`'s run queue and not loaded on
+    /// Whether CPU `cpu` may run it, its domain being schedulable (the
+    /// caller's check: [`Domain::schedulable`]): it is
+    /// [`ready`](Vcpu::ready), in `cpu`'s run queue and not loaded on
     /// another CPU (whose frame would not be saved yet).
     #[inline(always)]
     pub fn runs_on(&self, cpu: usize) -> bool {

@@ -46,11 +46,10 @@ pub fn resume(mut k: MutexGuard<'_, Kernel>, at: VcpuRef) -> MutexGuard<'_, Kern
 /// Returns false, having changed nothing, for any other call.
 #[inline(always)]
 pub fn answer_null(frame: *mut TrapFrame) -> bool {
-    // SAFETY: `frame` is the saved-register frame of the vCPU loaded on
-    // this CPU, which `syscall` just wrote (see `resume` for why no other
-    // CPU writes it or frees the record while the vCPU is loaded here);
-    // the reads and writes are of its own fields, with no reference to it
-    // alive elsewhere on this CPU (interrupts are off, the lock not taken).
+    // Why no other CPU writes or frees this record while its vCPU is
+    // loaded here: see `resume`. On this CPU no reference to it is alive
+    // (interrupts are off and the kernel's lock is not taken).
+    // SAFETY: `frame` is that loaded vCPU's frame, just written by `syscall`.
     unsafe {
         if (*frame).rax != ipc_abi::hypercall::Hypercall::Null as u64 {
             return false;
