@@ -85,18 +85,9 @@ fn vdisk(s: &str) -> Option<VDisk> {
     })
 }
 
-/// A virtual network interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Vif {
-    pub mac: Option<[u8; 6]>,
-}
-
-impl Vif {
-    /// One `vif =` entry (`mac=...`, or empty), as `domain network-attach` takes it.
-    pub fn parse(s: &str) -> Option<Vif> {
-        vif(s)
-    }
-}
+/// A virtual network interface: one `vif =` entry (`mac=...`, `mtu=...`,
+/// or empty), as `domain network-attach` takes it too (`Vif::parse`).
+pub use ipc_abi::launch::VifSpec as Vif;
 
 /// The service a driver domain provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,7 +459,11 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
                 None => {
                     ctx.error(
                         e,
-                        alloc::format!("'{v}' is not a vif spec like 'mac=00:16:3e:00:00:01'"),
+                        alloc::format!(
+                            "'{v}' is not a vif spec like 'mac=00:16:3e:00:00:01,mtu=1500' (mtu {} to {})",
+                            ipc_abi::proto::net::MIN_MTU,
+                            ipc_abi::proto::net::MAX_MTU
+                        ),
                     );
                     return None;
                 }
@@ -684,11 +679,10 @@ fn disk(s: &str) -> Option<Disk> {
     })
 }
 
-/// `"mac=00:16:3e:00:00:01"`, or `""` for a generated MAC.
+/// `"mac=00:16:3e:00:00:01,mtu=4082"`, either part, or `""` for a
+/// generated MAC and the wire's MTU.
 fn vif(s: &str) -> Option<Vif> {
-    Some(Vif {
-        mac: ipc_abi::launch::vif_mac(s)?,
-    })
+    Vif::parse(s)
 }
 
 #[cfg(test)]

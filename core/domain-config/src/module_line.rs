@@ -168,11 +168,7 @@ pub fn render(c: &DomainConfig) -> String {
         let _ = write!(line, " disk={},{},{}", d.target, d.vdev, mode);
     }
     for v in &c.vifs {
-        match v.mac {
-            Some(mac) => write!(line, " vif=mac={}", ipc_abi::proto::net::MacText(mac)),
-            None => write!(line, " vif="),
-        }
-        .ok();
+        let _ = write!(line, " vif={v}");
     }
     if let Some(role) = c.role {
         let _ = write!(line, " role={}", role.word());
@@ -285,6 +281,7 @@ mod tests {
             ("a weight=heavy", "weight"),
             ("a role=granter", "role"),
             ("a vif=mac=01:00:5e:00:00:01", "vif"),
+            ("a vif=mtu=9000", "vif"),
         ] {
             let errors = parse("module", line).expect_err(line);
             assert_eq!(errors[0].key.as_deref(), Some(key), "{line}: {errors:?}");
@@ -294,9 +291,10 @@ mod tests {
     #[test]
     fn a_rendered_line_reads_back_as_the_same_configuration() {
         let file = "name = \"web\"\ntype = \"hvm\"\nkernel = \"web\"\nmemory = 4\nvcpus = 2\ncpus = \"0-1,3\"\n\
-                    disk = ['kv,xvda,w', 'logs,xvdb,r']\nvif = ['mac=00:16:3e:00:00:80', '']\n\
+                    disk = ['kv,xvda,w', 'logs,xvdb,r']\nvif = ['mac=00:16:3e:00:00:80', '', 'mtu=4082']\n\
                     cmdline = \"ip=10.0.2.15/24 gw=10.0.2.2\"\nheartbeat = 500\nweight = 3\nmaxmem = 8\n";
         let c = crate::parse("web.cfg", file, &[]).unwrap().config;
+        assert_eq!(c.vifs[2].mtu, Some(4082));
         assert_eq!(ok(&render(&c)), c);
         let mut d = ok(
             "console-dom memory=1024K ioports=0x3f8-0x3ff irqs=4 iomem=0xb8,1 \

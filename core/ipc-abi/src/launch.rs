@@ -8,7 +8,7 @@
 //! Owns: the key names both sides use, and the syntax of the values that
 //! need more than a number.
 
-use crate::proto::net::{is_group, parse_mac, Mac};
+use crate::proto::net::{is_group, parse_mac, Mac, MacText, MAX_MTU, MIN_MTU};
 
 /// This domain's own id.
 pub const SELF: &str = "self";
@@ -30,7 +30,7 @@ pub const PCI: &str = "pci";
 pub const DMA: &str = "dma";
 /// A virtual disk a block driver domain serves: [`vdisk`].
 pub const VDISK: &str = "vdisk";
-/// One network interface, in order: [`vif_mac`].
+/// One network interface, in order: [`VifSpec`].
 pub const VIF: &str = "vif";
 /// Milliseconds between the heartbeats it must send (absent: none).
 pub const HEARTBEAT: &str = "heartbeat";
@@ -73,27 +73,68 @@ pub fn vdisk(text: &str) -> Option<VDiskSpec<'_>> {
     })
 }
 
-/// The MAC of an interface spec: `mac=XX:XX:XX:XX:XX:XX` (with other
-/// `key=value` parts, comma-separated, allowed beside it); `Some(None)`
-/// when it names none (the toolstack then makes one up), `None` when the
-/// spec is malformed or the address is a group address.
-pub fn vif_mac(text: &str) -> Option<Option<Mac>> {
-    let mut mac = None;
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=')?;
-        match k.trim() {
-            "mac" => {
-                let m = parse_mac(v.trim())?;
-                if is_group(&m) {
-                    return None;
+/// A network interface as a configuration's `vif` entry and a command
+/// line's `vif=` word give it: `mac=XX:XX:XX:XX:XX:XX` and `mtu=N`, both
+/// optional, comma-separated (`bridge=` is accepted and ignored, as a Xen
+/// configuration may carry it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VifSpec {
+    /// Its MAC; `None`: the toolstack makes one up from the domain's name.
+    pub mac: Option<Mac>,
+    /// Its MTU (the largest IP packet, without the Ethernet header), from
+    /// [`MIN_MTU`] to [`MAX_MTU`]; `None`: 1,500, the wire's. Above 1,500
+    /// only between local guests: drvdom-net never sends a frame longer
+    /// than the wire's to the NIC, nor to an interface whose MTU it
+    /// exceeds.
+    pub mtu: Option<u16>,
+}
+
+impl VifSpec {
+    /// Parses a spec; `None` when it is malformed, names a group address,
+    /// or an MTU out of range.
+    pub fn parse(text: &str) -> Option<VifSpec> {
+        let mut spec = VifSpec::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=')?;
+            match k.trim() {
+                "mac" => {
+                    let m = parse_mac(v.trim())?;
+                    if is_group(&m) {
+                        return None;
+                    }
+                    spec.mac = Some(m);
                 }
-                mac = Some(m);
+                "mtu" => {
+                    let mtu: u16 = v.trim().parse().ok()?;
+                    spec.mtu = Some(mtu).filter(|m| (MIN_MTU..=MAX_MTU).contains(m));
+                    spec.mtu?;
+                }
+                "bridge" => {}
+                _ => return None,
             }
-            "bridge" => {}
-            _ => return None,
         }
+        Some(spec)
     }
-    Some(mac)
+
+    /// The MTU in effect: its own or the wire's.
+    pub fn mtu_or_default(&self) -> u16 {
+        self.mtu.unwrap_or(crate::proto::net::DEFAULT_MTU)
+    }
+}
+
+/// Written as [`VifSpec::parse`] reads it (empty when it says nothing).
+impl core::fmt::Display for VifSpec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sep = "";
+        if let Some(mac) = self.mac {
+            write!(f, "mac={}", MacText(mac))?;
+            sep = ",";
+        }
+        if let Some(mtu) = self.mtu {
+            write!(f, "{sep}mtu={mtu}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether a name can travel in a command-line word (letters, digits, `-`, `_`).
@@ -125,7 +166,9 @@ pub fn values<'a>(line: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> 
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::string::ToString;
 
     #[test]
     fn virtual_disks_have_one_syntax() {
@@ -151,14 +194,41 @@ mod tests {
     }
 
     #[test]
-    fn interfaces_name_a_mac_or_none() {
+    fn interfaces_name_a_mac_and_an_mtu_or_neither() {
+        let mac = [0, 0x16, 0x3e, 0, 0, 0x80];
         assert_eq!(
-            vif_mac("mac=00:16:3e:00:00:80"),
-            Some(Some([0, 0x16, 0x3e, 0, 0, 0x80]))
+            VifSpec::parse("mac=00:16:3e:00:00:80"),
+            Some(VifSpec {
+                mac: Some(mac),
+                mtu: None
+            })
         );
-        assert_eq!(vif_mac(""), Some(None));
-        assert_eq!(vif_mac("mac=01:00:5e:00:00:01"), None);
-        assert_eq!(vif_mac("colour=red"), None);
+        assert_eq!(VifSpec::parse(""), Some(VifSpec::default()));
+        let both = VifSpec::parse(" mac=00:16:3e:00:00:80 , mtu=4082").unwrap();
+        assert_eq!(
+            both,
+            VifSpec {
+                mac: Some(mac),
+                mtu: Some(4082)
+            }
+        );
+        assert_eq!(VifSpec::parse(&both.to_string()), Some(both));
+        assert_eq!(both.to_string(), "mac=00:16:3e:00:00:80,mtu=4082");
+        let mtu_only = VifSpec::parse("mtu=1280").unwrap();
+        assert_eq!(mtu_only.to_string(), "mtu=1280");
+        assert_eq!(VifSpec::parse("").unwrap().mtu_or_default(), 1500);
+        for bad in [
+            "mac=01:00:5e:00:00:01",
+            "colour=red",
+            "mtu=4083",
+            "mtu=67",
+            "mtu=",
+            "mtu=-1",
+            "mtu=99999999",
+            "mac",
+        ] {
+            assert_eq!(VifSpec::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -68,10 +68,11 @@ struct Machine {
     doorbells: [u16; hvm::DOORBELLS],
 }
 
-/// What a virtio function is.
+/// What a virtio function is (each boxed: the two differ in size by
+/// kilobytes).
 enum Device {
-    Blk(virtio_blk::VirtioBlk),
-    Net(virtio_net::VirtioNet),
+    Blk(alloc::boxed::Box<virtio_blk::VirtioBlk>),
+    Net(alloc::boxed::Box<virtio_net::VirtioNet>),
 }
 
 /// Where the virtio functions' I/O BARs start (one 256-byte BAR each),
@@ -478,7 +479,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         .filter_map(|v| v.parse::<u32>().ok());
     for device in disks.take(usize::from(pc::PCI_DEVICES)) {
         match virtio_blk::VirtioBlk::connect(device, m.next_function()) {
-            Ok((blk, function)) => m.add(Device::Blk(blk), function),
+            Ok((blk, function)) => m.add(Device::Blk(alloc::boxed::Box::new(blk)), function),
             Err(e) => say(format_args!(
                 "device-model: disk {} cannot be connected: {:?}",
                 device, e
@@ -489,7 +490,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
     let vifs = launch::values(domain_runtime::command_line(), launch::VIF).count();
     for vif in 0..vifs.min(usize::from(pc::PCI_DEVICES) - m.devices.len()) {
         match virtio_net::VirtioNet::connect(vif as u32, m.next_function()) {
-            Ok((net, function)) => m.add(Device::Net(net), function),
+            Ok((net, function)) => m.add(Device::Net(alloc::boxed::Box::new(net)), function),
             Err(()) => say(format_args!(
                 "device-model: interface {} cannot be connected",
                 vif

@@ -7,15 +7,16 @@
 //! (their backend; an interface's MAC) and which were taken away, and
 //! handing each change to the program in order ([`next`], [`wait`]), as a
 //! hot-plugged disk shows up in Linux. The frontends ask here about a
-//! device their command line does not name ([`backend`], [`mac`]), and a
+//! device their command line does not name ([`backend`], [`vif`]), and a
 //! detached device's frontend fails what it still waits for
 //! ([`is_detached`]).
 
 use crate::control;
 use core::sync::atomic::{AtomicU32, Ordering};
 use ipc_abi::domain::DomainId;
+use ipc_abi::launch::VifSpec;
 use ipc_abi::proto::control::{ControlMessage, ControlOp, DeviceKind};
-use ipc_abi::proto::net::{Mac, NetConnect};
+use ipc_abi::proto::net::NetConnect;
 use spin::Mutex;
 
 /// One change of this domain's devices.
@@ -37,7 +38,8 @@ struct Attached {
     kind: DeviceKind,
     index: u32,
     backend: DomainId,
-    mac: Mac,
+    /// A network interface's MAC and MTU (unused for others).
+    net: NetConnect,
 }
 
 /// Changes kept for the program until it looks (the oldest is dropped
@@ -113,7 +115,7 @@ pub(crate) fn refresh() {
                 kind,
                 index: m.index,
                 backend: m.peer,
-                mac: NetConnect::read(&m).mac,
+                net: NetConnect::read(&m),
             });
             s.detached[bits] &= !(1 << m.index);
             Change::Attached {
@@ -167,15 +169,18 @@ pub(crate) fn backend(kind: DeviceKind, index: u32) -> Option<DomainId> {
     Some(a.backend)
 }
 
-/// The MAC of attached interface `index`, if it was attached.
-pub(crate) fn mac(index: u32) -> Option<Mac> {
+/// The MAC and MTU of attached interface `index`, if it was attached.
+pub(crate) fn vif(index: u32) -> Option<VifSpec> {
     refresh();
     let s = STATE.lock();
     let a = s
         .attached
         .iter()
         .find(|a| a.kind == DeviceKind::Net && a.index == index)?;
-    Some(a.mac)
+    Some(VifSpec {
+        mac: Some(a.net.mac),
+        mtu: Some(a.net.mtu),
+    })
 }
 
 /// Whether device `index` of `kind` was taken away from this domain.

@@ -16,7 +16,8 @@ use ipc_abi::hypercall::{Error, Result};
 use ipc_abi::launch;
 use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::proto::net::{
-    Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME, NET_VERSION,
+    Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_LOCAL_FRAME, MAX_MTU, MIN_FRAME,
+    MIN_MTU, NET_VERSION,
 };
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
@@ -33,7 +34,7 @@ pub const RX_PAGES: usize = 32;
 /// Why a frame could not be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// Longer than [`MAX_FRAME`] or shorter than a header.
+    /// Longer than a page ([`MAX_LOCAL_FRAME`]) or shorter than a header.
     Size,
     /// Every transmit page is in flight; try again after the backend answers.
     Busy,
@@ -67,9 +68,11 @@ pub type Announcer<'a> = dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16
 /// How many rings, pages and buffers an interface has.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
-    /// Which interface of the domain (0 for the first), and its MAC.
+    /// Which interface of the domain (0 for the first), its MAC and its
+    /// MTU (`DEFAULT_MTU` to `MAX_MTU`: the frames it sends and takes).
     pub vif: u32,
     pub mac: Mac,
+    pub mtu: u16,
     /// Pages of the receive ring (1 to `MAX_NET_RX_RING_PAGES`).
     pub rx_ring_pages: u32,
     /// Transmit pages (1 to [`TX_PAGES`]) and receive pages (1 to the
@@ -83,10 +86,12 @@ pub struct RxSide {
     front: Front<'static, RxRequest, RxResponse>,
     pages: GrantedPages,
     port: u16,
-    /// The last frame taken out of its page.
-    frame: [u8; MAX_FRAME as usize],
+    /// The last frame taken out of its page (a local frame fills one).
+    frame: [u8; MAX_LOCAL_FRAME as usize],
     /// Frames received.
     pub received: u64,
+    /// The longest of them (bytes).
+    pub largest: usize,
 }
 
 /// A connected network interface.
@@ -94,6 +99,7 @@ pub struct NetFront {
     pub tx: TxSide,
     pub rx: RxSide,
     mac: Mac,
+    mtu: u16,
     port: u16,
     backend: DomainId,
     /// Which interface of the domain (0 for the first).
@@ -126,18 +132,19 @@ impl NetFront {
                     .map(DomainId)
             })
             .ok_or(Error::InvalidArgument)?;
-        let mac = crate::hotplug::mac(vif)
+        let spec = crate::hotplug::vif(vif)
             .or_else(|| {
                 launch::values(crate::command_line(), launch::VIF)
                     .nth(vif as usize)
-                    .and_then(launch::vif_mac)
-                    .flatten()
+                    .and_then(launch::VifSpec::parse)
             })
             .ok_or(Error::InvalidArgument)?;
+        let mac = spec.mac.ok_or(Error::InvalidArgument)?;
         let rx_slots = ipc_abi::ring::slots_for_pages(rx_ring_pages) as usize;
         let shape = Shape {
             vif,
             mac,
+            mtu: spec.mtu_or_default(),
             rx_ring_pages,
             tx_pages: TX_PAGES,
             rx_pages: rx_slots,
@@ -160,6 +167,7 @@ impl NetFront {
         let Shape {
             vif,
             mac,
+            mtu,
             rx_ring_pages,
             tx_pages,
             rx_pages,
@@ -168,6 +176,7 @@ impl NetFront {
         if !(1..=ipc_abi::proto::net::MAX_NET_RX_RING_PAGES).contains(&rx_ring_pages)
             || !(1..=TX_PAGES).contains(&tx_pages)
             || !(1..=rx_slots).contains(&rx_pages)
+            || !(MIN_MTU..=MAX_MTU).contains(&mtu)
         {
             return Err(Error::InvalidArgument);
         }
@@ -213,10 +222,12 @@ impl NetFront {
                 front: rx_front,
                 pages: rx_pages,
                 port,
-                frame: [0; MAX_FRAME as usize],
+                frame: [0; MAX_LOCAL_FRAME as usize],
                 received: 0,
+                largest: 0,
             },
             mac,
+            mtu,
             port,
             backend,
             vif,
@@ -266,6 +277,11 @@ impl NetFront {
 
     pub fn mac(&self) -> Mac {
         self.mac
+    }
+
+    /// Its MTU: the largest IP packet its stack should send.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
     }
 
     pub fn backend(&self) -> DomainId {
@@ -415,7 +431,7 @@ impl TxSide {
         if self.dead {
             return Err(SendError::Ring);
         }
-        if !(14..=usize::from(MAX_FRAME)).contains(&len) {
+        if !(usize::from(MIN_FRAME)..=usize::from(MAX_LOCAL_FRAME)).contains(&len) {
             return Err(SendError::Size);
         }
         self.reclaim().map_err(|_| SendError::Ring)?;
@@ -553,6 +569,7 @@ impl RxSide {
             }
             if ok {
                 self.received += 1;
+                self.largest = self.largest.max(len);
                 return Some(&self.frame[..len]);
             }
         }

@@ -19,14 +19,16 @@
 
 extern crate alloc;
 use crate::switch::{Drop, Port, Switch, Verdict};
+use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::control::{
     ControlMessage, ControlOp, DeviceKind, Status, ALL_DEVICES,
 };
 use domain_runtime::ipc_abi::proto::net::{
-    Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME,
-    NET_RING_PAGES, NET_VERSION,
+    max_frame_for_mtu, Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse,
+    DEFAULT_MTU, MAX_LOCAL_FRAME, NET_RING_PAGES, NET_VERSION,
 };
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, time, DomainId};
@@ -54,6 +56,21 @@ pub struct Counters {
     pub no_buffer: u64,
     /// Transmit requests refused (bad length, offset or grant).
     pub refused: u64,
+    /// Frames it sent longer than their destination takes (the wire, or
+    /// an interface of a smaller MTU).
+    pub too_big: u64,
+}
+
+/// ` with MTU N` for an MTU other than the wire's, else nothing.
+struct MtuText(u16);
+
+impl core::fmt::Display for MtuText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 != DEFAULT_MTU {
+            write!(f, " with MTU {}", self.0)?;
+        }
+        Ok(())
+    }
 }
 
 struct Vif {
@@ -77,6 +94,9 @@ struct Fabric {
     /// Frames for the wire the NIC refused (room is checked before a
     /// frame is taken, so each is a failure of its queue).
     uplink_dropped: u64,
+    /// Where a frame a guest sends is copied when it does not go straight
+    /// into a NIC buffer: a page, not zeroed at each round.
+    scratch: Box<[u8]>,
     /// Transmit requests taken since start, and when to crash (`crash_after=N`,
     /// `crash_every=N`: `domain_runtime::fault`).
     taken: u64,
@@ -104,6 +124,7 @@ impl Backend {
                 switch: Switch::new(),
                 vifs: Vec::new(),
                 uplink_dropped: 0,
+                scratch: vec![0; usize::from(MAX_LOCAL_FRAME)].into_boxed_slice(),
                 taken: 0,
                 crash_after: domain_runtime::fault::crash_point(),
             },
@@ -146,10 +167,11 @@ impl Backend {
                 match self.connect(&msg, c) {
                     Ok(()) => {
                         println!(
-                            "drvdom-net: domain {} vif {} joins the switch as {}",
+                            "drvdom-net: domain {} vif {} joins the switch as {}{}",
                             msg.peer,
                             c.vif,
-                            MacText(c.mac)
+                            MacText(c.mac),
+                            MtuText(c.mtu)
                         );
                         let _ = control::confirm_connect(&msg);
                     }
@@ -215,7 +237,11 @@ impl Backend {
             .map_err(|_| "cannot bind its port")?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        if !self.fabric.switch.add_vif(id, c.mac) {
+        if !self
+            .fabric
+            .switch
+            .add_vif(id, c.mac, max_frame_for_mtu(c.mtu))
+        {
             let _ = hc::event_close(port);
             return Err("its MAC is another interface's");
         }
@@ -306,12 +332,14 @@ impl Fabric {
         mut nic: Option<&mut Nic<PciTransport>>,
     ) -> (usize, bool) {
         let mut taken = 0;
-        let mut frame = [0u8; MAX_FRAME as usize];
+        // Lent out of `self` for the loop (given back below).
+        let mut frame = core::mem::take(&mut self.scratch);
         while taken < quota && !self.vifs[i].broken {
             // Back-pressure: while the NIC has no free buffer, frames stay
             // in the ring (the guest's sends wait) instead of being dropped.
             if nic.as_deref_mut().is_some_and(|n| !n.has_room()) {
                 self.vifs[i].busy = true;
+                self.scratch = frame;
                 return (taken, true);
             }
             let v = &mut self.vifs[i];
@@ -369,6 +397,7 @@ impl Fabric {
                 None => self.forward(from, &frame[..len], now, nic.as_deref_mut()),
             }
         }
+        self.scratch = frame;
         self.vifs[i].busy = taken == BATCH;
         (taken, false)
     }
@@ -389,6 +418,12 @@ impl Fabric {
             Port::Uplink => None,
         };
         let uplink = match verdict {
+            Verdict::Drop(Drop::TooBig) => {
+                if let Some(s) = sender {
+                    self.vifs[s].counters.too_big += 1;
+                }
+                return false;
+            }
             Verdict::Drop(why) => {
                 if let (Some(s), Drop::Spoofed) = (sender, why) {
                     let v = &mut self.vifs[s];
@@ -416,12 +451,27 @@ impl Fabric {
                 false
             }
             Verdict::Flood { except } => {
+                // A copy goes only where it fits; a port it did not fit
+                // counts against the sender once.
+                let mut too_big = false;
                 for d in 0..self.vifs.len() {
-                    if Port::Vif(self.vifs[d].id) != except {
+                    let to = Port::Vif(self.vifs[d].id);
+                    if to == except {
+                        continue;
+                    }
+                    if self.switch.fits(to, frame.len()) {
                         self.deliver_to_vif(d, frame);
+                    } else {
+                        too_big = true;
                     }
                 }
-                except != Port::Uplink
+                let wire = except != Port::Uplink;
+                let fits_wire = self.switch.fits(Port::Uplink, frame.len());
+                too_big |= wire && !fits_wire;
+                if let (Some(s), true) = (sender, too_big) {
+                    self.vifs[s].counters.too_big += 1;
+                }
+                wire && fits_wire
             }
         };
         if let Some(s) = sender {
@@ -502,7 +552,7 @@ impl Fabric {
 fn report(v: &Vif, what: &str) {
     let c = v.counters;
     println!(
-        "drvdom-net: domain {} vif {} {} (sent {}, received {}, spoofed {}, no buffer {}, refused {})",
-        v.dom, v.vif, what, c.sent, c.received, c.spoofed, c.no_buffer, c.refused
+        "drvdom-net: domain {} vif {} {} (sent {}, received {}, spoofed {}, no buffer {}, refused {}, too big {})",
+        v.dom, v.vif, what, c.sent, c.received, c.spoofed, c.no_buffer, c.refused, c.too_big
     );
 }

@@ -8,9 +8,11 @@
 //! destination (unknown ones are flooded, as a bridge does); broadcast and
 //! multicast are flooded to every port but the one they came in on.
 //! Anti-spoofing: a guest may send only from its own MAC, and nobody else
-//! may claim a guest's MAC.
+//! may claim a guest's MAC. Sizes: no port gets a frame longer than it
+//! takes (the wire's [`MAX_FRAME`]; a guest's from its MTU), as a switch
+//! drops giants: a flood skips those ports, unicast is dropped.
 
-use ipc_abi::proto::net::{is_group, Mac, MIN_FRAME};
+use ipc_abi::proto::net::{is_group, Mac, MAX_FRAME, MIN_FRAME};
 
 /// A learned address is forgotten after this long unheard (as 802.1D's default).
 pub const AGEING_NS: u64 = 300_000_000_000;
@@ -37,6 +39,8 @@ pub enum Drop {
     Spoofed,
     /// Its destination is on the port it came from.
     SamePort,
+    /// Longer than its destination takes.
+    TooBig,
 }
 
 /// What to do with a frame.
@@ -59,7 +63,8 @@ struct Learned {
 
 /// The switch.
 pub struct Switch {
-    vifs: heapless::Vec<(u16, Mac), MAX_VIFS>,
+    /// Each guest interface: its id, MAC and longest frame it takes.
+    vifs: heapless::Vec<(u16, Mac, u16), MAX_VIFS>,
     table: heapless::Vec<Learned, TABLE_SIZE>,
 }
 
@@ -77,20 +82,34 @@ impl Switch {
         }
     }
 
-    /// A guest interface joins with its MAC; false if the switch is full or
-    /// the MAC is another interface's.
-    pub fn add_vif(&mut self, id: u16, mac: Mac) -> bool {
-        if self.vifs.iter().any(|&(i, m)| i == id || m == mac) {
+    /// A guest interface joins with its MAC and the longest frame it takes
+    /// (`max_frame_for_mtu`); false if the switch is full or the MAC is
+    /// another interface's.
+    pub fn add_vif(&mut self, id: u16, mac: Mac, max_frame: u16) -> bool {
+        if self.vifs.iter().any(|&(i, m, _)| i == id || m == mac) {
             return false;
         }
         self.table.retain(|l| l.mac != mac);
-        self.vifs.push((id, mac)).is_ok()
+        self.vifs.push((id, mac, max_frame)).is_ok()
     }
 
     /// A guest interface leaves; what was learned on it is forgotten.
     pub fn remove_vif(&mut self, id: u16) {
-        self.vifs.retain(|&(i, _)| i != id);
+        self.vifs.retain(|&(i, _, _)| i != id);
         self.table.retain(|l| l.port != Port::Vif(id));
+    }
+
+    /// Whether `port` takes a frame of `len` bytes (a flood's copies go
+    /// only where it does).
+    pub fn fits(&self, port: Port, len: usize) -> bool {
+        let max = match port {
+            Port::Uplink => MAX_FRAME,
+            Port::Vif(id) => match self.vifs.iter().find(|&&(i, _, _)| i == id) {
+                Some(&(_, _, max)) => max,
+                None => return false,
+            },
+        };
+        len <= usize::from(max)
     }
 
     /// Decides where `frame`, arriving on `from` at `now_ns`, goes, learning its source.
@@ -102,7 +121,11 @@ impl Switch {
         let mut src = [0u8; 6];
         dst.copy_from_slice(&frame[..6]);
         src.copy_from_slice(&frame[6..12]);
-        let owner = self.vifs.iter().find(|&&(_, m)| m == src).map(|&(i, _)| i);
+        let owner = self
+            .vifs
+            .iter()
+            .find(|&&(_, m, _)| m == src)
+            .map(|&(i, _, _)| i);
         let allowed = match from {
             Port::Vif(id) => owner == Some(id),
             Port::Uplink => owner.is_none() && !is_group(&src),
@@ -116,12 +139,13 @@ impl Switch {
         if is_group(&dst) {
             return Verdict::Flood { except: from };
         }
-        let to = match self.vifs.iter().find(|&&(_, m)| m == dst) {
-            Some(&(id, _)) => Some(Port::Vif(id)),
+        let to = match self.vifs.iter().find(|&&(_, m, _)| m == dst) {
+            Some(&(id, _, _)) => Some(Port::Vif(id)),
             None => self.lookup(dst, now_ns),
         };
         match to {
             Some(p) if p == from => Verdict::Drop(Drop::SamePort),
+            Some(p) if !self.fits(p, frame.len()) => Verdict::Drop(Drop::TooBig),
             Some(p) => Verdict::To(p),
             None => Verdict::Flood { except: from },
         }
@@ -183,8 +207,8 @@ mod tests {
 
     fn two_guests() -> Switch {
         let mut s = Switch::new();
-        assert!(s.add_vif(1, A));
-        assert!(s.add_vif(2, B));
+        assert!(s.add_vif(1, A, MAX_FRAME));
+        assert!(s.add_vif(2, B, MAX_FRAME));
         s
     }
 
@@ -259,7 +283,7 @@ mod tests {
             Verdict::Drop(Drop::Runt)
         );
         // Two interfaces cannot share a MAC.
-        assert!(!s.add_vif(3, A));
+        assert!(!s.add_vif(3, A, MAX_FRAME));
     }
 
     #[test]
@@ -284,10 +308,54 @@ mod tests {
         assert_eq!(s.learned(TABLE_SIZE as u64 + 10), TABLE_SIZE);
         // An interface that leaves frees its MAC for a newcomer.
         s.remove_vif(1);
-        assert!(s.add_vif(3, A));
+        assert!(s.add_vif(3, A, MAX_FRAME));
         assert_eq!(
             s.decide(Port::Vif(2), &frame(A, B), 0),
             Verdict::To(Port::Vif(3))
         );
+    }
+
+    #[test]
+    fn no_port_gets_a_frame_longer_than_it_takes() {
+        use ipc_abi::proto::net::{max_frame_for_mtu, MAX_LOCAL_FRAME, MAX_MTU};
+        const C: Mac = [0x02, 0, 0, 0, 0, 0xc];
+        let mut s = Switch::new();
+        let jumbo = max_frame_for_mtu(MAX_MTU);
+        assert!(s.add_vif(1, A, jumbo));
+        assert!(s.add_vif(2, B, jumbo));
+        assert!(s.add_vif(3, C, MAX_FRAME));
+        let big = |dst: Mac, src: Mac, len: usize| {
+            let mut f = [0u8; MAX_LOCAL_FRAME as usize];
+            f[..6].copy_from_slice(&dst);
+            f[6..12].copy_from_slice(&src);
+            f[..len].to_vec()
+        };
+        let page = usize::from(MAX_LOCAL_FRAME);
+        // Between two jumbo interfaces a page-long frame passes.
+        assert_eq!(
+            s.decide(Port::Vif(1), &big(B, A, page), 0),
+            Verdict::To(Port::Vif(2))
+        );
+        // Not to an interface of the default MTU, nor to the wire.
+        assert_eq!(
+            s.decide(Port::Vif(1), &big(C, A, usize::from(MAX_FRAME) + 1), 0),
+            Verdict::Drop(Drop::TooBig)
+        );
+        assert_eq!(
+            s.decide(Port::Vif(1), &big(C, A, usize::from(MAX_FRAME)), 0),
+            Verdict::To(Port::Vif(3))
+        );
+        s.decide(Port::Uplink, &frame(A, OUT), 0);
+        assert_eq!(
+            s.decide(Port::Vif(1), &big(OUT, A, usize::from(MAX_FRAME) + 1), 0),
+            Verdict::Drop(Drop::TooBig)
+        );
+        // A flood's copies go only where they fit.
+        assert!(s.fits(Port::Vif(2), page) && !s.fits(Port::Vif(3), page));
+        assert!(
+            !s.fits(Port::Uplink, usize::from(MAX_FRAME) + 1)
+                && s.fits(Port::Uplink, usize::from(MAX_FRAME))
+        );
+        assert!(!s.fits(Port::Vif(9), 60), "an unknown port takes nothing");
     }
 }

@@ -101,6 +101,7 @@ fn net_grant(
     Some(NetConnect {
         vif: u8::try_from(vif).ok()?,
         mac: crate::table::vif_mac(&front.config, vif as usize, v),
+        mtu: v.mtu_or_default(),
     })
 }
 

@@ -124,7 +124,7 @@ fn block_detach(started: &mut [Started], i: usize, vdev: &str) -> Result<(), Str
 
 fn net_attach(started: &mut [Started], i: usize, entry: &str) -> Result<(), String> {
     let vif = Vif::parse(entry).ok_or(
-        "an interface is mac=XX:XX:XX:XX:XX:XX (a unicast MAC), or nothing for one made from its name",
+        "an interface is mac=XX:XX:XX:XX:XX:XX (a unicast MAC; none: one made from its name) and mtu=N (68 to 4082; none: 1500), comma-separated",
     )?;
     let index = started[i].config.vifs.len();
     if index >= MAX_VIFS {
@@ -150,9 +150,10 @@ fn net_attach(started: &mut [Started], i: usize, entry: &str) -> Result<(), Stri
         return Err(format!("{} is another interface's MAC", net::MacText(mac)));
     }
     let s = &mut started[i];
-    alloc::rc::Rc::make_mut(&mut s.config)
-        .vifs
-        .push(Vif { mac: Some(mac) });
+    alloc::rc::Rc::make_mut(&mut s.config).vifs.push(Vif {
+        mac: Some(mac),
+        ..vif
+    });
     s.named.net.get_or_insert(backend);
     let mut m = message(
         ControlOp::DeviceAttached,
@@ -163,6 +164,7 @@ fn net_attach(started: &mut [Started], i: usize, entry: &str) -> Result<(), Stri
     NetConnect {
         vif: index as u8,
         mac,
+        mtu: vif.mtu_or_default(),
     }
     .write(&mut m);
     if let Some(link) = s.control.as_mut() {

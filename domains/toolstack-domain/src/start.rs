@@ -15,7 +15,6 @@ use domain_config::{DomainConfig, Role};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::ipc_abi::launch;
-use domain_runtime::ipc_abi::proto::net;
 use domain_runtime::{println, DomainId};
 
 /// Whether the table has room for one more domain; says so on COM1 if not.
@@ -353,8 +352,11 @@ pub fn domain_words(c: &DomainConfig) -> heapless::String<1024> {
         let _ = write!(line, " {}={}", launch::VDISK, v);
     }
     for (i, v) in c.vifs.iter().enumerate() {
-        let mac = vif_mac(c, i, v);
-        let _ = write!(line, " {}=mac={}", launch::VIF, net::MacText(mac));
+        let spec = launch::VifSpec {
+            mac: Some(vif_mac(c, i, v)),
+            mtu: v.mtu,
+        };
+        let _ = write!(line, " {}={}", launch::VIF, spec);
     }
     if c.heartbeat_ms > 0 {
         let _ = write!(line, " {}={}", launch::HEARTBEAT, c.heartbeat_ms);
@@ -450,6 +452,7 @@ pub fn start_device_model(
         .enumerate()
         .map(|(i, v)| domain_config::config::Vif {
             mac: Some(crate::table::vif_mac(c, i, v)),
+            mtu: v.mtu,
         })
         .collect();
     let dm = create_loaded(image, &dm_config).ok_or("cannot create its device model")?;

@@ -15,8 +15,31 @@ use crate::proto::control::ControlMessage;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const NET_VERSION: u32 = 1;
-/// Largest frame (Ethernet with a VLAN tag, without FCS).
+/// Largest frame on the wire (Ethernet with a VLAN tag, without FCS):
+/// the NIC's, and every interface's with the default MTU.
 pub const MAX_FRAME: u16 = 1518;
+/// Largest frame between local guests: one page (a ring slot names one).
+pub const MAX_LOCAL_FRAME: u16 = 4096;
+/// An Ethernet header without a VLAN tag: a frame is its MTU plus this.
+pub const ETHERNET_HEADER: u16 = 14;
+/// The wire's MTU, every interface's unless its `vif` entry says `mtu=`.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU an interface may have (IPv4's minimum).
+pub const MIN_MTU: u16 = 68;
+/// The largest: a frame of [`MAX_LOCAL_FRAME`].
+pub const MAX_MTU: u16 = MAX_LOCAL_FRAME - ETHERNET_HEADER;
+
+/// The longest frame an interface of MTU `mtu` sends or takes (a VLAN
+/// tag's four bytes allowed, as on the wire, up to a page).
+pub const fn max_frame_for_mtu(mtu: u16) -> u16 {
+    let f = mtu as u32 + ETHERNET_HEADER as u32 + 4;
+    if f > MAX_LOCAL_FRAME as u32 {
+        MAX_LOCAL_FRAME
+    } else {
+        f as u16
+    }
+}
+const _: () = assert!(max_frame_for_mtu(DEFAULT_MTU) == MAX_FRAME);
 /// Smallest frame: an Ethernet header.
 pub const MIN_FRAME: u16 = 14;
 /// Ring pages of a network device: one transmit page, then its receive
@@ -34,30 +57,41 @@ const _: () =
 pub type Mac = [u8; 6];
 
 /// What a network `Connect` (control domain → backend) says beyond the
-/// rings: which interface of the frontend, and its MAC.
+/// rings: which interface of the frontend, its MAC and its MTU (a
+/// `DeviceAttached` to the frontend carries the same).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetConnect {
     pub vif: u8,
     pub mac: Mac,
+    /// [`MIN_MTU`] to [`MAX_MTU`]; anything else reads as [`DEFAULT_MTU`].
+    pub mtu: u16,
 }
 
 impl NetConnect {
-    /// Puts it in a `Connect`: the vif in `index`, the MAC in the last two
-    /// gref words (a network device uses only the first two).
+    /// Puts it in a `Connect`: the vif in `index`, the MAC and the MTU in
+    /// the last two gref words (a network device uses only the first
+    /// five: the transmit ring and up to four receive pages).
     pub fn write(self, m: &mut ControlMessage) {
         m.index = u32::from(self.vif);
         let n = m.grefs.len();
+        let mtu = self.mtu.to_le_bytes();
         m.grefs[n - 2] = u32::from_le_bytes([self.mac[0], self.mac[1], self.mac[2], self.mac[3]]);
-        m.grefs[n - 1] = u32::from_le_bytes([self.mac[4], self.mac[5], 0, 0]);
+        m.grefs[n - 1] = u32::from_le_bytes([self.mac[4], self.mac[5], mtu[0], mtu[1]]);
     }
 
     pub fn read(m: &ControlMessage) -> NetConnect {
         let n = m.grefs.len();
         let a = m.grefs[n - 2].to_le_bytes();
         let b = m.grefs[n - 1].to_le_bytes();
+        let mtu = u16::from_le_bytes([b[2], b[3]]);
         NetConnect {
             vif: m.index as u8,
             mac: [a[0], a[1], a[2], a[3], b[0], b[1]],
+            mtu: if (MIN_MTU..=MAX_MTU).contains(&mtu) {
+                mtu
+            } else {
+                DEFAULT_MTU
+            },
         }
     }
 }
@@ -108,10 +142,11 @@ const _: () = assert!(core::mem::size_of::<RxRequest>() == 16);
 const _: () = assert!(core::mem::size_of::<RxResponse>() == 24);
 
 impl TxRequest {
-    /// Whether the frame lies within its page and is a frame's size.
+    /// Whether the frame lies within its page and is a frame's size (up
+    /// to [`MAX_LOCAL_FRAME`]; where it may go is the switch's decision).
     pub fn check(&self) -> bool {
         self.len >= MIN_FRAME
-            && self.len <= MAX_FRAME
+            && self.len <= MAX_LOCAL_FRAME
             && u32::from(self.offset) + u32::from(self.len) <= 4096
     }
 }
@@ -178,10 +213,16 @@ mod tests {
         let c = NetConnect {
             vif: 1,
             mac: [0x00, 0x16, 0x3e, 0xaa, 0xbb, 0xcc],
+            mtu: 4082,
         };
         c.write(&mut m);
         assert_eq!(NetConnect::read(&m), c);
         assert_eq!((m.grefs[0], m.grefs[1]), (11, 12));
+        // An MTU out of range (a hostile or older writer) reads as the wire's.
+        for mtu in [0, MIN_MTU - 1, MAX_MTU + 1, u16::MAX] {
+            NetConnect { mtu, ..c }.write(&mut m);
+            assert_eq!(NetConnect::read(&m).mtu, DEFAULT_MTU, "{mtu}");
+        }
     }
 
     #[test]
@@ -197,6 +238,8 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
+        assert_eq!(max_frame_for_mtu(MAX_MTU), MAX_LOCAL_FRAME);
+        assert_eq!(max_frame_for_mtu(MIN_MTU), MIN_MTU + 18);
         let a = generated_mac("web", 0);
         assert_eq!(a, generated_mac("web", 0));
         assert_ne!(a, generated_mac("web", 1));
@@ -217,8 +260,14 @@ mod tests {
         r.offset = 4096 - 59;
         assert!(!r.check());
         r.offset = 0;
-        r.len = MAX_FRAME + 1;
+        r.len = MAX_LOCAL_FRAME;
+        assert!(r.check(), "a local frame may fill its page");
+        r.len = MAX_LOCAL_FRAME + 1;
         assert!(!r.check());
+        r.offset = 1;
+        r.len = MAX_LOCAL_FRAME;
+        assert!(!r.check());
+        r.offset = 0;
         r.len = 13;
         assert!(!r.check());
     }

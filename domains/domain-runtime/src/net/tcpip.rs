@@ -38,7 +38,7 @@ impl TxToken for Tx<'_> {
             // Too big or the ring broke: smoltcp still wants its result;
             // the frame is lost, as on a wire.
             Err(_) => {
-                let mut scratch = [0u8; 1518];
+                let mut scratch = [0u8; ipc_abi::proto::net::MAX_LOCAL_FRAME as usize];
                 let n = len.min(scratch.len());
                 (f.take().expect("not called yet"))(&mut scratch[..n])
             }
@@ -66,7 +66,9 @@ impl Device for NetFront {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut c = DeviceCapabilities::default();
         c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
+        // smoltcp counts the Ethernet header in.
+        c.max_transmission_unit =
+            usize::from(self.mtu()) + usize::from(ipc_abi::proto::net::ETHERNET_HEADER);
         c.max_burst_size = Some(TX_PAGES);
         c
     }

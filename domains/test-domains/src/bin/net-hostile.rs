@@ -30,7 +30,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
     };
     let gref = net.tx.page_gref(0);
     let cases = [
-        ("an oversized frame", request(gref, 0, 2000)),
+        ("an oversized frame", request(gref, 0, 4097)),
         ("a frame past its page", request(gref, 4000, 200)),
         ("a runt", request(gref, 0, 10)),
         ("a grant it does not own", request(4000, 0, 60)),
@@ -54,6 +54,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
                 "accepted"
             }
         );
+    }
+    // A broadcast longer than the wire and every other interface here
+    // take (all of the default MTU): the switch sends it nowhere and counts
+    // it against us (its disconnection report says so).
+    let mut giant = [0u8; 2000];
+    giant[..6].fill(0xff);
+    giant[6..12].copy_from_slice(&net.mac());
+    giant[12..14].copy_from_slice(&[0x08, 0x00]);
+    match net.tx.send(&giant) {
+        Ok(()) => println!("net-hostile: sent a broadcast longer than any port takes"),
+        Err(e) => println!("net-hostile: cannot send a long broadcast: {:?}", e),
     }
     // A flood: frames to our own MAC (the switch drops them), as fast as
     // the ring takes them, until a UDP datagram to port 9 arrives (the

@@ -168,6 +168,11 @@ fn sink(stack: &mut Stack, port: u16) {
         crc.finalize()
     );
     println!("net-tool: receiving took {} ns", time::now_ns() - began);
+    println!(
+        "net-tool: frames up to {} bytes (MTU {})",
+        stack.dev.rx.largest,
+        stack.dev.mtu()
+    );
     for _ in 0..10 {
         stack.poll();
         stack.wait(10_000_000);

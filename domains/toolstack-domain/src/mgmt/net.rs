@@ -194,6 +194,7 @@ impl NetChannel {
                 let shape = Shape {
                     vif: 0,
                     mac,
+                    mtu: domain_runtime::ipc_abi::proto::net::DEFAULT_MTU,
                     rx_ring_pages: 1,
                     tx_pages: TX_PAGES,
                     rx_pages: RX_PAGES,
@@ -479,7 +480,12 @@ fn announce(
     for (slot, g) in connect.grefs.iter_mut().zip(grefs.iter()) {
         *slot = *g;
     }
-    NetConnect { vif: 0, mac }.write(&mut connect);
+    NetConnect {
+        vif: 0,
+        mac,
+        mtu: domain_runtime::ipc_abi::proto::net::DEFAULT_MTU,
+    }
+    .write(&mut connect);
     link.tell(connect);
     Ok((grefs, port))
 }

@@ -238,6 +238,75 @@ fn guests_talk_tcp(
     )
 }
 
+/// Guests whose `vif` says `mtu=4082` talk TCP in frames up to a page
+/// long (a ring slot each), and one of them to a guest of the wire's MTU,
+/// in frames that guest takes (TCP's MSS sees to it): both transfers
+/// intact, with the NIC on the switch.
+fn guests_of_a_page_long_mtu_talk_in_page_long_frames(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    const BYTES: &str = "bytes=4194304";
+    let jumbo_sink = "sink memory=4M vif=mac=02:00:00:00:06:01,mtu=4082 ip=10.0.2.61/24 sink=5000";
+    let jumbo_source = format!(
+        "source memory=4M vif=mac=02:00:00:00:06:02,mtu=4082 ip=10.0.2.62/24 source=10.0.2.61:5000 {BYTES}"
+    );
+    let plain_sink = "plain-sink memory=4M vif=mac=02:00:00:00:06:03 ip=10.0.2.63/24 sink=5000";
+    let to_plain = format!(
+        "to-plain memory=4M vif=mac=02:00:00:00:06:04,mtu=4082 ip=10.0.2.64/24 source=10.0.2.63:5000 {BYTES}"
+    );
+    let guests = [
+        ("drvdom-net", NET_DRIVER_LINE),
+        ("net-tool", jumbo_sink),
+        ("net-tool", jumbo_source.as_str()),
+        ("net-tool", plain_sink),
+        ("net-tool", to_plain.as_str()),
+    ];
+    let config = c.machine().guests(&guests).config()?.nic(&[]);
+    let m = super::harness::boot(&config, slot)?;
+    expect_line(
+        m,
+        "[1] drvdom-net: domain 2 vif 0 joins the switch as 02:00:00:00:06:01 with MTU 4082",
+    )?;
+    for (sink, source, mtu, longest) in [(2, 3, 4082, 4096), (4, 5, 1500, 1514)] {
+        let sent = m.wait_for(
+            &format!("[{source}] net-tool: sent "),
+            super::harness::BOOT * 3,
+        )?;
+        let got = m.wait_for(
+            &format!("[{sink}] net-tool: received "),
+            super::harness::BOOT * 3,
+        )?;
+        let tail = |l: &str| l.split("bytes").nth(1).map(str::to_owned);
+        check(
+            sent.starts_with(&format!("[{source}] net-tool: sent 4194304 bytes"))
+                && tail(&sent) == tail(&got),
+            || format!("sent {sent:?}, received {got:?}"),
+        )?;
+        let frames = m.wait_for(
+            &format!("[{sink}] net-tool: frames up to "),
+            super::harness::BOOT,
+        )?;
+        let largest: usize = frames
+            .split_whitespace()
+            .nth(5)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        // Above the wire's frame when both ends allow it, never above
+        // what the receiver takes.
+        let wanted = if mtu > 1500 {
+            1519..=longest
+        } else {
+            60..=longest
+        };
+        check(
+            frames.ends_with(&format!("(MTU {mtu})")) && wanted.contains(&largest),
+            || format!("guest {sink}: {frames:?}; wanted frames of {wanted:?} bytes"),
+        )?;
+    }
+    Ok(())
+}
+
 fn two_guests_talk_tcp_through_the_switch(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -363,6 +432,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     ] {
         expect_line(m, &format!("[2] net-hostile: {what}: refused"))?;
     }
+    expect_line(
+        m,
+        "[2] net-hostile: sent a broadcast longer than any port takes",
+    )?;
     expect_line(m, "[2] net-hostile: flooding 100000000 frames")?;
     let sent = m.wait_for("[4] net-tool: sent ", super::harness::BOOT * 3)?;
     let got = m.wait_for("[3] net-tool: received ", super::harness::BOOT * 3)?;
@@ -382,11 +455,15 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     check(flooded >= 1000, || {
         format!("the flood was only {flooded} frames: it tested nothing")
     })?;
-    expect_line(
+    let report = expect_line(
         m,
         "[1] drvdom-net: domain 2 vif 0 broke its ring; disconnected",
-    )
-    .map(|_| ())
+    )?;
+    // Its long broadcast went nowhere (not to the other guests, whose MTU
+    // is the wire's, nor to the uplink) and was counted.
+    check(report.ends_with(", too big 1)"), || {
+        format!("drvdom-net's report: {report:?}")
+    })
 }
 
 /// Two guests send to the NIC as fast as they can: while both are
@@ -672,6 +749,7 @@ pub(super) fn tests() -> Vec<Test> {
         a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody,
         two_guests_talk_tcp_through_the_switch,
         two_guests_talk_tcp_through_the_switch_with_ifname_dummy,
+        guests_of_a_page_long_mtu_talk_in_page_long_frames,
         sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact,
         a_hostile_network_frontend_gets_errors_and_harms_nobody,
         sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes,
