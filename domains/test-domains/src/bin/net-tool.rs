@@ -126,11 +126,13 @@ fn announce(net: &mut NetFront, peers: u64) {
     }
 }
 
-/// The stream `check=stream` sends and checks: a xorshift word per eight
-/// bytes, little-endian, from a fixed seed; either end produces it at a
-/// word's cost.
+/// The stream `check=stream` sends and checks: each eight bytes hold
+/// their own offset in the stream (a little-endian word, mixed with a
+/// constant), so a byte changed, lost, repeated or out of order shows, and
+/// either end produces a word in a few instructions.
 struct Stream {
-    x: u64,
+    /// The offset of the next word.
+    next: u64,
     /// The current word's bytes, and how many of them were used (8: take
     /// the next word).
     word: [u8; 8],
@@ -140,34 +142,34 @@ struct Stream {
 impl Stream {
     fn new() -> Stream {
         Stream {
-            x: 0x9e37_79b9_7f4a_7c15,
+            next: 0,
             word: [0; 8],
             used: 8,
         }
     }
 
-    fn next_word(&mut self) -> [u8; 8] {
-        self.x ^= self.x << 13;
-        self.x ^= self.x >> 7;
-        self.x ^= self.x << 17;
-        self.x.to_le_bytes()
+    fn next_word(&mut self) -> u64 {
+        let w = self.next ^ 0x9e37_79b9_7f4a_7c15;
+        self.next += 8;
+        w
     }
 
-    /// Calls `each` with the stream's next `len` bytes, a word or a byte
-    /// at a time (whole words while the stream is at a word's start).
-    fn walk(&mut self, len: usize, mut each: impl FnMut(usize, &[u8])) {
+    /// Walks the stream's next `len` bytes: `each(i, Piece)` for a whole
+    /// word at offset `i` (while the stream is at a word's start), else
+    /// for a byte.
+    fn walk(&mut self, len: usize, mut each: impl FnMut(usize, Piece)) {
         let mut i = 0;
         while i < len {
             if self.used == 8 && len - i >= 8 {
-                each(i, &self.next_word());
+                each(i, Piece::Word(self.next_word()));
                 i += 8;
                 continue;
             }
             if self.used == 8 {
-                self.word = self.next_word();
+                self.word = self.next_word().to_le_bytes();
                 self.used = 0;
             }
-            each(i, &self.word[self.used..self.used + 1]);
+            each(i, Piece::Byte(self.word[self.used]));
             self.used += 1;
             i += 1;
         }
@@ -175,15 +177,32 @@ impl Stream {
 
     /// Writes the stream's next bytes into `out`.
     fn fill(&mut self, out: &mut [u8]) {
-        self.walk(out.len(), |i, b| out[i..i + b.len()].copy_from_slice(b));
+        self.walk(out.len(), |i, piece| match piece {
+            Piece::Word(w) => out[i..i + 8].copy_from_slice(&w.to_le_bytes()),
+            Piece::Byte(b) => out[i] = b,
+        });
     }
 
     /// Whether `data` is the stream's next bytes (it moves on either way).
     fn check(&mut self, data: &[u8]) -> bool {
         let mut same = true;
-        self.walk(data.len(), |i, b| same &= data[i..i + b.len()] == *b);
+        self.walk(data.len(), |i, piece| match piece {
+            Piece::Word(w) => {
+                let mut got = [0u8; 8];
+                got.copy_from_slice(&data[i..i + 8]);
+                same &= u64::from_le_bytes(got) == w;
+            }
+            Piece::Byte(b) => same &= data[i] == b,
+        });
         same
     }
+}
+
+/// What [`Stream::walk`] hands over: a whole word (little-endian) or a byte.
+#[derive(Clone, Copy)]
+enum Piece {
+    Word(u64),
+    Byte(u8),
 }
 
 /// A TCP socket with buffers big enough to keep a window open.
