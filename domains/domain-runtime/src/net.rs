@@ -17,11 +17,12 @@ use ipc_abi::launch;
 use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::proto::net::{
     Mac, RxRequest, RxResponse, TxRequest, TxResponse, MAX_LOCAL_FRAME, MAX_MTU, MIN_FRAME,
-    MIN_MTU, NET_VERSION,
+    MIN_MTU, NET_VERSION, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK,
 };
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
 
+pub mod checksum;
 #[cfg(feature = "tcpip")]
 pub mod tcpip;
 
@@ -92,6 +93,15 @@ pub struct RxSide {
     pub received: u64,
     /// The longest of them (bytes).
     pub largest: usize,
+    /// Whether its pages take frames whose TCP checksum is blank (its
+    /// user checks what was not delivered blank: `checksum::tcp_ok`).
+    pub takes_blank_checksums: bool,
+    /// Whether the last frame's TCP checksum was blank (`RX_TCP_CSUM_BLANK`),
+    /// and its length.
+    last_blank: bool,
+    last_len: usize,
+    /// Frames its user dropped for a wrong checksum.
+    pub bad_checksums: u64,
 }
 
 /// A connected network interface.
@@ -225,6 +235,10 @@ impl NetFront {
                 frame: [0; MAX_LOCAL_FRAME as usize],
                 received: 0,
                 largest: 0,
+                takes_blank_checksums: false,
+                last_blank: false,
+                last_len: 0,
+                bad_checksums: 0,
             },
             mac,
             mtu,
@@ -428,6 +442,16 @@ impl TxSide {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> R,
     ) -> core::result::Result<R, SendError> {
+        self.send_flagged(len, |page| (fill(page), 0))
+    }
+
+    /// [`TxSide::send_with`] whose `fill` also gives the request's flags
+    /// (`TX_TCP_CSUM_BLANK`).
+    pub fn send_flagged<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> (R, u16),
+    ) -> core::result::Result<R, SendError> {
         if self.dead {
             return Err(SendError::Ring);
         }
@@ -437,11 +461,12 @@ impl TxSide {
         self.reclaim().map_err(|_| SendError::Ring)?;
         let page = self.free.pop().ok_or(SendError::Busy)?;
         let i = usize::from(page);
-        let out = fill(&mut self.pages.page_mut(i)[..len]);
+        let (out, flags) = fill(&mut self.pages.page_mut(i)[..len]);
         let mut r = TxRequest::new_zeroed();
         r.id = u64::from(page);
         r.gref = self.pages.gref(i);
         r.len = len as u16;
+        r.flags = flags;
         if self.front.push(&r).is_err() {
             let _ = self.free.push(page);
             return Err(SendError::Ring);
@@ -537,7 +562,22 @@ impl RxSide {
         let mut r = RxRequest::new_zeroed();
         r.id = i as u64;
         r.gref = self.pages.gref(i);
+        if self.takes_blank_checksums {
+            r.flags = RX_TAKES_BLANK_CSUM;
+        }
         self.front.push(&r).map_err(|_| ())
+    }
+
+    /// The frame [`RxSide::next_frame`] gave last.
+    pub fn last_frame(&self) -> &[u8] {
+        &self.frame[..self.last_len]
+    }
+
+    /// [`RxSide::next_frame`], and whether its TCP checksum is blank
+    /// (`RX_TCP_CSUM_BLANK`: a guest here sent it so; nothing to check).
+    pub fn next_frame_blank(&mut self) -> Option<(&[u8], bool)> {
+        self.next_frame()?;
+        Some((&self.frame[..self.last_len], self.last_blank))
     }
 
     /// The next frame the backend delivered, copied out of its page (which
@@ -570,6 +610,8 @@ impl RxSide {
             if ok {
                 self.received += 1;
                 self.largest = self.largest.max(len);
+                self.last_blank = rsp.flags & RX_TCP_CSUM_BLANK != 0;
+                self.last_len = len;
                 return Some(&self.frame[..len]);
             }
         }

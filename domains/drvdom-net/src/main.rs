@@ -13,6 +13,7 @@
 mod bench;
 mod serve;
 mod switch;
+mod switched;
 
 use domain_runtime::ipc_abi::proto::net::MacText;
 use domain_runtime::option;

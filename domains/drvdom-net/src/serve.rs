@@ -19,6 +19,7 @@
 
 extern crate alloc;
 use crate::switch::{Drop, Port, Switch, Verdict};
+use crate::switched::Switched;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -28,8 +29,10 @@ use domain_runtime::ipc_abi::proto::control::{
 };
 use domain_runtime::ipc_abi::proto::net::{
     max_frame_for_mtu, Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse,
-    DEFAULT_MTU, MAX_LOCAL_FRAME, NET_RING_PAGES, NET_VERSION,
+    DEFAULT_MTU, MAX_LOCAL_FRAME, NET_RING_PAGES, NET_VERSION, RX_TAKES_BLANK_CSUM,
+    RX_TCP_CSUM_BLANK, TX_TCP_CSUM_BLANK,
 };
+use domain_runtime::net::checksum;
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, time, DomainId};
 use driver_kit::nic::Nic;
@@ -271,7 +274,7 @@ impl Backend {
             nic.rearm();
             let fabric = &mut self.fabric;
             let n = nic.receive(UPLINK_BATCH, |frame| {
-                fabric.forward(Port::Uplink, frame, now, None);
+                fabric.forward(Port::Uplink, Switched::Done(frame), now, None);
             });
             more |= n == UPLINK_BATCH;
         }
@@ -363,6 +366,9 @@ impl Fabric {
             // the uplink, with no second copy.
             // `check` first: `len` is the guest's word until then.
             let (dom, gref, offset) = (v.dom, req.gref, u64::from(req.offset));
+            // A blank checksum is said only of TCP over IPv4 (checked once
+            // the bytes are here): the switch may have to fill it in.
+            let blank = req.flags & TX_TCP_CSUM_BLANK != 0;
             let mut staged = None;
             let ok = req.check() && {
                 staged = nic
@@ -374,6 +380,7 @@ impl Fabric {
                     None => &mut frame[..len],
                 };
                 hc::grant_copy_from(dom, gref, offset, buf).is_ok()
+                    && (!blank || checksum::tcp_ipv4(buf).is_some())
             };
             let v = &mut self.vifs[i];
             let mut rsp = TxResponse::new_zeroed();
@@ -389,12 +396,17 @@ impl Fabric {
             let from = Port::Vif(v.id);
             match staged {
                 Some(room) => {
-                    if self.route(from, &room[..len], now) {
+                    let mut switched = Switched::new(&mut room[..len], blank);
+                    if self.route(from, &mut switched, now) {
+                        switched.complete();
                         let sent = nic.as_deref_mut().is_some_and(|n| n.send_room(len));
                         self.count_uplink(sent);
                     }
                 }
-                None => self.forward(from, &frame[..len], now, nic.as_deref_mut()),
+                None => {
+                    let switched = Switched::new(&mut frame[..len], blank);
+                    self.forward(from, switched, now, nic.as_deref_mut())
+                }
             }
         }
         self.scratch = frame;
@@ -403,16 +415,22 @@ impl Fabric {
     }
 
     /// Switches one frame from `from`.
-    fn forward(&mut self, from: Port, frame: &[u8], now: u64, nic: Option<&mut Nic<PciTransport>>) {
-        if self.route(from, frame, now) {
-            self.send_uplink(frame, nic);
+    fn forward(
+        &mut self,
+        from: Port,
+        mut frame: Switched<'_>,
+        now: u64,
+        nic: Option<&mut Nic<PciTransport>>,
+    ) {
+        if self.route(from, &mut frame, now) {
+            self.send_uplink(frame.complete(), nic);
         }
     }
 
     /// Switches one frame from `from` to every interface it goes to;
     /// whether it goes to the uplink too (the caller sends it there).
-    fn route(&mut self, from: Port, frame: &[u8], now: u64) -> bool {
-        let verdict = self.switch.decide(from, frame, now);
+    fn route(&mut self, from: Port, frame: &mut Switched<'_>, now: u64) -> bool {
+        let verdict = self.switch.decide(from, frame.bytes(), now);
         let sender = match from {
             Port::Vif(id) => self.vifs.iter().position(|v| v.id == id),
             Port::Uplink => None,
@@ -430,7 +448,7 @@ impl Fabric {
                     v.counters.spoofed += 1;
                     if v.counters.spoofed.is_power_of_two() {
                         let mut src = [0u8; 6];
-                        src.copy_from_slice(&frame[6..12]);
+                        src.copy_from_slice(&frame.bytes()[6..12]);
                         println!(
                             "drvdom-net: domain {} vif {} sent from {}, not its {}: dropped ({} so far)",
                             v.dom,
@@ -459,14 +477,14 @@ impl Fabric {
                     if to == except {
                         continue;
                     }
-                    if self.switch.fits(to, frame.len()) {
+                    if self.switch.fits(to, frame.bytes().len()) {
                         self.deliver_to_vif(d, frame);
                     } else {
                         too_big = true;
                     }
                 }
                 let wire = except != Port::Uplink;
-                let fits_wire = self.switch.fits(Port::Uplink, frame.len());
+                let fits_wire = self.switch.fits(Port::Uplink, frame.bytes().len());
                 too_big |= wire && !fits_wire;
                 if let (Some(s), true) = (sender, too_big) {
                     self.vifs[s].counters.too_big += 1;
@@ -502,8 +520,10 @@ impl Fabric {
         }
     }
 
-    /// Puts `frame` in the next receive buffer interface `d` posted.
-    fn deliver_to_vif(&mut self, d: usize, frame: &[u8]) {
+    /// Puts `frame` in the next receive buffer interface `d` posted (its
+    /// checksum filled in first if it is blank and the buffer does not
+    /// take that).
+    fn deliver_to_vif(&mut self, d: usize, frame: &mut Switched<'_>) {
         let v = &mut self.vifs[d];
         if v.broken {
             return;
@@ -519,11 +539,20 @@ impl Fabric {
                 return;
             }
         };
-        let copied = hc::grant_copy_to(v.dom, req.gref, 0, frame).is_ok();
+        let blank = frame.is_blank() && req.flags & RX_TAKES_BLANK_CSUM != 0;
+        let bytes = if blank {
+            frame.bytes()
+        } else {
+            frame.complete()
+        };
+        let copied = hc::grant_copy_to(v.dom, req.gref, 0, bytes).is_ok();
         let mut rsp = RxResponse::new_zeroed();
         rsp.id = req.id;
         if copied {
-            rsp.len = frame.len() as u16;
+            rsp.len = bytes.len() as u16;
+            if blank {
+                rsp.flags = RX_TCP_CSUM_BLANK;
+            }
             v.counters.received += 1;
         } else {
             rsp.status = Status::Invalid as u32;

@@ -12,7 +12,9 @@
 
 use ipc_abi::proto::block::{BlockRequest, BlockResponse};
 use ipc_abi::proto::console::{ConsoleRequest, ConsoleResponse};
-use ipc_abi::proto::net::{RxRequest, RxResponse, TxRequest, TxResponse};
+use ipc_abi::proto::net::{
+    RxRequest, RxResponse, TxRequest, TxResponse, RX_TAKES_BLANK_CSUM, TX_TCP_CSUM_BLANK,
+};
 use toolstack::{DumpedSlot, RingEntry};
 use zerocopy::FromBytes;
 
@@ -114,13 +116,30 @@ fn decode(device: &str, bytes: &[u8]) -> String {
         },
         "net-tx" => match TxRequest::read_from_prefix(bytes) {
             Ok((r, _)) => format!(
-                "send {} bytes from grant {} at {}, id {:#x}",
-                r.len, r.gref, r.offset, r.id
+                "send {} bytes from grant {} at {}, id {:#x}{}",
+                r.len,
+                r.gref,
+                r.offset,
+                r.id,
+                if r.flags & TX_TCP_CSUM_BLANK != 0 {
+                    ", TCP checksum blank"
+                } else {
+                    ""
+                }
             ),
             Err(_) => "(short slot)".into(),
         },
         "net-rx" => match RxRequest::read_from_prefix(bytes) {
-            Ok((r, _)) => format!("receive into grant {}, id {:#x}", r.gref, r.id),
+            Ok((r, _)) => format!(
+                "receive into grant {}, id {:#x}{}",
+                r.gref,
+                r.id,
+                if r.flags & RX_TAKES_BLANK_CSUM != 0 {
+                    ", takes blank TCP checksums"
+                } else {
+                    ""
+                }
+            ),
             Err(_) => "(short slot)".into(),
         },
         "console" => match ConsoleRequest::read_from_prefix(bytes) {

@@ -10,6 +10,8 @@
 //! Transmit: the guest names a granted page, the offset and the length of one
 //! whole frame (Ethernet header on, no FCS). Receive: the guest posts granted
 //! pages; the backend fills one per frame and answers with its length.
+//! Checksum offload: a frame's TCP checksum may travel blank between a
+//! sender that says so and a receiver that takes it (the flags below).
 
 use crate::proto::control::ControlMessage;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -96,6 +98,19 @@ impl NetConnect {
     }
 }
 
+/// [`TxRequest::flags`]: the frame is TCP over IPv4 and its TCP checksum
+/// is blank (not filled in): the backend fills it in for any port that
+/// needs it (the wire, an interface that does not take blank checksums).
+/// The backend refuses the request if the frame is not TCP over IPv4.
+pub const TX_TCP_CSUM_BLANK: u16 = 1;
+/// [`RxRequest::flags`]: this buffer may be given a frame whose TCP
+/// checksum is blank (said by [`RX_TCP_CSUM_BLANK`] in its answer).
+pub const RX_TAKES_BLANK_CSUM: u32 = 1;
+/// [`RxResponse::flags`]: the frame's TCP checksum is blank: it came from
+/// a guest on this machine, copied from its page, and needs no checking
+/// (Xen's `NETRXF_data_validated`, virtio's `DATA_VALID`).
+pub const RX_TCP_CSUM_BLANK: u16 = 1;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct TxRequest {
@@ -103,7 +118,9 @@ pub struct TxRequest {
     pub gref: u32,
     pub offset: u16,
     pub len: u16,
-    pub _reserved: [u16; 4],
+    /// [`TX_TCP_CSUM_BLANK`] or 0.
+    pub flags: u16,
+    pub _reserved: [u16; 3],
 }
 
 #[repr(C)]
@@ -121,7 +138,8 @@ pub struct RxRequest {
     pub id: u64,
     /// A granted page to receive into (at offset 0).
     pub gref: u32,
-    pub _reserved: u32,
+    /// [`RX_TAKES_BLANK_CSUM`] or 0.
+    pub flags: u32,
 }
 
 #[repr(C)]
@@ -130,7 +148,9 @@ pub struct RxResponse {
     pub id: u64,
     /// Bytes of the frame, from the start of the page.
     pub len: u16,
-    pub _reserved: [u16; 3],
+    /// [`RX_TCP_CSUM_BLANK`] or 0.
+    pub flags: u16,
+    pub _reserved: [u16; 2],
     /// 0 success; otherwise a [`crate::proto::control::Status`].
     pub status: u32,
     pub _reserved2: u32,

@@ -6,11 +6,12 @@
 //! [`Stack::wait`] blocks until a frame arrives or smoltcp's next timer.
 
 extern crate alloc;
-use super::{NetFront, TxSide, TX_PAGES};
+use super::{checksum, NetFront, TxSide, TX_PAGES};
 use alloc::vec::Vec;
 use ipc_abi::hypercall::{Error, Result};
+use ipc_abi::proto::net::TX_TCP_CSUM_BLANK;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -30,10 +31,17 @@ impl RxToken for Rx<'_> {
 impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut f = Some(f);
-        match self
-            .0
-            .send_with(len, |page| (f.take().expect("called once"))(page))
-        {
+        // smoltcp leaves the TCP checksum blank (see `capabilities`):
+        // drvdom-net fills it in where it is needed.
+        let filled = |page: &mut [u8]| {
+            let r = (f.take().expect("called once"))(page);
+            let flags = match checksum::tcp_ipv4(page) {
+                Some(_) => TX_TCP_CSUM_BLANK,
+                None => 0,
+            };
+            (r, flags)
+        };
+        match self.0.send_flagged(len, filled) {
             Ok(r) => r,
             // Too big or the ring broke: smoltcp still wants its result;
             // the frame is lost, as on a wire.
@@ -51,8 +59,16 @@ impl Device for NetFront {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        let frame = self.rx.next_frame()?;
-        Some((Rx(frame), Tx(&mut self.tx)))
+        // smoltcp checks no TCP checksum (see `capabilities`): what was not
+        // delivered blank by a guest here is checked now.
+        loop {
+            let (frame, blank) = self.rx.next_frame_blank()?;
+            if blank || checksum::tcp_ok(frame) {
+                break;
+            }
+            self.rx.bad_checksums += 1;
+        }
+        Some((Rx(self.rx.last_frame()), Tx(&mut self.tx)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
@@ -70,6 +86,9 @@ impl Device for NetFront {
         c.max_transmission_unit =
             usize::from(self.mtu()) + usize::from(ipc_abi::proto::net::ETHERNET_HEADER);
         c.max_burst_size = Some(TX_PAGES);
+        // TCP checksums are offloaded: left blank when sent, checked in
+        // `receive` only when a frame did not come blank from a guest here.
+        c.checksum.tcp = Checksum::None;
         c
     }
 }
@@ -134,6 +153,9 @@ impl Stack {
 
     /// An interface on `dev`, with no address yet ([`Stack::set_address`]).
     pub fn on(mut dev: NetFront) -> Stack {
+        // Its pages take blank TCP checksums from now on (each as it is
+        // posted again): `receive` checks the others.
+        dev.rx.takes_blank_checksums = true;
         let mac = EthernetAddress(dev.mac());
         let config = Config::new(HardwareAddress::Ethernet(mac));
         let iface = Interface::new(config, &mut dev, now());

@@ -8,7 +8,7 @@
 
 use core::sync::atomic::Ordering;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::net::TxRequest;
+use domain_runtime::ipc_abi::proto::net::{TxRequest, TX_TCP_CSUM_BLANK};
 use domain_runtime::net::NetFront;
 use domain_runtime::{println, time};
 use zerocopy::FromZeros;
@@ -34,6 +34,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
         ("a frame past its page", request(gref, 4000, 200)),
         ("a runt", request(gref, 0, 10)),
         ("a grant it does not own", request(4000, 0, 60)),
+        // Its page holds no TCP segment: a blank checksum the switch could
+        // not fill in.
+        (
+            "a blank checksum on a frame that is not TCP",
+            TxRequest {
+                flags: TX_TCP_CSUM_BLANK,
+                ..request(gref, 0, 60)
+            },
+        ),
     ];
     for (what, r) in cases {
         let before = net.tx.settle().unwrap_or(0);

@@ -429,6 +429,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         "a frame past its page",
         "a runt",
         "a grant it does not own",
+        "a blank checksum on a frame that is not TCP",
     ] {
         expect_line(m, &format!("[2] net-hostile: {what}: refused"))?;
     }
