@@ -30,6 +30,7 @@ mod net_backpressure;
 mod netmgmt;
 mod readme;
 mod save;
+mod screen;
 mod smp;
 mod toolstack;
 mod top;
@@ -47,7 +48,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 28] = [
+    let topics: [fn() -> Vec<Test>; 29] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -56,6 +57,7 @@ fn cases() -> Vec<Test> {
         linux_disk::tests,
         linux_net::tests,
         kernel::tests,
+        screen::tests,
         save::tests,
         control::tests,
         console::tests,
