@@ -26,7 +26,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         now += 1_000_000;
         let verdict = sw.decide(port, frame, now);
         if let switch::Verdict::To(to) = verdict {
-            assert!(sw.fits(to, frame.len()), "{to:?} got a frame it does not take");
+            assert!(
+                sw.fits(to, frame.len()),
+                "{to:?} got a frame it does not take"
+            );
         }
         if frame.len() == 1 {
             sw.remove_vif(u16::from(frame[0] % 4));
