@@ -106,8 +106,10 @@ impl VifSpec {
                 }
                 "mtu" => {
                     let mtu: u16 = v.trim().parse().ok()?;
-                    spec.mtu = Some(mtu).filter(|m| (MIN_MTU..=MAX_MTU).contains(m));
-                    spec.mtu?;
+                    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+                        return None;
+                    }
+                    spec.mtu = Some(mtu);
                 }
                 "bridge" => {}
                 _ => return None,

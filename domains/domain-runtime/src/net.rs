@@ -70,7 +70,7 @@ pub type Announcer<'a> = dyn FnMut(&[RingPages], DomainId) -> Result<(Grefs, u16
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
     /// Which interface of the domain (0 for the first), its MAC and its
-    /// MTU (`DEFAULT_MTU` to `MAX_MTU`: the frames it sends and takes).
+    /// MTU (`MIN_MTU` to `MAX_MTU`; `DEFAULT_MTU` unless its `vif` says).
     pub vif: u32,
     pub mac: Mac,
     pub mtu: u16,

@@ -57,7 +57,8 @@ pub struct Counters {
     pub spoofed: u64,
     /// Frames for it dropped because it had no receive buffer posted.
     pub no_buffer: u64,
-    /// Transmit requests refused (bad length, offset or grant).
+    /// Transmit requests refused (bad length, offset or grant, or a blank
+    /// checksum said of a frame that is not TCP over IPv4).
     pub refused: u64,
     /// Frames it sent longer than their destination takes (the wire, or
     /// an interface of a smaller MTU).

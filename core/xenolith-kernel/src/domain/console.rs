@@ -2,7 +2,8 @@
 //!
 //! Owns: per-domain rate limiting (a token bucket of lines) so a chatty or
 //! hostile domain cannot starve the others, and the count of dropped lines,
-//! reported once output is allowed again.
+//! reported once output is allowed again. The control domain's lines are
+//! not limited (its caller says so): they are the administrator's record.
 
 /// Lines a domain may print in a burst.
 const BURST: u32 = 64;
@@ -49,13 +50,20 @@ impl RateLimit {
 }
 
 /// Prints a domain's bytes, one console line per `\n`-separated piece,
-/// control characters made harmless (`make_printable`).
-pub fn write(domain_index: u16, limit: &mut RateLimit, now_ticks: u64, bytes: &mut [u8]) {
+/// control characters made harmless (`make_printable`); `limited`: within
+/// the domain's rate limit.
+pub fn write(
+    domain_index: u16,
+    limit: &mut RateLimit,
+    now_ticks: u64,
+    bytes: &mut [u8],
+    limited: bool,
+) {
     for raw in bytes.split_mut(|&b| b == b'\n') {
         if raw.is_empty() {
             continue;
         }
-        if !limit.take(now_ticks) {
+        if limited && !limit.take(now_ticks) {
             continue;
         }
         if limit.dropped > 0 {

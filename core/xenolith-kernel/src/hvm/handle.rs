@@ -315,7 +315,7 @@ fn debug_byte(k: &mut Kernel, at: VcpuRef, s: &mut HvmVcpu, byte: u8) {
     }
     let now = k.now_ticks;
     if let Some(d) = k.domain_mut(at.dom) {
-        crate::domain::console::write(d.id.index(), &mut d.console, now, &mut out[..=len]);
+        crate::domain::console::write(d.id.index(), &mut d.console, now, &mut out[..=len], true);
     }
 }
 
