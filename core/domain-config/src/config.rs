@@ -570,6 +570,18 @@ pub(crate) fn check(file: &str, all: &[Entry]) -> Result<Parsed, Vec<ConfigError
             None
         }
     });
+    if let (Some(Some(Kind::Hvm)), Some(e), Some(v)) = (kind, get("vif"), vifs.as_ref()) {
+        if v.iter().any(|v| v.mtu.is_some()) {
+            warnings.push(ConfigError {
+                file: file.into(),
+                line: e.line,
+                key: Some("vif".into()),
+                message: "mtu is for guests on the runtime's stack: an HVM guest's \
+                          interfaces keep the wire's, ignored"
+                    .into(),
+            });
+        }
+    }
     let role = get("role").map(|e| match ctx.string(e)?.as_str() {
         "console" => Some(Role::Console),
         "block" => Some(Role::Block),
@@ -881,5 +893,19 @@ on_crash = "restart"
             &[]
         )
         .is_err());
+    }
+
+    #[test]
+    fn an_hvm_guests_mtu_is_ignored_with_a_warning() {
+        let file = "name = \"linux\"\ntype = \"hvm\"\nkernel = \"vmlinuz\"\nmemory = 512\nvif = ['mtu=4082']\n";
+        let p = crate::parse("linux.cfg", file, &[]).unwrap();
+        assert_eq!(p.config.vifs[0].mtu, Some(4082));
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.warnings[0].key.as_deref(), Some("vif"));
+        let pv = file.replace("type = \"hvm\"\n", "");
+        assert!(crate::parse("rust.cfg", &pv, &[])
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 }
