@@ -58,10 +58,10 @@ impl VgaText {
 
     /// Writes CRT controller register `register`.
     fn crtc(&mut self, register: u8, value: u8) {
-        // SAFETY: the colour CRT controller's index and data ports, which
-        // only the console (behind its lock) writes; the registers written
-        // (the cursor's, the start address) choose what the screen shows,
-        // nothing else.
+        // The colour CRT controller's index and data ports, which only the
+        // console (behind its lock) writes; the registers written (the
+        // cursor's, the start address) choose what the screen shows, nothing else.
+        // SAFETY: as above: writing them touches no memory and no other device.
         unsafe {
             Port::<u8>::new(CRTC_INDEX).write(register);
             Port::<u8>::new(CRTC_DATA).write(value);

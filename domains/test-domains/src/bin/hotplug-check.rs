@@ -150,9 +150,10 @@ fn apply(change: Change, disks: &mut Vec<Writer>, nets: &mut Vec<(u32, NetFront)
                     .tx
                     .send(&test_domains::test_frame(net.mac(), "attached"));
                 println!(
-                    "hotplug-check: interface {} connected as {}; sent attached: {:?}",
+                    "hotplug-check: interface {} connected as {}; MTU {}; sent attached: {:?}",
                     index,
                     MacText(net.mac()),
+                    net.mtu(),
                     sent
                 );
                 nets.push((index, net));

@@ -427,6 +427,14 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
             "a unicast MAC",
         ),
         (
+            [
+                "network-attach",
+                "hotplug-check",
+                "mac=02:00:00:00:00:08,mtu=9000",
+            ],
+            "mtu=N (68 to 4082",
+        ),
+        (
             ["network-detach", "hotplug-check", "02:00:00:00:00:01"],
             "it has no interface 02:00:00:00:00:01",
         ),
@@ -470,17 +478,23 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
         format!("a write to the read-only disk: {refused}")
     })?;
 
-    // An interface: its frame reaches the listener through the switch.
+    // An interface, with an MTU as a vif entry gives one: its frame
+    // reaches the listener through the switch, and the guest and
+    // drvdom-net both have its MTU.
     let (code, out) = run(&[
         "domain",
         "network-attach",
         "hotplug-check",
-        "mac=02:00:00:00:00:10",
+        "mac=02:00:00:00:00:10,mtu=4082",
     ])?;
     check(code == 0, || format!("network-attach: {code} {out}"))?;
     expect_line(
         m,
-        "[4] hotplug-check: interface 0 connected as 02:00:00:00:00:10; sent attached: Ok(())",
+        "[4] hotplug-check: interface 0 connected as 02:00:00:00:00:10; MTU 4082; sent attached: Ok(())",
+    )?;
+    expect_line(
+        m,
+        "[2] drvdom-net: domain 4 vif 0 joins the switch as 02:00:00:00:00:10 with MTU 4082",
     )?;
     expect_line(m, "[3] net-tool: frame from 02:00:00:00:00:10: attached")?;
     let vifs = devices("network-list")?;
@@ -509,6 +523,9 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
         format!("network-attach (no MAC): {code} {out}")
     })?;
     let second = expect_line(m, "[4] hotplug-check: interface 1 connected as ")?;
+    check(second.contains("; MTU 1500; "), || {
+        format!("an interface attached without an MTU: {second}")
+    })?;
     let mac = second
         .split(" as ")
         .nth(1)
