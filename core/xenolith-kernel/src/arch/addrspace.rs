@@ -73,12 +73,7 @@ impl FrameDeallocator<Size4KiB> for Release<'_> {
     }
 }
 
-/// Zeroes a frame through the physmap.
-pub fn zero_frame(frame: Frame) {
-    // SAFETY: a `Frame` is RAM the physmap maps writable and the kernel may
-    // write (its constructors say so); the caller owns it.
-    unsafe { core::ptr::write_bytes(phys_to_virt(frame.addr()) as *mut u8, 0, 4096) }
-}
+pub use super::memory::zero_frame;
 
 /// A domain's page tables: either a ring-3 address space under the
 /// kernel's half, or (`nested`) the nested page table of an HVM guest,

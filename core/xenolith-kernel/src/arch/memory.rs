@@ -121,6 +121,100 @@ pub fn write_frame(frame: Frame, offset: usize, bytes: &[u8]) {
     }
 }
 
+/// Zeroes a frame through the physmap.
+pub fn zero_frame(frame: Frame) {
+    // SAFETY: a `Frame` is RAM the physmap maps writable and the kernel may
+    // write (its constructors say so); the caller owns it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame.addr()) as *mut u8, 0, 4096) }
+}
+
+/// Makes a frame hold exactly `page` (zeroes if `None`) without writing to
+/// it where it already does: of a page, only the eight-byte words that
+/// differ are written; a frame not all zeroes is zeroed whole. So a
+/// restarted driver's code, loaded into the frames its previous instance
+/// had, is only read. Under QEMU's TCG that matters: each
+/// write to a frame holding translated code goes the slow way and throws
+/// the translations away (`lifecycle::load_into`; docs/performance.md).
+pub fn settle_frame(frame: Frame, page: Option<&[u8; 4096]>) {
+    let base = phys_to_virt(frame.addr()) as *mut u64;
+    match page {
+        // The words that differ, found by `repe cmpsq` (under -icount, one
+        // instruction a word), each written.
+        Some(p) => {
+            let mut i = 0;
+            while i < 512 {
+                // SAFETY: both ranges are words `i..512` of a page: the
+                // caller's and one frame of RAM the physmap maps (a `Frame`).
+                i += unsafe {
+                    equal_words(p.as_ptr().add(i * 8) as *const u64, base.add(i), 512 - i)
+                };
+                if i < 512 {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&p[i * 8..i * 8 + 8]);
+                    // SAFETY: word `i` (below 512) of that frame, which the
+                    // caller owns. Volatile: the compiler must not turn the
+                    // compare-and-write into an unconditional store.
+                    unsafe { base.add(i).write_volatile(u64::from_ne_bytes(w)) };
+                    i += 1;
+                }
+            }
+        }
+        // Zeroes: most of a fresh domain's heap is zeroes already, found so
+        // with one scan; a frame that is not is zeroed whole.
+        None if frame_is_zero(frame) => {}
+        None => zero_frame(frame),
+    }
+}
+
+/// How many of the `n` (at least 1) words at `a` and `b` are equal before
+/// the first that differs (`n` if none does).
+///
+/// # Safety
+/// `n` words at `a` and at `b` must be readable.
+unsafe fn equal_words(a: *const u64, b: *const u64, n: usize) -> usize {
+    let (left, equal): (usize, u8);
+    // SAFETY: reads the `n` words at each (the caller's promise) and nothing
+    // else, upwards (the direction flag is clear, as the ABI keeps it).
+    unsafe {
+        core::arch::asm!(
+            "repe cmpsq",
+            "sete {equal}",
+            equal = out(reg_byte) equal,
+            inout("rcx") n => left,
+            inout("rsi") a => _,
+            inout("rdi") b => _,
+            options(nostack, readonly),
+        )
+    }
+    // `repe` stops after the first pair that differs, or with all compared.
+    if equal != 0 {
+        n
+    } else {
+        n - left - 1
+    }
+}
+
+/// Whether a frame holds only zeroes: one `repe scasq` over it (under
+/// `-icount`, one instruction a word; it stops at the first word set).
+pub fn frame_is_zero(frame: Frame) -> bool {
+    let zero: u8;
+    // SAFETY: reads the 512 words of one frame of RAM the physmap maps (a
+    // `Frame`) and nothing else: `rcx` counts them, `rdi` walks them
+    // upwards (the direction flag is clear, as the ABI keeps it).
+    unsafe {
+        core::arch::asm!(
+            "repe scasq",
+            "sete {zero}",
+            zero = out(reg_byte) zero,
+            inout("rcx") 512u64 => _,
+            inout("rdi") phys_to_virt(frame.addr()) => _,
+            in("rax") 0u64,
+            options(nostack, readonly),
+        )
+    }
+    zero != 0
+}
+
 /// Copies `len` bytes from `from` at `from_offset` to `to` at `to_offset`,
 /// frame to frame through the physmap (a grant copy, with no bounce).
 pub fn copy_between_frames(

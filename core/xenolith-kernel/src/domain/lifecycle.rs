@@ -10,7 +10,7 @@ use super::{console, events, grants, Domain, Kernel, Life, Vcpu, VcpuRef, MAX_GR
 use crate::arch::addrspace::{Access, AddressSpace, Kind, MapError};
 use crate::arch::syscall::initial_frame;
 use crate::domain::ports::Ports;
-use crate::domain::shared_pages::{with_start_info, write_frame};
+use crate::domain::shared_pages::{settle_frame, with_start_info};
 use crate::elf::{self, ImageSource};
 use crate::frame_pool::FrameAllocator;
 use crate::frames::Frame;
@@ -68,11 +68,14 @@ fn map_fresh(
     va: u64,
     count: u64,
     access: Access,
+    fill: Fill,
 ) -> Result<Frame, Error> {
     let mut first = None;
     for i in 0..count {
         let f = frames.allocate().ok_or(Error::OutOfResources)?;
-        crate::arch::addrspace::zero_frame(f);
+        if fill == Fill::Zeroed {
+            crate::arch::addrspace::zero_frame(f);
+        }
         if let Err(e) = space.map(frames, va + i * PAGE_SIZE, f.addr(), access, Kind::Owned) {
             let _ = frames.free(f);
             return Err(map_err(e));
@@ -80,6 +83,15 @@ fn map_fresh(
         first.get_or_insert(f);
     }
     first.ok_or(Error::InvalidArgument)
+}
+
+/// What `map_fresh` leaves in the frames it maps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    Zeroed,
+    /// Whatever their previous owner left: only for a heap `load_into`
+    /// settles before anyone sees it (`Domain::stale_heap`).
+    Stale,
 }
 
 /// Whether `name` may name a domain: printable ASCII, 1 to `NAME_MAX` bytes.
@@ -216,6 +228,7 @@ pub fn create(
             memory_kib: spec.memory_kib,
             heap_pages,
             image_loaded: false,
+            stale_heap: heap_pages > 0,
             vcpus: core::array::from_fn(|v| Vcpu {
                 up: v == 0,
                 frame: initial_frame(0, STACK_TOP, START_INFO),
@@ -278,15 +291,22 @@ fn build_ring3(
     time_frame: Frame,
     pages: u64,
 ) -> Result<(Frame, Frame), Error> {
-    let start_info = map_fresh(space, frames, START_INFO, 1, ro())?;
-    let event_page = map_fresh(space, frames, EVENT_PAGE, 1, rw())?;
+    let start_info = map_fresh(space, frames, START_INFO, 1, ro(), Fill::Zeroed)?;
+    let event_page = map_fresh(space, frames, EVENT_PAGE, 1, rw(), Fill::Zeroed)?;
     space
         .map(frames, TIME_PAGE, time_frame.addr(), ro(), Kind::Borrowed)
         .map_err(map_err)?;
-    map_fresh(space, frames, STACK_TOP - STACK_SIZE, STACK_PAGES, rw())?;
+    map_fresh(
+        space,
+        frames,
+        STACK_TOP - STACK_SIZE,
+        STACK_PAGES,
+        rw(),
+        Fill::Zeroed,
+    )?;
     let heap = pages.saturating_sub(FIXED_PAGES);
     if heap > 0 {
-        map_fresh(space, frames, HEAP_BASE, heap, rw())?;
+        map_fresh(space, frames, HEAP_BASE, heap, rw(), Fill::Stale)?;
     }
     Ok((start_info, event_page))
 }
@@ -302,8 +322,8 @@ fn build_hvm(
     vmcbs: &mut heapless::Vec<Frame, { 2 * MAX_VCPUS }>,
 ) -> Result<(Frame, Frame), Error> {
     use ipc_abi::hvm::SHARED_GPA;
-    let start_info = map_fresh(space, frames, SHARED_GPA, 1, ro())?;
-    let event_page = map_fresh(space, frames, SHARED_GPA + PAGE_SIZE, 1, rw())?;
+    let start_info = map_fresh(space, frames, SHARED_GPA, 1, ro(), Fill::Zeroed)?;
+    let event_page = map_fresh(space, frames, SHARED_GPA + PAGE_SIZE, 1, rw(), Fill::Zeroed)?;
     space
         .map(
             frames,
@@ -431,21 +451,23 @@ pub fn load_into(
                 .space
                 .unmap_owned(frames, heap_va)
                 .ok_or(Error::OutOfResources)?;
-            // The frame is zeroed (fresh heap); copy the file bytes of this page.
+            // The page's bytes: the file's where it has some, zeroes around.
             let page_start = va.max(seg.vaddr);
-            let page_end = (va + PAGE_SIZE).min(seg.vaddr + seg.filesz);
-            if page_start < page_end {
-                let n = (page_end - page_start) as usize;
+            let page_end = (va + PAGE_SIZE).min(seg.vaddr + seg.filesz).max(page_start);
+            let (at, n) = ((page_start - va) as usize, (page_end - page_start) as usize);
+            page_buf[..at].fill(0);
+            page_buf[at + n..].fill(0);
+            if n > 0 {
                 let file_at = seg.file_offset + (page_start - seg.vaddr);
-                if !image.read(file_at, &mut page_buf[..n]) {
+                if !image.read(file_at, &mut page_buf[at..at + n]) {
                     // Put the frame back where it was; the domain stays as it was, less the pages moved.
                     let _ = d
                         .space
                         .map(frames, heap_va, frame.addr(), rw(), Kind::Owned);
                     return Err(Error::BadAddress);
                 }
-                write_frame(frame, (page_start - va) as usize, &page_buf[..n]);
             }
+            settle_frame(frame, Some(&page_buf));
             let access = Access {
                 write: seg.writable,
                 execute: seg.executable,
@@ -456,6 +478,13 @@ pub fn load_into(
             va += PAGE_SIZE;
         }
     }
+    // The rest of the heap: zeroes (mostly already, so mostly only read).
+    for page in 0..heap_top {
+        if let Some((frame, _, Kind::Owned)) = d.space.ram_frame(HEAP_BASE + page * PAGE_SIZE) {
+            settle_frame(frame, None);
+        }
+    }
+    d.stale_heap = false;
     d.heap_pages = heap_top;
     d.image_loaded = true;
     d.vcpus[0].frame = initial_frame(plan.entry, STACK_TOP, START_INFO);

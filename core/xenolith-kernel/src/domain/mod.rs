@@ -142,6 +142,12 @@ pub struct Domain {
     /// Heap pages still mapped at HEAP_BASE (image pages are taken from its top).
     pub heap_pages: u64,
     pub image_loaded: bool,
+    /// Its heap frames still hold what their previous owner left: creation
+    /// does not clear them, `lifecycle::load_into` settles each to its final
+    /// bytes (`settle_frame`), and until then nothing reads, writes or runs
+    /// the domain's memory (`saving::page_read`/`page_write` refuse;
+    /// `unpause` needs the image loaded).
+    pub stale_heap: bool,
     /// Its vCPUs; the first `nr_vcpus` exist.
     pub vcpus: [Vcpu; MAX_VCPUS],
     pub nr_vcpus: usize,

@@ -9,14 +9,12 @@
 //! toolstack's business (`ipc_abi::save`).
 
 use super::{lifecycle, Kernel, Life};
-use crate::domain::shared_pages::{read_frame, write_frame};
-use crate::frames::Frame;
+use crate::domain::shared_pages::{frame_is_zero, read_frame, write_frame};
 use crate::usermem;
 use ipc_abi::domain::VcpuContext;
 use ipc_abi::hypercall::{Error, PAGE_READ_GO_ON, PAGE_READ_SCAN, PAGE_READ_WRITABLE};
 use ipc_abi::layout::{HEAP_BASE, IMAGE_BASE, IMAGE_LIMIT, PAGE_SIZE, STACK_SIZE, STACK_TOP};
 use ipc_abi::save::fresh_page;
-use zerocopy::IntoBytes;
 
 /// The regions of a domain's own memory, in rising order: image, heap,
 /// stack; for an HVM guest, its RAM from guest-physical 0.
@@ -60,7 +58,7 @@ pub fn suspend(k: &mut Kernel, caller: usize) -> Result<u64, Error> {
 /// A domain that is paused and whose registers are saved (on no CPU).
 fn still(k: &Kernel, t: usize) -> Result<&super::Domain, Error> {
     let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
-    if d.life != Life::Paused || k.loaded_mask(t) != 0 {
+    if d.life != Life::Paused || k.loaded_mask(t) != 0 || d.stale_heap {
         return Err(Error::DomainState);
     }
     Ok(d)
@@ -102,22 +100,13 @@ pub fn page_read(
     Ok(at | PAGE_READ_GO_ON)
 }
 
-/// Whether a frame holds only zero bytes (read a piece at a time).
-fn frame_is_zero(frame: Frame) -> bool {
-    let mut piece = [0u64; 64];
-    (0..PAGE_SIZE as usize)
-        .step_by(core::mem::size_of_val(&piece))
-        .all(|offset| {
-            read_frame(frame, offset, piece.as_mut_bytes());
-            piece.iter().all(|&w| w == 0)
-        })
-}
-
 /// `DomainPageWrite`: fills the page at `va` of never-run domain `t`'s own
 /// memory with 4096 bytes from `caller`'s `ptr`.
 pub fn page_write(k: &mut Kernel, caller: usize, t: usize, va: u64, ptr: u64) -> Result<(), Error> {
     let d = k.domain(t).ok_or(Error::NoSuchDomain)?;
-    if d.started {
+    // Not before its image is loaded: its heap is not cleared yet, and a
+    // page written now would be settled to zeroes by the load.
+    if d.started || d.stale_heap {
         return Err(Error::DomainState);
     }
     if !va.is_multiple_of(PAGE_SIZE) || !in_regions(d, va) {

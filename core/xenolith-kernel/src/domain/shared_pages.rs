@@ -5,7 +5,7 @@
 //! any time; the kernel only performs atomic reads and ORs, and uses what it
 //! reads only to decide whether to wake the domain.
 
-pub use crate::arch::memory::{read_frame, write_frame};
+pub use crate::arch::memory::{frame_is_zero, read_frame, settle_frame, write_frame};
 use crate::frames::Frame;
 use crate::layout::phys_to_virt;
 use core::sync::atomic::Ordering;

@@ -9,15 +9,23 @@
 //!   unpause, a bad entry point (with `hello` and `survivor` modules).
 //! - `dying`: a domain destroyed while another CPU runs it holds its IRQ
 //!   until it is gone, and is gone when `domain_destroy` returns.
+//! - `leftovers`: a domain created where another was never sees its bytes:
+//!   the first's every page is filled with a marker, it is destroyed, a
+//!   second of the same size (on the same frames: they come lowest first)
+//!   is created, and every word of its memory is read for the marker; its
+//!   memory can be neither read nor written before its image is loaded.
 //! - anything else: start the other modules, like the toolstack domain.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
+use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::{events, println, time, DomainId};
 use test_domains::{number, option};
 
@@ -40,6 +48,7 @@ fn run(start: &'static domain_runtime::StartInfo) {
         Some("fairshare") => fairshare(),
         Some("lifecycle") => lifecycle(),
         Some("dying") => dying(me(start)),
+        Some("leftovers") => leftovers(),
         _ => {
             toolstack_domain::start::start_modules();
         }
@@ -195,6 +204,66 @@ fn churn(_me: DomainId) {
     println!("churn: before {:?}", before);
     println!("churn: after  {:?}", after);
     println!("churn: equal={}", before == after);
+}
+
+/// A word no fresh domain holds.
+const MARKER: u64 = 0x4c45_4654_4f56_4552;
+
+/// Calls `each(va, page)` for every page of paused domain `id`, rising.
+fn each_page(id: DomainId, mut each: impl FnMut(u64, &[u8; 4096])) -> Result<(), Error> {
+    use domain_runtime::ipc_abi::hypercall::{PAGE_READ_GO_ON, PAGE_READ_WRITABLE};
+    let mut page = [0u8; 4096];
+    let mut from = 0;
+    loop {
+        match hc::domain_page_read(id, from, &mut page, false) {
+            Ok(at) if at & PAGE_READ_GO_ON != 0 => from = at & !PAGE_READ_GO_ON,
+            Ok(at) => {
+                let va = at & !PAGE_READ_WRITABLE;
+                each(va, &page);
+                from = va + 4096;
+            }
+            Err(Error::Empty) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn leftovers() {
+    let first = hc::domain_create("leftover-1", 1024, 0, 0, 1).expect("create");
+    hc::domain_load_image(first, image("hello")).expect("load");
+    let mut vas = alloc::vec::Vec::new();
+    each_page(first, |va, _| vas.push(va)).expect("read the first");
+    let marked: [u8; 4096] = core::array::from_fn(|i| MARKER.to_ne_bytes()[i % 8]);
+    let filled = vas
+        .iter()
+        .filter(|&&va| hc::domain_page_write(first, va, &marked).is_ok())
+        .count();
+    hc::domain_destroy(first).expect("destroy");
+    let second = hc::domain_create("leftover-2", 1024, 0, 0, 1).expect("create");
+    let mut page = [0u8; 4096];
+    let read_early = hc::domain_page_read(second, 0, &mut page, false).map(drop);
+    let write_early = hc::domain_page_write(second, vas[vas.len() / 2], &marked).map(drop);
+    hc::domain_load_image(second, image("hello")).expect("load");
+    let (mut pages, mut marks) = (0, 0);
+    each_page(second, |_, page| {
+        pages += 1;
+        marks += page
+            .chunks_exact(8)
+            .filter(|w| u64::from_ne_bytes((*w).try_into().unwrap_or_default()) == MARKER)
+            .count();
+    })
+    .expect("read the second");
+    println!(
+        "leftovers: {} of {} pages of the first domain marked; before its image the second's memory: read {:?}, write {:?}; its {} pages hold {} marked words",
+        filled,
+        vas.len(),
+        read_early,
+        write_early,
+        pages,
+        marks
+    );
+    hc::domain_set_cmdline(second, "hello leftovers").expect("cmdline");
+    hc::domain_unpause(second).expect("unpause");
 }
 
 fn fairshare() {

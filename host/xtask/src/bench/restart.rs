@@ -138,8 +138,8 @@ fn measure(s: &Scenario, icount: bool, dir: &Path) -> Result<(f64, f64, f64), St
     let m = config.spawn()?;
     let line = m.wait_for(s.resumed_marker, WAIT);
     if std::env::var_os("RESTARTBENCH_LOG").is_some() {
-        for l in m.lines() {
-            eprintln!("{l}");
+        for (at, l) in m.timed_lines() {
+            eprintln!("{:9.3} {l}", at.as_secs_f64() * 1000.0);
         }
     }
     let line = line?;
@@ -179,7 +179,8 @@ pub fn run() -> Result<(), String> {
     println!("| driver | crash to service again, first restart, ms (TCG, wall) | instructions in between, millions (-icount) | requests sent again | aim (issue 24) |");
     println!("|---|---|---|---|---|");
     // `RESTARTBENCH_ONLY=drvdom-net` measures one driver; `RESTARTBENCH_LOG=1`
-    // prints each boot's serial lines.
+    // prints each boot's serial lines, with the ms since QEMU started at which
+    // the host read each.
     let only = std::env::var("RESTARTBENCH_ONLY").ok();
     for s in scenarios()
         .into_iter()

@@ -187,6 +187,33 @@ fn churn(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
     })
 }
 
+fn leftovers(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let m = boot(
+        &c.machine()
+            .dom0(("test-dom0", "test-dom0 scenario=leftovers"))
+            .guests(&[("hello", "hello")])
+            .config()?,
+        slot,
+    )?;
+    let line = expect_line(m, "leftovers: ")?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number_before = |word: &str| -> Option<u64> {
+        let i = words.iter().position(|w| *w == word)?;
+        words.get(i.checked_sub(1)?)?.parse().ok()
+    };
+    let filled = number_before("of").unwrap_or(0);
+    let pages = number_before("pages").unwrap_or(0);
+    // The first domain of 1 MiB: 256 pages, nearly all of them its own to write.
+    check(
+        filled >= 200
+            && line.contains("read Err(DomainState), write Err(DomainState)")
+            && line.ends_with(" hold 0 marked words"),
+        || format!("{line} ({filled} marked, {pages} read)"),
+    )?;
+    m.wait_for("hello from domain", Duration::from_secs(30))
+        .map(drop)
+}
+
 fn hostile(c: &Ctx, slot: &mut Option<Machine>, as_dom0: bool) -> Result<(), String> {
     let (config, prefix) = if as_dom0 {
         (
@@ -430,6 +457,16 @@ fn a_thousand_domains_come_and_go_without_leaks(
     churn(c, slot)
 }
 
+/// A domain created on the frames another had holds none of its bytes,
+/// code pages included, and its memory is out of reach until its image is
+/// loaded (creation leaves the heap for the load to clear).
+fn a_new_domain_holds_no_byte_of_the_one_before_it(
+    c: &Ctx,
+    slot: &mut Option<Machine>,
+) -> Result<(), String> {
+    leftovers(c, slot)
+}
+
 fn lifecycle_log_names_images_entry_pause_unpause(
     c: &Ctx,
     slot: &mut Option<Machine>,
@@ -452,6 +489,7 @@ pub(super) fn tests() -> Vec<Test> {
         weights_1_and_2_share_the_cpu_1_to_2_and_a_sleeper_wakes_on_time,
         grants_share_map_revoke_and_survive_either_death,
         a_thousand_domains_come_and_go_without_leaks,
+        a_new_domain_holds_no_byte_of_the_one_before_it,
         hostile_hypercalls_from_a_guest_get_errors,
         hostile_hypercalls_from_domain_0_get_errors,
         a_driver_domain_gets_its_irq_and_ports_and_nothing_else,
