@@ -303,6 +303,39 @@ impl AddressSpace {
         None
     }
 
+    /// Calls `each(frame)` for every page of the domain's own memory in
+    /// `[from, limit)`, rising: one walk down to each table of pages, then
+    /// its entries in turn (not a walk a page, as `next_owned`).
+    pub fn for_each_owned(&self, from: u64, limit: u64, mut each: impl FnMut(Frame)) {
+        let limit = limit.min(ipc_abi::layout::USER_LIMIT);
+        let mut va = from.next_multiple_of(4096);
+        // Bytes one entry covers at each level above the pages', from the root.
+        const SPAN: [u64; 3] = [1 << 39, 1 << 30, 1 << 21];
+        'walk: while va < limit {
+            let mut t = self.pml4;
+            for (level, span) in SPAN.iter().enumerate() {
+                let e = &table(t)[((va >> (39 - 9 * level)) & 511) as usize];
+                let f = e.flags();
+                if !f.contains(F::PRESENT | F::USER_ACCESSIBLE) || f.contains(F::HUGE_PAGE) {
+                    va = (va & !(span - 1)) + span;
+                    continue 'walk;
+                }
+                t = e.addr().as_u64();
+            }
+            let pages = table(t);
+            let end = ((va | ((1 << 21) - 1)) + 1).min(limit);
+            while va < end {
+                let e = &pages[((va >> 12) & 511) as usize];
+                if e.flags().contains(F::PRESENT | F::USER_ACCESSIBLE | OWNED) {
+                    // SAFETY: an `Owned` leaf maps a frame the allocator
+                    // gave this domain.
+                    each(unsafe { Frame::of_ram(e.addr().as_u64()) });
+                }
+                va += 4096;
+            }
+        }
+    }
+
     /// Makes this the active address space (reloading CR3, which drops
     /// every non-global TLB entry, unless it already is).
     #[inline(always)]

@@ -479,11 +479,9 @@ pub fn load_into(
         }
     }
     // The rest of the heap: zeroes (mostly already, so mostly only read).
-    for page in 0..heap_top {
-        if let Some((frame, _, Kind::Owned)) = d.space.ram_frame(HEAP_BASE + page * PAGE_SIZE) {
-            settle_frame(frame, None);
-        }
-    }
+    let heap_end = HEAP_BASE + heap_top * PAGE_SIZE;
+    d.space
+        .for_each_owned(HEAP_BASE, heap_end, |frame| settle_frame(frame, None));
     d.stale_heap = false;
     d.heap_pages = heap_top;
     d.image_loaded = true;
