@@ -281,7 +281,7 @@ mod tests {
             ("a weight=heavy", "weight"),
             ("a role=granter", "role"),
             ("a vif=mac=01:00:5e:00:00:01", "vif"),
-            ("a vif=mtu=9000", "vif"),
+            ("a vif=mtu=20000", "vif"),
         ] {
             let errors = parse("module", line).expect_err(line);
             assert_eq!(errors[0].key.as_deref(), Some(key), "{line}: {errors:?}");

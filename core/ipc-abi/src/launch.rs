@@ -222,7 +222,7 @@ mod tests {
         for bad in [
             "mac=01:00:5e:00:00:01",
             "colour=red",
-            "mtu=4083",
+            "mtu=16371",
             "mtu=67",
             "mtu=",
             "mtu=-1",

@@ -451,6 +451,23 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
         Ok(Some(req))
     }
 
+    /// How many requests the frontend published that are not taken yet
+    /// (checked as `pop` checks them): a backend that needs several at
+    /// once (a frame over several receive buffers) looks before it takes.
+    pub fn pending(&mut self) -> Result<u32, RingError> {
+        let prod = self.shared.header.req_prod.load(Ordering::Acquire);
+        let available = prod.wrapping_sub(self.req_cons);
+        let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
+        if available > self.size - outstanding.min(self.size) {
+            return Err(RingError::IndexOutOfRange {
+                index: prod,
+                consumed: self.req_cons,
+            });
+        }
+        self.req_prod_seen = prod;
+        Ok(available)
+    }
+
     /// Queues a response to a request already taken (not visible until `publish`).
     pub fn push(&mut self, rsp: &Rsp) -> Result<(), RingError> {
         if self.rsp_prod_pvt == self.req_cons {

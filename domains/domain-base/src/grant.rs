@@ -9,6 +9,7 @@ use ipc_abi::hypercall::Result;
 
 /// One page-aligned page of memory.
 #[repr(C, align(4096))]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable)]
 pub struct Page(pub [u8; 4096]);
 
 /// Pages of ours granted (read-write) to one peer for as long as we live
@@ -94,6 +95,12 @@ impl GrantedPages {
 
     pub fn page_mut(&mut self, i: usize) -> &mut [u8; 4096] {
         &mut self.pages[i].0
+    }
+
+    /// Pages `first..first + count` as one run of bytes (they lie one
+    /// after the other).
+    pub fn run_mut(&mut self, first: usize, count: usize) -> &mut [u8] {
+        zerocopy::IntoBytes::as_mut_bytes(&mut self.pages[first..first + count])
     }
 
     pub fn len(&self) -> usize {

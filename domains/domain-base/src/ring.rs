@@ -251,6 +251,10 @@ impl<Req: Message, Rsp: Message> MappedBack<Req, Rsp> {
         self.back.pop()
     }
 
+    pub fn pending(&mut self) -> core::result::Result<u32, RingError> {
+        self.back.pending()
+    }
+
     pub fn push(&mut self, rsp: &Rsp) -> core::result::Result<(), RingError> {
         self.back.push(rsp)
     }

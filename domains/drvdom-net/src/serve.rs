@@ -28,9 +28,10 @@ use domain_runtime::ipc_abi::proto::control::{
     ControlMessage, ControlOp, DeviceKind, Status, ALL_DEVICES,
 };
 use domain_runtime::ipc_abi::proto::net::{
-    max_frame_for_mtu, Mac, MacText, NetConnect, RxRequest, RxResponse, TxRequest, TxResponse,
-    DEFAULT_MTU, MAX_LOCAL_FRAME, NET_RING_PAGES, NET_VERSION, RX_TAKES_BLANK_CSUM,
-    RX_TCP_CSUM_BLANK, TX_TCP_CSUM_BLANK,
+    frame_size_ok, max_frame_for_mtu, slots_for_frame, Mac, MacText, NetConnect, RxRequest,
+    RxResponse, TxRequest, TxResponse, DEFAULT_MTU, MAX_FRAME_SLOTS, MAX_LOCAL_FRAME,
+    NET_RING_PAGES, NET_VERSION, RX_MORE, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK,
+    TX_TCP_CSUM_BLANK,
 };
 use domain_runtime::net::checksum;
 use domain_runtime::ring::MappedBack;
@@ -361,6 +362,24 @@ impl Fabric {
                 // Fault injection, for restart tests.
                 panic!("crashing at frame {} as asked", self.taken);
             }
+            let blank = req.flags & TX_TCP_CSUM_BLANK != 0;
+            if req.more() {
+                // A frame over several pages: never for the wire's NIC
+                // buffer (it is switched from `frame`, as a frame for guests).
+                let (slots, whole) = self.take_chain(i, req, &mut frame);
+                taken += slots - 1;
+                let whole =
+                    whole.filter(|&len| !blank || checksum::tcp_ipv4(&frame[..len]).is_some());
+                match whole {
+                    Some(len) => {
+                        let from = Port::Vif(self.vifs[i].id);
+                        let switched = Switched::new(&mut frame[..len], blank);
+                        self.forward(from, switched, now, nic.as_deref_mut());
+                    }
+                    None => self.vifs[i].counters.refused += 1,
+                }
+                continue;
+            }
             let len = usize::from(req.len);
             // Copied straight into a free NIC buffer when there is a NIC
             // (room was checked above): sent from there if the switch says
@@ -369,9 +388,8 @@ impl Fabric {
             let (dom, gref, offset) = (v.dom, req.gref, u64::from(req.offset));
             // A blank checksum is said only of TCP over IPv4 (checked once
             // the bytes are here): the switch may have to fill it in.
-            let blank = req.flags & TX_TCP_CSUM_BLANK != 0;
             let mut staged = None;
-            let ok = req.check() && {
+            let ok = req.check() && frame_size_ok(len) && {
                 staged = nic
                     .as_deref_mut()
                     .and_then(|n| n.frame_room())
@@ -413,6 +431,64 @@ impl Fabric {
         self.scratch = frame;
         self.vifs[i].busy = taken == BATCH;
         (taken, false)
+    }
+
+    /// Takes the rest of the chain `first` begins from interface `i`'s
+    /// transmit ring, copying each part into `frame` after the one before,
+    /// and answers every request taken, alike. Returns how many it took
+    /// and, if the frame is whole (its last part came, within
+    /// `MAX_FRAME_SLOTS`) and every part was good, its length. A chain the
+    /// ring's end cuts short is refused (the runtime publishes a frame's
+    /// requests together); after a bad part the rest of its chain is left
+    /// in the ring, to be refused in turn as chains of their own.
+    fn take_chain(
+        &mut self,
+        i: usize,
+        first: TxRequest,
+        frame: &mut [u8],
+    ) -> (usize, Option<usize>) {
+        const MOST: usize = MAX_FRAME_SLOTS + 1;
+        let v = &mut self.vifs[i];
+        let mut ids = heapless::Vec::<u64, MOST>::new();
+        let (mut len, mut req) = (0, first);
+        let mut ok = loop {
+            let _ = ids.push(req.id);
+            if ids.len() > MAX_FRAME_SLOTS {
+                break false;
+            }
+            let part = usize::from(req.len);
+            let good = req.check()
+                && len + part <= frame.len()
+                && hc::grant_copy_from(
+                    v.dom,
+                    req.gref,
+                    u64::from(req.offset),
+                    &mut frame[len..len + part],
+                )
+                .is_ok();
+            len += part;
+            if !good || !req.more() {
+                break good;
+            }
+            match v.tx.pop() {
+                Ok(Some(r)) => req = r,
+                Ok(None) => break false,
+                Err(_) => {
+                    v.broken = true;
+                    return (ids.len(), None);
+                }
+            }
+        };
+        ok = ok && frame_size_ok(len);
+        for &id in ids.iter() {
+            let mut rsp = TxResponse::new_zeroed();
+            rsp.id = id;
+            rsp.status = if ok { 0 } else { Status::Invalid as u32 };
+            if v.tx.push(&rsp).is_err() {
+                v.broken = true;
+            }
+        }
+        (ids.len(), ok.then_some(len))
     }
 
     /// Switches one frame from `from`.
@@ -521,17 +597,20 @@ impl Fabric {
         }
     }
 
-    /// Puts `frame` in the next receive buffer interface `d` posted (its
-    /// checksum filled in first if it is blank and the buffer does not
-    /// take that).
+    /// Puts `frame` in the next receive buffers interface `d` posted (a
+    /// page each: a frame longer than a page goes over several, answered
+    /// as a chain, `RX_MORE`), its checksum filled in first if it is blank
+    /// and the first buffer does not take that. Dropped, and counted, if
+    /// fewer buffers are posted than it needs.
     fn deliver_to_vif(&mut self, d: usize, frame: &mut Switched<'_>) {
         let v = &mut self.vifs[d];
         if v.broken {
             return;
         }
-        let req = match v.rx.pop() {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+        let slots = slots_for_frame(frame.bytes().len());
+        match v.rx.pending() {
+            Ok(n) if n as usize >= slots => {}
+            Ok(_) => {
                 v.counters.no_buffer += 1;
                 return;
             }
@@ -539,27 +618,40 @@ impl Fabric {
                 v.broken = true;
                 return;
             }
-        };
-        let blank = frame.is_blank() && req.flags & RX_TAKES_BLANK_CSUM != 0;
-        let bytes = if blank {
-            frame.bytes()
-        } else {
-            frame.complete()
-        };
-        let copied = hc::grant_copy_to(v.dom, req.gref, 0, bytes).is_ok();
-        let mut rsp = RxResponse::new_zeroed();
-        rsp.id = req.id;
-        if copied {
-            rsp.len = bytes.len() as u16;
-            if blank {
-                rsp.flags = RX_TCP_CSUM_BLANK;
-            }
-            v.counters.received += 1;
-        } else {
-            rsp.status = Status::Invalid as u32;
         }
-        if v.rx.push(&rsp).is_err() {
-            v.broken = true;
+        let mut copied = true;
+        let mut blank = frame.is_blank();
+        for slot in 0..slots {
+            let Ok(Some(req)) = v.rx.pop() else {
+                // Counted as pending just above.
+                v.broken = true;
+                return;
+            };
+            if slot == 0 {
+                blank &= req.flags & RX_TAKES_BLANK_CSUM != 0;
+            }
+            let bytes = if blank {
+                frame.bytes()
+            } else {
+                frame.complete()
+            };
+            let part = &bytes[slot * 4096..bytes.len().min((slot + 1) * 4096)];
+            copied = copied && hc::grant_copy_to(v.dom, req.gref, 0, part).is_ok();
+            let mut rsp = RxResponse::new_zeroed();
+            rsp.id = req.id;
+            if copied {
+                rsp.len = part.len() as u16;
+                rsp.flags = if blank { RX_TCP_CSUM_BLANK } else { 0 }
+                    | if slot + 1 < slots { RX_MORE } else { 0 };
+            } else {
+                rsp.status = Status::Invalid as u32;
+            }
+            if v.rx.push(&rsp).is_err() {
+                v.broken = true;
+            }
+        }
+        if copied {
+            v.counters.received += 1;
         }
     }
 

@@ -123,9 +123,12 @@ fn block_detach(started: &mut [Started], i: usize, vdev: &str) -> Result<(), Str
 }
 
 fn net_attach(started: &mut [Started], i: usize, entry: &str) -> Result<(), String> {
-    let vif = Vif::parse(entry).ok_or(
-        "an interface is mac=XX:XX:XX:XX:XX:XX (a unicast MAC; none: one made from its name) and mtu=N (68 to 4082; none: 1500), comma-separated",
-    )?;
+    let vif = Vif::parse(entry).ok_or_else(|| {
+        use domain_runtime::ipc_abi::proto::net::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
+        format!(
+            "an interface is mac=XX:XX:XX:XX:XX:XX (a unicast MAC; none: one made from its name) and mtu=N ({MIN_MTU} to {MAX_MTU}; none: {DEFAULT_MTU}), comma-separated"
+        )
+    })?;
     let index = started[i].config.vifs.len();
     if index >= MAX_VIFS {
         return Err(format!(

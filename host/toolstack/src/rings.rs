@@ -13,7 +13,8 @@
 use ipc_abi::proto::block::{BlockRequest, BlockResponse};
 use ipc_abi::proto::console::{ConsoleRequest, ConsoleResponse};
 use ipc_abi::proto::net::{
-    RxRequest, RxResponse, TxRequest, TxResponse, RX_TAKES_BLANK_CSUM, TX_TCP_CSUM_BLANK,
+    RxRequest, RxResponse, TxRequest, TxResponse, RX_MORE, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK,
+    TX_MORE, TX_TCP_CSUM_BLANK,
 };
 use toolstack::{DumpedSlot, RingEntry};
 use zerocopy::FromBytes;
@@ -75,10 +76,20 @@ fn decode_response(device: &str, bytes: &[u8]) -> String {
             .map(|(r, _)| format!("response id {:#x}, {}", r.id, status(r.status))),
         "net-rx" => RxResponse::read_from_prefix(bytes).ok().map(|(r, _)| {
             format!(
-                "response id {:#x}, {} bytes, {}",
+                "response id {:#x}, {} bytes, {}{}{}",
                 r.id,
                 r.len,
-                status(r.status)
+                status(r.status),
+                if r.flags & RX_TCP_CSUM_BLANK != 0 {
+                    ", TCP checksum blank"
+                } else {
+                    ""
+                },
+                if r.flags & RX_MORE != 0 {
+                    ", the frame goes on in the next"
+                } else {
+                    ""
+                }
             )
         }),
         "console" => ConsoleResponse::read_from_prefix(bytes).ok().map(|(r, _)| {
@@ -116,13 +127,18 @@ fn decode(device: &str, bytes: &[u8]) -> String {
         },
         "net-tx" => match TxRequest::read_from_prefix(bytes) {
             Ok((r, _)) => format!(
-                "send {} bytes from grant {} at {}, id {:#x}{}",
+                "send {} bytes from grant {} at {}, id {:#x}{}{}",
                 r.len,
                 r.gref,
                 r.offset,
                 r.id,
                 if r.flags & TX_TCP_CSUM_BLANK != 0 {
                     ", TCP checksum blank"
+                } else {
+                    ""
+                },
+                if r.flags & TX_MORE != 0 {
+                    ", the frame goes on in the next"
                 } else {
                     ""
                 }
@@ -294,6 +310,23 @@ mod tests {
         assert_eq!(parse_ring_name("2"), None);
         assert_eq!(parse_ring_name("2:block:x"), None);
         assert_eq!(parse_ring_name("2:block:0:9"), None);
+    }
+
+    #[test]
+    fn chained_network_slots_are_decoded_as_such() {
+        use zerocopy::{FromZeros, IntoBytes};
+        let mut tx = TxRequest::new_zeroed();
+        (tx.len, tx.gref, tx.flags) = (4096, 7, TX_MORE | TX_TCP_CSUM_BLANK);
+        assert_eq!(
+            decode("net-tx", tx.as_bytes()),
+            "send 4096 bytes from grant 7 at 0, id 0x0, TCP checksum blank, the frame goes on in the next"
+        );
+        let mut rx = RxResponse::new_zeroed();
+        (rx.len, rx.flags) = (100, RX_MORE);
+        assert_eq!(
+            decode_response("net-rx", rx.as_bytes()),
+            "response id 0x0, 100 bytes, ok, the frame goes on in the next"
+        );
     }
 
     #[test]

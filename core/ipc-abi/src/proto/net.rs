@@ -20,8 +20,20 @@ pub const NET_VERSION: u32 = 1;
 /// Largest frame on the wire (Ethernet with a VLAN tag, without FCS):
 /// the NIC's, and every interface's with the default MTU.
 pub const MAX_FRAME: u16 = 1518;
-/// Largest frame between local guests: one page (a ring slot names one).
-pub const MAX_LOCAL_FRAME: u16 = 4096;
+/// Largest frame between local guests: four pages, each named by a ring
+/// slot of its own (a frame longer than a page is a chain of slots:
+/// [`TX_MORE`], [`RX_MORE`]).
+pub const MAX_LOCAL_FRAME: u16 = 4 * 4096;
+/// The most ring slots (pages) one frame takes.
+pub const MAX_FRAME_SLOTS: usize = MAX_LOCAL_FRAME as usize / 4096;
+/// Ring slots (pages) a frame of `len` bytes takes, from offset 0.
+pub const fn slots_for_frame(len: usize) -> usize {
+    if len == 0 {
+        1
+    } else {
+        len.div_ceil(4096)
+    }
+}
 /// An Ethernet header without a VLAN tag: a frame is its MTU plus this.
 pub const ETHERNET_HEADER: u16 = 14;
 /// The wire's MTU, every interface's unless its `vif` entry says `mtu=`.
@@ -32,7 +44,7 @@ pub const MIN_MTU: u16 = 68;
 pub const MAX_MTU: u16 = MAX_LOCAL_FRAME - ETHERNET_HEADER;
 
 /// The longest frame an interface of MTU `mtu` sends or takes (a VLAN
-/// tag's four bytes allowed, as on the wire, up to a page).
+/// tag's four bytes allowed, as on the wire, up to [`MAX_LOCAL_FRAME`]).
 pub const fn max_frame_for_mtu(mtu: u16) -> u16 {
     let f = mtu as u32 + ETHERNET_HEADER as u32 + 4;
     if f > MAX_LOCAL_FRAME as u32 {
@@ -110,6 +122,15 @@ pub const RX_TAKES_BLANK_CSUM: u32 = 1;
 /// a guest on this machine, copied from its page, and needs no checking
 /// (Xen's `NETRXF_data_validated`, virtio's `DATA_VALID`).
 pub const RX_TCP_CSUM_BLANK: u16 = 1;
+/// [`TxRequest::flags`]: the frame goes on in the next request's page
+/// (Xen's `NETTXF_more_data`): a frame is a chain of up to
+/// [`MAX_FRAME_SLOTS`] requests, each naming its part of it, in order; the
+/// first carries the frame's other flags. Each request gets an answer.
+pub const TX_MORE: u16 = 2;
+/// [`RxResponse::flags`]: the frame goes on in the next answer's buffer
+/// (Xen's `NETRXF_more_data`); every answer of the chain says whether the
+/// checksum is blank.
+pub const RX_MORE: u16 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -118,7 +139,7 @@ pub struct TxRequest {
     pub gref: u32,
     pub offset: u16,
     pub len: u16,
-    /// [`TX_TCP_CSUM_BLANK`] or 0.
+    /// [`TX_TCP_CSUM_BLANK`], [`TX_MORE`], or 0.
     pub flags: u16,
     pub _reserved: [u16; 3],
 }
@@ -146,9 +167,9 @@ pub struct RxRequest {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RxResponse {
     pub id: u64,
-    /// Bytes of the frame, from the start of the page.
+    /// Bytes of the frame (of its part, in a chain), from the start of the page.
     pub len: u16,
-    /// [`RX_TCP_CSUM_BLANK`] or 0.
+    /// [`RX_TCP_CSUM_BLANK`], [`RX_MORE`], or 0.
     pub flags: u16,
     pub _reserved: [u16; 2],
     /// 0 success; otherwise a [`crate::proto::control::Status`].
@@ -162,13 +183,23 @@ const _: () = assert!(core::mem::size_of::<RxRequest>() == 16);
 const _: () = assert!(core::mem::size_of::<RxResponse>() == 24);
 
 impl TxRequest {
-    /// Whether the frame lies within its page and is a frame's size (up
-    /// to [`MAX_LOCAL_FRAME`]; where it may go is the switch's decision).
+    /// Whether its part of the frame lies within its page and is not
+    /// empty (the whole frame's size is checked once its chain is whole:
+    /// [`frame_size_ok`]; where it may go is the switch's decision).
     pub fn check(&self) -> bool {
-        self.len >= MIN_FRAME
-            && self.len <= MAX_LOCAL_FRAME
-            && u32::from(self.offset) + u32::from(self.len) <= 4096
+        self.len > 0 && u32::from(self.offset) + u32::from(self.len) <= 4096
     }
+
+    /// Whether the frame goes on in the next request.
+    pub fn more(&self) -> bool {
+        self.flags & TX_MORE != 0
+    }
+}
+
+/// Whether a whole frame of `len` bytes is a frame's size: a header at
+/// least, [`MAX_LOCAL_FRAME`] at most.
+pub fn frame_size_ok(len: usize) -> bool {
+    (usize::from(MIN_FRAME)..=usize::from(MAX_LOCAL_FRAME)).contains(&len)
 }
 
 /// Whether an address is a group (broadcast or multicast) address.
@@ -273,22 +304,39 @@ mod tests {
     }
 
     #[test]
-    fn transmit_requests_must_fit_their_page() {
+    fn transmit_requests_must_fit_their_page_and_frames_their_size() {
         let mut r = TxRequest::new_zeroed();
         r.len = 60;
         assert!(r.check());
         r.offset = 4096 - 59;
         assert!(!r.check());
         r.offset = 0;
-        r.len = MAX_LOCAL_FRAME;
-        assert!(r.check(), "a local frame may fill its page");
-        r.len = MAX_LOCAL_FRAME + 1;
+        r.len = 4096;
+        assert!(r.check(), "a part may fill its page");
+        r.len = 4097;
         assert!(!r.check());
         r.offset = 1;
-        r.len = MAX_LOCAL_FRAME;
+        r.len = 4096;
         assert!(!r.check());
         r.offset = 0;
-        r.len = 13;
-        assert!(!r.check());
+        r.len = 0;
+        assert!(!r.check(), "no empty part");
+        r.len = 1;
+        assert!(
+            r.check(),
+            "a chain's part may be short; the frame is checked whole"
+        );
+        assert!(!frame_size_ok(13) && frame_size_ok(14));
+        assert!(frame_size_ok(usize::from(MAX_LOCAL_FRAME)));
+        assert!(!frame_size_ok(usize::from(MAX_LOCAL_FRAME) + 1));
+        assert_eq!(MAX_FRAME_SLOTS, 4);
+        assert_eq!(slots_for_frame(14), 1);
+        assert_eq!(slots_for_frame(4096), 1);
+        assert_eq!(slots_for_frame(4097), 2);
+        assert_eq!(
+            slots_for_frame(usize::from(MAX_LOCAL_FRAME)),
+            MAX_FRAME_SLOTS
+        );
+        assert_eq!(max_frame_for_mtu(MAX_MTU), MAX_LOCAL_FRAME);
     }
 }

@@ -6,7 +6,7 @@
 //! [`Stack::wait`] blocks until a frame arrives or smoltcp's next timer.
 
 extern crate alloc;
-use super::{checksum, NetFront, TxSide, TX_PAGES};
+use super::{checksum, NetFront, TxSide, JUMBO_TX_PAGES};
 use alloc::vec::Vec;
 use ipc_abi::hypercall::{Error, Result};
 use ipc_abi::proto::net::TX_TCP_CSUM_BLANK;
@@ -46,9 +46,9 @@ impl TxToken for Tx<'_> {
             // Too big or the ring broke: smoltcp still wants its result;
             // the frame is lost, as on a wire.
             Err(_) => {
-                let mut scratch = [0u8; ipc_abi::proto::net::MAX_LOCAL_FRAME as usize];
-                let n = len.min(scratch.len());
-                (f.take().expect("not called yet"))(&mut scratch[..n])
+                self.0.lost += 1;
+                let mut scratch = alloc::vec![0u8; len];
+                (f.take().expect("not called yet"))(&mut scratch)
             }
         }
     }
@@ -85,7 +85,7 @@ impl Device for NetFront {
         // smoltcp counts the Ethernet header in.
         c.max_transmission_unit =
             usize::from(self.mtu()) + usize::from(ipc_abi::proto::net::ETHERNET_HEADER);
-        c.max_burst_size = Some(TX_PAGES);
+        c.max_burst_size = Some(self.tx.pages());
         // TCP checksums are offloaded: left blank when sent, checked in
         // `receive` only when a frame did not come blank from a guest here.
         c.checksum.tcp = Checksum::None;
@@ -94,8 +94,9 @@ impl Device for NetFront {
 }
 
 /// Extra egress passes a poll makes (each sends at most one segment per
-/// socket): a burst fills every transmit page.
-const EGRESS_ROUNDS: usize = 2 * TX_PAGES;
+/// socket): a burst fills every transmit page (the loop stops when a
+/// pass sends nothing or no frame fits).
+const EGRESS_ROUNDS: usize = 2 * JUMBO_TX_PAGES;
 
 /// With every transmit page in flight, the longest a stack waits for the
 /// backend's answer before looking again (the answer's event comes first

@@ -1,5 +1,6 @@
-//! A hostile network frontend: every kind of bad transmit request, a flood
-//! of frames, then the transmit ring's index pushed past the ring's size.
+//! A hostile network frontend: every kind of bad transmit request (chains
+//! of requests for a frame over several pages among them), a flood of
+//! frames, then the transmit ring's index pushed past the ring's size.
 //! Each answer is printed; the backend must answer errors (or drop the
 //! interface at the end) and stay up, serving everyone else.
 
@@ -8,7 +9,7 @@
 
 use core::sync::atomic::Ordering;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::net::{TxRequest, TX_TCP_CSUM_BLANK};
+use domain_runtime::ipc_abi::proto::net::{TxRequest, TX_MORE, TX_TCP_CSUM_BLANK};
 use domain_runtime::net::NetFront;
 use domain_runtime::{println, time};
 use zerocopy::FromZeros;
@@ -29,24 +30,52 @@ fn run(_: &'static domain_runtime::StartInfo) {
         Err(e) => return println!("net-hostile: no interface: {}", e),
     };
     let gref = net.tx.page_gref(0);
-    let cases = [
-        ("an oversized frame", request(gref, 0, 4097)),
-        ("a frame past its page", request(gref, 4000, 200)),
-        ("a runt", request(gref, 0, 10)),
-        ("a grant it does not own", request(4000, 0, 60)),
+    let more = |r: TxRequest| TxRequest {
+        flags: TX_MORE,
+        ..r
+    };
+    let part = |i: usize| request(net.tx.page_gref(i), 0, 100);
+    let cases: [(&str, &[TxRequest]); 9] = [
+        ("an oversized frame", &[request(gref, 0, 4097)]),
+        ("a frame past its page", &[request(gref, 4000, 200)]),
+        ("a runt", &[request(gref, 0, 10)]),
+        ("a grant it does not own", &[request(4000, 0, 60)]),
         // Its page holds no TCP segment: a blank checksum the switch could
         // not fill in.
         (
             "a blank checksum on a frame that is not TCP",
-            TxRequest {
+            &[TxRequest {
                 flags: TX_TCP_CSUM_BLANK,
                 ..request(gref, 0, 60)
-            },
+            }],
+        ),
+        // Chains of requests (a frame over several pages), each wrong.
+        (
+            "a chain of five parts",
+            &[
+                more(part(0)),
+                more(part(1)),
+                more(part(2)),
+                more(part(3)),
+                part(4),
+            ],
+        ),
+        ("a chain cut short", &[more(part(0)), more(part(1))]),
+        (
+            "a chain with a part of a grant it does not own",
+            &[more(part(0)), more(request(4000, 0, 100)), part(2)],
+        ),
+        (
+            "a chain that makes a runt",
+            &[
+                more(request(gref, 0, 5)),
+                request(net.tx.page_gref(1), 0, 5),
+            ],
         ),
     ];
     for (what, r) in cases {
         let before = net.tx.settle().unwrap_or(0);
-        let _ = net.tx.push_raw(&r);
+        let _ = net.tx.push_raw(r);
         // Wait for the answer (the backend answers every request).
         let deadline = time::now_ns() + 5_000_000_000;
         let mut refused = before;
@@ -74,6 +103,17 @@ fn run(_: &'static domain_runtime::StartInfo) {
     match net.tx.send(&giant) {
         Ok(()) => println!("net-hostile: sent a broadcast longer than any port takes"),
         Err(e) => println!("net-hostile: cannot send a long broadcast: {:?}", e),
+    }
+    // The same over three pages (a chain of requests, well made): taken,
+    // and counted too big in turn.
+    let mut chained = [0u8; 9000];
+    chained[..14].copy_from_slice(&giant[..14]);
+    match net.tx.send(&chained) {
+        Ok(()) => println!("net-hostile: sent a broadcast of three pages"),
+        Err(e) => println!(
+            "net-hostile: cannot send a broadcast of three pages: {:?}",
+            e
+        ),
     }
     // A flood: frames to our own MAC (the switch drops them), as fast as
     // the ring takes them, until a UDP datagram to port 9 arrives (the

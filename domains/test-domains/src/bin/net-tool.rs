@@ -271,6 +271,10 @@ fn sink(stack: &mut Stack, port: u16) {
         stack.dev.rx.largest,
         stack.dev.mtu()
     );
+    println!(
+        "net-tool: {} frames lost for want of transmit pages",
+        stack.dev.tx.lost
+    );
     for _ in 0..10 {
         stack.poll();
         stack.wait(10_000_000);
@@ -388,6 +392,10 @@ fn source(stack: &mut Stack, to: &str, bytes: u64) {
         stack.poll();
         stack.wait(10_000_000);
     }
+    println!(
+        "net-tool: {} frames lost for want of transmit pages",
+        stack.dev.tx.lost
+    );
     if streamed {
         println!("net-tool: sent {} bytes of the stream", sent);
     } else {

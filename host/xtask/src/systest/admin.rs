@@ -430,9 +430,9 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
             [
                 "network-attach",
                 "hotplug-check",
-                "mac=02:00:00:00:00:08,mtu=9000",
+                "mac=02:00:00:00:00:08,mtu=20000",
             ],
-            "mtu=N (68 to 4082",
+            "mtu=N (68 to 16370",
         ),
         (
             ["network-detach", "hotplug-check", "02:00:00:00:00:01"],

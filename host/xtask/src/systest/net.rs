@@ -238,22 +238,22 @@ fn guests_talk_tcp(
     )
 }
 
-/// Guests whose `vif` says `mtu=4082` talk TCP in frames up to a page
-/// long (a ring slot each), and one of them to a guest of the wire's MTU,
-/// in frames that guest takes (TCP's MSS sees to it): both transfers
-/// intact, with the NIC on the switch.
-fn guests_of_a_page_long_mtu_talk_in_page_long_frames(
+/// Guests whose `vif` says `mtu=16370` talk TCP in frames longer than a
+/// page (each a chain of ring slots, up to four), and one of them to a
+/// guest of the wire's MTU, in frames that guest takes (TCP's MSS sees to
+/// it): both transfers intact, with the NIC on the switch.
+fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
     c: &Ctx,
     slot: &mut Option<Machine>,
 ) -> Result<(), String> {
     const BYTES: &str = "bytes=4194304";
-    let jumbo_sink = "sink memory=4M vif=mac=02:00:00:00:06:01,mtu=4082 ip=10.0.2.61/24 sink=5000";
+    let jumbo_sink = "sink memory=4M vif=mac=02:00:00:00:06:01,mtu=16370 ip=10.0.2.61/24 sink=5000";
     let jumbo_source = format!(
-        "source memory=4M vif=mac=02:00:00:00:06:02,mtu=4082 ip=10.0.2.62/24 source=10.0.2.61:5000 {BYTES}"
+        "source memory=4M vif=mac=02:00:00:00:06:02,mtu=16370 ip=10.0.2.62/24 source=10.0.2.61:5000 {BYTES}"
     );
     let plain_sink = "plain-sink memory=4M vif=mac=02:00:00:00:06:03 ip=10.0.2.63/24 sink=5000";
     let to_plain = format!(
-        "to-plain memory=4M vif=mac=02:00:00:00:06:04,mtu=4082 ip=10.0.2.64/24 source=10.0.2.63:5000 {BYTES}"
+        "to-plain memory=4M vif=mac=02:00:00:00:06:04,mtu=16370 ip=10.0.2.64/24 source=10.0.2.63:5000 {BYTES}"
     );
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
@@ -266,9 +266,9 @@ fn guests_of_a_page_long_mtu_talk_in_page_long_frames(
     let m = super::harness::boot(&config, slot)?;
     expect_line(
         m,
-        "[1] drvdom-net: domain 2 vif 0 joins the switch as 02:00:00:00:06:01 with MTU 4082",
+        "[1] drvdom-net: domain 2 vif 0 joins the switch as 02:00:00:00:06:01 with MTU 16370",
     )?;
-    for (sink, source, mtu, longest) in [(2, 3, 4082, 4096), (4, 5, 1500, 1514)] {
+    for (sink, source, mtu, longest) in [(2, 3, 16370, 16384), (4, 5, 1500, 1514)] {
         let sent = m.wait_for(
             &format!("[{source}] net-tool: sent "),
             super::harness::BOOT * 3,
@@ -292,10 +292,10 @@ fn guests_of_a_page_long_mtu_talk_in_page_long_frames(
             .nth(5)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        // Above the wire's frame when both ends allow it, never above
-        // what the receiver takes.
+        // Above a page when both ends allow it (so over several slots),
+        // never above what the receiver takes.
         let wanted = if mtu > 1500 {
-            1519..=longest
+            4097..=longest
         } else {
             60..=longest
         };
@@ -401,7 +401,8 @@ pub(super) fn sixty_four_mib_each_way(
     )
 }
 
-/// A hostile frontend's bad requests are refused one by one; its flood
+/// A hostile frontend's bad requests (chains of requests among them) are
+/// refused one by one; its flood
 /// does not stop two other guests' TCP transfer from finishing meanwhile,
 /// intact; its broken ring costs it its interface and nobody else anything.
 pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
@@ -430,6 +431,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         "a runt",
         "a grant it does not own",
         "a blank checksum on a frame that is not TCP",
+        "a chain of five parts",
+        "a chain cut short",
+        "a chain with a part of a grant it does not own",
+        "a chain that makes a runt",
     ] {
         expect_line(m, &format!("[2] net-hostile: {what}: refused"))?;
     }
@@ -437,6 +442,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         m,
         "[2] net-hostile: sent a broadcast longer than any port takes",
     )?;
+    expect_line(m, "[2] net-hostile: sent a broadcast of three pages")?;
     expect_line(m, "[2] net-hostile: flooding 100000000 frames")?;
     let sent = m.wait_for("[4] net-tool: sent ", super::harness::BOOT * 3)?;
     let got = m.wait_for("[3] net-tool: received ", super::harness::BOOT * 3)?;
@@ -460,9 +466,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         m,
         "[1] drvdom-net: domain 2 vif 0 broke its ring; disconnected",
     )?;
-    // Its long broadcast went nowhere (not to the other guests, whose MTU
-    // is the wire's, nor to the uplink) and was counted.
-    check(report.ends_with(", too big 1)"), || {
+    // Its long broadcasts (of one page and of three) went nowhere (not to
+    // the other guests, whose MTU is the wire's, nor to the uplink) and
+    // were counted.
+    check(report.ends_with(", too big 2)"), || {
         format!("drvdom-net's report: {report:?}")
     })
 }
@@ -750,7 +757,7 @@ pub(super) fn tests() -> Vec<Test> {
         a_broadcast_reaches_every_other_guest_once_and_a_forged_mac_nobody,
         two_guests_talk_tcp_through_the_switch,
         two_guests_talk_tcp_through_the_switch_with_ifname_dummy,
-        guests_of_a_page_long_mtu_talk_in_page_long_frames,
+        guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages,
         sixty_four_mib_go_host_to_guest_and_back_over_tcp_intact,
         a_hostile_network_frontend_gets_errors_and_harms_nobody,
         sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes,
