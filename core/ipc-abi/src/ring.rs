@@ -427,22 +427,9 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
 
     /// Takes the next request, if the frontend published one.
     pub fn pop(&mut self) -> Result<Option<Req>, RingError> {
-        if self.req_prod_seen == self.req_cons {
-            // Only re-read the shared index when what we saw is used up.
-            let prod = self.shared.header.req_prod.load(Ordering::Acquire);
-            let available = prod.wrapping_sub(self.req_cons);
-            // Outstanding = requests taken but not answered; the frontend may not exceed the ring.
-            let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
-            if available > self.size - outstanding.min(self.size) {
-                return Err(RingError::IndexOutOfRange {
-                    index: prod,
-                    consumed: self.req_cons,
-                });
-            }
-            if available == 0 {
-                return Ok(None);
-            }
-            self.req_prod_seen = prod;
+        // Only re-read the shared index when what we saw is used up.
+        if self.req_prod_seen == self.req_cons && self.pending()? == 0 {
+            return Ok(None);
         }
         let req = self.shared.read_slot(self.req_cons, self.mask);
         self.req_cons = self.req_cons.wrapping_add(1);
@@ -456,7 +443,16 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
     /// once (a frame over several receive buffers) looks before it takes.
     pub fn pending(&mut self) -> Result<u32, RingError> {
         let prod = self.shared.header.req_prod.load(Ordering::Acquire);
+        let available = self.available_to(prod)?;
+        self.req_prod_seen = prod;
+        Ok(available)
+    }
+
+    /// Requests not taken yet if the frontend's index is `prod`, unless
+    /// that says more than the ring holds.
+    fn available_to(&self, prod: u32) -> Result<u32, RingError> {
         let available = prod.wrapping_sub(self.req_cons);
+        // Outstanding = requests taken but not answered; the frontend may not exceed the ring.
         let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
         if available > self.size - outstanding.min(self.size) {
             return Err(RingError::IndexOutOfRange {
@@ -464,7 +460,6 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
                 consumed: self.req_cons,
             });
         }
-        self.req_prod_seen = prod;
         Ok(available)
     }
 
@@ -500,15 +495,7 @@ impl<'a, Req: Message, Rsp: Message> Back<'a, Req, Rsp> {
             .store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let prod = h.req_prod.load(Ordering::Acquire);
-        let available = prod.wrapping_sub(self.req_cons);
-        let outstanding = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
-        if available > self.size - outstanding.min(self.size) {
-            return Err(RingError::IndexOutOfRange {
-                index: prod,
-                consumed: self.req_cons,
-            });
-        }
-        Ok(available > 0)
+        Ok(self.available_to(prod)? > 0)
     }
 
     /// The frontend's connection state, as it claims it.

@@ -318,7 +318,7 @@ impl Save {
 /// The addresses of domain `id`'s pages, rising: all of them, or with
 /// `skip_fresh` those a fresh domain would not hold the same (the kernel
 /// passes over the others: `save::fresh_page`).
-fn pages_to_keep(id: DomainId, skip_fresh: bool) -> Result<Vec<u64>, String> {
+pub fn pages_to_keep(id: DomainId, skip_fresh: bool) -> Result<Vec<u64>, String> {
     let mut pages = Vec::new();
     let mut page = [0u8; PAGE_BYTES];
     let mut from = 0;

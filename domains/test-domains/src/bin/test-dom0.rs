@@ -19,13 +19,10 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
 use core::sync::atomic::{AtomicU64, Ordering};
 use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::domain::DomainState;
-use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::{events, println, time, DomainId};
 use test_domains::{number, option};
 
@@ -209,30 +206,10 @@ fn churn(_me: DomainId) {
 /// A word no fresh domain holds.
 const MARKER: u64 = 0x4c45_4654_4f56_4552;
 
-/// Calls `each(va, page)` for every page of paused domain `id`, rising.
-fn each_page(id: DomainId, mut each: impl FnMut(u64, &[u8; 4096])) -> Result<(), Error> {
-    use domain_runtime::ipc_abi::hypercall::{PAGE_READ_GO_ON, PAGE_READ_WRITABLE};
-    let mut page = [0u8; 4096];
-    let mut from = 0;
-    loop {
-        match hc::domain_page_read(id, from, &mut page, false) {
-            Ok(at) if at & PAGE_READ_GO_ON != 0 => from = at & !PAGE_READ_GO_ON,
-            Ok(at) => {
-                let va = at & !PAGE_READ_WRITABLE;
-                each(va, &page);
-                from = va + 4096;
-            }
-            Err(Error::Empty) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 fn leftovers() {
     let first = hc::domain_create("leftover-1", 1024, 0, 0, 1).expect("create");
     hc::domain_load_image(first, image("hello")).expect("load");
-    let mut vas = alloc::vec::Vec::new();
-    each_page(first, |va, _| vas.push(va)).expect("read the first");
+    let vas = toolstack_domain::save::pages_to_keep(first, false).expect("read the first");
     let marked: [u8; 4096] = core::array::from_fn(|i| MARKER.to_ne_bytes()[i % 8]);
     let filled = vas
         .iter()
@@ -244,15 +221,15 @@ fn leftovers() {
     let read_early = hc::domain_page_read(second, 0, &mut page, false).map(drop);
     let write_early = hc::domain_page_write(second, vas[vas.len() / 2], &marked).map(drop);
     hc::domain_load_image(second, image("hello")).expect("load");
-    let (mut pages, mut marks) = (0, 0);
-    each_page(second, |_, page| {
-        pages += 1;
+    let seconds = toolstack_domain::save::pages_to_keep(second, false).expect("read the second");
+    let (pages, mut marks) = (seconds.len(), 0);
+    for va in seconds {
+        hc::domain_page_read(second, va, &mut page, false).expect("read a page");
         marks += page
             .chunks_exact(8)
             .filter(|w| u64::from_ne_bytes((*w).try_into().unwrap_or_default()) == MARKER)
             .count();
-    })
-    .expect("read the second");
+    }
     println!(
         "leftovers: {} of {} pages of the first domain marked; before its image the second's memory: read {:?}, write {:?}; its {} pages hold {} marked words",
         filled,
