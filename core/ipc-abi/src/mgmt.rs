@@ -638,6 +638,9 @@ pub mod messages {
         pub backend: u32,
         /// Its frontend has connected it.
         pub connected: bool,
+        /// An interface's MTU (`mtu=` in its `vif` entry, else 1,500); 0
+        /// for a disk.
+        pub mtu: u32,
     }
 
     /// One ring connection (answer to `RingList`).
@@ -743,7 +746,7 @@ pub mod messages {
         notify_to_frontend, stalled_ms
     });
     map_text!(VcpuRecord { name, state } { domain, vcpu, cpu, running, affinity, cpu_ticks });
-    map_text!(DeviceRecord { kind, name, target, mode } { index, backend, connected });
+    map_text!(DeviceRecord { kind, name, target, mode } { index, backend, connected, mtu });
 
     impl<B> ConsoleRecord<B> {
         /// The same record with its bytes turned by `f`.

@@ -866,6 +866,8 @@ fn device_list(
                 if kind == "block" {
                     v["target"] = x.target.clone().into();
                     v["mode"] = x.mode.clone().into();
+                } else {
+                    v["mtu"] = x.mtu.into();
                 }
                 v
             })
@@ -890,12 +892,16 @@ fn device_list(
             );
         }
     } else {
-        println!("{:<5} {:<17} {:>7}  STATE", "INDEX", "MAC", "BACKEND");
+        println!(
+            "{:<5} {:<17} {:>5} {:>7}  STATE",
+            "INDEX", "MAC", "MTU", "BACKEND"
+        );
         for x in &devices {
             println!(
-                "{:<5} {:<17} {:>7}  {}",
+                "{:<5} {:<17} {:>5} {:>7}  {}",
                 x.index,
                 x.name,
+                x.mtu,
                 x.backend & 0xffff,
                 state(x.connected)
             );

@@ -458,6 +458,7 @@ impl Session {
                     mode: if d.writable { "w" } else { "r" },
                     backend: backend(s.block_backend),
                     connected: index < 32 && s.block_devices & (1 << index) != 0,
+                    mtu: 0,
                 }),
             );
         }
@@ -484,6 +485,7 @@ impl Session {
                     mode: "",
                     backend: backend(s.net_backend),
                     connected: i < 32 && s.net_devices & (1 << i) != 0,
+                    mtu: u32::from(v.mtu_or_default()),
                 }),
             );
         }

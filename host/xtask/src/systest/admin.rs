@@ -499,7 +499,10 @@ fn devices_attach_to_and_detach_from_a_running_guest_while_it_writes(
     expect_line(m, "[3] net-tool: frame from 02:00:00:00:00:10: attached")?;
     let vifs = devices("network-list")?;
     check(
-        vifs.len() == 1 && vifs[0]["name"] == "02:00:00:00:00:10" && vifs[0]["connected"] == true,
+        vifs.len() == 1
+            && vifs[0]["name"] == "02:00:00:00:00:10"
+            && vifs[0]["connected"] == true
+            && vifs[0]["mtu"] == 4082,
         || format!("network-list after the attach: {vifs:?}"),
     )?;
     let (code, out) = run(&[
