@@ -21,7 +21,7 @@ use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::proto::net::{
     max_frame_for_mtu, slots_for_frame, Mac, RxRequest, RxResponse, TxRequest, TxResponse,
     MAX_LOCAL_FRAME, MAX_MTU, MIN_FRAME, MIN_MTU, NET_VERSION, RX_MORE, RX_TAKES_BLANK_CSUM,
-    RX_TCP_CSUM_BLANK, TX_MORE,
+    RX_TCP_CSUM_BLANK, SLOT_BYTES, TX_MORE,
 };
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
@@ -33,10 +33,10 @@ pub mod tcpip;
 /// Transmit pages of an interface whose frames fit a page: frames that
 /// can be in flight to the backend.
 pub const TX_PAGES: usize = 16;
-/// Transmit pages of an interface whose MTU makes frames of several pages
-/// (eight frames of four pages in flight: with sixteen pages, TCP between
-/// two such guests ran at 134-141 MiB/s, with 32 at 150-151; an interface
-/// of a page's frames keeps sixteen, as 32 slowed frames to the NIC).
+/// Transmit pages of an interface whose MTU makes frames of several pages:
+/// eight frames of four pages in flight (sixteen pages gave TCP between
+/// two such guests a tenth less; an interface of a page's frames keeps
+/// sixteen, as 32 slowed its frames to the NIC: docs/performance.md).
 pub const JUMBO_TX_PAGES: usize = 32;
 /// Receive ring pages of such an interface, a receive page in each of its
 /// slots: sixteen frames of four pages, twice what its peer may have in
@@ -502,7 +502,7 @@ impl TxSide {
             let mut r = TxRequest::new_zeroed();
             r.id = i as u64;
             r.gref = self.pages.gref(i);
-            r.len = (len - part * 4096).min(4096) as u16;
+            r.len = (len - part * SLOT_BYTES).min(SLOT_BYTES) as u16;
             r.flags =
                 if part == 0 { flags } else { 0 } | if part + 1 < count { TX_MORE } else { 0 };
             if self.front.push(&r).is_err() {
@@ -654,7 +654,7 @@ impl RxSide {
             if i >= self.pages.len() {
                 continue;
             }
-            let part = usize::from(rsp.len).min(4096);
+            let part = usize::from(rsp.len).min(SLOT_BYTES);
             ok = ok && rsp.status == 0 && part > 0 && len + part <= self.frame.len();
             if ok {
                 self.frame[len..len + part].copy_from_slice(&self.pages.page(i)[..part]);

@@ -30,7 +30,7 @@ use domain_runtime::ipc_abi::proto::control::{
 use domain_runtime::ipc_abi::proto::net::{
     frame_size_ok, max_frame_for_mtu, slots_for_frame, Mac, MacText, NetConnect, RxRequest,
     RxResponse, TxRequest, TxResponse, DEFAULT_MTU, MAX_FRAME_SLOTS, MAX_LOCAL_FRAME,
-    NET_RING_PAGES, NET_VERSION, RX_MORE, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK,
+    NET_RING_PAGES, NET_VERSION, RX_MORE, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK, SLOT_BYTES,
     TX_TCP_CSUM_BLANK,
 };
 use domain_runtime::net::checksum;
@@ -635,7 +635,7 @@ impl Fabric {
             } else {
                 frame.complete()
             };
-            let part = &bytes[slot * 4096..bytes.len().min((slot + 1) * 4096)];
+            let part = &bytes[slot * SLOT_BYTES..bytes.len().min((slot + 1) * SLOT_BYTES)];
             copied = copied && hc::grant_copy_to(v.dom, req.gref, 0, part).is_ok();
             let mut rsp = RxResponse::new_zeroed();
             rsp.id = req.id;

@@ -23,15 +23,17 @@ pub const MAX_FRAME: u16 = 1518;
 /// Largest frame between local guests: four pages, each named by a ring
 /// slot of its own (a frame longer than a page is a chain of slots:
 /// [`TX_MORE`], [`RX_MORE`]).
-pub const MAX_LOCAL_FRAME: u16 = 4 * 4096;
+pub const MAX_LOCAL_FRAME: u16 = (MAX_FRAME_SLOTS * SLOT_BYTES) as u16;
 /// The most ring slots (pages) one frame takes.
-pub const MAX_FRAME_SLOTS: usize = MAX_LOCAL_FRAME as usize / 4096;
+pub const MAX_FRAME_SLOTS: usize = 4;
+/// The bytes of a frame one ring slot's page holds.
+pub const SLOT_BYTES: usize = 4096;
 /// Ring slots (pages) a frame of `len` bytes takes, from offset 0.
 pub const fn slots_for_frame(len: usize) -> usize {
     if len == 0 {
         1
     } else {
-        len.div_ceil(4096)
+        len.div_ceil(SLOT_BYTES)
     }
 }
 /// An Ethernet header without a VLAN tag: a frame is its MTU plus this.
@@ -187,7 +189,7 @@ impl TxRequest {
     /// empty (the whole frame's size is checked once its chain is whole:
     /// [`frame_size_ok`]; where it may go is the switch's decision).
     pub fn check(&self) -> bool {
-        self.len > 0 && u32::from(self.offset) + u32::from(self.len) <= 4096
+        self.len > 0 && usize::from(self.offset) + usize::from(self.len) <= SLOT_BYTES
     }
 
     /// Whether the frame goes on in the next request.
