@@ -635,6 +635,24 @@ mod tests {
     }
 
     #[test]
+    fn pending_counts_what_pop_would_give() {
+        let mem = Mem::new(1);
+        let mut front: Front<Req, Rsp> = Front::init(mem.shared(), 1).unwrap();
+        let mut back: Back<Req, Rsp> = Back::attach(mem.shared()).unwrap();
+        assert_eq!(back.pending(), Ok(0));
+        for id in 0..3 {
+            front.push(&Req { id, value: 0 }).unwrap();
+        }
+        assert_eq!(back.pending(), Ok(0), "not published yet");
+        front.publish();
+        assert_eq!(back.pending(), Ok(3));
+        assert_eq!(back.pop().unwrap().map(|r| r.id), Some(0));
+        assert_eq!(back.pending(), Ok(2));
+        while back.pop().unwrap().is_some() {}
+        assert_eq!(back.pending(), Ok(0));
+    }
+
+    #[test]
     fn answering_nothing_is_refused() {
         let mem = Mem::new(1);
         let _front: Front<Req, Rsp> = Front::init(mem.shared(), 1).unwrap();
@@ -652,8 +670,16 @@ mod tests {
         let mut back: Back<Req, Rsp> = Back::attach(mem.shared()).unwrap();
         mem.header.req_prod.store(33, Ordering::SeqCst);
         assert!(matches!(back.pop(), Err(RingError::IndexOutOfRange { .. })));
+        assert!(matches!(
+            back.pending(),
+            Err(RingError::IndexOutOfRange { .. })
+        ));
         mem.header.req_prod.store(u32::MAX, Ordering::SeqCst);
         assert!(matches!(back.pop(), Err(RingError::IndexOutOfRange { .. })));
+        assert!(matches!(
+            back.pending(),
+            Err(RingError::IndexOutOfRange { .. })
+        ));
         mem.header.rsp_prod.store(5, Ordering::SeqCst);
         assert_eq!(front.pop(), Err(RingError::TooManyResponses));
     }
@@ -813,6 +839,9 @@ mod tests {
                 }
                 let mut taken = 0u32;
                 for _ in 0..steps {
+                    if let Ok(n) = back.pending() {
+                        prop_assert!(n <= 32, "more pending than slots without an error");
+                    }
                     match back.pop() {
                         Ok(Some(_)) => {
                             taken += 1;
