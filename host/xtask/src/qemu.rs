@@ -551,6 +551,22 @@ impl Machine {
         self.wait_for_nth(marker, 1, timeout).map(|(_, l)| l)
     }
 
+    /// Waits until COM1's output, the line it is in the middle of
+    /// included, contains `marker`.
+    pub fn wait_for_text(&self, marker: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().expect("log lock");
+        while !log.text.contains(marker) {
+            let now = Instant::now();
+            if log.closed || now >= deadline {
+                return Err(format!("COM1 never printed {marker:?}"));
+            }
+            log = cv.wait_timeout(log, deadline - now).expect("log lock").0;
+        }
+        Ok(())
+    }
+
     /// Every COM1 line so far.
     pub fn lines(&self) -> Vec<String> {
         self.log
