@@ -3,25 +3,19 @@
 use super::harness::{check, expect_line, toolstack, Ctx, Machine};
 use super::harness::{tests, Test, CONSOLE_DOM};
 
-/// The numbers domain `dom` printed as `[dom] counter: N`, in order, after
-/// the last line containing `after` (from the start if none; a restored
-/// domain may get the slot, so the console prefix, of the one it replaces).
-fn counts(m: &Machine, dom: u32, after: &str) -> Vec<u64> {
+/// The numbers domain `dom` printed as `[dom] counter: N`, in order, from
+/// COM1's line `from` on (a restored domain may get the slot, so the
+/// console prefix, of the one it replaces: callers start after what the
+/// saved one printed).
+fn counts(m: &Machine, dom: u32, from: usize) -> Vec<u64> {
     let prefix = format!("[{dom}] counter: ");
     let lines = m.lines();
-    let from = lines
-        .iter()
-        .rposition(|l| l.contains(after))
-        .map_or(0, |i| i + 1);
-    lines[from..]
+    lines[from.min(lines.len())..]
         .iter()
         .filter_map(|l| l.split_once(&prefix).map(|(_, n)| n.trim().parse().ok()))
         .flatten()
         .collect()
 }
-
-/// What restores print before the restored domain runs.
-const RESTORED: &str = "toolstack: restored counter as domain";
 
 /// The id `toolstack` printed after `restored domain `.
 fn restored_id(out: &str) -> Option<u32> {
@@ -114,8 +108,12 @@ fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Resu
 
     // What it printed before the save, read only now: console-dom may put
     // its last lines out a moment after the save ended.
-    let before = counts(m, 2, "never printed");
+    let before = counts(m, 2, 0);
     let last = *before.last().ok_or("no count before the save")?;
+    // From here on a counter line is the restored domain's (which may
+    // print before domain 0's line saying it was restored: it runs once
+    // unpaused).
+    let seen = m.lines().len();
     let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
     let id = restored_id(&out)
         .filter(|_| code == 0)
@@ -125,7 +123,7 @@ fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Resu
     check(sum_of(&resummed).as_deref() == Some(sum.as_str()), || {
         format!("its memory summed {sum} before the save; restored: {resummed:?}")
     })?;
-    let after = counts(m, id, RESTORED);
+    let after = counts(m, id, seen);
     let expected: Vec<u64> = (last + 1..=last + 20).collect();
     check(after.get(..20) == Some(&expected[..]), || {
         format!(
@@ -165,7 +163,7 @@ fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Resu
             .any(|l| l.contains("counter") && l.contains("paused")),
         || format!("not left paused: {list}"),
     )?;
-    let kept = *counts(m, id, RESTORED).last().ok_or("no count")?;
+    let kept = *counts(m, id, seen).last().ok_or("no count")?;
     let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
     check(code != 0, || {
         format!("a restore beside the kept domain: {code} {out}")
@@ -185,15 +183,11 @@ fn a_saved_guest_restored_counts_on(c: &Ctx, slot: &mut Option<Machine>) -> Resu
 }
 
 /// What vCPU 1 of a `counter helper` in domain `dom` counted, line by
-/// line, after the last line containing `after` (as [`counts`]).
-fn helper_counts(m: &Machine, dom: u32, after: &str) -> Vec<u64> {
+/// line, from COM1's line `from` on (as [`counts`]).
+fn helper_counts(m: &Machine, dom: u32, from: usize) -> Vec<u64> {
     let prefix = format!("[{dom}] counter: helper ");
     let lines = m.lines();
-    let from = lines
-        .iter()
-        .rposition(|l| l.contains(after))
-        .map_or(0, |i| i + 1);
-    lines[from..]
+    lines[from.min(lines.len())..]
         .iter()
         .filter_map(|l| l.split_once(&prefix))
         .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
@@ -237,20 +231,18 @@ fn a_guest_with_two_vcpus_is_saved_and_both_go_on(
         names(&sock)?.lines().all(|l| !l.contains("counter")),
         || "the saved domain still runs".into(),
     )?;
-    let last = *counts(m, 2, "never printed")
-        .last()
-        .ok_or("no count before the save")?;
-    let helped = *helper_counts(m, 2, "never printed")
-        .last()
-        .ok_or("no helper count")?;
+    let last = *counts(m, 2, 0).last().ok_or("no count before the save")?;
+    let helped = *helper_counts(m, 2, 0).last().ok_or("no helper count")?;
+    // From here on a counter line is the restored domain's.
+    let seen = m.lines().len();
     let (code, out) = toolstack(&sock, &["domain", "restore", path])?;
     let id = restored_id(&out)
         .filter(|_| code == 0)
         .ok_or_else(|| format!("restore: {code} {out}"))?;
     expect_line(m, &format!("[{id}] counter: {}", last + 30))?;
-    let after = counts(m, id, RESTORED);
+    let after = counts(m, id, seen);
     let expected: Vec<u64> = (last + 1..=last + 30).collect();
-    let helper = helper_counts(m, id, RESTORED);
+    let helper = helper_counts(m, id, seen);
     check(
         after.get(..30) == Some(&expected[..])
             && helper.len() >= 2
