@@ -28,6 +28,8 @@ use zerocopy::FromZeros;
 
 pub mod checksum;
 #[cfg(feature = "tcpip")]
+pub mod demux;
+#[cfg(feature = "tcpip")]
 pub mod tcpip;
 
 /// Transmit pages of an interface whose frames fit a page: frames that

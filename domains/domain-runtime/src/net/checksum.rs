@@ -30,6 +30,13 @@ pub struct TcpSegment {
     dst: [u8; 4],
 }
 
+impl TcpSegment {
+    /// Its IPv4 source and destination addresses.
+    pub fn addresses(&self) -> ([u8; 4], [u8; 4]) {
+        (self.src, self.dst)
+    }
+}
+
 /// The TCP segment of `frame` if it is an untagged Ethernet frame carrying
 /// an unfragmented IPv4 packet of TCP whose lengths are consistent;
 /// `None` for anything else.

@@ -6,6 +6,7 @@
 //! [`Stack::wait`] blocks until a frame arrives or smoltcp's next timer.
 
 extern crate alloc;
+use super::demux::Held;
 use super::{checksum, NetFront, TxSide, JUMBO_TX_PAGES};
 use alloc::vec::Vec;
 use ipc_abi::hypercall::{Error, Result};
@@ -54,26 +55,42 @@ impl TxToken for Tx<'_> {
     }
 }
 
-impl Device for NetFront {
-    type RxToken<'a> = Rx<'a>;
-    type TxToken<'a> = Tx<'a>;
+/// smoltcp's device: the interface, and the connections the sockets held
+/// when the poll began (a resent SYN of one of them is kept from
+/// listeners: `demux`).
+struct Port<'a> {
+    dev: &'a mut NetFront,
+    held: &'a mut Held,
+}
+
+impl Device for Port<'_> {
+    type RxToken<'a>
+        = Rx<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = Tx<'a>
+    where
+        Self: 'a;
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         // smoltcp checks no TCP checksum (see `capabilities`): what was not
         // delivered blank by a guest here is checked now.
+        let rx = &mut self.dev.rx;
         loop {
-            let (frame, blank) = self.rx.next_frame_blank()?;
-            if blank || checksum::tcp_ok(frame) {
+            let (frame, blank) = rx.next_frame_blank()?;
+            if !(blank || checksum::tcp_ok(frame)) {
+                rx.bad_checksums += 1;
+            } else if self.held.admits(frame) {
                 break;
             }
-            self.rx.bad_checksums += 1;
         }
-        Some((Rx(self.rx.last_frame()), Tx(&mut self.tx)))
+        Some((Rx(self.dev.rx.last_frame()), Tx(&mut self.dev.tx)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
-        if self.tx.can_send() {
-            Some(Tx(&mut self.tx))
+        if self.dev.tx.can_send() {
+            Some(Tx(&mut self.dev.tx))
         } else {
             None
         }
@@ -84,8 +101,8 @@ impl Device for NetFront {
         c.medium = Medium::Ethernet;
         // smoltcp counts the Ethernet header in.
         c.max_transmission_unit =
-            usize::from(self.mtu()) + usize::from(ipc_abi::proto::net::ETHERNET_HEADER);
-        c.max_burst_size = Some(self.tx.pages());
+            usize::from(self.dev.mtu()) + usize::from(ipc_abi::proto::net::ETHERNET_HEADER);
+        c.max_burst_size = Some(self.dev.tx.pages());
         // TCP checksums are offloaded: left blank when sent, checked in
         // `receive` only when a frame did not come blank from a guest here.
         c.checksum.tcp = Checksum::None;
@@ -113,6 +130,8 @@ pub struct Stack {
     pub iface: Interface,
     pub sockets: SocketSet<'static>,
     pub dev: NetFront,
+    /// The connections the sockets hold, noted at each poll (`demux`).
+    pub held: Held,
     dhcp: Option<SocketHandle>,
 }
 
@@ -159,11 +178,17 @@ impl Stack {
         dev.rx.takes_blank_checksums = true;
         let mac = EthernetAddress(dev.mac());
         let config = Config::new(HardwareAddress::Ethernet(mac));
-        let iface = Interface::new(config, &mut dev, now());
+        let mut held = Held::default();
+        let mut port = Port {
+            dev: &mut dev,
+            held: &mut held,
+        };
+        let iface = Interface::new(config, &mut port, now());
         Stack {
             iface,
             sockets: SocketSet::new(Vec::new()),
             dev,
+            held,
             dhcp: None,
         }
     }
@@ -205,12 +230,17 @@ impl Stack {
         // the whole burst at once (one wake-up, not one per segment).
         self.dev.tx.hold();
         let t = now();
-        let mut sent = self.iface.poll(t, &mut self.dev, &mut self.sockets);
+        self.held.note(&self.sockets);
+        let mut port = Port {
+            dev: &mut self.dev,
+            held: &mut self.held,
+        };
+        let mut sent = self.iface.poll(t, &mut port, &mut self.sockets);
         for _ in 0..EGRESS_ROUNDS {
-            if sent == PollResult::None || !self.dev.tx.can_send() {
+            if sent == PollResult::None || !port.dev.tx.can_send() {
                 break;
             }
-            sent = self.iface.poll_egress(t, &mut self.dev, &mut self.sockets);
+            sent = self.iface.poll_egress(t, &mut port, &mut self.sockets);
         }
         self.dev.tx.flush();
         let Some(h) = self.dhcp else { return };

@@ -112,6 +112,13 @@ fn serve_http(stack: &mut Stack, c: &mut Conn, started: u64, served: &mut u64) {
             (data.len(), ())
         });
     }
+    if s.state() == tcp::State::CloseWait && c.head.is_empty() {
+        // The client closed without asking anything (a port probe): close
+        // too, rather than hold a listener until the idle timeout.
+        s.close();
+        c.answered = true;
+        return;
+    }
     let peer_done = !s.may_recv() && !c.head.is_empty();
     if web::head_complete(&c.head) || c.head.len() > web::HEAD_MAX || peer_done {
         *served += 1;

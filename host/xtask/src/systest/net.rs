@@ -566,7 +566,10 @@ fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
             "web memory=4M vif=mac=00:16:3e:00:00:80 ip=10.0.2.15/24 gw=10.0.2.2",
         ),
     ];
-    let m = super::harness::boot(&c.machine().guests(&guests).config()?.nic(&forwards), slot)?;
+    // The NIC's frames, to say who reset a page request if one fails.
+    let capture = c.dir.join("nic.pcap");
+    let config = c.machine().guests(&guests).config()?.nic(&forwards);
+    let m = super::harness::boot(&config.capture_frames(&capture), slot)?;
     expect_line(m, "[2] net-tool: listening on port 5001")?;
     expect_line(m, "[3] web: serving http on 10.0.2.15:80")?;
     // Page requests in a loop, all through the transfer. A request may
@@ -583,8 +586,10 @@ fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
             let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
                 let asked = machine_start.elapsed();
-                let page =
-                    curl_waiting(http, 90).map_err(|e| format!("{e} (asked at {asked:?})"))?;
+                let page = curl_waiting(http, 90).map_err(|e| {
+                    let failed = machine_start.elapsed();
+                    format!("{e} (asked at {asked:?}, failed at {failed:?})")
+                })?;
                 if !page.contains("requests served: ") {
                     return Err(format!("a page request got {page:?}"));
                 }
@@ -601,7 +606,15 @@ fn sixty_four_mib_and_page_requests_survive_ten_drvdom_net_crashes(
     let (pages, slowest) = asker
         .join()
         .map_err(|_| "the page loop panicked".to_string())?
-        .map_err(|e| format!("{e}; lines with times:\n{}", timed_log(m)))?;
+        .map_err(|e| {
+            let story = crate::pcap::story(&capture, 80).unwrap_or_else(|e| e);
+            let lines: Vec<_> = story.lines().collect();
+            let last = lines[lines.len().saturating_sub(40)..].join("\n");
+            format!(
+                "{e}; the page connections' last segments (NIC side):\n{last}\nlines with times:\n{}",
+                timed_log(m)
+            )
+        })?;
     println!("  {pages} pages served during the transfer, the slowest in {slowest:.1?}");
     let got = got?;
     check(
