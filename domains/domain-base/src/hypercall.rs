@@ -3,7 +3,7 @@
 use ipc_abi::domain::{
     CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext, VcpuInfo,
 };
-use ipc_abi::hypercall::{args, decode, Args, Destroyed, Result};
+use ipc_abi::hypercall::{args, decode, Args, Destroyed, GrantCopyOp, Result, GRANT_COPY_BATCH};
 use ipc_abi::shared::Virq;
 use zerocopy::FromZeros;
 
@@ -197,6 +197,106 @@ pub fn grant_copy_to(granter: DomainId, gref: u32, offset: u64, from: &[u8]) -> 
         len: from.len() as u64,
         to_grant: true,
     })
+}
+
+/// Copies through grants gathered first and made in one `GrantCopyBatch`
+/// (at most `GRANT_COPY_BATCH`): the local buffers stay borrowed until
+/// [`CopyBatch::run`], so the kernel writes only into memory the batch
+/// holds the only reference to.
+#[derive(Default)]
+pub struct CopyBatch<'a> {
+    ops: heapless::Vec<GrantCopyOp, GRANT_COPY_BATCH>,
+    buffers: core::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> CopyBatch<'a> {
+    /// Adds a copy of `into.len()` bytes at `offset` of `granter`'s page
+    /// `gref` into `into`; false (nothing added) when the batch is full.
+    pub fn from_grant(
+        &mut self,
+        granter: DomainId,
+        gref: u32,
+        offset: u64,
+        into: &'a mut [u8],
+    ) -> bool {
+        self.add(
+            granter,
+            gref,
+            offset,
+            into.as_mut_ptr() as u64,
+            into.len(),
+            false,
+        )
+    }
+
+    /// Adds a copy of `from` to `offset` of `granter`'s page `gref`.
+    pub fn to_grant(&mut self, granter: DomainId, gref: u32, offset: u64, from: &'a [u8]) -> bool {
+        self.add(
+            granter,
+            gref,
+            offset,
+            from.as_ptr() as u64,
+            from.len(),
+            true,
+        )
+    }
+
+    fn add(
+        &mut self,
+        granter: DomainId,
+        gref: u32,
+        offset: u64,
+        va: u64,
+        len: usize,
+        to: bool,
+    ) -> bool {
+        // Lengths and offsets past a page are the kernel's to refuse; one
+        // that does not fit the field is made one it refuses.
+        let op = GrantCopyOp {
+            granter: granter.0,
+            gref,
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            local_va: va,
+            to_grant: u32::from(to),
+            _reserved: 0,
+        };
+        self.ops.push(op).is_ok()
+    }
+
+    /// Copies gathered so far.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Makes every copy, in order, in one hypercall (none if empty; a
+    /// plain `GrantCopy` for one, with no array for the kernel to read);
+    /// the first that fails ends it with its error.
+    pub fn run(self) -> Result<()> {
+        if let [op] = self.ops[..] {
+            return call(args::GrantCopy {
+                granter: DomainId(op.granter),
+                gref: u64::from(op.gref),
+                offset: u64::from(op.offset),
+                local_va: op.local_va,
+                len: u64::from(op.len),
+                to_grant: op.to_grant != 0,
+            })
+            .map(|_| ());
+        }
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        call(args::GrantCopyBatch {
+            ops: self.ops.as_ptr() as u64,
+            count: self.ops.len() as u64,
+        })
+        .map(|_| ())
+    }
 }
 
 /// Creates a paused, empty domain (control domain only).

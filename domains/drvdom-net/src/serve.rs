@@ -450,22 +450,19 @@ impl Fabric {
         const MOST: usize = MAX_FRAME_SLOTS + 1;
         let v = &mut self.vifs[i];
         let mut ids = heapless::Vec::<u64, MOST>::new();
+        // Each good part's grant, offset and length, copied together below.
+        let mut parts = heapless::Vec::<(u32, u64, usize), MOST>::new();
         let (mut len, mut req) = (0, first);
-        let mut ok = loop {
+        let ok = loop {
             let _ = ids.push(req.id);
             if ids.len() > MAX_FRAME_SLOTS {
                 break false;
             }
             let part = usize::from(req.len);
-            let good = req.check()
-                && len + part <= frame.len()
-                && hc::grant_copy_from(
-                    v.dom,
-                    req.gref,
-                    u64::from(req.offset),
-                    &mut frame[len..len + part],
-                )
-                .is_ok();
+            let good = req.check() && len + part <= frame.len();
+            if good {
+                let _ = parts.push((req.gref, u64::from(req.offset), part));
+            }
             len += part;
             if !good || !req.more() {
                 break good;
@@ -479,7 +476,17 @@ impl Fabric {
                 }
             }
         };
-        ok = ok && frame_size_ok(len);
+        let ok = ok && frame_size_ok(len) && {
+            // One hypercall for every part, each after the one before.
+            let mut batch = hc::CopyBatch::default();
+            let mut rest = &mut frame[..];
+            for &(gref, offset, part) in &parts {
+                let (piece, after) = core::mem::take(&mut rest).split_at_mut(part);
+                batch.from_grant(v.dom, gref, offset, piece);
+                rest = after;
+            }
+            batch.run().is_ok()
+        };
         for &id in ids.iter() {
             let mut rsp = TxResponse::new_zeroed();
             rsp.id = id;
@@ -619,28 +626,37 @@ impl Fabric {
                 return;
             }
         }
-        let mut copied = true;
-        let mut blank = frame.is_blank();
-        for slot in 0..slots {
-            let Ok(Some(req)) = v.rx.pop() else {
-                // Counted as pending just above.
-                v.broken = true;
-                return;
-            };
-            if slot == 0 {
-                blank &= req.flags & RX_TAKES_BLANK_CSUM != 0;
+        let mut requests = heapless::Vec::<RxRequest, MAX_FRAME_SLOTS>::new();
+        for _ in 0..slots {
+            match v.rx.pop() {
+                // Counted as pending just above; a frame is at most
+                // `MAX_FRAME_SLOTS` pages (`slots_for_frame`).
+                Ok(Some(req)) if requests.push(req).is_ok() => {}
+                _ => {
+                    v.broken = true;
+                    return;
+                }
             }
-            let bytes = if blank {
-                frame.bytes()
-            } else {
-                frame.complete()
-            };
+        }
+        let blank = frame.is_blank() && requests[0].flags & RX_TAKES_BLANK_CSUM != 0;
+        let bytes = if blank {
+            frame.bytes()
+        } else {
+            frame.complete()
+        };
+        // Every part in one hypercall.
+        let mut batch = hc::CopyBatch::default();
+        for (slot, req) in requests.iter().enumerate() {
             let part = &bytes[slot * SLOT_BYTES..bytes.len().min((slot + 1) * SLOT_BYTES)];
-            copied = copied && hc::grant_copy_to(v.dom, req.gref, 0, part).is_ok();
+            batch.to_grant(v.dom, req.gref, 0, part);
+        }
+        let copied = batch.run().is_ok();
+        for (slot, req) in requests.iter().enumerate() {
             let mut rsp = RxResponse::new_zeroed();
             rsp.id = req.id;
             if copied {
-                rsp.len = part.len() as u16;
+                let part = bytes.len().min((slot + 1) * SLOT_BYTES) - slot * SLOT_BYTES;
+                rsp.len = part as u16;
                 rsp.flags = if blank { RX_TCP_CSUM_BLANK } else { 0 }
                     | if slot + 1 < slots { RX_MORE } else { 0 };
             } else {

@@ -12,6 +12,7 @@
 //! errors, who may call it) is `docs/hypercalls.md`.
 
 use core::fmt;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 mod calls;
 pub use calls::{args, Args, Hypercall, Register};
@@ -30,6 +31,30 @@ pub const PAGE_READ_SCAN: u64 = 1024;
 /// 1, no page was copied and the address is where to go on from.
 pub const PAGE_READ_WRITABLE: u64 = 1;
 pub const PAGE_READ_GO_ON: u64 = 2;
+
+/// Most copies one `GrantCopyBatch` takes (a frame of
+/// `proto::net::MAX_FRAME_SLOTS` pages fits, twice over).
+pub const GRANT_COPY_BATCH: usize = 8;
+
+/// One copy of a `GrantCopyBatch`: the arguments of a `GrantCopy`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct GrantCopyOp {
+    pub granter: u32,
+    pub gref: u32,
+    /// Where in the granted page, and how many bytes (within the page).
+    pub offset: u32,
+    pub len: u32,
+    /// The caller's memory it copies from or to.
+    pub local_va: u64,
+    /// Non-zero: local memory into the granted page; zero: the other way.
+    pub to_grant: u32,
+    pub _reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<GrantCopyOp>() == 32);
 
 /// Number of hypercall slots (numbers at or above are invalid).
 pub const HYPERCALL_LIMIT: u64 = 81;

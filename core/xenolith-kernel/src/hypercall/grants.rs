@@ -5,7 +5,9 @@ use super::rights::require_control;
 use crate::arch::memory::with_frames;
 use crate::domain::{grants, Kernel};
 use crate::usermem;
-use ipc_abi::hypercall::{args, Error};
+use ipc_abi::domain::DomainId;
+use ipc_abi::hypercall::{args, Error, GrantCopyOp, GRANT_COPY_BATCH};
+use zerocopy::IntoBytes;
 
 pub fn create(k: &mut Kernel, caller: usize, a: args::GrantCreate) -> Result<u64, Error> {
     grants::create(k, caller, a.grantee, a.va, a.readonly).map(u64::from)
@@ -28,6 +30,29 @@ pub fn copy(k: &mut Kernel, caller: usize, a: args::GrantCopy) -> Result<u64, Er
         k, caller, a.granter, a.gref, a.offset, a.local_va, a.len, a.to_grant,
     )
     .map(|_| 0)
+}
+
+pub fn copy_batch(k: &mut Kernel, caller: usize, a: args::GrantCopyBatch) -> Result<u64, Error> {
+    let count = usize::try_from(a.count).map_err(|_| Error::InvalidArgument)?;
+    if !(1..=GRANT_COPY_BATCH).contains(&count) {
+        return Err(Error::InvalidArgument);
+    }
+    let mut ops = [GrantCopyOp::default(); GRANT_COPY_BATCH];
+    let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
+    usermem::copy_from(&d.space, a.ops, ops[..count].as_mut_bytes())?;
+    for op in &ops[..count] {
+        grants::copy(
+            k,
+            caller,
+            DomainId(op.granter),
+            u64::from(op.gref),
+            u64::from(op.offset),
+            op.local_va,
+            u64::from(op.len),
+            op.to_grant != 0,
+        )?;
+    }
+    Ok(0)
 }
 
 pub fn peek(k: &mut Kernel, caller: usize, a: args::GrantPeek) -> Result<u64, Error> {

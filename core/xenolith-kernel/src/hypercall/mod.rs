@@ -111,6 +111,7 @@ fn route<G: Gate>(
         GrantMap(a) => grants::map(k, caller, a),
         GrantUnmap(a) => grants::unmap(k, caller, a),
         GrantCopy(a) => grants::copy(k, caller, a),
+        GrantCopyBatch(a) => grants::copy_batch(k, caller, a),
         GrantPeek(a) => grants::peek(k, caller, a),
 
         DomainCreate(a) => control::create(k, caller, a),

@@ -179,6 +179,23 @@ fn targeted_checks() -> (usize, usize) {
             [0x0001_0000, 0, 4000, 0x40_0000, 200, 0],
             &[Error::InvalidArgument],
         ),
+        // A batch of copies: none, more than the bound, or its array in
+        // the kernel half.
+        (
+            GrantCopyBatch,
+            [0x40_0000, 0, 0, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
+        (
+            GrantCopyBatch,
+            [0x40_0000, 9, 0, 0, 0, 0],
+            &[Error::InvalidArgument],
+        ),
+        (
+            GrantCopyBatch,
+            [kernel, 1, 0, 0, 0, 0],
+            &[Error::BadAddress],
+        ),
         (Shutdown, [7, 0, 0, 0, 0, 0], &[Error::InvalidArgument]),
         // Save and restore calls on a stale domain, with kernel pointers:
         // refused before any pointer is used (a guest lacks the right).
