@@ -99,6 +99,11 @@ impl GrantedPages {
 
     /// Pages `first..first + count` as one run of bytes (they lie one
     /// after the other).
+    pub fn run(&self, first: usize, count: usize) -> &[u8] {
+        zerocopy::IntoBytes::as_bytes(&self.pages[first..first + count])
+    }
+
+    /// [`GrantedPages::run`], to write.
     pub fn run_mut(&mut self, first: usize, count: usize) -> &mut [u8] {
         zerocopy::IntoBytes::as_mut_bytes(&mut self.pages[first..first + count])
     }

@@ -20,8 +20,8 @@ use ipc_abi::launch;
 use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::proto::net::{
     max_frame_for_mtu, slots_for_frame, Mac, RxRequest, RxResponse, TxRequest, TxResponse,
-    MAX_LOCAL_FRAME, MAX_MTU, MIN_FRAME, MIN_MTU, NET_VERSION, RX_MORE, RX_TAKES_BLANK_CSUM,
-    RX_TCP_CSUM_BLANK, SLOT_BYTES, TX_MORE,
+    MAX_FRAME_SLOTS, MAX_LOCAL_FRAME, MAX_MTU, MIN_FRAME, MIN_MTU, NET_VERSION, RX_MORE,
+    RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK, SLOT_BYTES, TX_MORE,
 };
 use ipc_abi::ring::Front;
 use zerocopy::FromZeros;
@@ -112,9 +112,14 @@ pub struct RxSide {
     front: Front<'static, RxRequest, RxResponse>,
     pages: GrantedPages,
     port: u16,
-    /// The last frame taken out of its pages (a frame from a guest here
-    /// may fill several: a chain of answers, `RX_MORE`).
+    /// A frame put together out of pages that do not lie one after the
+    /// other (a frame from a guest here may fill several: a chain of
+    /// answers, `RX_MORE`).
     frame: Box<[u8]>,
+    /// The pages the last frame lies in, where it was left for its user
+    /// (first and count): posted again at the next look for a frame.
+    lent: Option<(usize, usize)>,
+    /// Whether the last frame lies in its pages (`lent`) or in `frame`.
     /// Frames received.
     pub received: u64,
     /// The longest of them (bytes).
@@ -126,6 +131,7 @@ pub struct RxSide {
     /// and its length.
     last_blank: bool,
     last_len: usize,
+    last_in_place: bool,
     /// Frames its user dropped for a wrong checksum.
     pub bad_checksums: u64,
 }
@@ -271,8 +277,10 @@ impl NetFront {
                 received: 0,
                 largest: 0,
                 takes_blank_checksums: false,
+                lent: None,
                 last_blank: false,
                 last_len: 0,
+                last_in_place: false,
                 bad_checksums: 0,
             },
             mac,
@@ -432,6 +440,8 @@ impl NetFront {
         if !matches!(self.follow_restart(), Ok(false)) {
             return;
         }
+        // The last frame's pages go back before we sleep.
+        self.rx.give_back();
         let control = crate::control::port();
         loop {
             if crate::events::take(self.port) || control.is_some_and(crate::events::take) {
@@ -602,12 +612,12 @@ impl TxSide {
 impl RxSide {
     /// Posts every receive page.
     fn post_all(&mut self) -> core::result::Result<(), ()> {
+        // A fresh ring: the page lent out goes back with the rest.
+        self.lent = None;
         for i in 0..self.pages.len() {
             self.post(i)?;
         }
-        if self.front.publish() {
-            let _ = hc::event_send(self.port);
-        }
+        self.publish();
         Ok(())
     }
 
@@ -621,25 +631,49 @@ impl RxSide {
         self.front.push(&r).map_err(|_| ())
     }
 
+    fn publish(&mut self) {
+        if self.front.publish() {
+            let _ = hc::event_send(self.port);
+        }
+    }
+
+    /// Posts again the pages the last frame was left in.
+    fn give_back(&mut self) {
+        if let Some((first, count)) = self.lent.take() {
+            for i in first..first + count {
+                let _ = self.post(i);
+            }
+            self.publish();
+        }
+    }
+
     /// The frame [`RxSide::next_frame`] gave last.
     pub fn last_frame(&self) -> &[u8] {
-        &self.frame[..self.last_len]
+        match (self.last_in_place, self.lent) {
+            (true, Some((first, count))) => &self.pages.run(first, count)[..self.last_len],
+            (true, None) => &[],
+            (false, _) => &self.frame[..self.last_len],
+        }
     }
 
     /// [`RxSide::next_frame`], and whether its TCP checksum is blank
     /// (`RX_TCP_CSUM_BLANK`: a guest here sent it so; nothing to check).
     pub fn next_frame_blank(&mut self) -> Option<(&[u8], bool)> {
         self.next_frame()?;
-        Some((&self.frame[..self.last_len], self.last_blank))
+        Some((self.last_frame(), self.last_blank))
     }
 
-    /// The next frame the backend delivered, copied out of its pages
-    /// (which go back to the backend at once); None if there is none now.
+    /// The next frame the backend delivered, if there is one now. It is
+    /// read where it lies when its pages follow one another (a page
+    /// each but the last full), else copied out of them; its pages go
+    /// back to the backend at the next call (or at once, when copied).
     /// A chain with a failed part is dropped whole.
     pub fn next_frame(&mut self) -> Option<&[u8]> {
-        // Of the frame being put together: bytes so far, and whether each
-        // part so far was good.
-        let (mut len, mut ok) = (0, true);
+        self.give_back();
+        // The frame being put together: its pages and their bytes, and
+        // whether each part so far was good.
+        let mut parts = heapless::Vec::<(usize, usize), MAX_FRAME_SLOTS>::new();
+        let mut ok = true;
         loop {
             let rsp = match self.front.pop() {
                 Ok(Some(r)) => r,
@@ -647,6 +681,7 @@ impl RxSide {
                     // Ask to be woken for the next one (the backend answers
                     // a chain's parts together: none is left half-taken).
                     if !self.front.final_check().unwrap_or(false) {
+                        self.post_again(&parts);
                         return None;
                     }
                     continue;
@@ -657,28 +692,58 @@ impl RxSide {
                 continue;
             }
             let part = usize::from(rsp.len).min(SLOT_BYTES);
-            ok = ok && rsp.status == 0 && part > 0 && len + part <= self.frame.len();
-            if ok {
-                self.frame[len..len + part].copy_from_slice(&self.pages.page(i)[..part]);
-                len += part;
-            }
-            let _ = self.post(i);
-            if self.front.publish() {
-                let _ = hc::event_send(self.port);
+            let good = ok && rsp.status == 0 && part > 0;
+            if !(good && parts.push((i, part)).is_ok()) {
+                ok = false;
+                let _ = self.post(i);
             }
             if rsp.flags & RX_MORE != 0 {
                 continue;
             }
-            if ok {
-                self.received += 1;
-                self.largest = self.largest.max(len);
-                self.last_blank = rsp.flags & RX_TCP_CSUM_BLANK != 0;
-                self.last_len = len;
-                return Some(&self.frame[..len]);
+            if !ok {
+                self.post_again(&parts);
+                (parts, ok) = (heapless::Vec::new(), true);
+                continue;
             }
-            (len, ok) = (0, true);
+            let len = parts.iter().map(|&(_, n)| n).sum();
+            self.last_in_place = follow_one_another(&parts);
+            if self.last_in_place {
+                self.lent = Some((parts[0].0, parts.len()));
+            } else {
+                let mut at = 0;
+                for &(i, n) in &parts {
+                    self.frame[at..at + n].copy_from_slice(&self.pages.page(i)[..n]);
+                    at += n;
+                }
+                self.post_again(&parts);
+            }
+            self.received += 1;
+            self.largest = self.largest.max(len);
+            self.last_blank = rsp.flags & RX_TCP_CSUM_BLANK != 0;
+            self.last_len = len;
+            return Some(self.last_frame());
         }
     }
+
+    /// Posts the pages of `parts` again.
+    fn post_again(&mut self, parts: &[(usize, usize)]) {
+        for &(i, _) in parts {
+            let _ = self.post(i);
+        }
+        self.publish();
+    }
+}
+
+/// Whether a frame's parts (page, bytes) lie one after the other: pages
+/// in a run, every part but the last a whole page.
+fn follow_one_another(parts: &[(usize, usize)]) -> bool {
+    let Some(&(first, _)) = parts.first() else {
+        return false;
+    };
+    parts
+        .iter()
+        .enumerate()
+        .all(|(k, &(page, n))| page == first + k && (k + 1 == parts.len() || n == SLOT_BYTES))
 }
 
 /// Every one of `count` (at most 64) pages free.
@@ -696,7 +761,7 @@ fn free_run(free: u64, count: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{all_pages, free_run};
+    use super::{all_pages, follow_one_another, free_run, SLOT_BYTES};
 
     #[test]
     fn a_frame_of_several_pages_gets_the_first_run_of_free_pages() {
@@ -712,5 +777,20 @@ mod tests {
         // A run never reaches past the last page.
         assert_eq!(free_run(1 << 63, 2), None);
         assert_eq!(free_run(0b11 << 62, 2), Some(62));
+    }
+
+    #[test]
+    fn a_frame_is_read_in_place_only_when_its_pages_follow_one_another() {
+        let page = SLOT_BYTES;
+        assert!(follow_one_another(&[(5, 60)]));
+        assert!(follow_one_another(&[(5, page), (6, page), (7, 100)]));
+        // Pages out of order, a gap, the ring's pages wrapping round.
+        assert!(!follow_one_another(&[(6, page), (5, 100)]));
+        assert!(!follow_one_another(&[(5, page), (7, 100)]));
+        assert!(!follow_one_another(&[(63, page), (0, 100)]));
+        // A part short of a page before the last: its bytes would not
+        // follow on.
+        assert!(!follow_one_another(&[(5, 100), (6, 100)]));
+        assert!(!follow_one_another(&[]));
     }
 }
