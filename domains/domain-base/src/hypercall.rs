@@ -3,7 +3,9 @@
 use ipc_abi::domain::{
     CreateDomain, DomainId, DomainInfo, KernelStats, ShutdownReason, VcpuContext, VcpuInfo,
 };
-use ipc_abi::hypercall::{args, decode, Args, Destroyed, GrantCopyOp, Result, GRANT_COPY_BATCH};
+use ipc_abi::hypercall::{
+    args, decode, Args, CopyEnd, Destroyed, GrantCopyOp, Result, GRANT_COPY_BATCH,
+};
 use ipc_abi::shared::Virq;
 use zerocopy::FromZeros;
 
@@ -219,46 +221,36 @@ impl<'a> CopyBatch<'a> {
         offset: u64,
         into: &'a mut [u8],
     ) -> bool {
-        self.add(
-            granter,
-            gref,
-            offset,
-            into.as_mut_ptr() as u64,
-            into.len(),
-            false,
-        )
+        let from = CopyEnd::granted(granter.0, gref, offset);
+        let to = CopyEnd::local(into.as_mut_ptr() as u64);
+        self.add(from, to, into.len())
     }
 
     /// Adds a copy of `from` to `offset` of `granter`'s page `gref`.
     pub fn to_grant(&mut self, granter: DomainId, gref: u32, offset: u64, from: &'a [u8]) -> bool {
-        self.add(
-            granter,
-            gref,
-            offset,
-            from.as_ptr() as u64,
-            from.len(),
-            true,
-        )
+        let to = CopyEnd::granted(granter.0, gref, offset);
+        self.add(CopyEnd::local(from.as_ptr() as u64), to, from.len())
     }
 
-    fn add(
+    /// Adds a copy of `len` bytes from one granted page to another
+    /// (`(granter, gref, offset)` each), page to page.
+    pub fn between_grants(
         &mut self,
-        granter: DomainId,
-        gref: u32,
-        offset: u64,
-        va: u64,
+        from: (DomainId, u32, u64),
+        to: (DomainId, u32, u64),
         len: usize,
-        to: bool,
     ) -> bool {
-        // Lengths and offsets past a page are the kernel's to refuse; one
-        // that does not fit the field is made one it refuses.
+        let from = CopyEnd::granted(from.0 .0, from.1, from.2);
+        self.add(from, CopyEnd::granted(to.0 .0, to.1, to.2), len)
+    }
+
+    fn add(&mut self, from: CopyEnd, to: CopyEnd, len: usize) -> bool {
+        // A length past a page is the kernel's to refuse; one that does
+        // not fit the field is made one it refuses.
         let op = GrantCopyOp {
-            granter: granter.0,
-            gref,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            from,
+            to,
             len: u32::try_from(len).unwrap_or(u32::MAX),
-            local_va: va,
-            to_grant: u32::from(to),
             _reserved: 0,
         };
         self.ops.push(op).is_ok()
@@ -278,15 +270,24 @@ impl<'a> CopyBatch<'a> {
     /// the first that fails ends it with its error.
     pub fn run(self) -> Result<()> {
         if let [op] = self.ops[..] {
-            return call(args::GrantCopy {
-                granter: DomainId(op.granter),
-                gref: u64::from(op.gref),
-                offset: u64::from(op.offset),
-                local_va: op.local_va,
-                len: u64::from(op.len),
-                to_grant: op.to_grant != 0,
-            })
-            .map(|_| ());
+            // One copy with a local end: a plain `GrantCopy`.
+            let plain = match (op.from.granter, op.to.granter) {
+                (CopyEnd::LOCAL, CopyEnd::LOCAL) => None,
+                (CopyEnd::LOCAL, _) => Some((op.to, op.from.at, true)),
+                (_, CopyEnd::LOCAL) => Some((op.from, op.to.at, false)),
+                _ => None,
+            };
+            if let Some((grant, local_va, to_grant)) = plain {
+                return call(args::GrantCopy {
+                    granter: DomainId(grant.granter),
+                    gref: u64::from(grant.gref),
+                    offset: grant.at,
+                    local_va,
+                    len: u64::from(op.len),
+                    to_grant,
+                })
+                .map(|_| ());
+            }
         }
         if self.ops.is_empty() {
             return Ok(());

@@ -572,6 +572,11 @@ impl TxSide {
         self.pages.gref(i)
     }
 
+    /// Transmit page `i`, to write a frame into for [`TxSide::push_raw`].
+    pub fn page_mut(&mut self, i: usize) -> &mut [u8; 4096] {
+        self.pages.page_mut(i)
+    }
+
     /// Answers taken so far that were errors, and whether the ring still works.
     pub fn settle(&mut self) -> core::result::Result<u64, SendError> {
         self.reclaim().map_err(|_| SendError::Ring)?;

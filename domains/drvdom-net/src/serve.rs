@@ -18,6 +18,8 @@
 //! frontend that breaks a ring is disconnected; the rest carry on.
 
 extern crate alloc;
+mod chain;
+
 use crate::switch::{Drop, Port, Switch, Verdict};
 use crate::switched::Switched;
 use alloc::boxed::Box;
@@ -365,19 +367,8 @@ impl Fabric {
             let blank = req.flags & TX_TCP_CSUM_BLANK != 0;
             if req.more() {
                 // A frame over several pages: never for the wire's NIC
-                // buffer (it is switched from `frame`, as a frame for guests).
-                let (slots, whole) = self.take_chain(i, req, &mut frame);
-                taken += slots - 1;
-                let whole =
-                    whole.filter(|&len| !blank || checksum::tcp_ipv4(&frame[..len]).is_some());
-                match whole {
-                    Some(len) => {
-                        let from = Port::Vif(self.vifs[i].id);
-                        let switched = Switched::new(&mut frame[..len], blank);
-                        self.forward(from, switched, now, nic.as_deref_mut());
-                    }
-                    None => self.vifs[i].counters.refused += 1,
-                }
+                // buffer (`chain.rs`).
+                taken += self.switch_chain(i, req, &mut frame, now, nic.as_deref_mut()) - 1;
                 continue;
             }
             let len = usize::from(req.len);
@@ -431,71 +422,6 @@ impl Fabric {
         self.scratch = frame;
         self.vifs[i].busy = taken == BATCH;
         (taken, false)
-    }
-
-    /// Takes the rest of the chain `first` begins from interface `i`'s
-    /// transmit ring, copying each part into `frame` after the one before,
-    /// and answers every request taken, alike. Returns how many it took
-    /// and, if the frame is whole (its last part came, within
-    /// `MAX_FRAME_SLOTS`) and every part was good, its length. A chain the
-    /// ring's end cuts short is refused (the runtime publishes a frame's
-    /// requests together); after a bad part the rest of its chain is left
-    /// in the ring, to be refused in turn as chains of their own.
-    fn take_chain(
-        &mut self,
-        i: usize,
-        first: TxRequest,
-        frame: &mut [u8],
-    ) -> (usize, Option<usize>) {
-        const MOST: usize = MAX_FRAME_SLOTS + 1;
-        let v = &mut self.vifs[i];
-        let mut ids = heapless::Vec::<u64, MOST>::new();
-        // Each good part's grant, offset and length, copied together below.
-        let mut parts = heapless::Vec::<(u32, u64, usize), MOST>::new();
-        let (mut len, mut req) = (0, first);
-        let ok = loop {
-            let _ = ids.push(req.id);
-            if ids.len() > MAX_FRAME_SLOTS {
-                break false;
-            }
-            let part = usize::from(req.len);
-            let good = req.check() && len + part <= frame.len();
-            if good {
-                let _ = parts.push((req.gref, u64::from(req.offset), part));
-            }
-            len += part;
-            if !good || !req.more() {
-                break good;
-            }
-            match v.tx.pop() {
-                Ok(Some(r)) => req = r,
-                Ok(None) => break false,
-                Err(_) => {
-                    v.broken = true;
-                    return (ids.len(), None);
-                }
-            }
-        };
-        let ok = ok && frame_size_ok(len) && {
-            // One hypercall for every part, each after the one before.
-            let mut batch = hc::CopyBatch::default();
-            let mut rest = &mut frame[..];
-            for &(gref, offset, part) in &parts {
-                let (piece, after) = core::mem::take(&mut rest).split_at_mut(part);
-                batch.from_grant(v.dom, gref, offset, piece);
-                rest = after;
-            }
-            batch.run().is_ok()
-        };
-        for &id in ids.iter() {
-            let mut rsp = TxResponse::new_zeroed();
-            rsp.id = id;
-            rsp.status = if ok { 0 } else { Status::Invalid as u32 };
-            if v.tx.push(&rsp).is_err() {
-                v.broken = true;
-            }
-        }
-        (ids.len(), ok.then_some(len))
     }
 
     /// Switches one frame from `from`.

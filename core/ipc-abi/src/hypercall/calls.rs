@@ -173,9 +173,11 @@ hypercalls! {
     /// `(granter, ref, offset, local_va, len, to_grant)`: copy between a granted page and local memory.
     GrantCopy = 24 { granter: DomainId, gref: u64, offset: u64, local_va: u64, len: u64, to_grant: bool }
     /// `(ops, count)`: the copies of `count` (1 to [`super::GRANT_COPY_BATCH`])
-    /// [`super::GrantCopyOp`]s at `ops`, in order, each as `GrantCopy` does
-    /// it, in one call (as Xen's `GNTTABOP_copy` takes an array); stops at
-    /// the first that fails, with its error (those before it were done).
+    /// [`super::GrantCopyOp`]s at `ops`, in order, in one call (as Xen's
+    /// `GNTTABOP_copy` takes an array), each between a granted page and
+    /// the caller's memory as `GrantCopy` does it, or between two granted
+    /// pages; stops at the first that fails, with its error (those before
+    /// it were done).
     GrantCopyBatch = 25 { ops: u64, count: u64 }
 
     /// `(ptr to CreateDomain)`: create a paused, empty domain (control only); returns its id.

@@ -36,25 +36,60 @@ pub const PAGE_READ_GO_ON: u64 = 2;
 /// `proto::net::MAX_FRAME_SLOTS` pages fits, twice over).
 pub const GRANT_COPY_BATCH: usize = 8;
 
-/// One copy of a `GrantCopyBatch`: the arguments of a `GrantCopy`.
+/// One end of a [`GrantCopyOp`]: a page granted to the caller, or the
+/// caller's own memory.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct CopyEnd {
+    /// The granting domain, or [`CopyEnd::LOCAL`].
+    pub granter: u32,
+    pub gref: u32,
+    /// The offset in the granted page, or the caller's address.
+    pub at: u64,
+}
+
+impl CopyEnd {
+    /// `granter` of an end in the caller's own memory (`DomainId::SELF`).
+    pub const LOCAL: u32 = crate::domain::DomainId::SELF.0;
+
+    /// The caller's memory at `va`.
+    pub fn local(va: u64) -> CopyEnd {
+        CopyEnd {
+            granter: CopyEnd::LOCAL,
+            gref: 0,
+            at: va,
+        }
+    }
+
+    /// `offset` bytes into page `gref` that `granter` granted the caller.
+    pub fn granted(granter: u32, gref: u32, offset: u64) -> CopyEnd {
+        CopyEnd {
+            granter,
+            gref,
+            at: offset,
+        }
+    }
+}
+
+/// One copy of a `GrantCopyBatch`, as Xen's `gnttab_copy`: `len` bytes
+/// from one end to the other, at least one of them a granted page (the
+/// copy stays within it); the destination page must be granted writable.
+/// Between two granted pages the bytes go from page to page, never
+/// through the caller.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct GrantCopyOp {
-    pub granter: u32,
-    pub gref: u32,
-    /// Where in the granted page, and how many bytes (within the page).
-    pub offset: u32,
+    pub from: CopyEnd,
+    pub to: CopyEnd,
     pub len: u32,
-    /// The caller's memory it copies from or to.
-    pub local_va: u64,
-    /// Non-zero: local memory into the granted page; zero: the other way.
-    pub to_grant: u32,
     pub _reserved: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<GrantCopyOp>() == 32);
+const _: () = assert!(core::mem::size_of::<GrantCopyOp>() == 40);
 
 /// Number of hypercall slots (numbers at or above are invalid).
 pub const HYPERCALL_LIMIT: u64 = 81;

@@ -1,7 +1,7 @@
 //! Grant tables for the kernel's own types: the rules are
 //! `crate::grant_table` (pure, model-tested on the host); this module gives
 //! them the domain table, address spaces and frame allocator, and copies
-//! through a grant (`GrantCopy`).
+//! through grants (`GrantCopy`, `GrantCopyBatch`).
 
 use super::Kernel;
 use crate::arch::addrspace::{Access, AddressSpace, Kind};
@@ -171,6 +171,33 @@ pub fn copy(
         len as usize,
         to_grant,
     )
+}
+
+/// Copies `len` bytes from one page granted to `caller` to another (the
+/// second granted writable), page to page. Both are checked before a
+/// byte moves; they may be one page (the copy allows overlap).
+pub fn copy_between_grants(
+    k: &mut Kernel,
+    caller: usize,
+    from: (DomainId, u64, u64),
+    to: (DomainId, u64, u64),
+    len: u64,
+) -> Result<(), Error> {
+    crate::checks::within_page(from.2, len)?;
+    crate::checks::within_page(to.2, len)?;
+    let source = table::grant_for::<FrameAllocator, _>(k, caller, k.lookup(from.0)?, from.1)?;
+    let target = table::grant_for::<FrameAllocator, _>(k, caller, k.lookup(to.0)?, to.1)?;
+    if target.readonly {
+        return Err(Error::PermissionDenied);
+    }
+    crate::arch::memory::copy_between_frames(
+        source.frame,
+        from.2 as usize,
+        target.frame,
+        to.2 as usize,
+        len as usize,
+    );
+    Ok(())
 }
 
 /// Live grants, and mappings of dead granters' pages (for leak checks).

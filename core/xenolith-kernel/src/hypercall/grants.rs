@@ -6,7 +6,7 @@ use crate::arch::memory::with_frames;
 use crate::domain::{grants, Kernel};
 use crate::usermem;
 use ipc_abi::domain::DomainId;
-use ipc_abi::hypercall::{args, Error, GrantCopyOp, GRANT_COPY_BATCH};
+use ipc_abi::hypercall::{args, CopyEnd, Error, GrantCopyOp, GRANT_COPY_BATCH};
 use zerocopy::IntoBytes;
 
 pub fn create(k: &mut Kernel, caller: usize, a: args::GrantCreate) -> Result<u64, Error> {
@@ -41,18 +41,28 @@ pub fn copy_batch(k: &mut Kernel, caller: usize, a: args::GrantCopyBatch) -> Res
     let d = k.domain(caller).ok_or(Error::NoSuchDomain)?;
     usermem::copy_from(&d.space, a.ops, ops[..count].as_mut_bytes())?;
     for op in &ops[..count] {
-        grants::copy(
-            k,
-            caller,
-            DomainId(op.granter),
-            u64::from(op.gref),
-            u64::from(op.offset),
-            op.local_va,
-            u64::from(op.len),
-            op.to_grant != 0,
-        )?;
+        copy_one(k, caller, op)?;
     }
     Ok(0)
+}
+
+/// One copy of a batch: between a granted page and the caller's memory,
+/// or between two granted pages.
+fn copy_one(k: &mut Kernel, caller: usize, op: &GrantCopyOp) -> Result<(), Error> {
+    let len = u64::from(op.len);
+    let grant = |end: &CopyEnd| (DomainId(end.granter), u64::from(end.gref), end.at);
+    match (op.from.granter, op.to.granter) {
+        (CopyEnd::LOCAL, CopyEnd::LOCAL) => Err(Error::InvalidArgument),
+        (CopyEnd::LOCAL, _) => {
+            let (granter, gref, offset) = grant(&op.to);
+            grants::copy(k, caller, granter, gref, offset, op.from.at, len, true)
+        }
+        (_, CopyEnd::LOCAL) => {
+            let (granter, gref, offset) = grant(&op.from);
+            grants::copy(k, caller, granter, gref, offset, op.to.at, len, false)
+        }
+        _ => grants::copy_between_grants(k, caller, grant(&op.from), grant(&op.to), len),
+    }
 }
 
 pub fn peek(k: &mut Kernel, caller: usize, a: args::GrantPeek) -> Result<u64, Error> {

@@ -41,10 +41,18 @@ impl TcpSegment {
 /// an unfragmented IPv4 packet of TCP whose lengths are consistent;
 /// `None` for anything else.
 pub fn tcp_ipv4(frame: &[u8]) -> Option<TcpSegment> {
+    tcp_ipv4_in(frame, frame.len())
+}
+
+/// [`tcp_ipv4`] of a frame of `len` bytes of which only `head` (its
+/// beginning, the headers at least) is at hand.
+pub fn tcp_ipv4_in(head: &[u8], len: usize) -> Option<TcpSegment> {
+    let frame = head.get(..len.min(head.len()))?;
     if frame.get(12..14)? != ETHERTYPE_IPV4 {
         return None;
     }
     let ip = frame.get(ETHERNET_HEADER..)?;
+    let ip_len = len.checked_sub(ETHERNET_HEADER)?;
     let version_ihl = *ip.first()?;
     let header = usize::from(version_ihl & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
@@ -53,7 +61,7 @@ pub fn tcp_ipv4(frame: &[u8]) -> Option<TcpSegment> {
     if version_ihl >> 4 != 4
         || header < 20
         || total < header + 20
-        || total > ip.len()
+        || total > ip_len
         || fragment != 0
         || *ip.get(9)? != PROTOCOL_TCP
     {
@@ -194,6 +202,18 @@ mod tests {
                 "a changed byte shows ({payload})"
             );
         }
+    }
+
+    #[test]
+    fn a_frame_is_recognised_from_its_headers_and_its_length() {
+        let f = frame(100);
+        let whole = tcp_ipv4(&f[..154]);
+        assert!(whole.is_some());
+        assert_eq!(tcp_ipv4_in(&f[..54], 154), whole);
+        // Shorter than the IP header says, or no room for the headers.
+        assert_eq!(tcp_ipv4_in(&f[..54], 153), None);
+        assert_eq!(tcp_ipv4_in(&f[..20], 154), None);
+        assert_eq!(tcp_ipv4_in(&f[..54], 10), None);
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! of requests for a frame over several pages among them), a flood of
 //! frames, then the transmit ring's index pushed past the ring's size.
 //! Each answer is printed; the backend must answer errors (or drop the
-//! interface at the end) and stay up, serving everyone else.
+//! interface at the end) and stay up, serving everyone else. With
+//! `jumbo_to=MAC`, only chains of whole pages to that guest.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering;
 use domain_runtime::hypercall as hc;
-use domain_runtime::ipc_abi::proto::net::{TxRequest, TX_MORE, TX_TCP_CSUM_BLANK};
+use domain_runtime::ipc_abi::proto::net::{parse_mac, Mac, TxRequest, TX_MORE, TX_TCP_CSUM_BLANK};
 use domain_runtime::net::NetFront;
 use domain_runtime::{println, time};
 use zerocopy::FromZeros;
@@ -24,11 +25,69 @@ fn request(gref: u32, offset: u16, len: u16) -> TxRequest {
     r
 }
 
+/// Sends `requests` as they are and prints whether the backend refused
+/// them (an answer with an error within 5 s) or not.
+fn try_case(net: &mut NetFront, what: &str, requests: &[TxRequest]) {
+    let before = net.tx.settle().unwrap_or(0);
+    let _ = net.tx.push_raw(requests);
+    // Wait for the answer (the backend answers every request).
+    let deadline = time::now_ns() + 5_000_000_000;
+    let mut refused = before;
+    while refused == before && time::now_ns() < deadline {
+        domain_runtime::events::wait_until(net.port(), time::now_ns() + 10_000_000);
+        refused = net.tx.settle().unwrap_or(before);
+    }
+    println!(
+        "net-hostile: {}: {}",
+        what,
+        if refused > before {
+            "refused"
+        } else {
+            "accepted"
+        }
+    );
+}
+
+/// `jumbo_to=MAC` (an interface of a jumbo MTU, to a guest of one): only
+/// chains of whole pages to that guest, which drvdom-net copies from our
+/// pages to its straight, one with a page of a grant we do not own.
+fn jumbo_chains(net: &mut NetFront, to: Mac) {
+    let mac = net.mac();
+    for i in 0..2 {
+        let page = net.tx.page_mut(i);
+        page.fill(0);
+        page[..6].copy_from_slice(&to);
+        page[6..12].copy_from_slice(&mac);
+        // The IEEE's local experimental ethertype: the guest drops it.
+        page[12..14].copy_from_slice(&[0x88, 0xb5]);
+    }
+    let whole = |net: &NetFront, i: usize| TxRequest {
+        flags: TX_MORE,
+        ..request(net.tx.page_gref(i), 0, 4096)
+    };
+    let cases = [
+        (
+            "a chain of whole pages, the last of a grant it does not own",
+            [whole(net, 0), request(4000, 0, 100)],
+        ),
+        (
+            "a chain of whole pages",
+            [whole(net, 0), request(net.tx.page_gref(1), 0, 100)],
+        ),
+    ];
+    for (what, r) in cases {
+        try_case(net, what, &r);
+    }
+}
+
 fn run(_: &'static domain_runtime::StartInfo) {
     let mut net = match NetFront::connect(0) {
         Ok(n) => n,
         Err(e) => return println!("net-hostile: no interface: {}", e),
     };
+    if let Some(to) = test_domains::option("jumbo_to").and_then(parse_mac) {
+        return jumbo_chains(&mut net, to);
+    }
     let gref = net.tx.page_gref(0);
     let more = |r: TxRequest| TxRequest {
         flags: TX_MORE,
@@ -74,24 +133,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
         ),
     ];
     for (what, r) in cases {
-        let before = net.tx.settle().unwrap_or(0);
-        let _ = net.tx.push_raw(r);
-        // Wait for the answer (the backend answers every request).
-        let deadline = time::now_ns() + 5_000_000_000;
-        let mut refused = before;
-        while refused == before && time::now_ns() < deadline {
-            domain_runtime::events::wait_until(net.port(), time::now_ns() + 10_000_000);
-            refused = net.tx.settle().unwrap_or(before);
-        }
-        println!(
-            "net-hostile: {}: {}",
-            what,
-            if refused > before {
-                "refused"
-            } else {
-                "accepted"
-            }
-        );
+        try_case(&mut net, what, r);
     }
     // A broadcast longer than the wire and every other interface here
     // take (all of the default MTU): the switch sends it nowhere and counts

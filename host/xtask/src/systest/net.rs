@@ -255,12 +255,17 @@ fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
     let to_plain = format!(
         "to-plain memory=4M vif=mac=02:00:00:00:06:04,mtu=16370 ip=10.0.2.64/24 source=10.0.2.63:5000 {BYTES}"
     );
+    // Chains of whole pages go from the sender's pages to the receiver's
+    // straight: one with a page of a grant the sender does not own is
+    // refused to it, and the sink's transfer meanwhile stays intact.
+    let hostile = "bad memory=2M vif=mac=02:00:00:00:06:05,mtu=16370 jumbo_to=02:00:00:00:06:01";
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
         ("net-tool", jumbo_sink),
         ("net-tool", jumbo_source.as_str()),
         ("net-tool", plain_sink),
         ("net-tool", to_plain.as_str()),
+        ("net-hostile", hostile),
     ];
     let config = c.machine().guests(&guests).config()?.nic(&[]);
     let m = super::harness::boot(&config, slot)?;
@@ -304,6 +309,11 @@ fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
             || format!("guest {sink}: {frames:?}; wanted frames of {wanted:?} bytes"),
         )?;
     }
+    expect_line(
+        m,
+        "[6] net-hostile: a chain of whole pages, the last of a grant it does not own: refused",
+    )?;
+    expect_line(m, "[6] net-hostile: a chain of whole pages: accepted")?;
     Ok(())
 }
 
