@@ -94,6 +94,78 @@ struct Vif {
     busy: bool,
 }
 
+impl Vif {
+    /// The next `slots` receive buffers it posted, taken off its ring;
+    /// None, and the frame counted as dropped, if fewer are posted.
+    fn take_buffers(&mut self, slots: usize) -> Option<heapless::Vec<RxRequest, MAX_FRAME_SLOTS>> {
+        if self.broken {
+            return None;
+        }
+        match self.rx.pending() {
+            Ok(n) if n as usize >= slots => {}
+            Ok(_) => {
+                self.counters.no_buffer += 1;
+                return None;
+            }
+            Err(_) => {
+                self.broken = true;
+                return None;
+            }
+        }
+        let mut requests = heapless::Vec::new();
+        for _ in 0..slots {
+            match self.rx.pop() {
+                // Counted as pending just above; a frame is at most
+                // `MAX_FRAME_SLOTS` pages (`slots_for_frame`).
+                Ok(Some(req)) if requests.push(req).is_ok() => {}
+                _ => {
+                    self.broken = true;
+                    return None;
+                }
+            }
+        }
+        Some(requests)
+    }
+
+    /// Answers the buffers a frame of `len` bytes was `copied` into, a
+    /// page each (a chain, `RX_MORE`, when more than one), its checksum
+    /// `blank` or not.
+    fn answer_buffers(&mut self, requests: &[RxRequest], len: usize, copied: bool, blank: bool) {
+        for (slot, req) in requests.iter().enumerate() {
+            let mut rsp = RxResponse::new_zeroed();
+            rsp.id = req.id;
+            if copied {
+                rsp.len = (len.min((slot + 1) * SLOT_BYTES) - slot * SLOT_BYTES) as u16;
+                rsp.flags = if blank { RX_TCP_CSUM_BLANK } else { 0 }
+                    | if slot + 1 < requests.len() {
+                        RX_MORE
+                    } else {
+                        0
+                    };
+            } else {
+                rsp.status = Status::Invalid as u32;
+            }
+            if self.rx.push(&rsp).is_err() {
+                self.broken = true;
+            }
+        }
+        if copied {
+            self.counters.received += 1;
+        }
+    }
+}
+
+/// Copies `bytes` into `dom`'s receive buffers `requests`, a page each, in
+/// one hypercall.
+fn copy_out(dom: DomainId, requests: &[RxRequest], bytes: &[u8]) -> bool {
+    let mut batch = hc::CopyBatch::default();
+    for (slot, req) in requests.iter().enumerate() {
+        let part = &bytes[slot * SLOT_BYTES..bytes.len().min((slot + 1) * SLOT_BYTES)];
+        batch.to_grant(dom, req.gref, 0, part);
+    }
+    batch.run().is_ok()
+}
+
 /// The interfaces and the switch between them and the NIC.
 struct Fabric {
     switch: Switch,
@@ -537,64 +609,18 @@ impl Fabric {
     /// fewer buffers are posted than it needs.
     fn deliver_to_vif(&mut self, d: usize, frame: &mut Switched<'_>) {
         let v = &mut self.vifs[d];
-        if v.broken {
+        let len = frame.bytes().len();
+        let Some(requests) = v.take_buffers(slots_for_frame(len)) else {
             return;
-        }
-        let slots = slots_for_frame(frame.bytes().len());
-        match v.rx.pending() {
-            Ok(n) if n as usize >= slots => {}
-            Ok(_) => {
-                v.counters.no_buffer += 1;
-                return;
-            }
-            Err(_) => {
-                v.broken = true;
-                return;
-            }
-        }
-        let mut requests = heapless::Vec::<RxRequest, MAX_FRAME_SLOTS>::new();
-        for _ in 0..slots {
-            match v.rx.pop() {
-                // Counted as pending just above; a frame is at most
-                // `MAX_FRAME_SLOTS` pages (`slots_for_frame`).
-                Ok(Some(req)) if requests.push(req).is_ok() => {}
-                _ => {
-                    v.broken = true;
-                    return;
-                }
-            }
-        }
+        };
         let blank = frame.is_blank() && requests[0].flags & RX_TAKES_BLANK_CSUM != 0;
         let bytes = if blank {
             frame.bytes()
         } else {
             frame.complete()
         };
-        // Every part in one hypercall.
-        let mut batch = hc::CopyBatch::default();
-        for (slot, req) in requests.iter().enumerate() {
-            let part = &bytes[slot * SLOT_BYTES..bytes.len().min((slot + 1) * SLOT_BYTES)];
-            batch.to_grant(v.dom, req.gref, 0, part);
-        }
-        let copied = batch.run().is_ok();
-        for (slot, req) in requests.iter().enumerate() {
-            let mut rsp = RxResponse::new_zeroed();
-            rsp.id = req.id;
-            if copied {
-                let part = bytes.len().min((slot + 1) * SLOT_BYTES) - slot * SLOT_BYTES;
-                rsp.len = part as u16;
-                rsp.flags = if blank { RX_TCP_CSUM_BLANK } else { 0 }
-                    | if slot + 1 < slots { RX_MORE } else { 0 };
-            } else {
-                rsp.status = Status::Invalid as u32;
-            }
-            if v.rx.push(&rsp).is_err() {
-                v.broken = true;
-            }
-        }
-        if copied {
-            v.counters.received += 1;
-        }
+        let copied = copy_out(v.dom, &requests, bytes);
+        v.answer_buffers(&requests, len, copied, blank);
     }
 
     /// Disconnects every interface that broke a ring.

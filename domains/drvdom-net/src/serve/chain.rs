@@ -11,12 +11,14 @@
 //! broadcast, one whose checksum must be filled in, pages not whole) has
 //! its other pages copied in too and goes the way a page-long frame goes.
 
-use super::{Fabric, Nic, PciTransport, Port, Status, Switched, Verdict, TX_TCP_CSUM_BLANK};
+use super::{
+    copy_out, Fabric, Nic, PciTransport, Port, Status, Switched, Verdict, TX_TCP_CSUM_BLANK,
+};
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::hypercall::Result as HypercallResult;
 use domain_runtime::ipc_abi::proto::net::{
-    frame_size_ok, slots_for_frame, RxRequest, RxResponse, TxRequest, TxResponse, MAX_FRAME_SLOTS,
-    RX_MORE, RX_TAKES_BLANK_CSUM, RX_TCP_CSUM_BLANK, SLOT_BYTES,
+    frame_size_ok, slots_for_frame, TxRequest, TxResponse, MAX_FRAME_SLOTS, RX_TAKES_BLANK_CSUM,
+    SLOT_BYTES,
 };
 use domain_runtime::net::checksum;
 use domain_runtime::DomainId;
@@ -202,44 +204,16 @@ impl Fabric {
     ) -> bool {
         let Some(len) = chain.len else { return false };
         let v = &mut self.vifs[d];
-        if v.broken {
+        let Some(requests) = v.take_buffers(slots_for_frame(len)) else {
             return true;
-        }
-        let slots = slots_for_frame(len);
-        match v.rx.pending() {
-            Ok(n) if n as usize >= slots => {}
-            Ok(_) => {
-                v.counters.no_buffer += 1;
-                return true;
-            }
-            Err(_) => {
-                v.broken = true;
-                return true;
-            }
-        }
-        let mut requests = heapless::Vec::<RxRequest, MAX_FRAME_SLOTS>::new();
-        for _ in 0..slots {
-            match v.rx.pop() {
-                Ok(Some(req)) if requests.push(req).is_ok() => {}
-                _ => {
-                    v.broken = true;
-                    return true;
-                }
-            }
-        }
-        let takes_blank = requests[0].flags & RX_TAKES_BLANK_CSUM != 0;
-        let fill = blank && !takes_blank;
+        };
+        let fill = blank && requests[0].flags & RX_TAKES_BLANK_CSUM == 0;
         let sender_good;
         let copied = if fill {
             sender_good = fetch(dom, &chain.parts, frame).is_ok();
             sender_good && {
                 let _ = checksum::fill_tcp(&mut frame[..len]);
-                let mut batch = hc::CopyBatch::default();
-                for (slot, req) in requests.iter().enumerate() {
-                    let end = len.min((slot + 1) * SLOT_BYTES);
-                    batch.to_grant(v.dom, req.gref, 0, &frame[slot * SLOT_BYTES..end]);
-                }
-                batch.run().is_ok()
+                copy_out(v.dom, &requests, &frame[..len])
             }
         } else {
             let mut batch = hc::CopyBatch::default();
@@ -253,23 +227,7 @@ impl Fabric {
             sender_good = copied || fetch(dom, &chain.parts, frame).is_ok();
             copied
         };
-        for (slot, req) in requests.iter().enumerate() {
-            let mut rsp = RxResponse::new_zeroed();
-            rsp.id = req.id;
-            if copied {
-                rsp.len = (len.min((slot + 1) * SLOT_BYTES) - slot * SLOT_BYTES) as u16;
-                rsp.flags = if blank && !fill { RX_TCP_CSUM_BLANK } else { 0 }
-                    | if slot + 1 < slots { RX_MORE } else { 0 };
-            } else {
-                rsp.status = Status::Invalid as u32;
-            }
-            if v.rx.push(&rsp).is_err() {
-                v.broken = true;
-            }
-        }
-        if copied {
-            v.counters.received += 1;
-        }
+        v.answer_buffers(&requests, len, copied, blank && !fill);
         sender_good
     }
 }
