@@ -3,7 +3,9 @@
 //! frames, then the transmit ring's index pushed past the ring's size.
 //! Each answer is printed; the backend must answer errors (or drop the
 //! interface at the end) and stay up, serving everyone else. With
-//! `jumbo_to=MAC`, only chains of whole pages to that guest.
+//! `jumbo_to=MAC`, only chains of whole pages to that guest (and with
+//! `blank_to=MAC` one with a blank checksum to another); with `jumbo_rx`,
+//! it only receives such a chain.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -11,7 +13,7 @@
 use core::sync::atomic::Ordering;
 use domain_runtime::hypercall as hc;
 use domain_runtime::ipc_abi::proto::net::{parse_mac, Mac, TxRequest, TX_MORE, TX_TCP_CSUM_BLANK};
-use domain_runtime::net::NetFront;
+use domain_runtime::net::{checksum, NetFront};
 use domain_runtime::{println, time};
 use zerocopy::FromZeros;
 
@@ -78,6 +80,60 @@ fn jumbo_chains(net: &mut NetFront, to: Mac) {
     for (what, r) in cases {
         try_case(net, what, &r);
     }
+    if let Some(to) = test_domains::option("blank_to").and_then(parse_mac) {
+        blank_chain(net, to);
+    }
+}
+
+/// `blank_to=MAC`: a TCP/IPv4 frame of 4,196 bytes over two whole pages,
+/// its checksum left blank, to a guest whose buffers do not take blank
+/// checksums: drvdom-net must fill it in on the way (`jumbo_rx` checks).
+fn blank_chain(net: &mut NetFront, to: Mac) {
+    const LEN: usize = 4196;
+    let mac = net.mac();
+    let page = net.tx.page_mut(2);
+    page.fill(0);
+    page[..6].copy_from_slice(&to);
+    page[6..12].copy_from_slice(&mac);
+    page[12..14].copy_from_slice(&[0x08, 0x00]);
+    page[14] = 0x45;
+    page[16..18].copy_from_slice(&((LEN - 14) as u16).to_be_bytes());
+    page[23] = 6;
+    page[26..30].copy_from_slice(&[10, 0, 2, 65]);
+    page[30..34].copy_from_slice(&[10, 0, 2, 66]);
+    page[34 + 12] = 5 << 4;
+    net.tx.page_mut(3).fill(0x5a);
+    let first = TxRequest {
+        flags: TX_MORE | TX_TCP_CSUM_BLANK,
+        ..request(net.tx.page_gref(2), 0, 4096)
+    };
+    let last = request(net.tx.page_gref(3), 0, (LEN - 4096) as u16);
+    try_case(net, "a blank chain of whole pages", &[first, last]);
+}
+
+/// `jumbo_rx`: waits for a chain of more than a page and says whether its
+/// TCP checksum arrived filled in (our buffers do not take blank ones).
+fn jumbo_rx(net: &mut NetFront) {
+    let deadline = time::now_ns() + 60_000_000_000;
+    while time::now_ns() < deadline {
+        if let Some((frame, blank)) = net.rx.next_frame_blank() {
+            if frame.len() > 4096 {
+                println!(
+                    "net-hostile: received a chain of {} bytes, its checksum {}",
+                    frame.len(),
+                    if !blank && checksum::tcp_ok(frame) {
+                        "filled in"
+                    } else {
+                        "not filled in"
+                    }
+                );
+                return;
+            }
+            continue;
+        }
+        net.wait_until(time::now_ns() + 10_000_000);
+    }
+    println!("net-hostile: no chain came");
 }
 
 fn run(_: &'static domain_runtime::StartInfo) {
@@ -87,6 +143,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
     };
     if let Some(to) = test_domains::option("jumbo_to").and_then(parse_mac) {
         return jumbo_chains(&mut net, to);
+    }
+    if test_domains::flag("jumbo_rx") {
+        return jumbo_rx(&mut net);
     }
     let gref = net.tx.page_gref(0);
     let more = |r: TxRequest| TxRequest {

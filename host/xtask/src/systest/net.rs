@@ -258,7 +258,10 @@ fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
     // Chains of whole pages go from the sender's pages to the receiver's
     // straight: one with a page of a grant the sender does not own is
     // refused to it, and the sink's transfer meanwhile stays intact.
-    let hostile = "bad memory=2M vif=mac=02:00:00:00:06:05,mtu=16370 jumbo_to=02:00:00:00:06:01";
+    // And one with a blank checksum to a guest whose buffers do not take
+    // blank ones: drvdom-net fills it in.
+    let hostile = "bad memory=2M vif=mac=02:00:00:00:06:05,mtu=16370 jumbo_to=02:00:00:00:06:01 blank_to=02:00:00:00:06:06";
+    let raw_rx = "raw-rx memory=2M vif=mac=02:00:00:00:06:06,mtu=16370 jumbo_rx";
     let guests = [
         ("drvdom-net", NET_DRIVER_LINE),
         ("net-tool", jumbo_sink),
@@ -266,6 +269,7 @@ fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
         ("net-tool", plain_sink),
         ("net-tool", to_plain.as_str()),
         ("net-hostile", hostile),
+        ("net-hostile", raw_rx),
     ];
     let config = c.machine().guests(&guests).config()?.nic(&[]);
     let m = super::harness::boot(&config, slot)?;
@@ -314,6 +318,11 @@ fn guests_of_a_jumbo_mtu_talk_in_frames_over_several_pages(
         "[6] net-hostile: a chain of whole pages, the last of a grant it does not own: refused",
     )?;
     expect_line(m, "[6] net-hostile: a chain of whole pages: accepted")?;
+    expect_line(m, "[6] net-hostile: a blank chain of whole pages: accepted")?;
+    expect_line(
+        m,
+        "[7] net-hostile: received a chain of 4196 bytes, its checksum filled in",
+    )?;
     Ok(())
 }
 
