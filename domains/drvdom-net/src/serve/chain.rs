@@ -178,10 +178,12 @@ impl Fabric {
                 }
             }
         };
-        let p = chain.parts[0];
+        // (A bad first part left `parts` empty, and `ok` false.)
         let ok = ok
             && frame_size_ok(len)
-            && hc::grant_copy_from(v.dom, p.gref, p.offset, &mut frame[..p.len]).is_ok();
+            && chain.parts.first().is_some_and(|p| {
+                hc::grant_copy_from(v.dom, p.gref, p.offset, &mut frame[..p.len]).is_ok()
+            });
         chain.len = ok.then_some(len);
         chain
     }

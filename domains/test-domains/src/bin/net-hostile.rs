@@ -153,7 +153,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
         ..r
     };
     let part = |i: usize| request(net.tx.page_gref(i), 0, 100);
-    let cases: [(&str, &[TxRequest]); 9] = [
+    let cases: [(&str, &[TxRequest]); 10] = [
         ("an oversized frame", &[request(gref, 0, 4097)]),
         ("a frame past its page", &[request(gref, 4000, 200)]),
         ("a runt", &[request(gref, 0, 10)]),
@@ -179,6 +179,10 @@ fn run(_: &'static domain_runtime::StartInfo) {
             ],
         ),
         ("a chain cut short", &[more(part(0)), more(part(1))]),
+        (
+            "a chain whose first part is past its page",
+            &[more(request(gref, 4000, 200)), part(1)],
+        ),
         (
             "a chain with a part of a grant it does not own",
             &[more(part(0)), more(request(4000, 0, 100)), part(2)],

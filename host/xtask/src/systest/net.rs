@@ -452,6 +452,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
         "a blank checksum on a frame that is not TCP",
         "a chain of five parts",
         "a chain cut short",
+        "a chain whose first part is past its page",
         "a chain with a part of a grant it does not own",
         "a chain that makes a runt",
     ] {
