@@ -119,7 +119,6 @@ pub struct RxSide {
     /// The pages the last frame lies in, where it was left for its user
     /// (first and count): posted again at the next look for a frame.
     lent: Option<(usize, usize)>,
-    /// Whether the last frame lies in its pages (`lent`) or in `frame`.
     /// Frames received.
     pub received: u64,
     /// The longest of them (bytes).
@@ -131,6 +130,7 @@ pub struct RxSide {
     /// and its length.
     last_blank: bool,
     last_len: usize,
+    /// Whether the last frame lies in its pages (`lent`) or in `frame`.
     last_in_place: bool,
     /// Frames its user dropped for a wrong checksum.
     pub bad_checksums: u64,
