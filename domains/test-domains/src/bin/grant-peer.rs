@@ -1,7 +1,8 @@
 //! The other side of domain 0's grant tests, by `part=`:
 //!
-//! - `mapper granter=ID ref=R port=P foreign=F revoked=V`: maps ref R of the
-//!   granter, checks the pattern, writes a reply, tries the foreign and
+//! - `mapper granter=ID ref=R port=P foreign=F revoked=V readonly=O`: maps
+//!   ref R of the granter, checks the pattern, writes a reply, copies
+//!   within R and into the read-only O in batches, tries the foreign and
 //!   revoked refs (both must be refused), signals port P, then waits.
 //! - `granter grantee=ID port=P [twice]`: grants a page to the grantee
 //!   (ref 0, and with `twice` ref 1 too), fills it with a pattern, signals
@@ -45,6 +46,9 @@ fn mapper() {
     );
     hc::grant_copy_to(granter, gref, 8, &(pattern ^ 0xffff).to_le_bytes())
         .expect("copy to the grant");
+    if let Some(ro) = number("readonly") {
+        batch(granter, gref, ro as u32);
+    }
     if let Some(f) = number("foreign") {
         println!(
             "grant-peer: foreign ref: {:?}",
@@ -61,6 +65,23 @@ fn mapper() {
     loop {
         hc::block();
     }
+}
+
+/// `GrantCopyBatch` between the granter's pages: word 0 of page `gref`
+/// to its word 256, page to page; then a batch whose first copy writes
+/// word 2 and whose second, into the read-only page `ro`, is refused.
+fn batch(granter: domain_runtime::DomainId, gref: u32, ro: u32) {
+    let mut within = hc::CopyBatch::default();
+    within.between_grants((granter, gref, 0), (granter, gref, 2048), 8);
+    println!("grant-peer: batch page to page: {:?}", within.run());
+    let word = 0x0b0b_0b0b_u64.to_le_bytes();
+    let mut refused = hc::CopyBatch::default();
+    refused.to_grant(granter, gref, 16, &word);
+    refused.between_grants((granter, gref, 0), (granter, ro, 0), 8);
+    println!(
+        "grant-peer: batch into a read-only page: {:?}",
+        refused.run()
+    );
 }
 
 fn granter() {

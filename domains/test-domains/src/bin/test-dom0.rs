@@ -85,14 +85,17 @@ fn grants(me: DomainId) {
     let r = hc::grant_create(mapper, &SHARED as *const Page as u64, false).expect("grant");
     let foreign = hc::grant_create(bystander, &OTHER as *const Page as u64, true)
         .expect("grant to bystander");
+    // (Made before the revoked one ends, or it would take its ref.)
+    let read_only =
+        hc::grant_create(mapper, &OTHER as *const Page as u64, true).expect("read-only grant");
     let revoked =
         hc::grant_create(mapper, &OTHER as *const Page as u64, true).expect("grant to revoke");
     hc::grant_end(revoked).expect("end an unmapped grant");
     let port = hc::event_alloc_unbound(DomainId::SELF, mapper).expect("port");
     hc::domain_load_image(mapper, image("grant-peer")).expect("load");
     let cmd = line(format_args!(
-        "grant-peer part=mapper granter={} ref={} port={} foreign={} revoked={}",
-        me.0, r, port, foreign, revoked
+        "grant-peer part=mapper granter={} ref={} port={} foreign={} revoked={} readonly={}",
+        me.0, r, port, foreign, revoked, read_only
     ));
     hc::domain_set_cmdline(mapper, &cmd).expect("cmdline");
     hc::domain_unpause(mapper).expect("unpause");
@@ -103,6 +106,15 @@ fn grants(me: DomainId) {
         reply,
         0xfeed_f00du64 ^ 0xffff
     );
+    // Its batch: word 0 copied page to page to word 256, then word 2
+    // written before a copy into the read-only grant failed.
+    println!(
+        "grants: the batch copied word 0 to word 256: {:#x}; wrote word 2: {:#x}; the read-only page's word 0: {:#x}",
+        SHARED.0[256].load(Ordering::SeqCst),
+        SHARED.0[2].load(Ordering::SeqCst),
+        OTHER.0[0].load(Ordering::SeqCst)
+    );
+    let _ = hc::grant_end(read_only);
     println!(
         "grants: end while mapped: {:?}",
         hc::grant_end(r).map(|_| ())

@@ -126,12 +126,18 @@ fn grants(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
         m,
         "grant-peer: mapped ref 0 at 0x700000000000, pattern 0xfeedf00d",
     )?;
+    expect_line(m, "grant-peer: batch page to page: Ok(())")?;
+    expect_line(
+        m,
+        "grant-peer: batch into a read-only page: Err(PermissionDenied)",
+    )?;
     expect_line(m, "grant-peer: foreign ref: Err(BadGrant)")?;
     expect_line(m, "grant-peer: revoked ref: Err(BadGrant)")?;
     expect_line(
         m,
         "grants: mapper wrote back 0xfeed0ff2 (expected 0xfeed0ff2)",
     )?;
+    expect_line(m, "grants: the batch copied word 0 to word 256: 0xfeedf00d; wrote word 2: 0xb0b0b0b; the read-only page's word 0: 0x0")?;
     expect_line(m, "grants: end while mapped: Err(GrantInUse)")?;
     expect_line(m, "grants: end after the mapper died: Ok(())")?;
     expect_line(
