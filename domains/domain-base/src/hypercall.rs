@@ -204,30 +204,26 @@ pub fn grant_copy_to(granter: DomainId, gref: u32, offset: u64, from: &[u8]) -> 
 /// Copies through grants gathered first and made in one `GrantCopyBatch`
 /// (at most `GRANT_COPY_BATCH`): the local buffers stay borrowed until
 /// [`CopyBatch::run`], so the kernel writes only into memory the batch
-/// holds the only reference to.
+/// holds the only reference to. A copy past the bound makes `run` refuse
+/// them all (none is dropped unseen).
 #[derive(Default)]
 pub struct CopyBatch<'a> {
     ops: heapless::Vec<GrantCopyOp, GRANT_COPY_BATCH>,
+    overflowed: bool,
     buffers: core::marker::PhantomData<&'a mut [u8]>,
 }
 
 impl<'a> CopyBatch<'a> {
     /// Adds a copy of `into.len()` bytes at `offset` of `granter`'s page
-    /// `gref` into `into`; false (nothing added) when the batch is full.
-    pub fn from_grant(
-        &mut self,
-        granter: DomainId,
-        gref: u32,
-        offset: u64,
-        into: &'a mut [u8],
-    ) -> bool {
+    /// `gref` into `into`.
+    pub fn from_grant(&mut self, granter: DomainId, gref: u32, offset: u64, into: &'a mut [u8]) {
         let from = CopyEnd::granted(granter.0, gref, offset);
         let to = CopyEnd::local(into.as_mut_ptr() as u64);
         self.add(from, to, into.len())
     }
 
     /// Adds a copy of `from` to `offset` of `granter`'s page `gref`.
-    pub fn to_grant(&mut self, granter: DomainId, gref: u32, offset: u64, from: &'a [u8]) -> bool {
+    pub fn to_grant(&mut self, granter: DomainId, gref: u32, offset: u64, from: &'a [u8]) {
         let to = CopyEnd::granted(granter.0, gref, offset);
         self.add(CopyEnd::local(from.as_ptr() as u64), to, from.len())
     }
@@ -239,12 +235,12 @@ impl<'a> CopyBatch<'a> {
         from: (DomainId, u32, u64),
         to: (DomainId, u32, u64),
         len: usize,
-    ) -> bool {
+    ) {
         let from = CopyEnd::granted(from.0 .0, from.1, from.2);
         self.add(from, CopyEnd::granted(to.0 .0, to.1, to.2), len)
     }
 
-    fn add(&mut self, from: CopyEnd, to: CopyEnd, len: usize) -> bool {
+    fn add(&mut self, from: CopyEnd, to: CopyEnd, len: usize) {
         // A length past a page is the kernel's to refuse; one that does
         // not fit the field is made one it refuses.
         let op = GrantCopyOp {
@@ -253,22 +249,17 @@ impl<'a> CopyBatch<'a> {
             len: u32::try_from(len).unwrap_or(u32::MAX),
             _reserved: 0,
         };
-        self.ops.push(op).is_ok()
-    }
-
-    /// Copies gathered so far.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.overflowed |= self.ops.push(op).is_err();
     }
 
     /// Makes every copy, in order, in one hypercall (none if empty; a
     /// plain `GrantCopy` for one, with no array for the kernel to read);
-    /// the first that fails ends it with its error.
+    /// the first that fails ends it with its error; `InvalidArgument`,
+    /// and nothing copied, if more were added than a batch takes.
     pub fn run(self) -> Result<()> {
+        if self.overflowed {
+            return Err(ipc_abi::hypercall::Error::InvalidArgument);
+        }
         if let [op] = self.ops[..] {
             // One copy with a local end: a plain `GrantCopy`.
             let plain = match (op.from.granter, op.to.granter) {
