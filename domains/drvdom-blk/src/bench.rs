@@ -15,7 +15,7 @@ pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
     };
     let sectors = blk.capacity();
     let chunks = mib * 16;
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for i in 0..chunks {
         if blk.read_own(i * 128 % sectors, buf) != Outcome::Done {
             println!("drvdom-blk: raw read failed");
@@ -23,12 +23,13 @@ pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
         }
     }
     println!(
-        "drvdom-blk: raw seq-read {} bytes {} ns {} tsc",
+        "drvdom-blk: raw seq-read {} bytes {} ns {} tsc {} busy",
         chunks * 65536,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        time::busy_tsc() - b
     );
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for i in 0..chunks {
         if blk.write_own(i * 128 % sectors, buf) != Outcome::Done {
             println!("drvdom-blk: raw write failed");
@@ -36,13 +37,14 @@ pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
         }
     }
     println!(
-        "drvdom-blk: raw seq-write {} bytes {} ns {} tsc",
+        "drvdom-blk: raw seq-write {} bytes {} ns {} tsc {} busy",
         chunks * 65536,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        time::busy_tsc() - b
     );
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for _ in 0..random {
         x ^= x << 13;
         x ^= x >> 7;
@@ -54,9 +56,10 @@ pub fn run<T: Transport>(blk: &mut Disk<T>, mib: u64, random: u64) {
         }
     }
     println!(
-        "drvdom-blk: raw random-read {} requests {} ns {} tsc",
+        "drvdom-blk: raw random-read {} requests {} ns {} tsc {} busy",
         random,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        time::busy_tsc() - b
     );
 }

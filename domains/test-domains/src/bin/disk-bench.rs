@@ -22,7 +22,7 @@ fn run(_: &'static domain_runtime::StartInfo) {
     let sectors = disk.info().sectors;
     let mut buf = alloc::vec![0u8; 64 * 1024];
     let chunks = mib * 16;
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for i in 0..chunks {
         if disk.read(i * 128 % sectors, &mut buf).is_err() {
             println!("disk-bench: read failed");
@@ -30,12 +30,13 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     }
     println!(
-        "disk-bench: seq-read {} bytes {} ns {} tsc",
+        "disk-bench: seq-read {} bytes {} ns {} tsc {} busy",
         chunks * 65536,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        time::busy_tsc() - b
     );
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for i in 0..chunks {
         if disk.write(i * 128 % sectors, &buf).is_err() {
             println!("disk-bench: write failed");
@@ -43,14 +44,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     }
     println!(
-        "disk-bench: seq-write {} bytes {} ns {} tsc",
+        "disk-bench: seq-write {} bytes {} ns {} tsc {} busy",
         chunks * 65536,
         time::now_ns() - t,
-        time::tsc() - c
+        time::tsc() - c,
+        time::busy_tsc() - b
     );
     let (requests_before, notified_before) = disk.stats();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let (t, c) = (time::now_ns(), time::tsc());
+    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
     for _ in 0..random {
         x ^= x << 13;
         x ^= x >> 7;
@@ -63,10 +65,11 @@ fn run(_: &'static domain_runtime::StartInfo) {
     }
     let (requests, notified) = disk.stats();
     println!(
-        "disk-bench: random-read {} requests {} ns {} tsc {} notifications",
+        "disk-bench: random-read {} requests {} ns {} tsc {} busy {} notifications",
         random,
         time::now_ns() - t,
         time::tsc() - c,
+        time::busy_tsc() - b,
         notified - notified_before
     );
     let _ = requests - requests_before;
