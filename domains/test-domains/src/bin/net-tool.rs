@@ -129,80 +129,70 @@ fn announce(net: &mut NetFront, peers: u64) {
 /// The stream `check=stream` sends and checks: each eight bytes hold
 /// their own offset in the stream (a little-endian word, mixed with a
 /// constant), so a byte changed, lost, repeated or out of order shows, and
-/// either end produces a word in a few instructions.
+/// either end makes or checks a word in a few instructions (a load or a
+/// store, two XORs and an add: the loops below go a word at a time
+/// whenever the stream is at a word's start).
 struct Stream {
-    /// The offset of the next word.
-    next: u64,
-    /// The current word's bytes, and how many of them were used (8: take
-    /// the next word).
-    word: [u8; 8],
-    used: usize,
+    /// Bytes of the stream made or checked so far.
+    at: u64,
 }
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Stream {
     fn new() -> Stream {
-        Stream {
-            next: 0,
-            word: [0; 8],
-            used: 8,
-        }
+        Stream { at: 0 }
     }
 
-    fn next_word(&mut self) -> u64 {
-        let w = self.next ^ 0x9e37_79b9_7f4a_7c15;
-        self.next += 8;
-        w
-    }
-
-    /// Walks the stream's next `len` bytes: `each(i, Piece)` for a whole
-    /// word at offset `i` (while the stream is at a word's start), else
-    /// for a byte.
-    fn walk(&mut self, len: usize, mut each: impl FnMut(usize, Piece)) {
-        let mut i = 0;
-        while i < len {
-            if self.used == 8 && len - i >= 8 {
-                each(i, Piece::Word(self.next_word()));
-                i += 8;
-                continue;
-            }
-            if self.used == 8 {
-                self.word = self.next_word().to_le_bytes();
-                self.used = 0;
-            }
-            each(i, Piece::Byte(self.word[self.used]));
-            self.used += 1;
-            i += 1;
-        }
+    /// The stream's byte at offset `at`.
+    fn byte(at: u64) -> u8 {
+        ((at & !7) ^ MIX).to_le_bytes()[(at & 7) as usize]
     }
 
     /// Writes the stream's next bytes into `out`.
     fn fill(&mut self, out: &mut [u8]) {
-        self.walk(out.len(), |i, piece| match piece {
-            Piece::Word(w) => out[i..i + 8].copy_from_slice(&w.to_le_bytes()),
-            Piece::Byte(b) => out[i] = b,
-        });
+        let head = self.head(out.len());
+        for b in &mut out[..head] {
+            *b = Self::byte(self.at);
+            self.at += 1;
+        }
+        let mut words = out[head..].chunks_exact_mut(8);
+        for w in &mut words {
+            w.copy_from_slice(&(self.at ^ MIX).to_le_bytes());
+            self.at += 8;
+        }
+        for b in words.into_remainder() {
+            *b = Self::byte(self.at);
+            self.at += 1;
+        }
     }
 
     /// Whether `data` is the stream's next bytes (it moves on either way).
     fn check(&mut self, data: &[u8]) -> bool {
-        let mut same = true;
-        self.walk(data.len(), |i, piece| match piece {
-            Piece::Word(w) => {
-                let mut got = [0u8; 8];
-                got.copy_from_slice(&data[i..i + 8]);
-                same &= u64::from_le_bytes(got) == w;
-            }
-            Piece::Byte(b) => same &= data[i] == b,
-        });
-        same
+        let head = self.head(data.len());
+        let mut differs = 0u64;
+        for &b in &data[..head] {
+            differs |= u64::from(b ^ Self::byte(self.at));
+            self.at += 1;
+        }
+        let words = data[head..].chunks_exact(8);
+        let tail = words.remainder();
+        for w in words {
+            let got = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+            differs |= got ^ (self.at ^ MIX);
+            self.at += 8;
+        }
+        for &b in tail {
+            differs |= u64::from(b ^ Self::byte(self.at));
+            self.at += 1;
+        }
+        differs == 0
     }
-}
 
-/// What [`Stream::walk`] hands over: a whole word (little-endian) or a byte.
-#[derive(Clone, Copy)]
-enum Piece {
-    Word(u64),
-    Byte(u8),
+    /// Bytes of `len` before the stream is at a word's start.
+    fn head(&self, len: usize) -> usize {
+        (((8 - self.at % 8) % 8) as usize).min(len)
+    }
 }
 
 /// A TCP socket with buffers big enough to keep a window open.
@@ -406,7 +396,7 @@ fn source(stack: &mut Stack, to: &str, bytes: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Stream;
+    use super::{Stream, MIX};
 
     #[test]
     fn the_stream_is_the_same_in_any_pieces_and_a_changed_byte_shows() {
@@ -430,5 +420,8 @@ mod tests {
         bad[700] ^= 1;
         assert!(!s.check(&bad[500..]));
         assert!(whole.iter().any(|&b| b != whole[0]), "not a constant");
+        // The stream's definition: the word at offset 8k is 8k ^ MIX.
+        assert_eq!(whole[..8], MIX.to_le_bytes());
+        assert_eq!(whole[16..24], (16 ^ MIX).to_le_bytes());
     }
 }
