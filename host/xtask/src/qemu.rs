@@ -370,6 +370,11 @@ impl Config {
         if self.edu {
             cmd.args(["-device", "edu,addr=0x6"]);
         }
+        // A hook for looking inside a bench's run by hand (performance.md,
+        // "Profiles"): for example `-singlestep` and a second monitor.
+        if let Ok(extra) = std::env::var("XTASK_QEMU_ARGS") {
+            cmd.args(extra.split_whitespace());
+        }
     }
 
     /// COM2 as a Unix socket server, after COM1 (which each caller sets up).

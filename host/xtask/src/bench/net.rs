@@ -88,6 +88,9 @@ fn boot(
     if icount {
         config = config.icount();
     }
+    if std::env::var_os("NETBENCH_PROFILE").is_some() {
+        config = config.monitor_socket(&dir.join("net-monitor.sock"));
+    }
     config.spawn()
 }
 
@@ -298,6 +301,9 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
         ),
     ];
     let m = boot(&guests, None, icount, "ifname=dummy", None)?;
+    if let Ok(log) = std::env::var("NETBENCH_PROFILE") {
+        exec_log(&m, &log)?;
+    }
     let got = m.wait_for("net-tool: received ", WAIT)?;
     let sent = m.wait_for("net-tool: sent ", WAIT)?;
     let intact = if check == "stream" {
@@ -318,6 +324,20 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
         }
     }
     Ok((tcp_bytes() as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
+}
+
+/// `NETBENCH_PROFILE=FILE`: QEMU logs every translation block it runs
+/// (`log exec,nochain`) to `FILE` for two seconds from three seconds after
+/// the sink listens (with `XTASK_QEMU_ARGS=-singlestep` a block is one
+/// instruction: performance.md, "Profiles").
+fn exec_log(m: &Machine, log: &str) -> Result<(), String> {
+    m.wait_for("net-tool: listening on port", WAIT)?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    m.monitor(&format!("logfile {log}"))?;
+    m.monitor("log exec,nochain")?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    m.monitor("log none")?;
+    Ok(())
 }
 
 /// Under -icount, one frame at a time from guest to guest and back through
