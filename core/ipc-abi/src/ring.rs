@@ -344,6 +344,13 @@ impl<'a, Req: Message, Rsp: Message> Front<'a, Req, Rsp> {
         Ok(Some(rsp))
     }
 
+    /// Whether the backend has published responses not taken yet (a look,
+    /// no more: a bad index shows at the next [`Front::pop`]).
+    pub fn responses_waiting(&self) -> bool {
+        self.rsp_prod_seen != self.rsp_cons
+            || self.shared.header.rsp_prod.load(Ordering::Acquire) != self.rsp_cons
+    }
+
     /// Asks to be notified of the next response, then checks once more (the
     /// final check that closes the lost-wake-up race). True: responses wait.
     pub fn final_check(&mut self) -> Result<bool, RingError> {

@@ -40,6 +40,9 @@ struct Channel {
 
 static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
 
+/// Messages put in the inbox since boot (see [`news_mark`]).
+static ARRIVED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The channel's local port (`NO_PORT`: none), readable without the lock
 /// (every wait of the runtime looks at it).
 static PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(NO_PORT);
@@ -143,6 +146,7 @@ impl Channel {
                     self.forget = rest;
                     continue;
                 }
+                ARRIVED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 if self.inbox.push_back(answer).is_err() {
                     // A full inbox means answers nobody asks for; drop the oldest.
                     self.inbox.pop_front();
@@ -324,6 +328,20 @@ pub fn backend_news(kind: DeviceKind, index: u32, epoch: u32) -> (Option<Control
         return (Some(wait_news(|m| gone(m) || restarted(m))), true);
     }
     (take_news(gone).or_else(|| take_news(restarted)), false)
+}
+
+/// A mark that moves whenever news may have come: `None` while answers
+/// wait on the control ring (collecting them moves it), else the count of
+/// messages put in the inbox. A frontend that saw the same mark at its last
+/// look for news of its backend need not look again: nothing came since
+/// (its per-poll look was a twentieth of a guest's instructions in a
+/// transfer: performance.md, session 30).
+pub fn news_mark() -> Option<u64> {
+    let guard = CHANNEL.lock();
+    match guard.as_ref() {
+        Some(ch) if ch.front.responses_waiting() => None,
+        _ => Some(ARRIVED.load(core::sync::atomic::Ordering::Relaxed)),
+    }
 }
 
 /// Waits for news of device (kind, index)'s backend after an `Announce`
