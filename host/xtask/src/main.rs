@@ -10,6 +10,7 @@ mod bench;
 mod build;
 mod checks;
 mod doc_paths;
+mod exec_profile;
 mod fuzz;
 mod host_tools;
 mod import_cycles;
@@ -104,6 +105,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Where the instructions of a QEMU exec log went (`bench net` with
+    /// `NETBENCH_PROFILE=FILE` and `XTASK_QEMU_ARGS=-singlestep` takes one),
+    /// by binary and function; the build must be the log's.
+    Profile { log: PathBuf },
     /// Benchmarks; each prints a table.
     Bench {
         /// Small sizes and one run of each: checks a bench still runs and
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
             .and_then(|()| checks::clippy()),
         Command::Image { out, cmdline } => image(&out, &cmdline),
         Command::Bench { short, which } => bench::run(which, short),
+        Command::Profile { log } => exec_profile::report(&log),
         Command::Campaign { which, count, seed } => match which.as_str() {
             "crashes" => systest::crash_campaign(seed, count),
             other => Err(format!("no campaign {other:?} (there is: crashes)")),

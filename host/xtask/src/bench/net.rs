@@ -10,7 +10,10 @@
 //! `-icount`, instructions per 1,514-byte frame from guest to guest
 //! through the switch and out of the NIC (raw and from a guest). `NETBENCH_LOG=1` prints the serial lines of that
 //! last boot (to see why a figure moved); `NETBENCH_G2G=MTU` measures
-//! guest to guest alone (`NETBENCH_ICOUNT=1`: under -icount).
+//! guest to guest alone (`NETBENCH_ICOUNT=1`: under -icount);
+//! `NETBENCH_NIC=1` the instructions a frame out of the NIC alone.
+//! `NETBENCH_PROFILE=FILE` logs two seconds of the blocks QEMU runs in
+//! those (with `XTASK_QEMU_ARGS=-singlestep`: every instruction).
 
 use super::guest_tcp;
 use crate::iso::{Module, NET_DRIVER_LINE};
@@ -134,6 +137,9 @@ fn frames_out_lines(iommu: Iommu, icount: bool) -> Result<(String, String), Stri
     ];
     let m = boot(&guests, Some(&[]), icount, "", iommu)?;
     let raw = m.wait_for("drvdom-net: raw sent", WAIT)?;
+    if let Ok(log) = std::env::var("NETBENCH_PROFILE") {
+        exec_log(&m, "drvdom-net: raw sent", 1, &log)?;
+    }
     let guest = m.wait_for("net-bench: sent", WAIT)?;
     Ok((raw, guest))
 }
@@ -302,7 +308,7 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
     ];
     let m = boot(&guests, None, icount, "ifname=dummy", None)?;
     if let Ok(log) = std::env::var("NETBENCH_PROFILE") {
-        exec_log(&m, &log)?;
+        exec_log(&m, "net-tool: listening on port", 3, &log)?;
     }
     let got = m.wait_for("net-tool: received ", WAIT)?;
     let sent = m.wait_for("net-tool: sent ", WAIT)?;
@@ -327,12 +333,12 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
 }
 
 /// `NETBENCH_PROFILE=FILE`: QEMU logs every translation block it runs
-/// (`log exec,nochain`) to `FILE` for two seconds from three seconds after
-/// the sink listens (with `XTASK_QEMU_ARGS=-singlestep` a block is one
-/// instruction: performance.md, "Profiles").
-fn exec_log(m: &Machine, log: &str) -> Result<(), String> {
-    m.wait_for("net-tool: listening on port", WAIT)?;
-    std::thread::sleep(std::time::Duration::from_secs(3));
+/// (`log exec,nochain`) to `FILE` for two seconds from `after` seconds
+/// after `marker` (with `XTASK_QEMU_ARGS=-singlestep` a block is one
+/// instruction: performance.md, session 30).
+fn exec_log(m: &Machine, marker: &str, after: u64, log: &str) -> Result<(), String> {
+    m.wait_for(marker, WAIT)?;
+    std::thread::sleep(std::time::Duration::from_secs(after));
     m.monitor(&format!("logfile {log}"))?;
     m.monitor("log exec,nochain")?;
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -387,6 +393,14 @@ pub fn run() -> Result<(), String> {
                 guest_to_guest_on(mtu, "stream", icount)?
             );
         }
+        return Ok(());
+    }
+    // `NETBENCH_NIC=1`: frames out of the NIC under -icount alone.
+    if std::env::var_os("NETBENCH_NIC").is_some() {
+        let (raw, guest) = frames_out_instructions()?;
+        println!(
+            "frames out of the NIC, instructions a frame: raw {raw:.0}, from a guest {guest:.0}"
+        );
         return Ok(());
     }
     let (raw, guest, notes) = frames_out(None)?;
