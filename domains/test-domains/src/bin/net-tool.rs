@@ -347,19 +347,29 @@ fn source(stack: &mut Stack, to: &str, bytes: u64) {
             return println!("net-tool: connection to {} closed after {} bytes", to, sent);
         }
         while s.can_send() && sent < bytes {
+            if streamed {
+                // Made where the socket keeps it: no copy on the way in.
+                let left = (bytes - sent) as usize;
+                let queued = s.send(|room| {
+                    let n = room.len().min(left);
+                    stream.fill(&mut room[..n]);
+                    (n, n)
+                });
+                match queued {
+                    Ok(n) if n > 0 => sent += n as u64,
+                    _ => break,
+                }
+                continue;
+            }
             if pending.is_empty() {
                 let n = (bytes - sent).min(chunk.len() as u64) as usize;
-                if streamed {
-                    stream.fill(&mut chunk[..n]);
-                } else {
-                    for b in chunk[..n].iter_mut() {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        *b = x as u8;
-                    }
-                    crc.update(&chunk[..n]);
+                for b in chunk[..n].iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
                 }
+                crc.update(&chunk[..n]);
                 pending = 0..n;
             }
             match s.send_slice(&chunk[pending.clone()]) {
