@@ -344,6 +344,29 @@ pub fn news_mark() -> Option<u64> {
     }
 }
 
+/// Remembers the [`news_mark`] it last acted on, for a look at the inbox
+/// made at every wait (`suspend::obey`).
+pub struct Seen(core::sync::atomic::AtomicU64);
+
+impl Seen {
+    pub const fn new() -> Seen {
+        Seen(core::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Whether news may have come since the last call (true the first time).
+    pub fn anything_new(&self) -> bool {
+        use core::sync::atomic::Ordering;
+        match news_mark() {
+            None => {
+                self.0.store(0, Ordering::Relaxed);
+                true
+            }
+            // Stored plus one: 0 is "not seen".
+            Some(m) => self.0.swap(m + 1, Ordering::Relaxed) != m + 1,
+        }
+    }
+}
+
 /// Waits for news of device (kind, index)'s backend after an `Announce`
 /// was answered `Disconnected` (the backend died before accepting): the
 /// new instance, or None if it was given up on.

@@ -4,7 +4,9 @@
 //! the instructions per request under `-icount`: the TSC ticks the CPU was
 //! busy over the workload (every domain and the kernel; the CPU's idle
 //! time while QEMU's device works is not counted, so the figure is a path
-//! length and repeats from run to run).
+//! length and repeats from run to run). `BLKBENCH_ONLY=map` measures the
+//! mapped path on `pc` alone; `BLKBENCH_PROFILE=FILE` logs the blocks
+//! QEMU runs during the guest's sequential reads (`cargo xtask profile`).
 //! Last, the cost of DMA isolation: the mapped path on q35 with its IOMMU,
 //! the kernel using it (`iommu=on`) and not (`iommu=off`).
 
@@ -103,6 +105,9 @@ fn boot(icount: bool, grant: &str, machine: Platform) -> Result<Machine, String>
     if icount {
         config = config.icount();
     }
+    if std::env::var_os("BLKBENCH_PROFILE").is_some() {
+        config = config.monitor_socket(&dir.join("blk-monitor.sock"));
+    }
     config.spawn()
 }
 
@@ -131,6 +136,10 @@ fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
     ];
     drop(m);
     let m = boot(true, grant, machine)?;
+    // `BLKBENCH_PROFILE=FILE`: the exec log of the guest's sequential reads.
+    if let Ok(log) = std::env::var("BLKBENCH_PROFILE") {
+        super::setup::exec_log(&m, "drvdom-blk: raw random-read", 0, &log)?;
+    }
     let calls = (mib() * 16) as f64;
     let raw_seq_icount = busy(&m, "drvdom-blk: raw seq-read")? / calls;
     let guest_seq_icount = busy(&m, "disk-bench: seq-read")? / calls;

@@ -138,7 +138,7 @@ fn frames_out_lines(iommu: Iommu, icount: bool) -> Result<(String, String), Stri
     let m = boot(&guests, Some(&[]), icount, "", iommu)?;
     let raw = m.wait_for("drvdom-net: raw sent", WAIT)?;
     if let Ok(log) = std::env::var("NETBENCH_PROFILE") {
-        exec_log(&m, "drvdom-net: raw sent", 1, &log)?;
+        super::setup::exec_log(&m, "drvdom-net: raw sent", 1, &log)?;
     }
     let guest = m.wait_for("net-bench: sent", WAIT)?;
     Ok((raw, guest))
@@ -308,7 +308,7 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
     ];
     let m = boot(&guests, None, icount, "ifname=dummy", None)?;
     if let Ok(log) = std::env::var("NETBENCH_PROFILE") {
-        exec_log(&m, "net-tool: listening on port", 3, &log)?;
+        super::setup::exec_log(&m, "net-tool: listening on port", 3, &log)?;
     }
     let got = m.wait_for("net-tool: received ", WAIT)?;
     let sent = m.wait_for("net-tool: sent ", WAIT)?;
@@ -330,20 +330,6 @@ fn guest_to_guest_on(mtu: u16, check: &str, icount: bool) -> Result<f64, String>
         }
     }
     Ok((tcp_bytes() as f64 / (1 << 20) as f64) / (before(&took, "ns")? / 1e9))
-}
-
-/// `NETBENCH_PROFILE=FILE`: QEMU logs every translation block it runs
-/// (`log exec,nochain`) to `FILE` for two seconds from `after` seconds
-/// after `marker` (with `XTASK_QEMU_ARGS=-singlestep` a block is one
-/// instruction: performance.md, session 30).
-fn exec_log(m: &Machine, marker: &str, after: u64, log: &str) -> Result<(), String> {
-    m.wait_for(marker, WAIT)?;
-    std::thread::sleep(std::time::Duration::from_secs(after));
-    m.monitor(&format!("logfile {log}"))?;
-    m.monitor("log exec,nochain")?;
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    m.monitor("log none")?;
-    Ok(())
 }
 
 /// Under -icount, one frame at a time from guest to guest and back through

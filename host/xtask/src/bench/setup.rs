@@ -49,3 +49,23 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+/// A bench's `..._PROFILE=FILE`: QEMU logs every translation block it runs
+/// (`log exec,nochain`) to `FILE` for two seconds from `after` seconds
+/// after `marker` (the machine needs a monitor socket; with
+/// `XTASK_QEMU_ARGS=-singlestep` a block is one instruction, and `cargo
+/// xtask profile FILE` says where they went: performance.md, session 30).
+pub fn exec_log(
+    m: &crate::qemu::Machine,
+    marker: &str,
+    after: u64,
+    log: &str,
+) -> Result<(), String> {
+    m.wait_for(marker, Duration::from_secs(900))?;
+    std::thread::sleep(Duration::from_secs(after));
+    m.monitor(&format!("logfile {log}"))?;
+    m.monitor("log exec,nochain")?;
+    std::thread::sleep(Duration::from_secs(2));
+    m.monitor("log none")?;
+    Ok(())
+}
