@@ -348,6 +348,12 @@ pub fn news_mark() -> Option<u64> {
 /// made at every wait (`suspend::obey`).
 pub struct Seen(core::sync::atomic::AtomicU64);
 
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen::new()
+    }
+}
+
 impl Seen {
     pub const fn new() -> Seen {
         Seen(core::sync::atomic::AtomicU64::new(0))
