@@ -9,7 +9,8 @@
 //! user addresses between two kernel entries is given to the one binary
 //! that has an instruction starting at every address of the run (from
 //! `objdump -d`); a run no binary or several binaries explain is counted
-//! as such. Symbols come from `nm`.
+//! as such. An instruction run in an HVM guest (QEMU's flags say SVM's
+//! guest mode) is the guest's, whatever its address. Symbols come from `nm`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,10 @@ use std::process::Command;
 
 /// Addresses from here up are the kernel's.
 const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+/// QEMU's `HF_GUEST_MASK` in a block's flags: the CPU is in an SVM guest.
+const SVM_GUEST: u32 = 1 << 21;
+/// What stands for an instruction an HVM guest ran (no domain's address).
+const HVM: u64 = u64::MAX;
 
 /// A binary's instruction starts and its functions (address, name), sorted.
 struct Binary {
@@ -76,14 +81,16 @@ fn tidy(name: &str) -> String {
     }
 }
 
-/// The instruction addresses of an exec log, in order.
+/// The instruction addresses of an exec log, in order ([`HVM`] for an
+/// instruction an HVM guest ran).
 fn addresses(log: &str) -> Vec<u64> {
     log.lines()
         .filter_map(|l| {
             // "Trace 0: 0x7f... [cs_base/pc/flags/cflags] symbol"
-            let inside = l.split_once('[')?.1;
-            let pc = inside.split('/').nth(1)?;
-            u64::from_str_radix(pc, 16).ok()
+            let mut fields = l.split_once('[')?.1.split('/');
+            let pc = u64::from_str_radix(fields.nth(1)?, 16).ok()?;
+            let flags = u32::from_str_radix(fields.next()?, 16).ok()?;
+            Some(if flags & SVM_GUEST != 0 { HVM } else { pc })
         })
         .collect()
 }
@@ -136,6 +143,7 @@ pub fn report(log: &Path) -> Result<(), String> {
     let mut by_function: HashMap<(&str, &str), u64> = HashMap::new();
     for (&pc, o) in pcs.iter().zip(&owner) {
         let (binary, function) = match (pc >= KERNEL_HALF, o) {
+            _ if pc == HVM => ("an HVM guest", "?"),
             (true, _) => ("kernel", kernel.function(pc)),
             (false, Some(b)) => (b.name.as_str(), b.function(pc)),
             (false, None) => ("(a domain, not told apart)", "?"),
@@ -211,8 +219,9 @@ mod tests {
     #[test]
     fn log_lines_give_their_pc_and_names_lose_their_hash() {
         let log = "Trace 0: 0x7f53 [0000000000000000/ffffffff8023338e/00d0c2b0/ff020201] \n\
-                   junk\nTrace 0: 0x7f54 [0000000000000000/0000000000413b25/00d0c2b0/ff020201] f\n";
-        assert_eq!(addresses(log), [0xffff_ffff_8023_338e, 0x41_3b25]);
+                   junk\nTrace 0: 0x7f54 [0000000000000000/0000000000413b25/00d0c2b0/ff020201] f\n\
+                   Trace 0: 0x7f55 [0000000000000000/ffffffff81000000/00f0c2b0/ff020201] \n";
+        assert_eq!(addresses(log), [0xffff_ffff_8023_338e, 0x41_3b25, HVM]);
         assert_eq!(
             tidy("core::fmt::write::h0123456789abcdef"),
             "core::fmt::write"

@@ -17,7 +17,9 @@
 //! (debug key `x`, through domain 0's management channel) per MiB sent
 //! to the guest and per round trip, and a third boot with the kernel's
 //! trace on whose random reads are broken down by where the CPU was
-//! (`linux_breakdown`).
+//! (`linux_breakdown`). `LINUXBENCH_PROFILE=FILE` logs two seconds of the
+//! blocks QEMU runs during the random reads on one host CPU (`cargo xtask
+//! profile FILE`; with `XTASK_QEMU_ARGS=-singlestep`, every instruction).
 
 use super::guest_tcp::{self, GUEST_PORTS};
 use crate::qemu::{free_port, Config, Machine};
@@ -303,6 +305,11 @@ pub fn run() -> Result<(), String> {
     };
     let xenolith = |cpus: u32| -> Result<Figures, String> {
         let (m, ports, sock, capture) = boot(&image, cpus)?;
+        // `LINUXBENCH_PROFILE=FILE`: the exec log of Linux's random reads
+        // on one host CPU (`cargo xtask profile FILE`).
+        if let (Ok(log), 1) = (std::env::var("LINUXBENCH_PROFILE"), cpus) {
+            super::setup::exec_log(&m, "xenolith-linux: iobench seq read", 2, &log)?;
+        }
         measure(&m, ports, Some(&sock), capture.as_deref())
             .map_err(|e| format!("Xenolith on {cpus} host CPU(s): {e}"))
     };
