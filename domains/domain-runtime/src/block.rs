@@ -143,8 +143,8 @@ pub struct Disk {
     gaps: crate::gaps::Gaps,
     /// The restore epoch its port and grants belong to (`crate::epoch`).
     epoch: u32,
-    /// `control::news_mark` when it last looked for news of its backend.
-    news_seen: Option<u64>,
+    /// Whether news of its backend may have come since it last looked.
+    news: crate::control::Seen,
 }
 
 /// Why a disk operation failed.
@@ -221,7 +221,7 @@ impl Disk {
             detached: false,
             gaps: crate::gaps::Gaps::new(),
             epoch: crate::epoch::get(),
-            news_seen: None,
+            news: crate::control::Seen::new(),
         };
         let mut r = BlockRequest::new_zeroed();
         r.op = BlockOp::Info as u8;
@@ -473,11 +473,9 @@ impl Disk {
             return Err(DiskError::Gone);
         }
         // Nothing came since the last look, and no restore: nothing to follow.
-        let mark = crate::control::news_mark();
-        if mark.is_some() && mark == self.news_seen && self.epoch == crate::epoch::get() {
+        if !self.news.anything_new() && self.epoch == crate::epoch::get() {
             return Ok(());
         }
-        self.news_seen = mark;
         if crate::hotplug::is_detached(DeviceKind::Block, device) {
             // Its backend stopped serving the ring: nothing in flight will
             // be answered, and nothing more is sent.

@@ -345,7 +345,8 @@ pub fn news_mark() -> Option<u64> {
 }
 
 /// Remembers the [`news_mark`] it last acted on, for a look at the inbox
-/// made at every wait (`suspend::obey`).
+/// made often: a frontend's for news of its backend (at every poll or
+/// wait), `suspend::obey`'s at every wait.
 pub struct Seen(core::sync::atomic::AtomicU64);
 
 impl Default for Seen {

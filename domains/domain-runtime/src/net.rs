@@ -152,8 +152,8 @@ pub struct NetFront {
     restarts: u64,
     /// The restore epoch its ports and grants belong to (`crate::epoch`).
     epoch: u32,
-    /// `control::news_mark` when it last looked for news of its backend.
-    news_seen: Option<u64>,
+    /// Whether news of its backend may have come since it last looked.
+    news: crate::control::Seen,
 }
 
 impl NetFront {
@@ -293,7 +293,7 @@ impl NetFront {
             rings: (rings, grefs),
             restarts: 0,
             epoch: crate::epoch::get(),
-            news_seen: None,
+            news: crate::control::Seen::new(),
         };
         net.rx.post_all().map_err(|_| Error::InvalidArgument)?;
         Ok(net)
@@ -363,11 +363,9 @@ impl NetFront {
         let restarted = |m: &ControlMessage| about_us(m, ControlOp::PeerRestarted);
         let gone = |m: &ControlMessage| about_us(m, ControlOp::PeerGone);
         // Nothing came since the last look, and no restore: nothing to follow.
-        let mark = crate::control::news_mark();
-        if mark.is_some() && mark == self.news_seen && self.epoch == crate::epoch::get() {
+        if !self.news.anything_new() && self.epoch == crate::epoch::get() {
             return Ok(false);
         }
-        self.news_seen = mark;
         if !self.tx.dead && crate::hotplug::is_detached(DeviceKind::Net, vif) {
             // Taken away: its backend left the switch; nothing more goes out.
             self.tx.dead = true;

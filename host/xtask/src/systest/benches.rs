@@ -2,6 +2,7 @@
 //! the user's own command, must finish and print its table. The figures of
 //! a short run are not judged (docs/performance.md keeps the real ones);
 //! what is checked is that no bench rots unseen, as `bench net` once did.
+//! And `cargo xtask profile LOG`, which reads the logs benches take.
 
 use super::harness::{check, Ctx, Machine, Test};
 use std::process::Command;
@@ -53,10 +54,119 @@ fn every_bench_runs_in_its_short_form_and_prints_its_table(
     Ok(())
 }
 
-/// This file's tests: one, alone on the host (benches want it to themselves).
+/// `cargo xtask profile LOG`, as a user types it, on a log of the kind
+/// QEMU writes (`log exec,nochain`) made here from the built binaries:
+/// five instructions of the kernel's `syscall_entry`, twenty in a row of
+/// `net-tool`'s `run` (which only that binary has at those addresses), and
+/// three of an HVM guest (QEMU's SVM flag set). The table must give each
+/// its count, so a profile taken by a bench is read right.
+fn cargo_xtask_profile_says_where_a_logs_instructions_went(
+    _: &Ctx,
+    _: &mut Option<Machine>,
+) -> Result<(), String> {
+    let kernel = crate::build::kernel()?;
+    let domains = crate::build::domains()?;
+    let tool = |cmd: &str, args: &[&str], elf: &std::path::Path| -> Result<String, String> {
+        let out = Command::new(cmd)
+            .args(args)
+            .arg(elf)
+            .output()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // (address, size) of a function, from `nm -S` (an assembly symbol
+    // has no size: 0).
+    let symbol = |elf: &std::path::Path, name: &str| -> Result<(u64, u64), String> {
+        tool("nm", &["-S", "-C"], elf)?
+            .lines()
+            .find_map(|l| {
+                let hex = |t: &str| u64::from_str_radix(t, 16).ok();
+                match l.splitn(4, ' ').collect::<Vec<_>>()[..] {
+                    [at, size, _, n] if n == name => Some((hex(at)?, hex(size)?)),
+                    [at, _, n] if n == name => Some((hex(at)?, 0)),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| format!("no {name} in {}", elf.display()))
+    };
+    let net_tool = crate::build::domain(&domains, "net-tool");
+    let (run, size) = symbol(&net_tool, "net_tool::run")?;
+    let starts: Vec<u64> = tool(
+        "objdump",
+        &[
+            "-d",
+            "--no-show-raw-insn",
+            &format!("--start-address={run:#x}"),
+            &format!("--stop-address={:#x}", run + size),
+        ],
+        &net_tool,
+    )?
+    .lines()
+    .filter_map(|l| {
+        let (addr, rest) = l.trim_start().split_once(':')?;
+        rest.starts_with('\t')
+            .then(|| u64::from_str_radix(addr, 16).ok())?
+    })
+    .collect();
+    // Twenty from the middle (decoded from the function's start, so each
+    // is where an instruction really starts).
+    let starts: Vec<u64> = starts
+        .iter()
+        .skip(starts.len() / 2)
+        .take(20)
+        .copied()
+        .collect();
+    check(starts.len() == 20, || {
+        format!("net_tool::run's instructions: {starts:?}")
+    })?;
+    let (entry, _) = symbol(&kernel, "syscall_entry")?;
+    let line = |pc: u64, flags: u32| {
+        format!("Trace 0: 0x7f00 [0000000000000000/{pc:016x}/{flags:08x}/ff020201] \n")
+    };
+    let mut log: String = (0..5).map(|_| line(entry, 0x00d0_c2b0)).collect();
+    log.extend(starts.iter().map(|&pc| line(pc, 0x00d0_c2b3)));
+    log.extend((0..3).map(|_| line(0xffff_ffff_8100_0000, 0x00f0_c2b0)));
+    let file = crate::build::target_dir().join("profile-test.log");
+    std::fs::write(&file, log).map_err(|e| e.to_string())?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(crate::build::root())
+        .args(["xtask", "profile"])
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("cannot run cargo xtask profile: {e}"))?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows = [
+        "| kernel | `syscall_entry` | 5 |",
+        "| net-tool | `net_tool::run` | 20 |",
+        "| an HVM guest | `?` | 3 |",
+    ];
+    check(
+        out.status.success()
+            && table.starts_with("28 instructions")
+            && rows.iter().all(|r| table.contains(r)),
+        || {
+            format!(
+                "cargo xtask profile {}: {}\n{table}\n{}",
+                file.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        },
+    )
+}
+
+/// This file's tests: the benches alone on the host (they want it to
+/// themselves), and the profile reader.
 pub(super) fn tests() -> Vec<Test> {
-    vec![Test::alone(
-        "every_bench_runs_in_its_short_form_and_prints_its_table",
-        every_bench_runs_in_its_short_form_and_prints_its_table,
-    )]
+    vec![
+        Test::alone(
+            "every_bench_runs_in_its_short_form_and_prints_its_table",
+            every_bench_runs_in_its_short_form_and_prints_its_table,
+        ),
+        Test::new(
+            "cargo_xtask_profile_says_where_a_logs_instructions_went",
+            cargo_xtask_profile_says_where_a_logs_instructions_went,
+        ),
+    ]
 }
