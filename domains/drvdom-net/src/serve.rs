@@ -19,6 +19,7 @@
 
 extern crate alloc;
 mod chain;
+mod tx_maps;
 
 use crate::switch::{Drop, Port, Switch, Verdict};
 use crate::switched::Switched;
@@ -39,6 +40,7 @@ use domain_runtime::net::checksum;
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, time, DomainId};
 use driver_kit::nic::Nic;
+use tx_maps::{MapSlots, TxMaps};
 use virtio_drivers::transport::pci::PciTransport;
 use zerocopy::FromZeros;
 
@@ -92,6 +94,8 @@ struct Vif {
     broken: bool,
     /// It had a whole batch to send this round (so likely more).
     busy: bool,
+    /// Its transmit pages mapped here (`tx_maps`).
+    tx_maps: TxMaps,
 }
 
 impl Vif {
@@ -180,6 +184,10 @@ struct Fabric {
     /// `crash_every=N`: `domain_runtime::fault`).
     taken: u64,
     crash_after: Option<u64>,
+    /// The grant-window slots holding transmit pages' mappings, which lie
+    /// above every ring's (`ring_top`).
+    map_slots: MapSlots,
+    ring_top: u64,
 }
 
 /// The backend: the NIC (none with `ifname=dummy`), the switch, every interface.
@@ -206,6 +214,8 @@ impl Backend {
                 scratch: vec![0; usize::from(MAX_LOCAL_FRAME)].into_boxed_slice(),
                 taken: 0,
                 crash_after: domain_runtime::fault::crash_point(),
+                map_slots: MapSlots::default(),
+                ring_top: 0,
             },
             next_id: 1,
             first: 0,
@@ -270,24 +280,18 @@ impl Backend {
                     v.dom == msg.peer && (msg.index == ALL_DEVICES || u32::from(v.vif) == msg.index)
                 };
                 while let Some(i) = f.vifs.iter().position(named) {
-                    let v = f.vifs.remove(i);
-                    f.switch.remove_vif(v.id);
-                    report(&v, "left the switch");
-                    let _ = hc::event_close(v.port);
+                    f.remove(i, "left the switch");
                 }
             }
             _ => {}
         }
     }
 
-    /// The lowest `n` consecutive grant-window slots no ring uses.
+    /// The lowest `n` consecutive grant-window slots no ring and no
+    /// transmit page's mapping uses.
     fn free_slots(&self, n: u64) -> Option<u64> {
-        let used = |s: u64| {
-            self.fabric
-                .vifs
-                .iter()
-                .any(|v| v.tx.slots().contains(&s) || v.rx.slots().contains(&s))
-        };
+        let f = &self.fabric;
+        let used = |s: u64| f.map_slots.holds(s) || f.rings_use(s);
         (0..control::CONTROL_SLOT.saturating_sub(n - 1)).find(|&s| (s..s + n).all(|t| !used(t)))
     }
 
@@ -307,7 +311,14 @@ impl Backend {
             return Err("that interface is connected already");
         }
         let pages = u64::from(msg.pages);
-        let slot = self.free_slots(pages).ok_or("no free window slot")?;
+        // Rings before mappings: the mappings are only a shortcut.
+        let slot = match self.free_slots(pages) {
+            Some(slot) => slot,
+            None => {
+                self.fabric.release_all_maps();
+                self.free_slots(pages).ok_or("no free window slot")?
+            }
+        };
         let tx = MappedBack::map(msg.peer, &msg.grefs[..1], slot)
             .map_err(|_| "cannot map its transmit ring, or it is not initialised")?;
         let rx = MappedBack::map(msg.peer, &msg.grefs[1..msg.pages as usize], slot + 1)
@@ -335,7 +346,9 @@ impl Backend {
             counters: Counters::default(),
             broken: false,
             busy: false,
+            tx_maps: TxMaps::new(),
         });
+        self.fabric.ring_top = self.fabric.ring_top.max(slot + pages);
         Ok(())
     }
 
@@ -448,7 +461,7 @@ impl Fabric {
             // (room was checked above): sent from there if the switch says
             // the uplink, with no second copy.
             // `check` first: `len` is the guest's word until then.
-            let (dom, gref, offset) = (v.dom, req.gref, u64::from(req.offset));
+            let (dom, gref, offset) = (v.dom, req.gref, usize::from(req.offset));
             // A blank checksum is said only of TCP over IPv4 (checked once
             // the bytes are here): the switch may have to fill it in.
             let mut staged = None;
@@ -461,7 +474,8 @@ impl Fabric {
                     Some(room) => &mut room[..len],
                     None => &mut frame[..len],
                 };
-                hc::grant_copy_from(dom, gref, offset, buf).is_ok()
+                let (maps, slots, floor) = (&mut v.tx_maps, &mut self.map_slots, self.ring_top);
+                maps.copy(dom, gref, offset, buf, slots, floor)
                     && (!blank || checksum::tcp_ipv4(buf).is_some())
             };
             let v = &mut self.vifs[i];
@@ -628,10 +642,7 @@ impl Fabric {
         let mut i = 0;
         while i < self.vifs.len() {
             if self.vifs[i].broken {
-                let v = self.vifs.remove(i);
-                self.switch.remove_vif(v.id);
-                report(&v, "broke its ring; disconnected");
-                let _ = hc::event_close(v.port);
+                self.remove(i, "broke its ring; disconnected");
             } else {
                 i += 1;
             }
@@ -639,10 +650,43 @@ impl Fabric {
     }
 }
 
+impl Fabric {
+    /// Takes interface `i` off the switch: its mappings let go, its port
+    /// closed (its rings are unmapped as `MappedBack` drops).
+    fn remove(&mut self, i: usize, what: &str) {
+        let mut v = self.vifs.remove(i);
+        report(&v, what);
+        v.tx_maps.release(&mut self.map_slots);
+        self.switch.remove_vif(v.id);
+        let _ = hc::event_close(v.port);
+        self.ring_top = self
+            .vifs
+            .iter()
+            .map(|v| v.tx.slots().end.max(v.rx.slots().end))
+            .max()
+            .unwrap_or(0);
+    }
+
+    /// Whether a ring is mapped at grant-window slot `s`.
+    fn rings_use(&self, s: u64) -> bool {
+        self.vifs
+            .iter()
+            .any(|v| v.tx.slots().contains(&s) || v.rx.slots().contains(&s))
+    }
+
+    /// Lets go of every transmit page's mapping (a ring wants the slots).
+    fn release_all_maps(&mut self) {
+        for v in self.vifs.iter_mut() {
+            v.tx_maps.release(&mut self.map_slots);
+        }
+    }
+}
+
 fn report(v: &Vif, what: &str) {
     let c = v.counters;
     println!(
-        "drvdom-net: domain {} vif {} {} (sent {}, received {}, spoofed {}, no buffer {}, refused {}, too big {})",
-        v.dom, v.vif, what, c.sent, c.received, c.spoofed, c.no_buffer, c.refused, c.too_big
+        "drvdom-net: domain {} vif {} {} (sent {}, received {}, spoofed {}, no buffer {}, refused {}, too big {}, pages mapped {})",
+        v.dom, v.vif, what, c.sent, c.received, c.spoofed, c.no_buffer, c.refused, c.too_big,
+        v.tx_maps.mapped()
     );
 }

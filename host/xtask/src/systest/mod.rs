@@ -27,6 +27,7 @@ mod linux_disk;
 mod linux_net;
 mod net;
 mod net_backpressure;
+mod net_maps;
 mod netmgmt;
 mod readme;
 mod save;
@@ -48,7 +49,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 29] = [
+    let topics: [fn() -> Vec<Test>; 30] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -70,6 +71,7 @@ fn cases() -> Vec<Test> {
         dma::tests,
         net::tests,
         net_backpressure::tests,
+        net_maps::tests,
         netmgmt::tests,
         debug::tests,
         trace::tests,

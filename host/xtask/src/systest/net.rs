@@ -489,7 +489,7 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     // Its long broadcasts (of one page and of three) went nowhere (not to
     // the other guests, whose MTU is the wire's, nor to the uplink) and
     // were counted.
-    check(report.ends_with(", too big 2)"), || {
+    check(report.contains(", too big 2, "), || {
         format!("drvdom-net's report: {report:?}")
     })
 }
