@@ -42,7 +42,14 @@ pub struct Nic<T: Transport> {
     pub msix: bool,
     /// The transmit buffer [`Nic::frame_room`] gave (index, header bytes).
     room: Option<(usize, usize)>,
+    /// Bit `i`: transmit buffer `i` is free (not lent to the device).
+    tx_free: u32,
+    /// The transmit buffer lent with each token (a descriptor's index, so
+    /// below `QUEUE`): finding a finished send's buffer costs no search.
+    tx_of_token: [u8; QUEUE],
 }
+
+const _: () = assert!(TX_BUFFERS <= 32 && TX_BUFFERS <= u8::MAX as usize);
 
 impl<T: Transport> Nic<T> {
     /// Starts the NIC, posts its receive buffers, and takes its interrupts
@@ -61,6 +68,8 @@ impl<T: Transport> Nic<T> {
             irq: None,
             msix: false,
             room: None,
+            tx_free: 0,
+            tx_of_token: [0; QUEUE],
         };
         let pool =
             dma_buffer(BUFFER * (RX_BUFFERS + TX_BUFFERS)).ok_or("no DMA memory for frames")?;
@@ -79,11 +88,17 @@ impl<T: Transport> Nic<T> {
             });
         }
         for buf in chunks.take(TX_BUFFERS) {
-            let _ = nic.tx.push(Slot {
-                buf,
-                token: None,
-                len: 0,
-            });
+            if nic
+                .tx
+                .push(Slot {
+                    buf,
+                    token: None,
+                    len: 0,
+                })
+                .is_ok()
+            {
+                nic.tx_free |= 1 << (nic.tx.len() - 1);
+            }
         }
         nic.irq = msix
             .and_then(|bdf| crate::msix::bind(bdf, &[0, 1]))
@@ -157,19 +172,24 @@ impl<T: Transport> Nic<T> {
     /// Takes back transmit buffers the device has finished with.
     fn reclaim(&mut self) {
         while let Some(token) = self.dev.poll_transmit() {
-            let Some(slot) = self.tx.iter_mut().find(|s| s.token == Some(token)) else {
+            let i = self
+                .tx_of_token
+                .get(usize::from(token))
+                .map_or(usize::MAX, |&i| usize::from(i));
+            let Some(slot) = self.tx.get_mut(i).filter(|s| s.token == Some(token)) else {
                 break;
             };
             // SAFETY: the same buffer `transmit_begin` lent with this token.
             let _ = unsafe { self.dev.transmit_complete(token, &slot.buf[..slot.len]) };
             slot.token = None;
+            self.tx_free |= 1 << i;
         }
     }
 
     /// Whether a transmit buffer is free now.
     pub fn has_room(&mut self) -> bool {
         self.reclaim();
-        self.tx.iter().any(|s| s.token.is_none())
+        self.tx_free != 0
     }
 
     /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
@@ -189,7 +209,10 @@ impl<T: Transport> Nic<T> {
     /// one copy fewer than [`Nic::send`]. None if every buffer is lent.
     pub fn frame_room(&mut self) -> Option<&mut [u8]> {
         self.reclaim();
-        let i = self.tx.iter().position(|s| s.token.is_none())?;
+        if self.tx_free == 0 {
+            return None;
+        }
+        let i = self.tx_free.trailing_zeros() as usize;
         let header = self.dev.fill_buffer_header(self.tx[i].buf).ok()?;
         self.room = Some((i, header));
         self.tx[i].buf.get_mut(header..)
@@ -210,6 +233,13 @@ impl<T: Transport> Nic<T> {
         // SAFETY: the buffer is ours and free; it is left alone until
         // `reclaim` gets its token back.
         slot.token = unsafe { self.dev.transmit_begin(&slot.buf[..len]) }.ok();
-        slot.token.is_some()
+        let Some(token) = slot.token else {
+            return false;
+        };
+        self.tx_free &= !(1 << i);
+        if let Some(t) = self.tx_of_token.get_mut(usize::from(token)) {
+            *t = i as u8;
+        }
+        true
     }
 }
