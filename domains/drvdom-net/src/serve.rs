@@ -429,11 +429,16 @@ impl Fabric {
         while taken < quota && !self.vifs[i].broken {
             // Back-pressure: while the NIC has no free buffer, frames stay
             // in the ring (the guest's sends wait) instead of being dropped.
-            if nic.as_deref_mut().is_some_and(|n| !n.has_room()) {
-                self.vifs[i].busy = true;
-                self.scratch = frame;
-                return (taken, true);
-            }
+            // The buffer found is where a page-long frame is copied.
+            let room = match nic.as_deref_mut().map(|n| n.frame_room()) {
+                Some(None) => {
+                    self.vifs[i].busy = true;
+                    self.scratch = frame;
+                    return (taken, true);
+                }
+                Some(room) => room,
+                None => None,
+            };
             let v = &mut self.vifs[i];
             let req = match v.tx.pop() {
                 Ok(Some(r)) => r,
@@ -457,19 +462,16 @@ impl Fabric {
                 continue;
             }
             let len = usize::from(req.len);
-            // Copied straight into a free NIC buffer when there is a NIC
-            // (room was checked above): sent from there if the switch says
-            // the uplink, with no second copy.
+            // Copied straight into the free NIC buffer found above when
+            // there is a NIC: sent from there if the switch says the
+            // uplink, with no second copy.
             // `check` first: `len` is the guest's word until then.
             let (dom, gref, offset) = (v.dom, req.gref, usize::from(req.offset));
             // A blank checksum is said only of TCP over IPv4 (checked once
             // the bytes are here): the switch may have to fill it in.
             let mut staged = None;
             let ok = req.check() && frame_size_ok(len) && {
-                staged = nic
-                    .as_deref_mut()
-                    .and_then(|n| n.frame_room())
-                    .filter(|room| room.len() >= len);
+                staged = room.filter(|room| room.len() >= len);
                 let buf = match staged.as_deref_mut() {
                     Some(room) => &mut room[..len],
                     None => &mut frame[..len],

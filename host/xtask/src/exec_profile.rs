@@ -120,6 +120,34 @@ fn owners<'a>(pcs: &[u64], users: &'a [Binary]) -> Vec<Option<&'a Binary>> {
     owner
 }
 
+/// Why the log cannot be of the binaries built now, if it cannot: more
+/// than 1% of the kernel's instructions at addresses where the kernel has
+/// no instruction, or more than 5% of the domains' in runs no binary
+/// explains (a log of the same build has none of either).
+fn not_this_build(pcs: &[u64], owner: &[Option<&Binary>], kernel: &Binary) -> Option<String> {
+    let (mut kernel_run, mut kernel_odd, mut user_run, mut user_odd) = (0u64, 0u64, 0u64, 0u64);
+    for (&pc, o) in pcs.iter().zip(owner) {
+        if pc == HVM {
+            continue;
+        }
+        if pc >= KERNEL_HALF {
+            kernel_run += 1;
+            kernel_odd += u64::from(!kernel.starts.contains(&pc));
+        } else {
+            user_run += 1;
+            user_odd += u64::from(o.is_none());
+        }
+    }
+    if kernel_odd * 100 > kernel_run {
+        return Some(format!(
+            "{kernel_odd} of its {kernel_run} kernel instructions are where the kernel built now has none"
+        ));
+    }
+    (user_odd * 20 > user_run).then(|| {
+        format!("{user_odd} of its {user_run} domain instructions fit no domain built now")
+    })
+}
+
 /// Prints where the log's instructions went: by binary, then the functions
 /// that took the most.
 pub fn report(log: &Path) -> Result<(), String> {
@@ -139,6 +167,12 @@ pub fn report(log: &Path) -> Result<(), String> {
         }
     }
     let owner = owners(&pcs, &users);
+    if let Some(why) = not_this_build(&pcs, &owner, &kernel) {
+        return Err(format!(
+            "{}: {why}: the log was taken from another build than the one here (build the log's commit, or take the log again)",
+            log.display()
+        ));
+    }
     let mut by_binary: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_function: HashMap<(&str, &str), u64> = HashMap::new();
     for (&pc, o) in pcs.iter().zip(&owner) {
@@ -214,6 +248,27 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn a_log_of_another_build_is_told_apart_from_one_of_this_build() {
+        let k = KERNEL_HALF;
+        let kernel = binary("kernel", &[k, k + 3, k + 7]);
+        let users = [binary("a", &[0x10, 0x12])];
+        let this_build = [k, k + 3, 0x10, 0x12, k + 7, HVM, HVM];
+        let owner = owners(&this_build, &users);
+        assert_eq!(not_this_build(&this_build, &owner, &kernel), None);
+        // A kernel instruction in the middle of one of the kernel's.
+        let mut kernel_moved = this_build.to_vec();
+        kernel_moved[1] = k + 4;
+        let owner = owners(&kernel_moved, &users);
+        let why = not_this_build(&kernel_moved, &owner, &kernel).unwrap_or_default();
+        assert!(why.contains("1 of its 3 kernel instructions"), "{why}");
+        // A domain's instructions no binary has.
+        let user_moved = [k, 0x10, 0x13, k + 3];
+        let owner = owners(&user_moved, &users);
+        let why = not_this_build(&user_moved, &owner, &kernel).unwrap_or_default();
+        assert!(why.contains("2 of its 2 domain instructions"), "{why}");
     }
 
     #[test]

@@ -252,6 +252,15 @@ fn run(_: &'static domain_runtime::StartInfo) {
         }
     }
     println!("net-hostile: flood done: {} frames", sent);
+    // drvdom-net maps the pages we send from: while it does, the grant of
+    // one cannot be ended (the page cannot be taken back from under it),
+    // and sending from it goes on.
+    match hc::grant_end(net.tx.page_gref(0)) {
+        Ok(_) => println!("net-hostile: ended the grant of a page drvdom-net maps"),
+        Err(e) => {
+            println!("net-hostile: ending the grant of a page drvdom-net maps: refused ({e})")
+        }
+    }
     // The transmit index pushed past the ring: the backend must drop us.
     let header = net.tx_ring().shared().header();
     let prod = header.req_prod.load(Ordering::Relaxed);

@@ -482,6 +482,10 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     check(flooded >= 1000, || {
         format!("the flood was only {flooded} frames: it tested nothing")
     })?;
+    expect_line(
+        m,
+        "[2] net-hostile: ending the grant of a page drvdom-net maps: refused",
+    )?;
     let report = expect_line(
         m,
         "[1] drvdom-net: domain 2 vif 0 broke its ring; disconnected",
