@@ -44,6 +44,9 @@ pub struct GuestMemory {
     guest: DomainId,
     me: DomainId,
     pages: Vec<Cached>,
+    /// The entry found last: looked at first (a request's descriptors, its
+    /// ring entries and its buffers mostly lie in the page before's).
+    last: usize,
     clock: u64,
     /// Pages mapped since start (each a miss of the cache).
     pub mapped: u64,
@@ -55,6 +58,7 @@ impl GuestMemory {
             guest,
             me,
             pages: Vec::with_capacity(CACHED_PAGES),
+            last: 0,
             clock: 0,
             mapped: 0,
         }
@@ -64,7 +68,12 @@ impl GuestMemory {
     /// mapped now if it was not.
     fn page(&mut self, frame: u64) -> Result<&Cached, OutsideGuest> {
         self.clock += 1;
-        if let Some(i) = self.pages.iter().position(|c| c.frame == frame) {
+        let hit = match self.pages.get(self.last) {
+            Some(c) if c.frame == frame => Some(self.last),
+            _ => self.pages.iter().position(|c| c.frame == frame),
+        };
+        if let Some(i) = hit {
+            self.last = i;
             self.pages[i].used = self.clock;
             return Ok(&self.pages[i]);
         }
@@ -96,6 +105,7 @@ impl GuestMemory {
             mapping,
             used: self.clock,
         });
+        self.last = self.pages.len() - 1;
         Ok(self.pages.last().expect("just pushed"))
     }
 

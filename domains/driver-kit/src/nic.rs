@@ -135,8 +135,10 @@ impl<T: Transport> Nic<T> {
 
     /// Lowers and unmasks the interrupt line before the caller looks at the
     /// queues (so anything that arrives after the look raises it again).
+    /// An MSI-X message is an edge with no line or status to reset: then
+    /// nothing (no read of the device's ISR, no hypercall a round).
     pub fn rearm(&mut self) {
-        if let Some(port) = self.irq {
+        if let (Some(port), false) = (self.irq, self.msix) {
             self.dev.ack_interrupt();
             let _ = hc::pirq_ack(port);
         }

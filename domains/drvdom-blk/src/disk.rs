@@ -256,9 +256,12 @@ impl<T: Transport> Disk<T> {
         // Lower and unmask the line before looking: a completion after the
         // look raises it again. (A completion seen without its interrupt
         // leaves the line masked by the kernel until acknowledged, and the
-        // main loop may have swallowed that event.)
-        self.transport.ack_interrupt();
-        let _ = hc::pirq_ack(port);
+        // main loop may have swallowed that event.) An MSI-X message is an
+        // edge with neither: nothing to do.
+        if !self.msix {
+            self.transport.ack_interrupt();
+            let _ = hc::pirq_ack(port);
+        }
         if !self.queue.has_used() {
             domain_runtime::events::wait(port);
         }
