@@ -188,12 +188,6 @@ impl<T: Transport> Nic<T> {
         }
     }
 
-    /// Whether a transmit buffer is free now.
-    pub fn has_room(&mut self) -> bool {
-        self.reclaim();
-        self.tx_free != 0
-    }
-
     /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
     pub fn send(&mut self, frame: &[u8]) -> bool {
         let Some(room) = self.frame_room() else {
