@@ -12,13 +12,15 @@ use ipc_abi::hypercall::Result;
 #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable)]
 pub struct Page(pub [u8; 4096]);
 
-/// Pages of ours granted (read-write) to one peer for as long as we live
+/// Pages of ours granted (read-write, or read-only: [`GrantedPages::read_only`]) to one peer for as long as we live
 /// (persistent grants: the peer maps or copies them as often as it likes).
 pub struct GrantedPages {
     pages: Box<[Page]>,
     grefs: Vec<u32>,
     /// The restore epoch its grants were made in (`crate::epoch`).
     epoch: u32,
+    /// Granted read-only ([`GrantedPages::read_only`]).
+    readonly: bool,
 }
 
 impl Drop for GrantedPages {
@@ -56,7 +58,16 @@ impl GrantedPages {
             pages: pages.into_boxed_slice(),
             grefs: Vec::with_capacity(count),
             epoch: crate::epoch::get(),
+            readonly: false,
         }
+    }
+
+    /// The same pages, granted read-only from now on (pages the peer only
+    /// reads, such as a network interface's transmit pages: it cannot write
+    /// them, nor can its devices).
+    pub fn read_only(mut self) -> GrantedPages {
+        self.readonly = true;
+        self
     }
 
     /// Grants every page to `peer` instead (after the old peer died: its
@@ -72,7 +83,7 @@ impl GrantedPages {
         }
         self.epoch = crate::epoch::get();
         for p in self.pages.iter() {
-            match crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, false) {
+            match crate::hypercall::grant_create(peer, p.0.as_ptr() as u64, self.readonly) {
                 Ok(g) => self.grefs.push(g),
                 Err(e) => {
                     for g in self.grefs.drain(..) {

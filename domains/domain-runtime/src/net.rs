@@ -238,7 +238,8 @@ impl NetFront {
         let tx_front = Front::init(rings[0].shared(), 1).map_err(|_| Error::InvalidArgument)?;
         let rx_front =
             Front::init(rings[1].shared(), rx_ring_pages).map_err(|_| Error::InvalidArgument)?;
-        let mut tx_pages = GrantedPages::ungranted(tx_pages);
+        // The backend only reads what we send.
+        let mut tx_pages = GrantedPages::ungranted(tx_pages).read_only();
         let mut rx_pages = GrantedPages::ungranted(rx_pages);
         let (grefs, port) = loop {
             let granted = tx_pages

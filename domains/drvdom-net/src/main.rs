@@ -45,6 +45,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
                 .unwrap_or(20_000),
         );
     }
+    if flag("tx_write_test") {
+        serve::ask_write_test();
+    }
     serve::Backend::new(nic).run()
 }
 

@@ -40,6 +40,7 @@ use domain_runtime::net::checksum;
 use domain_runtime::ring::MappedBack;
 use domain_runtime::{control, println, time, DomainId};
 use driver_kit::nic::Nic;
+pub use tx_maps::ask_write_test;
 use tx_maps::{MapSlots, TxMaps};
 use virtio_drivers::transport::pci::PciTransport;
 use zerocopy::FromZeros;

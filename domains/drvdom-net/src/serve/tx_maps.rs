@@ -2,7 +2,7 @@
 //!
 //! Owns: copying a transmit request's bytes out of the guest's page. A
 //! frontend sends from a fixed set of granted pages (`TX_PAGES`, or
-//! `JUMBO_TX_PAGES`), so each is mapped here (read-only use) the first
+//! `JUMBO_TX_PAGES`, granted read-only), so each is mapped here the first
 //! time a request names it and copied from by this domain itself after
 //! that, with no hypercall a frame; as drvdom-blk maps a frontend's data
 //! pages. A grant that cannot be mapped (no free window slot, the table
@@ -18,9 +18,11 @@
 //! interface is let go when it leaves the switch, and the kernel lets go
 //! of all of them if this domain dies.
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use domain_runtime::control::CONTROL_SLOT;
 use domain_runtime::grant::Mapping;
 use domain_runtime::hypercall as hc;
+use domain_runtime::ipc_abi::hypercall::Error;
 use domain_runtime::ipc_abi::layout::GRANT_SLOTS;
 use domain_runtime::ipc_abi::proto::net::SLOT_BYTES;
 use domain_runtime::DomainId;
@@ -30,6 +32,16 @@ pub const MAPS_PER_VIF: usize = domain_runtime::net::JUMBO_TX_PAGES;
 /// Pages mapped at most over all interfaces: half the grant window, the
 /// other half left to the rings.
 pub const MAPPED_AT_MOST: u32 = (GRANT_SLOTS / 2) as u32;
+
+/// `tx_write_test` on the command line: the first transmit page to be
+/// mapped is first asked for writable, and the kernel's answer printed (a
+/// frontend grants its transmit pages read-only: refused).
+static WRITE_TEST: AtomicBool = AtomicBool::new(false);
+
+/// Asks for the `tx_write_test` line at the first mapping.
+pub fn ask_write_test() {
+    WRITE_TEST.store(true, Ordering::Relaxed);
+}
 
 /// Which grant-window slots hold a transmit page's mapping.
 #[derive(Default)]
@@ -97,6 +109,9 @@ impl TxMaps {
         let entry = &mut self.pages[gref as usize % MAPS_PER_VIF];
         if entry.is_none() {
             if let Some(slot) = slots.take(floor) {
+                if WRITE_TEST.load(Ordering::Relaxed) {
+                    write_test(dom, gref, slot);
+                }
                 match Mapping::map(dom, gref, slot) {
                     Ok(m) => *entry = Some((gref, m)),
                     Err(_) => slots.give_back(slot),
@@ -125,4 +140,20 @@ impl TxMaps {
             let _ = m.unmap();
         }
     }
+}
+
+/// `tx_write_test`: asks for a frontend's transmit page writable, once a
+/// request names a page that is really granted (not a hostile frontend's
+/// made-up reference, which says nothing).
+fn write_test(dom: DomainId, gref: u32, slot: u64) {
+    let said = match Mapping::map_writable(dom, gref, slot) {
+        Ok(m) => {
+            let _ = m.unmap();
+            "allowed"
+        }
+        Err(Error::PermissionDenied) => "refused (read-only)",
+        Err(_) => return,
+    };
+    WRITE_TEST.store(false, Ordering::Relaxed);
+    domain_runtime::println!("drvdom-net: tx_write_test: mapping a transmit page writable: {said}");
 }

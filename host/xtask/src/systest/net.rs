@@ -425,8 +425,9 @@ pub(super) fn sixty_four_mib_each_way(
 /// does not stop two other guests' TCP transfer from finishing meanwhile,
 /// intact; its broken ring costs it its interface and nobody else anything.
 pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> Result<(), String> {
+    let driver = format!("{NET_DRIVER_LINE} tx_write_test");
     let guests = [
-        ("drvdom-net", NET_DRIVER_LINE),
+        ("drvdom-net", driver.as_str()),
         ("net-hostile", "bad memory=2M vif=mac=02:00:00:00:03:01 flood=100000000"),
         (
             "net-tool",
@@ -485,6 +486,12 @@ pub fn a_hostile_frontend_harms_nobody(c: &Ctx, slot: &mut Option<Machine>) -> R
     expect_line(
         m,
         "[2] net-hostile: ending the grant of a page drvdom-net maps: refused",
+    )?;
+    // Frontends grant their transmit pages read-only: drvdom-net reads
+    // them and can never write them.
+    expect_line(
+        m,
+        "[1] drvdom-net: tx_write_test: mapping a transmit page writable: refused (read-only)",
     )?;
     let report = expect_line(
         m,
