@@ -33,9 +33,9 @@ pub const MAPS_PER_VIF: usize = domain_runtime::net::JUMBO_TX_PAGES;
 /// other half left to the rings.
 pub const MAPPED_AT_MOST: u32 = (GRANT_SLOTS / 2) as u32;
 
-/// `tx_write_test` on the command line: the first transmit page to be
-/// mapped is first asked for writable, and the kernel's answer printed (a
-/// frontend grants its transmit pages read-only: refused).
+/// `tx_write_test` on the command line: the first granted transmit page
+/// to be mapped is first asked for writable, and the kernel's answer
+/// printed (a frontend grants its transmit pages read-only: refused).
 static WRITE_TEST: AtomicBool = AtomicBool::new(false);
 
 /// Asks for the `tx_write_test` line at the first mapping.
