@@ -32,23 +32,8 @@ struct Binary {
 
 impl Binary {
     fn load(name: &str, elf: &Path) -> Result<Binary, String> {
-        let run = |tool: &str, args: &[&str]| -> Result<String, String> {
-            let out = Command::new(tool)
-                .args(args)
-                .arg(elf)
-                .output()
-                .map_err(|e| format!("{tool}: {e}"))?;
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        let starts = run("objdump", &["-d", "--no-show-raw-insn"])?
-            .lines()
-            .filter_map(|l| {
-                let (addr, rest) = l.trim_start().split_once(':')?;
-                rest.starts_with('\t')
-                    .then(|| u64::from_str_radix(addr, 16).ok())?
-            })
-            .collect();
-        let functions = run("nm", &["-n", "-C", "--defined-only"])?
+        let starts = instruction_starts(elf, &[])?.into_iter().collect();
+        let functions = elf_tool("nm", &["-n", "-C", "--defined-only"], elf)?
             .lines()
             .filter_map(|l| {
                 let mut p = l.splitn(3, ' ');
@@ -71,6 +56,31 @@ impl Binary {
             i => &self.functions[i - 1].1,
         }
     }
+}
+
+/// What `tool` (`objdump`, `nm`) prints about `elf` with `args`.
+pub fn elf_tool(tool: &str, args: &[&str], elf: &Path) -> Result<String, String> {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(elf)
+        .output()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where each instruction `objdump -d` decodes in `elf` starts, in order
+/// (`args`: more of objdump's options, such as an address range).
+pub fn instruction_starts(elf: &Path, args: &[&str]) -> Result<Vec<u64>, String> {
+    let mut all = vec!["-d", "--no-show-raw-insn"];
+    all.extend_from_slice(args);
+    Ok(elf_tool("objdump", &all, elf)?
+        .lines()
+        .filter_map(|l| {
+            let (addr, rest) = l.trim_start().split_once(':')?;
+            rest.starts_with('\t')
+                .then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .collect())
 }
 
 /// A demangled name without its hash suffix.

@@ -59,25 +59,18 @@ fn every_bench_runs_in_its_short_form_and_prints_its_table(
 /// five instructions of the kernel's `syscall_entry`, twenty in a row of
 /// `net-tool`'s `run` (which only that binary has at those addresses), and
 /// three of an HVM guest (QEMU's SVM flag set). The table must give each
-/// its count, so a profile taken by a bench is read right.
+/// its count, so a profile taken by a bench is read right; and a log no
+/// binary built now explains must be refused, not misread.
 fn cargo_xtask_profile_says_where_a_logs_instructions_went(
     _: &Ctx,
     _: &mut Option<Machine>,
 ) -> Result<(), String> {
     let kernel = crate::build::kernel()?;
     let domains = crate::build::domains()?;
-    let tool = |cmd: &str, args: &[&str], elf: &std::path::Path| -> Result<String, String> {
-        let out = Command::new(cmd)
-            .args(args)
-            .arg(elf)
-            .output()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
     // (address, size) of a function, from `nm -S` (an assembly symbol
     // has no size: 0).
     let symbol = |elf: &std::path::Path, name: &str| -> Result<(u64, u64), String> {
-        tool("nm", &["-S", "-C"], elf)?
+        crate::exec_profile::elf_tool("nm", &["-S", "-C"], elf)?
             .lines()
             .find_map(|l| {
                 let hex = |t: &str| u64::from_str_radix(t, 16).ok();
@@ -91,23 +84,13 @@ fn cargo_xtask_profile_says_where_a_logs_instructions_went(
     };
     let net_tool = crate::build::domain(&domains, "net-tool");
     let (run, size) = symbol(&net_tool, "net_tool::run")?;
-    let starts: Vec<u64> = tool(
-        "objdump",
+    let starts = crate::exec_profile::instruction_starts(
+        &net_tool,
         &[
-            "-d",
-            "--no-show-raw-insn",
             &format!("--start-address={run:#x}"),
             &format!("--stop-address={:#x}", run + size),
         ],
-        &net_tool,
-    )?
-    .lines()
-    .filter_map(|l| {
-        let (addr, rest) = l.trim_start().split_once(':')?;
-        rest.starts_with('\t')
-            .then(|| u64::from_str_radix(addr, 16).ok())?
-    })
-    .collect();
+    )?;
     // Twenty from the middle (decoded from the function's start, so each
     // is where an instruction really starts).
     let starts: Vec<u64> = starts
@@ -128,13 +111,16 @@ fn cargo_xtask_profile_says_where_a_logs_instructions_went(
     log.extend((0..3).map(|_| line(0xffff_ffff_8100_0000, 0x00f0_c2b0)));
     let file = crate::build::target_dir().join("profile-test.log");
     std::fs::write(&file, log).map_err(|e| e.to_string())?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(&cargo)
-        .current_dir(crate::build::root())
-        .args(["xtask", "profile"])
-        .arg(&file)
-        .output()
-        .map_err(|e| format!("cannot run cargo xtask profile: {e}"))?;
+    let profile = |file: &std::path::Path| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        Command::new(&cargo)
+            .current_dir(crate::build::root())
+            .args(["xtask", "profile"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("cannot run cargo xtask profile: {e}"))
+    };
+    let out = profile(&file)?;
     let table = String::from_utf8_lossy(&out.stdout);
     let rows = [
         "| kernel | `syscall_entry` | 5 |",
@@ -151,6 +137,26 @@ fn cargo_xtask_profile_says_where_a_logs_instructions_went(
                 file.display(),
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
+            )
+        },
+    )?;
+    // A log of another build (here: domain instructions at an address
+    // where no domain built now has one) is refused, not misread.
+    let mut stale: String = (0..5).map(|_| line(entry, 0x00d0_c2b0)).collect();
+    stale.extend((0..20).map(|i| line(0x1 + i, 0x00d0_c2b3)));
+    let file = crate::build::target_dir().join("profile-test-stale.log");
+    std::fs::write(&file, stale).map_err(|e| e.to_string())?;
+    let out = profile(&file)?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    check(
+        !out.status.success()
+            && said.contains("20 of its 20 domain instructions fit no domain built now")
+            && said.contains("taken from another build"),
+        || {
+            format!(
+                "cargo xtask profile on a log of another build: {}
+{said}",
+                out.status
             )
         },
     )
