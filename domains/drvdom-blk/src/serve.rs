@@ -43,8 +43,11 @@ const BATCH: usize = 8;
 const MAX_CLIENTS: usize = 64;
 /// Bytes of the bounce buffer (a full batch of five-page requests).
 pub const BOUNCE_BYTES: usize = BATCH * MAX_SEGMENTS * 4096;
-/// Granted pages one frontend may have mapped at once (the rest are copied).
-const MAPPED_PER_CLIENT: usize = 24;
+/// Granted pages one frontend may have mapped at once (the rest are
+/// copied): its runtime's slots (twenty pages) and a 64 KiB buffer and
+/// more. The window holds 255 pages, shared with every ring: when a ring
+/// finds no room, every mapping goes first ([`Backend::release_all_maps`]).
+const MAPPED_PER_CLIENT: usize = 40;
 
 /// How data moves between a frontend's granted pages and the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,8 +236,15 @@ impl<T: Transport> Backend<T> {
             return Err("block rings are one or two pages");
         }
         let pages = msg.pages as u64;
-        // The lowest slot no ring and no mapped data page uses.
-        let slot = self.free_slot(pages).ok_or("no free window slot")?;
+        // The lowest slot no ring and no mapped data page uses; the
+        // mappings make room for rings (they are made again as used).
+        let slot = match self.free_slot(pages) {
+            Some(slot) => slot,
+            None => {
+                self.release_all_maps();
+                self.free_slot(pages).ok_or("no free window slot")?
+            }
+        };
         let ring =
             MappedBack::map(msg.peer, &msg.grefs[..msg.pages as usize], slot).map_err(|e| {
                 println!(
@@ -527,6 +537,16 @@ impl<T: Transport> Backend<T> {
                 release(c);
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// Unmaps every client's data pages, to make room in the window for a
+    /// ring. Only between rounds, when the device has nothing in flight.
+    fn release_all_maps(&mut self) {
+        for c in self.clients.iter_mut() {
+            for (_, m, _) in c.maps.drain(..) {
+                let _ = m.unmap();
             }
         }
     }

@@ -1,7 +1,10 @@
 //! Measures its disk through the ring (`cargo xtask bench blk`): sequential
-//! read and write of `mib=` MiB in 64 KiB calls, then `random=` 4 KiB reads
-//! at pseudo-random places. Prints nanoseconds and TSC ticks for each (under
-//! `-icount` the TSC counts instructions) and the ring's notifications.
+//! read and write of `mib=` MiB in 64 KiB calls in a buffer the backend
+//! fills and empties itself (`Disk::buffer`: as drvdom-blk's raw workload
+//! uses its own DMA memory), the same copied to and from the caller's
+//! memory, then `random=` 4 KiB reads at pseudo-random places. Prints
+//! nanoseconds and TSC ticks for each (under `-icount` the TSC counts
+//! instructions) and the ring's notifications.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -21,35 +24,42 @@ fn run(_: &'static domain_runtime::StartInfo) {
     };
     let sectors = disk.info().sectors;
     let mut buf = alloc::vec![0u8; 64 * 1024];
+    let Ok(own) = disk.buffer(buf.len()) else {
+        println!("disk-bench: no buffer");
+        return;
+    };
     let chunks = mib * 16;
-    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
-    for i in 0..chunks {
-        if disk.read(i * 128 % sectors, &mut buf).is_err() {
-            println!("disk-bench: read failed");
-            return;
+    let len = buf.len();
+    let sector = |i: u64| i * 128 % sectors;
+    // In the buffer, then copied to and from the caller's memory.
+    for what in [
+        "seq-read",
+        "seq-write",
+        "copied seq-read",
+        "copied seq-write",
+    ] {
+        let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
+        for i in 0..chunks {
+            let done = match what {
+                "seq-read" => disk.read_to_buffer(sector(i), own, len),
+                "seq-write" => disk.write_from_buffer(sector(i), own, len),
+                "copied seq-read" => disk.read(sector(i), &mut buf),
+                _ => disk.write(sector(i), &buf),
+            };
+            if done.is_err() {
+                println!("disk-bench: {} failed", what);
+                return;
+            }
         }
+        println!(
+            "disk-bench: {} {} bytes {} ns {} tsc {} busy",
+            what,
+            chunks * 65536,
+            time::now_ns() - t,
+            time::tsc() - c,
+            time::busy_tsc() - b
+        );
     }
-    println!(
-        "disk-bench: seq-read {} bytes {} ns {} tsc {} busy",
-        chunks * 65536,
-        time::now_ns() - t,
-        time::tsc() - c,
-        time::busy_tsc() - b
-    );
-    let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());
-    for i in 0..chunks {
-        if disk.write(i * 128 % sectors, &buf).is_err() {
-            println!("disk-bench: write failed");
-            return;
-        }
-    }
-    println!(
-        "disk-bench: seq-write {} bytes {} ns {} tsc {} busy",
-        chunks * 65536,
-        time::now_ns() - t,
-        time::tsc() - c,
-        time::busy_tsc() - b
-    );
     let (requests_before, notified_before) = disk.stats();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let (t, c, b) = (time::now_ns(), time::tsc(), time::busy_tsc());

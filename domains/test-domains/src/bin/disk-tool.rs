@@ -3,19 +3,21 @@
 //! writes that pattern, flushes and reads it back; `discard=SECTOR+COUNT`
 //! discards those sectors and flushes; `records=N` writes N checksummed
 //! 4 KiB records from sector 0, flushes, reads them back and checks each
-//! (with `disks=2`, on xvda and xvdb in turn, the same records on each);
+//! (with `disks=2`, on xvda and xvdb in turn, the same records on each;
+//! every other call copies through the disk, the rest use its own buffer);
 //! `sum repeat=N` sums N times; `cycles=N` writes and reads back a sector N
 //! times, 20 ms apart (save and restore tests);
 //! `read_all` reads the whole disk and does nothing with it; `gaps`
 //! prints the long waits between answers and those across restarts of
 //! drvdom-blk; `forbidden` tries writes a read-only or too-small disk must
-//! refuse. Each result is one line.
+//! refuse; `hold=SECONDS` keeps the disk connected that long at the end.
+//! Each result is one line.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-use domain_runtime::block::Disk;
+use domain_runtime::block::{BufferId, Disk};
 use domain_runtime::println;
 use sha2::{Digest, Sha256};
 
@@ -131,6 +133,9 @@ fn run(_: &'static domain_runtime::StartInfo) {
         );
         println!("disk-tool: {}", test_domains::Resumed(disk.resumed()));
     }
+    if let Some(seconds) = test_domains::number("hold") {
+        domain_runtime::time::sleep_ns(seconds * 1_000_000_000);
+    }
     println!("disk-tool: done");
 }
 
@@ -196,20 +201,40 @@ fn record(index: u64, out: &mut [u8]) {
     out[4092..4096].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Whether the call moving records from `i` on uses the disk's own buffer
+/// (every other call) rather than copying through the disk.
+fn in_buffer(i: u64) -> bool {
+    (i / (CHUNK / 4096) as u64) % 2 == 1
+}
+
 /// Writes `n` records, flushes, reads them back and compares; one line says how it went.
 fn records(disks: &mut [Disk], n: u64) {
     const PER_CALL: u64 = (CHUNK / 4096) as u64;
     let mut buf = alloc::vec![0u8; CHUNK];
     let mut want = alloc::vec![0u8; CHUNK];
+    let mut own: alloc::vec::Vec<BufferId> = alloc::vec::Vec::new();
+    for (d, disk) in disks.iter_mut().enumerate() {
+        match disk.buffer(CHUNK) {
+            Ok(b) => own.push(b),
+            Err(e) => return println!("disk-tool: no buffer for disk {}: {}", d, e),
+        }
+    }
     let mut i = 0;
     while i < n {
         let k = (n - i).min(PER_CALL);
+        let len = (k * 4096) as usize;
         for j in 0..k {
             let at = (j * 4096) as usize;
             record(i + j, &mut buf[at..at + 4096]);
         }
         for (d, disk) in disks.iter_mut().enumerate() {
-            if let Err(e) = disk.write(i * 8, &buf[..(k * 4096) as usize]) {
+            let wrote = if in_buffer(i) {
+                disk.buffer_bytes_mut(own[d])[..len].copy_from_slice(&buf[..len]);
+                disk.write_from_buffer(i * 8, own[d], len)
+            } else {
+                disk.write(i * 8, &buf[..len])
+            };
+            if let Err(e) = wrote {
                 return println!(
                     "disk-tool: writing record {} to disk {} failed: {:?}",
                     i, d, e
@@ -232,13 +257,23 @@ fn records(disks: &mut [Disk], n: u64) {
             record(i + j, &mut want[at..at + 4096]);
         }
         for (d, disk) in disks.iter_mut().enumerate() {
-            if let Err(e) = disk.read(i * 8, &mut buf[..len]) {
+            let read = if in_buffer(i) {
+                disk.read_to_buffer(i * 8, own[d], len)
+            } else {
+                disk.read(i * 8, &mut buf[..len])
+            };
+            if let Err(e) = read {
                 return println!(
                     "disk-tool: reading record {} of disk {} failed: {:?}",
                     i, d, e
                 );
             }
-            if buf[..len] != want[..len] {
+            let got = if in_buffer(i) {
+                &disk.buffer_bytes(own[d])[..len]
+            } else {
+                &buf[..len]
+            };
+            if got != &want[..len] {
                 return println!(
                     "disk-tool: record {} and on of disk {} read back wrong",
                     i, d
@@ -249,7 +284,7 @@ fn records(disks: &mut [Disk], n: u64) {
     }
     let restarts: alloc::vec::Vec<u64> = disks.iter().map(|d| d.restarts()).collect();
     println!(
-        "disk-tool: {} records written and read back right on {} disks (backend restarted {:?} times)",
+        "disk-tool: {} records written and read back right on {} disks, every other call in the disk's own buffer (backend restarted {:?} times)",
         n,
         disks.len(),
         restarts

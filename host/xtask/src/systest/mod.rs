@@ -9,6 +9,7 @@
 
 mod admin;
 mod benches;
+mod blk_maps;
 mod block;
 mod boot;
 mod campaign;
@@ -49,7 +50,7 @@ use std::sync::Mutex;
 const FUZZ_SECONDS: u64 = 10;
 
 fn cases() -> Vec<Test> {
-    let topics: [fn() -> Vec<Test>; 30] = [
+    let topics: [fn() -> Vec<Test>; 31] = [
         boot::tests,
         watchdog::tests,
         smp::tests,
@@ -72,6 +73,7 @@ fn cases() -> Vec<Test> {
         net::tests,
         net_backpressure::tests,
         net_maps::tests,
+        blk_maps::tests,
         netmgmt::tests,
         debug::tests,
         trace::tests,

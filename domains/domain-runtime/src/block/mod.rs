@@ -5,15 +5,18 @@
 //! negotiating its size and features (`Info`), and reading, writing and
 //! flushing through the ring with up to [`IN_FLIGHT`] requests at once. Data
 //! moves through pages of ours granted once to the backend (persistent
-//! grants), which it copies to and from. Every request in flight is kept
-//! ([`Disk::in_flight`]); when the control domain says the backend was
-//! restarted, the disk reconnects to the new one and sends them again.
+//! grants, [`pages`]): the disk copies the caller's data through them, or
+//! the caller works in a buffer of them ([`Disk::buffer`]) and nothing is
+//! copied. Every request in flight is kept; when the control domain says
+//! the backend was restarted, the disk reconnects to the new one and sends
+//! them again ([`reconnect`]).
 
 extern crate alloc;
+mod pages;
+mod reconnect;
+
 use crate::hypercall as hc;
 use crate::ring::{Grefs, RingPages};
-use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::sync::atomic::{fence, Ordering};
 use ipc_abi::domain::DomainId;
 use ipc_abi::hypercall::{Error, Result};
@@ -23,24 +26,27 @@ use ipc_abi::proto::block::{
 };
 use ipc_abi::proto::control::DeviceKind;
 use ipc_abi::ring::Front;
+use pages::{DataPages, Place, PAGE};
 use zerocopy::FromZeros;
+
+pub use pages::BUFFER_PAGES;
 
 /// Requests a disk keeps in flight at most.
 pub const IN_FLIGHT: usize = 4;
-const PAGE: usize = 4096;
 /// Bytes one request moves at most.
 pub const REQUEST_BYTES: usize = MAX_SEGMENTS * PAGE;
 
-/// A page the backend copies to and from.
-#[repr(C, align(4096))]
-struct Page([u8; PAGE]);
+/// A buffer of the disk's ([`Disk::buffer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferId(usize);
 
-/// One request's data pages and their grants.
-struct Slot {
-    pages: Box<[Page; MAX_SEGMENTS]>,
-    grefs: [u32; MAX_SEGMENTS],
-    /// The request using the slot, if any.
-    busy: Option<u64>,
+/// Where a transfer's data comes from and goes to.
+#[derive(Clone, Copy)]
+enum Through {
+    /// The caller's memory, copied through the slots.
+    Slots,
+    /// A buffer of the disk's, which the backend fills and empties.
+    Buffer(usize),
 }
 
 /// What the backend said the disk is.
@@ -50,10 +56,6 @@ pub struct DiskInfo {
     pub sector_size: u32,
     pub features: Features,
 }
-
-/// A data page's grant reference while it is granted to nobody (its
-/// backend died before the grant).
-const NO_GRANT: u32 = u32::MAX;
 
 /// A block ring connected to its backend, before any request: for tools
 /// and tests that speak the protocol themselves ([`Disk`] is the usual way).
@@ -122,10 +124,10 @@ pub struct Disk {
     port: u16,
     backend: DomainId,
     next_id: u64,
-    slots: Vec<Slot>,
+    data: DataPages,
     info: DiskInfo,
-    /// Requests sent and not yet answered.
-    in_flight: heapless::Vec<BlockRequest, IN_FLIGHT>,
+    /// Requests sent and not yet answered, with where their pages are.
+    in_flight: heapless::Vec<(BlockRequest, Option<Place>), IN_FLIGHT>,
     /// Requests sent, and notifications the ring's suppression let through.
     sent: u64,
     notified: u64,
@@ -171,27 +173,7 @@ impl Disk {
     pub fn connect(device: u32) -> Result<Disk> {
         let raw = RawRing::connect(device)?;
         let backend = raw.backend;
-        let mut slots = Vec::new();
-        for _ in 0..IN_FLIGHT {
-            let data: Box<[Page; MAX_SEGMENTS]> =
-                Box::new([const { Page([0; PAGE]) }; MAX_SEGMENTS]);
-            let mut grefs = [0u32; MAX_SEGMENTS];
-            for (g, page) in grefs.iter_mut().zip(data.iter()) {
-                *g = match hc::grant_create(backend, page.0.as_ptr() as u64, false) {
-                    Ok(g) => g,
-                    // The backend died after it accepted the ring: news of
-                    // its next instance is coming, and following it grants
-                    // every page again.
-                    Err(Error::DeadDomain) => NO_GRANT,
-                    Err(e) => return Err(e),
-                };
-            }
-            slots.push(Slot {
-                pages: data,
-                grefs,
-                busy: None,
-            });
-        }
+        let data = DataPages::new(IN_FLIGHT, backend)?;
         let RawRing {
             front,
             port,
@@ -204,7 +186,7 @@ impl Disk {
             port,
             backend,
             next_id: 1,
-            slots,
+            data,
             info: DiskInfo {
                 sectors: 0,
                 sector_size: SECTOR_SIZE as u32,
@@ -248,11 +230,6 @@ impl Disk {
         self.backend
     }
 
-    /// Requests sent and not yet answered (for replay after a backend restart).
-    pub fn in_flight(&self) -> &[BlockRequest] {
-        &self.in_flight
-    }
-
     fn check(&self, sector: u64, len: usize) -> core::result::Result<(), DiskError> {
         let sectors = (len as u64) / SECTOR_SIZE;
         if !(len as u64).is_multiple_of(SECTOR_SIZE)
@@ -272,6 +249,7 @@ impl Disk {
             BlockOp::Read,
             sector,
             buf.len(),
+            Through::Slots,
             |_, _| {},
             |offset, bytes| buf[offset..offset + bytes.len()].copy_from_slice(bytes),
         )
@@ -287,6 +265,7 @@ impl Disk {
             BlockOp::Write,
             sector,
             buf.len(),
+            Through::Slots,
             |offset, page| page.copy_from_slice(&buf[offset..offset + page.len()]),
             |_, _| {},
         )
@@ -302,7 +281,7 @@ impl Disk {
         drain: impl FnMut(usize, &[u8]),
     ) -> core::result::Result<(), DiskError> {
         self.check(sector, len)?;
-        self.transfer(BlockOp::Read, sector, len, |_, _| {}, drain)
+        self.transfer(BlockOp::Read, sector, len, Through::Slots, |_, _| {}, drain)
     }
 
     /// Writes `len` bytes (whole sectors) from `sector` on, which
@@ -318,7 +297,79 @@ impl Disk {
         if self.info.features.contains(Features::READ_ONLY) {
             return Err(DiskError::Unsupported);
         }
-        self.transfer(BlockOp::Write, sector, len, fill, |_, _| {})
+        self.transfer(BlockOp::Write, sector, len, Through::Slots, fill, |_, _| {})
+    }
+
+    /// A buffer of `bytes` (rounded up to whole pages) that the backend
+    /// fills and empties itself ([`Disk::read_to_buffer`],
+    /// [`Disk::write_from_buffer`]): I/O through it copies nothing in this
+    /// domain (as the device's DMA reaches it, where the backend maps it).
+    /// Its pages are granted to the backend once, for as long as the disk
+    /// lives, and to each new backend after a restart. A disk's buffers
+    /// hold [`BUFFER_PAGES`] pages in all at most.
+    pub fn buffer(&mut self, bytes: usize) -> Result<BufferId> {
+        self.data.add_buffer(bytes, self.backend).map(BufferId)
+    }
+
+    /// The bytes of buffer `b` (what the last read into it left there).
+    pub fn buffer_bytes(&self, b: BufferId) -> &[u8] {
+        self.data.buffer(b.0).unwrap_or(&[])
+    }
+
+    /// The bytes of buffer `b`, to fill before a write.
+    pub fn buffer_bytes_mut(&mut self, b: BufferId) -> &mut [u8] {
+        self.data.buffer_mut(b.0).unwrap_or(&mut [])
+    }
+
+    /// Reads `len` bytes (whole sectors) from `sector` on into the start
+    /// of buffer `b`, with no copy in this domain.
+    pub fn read_to_buffer(
+        &mut self,
+        sector: u64,
+        b: BufferId,
+        len: usize,
+    ) -> core::result::Result<(), DiskError> {
+        self.check_buffer(b, len)?;
+        self.check(sector, len)?;
+        self.transfer(
+            BlockOp::Read,
+            sector,
+            len,
+            Through::Buffer(b.0),
+            |_, _| {},
+            |_, _| {},
+        )
+    }
+
+    /// Writes the first `len` bytes (whole sectors) of buffer `b` from
+    /// `sector` on, with no copy in this domain; returns once the device
+    /// completed it.
+    pub fn write_from_buffer(
+        &mut self,
+        sector: u64,
+        b: BufferId,
+        len: usize,
+    ) -> core::result::Result<(), DiskError> {
+        self.check_buffer(b, len)?;
+        self.check(sector, len)?;
+        if self.info.features.contains(Features::READ_ONLY) {
+            return Err(DiskError::Unsupported);
+        }
+        self.transfer(
+            BlockOp::Write,
+            sector,
+            len,
+            Through::Buffer(b.0),
+            |_, _| {},
+            |_, _| {},
+        )
+    }
+
+    fn check_buffer(&self, b: BufferId, len: usize) -> core::result::Result<(), DiskError> {
+        match self.data.buffer(b.0) {
+            Some(bytes) if len <= bytes.len() => Ok(()),
+            _ => Err(DiskError::Bounds),
+        }
     }
 
     /// Makes every write answered so far durable.
@@ -350,7 +401,8 @@ impl Disk {
     fn call(&mut self, mut r: BlockRequest) -> core::result::Result<BlockResponse, DiskError> {
         r.id = self.next_id;
         self.next_id += 1;
-        self.send(r)?;
+        self.queue(r, None)?;
+        self.publish();
         loop {
             if let Some(rsp) = self.take_answer()? {
                 return if rsp.status == 0 {
@@ -362,14 +414,13 @@ impl Disk {
         }
     }
 
-    fn send(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
-        self.queue(r)?;
-        self.publish();
-        Ok(())
-    }
-
-    /// Puts a request on the ring without publishing it (see [`Disk::publish`]).
-    fn queue(&mut self, r: BlockRequest) -> core::result::Result<(), DiskError> {
+    /// Puts a request whose pages are at `place` on the ring without
+    /// publishing it (see [`Disk::publish`]).
+    fn queue(
+        &mut self,
+        r: BlockRequest,
+        place: Option<Place>,
+    ) -> core::result::Result<(), DiskError> {
         if self.detached {
             return Err(DiskError::Detached);
         }
@@ -377,7 +428,7 @@ impl Disk {
             return Err(DiskError::Gone);
         }
         self.front.push(&r).map_err(|_| DiskError::Ring)?;
-        let _ = self.in_flight.push(r);
+        let _ = self.in_flight.push((r, place));
         self.sent += 1;
         Ok(())
     }
@@ -400,7 +451,7 @@ impl Disk {
         loop {
             match self.front.pop().map_err(|_| DiskError::Ring)? {
                 Some(rsp) => {
-                    self.in_flight.retain(|r| r.id != rsp.id);
+                    self.in_flight.retain(|(r, _)| r.id != rsp.id);
                     self.gaps
                         .answer(crate::time::now_ns(), crate::time::busy_tsc());
                     return Ok(Some(rsp));
@@ -448,159 +499,16 @@ impl Disk {
         self.restarts
     }
 
-    /// If the control domain said our backend was restarted: grant the ring
-    /// and data pages to the new one, initialise the ring at a new epoch,
-    /// announce it, and send again every request that had no answer (with
-    /// its pages' new grants). Nothing is lost or failed back to the caller;
-    /// a write the old backend had carried out is carried out again, with
-    /// the same data.
-    fn follow_restart(&mut self) -> core::result::Result<(), DiskError> {
-        let device = self.device;
-        let restarted = |m: &ipc_abi::proto::control::ControlMessage| {
-            m.check() == Some(ipc_abi::proto::control::ControlOp::PeerRestarted)
-                && m.kind == DeviceKind::Block as u32
-                && m.index == device
-        };
-        let gone = |m: &ipc_abi::proto::control::ControlMessage| {
-            m.check() == Some(ipc_abi::proto::control::ControlOp::PeerGone)
-                && m.kind == DeviceKind::Block as u32
-                && m.index == device
-        };
-        if self.detached {
-            return Err(DiskError::Detached);
-        }
-        if self.gone {
-            return Err(DiskError::Gone);
-        }
-        // Nothing came since the last look, and no restore: nothing to follow.
-        if !self.news.anything_new() && self.epoch == crate::epoch::get() {
-            return Ok(());
-        }
-        if crate::hotplug::is_detached(DeviceKind::Block, device) {
-            // Its backend stopped serving the ring: nothing in flight will
-            // be answered, and nothing more is sent.
-            self.detached = true;
-            self.in_flight.clear();
-            let _ = hc::event_close(self.port);
-            // Every grant ends (the backend let go of the ring at the
-            // detach); pages a backend still maps are never freed.
-            let mut held = false;
-            let grants = self.slots.iter().flat_map(|s| s.grefs.iter());
-            for &g in grants.chain(self.ring_grefs.iter()) {
-                if g != NO_GRANT {
-                    held |= hc::grant_end(g).is_err();
-                }
-            }
-            if held {
-                for slot in self.slots.drain(..) {
-                    core::mem::forget(slot.pages);
-                }
-            }
-            crate::console::note(format_args!("block: disk {} was detached", device));
-            return Err(DiskError::Detached);
-        }
-        let (news, restored) = crate::control::backend_news(DeviceKind::Block, device, self.epoch);
-        self.epoch = crate::epoch::get();
-        let Some(mut news) = news else {
-            return Ok(());
-        };
-        if gone(&news) {
-            self.gone = true;
-            return Err(DiskError::Gone);
-        }
-        if !restored {
-            let _ = hc::event_close(self.port);
-            // The dead backend's mappings are gone, so every grant can end.
-            for &g in self.ring_grefs.iter() {
-                let _ = hc::grant_end(g);
-            }
-        }
-        // Each data page's grant as requests in flight name it, and as it is now.
-        let mut renamed: heapless::Vec<(u32, u32), { IN_FLIGHT * MAX_SEGMENTS }> = self
-            .slots
-            .iter()
-            .flat_map(|slot| slot.grefs.iter().map(|&g| (g, g)))
-            .collect();
-        let mut forget = restored;
-        let (backend, grefs, port) = loop {
-            let backend = news.peer;
-            let foreign = core::mem::take(&mut forget);
-            // `renamed` lists the pages in this loop's order. A page whose
-            // grant failed holds NO_GRANT, so that a later turn does not end
-            // a reference number handed out again in between.
-            let pages = self
-                .slots
-                .iter_mut()
-                .flat_map(|slot| slot.grefs.iter_mut().zip(slot.pages.iter()));
-            let granted = pages
-                .zip(renamed.iter_mut())
-                .try_for_each(|((g, page), r)| {
-                    let old = core::mem::replace(g, NO_GRANT);
-                    r.1 = NO_GRANT;
-                    if !foreign && old != NO_GRANT {
-                        let _ = hc::grant_end(old);
-                    }
-                    *g = hc::grant_create(backend, page.0.as_ptr() as u64, false)?;
-                    r.1 = *g;
-                    Ok(())
-                });
-            self.front = Front::init(self.ring.shared(), 1).map_err(|_| DiskError::Ring)?;
-            let announced = granted.and_then(|()| {
-                crate::ring::announce(
-                    &[self.ring],
-                    backend,
-                    DeviceKind::Block,
-                    self.device,
-                    BLOCK_VERSION,
-                )
-            });
-            match announced {
-                Ok((grefs, port)) => break (backend, grefs, port),
-                // That instance died too before it accepted (or before it
-                // was granted our pages): follow the next.
-                Err(Error::DeadDomain) => {
-                    news = crate::control::wait_news(|m| restarted(m) || gone(m));
-                    if gone(&news) {
-                        self.gone = true;
-                        return Err(DiskError::Gone);
-                    }
-                }
-                Err(_) => return Err(DiskError::Ring),
-            }
-        };
-        self.ring_grefs = grefs;
-        self.port = port;
-        self.backend = backend;
-        self.restarts += 1;
-        self.gaps.restarted();
-        crate::console::note(format_args!(
-            "block: disk {} reconnected to domain {} (restart {}), {} requests sent again",
-            self.device,
-            backend,
-            self.restarts,
-            self.in_flight.len()
-        ));
-        let replay = core::mem::take(&mut self.in_flight);
-        for mut r in replay {
-            for s in r.segments[..usize::from(r.segments_used).min(MAX_SEGMENTS)].iter_mut() {
-                if let Some(&(_, new)) = renamed.iter().find(|(old, _)| *old == s.gref) {
-                    s.gref = new;
-                }
-            }
-            self.queue(r)?;
-        }
-        self.publish();
-        Ok(())
-    }
-
     /// Moves `len` bytes from `sector` on in requests of up to
-    /// [`REQUEST_BYTES`], [`IN_FLIGHT`] at a time. `fill(offset, page)` fills
-    /// a page before a write; `drain(offset, bytes)` takes a read's bytes.
+    /// [`REQUEST_BYTES`], [`IN_FLIGHT`] at a time, through the slots or a
+    /// buffer. Through the slots, `fill(offset, page)` fills a page before
+    /// a write and `drain(offset, bytes)` takes a read's bytes.
     fn transfer(
         &mut self,
         op: BlockOp,
         sector: u64,
         len: usize,
+        through: Through,
         mut fill: impl FnMut(usize, &mut [u8]),
         mut drain: impl FnMut(usize, &[u8]),
     ) -> core::result::Result<(), DiskError> {
@@ -609,12 +517,25 @@ impl Disk {
         }
         let mut next = 0usize;
         let mut failed = None;
-        // (request id, byte offset, bytes) of each slot in use.
-        let mut pending: heapless::Vec<(u64, usize, usize), IN_FLIGHT> = heapless::Vec::new();
+        // (request id, byte offset, bytes, where its pages are) of each
+        // request in flight.
+        let mut pending: heapless::Vec<(u64, usize, usize, Place), IN_FLIGHT> =
+            heapless::Vec::new();
         loop {
-            while next < len && failed.is_none() {
-                let Some(slot) = self.slots.iter().position(|s| s.busy.is_none()) else {
-                    break;
+            while next < len && failed.is_none() && !pending.is_full() {
+                let place = match through {
+                    Through::Buffer(index) => Place::Buffer {
+                        index,
+                        first: next / PAGE,
+                    },
+                    Through::Slots => {
+                        let free = (0..self.data.slots())
+                            .find(|&s| pending.iter().all(|p| p.3 != Place::Slot(s)));
+                        match free {
+                            Some(s) => Place::Slot(s),
+                            None => break,
+                        }
+                    }
                 };
                 let bytes = (len - next).min(REQUEST_BYTES);
                 let mut r = BlockRequest::new_zeroed();
@@ -627,21 +548,23 @@ impl Disk {
                 for i in 0..used {
                     let in_page = (bytes - i * PAGE).min(PAGE);
                     r.segments[i] = Segment {
-                        gref: self.slots[slot].grefs[i],
+                        gref: self.data.gref(place, i),
                         first_sector: 0,
                         last_sector: (in_page as u64 / SECTOR_SIZE) as u8 - 1,
                         _reserved: 0,
                     };
-                    if op == BlockOp::Write {
-                        fill(next + i * PAGE, &mut self.slots[slot].pages[i].0[..in_page]);
+                    if let (BlockOp::Write, Place::Slot(s)) = (op, place) {
+                        fill(
+                            next + i * PAGE,
+                            &mut self.data.slot_page_mut(s, i)[..in_page],
+                        );
                     }
                 }
                 debug_assert!(r.segments[..used]
                     .iter()
                     .all(|s| s.last_sector < SECTORS_PER_PAGE));
-                self.slots[slot].busy = Some(r.id);
-                self.queue(r)?;
-                let _ = pending.push((r.id, next, bytes));
+                self.queue(r, Some(place))?;
+                let _ = pending.push((r.id, next, bytes, place));
                 next += bytes;
             }
             // Publish many, notify once: the backend sees them as one batch.
@@ -650,26 +573,20 @@ impl Disk {
                 return failed.map_or(Ok(()), Err);
             }
             let rsp = self.take_answer()?.ok_or(DiskError::Ring)?;
-            let Some(p) = pending.iter().position(|&(id, _, _)| id == rsp.id) else {
+            let Some(p) = pending.iter().position(|&(id, ..)| id == rsp.id) else {
                 continue;
             };
-            let (_, offset, bytes) = pending.swap_remove(p);
-            let slot = self
-                .slots
-                .iter()
-                .position(|s| s.busy == Some(rsp.id))
-                .ok_or(DiskError::Ring)?;
-            self.slots[slot].busy = None;
+            let (_, offset, bytes, place) = pending.swap_remove(p);
             if rsp.status != 0 {
                 failed = Some(DiskError::Status(rsp.status));
                 continue;
             }
-            if op == BlockOp::Read {
-                // The backend's copies into our pages happened before its answer.
-                fence(Ordering::Acquire);
+            // The backend's copies into our pages happened before its answer.
+            fence(Ordering::Acquire);
+            if let (BlockOp::Read, Place::Slot(s)) = (op, place) {
                 for i in 0..bytes.div_ceil(PAGE) {
                     let in_page = (bytes - i * PAGE).min(PAGE);
-                    drain(offset + i * PAGE, &self.slots[slot].pages[i].0[..in_page]);
+                    drain(offset + i * PAGE, &self.data.slot_page(s, i)[..in_page]);
                 }
             }
         }
