@@ -12,6 +12,7 @@
 
 mod bench;
 mod disk;
+mod maps;
 mod serve;
 mod vdisk;
 

@@ -10,7 +10,7 @@
 //! disk, read-only), and gives the device a request that names the
 //! frontend's granted pages themselves: the device moves the data by DMA,
 //! with no copy. Pages that cannot be mapped (granted read-only, or beyond
-//! [`MAPPED_PER_CLIENT`]), and every page with `grant=copy`, go through a
+//! [`crate::maps::MAPPED_PER_CLIENT`]), and every page with `grant=copy`, go through a
 //! bounce buffer by `GrantCopy`. Every request of a round is in flight at
 //! once; the round ends when the device finished them all, and only then
 //! are they answered. A write is answered once the device completed it; a
@@ -20,6 +20,7 @@
 
 extern crate alloc;
 use crate::disk::{Command, Disk, Outcome};
+use crate::maps::ClientMaps;
 use crate::vdisk::VDisk;
 use alloc::vec::Vec;
 use domain_runtime::grant::Mapping;
@@ -43,11 +44,6 @@ const BATCH: usize = 8;
 const MAX_CLIENTS: usize = 64;
 /// Bytes of the bounce buffer (a full batch of five-page requests).
 pub const BOUNCE_BYTES: usize = BATCH * MAX_SEGMENTS * 4096;
-/// Granted pages one frontend may have mapped at once (the rest are
-/// copied): its runtime's slots (twenty pages) and a 64 KiB buffer and
-/// more. The window holds 255 pages, shared with every ring: when a ring
-/// finds no room, every mapping goes first ([`Backend::release_all_maps`]).
-const MAPPED_PER_CLIENT: usize = 40;
 
 /// How data moves between a frontend's granted pages and the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +59,11 @@ struct Client {
     dom: DomainId,
     port: u16,
     ring: MappedBack<BlockRequest, BlockResponse>,
-    /// Its data pages mapped so far (`GrantMode::Map`), with their physical addresses.
-    maps: heapless::Vec<(u32, Mapping, u64), MAPPED_PER_CLIENT>,
+    /// Its data pages mapped so far (`GrantMode::Map`), at most
+    /// [`crate::maps::MAPPED_PER_CLIENT`]. The window holds 255 pages, shared with every
+    /// ring: when a ring finds no room, every mapping goes first
+    /// ([`Backend::release_all_maps`]).
+    maps: ClientMaps,
     /// Index into the virtual disks.
     vdisk: usize,
     /// The frontend's device index (xvda = 0): one connection each.
@@ -143,9 +142,9 @@ impl<T: Transport> Backend<T> {
     /// The lowest grant-window slot no ring or mapped page uses (the last is the control ring's).
     fn free_slot(&self, pages: u64) -> Option<u64> {
         let used = |s: u64| {
-            self.clients.iter().any(|c| {
-                c.ring.slots().contains(&s) || c.maps.iter().any(|(_, m, _)| m.slot() == s)
-            })
+            self.clients
+                .iter()
+                .any(|c| c.ring.slots().contains(&s) || c.maps.uses_slot(s))
         };
         (0..control::CONTROL_SLOT.saturating_sub(pages)).find(|&s| (s..s + pages).all(|x| !used(x)))
     }
@@ -259,7 +258,7 @@ impl<T: Transport> Backend<T> {
             dom: msg.peer,
             port,
             ring,
-            maps: heapless::Vec::new(),
+            maps: ClientMaps::new(),
             vdisk: grant.vdisk as usize,
             device: grant.device,
             read_only: grant.read_only,
@@ -405,9 +404,9 @@ impl<T: Transport> Backend<T> {
     ) -> Result<Buffer, Status> {
         let (page_offset, len) = segment_range(s);
         if self.mode == GrantMode::Map {
-            if let Some(m) = self.mapping(i, s.gref) {
+            if let Some(phys) = self.mapping(i, s.gref) {
                 return Ok(Buffer {
-                    phys: self.clients[i].maps[m].2 + page_offset as u64,
+                    phys: phys + page_offset as u64,
                     len: len as u32,
                     device_writes: read,
                 });
@@ -545,17 +544,15 @@ impl<T: Transport> Backend<T> {
     /// ring. Only between rounds, when the device has nothing in flight.
     fn release_all_maps(&mut self) {
         for c in self.clients.iter_mut() {
-            for (_, m, _) in c.maps.drain(..) {
-                let _ = m.unmap();
-            }
+            c.maps.unmap_all();
         }
     }
 
-    /// The mapping of `gref` for client `i`, made on first use; None when
-    /// it cannot be mapped (then the data is copied instead).
-    fn mapping(&mut self, i: usize, gref: u32) -> Option<usize> {
-        if let Some(at) = self.clients[i].maps.iter().position(|(g, _, _)| *g == gref) {
-            return Some(at);
+    /// The device address of `gref` for client `i`, mapped on first use;
+    /// None when it cannot be mapped (then the data is copied instead).
+    fn mapping(&mut self, i: usize, gref: u32) -> Option<u64> {
+        if let Some(phys) = self.clients[i].maps.find(gref) {
+            return Some(phys);
         }
         if self.clients[i].maps.is_full() {
             return None;
@@ -580,11 +577,11 @@ impl<T: Transport> Backend<T> {
             println!("drvdom-blk: dma_test: {outcome:?}");
             return None;
         }
-        if let Err((_, m, _)) = self.clients[i].maps.push((gref, m, phys)) {
+        if let Err(m) = self.clients[i].maps.insert(gref, m, phys) {
             let _ = m.unmap();
             return None;
         }
-        Some(self.clients[i].maps.len() - 1)
+        Some(phys)
     }
 }
 
@@ -626,9 +623,7 @@ fn segment_range(s: &domain_runtime::ipc_abi::proto::block::Segment) -> (usize, 
 
 /// A client goes: its mapped pages are unmapped, its port closed (its ring
 /// is unmapped when `MappedBack` drops).
-fn release(c: Client) {
-    for (_, m, _) in c.maps {
-        let _ = m.unmap();
-    }
+fn release(mut c: Client) {
+    c.maps.unmap_all();
     let _ = hc::event_close(c.port);
 }

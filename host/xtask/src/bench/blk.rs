@@ -1,6 +1,8 @@
 //! `cargo xtask bench blk`: the block path from a guest through drvdom-blk
 //! against the same workload issued by drvdom-blk on the raw device, in the
-//! same run on the same image (ratios, as these machines are noisy), then
+//! same run on the same image (ratios, as these machines are noisy; each
+//! the median of three boots, one with `--short`), the guest's sequential
+//! I/O both in a buffer of its disk's and copied to and from its memory, then
 //! the instructions per request under `-icount`: the TSC ticks the CPU was
 //! busy over the workload (every domain and the kernel; the CPU's idle
 //! time while QEMU's device works is not counted, so the figure is a path
@@ -111,14 +113,24 @@ fn boot(icount: bool, grant: &str, machine: Platform) -> Result<Machine, String>
     config.spawn()
 }
 
-/// One mode's figures: raw and guest (ns, tsc, notifications) per
-/// workload (the guest's sequential ones in its buffer, then copied), and
-/// icount per request.
-struct Figures {
+/// One boot's wall-clock figures: raw and guest (ns, tsc, notifications)
+/// per workload (the guest's sequential ones in its buffer), and the
+/// guest's sequential read and write copied to and from its memory.
+struct Wall {
     raw: [(f64, f64, Option<f64>); 3],
     guest: [(f64, f64, Option<f64>); 3],
-    /// The guest's sequential read and write copied to and from its memory.
     guest_copied: [(f64, f64, Option<f64>); 2],
+}
+
+/// Boots whose wall-clock figures are taken (the median is reported: one
+/// boot's ratio moves by a third from one to the next on these machines).
+fn wall_boots() -> usize {
+    super::setup::sized(3, 1)
+}
+
+/// One mode's figures: each boot's wall clock, and icount per request.
+struct Figures {
+    walls: Vec<Wall>,
     raw_icount: f64,
     guest_icount: f64,
     /// Instructions per 64 KiB sequential read, raw, guest and guest copied (-icount).
@@ -127,23 +139,30 @@ struct Figures {
     guest_copied_seq_icount: f64,
 }
 
-fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
+fn wall(grant: &str, machine: Platform) -> Result<Wall, String> {
     let m = boot(false, grant, machine)?;
-    let raw = [
-        figures(&m, "drvdom-blk: raw seq-read")?,
-        figures(&m, "drvdom-blk: raw seq-write")?,
-        figures(&m, "drvdom-blk: raw random-read")?,
-    ];
-    let guest = [
-        figures(&m, "disk-bench: seq-read")?,
-        figures(&m, "disk-bench: seq-write")?,
-        figures(&m, "disk-bench: random-read")?,
-    ];
-    let guest_copied = [
-        figures(&m, "disk-bench: copied seq-read")?,
-        figures(&m, "disk-bench: copied seq-write")?,
-    ];
-    drop(m);
+    Ok(Wall {
+        raw: [
+            figures(&m, "drvdom-blk: raw seq-read")?,
+            figures(&m, "drvdom-blk: raw seq-write")?,
+            figures(&m, "drvdom-blk: raw random-read")?,
+        ],
+        guest: [
+            figures(&m, "disk-bench: seq-read")?,
+            figures(&m, "disk-bench: seq-write")?,
+            figures(&m, "disk-bench: random-read")?,
+        ],
+        guest_copied: [
+            figures(&m, "disk-bench: copied seq-read")?,
+            figures(&m, "disk-bench: copied seq-write")?,
+        ],
+    })
+}
+
+fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
+    let walls = (0..wall_boots())
+        .map(|_| wall(grant, machine))
+        .collect::<Result<Vec<_>, _>>()?;
     let m = boot(true, grant, machine)?;
     // `BLKBENCH_PROFILE=FILE`: the exec log of the guest's sequential reads.
     if let Ok(log) = std::env::var("BLKBENCH_PROFILE") {
@@ -156,9 +175,7 @@ fn measure(grant: &str, machine: Platform) -> Result<Figures, String> {
     let raw_icount = busy(&m, "drvdom-blk: raw random-read")? / random() as f64;
     let guest_icount = busy(&m, "disk-bench: random-read")? / random() as f64;
     Ok(Figures {
-        raw,
-        guest,
-        guest_copied,
+        walls,
         raw_icount,
         guest_icount,
         raw_seq_icount,
@@ -188,39 +205,55 @@ pub fn run() -> Result<(), String> {
     for &(grant, machine) in chosen {
         let f = measure(grant, machine)?;
         let grant = format!("{grant}{}", machine.name());
-        // (what, raw, guest) in MiB/s or IOPS.
-        let rows = [
-            (
-                "sequential read, 64 KiB calls, guest in its disk buffer (MiB/s)",
-                mibps(f.raw[0].0),
-                mibps(f.guest[0].0),
-            ),
-            (
-                "sequential write, 64 KiB calls, guest from its disk buffer (MiB/s)",
-                mibps(f.raw[1].0),
-                mibps(f.guest[1].0),
-            ),
-            (
-                "sequential read, 64 KiB calls, guest copying into its memory (MiB/s)",
-                mibps(f.raw[0].0),
-                mibps(f.guest_copied[0].0),
-            ),
-            (
-                "sequential write, 64 KiB calls, guest copying from its memory (MiB/s)",
-                mibps(f.raw[1].0),
-                mibps(f.guest_copied[1].0),
-            ),
-            (
-                "random 4 KiB reads (IOPS)",
-                iops(f.raw[2].0),
-                iops(f.guest[2].0),
-            ),
-        ];
-        for (k, (what, r, g)) in rows.iter().enumerate() {
+        // (what, raw and guest in MiB/s or IOPS) of a boot.
+        let rows = |w: &Wall| {
+            [
+                (
+                    "sequential read, 64 KiB calls, guest in its disk buffer (MiB/s)",
+                    mibps(w.raw[0].0),
+                    mibps(w.guest[0].0),
+                ),
+                (
+                    "sequential write, 64 KiB calls, guest from its disk buffer (MiB/s)",
+                    mibps(w.raw[1].0),
+                    mibps(w.guest[1].0),
+                ),
+                (
+                    "sequential read, 64 KiB calls, guest copying into its memory (MiB/s)",
+                    mibps(w.raw[0].0),
+                    mibps(w.guest_copied[0].0),
+                ),
+                (
+                    "sequential write, 64 KiB calls, guest copying from its memory (MiB/s)",
+                    mibps(w.raw[1].0),
+                    mibps(w.guest_copied[1].0),
+                ),
+                (
+                    "random 4 KiB reads (IOPS)",
+                    iops(w.raw[2].0),
+                    iops(w.guest[2].0),
+                ),
+            ]
+        };
+        let boots: Vec<_> = f.walls.iter().map(rows).collect();
+        let runs = boots.len();
+        for (k, (what, _, _)) in boots[0].iter().enumerate() {
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let mut r: Vec<f64> = boots.iter().map(|b| b[k].1).collect();
+            let mut g: Vec<f64> = boots.iter().map(|b| b[k].2).collect();
+            let mut ratios: Vec<f64> = boots.iter().map(|b| b[k].2 / b[k].1).collect();
+            let (r, g, ratio) = (median(&mut r), median(&mut g), median(&mut ratios));
+            let spread = if runs > 1 {
+                format!(" ({:.2}-{:.2})", ratios[0], ratios[runs - 1])
+            } else {
+                String::new()
+            };
             let aim = if k < 2 { "≥ 0.8" } else { "" };
             println!(
-                "| grant {grant} | {what} | {r:.1} | {g:.1} | {:.2} | {aim} |",
-                g / r
+                "| grant {grant} | {what}, median of {runs} boots | {r:.1} | {g:.1} | {ratio:.2}{spread} | {aim} |"
             );
         }
         println!(
@@ -243,7 +276,7 @@ pub fn run() -> Result<(), String> {
         );
         println!(
             "| grant {grant} | notifications per request, random reads | | {:.2} | | |",
-            f.guest[2].2.unwrap_or(f64::NAN) / random() as f64
+            f.walls[0].guest[2].2.unwrap_or(f64::NAN) / random() as f64
         );
     }
     Ok(())
