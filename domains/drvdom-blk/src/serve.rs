@@ -379,7 +379,16 @@ impl<T: Transport> Backend<T> {
                 let mut data: heapless::Vec<Buffer, MAX_SEGMENTS> = heapless::Vec::new();
                 for s in &req.segments[..usize::from(req.segments_used)] {
                     let b = self.buffer_for(i, s, op == BlockOp::Read, p)?;
-                    let _ = data.push(b);
+                    // Pieces that meet at the device are one descriptor
+                    // (a buffer's pages often are: fewer for the device to walk).
+                    match data.last_mut() {
+                        Some(last) if last.phys + u64::from(last.len) == b.phys => {
+                            last.len += b.len;
+                        }
+                        _ => {
+                            let _ = data.push(b);
+                        }
+                    }
                 }
                 let cmd = if op == BlockOp::Read {
                     Command::Read

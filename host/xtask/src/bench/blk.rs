@@ -1,7 +1,7 @@
 //! `cargo xtask bench blk`: the block path from a guest through drvdom-blk
 //! against the same workload issued by drvdom-blk on the raw device, in the
 //! same run on the same image (ratios, as these machines are noisy; each
-//! the median of three boots, one with `--short`), the guest's sequential
+//! the median of seven boots, one with `--short`), the guest's sequential
 //! I/O both in a buffer of its disk's and copied to and from its memory, then
 //! the instructions per request under `-icount`: the TSC ticks the CPU was
 //! busy over the workload (every domain and the kernel; the CPU's idle
@@ -125,7 +125,7 @@ struct Wall {
 /// Boots whose wall-clock figures are taken (the median is reported: one
 /// boot's ratio moves by a third from one to the next on these machines).
 fn wall_boots() -> usize {
-    super::setup::sized(3, 1)
+    super::setup::sized(7, 1)
 }
 
 /// One mode's figures: each boot's wall clock, and icount per request.
