@@ -188,6 +188,13 @@ impl<T: Transport> Nic<T> {
         }
     }
 
+    /// Whether the device has sent every frame it was given (every
+    /// transmit buffer is free again).
+    pub fn sent_all(&mut self) -> bool {
+        self.reclaim();
+        self.tx_free.count_ones() as usize == self.tx.len()
+    }
+
     /// Queues `frame` for sending; false if no buffer is free (the frame is dropped).
     pub fn send(&mut self, frame: &[u8]) -> bool {
         let Some(room) = self.frame_room() else {
