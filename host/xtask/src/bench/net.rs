@@ -9,7 +9,8 @@
 //! web guest's echo; and, under
 //! `-icount`, instructions per 1,514-byte frame from guest to guest
 //! through the switch and out of the NIC (raw and from a guest). `NETBENCH_LOG=1` prints the serial lines of that
-//! last boot (to see why a figure moved); `NETBENCH_G2G=MTU` measures
+//! last boot and of each boot sending frames out of the NIC (to see why a
+//! figure moved); `NETBENCH_G2G=MTU` measures
 //! guest to guest alone (`NETBENCH_ICOUNT=1`: under -icount);
 //! `NETBENCH_NIC=1` the instructions a frame out of the NIC alone
 //! (`NETBENCH_NIC=wall`: its wall figures alone, the median of seven boots).
