@@ -329,16 +329,7 @@ impl Disk {
         b: BufferId,
         len: usize,
     ) -> core::result::Result<(), DiskError> {
-        self.check_buffer(b, len)?;
-        self.check(sector, len)?;
-        self.transfer(
-            BlockOp::Read,
-            sector,
-            len,
-            Through::Buffer(b.0),
-            |_, _| {},
-            |_, _| {},
-        )
+        self.buffer_transfer(BlockOp::Read, sector, b, len)
     }
 
     /// Writes the first `len` bytes (whole sectors) of buffer `b` from
@@ -350,19 +341,24 @@ impl Disk {
         b: BufferId,
         len: usize,
     ) -> core::result::Result<(), DiskError> {
-        self.check_buffer(b, len)?;
-        self.check(sector, len)?;
         if self.info.features.contains(Features::READ_ONLY) {
             return Err(DiskError::Unsupported);
         }
-        self.transfer(
-            BlockOp::Write,
-            sector,
-            len,
-            Through::Buffer(b.0),
-            |_, _| {},
-            |_, _| {},
-        )
+        self.buffer_transfer(BlockOp::Write, sector, b, len)
+    }
+
+    /// A read or write of the first `len` bytes of buffer `b`, checked.
+    fn buffer_transfer(
+        &mut self,
+        op: BlockOp,
+        sector: u64,
+        b: BufferId,
+        len: usize,
+    ) -> core::result::Result<(), DiskError> {
+        self.check_buffer(b, len)?;
+        self.check(sector, len)?;
+        let nothing = |_: usize, _: &[u8]| {};
+        self.transfer(op, sector, len, Through::Buffer(b.0), |_, _| {}, nothing)
     }
 
     fn check_buffer(&self, b: BufferId, len: usize) -> core::result::Result<(), DiskError> {

@@ -205,46 +205,43 @@ pub fn run() -> Result<(), String> {
     for &(grant, machine) in chosen {
         let f = measure(grant, machine)?;
         let grant = format!("{grant}{}", machine.name());
-        // (what, raw and guest in MiB/s or IOPS) of a boot.
+        // (what, (raw, guest) in MiB/s or IOPS) of a boot.
         let rows = |w: &Wall| {
+            let seq = |k: usize, guest: f64| (mibps(w.raw[k].0), mibps(guest));
             [
                 (
                     "sequential read, 64 KiB calls, guest in its disk buffer (MiB/s)",
-                    mibps(w.raw[0].0),
-                    mibps(w.guest[0].0),
+                    seq(0, w.guest[0].0),
                 ),
                 (
                     "sequential write, 64 KiB calls, guest from its disk buffer (MiB/s)",
-                    mibps(w.raw[1].0),
-                    mibps(w.guest[1].0),
+                    seq(1, w.guest[1].0),
                 ),
                 (
                     "sequential read, 64 KiB calls, guest copying into its memory (MiB/s)",
-                    mibps(w.raw[0].0),
-                    mibps(w.guest_copied[0].0),
+                    seq(0, w.guest_copied[0].0),
                 ),
                 (
                     "sequential write, 64 KiB calls, guest copying from its memory (MiB/s)",
-                    mibps(w.raw[1].0),
-                    mibps(w.guest_copied[1].0),
+                    seq(1, w.guest_copied[1].0),
                 ),
                 (
                     "random 4 KiB reads (IOPS)",
-                    iops(w.raw[2].0),
-                    iops(w.guest[2].0),
+                    (iops(w.raw[2].0), iops(w.guest[2].0)),
                 ),
             ]
         };
         let boots: Vec<_> = f.walls.iter().map(rows).collect();
         let runs = boots.len();
-        for (k, (what, _, _)) in boots[0].iter().enumerate() {
+        for (k, (what, _)) in boots[0].iter().enumerate() {
             let median = |v: &mut Vec<f64>| {
                 v.sort_by(f64::total_cmp);
                 v[v.len() / 2]
             };
-            let mut r: Vec<f64> = boots.iter().map(|b| b[k].1).collect();
-            let mut g: Vec<f64> = boots.iter().map(|b| b[k].2).collect();
-            let mut ratios: Vec<f64> = boots.iter().map(|b| b[k].2 / b[k].1).collect();
+            let pairs: Vec<(f64, f64)> = boots.iter().map(|b| b[k].1).collect();
+            let mut r: Vec<f64> = pairs.iter().map(|&(raw, _)| raw).collect();
+            let mut g: Vec<f64> = pairs.iter().map(|&(_, guest)| guest).collect();
+            let mut ratios: Vec<f64> = pairs.iter().map(|&(raw, guest)| guest / raw).collect();
             let (r, g, ratio) = (median(&mut r), median(&mut g), median(&mut ratios));
             let spread = if runs > 1 {
                 format!(" ({:.2}-{:.2})", ratios[0], ratios[runs - 1])
