@@ -54,6 +54,76 @@ fn every_bench_runs_in_its_short_form_and_prints_its_table(
     Ok(())
 }
 
+/// A bench, the environment it runs with, and what its output must hold.
+type BenchOptions = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+/// The options a bench takes from the environment to measure one thing
+/// alone (docs/performance.md uses them), each with a bench in its short
+/// form: `(bench, options, what its output must hold)`. The `_PROFILE`
+/// options are not here: they log every instruction for seconds, and
+/// the profile test below reads such a log.
+const OPTIONS: [BenchOptions; 5] = [
+    (
+        "blk",
+        &[("BLKBENCH_ONLY", "map")],
+        "| grant map | sequential read",
+    ),
+    (
+        "net",
+        &[("NETBENCH_NIC", "1"), ("NETBENCH_LOG", "1")],
+        "frames out of the NIC, instructions a frame: raw ",
+    ),
+    (
+        "net",
+        &[("NETBENCH_NIC", "wall")],
+        "frames out of the NIC, MiB/s, median of 1 boots: raw ",
+    ),
+    (
+        "net",
+        &[("NETBENCH_G2G", "4082"), ("NETBENCH_ICOUNT", "1")],
+        "guest to guest, MTU 4082: ",
+    ),
+    (
+        "restart",
+        &[
+            ("RESTARTBENCH_ONLY", "drvdom-net"),
+            ("RESTARTBENCH_LOG", "1"),
+        ],
+        "| drvdom-net",
+    ),
+];
+
+fn every_bench_option_runs_in_its_short_form(
+    _: &Ctx,
+    _: &mut Option<Machine>,
+) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (bench, options, want) in OPTIONS {
+        let out = Command::new(&cargo)
+            .current_dir(crate::build::root())
+            .args(["xtask", "bench", "--short", bench])
+            .envs(options.iter().copied())
+            .output()
+            .map_err(|e| format!("cannot run cargo xtask bench: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        check(
+            out.status.success() && stdout.lines().any(|l| l.starts_with(want)),
+            || {
+                format!(
+                    "{options:?} cargo xtask bench --short {bench}: {}, no line starting {want:?}\n{stdout}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// `cargo xtask profile LOG`, as a user types it, on a log of the kind
 /// QEMU writes (`log exec,nochain`) made here from the built binaries:
 /// five instructions of the kernel's `syscall_entry`, twenty in a row of
@@ -169,6 +239,10 @@ pub(super) fn tests() -> Vec<Test> {
         Test::alone(
             "every_bench_runs_in_its_short_form_and_prints_its_table",
             every_bench_runs_in_its_short_form_and_prints_its_table,
+        ),
+        Test::alone(
+            "every_bench_option_runs_in_its_short_form",
+            every_bench_option_runs_in_its_short_form,
         ),
         Test::new(
             "cargo_xtask_profile_says_where_a_logs_instructions_went",
