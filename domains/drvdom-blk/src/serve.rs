@@ -241,6 +241,10 @@ impl<T: Transport> Backend<T> {
             Some(slot) => slot,
             None => {
                 self.release_all_maps();
+                println!(
+                    "drvdom-blk: the window was full: every mapped data page let go for domain {}'s ring",
+                    msg.peer
+                );
                 self.free_slot(pages).ok_or("no free window slot")?
             }
         };

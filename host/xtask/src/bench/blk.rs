@@ -234,20 +234,16 @@ pub fn run() -> Result<(), String> {
         let boots: Vec<_> = f.walls.iter().map(rows).collect();
         let runs = boots.len();
         for (k, (what, _)) in boots[0].iter().enumerate() {
-            let median = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
             let pairs: Vec<(f64, f64)> = boots.iter().map(|b| b[k].1).collect();
-            let mut r: Vec<f64> = pairs.iter().map(|&(raw, _)| raw).collect();
-            let mut g: Vec<f64> = pairs.iter().map(|&(_, guest)| guest).collect();
-            let mut ratios: Vec<f64> = pairs.iter().map(|&(raw, guest)| guest / raw).collect();
-            let (r, g, ratio) = (median(&mut r), median(&mut g), median(&mut ratios));
+            let r = super::setup::spread(pairs.iter().map(|&(raw, _)| raw)).median;
+            let g = super::setup::spread(pairs.iter().map(|&(_, guest)| guest)).median;
+            let ratio = super::setup::spread(pairs.iter().map(|&(raw, guest)| guest / raw));
             let spread = if runs > 1 {
-                format!(" ({:.2}-{:.2})", ratios[0], ratios[runs - 1])
+                format!(" ({:.2}-{:.2})", ratio.low, ratio.high)
             } else {
                 String::new()
             };
+            let ratio = ratio.median;
             let aim = if k < 2 { "≥ 0.8" } else { "" };
             println!(
                 "| grant {grant} | {what}, median of {runs} boots | {r:.1} | {g:.1} | {ratio:.2}{spread} | {aim} |"

@@ -121,19 +121,15 @@ fn frames_out_median(iommu: Iommu) -> Result<FramesOut, String> {
     let boots = (0..frames_boots())
         .map(|_| frames_out(iommu))
         .collect::<Result<Vec<_>, _>>()?;
-    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64| {
-        let mut v: Vec<f64> = boots.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[0], v[v.len() - 1])
-    };
-    let (ratio, low, high) = median(&|b| b.1 / b.0);
+    let of = |f: fn(&(f64, f64, f64)) -> f64| super::setup::spread(boots.iter().map(f));
+    let ratio = of(|b| b.1 / b.0);
     Ok(FramesOut {
-        raw: median(&|b| b.0).0,
-        guest: median(&|b| b.1).0,
-        ratio,
-        low,
-        high,
-        notes: median(&|b| b.2).0,
+        raw: of(|b| b.0).median,
+        guest: of(|b| b.1).median,
+        ratio: ratio.median,
+        low: ratio.low,
+        high: ratio.high,
+        notes: of(|b| b.2).median,
     })
 }
 

@@ -50,6 +50,24 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Figures of several boots: their median, lowest and highest.
+pub struct Spread {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The [`Spread`] of `values` (at least one).
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Spread {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    Spread {
+        median: v[v.len() / 2],
+        low: v[0],
+        high: v[v.len() - 1],
+    }
+}
+
 /// A bench's `..._PROFILE=FILE`: QEMU logs every translation block it runs
 /// (`log exec,nochain`) to `FILE` for two seconds from `after` seconds
 /// after `marker` (the machine needs a monitor socket; with
